@@ -1,0 +1,261 @@
+//! Running one attempt of a task in its lane, and deciding what follows it:
+//! a retry after backoff, or the final outcome delivered to the result queue.
+//!
+//! Every attempt is guarded the same way in every lane: a panic becomes
+//! [`Outcome::Panicked`], a timeout [`Outcome::TimedOut`], a cancelled task, job
+//! or pool [`Outcome::Cancelled`]. A cpu-lane thread cannot be pre-empted, so on
+//! timeout or cancel its outcome is reported at once while its slot stays taken
+//! until the thread really returns: slots always match the threads in use.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use conveyor_core::{ErrorKind, Outcome, TaskError};
+
+use crate::context::TaskContext;
+use crate::envelope::{Envelope, Event};
+use crate::handler::{run_process, Work};
+use crate::output::Output;
+use crate::results::TaskResult;
+
+/// How one attempt ended.
+pub(crate) enum Ended {
+    Ok(Output),
+    Error(TaskError),
+    TimedOut,
+    Cancelled,
+    Panicked(String),
+}
+
+impl Ended {
+    fn from_caught(r: Result<Result<Output, TaskError>, Box<dyn Any + Send>>) -> Self {
+        match r {
+            Ok(Ok(out)) => Ended::Ok(out),
+            Ok(Err(e)) => Ended::Error(e),
+            Err(panic) => Ended::Panicked(panic_message(&*panic)),
+        }
+    }
+
+    fn into_outcome(self) -> Outcome<Output> {
+        match self {
+            Ended::Ok(out) => Outcome::Succeeded(out),
+            Ended::Error(e) => Outcome::Failed(e),
+            Ended::TimedOut => Outcome::TimedOut,
+            Ended::Cancelled => Outcome::Cancelled,
+            Ended::Panicked(m) => Outcome::Panicked(m),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+type ThreadDone = oneshot::Receiver<()>;
+
+/// Starts the next attempt of `env`, which the dispatcher has given slot `slot`.
+pub(crate) fn launch(mut env: Box<Envelope>, slot: usize) {
+    env.attempt += 1;
+    let attempt = env.attempt;
+    let params = if attempt < env.max_attempts {
+        env.params.as_ref().and_then(|p| env.handler.clone_params(p))
+    } else {
+        env.params.take()
+    };
+    let started = Instant::now();
+    let Some(params) = params else {
+        let end = Ended::Error(TaskError::permanent("the task's params are gone"));
+        tokio::spawn(finish(env, slot, Some(started), end, None));
+        return;
+    };
+    let deadline = env.timeout.map(|d| started + d);
+    let ctx = TaskContext {
+        id: env.id,
+        attempt,
+        key: env.key.clone(),
+        task_token: env.token.clone(),
+        job_token: env.job.token.clone(),
+        deadline,
+    };
+    let span = tracing::debug_span!("task", id = env.id.0, handler = %env.handler.name, attempt);
+    let work = catch_unwind(AssertUnwindSafe(|| env.handler.work(params, ctx)));
+    match work {
+        Err(panic) => {
+            let end = Ended::Panicked(panic_message(&*panic));
+            tokio::spawn(finish(env, slot, Some(started), end, None));
+        }
+        Ok(Work::Failed(e)) => {
+            tokio::spawn(finish(env, slot, Some(started), Ended::Error(e), None));
+        }
+        Ok(Work::Io(fut)) => {
+            tokio::spawn(run_async(env, slot, started, fut).instrument(span));
+        }
+        Ok(Work::Process(cmd)) => {
+            tokio::spawn(run_async(env, slot, started, run_process(cmd)).instrument(span));
+        }
+        Ok(Work::Cpu(f)) => {
+            tokio::spawn(run_cpu(env, slot, started, f, deadline).instrument(span));
+        }
+    }
+}
+
+/// Runs an io- or process-lane attempt: panics caught, timeout and cancel applied.
+/// Dropping the future on timeout or cancel kills a process attempt's group.
+async fn run_async<F>(env: Box<Envelope>, slot: usize, started: Instant, fut: F)
+where
+    F: Future<Output = Result<Output, TaskError>> + Send,
+{
+    let timeout = env.timeout;
+    let end = {
+        let run = async {
+            let caught = AssertUnwindSafe(fut).catch_unwind();
+            match timeout {
+                Some(limit) => match tokio::time::timeout(limit, caught).await {
+                    Ok(r) => Ended::from_caught(r),
+                    Err(_) => Ended::TimedOut,
+                },
+                None => Ended::from_caught(caught.await),
+            }
+        };
+        tokio::select! {
+            biased;
+            end = run => end,
+            _ = env.token.cancelled() => Ended::Cancelled,
+            _ = env.job.token.cancelled() => Ended::Cancelled,
+        }
+    };
+    finish(env, slot, Some(started), end, None).await;
+}
+
+/// Runs a cpu-lane attempt on a pool thread and watches it from the runtime.
+async fn run_cpu(
+    env: Box<Envelope>,
+    slot: usize,
+    started: Instant,
+    f: Box<dyn FnOnce() -> Result<Output, TaskError> + Send>,
+    deadline: Option<Instant>,
+) {
+    let (result_tx, mut result_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let sent = env.job.pool.cpu.execute(Box::new(move || {
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let _ = result_tx.send(r);
+        drop(done_tx);
+    }));
+    if sent.is_err() {
+        let end = Ended::Error(TaskError::new("the cpu lane is shut down"));
+        return finish(env, slot, Some(started), end, None).await;
+    }
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (end, running) = tokio::select! {
+        biased;
+        r = &mut result_rx => match r {
+            Ok(r) => (Ended::from_caught(r), None),
+            Err(_) => (Ended::Error(TaskError::new("the cpu thread was lost")), None),
+        },
+        _ = expired => (Ended::TimedOut, Some(done_rx)),
+        _ = env.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
+        _ = env.job.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
+    };
+    finish(env, slot, Some(started), end, running).await;
+}
+
+/// The wait before another attempt, or `None` when the outcome is final.
+fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
+    if env.attempt >= env.max_attempts || env.is_cancelled() {
+        return None;
+    }
+    let policy = &env.handler.config.retry;
+    let backoff = || policy.delay(env.attempt, fastrand::f64());
+    match end {
+        Ended::Error(e) => match e.kind() {
+            ErrorKind::Retryable => Some(backoff()),
+            ErrorKind::RetryAfter(d) => Some(d),
+            ErrorKind::Permanent | ErrorKind::Discard => None,
+        },
+        Ended::TimedOut if policy.retry_timeouts => Some(backoff()),
+        Ended::Panicked(_) if policy.retry_panics => Some(backoff()),
+        _ => None,
+    }
+}
+
+/// Decides what follows an attempt: a retry, or the final outcome. `running` is
+/// set when a cpu thread still runs the abandoned attempt; the slot is freed only
+/// once it returns.
+pub(crate) async fn finish(
+    mut env: Box<Envelope>,
+    slot: usize,
+    started: Option<Instant>,
+    end: Ended,
+    running: Option<ThreadDone>,
+) {
+    let pool = env.job.pool.clone();
+    if let Some(delay) = retry_delay(&env, &end) {
+        if let Some(thread) = running {
+            let _ = thread.await;
+        }
+        pool.metrics.retried();
+        let at = Instant::now() + delay;
+        let _ = pool.events.send(Event::Retry { env, slot, at });
+        return;
+    }
+    let key = if env.holds_key { env.key.clone() } else { None };
+    deliver(&mut env, started, end.into_outcome()).await;
+    if let Some(thread) = running {
+        let _ = thread.await;
+    }
+    let _ = pool.events.send(Event::Released { slot, key });
+}
+
+/// Reports a task that never started (cancelled while waiting, or never reached
+/// before shutdown). The dispatcher has already freed its key.
+pub(crate) fn finish_unstarted(mut env: Box<Envelope>) {
+    env.release_permit();
+    tokio::spawn(async move {
+        deliver(&mut env, None, Outcome::Cancelled).await;
+    });
+}
+
+/// Records the outcome and hands the result to the task's reply channel or its
+/// job's result queue (waiting while that queue is full).
+async fn deliver(env: &mut Envelope, started: Option<Instant>, outcome: Outcome<Output>) {
+    let finished_at = Instant::now();
+    env.job.pool.metrics.outcome(
+        outcome.kind(),
+        finished_at.saturating_duration_since(env.submitted_at),
+    );
+    let result = TaskResult {
+        id: env.id,
+        handler: env.handler.name.clone(),
+        key: env.key.clone(),
+        attempts: env.attempt,
+        outcome,
+        submitted_at: env.submitted_at,
+        started_at: started,
+        finished_at,
+    };
+    if let Some(reply) = env.reply.take() {
+        let _ = reply.send(result);
+    } else if let Some(results) = &env.job.results {
+        let _ = results.send_async(result).await;
+    }
+}

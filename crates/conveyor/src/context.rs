@@ -1,0 +1,65 @@
+//! What a running handler knows about its task.
+
+use std::sync::Arc;
+
+use conveyor_core::TaskId;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Passed to every handler call: the task's identity and attempt, and a way to
+/// notice cancellation (job or task cancelled, pool shut down, or — in the cpu
+/// lane, where a thread cannot be pre-empted — the attempt's timeout passed).
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub(crate) id: TaskId,
+    pub(crate) attempt: u32,
+    pub(crate) key: Option<Arc<str>>,
+    pub(crate) task_token: CancellationToken,
+    pub(crate) job_token: CancellationToken,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl TaskContext {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The attempt being run, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The task's ordering key, if it has one.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// True once the attempt should stop. CPU handlers that run long should check
+    /// this now and then and return early.
+    pub fn is_cancelled(&self) -> bool {
+        self.task_token.is_cancelled()
+            || self.job_token.is_cancelled()
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// When the attempt's timeout passes, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Completes once the attempt should stop.
+    pub async fn cancelled(&self) {
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.task_token.cancelled() => {}
+            _ = self.job_token.cancelled() => {}
+            _ = deadline => {}
+        }
+    }
+}

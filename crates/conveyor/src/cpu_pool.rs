@@ -1,0 +1,61 @@
+//! The cpu lane's bounded pool of OS threads.
+//!
+//! The dispatcher never hands it more closures than it has threads, so nothing
+//! queues here and the async runtime never runs CPU-heavy work. Threads exit when
+//! the pool's last handle is dropped and their current closure returns; a thread
+//! cannot be pre-empted, so long closures should watch
+//! [`TaskContext::is_cancelled`](crate::TaskContext::is_cancelled).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use conveyor_core::Error;
+
+type CpuWork = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of named worker threads fed through a channel.
+pub(crate) struct CpuPool {
+    tx: flume::Sender<CpuWork>,
+    alive: Arc<AtomicUsize>,
+}
+
+/// Decrements the live-thread count when a thread ends, even by unwinding.
+struct AliveGuard(Arc<AtomicUsize>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl CpuPool {
+    /// Starts `threads` threads.
+    pub(crate) fn new(threads: usize) -> Result<Self, Error> {
+        let (tx, rx) = flume::unbounded::<CpuWork>();
+        let alive = Arc::new(AtomicUsize::new(0));
+        for i in 0..threads {
+            let rx = rx.clone();
+            alive.fetch_add(1, Ordering::SeqCst);
+            let guard = AliveGuard(alive.clone());
+            std::thread::Builder::new()
+                .name(format!("conveyor-cpu-{i}"))
+                .spawn(move || {
+                    let _guard = guard;
+                    while let Ok(work) = rx.recv() {
+                        work();
+                    }
+                })?;
+        }
+        Ok(Self { tx, alive })
+    }
+
+    /// Runs `work` on a free thread.
+    pub(crate) fn execute(&self, work: CpuWork) -> Result<(), Error> {
+        self.tx.send(work).map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Threads still running.
+    pub(crate) fn alive(&self) -> usize {
+        self.alive.load(Ordering::SeqCst)
+    }
+}

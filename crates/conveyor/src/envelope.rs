@@ -1,0 +1,92 @@
+//! The engine's internal form of a task, of a job, and the events the
+//! dispatcher receives.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use conveyor_core::TaskId;
+
+use crate::handler::HandlerCore;
+use crate::pool::PoolShared;
+use crate::results::TaskResult;
+
+/// What every task of one job shares. Dropping the last reference (the last
+/// producer and the last unreported task) disconnects the job's result queue,
+/// which completes the job.
+pub(crate) struct JobShared {
+    /// Cancels every task of the job (a child of the pool's token).
+    pub(crate) token: CancellationToken,
+    /// Permits for tasks submitted but not yet started: the job's queue capacity.
+    pub(crate) capacity: Semaphore,
+    /// The job's result queue; `None` when each task replies on its own channel.
+    pub(crate) results: Option<flume::Sender<TaskResult>>,
+    /// The pool the job runs on.
+    pub(crate) pool: Arc<PoolShared>,
+}
+
+/// One task inside the engine.
+pub(crate) struct Envelope {
+    pub(crate) id: TaskId,
+    pub(crate) handler: Arc<HandlerCore>,
+    /// The params; taken by the attempt that cannot be retried.
+    pub(crate) params: Option<Box<dyn Any + Send>>,
+    pub(crate) key: Option<Arc<str>>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_attempts: u32,
+    /// Attempts started so far.
+    pub(crate) attempt: u32,
+    pub(crate) not_before: Option<Instant>,
+    pub(crate) submitted_at: Instant,
+    /// Cancels this task only.
+    pub(crate) token: CancellationToken,
+    pub(crate) job: Arc<JobShared>,
+    /// Where the result goes when the job has no result queue.
+    pub(crate) reply: Option<oneshot::Sender<TaskResult>>,
+    /// The task holds its ordering key (it is the key's running or next task).
+    pub(crate) holds_key: bool,
+    /// The task still holds one of the job's capacity permits.
+    pub(crate) holds_permit: bool,
+}
+
+impl Envelope {
+    /// True when the task, its job or its pool was cancelled.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled() || self.job.token.is_cancelled()
+    }
+
+    /// Gives back the job's capacity permit once the task leaves the queue.
+    pub(crate) fn release_permit(&mut self) {
+        if self.holds_permit {
+            self.holds_permit = false;
+            self.job.capacity.add_permits(1);
+            self.job.pool.metrics.queued(-1);
+        }
+    }
+}
+
+/// What the dispatcher is told.
+pub(crate) enum Event {
+    /// A new task.
+    Submit(Box<Envelope>),
+    /// A started task has its final outcome: free its slots and its key.
+    Released {
+        slot: usize,
+        key: Option<Arc<str>>,
+    },
+    /// A started task failed and runs again at `at`: free its slots, keep its key.
+    Retry {
+        env: Box<Envelope>,
+        slot: usize,
+        at: Instant,
+    },
+    /// Some task or job was cancelled: take cancelled tasks out of the queues.
+    Sweep,
+    /// Graceful shutdown: start nothing more; reply with how many tasks never
+    /// started.
+    Drain(oneshot::Sender<u64>),
+}

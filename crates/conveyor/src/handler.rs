@@ -1,0 +1,260 @@
+//! Handlers: the code that runs a task, under a stable name, in a lane, with its
+//! own limits, retry policy and timeout.
+//!
+//! A [`Handler<In, Out>`] is a cheap, clonable value. Submitting `In` params to it
+//! is checked at compile time; inside the engine the params and output are
+//! type-erased so one job can mix handlers of different types and lanes. Every
+//! configuring call (`concurrency`, `rate`, `retry`, `timeout`) returns a new
+//! handler with its own identity, so limits always belong to exactly one
+//! configuration.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use conveyor_core::{Lane, RetryPolicy, TaskError};
+
+use crate::context::TaskContext;
+use crate::output::Output;
+use crate::process::{exit_to_result, ProcessCommand};
+use crate::rate::Rate;
+
+/// The limits and failure policy of a handler.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerConfig {
+    /// At most this many tasks of the handler run at once (across all jobs).
+    pub concurrency: Option<usize>,
+    /// At most this rate of starts.
+    pub rate: Option<Rate>,
+    /// Attempts and backoff.
+    pub retry: RetryPolicy,
+    /// Time limit of one attempt (a task's own timeout overrides it).
+    pub timeout: Option<Duration>,
+}
+
+/// What one attempt does, by lane.
+pub(crate) enum Work {
+    /// A future for the runtime.
+    Io(BoxFuture<'static, Result<Output, TaskError>>),
+    /// A closure for a cpu-lane thread.
+    Cpu(Box<dyn FnOnce() -> Result<Output, TaskError> + Send>),
+    /// A child process.
+    Process(ProcessCommand),
+    /// The attempt could not be set up.
+    Failed(TaskError),
+}
+
+type Params = Box<dyn Any + Send>;
+type WorkFn = dyn Fn(Params, TaskContext) -> Work + Send + Sync;
+
+/// The erased part of a handler shared by the engine.
+pub(crate) struct HandlerCore {
+    pub(crate) id: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) lane: Lane,
+    pub(crate) config: HandlerConfig,
+    work: Arc<WorkFn>,
+    clone_params: fn(&Params) -> Option<Params>,
+}
+
+impl HandlerCore {
+    /// Builds one attempt's work from the params.
+    pub(crate) fn work(&self, params: Params, ctx: TaskContext) -> Work {
+        (self.work)(params, ctx)
+    }
+
+    /// A copy of the params for a later attempt.
+    pub(crate) fn clone_params(&self, params: &Params) -> Option<Params> {
+        (self.clone_params)(params)
+    }
+}
+
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn clone_params<In: Clone + Send + 'static>(params: &Params) -> Option<Params> {
+    params
+        .downcast_ref::<In>()
+        .map(|p| Box::new(p.clone()) as Params)
+}
+
+fn mismatch(name: &str) -> TaskError {
+    TaskError::permanent(format!("handler {name}: params of an unexpected type"))
+}
+
+/// A named piece of code that runs tasks with params `In` and returns `Out`.
+pub struct Handler<In, Out> {
+    pub(crate) core: Arc<HandlerCore>,
+    _types: PhantomData<fn(In) -> Out>,
+}
+
+impl<In, Out> Clone for Handler<In, Out> {
+    fn clone(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<In, Out> fmt::Debug for Handler<In, Out> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("name", &self.core.name)
+            .field("lane", &self.core.lane)
+            .field("config", &self.core.config)
+            .finish()
+    }
+}
+
+impl<In, Out> Handler<In, Out>
+where
+    In: Clone + Send + 'static,
+    Out: Send + 'static,
+{
+    fn from_work(name: &str, lane: Lane, work: Arc<WorkFn>) -> Self {
+        Self {
+            core: Arc::new(HandlerCore {
+                id: next_id(),
+                name: Arc::from(name),
+                lane,
+                config: HandlerConfig::default(),
+                work,
+                clone_params: clone_params::<In>,
+            }),
+            _types: PhantomData,
+        }
+    }
+
+    /// An `io`-lane handler: an async function run on the tokio runtime.
+    pub fn io<F, Fut, E>(name: &str, f: F) -> Self
+    where
+        F: Fn(In, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Out, E>> + Send + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        let owner: Arc<str> = Arc::from(name);
+        let work = move |params: Params, ctx: TaskContext| match params.downcast::<In>() {
+            Ok(p) => {
+                let fut = f(*p, ctx);
+                Work::Io(Box::pin(async move {
+                    fut.await.map(Output::new).map_err(Into::into)
+                }))
+            }
+            Err(_) => Work::Failed(mismatch(&owner)),
+        };
+        Self::from_work(name, Lane::Io, Arc::new(work))
+    }
+
+    /// A `cpu`-lane handler: a blocking function run on the pool's CPU threads.
+    /// Long computations should check [`TaskContext::is_cancelled`] now and then.
+    pub fn cpu<F, E>(name: &str, f: F) -> Self
+    where
+        F: Fn(In, TaskContext) -> Result<Out, E> + Send + Sync + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        let owner: Arc<str> = Arc::from(name);
+        let f = Arc::new(f);
+        let work = move |params: Params, ctx: TaskContext| match params.downcast::<In>() {
+            Ok(p) => {
+                let f = f.clone();
+                Work::Cpu(Box::new(move || {
+                    f(*p, ctx).map(Output::new).map_err(Into::into)
+                }))
+            }
+            Err(_) => Work::Failed(mismatch(&owner)),
+        };
+        Self::from_work(name, Lane::Cpu, Arc::new(work))
+    }
+
+    /// Returns a copy whose configuration is changed by `f`, with its own identity.
+    fn reconfigured(&self, f: impl FnOnce(&mut HandlerConfig)) -> Self {
+        let mut config = self.core.config.clone();
+        f(&mut config);
+        Self {
+            core: Arc::new(HandlerCore {
+                id: next_id(),
+                name: self.core.name.clone(),
+                lane: self.core.lane,
+                config,
+                work: self.core.work.clone(),
+                clone_params: self.core.clone_params,
+            }),
+            _types: PhantomData,
+        }
+    }
+
+    /// At most `n` tasks of this handler run at once.
+    pub fn concurrency(self, n: usize) -> Self {
+        self.reconfigured(|c| c.concurrency = Some(n.max(1)))
+    }
+
+    /// Starts at most at this rate.
+    pub fn rate(self, rate: Rate) -> Self {
+        self.reconfigured(|c| c.rate = Some(rate))
+    }
+
+    /// Retries failed attempts with this policy.
+    pub fn retry(self, retry: RetryPolicy) -> Self {
+        self.reconfigured(|c| c.retry = retry)
+    }
+
+    /// Limits each attempt to `timeout`.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.reconfigured(|c| c.timeout = Some(timeout))
+    }
+}
+
+impl<In> Handler<In, crate::process::ProcessOutput>
+where
+    In: Clone + Send + 'static,
+{
+    /// A `process`-lane handler: builds a [`ProcessCommand`] from the params and runs
+    /// it as a child process. Exit code 0 succeeds with the captured
+    /// [`ProcessOutput`](crate::ProcessOutput); any other exit fails (retryable),
+    /// with the output attached to the error as its detail.
+    pub fn process<F>(name: &str, build: F) -> Self
+    where
+        F: Fn(In) -> Result<ProcessCommand, TaskError> + Send + Sync + 'static,
+    {
+        let owner: Arc<str> = Arc::from(name);
+        let work = move |params: Params, _ctx: TaskContext| match params.downcast::<In>() {
+            Ok(p) => match build(*p) {
+                Ok(cmd) => Work::Process(cmd),
+                Err(e) => Work::Failed(e),
+            },
+            Err(_) => Work::Failed(mismatch(&owner)),
+        };
+        Self::from_work(name, Lane::Process, Arc::new(work))
+    }
+}
+
+impl<In, Out> Handler<In, Out> {
+    /// The handler's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The handler's lane.
+    pub fn lane(&self) -> Lane {
+        self.core.lane
+    }
+
+    /// The handler's configuration.
+    pub fn config(&self) -> &HandlerConfig {
+        &self.core.config
+    }
+}
+
+/// Runs one process-lane command and maps its exit to a result.
+pub(crate) async fn run_process(cmd: ProcessCommand) -> Result<Output, TaskError> {
+    cmd.run().await.and_then(exit_to_result).map(Output::new)
+}

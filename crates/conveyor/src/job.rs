@@ -1,0 +1,447 @@
+//! Jobs and producers: the producer–consumer pattern.
+//!
+//! A [`Job`] is a group of tasks with its own bounded queue and its own result
+//! handler. Any number of [`Producer`]s (clones, usable from async tasks or OS
+//! threads) submit tasks; `submit` waits while the queue is full, `try_submit`
+//! does not. When every producer is dropped and every task has an outcome,
+//! `on_job_complete` fires exactly once and awaiting the job returns the same
+//! [`JobSummary`].
+//!
+//! **Queue capacity** is the number of tasks submitted but not yet started
+//! (waiting for a worker, a limit, a key or a delay). A larger queue lets
+//! producers run further ahead and absorbs bursts, at the cost of memory for the
+//! waiting tasks' params; a smaller one makes producers wait sooner. The
+//! **result capacity** is how many finished results may wait for a slow
+//! `on_task_complete` before workers wait too.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use conveyor_core::{Error, TaskId, TaskOptions};
+
+use crate::envelope::{Envelope, Event, JobShared};
+use crate::handler::Handler;
+use crate::pool::Pool;
+use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete, TaskResult};
+use crate::summary::JobSummary;
+
+/// The default job queue capacity.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// The default result queue capacity.
+pub const DEFAULT_RESULT_CAPACITY: usize = 1024;
+
+/// A submission that was refused, with the params given back.
+pub struct Rejected<In> {
+    /// Why: [`Error::Closed`], [`Error::ShuttingDown`] or [`Error::QueueFull`].
+    pub reason: Error,
+    /// The params, untouched.
+    pub params: In,
+}
+
+impl<In> fmt::Debug for Rejected<In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<In> fmt::Display for Rejected<In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task rejected: {}", self.reason)
+    }
+}
+
+impl<In> std::error::Error for Rejected<In> {}
+
+/// A submitted task: its id, and a way to cancel it.
+#[derive(Debug, Clone)]
+pub struct TaskHandle {
+    id: TaskId,
+    token: CancellationToken,
+    job: Arc<JobShared>,
+}
+
+impl TaskHandle {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Cancels the task: if it waits it never starts; if it runs, its attempt is
+    /// stopped (a child process is killed; a cpu closure sees
+    /// [`TaskContext::is_cancelled`](crate::TaskContext::is_cancelled)). Its outcome
+    /// is [`Outcome::Cancelled`](crate::Outcome::Cancelled) unless it already had one.
+    pub fn cancel(&self) {
+        self.token.cancel();
+        let _ = self.job.pool.events.send(Event::Sweep);
+    }
+}
+
+impl fmt::Debug for JobShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JobShared")
+    }
+}
+
+impl JobShared {
+    /// A job whose tasks reply on their own channels (map helpers, pipelines).
+    pub(crate) fn detached(pool: &Pool, capacity: usize) -> Arc<JobShared> {
+        Arc::new(JobShared {
+            token: pool.shared.token.child_token(),
+            capacity: Semaphore::new(capacity),
+            results: None,
+            pool: pool.shared.clone(),
+        })
+    }
+
+    fn refusal(&self) -> Option<Error> {
+        if self.pool.closing.load(Ordering::Relaxed) {
+            Some(Error::ShuttingDown)
+        } else if self.token.is_cancelled() {
+            Some(Error::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// Puts a task whose capacity permit is already taken into the pool.
+    pub(crate) fn enqueue<In, Out>(
+        self: &Arc<Self>,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+        reply: Option<oneshot::Sender<TaskResult>>,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        let core = &handler.core;
+        let now = Instant::now();
+        let id = TaskId::next();
+        let token = CancellationToken::new();
+        let env = Box::new(Envelope {
+            id,
+            handler: core.clone(),
+            params: Some(Box::new(params)),
+            key: opts.key,
+            timeout: opts.timeout.or(core.config.timeout),
+            max_attempts: opts
+                .max_attempts
+                .unwrap_or(core.config.retry.max_attempts)
+                .max(1),
+            attempt: 0,
+            not_before: opts.delay.map(|d| now + d),
+            submitted_at: now,
+            token: token.clone(),
+            job: self.clone(),
+            reply,
+            holds_key: false,
+            holds_permit: true,
+        });
+        self.pool.metrics.queued(1);
+        match self.pool.events.send(Event::Submit(env)) {
+            Ok(()) => Ok(TaskHandle {
+                id,
+                token,
+                job: self.clone(),
+            }),
+            Err(failed) => {
+                let Event::Submit(mut env) = failed.0 else {
+                    return Ok(TaskHandle { id, token, job: self.clone() });
+                };
+                env.release_permit();
+                match env.params.take().map(|p| p.downcast::<In>()) {
+                    Some(Ok(params)) => Err(Rejected {
+                        reason: Error::ShuttingDown,
+                        params: *params,
+                    }),
+                    // Unreachable: the params were boxed as `In` just above.
+                    _ => Ok(TaskHandle { id, token, job: self.clone() }),
+                }
+            }
+        }
+    }
+
+    /// Waits for a permit, then enqueues.
+    pub(crate) async fn submit<In, Out>(
+        self: &Arc<Self>,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+        reply: Option<oneshot::Sender<TaskResult>>,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        if let Some(reason) = self.refusal() {
+            return Err(Rejected { reason, params });
+        }
+        let permit = tokio::select! {
+            permit = self.capacity.acquire() => permit,
+            _ = self.token.cancelled() => {
+                return Err(Rejected { reason: Error::Closed, params });
+            }
+        };
+        match permit {
+            Ok(p) => p.forget(),
+            Err(_) => {
+                return Err(Rejected {
+                    reason: Error::Closed,
+                    params,
+                })
+            }
+        }
+        self.enqueue(handler, params, opts, reply)
+    }
+}
+
+/// Submits tasks into a job. Clone it for every producer; the job's producers are
+/// done when every clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Producer {
+    job: Arc<JobShared>,
+}
+
+impl Producer {
+    /// Submits a task, waiting while the job's queue is full.
+    pub async fn submit<In, Out>(
+        &self,
+        handler: &Handler<In, Out>,
+        params: In,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        self.job
+            .submit(handler, params, TaskOptions::default(), None)
+            .await
+    }
+
+    /// Submits a task with options (key, timeout, attempts, delay).
+    pub async fn submit_with<In, Out>(
+        &self,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        self.job.submit(handler, params, opts, None).await
+    }
+
+    /// Submits a task if the queue has room now; never waits.
+    pub fn try_submit<In, Out>(
+        &self,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        if let Some(reason) = self.job.refusal() {
+            return Err(Rejected { reason, params });
+        }
+        match self.job.capacity.try_acquire() {
+            Ok(p) => p.forget(),
+            Err(_) => {
+                return Err(Rejected {
+                    reason: Error::QueueFull,
+                    params,
+                })
+            }
+        }
+        self.job.enqueue(handler, params, opts, None)
+    }
+
+    /// Submits from an OS thread (not from inside the async runtime), blocking the
+    /// thread while the queue is full.
+    pub fn blocking_submit<In, Out>(
+        &self,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        futures_executor::block_on(self.job.submit(handler, params, opts, None))
+    }
+}
+
+/// Configures and opens a [`Job`].
+pub struct JobBuilder {
+    pool: Pool,
+    queue_capacity: usize,
+    result_capacity: usize,
+    on_task: Option<OnTaskComplete>,
+    on_job: Option<OnJobComplete>,
+}
+
+impl JobBuilder {
+    pub(crate) fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            result_capacity: DEFAULT_RESULT_CAPACITY,
+            on_task: None,
+            on_job: None,
+        }
+    }
+
+    /// Tasks submitted but not started that the job holds before `submit` waits
+    /// (default 1024). Memory grows with it; producers' waits shrink with it.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+
+    /// Results that may wait for `on_task_complete` before workers wait (default 1024).
+    pub fn result_capacity(mut self, n: usize) -> Self {
+        self.result_capacity = n.max(1);
+        self
+    }
+
+    /// Called with every task's final result, on the job's result handler thread.
+    pub fn on_task_complete(mut self, f: impl FnMut(TaskResult) + Send + 'static) -> Self {
+        self.on_task = Some(Box::new(f));
+        self
+    }
+
+    /// Called once when producers are done and every task has an outcome.
+    pub fn on_job_complete(mut self, f: impl FnOnce(&JobSummary) + Send + 'static) -> Self {
+        self.on_job = Some(Box::new(f));
+        self
+    }
+
+    /// Opens the job.
+    pub fn start(self) -> Result<Job, Error> {
+        if self.pool.is_closing() {
+            return Err(Error::ShuttingDown);
+        }
+        let (tx, rx) = flume::bounded(self.result_capacity);
+        let (done_tx, done_rx) = oneshot::channel();
+        spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
+        let shared = Arc::new(JobShared {
+            token: self.pool.shared.token.child_token(),
+            capacity: Semaphore::new(self.queue_capacity),
+            results: Some(tx),
+            pool: self.pool.shared.clone(),
+        });
+        Ok(Job {
+            token: shared.token.clone(),
+            producer: Some(Producer { job: shared }),
+            done: done_rx,
+            pool: self.pool,
+        })
+    }
+}
+
+/// A running job. Await it (or call [`Job::wait`]) for its [`JobSummary`].
+pub struct Job {
+    producer: Option<Producer>,
+    token: CancellationToken,
+    done: oneshot::Receiver<JobSummary>,
+    pool: Pool,
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("open", &self.producer.is_some())
+            .field("cancelled", &self.token.is_cancelled())
+            .finish()
+    }
+}
+
+impl Job {
+    /// A new producer for this job, or `None` once the job is closed.
+    pub fn producer(&self) -> Option<Producer> {
+        self.producer.clone()
+    }
+
+    /// Submits through the job's own producer.
+    pub async fn submit<In, Out>(
+        &self,
+        handler: &Handler<In, Out>,
+        params: In,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        self.submit_with(handler, params, TaskOptions::default())
+            .await
+    }
+
+    /// Submits with options through the job's own producer.
+    pub async fn submit_with<In, Out>(
+        &self,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        match &self.producer {
+            Some(p) => p.submit_with(handler, params, opts).await,
+            None => Err(Rejected {
+                reason: Error::Closed,
+                params,
+            }),
+        }
+    }
+
+    /// Drops the job's own producer: the job completes once the other producers
+    /// are dropped too and every task has an outcome.
+    pub fn close(&mut self) {
+        self.producer = None;
+    }
+
+    /// Cancels the job: no more submissions; waiting tasks never start; running
+    /// attempts are cancelled.
+    pub fn cancel(&self) {
+        self.token.cancel();
+        let _ = self.pool.shared.events.send(Event::Sweep);
+    }
+
+    /// Closes the job's own producer and waits for the summary.
+    pub async fn wait(mut self) -> JobSummary {
+        self.close();
+        match self.done.await {
+            Ok(summary) => summary,
+            Err(_) => {
+                tracing::error!("the job's result handler ended without a summary");
+                JobSummary::default()
+            }
+        }
+    }
+
+    /// Like [`Job::wait`], giving up after `timeout` (the job keeps running).
+    pub async fn wait_timeout(&mut self, timeout: Duration) -> Option<JobSummary> {
+        self.close();
+        tokio::time::timeout(timeout, &mut self.done)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
+impl IntoFuture for Job {
+    type Output = JobSummary;
+    type IntoFuture = Pin<Box<dyn Future<Output = JobSummary> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}

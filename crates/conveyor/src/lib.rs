@@ -1,0 +1,64 @@
+//! conveyor runs lots of work concurrently without hand-rolled thread pools,
+//! semaphores and retry loops.
+//!
+//! A [`Pool`] has N workers (default 50) and three lanes: `io` (async on the
+//! tokio runtime), `cpu` (a bounded pool of OS threads) and `process` (child
+//! processes, killable). Producers submit tasks — a [`Handler`] plus params —
+//! into a [`Job`]'s bounded queue; the dispatcher applies limits (global, per
+//! lane, per handler, per key, rate) and starts what may start; outcomes flow
+//! through the job's result queue to a dedicated result handler that calls
+//! `on_task_complete`, and `on_job_complete` fires once producers are done and
+//! every task has an outcome.
+//!
+//! ```no_run
+//! use conveyor::{Handler, Pool, TaskError};
+//!
+//! # async fn demo() -> Result<(), conveyor::Error> {
+//! let pool = Pool::new()?;
+//! let double = Handler::io("double", |n: u64, _ctx| async move { Ok::<_, TaskError>(n * 2) });
+//! let job = pool
+//!     .job()
+//!     .on_task_complete(|r| println!("{} -> {:?}", r.id, r.output::<u64>()))
+//!     .start()?;
+//! for n in 0..100 {
+//!     job.submit(&double, n).await.map_err(|r| r.reason)?;
+//! }
+//! let summary = job.await;
+//! assert_eq!(summary.succeeded, 100);
+//! # Ok(()) }
+//! ```
+
+mod attempt;
+mod context;
+mod cpu_pool;
+mod dispatcher;
+mod envelope;
+mod handler;
+mod job;
+mod map;
+mod metrics;
+mod output;
+pub mod pipeline;
+mod pool;
+mod process;
+mod rate;
+mod results;
+mod summary;
+
+pub use conveyor_core::{
+    ErrorKind, Error, Lane, Outcome, OutcomeKind, RetryPolicy, TaskError, TaskId, TaskOptions,
+};
+pub use context::TaskContext;
+pub use handler::{Handler, HandlerConfig};
+pub use job::{
+    Job, JobBuilder, Producer, Rejected, TaskHandle, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_RESULT_CAPACITY,
+};
+pub use metrics::MetricsSnapshot;
+pub use output::Output;
+
+pub use pool::{available_cores, Pool, PoolBuilder, PoolConfig, ShutdownReport, DEFAULT_WORKERS};
+pub use process::{exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP};
+pub use rate::Rate;
+pub use results::{OnJobComplete, OnTaskComplete, TaskResult};
+pub use summary::{JobSummary, LatencyStats};

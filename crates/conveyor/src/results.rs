@@ -1,0 +1,90 @@
+//! Task results and the dedicated result handler that calls `on_task_complete`.
+//!
+//! Workers push each task's final [`TaskResult`] into the job's bounded result
+//! queue and go back to work; a dedicated OS thread drains the queue and calls
+//! the callbacks, so a slow (even blocking) callback never runs on a worker or on
+//! the async runtime. Only when the result queue is full do workers wait: its
+//! capacity is how much callback slowness the workers absorb.
+//!
+//! The job is complete when the queue's last sender is gone: senders are held by
+//! the job's producers and by every task not yet reported, so disconnection means
+//! exactly "producers done and every task has an outcome".
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use conveyor_core::{Outcome, TaskId};
+
+use crate::output::Output;
+use crate::summary::{JobSummary, SummaryRecorder};
+
+/// The final result of one task, as given to `on_task_complete`.
+#[derive(Debug)]
+pub struct TaskResult {
+    /// The task's id.
+    pub id: TaskId,
+    /// The handler's name.
+    pub handler: Arc<str>,
+    /// The ordering key, if the task had one.
+    pub key: Option<Arc<str>>,
+    /// Attempts started (0 when the task was cancelled before its first start).
+    pub attempts: u32,
+    /// How the task ended.
+    pub outcome: Outcome<Output>,
+    /// When the task was submitted.
+    pub submitted_at: Instant,
+    /// When the last attempt started, if one did.
+    pub started_at: Option<Instant>,
+    /// When the outcome was decided.
+    pub finished_at: Instant,
+}
+
+impl TaskResult {
+    /// The success value, if the task succeeded with a `T`.
+    pub fn output<T: 'static>(&self) -> Option<&T> {
+        match &self.outcome {
+            Outcome::Succeeded(out) => out.downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+}
+
+/// Called with every task's result, on the result handler thread.
+pub type OnTaskComplete = Box<dyn FnMut(TaskResult) + Send>;
+/// Called once with the job's summary, on the result handler thread.
+pub type OnJobComplete = Box<dyn FnOnce(&JobSummary) + Send>;
+
+/// Starts the result handler thread of one job.
+pub(crate) fn spawn_result_handler(
+    rx: flume::Receiver<TaskResult>,
+    mut on_task: Option<OnTaskComplete>,
+    on_job: Option<OnJobComplete>,
+    started: StdInstant,
+    done: oneshot::Sender<JobSummary>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("conveyor-results".into())
+        .spawn(move || {
+            let mut recorder = SummaryRecorder::default();
+            while let Ok(result) = rx.recv() {
+                recorder.record(&result);
+                if let Some(cb) = on_task.as_mut() {
+                    if catch_unwind(AssertUnwindSafe(|| cb(result))).is_err() {
+                        tracing::error!("on_task_complete panicked; the job goes on");
+                    }
+                }
+            }
+            let summary = recorder.finish(started.elapsed());
+            if let Some(cb) = on_job {
+                if catch_unwind(AssertUnwindSafe(|| cb(&summary))).is_err() {
+                    tracing::error!("on_job_complete panicked");
+                }
+            }
+            let _ = done.send(summary);
+        })
+        .map(|_| ())
+}
