@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn steps_double_up_to_the_cap() {
-        let p = RetryPolicy::attempts(10).backoff(Duration::from_millis(100), Duration::from_secs(1));
+        let p =
+            RetryPolicy::attempts(10).backoff(Duration::from_millis(100), Duration::from_secs(1));
         assert_eq!(p.step(1), Duration::from_millis(100));
         assert_eq!(p.step(2), Duration::from_millis(200));
         assert_eq!(p.step(4), Duration::from_millis(800));
@@ -110,9 +111,16 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_half_to_full_step() {
-        let p = RetryPolicy::attempts(5).backoff(Duration::from_millis(100), Duration::from_secs(10));
+        let p =
+            RetryPolicy::attempts(5).backoff(Duration::from_millis(100), Duration::from_secs(10));
         assert_eq!(p.delay(3, 0.0), Duration::from_millis(200));
-        assert_eq!(p.delay(3, 0.999_999), Duration::from_micros(399_999) + Duration::from_nanos(600));
-        assert_eq!(p.clone().jitter(false).delay(3, 0.3), Duration::from_millis(400));
+        assert_eq!(
+            p.delay(3, 0.999_999),
+            Duration::from_micros(399_999) + Duration::from_nanos(600)
+        );
+        assert_eq!(
+            p.clone().jitter(false).delay(3, 0.3),
+            Duration::from_millis(400)
+        );
     }
 }

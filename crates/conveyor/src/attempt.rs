@@ -10,9 +10,11 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -20,9 +22,10 @@ use tracing::Instrument;
 use conveyor_core::{ErrorKind, Outcome, TaskError};
 
 use crate::context::TaskContext;
-use crate::envelope::{Envelope, Event};
+use crate::envelope::{Envelope, Event, Release};
 use crate::handler::{run_process, Work};
 use crate::output::Output;
+use crate::pool::EventSender;
 use crate::results::TaskResult;
 
 /// How one attempt ended.
@@ -67,20 +70,25 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 type ThreadDone = oneshot::Receiver<()>;
 
-/// Starts the next attempt of `env`, which the dispatcher has given slot `slot`.
-pub(crate) fn launch(mut env: Box<Envelope>, slot: usize) {
+/// One attempt, ready to be polled; yields the slot to free when the task is final.
+pub(crate) type AttemptFuture = Pin<Box<dyn Future<Output = Option<Release>> + Send>>;
+
+/// Prepares the next attempt of `env`, which the dispatcher has given slot `slot`.
+/// The dispatcher polls many of these in one spawned batch.
+pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize) -> AttemptFuture {
     env.attempt += 1;
     let attempt = env.attempt;
     let params = if attempt < env.max_attempts {
-        env.params.as_ref().and_then(|p| env.handler.clone_params(p))
+        env.params
+            .as_ref()
+            .and_then(|p| env.handler.clone_params(p))
     } else {
         env.params.take()
     };
     let started = Instant::now();
     let Some(params) = params else {
         let end = Ended::Error(TaskError::permanent("the task's params are gone"));
-        tokio::spawn(finish(env, slot, Some(started), end, None));
-        return;
+        return Box::pin(finish(env, slot, Some(started), end, None));
     };
     let deadline = env.timeout.map(|d| started + d);
     let ctx = TaskContext {
@@ -88,7 +96,7 @@ pub(crate) fn launch(mut env: Box<Envelope>, slot: usize) {
         attempt,
         key: env.key.clone(),
         task_token: env.token.clone(),
-        job_token: env.job.token.clone(),
+        job: env.job.clone(),
         deadline,
     };
     let span = tracing::debug_span!("task", id = env.id.0, handler = %env.handler.name, attempt);
@@ -96,26 +104,36 @@ pub(crate) fn launch(mut env: Box<Envelope>, slot: usize) {
     match work {
         Err(panic) => {
             let end = Ended::Panicked(panic_message(&*panic));
-            tokio::spawn(finish(env, slot, Some(started), end, None));
+            Box::pin(finish(env, slot, Some(started), end, None))
         }
-        Ok(Work::Failed(e)) => {
-            tokio::spawn(finish(env, slot, Some(started), Ended::Error(e), None));
-        }
-        Ok(Work::Io(fut)) => {
-            tokio::spawn(run_async(env, slot, started, fut).instrument(span));
-        }
+        Ok(Work::Failed(e)) => Box::pin(finish(env, slot, Some(started), Ended::Error(e), None)),
+        Ok(Work::Io(fut)) => Box::pin(run_async(env, slot, started, fut).instrument(span)),
         Ok(Work::Process(cmd)) => {
-            tokio::spawn(run_async(env, slot, started, run_process(cmd)).instrument(span));
+            Box::pin(run_async(env, slot, started, run_process(cmd)).instrument(span))
         }
-        Ok(Work::Cpu(f)) => {
-            tokio::spawn(run_cpu(env, slot, started, f, deadline).instrument(span));
+        Ok(Work::Cpu(f)) => Box::pin(run_cpu(env, slot, started, f, deadline).instrument(span)),
+    }
+}
+
+/// Runs a batch of attempts concurrently in one spawned task, freeing slots in
+/// bulk: all attempts that finish in the same poll are reported in one event.
+pub(crate) async fn run_batch(attempts: Vec<AttemptFuture>, events: EventSender) {
+    let mut running: FuturesUnordered<AttemptFuture> = attempts.into_iter().collect();
+    let mut released = Vec::new();
+    while let Some(done) = running.next().await {
+        released.extend(done);
+        while let Some(Some(done)) = running.next().now_or_never() {
+            released.extend(done);
+        }
+        if !released.is_empty() {
+            let _ = events.send(Event::Released(std::mem::take(&mut released)));
         }
     }
 }
 
 /// Runs an io- or process-lane attempt: panics caught, timeout and cancel applied.
 /// Dropping the future on timeout or cancel kills a process attempt's group.
-async fn run_async<F>(env: Box<Envelope>, slot: usize, started: Instant, fut: F)
+async fn run_async<F>(env: Box<Envelope>, slot: usize, started: Instant, fut: F) -> Option<Release>
 where
     F: Future<Output = Result<Output, TaskError>> + Send,
 {
@@ -138,7 +156,7 @@ where
             _ = env.job.token.cancelled() => Ended::Cancelled,
         }
     };
-    finish(env, slot, Some(started), end, None).await;
+    finish(env, slot, Some(started), end, None).await
 }
 
 /// Runs a cpu-lane attempt on a pool thread and watches it from the runtime.
@@ -148,7 +166,7 @@ async fn run_cpu(
     started: Instant,
     f: Box<dyn FnOnce() -> Result<Output, TaskError> + Send>,
     deadline: Option<Instant>,
-) {
+) -> Option<Release> {
     let (result_tx, mut result_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let sent = env.job.pool.cpu.execute(Box::new(move || {
@@ -176,7 +194,7 @@ async fn run_cpu(
         _ = env.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
         _ = env.job.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
     };
-    finish(env, slot, Some(started), end, running).await;
+    finish(env, slot, Some(started), end, running).await
 }
 
 /// The wait before another attempt, or `None` when the outcome is final.
@@ -198,16 +216,17 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
     }
 }
 
-/// Decides what follows an attempt: a retry, or the final outcome. `running` is
-/// set when a cpu thread still runs the abandoned attempt; the slot is freed only
-/// once it returns.
+/// Decides what follows an attempt: a retry (scheduled through the dispatcher), or
+/// the final outcome, delivered; then yields the slot to free. `running` is set
+/// when a cpu thread still runs the abandoned attempt; the slot is freed only once
+/// it returns.
 pub(crate) async fn finish(
     mut env: Box<Envelope>,
     slot: usize,
     started: Option<Instant>,
     end: Ended,
     running: Option<ThreadDone>,
-) {
+) -> Option<Release> {
     let pool = env.job.pool.clone();
     if let Some(delay) = retry_delay(&env, &end) {
         if let Some(thread) = running {
@@ -216,14 +235,14 @@ pub(crate) async fn finish(
         pool.metrics.retried();
         let at = Instant::now() + delay;
         let _ = pool.events.send(Event::Retry { env, slot, at });
-        return;
+        return None;
     }
     let key = if env.holds_key { env.key.clone() } else { None };
     deliver(&mut env, started, end.into_outcome()).await;
     if let Some(thread) = running {
         let _ = thread.await;
     }
-    let _ = pool.events.send(Event::Released { slot, key });
+    Some(Release { slot, key })
 }
 
 /// Reports a task that never started (cancelled while waiting, or never reached

@@ -4,19 +4,32 @@ use std::sync::Arc;
 
 use conveyor_core::TaskId;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+
+use crate::cancel::Cancel;
+use crate::envelope::JobShared;
 
 /// Passed to every handler call: the task's identity and attempt, and a way to
 /// notice cancellation (job or task cancelled, pool shut down, or — in the cpu
 /// lane, where a thread cannot be pre-empted — the attempt's timeout passed).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TaskContext {
     pub(crate) id: TaskId,
     pub(crate) attempt: u32,
     pub(crate) key: Option<Arc<str>>,
-    pub(crate) task_token: CancellationToken,
-    pub(crate) job_token: CancellationToken,
+    pub(crate) task_token: Cancel,
+    pub(crate) job: Arc<JobShared>,
     pub(crate) deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("id", &self.id)
+            .field("attempt", &self.attempt)
+            .field("key", &self.key)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
 }
 
 impl TaskContext {
@@ -39,7 +52,7 @@ impl TaskContext {
     /// this now and then and return early.
     pub fn is_cancelled(&self) -> bool {
         self.task_token.is_cancelled()
-            || self.job_token.is_cancelled()
+            || self.job.is_cancelled()
             || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
@@ -58,7 +71,7 @@ impl TaskContext {
         };
         tokio::select! {
             _ = self.task_token.cancelled() => {}
-            _ = self.job_token.cancelled() => {}
+            _ = self.job.token.cancelled() => {}
             _ = deadline => {}
         }
     }

@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use conveyor_core::Lane;
 
-use crate::attempt::{finish_unstarted, launch};
-use crate::envelope::{Envelope, Event};
+use crate::attempt::{finish_unstarted, prepare, run_batch, AttemptFuture};
+use crate::envelope::{Envelope, Event, JobShared};
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
 use crate::rate::RateLimiter;
@@ -104,6 +104,13 @@ pub(crate) struct Dispatcher {
     in_flight_tx: watch::Sender<usize>,
     sweep: bool,
     unpark: bool,
+    /// Attempts started in this round, spawned in batches after it.
+    launches: Vec<AttemptFuture>,
+    /// Capacity permits to give back after this round, per job.
+    permits: Vec<(Arc<JobShared>, usize)>,
+    /// Change of in-flight attempts per lane in this round, for the metrics.
+    lane_delta: [i64; 3],
+    cores: usize,
 }
 
 impl Dispatcher {
@@ -132,6 +139,10 @@ impl Dispatcher {
             in_flight_tx,
             sweep: false,
             unpark: false,
+            launches: Vec::new(),
+            permits: Vec::new(),
+            lane_delta: [0; 3],
+            cores: crate::pool::available_cores(),
         }
     }
 
@@ -175,6 +186,7 @@ impl Dispatcher {
                 }
             }
             self.pump();
+            self.flush();
             self.in_flight_tx.send_if_modified(|n| {
                 let changed = *n != self.in_flight;
                 *n = self.in_flight;
@@ -192,7 +204,7 @@ impl Dispatcher {
                 Event::Drain(reply) => {
                     let _ = reply.send(self.not_started);
                 }
-                Event::Released { .. } | Event::Sweep => {}
+                Event::Released(_) | Event::Sweep => {}
             }
         }
     }
@@ -209,10 +221,12 @@ impl Dispatcher {
                     self.admit(env);
                 }
             }
-            Event::Released { slot, key } => {
-                self.release_slot(slot);
-                if let Some(key) = key {
-                    self.release_key(&key);
+            Event::Released(released) => {
+                for r in released {
+                    self.release_slot(r.slot);
+                    if let Some(key) = r.key {
+                        self.release_key(&key);
+                    }
                 }
             }
             Event::Retry { env, slot, at } => {
@@ -303,7 +317,7 @@ impl Dispatcher {
         st.in_flight -= 1;
         self.lane_in_flight[st.lane.index()] -= 1;
         self.in_flight -= 1;
-        self.pool.metrics.in_flight(st.lane, -1);
+        self.lane_delta[st.lane.index()] -= 1;
         self.unpark = true;
     }
 
@@ -408,10 +422,43 @@ impl Dispatcher {
             st.in_flight += 1;
             self.lane_in_flight[lane] += 1;
             self.in_flight += 1;
-            self.pool.metrics.in_flight(st.lane, 1);
-            env.release_permit();
-            launch(env, h);
+            self.lane_delta[lane] += 1;
+            if env.take_permit() {
+                match self.permits.last_mut() {
+                    Some((job, n)) if Arc::ptr_eq(job, &env.job) => *n += 1,
+                    _ => self.permits.push((env.job.clone(), 1)),
+                }
+            }
+            self.launches.push(prepare(env, h));
             self.schedule(h);
+        }
+    }
+
+    /// Spawns this round's attempts in batches (spread over the runtime's
+    /// threads, at most 64 per batch), gives back capacity permits in bulk and
+    /// publishes the in-flight change.
+    fn flush(&mut self) {
+        let n = self.launches.len();
+        if n > 0 {
+            let per_batch = n.div_ceil(self.cores).clamp(1, 64);
+            let mut launches = std::mem::take(&mut self.launches).into_iter();
+            loop {
+                let batch: Vec<AttemptFuture> = launches.by_ref().take(per_batch).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                tokio::spawn(run_batch(batch, self.pool.events.clone()));
+            }
+        }
+        for (job, n) in self.permits.drain(..) {
+            job.capacity.add_permits(n);
+            job.pool.metrics.queued(-(n as i64));
+        }
+        for lane in Lane::ALL {
+            let delta = std::mem::take(&mut self.lane_delta[lane.index()]);
+            if delta != 0 {
+                self.pool.metrics.in_flight(lane, delta);
+            }
         }
     }
 

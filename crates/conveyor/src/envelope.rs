@@ -2,6 +2,7 @@
 //! dispatcher receives.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::TaskId;
 
+use crate::cancel::Cancel;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
 use crate::results::TaskResult;
@@ -21,12 +23,34 @@ use crate::results::TaskResult;
 pub(crate) struct JobShared {
     /// Cancels every task of the job (a child of the pool's token).
     pub(crate) token: CancellationToken,
+    /// Set with `token`, so hot paths can check it without a lock.
+    pub(crate) cancelled: AtomicBool,
     /// Permits for tasks submitted but not yet started: the job's queue capacity.
     pub(crate) capacity: Semaphore,
     /// The job's result queue; `None` when each task replies on its own channel.
     pub(crate) results: Option<flume::Sender<TaskResult>>,
     /// The pool the job runs on.
     pub(crate) pool: Arc<PoolShared>,
+}
+
+impl JobShared {
+    /// True once the job or its pool was cancelled.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.pool.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Cancels every task of the job.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.token.cancel();
+        let _ = self.pool.events.send(Event::Sweep);
+    }
+}
+
+/// A started task's slot (and key) to free.
+pub(crate) struct Release {
+    pub(crate) slot: usize,
+    pub(crate) key: Option<Arc<str>>,
 }
 
 /// One task inside the engine.
@@ -43,7 +67,7 @@ pub(crate) struct Envelope {
     pub(crate) not_before: Option<Instant>,
     pub(crate) submitted_at: Instant,
     /// Cancels this task only.
-    pub(crate) token: CancellationToken,
+    pub(crate) token: Cancel,
     pub(crate) job: Arc<JobShared>,
     /// Where the result goes when the job has no result queue.
     pub(crate) reply: Option<oneshot::Sender<TaskResult>>,
@@ -56,7 +80,7 @@ pub(crate) struct Envelope {
 impl Envelope {
     /// True when the task, its job or its pool was cancelled.
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled() || self.job.token.is_cancelled()
+        self.job.is_cancelled() || self.token.is_cancelled()
     }
 
     /// Gives back the job's capacity permit once the task leaves the queue.
@@ -67,17 +91,20 @@ impl Envelope {
             self.job.pool.metrics.queued(-1);
         }
     }
+
+    /// Takes the permit off the task without giving it back (the caller returns
+    /// permits in bulk).
+    pub(crate) fn take_permit(&mut self) -> bool {
+        std::mem::replace(&mut self.holds_permit, false)
+    }
 }
 
 /// What the dispatcher is told.
 pub(crate) enum Event {
     /// A new task.
     Submit(Box<Envelope>),
-    /// A started task has its final outcome: free its slots and its key.
-    Released {
-        slot: usize,
-        key: Option<Arc<str>>,
-    },
+    /// Started tasks have their final outcomes: free their slots and keys.
+    Released(Vec<Release>),
     /// A started task failed and runs again at `at`: free its slots, keep its key.
     Retry {
         env: Box<Envelope>,

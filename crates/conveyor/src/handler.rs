@@ -16,9 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use conveyor_core::{Lane, RetryPolicy, TaskError};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use conveyor_core::{Lane, Outcome, RetryPolicy, TaskError};
 
 use crate::context::TaskContext;
 use crate::output::Output;
@@ -251,6 +254,85 @@ impl<In, Out> Handler<In, Out> {
     /// The handler's configuration.
     pub fn config(&self) -> &HandlerConfig {
         &self.core.config
+    }
+}
+
+impl<In, Out> Handler<In, Out>
+where
+    In: Clone + Send + 'static,
+    Out: Send + 'static,
+{
+    /// A handler running this one over a whole batch of params in one task, in the
+    /// same lane and under the same limits: for tasks so small that per-task
+    /// overhead would dominate. Each item gets its own outcome; a panic or error
+    /// in one item does not affect the others.
+    pub fn batched(&self) -> Handler<Vec<In>, Vec<Outcome<Out>>> {
+        let inner = self.core.clone();
+        let lane = inner.lane;
+        let work = move |params: Params, ctx: TaskContext| {
+            let items = match params.downcast::<Vec<In>>() {
+                Ok(items) => *items,
+                Err(_) => return Work::Failed(mismatch(&inner.name)),
+            };
+            let inner = inner.clone();
+            if lane == Lane::Cpu {
+                return Work::Cpu(Box::new(move || {
+                    let outcomes = items
+                        .into_iter()
+                        .map(|item| match inner.work(Box::new(item), ctx.clone()) {
+                            Work::Cpu(f) => item_outcome(catch_unwind(AssertUnwindSafe(f))),
+                            Work::Failed(e) => Outcome::Failed(e),
+                            _ => Outcome::Failed(TaskError::permanent("lane mismatch in a batch")),
+                        })
+                        .collect::<Vec<Outcome<Out>>>();
+                    Ok(Output::new(outcomes))
+                }));
+            }
+            Work::Io(Box::pin(async move {
+                let mut outcomes = Vec::with_capacity(items.len());
+                for item in items {
+                    let caught = match inner.work(Box::new(item), ctx.clone()) {
+                        Work::Io(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+                        Work::Process(cmd) => {
+                            AssertUnwindSafe(run_process(cmd)).catch_unwind().await
+                        }
+                        Work::Failed(e) => Ok(Err(e)),
+                        Work::Cpu(_) => Ok(Err(TaskError::permanent("lane mismatch in a batch"))),
+                    };
+                    outcomes.push(item_outcome::<Out>(caught));
+                }
+                Ok(Output::new(outcomes))
+            }))
+        };
+        let core = HandlerCore {
+            id: next_id(),
+            name: Arc::from(format!("{}[batch]", self.core.name)),
+            lane,
+            config: HandlerConfig {
+                retry: RetryPolicy::none(),
+                ..self.core.config.clone()
+            },
+            work: Arc::new(work),
+            clone_params: clone_params::<Vec<In>>,
+        };
+        Handler {
+            core: Arc::new(core),
+            _types: PhantomData,
+        }
+    }
+}
+
+/// One batch item's outcome from its caught result.
+fn item_outcome<Out: 'static>(
+    caught: Result<Result<Output, TaskError>, Box<dyn Any + Send>>,
+) -> Outcome<Out> {
+    match caught {
+        Ok(Ok(out)) => match out.downcast::<Out>() {
+            Ok(v) => Outcome::Succeeded(v),
+            Err(_) => Outcome::Failed(TaskError::permanent("output of an unexpected type")),
+        },
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(panic) => Outcome::Panicked(crate::attempt::panic_message(&*panic)),
     }
 }
 

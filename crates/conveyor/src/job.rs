@@ -17,16 +17,16 @@
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use conveyor_core::{Error, TaskId, TaskOptions};
 
+use crate::cancel::Cancel;
 use crate::envelope::{Envelope, Event, JobShared};
 use crate::handler::Handler;
 use crate::pool::Pool;
@@ -66,7 +66,7 @@ impl<In> std::error::Error for Rejected<In> {}
 #[derive(Debug, Clone)]
 pub struct TaskHandle {
     id: TaskId,
-    token: CancellationToken,
+    token: Cancel,
     job: Arc<JobShared>,
 }
 
@@ -84,6 +84,11 @@ impl TaskHandle {
         self.token.cancel();
         let _ = self.job.pool.events.send(Event::Sweep);
     }
+
+    /// True once this task was cancelled through a handle.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
 }
 
 impl fmt::Debug for JobShared {
@@ -97,6 +102,7 @@ impl JobShared {
     pub(crate) fn detached(pool: &Pool, capacity: usize) -> Arc<JobShared> {
         Arc::new(JobShared {
             token: pool.shared.token.child_token(),
+            cancelled: AtomicBool::new(false),
             capacity: Semaphore::new(capacity),
             results: None,
             pool: pool.shared.clone(),
@@ -106,7 +112,7 @@ impl JobShared {
     fn refusal(&self) -> Option<Error> {
         if self.pool.closing.load(Ordering::Relaxed) {
             Some(Error::ShuttingDown)
-        } else if self.token.is_cancelled() {
+        } else if self.is_cancelled() {
             Some(Error::Closed)
         } else {
             None
@@ -127,7 +133,7 @@ impl JobShared {
         let core = &handler.core;
         let now = Instant::now();
         let id = TaskId::next();
-        let token = CancellationToken::new();
+        let token = Cancel::default();
         let env = Box::new(Envelope {
             id,
             handler: core.clone(),
@@ -156,7 +162,11 @@ impl JobShared {
             }),
             Err(failed) => {
                 let Event::Submit(mut env) = failed.0 else {
-                    return Ok(TaskHandle { id, token, job: self.clone() });
+                    return Ok(TaskHandle {
+                        id,
+                        token,
+                        job: self.clone(),
+                    });
                 };
                 env.release_permit();
                 match env.params.take().map(|p| p.downcast::<In>()) {
@@ -165,7 +175,11 @@ impl JobShared {
                         params: *params,
                     }),
                     // Unreachable: the params were boxed as `In` just above.
-                    _ => Ok(TaskHandle { id, token, job: self.clone() }),
+                    _ => Ok(TaskHandle {
+                        id,
+                        token,
+                        job: self.clone(),
+                    }),
                 }
             }
         }
@@ -185,19 +199,24 @@ impl JobShared {
         if let Some(reason) = self.refusal() {
             return Err(Rejected { reason, params });
         }
-        let permit = tokio::select! {
-            permit = self.capacity.acquire() => permit,
-            _ = self.token.cancelled() => {
-                return Err(Rejected { reason: Error::Closed, params });
-            }
-        };
-        match permit {
+        match self.capacity.try_acquire() {
             Ok(p) => p.forget(),
             Err(_) => {
-                return Err(Rejected {
-                    reason: Error::Closed,
-                    params,
-                })
+                let permit = tokio::select! {
+                    permit = self.capacity.acquire() => permit,
+                    _ = self.token.cancelled() => {
+                        return Err(Rejected { reason: Error::Closed, params });
+                    }
+                };
+                match permit {
+                    Ok(p) => p.forget(),
+                    Err(_) => {
+                        return Err(Rejected {
+                            reason: Error::Closed,
+                            params,
+                        })
+                    }
+                }
             }
         }
         self.enqueue(handler, params, opts, reply)
@@ -334,15 +353,15 @@ impl JobBuilder {
         spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
         let shared = Arc::new(JobShared {
             token: self.pool.shared.token.child_token(),
+            cancelled: AtomicBool::new(false),
             capacity: Semaphore::new(self.queue_capacity),
             results: Some(tx),
             pool: self.pool.shared.clone(),
         });
         Ok(Job {
-            token: shared.token.clone(),
+            control: Arc::downgrade(&shared),
             producer: Some(Producer { job: shared }),
             done: done_rx,
-            pool: self.pool,
         })
     }
 }
@@ -350,16 +369,19 @@ impl JobBuilder {
 /// A running job. Await it (or call [`Job::wait`]) for its [`JobSummary`].
 pub struct Job {
     producer: Option<Producer>,
-    token: CancellationToken,
+    /// For `cancel`; weak, so holding the `Job` never keeps the job open.
+    control: std::sync::Weak<JobShared>,
     done: oneshot::Receiver<JobSummary>,
-    pool: Pool,
 }
 
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
             .field("open", &self.producer.is_some())
-            .field("cancelled", &self.token.is_cancelled())
+            .field(
+                "cancelled",
+                &self.control.upgrade().is_some_and(|j| j.is_cancelled()),
+            )
             .finish()
     }
 }
@@ -411,8 +433,9 @@ impl Job {
     /// Cancels the job: no more submissions; waiting tasks never start; running
     /// attempts are cancelled.
     pub fn cancel(&self) {
-        self.token.cancel();
-        let _ = self.pool.shared.events.send(Event::Sweep);
+        if let Some(job) = self.control.upgrade() {
+            job.cancel();
+        }
     }
 
     /// Closes the job's own producer and waits for the summary.

@@ -29,6 +29,7 @@
 //! ```
 
 mod attempt;
+mod cancel;
 mod context;
 mod cpu_pool;
 mod dispatcher;
@@ -38,17 +39,17 @@ mod job;
 mod map;
 mod metrics;
 mod output;
-pub mod pipeline;
+mod pipeline;
 mod pool;
 mod process;
 mod rate;
 mod results;
 mod summary;
 
-pub use conveyor_core::{
-    ErrorKind, Error, Lane, Outcome, OutcomeKind, RetryPolicy, TaskError, TaskId, TaskOptions,
-};
 pub use context::TaskContext;
+pub use conveyor_core::{
+    Error, ErrorKind, Lane, Outcome, OutcomeKind, RetryPolicy, TaskError, TaskId, TaskOptions,
+};
 pub use handler::{Handler, HandlerConfig};
 pub use job::{
     Job, JobBuilder, Producer, Rejected, TaskHandle, DEFAULT_QUEUE_CAPACITY,
@@ -56,9 +57,16 @@ pub use job::{
 };
 pub use metrics::MetricsSnapshot;
 pub use output::Output;
+pub use pipeline::{OnFailure, Pipeline, PipelineBuilder, PipelineInput, StageFailure, StageStats};
 
 pub use pool::{available_cores, Pool, PoolBuilder, PoolConfig, ShutdownReport, DEFAULT_WORKERS};
-pub use process::{exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP};
+pub use process::{
+    exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP,
+};
 pub use rate::Rate;
 pub use results::{OnJobComplete, OnTaskComplete, TaskResult};
 pub use summary::{JobSummary, LatencyStats};
+
+/// Re-exported so map helpers and pipeline outputs can be consumed without
+/// another dependency.
+pub use futures_util::{Stream, StreamExt};

@@ -19,15 +19,29 @@ use crate::rate::{Rate, RateLimiter};
 /// The default number of workers: tasks running at once across all lanes.
 pub const DEFAULT_WORKERS: usize = 50;
 
+/// The dispatcher's inbox.
+pub(crate) type EventSender = mpsc::UnboundedSender<Event>;
+
 /// What every job and task of a pool shares.
 pub(crate) struct PoolShared {
-    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) events: EventSender,
     pub(crate) metrics: Metrics,
     pub(crate) cpu: CpuPool,
     /// Cancelled on immediate shutdown (and when the last `Pool` handle drops).
     pub(crate) token: CancellationToken,
     /// Set once shutdown begins: no new submissions.
     pub(crate) closing: AtomicBool,
+    /// Set with `token`, so hot paths can check it without a lock.
+    pub(crate) stopped: AtomicBool,
+}
+
+impl PoolShared {
+    /// Immediate stop: no new submissions; everything is cancelled.
+    pub(crate) fn stop(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.stopped.store(true, Ordering::SeqCst);
+        self.token.cancel();
+    }
 }
 
 /// Cancels the pool when the last user handle is dropped.
@@ -37,8 +51,7 @@ struct DropGuard {
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
-        self.shared.closing.store(true, Ordering::SeqCst);
-        self.shared.token.cancel();
+        self.shared.stop();
     }
 }
 
@@ -131,8 +144,9 @@ impl PoolBuilder {
 
     /// Starts the pool. Must be called inside a tokio runtime.
     pub fn build(self) -> Result<Pool, Error> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::InvalidConfig("a Pool must be built inside a tokio runtime".into()))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::InvalidConfig("a Pool must be built inside a tokio runtime".into())
+        })?;
         let cores = available_cores();
         let config = PoolConfig {
             workers: self.workers,
@@ -159,6 +173,7 @@ impl PoolBuilder {
             cpu: CpuPool::new(config.cpu)?,
             token: CancellationToken::new(),
             closing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         });
         let (in_flight_tx, in_flight) = watch::channel(0);
         let limits = DispatchLimits {
@@ -252,7 +267,7 @@ impl Pool {
         .await;
         if drained.is_err() {
             report.cancelled_in_flight = *in_flight.borrow() as u64;
-            self.shared.token.cancel();
+            self.shared.stop();
             let stopped = tokio::time::timeout(grace.max(Duration::from_secs(1)), async {
                 let _ = in_flight.wait_for(|n| *n == 0).await;
             })
@@ -262,14 +277,13 @@ impl Pool {
             }
         }
         report.not_started = rx.await.unwrap_or(0);
-        self.shared.token.cancel();
+        self.shared.stop();
         report
     }
 
     /// Immediate shutdown: cancel every waiting and running task now.
     pub fn shutdown_now(&self) {
-        self.shared.closing.store(true, Ordering::SeqCst);
-        self.shared.token.cancel();
+        self.shared.stop();
     }
 
     /// True once shutdown has begun.

@@ -3,7 +3,7 @@
 //! Workers push each task's final [`TaskResult`] into the job's bounded result
 //! queue and go back to work; a dedicated OS thread drains the queue and calls
 //! the callbacks, so a slow (even blocking) callback never runs on a worker or on
-//! the async runtime. Only when the result queue is full do workers wait: its
+//! the async runtime. Under load it takes results in batches (see [`COALESCE`]). Only when the result queue is full do workers wait: its
 //! capacity is how much callback slowness the workers absorb.
 //!
 //! The job is complete when the queue's last sender is gone: senders are held by
@@ -12,7 +12,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -53,6 +53,11 @@ impl TaskResult {
     }
 }
 
+/// While results keep arriving, the result handler drains them in batches this far
+/// apart rather than being woken once per result: at most this much added delay,
+/// in exchange for one thread wake-up per batch instead of one per task.
+const COALESCE: Duration = Duration::from_micros(200);
+
 /// Called with every task's result, on the result handler thread.
 pub type OnTaskComplete = Box<dyn FnMut(TaskResult) + Send>;
 /// Called once with the job's summary, on the result handler thread.
@@ -70,11 +75,30 @@ pub(crate) fn spawn_result_handler(
         .name("conveyor-results".into())
         .spawn(move || {
             let mut recorder = SummaryRecorder::default();
-            while let Ok(result) = rx.recv() {
+            let mut handle = |result: TaskResult| {
                 recorder.record(&result);
                 if let Some(cb) = on_task.as_mut() {
                     if catch_unwind(AssertUnwindSafe(|| cb(result))).is_err() {
                         tracing::error!("on_task_complete panicked; the job goes on");
+                    }
+                }
+            };
+            // Block for the first result; then, while results keep coming, drain in
+            // batches with a short pause between them instead of being woken for
+            // every single result.
+            'outer: while let Ok(first) = rx.recv() {
+                handle(first);
+                loop {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(result) => handle(result),
+                            Err(flume::TryRecvError::Empty) => break,
+                            Err(flume::TryRecvError::Disconnected) => break 'outer,
+                        }
+                    }
+                    std::thread::sleep(COALESCE);
+                    if rx.is_empty() {
+                        break;
                     }
                 }
             }
