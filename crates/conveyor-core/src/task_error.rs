@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn std_errors_convert_with_their_chain() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+        let io = std::io::Error::other("disk on fire");
         let err: TaskError = io.into();
         assert_eq!(err.message(), "disk on fire");
         assert!(err.is_retryable());

@@ -151,7 +151,9 @@ where
         };
         tokio::select! {
             biased;
-            end = run => end,
+            // An attempt that ends after its task was cancelled (say, a handler
+            // that noticed the cancellation and returned) counts as cancelled.
+            end = run => if env.is_cancelled() { Ended::Cancelled } else { end },
             _ = env.token.cancelled() => Ended::Cancelled,
             _ = env.job.token.cancelled() => Ended::Cancelled,
         }
@@ -187,6 +189,9 @@ async fn run_cpu(
     let (end, running) = tokio::select! {
         biased;
         r = &mut result_rx => match r {
+            // A result after cancellation or after the deadline is not a success.
+            Ok(_) if env.is_cancelled() => (Ended::Cancelled, None),
+            Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => (Ended::TimedOut, None),
             Ok(r) => (Ended::from_caught(r), None),
             Err(_) => (Ended::Error(TaskError::new("the cpu thread was lost")), None),
         },

@@ -451,8 +451,9 @@ impl Dispatcher {
             }
         }
         for (job, n) in self.permits.drain(..) {
-            job.capacity.add_permits(n);
+            // The gauge drops before the permits return, so it never exceeds capacity.
             job.pool.metrics.queued(-(n as i64));
+            job.capacity.add_permits(n);
         }
         for lane in Lane::ALL {
             let delta = std::mem::take(&mut self.lane_delta[lane.index()]);
@@ -523,6 +524,7 @@ impl Dispatcher {
 }
 
 /// Moves the cancelled tasks of `queue` to `out`, keeping the others in order.
+#[allow(clippy::vec_box)] // envelopes stay boxed so moving them between queues is cheap
 fn take_cancelled(queue: &mut VecDeque<Box<Envelope>>, out: &mut Vec<Box<Envelope>>) {
     if !queue.iter().any(|e| e.is_cancelled()) {
         return;

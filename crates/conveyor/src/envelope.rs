@@ -87,8 +87,8 @@ impl Envelope {
     pub(crate) fn release_permit(&mut self) {
         if self.holds_permit {
             self.holds_permit = false;
-            self.job.capacity.add_permits(1);
             self.job.pool.metrics.queued(-1);
+            self.job.capacity.add_permits(1);
         }
     }
 

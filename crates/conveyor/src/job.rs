@@ -18,7 +18,7 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::sync::{oneshot, Semaphore};
@@ -67,7 +67,8 @@ impl<In> std::error::Error for Rejected<In> {}
 pub struct TaskHandle {
     id: TaskId,
     token: Cancel,
-    job: Arc<JobShared>,
+    /// Weak, so a handle kept around never keeps its job open.
+    job: Weak<JobShared>,
 }
 
 impl TaskHandle {
@@ -82,7 +83,9 @@ impl TaskHandle {
     /// is [`Outcome::Cancelled`](crate::Outcome::Cancelled) unless it already had one.
     pub fn cancel(&self) {
         self.token.cancel();
-        let _ = self.job.pool.events.send(Event::Sweep);
+        if let Some(job) = self.job.upgrade() {
+            let _ = job.pool.events.send(Event::Sweep);
+        }
     }
 
     /// True once this task was cancelled through a handle.
@@ -158,14 +161,14 @@ impl JobShared {
             Ok(()) => Ok(TaskHandle {
                 id,
                 token,
-                job: self.clone(),
+                job: Arc::downgrade(self),
             }),
             Err(failed) => {
                 let Event::Submit(mut env) = failed.0 else {
                     return Ok(TaskHandle {
                         id,
                         token,
-                        job: self.clone(),
+                        job: Arc::downgrade(self),
                     });
                 };
                 env.release_permit();
@@ -178,7 +181,7 @@ impl JobShared {
                     _ => Ok(TaskHandle {
                         id,
                         token,
-                        job: self.clone(),
+                        job: Arc::downgrade(self),
                     }),
                 }
             }
@@ -370,7 +373,7 @@ impl JobBuilder {
 pub struct Job {
     producer: Option<Producer>,
     /// For `cancel`; weak, so holding the `Job` never keeps the job open.
-    control: std::sync::Weak<JobShared>,
+    control: Weak<JobShared>,
     done: oneshot::Receiver<JobSummary>,
 }
 

@@ -7,7 +7,6 @@
 //! so an endless input stream runs in bounded memory. Each call goes through the
 //! pool's dispatcher, so the handler's lane, limits, retries and timeouts apply.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::stream::{self, Stream, StreamExt};
@@ -20,16 +19,16 @@ use crate::handler::Handler;
 use crate::pool::Pool;
 
 /// Submits one input and waits for its typed outcome.
-pub(crate) fn call<In, Out>(
+pub(crate) async fn call<In, Out>(
     job: Arc<JobShared>,
     handler: Handler<In, Out>,
     input: In,
-) -> impl Future<Output = Outcome<Out>> + Send
+) -> Outcome<Out>
 where
     In: Clone + Send + 'static,
     Out: Send + 'static,
 {
-    async move {
+    {
         let (tx, rx) = oneshot::channel();
         if let Err(rejected) = job
             .submit(&handler, input, TaskOptions::default(), Some(tx))

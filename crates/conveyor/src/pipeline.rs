@@ -329,7 +329,6 @@ impl<A: Clone + Send + 'static, B: Send + 'static> Stage<A, B> {
                 self.counters.succeeded.fetch_add(1, Relaxed);
                 // If the consumer is gone the item has nowhere to go; keep draining.
                 let _ = self.output.send_async(item).await;
-                return;
             }
             Outcome::Failed(ref e) => {
                 self.counters.failed.fetch_add(1, Relaxed);
