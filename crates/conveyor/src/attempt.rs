@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use conveyor_core::{ErrorKind, Outcome, TaskError};
+use conveyor_core::{ErrorKind, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
 use crate::envelope::{Envelope, Event, Release};
@@ -73,9 +73,10 @@ type ThreadDone = oneshot::Receiver<()>;
 /// One attempt, ready to be polled; yields the slot to free when the task is final.
 pub(crate) type AttemptFuture = Pin<Box<dyn Future<Output = Option<Release>> + Send>>;
 
-/// Prepares the next attempt of `env`, which the dispatcher has given slot `slot`.
-/// The dispatcher polls many of these in one spawned batch.
-pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize) -> AttemptFuture {
+/// Prepares the next attempt of `env`, which the dispatcher has given slot `slot`
+/// in the round that began at `started`. The dispatcher polls many of these in
+/// one spawned batch.
+pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize, started: Instant) -> AttemptFuture {
     env.attempt += 1;
     let attempt = env.attempt;
     let params = if attempt < env.max_attempts {
@@ -85,7 +86,6 @@ pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize) -> AttemptFuture {
     } else {
         env.params.take()
     };
-    let started = Instant::now();
     let Some(params) = params else {
         let end = Ended::Error(TaskError::permanent("the task's params are gone"));
         return Box::pin(finish(env, slot, Some(started), end, None));
@@ -117,7 +117,15 @@ pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize) -> AttemptFuture {
 
 /// Runs a batch of attempts concurrently in one spawned task, freeing slots in
 /// bulk: all attempts that finish in the same poll are reported in one event.
-pub(crate) async fn run_batch(attempts: Vec<AttemptFuture>, events: EventSender) {
+pub(crate) async fn run_batch(mut attempts: Vec<AttemptFuture>, events: EventSender) {
+    if attempts.len() == 1 {
+        if let Some(attempt) = attempts.pop() {
+            if let Some(done) = attempt.await {
+                let _ = events.send(Event::Released(vec![done]));
+            }
+        }
+        return;
+    }
     let mut running: FuturesUnordered<AttemptFuture> = attempts.into_iter().collect();
     let mut released = Vec::new();
     while let Some(done) = running.next().await {
@@ -243,11 +251,16 @@ pub(crate) async fn finish(
         return None;
     }
     let key = if env.holds_key { env.key.clone() } else { None };
-    deliver(&mut env, started, end.into_outcome()).await;
+    let (kind, latency) = deliver(&mut env, started, end.into_outcome()).await;
     if let Some(thread) = running {
         let _ = thread.await;
     }
-    Some(Release { slot, key })
+    Some(Release {
+        slot,
+        key,
+        kind,
+        latency,
+    })
 }
 
 /// Reports a task that never started (cancelled while waiting, or never reached
@@ -255,15 +268,20 @@ pub(crate) async fn finish(
 pub(crate) fn finish_unstarted(mut env: Box<Envelope>) {
     env.release_permit();
     tokio::spawn(async move {
-        deliver(&mut env, None, Outcome::Cancelled).await;
+        let (kind, latency) = deliver(&mut env, None, Outcome::Cancelled).await;
+        env.job.pool.metrics.outcomes(&[(kind, latency)]);
     });
 }
 
-/// Records the outcome and hands the result to the task's reply channel or its
-/// job's result queue (waiting while that queue is full).
-async fn deliver(env: &mut Envelope, started: Option<Instant>, outcome: Outcome<Output>) {
+/// Hands the result to the task's reply channel or its job's result queue
+/// (waiting while that queue is full); returns what the metrics record.
+async fn deliver(
+    env: &mut Envelope,
+    started: Option<Instant>,
+    outcome: Outcome<Output>,
+) -> (OutcomeKind, Duration) {
     let finished_at = Instant::now();
-    env.job.pool.metrics.outcome(
+    let measured = (
         outcome.kind(),
         finished_at.saturating_duration_since(env.submitted_at),
     );
@@ -282,4 +300,5 @@ async fn deliver(env: &mut Envelope, started: Option<Instant>, outcome: Outcome<
     } else if let Some(results) = &env.job.results {
         let _ = results.send_async(result).await;
     }
+    measured
 }

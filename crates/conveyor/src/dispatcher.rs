@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use conveyor_core::Lane;
+use conveyor_core::{Lane, OutcomeKind};
 
 use crate::attempt::{finish_unstarted, prepare, run_batch, AttemptFuture};
 use crate::envelope::{Envelope, Event, JobShared};
@@ -110,6 +110,8 @@ pub(crate) struct Dispatcher {
     permits: Vec<(Arc<JobShared>, usize)>,
     /// Change of in-flight attempts per lane in this round, for the metrics.
     lane_delta: [i64; 3],
+    /// Outcomes reported in this round, for the metrics.
+    finished: Vec<(OutcomeKind, Duration)>,
     cores: usize,
 }
 
@@ -142,6 +144,7 @@ impl Dispatcher {
             launches: Vec::new(),
             permits: Vec::new(),
             lane_delta: [0; 3],
+            finished: Vec::new(),
             cores: crate::pool::available_cores(),
         }
     }
@@ -223,6 +226,7 @@ impl Dispatcher {
             }
             Event::Released(released) => {
                 for r in released {
+                    self.finished.push((r.kind, r.latency));
                     self.release_slot(r.slot);
                     if let Some(key) = r.key {
                         self.release_key(&key);
@@ -260,13 +264,8 @@ impl Dispatcher {
             return slot;
         }
         let cfg = &handler.config;
-        let rate = cfg.rate.and_then(|r| match RateLimiter::new(r) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::error!(handler = %handler.name, "rate limit ignored: {e}");
-                None
-            }
-        });
+        // Submission rejects invalid rates, so this cannot fail in practice.
+        let rate = cfg.rate.and_then(|r| RateLimiter::new(r).ok());
         let slot = self.handlers.len();
         self.handlers.push(HandlerState {
             lane: handler.lane,
@@ -376,6 +375,7 @@ impl Dispatcher {
         if self.mode != Mode::Running {
             return;
         }
+        let now = Instant::now();
         while self.in_flight < self.limits.workers && !self.pool_rate_wait {
             let Some(h) = self.ring.pop_front() else {
                 break;
@@ -429,7 +429,7 @@ impl Dispatcher {
                     _ => self.permits.push((env.job.clone(), 1)),
                 }
             }
-            self.launches.push(prepare(env, h));
+            self.launches.push(prepare(env, h, now));
             self.schedule(h);
         }
     }
@@ -455,6 +455,8 @@ impl Dispatcher {
             job.pool.metrics.queued(-(n as i64));
             job.capacity.add_permits(n);
         }
+        self.pool.metrics.outcomes(&self.finished);
+        self.finished.clear();
         for lane in Lane::ALL {
             let delta = std::mem::take(&mut self.lane_delta[lane.index()]);
             if delta != 0 {

@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use conveyor_core::TaskId;
+use conveyor_core::{OutcomeKind, TaskId};
 
 use crate::cancel::Cancel;
 use crate::handler::HandlerCore;
@@ -47,10 +47,12 @@ impl JobShared {
     }
 }
 
-/// A started task's slot (and key) to free.
+/// A started task's slot (and key) to free, with its outcome for the metrics.
 pub(crate) struct Release {
     pub(crate) slot: usize,
     pub(crate) key: Option<Arc<str>>,
+    pub(crate) kind: OutcomeKind,
+    pub(crate) latency: Duration,
 }
 
 /// One task inside the engine.

@@ -40,7 +40,8 @@ pub const DEFAULT_RESULT_CAPACITY: usize = 1024;
 
 /// A submission that was refused, with the params given back.
 pub struct Rejected<In> {
-    /// Why: [`Error::Closed`], [`Error::ShuttingDown`] or [`Error::QueueFull`].
+    /// Why: [`Error::Closed`], [`Error::ShuttingDown`], [`Error::QueueFull`] or
+    /// [`Error::InvalidConfig`] (the handler's rate cannot be enforced).
     pub reason: Error,
     /// The params, untouched.
     pub params: In,
@@ -134,6 +135,12 @@ impl JobShared {
         In: Send + 'static,
     {
         let core = &handler.core;
+        if let Some(rate) = &core.config.rate {
+            if let Err(reason) = rate.validate() {
+                self.capacity.add_permits(1);
+                return Err(Rejected { reason, params });
+            }
+        }
         let now = Instant::now();
         let id = TaskId::next();
         let token = Cancel::default();

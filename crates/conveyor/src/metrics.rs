@@ -56,9 +56,24 @@ impl Metrics {
         self.retried.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn outcome(&self, kind: OutcomeKind, latency: Duration) {
-        self.outcomes[outcome_index(kind)].fetch_add(1, Relaxed);
-        self.latency.lock().record(latency);
+    /// Records final outcomes in bulk (one lock for the whole batch).
+    pub(crate) fn outcomes(&self, batch: &[(OutcomeKind, Duration)]) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut counts = [0u64; 5];
+        {
+            let mut latency = self.latency.lock();
+            for (kind, d) in batch {
+                counts[outcome_index(*kind)] += 1;
+                latency.record(*d);
+            }
+        }
+        for (i, n) in counts.into_iter().enumerate() {
+            if n > 0 {
+                self.outcomes[i].fetch_add(n, Relaxed);
+            }
+        }
     }
 
     /// A consistent-enough copy of every counter (each read is atomic; the set is not).

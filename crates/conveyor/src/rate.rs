@@ -79,6 +79,11 @@ impl Rate {
         self.per / self.count.max(1)
     }
 
+    /// Checks that the rate can be enforced (positive count and period).
+    pub fn validate(&self) -> Result<(), Error> {
+        self.quota().map(|_| ())
+    }
+
     fn quota(&self) -> Result<Quota, Error> {
         if self.count == 0 || self.per.is_zero() {
             return Err(Error::InvalidConfig(format!(

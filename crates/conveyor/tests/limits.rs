@@ -249,3 +249,15 @@ async fn delayed_tasks_wait_and_hold_no_worker() {
     assert_eq!(order[1].0, 1);
     assert_eq!((order[1].1 - t0).as_secs(), 2);
 }
+
+#[tokio::test]
+async fn an_invalid_handler_rate_is_rejected_at_submit() {
+    let pool = Pool::new().unwrap();
+    let h = Handler::io("bad", |_: u32, _ctx| async move { Ok::<_, TaskError>(()) })
+        .rate(Rate::per_second(0));
+    let job = pool.job().start().unwrap();
+    let rejected = job.submit(&h, 1).await.unwrap_err();
+    assert!(matches!(rejected.reason, conveyor::Error::InvalidConfig(_)));
+    assert_eq!(rejected.params, 1);
+    assert_eq!(job.await.total(), 0);
+}
