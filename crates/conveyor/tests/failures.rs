@@ -386,3 +386,42 @@ async fn cancelling_a_job_cancels_everything_and_kills_children() {
         wait_gone(pid).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_cpu_task_reports_at_once_and_the_closure_sees_it() {
+    let pool = Pool::builder().cpu_threads(1).build().unwrap();
+    let saw_cancel = Arc::new(AtomicU32::new(0));
+    let s = saw_cancel.clone();
+    let h = Handler::cpu("spin", move |_: (), ctx| {
+        while !ctx.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, TaskError>(())
+    });
+    let slot = Arc::new(Mutex::new(None));
+    let sl = slot.clone();
+    let job = pool
+        .job()
+        .on_task_complete(move |r| *sl.lock().unwrap() = Some(r.outcome.kind()))
+        .start()
+        .unwrap();
+    let handle = job.submit(&h, ()).await.unwrap();
+    while pool.metrics().in_flight_cpu < 1 {
+        tokio::task::yield_now().await;
+    }
+    handle.cancel();
+    tokio::time::timeout(Duration::from_secs(5), job.wait())
+        .await
+        .unwrap();
+    assert_eq!(*slot.lock().unwrap(), Some(OutcomeKind::Cancelled));
+    assert_eq!(saw_cancel.load(Ordering::SeqCst), 1);
+    // The thread is free again.
+    let quick = Handler::cpu("quick", |n: u32, _ctx| Ok::<_, TaskError>(n));
+    assert_eq!(
+        run_one(&pool, &quick, 9, TaskOptions::new())
+            .await
+            .output::<u32>(),
+        Some(&9)
+    );
+}
