@@ -1,13 +1,48 @@
 //! conveyor's benchmarks: every subject runs side by side with its baselines in
 //! one run; a table and one JSON object per line are printed.
+//!
+//! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`.
+//! `inproc` (the default) runs them all. Timings are printed, never asserted.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cpu;
 mod noop;
+mod python;
+mod rate_limit;
 mod report;
+mod rss;
+mod sleep;
+mod ticker;
+
+use std::time::Instant;
 
 use report::Report;
+
+/// Every benchmark `inproc` runs, in order.
+const ALL: [&str; 5] = ["noop", "sleep", "cpu", "rate", "rss"];
+
+/// Runs one benchmark by name; false when the name is unknown.
+async fn run_one(name: &str, report: &mut Report, quick: bool) -> bool {
+    match name {
+        "noop" => noop::run(report, quick).await,
+        "sleep" => sleep::run(report, quick).await,
+        "cpu" => cpu::run(report, quick).await,
+        "rate" => rate_limit::run(report, quick).await,
+        "rss" => rss::run(report, quick).await,
+        _ => return false,
+    }
+    true
+}
+
+/// The 1-minute load average from `/proc/loadavg`, or "?" where unavailable.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,15 +58,37 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Hidden: the child process of the peak-RSS benchmark.
+    if which == "rss-child" {
+        let code = runtime.block_on(rss::child(&args[1..]));
+        std::process::exit(code);
+    }
+    let names: Vec<&str> = if which == "inproc" || which == "--quick" {
+        ALL.to_vec()
+    } else {
+        vec![which]
+    };
     let mut report = Report::default();
-    match which {
-        "inproc" | "noop" => {
-            runtime.block_on(noop::run(&mut report, quick));
-        }
-        other => {
-            eprintln!("unknown benchmark {other:?}; try: inproc");
+    let load_before = load_average();
+    let started = Instant::now();
+    for name in names {
+        eprintln!("[{name}]");
+        if !runtime.block_on(run_one(name, &mut report, quick)) {
+            eprintln!(
+                "unknown benchmark {name:?}; try: inproc, {}",
+                ALL.join(", ")
+            );
             std::process::exit(2);
         }
     }
+    report.note(format!(
+        "{} mode, {} cores, total {:.1} s; 1-min load average {} before, {} after \
+         (above ~0.5, other processes share the cores and timings are noisy)",
+        if quick { "quick" } else { "full" },
+        conveyor::available_cores(),
+        started.elapsed().as_secs_f64(),
+        load_before,
+        load_average(),
+    ));
     report.print();
 }

@@ -1,5 +1,7 @@
 //! No-op tasks through the full path: producer → bounded queue → 50 workers →
-//! result handler → callback, for conveyor and for a hand-written tokio version.
+//! result handler → callback, for conveyor and for a hand-written tokio version
+//! (same process, same allocator), then for Python asyncio and
+//! `ThreadPoolExecutor` baselines (see [`crate::python`]) when `python3` exists.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::time::Instant;
 use conveyor::{Handler, Pool, TaskError};
 use tokio::sync::{mpsc, Mutex};
 
+use crate::python::{self, Baseline};
 use crate::report::Report;
 
 const WORKERS: usize = 50;
@@ -87,6 +90,8 @@ pub async fn tokio_noop(n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Runs conveyor against the hand-written tokio version (best of 3 each, after a
+/// warm-up), then against the Python baselines when `python3` is available.
 pub async fn run(report: &mut Report, quick: bool) {
     let n = if quick { 100_000 } else { 1_000_000 };
     // Warm up both paths once.
@@ -107,4 +112,51 @@ pub async fn run(report: &mut Report, quick: bool) {
         "tokio hand-written",
         best_c / best_t,
     );
+    python_baselines(report, quick, best_c).await;
+}
+
+/// Python asyncio (best of 3, like the Rust subjects) and `ThreadPoolExecutor` (one run: it is slow),
+/// each with conveyor's ratio to it; skipped with a note without `python3`.
+async fn python_baselines(report: &mut Report, quick: bool, conveyor: f64) {
+    let Some(version) = python::available() else {
+        report.note("python3 not found on PATH: Python baselines skipped");
+        return;
+    };
+    let runs = [
+        (Baseline::Asyncio, if quick { 50_000 } else { 200_000 }, 3),
+        (
+            Baseline::ThreadPool,
+            if quick { 20_000 } else { 100_000 },
+            1,
+        ),
+    ];
+    let mut sizes = Vec::new();
+    for (baseline, n, repeat) in runs {
+        let mut best: Option<f64> = None;
+        for _ in 0..repeat {
+            let result = tokio::task::spawn_blocking(move || python::run(baseline, n))
+                .await
+                .unwrap_or_else(|e| Err(format!("the python runner panicked: {e}")));
+            match result {
+                Ok(rate) => best = Some(best.map_or(rate, |b: f64| b.max(rate))),
+                Err(e) => {
+                    report.note(format!("{}: {e}", baseline.subject()));
+                    break;
+                }
+            }
+        }
+        let Some(rate) = best else { continue };
+        let subject = baseline.subject();
+        sizes.push(format!("{subject}: {n} tasks"));
+        report.add("noop_full_path", subject, rate, "tasks/s");
+        report.add_vs(
+            "noop_full_path",
+            "conveyor",
+            conveyor,
+            "tasks/s",
+            subject,
+            conveyor / rate,
+        );
+    }
+    report.note(format!("{version}; {}", sizes.join(", ")));
 }

@@ -17,6 +17,7 @@ pub struct Row {
 #[derive(Debug, Default)]
 pub struct Report {
     rows: Vec<Row>,
+    notes: Vec<String>,
 }
 
 impl Report {
@@ -54,7 +55,14 @@ impl Report {
         eprintln!("  {bench:<28} {subject:<34} {value:>14.2} {unit}  ({ratio:.2}x vs {vs})");
     }
 
-    /// Prints the table, then one JSON object per row.
+    /// Adds a remark (a skipped baseline, a caveat) printed under the table.
+    pub fn note(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        eprintln!("  note: {text}");
+        self.notes.push(text);
+    }
+
+    /// Prints the table and its notes, then one JSON object per row.
     pub fn print(&self) {
         println!(
             "{:<28} {:<34} {:>14} {:<8} {:>8}  vs",
@@ -71,6 +79,9 @@ impl Report {
                 ratio,
                 r.ratio_vs.as_deref().unwrap_or("-")
             );
+        }
+        for n in &self.notes {
+            println!("note: {n}");
         }
         for r in &self.rows {
             println!(

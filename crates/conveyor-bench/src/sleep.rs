@@ -1,0 +1,82 @@
+//! Sleep-bound work: tasks that only wait (`tokio::time::sleep(10ms)`), so the
+//! wall time should be the number of waves times one sleep.
+//!
+//! The ideal is `ceil(tasks / workers)` × the measured duration of one tokio
+//! 10 ms sleep (tokio's timer rounds up to its 1 ms tick, so a "10 ms" sleep
+//! lasts a little longer); the ratio wall / ideal shows what the engine adds.
+
+use std::time::{Duration, Instant};
+
+use conveyor::{Handler, Pool, TaskError};
+
+use crate::report::Report;
+
+const SLEEP: Duration = Duration::from_millis(10);
+
+/// The mean duration of one tokio `sleep(10ms)` over `samples` sequential sleeps.
+async fn measure_sleep(samples: u32) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..samples {
+        let start = Instant::now();
+        tokio::time::sleep(SLEEP).await;
+        total += start.elapsed();
+    }
+    total / samples
+}
+
+/// Runs `tasks` sleeping tasks on a pool of `workers`; returns the wall time from
+/// the first submission to the job's summary.
+async fn run_once(tasks: usize, workers: usize) -> Duration {
+    let pool = Pool::builder().workers(workers).build().expect("pool");
+    let sleep = Handler::io("sleep", |_: (), _ctx| async move {
+        tokio::time::sleep(SLEEP).await;
+        Ok::<_, TaskError>(())
+    });
+    let start = Instant::now();
+    let job = pool.job().queue_capacity(tasks).start().expect("job");
+    for _ in 0..tasks {
+        if job.submit(&sleep, ()).await.is_err() {
+            break;
+        }
+    }
+    let summary = job.await;
+    let wall = start.elapsed();
+    assert_eq!(summary.succeeded, tasks as u64);
+    wall
+}
+
+/// Both shapes (2,000 tasks × 50 workers, 10,000 tasks × 1,000 workers), each the
+/// median of `runs` runs, against the ideal.
+pub async fn run(report: &mut Report, quick: bool) {
+    let runs = if quick { 3 } else { 5 };
+    let one = measure_sleep(20).await;
+    report.add(
+        "sleep_bound",
+        "one tokio sleep(10ms), mean of 20",
+        ms(one),
+        "ms",
+    );
+    for (tasks, workers) in [(2_000, 50), (10_000, 1_000)] {
+        let mut walls = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            walls.push(run_once(tasks, workers).await);
+        }
+        walls.sort();
+        let wall = walls[walls.len() / 2];
+        let ideal = one * tasks.div_ceil(workers) as u32;
+        let bench = format!("sleep_bound {tasks}x{workers}w");
+        report.add(&bench, "ideal (waves x one sleep)", ms(ideal), "ms");
+        report.add_vs(
+            &bench,
+            &format!("conveyor wall, median of {runs}"),
+            ms(wall),
+            "ms",
+            "ideal",
+            wall.as_secs_f64() / ideal.as_secs_f64(),
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
