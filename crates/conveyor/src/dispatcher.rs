@@ -399,14 +399,14 @@ impl Dispatcher {
                 self.parked.push(h);
                 continue;
             }
-            if let Some(rate) = &st.rate {
+            if let Some(rate) = &mut st.rate {
                 if let Err(at) = rate.try_take() {
                     st.rate_wait = true;
                     self.add_timer(at, TimerItem::HandlerRate(h));
                     continue;
                 }
             }
-            if let Some(rate) = &self.limits.rate {
+            if let Some(rate) = &mut self.limits.rate {
                 if let Err(at) = rate.try_take() {
                     self.pool_rate_wait = true;
                     self.add_timer(at, TimerItem::PoolRate);

@@ -92,6 +92,7 @@ pub struct PoolBuilder {
     cpu: Option<usize>,
     process: Option<usize>,
     rate: Option<Rate>,
+    cpu_background: bool,
 }
 
 /// The number of cores this process may use.
@@ -107,6 +108,7 @@ impl Default for PoolBuilder {
             cpu: None,
             process: None,
             rate: None,
+            cpu_background: true,
         }
     }
 }
@@ -133,6 +135,14 @@ impl PoolBuilder {
     /// process-lane limit: child processes at once (default: the number of cores).
     pub fn process_limit(mut self, n: usize) -> Self {
         self.process = Some(n);
+        self
+    }
+
+    /// Whether cpu-lane threads run at background priority (Linux `SCHED_IDLE`;
+    /// default on), so CPU work never delays the async runtime's threads. Turn
+    /// it off when other busy threads would starve the cpu lane.
+    pub fn cpu_background(mut self, on: bool) -> Self {
+        self.cpu_background = on;
         self
     }
 
@@ -170,7 +180,7 @@ impl PoolBuilder {
         let shared = Arc::new(PoolShared {
             events,
             metrics: Metrics::default(),
-            cpu: CpuPool::new(config.cpu)?,
+            cpu: CpuPool::new(config.cpu, self.cpu_background)?,
             token: CancellationToken::new(),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
