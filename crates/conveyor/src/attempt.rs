@@ -117,24 +117,27 @@ pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize, started: Instant) -> 
 
 /// Runs a batch of attempts concurrently in one spawned task, freeing slots in
 /// bulk: all attempts that finish in the same poll are reported in one event.
-pub(crate) async fn run_batch(mut attempts: Vec<AttemptFuture>, events: EventSender) {
-    if attempts.len() == 1 {
-        if let Some(attempt) = attempts.pop() {
-            if let Some(done) = attempt.await {
-                let _ = events.send(Event::Released(vec![done]));
-            }
-        }
-        return;
-    }
-    let mut running: FuturesUnordered<AttemptFuture> = attempts.into_iter().collect();
+pub(crate) async fn run_batch(attempts: Vec<AttemptFuture>, events: EventSender) {
     let mut released = Vec::new();
-    while let Some(done) = running.next().await {
+    let mut running = FuturesUnordered::new();
+    // Most small attempts finish on their first poll: try each once before
+    // paying for a slot in the `FuturesUnordered`.
+    for mut attempt in attempts {
+        match (&mut attempt).now_or_never() {
+            Some(done) => released.extend(done),
+            None => running.push(attempt),
+        }
+    }
+    loop {
+        if !released.is_empty() {
+            let _ = events.send(Event::Released(std::mem::take(&mut released)));
+        }
+        let Some(done) = running.next().await else {
+            break;
+        };
         released.extend(done);
         while let Some(Some(done)) = running.next().now_or_never() {
             released.extend(done);
-        }
-        if !released.is_empty() {
-            let _ = events.send(Event::Released(std::mem::take(&mut released)));
         }
     }
 }
