@@ -110,6 +110,8 @@ pub(crate) struct Dispatcher {
     permits: Vec<(Arc<JobShared>, usize)>,
     /// Change of in-flight attempts per lane in this round, for the metrics.
     lane_delta: [i64; 3],
+    /// Tasks received and waiting for their first start (holding a permit).
+    queued: i64,
     /// Outcomes reported in this round, for the metrics.
     finished: Vec<(OutcomeKind, Duration)>,
     cores: usize,
@@ -145,6 +147,7 @@ impl Dispatcher {
             permits: Vec::new(),
             lane_delta: [0; 3],
             finished: Vec::new(),
+            queued: 0,
             cores: crate::pool::available_cores(),
         }
     }
@@ -215,6 +218,7 @@ impl Dispatcher {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Submit(env) => {
+                self.queued += 1;
                 if self.mode != Mode::Running {
                     self.not_start(env);
                 } else if env.not_before.is_some_and(|t| t > Instant::now()) {
@@ -424,6 +428,7 @@ impl Dispatcher {
             self.in_flight += 1;
             self.lane_delta[lane] += 1;
             if env.take_permit() {
+                self.queued -= 1;
                 match self.permits.last_mut() {
                     Some((job, n)) if Arc::ptr_eq(job, &env.job) => *n += 1,
                     _ => self.permits.push((env.job.clone(), 1)),
@@ -438,6 +443,7 @@ impl Dispatcher {
     /// threads, at most 64 per batch), gives back capacity permits in bulk and
     /// publishes the in-flight change.
     fn flush(&mut self) {
+        self.pool.metrics.set_queued(self.queued);
         let n = self.launches.len();
         if n > 0 {
             let per_batch = n.div_ceil(self.cores).clamp(1, 64);
@@ -451,8 +457,6 @@ impl Dispatcher {
             }
         }
         for (job, n) in self.permits.drain(..) {
-            // The gauge drops before the permits return, so it never exceeds capacity.
-            job.pool.metrics.queued(-(n as i64));
             job.capacity.add_permits(n);
         }
         self.pool.metrics.outcomes(&self.finished);
@@ -467,6 +471,9 @@ impl Dispatcher {
 
     /// A waiting task leaves without running: free its key and report it.
     fn drop_waiting(&mut self, env: Box<Envelope>) {
+        if env.holds_permit {
+            self.queued -= 1;
+        }
         if env.holds_key {
             if let Some(key) = env.key.clone() {
                 self.release_key(&key);

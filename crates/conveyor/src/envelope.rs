@@ -89,7 +89,6 @@ impl Envelope {
     pub(crate) fn release_permit(&mut self) {
         if self.holds_permit {
             self.holds_permit = false;
-            self.job.pool.metrics.queued(-1);
             self.job.capacity.add_permits(1);
         }
     }

@@ -163,7 +163,6 @@ impl JobShared {
             holds_key: false,
             holds_permit: true,
         });
-        self.pool.metrics.queued(1);
         match self.pool.events.send(Event::Submit(env)) {
             Ok(()) => Ok(TaskHandle {
                 id,

@@ -44,8 +44,9 @@ fn outcome_index(kind: OutcomeKind) -> usize {
 }
 
 impl Metrics {
-    pub(crate) fn queued(&self, delta: i64) {
-        self.queued.fetch_add(delta, Relaxed);
+    /// Publishes the dispatcher's count of tasks waiting for their first start.
+    pub(crate) fn set_queued(&self, n: i64) {
+        self.queued.store(n, Relaxed);
     }
 
     pub(crate) fn in_flight(&self, lane: Lane, delta: i64) {
