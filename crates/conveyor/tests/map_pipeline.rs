@@ -65,7 +65,16 @@ async fn map_batched_gives_one_outcome_per_input_in_order() {
     assert_eq!(out.len(), 1000);
     assert!(matches!(&out[7], Outcome::Panicked(m) if m == "seven"));
     assert_eq!(out[999].clone().ok(), Some(999 * 999));
-    assert_eq!(pool.metrics().completed, 16, "1000 items in 16 batch tasks");
+    // Metrics catch up just after the outcomes are delivered.
+    let mut completed = 0;
+    for _ in 0..200 {
+        completed = pool.metrics().completed;
+        if completed >= 16 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(completed, 16, "1000 items in 16 batch tasks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
