@@ -13,8 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -25,7 +24,6 @@ use crate::context::TaskContext;
 use crate::envelope::{Envelope, Event, Release};
 use crate::handler::{run_process, Work};
 use crate::output::Output;
-use crate::pool::EventSender;
 use crate::results::TaskResult;
 
 /// How one attempt ended.
@@ -70,13 +68,26 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 
 type ThreadDone = oneshot::Receiver<()>;
 
-/// One attempt, ready to be polled; yields the slot to free when the task is final.
-pub(crate) type AttemptFuture = Pin<Box<dyn Future<Output = Option<Release>> + Send>>;
+/// What an attempt left for its worker to do and record.
+pub(crate) struct Done {
+    /// The dispatcher slot (and key) to free, for a managed task that is final.
+    pub(crate) release: Option<Release>,
+    /// The final outcome's kind and latency, when the task is final.
+    pub(crate) outcome: Option<(OutcomeKind, Duration)>,
+    /// True when the attempt failed and a retry was scheduled.
+    pub(crate) retried: bool,
+}
 
-/// Prepares the next attempt of `env`, which the dispatcher has given slot `slot`
-/// in the round that began at `started`. The dispatcher polls many of these in
-/// one spawned batch.
-pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize, started: Instant) -> AttemptFuture {
+/// One attempt, ready to be polled by a worker.
+pub(crate) type AttemptFuture = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// Prepares the next attempt of `env` (with its dispatcher slot, if managed),
+/// starting at `started`. A worker polls it.
+pub(crate) fn prepare(
+    mut env: Box<Envelope>,
+    slot: Option<usize>,
+    started: Instant,
+) -> AttemptFuture {
     env.attempt += 1;
     let attempt = env.attempt;
     let params = if attempt < env.max_attempts {
@@ -115,36 +126,9 @@ pub(crate) fn prepare(mut env: Box<Envelope>, slot: usize, started: Instant) -> 
     }
 }
 
-/// Runs a batch of attempts concurrently in one spawned task, freeing slots in
-/// bulk: all attempts that finish in the same poll are reported in one event.
-pub(crate) async fn run_batch(attempts: Vec<AttemptFuture>, events: EventSender) {
-    let mut released = Vec::new();
-    let mut running = FuturesUnordered::new();
-    // Most small attempts finish on their first poll: try each once before
-    // paying for a slot in the `FuturesUnordered`.
-    for mut attempt in attempts {
-        match (&mut attempt).now_or_never() {
-            Some(done) => released.extend(done),
-            None => running.push(attempt),
-        }
-    }
-    loop {
-        if !released.is_empty() {
-            let _ = events.send(Event::Released(std::mem::take(&mut released)));
-        }
-        let Some(done) = running.next().await else {
-            break;
-        };
-        released.extend(done);
-        while let Some(Some(done)) = running.next().now_or_never() {
-            released.extend(done);
-        }
-    }
-}
-
 /// Runs an io- or process-lane attempt: panics caught, timeout and cancel applied.
 /// Dropping the future on timeout or cancel kills a process attempt's group.
-async fn run_async<F>(env: Box<Envelope>, slot: usize, started: Instant, fut: F) -> Option<Release>
+async fn run_async<F>(env: Box<Envelope>, slot: Option<usize>, started: Instant, fut: F) -> Done
 where
     F: Future<Output = Result<Output, TaskError>> + Send,
 {
@@ -175,11 +159,11 @@ where
 /// Runs a cpu-lane attempt on a pool thread and watches it from the runtime.
 async fn run_cpu(
     env: Box<Envelope>,
-    slot: usize,
+    slot: Option<usize>,
     started: Instant,
     f: Box<dyn FnOnce() -> Result<Output, TaskError> + Send>,
     deadline: Option<Instant>,
-) -> Option<Release> {
+) -> Done {
     let (result_tx, mut result_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let sent = env.job.pool.cpu.execute(Box::new(move || {
@@ -238,42 +222,53 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
 /// it returns.
 pub(crate) async fn finish(
     mut env: Box<Envelope>,
-    slot: usize,
+    slot: Option<usize>,
     started: Option<Instant>,
     end: Ended,
     running: Option<ThreadDone>,
-) -> Option<Release> {
-    let pool = env.job.pool.clone();
+) -> Done {
     if let Some(delay) = retry_delay(&env, &end) {
         if let Some(thread) = running {
             let _ = thread.await;
         }
-        pool.metrics.retried();
         let at = Instant::now() + delay;
-        let _ = pool.events.send(Event::Retry { env, slot, at });
-        return None;
+        let events = env.job.pool.events.clone();
+        let _ = events.send(Event::Retry { env, slot, at });
+        return Done {
+            release: None,
+            outcome: None,
+            retried: true,
+        };
     }
     let key = if env.holds_key { env.key.clone() } else { None };
-    let (kind, latency) = deliver(&mut env, started, end.into_outcome()).await;
+    let measured = deliver(&mut env, started, end.into_outcome()).await;
     if let Some(thread) = running {
         let _ = thread.await;
     }
-    Some(Release {
-        slot,
-        key,
-        kind,
-        latency,
-    })
+    Done {
+        release: slot.map(|slot| Release { slot, key }),
+        outcome: Some(measured),
+        retried: false,
+    }
 }
 
 /// Reports a task that never started (cancelled while waiting, or never reached
 /// before shutdown). The dispatcher has already freed its key.
-pub(crate) fn finish_unstarted(mut env: Box<Envelope>) {
+pub(crate) fn finish_unstarted(env: Box<Envelope>) {
+    tokio::spawn(deliver_unstarted(env));
+}
+
+/// Reports a task that never started, in place.
+pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
     env.release_permit();
-    tokio::spawn(async move {
-        let (kind, latency) = deliver(&mut env, None, Outcome::Cancelled).await;
-        env.job.pool.metrics.outcomes(&[(kind, latency)]);
-    });
+    let (kind, latency) = deliver(&mut env, None, Outcome::Cancelled).await;
+    env.job
+        .pool
+        .board
+        .metrics
+        .unstarted
+        .lock()
+        .outcome(kind, latency);
 }
 
 /// Hands the result to the task's reply channel or its job's result queue

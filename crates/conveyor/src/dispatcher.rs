@@ -18,20 +18,19 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use conveyor_core::{Lane, OutcomeKind};
+use conveyor_core::Lane;
 
-use crate::attempt::{finish_unstarted, prepare, run_batch, AttemptFuture};
-use crate::envelope::{Envelope, Event, JobShared};
+use crate::attempt::finish_unstarted;
+use crate::envelope::{Envelope, Event, Ready};
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
 use crate::rate::RateLimiter;
 
 /// Limits a dispatcher enforces.
 pub(crate) struct DispatchLimits {
-    pub(crate) workers: usize,
     pub(crate) lanes: [usize; 3],
     pub(crate) rate: Option<RateLimiter>,
 }
@@ -101,20 +100,10 @@ pub(crate) struct Dispatcher {
     pool_rate_wait: bool,
     mode: Mode,
     not_started: u64,
-    in_flight_tx: watch::Sender<usize>,
     sweep: bool,
     unpark: bool,
-    /// Attempts started in this round, spawned in batches after it.
-    launches: Vec<AttemptFuture>,
-    /// Capacity permits to give back after this round, per job.
-    permits: Vec<(Arc<JobShared>, usize)>,
-    /// Change of in-flight attempts per lane in this round, for the metrics.
-    lane_delta: [i64; 3],
     /// Tasks received and waiting for their first start (holding a permit).
     queued: i64,
-    /// Outcomes reported in this round, for the metrics.
-    finished: Vec<(OutcomeKind, Duration)>,
-    cores: usize,
 }
 
 impl Dispatcher {
@@ -122,7 +111,6 @@ impl Dispatcher {
         rx: mpsc::UnboundedReceiver<Event>,
         pool: Arc<PoolShared>,
         limits: DispatchLimits,
-        in_flight_tx: watch::Sender<usize>,
     ) -> Self {
         Self {
             rx,
@@ -140,15 +128,9 @@ impl Dispatcher {
             pool_rate_wait: false,
             mode: Mode::Running,
             not_started: 0,
-            in_flight_tx,
             sweep: false,
             unpark: false,
-            launches: Vec::new(),
-            permits: Vec::new(),
-            lane_delta: [0; 3],
-            finished: Vec::new(),
             queued: 0,
-            cores: crate::pool::available_cores(),
         }
     }
 
@@ -192,12 +174,7 @@ impl Dispatcher {
                 }
             }
             self.pump();
-            self.flush();
-            self.in_flight_tx.send_if_modified(|n| {
-                let changed = *n != self.in_flight;
-                *n = self.in_flight;
-                changed
-            });
+            self.pool.board.metrics.set_queued(self.queued);
             if self.in_flight == 0 && self.mode == Mode::Stopping {
                 break;
             }
@@ -230,7 +207,6 @@ impl Dispatcher {
             }
             Event::Released(released) => {
                 for r in released {
-                    self.finished.push((r.kind, r.latency));
                     self.release_slot(r.slot);
                     if let Some(key) = r.key {
                         self.release_key(&key);
@@ -238,7 +214,9 @@ impl Dispatcher {
                 }
             }
             Event::Retry { env, slot, at } => {
-                self.release_slot(slot);
+                if let Some(slot) = slot {
+                    self.release_slot(slot);
+                }
                 if self.mode != Mode::Running {
                     self.not_start(env);
                 } else {
@@ -320,7 +298,6 @@ impl Dispatcher {
         st.in_flight -= 1;
         self.lane_in_flight[st.lane.index()] -= 1;
         self.in_flight -= 1;
-        self.lane_delta[st.lane.index()] -= 1;
         self.unpark = true;
     }
 
@@ -359,10 +336,12 @@ impl Dispatcher {
             };
             match timer.item {
                 TimerItem::Task(env) => {
-                    if self.mode == Mode::Running {
+                    if self.mode != Mode::Running {
+                        self.not_start(env);
+                    } else if env.managed {
                         self.admit(env);
                     } else {
-                        self.not_start(env);
+                        self.hand_over(env, None);
                     }
                 }
                 TimerItem::HandlerRate(h) => {
@@ -379,8 +358,7 @@ impl Dispatcher {
         if self.mode != Mode::Running {
             return;
         }
-        let now = Instant::now();
-        while self.in_flight < self.limits.workers && !self.pool_rate_wait {
+        while !self.pool_rate_wait {
             let Some(h) = self.ring.pop_front() else {
                 break;
             };
@@ -420,51 +398,30 @@ impl Dispatcher {
                 }
             }
             let st = &mut self.handlers[h];
-            let Some(mut env) = st.pending.pop_front() else {
+            let Some(env) = st.pending.pop_front() else {
                 continue;
             };
             st.in_flight += 1;
             self.lane_in_flight[lane] += 1;
             self.in_flight += 1;
-            self.lane_delta[lane] += 1;
-            if env.take_permit() {
-                self.queued -= 1;
-                match self.permits.last_mut() {
-                    Some((job, n)) if Arc::ptr_eq(job, &env.job) => *n += 1,
-                    _ => self.permits.push((env.job.clone(), 1)),
-                }
-            }
-            self.launches.push(prepare(env, h, now));
+            self.hand_over(env, Some(h));
             self.schedule(h);
         }
     }
 
-    /// Spawns this round's attempts in batches (spread over the runtime's
-    /// threads, at most 64 per batch), gives back capacity permits in bulk and
-    /// publishes the in-flight change.
-    fn flush(&mut self) {
-        self.pool.metrics.set_queued(self.queued);
-        let n = self.launches.len();
-        if n > 0 {
-            let per_batch = n.div_ceil(self.cores).clamp(1, 64);
-            let mut launches = std::mem::take(&mut self.launches).into_iter();
-            loop {
-                let batch: Vec<AttemptFuture> = launches.by_ref().take(per_batch).collect();
-                if batch.is_empty() {
-                    break;
+    /// Hands a task that may start to the workers.
+    fn hand_over(&mut self, env: Box<Envelope>, slot: Option<usize>) {
+        let queued = env.holds_permit;
+        match self.pool.ready.send(Ready { env, slot }) {
+            Ok(()) if queued => self.queued -= 1,
+            Ok(()) => {}
+            Err(back) => {
+                // Only when the pool is gone: the task never starts.
+                let Ready { env, slot } = back.into_inner();
+                if let Some(slot) = slot {
+                    self.release_slot(slot);
                 }
-                tokio::spawn(run_batch(batch, self.pool.events.clone()));
-            }
-        }
-        for (job, n) in self.permits.drain(..) {
-            job.capacity.add_permits(n);
-        }
-        self.pool.metrics.outcomes(&self.finished);
-        self.finished.clear();
-        for lane in Lane::ALL {
-            let delta = std::mem::take(&mut self.lane_delta[lane.index()]);
-            if delta != 0 {
-                self.pool.metrics.in_flight(lane, delta);
+                self.not_start(env);
             }
         }
     }

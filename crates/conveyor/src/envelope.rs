@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use conveyor_core::{OutcomeKind, TaskId};
+use conveyor_core::TaskId;
 
 use crate::cancel::Cancel;
 use crate::handler::HandlerCore;
@@ -47,12 +47,18 @@ impl JobShared {
     }
 }
 
-/// A started task's slot (and key) to free, with its outcome for the metrics.
+/// A dispatcher-managed task's handler slot (and key) to free.
 pub(crate) struct Release {
     pub(crate) slot: usize,
     pub(crate) key: Option<Arc<str>>,
-    pub(crate) kind: OutcomeKind,
-    pub(crate) latency: Duration,
+}
+
+/// A task handed to the workers. `slot` is the dispatcher's handler slot for
+/// tasks that went through the dispatcher (their limits are freed when they
+/// finish); tasks on the fast path have none.
+pub(crate) struct Ready {
+    pub(crate) env: Box<Envelope>,
+    pub(crate) slot: Option<usize>,
 }
 
 /// One task inside the engine.
@@ -77,6 +83,9 @@ pub(crate) struct Envelope {
     pub(crate) holds_key: bool,
     /// The task still holds one of the job's capacity permits.
     pub(crate) holds_permit: bool,
+    /// The task goes through the dispatcher (it has a key, a delay or a limited
+    /// handler); otherwise it goes straight to the workers.
+    pub(crate) managed: bool,
 }
 
 impl Envelope {
@@ -106,10 +115,10 @@ pub(crate) enum Event {
     Submit(Box<Envelope>),
     /// Started tasks have their final outcomes: free their slots and keys.
     Released(Vec<Release>),
-    /// A started task failed and runs again at `at`: free its slots, keep its key.
+    /// A started task failed and runs again at `at`: free its slot, keep its key.
     Retry {
         env: Box<Envelope>,
-        slot: usize,
+        slot: Option<usize>,
         at: Instant,
     },
     /// Some task or job was cancelled: take cancelled tasks out of the queues.

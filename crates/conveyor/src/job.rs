@@ -24,10 +24,10 @@ use std::time::{Duration, Instant as StdInstant};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
-use conveyor_core::{Error, TaskId, TaskOptions};
+use conveyor_core::{Error, Lane, TaskId, TaskOptions};
 
 use crate::cancel::Cancel;
-use crate::envelope::{Envelope, Event, JobShared};
+use crate::envelope::{Envelope, Event, JobShared, Ready};
 use crate::handler::Handler;
 use crate::pool::Pool;
 use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete, TaskResult};
@@ -135,6 +135,12 @@ impl JobShared {
         In: Send + 'static,
     {
         let core = &handler.core;
+        let managed = opts.key.is_some()
+            || opts.delay.is_some()
+            || core.config.concurrency.is_some()
+            || core.config.rate.is_some()
+            || core.lane != Lane::Io
+            || !self.pool.fast_io;
         if let Some(rate) = &core.config.rate {
             if let Err(reason) = rate.validate() {
                 self.capacity.add_permits(1);
@@ -162,15 +168,30 @@ impl JobShared {
             reply,
             holds_key: false,
             holds_permit: true,
+            managed,
         });
-        match self.pool.events.send(Event::Submit(env)) {
+        let sent = if managed {
+            self.pool
+                .events
+                .send(Event::Submit(env))
+                .map_err(|e| match e.0 {
+                    Event::Submit(env) => Some(env),
+                    _ => None,
+                })
+        } else {
+            self.pool
+                .ready
+                .send(Ready { env, slot: None })
+                .map_err(|e| Some(e.into_inner().env))
+        };
+        match sent {
             Ok(()) => Ok(TaskHandle {
                 id,
                 token,
                 job: Arc::downgrade(self),
             }),
             Err(failed) => {
-                let Event::Submit(mut env) = failed.0 else {
+                let Some(mut env) = failed else {
                     return Ok(TaskHandle {
                         id,
                         token,

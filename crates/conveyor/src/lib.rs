@@ -45,6 +45,7 @@ mod process;
 mod rate;
 mod results;
 mod summary;
+mod worker;
 
 pub use context::TaskContext;
 pub use conveyor_core::{

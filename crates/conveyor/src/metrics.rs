@@ -1,6 +1,11 @@
 //! A pool's live counters and the cheap snapshot users read at any time.
+//!
+//! Each worker keeps its own counters and latency histogram behind its own
+//! (uncontended) lock, on its own cache line, and publishes the lane it is
+//! running; a snapshot sums them. Nothing on the per-task path touches a
+//! counter shared by several threads.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -9,28 +14,12 @@ use conveyor_core::{Lane, OutcomeKind};
 
 use crate::summary::{LatencyHistogram, LatencyStats};
 
-/// Counters updated by the engine; read with [`Metrics::snapshot`].
-#[derive(Debug)]
-pub(crate) struct Metrics {
-    created: Instant,
-    queued: AtomicI64,
-    in_flight: [AtomicI64; 3],
-    outcomes: [AtomicU64; 5],
-    retried: AtomicU64,
-    latency: Mutex<LatencyHistogram>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            created: Instant::now(),
-            queued: AtomicI64::new(0),
-            in_flight: Default::default(),
-            outcomes: Default::default(),
-            retried: AtomicU64::new(0),
-            latency: Mutex::new(LatencyHistogram::default()),
-        }
-    }
+/// Counts and latencies recorded by one worker.
+#[derive(Debug, Default)]
+pub(crate) struct LocalStats {
+    outcomes: [u64; 5],
+    retried: u64,
+    latency: LatencyHistogram,
 }
 
 fn outcome_index(kind: OutcomeKind) -> usize {
@@ -43,69 +32,111 @@ fn outcome_index(kind: OutcomeKind) -> usize {
     }
 }
 
+impl LocalStats {
+    pub(crate) fn outcome(&mut self, kind: OutcomeKind, latency: Duration) {
+        self.outcomes[outcome_index(kind)] += 1;
+        self.latency.record(latency);
+    }
+
+    pub(crate) fn retried(&mut self) {
+        self.retried += 1;
+    }
+}
+
+/// What a worker is doing, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WorkerSlot {
+    /// 0 when idle, else 1 + the index of the lane of the running attempt.
+    lane: AtomicU8,
+    pub(crate) stats: Mutex<LocalStats>,
+}
+
+impl WorkerSlot {
+    pub(crate) fn running(&self, lane: Option<Lane>) {
+        let v = lane.map_or(0, |l| 1 + l.index() as u8);
+        self.lane.store(v, Relaxed);
+    }
+}
+
+/// Counters of the whole pool.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    created: Instant,
+    /// Tasks the dispatcher holds that wait for their first start.
+    queued: AtomicI64,
+    /// One slot per worker.
+    pub(crate) workers: Box<[WorkerSlot]>,
+    /// Outcomes of tasks that never reached a worker (cancelled while waiting).
+    pub(crate) unstarted: Mutex<LocalStats>,
+}
+
 impl Metrics {
+    pub(crate) fn new(workers: usize) -> Self {
+        Self {
+            created: Instant::now(),
+            queued: AtomicI64::new(0),
+            workers: (0..workers).map(|_| WorkerSlot::default()).collect(),
+            unstarted: Mutex::new(LocalStats::default()),
+        }
+    }
+
     /// Publishes the dispatcher's count of tasks waiting for their first start.
     pub(crate) fn set_queued(&self, n: i64) {
         self.queued.store(n, Relaxed);
     }
 
-    pub(crate) fn in_flight(&self, lane: Lane, delta: i64) {
-        self.in_flight[lane.index()].fetch_add(delta, Relaxed);
-    }
-
-    pub(crate) fn retried(&self) {
-        self.retried.fetch_add(1, Relaxed);
-    }
-
-    /// Records final outcomes in bulk (one lock for the whole batch).
-    pub(crate) fn outcomes(&self, batch: &[(OutcomeKind, Duration)]) {
-        if batch.is_empty() {
-            return;
-        }
-        let mut counts = [0u64; 5];
-        {
-            let mut latency = self.latency.lock();
-            for (kind, d) in batch {
-                counts[outcome_index(*kind)] += 1;
-                latency.record(*d);
+    /// Attempts running now, per lane.
+    pub(crate) fn running(&self) -> [u64; 3] {
+        let mut lanes = [0u64; 3];
+        for w in self.workers.iter() {
+            let v = w.lane.load(Relaxed);
+            if v > 0 {
+                lanes[usize::from(v - 1)] += 1;
             }
         }
-        for (i, n) in counts.into_iter().enumerate() {
-            if n > 0 {
-                self.outcomes[i].fetch_add(n, Relaxed);
-            }
-        }
+        lanes
     }
 
-    /// A consistent-enough copy of every counter (each read is atomic; the set is not).
-    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
-        let o = |k| self.outcomes[outcome_index(k)].load(Relaxed);
-        let lane = |l: Lane| self.in_flight[l.index()].load(Relaxed).max(0) as u64;
+    /// A consistent-enough copy of every counter. `ready` is the number of
+    /// tasks handed to workers and not yet picked up.
+    pub(crate) fn snapshot(&self, ready: usize) -> MetricsSnapshot {
+        let mut outcomes = [0u64; 5];
+        let mut retried = 0;
+        let mut latency = LatencyHistogram::default();
+        let mut add = |s: &LocalStats| {
+            for (total, n) in outcomes.iter_mut().zip(s.outcomes) {
+                *total += n;
+            }
+            retried += s.retried;
+            latency.merge(&s.latency);
+        };
+        for w in self.workers.iter() {
+            add(&w.stats.lock());
+        }
+        add(&self.unstarted.lock());
+        let lanes = self.running();
         let uptime = self.created.elapsed();
-        let completed = o(OutcomeKind::Succeeded)
-            + o(OutcomeKind::Failed)
-            + o(OutcomeKind::Cancelled)
-            + o(OutcomeKind::TimedOut)
-            + o(OutcomeKind::Panicked);
+        let completed: u64 = outcomes.iter().sum();
         MetricsSnapshot {
-            queued: self.queued.load(Relaxed).max(0) as u64,
-            in_flight_io: lane(Lane::Io),
-            in_flight_cpu: lane(Lane::Cpu),
-            in_flight_process: lane(Lane::Process),
+            queued: self.queued.load(Relaxed).max(0) as u64 + ready as u64,
+            in_flight_io: lanes[Lane::Io.index()],
+            in_flight_cpu: lanes[Lane::Cpu.index()],
+            in_flight_process: lanes[Lane::Process.index()],
             completed,
-            succeeded: o(OutcomeKind::Succeeded),
-            failed: o(OutcomeKind::Failed),
-            cancelled: o(OutcomeKind::Cancelled),
-            timed_out: o(OutcomeKind::TimedOut),
-            panicked: o(OutcomeKind::Panicked),
-            retried: self.retried.load(Relaxed),
+            succeeded: outcomes[0],
+            failed: outcomes[1],
+            cancelled: outcomes[2],
+            timed_out: outcomes[3],
+            panicked: outcomes[4],
+            retried,
             uptime,
             throughput: if uptime.is_zero() {
                 0.0
             } else {
                 completed as f64 / uptime.as_secs_f64()
             },
-            latency: self.latency.lock().stats(),
+            latency: latency.stats(),
         }
     }
 }
@@ -113,7 +144,8 @@ impl Metrics {
 /// A pool's counters at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsSnapshot {
-    /// Tasks submitted and waiting to start (queued, delayed or held by a limit).
+    /// Tasks submitted and waiting to start (queued, delayed, held by a limit,
+    /// or waiting for a free worker).
     pub queued: u64,
     /// Attempts running in the io lane.
     pub in_flight_io: u64,

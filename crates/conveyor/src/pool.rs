@@ -4,17 +4,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use conveyor_core::{Error, Lane};
 
+use crate::attempt::deliver_unstarted;
 use crate::cpu_pool::CpuPool;
 use crate::dispatcher::{DispatchLimits, Dispatcher};
-use crate::envelope::Event;
+use crate::envelope::{Event, Ready, Release};
 use crate::job::JobBuilder;
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::MetricsSnapshot;
 use crate::rate::{Rate, RateLimiter};
+use crate::worker::{self, Board};
 
 /// The default number of workers: tasks running at once across all lanes.
 pub const DEFAULT_WORKERS: usize = 50;
@@ -25,7 +27,15 @@ pub(crate) type EventSender = mpsc::UnboundedSender<Event>;
 /// What every job and task of a pool shares.
 pub(crate) struct PoolShared {
     pub(crate) events: EventSender,
-    pub(crate) metrics: Metrics,
+    /// Workers' shared state and the pool's counters.
+    pub(crate) board: Arc<Board>,
+    /// Tasks that may start now, taken by the workers.
+    pub(crate) ready: flume::Sender<Ready>,
+    /// Kept so shutdown can take back tasks no worker has picked up.
+    ready_rx: flume::Receiver<Ready>,
+    /// Plain io tasks may skip the dispatcher: no pool rate, no io-lane limit
+    /// below the worker count.
+    pub(crate) fast_io: bool,
     pub(crate) cpu: CpuPool,
     /// Cancelled on immediate shutdown (and when the last `Pool` handle drops).
     pub(crate) token: CancellationToken,
@@ -64,7 +74,6 @@ impl Drop for DropGuard {
 #[derive(Clone)]
 pub struct Pool {
     pub(crate) shared: Arc<PoolShared>,
-    in_flight: watch::Receiver<usize>,
     config: Arc<PoolConfig>,
     _guard: Arc<DropGuard>,
 }
@@ -177,28 +186,33 @@ impl PoolBuilder {
         }
         let rate = config.rate.map(RateLimiter::new).transpose()?;
         let (events, rx) = mpsc::unbounded_channel();
+        let (ready, ready_rx) = flume::unbounded();
+        let board = Arc::new(Board::new(config.workers, events.clone()));
+        for me in 0..config.workers {
+            runtime.spawn(worker::run(ready_rx.clone(), board.clone(), me));
+        }
         let shared = Arc::new(PoolShared {
             events,
-            metrics: Metrics::default(),
+            board,
+            ready,
+            ready_rx,
+            fast_io: config.rate.is_none() && config.io >= config.workers,
             cpu: CpuPool::new(config.cpu, self.cpu_background)?,
             token: CancellationToken::new(),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
-        let (in_flight_tx, in_flight) = watch::channel(0);
         let limits = DispatchLimits {
-            workers: config.workers,
             lanes: [config.io, config.cpu, config.process],
             rate,
         };
-        let dispatcher = Dispatcher::new(rx, shared.clone(), limits, in_flight_tx);
+        let dispatcher = Dispatcher::new(rx, shared.clone(), limits);
         runtime.spawn(dispatcher.run());
         Ok(Pool {
             _guard: Arc::new(DropGuard {
                 shared: shared.clone(),
             }),
             shared,
-            in_flight,
             config: Arc::new(config),
         })
     }
@@ -250,7 +264,7 @@ impl Pool {
 
     /// A snapshot of the pool's counters.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        self.shared.board.metrics.snapshot(self.shared.ready.len())
     }
 
     /// cpu-lane threads still alive.
@@ -261,34 +275,63 @@ impl Pool {
     /// Graceful shutdown: accept nothing new, cancel what has not started, let
     /// running attempts finish within `grace`, then cancel what still runs.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        self.shared.closing.store(true, Ordering::SeqCst);
+        let shared = &self.shared;
+        shared.closing.store(true, Ordering::SeqCst);
+        shared.board.drain();
         let mut report = ShutdownReport {
-            in_flight_at_start: *self.in_flight.borrow() as u64,
+            in_flight_at_start: shared.board.busy(),
             ..Default::default()
         };
         let (tx, rx) = oneshot::channel();
-        if self.shared.events.send(Event::Drain(tx)).is_err() {
-            return report;
-        }
-        let mut in_flight = self.in_flight.clone();
-        let drained = tokio::time::timeout(grace, async {
-            let _ = in_flight.wait_for(|n| *n == 0).await;
-        })
-        .await;
-        if drained.is_err() {
-            report.cancelled_in_flight = *in_flight.borrow() as u64;
-            self.shared.stop();
-            let stopped = tokio::time::timeout(grace.max(Duration::from_secs(1)), async {
-                let _ = in_flight.wait_for(|n| *n == 0).await;
-            })
-            .await;
-            if stopped.is_err() {
-                report.abandoned = *in_flight.borrow() as u64;
+        let from_dispatcher = if shared.events.send(Event::Drain(tx)).is_ok() {
+            rx.await.unwrap_or(0)
+        } else {
+            0
+        };
+        self.take_back_ready();
+        if !self.wait_idle(grace).await {
+            report.cancelled_in_flight = shared.board.busy();
+            shared.stop();
+            if !self.wait_idle(grace.max(Duration::from_secs(1))).await {
+                report.abandoned = shared.board.busy();
             }
         }
-        report.not_started = rx.await.unwrap_or(0);
-        self.shared.stop();
+        self.take_back_ready();
+        report.not_started = from_dispatcher + shared.board.not_started();
+        shared.stop();
         report
+    }
+
+    /// Reports every task no worker has picked up as never started.
+    fn take_back_ready(&self) {
+        while let Ok(Ready { env, slot }) = self.shared.ready_rx.try_recv() {
+            self.shared.board.count_not_started(1);
+            if let Some(slot) = slot {
+                let key = if env.holds_key { env.key.clone() } else { None };
+                let _ = self
+                    .shared
+                    .events
+                    .send(Event::Released(vec![Release { slot, key }]));
+            }
+            tokio::spawn(deliver_unstarted(env));
+        }
+    }
+
+    /// Waits until no attempt runs, at most `limit`.
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let board = &self.shared.board;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = board.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if board.busy() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return board.busy() == 0;
+            }
+        }
     }
 
     /// Immediate shutdown: cancel every waiting and running task now.

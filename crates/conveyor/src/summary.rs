@@ -32,7 +32,9 @@ pub(crate) struct LatencyHistogram(Option<Histogram<u64>>);
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self(Histogram::new_with_bounds(1, 3_600_000_000, 3).ok())
+        // Microseconds up to an hour, two significant digits (1% precision):
+        // small enough (tens of KB) to keep one per worker.
+        Self(Histogram::new_with_bounds(1, 3_600_000_000, 2).ok())
     }
 }
 
@@ -40,6 +42,13 @@ impl LatencyHistogram {
     pub(crate) fn record(&mut self, d: Duration) {
         if let Some(h) = &mut self.0 {
             h.saturating_record((d.as_micros() as u64).max(1));
+        }
+    }
+
+    /// Adds another histogram's counts.
+    pub(crate) fn merge(&mut self, other: &LatencyHistogram) {
+        if let (Some(mine), Some(theirs)) = (&mut self.0, &other.0) {
+            let _ = mine.add(theirs);
         }
     }
 

@@ -1,0 +1,170 @@
+//! Workers: the pool's N long-lived tasks that run attempts.
+//!
+//! Every attempt, in every lane, runs on one of the pool's `workers` tasks, so
+//! the number of workers *is* the global concurrency limit. A worker takes a
+//! task from the shared ready queue — put there directly by a producer (the fast
+//! path: an io task with no key, delay or handler limit on a pool without a rate
+//! or io limit) or by the dispatcher once the task's limits allow it — gives the
+//! job its capacity permit back, runs the attempt (awaiting a cpu thread or a
+//! child process for those lanes), records the outcome in its own counters, and
+//! tells the dispatcher when a managed task's limits can be freed.
+//!
+//! Capacity permits of attempts that finish on their first poll are handed back
+//! in bulk; as soon as an attempt has to wait, the worker hands back what it
+//! holds first, so a long attempt never keeps a permit that a producer needs.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_util::poll;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::attempt::{deliver_unstarted, prepare, Done};
+use crate::envelope::{Event, JobShared, Ready};
+use crate::metrics::{Metrics, WorkerSlot};
+use crate::pool::EventSender;
+
+/// Permits taken back from started tasks, not yet returned to their jobs.
+#[derive(Default)]
+struct Permits(Vec<(Arc<JobShared>, usize)>);
+
+impl Permits {
+    fn add(&mut self, job: &Arc<JobShared>) {
+        match self.0.last_mut() {
+            Some((j, n)) if Arc::ptr_eq(j, job) => *n += 1,
+            _ => self.0.push((job.clone(), 1)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+
+    fn give_back(&mut self) {
+        for (job, n) in self.0.drain(..) {
+            job.capacity.add_permits(n);
+        }
+    }
+}
+
+/// What workers share with the pool. It holds no sender of the ready queue, so
+/// the workers' loops end once the pool is gone.
+#[derive(Debug)]
+pub(crate) struct Board {
+    pub(crate) metrics: Metrics,
+    pub(crate) events: EventSender,
+    /// Graceful shutdown: tasks taken from the ready queue are not started.
+    draining: AtomicBool,
+    not_started: AtomicU64,
+    /// Signalled when a worker finishes something while draining.
+    pub(crate) idle: Notify,
+}
+
+impl Board {
+    pub(crate) fn new(workers: usize, events: EventSender) -> Self {
+        Self {
+            metrics: Metrics::new(workers),
+            events,
+            draining: AtomicBool::new(false),
+            not_started: AtomicU64::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_not_started(&self, n: u64) {
+        self.not_started.fetch_add(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn not_started(&self) -> u64 {
+        self.not_started.load(Ordering::SeqCst)
+    }
+
+    /// Attempts running now.
+    pub(crate) fn busy(&self) -> u64 {
+        self.metrics.running().iter().sum()
+    }
+}
+
+/// One worker's loop: runs until the ready queue's senders are all gone.
+pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize) {
+    let mut permits = Permits::default();
+    loop {
+        let ready = match rx.try_recv() {
+            Ok(ready) => ready,
+            Err(flume::TryRecvError::Empty) => {
+                permits.give_back();
+                match rx.recv_async().await {
+                    Ok(ready) => ready,
+                    Err(_) => break,
+                }
+            }
+            Err(flume::TryRecvError::Disconnected) => break,
+        };
+        run_one(&board, &board.metrics.workers[me], ready, &mut permits).await;
+        if permits.len() >= 64 {
+            permits.give_back();
+        }
+    }
+    permits.give_back();
+}
+
+async fn run_one(pool: &Board, slot: &WorkerSlot, ready: Ready, permits: &mut Permits) {
+    let Ready {
+        mut env,
+        slot: handler_slot,
+    } = ready;
+    if env.take_permit() {
+        permits.add(&env.job);
+    }
+    if pool.is_draining() || env.is_cancelled() {
+        if pool.is_draining() {
+            pool.count_not_started(1);
+        }
+        permits.give_back();
+        let release = handler_slot.map(|s| crate::envelope::Release {
+            slot: s,
+            key: if env.holds_key { env.key.clone() } else { None },
+        });
+        deliver_unstarted(env).await;
+        if let Some(r) = release {
+            let _ = pool.events.send(Event::Released(vec![r]));
+        }
+        pool.idle.notify_waiters();
+        return;
+    }
+    slot.running(Some(env.handler.lane));
+    let mut attempt = prepare(env, handler_slot, Instant::now());
+    let done: Done = match poll!(attempt.as_mut()) {
+        Poll::Ready(done) => done,
+        Poll::Pending => {
+            permits.give_back();
+            attempt.await
+        }
+    };
+    slot.running(None);
+    {
+        let mut stats = slot.stats.lock();
+        if let Some((kind, latency)) = done.outcome {
+            stats.outcome(kind, latency);
+        }
+        if done.retried {
+            stats.retried();
+        }
+    }
+    if let Some(release) = done.release {
+        let _ = pool.events.send(Event::Released(vec![release]));
+    }
+    if pool.is_draining() {
+        pool.idle.notify_waiters();
+    }
+}
