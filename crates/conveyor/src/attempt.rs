@@ -144,13 +144,21 @@ where
                 None => Ended::from_caught(caught.await),
             }
         };
-        tokio::select! {
-            biased;
-            // An attempt that ends after its task was cancelled (say, a handler
-            // that noticed the cancellation and returned) counts as cancelled.
-            end = run => if env.is_cancelled() { Ended::Cancelled } else { end },
-            _ = env.token.cancelled() => Ended::Cancelled,
-            _ = env.job.token.cancelled() => Ended::Cancelled,
+        tokio::pin!(run);
+        // Most short attempts end on their first poll: no need to watch for
+        // cancellation then.
+        match futures_util::poll!(run.as_mut()) {
+            std::task::Poll::Ready(end) if !env.is_cancelled() => end,
+            std::task::Poll::Ready(_) => Ended::Cancelled,
+            std::task::Poll::Pending => tokio::select! {
+                biased;
+                // An attempt that ends after its task was cancelled (say, a
+                // handler that noticed the cancellation and returned) counts as
+                // cancelled.
+                end = run => if env.is_cancelled() { Ended::Cancelled } else { end },
+                _ = env.token.cancelled() => Ended::Cancelled,
+                _ = env.job.token.cancelled() => Ended::Cancelled,
+            },
         }
     };
     finish(env, slot, Some(started), end, None).await
