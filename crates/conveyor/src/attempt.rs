@@ -10,7 +10,6 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -78,16 +77,14 @@ pub(crate) struct Done {
     pub(crate) retried: bool,
 }
 
-/// One attempt, ready to be polled by a worker.
-pub(crate) type AttemptFuture = Pin<Box<dyn Future<Output = Done> + Send>>;
-
-/// Prepares the next attempt of `env` (with its dispatcher slot, if managed),
-/// starting at `started`. A worker polls it.
-pub(crate) fn prepare(
+/// Runs the next attempt of `env` (with its dispatcher slot, if managed),
+/// starting at `started`. A worker awaits it in place: one state machine for
+/// every lane, so an attempt costs no allocation of its own.
+pub(crate) async fn run_attempt(
     mut env: Box<Envelope>,
     slot: Option<usize>,
     started: Instant,
-) -> AttemptFuture {
+) -> Done {
     env.attempt += 1;
     let attempt = env.attempt;
     let params = if attempt < env.max_attempts {
@@ -99,7 +96,7 @@ pub(crate) fn prepare(
     };
     let Some(params) = params else {
         let end = Ended::Error(TaskError::permanent("the task's params are gone"));
-        return Box::pin(finish(env, slot, Some(started), end, None));
+        return finish(env, slot, Some(started), end, None).await;
     };
     let deadline = env.timeout.map(|d| started + d);
     let ctx = TaskContext {
@@ -115,14 +112,20 @@ pub(crate) fn prepare(
     match work {
         Err(panic) => {
             let end = Ended::Panicked(panic_message(&*panic));
-            Box::pin(finish(env, slot, Some(started), end, None))
+            finish(env, slot, Some(started), end, None).await
         }
-        Ok(Work::Failed(e)) => Box::pin(finish(env, slot, Some(started), Ended::Error(e), None)),
-        Ok(Work::Io(fut)) => Box::pin(run_async(env, slot, started, fut).instrument(span)),
+        Ok(Work::Failed(e)) => finish(env, slot, Some(started), Ended::Error(e), None).await,
+        Ok(Work::Io(fut)) => run_async(env, slot, started, fut).instrument(span).await,
         Ok(Work::Process(cmd)) => {
-            Box::pin(run_async(env, slot, started, run_process(cmd)).instrument(span))
+            run_async(env, slot, started, Box::pin(run_process(cmd)))
+                .instrument(span)
+                .await
         }
-        Ok(Work::Cpu(f)) => Box::pin(run_cpu(env, slot, started, f, deadline).instrument(span)),
+        Ok(Work::Cpu(f)) => {
+            run_cpu(env, slot, started, f, deadline)
+                .instrument(span)
+                .await
+        }
     }
 }
 

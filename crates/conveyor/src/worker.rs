@@ -21,7 +21,7 @@ use futures_util::poll;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::attempt::{deliver_unstarted, prepare, Done};
+use crate::attempt::{deliver_unstarted, run_attempt, Done};
 use crate::envelope::{Event, JobShared, Ready};
 use crate::metrics::{Metrics, WorkerSlot};
 use crate::pool::EventSender;
@@ -143,7 +143,8 @@ async fn run_one(pool: &Board, slot: &WorkerSlot, ready: Ready, permits: &mut Pe
         return;
     }
     slot.running(Some(env.handler.lane));
-    let mut attempt = prepare(env, handler_slot, Instant::now());
+    let attempt = run_attempt(env, handler_slot, Instant::now());
+    tokio::pin!(attempt);
     let done: Done = match poll!(attempt.as_mut()) {
         Poll::Ready(done) => done,
         Poll::Pending => {
