@@ -1,16 +1,18 @@
-//! The dispatcher: the one place where limits are applied.
+//! The dispatcher: where every limit except the worker count is applied.
 //!
-//! A single task owns every limit's state — free worker slots, per-lane and
-//! per-handler in-flight counts, rate limiters, per-key queues and timers — so no
-//! lock guards it. Producers, finished attempts and cancellations reach it as
-//! [`Event`]s, drained in batches. A task that cannot start yet waits in a queue
-//! here and holds no worker and no thread; the moment a slot, key or permit frees
-//! up, the next task starts.
+//! A single task owns every limit's state — per-lane and per-handler in-flight
+//! counts, rate limiters, per-key queues and timers — so no lock guards it.
+//! Producers, finished attempts and cancellations reach it as [`Event`]s,
+//! drained in batches. A task that cannot start yet waits in a queue here and
+//! holds no worker and no thread; the moment a slot, key or permit frees up, the
+//! next task is handed to the workers' ready queue (the worker count itself is
+//! the global limit). Plain io tasks with no limit to wait for skip the
+//! dispatcher entirely (see `worker`).
 //!
 //! Order of checks for a task: its delay (timer), its key (a busy key queues the
 //! task behind it, in submission order), then — per handler, round-robin across
-//! handlers so one busy handler cannot starve another — the global slots, the
-//! lane's limit, the handler's limit, the handler's rate and the pool's rate.
+//! handlers so one busy handler cannot starve another — the lane's limit, the
+//! handler's limit, the handler's rate and the pool's rate.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::hash_map::Entry;

@@ -1,9 +1,10 @@
 //! A pool's live counters and the cheap snapshot users read at any time.
 //!
-//! Each worker keeps its own counters and latency histogram behind its own
-//! (uncontended) lock, on its own cache line, and publishes the lane it is
-//! running; a snapshot sums them. Nothing on the per-task path touches a
-//! counter shared by several threads.
+//! Each worker publishes the lane it is running on a cache line of its own, and
+//! records outcomes and latencies in one of a few striped, cache-line-aligned
+//! stat blocks (two per core), so workers running at the same time rarely share
+//! a lock or a line; a snapshot sums them. A histogram per worker would cost
+//! tens of KB each, too much for a pool of a thousand workers.
 
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -49,8 +50,12 @@ impl LocalStats {
 pub(crate) struct WorkerSlot {
     /// 0 when idle, else 1 + the index of the lane of the running attempt.
     lane: AtomicU8,
-    pub(crate) stats: Mutex<LocalStats>,
 }
+
+/// One stripe of outcome counters, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Stripe(pub(crate) Mutex<LocalStats>);
 
 impl WorkerSlot {
     pub(crate) fn running(&self, lane: Option<Lane>) {
@@ -67,6 +72,8 @@ pub(crate) struct Metrics {
     queued: AtomicI64,
     /// One slot per worker.
     pub(crate) workers: Box<[WorkerSlot]>,
+    /// Outcome counters, shared by workers `i`, `i + n`, `i + 2n`…
+    stripes: Box<[Stripe]>,
     /// Outcomes of tasks that never reached a worker (cancelled while waiting).
     pub(crate) unstarted: Mutex<LocalStats>,
 }
@@ -77,8 +84,16 @@ impl Metrics {
             created: Instant::now(),
             queued: AtomicI64::new(0),
             workers: (0..workers).map(|_| WorkerSlot::default()).collect(),
+            stripes: (0..workers.min(2 * crate::pool::available_cores()).max(1))
+                .map(|_| Stripe::default())
+                .collect(),
             unstarted: Mutex::new(LocalStats::default()),
         }
+    }
+
+    /// The stat block worker `me` records into.
+    pub(crate) fn stats_of(&self, me: usize) -> &Mutex<LocalStats> {
+        &self.stripes[me % self.stripes.len()].0
     }
 
     /// Publishes the dispatcher's count of tasks waiting for their first start.
@@ -111,8 +126,8 @@ impl Metrics {
             retried += s.retried;
             latency.merge(&s.latency);
         };
-        for w in self.workers.iter() {
-            add(&w.stats.lock());
+        for stripe in self.stripes.iter() {
+            add(&stripe.0.lock());
         }
         add(&self.unstarted.lock());
         let lanes = self.running();

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::attempt::{deliver_unstarted, run_attempt, Done};
 use crate::envelope::{Event, JobShared, Ready};
-use crate::metrics::{Metrics, WorkerSlot};
+use crate::metrics::Metrics;
 use crate::pool::EventSender;
 
 /// Permits taken back from started tasks, not yet returned to their jobs.
@@ -110,7 +110,7 @@ pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize
             }
             Err(flume::TryRecvError::Disconnected) => break,
         };
-        run_one(&board, &board.metrics.workers[me], ready, &mut permits).await;
+        run_one(&board, me, ready, &mut permits).await;
         if permits.len() >= 64 {
             permits.give_back();
         }
@@ -118,7 +118,8 @@ pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize
     permits.give_back();
 }
 
-async fn run_one(pool: &Board, slot: &WorkerSlot, ready: Ready, permits: &mut Permits) {
+async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
+    let slot = &pool.metrics.workers[me];
     let Ready {
         mut env,
         slot: handler_slot,
@@ -154,7 +155,7 @@ async fn run_one(pool: &Board, slot: &WorkerSlot, ready: Ready, permits: &mut Pe
     };
     slot.running(None);
     {
-        let mut stats = slot.stats.lock();
+        let mut stats = pool.metrics.stats_of(me).lock();
         if let Some((kind, latency)) = done.outcome {
             stats.outcome(kind, latency);
         }
