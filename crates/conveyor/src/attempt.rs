@@ -251,13 +251,13 @@ pub(crate) async fn finish(
             retried: true,
         };
     }
-    let key = if env.holds_key { env.key.clone() } else { None };
+    let release = env.release(slot);
     let measured = deliver(&mut env, started, end.into_outcome()).await;
     if let Some(thread) = running {
         let _ = thread.await;
     }
     Done {
-        release: slot.map(|slot| Release { slot, key }),
+        release,
         outcome: Some(measured),
         retried: false,
     }

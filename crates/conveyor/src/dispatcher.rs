@@ -207,12 +207,10 @@ impl Dispatcher {
                     self.admit(env);
                 }
             }
-            Event::Released(released) => {
-                for r in released {
-                    self.release_slot(r.slot);
-                    if let Some(key) = r.key {
-                        self.release_key(&key);
-                    }
+            Event::Released(r) => {
+                self.release_slot(r.slot);
+                if let Some(key) = r.key {
+                    self.release_key(&key);
                 }
             }
             Event::Retry { env, slot, at } => {

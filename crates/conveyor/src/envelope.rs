@@ -102,6 +102,19 @@ impl Envelope {
         }
     }
 
+    /// What frees a managed task's dispatcher slot (`slot`) and its key, if it
+    /// holds one; `None` for a fast-path task.
+    pub(crate) fn release(&self, slot: Option<usize>) -> Option<Release> {
+        slot.map(|slot| Release {
+            slot,
+            key: if self.holds_key {
+                self.key.clone()
+            } else {
+                None
+            },
+        })
+    }
+
     /// Takes the permit off the task without giving it back (the caller returns
     /// permits in bulk).
     pub(crate) fn take_permit(&mut self) -> bool {
@@ -113,8 +126,8 @@ impl Envelope {
 pub(crate) enum Event {
     /// A new task.
     Submit(Box<Envelope>),
-    /// Started tasks have their final outcomes: free their slots and keys.
-    Released(Vec<Release>),
+    /// A managed task has its final outcome: free its slot and key.
+    Released(Release),
     /// A started task failed and runs again at `at`: free its slot, keep its key.
     Retry {
         env: Box<Envelope>,

@@ -12,7 +12,7 @@ use conveyor_core::{Error, Lane};
 use crate::attempt::deliver_unstarted;
 use crate::cpu_pool::CpuPool;
 use crate::dispatcher::{DispatchLimits, Dispatcher};
-use crate::envelope::{Event, Ready, Release};
+use crate::envelope::{Event, Ready};
 use crate::job::JobBuilder;
 use crate::metrics::MetricsSnapshot;
 use crate::rate::{Rate, RateLimiter};
@@ -306,12 +306,8 @@ impl Pool {
     fn take_back_ready(&self) {
         while let Ok(Ready { env, slot }) = self.shared.ready_rx.try_recv() {
             self.shared.board.count_not_started(1);
-            if let Some(slot) = slot {
-                let key = if env.holds_key { env.key.clone() } else { None };
-                let _ = self
-                    .shared
-                    .events
-                    .send(Event::Released(vec![Release { slot, key }]));
+            if let Some(release) = env.release(slot) {
+                let _ = self.shared.events.send(Event::Released(release));
             }
             tokio::spawn(deliver_unstarted(env));
         }

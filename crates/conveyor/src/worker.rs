@@ -132,13 +132,10 @@ async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
             pool.count_not_started(1);
         }
         permits.give_back();
-        let release = handler_slot.map(|s| crate::envelope::Release {
-            slot: s,
-            key: if env.holds_key { env.key.clone() } else { None },
-        });
+        let release = env.release(handler_slot);
         deliver_unstarted(env).await;
-        if let Some(r) = release {
-            let _ = pool.events.send(Event::Released(vec![r]));
+        if let Some(release) = release {
+            let _ = pool.events.send(Event::Released(release));
         }
         pool.idle.notify_waiters();
         return;
@@ -164,7 +161,7 @@ async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
         }
     }
     if let Some(release) = done.release {
-        let _ = pool.events.send(Event::Released(vec![release]));
+        let _ = pool.events.send(Event::Released(release));
     }
     if pool.is_draining() {
         pool.idle.notify_waiters();
