@@ -1,5 +1,7 @@
 //! The one public error enum of conveyor's contracts and runtime.
 
+use crate::TaskId;
+
 /// Errors returned by conveyor's APIs (not by handlers: those return
 /// [`TaskError`](crate::TaskError)).
 #[derive(Debug, thiserror::Error)]
@@ -22,4 +24,20 @@ pub enum Error {
     /// An I/O error from the operating system (spawning threads or processes).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A durable backend's store failed (connection, disk, query).
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// A report carried a lease token that is no longer the task's: its lease ran
+    /// out and the task was reserved again (or finished) since.
+    #[error("task {0}: the lease is no longer held (stale attempt token)")]
+    StaleLease(TaskId),
+    /// No task with this id (never enqueued, or pruned).
+    #[error("task {0} not found")]
+    NotFound(TaskId),
+    /// Params or a result could not be encoded or decoded.
+    #[error("codec error: {0}")]
+    Codec(String),
+    /// A wait ran out before the task finished.
+    #[error("timed out waiting for task {0}")]
+    WaitTimeout(TaskId),
 }

@@ -3,19 +3,38 @@
 //! This crate owns the vocabulary of `shared/DESIGN.md` as types: a [`TaskId`],
 //! the per-task [`TaskOptions`], the [`Lane`] a handler runs in, the closed set of
 //! [`Outcome`]s, the [`TaskError`] a handler returns, the [`RetryPolicy`] and the
-//! crate-wide [`Error`]. It has no runtime and does no I/O, so backends and the
-//! runtime can both depend on it without depending on each other.
+//! crate-wide [`Error`]. For durable queues it holds the [`Backend`] contract, the
+//! records it stores ([`NewTask`], [`Reserved`], [`Finish`], [`TaskRecord`]), the
+//! task [`TaskState`] machine, the [`Codec`] and the injectable [`Clock`]. It has
+//! no runtime and does no I/O, so backends and the runtime can both depend on it
+//! without depending on each other.
 
+mod backend;
+mod clock;
+mod codec;
+mod durable_task;
 mod error;
 mod lane;
 mod outcome;
 mod retry;
 mod task;
 mod task_error;
+mod task_state;
 
+pub use backend::{unsupported, Backend, Capabilities, Retention};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use codec::{Codec, Json};
+pub use durable_task::{
+    Enqueued, Finish, FinishAction, Lease, NewTask, QueueStats, Reserved, TaskRecord,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE,
+};
 pub use error::Error;
 pub use lane::Lane;
 pub use outcome::{Outcome, OutcomeKind};
 pub use retry::RetryPolicy;
 pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
+pub use task_state::{codes, InvalidTransition, TaskState, Transition};
+
+/// Re-exported for backend implementations: the attribute the [`Backend`] trait uses.
+pub use async_trait::async_trait;

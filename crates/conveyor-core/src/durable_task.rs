@@ -1,0 +1,271 @@
+//! The records a durable backend stores and hands out: a new task, a reserved
+//! one under a lease, what a worker reports back, and a task as read back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::task::TaskId;
+use crate::task_state::TaskState;
+
+/// The queue a task goes to when none is named.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A task to enqueue: a handler name, an encoded payload and options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// The queue it waits in.
+    pub queue: String,
+    /// The name the worker looks its handler up by.
+    pub handler: String,
+    /// The encoded params.
+    pub payload: Vec<u8>,
+    /// Higher runs first; equal priorities run in enqueue order.
+    pub priority: i32,
+    /// Not before this much time after enqueueing (ignored when `run_at` is set).
+    pub delay: Option<Duration>,
+    /// Not before this time.
+    pub run_at: Option<Timestamp>,
+    /// Total attempts allowed, counting the first.
+    pub max_attempts: u32,
+    /// Time limit of one attempt, enforced by the worker.
+    pub timeout: Option<Duration>,
+    /// While a task with this key (in the same queue) is unfinished, enqueueing
+    /// another returns the existing one instead of a duplicate.
+    pub unique_key: Option<String>,
+    /// Tasks with the same ordering key (in the same queue) run one at a time, in
+    /// enqueue order.
+    pub ordering_key: Option<String>,
+}
+
+/// Attempts a task gets when its options do not say.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+impl NewTask {
+    /// A task for `handler` with an encoded payload, on the default queue.
+    pub fn new(handler: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self {
+            queue: DEFAULT_QUEUE.to_string(),
+            handler: handler.into(),
+            payload,
+            priority: 0,
+            delay: None,
+            run_at: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            timeout: None,
+            unique_key: None,
+            ordering_key: None,
+        }
+    }
+
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the priority (higher first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Delays the first attempt.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Sets the earliest start time.
+    pub fn run_at(mut self, at: Timestamp) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Sets the total attempts (at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the unique key.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Sets the ordering key.
+    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
+        self.ordering_key = Some(key.into());
+        self
+    }
+
+    /// When the task may first run, given the backend's `now`.
+    pub fn first_run(&self, now: Timestamp) -> Timestamp {
+        match (self.run_at, self.delay) {
+            (Some(at), _) => at,
+            (None, Some(d)) => now.plus(d),
+            (None, None) => now,
+        }
+    }
+
+    /// Checks the fields a backend cannot store or run.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: &str| Err(crate::Error::InvalidConfig(m.to_string()));
+        if self.queue.is_empty() {
+            return bad("a task's queue name is empty");
+        }
+        if self.handler.is_empty() {
+            return bad("a task's handler name is empty");
+        }
+        if self.max_attempts == 0 {
+            return bad("a task needs at least one attempt");
+        }
+        Ok(())
+    }
+}
+
+/// What enqueueing one task did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The task's id (the existing task's, for a duplicate).
+    pub id: TaskId,
+    /// True when an unfinished task with the same unique key already existed.
+    pub duplicate: bool,
+}
+
+/// The claim a worker holds on a reserved task. The token changes at every
+/// reservation, so a worker whose lease ran out and whose task was reserved again
+/// cannot report an outcome for it (fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt token of this reservation.
+    pub token: u64,
+}
+
+/// A task handed to a worker under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    /// The claim to report back with.
+    pub lease: Lease,
+    /// The queue it came from.
+    pub queue: String,
+    /// Its handler's name.
+    pub handler: String,
+    /// The encoded params.
+    pub payload: Vec<u8>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Total attempts allowed.
+    pub max_attempts: u32,
+    /// Time limit of the attempt.
+    pub timeout: Option<Duration>,
+    /// Its ordering key, if any.
+    pub ordering_key: Option<String>,
+    /// When it was enqueued.
+    pub enqueued_at: Timestamp,
+    /// When it became due (its run-at).
+    pub due_at: Timestamp,
+    /// When the lease runs out unless renewed.
+    pub lease_until: Timestamp,
+}
+
+/// What a worker reports for a reserved task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishAction {
+    /// Succeeded, with an optional encoded result.
+    Complete {
+        /// The encoded result.
+        result: Option<Vec<u8>>,
+    },
+    /// Failed; run again after `delay` (the backend dead-letters instead when no
+    /// attempt remains).
+    Retry {
+        /// How long to wait before the next attempt.
+        delay: Duration,
+        /// What went wrong.
+        error: String,
+    },
+    /// Failed for good.
+    DeadLetter {
+        /// What went wrong.
+        error: String,
+    },
+    /// The handler asked to drop the task.
+    Discard {
+        /// Why.
+        reason: String,
+    },
+    /// Not started: hand the task back without counting the attempt.
+    Release,
+}
+
+/// One report: a lease and what became of its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The claim the worker holds.
+    pub lease: Lease,
+    /// What happened.
+    pub action: FinishAction,
+}
+
+/// A task as read back from a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Its id.
+    pub id: TaskId,
+    /// Its queue.
+    pub queue: String,
+    /// Its handler's name.
+    pub handler: String,
+    /// Where it is in its life.
+    pub state: TaskState,
+    /// The encoded params.
+    pub payload: Vec<u8>,
+    /// Its priority.
+    pub priority: i32,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Total attempts allowed.
+    pub max_attempts: u32,
+    /// When it may (next) run.
+    pub run_at: Timestamp,
+    /// Its unique key.
+    pub unique_key: Option<String>,
+    /// Its ordering key.
+    pub ordering_key: Option<String>,
+    /// The encoded result of a completed task.
+    pub result: Option<Vec<u8>>,
+    /// The last error (of a retrying, dead or discarded task).
+    pub error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// When its outcome was decided.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Counts and ages for one queue, for `conveyor status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Tasks per state (states with none are absent).
+    pub counts: BTreeMap<TaskState, u64>,
+    /// Enqueue time of the oldest task ready to run (available, or due).
+    pub oldest_ready: Option<Timestamp>,
+}
+
+impl QueueStats {
+    /// The count in one state.
+    pub fn count(&self, state: TaskState) -> u64 {
+        self.counts.get(&state).copied().unwrap_or(0)
+    }
+}
