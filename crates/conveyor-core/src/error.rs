@@ -37,6 +37,16 @@ pub enum Error {
     /// Params or a result could not be encoded or decoded.
     #[error("codec error: {0}")]
     Codec(String),
+    /// A durable task ended without success: dead-lettered, cancelled or discarded.
+    #[error("task {id} ended {state}: {error}")]
+    TaskFailed {
+        /// The task.
+        id: TaskId,
+        /// Its final state (`dead` or `cancelled`).
+        state: crate::TaskState,
+        /// Its last error, or why it was cancelled.
+        error: String,
+    },
     /// A wait ran out before the task finished.
     #[error("timed out waiting for task {0}")]
     WaitTimeout(TaskId),

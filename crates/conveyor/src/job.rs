@@ -126,6 +126,7 @@ impl JobShared {
     /// Puts a task whose capacity permit is already taken into the pool.
     pub(crate) fn enqueue<In, Out>(
         self: &Arc<Self>,
+        id: TaskId,
         handler: &Handler<In, Out>,
         params: In,
         opts: TaskOptions,
@@ -148,7 +149,6 @@ impl JobShared {
             }
         }
         let now = Instant::now();
-        let id = TaskId::next();
         let token = Cancel::default();
         let env = Box::new(Envelope {
             id,
@@ -249,7 +249,7 @@ impl JobShared {
                 }
             }
         }
-        self.enqueue(handler, params, opts, reply)
+        self.enqueue(TaskId::next(), handler, params, opts, reply)
     }
 }
 
@@ -298,19 +298,31 @@ impl Producer {
     where
         In: Send + 'static,
     {
+        self.try_submit_as(TaskId::next(), handler, params, opts)
+    }
+
+    /// `try_submit` under an id chosen by the caller (from [`TaskId::next`]), so
+    /// the caller can record the task before its result can arrive.
+    pub(crate) fn try_submit_as<In, Out>(
+        &self,
+        id: TaskId,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
         if let Some(reason) = self.job.refusal() {
             return Err(Rejected { reason, params });
         }
-        match self.job.capacity.try_acquire() {
-            Ok(p) => p.forget(),
-            Err(_) => {
-                return Err(Rejected {
-                    reason: Error::QueueFull,
-                    params,
-                })
-            }
+        if self.job.capacity.try_acquire().map(|p| p.forget()).is_err() {
+            return Err(Rejected {
+                reason: Error::QueueFull,
+                params,
+            });
         }
-        self.job.enqueue(handler, params, opts, None)
+        self.job.enqueue(id, handler, params, opts, None)
     }
 
     /// Submits from an OS thread (not from inside the async runtime), blocking the

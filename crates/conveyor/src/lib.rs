@@ -33,6 +33,7 @@ mod cancel;
 mod context;
 mod cpu_pool;
 mod dispatcher;
+pub mod durable;
 mod envelope;
 mod handler;
 mod job;
@@ -49,8 +50,11 @@ mod worker;
 
 pub use context::TaskContext;
 pub use conveyor_core::{
-    Error, ErrorKind, Lane, Outcome, OutcomeKind, RetryPolicy, TaskError, TaskId, TaskOptions,
+    Backend, Capabilities, Clock, Codec, Enqueued, Error, ErrorKind, Finish, FinishAction, Json,
+    Lane, Lease, ManualClock, NewTask, Outcome, OutcomeKind, QueueStats, Reserved, Retention,
+    RetryPolicy, SystemClock, TaskError, TaskId, TaskOptions, TaskRecord, TaskState, Timestamp,
 };
+pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
 pub use handler::{Handler, HandlerConfig};
 pub use job::{
     Job, JobBuilder, Producer, Rejected, TaskHandle, DEFAULT_QUEUE_CAPACITY,

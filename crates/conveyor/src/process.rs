@@ -318,3 +318,19 @@ pub fn exit_to_result(out: ProcessOutput) -> Result<ProcessOutput, TaskError> {
     };
     Err(TaskError::new(msg).with_detail(out))
 }
+
+/// As a durable task's result: the exit status and the captured output as text
+/// (invalid UTF-8 replaced), so `conveyor submit --wait` can print it.
+impl serde::Serialize for ProcessOutput {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ProcessOutput", 6)?;
+        st.serialize_field("code", &self.code)?;
+        st.serialize_field("signal", &self.signal)?;
+        st.serialize_field("stdout", &String::from_utf8_lossy(&self.stdout))?;
+        st.serialize_field("stderr", &String::from_utf8_lossy(&self.stderr))?;
+        st.serialize_field("stdout_truncated", &self.stdout_truncated)?;
+        st.serialize_field("stderr_truncated", &self.stderr_truncated)?;
+        st.end()
+    }
+}

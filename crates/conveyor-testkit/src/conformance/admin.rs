@@ -1,0 +1,167 @@
+//! Dead-letter administration, retention, stats, atomic batches, capabilities.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Retention, TaskState};
+
+use conveyor_core::Clock;
+
+use super::*;
+
+async fn kill(b: &Subject, t: NewTask) -> conveyor_core::TaskId {
+    let id = enqueue(b, t).await;
+    let got = b
+        .reserve(&default_queue(), 100, LEASE)
+        .await
+        .expect("reserve");
+    let lease = got
+        .iter()
+        .find(|r| r.lease.id == id)
+        .map(|r| r.lease)
+        .expect("reserved");
+    report(
+        b,
+        lease,
+        FinishAction::DeadLetter {
+            error: "bad".into(),
+        },
+    )
+    .await
+    .expect("dead-letter");
+    id
+}
+
+/// Dead tasks are listed oldest first, requeued with a fresh attempt count, or
+/// purged.
+pub async fn dead_letter_admin(b: Subject, _clock: Arc<ManualClock>) {
+    let d1 = kill(&b, task("d1")).await;
+    let d2 = kill(&b, task("d2")).await;
+    let listed = b.list(None, TaskState::Dead, 10).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![d1, d2]
+    );
+    assert_eq!(listed[0].error.as_deref(), Some("bad"));
+    assert_eq!(
+        b.list(None, TaskState::Dead, 1).await.expect("list").len(),
+        1
+    );
+    assert!(b
+        .list(Some("other"), TaskState::Dead, 10)
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(b.requeue_dead(&[d1]).await.expect("requeue"), 1);
+    let rec = get(&b, d1).await;
+    assert_eq!(rec.state, TaskState::Available);
+    assert_eq!(rec.attempts, 0);
+    assert_eq!(rec.finished_at, None);
+    assert_eq!(ids(&reserve(&b, 10).await), vec![d1]);
+    assert_eq!(
+        b.requeue_dead(&[d1]).await.expect("requeue"),
+        0,
+        "only dead tasks"
+    );
+    assert_eq!(b.purge_dead(None).await.expect("purge"), 1);
+    assert!(b.get(d2).await.expect("get").is_none());
+}
+
+/// Finished tasks older than the retention are deleted; dead ones have their own,
+/// longer retention; unfinished tasks are never pruned.
+pub async fn retention_prunes_finished_tasks(b: Subject, clock: Arc<ManualClock>) {
+    let done = enqueue(&b, task("done")).await;
+    let lease = reserve(&b, 1).await[0].lease;
+    complete(&b, lease).await;
+    let dead = kill(&b, task("dead")).await;
+    let cancelled = enqueue(&b, task("c")).await;
+    b.cancel(cancelled).await.expect("cancel");
+    let waiting = enqueue(&b, task("w").delay(Duration::from_secs(100_000))).await;
+    let keep = Retention {
+        finished: Duration::from_secs(3600),
+        dead: Duration::from_secs(86_400),
+    };
+    clock.advance(Duration::from_secs(3599));
+    assert_eq!(b.prune(keep).await.expect("prune"), 0);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(b.prune(keep).await.expect("prune"), 2);
+    assert!(b.get(done).await.expect("get").is_none());
+    assert!(b.get(cancelled).await.expect("get").is_none());
+    assert_eq!(state(&b, dead).await, TaskState::Dead);
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(b.prune(keep).await.expect("prune"), 1);
+    assert!(b.get(dead).await.expect("get").is_none());
+    assert_eq!(state(&b, waiting).await, TaskState::Scheduled);
+}
+
+/// Counts per queue and state, and the enqueue time of the oldest ready task.
+pub async fn stats_per_queue(b: Subject, clock: Arc<ManualClock>) {
+    let t0 = clock.now();
+    enqueue(&b, task("a")).await;
+    clock.advance(Duration::from_secs(1));
+    enqueue(&b, task("b")).await;
+    enqueue(&b, task("c").delay(Duration::from_secs(50))).await;
+    enqueue(&b, task("q").queue("other")).await;
+    let lease = reserve(&b, 1).await[0].lease;
+    let stats = b.stats().await.expect("stats");
+    let def = stats
+        .iter()
+        .find(|s| s.queue == conveyor_core::DEFAULT_QUEUE)
+        .expect("default queue stats");
+    assert_eq!(def.count(TaskState::Running), 1);
+    assert_eq!(def.count(TaskState::Available), 1);
+    assert_eq!(def.count(TaskState::Scheduled), 1);
+    assert_eq!(def.count(TaskState::Dead), 0);
+    assert_eq!(def.oldest_ready, Some(t0.plus(Duration::from_secs(1))));
+    let other = stats.iter().find(|s| s.queue == "other").expect("other");
+    assert_eq!(other.count(TaskState::Available), 1);
+    complete(&b, lease).await;
+    let stats = b.stats().await.expect("stats");
+    let def = stats
+        .iter()
+        .find(|s| s.queue == conveyor_core::DEFAULT_QUEUE)
+        .expect("default queue stats");
+    assert_eq!(def.count(TaskState::Completed), 1);
+}
+
+/// A batch with an invalid task stores nothing.
+pub async fn batches_are_atomic(b: Subject, _clock: Arc<ManualClock>) {
+    let bad = NewTask::new("", b"{}".to_vec());
+    let res = b.enqueue_many(vec![task("ok"), bad]).await;
+    assert!(res.is_err(), "an empty handler name is refused");
+    assert!(
+        reserve(&b, 10).await.is_empty(),
+        "nothing of the batch stored"
+    );
+    let empty = b.enqueue_many(Vec::new()).await.expect("empty batch");
+    assert!(empty.is_empty());
+    let many = b
+        .enqueue_many((0..50).map(|i| task(&format!("t{i}"))).collect())
+        .await
+        .expect("batch");
+    assert_eq!(many.len(), 50);
+    let got = reserve(&b, 100).await;
+    assert_eq!(ids(&got), many.iter().map(|e| e.id).collect::<Vec<_>>());
+}
+
+/// What a backend declares it supports works; what it does not returns
+/// `Unsupported`, never a silent no-op.
+pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
+    let caps = b.capabilities();
+    let unsupported = |r: Result<(), Error>| matches!(r, Err(Error::Unsupported(_)));
+    let r = b.enqueue(task("u").unique_key("k")).await.map(|_| ());
+    assert_eq!(caps.unique_keys, !unsupported(r));
+    let r = b.enqueue(task("o").ordering_key("k")).await.map(|_| ());
+    assert_eq!(caps.ordering_keys, !unsupported(r));
+    let r = b
+        .enqueue(task("d").delay(Duration::from_secs(1)))
+        .await
+        .map(|_| ());
+    assert_eq!(caps.delay, !unsupported(r));
+    let r = b.list(None, TaskState::Dead, 1).await.map(|_| ());
+    assert_eq!(caps.admin, !unsupported(r));
+    let id = enqueue(&b, task("c")).await;
+    let r = b.cancel(id).await.map(|_| ());
+    assert_eq!(caps.cancel, !unsupported(r));
+    assert!(!b.kind().is_empty());
+}

@@ -1,0 +1,157 @@
+//! Enqueue, reserve, complete; order; delays; queues; concurrency.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{FinishAction, ManualClock, TaskState};
+
+use conveyor_core::Clock;
+
+use super::*;
+
+/// Tasks come back in enqueue order with their payload, attempt 1 and a lease;
+/// a completed task is never reserved again.
+pub async fn enqueue_reserve_complete(b: Subject, clock: Arc<ManualClock>) {
+    let a = enqueue(&b, task("a")).await;
+    let c = enqueue(&b, task("c").timeout(Duration::from_secs(7))).await;
+    assert_ne!(a, c);
+    assert_eq!(state(&b, a).await, TaskState::Available);
+    let got = reserve(&b, 10).await;
+    assert_eq!(ids(&got), vec![a, c]);
+    let first = &got[0];
+    assert_eq!(first.handler, "a");
+    assert_eq!(first.payload, b"{\"h\":\"a\"}".to_vec());
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.queue, conveyor_core::DEFAULT_QUEUE);
+    assert_eq!(first.lease_until, clock.now().plus(LEASE));
+    assert_eq!(got[1].timeout, Some(Duration::from_secs(7)));
+    assert_eq!(state(&b, a).await, TaskState::Running);
+    assert!(
+        reserve(&b, 10).await.is_empty(),
+        "running tasks are not reserved"
+    );
+    complete(&b, first.lease).await;
+    let rec = get(&b, a).await;
+    assert_eq!(rec.state, TaskState::Completed);
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.finished_at, Some(clock.now()));
+    assert!(reserve(&b, 10).await.is_empty());
+}
+
+/// Higher priority first; equal priorities in enqueue order; `max` is honoured.
+pub async fn priority_then_enqueue_order(b: Subject, _clock: Arc<ManualClock>) {
+    let p0 = enqueue(&b, task("p0")).await;
+    let p5a = enqueue(&b, task("p5a").priority(5)).await;
+    let p1 = enqueue(&b, task("p1").priority(1)).await;
+    let p5b = enqueue(&b, task("p5b").priority(5)).await;
+    let neg = enqueue(&b, task("neg").priority(-3)).await;
+    assert_eq!(ids(&reserve(&b, 2).await), vec![p5a, p5b]);
+    assert_eq!(ids(&reserve(&b, 10).await), vec![p1, p0, neg]);
+}
+
+/// A delayed task is scheduled, invisible until the clock passes its time, then
+/// reserved; `run_at` works the same way.
+pub async fn delays_follow_the_clock(b: Subject, clock: Arc<ManualClock>) {
+    let later = enqueue(&b, task("later").delay(Duration::from_secs(10))).await;
+    let at = enqueue(
+        &b,
+        task("at").run_at(clock.now().plus(Duration::from_secs(20))),
+    )
+    .await;
+    let now = enqueue(&b, task("now")).await;
+    assert_eq!(state(&b, later).await, TaskState::Scheduled);
+    assert_eq!(ids(&reserve(&b, 10).await), vec![now]);
+    clock.advance(Duration::from_secs(9));
+    assert!(reserve(&b, 10).await.is_empty(), "not due yet");
+    clock.advance(Duration::from_secs(1));
+    let got = reserve(&b, 10).await;
+    assert_eq!(ids(&got), vec![later], "due exactly at its time");
+    assert_eq!(got[0].due_at, get(&b, later).await.run_at);
+    clock.advance(Duration::from_secs(15));
+    assert_eq!(ids(&reserve(&b, 10).await), vec![at]);
+}
+
+/// Queues are separate and scanned in the order given.
+pub async fn queues_are_separate(b: Subject, _clock: Arc<ManualClock>) {
+    let low = enqueue(&b, task("l").queue("low")).await;
+    let high = enqueue(&b, task("h").queue("high")).await;
+    assert!(
+        reserve(&b, 10).await.is_empty(),
+        "the default queue is empty"
+    );
+    let both = b
+        .reserve(&["high".to_string(), "low".to_string()], 10, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(ids(&both), vec![high, low]);
+    assert_eq!(both[0].queue, "high");
+}
+
+/// A result is stored with the completed task; a discard cancels the task with
+/// its reason.
+pub async fn results_and_discards(b: Subject, _clock: Arc<ManualClock>) {
+    let a = enqueue(&b, task("a")).await;
+    let d = enqueue(&b, task("d")).await;
+    let got = reserve(&b, 10).await;
+    report(
+        &b,
+        got[0].lease,
+        FinishAction::Complete {
+            result: Some(b"42".to_vec()),
+        },
+    )
+    .await
+    .expect("complete");
+    report(
+        &b,
+        got[1].lease,
+        FinishAction::Discard {
+            reason: "not needed".into(),
+        },
+    )
+    .await
+    .expect("discard");
+    assert_eq!(get(&b, a).await.result, Some(b"42".to_vec()));
+    let rec = get(&b, d).await;
+    assert_eq!(rec.state, TaskState::Cancelled);
+    assert_eq!(rec.error.as_deref(), Some("not needed"));
+    assert!(b
+        .get(conveyor_core::TaskId(u64::MAX / 2))
+        .await
+        .expect("get")
+        .is_none());
+}
+
+/// Many reservers at once: every task is handed out exactly once.
+pub async fn concurrent_reservers_never_share_a_task(b: Subject, _clock: Arc<ManualClock>) {
+    let n = 400;
+    let tasks = (0..n).map(|i| task(&format!("t{i}"))).collect();
+    b.enqueue_many(tasks).await.expect("enqueue_many");
+    let mut joins = Vec::new();
+    for _ in 0..8 {
+        let b = b.clone();
+        joins.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = b
+                    .reserve(&default_queue(), 7, LEASE)
+                    .await
+                    .expect("reserve");
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.iter().map(|r| r.lease.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for j in joins {
+        for id in j.await.expect("reserver") {
+            total += 1;
+            assert!(seen.insert(id), "task {id} reserved twice");
+        }
+    }
+    assert_eq!(total, n);
+}

@@ -1,0 +1,214 @@
+//! Retries, leases, fencing, release and cancel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{Error, FinishAction, ManualClock, TaskState};
+
+use conveyor_core::Clock;
+
+use super::*;
+
+/// A retried task waits for its delay, comes back with the next attempt, and is
+/// dead-lettered (with its last error) when no attempt remains.
+pub async fn retries_then_dead_letter(b: Subject, clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("r").max_attempts(2)).await;
+    let first = reserve(&b, 1).await;
+    report(
+        &b,
+        first[0].lease,
+        FinishAction::Retry {
+            delay: Duration::from_secs(3),
+            error: "boom 1".into(),
+        },
+    )
+    .await
+    .expect("retry");
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Retrying);
+    assert_eq!(rec.error.as_deref(), Some("boom 1"));
+    assert_eq!(rec.run_at, clock.now().plus(Duration::from_secs(3)));
+    assert!(reserve(&b, 1).await.is_empty(), "waits for its backoff");
+    clock.advance(Duration::from_secs(3));
+    let second = reserve(&b, 1).await;
+    assert_eq!(second[0].attempt, 2);
+    assert_ne!(second[0].lease.token, first[0].lease.token);
+    report(
+        &b,
+        second[0].lease,
+        FinishAction::Retry {
+            delay: Duration::from_secs(3),
+            error: "boom 2".into(),
+        },
+    )
+    .await
+    .expect("retry");
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Dead, "no attempt left: dead");
+    assert_eq!(rec.error.as_deref(), Some("boom 2"));
+    assert_eq!(rec.attempts, 2);
+    assert!(rec.finished_at.is_some());
+}
+
+/// A reserved task whose lease runs out becomes available again and is
+/// redelivered with the next attempt number.
+pub async fn lease_expiry_redelivers(b: Subject, clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("x")).await;
+    let got = b
+        .reserve(&default_queue(), 1, Duration::from_secs(10))
+        .await
+        .expect("reserve");
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(
+        b.recover_expired().await.expect("recover"),
+        0,
+        "not expired yet"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(b.recover_expired().await.expect("recover"), 1);
+    assert_eq!(state(&b, id).await, TaskState::Available);
+    let again = reserve(&b, 1).await;
+    assert_eq!(ids(&again), vec![id]);
+    assert_eq!(again[0].attempt, 2, "the lost attempt counts");
+    assert_ne!(again[0].lease.token, got[0].lease.token);
+}
+
+/// A lease that runs out on the last attempt dead-letters the task.
+pub async fn last_attempt_expiry_is_dead(b: Subject, clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("x").max_attempts(1)).await;
+    reserve(&b, 1).await;
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(b.recover_expired().await.expect("recover"), 1);
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Dead);
+    assert!(rec.error.is_some(), "says why");
+}
+
+/// A worker whose lease ran out cannot report for a task another worker holds
+/// now, nor renew it; reporting twice is refused too.
+pub async fn fencing_refuses_stale_tokens(b: Subject, clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("x")).await;
+    let old = reserve(&b, 1).await[0].lease;
+    clock.advance(LEASE + Duration::from_secs(1));
+    b.recover_expired().await.expect("recover");
+    let new = reserve(&b, 1).await[0].lease;
+    let stale = report(&b, old, FinishAction::Complete { result: None }).await;
+    assert!(stale.is_err(), "stale complete refused");
+    let stale_retry = report(
+        &b,
+        old,
+        FinishAction::Retry {
+            delay: Duration::ZERO,
+            error: "late".into(),
+        },
+    )
+    .await;
+    assert!(stale_retry.is_err(), "stale retry refused");
+    assert_eq!(
+        b.renew(&[old, new], LEASE).await.expect("renew"),
+        vec![false, true]
+    );
+    assert_eq!(state(&b, id).await, TaskState::Running);
+    let results = b
+        .finish(vec![
+            conveyor_core::Finish {
+                lease: new,
+                action: FinishAction::Complete { result: None },
+            },
+            conveyor_core::Finish {
+                lease: old,
+                action: FinishAction::Complete { result: None },
+            },
+        ])
+        .await
+        .expect("finish");
+    assert!(results[0].is_ok(), "the holder's report applies");
+    assert!(matches!(results[1], Err(Error::StaleLease(t)) if t == id));
+    assert!(
+        report(&b, new, FinishAction::Complete { result: None })
+            .await
+            .is_err(),
+        "a second report for a finished task is refused"
+    );
+    let unknown = conveyor_core::Lease {
+        id: conveyor_core::TaskId(u64::MAX / 3),
+        token: 1,
+    };
+    assert!(report(&b, unknown, FinishAction::Release).await.is_err());
+}
+
+/// Renewing pushes the expiry out from now.
+pub async fn renew_extends_leases(b: Subject, clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("x")).await;
+    let lease = b
+        .reserve(&default_queue(), 1, Duration::from_secs(10))
+        .await
+        .expect("reserve")[0]
+        .lease;
+    clock.advance(Duration::from_secs(8));
+    assert_eq!(
+        b.renew(&[lease], Duration::from_secs(10))
+            .await
+            .expect("renew"),
+        vec![true]
+    );
+    clock.advance(Duration::from_secs(8));
+    assert_eq!(b.recover_expired().await.expect("recover"), 0);
+    assert_eq!(state(&b, id).await, TaskState::Running);
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(b.recover_expired().await.expect("recover"), 1);
+}
+
+/// A released task is available again at once and its attempt is not counted.
+pub async fn release_does_not_count_the_attempt(b: Subject, _clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("x").max_attempts(1)).await;
+    let lease = reserve(&b, 1).await[0].lease;
+    report(&b, lease, FinishAction::Release)
+        .await
+        .expect("release");
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Available);
+    assert_eq!(rec.attempts, 0);
+    let again = reserve(&b, 1).await;
+    assert_eq!(again[0].attempt, 1);
+    assert!(
+        report(&b, lease, FinishAction::Release).await.is_err(),
+        "the old lease is gone"
+    );
+}
+
+/// Waiting tasks (available, scheduled, retrying) can be cancelled and never
+/// run; running and finished ones report their state instead.
+pub async fn cancel_waiting_tasks_only(b: Subject, _clock: Arc<ManualClock>) {
+    let avail = enqueue(&b, task("a")).await;
+    let sched = enqueue(&b, task("s").delay(Duration::from_secs(60))).await;
+    assert_eq!(b.cancel(avail).await.expect("cancel"), TaskState::Cancelled);
+    assert_eq!(b.cancel(sched).await.expect("cancel"), TaskState::Cancelled);
+    assert!(get(&b, sched).await.finished_at.is_some());
+    let run = enqueue(&b, task("r")).await;
+    let got = reserve(&b, 10).await;
+    assert_eq!(ids(&got), vec![run], "cancelled tasks never run");
+    assert_eq!(b.cancel(run).await.expect("cancel"), TaskState::Running);
+    complete(&b, got[0].lease).await;
+    assert_eq!(b.cancel(run).await.expect("cancel"), TaskState::Completed);
+    assert!(matches!(
+        b.cancel(conveyor_core::TaskId(u64::MAX / 5)).await,
+        Err(Error::NotFound(_))
+    ));
+    let retrying = enqueue(&b, task("y")).await;
+    let l = reserve(&b, 1).await[0].lease;
+    report(
+        &b,
+        l,
+        FinishAction::Retry {
+            delay: Duration::from_secs(60),
+            error: "e".into(),
+        },
+    )
+    .await
+    .expect("retry");
+    assert_eq!(
+        b.cancel(retrying).await.expect("cancel"),
+        TaskState::Cancelled
+    );
+}

@@ -1,0 +1,85 @@
+//! The backend conformance cases. Each takes a fresh backend and the manual
+//! clock it reads, and panics (failing the test) on the first broken promise.
+//! `backend_conformance!` runs them all; they are public so a backend can also
+//! call one on its own.
+
+mod admin;
+mod basics;
+mod failures;
+mod keys;
+
+pub use admin::{
+    batches_are_atomic, capabilities_are_honest, dead_letter_admin,
+    retention_prunes_finished_tasks, stats_per_queue,
+};
+pub use basics::{
+    concurrent_reservers_never_share_a_task, delays_follow_the_clock, enqueue_reserve_complete,
+    priority_then_enqueue_order, queues_are_separate, results_and_discards,
+};
+pub use failures::{
+    cancel_waiting_tasks_only, fencing_refuses_stale_tokens, last_attempt_expiry_is_dead,
+    lease_expiry_redelivers, release_does_not_count_the_attempt, renew_extends_leases,
+    retries_then_dead_letter,
+};
+pub use keys::{ordering_keys, unique_keys};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{
+    Backend, Finish, FinishAction, Lease, NewTask, Reserved, TaskId, TaskRecord, TaskState,
+};
+
+/// The backend under test.
+pub type Subject = Arc<dyn Backend>;
+
+/// The lease every case reserves with unless it says otherwise.
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+
+pub(crate) fn task(handler: &str) -> NewTask {
+    NewTask::new(handler, format!("{{\"h\":\"{handler}\"}}").into_bytes())
+}
+
+pub(crate) fn default_queue() -> Vec<String> {
+    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
+}
+
+pub(crate) async fn enqueue(b: &Subject, t: NewTask) -> TaskId {
+    b.enqueue(t).await.expect("enqueue").id
+}
+
+pub(crate) async fn reserve(b: &Subject, max: usize) -> Vec<Reserved> {
+    b.reserve(&default_queue(), max, LEASE)
+        .await
+        .expect("reserve")
+}
+
+pub(crate) async fn report(b: &Subject, lease: Lease, action: FinishAction) -> Result<(), String> {
+    let mut out = b
+        .finish(vec![Finish { lease, action }])
+        .await
+        .expect("finish (store)");
+    assert_eq!(out.len(), 1, "one result per report");
+    out.pop().unwrap_or(Ok(())).map_err(|e| e.to_string())
+}
+
+pub(crate) async fn complete(b: &Subject, lease: Lease) {
+    report(b, lease, FinishAction::Complete { result: None })
+        .await
+        .expect("complete");
+}
+
+pub(crate) async fn get(b: &Subject, id: TaskId) -> TaskRecord {
+    b.get(id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("task {id} is missing"))
+}
+
+pub(crate) async fn state(b: &Subject, id: TaskId) -> TaskState {
+    get(b, id).await.state
+}
+
+pub(crate) fn ids(r: &[Reserved]) -> Vec<TaskId> {
+    r.iter().map(|t| t.lease.id).collect()
+}

@@ -1,0 +1,28 @@
+//! Durable task queues: a client enqueues tasks by handler name into a backend; a
+//! worker (in this or another process) reserves them under a lease, runs them
+//! through the engine and stores the outcome, which the client can wait for.
+//!
+//! The backend contract lives in `conveyor-core` ([`Backend`](conveyor_core::Backend));
+//! this module has the runtime around it: [`Client`], [`Worker`], the
+//! [`MemoryBackend`] and [`connect`] to open a backend by URL.
+
+mod client;
+mod completer;
+mod fetcher;
+mod lease_keeper;
+mod maintenance;
+mod memory;
+mod registry;
+mod report;
+mod shared;
+mod task_type;
+mod worker;
+
+pub use client::{Client, DurableHandle};
+pub use memory::MemoryBackend;
+pub use report::{DurableResult, ReportKind};
+pub use task_type::{EnqueueOptions, TaskType};
+pub use worker::{
+    shutdown_signal, OnDurableComplete, Worker, WorkerBuilder, WorkerReport, WorkerStats,
+    WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,
+};

@@ -1,0 +1,11 @@
+//! The memory backend passes the backend conformance suite.
+
+use std::sync::Arc;
+
+use conveyor::{Backend, ManualClock, MemoryBackend};
+
+async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
+    Arc::new(MemoryBackend::with_clock(clock))
+}
+
+conveyor_testkit::backend_conformance!(make);
