@@ -1,0 +1,401 @@
+//! Durable worker and client against the memory backend: results, failures,
+//! retries through the backend, leases, backpressure and graceful stop.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::durable::{ReportKind, WorkerReport};
+use conveyor::{
+    Backend, Client, EnqueueOptions, Error, Handler, MemoryBackend, NewTask, RetryPolicy,
+    TaskError, TaskState, TaskType, Worker,
+};
+use tokio::sync::Barrier;
+
+const ADD: TaskType<(i64, i64), i64> = TaskType::new("add");
+
+fn add_handler() -> Handler<(i64, i64), i64> {
+    Handler::io("add", |(a, b): (i64, i64), _ctx| async move {
+        Ok::<_, TaskError>(a + b)
+    })
+}
+
+fn backend() -> Arc<dyn Backend> {
+    Arc::new(MemoryBackend::new())
+}
+
+fn fast(w: conveyor::durable::WorkerBuilder) -> conveyor::durable::WorkerBuilder {
+    w.poll_interval(Duration::from_millis(20))
+        .maintenance(Duration::from_millis(50), Duration::from_secs(60))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_and_wait_for_a_typed_result() {
+    let b = backend();
+    let worker = fast(Worker::builder(b.clone()).handler(add_handler()))
+        .build()
+        .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let h = client.enqueue(&ADD, &(2, 40)).await.unwrap();
+    assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), 42);
+    let many = client
+        .enqueue_many(&ADD, &[(1, 1), (2, 2), (3, 3)], &EnqueueOptions::new())
+        .await
+        .unwrap();
+    let mut sums = Vec::new();
+    for h in &many {
+        sums.push(h.wait().await.unwrap());
+    }
+    assert_eq!(sums, vec![2, 4, 6]);
+    let rec = client.status(h.id()).await.unwrap().unwrap();
+    assert_eq!(rec.state, TaskState::Completed);
+    assert_eq!(rec.result.as_deref(), Some(&b"42"[..]));
+    stopper.stop();
+    let report: WorkerReport = run.await.unwrap().unwrap();
+    assert!(report.drained);
+    assert_eq!(report.stats.completed, 4);
+    assert_eq!(report.stats.in_flight, 0);
+}
+
+/// Three tasks that can only finish together (a barrier of three) finish: the
+/// worker runs them at once with three slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_run_tasks_at_the_same_time() {
+    let b = backend();
+    let barrier = Arc::new(Barrier::new(3));
+    let slow_add = Handler::io("add", move |(a, b): (i64, i64), _ctx| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            Ok::<_, TaskError>(a + b)
+        }
+    });
+    let worker = fast(Worker::builder(b.clone()).handler(slow_add).slots(3))
+        .build()
+        .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let hs = client
+        .enqueue_many(&ADD, &[(1, 2), (3, 4), (5, 6)], &EnqueueOptions::new())
+        .await
+        .unwrap();
+    for (h, want) in hs.iter().zip([3, 7, 11]) {
+        assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), want);
+    }
+    stopper.stop();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_handlers_and_bad_payloads_are_dead_lettered_and_the_worker_goes_on() {
+    let b = backend();
+    let worker = fast(Worker::builder(b.clone()).handler(add_handler()))
+        .build()
+        .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let unknown: TaskType<u32, u32> = TaskType::new("nobody");
+    let h1 = client.enqueue(&unknown, &1).await.unwrap();
+    let bad = b
+        .enqueue(NewTask::new("add", b"{not json".to_vec()))
+        .await
+        .unwrap();
+    let wrong_shape = b
+        .enqueue(NewTask::new("add", b"\"text\"".to_vec()))
+        .await
+        .unwrap();
+    let good = client.enqueue(&ADD, &(1, 2)).await.unwrap();
+    match h1.wait_timeout(Duration::from_secs(10)).await {
+        Err(Error::TaskFailed { state, error, .. }) => {
+            assert_eq!(state, TaskState::Dead);
+            assert!(error.contains("no handler named \"nobody\""), "{error}");
+            assert!(error.contains("add"), "names what it has: {error}");
+        }
+        other => panic!("expected a dead task, got {other:?}"),
+    }
+    for id in [bad.id, wrong_shape.id] {
+        let h = client.handle(&ADD, id);
+        match h.wait_timeout(Duration::from_secs(10)).await {
+            Err(Error::TaskFailed { error, .. }) => {
+                assert!(error.contains("cannot decode"), "{error}")
+            }
+            other => panic!("expected a dead task, got {other:?}"),
+        }
+    }
+    assert_eq!(good.wait().await.unwrap(), 3);
+    stopper.stop();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.stats.dead, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
+    let b = backend();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let flaky = Handler::io("flaky", move |n: u32, _ctx| {
+        let c = c.clone();
+        async move {
+            if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(TaskError::new("not yet"))
+            } else {
+                Ok(n * 10)
+            }
+        }
+    })
+    .retry(RetryPolicy::attempts(5).backoff(Duration::from_millis(5), Duration::from_millis(20)));
+    let permanent = Handler::io("permanent", |_: u32, _ctx| async move {
+        Err::<u32, _>(TaskError::permanent("never"))
+    });
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let worker = fast(
+        Worker::builder(b.clone())
+            .handler(flaky)
+            .handler(permanent)
+            .on_task_complete(move |r| s.lock().push((r.id, r.attempt, r.report))),
+    )
+    .build()
+    .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let flaky_t: TaskType<u32, u32> = TaskType::new("flaky");
+    let perm_t: TaskType<u32, u32> = TaskType::new("permanent");
+    let h = client
+        .enqueue_with(&flaky_t, &4, &EnqueueOptions::new().max_attempts(3))
+        .await
+        .unwrap();
+    assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), 40);
+    let rec = client.status(h.id()).await.unwrap().unwrap();
+    assert_eq!(rec.attempts, 3);
+    let p = client.enqueue(&perm_t, &1).await.unwrap();
+    assert!(matches!(
+        p.wait_timeout(Duration::from_secs(10)).await,
+        Err(Error::TaskFailed {
+            state: TaskState::Dead,
+            ..
+        })
+    ));
+    assert_eq!(client.status(p.id()).await.unwrap().unwrap().attempts, 1);
+    stopper.stop();
+    run.await.unwrap().unwrap();
+    let seen = seen.lock().clone();
+    let flaky_reports: Vec<_> = seen.iter().filter(|r| r.0 == h.id()).collect();
+    assert_eq!(
+        flaky_reports.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
+        vec![
+            (1, ReportKind::Retried),
+            (2, ReportKind::Retried),
+            (3, ReportKind::Completed)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_that_time_out_end_dead_after_max_attempts() {
+    let b = backend();
+    let hang = Handler::io("hang", |_: u32, ctx: conveyor::TaskContext| async move {
+        ctx.cancelled().await;
+        Ok::<u32, TaskError>(0)
+    })
+    .retry(RetryPolicy::attempts(9).backoff(Duration::from_millis(1), Duration::from_millis(2)));
+    let worker = fast(Worker::builder(b.clone()).handler(hang))
+        .build()
+        .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let t: TaskType<u32, u32> = TaskType::new("hang");
+    let h = client
+        .enqueue_with(
+            &t,
+            &1,
+            &EnqueueOptions::new()
+                .timeout(Duration::from_millis(30))
+                .max_attempts(2),
+        )
+        .await
+        .unwrap();
+    match h.wait_timeout(Duration::from_secs(10)).await {
+        Err(Error::TaskFailed { state, error, .. }) => {
+            assert_eq!(state, TaskState::Dead);
+            assert!(error.contains("timed out"), "{error}");
+        }
+        other => panic!("expected dead, got {other:?}"),
+    }
+    assert_eq!(client.status(h.id()).await.unwrap().unwrap().attempts, 2);
+    stopper.stop();
+    run.await.unwrap().unwrap();
+}
+
+/// The worker reserves only what its slots can run: with 2 slots and 10 blocked
+/// tasks, 2 are running and 8 wait in the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_reaches_the_backend() {
+    let b = backend();
+    let running = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (r, g) = (running.clone(), gate.clone());
+    let blocked = Handler::io("blocked", move |_: u32, _ctx| {
+        let (r, g) = (r.clone(), g.clone());
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            g.notified().await;
+            Ok::<u32, TaskError>(0)
+        }
+    });
+    let worker = fast(Worker::builder(b.clone()).handler(blocked).slots(2))
+        .build()
+        .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let t: TaskType<u32, u32> = TaskType::new("blocked");
+    let hs = client
+        .enqueue_many(&t, &(0..10).collect::<Vec<u32>>(), &EnqueueOptions::new())
+        .await
+        .unwrap();
+    while running.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Several poll intervals later the worker still holds only two.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stats = b.stats().await.unwrap();
+    assert_eq!(stats[0].count(TaskState::Running), 2);
+    assert_eq!(stats[0].count(TaskState::Available), 8);
+    assert_eq!(running.load(Ordering::SeqCst), 2);
+    let done = tokio::spawn(async move {
+        loop {
+            gate.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    for h in &hs {
+        h.wait_timeout(Duration::from_secs(10)).await.unwrap();
+    }
+    done.abort();
+    stopper.stop();
+    run.await.unwrap().unwrap();
+}
+
+/// A task that runs longer than its lease keeps it through renewals and is not
+/// redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_keep_long_tasks_leased() {
+    let b = backend();
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let long = Handler::io("long", move |_: u32, _ctx| {
+        let r = r.clone();
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok::<u32, TaskError>(7)
+        }
+    });
+    let worker = fast(
+        Worker::builder(b.clone())
+            .handler(long)
+            .lease(Duration::from_millis(200)),
+    )
+    .build()
+    .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let t: TaskType<u32, u32> = TaskType::new("long");
+    let h = client.enqueue(&t, &0).await.unwrap();
+    assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), 7);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "never redelivered");
+    assert_eq!(client.status(h.id()).await.unwrap().unwrap().attempts, 1);
+    stopper.stop();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.stats.lost_leases, 0);
+    assert_eq!(report.stats.stale, 0);
+}
+
+/// Past the grace period a stopping worker cancels what runs (the attempt is
+/// counted and retried at once) and hands back what never started (not counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_retries_started_and_releases_unstarted_tasks() {
+    let b = backend();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let stuck = Handler::io("stuck", move |_: u32, ctx: conveyor::TaskContext| {
+        let s = s.clone();
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            ctx.cancelled().await;
+            Ok::<u32, TaskError>(0)
+        }
+    })
+    .concurrency(1);
+    let worker = fast(
+        Worker::builder(b.clone())
+            .handler(stuck)
+            .slots(2)
+            .grace(Duration::from_millis(100)),
+    )
+    .build()
+    .unwrap();
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let t: TaskType<u32, u32> = TaskType::new("stuck");
+    let hs = client
+        .enqueue_many(&t, &[1, 2], &EnqueueOptions::new())
+        .await
+        .unwrap();
+    while started.load(Ordering::SeqCst) < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while b.stats().await.unwrap()[0].count(TaskState::Running) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stopper.stop();
+    let report = run.await.unwrap().unwrap();
+    assert!(!report.drained);
+    assert_eq!(report.stats.in_flight, 0);
+    let mut attempts = Vec::new();
+    for h in &hs {
+        let rec = client.status(h.id()).await.unwrap().unwrap();
+        assert!(
+            matches!(rec.state, TaskState::Available | TaskState::Retrying),
+            "{:?}",
+            rec.state
+        );
+        attempts.push(rec.attempts);
+    }
+    attempts.sort();
+    assert_eq!(attempts, vec![0, 1], "unstarted released, started counted");
+    assert_eq!(report.stats.released, 1);
+    assert_eq!(report.stats.retried, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_needs_handlers_and_sane_settings() {
+    let b = backend();
+    assert!(matches!(
+        Worker::builder(b.clone()).build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Worker::builder(b.clone())
+            .handler(add_handler())
+            .slots(0)
+            .build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Worker::builder(b)
+            .handler(add_handler())
+            .queues(Vec::<String>::new())
+            .build(),
+        Err(Error::InvalidConfig(_))
+    ));
+}
