@@ -7,6 +7,7 @@
 //! [`MemoryBackend`] and [`connect`] to open a backend by URL.
 
 mod client;
+mod connect;
 mod completer;
 mod fetcher;
 mod lease_keeper;
@@ -19,9 +20,15 @@ mod task_type;
 mod worker;
 
 pub use client::{Client, DurableHandle};
+pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
 pub use memory::MemoryBackend;
 pub use report::{DurableResult, ReportKind};
 pub use task_type::{EnqueueOptions, TaskType};
+/// The queue a task goes to when none is named.
+pub const DEFAULT_QUEUE_NAME: &str = conveyor_core::DEFAULT_QUEUE;
+/// Attempts a task gets when none are given.
+pub const DEFAULT_ATTEMPTS: u32 = conveyor_core::DEFAULT_MAX_ATTEMPTS;
+
 pub use worker::{
     shutdown_signal, OnDurableComplete, Worker, WorkerBuilder, WorkerReport, WorkerStats,
     WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,

@@ -31,6 +31,9 @@ type EncodeFn = dyn Fn(&Output) -> Result<Vec<u8>, Error> + Send + Sync;
 /// One handler as the worker sees it.
 pub(crate) struct Registered {
     pub(crate) retry: RetryPolicy,
+    /// The handler's own attempt limit, when it set a retry policy: the task
+    /// gets the smaller of this and its enqueued `max_attempts`.
+    pub(crate) attempt_cap: Option<u32>,
     start: Box<StartFn>,
     encode: Box<EncodeFn>,
 }
@@ -43,6 +46,7 @@ impl Registered {
         C: Codec,
     {
         let retry = handler.config().retry.clone();
+        let attempt_cap = (retry != RetryPolicy::default()).then_some(retry.max_attempts);
         let dec = codec.clone();
         let name: Arc<str> = Arc::from(handler.name());
         let start = move |producer: &Producer, id: TaskId, payload: &[u8], opts: TaskOptions| {
@@ -61,6 +65,7 @@ impl Registered {
         };
         Self {
             retry,
+            attempt_cap,
             start: Box::new(start),
             encode: Box::new(encode),
         }

@@ -55,16 +55,12 @@ pub(crate) fn decide(
     shutting_down: bool,
 ) -> (ReportKind, FinishAction) {
     let policy = &handler.retry;
-    let retry = |error: String| {
-        (
-            ReportKind::Retried,
-            FinishAction::Retry {
-                delay: backoff(policy, attempt),
-                error,
-            },
-        )
-    };
     let dead = |error: String| (ReportKind::DeadLettered, FinishAction::DeadLetter { error });
+    let retry_in = |delay: Duration, error: String| match handler.attempt_cap {
+        Some(cap) if attempt >= cap => dead(error),
+        _ => (ReportKind::Retried, FinishAction::Retry { delay, error }),
+    };
+    let retry = |error: String| retry_in(backoff(policy, attempt), error);
     match &result.outcome {
         Outcome::Succeeded(out) => match handler.encode(out) {
             Ok(bytes) => (
@@ -79,13 +75,7 @@ pub(crate) fn decide(
             let msg = e.to_string();
             match e.kind() {
                 ErrorKind::Retryable => retry(msg),
-                ErrorKind::RetryAfter(d) => (
-                    ReportKind::Retried,
-                    FinishAction::Retry {
-                        delay: d,
-                        error: msg,
-                    },
-                ),
+                ErrorKind::RetryAfter(d) => retry_in(d, msg),
                 ErrorKind::Permanent => dead(msg),
                 ErrorKind::Discard => {
                     (ReportKind::Discarded, FinishAction::Discard { reason: msg })

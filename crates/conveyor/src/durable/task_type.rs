@@ -6,6 +6,7 @@
 //! client enqueues `ADD` with `(i64, i64)` params and waits for an `i64`, and the
 //! worker registers a handler named `ADD.name()`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use conveyor_core::{NewTask, Timestamp, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
 
 /// A handler name with its params and result types.
 pub struct TaskType<In, Out> {
-    name: &'static str,
+    name: Cow<'static, str>,
     _types: PhantomData<fn(In) -> Out>,
 }
 
@@ -22,24 +23,33 @@ impl<In, Out> TaskType<In, Out> {
     /// Names a task type.
     pub const fn new(name: &'static str) -> Self {
         Self {
-            name,
+            name: Cow::Borrowed(name),
+            _types: PhantomData,
+        }
+    }
+
+    /// Names a task type from a name known only at run time (say, from a CLI).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: Cow::Owned(name.into()),
             _types: PhantomData,
         }
     }
 
     /// The handler name.
-    pub const fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
 impl<In, Out> Clone for TaskType<In, Out> {
     fn clone(&self) -> Self {
-        *self
+        Self {
+            name: self.name.clone(),
+            _types: PhantomData,
+        }
     }
 }
-
-impl<In, Out> Copy for TaskType<In, Out> {}
 
 impl<In, Out> fmt::Debug for TaskType<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

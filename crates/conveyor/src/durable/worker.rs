@@ -76,7 +76,10 @@ impl<C: Codec> WorkerBuilder<C> {
     /// Registers a handler under its name. Its params are decoded from the task's
     /// payload and its output encoded as the task's result. Its retry policy
     /// gives the backoff between attempts and whether timeouts and panics are
-    /// retried; the number of attempts is the task's own (set when enqueued).
+    /// retried. A task gets the attempts it was enqueued with
+    /// ([`EnqueueOptions::max_attempts`](super::EnqueueOptions::max_attempts),
+    /// default 3), capped by the handler's `max_attempts` when the handler sets a
+    /// retry policy.
     pub fn handler<In, Out>(mut self, handler: Handler<In, Out>) -> Self
     where
         In: DeserializeOwned + Clone + Send + 'static,

@@ -1,0 +1,58 @@
+//! Opening a backend by URL, the way the CLI and workers name where tasks wait.
+//!
+//! | URL | backend |
+//! |---|---|
+//! | `embedded://./conveyor.db`, `embedded:///abs/path.db`, or a bare path | one local SQLite file (the default) |
+//! | `memory://` | in this process only (tests, demos) |
+//!
+//! With no URL, `CONVEYOR_URL` is used, and without it [`DEFAULT_URL`].
+
+use std::sync::Arc;
+
+use conveyor_core::{Backend, Error};
+
+use super::memory::MemoryBackend;
+
+/// The backend used when neither a URL nor `CONVEYOR_URL` is given.
+pub const DEFAULT_URL: &str = "embedded://./conveyor.db";
+
+/// The environment variable naming the backend URL.
+pub const URL_ENV: &str = "CONVEYOR_URL";
+
+/// The URL to use: `url` if given, else `CONVEYOR_URL`, else [`DEFAULT_URL`].
+pub fn resolve_url(url: Option<&str>) -> String {
+    match url {
+        Some(u) if !u.trim().is_empty() => u.trim().to_string(),
+        _ => std::env::var(URL_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_string()),
+    }
+}
+
+/// Opens the backend a URL names (see the module documentation).
+pub async fn connect(url: &str) -> Result<Arc<dyn Backend>, Error> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None if url.starts_with("memory:") => ("memory".to_string(), ""),
+        None => ("embedded".to_string(), url),
+    };
+    match scheme.as_str() {
+        "memory" => Ok(Arc::new(MemoryBackend::new())),
+        "embedded" | "sqlite" | "file" => open_embedded(rest),
+        other => Err(Error::InvalidConfig(format!(
+            "unknown backend {other:?} in {url:?}: expected embedded://PATH or memory://"
+        ))),
+    }
+}
+
+fn open_embedded(path: &str) -> Result<Arc<dyn Backend>, Error> {
+    if path.is_empty() {
+        return Err(Error::InvalidConfig(
+            "embedded:// needs a file path, e.g. embedded://./conveyor.db".into(),
+        ));
+    }
+    Err(Error::Unsupported(format!(
+        "the embedded backend ({path}) is not built into this binary"
+    )))
+}
