@@ -1,8 +1,9 @@
 //! conveyor's benchmarks: every subject runs side by side with its baselines in
 //! one run; a table and one JSON object per line are printed.
 //!
-//! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`.
-//! `inproc` (the default) runs them all. Timings are printed, never asserted.
+//! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`, or
+//! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues.
+//! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -10,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cpu;
 mod noop;
 mod python;
+mod queue;
 mod rate_limit;
 mod report;
 mod rss;
@@ -62,6 +64,25 @@ fn main() {
     if which == "rss-child" {
         let code = runtime.block_on(rss::child(&args[1..]));
         std::process::exit(code);
+    }
+    if which == "queue" {
+        let url = args
+            .iter()
+            .position(|a| a == "--backend")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str);
+        let mut report = Report::default();
+        let started = Instant::now();
+        eprintln!("[queue]");
+        runtime.block_on(queue::run(&mut report, quick, url));
+        report.note(format!(
+            "durable queue benchmark, {} cores, total {:.1} s, load average {}",
+            conveyor::available_cores(),
+            started.elapsed().as_secs_f64(),
+            load_average()
+        ));
+        report.print();
+        return;
     }
     let names: Vec<&str> = if which == "inproc" || which == "--quick" {
         ALL.to_vec()

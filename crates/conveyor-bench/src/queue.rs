@@ -1,0 +1,301 @@
+//! Durable queue benchmarks: `conveyor-bench queue [--backend URL] [--quick]`.
+//!
+//! - enqueue, one task per call, from one caller and from 32 concurrent callers
+//!   (the second shows group commit);
+//! - enqueue in batches of 1,000;
+//! - end to end: a worker with N slots processes pre-enqueued no-op tasks;
+//! - enqueue→start latency p50/p99 at a steady trickle into an idle worker.
+//!
+//! Figures carry ratios to the project's targets for the backend (embedded:
+//! 200k/s batched enqueue, 100k/s processed).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use conveyor::durable::{connect, Worker};
+use conveyor::{Backend, Handler, NewTask, TaskError};
+use tokio::sync::Notify;
+
+use crate::report::Report;
+
+/// Targets by backend kind: (batched enqueue/s, processed/s).
+fn targets(kind: &str) -> Option<(f64, f64)> {
+    match kind {
+        "embedded" => Some((200_000.0, 100_000.0)),
+        "redis" => Some((200_000.0, 40_000.0)),
+        "postgres" => Some((100_000.0, 25_000.0)),
+        _ => None,
+    }
+}
+
+/// A fresh backend for one measurement: the URL given, or a new embedded file
+/// in the temp directory (removed afterwards).
+struct Subject {
+    url: String,
+    cleanup: Option<std::path::PathBuf>,
+}
+
+impl Subject {
+    fn new(url: Option<&str>, tag: &str) -> Subject {
+        match url {
+            Some(u) => Subject {
+                url: u.to_string(),
+                cleanup: None,
+            },
+            None => {
+                let path = std::env::temp_dir().join(format!(
+                    "conveyor-bench-{}-{tag}.db",
+                    std::process::id()
+                ));
+                remove_db(&path);
+                Subject {
+                    url: format!("embedded://{}", path.display()),
+                    cleanup: Some(path),
+                }
+            }
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Backend> {
+        match connect(&self.url).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("cannot open {}: {e}", self.url);
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+impl Drop for Subject {
+    fn drop(&mut self) {
+        if let Some(p) = &self.cleanup {
+            remove_db(p);
+        }
+    }
+}
+
+fn remove_db(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn noop_task(i: usize) -> NewTask {
+    NewTask::new("noop", i.to_string().into_bytes())
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the queue benchmarks.
+pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
+    let scale = if quick { 5 } else { 1 };
+    let kind = {
+        let s = Subject::new(url, "probe");
+        let k = s.open().await.kind();
+        k
+    };
+    let (enq_target, proc_target) = targets(kind).unwrap_or((1.0, 1.0));
+    let has_targets = targets(kind).is_some();
+    let bench = format!("queue/{kind}");
+
+    // Enqueue, one per call.
+    let single = 2_000 / scale;
+    let s = Subject::new(url, "single");
+    let b = s.open().await;
+    let t = Instant::now();
+    for i in 0..single {
+        let _ = b.enqueue(noop_task(i)).await;
+    }
+    let seq = single as f64 / t.elapsed().as_secs_f64();
+    report.add(&bench, "enqueue 1/call, 1 caller", seq, "tasks/s");
+    drop(b);
+    drop(s);
+
+    let s = Subject::new(url, "concurrent");
+    let b = s.open().await;
+    let callers = 32;
+    let per = 20_000 / scale / callers;
+    let t = Instant::now();
+    let mut joins = Vec::new();
+    for c in 0..callers {
+        let b = b.clone();
+        joins.push(tokio::spawn(async move {
+            for i in 0..per {
+                let _ = b.enqueue(noop_task(c * per + i)).await;
+            }
+        }));
+    }
+    for j in joins {
+        let _ = j.await;
+    }
+    let conc = (per * callers) as f64 / t.elapsed().as_secs_f64();
+    report.add_vs(
+        &bench,
+        "enqueue 1/call, 32 callers",
+        conc,
+        "tasks/s",
+        "1 caller",
+        conc / seq,
+    );
+    drop(b);
+    drop(s);
+
+    // Enqueue in batches.
+    let total = 200_000 / scale;
+    let s = Subject::new(url, "batched");
+    let b = s.open().await;
+    let t = Instant::now();
+    for chunk in 0..total / 1000 {
+        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
+        let _ = b.enqueue_many(tasks).await;
+    }
+    let batched = total as f64 / t.elapsed().as_secs_f64();
+    if has_targets {
+        report.add_vs(
+            &bench,
+            "enqueue batches of 1000",
+            batched,
+            "tasks/s",
+            "target",
+            batched / enq_target,
+        );
+    } else {
+        report.add(&bench, "enqueue batches of 1000", batched, "tasks/s");
+    }
+    drop(b);
+    drop(s);
+
+    // End to end.
+    for slots in [50usize, 500] {
+        let n = 100_000 / scale;
+        let s = Subject::new(url, &format!("e2e{slots}"));
+        let b = s.open().await;
+        for chunk in 0..n / 1000 {
+            let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
+            let _ = b.enqueue_many(tasks).await;
+        }
+        let rate = process(b.clone(), n, slots).await;
+        let subject = format!("processed, {slots} slots");
+        if has_targets {
+            report.add_vs(&bench, &subject, rate, "tasks/s", "target", rate / proc_target);
+        } else {
+            report.add(&bench, &subject, rate, "tasks/s");
+        }
+    }
+
+    // Latency at a trickle.
+    let s = Subject::new(url, "latency");
+    let b = s.open().await;
+    let (p50, p99) = latency(b, 1_000 / scale).await;
+    report.add(&bench, "enqueue->start p50", p50, "ms");
+    report.add(&bench, "enqueue->start p99", p99, "ms");
+}
+
+/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s.
+async fn process(b: Arc<dyn Backend>, n: usize, slots: usize) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (d, a) = (done.clone(), all.clone());
+    let noop = Handler::io("noop", |_: u64, _ctx| async { Ok::<_, TaskError>(()) });
+    let worker = match Worker::builder(b)
+        .handler(noop)
+        .slots(slots)
+        .fetch_batch(slots.max(256))
+        .on_task_complete(move |_| {
+            if d.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                a.notify_one();
+            }
+        })
+        .build()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cannot build the worker: {e}");
+            return 0.0;
+        }
+    };
+    let stopper = worker.stopper();
+    let t = Instant::now();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    all.notified().await;
+    let elapsed = t.elapsed();
+    stopper.stop();
+    let _ = run.await;
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Enqueue→start latency percentiles (ms) of `n` tasks enqueued 2 ms apart.
+async fn latency(b: Arc<dyn Backend>, n: usize) -> (f64, f64) {
+    let seen = Arc::new(parking_lot_free::Samples::default());
+    let s2 = seen.clone();
+    let probe = Handler::io("probe", move |sent: u64, _ctx| {
+        let s = s2.clone();
+        async move {
+            s.push((micros_now().saturating_sub(sent)) as f64 / 1000.0);
+            Ok::<_, TaskError>(())
+        }
+    });
+    let worker = match Worker::builder(b.clone())
+        .handler(probe)
+        .slots(50)
+        .poll_interval(Duration::from_millis(100))
+        .build()
+    {
+        Ok(w) => w,
+        Err(_) => return (0.0, 0.0),
+    };
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    for _ in 0..n {
+        tick.tick().await;
+        let payload = micros_now().to_string().into_bytes();
+        let _ = b.enqueue(NewTask::new("probe", payload)).await;
+    }
+    while seen.len() < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stopper.stop();
+    let _ = run.await;
+    seen.percentiles()
+}
+
+mod parking_lot_free {
+    //! A tiny mutex-guarded sample list (latencies are recorded off the hot path).
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub struct Samples(Mutex<Vec<f64>>);
+
+    impl Samples {
+        pub fn push(&self, v: f64) {
+            if let Ok(mut s) = self.0.lock() {
+                s.push(v);
+            }
+        }
+
+        pub fn len(&self) -> usize {
+            self.0.lock().map(|s| s.len()).unwrap_or(0)
+        }
+
+        pub fn percentiles(&self) -> (f64, f64) {
+            let mut v = self.0.lock().map(|s| s.clone()).unwrap_or_default();
+            if v.is_empty() {
+                return (0.0, 0.0);
+            }
+            v.sort_by(|a, b| a.total_cmp(b));
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            (at(0.5), at(0.99))
+        }
+    }
+}
