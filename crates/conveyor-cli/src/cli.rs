@@ -59,7 +59,15 @@ pub struct SubmitArgs {
     /// The handler's name.
     pub handler: String,
     /// The params as JSON (default `null`).
+    #[arg(conflicts_with = "lines")]
     pub params: Option<String>,
+    /// Read one params JSON per stdin line and enqueue them in atomic batches,
+    /// printing each id once its batch is stored.
+    #[arg(long, conflicts_with = "wait")]
+    pub lines: bool,
+    /// With --lines: tasks per batch.
+    #[arg(long, default_value_t = 500, requires = "lines")]
+    pub batch: usize,
     /// The queue.
     #[arg(long, short, default_value = conveyor::durable::DEFAULT_QUEUE_NAME)]
     pub queue: String,

@@ -15,31 +15,19 @@ const TASK_FAILED: u8 = 1;
 /// Exit status when `--wait --timeout` runs out.
 const WAIT_TIMED_OUT: u8 = 3;
 
-/// Enqueues the task.
+/// Enqueues the task (or, with `--lines`, one task per stdin line).
 pub async fn run(backend: Arc<dyn Backend>, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let opts = options(&args);
+    let ty: TaskType<Value, Value> = TaskType::named(&args.handler);
+    let client = Client::new(backend);
+    if args.lines {
+        return submit_lines(&client, &ty, &opts, args.batch.max(1)).await;
+    }
     let params: Value = match &args.params {
         Some(text) => serde_json::from_str(text)
             .with_context(|| format!("PARAMS_JSON is not valid JSON: {text}"))?,
         None => Value::Null,
     };
-    let mut opts = EnqueueOptions::new()
-        .queue(&args.queue)
-        .priority(args.priority)
-        .max_attempts(args.max_attempts);
-    if let Some(d) = args.delay {
-        opts = opts.delay(d);
-    }
-    if let Some(k) = &args.key {
-        opts = opts.ordering_key(k);
-    }
-    if let Some(k) = &args.unique {
-        opts = opts.unique_key(k);
-    }
-    if let Some(t) = args.task_timeout {
-        opts = opts.timeout(t);
-    }
-    let ty: TaskType<Value, Value> = TaskType::named(&args.handler);
-    let client = Client::new(backend);
     let handle = client.enqueue_with(&ty, &params, &opts).await?;
     if !args.wait {
         println!("{}", handle.id());
@@ -67,5 +55,68 @@ pub async fn run(backend: Arc<dyn Backend>, args: SubmitArgs) -> anyhow::Result<
             Ok(ExitCode::from(WAIT_TIMED_OUT))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The enqueue options the flags describe.
+fn options(args: &SubmitArgs) -> EnqueueOptions {
+    let mut opts = EnqueueOptions::new()
+        .queue(&args.queue)
+        .priority(args.priority)
+        .max_attempts(args.max_attempts);
+    if let Some(d) = args.delay {
+        opts = opts.delay(d);
+    }
+    if let Some(k) = &args.key {
+        opts = opts.ordering_key(k);
+    }
+    if let Some(k) = &args.unique {
+        opts = opts.unique_key(k);
+    }
+    if let Some(t) = args.task_timeout {
+        opts = opts.timeout(t);
+    }
+    opts
+}
+
+/// `--lines`: one task per stdin line, in atomic batches; each id is printed once
+/// its batch is stored, so a killed producer has printed only stored ids.
+async fn submit_lines(
+    client: &Client,
+    ty: &TaskType<Value, Value>,
+    opts: &EnqueueOptions,
+    batch: usize,
+) -> anyhow::Result<ExitCode> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut pending: Vec<Value> = Vec::with_capacity(batch);
+    let mut line_no = 0usize;
+    let mut out = std::io::stdout();
+    loop {
+        let line = lines.next_line().await.context("reading stdin")?;
+        let done = line.is_none();
+        if let Some(line) = line {
+            line_no += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line)
+                .with_context(|| format!("stdin line {line_no} is not valid JSON: {line}"))?;
+            pending.push(v);
+        }
+        if pending.len() >= batch || (done && !pending.is_empty()) {
+            let handles = client.enqueue_many(ty, &pending, opts).await?;
+            let mut text = String::new();
+            for h in &handles {
+                text.push_str(&h.id().to_string());
+                text.push('\n');
+            }
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            pending.clear();
+        }
+        if done {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
 }

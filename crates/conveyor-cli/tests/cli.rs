@@ -1,0 +1,153 @@
+//! The `conveyor` binary, driven for real: worker from a TOML file, submit with
+//! --wait, status, dead-letter commands, argv safety.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{stderr, stdout, Env};
+use conveyor::TaskState;
+use conveyor_testkit::process::Proc;
+
+const CONFIG: &str = r#"
+[worker]
+slots = 4
+poll = "50ms"
+
+[handlers.echo]
+program = "echo"
+args = ["-n", "{msg}"]
+
+[handlers.fail]
+program = "false"
+retries = 1
+backoff = "10ms"
+
+[handlers.args]
+program = "printf"
+args = ["%s|", "{0}", "{1}", "{}"]
+"#;
+
+fn start_worker(env: &Env) -> Proc {
+    let cfg = env.config(CONFIG);
+    let cfg = cfg.to_string_lossy().into_owned();
+    Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("start worker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_prints_the_result_and_params_never_reach_a_shell() {
+    let env = Env::new();
+    let _worker = start_worker(&env);
+    let nasty = "hi; touch pwned $(touch pwned2) `touch pwned3` *\n'\"";
+    let params = serde_json::json!({ "msg": nasty }).to_string();
+    let out = env.run(&["submit", "echo", &params, "--wait", "--timeout", "30s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(result["code"], 0);
+    assert_eq!(result["stdout"], nasty, "verbatim, one argv item");
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!env.path(f).exists(), "{f} was created: a shell ran");
+    }
+    let out = env.run(&[
+        "submit",
+        "args",
+        r#"["a b", "c"]"#,
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    let result: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(result["stdout"], r#"a b|c|["a b","c"]|"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_go_to_the_dead_letters_and_come_back() {
+    let env = Env::new();
+    let worker = start_worker(&env);
+    let out = env.run(&["submit", "fail", "--wait", "--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(1), "a dead task exits 1");
+    assert!(stderr(&out).contains("dead"), "{}", stderr(&out));
+    let out = env.run(&["submit", "nobody", "{}", "--wait", "--timeout", "30s"]);
+    assert!(
+        stderr(&out).contains("no handler named \"nobody\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["dead", "list"]);
+    let listed = stdout(&out);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains("attempts=2"), "retries = 1 → 2 attempts: {listed}");
+    let out = env.run(&["status", "--json"]);
+    let status: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().expect("a queue")).expect("json");
+    assert_eq!(status["queue"], "default");
+    assert_eq!(status["dead"], 2);
+    let table = stdout(&env.run(&["status"]));
+    assert!(table.contains("DEAD") && table.contains("default"), "{table}");
+    drop(worker);
+    let out = env.run(&["dead", "retry", "--all"]);
+    assert!(stdout(&out).contains("requeued 2"), "{}", stdout(&out));
+    let b = env.backend().await;
+    common::wait_count(&b, TaskState::Available, 2, Duration::from_secs(5)).await;
+    let out = env.run(&["dead", "purge"]);
+    assert!(stdout(&out).contains("purged 0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error() {
+    let env = Env::new();
+    let out = env.run(&["submit", "echo", "{not json"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+    let cfg = env.config("[handlers.x]\nprogram = \"echo\"\nargs = [\"{unclosed\"]\n");
+    let out = env.run(&["worker", "--config", &cfg.to_string_lossy()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unclosed"), "{}", stderr(&out));
+    let out = env.run(&["worker", "--config", "/nonexistent/conveyor.toml"]);
+    assert!(stderr(&out).contains("cannot read config"), "{}", stderr(&out));
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor"));
+    let out = c
+        .args(["--backend", "nosuch://x", "status"])
+        .output()
+        .expect("run");
+    assert!(stderr(&out).contains("unknown backend"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_and_delayed_submits() {
+    let env = Env::new();
+    let first = stdout(&env.run(&["submit", "echo", "{}", "--unique", "u1"]));
+    let again = env.run(&["submit", "echo", "{}", "--unique", "u1"]);
+    assert_eq!(first, stdout(&again), "same id for the same unique key");
+    assert!(stderr(&again).contains("unique key"));
+    env.run(&["submit", "echo", "{}", "--delay", "1h"]);
+    let out = env.run(&["status", "--json"]);
+    let status: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().expect("a queue")).expect("json");
+    assert_eq!(status["counts"]["scheduled"], 1);
+    assert_eq!(status["counts"]["available"], 1);
+}
+
+/// SIGTERM: the worker stops reserving, lets the running task finish within the
+/// grace period and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_gracefully() {
+    let env = Env::new();
+    let cfg = env.config(
+        "[worker]\npoll = \"50ms\"\n[handlers.nap]\nprogram = \"sleep\"\nargs = [\"{}\"]\n",
+    );
+    let mut worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg.to_string_lossy()]))
+        .expect("worker");
+    let id = stdout(&env.run(&["submit", "nap", "1"]));
+    let b = env.backend().await;
+    common::wait_count(&b, TaskState::Running, 1, Duration::from_secs(20)).await;
+    worker.signal(libc::SIGTERM);
+    let status = worker.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert!(status.success());
+    let rec = b
+        .get(conveyor::TaskId(id.trim().parse().expect("id")))
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!(rec.state, TaskState::Completed, "finished within the grace period");
+}

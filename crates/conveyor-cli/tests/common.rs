@@ -1,0 +1,93 @@
+//! Helpers for driving the real `conveyor` binary against an embedded file.
+
+#![allow(dead_code, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conveyor::{Backend, TaskState};
+
+/// A temp directory with a backend file and a config file.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("embedded://{}", self.dir.path().join("q.db").display())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `conveyor.toml` and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let p = self.path("conveyor.toml");
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+
+    /// `conveyor --backend URL ARGS…`, not yet run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_conveyor"));
+        c.arg("--backend").arg(self.url()).args(args);
+        c.env("CONVEYOR_LOG", "warn");
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    /// Runs `conveyor ARGS…` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run conveyor")
+    }
+
+    /// Opens the same backend in this process.
+    pub async fn backend(&self) -> Arc<dyn Backend> {
+        conveyor::durable::connect(&self.url())
+            .await
+            .expect("open backend")
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls the backend until `count(state) == n` in `queue` (or panics after `limit`).
+pub async fn wait_count(b: &Arc<dyn Backend>, state: TaskState, n: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got: u64 = b
+            .stats()
+            .await
+            .expect("stats")
+            .iter()
+            .map(|s| s.count(state))
+            .sum();
+        if got == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for {n} {state} tasks; have {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
