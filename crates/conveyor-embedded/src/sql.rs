@@ -241,3 +241,50 @@ impl Sql {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap freely: a panic is a failure report
+
+    use super::sql;
+
+    /// The query plan of `text`, one detail line per step.
+    fn plan(conn: &rusqlite::Connection, text: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {text}"))
+            .unwrap();
+        let count = stmt.parameter_count();
+        let params: Vec<i64> = vec![0; count];
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The hot statements find their rows through the partial indexes, so
+    /// their cost does not grow with the number of finished tasks kept.
+    #[test]
+    fn hot_statements_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::schema::open(&dir.path().join("plan.db")).unwrap();
+        let sql = sql();
+        let cases = [
+            (&sql.find_unique, vec!["tasks_unique"]),
+            (&sql.promote_due, vec!["tasks_due"]),
+            (
+                &sql.reserve,
+                vec!["tasks_ready", "tasks_ordering ", "tasks_ordering_running"],
+            ),
+            (&sql.expire, vec!["tasks_leased"]),
+            (&sql.prune_finished, vec!["tasks_finished"]),
+            (&sql.prune_dead, vec!["tasks_finished"]),
+        ];
+        for (text, indexes) in cases {
+            let plan = plan(&conn, text);
+            for index in indexes {
+                assert!(plan.contains(index), "{text}\ndoes not use {index}:\n{plan}");
+            }
+            assert!(!plan.contains("SCAN tasks"), "{text}\nscans the table:\n{plan}");
+        }
+    }
+}
