@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, NewTask,
-    QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, NewTask, QueueStats,
+    Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -115,9 +115,7 @@ impl EmbeddedBackend {
     {
         let (tx, rx) = oneshot::channel();
         let job = Box::new(Call::new(writes, weight, work, tx));
-        self.inbox
-            .send(Message::Job(job))
-            .map_err(|_| stopped())?;
+        self.inbox.send(Message::Job(job)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 }
@@ -145,7 +143,8 @@ impl Backend for EmbeddedBackend {
             task.validate()?;
         }
         let weight = tasks.len();
-        self.call(true, weight, move |s| s.enqueue_many(tasks)).await
+        self.call(true, weight, move |s| s.enqueue_many(tasks))
+            .await
     }
 
     async fn reserve(
@@ -206,8 +205,10 @@ impl Backend for EmbeddedBackend {
         limit: usize,
     ) -> Result<Vec<TaskRecord>, Error> {
         let queue = queue.map(str::to_string);
-        self.call(false, limit, move |s| s.list(queue.as_deref(), state, limit))
-            .await
+        self.call(false, limit, move |s| {
+            s.list(queue.as_deref(), state, limit)
+        })
+        .await
     }
 
     async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {

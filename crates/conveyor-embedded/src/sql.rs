@@ -25,6 +25,14 @@ pub(crate) fn unfinished_codes() -> String {
     codes(&TaskState::UNFINISHED)
 }
 
+/// Rows per insert statement: a batch of new tasks goes in as few statements
+/// as these sizes allow (per-statement overhead, and the `AUTOINCREMENT`
+/// counter, are paid per statement rather than per row).
+pub(crate) const INSERT_ROWS: [usize; 3] = [64, 8, 1];
+
+/// Parameters each inserted row binds.
+pub(crate) const INSERT_PARAMS: usize = 11;
+
 /// The statements, as built once for this process.
 pub(crate) fn sql() -> &'static Sql {
     static SQL: OnceLock<Sql> = OnceLock::new();
@@ -36,8 +44,11 @@ pub(crate) fn sql() -> &'static Sql {
 pub(crate) struct Sql {
     /// `?1` queue, `?2` unique key → the unfinished task holding the key.
     pub find_unique: String,
-    /// Inserts a new task; `?3` is its first state.
-    pub insert: String,
+    /// Inserts new tasks, [`INSERT_ROWS`] statements for as many rows each
+    /// (largest first); a row binds, in order: queue, handler, state, priority,
+    /// max attempts, run at, timeout (ms), unique key, ordering key, created at,
+    /// payload.
+    pub insert: Vec<(usize, String)>,
     /// `?1` now: scheduled and retrying tasks that are due become available.
     pub promote_due: String,
     /// `?1` queue, `?2` limit, `?3` lease until: reserves the ready tasks.
@@ -112,10 +123,18 @@ impl Sql {
                 "SELECT id FROM tasks WHERE queue = ?1 AND unique_key = ?2 \
                  AND state IN ({unfinished})"
             ),
-            insert: "INSERT INTO tasks (queue, handler, state, priority, attempts, \
-                     max_attempts, run_at, timeout_ms, unique_key, ordering_key, created_at, \
-                     payload) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                .to_string(),
+            insert: INSERT_ROWS
+                .iter()
+                .map(|&rows| {
+                    let values = vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                    let text = format!(
+                        "INSERT INTO tasks (queue, handler, state, priority, attempts, \
+                         max_attempts, run_at, timeout_ms, unique_key, ordering_key, \
+                         created_at, payload) VALUES {values}"
+                    );
+                    (rows, text)
+                })
+                .collect(),
             promote_due: format!(
                 "UPDATE tasks SET state = {} WHERE state IN ({}) AND run_at <= ?1",
                 T::Due.target().code(),
@@ -250,13 +269,13 @@ mod tests {
 
     /// The query plan of `text`, one detail line per step.
     fn plan(conn: &rusqlite::Connection, text: &str) -> String {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {text}"))
-            .unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
         let count = stmt.parameter_count();
         let params: Vec<i64> = vec![0; count];
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap();
         rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
     }
@@ -282,9 +301,15 @@ mod tests {
         for (text, indexes) in cases {
             let plan = plan(&conn, text);
             for index in indexes {
-                assert!(plan.contains(index), "{text}\ndoes not use {index}:\n{plan}");
+                assert!(
+                    plan.contains(index),
+                    "{text}\ndoes not use {index}:\n{plan}"
+                );
             }
-            assert!(!plan.contains("SCAN tasks"), "{text}\nscans the table:\n{plan}");
+            assert!(
+                !plan.contains("SCAN tasks"),
+                "{text}\nscans the table:\n{plan}"
+            );
         }
     }
 }

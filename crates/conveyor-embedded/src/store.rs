@@ -20,7 +20,7 @@ use conveyor_core::{
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
-use crate::sql::sql;
+use crate::sql::{sql, INSERT_PARAMS};
 
 /// The error a task gets when its lease runs out and attempts remain.
 pub(crate) const LEASE_EXPIRED: &str = "lease expired";
@@ -64,54 +64,92 @@ impl Store {
             task.validate()?;
         }
         let now = self.now();
-        let sql = sql();
-        let mut insert = self.conn.prepare_cached(&sql.insert).map_err(db_err)?;
         let mut out = Vec::with_capacity(tasks.len());
+        // Tasks without a unique key go in together; a keyed task first looks
+        // for its holder, which may be a task of this very batch.
+        let mut plain: Vec<&NewTask> = Vec::new();
         for task in &tasks {
-            if let Some(key) = &task.unique_key {
-                let existing: Option<i64> = self
-                    .conn
-                    .prepare_cached(&sql.find_unique)
-                    .and_then(|mut s| s.query_row((&task.queue, key), |r| r.get(0)).optional())
-                    .map_err(db_err)?;
-                if let Some(id) = existing {
+            let Some(key) = &task.unique_key else {
+                plain.push(task);
+                continue;
+            };
+            self.insert_rows(&plain, now, &mut out)?;
+            plain.clear();
+            let existing: Option<i64> = self
+                .conn
+                .prepare_cached(&sql().find_unique)
+                .and_then(|mut s| s.query_row((&task.queue, key), |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            match existing {
+                Some(id) => out.push(Enqueued {
+                    id: task_id(id)?,
+                    duplicate: true,
+                }),
+                None => self.insert_rows(&[task], now, &mut out)?,
+            }
+        }
+        self.insert_rows(&plain, now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Inserts `tasks` in multi-row statements, appending their ids to `out`.
+    fn insert_rows(
+        &mut self,
+        mut tasks: &[&NewTask],
+        now: Timestamp,
+        out: &mut Vec<Enqueued>,
+    ) -> Result<(), Error> {
+        for (rows, text) in &sql().insert {
+            while tasks.len() >= *rows {
+                let (chunk, rest) = tasks.split_at(*rows);
+                tasks = rest;
+                let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+                let mut param = 0;
+                let mut bind = |v: &dyn rusqlite::ToSql| {
+                    param += 1;
+                    stmt.raw_bind_parameter(param, v)
+                };
+                for task in chunk {
+                    let run_at = task.first_run(now);
+                    let transition = if run_at > now {
+                        Transition::Schedule
+                    } else {
+                        self.woke = true;
+                        Transition::Enqueue
+                    };
+                    bind(&task.queue)
+                        .and_then(|()| bind(&task.handler))
+                        .and_then(|()| bind(&transition.target().code()))
+                        .and_then(|()| bind(&task.priority))
+                        .and_then(|()| bind(&task.max_attempts))
+                        .and_then(|()| bind(&run_at.0))
+                        .and_then(|()| bind(&task.timeout.map(millis)))
+                        .and_then(|()| bind(&task.unique_key))
+                        .and_then(|()| bind(&task.ordering_key))
+                        .and_then(|()| bind(&now.0))
+                        .and_then(|()| bind(&task.payload))
+                        .map_err(db_err)?;
+                }
+                debug_assert_eq!(param, rows * INSERT_PARAMS);
+                let inserted = stmt.raw_execute().map_err(db_err)?;
+                if inserted != *rows {
+                    return Err(Error::Backend(format!(
+                        "inserted {inserted} rows of {rows}"
+                    )));
+                }
+                // One statement numbers its rows consecutively (AUTOINCREMENT:
+                // each new id is the largest so far plus one).
+                let last = self.conn.last_insert_rowid();
+                let first = last - i64::try_from(*rows - 1).unwrap_or(0);
+                for id in first..=last {
                     out.push(Enqueued {
                         id: task_id(id)?,
-                        duplicate: true,
+                        duplicate: false,
                     });
-                    continue;
                 }
             }
-            let run_at = task.first_run(now);
-            let transition = if run_at > now {
-                Transition::Schedule
-            } else {
-                Transition::Enqueue
-            };
-            let id = insert
-                .insert(params![
-                    task.queue,
-                    task.handler,
-                    transition.target().code(),
-                    task.priority,
-                    task.max_attempts,
-                    run_at.0,
-                    task.timeout.map(millis),
-                    task.unique_key,
-                    task.ordering_key,
-                    now.0,
-                    task.payload,
-                ])
-                .map_err(db_err)?;
-            if transition == Transition::Enqueue {
-                self.woke = true;
-            }
-            out.push(Enqueued {
-                id: task_id(id)?,
-                duplicate: false,
-            });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Promotes due tasks, then reserves up to `max` ready tasks of `queues`.
@@ -173,7 +211,9 @@ impl Store {
         let mut out = Vec::with_capacity(leases.len());
         for l in leases {
             let held = match lease_params(l) {
-                Some((id, token)) => stmt.execute(params![id, token, until.0]).map_err(db_err)? == 1,
+                Some((id, token)) => {
+                    stmt.execute(params![id, token, until.0]).map_err(db_err)? == 1
+                }
                 None => false,
             };
             out.push(held);
@@ -313,7 +353,9 @@ impl Store {
                 ..QueueStats::default()
             });
             if count > 0 {
-                stats.counts.insert(state, u64::try_from(count).unwrap_or(0));
+                stats
+                    .counts
+                    .insert(state, u64::try_from(count).unwrap_or(0));
             }
             if let Some(t) = oldest {
                 let t = Timestamp(t);

@@ -13,7 +13,10 @@ use conveyor_core::{
 };
 
 async fn finish(f: &Fixture, lease: Lease, action: FinishAction) {
-    f.backend.finish(vec![Finish { lease, action }]).await.unwrap()[0]
+    f.backend
+        .finish(vec![Finish { lease, action }])
+        .await
+        .unwrap()[0]
         .as_ref()
         .unwrap();
 }
@@ -121,7 +124,11 @@ async fn list_requeue_and_purge_dead() {
     assert_eq!(ids, vec![a, b, c], "oldest first");
     let one = f.backend.list(None, TaskState::Dead, 1).await.unwrap();
     assert_eq!(one.len(), 1);
-    let q2 = f.backend.list(Some("q2"), TaskState::Dead, 10).await.unwrap();
+    let q2 = f
+        .backend
+        .list(Some("q2"), TaskState::Dead, 10)
+        .await
+        .unwrap();
     assert_eq!(q2.len(), 1);
     assert_eq!(q2[0].error.as_deref(), Some("broken too"));
 
@@ -148,7 +155,9 @@ async fn prune_by_retention() {
     let done = f.enqueue(task("done")).await;
     let gone = f.enqueue(task("gone")).await;
     let failed = f.enqueue(task("failed")).await;
-    let waiting = f.enqueue(task("waiting").delay(Duration::from_secs(1))).await;
+    let waiting = f
+        .enqueue(task("waiting").delay(Duration::from_secs(1)))
+        .await;
     let got = f.reserve("default", 3).await;
     for r in &got {
         let action = if r.lease.id == failed {
@@ -168,14 +177,24 @@ async fn prune_by_retention() {
     };
     assert_eq!(f.backend.prune(retention).await.unwrap(), 0);
     f.clock.advance(Duration::from_secs(3600));
-    assert_eq!(f.backend.prune(retention).await.unwrap(), 0, "not older yet");
+    assert_eq!(
+        f.backend.prune(retention).await.unwrap(),
+        0,
+        "not older yet"
+    );
     f.clock.advance(Duration::from_millis(1));
     assert_eq!(f.backend.prune(retention).await.unwrap(), 3);
     assert!(f.backend.get(done).await.unwrap().is_none());
     assert!(f.backend.get(gone).await.unwrap().is_none());
     assert!(f.backend.get(cancelled).await.unwrap().is_none());
-    assert!(f.backend.get(failed).await.unwrap().is_some(), "dead kept longer");
-    assert!(f.backend.get(waiting).await.unwrap().is_some(), "unfinished kept");
+    assert!(
+        f.backend.get(failed).await.unwrap().is_some(),
+        "dead kept longer"
+    );
+    assert!(
+        f.backend.get(waiting).await.unwrap().is_some(),
+        "unfinished kept"
+    );
     f.clock.advance(Duration::from_secs(3600));
     assert_eq!(f.backend.prune(retention).await.unwrap(), 1);
     assert!(f.backend.get(failed).await.unwrap().is_none());

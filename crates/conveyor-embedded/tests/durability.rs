@@ -46,7 +46,8 @@ async fn reopening_keeps_every_task() {
         backend,
     } = f;
     backend.close().await;
-    let again = EmbeddedBackend::open_with_clock(dir.path().join("tasks.db"), clock.clone()).unwrap();
+    let again =
+        EmbeddedBackend::open_with_clock(dir.path().join("tasks.db"), clock.clone()).unwrap();
     assert_eq!(again.stats().await.unwrap(), before);
     for id in &ids {
         assert!(again.get(*id).await.unwrap().is_some());
@@ -63,7 +64,14 @@ async fn reopening_keeps_every_task() {
         third.get(late).await.unwrap().unwrap().state,
         TaskState::Available
     );
-    assert_eq!(third.reserve(&queues(&["default"]), 1000, LEASE).await.unwrap().len(), 401);
+    assert_eq!(
+        third
+            .reserve(&queues(&["default"]), 1000, LEASE)
+            .await
+            .unwrap()
+            .len(),
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +83,7 @@ async fn concurrent_enqueues_all_land() {
         handles.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..40 {
-                let e = f
-                    .backend
-                    .enqueue(task(&format!("t{t}-{i}")))
-                    .await
-                    .unwrap();
+                let e = f.backend.enqueue(task(&format!("t{t}-{i}"))).await.unwrap();
                 ids.push(e.id);
             }
             ids
@@ -138,7 +142,9 @@ async fn concurrent_reservers_never_share_a_task() {
 async fn two_backends_share_one_file() {
     let f = Fixture::new();
     let other = f.reopen();
-    let a = f.backend.enqueue_many((0..300).map(|i| task(&format!("a{i}"))).collect());
+    let a = f
+        .backend
+        .enqueue_many((0..300).map(|i| task(&format!("a{i}"))).collect());
     let b = other.enqueue_many((0..300).map(|i| task(&format!("b{i}"))).collect());
     let (a, b) = tokio::join!(a, b);
     assert_eq!(a.unwrap().len() + b.unwrap().len(), 600);
@@ -154,7 +160,11 @@ async fn two_backends_share_one_file() {
             break;
         }
         for r in x.iter().chain(&y) {
-            assert!(seen.insert(r.lease.id), "task {} reserved twice", r.lease.id);
+            assert!(
+                seen.insert(r.lease.id),
+                "task {} reserved twice",
+                r.lease.id
+            );
         }
     }
     assert_eq!(seen.len(), 600);
@@ -177,7 +187,11 @@ async fn child_process_worker() {
     };
     let backend = EmbeddedBackend::open(&path).unwrap();
     let out = backend
-        .enqueue_many((0..500).map(|i| task(&format!("c{i}")).queue("child")).collect())
+        .enqueue_many(
+            (0..500)
+                .map(|i| task(&format!("c{i}")).queue("child"))
+                .collect(),
+        )
         .await
         .unwrap();
     assert_eq!(out.len(), 500);
@@ -216,19 +230,32 @@ async fn two_processes_share_one_file() {
     let path = dir.path().join("shared.db");
     let backend = EmbeddedBackend::open_with_clock(&path, Arc::new(SystemClock)).unwrap();
     backend
-        .enqueue_many((0..3000).map(|i| task(&format!("s{i}")).queue("shared")).collect())
+        .enqueue_many(
+            (0..3000)
+                .map(|i| task(&format!("s{i}")).queue("shared"))
+                .collect(),
+        )
         .await
         .unwrap();
 
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_worker", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "child_process_worker",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(CHILD_DB, &path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let enqueued = backend
-        .enqueue_many((0..500).map(|i| task(&format!("p{i}")).queue("child")).collect())
+        .enqueue_many(
+            (0..500)
+                .map(|i| task(&format!("p{i}")).queue("child"))
+                .collect(),
+        )
         .await
         .unwrap();
     assert_eq!(enqueued.len(), 500);
@@ -275,8 +302,11 @@ async fn bad_data_is_an_error_not_a_panic() {
         let raw = rusqlite::Connection::open(f.path()).unwrap();
         raw.execute("UPDATE tasks SET state = 99 WHERE id = ?1", [odd.0 as i64])
             .unwrap();
-        raw.execute("UPDATE tasks SET payload = 42 WHERE id = ?1", [poisoned.0 as i64])
-            .unwrap();
+        raw.execute(
+            "UPDATE tasks SET payload = 42 WHERE id = ?1",
+            [poisoned.0 as i64],
+        )
+        .unwrap();
     }
     let err = f.backend.get(odd).await.unwrap_err();
     assert!(
@@ -284,7 +314,10 @@ async fn bad_data_is_an_error_not_a_panic() {
         "{err}"
     );
     assert!(matches!(f.backend.stats().await, Err(Error::Backend(_))));
-    assert!(matches!(f.backend.cancel(odd).await, Err(Error::Backend(_))));
+    assert!(matches!(
+        f.backend.cancel(odd).await,
+        Err(Error::Backend(_))
+    ));
 
     // The unreadable task is dead-lettered; the queue goes on.
     let got = f.reserve("default", 10).await;

@@ -159,7 +159,11 @@ async fn ordering_key_runs_one_at_a_time_in_enqueue_order() {
 async fn ordering_key_is_per_queue_and_scheduled_tasks_hold_their_turn() {
     let f = Fixture::new();
     let later = f
-        .enqueue(task("later").ordering_key("k").delay(Duration::from_secs(60)))
+        .enqueue(
+            task("later")
+                .ordering_key("k")
+                .delay(Duration::from_secs(60)),
+        )
         .await;
     let next = f.enqueue(task("next").ordering_key("k")).await;
     let elsewhere = f.enqueue(task("x").ordering_key("k").queue("q2")).await;

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{queues, task, Fixture, LEASE};
-use conveyor_core::{Backend, Clock, Error, Finish, FinishAction, Lease, NewTask, TaskState, Timestamp};
+use conveyor_core::{
+    Backend, Clock, Error, Finish, FinishAction, Lease, NewTask, TaskState, Timestamp,
+};
 
 fn complete(lease: Lease) -> Finish {
     Finish {
@@ -48,7 +50,10 @@ async fn enqueue_reserve_complete() {
     assert_eq!(r.queue, "default");
     assert_eq!(r.timeout, Some(Duration::from_secs(5)));
     assert_eq!(r.lease_until, f.clock.now().plus(LEASE));
-    assert!(f.reserve("default", 10).await.is_empty(), "reserved once only");
+    assert!(
+        f.reserve("default", 10).await.is_empty(),
+        "reserved once only"
+    );
     assert_eq!(
         f.backend.get(id).await.unwrap().unwrap().state,
         TaskState::Running
@@ -60,7 +65,12 @@ async fn enqueue_reserve_complete() {
     assert_eq!(rec.state, TaskState::Completed);
     assert_eq!(rec.result.as_deref(), Some(&b"ok"[..]));
     assert_eq!(rec.finished_at, Some(f.clock.now()));
-    assert!(f.backend.get(conveyor_core::TaskId(999_999)).await.unwrap().is_none());
+    assert!(f
+        .backend
+        .get(conveyor_core::TaskId(999_999))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -114,7 +124,9 @@ async fn queues_are_scanned_in_the_given_order() {
 async fn delayed_task_waits_for_the_clock() {
     let f = Fixture::new();
     let t0 = f.clock.now();
-    let id = f.enqueue(task("later").delay(Duration::from_secs(10))).await;
+    let id = f
+        .enqueue(task("later").delay(Duration::from_secs(10)))
+        .await;
     let at = f
         .enqueue(task("at").run_at(t0.plus(Duration::from_secs(20))))
         .await;
@@ -268,7 +280,10 @@ async fn stale_token_refused_after_expiry_and_new_reservation() {
     assert_eq!(new.attempt, 2);
     assert_ne!(new.lease.token, old.lease.token);
     assert_eq!(
-        f.backend.renew(&[old.lease, new.lease], lease).await.unwrap(),
+        f.backend
+            .renew(&[old.lease, new.lease], lease)
+            .await
+            .unwrap(),
         vec![false, true]
     );
     let out = f
@@ -308,7 +323,10 @@ async fn lease_expiring_on_the_last_attempt_is_dead() {
     assert_eq!(f.backend.recover_expired().await.unwrap(), 1);
     let rec = f.backend.get(id).await.unwrap().unwrap();
     assert_eq!(rec.state, TaskState::Dead);
-    assert_eq!(rec.error.as_deref(), Some("lease expired on the last attempt"));
+    assert_eq!(
+        rec.error.as_deref(),
+        Some("lease expired on the last attempt")
+    );
     assert_eq!(rec.finished_at, Some(f.clock.now()));
 }
 
