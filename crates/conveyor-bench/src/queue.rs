@@ -44,10 +44,8 @@ impl Subject {
                 cleanup: None,
             },
             None => {
-                let path = std::env::temp_dir().join(format!(
-                    "conveyor-bench-{}-{tag}.db",
-                    std::process::id()
-                ));
+                let path = std::env::temp_dir()
+                    .join(format!("conveyor-bench-{}-{tag}.db", std::process::id()));
                 remove_db(&path);
                 Subject {
                     url: format!("embedded://{}", path.display()),
@@ -186,7 +184,14 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         let rate = process(b.clone(), n, slots).await;
         let subject = format!("processed, {slots} slots");
         if has_targets {
-            report.add_vs(&bench, &subject, rate, "tasks/s", "target", rate / proc_target);
+            report.add_vs(
+                &bench,
+                &subject,
+                rate,
+                "tasks/s",
+                "target",
+                rate / proc_target,
+            );
         } else {
             report.add(&bench, &subject, rate, "tasks/s");
         }

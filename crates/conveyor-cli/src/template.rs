@@ -89,7 +89,10 @@ mod tests {
     fn placeholders_expand_to_single_arguments() {
         let p = json!({"a": 2, "b": "x; rm -rf / $(id)", "n": {"deep": [1, 2]}});
         assert_eq!(expand("{a}", &p).unwrap(), "2");
-        assert_eq!(expand("--name={b}", &p).unwrap(), "--name=x; rm -rf / $(id)");
+        assert_eq!(
+            expand("--name={b}", &p).unwrap(),
+            "--name=x; rm -rf / $(id)"
+        );
         assert_eq!(expand("{n.deep.1}", &p).unwrap(), "2");
         assert_eq!(expand("{n}", &p).unwrap(), r#"{"deep":[1,2]}"#);
         assert_eq!(expand("{{literal}}", &p).unwrap(), "{literal}");

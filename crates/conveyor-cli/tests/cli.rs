@@ -76,14 +76,20 @@ async fn failures_go_to_the_dead_letters_and_come_back() {
     let out = env.run(&["dead", "list"]);
     let listed = stdout(&out);
     assert_eq!(listed.lines().count(), 2, "{listed}");
-    assert!(listed.contains("attempts=2"), "retries = 1 → 2 attempts: {listed}");
+    assert!(
+        listed.contains("attempts=2"),
+        "retries = 1 → 2 attempts: {listed}"
+    );
     let out = env.run(&["status", "--json"]);
     let status: serde_json::Value =
         serde_json::from_str(stdout(&out).lines().next().expect("a queue")).expect("json");
     assert_eq!(status["queue"], "default");
     assert_eq!(status["dead"], 2);
     let table = stdout(&env.run(&["status"]));
-    assert!(table.contains("DEAD") && table.contains("default"), "{table}");
+    assert!(
+        table.contains("DEAD") && table.contains("default"),
+        "{table}"
+    );
     drop(worker);
     let out = env.run(&["dead", "retry", "--all"]);
     assert!(stdout(&out).contains("requeued 2"), "{}", stdout(&out));
@@ -104,7 +110,11 @@ async fn bad_input_gets_a_clear_error() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unclosed"), "{}", stderr(&out));
     let out = env.run(&["worker", "--config", "/nonexistent/conveyor.toml"]);
-    assert!(stderr(&out).contains("cannot read config"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read config"),
+        "{}",
+        stderr(&out)
+    );
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_conveyor"));
     let out = c
         .args(["--backend", "nosuch://x", "status"])
@@ -136,8 +146,8 @@ async fn sigterm_drains_gracefully() {
     let cfg = env.config(
         "[worker]\npoll = \"50ms\"\n[handlers.nap]\nprogram = \"sleep\"\nargs = [\"{}\"]\n",
     );
-    let mut worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg.to_string_lossy()]))
-        .expect("worker");
+    let mut worker =
+        Proc::spawn(env.cmd(&["worker", "--config", &cfg.to_string_lossy()])).expect("worker");
     let id = stdout(&env.run(&["submit", "nap", "1"]));
     let b = env.backend().await;
     common::wait_count(&b, TaskState::Running, 1, Duration::from_secs(20)).await;
@@ -149,5 +159,9 @@ async fn sigterm_drains_gracefully() {
         .await
         .expect("get")
         .expect("task");
-    assert_eq!(rec.state, TaskState::Completed, "finished within the grace period");
+    assert_eq!(
+        rec.state,
+        TaskState::Completed,
+        "finished within the grace period"
+    );
 }

@@ -19,7 +19,10 @@ use conveyor::{Client, EnqueueOptions};
 #[tokio::main]
 async fn main() -> Result<(), conveyor::Error> {
     let with_worker = std::env::args().any(|a| a == "--with-worker");
-    let url = if std::env::args().nth(1).is_some_and(|a| a != "--with-worker") {
+    let url = if std::env::args()
+        .nth(1)
+        .is_some_and(|a| a != "--with-worker")
+    {
         tasks::backend_url()
     } else {
         conveyor::durable::resolve_url(None)
@@ -38,7 +41,11 @@ async fn main() -> Result<(), conveyor::Error> {
     let client = Client::new(backend);
     let started = Instant::now();
     let handles = client
-        .enqueue_many(&tasks::ADD, &[(1, 2), (20, 22), (100, 200)], &EnqueueOptions::new())
+        .enqueue_many(
+            &tasks::ADD,
+            &[(1, 2), (20, 22), (100, 200)],
+            &EnqueueOptions::new(),
+        )
         .await?;
     println!(
         "enqueued tasks {:?} on {url}",

@@ -139,6 +139,38 @@ impl RateLimiter {
     }
 }
 
+/// Parses `COUNT/UNIT` with unit `s`, `m` or `h` (also `sec`, `min`, `hour`, or
+/// a duration such as `500ms`), e.g. `20/s`, `100/m`, `10/500ms`.
+impl std::str::FromStr for Rate {
+    type Err = conveyor_core::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            conveyor_core::Error::InvalidConfig(format!(
+                "rate {s:?}: expected COUNT/UNIT such as 20/s, 100/m or 5/h"
+            ))
+        };
+        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(bad());
+        }
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => {
+                let ms = other.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok());
+                match ms {
+                    Some(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        Ok(Rate::new(count, per))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,37 +226,5 @@ mod tests {
     #[test]
     fn zero_rate_is_a_config_error() {
         assert!(RateLimiter::new(Rate::per_second(0)).is_err());
-    }
-}
-
-/// Parses `COUNT/UNIT` with unit `s`, `m` or `h` (also `sec`, `min`, `hour`, or
-/// a duration such as `500ms`), e.g. `20/s`, `100/m`, `10/500ms`.
-impl std::str::FromStr for Rate {
-    type Err = conveyor_core::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            conveyor_core::Error::InvalidConfig(format!(
-                "rate {s:?}: expected COUNT/UNIT such as 20/s, 100/m or 5/h"
-            ))
-        };
-        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        if count == 0 {
-            return Err(bad());
-        }
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            other => {
-                let ms = other.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok());
-                match ms {
-                    Some(ms) if ms > 0 => Duration::from_millis(ms),
-                    _ => return Err(bad()),
-                }
-            }
-        };
-        Ok(Rate::new(count, per))
     }
 }

@@ -52,7 +52,14 @@ fn open_embedded(path: &str) -> Result<Arc<dyn Backend>, Error> {
             "embedded:// needs a file path, e.g. embedded://./conveyor.db".into(),
         ));
     }
-    Err(Error::Unsupported(format!(
-        "the embedded backend ({path}) is not built into this binary"
-    )))
+    #[cfg(feature = "embedded")]
+    {
+        Ok(Arc::new(conveyor_embedded::EmbeddedBackend::open(path)?))
+    }
+    #[cfg(not(feature = "embedded"))]
+    {
+        Err(Error::Unsupported(format!(
+            "the embedded backend ({path}) is not built in: enable conveyor's \"embedded\" feature"
+        )))
+    }
 }

@@ -7,8 +7,8 @@
 //! [`MemoryBackend`] and [`connect`] to open a backend by URL.
 
 mod client;
-mod connect;
 mod completer;
+mod connect;
 mod fetcher;
 mod lease_keeper;
 mod maintenance;
@@ -28,6 +28,9 @@ pub use task_type::{EnqueueOptions, TaskType};
 pub const DEFAULT_QUEUE_NAME: &str = conveyor_core::DEFAULT_QUEUE;
 /// Attempts a task gets when none are given.
 pub const DEFAULT_ATTEMPTS: u32 = conveyor_core::DEFAULT_MAX_ATTEMPTS;
+
+#[cfg(feature = "embedded")]
+pub use conveyor_embedded::EmbeddedBackend;
 
 pub use worker::{
     shutdown_signal, OnDurableComplete, Worker, WorkerBuilder, WorkerReport, WorkerStats,

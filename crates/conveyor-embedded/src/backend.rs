@@ -1,0 +1,235 @@
+//! [`EmbeddedBackend`]: the [`Backend`] contract over one local SQLite file.
+//!
+//! The handle is a sender to the database thread (`crate::db_thread`) plus the
+//! in-process [`Notify`] that wakes waiting workers. Every call packs its
+//! arguments into a job, sends it and awaits the reply, so it never blocks the
+//! async runtime it is called from. A call whose future is dropped after
+//! sending still runs to the end (an enqueue still commits; tasks reserved for
+//! nobody come back when their lease runs out).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, NewTask, QueueStats,
+    Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+};
+use tokio::sync::{oneshot, Notify};
+
+use crate::db_thread::{self, Call, Message};
+use crate::schema;
+use crate::store::Store;
+
+/// Where [`EmbeddedBackend`] keeps its file when the configuration names none.
+pub const DEFAULT_PATH: &str = "./conveyor.db";
+
+/// The zero-setup durable backend: every task lives in one local SQLite file in
+/// WAL mode, each commit fsynced before the caller hears of it.
+///
+/// Several processes on one machine may open the same file; they share it
+/// under SQLite's locks. [`Backend::wait_for_work`] wakes only on work this
+/// process made available (other processes' work is found by polling).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), conveyor_core::Error> {
+/// use conveyor_core::{Backend, NewTask};
+/// use conveyor_embedded::{EmbeddedBackend, DEFAULT_PATH};
+///
+/// let backend = EmbeddedBackend::open(DEFAULT_PATH)?;
+/// let done = backend.enqueue(NewTask::new("send_email", b"{}".to_vec())).await?;
+/// println!("enqueued task {}", done.id);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct EmbeddedBackend {
+    inbox: Sender<Message>,
+    notify: Arc<Notify>,
+    path: PathBuf,
+}
+
+impl EmbeddedBackend {
+    /// Opens (creating if needed) the database at `path`, on the system clock.
+    ///
+    /// Opening does file I/O and waits for the schema check (up to the busy
+    /// timeout when another process holds the file's write lock): call it at
+    /// startup, not on a hot path.
+    pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedBackend, Error> {
+        Self::open_with_clock(path, Arc::new(SystemClock))
+    }
+
+    /// Opens the database at `path`, reading "now" from `clock` (a
+    /// [`ManualClock`](conveyor_core::ManualClock) in tests).
+    pub fn open_with_clock(
+        path: impl AsRef<Path>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<EmbeddedBackend, Error> {
+        let path = path.as_ref().to_path_buf();
+        let (inbox, rx) = mpsc::channel();
+        let (opened_tx, opened_rx) = mpsc::sync_channel(1);
+        let notify = Arc::new(Notify::new());
+        let thread_notify = Arc::clone(&notify);
+        let thread_path = path.clone();
+        std::thread::Builder::new()
+            .name("conveyor-embedded".into())
+            .spawn(move || match schema::open(&thread_path) {
+                Ok(conn) => {
+                    let _ = opened_tx.send(Ok(()));
+                    db_thread::run(Store::new(conn, clock), rx, thread_notify);
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            })?;
+        opened_rx
+            .recv()
+            .map_err(|_| Error::Backend("the database thread stopped while opening".into()))??;
+        tracing::debug!(path = %path.display(), "embedded: opened");
+        Ok(EmbeddedBackend {
+            inbox,
+            notify,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the backend: requests already sent run, then the connection is
+    /// closed. Dropping the backend does the same without waiting.
+    pub async fn close(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inbox.send(Message::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Runs `work` on the database thread and awaits its reply.
+    async fn call<T, F>(&self, writes: bool, weight: usize, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(Call::new(writes, weight, work, tx));
+        self.inbox.send(Message::Job(job)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> Error {
+    Error::Backend("the embedded backend's database thread has stopped".into())
+}
+
+#[async_trait]
+impl Backend for EmbeddedBackend {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    /// Everything; wakeups come from this process only (workers also poll).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        for task in &tasks {
+            task.validate()?;
+        }
+        let weight = tasks.len();
+        self.call(true, weight, move |s| s.enqueue_many(tasks))
+            .await
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        if max == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queues = queues.to_vec();
+        self.call(true, max, move |s| s.reserve(&queues, max, lease))
+            .await
+    }
+
+    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        self.call(true, leases.len(), move |s| s.renew(&leases, lease))
+            .await
+    }
+
+    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(true, reports.len(), move |s| s.finish(reports))
+            .await
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        self.call(true, 1, move |s| s.cancel(id)).await
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        self.call(false, 1, move |s| s.get(id)).await
+    }
+
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        self.call(true, 1, |s| s.recover_expired()).await
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        self.call(true, 1, move |s| s.prune(retention)).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        self.call(false, 1, |s| s.stats()).await
+    }
+
+    async fn list(
+        &self,
+        queue: Option<&str>,
+        state: TaskState,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let queue = queue.map(str::to_string);
+        self.call(false, limit, move |s| {
+            s.list(queue.as_deref(), state, limit)
+        })
+        .await
+    }
+
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
+        let ids = ids.to_vec();
+        self.call(true, ids.len(), move |s| s.requeue_dead(&ids))
+            .await
+    }
+
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
+        let queue = queue.map(str::to_string);
+        self.call(true, 1, move |s| s.purge_dead(queue.as_deref()))
+            .await
+    }
+
+    /// Waits for this process to make work available (an enqueue, a release, a
+    /// requeue, a recovered lease) or for `timeout`; returns `true` either way,
+    /// since the wait did its job of pacing the caller's polling. Needs a tokio
+    /// runtime with its time driver enabled.
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        let _ = queues;
+        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+        true
+    }
+}

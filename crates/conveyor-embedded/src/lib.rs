@@ -1,0 +1,25 @@
+//! conveyor's zero-setup durable backend: one local SQLite file in WAL mode.
+//!
+//! [`EmbeddedBackend`] implements the [`Backend`](conveyor_core::Backend)
+//! contract on a single file (by default [`DEFAULT_PATH`]) through `rusqlite`
+//! with SQLite compiled in, so a fresh machine needs nothing installed. Every
+//! commit is fsynced (`synchronous=FULL`): a task acknowledged as enqueued
+//! survives a crash of the process or the machine. Several processes on one
+//! machine may share the file.
+//!
+//! All SQLite work runs on one dedicated thread per backend, which batches the
+//! requests waiting for it into one transaction (group commit), so concurrent
+//! callers share fsyncs. See `docs/embedded.md` for the design and figures.
+//!
+//! Modules: `backend` (the public handle and the trait implementation),
+//! `db_thread` (the thread and group commit), `store` (each operation as SQL),
+//! `sql` (the statement texts, built from the core state machine) and `schema`
+//! (opening the file, pragmas, table, indexes, versioning).
+
+mod backend;
+mod db_thread;
+mod schema;
+mod sql;
+mod store;
+
+pub use backend::{EmbeddedBackend, DEFAULT_PATH};

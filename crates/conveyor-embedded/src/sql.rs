@@ -1,0 +1,315 @@
+//! Every SQL statement the embedded backend runs, written once.
+//!
+//! The state machine lives in `conveyor_core::task_state`: each statement takes
+//! its `WHERE state IN (…)` from [`Transition::source_codes`] and writes
+//! `Transition::X.target().code()`, so a new edge there changes these texts and
+//! nothing else. The texts are built once per process and then used as keys of
+//! rusqlite's prepared-statement cache, so each is parsed once per connection.
+//!
+//! The partial indexes of [`crate::schema`] are built from the same helpers:
+//! SQLite only uses a partial index when the query repeats the index's `WHERE`
+//! terms, so both sides must spell them identically.
+
+use std::sync::OnceLock;
+
+use conveyor_core::{codes, TaskState, Transition};
+
+/// The columns of a [`conveyor_core::TaskRecord`], in the order
+/// `crate::store::record_from_row` reads them.
+pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, \
+     attempts, max_attempts, run_at, unique_key, ordering_key, result, error, created_at, \
+     finished_at";
+
+/// The codes of the unfinished states, for `state IN (…)`.
+pub(crate) fn unfinished_codes() -> String {
+    codes(&TaskState::UNFINISHED)
+}
+
+/// Rows per insert statement: a batch of new tasks goes in as few statements
+/// as these sizes allow (per-statement overhead, and the `AUTOINCREMENT`
+/// counter, are paid per statement rather than per row).
+pub(crate) const INSERT_ROWS: [usize; 3] = [64, 8, 1];
+
+/// Parameters each inserted row binds.
+pub(crate) const INSERT_PARAMS: usize = 11;
+
+/// The statements, as built once for this process.
+pub(crate) fn sql() -> &'static Sql {
+    static SQL: OnceLock<Sql> = OnceLock::new();
+    SQL.get_or_init(Sql::build)
+}
+
+/// The text of every statement.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    /// `?1` queue, `?2` unique key → the unfinished task holding the key.
+    pub find_unique: String,
+    /// Inserts new tasks, [`INSERT_ROWS`] statements for as many rows each
+    /// (largest first); a row binds, in order: queue, handler, state, priority,
+    /// max attempts, run at, timeout (ms), unique key, ordering key, created at,
+    /// payload.
+    pub insert: Vec<(usize, String)>,
+    /// `?1` now: scheduled and retrying tasks that are due become available.
+    pub promote_due: String,
+    /// `?1` queue, `?2` limit, `?3` lease until: reserves the ready tasks.
+    pub reserve: String,
+    /// `?1` id, `?2` token, `?3` lease until.
+    pub renew: String,
+    /// `?1` id, `?2` token, `?3` result, `?4` now.
+    pub complete: String,
+    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now.
+    pub retry: String,
+    /// `?1` id, `?2` token, `?3` error, `?4` now.
+    pub dead_letter: String,
+    /// `?1` id, `?2` token, `?3` reason, `?4` now.
+    pub discard: String,
+    /// `?1` id, `?2` token.
+    pub release: String,
+    /// `?1` id, `?2` error, `?3` now: dead-letters a running task whatever its
+    /// token (a reserved row that cannot be decoded).
+    pub dead_letter_any: String,
+    /// `?1` id, `?2` now.
+    pub cancel: String,
+    /// `?1` id → state code.
+    pub state_of: String,
+    /// `?1` id → the record.
+    pub get: String,
+    /// `?1` now: running tasks whose lease ran out.
+    pub expire: String,
+    /// `?1` cutoff: completed and cancelled tasks finished before it.
+    pub prune_finished: String,
+    /// `?1` cutoff: dead tasks finished before it.
+    pub prune_dead: String,
+    /// `?1` now → queue, state, count, oldest ready creation time.
+    pub stats: String,
+    /// `?1` state, `?2` limit.
+    pub list_all: String,
+    /// `?1` state, `?2` limit, `?3` queue.
+    pub list_queue: String,
+    /// `?1` id, `?2` now.
+    pub requeue: String,
+    /// Deletes every dead task.
+    pub purge_all: String,
+    /// `?1` queue: deletes its dead tasks.
+    pub purge_queue: String,
+}
+
+impl Sql {
+    fn build() -> Sql {
+        use Transition as T;
+        let unfinished = unfinished_codes();
+        let running = T::Complete.source_codes();
+        let finish = |set: &str, transition: Transition| {
+            format!(
+                "UPDATE tasks SET {set}, lease_until = NULL \
+                 WHERE id = ?1 AND token = ?2 AND state IN ({})",
+                transition.source_codes()
+            )
+        };
+        // A keyed task may start only when it is the oldest unfinished task of
+        // its key and no task of its key is running (a requeued dead task can be
+        // older than a running one).
+        let eligible = format!(
+            "(t.ordering_key IS NULL OR (\
+               NOT EXISTS (SELECT 1 FROM tasks AS o WHERE o.queue = t.queue \
+                 AND o.ordering_key = t.ordering_key AND o.state IN ({unfinished}) \
+                 AND o.id < t.id) \
+               AND NOT EXISTS (SELECT 1 FROM tasks AS r WHERE r.queue = t.queue \
+                 AND r.ordering_key = t.ordering_key AND r.state IN ({running}))))"
+        );
+        let last_attempt = "attempts >= max_attempts";
+        Sql {
+            find_unique: format!(
+                "SELECT id FROM tasks WHERE queue = ?1 AND unique_key = ?2 \
+                 AND state IN ({unfinished})"
+            ),
+            insert: INSERT_ROWS
+                .iter()
+                .map(|&rows| {
+                    let values = vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                    let text = format!(
+                        "INSERT INTO tasks (queue, handler, state, priority, attempts, \
+                         max_attempts, run_at, timeout_ms, unique_key, ordering_key, \
+                         created_at, payload) VALUES {values}"
+                    );
+                    (rows, text)
+                })
+                .collect(),
+            promote_due: format!(
+                "UPDATE tasks SET state = {} WHERE state IN ({}) AND run_at <= ?1",
+                T::Due.target().code(),
+                T::Due.source_codes()
+            ),
+            reserve: format!(
+                "UPDATE tasks SET state = {}, attempts = attempts + 1, token = token + 1, \
+                 lease_until = ?3 \
+                 WHERE id IN (SELECT t.id FROM tasks AS t \
+                   WHERE t.queue = ?1 AND t.state IN ({}) AND {eligible} \
+                   ORDER BY t.priority DESC, t.id LIMIT ?2) \
+                 RETURNING id, priority, token, handler, payload, attempts, max_attempts, \
+                   timeout_ms, ordering_key, created_at, run_at",
+                T::Reserve.target().code(),
+                T::Reserve.source_codes()
+            ),
+            renew: format!(
+                "UPDATE tasks SET lease_until = ?3 WHERE id = ?1 AND token = ?2 \
+                 AND state IN ({running})"
+            ),
+            complete: finish(
+                &format!(
+                    "state = {}, result = ?3, finished_at = ?4",
+                    T::Complete.target().code()
+                ),
+                T::Complete,
+            ),
+            retry: finish(
+                &format!(
+                    "state = CASE WHEN {last_attempt} THEN {dead} ELSE {retrying} END, \
+                     error = ?3, \
+                     run_at = CASE WHEN {last_attempt} THEN run_at ELSE ?4 END, \
+                     finished_at = CASE WHEN {last_attempt} THEN ?5 ELSE NULL END",
+                    dead = T::DeadLetter.target().code(),
+                    retrying = T::Retry.target().code(),
+                ),
+                T::Retry,
+            ),
+            dead_letter: finish(
+                &format!(
+                    "state = {}, error = ?3, finished_at = ?4",
+                    T::DeadLetter.target().code()
+                ),
+                T::DeadLetter,
+            ),
+            discard: finish(
+                &format!(
+                    "state = {}, error = ?3, finished_at = ?4",
+                    T::Discard.target().code()
+                ),
+                T::Discard,
+            ),
+            release: finish(
+                &format!(
+                    "state = {}, attempts = MAX(attempts - 1, 0)",
+                    T::Release.target().code()
+                ),
+                T::Release,
+            ),
+            dead_letter_any: format!(
+                "UPDATE tasks SET state = {}, error = ?2, finished_at = ?3, lease_until = NULL \
+                 WHERE id = ?1 AND state IN ({})",
+                T::DeadLetter.target().code(),
+                T::DeadLetter.source_codes()
+            ),
+            cancel: format!(
+                "UPDATE tasks SET state = {}, finished_at = ?2 WHERE id = ?1 AND state IN ({})",
+                T::Cancel.target().code(),
+                T::Cancel.source_codes()
+            ),
+            state_of: "SELECT state FROM tasks WHERE id = ?1".to_string(),
+            get: format!("SELECT {RECORD_COLUMNS} FROM tasks WHERE id = ?1"),
+            expire: format!(
+                "UPDATE tasks SET \
+                 state = CASE WHEN {last_attempt} THEN {final_} ELSE {again} END, \
+                 error = CASE WHEN {last_attempt} THEN '{final_msg}' ELSE '{again_msg}' END, \
+                 finished_at = CASE WHEN {last_attempt} THEN ?1 ELSE NULL END, \
+                 lease_until = NULL \
+                 WHERE state IN ({expiring}) AND lease_until < ?1",
+                expiring = T::Expire.source_codes(),
+                final_ = T::ExpireFinal.target().code(),
+                again = T::Expire.target().code(),
+                final_msg = crate::store::LEASE_EXPIRED_FINAL,
+                again_msg = crate::store::LEASE_EXPIRED,
+            ),
+            prune_finished: format!(
+                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1",
+                codes(&[TaskState::Completed, TaskState::Cancelled])
+            ),
+            prune_dead: format!(
+                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1",
+                codes(&[TaskState::Dead])
+            ),
+            stats: format!(
+                "SELECT queue, state, COUNT(*), \
+                 MIN(CASE WHEN state IN ({ready}) OR (state IN ({due}) AND run_at <= ?1) \
+                     THEN created_at END) \
+                 FROM tasks GROUP BY queue, state ORDER BY queue, state",
+                ready = T::Reserve.source_codes(),
+                due = T::Due.source_codes(),
+            ),
+            list_all: format!(
+                "SELECT {RECORD_COLUMNS} FROM tasks WHERE state = ?1 ORDER BY id LIMIT ?2"
+            ),
+            list_queue: format!(
+                "SELECT {RECORD_COLUMNS} FROM tasks WHERE state = ?1 AND queue = ?3 \
+                 ORDER BY id LIMIT ?2"
+            ),
+            requeue: format!(
+                "UPDATE tasks SET state = {}, attempts = 0, finished_at = NULL, \
+                 lease_until = NULL, run_at = ?2 WHERE id = ?1 AND state IN ({})",
+                T::Requeue.target().code(),
+                T::Requeue.source_codes()
+            ),
+            purge_all: format!(
+                "DELETE FROM tasks WHERE state IN ({})",
+                codes(&[TaskState::Dead])
+            ),
+            purge_queue: format!(
+                "DELETE FROM tasks WHERE state IN ({}) AND queue = ?1",
+                codes(&[TaskState::Dead])
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests unwrap freely: a panic is a failure report
+
+    use super::sql;
+
+    /// The query plan of `text`, one detail line per step.
+    fn plan(conn: &rusqlite::Connection, text: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+        let count = stmt.parameter_count();
+        let params: Vec<i64> = vec![0; count];
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The hot statements find their rows through the partial indexes, so
+    /// their cost does not grow with the number of finished tasks kept.
+    #[test]
+    fn hot_statements_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::schema::open(&dir.path().join("plan.db")).unwrap();
+        let sql = sql();
+        let cases = [
+            (&sql.find_unique, vec!["tasks_unique"]),
+            (&sql.promote_due, vec!["tasks_due"]),
+            (
+                &sql.reserve,
+                vec!["tasks_ready", "tasks_ordering ", "tasks_ordering_running"],
+            ),
+            (&sql.expire, vec!["tasks_leased"]),
+            (&sql.prune_finished, vec!["tasks_finished"]),
+            (&sql.prune_dead, vec!["tasks_finished"]),
+        ];
+        for (text, indexes) in cases {
+            let plan = plan(&conn, text);
+            for index in indexes {
+                assert!(
+                    plan.contains(index),
+                    "{text}\ndoes not use {index}:\n{plan}"
+                );
+            }
+            assert!(
+                !plan.contains("SCAN tasks"),
+                "{text}\nscans the table:\n{plan}"
+            );
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The backend's operations as SQL on one connection, each run inside a
+//! transaction that the database thread (`crate::db_thread`) opened.
+//!
+//! Every method is one operation of the [`Backend`](conveyor_core::Backend)
+//! contract with its exact semantics; none of them begins or commits, so the
+//! thread can put many callers' operations into one transaction (group commit).
+//! Times come from the injected [`Clock`]. Values read back from the file are
+//! checked, never trusted: a row this crate could not have written (an unknown
+//! state code, a negative count, a wrong type) becomes an
+//! [`Error::Backend`] naming the task and column, and a reserved row that cannot
+//! be decoded is dead-lettered instead of wedging its queue.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{
+    Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask, QueueStats, Reserved, Retention,
+    TaskId, TaskRecord, TaskState, Timestamp, Transition,
+};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+
+use crate::sql::{sql, INSERT_PARAMS};
+
+/// The error a task gets when its lease runs out and attempts remain.
+pub(crate) const LEASE_EXPIRED: &str = "lease expired";
+/// The error a task gets when its lease runs out on its last attempt.
+pub(crate) const LEASE_EXPIRED_FINAL: &str = "lease expired on the last attempt";
+
+/// A store failure as the crate's error.
+pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    Error::Backend(format!("sqlite: {e}"))
+}
+
+/// The connection, the clock, and what the current transaction did that
+/// waiting workers should hear about.
+pub(crate) struct Store {
+    /// The connection (owned by the database thread).
+    pub(crate) conn: Connection,
+    clock: Arc<dyn Clock>,
+    /// Set when an operation made tasks available; the thread wakes waiting
+    /// workers after the commit and clears it.
+    pub(crate) woke: bool,
+}
+
+impl Store {
+    /// A store on an opened connection.
+    pub(crate) fn new(conn: Connection, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            conn,
+            clock,
+            woke: false,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Inserts the tasks (all validated first), returning the existing task for
+    /// a unique key already held by an unfinished task.
+    pub(crate) fn enqueue_many(&mut self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        for task in &tasks {
+            task.validate()?;
+        }
+        let now = self.now();
+        let mut out = Vec::with_capacity(tasks.len());
+        // Tasks without a unique key go in together; a keyed task first looks
+        // for its holder, which may be a task of this very batch.
+        let mut plain: Vec<&NewTask> = Vec::new();
+        for task in &tasks {
+            let Some(key) = &task.unique_key else {
+                plain.push(task);
+                continue;
+            };
+            self.insert_rows(&plain, now, &mut out)?;
+            plain.clear();
+            let existing: Option<i64> = self
+                .conn
+                .prepare_cached(&sql().find_unique)
+                .and_then(|mut s| s.query_row((&task.queue, key), |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            match existing {
+                Some(id) => out.push(Enqueued {
+                    id: task_id(id)?,
+                    duplicate: true,
+                }),
+                None => self.insert_rows(&[task], now, &mut out)?,
+            }
+        }
+        self.insert_rows(&plain, now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Inserts `tasks` in multi-row statements, appending their ids to `out`.
+    fn insert_rows(
+        &mut self,
+        mut tasks: &[&NewTask],
+        now: Timestamp,
+        out: &mut Vec<Enqueued>,
+    ) -> Result<(), Error> {
+        for (rows, text) in &sql().insert {
+            while tasks.len() >= *rows {
+                let (chunk, rest) = tasks.split_at(*rows);
+                tasks = rest;
+                let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+                let mut param = 0;
+                let mut bind = |v: &dyn rusqlite::ToSql| {
+                    param += 1;
+                    stmt.raw_bind_parameter(param, v)
+                };
+                for task in chunk {
+                    let run_at = task.first_run(now);
+                    let transition = if run_at > now {
+                        Transition::Schedule
+                    } else {
+                        self.woke = true;
+                        Transition::Enqueue
+                    };
+                    bind(&task.queue)
+                        .and_then(|()| bind(&task.handler))
+                        .and_then(|()| bind(&transition.target().code()))
+                        .and_then(|()| bind(&task.priority))
+                        .and_then(|()| bind(&task.max_attempts))
+                        .and_then(|()| bind(&run_at.0))
+                        .and_then(|()| bind(&task.timeout.map(millis)))
+                        .and_then(|()| bind(&task.unique_key))
+                        .and_then(|()| bind(&task.ordering_key))
+                        .and_then(|()| bind(&now.0))
+                        .and_then(|()| bind(&task.payload))
+                        .map_err(db_err)?;
+                }
+                debug_assert_eq!(param, rows * INSERT_PARAMS);
+                let inserted = stmt.raw_execute().map_err(db_err)?;
+                if inserted != *rows {
+                    return Err(Error::Backend(format!(
+                        "inserted {inserted} rows of {rows}"
+                    )));
+                }
+                // One statement numbers its rows consecutively (AUTOINCREMENT:
+                // each new id is the largest so far plus one).
+                let last = self.conn.last_insert_rowid();
+                let first = last - i64::try_from(*rows - 1).unwrap_or(0);
+                for id in first..=last {
+                    out.push(Enqueued {
+                        id: task_id(id)?,
+                        duplicate: false,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Promotes due tasks, then reserves up to `max` ready tasks of `queues`.
+    pub(crate) fn reserve(
+        &mut self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        if max == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let lease_until = now.plus(lease);
+        let sql = sql();
+        self.conn
+            .prepare_cached(&sql.promote_due)
+            .and_then(|mut s| s.execute([now.0]))
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(max.min(1024));
+        let mut unreadable = Vec::new();
+        for queue in queues {
+            let remaining = max - out.len();
+            if remaining == 0 {
+                break;
+            }
+            let mut stmt = self.conn.prepare_cached(&sql.reserve).map_err(db_err)?;
+            let mut rows = stmt
+                .query(params![queue, to_i64(remaining), lease_until.0])
+                .map_err(db_err)?;
+            let mut got: Vec<(i64, Reserved)> = Vec::new();
+            while let Some(row) = rows.next().map_err(db_err)? {
+                match reserved_from_row(row, queue, lease_until) {
+                    Ok(r) => got.push(r),
+                    Err(e) => {
+                        let id: i64 = row.get(0).map_err(db_err)?;
+                        unreadable.push((id, e.to_string()));
+                    }
+                }
+            }
+            // RETURNING yields rows in no particular order.
+            got.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.lease.id.cmp(&b.1.lease.id)));
+            out.extend(got.into_iter().map(|(_, r)| r));
+        }
+        for (id, why) in unreadable {
+            tracing::warn!(task = id, error = %why, "embedded: dead-lettering an unreadable task");
+            self.conn
+                .prepare_cached(&sql.dead_letter_any)
+                .and_then(|mut s| s.execute(params![id, format!("unreadable task: {why}"), now.0]))
+                .map_err(db_err)?;
+        }
+        Ok(out)
+    }
+
+    /// Extends the leases still held.
+    pub(crate) fn renew(&mut self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        let until = self.now().plus(lease);
+        let mut stmt = self.conn.prepare_cached(&sql().renew).map_err(db_err)?;
+        let mut out = Vec::with_capacity(leases.len());
+        for l in leases {
+            let held = match lease_params(l) {
+                Some((id, token)) => {
+                    stmt.execute(params![id, token, until.0]).map_err(db_err)? == 1
+                }
+                None => false,
+            };
+            out.push(held);
+        }
+        Ok(out)
+    }
+
+    /// Applies each report whose lease is still held.
+    pub(crate) fn finish(&mut self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        let now = self.now();
+        let sql = sql();
+        let mut out = Vec::with_capacity(reports.len());
+        for report in &reports {
+            let Some((id, token)) = lease_params(&report.lease) else {
+                out.push(Err(Error::StaleLease(report.lease.id)));
+                continue;
+            };
+            let conn = &self.conn;
+            let run = |text: &str, p: &[&dyn rusqlite::ToSql]| {
+                conn.prepare_cached(text)
+                    .and_then(|mut s| s.execute(p))
+                    .map_err(db_err)
+            };
+            let changed = match &report.action {
+                FinishAction::Complete { result } => {
+                    run(&sql.complete, params![id, token, result, now.0])?
+                }
+                FinishAction::Retry { delay, error } => run(
+                    &sql.retry,
+                    params![id, token, error, now.plus(*delay).0, now.0],
+                )?,
+                FinishAction::DeadLetter { error } => {
+                    run(&sql.dead_letter, params![id, token, error, now.0])?
+                }
+                FinishAction::Discard { reason } => {
+                    run(&sql.discard, params![id, token, reason, now.0])?
+                }
+                FinishAction::Release => {
+                    let n = run(&sql.release, params![id, token])?;
+                    self.woke |= n > 0;
+                    n
+                }
+            };
+            out.push(if changed == 1 {
+                Ok(())
+            } else {
+                Err(Error::StaleLease(report.lease.id))
+            });
+        }
+        Ok(out)
+    }
+
+    /// Cancels a waiting task; otherwise reports its state.
+    pub(crate) fn cancel(&mut self, id: TaskId) -> Result<TaskState, Error> {
+        let Some(raw) = id_param(id) else {
+            return Err(Error::NotFound(id));
+        };
+        let sql = sql();
+        let changed = self
+            .conn
+            .prepare_cached(&sql.cancel)
+            .and_then(|mut s| s.execute(params![raw, self.now().0]))
+            .map_err(db_err)?;
+        if changed == 1 {
+            return Ok(Transition::Cancel.target());
+        }
+        let code: Option<i64> = self
+            .conn
+            .prepare_cached(&sql.state_of)
+            .and_then(|mut s| s.query_row([raw], |r| r.get(0)).optional())
+            .map_err(db_err)?;
+        match code {
+            Some(code) => state_from_code(code, raw),
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// Reads one task.
+    pub(crate) fn get(&mut self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        let Some(raw) = id_param(id) else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(&sql().get).map_err(db_err)?;
+        let mut rows = stmt.query([raw]).map_err(db_err)?;
+        match rows.next().map_err(db_err)? {
+            Some(row) => record_from_row(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Running tasks whose lease ran out become available, or dead on their last
+    /// attempt.
+    pub(crate) fn recover_expired(&mut self) -> Result<u64, Error> {
+        let n = self
+            .conn
+            .prepare_cached(&sql().expire)
+            .and_then(|mut s| s.execute([self.now().0]))
+            .map_err(db_err)?;
+        self.woke |= n > 0;
+        Ok(to_u64(n))
+    }
+
+    /// Deletes finished tasks older than the retention.
+    pub(crate) fn prune(&mut self, retention: Retention) -> Result<u64, Error> {
+        let now = self.now();
+        let sql = sql();
+        let finished = self
+            .conn
+            .prepare_cached(&sql.prune_finished)
+            .and_then(|mut s| s.execute([now.minus(retention.finished).0]))
+            .map_err(db_err)?;
+        let dead = self
+            .conn
+            .prepare_cached(&sql.prune_dead)
+            .and_then(|mut s| s.execute([now.minus(retention.dead).0]))
+            .map_err(db_err)?;
+        Ok(to_u64(finished) + to_u64(dead))
+    }
+
+    /// Counts per queue and state, with the oldest ready task of each queue.
+    pub(crate) fn stats(&mut self) -> Result<Vec<QueueStats>, Error> {
+        let mut stmt = self.conn.prepare_cached(&sql().stats).map_err(db_err)?;
+        let mut rows = stmt.query([self.now().0]).map_err(db_err)?;
+        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let queue: String = row.get(0).map_err(db_err)?;
+            let code: i64 = row.get(1).map_err(db_err)?;
+            let count: i64 = row.get(2).map_err(db_err)?;
+            let oldest: Option<i64> = row.get(3).map_err(db_err)?;
+            let state = TaskState::from_code(code).ok_or_else(|| {
+                Error::Backend(format!(
+                    "queue {queue:?} holds tasks with unknown state code {code}"
+                ))
+            })?;
+            let stats = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
+                queue,
+                ..QueueStats::default()
+            });
+            if count > 0 {
+                stats
+                    .counts
+                    .insert(state, u64::try_from(count).unwrap_or(0));
+            }
+            if let Some(t) = oldest {
+                let t = Timestamp(t);
+                stats.oldest_ready = Some(stats.oldest_ready.map_or(t, |o| o.min(t)));
+            }
+        }
+        Ok(by_queue.into_values().collect())
+    }
+
+    /// Tasks in `state`, oldest first.
+    pub(crate) fn list(
+        &mut self,
+        queue: Option<&str>,
+        state: TaskState,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let sql = sql();
+        let limit = to_i64(limit);
+        let mut stmt = match queue {
+            Some(_) => self.conn.prepare_cached(&sql.list_queue),
+            None => self.conn.prepare_cached(&sql.list_all),
+        }
+        .map_err(db_err)?;
+        let mut rows = match queue {
+            Some(q) => stmt.query(params![state.code(), limit, q]),
+            None => stmt.query(params![state.code(), limit]),
+        }
+        .map_err(db_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_err)? {
+            out.push(record_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Puts dead tasks back to run. A task whose unique key is meanwhile held by
+    /// another unfinished task stays dead (the key admits one unfinished task).
+    pub(crate) fn requeue_dead(&mut self, ids: &[TaskId]) -> Result<u64, Error> {
+        let now = self.now();
+        let mut stmt = self.conn.prepare_cached(&sql().requeue).map_err(db_err)?;
+        let mut moved = 0u64;
+        for &id in ids {
+            let Some(raw) = id_param(id) else { continue };
+            match stmt.execute(params![raw, now.0]) {
+                Ok(n) => moved += to_u64(n),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    tracing::warn!(
+                        task = raw,
+                        "embedded: not requeueing a dead task: its unique key is held by an \
+                         unfinished task"
+                    );
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        self.woke |= moved > 0;
+        Ok(moved)
+    }
+
+    /// Deletes dead tasks.
+    pub(crate) fn purge_dead(&mut self, queue: Option<&str>) -> Result<u64, Error> {
+        let sql = sql();
+        let n = match queue {
+            Some(q) => self
+                .conn
+                .prepare_cached(&sql.purge_queue)
+                .and_then(|mut s| s.execute([q])),
+            None => self
+                .conn
+                .prepare_cached(&sql.purge_all)
+                .and_then(|mut s| s.execute([])),
+        }
+        .map_err(db_err)?;
+        Ok(to_u64(n))
+    }
+}
+
+/// Duration as whole milliseconds (saturating).
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// A task id as stored; ids past `i64::MAX` name no stored task.
+fn id_param(id: TaskId) -> Option<i64> {
+    i64::try_from(id.0).ok()
+}
+
+fn lease_params(lease: &Lease) -> Option<(i64, i64)> {
+    Some((id_param(lease.id)?, i64::try_from(lease.token).ok()?))
+}
+
+fn task_id(raw: i64) -> Result<TaskId, Error> {
+    u64::try_from(raw)
+        .map(TaskId)
+        .map_err(|_| Error::Backend(format!("the file holds a task with negative id {raw}")))
+}
+
+fn state_from_code(code: i64, id: i64) -> Result<TaskState, Error> {
+    TaskState::from_code(code).ok_or_else(|| {
+        Error::Backend(format!(
+            "task {id}: unknown state code {code} in the file (written by a newer conveyor, or \
+             edited by hand?)"
+        ))
+    })
+}
+
+/// Reads column `idx` of the row of task `id`, naming both on failure.
+fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, idx: usize, id: i64) -> Result<T, Error> {
+    row.get(idx).map_err(|e| {
+        let name = row.as_ref().column_name(idx).unwrap_or("?");
+        Error::Backend(format!("task {id}: column {name}: {e}"))
+    })
+}
+
+/// A non-negative count column as `u32`.
+fn count(row: &Row<'_>, idx: usize, id: i64) -> Result<u32, Error> {
+    let raw: i64 = col(row, idx, id)?;
+    u32::try_from(raw).map_err(|_| {
+        let name = row.as_ref().column_name(idx).unwrap_or("?");
+        Error::Backend(format!("task {id}: column {name}: {raw} is out of range"))
+    })
+}
+
+/// One row of the reserve statement's `RETURNING` list, with its priority for
+/// sorting.
+fn reserved_from_row(
+    row: &Row<'_>,
+    queue: &str,
+    lease_until: Timestamp,
+) -> Result<(i64, Reserved), Error> {
+    let id: i64 = row.get(0).map_err(db_err)?;
+    let priority: i64 = col(row, 1, id)?;
+    let token: i64 = col(row, 2, id)?;
+    let timeout_ms: Option<i64> = col(row, 7, id)?;
+    let reserved = Reserved {
+        lease: Lease {
+            id: task_id(id)?,
+            token: u64::try_from(token)
+                .map_err(|_| Error::Backend(format!("task {id}: negative lease token")))?,
+        },
+        queue: queue.to_string(),
+        handler: col(row, 3, id)?,
+        payload: col(row, 4, id)?,
+        attempt: count(row, 5, id)?,
+        max_attempts: count(row, 6, id)?,
+        timeout: timeout_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        ordering_key: col(row, 8, id)?,
+        enqueued_at: Timestamp(col(row, 9, id)?),
+        due_at: Timestamp(col(row, 10, id)?),
+        lease_until,
+    };
+    Ok((priority, reserved))
+}
+
+/// A row of [`crate::sql::RECORD_COLUMNS`].
+fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
+    let id: i64 = row.get(0).map_err(db_err)?;
+    let priority: i64 = col(row, 5, id)?;
+    Ok(TaskRecord {
+        id: task_id(id)?,
+        queue: col(row, 1, id)?,
+        handler: col(row, 2, id)?,
+        state: state_from_code(col(row, 3, id)?, id)?,
+        payload: col(row, 4, id)?,
+        priority: i32::try_from(priority)
+            .map_err(|_| Error::Backend(format!("task {id}: priority {priority} out of range")))?,
+        attempts: count(row, 6, id)?,
+        max_attempts: count(row, 7, id)?,
+        run_at: Timestamp(col(row, 8, id)?),
+        unique_key: col(row, 9, id)?,
+        ordering_key: col(row, 10, id)?,
+        result: col(row, 11, id)?,
+        error: col(row, 12, id)?,
+        created_at: Timestamp(col(row, 13, id)?),
+        finished_at: col::<Option<i64>>(row, 14, id)?.map(Timestamp),
+    })
+}

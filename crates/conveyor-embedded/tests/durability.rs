@@ -1,0 +1,357 @@
+//! What the file guarantees: tasks survive closing and reopening, concurrent
+//! callers all land (the group-commit path), several backends and processes
+//! share one file without handing a task out twice, and bad data in the file
+//! is an error, never a panic.
+
+#![allow(clippy::unwrap_used)] // tests unwrap freely: a panic is a failure report
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{queues, task, Fixture, LEASE};
+use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_embedded::EmbeddedBackend;
+
+#[tokio::test]
+async fn reopening_keeps_every_task() {
+    let f = Fixture::new();
+    let tasks: Vec<NewTask> = (0..500).map(|i| task(&format!("t{i}"))).collect();
+    let ids: Vec<_> = f
+        .backend
+        .enqueue_many(tasks)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let running = f.reserve("default", 100).await;
+    let done: Vec<_> = running[..50]
+        .iter()
+        .map(|r| Finish {
+            lease: r.lease,
+            action: FinishAction::Complete {
+                result: Some(vec![7]),
+            },
+        })
+        .collect();
+    f.backend.finish(done).await.unwrap();
+    let before = f.backend.stats().await.unwrap();
+
+    // Closed and waited for, then reopened.
+    let Fixture {
+        dir,
+        clock,
+        backend,
+    } = f;
+    backend.close().await;
+    let again =
+        EmbeddedBackend::open_with_clock(dir.path().join("tasks.db"), clock.clone()).unwrap();
+    assert_eq!(again.stats().await.unwrap(), before);
+    for id in &ids {
+        assert!(again.get(*id).await.unwrap().is_some());
+    }
+    let r = again.get(running[0].lease.id).await.unwrap().unwrap();
+    assert_eq!(r.state, TaskState::Completed);
+    assert_eq!(r.result, Some(vec![7]));
+
+    // Dropped without waiting: whatever was acknowledged is there.
+    let late = again.enqueue(task("late")).await.unwrap().id;
+    drop(again);
+    let third = EmbeddedBackend::open_with_clock(dir.path().join("tasks.db"), clock).unwrap();
+    assert_eq!(
+        third.get(late).await.unwrap().unwrap().state,
+        TaskState::Available
+    );
+    assert_eq!(
+        third
+            .reserve(&queues(&["default"]), 1000, LEASE)
+            .await
+            .unwrap()
+            .len(),
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_all_land() {
+    let f = Arc::new(Fixture::new());
+    let mut handles = Vec::new();
+    for t in 0..64 {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                let e = f.backend.enqueue(task(&format!("t{t}-{i}"))).await.unwrap();
+                ids.push(e.id);
+            }
+            ids
+        }));
+    }
+    let mut all = HashSet::new();
+    for h in handles {
+        for id in h.await.unwrap() {
+            assert!(all.insert(id), "id {id} handed out twice");
+        }
+    }
+    assert_eq!(all.len(), 64 * 40);
+    let stats = f.backend.stats().await.unwrap();
+    assert_eq!(stats[0].count(TaskState::Available), 64 * 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reservers_never_share_a_task() {
+    let f = Arc::new(Fixture::new());
+    let tasks: Vec<NewTask> = (0..2000).map(|i| task(&format!("t{i}"))).collect();
+    f.backend.enqueue_many(tasks).await.unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = f.reserve("default", 7).await;
+                if got.is_empty() {
+                    break mine;
+                }
+                let reports = got
+                    .iter()
+                    .map(|r| Finish {
+                        lease: r.lease,
+                        action: FinishAction::Complete { result: None },
+                    })
+                    .collect();
+                for out in f.backend.finish(reports).await.unwrap() {
+                    out.unwrap();
+                }
+                mine.extend(got.into_iter().map(|r| r.lease.id));
+            }
+        }));
+    }
+    let mut all = HashSet::new();
+    for h in handles {
+        for id in h.await.unwrap() {
+            assert!(all.insert(id), "task {id} reserved twice");
+        }
+    }
+    assert_eq!(all.len(), 2000);
+}
+
+#[tokio::test]
+async fn two_backends_share_one_file() {
+    let f = Fixture::new();
+    let other = f.reopen();
+    let a = f
+        .backend
+        .enqueue_many((0..300).map(|i| task(&format!("a{i}"))).collect());
+    let b = other.enqueue_many((0..300).map(|i| task(&format!("b{i}"))).collect());
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(a.unwrap().len() + b.unwrap().len(), 600);
+    let mut seen = HashSet::new();
+    let q = queues(&["default"]);
+    loop {
+        let (x, y) = tokio::join!(
+            f.backend.reserve(&q, 50, LEASE),
+            other.reserve(&q, 50, LEASE)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        if x.is_empty() && y.is_empty() {
+            break;
+        }
+        for r in x.iter().chain(&y) {
+            assert!(
+                seen.insert(r.lease.id),
+                "task {} reserved twice",
+                r.lease.id
+            );
+        }
+    }
+    assert_eq!(seen.len(), 600);
+    // A unique key is unique across both handles.
+    let one = f.backend.enqueue(task("u").unique_key("k")).await.unwrap();
+    let two = other.enqueue(task("u").unique_key("k")).await.unwrap();
+    assert!(two.duplicate);
+    assert_eq!(one.id, two.id);
+}
+
+const CHILD_DB: &str = "CONVEYOR_EMBEDDED_CHILD_DB";
+
+/// Run by `two_processes_share_one_file` in a child process; does nothing
+/// when run on its own.
+#[tokio::test]
+#[ignore = "the child half of two_processes_share_one_file"]
+async fn child_process_worker() {
+    let Ok(path) = std::env::var(CHILD_DB) else {
+        return;
+    };
+    let backend = EmbeddedBackend::open(&path).unwrap();
+    let out = backend
+        .enqueue_many(
+            (0..500)
+                .map(|i| task(&format!("c{i}")).queue("child"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 500);
+    let completed = work_shared_queue(&backend).await;
+    println!("child completed {completed}");
+}
+
+/// Reserves and completes `shared` tasks until none is left; returns how many.
+async fn work_shared_queue(backend: &EmbeddedBackend) -> usize {
+    let mut completed = 0;
+    loop {
+        let got = backend
+            .reserve(&queues(&["shared"]), 10, LEASE)
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return completed;
+        }
+        let reports = got
+            .iter()
+            .map(|r| Finish {
+                lease: r.lease,
+                action: FinishAction::Complete { result: None },
+            })
+            .collect();
+        for out in backend.finish(reports).await.unwrap() {
+            out.unwrap();
+            completed += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let backend = EmbeddedBackend::open_with_clock(&path, Arc::new(SystemClock)).unwrap();
+    backend
+        .enqueue_many(
+            (0..3000)
+                .map(|i| task(&format!("s{i}")).queue("shared"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_worker",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_DB, &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let enqueued = backend
+        .enqueue_many(
+            (0..500)
+                .map(|i| task(&format!("p{i}")).queue("child"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(enqueued.len(), 500);
+    let mine = work_shared_queue(&backend).await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child completed "))
+        .unwrap_or_else(|| panic!("no count from the child: {stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(mine + theirs, 3000, "each task completed exactly once");
+
+    let stats = backend.stats().await.unwrap();
+    let shared = stats.iter().find(|s| s.queue == "shared").unwrap();
+    assert_eq!(shared.count(TaskState::Completed), 3000);
+    let child_q = stats.iter().find(|s| s.queue == "child").unwrap();
+    assert_eq!(child_q.count(TaskState::Available), 1000);
+    // Every shared task ran exactly once: none needed a second attempt.
+    let done = backend
+        .list(Some("shared"), TaskState::Completed, 10_000)
+        .await
+        .unwrap();
+    assert!(done.iter().all(|t| t.attempts == 1));
+}
+
+#[tokio::test]
+async fn bad_data_is_an_error_not_a_panic() {
+    let f = Fixture::new();
+    let odd = f.enqueue(task("odd")).await;
+    let poisoned = f.enqueue(task("poisoned")).await;
+    let fine = f.enqueue(task("fine")).await;
+    {
+        let raw = rusqlite::Connection::open(f.path()).unwrap();
+        raw.execute("UPDATE tasks SET state = 99 WHERE id = ?1", [odd.0 as i64])
+            .unwrap();
+        raw.execute(
+            "UPDATE tasks SET payload = 42 WHERE id = ?1",
+            [poisoned.0 as i64],
+        )
+        .unwrap();
+    }
+    let err = f.backend.get(odd).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend(m) if m.contains("unknown state code 99")),
+        "{err}"
+    );
+    assert!(matches!(f.backend.stats().await, Err(Error::Backend(_))));
+    assert!(matches!(
+        f.backend.cancel(odd).await,
+        Err(Error::Backend(_))
+    ));
+
+    // The unreadable task is dead-lettered; the queue goes on.
+    let got = f.reserve("default", 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].lease.id, fine);
+    let raw = rusqlite::Connection::open(f.path()).unwrap();
+    let (state, error): (i64, String) = raw
+        .query_row(
+            "SELECT state, error FROM tasks WHERE id = ?1",
+            [poisoned.0 as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(state, TaskState::Dead.code());
+    assert!(error.contains("unreadable task"), "{error}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let err = EmbeddedBackend::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+
+    let newer = dir.path().join("newer.db");
+    drop(EmbeddedBackend::open(&newer).unwrap());
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let err = EmbeddedBackend::open(&newer).unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend(m) if m.contains("newer conveyor")),
+        "{err}"
+    );
+}
