@@ -65,7 +65,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
 /// The page cache is kept small (512 KiB) on purpose: the hot path touches few
 /// pages (the newest rows and the small partial indexes), the OS caches the
 /// rest, and SQLite's commit walks the whole page cache, which measured as
-/// up to 8% of the CPU time with a cache of a few MiB.
+/// up to 8% of the CPU time with a cache of a few MiB. The WAL is checkpointed
+/// every 4096 pages (16 MiB) rather than SQLite's 1000: a checkpoint costs two
+/// fsyncs on the committing thread, and pages rewritten between checkpoints
+/// (the hot rows and indexes) are copied once.
 fn configure(conn: &Connection) -> Result<(), String> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
     // A plan that does not depend on bound values: without it SQLite expires a
@@ -85,6 +88,7 @@ fn configure(conn: &Connection) -> Result<(), String> {
         "PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -512;
+         PRAGMA wal_autocheckpoint = 4096;
          PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(|e| e.to_string())

@@ -51,8 +51,10 @@ pub(crate) struct Sql {
     pub insert: Vec<(usize, String)>,
     /// `?1` now: scheduled and retrying tasks that are due become available.
     pub promote_due: String,
-    /// `?1` queue, `?2` limit, `?3` lease until: reserves the ready tasks.
-    pub reserve: String,
+    /// `?1` queue, `?2` limit: the tasks to reserve, in order, as they are now.
+    pub pick: String,
+    /// `?1` id, `?2` lease until: reserves one picked task.
+    pub take: String,
     /// `?1` id, `?2` token, `?3` lease until.
     pub renew: String,
     /// `?1` id, `?2` token, `?3` result, `?4` now.
@@ -140,14 +142,17 @@ impl Sql {
                 T::Due.target().code(),
                 T::Due.source_codes()
             ),
-            reserve: format!(
+            pick: format!(
+                "SELECT t.id, t.token, t.handler, t.payload, t.attempts, t.max_attempts, \
+                   t.timeout_ms, t.ordering_key, t.created_at, t.run_at \
+                 FROM tasks AS t \
+                 WHERE t.queue = ?1 AND t.state IN ({}) AND {eligible} \
+                 ORDER BY t.priority DESC, t.id LIMIT ?2",
+                T::Reserve.source_codes()
+            ),
+            take: format!(
                 "UPDATE tasks SET state = {}, attempts = attempts + 1, token = token + 1, \
-                 lease_until = ?3 \
-                 WHERE id IN (SELECT t.id FROM tasks AS t \
-                   WHERE t.queue = ?1 AND t.state IN ({}) AND {eligible} \
-                   ORDER BY t.priority DESC, t.id LIMIT ?2) \
-                 RETURNING id, priority, token, handler, payload, attempts, max_attempts, \
-                   timeout_ms, ordering_key, created_at, run_at",
+                 lease_until = ?2 WHERE id = ?1 AND state IN ({})",
                 T::Reserve.target().code(),
                 T::Reserve.source_codes()
             ),
@@ -291,7 +296,7 @@ mod tests {
             (&sql.find_unique, vec!["tasks_unique"]),
             (&sql.promote_due, vec!["tasks_due"]),
             (
-                &sql.reserve,
+                &sql.pick,
                 vec!["tasks_ready", "tasks_ordering ", "tasks_ordering_running"],
             ),
             (&sql.expire, vec!["tasks_leased"]),

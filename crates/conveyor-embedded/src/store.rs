@@ -176,24 +176,33 @@ impl Store {
             if remaining == 0 {
                 break;
             }
-            let mut stmt = self.conn.prepare_cached(&sql.reserve).map_err(db_err)?;
+            let mut stmt = self.conn.prepare_cached(&sql.pick).map_err(db_err)?;
             let mut rows = stmt
-                .query(params![queue, to_i64(remaining), lease_until.0])
+                .query(params![queue, to_i64(remaining)])
                 .map_err(db_err)?;
-            let mut got: Vec<(i64, Reserved)> = Vec::new();
             while let Some(row) = rows.next().map_err(db_err)? {
+                let id: i64 = row.get(0).map_err(db_err)?;
                 match reserved_from_row(row, queue, lease_until) {
-                    Ok(r) => got.push(r),
-                    Err(e) => {
-                        let id: i64 = row.get(0).map_err(db_err)?;
-                        unreadable.push((id, e.to_string()));
-                    }
+                    Ok(r) => out.push(r),
+                    Err(e) => unreadable.push((id, e.to_string())),
                 }
             }
-            // RETURNING yields rows in no particular order.
-            got.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.lease.id.cmp(&b.1.lease.id)));
-            out.extend(got.into_iter().map(|(_, r)| r));
         }
+        // The picked rows become running; this transaction holds the write
+        // lock, so they are exactly as read.
+        let mut take = self.conn.prepare_cached(&sql.take).map_err(db_err)?;
+        for id in out
+            .iter()
+            .filter_map(|r| id_param(r.lease.id))
+            .chain(unreadable.iter().map(|(id, _)| *id))
+        {
+            if take.execute(params![id, lease_until.0]).map_err(db_err)? != 1 {
+                return Err(Error::Backend(format!(
+                    "task {id} changed while being reserved"
+                )));
+            }
+        }
+        drop(take);
         for (id, why) in unreadable {
             tracing::warn!(task = id, error = %why, "embedded: dead-lettering an unreadable task");
             self.conn
@@ -487,35 +496,39 @@ fn count(row: &Row<'_>, idx: usize, id: i64) -> Result<u32, Error> {
     })
 }
 
-/// One row of the reserve statement's `RETURNING` list, with its priority for
-/// sorting.
+/// One row of the pick statement, as the reservation about to be made of it
+/// (attempt count and token one higher).
 fn reserved_from_row(
     row: &Row<'_>,
     queue: &str,
     lease_until: Timestamp,
-) -> Result<(i64, Reserved), Error> {
+) -> Result<Reserved, Error> {
     let id: i64 = row.get(0).map_err(db_err)?;
-    let priority: i64 = col(row, 1, id)?;
-    let token: i64 = col(row, 2, id)?;
-    let timeout_ms: Option<i64> = col(row, 7, id)?;
-    let reserved = Reserved {
+    let token: i64 = col(row, 1, id)?;
+    let token = token
+        .checked_add(1)
+        .and_then(|t| u64::try_from(t).ok())
+        .ok_or_else(|| Error::Backend(format!("task {id}: lease token {token} out of range")))?;
+    let attempt = count(row, 4, id)?
+        .checked_add(1)
+        .ok_or_else(|| Error::Backend(format!("task {id}: attempt count out of range")))?;
+    let timeout_ms: Option<i64> = col(row, 6, id)?;
+    Ok(Reserved {
         lease: Lease {
             id: task_id(id)?,
-            token: u64::try_from(token)
-                .map_err(|_| Error::Backend(format!("task {id}: negative lease token")))?,
+            token,
         },
         queue: queue.to_string(),
-        handler: col(row, 3, id)?,
-        payload: col(row, 4, id)?,
-        attempt: count(row, 5, id)?,
-        max_attempts: count(row, 6, id)?,
+        handler: col(row, 2, id)?,
+        payload: col(row, 3, id)?,
+        attempt,
+        max_attempts: count(row, 5, id)?,
         timeout: timeout_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
-        ordering_key: col(row, 8, id)?,
-        enqueued_at: Timestamp(col(row, 9, id)?),
-        due_at: Timestamp(col(row, 10, id)?),
+        ordering_key: col(row, 7, id)?,
+        enqueued_at: Timestamp(col(row, 8, id)?),
+        due_at: Timestamp(col(row, 9, id)?),
         lease_until,
-    };
-    Ok((priority, reserved))
+    })
 }
 
 /// A row of [`crate::sql::RECORD_COLUMNS`].

@@ -355,3 +355,67 @@ async fn a_file_that_is_not_a_database_is_refused() {
         "{err}"
     );
 }
+
+/// Requests that pile up while another process holds the write lock run as one
+/// batch (one transaction); the ones that fail fail alone.
+#[tokio::test]
+async fn one_failing_request_does_not_fail_its_batch() {
+    let f = Arc::new(Fixture::new());
+    let stale = f.enqueue(task("stale")).await;
+    let old = f.reserve("default", 1).await.remove(0);
+    f.backend
+        .finish(vec![Finish {
+            lease: old.lease,
+            action: FinishAction::Release,
+        }])
+        .await
+        .unwrap();
+
+    // Another connection takes the write lock: the database thread waits in
+    // its busy timeout, and the requests below queue up behind it.
+    let raw = rusqlite::Connection::open(f.path()).unwrap();
+    raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            let b = &f.backend;
+            match i % 4 {
+                0 => b.enqueue(task(&format!("good{i}"))).await.map(|_| "ok"),
+                1 => b.enqueue(task("")).await.map(|_| "ok"),
+                2 => b.cancel(conveyor_core::TaskId(777_777)).await.map(|_| "ok"),
+                _ => b
+                    .finish(vec![Finish {
+                        lease: old.lease,
+                        action: FinishAction::Complete { result: None },
+                    }])
+                    .await
+                    .map(|mut r| if r.remove(0).is_err() { "stale" } else { "ok" }),
+            }
+        }));
+    }
+    // Let every request reach the database thread's inbox.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    raw.execute_batch("COMMIT").unwrap();
+    for (i, h) in handles.into_iter().enumerate() {
+        let out = h.await.unwrap();
+        match i % 4 {
+            0 => assert_eq!(out.unwrap(), "ok"),
+            1 => assert!(matches!(out, Err(Error::InvalidConfig(_)))),
+            2 => assert!(matches!(out, Err(Error::NotFound(_)))),
+            _ => assert_eq!(out.unwrap(), "stale"),
+        }
+    }
+    let stats = f.backend.stats().await.unwrap();
+    assert_eq!(
+        stats[0].count(TaskState::Available),
+        6,
+        "five good ones and `stale`"
+    );
+    assert_eq!(
+        f.backend.get(stale).await.unwrap().unwrap().state,
+        TaskState::Available
+    );
+}

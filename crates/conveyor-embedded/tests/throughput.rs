@@ -89,6 +89,22 @@ async fn throughput() {
     );
     let q = vec!["default".to_string()];
 
+    // 0. The disk's fsync latency right now, which bounds every commit.
+    if runs("0") {
+        use std::io::Write;
+        let mut file = std::fs::File::create(dir.path().join("fsync.probe")).unwrap();
+        let rounds = 100;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            file.write_all(&[0u8; 4096]).unwrap();
+            file.sync_data().unwrap();
+        }
+        println!(
+            "fsync (4 KiB append + fdatasync): {:.0} µs each",
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+        );
+    }
+
     // 1. enqueue_many of 1000, one caller.
     if runs("1") {
         let b = open(&dir, "enqueue.db");
