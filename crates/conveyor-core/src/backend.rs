@@ -12,9 +12,18 @@
 //!   reports carrying a stale token are refused with [`Error::StaleLease`];
 //! - a task whose lease runs out becomes available again (or dead, on its last
 //!   attempt) when [`Backend::recover_expired`] runs;
-//! - reservation order is priority (higher first), then enqueue order; tasks that
-//!   share an ordering key start one at a time in enqueue order;
-//! - a unique key maps to at most one unfinished task per queue.
+//! - within a queue, reservation order is priority (higher first), then enqueue
+//!   order; queues are scanned in the order the caller gives;
+//! - tasks that share an ordering key (per queue) start one at a time in enqueue
+//!   order: a task is reserved only when it is the key's oldest unfinished task
+//!   and no task of the key is running (a requeued dead task may be older than
+//!   one that runs);
+//! - a unique key maps to at most one unfinished task per queue; requeueing a
+//!   dead task whose key another unfinished task holds leaves it dead;
+//! - a lease past its expiry that has not been recovered yet is still the
+//!   holder's: renewing or reporting with it succeeds (no one else can hold the
+//!   task until `recover_expired` runs);
+//! - a task's `error` keeps the last error it had, even once it completes.
 
 use std::time::Duration;
 
@@ -46,7 +55,8 @@ pub struct Capabilities {
     pub cancel: bool,
     /// Tasks can be listed by state, dead tasks requeued and purged.
     pub admin: bool,
-    /// [`Backend::wait_for_work`] wakes on new work (otherwise workers poll).
+    /// [`Backend::wait_for_work`] wakes on new work — at least work made by this
+    /// process; workers still poll for the rest.
     pub wakeups: bool,
 }
 
@@ -154,8 +164,9 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Waits up to `timeout` for a sign that `queues` may have new work. Returns
-    /// `false` at once when the backend cannot tell ([`Capabilities::wakeups`]
-    /// unset): the caller then polls.
+    /// `true` when it waited (woken or timed out), `false` at once when the
+    /// backend has no wake-ups ([`Capabilities::wakeups`] unset): the caller then
+    /// sleeps its poll interval itself.
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
         let _ = (queues, timeout);
         false

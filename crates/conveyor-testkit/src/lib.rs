@@ -29,6 +29,7 @@ macro_rules! backend_conformance {
             ordering_keys,
             retries_then_dead_letter,
             dead_letter_admin,
+            requeued_dead_tasks_respect_keys,
             lease_expiry_redelivers,
             last_attempt_expiry_is_dead,
             fencing_refuses_stale_tokens,

@@ -165,3 +165,25 @@ pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
     assert_eq!(caps.cancel, !unsupported(r));
     assert!(!b.kind().is_empty());
 }
+
+/// A requeued dead task keeps the key rules: it waits while a task of its
+/// ordering key runs, and stays dead while another task holds its unique key.
+pub async fn requeued_dead_tasks_respect_keys(b: Subject, _clock: Arc<ManualClock>) {
+    let old = kill(&b, task("old").ordering_key("k")).await;
+    let newer = enqueue(&b, task("newer").ordering_key("k")).await;
+    let running = reserve(&b, 10).await;
+    assert_eq!(ids(&running), vec![newer]);
+    assert_eq!(b.requeue_dead(&[old]).await.expect("requeue"), 1);
+    assert!(
+        reserve(&b, 10).await.is_empty(),
+        "the requeued task waits while its key runs"
+    );
+    complete(&b, running[0].lease).await;
+    assert_eq!(ids(&reserve(&b, 10).await), vec![old]);
+
+    let dead = kill(&b, task("u1").unique_key("u")).await;
+    let holder = enqueue(&b, task("u2").unique_key("u")).await;
+    assert_ne!(dead, holder);
+    assert_eq!(b.requeue_dead(&[dead]).await.expect("requeue"), 0);
+    assert_eq!(state(&b, dead).await, TaskState::Dead);
+}

@@ -10,7 +10,7 @@ mod keys;
 
 pub use admin::{
     batches_are_atomic, capabilities_are_honest, dead_letter_admin,
-    retention_prunes_finished_tasks, stats_per_queue,
+    requeued_dead_tasks_respect_keys, retention_prunes_finished_tasks, stats_per_queue,
 };
 pub use basics::{
     concurrent_reservers_never_share_a_task, delays_follow_the_clock, enqueue_reserve_complete,

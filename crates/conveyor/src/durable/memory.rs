@@ -171,17 +171,22 @@ impl State {
         }
     }
 
-    /// True when the task may start now as far as its ordering key goes.
+    /// True when the task may start now as far as its ordering key goes: it is
+    /// the key's oldest unfinished task and no task of the key runs (a requeued
+    /// dead task can be older than one that runs).
     fn heads_its_key(&self, rec: &TaskRecord) -> bool {
-        match &rec.ordering_key {
-            None => true,
-            Some(k) => {
-                self.ordering
-                    .get(&(rec.queue.clone(), k.clone()))
-                    .and_then(|set| set.first())
-                    == Some(&rec.id.0)
-            }
-        }
+        let Some(k) = &rec.ordering_key else {
+            return true;
+        };
+        let Some(set) = self.ordering.get(&(rec.queue.clone(), k.clone())) else {
+            return true;
+        };
+        set.first() == Some(&rec.id.0)
+            && !set.iter().any(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|e| e.record.state == TaskState::Running)
+            })
     }
 
     fn lease_matches(&self, lease: &Lease) -> bool {
@@ -527,11 +532,16 @@ impl Backend for MemoryBackend {
         {
             let mut st = self.state.lock();
             for id in ids {
-                let dead = st
-                    .tasks
-                    .get(&id.0)
-                    .is_some_and(|e| e.record.state == TaskState::Dead);
-                if !dead {
+                let Some(rec) = st.tasks.get(&id.0).map(|e| &e.record) else {
+                    continue;
+                };
+                // A dead task whose unique key another unfinished task holds now
+                // stays dead: requeueing it would make two.
+                let key_taken = rec
+                    .unique_key
+                    .as_ref()
+                    .is_some_and(|k| st.unique.contains_key(&(rec.queue.clone(), k.clone())));
+                if rec.state != TaskState::Dead || key_taken {
                     continue;
                 }
                 if let Some(e) = st.tasks.get_mut(&id.0) {
