@@ -6,6 +6,12 @@
 //! backend takes it — a slot is given back only once its report is stored — and a
 //! report refused as stale (the lease ran out and another worker holds the task)
 //! is counted and dropped.
+//!
+//! A task's slot is given back when its report is queued here, not when it is
+//! stored: the next reservation then overlaps this batch's `finish`, and a
+//! group-committing store (the embedded one) writes both with one fsync. The
+//! queue is bounded by the slot count, so a worker holds at most twice its slots
+//! in leases: `slots` running, `slots` reported but not yet stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +39,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let n = batch.len();
         store(&shared, std::mem::take(&mut batch), &give_up).await;
-        shared.release_slots(n);
     }
 }
 

@@ -116,6 +116,7 @@ async fn start(
                 action: FinishAction::DeadLetter { error },
             })
             .await;
+        shared.release_slots(1);
         return;
     };
     let id = TaskId::next();
@@ -155,4 +156,5 @@ async fn start(
     };
     shared.inflight.lock().remove(&id);
     let _ = reports.send_async(Finish { lease, action }).await;
+    shared.release_slots(1);
 }

@@ -58,7 +58,7 @@ pub(crate) struct WorkerShared {
     pub(crate) lease: Duration,
     /// Engine task id → the reserved task it runs.
     pub(crate) inflight: Mutex<HashMap<TaskId, InFlight>>,
-    /// Reserved tasks whose report is not stored yet: what holds a slot.
+    /// Reserved tasks not yet reported: what holds a slot.
     pub(crate) busy: AtomicUsize,
     /// Signalled whenever `busy` goes down.
     pub(crate) freed: Notify,

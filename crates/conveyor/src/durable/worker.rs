@@ -216,7 +216,7 @@ pub struct WorkerStats {
     pub lost_leases: u64,
     /// Backend calls that failed (and were retried).
     pub backend_errors: u64,
-    /// Reserved tasks whose report is not stored yet.
+    /// Reserved tasks not reported yet (running, or waiting in the engine).
     pub in_flight: usize,
 }
 
@@ -419,6 +419,7 @@ fn result_callback(
             lease: f.lease,
             action,
         });
+        shared.release_slots(1);
         if let Some(cb) = user.as_mut() {
             cb(DurableResult {
                 id: f.lease.id,
