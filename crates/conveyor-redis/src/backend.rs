@@ -335,8 +335,11 @@ impl Backend for RedisBackend {
         if code < 0 {
             return Err(Error::NotFound(id));
         }
-        TaskState::from_code(code)
-            .ok_or_else(|| bad(format!("cancel: task {id} has an unknown state code {code}")))
+        TaskState::from_code(code).ok_or_else(|| {
+            bad(format!(
+                "cancel: task {id} has an unknown state code {code}"
+            ))
+        })
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {

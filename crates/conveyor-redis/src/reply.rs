@@ -209,7 +209,9 @@ mod tests {
         assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("no q field")));
         let f = fields(&[("s", "42")]);
         // The later "s" wins in the map.
-        assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("unknown state code 42")));
+        assert!(
+            matches!(record(1, f), Err(Error::Backend(m)) if m.contains("unknown state code 42"))
+        );
         let f = fields(&[("a", "lots")]);
         assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("not a valid number")));
         assert!(reserved(Value::Array(vec![Value::Int(1)]), Timestamp(0)).is_err());

@@ -56,11 +56,28 @@ pub(crate) fn home(state: TaskState) -> &'static str {
         TaskState::Available => "ready",
         // Global, by run-at: what `reserve` promotes when due.
         TaskState::Scheduled | TaskState::Retrying => "timers",
-        // Global, by lease expiry: what `recover_expired` scans.
+        // Per queue, by lease expiry: what `recover_expired` scans.
         TaskState::Running => "leases",
         // Global, by finish time: what `prune` deletes from.
         TaskState::Completed | TaskState::Cancelled => "done",
         TaskState::Dead => "dead",
+    }
+}
+
+/// Whether tasks in `state` are also kept in their queue's per-state id index
+/// (for counts, `list` in id order and the oldest ready task). Running tasks are
+/// not: their queue's lease set holds exactly them, it is bounded by the work
+/// in flight, so counting it is a `ZCARD` and listing it a small sort, and the
+/// hot path saves two sorted-set writes per task.
+pub(crate) fn id_indexed(state: TaskState) -> bool {
+    match state {
+        TaskState::Running => false,
+        TaskState::Scheduled
+        | TaskState::Available
+        | TaskState::Retrying
+        | TaskState::Completed
+        | TaskState::Dead
+        | TaskState::Cancelled => true,
     }
 }
 
@@ -72,17 +89,21 @@ fn set_of(states: &[TaskState]) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
-/// The Lua prelude: state constants, `STATE_NAME`, `ALL_STATES`, `FINISHED`,
-/// `UNFINISHED`, the transition table `TR` and the `HOME` of each state.
+/// The Lua prelude: state constants, `STATE_NAME`, `ALL_STATES`, `STATE_STR`
+/// (each code as a string, so key names need no number formatting), `FINISHED`,
+/// `UNFINISHED`, the transition table `TR`, the `HOME` of each state and which
+/// states are `INDEXED` by id.
 pub(crate) fn lua_prelude() -> String {
-    let mut out = String::from(
-        "-- Generated from conveyor_core::TaskState and conveyor_core::Transition.\n",
-    );
+    let mut out =
+        String::from("-- Generated from conveyor_core::TaskState and conveyor_core::Transition.\n");
     let names: Vec<String> = TaskState::ALL
         .iter()
         .map(|s| s.as_str().to_uppercase())
         .collect();
-    let codes: Vec<String> = TaskState::ALL.iter().map(|s| s.code().to_string()).collect();
+    let codes: Vec<String> = TaskState::ALL
+        .iter()
+        .map(|s| s.code().to_string())
+        .collect();
     let _ = writeln!(out, "local {} = {}", names.join(", "), codes.join(", "));
     let named: Vec<String> = TaskState::ALL
         .iter()
@@ -90,6 +111,11 @@ pub(crate) fn lua_prelude() -> String {
         .collect();
     let _ = writeln!(out, "local STATE_NAME = {{{}}}", named.join(", "));
     let _ = writeln!(out, "local ALL_STATES = {{{}}}", codes.join(", "));
+    let strs: Vec<String> = TaskState::ALL
+        .iter()
+        .map(|s| format!("[{0}]='{0}'", s.code()))
+        .collect();
+    let _ = writeln!(out, "local STATE_STR = {{{}}}", strs.join(", "));
     let _ = writeln!(out, "local FINISHED = {}", set_of(&TaskState::FINISHED));
     let _ = writeln!(out, "local UNFINISHED = {}", set_of(&TaskState::UNFINISHED));
     out.push_str("local TR = {\n");
@@ -108,6 +134,11 @@ pub(crate) fn lua_prelude() -> String {
         .map(|s| format!("[{}]='{}'", s.code(), home(*s)))
         .collect();
     let _ = writeln!(out, "local HOME = {{{}}}", homes.join(", "));
+    let indexed: Vec<TaskState> = TaskState::ALL
+        .into_iter()
+        .filter(|s| id_indexed(*s))
+        .collect();
+    let _ = writeln!(out, "local INDEXED = {}", set_of(&indexed));
     out
 }
 

@@ -145,13 +145,18 @@ async fn clear_deletes_every_key_under_the_prefix() {
     ])
     .await
     .expect("enqueue");
-    b.reserve(&default_queue(), 1, LEASE).await.expect("reserve");
+    b.reserve(&default_queue(), 1, LEASE)
+        .await
+        .expect("reserve");
     other.backend.enqueue(task("x")).await.expect("enqueue");
     assert!(keys_under(ns.prefix()).len() > 5);
     let deleted = b.clear().await.expect("clear");
     assert!(deleted > 5);
     assert!(keys_under(ns.prefix()).is_empty());
-    assert!(!keys_under(other.prefix()).is_empty(), "other namespaces stay");
+    assert!(
+        !keys_under(other.prefix()).is_empty(),
+        "other namespaces stay"
+    );
 }
 
 /// After every task finished and retention passed, pruning leaves nothing but
@@ -168,7 +173,10 @@ async fn memory_is_bounded_after_prune() {
             task("k1").ordering_key("K"),
             task("k2").ordering_key("K").priority(5),
             task("delayed").delay(Duration::from_secs(10)),
-            task("other").queue("other").unique_key("x").ordering_key("Y"),
+            task("other")
+                .queue("other")
+                .unique_key("x")
+                .ordering_key("Y"),
             task("cancel"),
             task("expire").max_attempts(1),
             task("retry").max_attempts(2),
@@ -179,7 +187,10 @@ async fn memory_is_bounded_after_prune() {
         .await
         .expect("enqueue");
     let cancel = enq[6].id;
-    assert_eq!(b.cancel(cancel).await.expect("cancel"), TaskState::Cancelled);
+    assert_eq!(
+        b.cancel(cancel).await.expect("cancel"),
+        TaskState::Cancelled
+    );
     let mut requeued = false;
     let mut released = false;
     for _round in 0..20 {
@@ -243,7 +254,10 @@ async fn memory_is_bounded_after_prune() {
         .iter()
         .map(|k| format!("{prefix}{k}"))
         .collect();
-    assert_eq!(helpers, want, "no unique, ordering, ready, timer or lease keys left");
+    assert_eq!(
+        helpers, want,
+        "no unique, ordering, ready, timer or lease keys left"
+    );
     clock.advance(Duration::from_secs(3600));
     let keep = Retention {
         finished: Duration::from_secs(60),

@@ -14,7 +14,6 @@ local P = ARGV[1]
 local CHUNK = 2000
 
 local TIMERS = P .. 'timers'
-local LEASES = P .. 'leases'
 local DONE = P .. 'done'
 local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
@@ -26,21 +25,76 @@ local function fail(msg)
 end
 
 local function task_key(id) return P .. 't:' .. id end
+
+-- Key names are built once per queue (and state) per script run: string
+-- building is a large share of a script's time.
+local base_of, ready_of, index_of, uniq_of, leases_of = {}, {}, {}, {}, {}
 -- The queue name is length-prefixed so no queue name or ordering key can make
 -- two key families collide.
-local function queue_base(q) return P .. 'q:' .. string.len(q) .. ':' .. q .. ':' end
-local function ready_key(q) return queue_base(q) .. 'ready' end
-local function index_key(q, s) return queue_base(q) .. 's:' .. s end
-local function uniq_key(q) return queue_base(q) .. 'uniq' end
+local function queue_base(q)
+  local b = base_of[q]
+  if not b then
+    b = P .. 'q:' .. string.len(q) .. ':' .. q .. ':'
+    base_of[q] = b
+  end
+  return b
+end
+local function ready_key(q)
+  local k = ready_of[q]
+  if not k then
+    k = queue_base(q) .. 'ready'
+    ready_of[q] = k
+  end
+  return k
+end
+local function index_key(q, s)
+  local t = index_of[q]
+  if not t then
+    t = {}
+    index_of[q] = t
+  end
+  local k = t[s]
+  if not k then
+    k = queue_base(q) .. 's:' .. STATE_STR[s]
+    t[s] = k
+  end
+  return k
+end
+local function leases_key(q)
+  local k = leases_of[q]
+  if not k then
+    k = queue_base(q) .. 'leases'
+    leases_of[q] = k
+  end
+  return k
+end
+local function uniq_key(q)
+  local k = uniq_of[q]
+  if not k then
+    k = queue_base(q) .. 'uniq'
+    uniq_of[q] = k
+  end
+  return k
+end
 local function ord_key(q, k) return queue_base(q) .. 'ord:' .. k end
 
 -- Ready-set members are zero-padded ids, so equal priorities (equal scores)
 -- sort by id: Redis breaks score ties by member, byte by byte.
+local zeros = {}
 local function pad(id)
-  return string.rep('0', 16 - string.len(id)) .. id
+  local n = 16 - string.len(id)
+  if n <= 0 then return id end
+  local z = zeros[n]
+  if not z then
+    z = string.rep('0', n)
+    zeros[n] = z
+  end
+  return z .. id
 end
 local function unpad(m)
-  return (string.gsub(m, '^0+', ''))
+  local i = string.find(m, '[^0]')
+  if not i then return m end
+  return string.sub(m, i)
 end
 
 local pending = {}
@@ -82,7 +136,7 @@ local function home_key(q, s)
   local h = HOME[s]
   if h == 'ready' then return ready_key(q)
   elseif h == 'timers' then return TIMERS
-  elseif h == 'leases' then return LEASES
+  elseif h == 'leases' then return leases_key(q)
   elseif h == 'done' then return DONE
   elseif h == 'dead' then return DEADSET
   end
@@ -91,6 +145,13 @@ end
 local function home_member(s, id)
   if HOME[s] == 'ready' then return pad(id) end
   return id
+end
+
+-- The set holding every task of queue q in state s: its id index, or for a
+-- state without one (running) its home.
+local function members_key(q, s)
+  if INDEXED[s] then return index_key(q, s) end
+  return home_key(q, s)
 end
 
 -- Reads fields of a task. fields[1] must be 's' and fields[2] 'q'. Returns nil
@@ -133,16 +194,18 @@ local function is_head(r)
   return h[1] == r.id
 end
 
+-- Higher priority first: the score is the priority negated, as a string.
 local function ready_score(pr)
-  local p = tonumber(pr)
-  if p == nil then fail('bad priority ' .. tostring(pr)) end
-  return 0 - p
+  if pr == '0' then return '0' end
+  if tonumber(pr) == nil then fail('bad priority ' .. tostring(pr)) end
+  if string.sub(pr, 1, 1) == '-' then return string.sub(pr, 2) end
+  return '-' .. pr
 end
 
 -- A task becomes unfinished (new or requeued): it takes its keys again.
 local function join_keys(r)
   if r.uk then redis.call('HSETNX', uniq_key(r.q), r.uk, r.id) end
-  if r.ok then redis.call('ZADD', ord_key(r.q, r.ok), tonumber(r.id), r.id) end
+  if r.ok then redis.call('ZADD', ord_key(r.q, r.ok), r.id, r.id) end
 end
 
 -- A task finished: it frees its unique key, and the next task of its ordering
@@ -163,7 +226,8 @@ local function release_keys(r)
   end
 end
 
--- Moves task r (fields s, q, pr, ok, uk; ra for timers, lu for leases) along
+-- Moves task r (fields s, q, pr, ok, uk; ra for timers; lu, the lease expiry,
+-- for the leases set: it is not stored in the hash) along
 -- transition tname, writing `sets` (field, value, ...) and deleting `dels`
 -- with its new state, and keeping every index in step.
 local function move(r, tname, now, sets, dels)
@@ -177,7 +241,7 @@ local function move(r, tname, now, sets, dels)
   local to = tr.to
   if from ~= nil then
     zrem(home_key(r.q, from), home_member(from, r.id))
-    zrem(index_key(r.q, from), r.id)
+    if INDEXED[from] then zrem(index_key(r.q, from), r.id) end
   end
   sets[#sets + 1] = 's'
   sets[#sets + 1] = to
@@ -192,23 +256,23 @@ local function move(r, tname, now, sets, dels)
   local was_unfinished = from ~= nil and UNFINISHED[from]
   if UNFINISHED[to] and not was_unfinished then join_keys(r) end
   if FINISHED[to] and was_unfinished then release_keys(r) end
-  zadd(index_key(r.q, to), tonumber(r.id), r.id)
+  if INDEXED[to] then zadd(index_key(r.q, to), r.id, r.id) end
   local h = HOME[to]
   if h == 'ready' then
     if is_head(r) then zadd(ready_key(r.q), ready_score(r.pr), pad(r.id)) end
   elseif h == 'timers' then
-    zadd(TIMERS, tonumber(r.ra), r.id)
+    zadd(TIMERS, r.ra, r.id)
   elseif h == 'leases' then
-    zadd(LEASES, tonumber(r.lu), r.id)
+    zadd(leases_key(r.q), r.lu, r.id)
   else
-    zadd(home_key(r.q, to), tonumber(now), r.id)
+    zadd(home_key(r.q, to), now, r.id)
   end
 end
 
 -- True when the queue holds no task in any state.
 local function queue_empty(q)
   for _, s in ipairs(ALL_STATES) do
-    if redis.call('ZCARD', index_key(q, s)) > 0 then return false end
+    if redis.call('ZCARD', members_key(q, s)) > 0 then return false end
   end
   return true
 end
@@ -219,7 +283,7 @@ local function delete_task(id, set)
   local s, q = tonumber(v[1]), v[2]
   zrem(set, id)
   if q then
-    if s ~= nil then zrem(index_key(q, s), id) end
+    if s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
     redis.call('DEL', task_key(id))
   end
   return q

@@ -8,7 +8,11 @@ local queues
 if ARGV[4] then queues = {ARGV[4]} else queues = redis.call('SMEMBERS', QUEUES) end
 local ids = {}
 for _, q in ipairs(queues) do
-  for _, id in ipairs(redis.call('ZRANGE', index_key(q, state), 0, limit - 1)) do
+  -- An id index gives its lowest ids; a state without one (running, bounded by
+  -- the work in flight) is read whole and sorted.
+  local stop = -1
+  if INDEXED[state] then stop = limit - 1 end
+  for _, id in ipairs(redis.call('ZRANGE', members_key(q, state), 0, stop)) do
     ids[#ids + 1] = id
   end
 end

@@ -45,7 +45,7 @@ for qi = 6, #ARGV do
         local a = num(r, 'a') + 1
         local tk = num(r, 'tk') + 1
         r.lu = lu
-        move(r, 'Reserve', now, {'a', a, 'tk', tk, 'lu', lu})
+        move(r, 'Reserve', now, {'a', a, 'tk', tk})
         out[#out + 1] = {id, tk, q, need(r, 'h'), need(r, 'p'), a, need(r, 'ma'), r.to, r.ok,
           need(r, 'ca'), need(r, 'ra')}
         picked = picked + 1

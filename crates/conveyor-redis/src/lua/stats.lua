@@ -18,7 +18,7 @@ local queues = redis.call('SMEMBERS', QUEUES)
 table.sort(queues)
 for _, q in ipairs(queues) do
   local row = {q}
-  for _, s in ipairs(ALL_STATES) do row[#row + 1] = redis.call('ZCARD', index_key(q, s)) end
+  for _, s in ipairs(ALL_STATES) do row[#row + 1] = redis.call('ZCARD', members_key(q, s)) end
   -- Ids grow with enqueue time: the lowest available id is the oldest.
   local first = redis.call('ZRANGE', index_key(q, AVAILABLE), 0, 0)[1]
   if first then older(q, redis.call('HGET', task_key(first), 'ca')) end
