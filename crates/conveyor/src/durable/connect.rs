@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `embedded://./conveyor.db`, `embedded:///abs/path.db`, or a bare path | one local SQLite file (the default) |
 //! | `memory://` | in this process only (tests, demos) |
+//! | `redis://HOST:PORT/DB` | Redis (feature `redis`); keys under `conveyor:` |
 //!
 //! With no URL, `CONVEYOR_URL` is used, and without it [`DEFAULT_URL`].
 
@@ -40,8 +41,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Backend>, Error> {
     match scheme.as_str() {
         "memory" => Ok(Arc::new(MemoryBackend::new())),
         "embedded" | "sqlite" | "file" => open_embedded(rest),
+        "redis" | "rediss" => open_redis(url).await,
         other => Err(Error::InvalidConfig(format!(
-            "unknown backend {other:?} in {url:?}: expected embedded://PATH or memory://"
+            "unknown backend {other:?} in {url:?}: expected embedded://PATH, redis://HOST:PORT/DB or memory://"
         ))),
     }
 }
@@ -60,6 +62,19 @@ fn open_embedded(path: &str) -> Result<Arc<dyn Backend>, Error> {
     {
         Err(Error::Unsupported(format!(
             "the embedded backend ({path}) is not built in: enable conveyor's \"embedded\" feature"
+        )))
+    }
+}
+
+async fn open_redis(url: &str) -> Result<Arc<dyn Backend>, Error> {
+    #[cfg(feature = "redis")]
+    {
+        Ok(Arc::new(conveyor_redis::RedisBackend::connect(url).await?))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(Error::Unsupported(format!(
+            "the redis backend ({url}) is not built in: enable conveyor's \"redis\" feature"
         )))
     }
 }

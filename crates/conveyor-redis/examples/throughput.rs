@@ -1,0 +1,138 @@
+//! Measures the Redis backend's hot path on this machine and prints tasks/s,
+//! side by side with a bare Redis list queue on the same server (`LPUSH` 1000
+//! per call, `RPOP` 256 per call: no leases, no fencing, no record of a task
+//! once popped) as the machine's yardstick:
+//! `enqueue_many` in batches of 1000, then `reserve(256)` → `finish(batch)`
+//! loops (one, then several sharing the connection). Uses its own key prefix on
+//! the Redis at `CONVEYOR_REDIS_URL` (default the local one) and deletes it at
+//! the end.
+//!
+//! ```text
+//! cargo run --release -p conveyor-redis --example throughput [tasks]
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
+use conveyor_redis::RedisBackend;
+
+const ENQUEUE_BATCH: usize = 1000;
+const RESERVE_BATCH: usize = 256;
+const LEASE: Duration = Duration::from_secs(60);
+
+fn payload(i: usize) -> Vec<u8> {
+    format!("{{\"n\":{i},\"pad\":\"xxxxxxxxxxxx\"}}").into_bytes()
+}
+
+async fn enqueue(b: &RedisBackend, n: usize) -> Result<f64, Error> {
+    let tasks: Vec<NewTask> = (0..n).map(|i| NewTask::new("bench", payload(i))).collect();
+    let start = Instant::now();
+    for batch in tasks.chunks(ENQUEUE_BATCH) {
+        b.enqueue_many(batch.to_vec()).await?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Reserve → finish until the queue is empty; returns tasks handled.
+async fn drain(b: RedisBackend) -> Result<usize, Error> {
+    let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
+    let mut n = 0;
+    loop {
+        let got = b.reserve(&queues, RESERVE_BATCH, LEASE).await?;
+        if got.is_empty() {
+            return Ok(n);
+        }
+        n += got.len();
+        let reports = got
+            .iter()
+            .map(|r| Finish {
+                lease: r.lease,
+                action: FinishAction::Complete { result: None },
+            })
+            .collect();
+        for r in b.finish(reports).await? {
+            r?;
+        }
+    }
+}
+
+async fn cycle(b: &RedisBackend, loops: usize) -> Result<f64, Error> {
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..loops {
+        joins.push(tokio::spawn(drain(b.clone())));
+    }
+    let mut n = 0;
+    for j in joins {
+        n += j.await.map_err(|e| Error::Backend(e.to_string()))??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The yardstick: a plain list queue. Returns (push tasks/s, pop tasks/s).
+async fn list_queue(url: &str, key: &str, n: usize) -> Result<(f64, f64), Error> {
+    let e = |e: redis::RedisError| Error::Backend(e.to_string());
+    let client = redis::Client::open(url).map_err(e)?;
+    let mut conn = client.get_multiplexed_async_connection().await.map_err(e)?;
+    let items: Vec<Vec<u8>> = (0..n).map(payload).collect();
+    let start = Instant::now();
+    for batch in items.chunks(ENQUEUE_BATCH) {
+        let _: u64 = redis::cmd("LPUSH")
+            .arg(key)
+            .arg(batch)
+            .query_async(&mut conn)
+            .await
+            .map_err(e)?;
+    }
+    let push = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut popped = 0;
+    loop {
+        let got: Option<Vec<Vec<u8>>> = redis::cmd("RPOP")
+            .arg(key)
+            .arg(RESERVE_BATCH)
+            .query_async(&mut conn)
+            .await
+            .map_err(e)?;
+        match got {
+            Some(v) if !v.is_empty() => popped += v.len(),
+            _ => break,
+        }
+    }
+    Ok((push, popped as f64 / start.elapsed().as_secs_f64()))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let url = std::env::var("CONVEYOR_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let prefix = format!("conveyor-bench-{:08x}:", std::process::id());
+    let b = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
+    b.clear().await?;
+    println!("{n} tasks, payload ~40 bytes, Redis at {url}");
+    let (push, pop) = list_queue(&url, &format!("{prefix}baseline"), n).await?;
+    println!("yardstick: list LPUSH x{ENQUEUE_BATCH}:        {push:>9.0} tasks/s");
+    println!("yardstick: list RPOP x{RESERVE_BATCH}:          {pop:>9.0} tasks/s");
+    let rate = enqueue(&b, n).await?;
+    println!(
+        "enqueue_many x{ENQUEUE_BATCH}:              {rate:>9.0} tasks/s  ({:.2} of LPUSH)",
+        rate / push
+    );
+    let rate = cycle(&b, 1).await?;
+    println!(
+        "reserve({RESERVE_BATCH}) -> finish, 1 loop:  {rate:>9.0} tasks/s  ({:.2} of RPOP)",
+        rate / pop
+    );
+    for loops in [2, 4] {
+        enqueue(&b, n).await?;
+        let rate = cycle(&b, loops).await?;
+        println!("reserve({RESERVE_BATCH}) -> finish, {loops} loops: {rate:>9.0} tasks/s");
+    }
+    b.clear().await?;
+    Ok(())
+}

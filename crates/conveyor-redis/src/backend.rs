@@ -1,0 +1,457 @@
+//! [`RedisBackend`]: conveyor's durable queue contract on Redis.
+//!
+//! Each operation is one Lua script call (see [`scripts`](crate::scripts)), so
+//! every state change is atomic and a batch of tasks costs one round trip.
+//! Times come from the injected [`Clock`] and travel as script arguments; the
+//! server's own clock is never read, so tests move time by hand and several
+//! client machines agree as far as their clocks do. The connection is a
+//! [`ConnectionManager`]: after the server restarts (or the network drops),
+//! calls fail with [`Error::Backend`] until it reconnects, then succeed again;
+//! scripts missing from a restarted server's cache are loaded again on
+//! `NOSCRIPT`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
+    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ScriptInvocation, Value};
+
+use crate::keys::{Keys, DEFAULT_PREFIX};
+use crate::reply::{self, bad, redis_error};
+use crate::scripts::Scripts;
+use crate::wakeups::Wakeups;
+
+/// Most tasks one `reserve` call hands out (a larger `max` gets this many), so
+/// one script never holds the server for long.
+pub const MAX_RESERVE: usize = 10_000;
+
+/// Due scheduled or retrying tasks one `reserve` call promotes at most; a
+/// larger backlog is promoted over the following calls.
+const PROMOTE_LIMIT: usize = 1_000;
+/// Tasks one maintenance script (recover, prune, purge) handles per call; the
+/// backend calls it again until a batch comes back short.
+const MAINTENANCE_BATCH: usize = 1_000;
+/// Due, not yet promoted tasks `stats` looks at for the oldest ready time.
+const STATS_DUE_SCAN: usize = 1_000;
+/// Most tasks one `list` call returns.
+const MAX_LIST: usize = 1 << 31;
+
+/// A Redis-backed durable task store. Cheap to clone (clones share one
+/// connection).
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    keys: Keys,
+    clock: Arc<dyn Clock>,
+    wake: Wakeups,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.inner.keys.prefix())
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisBackend {
+    /// Connects to the Redis at `url` (`redis://host:port/db`) with the default
+    /// key prefix `conveyor:` and the system clock.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, DEFAULT_PREFIX, Arc::new(SystemClock)).await
+    }
+
+    /// Connects with every key under `prefix` (one namespace: give each
+    /// deployment or test its own) and time read from `clock`.
+    ///
+    /// Fails with [`Error::InvalidConfig`] for a bad URL or an empty prefix,
+    /// and with [`Error::Backend`] when the server cannot be reached.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        if prefix.is_empty() {
+            return Err(Error::InvalidConfig(
+                "the Redis key prefix is empty (it namespaces every key)".into(),
+            ));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::InvalidConfig(format!("bad Redis URL {url:?}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| redis_error("connect", e))?;
+        let keys = Keys::new(prefix);
+        let wake = Wakeups::new(client, keys.wake_channel());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn,
+                keys,
+                clock,
+                wake,
+            }),
+        })
+    }
+
+    /// The key prefix of this backend's namespace.
+    pub fn prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+
+    /// Deletes every key under this backend's prefix (its whole namespace:
+    /// tasks, indexes, counters) with `SCAN` and `DEL`. Returns how many keys
+    /// went. For tests and tearing a namespace down; not atomic.
+    pub async fn clear(&self) -> Result<u64, Error> {
+        let pattern = self.inner.keys.pattern();
+        let mut conn = self.inner.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("scan", e))?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_error("del", e))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    fn invocation(&self, script: &'static redis::Script) -> ScriptInvocation<'static> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(self.inner.keys.prefix());
+        inv
+    }
+
+    async fn run(&self, what: &str, inv: &ScriptInvocation<'_>) -> Result<Value, Error> {
+        let mut conn = self.inner.conn.clone();
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(what, e))
+    }
+
+    /// Runs a maintenance script until a batch comes back short; the script's
+    /// reply is (done, examined).
+    async fn run_batches(
+        &self,
+        what: &str,
+        inv: &ScriptInvocation<'_>,
+        pairs: bool,
+    ) -> Result<u64, Error> {
+        let mut total = 0u64;
+        loop {
+            let v = self.run(what, inv).await?;
+            let (done, examined) = if pairs {
+                let items = reply::array(v, what)?;
+                let [done, examined]: [Value; 2] = items
+                    .try_into()
+                    .map_err(|_| bad(format!("{what}: expected two counts")))?;
+                (
+                    reply::number::<u64>(done, what)?,
+                    reply::number::<u64>(examined, what)?,
+                )
+            } else {
+                let n = reply::number::<u64>(v, what)?;
+                (n, n)
+            };
+            total += done;
+            if examined < MAINTENANCE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        for t in &tasks {
+            t.validate()?;
+        }
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.inner.clock.now();
+        let mut inv = self.invocation(&Scripts::get().enqueue);
+        inv.arg(now.as_millis()).arg(tasks.len());
+        for t in &tasks {
+            let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
+            inv.arg(&t.queue)
+                .arg(&t.handler)
+                .arg(&t.payload[..])
+                .arg(t.priority)
+                .arg(t.first_run(now).as_millis())
+                .arg(t.max_attempts)
+                .arg(timeout)
+                .arg(u8::from(t.unique_key.is_some()))
+                .arg(t.unique_key.as_deref().unwrap_or(""))
+                .arg(u8::from(t.ordering_key.is_some()))
+                .arg(t.ordering_key.as_deref().unwrap_or(""));
+        }
+        let items = reply::array(self.run("enqueue", &inv).await?, "enqueue")?;
+        if items.len() != tasks.len() * 2 {
+            return Err(bad(format!(
+                "enqueue: {} reply items for {} tasks",
+                items.len(),
+                tasks.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        let mut it = items.into_iter();
+        while let (Some(id), Some(dup)) = (it.next(), it.next()) {
+            out.push(Enqueued {
+                id: TaskId(reply::number(id, "enqueued id")?),
+                duplicate: reply::int(dup, "enqueued duplicate flag")? != 0,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        let now = self.inner.clock.now();
+        let until = now.plus(lease);
+        let mut inv = self.invocation(&Scripts::get().reserve);
+        inv.arg(now.as_millis())
+            .arg(until.as_millis())
+            .arg(max.min(MAX_RESERVE))
+            .arg(PROMOTE_LIMIT);
+        for q in queues {
+            inv.arg(q);
+        }
+        reply::array(self.run("reserve", &inv).await?, "reserve")?
+            .into_iter()
+            .map(|v| reply::reserved(v, until))
+            .collect()
+    }
+
+    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = self.inner.clock.now().plus(lease);
+        let mut inv = self.invocation(&Scripts::get().renew);
+        inv.arg(until.as_millis());
+        for l in leases {
+            inv.arg(l.id.0).arg(l.token);
+        }
+        let items = reply::array(self.run("renew", &inv).await?, "renew")?;
+        if items.len() != leases.len() {
+            return Err(bad("renew: one reply per lease expected"));
+        }
+        items
+            .into_iter()
+            .map(|v| Ok(reply::int(v, "renew")? == 1))
+            .collect()
+    }
+
+    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.inner.clock.now();
+        let mut inv = self.invocation(&Scripts::get().finish);
+        inv.arg(now.as_millis());
+        for r in &reports {
+            inv.arg(r.lease.id.0).arg(r.lease.token);
+            match &r.action {
+                FinishAction::Complete { result } => match result {
+                    Some(bytes) => inv.arg("C").arg(1).arg(&bytes[..]),
+                    None => inv.arg("C").arg(0).arg(""),
+                },
+                FinishAction::Retry { delay, error } => inv
+                    .arg("R")
+                    .arg(now.plus(*delay).as_millis())
+                    .arg(error.as_str()),
+                FinishAction::DeadLetter { error } => inv.arg("D").arg(0).arg(error.as_str()),
+                FinishAction::Discard { reason } => inv.arg("X").arg(0).arg(reason.as_str()),
+                FinishAction::Release => inv.arg("L").arg(0).arg(""),
+            };
+        }
+        let items = reply::array(self.run("finish", &inv).await?, "finish")?;
+        if items.len() != reports.len() {
+            return Err(bad("finish: one reply per report expected"));
+        }
+        items
+            .into_iter()
+            .zip(&reports)
+            .map(|(v, r)| {
+                Ok(match reply::int(v, "finish")? {
+                    1 => Ok(()),
+                    _ => Err(Error::StaleLease(r.lease.id)),
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        let mut inv = self.invocation(&Scripts::get().cancel);
+        inv.arg(self.inner.clock.now().as_millis()).arg(id.0);
+        let code = reply::int(self.run("cancel", &inv).await?, "cancel")?;
+        if code < 0 {
+            return Err(Error::NotFound(id));
+        }
+        TaskState::from_code(code).ok_or_else(|| {
+            bad(format!(
+                "cancel: task {id} has an unknown state code {code}"
+            ))
+        })
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        let mut conn = self.inner.conn.clone();
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.inner.keys.task(id.0))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("get", e))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        reply::record(id.0, fields).map(Some)
+    }
+
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let mut inv = self.invocation(&Scripts::get().recover);
+        inv.arg(self.inner.clock.now().as_millis())
+            .arg(MAINTENANCE_BATCH);
+        let n = self.run_batches("recover", &inv, true).await?;
+        if n > 0 {
+            tracing::debug!(tasks = n, "recovered expired leases");
+        }
+        Ok(n)
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.inner.clock.now();
+        let mut inv = self.invocation(&Scripts::get().prune);
+        inv.arg(now.minus(retention.finished).as_millis())
+            .arg(now.minus(retention.dead).as_millis())
+            .arg(MAINTENANCE_BATCH);
+        self.run_batches("prune", &inv, false).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        let mut inv = self.invocation(&Scripts::get().stats);
+        inv.arg(self.inner.clock.now().as_millis())
+            .arg(STATS_DUE_SCAN);
+        reply::array(self.run("stats", &inv).await?, "stats")?
+            .into_iter()
+            .map(|row| {
+                let mut it = reply::array(row, "stats row")?.into_iter();
+                let mut next = || it.next().ok_or_else(|| bad("stats: short row"));
+                let mut qs = QueueStats {
+                    queue: reply::string(next()?, "stats queue")?,
+                    ..QueueStats::default()
+                };
+                for s in TaskState::ALL {
+                    let n: u64 = reply::number(next()?, "stats count")?;
+                    if n > 0 {
+                        qs.counts.insert(s, n);
+                    }
+                }
+                qs.oldest_ready = match next()? {
+                    Value::Nil => None,
+                    v => Some(conveyor_core::Timestamp(reply::int(v, "stats oldest")?)),
+                };
+                Ok(qs)
+            })
+            .collect()
+    }
+
+    async fn list(
+        &self,
+        queue: Option<&str>,
+        state: TaskState,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.invocation(&Scripts::get().list);
+        inv.arg(state.code()).arg(limit.min(MAX_LIST));
+        if let Some(q) = queue {
+            inv.arg(q);
+        }
+        reply::array(self.run("list", &inv).await?, "list")?
+            .into_iter()
+            .map(|row| {
+                let items = reply::array(row, "list row")?;
+                let [id, fields]: [Value; 2] = items
+                    .try_into()
+                    .map_err(|_| bad("list: expected an id and fields"))?;
+                reply::record_from_flat(reply::number(id, "list id")?, fields)
+            })
+            .collect()
+    }
+
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.invocation(&Scripts::get().requeue);
+        inv.arg(self.inner.clock.now().as_millis());
+        for id in ids {
+            inv.arg(id.0);
+        }
+        reply::number(self.run("requeue", &inv).await?, "requeue")
+    }
+
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
+        let mut inv = self.invocation(&Scripts::get().purge);
+        inv.arg(MAINTENANCE_BATCH);
+        if let Some(q) = queue {
+            inv.arg(q);
+        }
+        self.run_batches("purge", &inv, false).await
+    }
+
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        self.inner.wake.wait(queues, timeout).await;
+        true
+    }
+}

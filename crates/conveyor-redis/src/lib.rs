@@ -1,0 +1,34 @@
+//! A Redis backend for conveyor's durable task queues.
+//!
+//! [`RedisBackend`] implements [`conveyor_core::Backend`]: tasks live in
+//! Redis hashes indexed by sorted sets, and every state change is one Lua
+//! script, so it is atomic across any number of workers sharing the server.
+//! Unlike `BRPOP`-style queues, a reserved task stays recorded under a lease:
+//! when a worker dies (even with SIGKILL) the lease runs out and
+//! [`Backend::recover_expired`](conveyor_core::Backend::recover_expired) hands
+//! the task out again, so nothing is lost.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), conveyor_core::Error> {
+//! use conveyor_core::{Backend, NewTask};
+//! use conveyor_redis::RedisBackend;
+//!
+//! let backend = RedisBackend::connect("redis://127.0.0.1:6379").await?;
+//! let queued = backend.enqueue(NewTask::new("email", b"{}".to_vec())).await?;
+//! println!("task {}", queued.id);
+//! # Ok(()) }
+//! ```
+//!
+//! Every key lives under a prefix (`conveyor:` unless
+//! [`RedisBackend::connect_with`] says otherwise); `docs/redis.md` describes the
+//! key layout, the scripts, lease recovery, memory bounds and reconnection.
+
+mod backend;
+mod keys;
+mod reply;
+mod scripts;
+mod state_machine;
+mod wakeups;
+
+pub use backend::{RedisBackend, MAX_RESERVE};
+pub use keys::DEFAULT_PREFIX;

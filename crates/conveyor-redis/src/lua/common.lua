@@ -1,0 +1,303 @@
+-- Shared by every script (after the generated state-machine prelude).
+--
+-- ARGV[1] is the key prefix. Ids, timestamps and tokens travel as decimal
+-- strings and are stored as given, so they stay exact; they become Lua numbers
+-- only as sorted-set scores and in comparisons.
+--
+-- Sorted-set writes are buffered (last write per member wins) and applied by
+-- flush() in a few multi-member ZADD/ZREM calls per key: a batch of 256 tasks
+-- costs a handful of set calls instead of a thousand. A script flushes before
+-- it reads a set it wrote to. Hashes, unique keys and ordering keys are
+-- written at once, so later steps of the same script see them.
+
+local P = ARGV[1]
+local CHUNK = 2000
+
+local TIMERS = P .. 'timers'
+local DONE = P .. 'done'
+local DEADSET = P .. 'dead'
+local QUEUES = P .. 'queues'
+local SEQ = P .. 'seq'
+local WAKE = P .. 'wake'
+
+local function fail(msg)
+  error('conveyor: ' .. msg)
+end
+
+local function task_key(id) return P .. 't:' .. id end
+
+-- Key names are built once per queue (and state) per script run: string
+-- building is a large share of a script's time.
+local base_of, ready_of, index_of, uniq_of, leases_of = {}, {}, {}, {}, {}
+-- The queue name is length-prefixed so no queue name or ordering key can make
+-- two key families collide.
+local function queue_base(q)
+  local b = base_of[q]
+  if not b then
+    b = P .. 'q:' .. string.len(q) .. ':' .. q .. ':'
+    base_of[q] = b
+  end
+  return b
+end
+local function ready_key(q)
+  local k = ready_of[q]
+  if not k then
+    k = queue_base(q) .. 'ready'
+    ready_of[q] = k
+  end
+  return k
+end
+local function index_key(q, s)
+  local t = index_of[q]
+  if not t then
+    t = {}
+    index_of[q] = t
+  end
+  local k = t[s]
+  if not k then
+    k = queue_base(q) .. 's:' .. STATE_STR[s]
+    t[s] = k
+  end
+  return k
+end
+local function leases_key(q)
+  local k = leases_of[q]
+  if not k then
+    k = queue_base(q) .. 'leases'
+    leases_of[q] = k
+  end
+  return k
+end
+local function uniq_key(q)
+  local k = uniq_of[q]
+  if not k then
+    k = queue_base(q) .. 'uniq'
+    uniq_of[q] = k
+  end
+  return k
+end
+local function ord_key(q, k) return queue_base(q) .. 'ord:' .. k end
+-- The running task of an ordering key, if one runs (at most one can).
+local function ordrun_key(q, k) return queue_base(q) .. 'ordrun:' .. k end
+
+-- Ready-set members are zero-padded ids, so equal priorities (equal scores)
+-- sort by id: Redis breaks score ties by member, byte by byte.
+local zeros = {}
+local function pad(id)
+  local n = 16 - string.len(id)
+  if n <= 0 then return id end
+  local z = zeros[n]
+  if not z then
+    z = string.rep('0', n)
+    zeros[n] = z
+  end
+  return z .. id
+end
+local function unpad(m)
+  local i = string.find(m, '[^0]')
+  if not i then return m end
+  return string.sub(m, i)
+end
+
+local pending = {}
+
+local function zset_op(key, member, score)
+  local t = pending[key]
+  if not t then
+    t = {}
+    pending[key] = t
+  end
+  t[member] = score
+end
+local function zadd(key, score, member) zset_op(key, member, score) end
+local function zrem(key, member) zset_op(key, member, false) end
+
+local function flush()
+  for key, t in pairs(pending) do
+    local add, rem = {}, {}
+    for m, score in pairs(t) do
+      if score then
+        add[#add + 1] = score
+        add[#add + 1] = m
+      else
+        rem[#rem + 1] = m
+      end
+    end
+    for i = 1, #rem, CHUNK do
+      redis.call('ZREM', key, unpack(rem, i, math.min(i + CHUNK - 1, #rem)))
+    end
+    for i = 1, #add, CHUNK do
+      redis.call('ZADD', key, unpack(add, i, math.min(i + CHUNK - 1, #add)))
+    end
+  end
+  pending = {}
+end
+
+-- The home set of a task in state s (see HOME in the prelude) and its member.
+local function home_key(q, s)
+  local h = HOME[s]
+  if h == 'ready' then return ready_key(q)
+  elseif h == 'timers' then return TIMERS
+  elseif h == 'leases' then return leases_key(q)
+  elseif h == 'done' then return DONE
+  elseif h == 'dead' then return DEADSET
+  end
+  fail('no home for state ' .. tostring(s))
+end
+local function home_member(s, id)
+  if HOME[s] == 'ready' then return pad(id) end
+  return id
+end
+
+-- The set holding every task of queue q in state s: its id index, or for a
+-- state without one (running) its home.
+local function members_key(q, s)
+  if INDEXED[s] then return index_key(q, s) end
+  return home_key(q, s)
+end
+
+-- Reads fields of a task. fields[1] must be 's' and fields[2] 'q'. Returns nil
+-- when the task does not exist; fails on a task with a bad state or no queue.
+local function load(id, fields)
+  local v = redis.call('HMGET', task_key(id), unpack(fields))
+  if not v[1] then
+    if redis.call('EXISTS', task_key(id)) == 1 then
+      fail('task ' .. id .. ' has no state field')
+    end
+    return nil
+  end
+  local r = {id = id}
+  for i, f in ipairs(fields) do r[f] = v[i] end
+  local s = tonumber(r.s)
+  if s == nil or STATE_NAME[s] == nil then
+    fail('task ' .. id .. ' has an unknown state code ' .. tostring(r.s))
+  end
+  r.s = s
+  if not r.q then fail('task ' .. id .. ' has no queue field') end
+  return r
+end
+
+local function need(r, f)
+  local v = r[f]
+  if v == false or v == nil then fail('task ' .. r.id .. ' has no ' .. f .. ' field') end
+  return v
+end
+
+local function num(r, f)
+  local v = tonumber(need(r, f))
+  if v == nil then fail('task ' .. r.id .. ' has a non-numeric ' .. f .. ' field') end
+  return v
+end
+
+-- Only the lowest-id unfinished task of a (queue, ordering key) may run, and
+-- only while no task of the key runs (a requeued dead task can be older than
+-- the one that runs).
+local function is_head(r)
+  if not r.ok then return true end
+  local h = redis.call('ZRANGE', ord_key(r.q, r.ok), 0, 0)
+  if h[1] ~= r.id then return false end
+  return redis.call('EXISTS', ordrun_key(r.q, r.ok)) == 0
+end
+
+-- Higher priority first: the score is the priority negated, as a string.
+local function ready_score(pr)
+  if pr == '0' then return '0' end
+  if tonumber(pr) == nil then fail('bad priority ' .. tostring(pr)) end
+  if string.sub(pr, 1, 1) == '-' then return string.sub(pr, 2) end
+  return '-' .. pr
+end
+
+-- A task becomes unfinished (new or requeued): it takes its keys again.
+local function join_keys(r)
+  if r.uk then redis.call('HSETNX', uniq_key(r.q), r.uk, r.id) end
+  if r.ok then redis.call('ZADD', ord_key(r.q, r.ok), r.id, r.id) end
+end
+
+-- A task finished: it frees its unique key, and the next task of its ordering
+-- key (if available) becomes ready.
+local function release_keys(r)
+  if r.uk then
+    local uk = uniq_key(r.q)
+    if redis.call('HGET', uk, r.uk) == r.id then redis.call('HDEL', uk, r.uk) end
+  end
+  if r.ok then
+    local ok = ord_key(r.q, r.ok)
+    redis.call('ZREM', ok, r.id)
+    local h = redis.call('ZRANGE', ok, 0, 0)[1]
+    if h then
+      local v = redis.call('HMGET', task_key(h), 's', 'pr')
+      if tonumber(v[1]) == AVAILABLE then zadd(ready_key(r.q), ready_score(v[2]), pad(h)) end
+    end
+  end
+end
+
+-- Moves task r (fields s, q, pr, ok, uk; ra for timers; lu, the lease expiry,
+-- for the leases set: it is not stored in the hash) along
+-- transition tname, writing `sets` (field, value, ...) and deleting `dels`
+-- with its new state, and keeping every index in step.
+local function move(r, tname, now, sets, dels)
+  local tr = TR[tname]
+  local from = r.s
+  if from == nil then
+    if next(tr.from) ~= nil then fail('a new task cannot take the ' .. tname .. ' transition') end
+  elseif not tr.from[from] then
+    fail('task ' .. r.id .. ': a ' .. STATE_NAME[from] .. ' task cannot take the ' .. tname .. ' transition')
+  end
+  local to = tr.to
+  if from ~= nil then
+    zrem(home_key(r.q, from), home_member(from, r.id))
+    if INDEXED[from] then zrem(index_key(r.q, from), r.id) end
+  end
+  sets[#sets + 1] = 's'
+  sets[#sets + 1] = to
+  if FINISHED[to] then
+    sets[#sets + 1] = 'fa'
+    sets[#sets + 1] = now
+  end
+  local key = task_key(r.id)
+  redis.call('HSET', key, unpack(sets))
+  if dels and #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+  r.s = to
+  if r.ok then
+    if from == RUNNING and to ~= RUNNING then redis.call('DEL', ordrun_key(r.q, r.ok)) end
+    if to == RUNNING then redis.call('SET', ordrun_key(r.q, r.ok), r.id) end
+  end
+  local was_unfinished = from ~= nil and UNFINISHED[from]
+  if UNFINISHED[to] and not was_unfinished then join_keys(r) end
+  if FINISHED[to] and was_unfinished then release_keys(r) end
+  if INDEXED[to] then zadd(index_key(r.q, to), r.id, r.id) end
+  local h = HOME[to]
+  if h == 'ready' then
+    if is_head(r) then zadd(ready_key(r.q), ready_score(r.pr), pad(r.id)) end
+  elseif h == 'timers' then
+    zadd(TIMERS, r.ra, r.id)
+  elseif h == 'leases' then
+    zadd(leases_key(r.q), r.lu, r.id)
+  else
+    zadd(home_key(r.q, to), now, r.id)
+  end
+end
+
+-- True when the queue holds no task in any state.
+local function queue_empty(q)
+  for _, s in ipairs(ALL_STATES) do
+    if redis.call('ZCARD', members_key(q, s)) > 0 then return false end
+  end
+  return true
+end
+
+-- Drops a finished task for good (prune, purge).
+local function delete_task(id, set)
+  local v = redis.call('HMGET', task_key(id), 's', 'q')
+  local s, q = tonumber(v[1]), v[2]
+  zrem(set, id)
+  if q then
+    if s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
+    redis.call('DEL', task_key(id))
+  end
+  return q
+end
+
+local function publish(wake)
+  for q in pairs(wake) do redis.call('PUBLISH', WAKE, q) end
+end

@@ -1,0 +1,28 @@
+-- stats: ARGV = prefix, now, due_scan.
+-- Returns per queue: name, one count per state in ALL_STATES order, and the
+-- enqueue time of its oldest ready task (available, or scheduled/retrying and
+-- due; due tasks not promoted yet are looked at up to due_scan of them) or nil.
+local now = ARGV[2]
+local oldest = {}
+local function older(q, ca)
+  local t = tonumber(ca)
+  if t ~= nil and (oldest[q] == nil or t < tonumber(oldest[q])) then oldest[q] = ca end
+end
+local due = redis.call('ZRANGEBYSCORE', TIMERS, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do
+  local v = redis.call('HMGET', task_key(id), 'q', 'ca')
+  if v[1] then older(v[1], v[2]) end
+end
+local out = {}
+local queues = redis.call('SMEMBERS', QUEUES)
+table.sort(queues)
+for _, q in ipairs(queues) do
+  local row = {q}
+  for _, s in ipairs(ALL_STATES) do row[#row + 1] = redis.call('ZCARD', members_key(q, s)) end
+  -- Ids grow with enqueue time: the lowest available id is the oldest.
+  local first = redis.call('ZRANGE', index_key(q, AVAILABLE), 0, 0)[1]
+  if first then older(q, redis.call('HGET', task_key(first), 'ca')) end
+  row[#row + 1] = oldest[q] or false
+  out[#out + 1] = row
+end
+return out

@@ -1,0 +1,219 @@
+//! Decoding script replies and task hashes into conveyor's records.
+//!
+//! Everything read back from Redis is data another process (or a person with
+//! `redis-cli`) may have written, so nothing here panics: a missing field, a
+//! number that does not parse or an unknown state code becomes an
+//! [`Error::Backend`] that names the task and the field.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use conveyor_core::{Error, Lease, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
+use redis::Value;
+
+/// A store failure with a message.
+pub(crate) fn bad(msg: impl Into<String>) -> Error {
+    Error::Backend(msg.into())
+}
+
+/// A Redis error as a store failure, saying what was being done.
+pub(crate) fn redis_error(what: &str, e: redis::RedisError) -> Error {
+    Error::Backend(format!("redis {what}: {e}"))
+}
+
+/// The items of an array reply.
+pub(crate) fn array(v: Value, what: &str) -> Result<Vec<Value>, Error> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(bad(format!("{what}: expected an array, got {other:?}"))),
+    }
+}
+
+/// The bytes of a string reply, `None` for nil.
+pub(crate) fn opt_bytes(v: Value, what: &str) -> Result<Option<Vec<u8>>, Error> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        Value::Int(i) => Ok(Some(i.to_string().into_bytes())),
+        other => Err(bad(format!("{what}: expected a string, got {other:?}"))),
+    }
+}
+
+/// The bytes of a string reply that must be there.
+pub(crate) fn bytes(v: Value, what: &str) -> Result<Vec<u8>, Error> {
+    opt_bytes(v, what)?.ok_or_else(|| bad(format!("{what}: missing")))
+}
+
+/// A UTF-8 string reply.
+pub(crate) fn string(v: Value, what: &str) -> Result<String, Error> {
+    utf8(bytes(v, what)?, what)
+}
+
+/// A UTF-8 string reply or nil.
+pub(crate) fn opt_string(v: Value, what: &str) -> Result<Option<String>, Error> {
+    opt_bytes(v, what)?.map(|b| utf8(b, what)).transpose()
+}
+
+fn utf8(b: Vec<u8>, what: &str) -> Result<String, Error> {
+    String::from_utf8(b).map_err(|_| bad(format!("{what}: not UTF-8")))
+}
+
+/// An integer reply (Redis may send integers as strings).
+pub(crate) fn int(v: Value, what: &str) -> Result<i64, Error> {
+    match v {
+        Value::Int(i) => Ok(i),
+        other => parse(&bytes(other, what)?, what),
+    }
+}
+
+fn parse<T: std::str::FromStr>(b: &[u8], what: &str) -> Result<T, Error> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "{what}: {:?} is not a valid number",
+                String::from_utf8_lossy(b)
+            ))
+        })
+}
+
+/// A number of type `T` from an integer reply.
+pub(crate) fn number<T: TryFrom<i64>>(v: Value, what: &str) -> Result<T, Error> {
+    let i = int(v, what)?;
+    T::try_from(i).map_err(|_| bad(format!("{what}: {i} is out of range")))
+}
+
+/// A timeout stored as milliseconds, or none.
+fn timeout(v: Option<Vec<u8>>, what: &str) -> Result<Option<Duration>, Error> {
+    v.map(|b| parse::<u64>(&b, what).map(Duration::from_millis))
+        .transpose()
+}
+
+/// One reserved task as `reserve.lua` returns it.
+pub(crate) fn reserved(v: Value, lease_until: Timestamp) -> Result<Reserved, Error> {
+    let items = array(v, "reserved task")?;
+    let [id, token, queue, handler, payload, attempt, max_attempts, to, ok, ca, ra]: [Value; 11] =
+        items
+            .try_into()
+            .map_err(|v: Vec<Value>| bad(format!("reserved task: {} items, not 11", v.len())))?;
+    let id: u64 = number(id, "reserved task id")?;
+    let what = |f: &str| format!("task {id}: {f}");
+    Ok(Reserved {
+        lease: Lease {
+            id: TaskId(id),
+            token: number(token, &what("token"))?,
+        },
+        queue: string(queue, &what("queue"))?,
+        handler: string(handler, &what("handler"))?,
+        payload: bytes(payload, &what("payload"))?,
+        attempt: number(attempt, &what("attempts"))?,
+        max_attempts: number(max_attempts, &what("max attempts"))?,
+        timeout: timeout(opt_bytes(to, &what("timeout"))?, &what("timeout"))?,
+        ordering_key: opt_string(ok, &what("ordering key"))?,
+        enqueued_at: Timestamp(int(ca, &what("created at"))?),
+        due_at: Timestamp(int(ra, &what("run at"))?),
+        lease_until,
+    })
+}
+
+/// A task record from its hash's fields (`HGETALL`).
+pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecord, Error> {
+    let mut f: HashMap<String, Vec<u8>> = pairs.into_iter().collect();
+    let mut take = |name: &str| f.remove(name);
+    let what = |name: &str| format!("task {id}: field {name}");
+    let need = |v: Option<Vec<u8>>, name: &str| {
+        v.ok_or_else(|| bad(format!("task {id} has no {name} field")))
+    };
+    let num = |v: Option<Vec<u8>>, name: &str| -> Result<i64, Error> {
+        parse(&need(v, name)?, &what(name))
+    };
+    let text = |v: Option<Vec<u8>>, name: &str| -> Result<Option<String>, Error> {
+        v.map(|b| utf8(b, &what(name))).transpose()
+    };
+    let code = num(take("s"), "s")?;
+    let state = TaskState::from_code(code)
+        .ok_or_else(|| bad(format!("task {id} has an unknown state code {code}")))?;
+    let narrow = |v: i64, name: &str| {
+        u32::try_from(v).map_err(|_| bad(format!("task {id}: field {name} out of range: {v}")))
+    };
+    Ok(TaskRecord {
+        id: TaskId(id),
+        queue: text(Some(need(take("q"), "q")?), "q")?.unwrap_or_default(),
+        handler: text(Some(need(take("h"), "h")?), "h")?.unwrap_or_default(),
+        state,
+        payload: need(take("p"), "p")?,
+        priority: i32::try_from(num(take("pr"), "pr")?)
+            .map_err(|_| bad(format!("task {id}: priority out of range")))?,
+        attempts: narrow(num(take("a"), "a")?, "a")?,
+        max_attempts: narrow(num(take("ma"), "ma")?, "ma")?,
+        run_at: Timestamp(num(take("ra"), "ra")?),
+        unique_key: text(take("uk"), "uk")?,
+        ordering_key: text(take("ok"), "ok")?,
+        result: take("r"),
+        error: text(take("e"), "e")?,
+        created_at: Timestamp(num(take("ca"), "ca")?),
+        finished_at: take("fa")
+            .map(|b| parse(&b, &what("fa")).map(Timestamp))
+            .transpose()?,
+    })
+}
+
+/// A task record from a flat `field, value, …` array reply.
+pub(crate) fn record_from_flat(id: u64, v: Value) -> Result<TaskRecord, Error> {
+    let items = array(v, "task fields")?;
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((string(k, "field name")?, bytes(v, "field value")?));
+    }
+    record(id, pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        let mut base = vec![
+            ("q", "default"),
+            ("h", "h"),
+            ("p", "{}"),
+            ("pr", "0"),
+            ("s", "1"),
+            ("a", "0"),
+            ("ma", "3"),
+            ("ra", "5"),
+            ("ca", "5"),
+        ];
+        base.extend_from_slice(extra);
+        base.into_iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_record_decodes() {
+        let r = record(1, fields(&[("ok", "k"), ("fa", "9")])).expect("decodes");
+        assert_eq!(r.state, TaskState::Available);
+        assert_eq!(r.ordering_key.as_deref(), Some("k"));
+        assert_eq!(r.finished_at, Some(Timestamp(9)));
+    }
+
+    #[test]
+    fn bad_data_is_an_error_not_a_panic() {
+        let mut f = fields(&[]);
+        f.retain(|(k, _)| k != "q");
+        assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("no q field")));
+        let f = fields(&[("s", "42")]);
+        // The later "s" wins in the map.
+        assert!(
+            matches!(record(1, f), Err(Error::Backend(m)) if m.contains("unknown state code 42"))
+        );
+        let f = fields(&[("a", "lots")]);
+        assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("not a valid number")));
+        assert!(reserved(Value::Array(vec![Value::Int(1)]), Timestamp(0)).is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Redis-specific behaviour beyond the conformance suite: several connections
+//! racing, namespaces cleaned up, memory bounded after pruning, wake-ups, and
+//! bad data in the store.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{keys_under, redis_url, Namespace};
+use conveyor_core::{
+    Backend, Clock, Error, Finish, FinishAction, ManualClock, NewTask, Retention, SystemClock,
+    TaskId, TaskState,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn task(handler: &str) -> NewTask {
+    NewTask::new(handler, handler.as_bytes().to_vec())
+}
+
+fn default_queue() -> Vec<String> {
+    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
+}
+
+fn complete(lease: conveyor_core::Lease) -> Finish {
+    Finish {
+        lease,
+        action: FinishAction::Complete { result: None },
+    }
+}
+
+/// Reservers on separate connections never hold the same task, and tasks
+/// sharing an ordering key run one at a time, in enqueue order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservers_on_separate_connections_share_nothing_and_keep_key_order() {
+    let (ns, clock) = Namespace::manual().await;
+    let n = 600;
+    let keys = 10;
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|i| {
+            let t = task(&format!("t{i}")).priority((i % 3) as i32);
+            if i % 3 == 0 {
+                t
+            } else {
+                t.ordering_key(format!("k{}", i % keys))
+            }
+        })
+        .collect();
+    let key_of: HashMap<TaskId, Option<String>> = ns
+        .backend
+        .enqueue_many(tasks.clone())
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .zip(&tasks)
+        .map(|(e, t)| (e.id, t.ordering_key.clone()))
+        .collect();
+    let key_of = Arc::new(key_of);
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let running_keys = Arc::new(Mutex::new(HashSet::new()));
+    let order: Arc<Mutex<BTreeMap<String, Vec<TaskId>>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut joins = Vec::new();
+    for _ in 0..4 {
+        let b = ns.another(clock.clone()).await;
+        let (key_of, seen, running_keys, order, done) = (
+            key_of.clone(),
+            seen.clone(),
+            running_keys.clone(),
+            order.clone(),
+            done.clone(),
+        );
+        joins.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while done.load(std::sync::atomic::Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "reservers stalled");
+                let got = b
+                    .reserve(&default_queue(), 16, LEASE)
+                    .await
+                    .expect("reserve");
+                if got.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                for r in &got {
+                    assert!(
+                        seen.lock().expect("lock").insert(r.lease.id),
+                        "task {} reserved twice",
+                        r.lease.id
+                    );
+                    if let Some(k) = &key_of[&r.lease.id] {
+                        assert!(
+                            running_keys.lock().expect("lock").insert(k.clone()),
+                            "two tasks of key {k} running at once"
+                        );
+                        order
+                            .lock()
+                            .expect("lock")
+                            .entry(k.clone())
+                            .or_default()
+                            .push(r.lease.id);
+                    }
+                }
+                // Free the keys before reporting: once the report lands, the
+                // next task of the key may be reserved by anyone.
+                for r in &got {
+                    if let Some(k) = &key_of[&r.lease.id] {
+                        running_keys.lock().expect("lock").remove(k);
+                    }
+                }
+                let out = b
+                    .finish(got.iter().map(|r| complete(r.lease)).collect())
+                    .await
+                    .expect("finish");
+                assert!(out.iter().all(|r| r.is_ok()));
+                done.fetch_add(got.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    for j in joins {
+        j.await.expect("reserver");
+    }
+    assert_eq!(seen.lock().expect("lock").len(), n);
+    let order = order.lock().expect("lock");
+    assert_eq!(order.len(), keys);
+    for (k, ids) in order.iter() {
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, &sorted, "key {k} ran out of enqueue order");
+    }
+}
+
+/// `clear` deletes every key of its namespace and none of another's.
+#[tokio::test]
+async fn clear_deletes_every_key_under_the_prefix() {
+    let (ns, _clock) = Namespace::manual().await;
+    let (other, _c2) = Namespace::manual().await;
+    let b = &ns.backend;
+    b.enqueue_many(vec![
+        task("a").unique_key("u").ordering_key("o"),
+        task("b").delay(Duration::from_secs(60)),
+        task("c").queue("q2"),
+    ])
+    .await
+    .expect("enqueue");
+    b.reserve(&default_queue(), 1, LEASE)
+        .await
+        .expect("reserve");
+    other.backend.enqueue(task("x")).await.expect("enqueue");
+    assert!(keys_under(ns.prefix()).len() > 5);
+    let deleted = b.clear().await.expect("clear");
+    assert!(deleted > 5);
+    assert!(keys_under(ns.prefix()).is_empty());
+    assert!(
+        !keys_under(other.prefix()).is_empty(),
+        "other namespaces stay"
+    );
+}
+
+/// After every task finished and retention passed, pruning leaves nothing but
+/// the id counter: no task hashes, no empty helper sets or key maps.
+#[tokio::test]
+async fn memory_is_bounded_after_prune() {
+    let (ns, clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let queues = vec!["default".to_string(), "other".to_string()];
+    let enq = b
+        .enqueue_many(vec![
+            task("plain"),
+            task("unique").unique_key("u"),
+            task("k1").ordering_key("K"),
+            task("k2").ordering_key("K").priority(5),
+            task("delayed").delay(Duration::from_secs(10)),
+            task("other")
+                .queue("other")
+                .unique_key("x")
+                .ordering_key("Y"),
+            task("cancel"),
+            task("expire").max_attempts(1),
+            task("retry").max_attempts(2),
+            task("requeue").unique_key("r").ordering_key("R"),
+            task("release"),
+            task("discard"),
+        ])
+        .await
+        .expect("enqueue");
+    let cancel = enq[6].id;
+    assert_eq!(
+        b.cancel(cancel).await.expect("cancel"),
+        TaskState::Cancelled
+    );
+    let mut requeued = false;
+    let mut released = false;
+    for _round in 0..20 {
+        clock.advance(Duration::from_secs(60));
+        b.recover_expired().await.expect("recover");
+        let got = b.reserve(&queues, 100, LEASE).await.expect("reserve");
+        let mut reports = Vec::new();
+        let mut dead_now = Vec::new();
+        for r in &got {
+            let action = match r.handler.as_str() {
+                "expire" => continue,
+                "retry" => FinishAction::Retry {
+                    delay: Duration::from_secs(1),
+                    error: "again".into(),
+                },
+                "requeue" if !requeued => {
+                    requeued = true;
+                    dead_now.push(r.lease.id);
+                    FinishAction::DeadLetter {
+                        error: "once".into(),
+                    }
+                }
+                "release" if !released => {
+                    released = true;
+                    FinishAction::Release
+                }
+                "discard" => FinishAction::Discard {
+                    reason: "no".into(),
+                },
+                _ => FinishAction::Complete {
+                    result: Some(b"ok".to_vec()),
+                },
+            };
+            reports.push(Finish {
+                lease: r.lease,
+                action,
+            });
+        }
+        for res in b.finish(reports).await.expect("finish") {
+            res.expect("report applies");
+        }
+        if !dead_now.is_empty() {
+            assert_eq!(b.requeue_dead(&dead_now).await.expect("requeue"), 1);
+        }
+    }
+    let stats = b.stats().await.expect("stats");
+    for qs in &stats {
+        for s in TaskState::UNFINISHED {
+            assert_eq!(qs.count(s), 0, "{} still has {s} tasks", qs.queue);
+        }
+    }
+    let dead: u64 = stats.iter().map(|q| q.count(TaskState::Dead)).sum();
+    assert_eq!(dead, 2, "the expired and the retried task");
+    let prefix = ns.prefix().to_string();
+    let helpers: Vec<String> = keys_under(&prefix)
+        .into_iter()
+        .filter(|k| !k[prefix.len()..].starts_with("t:"))
+        .filter(|k| !k.ends_with(":s:4") && !k.ends_with(":s:5") && !k.ends_with(":s:6"))
+        .collect();
+    let want: Vec<String> = ["dead", "done", "queues", "seq"]
+        .iter()
+        .map(|k| format!("{prefix}{k}"))
+        .collect();
+    assert_eq!(
+        helpers, want,
+        "no unique, ordering, ready, timer or lease keys left"
+    );
+    clock.advance(Duration::from_secs(3600));
+    let keep = Retention {
+        finished: Duration::from_secs(60),
+        dead: Duration::from_secs(600),
+    };
+    assert_eq!(b.prune(keep).await.expect("prune"), 12);
+    assert_eq!(keys_under(&prefix), vec![format!("{prefix}seq")]);
+    assert!(b.stats().await.expect("stats").is_empty());
+}
+
+/// A waiting worker wakes when a task is enqueued on its queue (through the
+/// published wake-up, long before its timeout); without work it returns at the
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_work_wakes_on_enqueue() {
+    let ns = Namespace::new(Arc::new(SystemClock)).await;
+    let producer = ns.another(Arc::new(SystemClock)).await;
+    // The first wait starts the subscriber and returns at its timeout.
+    assert!(
+        ns.backend
+            .wait_for_work(&default_queue(), Duration::from_millis(50))
+            .await
+    );
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let channel = format!("{}wake", ns.prefix());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query(&mut conn)
+            .expect("numsub");
+        if subscribers == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscriber never came up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Absorb the wake-everyone that follows a (re)subscription.
+    ns.backend
+        .wait_for_work(&default_queue(), Duration::from_millis(100))
+        .await;
+    let waiter = ns.backend.clone();
+    let woke = tokio::spawn(async move {
+        waiter
+            .wait_for_work(&default_queue(), Duration::from_secs(600))
+            .await
+    });
+    // Work on another queue does not wake it.
+    producer
+        .enqueue(task("elsewhere").queue("other"))
+        .await
+        .expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!woke.is_finished(), "woken by another queue's work");
+    producer.enqueue(task("w")).await.expect("enqueue");
+    let woke = tokio::time::timeout(Duration::from_secs(20), woke)
+        .await
+        .expect("woken by the enqueue, not the 600 s timeout");
+    assert!(woke.expect("waiter"));
+}
+
+/// Records that do not decode are errors naming the task, never panics; stray
+/// index entries are dropped.
+#[tokio::test]
+async fn bad_data_is_an_error_not_a_panic() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let p = ns.prefix().to_string();
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let ready = format!("{p}q:7:default:ready");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{p}t:999"))
+        .arg("s")
+        .arg(42)
+        .arg("q")
+        .arg("default")
+        .query(&mut conn)
+        .expect("hset");
+    let err = b.get(TaskId(999)).await.expect_err("bad state code");
+    assert!(
+        matches!(&err, Error::Backend(m) if m.contains("unknown state code 42")),
+        "{err}"
+    );
+    let err = b.cancel(TaskId(999)).await.expect_err("bad state code");
+    assert!(
+        matches!(&err, Error::Backend(m) if m.contains("unknown state code")),
+        "{err}"
+    );
+    // A ready entry without a task behind it is dropped.
+    let _: () = redis::cmd("ZADD")
+        .arg(&ready)
+        .arg(0)
+        .arg("0000000000000997")
+        .query(&mut conn)
+        .expect("zadd");
+    assert!(b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve")
+        .is_empty());
+    let left: u64 = redis::cmd("EXISTS")
+        .arg(&ready)
+        .query(&mut conn)
+        .expect("exists");
+    assert_eq!(left, 0);
+    // A task missing its fields fails the reservation with a clear error.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{p}t:998"))
+        .arg("s")
+        .arg(1)
+        .arg("q")
+        .arg("default")
+        .query(&mut conn)
+        .expect("hset");
+    let _: () = redis::cmd("ZADD")
+        .arg(&ready)
+        .arg(0)
+        .arg("0000000000000998")
+        .query(&mut conn)
+        .expect("zadd");
+    let err = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect_err("bad task");
+    assert!(
+        matches!(&err, Error::Backend(m) if m.contains("task 998 has no")),
+        "{err}"
+    );
+}
+
+/// Time is the injected clock's, not the server's.
+#[tokio::test]
+async fn times_come_from_the_injected_clock() {
+    let clock = Arc::new(ManualClock::new(conveyor_core::Timestamp(1_000)));
+    let ns = Namespace::new(clock.clone()).await;
+    let id = ns.backend.enqueue(task("t")).await.expect("enqueue").id;
+    let rec = ns.backend.get(id).await.expect("get").expect("record");
+    assert_eq!(rec.created_at, clock.now());
+    let got = ns
+        .backend
+        .reserve(&default_queue(), 1, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(got[0].lease_until, clock.now().plus(LEASE));
+}
