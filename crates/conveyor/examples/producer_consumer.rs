@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lookup = Handler::io("price_lookup", |sku: u32, _ctx| async move {
         let latency_ms = 5 + u64::from(xorshift(sku) % 46);
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-        if sku % 97 == 0 {
+        if sku.is_multiple_of(97) {
             return Err(TaskError::permanent(format!("unknown sku {sku}")));
         }
         let cents = 100 + xorshift(sku.rotate_left(7)) % 10_000;
