@@ -141,10 +141,6 @@ where
             let caught = AssertUnwindSafe(fut).catch_unwind();
             match timeout {
                 Some(limit) => match tokio::time::timeout(limit, caught).await {
-                    // As in the cpu lane, a result at or after the deadline (say, a
-                    // handler that saw `ctx.cancelled()` fire at the deadline and
-                    // returned) is not a success.
-                    Ok(_) if started.elapsed() >= limit => Ended::TimedOut,
                     Ok(r) => Ended::from_caught(r),
                     Err(_) => Ended::TimedOut,
                 },

@@ -8,6 +8,10 @@ use tokio::time::Instant;
 use crate::cancel::Cancel;
 use crate::envelope::JobShared;
 
+/// One timer tick: how much later than the engine's timeout `cancelled()`
+/// observes the deadline.
+const DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Passed to every handler call: the task's identity and attempt, and a way to
 /// notice cancellation (job or task cancelled, pool shut down, or — in the cpu
 /// lane, where a thread cannot be pre-empted — the attempt's timeout passed).
@@ -62,10 +66,14 @@ impl TaskContext {
     }
 
     /// Completes once the attempt should stop.
+    ///
+    /// At the deadline the engine's own timeout fires first (this waits one
+    /// timer tick longer), so a handler that returns when it sees the deadline
+    /// still ends as timed out, never as a success.
     pub async fn cancelled(&self) {
         let deadline = async {
             match self.deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
+                Some(d) => tokio::time::sleep_until(d + DEADLINE_TICK).await,
                 None => std::future::pending().await,
             }
         };
