@@ -82,7 +82,7 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
              ALTER SEQUENCE {seq} OWNED BY {t}.id;
              CREATE INDEX tasks_available ON {t} (queue, priority DESC, id) WHERE {available};
              CREATE INDEX tasks_due ON {t} (run_at) WHERE {timed};
-             CREATE INDEX tasks_leased ON {t} (lease_until) WHERE {leased};
+             CREATE INDEX tasks_leased ON {t} (lease_until) WHERE {lease_index};
              CREATE INDEX tasks_ordering ON {t} (queue, ordering_key, id)
                  WHERE ordering_key IS NOT NULL AND {unfinished};
              CREATE UNIQUE INDEX tasks_unique ON {t} (queue, unique_key)
@@ -90,7 +90,7 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
              CREATE INDEX tasks_finished ON {t} (state, finished_at) WHERE {finished};",
             available = p.available,
             timed = p.timed,
-            leased = p.leased,
+            lease_index = p.lease_index,
             unfinished = p.unfinished,
             finished = p.finished,
         ),

@@ -50,6 +50,12 @@ pub(crate) struct Predicates {
     pub timed: String,
     /// Tasks under a lease.
     pub leased: String,
+    /// The lease-expiry index's predicate. `lease_until` is set exactly while a
+    /// task runs; predicating on it rather than on `state` keeps that index out
+    /// of reach of the statements that look tasks up by id (`finish`, `renew`),
+    /// whose check `state IN (running)` would otherwise match it and tempt the
+    /// planner into scanning every lease.
+    pub lease_index: &'static str,
     /// Tasks that hold their unique and ordering keys.
     pub unfinished: String,
     /// Tasks whose outcome is decided (pruned by retention).
@@ -62,6 +68,7 @@ impl Predicates {
             available: format!("state IN ({})", Transition::Reserve.source_codes()),
             timed: format!("state IN ({})", Transition::Due.source_codes()),
             leased: format!("state IN ({})", Transition::Expire.source_codes()),
+            lease_index: "lease_until IS NOT NULL",
             unfinished: format!("state IN ({})", codes(&TaskState::UNFINISHED)),
             finished: format!("state IN ({})", codes(&TaskState::FINISHED)),
         }
@@ -157,8 +164,8 @@ impl Statements {
 
         let promote = format!(
             "UPDATE {t} SET state = {due}
-             WHERE id IN (SELECT id FROM {t} WHERE {timed} AND run_at <= $1
-                          FOR NO KEY UPDATE SKIP LOCKED)
+             WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {timed} AND run_at <= $1
+                                  FOR NO KEY UPDATE SKIP LOCKED))
                AND {timed}",
             due = code(Transition::Due),
             timed = p.timed,
@@ -181,7 +188,7 @@ impl Statements {
              UPDATE {t} t
              SET state = {running_to}, attempts = t.attempts + 1, token = t.token + 1,
                  lease_until = $3
-             FROM picked WHERE t.id = picked.id
+             WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
              RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts, t.max_attempts,
                        t.timeout_ms, t.ordering_key, t.created_at, t.run_at, t.lease_until,
                        t.priority",
@@ -269,7 +276,7 @@ impl Statements {
                   finished_at = CASE WHEN {last} THEN $1 ELSE t.finished_at END,
                   run_at = $1,
                   lease_until = NULL
-                FROM x WHERE t.id = x.id AND t.{leased}
+                WHERE t.id = ANY(ARRAY(SELECT id FROM x)) AND t.{leased}
                 RETURNING t.state, t.queue
              )
              SELECT count(*), {notify} FROM u",
@@ -286,8 +293,8 @@ impl Statements {
             .collect();
         let prune = |states: &str| {
             format!(
-                "DELETE FROM {t} WHERE id IN (
-                    SELECT id FROM {t} WHERE state IN ({states}) AND finished_at < $1 LIMIT $2)"
+                "DELETE FROM {t} WHERE id = ANY(ARRAY(
+                    SELECT id FROM {t} WHERE state IN ({states}) AND finished_at < $1 LIMIT $2))"
             )
         };
         let prune_finished = prune(&codes(&finished_states));
@@ -330,7 +337,7 @@ impl Statements {
              u AS (
                 UPDATE {t} t SET state = {available_to}, attempts = 0, finished_at = NULL,
                                  run_at = $2
-                FROM ok WHERE t.id = ok.id
+                WHERE t.id = ANY(ARRAY(SELECT id FROM ok))
                 RETURNING t.state, t.queue
              )
              SELECT count(*), {notify} FROM u",
