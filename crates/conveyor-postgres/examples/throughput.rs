@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Uses `CONVEYOR_POSTGRES_URL` (default: the local server, database `test`) and a
-//! fresh schema that is dropped at the end.
+//! fresh schema that is dropped at the end. A background task calls
+//! `recover_expired` every second, as a worker's maintenance loop does (which
+//! lets the backend vacuum; `CONVEYOR_BENCH_NO_VACUUM=1` turns that off).
 
 use std::time::{Duration, Instant};
 
@@ -32,13 +34,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("CONVEYOR_POSTGRES_URL")
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_string());
     let schema = format!("conveyor_bench_{:08x}", fastrand::u32(..));
-    let backend = PostgresBackend::connect_with(
-        &url,
-        &schema,
-        std::sync::Arc::new(conveyor_core::SystemClock),
-    )
-    .await?;
+    // CONVEYOR_BENCH_NO_VACUUM=1 leaves vacuuming to autovacuum, to see the
+    // difference the backend's own vacuuming makes.
+    let vacuum =
+        std::env::var("CONVEYOR_BENCH_NO_VACUUM").map_or(true, |v| v.is_empty() || v == "0");
+    let backend = PostgresBackend::builder(&url)
+        .schema(&schema)
+        .vacuum_every(vacuum.then_some(conveyor_postgres::DEFAULT_VACUUM_EVERY))
+        .connect()
+        .await?;
+    println!("backend vacuuming: {}", if vacuum { "on" } else { "off" });
+    // The maintenance a worker runs: recover expired leases every second.
+    let upkeep = {
+        let b = backend.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = b.recover_expired().await {
+                    eprintln!("maintenance: {e}");
+                }
+            }
+        })
+    };
     let result = run(&backend, total, loops).await;
+    upkeep.abort();
     drop(backend);
     let (client, conn) = tokio_postgres::connect(&url, NoTls).await?;
     tokio::spawn(conn);

@@ -27,6 +27,7 @@ use crate::migrate::{self, Migrated};
 use crate::row::{self, col, param_id};
 use crate::schema::Schema;
 use crate::statements::{kind, Statements};
+use crate::vacuum::Vacuum;
 
 /// Rows changed per statement by `recover_expired` and `prune`, so maintenance
 /// never holds locks on, or writes WAL for, an unbounded set at once.
@@ -44,6 +45,7 @@ struct Inner {
     sql: Statements,
     clock: Arc<dyn Clock>,
     listener: Listener,
+    vacuum: Vacuum,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -87,6 +89,7 @@ impl PostgresBackend {
         config: tokio_postgres::Config,
         schema: Schema,
         clock: Arc<dyn Clock>,
+        vacuum_every: Option<Duration>,
     ) -> Self {
         let sql = Statements::new(&schema);
         let listener = Listener::new(config, schema.channel());
@@ -97,6 +100,7 @@ impl PostgresBackend {
                 sql,
                 clock,
                 listener,
+                vacuum: Vacuum::new(vacuum_every),
             }),
         }
     }
@@ -454,9 +458,11 @@ impl Backend for PostgresBackend {
             let n: i64 = col(&row, 0, "count")?;
             total += n.unsigned_abs();
             if n < MAINTENANCE_BATCH {
-                return Ok(total);
+                break;
             }
         }
+        self.inner.vacuum.maybe_run(&conn, &self.inner.schema).await;
+        Ok(total)
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, Error> {

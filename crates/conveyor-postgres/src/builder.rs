@@ -21,6 +21,9 @@ use crate::schema::{Schema, DEFAULT_SCHEMA};
 /// fetcher, completer, lease keeper and maintenance to run side by side.
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
+/// How often `recover_expired` may vacuum the tasks table unless told otherwise.
+pub const DEFAULT_VACUUM_EVERY: Duration = Duration::from_secs(2);
+
 /// How long opening one connection may take unless the URL says otherwise.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,6 +35,7 @@ pub struct Builder {
     clock: Arc<dyn Clock>,
     pool_size: usize,
     migrate: bool,
+    vacuum_every: Option<Duration>,
 }
 
 impl Builder {
@@ -42,6 +46,7 @@ impl Builder {
             clock: Arc::new(SystemClock),
             pool_size: DEFAULT_POOL_SIZE,
             migrate: true,
+            vacuum_every: Some(DEFAULT_VACUUM_EVERY),
         }
     }
 
@@ -69,6 +74,16 @@ impl Builder {
     /// where the schema is migrated by a separate step (`conveyor migrate`).
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
+        self
+    }
+
+    /// How often [`Backend::recover_expired`](conveyor_core::Backend) may also
+    /// `VACUUM` the tasks table when dead rows have piled up (default every 2 s;
+    /// `None` leaves it to autovacuum). Reserving slows down with every task
+    /// reserved since the last vacuum, so a busy queue needs this; see
+    /// `docs/postgres.md`.
+    pub fn vacuum_every(mut self, every: Option<Duration>) -> Self {
+        self.vacuum_every = every;
         self
     }
 
@@ -103,7 +118,8 @@ impl Builder {
             .recycle_timeout(Some(create))
             .build()
             .map_err(|e| Error::InvalidConfig(format!("postgres connection pool: {e}")))?;
-        let backend = PostgresBackend::from_parts(pool, config, schema, self.clock);
+        let backend =
+            PostgresBackend::from_parts(pool, config, schema, self.clock, self.vacuum_every);
         if self.migrate {
             backend.migrate().await?;
         } else {

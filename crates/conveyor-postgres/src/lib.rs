@@ -32,9 +32,10 @@ mod migrate;
 mod row;
 mod schema;
 mod statements;
+mod vacuum;
 
 pub use backend::PostgresBackend;
-pub use builder::{Builder, DEFAULT_POOL_SIZE};
+pub use builder::{Builder, DEFAULT_POOL_SIZE, DEFAULT_VACUUM_EVERY};
 pub use migrate::{Migrated, SCHEMA_VERSION};
 pub use schema::DEFAULT_SCHEMA;
 
