@@ -31,7 +31,8 @@ async fn migrating_again_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrators_apply_each_version_once() {
     let url = common::url();
-    let schema = common::fresh_schema();
+    let guard = common::SchemaGuard::fresh();
+    let schema = guard.0.clone();
     let mut joins = Vec::new();
     for _ in 0..6 {
         let url = url.clone();
@@ -63,12 +64,12 @@ async fn concurrent_migrators_apply_each_version_once() {
         .expect("read migrations");
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    common::drop_schema(&url, &schema);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connecting_without_migrating_leaves_the_schema_alone() {
-    let schema = common::fresh_schema();
+    let guard = common::SchemaGuard::fresh();
+    let schema = guard.0.clone();
     let b = PostgresBackend::builder(&common::url())
         .schema(&schema)
         .migrate(false)
@@ -87,7 +88,6 @@ async fn connecting_without_migrating_leaves_the_schema_alone() {
         .await
         .expect("get")
         .is_none());
-    common::drop_schema(&common::url(), &schema);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,22 @@ pub fn drop_schema(url: &str, schema: &str) {
     }
 }
 
+/// Drops its schema when dropped, even if the test panics.
+pub struct SchemaGuard(pub String);
+
+impl SchemaGuard {
+    /// A fresh schema name, dropped at the end of the scope.
+    pub fn fresh() -> SchemaGuard {
+        SchemaGuard(fresh_schema())
+    }
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        drop_schema(&url(), &self.0);
+    }
+}
+
 /// A client of the test server, for tests that run their own SQL.
 pub async fn client() -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(&url(), NoTls)
