@@ -150,15 +150,14 @@ impl PostgresBackend {
             .await
             .map_err(|e| db("enqueueing (preparing)", e))?;
         let now = self.inner.clock.now();
-        crate::enqueue::enqueue(
+        let at = crate::enqueue::Target {
             client,
-            &statement,
-            &self.inner.sql,
-            &self.inner.schema,
+            statement: &statement,
+            sql: &self.inner.sql,
+            schema: &self.inner.schema,
             now,
-            &tasks,
-        )
-        .await
+        };
+        crate::enqueue::enqueue(&at, &tasks).await
     }
 
     async fn conn(&self, what: &str) -> Result<Object, Error> {
@@ -223,15 +222,14 @@ impl Backend for PostgresBackend {
         let conn = self.conn(what).await?;
         let stmt = Self::prepared(&conn, what, &self.inner.sql.enqueue).await?;
         let now = self.inner.clock.now();
-        crate::enqueue::enqueue(
-            &conn,
-            &stmt,
-            &self.inner.sql,
-            &self.inner.schema,
+        let at = crate::enqueue::Target {
+            client: &conn,
+            statement: &stmt,
+            sql: &self.inner.sql,
+            schema: &self.inner.schema,
             now,
-            &tasks,
-        )
-        .await
+        };
+        crate::enqueue::enqueue(&at, &tasks).await
     }
 
     async fn reserve(

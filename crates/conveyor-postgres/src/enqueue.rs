@@ -49,15 +49,22 @@ fn timeout_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
 }
 
+/// Where and when a batch is enqueued.
+pub(crate) struct Target<'a> {
+    /// The connection (the backend's own, or the caller's in its transaction).
+    pub client: &'a Client,
+    /// The enqueue statement, prepared on that connection.
+    pub statement: &'a Statement,
+    /// The backend's statements.
+    pub sql: &'a Statements,
+    /// The backend's schema.
+    pub schema: &'a Schema,
+    /// The backend clock's reading.
+    pub now: Timestamp,
+}
+
 /// Enqueues `tasks` (already validated) with the prepared enqueue statement.
-pub(crate) async fn enqueue(
-    client: &Client,
-    statement: &Statement,
-    sql: &Statements,
-    schema: &Schema,
-    now: Timestamp,
-    tasks: &[NewTask],
-) -> Result<Vec<Enqueued>, Error> {
+pub(crate) async fn enqueue(at: &Target<'_>, tasks: &[NewTask]) -> Result<Vec<Enqueued>, Error> {
     let mut out: Vec<Option<Enqueued>> = vec![None; tasks.len()];
     // A repeated unique key within the batch answers with its first task.
     let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
@@ -77,10 +84,7 @@ pub(crate) async fn enqueue(
         if pending.is_empty() {
             break;
         }
-        pending = insert(
-            client, statement, sql, schema, now, tasks, &pending, &mut out,
-        )
-        .await?;
+        pending = insert(at, tasks, &pending, &mut out).await?;
     }
     if !pending.is_empty() {
         return Err(Error::Backend(format!(
@@ -105,17 +109,19 @@ pub(crate) async fn enqueue(
 
 /// Inserts the tasks at `which`, filling `out`; returns the ones whose unique
 /// key conflicted with a task that could no longer be found (to try again).
-#[allow(clippy::too_many_arguments)]
 async fn insert(
-    client: &Client,
-    statement: &Statement,
-    sql: &Statements,
-    schema: &Schema,
-    now: Timestamp,
+    at: &Target<'_>,
     tasks: &[NewTask],
     which: &[usize],
     out: &mut [Option<Enqueued>],
 ) -> Result<Vec<usize>, Error> {
+    let Target {
+        client,
+        statement,
+        sql,
+        schema,
+        now,
+    } = *at;
     let n = which.len();
     let mut queues = Vec::with_capacity(n);
     let mut handlers = Vec::with_capacity(n);
