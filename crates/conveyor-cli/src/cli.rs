@@ -31,6 +31,9 @@ pub enum Command {
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Create or migrate the backend's schema (PostgreSQL tables, the embedded
+    /// file); every command also does it on first use.
+    Migrate,
 }
 
 /// `conveyor worker`.

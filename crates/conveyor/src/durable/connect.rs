@@ -5,6 +5,7 @@
 //! | `embedded://./conveyor.db`, `embedded:///abs/path.db`, or a bare path | one local SQLite file (the default) |
 //! | `memory://` | in this process only (tests, demos) |
 //! | `redis://HOST:PORT/DB` | Redis (feature `redis`); keys under `conveyor:` |
+//! | `postgres://USER@HOST/DB` | PostgreSQL (feature `postgres`); tables in schema `conveyor`, migrated on connect |
 //!
 //! With no URL, `CONVEYOR_URL` is used, and without it [`DEFAULT_URL`].
 
@@ -42,8 +43,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Backend>, Error> {
         "memory" => Ok(Arc::new(MemoryBackend::new())),
         "embedded" | "sqlite" | "file" => open_embedded(rest),
         "redis" | "rediss" => open_redis(url).await,
+        "postgres" | "postgresql" => open_postgres(url).await,
         other => Err(Error::InvalidConfig(format!(
-            "unknown backend {other:?} in {url:?}: expected embedded://PATH, redis://HOST:PORT/DB or memory://"
+            "unknown backend {other:?} in {url:?}: expected embedded://PATH, redis://HOST:PORT/DB, postgres://USER@HOST/DB or memory://"
         ))),
     }
 }
@@ -75,6 +77,21 @@ async fn open_redis(url: &str) -> Result<Arc<dyn Backend>, Error> {
     {
         Err(Error::Unsupported(format!(
             "the redis backend ({url}) is not built in: enable conveyor's \"redis\" feature"
+        )))
+    }
+}
+
+async fn open_postgres(url: &str) -> Result<Arc<dyn Backend>, Error> {
+    #[cfg(feature = "postgres")]
+    {
+        Ok(Arc::new(
+            conveyor_postgres::PostgresBackend::connect(url).await?,
+        ))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        Err(Error::Unsupported(format!(
+            "the postgres backend ({url}) is not built in: enable conveyor's \"postgres\" feature"
         )))
     }
 }

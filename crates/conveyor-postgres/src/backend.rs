@@ -1,0 +1,566 @@
+//! [`PostgresBackend`]: the durable contract on PostgreSQL tables.
+//!
+//! Each call is one statement (or two pipelined on one connection: promote due
+//! tasks, then reserve), so there are no multi-statement transactions on the
+//! hot path and no lock is held across a round trip. Reserving picks rows with
+//! `FOR NO KEY UPDATE SKIP LOCKED`, so concurrent workers never wait on each
+//! other nor take the same task; reports are applied in one `UPDATE … FROM
+//! unnest(…)` per batch, each only where the task is running under the report's
+//! token (fencing). Times come from the injected clock, never from the server.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
+    NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Transition,
+};
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::GenericClient;
+
+use crate::builder::Builder;
+use crate::error::{db, pool};
+use crate::listener::Listener;
+use crate::migrate::{self, Migrated};
+use crate::row::{self, col, param_id};
+use crate::schema::Schema;
+use crate::statements::{kind, Statements};
+use crate::vacuum::Vacuum;
+
+/// Rows changed per statement by `recover_expired` and `prune`, so maintenance
+/// never holds locks on, or writes WAL for, an unbounded set at once.
+const MAINTENANCE_BATCH: i64 = 5_000;
+
+/// A durable backend on PostgreSQL. Cheap to clone (clones share the pool).
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    schema: Schema,
+    sql: Statements,
+    clock: Arc<dyn Clock>,
+    listener: Listener,
+    vacuum: Vacuum,
+}
+
+impl fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.inner.schema.name())
+            .field("pool", &self.inner.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to `url` (a `postgres://` URL or `key=value` string), using the
+    /// `conveyor` schema and the system clock, and migrates it.
+    pub async fn connect(url: &str) -> Result<PostgresBackend, Error> {
+        Builder::new(url).connect().await
+    }
+
+    /// Connects with every table in `schema`, reading time from `clock`, and
+    /// migrates that schema.
+    pub async fn connect_with(
+        url: &str,
+        schema: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PostgresBackend, Error> {
+        Builder::new(url)
+            .schema(schema)
+            .clock(clock)
+            .connect()
+            .await
+    }
+
+    /// Options beyond [`connect_with`](Self::connect_with): pool size, migrating
+    /// on connect.
+    pub fn builder(url: &str) -> Builder {
+        Builder::new(url)
+    }
+
+    pub(crate) fn from_parts(
+        pool: Pool,
+        config: tokio_postgres::Config,
+        schema: Schema,
+        clock: Arc<dyn Clock>,
+        vacuum_every: Option<Duration>,
+    ) -> Self {
+        let sql = Statements::new(&schema);
+        let listener = Listener::new(config, schema.channel());
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                schema,
+                sql,
+                clock,
+                listener,
+                vacuum: Vacuum::new(vacuum_every),
+            }),
+        }
+    }
+
+    /// The schema holding this backend's tables.
+    pub fn schema(&self) -> &str {
+        self.inner.schema.name()
+    }
+
+    /// Creates the schema and applies pending migrations (safe to run from
+    /// several processes at once, and again: it does nothing when up to date).
+    pub async fn migrate(&self) -> Result<Migrated, Error> {
+        let mut conn = self.conn("migrating").await?;
+        let now = self.inner.clock.now();
+        migrate::migrate(&mut conn, &self.inner.schema, now).await
+    }
+
+    /// Checks that a connection can be had and the server answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let conn = self.conn("pinging").await?;
+        conn.simple_query("").await.map_err(|e| db("pinging", e))?;
+        Ok(())
+    }
+
+    /// Enqueues `tasks` inside the caller's open transaction (or on the
+    /// caller's connection): they exist, and wake workers, only if the caller
+    /// commits. `client` must reach the database this backend uses; the tasks
+    /// go to this backend's schema. Same semantics as
+    /// [`Backend::enqueue_many`]; tasks with an ordering key hold a lock on
+    /// their `(queue, key)` until the transaction ends, so other enqueuers of
+    /// that key wait for it (reserving does not).
+    pub async fn enqueue_in<C>(
+        &self,
+        client: &C,
+        tasks: Vec<NewTask>,
+    ) -> Result<Vec<Enqueued>, Error>
+    where
+        C: GenericClient + Sync,
+    {
+        crate::enqueue::validate(&tasks)?;
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = client.client();
+        let statement = client
+            .prepare(&self.inner.sql.enqueue)
+            .await
+            .map_err(|e| db("enqueueing (preparing)", e))?;
+        let now = self.inner.clock.now();
+        let at = crate::enqueue::Target {
+            client,
+            statement: &statement,
+            sql: &self.inner.sql,
+            schema: &self.inner.schema,
+            now,
+        };
+        crate::enqueue::enqueue(&at, &tasks).await
+    }
+
+    async fn conn(&self, what: &str) -> Result<Object, Error> {
+        self.inner.pool.get().await.map_err(|e| pool(what, e))
+    }
+
+    async fn prepared(
+        conn: &Object,
+        what: &str,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, Error> {
+        conn.prepare_cached(sql)
+            .await
+            .map_err(|e| db(&format!("{what} (preparing)"), e))
+    }
+
+    /// Runs a maintenance statement in batches until a batch comes back short.
+    async fn batched(&self, what: &str, sql: &str, first: i64) -> Result<u64, Error> {
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, sql).await?;
+        let mut total = 0;
+        loop {
+            let n = conn
+                .execute(&stmt, &[&first, &MAINTENANCE_BATCH])
+                .await
+                .map_err(|e| db(what, e))?;
+            total += n;
+            if n < MAINTENANCE_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// The arrays of one `finish` statement.
+#[derive(Default)]
+struct Reports {
+    ids: Vec<i64>,
+    tokens: Vec<i64>,
+    kinds: Vec<i16>,
+    results: Vec<Option<Vec<u8>>>,
+    errors: Vec<Option<String>>,
+    retry_at: Vec<i64>,
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        crate::enqueue::validate(&tasks)?;
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = "enqueueing";
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.enqueue).await?;
+        let now = self.inner.clock.now();
+        let at = crate::enqueue::Target {
+            client: &conn,
+            statement: &stmt,
+            sql: &self.inner.sql,
+            schema: &self.inner.schema,
+            now,
+        };
+        crate::enqueue::enqueue(&at, &tasks).await
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        let what = "reserving";
+        let now = self.inner.clock.now();
+        let until = now.plus(lease).as_millis();
+        let conn = self.conn(what).await?;
+        let promote = Self::prepared(&conn, what, &self.inner.sql.promote).await?;
+        let reserve = Self::prepared(&conn, what, &self.inner.sql.reserve).await?;
+        let mut out = Vec::new();
+        let mut promoted = false;
+        for queue in queues {
+            let left = max.saturating_sub(out.len());
+            if left == 0 {
+                break;
+            }
+            let limit = i64::try_from(left).unwrap_or(i64::MAX);
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [queue, &limit, &until];
+            let rows = if promoted {
+                conn.query(&reserve, &params)
+                    .await
+                    .map_err(|e| db(what, e))?
+            } else {
+                // Pipelined: both go out at once and run in order, each in its
+                // own implicit transaction, so the reserve sees the promotion.
+                promoted = true;
+                let now_ms = now.as_millis();
+                let promote_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now_ms];
+                let (_, rows) = tokio::try_join!(
+                    conn.execute(&promote, &promote_params),
+                    conn.query(&reserve, &params)
+                )
+                .map_err(|e| db(what, e))?;
+                rows
+            };
+            let mut got = rows
+                .iter()
+                .map(row::reserved)
+                .collect::<Result<Vec<_>, _>>()?;
+            got.sort_by_key(|(priority, r)| (std::cmp::Reverse(*priority), r.lease.id));
+            out.extend(got.into_iter().map(|(_, r)| r));
+        }
+        if !promoted {
+            let now_ms = now.as_millis();
+            conn.execute(&promote, &[&now_ms])
+                .await
+                .map_err(|e| db(what, e))?;
+        }
+        Ok(out)
+    }
+
+    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        let what = "renewing leases";
+        let until = self.inner.clock.now().plus(lease).as_millis();
+        let mut ids = Vec::with_capacity(leases.len());
+        let mut tokens = Vec::with_capacity(leases.len());
+        for l in leases {
+            if let (Some(id), Ok(token)) = (param_id(l.id), i64::try_from(l.token)) {
+                ids.push(id);
+                tokens.push(token);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(vec![false; leases.len()]);
+        }
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.renew).await?;
+        let rows = conn
+            .query(&stmt, &[&ids, &tokens, &until])
+            .await
+            .map_err(|e| db(what, e))?;
+        let mut held = HashSet::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = col(r, 0, "id")?;
+            let token: i64 = col(r, 1, "token")?;
+            held.insert((id, token));
+        }
+        Ok(leases
+            .iter()
+            .map(|l| match (param_id(l.id), i64::try_from(l.token)) {
+                (Some(id), Ok(token)) => held.contains(&(id, token)),
+                _ => false,
+            })
+            .collect())
+    }
+
+    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        let what = "finishing tasks";
+        let now = self.inner.clock.now();
+        let mut batch = Reports::default();
+        // Per report: the (id, token) it was sent as, or None when it cannot
+        // apply (an impossible id, or a repeat of a lease already in the batch).
+        let mut sent: Vec<Option<(i64, i64)>> = Vec::with_capacity(reports.len());
+        let mut seen = HashSet::with_capacity(reports.len());
+        let ids: Vec<TaskId> = reports.iter().map(|r| r.lease.id).collect();
+        for r in reports {
+            let key = match (param_id(r.lease.id), i64::try_from(r.lease.token)) {
+                (Some(id), Ok(token)) if seen.insert((id, token)) => (id, token),
+                _ => {
+                    sent.push(None);
+                    continue;
+                }
+            };
+            let (k, result, error, retry_at) = match r.action {
+                FinishAction::Complete { result } => (kind::COMPLETE, result, None, 0),
+                FinishAction::Retry { delay, error } => {
+                    (kind::RETRY, None, Some(error), now.plus(delay).as_millis())
+                }
+                FinishAction::DeadLetter { error } => (kind::DEAD_LETTER, None, Some(error), 0),
+                FinishAction::Discard { reason } => (kind::DISCARD, None, Some(reason), 0),
+                FinishAction::Release => (kind::RELEASE, None, None, 0),
+            };
+            batch.ids.push(key.0);
+            batch.tokens.push(key.1);
+            batch.kinds.push(k);
+            batch.results.push(result);
+            batch.errors.push(error);
+            batch.retry_at.push(retry_at);
+            sent.push(Some(key));
+        }
+        let mut applied = HashSet::new();
+        if !batch.ids.is_empty() {
+            let conn = self.conn(what).await?;
+            let stmt = Self::prepared(&conn, what, &self.inner.sql.finish).await?;
+            let channel = self.inner.schema.channel();
+            let rows = conn
+                .query(
+                    &stmt,
+                    &[
+                        &batch.ids,
+                        &batch.tokens,
+                        &batch.kinds,
+                        &batch.results,
+                        &batch.errors,
+                        &batch.retry_at,
+                        &now.as_millis(),
+                        &channel,
+                    ],
+                )
+                .await
+                .map_err(|e| db(what, e))?;
+            for r in &rows {
+                let id: i64 = col(r, 0, "id")?;
+                let token: i64 = col(r, 1, "token")?;
+                applied.insert((id, token));
+            }
+        }
+        Ok(sent
+            .into_iter()
+            .zip(ids)
+            .map(|(key, id)| match key {
+                Some(key) if applied.contains(&key) => Ok(()),
+                _ => Err(Error::StaleLease(id)),
+            })
+            .collect())
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        let what = "cancelling";
+        let Some(pid) = param_id(id) else {
+            return Err(Error::NotFound(id));
+        };
+        let conn = self.conn(what).await?;
+        let cancel = Self::prepared(&conn, what, &self.inner.sql.cancel).await?;
+        let state_of = Self::prepared(&conn, what, &self.inner.sql.state_of).await?;
+        // A task that became cancellable again between the two statements
+        // (requeued, released) is tried again; a few rounds settle any race.
+        for _ in 0..5 {
+            let now = self.inner.clock.now().as_millis();
+            let cancel_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&pid, &now];
+            let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
+            let (updated, current) = tokio::try_join!(
+                conn.query_opt(&cancel, &cancel_params),
+                conn.query_opt(&state_of, &state_params)
+            )
+            .map_err(|e| db(what, e))?;
+            if updated.is_some() {
+                return Ok(Transition::Cancel.target());
+            }
+            let Some(current) = current else {
+                return Err(Error::NotFound(id));
+            };
+            let state = row::state(id, col(&current, 0, "state")?)?;
+            if Transition::Cancel.apply(state).is_err() {
+                return Ok(state);
+            }
+        }
+        Err(Error::Backend(format!(
+            "postgres: cancelling task {id}: its state kept changing; try again"
+        )))
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        let what = "reading a task";
+        let Some(pid) = param_id(id) else {
+            return Ok(None);
+        };
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.get).await?;
+        let row = conn
+            .query_opt(&stmt, &[&pid])
+            .await
+            .map_err(|e| db(what, e))?;
+        row.as_ref().map(row::record).transpose()
+    }
+
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let what = "recovering expired leases";
+        let now = self.inner.clock.now().as_millis();
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.recover).await?;
+        let channel = self.inner.schema.channel();
+        let mut total = 0u64;
+        loop {
+            let row = conn
+                .query_one(&stmt, &[&now, &MAINTENANCE_BATCH, &channel])
+                .await
+                .map_err(|e| db(what, e))?;
+            let n: i64 = col(&row, 0, "count")?;
+            total += n.unsigned_abs();
+            if n < MAINTENANCE_BATCH {
+                break;
+            }
+        }
+        self.inner.vacuum.maybe_run(&conn, &self.inner.schema).await;
+        Ok(total)
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.inner.clock.now();
+        let finished = self
+            .batched(
+                "pruning finished tasks",
+                &self.inner.sql.prune_finished,
+                now.minus(retention.finished).as_millis(),
+            )
+            .await?;
+        let dead = self
+            .batched(
+                "pruning dead tasks",
+                &self.inner.sql.prune_dead,
+                now.minus(retention.dead).as_millis(),
+            )
+            .await?;
+        Ok(finished + dead)
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        let what = "reading queue stats";
+        let now = self.inner.clock.now().as_millis();
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.stats).await?;
+        let rows = conn.query(&stmt, &[&now]).await.map_err(|e| db(what, e))?;
+        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for r in &rows {
+            let queue: String = col(r, 0, "queue")?;
+            let code: i16 = col(r, 1, "state")?;
+            let state = TaskState::from_code(i64::from(code)).ok_or_else(|| {
+                crate::error::bad_data(format!(
+                    "queue {queue:?} has tasks with the unknown state code {code}"
+                ))
+            })?;
+            let n: i64 = col(r, 2, "count")?;
+            let oldest: Option<i64> = col(r, 3, "oldest_ready")?;
+            let qs = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
+                queue,
+                ..QueueStats::default()
+            });
+            *qs.counts.entry(state).or_default() += n.unsigned_abs();
+            if let Some(t) = oldest.map(conveyor_core::Timestamp) {
+                if qs.oldest_ready.is_none_or(|o| t < o) {
+                    qs.oldest_ready = Some(t);
+                }
+            }
+        }
+        Ok(by_queue.into_values().collect())
+    }
+
+    async fn list(
+        &self,
+        queue: Option<&str>,
+        state: TaskState,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let what = "listing tasks";
+        // Codes are 0..=6: the cast cannot truncate.
+        let code = state.code() as i16;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.list).await?;
+        let rows = conn
+            .query(&stmt, &[&code, &queue, &limit])
+            .await
+            .map_err(|e| db(what, e))?;
+        rows.iter().map(row::record).collect()
+    }
+
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
+        let what = "requeueing dead tasks";
+        let ids: Vec<i64> = ids.iter().filter_map(|&id| param_id(id)).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = self.inner.clock.now().as_millis();
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.requeue).await?;
+        let channel = self.inner.schema.channel();
+        let row = conn
+            .query_one(&stmt, &[&ids, &now, &channel])
+            .await
+            .map_err(|e| db(what, e))?;
+        let n: i64 = col(&row, 0, "count")?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
+        let what = "purging dead tasks";
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.purge).await?;
+        conn.execute(&stmt, &[&queue])
+            .await
+            .map_err(|e| db(what, e))
+    }
+
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        self.inner.listener.wait(queues, timeout).await;
+        true
+    }
+}

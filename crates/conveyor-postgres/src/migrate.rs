@@ -1,0 +1,177 @@
+//! Versioned migrations of a conveyor schema.
+//!
+//! Each migration is a numbered batch of DDL; the schema's `migrations` table
+//! records the versions applied. [`migrate`] runs every pending one in a single
+//! transaction under an advisory lock keyed by the schema, so several workers
+//! starting at once apply each migration exactly once (the others wait for the
+//! lock, then find nothing left to do), and a failed migration leaves the schema
+//! as it was. A migration, once released, never changes: a new shape of the
+//! tables is a new version.
+
+use conveyor_core::{Error, Timestamp};
+use tokio_postgres::Client;
+
+use crate::error::db;
+use crate::schema::Schema;
+use crate::statements::Predicates;
+
+/// The schema version this build of the backend creates and expects.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// The schema's version before the call (0: the schema was empty or absent).
+    pub from: i32,
+    /// Its version after the call.
+    pub to: i32,
+}
+
+impl Migrated {
+    /// True when the call applied at least one migration.
+    pub fn changed(&self) -> bool {
+        self.from != self.to
+    }
+}
+
+/// One migration: its version, a short name and its DDL.
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: String,
+}
+
+/// Every migration, oldest first.
+fn migrations(schema: &Schema) -> Vec<Migration> {
+    let t = schema.table("tasks");
+    let seq = schema.table("tasks_id_seq");
+    let p = Predicates::new();
+    vec![Migration {
+        version: 1,
+        name: "tasks table and its indexes",
+        // Times are milliseconds since the Unix epoch from the backend's clock.
+        // Fixed-width columns come first (alignment), variable ones last. The
+        // table is updated at every step of a task's life, and every update
+        // changes `state`, which the partial indexes' predicates read, so
+        // updates are never HOT: a fillfactor under 100 keeps each new row
+        // version on its page, and vacuum runs early.
+        sql: format!(
+            "CREATE SEQUENCE {seq};
+             CREATE TABLE {t} (
+                 id           bigint   PRIMARY KEY DEFAULT nextval('{seq}'),
+                 run_at       bigint   NOT NULL,
+                 created_at   bigint   NOT NULL,
+                 lease_until  bigint,
+                 finished_at  bigint,
+                 timeout_ms   bigint,
+                 token        bigint   NOT NULL DEFAULT 0,
+                 priority     integer  NOT NULL DEFAULT 0,
+                 attempts     integer  NOT NULL DEFAULT 0,
+                 max_attempts integer  NOT NULL,
+                 state        smallint NOT NULL,
+                 queue        text     NOT NULL,
+                 handler      text     NOT NULL,
+                 unique_key   text,
+                 ordering_key text,
+                 error        text,
+                 payload      bytea    NOT NULL,
+                 result       bytea
+             ) WITH (fillfactor = 80,
+                     autovacuum_vacuum_scale_factor = 0.02,
+                     autovacuum_analyze_scale_factor = 0.05);
+             ALTER SEQUENCE {seq} OWNED BY {t}.id;
+             CREATE INDEX tasks_available ON {t} (queue, priority DESC, id) WHERE {available};
+             CREATE INDEX tasks_due ON {t} (run_at) WHERE {timed};
+             CREATE INDEX tasks_leased ON {t} (lease_until) WHERE {lease_index};
+             CREATE INDEX tasks_ordering ON {t} (queue, ordering_key, id)
+                 WHERE ordering_key IS NOT NULL AND {unfinished};
+             CREATE UNIQUE INDEX tasks_unique ON {t} (queue, unique_key)
+                 WHERE unique_key IS NOT NULL AND {unfinished};
+             CREATE INDEX tasks_finished ON {t} (state, finished_at) WHERE {finished};",
+            available = p.available,
+            timed = p.timed,
+            lease_index = p.lease_index,
+            unfinished = p.unfinished,
+            finished = p.finished,
+        ),
+    }]
+}
+
+/// Creates the schema if needed and applies every pending migration, in one
+/// transaction under the schema's advisory lock. `now` is recorded with each
+/// applied version.
+pub(crate) async fn migrate(
+    client: &mut Client,
+    schema: &Schema,
+    now: Timestamp,
+) -> Result<Migrated, Error> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db("starting the migration", e))?;
+    let (class, object) = schema.migration_lock();
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&class, &object])
+        .await
+        .map_err(|e| db("taking the migration lock", e))?;
+    let table = schema.table("migrations");
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {table} (
+             version    integer PRIMARY KEY,
+             name       text    NOT NULL,
+             applied_at bigint  NOT NULL
+         );",
+        schema = schema.quoted(),
+    ))
+    .await
+    .map_err(|e| db("creating the migrations table", e))?;
+    let row = tx
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+            &[],
+        )
+        .await
+        .map_err(|e| db("reading the schema version", e))?;
+    let from: i32 = row
+        .try_get(0)
+        .map_err(|e| db("reading the schema version", e))?;
+    if from > SCHEMA_VERSION {
+        tracing::warn!(
+            schema = %schema,
+            version = from,
+            known = SCHEMA_VERSION,
+            "the schema is newer than this build of conveyor-postgres knows"
+        );
+    }
+    let mut to = from;
+    for m in migrations(schema).into_iter().filter(|m| m.version > from) {
+        tx.batch_execute(&m.sql)
+            .await
+            .map_err(|e| db(&format!("applying migration {} ({})", m.version, m.name), e))?;
+        tx.execute(
+            &format!("INSERT INTO {table} (version, name, applied_at) VALUES ($1, $2, $3)"),
+            &[&m.version, &m.name, &now.as_millis()],
+        )
+        .await
+        .map_err(|e| db("recording a migration", e))?;
+        tracing::info!(schema = %schema, version = m.version, name = m.name, "applied migration");
+        to = m.version;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db("committing the migrations", e))?;
+    Ok(Migrated { from, to })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_and_end_at_the_current_one() {
+        let schema = Schema::new("x").expect("valid");
+        let ms = migrations(&schema);
+        assert!(ms.windows(2).all(|w| w[0].version < w[1].version));
+        assert_eq!(ms.last().map(|m| m.version), Some(SCHEMA_VERSION));
+    }
+}

@@ -1,0 +1,378 @@
+//! The SQL text of every statement the backend runs, built once per schema.
+//!
+//! Every `state IN (…)` clause comes from [`Transition::sources`] (through
+//! [`Transition::source_codes`]) and every state written is a
+//! [`Transition::target`], so the task state machine stays written down in one
+//! place, `conveyor-core`. Times are never the server's `now()`: each statement
+//! takes the backend clock's reading as a parameter (milliseconds since the
+//! epoch), so a manual clock drives delays, leases and retention in tests.
+//!
+//! The partial indexes created by the migrations use the same clauses
+//! ([`Predicates`]), which is what lets the planner match a query to its index.
+
+use conveyor_core::{codes, TaskState, Transition};
+
+use crate::schema::Schema;
+
+/// Kinds of report in the `finish` arrays (private to this crate; never stored).
+pub(crate) mod kind {
+    /// `FinishAction::Complete`.
+    pub const COMPLETE: i16 = 0;
+    /// `FinishAction::Retry`.
+    pub const RETRY: i16 = 1;
+    /// `FinishAction::DeadLetter`.
+    pub const DEAD_LETTER: i16 = 2;
+    /// `FinishAction::Discard`.
+    pub const DISCARD: i16 = 3;
+    /// `FinishAction::Release`.
+    pub const RELEASE: i16 = 4;
+}
+
+/// The error stored on a task whose lease ran out with attempts left.
+pub(crate) const EXPIRED: &str = "lease expired";
+/// The error stored on a task whose lease ran out on its last attempt.
+pub(crate) const EXPIRED_FINAL: &str = "lease expired on the last attempt";
+
+/// Longest queue name carried in a notification payload (PostgreSQL caps a
+/// payload under 8000 bytes; listeners compare the same prefix).
+pub(crate) const NOTIFY_QUEUE_CHARS: usize = 1000;
+
+/// The columns of a [`TaskRecord`](conveyor_core::TaskRecord), in the order
+/// `row::record` reads them.
+pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, attempts, \
+     max_attempts, run_at, unique_key, ordering_key, result, error, created_at, finished_at";
+
+/// The `WHERE` clauses shared by the partial indexes and the queries they serve.
+pub(crate) struct Predicates {
+    /// Tasks a worker may reserve.
+    pub available: String,
+    /// Tasks waiting for their run-at (scheduled, retrying).
+    pub timed: String,
+    /// Tasks under a lease.
+    pub leased: String,
+    /// The lease-expiry index's predicate. `lease_until` is set exactly while a
+    /// task runs; predicating on it rather than on `state` keeps that index out
+    /// of reach of the statements that look tasks up by id (`finish`, `renew`),
+    /// whose check `state IN (running)` would otherwise match it and tempt the
+    /// planner into scanning every lease.
+    pub lease_index: &'static str,
+    /// Tasks that hold their unique and ordering keys.
+    pub unfinished: String,
+    /// Tasks whose outcome is decided (pruned by retention).
+    pub finished: String,
+}
+
+impl Predicates {
+    pub(crate) fn new() -> Self {
+        Self {
+            available: format!("state IN ({})", Transition::Reserve.source_codes()),
+            timed: format!("state IN ({})", Transition::Due.source_codes()),
+            leased: format!("state IN ({})", Transition::Expire.source_codes()),
+            lease_index: "lease_until IS NOT NULL",
+            unfinished: format!("state IN ({})", codes(&TaskState::UNFINISHED)),
+            finished: format!("state IN ({})", codes(&TaskState::FINISHED)),
+        }
+    }
+}
+
+/// Every statement, as text for one schema.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub enqueue: String,
+    pub find_unique: String,
+    pub promote: String,
+    pub reserve: String,
+    pub renew: String,
+    pub finish: String,
+    pub cancel: String,
+    pub state_of: String,
+    pub get: String,
+    pub recover: String,
+    pub prune_finished: String,
+    pub prune_dead: String,
+    pub stats: String,
+    pub list: String,
+    pub requeue: String,
+    pub purge: String,
+}
+
+/// `SELECT count(pg_notify(channel, queue))` over the distinct queues of `rows`
+/// whose state is `state`: a scalar that, when read, sends one wake-up per queue
+/// inside the statement's transaction (delivered at commit).
+fn notify(rows: &str, state: TaskState, channel_param: &str) -> String {
+    format!(
+        "(SELECT count(pg_notify({channel_param}, n.q)) FROM \
+           (SELECT DISTINCT left(queue, {NOTIFY_QUEUE_CHARS}) AS q FROM {rows} WHERE state = {code}) n)",
+        code = state.code()
+    )
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &Schema) -> Self {
+        let t = schema.table("tasks");
+        let seq = schema.table("tasks_id_seq");
+        let p = Predicates::new();
+        let running = Transition::Complete.source_codes();
+        let code = |tr: Transition| tr.target().code();
+        let unfinished = &p.unfinished;
+
+        // $1..$10 task columns as arrays, $11 now, $12 ordering-key lock keys,
+        // $13 channel. The lock CTE runs first (a one-time filter gates the
+        // input on it) so ids of one ordering key are drawn, and committed, in
+        // order; a conflicting unique key leaves the row out and reports the
+        // task that holds the key, as the statement's snapshot sees it.
+        let enqueue = format!(
+            "WITH locks AS MATERIALIZED (
+                SELECT pg_advisory_xact_lock(k) FROM unnest($12::bigint[]) AS k
+             ),
+             input AS MATERIALIZED (
+                SELECT u.*, nextval('{seq}') AS id
+                FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[],
+                            $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::smallint[])
+                     WITH ORDINALITY AS u(queue, handler, payload, priority, max_attempts,
+                                          timeout_ms, unique_key, ordering_key, run_at, state, ord)
+                WHERE (SELECT count(*) FROM locks) >= 0
+             ),
+             ins AS (
+                INSERT INTO {t} (id, queue, handler, payload, priority, max_attempts, timeout_ms,
+                                 unique_key, ordering_key, run_at, state, created_at)
+                SELECT id, queue, handler, payload, priority, max_attempts, timeout_ms,
+                       unique_key, ordering_key, run_at, state, $11
+                FROM input ORDER BY ord
+                ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND {unfinished}
+                DO NOTHING
+                RETURNING id, queue, state
+             )
+             SELECT i.ord, i.id, ins.id IS NOT NULL AS inserted,
+                    CASE WHEN ins.id IS NULL THEN
+                        (SELECT e.id FROM {t} e
+                         WHERE e.queue = i.queue AND e.unique_key = i.unique_key AND e.{unfinished}
+                         LIMIT 1)
+                    END AS existing,
+                    {notify}
+             FROM input i LEFT JOIN ins ON ins.id = i.id
+             ORDER BY i.ord",
+            notify = notify("ins", Transition::Enqueue.target(), "$13"),
+        );
+
+        // The task that holds (or last held) a unique key, for the rare
+        // conflict with a task committed after the enqueue's snapshot.
+        let find_unique = format!(
+            "SELECT id FROM {t} WHERE queue = $1 AND unique_key = $2
+             ORDER BY ({unfinished}) DESC, id DESC LIMIT 1"
+        );
+
+        let promote = format!(
+            "UPDATE {t} SET state = {due}
+             WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {timed} AND run_at <= $1
+                                  FOR NO KEY UPDATE SKIP LOCKED))
+               AND {timed}",
+            due = code(Transition::Due),
+            timed = p.timed,
+        );
+
+        // $1 queue, $2 max, $3 lease_until. Only the head of an ordering key
+        // (no unfinished task of the key with a lower id) may start, and only
+        // while no task of the key runs (a requeued dead task can be older than
+        // the one that runs).
+        let reserve = format!(
+            "WITH picked AS (
+                SELECT t.id FROM {t} t
+                WHERE t.{available} AND t.queue = $1
+                  AND (t.ordering_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {t} h
+                        WHERE h.queue = t.queue AND h.ordering_key = t.ordering_key
+                          AND h.{unfinished}
+                          AND (h.id < t.id OR h.state IN ({running_state}))))
+                ORDER BY t.priority DESC, t.id
+                LIMIT $2
+                FOR NO KEY UPDATE SKIP LOCKED
+             )
+             UPDATE {t} t
+             SET state = {running_to}, attempts = t.attempts + 1, token = t.token + 1,
+                 lease_until = $3
+             WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
+             RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts, t.max_attempts,
+                       t.timeout_ms, t.ordering_key, t.created_at, t.run_at, t.lease_until,
+                       t.priority",
+            available = p.available,
+            running_to = code(Transition::Reserve),
+            running_state = code(Transition::Reserve),
+        );
+
+        // $1 ids, $2 tokens, $3 lease_until.
+        let renew = format!(
+            "UPDATE {t} t SET lease_until = $3
+             FROM unnest($1::bigint[], $2::bigint[]) AS r(id, token)
+             WHERE t.id = r.id AND t.token = r.token AND t.{leased}
+             RETURNING t.id, t.token",
+            leased = p.leased,
+        );
+
+        // $1 ids, $2 tokens, $3 kinds, $4 results, $5 errors, $6 retry-at,
+        // $7 now, $8 channel. A report applies only to a running task holding
+        // its token; the caller maps missing ids to StaleLease.
+        let last = "t.attempts >= t.max_attempts";
+        let finish = format!(
+            "WITH r AS (
+                SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bytea[],
+                                     $5::text[], $6::bigint[])
+                         AS r(id, token, kind, result, error, retry_at)
+             ),
+             u AS (
+                UPDATE {t} t SET
+                  state = CASE r.kind
+                      WHEN {complete} THEN {completed}
+                      WHEN {retry} THEN CASE WHEN {last} THEN {dead} ELSE {retrying} END
+                      WHEN {dead_letter} THEN {dead}
+                      WHEN {discard} THEN {discarded}
+                      ELSE {released} END,
+                  result = CASE WHEN r.kind = {complete} THEN r.result ELSE t.result END,
+                  error = CASE WHEN r.kind IN ({retry}, {dead_letter}, {discard}) THEN r.error
+                               ELSE t.error END,
+                  run_at = CASE WHEN r.kind = {retry} AND NOT ({last}) THEN r.retry_at
+                                ELSE t.run_at END,
+                  attempts = CASE WHEN r.kind = {release} THEN greatest(t.attempts - 1, 0)
+                                  ELSE t.attempts END,
+                  finished_at = CASE WHEN r.kind = {release} OR (r.kind = {retry} AND NOT ({last}))
+                                     THEN t.finished_at ELSE $7 END,
+                  lease_until = NULL
+                FROM r
+                WHERE t.id = r.id AND t.token = r.token AND t.state IN ({running})
+                RETURNING t.id, t.token, t.state, t.queue
+             )
+             SELECT u.id, u.token, {notify} FROM u",
+            complete = kind::COMPLETE,
+            retry = kind::RETRY,
+            dead_letter = kind::DEAD_LETTER,
+            discard = kind::DISCARD,
+            release = kind::RELEASE,
+            completed = code(Transition::Complete),
+            dead = code(Transition::DeadLetter),
+            retrying = code(Transition::Retry),
+            discarded = code(Transition::Discard),
+            released = code(Transition::Release),
+            notify = notify("u", Transition::Release.target(), "$8"),
+        );
+
+        // $1 id, $2 now.
+        let cancel = format!(
+            "UPDATE {t} SET state = {cancelled}, finished_at = $2
+             WHERE id = $1 AND state IN ({sources})
+             RETURNING id",
+            cancelled = code(Transition::Cancel),
+            sources = Transition::Cancel.source_codes(),
+        );
+        let state_of = format!("SELECT state FROM {t} WHERE id = $1");
+        let get = format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE id = $1");
+
+        // $1 now, $2 batch size, $3 channel.
+        let recover = format!(
+            "WITH x AS (
+                SELECT id FROM {t} WHERE {leased} AND lease_until < $1
+                ORDER BY lease_until LIMIT $2
+                FOR NO KEY UPDATE SKIP LOCKED
+             ),
+             u AS (
+                UPDATE {t} t SET
+                  state = CASE WHEN {last} THEN {expire_final} ELSE {expire} END,
+                  error = CASE WHEN {last} THEN '{EXPIRED_FINAL}' ELSE '{EXPIRED}' END,
+                  finished_at = CASE WHEN {last} THEN $1 ELSE t.finished_at END,
+                  run_at = $1,
+                  lease_until = NULL
+                WHERE t.id = ANY(ARRAY(SELECT id FROM x)) AND t.{leased}
+                RETURNING t.state, t.queue
+             )
+             SELECT count(*), {notify} FROM u",
+            leased = p.leased,
+            expire_final = code(Transition::ExpireFinal),
+            expire = code(Transition::Expire),
+            notify = notify("u", Transition::Expire.target(), "$3"),
+        );
+
+        // $1 finished before, $2 batch size.
+        let finished_states: Vec<TaskState> = TaskState::FINISHED
+            .into_iter()
+            .filter(|s| *s != TaskState::Dead)
+            .collect();
+        let prune = |states: &str| {
+            format!(
+                "DELETE FROM {t} WHERE id = ANY(ARRAY(
+                    SELECT id FROM {t} WHERE state IN ({states}) AND finished_at < $1 LIMIT $2))"
+            )
+        };
+        let prune_finished = prune(&codes(&finished_states));
+        let prune_dead = prune(&codes(&[TaskState::Dead]));
+
+        // $1 now.
+        let stats = format!(
+            "SELECT queue, state, count(*),
+                    min(created_at) FILTER (WHERE {available} OR ({timed} AND run_at <= $1))
+             FROM {t} GROUP BY queue, state",
+            available = p.available,
+            timed = p.timed,
+        );
+
+        // $1 state, $2 queue or NULL, $3 limit.
+        let list = format!(
+            "SELECT {RECORD_COLUMNS} FROM {t}
+             WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
+             ORDER BY id LIMIT $3"
+        );
+
+        // $1 ids, $2 now, $3 channel. A dead task whose unique key another
+        // unfinished task holds now (or an earlier one of the same call) stays
+        // dead: the key maps to at most one unfinished task.
+        let requeue = format!(
+            "WITH cand AS (
+                SELECT id, queue, unique_key FROM {t}
+                WHERE id = ANY($1) AND state IN ({dead})
+                FOR NO KEY UPDATE
+             ),
+             ok AS (
+                SELECT c.id FROM cand c
+                WHERE c.unique_key IS NULL OR (
+                  NOT EXISTS (SELECT 1 FROM {t} o
+                              WHERE o.queue = c.queue AND o.unique_key = c.unique_key
+                                AND o.{unfinished})
+                  AND c.id = (SELECT min(c2.id) FROM cand c2
+                              WHERE c2.queue = c.queue AND c2.unique_key = c.unique_key))
+             ),
+             u AS (
+                UPDATE {t} t SET state = {available_to}, attempts = 0, finished_at = NULL,
+                                 run_at = $2
+                WHERE t.id = ANY(ARRAY(SELECT id FROM ok))
+                RETURNING t.state, t.queue
+             )
+             SELECT count(*), {notify} FROM u",
+            dead = Transition::Requeue.source_codes(),
+            available_to = code(Transition::Requeue),
+            notify = notify("u", Transition::Requeue.target(), "$3"),
+        );
+
+        // $1 queue or NULL.
+        let purge = format!(
+            "DELETE FROM {t} WHERE state = {dead} AND ($1::text IS NULL OR queue = $1)",
+            dead = TaskState::Dead.code(),
+        );
+
+        Self {
+            enqueue,
+            find_unique,
+            promote,
+            reserve,
+            renew,
+            finish,
+            cancel,
+            state_of,
+            get,
+            recover,
+            prune_finished,
+            prune_dead,
+            stats,
+            list,
+            requeue,
+            purge,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Several backends (several pools, so several connections and sessions)
+//! reserving and enqueueing at once: no task is handed out twice, and tasks
+//! sharing an ordering key run one at a time, in enqueue order.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, TaskId};
+use conveyor_postgres::PostgresBackend;
+
+const KEYS: usize = 6;
+const PER_KEY: usize = 25;
+const FREE: usize = 100;
+const WORKERS: usize = 5;
+
+/// What the workers saw, checked as they go.
+#[derive(Default)]
+struct Ledger {
+    /// Keys with a task running now.
+    running: HashSet<String>,
+    /// Ids started per key, in start order.
+    started: HashMap<String, Vec<TaskId>>,
+    /// Every id started.
+    seen: HashSet<TaskId>,
+}
+
+async fn work(b: PostgresBackend, ledger: Arc<Mutex<Ledger>>, total: usize) {
+    let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
+    let mut idle = 0;
+    loop {
+        let got = b
+            .reserve(&queues, 4, Duration::from_secs(60))
+            .await
+            .expect("reserve");
+        if got.is_empty() {
+            let done = ledger.lock().expect("ledger").seen.len();
+            if done >= total {
+                return;
+            }
+            idle += 1;
+            assert!(idle < 2000, "stalled with {done} of {total} tasks started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        idle = 0;
+        {
+            let mut l = ledger.lock().expect("ledger");
+            for r in &got {
+                assert!(
+                    l.seen.insert(r.lease.id),
+                    "task {} reserved twice",
+                    r.lease.id
+                );
+                if let Some(k) = &r.ordering_key {
+                    assert!(
+                        l.running.insert(k.clone()),
+                        "two tasks of key {k} running at once"
+                    );
+                    l.started.entry(k.clone()).or_default().push(r.lease.id);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3))).await;
+        // Leave the ledger before the report commits: afterwards the next task
+        // of the key may start at once.
+        {
+            let mut l = ledger.lock().expect("ledger");
+            for r in &got {
+                if let Some(k) = &r.ordering_key {
+                    l.running.remove(k);
+                }
+            }
+        }
+        let reports = got
+            .iter()
+            .map(|r| Finish {
+                lease: r.lease,
+                action: FinishAction::Complete { result: None },
+            })
+            .collect();
+        for r in b.finish(reports).await.expect("finish") {
+            r.expect("a held lease");
+        }
+    }
+}
+
+async fn backends(schema: &str, n: usize) -> Vec<PostgresBackend> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            PostgresBackend::builder(&common::url())
+                .schema(schema)
+                .pool_size(2)
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    out
+}
+
+fn check_order(ledger: &Ledger) {
+    for (k, ids) in &ledger.started {
+        assert_eq!(ids.len(), PER_KEY, "key {k}");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, &sorted, "key {k} started out of enqueue order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservers_on_many_connections_share_nothing_and_keep_key_order() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let schema = scoped.backend.schema().to_string();
+    // Keys interleaved, some with a higher priority than the free tasks.
+    let mut tasks = Vec::new();
+    for i in 0..PER_KEY {
+        for k in 0..KEYS {
+            tasks.push(
+                NewTask::new("k", Vec::new())
+                    .ordering_key(format!("key{k}"))
+                    .priority((i % 3) as i32),
+            );
+        }
+    }
+    tasks.extend((0..FREE).map(|_| NewTask::new("free", Vec::new())));
+    let total = tasks.len();
+    scoped.backend.enqueue_many(tasks).await.expect("enqueue");
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut joins = Vec::new();
+    for b in backends(&schema, WORKERS).await {
+        joins.push(tokio::spawn(work(b, ledger.clone(), total)));
+    }
+    for j in joins {
+        j.await.expect("worker");
+    }
+    let l = ledger.lock().expect("ledger");
+    assert_eq!(l.seen.len(), total);
+    check_order(&l);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_tasks_enqueued_concurrently_still_run_one_at_a_time_in_id_order() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let schema = scoped.backend.schema().to_string();
+    let total = KEYS * PER_KEY;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut joins = Vec::new();
+    for b in backends(&schema, 3).await {
+        joins.push(tokio::spawn(work(b, ledger.clone(), total)));
+    }
+    // Producers on their own connections, each enqueueing small batches of
+    // every key while the workers run.
+    let producers = backends(&schema, 3).await;
+    let mut prod = Vec::new();
+    for (p, b) in producers.into_iter().enumerate() {
+        prod.push(tokio::spawn(async move {
+            let mut sent = 0;
+            let share = PER_KEY / 3 + usize::from(p < PER_KEY % 3);
+            for _ in 0..share {
+                let batch = (0..KEYS)
+                    .map(|k| NewTask::new("k", Vec::new()).ordering_key(format!("key{k}")))
+                    .collect();
+                sent += b.enqueue_many(batch).await.expect("enqueue").len();
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..4))).await;
+            }
+            sent
+        }));
+    }
+    let mut sent = 0;
+    for p in prod {
+        sent += p.await.expect("producer");
+    }
+    assert_eq!(sent, total);
+    for j in joins {
+        j.await.expect("worker");
+    }
+    let l = ledger.lock().expect("ledger");
+    assert_eq!(l.seen.len(), total);
+    check_order(&l);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_ids_are_drawn_after_the_key_lock() {
+    // A transaction holding key K's lock (it enqueued a K task) makes another
+    // K enqueue wait; an id drawn meanwhile by an unkeyed task must be lower
+    // than the waiting one's, or ids of K could commit out of order.
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = scoped.backend.clone();
+    let mut client = common::client().await;
+    let tx = client.transaction().await.expect("begin");
+    let first = b
+        .enqueue_in(&tx, vec![NewTask::new("k", Vec::new()).ordering_key("K")])
+        .await
+        .expect("enqueue")[0]
+        .id;
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.enqueue(NewTask::new("k", Vec::new()).ordering_key("K"))
+                .await
+                .expect("enqueue")
+                .id
+        })
+    };
+    // Wait (bounded) until the second enqueue is queued on the advisory lock.
+    let watcher = common::client().await;
+    let mut queued = false;
+    for _ in 0..500 {
+        let row = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .await
+            .expect("pg_locks");
+        if row.get::<_, i64>(0) > 0 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(queued, "the second K enqueue waits for the lock");
+    assert!(!waiting.is_finished());
+    let unkeyed = b
+        .enqueue(NewTask::new("free", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    tx.commit().await.expect("commit");
+    let second = waiting.await.expect("join");
+    assert!(
+        first < unkeyed && unkeyed < second,
+        "{first} {unkeyed} {second}"
+    );
+}

@@ -1,0 +1,136 @@
+//! Migrations: applied once, idempotent, safe when many processes start at
+//! once; a configurable schema; bad rows become errors, not panics.
+
+mod common;
+
+use std::sync::Arc;
+
+use conveyor_core::{Backend, Error, NewTask, SystemClock, TaskState};
+use conveyor_postgres::{PostgresBackend, SCHEMA_VERSION};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_again_changes_nothing() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let again = b.migrate().await.expect("migrate again");
+    assert_eq!(again.from, SCHEMA_VERSION);
+    assert_eq!(again.to, SCHEMA_VERSION);
+    assert!(!again.changed());
+    // A second backend on the same schema finds it ready and shares its tasks.
+    let other = PostgresBackend::connect_with(&common::url(), b.schema(), Arc::new(SystemClock))
+        .await
+        .expect("connect");
+    let id = b
+        .enqueue(NewTask::new("t", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    assert!(other.get(id).await.expect("get").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrators_apply_each_version_once() {
+    let url = common::url();
+    let guard = common::SchemaGuard::fresh();
+    let schema = guard.0.clone();
+    let mut joins = Vec::new();
+    for _ in 0..6 {
+        let url = url.clone();
+        let schema = schema.clone();
+        joins.push(tokio::spawn(async move {
+            PostgresBackend::builder(&url)
+                .schema(&schema)
+                .pool_size(1)
+                .connect()
+                .await
+        }));
+    }
+    let mut applied = 0;
+    for j in joins {
+        let backend = j.await.expect("join").expect("connect and migrate");
+        applied += usize::from(backend.migrate().await.expect("migrate").changed());
+    }
+    assert_eq!(
+        applied, 0,
+        "every migrator after the connects finds nothing to do"
+    );
+    let client = common::client().await;
+    let rows = client
+        .query(
+            &format!("SELECT version FROM \"{schema}\".migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .expect("read migrations");
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_without_migrating_leaves_the_schema_alone() {
+    let guard = common::SchemaGuard::fresh();
+    let schema = guard.0.clone();
+    let b = PostgresBackend::builder(&common::url())
+        .schema(&schema)
+        .migrate(false)
+        .connect()
+        .await
+        .expect("connect");
+    let err = b.get(conveyor_core::TaskId(1)).await;
+    assert!(
+        matches!(err, Err(Error::Backend(_))),
+        "no table yet: {err:?}"
+    );
+    let done = b.migrate().await.expect("migrate");
+    assert_eq!((done.from, done.to), (0, SCHEMA_VERSION));
+    assert!(b
+        .get(conveyor_core::TaskId(1))
+        .await
+        .expect("get")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_and_urls_are_configuration_errors() {
+    let bad_schema = PostgresBackend::connect_with(
+        &common::url(),
+        "no-dashes; DROP TABLE x",
+        Arc::new(SystemClock),
+    )
+    .await;
+    assert!(matches!(bad_schema, Err(Error::InvalidConfig(_))));
+    let bad_url = PostgresBackend::connect("postgres://[nonsense").await;
+    assert!(matches!(bad_url, Err(Error::InvalidConfig(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_state_codes_are_errors_not_panics() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let id = b
+        .enqueue(NewTask::new("t", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    let client = common::client().await;
+    client
+        .execute(
+            &format!("UPDATE \"{}\".tasks SET state = 42", b.schema()),
+            &[],
+        )
+        .await
+        .expect("corrupt the row");
+    let got = b.get(id).await;
+    match got {
+        Err(Error::Backend(msg)) => assert!(msg.contains("unknown state code 42"), "{msg}"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert!(matches!(b.stats().await, Err(Error::Backend(_))));
+    assert!(matches!(b.cancel(id).await, Err(Error::Backend(_))));
+    // States it knows still work.
+    assert!(b
+        .list(None, TaskState::Available, 10)
+        .await
+        .expect("list")
+        .is_empty());
+}
