@@ -8,10 +8,6 @@ use tokio::time::Instant;
 use crate::cancel::Cancel;
 use crate::envelope::JobShared;
 
-/// One timer tick: how much later than the engine's timeout `cancelled()`
-/// observes the deadline.
-const DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// Passed to every handler call: the task's identity and attempt, and a way to
 /// notice cancellation (job or task cancelled, pool shut down, or — in the cpu
 /// lane, where a thread cannot be pre-empted — the attempt's timeout passed).
@@ -65,22 +61,16 @@ impl TaskContext {
         self.deadline
     }
 
-    /// Completes once the attempt should stop.
+    /// Completes once the task, its job or the pool is cancelled.
     ///
-    /// At the deadline the engine's own timeout fires first (this waits one
-    /// timer tick longer), so a handler that returns when it sees the deadline
-    /// still ends as timed out, never as a success.
+    /// The timeout is not among these: at the deadline the engine drops an
+    /// io-lane attempt itself (so a handler waiting here is timed out, never
+    /// allowed to return a success late), and cpu-lane code sees the deadline
+    /// through [`TaskContext::is_cancelled`].
     pub async fn cancelled(&self) {
-        let deadline = async {
-            match self.deadline {
-                Some(d) => tokio::time::sleep_until(d + DEADLINE_TICK).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = self.task_token.cancelled() => {}
             _ = self.job.token.cancelled() => {}
-            _ = deadline => {}
         }
     }
 }
