@@ -8,7 +8,7 @@
 //! the end.
 //!
 //! ```text
-//! cargo run --release -p conveyor-redis --example throughput [tasks]
+//! cargo run --release -p conveyor-redis --example redis_throughput [tasks]
 //! ```
 
 use std::sync::Arc;

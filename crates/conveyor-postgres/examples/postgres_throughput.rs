@@ -4,7 +4,7 @@
 //! completer overlap). Timings are printed, never asserted.
 //!
 //! ```text
-//! cargo run --release -p conveyor-postgres --example throughput [-- TASKS [LOOPS]]
+//! cargo run --release -p conveyor-postgres --example postgres_throughput [-- TASKS [LOOPS]]
 //! ```
 //!
 //! Uses `CONVEYOR_POSTGRES_URL` (default: the local server, database `test`) and a
