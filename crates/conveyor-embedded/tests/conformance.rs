@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use conveyor_core::{Backend, ManualClock};
 use conveyor_embedded::EmbeddedBackend;
+use conveyor_testkit::Scoped;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("conformance.db");
-    // The directory lives as long as the test process; each case has its own.
-    std::mem::forget(dir);
-    Arc::new(EmbeddedBackend::open_with_clock(path, clock).expect("open"))
+    let backend = EmbeddedBackend::open_with_clock(path, clock).expect("open");
+    // The directory (and the file in it) goes when the case is done.
+    Arc::new(Scoped::new(backend, move || drop(dir)))
 }
 
 conveyor_testkit::backend_conformance!(make);

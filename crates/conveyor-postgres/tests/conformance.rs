@@ -6,9 +6,18 @@ mod common;
 use std::sync::Arc;
 
 use conveyor_core::{Backend, ManualClock};
+use conveyor_postgres::PostgresBackend;
+use conveyor_testkit::Scoped;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
-    Arc::new(common::Scoped::new(clock).await)
+    let url = common::url();
+    let backend = PostgresBackend::connect_with(&url, &common::fresh_schema(), clock)
+        .await
+        .expect("connect to the test server");
+    let schema = backend.schema().to_string();
+    Arc::new(Scoped::new(backend, move || {
+        common::drop_schema(&url, &schema)
+    }))
 }
 
 conveyor_testkit::backend_conformance!(make);

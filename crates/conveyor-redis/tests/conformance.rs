@@ -6,9 +6,15 @@ mod common;
 use std::sync::Arc;
 
 use conveyor_core::{Backend, ManualClock};
+use conveyor_redis::RedisBackend;
+use conveyor_testkit::Scoped;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
-    Arc::new(common::Namespace::new(clock).await)
+    let backend = RedisBackend::connect_with(&common::redis_url(), &common::fresh_prefix(), clock)
+        .await
+        .expect("connect to the test Redis");
+    let prefix = backend.prefix().to_string();
+    Arc::new(Scoped::new(backend, move || common::delete_prefix(&prefix)))
 }
 
 conveyor_testkit::backend_conformance!(make);

@@ -5,6 +5,7 @@
 //! case, each on a fresh backend built by the caller's factory (its own
 //! namespace: a new file, key prefix or schema), with a [`ManualClock`] the case
 //! moves by hand so delays, leases and retention are tested without sleeping.
+//! Wrap a backend in [`Scoped`] to drop its namespace when the case ends.
 //!
 //! ```ignore
 //! async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> { /* fresh backend */ }
@@ -13,6 +14,9 @@
 
 pub mod conformance;
 pub mod process;
+mod scoped;
+
+pub use scoped::Scoped;
 
 pub use conveyor_core::{ManualClock, Timestamp};
 

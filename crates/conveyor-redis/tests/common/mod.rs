@@ -4,12 +4,8 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, ManualClock,
-    NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState,
-};
+use conveyor_core::{Clock, ManualClock};
 use conveyor_redis::RedisBackend;
 
 /// The Redis the tests use (`CONVEYOR_REDIS_URL`, else the local default).
@@ -101,64 +97,5 @@ impl Namespace {
 impl Drop for Namespace {
     fn drop(&mut self) {
         delete_prefix(self.backend.prefix());
-    }
-}
-
-#[async_trait]
-impl Backend for Namespace {
-    fn kind(&self) -> &'static str {
-        self.backend.kind()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.backend.capabilities()
-    }
-    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
-        self.backend.enqueue_many(tasks).await
-    }
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.backend.reserve(queues, max, lease).await
-    }
-    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
-        self.backend.renew(leases, lease).await
-    }
-    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
-        self.backend.finish(reports).await
-    }
-    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        self.backend.cancel(id).await
-    }
-    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
-        self.backend.get(id).await
-    }
-    async fn recover_expired(&self) -> Result<u64, Error> {
-        self.backend.recover_expired().await
-    }
-    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
-        self.backend.prune(retention).await
-    }
-    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
-        self.backend.stats().await
-    }
-    async fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
-        self.backend.list(queue, state, limit).await
-    }
-    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
-        self.backend.requeue_dead(ids).await
-    }
-    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
-        self.backend.purge_dead(queue).await
-    }
-    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
-        self.backend.wait_for_work(queues, timeout).await
     }
 }
