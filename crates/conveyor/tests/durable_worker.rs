@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::durable::{ReportKind, WorkerReport};
+use conveyor::durable::{ReportKind, WorkerBuilder, WorkerReport, WorkerStopper};
 use conveyor::{
     Backend, Client, EnqueueOptions, Error, Handler, MemoryBackend, NewTask, RetryPolicy,
     TaskError, TaskState, TaskType, Worker,
@@ -24,19 +24,40 @@ fn backend() -> Arc<dyn Backend> {
     Arc::new(MemoryBackend::new())
 }
 
-fn fast(w: conveyor::durable::WorkerBuilder) -> conveyor::durable::WorkerBuilder {
-    w.poll_interval(Duration::from_millis(20))
+/// A worker running in the background until [`Running::stop`].
+struct Running {
+    stopper: WorkerStopper,
+    run: tokio::task::JoinHandle<Result<WorkerReport, Error>>,
+}
+
+impl Running {
+    /// Stops the worker gracefully and returns its report.
+    async fn stop(self) -> WorkerReport {
+        self.stopper.stop();
+        self.run
+            .await
+            .expect("the worker task")
+            .expect("the worker's run")
+    }
+}
+
+/// Starts a worker that polls and recovers leases quickly.
+fn start(w: WorkerBuilder) -> Running {
+    let worker = w
+        .poll_interval(Duration::from_millis(20))
         .maintenance(Duration::from_millis(50), Duration::from_secs(60))
+        .build()
+        .expect("a valid worker");
+    Running {
+        stopper: worker.stopper(),
+        run: tokio::spawn(worker.run_until(std::future::pending())),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_and_wait_for_a_typed_result() {
     let b = backend();
-    let worker = fast(Worker::builder(b.clone()).handler(add_handler()))
-        .build()
-        .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let worker = start(Worker::builder(b.clone()).handler(add_handler()));
     let client = Client::new(b.clone());
     let h = client.enqueue(&ADD, &(2, 40)).await.unwrap();
     assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), 42);
@@ -52,8 +73,7 @@ async fn enqueue_and_wait_for_a_typed_result() {
     let rec = client.status(h.id()).await.unwrap().unwrap();
     assert_eq!(rec.state, TaskState::Completed);
     assert_eq!(rec.result.as_deref(), Some(&b"42"[..]));
-    stopper.stop();
-    let report: WorkerReport = run.await.unwrap().unwrap();
+    let report = worker.stop().await;
     assert!(report.drained);
     assert_eq!(report.stats.completed, 4);
     assert_eq!(report.stats.in_flight, 0);
@@ -72,11 +92,7 @@ async fn slots_run_tasks_at_the_same_time() {
             Ok::<_, TaskError>(a + b)
         }
     });
-    let worker = fast(Worker::builder(b.clone()).handler(slow_add).slots(3))
-        .build()
-        .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let worker = start(Worker::builder(b.clone()).handler(slow_add).slots(3));
     let client = Client::new(b.clone());
     let hs = client
         .enqueue_many(&ADD, &[(1, 2), (3, 4), (5, 6)], &EnqueueOptions::new())
@@ -85,18 +101,13 @@ async fn slots_run_tasks_at_the_same_time() {
     for (h, want) in hs.iter().zip([3, 7, 11]) {
         assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), want);
     }
-    stopper.stop();
-    run.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_handlers_and_bad_payloads_are_dead_lettered_and_the_worker_goes_on() {
     let b = backend();
-    let worker = fast(Worker::builder(b.clone()).handler(add_handler()))
-        .build()
-        .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let worker = start(Worker::builder(b.clone()).handler(add_handler()));
     let client = Client::new(b.clone());
     let unknown: TaskType<u32, u32> = TaskType::new("nobody");
     let h1 = client.enqueue(&unknown, &1).await.unwrap();
@@ -127,8 +138,7 @@ async fn unknown_handlers_and_bad_payloads_are_dead_lettered_and_the_worker_goes
         }
     }
     assert_eq!(good.wait().await.unwrap(), 3);
-    stopper.stop();
-    let report = run.await.unwrap().unwrap();
+    let report = worker.stop().await;
     assert_eq!(report.stats.dead, 3);
 }
 
@@ -153,16 +163,12 @@ async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
     });
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let s = seen.clone();
-    let worker = fast(
+    let worker = start(
         Worker::builder(b.clone())
             .handler(flaky)
             .handler(permanent)
             .on_task_complete(move |r| s.lock().push((r.id, r.attempt, r.report))),
-    )
-    .build()
-    .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    );
     let client = Client::new(b.clone());
     let flaky_t: TaskType<u32, u32> = TaskType::new("flaky");
     let perm_t: TaskType<u32, u32> = TaskType::new("permanent");
@@ -182,8 +188,7 @@ async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
         })
     ));
     assert_eq!(client.status(p.id()).await.unwrap().unwrap().attempts, 1);
-    stopper.stop();
-    run.await.unwrap().unwrap();
+    worker.stop().await;
     let seen = seen.lock().clone();
     let flaky_reports: Vec<_> = seen.iter().filter(|r| r.0 == h.id()).collect();
     assert_eq!(
@@ -204,11 +209,7 @@ async fn attempts_that_time_out_end_dead_after_max_attempts() {
         Ok::<u32, TaskError>(0)
     })
     .retry(RetryPolicy::attempts(9).backoff(Duration::from_millis(1), Duration::from_millis(2)));
-    let worker = fast(Worker::builder(b.clone()).handler(hang))
-        .build()
-        .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let worker = start(Worker::builder(b.clone()).handler(hang));
     let client = Client::new(b.clone());
     let t: TaskType<u32, u32> = TaskType::new("hang");
     let h = client
@@ -229,8 +230,7 @@ async fn attempts_that_time_out_end_dead_after_max_attempts() {
         other => panic!("expected dead, got {other:?}"),
     }
     assert_eq!(client.status(h.id()).await.unwrap().unwrap().attempts, 2);
-    stopper.stop();
-    run.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// The worker reserves only what its slots can run: with 2 slots and 10 blocked
@@ -249,11 +249,7 @@ async fn backpressure_reaches_the_backend() {
             Ok::<u32, TaskError>(0)
         }
     });
-    let worker = fast(Worker::builder(b.clone()).handler(blocked).slots(2))
-        .build()
-        .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let worker = start(Worker::builder(b.clone()).handler(blocked).slots(2));
     let client = Client::new(b.clone());
     let t: TaskType<u32, u32> = TaskType::new("blocked");
     let hs = client
@@ -279,8 +275,7 @@ async fn backpressure_reaches_the_backend() {
         h.wait_timeout(Duration::from_secs(10)).await.unwrap();
     }
     done.abort();
-    stopper.stop();
-    run.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// A task that runs longer than its lease keeps it through renewals and is not
@@ -298,23 +293,18 @@ async fn renewals_keep_long_tasks_leased() {
             Ok::<u32, TaskError>(7)
         }
     });
-    let worker = fast(
+    let worker = start(
         Worker::builder(b.clone())
             .handler(long)
             .lease(Duration::from_millis(200)),
-    )
-    .build()
-    .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    );
     let client = Client::new(b.clone());
     let t: TaskType<u32, u32> = TaskType::new("long");
     let h = client.enqueue(&t, &0).await.unwrap();
     assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), 7);
     assert_eq!(runs.load(Ordering::SeqCst), 1, "never redelivered");
     assert_eq!(client.status(h.id()).await.unwrap().unwrap().attempts, 1);
-    stopper.stop();
-    let report = run.await.unwrap().unwrap();
+    let report = worker.stop().await;
     assert_eq!(report.stats.lost_leases, 0);
     assert_eq!(report.stats.stale, 0);
 }
@@ -335,16 +325,12 @@ async fn graceful_stop_retries_started_and_releases_unstarted_tasks() {
         }
     })
     .concurrency(1);
-    let worker = fast(
+    let worker = start(
         Worker::builder(b.clone())
             .handler(stuck)
             .slots(2)
             .grace(Duration::from_millis(100)),
-    )
-    .build()
-    .unwrap();
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    );
     let client = Client::new(b.clone());
     let t: TaskType<u32, u32> = TaskType::new("stuck");
     let hs = client
@@ -357,8 +343,7 @@ async fn graceful_stop_retries_started_and_releases_unstarted_tasks() {
     while b.stats().await.unwrap()[0].count(TaskState::Running) < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    stopper.stop();
-    let report = run.await.unwrap().unwrap();
+    let report = worker.stop().await;
     assert!(!report.drained);
     assert_eq!(report.stats.in_flight, 0);
     let mut attempts = Vec::new();
