@@ -96,11 +96,7 @@ fn micros_now() -> u64 {
 /// Runs the queue benchmarks.
 pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     let scale = if quick { 5 } else { 1 };
-    let kind = {
-        let s = Subject::new(url, "probe");
-        let k = s.open().await.kind();
-        k
-    };
+    let kind = Subject::new(url, "probe").open().await.kind();
     let (enq_target, proc_target) = targets(kind).unwrap_or((1.0, 1.0));
     let has_targets = targets(kind).is_some();
     let bench = format!("queue/{kind}");
@@ -240,7 +236,7 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize) -> f64 {
 
 /// Enqueue→start latency percentiles (ms) of `n` tasks enqueued 2 ms apart.
 async fn latency(b: Arc<dyn Backend>, n: usize) -> (f64, f64) {
-    let seen = Arc::new(parking_lot_free::Samples::default());
+    let seen = Arc::new(samples::Samples::default());
     let s2 = seen.clone();
     let probe = Handler::io("probe", move |sent: u64, _ctx| {
         let s = s2.clone();
@@ -275,7 +271,7 @@ async fn latency(b: Arc<dyn Backend>, n: usize) -> (f64, f64) {
     seen.percentiles()
 }
 
-mod parking_lot_free {
+mod samples {
     //! A tiny mutex-guarded sample list (latencies are recorded off the hot path).
     use std::sync::Mutex;
 

@@ -2,7 +2,7 @@
 
 #![allow(dead_code, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,8 +86,4 @@ pub async fn wait_count(b: &Arc<dyn Backend>, state: TaskState, n: u64, limit: D
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -172,11 +172,7 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
 
     /// The task's result if it has finished, without waiting.
     pub async fn try_result(&self) -> Result<Option<Out>, Error> {
-        let rec = self
-            .backend
-            .get(self.id)
-            .await?
-            .ok_or(Error::NotFound(self.id))?;
+        let rec = self.record().await?;
         self.decode(rec)
     }
 
@@ -187,12 +183,15 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
 
     /// The task's current state.
     pub async fn state(&self) -> Result<TaskState, Error> {
-        Ok(self
-            .backend
+        Ok(self.record().await?.state)
+    }
+
+    /// The task's record; `NotFound` once pruned (or never enqueued).
+    async fn record(&self) -> Result<TaskRecord, Error> {
+        self.backend
             .get(self.id)
             .await?
-            .ok_or(Error::NotFound(self.id))?
-            .state)
+            .ok_or(Error::NotFound(self.id))
     }
 
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<Out, Error> {

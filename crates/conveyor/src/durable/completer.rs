@@ -52,18 +52,15 @@ async fn store(
     loop {
         match shared.backend.finish(reports.clone()).await {
             Ok(results) => {
-                let stale = results
-                    .iter()
-                    .filter(|r| matches!(r, Err(Error::StaleLease(_))))
-                    .count();
-                for r in &results {
-                    if let Err(e) = r {
-                        if !matches!(e, Error::StaleLease(_)) {
-                            tracing::warn!(error = %e, "the backend refused a report");
-                        }
+                let mut stale = 0;
+                for r in results {
+                    match r {
+                        Ok(()) => {}
+                        Err(Error::StaleLease(_)) => stale += 1,
+                        Err(e) => tracing::warn!(error = %e, "the backend refused a report"),
                     }
                 }
-                Counters::add(&shared.counters.stale, stale as u64);
+                Counters::add(&shared.counters.stale, stale);
                 return;
             }
             Err(e) => {

@@ -299,20 +299,24 @@ impl Backend for MemoryBackend {
             if picked.len() >= max {
                 break;
             }
-            let candidates: Vec<u64> = match st.ready.get(q) {
-                Some(set) => set.iter().map(|&(_, id)| id).collect(),
+            // Choosing a key's head never makes another task of the key a head
+            // within the same call, so the eligible tasks can be picked in one
+            // read-only pass that stops as soon as enough are found.
+            let want = max - picked.len();
+            let chosen: Vec<u64> = match st.ready.get(q) {
+                Some(set) => set
+                    .iter()
+                    .map(|&(_, id)| id)
+                    .filter(|id| {
+                        st.tasks
+                            .get(id)
+                            .is_some_and(|e| st.heads_its_key(&e.record))
+                    })
+                    .take(want)
+                    .collect(),
                 None => continue,
             };
-            for id in candidates {
-                if picked.len() >= max {
-                    break;
-                }
-                let Some(entry) = st.tasks.get(&id) else {
-                    continue;
-                };
-                if !st.heads_its_key(&entry.record) {
-                    continue;
-                }
+            for id in chosen {
                 if let Some(e) = st.tasks.get_mut(&id) {
                     e.token += 1;
                     e.lease_until = until;

@@ -344,12 +344,11 @@ impl<C: Codec> Worker<C> {
             in_flight = shared.busy.load(Ordering::Acquire),
             "worker stopping: draining"
         );
-        let mut drained = shared.drained(Instant::now() + builder.grace).await;
+        let drained = shared.drained(Instant::now() + builder.grace).await;
         if !drained {
             tracing::warn!("grace period over: cancelling running tasks");
             shared.aborting.store(true, Ordering::Release);
             job.cancel();
-            drained = false;
             shared.drained(Instant::now() + builder.lease).await;
         }
         let _ = tokio::time::timeout(builder.lease, job.wait()).await;
