@@ -22,6 +22,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a command once per input item: concurrently, with rate limits,
+    /// retries, timeouts, progress and resumable state.
+    Run(crate::run::RunArgs),
     /// Run a worker whose handlers are the commands declared in a TOML file.
     Worker(WorkerArgs),
     /// Enqueue a task; print its id, or its result with --wait.

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod dead_cmd;
+mod run;
 mod status_cmd;
 mod submit_cmd;
 mod template;
@@ -15,7 +16,10 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONVEYOR_LOG")
@@ -44,7 +48,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints clap's message; `conveyor run` keeps its small exit codes for counts of
+/// failed items, so its usage errors exit with 255 instead of clap's 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if !e.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    let is_run = std::env::args().nth(1).as_deref() == Some("run");
+    ExitCode::from(if is_run { 255 } else { 2 })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Run(args) = cli.command {
+        return Ok(run::run(args).await);
+    }
     let url = conveyor::durable::resolve_url(cli.backend.as_deref());
     let backend = conveyor::durable::connect(&url)
         .await
@@ -54,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit_cmd::run(backend, args).await,
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
+        Command::Run(_) => unreachable!("handled above"),
         Command::Migrate => {
             // Opening the backend created or migrated its schema.
             println!("{} backend at {url}: schema up to date", backend.kind());

@@ -218,6 +218,7 @@ impl JobShared {
     /// Waits for a permit, then enqueues.
     pub(crate) async fn submit<In, Out>(
         self: &Arc<Self>,
+        id: TaskId,
         handler: &Handler<In, Out>,
         params: In,
         opts: TaskOptions,
@@ -249,7 +250,7 @@ impl JobShared {
                 }
             }
         }
-        self.enqueue(TaskId::next(), handler, params, opts, reply)
+        self.enqueue(id, handler, params, opts, reply)
     }
 }
 
@@ -271,7 +272,13 @@ impl Producer {
         In: Send + 'static,
     {
         self.job
-            .submit(handler, params, TaskOptions::default(), None)
+            .submit(
+                TaskId::next(),
+                handler,
+                params,
+                TaskOptions::default(),
+                None,
+            )
             .await
     }
 
@@ -285,7 +292,25 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        self.job.submit(handler, params, opts, None).await
+        self.job
+            .submit(TaskId::next(), handler, params, opts, None)
+            .await
+    }
+
+    /// `submit_with` under an id chosen by the caller (from [`TaskId::next`]), so
+    /// the caller can record what the task is before its result can arrive (the
+    /// result names the task only by id).
+    pub async fn submit_as<In, Out>(
+        &self,
+        id: TaskId,
+        handler: &Handler<In, Out>,
+        params: In,
+        opts: TaskOptions,
+    ) -> Result<TaskHandle, Rejected<In>>
+    where
+        In: Send + 'static,
+    {
+        self.job.submit(id, handler, params, opts, None).await
     }
 
     /// Submits a task if the queue has room now; never waits.
@@ -336,7 +361,7 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        futures_executor::block_on(self.job.submit(handler, params, opts, None))
+        futures_executor::block_on(self.job.submit(TaskId::next(), handler, params, opts, None))
     }
 }
 

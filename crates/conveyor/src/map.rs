@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::oneshot;
 
-use conveyor_core::{Outcome, TaskError, TaskOptions};
+use conveyor_core::{Outcome, TaskError, TaskId, TaskOptions};
 
 use crate::envelope::JobShared;
 use crate::handler::Handler;
@@ -31,7 +31,13 @@ where
     {
         let (tx, rx) = oneshot::channel();
         if let Err(rejected) = job
-            .submit(&handler, input, TaskOptions::default(), Some(tx))
+            .submit(
+                TaskId::next(),
+                &handler,
+                input,
+                TaskOptions::default(),
+                Some(tx),
+            )
             .await
         {
             return Outcome::Failed(TaskError::permanent(rejected.reason.to_string()));
