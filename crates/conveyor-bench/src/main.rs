@@ -2,12 +2,14 @@
 //! one run; a table and one JSON object per line are printed.
 //!
 //! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`, or
-//! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues.
+//! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues, or
+//! `conveyor-bench run [--quick]` for `conveyor run` against xargs and GNU parallel.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cmdrun;
 mod cpu;
 mod noop;
 mod python;
@@ -64,6 +66,20 @@ fn main() {
     if which == "rss-child" {
         let code = runtime.block_on(rss::child(&args[1..]));
         std::process::exit(code);
+    }
+    if which == "run" {
+        let mut report = Report::default();
+        let started = Instant::now();
+        eprintln!("[run]");
+        cmdrun::run(&mut report, quick);
+        report.note(format!(
+            "conveyor run vs xargs and GNU parallel, {} cores, total {:.1} s, load average {}",
+            conveyor::available_cores(),
+            started.elapsed().as_secs_f64(),
+            load_average()
+        ));
+        report.print();
+        return;
     }
     if which == "queue" {
         let url = args
