@@ -336,12 +336,13 @@ fn summary(t: &Totals, took: Duration) -> String {
     if t.not_run > 0 {
         parts.push(format!("{} not run", t.not_run));
     }
-    if t.earlier_succeeded + t.earlier_failed > 0 {
-        parts.push(format!(
-            "{} done earlier ({} failed; --retry-failed reruns them)",
-            t.earlier_succeeded + t.earlier_failed,
-            t.earlier_failed
-        ));
+    match (t.earlier_succeeded, t.earlier_failed) {
+        (0, 0) => {}
+        (done, 0) => parts.push(format!("{done} done earlier")),
+        (done, failed) => parts.push(format!(
+            "{} done earlier ({failed} failed; --retry-failed reruns them)",
+            done + failed
+        )),
     }
     let secs = took.as_secs_f64();
     let rate = if secs > 0.0 { ran as f64 / secs } else { 0.0 };
