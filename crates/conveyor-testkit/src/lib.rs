@@ -46,7 +46,10 @@ macro_rules! backend_conformance {
             queues_are_separate,
             batches_are_atomic,
             concurrent_reservers_never_share_a_task,
-            capabilities_are_honest
+            capabilities_are_honest,
+            handler_concurrency_limits,
+            concurrent_reservers_honour_handler_limits,
+            handler_rate_limits
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
