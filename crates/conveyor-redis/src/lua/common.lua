@@ -19,6 +19,13 @@ local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
 local WAKE = P .. 'wake'
+-- Global handler limits: handler -> 'concurrency:count:per_us:burst' (empty
+-- fields for none), the rate state (TAT, µs) per handler, and how many tasks of
+-- each handler run now (kept by move for every handler, so a limit set later
+-- finds the count right).
+local LIMITS = P .. 'limits'
+local TATS = P .. 'tat'
+local RUNNING_H = P .. 'running'
 
 local function fail(msg)
   error('conveyor: ' .. msg)
@@ -231,7 +238,8 @@ local function release_keys(r)
   end
 end
 
--- Moves task r (fields s, q, pr, ok, uk; ra for timers; lu, the lease expiry,
+-- Moves task r (fields s, q, pr, ok, uk; h when it enters or leaves running;
+-- ra for timers; lu, the lease expiry,
 -- for the leases set: it is not stored in the hash) along
 -- transition tname, writing `sets` (field, value, ...) and deleting `dels`
 -- with its new state, and keeping every index in step.
@@ -258,6 +266,13 @@ local function move(r, tname, now, sets, dels)
   redis.call('HSET', key, unpack(sets))
   if dels and #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
   r.s = to
+  if from == RUNNING and to ~= RUNNING then
+    if redis.call('HINCRBY', RUNNING_H, need(r, 'h'), -1) <= 0 then
+      redis.call('HDEL', RUNNING_H, r.h)
+    end
+  elseif to == RUNNING and from ~= RUNNING then
+    redis.call('HINCRBY', RUNNING_H, need(r, 'h'), 1)
+  end
   if r.ok then
     if from == RUNNING and to ~= RUNNING then redis.call('DEL', ordrun_key(r.q, r.ok)) end
     if to == RUNNING then redis.call('SET', ordrun_key(r.q, r.ok), r.id) end
