@@ -125,6 +125,20 @@ impl PostgresBackend {
         migrate::migrate(&mut conn, &self.inner.schema, now).await
     }
 
+    /// Drops this backend's schema and everything in it (`DROP SCHEMA …
+    /// CASCADE`): for tests and benchmarks that made a schema of their own.
+    /// The backend has no tables afterwards until [`migrate`](Self::migrate)
+    /// runs again.
+    pub async fn drop_schema(&self) -> Result<(), Error> {
+        let conn = self.conn("dropping the schema").await?;
+        conn.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.inner.schema.quoted()
+        ))
+        .await
+        .map_err(|e| db("dropping the schema", e))
+    }
+
     /// Checks that a connection can be had and the server answers.
     pub async fn ping(&self) -> Result<(), Error> {
         let conn = self.conn("pinging").await?;
