@@ -11,8 +11,8 @@
 //! program = "convert"
 //! args = ["{src}", "-resize", "{size}", "{dst}"]
 //! lane = "process"          # commands run as child processes
-//! concurrency = 2           # at most this many at once (this worker)
-//! rate = "10/s"             # and at most this rate of starts
+//! concurrency = 2           # at most this many at once, across all workers
+//! rate = "10/s"             # and at most this rate of starts (global too)
 //! burst = 5
 //! retries = 3               # attempts after the first
 //! backoff = "1s"            # first backoff step (doubles, capped at 5 minutes)
@@ -70,9 +70,10 @@ pub struct HandlerSection {
     pub args: Vec<String>,
     /// Lane: only `process` (commands run as child processes).
     pub lane: Option<String>,
-    /// Per-handler concurrency on this worker.
+    /// Per-handler concurrency: global across workers when the backend stores
+    /// handler limits, else on this worker.
     pub concurrency: Option<usize>,
-    /// Rate of starts, e.g. `10/s`.
+    /// Rate of starts, e.g. `10/s` (global like `concurrency`).
     pub rate: Option<String>,
     /// Burst of the rate.
     pub burst: Option<u32>,

@@ -1,11 +1,17 @@
 //! `conveyor worker`: handlers from `conveyor.toml`, each a command run per task.
+//!
+//! A handler's `concurrency`, `rate` and `burst` are global — held across every
+//! worker sharing the backend — when the backend stores handler limits
+//! (`Capabilities::handler_limits`: memory, embedded, redis, postgres); on a
+//! backend without them they fall back to limits of this worker process alone,
+//! and the worker says so on stderr.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor::durable::Worker;
-use conveyor::{Backend, Handler, ProcessCommand, Rate, RetryPolicy, TaskError};
+use conveyor::{Backend, Handler, HandlerLimits, ProcessCommand, Rate, RetryPolicy, TaskError};
 
 use crate::cli::WorkerArgs;
 use crate::config::{Config, HandlerSection};
@@ -14,9 +20,20 @@ use crate::template;
 /// Runs the worker until SIGINT/SIGTERM.
 pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
+    let global = backend.capabilities().handler_limits;
+    let kind = backend.kind();
     let mut builder = Worker::builder(backend);
     for (name, section) in &cfg.handlers {
-        builder = builder.handler(command_handler(name, section)?);
+        let limits = handler_limits(section)?;
+        if global {
+            builder = builder.global_limits(name.clone(), limits);
+        } else if !limits.is_unlimited() {
+            eprintln!(
+                "conveyor worker: the {kind} backend has no global handler limits; \
+                 handler {name:?}'s concurrency/rate hold for this worker process only"
+            );
+        }
+        builder = builder.handler(command_handler(name, section, !global)?);
     }
     let w = &cfg.worker;
     let queues = if args.queues.is_empty() {
@@ -56,10 +73,29 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// A process-lane handler running `section.program` with templated args.
+/// The handler's `concurrency`, `rate` and `burst` as global limits (none set:
+/// unlimited, which also clears limits an earlier configuration stored).
+fn handler_limits(section: &HandlerSection) -> anyhow::Result<HandlerLimits> {
+    let mut limits = HandlerLimits::none();
+    if let Some(n) = section.concurrency {
+        limits = limits.concurrency(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    if let Some(r) = &section.rate {
+        let mut rate: Rate = r.parse()?;
+        if let Some(b) = section.burst {
+            rate = rate.burst(b);
+        }
+        limits = limits.rate(rate.to_global());
+    }
+    Ok(limits)
+}
+
+/// A process-lane handler running `section.program` with templated args; with
+/// `local_limits`, its concurrency and rate are enforced by this process.
 fn command_handler(
     name: &str,
     section: &HandlerSection,
+    local_limits: bool,
 ) -> anyhow::Result<Handler<serde_json::Value, conveyor::ProcessOutput>> {
     let program = section.program.clone();
     let args = section.args.clone();
@@ -82,15 +118,17 @@ fn command_handler(
         }
         Ok(cmd)
     });
-    if let Some(n) = section.concurrency {
-        h = h.concurrency(n);
-    }
-    if let Some(r) = &section.rate {
-        let mut rate: Rate = r.parse()?;
-        if let Some(b) = section.burst {
-            rate = rate.burst(b);
+    if local_limits {
+        if let Some(n) = section.concurrency {
+            h = h.concurrency(n);
         }
-        h = h.rate(rate);
+        if let Some(r) = &section.rate {
+            let mut rate: Rate = r.parse()?;
+            if let Some(b) = section.burst {
+                rate = rate.burst(b);
+            }
+            h = h.rate(rate);
+        }
     }
     if let Some(retries) = section.retries {
         let base = section.backoff.unwrap_or(Duration::from_secs(1));

@@ -23,13 +23,22 @@
 //! - a lease past its expiry that has not been recovered yet is still the
 //!   holder's: renewing or reporting with it succeeds (no one else can hold the
 //!   task until `recover_expired` runs);
-//! - a task's `error` keeps the last error it had, even once it completes.
+//! - a task's `error` keeps the last error it had, even once it completes;
+//! - with [`Capabilities::handler_limits`], `reserve` honours every handler's
+//!   stored [`HandlerLimits`] across all workers: it skips a task whose handler
+//!   has as many tasks running as its concurrency allows, or whose rate (GCRA,
+//!   state kept in the backend) allows no start yet. A skipped task stays ready
+//!   and keeps its place among its handler's tasks; other handlers' tasks behind
+//!   it are still reserved. Limits apply to reservations that begin after
+//!   [`Backend::set_limits`] returns; a rate start is spent at reservation (a
+//!   released task does not give it back).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::durable_task::{Enqueued, Finish, Lease, NewTask, QueueStats, Reserved, TaskRecord};
+use crate::limits::HandlerLimits;
 use crate::task::TaskId;
 use crate::task_state::TaskState;
 use crate::Error;
@@ -58,6 +67,9 @@ pub struct Capabilities {
     /// [`Backend::wait_for_work`] wakes on new work — at least work made by this
     /// process; workers still poll for the rest.
     pub wakeups: bool,
+    /// Per-handler concurrency and rate limits stored in the backend and
+    /// enforced by `reserve` for every worker ([`Backend::set_limits`]).
+    pub handler_limits: bool,
 }
 
 impl Capabilities {
@@ -73,6 +85,7 @@ impl Capabilities {
         cancel: true,
         admin: true,
         wakeups: true,
+        handler_limits: true,
     };
 }
 
@@ -155,6 +168,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Deletes dead tasks, optionally of one queue. Returns how many.
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error>;
+
+    /// Stores `handler`'s global limits (replacing what was stored: the last
+    /// writer wins; a record with no limit removes them). Workers call it at
+    /// startup from their handler configuration. The rate's state (the time of
+    /// the next allowed start) is kept when the limits change. Without
+    /// [`Capabilities::handler_limits`] this is [`Error::Unsupported`].
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        let _ = (handler, limits);
+        Err(unsupported(self.kind(), "global handler limits"))
+    }
+
+    /// Every stored handler limit, by handler name. Without
+    /// [`Capabilities::handler_limits`] this is [`Error::Unsupported`].
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        Err(unsupported(self.kind(), "global handler limits"))
+    }
 
     /// Enqueues one task.
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued, Error> {

@@ -15,6 +15,7 @@ mod codec;
 mod durable_task;
 mod error;
 mod lane;
+mod limits;
 mod outcome;
 mod retry;
 mod task;
@@ -30,6 +31,7 @@ pub use durable_task::{
 };
 pub use error::Error;
 pub use lane::Lane;
+pub use limits::{Admission, HandlerLimits, RateLimit};
 pub use outcome::{Outcome, OutcomeKind};
 pub use retry::RetryPolicy;
 pub use task::{TaskId, TaskOptions};

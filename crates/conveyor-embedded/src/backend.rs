@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, NewTask, QueueStats,
-    Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, HandlerLimits, Lease,
+    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -227,6 +227,17 @@ impl Backend for EmbeddedBackend {
     /// requeue, a recovered lease) or for `timeout`; returns `true` either way,
     /// since the wait did its job of pacing the caller's polling. Needs a tokio
     /// runtime with its time driver enabled.
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        limits.validate()?;
+        let handler = handler.to_string();
+        self.call(true, 1, move |s| s.set_limits(&handler, limits))
+            .await
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        self.call(false, 1, |s| s.limits()).await
+    }
+
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
         let _ = queues;
         let _ = tokio::time::timeout(timeout, self.notify.notified()).await;

@@ -13,11 +13,13 @@
 //!
 //! Modules: `backend` (the public handle and the trait implementation),
 //! `db_thread` (the thread and group commit), `store` (each operation as SQL),
+//! `limits` (global handler limits and the admission state of a reservation),
 //! `sql` (the statement texts, built from the core state machine) and `schema`
 //! (opening the file, pragmas, table, indexes, versioning).
 
 mod backend;
 mod db_thread;
+mod limits;
 mod schema;
 mod sql;
 mod store;

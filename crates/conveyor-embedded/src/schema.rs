@@ -24,6 +24,11 @@
 //! | `tasks_ordering (queue, ordering_key, id)` | unfinished with an ordering key | "is this the oldest of its key?" |
 //! | `tasks_ordering_running (queue, ordering_key)` | running with an ordering key | "is one of its key running?" |
 //! | `tasks_finished (state, finished_at)` | finished | pruning and purging |
+//! | `tasks_running_handler (handler)` | running | counting a limited handler's running tasks (v2) |
+//!
+//! Version 2 adds `handler_limits`: one row per handler with global limits
+//! (concurrency, rate count per period in µs, burst) and the rate's state (its
+//! theoretical arrival time, µs).
 
 use std::path::Path;
 use std::time::Duration;
@@ -36,7 +41,7 @@ use crate::sql::unfinished_codes;
 use crate::store::db_err;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,6 +123,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 1 {
         conn.execute_batch(&schema_v1()).map_err(db_err_string)?;
     }
+    if version < 2 {
+        conn.execute_batch(&schema_v2()).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -171,5 +179,23 @@ fn schema_v1() -> String {
              WHERE ordering_key IS NOT NULL AND state IN ({running});
          CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (state, finished_at)
              WHERE finished_at IS NOT NULL;"
+    )
+}
+
+/// Version 2: global handler limits and the index that counts running tasks
+/// per handler.
+fn schema_v2() -> String {
+    let running = codes(&[TaskState::Running]);
+    format!(
+        "CREATE TABLE IF NOT EXISTS handler_limits (
+             handler TEXT PRIMARY KEY,
+             concurrency INTEGER,
+             rate_count INTEGER,
+             rate_per_us INTEGER,
+             burst INTEGER,
+             tat_us INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS tasks_running_handler ON tasks (handler)
+             WHERE state IN ({running});"
     )
 }

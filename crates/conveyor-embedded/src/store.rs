@@ -169,25 +169,40 @@ impl Store {
             .prepare_cached(&sql.promote_due)
             .and_then(|mut s| s.execute([now.0]))
             .map_err(db_err)?;
+        let mut gate = self.admission(now)?;
         let mut out = Vec::with_capacity(max.min(1024));
         let mut unreadable = Vec::new();
         for queue in queues {
-            let remaining = max - out.len();
+            let remaining = max - (out.len() + unreadable.len());
             if remaining == 0 {
                 break;
             }
+            // With limited handlers some candidates are skipped, so the scan
+            // reads on (rows come lazily in index order) until enough are taken.
+            let limit = if gate.is_empty() {
+                to_i64(remaining)
+            } else {
+                i64::MAX
+            };
             let mut stmt = self.conn.prepare_cached(&sql.pick).map_err(db_err)?;
-            let mut rows = stmt
-                .query(params![queue, to_i64(remaining)])
-                .map_err(db_err)?;
+            let mut rows = stmt.query(params![queue, limit]).map_err(db_err)?;
             while let Some(row) = rows.next().map_err(db_err)? {
+                if out.len() + unreadable.len() >= max {
+                    break;
+                }
                 let id: i64 = row.get(0).map_err(db_err)?;
+                if let Ok(handler) = row.get_ref(2).and_then(|v| Ok(v.as_str()?.to_owned())) {
+                    if !gate.admit(&handler) {
+                        continue;
+                    }
+                }
                 match reserved_from_row(row, queue, lease_until) {
                     Ok(r) => out.push(r),
                     Err(e) => unreadable.push((id, e.to_string())),
                 }
             }
         }
+        self.store_rates(&gate)?;
         // The picked rows become running; this transaction holds the write
         // lock, so they are exactly as read.
         let mut take = self.conn.prepare_cached(&sql.take).map_err(db_err)?;

@@ -1,8 +1,10 @@
 //! [`PostgresBackend`]: the durable contract on PostgreSQL tables.
 //!
-//! Each call is one statement (or two pipelined on one connection: promote due
-//! tasks, then reserve), so there are no multi-statement transactions on the
-//! hot path and no lock is held across a round trip. Reserving picks rows with
+//! Each call is one statement (or three pipelined on one connection: promote
+//! due tasks, check for handler limits, reserve), so there are no
+//! multi-statement transactions on the hot path and no lock is held across a
+//! round trip. While any handler has global limits, reserving is one short
+//! transaction instead (`crate::limits`). Reserving picks rows with
 //! `FOR NO KEY UPDATE SKIP LOCKED`, so concurrent workers never wait on each
 //! other nor take the same task; reports are applied in one `UPDATE … FROM
 //! unnest(…)` per batch, each only where the task is running under the report's
@@ -14,14 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Transition,
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction,
+    HandlerLimits, Lease, NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState,
+    Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
 
 use crate::builder::Builder;
 use crate::error::{db, pool};
+use crate::limits::{self, LimitStatements};
 use crate::listener::Listener;
 use crate::migrate::{self, Migrated};
 use crate::row::{self, col, param_id};
@@ -43,6 +47,7 @@ struct Inner {
     pool: Pool,
     schema: Schema,
     sql: Statements,
+    limits: LimitStatements,
     clock: Arc<dyn Clock>,
     listener: Listener,
     vacuum: Vacuum,
@@ -92,12 +97,14 @@ impl PostgresBackend {
         vacuum_every: Option<Duration>,
     ) -> Self {
         let sql = Statements::new(&schema);
+        let limits = LimitStatements::new(&schema);
         let listener = Listener::new(config, schema.channel());
         Self {
             inner: Arc::new(Inner {
                 pool,
                 schema,
                 sql,
+                limits,
                 clock,
                 listener,
                 vacuum: Vacuum::new(vacuum_every),
@@ -116,6 +123,20 @@ impl PostgresBackend {
         let mut conn = self.conn("migrating").await?;
         let now = self.inner.clock.now();
         migrate::migrate(&mut conn, &self.inner.schema, now).await
+    }
+
+    /// Drops this backend's schema and everything in it (`DROP SCHEMA …
+    /// CASCADE`): for tests and benchmarks that made a schema of their own.
+    /// The backend has no tables afterwards until [`migrate`](Self::migrate)
+    /// runs again.
+    pub async fn drop_schema(&self) -> Result<(), Error> {
+        let conn = self.conn("dropping the schema").await?;
+        conn.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.inner.schema.quoted()
+        ))
+        .await
+        .map_err(|e| db("dropping the schema", e))
     }
 
     /// Checks that a connection can be had and the server answers.
@@ -241,10 +262,12 @@ impl Backend for PostgresBackend {
         let what = "reserving";
         let now = self.inner.clock.now();
         let until = now.plus(lease).as_millis();
-        let conn = self.conn(what).await?;
+        let mut conn = self.conn(what).await?;
         let promote = Self::prepared(&conn, what, &self.inner.sql.promote).await?;
         let reserve = Self::prepared(&conn, what, &self.inner.sql.reserve).await?;
+        let exists = Self::prepared(&conn, what, self.inner.limits.exists()).await?;
         let mut out = Vec::new();
+        let mut limited = false;
         let mut promoted = false;
         for queue in queues {
             let left = max.saturating_sub(out.len());
@@ -258,16 +281,20 @@ impl Backend for PostgresBackend {
                     .await
                     .map_err(|e| db(what, e))?
             } else {
-                // Pipelined: both go out at once and run in order, each in its
-                // own implicit transaction, so the reserve sees the promotion.
+                // Pipelined: all three go out at once and run in order, each in
+                // its own implicit transaction, so the reserve sees the
+                // promotion. The reserve takes nothing while any handler has
+                // limits (its gate); the check says whether to go the limited way.
                 promoted = true;
                 let now_ms = now.as_millis();
                 let promote_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now_ms];
-                let (_, rows) = tokio::try_join!(
+                let (_, gate, rows) = tokio::try_join!(
                     conn.execute(&promote, &promote_params),
+                    conn.query_one(&exists, &[]),
                     conn.query(&reserve, &params)
                 )
                 .map_err(|e| db(what, e))?;
+                limited = col(&gate, 0, "exists")?;
                 rows
             };
             let mut got = rows
@@ -276,12 +303,27 @@ impl Backend for PostgresBackend {
                 .collect::<Result<Vec<_>, _>>()?;
             got.sort_by_key(|(priority, r)| (std::cmp::Reverse(*priority), r.lease.id));
             out.extend(got.into_iter().map(|(_, r)| r));
+            if limited {
+                break;
+            }
         }
         if !promoted {
             let now_ms = now.as_millis();
             conn.execute(&promote, &[&now_ms])
                 .await
                 .map_err(|e| db(what, e))?;
+        }
+        if limited && out.len() < max {
+            let more = limits::reserve(
+                &mut conn,
+                &self.inner.limits,
+                queues,
+                max - out.len(),
+                now,
+                until,
+            )
+            .await?;
+            out.extend(more);
         }
         Ok(out)
     }
@@ -557,6 +599,17 @@ impl Backend for PostgresBackend {
         conn.execute(&stmt, &[&queue])
             .await
             .map_err(|e| db(what, e))
+    }
+
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        limits.validate()?;
+        let conn = self.conn("storing handler limits").await?;
+        limits::set(&conn, &self.inner.limits, handler, limits).await
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        let conn = self.conn("reading handler limits").await?;
+        limits::list(&conn, &self.inner.limits).await
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {

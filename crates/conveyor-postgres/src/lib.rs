@@ -29,6 +29,7 @@ mod backend;
 mod builder;
 mod enqueue;
 mod error;
+mod limits;
 mod listener;
 mod migrate;
 mod row;

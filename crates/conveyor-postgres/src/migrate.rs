@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +46,18 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
     let t = schema.table("tasks");
     let seq = schema.table("tasks_id_seq");
     let p = Predicates::new();
-    vec![Migration {
-        version: 1,
-        name: "tasks table and its indexes",
-        // Times are milliseconds since the Unix epoch from the backend's clock.
-        // Fixed-width columns come first (alignment), variable ones last. The
-        // table is updated at every step of a task's life, and every update
-        // changes `state`, which the partial indexes' predicates read, so
-        // updates are never HOT: a fillfactor under 100 keeps each new row
-        // version on its page, and vacuum runs early.
-        sql: format!(
-            "CREATE SEQUENCE {seq};
+    vec![
+        Migration {
+            version: 1,
+            name: "tasks table and its indexes",
+            // Times are milliseconds since the Unix epoch from the backend's clock.
+            // Fixed-width columns come first (alignment), variable ones last. The
+            // table is updated at every step of a task's life, and every update
+            // changes `state`, which the partial indexes' predicates read, so
+            // updates are never HOT: a fillfactor under 100 keeps each new row
+            // version on its page, and vacuum runs early.
+            sql: format!(
+                "CREATE SEQUENCE {seq};
              CREATE TABLE {t} (
                  id           bigint   PRIMARY KEY DEFAULT nextval('{seq}'),
                  run_at       bigint   NOT NULL,
@@ -88,13 +89,35 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
              CREATE UNIQUE INDEX tasks_unique ON {t} (queue, unique_key)
                  WHERE unique_key IS NOT NULL AND {unfinished};
              CREATE INDEX tasks_finished ON {t} (state, finished_at) WHERE {finished};",
-            available = p.available,
-            timed = p.timed,
-            lease_index = p.lease_index,
-            unfinished = p.unfinished,
-            finished = p.finished,
-        ),
-    }]
+                available = p.available,
+                timed = p.timed,
+                lease_index = p.lease_index,
+                unfinished = p.unfinished,
+                finished = p.finished,
+            ),
+        },
+        Migration {
+            version: 2,
+            name: "global handler limits",
+            // One row per limited handler: its limits and the rate's state (the
+            // theoretical arrival time of the next start, µs since the epoch).
+            // Running tasks are counted per handler through a partial index on the
+            // lease predicate (set exactly while a task runs).
+            sql: format!(
+                "CREATE TABLE {limits} (
+                 handler     text    PRIMARY KEY,
+                 concurrency integer,
+                 rate_count  integer,
+                 rate_per_us bigint,
+                 burst       integer,
+                 tat_us      bigint
+             );
+             CREATE INDEX tasks_running_handler ON {t} (handler) WHERE {lease_index};",
+                limits = schema.table("handler_limits"),
+                lease_index = p.lease_index,
+            ),
+        },
+    ]
 }
 
 /// Creates the schema if needed and applies every pending migration, in one

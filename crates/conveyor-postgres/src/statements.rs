@@ -107,6 +107,21 @@ fn notify(rows: &str, state: TaskState, channel_param: &str) -> String {
     )
 }
 
+/// The condition on a candidate `t` for reserving: only the head of an
+/// ordering key (no unfinished task of the key with a lower id) may start, and
+/// only while no task of the key runs (a requeued dead task can be older than
+/// the one that runs).
+pub(crate) fn eligible(t: &str, unfinished: &str) -> String {
+    format!(
+        "(t.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM {t} h
+            WHERE h.queue = t.queue AND h.ordering_key = t.ordering_key
+              AND h.{unfinished}
+              AND (h.id < t.id OR h.state IN ({running}))))",
+        running = Transition::Reserve.target().code()
+    )
+}
+
 impl Statements {
     pub(crate) fn new(schema: &Schema) -> Self {
         let t = schema.table("tasks");
@@ -175,15 +190,14 @@ impl Statements {
         // (no unfinished task of the key with a lower id) may start, and only
         // while no task of the key runs (a requeued dead task can be older than
         // the one that runs).
+        // The gate `NOT EXISTS (… limits)` (evaluated once) makes this fast
+        // path reserve nothing while any handler has global limits: the caller
+        // then takes the limited path (`crate::limits`).
         let reserve = format!(
             "WITH picked AS (
                 SELECT t.id FROM {t} t
-                WHERE t.{available} AND t.queue = $1
-                  AND (t.ordering_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM {t} h
-                        WHERE h.queue = t.queue AND h.ordering_key = t.ordering_key
-                          AND h.{unfinished}
-                          AND (h.id < t.id OR h.state IN ({running_state}))))
+                WHERE t.{available} AND t.queue = $1 AND {eligible}
+                  AND NOT EXISTS (SELECT 1 FROM {limits})
                 ORDER BY t.priority DESC, t.id
                 LIMIT $2
                 FOR NO KEY UPDATE SKIP LOCKED
@@ -197,7 +211,8 @@ impl Statements {
                        t.priority",
             available = p.available,
             running_to = code(Transition::Reserve),
-            running_state = code(Transition::Reserve),
+            eligible = eligible(&t, unfinished),
+            limits = schema.table("handler_limits"),
         );
 
         // $1 ids, $2 tokens, $3 lease_until.

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction,
+    HandlerLimits, Lease, NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId,
+    TaskRecord, TaskState,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
@@ -448,6 +449,40 @@ impl Backend for RedisBackend {
             inv.arg(q);
         }
         self.run_batches("purge", &inv, false).await
+    }
+
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        limits.validate()?;
+        let mut conn = self.inner.conn.clone();
+        let key = self.inner.keys.limits();
+        let mut cmd = if limits.is_unlimited() {
+            redis::cmd("HDEL")
+        } else {
+            redis::cmd("HSET")
+        };
+        cmd.arg(&key).arg(handler);
+        if !limits.is_unlimited() {
+            cmd.arg(crate::limits::encode(&limits));
+        }
+        cmd.query_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| redis_error("set_limits", e))?;
+        Ok(())
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        let mut conn = self.inner.conn.clone();
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.inner.keys.limits())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("limits", e))?;
+        let mut out = fields
+            .iter()
+            .map(|(h, v)| Ok((h.clone(), crate::limits::decode(h, v)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {

@@ -30,6 +30,11 @@ impl Keys {
         format!("{}t:{id}", self.prefix)
     }
 
+    /// The hash of global handler limits (see `lua/limits.lua` for the format).
+    pub(crate) fn limits(&self) -> String {
+        format!("{}limits", self.prefix)
+    }
+
     /// The channel enqueues publish queue names on.
     pub(crate) fn wake_channel(&self) -> String {
         format!("{}wake", self.prefix)

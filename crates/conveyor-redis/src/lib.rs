@@ -25,6 +25,7 @@
 
 mod backend;
 mod keys;
+mod limits;
 mod reply;
 mod scripts;
 mod state_machine;

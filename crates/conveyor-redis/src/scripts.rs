@@ -3,7 +3,8 @@
 //! Each script is the generated state-machine prelude
 //! ([`lua_prelude`](crate::state_machine::lua_prelude)), the shared helpers of
 //! `lua/common.lua` (key names, the buffered sorted-set writes, `move` along a
-//! transition) and its own body from `lua/<name>.lua`. Redis runs a script to
+//! transition) and its own body from `lua/<name>.lua` (the reserve script also
+//! gets `lua/limits.lua`, the global handler limits). Redis runs a script to
 //! its end without interleaving other clients' commands, so one script call is
 //! one atomic step. Calls go out as `EVALSHA`; after a server restart (empty
 //! script cache) the client answers `NOSCRIPT` by loading the script and
@@ -16,6 +17,7 @@ use redis::Script;
 use crate::state_machine::lua_prelude;
 
 const COMMON: &str = include_str!("lua/common.lua");
+const LIMITS: &str = include_str!("lua/limits.lua");
 
 /// One compiled script per backend operation.
 #[derive(Debug)]
@@ -46,7 +48,7 @@ impl Scripts {
             let s = |body: &str| Script::new(&source(body));
             Scripts {
                 enqueue: s(include_str!("lua/enqueue.lua")),
-                reserve: s(include_str!("lua/reserve.lua")),
+                reserve: s(&format!("{LIMITS}\n{}", include_str!("lua/reserve.lua"))),
                 renew: s(include_str!("lua/renew.lua")),
                 finish: s(include_str!("lua/finish.lua")),
                 cancel: s(include_str!("lua/cancel.lua")),

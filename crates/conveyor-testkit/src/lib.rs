@@ -1,5 +1,6 @@
 //! Test support for conveyor: the backend conformance suite, the manual clock,
-//! and helpers to run, kill and restart real processes.
+//! helpers to run, kill and restart real processes, and private Redis and
+//! PostgreSQL servers a test may stop and start ([`servers`]).
 //!
 //! A backend is done when it passes [`backend_conformance!`]: one test per
 //! case, each on a fresh backend built by the caller's factory (its own
@@ -15,6 +16,7 @@
 pub mod conformance;
 pub mod process;
 mod scoped;
+pub mod servers;
 
 pub use scoped::Scoped;
 
@@ -46,7 +48,10 @@ macro_rules! backend_conformance {
             queues_are_separate,
             batches_are_atomic,
             concurrent_reservers_never_share_a_task,
-            capabilities_are_honest
+            capabilities_are_honest,
+            handler_concurrency_limits,
+            concurrent_reservers_honour_handler_limits,
+            handler_rate_limits
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

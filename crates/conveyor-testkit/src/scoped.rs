@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Enqueued, Error, Finish, Lease, NewTask, QueueStats,
-    Reserved, Retention, TaskId, TaskRecord, TaskState,
+    async_trait, Backend, Capabilities, Enqueued, Error, Finish, HandlerLimits, Lease, NewTask,
+    QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState,
 };
 
 type Cleanup = Box<dyn FnOnce() + Send + Sync>;
@@ -102,5 +102,11 @@ impl<B: Backend> Backend for Scoped<B> {
     }
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
         self.inner.wait_for_work(queues, timeout).await
+    }
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        self.inner.set_limits(handler, limits).await
+    }
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        self.inner.limits().await
     }
 }

@@ -50,9 +50,10 @@ mod worker;
 
 pub use context::TaskContext;
 pub use conveyor_core::{
-    Backend, Capabilities, Clock, Codec, Enqueued, Error, ErrorKind, Finish, FinishAction, Json,
-    Lane, Lease, ManualClock, NewTask, Outcome, OutcomeKind, QueueStats, Reserved, Retention,
-    RetryPolicy, SystemClock, TaskError, TaskId, TaskOptions, TaskRecord, TaskState, Timestamp,
+    Backend, Capabilities, Clock, Codec, Enqueued, Error, ErrorKind, Finish, FinishAction,
+    HandlerLimits, Json, Lane, Lease, ManualClock, NewTask, Outcome, OutcomeKind, QueueStats,
+    RateLimit, Reserved, Retention, RetryPolicy, SystemClock, TaskError, TaskId, TaskOptions,
+    TaskRecord, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
 pub use handler::{Handler, HandlerConfig};

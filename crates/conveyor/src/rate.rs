@@ -80,6 +80,13 @@ impl Rate {
         self.burst
     }
 
+    /// The same rate as a global handler limit
+    /// ([`HandlerLimits::rate`](conveyor_core::HandlerLimits::rate)), enforced by
+    /// a backend for every worker.
+    pub fn to_global(&self) -> conveyor_core::RateLimit {
+        conveyor_core::RateLimit::new(self.count, self.per).burst(self.burst)
+    }
+
     /// The time between two permits.
     pub fn interval(&self) -> Duration {
         self.per / self.count.max(1)

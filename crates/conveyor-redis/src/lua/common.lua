@@ -6,7 +6,8 @@
 --
 -- Sorted-set writes are buffered (last write per member wins) and applied by
 -- flush() in a few multi-member ZADD/ZREM calls per key: a batch of 256 tasks
--- costs a handful of set calls instead of a thousand. A script flushes before
+-- costs a handful of set calls instead of a thousand. Running counts per
+-- handler are buffered the same way (one HINCRBY per handler). A script flushes before
 -- it reads a set it wrote to. Hashes, unique keys and ordering keys are
 -- written at once, so later steps of the same script see them.
 
@@ -19,6 +20,13 @@ local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
 local WAKE = P .. 'wake'
+-- Global handler limits: handler -> 'concurrency:count:per_us:burst' (empty
+-- fields for none), the rate state (TAT, µs) per handler, and how many tasks of
+-- each handler run now (kept by move for every handler, so a limit set later
+-- finds the count right).
+local LIMITS = P .. 'limits'
+local TATS = P .. 'tat'
+local RUNNING_H = P .. 'running'
 
 local function fail(msg)
   error('conveyor: ' .. msg)
@@ -112,7 +120,20 @@ end
 local function zadd(key, score, member) zset_op(key, member, score) end
 local function zrem(key, member) zset_op(key, member, false) end
 
+-- Running counts per handler change by these deltas at the next flush: one
+-- HINCRBY per handler per script instead of one per task.
+local running_delta = {}
+local function count_running(h, d)
+  running_delta[h] = (running_delta[h] or 0) + d
+end
+
 local function flush()
+  for h, d in pairs(running_delta) do
+    if d ~= 0 and redis.call('HINCRBY', RUNNING_H, h, d) <= 0 then
+      redis.call('HDEL', RUNNING_H, h)
+    end
+  end
+  running_delta = {}
   for key, t in pairs(pending) do
     local add, rem = {}, {}
     for m, score in pairs(t) do
@@ -231,7 +252,8 @@ local function release_keys(r)
   end
 end
 
--- Moves task r (fields s, q, pr, ok, uk; ra for timers; lu, the lease expiry,
+-- Moves task r (fields s, q, pr, ok, uk; h when it enters or leaves running;
+-- ra for timers; lu, the lease expiry,
 -- for the leases set: it is not stored in the hash) along
 -- transition tname, writing `sets` (field, value, ...) and deleting `dels`
 -- with its new state, and keeping every index in step.
@@ -258,6 +280,11 @@ local function move(r, tname, now, sets, dels)
   redis.call('HSET', key, unpack(sets))
   if dels and #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
   r.s = to
+  if from == RUNNING and to ~= RUNNING then
+    count_running(need(r, 'h'), -1)
+  elseif to == RUNNING and from ~= RUNNING then
+    count_running(need(r, 'h'), 1)
+  end
   if r.ok then
     if from == RUNNING and to ~= RUNNING then redis.call('DEL', ordrun_key(r.q, r.ok)) end
     if to == RUNNING then redis.call('SET', ordrun_key(r.q, r.ok), r.id) end

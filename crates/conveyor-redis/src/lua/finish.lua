@@ -9,7 +9,7 @@ local out = {}
 local wake = {}
 for i = 3, #ARGV, 5 do
   local id, token, kind, number, text = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma'})
+  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h'})
   if r == nil or r.s ~= RUNNING or r.tk ~= token then
     out[#out + 1] = 0
   else

@@ -12,7 +12,7 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   local ids = redis.call('ZRANGEBYSCORE', lk, '-inf', '(' .. now, 'LIMIT', 0, limit - examined)
   examined = examined + #ids
   for _, id in ipairs(ids) do
-    local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma'})
+    local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'h'})
     if r == nil or r.s ~= RUNNING or r.q ~= q then
       -- A stray entry: the task is gone or lives elsewhere.
       zrem(lk, id)

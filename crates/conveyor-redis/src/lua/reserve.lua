@@ -1,7 +1,8 @@
 -- reserve: ARGV = prefix, now, lease_until, max, promote_limit, then queue names.
 -- Promotes due scheduled and retrying tasks (at most promote_limit), then takes
 -- up to max ready tasks from the queues in the given order, by priority then
--- id, skipping (and parking) tasks that do not head their ordering key.
+-- id, skipping (and parking) tasks that do not head their ordering key, and
+-- skipping (leaving ready) tasks whose handler's global limits refuse a start.
 -- Returns per task: id, token, queue, handler, payload, attempt, max_attempts,
 -- timeout_ms|nil, ordering_key|nil, created_at, run_at.
 local now = ARGV[2]
@@ -20,16 +21,22 @@ for _, id in ipairs(due) do
 end
 flush()
 
+-- Global handler limits (see limits.lua for the GCRA arithmetic).
+local gates = load_gates(now)
+local skipped = 0
+
 local out = {}
 local picked = 0
 local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'tk', 'h', 'p', 'to', 'ca', 'ra'}
 for qi = 6, #ARGV do
-  if picked >= max then break end
+  if picked >= max or skipped >= SKIP_LIMIT then break end
   local q = ARGV[qi]
   local rk = ready_key(q)
   local cursor = 0
-  while picked < max do
-    local ms = redis.call('ZRANGE', rk, cursor, cursor + (max - picked) - 1)
+  while picked < max and skipped < SKIP_LIMIT do
+    local chunk = max - picked
+    if gates and chunk < 100 then chunk = 100 end
+    local ms = redis.call('ZRANGE', rk, cursor, cursor + chunk - 1)
     if #ms == 0 then break end
     cursor = cursor + #ms
     for _, m in ipairs(ms) do
@@ -41,6 +48,10 @@ for qi = 6, #ARGV do
       elseif not is_head(r) then
         -- Parked: it re-enters the ready set when it heads its key.
         zrem(rk, m)
+      elseif gates and not admit(gates, need(r, 'h')) then
+        -- Its handler is at a limit: it stays ready, in its place.
+        skipped = skipped + 1
+        if skipped >= SKIP_LIMIT then break end
       else
         local a = num(r, 'a') + 1
         local tk = num(r, 'tk') + 1
@@ -55,4 +66,5 @@ for qi = 6, #ARGV do
   end
 end
 flush()
+store_gates(gates)
 return out

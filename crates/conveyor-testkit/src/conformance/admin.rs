@@ -163,6 +163,12 @@ pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
     let id = enqueue(&b, task("c")).await;
     let r = b.cancel(id).await.map(|_| ());
     assert_eq!(caps.cancel, !unsupported(r));
+    let r = b
+        .set_limits("l", conveyor_core::HandlerLimits::none())
+        .await;
+    assert_eq!(caps.handler_limits, !unsupported(r));
+    let r = b.limits().await.map(|_| ());
+    assert_eq!(caps.handler_limits, !unsupported(r));
     assert!(!b.kind().is_empty());
 }
 

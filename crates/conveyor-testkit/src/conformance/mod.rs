@@ -7,6 +7,7 @@ mod admin;
 mod basics;
 mod failures;
 mod keys;
+mod limits;
 
 pub use admin::{
     batches_are_atomic, capabilities_are_honest, dead_letter_admin,
@@ -22,6 +23,9 @@ pub use failures::{
     retries_then_dead_letter,
 };
 pub use keys::{ordering_keys, unique_keys};
+pub use limits::{
+    concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

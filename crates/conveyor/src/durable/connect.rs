@@ -5,7 +5,14 @@
 //! | `embedded://./conveyor.db`, `embedded:///abs/path.db`, or a bare path | one local SQLite file (the default) |
 //! | `memory://` | in this process only (tests, demos) |
 //! | `redis://HOST:PORT/DB` | Redis (feature `redis`); keys under `conveyor:` |
+//! | `redis://HOST:PORT/DB?prefix=P` | Redis with every key under the prefix `P` (its own namespace) |
 //! | `postgres://USER@HOST/DB` | PostgreSQL (feature `postgres`); tables in schema `conveyor`, migrated on connect |
+//! | `postgres://USER@HOST/DB?schema=S` | PostgreSQL with the tables in schema `S` |
+//!
+//! `prefix` and `schema` are taken out of the URL before it reaches the
+//! driver; their values are used as written (no percent-decoding), so keep
+//! them to letters, digits, `_`, `-`, `:` and `.` (a schema: letters, digits
+//! and `_`).
 //!
 //! With no URL, `CONVEYOR_URL` is used, and without it [`DEFAULT_URL`].
 
@@ -68,10 +75,45 @@ fn open_embedded(path: &str) -> Result<Arc<dyn Backend>, Error> {
     }
 }
 
+/// Takes the query parameter `name` out of `url`: the URL without it, and its
+/// value if it was there.
+pub(crate) fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut value = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if k == name {
+                value = Some(v.to_string());
+                false
+            } else {
+                !pair.is_empty()
+            }
+        })
+        .collect();
+    if rest.is_empty() {
+        (base.to_string(), value)
+    } else {
+        (format!("{base}?{}", rest.join("&")), value)
+    }
+}
+
 async fn open_redis(url: &str) -> Result<Arc<dyn Backend>, Error> {
     #[cfg(feature = "redis")]
     {
-        Ok(Arc::new(conveyor_redis::RedisBackend::connect(url).await?))
+        let (url, prefix) = take_param(url, "prefix");
+        let prefix = prefix.unwrap_or_else(|| conveyor_redis::DEFAULT_PREFIX.to_string());
+        Ok(Arc::new(
+            conveyor_redis::RedisBackend::connect_with(
+                &url,
+                &prefix,
+                Arc::new(conveyor_core::SystemClock),
+            )
+            .await?,
+        ))
     }
     #[cfg(not(feature = "redis"))]
     {
@@ -84,14 +126,41 @@ async fn open_redis(url: &str) -> Result<Arc<dyn Backend>, Error> {
 async fn open_postgres(url: &str) -> Result<Arc<dyn Backend>, Error> {
     #[cfg(feature = "postgres")]
     {
-        Ok(Arc::new(
-            conveyor_postgres::PostgresBackend::connect(url).await?,
-        ))
+        let (url, schema) = take_param(url, "schema");
+        let mut builder = conveyor_postgres::PostgresBackend::builder(&url);
+        if let Some(schema) = schema {
+            builder = builder.schema(&schema);
+        }
+        Ok(Arc::new(builder.connect().await?))
     }
     #[cfg(not(feature = "postgres"))]
     {
         Err(Error::Unsupported(format!(
             "the postgres backend ({url}) is not built in: enable conveyor's \"postgres\" feature"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_param;
+
+    #[test]
+    fn namespace_parameters_are_taken_out() {
+        assert_eq!(
+            take_param("redis://h:1/0?prefix=a:b", "prefix"),
+            ("redis://h:1/0".to_string(), Some("a:b".to_string()))
+        );
+        assert_eq!(
+            take_param("postgres://u@h/db?sslmode=disable&schema=s1", "schema"),
+            (
+                "postgres://u@h/db?sslmode=disable".to_string(),
+                Some("s1".to_string())
+            )
+        );
+        assert_eq!(
+            take_param("postgres://u@h/db", "schema"),
+            ("postgres://u@h/db".to_string(), None)
+        );
     }
 }

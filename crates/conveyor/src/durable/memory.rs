@@ -16,9 +16,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
-    Timestamp, Transition,
+    async_trait, Admission, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction,
+    HandlerLimits, Lease, NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId,
+    TaskRecord, TaskState, Timestamp, Transition,
 };
 
 /// A task as the memory backend holds it.
@@ -46,6 +46,10 @@ struct State {
     unique: HashMap<QueueKey, u64>,
     /// Unfinished tasks per (queue, ordering key), in enqueue order.
     ordering: HashMap<QueueKey, BTreeSet<u64>>,
+    /// Running tasks per handler (for global handler limits).
+    running: HashMap<String, u64>,
+    /// Global handler limits and each one's rate state (TAT, µs).
+    limits: BTreeMap<String, (HandlerLimits, Option<i64>)>,
 }
 
 /// An in-process durable-contract backend (not durable across restarts).
@@ -101,6 +105,12 @@ impl State {
             }
             TaskState::Running => {
                 self.leases.remove(&(entry.lease_until, id));
+                if let Some(n) = self.running.get_mut(&rec.handler) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.running.remove(&rec.handler);
+                    }
+                }
             }
             _ => {}
         }
@@ -117,6 +127,7 @@ impl State {
             }
             TaskState::Running => {
                 self.leases.insert((entry.lease_until, id));
+                *self.running.entry(rec.handler.clone()).or_default() += 1;
             }
             TaskState::Completed | TaskState::Dead | TaskState::Cancelled => {
                 rec.finished_at = Some(now);
@@ -294,6 +305,11 @@ impl Backend for MemoryBackend {
         let until = now.plus(lease);
         let mut st = self.state.lock();
         st.promote_due(now);
+        let mut gate = Admission::new(now);
+        for (h, (limits, tat)) in &st.limits {
+            let running = st.running.get(h).copied().unwrap_or(0);
+            gate.limit(h, *limits, running, *tat);
+        }
         let mut picked = Vec::new();
         for q in queues {
             if picked.len() >= max {
@@ -308,9 +324,9 @@ impl Backend for MemoryBackend {
                     .iter()
                     .map(|&(_, id)| id)
                     .filter(|id| {
-                        st.tasks
-                            .get(id)
-                            .is_some_and(|e| st.heads_its_key(&e.record))
+                        st.tasks.get(id).is_some_and(|e| {
+                            st.heads_its_key(&e.record) && gate.admit(&e.record.handler)
+                        })
                     })
                     .take(want)
                     .collect(),
@@ -324,6 +340,11 @@ impl Backend for MemoryBackend {
                 }
                 st.move_task(id, Transition::Reserve, now)?;
                 picked.push(id);
+            }
+        }
+        for (h, tat) in gate.moved_rates() {
+            if let Some(entry) = st.limits.get_mut(&h) {
+                entry.1 = Some(tat);
             }
         }
         Ok(picked
@@ -571,6 +592,27 @@ impl Backend for MemoryBackend {
             !(e.record.state == TaskState::Dead && queue.is_none_or(|q| e.record.queue == q))
         });
         Ok((before - st.tasks.len()) as u64)
+    }
+
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        limits.validate()?;
+        let mut st = self.state.lock();
+        if limits.is_unlimited() {
+            st.limits.remove(handler);
+        } else {
+            let tat = st.limits.get(handler).and_then(|(_, t)| *t);
+            st.limits.insert(handler.to_string(), (limits, tat));
+        }
+        Ok(())
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        let st = self.state.lock();
+        Ok(st
+            .limits
+            .iter()
+            .map(|(h, (l, _))| (h.clone(), *l))
+            .collect())
     }
 
     async fn wait_for_work(&self, _queues: &[String], timeout: Duration) -> bool {

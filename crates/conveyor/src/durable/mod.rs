@@ -31,6 +31,10 @@ pub const DEFAULT_ATTEMPTS: u32 = conveyor_core::DEFAULT_MAX_ATTEMPTS;
 
 #[cfg(feature = "embedded")]
 pub use conveyor_embedded::EmbeddedBackend;
+#[cfg(feature = "postgres")]
+pub use conveyor_postgres::PostgresBackend;
+#[cfg(feature = "redis")]
+pub use conveyor_redis::RedisBackend;
 
 pub use worker::{
     shutdown_signal, OnDurableComplete, Worker, WorkerBuilder, WorkerReport, WorkerStats,

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use conveyor_core::{Backend, Codec, Error, Finish, Json, Retention};
+use conveyor_core::{Backend, Codec, Error, Finish, HandlerLimits, Json, Retention};
 
 use crate::handler::Handler;
 use crate::pool::{PoolBuilder, DEFAULT_WORKERS};
@@ -59,6 +59,7 @@ pub struct WorkerBuilder<C: Codec = Json> {
     grace: Duration,
     schedule: Schedule,
     on_task: Option<OnDurableComplete>,
+    global_limits: Vec<(String, HandlerLimits)>,
 }
 
 impl<C: Codec> std::fmt::Debug for WorkerBuilder<C> {
@@ -151,6 +152,22 @@ impl<C: Codec> WorkerBuilder<C> {
         self
     }
 
+    /// Declares global limits for the handler named `handler`: at most
+    /// `limits.concurrency` of its tasks run at once and they start at most at
+    /// `limits.rate`, counted across every worker sharing the backend (not
+    /// per process). The worker stores them with
+    /// [`Backend::set_limits`] when it starts; the last worker to start wins,
+    /// so give every worker the same limits. Needs a backend with
+    /// [`Capabilities::handler_limits`](conveyor_core::Capabilities::handler_limits):
+    /// [`build`](Self::build) refuses others with [`Error::Unsupported`] (use
+    /// the handler's own `.concurrency(n)` / `.rate(..)` for per-process limits).
+    pub fn global_limits(mut self, handler: impl Into<String>, limits: HandlerLimits) -> Self {
+        let handler = handler.into();
+        self.global_limits.retain(|(h, _)| *h != handler);
+        self.global_limits.push((handler, limits));
+        self
+    }
+
     /// Called with every finished task, on the engine's result thread (a slow
     /// callback never blocks the workers).
     pub fn on_task_complete(mut self, f: impl FnMut(DurableResult) + Send + 'static) -> Self {
@@ -175,6 +192,15 @@ impl<C: Codec> WorkerBuilder<C> {
         }
         if self.poll.is_zero() || self.schedule.recover_every.is_zero() {
             return bad("poll and maintenance intervals must be positive");
+        }
+        if !self.global_limits.is_empty() && !self.backend.capabilities().handler_limits {
+            return Err(conveyor_core::unsupported(
+                self.backend.kind(),
+                "global handler limits",
+            ));
+        }
+        for (_, limits) in &self.global_limits {
+            limits.validate()?;
         }
         let shared = Arc::new(WorkerShared {
             backend: self.backend.clone(),
@@ -279,6 +305,7 @@ impl<C: Codec> Worker<C> {
                 retention: Retention::default(),
             },
             on_task: None,
+            global_limits: Vec::new(),
         }
     }
 
@@ -300,6 +327,9 @@ impl<C: Codec> Worker<C> {
     /// Runs until `stop` completes (or [`WorkerStopper::stop`]), then stops gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<WorkerReport, Error> {
         let Worker { shared, builder } = self;
+        for (handler, limits) in &builder.global_limits {
+            shared.backend.set_limits(handler, *limits).await?;
+        }
         let slots = builder.slots;
         let pool = builder.pool.workers(slots).build()?;
         let (tx, rx) = flume::bounded::<Finish>(slots);

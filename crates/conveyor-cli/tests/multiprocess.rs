@@ -1,0 +1,248 @@
+//! Four worker processes share one backend and process 20,000 tasks while
+//! workers are SIGKILLed at random and started again: every task completes,
+//! none is lost, and the tasks that ran more than once (counted from an
+//! execution log each worker process appends to) are no more than the tasks
+//! that were in flight at the kills.
+//!
+//! The worker processes are this test binary run again with
+//! `CONVEYOR_MP_ROLE=worker` and the test name `worker_role`: a real process
+//! running a real `Worker` on a no-op handler, so 20,000 tasks take seconds
+//! (the `conveyor` binary's handlers are commands, one child process each).
+//! Redis and PostgreSQL each get a namespace of their own (`?prefix=`,
+//! `?schema=`), dropped at the end.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conveyor::durable::{connect, EnqueueOptions};
+use conveyor::{Backend, Client, Handler, TaskError, TaskState, TaskType, Worker};
+use conveyor_testkit::process::Proc;
+
+const TASKS: u64 = 20_000;
+const WORKERS: usize = 4;
+const SLOTS: usize = 16;
+const KILLS: u32 = 6;
+const NOOP: TaskType<u64, ()> = TaskType::new("noop");
+
+const ROLE: &str = "CONVEYOR_MP_ROLE";
+const URL: &str = "CONVEYOR_MP_URL";
+const LOG_DIR: &str = "CONVEYOR_MP_LOGS";
+
+/// The worker process (a no-op when this binary runs as the test).
+#[test]
+fn worker_role() {
+    if std::env::var(ROLE).as_deref() != Ok("worker") {
+        return;
+    }
+    let (Ok(url), Ok(dir)) = (std::env::var(URL), std::env::var(LOG_DIR)) else {
+        panic!("{URL} and {LOG_DIR} must be set");
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let backend = connect(&url).await.expect("backend");
+        let log = Arc::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(&dir).join(format!("exec-{}.log", std::process::id())))
+                .expect("execution log"),
+        );
+        let noop = Handler::io(NOOP.name(), move |n: u64, _ctx| {
+            let log = log.clone();
+            async move {
+                // One write(2) per line on an O_APPEND file: a SIGKILL leaves
+                // whole lines only.
+                (&*log)
+                    .write_all(format!("{n}\n").as_bytes())
+                    .map_err(|e| TaskError::new(e.to_string()))?;
+                Ok::<_, TaskError>(())
+            }
+        });
+        let worker = Worker::builder(backend)
+            .handler(noop)
+            .slots(SLOTS)
+            .lease(Duration::from_secs(3))
+            .poll_interval(Duration::from_millis(50))
+            .maintenance(Duration::from_millis(250), Duration::from_secs(3600))
+            .build()
+            .expect("worker");
+        println!("worker ready");
+        worker.run().await.expect("worker run");
+    });
+}
+
+fn spawn_worker(url: &str, logs: &Path) -> Proc {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["worker_role", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "worker")
+        .env(URL, url)
+        .env(LOG_DIR, logs);
+    let p = Proc::spawn(cmd).expect("worker process");
+    p.wait_for("worker ready", Duration::from_secs(30))
+        .expect("the worker started");
+    p
+}
+
+async fn count(b: &Arc<dyn Backend>, state: TaskState) -> u64 {
+    b.stats()
+        .await
+        .expect("stats")
+        .iter()
+        .map(|s| s.count(state))
+        .sum()
+}
+
+/// Executions per task, from every worker process's log.
+fn executions(logs: &Path) -> HashMap<u64, u32> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(logs).expect("log dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("log");
+        for line in text.lines() {
+            let n: u64 = line.parse().expect("a task number per line");
+            *out.entry(n).or_default() += 1;
+        }
+    }
+    out
+}
+
+async fn crash_run(label: &str, url: &str) {
+    let began = Instant::now();
+    let logs = tempfile::tempdir().expect("tempdir");
+    let backend = connect(url).await.expect("backend");
+    let client = Client::new(backend.clone());
+    let inputs: Vec<u64> = (0..TASKS).collect();
+    for chunk in inputs.chunks(1000) {
+        client
+            .enqueue_many(&NOOP, chunk, &EnqueueOptions::new().max_attempts(20))
+            .await
+            .expect("enqueue");
+    }
+    let mut workers: Vec<Proc> = (0..WORKERS)
+        .map(|_| spawn_worker(url, logs.path()))
+        .collect();
+    let mut kills = 0u32;
+    let mut in_flight_at_kills = 0u64;
+    while kills < KILLS {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(200..600))).await;
+        if count(&backend, TaskState::Completed).await >= TASKS {
+            break;
+        }
+        let i = fastrand::usize(..WORKERS);
+        workers[i].kill9();
+        kills += 1;
+        // Every task the killed worker had not reported is still running in
+        // the store (its leases have not run out yet); other workers' running
+        // tasks are counted too, so this is an upper bound.
+        in_flight_at_kills += count(&backend, TaskState::Running).await;
+        workers[i] = spawn_worker(url, logs.path());
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while count(&backend, TaskState::Completed).await < TASKS {
+        assert!(
+            Instant::now() < deadline,
+            "{label}: only {} of {TASKS} tasks completed",
+            count(&backend, TaskState::Completed).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(workers);
+    let runs = executions(logs.path());
+    let missing: Vec<u64> = (0..TASKS).filter(|n| !runs.contains_key(n)).collect();
+    assert!(missing.is_empty(), "{label}: never executed: {missing:?}");
+    let duplicates: u64 = runs.values().map(|&c| u64::from(c - 1)).sum();
+    let twice = runs.values().filter(|&&c| c > 1).count();
+    eprintln!(
+        "{label}: {TASKS} tasks completed by {WORKERS} processes in {:.1?}, {kills} SIGKILLs; \
+         {duplicates} duplicate executions ({twice} tasks ran more than once); \
+         in flight at the kills <= {in_flight_at_kills}; kills x slots = {}",
+        began.elapsed(),
+        u64::from(kills) * SLOTS as u64
+    );
+    assert!(kills >= 1, "{label}: no worker was killed (too fast?)");
+    assert!(
+        duplicates <= in_flight_at_kills,
+        "{label}: {duplicates} duplicates but at most {in_flight_at_kills} in flight at the kills"
+    );
+    assert_eq!(
+        count(&backend, TaskState::Dead).await,
+        0,
+        "{label}: dead tasks"
+    );
+}
+
+fn unique(tag: &str) -> String {
+    format!("conveyor_test_mp_{tag}_{:012x}", fastrand::u64(..1 << 48))
+}
+
+/// Runs `cleanup` when dropped (also when the test panics), on a thread with
+/// a runtime of its own.
+struct Cleanup(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            let _ = std::thread::spawn(f).join();
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_four_workers_sigkilled_lose_nothing() {
+    let prefix = format!("{}:", unique("redis"));
+    let url = format!("redis://127.0.0.1:6379/0?prefix={prefix}");
+    let _cleanup = Cleanup(Some(Box::new(move || {
+        block_on(async move {
+            let b = conveyor::durable::RedisBackend::connect_with(
+                "redis://127.0.0.1:6379/0",
+                &prefix,
+                Arc::new(conveyor::SystemClock),
+            )
+            .await
+            .expect("connect to clean up");
+            b.clear().await.expect("clear the test prefix");
+        })
+    })));
+    crash_run("redis", &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_four_workers_sigkilled_lose_nothing() {
+    let schema = unique("pg");
+    let base = "postgres://postgres@127.0.0.1:5432/test";
+    let url = format!("{base}?schema={schema}");
+    let _cleanup = Cleanup(Some(Box::new(move || {
+        block_on(async move {
+            let b = conveyor::durable::PostgresBackend::builder(base)
+                .schema(&schema)
+                .migrate(false)
+                .connect()
+                .await
+                .expect("connect to clean up");
+            b.drop_schema().await.expect("drop the test schema");
+        })
+    })));
+    crash_run("postgres", &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_four_workers_sigkilled_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("q.db");
+    crash_run("embedded", &format!("embedded://{}", path.display())).await;
+}

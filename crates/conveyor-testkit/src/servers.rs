@@ -1,0 +1,243 @@
+//! Private database servers for tests that must stop and start them: a
+//! `redis-server` and a PostgreSQL cluster (initdb + pg_ctl), each in a
+//! temporary directory on a free loopback port, so stopping one disturbs no
+//! other test. Both are stopped and their directories removed on drop.
+//!
+//! Each returns `None` (after printing why) when its programs are missing, so
+//! a test can skip instead of failing on a machine without them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::Proc;
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    from_path.or_else(|| {
+        ["/usr/local/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir =
+        std::env::temp_dir().join(format!("conveyor-{tag}-{}-{nanos:08x}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir {}: {e}", dir.display()));
+    dir
+}
+
+/// A `redis-server` with an append-only file fsynced at every write, so data
+/// survives a SIGKILL of the server.
+#[derive(Debug)]
+pub struct TempRedis {
+    dir: PathBuf,
+    port: u16,
+    server: Option<Proc>,
+    program: PathBuf,
+}
+
+impl TempRedis {
+    /// Starts a server; `None` when `redis-server` is not installed.
+    pub fn start() -> Option<TempRedis> {
+        let Some(program) = tool("redis-server") else {
+            println!("SKIPPED: redis-server not found");
+            return None;
+        };
+        let mut r = TempRedis {
+            dir: temp_dir("redis"),
+            port: free_port(),
+            server: None,
+            program,
+        };
+        r.restart();
+        Some(r)
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server with SIGKILL (what was fsynced survives).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.server.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts the server again (killing a running one first) on the same port
+    /// and directory, and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir);
+        let p = Proc::spawn(cmd).unwrap_or_else(|e| panic!("start redis-server: {e}"));
+        p.wait_for("Ready to accept connections", Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("redis-server did not become ready"));
+        self.server = Some(p);
+    }
+}
+
+impl Drop for TempRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway PostgreSQL cluster (trust authentication, user `postgres`).
+#[derive(Debug)]
+pub struct TempPostgres {
+    dir: PathBuf,
+    port: u16,
+    /// (uid, gid) of `postgres` when the test runs as root, which PostgreSQL refuses.
+    run_as: Option<(u32, u32)>,
+    pg_ctl: PathBuf,
+}
+
+fn id_of(user: &str, flag: &str) -> Option<u32> {
+    let out = Command::new("id").arg(flag).arg(user).output().ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+impl TempPostgres {
+    /// Creates and starts a cluster; `None` when initdb or pg_ctl is missing.
+    pub fn start() -> Option<TempPostgres> {
+        let (Some(initdb), Some(pg_ctl)) = (tool("initdb"), tool("pg_ctl")) else {
+            println!("SKIPPED: initdb/pg_ctl not found");
+            return None;
+        };
+        let dir = temp_dir("pg");
+        // SAFETY: geteuid(2) has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let run_as = if root {
+            let uid = id_of("postgres", "-u").expect("running as root needs a 'postgres' user");
+            let gid = id_of("postgres", "-g").expect("its group");
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown temp dir");
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let pg = TempPostgres {
+            dir,
+            port: free_port(),
+            run_as,
+            pg_ctl,
+        };
+        let out = pg
+            .command(&initdb)
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(pg.data())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start_server();
+        Some(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.current_dir(&self.dir);
+        cmd
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        self.command(&self.pg_ctl)
+            .arg("-D")
+            .arg(self.data())
+            .arg("-w")
+            .args(args)
+            .output()
+            .expect("run pg_ctl")
+    }
+
+    /// Starts the server (on the same port and data directory as before).
+    pub fn start_server(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log");
+        let log = log.to_string_lossy();
+        let out = self.pg_ctl(&["-l", &log, "-o", &opts, "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server at once (`-m immediate`: no checkpoint, crash
+    /// recovery at the next start).
+    pub fn stop_server(&self) {
+        let out = self.pg_ctl(&["-m", "immediate", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A `postgres://` URL for database `postgres` with a 2 s connect timeout.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=2",
+            self.port
+        )
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
