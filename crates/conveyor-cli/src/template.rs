@@ -15,33 +15,70 @@
 
 use serde_json::Value;
 
-/// Expands one template item against the params.
-pub fn expand(template: &str, params: &Value) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
+/// A piece of a template: literal text, or the name inside a `{…}` placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// Literal text (with `{{` and `}}` already turned into braces).
+    Text(String),
+    /// What stood between `{` and `}`.
+    Placeholder(String),
+}
+
+/// Splits a template into text and placeholders; `{{` and `}}` are literal
+/// braces. Shared by `conveyor.toml` handler templates and `conveyor run`.
+pub fn tokens(template: &str) -> Result<Vec<Token>, String> {
+    let mut out = Vec::new();
+    let mut text = String::new();
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '{' if chars.peek() == Some(&'{') => {
                 chars.next();
-                out.push('{');
+                text.push('{');
             }
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
-                out.push('}');
+                text.push('}');
             }
             '{' => {
-                let mut path = String::new();
+                let mut name = String::new();
                 loop {
                     match chars.next() {
                         Some('}') => break,
-                        Some(ch) => path.push(ch),
-                        None => return Err(format!("unclosed '{{' in argument {template:?}")),
+                        Some(ch) => name.push(ch),
+                        None => {
+                            return Err(format!(
+                                "unclosed '{{' in {template:?} (write {{{{ for a literal brace)"
+                            ))
+                        }
                     }
                 }
-                out.push_str(&render(lookup(params, path.trim())?));
+                if !text.is_empty() {
+                    out.push(Token::Text(std::mem::take(&mut text)));
+                }
+                out.push(Token::Placeholder(name));
             }
-            '}' => return Err(format!("unmatched '}}' in argument {template:?}")),
-            other => out.push(other),
+            '}' => {
+                return Err(format!(
+                    "unmatched '}}' in {template:?} (write }}}} for a literal brace)"
+                ))
+            }
+            other => text.push(other),
+        }
+    }
+    if !text.is_empty() {
+        out.push(Token::Text(text));
+    }
+    Ok(out)
+}
+
+/// Expands one template item against the params.
+pub fn expand(template: &str, params: &Value) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    for token in tokens(template)? {
+        match token {
+            Token::Text(t) => out.push_str(&t),
+            Token::Placeholder(path) => out.push_str(&render(lookup(params, path.trim())?)),
         }
     }
     Ok(out)
@@ -49,11 +86,7 @@ pub fn expand(template: &str, params: &Value) -> Result<String, String> {
 
 /// Checks a template's syntax without params (at config load time).
 pub fn check(template: &str) -> Result<(), String> {
-    let probe = expand(template, &Value::Null);
-    match probe {
-        Err(e) if e.starts_with("unclosed") || e.starts_with("unmatched") => Err(e),
-        _ => Ok(()),
-    }
+    tokens(template).map(|_| ())
 }
 
 fn lookup<'a>(params: &'a Value, path: &str) -> Result<&'a Value, String> {

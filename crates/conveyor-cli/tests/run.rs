@@ -67,6 +67,15 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+/// Waits (at most 5 s) for a process to be gone.
+fn gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !pid_alive(pid)
+}
+
 fn results(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -265,12 +274,8 @@ fn timeouts_kill_the_whole_process_group() {
                 .trim()
                 .parse()
                 .expect("pid written");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while pid_alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
             assert!(
-                !pid_alive(pid),
+                gone(pid),
                 "{item}'s {kind} (pid {pid}) outlived its timeout"
             );
         }
@@ -611,13 +616,6 @@ fn first_signal_drains_second_kills() {
     assert_eq!(status.code(), Some(143));
     for pid in d.read("pids").lines() {
         let pid: u32 = pid.parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pid_alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(
-            !pid_alive(pid),
-            "item process {pid} outlived the second signal"
-        );
+        assert!(gone(pid), "item process {pid} outlived the second signal");
     }
 }

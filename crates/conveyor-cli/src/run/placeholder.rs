@@ -22,6 +22,7 @@ use std::os::unix::ffi::OsStringExt;
 use serde_json::Value;
 
 use super::input::Item;
+use crate::template::{tokens, Token};
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,42 +131,13 @@ impl CommandTemplate {
 
 impl Template {
     fn parse(s: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut text = String::new();
-        let mut chars = s.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    text.push('{');
-                }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    text.push('}');
-                }
-                '{' => {
-                    let mut name = String::new();
-                    loop {
-                        match chars.next() {
-                            Some('}') => break,
-                            Some(ch) => name.push(ch),
-                            None => {
-                                return Err("unclosed '{' (write {{ for a literal brace)".into())
-                            }
-                        }
-                    }
-                    if !text.is_empty() {
-                        parts.push(Part::Text(std::mem::take(&mut text)));
-                    }
-                    parts.push(placeholder(&name)?);
-                }
-                '}' => return Err("unmatched '}' (write }} for a literal brace)".into()),
-                other => text.push(other),
-            }
-        }
-        if !text.is_empty() {
-            parts.push(Part::Text(text));
-        }
+        let parts = tokens(s)?
+            .into_iter()
+            .map(|t| match t {
+                Token::Text(text) => Ok(Part::Text(text)),
+                Token::Placeholder(name) => placeholder(&name),
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self { parts })
     }
 
