@@ -4,162 +4,12 @@
 //! and pg_ctl in a temporary directory, on a free loopback port), so stopping it
 //! disturbs nobody.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask};
 use conveyor_postgres::PostgresBackend;
-
-/// A throwaway PostgreSQL cluster, stopped and removed when dropped.
-struct TempServer {
-    dir: PathBuf,
-    port: u16,
-    /// The (uid, gid) to run the server as when the test runs as root, which
-    /// PostgreSQL refuses.
-    run_as: Option<(u32, u32)>,
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    });
-    from_path.or_else(|| {
-        let p = Path::new("/usr/local/bin").join(name);
-        p.is_file().then_some(p)
-    })
-}
-
-fn id_of(user: &str, flag: &str) -> Option<u32> {
-    let out = Command::new("id").arg(flag).arg(user).output().ok()?;
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .is_some_and(|s| s.trim() == "0")
-}
-
-impl TempServer {
-    /// Creates and starts a cluster; `None` (after saying why) when initdb is
-    /// missing.
-    fn start() -> Option<TempServer> {
-        let Some(initdb) = tool("initdb") else {
-            println!(
-                "SKIPPED survives_a_server_restart: initdb not found in PATH or /usr/local/bin"
-            );
-            return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("conveyor-pg-{:016x}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let run_as = if is_root() {
-            let uid = id_of("postgres", "-u").expect("running as root needs a 'postgres' user");
-            let gid = id_of("postgres", "-g").expect("its group");
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown temp dir");
-            Some((uid, gid))
-        } else {
-            None
-        };
-        let server = TempServer { dir, port, run_as };
-        let status = server
-            .command(&initdb)
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(server.data())
-            .output()
-            .expect("run initdb");
-        assert!(
-            status.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-        server.pg_ctl("start");
-        Some(server)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
-        if let Some((uid, gid)) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid);
-        }
-        cmd.current_dir(&self.dir);
-        cmd
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let pg_ctl = tool("pg_ctl").expect("pg_ctl beside initdb");
-        let mut cmd = self.command(&pg_ctl);
-        cmd.arg("-D").arg(self.data()).arg("-w");
-        match action {
-            "start" => {
-                cmd.arg("-l")
-                    .arg(self.dir.join("server.log"))
-                    .arg("-o")
-                    .arg(format!(
-                        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                        self.port,
-                        self.dir.display()
-                    ));
-            }
-            _ => {
-                cmd.args(["-m", "fast"]);
-            }
-        }
-        let out = cmd.arg(action).output().expect("run pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl {action} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
-            self.port
-        )
-    }
-}
-
-impl Drop for TempServer {
-    fn drop(&mut self) {
-        if let Some(pg_ctl) = tool("pg_ctl") {
-            let _ = self
-                .command(&pg_ctl)
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "immediate", "-w", "stop"])
-                .output();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use conveyor_testkit::servers::TempPostgres;
 
 fn queues() -> Vec<String> {
     vec![conveyor_core::DEFAULT_QUEUE.to_string()]
@@ -167,7 +17,7 @@ fn queues() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_server_restart() {
-    let Some(server) = tokio::task::spawn_blocking(TempServer::start)
+    let Some(server) = tokio::task::spawn_blocking(TempPostgres::start)
         .await
         .expect("start server")
     else {
@@ -191,7 +41,7 @@ async fn survives_a_server_restart() {
     b.wait_for_work(&queues(), Duration::from_millis(200)).await;
 
     let s = server.clone();
-    tokio::task::spawn_blocking(move || s.pg_ctl("stop"))
+    tokio::task::spawn_blocking(move || s.stop_server())
         .await
         .expect("stop");
     for _ in 0..3 {
@@ -209,7 +59,7 @@ async fn survives_a_server_restart() {
     assert!(matches!(down, Err(Error::Backend(_))));
 
     let s = server.clone();
-    tokio::task::spawn_blocking(move || s.pg_ctl("start"))
+    tokio::task::spawn_blocking(move || s.start_server())
         .await
         .expect("start again");
     let deadline = Instant::now() + Duration::from_secs(30);

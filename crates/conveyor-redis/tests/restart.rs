@@ -4,64 +4,12 @@
 //! calls fail cleanly meanwhile, then work again with every task still there
 //! (the script cache was lost with the process and is reloaded on `NOSCRIPT`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock, TaskState};
 use conveyor_redis::RedisBackend;
-use conveyor_testkit::process::Proc;
-
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
-fn start_redis(port: u16, dir: &Path) -> Proc {
-    let mut cmd = Command::new(REDIS_SERVER);
-    cmd.arg("--port")
-        .arg(port.to_string())
-        .arg("--bind")
-        .arg("127.0.0.1")
-        .arg("--dir")
-        .arg(dir)
-        .arg("--appendonly")
-        .arg("yes")
-        .arg("--appendfsync")
-        .arg("always")
-        .arg("--save")
-        .arg("")
-        .arg("--daemonize")
-        .arg("no");
-    let proc = Proc::spawn(cmd).expect("start redis-server");
-    proc.wait_for("Ready to accept connections", Duration::from_secs(20))
-        .expect("redis-server ready");
-    proc
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "conveyor-redis-restart-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use conveyor_testkit::servers::TempRedis;
 
 fn queue() -> Vec<String> {
     vec![conveyor_core::DEFAULT_QUEUE.to_string()]
@@ -69,10 +17,10 @@ fn queue() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_redis_restart() {
-    let dir = TempDir::new();
-    let port = free_port();
-    let mut server = start_redis(port, &dir.0);
-    let url = format!("redis://127.0.0.1:{port}");
+    let Some(mut server) = TempRedis::start() else {
+        return;
+    };
+    let url = server.url();
     let b = RedisBackend::connect_with(&url, "conveyor-restart:", Arc::new(SystemClock))
         .await
         .expect("connect");
@@ -120,7 +68,7 @@ async fn survives_a_redis_restart() {
         v
     };
 
-    server.kill9();
+    server.kill();
     let failed = tokio::time::timeout(Duration::from_secs(60), b.stats())
         .await
         .expect("a call against a dead server returns");
@@ -133,7 +81,7 @@ async fn survives_a_redis_restart() {
         .expect("a call against a dead server returns");
     assert!(matches!(failed, Err(Error::Backend(_))));
 
-    let _server = start_redis(port, &dir.0);
+    server.restart();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match b.stats().await {
