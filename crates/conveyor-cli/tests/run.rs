@@ -67,6 +67,13 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+/// `OPTS… -- sh -c SCRIPT _ {}`: the item is the script's `$1`.
+fn sh<'a>(opts: &[&'a str], script: &'a str) -> Vec<&'a str> {
+    let mut args = opts.to_vec();
+    args.extend(["--", "sh", "-c", script, "_", "{}"]);
+    args
+}
+
 /// Waits (at most 5 s) for a process to be gone.
 fn gone(pid: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -164,15 +171,12 @@ fn keep_order_prints_in_input_order_and_outputs_never_mix() {
     // Later items finish first; each prints three lines.
     let script = "sleep 0.$((9 - $1)); echo \"$1 a\"; echo \"$1 b\"; printf \"$1 c\"";
     let input: String = (1..=8).map(|i| format!("{i}\n")).collect();
-    let out = d.run(
-        &["-j", "8", "-k", "--", "sh", "-c", script, "_", "{}"],
-        &input,
-    );
+    let out = d.run(&sh(&["-j", "8", "-k"], script), &input);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let expected: String = (1..=8).map(|i| format!("{i} a\n{i} b\n{i} c\n")).collect();
     assert_eq!(stdout(&out), expected, "missing final newlines are added");
     // Without -k: completion order, but each task's lines stay together.
-    let out = d.run(&["-j", "8", "--", "sh", "-c", script, "_", "{}"], &input);
+    let out = d.run(&sh(&["-j", "8"], script), &input);
     let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
     assert_eq!(lines.len(), 24);
     for chunk in lines.chunks(3) {
@@ -191,20 +195,17 @@ fn retries_run_failed_items_again() {
     let script =
         "f=count-$1; n=$(cat $f 2>/dev/null || echo 0); n=$((n+1)); echo $n > $f; [ $n -ge 3 ]";
     let out = d.run(
-        &[
-            "--retries",
-            "2",
-            "--retry-delay",
-            "10ms",
-            "--results",
-            "r.jsonl",
-            "--",
-            "sh",
-            "-c",
+        &sh(
+            &[
+                "--retries",
+                "2",
+                "--retry-delay",
+                "10ms",
+                "--results",
+                "r.jsonl",
+            ],
             script,
-            "_",
-            "{}",
-        ],
+        ),
         "a\nb\n",
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -217,18 +218,7 @@ fn retries_run_failed_items_again() {
     }
     // One retry is not enough for fresh items: both fail, exit status 2.
     let out = d.run(
-        &[
-            "--retries",
-            "1",
-            "--retry-delay",
-            "10ms",
-            "--",
-            "sh",
-            "-c",
-            script,
-            "_",
-            "{}",
-        ],
+        &sh(&["--retries", "1", "--retry-delay", "10ms"], script),
         "c\nd\n",
     );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -245,18 +235,7 @@ fn timeouts_kill_the_whole_process_group() {
     // The item's shell starts a grandchild and waits; both write their pids.
     let script = "sleep 60 & echo $! > $1.child; echo $$ > $1.pid; wait";
     let out = d.run(
-        &[
-            "--timeout",
-            "300ms",
-            "--results",
-            "r.jsonl",
-            "--",
-            "sh",
-            "-c",
-            script,
-            "_",
-            "{}",
-        ],
+        &sh(&["--timeout", "300ms", "--results", "r.jsonl"], script),
         "one\ntwo\n",
     );
     assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -569,10 +548,7 @@ fn first_signal_drains_second_kills() {
         &(1..=20).map(|i| format!("{i}\n")).collect::<String>(),
     );
     let script = "echo $1 >> started; sleep 0.5; echo done $1";
-    let mut p = Proc::spawn(d.cmd(&[
-        "-j", "2", "--input", "items", "--", "sh", "-c", script, "_", "{}",
-    ]))
-    .expect("spawn");
+    let mut p = Proc::spawn(d.cmd(&sh(&["-j", "2", "--input", "items"], script))).expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(10);
     while d.read("started").lines().count() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -595,10 +571,7 @@ fn first_signal_drains_second_kills() {
 
     // Twice: the running items are killed with their process groups.
     let script = "echo $$ >> pids; sleep 60";
-    let mut p = Proc::spawn(d.cmd(&[
-        "-j", "2", "--input", "items", "--", "sh", "-c", script, "_", "{}",
-    ]))
-    .expect("spawn");
+    let mut p = Proc::spawn(d.cmd(&sh(&["-j", "2", "--input", "items"], script))).expect("spawn");
     while d.read("pids").lines().count() < 2 && Instant::now() < deadline + Duration::from_secs(10)
     {
         std::thread::sleep(Duration::from_millis(10));
