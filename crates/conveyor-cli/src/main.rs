@@ -3,6 +3,10 @@
 mod cli;
 mod config;
 mod dead_cmd;
+#[cfg(feature = "kafka")]
+mod fake_record;
+#[cfg(feature = "kafka")]
+mod kafka_cmd;
 mod status_cmd;
 mod submit_cmd;
 mod template;
@@ -45,6 +49,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Kafka commands need no task backend.
+    #[cfg(feature = "kafka")]
+    if let Command::Kafka(cmd) = cli.command {
+        return kafka_cmd::run(cmd).await;
+    }
     let url = conveyor::durable::resolve_url(cli.backend.as_deref());
     let backend = conveyor::durable::connect(&url)
         .await
@@ -54,6 +63,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit_cmd::run(backend, args).await,
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
+        #[cfg(feature = "kafka")]
+        Command::Kafka(cmd) => kafka_cmd::run(cmd).await,
         Command::Migrate => {
             // Opening the backend created or migrated its schema.
             println!("{} backend at {url}: schema up to date", backend.kind());
