@@ -36,8 +36,10 @@ mod message;
 mod metrics;
 mod offsets;
 mod ordering;
+mod outcome;
 mod partition;
 mod poll;
+mod rebalance;
 mod shared;
 mod url;
 
