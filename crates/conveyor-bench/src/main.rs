@@ -3,12 +3,14 @@
 //!
 //! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`, or
 //! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues.
+//! `conveyor-bench kafka [--brokers HOST:PORT] [--quick]` for Kafka consumption.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cpu;
+mod kafka;
 mod noop;
 mod python;
 mod queue;
@@ -64,6 +66,27 @@ fn main() {
     if which == "rss-child" {
         let code = runtime.block_on(rss::child(&args[1..]));
         std::process::exit(code);
+    }
+    if which == "kafka" {
+        let brokers = args
+            .iter()
+            .position(|a| a == "--brokers")
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .or_else(|| std::env::var("CONVEYOR_KAFKA_BROKERS").ok())
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let mut report = Report::default();
+        let started = Instant::now();
+        eprintln!("[kafka] {brokers}");
+        runtime.block_on(kafka::run(&mut report, quick, &brokers));
+        report.note(format!(
+            "kafka benchmark, {} cores, total {:.1} s, load average {}",
+            conveyor::available_cores(),
+            started.elapsed().as_secs_f64(),
+            load_average()
+        ));
+        report.print();
+        return;
     }
     if which == "queue" {
         let url = args
