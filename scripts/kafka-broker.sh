@@ -77,11 +77,12 @@ cmd_start() {
     return 0
   fi
   mkdir -p "$dir"
-  nohup "$bin" broker \
-    --storage-engine "sqlite://$dir/tansu.db" \
+  # tansu reads the URL's path as relative: run it inside its directory.
+  (cd "$dir" && exec nohup "$bin" broker \
+    --storage-engine "sqlite://tansu.db" \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
-    >"$dir/broker.log" 2>&1 &
+    >"$dir/broker.log" 2>&1) &
   echo $! >"$dir/broker.pid"
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

@@ -11,6 +11,9 @@ use crate::ordering::Ordering;
 /// The default [`ConsumerConfig::max_in_flight`].
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 50;
 
+/// The default [`ConsumerConfig::read_ahead`].
+pub const DEFAULT_READ_AHEAD: usize = 1000;
+
 /// Where messages go whose last attempt failed (or that could not be decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetter {
@@ -66,6 +69,15 @@ pub struct ConsumerConfig {
     /// waiting for their key, or between retries). At the limit the consumer
     /// pauses its partitions and resumes when one finishes. Default 50.
     pub max_in_flight: usize,
+    /// Messages taken ahead while every in-flight slot is busy (default
+    /// 1000), so a freed slot is refilled at once instead of after a fetch.
+    /// The partitions are paused when in-flight work and read-ahead are both
+    /// full, and resumed once the read-ahead is half empty (at the first free
+    /// slot when it is 0). librdkafka drops what it prefetched for a paused
+    /// partition and fetches it again on resume, so a small read-ahead makes
+    /// the consumer pay a fetch round trip every few messages. Memory holds at
+    /// most `max_in_flight + read_ahead` records.
+    pub read_ahead: usize,
     /// How often finished offsets are committed (also on revoke and shutdown).
     pub commit_interval: Duration,
     /// On revoke, how long to wait for the partition's in-flight messages before
@@ -99,6 +111,7 @@ impl ConsumerConfig {
             topics: topics.into_iter().map(Into::into).collect(),
             ordering: Ordering::Key,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            read_ahead: DEFAULT_READ_AHEAD,
             commit_interval: Duration::from_secs(1),
             revoke_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
@@ -118,6 +131,12 @@ impl ConsumerConfig {
     /// Sets the in-flight limit.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
+        self
+    }
+
+    /// Sets the read-ahead.
+    pub fn read_ahead(mut self, n: usize) -> Self {
+        self.read_ahead = n;
         self
     }
 
@@ -198,6 +217,9 @@ impl ConsumerConfig {
                     StartFrom::Latest => "latest",
                 },
             )
+            // A resume should not wait long for its first fetch (some brokers
+            // hold a fetch for the full wait even when data is there).
+            .set("fetch.wait.max.ms", "100")
             // Partition statistics (high watermarks) for the lag metric.
             .set("statistics.interval.ms", "1000");
         if let Some(t) = self.session_timeout {

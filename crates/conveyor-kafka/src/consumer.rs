@@ -80,6 +80,9 @@ impl ConsumerBuilder {
                 Err(e) => Dispatched::Undecodable(e),
                 Ok(input) => match producer.try_submit(&handler, input, opts) {
                     Ok(task) => Dispatched::Task(task),
+                    Err(rejected) if matches!(rejected.reason, conveyor::Error::QueueFull) => {
+                        Dispatched::Busy
+                    }
                     Err(rejected) => Dispatched::Refused(rejected.reason.to_string()),
                 },
             })
@@ -203,8 +206,9 @@ impl KafkaConsumer {
         let on_result = shared.clone();
         let job = pool
             .job()
-            // At most max_in_flight tasks are ever submitted and not finished.
-            .queue_capacity(config.max_in_flight + 1)
+            // At most max_in_flight tasks are submitted and not finished; the
+            // slack covers places handed back a moment after their outcome.
+            .queue_capacity(config.max_in_flight * 2 + 64)
             .on_task_complete(move |r| on_result.complete(r))
             .start()?;
         let producer = job

@@ -4,10 +4,11 @@
 //! A [`KafkaConsumer`] joins a consumer group and runs a conveyor [`Handler`]
 //! (any lane: io, cpu or process) on each record:
 //!
-//! - **Bounded:** at most [`ConsumerConfig::max_in_flight`] messages are taken
-//!   and unfinished at once. At the limit the assigned partitions are paused
-//!   (the consumer keeps polling, so it stays in its group) and resumed by
-//!   whichever thread frees a slot: no pause interval, no sleep.
+//! - **Bounded:** at most [`ConsumerConfig::max_in_flight`] messages are in
+//!   processing at once, plus at most [`ConsumerConfig::read_ahead`] taken
+//!   ahead. At the limit the assigned partitions are paused (the consumer
+//!   keeps polling, so it stays in its group) and resumed by whichever thread
+//!   frees the room: no pause interval, no sleep.
 //! - **Ordered where it matters:** [`Ordering::Key`] (in order per key,
 //!   parallel across keys; the default), [`Ordering::Partition`] or
 //!   [`Ordering::Unordered`].
@@ -44,7 +45,9 @@ mod shared;
 mod url;
 
 pub use admin::create_topics;
-pub use config::{ConsumerConfig, DeadLetter, StartFrom, DEFAULT_MAX_IN_FLIGHT};
+pub use config::{
+    ConsumerConfig, DeadLetter, StartFrom, DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_AHEAD,
+};
 pub use consumer::{ConsumerBuilder, ConsumerHandle, KafkaConsumer, RunReport};
 pub use dead_letter::{
     HEADER_ATTEMPTS, HEADER_ERROR, HEADER_GROUP, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON,

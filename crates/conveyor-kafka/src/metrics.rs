@@ -11,10 +11,11 @@ pub struct ConsumerMetrics {
     pub in_flight: usize,
     /// The configured limit.
     pub max_in_flight: usize,
-    /// True while the assigned partitions are paused because the limit is reached.
+    /// True while the assigned partitions are paused: every in-flight slot is
+    /// busy and the read-ahead is full.
     pub paused: bool,
-    /// Messages received while at the limit, waiting for a free slot (rare:
-    /// the partitions are paused as soon as the limit is reached).
+    /// Messages taken ahead while every slot is busy, waiting for a free one
+    /// (at most the configured read-ahead).
     pub waiting: usize,
     /// Counters since the consumer started.
     pub counters: Counters,
@@ -42,7 +43,8 @@ pub struct Counters {
     pub dead_letter_errors: u64,
     /// Times the consumer paused its partitions at the limit.
     pub pauses: u64,
-    /// Offset commits that succeeded.
+    /// Offset commits sent (synchronous ones acknowledged, asynchronous ones
+    /// accepted by the client; a failure is retried at the next round).
     pub commits: u64,
 }
 

@@ -83,7 +83,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_taken_nothing_take_commit() {
+    fn nothing_taken_nothing_to_commit() {
         let mut p = PartitionOffsets::default();
         assert_eq!(p.safe(), None);
         assert_eq!(p.take_commit(), None);
@@ -111,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn to_commit_moves_forward_only() {
+    fn take_commit_moves_forward_only() {
         let mut p = PartitionOffsets::default();
         p.taken(0);
         p.taken(1);

@@ -31,6 +31,7 @@ pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: A
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
         }
+        shared.refill_now();
         if last_commit.elapsed() >= config.commit_interval {
             shared.commit(&consumer, CommitMode::Async, None);
             last_commit = Instant::now();

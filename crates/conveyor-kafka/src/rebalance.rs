@@ -41,7 +41,11 @@ impl Shared {
         if list.is_empty() {
             return;
         }
-        if let Err(e) = consumer.commit(&tpl, mode) {
+        let result = consumer.commit(&tpl, mode);
+        if result.is_ok() {
+            self.lock().counters.commits += 1;
+        }
+        if let Err(e) = result {
             tracing::warn!(error = %e, "offset commit failed; retried next round");
             let mut st = self.lock();
             for (topic, partition, epoch, offset) in list {
@@ -54,11 +58,10 @@ impl Shared {
 
     /// The broker answered a commit.
     pub(crate) fn committed(&self, ok: bool, tpl: &TopicPartitionList) {
-        let mut st = self.lock();
         if ok {
-            st.counters.commits += 1;
             return;
         }
+        let mut st = self.lock();
         for e in tpl.elements() {
             if let (Some(p), Offset::Offset(o)) =
                 (st.partition(e.topic(), e.partition()), e.offset())

@@ -35,6 +35,9 @@ pub(crate) enum Dispatched {
     Task(conveyor::TaskHandle),
     /// The decoder refused it, with this error.
     Undecodable(String),
+    /// The engine's queue had no room this instant (a finished task's place is
+    /// handed back a moment after its outcome): try again shortly.
+    Busy,
     /// The engine refused it (shutting down).
     Refused(String),
 }
@@ -182,8 +185,10 @@ impl Shared {
             };
             let message = Message::copy_from(m, p.topic.clone());
             st.counters.received += 1;
-            if st.in_flight >= self.config.max_in_flight {
+            if st.in_flight >= self.config.max_in_flight || !st.waiting.is_empty() {
+                // Behind what is already held, so order is kept.
                 st.waiting.push_back((coord, message));
+                self.refill(&mut st, &mut done);
             } else {
                 self.dispatch(&mut st, coord, message, &mut done);
             }
@@ -237,6 +242,11 @@ impl Shared {
                 };
                 self.dead_letter(st, coord, message, failure, done);
             }
+            Dispatched::Busy => {
+                // Back to the front of the hold, in order; the next outcome or
+                // poll round dispatches it.
+                st.waiting.push_front((coord, message));
+            }
             Dispatched::Refused(error) => {
                 // Left unfinished: never committed, delivered again later.
                 tracing::warn!(%error, topic = %coord.topic, partition = coord.partition, offset = coord.offset, "the engine refused a message");
@@ -245,7 +255,9 @@ impl Shared {
     }
 
     pub(crate) fn pause_if_full(&self, st: &mut State, consumer: &BaseConsumer<Ctx>) {
-        if st.paused || st.in_flight + st.waiting.len() < self.config.max_in_flight {
+        let full =
+            st.in_flight >= self.config.max_in_flight && st.waiting.len() >= self.config.read_ahead;
+        if st.paused || !full {
             return;
         }
         match consumer.pause(&st.active_list()) {
@@ -259,8 +271,12 @@ impl Shared {
 
     /// Resumes the partitions when there is room again (any thread).
     pub(crate) fn resume_if_room(&self, st: &mut State) {
-        if !st.paused || st.stopping || st.in_flight + st.waiting.len() >= self.config.max_in_flight
-        {
+        // Hysteresis: with a read-ahead, resume once it is half empty (each
+        // resume refetches what the pause discarded, so not for every slot);
+        // without one, as soon as an in-flight slot frees.
+        let room = st.in_flight + st.waiting.len()
+            < self.config.max_in_flight + self.config.read_ahead / 2;
+        if !st.paused || st.stopping || !room {
             return;
         }
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
@@ -279,10 +295,28 @@ impl Shared {
                 break;
             };
             if st.current(&coord).is_some_and(|p| !p.revoking) {
+                let before = st.waiting.len();
                 self.dispatch(st, coord, message, done);
+                if st.waiting.len() > before {
+                    break; // the engine is busy this instant
+                }
             }
         }
         self.resume_if_room(st);
+    }
+
+    /// Dispatches held messages if there is room (the polling thread calls it
+    /// every round, in case the engine was busy when the last slot freed).
+    pub(crate) fn refill_now(&self) {
+        let mut done = Vec::new();
+        {
+            let mut st = self.lock();
+            if st.waiting.is_empty() || st.in_flight >= self.config.max_in_flight {
+                return;
+            }
+            self.refill(&mut st, &mut done);
+        }
+        self.observe(done);
     }
 
     // ---- shutdown ----

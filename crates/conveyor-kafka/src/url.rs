@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…]?group=G[&ordering=key|partition|unordered]
-//!        [&max_in_flight=N][&dlq=TOPIC|none][&start=earliest|latest]
+//!        [&max_in_flight=N][&read_ahead=N][&dlq=TOPIC|none][&start=earliest|latest]
 //!        [&session_timeout_ms=MS][&commit_interval_ms=MS][&revoke_timeout_ms=MS]
 //! ```
 //!
@@ -40,6 +40,7 @@ pub fn parse_url(url: &str) -> Result<ConsumerConfig, Error> {
             "group" => group = Some(v),
             "ordering" => config.ordering = v.parse()?,
             "max_in_flight" => config.max_in_flight = number(k, &v)?,
+            "read_ahead" => config.read_ahead = number(k, &v)?,
             "dlq" => {
                 config.dead_letter = match v.as_str() {
                     "none" | "" => DeadLetter::Drop,
@@ -126,6 +127,7 @@ mod tests {
         assert_eq!(c.group, "billing");
         assert_eq!(c.ordering, Ordering::Partition);
         assert_eq!(c.max_in_flight, 8);
+        assert_eq!(c.read_ahead, crate::DEFAULT_READ_AHEAD);
         assert_eq!(c.dead_letter, DeadLetter::Topic("failed".into()));
         assert_eq!(c.start_from, StartFrom::Latest);
         assert_eq!(c.session_timeout, Some(Duration::from_secs(6)));

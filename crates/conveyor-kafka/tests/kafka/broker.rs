@@ -50,11 +50,13 @@ fn start_tansu() -> String {
     let mut cmd = Command::new(tansu_path());
     cmd.arg("broker")
         .arg("--storage-engine")
-        .arg(format!("sqlite://{}/tansu.db", dir.display()))
+        // tansu reads the URL's path as relative: run it inside its directory.
+        .arg("sqlite://tansu.db")
         .arg("--listener-url")
         .arg(&url)
         .arg("--advertised-listener-url")
         .arg(&url)
+        .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);

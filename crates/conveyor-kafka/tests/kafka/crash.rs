@@ -144,13 +144,14 @@ async fn sigkill_mid_stream_loses_nothing_and_commits_never_lead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_between_two_processes_loses_nothing() {
-    const TOTAL: usize = 3000;
+    const TOTAL: usize = 4000;
     const PARTITIONS: i32 = 4;
     let topic = common::topic("rebalance", PARTITIONS).await;
     let group = common::fresh("g");
     common::produce(&topic, &common::keyed_records(TOTAL, 80));
 
-    let args = ["work_ms=3", "max_in_flight=10"];
+    // Slow enough (about 400 records/s each) that a is mid-stream when b joins.
+    let args = ["work_ms=10", "max_in_flight=2"];
     let mut a = consumer(&topic, &group, &args);
     let (mut seen_a, mut all_a) = (Seen::new(), Vec::new());
     assert!(
@@ -168,7 +169,7 @@ async fn rebalance_between_two_processes_loses_nothing() {
     let b = consumer(&topic, &group, &args);
     let (mut seen_b, mut all_b) = (Seen::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(40);
-    while seen_b.len() < 200 && Instant::now() < deadline {
+    while seen_b.len() < 50 && Instant::now() < deadline {
         if let Some(line) = b.next_line(Duration::from_millis(50)) {
             record(&line, &mut seen_b, &mut all_b);
         }
@@ -177,9 +178,10 @@ async fn rebalance_between_two_processes_loses_nothing() {
         }
     }
     assert!(
-        seen_b.len() >= 200,
-        "b got no partitions ({} processed)",
-        seen_b.len()
+        seen_b.len() >= 50,
+        "b got no partitions ({} processed; a processed {})",
+        seen_b.len(),
+        seen_a.len()
     );
     // a leaves gracefully (SIGTERM): revoke, commit, leave; b takes everything.
     a.signal(libc::SIGTERM);

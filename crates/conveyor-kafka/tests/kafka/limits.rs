@@ -1,6 +1,6 @@
-//! The in-flight limit: never more than N messages taken and unfinished; at the
-//! limit the partitions are paused (nothing more is fetched) and resumed as
-//! soon as a slot frees.
+//! The in-flight limit: never more than N messages in processing; at the limit
+//! (with the read-ahead full) the partitions are paused — nothing more is
+//! taken — and resumed as slots free.
 
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::common::{self, eventually};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_never_above_the_limit_and_paused_at_it() {
     const LIMIT: usize = 5;
+    const READ_AHEAD: usize = 3;
     const TOTAL: usize = 200;
     let topic = common::topic("limit", 2).await;
     common::produce(&topic, &common::keyed_records(TOTAL, 50));
@@ -38,7 +39,8 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
     };
     let config = common::config(&topic, &common::fresh("g"))
         .ordering(Ordering::Unordered)
-        .max_in_flight(LIMIT);
+        .max_in_flight(LIMIT)
+        .read_ahead(READ_AHEAD);
     let consumer = KafkaConsumer::builder(config)
         .handler(handler)
         .expect("consumer");
@@ -47,7 +49,7 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
 
     let full = eventually(Duration::from_secs(30), || {
         let m = handle.metrics();
-        m.in_flight == LIMIT && m.paused
+        m.in_flight == LIMIT && m.waiting == READ_AHEAD && m.paused
     })
     .await;
     assert!(full, "never reached the limit: {:?}", handle.metrics());
@@ -61,7 +63,7 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
         m.counters.received, before,
         "messages taken while paused: {m:?}"
     );
-    assert!(m.waiting <= 2, "held messages: {}", m.waiting);
+    assert_eq!(m.waiting, READ_AHEAD);
 
     // Open the gate one message at a time: each freed slot resumes at once.
     for _ in 0..20 {

@@ -6,6 +6,8 @@
 //! It prints `processed PARTITION OFFSET KEY` when a handler finishes its
 //! work (before the offset can be committed), `assigned` once it has
 //! partitions, and `stopped` after a graceful shutdown on SIGTERM.
+//! `prop.NAME=VALUE` sets a librdkafka property; `verbose=1` prints the
+//! metrics to stderr every second.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,9 +31,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ConsumerConfig::new(arg("brokers")?, arg("group")?, [arg("topic")?])
         .ordering(args.get("ordering").map_or("key", String::as_str).parse()?)
         .max_in_flight(num("max_in_flight", 20) as usize)
+        .read_ahead(num("read_ahead", conveyor_kafka::DEFAULT_READ_AHEAD as u64) as usize)
         .session_timeout(Duration::from_millis(num("session_ms", 3000)))
         .commit_interval(Duration::from_millis(num("commit_ms", 100)))
         .shutdown_grace(Duration::from_secs(10));
+    let config = args
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("prop.").map(|p| (p, v)))
+        .fold(config, |c, (k, v)| c.property(k, v));
     let handler = Handler::io("record", move |m: Message, _ctx| async move {
         if work_ms > 0 {
             tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=work_ms * 1000))).await;
@@ -51,13 +58,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let consumer = KafkaConsumer::builder(config).handler(handler)?;
     let handle = consumer.handle();
     let watcher = handle.clone();
+    let verbose = num("verbose", 0) > 0;
     tokio::spawn(async move {
+        let mut assigned = false;
         loop {
-            if !watcher.metrics().partitions.is_empty() {
+            let m = watcher.metrics();
+            if !assigned && !m.partitions.is_empty() {
                 println!("assigned");
+                assigned = true;
+            }
+            if verbose {
+                eprintln!("{m:?}");
+            }
+            let pause = if verbose { 1000 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            if assigned && !verbose {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     tokio::spawn(async move {
