@@ -112,10 +112,10 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
     for (name, ordering, limit, read_ahead) in [
         ("conveyor key, 1000 in flight", Ordering::Key, 1000, ahead),
         (
-            "conveyor key, 1000, read-ahead 10k",
+            "conveyor key, 1000, read-ahead 1000",
             Ordering::Key,
             1000,
-            10_000,
+            1000,
         ),
         ("conveyor key, 50 in flight", Ordering::Key, 50, ahead),
         ("conveyor partition", Ordering::Partition, 1000, ahead),
@@ -180,13 +180,13 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
         &noop_topic,
         noop_n,
         Ordering::Unordered,
-        (1000, 100_000),
+        (1000, 1000),
         Work::Noop,
     )
     .await;
     report.add_vs(
         &bench,
-        "conveyor unordered, read-ahead 100k",
+        "conveyor unordered, read-ahead 1000",
         noop_n as f64 / t,
         "msg/s",
         "rdkafka sequential loop",

@@ -12,7 +12,7 @@ use crate::ordering::Ordering;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 50;
 
 /// The default [`ConsumerConfig::read_ahead`].
-pub const DEFAULT_READ_AHEAD: usize = 1000;
+pub const DEFAULT_READ_AHEAD: usize = 10_000;
 
 /// Where messages go whose last attempt failed (or that could not be decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct ConsumerConfig {
     /// pauses its partitions and resumes when one finishes. Default 50.
     pub max_in_flight: usize,
     /// Messages taken ahead while every in-flight slot is busy (default
-    /// 1000), so a freed slot is refilled at once instead of after a fetch.
+    /// 10,000, in line with librdkafka's own prefetch), so a freed slot is refilled at once instead of after a fetch.
     /// The partitions are paused when in-flight work and read-ahead are both
     /// full, and resumed once the read-ahead is half empty (at the first free
     /// slot when it is 0). librdkafka drops what it prefetched for a paused
