@@ -33,6 +33,7 @@ mod context;
 mod dead_letter;
 pub mod decode;
 mod error;
+mod keys;
 mod message;
 mod metrics;
 mod offsets;

@@ -17,9 +17,18 @@ impl Shared {
         let mut done = Vec::new();
         {
             let mut st = self.lock();
-            let Some(InFlight { coord, message }) = st.tasks.remove(&result.id) else {
+            let Some(InFlight {
+                coord,
+                message,
+                key,
+            }) = st.tasks.remove(&result.id)
+            else {
                 return;
             };
+            // Its final outcome: the next record of its key may go.
+            if let Some(k) = &key {
+                self.release_key(&mut st, k);
+            }
             if let Some(p) = st.current(&coord) {
                 p.handles.remove(&coord.offset);
             }

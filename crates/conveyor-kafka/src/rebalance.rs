@@ -115,8 +115,18 @@ impl Shared {
                     p.revoking = true;
                 }
             }
-            st.waiting
-                .retain(|(c, _)| !list.iter().any(|(t, n)| *t == c.topic && *n == c.partition));
+            let gone = |c: &crate::partition::Coord| {
+                list.iter().any(|(t, n)| *t == c.topic && *n == c.partition)
+            };
+            st.waiting.retain(|(c, _)| !gone(c));
+            let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.ready)
+                .into_iter()
+                .partition(|(_, (c, _))| gone(c));
+            st.ready = kept.into();
+            for (k, _) in dropped {
+                st.gate.forget(&k);
+            }
+            st.gate.drop_where(gone);
             loop {
                 let busy: usize = st
                     .partitions

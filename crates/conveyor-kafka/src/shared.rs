@@ -25,6 +25,7 @@ use conveyor::{TaskId, TaskOptions};
 use crate::config::ConsumerConfig;
 use crate::context::Ctx;
 use crate::dead_letter::{DeadLetterWriter, Failure};
+use crate::keys::{Item, KeyGate};
 use crate::message::Message;
 use crate::metrics::{Completion, ConsumerMetrics, Counters, PartitionMetrics};
 use crate::partition::{Coord, Partition};
@@ -53,6 +54,8 @@ pub(crate) type Observer = Box<dyn Fn(&Completion) + Send + Sync>;
 pub(crate) struct InFlight {
     pub(crate) coord: Coord,
     pub(crate) message: Message,
+    /// The ordering key it holds, released at its final outcome.
+    pub(crate) key: Option<Arc<str>>,
 }
 
 /// Everything the three threads share, behind [`Shared::state`].
@@ -61,7 +64,12 @@ pub(crate) struct State {
     pub(crate) tasks: HashMap<TaskId, InFlight>,
     pub(crate) in_flight: usize,
     pub(crate) paused: bool,
-    pub(crate) waiting: VecDeque<(Coord, Message)>,
+    /// Read-ahead: records taken while every slot was busy, in order.
+    pub(crate) waiting: VecDeque<Item>,
+    /// Records whose key was freed, next in line for a slot (key reserved).
+    pub(crate) ready: VecDeque<(Arc<str>, Item)>,
+    /// Records waiting for their busy key.
+    pub(crate) gate: KeyGate,
     pub(crate) next_epoch: u64,
     pub(crate) counters: Counters,
     pub(crate) dispatch: Option<Dispatch>,
@@ -69,6 +77,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Records taken ahead of the engine: read-ahead, ready and key-held.
+    pub(crate) fn ahead(&self) -> usize {
+        self.waiting.len() + self.ready.len() + self.gate.held()
+    }
+
     pub(crate) fn partition(&mut self, topic: &str, partition: i32) -> Option<&mut Partition> {
         self.partitions.iter_mut().find(|p| p.is(topic, partition))
     }
@@ -121,6 +134,8 @@ impl Shared {
                 in_flight: 0,
                 paused: false,
                 waiting: VecDeque::new(),
+                ready: VecDeque::new(),
+                gate: KeyGate::default(),
                 next_epoch: 1,
                 counters: Counters::default(),
                 dispatch: None,
@@ -185,39 +200,41 @@ impl Shared {
             };
             let message = Message::copy_from(m, p.topic.clone());
             st.counters.received += 1;
-            if st.in_flight >= self.config.max_in_flight || !st.waiting.is_empty() {
-                // Behind what is already held, so order is kept.
-                st.waiting.push_back((coord, message));
-                self.refill(&mut st, &mut done);
-            } else {
-                self.dispatch(&mut st, coord, message, &mut done);
-            }
+            // Behind whatever is already held, so order is kept.
+            st.waiting.push_back((coord, message));
+            self.refill(&mut st, &mut done);
             self.pause_if_full(&mut st, consumer);
         }
         self.observe(done);
     }
 
-    /// Hands one message to the engine (or to the dead-letter topic when it
-    /// does not decode). Counts it in flight.
-    pub(crate) fn dispatch(
+    /// The engine ordering key of a record, if its mode gives it one.
+    fn key_of(&self, coord: &Coord, message: &Message) -> Option<Arc<str>> {
+        self.config
+            .ordering
+            .task_key(&self.scope, &coord.topic, coord.partition, message.key())
+            .map(Arc::from)
+    }
+
+    /// Hands one record to the engine (or to the dead-letter topic when it does
+    /// not decode) and counts it in flight; gives it back when the engine has
+    /// no room this instant. A `key` is reserved while its message runs.
+    // The record comes back only in the rare busy case; boxing it would cost
+    // an allocation per record instead.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn submit(
         &self,
         st: &mut State,
-        coord: Coord,
-        message: Message,
+        (coord, message): Item,
+        key: Option<Arc<str>>,
         done: &mut Vec<Completion>,
-    ) {
-        let key = self.config.ordering.task_key(
-            &self.scope,
-            &coord.topic,
-            coord.partition,
-            message.key(),
-        );
-        let opts = match key {
-            Some(k) => TaskOptions::new().key(k),
+    ) -> Result<(), Item> {
+        let opts = match &key {
+            Some(k) => TaskOptions::new().key(k.clone()),
             None => TaskOptions::new(),
         };
         let Some(dispatch) = st.dispatch.as_ref() else {
-            return;
+            return Ok(());
         };
         let result = dispatch(&message, opts);
         match result {
@@ -227,7 +244,15 @@ impl Shared {
                     p.in_flight += 1;
                     p.handles.insert(coord.offset, handle.clone());
                 }
-                st.tasks.insert(handle.id(), InFlight { coord, message });
+                if let Some(k) = &key {
+                    st.gate.reserve(k);
+                }
+                let task = InFlight {
+                    coord,
+                    message,
+                    key,
+                };
+                st.tasks.insert(handle.id(), task);
             }
             Dispatched::Undecodable(error) => {
                 st.in_flight += 1;
@@ -241,22 +266,39 @@ impl Shared {
                     attempts: 0,
                 };
                 self.dead_letter(st, coord, message, failure, done);
+                if let Some(k) = key {
+                    self.release_key(st, &k);
+                }
             }
-            Dispatched::Busy => {
-                // Back to the front of the hold, in order; the next outcome or
-                // poll round dispatches it.
-                st.waiting.push_front((coord, message));
-            }
+            Dispatched::Busy => return Err((coord, message)),
             Dispatched::Refused(error) => {
                 // Left unfinished: never committed, delivered again later.
                 tracing::warn!(%error, topic = %coord.topic, partition = coord.partition, offset = coord.offset, "the engine refused a message");
+                if let Some(k) = key {
+                    self.release_key(st, &k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A message of `key` reached its final outcome: the key's next record (if
+    /// any) is next in line for a slot.
+    pub(crate) fn release_key(&self, st: &mut State, key: &Arc<str>) {
+        if st.gate.is_busy(key) {
+            if let Some(next) = st.gate.release(key) {
+                st.ready.push_back((key.clone(), next));
             }
         }
     }
 
     pub(crate) fn pause_if_full(&self, st: &mut State, consumer: &BaseConsumer<Ctx>) {
-        let full =
-            st.in_flight >= self.config.max_in_flight && st.waiting.len() >= self.config.read_ahead;
+        let ahead = st.ahead();
+        let full = if self.config.read_ahead == 0 {
+            st.in_flight >= self.config.max_in_flight || ahead > 0
+        } else {
+            ahead >= self.config.read_ahead
+        };
         if st.paused || !full {
             return;
         }
@@ -274,8 +316,12 @@ impl Shared {
         // Hysteresis: with a read-ahead, resume once it is half empty (each
         // resume refetches what the pause discarded, so not for every slot);
         // without one, as soon as an in-flight slot frees.
-        let room = st.in_flight + st.waiting.len()
-            < self.config.max_in_flight + self.config.read_ahead / 2;
+        let ahead = st.ahead();
+        let room = if self.config.read_ahead == 0 {
+            st.in_flight < self.config.max_in_flight && ahead == 0
+        } else {
+            ahead <= self.config.read_ahead / 2
+        };
         if !st.paused || st.stopping || !room {
             return;
         }
@@ -288,18 +334,43 @@ impl Shared {
         }
     }
 
-    /// Dispatches held messages while there is room, then resumes if possible.
+    /// Moves records on while there is room: first those whose key was freed,
+    /// then the read-ahead in order (a record whose key is busy goes behind
+    /// its key without taking a slot). Then resumes if possible.
     pub(crate) fn refill(&self, st: &mut State, done: &mut Vec<Completion>) {
-        while st.in_flight < self.config.max_in_flight && !st.stopping {
-            let Some((coord, message)) = st.waiting.pop_front() else {
+        let max = self.config.max_in_flight;
+        'fill: while !st.stopping {
+            while st.in_flight < max {
+                let Some((key, item)) = st.ready.pop_front() else {
+                    break;
+                };
+                if st.current(&item.0).is_none_or(|p| p.revoking) {
+                    st.gate.forget(&key);
+                    continue;
+                }
+                if let Err(item) = self.submit(st, item, Some(key.clone()), done) {
+                    st.ready.push_front((key, item));
+                    break 'fill; // the engine is busy this instant
+                }
+            }
+            let Some(item) = st.waiting.pop_front() else {
                 break;
             };
-            if st.current(&coord).is_some_and(|p| !p.revoking) {
-                let before = st.waiting.len();
-                self.dispatch(st, coord, message, done);
-                if st.waiting.len() > before {
-                    break; // the engine is busy this instant
-                }
+            if st.current(&item.0).is_none_or(|p| p.revoking) {
+                continue;
+            }
+            let key = self.key_of(&item.0, &item.1);
+            if let Some(k) = key.as_ref().filter(|k| st.gate.is_busy(k)) {
+                st.gate.hold(k, item);
+                continue;
+            }
+            if st.in_flight >= max {
+                st.waiting.push_front(item);
+                break;
+            }
+            if let Err(item) = self.submit(st, item, key, done) {
+                st.waiting.push_front(item);
+                break;
             }
         }
         self.resume_if_room(st);
@@ -311,7 +382,9 @@ impl Shared {
         let mut done = Vec::new();
         {
             let mut st = self.lock();
-            if st.waiting.is_empty() || st.in_flight >= self.config.max_in_flight {
+            if (st.waiting.is_empty() && st.ready.is_empty())
+                || st.in_flight >= self.config.max_in_flight
+            {
                 return;
             }
             self.refill(&mut st, &mut done);
@@ -326,6 +399,8 @@ impl Shared {
         let mut st = self.lock();
         st.stopping = true;
         st.waiting.clear();
+        st.ready.clear();
+        st.gate.clear();
         if !st.paused && consumer.pause(&st.active_list()).is_ok() {
             st.paused = true;
         }
@@ -371,7 +446,7 @@ impl Shared {
             in_flight: st.in_flight,
             max_in_flight: self.config.max_in_flight,
             paused: st.paused,
-            waiting: st.waiting.len(),
+            waiting: st.ahead(),
             counters: st.counters,
             partitions: st
                 .partitions
