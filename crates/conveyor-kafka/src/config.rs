@@ -65,15 +65,15 @@ pub struct ConsumerConfig {
     pub topics: Vec<String>,
     /// Which messages run in order (default [`Ordering::Key`]).
     pub ordering: Ordering,
-    /// At most this many messages taken from Kafka and not finished (running,
-    /// waiting for their key, or between retries). At the limit the consumer
-    /// pauses its partitions and resumes when one finishes. Default 50.
+    /// At most this many messages in processing: handed to the engine and not
+    /// finished (running, between retries, being dead-lettered). Default 50.
     pub max_in_flight: usize,
-    /// Messages taken ahead while every in-flight slot is busy (default
-    /// 10,000, in line with librdkafka's own prefetch), so a freed slot is refilled at once instead of after a fetch.
-    /// The partitions are paused when in-flight work and read-ahead are both
-    /// full, and resumed once the read-ahead is half empty (at the first free
-    /// slot when it is 0). librdkafka drops what it prefetched for a paused
+    /// Messages taken ahead — while every in-flight slot is busy, or behind
+    /// their busy key — so a freed slot is refilled at once instead of after
+    /// a fetch (default 10,000, in line with librdkafka's own prefetch).
+    /// The partitions are paused when the read-ahead is full, and resumed once
+    /// it is half empty (with 0: paused when every slot is busy, resumed at
+    /// the first free one). librdkafka drops what it prefetched for a paused
     /// partition and fetches it again on resume, so a small read-ahead makes
     /// the consumer pay a fetch round trip every few messages. Memory holds at
     /// most `max_in_flight + read_ahead` records.

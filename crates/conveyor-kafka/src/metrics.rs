@@ -6,15 +6,15 @@ use crate::message::Message;
 /// A point-in-time view of a consumer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsumerMetrics {
-    /// Messages taken from Kafka and not finished (running, waiting for their
-    /// key, between retries, or being dead-lettered). Never above `max_in_flight`.
+    /// Messages handed to the engine and not finished (running, between
+    /// retries, or being dead-lettered). Never above `max_in_flight`.
     pub in_flight: usize,
     /// The configured limit.
     pub max_in_flight: usize,
-    /// True while the assigned partitions are paused: every in-flight slot is
-    /// busy and the read-ahead is full.
+    /// True while the assigned partitions are paused: the read-ahead is full
+    /// (with no read-ahead: every in-flight slot is busy).
     pub paused: bool,
-    /// Messages taken ahead while every slot is busy, waiting for a free one
+    /// Messages taken ahead, waiting for a free slot or for their busy key
     /// (at most the configured read-ahead).
     pub waiting: usize,
     /// Counters since the consumer started.
