@@ -69,7 +69,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let elapsed = started.elapsed();
-    let metrics = handle.metrics();
+    // Commits run every second: wait for the last one to show the lag at 0.
+    let mut metrics = handle.metrics();
+    for _ in 0..30 {
+        if metrics.partitions.iter().all(|p| p.lag == Some(0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = handle.metrics();
+    }
     handle.shutdown();
     let report = running.await??;
     let c = report.counters;
