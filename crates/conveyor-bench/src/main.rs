@@ -2,8 +2,9 @@
 //! one run; a table and one JSON object per line are printed.
 //!
 //! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`, or
-//! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues, or
-//! `conveyor-bench run [--quick]` for `conveyor run` against xargs and GNU parallel.
+//! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues,
+//! `conveyor-bench run [--quick]` for `conveyor run` against xargs and GNU parallel,
+//! `conveyor-bench kafka [--brokers HOST:PORT] [--quick]` for Kafka consumption.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
 
 #[global_allocator]
@@ -11,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmdrun;
 mod cpu;
+mod kafka;
 mod noop;
 mod python;
 mod queue;
@@ -74,6 +76,27 @@ fn main() {
         cmdrun::run(&mut report, quick);
         report.note(format!(
             "conveyor run vs xargs and GNU parallel, {} cores, total {:.1} s, load average {}",
+            conveyor::available_cores(),
+            started.elapsed().as_secs_f64(),
+            load_average()
+        ));
+        report.print();
+        return;
+    }
+    if which == "kafka" {
+        let brokers = args
+            .iter()
+            .position(|a| a == "--brokers")
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .or_else(|| std::env::var("CONVEYOR_KAFKA_BROKERS").ok())
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let mut report = Report::default();
+        let started = Instant::now();
+        eprintln!("[kafka] {brokers}");
+        runtime.block_on(kafka::run(&mut report, quick, &brokers));
+        report.note(format!(
+            "kafka benchmark, {} cores, total {:.1} s, load average {}",
             conveyor::available_cores(),
             started.elapsed().as_secs_f64(),
             load_average()

@@ -34,6 +34,10 @@ pub enum Command {
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Kafka tools: `kafka produce` generates keyed load.
+    #[cfg(feature = "kafka")]
+    #[command(subcommand)]
+    Kafka(crate::kafka_cmd::KafkaCommand),
     /// Create or migrate the backend's schema (PostgreSQL tables, the embedded
     /// file); every command also does it on first use.
     Migrate,

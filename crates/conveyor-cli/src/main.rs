@@ -3,6 +3,10 @@
 mod cli;
 mod config;
 mod dead_cmd;
+#[cfg(feature = "kafka")]
+mod fake_record;
+#[cfg(feature = "kafka")]
+mod kafka_cmd;
 mod run;
 mod status_cmd;
 mod submit_cmd;
@@ -60,8 +64,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Commands that need no task backend.
     if let Command::Run(args) = cli.command {
         return Ok(run::run(args).await);
+    }
+    #[cfg(feature = "kafka")]
+    if let Command::Kafka(cmd) = cli.command {
+        return kafka_cmd::run(cmd).await;
     }
     let url = conveyor::durable::resolve_url(cli.backend.as_deref());
     let backend = conveyor::durable::connect(&url)
@@ -73,6 +82,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
         Command::Run(_) => unreachable!("handled above"),
+        #[cfg(feature = "kafka")]
+        Command::Kafka(_) => unreachable!("handled above"),
         Command::Migrate => {
             // Opening the backend created or migrated its schema.
             println!("{} backend at {url}: schema up to date", backend.kind());

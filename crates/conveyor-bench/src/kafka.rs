@@ -1,0 +1,307 @@
+//! Kafka consumption, side by side on one broker: Parallel Consumer's published
+//! scenario (10,000 messages over 1,000 keys, each taking a random 0–5 ms) in
+//! key, partition and unordered mode, against a plain sequential rdkafka
+//! consumer loop; plus no-op throughput against the same loop.
+//!
+//! Each subject reads the same topic in its own consumer group. Time runs from
+//! the first message handed to a handler to the last one finished, so the
+//! group join (seconds, and not what is compared) is left out; it is printed
+//! apart. Needs a broker (`scripts/kafka-broker.sh start`).
+
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use conveyor::{Handler, TaskError};
+use conveyor_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use conveyor_kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use conveyor_kafka::rdkafka::ClientConfig;
+use conveyor_kafka::rdkafka::Message as _;
+use conveyor_kafka::{ConsumerConfig, KafkaConsumer, Message, Ordering};
+
+use crate::report::Report;
+
+const PARTITIONS: i32 = 12;
+
+/// What a handler does with a message.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Nothing.
+    Noop,
+    /// Sleeps a random 0–5 ms (seeded per offset: every subject gets the same
+    /// sleep for the same message).
+    Sleep,
+}
+
+impl Work {
+    fn duration(self, m: &Message) -> Duration {
+        match self {
+            Work::Noop => Duration::ZERO,
+            Work::Sleep => {
+                let mut rng =
+                    fastrand::Rng::with_seed((m.partition() as u64) << 40 ^ m.offset() as u64);
+                Duration::from_micros(rng.u64(0..=5_000))
+            }
+        }
+    }
+}
+
+/// First start and last finish of a run, and how many finished.
+#[derive(Default)]
+struct Clock {
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+    done: AtomicU64,
+}
+
+impl Clock {
+    fn start(&self) {
+        let mut f = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert_with(Instant::now);
+    }
+    fn finish(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.done.fetch_add(1, AtomicOrdering::SeqCst);
+    }
+    fn elapsed(&self) -> f64 {
+        let f = *self.first.lock().unwrap_or_else(|e| e.into_inner());
+        let l = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match (f, l) {
+            (Some(f), Some(l)) => (l - f).as_secs_f64(),
+            _ => f64::NAN,
+        }
+    }
+}
+
+fn group(name: &str) -> String {
+    format!("bench-{name}-{:08x}", fastrand::u32(..))
+}
+
+/// Runs the Kafka benchmarks against `brokers`.
+pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
+    let n: u64 = if quick { 2_000 } else { 10_000 };
+    let keys = if quick { 200 } else { 1_000 };
+    let noop_n: u64 = if quick { 10_000 } else { 50_000 };
+    let topic = format!("bench-work-{:08x}", fastrand::u32(..));
+    let noop_topic = format!("bench-noop-{:08x}", fastrand::u32(..));
+    let created =
+        conveyor_kafka::create_topics(brokers, &[(&topic, PARTITIONS), (&noop_topic, PARTITIONS)])
+            .await;
+    if let Err(e) = created {
+        report.note(format!(
+            "kafka: cannot create topics on {brokers}: {e}; skipped"
+        ));
+        return;
+    }
+    let b = brokers.to_string();
+    let (t1, t2) = (topic.clone(), noop_topic.clone());
+    let produced = tokio::task::spawn_blocking(move || {
+        produce(&b, &t1, n, keys)?;
+        produce(&b, &t2, noop_n, keys)
+    })
+    .await;
+    if !matches!(produced, Ok(Ok(()))) {
+        report.note("kafka: producing the test records failed; skipped");
+        return;
+    }
+
+    let bench = format!("kafka {n} msgs 0-5ms {keys} keys");
+    let base = sequential(brokers, &topic, n, Work::Sleep).await;
+    report.add(&bench, "rdkafka sequential loop", base, "s");
+    let ahead = conveyor_kafka::DEFAULT_READ_AHEAD;
+    for (name, ordering, limit, read_ahead) in [
+        ("conveyor key, 1000 in flight", Ordering::Key, 1000, ahead),
+        (
+            "conveyor key, 1000, read-ahead 1000",
+            Ordering::Key,
+            1000,
+            1000,
+        ),
+        ("conveyor key, 50 in flight", Ordering::Key, 50, ahead),
+        ("conveyor partition", Ordering::Partition, 1000, ahead),
+        ("conveyor unordered, 1000", Ordering::Unordered, 1000, ahead),
+    ] {
+        let t = conveyor(
+            brokers,
+            &topic,
+            n,
+            ordering,
+            (limit, read_ahead),
+            Work::Sleep,
+        )
+        .await;
+        report.add_vs(&bench, name, t, "s", "rdkafka sequential loop", base / t);
+    }
+
+    let bench = format!("kafka no-op {noop_n} msgs");
+    let base = sequential(brokers, &noop_topic, noop_n, Work::Noop).await;
+    report.add(
+        &bench,
+        "rdkafka sequential loop",
+        noop_n as f64 / base,
+        "msg/s",
+    );
+    let t = conveyor(
+        brokers,
+        &noop_topic,
+        noop_n,
+        Ordering::Unordered,
+        (1000, ahead),
+        Work::Noop,
+    )
+    .await;
+    report.add_vs(
+        &bench,
+        "conveyor unordered, 1000",
+        noop_n as f64 / t,
+        "msg/s",
+        "rdkafka sequential loop",
+        base / t,
+    );
+    let t = conveyor(
+        brokers,
+        &noop_topic,
+        noop_n,
+        Ordering::Key,
+        (1000, ahead),
+        Work::Noop,
+    )
+    .await;
+    report.add_vs(
+        &bench,
+        "conveyor key, 1000",
+        noop_n as f64 / t,
+        "msg/s",
+        "rdkafka sequential loop",
+        base / t,
+    );
+    let t = conveyor(
+        brokers,
+        &noop_topic,
+        noop_n,
+        Ordering::Unordered,
+        (1000, 1000),
+        Work::Noop,
+    )
+    .await;
+    report.add_vs(
+        &bench,
+        "conveyor unordered, read-ahead 1000",
+        noop_n as f64 / t,
+        "msg/s",
+        "rdkafka sequential loop",
+        base / t,
+    );
+    report.note(format!(
+        "kafka: {PARTITIONS} partitions; time from the first message handed to a handler to the \
+         last finished (group joins excluded); Parallel Consumer publishes 2.06 s for the key-mode \
+         scenario; each pause at the limit makes librdkafka drop its prefetch and fetch it again \
+         (a large read-ahead avoids pauses); the baseline sleeps with thread::sleep, conveyor's \
+         io handler with tokio's 1 ms timer"
+    ));
+}
+
+fn produce(brokers: &str, topic: &str, n: u64, keys: u64) -> Result<(), String> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| e.to_string())?;
+    for i in 0..n {
+        let key = format!("key-{}", i % keys);
+        let payload = format!("{{\"seq\":{i}}}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(Duration::from_millis(5));
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| e.to_string())
+}
+
+/// The baseline: one loop that polls a message and processes it, in turn.
+async fn sequential(brokers: &str, topic: &str, n: u64, work: Work) -> f64 {
+    let brokers = brokers.to_string();
+    let topic = topic.to_string();
+    let joined = Instant::now();
+    let res = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", group("seq"))
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .map_err(|e| e.to_string())?;
+        consumer.subscribe(&[&topic]).map_err(|e| e.to_string())?;
+        let clock = Clock::default();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while clock.done.load(AtomicOrdering::SeqCst) < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                clock.start();
+                let owned = Message::new(m.topic(), m.partition(), m.offset(), None, None);
+                std::thread::sleep(work.duration(&owned));
+                clock.finish();
+            }
+        }
+        Ok::<_, String>(clock.elapsed())
+    })
+    .await;
+    eprintln!(
+        "    (sequential run incl. join: {:.1} s)",
+        joined.elapsed().as_secs_f64()
+    );
+    match res {
+        Ok(Ok(t)) => t,
+        _ => f64::NAN,
+    }
+}
+
+/// conveyor-kafka with an io handler.
+async fn conveyor(
+    brokers: &str,
+    topic: &str,
+    n: u64,
+    ordering: Ordering,
+    (limit, read_ahead): (usize, usize),
+    work: Work,
+) -> f64 {
+    let clock = Arc::new(Clock::default());
+    let c = clock.clone();
+    let handler = Handler::io("bench", move |m: Message, _ctx| {
+        let c = c.clone();
+        async move {
+            c.start();
+            let d = work.duration(&m);
+            if !d.is_zero() {
+                tokio::time::sleep(d).await;
+            }
+            c.finish();
+            Ok::<_, TaskError>(())
+        }
+    });
+    let config = ConsumerConfig::new(brokers, group("conveyor"), [topic])
+        .ordering(ordering)
+        .max_in_flight(limit)
+        .read_ahead(read_ahead)
+        .session_timeout(Duration::from_secs(6));
+    let consumer = match KafkaConsumer::builder(config).handler(handler) {
+        Ok(c) => c,
+        Err(_) => return f64::NAN,
+    };
+    let handle = consumer.handle();
+    let joined = Instant::now();
+    let running = tokio::spawn(consumer.run());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while clock.done.load(AtomicOrdering::SeqCst) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.shutdown();
+    let _ = running.await;
+    eprintln!(
+        "    (run incl. join and shutdown: {:.1} s)",
+        joined.elapsed().as_secs_f64()
+    );
+    clock.elapsed()
+}

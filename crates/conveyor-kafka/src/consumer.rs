@@ -1,0 +1,271 @@
+//! The consumer: a builder that joins a handler to a configuration, a handle to
+//! stop it and read its metrics, and `run`, which drives it until stopped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use conveyor::{Handler, Pool, Producer};
+
+use crate::admin::create_topics;
+use crate::config::ConsumerConfig;
+use crate::context::Ctx;
+use crate::dead_letter::DeadLetterWriter;
+use crate::decode::{self, Decoder};
+use crate::error::Error;
+use crate::message::Message;
+use crate::metrics::{Completion, ConsumerMetrics, Counters};
+use crate::shared::{Dispatch, Dispatched, Shared};
+
+/// Builds a [`KafkaConsumer`].
+pub struct ConsumerBuilder {
+    config: ConsumerConfig,
+    pool: Option<Pool>,
+    observer: Option<crate::shared::Observer>,
+}
+
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerBuilder {
+    /// Runs the handlers on this pool instead of one of the consumer's own
+    /// (which has `max_in_flight` workers).
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Called with every finished message (succeeded, discarded,
+    /// dead-lettered or cancelled), off the handlers' path. Keep it quick.
+    pub fn on_complete(mut self, f: impl Fn(&Completion) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(f));
+        self
+    }
+
+    /// A consumer whose handler takes the records themselves.
+    pub fn handler<Out: Send + 'static>(
+        self,
+        handler: Handler<Message, Out>,
+    ) -> Result<KafkaConsumer, Error> {
+        self.handler_with(handler, decode::raw())
+    }
+
+    /// A consumer that decodes each record with `decoder` (see [`decode`]) and
+    /// runs `handler` on the result; records that do not decode go to the
+    /// dead-letter topic.
+    pub fn handler_with<In, Out>(
+        self,
+        handler: Handler<In, Out>,
+        decoder: Decoder<In>,
+    ) -> Result<KafkaConsumer, Error>
+    where
+        In: Clone + Send + 'static,
+        Out: Send + 'static,
+    {
+        self.config.validate()?;
+        let dead_letters = DeadLetterWriter::new(
+            &self.config.brokers,
+            &self.config.group,
+            &self.config.properties,
+        )?;
+        let shared = Shared::new(self.config, dead_letters, self.observer);
+        let bind: Binder = Box::new(move |producer: Producer| -> Dispatch {
+            Box::new(move |message: &Message, opts| match decoder(message) {
+                Err(e) => Dispatched::Undecodable(e),
+                Ok(input) => match producer.try_submit(&handler, input, opts) {
+                    Ok(task) => Dispatched::Task(task),
+                    Err(rejected) if matches!(rejected.reason, conveyor::Error::QueueFull) => {
+                        Dispatched::Busy
+                    }
+                    Err(rejected) => Dispatched::Refused(rejected.reason.to_string()),
+                },
+            })
+        });
+        Ok(KafkaConsumer {
+            shared,
+            pool: self.pool,
+            bind,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+type Binder = Box<dyn FnOnce(Producer) -> Dispatch + Send>;
+
+/// A Kafka consumer whose messages run on conveyor's engine.
+///
+/// ```no_run
+/// use conveyor::{Handler, RetryPolicy, TaskError};
+/// use conveyor_kafka::{ConsumerConfig, KafkaConsumer, Message, Ordering};
+///
+/// # async fn demo() -> Result<(), conveyor_kafka::Error> {
+/// let config = ConsumerConfig::new("127.0.0.1:9092", "billing", ["orders"])
+///     .ordering(Ordering::Key)
+///     .max_in_flight(50);
+/// let handler = Handler::io("charge", |m: Message, _ctx| async move {
+///     println!("{} {:?}", m.offset(), m.payload_str());
+///     Ok::<_, TaskError>(())
+/// })
+/// .retry(RetryPolicy::attempts(3));
+/// let consumer = KafkaConsumer::builder(config).handler(handler)?;
+/// let handle = consumer.handle();
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     handle.shutdown();
+/// });
+/// let report = consumer.run().await?;
+/// println!("{} succeeded", report.counters.succeeded);
+/// # Ok(()) }
+/// ```
+pub struct KafkaConsumer {
+    shared: Arc<Shared>,
+    pool: Option<Pool>,
+    bind: Binder,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a running consumer and reads its metrics; clone it freely.
+#[derive(Clone)]
+pub struct ConsumerHandle {
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ConsumerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerHandle")
+            .field("stopping", &self.stop.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl ConsumerHandle {
+    /// Asks the consumer to stop: no new messages; in-flight ones get the
+    /// shutdown grace period; safe offsets are committed; the group is left.
+    /// [`KafkaConsumer::run`] returns when that is done.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// A snapshot of the consumer's metrics.
+    pub fn metrics(&self) -> ConsumerMetrics {
+        self.shared.metrics()
+    }
+}
+
+/// What a consumer did, returned by [`KafkaConsumer::run`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// The counters at the end (`cancelled` counts messages whose work was
+    /// cancelled by a revoke or the end of the shutdown grace; they were not
+    /// committed).
+    pub counters: Counters,
+}
+
+impl KafkaConsumer {
+    /// Starts building a consumer for `config`.
+    pub fn builder(config: ConsumerConfig) -> ConsumerBuilder {
+        ConsumerBuilder {
+            config,
+            pool: None,
+            observer: None,
+        }
+    }
+
+    /// A handle to stop the consumer and read its metrics.
+    pub fn handle(&self) -> ConsumerHandle {
+        ConsumerHandle {
+            shared: self.shared.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Joins the group and processes messages until [`ConsumerHandle::shutdown`].
+    /// Must be called inside a tokio runtime (the handlers' io lane runs on it).
+    pub async fn run(self) -> Result<RunReport, Error> {
+        let shared = self.shared;
+        let config = shared.config.clone();
+        let pool = match self.pool {
+            Some(pool) => pool,
+            None => Pool::builder().workers(config.max_in_flight).build()?,
+        };
+        let on_result = shared.clone();
+        let job = pool
+            .job()
+            // At most max_in_flight tasks are submitted and not finished; the
+            // slack covers places handed back a moment after their outcome.
+            .queue_capacity(config.max_in_flight * 2 + 64)
+            .on_task_complete(move |r| on_result.complete(r))
+            .start()?;
+        let producer = job
+            .producer()
+            .ok_or_else(|| Error::Thread("the engine job closed at once".into()))?;
+        shared.set_dispatch((self.bind)(producer));
+        let started = start(&shared, &config, self.stop).await;
+        let waited = match started {
+            Ok(done) => done
+                .await
+                .map_err(|_| Error::Thread("the polling thread died".into())),
+            Err(e) => Err(e),
+        };
+        // Whatever happened, let the engine job close.
+        shared.end(std::time::Duration::from_secs(5));
+        let mut job = job;
+        if job.wait_timeout(config.shutdown_grace).await.is_none() {
+            tracing::warn!("handlers still running after the shutdown grace");
+        }
+        waited?;
+        Ok(RunReport {
+            counters: shared.metrics().counters,
+        })
+    }
+}
+
+/// Creates the dead-letter topics, the client, subscribes and starts the
+/// polling thread; the receiver fires when the thread is done.
+async fn start(
+    shared: &Arc<Shared>,
+    config: &ConsumerConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<tokio::sync::oneshot::Receiver<()>, Error> {
+    let dead: Vec<String> = config
+        .topics
+        .iter()
+        .filter_map(|t| config.dead_letter.topic_for(t))
+        .collect();
+    let dead: Vec<(&str, i32)> = dead.iter().map(|t| (t.as_str(), 1)).collect();
+    if let Err(e) = create_topics(&config.brokers, &dead).await {
+        tracing::warn!(error = %e, "could not create the dead-letter topics; writes to them may fail");
+    }
+    let consumer: BaseConsumer<Ctx> = config.client_config().create_with_context(Ctx {
+        shared: shared.clone(),
+    })?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let consumer = Arc::new(consumer);
+    shared.attach(&consumer);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("conveyor-kafka-poll".into())
+        .spawn(move || {
+            crate::poll::run(thread_shared, consumer, stop);
+            let _ = tx.send(());
+        })
+        .map_err(|e| Error::Thread(e.to_string()))?;
+    Ok(rx)
+}

@@ -1,0 +1,97 @@
+//! What a running consumer reports: how many messages are in flight, whether
+//! its partitions are paused, per-partition offsets and lag, and counters.
+
+use crate::message::Message;
+
+/// A point-in-time view of a consumer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerMetrics {
+    /// Messages handed to the engine and not finished (running, between
+    /// retries, or being dead-lettered). Never above `max_in_flight`.
+    pub in_flight: usize,
+    /// The configured limit.
+    pub max_in_flight: usize,
+    /// True while the assigned partitions are paused: the read-ahead is full
+    /// (with no read-ahead: every in-flight slot is busy).
+    pub paused: bool,
+    /// Messages taken ahead, waiting for a free slot or for their busy key
+    /// (at most the configured read-ahead).
+    pub waiting: usize,
+    /// Counters since the consumer started.
+    pub counters: Counters,
+    /// One entry per assigned partition.
+    pub partitions: Vec<PartitionMetrics>,
+}
+
+/// Counters since the consumer started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages taken from Kafka.
+    pub received: u64,
+    /// Messages whose handler succeeded.
+    pub succeeded: u64,
+    /// Messages the handler asked to discard (no retry, no dead-letter).
+    pub discarded: u64,
+    /// Messages written to the dead-letter topic (failures and undecodable).
+    pub dead_lettered: u64,
+    /// Of those, messages that could not be decoded.
+    pub undecodable: u64,
+    /// Messages whose work was cancelled (revoke, shutdown); they are not
+    /// committed and run again wherever their partition goes.
+    pub cancelled: u64,
+    /// Dead-letter writes that failed: the message stays uncommitted.
+    pub dead_letter_errors: u64,
+    /// Times the consumer paused its partitions at the limit.
+    pub pauses: u64,
+    /// Offset commits sent (synchronous ones acknowledged, asynchronous ones
+    /// accepted by the client; a failure is retried at the next round).
+    pub commits: u64,
+}
+
+/// One assigned partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionMetrics {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Messages of it in flight.
+    pub in_flight: usize,
+    /// Offsets taken and not finished (in flight, waiting, or stuck after a
+    /// failed dead-letter write).
+    pub unfinished: usize,
+    /// The last offset committed by this consumer (the next one to read).
+    pub committed: Option<i64>,
+    /// One past the highest offset taken from Kafka.
+    pub next_offset: Option<i64>,
+    /// The partition's high watermark, as last reported by the client.
+    pub high_watermark: Option<i64>,
+    /// Messages not yet committed: high watermark minus the committed offset.
+    pub lag: Option<i64>,
+}
+
+/// How one message ended, as given to [`ConsumerBuilder::on_complete`](crate::ConsumerBuilder::on_complete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The handler succeeded.
+    Succeeded,
+    /// The handler asked to discard it.
+    Discarded,
+    /// Written to the dead-letter topic (or dropped, with no dead-letter topic).
+    DeadLettered,
+    /// Its work was cancelled by a revoke or shutdown; it will be delivered again.
+    Cancelled,
+}
+
+/// One finished message.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The record.
+    pub message: Message,
+    /// How it ended.
+    pub disposition: Disposition,
+    /// Attempts the handler made (0 for an undecodable message).
+    pub attempts: u32,
+    /// The last error, for dead-lettered messages.
+    pub error: Option<String>,
+}

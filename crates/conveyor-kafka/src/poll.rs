@@ -1,0 +1,71 @@
+//! The polling thread: the one thread that calls `poll` on the client. It takes
+//! messages, serves rebalances (librdkafka runs them inside `poll`), commits
+//! periodically, and runs the shutdown sequence.
+//!
+//! It is an OS thread, not a tokio task, because a revoke waits (bounded) for
+//! the partition's in-flight messages inside librdkafka's callback: blocking
+//! there must never stall the runtime the handlers run on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode};
+use rdkafka::error::KafkaError;
+
+use crate::context::Ctx;
+use crate::shared::Shared;
+
+/// How long one `poll` blocks. Messages, rebalances and resumes do not wait for
+/// it (a resume is issued by whichever thread frees a slot); it only bounds how
+/// late a stop request or a periodic commit is noticed.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs the consumer until `stop` is set, then shuts down gracefully.
+pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: Arc<AtomicBool>) {
+    let config = &shared.config;
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(POLL) {
+            Some(Ok(m)) => shared.take(&consumer, &m),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+        }
+        shared.refill_now();
+        if last_commit.elapsed() >= config.commit_interval {
+            shared.commit(&consumer, CommitMode::Async, None);
+            last_commit = Instant::now();
+        }
+    }
+    shut_down(&shared, &consumer);
+}
+
+/// Stop dispatching, let in-flight work finish within the grace period (still
+/// serving the group), commit what is safe, cancel the rest, leave the group.
+fn shut_down(shared: &Shared, consumer: &Arc<BaseConsumer<Ctx>>) {
+    let config = &shared.config;
+    shared.begin_stop(consumer);
+    let deadline = Instant::now() + config.shutdown_grace;
+    while shared.in_flight() > 0 && Instant::now() < deadline {
+        // Wakes as soon as the last message finishes; polls in between so
+        // rebalances and heartbeats are served while draining.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if shared.wait_idle(left.min(POLL)) {
+            break;
+        }
+        if let Some(Err(e)) = consumer.poll(Duration::ZERO) {
+            tracing::debug!(error = %e, "consumer error while draining");
+        }
+    }
+    shared.commit(consumer, CommitMode::Sync, None);
+    let left = shared.in_flight();
+    if left > 0 {
+        tracing::warn!(
+            in_flight = left,
+            "shutdown grace ended with messages in flight; cancelled, they are not committed"
+        );
+    }
+    shared.end(Duration::from_secs(5));
+    // Dropping the last handle closes the consumer: librdkafka revokes the
+    // partitions (the revoke callback commits once more) and leaves the group.
+}

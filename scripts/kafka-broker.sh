@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The Kafka-compatible broker the tests and examples use: tansu 0.6.0 with its
+# SQLite storage engine, on loopback only.
+#
+#   scripts/kafka-broker.sh install          # build tansu once (cached in ~/.cargo/bin)
+#   scripts/kafka-broker.sh start [PORT]     # start it in the background (default 9092)
+#   scripts/kafka-broker.sh stop  [PORT]
+#   scripts/kafka-broker.sh path             # print the binary's path
+#
+# The tests start their own broker on a free port (crates/conveyor-kafka/tests/
+# common/broker.rs); `start` is for examples, the CLI and benchmarks.
+# Building tansu takes about 10 minutes on 2 cores; later runs find it cached.
+set -euo pipefail
+
+VERSION=0.6.0
+BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
+
+tansu_bin() {
+  if [[ -n "${CONVEYOR_TANSU:-}" ]]; then
+    echo "$CONVEYOR_TANSU"
+  elif [[ -x "$BIN_DIR/tansu" ]]; then
+    echo "$BIN_DIR/tansu"
+  else
+    command -v tansu || true
+  fi
+}
+
+installed_version() {
+  # cargo records what it installed; a tansu found elsewhere is taken as is.
+  local bin
+  bin=$(tansu_bin)
+  [[ -n "$bin" && -x "$bin" ]] || return 1
+  if cargo install --list 2>/dev/null | grep -q "^tansu v"; then
+    cargo install --list | sed -n 's/^tansu v\([0-9.]*\):$/\1/p'
+  else
+    echo "$VERSION"
+  fi
+}
+
+cmd_install() {
+  local have
+  have=$(installed_version || true)
+  if [[ "$have" == "$VERSION" ]]; then
+    echo "tansu $VERSION: $(tansu_bin)"
+    return 0
+  fi
+  # Another build of the same binary (for example one started by hand) may be
+  # running: wait for it rather than building twice.
+  local waited=0
+  while pgrep -f "cargo install tansu" >/dev/null 2>&1 && [[ $waited -lt 1800 ]]; do
+    [[ $waited -eq 0 ]] && echo "waiting for a running 'cargo install tansu' to finish..."
+    sleep 10
+    waited=$((waited + 10))
+  done
+  have=$(installed_version || true)
+  if [[ "$have" == "$VERSION" ]]; then
+    echo "tansu $VERSION: $(tansu_bin)"
+    return 0
+  fi
+  echo "building tansu $VERSION (about 10 minutes on 2 cores; cached afterwards)..."
+  local started=$SECONDS
+  cargo install tansu --version "$VERSION" --locked --features libsql --quiet
+  echo "tansu $VERSION built in $((SECONDS - started)) s: $(tansu_bin)"
+}
+
+cmd_start() {
+  local port=${1:-9092}
+  local dir=${KAFKA_BROKER_DIR:-${TMPDIR:-/tmp}/conveyor-kafka-$port}
+  local bin
+  bin=$(tansu_bin)
+  if [[ -z "$bin" ]]; then
+    echo "tansu is not installed: run $0 install" >&2
+    return 1
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "something already listens on 127.0.0.1:$port"
+    return 0
+  fi
+  mkdir -p "$dir"
+  # tansu reads the URL's path as relative: run it inside its directory.
+  (cd "$dir" && exec nohup "$bin" broker \
+    --storage-engine "sqlite://tansu.db" \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    >"$dir/broker.log" 2>&1) &
+  echo $! >"$dir/broker.pid"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "tansu listening on 127.0.0.1:$port (data and log in $dir, pid $(cat "$dir/broker.pid"))"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "tansu did not start; see $dir/broker.log" >&2
+  return 1
+}
+
+cmd_stop() {
+  local port=${1:-9092}
+  local dir=${KAFKA_BROKER_DIR:-${TMPDIR:-/tmp}/conveyor-kafka-$port}
+  if [[ -f "$dir/broker.pid" ]]; then
+    kill "$(cat "$dir/broker.pid")" 2>/dev/null || true
+    rm -f "$dir/broker.pid"
+    echo "stopped the broker on 127.0.0.1:$port"
+  else
+    echo "no broker started by this script on port $port"
+  fi
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  path) tansu_bin ;;
+  *)
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
