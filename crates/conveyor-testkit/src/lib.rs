@@ -1,6 +1,7 @@
 //! Test support for conveyor: the backend conformance suite, the manual clock,
 //! helpers to run, kill and restart real processes, and private Redis and
-//! PostgreSQL servers a test may stop and start ([`servers`]).
+//! PostgreSQL servers a test may stop and start ([`servers`]), and the
+//! Kafka-compatible test broker ([`kafka_broker`]).
 //!
 //! A backend is done when it passes [`backend_conformance!`]: one test per
 //! case, each on a fresh backend built by the caller's factory (its own
@@ -14,6 +15,7 @@
 //! ```
 
 pub mod conformance;
+pub mod kafka_broker;
 pub mod process;
 mod scoped;
 pub mod servers;

@@ -17,6 +17,13 @@ use conveyor::Rate;
 /// itself could not go on (bad option, unreadable input, state file error).
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Read items from a source instead of stdin: kafka://HOST:PORT/TOPIC?group=G
+    /// runs the command per record of the topic (see docs/run.md).
+    #[arg(long, value_name = "URL", conflicts_with = "input")]
+    pub from: Option<String>,
+    /// With --from kafka://: key (default), partition or unordered.
+    #[arg(long, requires = "from")]
+    pub ordering: Option<String>,
     /// Read items from FILE instead of stdin.
     #[arg(long, short = 'a', value_name = "FILE")]
     pub input: Option<PathBuf>,

@@ -16,6 +16,8 @@
 
 mod args;
 mod input;
+#[cfg(feature = "kafka")]
+mod kafka_source;
 mod order;
 mod placeholder;
 mod progress;
@@ -73,6 +75,9 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(program) = template.fixed_program() {
         check_program(program)?;
     }
+    if let Some(url) = &args.from {
+        return from_source(&args, template, url).await;
+    }
     let jobs = args.jobs.map_or_else(available_cores, |j| j as usize);
     let input = open_input(args.input.as_deref())?;
     let total = match (&args.input, args.quiet) {
@@ -98,18 +103,14 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         .process_limit(jobs)
         .build()
         .context("cannot start the engine")?;
-    let handler = command_handler(&args)?;
+    let handler = command_handler(&args);
     let window = Arc::new(Window::new(
         args.keep_order.then(|| (jobs as u64 * 32).max(1024)),
     ));
     let halt = Arc::new(Notify::new());
     let settings = Settings {
         keep_order: args.keep_order,
-        halt_after: if args.halt_on_error {
-            Some(1)
-        } else {
-            args.max_failures
-        },
+        halt_after: halt_after(&args),
         quiet: args.quiet,
         results,
         state,
@@ -234,15 +235,49 @@ mod libc_signal {
     pub const SIGTERM: i32 = 15;
 }
 
+/// Items from a source URL instead of a file or stdin.
+async fn from_source(
+    args: &RunArgs,
+    template: CommandTemplate,
+    url: &str,
+) -> anyhow::Result<ExitCode> {
+    if url.starts_with("kafka://") {
+        #[cfg(feature = "kafka")]
+        return kafka_source::run(args, template, url).await;
+        #[cfg(not(feature = "kafka"))]
+        bail!("this conveyor was built without Kafka support (cargo feature \"kafka\")");
+    }
+    let _ = template;
+    bail!("--from {url:?}: unknown source (supported: kafka://HOST:PORT/TOPIC?group=G)")
+}
+
+/// After how many failures to stop starting items.
+fn halt_after(args: &RunArgs) -> Option<u64> {
+    if args.halt_on_error {
+        Some(1)
+    } else {
+        args.max_failures
+    }
+}
+
 /// The process-lane handler running each item's command.
-fn command_handler(args: &RunArgs) -> anyhow::Result<Handler<Arc<Prepared>, ProcessOutput>> {
+fn command_handler(args: &RunArgs) -> Handler<Arc<Prepared>, ProcessOutput> {
     let cap = args.max_output;
-    let mut h = Handler::process("run", move |p: Arc<Prepared>| {
+    let h = Handler::process("run", move |p: Arc<Prepared>| {
         let argv = &p.argv.items;
         Ok(ProcessCommand::new(&argv[0])
             .args(&argv[1..])
             .output_cap(cap, cap))
     });
+    limits(args, h)
+}
+
+/// The retry policy, timeout and rate limit of `args`, on `h`.
+fn limits<In, Out>(args: &RunArgs, mut h: Handler<In, Out>) -> Handler<In, Out>
+where
+    In: Clone + Send + 'static,
+    Out: Send + 'static,
+{
     h = h.retry(if args.retries == 0 {
         RetryPolicy::none()
     } else {
@@ -262,7 +297,7 @@ fn command_handler(args: &RunArgs) -> anyhow::Result<Handler<Arc<Prepared>, Proc
         }
         h = h.rate(rate);
     }
-    Ok(h)
+    h
 }
 
 /// Fails early, before any item runs, when the program cannot be found.

@@ -360,7 +360,7 @@ fn unwrap_prepared(p: Arc<Prepared>) -> Prepared {
 }
 
 /// Writes `bytes` in one piece, adding a final newline when missing.
-fn write_whole(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+pub fn write_whole(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     if bytes.ends_with(b"\n") {
         out.write_all(bytes)
     } else {

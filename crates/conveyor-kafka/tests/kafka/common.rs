@@ -11,7 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use conveyor_kafka::ConsumerConfig;
 
-pub use crate::broker::brokers;
+pub use conveyor_testkit::kafka_broker::brokers;
 
 /// A topic (and group) name no other test uses.
 pub fn fresh(prefix: &str) -> String {

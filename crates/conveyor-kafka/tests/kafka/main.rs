@@ -2,7 +2,6 @@
 //! this test binary on a free loopback port; see broker.rs). Each test uses its
 //! own topics and consumer groups, so they run in parallel.
 
-mod broker;
 mod common;
 mod crash;
 mod dead_letter;

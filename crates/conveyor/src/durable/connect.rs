@@ -77,6 +77,7 @@ fn open_embedded(path: &str) -> Result<Arc<dyn Backend>, Error> {
 
 /// Takes the query parameter `name` out of `url`: the URL without it, and its
 /// value if it was there.
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 pub(crate) fn take_param(url: &str, name: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {
         return (url.to_string(), None);

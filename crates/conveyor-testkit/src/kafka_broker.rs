@@ -1,6 +1,7 @@
-//! The broker the tests run against: `CONVEYOR_KAFKA_BROKERS` if set, else a
-//! tansu broker this test binary starts on a free loopback port with its own
-//! data directory, and which dies with the test binary.
+//! The Kafka-compatible broker tests run against: `CONVEYOR_KAFKA_BROKERS` if
+//! set, else a tansu broker (installed by `scripts/kafka-broker.sh install`)
+//! this test binary starts on a free loopback port with its own data directory,
+//! and which dies with the test binary.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -117,7 +118,7 @@ fn sweep_stale_dirs() {
         let owner = std::fs::read_to_string(path.join("owner.pid"))
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok());
-        if owner.is_some_and(|pid| !conveyor_testkit::process::pid_alive(pid)) {
+        if owner.is_some_and(|pid| !crate::process::pid_alive(pid)) {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
