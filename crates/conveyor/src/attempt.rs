@@ -10,6 +10,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -20,7 +21,7 @@ use tracing::Instrument;
 use conveyor_core::{ErrorKind, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
-use crate::envelope::{Envelope, Event, Release};
+use crate::envelope::{Envelope, Event, JobShared, Release};
 use crate::handler::{run_process, Work};
 use crate::output::Output;
 use crate::results::TaskResult;
@@ -75,6 +76,8 @@ pub(crate) struct Done {
     pub(crate) outcome: Option<(OutcomeKind, Duration)>,
     /// True when the attempt failed and a retry was scheduled.
     pub(crate) retried: bool,
+    /// The final result, for the worker to post to its job's result queue.
+    pub(crate) result: Option<(Arc<JobShared>, TaskResult)>,
 }
 
 /// Runs the next attempt of `env` (with its dispatcher slot, if managed),
@@ -228,11 +231,12 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
 }
 
 /// Decides what follows an attempt: a retry (scheduled through the dispatcher), or
-/// the final outcome, delivered; then yields the slot to free. `running` is set
-/// when a cpu thread still runs the abandoned attempt; the slot is freed only once
-/// it returns.
+/// the final outcome, made (and posted at once when a cpu thread still runs the
+/// abandoned attempt; otherwise left in [`Done::result`] for the worker to post);
+/// then yields the slot to free. `running` is set when a cpu thread still runs
+/// the abandoned attempt; the slot is freed only once it returns.
 pub(crate) async fn finish(
-    mut env: Box<Envelope>,
+    env: Box<Envelope>,
     slot: Option<usize>,
     started: Option<Instant>,
     end: Ended,
@@ -249,17 +253,24 @@ pub(crate) async fn finish(
             release: None,
             outcome: None,
             retried: true,
+            result: None,
         };
     }
     let release = env.release(slot);
-    let measured = deliver(&mut env, started, end.into_outcome()).await;
+    let settled = settle(env, started, end.into_outcome());
+    let mut result = settled.result.map(|r| (settled.job, r));
     if let Some(thread) = running {
+        // The outcome is reported at once; the slot waits for the thread.
+        if let Some((job, r)) = result.take() {
+            post_now(&job, r).await;
+        }
         let _ = thread.await;
     }
     Done {
         release,
-        outcome: Some(measured),
+        outcome: Some(settled.measured),
         retried: false,
+        result,
     }
 }
 
@@ -272,8 +283,13 @@ pub(crate) fn finish_unstarted(env: Box<Envelope>) {
 /// Reports a task that never started, in place.
 pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
     env.release_permit();
-    let (kind, latency) = deliver(&mut env, None, Outcome::Cancelled).await;
-    env.job
+    let settled = settle(env, None, Outcome::Cancelled);
+    if let Some(result) = settled.result {
+        post_now(&settled.job, result).await;
+    }
+    let (kind, latency) = settled.measured;
+    settled
+        .job
         .pool
         .board
         .metrics
@@ -282,32 +298,62 @@ pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
         .outcome(kind, latency);
 }
 
-/// Hands the result to the task's reply channel or its job's result queue
-/// (waiting while that queue is full); returns what the metrics record.
-async fn deliver(
-    env: &mut Envelope,
-    started: Option<Instant>,
-    outcome: Outcome<Output>,
-) -> (OutcomeKind, Duration) {
+/// A task's final result, made.
+struct Settled {
+    /// What the metrics record: the outcome's kind and the task's latency.
+    measured: (OutcomeKind, Duration),
+    job: Arc<JobShared>,
+    /// The result for the job's result queue; `None` when it went to the
+    /// task's own reply channel (or the job has no queue).
+    result: Option<TaskResult>,
+}
+
+/// Makes the task's result and sends it to the task's reply channel, if it has
+/// one; otherwise leaves it for the job's result queue.
+fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>) -> Settled {
     let finished_at = Instant::now();
     let measured = (
         outcome.kind(),
         finished_at.saturating_duration_since(env.submitted_at),
     );
+    let Envelope {
+        id,
+        handler,
+        key,
+        attempt,
+        submitted_at,
+        job,
+        reply,
+        ..
+    } = *env;
     let result = TaskResult {
-        id: env.id,
-        handler: env.handler.name.clone(),
-        key: env.key.clone(),
-        attempts: env.attempt,
+        id,
+        handler: handler.name.clone(),
+        key,
+        attempts: attempt,
         outcome,
-        submitted_at: env.submitted_at,
+        submitted_at,
         started_at: started,
         finished_at,
     };
-    if let Some(reply) = env.reply.take() {
-        let _ = reply.send(result);
-    } else if let Some(results) = &env.job.results {
-        let _ = results.send_async(result).await;
+    let result = match reply {
+        Some(reply) => {
+            let _ = reply.send(result);
+            None
+        }
+        None if job.results.is_some() => Some(result),
+        None => None,
+    };
+    Settled {
+        measured,
+        job,
+        result,
     }
-    measured
+}
+
+/// Sends a result to its job's result queue now, waiting for room.
+async fn post_now(job: &JobShared, result: TaskResult) {
+    if let Some(queue) = &job.results {
+        queue.send(result).await;
+    }
 }

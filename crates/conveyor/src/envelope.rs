@@ -15,6 +15,7 @@ use conveyor_core::TaskId;
 use crate::cancel::Cancel;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
+use crate::result_queue::ResultSender;
 use crate::results::TaskResult;
 
 /// What every task of one job shares. Dropping the last reference (the last
@@ -28,7 +29,7 @@ pub(crate) struct JobShared {
     /// Permits for tasks submitted but not yet started: the job's queue capacity.
     pub(crate) capacity: Semaphore,
     /// The job's result queue; `None` when each task replies on its own channel.
-    pub(crate) results: Option<flume::Sender<TaskResult>>,
+    pub(crate) results: Option<ResultSender>,
     /// The pool the job runs on.
     pub(crate) pool: Arc<PoolShared>,
 }

@@ -30,6 +30,7 @@ use crate::cancel::Cancel;
 use crate::envelope::{Envelope, Event, JobShared, Ready};
 use crate::handler::Handler;
 use crate::pool::Pool;
+use crate::result_queue::result_queue;
 use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete, TaskResult};
 use crate::summary::JobSummary;
 
@@ -415,7 +416,7 @@ impl JobBuilder {
         if self.pool.is_closing() {
             return Err(Error::ShuttingDown);
         }
-        let (tx, rx) = flume::bounded(self.result_capacity);
+        let (tx, rx) = result_queue(self.result_capacity);
         let (done_tx, done_rx) = oneshot::channel();
         spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
         let shared = Arc::new(JobShared {

@@ -44,6 +44,8 @@ mod pipeline;
 mod pool;
 mod process;
 mod rate;
+mod outbox;
+mod result_queue;
 mod results;
 mod summary;
 mod worker;

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::attempt::{deliver_unstarted, run_attempt, Done};
 use crate::envelope::{Event, JobShared, Ready};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::pool::EventSender;
 
 /// Permits taken back from started tasks, not yet returned to their jobs.
@@ -98,11 +99,13 @@ impl Board {
 /// One worker's loop: runs until the ready queue's senders are all gone.
 pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize) {
     let mut permits = Permits::default();
+    let mut outbox = Outbox::default();
     loop {
         let ready = match rx.try_recv() {
             Ok(ready) => ready,
             Err(flume::TryRecvError::Empty) => {
                 permits.give_back();
+                outbox.flush();
                 match rx.recv_async().await {
                     Ok(ready) => ready,
                     Err(_) => break,
@@ -110,15 +113,22 @@ pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize
             }
             Err(flume::TryRecvError::Disconnected) => break,
         };
-        run_one(&board, me, ready, &mut permits).await;
+        run_one(&board, me, ready, &mut permits, &mut outbox).await;
         if permits.len() >= 64 {
             permits.give_back();
         }
     }
     permits.give_back();
+    outbox.flush();
 }
 
-async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
+async fn run_one(
+    pool: &Board,
+    me: usize,
+    ready: Ready,
+    permits: &mut Permits,
+    outbox: &mut Outbox,
+) {
     let slot = &pool.metrics.workers[me];
     let Ready {
         mut env,
@@ -147,6 +157,7 @@ async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
         Poll::Ready(done) => done,
         Poll::Pending => {
             permits.give_back();
+            outbox.flush();
             attempt.await
         }
     };
@@ -160,7 +171,14 @@ async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
             stats.retried();
         }
     }
+    if let Some((job, result)) = done.result {
+        outbox.post(job, result).await;
+    }
     if let Some(release) = done.release {
+        if release.key.is_some() {
+            // The next task of the key must not report before this one.
+            outbox.flush();
+        }
         let _ = pool.events.send(Event::Released(release));
     }
     if pool.is_draining() {

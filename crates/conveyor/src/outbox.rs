@@ -1,0 +1,63 @@
+//! A worker's finished results that are not yet in their jobs' result queues.
+//!
+//! Attempts that finish one after another without waiting leave their results
+//! here, and the worker hands them over as one batch per job: before it waits
+//! for anything (an empty ready queue, an attempt that is not done on its first
+//! poll, room in a result queue), before it frees a key (so the next task of
+//! the key never reports before this one), and every [`MAX_HELD`] results. Each
+//! result has taken its room in the job's result queue before it lands here, so
+//! the queue's bound holds for results waiting in outboxes too; each batch also
+//! holds its job open until it is sent.
+
+use std::sync::Arc;
+
+use crate::envelope::JobShared;
+use crate::results::TaskResult;
+
+/// Results a worker holds at most before handing them over.
+const MAX_HELD: usize = 64;
+
+/// Results per job, in the order they finished.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    batches: Vec<(Arc<JobShared>, Vec<TaskResult>)>,
+    held: usize,
+}
+
+impl Outbox {
+    /// Takes room for `result` in its job's result queue (handing over what the
+    /// outbox holds first if it has to wait), then keeps it for the next batch.
+    pub(crate) async fn post(&mut self, job: Arc<JobShared>, result: TaskResult) {
+        let Some(queue) = job.results.as_ref() else {
+            return;
+        };
+        if !queue.try_reserve() {
+            self.flush();
+            if !queue.reserve().await {
+                // The result thread is gone: nobody can see the result.
+                return;
+            }
+        }
+        match self.batches.last_mut() {
+            Some((j, batch)) if Arc::ptr_eq(j, &job) => batch.push(result),
+            _ => self.batches.push((job, vec![result])),
+        }
+        self.held += 1;
+        if self.held >= MAX_HELD {
+            self.flush();
+        }
+    }
+
+    /// Hands every held result to its job's result queue.
+    pub(crate) fn flush(&mut self) {
+        if self.held == 0 {
+            return;
+        }
+        self.held = 0;
+        for (job, batch) in self.batches.drain(..) {
+            if let Some(queue) = &job.results {
+                queue.send_reserved(batch);
+            }
+        }
+    }
+}
