@@ -90,17 +90,7 @@ pub(crate) async fn run_attempt(
 ) -> Done {
     env.attempt += 1;
     let attempt = env.attempt;
-    let params = if attempt < env.max_attempts {
-        env.params
-            .as_ref()
-            .and_then(|p| env.handler.clone_params(p))
-    } else {
-        env.params.take()
-    };
-    let Some(params) = params else {
-        let end = Ended::Error(TaskError::permanent("the task's params are gone"));
-        return finish(env, slot, Some(started), end, None).await;
-    };
+    let last = attempt >= env.max_attempts;
     let deadline = env.timeout.map(|d| started + d);
     let ctx = TaskContext {
         id: env.id,
@@ -111,7 +101,10 @@ pub(crate) async fn run_attempt(
         deadline,
     };
     let span = tracing::debug_span!("task", id = env.id.0, handler = %env.handler.name, attempt);
-    let work = catch_unwind(AssertUnwindSafe(|| env.handler.work(params, ctx)));
+    let Envelope {
+        handler, params, ..
+    } = &mut *env;
+    let work = catch_unwind(AssertUnwindSafe(|| handler.work(params, last, ctx)));
     match work {
         Err(panic) => {
             let end = Ended::Panicked(panic_message(&*panic));

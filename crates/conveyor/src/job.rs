@@ -151,10 +151,10 @@ impl JobShared {
         }
         let now = Instant::now();
         let token = Cancel::default();
-        let env = Box::new(Envelope {
+        let env: Box<Envelope> = Box::new(Envelope::<Option<In>> {
             id,
             handler: core.clone(),
-            params: Some(Box::new(params)),
+            params: Some(params),
             key: opts.key,
             timeout: opts.timeout.or(core.config.timeout),
             max_attempts: opts
@@ -200,13 +200,17 @@ impl JobShared {
                     });
                 };
                 env.release_permit();
-                match env.params.take().map(|p| p.downcast::<In>()) {
-                    Some(Ok(params)) => Err(Rejected {
+                match env
+                    .params
+                    .downcast_mut::<Option<In>>()
+                    .and_then(Option::take)
+                {
+                    Some(params) => Err(Rejected {
                         reason: Error::ShuttingDown,
-                        params: *params,
+                        params,
                     }),
-                    // Unreachable: the params were boxed as `In` just above.
-                    _ => Ok(TaskHandle {
+                    // Unreachable: the params were put in as `In` just above.
+                    None => Ok(TaskHandle {
                         id,
                         token,
                         job: Arc::downgrade(self),
