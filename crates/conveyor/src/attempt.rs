@@ -78,6 +78,8 @@ pub(crate) struct Done {
     pub(crate) retried: bool,
     /// The final result, for the worker to post to its job's result queue.
     pub(crate) result: Option<(Arc<JobShared>, TaskResult)>,
+    /// When the final outcome was decided, if it was just now.
+    pub(crate) ended_at: Option<Instant>,
 }
 
 /// Runs the next attempt of `env` (with its dispatcher slot, if managed),
@@ -108,9 +110,9 @@ pub(crate) async fn run_attempt(
     match work {
         Err(panic) => {
             let end = Ended::Panicked(panic_message(&*panic));
-            finish(env, slot, Some(started), end, None).await
+            conclude(env, slot, Some(started), end)
         }
-        Ok(Work::Failed(e)) => finish(env, slot, Some(started), Ended::Error(e), None).await,
+        Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Ended::Error(e)),
         Ok(Work::Io(fut)) => run_async(env, slot, started, fut).instrument(span).await,
         Ok(Work::Process(cmd)) => {
             run_async(env, slot, started, Box::pin(run_process(cmd)))
@@ -160,7 +162,7 @@ where
             },
         }
     };
-    finish(env, slot, Some(started), end, None).await
+    conclude(env, slot, Some(started), end)
 }
 
 /// Runs a cpu-lane attempt on a pool thread and watches it from the runtime.
@@ -180,7 +182,7 @@ async fn run_cpu(
     }));
     if sent.is_err() {
         let end = Ended::Error(TaskError::new("the cpu lane is shut down"));
-        return finish(env, slot, Some(started), end, None).await;
+        return conclude(env, slot, Some(started), end);
     }
     let expired = async {
         match deadline {
@@ -201,7 +203,12 @@ async fn run_cpu(
         _ = env.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
         _ = env.job.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
     };
-    finish(env, slot, Some(started), end, running).await
+    match running {
+        // Rare (a cpu attempt abandoned at its timeout or cancel): boxed, so
+        // every attempt's future stays small.
+        Some(thread) => Box::pin(conclude_abandoned(env, slot, started, end, thread)).await,
+        None => conclude(env, slot, Some(started), end),
+    }
 }
 
 /// The wait before another attempt, or `None` when the outcome is final.
@@ -223,47 +230,72 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
     }
 }
 
-/// Decides what follows an attempt: a retry (scheduled through the dispatcher), or
-/// the final outcome, made (and posted at once when a cpu thread still runs the
-/// abandoned attempt; otherwise left in [`Done::result`] for the worker to post);
-/// then yields the slot to free. `running` is set when a cpu thread still runs
-/// the abandoned attempt; the slot is freed only once it returns.
-pub(crate) async fn finish(
+/// Decides what follows an attempt that is over: a retry (scheduled through
+/// the dispatcher), or the final outcome, made and left in [`Done::result`] for
+/// the worker to post. Synchronous, so awaiting an attempt never carries this
+/// step's state.
+pub(crate) fn conclude(
     env: Box<Envelope>,
     slot: Option<usize>,
     started: Option<Instant>,
     end: Ended,
-    running: Option<ThreadDone>,
+) -> Done {
+    match retry_delay(&env, &end) {
+        Some(delay) => retry(env, slot, delay),
+        None => {
+            let release = env.release(slot);
+            let settled = settle(env, started, end.into_outcome());
+            Done {
+                release,
+                outcome: Some(settled.measured),
+                retried: false,
+                result: settled.result.map(|r| (settled.job, r)),
+                ended_at: Some(settled.finished_at),
+            }
+        }
+    }
+}
+
+/// Like [`conclude`] for a cpu attempt abandoned at its timeout or cancel while
+/// its thread still runs: a final outcome is posted at once, and the slot is
+/// freed (and a retry scheduled) only once the thread returns.
+async fn conclude_abandoned(
+    env: Box<Envelope>,
+    slot: Option<usize>,
+    started: Instant,
+    end: Ended,
+    thread: ThreadDone,
 ) -> Done {
     if let Some(delay) = retry_delay(&env, &end) {
-        if let Some(thread) = running {
-            let _ = thread.await;
-        }
-        let at = Instant::now() + delay;
-        let events = env.job.pool.events.clone();
-        let _ = events.send(Event::Retry { env, slot, at });
-        return Done {
-            release: None,
-            outcome: None,
-            retried: true,
-            result: None,
-        };
+        let _ = thread.await;
+        return retry(env, slot, delay);
     }
     let release = env.release(slot);
-    let settled = settle(env, started, end.into_outcome());
-    let mut result = settled.result.map(|r| (settled.job, r));
-    if let Some(thread) = running {
-        // The outcome is reported at once; the slot waits for the thread.
-        if let Some((job, r)) = result.take() {
-            post_now(&job, r).await;
-        }
-        let _ = thread.await;
+    let settled = settle(env, Some(started), end.into_outcome());
+    if let Some(result) = settled.result {
+        post_now(&settled.job, result).await;
     }
+    let _ = thread.await;
     Done {
         release,
         outcome: Some(settled.measured),
         retried: false,
-        result,
+        result: None,
+        ended_at: None,
+    }
+}
+
+/// Sends the task back to the dispatcher to run again after `delay`.
+fn retry(env: Box<Envelope>, slot: Option<usize>, delay: Duration) -> Done {
+    let at = Instant::now() + delay;
+    let events = env.job.pool.events.clone();
+    let _ = events.send(Event::Retry { env, slot, at });
+    Done {
+        release: None,
+        outcome: None,
+        retried: true,
+        result: None,
+        ended_at: None,
     }
 }
 
@@ -295,6 +327,7 @@ pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
 struct Settled {
     /// What the metrics record: the outcome's kind and the task's latency.
     measured: (OutcomeKind, Duration),
+    finished_at: Instant,
     job: Arc<JobShared>,
     /// The result for the job's result queue; `None` when it went to the
     /// task's own reply channel (or the job has no queue).
@@ -339,6 +372,7 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
     };
     Settled {
         measured,
+        finished_at,
         job,
         result,
     }

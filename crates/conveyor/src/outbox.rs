@@ -27,17 +27,25 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Takes room for `result` in its job's result queue (handing over what the
     /// outbox holds first if it has to wait), then keeps it for the next batch.
-    pub(crate) async fn post(&mut self, job: Arc<JobShared>, result: TaskResult) {
+    /// True if it had to wait.
+    pub(crate) async fn post(&mut self, job: Arc<JobShared>, result: TaskResult) -> bool {
         let Some(queue) = job.results.as_ref() else {
-            return;
+            return false;
         };
         if !queue.try_reserve() {
             self.flush();
             if !queue.reserve().await {
                 // The result thread is gone: nobody can see the result.
-                return;
+                return true;
             }
+            self.keep(job, result);
+            return true;
         }
+        self.keep(job, result);
+        false
+    }
+
+    fn keep(&mut self, job: Arc<JobShared>, result: TaskResult) {
         match self.batches.last_mut() {
             Some((j, batch)) if Arc::ptr_eq(j, &job) => batch.push(result),
             _ => self.batches.push((job, vec![result])),
