@@ -99,7 +99,7 @@ impl Board {
 /// One worker's loop: runs until the ready queue's senders are all gone.
 pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize) {
     let mut permits = Permits::default();
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::new(board.metrics.stats_of(me));
     // When the last attempt ended, if the worker has not waited since.
     let mut clock: Option<Instant> = None;
     loop {
@@ -134,7 +134,7 @@ async fn run_one(
     me: usize,
     ready: Ready,
     permits: &mut Permits,
-    outbox: &mut Outbox,
+    outbox: &mut Outbox<'_>,
     clock: Option<Instant>,
 ) -> Option<Instant> {
     let slot = &pool.metrics.workers[me];
@@ -150,6 +150,9 @@ async fn run_one(
             pool.count_not_started(1);
         }
         permits.give_back();
+        // Reporting may wait for room in the result queue: never while holding
+        // results that took room already.
+        outbox.flush();
         let release = env.release(handler_slot);
         deliver_unstarted(env).await;
         if let Some(release) = release {
@@ -171,15 +174,7 @@ async fn run_one(
     };
     let mut ended = done.ended_at.filter(|_| !waited);
     slot.running(None);
-    {
-        let mut stats = pool.metrics.stats_of(me).lock();
-        if let Some((kind, latency)) = done.outcome {
-            stats.outcome(kind, latency);
-        }
-        if done.retried {
-            stats.retried();
-        }
-    }
+    outbox.count(done.outcome, done.retried);
     if let Some((job, result)) = done.result {
         if outbox.post(job, result).await {
             ended = None;
