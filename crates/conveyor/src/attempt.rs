@@ -336,6 +336,7 @@ struct Settled {
 
 /// Makes the task's result and sends it to the task's reply channel, if it has
 /// one; otherwise leaves it for the job's result queue.
+#[allow(clippy::boxed_local)] // an envelope is unsized (its params are inline): it only exists boxed
 fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>) -> Settled {
     let finished_at = Instant::now();
     let measured = (

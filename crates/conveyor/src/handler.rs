@@ -239,7 +239,7 @@ where
         let work = move |params: &mut Params, last: bool, _ctx: TaskContext| match params_of::<In>(
             params, last, &owner,
         )
-        .and_then(|p| build(p))
+        .and_then(&build)
         {
             Ok(cmd) => Work::Process(cmd),
             Err(e) => Work::Failed(e),
