@@ -69,6 +69,28 @@ fn main() {
         let code = runtime.block_on(rss::child(&args[1..]));
         std::process::exit(code);
     }
+    // Hidden: one no-op subject alone, for profilers
+    // (`noop-only [conveyor|tokio] [tasks] [runs]`).
+    if which == "noop-only" {
+        let tokio = args.get(1).is_some_and(|a| a == "tokio");
+        let n = args
+            .get(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        let runs = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3u32);
+        for _ in 0..runs {
+            let rate = if tokio {
+                runtime.block_on(noop::tokio_noop(n))
+            } else {
+                runtime.block_on(noop::conveyor_noop(n))
+            };
+            println!(
+                "{} no-op: {rate:.0} tasks/s",
+                if tokio { "tokio" } else { "conveyor" }
+            );
+        }
+        return;
+    }
     if which == "run" {
         let mut report = Report::default();
         let started = Instant::now();

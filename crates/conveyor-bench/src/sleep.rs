@@ -4,7 +4,13 @@
 //! The ideal is `ceil(tasks / workers)` × the measured duration of one tokio
 //! 10 ms sleep (tokio's timer rounds up to its 1 ms tick, so a "10 ms" sleep
 //! lasts a little longer); the ratio wall / ideal shows what the engine adds.
+//! A floor runs beside it: `workers` bare tokio tasks taking task numbers from
+//! a shared counter and sleeping (no queue, no results), which shows what the
+//! runtime's timer and the machine's load allow at all: when a wave's wake-ups
+//! take longer than the 1 ms tick, the next sleeps round up one tick later.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor::{Handler, Pool, TaskError};
@@ -45,6 +51,26 @@ async fn run_once(tasks: usize, workers: usize) -> Duration {
     wall
 }
 
+/// The floor: `workers` bare tokio tasks sleeping `tasks` times in all.
+async fn tokio_floor(tasks: usize, workers: usize) -> Duration {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                    tokio::time::sleep(SLEEP).await;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.await;
+    }
+    start.elapsed()
+}
+
 /// Both shapes (2,000 tasks × 50 workers, 10,000 tasks × 1,000 workers), each the
 /// median of `runs` runs, against the ideal.
 pub async fn run(report: &mut Report, quick: bool) {
@@ -58,14 +84,26 @@ pub async fn run(report: &mut Report, quick: bool) {
     );
     for (tasks, workers) in [(2_000, 50), (10_000, 1_000)] {
         let mut walls = Vec::with_capacity(runs);
+        let mut floors = Vec::with_capacity(runs);
         for _ in 0..runs {
+            floors.push(tokio_floor(tasks, workers).await);
             walls.push(run_once(tasks, workers).await);
         }
         walls.sort();
+        floors.sort();
         let wall = walls[walls.len() / 2];
+        let floor = floors[floors.len() / 2];
         let ideal = one * tasks.div_ceil(workers) as u32;
         let bench = format!("sleep_bound {tasks}x{workers}w");
         report.add(&bench, "ideal (waves x one sleep)", ms(ideal), "ms");
+        report.add_vs(
+            &bench,
+            &format!("bare tokio tasks floor, median of {runs}"),
+            ms(floor),
+            "ms",
+            "ideal",
+            floor.as_secs_f64() / ideal.as_secs_f64(),
+        );
         report.add_vs(
             &bench,
             &format!("conveyor wall, median of {runs}"),
@@ -73,6 +111,14 @@ pub async fn run(report: &mut Report, quick: bool) {
             "ms",
             "ideal",
             wall.as_secs_f64() / ideal.as_secs_f64(),
+        );
+        report.add_vs(
+            &bench,
+            &format!("conveyor wall, median of {runs}"),
+            ms(wall),
+            "ms",
+            "bare tokio tasks floor",
+            wall.as_secs_f64() / floor.as_secs_f64(),
         );
     }
 }

@@ -10,6 +10,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -20,7 +21,7 @@ use tracing::Instrument;
 use conveyor_core::{ErrorKind, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
-use crate::envelope::{Envelope, Event, Release};
+use crate::envelope::{Envelope, Event, JobShared, Release};
 use crate::handler::{run_process, Work};
 use crate::output::Output;
 use crate::results::TaskResult;
@@ -75,6 +76,10 @@ pub(crate) struct Done {
     pub(crate) outcome: Option<(OutcomeKind, Duration)>,
     /// True when the attempt failed and a retry was scheduled.
     pub(crate) retried: bool,
+    /// The final result, for the worker to post to its job's result queue.
+    pub(crate) result: Option<(Arc<JobShared>, TaskResult)>,
+    /// When the final outcome was decided, if it was just now.
+    pub(crate) ended_at: Option<Instant>,
 }
 
 /// Runs the next attempt of `env` (with its dispatcher slot, if managed),
@@ -87,17 +92,7 @@ pub(crate) async fn run_attempt(
 ) -> Done {
     env.attempt += 1;
     let attempt = env.attempt;
-    let params = if attempt < env.max_attempts {
-        env.params
-            .as_ref()
-            .and_then(|p| env.handler.clone_params(p))
-    } else {
-        env.params.take()
-    };
-    let Some(params) = params else {
-        let end = Ended::Error(TaskError::permanent("the task's params are gone"));
-        return finish(env, slot, Some(started), end, None).await;
-    };
+    let last = attempt >= env.max_attempts;
     let deadline = env.timeout.map(|d| started + d);
     let ctx = TaskContext {
         id: env.id,
@@ -108,13 +103,16 @@ pub(crate) async fn run_attempt(
         deadline,
     };
     let span = tracing::debug_span!("task", id = env.id.0, handler = %env.handler.name, attempt);
-    let work = catch_unwind(AssertUnwindSafe(|| env.handler.work(params, ctx)));
+    let Envelope {
+        handler, params, ..
+    } = &mut *env;
+    let work = catch_unwind(AssertUnwindSafe(|| handler.work(params, last, ctx)));
     match work {
         Err(panic) => {
             let end = Ended::Panicked(panic_message(&*panic));
-            finish(env, slot, Some(started), end, None).await
+            conclude(env, slot, Some(started), end)
         }
-        Ok(Work::Failed(e)) => finish(env, slot, Some(started), Ended::Error(e), None).await,
+        Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Ended::Error(e)),
         Ok(Work::Io(fut)) => run_async(env, slot, started, fut).instrument(span).await,
         Ok(Work::Process(cmd)) => {
             run_async(env, slot, started, Box::pin(run_process(cmd)))
@@ -164,7 +162,7 @@ where
             },
         }
     };
-    finish(env, slot, Some(started), end, None).await
+    conclude(env, slot, Some(started), end)
 }
 
 /// Runs a cpu-lane attempt on a pool thread and watches it from the runtime.
@@ -184,7 +182,7 @@ async fn run_cpu(
     }));
     if sent.is_err() {
         let end = Ended::Error(TaskError::new("the cpu lane is shut down"));
-        return finish(env, slot, Some(started), end, None).await;
+        return conclude(env, slot, Some(started), end);
     }
     let expired = async {
         match deadline {
@@ -205,7 +203,12 @@ async fn run_cpu(
         _ = env.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
         _ = env.job.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
     };
-    finish(env, slot, Some(started), end, running).await
+    match running {
+        // Rare (a cpu attempt abandoned at its timeout or cancel): boxed, so
+        // every attempt's future stays small.
+        Some(thread) => Box::pin(conclude_abandoned(env, slot, started, end, thread)).await,
+        None => conclude(env, slot, Some(started), end),
+    }
 }
 
 /// The wait before another attempt, or `None` when the outcome is final.
@@ -227,39 +230,72 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
     }
 }
 
-/// Decides what follows an attempt: a retry (scheduled through the dispatcher), or
-/// the final outcome, delivered; then yields the slot to free. `running` is set
-/// when a cpu thread still runs the abandoned attempt; the slot is freed only once
-/// it returns.
-pub(crate) async fn finish(
-    mut env: Box<Envelope>,
+/// Decides what follows an attempt that is over: a retry (scheduled through
+/// the dispatcher), or the final outcome, made and left in [`Done::result`] for
+/// the worker to post. Synchronous, so awaiting an attempt never carries this
+/// step's state.
+pub(crate) fn conclude(
+    env: Box<Envelope>,
     slot: Option<usize>,
     started: Option<Instant>,
     end: Ended,
-    running: Option<ThreadDone>,
+) -> Done {
+    match retry_delay(&env, &end) {
+        Some(delay) => retry(env, slot, delay),
+        None => {
+            let release = env.release(slot);
+            let settled = settle(env, started, end.into_outcome());
+            Done {
+                release,
+                outcome: Some(settled.measured),
+                retried: false,
+                result: settled.result.map(|r| (settled.job, r)),
+                ended_at: Some(settled.finished_at),
+            }
+        }
+    }
+}
+
+/// Like [`conclude`] for a cpu attempt abandoned at its timeout or cancel while
+/// its thread still runs: a final outcome is posted at once, and the slot is
+/// freed (and a retry scheduled) only once the thread returns.
+async fn conclude_abandoned(
+    env: Box<Envelope>,
+    slot: Option<usize>,
+    started: Instant,
+    end: Ended,
+    thread: ThreadDone,
 ) -> Done {
     if let Some(delay) = retry_delay(&env, &end) {
-        if let Some(thread) = running {
-            let _ = thread.await;
-        }
-        let at = Instant::now() + delay;
-        let events = env.job.pool.events.clone();
-        let _ = events.send(Event::Retry { env, slot, at });
-        return Done {
-            release: None,
-            outcome: None,
-            retried: true,
-        };
+        let _ = thread.await;
+        return retry(env, slot, delay);
     }
     let release = env.release(slot);
-    let measured = deliver(&mut env, started, end.into_outcome()).await;
-    if let Some(thread) = running {
-        let _ = thread.await;
+    let settled = settle(env, Some(started), end.into_outcome());
+    if let Some(result) = settled.result {
+        post_now(&settled.job, result).await;
     }
+    let _ = thread.await;
     Done {
         release,
-        outcome: Some(measured),
+        outcome: Some(settled.measured),
         retried: false,
+        result: None,
+        ended_at: None,
+    }
+}
+
+/// Sends the task back to the dispatcher to run again after `delay`.
+fn retry(env: Box<Envelope>, slot: Option<usize>, delay: Duration) -> Done {
+    let at = Instant::now() + delay;
+    let events = env.job.pool.events.clone();
+    let _ = events.send(Event::Retry { env, slot, at });
+    Done {
+        release: None,
+        outcome: None,
+        retried: true,
+        result: None,
+        ended_at: None,
     }
 }
 
@@ -272,8 +308,13 @@ pub(crate) fn finish_unstarted(env: Box<Envelope>) {
 /// Reports a task that never started, in place.
 pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
     env.release_permit();
-    let (kind, latency) = deliver(&mut env, None, Outcome::Cancelled).await;
-    env.job
+    let settled = settle(env, None, Outcome::Cancelled);
+    if let Some(result) = settled.result {
+        post_now(&settled.job, result).await;
+    }
+    let (kind, latency) = settled.measured;
+    settled
+        .job
         .pool
         .board
         .metrics
@@ -282,32 +323,65 @@ pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
         .outcome(kind, latency);
 }
 
-/// Hands the result to the task's reply channel or its job's result queue
-/// (waiting while that queue is full); returns what the metrics record.
-async fn deliver(
-    env: &mut Envelope,
-    started: Option<Instant>,
-    outcome: Outcome<Output>,
-) -> (OutcomeKind, Duration) {
+/// A task's final result, made.
+struct Settled {
+    /// What the metrics record: the outcome's kind and the task's latency.
+    measured: (OutcomeKind, Duration),
+    finished_at: Instant,
+    job: Arc<JobShared>,
+    /// The result for the job's result queue; `None` when it went to the
+    /// task's own reply channel (or the job has no queue).
+    result: Option<TaskResult>,
+}
+
+/// Makes the task's result and sends it to the task's reply channel, if it has
+/// one; otherwise leaves it for the job's result queue.
+#[allow(clippy::boxed_local)] // an envelope is unsized (its params are inline): it only exists boxed
+fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>) -> Settled {
     let finished_at = Instant::now();
     let measured = (
         outcome.kind(),
         finished_at.saturating_duration_since(env.submitted_at),
     );
+    let Envelope {
+        id,
+        handler,
+        key,
+        attempt,
+        submitted_at,
+        job,
+        reply,
+        ..
+    } = *env;
     let result = TaskResult {
-        id: env.id,
-        handler: env.handler.name.clone(),
-        key: env.key.clone(),
-        attempts: env.attempt,
+        id,
+        handler: handler.name.clone(),
+        key,
+        attempts: attempt,
         outcome,
-        submitted_at: env.submitted_at,
+        submitted_at,
         started_at: started,
         finished_at,
     };
-    if let Some(reply) = env.reply.take() {
-        let _ = reply.send(result);
-    } else if let Some(results) = &env.job.results {
-        let _ = results.send_async(result).await;
+    let result = match reply {
+        Some(reply) => {
+            let _ = reply.send(result);
+            None
+        }
+        None if job.results.is_some() => Some(result),
+        None => None,
+    };
+    Settled {
+        measured,
+        finished_at,
+        job,
+        result,
     }
-    measured
+}
+
+/// Sends a result to its job's result queue now, waiting for room.
+async fn post_now(job: &JobShared, result: TaskResult) {
+    if let Some(queue) = &job.results {
+        queue.send(result).await;
+    }
 }

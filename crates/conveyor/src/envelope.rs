@@ -15,6 +15,7 @@ use conveyor_core::TaskId;
 use crate::cancel::Cancel;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
+use crate::result_queue::ResultSender;
 use crate::results::TaskResult;
 
 /// What every task of one job shares. Dropping the last reference (the last
@@ -28,7 +29,7 @@ pub(crate) struct JobShared {
     /// Permits for tasks submitted but not yet started: the job's queue capacity.
     pub(crate) capacity: Semaphore,
     /// The job's result queue; `None` when each task replies on its own channel.
-    pub(crate) results: Option<flume::Sender<TaskResult>>,
+    pub(crate) results: Option<ResultSender>,
     /// The pool the job runs on.
     pub(crate) pool: Arc<PoolShared>,
 }
@@ -61,12 +62,13 @@ pub(crate) struct Ready {
     pub(crate) slot: Option<usize>,
 }
 
-/// One task inside the engine.
-pub(crate) struct Envelope {
+/// One task inside the engine, in one allocation: the header the engine reads,
+/// then the task's params. The engine holds it as `Box<Envelope>`, with the
+/// params erased to `dyn Any`; they are an `Option<In>`, cloned for an attempt
+/// that may be retried and taken by the last one.
+pub(crate) struct Envelope<P: ?Sized = dyn Any + Send> {
     pub(crate) id: TaskId,
     pub(crate) handler: Arc<HandlerCore>,
-    /// The params; taken by the attempt that cannot be retried.
-    pub(crate) params: Option<Box<dyn Any + Send>>,
     pub(crate) key: Option<Arc<str>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_attempts: u32,
@@ -86,6 +88,8 @@ pub(crate) struct Envelope {
     /// The task goes through the dispatcher (it has a key, a delay or a limited
     /// handler); otherwise it goes straight to the workers.
     pub(crate) managed: bool,
+    /// The params, an `Option<In>` (last, so the struct can be unsized).
+    pub(crate) params: P,
 }
 
 impl Envelope {

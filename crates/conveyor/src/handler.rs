@@ -53,8 +53,11 @@ pub(crate) enum Work {
     Failed(TaskError),
 }
 
-type Params = Box<dyn Any + Send>;
-type WorkFn = dyn Fn(Params, TaskContext) -> Work + Send + Sync;
+/// A task's params as the engine holds them: an `Option<In>`, type-erased.
+type Params = dyn Any + Send;
+/// Builds one attempt's work from the params (taken on the task's last attempt,
+/// cloned on the others) and the context.
+type WorkFn = dyn Fn(&mut Params, bool, TaskContext) -> Work + Send + Sync;
 
 /// The erased part of a handler shared by the engine.
 pub(crate) struct HandlerCore {
@@ -63,18 +66,13 @@ pub(crate) struct HandlerCore {
     pub(crate) lane: Lane,
     pub(crate) config: HandlerConfig,
     work: Arc<WorkFn>,
-    clone_params: fn(&Params) -> Option<Params>,
 }
 
 impl HandlerCore {
-    /// Builds one attempt's work from the params.
-    pub(crate) fn work(&self, params: Params, ctx: TaskContext) -> Work {
-        (self.work)(params, ctx)
-    }
-
-    /// A copy of the params for a later attempt.
-    pub(crate) fn clone_params(&self, params: &Params) -> Option<Params> {
-        (self.clone_params)(params)
+    /// Builds one attempt's work from the task's params: taken when this is the
+    /// `last` attempt, cloned otherwise (a retry needs them again).
+    pub(crate) fn work(&self, params: &mut Params, last: bool, ctx: TaskContext) -> Work {
+        (self.work)(params, last, ctx)
     }
 }
 
@@ -83,10 +81,17 @@ fn next_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-fn clone_params<In: Clone + Send + 'static>(params: &Params) -> Option<Params> {
-    params
-        .downcast_ref::<In>()
-        .map(|p| Box::new(p.clone()) as Params)
+/// The params of one attempt: taken on the `last` one, cloned otherwise.
+fn params_of<In: Clone + 'static>(
+    params: &mut Params,
+    last: bool,
+    name: &str,
+) -> Result<In, TaskError> {
+    let Some(slot) = params.downcast_mut::<Option<In>>() else {
+        return Err(mismatch(name));
+    };
+    let p = if last { slot.take() } else { slot.clone() };
+    p.ok_or_else(|| TaskError::permanent("the task's params are gone"))
 }
 
 fn mismatch(name: &str) -> TaskError {
@@ -131,7 +136,6 @@ where
                 lane,
                 config: HandlerConfig::default(),
                 work,
-                clone_params: clone_params::<In>,
             }),
             _types: PhantomData,
         }
@@ -145,14 +149,16 @@ where
         E: Into<TaskError> + 'static,
     {
         let owner: Arc<str> = Arc::from(name);
-        let work = move |params: Params, ctx: TaskContext| match params.downcast::<In>() {
+        let work = move |params: &mut Params, last: bool, ctx: TaskContext| match params_of::<In>(
+            params, last, &owner,
+        ) {
             Ok(p) => {
-                let fut = f(*p, ctx);
+                let fut = f(p, ctx);
                 Work::Io(Box::pin(async move {
                     fut.await.map(Output::new).map_err(Into::into)
                 }))
             }
-            Err(_) => Work::Failed(mismatch(&owner)),
+            Err(e) => Work::Failed(e),
         };
         Self::from_work(name, Lane::Io, Arc::new(work))
     }
@@ -166,14 +172,16 @@ where
     {
         let owner: Arc<str> = Arc::from(name);
         let f = Arc::new(f);
-        let work = move |params: Params, ctx: TaskContext| match params.downcast::<In>() {
+        let work = move |params: &mut Params, last: bool, ctx: TaskContext| match params_of::<In>(
+            params, last, &owner,
+        ) {
             Ok(p) => {
                 let f = f.clone();
                 Work::Cpu(Box::new(move || {
-                    f(*p, ctx).map(Output::new).map_err(Into::into)
+                    f(p, ctx).map(Output::new).map_err(Into::into)
                 }))
             }
-            Err(_) => Work::Failed(mismatch(&owner)),
+            Err(e) => Work::Failed(e),
         };
         Self::from_work(name, Lane::Cpu, Arc::new(work))
     }
@@ -189,7 +197,6 @@ where
                 lane: self.core.lane,
                 config,
                 work: self.core.work.clone(),
-                clone_params: self.core.clone_params,
             }),
             _types: PhantomData,
         }
@@ -229,12 +236,13 @@ where
         F: Fn(In) -> Result<ProcessCommand, TaskError> + Send + Sync + 'static,
     {
         let owner: Arc<str> = Arc::from(name);
-        let work = move |params: Params, _ctx: TaskContext| match params.downcast::<In>() {
-            Ok(p) => match build(*p) {
-                Ok(cmd) => Work::Process(cmd),
-                Err(e) => Work::Failed(e),
-            },
-            Err(_) => Work::Failed(mismatch(&owner)),
+        let work = move |params: &mut Params, last: bool, _ctx: TaskContext| match params_of::<In>(
+            params, last, &owner,
+        )
+        .and_then(&build)
+        {
+            Ok(cmd) => Work::Process(cmd),
+            Err(e) => Work::Failed(e),
         };
         Self::from_work(name, Lane::Process, Arc::new(work))
     }
@@ -269,21 +277,25 @@ where
     pub fn batched(&self) -> Handler<Vec<In>, Vec<Outcome<Out>>> {
         let inner = self.core.clone();
         let lane = inner.lane;
-        let work = move |params: Params, ctx: TaskContext| {
-            let items = match params.downcast::<Vec<In>>() {
-                Ok(items) => *items,
-                Err(_) => return Work::Failed(mismatch(&inner.name)),
+        let work = move |params: &mut Params, last: bool, ctx: TaskContext| {
+            let items = match params_of::<Vec<In>>(params, last, &inner.name) {
+                Ok(items) => items,
+                Err(e) => return Work::Failed(e),
             };
             let inner = inner.clone();
             if lane == Lane::Cpu {
                 return Work::Cpu(Box::new(move || {
                     let outcomes = items
                         .into_iter()
-                        .map(|item| match inner.work(Box::new(item), ctx.clone()) {
-                            Work::Cpu(f) => item_outcome(catch_unwind(AssertUnwindSafe(f))),
-                            Work::Failed(e) => Outcome::Failed(e),
-                            _ => Outcome::Failed(TaskError::permanent("lane mismatch in a batch")),
-                        })
+                        .map(
+                            |item| match inner.work(&mut Some(item), true, ctx.clone()) {
+                                Work::Cpu(f) => item_outcome(catch_unwind(AssertUnwindSafe(f))),
+                                Work::Failed(e) => Outcome::Failed(e),
+                                _ => Outcome::Failed(TaskError::permanent(
+                                    "lane mismatch in a batch",
+                                )),
+                            },
+                        )
                         .collect::<Vec<Outcome<Out>>>();
                     Ok(Output::new(outcomes))
                 }));
@@ -291,7 +303,7 @@ where
             Work::Io(Box::pin(async move {
                 let mut outcomes = Vec::with_capacity(items.len());
                 for item in items {
-                    let caught = match inner.work(Box::new(item), ctx.clone()) {
+                    let caught = match inner.work(&mut Some(item), true, ctx.clone()) {
                         Work::Io(fut) => AssertUnwindSafe(fut).catch_unwind().await,
                         Work::Process(cmd) => {
                             AssertUnwindSafe(run_process(cmd)).catch_unwind().await
@@ -313,7 +325,6 @@ where
                 ..self.core.config.clone()
             },
             work: Arc::new(work),
-            clone_params: clone_params::<Vec<In>>,
         };
         Handler {
             core: Arc::new(core),

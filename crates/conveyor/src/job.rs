@@ -30,6 +30,7 @@ use crate::cancel::Cancel;
 use crate::envelope::{Envelope, Event, JobShared, Ready};
 use crate::handler::Handler;
 use crate::pool::Pool;
+use crate::result_queue::result_queue;
 use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete, TaskResult};
 use crate::summary::JobSummary;
 
@@ -150,10 +151,10 @@ impl JobShared {
         }
         let now = Instant::now();
         let token = Cancel::default();
-        let env = Box::new(Envelope {
+        let env: Box<Envelope> = Box::new(Envelope::<Option<In>> {
             id,
             handler: core.clone(),
-            params: Some(Box::new(params)),
+            params: Some(params),
             key: opts.key,
             timeout: opts.timeout.or(core.config.timeout),
             max_attempts: opts
@@ -199,13 +200,17 @@ impl JobShared {
                     });
                 };
                 env.release_permit();
-                match env.params.take().map(|p| p.downcast::<In>()) {
-                    Some(Ok(params)) => Err(Rejected {
+                match env
+                    .params
+                    .downcast_mut::<Option<In>>()
+                    .and_then(Option::take)
+                {
+                    Some(params) => Err(Rejected {
                         reason: Error::ShuttingDown,
-                        params: *params,
+                        params,
                     }),
-                    // Unreachable: the params were boxed as `In` just above.
-                    _ => Ok(TaskHandle {
+                    // Unreachable: the params were put in as `In` just above.
+                    None => Ok(TaskHandle {
                         id,
                         token,
                         job: Arc::downgrade(self),
@@ -415,7 +420,7 @@ impl JobBuilder {
         if self.pool.is_closing() {
             return Err(Error::ShuttingDown);
         }
-        let (tx, rx) = flume::bounded(self.result_capacity);
+        let (tx, rx) = result_queue(self.result_capacity);
         let (done_tx, done_rx) = oneshot::channel();
         spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
         let shared = Arc::new(JobShared {

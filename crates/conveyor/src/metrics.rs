@@ -38,9 +38,55 @@ impl LocalStats {
         self.outcomes[outcome_index(kind)] += 1;
         self.latency.record(latency);
     }
+}
 
+/// Outcomes a worker counted and has not yet added to its stat block: a worker
+/// running attempts back to back adds them under one lock every
+/// [`Tally::CAPACITY`] outcomes, and always before it waits for anything or
+/// hands results over (so a job's results never arrive before its counts).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    outcomes: [u64; 5],
+    retried: u64,
+    latencies: Vec<Duration>,
+}
+
+impl Tally {
+    /// Outcomes held at most.
+    pub(crate) const CAPACITY: usize = 64;
+
+    /// Counts a final outcome; true once the tally is full.
+    pub(crate) fn outcome(&mut self, kind: OutcomeKind, latency: Duration) -> bool {
+        self.outcomes[outcome_index(kind)] += 1;
+        if self.latencies.capacity() == 0 {
+            self.latencies.reserve_exact(Self::CAPACITY);
+        }
+        self.latencies.push(latency);
+        self.latencies.len() >= Self::CAPACITY
+    }
+
+    /// Counts a scheduled retry.
     pub(crate) fn retried(&mut self) {
         self.retried += 1;
+    }
+
+    /// Adds everything counted to `stats` and starts over.
+    pub(crate) fn publish(&mut self, stats: &Mutex<LocalStats>) {
+        if self.latencies.is_empty() && self.retried == 0 {
+            return;
+        }
+        let mut stats = stats.lock();
+        for (total, n) in stats.outcomes.iter_mut().zip(self.outcomes) {
+            *total += n;
+        }
+        stats.retried += self.retried;
+        for &latency in &self.latencies {
+            stats.latency.record(latency);
+        }
+        drop(stats);
+        self.outcomes = [0; 5];
+        self.retried = 0;
+        self.latencies.clear();
     }
 }
 

@@ -1,10 +1,11 @@
 //! Task results and the dedicated result handler that calls `on_task_complete`.
 //!
 //! Workers push each task's final [`TaskResult`] into the job's bounded result
-//! queue and go back to work; a dedicated OS thread drains the queue and calls
-//! the callbacks, so a slow (even blocking) callback never runs on a worker or on
-//! the async runtime. Under load it takes results in batches (see [`COALESCE`]). Only when the result queue is full do workers wait: its
-//! capacity is how much callback slowness the workers absorb.
+//! queue (in batches, see `outbox`) and go back to work; a dedicated OS thread
+//! drains the queue and calls the callbacks, so a slow (even blocking) callback
+//! never runs on a worker or on the async runtime. Under load it takes results
+//! in batches (see [`COALESCE`]). Only when the result queue is full do workers
+//! wait: its capacity is how much callback slowness the workers absorb.
 //!
 //! The job is complete when the queue's last sender is gone: senders are held by
 //! the job's producers and by every task not yet reported, so disconnection means
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use conveyor_core::{Outcome, TaskId};
 
 use crate::output::Output;
+use crate::result_queue::ResultReceiver;
 use crate::summary::{JobSummary, SummaryRecorder};
 
 /// The final result of one task, as given to `on_task_complete`.
@@ -65,7 +67,7 @@ pub type OnJobComplete = Box<dyn FnOnce(&JobSummary) + Send>;
 
 /// Starts the result handler thread of one job.
 pub(crate) fn spawn_result_handler(
-    rx: flume::Receiver<TaskResult>,
+    rx: ResultReceiver,
     mut on_task: Option<OnTaskComplete>,
     on_job: Option<OnJobComplete>,
     started: StdInstant,
@@ -86,14 +88,14 @@ pub(crate) fn spawn_result_handler(
             // Block for the first result; then, while results keep coming, drain in
             // batches with a short pause between them instead of being woken for
             // every single result.
-            'outer: while let Ok(first) = rx.recv() {
-                handle(first);
+            'outer: while let Some(first) = rx.recv() {
+                first.into_iter().for_each(&mut handle);
                 loop {
                     loop {
                         match rx.try_recv() {
-                            Ok(result) => handle(result),
-                            Err(flume::TryRecvError::Empty) => break,
-                            Err(flume::TryRecvError::Disconnected) => break 'outer,
+                            Ok(batch) => batch.into_iter().for_each(&mut handle),
+                            Err(false) => break,
+                            Err(true) => break 'outer,
                         }
                     }
                     std::thread::sleep(COALESCE);
@@ -102,6 +104,7 @@ pub(crate) fn spawn_result_handler(
                     }
                 }
             }
+            drop(rx);
             let summary = recorder.finish(started.elapsed());
             if let Some(cb) = on_job {
                 if catch_unwind(AssertUnwindSafe(|| cb(&summary))).is_err() {

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::attempt::{deliver_unstarted, run_attempt, Done};
 use crate::envelope::{Event, JobShared, Ready};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::pool::EventSender;
 
 /// Permits taken back from started tasks, not yet returned to their jobs.
@@ -98,11 +99,16 @@ impl Board {
 /// One worker's loop: runs until the ready queue's senders are all gone.
 pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize) {
     let mut permits = Permits::default();
+    let mut outbox = Outbox::new(board.metrics.stats_of(me));
+    // When the last attempt ended, if the worker has not waited since.
+    let mut clock: Option<Instant> = None;
     loop {
         let ready = match rx.try_recv() {
             Ok(ready) => ready,
             Err(flume::TryRecvError::Empty) => {
+                clock = None;
                 permits.give_back();
+                outbox.flush();
                 match rx.recv_async().await {
                     Ok(ready) => ready,
                     Err(_) => break,
@@ -110,15 +116,27 @@ pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize
             }
             Err(flume::TryRecvError::Disconnected) => break,
         };
-        run_one(&board, me, ready, &mut permits).await;
+        clock = run_one(&board, me, ready, &mut permits, &mut outbox, clock).await;
         if permits.len() >= 64 {
             permits.give_back();
         }
     }
     permits.give_back();
+    outbox.flush();
 }
 
-async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
+/// Runs one task taken from the ready queue. `clock` is when the worker's last
+/// attempt ended, if it has not waited since: the attempt starts then (the
+/// moments between are the worker's own bookkeeping), which saves a clock read
+/// per task. Returns when this attempt ended, if nothing was awaited since.
+async fn run_one(
+    pool: &Board,
+    me: usize,
+    ready: Ready,
+    permits: &mut Permits,
+    outbox: &mut Outbox<'_>,
+    clock: Option<Instant>,
+) -> Option<Instant> {
     let slot = &pool.metrics.workers[me];
     let Ready {
         mut env,
@@ -132,38 +150,45 @@ async fn run_one(pool: &Board, me: usize, ready: Ready, permits: &mut Permits) {
             pool.count_not_started(1);
         }
         permits.give_back();
+        // Reporting may wait for room in the result queue: never while holding
+        // results that took room already.
+        outbox.flush();
         let release = env.release(handler_slot);
         deliver_unstarted(env).await;
         if let Some(release) = release {
             let _ = pool.events.send(Event::Released(release));
         }
         pool.idle.notify_waiters();
-        return;
+        return None;
     }
     slot.running(Some(env.handler.lane));
-    let attempt = run_attempt(env, handler_slot, Instant::now());
+    let attempt = run_attempt(env, handler_slot, clock.unwrap_or_else(Instant::now));
     tokio::pin!(attempt);
-    let done: Done = match poll!(attempt.as_mut()) {
-        Poll::Ready(done) => done,
+    let (done, waited): (Done, bool) = match poll!(attempt.as_mut()) {
+        Poll::Ready(done) => (done, false),
         Poll::Pending => {
             permits.give_back();
-            attempt.await
+            outbox.flush();
+            (attempt.await, true)
         }
     };
+    let mut ended = done.ended_at.filter(|_| !waited);
     slot.running(None);
-    {
-        let mut stats = pool.metrics.stats_of(me).lock();
-        if let Some((kind, latency)) = done.outcome {
-            stats.outcome(kind, latency);
-        }
-        if done.retried {
-            stats.retried();
+    outbox.count(done.outcome, done.retried);
+    if let Some((job, result)) = done.result {
+        if outbox.post(job, result).await {
+            ended = None;
         }
     }
     if let Some(release) = done.release {
+        if release.key.is_some() {
+            // The next task of the key must not report before this one.
+            outbox.flush();
+        }
         let _ = pool.events.send(Event::Released(release));
     }
     if pool.is_draining() {
         pool.idle.notify_waiters();
     }
+    ended
 }

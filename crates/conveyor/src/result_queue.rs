@@ -1,0 +1,99 @@
+//! A job's bounded result queue, carrying results in batches.
+//!
+//! Room is counted in results, not batches: a result takes one unit of room
+//! ([`ResultSender::try_reserve`] or [`ResultSender::reserve`]) as soon as it
+//! exists, even while it still waits in a worker's [`Outbox`](crate::outbox::Outbox),
+//! and gives it back when the result thread takes its batch off the queue. So at
+//! most `capacity` results wait for `on_task_complete`, wherever they wait, while
+//! workers pay for the queue once per batch instead of once per result.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::results::TaskResult;
+
+/// The sending side, held by the job (and so by every task not yet reported).
+/// When the last one is dropped the queue disconnects: the job is complete.
+pub(crate) struct ResultSender {
+    tx: flume::Sender<Vec<TaskResult>>,
+    room: Arc<Semaphore>,
+}
+
+/// The result thread's side.
+pub(crate) struct ResultReceiver {
+    rx: flume::Receiver<Vec<TaskResult>>,
+    room: Arc<Semaphore>,
+}
+
+/// A queue holding at most `capacity` results.
+pub(crate) fn result_queue(capacity: usize) -> (ResultSender, ResultReceiver) {
+    let (tx, rx) = flume::unbounded();
+    let room = Arc::new(Semaphore::new(capacity.max(1)));
+    (
+        ResultSender {
+            tx,
+            room: room.clone(),
+        },
+        ResultReceiver { rx, room },
+    )
+}
+
+impl ResultSender {
+    /// Takes room for one result if there is some now.
+    pub(crate) fn try_reserve(&self) -> bool {
+        self.room.try_acquire().map(|p| p.forget()).is_ok()
+    }
+
+    /// Waits for room for one result; false once the result thread is gone.
+    pub(crate) async fn reserve(&self) -> bool {
+        self.room.acquire().await.map(|p| p.forget()).is_ok()
+    }
+
+    /// Sends results whose room is already reserved.
+    pub(crate) fn send_reserved(&self, batch: Vec<TaskResult>) {
+        let _ = self.tx.send(batch);
+    }
+
+    /// Waits for room for one result, then sends it.
+    pub(crate) async fn send(&self, result: TaskResult) {
+        if self.try_reserve() || self.reserve().await {
+            self.send_reserved(vec![result]);
+        }
+    }
+}
+
+impl ResultReceiver {
+    /// The next batch, blocking the thread; `None` once every sender is gone.
+    /// Its room is given back at once, as a bounded channel frees a slot when an
+    /// item is received.
+    pub(crate) fn recv(&self) -> Option<Vec<TaskResult>> {
+        self.rx.recv().ok().map(|b| self.taken(b))
+    }
+
+    /// A batch if one is queued; `Err(true)` once every sender is gone.
+    pub(crate) fn try_recv(&self) -> Result<Vec<TaskResult>, bool> {
+        match self.rx.try_recv() {
+            Ok(b) => Ok(self.taken(b)),
+            Err(flume::TryRecvError::Empty) => Err(false),
+            Err(flume::TryRecvError::Disconnected) => Err(true),
+        }
+    }
+
+    /// True when no batch is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    fn taken(&self, batch: Vec<TaskResult>) -> Vec<TaskResult> {
+        self.room.add_permits(batch.len());
+        batch
+    }
+}
+
+impl Drop for ResultReceiver {
+    /// With the result thread gone, nobody may wait for room any more.
+    fn drop(&mut self) {
+        self.room.close();
+    }
+}
