@@ -48,10 +48,19 @@ pub(crate) async fn run(
             continue;
         }
         let want = free.min(cfg.batch);
-        let reserved = tokio::select! {
-            r = shared.backend.reserve(&shared.queues, want, shared.lease) => r,
-            _ = shared.stop.cancelled() => return,
-        };
+        // Never abandoned half-way: a reservation the store committed must come
+        // back to be started or released, or its tasks would sit running until
+        // their leases expired. (Backend calls are bounded by their timeouts.)
+        let reserved = shared
+            .backend
+            .reserve(&shared.queues, want, shared.lease)
+            .await;
+        if shared.stop.is_cancelled() {
+            if let Ok(tasks) = reserved {
+                release_unstarted(&shared, &reports, tasks).await;
+            }
+            return;
+        }
         match reserved {
             Ok(tasks) if tasks.is_empty() => idle(&shared, cfg.poll).await,
             Ok(tasks) => {
@@ -72,6 +81,23 @@ pub(crate) async fn run(
                 error_pause = (error_pause * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Hands back tasks reserved just as the worker began to stop, without
+/// counting an attempt.
+async fn release_unstarted(
+    shared: &WorkerShared,
+    reports: &flume::Sender<Finish>,
+    tasks: Vec<Reserved>,
+) {
+    Counters::add(&shared.counters.released, tasks.len() as u64);
+    for task in tasks {
+        let finish = Finish {
+            lease: task.lease,
+            action: FinishAction::Release,
+        };
+        let _ = reports.send_async(finish).await;
     }
 }
 
