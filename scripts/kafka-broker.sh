@@ -7,8 +7,9 @@
 #   scripts/kafka-broker.sh stop  [PORT]
 #   scripts/kafka-broker.sh path             # print the binary's path
 #
-# The tests start their own broker on a free port (crates/conveyor-kafka/tests/
-# common/broker.rs); `start` is for examples, the CLI and benchmarks.
+# The tests start their own broker on a free port
+# (crates/conveyor-testkit/src/kafka_broker.rs); `start` is for examples, the
+# CLI and benchmarks.
 # Building tansu takes about 10 minutes on 2 cores; later runs find it cached.
 set -euo pipefail
 
