@@ -103,12 +103,26 @@ pub fn run(report: &mut Report, quick: bool) {
             };
             report.add(&bench, "xargs -P", x, "s");
             report.add_vs(&bench, "conveyor run", p, "s", "xargs (time ratio)", p / x);
-            report.add_vs(&bench, "conveyor run --state", s, "s", "xargs (time ratio)", s / x);
+            report.add_vs(
+                &bench,
+                "conveyor run --state",
+                s,
+                "s",
+                "xargs (time ratio)",
+                s / x,
+            );
             if have_parallel {
                 let mut c = Command::new("parallel");
                 c.args(["-j", &j, w.program]);
                 if let Some(g) = time(c, &input) {
-                    report.add_vs(&bench, "GNU parallel", g, "s", "conveyor run (time ratio)", g / p);
+                    report.add_vs(
+                        &bench,
+                        "GNU parallel",
+                        g,
+                        "s",
+                        "conveyor run (time ratio)",
+                        g / p,
+                    );
                 }
             }
         }

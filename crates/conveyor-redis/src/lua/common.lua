@@ -154,6 +154,16 @@ local function flush()
   pending = {}
 end
 
+-- Sends one multi-member sorted-set command (ZADD with score, member, ...; or
+-- ZREM with members) per CHUNK items of `items`, at once. For the hot paths of
+-- reserve and finish, whose writes touch each (key, member) once per script:
+-- no buffering table per member, no last-write-wins merging.
+local function zbulk(cmd, key, items)
+  for i = 1, #items, CHUNK do
+    redis.call(cmd, key, unpack(items, i, math.min(i + CHUNK - 1, #items)))
+  end
+end
+
 -- The home set of a task in state s (see HOME in the prelude) and its member.
 local function home_key(q, s)
   local h = HOME[s]
@@ -213,11 +223,14 @@ end
 -- Only the lowest-id unfinished task of a (queue, ordering key) may run, and
 -- only while no task of the key runs (a requeued dead task can be older than
 -- the one that runs).
+local function heads_key(q, ok, id)
+  local h = redis.call('ZRANGE', ord_key(q, ok), 0, 0)
+  if h[1] ~= id then return false end
+  return redis.call('EXISTS', ordrun_key(q, ok)) == 0
+end
 local function is_head(r)
   if not r.ok then return true end
-  local h = redis.call('ZRANGE', ord_key(r.q, r.ok), 0, 0)
-  if h[1] ~= r.id then return false end
-  return redis.call('EXISTS', ordrun_key(r.q, r.ok)) == 0
+  return heads_key(r.q, r.ok, r.id)
 end
 
 -- Higher priority first: the score is the priority negated, as a string.
