@@ -1,5 +1,5 @@
 //! Measures the Redis server's CPU time per task on the hot path: for each
-//! phase (`enqueue_many` ×1000, `reserve(500)`, `finish` of each reserved
+//! phase (`enqueue_many` ×1000, `reserve(batch)` (default 500), `finish` of each reserved
 //! batch) the difference of the server's main-thread CPU (`INFO cpu`) around the
 //! calls, divided by the tasks. Server CPU is much steadier than throughput on
 //! a loaded machine, so it is the figure to compare script changes by. Prints
@@ -7,7 +7,7 @@
 //! `CONVEYOR_REDIS_URL` (default the local one) and deletes it at the end.
 //!
 //! ```text
-//! cargo run --release -p conveyor-redis --example redis_cpu [tasks] [rounds]
+//! cargo run --release -p conveyor-redis --example redis_cpu [tasks] [rounds] [batch]
 //! ```
 
 use std::sync::Arc;
@@ -16,7 +16,6 @@ use std::time::Duration;
 use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
 use conveyor_redis::RedisBackend;
 
-const RESERVE_BATCH: usize = 500;
 const LEASE: Duration = Duration::from_secs(60);
 
 /// The server's main-thread CPU seconds so far.
@@ -47,6 +46,7 @@ async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let url =
         std::env::var("CONVEYOR_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let client = redis::Client::open(url.as_str()).map_err(|e| Error::Backend(e.to_string()))?;
@@ -70,7 +70,7 @@ async fn main() -> Result<(), Error> {
         let (mut r_cpu, mut f_cpu) = (0.0, 0.0);
         loop {
             let a = server_cpu(&mut info).await?;
-            let got = b.reserve(&queues, RESERVE_BATCH, LEASE).await?;
+            let got = b.reserve(&queues, batch, LEASE).await?;
             let m = server_cpu(&mut info).await?;
             r_cpu += m - a;
             if got.is_empty() {
@@ -96,7 +96,7 @@ async fn main() -> Result<(), Error> {
         fin.push(us(f_cpu));
     }
     println!(
-        "server CPU per task, median of {rounds} rounds of {n}: enqueue {:.2} µs, reserve {:.2} µs, finish {:.2} µs, reserve+finish {:.2} µs",
+        "server CPU per task, median of {rounds} rounds of {n}, batches of {batch}: enqueue {:.2} µs, reserve {:.2} µs, finish {:.2} µs, reserve+finish {:.2} µs",
         median(enq),
         median(res.clone()),
         median(fin.clone()),

@@ -58,26 +58,24 @@ pub(crate) fn home(state: TaskState) -> &'static str {
         TaskState::Scheduled | TaskState::Retrying => "timers",
         // Per queue, by lease expiry: what `recover_expired` scans.
         TaskState::Running => "leases",
+        // Per queue and state, by finish time: counts, `list` (earliest
+        // finished first) and what `prune` deletes from.
+        TaskState::Completed | TaskState::Cancelled => "finished",
         // Global, by finish time: what `prune` deletes from.
-        TaskState::Completed | TaskState::Cancelled => "done",
         TaskState::Dead => "dead",
     }
 }
 
 /// Whether tasks in `state` are also kept in their queue's per-state id index
-/// (for counts, `list` in id order and the oldest ready task). Running tasks are
-/// not: their queue's lease set holds exactly them, it is bounded by the work
-/// in flight, so counting it is a `ZCARD` and listing it a small sort, and the
-/// hot path saves two sorted-set writes per task.
+/// (for counts, `list` in id order and the oldest ready task). Running,
+/// completed and cancelled tasks are not: their home set is per queue and
+/// holds exactly them (the lease set, bounded by the work in flight; the
+/// finished sets, by finish time), so counting is a `ZCARD` of the home, and
+/// the hot path saves two sorted-set writes per task.
 pub(crate) fn id_indexed(state: TaskState) -> bool {
     match state {
-        TaskState::Running => false,
-        TaskState::Scheduled
-        | TaskState::Available
-        | TaskState::Retrying
-        | TaskState::Completed
-        | TaskState::Dead
-        | TaskState::Cancelled => true,
+        TaskState::Running | TaskState::Completed | TaskState::Cancelled => false,
+        TaskState::Scheduled | TaskState::Available | TaskState::Retrying | TaskState::Dead => true,
     }
 }
 

@@ -15,7 +15,6 @@ local P = ARGV[1]
 local CHUNK = 2000
 
 local TIMERS = P .. 'timers'
-local DONE = P .. 'done'
 local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
@@ -165,12 +164,14 @@ local function zbulk(cmd, key, items)
 end
 
 -- The home set of a task in state s (see HOME in the prelude) and its member.
+-- A per-queue 'finished' home (completed, cancelled) has the name of the
+-- queue's per-state set, scored by finish time rather than id.
 local function home_key(q, s)
   local h = HOME[s]
   if h == 'ready' then return ready_key(q)
   elseif h == 'timers' then return TIMERS
   elseif h == 'leases' then return leases_key(q)
-  elseif h == 'done' then return DONE
+  elseif h == 'finished' then return index_key(q, s)
   elseif h == 'dead' then return DEADSET
   end
   fail('no home for state ' .. tostring(s))

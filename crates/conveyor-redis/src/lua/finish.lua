@@ -45,12 +45,11 @@ end
 -- generated prelude (what move() would do); should the state machine change so
 -- it no longer holds, every report takes move() instead.
 local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
-  and not INDEXED[RUNNING] and INDEXED[TR.Complete.to] and HOME[TR.Complete.to] == 'done'
-  and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
+  and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
+  and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: lease-set members to remove, index entries to add.
-local unleased, indexed = {}, {}
-local finished = {}
+-- Per queue: lease-set members to remove, finished-set entries to add.
+local unleased, finished = {}, {}
 
 local function complete(id, token)
   local key = task_key(id)
@@ -66,14 +65,12 @@ local function complete(id, token)
   if not u then
     u = {}
     unleased[q] = u
-    indexed[q] = {}
+    finished[q] = {}
   end
   u[#u + 1] = id
-  local ix = indexed[q]
-  ix[#ix + 1] = id
-  ix[#ix + 1] = id
-  finished[#finished + 1] = now
-  finished[#finished + 1] = id
+  local f = finished[q]
+  f[#f + 1] = now
+  f[#f + 1] = id
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
@@ -92,9 +89,8 @@ for i = 4 + 2 * plain, #ARGV, 5 do
 end
 for q, u in pairs(unleased) do
   zbulk('ZREM', leases_key(q), u)
-  zbulk('ZADD', index_key(q, TR.Complete.to), indexed[q])
+  zbulk('ZADD', home_key(q, TR.Complete.to), finished[q])
 end
-zbulk('ZADD', DONE, finished)
 flush()
 publish(wake)
 return out

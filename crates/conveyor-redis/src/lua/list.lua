@@ -1,22 +1,40 @@
 -- list: ARGV = prefix, state code, limit, then at most one queue name (none:
 -- every queue).
--- Returns up to limit tasks in that state, lowest id first, each as a flat
--- field, value, ... array (HGETALL) with the id first.
+-- Returns up to limit tasks in that state, oldest first, each as a flat
+-- field, value, ... array (HGETALL) with the id first. Oldest means lowest id,
+-- except for completed and cancelled tasks (kept by finish time, not id):
+-- earliest finished, then lowest id.
 local state = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local queues
 if ARGV[4] then queues = {ARGV[4]} else queues = redis.call('SMEMBERS', QUEUES) end
-local ids = {}
+local ids, at = {}, {}
+local by_finish = HOME[state] == 'finished' and not INDEXED[state]
 for _, q in ipairs(queues) do
-  -- An id index gives its lowest ids; a state without one (running, bounded by
-  -- the work in flight) is read whole and sorted.
-  local stop = -1
-  if INDEXED[state] then stop = limit - 1 end
-  for _, id in ipairs(redis.call('ZRANGE', members_key(q, state), 0, stop)) do
-    ids[#ids + 1] = id
+  if by_finish then
+    local flat = redis.call('ZRANGE', members_key(q, state), 0, limit - 1, 'WITHSCORES')
+    for i = 1, #flat, 2 do
+      ids[#ids + 1] = flat[i]
+      at[flat[i]] = tonumber(flat[i + 1])
+    end
+  else
+    -- An id index gives its lowest ids; a state without one (running, bounded
+    -- by the work in flight) is read whole and sorted.
+    local stop = -1
+    if INDEXED[state] then stop = limit - 1 end
+    for _, id in ipairs(redis.call('ZRANGE', members_key(q, state), 0, stop)) do
+      ids[#ids + 1] = id
+    end
   end
 end
-table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
+if by_finish then
+  table.sort(ids, function(a, b)
+    if at[a] ~= at[b] then return at[a] < at[b] end
+    return tonumber(a) < tonumber(b)
+  end)
+else
+  table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
+end
 local out = {}
 for i = 1, math.min(limit, #ids) do
   local fields = redis.call('HGETALL', task_key(ids[i]))

@@ -5,16 +5,23 @@
 local limit = tonumber(ARGV[4])
 local n = 0
 local touched = {}
-for _, pair in ipairs({{DONE, ARGV[2]}, {DEADSET, ARGV[3]}}) do
-  if n < limit then
-    local ids = redis.call('ZRANGEBYSCORE', pair[1], '-inf', '(' .. pair[2], 'LIMIT', 0, limit - n)
-    for _, id in ipairs(ids) do
-      local q = delete_task(id, pair[1])
-      if q then touched[q] = true end
-      n = n + 1
-    end
+local function prune_set(set, before)
+  if n >= limit then return end
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. before, 'LIMIT', 0, limit - n)
+  for _, id in ipairs(ids) do
+    local q = delete_task(id, set)
+    if q then touched[q] = true end
+    n = n + 1
   end
 end
+-- Completed and cancelled tasks live in per-queue sets by finish time, dead
+-- ones in one global set.
+for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
+  for _, s in ipairs(ALL_STATES) do
+    if HOME[s] == 'finished' then prune_set(home_key(q, s), ARGV[2]) end
+  end
+end
+prune_set(DEADSET, ARGV[3])
 flush()
 for q in pairs(touched) do
   if queue_empty(q) then redis.call('SREM', QUEUES, q) end
