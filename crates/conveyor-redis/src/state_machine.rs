@@ -67,15 +67,19 @@ pub(crate) fn home(state: TaskState) -> &'static str {
 }
 
 /// Whether tasks in `state` are also kept in their queue's per-state id index
-/// (for counts, `list` in id order and the oldest ready task). Running,
-/// completed and cancelled tasks are not: their home set is per queue and
-/// holds exactly them (the lease set, bounded by the work in flight; the
-/// finished sets, by finish time), so counting is a `ZCARD` of the home, and
-/// the hot path saves two sorted-set writes per task.
+/// (for counts and `list` in id order). Available, running, completed and
+/// cancelled tasks are not: their homes are per queue and hold exactly them,
+/// so counting is a `ZCARD` of the home, and the hot path saves four
+/// sorted-set writes per task. Available tasks are in their queue's ready set
+/// or, while they wait behind their ordering key's head, in its parked set;
+/// running ones in the lease set (bounded by the work in flight); completed and
+/// cancelled ones in per-state sets by finish time.
 pub(crate) fn id_indexed(state: TaskState) -> bool {
     match state {
-        TaskState::Running | TaskState::Completed | TaskState::Cancelled => false,
-        TaskState::Scheduled | TaskState::Available | TaskState::Retrying | TaskState::Dead => true,
+        TaskState::Available | TaskState::Running | TaskState::Completed | TaskState::Cancelled => {
+            false
+        }
+        TaskState::Scheduled | TaskState::Retrying | TaskState::Dead => true,
     }
 }
 

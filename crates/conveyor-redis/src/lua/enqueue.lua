@@ -27,8 +27,8 @@ for i = 0, n - 1 do
     local id = string.format('%d', seq)
     local ra = ARGV[b + 5]
     local r = {id = id, q = q, pr = ARGV[b + 4], ra = ra, uk = uk, ok = ok}
-    local sets = {'q', q, 'h', ARGV[b + 2], 'p', ARGV[b + 3], 'pr', ARGV[b + 4], 'a', 0,
-      'ma', ARGV[b + 6], 'ra', ra, 'ca', now, 'tk', 0}
+    local sets = {'q', q, 'h', ARGV[b + 2], 'p', ARGV[b + 3], 'pr', ARGV[b + 4], 'a', '0',
+      'ma', ARGV[b + 6], 'ra', ra, 'ca', now, 'tk', '0'}
     if ARGV[b + 7] ~= '' then
       sets[#sets + 1] = 'to'
       sets[#sets + 1] = ARGV[b + 7]

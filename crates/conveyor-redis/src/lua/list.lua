@@ -11,7 +11,10 @@ if ARGV[4] then queues = {ARGV[4]} else queues = redis.call('SMEMBERS', QUEUES) 
 local ids, at = {}, {}
 local by_finish = HOME[state] == 'finished' and not INDEXED[state]
 for _, q in ipairs(queues) do
-  if by_finish then
+  if HOME[state] == 'ready' and not INDEXED[state] then
+    -- Available: the lowest ids of each priority band and the parked ones.
+    for _, id in ipairs(available_lowest(q, limit)) do ids[#ids + 1] = id end
+  elseif by_finish then
     local flat = redis.call('ZRANGE', members_key(q, state), 0, limit - 1, 'WITHSCORES')
     for i = 1, #flat, 2 do
       ids[#ids + 1] = flat[i]
@@ -35,9 +38,17 @@ if by_finish then
 else
   table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
 end
+-- A stray entry (the task is gone or in another state) is left out.
+local want = STATE_STR[state]
+local function in_state(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 's' then return fields[i + 1] == want end
+  end
+  return false
+end
 local out = {}
 for i = 1, math.min(limit, #ids) do
   local fields = redis.call('HGETALL', task_key(ids[i]))
-  if #fields > 0 then out[#out + 1] = {ids[i], fields} end
+  if in_state(fields) then out[#out + 1] = {ids[i], fields} end
 end
 return out

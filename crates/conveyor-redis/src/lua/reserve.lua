@@ -32,7 +32,7 @@ local skipped = 0
 -- machine change so it no longer holds, every task takes move() instead.
 local FAST = TR.Reserve.from[AVAILABLE] and TR.Reserve.to == RUNNING
   and HOME[AVAILABLE] == 'ready' and HOME[RUNNING] == 'leases'
-  and INDEXED[AVAILABLE] and not INDEXED[RUNNING]
+  and not INDEXED[AVAILABLE] and not INDEXED[RUNNING]
   and UNFINISHED[AVAILABLE] and UNFINISHED[RUNNING] and not FINISHED[RUNNING]
 local RUNNING_S, AVAILABLE_S = STATE_STR[RUNNING], STATE_STR[AVAILABLE]
 
@@ -58,12 +58,14 @@ local function need_str(id, v, f)
 end
 
 -- One ready-set member m of queue q: taken (true), left in place because its
--- handler is at a limit ('skip'), or dropped from the ready set (false: gone,
--- elsewhere, or parked behind its ordering key's head).
+-- handler is at a limit ('skip'), moved to the parked set because it waits
+-- behind its ordering key's head ('park'), or dropped from the ready set
+-- (false: gone or elsewhere).
 local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'tk', 'h', 'p', 'to', 'ca', 'ra'}
 local function take_slow(q, m, id)
   local r = load(id, fields)
-  if r == nil or r.s ~= AVAILABLE or r.q ~= q or not is_head(r) then return false end
+  if r == nil or r.s ~= AVAILABLE or r.q ~= q then return false end
+  if not is_head(r) then return 'park' end
   if gates and not admit(gates, need(r, 'h')) then return 'skip' end
   local a = num(r, 'a') + 1
   local tk = num(r, 'tk') + 1
@@ -74,7 +76,7 @@ local function take_slow(q, m, id)
   return true
 end
 
-local function take(q, m, rm_ready, rm_index)
+local function take(q, m, rm_ready)
   local id = unpad(m)
   if not FAST then return take_slow(q, m, id) end
   local key = task_key(id)
@@ -83,16 +85,17 @@ local function take(q, m, rm_ready, rm_index)
   -- which also reports bad data.
   if v[1] ~= AVAILABLE_S or v[2] ~= q then return take_slow(q, m, id) end
   local ok = v[3]
-  if ok and not heads_key(q, ok, id) then return false end
+  if ok and not heads_key(q, ok, id) then return 'park' end
   local h = need_str(id, v[4], 'h')
   if gates and not admit(gates, h) then return 'skip' end
   local a = need_num(id, v[5], 'a') + 1
   local tk = need_num(id, v[6], 'tk') + 1
   reply(id, tk, q, h, need_str(id, v[7], 'p'), a, need_str(id, v[8], 'ma'), v[9], ok,
     need_str(id, v[10], 'ca'), need_str(id, v[11], 'ra'))
-  redis.call('HSET', key, 's', RUNNING_S, 'a', a, 'tk', tk)
+  -- Numbers go out as strings formatted here: Redis 7.0 formats a Lua number
+  -- argument with '%.17g', which costs far more than '%d'.
+  redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk))
   rm_ready[#rm_ready + 1] = m
-  rm_index[#rm_index + 1] = id
   leased[#leased + 1] = lu
   leased[#leased + 1] = id
   count_running(h, 1)
@@ -104,7 +107,7 @@ for qi = 6, #ARGV do
   if picked >= max or skipped >= SKIP_LIMIT then break end
   local q = ARGV[qi]
   local rk = ready_key(q)
-  local rm_ready, rm_index = {}, {}
+  local rm_ready = {}
   local cursor = 0
   while picked < max and skipped < SKIP_LIMIT do
     local chunk = max - picked
@@ -113,7 +116,7 @@ for qi = 6, #ARGV do
     if #ms == 0 then break end
     cursor = cursor + #ms
     for _, m in ipairs(ms) do
-      local t = take(q, m, rm_ready, rm_index)
+      local t = take(q, m, rm_ready)
       if t == 'skip' then
         -- Its handler is at a limit: it stays ready, in its place.
         skipped = skipped + 1
@@ -121,15 +124,17 @@ for qi = 6, #ARGV do
       elseif t then
         picked = picked + 1
         if picked >= max then break end
+      elseif t == 'park' then
+        -- It re-enters the ready set when it heads its key.
+        zrem(rk, m)
+        zadd(parked_key(q), unpad(m), unpad(m))
       else
-        -- A stray entry, or parked: it re-enters the ready set when it heads
-        -- its key.
+        -- A stray entry: the task is gone or lives elsewhere.
         zrem(rk, m)
       end
     end
   end
   zbulk('ZREM', rk, rm_ready)
-  zbulk('ZREM', index_key(q, AVAILABLE), rm_index)
   if #leased > 0 then
     zbulk('ZADD', leases_key(q), leased)
     leased = {}
