@@ -97,7 +97,7 @@ const RESERVED_ITEMS: usize = 11;
 
 /// The reserved tasks of `reserve.lua`'s flat reply: 11 items per task.
 pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<Reserved>, Error> {
-    if items.len() % RESERVED_ITEMS != 0 {
+    if !items.len().is_multiple_of(RESERVED_ITEMS) {
         return Err(bad(format!(
             "reserve: {} reply items, not a multiple of {RESERVED_ITEMS}",
             items.len()
