@@ -58,8 +58,8 @@ pub(crate) fn home(state: TaskState) -> &'static str {
         TaskState::Scheduled | TaskState::Retrying => "timers",
         // Per queue, by lease expiry: what `recover_expired` scans.
         TaskState::Running => "leases",
-        // Per queue and state, by finish time: counts, `list` (earliest
-        // finished first) and what `prune` deletes from.
+        // Per queue and state, a list in finish order: counts (`LLEN`),
+        // `list` (earliest finished first) and what `prune` cuts from its start.
         TaskState::Completed | TaskState::Cancelled => "finished",
         // Global, by finish time: what `prune` deletes from.
         TaskState::Dead => "dead",
@@ -69,11 +69,11 @@ pub(crate) fn home(state: TaskState) -> &'static str {
 /// Whether tasks in `state` are also kept in their queue's per-state id index
 /// (for counts and `list` in id order). Available, running, completed and
 /// cancelled tasks are not: their homes are per queue and hold exactly them,
-/// so counting is a `ZCARD` of the home, and the hot path saves four
+/// so counting is a `ZCARD` (`LLEN`) of the home, and the hot path saves four
 /// sorted-set writes per task. Available tasks are in their queue's ready set
 /// or, while they wait behind their ordering key's head, in its parked set;
 /// running ones in the lease set (bounded by the work in flight); completed and
-/// cancelled ones in per-state sets by finish time.
+/// cancelled ones in per-state lists in finish order.
 pub(crate) fn id_indexed(state: TaskState) -> bool {
     match state {
         TaskState::Available | TaskState::Running | TaskState::Completed | TaskState::Cancelled => {

@@ -155,11 +155,11 @@ local function flush()
   pending = {}
 end
 
--- Sends one multi-member sorted-set command (ZADD with score, member, ...; or
--- ZREM with members) per CHUNK items of `items`, at once. For the hot paths of
+-- Sends one multi-member command (ZADD with score, member, ...; ZREM or RPUSH
+-- with members) per CHUNK items of `items`, at once. For the hot paths of
 -- reserve and finish, whose writes touch each (key, member) once per script:
 -- no buffering table per member, no last-write-wins merging.
-local function zbulk(cmd, key, items)
+local function bulk(cmd, key, items)
   for i = 1, #items, CHUNK do
     redis.call(cmd, key, unpack(items, i, math.min(i + CHUNK - 1, #items)))
   end
@@ -167,7 +167,7 @@ end
 
 -- The home set of a task in state s (see HOME in the prelude) and its member.
 -- A per-queue 'finished' home (completed, cancelled) has the name of the
--- queue's per-state set, scored by finish time rather than id.
+-- queue's per-state set but is a list, in the order the tasks finished.
 local function home_key(q, s)
   local h = HOME[s]
   if h == 'ready' then return ready_key(q)
@@ -193,6 +193,7 @@ end
 
 -- How many tasks of queue q are in state s.
 local function count_state(q, s)
+  if not INDEXED[s] and HOME[s] == 'finished' then return redis.call('LLEN', members_key(q, s)) end
   local n = redis.call('ZCARD', members_key(q, s))
   if not INDEXED[s] and HOME[s] == 'ready' then n = n + redis.call('ZCARD', parked_key(q)) end
   return n
@@ -323,6 +324,8 @@ local function move(r, tname, now, sets, dels)
   end
   local to = tr.to
   if from ~= nil then
+    -- A finished list is only ever cut from its start (prune).
+    if HOME[from] == 'finished' then fail('no transition leaves a ' .. STATE_NAME[from] .. ' task') end
     zrem(home_key(r.q, from), home_member(from, r.id))
     -- Only a task with an ordering key can be parked.
     if HOME[from] == 'ready' and r.ok then zrem(parked_key(r.q), r.id) end
@@ -362,6 +365,8 @@ local function move(r, tname, now, sets, dels)
     zadd(TIMERS, r.ra, r.id)
   elseif h == 'leases' then
     zadd(leases_key(r.q), r.lu, r.id)
+  elseif h == 'finished' then
+    redis.call('RPUSH', home_key(r.q, to), r.id)
   else
     zadd(home_key(r.q, to), now, r.id)
   end
@@ -375,11 +380,13 @@ local function queue_empty(q)
   return true
 end
 
--- Drops a finished task for good (prune, purge).
+-- Drops a finished task for good (prune, purge): its hash, its id index entry
+-- and its entry in sorted set `set` (nil: the caller removes it from its
+-- list).
 local function delete_task(id, set)
   local v = redis.call('HMGET', task_key(id), 's', 'q')
   local s, q = tonumber(v[1]), v[2]
-  zrem(set, id)
+  if set then zrem(set, id) end
   if q then
     if s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
     redis.call('DEL', task_key(id))

@@ -48,7 +48,7 @@ local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: lease-set members to remove, finished-set entries to add.
+-- Per queue: lease-set members to remove, ids to append to the finished list.
 local unleased, finished = {}, {}
 
 local function complete(id, token)
@@ -69,7 +69,6 @@ local function complete(id, token)
   end
   u[#u + 1] = id
   local f = finished[q]
-  f[#f + 1] = now
   f[#f + 1] = id
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
@@ -88,8 +87,8 @@ for i = 4 + 2 * plain, #ARGV, 5 do
   out[#out + 1] = report(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
 end
 for q, u in pairs(unleased) do
-  zbulk('ZREM', leases_key(q), u)
-  zbulk('ZADD', home_key(q, TR.Complete.to), finished[q])
+  bulk('ZREM', leases_key(q), u)
+  bulk('RPUSH', home_key(q, TR.Complete.to), finished[q])
 end
 flush()
 publish(wake)

@@ -2,7 +2,7 @@
 -- every queue).
 -- Returns up to limit tasks in that state, oldest first, each as a flat
 -- field, value, ... array (HGETALL) with the id first. Oldest means lowest id,
--- except for completed and cancelled tasks (kept by finish time, not id):
+-- except for completed and cancelled tasks (kept in finish order, not by id):
 -- earliest finished, then lowest id.
 local state = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -15,10 +15,10 @@ for _, q in ipairs(queues) do
     -- Available: the lowest ids of each priority band and the parked ones.
     for _, id in ipairs(available_lowest(q, limit)) do ids[#ids + 1] = id end
   elseif by_finish then
-    local flat = redis.call('ZRANGE', members_key(q, state), 0, limit - 1, 'WITHSCORES')
-    for i = 1, #flat, 2 do
-      ids[#ids + 1] = flat[i]
-      at[flat[i]] = tonumber(flat[i + 1])
+    -- A list in finish order.
+    for _, id in ipairs(redis.call('LRANGE', members_key(q, state), 0, limit - 1)) do
+      ids[#ids + 1] = id
+      at[id] = tonumber(redis.call('HGET', task_key(id), 'fa')) or 0
     end
   else
     -- An id index gives its lowest ids; a state without one (running, bounded

@@ -5,23 +5,36 @@
 local limit = tonumber(ARGV[4])
 local n = 0
 local touched = {}
-local function prune_set(set, before)
-  if n >= limit then return end
-  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. before, 'LIMIT', 0, limit - n)
-  for _, id in ipairs(ids) do
-    local q = delete_task(id, set)
-    if q then touched[q] = true end
-    n = n + 1
-  end
+local function pruned(q)
+  if q then touched[q] = true end
+  n = n + 1
 end
--- Completed and cancelled tasks live in per-queue sets by finish time, dead
--- ones in one global set.
+-- A per-queue list of completed or cancelled tasks is in finish order: it is
+-- cut from its start up to the first task finished at or after `before`.
+-- (Workers' clocks can disagree by their skew, so a task behind a younger one
+-- may wait that much longer.)
+local function prune_list(list, before)
+  if n >= limit then return end
+  local cut = tonumber(before)
+  local k = 0
+  for _, id in ipairs(redis.call('LRANGE', list, 0, limit - n - 1)) do
+    local fa = tonumber(redis.call('HGET', task_key(id), 'fa'))
+    if fa ~= nil and fa >= cut then break end
+    pruned(delete_task(id, nil))
+    k = k + 1
+  end
+  if k > 0 then redis.call('LTRIM', list, k, -1) end
+end
 for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   for _, s in ipairs(ALL_STATES) do
-    if HOME[s] == 'finished' then prune_set(home_key(q, s), ARGV[2]) end
+    if HOME[s] == 'finished' then prune_list(home_key(q, s), ARGV[2]) end
   end
 end
-prune_set(DEADSET, ARGV[3])
+-- Dead tasks: one global set by finish time.
+if n < limit then
+  local ids = redis.call('ZRANGEBYSCORE', DEADSET, '-inf', '(' .. ARGV[3], 'LIMIT', 0, limit - n)
+  for _, id in ipairs(ids) do pruned(delete_task(id, DEADSET)) end
+end
 flush()
 for q in pairs(touched) do
   if queue_empty(q) then redis.call('SREM', QUEUES, q) end

@@ -134,9 +134,9 @@ for qi = 6, #ARGV do
       end
     end
   end
-  zbulk('ZREM', rk, rm_ready)
+  bulk('ZREM', rk, rm_ready)
   if #leased > 0 then
-    zbulk('ZADD', leases_key(q), leased)
+    bulk('ZADD', leases_key(q), leased)
     leased = {}
   end
 end
