@@ -46,17 +46,6 @@ local function reply(id, tk, q, h, p, a, ma, to, ok, ca, ra)
   out[n + 5], out[n + 6], out[n + 7], out[n + 8] = p, a, ma, to or false
   out[n + 9], out[n + 10], out[n + 11] = ok or false, ca, ra
 end
-local function need_num(id, v, f)
-  if not v then fail('task ' .. id .. ' has no ' .. f .. ' field') end
-  local x = tonumber(v)
-  if x == nil then fail('task ' .. id .. ' has a non-numeric ' .. f .. ' field') end
-  return x
-end
-local function need_str(id, v, f)
-  if not v then fail('task ' .. id .. ' has no ' .. f .. ' field') end
-  return v
-end
-
 -- One ready-set member m of queue q: taken (true), left in place because its
 -- handler is at a limit ('skip'), moved to the parked set because it waits
 -- behind its ordering key's head ('park'), or dropped from the ready set
@@ -81,17 +70,21 @@ local function take(q, m, rm_ready)
   if not FAST then return take_slow(q, m, id) end
   local key = task_key(id)
   local v = redis.call('HMGET', key, 's', 'q', 'ok', 'h', 'a', 'tk', 'p', 'ma', 'to', 'ca', 'ra')
-  -- Anything unusual (gone, another state, bad data) takes the generic path,
-  -- which also reports bad data.
-  if v[1] ~= AVAILABLE_S or v[2] ~= q then return take_slow(q, m, id) end
-  local ok = v[3]
+  local a, tk = tonumber(v[5]), tonumber(v[6])
+  -- Anything unusual (gone, another state, a missing field, a number that
+  -- doesn't parse) takes the generic path, which also reports bad data.
+  if v[1] ~= AVAILABLE_S or v[2] ~= q or not (a and tk and v[4] and v[7] and v[8] and v[10]
+      and v[11]) then
+    return take_slow(q, m, id)
+  end
+  local ok, h = v[3], v[4]
   if ok and not heads_key(q, ok, id) then return 'park' end
-  local h = need_str(id, v[4], 'h')
   if gates and not admit(gates, h) then return 'skip' end
-  local a = need_num(id, v[5], 'a') + 1
-  local tk = need_num(id, v[6], 'tk') + 1
-  reply(id, tk, q, h, need_str(id, v[7], 'p'), a, need_str(id, v[8], 'ma'), v[9], ok,
-    need_str(id, v[10], 'ca'), need_str(id, v[11], 'ra'))
+  a, tk = a + 1, tk + 1
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = v[7], a, v[8], v[9]
+  out[n + 9], out[n + 10], out[n + 11] = ok, v[10], v[11]
   -- Numbers go out as strings formatted here: Redis 7.0 formats a Lua number
   -- argument with '%.17g', which costs far more than '%d'.
   redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk))
