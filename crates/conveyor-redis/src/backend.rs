@@ -264,10 +264,10 @@ impl Backend for RedisBackend {
         for q in queues {
             inv.arg(q);
         }
-        reply::array(self.run("reserve", &inv).await?, "reserve")?
-            .into_iter()
-            .map(|v| reply::reserved(v, until))
-            .collect()
+        reply::reserved(
+            reply::array(self.run("reserve", &inv).await?, "reserve")?,
+            until,
+        )
     }
 
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
@@ -296,14 +296,24 @@ impl Backend for RedisBackend {
         }
         let now = self.inner.clock.now();
         let mut inv = self.invocation(&Scripts::get().finish);
-        inv.arg(now.as_millis());
-        for r in &reports {
+        // Plain completions (no result: the hot path) go first as id, token
+        // pairs; every other report follows as 5 items. The script answers in
+        // that order, `order` maps its replies back to `reports`.
+        let plain = |r: &Finish| matches!(r.action, FinishAction::Complete { result: None });
+        let order: Vec<usize> = (0..reports.len())
+            .filter(|&i| plain(&reports[i]))
+            .chain((0..reports.len()).filter(|&i| !plain(&reports[i])))
+            .collect();
+        let n_plain = reports.iter().filter(|r| plain(r)).count();
+        inv.arg(now.as_millis()).arg(n_plain);
+        for &i in &order {
+            let r = &reports[i];
             inv.arg(r.lease.id.0).arg(r.lease.token);
             match &r.action {
-                FinishAction::Complete { result } => match result {
-                    Some(bytes) => inv.arg("C").arg(1).arg(&bytes[..]),
-                    None => inv.arg("C").arg(0).arg(""),
-                },
+                FinishAction::Complete { result: None } => &mut inv,
+                FinishAction::Complete {
+                    result: Some(bytes),
+                } => inv.arg("C").arg(1).arg(&bytes[..]),
                 FinishAction::Retry { delay, error } => inv
                     .arg("R")
                     .arg(now.plus(*delay).as_millis())
@@ -317,16 +327,14 @@ impl Backend for RedisBackend {
         if items.len() != reports.len() {
             return Err(bad("finish: one reply per report expected"));
         }
-        items
-            .into_iter()
-            .zip(&reports)
-            .map(|(v, r)| {
-                Ok(match reply::int(v, "finish")? {
-                    1 => Ok(()),
-                    _ => Err(Error::StaleLease(r.lease.id)),
-                })
-            })
-            .collect()
+        let mut out: Vec<Result<(), Error>> = Vec::with_capacity(reports.len());
+        out.resize_with(reports.len(), || Ok(()));
+        for (v, &i) in items.into_iter().zip(&order) {
+            if reply::int(v, "finish")? != 1 {
+                out[i] = Err(Error::StaleLease(reports[i].lease.id));
+            }
+        }
+        Ok(out)
     }
 
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {

@@ -92,31 +92,52 @@ fn timeout(v: Option<Vec<u8>>, what: &str) -> Result<Option<Duration>, Error> {
         .transpose()
 }
 
-/// One reserved task as `reserve.lua` returns it.
-pub(crate) fn reserved(v: Value, lease_until: Timestamp) -> Result<Reserved, Error> {
-    let items = array(v, "reserved task")?;
-    let [id, token, queue, handler, payload, attempt, max_attempts, to, ok, ca, ra]: [Value; 11] =
-        items
-            .try_into()
-            .map_err(|v: Vec<Value>| bad(format!("reserved task: {} items, not 11", v.len())))?;
-    let id: u64 = number(id, "reserved task id")?;
-    let what = |f: &str| format!("task {id}: {f}");
-    Ok(Reserved {
-        lease: Lease {
-            id: TaskId(id),
-            token: number(token, &what("token"))?,
-        },
-        queue: string(queue, &what("queue"))?,
-        handler: string(handler, &what("handler"))?,
-        payload: bytes(payload, &what("payload"))?,
-        attempt: number(attempt, &what("attempts"))?,
-        max_attempts: number(max_attempts, &what("max attempts"))?,
-        timeout: timeout(opt_bytes(to, &what("timeout"))?, &what("timeout"))?,
-        ordering_key: opt_string(ok, &what("ordering key"))?,
-        enqueued_at: Timestamp(int(ca, &what("created at"))?),
-        due_at: Timestamp(int(ra, &what("run at"))?),
-        lease_until,
-    })
+/// Items per reserved task in `reserve.lua`'s flat reply.
+const RESERVED_ITEMS: usize = 11;
+
+/// The reserved tasks of `reserve.lua`'s flat reply: 11 items per task.
+pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<Reserved>, Error> {
+    if !items.len().is_multiple_of(RESERVED_ITEMS) {
+        return Err(bad(format!(
+            "reserve: {} reply items, not a multiple of {RESERVED_ITEMS}",
+            items.len()
+        )));
+    }
+    let n = items.len() / RESERVED_ITEMS;
+    let mut out = Vec::with_capacity(n);
+    let mut it = items.into_iter();
+    let mut next = || it.next().ok_or_else(|| bad("reserve: short reply"));
+    for _ in 0..n {
+        let id: u64 = number(next()?, "reserved task id")?;
+        let what = |f: &str| format!("task {id}: {f}");
+        let token = number(next()?, &what("token"))?;
+        let queue = string(next()?, &what("queue"))?;
+        let handler = string(next()?, &what("handler"))?;
+        let payload = bytes(next()?, &what("payload"))?;
+        let attempt = number(next()?, &what("attempts"))?;
+        let max_attempts = number(next()?, &what("max attempts"))?;
+        let timeout = timeout(opt_bytes(next()?, &what("timeout"))?, &what("timeout"))?;
+        let ordering_key = opt_string(next()?, &what("ordering key"))?;
+        let enqueued_at = Timestamp(int(next()?, &what("created at"))?);
+        let due_at = Timestamp(int(next()?, &what("run at"))?);
+        out.push(Reserved {
+            lease: Lease {
+                id: TaskId(id),
+                token,
+            },
+            queue,
+            handler,
+            payload,
+            attempt,
+            max_attempts,
+            timeout,
+            ordering_key,
+            enqueued_at,
+            due_at,
+            lease_until,
+        });
+    }
+    Ok(out)
 }
 
 /// A task record from its hash's fields (`HGETALL`).
@@ -214,6 +235,6 @@ mod tests {
         );
         let f = fields(&[("a", "lots")]);
         assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("not a valid number")));
-        assert!(reserved(Value::Array(vec![Value::Int(1)]), Timestamp(0)).is_err());
+        assert!(reserved(vec![Value::Int(1)], Timestamp(0)).is_err());
     }
 }

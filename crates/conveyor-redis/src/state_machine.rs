@@ -58,26 +58,28 @@ pub(crate) fn home(state: TaskState) -> &'static str {
         TaskState::Scheduled | TaskState::Retrying => "timers",
         // Per queue, by lease expiry: what `recover_expired` scans.
         TaskState::Running => "leases",
+        // Per queue and state, a list in finish order: counts (`LLEN`),
+        // `list` (earliest finished first) and what `prune` cuts from its start.
+        TaskState::Completed | TaskState::Cancelled => "finished",
         // Global, by finish time: what `prune` deletes from.
-        TaskState::Completed | TaskState::Cancelled => "done",
         TaskState::Dead => "dead",
     }
 }
 
 /// Whether tasks in `state` are also kept in their queue's per-state id index
-/// (for counts, `list` in id order and the oldest ready task). Running tasks are
-/// not: their queue's lease set holds exactly them, it is bounded by the work
-/// in flight, so counting it is a `ZCARD` and listing it a small sort, and the
-/// hot path saves two sorted-set writes per task.
+/// (for counts and `list` in id order). Available, running, completed and
+/// cancelled tasks are not: their homes are per queue and hold exactly them,
+/// so counting is a `ZCARD` (`LLEN`) of the home, and the hot path saves four
+/// sorted-set writes per task. Available tasks are in their queue's ready set
+/// or, while they wait behind their ordering key's head, in its parked set;
+/// running ones in the lease set (bounded by the work in flight); completed and
+/// cancelled ones in per-state lists in finish order.
 pub(crate) fn id_indexed(state: TaskState) -> bool {
     match state {
-        TaskState::Running => false,
-        TaskState::Scheduled
-        | TaskState::Available
-        | TaskState::Retrying
-        | TaskState::Completed
-        | TaskState::Dead
-        | TaskState::Cancelled => true,
+        TaskState::Available | TaskState::Running | TaskState::Completed | TaskState::Cancelled => {
+            false
+        }
+        TaskState::Scheduled | TaskState::Retrying | TaskState::Dead => true,
     }
 }
 

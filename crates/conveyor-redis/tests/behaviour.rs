@@ -250,7 +250,7 @@ async fn memory_is_bounded_after_prune() {
         .filter(|k| !k[prefix.len()..].starts_with("t:"))
         .filter(|k| !k.ends_with(":s:4") && !k.ends_with(":s:5") && !k.ends_with(":s:6"))
         .collect();
-    let want: Vec<String> = ["dead", "done", "queues", "seq"]
+    let want: Vec<String> = ["dead", "queues", "seq"]
         .iter()
         .map(|k| format!("{prefix}{k}"))
         .collect();

@@ -15,7 +15,6 @@ local P = ARGV[1]
 local CHUNK = 2000
 
 local TIMERS = P .. 'timers'
-local DONE = P .. 'done'
 local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
@@ -84,6 +83,8 @@ local function uniq_key(q)
   end
   return k
 end
+-- Available tasks that wait behind their ordering key's head (score = id).
+local function parked_key(q) return queue_base(q) .. 'parked' end
 local function ord_key(q, k) return queue_base(q) .. 'ord:' .. k end
 -- The running task of an ordering key, if one runs (at most one can).
 local function ordrun_key(q, k) return queue_base(q) .. 'ordrun:' .. k end
@@ -154,13 +155,25 @@ local function flush()
   pending = {}
 end
 
+-- Sends one multi-member command (ZADD with score, member, ...; ZREM or RPUSH
+-- with members) per CHUNK items of `items`, at once. For the hot paths of
+-- reserve and finish, whose writes touch each (key, member) once per script:
+-- no buffering table per member, no last-write-wins merging.
+local function bulk(cmd, key, items)
+  for i = 1, #items, CHUNK do
+    redis.call(cmd, key, unpack(items, i, math.min(i + CHUNK - 1, #items)))
+  end
+end
+
 -- The home set of a task in state s (see HOME in the prelude) and its member.
+-- A per-queue 'finished' home (completed, cancelled) has the name of the
+-- queue's per-state set but is a list, in the order the tasks finished.
 local function home_key(q, s)
   local h = HOME[s]
   if h == 'ready' then return ready_key(q)
   elseif h == 'timers' then return TIMERS
   elseif h == 'leases' then return leases_key(q)
-  elseif h == 'done' then return DONE
+  elseif h == 'finished' then return index_key(q, s)
   elseif h == 'dead' then return DEADSET
   end
   fail('no home for state ' .. tostring(s))
@@ -171,10 +184,48 @@ local function home_member(s, id)
 end
 
 -- The set holding every task of queue q in state s: its id index, or for a
--- state without one (running) its home.
+-- state without one its home (for available tasks, the parked ones are in
+-- parked_key(q) besides).
 local function members_key(q, s)
   if INDEXED[s] then return index_key(q, s) end
   return home_key(q, s)
+end
+
+-- How many tasks of queue q are in state s.
+local function count_state(q, s)
+  if not INDEXED[s] and HOME[s] == 'finished' then return redis.call('LLEN', members_key(q, s)) end
+  local n = redis.call('ZCARD', members_key(q, s))
+  if not INDEXED[s] and HOME[s] == 'ready' then n = n + redis.call('ZCARD', parked_key(q)) end
+  return n
+end
+
+-- The ready set orders by priority, then id, so the lowest ids of a queue's
+-- ready tasks are the first ones of each priority band. Calls visit(id) for
+-- the first `per` tasks of each band, highest priority first, for at most
+-- MAX_BANDS bands (distinct priorities).
+local MAX_BANDS = 1000
+local function ready_lowest(q, per, visit)
+  local rk = ready_key(q)
+  local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  local bands = 0
+  while first[1] and bands < MAX_BANDS do
+    local score = first[2]
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', rk, score, score, 'LIMIT', 0, per)) do
+      visit(unpad(m))
+    end
+    bands = bands + 1
+    first = redis.call('ZRANGEBYSCORE', rk, '(' .. score, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+end
+
+-- Up to `per` ids of each priority band and of the parked tasks of queue q:
+-- among them the `per` available tasks with the lowest ids (callers sort and
+-- cut).
+local function available_lowest(q, per)
+  local ids = {}
+  ready_lowest(q, per, function(id) ids[#ids + 1] = id end)
+  for _, id in ipairs(redis.call('ZRANGE', parked_key(q), 0, per - 1)) do ids[#ids + 1] = id end
+  return ids
 end
 
 -- Reads fields of a task. fields[1] must be 's' and fields[2] 'q'. Returns nil
@@ -213,11 +264,14 @@ end
 -- Only the lowest-id unfinished task of a (queue, ordering key) may run, and
 -- only while no task of the key runs (a requeued dead task can be older than
 -- the one that runs).
+local function heads_key(q, ok, id)
+  local h = redis.call('ZRANGE', ord_key(q, ok), 0, 0)
+  if h[1] ~= id then return false end
+  return redis.call('EXISTS', ordrun_key(q, ok)) == 0
+end
 local function is_head(r)
   if not r.ok then return true end
-  local h = redis.call('ZRANGE', ord_key(r.q, r.ok), 0, 0)
-  if h[1] ~= r.id then return false end
-  return redis.call('EXISTS', ordrun_key(r.q, r.ok)) == 0
+  return heads_key(r.q, r.ok, r.id)
 end
 
 -- Higher priority first: the score is the priority negated, as a string.
@@ -247,7 +301,10 @@ local function release_keys(r)
     local h = redis.call('ZRANGE', ok, 0, 0)[1]
     if h then
       local v = redis.call('HMGET', task_key(h), 's', 'pr')
-      if tonumber(v[1]) == AVAILABLE then zadd(ready_key(r.q), ready_score(v[2]), pad(h)) end
+      if tonumber(v[1]) == AVAILABLE then
+        zadd(ready_key(r.q), ready_score(v[2]), pad(h))
+        zrem(parked_key(r.q), h)
+      end
     end
   end
 end
@@ -267,7 +324,11 @@ local function move(r, tname, now, sets, dels)
   end
   local to = tr.to
   if from ~= nil then
+    -- A finished list is only ever cut from its start (prune).
+    if HOME[from] == 'finished' then fail('no transition leaves a ' .. STATE_NAME[from] .. ' task') end
     zrem(home_key(r.q, from), home_member(from, r.id))
+    -- Only a task with an ordering key can be parked.
+    if HOME[from] == 'ready' and r.ok then zrem(parked_key(r.q), r.id) end
     if INDEXED[from] then zrem(index_key(r.q, from), r.id) end
   end
   sets[#sets + 1] = 's'
@@ -295,11 +356,17 @@ local function move(r, tname, now, sets, dels)
   if INDEXED[to] then zadd(index_key(r.q, to), r.id, r.id) end
   local h = HOME[to]
   if h == 'ready' then
-    if is_head(r) then zadd(ready_key(r.q), ready_score(r.pr), pad(r.id)) end
+    if is_head(r) then
+      zadd(ready_key(r.q), ready_score(r.pr), pad(r.id))
+    else
+      zadd(parked_key(r.q), r.id, r.id)
+    end
   elseif h == 'timers' then
     zadd(TIMERS, r.ra, r.id)
   elseif h == 'leases' then
     zadd(leases_key(r.q), r.lu, r.id)
+  elseif h == 'finished' then
+    redis.call('RPUSH', home_key(r.q, to), r.id)
   else
     zadd(home_key(r.q, to), now, r.id)
   end
@@ -308,16 +375,18 @@ end
 -- True when the queue holds no task in any state.
 local function queue_empty(q)
   for _, s in ipairs(ALL_STATES) do
-    if redis.call('ZCARD', members_key(q, s)) > 0 then return false end
+    if count_state(q, s) > 0 then return false end
   end
   return true
 end
 
--- Drops a finished task for good (prune, purge).
+-- Drops a finished task for good (prune, purge): its hash, its id index entry
+-- and its entry in sorted set `set` (nil: the caller removes it from its
+-- list).
 local function delete_task(id, set)
   local v = redis.call('HMGET', task_key(id), 's', 'q')
   local s, q = tonumber(v[1]), v[2]
-  zrem(set, id)
+  if set then zrem(set, id) end
   if q then
     if s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
     redis.call('DEL', task_key(id))

@@ -27,8 +27,13 @@ for i = 0, n - 1 do
     local id = string.format('%d', seq)
     local ra = ARGV[b + 5]
     local r = {id = id, q = q, pr = ARGV[b + 4], ra = ra, uk = uk, ok = ok}
-    local sets = {'q', q, 'h', ARGV[b + 2], 'p', ARGV[b + 3], 'pr', ARGV[b + 4], 'a', 0,
-      'ma', ARGV[b + 6], 'ra', ra, 'ca', now, 'tk', 0}
+    local tname = 'Enqueue'
+    if tonumber(ra) > tonumber(now) then tname = 'Schedule' end
+    -- A small hash is a list that HMGET searches from its start, field by
+    -- field: the fields reserve and finish read come first, the state before
+    -- all (move writes it again, in place).
+    local sets = {'s', STATE_STR[TR[tname].to], 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
+      'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', ARGV[b + 4]}
     if ARGV[b + 7] ~= '' then
       sets[#sets + 1] = 'to'
       sets[#sets + 1] = ARGV[b + 7]
@@ -41,8 +46,6 @@ for i = 0, n - 1 do
       sets[#sets + 1] = 'ok'
       sets[#sets + 1] = ok
     end
-    local tname = 'Enqueue'
-    if tonumber(ra) > tonumber(now) then tname = 'Schedule' end
     move(r, tname, now, sets)
     if not seen[q] then
       seen[q] = true

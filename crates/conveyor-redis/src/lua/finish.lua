@@ -1,43 +1,94 @@
--- finish: ARGV = prefix, now, then 5 per report: id, token, kind, number, text.
+-- finish: ARGV = prefix, now, n, then n plain completions as id, token (no
+-- result), then 5 per other report: id, token, kind, number, text.
 -- kind C = complete (number 1: text is the result), R = retry (number: the
 -- next run-at; text: the error), D = dead-letter (text: error), X = discard
 -- (text: reason), L = release.
--- Returns per report 1 (applied) or 0 (stale lease: not running, or another
--- token).
+-- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
+-- running, or another token).
 local now = ARGV[2]
+local plain = tonumber(ARGV[3])
 local out = {}
 local wake = {}
-for i = 3, #ARGV, 5 do
-  local id, token, kind, number, text = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+
+local function report(id, token, kind, number, text)
   local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h'})
-  if r == nil or r.s ~= RUNNING or r.tk ~= token then
-    out[#out + 1] = 0
-  else
-    if kind == 'C' then
-      local sets = {}
-      if number == '1' then sets = {'r', text} end
-      move(r, 'Complete', now, sets)
-    elseif kind == 'R' then
-      if num(r, 'a') >= num(r, 'ma') then
-        move(r, 'DeadLetter', now, {'e', text})
-      else
-        r.ra = number
-        move(r, 'Retry', now, {'e', text, 'ra', number})
-      end
-    elseif kind == 'D' then
+  if r == nil or r.s ~= RUNNING or r.tk ~= token then return 0 end
+  if kind == 'C' then
+    local sets = {}
+    if number == '1' then sets = {'r', text} end
+    move(r, 'Complete', now, sets)
+  elseif kind == 'R' then
+    if num(r, 'a') >= num(r, 'ma') then
       move(r, 'DeadLetter', now, {'e', text})
-    elseif kind == 'X' then
-      move(r, 'Discard', now, {'e', text})
-    elseif kind == 'L' then
-      local a = num(r, 'a') - 1
-      if a < 0 then a = 0 end
-      move(r, 'Release', now, {'a', a})
-      wake[r.q] = true
     else
-      fail('unknown report kind ' .. tostring(kind))
+      r.ra = number
+      move(r, 'Retry', now, {'e', text, 'ra', number})
     end
-    out[#out + 1] = 1
+  elseif kind == 'D' then
+    move(r, 'DeadLetter', now, {'e', text})
+  elseif kind == 'X' then
+    move(r, 'Discard', now, {'e', text})
+  elseif kind == 'L' then
+    local a = num(r, 'a') - 1
+    if a < 0 then a = 0 end
+    move(r, 'Release', now, {'a', a})
+    wake[r.q] = true
+  else
+    fail('unknown report kind ' .. tostring(kind))
   end
+  return 1
+end
+
+-- The Complete edge of a running task, written out for the hot path: one
+-- HMGET and one HSET per task, its sorted-set writes collected in plain arrays
+-- (each member once) and sent as one command per key. Checked here against the
+-- generated prelude (what move() would do); should the state machine change so
+-- it no longer holds, every report takes move() instead.
+local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
+  and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
+  and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
+local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
+-- Per queue: lease-set members to remove, ids to append to the finished list.
+local unleased, finished = {}, {}
+
+local function complete(id, token)
+  local key = task_key(id)
+  local v = redis.call('HMGET', key, 's', 'tk', 'q', 'h', 'ok', 'uk')
+  -- Anything unusual (stale, gone, bad data) takes the generic path, which
+  -- also reports bad data.
+  if v[1] ~= RUNNING_S or v[2] ~= token or not v[3] or not v[4] then
+    return report(id, token, 'C', '0', '')
+  end
+  local q, h, ok, uk = v[3], v[4], v[5], v[6]
+  redis.call('HSET', key, 's', DONE_S, 'fa', now)
+  local u = unleased[q]
+  if not u then
+    u = {}
+    unleased[q] = u
+    finished[q] = {}
+  end
+  u[#u + 1] = id
+  local f = finished[q]
+  f[#f + 1] = id
+  count_running(h, -1)
+  if ok then redis.call('DEL', ordrun_key(q, ok)) end
+  if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
+  return 1
+end
+
+for i = 4, 3 + 2 * plain, 2 do
+  if FAST then
+    out[#out + 1] = complete(ARGV[i], ARGV[i + 1])
+  else
+    out[#out + 1] = report(ARGV[i], ARGV[i + 1], 'C', '0', '')
+  end
+end
+for i = 4 + 2 * plain, #ARGV, 5 do
+  out[#out + 1] = report(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+end
+for q, u in pairs(unleased) do
+  bulk('ZREM', leases_key(q), u)
+  bulk('RPUSH', home_key(q, TR.Complete.to), finished[q])
 end
 flush()
 publish(wake)

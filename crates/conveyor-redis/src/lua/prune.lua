@@ -5,15 +5,35 @@
 local limit = tonumber(ARGV[4])
 local n = 0
 local touched = {}
-for _, pair in ipairs({{DONE, ARGV[2]}, {DEADSET, ARGV[3]}}) do
-  if n < limit then
-    local ids = redis.call('ZRANGEBYSCORE', pair[1], '-inf', '(' .. pair[2], 'LIMIT', 0, limit - n)
-    for _, id in ipairs(ids) do
-      local q = delete_task(id, pair[1])
-      if q then touched[q] = true end
-      n = n + 1
-    end
+local function pruned(q)
+  if q then touched[q] = true end
+  n = n + 1
+end
+-- A per-queue list of completed or cancelled tasks is in finish order: it is
+-- cut from its start up to the first task finished at or after `before`.
+-- (Workers' clocks can disagree by their skew, so a task behind a younger one
+-- may wait that much longer.)
+local function prune_list(list, before)
+  if n >= limit then return end
+  local cut = tonumber(before)
+  local k = 0
+  for _, id in ipairs(redis.call('LRANGE', list, 0, limit - n - 1)) do
+    local fa = tonumber(redis.call('HGET', task_key(id), 'fa'))
+    if fa ~= nil and fa >= cut then break end
+    pruned(delete_task(id, nil))
+    k = k + 1
   end
+  if k > 0 then redis.call('LTRIM', list, k, -1) end
+end
+for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
+  for _, s in ipairs(ALL_STATES) do
+    if HOME[s] == 'finished' then prune_list(home_key(q, s), ARGV[2]) end
+  end
+end
+-- Dead tasks: one global set by finish time.
+if n < limit then
+  local ids = redis.call('ZRANGEBYSCORE', DEADSET, '-inf', '(' .. ARGV[3], 'LIMIT', 0, limit - n)
+  for _, id in ipairs(ids) do pruned(delete_task(id, DEADSET)) end
 end
 flush()
 for q in pairs(touched) do

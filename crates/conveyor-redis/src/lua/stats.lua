@@ -18,9 +18,12 @@ local queues = redis.call('SMEMBERS', QUEUES)
 table.sort(queues)
 for _, q in ipairs(queues) do
   local row = {q}
-  for _, s in ipairs(ALL_STATES) do row[#row + 1] = redis.call('ZCARD', members_key(q, s)) end
+  for _, s in ipairs(ALL_STATES) do row[#row + 1] = count_state(q, s) end
   -- Ids grow with enqueue time: the lowest available id is the oldest.
-  local first = redis.call('ZRANGE', index_key(q, AVAILABLE), 0, 0)[1]
+  local first
+  for _, id in ipairs(available_lowest(q, 1)) do
+    if first == nil or tonumber(id) < tonumber(first) then first = id end
+  end
   if first then older(q, redis.call('HGET', task_key(first), 'ca')) end
   row[#row + 1] = oldest[q] or false
   out[#out + 1] = row
