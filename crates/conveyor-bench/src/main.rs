@@ -91,53 +91,35 @@ fn main() {
         }
         return;
     }
-    if which == "run" {
-        let mut report = Report::default();
-        let started = Instant::now();
-        eprintln!("[run]");
-        cmdrun::run(&mut report, quick);
-        report.note(format!(
-            "conveyor run vs xargs and GNU parallel, {} cores, total {:.1} s, load average {}",
-            conveyor::available_cores(),
-            started.elapsed().as_secs_f64(),
-            load_average()
-        ));
-        report.print();
-        return;
-    }
-    if which == "kafka" {
-        let brokers = args
-            .iter()
-            .position(|a| a == "--brokers")
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
             .cloned()
-            .or_else(|| std::env::var("CONVEYOR_KAFKA_BROKERS").ok())
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
+    };
+    let suite: Option<(&str, String)> = match which {
+        "run" => Some(("[run]", "conveyor run vs xargs and GNU parallel".into())),
+        "kafka" => Some(("[kafka]", "kafka benchmark".into())),
+        "queue" => Some(("[queue]", "durable queue benchmark".into())),
+        _ => None,
+    };
+    if let Some((title, what)) = suite {
         let mut report = Report::default();
         let started = Instant::now();
-        eprintln!("[kafka] {brokers}");
-        runtime.block_on(kafka::run(&mut report, quick, &brokers));
+        eprintln!("{title}");
+        match which {
+            "run" => cmdrun::run(&mut report, quick),
+            "kafka" => {
+                let brokers = flag("--brokers")
+                    .or_else(|| std::env::var("CONVEYOR_KAFKA_BROKERS").ok())
+                    .unwrap_or_else(|| "127.0.0.1:9092".into());
+                eprintln!("  brokers {brokers}");
+                runtime.block_on(kafka::run(&mut report, quick, &brokers));
+            }
+            _ => runtime.block_on(queue::run(&mut report, quick, flag("--backend").as_deref())),
+        }
         report.note(format!(
-            "kafka benchmark, {} cores, total {:.1} s, load average {}",
-            conveyor::available_cores(),
-            started.elapsed().as_secs_f64(),
-            load_average()
-        ));
-        report.print();
-        return;
-    }
-    if which == "queue" {
-        let url = args
-            .iter()
-            .position(|a| a == "--backend")
-            .and_then(|i| args.get(i + 1))
-            .map(String::as_str);
-        let mut report = Report::default();
-        let started = Instant::now();
-        eprintln!("[queue]");
-        runtime.block_on(queue::run(&mut report, quick, url));
-        report.note(format!(
-            "durable queue benchmark, {} cores, total {:.1} s, load average {}",
+            "{what}, {} cores, total {:.1} s, load average {}",
             conveyor::available_cores(),
             started.elapsed().as_secs_f64(),
             load_average()
