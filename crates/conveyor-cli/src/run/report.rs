@@ -210,7 +210,7 @@ impl Reporter {
         let progress = std::mem::replace(&mut self.progress, Progress::new(true, None));
         progress.suspend(|| {
             for rec in batch.drain(..) {
-                self.count(&rec);
+                let status = rec.status;
                 if self.settings.keep_order {
                     self.waiting.insert(rec.item.seq, rec);
                     while let Some(rec) = self.waiting.remove(&self.next_seq) {
@@ -221,6 +221,7 @@ impl Reporter {
                 } else {
                     self.emit(rec);
                 }
+                self.count(status);
             }
             let _ = io::stdout().flush();
         });
@@ -235,9 +236,10 @@ impl Reporter {
         self.show_progress();
     }
 
-    fn count(&mut self, rec: &Record) {
+    /// Counts an outcome once its record is out; halts at the failure limit.
+    fn count(&mut self, status: Status) {
         let t = &mut self.totals;
-        match rec.status {
+        match status {
             Status::Succeeded => t.succeeded += 1,
             Status::Failed => t.failed += 1,
             Status::TimedOut => {
@@ -248,7 +250,7 @@ impl Reporter {
             Status::Earlier(Prior::Succeeded) => t.earlier_succeeded += 1,
             Status::Earlier(Prior::Failed) => t.earlier_failed += 1,
         }
-        if rec.status.is_failure() {
+        if status.is_failure() {
             if let Some(limit) = self.settings.halt_after {
                 if t.failed >= limit && !self.halted {
                     self.halted = true;
