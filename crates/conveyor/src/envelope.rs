@@ -18,9 +18,25 @@ use crate::pool::PoolShared;
 use crate::result_queue::ResultSender;
 use crate::results::TaskResult;
 
-/// What every task of one job shares. Dropping the last reference (the last
+/// A value on cache lines of its own, so writes to it (or to its neighbours)
+/// never slow down reads of the other.
+#[repr(align(64))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What every task of one job shares. Aligned to a cache line, so the fields
+/// read for every task never share one with the `Arc`'s counts, which change
+/// for every task. Dropping the last reference (the last
 /// producer and the last unreported task) disconnects the job's result queue,
 /// which completes the job.
+#[repr(align(64))]
 pub(crate) struct JobShared {
     /// Cancels every task of the job (a child of the pool's token).
     pub(crate) token: CancellationToken,
@@ -28,8 +44,9 @@ pub(crate) struct JobShared {
     pub(crate) cancelled: AtomicBool,
     /// Tasks cancelled by id, and the wake-up of the job's waiting attempts.
     pub(crate) cancels: Arc<Cancels>,
-    /// Permits for tasks submitted but not yet started: the job's queue capacity.
-    pub(crate) capacity: Semaphore,
+    /// Permits for tasks submitted but not yet started: the job's queue
+    /// capacity. Padded: producers and workers change it all the time.
+    pub(crate) capacity: Padded<Semaphore>,
     /// The job's result queue; `None` when each task replies on its own channel.
     pub(crate) results: Option<ResultSender>,
     /// The pool the job runs on.
@@ -49,7 +66,7 @@ impl JobShared {
             token: pool.token.child_token(),
             cancelled: AtomicBool::new(false),
             cancels,
-            capacity: Semaphore::new(capacity),
+            capacity: Padded(Semaphore::new(capacity)),
             results,
             pool: pool.clone(),
         })
