@@ -98,7 +98,6 @@ pub(crate) async fn run_attempt(
         id: env.id,
         attempt,
         key: env.key.clone(),
-        task_token: env.token.clone(),
         job: env.job.clone(),
         deadline,
     };
@@ -157,8 +156,7 @@ where
                 // handler that noticed the cancellation and returned) counts as
                 // cancelled.
                 end = run => if env.is_cancelled() { Ended::Cancelled } else { end },
-                _ = env.token.cancelled() => Ended::Cancelled,
-                _ = env.job.token.cancelled() => Ended::Cancelled,
+                _ = env.job.wait_cancelled(env.id) => Ended::Cancelled,
             },
         }
     };
@@ -200,8 +198,7 @@ async fn run_cpu(
             Err(_) => (Ended::Error(TaskError::new("the cpu thread was lost")), None),
         },
         _ = expired => (Ended::TimedOut, Some(done_rx)),
-        _ = env.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
-        _ = env.job.token.cancelled() => (Ended::Cancelled, Some(done_rx)),
+        _ = env.job.wait_cancelled(env.id) => (Ended::Cancelled, Some(done_rx)),
     };
     match running {
         // Rare (a cpu attempt abandoned at its timeout or cancel): boxed, so

@@ -1,43 +1,77 @@
-//! A lock-free cancellation flag with an async wait, one per task.
+//! Cancellation of single tasks, by id, one record per job.
 //!
-//! `tokio_util`'s `CancellationToken` takes a mutex even to read its state; a
-//! task's flag is read on every dispatch and attempt, so this one is a plain
-//! atomic plus a `Notify` for the rare waiter.
+//! A task handle costs no allocation of its own: cancelling it records the
+//! task's id in its job's [`Cancels`] (a counter read lock-free on hot paths,
+//! and a set looked at only once the counter is non-zero). The same record's
+//! `Notify` is the one thing a waiting attempt registers on: it is signalled
+//! when a task of the job is cancelled, when the job is cancelled and when the
+//! pool stops, and the woken attempt re-checks whether it is concerned.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Weak;
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// A clonable cancellation flag.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Cancel(Arc<Inner>);
+use conveyor_core::TaskId;
 
-#[derive(Debug, Default)]
-struct Inner {
-    cancelled: AtomicBool,
+use crate::envelope::Event;
+use crate::pool::PoolShared;
+
+/// One job's cancelled task ids and its waiting attempts' wake-up.
+#[derive(Debug)]
+pub(crate) struct Cancels {
+    /// How many ids `ids` holds: zero means no task was cancelled by id.
+    count: AtomicUsize,
+    /// Ids of tasks cancelled through their handles. Kept for the job's
+    /// lifetime, so a handle reports its cancellation even after the outcome.
+    ids: Mutex<HashSet<u64>>,
+    /// Signalled on any cancellation that concerns the job.
     notify: Notify,
+    /// To ask the dispatcher to sweep its queues.
+    pool: Weak<PoolShared>,
 }
 
-impl Cancel {
-    /// Sets the flag and wakes every waiter.
-    pub(crate) fn cancel(&self) {
-        self.0.cancelled.store(true, Ordering::SeqCst);
-        self.0.notify.notify_waiters();
+impl Cancels {
+    pub(crate) fn new(pool: Weak<PoolShared>) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            ids: Mutex::new(HashSet::new()),
+            notify: Notify::new(),
+            pool,
+        }
     }
 
-    /// True once cancelled.
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.0.cancelled.load(Ordering::Acquire)
+    /// Cancels one task: records its id, wakes the job's waiting attempts and
+    /// asks the dispatcher to sweep.
+    pub(crate) fn cancel(&self, id: TaskId) {
+        if self.ids.lock().insert(id.0) {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+        self.notify.notify_waiters();
+        if let Some(pool) = self.pool.upgrade() {
+            let _ = pool.events.send(Event::Sweep);
+        }
     }
 
-    /// Completes once cancelled.
-    pub(crate) async fn cancelled(&self) {
+    /// True once task `id` was cancelled by id.
+    pub(crate) fn contains(&self, id: TaskId) -> bool {
+        self.count.load(Ordering::SeqCst) != 0 && self.ids.lock().contains(&id.0)
+    }
+
+    /// Wakes every waiting attempt of the job (the job or its pool was cancelled).
+    pub(crate) fn wake_all(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Completes once `concerned()` is true, re-checked at each signal.
+    pub(crate) async fn wait(&self, concerned: impl Fn() -> bool) {
         loop {
-            let notified = self.0.notify.notified();
+            let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.is_cancelled() {
+            if concerned() {
                 return;
             }
             notified.await;
@@ -48,19 +82,30 @@ impl Cancel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     #[tokio::test]
-    async fn waiters_wake_on_cancel() {
-        let c = Cancel::default();
+    async fn a_waiter_wakes_only_for_what_concerns_it() {
+        let c = Arc::new(Cancels::new(Weak::new()));
+        let (me, other) = (TaskId(1), TaskId(2));
+        let woke = Arc::new(AtomicBool::new(false));
         let waiter = tokio::spawn({
-            let c = c.clone();
-            async move { c.cancelled().await }
+            let (c, woke) = (c.clone(), woke.clone());
+            async move {
+                c.wait(|| c.contains(me)).await;
+                woke.store(true, Ordering::SeqCst);
+            }
         });
         tokio::task::yield_now().await;
-        assert!(!c.is_cancelled());
-        c.cancel();
+        c.cancel(other);
+        tokio::task::yield_now().await;
+        assert!(!woke.load(Ordering::SeqCst));
+        assert!(c.contains(other) && !c.contains(me));
+        c.cancel(me);
         waiter.await.expect("waiter finished");
-        assert!(c.is_cancelled());
-        c.cancelled().await;
+        assert!(woke.load(Ordering::SeqCst));
+        // Already cancelled: completes at once.
+        c.wait(|| c.contains(me)).await;
     }
 }

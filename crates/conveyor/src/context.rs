@@ -5,7 +5,6 @@ use std::sync::Arc;
 use conveyor_core::TaskId;
 use tokio::time::Instant;
 
-use crate::cancel::Cancel;
 use crate::envelope::JobShared;
 
 /// Passed to every handler call: the task's identity and attempt, and a way to
@@ -16,7 +15,6 @@ pub struct TaskContext {
     pub(crate) id: TaskId,
     pub(crate) attempt: u32,
     pub(crate) key: Option<Arc<str>>,
-    pub(crate) task_token: Cancel,
     pub(crate) job: Arc<JobShared>,
     pub(crate) deadline: Option<Instant>,
 }
@@ -51,9 +49,7 @@ impl TaskContext {
     /// True once the attempt should stop. CPU handlers that run long should check
     /// this now and then and return early.
     pub fn is_cancelled(&self) -> bool {
-        self.task_token.is_cancelled()
-            || self.job.is_cancelled()
-            || self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.job.task_cancelled(self.id) || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// When the attempt's timeout passes, if it has one.
@@ -68,9 +64,6 @@ impl TaskContext {
     /// allowed to return a success late), and cpu-lane code sees the deadline
     /// through [`TaskContext::is_cancelled`].
     pub async fn cancelled(&self) {
-        tokio::select! {
-            _ = self.task_token.cancelled() => {}
-            _ = self.job.token.cancelled() => {}
-        }
+        self.job.wait_cancelled(self.id).await
     }
 }

@@ -12,22 +12,41 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::TaskId;
 
-use crate::cancel::Cancel;
+use crate::cancel::Cancels;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
 use crate::result_queue::ResultSender;
 use crate::results::TaskResult;
 
-/// What every task of one job shares. Dropping the last reference (the last
+/// A value on cache lines of its own, so writes to it (or to its neighbours)
+/// never slow down reads of the other.
+#[repr(align(64))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What every task of one job shares. Aligned to a cache line, so the fields
+/// read for every task never share one with the `Arc`'s counts, which change
+/// for every task. Dropping the last reference (the last
 /// producer and the last unreported task) disconnects the job's result queue,
 /// which completes the job.
+#[repr(align(64))]
 pub(crate) struct JobShared {
     /// Cancels every task of the job (a child of the pool's token).
     pub(crate) token: CancellationToken,
     /// Set with `token`, so hot paths can check it without a lock.
     pub(crate) cancelled: AtomicBool,
-    /// Permits for tasks submitted but not yet started: the job's queue capacity.
-    pub(crate) capacity: Semaphore,
+    /// Tasks cancelled by id, and the wake-up of the job's waiting attempts.
+    pub(crate) cancels: Arc<Cancels>,
+    /// Permits for tasks submitted but not yet started: the job's queue
+    /// capacity. Padded: producers and workers change it all the time.
+    pub(crate) capacity: Padded<Semaphore>,
     /// The job's result queue; `None` when each task replies on its own channel.
     pub(crate) results: Option<ResultSender>,
     /// The pool the job runs on.
@@ -35,15 +54,45 @@ pub(crate) struct JobShared {
 }
 
 impl JobShared {
+    /// A new job on `pool`, its cancellation registered with the pool.
+    pub(crate) fn new(
+        pool: &Arc<PoolShared>,
+        capacity: usize,
+        results: Option<ResultSender>,
+    ) -> Arc<JobShared> {
+        let cancels = Arc::new(Cancels::new(Arc::downgrade(pool)));
+        pool.register(&cancels);
+        Arc::new(JobShared {
+            token: pool.token.child_token(),
+            cancelled: AtomicBool::new(false),
+            cancels,
+            capacity: Padded(Semaphore::new(capacity)),
+            results,
+            pool: pool.clone(),
+        })
+    }
+
     /// True once the job or its pool was cancelled.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed) || self.pool.stopped.load(Ordering::Relaxed)
+    }
+
+    /// True when task `id` of this job, the job or its pool was cancelled.
+    pub(crate) fn task_cancelled(&self, id: TaskId) -> bool {
+        self.is_cancelled() || self.cancels.contains(id)
+    }
+
+    /// Completes once task `id`, the job or its pool is cancelled: one
+    /// registration, on the job's [`Cancels`].
+    pub(crate) async fn wait_cancelled(&self, id: TaskId) {
+        self.cancels.wait(|| self.task_cancelled(id)).await
     }
 
     /// Cancels every task of the job.
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         self.token.cancel();
+        self.cancels.wake_all();
         let _ = self.pool.events.send(Event::Sweep);
     }
 }
@@ -76,8 +125,6 @@ pub(crate) struct Envelope<P: ?Sized = dyn Any + Send> {
     pub(crate) attempt: u32,
     pub(crate) not_before: Option<Instant>,
     pub(crate) submitted_at: Instant,
-    /// Cancels this task only.
-    pub(crate) token: Cancel,
     pub(crate) job: Arc<JobShared>,
     /// Where the result goes when the job has no result queue.
     pub(crate) reply: Option<oneshot::Sender<TaskResult>>,
@@ -95,7 +142,7 @@ pub(crate) struct Envelope<P: ?Sized = dyn Any + Send> {
 impl Envelope {
     /// True when the task, its job or its pool was cancelled.
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.job.is_cancelled() || self.token.is_cancelled()
+        self.job.task_cancelled(self.id)
     }
 
     /// Gives back the job's capacity permit once the task leaves the queue.

@@ -17,16 +17,16 @@
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant as StdInstant};
 
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use conveyor_core::{Error, Lane, TaskId, TaskOptions};
 
-use crate::cancel::Cancel;
+use crate::cancel::Cancels;
 use crate::envelope::{Envelope, Event, JobShared, Ready};
 use crate::handler::Handler;
 use crate::pool::Pool;
@@ -68,9 +68,9 @@ impl<In> std::error::Error for Rejected<In> {}
 #[derive(Debug, Clone)]
 pub struct TaskHandle {
     id: TaskId,
-    token: Cancel,
-    /// Weak, so a handle kept around never keeps its job open.
-    job: Weak<JobShared>,
+    /// The job's record of cancelled ids (not the job itself, so a handle kept
+    /// around never keeps its job open).
+    cancels: Arc<Cancels>,
 }
 
 impl TaskHandle {
@@ -84,15 +84,12 @@ impl TaskHandle {
     /// [`TaskContext::is_cancelled`](crate::TaskContext::is_cancelled)). Its outcome
     /// is [`Outcome::Cancelled`](crate::Outcome::Cancelled) unless it already had one.
     pub fn cancel(&self) {
-        self.token.cancel();
-        if let Some(job) = self.job.upgrade() {
-            let _ = job.pool.events.send(Event::Sweep);
-        }
+        self.cancels.cancel(self.id);
     }
 
     /// True once this task was cancelled through a handle.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.cancels.contains(self.id)
     }
 }
 
@@ -105,13 +102,7 @@ impl fmt::Debug for JobShared {
 impl JobShared {
     /// A job whose tasks reply on their own channels (map helpers, pipelines).
     pub(crate) fn detached(pool: &Pool, capacity: usize) -> Arc<JobShared> {
-        Arc::new(JobShared {
-            token: pool.shared.token.child_token(),
-            cancelled: AtomicBool::new(false),
-            capacity: Semaphore::new(capacity),
-            results: None,
-            pool: pool.shared.clone(),
-        })
+        JobShared::new(&pool.shared, capacity, None)
     }
 
     fn refusal(&self) -> Option<Error> {
@@ -150,7 +141,6 @@ impl JobShared {
             }
         }
         let now = Instant::now();
-        let token = Cancel::default();
         let env: Box<Envelope> = Box::new(Envelope::<Option<In>> {
             id,
             handler: core.clone(),
@@ -164,7 +154,6 @@ impl JobShared {
             attempt: 0,
             not_before: opts.delay.map(|d| now + d),
             submitted_at: now,
-            token: token.clone(),
             job: self.clone(),
             reply,
             holds_key: false,
@@ -188,15 +177,13 @@ impl JobShared {
         match sent {
             Ok(()) => Ok(TaskHandle {
                 id,
-                token,
-                job: Arc::downgrade(self),
+                cancels: self.cancels.clone(),
             }),
             Err(failed) => {
                 let Some(mut env) = failed else {
                     return Ok(TaskHandle {
                         id,
-                        token,
-                        job: Arc::downgrade(self),
+                        cancels: self.cancels.clone(),
                     });
                 };
                 env.release_permit();
@@ -212,8 +199,7 @@ impl JobShared {
                     // Unreachable: the params were put in as `In` just above.
                     None => Ok(TaskHandle {
                         id,
-                        token,
-                        job: Arc::downgrade(self),
+                        cancels: self.cancels.clone(),
                     }),
                 }
             }
@@ -423,13 +409,7 @@ impl JobBuilder {
         let (tx, rx) = result_queue(self.result_capacity);
         let (done_tx, done_rx) = oneshot::channel();
         spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
-        let shared = Arc::new(JobShared {
-            token: self.pool.shared.token.child_token(),
-            cancelled: AtomicBool::new(false),
-            capacity: Semaphore::new(self.queue_capacity),
-            results: Some(tx),
-            pool: self.pool.shared.clone(),
-        });
+        let shared = JobShared::new(&self.pool.shared, self.queue_capacity, Some(tx));
         Ok(Job {
             control: Arc::downgrade(&shared),
             producer: Some(Producer { job: shared }),
@@ -488,7 +468,11 @@ impl Job {
         In: Send + 'static,
     {
         match &self.producer {
-            Some(p) => p.submit_with(handler, params, opts).await,
+            Some(p) => {
+                p.job
+                    .submit(TaskId::next(), handler, params, opts, None)
+                    .await
+            }
             None => Err(Rejected {
                 reason: Error::Closed,
                 params,

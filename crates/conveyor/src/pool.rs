@@ -1,15 +1,17 @@
 //! The pool: workers, lanes and pool-wide limits, shared by every job on it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use conveyor_core::{Error, Lane};
 
 use crate::attempt::deliver_unstarted;
+use crate::cancel::Cancels;
 use crate::cpu_pool::CpuPool;
 use crate::dispatcher::{DispatchLimits, Dispatcher};
 use crate::envelope::{Event, Ready};
@@ -43,6 +45,9 @@ pub(crate) struct PoolShared {
     pub(crate) closing: AtomicBool,
     /// Set with `token`, so hot paths can check it without a lock.
     pub(crate) stopped: AtomicBool,
+    /// Every open job's [`Cancels`], woken when the pool stops; with the
+    /// length at which dead entries are pruned next.
+    jobs: Mutex<(Vec<Weak<Cancels>>, usize)>,
 }
 
 impl PoolShared {
@@ -51,6 +56,27 @@ impl PoolShared {
         self.closing.store(true, Ordering::SeqCst);
         self.stopped.store(true, Ordering::SeqCst);
         self.token.cancel();
+        let jobs: Vec<_> = self
+            .jobs
+            .lock()
+            .0
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for cancels in jobs {
+            cancels.wake_all();
+        }
+    }
+
+    /// Registers a new job's [`Cancels`], to be woken when the pool stops.
+    pub(crate) fn register(&self, cancels: &Arc<Cancels>) {
+        let mut jobs = self.jobs.lock();
+        let (list, prune_at) = &mut *jobs;
+        list.push(Arc::downgrade(cancels));
+        if list.len() >= *prune_at {
+            list.retain(|w| w.strong_count() > 0);
+            *prune_at = (list.len() * 2).max(64);
+        }
     }
 }
 
@@ -201,6 +227,7 @@ impl PoolBuilder {
             token: CancellationToken::new(),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            jobs: Mutex::new((Vec::new(), 64)),
         });
         let limits = DispatchLimits {
             lanes: [config.io, config.cpu, config.process],

@@ -332,6 +332,60 @@ async fn cancelling_a_waiting_or_running_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_one_running_task_leaves_its_siblings_running() {
+    let pool = Pool::builder().workers(3).build().unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let h = Handler::io("gated", move |n: u32, ctx| {
+        let gate = g.clone();
+        async move {
+            tokio::select! {
+                permit = gate.acquire() => {
+                    permit.unwrap().forget();
+                    Ok::<_, TaskError>(n)
+                }
+                // The handler notices its own cancellation only.
+                _ = ctx.cancelled() => Err(TaskError::new("cancelled")),
+            }
+        }
+    });
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r = results.clone();
+    let job = pool
+        .job()
+        .on_task_complete(move |res| r.lock().unwrap().push((res.id, res.outcome.kind())))
+        .start()
+        .unwrap();
+    let handles = [
+        job.submit(&h, 1).await.unwrap(),
+        job.submit(&h, 2).await.unwrap(),
+        job.submit(&h, 3).await.unwrap(),
+    ];
+    while pool.metrics().in_flight() < 3 {
+        tokio::task::yield_now().await;
+    }
+    handles[1].cancel();
+    assert!(handles[1].is_cancelled());
+    assert!(!handles[0].is_cancelled() && !handles[2].is_cancelled());
+    // Let the cancelled one's siblings see the wake-up first, then finish them.
+    while results.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(2);
+    let s = tokio::time::timeout(Duration::from_secs(5), job.wait())
+        .await
+        .unwrap();
+    assert_eq!((s.succeeded, s.cancelled), (2, 1));
+    let results = results.lock().unwrap();
+    let kind = |id| results.iter().find(|r| r.0 == id).unwrap().1;
+    assert_eq!(kind(handles[0].id()), OutcomeKind::Succeeded);
+    assert_eq!(kind(handles[1].id()), OutcomeKind::Cancelled);
+    assert_eq!(kind(handles[2].id()), OutcomeKind::Succeeded);
+    // The handle still knows after the job is over.
+    assert!(handles[1].is_cancelled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_job_cancels_everything_and_kills_children() {
     let pool = Pool::builder().workers(4).build().unwrap();
     let pids = Arc::new(Mutex::new(Vec::new()));
