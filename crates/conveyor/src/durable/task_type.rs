@@ -11,7 +11,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use conveyor_core::{NewTask, Timestamp, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
+use conveyor_core::{NewTask, Timestamp};
 
 /// A handler name with its params and result types.
 pub struct TaskType<In, Out> {
@@ -58,31 +58,26 @@ impl<In, Out> fmt::Debug for TaskType<In, Out> {
 }
 
 /// Options of an enqueued task: queue, priority, timing, attempts and keys.
+///
+/// A [`NewTask`] without handler or payload: the setters are `NewTask`'s own,
+/// so the options and their defaults live in one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnqueueOptions {
-    queue: String,
-    priority: i32,
-    delay: Option<Duration>,
-    run_at: Option<Timestamp>,
-    max_attempts: u32,
-    timeout: Option<Duration>,
-    unique_key: Option<String>,
-    ordering_key: Option<String>,
-}
+pub struct EnqueueOptions(NewTask);
 
 impl Default for EnqueueOptions {
     fn default() -> Self {
-        Self {
-            queue: DEFAULT_QUEUE.to_string(),
-            priority: 0,
-            delay: None,
-            run_at: None,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            timeout: None,
-            unique_key: None,
-            ordering_key: None,
-        }
+        Self(NewTask::new(String::new(), Vec::new()))
     }
+}
+
+/// `EnqueueOptions::$name(args)` is `NewTask::$name(args)` on the template.
+macro_rules! delegate {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(self, $($arg: $ty),*) -> Self {
+            Self(self.0.$name($($arg),*))
+        }
+    )*};
 }
 
 impl EnqueueOptions {
@@ -91,67 +86,31 @@ impl EnqueueOptions {
         Self::default()
     }
 
-    /// The queue to wait in.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = queue.into();
-        self
-    }
-
-    /// Higher runs first.
-    pub fn priority(mut self, priority: i32) -> Self {
-        self.priority = priority;
-        self
-    }
-
-    /// Not before this much time from now.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = Some(delay);
-        self
-    }
-
-    /// Not before this time.
-    pub fn run_at(mut self, at: Timestamp) -> Self {
-        self.run_at = Some(at);
-        self
-    }
-
-    /// Total attempts, counting the first (at least 1).
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
-        self
-    }
-
-    /// Time limit of one attempt.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// At most one unfinished task with this key per queue.
-    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
-        self.unique_key = Some(key.into());
-        self
-    }
-
-    /// Tasks with this key run one at a time, in enqueue order.
-    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
-        self.ordering_key = Some(key.into());
-        self
+    delegate! {
+        /// The queue to wait in.
+        queue(queue: impl Into<String>);
+        /// Higher runs first.
+        priority(priority: i32);
+        /// Not before this much time from now.
+        delay(delay: Duration);
+        /// Not before this time.
+        run_at(at: Timestamp);
+        /// Total attempts, counting the first (at least 1).
+        max_attempts(n: u32);
+        /// Time limit of one attempt.
+        timeout(timeout: Duration);
+        /// At most one unfinished task with this key per queue.
+        unique_key(key: impl Into<String>);
+        /// Tasks with this key run one at a time, in enqueue order.
+        ordering_key(key: impl Into<String>);
     }
 
     /// The task to hand to a backend.
     pub fn to_task(&self, handler: &str, payload: Vec<u8>) -> NewTask {
         NewTask {
-            queue: self.queue.clone(),
             handler: handler.to_string(),
             payload,
-            priority: self.priority,
-            delay: self.delay,
-            run_at: self.run_at,
-            max_attempts: self.max_attempts,
-            timeout: self.timeout,
-            unique_key: self.unique_key.clone(),
-            ordering_key: self.ordering_key.clone(),
+            ..self.0.clone()
         }
     }
 }
