@@ -175,6 +175,23 @@ pub struct InvalidTransition {
 }
 
 impl Transition {
+    /// Every transition, in declaration order.
+    pub const ALL: [Transition; 13] = [
+        Transition::Enqueue,
+        Transition::Schedule,
+        Transition::Due,
+        Transition::Reserve,
+        Transition::Complete,
+        Transition::Retry,
+        Transition::DeadLetter,
+        Transition::Discard,
+        Transition::Release,
+        Transition::Expire,
+        Transition::ExpireFinal,
+        Transition::Cancel,
+        Transition::Requeue,
+    ];
+
     /// The states this transition may start from (empty: only a new task).
     pub fn sources(self) -> &'static [TaskState] {
         use TaskState::*;
@@ -254,23 +271,11 @@ mod tests {
 
     #[test]
     fn finished_states_only_leave_by_requeue() {
-        let all = [
-            Transition::Enqueue,
-            Transition::Schedule,
-            Transition::Due,
-            Transition::Reserve,
-            Transition::Complete,
-            Transition::Retry,
-            Transition::DeadLetter,
-            Transition::Discard,
-            Transition::Release,
-            Transition::Expire,
-            Transition::ExpireFinal,
-            Transition::Cancel,
-            Transition::Requeue,
-        ];
         for s in TaskState::FINISHED {
-            let exits: Vec<_> = all.iter().filter(|t| t.apply(s).is_ok()).collect();
+            let exits: Vec<_> = Transition::ALL
+                .iter()
+                .filter(|t| t.apply(s).is_ok())
+                .collect();
             if s == TaskState::Dead {
                 assert_eq!(exits, vec![&Transition::Requeue]);
             } else {

@@ -12,23 +12,6 @@ use std::fmt::Write as _;
 
 use conveyor_core::{TaskState, Transition};
 
-/// Every transition, in the order the prelude lists them.
-pub(crate) const TRANSITIONS: [Transition; 13] = [
-    Transition::Enqueue,
-    Transition::Schedule,
-    Transition::Due,
-    Transition::Reserve,
-    Transition::Complete,
-    Transition::Retry,
-    Transition::DeadLetter,
-    Transition::Discard,
-    Transition::Release,
-    Transition::Expire,
-    Transition::ExpireFinal,
-    Transition::Cancel,
-    Transition::Requeue,
-];
-
 /// The name a transition has in the Lua table `TR`.
 pub(crate) fn lua_name(t: Transition) -> &'static str {
     match t {
@@ -121,7 +104,7 @@ pub(crate) fn lua_prelude() -> String {
     let _ = writeln!(out, "local FINISHED = {}", set_of(&TaskState::FINISHED));
     let _ = writeln!(out, "local UNFINISHED = {}", set_of(&TaskState::UNFINISHED));
     out.push_str("local TR = {\n");
-    for t in TRANSITIONS {
+    for t in Transition::ALL {
         let _ = writeln!(
             out,
             "  {} = {{to = {}, from = {}}},",
@@ -154,7 +137,7 @@ mod tests {
         assert!(lua.contains("local SCHEDULED, AVAILABLE, RUNNING, RETRYING, COMPLETED, DEAD, CANCELLED = 0, 1, 2, 3, 4, 5, 6"));
         assert!(lua.contains("Cancel = {to = 6, from = {[0]=true, [1]=true, [3]=true}},"));
         assert!(lua.contains("Enqueue = {to = 1, from = {}},"));
-        for t in TRANSITIONS {
+        for t in Transition::ALL {
             assert!(lua.contains(&format!("  {} = {{", lua_name(t))));
         }
     }
