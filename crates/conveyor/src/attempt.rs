@@ -11,6 +11,7 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -25,6 +26,7 @@ use crate::envelope::{Envelope, Event, JobShared, Release};
 use crate::handler::{run_process, Work};
 use crate::output::Output;
 use crate::results::TaskResult;
+use crate::signal::WorkerSignal;
 
 /// How one attempt ended.
 pub(crate) enum Ended {
@@ -89,6 +91,7 @@ pub(crate) async fn run_attempt(
     mut env: Box<Envelope>,
     slot: Option<usize>,
     started: Instant,
+    signal: &WorkerSignal,
 ) -> Done {
     env.attempt += 1;
     let attempt = env.attempt;
@@ -112,14 +115,18 @@ pub(crate) async fn run_attempt(
             conclude(env, slot, Some(started), end)
         }
         Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Ended::Error(e)),
-        Ok(Work::Io(fut)) => run_async(env, slot, started, fut).instrument(span).await,
+        Ok(Work::Io(fut)) => {
+            run_async(env, slot, started, fut, signal)
+                .instrument(span)
+                .await
+        }
         Ok(Work::Process(cmd)) => {
-            run_async(env, slot, started, Box::pin(run_process(cmd)))
+            run_async(env, slot, started, Box::pin(run_process(cmd)), signal)
                 .instrument(span)
                 .await
         }
         Ok(Work::Cpu(f)) => {
-            run_cpu(env, slot, started, f, deadline)
+            run_cpu(env, slot, started, f, deadline, signal)
                 .instrument(span)
                 .await
         }
@@ -128,7 +135,13 @@ pub(crate) async fn run_attempt(
 
 /// Runs an io- or process-lane attempt: panics caught, timeout and cancel applied.
 /// Dropping the future on timeout or cancel kills a process attempt's group.
-async fn run_async<F>(env: Box<Envelope>, slot: Option<usize>, started: Instant, fut: F) -> Done
+async fn run_async<F>(
+    env: Box<Envelope>,
+    slot: Option<usize>,
+    started: Instant,
+    fut: F,
+    signal: &WorkerSignal,
+) -> Done
 where
     F: Future<Output = Result<Output, TaskError>> + Send,
 {
@@ -145,20 +158,29 @@ where
             }
         };
         tokio::pin!(run);
-        // Most short attempts end on their first poll: no need to watch for
-        // cancellation then.
-        match futures_util::poll!(run.as_mut()) {
-            std::task::Poll::Ready(end) if !env.is_cancelled() => end,
-            std::task::Poll::Ready(_) => Ended::Cancelled,
-            std::task::Poll::Pending => tokio::select! {
-                biased;
+        let cancelled = signal.cancelled(|| env.job.task_cancelled(env.id));
+        tokio::pin!(cancelled);
+        // One poll of the attempt per wake-up (a `poll!` followed by a
+        // `select!` would poll it twice on its first turn). Cancellation is
+        // watched only once the attempt has to wait: most short attempts end
+        // on their first poll.
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(end) = run.as_mut().poll(cx) {
                 // An attempt that ends after its task was cancelled (say, a
                 // handler that noticed the cancellation and returned) counts as
                 // cancelled.
-                end = run => if env.is_cancelled() { Ended::Cancelled } else { end },
-                _ = env.job.wait_cancelled(env.id) => Ended::Cancelled,
-            },
-        }
+                return Poll::Ready(if env.job.task_cancelled(env.id) {
+                    Ended::Cancelled
+                } else {
+                    end
+                });
+            }
+            match cancelled.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Ended::Cancelled),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     };
     conclude(env, slot, Some(started), end)
 }
@@ -170,6 +192,7 @@ async fn run_cpu(
     started: Instant,
     f: Box<dyn FnOnce() -> Result<Output, TaskError> + Send>,
     deadline: Option<Instant>,
+    signal: &WorkerSignal,
 ) -> Done {
     let (result_tx, mut result_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
@@ -198,7 +221,7 @@ async fn run_cpu(
             Err(_) => (Ended::Error(TaskError::new("the cpu thread was lost")), None),
         },
         _ = expired => (Ended::TimedOut, Some(done_rx)),
-        _ = env.job.wait_cancelled(env.id) => (Ended::Cancelled, Some(done_rx)),
+        _ = signal.cancelled(|| env.job.task_cancelled(env.id)) => (Ended::Cancelled, Some(done_rx)),
     };
     match running {
         // Rare (a cpu attempt abandoned at its timeout or cancel): boxed, so

@@ -49,10 +49,15 @@ impl Cancels {
         if self.ids.lock().insert(id.0) {
             self.count.fetch_add(1, Ordering::SeqCst);
         }
-        self.notify.notify_waiters();
+        self.wake(Some(id.0));
         if let Some(pool) = self.pool.upgrade() {
             let _ = pool.events.send(Event::Sweep);
         }
+    }
+
+    /// The job's identity for worker signals: this record's address.
+    pub(crate) fn id(&self) -> usize {
+        self as *const Self as usize
     }
 
     /// True once task `id` was cancelled by id.
@@ -60,8 +65,25 @@ impl Cancels {
         self.count.load(Ordering::SeqCst) != 0 && self.ids.lock().contains(&id.0)
     }
 
-    /// Wakes every waiting attempt of the job (the job or its pool was cancelled).
+    /// Wakes every waiting attempt of the job (the job was cancelled).
     pub(crate) fn wake_all(&self) {
+        self.wake(None);
+    }
+
+    /// Wakes the handlers waiting in `TaskContext::cancelled` and the workers
+    /// running an attempt of the job (of task `task` only, if given).
+    fn wake(&self, task: Option<u64>) {
+        self.wake_handlers();
+        if let Some(pool) = self.pool.upgrade() {
+            for signal in pool.board.signals.iter() {
+                signal.wake_if(self.id(), task);
+            }
+        }
+    }
+
+    /// Wakes the job's handlers waiting in `TaskContext::cancelled` (the pool
+    /// stops, and wakes every worker itself).
+    pub(crate) fn wake_handlers(&self) {
         self.notify.notify_waiters();
     }
 

@@ -411,19 +411,10 @@ impl Dispatcher {
 
     /// Hands a task that may start to the workers.
     fn hand_over(&mut self, env: Box<Envelope>, slot: Option<usize>) {
-        let queued = env.holds_permit;
-        match self.pool.ready.send(Ready { env, slot }) {
-            Ok(()) if queued => self.queued -= 1,
-            Ok(()) => {}
-            Err(back) => {
-                // Only when the pool is gone: the task never starts.
-                let Ready { env, slot } = back.into_inner();
-                if let Some(slot) = slot {
-                    self.release_slot(slot);
-                }
-                self.not_start(env);
-            }
+        if env.holds_permit {
+            self.queued -= 1;
         }
+        self.pool.ready.send(Ready { env, slot });
     }
 
     /// A waiting task leaves without running: free its key and report it.

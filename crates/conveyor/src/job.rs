@@ -169,10 +169,8 @@ impl JobShared {
                     _ => None,
                 })
         } else {
-            self.pool
-                .ready
-                .send(Ready { env, slot: None })
-                .map_err(|e| Some(e.into_inner().env))
+            self.pool.ready.send(Ready { env, slot: None });
+            Ok(())
         };
         match sent {
             Ok(()) => Ok(TaskHandle {

@@ -45,8 +45,10 @@ mod pipeline;
 mod pool;
 mod process;
 mod rate;
+mod ready_queue;
 mod result_queue;
 mod results;
+mod signal;
 mod summary;
 mod worker;
 

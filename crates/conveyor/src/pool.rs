@@ -18,6 +18,7 @@ use crate::envelope::{Event, Ready};
 use crate::job::JobBuilder;
 use crate::metrics::MetricsSnapshot;
 use crate::rate::{Rate, RateLimiter};
+use crate::ready_queue::{ready_queue, ReadyReceiver, ReadySender};
 use crate::worker::{self, Board};
 
 /// The default number of workers: tasks running at once across all lanes.
@@ -32,9 +33,9 @@ pub(crate) struct PoolShared {
     /// Workers' shared state and the pool's counters.
     pub(crate) board: Arc<Board>,
     /// Tasks that may start now, taken by the workers.
-    pub(crate) ready: flume::Sender<Ready>,
+    pub(crate) ready: ReadySender<Ready>,
     /// Kept so shutdown can take back tasks no worker has picked up.
-    ready_rx: flume::Receiver<Ready>,
+    ready_rx: ReadyReceiver<Ready>,
     /// Plain io tasks may skip the dispatcher: no pool rate, no io-lane limit
     /// below the worker count.
     pub(crate) fast_io: bool,
@@ -64,7 +65,10 @@ impl PoolShared {
             .filter_map(Weak::upgrade)
             .collect();
         for cancels in jobs {
-            cancels.wake_all();
+            cancels.wake_handlers();
+        }
+        for signal in self.board.signals.iter() {
+            signal.wake();
         }
     }
 
@@ -212,7 +216,7 @@ impl PoolBuilder {
         }
         let rate = config.rate.map(RateLimiter::new).transpose()?;
         let (events, rx) = mpsc::unbounded_channel();
-        let (ready, ready_rx) = flume::unbounded();
+        let (ready, ready_rx) = ready_queue(config.workers);
         let board = Arc::new(Board::new(config.workers, events.clone()));
         for me in 0..config.workers {
             runtime.spawn(worker::run(ready_rx.clone(), board.clone(), me));

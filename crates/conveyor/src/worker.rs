@@ -13,11 +13,10 @@
 //! in bulk; as soon as an attempt has to wait, the worker hands back what it
 //! holds first, so a long attempt never keeps a permit that a producer needs.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 
-use futures_util::poll;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -26,6 +25,8 @@ use crate::envelope::{Event, JobShared, Ready};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::pool::EventSender;
+use crate::ready_queue::{Empty, ReadyReceiver};
+use crate::signal::WorkerSignal;
 
 /// Permits taken back from started tasks, not yet returned to their jobs.
 #[derive(Default)]
@@ -56,6 +57,8 @@ impl Permits {
 pub(crate) struct Board {
     pub(crate) metrics: Metrics,
     pub(crate) events: EventSender,
+    /// Each worker's cancellation wake-up, by worker number.
+    pub(crate) signals: Box<[WorkerSignal]>,
     /// Graceful shutdown: tasks taken from the ready queue are not started.
     draining: AtomicBool,
     not_started: AtomicU64,
@@ -68,6 +71,7 @@ impl Board {
         Self {
             metrics: Metrics::new(workers),
             events,
+            signals: (0..workers).map(|_| WorkerSignal::default()).collect(),
             draining: AtomicBool::new(false),
             not_started: AtomicU64::new(0),
             idle: Notify::new(),
@@ -96,8 +100,8 @@ impl Board {
     }
 }
 
-/// One worker's loop: runs until the ready queue's senders are all gone.
-pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize) {
+/// One worker's loop: runs until the ready queue is closed and empty.
+pub(crate) async fn run(rx: ReadyReceiver<Ready>, board: Arc<Board>, me: usize) {
     let mut permits = Permits::default();
     let mut outbox = Outbox::new(board.metrics.stats_of(me));
     // When the last attempt ended, if the worker has not waited since.
@@ -105,16 +109,16 @@ pub(crate) async fn run(rx: flume::Receiver<Ready>, board: Arc<Board>, me: usize
     loop {
         let ready = match rx.try_recv() {
             Ok(ready) => ready,
-            Err(flume::TryRecvError::Empty) => {
+            Err(Empty::Now) => {
                 clock = None;
                 permits.give_back();
                 outbox.flush();
-                match rx.recv_async().await {
-                    Ok(ready) => ready,
-                    Err(_) => break,
+                match rx.recv(me).await {
+                    Some(ready) => ready,
+                    None => break,
                 }
             }
-            Err(flume::TryRecvError::Disconnected) => break,
+            Err(Empty::ForGood) => break,
         };
         clock = run_one(&board, me, ready, &mut permits, &mut outbox, clock).await;
         if permits.len() >= 64 {
@@ -162,16 +166,24 @@ async fn run_one(
         return None;
     }
     slot.running(Some(env.handler.lane));
-    let attempt = run_attempt(env, handler_slot, clock.unwrap_or_else(Instant::now));
+    let signal = &pool.signals[me];
+    signal.running(env.job.cancels.id(), env.id.0);
+    let started = clock.unwrap_or_else(Instant::now);
+    let attempt = run_attempt(env, handler_slot, started, signal);
     tokio::pin!(attempt);
-    let (done, waited): (Done, bool) = match poll!(attempt.as_mut()) {
-        Poll::Ready(done) => (done, false),
-        Poll::Pending => {
+    // Polled once per wake-up; the first time it has to wait, the worker hands
+    // back what it holds.
+    let mut waited = false;
+    let done: Done = std::future::poll_fn(|cx| {
+        let polled = attempt.as_mut().poll(cx);
+        if polled.is_pending() && !waited {
+            waited = true;
             permits.give_back();
             outbox.flush();
-            (attempt.await, true)
         }
-    };
+        polled
+    })
+    .await;
     let mut ended = done.ended_at.filter(|_| !waited);
     slot.running(None);
     outbox.count(done.outcome, done.retried);

@@ -89,7 +89,9 @@ async fn sigkill_mid_stream_loses_nothing_and_commits_never_lead() {
     let group = common::fresh("g");
     common::produce(&topic, &common::keyed_records(TOTAL, 60));
 
-    let mut first = consumer(&topic, &group, &["work_ms=3", "max_in_flight=20"]);
+    // About 1,600 records/s at most: the stream lasts well over the consumer's
+    // one-second commit interval.
+    let mut first = consumer(&topic, &group, &["work_ms=3", "max_in_flight=5"]);
     let (mut seen1, mut all1) = (Seen::new(), Vec::new());
     let midway = collect(
         &first,
@@ -99,6 +101,23 @@ async fn sigkill_mid_stream_loses_nothing_and_commits_never_lead() {
         Duration::from_secs(40),
     );
     assert!(midway, "the first consumer processed only {}", seen1.len());
+    // Kill only once the group has committed something, so the kill lands
+    // between commits and not before the first one, however fast the machine.
+    let mut committed_before = 0;
+    while committed_before == 0 && seen1.len() < TOTAL * 4 / 5 {
+        let next = seen1.len() + 25;
+        collect(
+            &first,
+            &mut seen1,
+            &mut all1,
+            |s| s.len() >= next,
+            Duration::from_secs(10),
+        );
+        committed_before = common::committed(&topic, &group, PARTITIONS)
+            .iter()
+            .flatten()
+            .sum::<i64>();
+    }
     first.kill9();
     drain(&first, &mut seen1, &mut all1);
     assert!(seen1.len() < TOTAL, "killed too late to test anything");
