@@ -31,11 +31,11 @@
 //! theoretical arrival time, µs).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conveyor_core::{codes, Error, TaskState, Transition};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::sql::unfinished_codes;
 use crate::store::db_err;
@@ -81,9 +81,7 @@ fn configure(conn: &Connection) -> Result<(), String> {
     // reserve statement's LIMIT) is bound again, and re-prepares it each call.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(|e| e.to_string())?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| format!("cannot switch to WAL mode: {e}"))?;
+    let mode = switch_to_wal(conn).map_err(|e| format!("cannot switch to WAL mode: {e}"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!(
             "the file stays in {mode} journal mode, WAL is needed (is it on a network file system?)"
@@ -97,6 +95,29 @@ fn configure(conn: &Connection) -> Result<(), String> {
          PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(|e| e.to_string())
+}
+
+/// Sets `journal_mode = WAL` and returns the mode the file is in afterwards.
+///
+/// Switching a new file to WAL takes an exclusive lock, and SQLite answers a
+/// switch that races another connection's (two processes opening a new file
+/// at once) with `SQLITE_BUSY` at once, without calling the busy handler. So
+/// the switch is retried, a few milliseconds apart, for up to [`BUSY_TIMEOUT`]
+/// like every other lock wait.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Creates the table and indexes when the file is new; refuses a file written
