@@ -91,6 +91,37 @@ fn main() {
         }
         return;
     }
+    // Hidden: one sleep-bound subject alone, for profilers
+    // (`sleep-only [conveyor|tokio] [tasks] [workers] [runs]`).
+    if which == "sleep-only" {
+        let tokio = args.get(1).is_some_and(|a| a == "tokio");
+        let arg =
+            |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        let (tasks, workers, runs) = (arg(2, 10_000), arg(3, 1_000), arg(4, 20));
+        let one = runtime.block_on(sleep::measure_sleep(20));
+        let ideal = one.as_secs_f64() * tasks.div_ceil(workers) as f64;
+        let mut walls: Vec<f64> = (0..runs)
+            .map(|_| {
+                let wall = if tokio {
+                    runtime.block_on(sleep::tokio_floor(tasks, workers))
+                } else {
+                    runtime.block_on(sleep::run_once(tasks, workers))
+                };
+                wall.as_secs_f64()
+            })
+            .collect();
+        walls.sort_by(f64::total_cmp);
+        let median = walls[walls.len() / 2];
+        println!(
+            "{} {tasks}x{workers}w: median {:.2} ms = {:.3}x ideal ({:.2} ms); best {:.2} ms",
+            if tokio { "tokio floor" } else { "conveyor" },
+            median * 1e3,
+            median / ideal,
+            ideal * 1e3,
+            walls[0] * 1e3
+        );
+        return;
+    }
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)

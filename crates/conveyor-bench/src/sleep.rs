@@ -8,6 +8,8 @@
 //! a shared counter and sleeping (no queue, no results), which shows what the
 //! runtime's timer and the machine's load allow at all: when a wave's wake-ups
 //! take longer than the 1 ms tick, the next sleeps round up one tick later.
+//! With 1,000 workers, bare tokio tasks that also spin 0.5 µs and 2 µs per task
+//! show how sensitive that shape is to any per-task CPU time at all.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use crate::report::Report;
 const SLEEP: Duration = Duration::from_millis(10);
 
 /// The mean duration of one tokio `sleep(10ms)` over `samples` sequential sleeps.
-async fn measure_sleep(samples: u32) -> Duration {
+pub async fn measure_sleep(samples: u32) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..samples {
         let start = Instant::now();
@@ -32,7 +34,7 @@ async fn measure_sleep(samples: u32) -> Duration {
 
 /// Runs `tasks` sleeping tasks on a pool of `workers`; returns the wall time from
 /// the first submission to the job's summary.
-async fn run_once(tasks: usize, workers: usize) -> Duration {
+pub async fn run_once(tasks: usize, workers: usize) -> Duration {
     let pool = Pool::builder().workers(workers).build().expect("pool");
     let sleep = Handler::io("sleep", |_: (), _ctx| async move {
         tokio::time::sleep(SLEEP).await;
@@ -52,7 +54,13 @@ async fn run_once(tasks: usize, workers: usize) -> Duration {
 }
 
 /// The floor: `workers` bare tokio tasks sleeping `tasks` times in all.
-async fn tokio_floor(tasks: usize, workers: usize) -> Duration {
+pub async fn tokio_floor(tasks: usize, workers: usize) -> Duration {
+    tokio_floor_with(tasks, workers, Duration::ZERO).await
+}
+
+/// Like [`tokio_floor`], each task first busy for `work` (spinning, as
+/// bookkeeping would be): how sensitive the wall is to per-task CPU time.
+pub async fn tokio_floor_with(tasks: usize, workers: usize, work: Duration) -> Duration {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let handles: Vec<_> = (0..workers)
@@ -60,6 +68,12 @@ async fn tokio_floor(tasks: usize, workers: usize) -> Duration {
             let next = next.clone();
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                    if !work.is_zero() {
+                        let busy = Instant::now();
+                        while busy.elapsed() < work {
+                            std::hint::spin_loop();
+                        }
+                    }
                     tokio::time::sleep(SLEEP).await;
                 }
             })
@@ -83,16 +97,21 @@ pub async fn run(report: &mut Report, quick: bool) {
         "ms",
     );
     for (tasks, workers) in [(2_000, 50), (10_000, 1_000)] {
+        // With many workers, also bare tokio tasks that each spend a little
+        // CPU time per task: how much any per-task bookkeeping costs here.
+        let works: &[u64] = if workers >= 1_000 { &[500, 2_000] } else { &[] };
         let mut walls = Vec::with_capacity(runs);
         let mut floors = Vec::with_capacity(runs);
+        let mut worked = vec![Vec::with_capacity(runs); works.len()];
         for _ in 0..runs {
             floors.push(tokio_floor(tasks, workers).await);
             walls.push(run_once(tasks, workers).await);
+            for (&ns, walls) in works.iter().zip(&mut worked) {
+                walls.push(tokio_floor_with(tasks, workers, Duration::from_nanos(ns)).await);
+            }
         }
-        walls.sort();
-        floors.sort();
-        let wall = walls[walls.len() / 2];
-        let floor = floors[floors.len() / 2];
+        let wall = median(walls);
+        let floor = median(floors);
         let ideal = one * tasks.div_ceil(workers) as u32;
         let bench = format!("sleep_bound {tasks}x{workers}w");
         report.add(&bench, "ideal (waves x one sleep)", ms(ideal), "ms");
@@ -104,6 +123,17 @@ pub async fn run(report: &mut Report, quick: bool) {
             "ideal",
             floor.as_secs_f64() / ideal.as_secs_f64(),
         );
+        for (&ns, walls) in works.iter().zip(worked) {
+            let wall = median(walls);
+            report.add_vs(
+                &bench,
+                &format!("bare tokio + {ns} ns/task, median of {runs}"),
+                ms(wall),
+                "ms",
+                "ideal",
+                wall.as_secs_f64() / ideal.as_secs_f64(),
+            );
+        }
         report.add_vs(
             &bench,
             &format!("conveyor wall, median of {runs}"),
@@ -121,6 +151,11 @@ pub async fn run(report: &mut Report, quick: bool) {
             wall.as_secs_f64() / floor.as_secs_f64(),
         );
     }
+}
+
+fn median(mut walls: Vec<Duration>) -> Duration {
+    walls.sort();
+    walls[walls.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
