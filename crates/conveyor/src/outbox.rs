@@ -59,27 +59,32 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    /// Takes room for `result` in its job's result queue (handing over what the
-    /// outbox holds first if it has to wait), then keeps it for the next batch.
-    /// True if it had to wait.
-    pub(crate) async fn post(&mut self, job: Arc<JobShared>, result: TaskResult) -> bool {
-        let Some(queue) = job.results.as_ref() else {
-            return false;
-        };
-        if !queue.try_reserve() {
-            self.flush();
-            if !queue.reserve().await {
-                // The result thread is gone: nobody can see the result.
-                return true;
-            }
-            self.keep(job, result);
-            return true;
-        }
-        self.keep(job, result);
-        false
+    /// Takes room for one result in `job`'s result queue if there is some
+    /// now (a job without a queue always has room); then [`Outbox::keep`] the
+    /// result, or else hand it to [`Outbox::post_waiting`].
+    pub(crate) fn try_reserve(job: &JobShared) -> bool {
+        job.results.as_ref().is_none_or(|queue| queue.try_reserve())
     }
 
-    fn keep(&mut self, job: Arc<JobShared>, result: TaskResult) {
+    /// Hands over what the outbox holds, waits for room for `result` in its
+    /// job's result queue, then keeps it for the next batch.
+    pub(crate) async fn post_waiting(&mut self, job: Arc<JobShared>, result: TaskResult) {
+        self.flush();
+        let Some(queue) = job.results.as_ref() else {
+            return;
+        };
+        if queue.reserve().await {
+            self.keep(job, result);
+        }
+        // Otherwise the result thread is gone: nobody can see the result.
+    }
+
+    /// Keeps a result whose room is reserved for the next batch (a job
+    /// without a result queue has nowhere to send it: it is dropped).
+    pub(crate) fn keep(&mut self, job: Arc<JobShared>, result: TaskResult) {
+        if job.results.is_none() {
+            return;
+        }
         match self.batches.last_mut() {
             Some((j, batch)) if Arc::ptr_eq(j, &job) => batch.push(result),
             _ => self.batches.push((job, vec![result])),

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::attempt::{deliver_unstarted, run_attempt, Done};
-use crate::envelope::{Event, JobShared, Ready};
+use crate::envelope::{Envelope, Event, JobShared, Ready};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::pool::EventSender;
@@ -150,19 +150,8 @@ async fn run_one(
         permits.add(&env.job);
     }
     if pool.is_draining() || env.is_cancelled() {
-        if pool.is_draining() {
-            pool.count_not_started(1);
-        }
-        permits.give_back();
-        // Reporting may wait for room in the result queue: never while holding
-        // results that took room already.
-        outbox.flush();
-        let release = env.release(handler_slot);
-        deliver_unstarted(env).await;
-        if let Some(release) = release {
-            let _ = pool.events.send(Event::Released(release));
-        }
-        pool.idle.notify_waiters();
+        // Rare: boxed, so the hot path's future stays small.
+        Box::pin(skip(pool, env, handler_slot, permits, outbox)).await;
         return None;
     }
     slot.running(Some(env.handler.lane));
@@ -188,7 +177,11 @@ async fn run_one(
     slot.running(None);
     outbox.count(done.outcome, done.retried);
     if let Some((job, result)) = done.result {
-        if outbox.post(job, result).await {
+        if Outbox::try_reserve(&job) {
+            outbox.keep(job, result);
+        } else {
+            // The job's result queue is full. Rare: boxed, as above.
+            Box::pin(outbox.post_waiting(job, result)).await;
             ended = None;
         }
     }
@@ -203,4 +196,28 @@ async fn run_one(
         pool.idle.notify_waiters();
     }
     ended
+}
+
+/// Reports a task taken from the ready queue that is not to start: the pool
+/// is draining, or the task was cancelled while it waited.
+async fn skip(
+    pool: &Board,
+    env: Box<Envelope>,
+    handler_slot: Option<usize>,
+    permits: &mut Permits,
+    outbox: &mut Outbox<'_>,
+) {
+    if pool.is_draining() {
+        pool.count_not_started(1);
+    }
+    permits.give_back();
+    // Reporting may wait for room in the result queue: never while holding
+    // results that took room already.
+    outbox.flush();
+    let release = env.release(handler_slot);
+    deliver_unstarted(env).await;
+    if let Some(release) = release {
+        let _ = pool.events.send(Event::Released(release));
+    }
+    pool.idle.notify_waiters();
 }
