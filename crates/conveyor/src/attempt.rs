@@ -363,6 +363,9 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
         outcome.kind(),
         finished_at.saturating_duration_since(env.submitted_at),
     );
+    if let Some(halt) = &env.job.halt {
+        halt.count(measured.0);
+    }
     let Envelope {
         id,
         handler,

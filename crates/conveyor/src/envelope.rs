@@ -2,7 +2,7 @@
 //! dispatcher receives.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use conveyor_core::TaskId;
+use conveyor_core::{OutcomeKind, TaskId};
 
 use crate::cancel::Cancels;
 use crate::handler::HandlerCore;
@@ -51,6 +51,39 @@ pub(crate) struct JobShared {
     pub(crate) results: Option<ResultSender>,
     /// The pool the job runs on.
     pub(crate) pool: Arc<PoolShared>,
+    /// Stops the job's tasks from starting after so many failures, if set.
+    pub(crate) halt: Option<Halt>,
+}
+
+/// A job's failure limit: once `after` tasks have failed (failed, timed out
+/// or panicked, after their last attempt), no other task of the job starts.
+/// Counted by the worker that settles the outcome, before it takes its next
+/// task, so with one worker not a single task starts after the limit.
+pub(crate) struct Halt {
+    after: u64,
+    failures: AtomicU64,
+    halted: AtomicBool,
+}
+
+impl Halt {
+    pub(crate) fn new(after: u64) -> Self {
+        Self {
+            after: after.max(1),
+            failures: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts a final outcome of `kind`.
+    pub(crate) fn count(&self, kind: OutcomeKind) {
+        if matches!(
+            kind,
+            OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Panicked
+        ) && self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.after
+        {
+            self.halted.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl JobShared {
@@ -59,6 +92,7 @@ impl JobShared {
         pool: &Arc<PoolShared>,
         capacity: usize,
         results: Option<ResultSender>,
+        halt: Option<Halt>,
     ) -> Arc<JobShared> {
         let cancels = Arc::new(Cancels::new(Arc::downgrade(pool)));
         pool.register(&cancels);
@@ -69,12 +103,20 @@ impl JobShared {
             capacity: Padded(Semaphore::new(capacity)),
             results,
             pool: pool.clone(),
+            halt,
         })
     }
 
     /// True once the job or its pool was cancelled.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed) || self.pool.stopped.load(Ordering::Relaxed)
+    }
+
+    /// True once the job's failure limit is reached: its tasks no longer start.
+    pub(crate) fn is_halted(&self) -> bool {
+        self.halt
+            .as_ref()
+            .is_some_and(|h| h.halted.load(Ordering::Relaxed))
     }
 
     /// True when task `id` of this job, the job or its pool was cancelled.

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use conveyor_core::{Error, Lane, TaskId, TaskOptions};
 
 use crate::cancel::Cancels;
-use crate::envelope::{Envelope, Event, JobShared, Ready};
+use crate::envelope::{Envelope, Event, Halt, JobShared, Ready};
 use crate::handler::Handler;
 use crate::pool::Pool;
 use crate::result_queue::result_queue;
@@ -102,7 +102,7 @@ impl fmt::Debug for JobShared {
 impl JobShared {
     /// A job whose tasks reply on their own channels (map helpers, pipelines).
     pub(crate) fn detached(pool: &Pool, capacity: usize) -> Arc<JobShared> {
-        JobShared::new(&pool.shared, capacity, None)
+        JobShared::new(&pool.shared, capacity, None, None)
     }
 
     fn refusal(&self) -> Option<Error> {
@@ -361,6 +361,7 @@ pub struct JobBuilder {
     result_capacity: usize,
     on_task: Option<OnTaskComplete>,
     on_job: Option<OnJobComplete>,
+    halt_after: Option<u64>,
 }
 
 impl JobBuilder {
@@ -371,6 +372,7 @@ impl JobBuilder {
             result_capacity: DEFAULT_RESULT_CAPACITY,
             on_task: None,
             on_job: None,
+            halt_after: None,
         }
     }
 
@@ -384,6 +386,17 @@ impl JobBuilder {
     /// Results that may wait for `on_task_complete` before workers wait (default 1024).
     pub fn result_capacity(mut self, n: usize) -> Self {
         self.result_capacity = n.max(1);
+        self
+    }
+
+    /// After `n` tasks have failed (failed, timed out or panicked, after their
+    /// last attempt), no other task of the job starts: tasks taken up later end
+    /// [`Outcome::Cancelled`](conveyor_core::Outcome::Cancelled) without
+    /// running, while attempts already running finish. The worker that settles
+    /// the `n`-th failure counts it before it takes another task, so with one
+    /// worker no task starts after it. Like `--halt soon,fail=n` of GNU parallel.
+    pub fn halt_after_failures(mut self, n: u64) -> Self {
+        self.halt_after = Some(n.max(1));
         self
     }
 
@@ -407,7 +420,8 @@ impl JobBuilder {
         let (tx, rx) = result_queue(self.result_capacity);
         let (done_tx, done_rx) = oneshot::channel();
         spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
-        let shared = JobShared::new(&self.pool.shared, self.queue_capacity, Some(tx));
+        let halt = self.halt_after.map(Halt::new);
+        let shared = JobShared::new(&self.pool.shared, self.queue_capacity, Some(tx), halt);
         Ok(Job {
             control: Arc::downgrade(&shared),
             producer: Some(Producer { job: shared }),

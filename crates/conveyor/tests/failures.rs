@@ -479,3 +479,52 @@ async fn cancelling_a_running_cpu_task_reports_at_once_and_the_closure_sees_it()
         Some(&9)
     );
 }
+
+/// With one worker, not a single task starts after the job's failure limit:
+/// the limit is counted before the worker takes its next task, not when the
+/// result handler hears of it. A timeout counts as a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_after_failures_starts_nothing_after_the_limit() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let seen = started.clone();
+    // Odd numbers fail; 7 times out.
+    let flaky = Handler::io("flaky", move |n: u32, _ctx| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(n);
+            if n == 7 {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            if n % 2 == 1 {
+                return Err(TaskError::new(format!("{n} is odd")));
+            }
+            Ok(n)
+        }
+    })
+    .timeout(Duration::from_millis(50));
+    let never_started = Arc::new(AtomicU32::new(0));
+    let counter = never_started.clone();
+    let job = pool
+        .job()
+        .queue_capacity(100)
+        .halt_after_failures(3)
+        .on_task_complete(move |r| {
+            if r.outcome.kind() == OutcomeKind::Cancelled && r.attempts == 0 {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .start()
+        .unwrap();
+    for n in [2, 1, 4, 7, 6, 3, 8, 5, 10, 12] {
+        job.submit(&flaky, n).await.unwrap();
+    }
+    let summary = job.await;
+    // 1 fails, 7 times out, 3 fails: the third failure; nothing after it starts.
+    assert_eq!(*started.lock().unwrap(), [2, 1, 4, 7, 6, 3]);
+    assert_eq!(summary.failed, 2);
+    assert_eq!(summary.timed_out, 1);
+    assert_eq!(summary.succeeded, 3);
+    assert_eq!(summary.cancelled, 4);
+    assert_eq!(never_started.load(Ordering::SeqCst), 4);
+}

@@ -130,8 +130,13 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the reporter thread")?;
 
     let on_done = events.clone();
-    let mut job = pool
-        .job()
+    let mut job = pool.job();
+    if let Some(limit) = halt_after(&args) {
+        // The engine stops starting items at the limit itself, before a
+        // worker takes another; the reporter's halt then stops the input.
+        job = job.halt_after_failures(limit);
+    }
+    let mut job = job
         .queue_capacity(jobs * 2)
         .on_task_complete(move |r| {
             let _ = on_done.send(Event::Finished(r));
