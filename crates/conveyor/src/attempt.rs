@@ -233,7 +233,7 @@ async fn run_cpu(
 
 /// The wait before another attempt, or `None` when the outcome is final.
 fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
-    if env.attempt >= env.max_attempts || env.is_cancelled() {
+    if env.attempt >= env.max_attempts || env.must_not_start() {
         return None;
     }
     let policy = &env.handler.config.retry;
@@ -363,9 +363,7 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
         outcome.kind(),
         finished_at.saturating_duration_since(env.submitted_at),
     );
-    if let Some(halt) = &env.job.halt {
-        halt.count(measured.0);
-    }
+    env.job.count_outcome(measured.0);
     let Envelope {
         id,
         handler,

@@ -166,7 +166,7 @@ impl Dispatcher {
             self.fire_timers();
             if self.sweep {
                 self.sweep = false;
-                self.sweep_cancelled();
+                self.sweep_unstartable();
             }
             if self.unpark {
                 self.unpark = false;
@@ -364,11 +364,11 @@ impl Dispatcher {
             };
             let st = &mut self.handlers[h];
             st.in_ring = false;
-            // Cancelled tasks at the head leave without a slot.
+            // Tasks at the head that must not start leave without a slot.
             let Some(head) = st.pending.front() else {
                 continue;
             };
-            if head.is_cancelled() {
+            if head.must_not_start() {
                 if let Some(env) = st.pending.pop_front() {
                     self.drop_waiting(env);
                 }
@@ -458,19 +458,20 @@ impl Dispatcher {
         }
     }
 
-    /// Takes cancelled tasks out of the queues and timers.
-    fn sweep_cancelled(&mut self) {
+    /// Takes the tasks that must not start (cancelled, or of a halted job) out
+    /// of the queues and timers.
+    fn sweep_unstartable(&mut self) {
         let mut gone: Vec<Box<Envelope>> = Vec::new();
         for st in &mut self.handlers {
-            take_cancelled(&mut st.pending, &mut gone);
+            take_unstartable(&mut st.pending, &mut gone);
         }
         for waiting in self.keys.values_mut() {
-            take_cancelled(waiting, &mut gone);
+            take_unstartable(waiting, &mut gone);
         }
         let timers = std::mem::take(&mut self.timers).into_vec();
         for Reverse(timer) in timers {
             match timer.item {
-                TimerItem::Task(env) if env.is_cancelled() => gone.push(env),
+                TimerItem::Task(env) if env.must_not_start() => gone.push(env),
                 item => self.timers.push(Reverse(Timer { item, ..timer })),
             }
         }
@@ -480,15 +481,16 @@ impl Dispatcher {
     }
 }
 
-/// Moves the cancelled tasks of `queue` to `out`, keeping the others in order.
+/// Moves the tasks of `queue` that must not start to `out`, keeping the
+/// others in order.
 #[allow(clippy::vec_box)] // envelopes stay boxed so moving them between queues is cheap
-fn take_cancelled(queue: &mut VecDeque<Box<Envelope>>, out: &mut Vec<Box<Envelope>>) {
-    if !queue.iter().any(|e| e.is_cancelled()) {
+fn take_unstartable(queue: &mut VecDeque<Box<Envelope>>, out: &mut Vec<Box<Envelope>>) {
+    if !queue.iter().any(|e| e.must_not_start()) {
         return;
     }
     let mut keep = VecDeque::with_capacity(queue.len());
     for env in queue.drain(..) {
-        if env.is_cancelled() {
+        if env.must_not_start() {
             out.push(env);
         } else {
             keep.push_back(env);

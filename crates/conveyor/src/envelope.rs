@@ -74,15 +74,13 @@ impl Halt {
         }
     }
 
-    /// Counts a final outcome of `kind`.
-    pub(crate) fn count(&self, kind: OutcomeKind) {
-        if matches!(
+    /// Counts a final outcome of `kind`; true if it is the one that halts.
+    fn count(&self, kind: OutcomeKind) -> bool {
+        matches!(
             kind,
             OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Panicked
         ) && self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.after
-        {
-            self.halted.store(true, Ordering::SeqCst);
-        }
+            && !self.halted.swap(true, Ordering::SeqCst)
     }
 }
 
@@ -113,10 +111,20 @@ impl JobShared {
     }
 
     /// True once the job's failure limit is reached: its tasks no longer start.
-    pub(crate) fn is_halted(&self) -> bool {
+    fn is_halted(&self) -> bool {
         self.halt
             .as_ref()
             .is_some_and(|h| h.halted.load(Ordering::Relaxed))
+    }
+
+    /// Counts a task's final outcome against the job's failure limit. At the
+    /// limit the dispatcher is asked to let the job's waiting tasks go (as for
+    /// a cancellation), so none waits for a key, a rate or a delay only to be
+    /// skipped.
+    pub(crate) fn count_outcome(&self, kind: OutcomeKind) {
+        if self.halt.as_ref().is_some_and(|h| h.count(kind)) {
+            let _ = self.pool.events.send(Event::Sweep);
+        }
     }
 
     /// True when task `id` of this job, the job or its pool was cancelled.
@@ -185,6 +193,13 @@ impl Envelope {
     /// True when the task, its job or its pool was cancelled.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.job.task_cancelled(self.id)
+    }
+
+    /// True when the task must not start: it, its job or its pool was
+    /// cancelled, or its job reached its failure limit. Workers and the
+    /// dispatcher let such a task go without running (`Cancelled`).
+    pub(crate) fn must_not_start(&self) -> bool {
+        self.is_cancelled() || self.job.is_halted()
     }
 
     /// Gives back the job's capacity permit once the task leaves the queue.

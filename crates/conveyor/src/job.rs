@@ -390,9 +390,10 @@ impl JobBuilder {
     }
 
     /// After `n` tasks have failed (failed, timed out or panicked, after their
-    /// last attempt), no other task of the job starts: tasks taken up later end
-    /// [`Outcome::Cancelled`](conveyor_core::Outcome::Cancelled) without
-    /// running, while attempts already running finish. The worker that settles
+    /// last attempt), no other task of the job starts: waiting tasks end
+    /// [`Outcome::Cancelled`](conveyor_core::Outcome::Cancelled) at once
+    /// without running, while attempts already running finish (and are not
+    /// retried). The worker that settles
     /// the `n`-th failure counts it before it takes another task, so with one
     /// worker no task starts after it. Like `--halt soon,fail=n` of GNU parallel.
     pub fn halt_after_failures(mut self, n: u64) -> Self {

@@ -149,7 +149,7 @@ async fn run_one(
     if env.take_permit() {
         permits.add(&env.job);
     }
-    if pool.is_draining() || env.is_cancelled() || env.job.is_halted() {
+    if pool.is_draining() || env.must_not_start() {
         // Rare: boxed, so the hot path's future stays small.
         Box::pin(skip(pool, env, handler_slot, permits, outbox)).await;
         return None;

@@ -528,3 +528,48 @@ async fn halt_after_failures_starts_nothing_after_the_limit() {
     assert_eq!(summary.cancelled, 4);
     assert_eq!(never_started.load(Ordering::SeqCst), 4);
 }
+
+/// A halted job's tasks that wait in the dispatcher (here for a delay) leave
+/// at once, as cancelled ones do, instead of waiting only to be skipped; an
+/// attempt that was running at the halt finishes, and if it fails it is not
+/// retried (a retry would be a new start).
+#[tokio::test(start_paused = true)]
+async fn a_halted_job_lets_its_waiting_tasks_go_at_once() {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let tries = attempts.clone();
+    // Fails at once for 0, after 100 ms otherwise; retried twice after 1 s.
+    let failing = Handler::io("failing", move |n: u32, _ctx| {
+        tries.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err::<(), _>(if n == 0 {
+                TaskError::permanent("no")
+            } else {
+                TaskError::new("no")
+            })
+        }
+    })
+    .retry(RetryPolicy::attempts(3).backoff(Duration::from_secs(1), Duration::from_secs(1)));
+    let start = Instant::now();
+    let job = pool.job().halt_after_failures(1).start().unwrap();
+    job.submit(&failing, 1).await.unwrap();
+    job.submit(&failing, 0).await.unwrap();
+    for _ in 0..3 {
+        let later = TaskOptions::new().delay(Duration::from_secs(60));
+        job.submit_with(&failing, 2, later).await.unwrap();
+    }
+    let summary = job.await;
+    assert_eq!(summary.failed, 2);
+    assert_eq!(summary.retries, 0);
+    assert_eq!(summary.cancelled, 3);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    // On the paused clock: the delayed tasks did not wait for their delay.
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+}
