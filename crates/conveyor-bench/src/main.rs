@@ -22,7 +22,7 @@ mod rss;
 mod sleep;
 mod ticker;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use report::Report;
 
@@ -97,28 +97,27 @@ fn main() {
         let tokio = args.get(1).is_some_and(|a| a == "tokio");
         let arg =
             |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
-        let (tasks, workers, runs) = (arg(2, 10_000), arg(3, 1_000), arg(4, 20));
+        let (tasks, workers, runs) = (arg(2, 10_000), arg(3, 1_000).max(1), arg(4, 20).max(1));
         let one = runtime.block_on(sleep::measure_sleep(20));
         let ideal = one.as_secs_f64() * tasks.div_ceil(workers) as f64;
-        let mut walls: Vec<f64> = (0..runs)
+        let walls: Vec<Duration> = (0..runs)
             .map(|_| {
-                let wall = if tokio {
+                if tokio {
                     runtime.block_on(sleep::tokio_floor(tasks, workers))
                 } else {
                     runtime.block_on(sleep::run_once(tasks, workers))
-                };
-                wall.as_secs_f64()
+                }
             })
             .collect();
-        walls.sort_by(f64::total_cmp);
-        let median = walls[walls.len() / 2];
+        let best = walls.iter().min().copied().unwrap_or_default();
+        let median = sleep::median(walls).as_secs_f64();
         println!(
             "{} {tasks}x{workers}w: median {:.2} ms = {:.3}x ideal ({:.2} ms); best {:.2} ms",
             if tokio { "tokio floor" } else { "conveyor" },
             median * 1e3,
             median / ideal,
             ideal * 1e3,
-            walls[0] * 1e3
+            best.as_secs_f64() * 1e3
         );
         return;
     }

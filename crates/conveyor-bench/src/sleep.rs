@@ -153,7 +153,8 @@ pub async fn run(report: &mut Report, quick: bool) {
     }
 }
 
-fn median(mut walls: Vec<Duration>) -> Duration {
+/// The middle of `walls` (the upper one of an even count).
+pub fn median(mut walls: Vec<Duration>) -> Duration {
     walls.sort();
     walls[walls.len() / 2]
 }

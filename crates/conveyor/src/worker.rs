@@ -199,7 +199,8 @@ async fn run_one(
 }
 
 /// Reports a task taken from the ready queue that is not to start: the pool
-/// is draining, or the task was cancelled while it waited.
+/// is draining, or the task must not start (cancelled while it waited, or its
+/// job halted).
 async fn skip(
     pool: &Board,
     env: Box<Envelope>,
