@@ -141,57 +141,33 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
         noop_n as f64 / base,
         "msg/s",
     );
-    let t = conveyor(
-        brokers,
-        &noop_topic,
-        noop_n,
-        Ordering::Unordered,
-        (1000, ahead),
-        Work::Noop,
-    )
-    .await;
-    report.add_vs(
-        &bench,
-        "conveyor unordered, 1000",
-        noop_n as f64 / t,
-        "msg/s",
-        "rdkafka sequential loop",
-        base / t,
-    );
-    let t = conveyor(
-        brokers,
-        &noop_topic,
-        noop_n,
-        Ordering::Key,
-        (1000, ahead),
-        Work::Noop,
-    )
-    .await;
-    report.add_vs(
-        &bench,
-        "conveyor key, 1000",
-        noop_n as f64 / t,
-        "msg/s",
-        "rdkafka sequential loop",
-        base / t,
-    );
-    let t = conveyor(
-        brokers,
-        &noop_topic,
-        noop_n,
-        Ordering::Unordered,
-        (1000, 1000),
-        Work::Noop,
-    )
-    .await;
-    report.add_vs(
-        &bench,
-        "conveyor unordered, read-ahead 1000",
-        noop_n as f64 / t,
-        "msg/s",
-        "rdkafka sequential loop",
-        base / t,
-    );
+    for (name, ordering, read_ahead) in [
+        ("conveyor unordered, 1000", Ordering::Unordered, ahead),
+        ("conveyor key, 1000", Ordering::Key, ahead),
+        (
+            "conveyor unordered, read-ahead 1000",
+            Ordering::Unordered,
+            1000,
+        ),
+    ] {
+        let t = conveyor(
+            brokers,
+            &noop_topic,
+            noop_n,
+            ordering,
+            (1000, read_ahead),
+            Work::Noop,
+        )
+        .await;
+        report.add_vs(
+            &bench,
+            name,
+            noop_n as f64 / t,
+            "msg/s",
+            "rdkafka sequential loop",
+            base / t,
+        );
+    }
     report.note(format!(
         "kafka: {PARTITIONS} partitions; time from the first message handed to a handler to the \
          last finished (group joins excluded); Parallel Consumer publishes 2.06 s for the key-mode \
