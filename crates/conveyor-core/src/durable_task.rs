@@ -217,6 +217,16 @@ pub struct Finish {
     pub action: FinishAction,
 }
 
+impl Finish {
+    /// The task of `lease` succeeded, with no result to keep.
+    pub fn complete(lease: Lease) -> Finish {
+        Finish {
+            lease,
+            action: FinishAction::Complete { result: None },
+        }
+    }
+}
+
 /// A task as read back from a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRecord {

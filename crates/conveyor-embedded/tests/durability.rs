@@ -115,13 +115,7 @@ async fn concurrent_reservers_never_share_a_task() {
                 if got.is_empty() {
                     break mine;
                 }
-                let reports = got
-                    .iter()
-                    .map(|r| Finish {
-                        lease: r.lease,
-                        action: FinishAction::Complete { result: None },
-                    })
-                    .collect();
+                let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
                 for out in f.backend.finish(reports).await.unwrap() {
                     out.unwrap();
                 }
@@ -210,13 +204,7 @@ async fn work_shared_queue(backend: &EmbeddedBackend) -> usize {
         if got.is_empty() {
             return completed;
         }
-        let reports = got
-            .iter()
-            .map(|r| Finish {
-                lease: r.lease,
-                action: FinishAction::Complete { result: None },
-            })
-            .collect();
+        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
         for out in backend.finish(reports).await.unwrap() {
             out.unwrap();
             completed += 1;
@@ -385,10 +373,7 @@ async fn one_failing_request_does_not_fail_its_batch() {
                 1 => b.enqueue(task("")).await.map(|_| "ok"),
                 2 => b.cancel(conveyor_core::TaskId(777_777)).await.map(|_| "ok"),
                 _ => b
-                    .finish(vec![Finish {
-                        lease: old.lease,
-                        action: FinishAction::Complete { result: None },
-                    }])
+                    .finish(vec![Finish::complete(old.lease)])
                     .await
                     .map(|mut r| if r.remove(0).is_err() { "stale" } else { "ok" }),
             }

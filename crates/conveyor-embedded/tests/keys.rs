@@ -8,14 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{task, Fixture};
-use conveyor_core::{Backend, Finish, FinishAction, Lease, TaskState};
-
-fn done(lease: Lease) -> Finish {
-    Finish {
-        lease,
-        action: FinishAction::Complete { result: None },
-    }
-}
+use conveyor_core::{Backend, Finish, FinishAction, TaskState};
 
 #[tokio::test]
 async fn unique_key_returns_the_existing_task() {
@@ -41,7 +34,10 @@ async fn unique_key_returns_the_existing_task() {
     let running = f.backend.enqueue(task("c").unique_key("k")).await.unwrap();
     assert_eq!(running.id, first.id);
     assert!(running.duplicate);
-    f.backend.finish(vec![done(r.lease)]).await.unwrap()[0]
+    f.backend
+        .finish(vec![Finish::complete(r.lease)])
+        .await
+        .unwrap()[0]
         .as_ref()
         .unwrap();
     let after = f.backend.enqueue(task("d").unique_key("k")).await.unwrap();
@@ -143,13 +139,19 @@ async fn ordering_key_runs_one_at_a_time_in_enqueue_order() {
     let r = f.reserve("default", 10).await;
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].lease.id, a1);
-    f.backend.finish(vec![done(r[0].lease)]).await.unwrap();
+    f.backend
+        .finish(vec![Finish::complete(r[0].lease)])
+        .await
+        .unwrap();
 
     let r = f.reserve("default", 10).await;
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].lease.id, a2);
     assert_eq!(r[0].ordering_key.as_deref(), Some("a"));
-    f.backend.finish(vec![done(r[0].lease)]).await.unwrap();
+    f.backend
+        .finish(vec![Finish::complete(r[0].lease)])
+        .await
+        .unwrap();
     let r = f.reserve("default", 10).await;
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].lease.id, a3);
@@ -194,6 +196,9 @@ async fn requeued_dead_task_does_not_run_beside_a_running_one() {
         f.reserve("default", 10).await.is_empty(),
         "the requeued task waits until `second` is done"
     );
-    f.backend.finish(vec![done(r2.lease)]).await.unwrap();
+    f.backend
+        .finish(vec![Finish::complete(r2.lease)])
+        .await
+        .unwrap();
     assert_eq!(f.reserve("default", 10).await[0].lease.id, first);
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask};
+use conveyor_core::{Backend, Finish, NewTask};
 use conveyor_embedded::EmbeddedBackend;
 
 const BATCH: usize = 1000;
@@ -67,12 +67,7 @@ fn report(name: &str, tasks: usize, took: Duration, cpu: Duration) {
 }
 
 fn completions(got: &[conveyor_core::Reserved]) -> Vec<Finish> {
-    got.iter()
-        .map(|r| Finish {
-            lease: r.lease,
-            action: FinishAction::Complete { result: None },
-        })
-        .collect()
+    got.iter().map(|r| Finish::complete(r.lease)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask};
+use conveyor_core::{Backend, Finish, NewTask};
 use conveyor_postgres::tokio_postgres::{self, NoTls};
 use conveyor_postgres::PostgresBackend;
 
@@ -153,10 +153,7 @@ async fn drain(backend: PostgresBackend) -> Result<usize, conveyor_core::Error> 
         }
         let reports = got
             .iter()
-            .map(|r| Finish {
-                lease: r.lease,
-                action: FinishAction::Complete { result: None },
-            })
+            .map(|r| Finish::complete(r.lease))
             .collect::<Vec<_>>();
         done += reports.len();
         for r in backend.finish(reports).await? {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, TaskId};
+use conveyor_core::{Backend, Finish, NewTask, SystemClock, TaskId};
 use conveyor_postgres::PostgresBackend;
 
 const KEYS: usize = 6;
@@ -74,13 +74,7 @@ async fn work(b: PostgresBackend, ledger: Arc<Mutex<Ledger>>, total: usize) {
                 }
             }
         }
-        let reports = got
-            .iter()
-            .map(|r| Finish {
-                lease: r.lease,
-                action: FinishAction::Complete { result: None },
-            })
-            .collect();
+        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
         for r in b.finish(reports).await.expect("finish") {
             r.expect("a held lease");
         }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock};
+use conveyor_core::{Backend, Finish, NewTask, SystemClock};
 use conveyor_postgres::PostgresBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,13 +36,7 @@ async fn recover_expired_vacuums_a_churned_table() {
         if got.is_empty() {
             break;
         }
-        let reports = got
-            .iter()
-            .map(|r| Finish {
-                lease: r.lease,
-                action: FinishAction::Complete { result: None },
-            })
-            .collect();
+        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
         b.finish(reports).await.expect("finish");
     }
     // Statistics reach other sessions within about a second; keep calling

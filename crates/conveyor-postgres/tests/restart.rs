@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask};
+use conveyor_core::{Backend, Error, Finish, NewTask};
 use conveyor_postgres::PostgresBackend;
 use conveyor_testkit::servers::TempPostgres;
 
@@ -80,13 +80,7 @@ async fn survives_a_server_restart() {
         "tasks enqueued before the restart are all there"
     );
     // Every kind of call works again.
-    let reports = got
-        .iter()
-        .map(|r| Finish {
-            lease: r.lease,
-            action: FinishAction::Complete { result: None },
-        })
-        .collect();
+    let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
     for r in b.finish(reports).await.expect("finish") {
         r.expect("held");
     }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
+use conveyor_core::{Backend, Error, Finish, NewTask, SystemClock};
 use conveyor_redis::RedisBackend;
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -76,13 +76,7 @@ async fn main() -> Result<(), Error> {
             if got.is_empty() {
                 break;
             }
-            let reports = got
-                .iter()
-                .map(|r| Finish {
-                    lease: r.lease,
-                    action: FinishAction::Complete { result: None },
-                })
-                .collect();
+            let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
             let m = server_cpu(&mut info).await?;
             for r in b.finish(reports).await? {
                 r?;

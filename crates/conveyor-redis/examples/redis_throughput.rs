@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
+use conveyor_core::{Backend, Error, Finish, NewTask, SystemClock};
 use conveyor_redis::RedisBackend;
 
 const ENQUEUE_BATCH: usize = 1000;
@@ -44,13 +44,7 @@ async fn drain(b: RedisBackend) -> Result<usize, Error> {
             return Ok(n);
         }
         n += got.len();
-        let reports = got
-            .iter()
-            .map(|r| Finish {
-                lease: r.lease,
-                action: FinishAction::Complete { result: None },
-            })
-            .collect();
+        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
         for r in b.finish(reports).await? {
             r?;
         }

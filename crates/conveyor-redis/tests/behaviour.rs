@@ -24,13 +24,6 @@ fn default_queue() -> Vec<String> {
     vec![conveyor_core::DEFAULT_QUEUE.to_string()]
 }
 
-fn complete(lease: conveyor_core::Lease) -> Finish {
-    Finish {
-        lease,
-        action: FinishAction::Complete { result: None },
-    }
-}
-
 /// Reservers on separate connections never hold the same task, and tasks
 /// sharing an ordering key run one at a time, in enqueue order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +104,7 @@ async fn reservers_on_separate_connections_share_nothing_and_keep_key_order() {
                     }
                 }
                 let out = b
-                    .finish(got.iter().map(|r| complete(r.lease)).collect())
+                    .finish(got.iter().map(|r| Finish::complete(r.lease)).collect())
                     .await
                     .expect("finish");
                 assert!(out.iter().all(|r| r.is_ok()));

@@ -104,10 +104,7 @@ async fn survives_a_redis_restart() {
         .finish(
             held[5..]
                 .iter()
-                .map(|r| Finish {
-                    lease: r.lease,
-                    action: FinishAction::Complete { result: None },
-                })
+                .map(|r| Finish::complete(r.lease))
                 .collect(),
         )
         .await
@@ -121,14 +118,7 @@ async fn survives_a_redis_restart() {
         }
         reserved += got.len();
         let out = b
-            .finish(
-                got.iter()
-                    .map(|r| Finish {
-                        lease: r.lease,
-                        action: FinishAction::Complete { result: None },
-                    })
-                    .collect(),
-            )
+            .finish(got.iter().map(|r| Finish::complete(r.lease)).collect())
             .await
             .expect("finish");
         assert!(out.iter().all(|r| r.is_ok()));

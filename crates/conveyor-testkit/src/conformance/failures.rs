@@ -111,14 +111,8 @@ pub async fn fencing_refuses_stale_tokens(b: Subject, clock: Arc<ManualClock>) {
     assert_eq!(state(&b, id).await, TaskState::Running);
     let results = b
         .finish(vec![
-            conveyor_core::Finish {
-                lease: new,
-                action: FinishAction::Complete { result: None },
-            },
-            conveyor_core::Finish {
-                lease: old,
-                action: FinishAction::Complete { result: None },
-            },
+            conveyor_core::Finish::complete(new),
+            conveyor_core::Finish::complete(old),
         ])
         .await
         .expect("finish");
