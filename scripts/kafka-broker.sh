@@ -45,14 +45,14 @@ cmd_install() {
     echo "tansu $VERSION: $(tansu_bin)"
     return 0
   fi
-  # Another build of the same binary (for example one started by hand) may be
-  # running: wait for it rather than building twice.
-  local waited=0
-  while pgrep -f "cargo install tansu" >/dev/null 2>&1 && [[ $waited -lt 1800 ]]; do
-    [[ $waited -eq 0 ]] && echo "waiting for a running 'cargo install tansu' to finish..."
-    sleep 10
-    waited=$((waited + 10))
-  done
+  # Several test binaries (or a person) may ask at once: one builds, the
+  # others wait on the lock and then find the binary.
+  mkdir -p "$BIN_DIR"
+  exec 9>"$BIN_DIR/.conveyor-tansu-install.lock"
+  if ! flock -n 9; then
+    echo "waiting for another install of tansu to finish..."
+    flock 9
+  fi
   have=$(installed_version || true)
   if [[ "$have" == "$VERSION" ]]; then
     echo "tansu $VERSION: $(tansu_bin)"

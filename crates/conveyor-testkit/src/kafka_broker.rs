@@ -1,7 +1,11 @@
 //! The Kafka-compatible broker tests run against: `CONVEYOR_KAFKA_BROKERS` if
-//! set, else a tansu broker (installed by `scripts/kafka-broker.sh install`)
-//! this test binary starts on a free loopback port with its own data directory,
-//! and which dies with the test binary.
+//! set, else a tansu broker this test binary starts on a free loopback port
+//! with its own data directory, and which dies with the test binary.
+//!
+//! When no tansu binary is found, the first test that needs one installs it
+//! with `scripts/kafka-broker.sh install` (a one-time build of about ten
+//! minutes; concurrent test binaries wait on the script's lock), so
+//! `cargo test --workspace` needs no step before it.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -31,7 +35,41 @@ fn tansu_path() -> PathBuf {
     if cached.exists() {
         return cached;
     }
-    PathBuf::from("tansu")
+    if on_path("tansu") {
+        return PathBuf::from("tansu");
+    }
+    install_tansu();
+    cached
+}
+
+/// True when `program` is an executable file in a folder of `PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Builds tansu with the repository's broker script (once per machine).
+fn install_tansu() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-broker.sh");
+    eprintln!(
+        "tansu (the Kafka-compatible test broker) is not installed: building it once with {} install",
+        script.display()
+    );
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg("install")
+        .stdin(Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("{} install failed ({s})", script.display()),
+        Err(e) => panic!("cannot run {}: {e}", script.display()),
+    }
 }
 
 fn start_tansu() -> String {
