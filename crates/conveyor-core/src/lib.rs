@@ -16,6 +16,7 @@ mod durable_task;
 mod error;
 mod lane;
 mod limits;
+mod next_step;
 mod outcome;
 mod retry;
 mod task;
@@ -32,6 +33,7 @@ pub use durable_task::{
 pub use error::Error;
 pub use lane::Lane;
 pub use limits::{Admission, HandlerLimits, RateLimit};
+pub use next_step::{next_step, NextStep};
 pub use outcome::{Outcome, OutcomeKind};
 pub use retry::RetryPolicy;
 pub use task::{TaskId, TaskOptions};

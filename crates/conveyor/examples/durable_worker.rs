@@ -24,7 +24,7 @@ async fn main() -> Result<(), conveyor::Error> {
                 "task {} attempt {}: {:?} {}",
                 r.id,
                 r.attempt,
-                r.report,
+                r.step,
                 r.result
                     .output::<i64>()
                     .map(|v| format!("= {v}"))

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use conveyor_core::{ErrorKind, Outcome, OutcomeKind, TaskError};
+use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
 use crate::envelope::{Envelope, Event, JobShared, Release};
@@ -28,32 +28,15 @@ use crate::output::Output;
 use crate::results::TaskResult;
 use crate::signal::WorkerSignal;
 
-/// How one attempt ended.
-pub(crate) enum Ended {
-    Ok(Output),
-    Error(TaskError),
-    TimedOut,
-    Cancelled,
-    Panicked(String),
-}
+/// How one attempt ended: the engine's outcome with the output erased.
+type Ended = Outcome<Output>;
 
-impl Ended {
-    fn from_caught(r: Result<Result<Output, TaskError>, Box<dyn Any + Send>>) -> Self {
-        match r {
-            Ok(Ok(out)) => Ended::Ok(out),
-            Ok(Err(e)) => Ended::Error(e),
-            Err(panic) => Ended::Panicked(panic_message(&*panic)),
-        }
-    }
-
-    fn into_outcome(self) -> Outcome<Output> {
-        match self {
-            Ended::Ok(out) => Outcome::Succeeded(out),
-            Ended::Error(e) => Outcome::Failed(e),
-            Ended::TimedOut => Outcome::TimedOut,
-            Ended::Cancelled => Outcome::Cancelled,
-            Ended::Panicked(m) => Outcome::Panicked(m),
-        }
+/// The outcome of a caught attempt: its result, or the panic it raised.
+fn from_caught(r: Result<Result<Output, TaskError>, Box<dyn Any + Send>>) -> Ended {
+    match r {
+        Ok(Ok(out)) => Outcome::Succeeded(out),
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(panic) => Outcome::Panicked(panic_message(&*panic)),
     }
 }
 
@@ -111,10 +94,10 @@ pub(crate) async fn run_attempt(
     let work = catch_unwind(AssertUnwindSafe(|| handler.work(params, last, ctx)));
     match work {
         Err(panic) => {
-            let end = Ended::Panicked(panic_message(&*panic));
+            let end = Outcome::Panicked(panic_message(&*panic));
             conclude(env, slot, Some(started), end)
         }
-        Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Ended::Error(e)),
+        Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Outcome::Failed(e)),
         Ok(Work::Io(fut)) => {
             run_async(env, slot, started, fut, signal)
                 .instrument(span)
@@ -151,10 +134,10 @@ where
             let caught = AssertUnwindSafe(fut).catch_unwind();
             match timeout {
                 Some(limit) => match tokio::time::timeout(limit, caught).await {
-                    Ok(r) => Ended::from_caught(r),
-                    Err(_) => Ended::TimedOut,
+                    Ok(r) => from_caught(r),
+                    Err(_) => Outcome::TimedOut,
                 },
-                None => Ended::from_caught(caught.await),
+                None => from_caught(caught.await),
             }
         };
         tokio::pin!(run);
@@ -170,13 +153,13 @@ where
                 // handler that noticed the cancellation and returned) counts as
                 // cancelled.
                 return Poll::Ready(if env.job.task_cancelled(env.id) {
-                    Ended::Cancelled
+                    Outcome::Cancelled
                 } else {
                     end
                 });
             }
             match cancelled.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Ended::Cancelled),
+                Poll::Ready(()) => Poll::Ready(Outcome::Cancelled),
                 Poll::Pending => Poll::Pending,
             }
         })
@@ -202,7 +185,7 @@ async fn run_cpu(
         drop(done_tx);
     }));
     if sent.is_err() {
-        let end = Ended::Error(TaskError::new("the cpu lane is shut down"));
+        let end = Outcome::Failed(TaskError::new("the cpu lane is shut down"));
         return conclude(env, slot, Some(started), end);
     }
     let expired = async {
@@ -215,13 +198,13 @@ async fn run_cpu(
         biased;
         r = &mut result_rx => match r {
             // A result after cancellation or after the deadline is not a success.
-            Ok(_) if env.is_cancelled() => (Ended::Cancelled, None),
-            Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => (Ended::TimedOut, None),
-            Ok(r) => (Ended::from_caught(r), None),
-            Err(_) => (Ended::Error(TaskError::new("the cpu thread was lost")), None),
+            Ok(_) if env.is_cancelled() => (Outcome::Cancelled, None),
+            Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => (Outcome::TimedOut, None),
+            Ok(r) => (from_caught(r), None),
+            Err(_) => (Outcome::Failed(TaskError::new("the cpu thread was lost")), None),
         },
-        _ = expired => (Ended::TimedOut, Some(done_rx)),
-        _ = signal.cancelled(|| env.job.task_cancelled(env.id)) => (Ended::Cancelled, Some(done_rx)),
+        _ = expired => (Outcome::TimedOut, Some(done_rx)),
+        _ = signal.cancelled(|| env.job.task_cancelled(env.id)) => (Outcome::Cancelled, Some(done_rx)),
     };
     match running {
         // Rare (a cpu attempt abandoned at its timeout or cancel): boxed, so
@@ -231,21 +214,15 @@ async fn run_cpu(
     }
 }
 
-/// The wait before another attempt, or `None` when the outcome is final.
+/// The wait before another attempt, or `None` when the outcome is final
+/// ([`next_step`] decides; a task that must not start again is final).
 fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
     if env.attempt >= env.max_attempts || env.must_not_start() {
         return None;
     }
     let policy = &env.handler.config.retry;
-    let backoff = || policy.delay(env.attempt, fastrand::f64());
-    match end {
-        Ended::Error(e) => match e.kind() {
-            ErrorKind::Retryable => Some(backoff()),
-            ErrorKind::RetryAfter(d) => Some(d),
-            ErrorKind::Permanent | ErrorKind::Discard => None,
-        },
-        Ended::TimedOut if policy.retry_timeouts => Some(backoff()),
-        Ended::Panicked(_) if policy.retry_panics => Some(backoff()),
+    match next_step(end, env.attempt, env.max_attempts, policy, fastrand::f64()) {
+        NextStep::Retry { delay } => Some(delay),
         _ => None,
     }
 }
@@ -264,7 +241,7 @@ pub(crate) fn conclude(
         Some(delay) => retry(env, slot, delay),
         None => {
             let release = env.release(slot);
-            let settled = settle(env, started, end.into_outcome());
+            let settled = settle(env, started, end);
             Done {
                 release,
                 outcome: Some(settled.measured),
@@ -291,7 +268,7 @@ async fn conclude_abandoned(
         return retry(env, slot, delay);
     }
     let release = env.release(slot);
-    let settled = settle(env, Some(started), end.into_outcome());
+    let settled = settle(env, Some(started), end);
     if let Some(result) = settled.result {
         post_now(&settled.job, result).await;
     }
@@ -355,7 +332,8 @@ struct Settled {
 }
 
 /// Makes the task's result and sends it to the task's reply channel, if it has
-/// one; otherwise leaves it for the job's result queue.
+/// one, or to the job's sink, if it has one; otherwise leaves it for the job's
+/// result queue.
 #[allow(clippy::boxed_local)] // an envelope is unsized (its params are inline): it only exists boxed
 fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>) -> Settled {
     let finished_at = Instant::now();
@@ -384,13 +362,17 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
         started_at: started,
         finished_at,
     };
-    let result = match reply {
-        Some(reply) => {
+    let result = match (reply, &job.sink) {
+        (Some(reply), _) => {
             let _ = reply.send(result);
             None
         }
-        None if job.results.is_some() => Some(result),
-        None => None,
+        (None, Some(sink)) => {
+            sink.complete(result);
+            None
+        }
+        (None, None) if job.results.is_some() => Some(result),
+        (None, None) => None,
     };
     Settled {
         measured,

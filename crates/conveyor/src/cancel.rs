@@ -25,7 +25,9 @@ pub(crate) struct Cancels {
     /// How many ids `ids` holds: zero means no task was cancelled by id.
     count: AtomicUsize,
     /// Ids of tasks cancelled through their handles. Kept for the job's
-    /// lifetime, so a handle reports its cancellation even after the outcome.
+    /// lifetime, so a handle reports its cancellation even after the outcome
+    /// (a source runner forgets an id once its outcome is in, see
+    /// [`Cancels::forget`]).
     ids: Mutex<HashSet<u64>>,
     /// Signalled on any cancellation that concerns the job.
     notify: Notify,
@@ -52,6 +54,14 @@ impl Cancels {
         self.wake(Some(id.0));
         if let Some(pool) = self.pool.upgrade() {
             let _ = pool.events.send(Event::Sweep);
+        }
+    }
+
+    /// Forgets that task `id` was cancelled, once its outcome is in: a source
+    /// may deliver a task of the same id again.
+    pub(crate) fn forget(&self, id: TaskId) {
+        if self.ids.lock().remove(&id.0) {
+            self.count.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use conveyor_core::{OutcomeKind, TaskId};
 
 use crate::cancel::Cancels;
+use crate::completion::CompletionSink;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
 use crate::result_queue::ResultSender;
@@ -47,8 +48,11 @@ pub(crate) struct JobShared {
     /// Permits for tasks submitted but not yet started: the job's queue
     /// capacity. Padded: producers and workers change it all the time.
     pub(crate) capacity: Padded<Semaphore>,
-    /// The job's result queue; `None` when each task replies on its own channel.
+    /// The job's result queue; `None` when each task replies on its own
+    /// channel or the job has a sink.
     pub(crate) results: Option<ResultSender>,
+    /// The source runner that takes the job's results, if the job feeds one.
+    pub(crate) sink: Option<Arc<dyn CompletionSink>>,
     /// The pool the job runs on.
     pub(crate) pool: Arc<PoolShared>,
     /// Stops the job's tasks from starting after so many failures, if set.
@@ -92,6 +96,17 @@ impl JobShared {
         results: Option<ResultSender>,
         halt: Option<Halt>,
     ) -> Arc<JobShared> {
+        Self::with_sink(pool, capacity, results, None, halt)
+    }
+
+    /// Like [`JobShared::new`], with the results going to `sink`.
+    pub(crate) fn with_sink(
+        pool: &Arc<PoolShared>,
+        capacity: usize,
+        results: Option<ResultSender>,
+        sink: Option<Arc<dyn CompletionSink>>,
+        halt: Option<Halt>,
+    ) -> Arc<JobShared> {
         let cancels = Arc::new(Cancels::new(Arc::downgrade(pool)));
         pool.register(&cancels);
         Arc::new(JobShared {
@@ -100,6 +115,7 @@ impl JobShared {
             cancels,
             capacity: Padded(Semaphore::new(capacity)),
             results,
+            sink,
             pool: pool.clone(),
             halt,
         })

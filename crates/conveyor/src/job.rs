@@ -247,7 +247,7 @@ impl JobShared {
 /// done when every clone is dropped.
 #[derive(Clone, Debug)]
 pub struct Producer {
-    job: Arc<JobShared>,
+    pub(crate) job: Arc<JobShared>,
 }
 
 impl Producer {

@@ -30,6 +30,7 @@
 
 mod attempt;
 mod cancel;
+mod completion;
 mod context;
 mod cpu_pool;
 mod dispatcher;
@@ -49,15 +50,16 @@ mod ready_queue;
 mod result_queue;
 mod results;
 mod signal;
+pub mod source;
 mod summary;
 mod worker;
 
 pub use context::TaskContext;
 pub use conveyor_core::{
     Backend, Capabilities, Clock, Codec, Enqueued, Error, ErrorKind, Finish, FinishAction,
-    HandlerLimits, Json, Lane, Lease, ManualClock, NewTask, Outcome, OutcomeKind, QueueStats,
-    RateLimit, Reserved, Retention, RetryPolicy, SystemClock, TaskError, TaskId, TaskOptions,
-    TaskRecord, TaskState, Timestamp,
+    HandlerLimits, Json, Lane, Lease, ManualClock, NewTask, NextStep, Outcome, OutcomeKind,
+    QueueStats, RateLimit, Reserved, Retention, RetryPolicy, SystemClock, TaskError, TaskId,
+    TaskOptions, TaskRecord, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
 pub use handler::{Handler, HandlerConfig};
@@ -76,6 +78,9 @@ pub use process::{
 pub use rate::Rate;
 pub use results::{OnJobComplete, OnTaskComplete, TaskResult};
 pub use summary::{JobSummary, LatencyStats};
+
+/// Re-exported for [`source::Source`] implementations: the attribute the trait uses.
+pub use conveyor_core::async_trait;
 
 /// Re-exported so map helpers and pipeline outputs can be consumed without
 /// another dependency.

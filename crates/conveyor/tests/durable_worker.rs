@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::durable::{ReportKind, WorkerBuilder, WorkerReport, WorkerStopper};
+use conveyor::durable::{WorkerBuilder, WorkerReport, WorkerStopper};
 use conveyor::{
-    Backend, Client, EnqueueOptions, Error, Handler, MemoryBackend, NewTask, RetryPolicy,
+    Backend, Client, EnqueueOptions, Error, Handler, MemoryBackend, NewTask, NextStep, RetryPolicy,
     TaskError, TaskState, TaskType, Worker,
 };
 use tokio::sync::Barrier;
@@ -167,7 +167,7 @@ async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
         Worker::builder(b.clone())
             .handler(flaky)
             .handler(permanent)
-            .on_task_complete(move |r| s.lock().push((r.id, r.attempt, r.report))),
+            .on_task_complete(move |r| s.lock().push((r.id, r.attempt, r.step))),
     );
     let client = Client::new(b.clone());
     let flaky_t: TaskType<u32, u32> = TaskType::new("flaky");
@@ -192,12 +192,15 @@ async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
     let seen = seen.lock().clone();
     let flaky_reports: Vec<_> = seen.iter().filter(|r| r.0 == h.id()).collect();
     assert_eq!(
-        flaky_reports.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
-        vec![
-            (1, ReportKind::Retried),
-            (2, ReportKind::Retried),
-            (3, ReportKind::Completed)
-        ]
+        flaky_reports
+            .iter()
+            .map(|r| (
+                r.1,
+                matches!(r.2, NextStep::Retry { .. }),
+                r.2 == NextStep::Done
+            ))
+            .collect::<Vec<_>>(),
+        vec![(1, true, false), (2, true, false), (3, false, true)]
     );
 }
 
@@ -383,4 +386,51 @@ async fn a_worker_needs_handlers_and_sane_settings() {
             .build(),
         Err(Error::InvalidConfig(_))
     ));
+}
+
+/// `on_task_complete` is off the acknowledgement path: with the callback
+/// blocked for ever on its first call, 1,000 tasks still complete in the
+/// store, and the worker still stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_callback_holds_up_no_task() {
+    let b = backend();
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let worker = start(
+        Worker::builder(b.clone())
+            .handler(add_handler())
+            .slots(8)
+            .callback_capacity(100)
+            .grace(Duration::from_millis(200))
+            .on_task_complete(move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+                // Blocks until the test ends (the sender is dropped then).
+                let _ = blocked.recv();
+            }),
+    );
+    let client = Client::new(b.clone());
+    let params: Vec<(i64, i64)> = (0..1_000).map(|i| (i, 1)).collect();
+    let handles = client
+        .enqueue_many(&ADD, &params, &EnqueueOptions::new())
+        .await
+        .unwrap();
+    for (h, (a, _)) in handles.iter().zip(&params) {
+        assert_eq!(
+            h.wait_timeout(Duration::from_secs(30)).await.unwrap(),
+            a + 1
+        );
+    }
+    let stats = b.stats().await.unwrap();
+    assert_eq!(stats[0].count(TaskState::Completed), 1_000);
+    let report = worker.stop().await;
+    assert_eq!(report.stats.completed, 1_000);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the callback is still in its first call"
+    );
+    // 1 taken by the blocked call, 100 waiting for it, the rest skipped it.
+    assert_eq!(report.stats.callbacks_dropped, 1_000 - 1 - 100);
+    drop(release);
 }

@@ -4,13 +4,12 @@
 //! backend only share the work. Due scheduled and retrying tasks need no loop:
 //! every reservation promotes them first.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::Retention;
+use conveyor_core::{Backend, Retention};
 use tokio::time::Instant;
-
-use super::shared::{Counters, WorkerShared};
 
 /// How often the loop runs its steps.
 #[derive(Debug, Clone, Copy)]
@@ -20,10 +19,11 @@ pub(crate) struct Schedule {
     pub(crate) retention: Retention,
 }
 
-/// Runs until `done` fires.
+/// Runs until `done` fires; counts failed calls in `errors`.
 pub(crate) async fn run(
-    shared: Arc<WorkerShared>,
+    backend: Arc<dyn Backend>,
     schedule: Schedule,
+    errors: Arc<AtomicU64>,
     done: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(schedule.recover_every);
@@ -34,21 +34,21 @@ pub(crate) async fn run(
             _ = tick.tick() => {}
             _ = done.cancelled() => return,
         }
-        match shared.backend.recover_expired().await {
+        match backend.recover_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(tasks = n, "recovered tasks whose lease expired"),
             Err(e) => {
-                Counters::add(&shared.counters.backend_errors, 1);
+                errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "recovering expired leases failed");
             }
         }
         if last_prune.is_none_or(|t| t.elapsed() >= schedule.prune_every) {
             last_prune = Some(Instant::now());
-            match shared.backend.prune(schedule.retention).await {
+            match backend.prune(schedule.retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(tasks = n, "pruned finished tasks past retention"),
                 Err(e) => {
-                    Counters::add(&shared.counters.backend_errors, 1);
+                    errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "pruning failed");
                 }
             }

@@ -6,23 +6,17 @@
 //! this module has the runtime around it: [`Client`], [`Worker`], the
 //! [`MemoryBackend`] and [`connect`] to open a backend by URL.
 
+mod backend_source;
 mod client;
-mod completer;
 mod connect;
-mod fetcher;
-mod lease_keeper;
 mod maintenance;
 mod memory;
-mod registry;
-mod report;
-mod shared;
 mod task_type;
 mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
 pub use memory::MemoryBackend;
-pub use report::{DurableResult, ReportKind};
 pub use task_type::{EnqueueOptions, TaskType};
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE_NAME: &str = conveyor_core::DEFAULT_QUEUE;
@@ -37,6 +31,6 @@ pub use conveyor_postgres::PostgresBackend;
 pub use conveyor_redis::RedisBackend;
 
 pub use worker::{
-    shutdown_signal, OnDurableComplete, Worker, WorkerBuilder, WorkerReport, WorkerStats,
-    WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,
+    shutdown_signal, DurableResult, OnDurableComplete, Worker, WorkerBuilder, WorkerReport,
+    WorkerStats, WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,
 };

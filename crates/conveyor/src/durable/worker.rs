@@ -1,55 +1,57 @@
-//! The durable worker: runs a backend's tasks through the engine.
+//! The durable worker: runs a backend's tasks through the one runner.
 //!
-//! A worker is the engine (a [`Pool`] with `slots` workers and one long-lived
-//! job) plus four loops around a backend: the fetcher reserves only as many tasks
-//! as there are free slots; the engine's result thread turns each outcome into a
-//! report (and calls `on_task_complete`); the completer stores reports in
-//! batches; the lease keeper renews leases of running tasks; the maintenance loop
-//! recovers expired leases and prunes old tasks. On stop (SIGINT/SIGTERM with
-//! [`Worker::run`]) it stops reserving, lets running tasks finish within the
-//! grace period, then cancels the rest: tasks that never started are handed
-//! back without counting the attempt, started ones are retried at once.
+//! A worker is the [`Runner`] around the backend as a source (reserve is
+//! fetch, finish is settle, the lease token is the receipt), plus the
+//! backend's own duties: the global limits it stores at start and the
+//! maintenance loop that recovers expired leases and prunes old tasks. On
+//! stop (SIGINT/SIGTERM with [`Worker::run`]) it reserves nothing more, lets
+//! running tasks finish within the grace period, then cancels the rest: tasks
+//! that never started are handed back without counting the attempt, started
+//! ones are retried at once.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Notify;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use conveyor_core::{Backend, Codec, Error, Finish, HandlerLimits, Json, Retention};
+use conveyor_core::{Backend, Codec, Error, HandlerLimits, Json, Retention};
 
 use crate::handler::Handler;
 use crate::pool::{PoolBuilder, DEFAULT_WORKERS};
-use crate::results::TaskResult;
+use crate::source::{
+    Routes, Runner, RunnerHandle, RunnerReport, RunnerStats, Settled, DEFAULT_CALLBACK_CAPACITY,
+};
 
-use super::fetcher::{self, FetchConfig};
+use super::backend_source::BackendSource;
 use super::maintenance::{self, Schedule};
-use super::registry::Registry;
-use super::report::{decide, DurableResult, ReportKind};
-use super::shared::{Counters, WorkerShared};
-use super::{completer, lease_keeper};
 
-/// Called with every finished durable task, on the engine's result thread.
-pub type OnDurableComplete = Box<dyn FnMut(DurableResult) + Send>;
+/// Called with every finished durable task, on the worker's callback thread.
+pub type OnDurableComplete = crate::source::OnSettled;
+
+/// A finished durable task, as given to the worker's `on_task_complete`.
+pub type DurableResult = Settled;
+
+/// Counts of a worker's life so far.
+pub type WorkerStats = RunnerStats;
+
+/// What a stopped worker did.
+pub type WorkerReport = RunnerReport;
 
 /// Default lease: how long a reserved task stays claimed without a renewal.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default longest wait between two reservations while the queues are empty.
-pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
+pub const DEFAULT_POLL: Duration = crate::source::DEFAULT_POLL;
 /// Default grace period of a graceful stop.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_GRACE: Duration = crate::source::DEFAULT_GRACE;
 
 /// Configures a [`Worker`].
 pub struct WorkerBuilder<C: Codec = Json> {
     backend: Arc<dyn Backend>,
     codec: C,
-    registry: Registry,
+    routes: Routes<Vec<u8>>,
     queues: Vec<String>,
     pool: PoolBuilder,
     slots: usize,
@@ -59,6 +61,7 @@ pub struct WorkerBuilder<C: Codec = Json> {
     grace: Duration,
     schedule: Schedule,
     on_task: Option<OnDurableComplete>,
+    callback_capacity: usize,
     global_limits: Vec<(String, HandlerLimits)>,
 }
 
@@ -66,7 +69,7 @@ impl<C: Codec> std::fmt::Debug for WorkerBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerBuilder")
             .field("backend", &self.backend.kind())
-            .field("handlers", &self.registry.names())
+            .field("handlers", &self.routes.names())
             .field("queues", &self.queues)
             .field("slots", &self.slots)
             .finish()
@@ -86,7 +89,12 @@ impl<C: Codec> WorkerBuilder<C> {
         In: DeserializeOwned + Clone + Send + 'static,
         Out: Serialize + Send + 'static,
     {
-        self.registry.add(handler, self.codec.clone());
+        let (dec, enc) = (self.codec.clone(), self.codec.clone());
+        self.routes.add(
+            handler,
+            move |payload: &Vec<u8>| dec.decode(payload).map_err(|e| e.to_string()),
+            move |out: &Out| enc.encode(out).map(Some),
+        );
         self
     }
 
@@ -168,17 +176,29 @@ impl<C: Codec> WorkerBuilder<C> {
         self
     }
 
-    /// Called with every finished task, on the engine's result thread (a slow
-    /// callback never blocks the workers).
+    /// Called with every finished task (after its report is queued for the
+    /// backend) on a thread of its own: a slow or even blocked callback never
+    /// delays a report, a slot or another task. It may fall at most
+    /// [`callback_capacity`](Self::callback_capacity) results behind; results
+    /// beyond that skip it, counted in
+    /// [`WorkerStats::callbacks_dropped`](crate::source::RunnerStats::callbacks_dropped)
+    /// (the backend has them all).
     pub fn on_task_complete(mut self, f: impl FnMut(DurableResult) + Send + 'static) -> Self {
         self.on_task = Some(Box::new(f));
+        self
+    }
+
+    /// How many finished tasks may wait for a slow `on_task_complete`
+    /// (default 10,000).
+    pub fn callback_capacity(mut self, n: usize) -> Self {
+        self.callback_capacity = n.max(1);
         self
     }
 
     /// Checks the configuration.
     pub fn build(self) -> Result<Worker<C>, Error> {
         let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
-        if self.registry.is_empty() {
+        if self.routes.is_empty() {
             return bad("a worker needs at least one handler");
         }
         if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
@@ -202,79 +222,60 @@ impl<C: Codec> WorkerBuilder<C> {
         for (_, limits) in &self.global_limits {
             limits.validate()?;
         }
-        let shared = Arc::new(WorkerShared {
-            backend: self.backend.clone(),
-            queues: self.queues.clone(),
-            slots: self.slots,
-            lease: self.lease,
-            inflight: Mutex::default(),
-            busy: AtomicUsize::new(0),
-            freed: Notify::new(),
-            stop: CancellationToken::new(),
-            aborting: AtomicBool::new(false),
-            counters: Counters::default(),
-        });
+        let source = BackendSource::new(self.backend.clone(), self.queues.clone(), self.lease);
+        let mut runner = Runner::new(source, self.routes)
+            .slots(self.slots)
+            .pool(self.pool)
+            .fetch_batch(self.fetch_batch)
+            .poll_interval(self.poll)
+            .grace(self.grace);
+        if let Some(f) = self.on_task {
+            runner = runner.on_task_complete(self.callback_capacity, f);
+        }
+        runner.validate()?;
         Ok(Worker {
-            shared,
-            builder: self,
+            handle: runner.handle(),
+            runner,
+            backend: self.backend,
+            queues: self.queues,
+            schedule: self.schedule,
+            global_limits: self.global_limits,
+            maintenance_errors: Arc::new(AtomicU64::new(0)),
+            _codec: std::marker::PhantomData,
         })
     }
 }
 
-/// Counts of a worker's life so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerStats {
-    /// Tasks reserved.
-    pub reserved: u64,
-    /// Tasks completed.
-    pub completed: u64,
-    /// Attempts that failed and were reported for retry.
-    pub retried: u64,
-    /// Tasks dead-lettered by this worker.
-    pub dead: u64,
-    /// Tasks the handler discarded.
-    pub discarded: u64,
-    /// Tasks handed back unstarted.
-    pub released: u64,
-    /// Reports the backend refused because the lease had moved on.
-    pub stale: u64,
-    /// Leases found lost while renewing.
-    pub lost_leases: u64,
-    /// Backend calls that failed (and were retried).
-    pub backend_errors: u64,
-    /// Reserved tasks not reported yet (running, or waiting in the engine).
-    pub in_flight: usize,
-}
-
-/// What a stopped worker did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerReport {
-    /// Counts over the worker's life.
-    pub stats: WorkerStats,
-    /// True when every running task finished within the grace period.
-    pub drained: bool,
-}
-
 /// Stops a running worker gracefully from anywhere.
 #[derive(Debug, Clone)]
-pub struct WorkerStopper(CancellationToken);
+pub struct WorkerStopper(RunnerHandle);
 
 impl WorkerStopper {
     /// Begins a graceful stop.
     pub fn stop(&self) {
-        self.0.cancel();
+        self.0.stop();
     }
 }
 
 /// A configured worker; [`Worker::run`] it.
 pub struct Worker<C: Codec = Json> {
-    shared: Arc<WorkerShared>,
-    builder: WorkerBuilder<C>,
+    runner: Runner<BackendSource>,
+    handle: RunnerHandle,
+    backend: Arc<dyn Backend>,
+    queues: Vec<String>,
+    schedule: Schedule,
+    global_limits: Vec<(String, HandlerLimits)>,
+    maintenance_errors: Arc<AtomicU64>,
+    _codec: std::marker::PhantomData<C>,
 }
 
 impl<C: Codec> std::fmt::Debug for Worker<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.builder.fmt(f)
+        f.debug_struct("Worker")
+            .field("backend", &self.backend.kind())
+            .field("queues", &self.queues)
+            .field("runner", &self.runner)
+            .finish()
     }
 }
 
@@ -291,7 +292,7 @@ impl<C: Codec> Worker<C> {
         WorkerBuilder {
             backend,
             codec,
-            registry: Registry::default(),
+            routes: Routes::new(),
             queues: vec![conveyor_core::DEFAULT_QUEUE.to_string()],
             pool: PoolBuilder::default(),
             slots: DEFAULT_WORKERS,
@@ -305,18 +306,21 @@ impl<C: Codec> Worker<C> {
                 retention: Retention::default(),
             },
             on_task: None,
+            callback_capacity: DEFAULT_CALLBACK_CAPACITY,
             global_limits: Vec::new(),
         }
     }
 
     /// A handle that stops the worker gracefully.
     pub fn stopper(&self) -> WorkerStopper {
-        WorkerStopper(self.shared.stop.clone())
+        WorkerStopper(self.handle.clone())
     }
 
     /// Counts so far.
     pub fn stats(&self) -> WorkerStats {
-        stats(&self.shared)
+        let mut stats = self.handle.stats();
+        stats.backend_errors += self.maintenance_errors.load(Ordering::Relaxed);
+        stats
     }
 
     /// Runs until SIGINT or SIGTERM (or [`WorkerStopper::stop`]), then stops gracefully.
@@ -326,139 +330,33 @@ impl<C: Codec> Worker<C> {
 
     /// Runs until `stop` completes (or [`WorkerStopper::stop`]), then stops gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<WorkerReport, Error> {
-        let Worker { shared, builder } = self;
-        for (handler, limits) in &builder.global_limits {
-            shared.backend.set_limits(handler, *limits).await?;
+        let Worker {
+            runner,
+            backend,
+            queues,
+            schedule,
+            global_limits,
+            maintenance_errors,
+            ..
+        } = self;
+        for (handler, limits) in &global_limits {
+            backend.set_limits(handler, *limits).await?;
         }
-        let slots = builder.slots;
-        let pool = builder.pool.workers(slots).build()?;
-        let (tx, rx) = flume::bounded::<Finish>(slots);
-        let on_result = result_callback(shared.clone(), tx.clone(), builder.on_task);
-        let mut job = pool
-            .job()
-            .queue_capacity(slots)
-            .result_capacity(slots.max(64))
-            .on_task_complete(on_result)
-            .start()?;
-        let producer = job.producer().ok_or(Error::Closed)?;
-        job.close();
-
-        let give_up = CancellationToken::new();
-        let done = CancellationToken::new();
-        let completer = tokio::spawn(completer::run(shared.clone(), rx, give_up.clone()));
-        let keeper = tokio::spawn(lease_keeper::run(shared.clone(), done.clone()));
+        let done = tokio_util::sync::CancellationToken::new();
         let upkeep = tokio::spawn(maintenance::run(
-            shared.clone(),
-            builder.schedule,
+            backend.clone(),
+            schedule,
+            maintenance_errors.clone(),
             done.clone(),
         ));
-        let fetch = tokio::spawn(fetcher::run(
-            shared.clone(),
-            Arc::new(builder.registry),
-            producer,
-            tx,
-            FetchConfig {
-                batch: builder.fetch_batch,
-                poll: builder.poll,
-            },
-        ));
-        tracing::info!(backend = shared.backend.kind(), queues = ?shared.queues, slots, "worker started");
-
-        tokio::select! {
-            _ = stop => {}
-            _ = shared.stop.cancelled() => {}
-        }
-        shared.stop.cancel();
-        let _ = fetch.await;
-        tracing::info!(
-            in_flight = shared.busy.load(Ordering::Acquire),
-            "worker stopping: draining"
-        );
-        let drained = shared.drained(Instant::now() + builder.grace).await;
-        if !drained {
-            tracing::warn!("grace period over: cancelling running tasks");
-            shared.aborting.store(true, Ordering::Release);
-            job.cancel();
-            shared.drained(Instant::now() + builder.lease).await;
-        }
-        let _ = tokio::time::timeout(builder.lease, job.wait()).await;
-        give_up.cancel();
-        let _ = completer.await;
+        tracing::info!(backend = backend.kind(), ?queues, "worker started");
+        let run = runner.run_until(stop).await;
         done.cancel();
-        let _ = keeper.await;
         let _ = upkeep.await;
-        pool.shutdown(Duration::from_secs(1)).await;
-        let report = WorkerReport {
-            stats: stats(&shared),
-            drained,
-        };
+        let mut report = run?;
+        report.stats.backend_errors += maintenance_errors.load(Ordering::Relaxed);
         tracing::info!(?report, "worker stopped");
         Ok(report)
-    }
-}
-
-fn stats(shared: &WorkerShared) -> WorkerStats {
-    let c = &shared.counters;
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    WorkerStats {
-        reserved: get(&c.reserved),
-        completed: get(&c.completed),
-        retried: get(&c.retried),
-        dead: get(&c.dead),
-        discarded: get(&c.discarded),
-        released: get(&c.released),
-        stale: get(&c.stale),
-        lost_leases: get(&c.lost_leases),
-        backend_errors: get(&c.backend_errors),
-        in_flight: shared.busy.load(Ordering::Acquire),
-    }
-}
-
-/// The engine's `on_task_complete`: decide the report, queue it, then call the
-/// user's callback.
-fn result_callback(
-    shared: Arc<WorkerShared>,
-    reports: flume::Sender<Finish>,
-    mut user: Option<OnDurableComplete>,
-) -> impl FnMut(TaskResult) + Send + 'static {
-    move |result: TaskResult| {
-        let Some(f) = shared.inflight.lock().remove(&result.id) else {
-            return;
-        };
-        let aborting = shared.aborting.load(Ordering::Acquire);
-        let (kind, action) = decide(&f.handler, &result, f.attempt, aborting);
-        let c = &shared.counters;
-        Counters::add(
-            match kind {
-                ReportKind::Completed => &c.completed,
-                ReportKind::Retried => &c.retried,
-                ReportKind::DeadLettered => &c.dead,
-                ReportKind::Discarded => &c.discarded,
-                ReportKind::Released => &c.released,
-            },
-            1,
-        );
-        let error = match &action {
-            conveyor_core::FinishAction::Retry { error, .. }
-            | conveyor_core::FinishAction::DeadLetter { error } => Some(error.clone()),
-            conveyor_core::FinishAction::Discard { reason } => Some(reason.clone()),
-            _ => None,
-        };
-        let _ = reports.send(Finish {
-            lease: f.lease,
-            action,
-        });
-        shared.release_slots(1);
-        if let Some(cb) = user.as_mut() {
-            cb(DurableResult {
-                id: f.lease.id,
-                queue: f.queue,
-                attempt: f.attempt,
-                report: kind,
-                error,
-                result,
-            });
-        }
     }
 }
 

@@ -1,0 +1,92 @@
+//! A durable backend as a [`Source`]: reserve is fetch, the lease token is
+//! the receipt, renew is renew, finish is settle.
+//!
+//! Retries belong to the backend ([`Retries::BySource`]): the runner runs one
+//! attempt per reservation and reports a failure as "retry after the
+//! handler's backoff", so a crash during the backoff loses nothing and
+//! another worker may take the retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{async_trait, Backend, Error, Finish, Lease, Reserved};
+
+use crate::source::{Delivery, Retries, Settlement, Source};
+
+/// Tasks of some queues of a backend, reserved under a lease.
+pub(crate) struct BackendSource {
+    backend: Arc<dyn Backend>,
+    queues: Vec<String>,
+    /// The queue names once more, shared by every delivery of each.
+    names: Vec<Arc<str>>,
+    lease: Duration,
+}
+
+impl BackendSource {
+    pub(crate) fn new(backend: Arc<dyn Backend>, queues: Vec<String>, lease: Duration) -> Self {
+        let names = queues.iter().map(|q| Arc::from(q.as_str())).collect();
+        Self {
+            backend,
+            queues,
+            names,
+            lease,
+        }
+    }
+
+    fn delivery(&self, r: Reserved) -> Delivery<Vec<u8>, Lease> {
+        let queue = self
+            .names
+            .iter()
+            .find(|q| ***q == *r.queue)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(r.queue.as_str()));
+        Delivery {
+            id: r.lease.id,
+            handler: r.handler,
+            payload: r.payload,
+            queue,
+            attempt: r.attempt,
+            max_attempts: Some(r.max_attempts),
+            timeout: r.timeout,
+            receipt: r.lease,
+        }
+    }
+}
+
+#[async_trait]
+impl Source for BackendSource {
+    type Payload = Vec<u8>;
+    type Receipt = Lease;
+
+    fn retries(&self) -> Retries {
+        Retries::BySource
+    }
+
+    async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
+        let reserved = self.backend.reserve(&self.queues, max, self.lease).await?;
+        Ok(reserved.into_iter().map(|r| self.delivery(r)).collect())
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) -> bool {
+        self.backend.wait_for_work(&self.queues, timeout).await
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    async fn renew(&self, receipts: &[Lease]) -> Result<Vec<bool>, Error> {
+        self.backend.renew(receipts, self.lease).await
+    }
+
+    async fn settle(&self, batch: Vec<Settlement<Lease>>) -> Result<Vec<Result<(), Error>>, Error> {
+        let reports = batch
+            .into_iter()
+            .map(|s| Finish {
+                lease: s.receipt,
+                action: s.action,
+            })
+            .collect();
+        self.backend.finish(reports).await
+    }
+}

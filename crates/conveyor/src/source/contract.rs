@@ -1,0 +1,120 @@
+//! The contract between a source and the runner that executes its tasks.
+//!
+//! A source feeds tasks and takes their outcomes back; the runner does the
+//! rest, written once for every source: fetching only up to the free slots,
+//! keeping leases alive, settling outcomes in batches, draining on stop. A
+//! source says how to fetch, renew and settle, and nothing else: a durable
+//! backend, a message broker or a stream all fit, because what it needs to
+//! settle a task travels as an opaque [`Source::Receipt`] (a lease token, a
+//! delivery tag, a reply subject, a Kafka coordinate).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::async_trait;
+
+use conveyor_core::{Error, FinishAction, OutcomeKind, TaskId};
+
+/// Where a source's retries run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retries {
+    /// The runner runs one attempt per delivery and settles a failure as
+    /// [`FinishAction::Retry`]: the source delivers the task again after the
+    /// delay, maybe to another worker (durable queues).
+    BySource,
+    /// The runner retries in place, with the handler's policy, and settles
+    /// only the final outcome (streams, where a record cannot be put back).
+    InPlace,
+}
+
+/// One task fetched from a source.
+#[derive(Debug, Clone)]
+pub struct Delivery<P, R> {
+    /// The task's id, unique among the source's unsettled tasks: the engine
+    /// runs the task under it (there is no second id).
+    pub id: TaskId,
+    /// The name of the handler to run.
+    pub handler: String,
+    /// What the handler's params are decoded from.
+    pub payload: P,
+    /// The queue (or topic) it came from, for counts and callbacks.
+    pub queue: Arc<str>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts the task may have in all, if the source says (otherwise the
+    /// handler's retry policy decides).
+    pub max_attempts: Option<u32>,
+    /// The longest an attempt may run.
+    pub timeout: Option<Duration>,
+    /// What the source needs to settle the task.
+    pub receipt: R,
+}
+
+/// What the runner tells a source about one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement<R> {
+    /// The task.
+    pub id: TaskId,
+    /// The delivery's receipt.
+    pub receipt: R,
+    /// Attempts run for this delivery (0: it never started).
+    pub attempts: u32,
+    /// How the last attempt ended; `None` when it never ran (no such handler,
+    /// undecodable payload, handed back unstarted).
+    pub outcome: Option<OutcomeKind>,
+    /// What to do with the task.
+    pub action: FinishAction,
+}
+
+/// Anything that feeds a runner tasks and takes their outcomes back.
+#[async_trait]
+pub trait Source: Send + Sync + 'static {
+    /// What a delivery carries for its handler (bytes, a broker message).
+    type Payload: Send + Sync + 'static;
+    /// What settling one task needs; cloned for renewals and retried settles.
+    type Receipt: Clone + Send + Sync + 'static;
+
+    /// Where retries run (default: by the source).
+    fn retries(&self) -> Retries {
+        Retries::BySource
+    }
+
+    /// Takes up to `max` tasks (`max >= 1`) that may start now. An empty
+    /// answer means none is ready: the runner then waits with
+    /// [`Source::wait_for_work`].
+    async fn fetch(&self, max: usize)
+        -> Result<Vec<Delivery<Self::Payload, Self::Receipt>>, Error>;
+
+    /// Waits up to `timeout` for a sign that [`Source::fetch`] may find work.
+    /// Returns `false` at once when the source cannot signal: the runner then
+    /// sleeps for the rest of the poll interval itself.
+    async fn wait_for_work(&self, timeout: Duration) -> bool {
+        let _ = timeout;
+        false
+    }
+
+    /// How long a fetched task stays this runner's without a renewal; `None`
+    /// when there is nothing to renew.
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Extends the claims on running tasks: one answer per receipt, `false`
+    /// for a claim that is lost (the runner then cancels the attempt: its
+    /// outcome could not be settled anyway).
+    async fn renew(&self, receipts: &[Self::Receipt]) -> Result<Vec<bool>, Error> {
+        let _ = receipts;
+        Err(Error::Unsupported(
+            "this source has no leases to renew".into(),
+        ))
+    }
+
+    /// Applies settlements, each on its own: an item fails with
+    /// [`Error::StaleLease`] when its claim was lost. The outer error means
+    /// nothing was applied: the runner tries the batch again.
+    async fn settle(
+        &self,
+        batch: Vec<Settlement<Self::Receipt>>,
+    ) -> Result<Vec<Result<(), Error>>, Error>;
+}

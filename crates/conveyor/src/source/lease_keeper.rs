@@ -1,0 +1,59 @@
+//! The lease keeper: renews the claims on held tasks while they run.
+//!
+//! Every third of the lease it renews every claim the runner holds in one
+//! call. A claim the source no longer honours (it ran out and another worker
+//! took the task) cancels the attempt: its settlement would be refused
+//! anyway, and the work is someone else's now. A source without leases has
+//! no keeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::contract::Source;
+use super::shared::RunnerShared;
+use super::stats::Counters;
+
+/// Runs until `done` fires.
+pub(crate) async fn run<S: Source>(
+    shared: Arc<RunnerShared<S>>,
+    lease: Duration,
+    done: CancellationToken,
+) {
+    let every = (lease / 3).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.cancelled() => return,
+        }
+        let held = shared.held.receipts();
+        if held.is_empty() {
+            continue;
+        }
+        let receipts: Vec<S::Receipt> = held.iter().map(|(_, _, r)| r.clone()).collect();
+        match shared.source.renew(&receipts).await {
+            Ok(kept) => {
+                for ((id, generation, _), ok) in held.iter().zip(kept) {
+                    if ok {
+                        continue;
+                    }
+                    let cancelled = shared
+                        .held
+                        .cancel_if(*id, *generation, |id| shared.cancel_task(id));
+                    if cancelled {
+                        Counters::add(&shared.counters.lost_leases, 1);
+                        tracing::warn!(task = %id, "lease lost; cancelling the attempt");
+                    }
+                }
+            }
+            Err(e) => {
+                Counters::add(&shared.counters.backend_errors, 1);
+                tracing::warn!(error = %e, "renewing leases failed");
+            }
+        }
+    }
+}

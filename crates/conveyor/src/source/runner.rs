@@ -1,0 +1,322 @@
+//! The runner: one executor around any [`Source`].
+//!
+//! It runs a source's tasks on a pool's lanes and limits, with at most
+//! `slots` of them fetched and unsettled at once. Four parts, each written
+//! once for every source: the fetcher takes tasks up to the free slots; the
+//! engine runs them under the source's own ids and hands each final result
+//! straight to the runner's sink, which decides the next step and queues the
+//! settlement; the settler gives settlements to the source in batches; the
+//! lease keeper renews claims while tasks run. On stop it fetches nothing
+//! more, lets running tasks finish within the grace period, then cancels the
+//! rest (unstarted ones are handed back without losing an attempt).
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use conveyor_core::Error;
+
+use crate::envelope::JobShared;
+use crate::pool::{Pool, PoolBuilder};
+
+use super::callbacks::{Callbacks, OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
+use super::contract::Source;
+use super::fetcher::{self, FetchConfig};
+use super::held::Held;
+use super::routes::Routes;
+use super::shared::RunnerShared;
+use super::sink::RunnerSink;
+use super::slots::Slots;
+use super::stats::{Counters, RunnerStats};
+use super::{lease_keeper, settler};
+
+/// Default longest wait between two fetches while the source is empty.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
+/// Default grace period of a graceful stop.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// Default most tasks per fetch.
+pub const DEFAULT_FETCH_BATCH: usize = 256;
+
+/// Where a runner's tasks run.
+enum Engine {
+    /// A pool of its own, built with the runner's slots as its workers.
+    Own(PoolBuilder),
+    /// A pool shared with other work.
+    Shared(Pool),
+}
+
+/// Runs a [`Source`]'s tasks: build it with [`Runner::new`], then
+/// [`Runner::run_until`].
+pub struct Runner<S: Source> {
+    source: Arc<S>,
+    routes: Routes<S::Payload>,
+    engine: Engine,
+    slots: usize,
+    batch: usize,
+    poll: Duration,
+    grace: Duration,
+    on_task: Option<OnSettled>,
+    callback_capacity: usize,
+    stop: CancellationToken,
+    observer: Arc<Mutex<Option<StatsReader>>>,
+}
+
+/// Reads a running runner's counts.
+type StatsReader = Arc<dyn Fn() -> RunnerStats + Send + Sync>;
+
+impl<S: Source> std::fmt::Debug for Runner<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("handlers", &self.routes.names())
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a stopped runner did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerReport {
+    /// Counts over the runner's life.
+    pub stats: RunnerStats,
+    /// True when every running task finished within the grace period.
+    pub drained: bool,
+}
+
+/// Stops a runner gracefully from anywhere and reads its counts.
+#[derive(Clone)]
+pub struct RunnerHandle {
+    stop: CancellationToken,
+    stats: Arc<Mutex<Option<StatsReader>>>,
+}
+
+impl std::fmt::Debug for RunnerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerHandle")
+            .field("stopping", &self.stop.is_cancelled())
+            .finish()
+    }
+}
+
+impl RunnerHandle {
+    /// Begins a graceful stop.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> RunnerStats {
+        let read = self.stats.lock().clone();
+        read.map(|read| read()).unwrap_or_default()
+    }
+}
+
+impl<S: Source> Runner<S> {
+    /// A runner of `source`'s tasks with these handlers: 50 slots, its own
+    /// pool, a fetch batch of 256, a poll interval of 200 ms, a grace period
+    /// of 30 s.
+    pub fn new(source: S, routes: Routes<S::Payload>) -> Self {
+        Self {
+            source: Arc::new(source),
+            routes,
+            engine: Engine::Own(PoolBuilder::default()),
+            slots: crate::pool::DEFAULT_WORKERS,
+            batch: DEFAULT_FETCH_BATCH,
+            poll: DEFAULT_POLL,
+            grace: DEFAULT_GRACE,
+            on_task: None,
+            callback_capacity: DEFAULT_CALLBACK_CAPACITY,
+            stop: CancellationToken::new(),
+            observer: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Tasks fetched and unsettled at once (default 50): with a pool of its
+    /// own, also the pool's worker count.
+    pub fn slots(mut self, n: usize) -> Self {
+        self.slots = n;
+        self
+    }
+
+    /// The settings of the runner's own pool (lane limits, cpu threads,
+    /// rate); its worker count is replaced by the slots.
+    pub fn pool(mut self, pool: PoolBuilder) -> Self {
+        self.engine = Engine::Own(pool);
+        self
+    }
+
+    /// Runs the tasks on a pool shared with other work instead.
+    pub fn shared_pool(mut self, pool: Pool) -> Self {
+        self.engine = Engine::Shared(pool);
+        self
+    }
+
+    /// Most tasks per fetch (default 256).
+    pub fn fetch_batch(mut self, n: usize) -> Self {
+        self.batch = n;
+        self
+    }
+
+    /// Longest wait between two fetches while the source is empty (default 200 ms).
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// How long a graceful stop waits for running tasks (default 30 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Called with every settled task on a thread of its own, after the
+    /// settlement is queued for the source: a slow or blocked callback never
+    /// delays a settlement or a slot. It may fall at most `capacity`
+    /// results behind (default 10,000); results beyond that skip it (counted
+    /// in [`RunnerStats::callbacks_dropped`]).
+    pub fn on_task_complete(
+        mut self,
+        capacity: usize,
+        f: impl FnMut(Settled) + Send + 'static,
+    ) -> Self {
+        self.on_task = Some(Box::new(f));
+        self.callback_capacity = capacity;
+        self
+    }
+
+    /// The source.
+    pub fn source(&self) -> &Arc<S> {
+        &self.source
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
+        if self.routes.is_empty() {
+            return bad("a worker needs at least one handler");
+        }
+        if self.slots == 0 || self.batch == 0 {
+            return bad("slots and fetch batch must be at least 1");
+        }
+        if self.poll.is_zero() {
+            return bad("the poll interval must be positive");
+        }
+        Ok(())
+    }
+
+    /// A handle to stop the runner and read its counts (valid before, during
+    /// and after the run).
+    pub fn handle(&self) -> RunnerHandle {
+        RunnerHandle {
+            stop: self.stop.clone(),
+            stats: self.observer.clone(),
+        }
+    }
+
+    /// Runs until `stop` completes (or [`RunnerHandle::stop`]), then stops
+    /// gracefully.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<RunnerReport, Error> {
+        self.validate()?;
+        let slots = self.slots;
+        let (pool, own_pool) = match self.engine {
+            Engine::Own(builder) => (builder.workers(slots).build()?, true),
+            Engine::Shared(pool) => (pool, false),
+        };
+        let callbacks = match self.on_task {
+            Some(f) => Some(Callbacks::spawn(f, self.callback_capacity)?),
+            None => None,
+        };
+        let (tx, rx) = flume::unbounded();
+        let shared = Arc::new_cyclic(|me| {
+            let sink = Arc::new(RunnerSink { shared: me.clone() });
+            let job =
+                JobShared::with_sink(&pool.shared, SOURCE_JOB_CAPACITY, None, Some(sink), None);
+            RunnerShared {
+                retries: self.source.retries(),
+                source: self.source.clone(),
+                held: Held::new(),
+                slots: Slots::new(slots),
+                counters: Counters::default(),
+                settlements: tx,
+                callbacks,
+                cancels: job.cancels.clone(),
+                job,
+                stop: self.stop.clone(),
+                aborting: std::sync::atomic::AtomicBool::new(false),
+            }
+        });
+        {
+            // Weak: a handle kept after the run must not keep the runner alive.
+            let s = Arc::downgrade(&shared);
+            *self.observer.lock() = Some(Arc::new(move || {
+                s.upgrade().map(|s| s.stats()).unwrap_or_default()
+            }));
+        }
+        let job = &shared.job;
+
+        let closing = CancellationToken::new();
+        let give_up = CancellationToken::new();
+        let done = CancellationToken::new();
+        let settle = tokio::spawn(settler::run(
+            shared.clone(),
+            rx,
+            closing.clone(),
+            give_up.clone(),
+        ));
+        let lease = shared.source.lease();
+        let keeper =
+            lease.map(|lease| tokio::spawn(lease_keeper::run(shared.clone(), lease, done.clone())));
+        let fetch = tokio::spawn(fetcher::run(
+            shared.clone(),
+            Arc::new(self.routes),
+            FetchConfig {
+                batch: self.batch,
+                poll: self.poll,
+            },
+        ));
+
+        tokio::select! {
+            _ = stop => {}
+            _ = shared.stop.cancelled() => {}
+        }
+        shared.stop.cancel();
+        let _ = fetch.await;
+        tracing::info!(in_flight = shared.slots.busy(), "stopping: draining");
+        let drained = shared.slots.drained(Instant::now() + self.grace).await;
+        if !drained {
+            tracing::warn!("grace period over: cancelling running tasks");
+            shared.aborting.store(true, Ordering::Release);
+            job.cancel();
+            let settle_within = lease.unwrap_or(self.grace);
+            shared.slots.drained(Instant::now() + settle_within).await;
+        }
+        closing.cancel();
+        give_up.cancel();
+        let _ = settle.await;
+        if let Some(callbacks) = &shared.callbacks {
+            if !callbacks.idle(Instant::now() + self.grace).await {
+                tracing::warn!("on_task_complete is still busy; not waiting for it");
+            }
+        }
+        done.cancel();
+        if let Some(keeper) = keeper {
+            let _ = keeper.await;
+        }
+        if own_pool {
+            pool.shutdown(Duration::from_secs(1)).await;
+        }
+        let stats = shared.stats();
+        *self.observer.lock() = Some(Arc::new(move || stats));
+        Ok(RunnerReport { stats, drained })
+    }
+}
+
+/// A source job's queue capacity: unbounded in effect, since the runner
+/// bounds its tasks by its slots (finished tasks give their capacity back in
+/// bulk, a moment after their outcome, which must never refuse a fetch).
+const SOURCE_JOB_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS / 2;

@@ -1,0 +1,134 @@
+//! What a runner's parts share: the source, its routes, the held tasks, the
+//! slots, the settlement queue, the counts, and the engine job the tasks run
+//! in.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use conveyor_core::{FinishAction, TaskId, TaskOptions};
+
+use crate::cancel::Cancels;
+use crate::envelope::JobShared;
+use crate::job::Producer;
+
+use super::callbacks::Callbacks;
+use super::contract::{Delivery, Retries, Settlement, Source};
+use super::held::Held;
+use super::routes::{Route, StartError};
+use super::slots::Slots;
+use super::stats::{Counters, RunnerStats};
+
+/// The fetcher, the sink, the settler and the lease keeper of one runner.
+pub(crate) struct RunnerShared<S: Source> {
+    pub(crate) source: Arc<S>,
+    pub(crate) retries: Retries,
+    pub(crate) held: Held<S::Payload, S::Receipt>,
+    pub(crate) slots: Slots,
+    pub(crate) counters: Counters,
+    /// Settlements for the settler (its occupancy is bounded by [`Slots`]).
+    pub(crate) settlements: flume::Sender<Settlement<S::Receipt>>,
+    /// The user's `on_task_complete`, off the settlement path.
+    pub(crate) callbacks: Option<Callbacks>,
+    /// The engine job the tasks run in (its sink holds this weakly).
+    pub(crate) job: Arc<JobShared>,
+    /// Cancels single tasks of the job.
+    pub(crate) cancels: Arc<Cancels>,
+    /// Stop fetching (a graceful stop has begun).
+    pub(crate) stop: CancellationToken,
+    /// The grace period ran out: running tasks are being cancelled.
+    pub(crate) aborting: AtomicBool,
+}
+
+impl<S: Source> RunnerShared<S> {
+    /// A producer for the engine job.
+    pub(crate) fn producer(&self) -> Producer {
+        Producer {
+            job: self.job.clone(),
+        }
+    }
+
+    /// Cancels the running attempt of task `id` (the caller has marked its
+    /// held entry cancelled).
+    pub(crate) fn cancel_task(&self, id: TaskId) {
+        self.cancels.cancel(id);
+    }
+
+    /// True once the grace period ran out.
+    pub(crate) fn is_aborting(&self) -> bool {
+        self.aborting.load(Ordering::Acquire)
+    }
+
+    /// Counts so far.
+    pub(crate) fn stats(&self) -> RunnerStats {
+        self.counters.snapshot(self.slots.busy())
+    }
+
+    /// Hands a held delivery to the engine; one that cannot start is settled
+    /// at once (dead-lettered when its payload does not decode, handed back
+    /// when the engine refuses it).
+    pub(crate) fn start(
+        &self,
+        producer: &Producer,
+        delivery: Delivery<S::Payload, S::Receipt>,
+        route: &Route<S::Payload>,
+    ) {
+        let id = delivery.id;
+        let mut opts = TaskOptions::new().max_attempts(match self.retries {
+            Retries::BySource => 1,
+            _ => route.max_attempts(delivery.max_attempts),
+        });
+        if let Some(t) = delivery.timeout {
+            opts = opts.timeout(t);
+        }
+        let action = match route.start(producer, id, &delivery.payload, opts) {
+            Ok(()) => return,
+            Err(StartError::Decode(e)) => {
+                let error = format!(
+                    "handler {}: cannot decode the params: {e}",
+                    delivery.handler
+                );
+                tracing::warn!(task = %id, %error, "dead-lettering");
+                Counters::add(&self.counters.dead, 1);
+                FinishAction::DeadLetter { error }
+            }
+            Err(StartError::Refused(e)) => {
+                tracing::debug!(task = %id, error = %e, "the engine refused the task; handing it back");
+                Counters::add(&self.counters.released, 1);
+                FinishAction::Release
+            }
+        };
+        if let Some(entry) = self.held.forget(id) {
+            self.queue(Settlement {
+                id,
+                receipt: entry.receipt,
+                attempts: 0,
+                outcome: None,
+                action,
+            });
+        }
+    }
+
+    /// Settles a delivery that never reaches the engine (no such handler, or
+    /// fetched as the runner stops).
+    pub(crate) fn settle_unheld(
+        &self,
+        delivery: Delivery<S::Payload, S::Receipt>,
+        action: FinishAction,
+    ) {
+        self.queue(Settlement {
+            id: delivery.id,
+            receipt: delivery.receipt,
+            attempts: 0,
+            outcome: None,
+            action,
+        });
+    }
+
+    /// Queues a settlement and gives the task's slot back.
+    pub(crate) fn queue(&self, settlement: Settlement<S::Receipt>) {
+        let queued = self.settlements.send(settlement).is_ok();
+        self.slots.settled(1, queued);
+    }
+}

@@ -1,0 +1,154 @@
+//! The runner's completion sink: the engine hands it each task's final
+//! result on the worker that settled the task, and it decides the next step
+//! ([`next_step`]), queues the settlement for the source, gives the slot back
+//! and offers the result to the user's callback — all without waiting.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use conveyor_core::{next_step, FinishAction, NextStep, Outcome};
+
+use crate::completion::CompletionSink;
+use crate::output::Output;
+use crate::results::TaskResult;
+
+use super::callbacks::Settled;
+use super::contract::{Retries, Settlement, Source};
+use super::held::{Entry, Removed};
+use super::shared::RunnerShared;
+
+/// The sink of one runner's engine job.
+pub(crate) struct RunnerSink<S: Source> {
+    /// Weak: the runner holds the engine job, which holds this sink.
+    pub(crate) shared: Weak<RunnerShared<S>>,
+}
+
+impl<S: Source> CompletionSink for RunnerSink<S> {
+    fn complete(&self, result: TaskResult) {
+        // Gone once the runner has stopped: nothing is left to settle.
+        let Some(sh) = self.shared.upgrade() else {
+            return;
+        };
+        let sh = &*sh;
+        let Some(Removed { entry, next }) = sh.held.remove(result.id) else {
+            return;
+        };
+        if entry.cancelled {
+            // The id may come back from the source: it must not start cancelled.
+            sh.cancels.forget(result.id);
+        }
+        let (step, action) = decide(sh.retries, &entry, &result, sh.is_aborting());
+        sh.counters.step(&step);
+        let error = match &action {
+            FinishAction::Retry { error, .. } | FinishAction::DeadLetter { error } => {
+                Some(error.clone())
+            }
+            FinishAction::Discard { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        if let Some(error) = &error {
+            tracing::debug!(task = %result.id, handler = %result.handler, ?step, %error, "settled");
+        }
+        sh.queue(Settlement {
+            id: result.id,
+            receipt: entry.receipt,
+            attempts: result.attempts,
+            outcome: (result.attempts > 0).then(|| result.outcome.kind()),
+            action,
+        });
+        if let Some((delivery, route)) = next {
+            sh.start(&sh.producer(), delivery, &route);
+        }
+        if let Some(callbacks) = &sh.callbacks {
+            let settled = Settled {
+                id: result.id,
+                queue: entry.queue,
+                attempt: entry.attempt,
+                step,
+                error,
+                result,
+            };
+            callbacks.offer(settled, &sh.counters);
+        }
+    }
+}
+
+/// The next step of a held task whose attempt ended as `result`, and what the
+/// source is told.
+fn decide<P, R>(
+    retries: Retries,
+    entry: &Entry<P, R>,
+    result: &TaskResult,
+    aborting: bool,
+) -> (NextStep, FinishAction) {
+    let (attempt, max) = match retries {
+        // The engine ran one attempt: the delivery's number decides.
+        Retries::BySource => (entry.attempt, entry.max_attempts),
+        // The engine retried in place: this outcome is final.
+        _ => (result.attempts, result.attempts),
+    };
+    let outcome = &result.outcome;
+    let step = next_step(outcome, attempt, max, &entry.route.retry, fastrand::f64());
+    let why = || describe(outcome, entry.cancelled, aborting);
+    match step {
+        NextStep::Done => match outcome {
+            Outcome::Succeeded(out) => encode(entry, out),
+            // `next_step` is done only with a success.
+            _ => (step, FinishAction::Complete { result: None }),
+        },
+        NextStep::Retry { delay } => (
+            step,
+            FinishAction::Retry {
+                delay,
+                error: why(),
+            },
+        ),
+        NextStep::Discard => (step, FinishAction::Discard { reason: why() }),
+        NextStep::Release if result.attempts == 0 => (step, FinishAction::Release),
+        NextStep::Release if retries == Retries::BySource => {
+            // Started, then cancelled (lost claim, or the stop's grace ran
+            // out): the attempt counts, and the source may run it again now.
+            let delay = Duration::ZERO;
+            let error = why();
+            (
+                NextStep::Retry { delay },
+                FinishAction::Retry { delay, error },
+            )
+        }
+        NextStep::Release => (step, FinishAction::Release),
+        _ => (
+            NextStep::DeadLetter,
+            FinishAction::DeadLetter { error: why() },
+        ),
+    }
+}
+
+/// A success's result, encoded for the source.
+fn encode<P, R>(entry: &Entry<P, R>, out: &Output) -> (NextStep, FinishAction) {
+    match entry.route.encode(out) {
+        Ok(result) => (NextStep::Done, FinishAction::Complete { result }),
+        Err(e) => (
+            NextStep::DeadLetter,
+            FinishAction::DeadLetter {
+                error: format!("cannot encode the result: {e}"),
+            },
+        ),
+    }
+}
+
+/// The error text settled with an outcome that is not a success.
+fn describe(outcome: &Outcome<Output>, cancelled_by_runner: bool, aborting: bool) -> String {
+    match outcome {
+        Outcome::Succeeded(_) => String::new(),
+        Outcome::Failed(e) => e.to_string(),
+        Outcome::TimedOut => "timed out".to_string(),
+        Outcome::Panicked(m) => format!("panicked: {m}"),
+        Outcome::Cancelled if cancelled_by_runner => {
+            "cancelled: the worker lost the task's lease".to_string()
+        }
+        Outcome::Cancelled if aborting => {
+            "the worker shut down before the task finished".to_string()
+        }
+        Outcome::Cancelled => "cancelled".to_string(),
+    }
+}

@@ -1,0 +1,239 @@
+//! The runner against a source written here: what it fetches, how many at
+//! once, what it settles, and a task id delivered again while its first
+//! attempt still runs.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::source::{Delivery, Retries, Routes, Runner, Settlement, Source};
+use conveyor::{async_trait, Error, FinishAction, Handler, TaskError, TaskId};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// Hands out what the test pushes; records every settlement.
+#[derive(Default)]
+struct Scripted {
+    queue: Mutex<VecDeque<Delivery<Vec<u8>, u64>>>,
+    settled: Mutex<Vec<Settlement<u64>>>,
+    changed: Notify,
+    most_fetched: AtomicUsize,
+    retries: Option<Retries>,
+}
+
+impl Scripted {
+    fn push(&self, id: u64, receipt: u64, payload: &str) {
+        self.queue.lock().push_back(Delivery {
+            id: TaskId(id),
+            handler: "echo".into(),
+            payload: payload.as_bytes().to_vec(),
+            queue: Arc::from("q"),
+            attempt: 1,
+            max_attempts: Some(3),
+            timeout: None,
+            receipt,
+        });
+        self.changed.notify_waiters();
+    }
+
+    async fn settled_count(&self, n: usize) -> Vec<Settlement<u64>> {
+        for _ in 0..2_000 {
+            if self.settled.lock().len() >= n {
+                return self.settled.lock().clone();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("only {:?} settled", self.settled.lock());
+    }
+}
+
+/// The runner owns its source: the test keeps the other end.
+struct Src(Arc<Scripted>);
+
+#[async_trait]
+impl Source for Src {
+    type Payload = Vec<u8>;
+    type Receipt = u64;
+
+    fn retries(&self) -> Retries {
+        self.0.retries.unwrap_or(Retries::BySource)
+    }
+
+    async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+        self.0.most_fetched.fetch_max(max, Ordering::SeqCst);
+        let mut q = self.0.queue.lock();
+        let n = max.min(q.len());
+        Ok(q.drain(..n).collect())
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) -> bool {
+        let _ = tokio::time::timeout(timeout, self.0.changed.notified()).await;
+        true
+    }
+
+    async fn settle(&self, batch: Vec<Settlement<u64>>) -> Result<Vec<Result<(), Error>>, Error> {
+        let n = batch.len();
+        self.0.settled.lock().extend(batch);
+        Ok((0..n).map(|_| Ok(())).collect())
+    }
+}
+
+fn echo_routes(handler: Handler<String, String>) -> Routes<Vec<u8>> {
+    let mut routes = Routes::new();
+    routes.add(
+        handler,
+        |p: &Vec<u8>| String::from_utf8(p.clone()).map_err(|e| e.to_string()),
+        |out: &String| Ok(Some(out.as_bytes().to_vec())),
+    );
+    routes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_up_to_its_slots_and_settles_every_task() {
+    let source = Arc::new(Scripted::default());
+    for i in 0..100 {
+        source.push(i, 1000 + i, &format!("t{i}"));
+    }
+    let echo = Handler::io("echo", |s: String, _ctx| async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok::<_, TaskError>(s.to_uppercase())
+    });
+    let runner = Runner::new(Src(source.clone()), echo_routes(echo))
+        .slots(4)
+        .poll_interval(Duration::from_millis(10));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    let settled = source.settled_count(100).await;
+    handle.stop();
+    let report = run.await.unwrap().unwrap();
+    assert!(report.drained);
+    assert_eq!(report.stats.completed, 100);
+    assert!(
+        source.most_fetched.load(Ordering::SeqCst) <= 4,
+        "never more than the slots"
+    );
+    for s in &settled {
+        assert_eq!(
+            s.receipt,
+            1000 + s.id.0,
+            "each settlement carries its delivery's receipt"
+        );
+        let want = format!("T{}", s.id.0).into_bytes();
+        assert_eq!(s.action, FinishAction::Complete { result: Some(want) });
+    }
+}
+
+/// A delivery of an id whose earlier attempt still runs cancels that
+/// attempt; the new one starts only once the old one is over, and both are
+/// settled, each with its own receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_delivered_again_never_runs_twice_at_once() {
+    let source = Arc::new(Scripted::default());
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let started = Arc::new(Notify::new());
+    let s = started.clone();
+    let slow = Handler::io("echo", move |p: String, ctx: conveyor::TaskContext| {
+        let (r, m, s) = (r.clone(), m.clone(), s.clone());
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            s.notify_one();
+            if p == "first" {
+                // Runs until cancelled.
+                ctx.cancelled().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(p)
+        }
+    });
+    let runner = Runner::new(Src(source.clone()), echo_routes(slow))
+        .slots(4)
+        .poll_interval(Duration::from_millis(5));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    source.push(7, 1, "first");
+    started.notified().await;
+    source.push(7, 2, "second");
+    let settled = source.settled_count(2).await;
+    handle.stop();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "never two attempts of one id at once"
+    );
+    assert_eq!(settled[0].receipt, 1);
+    assert!(
+        matches!(settled[0].action, FinishAction::Retry { .. }),
+        "the old attempt was cancelled: {:?}",
+        settled[0].action
+    );
+    assert_eq!(settled[1].receipt, 2);
+    assert_eq!(
+        settled[1].action,
+        FinishAction::Complete {
+            result: Some(b"second".to_vec())
+        },
+        "the new attempt ran, not cancelled by the old one's cancellation"
+    );
+}
+
+/// In-place retries (a stream): the runner retries with the handler's policy
+/// and settles only the final outcome, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_retries_settle_once() {
+    let source = Arc::new(Scripted {
+        retries: Some(Retries::InPlace),
+        ..Default::default()
+    });
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let flaky = Handler::io("echo", move |p: String, _ctx| {
+        let t = t.clone();
+        async move {
+            if t.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(TaskError::new("flaky"))
+            } else {
+                Ok(p)
+            }
+        }
+    })
+    .retry(
+        conveyor::RetryPolicy::attempts(5)
+            .backoff(Duration::from_millis(1), Duration::from_millis(2)),
+    );
+    let runner = Runner::new(Src(source.clone()), echo_routes(flaky))
+        .poll_interval(Duration::from_millis(5));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    let mut d = Delivery {
+        id: TaskId(1),
+        handler: "echo".into(),
+        payload: b"x".to_vec(),
+        queue: Arc::from("q"),
+        attempt: 1,
+        max_attempts: None,
+        timeout: None,
+        receipt: 9,
+    };
+    d.attempt = 1;
+    source.queue.lock().push_back(d);
+    source.changed.notify_waiters();
+    let settled = source.settled_count(1).await;
+    handle.stop();
+    run.await.unwrap().unwrap();
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].attempts, 3);
+    assert_eq!(
+        settled[0].action,
+        FinishAction::Complete {
+            result: Some(b"x".to_vec())
+        }
+    );
+}
