@@ -1,12 +1,17 @@
 //! The consumer: a builder that joins a handler to a configuration, a handle to
-//! stop it and read its metrics, and `run`, which drives it until stopped.
+//! stop it and read its metrics, and `run`, which drives it until stopped: the
+//! polling thread feeds the read-ahead, and conveyor's runner (the one that
+//! runs every source) executes the records and settles them here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use conveyor::{Handler, Pool, Producer};
+use std::time::Duration;
+
+use conveyor::source::{CallbackQueue, Routes, Runner};
+use conveyor::{Handler, Pool};
 
 use crate::admin::create_topics;
 use crate::config::ConsumerConfig;
@@ -16,7 +21,8 @@ use crate::decode::{self, Decoder};
 use crate::error::Error;
 use crate::message::Message;
 use crate::metrics::{Completion, ConsumerMetrics, Counters};
-use crate::shared::{Dispatch, Dispatched, Shared};
+use crate::shared::{Record, Shared};
+use crate::source::KafkaSource;
 
 /// Builds a [`KafkaConsumer`].
 pub struct ConsumerBuilder {
@@ -24,6 +30,9 @@ pub struct ConsumerBuilder {
     pool: Option<Pool>,
     observer: Option<crate::shared::Observer>,
 }
+
+/// How many finished messages may wait for a slow `on_complete`.
+const OBSERVER_CAPACITY: usize = 10_000;
 
 impl std::fmt::Debug for ConsumerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,9 +51,12 @@ impl ConsumerBuilder {
     }
 
     /// Called with every finished message (succeeded, discarded,
-    /// dead-lettered or cancelled), off the handlers' path. Keep it quick.
+    /// dead-lettered or cancelled) on a thread of its own, after the message
+    /// is settled: a slow callback never delays a commit or a slot. One that
+    /// falls more than 10,000 messages behind misses the ones that do not fit
+    /// (logged).
     pub fn on_complete(mut self, f: impl Fn(&Completion) + Send + Sync + 'static) -> Self {
-        self.observer = Some(Box::new(f));
+        self.observer = Some(Box::new(move |c: Completion| f(&c)));
         self
     }
 
@@ -74,29 +86,29 @@ impl ConsumerBuilder {
             &self.config.group,
             &self.config.properties,
         )?;
-        let shared = Shared::new(self.config, dead_letters, self.observer);
-        let bind: Binder = Box::new(move |producer: Producer| -> Dispatch {
-            Box::new(move |message: &Message, opts| match decoder(message) {
-                Err(e) => Dispatched::Undecodable(e),
-                Ok(input) => match producer.try_submit(&handler, input, opts) {
-                    Ok(task) => Dispatched::Task(task),
-                    Err(rejected) if matches!(rejected.reason, conveyor::Error::QueueFull) => {
-                        Dispatched::Busy
-                    }
-                    Err(rejected) => Dispatched::Refused(rejected.reason.to_string()),
-                },
-            })
-        });
+        let observer = match self.observer {
+            Some(f) => Some(
+                CallbackQueue::spawn("conveyor-kafka-complete", OBSERVER_CAPACITY, f)
+                    .map_err(|e| Error::Thread(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let name: Arc<str> = Arc::from(handler.name());
+        let mut routes = Routes::new();
+        routes.add(
+            handler,
+            move |r: &Arc<Record>| decoder(&r.message),
+            |_: &Out| Ok(None),
+        );
+        let shared = Shared::new(self.config, dead_letters, observer, name);
         Ok(KafkaConsumer {
             shared,
             pool: self.pool,
-            bind,
+            routes,
             stop: Arc::new(AtomicBool::new(false)),
         })
     }
 }
-
-type Binder = Box<dyn FnOnce(Producer) -> Dispatch + Send>;
 
 /// A Kafka consumer whose messages run on conveyor's engine.
 ///
@@ -126,7 +138,7 @@ type Binder = Box<dyn FnOnce(Producer) -> Dispatch + Send>;
 pub struct KafkaConsumer {
     shared: Arc<Shared>,
     pool: Option<Pool>,
-    bind: Binder,
+    routes: Routes<Arc<Record>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -199,36 +211,36 @@ impl KafkaConsumer {
     pub async fn run(self) -> Result<RunReport, Error> {
         let shared = self.shared;
         let config = shared.config.clone();
-        let pool = match self.pool {
-            Some(pool) => pool,
-            None => Pool::builder().workers(config.max_in_flight).build()?,
+        let source = KafkaSource {
+            shared: shared.clone(),
         };
-        let on_result = shared.clone();
-        let job = pool
-            .job()
-            // At most max_in_flight tasks are submitted and not finished; the
-            // slack covers places handed back a moment after their outcome.
-            .queue_capacity(config.max_in_flight * 2 + 64)
-            .on_task_complete(move |r| on_result.complete(r))
-            .start()?;
-        let producer = job
-            .producer()
-            .ok_or_else(|| Error::Thread("the engine job closed at once".into()))?;
-        shared.set_dispatch((self.bind)(producer));
-        let started = start(&shared, &config, self.stop).await;
-        let waited = match started {
-            Ok(done) => done
-                .await
-                .map_err(|_| Error::Thread("the polling thread died".into())),
-            Err(e) => Err(e),
-        };
-        // Whatever happened, let the engine job close.
-        shared.end(std::time::Duration::from_secs(5));
-        let mut job = job;
-        if job.wait_timeout(config.shutdown_grace).await.is_none() {
-            tracing::warn!("handlers still running after the shutdown grace");
+        let mut runner = Runner::new(source, self.routes)
+            .slots(config.max_in_flight)
+            .fetch_batch(config.max_in_flight)
+            .poll_interval(Duration::from_millis(100))
+            .grace(config.shutdown_grace);
+        if let Some(pool) = self.pool {
+            runner = runner.shared_pool(pool);
         }
-        waited?;
+        let polling = start(&shared, &config, self.stop).await?;
+        // The polling thread decides when to stop: it drains (the runner
+        // still settling meanwhile), commits, and cancels what is left; then
+        // the runner stops too.
+        let died = Arc::new(AtomicBool::new(false));
+        let d = died.clone();
+        let run = runner
+            .run_until(async move {
+                if polling.await.is_err() {
+                    d.store(true, Ordering::Release);
+                }
+            })
+            .await;
+        // Whatever happened, cancel what still runs and flush dead letters.
+        shared.end(Duration::from_secs(5));
+        run?;
+        if died.load(Ordering::Acquire) {
+            return Err(Error::Thread("the polling thread died".into()));
+        }
         Ok(RunReport {
             counters: shared.metrics().counters,
         })

@@ -43,6 +43,7 @@ mod partition;
 mod poll;
 mod rebalance;
 mod shared;
+mod source;
 mod url;
 
 pub use admin::create_topics;

@@ -1,85 +1,95 @@
-//! Outcomes: what happens to a message when the engine reports its final
-//! outcome — finished (succeeded or discarded), dead-lettered (failed, timed
-//! out, panicked, or undecodable), or cancelled (left uncommitted, delivered
+//! Outcomes: what happens to a record when the runner settles it — finished
+//! (succeeded or discarded), dead-lettered (failed, timed out, panicked, or
+//! undecodable), or handed back (cancelled: left uncommitted, delivered
 //! again) — and the dead-letter writes' acknowledgements.
 
-use conveyor::{ErrorKind, Outcome, TaskResult};
+use std::sync::Arc;
+
+use conveyor::source::Settlement;
+use conveyor::{FinishAction, OutcomeKind};
 
 use crate::dead_letter::{Failure, Ticket};
 use crate::message::Message;
 use crate::metrics::{Completion, Disposition};
 use crate::partition::Coord;
-use crate::shared::{InFlight, Shared, State};
+use crate::shared::{Record, Shared, State};
 
 impl Shared {
-    /// A task's final outcome from the engine.
-    pub(crate) fn complete(&self, result: TaskResult) {
+    /// The runner settles records (its settler task).
+    pub(crate) fn settle(&self, batch: Vec<Settlement<Arc<Record>>>) {
         let mut done = Vec::new();
         {
             let mut st = self.lock();
-            let Some(InFlight {
-                coord,
-                message,
-                key,
-            }) = st.tasks.remove(&result.id)
-            else {
-                return;
-            };
-            // Its final outcome: the next record of its key may go.
-            if let Some(k) = &key {
-                self.release_key(&mut st, k);
+            for s in batch {
+                self.settle_one(&mut st, s, &mut done);
             }
-            if let Some(p) = st.current(&coord) {
-                p.handles.remove(&coord.offset);
-            }
-            let failure = |reason: &'static str, error: String| Failure {
-                reason,
-                error,
-                attempts: result.attempts,
-            };
-            let failed = match &result.outcome {
-                Outcome::Succeeded(_) => None,
-                Outcome::Failed(e) if e.kind() == ErrorKind::Discard => None,
-                Outcome::Cancelled => None,
-                Outcome::Failed(e) => Some(failure("failed", e.message().to_string())),
-                Outcome::TimedOut => Some(failure("timed_out", "the attempt timed out".into())),
-                Outcome::Panicked(m) => Some(failure("panicked", m.clone())),
-            };
-            let owned = st.current(&coord).is_some_and(|p| !p.revoking);
-            match (failed, &result.outcome) {
-                (Some(f), _) if owned => self.dead_letter(&mut st, coord, message, f, &mut done),
-                (Some(_), _) | (None, Outcome::Cancelled) => self.finish(
-                    &mut st,
-                    &coord,
-                    message,
-                    Disposition::Cancelled,
-                    result.attempts,
-                    None,
-                    &mut done,
-                ),
-                (None, Outcome::Failed(_)) => self.finish(
-                    &mut st,
-                    &coord,
-                    message,
-                    Disposition::Discarded,
-                    result.attempts,
-                    None,
-                    &mut done,
-                ),
-                (None, _) => self.finish(
-                    &mut st,
-                    &coord,
-                    message,
-                    Disposition::Succeeded,
-                    result.attempts,
-                    None,
-                    &mut done,
-                ),
-            }
-            self.refill(&mut st, &mut done);
+            self.resume_if_room(&mut st);
         }
         self.changed.notify_all();
+        self.work.notify_one();
         self.observe(done);
+    }
+
+    fn settle_one(&self, st: &mut State, s: Settlement<Arc<Record>>, done: &mut Vec<Completion>) {
+        let record = s.receipt;
+        let coord = record.coord.clone();
+        // Its final outcome: the next record of its key may go.
+        if let Some(k) = &record.key {
+            self.release_key(st, k);
+        }
+        if let Some(p) = st.current(&coord) {
+            p.tasks.remove(&coord.offset);
+        }
+        let message = record.message.clone();
+        let owned = st.current(&coord).is_some_and(|p| !p.revoking);
+        match s.action {
+            FinishAction::Complete { .. } => self.finish(
+                st,
+                &coord,
+                message,
+                Disposition::Succeeded,
+                s.attempts,
+                None,
+                done,
+            ),
+            FinishAction::Discard { .. } => self.finish(
+                st,
+                &coord,
+                message,
+                Disposition::Discarded,
+                s.attempts,
+                None,
+                done,
+            ),
+            FinishAction::DeadLetter { error } if owned => {
+                let reason = match s.outcome {
+                    None => {
+                        st.counters.undecodable += 1;
+                        "undecodable"
+                    }
+                    Some(OutcomeKind::TimedOut) => "timed_out",
+                    Some(OutcomeKind::Panicked) => "panicked",
+                    Some(_) => "failed",
+                };
+                let failure = Failure {
+                    reason,
+                    error,
+                    attempts: s.attempts,
+                };
+                self.dead_letter(st, coord, message, failure, done);
+            }
+            // A failure of a partition no longer ours, a cancelled attempt, a
+            // record handed back: not finished, so never committed here.
+            _ => self.finish(
+                st,
+                &coord,
+                message,
+                Disposition::Cancelled,
+                s.attempts,
+                None,
+                done,
+            ),
+        }
     }
 
     /// Frees a message's in-flight slot and, unless it was cancelled, marks its
@@ -182,9 +192,10 @@ impl Shared {
                 }
                 Some(e) => self.dead_letter_failed(&mut st, ticket, &e),
             }
-            self.refill(&mut st, &mut done);
+            self.resume_if_room(&mut st);
         }
         self.changed.notify_all();
+        self.work.notify_one();
         self.observe(done);
     }
 

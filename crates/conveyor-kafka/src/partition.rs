@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use conveyor::TaskHandle;
+use conveyor::TaskId;
 
 use crate::offsets::PartitionOffsets;
 
@@ -22,8 +22,8 @@ pub(crate) struct Partition {
     /// Messages of this partition counted in the consumer's in-flight total
     /// (in the engine, or being dead-lettered).
     pub(crate) in_flight: usize,
-    /// Engine tasks of this partition by offset, to cancel on revoke.
-    pub(crate) handles: HashMap<i64, TaskHandle>,
+    /// The runner's tasks of this partition by offset, to cancel on revoke.
+    pub(crate) tasks: HashMap<i64, TaskId>,
     /// The partition's high watermark from the client's statistics.
     pub(crate) high_watermark: Option<i64>,
 }
@@ -37,7 +37,7 @@ impl Partition {
             offsets: PartitionOffsets::default(),
             revoking: false,
             in_flight: 0,
-            handles: HashMap::new(),
+            tasks: HashMap::new(),
             high_watermark: None,
         }
     }

@@ -17,7 +17,7 @@ use crate::context::Ctx;
 use crate::shared::Shared;
 
 /// How long one `poll` blocks. Messages, rebalances and resumes do not wait for
-/// it (a resume is issued by whichever thread frees a slot); it only bounds how
+/// it (a resume is issued by whichever thread makes room); it only bounds how
 /// late a stop request or a periodic commit is noticed.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -31,7 +31,6 @@ pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: A
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
         }
-        shared.refill_now();
         if last_commit.elapsed() >= config.commit_interval {
             shared.commit(&consumer, CommitMode::Async, None);
             last_commit = Instant::now();

@@ -140,22 +140,20 @@ impl Shared {
             }
         }
         self.commit(consumer, CommitMode::Sync, Some(&list));
-        let cancelled: Vec<conveyor::TaskHandle> = {
+        let cancelled: Vec<conveyor::TaskId> = {
             let mut st = self.lock();
             let (gone, kept): (Vec<Partition>, Vec<Partition>) = std::mem::take(&mut st.partitions)
                 .into_iter()
                 .partition(|p| list.iter().any(|(t, n)| p.is(t, *n)));
             st.partitions = kept;
             gone.into_iter()
-                .flat_map(|p| p.handles.into_values())
+                .flat_map(|p| p.tasks.into_values())
                 .collect()
         };
         if !cancelled.is_empty() {
             tracing::warn!(count = cancelled.len(), "revoked partitions still had work in flight past the revoke timeout; cancelled (it runs again on the new owner)");
         }
-        for h in cancelled {
-            h.cancel();
-        }
+        self.cancel_tasks(cancelled);
         tracing::info!(partitions = ?list, "revoked");
     }
 

@@ -1,17 +1,16 @@
 //! The consumer's shared state and the rules that change it on the way in:
-//! taking a message, dispatching it to the engine, pausing at the limit and
-//! resuming when a slot frees. What happens on the way out is in `outcome.rs`;
-//! commits and rebalances in `rebalance.rs`.
+//! taking a record, handing records to the runner as it asks for them,
+//! pausing at the limit and resuming when there is room. What happens on the
+//! way out is in `outcome.rs`; commits and rebalances in `rebalance.rs`.
 //!
-//! Three threads touch this state, each under one mutex: the polling thread
-//! (messages, rebalances, commits), the job's result thread (outcomes) and the
-//! dead-letter producer's thread (write acknowledgements). Resuming is
-//! event-driven: the thread that frees a slot resumes the partitions itself
-//! (librdkafka's pause/resume may be called from any thread), so there is no
-//! pause interval and no sleep. A message is dispatched under the same lock
-//! that records its task id, so its outcome can never arrive first.
+//! Three kinds of thread touch this state, each under one mutex: the polling
+//! thread (records, rebalances, commits), the runner's fetcher and settler
+//! (records out, outcomes in) and the dead-letter producer's thread (write
+//! acknowledgements). Resuming is event-driven: whoever makes room resumes
+//! the partitions itself (librdkafka's pause/resume may be called from any
+//! thread), so there is no pause interval and no sleep.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,48 +19,35 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::TopicPartitionList;
 
-use conveyor::{TaskId, TaskOptions};
+use conveyor::source::{CallbackQueue, Control};
+use conveyor::TaskId;
 
 use crate::config::ConsumerConfig;
 use crate::context::Ctx;
-use crate::dead_letter::{DeadLetterWriter, Failure};
+use crate::dead_letter::DeadLetterWriter;
 use crate::keys::{Item, KeyGate};
 use crate::message::Message;
 use crate::metrics::{Completion, ConsumerMetrics, Counters, PartitionMetrics};
 use crate::partition::{Coord, Partition};
 
-/// What dispatching one message did.
-pub(crate) enum Dispatched {
-    /// It runs in the engine as this task.
-    Task(conveyor::TaskHandle),
-    /// The decoder refused it, with this error.
-    Undecodable(String),
-    /// The engine's queue had no room this instant (a finished task's place is
-    /// handed back a moment after its outcome): try again shortly.
-    Busy,
-    /// The engine refused it (shutting down).
-    Refused(String),
-}
+/// Called with every finished message, on a callback thread of its own.
+pub(crate) type Observer = Box<dyn FnMut(Completion) + Send>;
 
-/// Decodes a message and submits it to the engine (type-erased over the
-/// handler's params and output).
-pub(crate) type Dispatch = Box<dyn Fn(&Message, TaskOptions) -> Dispatched + Send + Sync>;
-
-/// Called with every finished message.
-pub(crate) type Observer = Box<dyn Fn(&Completion) + Send + Sync>;
-
-/// One message in the engine.
-pub(crate) struct InFlight {
+/// A record handed to the runner: its coordinates, the record, and the
+/// ordering key it holds until its final outcome.
+pub(crate) struct Record {
+    /// The task the record runs as.
+    pub(crate) id: TaskId,
     pub(crate) coord: Coord,
     pub(crate) message: Message,
-    /// The ordering key it holds, released at its final outcome.
     pub(crate) key: Option<Arc<str>>,
 }
 
 /// Everything the three threads share, behind [`Shared::state`].
 pub(crate) struct State {
     pub(crate) partitions: Vec<Partition>,
-    pub(crate) tasks: HashMap<TaskId, InFlight>,
+    /// Records handed to the runner and not finished (running, retrying, or
+    /// being dead-lettered).
     pub(crate) in_flight: usize,
     pub(crate) paused: bool,
     /// Read-ahead: records taken while every slot was busy, in order.
@@ -72,7 +58,6 @@ pub(crate) struct State {
     pub(crate) gate: KeyGate,
     pub(crate) next_epoch: u64,
     pub(crate) counters: Counters,
-    pub(crate) dispatch: Option<Dispatch>,
     pub(crate) stopping: bool,
 }
 
@@ -113,7 +98,14 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     pub(crate) consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
     pub(crate) dead_letters: DeadLetterWriter,
-    pub(crate) observer: Option<Observer>,
+    pub(crate) observer: Option<CallbackQueue<Completion>>,
+    /// Signalled when the runner may find records: new ones, a freed key,
+    /// room under the in-flight limit.
+    pub(crate) work: tokio::sync::Notify,
+    /// Cancels running tasks of revoked partitions.
+    pub(crate) control: OnceLock<Control>,
+    /// The handler every record runs.
+    pub(crate) handler: Arc<str>,
     pub(crate) me: Weak<Shared>,
 }
 
@@ -121,7 +113,8 @@ impl Shared {
     pub(crate) fn new(
         config: ConsumerConfig,
         dead_letters: DeadLetterWriter,
-        observer: Option<Observer>,
+        observer: Option<CallbackQueue<Completion>>,
+        handler: Arc<str>,
     ) -> Arc<Self> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -130,7 +123,6 @@ impl Shared {
             scope: format!("kafka#{n}:"),
             state: Mutex::new(State {
                 partitions: Vec::new(),
-                tasks: HashMap::new(),
                 in_flight: 0,
                 paused: false,
                 waiting: VecDeque::new(),
@@ -138,20 +130,17 @@ impl Shared {
                 gate: KeyGate::default(),
                 next_epoch: 1,
                 counters: Counters::default(),
-                dispatch: None,
                 stopping: false,
             }),
             changed: Condvar::new(),
             consumer: OnceLock::new(),
             dead_letters,
             observer,
+            work: tokio::sync::Notify::new(),
+            control: OnceLock::new(),
+            handler,
             me: me.clone(),
         })
-    }
-
-    /// Connects the consumer to the engine: from now on messages are dispatched.
-    pub(crate) fn set_dispatch(&self, dispatch: Dispatch) {
-        self.lock().dispatch = Some(dispatch);
     }
 
     /// Lets other threads pause and resume the consumer.
@@ -163,19 +152,25 @@ impl Shared {
         self.state.lock()
     }
 
+    /// Gives finished messages to the `on_complete` callback, never waiting
+    /// for it (one that falls far behind misses some, logged).
     pub(crate) fn observe(&self, done: Vec<Completion>) {
-        if let Some(f) = &self.observer {
-            for c in &done {
-                f(c);
+        if let Some(q) = &self.observer {
+            for c in done {
+                if !q.offer(c) {
+                    tracing::warn!(
+                        "on_complete is falling behind: a finished message was not given to it"
+                    );
+                }
             }
         }
     }
 
     // ---- the polling thread ----
 
-    /// A message from the client: record it, dispatch it or hold it at the limit.
+    /// A message from the client: record it and hold it for the runner;
+    /// pause at the limit.
     pub(crate) fn take(&self, consumer: &BaseConsumer<Ctx>, m: &BorrowedMessage<'_>) {
-        let mut done = Vec::new();
         {
             let mut st = self.lock();
             if st.stopping {
@@ -202,10 +197,9 @@ impl Shared {
             st.counters.received += 1;
             // Behind whatever is already held, so order is kept.
             st.waiting.push_back((coord, message));
-            self.refill(&mut st, &mut done);
             self.pause_if_full(&mut st, consumer);
         }
-        self.observe(done);
+        self.work.notify_one();
     }
 
     /// The engine ordering key of a record, if its mode gives it one.
@@ -214,72 +208,6 @@ impl Shared {
             .ordering
             .task_key(&self.scope, &coord.topic, coord.partition, message.key())
             .map(Arc::from)
-    }
-
-    /// Hands one record to the engine (or to the dead-letter topic when it does
-    /// not decode) and counts it in flight; gives it back when the engine has
-    /// no room this instant. A `key` is reserved while its message runs.
-    // The record comes back only in the rare busy case; boxing it would cost
-    // an allocation per record instead.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn submit(
-        &self,
-        st: &mut State,
-        (coord, message): Item,
-        key: Option<Arc<str>>,
-        done: &mut Vec<Completion>,
-    ) -> Result<(), Item> {
-        let opts = match &key {
-            Some(k) => TaskOptions::new().key(k.clone()),
-            None => TaskOptions::new(),
-        };
-        let Some(dispatch) = st.dispatch.as_ref() else {
-            return Ok(());
-        };
-        let result = dispatch(&message, opts);
-        match result {
-            Dispatched::Task(handle) => {
-                st.in_flight += 1;
-                if let Some(p) = st.current(&coord) {
-                    p.in_flight += 1;
-                    p.handles.insert(coord.offset, handle.clone());
-                }
-                if let Some(k) = &key {
-                    st.gate.reserve(k);
-                }
-                let task = InFlight {
-                    coord,
-                    message,
-                    key,
-                };
-                st.tasks.insert(handle.id(), task);
-            }
-            Dispatched::Undecodable(error) => {
-                st.in_flight += 1;
-                if let Some(p) = st.current(&coord) {
-                    p.in_flight += 1;
-                }
-                st.counters.undecodable += 1;
-                let failure = Failure {
-                    reason: "undecodable",
-                    error,
-                    attempts: 0,
-                };
-                self.dead_letter(st, coord, message, failure, done);
-                if let Some(k) = key {
-                    self.release_key(st, &k);
-                }
-            }
-            Dispatched::Busy => return Err((coord, message)),
-            Dispatched::Refused(error) => {
-                // Left unfinished: never committed, delivered again later.
-                tracing::warn!(%error, topic = %coord.topic, partition = coord.partition, offset = coord.offset, "the engine refused a message");
-                if let Some(k) = key {
-                    self.release_key(st, &k);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// A message of `key` reached its final outcome: the key's next record (if
@@ -334,62 +262,65 @@ impl Shared {
         }
     }
 
-    /// Moves records on while there is room: first those whose key was freed,
-    /// then the read-ahead in order (a record whose key is busy goes behind
-    /// its key without taking a slot). Then resumes if possible.
-    pub(crate) fn refill(&self, st: &mut State, done: &mut Vec<Completion>) {
-        let max = self.config.max_in_flight;
-        'fill: while !st.stopping {
-            while st.in_flight < max {
-                let Some((key, item)) = st.ready.pop_front() else {
-                    break;
-                };
-                if st.current(&item.0).is_none_or(|p| p.revoking) {
-                    st.gate.forget(&key);
-                    continue;
+    /// Takes up to `max` records for the runner, within the in-flight limit:
+    /// first those whose key was freed, then the read-ahead in order (a record
+    /// whose key is busy goes behind its key without taking a slot). Each is
+    /// counted in flight, its key reserved. Then resumes if there is room.
+    pub(crate) fn take_ready(&self, max: usize) -> Vec<Arc<Record>> {
+        let mut out = Vec::new();
+        let mut st = self.lock();
+        let limit = self.config.max_in_flight;
+        while !st.stopping && out.len() < max && st.in_flight < limit {
+            let (item, key) = match st.ready.pop_front() {
+                Some((key, item)) => {
+                    if st.current(&item.0).is_none_or(|p| p.revoking) {
+                        st.gate.forget(&key);
+                        continue;
+                    }
+                    (item, Some(key))
                 }
-                if let Err(item) = self.submit(st, item, Some(key.clone()), done) {
-                    st.ready.push_front((key, item));
-                    break 'fill; // the engine is busy this instant
+                None => {
+                    let Some(item) = st.waiting.pop_front() else {
+                        break;
+                    };
+                    if st.current(&item.0).is_none_or(|p| p.revoking) {
+                        continue;
+                    }
+                    let key = self.key_of(&item.0, &item.1);
+                    if let Some(k) = key.as_ref().filter(|k| st.gate.is_busy(k)) {
+                        st.gate.hold(k, item);
+                        continue;
+                    }
+                    if let Some(k) = &key {
+                        st.gate.reserve(k);
+                    }
+                    (item, key)
                 }
-            }
-            let Some(item) = st.waiting.pop_front() else {
-                break;
             };
-            if st.current(&item.0).is_none_or(|p| p.revoking) {
-                continue;
+            let (coord, message) = item;
+            let id = TaskId::next();
+            st.in_flight += 1;
+            if let Some(p) = st.current(&coord) {
+                p.in_flight += 1;
+                p.tasks.insert(coord.offset, id);
             }
-            let key = self.key_of(&item.0, &item.1);
-            if let Some(k) = key.as_ref().filter(|k| st.gate.is_busy(k)) {
-                st.gate.hold(k, item);
-                continue;
-            }
-            if st.in_flight >= max {
-                st.waiting.push_front(item);
-                break;
-            }
-            if let Err(item) = self.submit(st, item, key, done) {
-                st.waiting.push_front(item);
-                break;
-            }
+            out.push(Arc::new(Record {
+                id,
+                coord,
+                message,
+                key,
+            }));
         }
-        self.resume_if_room(st);
+        self.resume_if_room(&mut st);
+        out
     }
 
-    /// Dispatches held messages if there is room (the polling thread calls it
-    /// every round, in case the engine was busy when the last slot freed).
-    pub(crate) fn refill_now(&self) {
-        let mut done = Vec::new();
-        {
-            let mut st = self.lock();
-            if (st.waiting.is_empty() && st.ready.is_empty())
-                || st.in_flight >= self.config.max_in_flight
-            {
-                return;
-            }
-            self.refill(&mut st, &mut done);
-        }
-        self.observe(done);
+    /// True when the runner could take a record now.
+    pub(crate) fn has_ready(&self) -> bool {
+        let st = self.lock();
+        !st.stopping
+            && st.in_flight < self.config.max_in_flight
+            && (!st.ready.is_empty() || !st.waiting.is_empty())
     }
 
     // ---- shutdown ----
@@ -423,20 +354,27 @@ impl Shared {
         true
     }
 
-    /// Cancels every task still running and lets the engine job close.
+    /// Cancels every task still running (they are not committed) and
+    /// waits, at most `flush`, for pending dead-letter writes.
     pub(crate) fn end(&self, flush: Duration) {
-        let handles: Vec<conveyor::TaskHandle> = {
+        let ids: Vec<TaskId> = {
             let mut st = self.lock();
-            st.dispatch = None;
             st.partitions
                 .iter_mut()
-                .flat_map(|p| p.handles.drain().map(|(_, h)| h))
+                .flat_map(|p| p.tasks.drain().map(|(_, id)| id))
                 .collect()
         };
-        for h in handles {
-            h.cancel();
-        }
+        self.cancel_tasks(ids);
         self.dead_letters.flush(flush);
+    }
+
+    /// Cancels running tasks through the runner.
+    pub(crate) fn cancel_tasks(&self, ids: Vec<TaskId>) {
+        if let Some(control) = self.control.get() {
+            for id in ids {
+                control.cancel(id);
+            }
+        }
     }
 
     /// A snapshot of the metrics.

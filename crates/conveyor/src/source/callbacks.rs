@@ -46,13 +46,26 @@ pub type OnSettled = Box<dyn FnMut(Settled) + Send>;
 /// How many settled tasks may wait for a slow callback by default.
 pub const DEFAULT_CALLBACK_CAPACITY: usize = 10_000;
 
-/// The feeding side of the callback thread.
-pub(crate) struct Callbacks {
-    tx: flume::Sender<Settled>,
+/// A bounded, lossy hand-off of items to a callback on a thread of its own:
+/// whoever offers never waits, so a slow or blocked callback delays nothing
+/// but itself. Items that find the queue full are not delivered ([`offer`]
+/// says so). The thread ends once the queue is dropped and drained.
+///
+/// [`offer`]: CallbackQueue::offer
+pub struct CallbackQueue<T> {
+    tx: flume::Sender<T>,
     progress: Arc<Progress>,
 }
 
-/// Results offered to the callback and results it has returned from.
+impl<T> std::fmt::Debug for CallbackQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackQueue")
+            .field("waiting", &self.tx.len())
+            .finish()
+    }
+}
+
+/// Items offered to the callback and items it has returned from.
 #[derive(Default)]
 struct Progress {
     offered: AtomicU64,
@@ -60,19 +73,24 @@ struct Progress {
     changed: Notify,
 }
 
-impl Callbacks {
-    /// Starts the thread that calls `f`, with room for `capacity` waiting
-    /// results. The thread ends once the runner and its tasks are gone.
-    pub(crate) fn spawn(mut f: OnSettled, capacity: usize) -> std::io::Result<Self> {
-        let (tx, rx) = flume::bounded::<Settled>(capacity.max(1));
+impl<T: Send + 'static> CallbackQueue<T> {
+    /// Starts a thread named `name` that calls `f` with each item, with room
+    /// for `capacity` waiting items. A panic in `f` is logged and the thread
+    /// goes on.
+    pub fn spawn(
+        name: &str,
+        capacity: usize,
+        mut f: impl FnMut(T) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = flume::bounded::<T>(capacity.max(1));
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         std::thread::Builder::new()
-            .name("conveyor-callbacks".into())
+            .name(name.to_string())
             .spawn(move || {
-                for settled in rx.iter() {
-                    if catch_unwind(AssertUnwindSafe(|| f(settled))).is_err() {
-                        tracing::error!("on_task_complete panicked; the worker goes on");
+                for item in rx.iter() {
+                    if catch_unwind(AssertUnwindSafe(|| f(item))).is_err() {
+                        tracing::error!("a callback panicked; its thread goes on");
                     }
                     p.done.fetch_add(1, Ordering::AcqRel);
                     p.changed.notify_waiters();
@@ -81,9 +99,21 @@ impl Callbacks {
         Ok(Self { tx, progress })
     }
 
-    /// Waits until the callback has returned from every result given to it,
-    /// or `deadline` passes (a blocked callback holds up nobody for longer).
-    pub(crate) async fn idle(&self, deadline: tokio::time::Instant) -> bool {
+    /// Offers an item without waiting; `false` when the queue was full (or
+    /// the thread is gone) and the item was dropped.
+    pub fn offer(&self, item: T) -> bool {
+        self.progress.offered.fetch_add(1, Ordering::AcqRel);
+        if self.tx.try_send(item).is_ok() {
+            return true;
+        }
+        self.progress.offered.fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+
+    /// Waits until the callback has returned from every item given to it,
+    /// or `deadline` passes (a blocked callback holds up nobody for longer);
+    /// true if it did.
+    pub async fn idle(&self, deadline: tokio::time::Instant) -> bool {
         let p = &self.progress;
         loop {
             let changed = p.changed.notified();
@@ -97,12 +127,29 @@ impl Callbacks {
             }
         }
     }
+}
+
+/// The runner's `on_task_complete`: a [`CallbackQueue`] of settled tasks that
+/// counts what it drops.
+pub(crate) struct Callbacks {
+    queue: CallbackQueue<Settled>,
+}
+
+impl Callbacks {
+    /// Starts the callback thread with room for `capacity` waiting results.
+    pub(crate) fn spawn(f: OnSettled, capacity: usize) -> std::io::Result<Self> {
+        let queue = CallbackQueue::spawn("conveyor-callbacks", capacity, f)?;
+        Ok(Self { queue })
+    }
+
+    /// See [`CallbackQueue::idle`].
+    pub(crate) async fn idle(&self, deadline: tokio::time::Instant) -> bool {
+        self.queue.idle(deadline).await
+    }
 
     /// Offers a result to the callback without waiting.
     pub(crate) fn offer(&self, settled: Settled, counters: &Counters) {
-        self.progress.offered.fetch_add(1, Ordering::AcqRel);
-        if let Err(flume::TrySendError::Full(_)) = self.tx.try_send(settled) {
-            self.progress.offered.fetch_sub(1, Ordering::AcqRel);
+        if !self.queue.offer(settled) {
             Counters::add(&counters.callbacks_dropped, 1);
             let dropped = counters.callbacks_dropped.load(Ordering::Relaxed);
             if dropped.is_power_of_two() {

@@ -15,6 +15,8 @@ use conveyor_core::async_trait;
 
 use conveyor_core::{Error, FinishAction, OutcomeKind, TaskId};
 
+use super::control::Control;
+
 /// Where a source's retries run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,6 +76,12 @@ pub trait Source: Send + Sync + 'static {
     type Payload: Send + Sync + 'static;
     /// What settling one task needs; cloned for renewals and retried settles.
     type Receipt: Clone + Send + Sync + 'static;
+
+    /// Called once when a run begins, with the way to cancel the source's
+    /// own running tasks (default: not kept).
+    fn attach(&self, control: Control) {
+        let _ = control;
+    }
 
     /// Where retries run (default: by the source).
     fn retries(&self) -> Retries {

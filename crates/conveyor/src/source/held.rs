@@ -137,6 +137,21 @@ impl<P, R: Clone> Held<P, R> {
             .collect()
     }
 
+    /// Marks the attempt of `id` cancelled, whichever delivery it is; true
+    /// if it was held and not cancelled yet (`cancel` is then called under
+    /// the lock).
+    pub(crate) fn cancel(&self, id: TaskId, cancel: impl FnOnce(TaskId)) -> bool {
+        let mut inner = self.inner.lock();
+        match inner.map.get_mut(&id) {
+            Some(e) if !e.cancelled => {
+                e.cancelled = true;
+                cancel(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Marks the attempt of `id` cancelled if it is still delivery
     /// `generation`; true if so (the caller then cancels it in the engine,
     /// through `cancel`, called under the lock).

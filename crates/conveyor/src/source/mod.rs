@@ -14,6 +14,7 @@
 
 mod callbacks;
 mod contract;
+mod control;
 mod fetcher;
 mod held;
 mod lease_keeper;
@@ -25,8 +26,9 @@ mod sink;
 mod slots;
 mod stats;
 
-pub use callbacks::{OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
+pub use callbacks::{CallbackQueue, OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
 pub use contract::{Delivery, Retries, Settlement, Source};
+pub use control::Control;
 pub use routes::Routes;
 pub use runner::{
     Runner, RunnerHandle, RunnerReport, DEFAULT_FETCH_BATCH, DEFAULT_GRACE, DEFAULT_POLL,

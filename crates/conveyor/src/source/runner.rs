@@ -27,6 +27,7 @@ use crate::pool::{Pool, PoolBuilder};
 
 use super::callbacks::{Callbacks, OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
 use super::contract::Source;
+use super::control::{Control, ControlOps};
 use super::fetcher::{self, FetchConfig};
 use super::held::Held;
 use super::routes::Routes;
@@ -249,6 +250,9 @@ impl<S: Source> Runner<S> {
                 stop: self.stop.clone(),
                 aborting: std::sync::atomic::AtomicBool::new(false),
             }
+        });
+        shared.source.attach(Control {
+            ops: Arc::downgrade(&shared) as std::sync::Weak<dyn ControlOps>,
         });
         {
             // Weak: a handle kept after the run must not keep the runner alive.

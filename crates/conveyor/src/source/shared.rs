@@ -15,6 +15,7 @@ use crate::job::Producer;
 
 use super::callbacks::Callbacks;
 use super::contract::{Delivery, Retries, Settlement, Source};
+use super::control::ControlOps;
 use super::held::Held;
 use super::routes::{Route, StartError};
 use super::slots::Slots;
@@ -39,6 +40,12 @@ pub(crate) struct RunnerShared<S: Source> {
     pub(crate) stop: CancellationToken,
     /// The grace period ran out: running tasks are being cancelled.
     pub(crate) aborting: AtomicBool,
+}
+
+impl<S: Source> ControlOps for RunnerShared<S> {
+    fn cancel(&self, id: TaskId) -> bool {
+        self.held.cancel(id, |id| self.cancel_task(id))
+    }
 }
 
 impl<S: Source> RunnerShared<S> {
