@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use std::time::Duration;
 
+use conveyor::events::EventBus;
 use conveyor::source::{CallbackQueue, Routes, Runner};
 use conveyor::{Handler, Pool};
 
@@ -29,6 +30,7 @@ pub struct ConsumerBuilder {
     config: ConsumerConfig,
     pool: Option<Pool>,
     observer: Option<crate::shared::Observer>,
+    events: EventBus,
 }
 
 /// How many finished messages may wait for a slow `on_complete`.
@@ -47,6 +49,14 @@ impl ConsumerBuilder {
     /// (which has `max_in_flight` workers).
     pub fn pool(mut self, pool: Pool) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// Emits the consumer's lifecycle events (records started, succeeded,
+    /// retried, dead-lettered…; partitions paused and resumed) on `bus`
+    /// instead of a bus of its own (see [`KafkaConsumer::events`]).
+    pub fn events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
         self
     }
 
@@ -106,6 +116,7 @@ impl ConsumerBuilder {
             pool: self.pool,
             routes,
             stop: Arc::new(AtomicBool::new(false)),
+            events: self.events,
         })
     }
 }
@@ -140,6 +151,7 @@ pub struct KafkaConsumer {
     pool: Option<Pool>,
     routes: Routes<Arc<Record>>,
     stop: Arc<AtomicBool>,
+    events: EventBus,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -195,7 +207,14 @@ impl KafkaConsumer {
             config,
             pool: None,
             observer: None,
+            events: EventBus::new(),
         }
+    }
+
+    /// The consumer's event bus: subscribe before [`KafkaConsumer::run`] to
+    /// hear every event.
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
     }
 
     /// A handle to stop the consumer and read its metrics.
@@ -218,7 +237,8 @@ impl KafkaConsumer {
             .slots(config.max_in_flight)
             .fetch_batch(config.max_in_flight)
             .poll_interval(Duration::from_millis(100))
-            .grace(config.shutdown_grace);
+            .grace(config.shutdown_grace)
+            .with_events(self.events);
         if let Some(pool) = self.pool {
             runner = runner.shared_pool(pool);
         }

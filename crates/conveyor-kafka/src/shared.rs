@@ -19,6 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::TopicPartitionList;
 
+use conveyor::events::{Event, SourceEvent};
 use conveyor::source::{CallbackQueue, Control};
 use conveyor::TaskId;
 
@@ -152,6 +153,13 @@ impl Shared {
         self.state.lock()
     }
 
+    /// Emits a source event on the runner's bus.
+    fn emit(&self, make: impl FnOnce(std::time::SystemTime) -> SourceEvent) {
+        if let Some(control) = self.control.get() {
+            control.emit(|| Event::Source(make(std::time::SystemTime::now())));
+        }
+    }
+
     /// Gives finished messages to the `on_complete` callback, never waiting
     /// for it (one that falls far behind misses some, logged).
     pub(crate) fn observe(&self, done: Vec<Completion>) {
@@ -234,6 +242,7 @@ impl Shared {
             Ok(()) => {
                 st.paused = true;
                 st.counters.pauses += 1;
+                self.emit(|at| SourceEvent::Paused { at });
             }
             Err(e) => tracing::warn!(error = %e, "pausing partitions failed"),
         }
@@ -257,7 +266,10 @@ impl Shared {
             return;
         };
         match consumer.resume(&st.active_list()) {
-            Ok(()) => st.paused = false,
+            Ok(()) => {
+                st.paused = false;
+                self.emit(|at| SourceEvent::Resumed { at });
+            }
             Err(e) => tracing::warn!(error = %e, "resuming partitions failed"),
         }
     }

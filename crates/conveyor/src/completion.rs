@@ -7,10 +7,18 @@
 //! so the outcome reaches the acknowledgement path with no queue and no
 //! thread hop, and no user callback stands in its way.
 
+use conveyor_core::TaskId;
+
 use crate::results::TaskResult;
 
 /// Takes the final results of a source's tasks.
 pub(crate) trait CompletionSink: Send + Sync + 'static {
+    /// Called when an attempt of task `id` starts, on the engine worker
+    /// that runs it. Must be cheap: most sinks return at once.
+    fn started(&self, id: TaskId, attempt: u32) {
+        let _ = (id, attempt);
+    }
+
     /// Called once per task, on the engine worker that settled it. It must
     /// not block: it decides, queues and returns.
     fn complete(&self, result: TaskResult);

@@ -36,6 +36,7 @@ mod cpu_pool;
 mod dispatcher;
 pub mod durable;
 mod envelope;
+pub mod events;
 mod handler;
 mod job;
 mod map;

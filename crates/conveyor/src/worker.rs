@@ -155,6 +155,9 @@ async fn run_one(
         return None;
     }
     slot.running(Some(env.handler.lane));
+    if let Some(sink) = &env.job.sink {
+        sink.started(env.id, env.attempt + 1);
+    }
     let signal = &pool.signals[me];
     signal.running(env.job.cancels.id(), env.id.0);
     let started = clock.unwrap_or_else(Instant::now);

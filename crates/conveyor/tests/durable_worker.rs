@@ -434,3 +434,75 @@ async fn a_blocked_callback_holds_up_no_task() {
     assert_eq!(report.stats.callbacks_dropped, 1_000 - 1 - 100);
     drop(release);
 }
+
+/// The event stream tells each task's life and the worker's: every task
+/// starts and ends once per attempt, retries and dead letters as the store
+/// records them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_every_attempt_and_the_workers_life() {
+    use conveyor::events::{Event, TaskEventKind, WorkerEvent};
+    let b = backend();
+    let fails = Handler::io("fails", |_: u32, _ctx| async move {
+        Err::<u32, _>(TaskError::new("always"))
+    })
+    .retry(RetryPolicy::attempts(2).backoff(Duration::from_millis(1), Duration::from_millis(2)));
+    let worker = Worker::builder(b.clone())
+        .handler(add_handler())
+        .handler(fails)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let events = worker.events().subscribe(10_000);
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let client = Client::new(b.clone());
+    let params: Vec<(i64, i64)> = (0..20).map(|i| (i, i)).collect();
+    let hs = client
+        .enqueue_many(&ADD, &params, &EnqueueOptions::new())
+        .await
+        .unwrap();
+    let bad: TaskType<u32, u32> = TaskType::new("fails");
+    let dead = client.enqueue(&bad, &1).await.unwrap();
+    for h in &hs {
+        h.wait_timeout(Duration::from_secs(10)).await.unwrap();
+    }
+    assert!(dead.wait_timeout(Duration::from_secs(10)).await.is_err());
+    stopper.stop();
+    let report = run.await.unwrap().unwrap();
+    let mut kinds = std::collections::HashMap::new();
+    let mut worker_events = Vec::new();
+    while let Some(e) = events.try_recv() {
+        match e {
+            Event::Task(t) => {
+                if t.id == dead.id() && t.kind != TaskEventKind::Started {
+                    assert_eq!(t.error.as_deref(), Some("always"));
+                    assert_eq!(&*t.handler, "fails");
+                }
+                *kinds.entry(t.kind).or_insert(0) += 1;
+            }
+            Event::Worker(w) => worker_events.push(w),
+            _ => {}
+        }
+    }
+    assert_eq!(events.lagged(), 0);
+    assert_eq!(
+        kinds.get(&TaskEventKind::Started),
+        Some(&22),
+        "20 + 2 attempts"
+    );
+    assert_eq!(kinds.get(&TaskEventKind::Succeeded), Some(&20));
+    assert_eq!(kinds.get(&TaskEventKind::Retried), Some(&1));
+    assert_eq!(kinds.get(&TaskEventKind::DeadLettered), Some(&1));
+    assert_eq!(report.stats.completed, 20);
+    assert!(matches!(
+        worker_events.first(),
+        Some(WorkerEvent::Started { slots: 50, .. })
+    ));
+    assert!(worker_events
+        .iter()
+        .any(|w| matches!(w, WorkerEvent::Stopping { .. })));
+    assert!(matches!(
+        worker_events.last(),
+        Some(WorkerEvent::Stopped { drained: true, .. })
+    ));
+}

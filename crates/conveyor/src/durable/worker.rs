@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use conveyor_core::{Backend, Codec, Error, HandlerLimits, Json, Retention};
 
+use crate::events::EventBus;
 use crate::handler::Handler;
 use crate::pool::{PoolBuilder, DEFAULT_WORKERS};
 use crate::source::{
@@ -63,6 +64,7 @@ pub struct WorkerBuilder<C: Codec = Json> {
     on_task: Option<OnDurableComplete>,
     callback_capacity: usize,
     global_limits: Vec<(String, HandlerLimits)>,
+    events: EventBus,
 }
 
 impl<C: Codec> std::fmt::Debug for WorkerBuilder<C> {
@@ -195,6 +197,14 @@ impl<C: Codec> WorkerBuilder<C> {
         self
     }
 
+    /// Emits the worker's lifecycle events (tasks started, succeeded,
+    /// retried, dead-lettered…; worker started, heartbeat, stopping) on
+    /// `bus` instead of a bus of its own (see [`Worker::events`]).
+    pub fn events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<Worker<C>, Error> {
         let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
@@ -228,7 +238,8 @@ impl<C: Codec> WorkerBuilder<C> {
             .pool(self.pool)
             .fetch_batch(self.fetch_batch)
             .poll_interval(self.poll)
-            .grace(self.grace);
+            .grace(self.grace)
+            .with_events(self.events);
         if let Some(f) = self.on_task {
             runner = runner.on_task_complete(self.callback_capacity, f);
         }
@@ -308,12 +319,19 @@ impl<C: Codec> Worker<C> {
             on_task: None,
             callback_capacity: DEFAULT_CALLBACK_CAPACITY,
             global_limits: Vec::new(),
+            events: EventBus::new(),
         }
     }
 
     /// A handle that stops the worker gracefully.
     pub fn stopper(&self) -> WorkerStopper {
         WorkerStopper(self.handle.clone())
+    }
+
+    /// The worker's event bus: subscribe before [`Worker::run`] to hear
+    /// every event.
+    pub fn events(&self) -> EventBus {
+        self.runner.events()
     }
 
     /// Counts so far.

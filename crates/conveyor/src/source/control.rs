@@ -11,10 +11,14 @@ use std::sync::Weak;
 
 use conveyor_core::TaskId;
 
+use crate::events::{Event, EventBus};
+
 /// The runner's side of a [`Control`].
 pub(crate) trait ControlOps: Send + Sync {
     /// Cancels the running attempt of task `id`; true if it was held.
     fn cancel(&self, id: TaskId) -> bool;
+    /// The runner's event bus.
+    fn events(&self) -> &EventBus;
 }
 
 /// Lets a source cancel its own running tasks. Cheap to clone; does nothing
@@ -38,5 +42,12 @@ impl Control {
     /// not hold the task (already settled) or is gone.
     pub fn cancel(&self, id: TaskId) -> bool {
         self.ops.upgrade().is_some_and(|ops| ops.cancel(id))
+    }
+
+    /// Emits an event on the runner's bus (built only if someone listens).
+    pub fn emit(&self, make: impl FnOnce() -> Event) {
+        if let Some(ops) = self.ops.upgrade() {
+            ops.events().emit(make);
+        }
     }
 }

@@ -31,6 +31,7 @@ pub use contract::{Delivery, Retries, Settlement, Source};
 pub use control::Control;
 pub use routes::Routes;
 pub use runner::{
-    Runner, RunnerHandle, RunnerReport, DEFAULT_FETCH_BATCH, DEFAULT_GRACE, DEFAULT_POLL,
+    Runner, RunnerHandle, RunnerReport, DEFAULT_FETCH_BATCH, DEFAULT_GRACE, DEFAULT_HEARTBEAT,
+    DEFAULT_POLL,
 };
 pub use stats::RunnerStats;

@@ -30,6 +30,8 @@ type EncodeFn = dyn Fn(&Output) -> Result<Option<Vec<u8>>, Error> + Send + Sync;
 
 /// One handler as the runner sees it.
 pub(crate) struct Route<P> {
+    /// The handler's name.
+    pub(crate) name: Arc<str>,
     /// The handler's retry policy: backoff, and whether timeouts and panics
     /// are retried.
     pub(crate) retry: RetryPolicy,
@@ -125,6 +127,7 @@ impl<P: Send + Sync + 'static> Routes<P> {
             )),
         };
         let route = Route {
+            name: Arc::from(name.as_str()),
             retry,
             attempt_cap,
             start: Box::new(start),

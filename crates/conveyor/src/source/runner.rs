@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use conveyor_core::Error;
 
 use crate::envelope::JobShared;
+use crate::events::{Event, EventBus, WorkerEvent};
 use crate::pool::{Pool, PoolBuilder};
 
 use super::callbacks::{Callbacks, OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
@@ -66,6 +67,8 @@ pub struct Runner<S: Source> {
     callback_capacity: usize,
     stop: CancellationToken,
     observer: Arc<Mutex<Option<StatsReader>>>,
+    events: EventBus,
+    heartbeat: Duration,
 }
 
 /// Reads a running runner's counts.
@@ -134,7 +137,29 @@ impl<S: Source> Runner<S> {
             callback_capacity: DEFAULT_CALLBACK_CAPACITY,
             stop: CancellationToken::new(),
             observer: Arc::new(Mutex::new(None)),
+            events: EventBus::new(),
+            heartbeat: DEFAULT_HEARTBEAT,
         }
+    }
+
+    /// Emits the runner's lifecycle events on `bus` (default: a bus of its
+    /// own, see [`Runner::events`]).
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// The runner's event bus: subscribe to it for task, worker and source
+    /// events.
+    pub fn events(&self) -> EventBus {
+        self.events.clone()
+    }
+
+    /// How often a heartbeat event is emitted while someone listens
+    /// (default 5 s).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
     }
 
     /// Tasks fetched and unsettled at once (default 50): with a pool of its
@@ -234,7 +259,10 @@ impl<S: Source> Runner<S> {
         };
         let (tx, rx) = flume::unbounded();
         let shared = Arc::new_cyclic(|me| {
-            let sink = Arc::new(RunnerSink { shared: me.clone() });
+            let sink = Arc::new(RunnerSink {
+                shared: me.clone(),
+                events: self.events.clone(),
+            });
             let job =
                 JobShared::with_sink(&pool.shared, SOURCE_JOB_CAPACITY, None, Some(sink), None);
             RunnerShared {
@@ -249,6 +277,7 @@ impl<S: Source> Runner<S> {
                 job,
                 stop: self.stop.clone(),
                 aborting: std::sync::atomic::AtomicBool::new(false),
+                events: self.events.clone(),
             }
         });
         shared.source.attach(Control {
@@ -284,13 +313,29 @@ impl<S: Source> Runner<S> {
             },
         ));
 
+        let events = self.events.clone();
+        events.emit(|| {
+            Event::Worker(WorkerEvent::Started {
+                slots,
+                at: SystemTime::now(),
+            })
+        });
+        let beat = tokio::spawn(heartbeat(shared.clone(), self.heartbeat, done.clone()));
+
         tokio::select! {
             _ = stop => {}
             _ = shared.stop.cancelled() => {}
         }
         shared.stop.cancel();
         let _ = fetch.await;
-        tracing::info!(in_flight = shared.slots.busy(), "stopping: draining");
+        let in_flight = shared.slots.busy();
+        tracing::info!(in_flight, "stopping: draining");
+        events.emit(|| {
+            Event::Worker(WorkerEvent::Stopping {
+                in_flight,
+                at: SystemTime::now(),
+            })
+        });
         let drained = shared.slots.drained(Instant::now() + self.grace).await;
         if !drained {
             tracing::warn!("grace period over: cancelling running tasks");
@@ -311,12 +356,47 @@ impl<S: Source> Runner<S> {
         if let Some(keeper) = keeper {
             let _ = keeper.await;
         }
+        let _ = beat.await;
         if own_pool {
             pool.shutdown(Duration::from_secs(1)).await;
         }
         let stats = shared.stats();
         *self.observer.lock() = Some(Arc::new(move || stats));
+        events.emit(|| {
+            Event::Worker(WorkerEvent::Stopped {
+                stats,
+                drained,
+                at: SystemTime::now(),
+            })
+        });
         Ok(RunnerReport { stats, drained })
+    }
+}
+
+/// Default interval between two heartbeat events.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Emits a heartbeat with the counts every `every`, while someone listens,
+/// until `done` fires.
+async fn heartbeat<S: Source>(
+    shared: Arc<RunnerShared<S>>,
+    every: Duration,
+    done: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.cancelled() => return,
+        }
+        shared.events.emit(|| {
+            Event::Worker(WorkerEvent::Heartbeat {
+                stats: shared.stats(),
+                at: SystemTime::now(),
+            })
+        });
     }
 }
 

@@ -11,6 +11,7 @@ use conveyor_core::{FinishAction, TaskId, TaskOptions};
 
 use crate::cancel::Cancels;
 use crate::envelope::JobShared;
+use crate::events::EventBus;
 use crate::job::Producer;
 
 use super::callbacks::Callbacks;
@@ -40,11 +41,17 @@ pub(crate) struct RunnerShared<S: Source> {
     pub(crate) stop: CancellationToken,
     /// The grace period ran out: running tasks are being cancelled.
     pub(crate) aborting: AtomicBool,
+    /// Lifecycle events.
+    pub(crate) events: EventBus,
 }
 
 impl<S: Source> ControlOps for RunnerShared<S> {
     fn cancel(&self, id: TaskId) -> bool {
         self.held.cancel(id, |id| self.cancel_task(id))
+    }
+
+    fn events(&self) -> &EventBus {
+        &self.events
     }
 }
 

@@ -4,11 +4,12 @@
 //! and offers the result to the user's callback — all without waiting.
 
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use conveyor_core::{next_step, FinishAction, NextStep, Outcome};
+use conveyor_core::{next_step, FinishAction, NextStep, Outcome, TaskId};
 
 use crate::completion::CompletionSink;
+use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
 use crate::output::Output;
 use crate::results::TaskResult;
 
@@ -21,9 +22,44 @@ use super::shared::RunnerShared;
 pub(crate) struct RunnerSink<S: Source> {
     /// Weak: the runner holds the engine job, which holds this sink.
     pub(crate) shared: Weak<RunnerShared<S>>,
+    /// The runner's events (checked before anything else).
+    pub(crate) events: EventBus,
 }
 
 impl<S: Source> CompletionSink for RunnerSink<S> {
+    fn started(&self, id: TaskId, attempt: u32) {
+        if !self.events.is_listened() {
+            return;
+        }
+        let Some(sh) = self.shared.upgrade() else {
+            return;
+        };
+        let Some((handler, queue, delivery_attempt)) = sh
+            .held
+            .with(id, |e| (e.route.name.clone(), e.queue.clone(), e.attempt))
+        else {
+            return;
+        };
+        let attempt = match sh.retries {
+            Retries::BySource => delivery_attempt,
+            _ => attempt,
+        };
+        self.events.emit(|| {
+            Event::Task(TaskEvent {
+                kind: TaskEventKind::Started,
+                id,
+                handler,
+                queue,
+                attempt,
+                outcome: None,
+                error: None,
+                queue_wait: None,
+                run_time: None,
+                at: SystemTime::now(),
+            })
+        });
+    }
+
     fn complete(&self, result: TaskResult) {
         // Gone once the runner has stopped: nothing is left to settle.
         let Some(sh) = self.shared.upgrade() else {
@@ -49,6 +85,8 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         if let Some(error) = &error {
             tracing::debug!(task = %result.id, handler = %result.handler, ?step, %error, "settled");
         }
+        self.events
+            .emit(|| task_event(&entry, &result, &step, error.clone(), sh.retries));
         sh.queue(Settlement {
             id: result.id,
             receipt: entry.receipt,
@@ -71,6 +109,43 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             callbacks.offer(settled, &sh.counters);
         }
     }
+}
+
+/// The event of a settled task.
+fn task_event<P, R>(
+    entry: &Entry<P, R>,
+    result: &TaskResult,
+    step: &NextStep,
+    error: Option<String>,
+    retries: Retries,
+) -> Event {
+    let kind = match step {
+        NextStep::Done => TaskEventKind::Succeeded,
+        NextStep::Retry { .. } => TaskEventKind::Retried,
+        NextStep::Discard => TaskEventKind::Discarded,
+        NextStep::Release => TaskEventKind::Cancelled,
+        _ => TaskEventKind::DeadLettered,
+    };
+    let attempt = match retries {
+        Retries::BySource if result.attempts > 0 => entry.attempt,
+        _ => result.attempts,
+    };
+    Event::Task(TaskEvent {
+        kind,
+        id: result.id,
+        handler: entry.route.name.clone(),
+        queue: entry.queue.clone(),
+        attempt,
+        outcome: (result.attempts > 0).then(|| result.outcome.kind()),
+        error,
+        queue_wait: result
+            .started_at
+            .map(|s| s.saturating_duration_since(result.submitted_at)),
+        run_time: result
+            .started_at
+            .map(|s| result.finished_at.saturating_duration_since(s)),
+        at: SystemTime::now(),
+    })
 }
 
 /// The next step of a held task whose attempt ended as `result`, and what the
