@@ -446,16 +446,19 @@ async fn events_tell_every_attempt_and_the_workers_life() {
         Err::<u32, _>(TaskError::new("always"))
     })
     .retry(RetryPolicy::attempts(2).backoff(Duration::from_millis(1), Duration::from_millis(2)));
+    // One bus for the client and the worker: enqueued events too.
+    let worker_bus = conveyor::events::EventBus::new();
     let worker = Worker::builder(b.clone())
         .handler(add_handler())
         .handler(fails)
         .poll_interval(Duration::from_millis(20))
+        .events(worker_bus.clone())
         .build()
         .unwrap();
     let events = worker.events().subscribe(10_000);
     let stopper = worker.stopper();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
-    let client = Client::new(b.clone());
+    let client = Client::new(b.clone()).with_events(worker_bus.clone());
     let params: Vec<(i64, i64)> = (0..20).map(|i| (i, i)).collect();
     let hs = client
         .enqueue_many(&ADD, &params, &EnqueueOptions::new())
@@ -474,7 +477,8 @@ async fn events_tell_every_attempt_and_the_workers_life() {
     while let Some(e) = events.try_recv() {
         match e {
             Event::Task(t) => {
-                if t.id == dead.id() && t.kind != TaskEventKind::Started {
+                let ends = !matches!(t.kind, TaskEventKind::Started | TaskEventKind::Enqueued);
+                if t.id == dead.id() && ends {
                     assert_eq!(t.error.as_deref(), Some("always"));
                     assert_eq!(&*t.handler, "fails");
                 }

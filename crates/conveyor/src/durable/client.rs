@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use conveyor_core::{Backend, Codec, Error, Json, TaskId, TaskRecord, TaskState};
+use conveyor_core::{Backend, Codec, Enqueued, Error, Json, TaskId, TaskRecord, TaskState};
+
+use crate::events::{Event, EventBus, TaskEvent};
 
 use super::task_type::{EnqueueOptions, TaskType};
 
@@ -25,6 +27,7 @@ const POLL_MAX: Duration = Duration::from_millis(100);
 pub struct Client<C: Codec = Json> {
     backend: Arc<dyn Backend>,
     codec: C,
+    events: Option<EventBus>,
 }
 
 impl<C: Codec> fmt::Debug for Client<C> {
@@ -41,6 +44,7 @@ impl Client<Json> {
         Self {
             backend,
             codec: Json,
+            events: None,
         }
     }
 }
@@ -51,6 +55,28 @@ impl<C: Codec> Client<C> {
         Client {
             backend: self.backend,
             codec,
+            events: self.events,
+        }
+    }
+
+    /// The same client, emitting a [`TaskEventKind::Enqueued`] event on `bus`
+    /// for every task it enqueues (a duplicate of a unique key is not one).
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = Some(bus);
+        self
+    }
+
+    /// Tells the event bus, if any, that these tasks were enqueued.
+    fn enqueued(&self, done: &[Enqueued], handler: &str, queue: &str) {
+        let Some(bus) = &self.events else {
+            return;
+        };
+        if !bus.is_listened() {
+            return;
+        }
+        let (handler, queue): (Arc<str>, Arc<str>) = (Arc::from(handler), Arc::from(queue));
+        for e in done.iter().filter(|e| !e.duplicate) {
+            bus.emit(|| Event::Task(TaskEvent::enqueued(e.id, handler.clone(), queue.clone())));
         }
     }
 
@@ -77,7 +103,9 @@ impl<C: Codec> Client<C> {
         opts: &EnqueueOptions,
     ) -> Result<DurableHandle<Out, C>, Error> {
         let task = opts.to_task(ty.name(), self.codec.encode(params)?);
+        let queue = task.queue.clone();
         let e = self.backend.enqueue(task).await?;
+        self.enqueued(&[e], ty.name(), &queue);
         Ok(self.handle_for(e.id, e.duplicate))
     }
 
@@ -96,7 +124,9 @@ impl<C: Codec> Client<C> {
             .into_iter()
             .map(|p| Ok(opts.to_task(ty.name(), self.codec.encode(p)?)))
             .collect::<Result<Vec<_>, Error>>()?;
+        let queue = opts.to_task(ty.name(), Vec::new()).queue;
         let done = self.backend.enqueue_many(tasks).await?;
+        self.enqueued(&done, ty.name(), &queue);
         Ok(done
             .into_iter()
             .map(|e| self.handle_for(e.id, e.duplicate))

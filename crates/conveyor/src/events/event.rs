@@ -81,6 +81,24 @@ pub struct TaskEvent {
     pub at: SystemTime,
 }
 
+impl TaskEvent {
+    /// A task was put in `queue`.
+    pub fn enqueued(id: TaskId, handler: Arc<str>, queue: Arc<str>) -> Self {
+        TaskEvent {
+            kind: TaskEventKind::Enqueued,
+            id,
+            handler,
+            queue,
+            attempt: 0,
+            outcome: None,
+            error: None,
+            queue_wait: None,
+            run_time: None,
+            at: SystemTime::now(),
+        }
+    }
+}
+
 /// A fact about a worker.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
