@@ -15,7 +15,8 @@ pub struct ConsumerMetrics {
     /// (with no read-ahead: every in-flight slot is busy).
     pub paused: bool,
     /// Messages taken ahead, waiting for a free slot or for their busy key
-    /// (at most the configured read-ahead).
+    /// (at most the configured read-ahead, plus the free in-flight places
+    /// the runner is about to fill).
     pub waiting: usize,
     /// Counters since the consumer started.
     pub counters: Counters,

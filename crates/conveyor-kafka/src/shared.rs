@@ -68,6 +68,25 @@ impl State {
         self.waiting.len() + self.ready.len() + self.gate.held()
     }
 
+    /// Records taken ahead that the runner could start now (there is room
+    /// in flight), but has not fetched yet.
+    fn startable(&self, max_in_flight: usize) -> usize {
+        let room = max_in_flight.saturating_sub(self.in_flight);
+        (self.waiting.len() + self.ready.len()).min(room)
+    }
+
+    /// Records taken ahead that cannot start now: beyond the in-flight room,
+    /// or behind a busy key. The read-ahead limit counts these: a record the
+    /// runner is about to fetch is not read ahead.
+    pub(crate) fn backlog(&self, max_in_flight: usize) -> usize {
+        self.ahead() - self.startable(max_in_flight)
+    }
+
+    /// True when every in-flight place is taken or about to be.
+    fn no_room(&self, max_in_flight: usize) -> bool {
+        self.in_flight + self.startable(max_in_flight) >= max_in_flight
+    }
+
     pub(crate) fn partition(&mut self, topic: &str, partition: i32) -> Option<&mut Partition> {
         self.partitions.iter_mut().find(|p| p.is(topic, partition))
     }
@@ -229,11 +248,12 @@ impl Shared {
     }
 
     pub(crate) fn pause_if_full(&self, st: &mut State, consumer: &BaseConsumer<Ctx>) {
-        let ahead = st.ahead();
+        let max = self.config.max_in_flight;
+        let backlog = st.backlog(max);
         let full = if self.config.read_ahead == 0 {
-            st.in_flight >= self.config.max_in_flight || ahead > 0
+            st.no_room(max) || backlog > 0
         } else {
-            ahead >= self.config.read_ahead
+            backlog >= self.config.read_ahead
         };
         if st.paused || !full {
             return;
@@ -253,11 +273,12 @@ impl Shared {
         // Hysteresis: with a read-ahead, resume once it is half empty (each
         // resume refetches what the pause discarded, so not for every slot);
         // without one, as soon as an in-flight slot frees.
-        let ahead = st.ahead();
+        let max = self.config.max_in_flight;
+        let backlog = st.backlog(max);
         let room = if self.config.read_ahead == 0 {
-            st.in_flight < self.config.max_in_flight && ahead == 0
+            !st.no_room(max) && backlog == 0
         } else {
-            ahead <= self.config.read_ahead / 2
+            backlog <= self.config.read_ahead / 2
         };
         if !st.paused || st.stopping || !room {
             return;
