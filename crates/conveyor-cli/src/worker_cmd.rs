@@ -85,7 +85,7 @@ fn handler_limits(section: &HandlerSection) -> anyhow::Result<HandlerLimits> {
         if let Some(b) = section.burst {
             rate = rate.burst(b);
         }
-        limits = limits.rate(rate.to_global());
+        limits = limits.rate(rate);
     }
     Ok(limits)
 }

@@ -22,48 +22,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::Error;
+use crate::{Error, Rate};
 
-/// A global rate of task starts for one handler: `count` per `per`, with bursts
-/// of up to `burst` at once (GCRA).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Starts per period (at least 1).
-    pub count: u32,
-    /// The period (at least 1 ms).
-    pub per: Duration,
-    /// Starts that may go at once after an idle spell (at least 1).
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// `count` starts per `per`, burst 1.
-    pub fn new(count: u32, per: Duration) -> Self {
-        Self {
-            count,
-            per,
-            burst: 1,
-        }
-    }
-
-    /// Sets the burst (at least 1).
-    pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = burst.max(1);
-        self
-    }
-
-    /// Microseconds between two starts (at least 1).
-    pub fn interval_us(&self) -> i64 {
-        let per = i64::try_from(self.per.as_micros()).unwrap_or(i64::MAX);
-        (per / i64::from(self.count.max(1))).max(1)
-    }
-
-    /// How far ahead of schedule a start may go: `interval * (burst - 1)`, in µs.
-    pub fn tolerance_us(&self) -> i64 {
-        self.interval_us()
-            .saturating_mul(i64::from(self.burst.max(1) - 1))
-    }
-}
+/// The tick of a stored rate state: a microsecond.
+const MICROSECOND: Duration = Duration::from_micros(1);
 
 /// Limits on one handler's tasks across every worker of a backend. `None`
 /// means unlimited; a record with neither limit removes the handler's limits.
@@ -72,7 +34,7 @@ pub struct HandlerLimits {
     /// Most tasks of the handler running at once.
     pub concurrency: Option<u32>,
     /// Most starts over time.
-    pub rate: Option<RateLimit>,
+    pub rate: Option<Rate>,
 }
 
 impl HandlerLimits {
@@ -88,7 +50,7 @@ impl HandlerLimits {
     }
 
     /// Sets the rate limit.
-    pub fn rate(mut self, rate: RateLimit) -> Self {
+    pub fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
         self
     }
@@ -106,11 +68,13 @@ impl HandlerLimits {
             return bad("a handler's global concurrency must be at least 1".into());
         }
         if let Some(r) = self.rate {
-            if r.count == 0 || r.per < Duration::from_millis(1) || r.burst == 0 {
+            if r.count() == 0 || r.period() < Duration::from_millis(1) || r.burst_size() == 0 {
                 return bad(format!(
                     "a handler's global rate needs a positive count, a period of at least 1 ms \
                      and a burst of at least 1, got {}/{:?} burst {}",
-                    r.count, r.per, r.burst
+                    r.count(),
+                    r.period(),
+                    r.burst_size()
                 ));
             }
         }
@@ -206,12 +170,13 @@ impl Admission {
             }
         }
         if let Some(r) = g.limits.rate {
-            let tat = g.tat_us.unwrap_or(self.now_us).max(self.now_us);
-            if tat - r.tolerance_us() > self.now_us {
-                g.blocked = true;
-                return false;
+            match r.gcra(MICROSECOND).admit(g.tat_us, self.now_us, 0) {
+                Ok(tat) => g.tat_us = Some(tat),
+                Err(_) => {
+                    g.blocked = true;
+                    return false;
+                }
             }
-            g.tat_us = Some(tat.saturating_add(r.interval_us()));
         }
         g.taken += 1;
         true
@@ -234,22 +199,21 @@ impl Admission {
     /// concurrency limit, or their rate allows no start now), so a backend can
     /// leave their tasks out of its scan. Does not change any state.
     pub fn closed(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .gates
-            .iter()
-            .filter(|(_, g)| {
-                let full = g
-                    .limits
-                    .concurrency
-                    .is_some_and(|c| g.running + g.taken >= u64::from(c));
-                let early = g.limits.rate.is_some_and(|r| {
-                    let tat = g.tat_us.unwrap_or(self.now_us).max(self.now_us);
-                    tat - r.tolerance_us() > self.now_us
-                });
-                g.blocked || full || early
-            })
-            .map(|(h, _)| h.clone())
-            .collect();
+        let mut out: Vec<String> =
+            self.gates
+                .iter()
+                .filter(|(_, g)| {
+                    let full = g
+                        .limits
+                        .concurrency
+                        .is_some_and(|c| g.running + g.taken >= u64::from(c));
+                    let early = g.limits.rate.is_some_and(|r| {
+                        r.gcra(MICROSECOND).admit(g.tat_us, self.now_us, 0).is_err()
+                    });
+                    g.blocked || full || early
+                })
+                .map(|(h, _)| h.clone())
+                .collect();
         out.sort();
         out
     }
@@ -288,7 +252,7 @@ mod tests {
 
     #[test]
     fn rate_allows_the_burst_then_spaces_starts() {
-        let rate = RateLimit::new(10, Duration::from_secs(1)).burst(3);
+        let rate = Rate::new(10, Duration::from_secs(1)).burst(3);
         let mut a = Admission::new(NOW);
         a.limit("h", HandlerLimits::none().rate(rate), 0, None);
         assert!(a.closed().is_empty());
@@ -311,11 +275,13 @@ mod tests {
     #[test]
     fn validation() {
         assert!(HandlerLimits::none().concurrency(0).validate().is_err());
-        let r = RateLimit::new(0, Duration::from_secs(1));
+        let r = Rate::new(0, Duration::from_secs(1));
         assert!(HandlerLimits::none().rate(r).validate().is_err());
         assert!(HandlerLimits::none().concurrency(1).validate().is_ok());
         assert_eq!(
-            RateLimit::new(3, Duration::from_millis(1)).interval_us(),
+            Rate::new(3, Duration::from_millis(1))
+                .gcra(MICROSECOND)
+                .interval,
             333
         );
     }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::{codes, Admission, Error, HandlerLimits, RateLimit, TaskState, Timestamp};
+use conveyor_core::{codes, Admission, Error, HandlerLimits, Rate, TaskState, Timestamp};
 use rusqlite::{params, Row};
 
 use crate::store::{db_err, Store};
@@ -35,11 +35,9 @@ fn read(row: &Row<'_>) -> Result<(String, HandlerLimits, Option<i64>), Error> {
     let per = nat::<u64>(&handler, "rate_per_us", get(3)?)?;
     let burst = nat::<u32>(&handler, "burst", get(4)?)?;
     let rate = match (count, per) {
-        (Some(count), Some(per)) => Some(RateLimit {
-            count,
-            per: Duration::from_micros(per),
-            burst: burst.unwrap_or(1).max(1),
-        }),
+        (Some(count), Some(per)) => {
+            Some(Rate::new(count, Duration::from_micros(per)).burst(burst.unwrap_or(1)))
+        }
         _ => None,
     };
     let limits = HandlerLimits { concurrency, rate };
@@ -61,7 +59,7 @@ impl Store {
             return Ok(());
         }
         let rate = limits.rate;
-        let per = rate.map(|r| i64::try_from(r.per.as_micros()).unwrap_or(i64::MAX));
+        let per = rate.map(|r| i64::try_from(r.period().as_micros()).unwrap_or(i64::MAX));
         self.conn
             .execute(
                 "INSERT INTO handler_limits (handler, concurrency, rate_count, rate_per_us, burst)
@@ -72,9 +70,9 @@ impl Store {
                 params![
                     handler,
                     limits.concurrency,
-                    rate.map(|r| r.count),
+                    rate.map(|r| r.count()),
                     per,
-                    rate.map(|r| r.burst)
+                    rate.map(|r| r.burst_size())
                 ],
             )
             .map_err(db_err)?;

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use conveyor_core::{Admission, Error, HandlerLimits, RateLimit, Reserved, Timestamp, Transition};
+use conveyor_core::{Admission, Error, HandlerLimits, Rate, Reserved, Timestamp, Transition};
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
@@ -115,11 +115,12 @@ fn read(row: &Row) -> Result<(String, HandlerLimits, Option<i64>), Error> {
     let per: Option<i64> = col(row, 3, "rate_per_us")?;
     let burst = nat(col(row, 4, "burst")?, "burst")?;
     let rate = match (count, per) {
-        (Some(count), Some(per)) => Some(RateLimit {
-            count,
-            per: Duration::from_micros(u64::try_from(per).map_err(|_| bad("rate_per_us"))?),
-            burst: burst.unwrap_or(1),
-        }),
+        // A stored burst of 0 is bad data, not a burst of 1.
+        _ if burst == Some(0) => return Err(bad("burst")),
+        (Some(count), Some(per)) => {
+            let per = Duration::from_micros(u64::try_from(per).map_err(|_| bad("rate_per_us"))?);
+            Some(Rate::new(count, per).burst(burst.unwrap_or(1)))
+        }
         (None, None) => None,
         _ => return Err(bad("rate")),
     };
@@ -147,15 +148,15 @@ pub(crate) async fn set(
         return Ok(());
     }
     let r = limits.rate;
-    let per = r.map(|r| i64::try_from(r.per.as_micros()).unwrap_or(i64::MAX));
+    let per = r.map(|r| i64::try_from(r.period().as_micros()).unwrap_or(i64::MAX));
     conn.execute(
         &sql.upsert,
         &[
             &handler,
             &to_i32(limits.concurrency),
-            &to_i32(r.map(|r| r.count)),
+            &to_i32(r.map(|r| r.count())),
             &per,
-            &to_i32(r.map(|r| r.burst)),
+            &to_i32(r.map(|r| r.burst_size())),
         ],
     )
     .await

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::{Error, HandlerLimits, RateLimit};
+use conveyor_core::{Error, HandlerLimits, Rate};
 
 /// The stored form of `limits`.
 pub(crate) fn encode(limits: &HandlerLimits) -> String {
@@ -17,9 +17,9 @@ pub(crate) fn encode(limits: &HandlerLimits) -> String {
     format!(
         "{}:{}:{}:{}",
         opt(limits.concurrency.map(|c| c.to_string())),
-        opt(r.map(|r| r.count.to_string())),
-        opt(r.map(|r| r.per.as_micros().to_string())),
-        opt(r.map(|r| r.burst.to_string())),
+        opt(r.map(|r| r.count().to_string())),
+        opt(r.map(|r| r.period().as_micros().to_string())),
+        opt(r.map(|r| r.burst_size().to_string())),
     )
 }
 
@@ -43,11 +43,11 @@ pub(crate) fn decode(handler: &str, v: &str) -> Result<HandlerLimits, Error> {
     let per = field::<u64>(per).map_err(|_| bad())?;
     let burst = field::<u32>(b).map_err(|_| bad())?;
     let rate = match (count, per) {
-        (Some(count), Some(per)) => Some(RateLimit {
-            count,
-            per: Duration::from_micros(per),
-            burst: burst.unwrap_or(1),
-        }),
+        // A stored burst of 0 is bad data, not a burst of 1.
+        _ if burst == Some(0) => return Err(bad()),
+        (Some(count), Some(per)) => {
+            Some(Rate::new(count, Duration::from_micros(per)).burst(burst.unwrap_or(1)))
+        }
         (None, None) => None,
         _ => return Err(bad()),
     };
@@ -64,7 +64,7 @@ mod tests {
     fn round_trip() {
         let all = HandlerLimits::none()
             .concurrency(3)
-            .rate(RateLimit::new(10, Duration::from_millis(1500)).burst(4));
+            .rate(Rate::new(10, Duration::from_millis(1500)).burst(4));
         for l in [all, HandlerLimits::none().concurrency(1)] {
             assert_eq!(decode("h", &encode(&l)).expect("decodes"), l);
         }

@@ -26,7 +26,7 @@ use conveyor_core::{Lane, Outcome, RetryPolicy, TaskError};
 use crate::context::TaskContext;
 use crate::output::Output;
 use crate::process::{exit_to_result, ProcessCommand};
-use crate::rate::Rate;
+use conveyor_core::Rate;
 
 /// The limits and failure policy of a handler.
 #[derive(Debug, Clone, Default)]

@@ -59,7 +59,7 @@ pub use context::TaskContext;
 pub use conveyor_core::{
     Backend, Capabilities, Clock, Codec, Enqueued, Error, ErrorKind, Finish, FinishAction,
     HandlerLimits, Json, Lane, Lease, ManualClock, NewTask, NextStep, Outcome, OutcomeKind,
-    QueueStats, RateLimit, Reserved, Retention, RetryPolicy, SystemClock, TaskError, TaskId,
+    QueueStats, Rate, Reserved, Retention, RetryPolicy, SystemClock, TaskError, TaskId,
     TaskOptions, TaskRecord, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
@@ -76,7 +76,6 @@ pub use pool::{available_cores, Pool, PoolBuilder, PoolConfig, ShutdownReport, D
 pub use process::{
     exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP,
 };
-pub use rate::Rate;
 pub use results::{OnJobComplete, OnTaskComplete, TaskResult};
 pub use summary::{JobSummary, LatencyStats};
 

@@ -17,9 +17,10 @@ use crate::dispatcher::{DispatchLimits, Dispatcher};
 use crate::envelope::{Event, Ready};
 use crate::job::JobBuilder;
 use crate::metrics::MetricsSnapshot;
-use crate::rate::{Rate, RateLimiter};
+use crate::rate::RateLimiter;
 use crate::ready_queue::{ready_queue, ReadyReceiver, ReadySender};
 use crate::worker::{self, Board};
+use conveyor_core::Rate;
 
 /// The default number of workers: tasks running at once across all lanes.
 pub const DEFAULT_WORKERS: usize = 50;

@@ -1,5 +1,5 @@
-//! Rate limits: GCRA (the leaky-bucket algorithm) paced by the dispatcher on
-//! tokio's clock.
+//! The engine's rate limiter: a [`Rate`]'s GCRA ([`Gcra`], the one
+//! implementation) paced by the dispatcher on tokio's clock.
 //!
 //! The dispatcher asks [`RateLimiter::try_take`] before starting a task; when it
 //! is refused it learns when the next permit is due and arms a timer, so a
@@ -18,163 +18,43 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use conveyor_core::Error;
+use conveyor_core::{Error, Gcra, Rate};
 
 /// How much lateness of the dispatcher's timer the limiter makes up for.
 pub const CATCH_UP: Duration = Duration::from_millis(5);
 
-/// A rate: `count` tasks per `per`, with bursts of up to `burst` at once.
-///
-/// Leaky-bucket (GCRA) semantics: permits are spaced `per / count` apart; up to
-/// `burst` unused permits accumulate and may be spent at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    count: u32,
-    per: Duration,
-    burst: u32,
-}
-
-impl Rate {
-    /// `count` tasks per second, burst 1.
-    pub fn per_second(count: u32) -> Self {
-        Self::new(count, Duration::from_secs(1))
-    }
-
-    /// `count` tasks per minute, burst 1.
-    pub fn per_minute(count: u32) -> Self {
-        Self::new(count, Duration::from_secs(60))
-    }
-
-    /// `count` tasks per hour, burst 1.
-    pub fn per_hour(count: u32) -> Self {
-        Self::new(count, Duration::from_secs(3600))
-    }
-
-    /// `count` tasks per `per`, burst 1.
-    pub fn new(count: u32, per: Duration) -> Self {
-        Self {
-            count,
-            per,
-            burst: 1,
-        }
-    }
-
-    /// Allows bursts of up to `burst` tasks (at least 1).
-    pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = burst.max(1);
-        self
-    }
-
-    /// Tasks per `per`.
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
-    /// The period.
-    pub fn period(&self) -> Duration {
-        self.per
-    }
-
-    /// The burst size.
-    pub fn burst_size(&self) -> u32 {
-        self.burst
-    }
-
-    /// The same rate as a global handler limit
-    /// ([`HandlerLimits::rate`](conveyor_core::HandlerLimits::rate)), enforced by
-    /// a backend for every worker.
-    pub fn to_global(&self) -> conveyor_core::RateLimit {
-        conveyor_core::RateLimit::new(self.count, self.per).burst(self.burst)
-    }
-
-    /// The time between two permits.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count.max(1)
-    }
-
-    /// Checks that the rate can be enforced (positive count and period).
-    pub fn validate(&self) -> Result<(), Error> {
-        self.check()
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        if self.count == 0 || self.per.is_zero() {
-            return Err(Error::InvalidConfig(format!(
-                "a rate needs a positive count and period, got {}/{:?}",
-                self.count, self.per
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// A GCRA limiter on tokio's clock.
 pub(crate) struct RateLimiter {
-    /// Time between two permits.
-    interval: Duration,
-    /// How far ahead of schedule a permit may be taken: `interval * (burst - 1)`.
-    tolerance: Duration,
+    gcra: Gcra,
+    /// The clock's origin: times are nanoseconds since it.
+    base: Instant,
     /// The theoretical arrival time of the next permit.
-    tat: Option<Instant>,
+    tat: Option<i64>,
 }
 
 impl RateLimiter {
     /// A limiter for `rate`.
     pub(crate) fn new(rate: Rate) -> Result<Self, Error> {
-        rate.check()?;
-        let interval = (rate.per / rate.count).max(Duration::from_nanos(1));
+        rate.validate()?;
         Ok(Self {
-            interval,
-            tolerance: interval.saturating_mul(rate.burst.max(1) - 1),
+            gcra: rate.gcra(Duration::from_nanos(1)),
+            base: Instant::now(),
             tat: None,
         })
     }
 
     /// Takes a permit now, or says when the next one is due.
     pub(crate) fn try_take(&mut self) -> Result<(), Instant> {
-        let now = Instant::now();
-        let tat = self.tat.unwrap_or(now);
-        if let Some(earliest) = tat.checked_sub(self.tolerance) {
-            if now < earliest {
-                return Err(earliest);
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let now = nanos(Instant::now().saturating_duration_since(self.base));
+        // Anchored at the theoretical time, crediting up to CATCH_UP of lateness.
+        match self.gcra.admit(self.tat, now, nanos(CATCH_UP)) {
+            Ok(tat) => {
+                self.tat = Some(tat);
+                Ok(())
             }
+            Err(earliest) => Err(self.base + Duration::from_nanos(earliest.max(0) as u64)),
         }
-        // Anchor at the theoretical time, crediting up to CATCH_UP of lateness.
-        let floor = now.checked_sub(CATCH_UP).unwrap_or(now);
-        self.tat = Some(tat.max(floor) + self.interval);
-        Ok(())
-    }
-}
-
-/// Parses `COUNT/UNIT` with unit `s`, `m` or `h` (also `sec`, `min`, `hour`, or
-/// a duration such as `500ms`), e.g. `20/s`, `100/m`, `10/500ms`.
-impl std::str::FromStr for Rate {
-    type Err = conveyor_core::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            conveyor_core::Error::InvalidConfig(format!(
-                "rate {s:?}: expected COUNT/UNIT such as 20/s, 100/m or 5/h"
-            ))
-        };
-        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        if count == 0 {
-            return Err(bad());
-        }
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            other => {
-                let ms = other.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok());
-                match ms {
-                    Some(ms) if ms > 0 => Duration::from_millis(ms),
-                    _ => return Err(bad()),
-                }
-            }
-        };
-        Ok(Rate::new(count, per))
     }
 }
 

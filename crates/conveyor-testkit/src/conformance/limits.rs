@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{HandlerLimits, ManualClock, RateLimit, TaskId};
+use conveyor_core::{HandlerLimits, ManualClock, Rate, TaskId};
 
 use super::*;
 
@@ -112,7 +112,7 @@ pub async fn handler_rate_limits(b: Subject, clock: Arc<ManualClock>) {
     if !supported(&b) {
         return;
     }
-    let rate = RateLimit::new(2, Duration::from_secs(1)).burst(3);
+    let rate = Rate::new(2, Duration::from_secs(1)).burst(3);
     set(&b, "r", HandlerLimits::none().rate(rate)).await;
     let r: Vec<TaskId> = futures_ids(&b, 6).await;
     let f = enqueue(&b, task("f")).await;
