@@ -72,7 +72,7 @@ pub struct HandlerSection {
     pub lane: Option<String>,
     /// Per-handler concurrency: global across workers when the backend stores
     /// handler limits, else on this worker.
-    pub concurrency: Option<usize>,
+    pub concurrency: Option<u32>,
     /// Rate of starts, e.g. `10/s` (global like `concurrency`).
     pub rate: Option<String>,
     /// Burst of the rate.

@@ -78,7 +78,7 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
 fn handler_limits(section: &HandlerSection) -> anyhow::Result<HandlerLimits> {
     let mut limits = HandlerLimits::none();
     if let Some(n) = section.concurrency {
-        limits = limits.concurrency(u32::try_from(n).unwrap_or(u32::MAX));
+        limits = limits.concurrency(n);
     }
     if let Some(r) = &section.rate {
         let mut rate: Rate = r.parse()?;

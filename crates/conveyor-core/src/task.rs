@@ -30,7 +30,7 @@ impl fmt::Display for TaskId {
 pub struct TaskOptions {
     /// Ordering key: tasks with the same key never run at the same time and start
     /// in submission order; tasks with different keys run in parallel.
-    pub key: Option<Arc<str>>,
+    pub ordering_key: Option<Arc<str>>,
     /// Time limit of one attempt; overrides the handler's timeout.
     pub timeout: Option<Duration>,
     /// Total attempts allowed (1 = no retry); overrides the handler's retry policy.
@@ -45,9 +45,10 @@ impl TaskOptions {
         Self::default()
     }
 
-    /// Sets the ordering key.
-    pub fn key(mut self, key: impl Into<Arc<str>>) -> Self {
-        self.key = Some(key.into());
+    /// Sets the ordering key (the same word as a durable task's
+    /// `ordering_key`).
+    pub fn ordering_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.ordering_key = Some(key.into());
         self
     }
 

@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = pool.job().start()?;
     for seq in 0..PER_KEY {
         for (account, key) in keys.iter().enumerate() {
-            let opts = TaskOptions::new().key(key.clone());
+            let opts = TaskOptions::new().ordering_key(key.clone());
             job.submit_with(&update, (account, seq), opts)
                 .await
                 .map_err(|r| r.reason)?;

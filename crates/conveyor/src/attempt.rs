@@ -355,7 +355,7 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
     let result = TaskResult {
         id,
         handler: handler.name.clone(),
-        key,
+        ordering_key: key,
         attempts: attempt,
         outcome,
         submitted_at,

@@ -42,7 +42,7 @@ impl TaskContext {
     }
 
     /// The task's ordering key, if it has one.
-    pub fn key(&self) -> Option<&str> {
+    pub fn ordering_key(&self) -> Option<&str> {
         self.key.as_deref()
     }
 

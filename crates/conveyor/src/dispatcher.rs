@@ -251,7 +251,7 @@ impl Dispatcher {
         let slot = self.handlers.len();
         self.handlers.push(HandlerState {
             lane: handler.lane,
-            limit: cfg.concurrency.unwrap_or(usize::MAX),
+            limit: cfg.concurrency.map_or(usize::MAX, |c| c as usize),
             in_flight: 0,
             rate,
             pending: VecDeque::new(),

@@ -32,7 +32,7 @@ use conveyor_core::Rate;
 #[derive(Debug, Clone, Default)]
 pub struct HandlerConfig {
     /// At most this many tasks of the handler run at once (across all jobs).
-    pub concurrency: Option<usize>,
+    pub concurrency: Option<u32>,
     /// At most this rate of starts.
     pub rate: Option<Rate>,
     /// Attempts and backoff.
@@ -203,7 +203,7 @@ where
     }
 
     /// At most `n` tasks of this handler run at once.
-    pub fn concurrency(self, n: usize) -> Self {
+    pub fn concurrency(self, n: u32) -> Self {
         self.reconfigured(|c| c.concurrency = Some(n.max(1)))
     }
 

@@ -128,7 +128,7 @@ impl JobShared {
         In: Send + 'static,
     {
         let core = &handler.core;
-        let managed = opts.key.is_some()
+        let managed = opts.ordering_key.is_some()
             || opts.delay.is_some()
             || core.config.concurrency.is_some()
             || core.config.rate.is_some()
@@ -145,7 +145,7 @@ impl JobShared {
             id,
             handler: core.clone(),
             params: Some(params),
-            key: opts.key,
+            key: opts.ordering_key,
             timeout: opts.timeout.or(core.config.timeout),
             max_attempts: opts
                 .max_attempts

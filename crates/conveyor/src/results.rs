@@ -32,7 +32,7 @@ pub struct TaskResult {
     /// The handler's name.
     pub handler: Arc<str>,
     /// The ordering key, if the task had one.
-    pub key: Option<Arc<str>>,
+    pub ordering_key: Option<Arc<str>>,
     /// Attempts started (0 when the task was cancelled before its first start).
     pub attempts: u32,
     /// How the task ended.

@@ -136,7 +136,7 @@ async fn same_key_runs_one_at_a_time_in_submission_order() {
     let job = pool.job().queue_capacity(64).start().unwrap();
     for seq in 0..40u32 {
         for key in 0..10u32 {
-            let opts = TaskOptions::new().key(format!("k{key}"));
+            let opts = TaskOptions::new().ordering_key(format!("k{key}"));
             job.submit_with(&h, (key, seq), opts).await.unwrap();
         }
     }
@@ -158,7 +158,7 @@ async fn different_keys_run_in_parallel() {
     let h = sleeper("k", gauge.clone(), 20);
     let job = pool.job().start().unwrap();
     for i in 0..16 {
-        job.submit_with(&h, i, TaskOptions::new().key(format!("key-{i}")))
+        job.submit_with(&h, i, TaskOptions::new().ordering_key(format!("key-{i}")))
             .await
             .unwrap();
     }
