@@ -5,7 +5,7 @@ use std::sync::Arc;
 use conveyor_core::TaskId;
 use tokio::time::Instant;
 
-use crate::envelope::JobShared;
+use crate::engine::envelope::JobShared;
 
 /// Passed to every handler call: the task's identity and attempt, and a way to
 /// notice cancellation (job or task cancelled, pool shut down, or — in the cpu

@@ -24,8 +24,8 @@ use futures_util::FutureExt;
 use conveyor_core::{Lane, Outcome, RetryPolicy, TaskError};
 
 use crate::context::TaskContext;
+use crate::lane::process::{exit_to_result, ProcessCommand};
 use crate::output::Output;
-use crate::process::{exit_to_result, ProcessCommand};
 use conveyor_core::Rate;
 
 /// The limits and failure policy of a handler.
@@ -223,7 +223,7 @@ where
     }
 }
 
-impl<In> Handler<In, crate::process::ProcessOutput>
+impl<In> Handler<In, crate::lane::process::ProcessOutput>
 where
     In: Clone + Send + 'static,
 {
@@ -343,7 +343,7 @@ fn item_outcome<Out: 'static>(
             Err(_) => Outcome::Failed(TaskError::permanent("output of an unexpected type")),
         },
         Ok(Err(e)) => Outcome::Failed(e),
-        Err(panic) => Outcome::Panicked(crate::attempt::panic_message(&*panic)),
+        Err(panic) => Outcome::Panicked(crate::engine::attempt::panic_message(&*panic)),
     }
 }
 

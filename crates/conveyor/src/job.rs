@@ -26,11 +26,11 @@ use tokio::time::Instant;
 
 use conveyor_core::{Error, Lane, TaskId, TaskOptions};
 
-use crate::cancel::Cancels;
-use crate::envelope::{Envelope, Event, Halt, JobShared, Ready};
+use crate::engine::cancel::Cancels;
+use crate::engine::envelope::{Envelope, Event, Halt, JobShared, Ready};
+use crate::engine::result_queue::result_queue;
 use crate::handler::Handler;
 use crate::pool::Pool;
-use crate::result_queue::result_queue;
 use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete, TaskResult};
 use crate::summary::JobSummary;
 

@@ -28,32 +28,20 @@
 //! # Ok(()) }
 //! ```
 
-mod attempt;
-mod cancel;
-mod completion;
 mod context;
-mod cpu_pool;
-mod dispatcher;
 pub mod durable;
-mod envelope;
+mod engine;
 pub mod events;
 mod handler;
 mod job;
+mod lane;
 mod map;
-mod metrics;
-mod outbox;
 mod output;
 mod pipeline;
 mod pool;
-mod process;
-mod rate;
-mod ready_queue;
-mod result_queue;
 mod results;
-mod signal;
 pub mod source;
 mod summary;
-mod worker;
 
 pub use context::TaskContext;
 pub use conveyor_core::{
@@ -63,19 +51,19 @@ pub use conveyor_core::{
     TaskOptions, TaskRecord, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
+pub use engine::metrics::MetricsSnapshot;
 pub use handler::{Handler, HandlerConfig};
 pub use job::{
     Job, JobBuilder, Producer, Rejected, TaskHandle, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_RESULT_CAPACITY,
 };
-pub use metrics::MetricsSnapshot;
 pub use output::Output;
 pub use pipeline::{OnFailure, Pipeline, PipelineBuilder, PipelineInput, StageFailure, StageStats};
 
-pub use pool::{available_cores, Pool, PoolBuilder, PoolConfig, ShutdownReport, DEFAULT_WORKERS};
-pub use process::{
+pub use lane::process::{
     exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP,
 };
+pub use pool::{available_cores, Pool, PoolBuilder, PoolConfig, ShutdownReport, DEFAULT_WORKERS};
 pub use results::{OnJobComplete, OnTaskComplete, TaskResult};
 pub use summary::{JobSummary, LatencyStats};
 

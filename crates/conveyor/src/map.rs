@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use conveyor_core::{Outcome, TaskError, TaskId, TaskOptions};
 
-use crate::envelope::JobShared;
+use crate::engine::envelope::JobShared;
 use crate::handler::Handler;
 use crate::pool::Pool;
 

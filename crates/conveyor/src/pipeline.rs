@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use conveyor_core::{Outcome, OutcomeKind, TaskError};
 
-use crate::envelope::JobShared;
+use crate::engine::envelope::JobShared;
 use crate::handler::Handler;
 use crate::map::call;
 use crate::pool::Pool;

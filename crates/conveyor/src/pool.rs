@@ -10,16 +10,16 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::{Error, Lane};
 
-use crate::attempt::deliver_unstarted;
-use crate::cancel::Cancels;
-use crate::cpu_pool::CpuPool;
-use crate::dispatcher::{DispatchLimits, Dispatcher};
-use crate::envelope::{Event, Ready};
+use crate::engine::attempt::deliver_unstarted;
+use crate::engine::cancel::Cancels;
+use crate::engine::dispatcher::{DispatchLimits, Dispatcher};
+use crate::engine::envelope::{Event, Ready};
+use crate::engine::metrics::MetricsSnapshot;
+use crate::engine::rate::RateLimiter;
+use crate::engine::ready_queue::{ready_queue, ReadyReceiver, ReadySender};
+use crate::engine::worker::{self, Board};
 use crate::job::JobBuilder;
-use crate::metrics::MetricsSnapshot;
-use crate::rate::RateLimiter;
-use crate::ready_queue::{ready_queue, ReadyReceiver, ReadySender};
-use crate::worker::{self, Board};
+use crate::lane::cpu::CpuPool;
 use conveyor_core::Rate;
 
 /// The default number of workers: tasks running at once across all lanes.

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use conveyor_core::{Outcome, TaskId};
 
+use crate::engine::result_queue::ResultReceiver;
 use crate::output::Output;
-use crate::result_queue::ResultReceiver;
 use crate::summary::{JobSummary, SummaryRecorder};
 
 /// The final result of one task, as given to `on_task_complete`.

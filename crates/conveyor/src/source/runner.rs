@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::Error;
 
-use crate::envelope::JobShared;
+use crate::engine::envelope::JobShared;
 use crate::events::{Event, EventBus, WorkerEvent};
 use crate::pool::{Pool, PoolBuilder};
 

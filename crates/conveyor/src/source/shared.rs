@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::{FinishAction, TaskId, TaskOptions};
 
-use crate::cancel::Cancels;
-use crate::envelope::JobShared;
+use crate::engine::cancel::Cancels;
+use crate::engine::envelope::JobShared;
 use crate::events::EventBus;
 use crate::job::Producer;
 

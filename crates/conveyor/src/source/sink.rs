@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use conveyor_core::{next_step, FinishAction, NextStep, Outcome, TaskId};
 
-use crate::completion::CompletionSink;
+use crate::engine::completion::CompletionSink;
 use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
 use crate::output::Output;
 use crate::results::TaskResult;

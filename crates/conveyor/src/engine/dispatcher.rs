@@ -25,11 +25,11 @@ use tokio::time::Instant;
 
 use conveyor_core::Lane;
 
-use crate::attempt::finish_unstarted;
-use crate::envelope::{Envelope, Event, Ready};
+use crate::engine::attempt::finish_unstarted;
+use crate::engine::envelope::{Envelope, Event, Ready};
+use crate::engine::rate::RateLimiter;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
-use crate::rate::RateLimiter;
 
 /// Limits a dispatcher enforces.
 pub(crate) struct DispatchLimits {

@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 
 use conveyor_core::OutcomeKind;
 
-use crate::envelope::JobShared;
-use crate::metrics::{LocalStats, Tally};
+use crate::engine::envelope::JobShared;
+use crate::engine::metrics::{LocalStats, Tally};
 use crate::results::TaskResult;
 
 /// Results a worker holds at most before handing them over.

@@ -20,13 +20,13 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::attempt::{deliver_unstarted, run_attempt, Done};
-use crate::envelope::{Envelope, Event, JobShared, Ready};
-use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::engine::attempt::{deliver_unstarted, run_attempt, Done};
+use crate::engine::envelope::{Envelope, Event, JobShared, Ready};
+use crate::engine::metrics::Metrics;
+use crate::engine::outbox::Outbox;
+use crate::engine::ready_queue::{Empty, ReadyReceiver};
+use crate::engine::signal::WorkerSignal;
 use crate::pool::EventSender;
-use crate::ready_queue::{Empty, ReadyReceiver};
-use crate::signal::WorkerSignal;
 
 /// Permits taken back from started tasks, not yet returned to their jobs.
 #[derive(Default)]

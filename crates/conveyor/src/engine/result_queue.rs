@@ -2,7 +2,7 @@
 //!
 //! Room is counted in results, not batches: a result takes one unit of room
 //! ([`ResultSender::try_reserve`] or [`ResultSender::reserve`]) as soon as it
-//! exists, even while it still waits in a worker's [`Outbox`](crate::outbox::Outbox),
+//! exists, even while it still waits in a worker's [`Outbox`](crate::engine::outbox::Outbox),
 //! and gives it back when the result thread takes its batch off the queue. So at
 //! most `capacity` results wait for `on_task_complete`, wherever they wait, while
 //! workers pay for the queue once per batch instead of once per result.

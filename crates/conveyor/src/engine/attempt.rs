@@ -22,11 +22,11 @@ use tracing::Instrument;
 use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
-use crate::envelope::{Envelope, Event, JobShared, Release};
+use crate::engine::envelope::{Envelope, Event, JobShared, Release};
+use crate::engine::signal::WorkerSignal;
 use crate::handler::{run_process, Work};
 use crate::output::Output;
 use crate::results::TaskResult;
-use crate::signal::WorkerSignal;
 
 /// How one attempt ended: the engine's outcome with the output erased.
 type Ended = Outcome<Output>;

@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::{OutcomeKind, TaskId};
 
-use crate::cancel::Cancels;
-use crate::completion::CompletionSink;
+use crate::engine::cancel::Cancels;
+use crate::engine::completion::CompletionSink;
+use crate::engine::result_queue::ResultSender;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
-use crate::result_queue::ResultSender;
 use crate::results::TaskResult;
 
 /// A value on cache lines of its own, so writes to it (or to its neighbours)

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use conveyor_core::TaskId;
 
-use crate::envelope::Event;
+use crate::engine::envelope::Event;
 use crate::pool::PoolShared;
 
 /// One job's cancelled task ids and its waiting attempts' wake-up.
