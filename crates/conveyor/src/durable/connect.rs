@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use conveyor_core::{Backend, Error};
 
-use super::memory::MemoryBackend;
+use conveyor_memory::MemoryBackend;
 
 /// The backend used when neither a URL nor `CONVEYOR_URL` is given.
 pub const DEFAULT_URL: &str = "embedded://./conveyor.db";

@@ -10,13 +10,12 @@ mod backend_source;
 mod client;
 mod connect;
 mod maintenance;
-mod memory;
 mod task_type;
 mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
-pub use memory::MemoryBackend;
+pub use conveyor_memory::MemoryBackend;
 pub use task_type::{EnqueueOptions, TaskType};
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE_NAME: &str = conveyor_core::DEFAULT_QUEUE;
