@@ -82,6 +82,20 @@ impl<'a> BackendUrl<'a> {
         })
     }
 
+    /// Takes `url` apart and checks that its scheme is one of `names` (any
+    /// letter case): how a backend reads the URL given to it.
+    pub fn parse_as(url: &'a str, names: &[&str]) -> Result<Self, Error> {
+        let parsed = Self::parse(url)?;
+        if names.iter().any(|n| n.eq_ignore_ascii_case(parsed.scheme)) {
+            return Ok(parsed);
+        }
+        Err(Error::InvalidConfig(format!(
+            "{}:// is not a scheme of this backend (expected {}://)",
+            parsed.scheme,
+            names.join("://, ")
+        )))
+    }
+
     /// The URL as given.
     pub fn as_str(&self) -> &'a str {
         self.url
@@ -225,6 +239,19 @@ mod tests {
         );
         let mut url = BackendUrl::parse("redis://h/0?prefix=a&prefix=b").expect("parses");
         assert!(matches!(url.take("prefix"), Err(Error::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn a_backend_reads_only_its_own_schemes() {
+        let url = BackendUrl::parse_as("REDIS://h/0", &["redis", "rediss"]).expect("any case");
+        assert_eq!(url.scheme(), "REDIS");
+        let msg = BackendUrl::parse_as("postgres://h/db", &["redis", "rediss"])
+            .expect_err("not ours")
+            .to_string();
+        assert!(
+            msg.contains("postgres://") && msg.contains("redis://, rediss://"),
+            "{msg}"
+        );
     }
 
     #[test]

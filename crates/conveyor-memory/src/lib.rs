@@ -11,11 +11,14 @@
 //! Modules: `backend` (the public handle and the trait implementation),
 //! `state` (the map, its indexes and the one place tasks change state),
 //! `queue_ops` (enqueue, reserve, renew, finish, cancel, lease recovery) and
-//! `admin_ops` (lookups, counts, listings, dead-letter admin, pruning, limits).
+//! `admin_ops` (lookups, counts, listings, dead-letter admin, pruning, limits)
+//! and `scheme` (its URL, `memory://`, for [`SCHEME`]).
 
 mod admin_ops;
 mod backend;
 mod queue_ops;
+mod scheme;
 mod state;
 
 pub use backend::MemoryBackend;
+pub use scheme::SCHEME;
