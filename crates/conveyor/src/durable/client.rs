@@ -59,7 +59,7 @@ impl<C: Codec> Client<C> {
         }
     }
 
-    /// The same client, emitting a [`TaskEventKind::Enqueued`] event on `bus`
+    /// The same client, emitting a [`TaskEventKind::Enqueued`](crate::events::TaskEventKind::Enqueued) event on `bus`
     /// for every task it enqueues (a duplicate of a unique key is not one).
     pub fn with_events(mut self, bus: EventBus) -> Self {
         self.events = Some(bus);
