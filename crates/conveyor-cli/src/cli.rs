@@ -9,14 +9,26 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "conveyor", version, about)]
 pub struct Cli {
-    /// Where tasks wait: embedded://PATH (default ./conveyor.db) or memory://.
-    /// Defaults to $CONVEYOR_URL, then embedded://./conveyor.db.
-    #[arg(long, global = true, value_name = "URL")]
+    /// Where tasks wait: a backend URL (embedded://PATH, redis://…,
+    /// postgres://…, memory://; --help lists them). Defaults to
+    /// $CONVEYOR_URL, then embedded://./conveyor.db.
+    #[arg(long, global = true, value_name = "URL", long_help = backend_long_help())]
     pub backend: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--backend`'s long help: the URL forms of the backends built in, from
+/// their own schemes.
+fn backend_long_help() -> String {
+    format!(
+        "Where tasks wait, as a backend URL:\n\n{}\n\nDefaults to ${}, then {}.",
+        conveyor::durable::Schemes::default().help(),
+        conveyor::durable::URL_ENV,
+        conveyor::durable::DEFAULT_URL
+    )
 }
 
 /// The subcommands.

@@ -5,11 +5,13 @@
 //! [`Outcome`]s, the [`TaskError`] a handler returns, the [`RetryPolicy`] and the
 //! crate-wide [`Error`]. For durable queues it holds the [`Backend`] contract, the
 //! records it stores ([`NewTask`], [`Reserved`], [`Finish`], [`TaskRecord`]), the
-//! task [`TaskState`] machine, the [`Codec`] and the injectable [`Clock`]. It has
-//! no runtime and does no I/O, so backends and the runtime can both depend on it
-//! without depending on each other.
+//! task [`TaskState`] machine, the [`Codec`], the injectable [`Clock`], and the
+//! [`Scheme`] contract by which each backend opens itself from a URL (read with
+//! [`BackendUrl`]). It has no runtime and does no I/O, so backends and the
+//! runtime can both depend on it without depending on each other.
 
 mod backend;
+mod backend_url;
 mod clock;
 mod codec;
 mod durable_task;
@@ -20,11 +22,13 @@ mod next_step;
 mod outcome;
 mod rate;
 mod retry;
+mod scheme;
 mod task;
 mod task_error;
 mod task_state;
 
 pub use backend::{unsupported, Backend, Capabilities, Retention};
+pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Json};
 pub use durable_task::{
@@ -38,6 +42,7 @@ pub use next_step::{next_step, NextStep};
 pub use outcome::{Outcome, OutcomeKind};
 pub use rate::{Gcra, Rate};
 pub use retry::RetryPolicy;
+pub use scheme::{OpenFn, OpenFuture, Scheme};
 pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
 pub use task_state::{codes, InvalidTransition, TaskState, Transition};

@@ -15,13 +15,16 @@
 //! `db_thread` (the thread and group commit), `store` (each operation as SQL),
 //! `limits` (global handler limits and the admission state of a reservation),
 //! `sql` (the statement texts, built from the core state machine) and `schema`
-//! (opening the file, pragmas, table, indexes, versioning).
+//! (opening the file, pragmas, table, indexes, versioning) and `scheme` (its
+//! URL, `embedded://PATH` or a bare path, for [`SCHEME`]).
 
 mod backend;
 mod db_thread;
 mod limits;
 mod schema;
+mod scheme;
 mod sql;
 mod store;
 
 pub use backend::{EmbeddedBackend, DEFAULT_PATH};
+pub use scheme::SCHEME;

@@ -23,7 +23,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! See `docs/postgres.md` for the schema, the queries and measured throughput.
+//! [`SCHEME`] opens it from a URL, `postgres://USER@HOST/DB?schema=S`. See
+//! `docs/postgres.md` for the schema, the queries and measured throughput.
 
 mod backend;
 mod builder;
@@ -34,6 +35,7 @@ mod listener;
 mod migrate;
 mod row;
 mod schema;
+mod scheme;
 mod statements;
 mod vacuum;
 
@@ -41,6 +43,7 @@ pub use backend::PostgresBackend;
 pub use builder::{Builder, DEFAULT_POOL_SIZE, DEFAULT_VACUUM_EVERY};
 pub use migrate::{Migrated, SCHEMA_VERSION};
 pub use schema::DEFAULT_SCHEMA;
+pub use scheme::SCHEME;
 
 /// Re-exported so callers of [`PostgresBackend::enqueue_in`] name the same
 /// driver types (`Transaction`, `Client`, `GenericClient`).

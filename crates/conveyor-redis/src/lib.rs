@@ -20,16 +20,19 @@
 //! ```
 //!
 //! Every key lives under a prefix (`conveyor:` unless
-//! [`RedisBackend::connect_with`] says otherwise); `docs/redis.md` describes the
-//! key layout, the scripts, lease recovery, memory bounds and reconnection.
+//! [`RedisBackend::connect_with`] or the URL's `?prefix=` says otherwise: see
+//! [`SCHEME`]); `docs/redis.md` describes the key layout, the scripts, lease
+//! recovery, memory bounds and reconnection.
 
 mod backend;
 mod keys;
 mod limits;
 mod reply;
+mod scheme;
 mod scripts;
 mod state_machine;
 mod wakeups;
 
 pub use backend::{RedisBackend, MAX_RESERVE};
 pub use keys::DEFAULT_PREFIX;
+pub use scheme::SCHEME;

@@ -4,19 +4,23 @@
 //!
 //! The backend contract lives in `conveyor-core` ([`Backend`](conveyor_core::Backend));
 //! this module has the runtime around it: [`Client`], [`Worker`], the
-//! [`MemoryBackend`] and [`connect`] to open a backend by URL.
+//! [`MemoryBackend`] (from `conveyor-memory`) and [`connect`] to open a backend
+//! by URL through the [`Schemes`] registry, where each backend crate's own
+//! [`Scheme`] reads its URL.
 
 mod backend_source;
 mod client;
 mod connect;
 mod maintenance;
-mod memory;
+mod schemes;
 mod task_type;
 mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
-pub use memory::MemoryBackend;
+pub use conveyor_core::{BackendUrl, OpenFuture, Scheme};
+pub use conveyor_memory::MemoryBackend;
+pub use schemes::Schemes;
 pub use task_type::{EnqueueOptions, TaskType};
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE_NAME: &str = conveyor_core::DEFAULT_QUEUE;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use conveyor::{Backend, ManualClock, MemoryBackend};
+use conveyor_core::{Backend, ManualClock};
+use conveyor_memory::MemoryBackend;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
     Arc::new(MemoryBackend::with_clock(clock))

@@ -1,0 +1,119 @@
+//! The contract for opening a backend from a URL: a [`Scheme`] names the URL
+//! schemes one backend answers to and opens it from such a URL.
+//!
+//! Each backend crate exports its own (`conveyor_embedded::SCHEME`,
+//! `conveyor_redis::SCHEME`, …) and alone knows its URL's parameters, so the
+//! runtime maps a URL to a backend through a registry of schemes without
+//! knowing any backend, and a program can register a backend of its own.
+//! [`BackendUrl`](crate::BackendUrl) is the shared way to read the URL.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{Backend, Error};
+
+/// What opening a backend from a URL returns: a future owning everything it
+/// needs (it does not borrow the URL).
+pub type OpenFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>, Error>> + Send>>;
+
+/// Opens a backend from its URL, the whole URL as given (scheme included, or a
+/// bare path for a scheme that takes them). A bad URL or an unknown parameter
+/// should fail with [`Error::InvalidConfig`]; parsing may happen before the
+/// future is made, so the future owns only what it needs.
+pub type OpenFn = fn(&str) -> OpenFuture;
+
+/// How to open one kind of backend from a URL.
+///
+/// ```
+/// use std::sync::Arc;
+/// use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme};
+///
+/// fn open(url: &str) -> OpenFuture {
+///     let checked = BackendUrl::parse(url).and_then(|u| u.allow_only(&[]));
+///     Box::pin(async move {
+///         checked?;
+///         Err::<Arc<dyn Backend>, _>(Error::Unsupported("demo only".into()))
+///     })
+/// }
+///
+/// pub const SCHEME: Scheme = Scheme::new(&["demo"], "demo://", "a demonstration", open);
+/// assert!(SCHEME.answers_to("DEMO"));
+/// ```
+#[derive(Clone, Copy)]
+pub struct Scheme {
+    names: &'static [&'static str],
+    example: &'static str,
+    description: &'static str,
+    bare_paths: bool,
+    open: OpenFn,
+}
+
+impl Scheme {
+    /// A scheme answering to `names` (lowercase; the first is the main one),
+    /// shown as `example` (a URL with its parameters, e.g.
+    /// `redis://HOST:PORT/DB?prefix=P`) and `description` (one line) in error
+    /// messages and help, opened by `open`.
+    pub const fn new(
+        names: &'static [&'static str],
+        example: &'static str,
+        description: &'static str,
+        open: OpenFn,
+    ) -> Self {
+        Self {
+            names,
+            example,
+            description,
+            bare_paths: false,
+            open,
+        }
+    }
+
+    /// The same scheme, also opening "URLs" that have no scheme at all: file
+    /// paths. A registry gives them to the one scheme that takes them.
+    pub const fn with_bare_paths(mut self) -> Self {
+        self.bare_paths = true;
+        self
+    }
+
+    /// The URL schemes it answers to, the main one first.
+    pub fn names(&self) -> &'static [&'static str] {
+        self.names
+    }
+
+    /// An example URL with its parameters.
+    pub fn example(&self) -> &'static str {
+        self.example
+    }
+
+    /// What the backend is, in one line.
+    pub fn description(&self) -> &'static str {
+        self.description
+    }
+
+    /// Whether it opens bare paths (see [`Scheme::with_bare_paths`]).
+    pub fn takes_bare_paths(&self) -> bool {
+        self.bare_paths
+    }
+
+    /// Whether it answers to the URL scheme `name` (any letter case).
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Opens the backend `url` names.
+    pub fn open(&self, url: &str) -> OpenFuture {
+        (self.open)(url)
+    }
+}
+
+impl fmt::Debug for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheme")
+            .field("names", &self.names)
+            .field("example", &self.example)
+            .field("bare_paths", &self.bare_paths)
+            .finish_non_exhaustive()
+    }
+}

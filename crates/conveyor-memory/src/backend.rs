@@ -1,0 +1,162 @@
+//! The public handle, [`MemoryBackend`], and its [`Backend`] implementation:
+//! each call reads the clock, takes the one lock, runs the matching operation
+//! on the state, and wakes idle workers when work became available.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use conveyor_core::{
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, HandlerLimits, Lease,
+    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+};
+
+use crate::state::State;
+
+/// An in-process durable-contract backend (not durable across restarts).
+///
+/// Clones share the same tasks.
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+    work: Arc<Notify>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty backend on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// An empty backend reading time from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State::default())),
+            clock,
+            work: Arc::new(Notify::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            durable: false,
+            shared: false,
+            ..Capabilities::ALL
+        }
+    }
+
+    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        for t in &tasks {
+            t.validate()?;
+        }
+        let now = self.clock.now();
+        let out = self.state.lock().enqueue(tasks, now);
+        self.work.notify_waiters();
+        Ok(out)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        let now = self.clock.now();
+        self.state.lock().reserve(queues, max, lease, now)
+    }
+
+    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        let until = self.clock.now().plus(lease);
+        Ok(self.state.lock().renew(leases, until))
+    }
+
+    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        let now = self.clock.now();
+        let (out, released) = self.state.lock().finish(reports, now);
+        if released {
+            self.work.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        let now = self.clock.now();
+        self.state.lock().cancel(id, now)
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        Ok(self.state.lock().get(id))
+    }
+
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let recovered = self.state.lock().recover_expired(now)?;
+        if recovered > 0 {
+            self.work.notify_waiters();
+        }
+        Ok(recovered)
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.clock.now();
+        Ok(self.state.lock().prune(retention, now))
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        let now = self.clock.now();
+        Ok(self.state.lock().stats(now))
+    }
+
+    async fn list(
+        &self,
+        queue: Option<&str>,
+        state: TaskState,
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        Ok(self.state.lock().list(queue, state, limit))
+    }
+
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let moved = self.state.lock().requeue_dead(ids, now)?;
+        if moved > 0 {
+            self.work.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
+        Ok(self.state.lock().purge_dead(queue))
+    }
+
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        limits.validate()?;
+        self.state.lock().set_limits(handler, limits);
+        Ok(())
+    }
+
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        Ok(self.state.lock().limits())
+    }
+
+    async fn wait_for_work(&self, _queues: &[String], timeout: Duration) -> bool {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+        true
+    }
+}

@@ -1,0 +1,273 @@
+//! A task's way through the queue, as operations on the [`State`]: enqueue,
+//! reserve under a lease, renew, finish, cancel, and recovering expired leases.
+//!
+//! Each takes "now" from the caller (the backend's clock) and runs under the
+//! backend's lock; waking idle workers is the backend's job, so the ones that
+//! make work available say so in their return value.
+
+use std::cmp::Reverse;
+use std::time::Duration;
+
+use conveyor_core::{
+    Admission, Enqueued, Error, Finish, FinishAction, Lease, NewTask, Reserved, TaskId, TaskRecord,
+    TaskState, Timestamp, Transition,
+};
+
+use crate::state::{Entry, State};
+
+impl State {
+    /// Stores validated tasks; a task whose unique key an unfinished task of its
+    /// queue holds is reported as that task, a duplicate.
+    pub(crate) fn enqueue(&mut self, tasks: Vec<NewTask>, now: Timestamp) -> Vec<Enqueued> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if let Some(k) = &t.unique_key {
+                if let Some(&id) = self.unique.get(&(t.queue.clone(), k.clone())) {
+                    out.push(Enqueued {
+                        id: TaskId(id),
+                        duplicate: true,
+                    });
+                    continue;
+                }
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let run_at = t.first_run(now);
+            let first = if run_at > now {
+                Transition::Schedule
+            } else {
+                Transition::Enqueue
+            };
+            let record = TaskRecord {
+                id: TaskId(id),
+                queue: t.queue,
+                handler: t.handler,
+                state: first.target(),
+                payload: t.payload,
+                priority: t.priority,
+                attempts: 0,
+                max_attempts: t.max_attempts,
+                run_at,
+                unique_key: t.unique_key,
+                ordering_key: t.ordering_key,
+                result: None,
+                error: None,
+                created_at: now,
+                finished_at: None,
+            };
+            match record.state {
+                TaskState::Available => {
+                    self.ready
+                        .entry(record.queue.clone())
+                        .or_default()
+                        .insert((Reverse(record.priority), id));
+                }
+                _ => {
+                    self.timers.insert((run_at, id));
+                }
+            }
+            self.tasks.insert(
+                id,
+                Entry {
+                    record,
+                    timeout: t.timeout,
+                    token: 0,
+                    lease_until: Timestamp(0),
+                },
+            );
+            self.rejoin_keys(id);
+            out.push(Enqueued {
+                id: TaskId(id),
+                duplicate: false,
+            });
+        }
+        out
+    }
+
+    /// Reserves up to `max` tasks from `queues` (in that order) under a lease
+    /// until `now + lease`, honouring ordering keys and global handler limits.
+    pub(crate) fn reserve(
+        &mut self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Reserved>, Error> {
+        let until = now.plus(lease);
+        self.promote_due(now);
+        let mut gate = Admission::new(now);
+        for (h, (limits, tat)) in &self.limits {
+            let running = self.running.get(h).copied().unwrap_or(0);
+            gate.limit(h, *limits, running, *tat);
+        }
+        let mut picked = Vec::new();
+        for q in queues {
+            if picked.len() >= max {
+                break;
+            }
+            // Choosing a key's head never makes another task of the key a head
+            // within the same call, so the eligible tasks can be picked in one
+            // read-only pass that stops as soon as enough are found.
+            let want = max - picked.len();
+            let chosen: Vec<u64> = match self.ready.get(q) {
+                Some(set) => set
+                    .iter()
+                    .map(|&(_, id)| id)
+                    .filter(|id| {
+                        self.tasks.get(id).is_some_and(|e| {
+                            self.heads_its_key(&e.record) && gate.admit(&e.record.handler)
+                        })
+                    })
+                    .take(want)
+                    .collect(),
+                None => continue,
+            };
+            for id in chosen {
+                if let Some(e) = self.tasks.get_mut(&id) {
+                    e.token += 1;
+                    e.lease_until = until;
+                    e.record.attempts += 1;
+                }
+                self.move_task(id, Transition::Reserve, now)?;
+                picked.push(id);
+            }
+        }
+        for (h, tat) in gate.moved_rates() {
+            if let Some(entry) = self.limits.get_mut(&h) {
+                entry.1 = Some(tat);
+            }
+        }
+        Ok(picked
+            .into_iter()
+            .filter_map(|id| self.tasks.get(&id))
+            .map(|e| Reserved {
+                lease: Lease {
+                    id: e.record.id,
+                    token: e.token,
+                },
+                queue: e.record.queue.clone(),
+                handler: e.record.handler.clone(),
+                payload: e.record.payload.clone(),
+                attempt: e.record.attempts,
+                max_attempts: e.record.max_attempts,
+                timeout: e.timeout,
+                ordering_key: e.record.ordering_key.clone(),
+                enqueued_at: e.record.created_at,
+                due_at: e.record.run_at,
+                lease_until: e.lease_until,
+            })
+            .collect())
+    }
+
+    /// Extends each still-held lease to `until`; false for the ones lost.
+    pub(crate) fn renew(&mut self, leases: &[Lease], until: Timestamp) -> Vec<bool> {
+        leases
+            .iter()
+            .map(|l| {
+                if !self.lease_matches(l) {
+                    return false;
+                }
+                let id = l.id.0;
+                let old = self.tasks.get(&id).map(|e| e.lease_until);
+                if let Some(old) = old {
+                    self.leases.remove(&(old, id));
+                }
+                self.leases.insert((until, id));
+                if let Some(e) = self.tasks.get_mut(&id) {
+                    e.lease_until = until;
+                }
+                true
+            })
+            .collect()
+    }
+
+    /// Applies each report whose lease is still held. The flag is true when a
+    /// task was released, so it is available again.
+    pub(crate) fn finish(
+        &mut self,
+        reports: Vec<Finish>,
+        now: Timestamp,
+    ) -> (Vec<Result<(), Error>>, bool) {
+        let mut released = false;
+        let out = reports
+            .into_iter()
+            .map(|r| {
+                if !self.lease_matches(&r.lease) {
+                    return Err(Error::StaleLease(r.lease.id));
+                }
+                let id = r.lease.id.0;
+                let Some(e) = self.tasks.get_mut(&id) else {
+                    return Err(Error::NotFound(r.lease.id));
+                };
+                let rec = &mut e.record;
+                let t = match r.action {
+                    FinishAction::Complete { result } => {
+                        rec.result = result;
+                        Transition::Complete
+                    }
+                    FinishAction::Retry { delay, error } => {
+                        rec.error = Some(error);
+                        if rec.attempts >= rec.max_attempts {
+                            Transition::DeadLetter
+                        } else {
+                            rec.run_at = now.plus(delay);
+                            Transition::Retry
+                        }
+                    }
+                    FinishAction::DeadLetter { error } => {
+                        rec.error = Some(error);
+                        Transition::DeadLetter
+                    }
+                    FinishAction::Discard { reason } => {
+                        rec.error = Some(reason);
+                        Transition::Discard
+                    }
+                    FinishAction::Release => {
+                        rec.attempts = rec.attempts.saturating_sub(1);
+                        released = true;
+                        Transition::Release
+                    }
+                };
+                self.move_task(id, t, now)
+            })
+            .collect();
+        (out, released)
+    }
+
+    /// Cancels a waiting task; any other task keeps its state, which is returned.
+    pub(crate) fn cancel(&mut self, id: TaskId, now: Timestamp) -> Result<TaskState, Error> {
+        let state = self
+            .tasks
+            .get(&id.0)
+            .map(|e| e.record.state)
+            .ok_or(Error::NotFound(id))?;
+        if Transition::Cancel.apply(state).is_err() {
+            return Ok(state);
+        }
+        self.move_task(id.0, Transition::Cancel, now)?;
+        Ok(TaskState::Cancelled)
+    }
+
+    /// Hands out again (or dead-letters, on the last attempt) every running task
+    /// whose lease ran out before `now`; returns how many.
+    pub(crate) fn recover_expired(&mut self, now: Timestamp) -> Result<u64, Error> {
+        let expired: Vec<u64> = self.leases.range(..(now, 0)).map(|&(_, id)| id).collect();
+        for &id in &expired {
+            let last = self
+                .tasks
+                .get(&id)
+                .is_some_and(|e| e.record.attempts >= e.record.max_attempts);
+            let (t, msg) = if last {
+                (Transition::ExpireFinal, "lease expired on the last attempt")
+            } else {
+                (Transition::Expire, "lease expired")
+            };
+            if let Some(e) = self.tasks.get_mut(&id) {
+                e.record.error = Some(msg.to_string());
+                e.record.run_at = now;
+            }
+            self.move_task(id, t, now)?;
+        }
+        Ok(expired.len() as u64)
+    }
+}

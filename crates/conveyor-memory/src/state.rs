@@ -1,0 +1,194 @@
+//! The memory backend's state: every task in one map plus the small indexes
+//! that keep each operation a few ordered-set steps rather than a scan (ready
+//! tasks per queue in priority order, timers, running leases, unique and
+//! ordering keys, running counts per handler).
+//!
+//! Every state change goes through [`State::move_task`], which applies a core
+//! [`Transition`] and keeps the indexes in step with it, so the operations in
+//! `queue_ops` and `admin_ops` never touch an index by hand for a move.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use conveyor_core::{
+    Error, HandlerLimits, Lease, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+};
+
+/// A task as the memory backend holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) record: TaskRecord,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) token: u64,
+    pub(crate) lease_until: Timestamp,
+}
+
+/// A (queue, key) pair: unique and ordering keys are per queue.
+pub(crate) type QueueKey = (String, String);
+
+/// Everything the backend holds, behind its one mutex.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) next_id: u64,
+    pub(crate) tasks: HashMap<u64, Entry>,
+    /// Available tasks per queue: (higher priority first, then id).
+    pub(crate) ready: HashMap<String, BTreeSet<(Reverse<i32>, u64)>>,
+    /// Scheduled and retrying tasks by run-at.
+    pub(crate) timers: BTreeSet<(Timestamp, u64)>,
+    /// Running tasks by lease expiry.
+    pub(crate) leases: BTreeSet<(Timestamp, u64)>,
+    /// Unfinished task per (queue, unique key).
+    pub(crate) unique: HashMap<QueueKey, u64>,
+    /// Unfinished tasks per (queue, ordering key), in enqueue order.
+    pub(crate) ordering: HashMap<QueueKey, BTreeSet<u64>>,
+    /// Running tasks per handler (for global handler limits).
+    pub(crate) running: HashMap<String, u64>,
+    /// Global handler limits and each one's rate state (TAT, µs).
+    pub(crate) limits: BTreeMap<String, (HandlerLimits, Option<i64>)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            next_id: 1,
+            tasks: HashMap::new(),
+            ready: HashMap::new(),
+            timers: BTreeSet::new(),
+            leases: BTreeSet::new(),
+            unique: HashMap::new(),
+            ordering: HashMap::new(),
+            running: HashMap::new(),
+            limits: BTreeMap::new(),
+        }
+    }
+}
+
+impl State {
+    /// Moves a task along one edge, keeping every index in step.
+    pub(crate) fn move_task(
+        &mut self,
+        id: u64,
+        t: Transition,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let entry = self.tasks.get_mut(&id).ok_or(Error::NotFound(TaskId(id)))?;
+        let from = entry.record.state;
+        let to = t
+            .apply(from)
+            .map_err(|e| Error::Backend(format!("task {id}: {e}")))?;
+        let rec = &mut entry.record;
+        match from {
+            TaskState::Available => {
+                if let Some(set) = self.ready.get_mut(&rec.queue) {
+                    set.remove(&(Reverse(rec.priority), id));
+                }
+            }
+            TaskState::Scheduled | TaskState::Retrying => {
+                self.timers.remove(&(rec.run_at, id));
+            }
+            TaskState::Running => {
+                self.leases.remove(&(entry.lease_until, id));
+                if let Some(n) = self.running.get_mut(&rec.handler) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.running.remove(&rec.handler);
+                    }
+                }
+            }
+            _ => {}
+        }
+        rec.state = to;
+        match to {
+            TaskState::Available => {
+                self.ready
+                    .entry(rec.queue.clone())
+                    .or_default()
+                    .insert((Reverse(rec.priority), id));
+            }
+            TaskState::Scheduled | TaskState::Retrying => {
+                self.timers.insert((rec.run_at, id));
+            }
+            TaskState::Running => {
+                self.leases.insert((entry.lease_until, id));
+                *self.running.entry(rec.handler.clone()).or_default() += 1;
+            }
+            TaskState::Completed | TaskState::Dead | TaskState::Cancelled => {
+                rec.finished_at = Some(now);
+                let queue = rec.queue.clone();
+                if let Some(k) = &rec.unique_key {
+                    let key = (queue.clone(), k.clone());
+                    if self.unique.get(&key) == Some(&id) {
+                        self.unique.remove(&key);
+                    }
+                }
+                if let Some(k) = &rec.ordering_key {
+                    let key = (queue, k.clone());
+                    if let Some(set) = self.ordering.get_mut(&key) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            self.ordering.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a task's keys: a new task's, or a requeued dead task's again.
+    pub(crate) fn rejoin_keys(&mut self, id: u64) {
+        let Some(entry) = self.tasks.get(&id) else {
+            return;
+        };
+        let rec = &entry.record;
+        if let Some(k) = &rec.unique_key {
+            self.unique
+                .entry((rec.queue.clone(), k.clone()))
+                .or_insert(id);
+        }
+        if let Some(k) = &rec.ordering_key {
+            self.ordering
+                .entry((rec.queue.clone(), k.clone()))
+                .or_default()
+                .insert(id);
+        }
+    }
+
+    /// Makes every scheduled or retrying task whose time has come available.
+    pub(crate) fn promote_due(&mut self, now: Timestamp) {
+        let due: Vec<u64> = self
+            .timers
+            .range(..=(now, u64::MAX))
+            .map(|&(_, id)| id)
+            .collect();
+        for id in due {
+            let _ = self.move_task(id, Transition::Due, now);
+        }
+    }
+
+    /// True when the task may start now as far as its ordering key goes: it is
+    /// the key's oldest unfinished task and no task of the key runs (a requeued
+    /// dead task can be older than one that runs).
+    pub(crate) fn heads_its_key(&self, rec: &TaskRecord) -> bool {
+        let Some(k) = &rec.ordering_key else {
+            return true;
+        };
+        let Some(set) = self.ordering.get(&(rec.queue.clone(), k.clone())) else {
+            return true;
+        };
+        set.first() == Some(&rec.id.0)
+            && !set.iter().any(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|e| e.record.state == TaskState::Running)
+            })
+    }
+
+    /// True when `lease` is the running task's current one.
+    pub(crate) fn lease_matches(&self, lease: &Lease) -> bool {
+        self.tasks
+            .get(&lease.id.0)
+            .is_some_and(|e| e.record.state == TaskState::Running && e.token == lease.token)
+    }
+}

@@ -1,0 +1,146 @@
+//! The PostgreSQL backend's URL: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+//! (or `postgresql://`), with conveyor's own parameter `schema=S` (the schema
+//! holding the tables, migrated on connect; default
+//! [`DEFAULT_SCHEMA`](crate::DEFAULT_SCHEMA)) and the driver's own parameters
+//! (`sslmode=`, `connect_timeout=`, …), which go on to it unchanged.
+//!
+//! `schema` is taken out before the URL reaches the driver and used as written
+//! (no percent-decoding): letters, digits and `_`. A parameter that is neither
+//! conveyor's nor the driver's is refused, naming the ones allowed.
+
+use std::sync::Arc;
+
+use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme};
+
+use crate::PostgresBackend;
+
+/// Opens a [`PostgresBackend`] from `postgres://USER@HOST/DB?schema=S`.
+pub const SCHEME: Scheme = Scheme::new(
+    &["postgres", "postgresql"],
+    "postgres://USER@HOST/DB?schema=S",
+    "PostgreSQL, tables in the schema S (default conveyor), migrated on connect",
+    open,
+);
+
+/// The URL parameters the driver (`tokio-postgres`) understands; checked
+/// against it by a test, so a driver upgrade that drops one is noticed.
+const DRIVER_PARAMS: &[&str] = &[
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
+
+/// Where to connect: the driver's URL and the schema, if the URL names one.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    url: String,
+    schema: Option<String>,
+}
+
+fn target(url: &str) -> Result<Target, Error> {
+    let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
+    let schema = parsed.take("schema")?.map(str::to_string);
+    let allowed: Vec<&str> = std::iter::once("schema")
+        .chain(DRIVER_PARAMS.iter().copied())
+        .collect();
+    parsed.allow_only(&allowed)?;
+    Ok(Target {
+        url: parsed.to_url(),
+        schema,
+    })
+}
+
+fn open(url: &str) -> OpenFuture {
+    let target = target(url);
+    Box::pin(async move {
+        let Target { url, schema } = target?;
+        let mut builder = PostgresBackend::builder(&url);
+        if let Some(schema) = schema {
+            builder = builder.schema(&schema);
+        }
+        Ok(Arc::new(builder.connect().await?) as Arc<dyn Backend>)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::{target, Target, DRIVER_PARAMS};
+    use conveyor_core::Error;
+
+    fn t(url: &str, schema: Option<&str>) -> Target {
+        Target {
+            url: url.into(),
+            schema: schema.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn accepted_forms_and_defaults() {
+        let cases = [
+            ("postgres://u@h/db", t("postgres://u@h/db", None)),
+            (
+                "postgresql://u:pw@h:5433/db?schema=app1",
+                t("postgresql://u:pw@h:5433/db", Some("app1")),
+            ),
+            (
+                "postgres://u@h/db?sslmode=disable&schema=s1&connect_timeout=2",
+                t(
+                    "postgres://u@h/db?sslmode=disable&connect_timeout=2",
+                    Some("s1"),
+                ),
+            ),
+            ("POSTGRES://u@h/db", t("POSTGRES://u@h/db", None)),
+        ];
+        for (url, want) in cases {
+            assert_eq!(target(url).expect(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn unknown_parameters_and_other_schemes_are_refused() {
+        let msg = target("postgres://u@h/db?shema=x")
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            msg.contains("\"shema\"") && msg.contains("schema, user") && msg.contains("sslmode"),
+            "{msg}"
+        );
+        for url in [
+            "postgres://u@h/db?shema=x",
+            "postgres://u@h/db?schema=a&schema=b",
+            "redis://h/0",
+            "host=h dbname=db",
+        ] {
+            assert!(matches!(target(url), Err(Error::InvalidConfig(_))), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_driver_knows_every_parameter_passed_to_it() {
+        for name in DRIVER_PARAMS {
+            let url = format!("postgres://u@h/db?{name}=1");
+            if let Err(e) = tokio_postgres::Config::from_str(&url) {
+                let msg = e.to_string();
+                assert!(!msg.contains("unknown option"), "{name}: {msg}");
+            }
+        }
+    }
+}

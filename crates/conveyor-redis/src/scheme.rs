@@ -1,0 +1,106 @@
+//! The Redis backend's URL: `redis://[USER:PASSWORD@]HOST:PORT/DB` (or
+//! `rediss://` for TLS), with conveyor's own parameter `prefix=P` (every key
+//! under `P`; default [`DEFAULT_PREFIX`]) and the driver's `protocol=`.
+//!
+//! `prefix` is taken out before the URL reaches the driver and used as written
+//! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:` and
+//! `.`. Any other parameter is refused: the driver would ignore it silently.
+
+use std::sync::Arc;
+
+use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
+
+use crate::{RedisBackend, DEFAULT_PREFIX};
+
+/// Opens a [`RedisBackend`] from `redis://HOST:PORT/DB?prefix=P`.
+pub const SCHEME: Scheme = Scheme::new(
+    &["redis", "rediss"],
+    "redis://HOST:PORT/DB?prefix=P",
+    "Redis, keys under the prefix P (default conveyor:)",
+    open,
+);
+
+/// The parameters a Redis URL may carry: conveyor's, then the driver's.
+const PARAMS: &[&str] = &["prefix", "protocol"];
+
+/// Where to connect: the driver's URL and the key prefix.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    url: String,
+    prefix: String,
+}
+
+fn target(url: &str) -> Result<Target, Error> {
+    let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
+    let prefix = parsed.take("prefix")?.unwrap_or(DEFAULT_PREFIX).to_string();
+    parsed.allow_only(PARAMS)?;
+    Ok(Target {
+        url: parsed.to_url(),
+        prefix,
+    })
+}
+
+fn open(url: &str) -> OpenFuture {
+    let target = target(url);
+    Box::pin(async move {
+        let Target { url, prefix } = target?;
+        let backend = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
+        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{target, Target};
+    use conveyor_core::Error;
+
+    fn t(url: &str, prefix: &str) -> Target {
+        Target {
+            url: url.into(),
+            prefix: prefix.into(),
+        }
+    }
+
+    #[test]
+    fn accepted_forms_and_defaults() {
+        let cases = [
+            (
+                "redis://127.0.0.1:6379/0",
+                t("redis://127.0.0.1:6379/0", "conveyor:"),
+            ),
+            (
+                "redis://127.0.0.1:6379/0?prefix=app1:",
+                t("redis://127.0.0.1:6379/0", "app1:"),
+            ),
+            (
+                "rediss://u:pw@h:1/2?protocol=resp3&prefix=a.b-c",
+                t("rediss://u:pw@h:1/2?protocol=resp3", "a.b-c"),
+            ),
+            ("REDIS://h", t("REDIS://h", "conveyor:")),
+            (
+                "redis://h/0?prefix=p#insecure",
+                t("redis://h/0#insecure", "p"),
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(target(url).expect(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn unknown_parameters_and_other_schemes_are_refused() {
+        let msg = target("redis://h/0?prefx=a").expect_err("typo").to_string();
+        assert!(
+            msg.contains("\"prefx\"") && msg.contains("prefix, protocol"),
+            "{msg}"
+        );
+        for url in [
+            "redis://h/0?prefx=a",
+            "redis://h/0?prefix=a&prefix=b",
+            "postgres://h/db",
+            "./q.db",
+        ] {
+            assert!(matches!(target(url), Err(Error::InvalidConfig(_))), "{url}");
+        }
+    }
+}

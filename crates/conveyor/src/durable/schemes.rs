@@ -1,0 +1,154 @@
+//! The registry of backend URL schemes: which [`Scheme`] opens a URL.
+//!
+//! The runtime knows no backend's URL. Each backend crate exports its own
+//! [`Scheme`] (`conveyor_embedded::SCHEME`, …); [`Schemes::default`] holds the
+//! ones of the backends compiled in (the in-process one always, the others
+//! through conveyor's cargo features), and a program adds its own backend with
+//! [`Schemes::with`] or [`Schemes::register`] without changing conveyor.
+//!
+//! A URL goes to the scheme registered for its scheme name (any letter case;
+//! the latest registration wins). A URL with no scheme (a file path) goes to
+//! the scheme that takes bare paths (the embedded backend by default).
+
+use std::sync::Arc;
+
+use conveyor_core::{scheme_of, Backend, Error, Scheme};
+
+/// The URL schemes a program can open backends with; see the module
+/// documentation.
+///
+/// ```no_run
+/// # async fn demo(my_scheme: conveyor_core::Scheme) -> Result<(), conveyor::Error> {
+/// use conveyor::durable::Schemes;
+///
+/// // `my_scheme` answers to `mine://…`; the built-in schemes still work.
+/// let schemes = Schemes::default().with(my_scheme);
+/// let backend = schemes.connect("mine://somewhere").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Schemes {
+    /// In registration order.
+    schemes: Vec<Scheme>,
+}
+
+impl Default for Schemes {
+    /// The schemes of the backends compiled in: embedded (feature
+    /// `embedded`, on by default; it also takes bare paths), Redis (feature
+    /// `redis`), PostgreSQL (feature `postgres`) and memory.
+    fn default() -> Self {
+        let mut schemes = Self::empty();
+        #[cfg(feature = "embedded")]
+        schemes.register(conveyor_embedded::SCHEME);
+        #[cfg(feature = "redis")]
+        schemes.register(conveyor_redis::SCHEME);
+        #[cfg(feature = "postgres")]
+        schemes.register(conveyor_postgres::SCHEME);
+        schemes.register(conveyor_memory::SCHEME);
+        schemes
+    }
+}
+
+impl Schemes {
+    /// A registry with no schemes at all.
+    pub fn empty() -> Self {
+        Self {
+            schemes: Vec::new(),
+        }
+    }
+
+    /// The registry with `scheme` added (see [`Schemes::register`]).
+    #[must_use]
+    pub fn with(mut self, scheme: Scheme) -> Self {
+        self.register(scheme);
+        self
+    }
+
+    /// Adds `scheme`. For the names it answers to (and for bare paths, if it
+    /// takes them) it replaces any scheme registered before; an earlier
+    /// scheme left with no name of its own is dropped.
+    pub fn register(&mut self, scheme: Scheme) -> &mut Self {
+        self.schemes
+            .retain(|old| old.names().iter().any(|n| !scheme.answers_to(n)));
+        self.schemes.push(scheme);
+        self
+    }
+
+    /// The registered schemes, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Scheme> {
+        self.schemes.iter()
+    }
+
+    /// The scheme answering to the URL scheme `name` (any letter case).
+    pub fn find(&self, name: &str) -> Option<&Scheme> {
+        self.schemes.iter().rev().find(|s| s.answers_to(name))
+    }
+
+    /// The scheme that opens URLs without a scheme (file paths), if any.
+    pub fn for_bare_paths(&self) -> Option<&Scheme> {
+        self.schemes.iter().rev().find(|s| s.takes_bare_paths())
+    }
+
+    /// The scheme that opens `url`: the one registered for its scheme name, or
+    /// for a URL without `SCHEME://` the one taking bare paths. An unknown
+    /// scheme is an [`Error::InvalidConfig`] listing the registered ones.
+    pub fn scheme_for(&self, url: &str) -> Result<&Scheme, Error> {
+        if let Some(name) = scheme_of(url) {
+            if let Some(scheme) = self.find(name) {
+                return Ok(scheme);
+            }
+            if url[name.len() + 1..].starts_with("//") {
+                return Err(Error::InvalidConfig(format!(
+                    "unknown backend scheme {name:?}: {}",
+                    self.expected()
+                )));
+            }
+        }
+        self.for_bare_paths().ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "{url:?} has no SCHEME:// and no registered backend takes bare paths: {}",
+                self.expected()
+            ))
+        })
+    }
+
+    /// Opens the backend `url` names with the scheme [`Schemes::scheme_for`]
+    /// picks.
+    pub async fn connect(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
+        self.scheme_for(url)?.open(url).await
+    }
+
+    /// One line per scheme, `EXAMPLE  DESCRIPTION`, for `--help` texts.
+    pub fn help(&self) -> String {
+        let width = self
+            .schemes
+            .iter()
+            .map(|s| s.example().len())
+            .max()
+            .unwrap_or(0);
+        self.schemes
+            .iter()
+            .map(|s| format!("{:width$}  {}", s.example(), s.description()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// What a URL may look like, for error messages.
+    fn expected(&self) -> String {
+        if self.schemes.is_empty() {
+            return "no backend schemes are registered".to_string();
+        }
+        let names: Vec<&str> = self
+            .schemes
+            .iter()
+            .flat_map(|s| s.names().iter().copied())
+            .collect();
+        let examples: Vec<&str> = self.schemes.iter().map(|s| s.example()).collect();
+        format!(
+            "registered are {} (e.g. {}); other backends need one of conveyor's cargo \
+             features or a program's own Schemes::register",
+            names.join(", "),
+            examples.join(", ")
+        )
+    }
+}
