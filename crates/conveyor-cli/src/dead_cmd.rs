@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use conveyor::durable::ListParams;
 use conveyor::{Backend, TaskId, TaskState};
 use serde_json::json;
 
@@ -13,7 +14,11 @@ pub async fn run(backend: Arc<dyn Backend>, cmd: DeadCommand) -> anyhow::Result<
     match cmd {
         DeadCommand::List { queue, limit, json } => {
             let dead = backend
-                .list(queue.as_deref(), TaskState::Dead, limit)
+                .list(
+                    &ListParams::new(TaskState::Dead)
+                        .queue_opt(queue.as_deref())
+                        .limit(limit),
+                )
                 .await?;
             for t in &dead {
                 let error = t.error.clone().unwrap_or_default();
@@ -43,7 +48,11 @@ pub async fn run(backend: Arc<dyn Backend>, cmd: DeadCommand) -> anyhow::Result<
                 let mut ids = Vec::new();
                 loop {
                     let page = backend
-                        .list(queue.as_deref(), TaskState::Dead, 1000)
+                        .list(
+                            &ListParams::new(TaskState::Dead)
+                                .queue_opt(queue.as_deref())
+                                .limit(1000),
+                        )
                         .await?;
                     if page.is_empty() {
                         break;

@@ -2,7 +2,7 @@
 //!
 //! A handler's `concurrency`, `rate` and `burst` are global — held across every
 //! worker sharing the backend — when the backend stores handler limits
-//! (`Capabilities::handler_limits`: memory, embedded, redis, postgres); on a
+//! (the `GlobalLimits` part: memory, embedded, redis, postgres); on a
 //! backend without them they fall back to limits of this worker process alone,
 //! and the worker says so on stderr.
 
@@ -20,7 +20,7 @@ use crate::template;
 /// Runs the worker until SIGINT/SIGTERM.
 pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
-    let global = backend.capabilities().handler_limits;
+    let global = backend.global_limits().is_some();
     let kind = backend.kind();
     let mut builder = Worker::builder(backend);
     for (name, section) in &cfg.handlers {

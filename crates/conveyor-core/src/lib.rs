@@ -27,7 +27,10 @@ mod task;
 mod task_error;
 mod task_state;
 
-pub use backend::{unsupported, Backend, Capabilities, Retention};
+pub use backend::{
+    unsupported, Administration, Backend, Capabilities, GlobalLimits, Inspection, ListParams,
+    Maintenance, Part, ResultStore, Retention,
+};
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Json};
@@ -46,6 +49,12 @@ pub use scheme::{OpenFn, OpenFuture, Scheme};
 pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
 pub use task_state::{codes, InvalidTransition, TaskState, Transition};
+
+/// The optional parts of a backend, to bring their methods into scope on a
+/// concrete backend type: `use conveyor_core::parts::*;`.
+pub mod parts {
+    pub use crate::backend::{Administration, GlobalLimits, Inspection, Maintenance, ResultStore};
+}
 
 /// Re-exported for backend implementations: the attribute the [`Backend`] trait uses.
 pub use async_trait::async_trait;

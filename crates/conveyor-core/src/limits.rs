@@ -3,7 +3,7 @@
 //! it (not per process).
 //!
 //! A backend stores one [`HandlerLimits`] record per handler
-//! ([`Backend::set_limits`](crate::Backend::set_limits), last writer wins) and
+//! ([`GlobalLimits::set_limits`](crate::GlobalLimits::set_limits), last writer wins) and
 //! the rate's state next to it, and `reserve` consults both in the same atomic
 //! step that marks tasks running. A task whose handler is at its concurrency
 //! limit, or whose start the rate does not allow yet, is skipped: it stays

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, HandlerLimits, Lease,
-    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
+    GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask, QueueStats,
+    Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -178,37 +179,59 @@ impl Backend for EmbeddedBackend {
             .await
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        self.call(true, 1, move |s| s.cancel(id)).await
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        let _ = queues;
+        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+        true
     }
 
+    fn result_store(&self) -> Option<&dyn ResultStore> {
+        Some(self)
+    }
+
+    fn inspection(&self) -> Option<&dyn Inspection> {
+        Some(self)
+    }
+
+    fn administration(&self) -> Option<&dyn Administration> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+
+    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ResultStore for EmbeddedBackend {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
         self.call(false, 1, move |s| s.get(id)).await
     }
+}
 
-    async fn recover_expired(&self) -> Result<u64, Error> {
-        self.call(true, 1, |s| s.recover_expired()).await
-    }
-
-    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
-        self.call(true, 1, move |s| s.prune(retention)).await
-    }
-
+#[async_trait]
+impl Inspection for EmbeddedBackend {
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         self.call(false, 1, |s| s.stats()).await
     }
 
-    async fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
-        let queue = queue.map(str::to_string);
+    async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        let (queue, state, limit) = (params.queue.clone(), params.state, params.limit);
         self.call(false, limit, move |s| {
             s.list(queue.as_deref(), state, limit)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Administration for EmbeddedBackend {
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        self.call(true, 1, move |s| s.cancel(id)).await
     }
 
     async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
@@ -222,7 +245,21 @@ impl Backend for EmbeddedBackend {
         self.call(true, 1, move |s| s.purge_dead(queue.as_deref()))
             .await
     }
+}
 
+#[async_trait]
+impl Maintenance for EmbeddedBackend {
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        self.call(true, 1, |s| s.recover_expired()).await
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        self.call(true, 1, move |s| s.prune(retention)).await
+    }
+}
+
+#[async_trait]
+impl GlobalLimits for EmbeddedBackend {
     /// Waits for this process to make work available (an enqueue, a release, a
     /// requeue, a recovered lease) or for `timeout`; returns `true` either way,
     /// since the wait did its job of pacing the caller's polling. Needs a tokio
@@ -236,11 +273,5 @@ impl Backend for EmbeddedBackend {
 
     async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
         self.call(false, 1, |s| s.limits()).await
-    }
-
-    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
-        let _ = queues;
-        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
-        true
     }
 }

@@ -5,11 +5,12 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::{task, Fixture};
 use conveyor_core::{
-    Backend, Clock, Error, Finish, FinishAction, Lease, Retention, TaskId, TaskState,
+    Backend, Clock, Error, Finish, FinishAction, Lease, ListParams, Retention, TaskId, TaskState,
 };
 
 async fn finish(f: &Fixture, lease: Lease, action: FinishAction) {
@@ -119,14 +120,22 @@ async fn list_requeue_and_purge_dead() {
     let r = f.reserve("q2", 1).await.remove(0);
     finish(&f, r.lease, dead("broken too")).await;
 
-    let all = f.backend.list(None, TaskState::Dead, 10).await.unwrap();
+    let all = f
+        .backend
+        .list(&ListParams::new(TaskState::Dead).limit(10))
+        .await
+        .unwrap();
     let ids: Vec<_> = all.iter().map(|t| t.id).collect();
     assert_eq!(ids, vec![a, b, c], "oldest first");
-    let one = f.backend.list(None, TaskState::Dead, 1).await.unwrap();
+    let one = f
+        .backend
+        .list(&ListParams::new(TaskState::Dead).limit(1))
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1);
     let q2 = f
         .backend
-        .list(Some("q2"), TaskState::Dead, 10)
+        .list(&ListParams::new(TaskState::Dead).queue("q2").limit(10))
         .await
         .unwrap();
     assert_eq!(q2.len(), 1);

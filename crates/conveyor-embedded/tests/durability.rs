@@ -7,11 +7,14 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::{queues, task, Fixture, LEASE};
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_core::{
+    Backend, Error, Finish, FinishAction, ListParams, NewTask, SystemClock, TaskState,
+};
 use conveyor_embedded::EmbeddedBackend;
 
 #[tokio::test]
@@ -274,7 +277,11 @@ async fn two_processes_share_one_file() {
     assert_eq!(child_q.count(TaskState::Available), 1000);
     // Every shared task ran exactly once: none needed a second attempt.
     let done = backend
-        .list(Some("shared"), TaskState::Completed, 10_000)
+        .list(
+            &ListParams::new(TaskState::Completed)
+                .queue("shared")
+                .limit(10_000),
+        )
         .await
         .unwrap();
     assert!(done.iter().all(|t| t.attempts == 1));

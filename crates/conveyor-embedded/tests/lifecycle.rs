@@ -5,6 +5,7 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::{queues, task, Fixture, LEASE};

@@ -9,8 +9,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, HandlerLimits, Lease,
-    NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
+    GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask, QueueStats,
+    Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
 };
 
 use crate::state::State;
@@ -23,6 +24,8 @@ pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
     work: Arc<Notify>,
+    /// Signalled when tasks finish or are cancelled (result waiters).
+    finished: Arc<Notify>,
 }
 
 impl Default for MemoryBackend {
@@ -43,6 +46,7 @@ impl MemoryBackend {
             state: Arc::new(Mutex::new(State::default())),
             clock,
             work: Arc::new(Notify::new()),
+            finished: Arc::new(Notify::new()),
         }
     }
 }
@@ -92,44 +96,69 @@ impl Backend for MemoryBackend {
         if released {
             self.work.notify_waiters();
         }
+        self.finished.notify_waiters();
         Ok(out)
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        let now = self.clock.now();
-        self.state.lock().cancel(id, now)
+    async fn wait_for_work(&self, _queues: &[String], timeout: Duration) -> bool {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+        true
     }
 
+    fn result_store(&self) -> Option<&dyn ResultStore> {
+        Some(self)
+    }
+
+    fn inspection(&self) -> Option<&dyn Inspection> {
+        Some(self)
+    }
+
+    fn administration(&self) -> Option<&dyn Administration> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+
+    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ResultStore for MemoryBackend {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
         Ok(self.state.lock().get(id))
     }
 
-    async fn recover_expired(&self) -> Result<u64, Error> {
-        let now = self.clock.now();
-        let recovered = self.state.lock().recover_expired(now)?;
-        if recovered > 0 {
-            self.work.notify_waiters();
-        }
-        Ok(recovered)
+    async fn wait_finished(&self, _id: TaskId, timeout: Duration) -> bool {
+        // Woken by every report and cancel; the caller reads again.
+        let _ = tokio::time::timeout(timeout, self.finished.notified()).await;
+        true
     }
+}
 
-    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
-        let now = self.clock.now();
-        Ok(self.state.lock().prune(retention, now))
-    }
-
+#[async_trait]
+impl Inspection for MemoryBackend {
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         let now = self.clock.now();
         Ok(self.state.lock().stats(now))
     }
 
-    async fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
-        Ok(self.state.lock().list(queue, state, limit))
+    async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        let queue = params.queue.as_deref();
+        Ok(self.state.lock().list(queue, params.state, params.limit))
+    }
+}
+
+#[async_trait]
+impl Administration for MemoryBackend {
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        let now = self.clock.now();
+        let state = self.state.lock().cancel(id, now);
+        self.finished.notify_waiters();
+        state
     }
 
     async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
@@ -144,7 +173,27 @@ impl Backend for MemoryBackend {
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
         Ok(self.state.lock().purge_dead(queue))
     }
+}
 
+#[async_trait]
+impl Maintenance for MemoryBackend {
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let recovered = self.state.lock().recover_expired(now)?;
+        if recovered > 0 {
+            self.work.notify_waiters();
+        }
+        Ok(recovered)
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.clock.now();
+        Ok(self.state.lock().prune(retention, now))
+    }
+}
+
+#[async_trait]
+impl GlobalLimits for MemoryBackend {
     async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
         limits.validate()?;
         self.state.lock().set_limits(handler, limits);
@@ -153,10 +202,5 @@ impl Backend for MemoryBackend {
 
     async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
         Ok(self.state.lock().limits())
-    }
-
-    async fn wait_for_work(&self, _queues: &[String], timeout: Duration) -> bool {
-        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
-        true
     }
 }

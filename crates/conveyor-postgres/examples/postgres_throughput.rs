@@ -12,6 +12,7 @@
 //! `recover_expired` every second, as a worker's maintenance loop does (which
 //! lets the backend vacuum; `CONVEYOR_BENCH_NO_VACUUM=1` turns that off).
 
+use conveyor_core::parts::*;
 use std::time::{Duration, Instant};
 
 use conveyor_core::{Backend, Finish, NewTask};

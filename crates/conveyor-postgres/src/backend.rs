@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction,
-    HandlerLimits, Lease, NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState,
-    Transition,
+    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
+    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
+    QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord, TaskState, Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
@@ -434,6 +434,100 @@ impl Backend for PostgresBackend {
             .collect())
     }
 
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        self.inner.listener.wait(queues, timeout).await;
+        true
+    }
+
+    fn result_store(&self) -> Option<&dyn ResultStore> {
+        Some(self)
+    }
+
+    fn inspection(&self) -> Option<&dyn Inspection> {
+        Some(self)
+    }
+
+    fn administration(&self) -> Option<&dyn Administration> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+
+    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ResultStore for PostgresBackend {
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        let what = "reading a task";
+        let Some(pid) = param_id(id) else {
+            return Ok(None);
+        };
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.get).await?;
+        let row = conn
+            .query_opt(&stmt, &[&pid])
+            .await
+            .map_err(|e| db(what, e))?;
+        row.as_ref().map(row::record).transpose()
+    }
+}
+
+#[async_trait]
+impl Inspection for PostgresBackend {
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        let what = "reading queue stats";
+        let now = self.inner.clock.now().as_millis();
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.stats).await?;
+        let rows = conn.query(&stmt, &[&now]).await.map_err(|e| db(what, e))?;
+        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for r in &rows {
+            let queue: String = col(r, 0, "queue")?;
+            let code: i16 = col(r, 1, "state")?;
+            let state = TaskState::from_code(i64::from(code)).ok_or_else(|| {
+                crate::error::bad_data(format!(
+                    "queue {queue:?} has tasks with the unknown state code {code}"
+                ))
+            })?;
+            let n: i64 = col(r, 2, "count")?;
+            let oldest: Option<i64> = col(r, 3, "oldest_ready")?;
+            let qs = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
+                queue,
+                ..QueueStats::default()
+            });
+            *qs.counts.entry(state).or_default() += n.unsigned_abs();
+            if let Some(t) = oldest.map(conveyor_core::Timestamp) {
+                if qs.oldest_ready.is_none_or(|o| t < o) {
+                    qs.oldest_ready = Some(t);
+                }
+            }
+        }
+        Ok(by_queue.into_values().collect())
+    }
+
+    async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        let (queue, state, limit) = (params.queue.as_deref(), params.state, params.limit);
+        let what = "listing tasks";
+        // Codes are 0..=6: the cast cannot truncate.
+        let code = state.code() as i16;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.list).await?;
+        let rows = conn
+            .query(&stmt, &[&code, &queue, &limit])
+            .await
+            .map_err(|e| db(what, e))?;
+        rows.iter().map(row::record).collect()
+    }
+}
+
+#[async_trait]
+impl Administration for PostgresBackend {
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
         let what = "cancelling";
         let Some(pid) = param_id(id) else {
@@ -469,20 +563,36 @@ impl Backend for PostgresBackend {
         )))
     }
 
-    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
-        let what = "reading a task";
-        let Some(pid) = param_id(id) else {
-            return Ok(None);
-        };
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
+        let what = "requeueing dead tasks";
+        let ids: Vec<i64> = ids.iter().filter_map(|&id| param_id(id)).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = self.inner.clock.now().as_millis();
         let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.get).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.requeue).await?;
+        let channel = self.inner.schema.channel();
         let row = conn
-            .query_opt(&stmt, &[&pid])
+            .query_one(&stmt, &[&ids, &now, &channel])
             .await
             .map_err(|e| db(what, e))?;
-        row.as_ref().map(row::record).transpose()
+        let n: i64 = col(&row, 0, "count")?;
+        Ok(n.unsigned_abs())
     }
 
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
+        let what = "purging dead tasks";
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.sql.purge).await?;
+        conn.execute(&stmt, &[&queue])
+            .await
+            .map_err(|e| db(what, e))
+    }
+}
+
+#[async_trait]
+impl Maintenance for PostgresBackend {
     async fn recover_expired(&self) -> Result<u64, Error> {
         let what = "recovering expired leases";
         let now = self.inner.clock.now().as_millis();
@@ -523,84 +633,10 @@ impl Backend for PostgresBackend {
             .await?;
         Ok(finished + dead)
     }
+}
 
-    async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
-        let what = "reading queue stats";
-        let now = self.inner.clock.now().as_millis();
-        let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.stats).await?;
-        let rows = conn.query(&stmt, &[&now]).await.map_err(|e| db(what, e))?;
-        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
-        for r in &rows {
-            let queue: String = col(r, 0, "queue")?;
-            let code: i16 = col(r, 1, "state")?;
-            let state = TaskState::from_code(i64::from(code)).ok_or_else(|| {
-                crate::error::bad_data(format!(
-                    "queue {queue:?} has tasks with the unknown state code {code}"
-                ))
-            })?;
-            let n: i64 = col(r, 2, "count")?;
-            let oldest: Option<i64> = col(r, 3, "oldest_ready")?;
-            let qs = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
-                queue,
-                ..QueueStats::default()
-            });
-            *qs.counts.entry(state).or_default() += n.unsigned_abs();
-            if let Some(t) = oldest.map(conveyor_core::Timestamp) {
-                if qs.oldest_ready.is_none_or(|o| t < o) {
-                    qs.oldest_ready = Some(t);
-                }
-            }
-        }
-        Ok(by_queue.into_values().collect())
-    }
-
-    async fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
-        let what = "listing tasks";
-        // Codes are 0..=6: the cast cannot truncate.
-        let code = state.code() as i16;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.list).await?;
-        let rows = conn
-            .query(&stmt, &[&code, &queue, &limit])
-            .await
-            .map_err(|e| db(what, e))?;
-        rows.iter().map(row::record).collect()
-    }
-
-    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
-        let what = "requeueing dead tasks";
-        let ids: Vec<i64> = ids.iter().filter_map(|&id| param_id(id)).collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let now = self.inner.clock.now().as_millis();
-        let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.requeue).await?;
-        let channel = self.inner.schema.channel();
-        let row = conn
-            .query_one(&stmt, &[&ids, &now, &channel])
-            .await
-            .map_err(|e| db(what, e))?;
-        let n: i64 = col(&row, 0, "count")?;
-        Ok(n.unsigned_abs())
-    }
-
-    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
-        let what = "purging dead tasks";
-        let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.purge).await?;
-        conn.execute(&stmt, &[&queue])
-            .await
-            .map_err(|e| db(what, e))
-    }
-
+#[async_trait]
+impl GlobalLimits for PostgresBackend {
     async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
         limits.validate()?;
         let conn = self.conn("storing handler limits").await?;
@@ -610,10 +646,5 @@ impl Backend for PostgresBackend {
     async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
         let conn = self.conn("reading handler limits").await?;
         limits::list(&conn, &self.inner.limits).await
-    }
-
-    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
-        self.inner.listener.wait(queues, timeout).await;
-        true
     }
 }

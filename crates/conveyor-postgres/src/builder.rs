@@ -77,7 +77,7 @@ impl Builder {
         self
     }
 
-    /// How often [`Backend::recover_expired`](conveyor_core::Backend) may also
+    /// How often [`Maintenance::recover_expired`](conveyor_core::Maintenance::recover_expired) may also
     /// `VACUUM` the tasks table when dead rows have piled up (default every 2 s;
     /// `None` leaves it to autovacuum). Reserving slows down with every task
     /// reserved since the last vacuum, so a busy queue needs this; see

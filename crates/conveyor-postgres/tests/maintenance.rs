@@ -3,6 +3,7 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -3,9 +3,10 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::sync::Arc;
 
-use conveyor_core::{Backend, Error, NewTask, SystemClock, TaskState};
+use conveyor_core::{Backend, Error, ListParams, NewTask, SystemClock, TaskState};
 use conveyor_postgres::{PostgresBackend, SCHEMA_VERSION};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +130,7 @@ async fn unknown_state_codes_are_errors_not_panics() {
     assert!(matches!(b.cancel(id).await, Err(Error::Backend(_))));
     // States it knows still work.
     assert!(b
-        .list(None, TaskState::Available, 10)
+        .list(&ListParams::new(TaskState::Available).limit(10))
         .await
         .expect("list")
         .is_empty());

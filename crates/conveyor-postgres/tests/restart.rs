@@ -4,6 +4,7 @@
 //! and pg_ctl in a temporary directory, on a free loopback port), so stopping it
 //! disturbs nobody.
 
+use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction,
-    HandlerLimits, Lease, NewTask, QueueStats, Reserved, Retention, SystemClock, TaskId,
-    TaskRecord, TaskState,
+    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
+    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
+    QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
@@ -337,20 +337,34 @@ impl Backend for RedisBackend {
         Ok(out)
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        let mut inv = self.invocation(&Scripts::get().cancel);
-        inv.arg(self.inner.clock.now().as_millis()).arg(id.0);
-        let code = reply::int(self.run("cancel", &inv).await?, "cancel")?;
-        if code < 0 {
-            return Err(Error::NotFound(id));
-        }
-        TaskState::from_code(code).ok_or_else(|| {
-            bad(format!(
-                "cancel: task {id} has an unknown state code {code}"
-            ))
-        })
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        self.inner.wake.wait(queues, timeout).await;
+        true
     }
 
+    fn result_store(&self) -> Option<&dyn ResultStore> {
+        Some(self)
+    }
+
+    fn inspection(&self) -> Option<&dyn Inspection> {
+        Some(self)
+    }
+
+    fn administration(&self) -> Option<&dyn Administration> {
+        Some(self)
+    }
+
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        Some(self)
+    }
+
+    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ResultStore for RedisBackend {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
         let mut conn = self.inner.conn.clone();
         let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
@@ -363,27 +377,10 @@ impl Backend for RedisBackend {
         }
         reply::record(id.0, fields).map(Some)
     }
+}
 
-    async fn recover_expired(&self) -> Result<u64, Error> {
-        let mut inv = self.invocation(&Scripts::get().recover);
-        inv.arg(self.inner.clock.now().as_millis())
-            .arg(MAINTENANCE_BATCH);
-        let n = self.run_batches("recover", &inv, true).await?;
-        if n > 0 {
-            tracing::debug!(tasks = n, "recovered expired leases");
-        }
-        Ok(n)
-    }
-
-    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
-        let now = self.inner.clock.now();
-        let mut inv = self.invocation(&Scripts::get().prune);
-        inv.arg(now.minus(retention.finished).as_millis())
-            .arg(now.minus(retention.dead).as_millis())
-            .arg(MAINTENANCE_BATCH);
-        self.run_batches("prune", &inv, false).await
-    }
-
+#[async_trait]
+impl Inspection for RedisBackend {
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         let mut inv = self.invocation(&Scripts::get().stats);
         inv.arg(self.inner.clock.now().as_millis())
@@ -412,12 +409,8 @@ impl Backend for RedisBackend {
             .collect()
     }
 
-    async fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
+    async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        let (queue, state, limit) = (params.queue.as_deref(), params.state, params.limit);
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -436,6 +429,23 @@ impl Backend for RedisBackend {
                 reply::record_from_flat(reply::number(id, "list id")?, fields)
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl Administration for RedisBackend {
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        let mut inv = self.invocation(&Scripts::get().cancel);
+        inv.arg(self.inner.clock.now().as_millis()).arg(id.0);
+        let code = reply::int(self.run("cancel", &inv).await?, "cancel")?;
+        if code < 0 {
+            return Err(Error::NotFound(id));
+        }
+        TaskState::from_code(code).ok_or_else(|| {
+            bad(format!(
+                "cancel: task {id} has an unknown state code {code}"
+            ))
+        })
     }
 
     async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
@@ -458,7 +468,33 @@ impl Backend for RedisBackend {
         }
         self.run_batches("purge", &inv, false).await
     }
+}
 
+#[async_trait]
+impl Maintenance for RedisBackend {
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let mut inv = self.invocation(&Scripts::get().recover);
+        inv.arg(self.inner.clock.now().as_millis())
+            .arg(MAINTENANCE_BATCH);
+        let n = self.run_batches("recover", &inv, true).await?;
+        if n > 0 {
+            tracing::debug!(tasks = n, "recovered expired leases");
+        }
+        Ok(n)
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.inner.clock.now();
+        let mut inv = self.invocation(&Scripts::get().prune);
+        inv.arg(now.minus(retention.finished).as_millis())
+            .arg(now.minus(retention.dead).as_millis())
+            .arg(MAINTENANCE_BATCH);
+        self.run_batches("prune", &inv, false).await
+    }
+}
+
+#[async_trait]
+impl GlobalLimits for RedisBackend {
     async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
         limits.validate()?;
         let mut conn = self.inner.conn.clone();
@@ -491,10 +527,5 @@ impl Backend for RedisBackend {
             .collect::<Result<Vec<_>, Error>>()?;
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
-    }
-
-    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
-        self.inner.wake.wait(queues, timeout).await;
-        true
     }
 }

@@ -5,7 +5,7 @@
 //! script, so it is atomic across any number of workers sharing the server.
 //! Unlike `BRPOP`-style queues, a reserved task stays recorded under a lease:
 //! when a worker dies (even with SIGKILL) the lease runs out and
-//! [`Backend::recover_expired`](conveyor_core::Backend::recover_expired) hands
+//! [`Maintenance::recover_expired`](conveyor_core::Maintenance::recover_expired) hands
 //! the task out again, so nothing is lost.
 //!
 //! ```no_run

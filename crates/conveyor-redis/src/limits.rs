@@ -1,10 +1,10 @@
 //! Global handler limits as stored in Redis: one field per handler in the
 //! `limits` hash, `concurrency:count:per_us:burst`, each part empty when that
 //! limit is not set. The reserve script reads them (`lua/limits.lua`); these
-//! functions write and read them back for [`Backend::set_limits`] and
-//! [`Backend::limits`](conveyor_core::Backend::limits).
+//! functions write and read them back for [`GlobalLimits::set_limits`] and
+//! [`GlobalLimits::limits`](conveyor_core::GlobalLimits::limits).
 //!
-//! [`Backend::set_limits`]: conveyor_core::Backend::set_limits
+//! [`GlobalLimits::set_limits`]: conveyor_core::GlobalLimits::set_limits
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

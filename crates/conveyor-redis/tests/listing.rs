@@ -5,10 +5,11 @@
 
 mod common;
 
+use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::Namespace;
-use conveyor_core::{Backend, Clock, Finish, FinishAction, NewTask, TaskId, TaskState};
+use conveyor_core::{Backend, Clock, Finish, FinishAction, ListParams, NewTask, TaskId, TaskState};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -46,9 +47,15 @@ async fn available_tasks_count_and_list_across_priorities_and_parked_ones() {
     }
     assert_eq!(enqueued, (1..=9).map(TaskId).collect::<Vec<_>>());
     assert_eq!(count(b, TaskState::Available).await, 9);
-    let listed = b.list(None, TaskState::Available, 4).await.expect("list");
+    let listed = b
+        .list(&ListParams::new(TaskState::Available).limit(4))
+        .await
+        .expect("list");
     assert_eq!(ids(&listed), vec![1, 2, 3, 4]);
-    let all = b.list(None, TaskState::Available, 100).await.expect("list");
+    let all = b
+        .list(&ListParams::new(TaskState::Available).limit(100))
+        .await
+        .expect("list");
     assert_eq!(ids(&all), (1..=9).collect::<Vec<_>>());
     let stats = b.stats().await.expect("stats");
     assert_eq!(stats[0].oldest_ready, Some(start));
@@ -60,7 +67,10 @@ async fn available_tasks_count_and_list_across_priorities_and_parked_ones() {
     assert_eq!(got_ids, vec![1, 4, 7, 3, 2, 5, 8]);
     assert_eq!(count(b, TaskState::Available).await, 2);
     assert_eq!(count(b, TaskState::Running).await, 7);
-    let parked = b.list(None, TaskState::Available, 10).await.expect("list");
+    let parked = b
+        .list(&ListParams::new(TaskState::Available).limit(10))
+        .await
+        .expect("list");
     assert_eq!(ids(&parked), vec![6, 9]);
     let stats = b.stats().await.expect("stats");
     assert_eq!(
@@ -84,7 +94,10 @@ async fn available_tasks_count_and_list_across_priorities_and_parked_ones() {
     );
     assert_eq!(count(b, TaskState::Available).await, 1);
     assert_eq!(
-        ids(&b.list(None, TaskState::Available, 10).await.expect("list")),
+        ids(&b
+            .list(&ListParams::new(TaskState::Available).limit(10))
+            .await
+            .expect("list")),
         vec![9]
     );
 
@@ -127,9 +140,15 @@ async fn finished_tasks_list_by_finish_time_and_prune() {
     assert!(b.finish(reports).await.expect("finish")[0].is_ok());
     assert_eq!(count(b, TaskState::Completed).await, 3);
     assert_eq!(count(b, TaskState::Cancelled).await, 1);
-    let done = b.list(None, TaskState::Completed, 2).await.expect("list");
+    let done = b
+        .list(&ListParams::new(TaskState::Completed).limit(2))
+        .await
+        .expect("list");
     assert_eq!(ids(&done), vec![4, 2]);
-    let cancelled = b.list(None, TaskState::Cancelled, 10).await.expect("list");
+    let cancelled = b
+        .list(&ListParams::new(TaskState::Cancelled).limit(10))
+        .await
+        .expect("list");
     assert_eq!(ids(&cancelled), vec![3]);
 
     // Tasks 4 and 2 finished more than 1.5 s ago; 1 and 3 did not.
@@ -139,7 +158,10 @@ async fn finished_tasks_list_by_finish_time_and_prune() {
     };
     assert_eq!(b.prune(keep).await.expect("prune"), 2);
     assert_eq!(
-        ids(&b.list(None, TaskState::Completed, 10).await.expect("list")),
+        ids(&b
+            .list(&ListParams::new(TaskState::Completed).limit(10))
+            .await
+            .expect("list")),
         vec![1]
     );
     assert_eq!(count(b, TaskState::Cancelled).await, 1);

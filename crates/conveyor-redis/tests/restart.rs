@@ -4,6 +4,7 @@
 //! calls fail cleanly meanwhile, then work again with every task still there
 //! (the script cache was lost with the process and is reloaded on `NOSCRIPT`).
 
+use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -15,50 +15,108 @@
 //! ```
 
 pub mod conformance;
+mod core_only;
 pub mod kafka_broker;
 pub mod process;
 mod scoped;
 pub mod servers;
 
+pub use core_only::CoreOnly;
 pub use scoped::Scoped;
 
 pub use conveyor_core::{ManualClock, Timestamp};
 
 /// Generates one `#[tokio::test]` per conformance case, each calling
 /// `$make(clock).await` for a fresh backend.
+///
+/// `backend_conformance!(make)` declares every optional part. A backend that
+/// lacks some says which, with `yes`/`no` for each part in this order:
+///
+/// ```ignore
+/// conveyor_testkit::backend_conformance!(make;
+///     result_store: yes, inspection: no, administration: no, maintenance: yes, global_limits: no);
+/// ```
+///
+/// A case that needs a part the backend lacks is generated `#[ignore]`d with
+/// the reason, so `cargo test` lists it as ignored (never as passed), and the
+/// case `declared_parts_are_the_real_ones` fails if the declaration differs
+/// from what the backend answers at run time.
 #[macro_export]
 macro_rules! backend_conformance {
     ($make:expr) => {
-        $crate::backend_conformance!(@cases $make;
-            enqueue_reserve_complete,
-            priority_then_enqueue_order,
-            delays_follow_the_clock,
-            unique_keys,
-            ordering_keys,
-            retries_then_dead_letter,
-            dead_letter_admin,
-            requeued_dead_tasks_respect_keys,
-            lease_expiry_redelivers,
-            last_attempt_expiry_is_dead,
-            fencing_refuses_stale_tokens,
-            renew_extends_leases,
-            release_does_not_count_the_attempt,
-            cancel_waiting_tasks_only,
-            results_and_discards,
-            retention_prunes_finished_tasks,
-            stats_per_queue,
-            queues_are_separate,
-            batches_are_atomic,
-            concurrent_reservers_never_share_a_task,
-            capabilities_are_honest,
-            handler_concurrency_limits,
-            concurrent_reservers_honour_handler_limits,
-            handler_rate_limits
-        );
+        $crate::backend_conformance!($make;
+            result_store: yes, inspection: yes, administration: yes, maintenance: yes,
+            global_limits: yes);
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+    ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
+     maintenance: $mnt:ident, global_limits: $lim:ident $(,)?) => {
+        $crate::backend_conformance!(@cases $make; [];
+            "";
+            priority_then_enqueue_order, queues_are_separate,
+            concurrent_reservers_never_share_a_task, unique_keys, ordering_keys,
+            batches_are_atomic, capabilities_are_honest);
+        $crate::backend_conformance!(@cases $make; [$rs];
+            "needs the result store part (reading tasks), which this backend does not declare";
+            enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
+            retries_then_dead_letter, release_does_not_count_the_attempt);
+        $crate::backend_conformance!(@cases $make; [$rs $mnt];
+            "needs the result store and maintenance parts, which this backend does not both declare";
+            lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,
+            renew_extends_leases);
+        $crate::backend_conformance!(@cases $make; [$rs $adm $mnt];
+            "needs the result store, administration and maintenance parts, which this backend does not all declare";
+            retention_prunes_finished_tasks);
+        $crate::backend_conformance!(@cases $make; [$ins];
+            "needs the inspection part, which this backend does not declare";
+            stats_per_queue);
+        $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
+            "needs the result store, inspection and administration parts, which this backend does not all declare";
+            dead_letter_admin);
+        $crate::backend_conformance!(@cases $make; [$rs $adm];
+            "needs the result store and administration parts, which this backend does not both declare";
+            requeued_dead_tasks_respect_keys, cancel_waiting_tasks_only);
+        $crate::backend_conformance!(@cases $make; [$lim $mnt];
+            "needs the global limits and maintenance parts, which this backend does not both declare";
+            handler_concurrency_limits);
+        $crate::backend_conformance!(@cases $make; [$lim];
+            "needs the global limits part, which this backend does not declare";
+            concurrent_reservers_honour_handler_limits, handler_rate_limits);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn declared_parts_are_the_real_ones() {
+            let clock = ::std::sync::Arc::new($crate::ManualClock::default());
+            let backend = ($make)(clock.clone()).await;
+            $crate::conformance::declared_parts(
+                backend,
+                &[
+                    ($crate::conformance::Part::ResultStore, $crate::backend_conformance!(@bool $rs)),
+                    ($crate::conformance::Part::Inspection, $crate::backend_conformance!(@bool $ins)),
+                    ($crate::conformance::Part::Administration, $crate::backend_conformance!(@bool $adm)),
+                    ($crate::conformance::Part::Maintenance, $crate::backend_conformance!(@bool $mnt)),
+                    ($crate::conformance::Part::GlobalLimits, $crate::backend_conformance!(@bool $lim)),
+                ],
+            )
+            .await;
+        }
+    };
+    (@bool yes) => { true };
+    (@bool no) => { false };
+    // Every part the cases need is declared: run them.
+    (@cases $make:expr; [$(yes)*]; $why:literal; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let clock = ::std::sync::Arc::new($crate::ManualClock::default());
+                let backend = ($make)(clock.clone()).await;
+                $crate::conformance::$case(backend, clock).await;
+            }
+        )*
+    };
+    // A part is missing: the cases are listed as ignored, with the reason.
+    (@cases $make:expr; [$($flag:ident)*]; $why:literal; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = $why]
             async fn $case() {
                 let clock = ::std::sync::Arc::new($crate::ManualClock::default());
                 let backend = ($make)(clock.clone()).await;

@@ -510,3 +510,26 @@ async fn events_tell_every_attempt_and_the_workers_life() {
         Some(WorkerEvent::Stopped { drained: true, .. })
     ));
 }
+
+/// A worker on a backend with only the core and a result store runs tasks:
+/// no maintenance loop (nothing to maintain), no errors from parts it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_only_backend_runs_without_upkeep_errors() {
+    let b: Arc<dyn Backend> = Arc::new(conveyor_testkit::CoreOnly(MemoryBackend::new()));
+    let worker = start(Worker::builder(b.clone()).handler(add_handler()));
+    let client = Client::new(b.clone());
+    let h = client.enqueue(&ADD, &(20, 22)).await.unwrap();
+    assert_eq!(h.wait_timeout(Duration::from_secs(10)).await.unwrap(), 42);
+    // Several maintenance periods (50 ms here) pass.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = worker.stop().await;
+    assert_eq!(report.stats.completed, 1);
+    assert_eq!(report.stats.backend_errors, 0);
+    assert!(matches!(
+        Worker::builder(b)
+            .handler(add_handler())
+            .global_limits("add", conveyor::HandlerLimits::none().concurrency(1))
+            .build(),
+        Err(Error::Unsupported(_))
+    ));
+}

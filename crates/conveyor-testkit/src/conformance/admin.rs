@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Retention, TaskState};
+use conveyor_core::{Error, FinishAction, ListParams, ManualClock, NewTask, Retention, TaskState};
 
 use conveyor_core::Clock;
 
@@ -37,18 +37,24 @@ async fn kill(b: &Subject, t: NewTask) -> conveyor_core::TaskId {
 pub async fn dead_letter_admin(b: Subject, _clock: Arc<ManualClock>) {
     let d1 = kill(&b, task("d1")).await;
     let d2 = kill(&b, task("d2")).await;
-    let listed = b.list(None, TaskState::Dead, 10).await.expect("list");
+    let listed = b
+        .list(&ListParams::new(TaskState::Dead).limit(10))
+        .await
+        .expect("list");
     assert_eq!(
         listed.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![d1, d2]
     );
     assert_eq!(listed[0].error.as_deref(), Some("bad"));
     assert_eq!(
-        b.list(None, TaskState::Dead, 1).await.expect("list").len(),
+        b.list(&ListParams::new(TaskState::Dead).limit(1))
+            .await
+            .expect("list")
+            .len(),
         1
     );
     assert!(b
-        .list(Some("other"), TaskState::Dead, 10)
+        .list(&ListParams::new(TaskState::Dead).queue("other").limit(10))
         .await
         .expect("list")
         .is_empty());
@@ -145,7 +151,8 @@ pub async fn batches_are_atomic(b: Subject, _clock: Arc<ManualClock>) {
 }
 
 /// What a backend declares it supports works; what it does not returns
-/// `Unsupported`, never a silent no-op.
+/// `Unsupported`, never a silent no-op: the core's capability flags, and each
+/// optional part (present exactly when its accessor answers).
 pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
     let caps = b.capabilities();
     let unsupported = |r: Result<(), Error>| matches!(r, Err(Error::Unsupported(_)));
@@ -158,17 +165,28 @@ pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
         .await
         .map(|_| ());
     assert_eq!(caps.delay, !unsupported(r));
-    let r = b.list(None, TaskState::Dead, 1).await.map(|_| ());
-    assert_eq!(caps.admin, !unsupported(r));
+    let parts = b.parts();
+    let has = |p: conveyor_core::Part| parts.contains(&p);
     let id = enqueue(&b, task("c")).await;
+    let r = b.get(id).await.map(|_| ());
+    assert_eq!(has(conveyor_core::Part::ResultStore), !unsupported(r));
+    let r = b
+        .list(&ListParams::new(TaskState::Dead).limit(1))
+        .await
+        .map(|_| ());
+    assert_eq!(has(conveyor_core::Part::Inspection), !unsupported(r));
+    let r = b.stats().await.map(|_| ());
+    assert_eq!(has(conveyor_core::Part::Inspection), !unsupported(r));
     let r = b.cancel(id).await.map(|_| ());
-    assert_eq!(caps.cancel, !unsupported(r));
+    assert_eq!(has(conveyor_core::Part::Administration), !unsupported(r));
+    let r = b.recover_expired().await.map(|_| ());
+    assert_eq!(has(conveyor_core::Part::Maintenance), !unsupported(r));
     let r = b
         .set_limits("l", conveyor_core::HandlerLimits::none())
         .await;
-    assert_eq!(caps.handler_limits, !unsupported(r));
+    assert_eq!(has(conveyor_core::Part::GlobalLimits), !unsupported(r));
     let r = b.limits().await.map(|_| ());
-    assert_eq!(caps.handler_limits, !unsupported(r));
+    assert_eq!(has(conveyor_core::Part::GlobalLimits), !unsupported(r));
     assert!(!b.kind().is_empty());
 }
 
@@ -192,4 +210,35 @@ pub async fn requeued_dead_tasks_respect_keys(b: Subject, _clock: Arc<ManualCloc
     assert_ne!(dead, holder);
     assert_eq!(b.requeue_dead(&[dead]).await.expect("requeue"), 0);
     assert_eq!(state(&b, dead).await, TaskState::Dead);
+}
+
+/// The parts a backend's conformance test declares are exactly the parts it
+/// has; a part it lacks answers `Unsupported`. Prints the parts skipped, so
+/// the list shows in the test output.
+pub async fn declared_parts(b: Subject, declared: &[(conveyor_core::Part, bool)]) {
+    let real = b.parts();
+    let mut missing = Vec::new();
+    for (part, yes) in declared {
+        assert_eq!(
+            real.contains(part),
+            *yes,
+            "the {} backend declares {part:?} as {} but {} it",
+            b.kind(),
+            if *yes { "present" } else { "absent" },
+            if *yes { "lacks" } else { "has" },
+        );
+        if !yes {
+            missing.push(part.describe());
+        }
+    }
+    if !missing.is_empty() {
+        use std::io::Write;
+        // Written past the test harness's capture, so it always shows.
+        let _ = writeln!(
+            std::io::stderr(),
+            "conformance: the {} backend has no {}: the cases that need them are ignored",
+            b.kind(),
+            missing.join(", no ")
+        );
+    }
 }

@@ -8,10 +8,6 @@ use conveyor_core::{HandlerLimits, ManualClock, Rate, TaskId};
 
 use super::*;
 
-fn supported(b: &Subject) -> bool {
-    b.capabilities().handler_limits
-}
-
 async fn set(b: &Subject, handler: &str, limits: HandlerLimits) {
     b.set_limits(handler, limits).await.expect("set_limits");
 }
@@ -21,9 +17,6 @@ async fn set(b: &Subject, handler: &str, limits: HandlerLimits) {
 /// finished or expired task frees its slot; the last `set_limits` wins, and
 /// limits with no limit remove them.
 pub async fn handler_concurrency_limits(b: Subject, clock: Arc<ManualClock>) {
-    if !supported(&b) {
-        return;
-    }
     set(&b, "lim", HandlerLimits::none().concurrency(1)).await;
     set(&b, "lim", HandlerLimits::none().concurrency(2)).await;
     assert_eq!(
@@ -75,9 +68,6 @@ pub async fn handler_concurrency_limits(b: Subject, clock: Arc<ManualClock>) {
 /// Many reservers at once never run more tasks of a limited handler than its
 /// concurrency, and together they fill it.
 pub async fn concurrent_reservers_honour_handler_limits(b: Subject, _clock: Arc<ManualClock>) {
-    if !supported(&b) {
-        return;
-    }
     const CAP: usize = 3;
     set(&b, "lim", HandlerLimits::none().concurrency(CAP as u32)).await;
     let tasks: Vec<_> = (0..20).map(|_| task("lim")).collect();
@@ -109,9 +99,6 @@ pub async fn concurrent_reservers_honour_handler_limits(b: Subject, _clock: Arc<
 /// clock has moved 500 ms, then one per 500 ms; the rate's state lives in the
 /// backend, so every reserver sees it. Another handler is never held back.
 pub async fn handler_rate_limits(b: Subject, clock: Arc<ManualClock>) {
-    if !supported(&b) {
-        return;
-    }
     let rate = Rate::new(2, Duration::from_secs(1)).burst(3);
     set(&b, "r", HandlerLimits::none().rate(rate)).await;
     let r: Vec<TaskId> = futures_ids(&b, 6).await;

@@ -10,13 +10,14 @@ mod keys;
 mod limits;
 
 pub use admin::{
-    batches_are_atomic, capabilities_are_honest, dead_letter_admin,
+    batches_are_atomic, capabilities_are_honest, dead_letter_admin, declared_parts,
     requeued_dead_tasks_respect_keys, retention_prunes_finished_tasks, stats_per_queue,
 };
 pub use basics::{
     concurrent_reservers_never_share_a_task, delays_follow_the_clock, enqueue_reserve_complete,
     priority_then_enqueue_order, queues_are_separate, results_and_discards,
 };
+pub use conveyor_core::Part;
 pub use failures::{
     cancel_waiting_tasks_only, fencing_refuses_stale_tokens, last_attempt_expiry_is_dead,
     lease_expiry_redelivers, release_does_not_count_the_attempt, renew_extends_leases,

@@ -139,7 +139,7 @@ impl<C: Codec> Client<C> {
         self.handle_for(id, false)
     }
 
-    /// Cancels a waiting task; returns its state afterwards (see [`Backend::cancel`]).
+    /// Cancels a waiting task; returns its state afterwards (see [`Administration::cancel`](conveyor_core::Administration::cancel)).
     pub async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
         self.backend.cancel(id).await
     }
@@ -225,21 +225,28 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
             .ok_or(Error::NotFound(self.id))
     }
 
+    /// Reads the task until it has finished. Between reads it waits on the
+    /// result store's notification where the store can notify (woken as soon
+    /// as a task finishes, the wait bounded by the same pause), and otherwise
+    /// sleeps a pause that grows from 2 ms to 100 ms.
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<Out, Error> {
+        let store = self.backend.results()?;
         let mut pause = POLL_FIRST;
         loop {
             if let Some(out) = self.try_result().await? {
                 return Ok(out);
             }
-            let mut sleep = pause;
+            let mut wait = pause;
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(Error::WaitTimeout(self.id));
                 }
-                sleep = sleep.min(left);
+                wait = wait.min(left);
             }
-            tokio::time::sleep(sleep).await;
+            if !store.wait_finished(self.id, wait).await {
+                tokio::time::sleep(wait).await;
+            }
             pause = (pause * 3 / 2).min(POLL_MAX);
         }
     }

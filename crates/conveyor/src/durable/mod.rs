@@ -18,7 +18,10 @@ mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
-pub use conveyor_core::{BackendUrl, OpenFuture, Scheme};
+pub use conveyor_core::{
+    parts, Administration, BackendUrl, GlobalLimits, Inspection, ListParams, Maintenance,
+    OpenFuture, Part, ResultStore, Scheme,
+};
 pub use conveyor_memory::MemoryBackend;
 pub use schemes::Schemes;
 pub use task_type::{EnqueueOptions, TaskType};

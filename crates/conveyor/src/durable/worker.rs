@@ -166,9 +166,9 @@ impl<C: Codec> WorkerBuilder<C> {
     /// `limits.concurrency` of its tasks run at once and they start at most at
     /// `limits.rate`, counted across every worker sharing the backend (not
     /// per process). The worker stores them with
-    /// [`Backend::set_limits`] when it starts; the last worker to start wins,
+    /// [`GlobalLimits::set_limits`](conveyor_core::GlobalLimits::set_limits) when it starts; the last worker to start wins,
     /// so give every worker the same limits. Needs a backend with
-    /// [`Capabilities::handler_limits`](conveyor_core::Capabilities::handler_limits):
+    /// [`GlobalLimits`](conveyor_core::GlobalLimits) part:
     /// [`build`](Self::build) refuses others with [`Error::Unsupported`] (use
     /// the handler's own `.concurrency(n)` / `.rate(..)` for per-process limits).
     pub fn global_limits(mut self, handler: impl Into<String>, limits: HandlerLimits) -> Self {
@@ -223,7 +223,7 @@ impl<C: Codec> WorkerBuilder<C> {
         if self.poll.is_zero() || self.schedule.recover_every.is_zero() {
             return bad("poll and maintenance intervals must be positive");
         }
-        if !self.global_limits.is_empty() && !self.backend.capabilities().handler_limits {
+        if !self.global_limits.is_empty() && self.backend.global_limits().is_none() {
             return Err(conveyor_core::unsupported(
                 self.backend.kind(),
                 "global handler limits",

@@ -1,17 +1,33 @@
-//! The contract every durable backend implements.
+//! The contract every durable backend implements, split by capability.
 //!
-//! Calls are batch-first (enqueue many, reserve up to N, renew and finish many)
-//! because a durable store pays per round trip or per fsync, not per task. The
-//! runtime's worker and client are written against this trait alone, so a
-//! backend is done when it passes the conformance suite in `conveyor-testkit`.
+//! A small required core, [`Backend`]: enqueue many, reserve up to N, renew
+//! and finish many (batch-first, because a durable store pays per round trip
+//! or per fsync, not per task). Everything else is an optional **part** a
+//! backend implements only when it really can, and hands out through an
+//! accessor that is `None` otherwise:
 //!
-//! Semantics every backend keeps (or declares missing in its [`Capabilities`] and
-//! answers with [`Error::Unsupported`], never a silent no-op):
+//! | part | what | accessor |
+//! |---|---|---|
+//! | [`ResultStore`] | read a task with its result; a push-based wait where the backend can notify | [`Backend::result_store`] |
+//! | [`Inspection`] | list tasks ([`ListParams`]), counts per queue and state | [`Backend::inspection`] |
+//! | [`Administration`] | cancel waiting tasks, requeue and purge dead ones | [`Backend::administration`] |
+//! | [`Maintenance`] | recover expired leases, prune old tasks | [`Backend::maintenance`] |
+//! | [`GlobalLimits`] | per-handler concurrency and rate for every worker | [`Backend::global_limits`] |
+//!
+//! Asking for a part a backend lacks is a clear [`Error::Unsupported`]
+//! (through the helpers on `dyn Backend`, e.g. `backend.stats()`), never a
+//! silent no-op. A message broker implements the core and what it can; a
+//! database implements them all. The conformance suite in `conveyor-testkit`
+//! runs each part's cases only where the part exists, and reports the others
+//! as ignored with the reason.
+//!
+//! Semantics every backend keeps (or declares missing in its [`Capabilities`]
+//! and answers with [`Error::Unsupported`]):
 //! - states move only along [`Transition`](crate::Transition) edges;
 //! - reserving increments the attempt count and issues a fresh lease token;
 //!   reports carrying a stale token are refused with [`Error::StaleLease`];
 //! - a task whose lease runs out becomes available again (or dead, on its last
-//!   attempt) when [`Backend::recover_expired`] runs;
+//!   attempt) when [`Maintenance::recover_expired`] runs;
 //! - within a queue, reservation order is priority (higher first), then enqueue
 //!   order; queues are scanned in the order the caller gives;
 //! - tasks that share an ordering key (per queue) start one at a time in enqueue
@@ -22,28 +38,33 @@
 //!   dead task whose key another unfinished task holds leaves it dead;
 //! - a lease past its expiry that has not been recovered yet is still the
 //!   holder's: renewing or reporting with it succeeds (no one else can hold the
-//!   task until `recover_expired` runs);
+//!   task until [`Maintenance::recover_expired`] runs);
 //! - a task's `error` keeps the last error it had, even once it completes;
-//! - with [`Capabilities::handler_limits`], `reserve` honours every handler's
+//! - with the [`GlobalLimits`] part, `reserve` honours every handler's
 //!   stored [`HandlerLimits`] across all workers: it skips a task whose handler
 //!   has as many tasks running as its concurrency allows, or whose rate (GCRA,
 //!   state kept in the backend) allows no start yet. A skipped task stays ready
 //!   and keeps its place among its handler's tasks; other handlers' tasks behind
 //!   it are still reserved. Limits apply to reservations that begin after
-//!   [`Backend::set_limits`] returns; a rate start is spent at reservation (a
+//!   [`GlobalLimits::set_limits`] returns; a rate start is spent at reservation (a
 //!   released task does not give it back).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::durable_task::{Enqueued, Finish, Lease, NewTask, QueueStats, Reserved, TaskRecord};
-use crate::limits::HandlerLimits;
-use crate::task::TaskId;
-use crate::task_state::TaskState;
+use crate::durable_task::{Enqueued, Finish, Lease, NewTask, Reserved};
 use crate::Error;
 
-/// What a backend can do. Operations outside it return [`Error::Unsupported`].
+mod parts;
+
+pub use parts::{
+    Administration, GlobalLimits, Inspection, ListParams, Maintenance, Part, ResultStore,
+};
+
+/// What a backend's core operations support. Operations outside it return
+/// [`Error::Unsupported`]. (Which optional parts a backend has is asked of
+/// the part accessors, see [`Backend::parts`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// Tasks survive a restart of the process (and of the machine).
@@ -58,18 +79,9 @@ pub struct Capabilities {
     pub unique_keys: bool,
     /// Ordering keys.
     pub ordering_keys: bool,
-    /// Results are stored and readable with [`Backend::get`].
-    pub results: bool,
-    /// Waiting tasks can be cancelled.
-    pub cancel: bool,
-    /// Tasks can be listed by state, dead tasks requeued and purged.
-    pub admin: bool,
     /// [`Backend::wait_for_work`] wakes on new work — at least work made by this
     /// process; workers still poll for the rest.
     pub wakeups: bool,
-    /// Per-handler concurrency and rate limits stored in the backend and
-    /// enforced by `reserve` for every worker ([`Backend::set_limits`]).
-    pub handler_limits: bool,
 }
 
 impl Capabilities {
@@ -81,15 +93,11 @@ impl Capabilities {
         delay: true,
         unique_keys: true,
         ordering_keys: true,
-        results: true,
-        cancel: true,
-        admin: true,
         wakeups: true,
-        handler_limits: true,
     };
 }
 
-/// How long finished tasks are kept before [`Backend::prune`] deletes them.
+/// How long finished tasks are kept before [`Maintenance::prune`] deletes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Completed and cancelled tasks (and their results).
@@ -107,13 +115,14 @@ impl Default for Retention {
     }
 }
 
-/// A durable task queue store. See the module documentation for the semantics.
+/// The required core of a durable task queue store. See the module
+/// documentation for the semantics and the optional parts.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// The backend's kind: `memory`, `embedded`, `redis`, …
     fn kind(&self) -> &'static str;
 
-    /// What this backend supports.
+    /// What this backend's core operations support.
     fn capabilities(&self) -> Capabilities;
 
     /// Enqueues tasks atomically (all or none), returning one [`Enqueued`] per task
@@ -137,54 +146,6 @@ pub trait Backend: Send + Sync + 'static {
     /// error is the store failing as a whole (nothing applied).
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error>;
 
-    /// Cancels a waiting task. Returns the task's state afterwards: `Cancelled`,
-    /// or the state that made cancelling impossible (running or finished).
-    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error>;
-
-    /// Reads a task, with its result or last error.
-    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error>;
-
-    /// Maintenance: tasks whose lease has run out become available again, or
-    /// dead on their last attempt. Returns how many were recovered.
-    async fn recover_expired(&self) -> Result<u64, Error>;
-
-    /// Maintenance: deletes finished tasks older than the retention. Returns how
-    /// many were deleted.
-    async fn prune(&self, retention: Retention) -> Result<u64, Error>;
-
-    /// Counts per queue and state.
-    async fn stats(&self) -> Result<Vec<QueueStats>, Error>;
-
-    /// Tasks in `state`, oldest first, optionally of one queue.
-    async fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error>;
-
-    /// Puts dead tasks back to run (attempt count reset). Returns how many moved.
-    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error>;
-
-    /// Deletes dead tasks, optionally of one queue. Returns how many.
-    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error>;
-
-    /// Stores `handler`'s global limits (replacing what was stored: the last
-    /// writer wins; a record with no limit removes them). Workers call it at
-    /// startup from their handler configuration. The rate's state (the time of
-    /// the next allowed start) is kept when the limits change. Without
-    /// [`Capabilities::handler_limits`] this is [`Error::Unsupported`].
-    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
-        let _ = (handler, limits);
-        Err(unsupported(self.kind(), "global handler limits"))
-    }
-
-    /// Every stored handler limit, by handler name. Without
-    /// [`Capabilities::handler_limits`] this is [`Error::Unsupported`].
-    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
-        Err(unsupported(self.kind(), "global handler limits"))
-    }
-
     /// Enqueues one task.
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued, Error> {
         let mut out = self.enqueue_many(vec![task]).await?;
@@ -199,6 +160,48 @@ pub trait Backend: Send + Sync + 'static {
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
         let _ = (queues, timeout);
         false
+    }
+
+    /// The result store part, if the backend keeps results.
+    fn result_store(&self) -> Option<&dyn ResultStore> {
+        None
+    }
+
+    /// The inspection part, if the backend can list and count tasks.
+    fn inspection(&self) -> Option<&dyn Inspection> {
+        None
+    }
+
+    /// The administration part, if the backend can cancel, requeue and purge.
+    fn administration(&self) -> Option<&dyn Administration> {
+        None
+    }
+
+    /// The maintenance part, if the backend needs (and has) upkeep.
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        None
+    }
+
+    /// The global limits part, if the backend can hold per-handler limits
+    /// for every worker.
+    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
+        None
+    }
+
+    /// The optional parts this backend has.
+    fn parts(&self) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut have = |yes: bool, part| {
+            if yes {
+                parts.push(part);
+            }
+        };
+        have(self.result_store().is_some(), Part::ResultStore);
+        have(self.inspection().is_some(), Part::Inspection);
+        have(self.administration().is_some(), Part::Administration);
+        have(self.maintenance().is_some(), Part::Maintenance);
+        have(self.global_limits().is_some(), Part::GlobalLimits);
+        parts
     }
 }
 

@@ -1,0 +1,241 @@
+//! The optional parts of a backend, and the helpers on `dyn Backend` that
+//! reach them or answer [`Error::Unsupported`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{unsupported, Backend, Retention};
+use crate::durable_task::{QueueStats, TaskRecord};
+use crate::limits::HandlerLimits;
+use crate::task::TaskId;
+use crate::task_state::TaskState;
+use crate::Error;
+
+/// The optional parts of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Part {
+    /// [`ResultStore`].
+    ResultStore,
+    /// [`Inspection`].
+    Inspection,
+    /// [`Administration`].
+    Administration,
+    /// [`Maintenance`].
+    Maintenance,
+    /// [`GlobalLimits`].
+    GlobalLimits,
+}
+
+impl Part {
+    /// Every part.
+    pub const ALL: [Part; 5] = [
+        Part::ResultStore,
+        Part::Inspection,
+        Part::Administration,
+        Part::Maintenance,
+        Part::GlobalLimits,
+    ];
+
+    /// What the part does, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Part::ResultStore => "a result store (reading a task and its result)",
+            Part::Inspection => "inspection (listing and counting tasks)",
+            Part::Administration => "administration (cancel, requeue and purge dead tasks)",
+            Part::Maintenance => "maintenance (recovering expired leases, pruning)",
+            Part::GlobalLimits => "global handler limits",
+        }
+    }
+}
+
+/// Reads tasks and their results.
+#[async_trait]
+pub trait ResultStore: Send + Sync {
+    /// Reads a task, with its result or last error.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error>;
+
+    /// Waits up to `timeout` for a sign that task `id` may have finished.
+    /// Returns `true` when it waited on a notification (woken, or timed out
+    /// while listening) and `false` at once when the store cannot notify: the
+    /// caller then polls [`ResultStore::get`] at its own pace.
+    async fn wait_finished(&self, id: TaskId, timeout: Duration) -> bool {
+        let _ = (id, timeout);
+        false
+    }
+}
+
+/// What to list: tasks in one state, optionally of one queue, oldest first.
+/// A struct, so that filters and paging can be added without breaking callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListParams {
+    /// Only tasks in this state.
+    pub state: TaskState,
+    /// Only tasks of this queue (`None`: every queue).
+    pub queue: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl ListParams {
+    /// Tasks in `state`, of every queue, at most 100.
+    pub fn new(state: TaskState) -> Self {
+        Self {
+            state,
+            queue: None,
+            limit: 100,
+        }
+    }
+
+    /// Only tasks of `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Only tasks of this queue, if one is given.
+    pub fn queue_opt(mut self, queue: Option<&str>) -> Self {
+        self.queue = queue.map(str::to_string);
+        self
+    }
+
+    /// At most `limit` tasks.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// Lists and counts tasks.
+#[async_trait]
+pub trait Inspection: Send + Sync {
+    /// Tasks matching `params`, oldest first.
+    async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error>;
+
+    /// Counts per queue and state.
+    async fn stats(&self) -> Result<Vec<QueueStats>, Error>;
+}
+
+/// Changes tasks on an operator's request.
+#[async_trait]
+pub trait Administration: Send + Sync {
+    /// Cancels a waiting task. Returns the task's state afterwards:
+    /// `Cancelled`, or the state that made cancelling impossible (running or
+    /// finished).
+    async fn cancel(&self, id: TaskId) -> Result<TaskState, Error>;
+
+    /// Puts dead tasks back to run (attempt count reset). Returns how many moved.
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error>;
+
+    /// Deletes dead tasks, optionally of one queue. Returns how many.
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error>;
+}
+
+/// Upkeep a store needs: idempotent, so several workers may run it.
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Tasks whose lease has run out become available again, or dead on
+    /// their last attempt. Returns how many were recovered.
+    async fn recover_expired(&self) -> Result<u64, Error>;
+
+    /// Deletes finished tasks older than the retention. Returns how many were
+    /// deleted.
+    async fn prune(&self, retention: Retention) -> Result<u64, Error>;
+}
+
+/// Per-handler limits held by the backend for every worker sharing it.
+#[async_trait]
+pub trait GlobalLimits: Send + Sync {
+    /// Stores `handler`'s global limits (replacing what was stored: the last
+    /// writer wins; a record with no limit removes them). Workers call it at
+    /// startup from their handler configuration. The rate's state (the time of
+    /// the next allowed start) is kept when the limits change.
+    async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error>;
+
+    /// Every stored handler limit, by handler name.
+    async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error>;
+}
+
+/// The parts of any backend, or [`Error::Unsupported`] naming what is missing.
+impl dyn Backend {
+    fn part<'a, T: ?Sized>(&'a self, part: Option<&'a T>, which: Part) -> Result<&'a T, Error> {
+        part.ok_or_else(|| unsupported(self.kind(), which.describe()))
+    }
+
+    /// The result store, or `Unsupported`.
+    pub fn results(&self) -> Result<&dyn ResultStore, Error> {
+        self.part(self.result_store(), Part::ResultStore)
+    }
+
+    /// The inspection part, or `Unsupported`.
+    pub fn inspect(&self) -> Result<&dyn Inspection, Error> {
+        self.part(self.inspection(), Part::Inspection)
+    }
+
+    /// The administration part, or `Unsupported`.
+    pub fn admin(&self) -> Result<&dyn Administration, Error> {
+        self.part(self.administration(), Part::Administration)
+    }
+
+    /// The maintenance part, or `Unsupported`.
+    pub fn upkeep(&self) -> Result<&dyn Maintenance, Error> {
+        self.part(self.maintenance(), Part::Maintenance)
+    }
+
+    /// The global limits part, or `Unsupported`.
+    pub fn limiter(&self) -> Result<&dyn GlobalLimits, Error> {
+        self.part(self.global_limits(), Part::GlobalLimits)
+    }
+
+    /// [`ResultStore::get`], or `Unsupported`.
+    pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        self.results()?.get(id).await
+    }
+
+    /// [`Inspection::list`], or `Unsupported`.
+    pub async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        self.inspect()?.list(params).await
+    }
+
+    /// [`Inspection::stats`], or `Unsupported`.
+    pub async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
+        self.inspect()?.stats().await
+    }
+
+    /// [`Administration::cancel`], or `Unsupported`.
+    pub async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
+        self.admin()?.cancel(id).await
+    }
+
+    /// [`Administration::requeue_dead`], or `Unsupported`.
+    pub async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
+        self.admin()?.requeue_dead(ids).await
+    }
+
+    /// [`Administration::purge_dead`], or `Unsupported`.
+    pub async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
+        self.admin()?.purge_dead(queue).await
+    }
+
+    /// [`Maintenance::recover_expired`], or `Unsupported`.
+    pub async fn recover_expired(&self) -> Result<u64, Error> {
+        self.upkeep()?.recover_expired().await
+    }
+
+    /// [`Maintenance::prune`], or `Unsupported`.
+    pub async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        self.upkeep()?.prune(retention).await
+    }
+
+    /// [`GlobalLimits::set_limits`], or `Unsupported`.
+    pub async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
+        self.limiter()?.set_limits(handler, limits).await
+    }
+
+    /// [`GlobalLimits::limits`], or `Unsupported`.
+    pub async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
+        self.limiter()?.limits().await
+    }
+}
