@@ -4,7 +4,6 @@
 //! every missing part answers `Unsupported`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conveyor_core::{Backend, Error, ListParams, ManualClock, NewTask, Retention, TaskState};
 use conveyor_memory::MemoryBackend;
