@@ -1,9 +1,11 @@
 //! Contracts and plain data shared by every part of conveyor.
 //!
-//! This crate owns the vocabulary of `shared/DESIGN.md` as types: a [`TaskId`],
-//! the per-task [`TaskOptions`], the [`Lane`] a handler runs in, the closed set of
-//! [`Outcome`]s, the [`TaskError`] a handler returns, the [`RetryPolicy`] and the
-//! crate-wide [`Error`]. For durable queues it holds the [`Backend`] contract, the
+//! This crate owns conveyor's vocabulary as types: a [`TaskId`], the per-task
+//! [`TaskOptions`], the [`Lane`] a handler runs in, the closed set of
+//! [`Outcome`]s, the [`TaskError`] a handler returns, the [`RetryPolicy`],
+//! [`next_step`] (what follows an attempt), [`Rate`] and the crate-wide
+//! [`Error`]. For durable queues it holds the [`Backend`] core and its optional
+//! parts, the
 //! records it stores ([`NewTask`], [`Reserved`], [`Finish`], [`TaskRecord`]), the
 //! task [`TaskState`] machine, the [`Codec`], the injectable [`Clock`], and the
 //! [`Scheme`] contract by which each backend opens itself from a URL (read with
