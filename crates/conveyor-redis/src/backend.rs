@@ -342,25 +342,13 @@ impl Backend for RedisBackend {
         true
     }
 
-    fn result_store(&self) -> Option<&dyn ResultStore> {
-        Some(self)
-    }
-
-    fn inspection(&self) -> Option<&dyn Inspection> {
-        Some(self)
-    }
-
-    fn administration(&self) -> Option<&dyn Administration> {
-        Some(self)
-    }
-
-    fn maintenance(&self) -> Option<&dyn Maintenance> {
-        Some(self)
-    }
-
-    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
-        Some(self)
-    }
+    conveyor_core::own_parts!(
+        result_store,
+        inspection,
+        administration,
+        maintenance,
+        global_limits
+    );
 }
 
 #[async_trait]

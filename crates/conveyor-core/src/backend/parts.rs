@@ -158,6 +158,47 @@ pub trait GlobalLimits: Send + Sync {
     async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error>;
 }
 
+/// Inside an `impl Backend for T` block, answers the accessors of the parts
+/// `T` implements itself with `Some(self)`:
+///
+/// ```ignore
+/// impl Backend for MyBackend {
+///     // … the core …
+///     conveyor_core::own_parts!(result_store, inspection, administration);
+/// }
+/// ```
+#[macro_export]
+macro_rules! own_parts {
+    ($($part:ident),* $(,)?) => {
+        $( $crate::own_parts!(@one $part); )*
+    };
+    (@one result_store) => {
+        fn result_store(&self) -> Option<&dyn $crate::ResultStore> {
+            Some(self)
+        }
+    };
+    (@one inspection) => {
+        fn inspection(&self) -> Option<&dyn $crate::Inspection> {
+            Some(self)
+        }
+    };
+    (@one administration) => {
+        fn administration(&self) -> Option<&dyn $crate::Administration> {
+            Some(self)
+        }
+    };
+    (@one maintenance) => {
+        fn maintenance(&self) -> Option<&dyn $crate::Maintenance> {
+            Some(self)
+        }
+    };
+    (@one global_limits) => {
+        fn global_limits(&self) -> Option<&dyn $crate::GlobalLimits> {
+            Some(self)
+        }
+    };
+}
+
 /// The parts of any backend, or [`Error::Unsupported`] naming what is missing.
 impl dyn Backend {
     fn part<'a, T: ?Sized>(&'a self, part: Option<&'a T>, which: Part) -> Result<&'a T, Error> {

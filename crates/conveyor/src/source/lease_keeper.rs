@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::contract::Source;
 use super::shared::RunnerShared;
 use super::stats::Counters;
+use super::ticker::Ticker;
 
 /// Runs until `done` fires.
 pub(crate) async fn run<S: Source>(
@@ -21,15 +22,8 @@ pub(crate) async fn run<S: Source>(
     lease: Duration,
     done: CancellationToken,
 ) {
-    let every = (lease / 3).max(Duration::from_millis(10));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = done.cancelled() => return,
-        }
+    let mut tick = Ticker::new(lease / 3);
+    while tick.next(&done).await {
         let held = shared.held.receipts();
         if held.is_empty() {
             continue;

@@ -25,6 +25,7 @@ mod shared;
 mod sink;
 mod slots;
 mod stats;
+mod ticker;
 
 pub use callbacks::{CallbackQueue, OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
 pub use contract::{Delivery, Retries, Settlement, Source};

@@ -36,6 +36,7 @@ use super::shared::RunnerShared;
 use super::sink::RunnerSink;
 use super::slots::Slots;
 use super::stats::{Counters, RunnerStats};
+use super::ticker::Ticker;
 use super::{lease_keeper, settler};
 
 /// Default longest wait between two fetches while the source is empty.
@@ -383,14 +384,8 @@ async fn heartbeat<S: Source>(
     every: Duration,
     done: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = done.cancelled() => return,
-        }
+    let mut tick = Ticker::new(every);
+    while tick.next(&done).await {
         shared.events.emit(|| {
             Event::Worker(WorkerEvent::Heartbeat {
                 stats: shared.stats(),
