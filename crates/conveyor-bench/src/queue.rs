@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conveyor::durable::{connect, PostgresBackend, RedisBackend, Worker};
-use conveyor::{Backend, Handler, NewTask, SystemClock, TaskError};
+use conveyor::durable::{Backend, NewTask};
+use conveyor::{Handler, SystemClock, TaskError};
 use tokio::sync::Notify;
 
 use crate::report::Report;

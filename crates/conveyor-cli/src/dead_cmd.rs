@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use conveyor::durable::Backend;
 use conveyor::durable::ListParams;
-use conveyor::{Backend, TaskId, TaskState};
+use conveyor::{TaskId, TaskState};
 use serde_json::json;
 
 use crate::cli::DeadCommand;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use conveyor::{Backend, TaskState, Timestamp};
+use conveyor::durable::Backend;
+use conveyor::{TaskState, Timestamp};
 use serde_json::json;
 
 use crate::cli::StatusArgs;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use conveyor::{Backend, Client, EnqueueOptions, Error, TaskType};
+use conveyor::durable::Backend;
+use conveyor::{Client, EnqueueOptions, Error, TaskType};
 use serde_json::Value;
 
 use crate::cli::SubmitArgs;

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor::durable::Worker;
-use conveyor::{Backend, Handler, HandlerLimits, ProcessCommand, Rate, RetryPolicy, TaskError};
+use conveyor::durable::{Backend, HandlerLimits};
+use conveyor::{Handler, ProcessCommand, Rate, RetryPolicy, TaskError};
 
 use crate::cli::WorkerArgs;
 use crate::config::{Config, HandlerSection};

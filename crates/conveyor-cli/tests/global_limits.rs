@@ -52,7 +52,7 @@ async fn two_worker_processes_share_a_concurrency_of_one() {
         limits,
         vec![(
             "exclusive".to_string(),
-            conveyor::HandlerLimits::none().concurrency(1)
+            conveyor::durable::HandlerLimits::none().concurrency(1)
         )]
     );
 }

@@ -18,8 +18,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conveyor::durable::Backend;
 use conveyor::durable::{connect, EnqueueOptions};
-use conveyor::{Backend, Client, Handler, TaskError, TaskState, TaskType, Worker};
+use conveyor::{Client, Handler, TaskError, TaskState, TaskType, Worker};
 use conveyor_testkit::process::Proc;
 
 const TASKS: u64 = 20_000;

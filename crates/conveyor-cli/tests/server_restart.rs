@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use conveyor::durable::Backend;
 use conveyor::durable::{connect, EnqueueOptions};
-use conveyor::{Backend, Client, Handler, TaskError, TaskState, TaskType, Worker};
+use conveyor::{Client, Handler, TaskError, TaskState, TaskType, Worker};
 use conveyor_testkit::servers::{TempPostgres, TempRedis};
 
 const WORK: TaskType<u64, u64> = TaskType::new("work");

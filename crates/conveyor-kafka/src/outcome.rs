@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use conveyor::durable::FinishAction;
 use conveyor::source::Settlement;
-use conveyor::{FinishAction, OutcomeKind};
+use conveyor::OutcomeKind;
 
 use crate::dead_letter::{Failure, Ticket};
 use crate::message::Message;

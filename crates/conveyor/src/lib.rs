@@ -44,11 +44,11 @@ pub mod source;
 mod summary;
 
 pub use context::TaskContext;
+// What a user of the engine and the queues names; the durable backend contract
+// (Backend, its parts and records) is under `durable`.
 pub use conveyor_core::{
-    Backend, Capabilities, Clock, Codec, Enqueued, Error, ErrorKind, Finish, FinishAction,
-    HandlerLimits, Json, Lane, Lease, ManualClock, NewTask, NextStep, Outcome, OutcomeKind,
-    QueueStats, Rate, Reserved, Retention, RetryPolicy, SystemClock, TaskError, TaskId,
-    TaskOptions, TaskRecord, TaskState, Timestamp,
+    Clock, Codec, Error, ErrorKind, Json, Lane, ManualClock, NextStep, Outcome, OutcomeKind, Rate,
+    RetryPolicy, SystemClock, TaskError, TaskId, TaskOptions, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
 pub use engine::metrics::MetricsSnapshot;

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::durable::{Backend, NewTask};
 use conveyor::durable::{WorkerBuilder, WorkerReport, WorkerStopper};
 use conveyor::{
-    Backend, Client, EnqueueOptions, Error, Handler, MemoryBackend, NewTask, NextStep, RetryPolicy,
-    TaskError, TaskState, TaskType, Worker,
+    Client, EnqueueOptions, Error, Handler, MemoryBackend, NextStep, RetryPolicy, TaskError,
+    TaskState, TaskType, Worker,
 };
 use tokio::sync::Barrier;
 
@@ -528,7 +529,10 @@ async fn a_core_only_backend_runs_without_upkeep_errors() {
     assert!(matches!(
         Worker::builder(b)
             .handler(add_handler())
-            .global_limits("add", conveyor::HandlerLimits::none().concurrency(1))
+            .global_limits(
+                "add",
+                conveyor::durable::HandlerLimits::none().concurrency(1)
+            )
             .build(),
         Err(Error::Unsupported(_))
     ));

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor::durable::WorkerStopper;
+use conveyor::durable::{Backend, HandlerLimits};
 use conveyor::{
-    Backend, Client, EnqueueOptions, Error, Handler, HandlerLimits, MemoryBackend, TaskError,
-    TaskState, TaskType, Worker,
+    Client, EnqueueOptions, Error, Handler, MemoryBackend, TaskError, TaskState, TaskType, Worker,
 };
 
 const SLOW: TaskType<u32, u32> = TaskType::new("slow");

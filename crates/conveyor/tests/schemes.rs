@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use conveyor::durable::Backend;
 use conveyor::durable::{self, BackendUrl, OpenFuture, Scheme, Schemes};
-use conveyor::{Backend, Error, MemoryBackend};
+use conveyor::{Error, MemoryBackend};
 
 /// URLs the program's own scheme opened.
 static OPENED: AtomicUsize = AtomicUsize::new(0);

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::durable::FinishAction;
 use conveyor::source::{Delivery, Retries, Routes, Runner, Settlement, Source};
-use conveyor::{async_trait, Error, FinishAction, Handler, TaskError, TaskId};
+use conveyor::{async_trait, Error, Handler, TaskError, TaskId};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 

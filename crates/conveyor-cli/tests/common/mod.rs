@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor::{Backend, TaskState};
+use conveyor::durable::Backend;
+use conveyor::TaskState;
 
 /// A temp directory with a backend file and a config file.
 pub struct Env {

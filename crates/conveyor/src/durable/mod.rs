@@ -2,8 +2,11 @@
 //! worker (in this or another process) reserves them under a lease, runs them
 //! through the engine and stores the outcome, which the client can wait for.
 //!
-//! The backend contract lives in `conveyor-core` ([`Backend`](conveyor_core::Backend));
-//! this module has the runtime around it: [`Client`], [`Worker`], the
+//! The backend contract is defined in `conveyor-core` and re-exported here: the
+//! required core [`Backend`], its optional parts ([`ResultStore`],
+//! [`Inspection`], [`Administration`], [`Maintenance`], [`GlobalLimits`]) and
+//! the records it stores. This module has the runtime around it: [`Client`],
+//! [`Worker`] (the source runner around a backend), the
 //! [`MemoryBackend`] (from `conveyor-memory`) and [`connect`] to open a backend
 //! by URL through the [`Schemes`] registry, where each backend crate's own
 //! [`Scheme`] reads its URL.
@@ -18,9 +21,11 @@ mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
+/// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
-    parts, Administration, BackendUrl, GlobalLimits, Inspection, ListParams, Maintenance,
-    OpenFuture, Part, ResultStore, Scheme,
+    parts, Administration, Backend, BackendUrl, Capabilities, Enqueued, Finish, FinishAction,
+    GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask, OpenFuture,
+    Part, QueueStats, Reserved, ResultStore, Retention, Scheme, TaskRecord,
 };
 pub use conveyor_memory::MemoryBackend;
 pub use schemes::Schemes;
