@@ -40,7 +40,7 @@ pub use durable_task::{
     Enqueued, Finish, FinishAction, Lease, NewTask, QueueStats, Reserved, TaskRecord,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE,
 };
-pub use error::Error;
+pub use error::{BackendError, BackendErrorKind, Chain, Error};
 pub use lane::Lane;
 pub use limits::{Admission, HandlerLimits};
 pub use next_step::{next_step, NextStep};

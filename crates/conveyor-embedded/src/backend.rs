@@ -85,7 +85,7 @@ impl EmbeddedBackend {
             })?;
         opened_rx
             .recv()
-            .map_err(|_| Error::Backend("the database thread stopped while opening".into()))??;
+            .map_err(|_| Error::backend_other("the database thread stopped while opening"))??;
         tracing::debug!(path = %path.display(), "embedded: opened");
         Ok(EmbeddedBackend {
             inbox,
@@ -122,7 +122,7 @@ impl EmbeddedBackend {
 }
 
 fn stopped() -> Error {
-    Error::Backend("the embedded backend's database thread has stopped".into())
+    Error::backend_other("the embedded backend's database thread has stopped")
 }
 
 #[async_trait]

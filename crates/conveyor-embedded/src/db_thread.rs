@@ -23,7 +23,7 @@
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
-use conveyor_core::Error;
+use conveyor_core::{BackendErrorKind, Error};
 use tokio::sync::{oneshot, Notify};
 
 use crate::store::{db_err, Store};
@@ -114,9 +114,11 @@ where
 
     fn reply(self: Box<Self>, batch_failure: Option<&str>) {
         let outcome = match (batch_failure, self.outcome) {
-            (Some(why), _) => Err(Error::Backend(why.to_string())),
+            // A transaction that failed as a whole (busy past the timeout, an
+            // I/O error): nothing was applied, and the same call may pass.
+            (Some(why), _) => Err(Error::backend(BackendErrorKind::Unavailable, why)),
             (None, Some(outcome)) => outcome,
-            (None, None) => Err(Error::Backend("the request was not run".into())),
+            (None, None) => Err(Error::backend_other("the request was not run")),
         };
         // The caller may have stopped waiting; the work is done either way.
         let _ = self.reply.send(outcome);

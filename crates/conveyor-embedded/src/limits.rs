@@ -15,7 +15,7 @@ use rusqlite::{params, Row};
 use crate::store::{db_err, Store};
 
 fn bad(handler: &str, what: &str) -> Error {
-    Error::Backend(format!(
+    Error::backend_other(format!(
         "handler_limits row for {handler:?} has a bad {what}"
     ))
 }

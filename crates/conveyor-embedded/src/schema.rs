@@ -33,12 +33,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{codes, Error, TaskState, Transition};
+use conveyor_core::{codes, BackendError, BackendErrorKind, Error, TaskState, Transition};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::sql::unfinished_codes;
-use crate::store::db_err;
+use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 2;
@@ -56,10 +56,16 @@ pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::Backend(format!("cannot open {}: {e}", path.display())))?;
-    configure(&conn).map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
-    migrate(&conn).map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        let message = format!("cannot open {}", path.display());
+        Error::Backend(BackendError::new(classify(&e), message).with_source(e))
+    })?;
+    // A file that cannot be set up or migrated (not a conveyor file, one
+    // from a newer conveyor, a journal mode WAL cannot use) stays so.
+    let config =
+        |e: String| Error::backend(BackendErrorKind::Config, format!("{}: {e}", path.display()));
+    configure(&conn).map_err(config)?;
+    migrate(&conn).map_err(config)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -154,7 +160,7 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
 
 fn db_err_string(e: rusqlite::Error) -> String {
     match db_err(e) {
-        Error::Backend(m) => m,
+        Error::Backend(e) => e.message().to_string(),
         other => other.to_string(),
     }
 }

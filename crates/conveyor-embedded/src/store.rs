@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask, QueueStats, Reserved, Retention,
-    TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
+    QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp, Transition,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -29,7 +29,30 @@ pub(crate) const LEASE_EXPIRED_FINAL: &str = "lease expired on the last attempt"
 
 /// A store failure as the crate's error.
 pub(crate) fn db_err(e: rusqlite::Error) -> Error {
-    Error::Backend(format!("sqlite: {e}"))
+    Error::Backend(BackendError::new(classify(&e), "sqlite").with_source(e))
+}
+
+/// What kind of failure a SQLite error is.
+pub(crate) fn classify(e: &rusqlite::Error) -> BackendErrorKind {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked => BackendErrorKind::Busy,
+            C::SystemIoFailure | C::DiskFull | C::OutOfMemory | C::CannotOpen => {
+                BackendErrorKind::Unavailable
+            }
+            C::DatabaseCorrupt | C::NotADatabase | C::TypeMismatch => BackendErrorKind::Data,
+            C::PermissionDenied | C::ReadOnly | C::AuthorizationForStatementDenied => {
+                BackendErrorKind::Config
+            }
+            _ => BackendErrorKind::Other,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => BackendErrorKind::Data,
+        _ => BackendErrorKind::Other,
+    }
 }
 
 /// The connection, the clock, and what the current transaction did that
@@ -133,7 +156,7 @@ impl Store {
                 debug_assert_eq!(param, rows * INSERT_PARAMS);
                 let inserted = stmt.raw_execute().map_err(db_err)?;
                 if inserted != *rows {
-                    return Err(Error::Backend(format!(
+                    return Err(Error::backend_other(format!(
                         "inserted {inserted} rows of {rows}"
                     )));
                 }
@@ -212,7 +235,7 @@ impl Store {
             .chain(unreadable.iter().map(|(id, _)| *id))
         {
             if take.execute(params![id, lease_until.0]).map_err(db_err)? != 1 {
-                return Err(Error::Backend(format!(
+                return Err(Error::backend_other(format!(
                     "task {id} changed while being reserved"
                 )));
             }
@@ -368,9 +391,10 @@ impl Store {
             let count: i64 = row.get(2).map_err(db_err)?;
             let oldest: Option<i64> = row.get(3).map_err(db_err)?;
             let state = TaskState::from_code(code).ok_or_else(|| {
-                Error::Backend(format!(
-                    "queue {queue:?} holds tasks with unknown state code {code}"
-                ))
+                Error::backend(
+                    BackendErrorKind::Data,
+                    format!("queue {queue:?} holds tasks with unknown state code {code}"),
+                )
             })?;
             let stats = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
                 queue,
@@ -482,15 +506,18 @@ fn lease_params(lease: &Lease) -> Option<(i64, i64)> {
 fn task_id(raw: i64) -> Result<TaskId, Error> {
     u64::try_from(raw)
         .map(TaskId)
-        .map_err(|_| Error::Backend(format!("the file holds a task with negative id {raw}")))
+        .map_err(|_| Error::backend_other(format!("the file holds a task with negative id {raw}")))
 }
 
 fn state_from_code(code: i64, id: i64) -> Result<TaskState, Error> {
     TaskState::from_code(code).ok_or_else(|| {
-        Error::Backend(format!(
+        Error::backend(
+            BackendErrorKind::Data,
+            format!(
             "task {id}: unknown state code {code} in the file (written by a newer conveyor, or \
              edited by hand?)"
-        ))
+        ),
+        )
     })
 }
 
@@ -498,7 +525,7 @@ fn state_from_code(code: i64, id: i64) -> Result<TaskState, Error> {
 fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, idx: usize, id: i64) -> Result<T, Error> {
     row.get(idx).map_err(|e| {
         let name = row.as_ref().column_name(idx).unwrap_or("?");
-        Error::Backend(format!("task {id}: column {name}: {e}"))
+        Error::backend_other(format!("task {id}: column {name}: {e}"))
     })
 }
 
@@ -507,7 +534,7 @@ fn count(row: &Row<'_>, idx: usize, id: i64) -> Result<u32, Error> {
     let raw: i64 = col(row, idx, id)?;
     u32::try_from(raw).map_err(|_| {
         let name = row.as_ref().column_name(idx).unwrap_or("?");
-        Error::Backend(format!("task {id}: column {name}: {raw} is out of range"))
+        Error::backend_other(format!("task {id}: column {name}: {raw} is out of range"))
     })
 }
 
@@ -523,10 +550,12 @@ fn reserved_from_row(
     let token = token
         .checked_add(1)
         .and_then(|t| u64::try_from(t).ok())
-        .ok_or_else(|| Error::Backend(format!("task {id}: lease token {token} out of range")))?;
+        .ok_or_else(|| {
+            Error::backend_other(format!("task {id}: lease token {token} out of range"))
+        })?;
     let attempt = count(row, 4, id)?
         .checked_add(1)
-        .ok_or_else(|| Error::Backend(format!("task {id}: attempt count out of range")))?;
+        .ok_or_else(|| Error::backend_other(format!("task {id}: attempt count out of range")))?;
     let timeout_ms: Option<i64> = col(row, 6, id)?;
     Ok(Reserved {
         lease: Lease {
@@ -556,8 +585,9 @@ fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
         handler: col(row, 2, id)?,
         state: state_from_code(col(row, 3, id)?, id)?,
         payload: col(row, 4, id)?,
-        priority: i32::try_from(priority)
-            .map_err(|_| Error::Backend(format!("task {id}: priority {priority} out of range")))?,
+        priority: i32::try_from(priority).map_err(|_| {
+            Error::backend_other(format!("task {id}: priority {priority} out of range"))
+        })?,
         attempts: count(row, 6, id)?,
         max_attempts: count(row, 7, id)?,
         run_at: Timestamp(col(row, 8, id)?),

@@ -305,7 +305,7 @@ async fn bad_data_is_an_error_not_a_panic() {
     }
     let err = f.backend.get(odd).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Backend(m) if m.contains("unknown state code 99")),
+        matches!(&err, Error::Backend(m) if m.message().contains("unknown state code 99") && m.kind() == conveyor_core::BackendErrorKind::Data),
         "{err}"
     );
     assert!(matches!(f.backend.stats().await, Err(Error::Backend(_))));
@@ -346,7 +346,7 @@ async fn a_file_that_is_not_a_database_is_refused() {
         .unwrap();
     let err = EmbeddedBackend::open(&newer).unwrap_err();
     assert!(
-        matches!(&err, Error::Backend(m) if m.contains("newer conveyor")),
+        matches!(&err, Error::Backend(m) if m.message().contains("newer conveyor") && m.kind() == conveyor_core::BackendErrorKind::Config),
         "{err}"
     );
 }

@@ -76,7 +76,7 @@ impl State {
         let from = entry.record.state;
         let to = t
             .apply(from)
-            .map_err(|e| Error::Backend(format!("task {id}: {e}")))?;
+            .map_err(|e| Error::backend_other(format!("task {id}: {e}")))?;
         let rec = &mut entry.record;
         match from {
             TaskState::Available => {

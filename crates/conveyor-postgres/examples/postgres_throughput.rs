@@ -175,7 +175,7 @@ async fn drain_with(
     for j in joins {
         done += j
             .await
-            .map_err(|e| conveyor_core::Error::Backend(e.to_string()))??;
+            .map_err(|e| conveyor_core::Error::backend_other(e.to_string()))??;
     }
     Ok(done)
 }
@@ -220,7 +220,7 @@ async fn run(
             }
             producer
                 .await
-                .map_err(|e| conveyor_core::Error::Backend(e.to_string()))??;
+                .map_err(|e| conveyor_core::Error::backend_other(e.to_string()))??;
             Ok(total)
         },
     )

@@ -546,7 +546,7 @@ impl Administration for PostgresBackend {
                 return Ok(state);
             }
         }
-        Err(Error::Backend(format!(
+        Err(Error::backend_other(format!(
             "postgres: cancelling task {id}: its state kept changing; try again"
         )))
     }

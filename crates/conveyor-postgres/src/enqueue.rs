@@ -87,7 +87,7 @@ pub(crate) async fn enqueue(at: &Target<'_>, tasks: &[NewTask]) -> Result<Vec<En
         pending = insert(at, tasks, &pending, &mut out).await?;
     }
     if !pending.is_empty() {
-        return Err(Error::Backend(format!(
+        return Err(Error::backend_other(format!(
             "postgres: enqueueing: {} task(s) kept meeting a unique key held by a task that \
              finished before it could be read; enqueue them again",
             pending.len()
@@ -96,14 +96,14 @@ pub(crate) async fn enqueue(at: &Target<'_>, tasks: &[NewTask]) -> Result<Vec<En
     for (i, first) in repeats {
         let id = out[first]
             .map(|e| e.id)
-            .ok_or_else(|| Error::Backend("postgres: enqueueing: a task got no id".into()))?;
+            .ok_or_else(|| Error::backend_other("postgres: enqueueing: a task got no id"))?;
         out[i] = Some(Enqueued {
             id,
             duplicate: true,
         });
     }
     out.into_iter()
-        .map(|e| e.ok_or_else(|| Error::Backend("postgres: enqueueing: a task got no id".into())))
+        .map(|e| e.ok_or_else(|| Error::backend_other("postgres: enqueueing: a task got no id")))
         .collect()
 }
 
@@ -190,7 +190,9 @@ async fn insert(
             .ok()
             .and_then(|o| o.checked_sub(1))
             .and_then(|o| which.get(o).copied())
-            .ok_or_else(|| Error::Backend(format!("postgres: enqueueing: bad ordinal {ord}")))?;
+            .ok_or_else(|| {
+                Error::backend_other(format!("postgres: enqueueing: bad ordinal {ord}"))
+            })?;
         let inserted: bool = col(row, 2, "inserted")?;
         if inserted {
             out[slot] = Some(Enqueued {
@@ -225,8 +227,8 @@ async fn find_unique(
     task: &NewTask,
 ) -> Result<Option<i64>, Error> {
     let Some(key) = &task.unique_key else {
-        return Err(Error::Backend(
-            "postgres: enqueueing: a task without a unique key was not inserted".into(),
+        return Err(Error::backend_other(
+            "postgres: enqueueing: a task without a unique key was not inserted",
         ));
     };
     let row = client

@@ -123,7 +123,10 @@ async fn unknown_state_codes_are_errors_not_panics() {
         .expect("corrupt the row");
     let got = b.get(id).await;
     match got {
-        Err(Error::Backend(msg)) => assert!(msg.contains("unknown state code 42"), "{msg}"),
+        Err(Error::Backend(e)) => {
+            assert!(e.message().contains("unknown state code 42"), "{e}");
+            assert_eq!(e.kind(), conveyor_core::BackendErrorKind::Data);
+        }
         other => panic!("expected a backend error, got {other:?}"),
     }
     assert!(matches!(b.stats().await, Err(Error::Backend(_))));

@@ -24,7 +24,7 @@ async fn server_cpu(conn: &mut redis::aio::MultiplexedConnection) -> Result<f64,
         .arg("cpu")
         .query_async(conn)
         .await
-        .map_err(|e| Error::Backend(e.to_string()))?;
+        .map_err(|e| Error::backend_other(e.to_string()))?;
     let mut total = 0.0;
     for line in info.lines() {
         if let Some((k, v)) = line.split_once(':') {
@@ -49,11 +49,12 @@ async fn main() -> Result<(), Error> {
     let batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let url =
         std::env::var("CONVEYOR_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url.as_str()).map_err(|e| Error::Backend(e.to_string()))?;
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| Error::backend_other(e.to_string()))?;
     let mut info = client
         .get_multiplexed_async_connection()
         .await
-        .map_err(|e| Error::Backend(e.to_string()))?;
+        .map_err(|e| Error::backend_other(e.to_string()))?;
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     let (mut enq, mut res, mut fin) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {

@@ -59,14 +59,14 @@ async fn cycle(b: &RedisBackend, loops: usize) -> Result<f64, Error> {
     }
     let mut n = 0;
     for j in joins {
-        n += j.await.map_err(|e| Error::Backend(e.to_string()))??;
+        n += j.await.map_err(|e| Error::backend_other(e.to_string()))??;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// The yardstick: a plain list queue. Returns (push tasks/s, pop tasks/s).
 async fn list_queue(url: &str, key: &str, n: usize) -> Result<(f64, f64), Error> {
-    let e = |e: redis::RedisError| Error::Backend(e.to_string());
+    let e = |e: redis::RedisError| Error::backend_other(e.to_string());
     let client = redis::Client::open(url).map_err(e)?;
     let mut conn = client.get_multiplexed_async_connection().await.map_err(e)?;
     let items: Vec<Vec<u8>> = (0..n).map(payload).collect();

@@ -26,7 +26,7 @@ pub(crate) fn encode(limits: &HandlerLimits) -> String {
 /// Reads a stored form back; a value this crate could not have written is an
 /// [`Error::Backend`] naming the handler.
 pub(crate) fn decode(handler: &str, v: &str) -> Result<HandlerLimits, Error> {
-    let bad = || Error::Backend(format!("handler {handler:?} has bad stored limits {v:?}"));
+    let bad = || Error::backend_other(format!("handler {handler:?} has bad stored limits {v:?}"));
     let parts: Vec<&str> = v.split(':').collect();
     let [c, n, per, b] = parts[..] else {
         return Err(bad());

@@ -8,17 +8,60 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use conveyor_core::{Error, Lease, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
+use conveyor_core::{
+    BackendError, BackendErrorKind, Error, Lease, Reserved, TaskId, TaskRecord, TaskState,
+    Timestamp,
+};
 use redis::Value;
 
-/// A store failure with a message.
+/// Data read back that does not fit conveyor's records.
 pub(crate) fn bad(msg: impl Into<String>) -> Error {
-    Error::Backend(msg.into())
+    Error::backend(BackendErrorKind::Data, msg)
 }
 
-/// A Redis error as a store failure, saying what was being done.
+/// A Redis error as a store failure, saying what was being done, classified
+/// and with the client's error as the source.
 pub(crate) fn redis_error(what: &str, e: redis::RedisError) -> Error {
-    Error::Backend(format!("redis {what}: {e}"))
+    // Our scripts refuse stored data that does not fit (`fail` in
+    // common.lua raises "conveyor: …"): that is bad data, said in our words.
+    let text = e.to_string();
+    if let Some(at) = text.find("conveyor: ") {
+        let why = text[at + "conveyor: ".len()..].trim_end_matches(['"', ' ', ')']);
+        let message = format!("redis {what}: {why}");
+        return Error::Backend(BackendError::new(BackendErrorKind::Data, message).with_source(e));
+    }
+    let kind = classify(&e);
+    Error::Backend(BackendError::new(kind, format!("redis {what}")).with_source(e))
+}
+
+/// What kind of failure a Redis error is.
+pub(crate) fn classify(e: &redis::RedisError) -> BackendErrorKind {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.is_timeout() {
+        return BackendErrorKind::Timeout;
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return BackendErrorKind::Unavailable;
+    }
+    if e.code() == Some("BUSY") {
+        // A script or command still running on the server.
+        return BackendErrorKind::Busy;
+    }
+    match e.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown,
+        ) => BackendErrorKind::Unavailable,
+        ErrorKind::AuthenticationFailed
+        | ErrorKind::InvalidClientConfig
+        | ErrorKind::Server(ServerErrorKind::NoPerm | ServerErrorKind::ReadOnly) => {
+            BackendErrorKind::Config
+        }
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::Data,
+        _ => BackendErrorKind::Other,
+    }
 }
 
 /// The items of an array reply.
@@ -227,14 +270,17 @@ mod tests {
     fn bad_data_is_an_error_not_a_panic() {
         let mut f = fields(&[]);
         f.retain(|(k, _)| k != "q");
-        assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("no q field")));
+        let data = |e: &BackendError, text: &str| {
+            e.kind() == BackendErrorKind::Data && e.message().contains(text)
+        };
+        assert!(matches!(record(1, f), Err(Error::Backend(m)) if data(&m, "no q field")));
         let f = fields(&[("s", "42")]);
         // The later "s" wins in the map.
         assert!(
-            matches!(record(1, f), Err(Error::Backend(m)) if m.contains("unknown state code 42"))
+            matches!(record(1, f), Err(Error::Backend(m)) if data(&m, "unknown state code 42"))
         );
         let f = fields(&[("a", "lots")]);
-        assert!(matches!(record(1, f), Err(Error::Backend(m)) if m.contains("not a valid number")));
+        assert!(matches!(record(1, f), Err(Error::Backend(m)) if data(&m, "not a valid number")));
         assert!(reserved(vec![Value::Int(1)], Timestamp(0)).is_err());
     }
 }

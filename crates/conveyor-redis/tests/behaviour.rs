@@ -335,12 +335,12 @@ async fn bad_data_is_an_error_not_a_panic() {
         .expect("hset");
     let err = b.get(TaskId(999)).await.expect_err("bad state code");
     assert!(
-        matches!(&err, Error::Backend(m) if m.contains("unknown state code 42")),
+        matches!(&err, Error::Backend(m) if m.message().contains("unknown state code 42") && m.kind() == conveyor_core::BackendErrorKind::Data),
         "{err}"
     );
     let err = b.cancel(TaskId(999)).await.expect_err("bad state code");
     assert!(
-        matches!(&err, Error::Backend(m) if m.contains("unknown state code")),
+        matches!(&err, Error::Backend(m) if m.message().contains("unknown state code") && m.kind() == conveyor_core::BackendErrorKind::Data),
         "{err}"
     );
     // A ready entry without a task behind it is dropped.
@@ -380,7 +380,7 @@ async fn bad_data_is_an_error_not_a_panic() {
         .await
         .expect_err("bad task");
     assert!(
-        matches!(&err, Error::Backend(m) if m.contains("task 998 has no")),
+        matches!(&err, Error::Backend(m) if m.message().contains("task 998 has no") && m.kind() == conveyor_core::BackendErrorKind::Data),
         "{err}"
     );
 }

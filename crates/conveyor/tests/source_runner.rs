@@ -238,3 +238,80 @@ async fn in_place_retries_settle_once() {
         }
     );
 }
+
+/// A settle call that fails for good (bad data) is narrowed down: the batch's
+/// items are settled one by one, so only the bad one is dropped; a failure
+/// that may pass is retried as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_that_fails_for_good_holds_back_no_other() {
+    /// Refuses any batch holding receipt 13 (bad data); fails the first
+    /// call of all as an outage.
+    struct Picky {
+        inner: Arc<Scripted>,
+        calls: AtomicUsize,
+    }
+    #[async_trait]
+    impl Source for Picky {
+        type Payload = Vec<u8>;
+        type Receipt = u64;
+        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+            Src(self.inner.clone()).fetch(max).await
+        }
+        async fn wait_for_work(&self, timeout: Duration) -> bool {
+            Src(self.inner.clone()).wait_for_work(timeout).await
+        }
+        async fn settle(
+            &self,
+            batch: Vec<Settlement<u64>>,
+        ) -> Result<Vec<Result<(), Error>>, Error> {
+            use conveyor::{BackendErrorKind, Error as E};
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(E::backend(
+                    BackendErrorKind::Unavailable,
+                    "down for a moment",
+                ));
+            }
+            if batch.iter().any(|s| s.receipt == 13) {
+                return Err(E::backend(BackendErrorKind::Data, "receipt 13 is corrupt"));
+            }
+            Src(self.inner.clone()).settle(batch).await
+        }
+    }
+    let scripted = Arc::new(Scripted::default());
+    // Held back until every task is fetched, so they settle in one batch.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let echo = Handler::io("echo", move |s: String, _ctx| {
+        let g = g.clone();
+        async move {
+            g.acquire()
+                .await
+                .map_err(|e| TaskError::new(e.to_string()))?
+                .forget();
+            Ok::<_, TaskError>(s)
+        }
+    });
+    let source = Picky {
+        inner: scripted.clone(),
+        calls: AtomicUsize::new(0),
+    };
+    let runner = Runner::new(source, echo_routes(echo))
+        .slots(8)
+        .poll_interval(Duration::from_millis(5));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    for i in 10..16 {
+        scripted.push(i, i, "x");
+    }
+    while handle.stats().in_flight < 6 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    gate.add_permits(6);
+    let settled = scripted.settled_count(5).await;
+    handle.stop();
+    let report = run.await.unwrap().unwrap();
+    let mut receipts: Vec<u64> = settled.iter().map(|s| s.receipt).collect();
+    receipts.sort();
+    assert_eq!(receipts, vec![10, 11, 12, 14, 15], "all but the bad one");
+    assert!(report.stats.backend_errors >= 3, "{:?}", report.stats);
+}

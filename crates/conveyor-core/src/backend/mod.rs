@@ -150,7 +150,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn enqueue(&self, task: NewTask) -> Result<Enqueued, Error> {
         let mut out = self.enqueue_many(vec![task]).await?;
         out.pop()
-            .ok_or_else(|| Error::Backend("enqueue returned nothing".into()))
+            .ok_or_else(|| Error::backend_other("enqueue returned nothing"))
     }
 
     /// Waits up to `timeout` for a sign that `queues` may have new work. Returns

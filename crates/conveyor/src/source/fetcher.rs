@@ -19,6 +19,9 @@ use super::routes::Routes;
 use super::shared::RunnerShared;
 use super::stats::Counters;
 
+/// The longest pause between two fetches that failed.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
 /// How the fetcher asks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FetchConfig {
@@ -61,12 +64,19 @@ pub(crate) async fn run<S: Source>(
             }
             Err(e) => {
                 Counters::add(&shared.counters.backend_errors, 1);
-                tracing::warn!(error = %e, "fetching tasks failed; retrying");
+                if e.is_transient() {
+                    tracing::warn!(error = %e.chain(), "fetching tasks failed; retrying");
+                } else {
+                    // Not an outage: trying again soon will not help. Keep
+                    // trying, slowly, so a fix on the store side is picked up.
+                    tracing::error!(error = %e.chain(), "fetching tasks failed (not transient); retrying every few seconds");
+                    error_pause = MAX_PAUSE;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(error_pause) => {}
                     _ = shared.stop.cancelled() => return,
                 }
-                error_pause = (error_pause * 2).min(Duration::from_secs(5));
+                error_pause = (error_pause * 2).min(MAX_PAUSE);
             }
         }
     }

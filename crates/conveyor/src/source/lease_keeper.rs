@@ -46,7 +46,7 @@ pub(crate) async fn run<S: Source>(
             }
             Err(e) => {
                 Counters::add(&shared.counters.backend_errors, 1);
-                tracing::warn!(error = %e, "renewing leases failed");
+                tracing::warn!(error = %e.chain(), "renewing leases failed");
             }
         }
     }

@@ -53,6 +53,12 @@ pub(crate) async fn run<S: Source>(
     }
 }
 
+/// Settles a batch: a failure that may pass (an outage, contention) is
+/// retried with a growing pause until the source takes the batch or
+/// `give_up` fires; a failure that will not pass (bad data, a refusal) is
+/// narrowed down by settling the batch's items one by one, so one bad
+/// settlement does not hold back the others. One that still fails alone is
+/// dropped: its claim runs out and the task runs again.
 async fn store<S: Source>(
     shared: &RunnerShared<S>,
     batch: Vec<Settlement<S::Receipt>>,
@@ -67,15 +73,29 @@ async fn store<S: Source>(
                     match r {
                         Ok(()) => {}
                         Err(Error::StaleLease(_)) => stale += 1,
-                        Err(e) => tracing::warn!(error = %e, "the source refused a settlement"),
+                        Err(e) => {
+                            tracing::warn!(error = %e.chain(), "the source refused a settlement")
+                        }
                     }
                 }
                 Counters::add(&shared.counters.stale, stale);
                 return;
             }
+            Err(e) if !e.is_transient() => {
+                Counters::add(&shared.counters.backend_errors, 1);
+                if batch.len() == 1 {
+                    tracing::error!(error = %e.chain(), task = %batch[0].id, "settling failed (not transient); dropped: the claim will run out and the task run again");
+                    return;
+                }
+                tracing::warn!(error = %e.chain(), settlements = batch.len(), "settling a batch failed (not transient); settling its items one by one");
+                for one in batch {
+                    Box::pin(store(shared, vec![one], give_up)).await;
+                }
+                return;
+            }
             Err(e) => {
                 Counters::add(&shared.counters.backend_errors, 1);
-                tracing::warn!(error = %e, settlements = batch.len(), "settling failed; retrying");
+                tracing::warn!(error = %e.chain(), settlements = batch.len(), "settling failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = give_up.cancelled() => {

@@ -88,7 +88,7 @@ pub(crate) async fn run(
                 Ok(n) => tracing::info!(duty = duty.name(), tasks = n, "maintenance"),
                 Err(e) => {
                     errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(duty = duty.name(), error = %e, "maintenance failed");
+                    tracing::warn!(duty = duty.name(), error = %e.chain(), "maintenance failed");
                 }
             }
         }
