@@ -482,7 +482,10 @@ fn state_skips_done_items_and_reruns_failures_on_request() {
 }
 
 /// Items printed (so recorded) before a SIGKILL of conveyor never run again;
-/// nothing is lost; only items in flight at the kill may run twice.
+/// nothing is lost; an item runs twice only if it had started and its outcome
+/// was not recorded at the kill (in flight, or finished while the reporter had
+/// not committed it yet — how many of those there are depends on how far the
+/// reporter lagged on a loaded machine, so it is reported, not bounded).
 #[test]
 fn resume_after_sigkill_loses_nothing_and_reruns_nothing_done() {
     let d = Dir::new();
@@ -509,6 +512,7 @@ fn resume_after_sigkill_loses_nothing_and_reruns_nothing_done() {
         printed.insert(line.trim_start_matches("done ").to_string());
     }
     std::thread::sleep(Duration::from_millis(200)); // orphaned items finish
+    let started_before: HashSet<String> = d.read("ran").lines().map(str::to_string).collect();
     let out = d.cmd(&args).output().expect("second run");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let second: HashSet<String> = stdout(&out)
@@ -527,15 +531,19 @@ fn resume_after_sigkill_loses_nothing_and_reruns_nothing_done() {
         assert!(runs.contains_key(&i.to_string()), "item {i} never ran");
     }
     let twice: Vec<_> = runs.iter().filter(|(_, c)| **c > 1).collect();
-    eprintln!("items run twice (in flight at the kill): {}", twice.len());
-    assert!(
-        twice.len() <= 6,
-        "only items in flight may run twice: {twice:?}"
+    eprintln!(
+        "items run twice (started, not recorded at the kill): {}",
+        twice.len()
     );
-    for (item, _) in &twice {
+    for (item, count) in &twice {
+        assert_eq!(**count, 2, "item {item} ran {count} times");
         assert!(
             !printed.contains(*item),
             "item {item} was printed and still ran twice"
+        );
+        assert!(
+            started_before.contains(*item),
+            "item {item} ran twice without having started before the kill"
         );
     }
 }
