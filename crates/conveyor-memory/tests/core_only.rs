@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use conveyor_core::{Backend, Error, ListParams, ManualClock, NewTask, Retention, TaskState};
 use conveyor_memory::MemoryBackend;
-use conveyor_testkit::CoreOnly;
+use conveyor_testkit::Scoped;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
-    Arc::new(CoreOnly(MemoryBackend::with_clock(clock)))
+    Arc::new(Scoped::core_only(MemoryBackend::with_clock(clock)))
 }
 
 conveyor_testkit::backend_conformance!(make;
@@ -29,7 +29,7 @@ async fn missing_parts_are_unsupported_never_a_silent_no_op() {
         "the result store is there"
     );
     let unsupported = |r: Result<(), Error>, what: &str| match r {
-        Err(Error::Unsupported(m)) => assert!(m.contains("core-only"), "{what}: {m}"),
+        Err(Error::Unsupported(m)) => assert!(m.contains("memory"), "{what}: {m}"),
         other => panic!("{what}: expected Unsupported, got {other:?}"),
     };
     unsupported(b.stats().await.map(|_| ()), "stats");

@@ -439,13 +439,7 @@ impl Backend for PostgresBackend {
         true
     }
 
-    conveyor_core::own_parts!(
-        result_store,
-        inspection,
-        administration,
-        maintenance,
-        global_limits
-    );
+    conveyor_core::own_parts!(all);
 }
 
 #[async_trait]

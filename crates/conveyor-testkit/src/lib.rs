@@ -15,13 +15,11 @@
 //! ```
 
 pub mod conformance;
-mod core_only;
 pub mod kafka_broker;
 pub mod process;
 mod scoped;
 pub mod servers;
 
-pub use core_only::CoreOnly;
 pub use scoped::Scoped;
 
 pub use conveyor_core::{ManualClock, Timestamp};

@@ -15,6 +15,8 @@ type Cleanup = Box<dyn FnOnce() + Send + Sync>;
 pub struct Scoped<B> {
     inner: B,
     cleanup: Option<Cleanup>,
+    /// Show only the required core and the result store.
+    core_only: bool,
 }
 
 impl<B> Scoped<B> {
@@ -23,6 +25,18 @@ impl<B> Scoped<B> {
         Self {
             inner,
             cleanup: Some(Box::new(cleanup)),
+            core_only: false,
+        }
+    }
+
+    /// Wraps `inner` showing only its required core and its result store, as
+    /// a message broker with a result store beside it would: for tests of
+    /// what runs, and what says `Unsupported`, without the optional parts.
+    pub fn core_only(inner: B) -> Self {
+        Self {
+            inner,
+            cleanup: None,
+            core_only: true,
         }
     }
 
@@ -86,18 +100,18 @@ impl<B: Backend> Backend for Scoped<B> {
     }
 
     fn inspection(&self) -> Option<&dyn Inspection> {
-        self.inner.inspection()
+        self.inner.inspection().filter(|_| !self.core_only)
     }
 
     fn administration(&self) -> Option<&dyn Administration> {
-        self.inner.administration()
+        self.inner.administration().filter(|_| !self.core_only)
     }
 
     fn maintenance(&self) -> Option<&dyn Maintenance> {
-        self.inner.maintenance()
+        self.inner.maintenance().filter(|_| !self.core_only)
     }
 
     fn global_limits(&self) -> Option<&dyn GlobalLimits> {
-        self.inner.global_limits()
+        self.inner.global_limits().filter(|_| !self.core_only)
     }
 }

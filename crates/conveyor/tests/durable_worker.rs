@@ -516,7 +516,7 @@ async fn events_tell_every_attempt_and_the_workers_life() {
 /// no maintenance loop (nothing to maintain), no errors from parts it lacks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_core_only_backend_runs_without_upkeep_errors() {
-    let b: Arc<dyn Backend> = Arc::new(conveyor_testkit::CoreOnly(MemoryBackend::new()));
+    let b: Arc<dyn Backend> = Arc::new(conveyor_testkit::Scoped::core_only(MemoryBackend::new()));
     let worker = start(Worker::builder(b.clone()).handler(add_handler()));
     let client = Client::new(b.clone());
     let h = client.enqueue(&ADD, &(20, 22)).await.unwrap();

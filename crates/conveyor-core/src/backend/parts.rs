@@ -165,10 +165,14 @@ pub trait GlobalLimits: Send + Sync {
 /// impl Backend for MyBackend {
 ///     // … the core …
 ///     conveyor_core::own_parts!(result_store, inspection, administration);
+///     // or, for a backend with every part: conveyor_core::own_parts!(all);
 /// }
 /// ```
 #[macro_export]
 macro_rules! own_parts {
+    (all) => {
+        $crate::own_parts!(result_store, inspection, administration, maintenance, global_limits);
+    };
     ($($part:ident),* $(,)?) => {
         $( $crate::own_parts!(@one $part); )*
     };
