@@ -208,22 +208,50 @@ pub enum FinishAction {
     Release,
 }
 
-/// One report: a lease and what became of its task.
+/// One report: a lease, what became of its task, and the tasks to enqueue
+/// with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finish {
     /// The claim the worker holds.
     pub lease: Lease,
     /// What happened.
     pub action: FinishAction,
+    /// **Follow-ups**: tasks enqueued in the same atomic step as this report
+    /// (one transaction, one script). When the report is applied every one
+    /// of them is enqueued (a unique key held by an unfinished task makes a
+    /// duplicate, as with `enqueue_many`); when it is refused (a stale lease,
+    /// or a follow-up that fails [`NewTask::validate`]) none is. So a
+    /// workflow's next step is never lost between a finish and an enqueue,
+    /// and never enqueued by a worker whose claim ran out.
+    pub follow_ups: Vec<NewTask>,
 }
 
 impl Finish {
-    /// The task of `lease` succeeded, with no result to keep.
-    pub fn complete(lease: Lease) -> Finish {
+    /// A report with no follow-ups.
+    pub fn new(lease: Lease, action: FinishAction) -> Finish {
         Finish {
             lease,
-            action: FinishAction::Complete { result: None },
+            action,
+            follow_ups: Vec::new(),
         }
+    }
+
+    /// The task of `lease` succeeded, with no result to keep.
+    pub fn complete(lease: Lease) -> Finish {
+        Finish::new(lease, FinishAction::Complete { result: None })
+    }
+
+    /// The same report, enqueueing `tasks` when it is applied.
+    pub fn with_follow_ups(mut self, tasks: Vec<NewTask>) -> Finish {
+        self.follow_ups = tasks;
+        self
+    }
+
+    /// Checks the follow-ups as `enqueue_many` checks tasks: a backend
+    /// refuses the whole report (nothing applied, nothing enqueued) when
+    /// this fails.
+    pub fn validate_follow_ups(&self) -> Result<(), crate::Error> {
+        self.follow_ups.iter().try_for_each(NewTask::validate)
     }
 }
 

@@ -268,16 +268,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies each report whose lease is still held.
+    /// Applies each report whose lease is still held, and enqueues its
+    /// follow-ups in the same transaction (the caller's savepoint makes the
+    /// whole call one atomic step).
     pub(crate) fn finish(&mut self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         let now = self.now();
         let sql = sql();
         let mut out = Vec::with_capacity(reports.len());
-        for report in &reports {
+        for report in reports {
             let Some((id, token)) = lease_params(&report.lease) else {
                 out.push(Err(Error::StaleLease(report.lease.id)));
                 continue;
             };
+            if let Err(e) = report.validate_follow_ups() {
+                out.push(Err(e));
+                continue;
+            }
             let conn = &self.conn;
             let run = |text: &str, p: &[&dyn rusqlite::ToSql]| {
                 conn.prepare_cached(text)
@@ -304,11 +310,14 @@ impl Store {
                     n
                 }
             };
-            out.push(if changed == 1 {
-                Ok(())
-            } else {
-                Err(Error::StaleLease(report.lease.id))
-            });
+            if changed != 1 {
+                out.push(Err(Error::StaleLease(report.lease.id)));
+                continue;
+            }
+            if !report.follow_ups.is_empty() {
+                self.enqueue_many(report.follow_ups)?;
+            }
+            out.push(Ok(()));
         }
         Ok(out)
     }

@@ -15,7 +15,7 @@ use conveyor_core::{
 
 async fn finish(f: &Fixture, lease: Lease, action: FinishAction) {
     f.backend
-        .finish(vec![Finish { lease, action }])
+        .finish(vec![Finish::new(lease, action)])
         .await
         .unwrap()[0]
         .as_ref()

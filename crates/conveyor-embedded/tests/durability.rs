@@ -32,11 +32,13 @@ async fn reopening_keeps_every_task() {
     let running = f.reserve("default", 100).await;
     let done: Vec<_> = running[..50]
         .iter()
-        .map(|r| Finish {
-            lease: r.lease,
-            action: FinishAction::Complete {
-                result: Some(vec![7]),
-            },
+        .map(|r| {
+            Finish::new(
+                r.lease,
+                FinishAction::Complete {
+                    result: Some(vec![7]),
+                },
+            )
         })
         .collect();
     f.backend.finish(done).await.unwrap();
@@ -359,10 +361,7 @@ async fn one_failing_request_does_not_fail_its_batch() {
     let stale = f.enqueue(task("stale")).await;
     let old = f.reserve("default", 1).await.remove(0);
     f.backend
-        .finish(vec![Finish {
-            lease: old.lease,
-            action: FinishAction::Release,
-        }])
+        .finish(vec![Finish::new(old.lease, FinishAction::Release)])
         .await
         .unwrap();
 

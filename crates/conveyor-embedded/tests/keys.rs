@@ -82,10 +82,10 @@ async fn cancelled_or_dead_task_frees_its_unique_key() {
     assert!(!b.duplicate);
     let r = f.reserve("default", 1).await.remove(0);
     f.backend
-        .finish(vec![Finish {
-            lease: r.lease,
-            action: FinishAction::DeadLetter { error: "x".into() },
-        }])
+        .finish(vec![Finish::new(
+            r.lease,
+            FinishAction::DeadLetter { error: "x".into() },
+        )])
         .await
         .unwrap();
     let c = f.backend.enqueue(task("c").unique_key("k")).await.unwrap();
@@ -121,13 +121,13 @@ async fn ordering_key_runs_one_at_a_time_in_enqueue_order() {
     // a1 fails and waits for its backoff: a2 still waits behind it.
     let a1_lease = first.iter().find(|r| r.lease.id == a1).unwrap().lease;
     f.backend
-        .finish(vec![Finish {
-            lease: a1_lease,
-            action: FinishAction::Retry {
+        .finish(vec![Finish::new(
+            a1_lease,
+            FinishAction::Retry {
                 delay: Duration::from_secs(5),
                 error: "later".into(),
             },
-        }])
+        )])
         .await
         .unwrap()[0]
         .as_ref()
@@ -184,10 +184,10 @@ async fn requeued_dead_task_does_not_run_beside_a_running_one() {
     let r = f.reserve("default", 10).await.remove(0);
     assert_eq!(r.lease.id, first);
     f.backend
-        .finish(vec![Finish {
-            lease: r.lease,
-            action: FinishAction::DeadLetter { error: "x".into() },
-        }])
+        .finish(vec![Finish::new(
+            r.lease,
+            FinishAction::DeadLetter { error: "x".into() },
+        )])
         .await
         .unwrap();
     let r2 = f.reserve("default", 10).await.remove(0);

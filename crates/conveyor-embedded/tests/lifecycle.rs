@@ -14,22 +14,22 @@ use conveyor_core::{
 };
 
 fn complete(lease: Lease) -> Finish {
-    Finish {
+    Finish::new(
         lease,
-        action: FinishAction::Complete {
+        FinishAction::Complete {
             result: Some(b"ok".to_vec()),
         },
-    }
+    )
 }
 
 fn retry(lease: Lease, delay: Duration) -> Finish {
-    Finish {
+    Finish::new(
         lease,
-        action: FinishAction::Retry {
+        FinishAction::Retry {
             delay,
             error: "boom".into(),
         },
-    }
+    )
 }
 
 #[tokio::test]
@@ -199,18 +199,18 @@ async fn dead_letter_and_discard() {
     let out = f
         .backend
         .finish(vec![
-            Finish {
-                lease: got[0].lease,
-                action: FinishAction::DeadLetter {
+            Finish::new(
+                got[0].lease,
+                FinishAction::DeadLetter {
                     error: "bad payload".into(),
                 },
-            },
-            Finish {
-                lease: got[1].lease,
-                action: FinishAction::Discard {
+            ),
+            Finish::new(
+                got[1].lease,
+                FinishAction::Discard {
                     reason: "obsolete".into(),
                 },
-            },
+            ),
         ])
         .await
         .unwrap();
@@ -231,10 +231,7 @@ async fn release_does_not_count_the_attempt() {
     let first = f.reserve("default", 1).await.remove(0);
     assert_eq!(first.attempt, 1);
     f.backend
-        .finish(vec![Finish {
-            lease: first.lease,
-            action: FinishAction::Release,
-        }])
+        .finish(vec![Finish::new(first.lease, FinishAction::Release)])
         .await
         .unwrap()
         .remove(0)

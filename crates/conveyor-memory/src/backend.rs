@@ -92,8 +92,8 @@ impl Backend for MemoryBackend {
 
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         let now = self.clock.now();
-        let (out, released) = self.state.lock().finish(reports, now);
-        if released {
+        let (out, woke) = self.state.lock().finish(reports, now);
+        if woke {
             self.work.notify_waiters();
         }
         self.finished.notify_waiters();

@@ -181,20 +181,23 @@ impl State {
             .collect()
     }
 
-    /// Applies each report whose lease is still held. The flag is true when a
-    /// task was released, so it is available again.
+    /// Applies each report whose lease is still held, with its follow-ups
+    /// (under the same lock: all of them or, for a refused report, none). The
+    /// flag is true when tasks may have become available (a task released,
+    /// follow-ups enqueued).
     pub(crate) fn finish(
         &mut self,
         reports: Vec<Finish>,
         now: Timestamp,
     ) -> (Vec<Result<(), Error>>, bool) {
-        let mut released = false;
+        let mut woke = false;
         let out = reports
             .into_iter()
             .map(|r| {
                 if !self.lease_matches(&r.lease) {
                     return Err(Error::StaleLease(r.lease.id));
                 }
+                r.validate_follow_ups()?;
                 let id = r.lease.id.0;
                 let Some(e) = self.tasks.get_mut(&id) else {
                     return Err(Error::NotFound(r.lease.id));
@@ -224,14 +227,19 @@ impl State {
                     }
                     FinishAction::Release => {
                         rec.attempts = rec.attempts.saturating_sub(1);
-                        released = true;
+                        woke = true;
                         Transition::Release
                     }
                 };
-                self.move_task(id, t, now)
+                self.move_task(id, t, now)?;
+                if !r.follow_ups.is_empty() {
+                    self.enqueue(r.follow_ups, now);
+                    woke = true;
+                }
+                Ok(())
             })
             .collect();
-        (out, released)
+        (out, woke)
     }
 
     /// Cancels a waiting task; any other task keeps its state, which is returned.

@@ -18,7 +18,8 @@ use std::time::Duration;
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
-    QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord, TaskState, Transition,
+    QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord, TaskState, Timestamp,
+    Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
@@ -224,6 +225,56 @@ struct Reports {
     retry_at: Vec<i64>,
 }
 
+impl Reports {
+    /// Adds the report of lease `(id, token)`.
+    fn push(&mut self, (id, token): (i64, i64), action: FinishAction, now: Timestamp) {
+        let (k, result, error, retry_at) = match action {
+            FinishAction::Complete { result } => (kind::COMPLETE, result, None, 0),
+            FinishAction::Retry { delay, error } => {
+                (kind::RETRY, None, Some(error), now.plus(delay).as_millis())
+            }
+            FinishAction::DeadLetter { error } => (kind::DEAD_LETTER, None, Some(error), 0),
+            FinishAction::Discard { reason } => (kind::DISCARD, None, Some(reason), 0),
+            FinishAction::Release => (kind::RELEASE, None, None, 0),
+        };
+        self.ids.push(id);
+        self.tokens.push(token);
+        self.kinds.push(k);
+        self.results.push(result);
+        self.errors.push(error);
+        self.retry_at.push(retry_at);
+    }
+
+    /// Runs the prepared finish statement; the leases it applied.
+    async fn apply(
+        &self,
+        client: &tokio_postgres::Client,
+        stmt: &tokio_postgres::Statement,
+        now: Timestamp,
+        channel: &str,
+    ) -> Result<HashSet<(i64, i64)>, Error> {
+        let rows = client
+            .query(
+                stmt,
+                &[
+                    &self.ids,
+                    &self.tokens,
+                    &self.kinds,
+                    &self.results,
+                    &self.errors,
+                    &self.retry_at,
+                    &now.as_millis(),
+                    &channel,
+                ],
+            )
+            .await
+            .map_err(|e| db("finishing tasks", e))?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0, "id")?, col(r, 1, "token")?)))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Backend for PostgresBackend {
     fn kind(&self) -> &'static str {
@@ -367,69 +418,79 @@ impl Backend for PostgresBackend {
         let what = "finishing tasks";
         let now = self.inner.clock.now();
         let mut batch = Reports::default();
-        // Per report: the (id, token) it was sent as, or None when it cannot
-        // apply (an impossible id, or a repeat of a lease already in the batch).
-        let mut sent: Vec<Option<(i64, i64)>> = Vec::with_capacity(reports.len());
+        // Per report: the (id, token) it was sent as, or the answer it gets
+        // without being sent (an impossible id or a repeat of a lease already
+        // in the batch: stale; a follow-up this store cannot hold: invalid).
+        let mut sent: Vec<Result<(i64, i64), Error>> = Vec::with_capacity(reports.len());
         let mut seen = HashSet::with_capacity(reports.len());
+        // Follow-ups, by the report they come with.
+        let mut follow: Vec<((i64, i64), Vec<NewTask>)> = Vec::new();
         let ids: Vec<TaskId> = reports.iter().map(|r| r.lease.id).collect();
         for r in reports {
             let key = match (param_id(r.lease.id), i64::try_from(r.lease.token)) {
                 (Some(id), Ok(token)) if seen.insert((id, token)) => (id, token),
                 _ => {
-                    sent.push(None);
+                    sent.push(Err(Error::StaleLease(r.lease.id)));
                     continue;
                 }
             };
-            let (k, result, error, retry_at) = match r.action {
-                FinishAction::Complete { result } => (kind::COMPLETE, result, None, 0),
-                FinishAction::Retry { delay, error } => {
-                    (kind::RETRY, None, Some(error), now.plus(delay).as_millis())
-                }
-                FinishAction::DeadLetter { error } => (kind::DEAD_LETTER, None, Some(error), 0),
-                FinishAction::Discard { reason } => (kind::DISCARD, None, Some(reason), 0),
-                FinishAction::Release => (kind::RELEASE, None, None, 0),
-            };
-            batch.ids.push(key.0);
-            batch.tokens.push(key.1);
-            batch.kinds.push(k);
-            batch.results.push(result);
-            batch.errors.push(error);
-            batch.retry_at.push(retry_at);
-            sent.push(Some(key));
+            if let Err(e) = crate::enqueue::validate(&r.follow_ups) {
+                sent.push(Err(e));
+                continue;
+            }
+            if !r.follow_ups.is_empty() {
+                follow.push((key, r.follow_ups));
+            }
+            batch.push(key, r.action, now);
+            sent.push(Ok(key));
         }
         let mut applied = HashSet::new();
         if !batch.ids.is_empty() {
-            let conn = self.conn(what).await?;
-            let stmt = Self::prepared(&conn, what, &self.inner.sql.finish).await?;
+            let mut conn = self.conn(what).await?;
             let channel = self.inner.schema.channel();
-            let rows = conn
-                .query(
-                    &stmt,
-                    &[
-                        &batch.ids,
-                        &batch.tokens,
-                        &batch.kinds,
-                        &batch.results,
-                        &batch.errors,
-                        &batch.retry_at,
-                        &now.as_millis(),
-                        &channel,
-                    ],
-                )
-                .await
-                .map_err(|e| db(what, e))?;
-            for r in &rows {
-                let id: i64 = col(r, 0, "id")?;
-                let token: i64 = col(r, 1, "token")?;
-                applied.insert((id, token));
+            if follow.is_empty() {
+                // The hot path: one statement, no transaction.
+                let stmt = Self::prepared(&conn, what, &self.inner.sql.finish).await?;
+                applied = batch.apply(&conn, &stmt, now, &channel).await?;
+            } else {
+                // Reports and the follow-ups of those applied, in one
+                // transaction: both or neither.
+                let tx = conn.transaction().await.map_err(|e| db(what, e))?;
+                let stmt = tx
+                    .prepare_cached(&self.inner.sql.finish)
+                    .await
+                    .map_err(|e| db(&format!("{what} (preparing)"), e))?;
+                applied = batch.apply(tx.client(), &stmt, now, &channel).await?;
+                let tasks: Vec<NewTask> = follow
+                    .into_iter()
+                    .filter(|(key, _)| applied.contains(key))
+                    .flat_map(|(_, tasks)| tasks)
+                    .collect();
+                if !tasks.is_empty() {
+                    let what = "enqueueing follow-ups";
+                    let statement = tx
+                        .prepare_cached(&self.inner.sql.enqueue)
+                        .await
+                        .map_err(|e| db(&format!("{what} (preparing)"), e))?;
+                    let at = crate::enqueue::Target {
+                        client: tx.client(),
+                        statement: &statement,
+                        sql: &self.inner.sql,
+                        schema: &self.inner.schema,
+                        now,
+                    };
+                    crate::enqueue::enqueue(&at, &tasks).await?;
+                }
+                tx.commit().await.map_err(|e| db(what, e))?;
             }
         }
         Ok(sent
             .into_iter()
             .zip(ids)
             .map(|(key, id)| match key {
-                Some(key) if applied.contains(&key) => Ok(()),
-                _ => Err(Error::StaleLease(id)),
+                Ok(key) if applied.contains(&key) => Ok(()),
+                Ok(_) => Err(Error::StaleLease(id)),
+                Err(e) => Err(e),
             })
             .collect())
     }

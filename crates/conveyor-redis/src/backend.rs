@@ -216,18 +216,7 @@ impl Backend for RedisBackend {
         let mut inv = self.invocation(&Scripts::get().enqueue);
         inv.arg(now.as_millis()).arg(tasks.len());
         for t in &tasks {
-            let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
-            inv.arg(&t.queue)
-                .arg(&t.handler)
-                .arg(&t.payload[..])
-                .arg(t.priority)
-                .arg(t.first_run(now).as_millis())
-                .arg(t.max_attempts)
-                .arg(timeout)
-                .arg(u8::from(t.unique_key.is_some()))
-                .arg(t.unique_key.as_deref().unwrap_or(""))
-                .arg(u8::from(t.ordering_key.is_some()))
-                .arg(t.ordering_key.as_deref().unwrap_or(""));
+            task_args(&mut inv, t, now);
         }
         let items = reply::array(self.run("enqueue", &inv).await?, "enqueue")?;
         if items.len() != tasks.len() * 2 {
@@ -291,26 +280,42 @@ impl Backend for RedisBackend {
     }
 
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
-        if reports.is_empty() {
-            return Ok(Vec::new());
-        }
+        // A report with a follow-up that cannot be stored is refused whole,
+        // before the call.
+        let mut out: Vec<Result<(), Error>> =
+            reports.iter().map(Finish::validate_follow_ups).collect();
         let now = self.inner.clock.now();
         let mut inv = self.invocation(&Scripts::get().finish);
-        // Plain completions (no result: the hot path) go first as id, token
-        // pairs; every other report follows as 5 items. The script answers in
-        // that order, `order` maps its replies back to `reports`.
-        let plain = |r: &Finish| matches!(r.action, FinishAction::Complete { result: None });
+        // Plain completions (no result, no follow-ups: the hot path) go first
+        // as id, token pairs; every other report follows as 5 items, then the
+        // follow-ups. The script answers in that order, `order` maps its
+        // replies back to `reports`.
+        let plain = |r: &Finish| {
+            matches!(r.action, FinishAction::Complete { result: None }) && r.follow_ups.is_empty()
+        };
+        let sent = |i: &usize| out[*i].is_ok();
         let order: Vec<usize> = (0..reports.len())
+            .filter(sent)
             .filter(|&i| plain(&reports[i]))
-            .chain((0..reports.len()).filter(|&i| !plain(&reports[i])))
+            .chain(
+                (0..reports.len())
+                    .filter(sent)
+                    .filter(|&i| !plain(&reports[i])),
+            )
             .collect();
-        let n_plain = reports.iter().filter(|r| plain(r)).count();
-        inv.arg(now.as_millis()).arg(n_plain);
+        if order.is_empty() {
+            return Ok(out);
+        }
+        let n_plain = order.iter().filter(|&&i| plain(&reports[i])).count();
+        inv.arg(now.as_millis())
+            .arg(n_plain)
+            .arg(order.len() - n_plain);
         for &i in &order {
             let r = &reports[i];
             inv.arg(r.lease.id.0).arg(r.lease.token);
             match &r.action {
-                FinishAction::Complete { result: None } => &mut inv,
+                FinishAction::Complete { result: None } if plain(r) => &mut inv,
+                FinishAction::Complete { result: None } => inv.arg("C").arg(0).arg(""),
                 FinishAction::Complete {
                     result: Some(bytes),
                 } => inv.arg("C").arg(1).arg(&bytes[..]),
@@ -323,12 +328,19 @@ impl Backend for RedisBackend {
                 FinishAction::Release => inv.arg("L").arg(0).arg(""),
             };
         }
+        for (pos, &i) in order.iter().enumerate() {
+            let follow_ups = &reports[i].follow_ups;
+            if !follow_ups.is_empty() {
+                inv.arg(pos + 1).arg(follow_ups.len());
+                for t in follow_ups {
+                    task_args(&mut inv, t, now);
+                }
+            }
+        }
         let items = reply::array(self.run("finish", &inv).await?, "finish")?;
-        if items.len() != reports.len() {
+        if items.len() != order.len() {
             return Err(bad("finish: one reply per report expected"));
         }
-        let mut out: Vec<Result<(), Error>> = Vec::with_capacity(reports.len());
-        out.resize_with(reports.len(), || Ok(()));
         for (v, &i) in items.into_iter().zip(&order) {
             if reply::int(v, "finish")? != 1 {
                 out[i] = Err(Error::StaleLease(reports[i].lease.id));
@@ -510,4 +522,21 @@ impl GlobalLimits for RedisBackend {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
+}
+
+/// A task's 11 script arguments (see `lua/enqueue.lua`), as enqueue and the
+/// follow-ups of finish send them.
+fn task_args(inv: &mut ScriptInvocation<'_>, t: &NewTask, now: conveyor_core::Timestamp) {
+    let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
+    inv.arg(&t.queue)
+        .arg(&t.handler)
+        .arg(&t.payload[..])
+        .arg(t.priority)
+        .arg(t.first_run(now).as_millis())
+        .arg(t.max_attempts)
+        .arg(timeout)
+        .arg(u8::from(t.unique_key.is_some()))
+        .arg(t.unique_key.as_deref().unwrap_or(""))
+        .arg(u8::from(t.ordering_key.is_some()))
+        .arg(t.ordering_key.as_deref().unwrap_or(""));
 }

@@ -218,10 +218,7 @@ async fn memory_is_bounded_after_prune() {
                     result: Some(b"ok".to_vec()),
                 },
             };
-            reports.push(Finish {
-                lease: r.lease,
-                action,
-            });
+            reports.push(Finish::new(r.lease, action));
         }
         for res in b.finish(reports).await.expect("finish") {
             res.expect("report applies");

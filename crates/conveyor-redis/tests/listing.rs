@@ -131,12 +131,12 @@ async fn finished_tasks_list_by_finish_time_and_prune() {
         clock.advance(Duration::from_secs(1));
     }
     let lease = got.iter().find(|r| r.lease.id.0 == 3).expect("task").lease;
-    let reports = vec![Finish {
+    let reports = vec![Finish::new(
         lease,
-        action: FinishAction::Discard {
+        FinishAction::Discard {
             reason: "no".into(),
         },
-    }];
+    )];
     assert!(b.finish(reports).await.expect("finish")[0].is_ok());
     assert_eq!(count(b, TaskState::Completed).await, 3);
     assert_eq!(count(b, TaskState::Cancelled).await, 1);

@@ -49,11 +49,13 @@ async fn survives_a_redis_restart() {
     assert_eq!(held.len(), 10);
     let done: Vec<_> = held[..5]
         .iter()
-        .map(|r| Finish {
-            lease: r.lease,
-            action: FinishAction::Complete {
-                result: Some(b"ok".to_vec()),
-            },
+        .map(|r| {
+            Finish::new(
+                r.lease,
+                FinishAction::Complete {
+                    result: Some(b"ok".to_vec()),
+                },
+            )
         })
         .collect();
     for r in b.finish(done).await.expect("finish") {

@@ -56,11 +56,12 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$rs];
             "needs the result store part (reading tasks), which this backend does not declare";
             enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
-            retries_then_dead_letter, release_does_not_count_the_attempt);
+            retries_then_dead_letter, release_does_not_count_the_attempt,
+            follow_ups_are_enqueued_with_the_finish, follow_ups_go_with_their_own_report);
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,
-            renew_extends_leases);
+            renew_extends_leases, a_crash_before_the_finish_enqueues_nothing);
         $crate::backend_conformance!(@cases $make; [$rs $adm $mnt];
             "needs the result store, administration and maintenance parts, which this backend does not all declare";
             retention_prunes_finished_tasks);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use conveyor_core::TaskId;
+use conveyor_core::{Error, NewTask, TaskId};
 use tokio::time::Instant;
 
 use crate::engine::envelope::JobShared;
@@ -36,9 +36,15 @@ impl TaskContext {
         self.id
     }
 
-    /// The attempt being run, starting at 1.
+    /// The attempt being run, starting at 1. For a task from a durable
+    /// queue, it counts every delivery of the task (the third delivery is
+    /// attempt 3, whichever worker ran the first two).
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.job
+            .sink
+            .as_ref()
+            .and_then(|sink| sink.attempt(self.id))
+            .unwrap_or(self.attempt)
     }
 
     /// The task's ordering key, if it has one.
@@ -65,5 +71,27 @@ impl TaskContext {
     /// through [`TaskContext::is_cancelled`].
     pub async fn cancelled(&self) {
         self.job.wait_cancelled(self.id).await
+    }
+
+    /// Enqueues `task` **if this attempt succeeds**, in the same atomic step
+    /// (one transaction, one script) as the success is recorded: a workflow's
+    /// next step is never lost between a finish and an enqueue (a worker
+    /// killed in between records neither, and the task runs again), and
+    /// never enqueued by an attempt that failed or whose lease ran out.
+    ///
+    /// Build the task with [`TaskType::task`](crate::TaskType::task) or
+    /// [`NewTask`]. Errors at once when the task is invalid, and with
+    /// [`Error::Unsupported`] where the task did not come from a source that
+    /// can enqueue (an in-process job, a Kafka consumer).
+    pub fn follow_up(&self, task: NewTask) -> Result<(), Error> {
+        task.validate()?;
+        match &self.job.sink {
+            Some(sink) => sink.follow_up(self.id, task),
+            None => Err(Error::Unsupported(
+                "follow-up tasks need a durable worker: an in-process job has no queue to \
+                 enqueue them into"
+                    .into(),
+            )),
+        }
     }
 }

@@ -397,3 +397,64 @@ end
 local function publish(wake)
   for q in pairs(wake) do redis.call('PUBLISH', WAKE, q) end
 end
+
+-- Enqueues n tasks whose 11 fields each (see enqueue.lua) follow ARGV[b]:
+-- task k's queue is ARGV[b + 11k + 1]. Appends id, duplicate (0|1) per task
+-- to `out` when given; marks in `wake` the queues that got available work.
+-- Used by enqueue and by finish (follow-ups, in the finish's atomic step).
+local function enqueue_tasks(now, b0, n, out, wake)
+  local seq = tonumber(redis.call('GET', SEQ) or '0')
+  local first_seq = seq
+  local seen = {}
+  for i = 0, n - 1 do
+    local b = b0 + i * 11
+    local q = ARGV[b + 1]
+    local uk = false
+    if ARGV[b + 8] == '1' then uk = ARGV[b + 9] end
+    local ok = false
+    if ARGV[b + 10] == '1' then ok = ARGV[b + 11] end
+    local existing = false
+    if uk then existing = redis.call('HGET', uniq_key(q), uk) end
+    if existing then
+      if out then
+        out[#out + 1] = existing
+        out[#out + 1] = 1
+      end
+    else
+      seq = seq + 1
+      local id = string.format('%d', seq)
+      local ra = ARGV[b + 5]
+      local r = {id = id, q = q, pr = ARGV[b + 4], ra = ra, uk = uk, ok = ok}
+      local tname = 'Enqueue'
+      if tonumber(ra) > tonumber(now) then tname = 'Schedule' end
+      -- A small hash is a list that HMGET searches from its start, field by
+      -- field: the fields reserve and finish read come first, the state before
+      -- all (move writes it again, in place).
+      local sets = {'s', STATE_STR[TR[tname].to], 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
+        'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', ARGV[b + 4]}
+      if ARGV[b + 7] ~= '' then
+        sets[#sets + 1] = 'to'
+        sets[#sets + 1] = ARGV[b + 7]
+      end
+      if uk then
+        sets[#sets + 1] = 'uk'
+        sets[#sets + 1] = uk
+      end
+      if ok then
+        sets[#sets + 1] = 'ok'
+        sets[#sets + 1] = ok
+      end
+      move(r, tname, now, sets)
+      if not seen[q] then
+        seen[q] = true
+        redis.call('SADD', QUEUES, q)
+      end
+      if r.s == AVAILABLE then wake[q] = true end
+      if out then
+        out[#out + 1] = id
+        out[#out + 1] = 0
+      end
+    end
+  end
+  if seq ~= first_seq then redis.call('SET', SEQ, string.format('%d', seq)) end
+end

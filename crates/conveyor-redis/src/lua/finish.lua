@@ -1,12 +1,16 @@
--- finish: ARGV = prefix, now, n, then n plain completions as id, token (no
--- result), then 5 per other report: id, token, kind, number, text.
--- kind C = complete (number 1: text is the result), R = retry (number: the
--- next run-at; text: the error), D = dead-letter (text: error), X = discard
--- (text: reason), L = release.
+-- finish: ARGV = prefix, now, p, o, then p plain completions as id, token
+-- (no result, no follow-ups), then o other reports of 5 items each: id, token,
+-- kind, number, text. kind C = complete (number 1: text is the result),
+-- R = retry (number: the next run-at; text: the error), D = dead-letter
+-- (text: error), X = discard (text: reason), L = release. Then the follow-ups,
+-- per report that has some: its position among the reports (from 1), m, and
+-- m tasks of 11 fields as for enqueue; they are enqueued only when their
+-- report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
 -- running, or another token).
 local now = ARGV[2]
 local plain = tonumber(ARGV[3])
+local other = tonumber(ARGV[4])
 local out = {}
 local wake = {}
 
@@ -76,15 +80,22 @@ local function complete(id, token)
   return 1
 end
 
-for i = 4, 3 + 2 * plain, 2 do
+for i = 5, 4 + 2 * plain, 2 do
   if FAST then
     out[#out + 1] = complete(ARGV[i], ARGV[i + 1])
   else
     out[#out + 1] = report(ARGV[i], ARGV[i + 1], 'C', '0', '')
   end
 end
-for i = 4 + 2 * plain, #ARGV, 5 do
+local first_other = 5 + 2 * plain
+for i = first_other, first_other + 5 * (other - 1), 5 do
   out[#out + 1] = report(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+end
+local f = first_other + 5 * other
+while f <= #ARGV do
+  local pos, m = tonumber(ARGV[f]), tonumber(ARGV[f + 1])
+  if out[pos] == 1 then enqueue_tasks(now, f + 1, m, nil, wake) end
+  f = f + 2 + 11 * m
 end
 for q, u in pairs(unleased) do
   bulk('ZREM', leases_key(q), u)

@@ -6,6 +6,7 @@
 mod admin;
 mod basics;
 mod failures;
+mod follow_ups;
 mod keys;
 mod limits;
 
@@ -22,6 +23,10 @@ pub use failures::{
     cancel_waiting_tasks_only, fencing_refuses_stale_tokens, last_attempt_expiry_is_dead,
     lease_expiry_redelivers, release_does_not_count_the_attempt, renew_extends_leases,
     retries_then_dead_letter,
+};
+pub use follow_ups::{
+    a_crash_before_the_finish_enqueues_nothing, follow_ups_are_enqueued_with_the_finish,
+    follow_ups_go_with_their_own_report,
 };
 pub use keys::{ordering_keys, unique_keys};
 pub use limits::{
@@ -61,7 +66,7 @@ pub(crate) async fn reserve(b: &Subject, max: usize) -> Vec<Reserved> {
 
 pub(crate) async fn report(b: &Subject, lease: Lease, action: FinishAction) -> Result<(), String> {
     let mut out = b
-        .finish(vec![Finish { lease, action }])
+        .finish(vec![Finish::new(lease, action)])
         .await
         .expect("finish (store)");
     assert_eq!(out.len(), 1, "one result per report");

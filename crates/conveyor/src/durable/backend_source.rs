@@ -62,6 +62,10 @@ impl Source for BackendSource {
         Retries::BySource
     }
 
+    fn follow_ups(&self) -> bool {
+        true
+    }
+
     async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
         let reserved = self.backend.reserve(&self.queues, max, self.lease).await?;
         Ok(reserved.into_iter().map(|r| self.delivery(r)).collect())
@@ -82,10 +86,7 @@ impl Source for BackendSource {
     async fn settle(&self, batch: Vec<Settlement<Lease>>) -> Result<Vec<Result<(), Error>>, Error> {
         let reports = batch
             .into_iter()
-            .map(|s| Finish {
-                lease: s.receipt,
-                action: s.action,
-            })
+            .map(|s| Finish::new(s.receipt, s.action).with_follow_ups(s.follow_ups))
             .collect();
         self.backend.finish(reports).await
     }

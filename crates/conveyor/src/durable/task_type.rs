@@ -11,7 +11,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use conveyor_core::{NewTask, Timestamp};
+use conveyor_core::{Codec, Error, Json, NewTask, Timestamp};
+use serde::Serialize;
 
 /// A handler name with its params and result types.
 pub struct TaskType<In, Out> {
@@ -39,6 +40,29 @@ impl<In, Out> TaskType<In, Out> {
     /// The handler name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A task of this type with `params` encoded as JSON, for
+    /// [`TaskContext::follow_up`](crate::TaskContext::follow_up) or a
+    /// backend's `enqueue_many`.
+    pub fn task(&self, params: &In, opts: &EnqueueOptions) -> Result<NewTask, Error>
+    where
+        In: Serialize,
+    {
+        self.task_in(&Json, params, opts)
+    }
+
+    /// [`TaskType::task`] with another codec (the workers' own).
+    pub fn task_in<C: Codec>(
+        &self,
+        codec: &C,
+        params: &In,
+        opts: &EnqueueOptions,
+    ) -> Result<NewTask, Error>
+    where
+        In: Serialize,
+    {
+        Ok(opts.to_task(&self.name, codec.encode(params)?))
     }
 }
 

@@ -7,7 +7,7 @@
 //! so the outcome reaches the acknowledgement path with no queue and no
 //! thread hop, and no user callback stands in its way.
 
-use conveyor_core::TaskId;
+use conveyor_core::{Error, NewTask, TaskId};
 
 use crate::results::TaskResult;
 
@@ -22,4 +22,21 @@ pub(crate) trait CompletionSink: Send + Sync + 'static {
     /// Called once per task, on the engine worker that settled it. It must
     /// not block: it decides, queues and returns.
     fn complete(&self, result: TaskResult);
+
+    /// The attempt number of task `id` as its source counts it, when the
+    /// source counts attempts across deliveries (the engine then runs one
+    /// attempt per delivery and would say 1).
+    fn attempt(&self, id: TaskId) -> Option<u32> {
+        let _ = id;
+        None
+    }
+
+    /// Keeps `task` to enqueue with task `id`'s settlement if its running
+    /// attempt succeeds (see [`TaskContext::follow_up`](crate::TaskContext::follow_up)).
+    fn follow_up(&self, id: TaskId, task: NewTask) -> Result<(), Error> {
+        let _ = (id, task);
+        Err(Error::Unsupported(
+            "this source cannot enqueue follow-up tasks".into(),
+        ))
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use conveyor_core::async_trait;
 
-use conveyor_core::{Error, FinishAction, OutcomeKind, TaskId};
+use conveyor_core::{Error, FinishAction, NewTask, OutcomeKind, TaskId};
 
 use super::control::Control;
 
@@ -67,6 +67,10 @@ pub struct Settlement<R> {
     pub outcome: Option<OutcomeKind>,
     /// What to do with the task.
     pub action: FinishAction,
+    /// Tasks to enqueue in the same atomic step as the settlement, all or
+    /// none (only for a source whose [`Source::follow_ups`] is true; the
+    /// runner gives a success's follow-ups, and none with any other action).
+    pub follow_ups: Vec<NewTask>,
 }
 
 /// Anything that feeds a runner tasks and takes their outcomes back.
@@ -86,6 +90,14 @@ pub trait Source: Send + Sync + 'static {
     /// Where retries run (default: by the source).
     fn retries(&self) -> Retries {
         Retries::BySource
+    }
+
+    /// True when [`Source::settle`] can enqueue a settlement's follow-up
+    /// tasks in the same atomic step (default: false, and a handler's
+    /// [`TaskContext::follow_up`](crate::TaskContext::follow_up) is refused
+    /// as unsupported).
+    fn follow_ups(&self) -> bool {
+        false
     }
 
     /// Takes up to `max` tasks (`max >= 1`) that may start now. An empty

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use conveyor_core::TaskId;
+use conveyor_core::{NewTask, TaskId};
 
 use super::contract::Delivery;
 use super::routes::Route;
@@ -39,6 +39,8 @@ pub(crate) struct Entry<P, R> {
     pub(crate) cancelled: bool,
     /// A newer delivery of the same id, waiting for this one's outcome.
     pub(crate) next: Option<Routed<P, R>>,
+    /// Tasks the running attempt asked to enqueue when it succeeds.
+    pub(crate) follow_ups: Vec<NewTask>,
 }
 
 /// A held task whose outcome arrived, and the delivery of its id that
@@ -152,6 +154,15 @@ impl<P, R: Clone> Held<P, R> {
         }
     }
 
+    /// Changes the entry of task `id`, if held.
+    pub(crate) fn with_mut<T>(
+        &self,
+        id: TaskId,
+        f: impl FnOnce(&mut Entry<P, R>) -> T,
+    ) -> Option<T> {
+        self.inner.lock().map.get_mut(&id).map(f)
+    }
+
     /// Reads the entry of task `id`, if held.
     pub(crate) fn with<T>(&self, id: TaskId, f: impl FnOnce(&Entry<P, R>) -> T) -> Option<T> {
         self.inner.lock().map.get(&id).map(f)
@@ -188,5 +199,6 @@ fn entry<P, R: Clone>(d: &Delivery<P, R>, route: &Arc<Route<P>>, generation: u64
         generation,
         cancelled: false,
         next: None,
+        follow_ups: Vec::new(),
     }
 }

@@ -263,6 +263,7 @@ impl<S: Source> Runner<S> {
             let sink = Arc::new(RunnerSink {
                 shared: me.clone(),
                 events: self.events.clone(),
+                follow_ups: self.source.follow_ups(),
             });
             let job =
                 JobShared::with_sink(&pool.shared, SOURCE_JOB_CAPACITY, None, Some(sink), None);

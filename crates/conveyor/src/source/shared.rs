@@ -120,6 +120,7 @@ impl<S: Source> RunnerShared<S> {
                 attempts: 0,
                 outcome: None,
                 action,
+                follow_ups: Vec::new(),
             });
         }
     }
@@ -137,6 +138,7 @@ impl<S: Source> RunnerShared<S> {
             attempts: 0,
             outcome: None,
             action,
+            follow_ups: Vec::new(),
         });
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
-use conveyor_core::{next_step, FinishAction, NextStep, Outcome, TaskId};
+use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
 use crate::engine::completion::CompletionSink;
 use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
@@ -24,10 +24,19 @@ pub(crate) struct RunnerSink<S: Source> {
     pub(crate) shared: Weak<RunnerShared<S>>,
     /// The runner's events (checked before anything else).
     pub(crate) events: EventBus,
+    /// The source can enqueue follow-ups with a settlement.
+    pub(crate) follow_ups: bool,
 }
 
 impl<S: Source> CompletionSink for RunnerSink<S> {
     fn started(&self, id: TaskId, attempt: u32) {
+        if attempt > 1 && self.follow_ups {
+            // Retried in place: what a failed attempt asked for is not this
+            // attempt's.
+            if let Some(sh) = self.shared.upgrade() {
+                sh.held.with_mut(id, |e| e.follow_ups.clear());
+            }
+        }
         if !self.events.is_listened() {
             return;
         }
@@ -87,12 +96,17 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         }
         self.events
             .emit(|| task_event(&entry, &result, &step, error.clone(), sh.retries));
+        let follow_ups = match action {
+            FinishAction::Complete { .. } => entry.follow_ups,
+            _ => Vec::new(),
+        };
         sh.queue(Settlement {
             id: result.id,
             receipt: entry.receipt,
             attempts: result.attempts,
             outcome: (result.attempts > 0).then(|| result.outcome.kind()),
             action,
+            follow_ups,
         });
         if let Some((delivery, route)) = next {
             sh.start(&sh.producer(), delivery, &route);
@@ -108,6 +122,26 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             };
             callbacks.offer(settled, &sh.counters);
         }
+    }
+
+    fn attempt(&self, id: TaskId) -> Option<u32> {
+        let sh = self.shared.upgrade()?;
+        match sh.retries {
+            Retries::BySource => sh.held.with(id, |e| e.attempt),
+            _ => None,
+        }
+    }
+
+    fn follow_up(&self, id: TaskId, task: NewTask) -> Result<(), Error> {
+        if !self.follow_ups {
+            return Err(Error::Unsupported(
+                "this worker's source cannot enqueue follow-up tasks with a settlement".into(),
+            ));
+        }
+        let sh = self.shared.upgrade().ok_or(Error::NotFound(id))?;
+        sh.held
+            .with_mut(id, |e| e.follow_ups.push(task))
+            .ok_or(Error::NotFound(id))
     }
 }
 
