@@ -238,6 +238,12 @@ impl Maintenance for EmbeddedBackend {
     async fn prune(&self, retention: Retention) -> Result<u64, Error> {
         self.call(true, 1, move |s| s.prune(retention)).await
     }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let (role, holder) = (role.to_string(), holder.to_string());
+        self.call(true, 1, move |s| s.lead(&role, &holder, ttl))
+            .await
+    }
 }
 
 #[async_trait]

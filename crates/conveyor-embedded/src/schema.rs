@@ -41,7 +41,7 @@ use crate::sql::unfinished_codes;
 use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,6 +153,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 2 {
         conn.execute_batch(&schema_v2()).map_err(db_err_string)?;
     }
+    if version < 3 {
+        conn.execute_batch(SCHEMA_V3).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -211,6 +214,13 @@ fn schema_v1() -> String {
 
 /// Version 2: global handler limits and the index that counts running tasks
 /// per handler.
+/// Schema version 3: the leader of each maintenance role and its term.
+const SCHEMA_V3: &str = "CREATE TABLE IF NOT EXISTS leaders (
+         role TEXT PRIMARY KEY,
+         holder TEXT NOT NULL,
+         until INTEGER NOT NULL
+     );";
+
 fn schema_v2() -> String {
     let running = codes(&[TaskState::Running]);
     format!(

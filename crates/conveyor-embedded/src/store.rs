@@ -373,6 +373,22 @@ impl Store {
     }
 
     /// Deletes finished tasks older than the retention.
+    /// Takes or keeps the lead of `role` for `holder` until `ttl` from now.
+    pub(crate) fn lead(&mut self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        // The upsert changes a row only when the role is free, ours, or its
+        // term has run out: one statement, under the write lock.
+        const LEAD: &str = "INSERT INTO leaders (role, holder, until) VALUES (?1, ?2, ?3)
+             ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE leaders.holder = excluded.holder OR leaders.until <= ?4";
+        let now = self.now();
+        let changed = self
+            .conn
+            .prepare_cached(LEAD)
+            .and_then(|mut s| s.execute(params![role, holder, now.plus(ttl).0, now.0]))
+            .map_err(db_err)?;
+        Ok(changed == 1)
+    }
+
     pub(crate) fn prune(&mut self, retention: Retention) -> Result<u64, Error> {
         let now = self.now();
         let sql = sql();

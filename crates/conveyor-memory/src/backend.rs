@@ -172,6 +172,21 @@ impl Maintenance for MemoryBackend {
         let now = self.clock.now();
         Ok(self.state.lock().prune(retention, now))
     }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let leads = match state.leaders.get(role) {
+            Some((current, until)) => current == holder || *until <= now,
+            None => true,
+        };
+        if leads {
+            state
+                .leaders
+                .insert(role.to_string(), (holder.to_string(), now.plus(ttl)));
+        }
+        Ok(leads)
+    }
 }
 
 #[async_trait]

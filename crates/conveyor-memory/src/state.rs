@@ -46,6 +46,8 @@ pub(crate) struct State {
     pub(crate) running: HashMap<String, u64>,
     /// Global handler limits and each one's rate state (TAT, µs).
     pub(crate) limits: BTreeMap<String, (HandlerLimits, Option<i64>)>,
+    /// The leader of each role and the end of its term.
+    pub(crate) leaders: HashMap<String, (String, Timestamp)>,
 }
 
 impl Default for State {
@@ -60,6 +62,7 @@ impl Default for State {
             ordering: HashMap::new(),
             running: HashMap::new(),
             limits: BTreeMap::new(),
+            leaders: HashMap::new(),
         }
     }
 }

@@ -676,6 +676,29 @@ impl Maintenance for PostgresBackend {
             .await?;
         Ok(finished + dead)
     }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let what = "taking the lead";
+        let now = self.inner.clock.now();
+        let conn = self.conn(what).await?;
+        // The upsert changes the row only when the role is free, ours, or its
+        // term has run out; the row lock makes concurrent callers take turns.
+        let sql = format!(
+            "INSERT INTO {leaders} (role, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (role) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+             WHERE {leaders}.holder = EXCLUDED.holder OR {leaders}.until <= $4",
+            leaders = self.inner.schema.table("leaders"),
+        );
+        let stmt = Self::prepared(&conn, what, &sql).await?;
+        let changed = conn
+            .execute(
+                &stmt,
+                &[&role, &holder, &now.plus(ttl).as_millis(), &now.as_millis()],
+            )
+            .await
+            .map_err(|e| db(what, e))?;
+        Ok(changed == 1)
+    }
 }
 
 #[async_trait]

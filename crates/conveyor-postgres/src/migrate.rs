@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,20 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
              CREATE INDEX tasks_running_handler ON {t} (handler) WHERE {lease_index};",
                 limits = schema.table("handler_limits"),
                 lease_index = p.lease_index,
+            ),
+        },
+        Migration {
+            version: 3,
+            name: "maintenance leaders",
+            // The leader of each maintenance role and the end of its term
+            // (milliseconds, the backend's clock).
+            sql: format!(
+                "CREATE TABLE {leaders} (
+                 role   text   PRIMARY KEY,
+                 holder text   NOT NULL,
+                 until  bigint NOT NULL
+             );",
+                leaders = schema.table("leaders"),
             ),
         },
     ]

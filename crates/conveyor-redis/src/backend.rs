@@ -485,6 +485,16 @@ impl Maintenance for RedisBackend {
             .arg(MAINTENANCE_BATCH);
         self.run_batches("prune", &inv, false).await
     }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let now = self.inner.clock.now();
+        let mut inv = self.invocation(&Scripts::get().lead);
+        inv.arg(role)
+            .arg(holder)
+            .arg(now.plus(ttl).as_millis())
+            .arg(now.as_millis());
+        Ok(reply::int(self.run("lead", &inv).await?, "lead")? == 1)
+    }
 }
 
 #[async_trait]

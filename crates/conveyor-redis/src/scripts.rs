@@ -33,6 +33,7 @@ pub(crate) struct Scripts {
     pub(crate) requeue: Script,
     pub(crate) list: Script,
     pub(crate) stats: Script,
+    pub(crate) lead: Script,
 }
 
 /// The full source of a script with body `body`.
@@ -58,6 +59,7 @@ impl Scripts {
                 requeue: s(include_str!("lua/requeue.lua")),
                 list: s(include_str!("lua/list.lua")),
                 stats: s(include_str!("lua/stats.lua")),
+                lead: s(include_str!("lua/lead.lua")),
             }
         })
     }

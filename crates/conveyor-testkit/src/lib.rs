@@ -62,6 +62,9 @@ macro_rules! backend_conformance {
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,
             renew_extends_leases, a_crash_before_the_finish_enqueues_nothing);
+        $crate::backend_conformance!(@cases $make; [$mnt];
+            "needs the maintenance part, which this backend does not declare";
+            one_leader_at_a_time);
         $crate::backend_conformance!(@cases $make; [$rs $adm $mnt];
             "needs the result store, administration and maintenance parts, which this backend does not all declare";
             retention_prunes_finished_tasks);

@@ -133,7 +133,10 @@ pub trait Administration: Send + Sync {
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error>;
 }
 
-/// Upkeep a store needs: idempotent, so several workers may run it.
+/// Upkeep a store needs, and the leadership that lets one worker of many do
+/// a duty alone. `recover_expired` and `prune` are idempotent, so several
+/// workers may run them; [`Maintenance::lead`] is for the duties that must
+/// not run everywhere (pruning a large table, firing a periodic task).
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Tasks whose lease has run out become available again, or dead on
@@ -143,6 +146,15 @@ pub trait Maintenance: Send + Sync {
     /// Deletes finished tasks older than the retention. Returns how many were
     /// deleted.
     async fn prune(&self, retention: Retention) -> Result<u64, Error>;
+
+    /// Takes or keeps the lead of `role` for `holder` until `ttl` from now
+    /// (the backend's clock), in one atomic step. True when `holder` leads:
+    /// it led already (its term is extended), no one led, or the last
+    /// leader's term has run out. False while another holder's term lasts.
+    /// A leader that stops calling loses the lead when its term ends, so a
+    /// killed worker is replaced within `ttl`; at most one holder leads a
+    /// role at any time of the backend's clock.
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error>;
 }
 
 /// Per-handler limits held by the backend for every worker sharing it.
@@ -272,6 +284,11 @@ impl dyn Backend {
     /// [`Maintenance::prune`], or `Unsupported`.
     pub async fn prune(&self, retention: Retention) -> Result<u64, Error> {
         self.upkeep()?.prune(retention).await
+    }
+
+    /// [`Maintenance::lead`], or `Unsupported`.
+    pub async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        self.upkeep()?.lead(role, holder, ttl).await
     }
 
     /// [`GlobalLimits::set_limits`], or `Unsupported`.

@@ -8,6 +8,7 @@ mod basics;
 mod failures;
 mod follow_ups;
 mod keys;
+mod leadership;
 mod limits;
 
 pub use admin::{
@@ -29,6 +30,7 @@ pub use follow_ups::{
     follow_ups_go_with_their_own_report,
 };
 pub use keys::{ordering_keys, unique_keys};
+pub use leadership::one_leader_at_a_time;
 pub use limits::{
     concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
 };

@@ -1,12 +1,17 @@
-//! Maintenance: the backend's upkeep duties, run by every worker on its own
-//! schedule — expired leases back to work ([`recover`]), finished tasks past
-//! their retention deleted ([`prune`]).
+//! Maintenance: the backend's upkeep duties, run by the workers on their
+//! own schedule — expired leases back to work ([`recover`]), finished tasks
+//! past their retention deleted ([`prune`]).
 //!
-//! Each duty is idempotent, so several workers on one backend only share the
-//! work. A backend without the [`Maintenance`] part needs no upkeep (a broker
-//! redelivers and expires by itself): the loop does not run at all, rather
-//! than failing every tick. Due scheduled and retrying tasks need no duty:
-//! every reservation promotes them first.
+//! Recovering is idempotent and cheap, and a lease must come back quickly
+//! whichever worker is alive, so every worker runs it. Pruning scans and
+//! deletes in bulk, so only the **leader** runs it: the worker that holds the
+//! backend's `prune` role ([`Maintenance::lead`]), for a term it renews each
+//! time the duty is due; a killed leader is replaced once its term runs out.
+//! The same seam serves any duty one worker must do alone (cron). A backend
+//! without the [`Maintenance`] part needs no upkeep (a broker redelivers and
+//! expires by itself): the loop does not run at all, rather than failing
+//! every tick. Due scheduled and retrying tasks need no duty: every
+//! reservation promotes them first.
 
 mod prune;
 mod recover;
@@ -33,6 +38,10 @@ trait Duty: Send + Sync {
     fn name(&self) -> &'static str;
     /// How often it runs.
     fn every(&self) -> Duration;
+    /// The role whose leader alone runs it; `None`: every worker runs it.
+    fn role(&self) -> Option<&'static str> {
+        None
+    }
     /// Runs it once; how many tasks it touched.
     fn run<'a>(
         &'a self,
@@ -54,6 +63,31 @@ pub(crate) async fn run(
         );
         return;
     };
+    run_duties(store, schedule, &holder(), &errors, done).await
+}
+
+/// This worker's name as a leader: host, process and a random part (two
+/// workers in one process are two holders).
+fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// How long a leader's term lasts: three rounds of its duty (at least 10 s),
+/// so a leader that is merely slow keeps it and a dead one is replaced soon.
+fn term(every: Duration) -> Duration {
+    (every * 3).max(Duration::from_secs(10))
+}
+
+async fn run_duties(
+    store: &dyn Maintenance,
+    schedule: Schedule,
+    holder: &str,
+    errors: &AtomicU64,
+    done: tokio_util::sync::CancellationToken,
+) {
     let duties: Vec<Box<dyn Duty>> = vec![
         Box::new(recover::Recover {
             every: schedule.recover_every,
@@ -83,6 +117,17 @@ pub(crate) async fn run(
                 continue;
             }
             *last = Some(Instant::now());
+            if let Some(role) = duty.role() {
+                match store.lead(role, holder, term(duty.every())).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(role, error = %e.chain(), "cannot take the lead");
+                        continue;
+                    }
+                }
+            }
             match duty.run(store).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(duty = duty.name(), tasks = n, "maintenance"),
@@ -91,6 +136,63 @@ pub(crate) async fn run(
                     tracing::warn!(duty = duty.name(), error = %e.chain(), "maintenance failed");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    use conveyor_core::{async_trait, Error};
+
+    use super::*;
+
+    /// A store that counts the duties it is asked to run, and leads only
+    /// for `leader`.
+    #[derive(Default)]
+    struct Counting {
+        recovered: AtomicU64,
+        pruned: AtomicU64,
+    }
+
+    #[async_trait]
+    impl Maintenance for Counting {
+        async fn recover_expired(&self) -> Result<u64, Error> {
+            self.recovered.fetch_add(1, Ordering::Relaxed);
+            Ok(0)
+        }
+        async fn prune(&self, _: Retention) -> Result<u64, Error> {
+            self.pruned.fetch_add(1, Ordering::Relaxed);
+            Ok(0)
+        }
+        async fn lead(&self, _: &str, holder: &str, _: Duration) -> Result<bool, Error> {
+            Ok(holder == "leader")
+        }
+    }
+
+    /// Every worker recovers leases; only the leader prunes.
+    #[tokio::test(start_paused = true)]
+    async fn only_the_leader_prunes() {
+        let schedule = Schedule {
+            recover_every: Duration::from_secs(1),
+            prune_every: Duration::from_secs(2),
+            retention: Retention::default(),
+        };
+        for (holder, prunes) in [("leader", true), ("follower", false)] {
+            let store = Arc::new(Counting::default());
+            let done = tokio_util::sync::CancellationToken::new();
+            let errors = AtomicU64::new(0);
+            let stop = done.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10_500)).await;
+                stop.cancel();
+            });
+            run_duties(&*store, schedule, holder, &errors, done).await;
+            assert_eq!(store.recovered.load(Ordering::Relaxed), 11, "{holder}");
+            let pruned = store.pruned.load(Ordering::Relaxed);
+            assert_eq!(pruned > 0, prunes, "{holder} pruned {pruned} times");
         }
     }
 }

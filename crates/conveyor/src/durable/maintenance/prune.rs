@@ -1,5 +1,6 @@
 //! The prune duty: finished tasks past their retention are deleted, so the
-//! store does not grow without bound.
+//! store does not grow without bound. Only the leader of the `prune` role
+//! runs it.
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ impl Duty for Prune {
 
     fn every(&self) -> Duration {
         self.every
+    }
+
+    fn role(&self) -> Option<&'static str> {
+        Some("prune")
     }
 
     fn run<'a>(&'a self, store: &'a dyn Maintenance) -> BoxFuture<'a, Result<u64, Error>> {
