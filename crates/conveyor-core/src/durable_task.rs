@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::receipt::Receipt;
 use crate::task::TaskId;
 use crate::task_state::TaskState;
 
@@ -142,13 +143,28 @@ pub struct Enqueued {
 
 /// The claim a worker holds on a reserved task. The token changes at every
 /// reservation, so a worker whose lease ran out and whose task was reserved again
-/// cannot report an outcome for it (fencing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// cannot report an outcome for it (fencing). A backend that settles through
+/// something else too (a broker's delivery tag, a reply subject) keeps it in
+/// the [`Receipt`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Lease {
     /// The task.
     pub id: TaskId,
     /// The attempt token of this reservation.
     pub token: u64,
+    /// The backend's own settlement handle, if it needs one.
+    pub receipt: Receipt,
+}
+
+impl Lease {
+    /// A lease with no receipt (what a database issues).
+    pub fn new(id: TaskId, token: u64) -> Lease {
+        Lease {
+            id,
+            token,
+            receipt: Receipt::NONE,
+        }
+    }
 }
 
 /// A task handed to a worker under a lease.

@@ -583,10 +583,7 @@ fn reserved_from_row(
         .ok_or_else(|| Error::backend_other(format!("task {id}: attempt count out of range")))?;
     let timeout_ms: Option<i64> = col(row, 6, id)?;
     Ok(Reserved {
-        lease: Lease {
-            id: task_id(id)?,
-            token,
-        },
+        lease: Lease::new(task_id(id)?, token),
         queue: queue.to_string(),
         handler: col(row, 2, id)?,
         payload: col(row, 3, id)?,

@@ -174,7 +174,7 @@ async fn prune_by_retention() {
         } else {
             FinishAction::Complete { result: None }
         };
-        finish(&f, r.lease, action).await;
+        finish(&f, r.lease.clone(), action).await;
     }
     // `gone` was completed above; make one cancelled task too.
     let cancelled = f.enqueue(task("cancel me")).await;

@@ -34,7 +34,7 @@ async fn reopening_keeps_every_task() {
         .iter()
         .map(|r| {
             Finish::new(
-                r.lease,
+                r.lease.clone(),
                 FinishAction::Complete {
                     result: Some(vec![7]),
                 },
@@ -120,7 +120,10 @@ async fn concurrent_reservers_never_share_a_task() {
                 if got.is_empty() {
                     break mine;
                 }
-                let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+                let reports = got
+                    .iter()
+                    .map(|r| Finish::complete(r.lease.clone()))
+                    .collect();
                 for out in f.backend.finish(reports).await.unwrap() {
                     out.unwrap();
                 }
@@ -209,7 +212,10 @@ async fn work_shared_queue(backend: &EmbeddedBackend) -> usize {
         if got.is_empty() {
             return completed;
         }
-        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+        let reports = got
+            .iter()
+            .map(|r| Finish::complete(r.lease.clone()))
+            .collect();
         for out in backend.finish(reports).await.unwrap() {
             out.unwrap();
             completed += 1;
@@ -361,7 +367,7 @@ async fn one_failing_request_does_not_fail_its_batch() {
     let stale = f.enqueue(task("stale")).await;
     let old = f.reserve("default", 1).await.remove(0);
     f.backend
-        .finish(vec![Finish::new(old.lease, FinishAction::Release)])
+        .finish(vec![Finish::new(old.lease.clone(), FinishAction::Release)])
         .await
         .unwrap();
 
@@ -372,6 +378,7 @@ async fn one_failing_request_does_not_fail_its_batch() {
     let mut handles = Vec::new();
     for i in 0..20 {
         let f = f.clone();
+        let old_lease = old.lease.clone();
         handles.push(tokio::spawn(async move {
             let b = &f.backend;
             match i % 4 {
@@ -379,7 +386,7 @@ async fn one_failing_request_does_not_fail_its_batch() {
                 1 => b.enqueue(task("")).await.map(|_| "ok"),
                 2 => b.cancel(conveyor_core::TaskId(777_777)).await.map(|_| "ok"),
                 _ => b
-                    .finish(vec![Finish::complete(old.lease)])
+                    .finish(vec![Finish::complete(old_lease)])
                     .await
                     .map(|mut r| if r.remove(0).is_err() { "stale" } else { "ok" }),
             }

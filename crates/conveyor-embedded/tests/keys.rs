@@ -119,7 +119,12 @@ async fn ordering_key_runs_one_at_a_time_in_enqueue_order() {
     assert!(f.reserve("default", 10).await.is_empty());
 
     // a1 fails and waits for its backoff: a2 still waits behind it.
-    let a1_lease = first.iter().find(|r| r.lease.id == a1).unwrap().lease;
+    let a1_lease = first
+        .iter()
+        .find(|r| r.lease.id == a1)
+        .unwrap()
+        .lease
+        .clone();
     f.backend
         .finish(vec![Finish::new(
             a1_lease,
@@ -141,7 +146,7 @@ async fn ordering_key_runs_one_at_a_time_in_enqueue_order() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].lease.id, a1);
     f.backend
-        .finish(vec![Finish::complete(r[0].lease)])
+        .finish(vec![Finish::complete(r[0].lease.clone())])
         .await
         .unwrap();
 
@@ -150,7 +155,7 @@ async fn ordering_key_runs_one_at_a_time_in_enqueue_order() {
     assert_eq!(r[0].lease.id, a2);
     assert_eq!(r[0].ordering_key.as_deref(), Some("a"));
     f.backend
-        .finish(vec![Finish::complete(r[0].lease)])
+        .finish(vec![Finish::complete(r[0].lease.clone())])
         .await
         .unwrap();
     let r = f.reserve("default", 10).await;

@@ -60,7 +60,11 @@ async fn enqueue_reserve_complete() {
         TaskState::Running
     );
 
-    let out = f.backend.finish(vec![complete(r.lease)]).await.unwrap();
+    let out = f
+        .backend
+        .finish(vec![complete(r.lease.clone())])
+        .await
+        .unwrap();
     assert!(out[0].is_ok());
     let rec = f.backend.get(id).await.unwrap().unwrap();
     assert_eq!(rec.state, TaskState::Completed);
@@ -200,13 +204,13 @@ async fn dead_letter_and_discard() {
         .backend
         .finish(vec![
             Finish::new(
-                got[0].lease,
+                got[0].lease.clone(),
                 FinishAction::DeadLetter {
                     error: "bad payload".into(),
                 },
             ),
             Finish::new(
-                got[1].lease,
+                got[1].lease.clone(),
                 FinishAction::Discard {
                     reason: "obsolete".into(),
                 },
@@ -231,7 +235,10 @@ async fn release_does_not_count_the_attempt() {
     let first = f.reserve("default", 1).await.remove(0);
     assert_eq!(first.attempt, 1);
     f.backend
-        .finish(vec![Finish::new(first.lease, FinishAction::Release)])
+        .finish(vec![Finish::new(
+            first.lease.clone(),
+            FinishAction::Release,
+        )])
         .await
         .unwrap()
         .remove(0)
@@ -260,7 +267,10 @@ async fn stale_token_refused_after_expiry_and_new_reservation() {
         .remove(0);
     assert_eq!(f.backend.recover_expired().await.unwrap(), 0);
     assert_eq!(
-        f.backend.renew(&[old.lease], lease).await.unwrap(),
+        f.backend
+            .renew(std::slice::from_ref(&old.lease), lease)
+            .await
+            .unwrap(),
         vec![true]
     );
     assert_eq!(
@@ -279,14 +289,14 @@ async fn stale_token_refused_after_expiry_and_new_reservation() {
     assert_ne!(new.lease.token, old.lease.token);
     assert_eq!(
         f.backend
-            .renew(&[old.lease, new.lease], lease)
+            .renew(&[old.lease.clone(), new.lease.clone()], lease)
             .await
             .unwrap(),
         vec![false, true]
     );
     let out = f
         .backend
-        .finish(vec![complete(old.lease), complete(new.lease)])
+        .finish(vec![complete(old.lease), complete(new.lease.clone())])
         .await
         .unwrap();
     assert!(matches!(out[0], Err(Error::StaleLease(x)) if x == id));
@@ -300,10 +310,7 @@ async fn stale_token_refused_after_expiry_and_new_reservation() {
         .backend
         .finish(vec![
             complete(new.lease),
-            complete(Lease {
-                id: conveyor_core::TaskId(u64::MAX),
-                token: 1,
-            }),
+            complete(Lease::new(conveyor_core::TaskId(u64::MAX), 1)),
         ])
         .await
         .unwrap();

@@ -67,7 +67,9 @@ fn report(name: &str, tasks: usize, took: Duration, cpu: Duration) {
 }
 
 fn completions(got: &[conveyor_core::Reserved]) -> Vec<Finish> {
-    got.iter().map(|r| Finish::complete(r.lease)).collect()
+    got.iter()
+        .map(|r| Finish::complete(r.lease.clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

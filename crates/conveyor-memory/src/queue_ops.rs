@@ -141,10 +141,7 @@ impl State {
             .into_iter()
             .filter_map(|id| self.tasks.get(&id))
             .map(|e| Reserved {
-                lease: Lease {
-                    id: e.record.id,
-                    token: e.token,
-                },
+                lease: Lease::new(e.record.id, e.token),
                 queue: e.record.queue.clone(),
                 handler: e.record.handler.clone(),
                 payload: e.record.payload.clone(),

@@ -154,7 +154,7 @@ async fn drain(backend: PostgresBackend) -> Result<usize, conveyor_core::Error> 
         }
         let reports = got
             .iter()
-            .map(|r| Finish::complete(r.lease))
+            .map(|r| Finish::complete(r.lease.clone()))
             .collect::<Vec<_>>();
         done += reports.len();
         for r in backend.finish(reports).await? {

@@ -85,7 +85,7 @@ pub(crate) fn reserved(row: &Row) -> Result<(i32, Reserved), Error> {
     let lease_until =
         lease_until.ok_or_else(|| bad_data(format!("task {id} is reserved without a lease")))?;
     let reserved = Reserved {
-        lease: Lease { id, token },
+        lease: Lease::new(id, token),
         queue: col(row, 2, "queue")?,
         handler: col(row, 3, "handler")?,
         payload: col(row, 4, "payload")?,

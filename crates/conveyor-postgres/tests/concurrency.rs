@@ -74,7 +74,10 @@ async fn work(b: PostgresBackend, ledger: Arc<Mutex<Ledger>>, total: usize) {
                 }
             }
         }
-        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+        let reports = got
+            .iter()
+            .map(|r| Finish::complete(r.lease.clone()))
+            .collect();
         for r in b.finish(reports).await.expect("finish") {
             r.expect("a held lease");
         }

@@ -37,7 +37,10 @@ async fn recover_expired_vacuums_a_churned_table() {
         if got.is_empty() {
             break;
         }
-        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+        let reports = got
+            .iter()
+            .map(|r| Finish::complete(r.lease.clone()))
+            .collect();
         b.finish(reports).await.expect("finish");
     }
     // Statistics reach other sessions within about a second; keep calling

@@ -81,7 +81,10 @@ async fn survives_a_server_restart() {
         "tasks enqueued before the restart are all there"
     );
     // Every kind of call works again.
-    let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+    let reports = got
+        .iter()
+        .map(|r| Finish::complete(r.lease.clone()))
+        .collect();
     for r in b.finish(reports).await.expect("finish") {
         r.expect("held");
     }

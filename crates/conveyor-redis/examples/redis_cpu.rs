@@ -77,7 +77,10 @@ async fn main() -> Result<(), Error> {
             if got.is_empty() {
                 break;
             }
-            let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+            let reports = got
+                .iter()
+                .map(|r| Finish::complete(r.lease.clone()))
+                .collect();
             let m = server_cpu(&mut info).await?;
             for r in b.finish(reports).await? {
                 r?;

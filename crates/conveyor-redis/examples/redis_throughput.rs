@@ -44,7 +44,10 @@ async fn drain(b: RedisBackend) -> Result<usize, Error> {
             return Ok(n);
         }
         n += got.len();
-        let reports = got.iter().map(|r| Finish::complete(r.lease)).collect();
+        let reports = got
+            .iter()
+            .map(|r| Finish::complete(r.lease.clone()))
+            .collect();
         for r in b.finish(reports).await? {
             r?;
         }

@@ -164,10 +164,7 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
         let enqueued_at = Timestamp(int(next()?, &what("created at"))?);
         let due_at = Timestamp(int(next()?, &what("run at"))?);
         out.push(Reserved {
-            lease: Lease {
-                id: TaskId(id),
-                token,
-            },
+            lease: Lease::new(TaskId(id), token),
             queue,
             handler,
             payload,

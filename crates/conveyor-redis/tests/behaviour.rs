@@ -105,7 +105,11 @@ async fn reservers_on_separate_connections_share_nothing_and_keep_key_order() {
                     }
                 }
                 let out = b
-                    .finish(got.iter().map(|r| Finish::complete(r.lease)).collect())
+                    .finish(
+                        got.iter()
+                            .map(|r| Finish::complete(r.lease.clone()))
+                            .collect(),
+                    )
                     .await
                     .expect("finish");
                 assert!(out.iter().all(|r| r.is_ok()));
@@ -218,7 +222,7 @@ async fn memory_is_bounded_after_prune() {
                     result: Some(b"ok".to_vec()),
                 },
             };
-            reports.push(Finish::new(r.lease, action));
+            reports.push(Finish::new(r.lease.clone(), action));
         }
         for res in b.finish(reports).await.expect("finish") {
             res.expect("report applies");

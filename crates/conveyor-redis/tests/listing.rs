@@ -84,7 +84,8 @@ async fn available_tasks_count_and_list_across_priorities_and_parked_ones() {
         .iter()
         .find(|r| r.lease.id.0 == 3)
         .expect("task 3")
-        .lease;
+        .lease
+        .clone();
     let reports = vec![Finish::complete(head)];
     assert!(b.finish(reports).await.expect("finish")[0].is_ok());
     let next = b.reserve(&queue(), 100, LEASE).await.expect("reserve");
@@ -125,12 +126,22 @@ async fn finished_tasks_list_by_finish_time_and_prune() {
     assert_eq!(got.len(), 4);
     // Finish 4, then 2, then 1 (each later), and cancel 3.
     for id in [4u64, 2, 1] {
-        let lease = got.iter().find(|r| r.lease.id.0 == id).expect("task").lease;
+        let lease = got
+            .iter()
+            .find(|r| r.lease.id.0 == id)
+            .expect("task")
+            .lease
+            .clone();
         let reports = vec![Finish::complete(lease)];
         assert!(b.finish(reports).await.expect("finish")[0].is_ok());
         clock.advance(Duration::from_secs(1));
     }
-    let lease = got.iter().find(|r| r.lease.id.0 == 3).expect("task").lease;
+    let lease = got
+        .iter()
+        .find(|r| r.lease.id.0 == 3)
+        .expect("task")
+        .lease
+        .clone();
     let reports = vec![Finish::new(
         lease,
         FinishAction::Discard {

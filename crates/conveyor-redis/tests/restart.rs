@@ -51,7 +51,7 @@ async fn survives_a_redis_restart() {
         .iter()
         .map(|r| {
             Finish::new(
-                r.lease,
+                r.lease.clone(),
                 FinishAction::Complete {
                     result: Some(b"ok".to_vec()),
                 },
@@ -107,7 +107,7 @@ async fn survives_a_redis_restart() {
         .finish(
             held[5..]
                 .iter()
-                .map(|r| Finish::complete(r.lease))
+                .map(|r| Finish::complete(r.lease.clone()))
                 .collect(),
         )
         .await
@@ -121,7 +121,11 @@ async fn survives_a_redis_restart() {
         }
         reserved += got.len();
         let out = b
-            .finish(got.iter().map(|r| Finish::complete(r.lease)).collect())
+            .finish(
+                got.iter()
+                    .map(|r| Finish::complete(r.lease.clone()))
+                    .collect(),
+            )
             .await
             .expect("finish");
         assert!(out.iter().all(|r| r.is_ok()));

@@ -18,7 +18,7 @@ async fn kill(b: &Subject, t: NewTask) -> conveyor_core::TaskId {
     let lease = got
         .iter()
         .find(|r| r.lease.id == id)
-        .map(|r| r.lease)
+        .map(|r| r.lease.clone())
         .expect("reserved");
     report(
         b,
@@ -77,7 +77,7 @@ pub async fn dead_letter_admin(b: Subject, _clock: Arc<ManualClock>) {
 /// longer retention; unfinished tasks are never pruned.
 pub async fn retention_prunes_finished_tasks(b: Subject, clock: Arc<ManualClock>) {
     let done = enqueue(&b, task("done")).await;
-    let lease = reserve(&b, 1).await[0].lease;
+    let lease = reserve(&b, 1).await[0].lease.clone();
     complete(&b, lease).await;
     let dead = kill(&b, task("dead")).await;
     let cancelled = enqueue(&b, task("c")).await;
@@ -108,7 +108,7 @@ pub async fn stats_per_queue(b: Subject, clock: Arc<ManualClock>) {
     enqueue(&b, task("b")).await;
     enqueue(&b, task("c").delay(Duration::from_secs(50))).await;
     enqueue(&b, task("q").queue("other")).await;
-    let lease = reserve(&b, 1).await[0].lease;
+    let lease = reserve(&b, 1).await[0].lease.clone();
     let stats = b.stats().await.expect("stats");
     let def = stats
         .iter()
@@ -202,7 +202,7 @@ pub async fn requeued_dead_tasks_respect_keys(b: Subject, _clock: Arc<ManualCloc
         reserve(&b, 10).await.is_empty(),
         "the requeued task waits while its key runs"
     );
-    complete(&b, running[0].lease).await;
+    complete(&b, running[0].lease.clone()).await;
     assert_eq!(ids(&reserve(&b, 10).await), vec![old]);
 
     let dead = kill(&b, task("u1").unique_key("u")).await;

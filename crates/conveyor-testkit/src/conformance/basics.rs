@@ -31,7 +31,7 @@ pub async fn enqueue_reserve_complete(b: Subject, clock: Arc<ManualClock>) {
         reserve(&b, 10).await.is_empty(),
         "running tasks are not reserved"
     );
-    complete(&b, first.lease).await;
+    complete(&b, first.lease.clone()).await;
     let rec = get(&b, a).await;
     assert_eq!(rec.state, TaskState::Completed);
     assert_eq!(rec.attempts, 1);
@@ -96,7 +96,7 @@ pub async fn results_and_discards(b: Subject, _clock: Arc<ManualClock>) {
     let got = reserve(&b, 10).await;
     report(
         &b,
-        got[0].lease,
+        got[0].lease.clone(),
         FinishAction::Complete {
             result: Some(b"42".to_vec()),
         },
@@ -105,7 +105,7 @@ pub async fn results_and_discards(b: Subject, _clock: Arc<ManualClock>) {
     .expect("complete");
     report(
         &b,
-        got[1].lease,
+        got[1].lease.clone(),
         FinishAction::Discard {
             reason: "not needed".into(),
         },

@@ -16,7 +16,7 @@ pub async fn retries_then_dead_letter(b: Subject, clock: Arc<ManualClock>) {
     let first = reserve(&b, 1).await;
     report(
         &b,
-        first[0].lease,
+        first[0].lease.clone(),
         FinishAction::Retry {
             delay: Duration::from_secs(3),
             error: "boom 1".into(),
@@ -35,7 +35,7 @@ pub async fn retries_then_dead_letter(b: Subject, clock: Arc<ManualClock>) {
     assert_ne!(second[0].lease.token, first[0].lease.token);
     report(
         &b,
-        second[0].lease,
+        second[0].lease.clone(),
         FinishAction::Retry {
             delay: Duration::from_secs(3),
             error: "boom 2".into(),
@@ -88,15 +88,15 @@ pub async fn last_attempt_expiry_is_dead(b: Subject, clock: Arc<ManualClock>) {
 /// now, nor renew it; reporting twice is refused too.
 pub async fn fencing_refuses_stale_tokens(b: Subject, clock: Arc<ManualClock>) {
     let id = enqueue(&b, task("x")).await;
-    let old = reserve(&b, 1).await[0].lease;
+    let old = reserve(&b, 1).await[0].lease.clone();
     clock.advance(LEASE + Duration::from_secs(1));
     b.recover_expired().await.expect("recover");
-    let new = reserve(&b, 1).await[0].lease;
-    let stale = report(&b, old, FinishAction::Complete { result: None }).await;
+    let new = reserve(&b, 1).await[0].lease.clone();
+    let stale = report(&b, old.clone(), FinishAction::Complete { result: None }).await;
     assert!(stale.is_err(), "stale complete refused");
     let stale_retry = report(
         &b,
-        old,
+        old.clone(),
         FinishAction::Retry {
             delay: Duration::ZERO,
             error: "late".into(),
@@ -105,13 +105,15 @@ pub async fn fencing_refuses_stale_tokens(b: Subject, clock: Arc<ManualClock>) {
     .await;
     assert!(stale_retry.is_err(), "stale retry refused");
     assert_eq!(
-        b.renew(&[old, new], LEASE).await.expect("renew"),
+        b.renew(&[old.clone(), new.clone()], LEASE)
+            .await
+            .expect("renew"),
         vec![false, true]
     );
     assert_eq!(state(&b, id).await, TaskState::Running);
     let results = b
         .finish(vec![
-            conveyor_core::Finish::complete(new),
+            conveyor_core::Finish::complete(new.clone()),
             conveyor_core::Finish::complete(old),
         ])
         .await
@@ -124,10 +126,7 @@ pub async fn fencing_refuses_stale_tokens(b: Subject, clock: Arc<ManualClock>) {
             .is_err(),
         "a second report for a finished task is refused"
     );
-    let unknown = conveyor_core::Lease {
-        id: conveyor_core::TaskId(u64::MAX / 3),
-        token: 1,
-    };
+    let unknown = conveyor_core::Lease::new(conveyor_core::TaskId(u64::MAX / 3), 1);
     assert!(report(&b, unknown, FinishAction::Release).await.is_err());
 }
 
@@ -138,7 +137,8 @@ pub async fn renew_extends_leases(b: Subject, clock: Arc<ManualClock>) {
         .reserve(&default_queue(), 1, Duration::from_secs(10))
         .await
         .expect("reserve")[0]
-        .lease;
+        .lease
+        .clone();
     clock.advance(Duration::from_secs(8));
     assert_eq!(
         b.renew(&[lease], Duration::from_secs(10))
@@ -156,8 +156,8 @@ pub async fn renew_extends_leases(b: Subject, clock: Arc<ManualClock>) {
 /// A released task is available again at once and its attempt is not counted.
 pub async fn release_does_not_count_the_attempt(b: Subject, _clock: Arc<ManualClock>) {
     let id = enqueue(&b, task("x").max_attempts(1)).await;
-    let lease = reserve(&b, 1).await[0].lease;
-    report(&b, lease, FinishAction::Release)
+    let lease = reserve(&b, 1).await[0].lease.clone();
+    report(&b, lease.clone(), FinishAction::Release)
         .await
         .expect("release");
     let rec = get(&b, id).await;
@@ -183,14 +183,14 @@ pub async fn cancel_waiting_tasks_only(b: Subject, _clock: Arc<ManualClock>) {
     let got = reserve(&b, 10).await;
     assert_eq!(ids(&got), vec![run], "cancelled tasks never run");
     assert_eq!(b.cancel(run).await.expect("cancel"), TaskState::Running);
-    complete(&b, got[0].lease).await;
+    complete(&b, got[0].lease.clone()).await;
     assert_eq!(b.cancel(run).await.expect("cancel"), TaskState::Completed);
     assert!(matches!(
         b.cancel(conveyor_core::TaskId(u64::MAX / 5)).await,
         Err(Error::NotFound(_))
     ));
     let retrying = enqueue(&b, task("y")).await;
-    let l = reserve(&b, 1).await[0].lease;
+    let l = reserve(&b, 1).await[0].lease.clone();
     report(
         &b,
         l,

@@ -40,7 +40,7 @@ pub async fn follow_ups_are_enqueued_with_the_finish(b: Subject, clock: Arc<Manu
         .delay(Duration::from_secs(10));
     let out = b
         .finish(vec![Finish::new(
-            got[0].lease,
+            got[0].lease.clone(),
             FinishAction::Complete {
                 result: Some(b"1".to_vec()),
             },
@@ -96,7 +96,7 @@ pub async fn a_crash_before_the_finish_enqueues_nothing(b: Subject, clock: Arc<M
     );
     // The dead worker's report arrives late, with its follow-up: refused.
     let zombie = b
-        .finish(vec![Finish::complete(lost[0].lease)
+        .finish(vec![Finish::complete(lost[0].lease.clone())
             .with_follow_ups(vec![task("from-zombie").queue("fu-crash")])])
         .await
         .expect("finish (store)");
@@ -110,9 +110,8 @@ pub async fn a_crash_before_the_finish_enqueues_nothing(b: Subject, clock: Arc<M
         "a refused report enqueues nothing"
     );
     let out = b
-        .finish(vec![
-            Finish::complete(again[0].lease).with_follow_ups(vec![task("next").queue("fu-crash")])
-        ])
+        .finish(vec![Finish::complete(again[0].lease.clone())
+            .with_follow_ups(vec![task("next").queue("fu-crash")])])
         .await
         .expect("finish (store)");
     assert!(out[0].is_ok(), "{:?}", out[0]);
@@ -134,7 +133,7 @@ pub async fn follow_ups_go_with_their_own_report(b: Subject, _clock: Arc<ManualC
     let lease_of = |h: &str| {
         got.iter()
             .find(|t| t.handler == h)
-            .map(|t| t.lease)
+            .map(|t| t.lease.clone())
             .expect("reserved")
     };
     let mut stale = lease_of("good");

@@ -38,7 +38,7 @@ pub async fn unique_keys(b: Subject, _clock: Arc<ManualClock>) {
     let dup = b.enqueue(task("u").unique_key("k")).await.expect("enqueue");
     assert!(dup.duplicate, "a running task still holds its key");
     for r in &got {
-        complete(&b, r.lease).await;
+        complete(&b, r.lease.clone()).await;
     }
     let fresh = b.enqueue(task("u").unique_key("k")).await.expect("enqueue");
     assert!(!fresh.duplicate);
@@ -60,14 +60,17 @@ pub async fn ordering_keys(b: Subject, clock: Arc<ManualClock>) {
     want.sort();
     assert_eq!(got_ids, want, "only the head of each key");
     assert!(reserve(&b, 10).await.is_empty());
-    let lease_a1 = got.iter().find(|r| r.lease.id == a1).map(|r| r.lease);
+    let lease_a1 = got
+        .iter()
+        .find(|r| r.lease.id == a1)
+        .map(|r| r.lease.clone());
     complete(&b, lease_a1.expect("a1 reserved")).await;
     let next = reserve(&b, 10).await;
     assert_eq!(ids(&next), vec![a2], "a2 before a3 despite a3's priority");
     // a2 fails and waits for a retry: a3 still waits behind it.
     report(
         &b,
-        next[0].lease,
+        next[0].lease.clone(),
         FinishAction::Retry {
             delay: Duration::from_secs(5),
             error: "flaky".into(),
@@ -84,7 +87,7 @@ pub async fn ordering_keys(b: Subject, clock: Arc<ManualClock>) {
     assert_eq!(ids(&retry), vec![a2]);
     report(
         &b,
-        retry[0].lease,
+        retry[0].lease.clone(),
         FinishAction::DeadLetter {
             error: "gave up".into(),
         },

@@ -44,7 +44,7 @@ pub async fn handler_concurrency_limits(b: Subject, clock: Arc<ManualClock>) {
     assert!(reserve(&b, 10).await.is_empty(), "lim is full");
     let g = enqueue(&b, task("free")).await;
     assert_eq!(ids(&reserve(&b, 10).await), vec![g], "others still run");
-    complete(&b, got[0].lease).await;
+    complete(&b, got[0].lease.clone()).await;
     assert_eq!(
         ids(&reserve(&b, 10).await),
         vec![c],
