@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let m = handle.metrics();
-        if m.counters.succeeded + m.counters.dead_lettered >= ORDERS {
+        if m.runner.completed + m.counters.dead_lettered >= ORDERS {
             break;
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} orders in {:.2} s: {} charged, {} dead-lettered to {topic}.dlq, {} pauses at the limit",
         c.received,
         elapsed.as_secs_f64(),
-        c.succeeded,
+        report.runner.completed,
         c.dead_lettered,
         c.pauses
     );

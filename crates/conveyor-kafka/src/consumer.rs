@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::time::Duration;
 
 use conveyor::events::EventBus;
-use conveyor::source::{CallbackQueue, Routes, Runner};
+use conveyor::source::{CallbackQueue, Routes, Runner, RunnerStats};
 use conveyor::{Handler, Pool};
 
 use crate::admin::create_topics;
@@ -143,7 +143,7 @@ impl ConsumerBuilder {
 ///     handle.shutdown();
 /// });
 /// let report = consumer.run().await?;
-/// println!("{} succeeded", report.counters.succeeded);
+/// println!("{} succeeded", report.runner.completed);
 /// # Ok(()) }
 /// ```
 pub struct KafkaConsumer {
@@ -194,10 +194,12 @@ impl ConsumerHandle {
 /// What a consumer did, returned by [`KafkaConsumer::run`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunReport {
-    /// The counters at the end (`cancelled` counts messages whose work was
+    /// What Kafka alone counts, at the end.
+    pub counters: Counters,
+    /// The executor's counts at the end (`released`: messages whose work was
     /// cancelled by a revoke or the end of the shutdown grace; they were not
     /// committed).
-    pub counters: Counters,
+    pub runner: RunnerStats,
 }
 
 impl KafkaConsumer {
@@ -242,6 +244,7 @@ impl KafkaConsumer {
         if let Some(pool) = self.pool {
             runner = runner.shared_pool(pool);
         }
+        let _ = shared.runner.set(runner.handle());
         let polling = start(&shared, &config, self.stop).await?;
         // The polling thread decides when to stop: it drains (the runner
         // still settling meanwhile), commits, and cancels what is left; then
@@ -257,12 +260,13 @@ impl KafkaConsumer {
             .await;
         // Whatever happened, cancel what still runs and flush dead letters.
         shared.end(Duration::from_secs(5));
-        run?;
+        let report = run?;
         if died.load(Ordering::Acquire) {
             return Err(Error::Thread("the polling thread died".into()));
         }
         Ok(RunReport {
             counters: shared.metrics().counters,
+            runner: report.stats,
         })
     }
 }

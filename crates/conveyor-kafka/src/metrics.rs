@@ -1,5 +1,9 @@
 //! What a running consumer reports: how many messages are in flight, whether
-//! its partitions are paused, per-partition offsets and lag, and counters.
+//! its partitions are paused, per-partition offsets and lag, the executor's
+//! counts ([`RunnerStats`], the same as a durable worker's) and the counts
+//! only Kafka has (records received, dead-letter writes, pauses, commits).
+
+use conveyor::source::RunnerStats;
 
 use crate::message::Message;
 
@@ -18,28 +22,27 @@ pub struct ConsumerMetrics {
     /// (at most the configured read-ahead, plus the free in-flight places
     /// the runner is about to fill).
     pub waiting: usize,
-    /// Counters since the consumer started.
+    /// What Kafka alone counts, since the consumer started.
     pub counters: Counters,
+    /// The executor's counts, as every source's runner keeps them: records
+    /// completed, dead-lettered, discarded, released (their work cancelled
+    /// by a revoke or the end of the shutdown grace: not committed, they
+    /// run again wherever their partition goes), retries in place.
+    pub runner: RunnerStats,
     /// One entry per assigned partition.
     pub partitions: Vec<PartitionMetrics>,
 }
 
-/// Counters since the consumer started.
+/// What only a Kafka consumer counts, since it started (how tasks ended is
+/// in [`ConsumerMetrics::runner`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Messages taken from Kafka.
     pub received: u64,
-    /// Messages whose handler succeeded.
-    pub succeeded: u64,
-    /// Messages the handler asked to discard (no retry, no dead-letter).
-    pub discarded: u64,
     /// Messages written to the dead-letter topic (failures and undecodable).
     pub dead_lettered: u64,
     /// Of those, messages that could not be decoded.
     pub undecodable: u64,
-    /// Messages whose work was cancelled (revoke, shutdown); they are not
-    /// committed and run again wherever their partition goes.
-    pub cancelled: u64,
     /// Dead-letter writes that failed: the message stays uncommitted.
     pub dead_letter_errors: u64,
     /// Times the consumer paused its partitions at the limit.

@@ -107,12 +107,8 @@ impl Shared {
         done: &mut Vec<Completion>,
     ) {
         st.in_flight = st.in_flight.saturating_sub(1);
-        let counters = &mut st.counters;
-        match disposition {
-            Disposition::Succeeded => counters.succeeded += 1,
-            Disposition::Discarded => counters.discarded += 1,
-            Disposition::DeadLettered => counters.dead_lettered += 1,
-            Disposition::Cancelled => counters.cancelled += 1,
+        if disposition == Disposition::DeadLettered {
+            st.counters.dead_lettered += 1;
         }
         if let Some(p) = st.current(coord) {
             p.in_flight = p.in_flight.saturating_sub(1);

@@ -20,7 +20,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::TopicPartitionList;
 
 use conveyor::events::{Event, SourceEvent};
-use conveyor::source::{CallbackQueue, Control};
+use conveyor::source::{CallbackQueue, Control, RunnerHandle};
 use conveyor::TaskId;
 
 use crate::config::ConsumerConfig;
@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) work: tokio::sync::Notify,
     /// Cancels running tasks of revoked partitions.
     pub(crate) control: OnceLock<Control>,
+    /// The runner's counts, once it runs.
+    pub(crate) runner: OnceLock<RunnerHandle>,
     /// The handler every record runs.
     pub(crate) handler: Arc<str>,
     pub(crate) me: Weak<Shared>,
@@ -158,6 +160,7 @@ impl Shared {
             observer,
             work: tokio::sync::Notify::new(),
             control: OnceLock::new(),
+            runner: OnceLock::new(),
             handler,
             me: me.clone(),
         })
@@ -419,6 +422,11 @@ impl Shared {
             paused: st.paused,
             waiting: st.ahead(),
             counters: st.counters,
+            runner: self
+                .runner
+                .get()
+                .map(RunnerHandle::stats)
+                .unwrap_or_default(),
             partitions: st
                 .partitions
                 .iter()

@@ -129,7 +129,7 @@ pub async fn run(args: &RunArgs, template: CommandTemplate, url: &str) -> anyhow
     if !quiet {
         eprintln!(
             "conveyor run: {} succeeded, {} failed (dead-lettered, {} undecodable), {} left uncommitted for the next run",
-            c.succeeded, c.dead_lettered, c.undecodable, c.cancelled
+            report.runner.completed, c.dead_lettered, c.undecodable, report.runner.released
         );
     }
     if let Some(sig) = interrupted {

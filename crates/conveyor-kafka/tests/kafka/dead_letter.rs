@@ -64,8 +64,8 @@ async fn failures_go_to_the_dead_letter_topic_after_retries() {
     let handle = consumer.handle();
     let run = tokio::spawn(consumer.run());
     let done = eventually(Duration::from_secs(40), || {
-        let c = handle.metrics().counters;
-        c.succeeded + c.dead_lettered >= records.len() as u64
+        let m = handle.metrics();
+        m.runner.completed + m.counters.dead_lettered >= records.len() as u64
     })
     .await;
     // Everything finished, so the commit catches up with the end of each partition.
@@ -81,7 +81,7 @@ async fn failures_go_to_the_dead_letter_topic_after_retries() {
     let report = run.await.expect("join").expect("run");
     assert!(done, "not all finished: {:?}", report.counters);
     assert!(caught_up, "commits did not catch up");
-    assert_eq!(report.counters.succeeded, 35);
+    assert_eq!(report.runner.completed, 35);
     assert_eq!(report.counters.dead_lettered, 8);
     assert_eq!(report.counters.undecodable, 3);
     let committed: i64 = common::committed(&topic, &group, 2).iter().flatten().sum();

@@ -70,13 +70,13 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
         gate.add_permits(1);
     }
     let moved = eventually(Duration::from_secs(20), || {
-        handle.metrics().counters.succeeded >= 20
+        handle.metrics().runner.completed >= 20
     })
     .await;
     assert!(moved, "did not resume: {:?}", handle.metrics());
     gate.add_permits(TOTAL);
     let done = eventually(Duration::from_secs(30), || {
-        handle.metrics().counters.succeeded as usize >= TOTAL
+        handle.metrics().runner.completed as usize >= TOTAL
     })
     .await;
     let m = handle.metrics();
@@ -85,7 +85,7 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
     assert!(
         done,
         "only {} of {TOTAL} processed",
-        report.counters.succeeded
+        report.runner.completed
     );
     assert!(
         peak.load(AtomicOrdering::SeqCst) <= LIMIT,

@@ -67,7 +67,7 @@ async fn consume(
     let run = tokio::spawn(consumer.run());
     let total = records.len();
     let done = eventually(Duration::from_secs(40), || {
-        handle.metrics().counters.succeeded as usize >= total
+        handle.metrics().runner.completed as usize >= total
     })
     .await;
     handle.shutdown();
@@ -75,7 +75,7 @@ async fn consume(
     assert!(
         done,
         "only {} of {total} processed",
-        report.counters.succeeded
+        report.runner.completed
     );
     assert_eq!(report.counters.dead_lettered, 0);
     let seen = seen.lock().expect("lock").clone();

@@ -86,6 +86,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let report = consumer.run().await?;
-    println!("stopped {}", report.counters.succeeded);
+    println!("stopped {}", report.runner.completed);
     Ok(())
 }
