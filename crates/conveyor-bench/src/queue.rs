@@ -251,18 +251,34 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     drop(b);
     s.close().await;
 
-    // End to end.
-    for slots in [50usize, 500] {
+    // End to end; the last row with a subscriber reading every lifecycle
+    // event, beside the same run with nobody listening (what events cost).
+    let mut quiet_500 = 0.0;
+    for (slots, listen) in [(50usize, false), (500, false), (500, true)] {
         let n = 100_000 / scale;
-        let s = Subject::new(url, &format!("e2e{slots}"));
+        let s = Subject::new(url, &format!("e2e{slots}{listen}"));
         let b = s.open().await;
         for chunk in 0..n / 1000 {
             let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
             let _ = b.enqueue_many(tasks).await;
         }
-        let rate = process(b.clone(), n, slots).await;
+        let rate = process(b.clone(), n, slots, listen).await;
         drop(b);
         s.close().await;
+        if listen {
+            report.add_vs(
+                &bench,
+                &format!("processed, {slots} slots, events listened"),
+                rate,
+                "tasks/s",
+                "nobody listening",
+                rate / quiet_500,
+            );
+            continue;
+        }
+        if slots == 500 {
+            quiet_500 = rate;
+        }
         let subject = format!("processed, {slots} slots");
         if has_targets {
             report.add_vs(
@@ -287,8 +303,9 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     report.add(&bench, "enqueue->start p99", p99, "ms");
 }
 
-/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s.
-async fn process(b: Arc<dyn Backend>, n: usize, slots: usize) -> f64 {
+/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s. With
+/// `listen`, a subscriber reads every event the worker emits meanwhile.
+async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, listen: bool) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(Notify::new());
     let (d, a) = (done.clone(), all.clone());
@@ -311,12 +328,29 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize) -> f64 {
         }
     };
     let stopper = worker.stopper();
+    let reader = listen.then(|| {
+        let events = worker.events().subscribe(65_536);
+        tokio::spawn(async move {
+            let mut seen = 0u64;
+            while events.recv().await.is_some() {
+                seen += 1;
+            }
+            seen
+        })
+    });
     let t = Instant::now();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
     all.notified().await;
     let elapsed = t.elapsed();
     stopper.stop();
     let _ = run.await;
+    if let Some(reader) = reader {
+        let seen = reader.await.unwrap_or(0);
+        eprintln!(
+            "  events read: {seen} ({:.1} per task)",
+            seen as f64 / n as f64
+        );
+    }
     n as f64 / elapsed.as_secs_f64()
 }
 
