@@ -15,6 +15,16 @@ use conveyor_core::{
 
 use crate::state::{Entry, State};
 
+/// What [`State::finish`] did.
+pub(crate) struct Finished {
+    /// One outcome per report.
+    pub(crate) out: Vec<Result<(), Error>>,
+    /// A task was released, so it is available again.
+    pub(crate) released: bool,
+    /// The tasks that reached a final state.
+    pub(crate) done: Vec<TaskId>,
+}
+
 impl State {
     /// Stores validated tasks; a task whose unique key an unfinished task of its
     /// queue holds is reported as that task, a duplicate.
@@ -181,14 +191,10 @@ impl State {
             .collect()
     }
 
-    /// Applies each report whose lease is still held. The flag is true when a
-    /// task was released, so it is available again.
-    pub(crate) fn finish(
-        &mut self,
-        reports: Vec<Finish>,
-        now: Timestamp,
-    ) -> (Vec<Result<(), Error>>, bool) {
+    /// Applies each report whose lease is still held.
+    pub(crate) fn finish(&mut self, reports: Vec<Finish>, now: Timestamp) -> Finished {
         let mut released = false;
+        let mut done = Vec::new();
         let out = reports
             .into_iter()
             .map(|r| {
@@ -228,10 +234,18 @@ impl State {
                         Transition::Release
                     }
                 };
-                self.move_task(id, t, now)
+                self.move_task(id, t, now)?;
+                if t.target().is_finished() {
+                    done.push(r.lease.id);
+                }
+                Ok(())
             })
             .collect();
-        (out, released)
+        Finished {
+            out,
+            released,
+            done,
+        }
     }
 
     /// Cancels a waiting task; any other task keeps its state, which is returned.
@@ -249,8 +263,10 @@ impl State {
     }
 
     /// Hands out again (or dead-letters, on the last attempt) every running task
-    /// whose lease ran out before `now`; returns how many.
-    pub(crate) fn recover_expired(&mut self, now: Timestamp) -> Result<u64, Error> {
+    /// whose lease ran out before `now`; returns how many, and the ones that
+    /// died.
+    pub(crate) fn recover_expired(&mut self, now: Timestamp) -> Result<(u64, Vec<TaskId>), Error> {
+        let mut died = Vec::new();
         let expired: Vec<u64> = self.leases.range(..(now, 0)).map(|&(_, id)| id).collect();
         for &id in &expired {
             let last = self
@@ -267,7 +283,10 @@ impl State {
                 e.record.run_at = now;
             }
             self.move_task(id, t, now)?;
+            if last {
+                died.push(TaskId(id));
+            }
         }
-        Ok(expired.len() as u64)
+        Ok((expired.len() as u64, died))
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! | part | what | accessor |
 //! |---|---|---|
-//! | [`ResultStore`] | read a task with its result; a push-based wait where the backend can notify | [`Backend::result_store`] |
+//! | [`ResultStore`] | read a task with its result; a push-based wait where the backend can notify ([`FinishMark`], [`FinishBoard`]) | [`Backend::result_store`] |
 //! | [`Inspection`] | list tasks ([`ListParams`]), counts per queue and state | [`Backend::inspection`] |
 //! | [`Administration`] | cancel waiting tasks, requeue and purge dead ones | [`Backend::administration`] |
 //! | [`Maintenance`] | recover expired leases, prune old tasks | [`Backend::maintenance`] |
@@ -56,8 +56,10 @@ use async_trait::async_trait;
 use crate::durable_task::{Enqueued, Finish, Lease, NewTask, Reserved};
 use crate::Error;
 
+mod finish_board;
 mod parts;
 
+pub use finish_board::{FinishBoard, FinishMark};
 pub use parts::{
     Administration, GlobalLimits, Inspection, ListParams, Maintenance, Part, ResultStore,
 };
