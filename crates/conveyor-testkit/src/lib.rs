@@ -56,7 +56,8 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$rs];
             "needs the result store part (reading tasks), which this backend does not declare";
             enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
-            retries_then_dead_letter, release_does_not_count_the_attempt);
+            retries_then_dead_letter, release_does_not_count_the_attempt,
+            finish_wakes_result_waiters);
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,

@@ -8,6 +8,7 @@ mod basics;
 mod failures;
 mod keys;
 mod limits;
+mod results;
 
 pub use admin::{
     batches_are_atomic, capabilities_are_honest, dead_letter_admin, declared_parts,
@@ -27,6 +28,7 @@ pub use keys::{ordering_keys, unique_keys};
 pub use limits::{
     concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
 };
+pub use results::{finish_wakes_result_waiters, result_waits};
 
 use std::sync::Arc;
 use std::time::Duration;
