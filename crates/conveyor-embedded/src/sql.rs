@@ -59,7 +59,8 @@ pub(crate) struct Sql {
     pub renew: String,
     /// `?1` id, `?2` token, `?3` result, `?4` now.
     pub complete: String,
-    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now.
+    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now → the state
+    /// it took (retrying, or dead on the last attempt).
     pub retry: String,
     /// `?1` id, `?2` token, `?3` error, `?4` now.
     pub dead_letter: String,
@@ -76,7 +77,8 @@ pub(crate) struct Sql {
     pub state_of: String,
     /// `?1` id → the record.
     pub get: String,
-    /// `?1` now: running tasks whose lease ran out.
+    /// `?1` now: running tasks whose lease ran out → id and the state each
+    /// took (available again, or dead on the last attempt).
     pub expire: String,
     /// `?1` cutoff: completed and cancelled tasks finished before it.
     pub prune_finished: String,
@@ -177,7 +179,7 @@ impl Sql {
                     retrying = T::Retry.target().code(),
                 ),
                 T::Retry,
-            ),
+            ) + " RETURNING state",
             dead_letter: finish(
                 &format!(
                     "state = {}, error = ?3, finished_at = ?4",
@@ -218,7 +220,8 @@ impl Sql {
                  error = CASE WHEN {last_attempt} THEN '{final_msg}' ELSE '{again_msg}' END, \
                  finished_at = CASE WHEN {last_attempt} THEN ?1 ELSE NULL END, \
                  lease_until = NULL \
-                 WHERE state IN ({expiring}) AND lease_until < ?1",
+                 WHERE state IN ({expiring}) AND lease_until < ?1 \
+                 RETURNING id, state",
                 expiring = T::Expire.source_codes(),
                 final_ = T::ExpireFinal.target().code(),
                 again = T::Expire.target().code(),
