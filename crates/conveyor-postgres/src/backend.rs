@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
-    QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord, TaskState, Transition,
+    FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
+    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord,
+    TaskState, Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
@@ -98,7 +99,7 @@ impl PostgresBackend {
     ) -> Self {
         let sql = Statements::new(&schema);
         let limits = LimitStatements::new(&schema);
-        let listener = Listener::new(config, schema.channel());
+        let listener = Listener::new(config, schema.channel(), schema.finished_channel());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -402,6 +403,7 @@ impl Backend for PostgresBackend {
             let conn = self.conn(what).await?;
             let stmt = Self::prepared(&conn, what, &self.inner.sql.finish).await?;
             let channel = self.inner.schema.channel();
+            let finished = self.inner.schema.finished_channel();
             let rows = conn
                 .query(
                     &stmt,
@@ -414,6 +416,7 @@ impl Backend for PostgresBackend {
                         &batch.retry_at,
                         &now.as_millis(),
                         &channel,
+                        &finished,
                     ],
                 )
                 .await
@@ -456,6 +459,16 @@ impl ResultStore for PostgresBackend {
             .await
             .map_err(|e| db(what, e))?;
         row.as_ref().map(row::record).transpose()
+    }
+
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        self.inner.listener.finish_mark()
+    }
+
+    /// Woken by the `NOTIFY` each finishing statement sends on the schema's
+    /// `<schema>_finished` channel, heard on the backend's LISTEN connection.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        self.inner.listener.wait_finished(id, since, timeout).await
     }
 }
 
@@ -518,11 +531,13 @@ impl Administration for PostgresBackend {
         let conn = self.conn(what).await?;
         let cancel = Self::prepared(&conn, what, &self.inner.sql.cancel).await?;
         let state_of = Self::prepared(&conn, what, &self.inner.sql.state_of).await?;
+        let finished = self.inner.schema.finished_channel();
         // A task that became cancellable again between the two statements
         // (requeued, released) is tried again; a few rounds settle any race.
         for _ in 0..5 {
             let now = self.inner.clock.now().as_millis();
-            let cancel_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&pid, &now];
+            let cancel_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&pid, &now, &finished];
             let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
             let (updated, current) = tokio::try_join!(
                 conn.query_opt(&cancel, &cancel_params),
@@ -581,10 +596,11 @@ impl Maintenance for PostgresBackend {
         let conn = self.conn(what).await?;
         let stmt = Self::prepared(&conn, what, &self.inner.sql.recover).await?;
         let channel = self.inner.schema.channel();
+        let finished = self.inner.schema.finished_channel();
         let mut total = 0u64;
         loop {
             let row = conn
-                .query_one(&stmt, &[&now, &MAINTENANCE_BATCH, &channel])
+                .query_one(&stmt, &[&now, &MAINTENANCE_BATCH, &channel, &finished])
                 .await
                 .map_err(|e| db(what, e))?;
             let n: i64 = col(&row, 0, "count")?;
