@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
-    QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
+    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId,
+    TaskRecord, TaskState,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
@@ -101,7 +102,7 @@ impl RedisBackend {
             .await
             .map_err(|e| redis_error("connect", e))?;
         let keys = Keys::new(prefix);
-        let wake = Wakeups::new(client, keys.wake_channel());
+        let wake = Wakeups::new(client, keys.wake_channel(), keys.finished_channel());
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
@@ -358,6 +359,17 @@ impl ResultStore for RedisBackend {
             return Ok(None);
         }
         reply::record(id.0, fields).map(Some)
+    }
+
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        self.inner.wake.finish_mark()
+    }
+
+    /// Woken by the message each finishing script publishes on the
+    /// namespace's `finished` channel, heard by the backend's subscriber.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        self.inner.wake.wait_finished(id, since, timeout).await;
+        true
     }
 }
 

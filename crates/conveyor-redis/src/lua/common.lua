@@ -19,6 +19,8 @@ local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
 local WAKE = P .. 'wake'
+-- Ids of tasks that reached a final state, for result waiters.
+local FINISHED_CH = P .. 'finished'
 -- Global handler limits: handler -> 'concurrency:count:per_us:burst' (empty
 -- fields for none), the rate state (TAT, µs) per handler, and how many tasks of
 -- each handler run now (kept by move for every handler, so a limit set later
@@ -396,4 +398,15 @@ end
 
 local function publish(wake)
   for q in pairs(wake) do redis.call('PUBLISH', WAKE, q) end
+end
+
+-- One message per script call for the tasks it finished: their ids,
+-- comma-separated, or an empty message ("something finished": every result
+-- waiter looks again) beyond MAX_FINISHED_IDS. Nothing when none finished.
+local MAX_FINISHED_IDS = 1000
+local function publish_finished(ids)
+  if #ids == 0 then return end
+  local payload = ''
+  if #ids <= MAX_FINISHED_IDS then payload = table.concat(ids, ',') end
+  redis.call('PUBLISH', FINISHED_CH, payload)
 end

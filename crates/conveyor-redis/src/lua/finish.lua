@@ -9,6 +9,8 @@ local now = ARGV[2]
 local plain = tonumber(ARGV[3])
 local out = {}
 local wake = {}
+-- Tasks that reached a final state, published once at the end.
+local done = {}
 
 local function report(id, token, kind, number, text)
   local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h'})
@@ -36,6 +38,7 @@ local function report(id, token, kind, number, text)
   else
     fail('unknown report kind ' .. tostring(kind))
   end
+  if FINISHED[r.s] then done[#done + 1] = id end
   return 1
 end
 
@@ -73,6 +76,7 @@ local function complete(id, token)
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
+  done[#done + 1] = id
   return 1
 end
 
@@ -92,4 +96,5 @@ for q, u in pairs(unleased) do
 end
 flush()
 publish(wake)
+publish_finished(done)
 return out
