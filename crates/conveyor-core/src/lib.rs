@@ -33,7 +33,7 @@ mod task_state;
 
 pub use backend::{
     unsupported, Administration, Backend, Capabilities, FinishBoard, FinishMark, GlobalLimits,
-    Inspection, ListParams, Maintenance, Part, ResultStore, Retention,
+    Inspection, ListOrder, ListParams, Maintenance, Part, ResultStore, Retention,
 };
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -134,8 +134,7 @@ impl Inspection for MemoryBackend {
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let queue = params.queue.as_deref();
-        Ok(self.state.lock().list(queue, params.state, params.limit))
+        Ok(self.state.lock().list(params))
     }
 }
 

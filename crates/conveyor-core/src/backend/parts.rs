@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{unsupported, Backend, FinishMark, Retention};
+use super::{unsupported, Backend, FinishMark, ListParams, Retention};
 use crate::durable_task::{QueueStats, TaskRecord};
 use crate::limits::HandlerLimits;
 use crate::task::TaskId;
@@ -106,52 +106,12 @@ pub trait ResultStore: Send + Sync {
     }
 }
 
-/// What to list: tasks in one state, optionally of one queue, oldest first.
-/// A struct, so that filters and paging can be added without breaking callers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ListParams {
-    /// Only tasks in this state.
-    pub state: TaskState,
-    /// Only tasks of this queue (`None`: every queue).
-    pub queue: Option<String>,
-    /// At most this many.
-    pub limit: usize,
-}
-
-impl ListParams {
-    /// Tasks in `state`, of every queue, at most 100.
-    pub fn new(state: TaskState) -> Self {
-        Self {
-            state,
-            queue: None,
-            limit: 100,
-        }
-    }
-
-    /// Only tasks of `queue`.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Only tasks of this queue, if one is given.
-    pub fn queue_opt(mut self, queue: Option<&str>) -> Self {
-        self.queue = queue.map(str::to_string);
-        self
-    }
-
-    /// At most `limit` tasks.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-}
-
 /// Lists and counts tasks.
 #[async_trait]
 pub trait Inspection: Send + Sync {
-    /// Tasks matching `params`, oldest first.
+    /// Tasks matching `params`, in its order (see [`ListParams`] and
+    /// [`ListOrder`](super::ListOrder), and each backend's documentation for what "oldest"
+    /// means there).
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error>;
 
     /// Counts per queue and state.
