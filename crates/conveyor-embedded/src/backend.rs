@@ -249,11 +249,9 @@ impl Inspection for EmbeddedBackend {
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let (queue, state, limit) = (params.queue.clone(), params.state, params.limit);
-        self.call(false, limit, move |s| {
-            s.list(queue.as_deref(), state, limit)
-        })
-        .await
+        let params = params.clone();
+        self.call(false, params.limit, move |s| s.list(&params))
+            .await
     }
 }
 

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
-    QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, ListOrder,
+    ListParams, NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp,
+    Transition,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -446,25 +447,25 @@ impl Store {
         Ok(by_queue.into_values().collect())
     }
 
-    /// Tasks in `state`, oldest first.
-    pub(crate) fn list(
-        &mut self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
+    /// The tasks `params` asks for, by id in its order, after its cursor.
+    pub(crate) fn list(&mut self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
         let sql = sql();
-        let limit = to_i64(limit);
-        let mut stmt = match queue {
-            Some(_) => self.conn.prepare_cached(&sql.list_queue),
-            None => self.conn.prepare_cached(&sql.list_all),
-        }
-        .map_err(db_err)?;
-        let mut rows = match queue {
-            Some(q) => stmt.query(params![state.code(), limit, q]),
-            None => stmt.query(params![state.code(), limit]),
-        }
-        .map_err(db_err)?;
+        let newest = params.order == ListOrder::NewestFirst;
+        let (text, after) = if newest {
+            (&sql.list_newest, params.after.map_or(i64::MAX, id_bound))
+        } else {
+            (&sql.list_oldest, params.after.map_or(0, id_bound))
+        };
+        let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+        let mut rows = stmt
+            .query(params![
+                params.state.code(),
+                to_i64(params.limit),
+                params.queue,
+                params.handler,
+                after
+            ])
+            .map_err(db_err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(db_err)? {
             out.push(record_from_row(row)?);
@@ -528,6 +529,12 @@ fn to_u64(n: usize) -> u64 {
 }
 
 /// A task id as stored; ids past `i64::MAX` name no stored task.
+/// A cursor id as an SQL bound: ids above `i64::MAX` cannot exist, so they
+/// bound like `i64::MAX`.
+fn id_bound(id: TaskId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
 fn id_param(id: TaskId) -> Option<i64> {
     i64::try_from(id.0).ok()
 }
