@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
-    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord,
-    TaskState, Transition,
+    FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
+    ListParams, Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, TaskId,
+    TaskRecord, TaskState, Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
@@ -506,15 +506,26 @@ impl Inspection for PostgresBackend {
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let (queue, state, limit) = (params.queue.as_deref(), params.state, params.limit);
         let what = "listing tasks";
         // Codes are 0..=6: the cast cannot truncate.
-        let code = state.code() as i16;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let code = params.state.code() as i16;
+        let limit = i64::try_from(params.limit).unwrap_or(i64::MAX);
+        // Ids above i64::MAX cannot exist: such a cursor bounds like i64::MAX.
+        let cursor = |id: TaskId| i64::try_from(id.0).unwrap_or(i64::MAX);
+        let (text, after) = match params.order {
+            ListOrder::NewestFirst => (
+                &self.inner.sql.list_newest,
+                params.after.map_or(i64::MAX, cursor),
+            ),
+            _ => (&self.inner.sql.list_oldest, params.after.map_or(0, cursor)),
+        };
         let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.list).await?;
+        let stmt = Self::prepared(&conn, what, text).await?;
         let rows = conn
-            .query(&stmt, &[&code, &queue, &limit])
+            .query(
+                &stmt,
+                &[&code, &params.queue, &limit, &params.handler, &after],
+            )
             .await
             .map_err(|e| db(what, e))?;
         rows.iter().map(row::record).collect()

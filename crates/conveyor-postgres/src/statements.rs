@@ -96,7 +96,8 @@ pub(crate) struct Statements {
     pub prune_finished: String,
     pub prune_dead: String,
     pub stats: String,
-    pub list: String,
+    pub list_oldest: String,
+    pub list_newest: String,
     pub requeue: String,
     pub purge: String,
 }
@@ -357,12 +358,19 @@ impl Statements {
             timed = p.timed,
         );
 
-        // $1 state, $2 queue or NULL, $3 limit.
-        let list = format!(
-            "SELECT {RECORD_COLUMNS} FROM {t}
-             WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
-             ORDER BY id LIMIT $3"
-        );
+        // $1 state, $2 queue or NULL, $3 limit, $4 handler or NULL, $5 the
+        // cursor id. Keyset paging on the primary key: a page starts at its
+        // cursor in the id index, never by skipping rows.
+        let list = |keyset: &str| {
+            format!(
+                "SELECT {RECORD_COLUMNS} FROM {t}
+                 WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
+                   AND ($4::text IS NULL OR handler = $4) AND {keyset}
+                 LIMIT $3"
+            )
+        };
+        let list_oldest = list("id > $5 ORDER BY id");
+        let list_newest = list("id < $5 ORDER BY id DESC");
 
         // $1 ids, $2 now, $3 channel. A dead task whose unique key another
         // unfinished task holds now (or an earlier one of the same call) stays
@@ -414,7 +422,8 @@ impl Statements {
             prune_finished,
             prune_dead,
             stats,
-            list,
+            list_oldest,
+            list_newest,
             requeue,
             purge,
         }
