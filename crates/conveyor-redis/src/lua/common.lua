@@ -311,6 +311,25 @@ local function release_keys(r)
   end
 end
 
+-- The finished-at of a task that enters the finished list `key` in this
+-- script: now, or the finished-at of the list's last task when that is later
+-- (it was finished by a worker whose clock runs ahead), so every list stays
+-- in finished-at order, which list (its keyset paging) and prune rely on.
+-- Read once per list and script: one LINDEX and one HGET.
+local list_finished_at = {}
+local function finished_at(key, now)
+  local fa = list_finished_at[key]
+  if fa then return fa end
+  fa = now
+  local tail = redis.call('LINDEX', key, -1)
+  if tail then
+    local t = redis.call('HGET', task_key(tail), 'fa')
+    if t and tonumber(t) and tonumber(t) > tonumber(now) then fa = t end
+  end
+  list_finished_at[key] = fa
+  return fa
+end
+
 -- Moves task r (fields s, q, pr, ok, uk; h when it enters or leaves running;
 -- ra for timers; lu, the lease expiry,
 -- for the leases set: it is not stored in the hash) along
@@ -337,7 +356,11 @@ local function move(r, tname, now, sets, dels)
   sets[#sets + 1] = to
   if FINISHED[to] then
     sets[#sets + 1] = 'fa'
-    sets[#sets + 1] = now
+    if HOME[to] == 'finished' then
+      sets[#sets + 1] = finished_at(home_key(r.q, to), now)
+    else
+      sets[#sets + 1] = now
+    end
   end
   local key = task_key(r.id)
   redis.call('HSET', key, unpack(sets))

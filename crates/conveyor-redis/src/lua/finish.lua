@@ -51,8 +51,9 @@ local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: lease-set members to remove, ids to append to the finished list.
-local unleased, finished = {}, {}
+-- Per queue: lease-set members to remove, ids to append to the finished list,
+-- and the finished-at they get.
+local unleased, finished, finished_at_of = {}, {}, {}
 
 local function complete(id, token)
   local key = task_key(id)
@@ -63,13 +64,14 @@ local function complete(id, token)
     return report(id, token, 'C', '0', '')
   end
   local q, h, ok, uk = v[3], v[4], v[5], v[6]
-  redis.call('HSET', key, 's', DONE_S, 'fa', now)
   local u = unleased[q]
   if not u then
     u = {}
     unleased[q] = u
     finished[q] = {}
+    finished_at_of[q] = finished_at(home_key(q, TR.Complete.to), now)
   end
+  redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q])
   u[#u + 1] = id
   local f = finished[q]
   f[#f + 1] = id
