@@ -67,7 +67,8 @@ macro_rules! backend_conformance {
             retention_prunes_finished_tasks);
         $crate::backend_conformance!(@cases $make; [$ins];
             "needs the inspection part, which this backend does not declare";
-            stats_per_queue);
+            stats_per_queue, list_by_handler, list_newest_first, list_pages_through_each_state,
+            list_pages_with_filters);
         $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
             "needs the result store, inspection and administration parts, which this backend does not all declare";
             dead_letter_admin);

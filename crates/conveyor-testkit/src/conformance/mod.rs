@@ -8,6 +8,7 @@ mod basics;
 mod failures;
 mod keys;
 mod limits;
+mod listing;
 mod results;
 
 pub use admin::{
@@ -27,6 +28,10 @@ pub use failures::{
 pub use keys::{ordering_keys, unique_keys};
 pub use limits::{
     concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
+};
+pub use listing::{
+    list_by_handler, list_newest_first, list_pages_through_each_state, list_pages_with_filters,
+    page_through,
 };
 pub use results::{finish_wakes_result_waiters, result_waits};
 
