@@ -9,8 +9,10 @@
 //! records it stores ([`NewTask`], [`Reserved`], [`Finish`], [`TaskRecord`]), the
 //! task [`TaskState`] machine, the [`Codec`], the injectable [`Clock`], and the
 //! [`Scheme`] contract by which each backend opens itself from a URL (read with
-//! [`BackendUrl`]). It has no runtime and does no I/O, so backends and the
-//! runtime can both depend on it without depending on each other.
+//! [`BackendUrl`]). It has no runtime and does no I/O (its one dependency on
+//! tokio is `tokio::sync`, for the [`FinishBoard`] that backends share), so
+//! backends and the runtime can both depend on it without depending on each
+//! other.
 
 mod backend;
 mod backend_url;
@@ -31,8 +33,8 @@ mod task_error;
 mod task_state;
 
 pub use backend::{
-    unsupported, Administration, Backend, Capabilities, GlobalLimits, Inspection, ListParams,
-    Maintenance, Part, ResultStore, Retention,
+    unsupported, Administration, Backend, Capabilities, FinishBoard, FinishMark, GlobalLimits,
+    Inspection, ListOrder, ListParams, Maintenance, Part, ResultStore, Retention,
 };
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,7 +1,8 @@
 //! [`EmbeddedBackend`]: the [`Backend`] contract over one local SQLite file.
 //!
 //! The handle is a sender to the database thread (`crate::db_thread`) plus the
-//! in-process [`Notify`] that wakes waiting workers. Every call packs its
+//! in-process [`Notify`] that wakes waiting workers and the file's
+//! [`FinishBoard`] (`crate::finishes`) that wakes result waiters. Every call packs its
 //! arguments into a job, sends it and awaits the reply, so it never blocks the
 //! async runtime it is called from. A call whose future is dropped after
 //! sending still runs to the end (an enqueue still commits; tasks reserved for
@@ -14,17 +15,24 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask, QueueStats,
-    Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
+    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId,
+    TaskRecord, TaskState,
 };
 use tokio::sync::{oneshot, Notify};
 
-use crate::db_thread::{self, Call, Message};
-use crate::schema;
+use crate::db_thread::{self, Call, Listeners, Message};
 use crate::store::Store;
+use crate::{finishes, schema};
 
 /// Where [`EmbeddedBackend`] keeps its file when the configuration names none.
 pub const DEFAULT_PATH: &str = "./conveyor.db";
+
+/// How long a result waiter waits on this process's finish notifications
+/// before reading the task again, unless told otherwise
+/// ([`EmbeddedBackend::results_poll`]): how soon a task finished by another
+/// process sharing the file is seen.
+pub const DEFAULT_RESULTS_POLL: Duration = Duration::from_millis(100);
 
 /// The zero-setup durable backend: every task lives in one local SQLite file in
 /// WAL mode, each commit fsynced before the caller hears of it.
@@ -32,6 +40,10 @@ pub const DEFAULT_PATH: &str = "./conveyor.db";
 /// Several processes on one machine may open the same file; they share it
 /// under SQLite's locks. [`Backend::wait_for_work`] wakes only on work this
 /// process made available (other processes' work is found by polling).
+/// [`ResultStore::wait_finished`] wakes at once on a task finished through any
+/// handle of this process on the file, and after
+/// [`results_poll`](EmbeddedBackend::results_poll) otherwise, so the caller
+/// reads again and sees tasks other processes finished.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), conveyor_core::Error> {
@@ -47,6 +59,8 @@ pub const DEFAULT_PATH: &str = "./conveyor.db";
 pub struct EmbeddedBackend {
     inbox: Sender<Message>,
     notify: Arc<Notify>,
+    finished: Arc<FinishBoard>,
+    results_poll: Duration,
     path: PathBuf,
 }
 
@@ -76,22 +90,40 @@ impl EmbeddedBackend {
             .name("conveyor-embedded".into())
             .spawn(move || match schema::open(&thread_path) {
                 Ok(conn) => {
-                    let _ = opened_tx.send(Ok(()));
-                    db_thread::run(Store::new(conn, clock), rx, thread_notify);
+                    // The file exists now, so its board is found by its real path.
+                    let finished = finishes::board_for(&thread_path);
+                    let _ = opened_tx.send(Ok(finished.clone()));
+                    let listeners = Listeners {
+                        work: thread_notify,
+                        finished,
+                    };
+                    db_thread::run(Store::new(conn, clock), rx, listeners);
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
                 }
             })?;
-        opened_rx
+        let finished = opened_rx
             .recv()
             .map_err(|_| Error::backend_other("the database thread stopped while opening"))??;
         tracing::debug!(path = %path.display(), "embedded: opened");
         Ok(EmbeddedBackend {
             inbox,
             notify,
+            finished,
+            results_poll: DEFAULT_RESULTS_POLL,
             path,
         })
+    }
+
+    /// How long [`ResultStore::wait_finished`] waits on this process's finish
+    /// notifications at most before its caller reads the task again
+    /// (default [`DEFAULT_RESULTS_POLL`]): how soon a task finished by
+    /// another process sharing the file is seen. A process alone on its file
+    /// can raise it, so waiting for a result costs nothing until it is there.
+    pub fn results_poll(mut self, every: Duration) -> Self {
+        self.results_poll = every;
+        self
     }
 
     /// The database file.
@@ -193,6 +225,21 @@ impl ResultStore for EmbeddedBackend {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
         self.call(false, 1, move |s| s.get(id)).await
     }
+
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        Some(self.finished.mark())
+    }
+
+    /// Woken at once by a task finished through any handle of this process
+    /// on the file; returns after at most
+    /// [`results_poll`](EmbeddedBackend::results_poll) otherwise, for the
+    /// caller to see what other processes finished. Needs a tokio runtime
+    /// with its time driver enabled.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        let timeout = timeout.min(self.results_poll);
+        let _ = tokio::time::timeout(timeout, self.finished.wait(id, since)).await;
+        true
+    }
 }
 
 #[async_trait]
@@ -202,11 +249,9 @@ impl Inspection for EmbeddedBackend {
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let (queue, state, limit) = (params.queue.clone(), params.state, params.limit);
-        self.call(false, limit, move |s| {
-            s.list(queue.as_deref(), state, limit)
-        })
-        .await
+        let params = params.clone();
+        self.call(false, params.limit, move |s| s.list(&params))
+            .await
     }
 }
 

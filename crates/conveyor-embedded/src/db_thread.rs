@@ -23,7 +23,7 @@
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
-use conveyor_core::{BackendErrorKind, Error};
+use conveyor_core::{BackendErrorKind, Error, FinishBoard};
 use tokio::sync::{oneshot, Notify};
 
 use crate::store::{db_err, Store};
@@ -125,8 +125,17 @@ where
     }
 }
 
+/// Who hears of a commit: waiting workers (work became available) and result
+/// waiters (tasks finished).
+pub(crate) struct Listeners {
+    /// Woken after a commit that made tasks available.
+    pub(crate) work: Arc<Notify>,
+    /// Posted the tasks a commit finished.
+    pub(crate) finished: Arc<FinishBoard>,
+}
+
 /// The thread's loop: batches until every sender is gone or `Close` arrives.
-pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, notify: Arc<Notify>) {
+pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, listeners: Listeners) {
     let mut batch: Vec<Box<dyn Job>> = Vec::new();
     let mut closing = None;
     while closing.is_none() {
@@ -153,7 +162,7 @@ pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, notify: Arc<Notify
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        run_batch(&mut store, &mut batch, &notify);
+        run_batch(&mut store, &mut batch, &listeners);
     }
     // Dropping the store closes the connection (and checkpoints the WAL when
     // this is the file's last connection).
@@ -163,18 +172,24 @@ pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, notify: Arc<Notify
     }
 }
 
-/// Runs `batch` in one transaction and replies to each job.
-fn run_batch(store: &mut Store, batch: &mut Vec<Box<dyn Job>>, notify: &Notify) {
+/// Runs `batch` in one transaction and replies to each job. Result waiters
+/// hear of finished tasks before the callers get their replies, so a finish
+/// that returned has been posted.
+fn run_batch(store: &mut Store, batch: &mut Vec<Box<dyn Job>>, listeners: &Listeners) {
     store.woke = false;
+    store.finished.clear();
     let writes = batch.iter().any(|j| j.writes());
     let isolate = batch.len() > 1;
     let failure = run_in_transaction(store, batch, writes, isolate);
     let woke = store.woke && failure.is_none();
+    if failure.is_none() {
+        listeners.finished.post(store.finished.drain(..));
+    }
     for job in batch.drain(..) {
         job.reply(failure.as_deref());
     }
     if woke {
-        notify.notify_waiters();
+        listeners.work.notify_waiters();
     }
 }
 

@@ -12,7 +12,8 @@
 //! callers share fsyncs. See `docs/embedded.md` for the design and figures.
 //!
 //! Modules: `backend` (the public handle and the trait implementation),
-//! `db_thread` (the thread and group commit), `store` (each operation as SQL),
+//! `db_thread` (the thread and group commit), `finishes` (the finish board
+//! result waiters of one file share in this process), `store` (each operation as SQL),
 //! `limits` (global handler limits and the admission state of a reservation),
 //! `sql` (the statement texts, built from the core state machine) and `schema`
 //! (opening the file, pragmas, table, indexes, versioning) and `scheme` (its
@@ -20,11 +21,12 @@
 
 mod backend;
 mod db_thread;
+mod finishes;
 mod limits;
 mod schema;
 mod scheme;
 mod sql;
 mod store;
 
-pub use backend::{EmbeddedBackend, DEFAULT_PATH};
+pub use backend::{EmbeddedBackend, DEFAULT_PATH, DEFAULT_RESULTS_POLL};
 pub use scheme::SCHEME;

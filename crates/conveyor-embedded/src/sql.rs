@@ -59,7 +59,8 @@ pub(crate) struct Sql {
     pub renew: String,
     /// `?1` id, `?2` token, `?3` result, `?4` now.
     pub complete: String,
-    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now.
+    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now → the state
+    /// it took (retrying, or dead on the last attempt).
     pub retry: String,
     /// `?1` id, `?2` token, `?3` error, `?4` now.
     pub dead_letter: String,
@@ -76,7 +77,8 @@ pub(crate) struct Sql {
     pub state_of: String,
     /// `?1` id → the record.
     pub get: String,
-    /// `?1` now: running tasks whose lease ran out.
+    /// `?1` now: running tasks whose lease ran out → id and the state each
+    /// took (available again, or dead on the last attempt).
     pub expire: String,
     /// `?1` cutoff: completed and cancelled tasks finished before it.
     pub prune_finished: String,
@@ -84,10 +86,11 @@ pub(crate) struct Sql {
     pub prune_dead: String,
     /// `?1` now → queue, state, count, oldest ready creation time.
     pub stats: String,
-    /// `?1` state, `?2` limit.
-    pub list_all: String,
-    /// `?1` state, `?2` limit, `?3` queue.
-    pub list_queue: String,
+    /// `?1` state, `?2` limit, `?3` queue or NULL, `?4` handler or NULL,
+    /// `?5` after this id: oldest (lowest id) first.
+    pub list_oldest: String,
+    /// As `list_oldest`, `?5` before this id: newest (highest id) first.
+    pub list_newest: String,
     /// `?1` id, `?2` now.
     pub requeue: String,
     /// Deletes every dead task.
@@ -120,6 +123,15 @@ impl Sql {
                  AND r.ordering_key = t.ordering_key AND r.state IN ({running}))))"
         );
         let last_attempt = "attempts >= max_attempts";
+        // Keyset paging on the primary key: a page starts at its cursor in the
+        // rowid b-tree, never by skipping rows.
+        let list = |keyset: &str| {
+            format!(
+                "SELECT {RECORD_COLUMNS} FROM tasks WHERE state = ?1 \
+                 AND (?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR handler = ?4) \
+                 AND {keyset} LIMIT ?2"
+            )
+        };
         Sql {
             find_unique: format!(
                 "SELECT id FROM tasks WHERE queue = ?1 AND unique_key = ?2 \
@@ -177,7 +189,7 @@ impl Sql {
                     retrying = T::Retry.target().code(),
                 ),
                 T::Retry,
-            ),
+            ) + " RETURNING state",
             dead_letter: finish(
                 &format!(
                     "state = {}, error = ?3, finished_at = ?4",
@@ -218,7 +230,8 @@ impl Sql {
                  error = CASE WHEN {last_attempt} THEN '{final_msg}' ELSE '{again_msg}' END, \
                  finished_at = CASE WHEN {last_attempt} THEN ?1 ELSE NULL END, \
                  lease_until = NULL \
-                 WHERE state IN ({expiring}) AND lease_until < ?1",
+                 WHERE state IN ({expiring}) AND lease_until < ?1 \
+                 RETURNING id, state",
                 expiring = T::Expire.source_codes(),
                 final_ = T::ExpireFinal.target().code(),
                 again = T::Expire.target().code(),
@@ -241,13 +254,8 @@ impl Sql {
                 ready = T::Reserve.source_codes(),
                 due = T::Due.source_codes(),
             ),
-            list_all: format!(
-                "SELECT {RECORD_COLUMNS} FROM tasks WHERE state = ?1 ORDER BY id LIMIT ?2"
-            ),
-            list_queue: format!(
-                "SELECT {RECORD_COLUMNS} FROM tasks WHERE state = ?1 AND queue = ?3 \
-                 ORDER BY id LIMIT ?2"
-            ),
+            list_oldest: list("id > ?5 ORDER BY id"),
+            list_newest: list("id < ?5 ORDER BY id DESC"),
             requeue: format!(
                 "UPDATE tasks SET state = {}, attempts = 0, finished_at = NULL, \
                  lease_until = NULL, run_at = ?2 WHERE id = ?1 AND state IN ({})",
@@ -315,6 +323,23 @@ mod tests {
                 !plan.contains("SCAN tasks"),
                 "{text}\nscans the table:\n{plan}"
             );
+        }
+    }
+
+    /// Listing pages walk the table by id from their cursor: no sort of
+    /// every task in the state, no skipping rows to an offset.
+    #[test]
+    fn list_pages_walk_by_id_from_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::schema::open(&dir.path().join("plan.db")).unwrap();
+        let sql = sql();
+        for text in [&sql.list_oldest, &sql.list_newest] {
+            let plan = plan(&conn, text);
+            assert!(
+                plan.contains("INTEGER PRIMARY KEY (rowid"),
+                "{text}\ndoes not start at its cursor:\n{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{text}\nsorts:\n{plan}");
         }
     }
 }

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
-    QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, ListOrder,
+    ListParams, NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp,
+    Transition,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -56,7 +57,7 @@ pub(crate) fn classify(e: &rusqlite::Error) -> BackendErrorKind {
 }
 
 /// The connection, the clock, and what the current transaction did that
-/// waiting workers should hear about.
+/// waiting workers and result waiters should hear about.
 pub(crate) struct Store {
     /// The connection (owned by the database thread).
     pub(crate) conn: Connection,
@@ -64,6 +65,11 @@ pub(crate) struct Store {
     /// Set when an operation made tasks available; the thread wakes waiting
     /// workers after the commit and clears it.
     pub(crate) woke: bool,
+    /// Tasks the transaction brought to a final state; the thread posts them
+    /// for result waiters after the commit and clears it. (A request rolled
+    /// back to its savepoint leaves its ids here: a spurious wake-up, which
+    /// result waiters allow.)
+    pub(crate) finished: Vec<TaskId>,
 }
 
 impl Store {
@@ -73,6 +79,7 @@ impl Store {
             conn,
             clock,
             woke: false,
+            finished: Vec::new(),
         }
     }
 
@@ -247,6 +254,7 @@ impl Store {
                 .prepare_cached(&sql.dead_letter_any)
                 .and_then(|mut s| s.execute(params![id, format!("unreadable task: {why}"), now.0]))
                 .map_err(db_err)?;
+            self.finished.push(task_id(id)?);
         }
         Ok(out)
     }
@@ -290,29 +298,44 @@ impl Store {
                     .and_then(|mut s| s.execute(p))
                     .map_err(db_err)
             };
-            let changed = match &report.action {
+            // Whether the report applied, and whether the task is finished.
+            let (changed, finished) = match &report.action {
                 FinishAction::Complete { result } => {
-                    run(&sql.complete, params![id, token, result, now.0])?
+                    (run(&sql.complete, params![id, token, result, now.0])?, true)
                 }
-                FinishAction::Retry { delay, error } => run(
-                    &sql.retry,
-                    params![id, token, error, now.plus(*delay).0, now.0],
-                )?,
-                FinishAction::DeadLetter { error } => {
-                    run(&sql.dead_letter, params![id, token, error, now.0])?
+                FinishAction::Retry { delay, error } => {
+                    // The statement decides between retrying and dead.
+                    let state: Option<i64> = conn
+                        .prepare_cached(&sql.retry)
+                        .and_then(|mut s| {
+                            s.query_row(params![id, token, error, now.plus(*delay).0, now.0], |r| {
+                                r.get(0)
+                            })
+                            .optional()
+                        })
+                        .map_err(db_err)?;
+                    let dead = state == Some(Transition::DeadLetter.target().code());
+                    (usize::from(state.is_some()), dead)
                 }
+                FinishAction::DeadLetter { error } => (
+                    run(&sql.dead_letter, params![id, token, error, now.0])?,
+                    true,
+                ),
                 FinishAction::Discard { reason } => {
-                    run(&sql.discard, params![id, token, reason, now.0])?
+                    (run(&sql.discard, params![id, token, reason, now.0])?, true)
                 }
                 FinishAction::Release => {
                     let n = run(&sql.release, params![id, token])?;
                     self.woke |= n > 0;
-                    n
+                    (n, false)
                 }
             };
             if changed != 1 {
                 out.push(Err(Error::StaleLease(report.lease.id)));
                 continue;
+            }
+            if finished {
+                self.finished.push(report.lease.id);
             }
             if !report.follow_ups.is_empty() {
                 self.enqueue_many(report.follow_ups)?;
@@ -334,6 +357,7 @@ impl Store {
             .and_then(|mut s| s.execute(params![raw, self.now().0]))
             .map_err(db_err)?;
         if changed == 1 {
+            self.finished.push(id);
             return Ok(Transition::Cancel.target());
         }
         let code: Option<i64> = self
@@ -363,13 +387,23 @@ impl Store {
     /// Running tasks whose lease ran out become available, or dead on their last
     /// attempt.
     pub(crate) fn recover_expired(&mut self) -> Result<u64, Error> {
-        let n = self
-            .conn
-            .prepare_cached(&sql().expire)
-            .and_then(|mut s| s.execute([self.now().0]))
-            .map_err(db_err)?;
-        self.woke |= n > 0;
-        Ok(to_u64(n))
+        let now = self.now();
+        let mut stmt = self.conn.prepare_cached(&sql().expire).map_err(db_err)?;
+        let mut rows = stmt.query([now.0]).map_err(db_err)?;
+        let dead = Transition::ExpireFinal.target().code();
+        let (mut n, mut again) = (0u64, false);
+        while let Some(row) = rows.next().map_err(db_err)? {
+            n += 1;
+            let id: i64 = row.get(0).map_err(db_err)?;
+            let state: i64 = row.get(1).map_err(db_err)?;
+            if state == dead {
+                self.finished.push(task_id(id)?);
+            } else {
+                again = true;
+            }
+        }
+        self.woke |= again;
+        Ok(n)
     }
 
     /// Deletes finished tasks older than the retention.
@@ -438,25 +472,25 @@ impl Store {
         Ok(by_queue.into_values().collect())
     }
 
-    /// Tasks in `state`, oldest first.
-    pub(crate) fn list(
-        &mut self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Result<Vec<TaskRecord>, Error> {
+    /// The tasks `params` asks for, by id in its order, after its cursor.
+    pub(crate) fn list(&mut self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
         let sql = sql();
-        let limit = to_i64(limit);
-        let mut stmt = match queue {
-            Some(_) => self.conn.prepare_cached(&sql.list_queue),
-            None => self.conn.prepare_cached(&sql.list_all),
-        }
-        .map_err(db_err)?;
-        let mut rows = match queue {
-            Some(q) => stmt.query(params![state.code(), limit, q]),
-            None => stmt.query(params![state.code(), limit]),
-        }
-        .map_err(db_err)?;
+        let newest = params.order == ListOrder::NewestFirst;
+        let (text, after) = if newest {
+            (&sql.list_newest, params.after.map_or(i64::MAX, id_bound))
+        } else {
+            (&sql.list_oldest, params.after.map_or(0, id_bound))
+        };
+        let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+        let mut rows = stmt
+            .query(params![
+                params.state.code(),
+                to_i64(params.limit),
+                params.queue,
+                params.handler,
+                after
+            ])
+            .map_err(db_err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(db_err)? {
             out.push(record_from_row(row)?);
@@ -520,6 +554,12 @@ fn to_u64(n: usize) -> u64 {
 }
 
 /// A task id as stored; ids past `i64::MAX` name no stored task.
+/// A cursor id as an SQL bound: ids above `i64::MAX` cannot exist, so they
+/// bound like `i64::MAX`.
+fn id_bound(id: TaskId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
 fn id_param(id: TaskId) -> Option<i64> {
     i64::try_from(id.0).ok()
 }

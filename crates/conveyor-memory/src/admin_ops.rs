@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use conveyor_core::{
-    Error, HandlerLimits, QueueStats, Retention, TaskId, TaskRecord, TaskState, Timestamp,
-    Transition,
+    Error, HandlerLimits, ListOrder, ListParams, QueueStats, Retention, TaskId, TaskRecord,
+    TaskState, Timestamp, Transition,
 };
 
 use crate::state::State;
@@ -38,21 +38,32 @@ impl State {
         by_queue.into_values().collect()
     }
 
-    /// Up to `limit` tasks in `state` (of one queue, or all), oldest id first.
-    pub(crate) fn list(
-        &self,
-        queue: Option<&str>,
-        state: TaskState,
-        limit: usize,
-    ) -> Vec<TaskRecord> {
+    /// The tasks `params` asks for: by id, the order's way, after its cursor.
+    pub(crate) fn list(&self, params: &ListParams) -> Vec<TaskRecord> {
+        let newest = params.order == ListOrder::NewestFirst;
+        let after = |id: TaskId| match (params.after, newest) {
+            (None, _) => true,
+            (Some(a), false) => id > a,
+            (Some(a), true) => id < a,
+        };
         let mut out: Vec<TaskRecord> = self
             .tasks
             .values()
-            .filter(|e| e.record.state == state && queue.is_none_or(|q| e.record.queue == q))
-            .map(|e| e.record.clone())
+            .map(|e| &e.record)
+            .filter(|r| {
+                r.state == params.state
+                    && params.queue.as_ref().is_none_or(|q| &r.queue == q)
+                    && params.handler.as_ref().is_none_or(|h| &r.handler == h)
+                    && after(r.id)
+            })
+            .cloned()
             .collect();
-        out.sort_by_key(|r| r.id);
-        out.truncate(limit);
+        if newest {
+            out.sort_by_key(|r| std::cmp::Reverse(r.id));
+        } else {
+            out.sort_by_key(|r| r.id);
+        }
+        out.truncate(params.limit);
         out
     }
 

@@ -10,8 +10,9 @@ use tokio::sync::Notify;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask, QueueStats,
-    Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
+    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId,
+    TaskRecord, TaskState,
 };
 
 use crate::state::State;
@@ -24,8 +25,8 @@ pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
     work: Arc<Notify>,
-    /// Signalled when tasks finish or are cancelled (result waiters).
-    finished: Arc<Notify>,
+    /// Where tasks that reach a final state are posted, for result waiters.
+    finished: Arc<FinishBoard>,
 }
 
 impl Default for MemoryBackend {
@@ -46,7 +47,7 @@ impl MemoryBackend {
             state: Arc::new(Mutex::new(State::default())),
             clock,
             work: Arc::new(Notify::new()),
-            finished: Arc::new(Notify::new()),
+            finished: Arc::new(FinishBoard::new()),
         }
     }
 }
@@ -92,12 +93,12 @@ impl Backend for MemoryBackend {
 
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         let now = self.clock.now();
-        let (out, woke) = self.state.lock().finish(reports, now);
-        if woke {
+        let done = self.state.lock().finish(reports, now);
+        if done.woke {
             self.work.notify_waiters();
         }
-        self.finished.notify_waiters();
-        Ok(out)
+        self.finished.post(done.done);
+        Ok(done.out)
     }
 
     async fn wait_for_work(&self, _queues: &[String], timeout: Duration) -> bool {
@@ -114,9 +115,13 @@ impl ResultStore for MemoryBackend {
         Ok(self.state.lock().get(id))
     }
 
-    async fn wait_finished(&self, _id: TaskId, timeout: Duration) -> bool {
-        // Woken by every report and cancel; the caller reads again.
-        let _ = tokio::time::timeout(timeout, self.finished.notified()).await;
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        Some(self.finished.mark())
+    }
+
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        // Every finish, cancel and lease recovery posts the tasks it finished.
+        let _ = tokio::time::timeout(timeout, self.finished.wait(id, since)).await;
         true
     }
 }
@@ -129,8 +134,7 @@ impl Inspection for MemoryBackend {
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let queue = params.queue.as_deref();
-        Ok(self.state.lock().list(queue, params.state, params.limit))
+        Ok(self.state.lock().list(params))
     }
 }
 
@@ -139,7 +143,9 @@ impl Administration for MemoryBackend {
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
         let now = self.clock.now();
         let state = self.state.lock().cancel(id, now);
-        self.finished.notify_waiters();
+        if matches!(state, Ok(TaskState::Cancelled)) {
+            self.finished.post([id]);
+        }
         state
     }
 
@@ -161,10 +167,11 @@ impl Administration for MemoryBackend {
 impl Maintenance for MemoryBackend {
     async fn recover_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now();
-        let recovered = self.state.lock().recover_expired(now)?;
-        if recovered > 0 {
+        let (recovered, died) = self.state.lock().recover_expired(now)?;
+        if recovered > died.len() as u64 {
             self.work.notify_waiters();
         }
+        self.finished.post(died);
         Ok(recovered)
     }
 

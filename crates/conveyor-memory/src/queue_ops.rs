@@ -15,6 +15,17 @@ use conveyor_core::{
 
 use crate::state::{Entry, State};
 
+/// What [`State::finish`] did.
+pub(crate) struct Finished {
+    /// One outcome per report.
+    pub(crate) out: Vec<Result<(), Error>>,
+    /// Tasks may have become available (a task released, follow-ups
+    /// enqueued).
+    pub(crate) woke: bool,
+    /// The tasks that reached a final state.
+    pub(crate) done: Vec<TaskId>,
+}
+
 impl State {
     /// Stores validated tasks; a task whose unique key an unfinished task of its
     /// queue holds is reported as that task, a duplicate.
@@ -179,15 +190,10 @@ impl State {
     }
 
     /// Applies each report whose lease is still held, with its follow-ups
-    /// (under the same lock: all of them or, for a refused report, none). The
-    /// flag is true when tasks may have become available (a task released,
-    /// follow-ups enqueued).
-    pub(crate) fn finish(
-        &mut self,
-        reports: Vec<Finish>,
-        now: Timestamp,
-    ) -> (Vec<Result<(), Error>>, bool) {
+    /// (under the same lock: all of them or, for a refused report, none).
+    pub(crate) fn finish(&mut self, reports: Vec<Finish>, now: Timestamp) -> Finished {
         let mut woke = false;
+        let mut done = Vec::new();
         let out = reports
             .into_iter()
             .map(|r| {
@@ -229,6 +235,9 @@ impl State {
                     }
                 };
                 self.move_task(id, t, now)?;
+                if t.target().is_finished() {
+                    done.push(r.lease.id);
+                }
                 if !r.follow_ups.is_empty() {
                     self.enqueue(r.follow_ups, now);
                     woke = true;
@@ -236,7 +245,7 @@ impl State {
                 Ok(())
             })
             .collect();
-        (out, woke)
+        Finished { out, woke, done }
     }
 
     /// Cancels a waiting task; any other task keeps its state, which is returned.
@@ -254,8 +263,10 @@ impl State {
     }
 
     /// Hands out again (or dead-letters, on the last attempt) every running task
-    /// whose lease ran out before `now`; returns how many.
-    pub(crate) fn recover_expired(&mut self, now: Timestamp) -> Result<u64, Error> {
+    /// whose lease ran out before `now`; returns how many, and the ones that
+    /// died.
+    pub(crate) fn recover_expired(&mut self, now: Timestamp) -> Result<(u64, Vec<TaskId>), Error> {
+        let mut died = Vec::new();
         let expired: Vec<u64> = self.leases.range(..(now, 0)).map(|&(_, id)| id).collect();
         for &id in &expired {
             let last = self
@@ -272,7 +283,10 @@ impl State {
                 e.record.run_at = now;
             }
             self.move_task(id, t, now)?;
+            if last {
+                died.push(TaskId(id));
+            }
         }
-        Ok(expired.len() as u64)
+        Ok((expired.len() as u64, died))
     }
 }

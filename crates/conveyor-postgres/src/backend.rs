@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
-    QueueStats, Reserved, ResultStore, Retention, TaskId, TaskRecord, TaskState, Timestamp,
-    Transition,
+    FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
+    ListParams, Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, TaskId,
+    TaskRecord, TaskState, Timestamp, Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
@@ -99,7 +99,7 @@ impl PostgresBackend {
     ) -> Self {
         let sql = Statements::new(&schema);
         let limits = LimitStatements::new(&schema);
-        let listener = Listener::new(config, schema.channel());
+        let listener = Listener::new(config, schema.channel(), schema.finished_channel());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -251,7 +251,7 @@ impl Reports {
         client: &tokio_postgres::Client,
         stmt: &tokio_postgres::Statement,
         now: Timestamp,
-        channel: &str,
+        [channel, finished]: [&str; 2],
     ) -> Result<HashSet<(i64, i64)>, Error> {
         let rows = client
             .query(
@@ -265,6 +265,7 @@ impl Reports {
                     &self.retry_at,
                     &now.as_millis(),
                     &channel,
+                    &finished,
                 ],
             )
             .await
@@ -448,10 +449,12 @@ impl Backend for PostgresBackend {
         if !batch.ids.is_empty() {
             let mut conn = self.conn(what).await?;
             let channel = self.inner.schema.channel();
+            let finished = self.inner.schema.finished_channel();
+            let channels = [channel.as_str(), finished.as_str()];
             if follow.is_empty() {
                 // The hot path: one statement, no transaction.
                 let stmt = Self::prepared(&conn, what, &self.inner.sql.finish).await?;
-                applied = batch.apply(&conn, &stmt, now, &channel).await?;
+                applied = batch.apply(&conn, &stmt, now, channels).await?;
             } else {
                 // Reports and the follow-ups of those applied, in one
                 // transaction: both or neither.
@@ -460,7 +463,7 @@ impl Backend for PostgresBackend {
                     .prepare_cached(&self.inner.sql.finish)
                     .await
                     .map_err(|e| db(&format!("{what} (preparing)"), e))?;
-                applied = batch.apply(tx.client(), &stmt, now, &channel).await?;
+                applied = batch.apply(tx.client(), &stmt, now, channels).await?;
                 let tasks: Vec<NewTask> = follow
                     .into_iter()
                     .filter(|(key, _)| applied.contains(key))
@@ -518,6 +521,16 @@ impl ResultStore for PostgresBackend {
             .map_err(|e| db(what, e))?;
         row.as_ref().map(row::record).transpose()
     }
+
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        self.inner.listener.finish_mark()
+    }
+
+    /// Woken by the `NOTIFY` each finishing statement sends on the schema's
+    /// `<schema>_finished` channel, heard on the backend's LISTEN connection.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        self.inner.listener.wait_finished(id, since, timeout).await
+    }
 }
 
 #[async_trait]
@@ -554,15 +567,26 @@ impl Inspection for PostgresBackend {
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let (queue, state, limit) = (params.queue.as_deref(), params.state, params.limit);
         let what = "listing tasks";
         // Codes are 0..=6: the cast cannot truncate.
-        let code = state.code() as i16;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let code = params.state.code() as i16;
+        let limit = i64::try_from(params.limit).unwrap_or(i64::MAX);
+        // Ids above i64::MAX cannot exist: such a cursor bounds like i64::MAX.
+        let cursor = |id: TaskId| i64::try_from(id.0).unwrap_or(i64::MAX);
+        let (text, after) = match params.order {
+            ListOrder::NewestFirst => (
+                &self.inner.sql.list_newest,
+                params.after.map_or(i64::MAX, cursor),
+            ),
+            _ => (&self.inner.sql.list_oldest, params.after.map_or(0, cursor)),
+        };
         let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.list).await?;
+        let stmt = Self::prepared(&conn, what, text).await?;
         let rows = conn
-            .query(&stmt, &[&code, &queue, &limit])
+            .query(
+                &stmt,
+                &[&code, &params.queue, &limit, &params.handler, &after],
+            )
             .await
             .map_err(|e| db(what, e))?;
         rows.iter().map(row::record).collect()
@@ -579,11 +603,13 @@ impl Administration for PostgresBackend {
         let conn = self.conn(what).await?;
         let cancel = Self::prepared(&conn, what, &self.inner.sql.cancel).await?;
         let state_of = Self::prepared(&conn, what, &self.inner.sql.state_of).await?;
+        let finished = self.inner.schema.finished_channel();
         // A task that became cancellable again between the two statements
         // (requeued, released) is tried again; a few rounds settle any race.
         for _ in 0..5 {
             let now = self.inner.clock.now().as_millis();
-            let cancel_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&pid, &now];
+            let cancel_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&pid, &now, &finished];
             let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
             let (updated, current) = tokio::try_join!(
                 conn.query_opt(&cancel, &cancel_params),
@@ -642,10 +668,11 @@ impl Maintenance for PostgresBackend {
         let conn = self.conn(what).await?;
         let stmt = Self::prepared(&conn, what, &self.inner.sql.recover).await?;
         let channel = self.inner.schema.channel();
+        let finished = self.inner.schema.finished_channel();
         let mut total = 0u64;
         loop {
             let row = conn
-                .query_one(&stmt, &[&now, &MAINTENANCE_BATCH, &channel])
+                .query_one(&stmt, &[&now, &MAINTENANCE_BATCH, &channel, &finished])
                 .await
                 .map_err(|e| db(what, e))?;
             let n: i64 = col(&row, 0, "count")?;

@@ -1,22 +1,33 @@
-//! LISTEN/NOTIFY as a wake-up hint for idle workers.
+//! LISTEN/NOTIFY: wake-up hints for idle workers, and finished tasks for
+//! result waiters.
 //!
 //! Enqueueing, releasing, recovering and requeueing send `pg_notify(channel,
 //! queue)` inside their own transaction, so the hint arrives only once the work
-//! is committed and visible. One background task per backend holds a dedicated
-//! connection that LISTENs on the schema's channel and fans notifications out to
-//! [`Listener::wait`] callers through a broadcast channel.
+//! is committed and visible. Statements that bring tasks to a final state
+//! (finish, cancel, lease recovery) send one `pg_notify(finished_channel, ids)`
+//! per statement the same way. One background task per backend holds a
+//! dedicated connection that LISTENs on both of the schema's channels, fans
+//! work notifications out to [`Listener::wait`] callers through a broadcast
+//! channel, and posts finished ids on the backend's [`FinishBoard`] for
+//! [`Listener::wait_finished`] callers.
 //!
-//! It is only a hint: a waiter always returns by its timeout and the worker then
-//! polls, so nothing is lost when notifications are (behind PgBouncer in
-//! transaction mode, while the listener reconnects, or between a worker's empty
-//! reserve and its next wait). The task starts on the first wait, so producers
-//! that never wait hold no extra connection, reconnects with a backoff after
-//! any failure, and stops when the backend is dropped.
+//! For workers it is only a hint: a waiter always returns by its timeout and
+//! the worker then polls, so nothing is lost when notifications are (behind
+//! PgBouncer in transaction mode, while the listener reconnects, or between a
+//! worker's empty reserve and its next wait). Result waiters lose nothing
+//! either: each (re)connection posts "something finished" once its LISTENs
+//! are in effect, which covers whatever committed before (a waiter's mark
+//! predates it), and from then on every finish is heard. While the connection
+//! is down after a failure, [`Listener::finish_mark`] answers `None` and result
+//! waiters poll. The task starts on the first wait or mark, so producers that
+//! never wait hold no extra connection, reconnects with a backoff after any
+//! failure, and stops when the backend is dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::{FinishBoard, FinishMark, TaskId};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -34,35 +45,86 @@ const FANOUT: usize = 256;
 /// The longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The connection's state, as [`Listener::finish_mark`] needs it.
+mod health {
+    /// Not connected yet (the first connection is under way).
+    pub(super) const STARTING: u8 = 0;
+    /// LISTENing on both channels.
+    pub(super) const LISTENING: u8 = 1;
+    /// The connection failed or closed; reconnecting.
+    pub(super) const DOWN: u8 = 2;
+}
+
+/// The channels one connection LISTENs on, and where their notifications go.
+#[derive(Debug, Clone)]
+struct Channels {
+    /// Queue names of new work.
+    work: String,
+    /// Ids of finished tasks.
+    finished: String,
+    wakeups: broadcast::Sender<Arc<str>>,
+    board: Arc<FinishBoard>,
+    health: Arc<AtomicU8>,
+}
+
 /// The shared LISTEN connection of one backend.
 #[derive(Debug)]
 pub(crate) struct Listener {
     config: tokio_postgres::Config,
-    channel: String,
-    wakeups: broadcast::Sender<Arc<str>>,
+    channels: Channels,
     started: AtomicBool,
     /// Dropped with the backend, which ends the background task.
     stop: watch::Sender<()>,
 }
 
 impl Listener {
-    pub(crate) fn new(config: tokio_postgres::Config, channel: String) -> Self {
+    pub(crate) fn new(config: tokio_postgres::Config, work: String, finished: String) -> Self {
         let (wakeups, _) = broadcast::channel(FANOUT);
         let (stop, _) = watch::channel(());
         Self {
             config,
-            channel,
-            wakeups,
+            channels: Channels {
+                work,
+                finished,
+                wakeups,
+                board: Arc::new(FinishBoard::new()),
+                health: Arc::new(AtomicU8::new(health::STARTING)),
+            },
             started: AtomicBool::new(false),
             stop,
         }
+    }
+
+    /// Starts listening if not yet, and returns where finish posts stand;
+    /// `None` while the connection is down after a failure (wait by polling).
+    pub(crate) fn finish_mark(&self) -> Option<FinishMark> {
+        self.start();
+        match self.channels.health.load(Ordering::Acquire) {
+            health::DOWN => None,
+            _ => Some(self.channels.board.mark()),
+        }
+    }
+
+    /// Waits until a finish posted after `since` may concern task `id`, at
+    /// most `timeout`. Always `true`: it waited on the notifications (a
+    /// connection that went down posts "something finished", so its waiters
+    /// read again and, asking for a mark, learn to poll).
+    pub(crate) async fn wait_finished(
+        &self,
+        id: TaskId,
+        since: FinishMark,
+        timeout: Duration,
+    ) -> bool {
+        self.start();
+        let _ = tokio::time::timeout(timeout, self.channels.board.wait(id, since)).await;
+        true
     }
 
     /// Waits until a notification names one of `queues` (or the listener
     /// reconnected), at most `timeout`.
     pub(crate) async fn wait(&self, queues: &[String], timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let mut rx = self.wakeups.subscribe();
+        let mut rx = self.channels.wakeups.subscribe();
         self.start();
         let wanted: Vec<String> = queues
             .iter()
@@ -91,27 +153,26 @@ impl Listener {
             return;
         }
         let config = self.config.clone();
-        let channel = self.channel.clone();
-        let wakeups = self.wakeups.clone();
+        let channels = self.channels.clone();
         let stop = self.stop.subscribe();
-        tokio::spawn(run(config, channel, wakeups, stop));
+        tokio::spawn(run(config, channels, stop));
     }
 }
 
 /// Listens until told to stop, reconnecting after failures.
-async fn run(
-    config: tokio_postgres::Config,
-    channel: String,
-    wakeups: broadcast::Sender<Arc<str>>,
-    mut stop: watch::Receiver<()>,
-) {
+async fn run(config: tokio_postgres::Config, channels: Channels, mut stop: watch::Receiver<()>) {
+    let channel = &channels.work;
     let mut backoff = Duration::from_millis(100);
     loop {
         let began = Instant::now();
         let outcome = tokio::select! {
-            r = listen(&config, &channel, &wakeups) => r,
+            r = listen(&config, &channels) => r,
             _ = stop.changed() => return,
         };
+        // Result waiters read again (and, asking for a mark, poll until the
+        // connection is back).
+        channels.health.store(health::DOWN, Ordering::Release);
+        channels.board.post_any();
         match outcome {
             Ok(()) => tracing::debug!(%channel, "notification connection closed; reconnecting"),
             Err(e) => {
@@ -132,13 +193,15 @@ async fn run(
 /// One connection's life: LISTEN, then forward notifications until it ends.
 async fn listen(
     config: &tokio_postgres::Config,
-    channel: &str,
-    wakeups: &broadcast::Sender<Arc<str>>,
+    channels: &Channels,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    // The channel name comes from a checked schema name: no quoting issue.
-    let command = format!("LISTEN \"{channel}\"");
+    // The channel names come from a checked schema name: no quoting issue.
+    let command = format!(
+        "LISTEN \"{}\"; LISTEN \"{}\"",
+        channels.work, channels.finished
+    );
     let listen = client.batch_execute(&command);
     tokio::pin!(listen);
     let mut listening = false;
@@ -147,12 +210,18 @@ async fn listen(
             r = &mut listen, if !listening => {
                 r?;
                 listening = true;
+                channels.health.store(health::LISTENING, Ordering::Release);
                 // Anything sent while we were away was missed: wake everyone.
-                let _ = wakeups.send(Arc::from(ANY));
+                let _ = channels.wakeups.send(Arc::from(ANY));
+                channels.board.post_any();
             }
             m = messages.next() => match m {
                 Some(Ok(AsyncMessage::Notification(n))) => {
-                    let _ = wakeups.send(Arc::from(n.payload()));
+                    if n.channel() == channels.finished {
+                        channels.board.post_payload(n.payload());
+                    } else {
+                        let _ = channels.wakeups.send(Arc::from(n.payload()));
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),

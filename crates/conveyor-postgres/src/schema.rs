@@ -3,7 +3,7 @@
 //! Every table, index and sequence lives in one schema (default `conveyor`), so
 //! several installations (or one per test) share a database without touching
 //! each other. The name is checked once here and then spliced into SQL text as a
-//! quoted identifier; it also names the LISTEN/NOTIFY channel and salts the
+//! quoted identifier; it also names the LISTEN/NOTIFY channels and salts the
 //! advisory-lock keys, so two schemas never wake or block each other.
 
 use std::fmt;
@@ -14,7 +14,7 @@ use conveyor_core::Error;
 pub const DEFAULT_SCHEMA: &str = "conveyor";
 
 /// Longest accepted schema name: PostgreSQL identifiers stop at 63 bytes and the
-/// notification channel adds a suffix to it.
+/// notification channels add a suffix to it (at most `_finished`).
 const MAX_LEN: usize = 48;
 
 /// A checked schema name: ASCII letters, digits and `_`, not starting with a digit.
@@ -63,6 +63,12 @@ impl Schema {
     /// The LISTEN/NOTIFY channel that carries wake-ups for this schema.
     pub fn channel(&self) -> String {
         format!("{}_work", self.name)
+    }
+
+    /// The LISTEN/NOTIFY channel that carries the ids of tasks that reached a
+    /// final state in this schema, for result waiters.
+    pub fn finished_channel(&self) -> String {
+        format!("{}_finished", self.name)
     }
 
     /// The advisory-lock key (two-int form) serialising migrations of this

@@ -37,6 +37,11 @@ pub(crate) const EXPIRED_FINAL: &str = "lease expired on the last attempt";
 /// payload under 8000 bytes; listeners compare the same prefix).
 pub(crate) const NOTIFY_QUEUE_CHARS: usize = 1000;
 
+/// Longest list of finished ids one notification carries (PostgreSQL refuses
+/// a payload of 8000 bytes or more); a statement that finished more sends an
+/// empty payload, "something finished", and every result waiter looks again.
+pub(crate) const NOTIFY_IDS_BYTES: usize = 7900;
+
 /// The columns of a [`TaskRecord`](conveyor_core::TaskRecord), in the order
 /// `row::record` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, attempts, \
@@ -91,7 +96,8 @@ pub(crate) struct Statements {
     pub prune_finished: String,
     pub prune_dead: String,
     pub stats: String,
-    pub list: String,
+    pub list_oldest: String,
+    pub list_newest: String,
     pub requeue: String,
     pub purge: String,
 }
@@ -104,6 +110,22 @@ fn notify(rows: &str, state: TaskState, channel_param: &str) -> String {
         "(SELECT count(pg_notify({channel_param}, n.q)) FROM \
            (SELECT DISTINCT left(queue, {NOTIFY_QUEUE_CHARS}) AS q FROM {rows} WHERE state = {code}) n)",
         code = state.code()
+    )
+}
+
+/// `SELECT count(pg_notify(channel, ids))`: one notification listing the ids
+/// (comma-separated) of the rows of `rows` that are now finished, none when
+/// there are none. A scalar evaluated once per statement, so a batch costs one
+/// notification, sent inside the statement's transaction (delivered at
+/// commit).
+fn notify_finished(rows: &str, channel_param: &str) -> String {
+    format!(
+        "(SELECT count(pg_notify({channel_param},
+                 CASE WHEN length(f.ids) <= {NOTIFY_IDS_BYTES} THEN f.ids ELSE '' END))
+          FROM (SELECT string_agg(id::text, ',') AS ids FROM {rows}
+                WHERE state IN ({finished})) f
+          WHERE f.ids IS NOT NULL)",
+        finished = codes(&TaskState::FINISHED)
     )
 }
 
@@ -225,8 +247,10 @@ impl Statements {
         );
 
         // $1 ids, $2 tokens, $3 kinds, $4 results, $5 errors, $6 retry-at,
-        // $7 now, $8 channel. A report applies only to a running task holding
-        // its token; the caller maps missing ids to StaleLease.
+        // $7 now, $8 channel, $9 finished channel. A report applies only to a
+        // running task holding its token; the caller maps missing ids to
+        // StaleLease. Released tasks wake workers; finished ones, result
+        // waiters (one notification each per batch).
         let last = "t.attempts >= t.max_attempts";
         let finish = format!(
             "WITH r AS (
@@ -256,7 +280,7 @@ impl Statements {
                 WHERE t.id = r.id AND t.token = r.token AND t.state IN ({running})
                 RETURNING t.id, t.token, t.state, t.queue
              )
-             SELECT u.id, u.token, {notify} FROM u",
+             SELECT u.id, u.token, {notify}, {notify_finished} FROM u",
             complete = kind::COMPLETE,
             retry = kind::RETRY,
             dead_letter = kind::DEAD_LETTER,
@@ -268,20 +292,25 @@ impl Statements {
             discarded = code(Transition::Discard),
             released = code(Transition::Release),
             notify = notify("u", Transition::Release.target(), "$8"),
+            notify_finished = notify_finished("u", "$9"),
         );
 
-        // $1 id, $2 now.
+        // $1 id, $2 now, $3 finished channel.
         let cancel = format!(
-            "UPDATE {t} SET state = {cancelled}, finished_at = $2
-             WHERE id = $1 AND state IN ({sources})
-             RETURNING id",
+            "WITH u AS (
+                UPDATE {t} SET state = {cancelled}, finished_at = $2
+                WHERE id = $1 AND state IN ({sources})
+                RETURNING id, state
+             )
+             SELECT u.id, {notify_finished} FROM u",
+            notify_finished = notify_finished("u", "$3"),
             cancelled = code(Transition::Cancel),
             sources = Transition::Cancel.source_codes(),
         );
         let state_of = format!("SELECT state FROM {t} WHERE id = $1");
         let get = format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE id = $1");
 
-        // $1 now, $2 batch size, $3 channel.
+        // $1 now, $2 batch size, $3 channel, $4 finished channel.
         let recover = format!(
             "WITH x AS (
                 SELECT id FROM {t} WHERE {leased} AND lease_until < $1
@@ -296,13 +325,14 @@ impl Statements {
                   run_at = $1,
                   lease_until = NULL
                 WHERE t.id = ANY(ARRAY(SELECT id FROM x)) AND t.{leased}
-                RETURNING t.state, t.queue
+                RETURNING t.id, t.state, t.queue
              )
-             SELECT count(*), {notify} FROM u",
+             SELECT count(*), {notify}, {notify_finished} FROM u",
             leased = p.leased,
             expire_final = code(Transition::ExpireFinal),
             expire = code(Transition::Expire),
             notify = notify("u", Transition::Expire.target(), "$3"),
+            notify_finished = notify_finished("u", "$4"),
         );
 
         // $1 finished before, $2 batch size.
@@ -328,12 +358,19 @@ impl Statements {
             timed = p.timed,
         );
 
-        // $1 state, $2 queue or NULL, $3 limit.
-        let list = format!(
-            "SELECT {RECORD_COLUMNS} FROM {t}
-             WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
-             ORDER BY id LIMIT $3"
-        );
+        // $1 state, $2 queue or NULL, $3 limit, $4 handler or NULL, $5 the
+        // cursor id. Keyset paging on the primary key: a page starts at its
+        // cursor in the id index, never by skipping rows.
+        let list = |keyset: &str| {
+            format!(
+                "SELECT {RECORD_COLUMNS} FROM {t}
+                 WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
+                   AND ($4::text IS NULL OR handler = $4) AND {keyset}
+                 LIMIT $3"
+            )
+        };
+        let list_oldest = list("id > $5 ORDER BY id");
+        let list_newest = list("id < $5 ORDER BY id DESC");
 
         // $1 ids, $2 now, $3 channel. A dead task whose unique key another
         // unfinished task holds now (or an earlier one of the same call) stays
@@ -385,7 +422,8 @@ impl Statements {
             prune_finished,
             prune_dead,
             stats,
-            list,
+            list_oldest,
+            list_newest,
             requeue,
             purge,
         }

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
-    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask,
-    QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
+    ListParams, Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock,
+    TaskId, TaskRecord, TaskState,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
@@ -101,7 +102,7 @@ impl RedisBackend {
             .await
             .map_err(|e| redis_error("connect", e))?;
         let keys = Keys::new(prefix);
-        let wake = Wakeups::new(client, keys.wake_channel());
+        let wake = Wakeups::new(client, keys.wake_channel(), keys.finished_channel());
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
@@ -371,6 +372,17 @@ impl ResultStore for RedisBackend {
         }
         reply::record(id.0, fields).map(Some)
     }
+
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        self.inner.wake.finish_mark()
+    }
+
+    /// Woken by the message each finishing script publishes on the
+    /// namespace's `finished` channel, heard by the backend's subscriber.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        self.inner.wake.wait_finished(id, since, timeout).await;
+        true
+    }
 }
 
 #[async_trait]
@@ -403,26 +415,47 @@ impl Inspection for RedisBackend {
             .collect()
     }
 
+    /// See `lua/list.lua` for the order (completed and cancelled tasks by
+    /// finished-at) and the paging. A call that stops at its budget (a
+    /// handler filter over a large backlog) is followed by another from where
+    /// it stopped, so the server is never held long and the page still fills.
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let (queue, state, limit) = (params.queue.as_deref(), params.state, params.limit);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut inv = self.invocation(&Scripts::get().list);
-        inv.arg(state.code()).arg(limit.min(MAX_LIST));
-        if let Some(q) = queue {
-            inv.arg(q);
-        }
-        reply::array(self.run("list", &inv).await?, "list")?
-            .into_iter()
-            .map(|row| {
+        let limit = params.limit.min(MAX_LIST);
+        let mut out = Vec::new();
+        let mut after = params.after.map(|id| id.0.to_string()).unwrap_or_default();
+        while out.len() < limit {
+            let mut inv = self.invocation(&Scripts::get().list);
+            inv.arg(params.state.code())
+                .arg(limit - out.len())
+                .arg(u8::from(params.order == ListOrder::NewestFirst))
+                .arg(&after)
+                .arg(u8::from(params.handler.is_some()))
+                .arg(params.handler.as_deref().unwrap_or(""));
+            if let Some(q) = &params.queue {
+                inv.arg(q);
+            }
+            let reply = reply::array(self.run("list", &inv).await?, "list")?;
+            let [rows, next]: [Value; 2] = reply
+                .try_into()
+                .map_err(|_| bad("list: expected rows and a cursor"))?;
+            for row in reply::array(rows, "list rows")? {
                 let items = reply::array(row, "list row")?;
                 let [id, fields]: [Value; 2] = items
                     .try_into()
                     .map_err(|_| bad("list: expected an id and fields"))?;
-                reply::record_from_flat(reply::number(id, "list id")?, fields)
-            })
-            .collect()
+                out.push(reply::record_from_flat(
+                    reply::number(id, "list id")?,
+                    fields,
+                )?);
+            }
+            let next = reply::string(next, "list cursor")?;
+            // Done, or (never expected) no progress: stop rather than loop.
+            if next.is_empty() || next == after {
+                break;
+            }
+            after = next;
+        }
+        Ok(out)
     }
 }
 

@@ -40,6 +40,11 @@ impl Keys {
         format!("{}wake", self.prefix)
     }
 
+    /// The channel finishing scripts publish the ids of finished tasks on.
+    pub(crate) fn finished_channel(&self) -> String {
+        format!("{}finished", self.prefix)
+    }
+
     /// A `SCAN MATCH` pattern for every key of the namespace.
     pub(crate) fn pattern(&self) -> String {
         let mut out = String::with_capacity(self.prefix.len() + 1);

@@ -1,28 +1,62 @@
-//! Wake-ups: idle workers hear about new work instead of only polling.
+//! Pub/sub notifications: idle workers hear about new work, result waiters
+//! about finished tasks, instead of only polling.
 //!
 //! Scripts that make tasks available (enqueue, release, lease recovery,
-//! requeue) `PUBLISH` the queue's name on the namespace's wake channel. The
-//! first [`Backend::wait_for_work`](conveyor_core::Backend::wait_for_work) call
-//! starts one subscriber task per backend, on its own connection, which wakes
-//! the waiters of that queue. Publishing costs nothing when nobody listens and
-//! stores nothing, so memory stays bounded. A wake-up is a hint: a message
-//! published while the subscriber is reconnecting is lost and the waiter
-//! returns at its timeout, so the caller's polling still finds the work. After
-//! a (re)subscription every waiter is woken once, since work may have arrived
-//! meanwhile.
+//! requeue) `PUBLISH` the queue's name on the namespace's wake channel
+//! (`P wake`); scripts that bring tasks to a final state (finish, cancel,
+//! lease recovery) publish their ids, once per call, on its finished channel
+//! (`P finished`). The first [`Wakeups::wait`] or [`Wakeups::finish_mark`]
+//! call starts one subscriber task per backend, on its own connection,
+//! subscribed to both: it wakes the waiters of a queue, and posts finished ids
+//! on the backend's [`FinishBoard`]. Publishing costs nothing when nobody
+//! listens and stores nothing, so memory stays bounded.
+//!
+//! For workers a wake-up is a hint: a message published while the subscriber
+//! is reconnecting is lost and the waiter returns at its timeout, so the
+//! caller's polling still finds the work. Result waiters lose nothing: after
+//! a (re)subscription every waiter is woken once and "something finished" is
+//! posted, which covers whatever was published before the subscription took
+//! effect (a waiter's mark predates it); while the subscription is down after
+//! a failure, [`Wakeups::finish_mark`] answers `None` and result waiters poll.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use conveyor_core::{FinishBoard, FinishMark, TaskId};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// Waiters per queue, shared with the subscriber task.
-#[derive(Debug, Default)]
+/// The subscription's state, as [`Wakeups::finish_mark`] needs it.
+mod health {
+    /// Not subscribed yet (the first subscription is under way).
+    pub(super) const STARTING: u8 = 0;
+    /// Subscribed to both channels.
+    pub(super) const SUBSCRIBED: u8 = 1;
+    /// The connection failed or the subscription was lost; reconnecting.
+    pub(super) const DOWN: u8 = 2;
+}
+
+/// Who waits for what, shared with the subscriber task.
+#[derive(Debug)]
 struct Waiters {
+    /// Workers, per queue.
     queues: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Result waiters.
+    finished: FinishBoard,
+    health: AtomicU8,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Self {
+            queues: Mutex::default(),
+            finished: FinishBoard::new(),
+            health: AtomicU8::new(health::STARTING),
+        }
+    }
 }
 
 impl Waiters {
@@ -50,22 +84,48 @@ impl Waiters {
             .map(|q| map.entry(q.clone()).or_default().clone())
             .collect()
     }
+
+    /// Subscribed: everyone looks again, since anything published before
+    /// was not heard.
+    fn subscribed(&self) {
+        self.health.store(health::SUBSCRIBED, Ordering::Release);
+        self.notify_all();
+        self.finished.post_any();
+    }
+
+    /// Down: result waiters read again (and, asking for a mark, poll until
+    /// the subscription is back).
+    fn down(&self) {
+        self.health.store(health::DOWN, Ordering::Release);
+        self.finished.post_any();
+    }
 }
 
-/// The wake-up side of one backend: a lazily started subscriber.
+/// The channels the subscriber listens on.
+#[derive(Debug, Clone)]
+struct Channels {
+    /// Queue names of new work.
+    wake: String,
+    /// Ids of finished tasks.
+    finished: String,
+}
+
+/// The notification side of one backend: a lazily started subscriber.
 #[derive(Debug)]
 pub(crate) struct Wakeups {
     client: redis::Client,
-    channel: String,
+    channels: Channels,
     waiters: Arc<Waiters>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Wakeups {
-    pub(crate) fn new(client: redis::Client, channel: String) -> Self {
+    /// Notifications of the namespace whose channels are `wake` (new work)
+    /// and `finished` (finished tasks).
+    pub(crate) fn new(client: redis::Client, wake: String, finished: String) -> Self {
         Self {
             client,
-            channel,
+            channels: Channels { wake, finished },
             waiters: Arc::default(),
             task: Mutex::new(None),
         }
@@ -78,7 +138,7 @@ impl Wakeups {
         if task.is_none() {
             *task = Some(tokio::spawn(listen(
                 self.client.clone(),
-                self.channel.clone(),
+                self.channels.clone(),
                 Arc::downgrade(&self.waiters),
             )));
         }
@@ -95,6 +155,24 @@ impl Wakeups {
         }
         let _ = tokio::time::timeout(timeout, futures_util::future::select_all(waits)).await;
     }
+
+    /// Starts the subscriber if not yet, and returns where finish posts
+    /// stand; `None` while the subscription is down after a failure (wait by
+    /// polling).
+    pub(crate) fn finish_mark(&self) -> Option<FinishMark> {
+        self.ensure_started();
+        match self.waiters.health.load(Ordering::Acquire) {
+            health::DOWN => None,
+            _ => Some(self.waiters.finished.mark()),
+        }
+    }
+
+    /// Waits until a finish posted after `since` may concern task `id`, at
+    /// most `timeout`.
+    pub(crate) async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) {
+        self.ensure_started();
+        let _ = tokio::time::timeout(timeout, self.waiters.finished.wait(id, since)).await;
+    }
 }
 
 impl Drop for Wakeups {
@@ -110,35 +188,53 @@ impl Drop for Wakeups {
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Subscribes to the wake channel and wakes waiters, reconnecting with backoff
+/// Subscribes to both channels and wakes waiters, reconnecting with backoff
 /// until the backend is gone.
-async fn listen(client: redis::Client, channel: String, waiters: Weak<Waiters>) {
+async fn listen(client: redis::Client, channels: Channels, waiters: Weak<Waiters>) {
+    let channel = &channels.wake;
     let mut backoff = MIN_BACKOFF;
     loop {
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    backoff = MIN_BACKOFF;
-                    tracing::debug!(%channel, "subscribed to wake-ups");
-                    match waiters.upgrade() {
-                        Some(w) => w.notify_all(),
-                        None => return,
-                    }
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
+            Ok(mut pubsub) => {
+                // One channel per call, so each subscription is confirmed
+                // before waiters are told to look again.
+                let subscribed = match pubsub.subscribe(&channels.wake).await {
+                    Ok(()) => pubsub.subscribe(&channels.finished).await,
+                    Err(e) => Err(e),
+                };
+                match subscribed {
+                    Ok(()) => {
+                        backoff = MIN_BACKOFF;
+                        tracing::debug!(%channel, "subscribed to wake-ups");
                         match waiters.upgrade() {
-                            Some(w) => w.notify(msg.get_payload_bytes()),
+                            Some(w) => w.subscribed(),
                             None => return,
                         }
+                        let mut messages = pubsub.into_on_message();
+                        while let Some(msg) = messages.next().await {
+                            let Some(w) = waiters.upgrade() else {
+                                return;
+                            };
+                            if msg.get_channel_name() == channels.finished {
+                                let payload = std::str::from_utf8(msg.get_payload_bytes());
+                                // Ids are ASCII; anything else: ids unknown.
+                                w.finished.post_payload(payload.unwrap_or(""));
+                            } else {
+                                w.notify(msg.get_payload_bytes());
+                            }
+                        }
+                        tracing::warn!(%channel, "wake-up subscription lost; reconnecting");
                     }
-                    tracing::warn!(%channel, "wake-up subscription lost; reconnecting");
+                    Err(e) => {
+                        tracing::warn!(%channel, error = %e, "subscribing to wake-ups failed")
+                    }
                 }
-                Err(e) => tracing::warn!(%channel, error = %e, "subscribing to wake-ups failed"),
-            },
+            }
             Err(e) => tracing::debug!(%channel, error = %e, "wake-up connection failed"),
         }
-        if waiters.strong_count() == 0 {
-            return;
+        match waiters.upgrade() {
+            Some(w) => w.down(),
+            None => return,
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);

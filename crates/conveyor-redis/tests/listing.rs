@@ -1,7 +1,8 @@
 //! `stats` and `list` without per-state id indexes for available, completed
 //! and cancelled tasks: available tasks are read from the ready set's
-//! priority bands and the parked set, finished ones from per-queue sets by
-//! finish time. Counts, order and the oldest ready time must stay exact.
+//! priority bands and the parked set, finished ones from per-queue lists in
+//! finished-at order. Counts, order, paging and the oldest ready time must
+//! stay exact.
 
 mod common;
 
@@ -9,7 +10,11 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::Namespace;
-use conveyor_core::{Backend, Clock, Finish, FinishAction, ListParams, NewTask, TaskId, TaskState};
+use conveyor_core::{
+    Backend, Clock, Finish, FinishAction, ListParams, NewTask, TaskId, TaskRecord, TaskState,
+    Timestamp,
+};
+use conveyor_testkit::conformance::page_through;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -176,4 +181,195 @@ async fn finished_tasks_list_by_finish_time_and_prune() {
         vec![1]
     );
     assert_eq!(count(b, TaskState::Cancelled).await, 1);
+}
+
+/// Every task listed by `params`, a `page` at a time, as records.
+async fn all_pages(b: &dyn Backend, params: &ListParams, page: usize) -> Vec<TaskRecord> {
+    let mut out = Vec::new();
+    let mut next = Some(params.clone().limit(page));
+    while let Some(p) = next {
+        let got = b.list(&p).await.expect("list");
+        assert!(got.len() <= page);
+        out.extend(got.iter().cloned());
+        next = p.next_page(&got);
+    }
+    out
+}
+
+/// Completed tasks of three queues, finished interleaved, several in the same
+/// millisecond, one by a worker whose clock lags: every list stays in
+/// finished-at order (the lagging finish takes the list's last finished-at),
+/// and paging in small pages both ways returns each task once, by finished-at,
+/// then queue name, then finish order.
+#[tokio::test]
+async fn finished_tasks_page_by_finished_at_queue_and_place() {
+    let (ns, clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let queues = ["qa", "qb", "qc"];
+    let mut leases = Vec::new();
+    for i in 0..30 {
+        let q = queues[i % 3];
+        b.enqueue(NewTask::new("h", b"x".to_vec()).queue(q))
+            .await
+            .expect("enqueue");
+        let got = b
+            .reserve(&[q.to_string()], 1, LEASE)
+            .await
+            .expect("reserve");
+        leases.push(got[0].lease.clone());
+    }
+    // Finish in a shuffled order, two or three at a time per millisecond.
+    let mut order: Vec<usize> = (0..30).collect();
+    fastrand::Rng::with_seed(7).shuffle(&mut order);
+    for (n, i) in order.iter().enumerate() {
+        if n % 3 == 0 {
+            clock.advance(Duration::from_millis(1));
+        }
+        let reports = vec![Finish::complete(leases[*i].clone())];
+        assert!(b.finish(reports).await.expect("finish")[0].is_ok());
+    }
+    // A worker whose clock is a second behind finishes one more in qb.
+    b.enqueue(NewTask::new("h", b"x".to_vec()).queue("qb"))
+        .await
+        .expect("enqueue");
+    let late = b
+        .reserve(&["qb".to_string()], 1, LEASE)
+        .await
+        .expect("reserve")[0]
+        .lease
+        .clone();
+    let now = clock.now();
+    clock.set(Timestamp(now.0 - 1000));
+    assert!(b
+        .finish(vec![Finish::complete(late.clone())])
+        .await
+        .expect("finish")[0]
+        .is_ok());
+    clock.set(now);
+    let rec = b.get(late.id).await.expect("get").expect("task");
+    assert_eq!(
+        rec.finished_at,
+        Some(now),
+        "a lagging clock takes the list's last time"
+    );
+
+    let all = b
+        .list(&ListParams::new(TaskState::Completed).limit(1000))
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 31);
+    let key = |r: &TaskRecord| (r.finished_at, r.queue.clone());
+    for w in all.windows(2) {
+        assert!(
+            key(&w[0]) <= key(&w[1]),
+            "{:?} before {:?}",
+            key(&w[0]),
+            key(&w[1])
+        );
+    }
+    let want: Vec<TaskId> = all.iter().map(|r| r.id).collect();
+    for page in [1, 4, 7] {
+        let p = ListParams::new(TaskState::Completed);
+        assert_eq!(page_through(b, &p, page).await, want, "pages of {page}");
+        let mut back = want.clone();
+        back.reverse();
+        assert_eq!(
+            page_through(b, &p.clone().newest_first(), page).await,
+            back,
+            "newest first, pages of {page}"
+        );
+        // One queue: its tasks in the same order.
+        let qb: Vec<TaskId> = all
+            .iter()
+            .filter(|r| r.queue == "qb")
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(page_through(b, &p.clone().queue("qb"), page).await, qb);
+    }
+
+    // After a pruned cursor: oldest first goes on from the oldest task left,
+    // newest first has nothing older.
+    let cut = all[10].finished_at.expect("finished");
+    let keep = conveyor_core::Retention {
+        finished: Duration::from_millis((clock.now().0 - cut.0) as u64),
+        dead: Duration::from_secs(3600),
+    };
+    // Everything finished before all[10] goes: a prefix of the order.
+    let pruned = b.prune(keep).await.expect("prune") as usize;
+    assert!((1..=10).contains(&pruned), "pruned {pruned}");
+    for r in &all[..pruned] {
+        assert!(r.finished_at < Some(cut));
+    }
+    let gone = all[pruned - 1].id;
+    assert!(b.get(gone).await.expect("get").is_none());
+    let p = ListParams::new(TaskState::Completed)
+        .after(gone)
+        .limit(1000);
+    assert_eq!(
+        all_pages(b, &p, 1000)
+            .await
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        want[pruned..].to_vec()
+    );
+    assert!(b.list(&p.newest_first()).await.expect("list").is_empty());
+}
+
+/// A handler filter over more tasks than one script call looks at (1000)
+/// still fills the page: the backend calls again from where it stopped.
+#[tokio::test]
+async fn a_handler_filter_reaches_past_one_calls_budget() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let mut rare = Vec::new();
+    for i in 0..2600u32 {
+        let handler = if i % 1000 == 999 || i == 2599 {
+            "rare"
+        } else {
+            "common"
+        };
+        let id = b
+            .enqueue(NewTask::new(handler, b"x".to_vec()).priority((i % 3) as i32))
+            .await
+            .expect("enqueue")
+            .id;
+        if handler == "rare" {
+            rare.push(id);
+        }
+    }
+    assert_eq!(rare.len(), 3);
+    let p = ListParams::new(TaskState::Available).handler("rare");
+    assert_eq!(
+        listed_ids(&b.list(&p.clone().limit(10)).await.expect("list")),
+        rare
+    );
+    assert_eq!(page_through(b, &p, 1).await, rare);
+    let mut back = rare.clone();
+    back.reverse();
+    assert_eq!(page_through(b, &p.newest_first(), 2).await, back);
+}
+
+fn listed_ids(records: &[TaskRecord]) -> Vec<TaskId> {
+    records.iter().map(|r| r.id).collect()
+}
+
+/// Available tasks parked behind their ordering key's head page by id with
+/// the ready ones.
+#[tokio::test]
+async fn parked_tasks_page_with_ready_ones() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let mut want = Vec::new();
+    for i in 0..20u32 {
+        let mut t = NewTask::new("h", b"x".to_vec()).priority((i % 4) as i32);
+        if i % 3 == 0 {
+            t = t.ordering_key("k");
+        }
+        want.push(b.enqueue(t).await.expect("enqueue").id);
+    }
+    let p = ListParams::new(TaskState::Available);
+    assert_eq!(page_through(b, &p, 3).await, want);
+    want.reverse();
+    assert_eq!(page_through(b, &p.newest_first(), 3).await, want);
 }

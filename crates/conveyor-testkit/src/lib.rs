@@ -57,7 +57,8 @@ macro_rules! backend_conformance {
             "needs the result store part (reading tasks), which this backend does not declare";
             enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
             retries_then_dead_letter, release_does_not_count_the_attempt,
-            follow_ups_are_enqueued_with_the_finish, follow_ups_go_with_their_own_report);
+            follow_ups_are_enqueued_with_the_finish, follow_ups_go_with_their_own_report,
+            finish_wakes_result_waiters);
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,
@@ -70,7 +71,8 @@ macro_rules! backend_conformance {
             retention_prunes_finished_tasks);
         $crate::backend_conformance!(@cases $make; [$ins];
             "needs the inspection part, which this backend does not declare";
-            stats_per_queue);
+            stats_per_queue, list_by_handler, list_newest_first, list_pages_through_each_state,
+            list_pages_with_filters);
         $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
             "needs the result store, inspection and administration parts, which this backend does not all declare";
             dead_letter_admin);

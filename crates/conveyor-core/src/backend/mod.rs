@@ -8,8 +8,8 @@
 //!
 //! | part | what | accessor |
 //! |---|---|---|
-//! | [`ResultStore`] | read a task with its result; a push-based wait where the backend can notify | [`Backend::result_store`] |
-//! | [`Inspection`] | list tasks ([`ListParams`]), counts per queue and state | [`Backend::inspection`] |
+//! | [`ResultStore`] | read a task with its result; a push-based wait where the backend can notify ([`FinishMark`], [`FinishBoard`]) | [`Backend::result_store`] |
+//! | [`Inspection`] | list tasks ([`ListParams`]: filters, order, keyset paging), counts per queue and state | [`Backend::inspection`] |
 //! | [`Administration`] | cancel waiting tasks, requeue and purge dead ones | [`Backend::administration`] |
 //! | [`Maintenance`] | recover expired leases, prune old tasks | [`Backend::maintenance`] |
 //! | [`GlobalLimits`] | per-handler concurrency and rate for every worker | [`Backend::global_limits`] |
@@ -56,11 +56,13 @@ use async_trait::async_trait;
 use crate::durable_task::{Enqueued, Finish, Lease, NewTask, Reserved};
 use crate::Error;
 
+mod finish_board;
+mod list_params;
 mod parts;
 
-pub use parts::{
-    Administration, GlobalLimits, Inspection, ListParams, Maintenance, Part, ResultStore,
-};
+pub use finish_board::{FinishBoard, FinishMark};
+pub use list_params::{ListOrder, ListParams};
+pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
 
 /// What a backend's core operations support. Operations outside it return
 /// [`Error::Unsupported`]. (Which optional parts a backend has is asked of

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{unsupported, Backend, Retention};
+use super::{unsupported, Backend, FinishMark, ListParams, Retention};
 use crate::durable_task::{QueueStats, TaskRecord};
 use crate::limits::HandlerLimits;
 use crate::task::TaskId;
@@ -51,67 +51,67 @@ impl Part {
 }
 
 /// Reads tasks and their results.
+///
+/// A store that can tell when tasks finish answers [`finish_mark`] with a
+/// mark and lets a caller wait on it with [`wait_finished`]; one that cannot
+/// keeps both defaults, and callers poll [`get`]. Waiting without losing a
+/// finish takes three steps, in this order:
+///
+/// ```ignore
+/// loop {
+///     let mark = store.finish_mark().await;        // 1. before the read
+///     if let Some(done) = finished(store.get(id).await?) {
+///         return Ok(done);                           // 2. the read
+///     }
+///     match mark {                                   // 3. the wait
+///         Some(mark) if store.wait_finished(id, mark, pause).await => {}
+///         _ => tokio::time::sleep(pause).await,
+///     }
+/// }
+/// ```
+///
+/// A finish that lands between the read and the wait happened after the
+/// mark, so the wait returns at once: nothing is lost in that gap.
+///
+/// [`finish_mark`]: ResultStore::finish_mark
+/// [`wait_finished`]: ResultStore::wait_finished
+/// [`get`]: ResultStore::get
 #[async_trait]
 pub trait ResultStore: Send + Sync {
     /// Reads a task, with its result or last error.
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error>;
 
-    /// Waits up to `timeout` for a sign that task `id` may have finished.
-    /// Returns `true` when it waited on a notification (woken, or timed out
-    /// while listening) and `false` at once when the store cannot notify: the
-    /// caller then polls [`ResultStore::get`] at its own pace.
-    async fn wait_finished(&self, id: TaskId, timeout: Duration) -> bool {
-        let _ = (id, timeout);
+    /// Starts listening for finished tasks (if the store was not already) and
+    /// returns where its finish notifications stand, to pass to
+    /// [`ResultStore::wait_finished`]. Take it *before* reading the task.
+    /// `None` when the store cannot notify (now or at all): poll instead.
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        None
+    }
+
+    /// Waits up to `timeout` for a sign that task `id` may have finished
+    /// since `since` (a mark from [`ResultStore::finish_mark`] of this store):
+    /// returns at once when one came after the mark already. Returns `true`
+    /// when it waited on a notification (woken, or timed out while listening)
+    /// and `false` at once when the store cannot notify: the caller then
+    /// polls [`ResultStore::get`] at its own pace. A wake-up may be spurious
+    /// (another task, or a listener that reconnected and may have missed
+    /// some): the caller reads the task again either way. A finish after
+    /// `since` that the store heard of is never missed; one it could not hear
+    /// of (another process, for the embedded store) is found by reading again
+    /// after the timeout.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        let _ = (id, since, timeout);
         false
-    }
-}
-
-/// What to list: tasks in one state, optionally of one queue, oldest first.
-/// A struct, so that filters and paging can be added without breaking callers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ListParams {
-    /// Only tasks in this state.
-    pub state: TaskState,
-    /// Only tasks of this queue (`None`: every queue).
-    pub queue: Option<String>,
-    /// At most this many.
-    pub limit: usize,
-}
-
-impl ListParams {
-    /// Tasks in `state`, of every queue, at most 100.
-    pub fn new(state: TaskState) -> Self {
-        Self {
-            state,
-            queue: None,
-            limit: 100,
-        }
-    }
-
-    /// Only tasks of `queue`.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Only tasks of this queue, if one is given.
-    pub fn queue_opt(mut self, queue: Option<&str>) -> Self {
-        self.queue = queue.map(str::to_string);
-        self
-    }
-
-    /// At most `limit` tasks.
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
     }
 }
 
 /// Lists and counts tasks.
 #[async_trait]
 pub trait Inspection: Send + Sync {
-    /// Tasks matching `params`, oldest first.
+    /// Tasks matching `params`, in its order (see [`ListParams`] and
+    /// [`ListOrder`](super::ListOrder), and each backend's documentation for what "oldest"
+    /// means there).
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error>;
 
     /// Counts per queue and state.

@@ -7,4 +7,5 @@ if r == nil then return -1 end
 if not TR.Cancel.from[r.s] then return r.s end
 move(r, 'Cancel', now, {})
 flush()
+publish_finished({id})
 return r.s

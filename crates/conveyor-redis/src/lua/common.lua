@@ -19,6 +19,8 @@ local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
 local WAKE = P .. 'wake'
+-- Ids of tasks that reached a final state, for result waiters.
+local FINISHED_CH = P .. 'finished'
 -- Global handler limits: handler -> 'concurrency:count:per_us:burst' (empty
 -- fields for none), the rate state (TAT, µs) per handler, and how many tasks of
 -- each handler run now (kept by move for every handler, so a limit set later
@@ -309,6 +311,25 @@ local function release_keys(r)
   end
 end
 
+-- The finished-at of a task that enters the finished list `key` in this
+-- script: now, or the finished-at of the list's last task when that is later
+-- (it was finished by a worker whose clock runs ahead), so every list stays
+-- in finished-at order, which list (its keyset paging) and prune rely on.
+-- Read once per list and script: one LINDEX and one HGET.
+local list_finished_at = {}
+local function finished_at(key, now)
+  local fa = list_finished_at[key]
+  if fa then return fa end
+  fa = now
+  local tail = redis.call('LINDEX', key, -1)
+  if tail then
+    local t = redis.call('HGET', task_key(tail), 'fa')
+    if t and tonumber(t) and tonumber(t) > tonumber(now) then fa = t end
+  end
+  list_finished_at[key] = fa
+  return fa
+end
+
 -- Moves task r (fields s, q, pr, ok, uk; h when it enters or leaves running;
 -- ra for timers; lu, the lease expiry,
 -- for the leases set: it is not stored in the hash) along
@@ -335,7 +356,11 @@ local function move(r, tname, now, sets, dels)
   sets[#sets + 1] = to
   if FINISHED[to] then
     sets[#sets + 1] = 'fa'
-    sets[#sets + 1] = now
+    if HOME[to] == 'finished' then
+      sets[#sets + 1] = finished_at(home_key(r.q, to), now)
+    else
+      sets[#sets + 1] = now
+    end
   end
   local key = task_key(r.id)
   redis.call('HSET', key, unpack(sets))
@@ -457,4 +482,15 @@ local function enqueue_tasks(now, b0, n, out, wake)
     end
   end
   if seq ~= first_seq then redis.call('SET', SEQ, string.format('%d', seq)) end
+end
+
+-- One message per script call for the tasks it finished: their ids,
+-- comma-separated, or an empty message ("something finished": every result
+-- waiter looks again) beyond MAX_FINISHED_IDS. Nothing when none finished.
+local MAX_FINISHED_IDS = 1000
+local function publish_finished(ids)
+  if #ids == 0 then return end
+  local payload = ''
+  if #ids <= MAX_FINISHED_IDS then payload = table.concat(ids, ',') end
+  redis.call('PUBLISH', FINISHED_CH, payload)
 end

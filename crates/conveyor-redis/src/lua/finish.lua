@@ -13,6 +13,8 @@ local plain = tonumber(ARGV[3])
 local other = tonumber(ARGV[4])
 local out = {}
 local wake = {}
+-- Tasks that reached a final state, published once at the end.
+local done = {}
 
 local function report(id, token, kind, number, text)
   local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h'})
@@ -40,6 +42,7 @@ local function report(id, token, kind, number, text)
   else
     fail('unknown report kind ' .. tostring(kind))
   end
+  if FINISHED[r.s] then done[#done + 1] = id end
   return 1
 end
 
@@ -52,8 +55,9 @@ local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: lease-set members to remove, ids to append to the finished list.
-local unleased, finished = {}, {}
+-- Per queue: lease-set members to remove, ids to append to the finished list,
+-- and the finished-at they get.
+local unleased, finished, finished_at_of = {}, {}, {}
 
 local function complete(id, token)
   local key = task_key(id)
@@ -64,19 +68,21 @@ local function complete(id, token)
     return report(id, token, 'C', '0', '')
   end
   local q, h, ok, uk = v[3], v[4], v[5], v[6]
-  redis.call('HSET', key, 's', DONE_S, 'fa', now)
   local u = unleased[q]
   if not u then
     u = {}
     unleased[q] = u
     finished[q] = {}
+    finished_at_of[q] = finished_at(home_key(q, TR.Complete.to), now)
   end
+  redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q])
   u[#u + 1] = id
   local f = finished[q]
   f[#f + 1] = id
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
+  done[#done + 1] = id
   return 1
 end
 
@@ -103,4 +109,5 @@ for q, u in pairs(unleased) do
 end
 flush()
 publish(wake)
+publish_finished(done)
 return out

@@ -1,54 +1,325 @@
--- list: ARGV = prefix, state code, limit, then at most one queue name (none:
--- every queue).
--- Returns up to limit tasks in that state, oldest first, each as a flat
--- field, value, ... array (HGETALL) with the id first. Oldest means lowest id,
--- except for completed and cancelled tasks (kept in finish order, not by id):
--- earliest finished, then lowest id.
+-- list: ARGV = prefix, state code, limit, newest first ('1' or '0'), after
+-- (a task id, or '' for from the first), handler filter ('1' or '0'), the
+-- handler, then at most one queue name (none: every queue).
+--
+-- Returns {rows, next}. rows: up to limit tasks in the state, in the order,
+-- each as {id, its fields as a flat field, value, ... array (HGETALL)}. next:
+-- '' when the listing is done (the page is full, or nothing more matches), or
+-- the id of the last task looked at when the call stopped at its budget (it
+-- looks at most at max(limit, 1000) tasks, so a handler filter over a large
+-- backlog never holds the server long): the caller asks again after it.
+--
+-- Order, oldest first (newest first is its reverse): by id (enqueue order),
+-- except completed and cancelled tasks, which are kept per queue in lists in
+-- finish order: by finished-at, then queue name, then place in the queue's
+-- list (each list is in finished-at order: see finished_at in common.lua).
+-- Paging is by key: the cursor task's id, or for the finish lists its
+-- finished-at, queue and place, found again in each call. Each queue is read
+-- from its cursor in chunks and the queues are merged, so a page never skips
+-- rows to an offset.
 local state = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local newest = ARGV[4] == '1'
+local after = ARGV[5]
+if after == '' then after = nil end
+local handler = nil
+if ARGV[6] == '1' then handler = ARGV[7] end
 local queues
-if ARGV[4] then queues = {ARGV[4]} else queues = redis.call('SMEMBERS', QUEUES) end
-local ids, at = {}, {}
+if ARGV[8] then queues = {ARGV[8]} else queues = redis.call('SMEMBERS', QUEUES) end
+local want = STATE_STR[state]
+local budget = math.max(limit, 1000)
+-- Candidates read from a queue at a time.
+local FETCH = math.min(budget, math.max(limit, 32))
 local by_finish = HOME[state] == 'finished' and not INDEXED[state]
-for _, q in ipairs(queues) do
-  if HOME[state] == 'ready' and not INDEXED[state] then
-    -- Available: the lowest ids of each priority band and the parked ones.
-    for _, id in ipairs(available_lowest(q, limit)) do ids[#ids + 1] = id end
-  elseif by_finish then
-    -- A list in finish order.
-    for _, id in ipairs(redis.call('LRANGE', members_key(q, state), 0, limit - 1)) do
-      ids[#ids + 1] = id
-      at[id] = tonumber(redis.call('HGET', task_key(id), 'fa')) or 0
+
+-- True when a comes strictly before b in the order (a sort needs it false
+-- for a and itself).
+local function precedes(a, b)
+  if newest then return a > b end
+  return a < b
+end
+-- True when id a comes before id b in the order.
+local function id_before(a, b)
+  return precedes(tonumber(a), tonumber(b))
+end
+local function sort_ids(ids)
+  table.sort(ids, id_before)
+end
+-- Whether id comes after the cursor id `from` (nil: from the first).
+local function beyond(id, from)
+  return from == nil or id_before(from, id)
+end
+
+-- The fields of a task that is in the state and of the handler, else nil
+-- (a stray index entry, or filtered out); and whether the task exists.
+local function matching(id)
+  local v = redis.call('HMGET', task_key(id), 's', 'h')
+  if v[1] ~= want then return nil, v[1] ~= false end
+  if handler and v[2] ~= handler then return nil, true end
+  return redis.call('HGETALL', task_key(id)), true
+end
+
+-- A sorted set whose scores are ids: up to n ids after `from`.
+local function by_score(key, from, n)
+  if newest then
+    local max = '+inf'
+    if from then max = '(' .. from end
+    return redis.call('ZREVRANGEBYSCORE', key, max, '-inf', 'LIMIT', 0, n)
+  end
+  local min = '-inf'
+  if from then min = '(' .. from end
+  return redis.call('ZRANGEBYSCORE', key, min, '+inf', 'LIMIT', 0, n)
+end
+
+-- The first rank in [lo, hi] of sorted set `key` whose member is above m
+-- (strict) or at least m, hi + 1 if none: the members of one priority band
+-- are zero-padded ids in order.
+local function first_rank(key, lo, hi, m, strict)
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local v = redis.call('ZRANGE', key, mid, mid)[1]
+    local right
+    if strict then right = v > m else right = v >= m end
+    if right then hi = mid - 1 else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- Up to n ids of one priority band (score) of ready set rk after `from`.
+local function band_ids(rk, score, from, n)
+  local cnt = redis.call('ZCOUNT', rk, score, score)
+  if cnt == 0 then return {} end
+  local lo = redis.call('ZCOUNT', rk, '-inf', '(' .. score)
+  local hi = lo + cnt - 1
+  local out = {}
+  if newest then
+    local r = hi
+    if from then r = first_rank(rk, lo, hi, pad(from), false) - 1 end
+    if r < lo then return out end
+    local ms = redis.call('ZRANGE', rk, math.max(lo, r - n + 1), r)
+    for i = #ms, 1, -1 do out[#out + 1] = unpad(ms[i]) end
+  else
+    local r = lo
+    if from then r = first_rank(rk, lo, hi, pad(from), true) end
+    if r > hi then return out end
+    for _, m in ipairs(redis.call('ZRANGE', rk, r, math.min(hi, r + n - 1))) do
+      out[#out + 1] = unpad(m)
+    end
+  end
+  return out
+end
+
+-- The scores of the priority bands of ready set rk (at most MAX_BANDS).
+local function bands(rk)
+  local out = {}
+  local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  while first[1] and #out < MAX_BANDS do
+    out[#out + 1] = first[2]
+    first = redis.call('ZRANGEBYSCORE', rk, '(' .. first[2], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  return out
+end
+
+-- A source of queue q's candidates in the order, after the cursor: a
+-- function giving the next chunk (up to n candidates {id = …, k = …}),
+-- empty when the queue has no more.
+local function id_source(q, from)
+  local fetch
+  if INDEXED[state] then
+    local key = index_key(q, state)
+    fetch = function(last, n) return by_score(key, last, n) end
+  elseif HOME[state] == 'ready' then
+    -- Available: the ready set by priority band (lowest ids of each band
+    -- after the cursor) and the parked set.
+    local rk = ready_key(q)
+    local bs = bands(rk)
+    fetch = function(last, n)
+      local ids = {}
+      for _, score in ipairs(bs) do
+        for _, id in ipairs(band_ids(rk, score, last, n)) do ids[#ids + 1] = id end
+      end
+      for _, id in ipairs(by_score(parked_key(q), last, n)) do ids[#ids + 1] = id end
+      sort_ids(ids)
+      local out = {}
+      for i = 1, math.min(n, #ids) do out[i] = ids[i] end
+      return out
     end
   else
-    -- An id index gives its lowest ids; a state without one (running, bounded
-    -- by the work in flight) is read whole and sorted.
-    local stop = -1
-    if INDEXED[state] then stop = limit - 1 end
-    for _, id in ipairs(redis.call('ZRANGE', members_key(q, state), 0, stop)) do
-      ids[#ids + 1] = id
+    -- Running: the lease set (bounded by the work in flight), read whole.
+    local all = {}
+    for _, id in ipairs(redis.call('ZRANGE', members_key(q, state), 0, -1)) do
+      if beyond(id, from) then all[#all + 1] = id end
+    end
+    sort_ids(all)
+    local i = 0
+    fetch = function(_, n)
+      local out = {}
+      while #out < n and i < #all do
+        i = i + 1
+        out[#out + 1] = all[i]
+      end
+      return out
     end
   end
-end
-if by_finish then
-  table.sort(ids, function(a, b)
-    if at[a] ~= at[b] then return at[a] < at[b] end
-    return tonumber(a) < tonumber(b)
-  end)
-else
-  table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
-end
--- A stray entry (the task is gone or in another state) is left out.
-local want = STATE_STR[state]
-local function in_state(fields)
-  for i = 1, #fields, 2 do
-    if fields[i] == 's' then return fields[i + 1] == want end
+  local last = from
+  return function(n)
+    local out = {}
+    for _, id in ipairs(fetch(last, n)) do out[#out + 1] = {id = id, k = tonumber(id)} end
+    if #out > 0 then last = out[#out].id end
+    return out
   end
-  return false
 end
-local out = {}
-for i = 1, math.min(limit, #ids) do
-  local fields = redis.call('HGETALL', task_key(ids[i]))
-  if in_state(fields) then out[#out + 1] = {ids[i], fields} end
+
+-- The finished-at of the task at place pos of list key (0 for a stray).
+local function fa_at(key, pos)
+  local id = redis.call('LINDEX', key, pos)
+  if not id then return 0 end
+  return tonumber(redis.call('HGET', task_key(id), 'fa')) or 0
 end
-return out
+
+-- The first place of list key (of length len) whose task finished after fa
+-- (strict) or at fa or later, len if none.
+local function first_place(key, len, fa, strict)
+  local lo, hi = 0, len - 1
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local v = fa_at(key, mid)
+    local right
+    if strict then right = v > fa else right = v >= fa end
+    if right then hi = mid - 1 else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- The place of task id, finished at fa, in list key: among the tasks that
+-- finished at fa. nil when it is not there.
+local function place_of(key, fa, id)
+  local len = redis.call('LLEN', key)
+  local p = first_place(key, len, fa, false)
+  while p < len do
+    local chunk = redis.call('LRANGE', key, p, p + 255)
+    for i, m in ipairs(chunk) do
+      if m == id then return p + i - 1 end
+    end
+    if #chunk == 0 or fa_at(key, p + #chunk - 1) > fa then return nil end
+    p = p + #chunk
+  end
+  return nil
+end
+
+-- A source of queue q's finished tasks (a list in finished-at order) after
+-- cursor c ({fa, q, pos}; pos nil when the cursor task is not in the list):
+-- candidates {id, fa, q, pos}.
+local function finish_source(q, c)
+  local key = members_key(q, state)
+  local len = redis.call('LLEN', key)
+  local p
+  if not c then
+    if newest then p = len - 1 else p = 0 end
+  elseif q == c.q and c.pos then
+    if newest then p = c.pos - 1 else p = c.pos + 1 end
+  else
+    -- After (fa, q, place) in the order: for an earlier queue name only a
+    -- later finished-at, for a later one the same finished-at too.
+    local strict
+    if q == c.q then strict = not newest else strict = q < c.q end
+    p = first_place(key, len, c.fa, strict)
+    if newest then p = p - 1 end
+  end
+  return function(n)
+    local out = {}
+    local ids
+    if newest then
+      if p < 0 then return out end
+      local from = math.max(0, p - n + 1)
+      ids = redis.call('LRANGE', key, from, p)
+      for i = #ids, 1, -1 do
+        local fa = tonumber(redis.call('HGET', task_key(ids[i]), 'fa')) or 0
+        out[#out + 1] = {id = ids[i], fa = fa, q = q, pos = from + i - 1}
+      end
+      p = from - 1
+    else
+      ids = redis.call('LRANGE', key, p, p + n - 1)
+      for i, id in ipairs(ids) do
+        local fa = tonumber(redis.call('HGET', task_key(id), 'fa')) or 0
+        out[#out + 1] = {id = id, fa = fa, q = q, pos = p + i - 1}
+      end
+      p = p + #ids
+    end
+    return out
+  end
+end
+
+-- True when candidate a comes before candidate b in the order.
+local function before(a, b)
+  if by_finish then
+    if a.fa ~= b.fa then return precedes(a.fa, b.fa) end
+    if a.q ~= b.q then return precedes(a.q, b.q) end
+    return precedes(a.pos, b.pos)
+  end
+  return precedes(a.k, b.k)
+end
+
+-- The cursor, for the finish lists.
+local cursor = nil
+if by_finish and after then
+  local v = redis.call('HMGET', task_key(after), 'q', 'fa', 's')
+  if v[1] then
+    cursor = {q = v[1], fa = tonumber(v[2]) or 0}
+    if tonumber(v[3]) == state then
+      cursor.pos = place_of(members_key(v[1], state), cursor.fa, after)
+    end
+  elseif newest then
+    -- The cursor task is gone: pruned, and prune cuts every list from its
+    -- oldest end, so nothing older is left.
+    return {{}, ''}
+  end
+  -- (Oldest first after a pruned task: everything left came after it.)
+end
+
+-- One source per queue, each with a buffer of candidates.
+local sources = {}
+for _, q in ipairs(queues) do
+  local next_chunk
+  if by_finish then next_chunk = finish_source(q, cursor) else next_chunk = id_source(q, after) end
+  sources[#sources + 1] = {next_chunk = next_chunk, buf = {}, i = 1, done = false}
+end
+
+-- The source's next candidate (reading a chunk when its buffer is empty),
+-- nil when it has no more.
+local function head(s)
+  if s.i > #s.buf then
+    if s.done then return nil end
+    s.buf = s.next_chunk(FETCH)
+    s.i = 1
+    if #s.buf < FETCH then s.done = true end
+    if #s.buf == 0 then return nil end
+  end
+  return s.buf[s.i]
+end
+
+local rows, looked, last = {}, 0, nil
+local stopped = false
+while #rows < limit do
+  local best, best_c = nil, nil
+  for _, s in ipairs(sources) do
+    local c = head(s)
+    if c and (best_c == nil or before(c, best_c)) then
+      best, best_c = s, c
+    end
+  end
+  if not best then break end
+  if looked >= budget then
+    stopped = true
+    break
+  end
+  best.i = best.i + 1
+  looked = looked + 1
+  local fields, exists = matching(best_c.id)
+  -- The next call starts after a task that exists, so it finds its place.
+  if exists or not by_finish then last = best_c.id end
+  if fields then rows[#rows + 1] = {best_c.id, fields} end
+end
+local next = ''
+if stopped and last then next = last end
+return {rows, next}

@@ -9,10 +9,11 @@ local function pruned(q)
   if q then touched[q] = true end
   n = n + 1
 end
--- A per-queue list of completed or cancelled tasks is in finish order: it is
--- cut from its start up to the first task finished at or after `before`.
--- (Workers' clocks can disagree by their skew, so a task behind a younger one
--- may wait that much longer.)
+-- A per-queue list of completed or cancelled tasks is in finished-at order
+-- (see finished_at in common.lua): it is cut from its start up to the first
+-- task finished at or after `before`. (Lists written before finished-at was
+-- kept in order may hold a task behind a younger one, which then waits that
+-- much longer.)
 local function prune_list(list, before)
   if n >= limit then return end
   local cut = tonumber(before)

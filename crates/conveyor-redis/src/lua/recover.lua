@@ -6,6 +6,7 @@ local now = ARGV[2]
 local limit = tonumber(ARGV[3])
 local n, examined = 0, 0
 local wake = {}
+local died = {}
 for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   if examined >= limit then break end
   local lk = leases_key(q)
@@ -20,6 +21,7 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
       r.ra = now
       if num(r, 'a') >= num(r, 'ma') then
         move(r, 'ExpireFinal', now, {'e', 'lease expired on the last attempt', 'ra', now})
+        died[#died + 1] = id
       else
         move(r, 'Expire', now, {'e', 'lease expired', 'ra', now})
         wake[r.q] = true
@@ -30,4 +32,5 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
 end
 flush()
 publish(wake)
+publish_finished(died)
 return {n, examined}

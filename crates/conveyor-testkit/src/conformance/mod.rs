@@ -10,6 +10,8 @@ mod follow_ups;
 mod keys;
 mod leadership;
 mod limits;
+mod listing;
+mod results;
 
 pub use admin::{
     batches_are_atomic, capabilities_are_honest, dead_letter_admin, declared_parts,
@@ -34,6 +36,11 @@ pub use leadership::one_leader_at_a_time;
 pub use limits::{
     concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
 };
+pub use listing::{
+    list_by_handler, list_newest_first, list_pages_through_each_state, list_pages_with_filters,
+    page_through,
+};
+pub use results::{finish_wakes_result_waiters, result_waits};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,10 +17,17 @@ use crate::events::{Event, EventBus, TaskEvent};
 use super::task_type::{EnqueueOptions, TaskType};
 
 /// The first and the longest pause between two polls of a task's state in
-/// [`DurableHandle::wait`]: short at first (quick tasks answer quickly), then
-/// backing off so a long wait costs the store little.
+/// [`DurableHandle::wait`] on a store that cannot notify: short at first
+/// (quick tasks answer quickly), then backing off so a long wait costs the
+/// store little.
 const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// The longest wait on a store's finish notification before reading the task
+/// again anyway: a safety net for notifications that cannot arrive (a
+/// PostgreSQL pooler in transaction mode swallows `LISTEN`), not the way
+/// results are found.
+const NOTIFIED_MAX: Duration = Duration::from_secs(1);
 
 /// Enqueues tasks into a backend and reads their results.
 #[derive(Clone)]
@@ -225,28 +232,39 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
             .ok_or(Error::NotFound(self.id))
     }
 
-    /// Reads the task until it has finished. Between reads it waits on the
-    /// result store's notification where the store can notify (woken as soon
-    /// as a task finishes, the wait bounded by the same pause), and otherwise
-    /// sleeps a pause that grows from 2 ms to 100 ms.
+    /// Reads the task until it has finished. Where the store can notify, it
+    /// takes the store's finish mark before each read and then waits on it,
+    /// so a finish that lands between the read and the wait wakes it at once;
+    /// the wait is bounded by [`NOTIFIED_MAX`], after which it reads again
+    /// anyway. Otherwise it sleeps a pause that grows from 2 ms to 100 ms
+    /// between reads.
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<Out, Error> {
         let store = self.backend.results()?;
         let mut pause = POLL_FIRST;
         loop {
+            let mark = store.finish_mark().await;
             if let Some(out) = self.try_result().await? {
                 return Ok(out);
             }
-            let mut wait = pause;
-            if let Some(d) = deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Error::WaitTimeout(self.id));
+            let left = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::WaitTimeout(self.id));
+                    }
+                    left
                 }
-                wait = wait.min(left);
+                None => Duration::MAX,
+            };
+            if let Some(mark) = mark {
+                if store
+                    .wait_finished(self.id, mark, NOTIFIED_MAX.min(left))
+                    .await
+                {
+                    continue;
+                }
             }
-            if !store.wait_finished(self.id, wait).await {
-                tokio::time::sleep(wait).await;
-            }
+            tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 3 / 2).min(POLL_MAX);
         }
     }
