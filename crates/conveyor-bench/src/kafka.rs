@@ -273,10 +273,11 @@ async fn conveyor(
     while clock.done.load(AtomicOrdering::SeqCst) < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let pauses = handle.metrics().counters.pauses;
     handle.shutdown();
     let _ = running.await;
     eprintln!(
-        "    (run incl. join and shutdown: {:.1} s)",
+        "    (run incl. join and shutdown: {:.1} s; {pauses} pauses at the limit)",
         joined.elapsed().as_secs_f64()
     );
     clock.elapsed()

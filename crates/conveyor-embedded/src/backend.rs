@@ -211,6 +211,10 @@ impl Backend for EmbeddedBackend {
             .await
     }
 
+    /// Waits for this process to make work available (an enqueue, a release, a
+    /// requeue, a recovered lease) or for `timeout`; returns `true` either way,
+    /// since the wait did its job of pacing the caller's polling. Needs a tokio
+    /// runtime with its time driver enabled.
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
         let _ = queues;
         let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
@@ -293,10 +297,6 @@ impl Maintenance for EmbeddedBackend {
 
 #[async_trait]
 impl GlobalLimits for EmbeddedBackend {
-    /// Waits for this process to make work available (an enqueue, a release, a
-    /// requeue, a recovered lease) or for `timeout`; returns `true` either way,
-    /// since the wait did its job of pacing the caller's polling. Needs a tokio
-    /// runtime with its time driver enabled.
     async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
         limits.validate()?;
         let handler = handler.to_string();
