@@ -24,7 +24,9 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     let global = backend.global_limits().is_some();
     let kind = backend.kind();
     let mut builder = Worker::builder(backend);
+    let mut described = Vec::new();
     for (name, section) in &cfg.handlers {
+        described.push(describe(name, section, global));
         let limits = handler_limits(section)?;
         if global {
             builder = builder.global_limits(name.clone(), limits);
@@ -42,12 +44,14 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     } else {
         Some(args.queues)
     };
+    let queues_shown = queues
+        .clone()
+        .unwrap_or_else(|| vec![conveyor::durable::DEFAULT_QUEUE_NAME.to_string()]);
     if let Some(q) = queues {
         builder = builder.queues(q);
     }
-    if let Some(n) = args.slots.or(w.slots) {
-        builder = builder.slots(n);
-    }
+    let slots = args.slots.or(w.slots).unwrap_or(conveyor::DEFAULT_WORKERS);
+    builder = builder.slots(slots);
     if let Some(d) = args.lease.or(w.lease) {
         builder = builder.lease(d);
     }
@@ -58,6 +62,12 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
         builder = builder.poll_interval(d);
     }
     let worker = builder.build()?;
+    eprintln!(
+        "conveyor worker: {kind} backend, queues {}, {slots} slots: up to {slots} handler \
+         processes at once; handlers: {}",
+        queues_shown.join(", "),
+        described.join("; ")
+    );
     let report = worker.run().await?;
     eprintln!(
         "conveyor worker: stopped ({}): {} completed, {} retried, {} dead, {} released",
@@ -72,6 +82,23 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
         report.stats.released
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One handler's limits as the start line shows them.
+fn describe(name: &str, section: &HandlerSection, global: bool) -> String {
+    let scope = if global { "all workers" } else { "this worker" };
+    let mut parts = Vec::new();
+    if let Some(n) = section.concurrency {
+        parts.push(format!("at most {n} at once across {scope}"));
+    }
+    if let Some(r) = &section.rate {
+        parts.push(format!("rate {r} across {scope}"));
+    }
+    if parts.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({})", parts.join(", "))
+    }
 }
 
 /// The handler's `concurrency`, `rate` and `burst` as global limits (none set:

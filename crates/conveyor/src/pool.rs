@@ -172,9 +172,16 @@ impl PoolBuilder {
         self
     }
 
-    /// process-lane limit: child processes at once (default: the number of cores).
+    /// process-lane limit: child processes at once (default: the number of
+    /// cores; in a durable worker's or a runner's own pool, its slots).
     pub fn process_limit(mut self, n: usize) -> Self {
         self.process = Some(n);
+        self
+    }
+
+    /// The process-lane limit, unless one was set.
+    pub(crate) fn process_limit_or(mut self, n: usize) -> Self {
+        self.process.get_or_insert(n);
         self
     }
 

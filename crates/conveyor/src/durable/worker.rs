@@ -110,7 +110,9 @@ impl<C: Codec> WorkerBuilder<C> {
         self
     }
 
-    /// Tasks run at once (the engine's worker count; default 50).
+    /// Tasks run at once, in every lane (the engine's worker count, and the
+    /// process lane's limit unless [`WorkerBuilder::pool`] sets one;
+    /// default 50).
     pub fn slots(mut self, n: usize) -> Self {
         self.slots = n;
         self

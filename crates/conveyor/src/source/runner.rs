@@ -251,7 +251,12 @@ impl<S: Source> Runner<S> {
         self.validate()?;
         let slots = self.slots;
         let (pool, own_pool) = match self.engine {
-            Engine::Own(builder) => (builder.workers(slots).build()?, true),
+            // A child process is not CPU work: a worker with 3 slots runs 3
+            // handler processes at once, whatever the core count.
+            Engine::Own(builder) => (
+                builder.workers(slots).process_limit_or(slots).build()?,
+                true,
+            ),
             Engine::Shared(pool) => (pool, false),
         };
         let callbacks = match self.on_task {
