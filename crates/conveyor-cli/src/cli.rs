@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "conveyor", version, about)]
 pub struct Cli {
     /// Where tasks wait: a backend URL (embedded://PATH, redis://…,
-    /// postgres://…, memory://; --help lists them). Defaults to
-    /// $CONVEYOR_URL, then embedded://./conveyor.db.
+    /// postgres://…; --help lists them; memory:// lives in one process and is
+    /// refused here). Defaults to $CONVEYOR_URL, then embedded://./conveyor.db.
+    /// `status` and `dead` only open a store that exists.
     #[arg(long, global = true, value_name = "URL", long_help = backend_long_help())]
     pub backend: Option<String>,
 
@@ -24,7 +25,10 @@ pub struct Cli {
 /// their own schemes.
 fn backend_long_help() -> String {
     format!(
-        "Where tasks wait, as a backend URL:\n\n{}\n\nDefaults to ${}, then {}.",
+        "Where tasks wait, as a backend URL:\n\n{}\n\nDefaults to ${}, then {}. memory:// \
+         lives inside one process and is refused by these commands (each runs in its own \
+         process). `status` and `dead` only open a store that exists: they never create a file \
+         or a schema.",
         conveyor::durable::Schemes::default().help(),
         conveyor::durable::URL_ENV,
         conveyor::durable::DEFAULT_URL

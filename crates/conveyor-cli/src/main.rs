@@ -73,9 +73,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return kafka_cmd::run(cmd).await;
     }
     let url = conveyor::durable::resolve_url(cli.backend.as_deref());
-    let backend = conveyor::durable::connect(&url)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open backend {url}: {e}"))?;
+    // Commands about tasks that must already exist open only a store that
+    // does: a mistyped path or schema is an error, never a new empty store.
+    let existing = matches!(cli.command, Command::Status(_) | Command::Dead(_));
+    let opened = if existing {
+        conveyor::durable::connect_existing(&url).await
+    } else {
+        conveyor::durable::connect(&url).await
+    };
+    let backend = opened.map_err(|e| anyhow::anyhow!("cannot open backend {url}: {e}"))?;
+    if !backend.capabilities().shared {
+        anyhow::bail!(
+            "the {} backend ({url}) keeps its tasks inside one process, and every conveyor \
+             command runs in a process of its own, so no other command would see them: use \
+             embedded://PATH (the default, ./conveyor.db) or a server (redis://, postgres://)",
+            backend.kind()
+        );
+    }
     match cli.command {
         Command::Worker(args) => worker_cmd::run(backend, args).await,
         Command::Submit(args) => submit_cmd::run(backend, args).await,

@@ -48,6 +48,7 @@ pub struct Scheme {
     description: &'static str,
     bare_paths: bool,
     open: OpenFn,
+    open_existing: Option<OpenFn>,
 }
 
 impl Scheme {
@@ -67,7 +68,17 @@ impl Scheme {
             description,
             bare_paths: false,
             open,
+            open_existing: None,
         }
+    }
+
+    /// The same scheme, with a way to open only a store that already exists,
+    /// creating and changing nothing (for commands that only read). Without
+    /// one, [`Scheme::open_existing`] uses `open`: right for a backend whose
+    /// opening creates nothing (a Redis server, a broker).
+    pub const fn with_open_existing(mut self, open_existing: OpenFn) -> Self {
+        self.open_existing = Some(open_existing);
+        self
     }
 
     /// The same scheme, also opening "URLs" that have no scheme at all: file
@@ -105,6 +116,12 @@ impl Scheme {
     /// Opens the backend `url` names.
     pub fn open(&self, url: &str) -> OpenFuture {
         (self.open)(url)
+    }
+
+    /// Opens the backend `url` names only if its store exists; an error that
+    /// names it (and how to create it) otherwise.
+    pub fn open_existing(&self, url: &str) -> OpenFuture {
+        (self.open_existing.unwrap_or(self.open))(url)
     }
 }
 

@@ -18,7 +18,8 @@ pub const SCHEME: Scheme = Scheme::new(
     "one local SQLite file, zero setup (the default)",
     open,
 )
-.with_bare_paths();
+.with_bare_paths()
+.with_open_existing(open_existing);
 
 /// The file `url` names.
 fn path_of(url: &str) -> Result<String, Error> {
@@ -39,6 +40,23 @@ fn path_of(url: &str) -> Result<String, Error> {
         ));
     }
     Ok(path.to_string())
+}
+
+/// Opens the file only if it exists: a command that only reads never creates
+/// one (a mistyped path would otherwise answer "no tasks").
+fn open_existing(url: &str) -> OpenFuture {
+    let path = path_of(url);
+    Box::pin(async move {
+        let path = path?;
+        if !std::path::Path::new(&path).exists() {
+            return Err(Error::InvalidConfig(format!(
+                "no conveyor store at {path}: nothing was ever enqueued there. Check --backend \
+                 (or CONVEYOR_URL) and the current directory; a worker, `conveyor submit` or \
+                 `conveyor migrate` creates it"
+            )));
+        }
+        Ok(Arc::new(EmbeddedBackend::open(path)?) as Arc<dyn Backend>)
+    })
 }
 
 fn open(url: &str) -> OpenFuture {

@@ -126,6 +126,12 @@ impl PostgresBackend {
         migrate::migrate(&mut conn, &self.inner.schema, now).await
     }
 
+    /// The schema's version (`None`: never migrated, or absent); reads only.
+    pub async fn schema_version(&self) -> Result<Option<i32>, Error> {
+        let conn = self.conn("reading the schema version").await?;
+        migrate::version(&conn, &self.inner.schema).await
+    }
+
     /// Drops this backend's schema and everything in it (`DROP SCHEMA …
     /// CASCADE`): for tests and benchmarks that made a schema of their own.
     /// The backend has no tables afterwards until [`migrate`](Self::migrate)

@@ -134,6 +134,29 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
     ]
 }
 
+/// The schema's version, or `None` when it has no migrations table (never
+/// migrated, or absent). Reads only.
+pub(crate) async fn version(client: &Client, schema: &Schema) -> Result<Option<i32>, Error> {
+    let what = "reading the schema version";
+    let table = schema.table("migrations");
+    let exists = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(|e| db(what, e))?;
+    let exists: bool = exists.try_get(0).map_err(|e| db(what, e))?;
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+            &[],
+        )
+        .await
+        .map_err(|e| db(what, e))?;
+    Ok(Some(row.try_get(0).map_err(|e| db(what, e))?))
+}
+
 /// Creates the schema if needed and applies every pending migration, in one
 /// transaction under the schema's advisory lock. `now` is recorded with each
 /// applied version.

@@ -20,7 +20,8 @@ pub const SCHEME: Scheme = Scheme::new(
     "postgres://USER@HOST/DB?schema=S",
     "PostgreSQL, tables in the schema S (default conveyor), migrated on connect",
     open,
-);
+)
+.with_open_existing(open_existing);
 
 /// The URL parameters the driver (`tokio-postgres`) understands; checked
 /// against it by a test, so a driver upgrade that drops one is noticed.
@@ -63,6 +64,34 @@ fn target(url: &str) -> Result<Target, Error> {
     Ok(Target {
         url: parsed.to_url(),
         schema,
+    })
+}
+
+/// Opens the backend only if its schema exists at this build's version,
+/// creating and migrating nothing (a command that only reads).
+fn open_existing(url: &str) -> OpenFuture {
+    let target = target(url);
+    Box::pin(async move {
+        let Target { url, schema } = target?;
+        let mut builder = PostgresBackend::builder(&url).migrate(false);
+        if let Some(schema) = &schema {
+            builder = builder.schema(schema);
+        }
+        let backend = builder.connect().await?;
+        let name = schema.as_deref().unwrap_or(crate::DEFAULT_SCHEMA);
+        match backend.schema_version().await? {
+            None => Err(Error::InvalidConfig(format!(
+                "no conveyor schema {name:?} in this database: nothing was ever enqueued there. \
+                 Check --backend (or CONVEYOR_URL) and ?schema=; a worker, `conveyor submit` or \
+                 `conveyor migrate` creates it"
+            ))),
+            Some(v) if v < crate::SCHEMA_VERSION => Err(Error::InvalidConfig(format!(
+                "the conveyor schema {name:?} is at version {v}, this conveyor needs {}: run \
+                 `conveyor migrate` (or start a worker) first",
+                crate::SCHEMA_VERSION
+            ))),
+            Some(_) => Ok(Arc::new(backend) as Arc<dyn Backend>),
+        }
     })
 }
 

@@ -35,3 +35,9 @@ pub fn resolve_url(url: Option<&str>) -> String {
 pub async fn connect(url: &str) -> Result<Arc<dyn Backend>, Error> {
     Schemes::default().connect(url).await
 }
+
+/// [`connect`], but only to a store that already exists: nothing is created
+/// (see [`Schemes::connect_existing`]).
+pub async fn connect_existing(url: &str) -> Result<Arc<dyn Backend>, Error> {
+    Schemes::default().connect_existing(url).await
+}

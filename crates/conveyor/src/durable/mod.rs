@@ -20,7 +20,7 @@ mod task_type;
 mod worker;
 
 pub use client::{Client, DurableHandle};
-pub use connect::{connect, resolve_url, DEFAULT_URL, URL_ENV};
+pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 /// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
     parts, Administration, Backend, BackendUrl, Capabilities, Enqueued, Finish, FinishAction,

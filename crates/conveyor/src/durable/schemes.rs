@@ -104,18 +104,33 @@ impl Schemes {
                 )));
             }
         }
-        self.for_bare_paths().ok_or_else(|| {
+        let scheme = self.for_bare_paths().ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "{url:?} has no SCHEME:// and no registered backend takes bare paths: {}",
                 self.expected()
             ))
-        })
+        })?;
+        // A bare word (`bogus`, `redis`) is a mistake, not a file to create.
+        if !url.contains(['/', '\\', '.']) {
+            return Err(Error::InvalidConfig(format!(
+                "{url:?} is neither a backend URL nor a file path (a path has a `/` or a `.`, \
+                 e.g. ./{url}.db): {}",
+                self.expected()
+            )));
+        }
+        Ok(scheme)
     }
 
     /// Opens the backend `url` names with the scheme [`Schemes::scheme_for`]
     /// picks.
     pub async fn connect(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
         self.scheme_for(url)?.open(url).await
+    }
+
+    /// Opens the backend `url` names only if its store already exists,
+    /// creating nothing (no file, no schema): for commands that only read.
+    pub async fn connect_existing(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
+        self.scheme_for(url)?.open_existing(url).await
     }
 
     /// One line per scheme, `EXAMPLE  DESCRIPTION`, for `--help` texts.
