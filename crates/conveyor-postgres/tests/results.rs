@@ -8,17 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Finish, FinishAction, ManualClock, NewTask, TaskId};
+use conveyor_core::{Backend, FinishAction, ManualClock};
 use conveyor_postgres::tokio_postgres::{self, AsyncMessage, NoTls};
 use conveyor_postgres::PostgresBackend;
+use conveyor_testkit::notifications::{finish_all, heard};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-
-const LEASE: Duration = Duration::from_secs(30);
-
-fn queues() -> Vec<String> {
-    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
-}
 
 /// A waiter that would wait a minute is woken by finishes made through
 /// another backend on the same schema.
@@ -54,31 +49,6 @@ async fn listen(channel: &str) -> (tokio_postgres::Client, mpsc::UnboundedReceiv
         .await
         .expect("LISTEN");
     (client, rx)
-}
-
-/// Everything heard within a short while after the first notification.
-async fn heard(rx: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
-    out.push(first.expect("a notification").expect("open"));
-    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-        out.push(p);
-    }
-    out
-}
-
-async fn finish_all(b: &PostgresBackend, n: usize, action: FinishAction) -> Vec<TaskId> {
-    let tasks = (0..n).map(|_| NewTask::new("h", b"{}".to_vec())).collect();
-    b.enqueue_many(tasks).await.expect("enqueue");
-    let got = b.reserve(&queues(), n, LEASE).await.expect("reserve");
-    assert_eq!(got.len(), n);
-    let reports = got
-        .iter()
-        .map(|r| Finish::new(r.lease.clone(), action.clone()))
-        .collect();
-    let out = b.finish(reports).await.expect("finish");
-    assert!(out.iter().all(Result::is_ok));
-    got.iter().map(|r| r.lease.id).collect()
 }
 
 /// One notification per finishing batch, whatever its size: the ids while

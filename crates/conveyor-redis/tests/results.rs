@@ -9,16 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Namespace;
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, TaskId};
-use conveyor_redis::RedisBackend;
+use conveyor_core::{Backend, FinishAction};
+use conveyor_testkit::notifications::{finish_all, heard};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-
-const LEASE: Duration = Duration::from_secs(30);
-
-fn queues() -> Vec<String> {
-    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
-}
 
 /// A waiter that would wait a minute is woken by finishes made through
 /// another backend on the same prefix.
@@ -45,31 +39,6 @@ async fn subscribe(channel: &str) -> mpsc::UnboundedReceiver<String> {
         }
     });
     rx
-}
-
-/// Everything heard within a short while after the first message.
-async fn heard(rx: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
-    out.push(first.expect("a message").expect("open"));
-    while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-        out.push(p);
-    }
-    out
-}
-
-async fn finish_all(b: &RedisBackend, n: usize, action: FinishAction) -> Vec<TaskId> {
-    let tasks = (0..n).map(|_| NewTask::new("h", b"{}".to_vec())).collect();
-    b.enqueue_many(tasks).await.expect("enqueue");
-    let got = b.reserve(&queues(), n, LEASE).await.expect("reserve");
-    assert_eq!(got.len(), n);
-    let reports = got
-        .iter()
-        .map(|r| Finish::new(r.lease.clone(), action.clone()))
-        .collect();
-    let out = b.finish(reports).await.expect("finish");
-    assert!(out.iter().all(Result::is_ok));
-    got.iter().map(|r| r.lease.id).collect()
 }
 
 /// One message per finishing call, whatever its size: the ids up to 1000, an

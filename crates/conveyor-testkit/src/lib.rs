@@ -16,6 +16,7 @@
 
 pub mod conformance;
 pub mod kafka_broker;
+pub mod notifications;
 pub mod process;
 mod scoped;
 pub mod servers;
