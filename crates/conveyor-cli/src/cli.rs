@@ -5,16 +5,30 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// conveyor: run lots of work concurrently — durable task queues and workers.
+/// conveyor: run lots of work concurrently — a command per input line (`run`),
+/// durable task queues with workers whose handlers are programs in any
+/// language (`worker`, `submit`, `status`, `result`, …), Kafka tools.
 #[derive(Debug, Parser)]
-#[command(name = "conveyor", version, about)]
+#[command(name = "conveyor", version)]
 pub struct Cli {
-    /// Where tasks wait: a backend URL (embedded://PATH, redis://…,
-    /// postgres://…; --help lists them; memory:// lives in one process and is
-    /// refused here). Defaults to $CONVEYOR_URL, then embedded://./conveyor.db.
-    /// `status` and `dead` only open a store that exists.
+    /// Where tasks wait, for every command but `run`: a backend URL
+    /// (embedded://PATH, redis://…, postgres://…; --help lists them; memory://
+    /// lives in one process and is refused here). Defaults to $CONVEYOR_URL,
+    /// then embedded://./conveyor.db.
+    /// `status`, `dead`, `result`, `wait`, `cancel` and `show` only open a store that exists.
     #[arg(long, global = true, value_name = "URL", long_help = backend_long_help())]
     pub backend: Option<String>,
+
+    /// How log lines are written to stderr: `text` or `json` (one object per
+    /// line). What is logged: `RUST_LOG` (or `CONVEYOR_LOG`), default `info`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CONVEYOR_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
 
     /// What to do.
     #[command(subcommand)]
@@ -25,9 +39,9 @@ pub struct Cli {
 /// their own schemes.
 fn backend_long_help() -> String {
     format!(
-        "Where tasks wait, as a backend URL:\n\n{}\n\nDefaults to ${}, then {}. memory:// \
+        "Where tasks wait, for every command but `run`, as a backend URL:\n\n{}\n\nDefaults to ${}, then {}. memory:// \
          lives inside one process and is refused by these commands (each runs in its own \
-         process). `status` and `dead` only open a store that exists: they never create a file \
+         process). `status`, `dead`, `result`, `wait`, `cancel` and `show` only open a store that exists: they never create a file \
          or a schema.",
         conveyor::durable::Schemes::default().help(),
         conveyor::durable::URL_ENV,
@@ -40,13 +54,26 @@ fn backend_long_help() -> String {
 pub enum Command {
     /// Run a command once per input item: concurrently, with rate limits,
     /// retries, timeouts, progress and resumable state.
+    #[command(after_help = RUN_AFTER_HELP)]
     Run(crate::run::RunArgs),
     /// Run a worker whose handlers are the commands declared in a TOML file.
     Worker(WorkerArgs),
     /// Enqueue a task; print its id, or its result with --wait.
     Submit(SubmitArgs),
-    /// Per queue: tasks by state, in flight, age of the oldest ready task.
+    /// Per queue: tasks by state and the age of the oldest ready task; the
+    /// workers heard from, and how many tasks they are running.
     Status(StatusArgs),
+    /// Print finished tasks' results (one JSON line each), without waiting.
+    #[command(after_help = EXIT_CODES)]
+    Result(ResultArgs),
+    /// Wait for tasks to finish, printing each result line as it finishes.
+    #[command(after_help = EXIT_CODES)]
+    Wait(WaitArgs),
+    /// Cancel tasks that are still waiting (not yet taken by a worker).
+    Cancel(CancelArgs),
+    /// Everything about one task: state, params, attempts, keys, times,
+    /// result, last error.
+    Show(ShowArgs),
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
@@ -54,9 +81,33 @@ pub enum Command {
     #[cfg(feature = "kafka")]
     #[command(subcommand)]
     Kafka(crate::kafka_cmd::KafkaCommand),
+    /// Print the helper that serves persistent handlers in a language
+    /// (standard library only): `conveyor helper python > conveyor_handler.py`.
+    Helper {
+        /// The language.
+        #[arg(value_enum)]
+        language: HelperLanguage,
+    },
+    /// Print a shell completion script: `conveyor completions bash >
+    /// /etc/bash_completion.d/conveyor` (zsh: into a directory of $fpath as
+    /// `_conveyor`; fish: ~/.config/fish/completions/conveyor.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `conveyor man > /usr/local/share/man/man1/conveyor.1`.
+    Man,
     /// Create or migrate the backend's schema (PostgreSQL tables, the embedded
     /// file); every command also does it on first use.
     Migrate,
+}
+
+/// Languages with a persistent-handler helper.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HelperLanguage {
+    /// `conveyor_handler.py`: `serve({"name": function})`.
+    Python,
 }
 
 /// `conveyor worker`.
@@ -88,8 +139,9 @@ pub struct SubmitArgs {
     #[arg(conflicts_with = "lines")]
     pub params: Option<String>,
     /// Read one params JSON per stdin line and enqueue them in atomic batches,
-    /// printing each id once its batch is stored.
-    #[arg(long, conflicts_with = "wait")]
+    /// printing each id once its batch is stored (with --wait: each task's
+    /// result line instead, in input order, once all are stored).
+    #[arg(long)]
     pub lines: bool,
     /// With --lines: tasks per batch.
     #[arg(long, default_value_t = 500, requires = "lines")]
@@ -115,12 +167,76 @@ pub struct SubmitArgs {
     /// Time limit of one attempt, e.g. 30s.
     #[arg(long, value_parser = parse_duration)]
     pub task_timeout: Option<Duration>,
-    /// Wait for the task to finish and print its result.
+    /// Wait for the task to finish and print its result (exit status by
+    /// outcome: 0 completed, 1 dead, 3 not finished by --timeout, 4 cancelled).
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long (exit status 3).
     #[arg(long, requires = "wait", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// With --wait: say on stderr when a task has been due this long and no
+    /// worker has taken it.
+    #[arg(long, requires = "wait", value_parser = parse_duration,
+          default_value = "10s")]
+    pub warn_after: Duration,
+}
+
+/// `conveyor run --help`'s closing text: placeholders and exit statuses.
+pub const RUN_AFTER_HELP: &str = "Placeholders in PROGRAM and ARGS: {} the whole item; {1}, {2}, … its \
+fields (split on whitespace, or on --delimiter); {.field}, {.a.b}, {.list.0} a field of a JSON item \
+(--json); {#} the item's number; {{ and }} literal braces. Without any placeholder the item is \
+appended as the last argument. Each template is one argument: no shell is involved unless --shell \
+(which quotes every value).
+
+Exit status: 0 every item succeeded; 1-100 the number of failed items (101: more than 100); \
+130 or 143 interrupted by SIGINT or SIGTERM; 255 conveyor itself could not go on (a bad option, \
+unreadable input, a state file error).";
+
+/// The exit statuses of the commands that report tasks' outcomes.
+pub const EXIT_CODES: &str = "Exit status: 0 every task completed; 1 a task failed for good \
+(dead-lettered); 3 a task has not finished (still waiting or running, or --timeout ran out); \
+4 a task was cancelled or discarded; 5 no task has an id; 2 usage error. With several tasks, \
+the first that applies in the order 5, 1, 4, 3, 0.";
+
+/// `conveyor result`.
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// Task ids.
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
+}
+
+/// `conveyor wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Task ids.
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
+    /// Give up after this long (exit status 3), e.g. 30s; default: wait forever.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Say on stderr when a task has been due this long and no worker has
+    /// taken it.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub warn_after: Duration,
+}
+
+/// `conveyor cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Task ids.
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
+}
+
+/// `conveyor show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The task id.
+    pub id: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `conveyor status`.

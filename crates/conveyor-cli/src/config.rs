@@ -18,6 +18,14 @@
 //! backoff = "1s"            # first backoff step (doubles, capped at 5 minutes)
 //! timeout = "5m"            # the child's process group is killed after it
 //! env = { LANG = "C" }
+//!
+//! [handlers.add]                  # a persistent handler: long-lived children
+//! program = "python3"             # answer task after task over stdin/stdout
+//! args = ["tasks.py"]
+//! persistent = true
+//! processes = 4                   # children at once (default: concurrency, else slots)
+//! max_tasks_per_child = 1000      # replace a child after this many tasks
+//! max_memory = "300 MiB"          # replace a child above this resident size
 //! ```
 
 use std::collections::BTreeMap;
@@ -93,6 +101,31 @@ pub struct HandlerSection {
     /// Params JSON written to the child's stdin (default false).
     #[serde(default)]
     pub stdin_params: bool,
+    /// Long-lived children fed task after task over the line protocol,
+    /// instead of a process per task (default false).
+    #[serde(default)]
+    pub persistent: bool,
+    /// Persistent: children at once (default: `concurrency`, else the slots).
+    pub processes: Option<usize>,
+    /// Persistent: replace a child after this many tasks.
+    pub max_tasks_per_child: Option<u64>,
+    /// Persistent: replace a child whose resident memory passes this size,
+    /// e.g. `300 MiB`.
+    pub max_memory: Option<String>,
+}
+
+impl HandlerSection {
+    /// `max_memory` in bytes.
+    pub fn max_memory_bytes(&self) -> anyhow::Result<Option<u64>> {
+        self.max_memory
+            .as_deref()
+            .map(|s| {
+                s.parse::<bytesize::ByteSize>()
+                    .map(|b| b.as_u64())
+                    .map_err(|e| anyhow::anyhow!("max_memory {s:?}: {e} (try \"300 MiB\")"))
+            })
+            .transpose()
+    }
 }
 
 impl Config {
@@ -128,9 +161,54 @@ impl Config {
             if h.concurrency == Some(0) {
                 bail!("handler {name:?}: concurrency must be at least 1");
             }
+            check_mode(name, h)?;
         }
         Ok(cfg)
     }
+}
+
+/// The keys of one mode are refused in the other: a persistent handler's
+/// args are fixed (the params travel in the request line), and the pool's
+/// keys mean nothing for a process per task.
+fn check_mode(name: &str, h: &HandlerSection) -> anyhow::Result<()> {
+    if h.persistent {
+        for a in &h.args {
+            let tokens =
+                template::tokens(a).map_err(|e| anyhow::anyhow!("handler {name:?}: {e}"))?;
+            if tokens
+                .iter()
+                .any(|t| matches!(t, template::Token::Placeholder(_)))
+            {
+                bail!(
+                    "handler {name:?}: arg {a:?} has a placeholder, but a persistent handler's \
+                     args are fixed when its children start; its tasks' params arrive as JSON \
+                     on stdin"
+                );
+            }
+        }
+        if h.stdin_params {
+            bail!(
+                "handler {name:?}: stdin_params is for a process per task; a persistent \
+                 handler always reads its tasks on stdin"
+            );
+        }
+        if h.processes == Some(0) || h.max_tasks_per_child == Some(0) {
+            bail!("handler {name:?}: processes and max_tasks_per_child must be at least 1");
+        }
+        h.max_memory_bytes()
+            .map_err(|e| anyhow::anyhow!("handler {name:?}: {e}"))?;
+        return Ok(());
+    }
+    for (key, set) in [
+        ("processes", h.processes.is_some()),
+        ("max_tasks_per_child", h.max_tasks_per_child.is_some()),
+        ("max_memory", h.max_memory.is_some()),
+    ] {
+        if set {
+            bail!("handler {name:?}: {key} applies to persistent handlers: add persistent = true");
+        }
+    }
+    Ok(())
 }
 
 /// Optional durations written like `30s`, `500ms`, `5m`.
@@ -184,5 +262,26 @@ mod tests {
         assert!(format!("{e:#}").contains("handlers"), "{e:#}");
         let e = Config::parse("[handlers.x]\nprogram = \"a\"\nrate = \"fast\"").unwrap_err();
         assert!(format!("{e:#}").contains("rate"), "{e:#}");
+    }
+
+    #[test]
+    fn persistent_handlers_have_their_own_keys() {
+        let cfg = Config::parse(
+            "[handlers.x]\nprogram = \"python3\"\nargs = [\"t.py\"]\npersistent = true\n\
+             processes = 2\nmax_tasks_per_child = 10\nmax_memory = \"300 MiB\"",
+        )
+        .unwrap();
+        let h = &cfg.handlers["x"];
+        assert_eq!(h.max_memory_bytes().unwrap(), Some(300 << 20));
+        for (text, needle) in [
+            ("args = [\"{n}\"]\npersistent = true", "placeholder"),
+            ("persistent = true\nstdin_params = true", "stdin_params"),
+            ("processes = 2", "persistent = true"),
+            ("persistent = true\nmax_memory = \"lots\"", "max_memory"),
+            ("persistent = true\nprocesses = 0", "at least 1"),
+        ] {
+            let e = Config::parse(&format!("[handlers.x]\nprogram = \"a\"\n{text}")).unwrap_err();
+            assert!(format!("{e:#}").contains(needle), "{text}: {e:#}");
+        }
     }
 }

@@ -1,16 +1,25 @@
 //! The `conveyor` command.
 
+mod cancel_cmd;
 mod cli;
+mod completions_cmd;
 mod config;
 mod dead_cmd;
 #[cfg(feature = "kafka")]
 mod fake_record;
 #[cfg(feature = "kafka")]
 mod kafka_cmd;
+mod logging;
+mod result_cmd;
 mod run;
+mod show_cmd;
 mod status_cmd;
 mod submit_cmd;
+mod task_log;
 mod template;
+mod verdict;
+mod wait_cmd;
+mod waiting;
 mod worker_cmd;
 
 use std::process::ExitCode;
@@ -19,20 +28,15 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// The Python helper for persistent handlers, as `conveyor helper python` prints it.
+const PYTHON_HELPER: &str = include_str!("../helpers/python/conveyor_handler.py");
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONVEYOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,7 +70,29 @@ fn usage_error(e: clap::Error) -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Commands that need no task backend.
     if let Command::Run(args) = cli.command {
+        if cli.backend.is_some() {
+            eprintln!(
+                "conveyor run: --backend does not apply to run (it keeps its state in --state); \
+                 it is for worker, submit, status and the other queue commands"
+            );
+            return Ok(ExitCode::from(255));
+        }
         return Ok(run::run(args).await);
+    }
+    if let Command::Completions { shell } = cli.command {
+        return Ok(completions_cmd::completions(shell));
+    }
+    if let Command::Man = cli.command {
+        return completions_cmd::man();
+    }
+    if let Command::Helper { language } = cli.command {
+        print!(
+            "{}",
+            match language {
+                cli::HelperLanguage::Python => PYTHON_HELPER,
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     #[cfg(feature = "kafka")]
     if let Command::Kafka(cmd) = cli.command {
@@ -75,7 +101,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let url = conveyor::durable::resolve_url(cli.backend.as_deref());
     // Commands about tasks that must already exist open only a store that
     // does: a mistyped path or schema is an error, never a new empty store.
-    let existing = matches!(cli.command, Command::Status(_) | Command::Dead(_));
+    let existing = matches!(
+        cli.command,
+        Command::Status(_)
+            | Command::Dead(_)
+            | Command::Result(_)
+            | Command::Wait(_)
+            | Command::Cancel(_)
+            | Command::Show(_)
+    );
     let opened = if existing {
         conveyor::durable::connect_existing(&url).await
     } else {
@@ -95,7 +129,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit_cmd::run(backend, args).await,
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
-        Command::Run(_) => unreachable!("handled above"),
+        Command::Result(args) => result_cmd::run(backend, args).await,
+        Command::Wait(args) => wait_cmd::run(backend, args).await,
+        Command::Cancel(args) => cancel_cmd::run(backend, args).await,
+        Command::Show(args) => show_cmd::run(backend, args).await,
+        Command::Run(_) | Command::Helper { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
         #[cfg(feature = "kafka")]
         Command::Kafka(_) => unreachable!("handled above"),
         Command::Migrate => {

@@ -6,15 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use conveyor::durable::Backend;
-use conveyor::{Client, EnqueueOptions, Error, TaskType};
+use conveyor::{Client, EnqueueOptions, TaskType};
 use serde_json::Value;
 
 use crate::cli::SubmitArgs;
-
-/// Exit status when `--wait` ends with a failed task.
-const TASK_FAILED: u8 = 1;
-/// Exit status when `--wait --timeout` runs out.
-const WAIT_TIMED_OUT: u8 = 3;
+use crate::verdict::{decoded, line, Verdict};
+use crate::waiting::Waiter;
 
 /// Enqueues the task (or, with `--lines`, one task per stdin line).
 pub async fn run(backend: Arc<dyn Backend>, args: SubmitArgs) -> anyhow::Result<ExitCode> {
@@ -22,7 +19,10 @@ pub async fn run(backend: Arc<dyn Backend>, args: SubmitArgs) -> anyhow::Result<
     let ty: TaskType<Value, Value> = TaskType::named(&args.handler);
     let client = Client::new(backend);
     if args.lines {
-        return submit_lines(&client, &ty, &opts, args.batch.max(1)).await;
+        let wait = args
+            .wait
+            .then(|| Waiter::new(client.backend().clone(), args.timeout, args.warn_after));
+        return submit_lines(&client, &ty, &opts, args.batch.max(1), wait).await;
     }
     let params: Value = match &args.params {
         Some(text) => serde_json::from_str(text)
@@ -37,26 +37,30 @@ pub async fn run(backend: Arc<dyn Backend>, args: SubmitArgs) -> anyhow::Result<
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let result = match args.timeout {
-        Some(t) => handle.wait_timeout(t).await,
-        None => handle.wait().await,
-    };
-    match result {
-        Ok(v) => {
+    let waiter = Waiter::new(client.backend().clone(), args.timeout, args.warn_after);
+    let record = waiter.wait(handle.id()).await?;
+    let verdict = Verdict::of(record.as_ref());
+    match (verdict, record) {
+        (Verdict::Completed, Some(r)) => {
+            let v = r.result.as_deref().map(decoded).unwrap_or(Value::Null);
             let mut out = std::io::stdout().lock();
             writeln!(out, "{v}")?;
-            Ok(ExitCode::SUCCESS)
         }
-        Err(Error::TaskFailed { id, state, error }) => {
-            eprintln!("conveyor: task {id} ended {state}: {error}");
-            Ok(ExitCode::from(TASK_FAILED))
+        (Verdict::Unfinished, _) => {
+            eprintln!(
+                "conveyor: task {} has not finished yet (still queued or running)",
+                handle.id()
+            );
         }
-        Err(Error::WaitTimeout(id)) => {
-            eprintln!("conveyor: task {id} has not finished yet (still queued or running)");
-            Ok(ExitCode::from(WAIT_TIMED_OUT))
-        }
-        Err(e) => Err(e.into()),
+        (_, Some(r)) => eprintln!(
+            "conveyor: task {} ended {}: {}",
+            r.id,
+            r.state,
+            r.error.as_deref().unwrap_or("no error recorded")
+        ),
+        (_, None) => eprintln!("conveyor: task {} is gone (pruned)", handle.id()),
     }
+    Ok(Verdict::exit([verdict]))
 }
 
 /// The enqueue options the flags describe.
@@ -81,13 +85,17 @@ fn options(args: &SubmitArgs) -> EnqueueOptions {
 }
 
 /// `--lines`: one task per stdin line, in atomic batches; each id is printed once
-/// its batch is stored, so a killed producer has printed only stored ids.
+/// its batch is stored, so a killed producer has printed only stored ids. With
+/// `wait`, nothing is printed while enqueueing: once every line is stored, each
+/// task's result line, in input order, and the worst outcome's exit status.
 async fn submit_lines(
     client: &Client,
     ty: &TaskType<Value, Value>,
     opts: &EnqueueOptions,
     batch: usize,
+    wait: Option<Waiter>,
 ) -> anyhow::Result<ExitCode> {
+    let mut ids = Vec::new();
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut pending: Vec<Value> = Vec::with_capacity(batch);
@@ -107,6 +115,14 @@ async fn submit_lines(
         }
         if pending.len() >= batch || (done && !pending.is_empty()) {
             let handles = client.enqueue_many(ty, &pending, opts).await?;
+            if wait.is_some() {
+                ids.extend(handles.iter().map(|h| h.id()));
+                pending.clear();
+                if done {
+                    break;
+                }
+                continue;
+            }
             let mut text = String::new();
             for h in &handles {
                 text.push_str(&h.id().to_string());
@@ -117,7 +133,20 @@ async fn submit_lines(
             pending.clear();
         }
         if done {
-            return Ok(ExitCode::SUCCESS);
+            break;
         }
     }
+    let Some(waiter) = wait else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut verdicts = Vec::with_capacity(ids.len());
+    for id in ids {
+        let record = waiter.wait(id).await?;
+        verdicts.push(Verdict::of(record.as_ref()));
+        let mut text = line(id, record.as_ref()).to_string();
+        text.push('\n');
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(Verdict::exit(verdicts))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use conveyor::durable::Worker;
 use conveyor::durable::{Backend, HandlerLimits};
-use conveyor::{Handler, ProcessCommand, Rate, RetryPolicy, TaskError};
+use conveyor::{Handler, PersistentProcess, ProcessCommand, Rate, RetryPolicy, TaskError};
 
 use crate::cli::WorkerArgs;
 use crate::config::{Config, HandlerSection};
@@ -23,6 +23,7 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     let cfg = Config::load(&args.config)?;
     let global = backend.global_limits().is_some();
     let kind = backend.kind();
+    let backend_for_summary = backend.clone();
     let mut builder = Worker::builder(backend);
     let mut described = Vec::new();
     for (name, section) in &cfg.handlers {
@@ -31,12 +32,20 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
         if global {
             builder = builder.global_limits(name.clone(), limits);
         } else if !limits.is_unlimited() {
-            eprintln!(
+            tracing::warn!(
                 "conveyor worker: the {kind} backend has no global handler limits; \
                  handler {name:?}'s concurrency/rate hold for this worker process only"
             );
         }
-        builder = builder.handler(command_handler(name, section, !global)?);
+        let slots = args
+            .slots
+            .or(cfg.worker.slots)
+            .unwrap_or(conveyor::DEFAULT_WORKERS);
+        builder = if section.persistent {
+            builder.handler(persistent_handler(name, section, !global, slots)?)
+        } else {
+            builder.handler(command_handler(name, section, !global)?)
+        };
     }
     let w = &cfg.worker;
     let queues = if args.queues.is_empty() {
@@ -61,33 +70,89 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     if let Some(d) = w.poll {
         builder = builder.poll_interval(d);
     }
+    builder = builder.on_task_complete(|settled| crate::task_log::log(&settled));
     let worker = builder.build()?;
-    eprintln!(
+    tracing::info!(
         "conveyor worker: {kind} backend, queues {}, {slots} slots: up to {slots} handler \
          processes at once; handlers: {}",
         queues_shown.join(", "),
         described.join("; ")
     );
+    let started = std::time::Instant::now();
     let report = worker.run().await?;
-    eprintln!(
-        "conveyor worker: stopped ({}): {} completed, {} retried, {} dead, {} released",
+    let s = &report.stats;
+    tracing::info!(
+        "conveyor worker: stopped after {} ({}): this worker settled {} completed, {} retried, \
+         {} dead, {} discarded, {} handed back unstarted{}",
+        humantime::format_duration(std::time::Duration::from_secs(started.elapsed().as_secs())),
         if report.drained {
-            "drained"
+            "every running task finished"
         } else {
-            "grace period over"
+            "the grace period ran out; unfinished tasks were handed back"
         },
-        report.stats.completed,
-        report.stats.retried,
-        report.stats.dead,
-        report.stats.released
+        s.completed,
+        s.retried,
+        s.dead,
+        s.discarded,
+        s.released,
+        if s.stale > 0 {
+            format!(
+                "; {} results refused because their lease had run out (the tasks ran again elsewhere)",
+                s.stale
+            )
+        } else {
+            String::new()
+        }
     );
+    if s.callbacks_dropped > 0 {
+        tracing::warn!(
+            "{} finished tasks were not logged: the log could not keep up",
+            s.callbacks_dropped
+        );
+    }
+    store_summary(&backend_for_summary, &queues_shown).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The queues as the store has them now, so the worker's counts can be read
+/// beside the store's (`conveyor status`, `conveyor dead list`).
+async fn store_summary(backend: &Arc<dyn Backend>, queues: &[String]) {
+    let Ok(stats) = backend.stats().await else {
+        return;
+    };
+    for q in stats.iter().filter(|q| queues.contains(&q.queue)) {
+        let parts: Vec<String> = conveyor::TaskState::ALL
+            .iter()
+            .filter(|st| q.count(**st) > 0)
+            .map(|st| format!("{} {}", q.count(*st), st))
+            .collect();
+        tracing::info!(
+            "queue {} now holds: {}",
+            q.queue,
+            if parts.is_empty() {
+                "no tasks".to_string()
+            } else {
+                parts.join(", ")
+            }
+        );
+    }
 }
 
 /// One handler's limits as the start line shows them.
 fn describe(name: &str, section: &HandlerSection, global: bool) -> String {
     let scope = if global { "all workers" } else { "this worker" };
     let mut parts = Vec::new();
+    if section.persistent {
+        parts.push(
+            match section
+                .processes
+                .or(section.concurrency.map(|n| n as usize))
+            {
+                Some(n) => format!("persistent, up to {n} processes"),
+                None => "persistent, up to one process per slot".to_string(),
+            },
+        );
+    }
     if let Some(n) = section.concurrency {
         parts.push(format!("at most {n} at once across {scope}"));
     }
@@ -118,6 +183,37 @@ fn handler_limits(section: &HandlerSection) -> anyhow::Result<HandlerLimits> {
     Ok(limits)
 }
 
+/// A persistent handler: up to `processes` (else `concurrency`, else the
+/// worker's slots) long-lived children of `section.program`, each fed task
+/// after task over the line protocol.
+fn persistent_handler(
+    name: &str,
+    section: &HandlerSection,
+    local_limits: bool,
+    slots: usize,
+) -> anyhow::Result<Handler<serde_json::Value, serde_json::Value>> {
+    let processes = section
+        .processes
+        .or(section.concurrency.map(|n| n as usize))
+        .unwrap_or(slots);
+    let mut spec = PersistentProcess::new(&section.program)
+        .args(&section.args)
+        .processes(processes);
+    for (k, v) in &section.env {
+        spec = spec.env(k, v);
+    }
+    if let Some(dir) = &section.cwd {
+        spec = spec.current_dir(dir);
+    }
+    if let Some(n) = section.max_tasks_per_child {
+        spec = spec.max_tasks_per_child(n);
+    }
+    if let Some(bytes) = section.max_memory_bytes()? {
+        spec = spec.max_memory(bytes);
+    }
+    policy(Handler::persistent(name, spec), section, local_limits)
+}
+
 /// A process-lane handler running `section.program` with templated args; with
 /// `local_limits`, its concurrency and rate are enforced by this process.
 fn command_handler(
@@ -130,7 +226,7 @@ fn command_handler(
     let env = section.env.clone();
     let cwd = section.cwd.clone();
     let stdin_params = section.stdin_params;
-    let mut h = Handler::process(name, move |params: serde_json::Value| {
+    let h = Handler::process(name, move |params: serde_json::Value| {
         let mut cmd = ProcessCommand::new(&program);
         for a in &args {
             cmd = cmd.arg(template::expand(a, &params).map_err(TaskError::permanent)?);
@@ -146,6 +242,18 @@ fn command_handler(
         }
         Ok(cmd)
     });
+    policy(h, section, local_limits)
+}
+
+/// The section's limits (with `local_limits`), retries and timeout on `h`.
+fn policy<Out>(
+    mut h: Handler<serde_json::Value, Out>,
+    section: &HandlerSection,
+    local_limits: bool,
+) -> anyhow::Result<Handler<serde_json::Value, Out>>
+where
+    Out: Send + 'static,
+{
     if local_limits {
         if let Some(n) = section.concurrency {
             h = h.concurrency(n);

@@ -11,6 +11,8 @@
 //! Redis and PostgreSQL each get a namespace of their own (`?prefix=`,
 //! `?schema=`), dropped at the end.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::namespace::Namespace;
 use conveyor::durable::Backend;
 use conveyor::durable::{connect, EnqueueOptions};
 use conveyor::{Client, Handler, TaskError, TaskState, TaskType, Worker};
@@ -179,66 +182,16 @@ async fn crash_run(label: &str, url: &str) {
     );
 }
 
-fn unique(tag: &str) -> String {
-    format!("conveyor_test_mp_{tag}_{:012x}", fastrand::u64(..1 << 48))
-}
-
-/// Runs `cleanup` when dropped (also when the test panics), on a thread with
-/// a runtime of its own.
-struct Cleanup(Option<Box<dyn FnOnce() + Send>>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            let _ = std::thread::spawn(f).join();
-        }
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_four_workers_sigkilled_lose_nothing() {
-    let prefix = format!("{}:", unique("redis"));
-    let url = format!("redis://127.0.0.1:6379/0?prefix={prefix}");
-    let _cleanup = Cleanup(Some(Box::new(move || {
-        block_on(async move {
-            let b = conveyor::durable::RedisBackend::connect_with(
-                "redis://127.0.0.1:6379/0",
-                &prefix,
-                Arc::new(conveyor::SystemClock),
-            )
-            .await
-            .expect("connect to clean up");
-            b.clear().await.expect("clear the test prefix");
-        })
-    })));
-    crash_run("redis", &url).await;
+    let ns = Namespace::redis("mp");
+    crash_run("redis", &ns.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_four_workers_sigkilled_lose_nothing() {
-    let schema = unique("pg");
-    let base = "postgres://postgres@127.0.0.1:5432/test";
-    let url = format!("{base}?schema={schema}");
-    let _cleanup = Cleanup(Some(Box::new(move || {
-        block_on(async move {
-            let b = conveyor::durable::PostgresBackend::builder(base)
-                .schema(&schema)
-                .migrate(false)
-                .connect()
-                .await
-                .expect("connect to clean up");
-            b.drop_schema().await.expect("drop the test schema");
-        })
-    })));
-    crash_run("postgres", &url).await;
+    let ns = Namespace::postgres("mp");
+    crash_run("postgres", &ns.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! Commands that only look (`status`, `dead`) never create a store: a
+//! Commands about tasks that must exist (`status`, `dead`, `result`,
+//! `wait`, `cancel`, `show`) never create a store: a
 //! missing file or schema is an error that names it, and nothing appears.
 //! A bare word is not a file name, and `memory://` (one process only) is
 //! refused by every command.
@@ -34,6 +35,10 @@ fn looking_at_a_missing_embedded_store_creates_nothing() {
         vec!["status"],
         vec!["status", "--json"],
         vec!["dead", "list"],
+        vec!["result", "1"],
+        vec!["wait", "1", "--timeout", "1s"],
+        vec!["cancel", "1"],
+        vec!["show", "1"],
         vec!["--backend", "embedded://./elsewhere.db", "status"],
     ] {
         let out = conveyor(dir.path(), &args);

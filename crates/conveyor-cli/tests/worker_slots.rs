@@ -3,19 +3,37 @@
 //! stop at the core count). Each task is a barrier: it marks itself running,
 //! then waits (up to 15 s) until 4 tasks are running at the same time, and
 //! fails — dead-lettered, no retries — if they never are. No wall time is
-//! judged: only whether the 4 executions overlapped.
+//! judged: only whether the 4 executions overlapped. On every backend: the
+//! embedded file, Redis and PostgreSQL.
 
 mod common;
 
 use std::time::Duration;
 
+use common::namespace::Namespace;
 use common::Env;
 use conveyor::TaskState;
 use conveyor_testkit::process::Proc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_slot_runs_a_process_at_once() {
-    let env = Env::new();
+async fn every_slot_runs_a_process_at_once_embedded() {
+    barrier(Env::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_runs_a_process_at_once_redis() {
+    let ns = Namespace::redis("slots");
+    barrier(Env::with_backend(&ns.url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_runs_a_process_at_once_postgres() {
+    let ns = Namespace::postgres("slots");
+    barrier(Env::with_backend(&ns.url)).await;
+}
+
+/// Four barrier tasks on a worker with four slots.
+async fn barrier(env: Env) {
     let running = env.path("running");
     std::fs::create_dir(&running).expect("mkdir");
     let script = format!(
@@ -35,7 +53,8 @@ async fn every_slot_runs_a_process_at_once() {
         assert!(out.status.success(), "{}", common::stderr(&out));
     }
     let b = env.backend().await;
-    // stderr (where the worker's start line goes) joins stdout, which Proc reads.
+    // stderr (where the worker's start line is logged, at info) joins
+    // stdout, which Proc reads.
     let mut cmd = std::process::Command::new("sh");
     cmd.args([
         "-c",
@@ -43,7 +62,7 @@ async fn every_slot_runs_a_process_at_once() {
         env!("CARGO_BIN_EXE_conveyor"),
     ])
     .args(["--backend", &env.url(), "worker", "--config", &cfg])
-    .env("CONVEYOR_LOG", "warn")
+    .env("CONVEYOR_LOG", "info")
     .current_dir(env.dir.path());
     let worker = Proc::spawn(cmd).expect("worker");
     let start = worker.wait_for("conveyor worker:", Duration::from_secs(30));

@@ -34,7 +34,8 @@ mod task_state;
 
 pub use backend::{
     unsupported, Administration, Backend, Capabilities, FinishBoard, FinishMark, GlobalLimits,
-    Inspection, ListOrder, ListParams, Maintenance, Part, ResultStore, Retention,
+    Inspection, ListOrder, ListParams, Maintenance, Part, Registry, ResultStore, Retention,
+    WorkerInfo, WORKER_SILENCE,
 };
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -141,7 +141,7 @@ impl EmbeddedBackend {
     }
 
     /// Runs `work` on the database thread and awaits its reply.
-    async fn call<T, F>(&self, writes: bool, weight: usize, work: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F>(&self, writes: bool, weight: usize, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, Error> + Send + 'static,

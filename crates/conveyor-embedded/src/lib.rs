@@ -23,6 +23,7 @@ mod backend;
 mod db_thread;
 mod finishes;
 mod limits;
+mod registry;
 mod schema;
 mod scheme;
 mod sql;

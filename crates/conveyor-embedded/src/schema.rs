@@ -41,7 +41,7 @@ use crate::sql::unfinished_codes;
 use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,6 +156,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 3 {
         conn.execute_batch(SCHEMA_V3).map_err(db_err_string)?;
     }
+    if version < 4 {
+        conn.execute_batch(SCHEMA_V4).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -220,6 +223,15 @@ const SCHEMA_V3: &str = "CREATE TABLE IF NOT EXISTS leaders (
          holder TEXT NOT NULL,
          until INTEGER NOT NULL
      );";
+
+/// Schema version 4: each worker's latest heartbeat (the JSON of a
+/// `WorkerInfo`), found by its time.
+const SCHEMA_V4: &str = "CREATE TABLE IF NOT EXISTS workers (
+         id TEXT PRIMARY KEY,
+         heartbeat_at INTEGER NOT NULL,
+         info TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS workers_heartbeat ON workers (heartbeat_at);";
 
 fn schema_v2() -> String {
     let running = codes(&[TaskState::Running]);

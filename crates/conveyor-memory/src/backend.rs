@@ -22,7 +22,7 @@ use crate::state::State;
 /// Clones share the same tasks.
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
-    state: Arc<Mutex<State>>,
+    pub(crate) state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
     work: Arc<Notify>,
     /// Where tasks that reach a final state are posted, for result waiters.

@@ -17,6 +17,7 @@
 mod admin_ops;
 mod backend;
 mod queue_ops;
+mod registry;
 mod scheme;
 mod state;
 

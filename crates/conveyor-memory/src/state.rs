@@ -48,6 +48,8 @@ pub(crate) struct State {
     pub(crate) limits: BTreeMap<String, (HandlerLimits, Option<i64>)>,
     /// The leader of each role and the end of its term.
     pub(crate) leaders: HashMap<String, (String, Timestamp)>,
+    /// Each worker's latest heartbeat, by worker id.
+    pub(crate) workers: HashMap<String, conveyor_core::WorkerInfo>,
 }
 
 impl Default for State {
@@ -63,6 +65,7 @@ impl Default for State {
             running: HashMap::new(),
             limits: BTreeMap::new(),
             leaders: HashMap::new(),
+            workers: HashMap::new(),
         }
     }
 }

@@ -14,7 +14,8 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 }
 
 conveyor_testkit::backend_conformance!(make;
-    result_store: yes, inspection: no, administration: no, maintenance: no, global_limits: no);
+    result_store: yes, inspection: no, administration: no, maintenance: no, global_limits: no,
+    registry: no);
 
 #[tokio::test]
 async fn missing_parts_are_unsupported_never_a_silent_no_op() {

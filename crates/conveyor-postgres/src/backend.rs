@@ -41,12 +41,12 @@ const MAINTENANCE_BATCH: i64 = 5_000;
 /// A durable backend on PostgreSQL. Cheap to clone (clones share the pool).
 #[derive(Clone)]
 pub struct PostgresBackend {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     pool: Pool,
-    schema: Schema,
+    pub(crate) schema: Schema,
     sql: Statements,
     limits: LimitStatements,
     clock: Arc<dyn Clock>,
@@ -93,13 +93,14 @@ impl PostgresBackend {
     pub(crate) fn from_parts(
         pool: Pool,
         config: tokio_postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
         schema: Schema,
         clock: Arc<dyn Clock>,
         vacuum_every: Option<Duration>,
     ) -> Self {
         let sql = Statements::new(&schema);
         let limits = LimitStatements::new(&schema);
-        let listener = Listener::new(config, schema.channel(), schema.finished_channel());
+        let listener = Listener::new(config, tls, schema.channel(), schema.finished_channel());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -188,11 +189,11 @@ impl PostgresBackend {
         crate::enqueue::enqueue(&at, &tasks).await
     }
 
-    async fn conn(&self, what: &str) -> Result<Object, Error> {
+    pub(crate) async fn conn(&self, what: &str) -> Result<Object, Error> {
         self.inner.pool.get().await.map_err(|e| pool(what, e))
     }
 
-    async fn prepared(
+    pub(crate) async fn prepared(
         conn: &Object,
         what: &str,
         sql: &str,

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use conveyor_core::{Clock, Error, SystemClock};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::backend::PostgresBackend;
 use crate::schema::{Schema, DEFAULT_SCHEMA};
@@ -91,8 +90,11 @@ impl Builder {
     /// unless turned off, and returns the backend.
     pub async fn connect(self) -> Result<PostgresBackend, Error> {
         let schema = Schema::new(&self.schema)?;
-        let mut config = tokio_postgres::Config::from_str(&self.url)
+        let (url, tls) = crate::tls::split(&self.url)?;
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| Error::InvalidConfig(format!("postgres connection string: {e}")))?;
+        config.ssl_mode(tls.driver_mode());
+        let connector = crate::tls::connector(&tls)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
@@ -101,7 +103,7 @@ impl Builder {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -118,8 +120,14 @@ impl Builder {
             .recycle_timeout(Some(create))
             .build()
             .map_err(|e| Error::InvalidConfig(format!("postgres connection pool: {e}")))?;
-        let backend =
-            PostgresBackend::from_parts(pool, config, schema, self.clock, self.vacuum_every);
+        let backend = PostgresBackend::from_parts(
+            pool,
+            config,
+            connector,
+            schema,
+            self.clock,
+            self.vacuum_every,
+        );
         if self.migrate {
             backend.migrate().await?;
         } else {

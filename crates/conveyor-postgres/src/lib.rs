@@ -33,10 +33,12 @@ mod error;
 mod limits;
 mod listener;
 mod migrate;
+mod registry;
 mod row;
 mod schema;
 mod scheme;
 mod statements;
+mod tls;
 mod vacuum;
 
 pub use backend::PostgresBackend;

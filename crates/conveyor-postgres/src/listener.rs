@@ -31,7 +31,8 @@ use conveyor_core::{FinishBoard, FinishMark, TaskId};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::statements::NOTIFY_QUEUE_CHARS;
 
@@ -68,21 +69,36 @@ struct Channels {
 }
 
 /// The shared LISTEN connection of one backend.
-#[derive(Debug)]
 pub(crate) struct Listener {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     channels: Channels,
     started: AtomicBool,
     /// Dropped with the backend, which ends the background task.
     stop: watch::Sender<()>,
 }
 
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("channels", &self.channels)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Listener {
-    pub(crate) fn new(config: tokio_postgres::Config, work: String, finished: String) -> Self {
+    pub(crate) fn new(
+        config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+        work: String,
+        finished: String,
+    ) -> Self {
         let (wakeups, _) = broadcast::channel(FANOUT);
         let (stop, _) = watch::channel(());
         Self {
             config,
+            tls,
             channels: Channels {
                 work,
                 finished,
@@ -153,20 +169,26 @@ impl Listener {
             return;
         }
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let channels = self.channels.clone();
         let stop = self.stop.subscribe();
-        tokio::spawn(run(config, channels, stop));
+        tokio::spawn(run(config, tls, channels, stop));
     }
 }
 
 /// Listens until told to stop, reconnecting after failures.
-async fn run(config: tokio_postgres::Config, channels: Channels, mut stop: watch::Receiver<()>) {
+async fn run(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    channels: Channels,
+    mut stop: watch::Receiver<()>,
+) {
     let channel = &channels.work;
     let mut backoff = Duration::from_millis(100);
     loop {
         let began = Instant::now();
         let outcome = tokio::select! {
-            r = listen(&config, &channels) => r,
+            r = listen(&config, &tls, &channels) => r,
             _ = stop.changed() => return,
         };
         // Result waiters read again (and, asking for a mark, poll until the
@@ -193,9 +215,10 @@ async fn run(config: tokio_postgres::Config, channels: Channels, mut stop: watch
 /// One connection's life: LISTEN, then forward notifications until it ends.
 async fn listen(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     channels: &Channels,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The channel names come from a checked schema name: no quoting issue.
     let command = format!(

@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +129,21 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
                  until  bigint NOT NULL
              );",
                 leaders = schema.table("leaders"),
+            ),
+        },
+        Migration {
+            version: 4,
+            name: "worker registry",
+            // Each worker's latest heartbeat (the JSON of a WorkerInfo) and
+            // its time (milliseconds, the worker's clock).
+            sql: format!(
+                "CREATE TABLE {workers} (
+                 id           text   PRIMARY KEY,
+                 heartbeat_at bigint NOT NULL,
+                 info         text   NOT NULL
+             );
+             CREATE INDEX workers_heartbeat ON {workers} (heartbeat_at);",
+                workers = schema.table("workers"),
             ),
         },
     ]

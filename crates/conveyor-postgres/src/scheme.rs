@@ -47,6 +47,10 @@ const DRIVER_PARAMS: &[&str] = &[
     "load_balance_hosts",
 ];
 
+/// The TLS parameters conveyor reads itself (libpq's names; `sslmode`'s
+/// `verify-ca` and `verify-full` too) and takes out before the driver.
+const TLS_PARAMS: &[&str] = &["sslrootcert", "sslcert", "sslkey"];
+
 /// Where to connect: the driver's URL and the schema, if the URL names one.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
@@ -59,6 +63,7 @@ fn target(url: &str) -> Result<Target, Error> {
     let schema = parsed.take("schema")?.map(str::to_string);
     let allowed: Vec<&str> = std::iter::once("schema")
         .chain(DRIVER_PARAMS.iter().copied())
+        .chain(TLS_PARAMS.iter().copied())
         .collect();
     parsed.allow_only(&allowed)?;
     Ok(Target {
@@ -160,6 +165,16 @@ mod tests {
         ] {
             assert!(matches!(target(url), Err(Error::InvalidConfig(_))), "{url}");
         }
+    }
+
+    #[test]
+    fn tls_parameters_pass_to_the_builder() {
+        let url = "postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&schema=s";
+        let t = target(url).expect("accepted");
+        assert_eq!(
+            t.url,
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem"
+        );
     }
 
     #[test]

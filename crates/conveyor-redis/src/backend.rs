@@ -10,6 +10,7 @@
 //! scripts missing from a restarted server's cache are loaded again on
 //! `NOSCRIPT`.
 
+use crate::RedisTls;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,12 +47,12 @@ const MAX_LIST: usize = 1 << 31;
 /// connection).
 #[derive(Clone)]
 pub struct RedisBackend {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    conn: ConnectionManager,
-    keys: Keys,
+pub(crate) struct Inner {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
     clock: Arc<dyn Clock>,
     wake: Wakeups,
 }
@@ -86,13 +87,23 @@ impl RedisBackend {
         prefix: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        Self::connect_tls(url, prefix, clock, &RedisTls::default()).await
+    }
+
+    /// [`RedisBackend::connect_with`], trusting `tls.ca` instead of the
+    /// public roots and presenting `tls.client` for a `rediss://` URL.
+    pub async fn connect_tls(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+        tls: &RedisTls,
+    ) -> Result<Self, Error> {
         if prefix.is_empty() {
             return Err(Error::InvalidConfig(
                 "the Redis key prefix is empty (it namespaces every key)".into(),
             ));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::InvalidConfig(format!("bad Redis URL {url:?}: {e}")))?;
+        let client = crate::tls::client(url, tls)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(10)))

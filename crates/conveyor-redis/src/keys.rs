@@ -30,6 +30,11 @@ impl Keys {
         format!("{}t:{id}", self.prefix)
     }
 
+    /// The hash of workers' latest heartbeats: worker id → `WorkerInfo` JSON.
+    pub(crate) fn workers(&self) -> String {
+        format!("{}workers", self.prefix)
+    }
+
     /// The hash of global handler limits (see `lua/limits.lua` for the format).
     pub(crate) fn limits(&self) -> String {
         format!("{}limits", self.prefix)

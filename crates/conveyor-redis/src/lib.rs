@@ -27,12 +27,15 @@
 mod backend;
 mod keys;
 mod limits;
+mod registry;
 mod reply;
 mod scheme;
 mod scripts;
 mod state_machine;
+mod tls;
 mod wakeups;
 
 pub use backend::{RedisBackend, MAX_RESERVE};
 pub use keys::DEFAULT_PREFIX;
 pub use scheme::SCHEME;
+pub use tls::RedisTls;

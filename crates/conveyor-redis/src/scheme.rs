@@ -4,13 +4,16 @@
 //!
 //! `prefix` is taken out before the URL reaches the driver and used as written
 //! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:` and
-//! `.`. Any other parameter is refused: the driver would ignore it silently.
+//! `.`. So are the TLS files `ca`, `cert` and `key` (see the `tls` module).
+//! Any other parameter is refused: the driver would ignore it silently.
 
 use std::sync::Arc;
 
 use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
 
-use crate::{RedisBackend, DEFAULT_PREFIX};
+use std::path::PathBuf;
+
+use crate::{RedisBackend, RedisTls, DEFAULT_PREFIX};
 
 /// Opens a [`RedisBackend`] from `redis://HOST:PORT/DB?prefix=P`.
 pub const SCHEME: Scheme = Scheme::new(
@@ -23,28 +26,42 @@ pub const SCHEME: Scheme = Scheme::new(
 /// The parameters a Redis URL may carry: conveyor's, then the driver's.
 const PARAMS: &[&str] = &["prefix", "protocol"];
 
-/// Where to connect: the driver's URL and the key prefix.
+/// Where to connect: the driver's URL, the key prefix and TLS files.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
     url: String,
     prefix: String,
+    tls: RedisTls,
 }
 
 fn target(url: &str) -> Result<Target, Error> {
     let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
     let prefix = parsed.take("prefix")?.unwrap_or(DEFAULT_PREFIX).to_string();
+    let ca = parsed.take("ca")?.map(PathBuf::from);
+    let cert = parsed.take("cert")?.map(PathBuf::from);
+    let key = parsed.take("key")?.map(PathBuf::from);
+    let client = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::InvalidConfig(
+                "a Redis client certificate needs both cert= and key=".into(),
+            ))
+        }
+    };
     parsed.allow_only(PARAMS)?;
     Ok(Target {
         url: parsed.to_url(),
         prefix,
+        tls: RedisTls { ca, client },
     })
 }
 
 fn open(url: &str) -> OpenFuture {
     let target = target(url);
     Box::pin(async move {
-        let Target { url, prefix } = target?;
-        let backend = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
+        let Target { url, prefix, tls } = target?;
+        let backend = RedisBackend::connect_tls(&url, &prefix, Arc::new(SystemClock), &tls).await?;
         Ok(Arc::new(backend) as Arc<dyn Backend>)
     })
 }
@@ -58,6 +75,7 @@ mod tests {
         Target {
             url: url.into(),
             prefix: prefix.into(),
+            tls: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! conveyor_testkit::backend_conformance!(make);
 //! ```
 
+pub mod certs;
 pub mod conformance;
 pub mod kafka_broker;
 pub mod notifications;
@@ -33,7 +34,8 @@ pub use conveyor_core::{ManualClock, Timestamp};
 ///
 /// ```ignore
 /// conveyor_testkit::backend_conformance!(make;
-///     result_store: yes, inspection: no, administration: no, maintenance: yes, global_limits: no);
+///     result_store: yes, inspection: no, administration: no, maintenance: yes, global_limits: no,
+///     registry: no);
 /// ```
 ///
 /// A case that needs a part the backend lacks is generated `#[ignore]`d with
@@ -45,10 +47,10 @@ macro_rules! backend_conformance {
     ($make:expr) => {
         $crate::backend_conformance!($make;
             result_store: yes, inspection: yes, administration: yes, maintenance: yes,
-            global_limits: yes);
+            global_limits: yes, registry: yes);
     };
     ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
-     maintenance: $mnt:ident, global_limits: $lim:ident $(,)?) => {
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
             priority_then_enqueue_order, queues_are_separate,
@@ -86,6 +88,9 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$lim];
             "needs the global limits part, which this backend does not declare";
             concurrent_reservers_honour_handler_limits, handler_rate_limits);
+        $crate::backend_conformance!(@cases $make; [$reg];
+            "needs the worker registry part, which this backend does not declare";
+            workers_register_by_heartbeat);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn declared_parts_are_the_real_ones() {
@@ -99,6 +104,7 @@ macro_rules! backend_conformance {
                     ($crate::conformance::Part::Administration, $crate::backend_conformance!(@bool $adm)),
                     ($crate::conformance::Part::Maintenance, $crate::backend_conformance!(@bool $mnt)),
                     ($crate::conformance::Part::GlobalLimits, $crate::backend_conformance!(@bool $lim)),
+                    ($crate::conformance::Part::Registry, $crate::backend_conformance!(@bool $reg)),
                 ],
             )
             .await;

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A child process killed with SIGKILL when dropped, whose stdout lines arrive on
 /// a channel.
@@ -111,4 +111,58 @@ pub fn pid_alive(pid: u32) -> bool {
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// The live (not zombie) processes whose parent is `parent`, read from
+/// `/proc` (no `pgrep` needed).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // After the command name in parentheses: state, then ppid.
+                let mut rest = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+                let state = rest.next();
+                let ppid = rest.next().and_then(|p| p.parse::<u32>().ok());
+                state != Some("Z") && ppid == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// A process's command name (`/proc/PID/comm`).
+pub fn command_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// True when `pid` runs this very executable: a fork of this process, such
+/// as conveyor's child-process reaper (one per process, not a leak).
+pub fn is_fork_of_me(pid: u32) -> bool {
+    match (
+        std::fs::read_link(format!("/proc/{pid}/exe")),
+        std::fs::read_link("/proc/self/exe"),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Waits up to `limit` for every process in `pids` to be gone; returns those
+/// still alive then, after killing them with SIGKILL (so a failed test
+/// leaves nothing behind).
+pub fn wait_all_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive: Vec<u32> = pids.iter().copied().filter(|p| pid_alive(*p)).collect();
+    for p in &alive {
+        // SAFETY: kill only sends a signal; a stale pid yields ESRCH.
+        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    }
+    alive
 }

@@ -114,4 +114,8 @@ impl<B: Backend> Backend for Scoped<B> {
     fn global_limits(&self) -> Option<&dyn GlobalLimits> {
         self.inner.global_limits().filter(|_| !self.core_only)
     }
+
+    fn registry(&self) -> Option<&dyn conveyor_core::Registry> {
+        self.inner.registry().filter(|_| !self.core_only)
+    }
 }

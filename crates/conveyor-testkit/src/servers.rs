@@ -54,6 +54,8 @@ pub struct TempRedis {
     port: u16,
     server: Option<Proc>,
     program: PathBuf,
+    /// Certificate, key and CA files: the server speaks TLS only.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl TempRedis {
@@ -68,14 +70,39 @@ impl TempRedis {
             port: free_port(),
             server: None,
             program,
+            tls: None,
         };
         r.restart();
         Some(r)
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// Starts a server that speaks TLS only, with `certs`' server
+    /// certificate (clients need no certificate); `None` when `redis-server`
+    /// is not installed.
+    pub fn start_tls(certs: &crate::certs::TestCerts) -> Option<TempRedis> {
+        let Some(program) = tool("redis-server") else {
+            println!("SKIPPED: redis-server not found");
+            return None;
+        };
+        let mut r = TempRedis {
+            dir: temp_dir("redis-tls"),
+            port: free_port(),
+            server: None,
+            program,
+            tls: Some((certs.server_cert(), certs.server_key(), certs.ca())),
+        };
+        r.restart();
+        Some(r)
+    }
+
+    /// `redis://127.0.0.1:PORT/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server with SIGKILL (what was fsynced survives).
@@ -90,9 +117,20 @@ impl TempRedis {
     pub fn restart(&mut self) {
         self.kill();
         let mut cmd = Command::new(&self.program);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--appendonly", "yes"])
+        match &self.tls {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some((cert, key, ca)) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--appendonly", "yes"])
             .args(["--appendfsync", "always", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir);
@@ -118,6 +156,8 @@ pub struct TempPostgres {
     /// (uid, gid) of `postgres` when the test runs as root, which PostgreSQL refuses.
     run_as: Option<(u32, u32)>,
     pg_ctl: PathBuf,
+    /// Server certificate and key (copies the server user owns): TLS on.
+    ssl: Option<(PathBuf, PathBuf)>,
 }
 
 fn id_of(user: &str, flag: &str) -> Option<u32> {
@@ -128,6 +168,17 @@ fn id_of(user: &str, flag: &str) -> Option<u32> {
 impl TempPostgres {
     /// Creates and starts a cluster; `None` when initdb or pg_ctl is missing.
     pub fn start() -> Option<TempPostgres> {
+        Self::start_with(None)
+    }
+
+    /// Creates and starts a cluster with `ssl = on` and `certs`' server
+    /// certificate (clients may still connect without TLS); `None` when
+    /// initdb or pg_ctl is missing.
+    pub fn start_tls(certs: &crate::certs::TestCerts) -> Option<TempPostgres> {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::certs::TestCerts>) -> Option<TempPostgres> {
         let (Some(initdb), Some(pg_ctl)) = (tool("initdb"), tool("pg_ctl")) else {
             println!("SKIPPED: initdb/pg_ctl not found");
             return None;
@@ -143,11 +194,27 @@ impl TempPostgres {
         } else {
             None
         };
+        let ssl = certs.map(|c| {
+            // The server refuses a key others can read, or one it does not own.
+            let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+            std::fs::copy(c.server_cert(), &cert).expect("copy the certificate");
+            std::fs::copy(c.server_key(), &key).expect("copy the key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod the key");
+            if let Some((uid, gid)) = run_as {
+                for f in [&cert, &key] {
+                    std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown");
+                }
+            }
+            (cert, key)
+        });
         let pg = TempPostgres {
             dir,
             port: free_port(),
             run_as,
             pg_ctl,
+            ssl,
         };
         let out = pg
             .command(&initdb)
@@ -199,11 +266,18 @@ impl TempPostgres {
 
     /// Starts the server (on the same port and data directory as before).
     pub fn start_server(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.display()
         );
+        if let Some((cert, key)) = &self.ssl {
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
         let log = self.dir.join("server.log");
         let log = log.to_string_lossy();
         let out = self.pg_ctl(&["-l", &log, "-o", &opts, "start"]);

@@ -24,6 +24,10 @@ use futures_util::FutureExt;
 use conveyor_core::{Lane, Outcome, RetryPolicy, TaskError};
 
 use crate::context::TaskContext;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::lane::persistent::{Call, ChildPool, PersistentProcess};
 use crate::lane::process::{exit_to_result, ProcessCommand};
 use crate::output::Output;
 use conveyor_core::Rate;
@@ -242,6 +246,53 @@ where
         .and_then(&build)
         {
             Ok(cmd) => Work::Process(cmd),
+            Err(e) => Work::Failed(e),
+        };
+        Self::from_work(name, Lane::Process, Arc::new(work))
+    }
+}
+
+impl<In, Out> Handler<In, Out>
+where
+    In: Serialize + Clone + Send + 'static,
+    Out: DeserializeOwned + Send + 'static,
+{
+    /// A `process`-lane handler served by **persistent** children: long-lived
+    /// copies of one program, each fed one task at a time as a JSON line on
+    /// its stdin and answering with a JSON line on its stdout (the
+    /// [protocol](crate::lane::persistent::protocol)). The program starts once
+    /// per child, not once per task. A child that crashes mid-task, hangs
+    /// past the timeout or breaks the protocol is killed and replaced and the
+    /// task retried by the handler's policy; see [`PersistentProcess`] for the
+    /// pool's size and recycling.
+    pub fn persistent(name: &str, spec: PersistentProcess) -> Self {
+        let pool = Arc::new(ChildPool::new(name, spec));
+        let owner: Arc<str> = Arc::from(name);
+        let work = move |params: &mut Params, last: bool, ctx: TaskContext| match params_of::<In>(
+            params, last, &owner,
+        ) {
+            Ok(p) => {
+                let pool = pool.clone();
+                Work::Io(Box::pin(async move {
+                    let params = serde_json::to_value(&p).map_err(|e| {
+                        TaskError::permanent(format!("cannot encode the params as JSON: {e}"))
+                    })?;
+                    let remaining = ctx
+                        .deadline()
+                        .map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    let call = Call {
+                        id: ctx.id().0,
+                        attempt: ctx.attempt(),
+                        remaining,
+                        params: &params,
+                    };
+                    let out = pool.run(call).await?;
+                    let out: Out = serde_json::from_value(out).map_err(|e| {
+                        TaskError::permanent(format!("the handler's result does not fit: {e}"))
+                    })?;
+                    Ok(Output::new(out))
+                }))
+            }
             Err(e) => Work::Failed(e),
         };
         Self::from_work(name, Lane::Process, Arc::new(work))

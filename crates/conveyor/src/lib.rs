@@ -34,7 +34,7 @@ mod engine;
 pub mod events;
 mod handler;
 mod job;
-mod lane;
+pub mod lane;
 mod map;
 mod output;
 mod pipeline;
@@ -61,6 +61,7 @@ pub use job::{
 pub use output::Output;
 pub use pipeline::{OnFailure, Pipeline, PipelineBuilder, PipelineInput, StageFailure, StageStats};
 
+pub use lane::persistent::PersistentProcess;
 pub use lane::process::{
     exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP,
 };

@@ -414,18 +414,13 @@ async fn cancelling_a_job_cancels_everything_and_kills_children() {
     }
     // Wait for both children to exist, then note their pids.
     for _ in 0..500 {
-        let out = std::process::Command::new("pgrep")
-            .args(["-P", &std::process::id().to_string(), "sleep"])
-            .output();
-        if let Ok(out) = out {
-            let found: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect();
-            if found.len() >= 2 {
-                *pids.lock().unwrap() = found;
-                break;
-            }
+        let found: Vec<u32> = conveyor_testkit::process::children_of(std::process::id())
+            .into_iter()
+            .filter(|pid| conveyor_testkit::process::command_name(*pid).as_deref() == Some("sleep"))
+            .collect();
+        if found.len() >= 2 {
+            *pids.lock().unwrap() = found;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

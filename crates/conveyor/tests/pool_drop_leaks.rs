@@ -14,14 +14,12 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
+/// This process's children, but for the reaper (a fork of this process that
+/// lives as long as it does, by design).
 fn children_of_me() -> Vec<u32> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-P", &std::process::id().to_string()])
-        .output()
-        .expect("pgrep runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+    conveyor_testkit::process::children_of(std::process::id())
+        .into_iter()
+        .filter(|pid| !conveyor_testkit::process::is_fork_of_me(*pid))
         .collect()
 }
 

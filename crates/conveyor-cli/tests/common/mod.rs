@@ -2,6 +2,8 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod namespace;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -13,17 +15,31 @@ use conveyor::TaskState;
 /// A temp directory with a backend file and a config file.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// A backend other than the embedded file in `dir`.
+    pub backend_url: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
+            backend_url: None,
+        }
+    }
+
+    /// An env whose commands use `url` as their backend.
+    pub fn with_backend(url: &str) -> Env {
+        Env {
+            backend_url: Some(url.to_string()),
+            ..Env::new()
         }
     }
 
     pub fn url(&self) -> String {
-        format!("embedded://{}", self.dir.path().join("q.db").display())
+        match &self.backend_url {
+            Some(url) => url.clone(),
+            None => format!("embedded://{}", self.dir.path().join("q.db").display()),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -59,10 +59,12 @@ use crate::Error;
 mod finish_board;
 mod list_params;
 mod parts;
+mod registry;
 
 pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
+pub use registry::{Registry, WorkerInfo, WORKER_SILENCE};
 
 /// What a backend's core operations support. Operations outside it return
 /// [`Error::Unsupported`]. (Which optional parts a backend has is asked of
@@ -190,6 +192,11 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// The worker registry part, if the backend can keep workers' heartbeats.
+    fn registry(&self) -> Option<&dyn Registry> {
+        None
+    }
+
     /// The optional parts this backend has.
     fn parts(&self) -> Vec<Part> {
         let mut parts = Vec::new();
@@ -203,6 +210,7 @@ pub trait Backend: Send + Sync + 'static {
         have(self.administration().is_some(), Part::Administration);
         have(self.maintenance().is_some(), Part::Maintenance);
         have(self.global_limits().is_some(), Part::GlobalLimits);
+        have(self.registry().is_some(), Part::Registry);
         parts
     }
 }

@@ -26,16 +26,19 @@ pub enum Part {
     Maintenance,
     /// [`GlobalLimits`].
     GlobalLimits,
+    /// [`Registry`](super::Registry).
+    Registry,
 }
 
 impl Part {
     /// Every part.
-    pub const ALL: [Part; 5] = [
+    pub const ALL: [Part; 6] = [
         Part::ResultStore,
         Part::Inspection,
         Part::Administration,
         Part::Maintenance,
         Part::GlobalLimits,
+        Part::Registry,
     ];
 
     /// What the part does, for messages.
@@ -46,6 +49,7 @@ impl Part {
             Part::Administration => "administration (cancel, requeue and purge dead tasks)",
             Part::Maintenance => "maintenance (recovering expired leases, pruning)",
             Part::GlobalLimits => "global handler limits",
+            Part::Registry => "a worker registry (workers' heartbeats)",
         }
     }
 }
@@ -183,7 +187,14 @@ pub trait GlobalLimits: Send + Sync {
 #[macro_export]
 macro_rules! own_parts {
     (all) => {
-        $crate::own_parts!(result_store, inspection, administration, maintenance, global_limits);
+        $crate::own_parts!(
+            result_store,
+            inspection,
+            administration,
+            maintenance,
+            global_limits,
+            registry
+        );
     };
     ($($part:ident),* $(,)?) => {
         $( $crate::own_parts!(@one $part); )*
@@ -208,6 +219,11 @@ macro_rules! own_parts {
             Some(self)
         }
     };
+    (@one registry) => {
+        fn registry(&self) -> Option<&dyn $crate::Registry> {
+            Some(self)
+        }
+    };
     (@one global_limits) => {
         fn global_limits(&self) -> Option<&dyn $crate::GlobalLimits> {
             Some(self)
@@ -219,6 +235,11 @@ macro_rules! own_parts {
 impl dyn Backend {
     fn part<'a, T: ?Sized>(&'a self, part: Option<&'a T>, which: Part) -> Result<&'a T, Error> {
         part.ok_or_else(|| unsupported(self.kind(), which.describe()))
+    }
+
+    /// The worker registry, or `Unsupported`.
+    pub fn workers_registry(&self) -> Result<&dyn super::Registry, Error> {
+        self.part(self.registry(), Part::Registry)
     }
 
     /// The result store, or `Unsupported`.

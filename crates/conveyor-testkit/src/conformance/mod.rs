@@ -11,6 +11,7 @@ mod keys;
 mod leadership;
 mod limits;
 mod listing;
+mod registry;
 mod results;
 
 pub use admin::{
@@ -40,6 +41,7 @@ pub use listing::{
     list_by_handler, list_newest_first, list_pages_through_each_state, list_pages_with_filters,
     page_through,
 };
+pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};
 
 use std::sync::Arc;

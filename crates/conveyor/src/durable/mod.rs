@@ -14,6 +14,7 @@
 mod backend_source;
 mod client;
 mod connect;
+mod heartbeat;
 mod maintenance;
 mod schemes;
 mod task_type;
@@ -25,9 +26,11 @@ pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 pub use conveyor_core::{
     parts, Administration, Backend, BackendUrl, Capabilities, Enqueued, Finish, FinishAction,
     GlobalLimits, HandlerLimits, Inspection, Lease, ListParams, Maintenance, NewTask, OpenFuture,
-    Part, QueueStats, Reserved, ResultStore, Retention, Scheme, TaskRecord,
+    Part, QueueStats, Registry, Reserved, ResultStore, Retention, Scheme, TaskRecord, WorkerInfo,
+    WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
+pub use heartbeat::{FORGET_WORKERS_AFTER, HEARTBEAT_EVERY};
 pub use schemes::Schemes;
 pub use task_type::{EnqueueOptions, TaskType};
 /// The queue a task goes to when none is named.

@@ -254,6 +254,7 @@ impl<C: Codec> WorkerBuilder<C> {
             schedule: self.schedule,
             global_limits: self.global_limits,
             maintenance_errors: Arc::new(AtomicU64::new(0)),
+            slots: self.slots,
             _codec: std::marker::PhantomData,
         })
     }
@@ -279,6 +280,7 @@ pub struct Worker<C: Codec = Json> {
     schedule: Schedule,
     global_limits: Vec<(String, HandlerLimits)>,
     maintenance_errors: Arc<AtomicU64>,
+    slots: usize,
     _codec: std::marker::PhantomData<C>,
 }
 
@@ -357,6 +359,8 @@ impl<C: Codec> Worker<C> {
             schedule,
             global_limits,
             maintenance_errors,
+            handle,
+            slots,
             ..
         } = self;
         for (handler, limits) in &global_limits {
@@ -369,13 +373,21 @@ impl<C: Codec> Worker<C> {
             maintenance_errors.clone(),
             done.clone(),
         ));
-        tracing::info!(backend = backend.kind(), ?queues, "worker started");
+        let beats = tokio::spawn(super::heartbeat::run(
+            backend.clone(),
+            super::heartbeat::describe(maintenance::holder(), &queues, slots),
+            handle,
+            maintenance_errors.clone(),
+            done.clone(),
+        ));
+        tracing::debug!(backend = backend.kind(), ?queues, "worker started");
         let run = runner.run_until(stop).await;
         done.cancel();
         let _ = upkeep.await;
+        let _ = beats.await;
         let mut report = run?;
         report.stats.backend_errors += maintenance_errors.load(Ordering::Relaxed);
-        tracing::info!(?report, "worker stopped");
+        tracing::debug!(?report, "worker stopped");
         Ok(report)
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Each child is started as the leader of a new process group, so `SIGKILL` to
 //! the group also reaches the grandchildren it started (a shell pipeline, a
-//! build tool's workers). No shell is involved unless [`ProcessCommand::shell`]
+//! build tool's workers). The group is watched by the
+//! [reaper](super::reaper), so it is killed even when this process dies of
+//! `SIGKILL`. No shell is involved unless [`ProcessCommand::shell`]
 //! asks for one: arguments reach the program verbatim.
 
 use std::ffi::OsString;
@@ -184,7 +186,7 @@ impl ProcessCommand {
         let pid = child.id().unwrap_or(0);
         Ok(RunningProcess {
             child,
-            group: GroupGuard { pgid: pid as i32 },
+            group: GroupGuard::watch(pid),
             stdin: self.stdin.clone(),
             caps: (self.stdout_cap, self.stderr_cap),
             pid,
@@ -278,18 +280,28 @@ async fn capture<R: AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> (Vec<u8>,
     (kept, truncated)
 }
 
-/// Kills a process group when dropped.
-struct GroupGuard {
+/// Kills a process group when dropped; the [reaper](super::reaper) watches
+/// it meanwhile.
+pub(crate) struct GroupGuard {
     pgid: i32,
 }
 
 impl GroupGuard {
-    fn kill(&mut self) {
+    /// Guards the group led by `pid` (a child started with `process_group(0)`).
+    pub(crate) fn watch(pid: u32) -> GroupGuard {
+        let pgid = i32::try_from(pid).unwrap_or(0);
+        super::reaper::watch(pgid);
+        GroupGuard { pgid }
+    }
+
+    /// Kills the whole group now (once).
+    pub(crate) fn kill(&mut self) {
         if self.pgid > 0 {
             // SAFETY: killpg only sends a signal; a stale group id yields ESRCH.
             unsafe {
                 libc::killpg(self.pgid, libc::SIGKILL);
             }
+            super::reaper::unwatch(self.pgid);
             self.pgid = 0;
         }
     }

@@ -85,7 +85,6 @@ pub(crate) async fn run<S: Source>(
 /// Hands back tasks fetched just as the runner began to stop, without
 /// counting an attempt.
 fn hand_back<S: Source>(shared: &RunnerShared<S>, tasks: Vec<Delivery<S::Payload, S::Receipt>>) {
-    Counters::add(&shared.counters.released, tasks.len() as u64);
     shared.slots.take(tasks.len());
     for task in tasks {
         shared.settle_unheld(task, FinishAction::Release);
@@ -125,7 +124,6 @@ fn start_all<S: Source>(
                 routes.names().join(", ")
             );
             tracing::warn!(task = %task.id, %error, "dead-lettering");
-            Counters::add(&shared.counters.dead, 1);
             shared.settle_unheld(task, FinishAction::DeadLetter { error });
             continue;
         };

@@ -41,6 +41,9 @@ pub(crate) struct Entry<P, R> {
     pub(crate) next: Option<Routed<P, R>>,
     /// Tasks the running attempt asked to enqueue when it succeeds.
     pub(crate) follow_ups: Vec<NewTask>,
+    /// An attempt has started (counted in the runner's running gauge until
+    /// the task leaves).
+    pub(crate) running: bool,
 }
 
 /// A held task whose outcome arrived, and the delivery of its id that
@@ -198,6 +201,7 @@ fn entry<P, R: Clone>(d: &Delivery<P, R>, route: &Arc<Route<P>>, generation: u64
         route: route.clone(),
         generation,
         cancelled: false,
+        running: false,
         next: None,
         follow_ups: Vec::new(),
     }

@@ -4,7 +4,8 @@
 //! to [`BATCH`]) and makes one `settle` call, so a durable store pays one
 //! commit for many tasks. A batch is tried again until the source takes it,
 //! and a settlement refused as stale (the claim ran out and the task is
-//! someone else's now) is counted and dropped.
+//! someone else's now) is counted and dropped. A settlement is counted by
+//! its action only once the source has taken it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,9 +70,11 @@ async fn store<S: Source>(
         match shared.source.settle(batch.clone()).await {
             Ok(results) => {
                 let mut stale = 0;
-                for r in results {
+                for (settlement, r) in batch.iter().zip(results) {
                     match r {
-                        Ok(()) => {}
+                        // Counted once the source has it, so a worker's
+                        // counts agree with the store.
+                        Ok(()) => shared.counters.settled(&settlement.action),
                         Err(Error::StaleLease(_)) => stale += 1,
                         Err(e) => {
                             tracing::warn!(error = %e.chain(), "the source refused a settlement")

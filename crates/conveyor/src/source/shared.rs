@@ -104,12 +104,10 @@ impl<S: Source> RunnerShared<S> {
                     delivery.handler
                 );
                 tracing::warn!(task = %id, %error, "dead-lettering");
-                Counters::add(&self.counters.dead, 1);
                 FinishAction::DeadLetter { error }
             }
             Err(StartError::Refused(e)) => {
                 tracing::debug!(task = %id, error = %e, "the engine refused the task; handing it back");
-                Counters::add(&self.counters.released, 1);
                 FinishAction::Release
             }
         };

@@ -3,6 +3,7 @@
 //! ([`next_step`]), queues the settlement for the source, gives the slot back
 //! and offers the result to the user's callback — all without waiting.
 
+use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
@@ -30,19 +31,24 @@ pub(crate) struct RunnerSink<S: Source> {
 
 impl<S: Source> CompletionSink for RunnerSink<S> {
     fn started(&self, id: TaskId, attempt: u32) {
-        if attempt > 1 && self.follow_ups {
-            // Retried in place: what a failed attempt asked for is not this
-            // attempt's.
-            if let Some(sh) = self.shared.upgrade() {
-                sh.held.with_mut(id, |e| e.follow_ups.clear());
+        let Some(sh) = self.shared.upgrade() else {
+            return;
+        };
+        let clear = attempt > 1 && self.follow_ups;
+        let first_start = sh.held.with_mut(id, |e| {
+            if clear {
+                // Retried in place: what a failed attempt asked for is not
+                // this attempt's.
+                e.follow_ups.clear();
             }
+            !std::mem::replace(&mut e.running, true)
+        });
+        if first_start == Some(true) {
+            sh.counters.running.fetch_add(1, Ordering::Relaxed);
         }
         if !self.events.is_listened() {
             return;
         }
-        let Some(sh) = self.shared.upgrade() else {
-            return;
-        };
         let Some((handler, queue, delivery_attempt)) = sh
             .held
             .with(id, |e| (e.route.name.clone(), e.queue.clone(), e.attempt))
@@ -78,12 +84,14 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         let Some(Removed { entry, next }) = sh.held.remove(result.id) else {
             return;
         };
+        if entry.running {
+            sh.counters.running.fetch_sub(1, Ordering::Relaxed);
+        }
         if entry.cancelled {
             // The id may come back from the source: it must not start cancelled.
             sh.cancels.forget(result.id);
         }
         let (step, action) = decide(sh.retries, &entry, &result, sh.is_aborting());
-        sh.counters.step(&step);
         let error = match &action {
             FinishAction::Retry { error, .. } | FinishAction::DeadLetter { error } => {
                 Some(error.clone())

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use conveyor_core::NextStep;
+use conveyor_core::FinishAction;
 
 /// Counts of a runner's (a durable worker's, a stream consumer's) life so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -10,7 +10,8 @@ use conveyor_core::NextStep;
 pub struct RunnerStats {
     /// Tasks fetched (reserved).
     pub reserved: u64,
-    /// Tasks completed.
+    /// Tasks completed (every count below is of settlements the source has
+    /// taken: they agree with the store).
     pub completed: u64,
     /// Attempts that failed and were settled for a retry.
     pub retried: u64,
@@ -31,6 +32,9 @@ pub struct RunnerStats {
     pub callbacks_dropped: u64,
     /// Fetched tasks not settled yet (running, or waiting in the engine).
     pub in_flight: usize,
+    /// Of those, the tasks whose attempt has started (the rest wait for a
+    /// limit, their key's turn or a free lane).
+    pub running: u64,
 }
 
 /// The live counters behind [`RunnerStats`].
@@ -46,6 +50,8 @@ pub(crate) struct Counters {
     pub(crate) lost_leases: AtomicU64,
     pub(crate) backend_errors: AtomicU64,
     pub(crate) callbacks_dropped: AtomicU64,
+    /// A gauge: held tasks whose attempt has started.
+    pub(crate) running: AtomicU64,
 }
 
 impl Counters {
@@ -53,15 +59,15 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts one settlement by its step.
-    pub(crate) fn step(&self, step: &NextStep) {
+    /// Counts one settlement the source has taken, by its action.
+    pub(crate) fn settled(&self, action: &FinishAction) {
         Self::add(
-            match step {
-                NextStep::Done => &self.completed,
-                NextStep::Retry { .. } => &self.retried,
-                NextStep::Discard => &self.discarded,
-                NextStep::Release => &self.released,
-                _ => &self.dead,
+            match action {
+                FinishAction::Complete { .. } => &self.completed,
+                FinishAction::Retry { .. } => &self.retried,
+                FinishAction::Discard { .. } => &self.discarded,
+                FinishAction::Release => &self.released,
+                FinishAction::DeadLetter { .. } => &self.dead,
             },
             1,
         );
@@ -81,6 +87,7 @@ impl Counters {
             backend_errors: get(&self.backend_errors),
             callbacks_dropped: get(&self.callbacks_dropped),
             in_flight,
+            running: get(&self.running),
         }
     }
 }

@@ -68,11 +68,20 @@ pub(crate) async fn run(
 
 /// This worker's name as a leader: host, process and a random part (two
 /// workers in one process are two holders).
-fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+pub(crate) fn holder() -> String {
+    format!(
+        "{}:{}:{:08x}",
+        host(),
+        std::process::id(),
+        fastrand::u32(..)
+    )
+}
+
+/// This machine's host name.
+pub(crate) fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string());
-    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+        .unwrap_or_else(|_| "localhost".to_string())
 }
 
 /// How long a leader's term lasts: three rounds of its duty (at least 10 s),

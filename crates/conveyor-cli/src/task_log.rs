@@ -1,0 +1,93 @@
+//! One log line per settled task: handler, id, attempt, outcome, run time
+//! and, for commands, the exit code; retries and dead letters carry their
+//! error. Written from the worker's callback thread, never on the path that
+//! acknowledges tasks.
+
+use conveyor::source::Settled;
+use conveyor::{NextStep, ProcessOutput};
+
+/// The exit of a command handler's attempt, as `exit code 3` or `signal 9`.
+fn exit_of(s: &Settled) -> Option<String> {
+    let out = s.result.output::<ProcessOutput>().or_else(|| {
+        s.result
+            .outcome
+            .error()
+            .and_then(|e| e.detail::<ProcessOutput>())
+    })?;
+    Some(match (out.code, out.signal) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(sig)) => format!("signal {sig}"),
+        (None, None) => "unknown".to_string(),
+    })
+}
+
+/// Logs one settled task.
+pub fn log(s: &Settled) {
+    let run_time = s
+        .result
+        .started_at
+        .map(|at| {
+            format!(
+                "{:.3}s",
+                s.result
+                    .finished_at
+                    .saturating_duration_since(at)
+                    .as_secs_f64()
+            )
+        })
+        .unwrap_or_else(|| "-".to_string());
+    let exit = exit_of(s).unwrap_or_else(|| "-".to_string());
+    let outcome = s.result.outcome.kind().as_str();
+    let error = s.error.as_deref().unwrap_or("");
+    let (handler, id, attempt, queue) = (&*s.result.handler, s.id.0, s.attempt, &*s.queue);
+    match s.step {
+        NextStep::Done => tracing::info!(
+            handler,
+            id,
+            attempt,
+            queue,
+            outcome,
+            run_time,
+            exit_code = exit,
+            "task succeeded"
+        ),
+        NextStep::Retry { delay } => tracing::warn!(
+            handler, id, attempt, queue, outcome, run_time, exit_code = exit,
+            retry_in = %humantime::format_duration(round_ms(delay)), error,
+            "task failed; it will be retried"
+        ),
+        NextStep::Discard => tracing::info!(
+            handler,
+            id,
+            attempt,
+            queue,
+            outcome,
+            run_time,
+            reason = error,
+            "task discarded by its handler"
+        ),
+        NextStep::Release => tracing::info!(
+            handler,
+            id,
+            attempt,
+            queue,
+            reason = error,
+            "task handed back unstarted"
+        ),
+        _ => tracing::error!(
+            handler,
+            id,
+            attempt,
+            queue,
+            outcome,
+            run_time,
+            exit_code = exit,
+            error,
+            "task dead-lettered"
+        ),
+    }
+}
+
+fn round_ms(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
+}

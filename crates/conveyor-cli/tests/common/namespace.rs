@@ -1,0 +1,75 @@
+//! A backend namespace of a test's own on the machine's Redis or PostgreSQL
+//! (a key prefix, a schema), dropped when the test ends, even on panic.
+
+use std::sync::Arc;
+
+/// A unique name for a test's namespace.
+pub fn unique(tag: &str) -> String {
+    format!("conveyor_test_{tag}_{:012x}", fastrand::u64(..1 << 48))
+}
+
+/// A backend URL and the clean-up of its namespace.
+pub struct Namespace {
+    /// The URL the test's processes use.
+    pub url: String,
+    cleanup: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Namespace {
+    /// Keys under a fresh prefix on the machine's Redis.
+    pub fn redis(tag: &str) -> Namespace {
+        let prefix = format!("{}:", unique(tag));
+        Namespace {
+            url: format!("redis://127.0.0.1:6379/0?prefix={prefix}"),
+            cleanup: Some(Box::new(move || {
+                block_on(async move {
+                    let b = conveyor::durable::RedisBackend::connect_with(
+                        "redis://127.0.0.1:6379/0",
+                        &prefix,
+                        Arc::new(conveyor::SystemClock),
+                    )
+                    .await
+                    .expect("connect to clean up");
+                    b.clear().await.expect("clear the test prefix");
+                })
+            })),
+        }
+    }
+
+    /// A fresh schema in the machine's PostgreSQL database `test`.
+    pub fn postgres(tag: &str) -> Namespace {
+        let schema = unique(tag);
+        let base = "postgres://postgres@127.0.0.1:5432/test";
+        Namespace {
+            url: format!("{base}?schema={schema}"),
+            cleanup: Some(Box::new(move || {
+                block_on(async move {
+                    let b = conveyor::durable::PostgresBackend::builder(base)
+                        .schema(&schema)
+                        .migrate(false)
+                        .connect()
+                        .await
+                        .expect("connect to clean up");
+                    b.drop_schema().await.expect("drop the test schema");
+                })
+            })),
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Some(f) = self.cleanup.take() {
+            // A thread with a runtime of its own: the test's may be gone.
+            let _ = std::thread::spawn(f).join();
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}

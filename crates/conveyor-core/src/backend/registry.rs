@@ -1,0 +1,126 @@
+//! Workers a backend knows of: each running worker writes a heartbeat — who
+//! it is, what it takes from, how busy it is — so any process can tell which
+//! workers are alive and how many of the reserved tasks are really running.
+//!
+//! An entry is one worker's latest heartbeat, replaced by the next one and
+//! kept after the worker stops (marked `stopped`, or silent once it was
+//! killed) until maintenance forgets entries older than a day. Entries are
+//! stored as the JSON of [`WorkerInfo`], so every backend keeps the same bytes.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::Error;
+
+/// How long a worker may stay silent and still count as alive: three missed
+/// heartbeats at the default interval.
+pub const WORKER_SILENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One worker's latest heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// Unique for the worker's life: `host:pid:random`.
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The conveyor version it runs.
+    pub version: String,
+    /// The queues it takes tasks from.
+    pub queues: Vec<String>,
+    /// Tasks it runs at once at most.
+    pub slots: u32,
+    /// Attempts running now.
+    pub running: u64,
+    /// Tasks it holds now: running, or reserved and waiting for a limit.
+    pub reserved: u64,
+    /// Tasks it completed so far.
+    pub completed: u64,
+    /// Attempts it settled as failed so far (retried or dead-lettered).
+    pub failed: u64,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it wrote this heartbeat.
+    pub heartbeat_at: Timestamp,
+    /// True once it stopped cleanly (its last heartbeat).
+    pub stopped: bool,
+}
+
+impl WorkerInfo {
+    /// A worker that starts now, with no work yet.
+    pub fn new(id: impl Into<String>, host: impl Into<String>, pid: u32, now: Timestamp) -> Self {
+        WorkerInfo {
+            id: id.into(),
+            host: host.into(),
+            pid,
+            version: String::new(),
+            queues: Vec::new(),
+            slots: 0,
+            running: 0,
+            reserved: 0,
+            completed: 0,
+            failed: 0,
+            started_at: now,
+            heartbeat_at: now,
+            stopped: false,
+        }
+    }
+
+    /// The entry as stored.
+    pub fn to_json(&self) -> String {
+        // A struct of strings, numbers and lists always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// An entry as stored; an entry that does not decode is an error naming it.
+    pub fn from_json(text: &str) -> Result<WorkerInfo, Error> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::backend(
+                crate::BackendErrorKind::Data,
+                format!("a worker entry does not decode: {e}"),
+            )
+        })
+    }
+
+    /// True when it has not stopped and was heard from within
+    /// [`WORKER_SILENCE`] of `now`.
+    pub fn is_alive(&self, now: Timestamp) -> bool {
+        !self.stopped && now.since(self.heartbeat_at) <= WORKER_SILENCE
+    }
+}
+
+/// Heartbeats of workers, kept by the backend.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Records a worker's heartbeat: inserts or replaces its entry.
+    async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), Error>;
+
+    /// Every worker whose last heartbeat is at or after `since`, most recent
+    /// heartbeat first.
+    async fn workers(&self, since: Timestamp) -> Result<Vec<WorkerInfo>, Error>;
+
+    /// Forgets workers whose last heartbeat is before `before`; returns how many.
+    async fn forget_workers(&self, before: Timestamp) -> Result<u64, Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_round_trips_and_ages() {
+        let mut w = WorkerInfo::new("h:1:ab", "h", 1, Timestamp(1_000));
+        w.queues = vec!["default".into()];
+        w.running = 3;
+        let back = WorkerInfo::from_json(&w.to_json()).unwrap();
+        assert_eq!(back, w);
+        assert!(w.is_alive(Timestamp(1_000 + 15_000)));
+        assert!(!w.is_alive(Timestamp(1_000 + 15_001)));
+        w.stopped = true;
+        assert!(!w.is_alive(Timestamp(1_000)));
+        assert!(WorkerInfo::from_json("{").is_err());
+    }
+}
