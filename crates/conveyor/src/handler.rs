@@ -69,6 +69,10 @@ pub(crate) struct HandlerCore {
     pub(crate) name: Arc<str>,
     pub(crate) lane: Lane,
     pub(crate) config: HandlerConfig,
+    /// The most tasks that can really run at once (a persistent handler's
+    /// children): a higher [`Handler::concurrency`] is lowered to it, so a
+    /// task never starts (and its timeout never runs) waiting for a child.
+    max_concurrency: Option<u32>,
     work: Arc<WorkFn>,
 }
 
@@ -139,6 +143,7 @@ where
                 name: Arc::from(name),
                 lane,
                 config: HandlerConfig::default(),
+                max_concurrency: None,
                 work,
             }),
             _types: PhantomData,
@@ -200,15 +205,19 @@ where
                 name: self.core.name.clone(),
                 lane: self.core.lane,
                 config,
+                max_concurrency: self.core.max_concurrency,
                 work: self.core.work.clone(),
             }),
             _types: PhantomData,
         }
     }
 
-    /// At most `n` tasks of this handler run at once.
+    /// At most `n` tasks of this handler run at once. (A persistent handler
+    /// runs at most as many tasks as it may have children: a larger `n` is
+    /// lowered to that.)
     pub fn concurrency(self, n: u32) -> Self {
-        self.reconfigured(|c| c.concurrency = Some(n.max(1)))
+        let cap = self.core.max_concurrency.unwrap_or(u32::MAX);
+        self.reconfigured(|c| c.concurrency = Some(n.clamp(1, cap)))
     }
 
     /// Starts at most at this rate.
@@ -264,8 +273,12 @@ where
     /// per child, not once per task. A child that crashes mid-task, hangs
     /// past the timeout or breaks the protocol is killed and replaced and the
     /// task retried by the handler's policy; see [`PersistentProcess`] for the
-    /// pool's size and recycling.
+    /// pool's size and recycling. With [`PersistentProcess::processes`], the
+    /// handler's concurrency is that many (a larger
+    /// [`concurrency`](Handler::concurrency) is lowered to it): tasks beyond
+    /// the children wait at dispatch, before their timeout starts.
     pub fn persistent(name: &str, spec: PersistentProcess) -> Self {
+        let processes = spec.processes;
         let pool = Arc::new(ChildPool::new(name, spec));
         let owner: Arc<str> = Arc::from(name);
         let work = move |params: &mut Params, last: bool, ctx: TaskContext| match params_of::<In>(
@@ -295,7 +308,17 @@ where
             }
             Err(e) => Work::Failed(e),
         };
-        Self::from_work(name, Lane::Process, Arc::new(work))
+        let mut handler = Self::from_work(name, Lane::Process, Arc::new(work));
+        if let Some(n) = processes {
+            // Tasks beyond the children wait at dispatch, not inside an
+            // attempt whose timeout is running.
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            handler = handler.concurrency(n);
+            if let Some(core) = Arc::get_mut(&mut handler.core) {
+                core.max_concurrency = Some(n);
+            }
+        }
+        handler
     }
 }
 
@@ -375,6 +398,7 @@ where
                 retry: RetryPolicy::none(),
                 ..self.core.config.clone()
             },
+            max_concurrency: self.core.max_concurrency,
             work: Arc::new(work),
         };
         Handler {

@@ -41,6 +41,10 @@ def hang(p, task):
         time.sleep(3600)
     return me(p, task)
 
+def slow(p, task):
+    time.sleep(p["s"])
+    return me(p, task)
+
 def leaky(p, task):
     kept.append(b"x" * (16 << 20))
     return me(p, task)
@@ -65,7 +69,7 @@ def modes(p, task):
         return {"remaining": task.remaining()}
     return me(p, task)
 
-serve({"echo": echo, "crashy": crashy, "hang": hang, "leaky": leaky,
+serve({"echo": echo, "crashy": crashy, "hang": hang, "slow": slow, "leaky": leaky,
        "chatty": chatty, "modes": modes})
 "#;
 
@@ -223,6 +227,23 @@ async fn a_hung_child_is_killed_at_the_timeout_and_replaced() {
             "hung child {pid} was killed"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_beyond_the_children_wait_before_their_timeout_starts() {
+    let s = Setup::new();
+    // One child, four tasks of 0.8 s, a 2 s timeout: the last starts 2.4 s
+    // after the first. Waiting for the child inside the attempt would time
+    // it out; waiting at dispatch does not. A higher concurrency asked for
+    // later is lowered to the one child.
+    let h = Handler::persistent("slow", s.spec().processes(1))
+        .concurrency(8)
+        .timeout(Duration::from_secs(2))
+        .retry(RetryPolicy::none());
+    let params = (0..4).map(|n| json!({"n": n, "s": 0.8})).collect();
+    let results = run_all(&h, params).await;
+    all_succeeded(&results, 4);
+    assert_eq!(pids(&results).len(), 1, "one child ran them all");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
