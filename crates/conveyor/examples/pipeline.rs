@@ -106,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     pipeline.close_input();
 
     // Consume the last stage's output.
-    println!("first rejections:");
+    println!("first rejections (on purpose: inspection rejects widgets over 1,080 g):");
     let mut passed = Vec::new();
     while let Some(item) = pipeline.recv().await {
         passed.push(item.order);

@@ -91,6 +91,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.timed_out,
         summary.panicked
     );
+    if summary.failed > 0 {
+        println!(
+            "  (the failures are on purpose: every 97th SKU is unknown to the fake price \
+             service, a permanent error that is not retried)"
+        );
+    }
     // Latency counts the wait in the queue: producers run ahead of the workers.
     println!(
         "latency (submit to outcome): p50 {:?}, p99 {:?}, max {:?}",
