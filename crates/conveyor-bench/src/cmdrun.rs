@@ -131,7 +131,7 @@ pub fn run(report: &mut Report, quick: bool) {
 }
 
 /// The `conveyor` binary in the same directory as this one.
-fn conveyor_binary() -> Option<PathBuf> {
+pub(crate) fn conveyor_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.join("conveyor");
     bin.exists().then_some(bin)

@@ -4,15 +4,19 @@
 //! Usage: `conveyor-bench [inproc|noop|sleep|cpu|rate|rss] [--quick]`, or
 //! `conveyor-bench queue [--backend URL] [--quick]` for the durable queues,
 //! `conveyor-bench run [--quick]` for `conveyor run` against xargs and GNU parallel,
-//! `conveyor-bench kafka [--brokers HOST:PORT] [--quick]` for Kafka consumption.
+//! `conveyor-bench kafka [--brokers HOST:PORT] [--quick]` for Kafka consumption,
+//! `conveyor-bench worker [--backend URL] [--quick]` for `conveyor worker` with
+//! Python handlers against Celery.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod celery;
 mod cmdrun;
 mod cpu;
 mod kafka;
+mod namespace;
 mod noop;
 mod python;
 mod queue;
@@ -21,6 +25,7 @@ mod report;
 mod rss;
 mod sleep;
 mod ticker;
+mod worker;
 
 use std::time::{Duration, Instant};
 
@@ -131,6 +136,10 @@ fn main() {
         "run" => Some(("[run]", "conveyor run vs xargs and GNU parallel".into())),
         "kafka" => Some(("[kafka]", "kafka benchmark".into())),
         "queue" => Some(("[queue]", "durable queue benchmark".into())),
+        "worker" => Some((
+            "[worker]",
+            "conveyor worker with Python handlers vs Celery".into(),
+        )),
         _ => None,
     };
     if let Some((title, what)) = suite {
@@ -146,6 +155,11 @@ fn main() {
                 eprintln!("  brokers {brokers}");
                 runtime.block_on(kafka::run(&mut report, quick, &brokers));
             }
+            "worker" => runtime.block_on(worker::run(
+                &mut report,
+                quick,
+                flag("--backend").as_deref(),
+            )),
             _ => runtime.block_on(queue::run(&mut report, quick, flag("--backend").as_deref())),
         }
         report.note(format!(

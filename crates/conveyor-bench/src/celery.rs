@@ -1,0 +1,182 @@
+//! Celery, the peer: a real Celery 5 worker from PyPI, installed in the
+//! benchmark's own virtualenv, on the same Redis as conveyor, processing the
+//! same number of no-op Python tasks.
+//!
+//! The script enqueues every task first (`apply_async`, one call each), then
+//! starts the worker in the same process. A `task_postrun` signal counts
+//! finished tasks in shared memory (created before the pool forks, so every
+//! prefork child adds to the same counter); a watcher thread polls the counter
+//! as conveyor's side polls its store, and stops the worker once every task
+//! has run. Keys live under a prefix of their own (kombu's
+//! `global_keyprefix`), deleted at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The Celery the benchmark installs.
+const CELERY: &str = "celery[redis]>=5.5,<6";
+
+/// The driver script: `python celery_bench.py URL PREFIX N POOL CONCURRENCY
+/// RESULTS(on|off) OUT`; writes one JSON object to OUT.
+const SCRIPT: &str = r#"
+import json, multiprocessing, os, signal, sys, threading, time
+from celery import Celery
+from celery.signals import task_postrun, worker_ready
+
+url, prefix, n, pool, conc, results, out = sys.argv[1:8]
+n, conc, results = int(n), int(conc), results == "on"
+queue = prefix + "q"
+app = Celery("bench", broker=url, backend=url if results else None)
+app.conf.update(
+    broker_transport_options={"global_keyprefix": prefix},
+    result_backend_transport_options={"global_keyprefix": prefix},
+    task_ignore_result=not results,
+    worker_hijack_root_logger=False,
+    worker_redirect_stdouts=False,
+)
+
+@app.task(name="noop")
+def noop():
+    return None
+
+done = multiprocessing.Value("q", 0)
+
+@task_postrun.connect
+def count(**_):
+    with done.get_lock():
+        done.value += 1
+
+t0 = time.perf_counter()
+for _ in range(n):
+    noop.apply_async(queue=queue)
+enqueue_rate = n / (time.perf_counter() - t0)
+started = time.perf_counter()
+
+def watch():
+    first, seen = None, 0
+    while done.value < n:
+        if first is None and done.value > 0:
+            first, seen = time.perf_counter(), done.value
+        time.sleep(0.02)
+    last = time.perf_counter()
+    with open(out, "w") as f:
+        json.dump({"enqueue_per_s": enqueue_rate,
+                   "processed_per_s": (n - seen) / (last - first) if first and last > first else None,
+                   "wall_s": last - started}, f)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+@worker_ready.connect
+def go(**_):
+    threading.Thread(target=watch, daemon=True).start()
+
+try:
+    app.worker_main(["worker", "-P", pool, "-c", str(conc), "-Q", queue, "--without-heartbeat",
+                     "--without-gossip", "--without-mingle", "-l", "WARNING"])
+finally:
+    import redis
+    r = redis.Redis.from_url(url)
+    for key in r.scan_iter(prefix + "*", count=1000):
+        r.delete(key)
+"#;
+
+/// One Celery measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct CeleryRun {
+    /// `apply_async` calls per second.
+    pub enqueue_per_s: f64,
+    /// Tasks per second finished after the first poll that saw any, up to
+    /// the last.
+    pub processed_per_s: f64,
+}
+
+/// A Python with Celery installed: the benchmark's virtualenv, made on first
+/// use (`python3 -m venv`, then pip). `Err` says why there is none.
+pub fn python() -> Result<PathBuf, String> {
+    let venv = std::env::var_os("CONVEYOR_BENCH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("conveyor-bench-celery-venv"));
+    let python = venv.join("bin").join("python");
+    if has_celery(&python) {
+        return Ok(python);
+    }
+    eprintln!("  installing {CELERY} into {} (once)...", venv.display());
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(CELERY))?;
+    if has_celery(&python) {
+        Ok(python)
+    } else {
+        Err(format!("{} cannot import celery", python.display()))
+    }
+}
+
+fn has_celery(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import celery, redis"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    match cmd.stdout(Stdio::null()).status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{shown} failed ({s})")),
+        Err(e) => Err(format!("cannot run {shown}: {e}")),
+    }
+}
+
+/// Runs `n` no-op tasks through a Celery worker (`pool`, `concurrency`, the
+/// result backend on or off) on `redis_url`, in `dir`.
+pub fn measure(
+    python: &Path,
+    dir: &Path,
+    redis_url: &str,
+    n: usize,
+    pool: &str,
+    concurrency: usize,
+    results: bool,
+) -> Result<CeleryRun, String> {
+    let script = dir.join("celery_bench.py");
+    std::fs::write(&script, SCRIPT).map_err(|e| format!("cannot write the script: {e}"))?;
+    let out = dir.join(format!("celery-{pool}-{concurrency}-{results}.json"));
+    let _ = std::fs::remove_file(&out);
+    let prefix = format!(
+        "conveyor-bench-celery-{}-{:x}:",
+        std::process::id(),
+        crate::namespace::micros_now() & 0xffff_ffff
+    );
+    let status = Command::new(python)
+        .arg(&script)
+        .args([redis_url, &prefix, &n.to_string(), pool])
+        .arg(concurrency.to_string())
+        .arg(if results { "on" } else { "off" })
+        .arg(&out)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start Celery: {e}"))?;
+    let text = std::fs::read_to_string(&out)
+        .map_err(|_| format!("the Celery run ended ({status}) without a result"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("Celery's result {text:?}: {e}"))?;
+    let get = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    match (get("enqueue_per_s"), get("processed_per_s")) {
+        (Some(enqueue_per_s), Some(processed_per_s)) => Ok(CeleryRun {
+            enqueue_per_s,
+            processed_per_s,
+        }),
+        _ => Err(format!("Celery's result lacks a rate: {text}")),
+    }
+}
