@@ -37,6 +37,9 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     logging::init(cli.log_format);
+    if prints_only(&cli.command) {
+        quiet_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,6 +56,30 @@ fn main() -> ExitCode {
             eprintln!("conveyor: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// True for the commands whose only pipes are stdout and stderr: everything
+/// but the worker, `run` and the Kafka tools, which write to their children's
+/// pipes and must see a closed one as an error, not die of it.
+fn prints_only(command: &Command) -> bool {
+    match command {
+        Command::Worker(_) | Command::Run(_) => false,
+        #[cfg(feature = "kafka")]
+        Command::Kafka(_) => false,
+        _ => true,
+    }
+}
+
+/// Lets `SIGPIPE` end the process quietly, as it ends `cat` or `grep`, when
+/// the reader of its output goes away (`conveyor status | head -1`): Rust
+/// ignores the signal, and `println!` would then panic on the closed pipe.
+/// Sockets are unaffected (their writes never raise `SIGPIPE`).
+fn quiet_on_closed_stdout() {
+    // SAFETY: restores the default disposition of one signal before any
+    // thread is started; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
