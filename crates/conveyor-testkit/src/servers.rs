@@ -61,35 +61,28 @@ pub struct TempRedis {
 impl TempRedis {
     /// Starts a server; `None` when `redis-server` is not installed.
     pub fn start() -> Option<TempRedis> {
-        let Some(program) = tool("redis-server") else {
-            println!("SKIPPED: redis-server not found");
-            return None;
-        };
-        let mut r = TempRedis {
-            dir: temp_dir("redis"),
-            port: free_port(),
-            server: None,
-            program,
-            tls: None,
-        };
-        r.restart();
-        Some(r)
+        Self::start_with("redis", None)
     }
 
     /// Starts a server that speaks TLS only, with `certs`' server
     /// certificate (clients need no certificate); `None` when `redis-server`
     /// is not installed.
     pub fn start_tls(certs: &crate::certs::TestCerts) -> Option<TempRedis> {
+        let files = (certs.server_cert(), certs.server_key(), certs.ca());
+        Self::start_with("redis-tls", Some(files))
+    }
+
+    fn start_with(name: &str, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Option<TempRedis> {
         let Some(program) = tool("redis-server") else {
             println!("SKIPPED: redis-server not found");
             return None;
         };
         let mut r = TempRedis {
-            dir: temp_dir("redis-tls"),
+            dir: temp_dir(name),
             port: free_port(),
             server: None,
             program,
-            tls: Some((certs.server_cert(), certs.server_key(), certs.ca())),
+            tls,
         };
         r.restart();
         Some(r)
