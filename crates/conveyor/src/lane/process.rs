@@ -5,7 +5,7 @@
 //! Each child is started as the leader of a new process group, so `SIGKILL` to
 //! the group also reaches the grandchildren it started (a shell pipeline, a
 //! build tool's workers). The group is watched by the
-//! [reaper](super::reaper), so it is killed even when this process dies of
+//! child-process reaper, so it is killed even when this process dies of
 //! `SIGKILL`. No shell is involved unless [`ProcessCommand::shell`]
 //! asks for one: arguments reach the program verbatim.
 
