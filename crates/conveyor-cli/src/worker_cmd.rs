@@ -25,9 +25,13 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     let kind = backend.kind();
     let backend_for_summary = backend.clone();
     let mut builder = Worker::builder(backend);
+    let slots = args
+        .slots
+        .or(cfg.worker.slots)
+        .unwrap_or(conveyor::DEFAULT_WORKERS);
     let mut described = Vec::new();
     for (name, section) in &cfg.handlers {
-        described.push(describe(name, section, global));
+        described.push(describe(name, section, global, slots));
         let limits = handler_limits(section)?;
         if global {
             builder = builder.global_limits(name.clone(), limits);
@@ -37,10 +41,6 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
                  handler {name:?}'s concurrency/rate hold for this worker process only"
             );
         }
-        let slots = args
-            .slots
-            .or(cfg.worker.slots)
-            .unwrap_or(conveyor::DEFAULT_WORKERS);
         builder = if section.persistent {
             builder.handler(persistent_handler(name, section, !global, slots)?)
         } else {
@@ -59,7 +59,6 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     if let Some(q) = queues {
         builder = builder.queues(q);
     }
-    let slots = args.slots.or(w.slots).unwrap_or(conveyor::DEFAULT_WORKERS);
     builder = builder.slots(slots);
     if let Some(d) = args.lease.or(w.lease) {
         builder = builder.lease(d);
@@ -139,19 +138,14 @@ async fn store_summary(backend: &Arc<dyn Backend>, queues: &[String]) {
 }
 
 /// One handler's limits as the start line shows them.
-fn describe(name: &str, section: &HandlerSection, global: bool) -> String {
+fn describe(name: &str, section: &HandlerSection, global: bool, slots: usize) -> String {
     let scope = if global { "all workers" } else { "this worker" };
     let mut parts = Vec::new();
     if section.persistent {
-        parts.push(
-            match section
-                .processes
-                .or(section.concurrency.map(|n| n as usize))
-            {
-                Some(n) => format!("persistent, up to {n} processes"),
-                None => "persistent, up to one process per slot".to_string(),
-            },
-        );
+        parts.push(format!(
+            "persistent, up to {} processes",
+            processes(section, slots)
+        ));
     }
     if let Some(n) = section.concurrency {
         parts.push(format!("at most {n} at once across {scope}"));
@@ -183,6 +177,15 @@ fn handler_limits(section: &HandlerSection) -> anyhow::Result<HandlerLimits> {
     Ok(limits)
 }
 
+/// How many children a persistent handler may have: `processes`, else its
+/// `concurrency`, else one per slot.
+fn processes(section: &HandlerSection, slots: usize) -> usize {
+    section
+        .processes
+        .or(section.concurrency.map(|n| n as usize))
+        .unwrap_or(slots)
+}
+
 /// A persistent handler: up to `processes` (else `concurrency`, else the
 /// worker's slots) long-lived children of `section.program`, each fed task
 /// after task over the line protocol.
@@ -192,10 +195,7 @@ fn persistent_handler(
     local_limits: bool,
     slots: usize,
 ) -> anyhow::Result<Handler<serde_json::Value, serde_json::Value>> {
-    let processes = section
-        .processes
-        .or(section.concurrency.map(|n| n as usize))
-        .unwrap_or(slots);
+    let processes = processes(section, slots);
     let mut spec = PersistentProcess::new(&section.program)
         .args(&section.args)
         .processes(processes);
