@@ -165,9 +165,52 @@ fn persistent_config(python: &Path, dir: &Path, slots: usize, processes: usize) 
     )
 }
 
+/// When a worker run's tasks finished.
+struct Timing {
+    /// The worker was started.
+    started: Instant,
+    /// The first poll that saw finished tasks, and how many it saw.
+    first: Instant,
+    seen: u64,
+    /// The poll that saw the last.
+    last: Instant,
+}
+
 /// Enqueues `n` no-op tasks into a fresh namespace on `url`, runs a
-/// `conveyor worker` with `config` on it, and times the first finished task
-/// to the last; tasks/s.
+/// `conveyor worker` with `config` (logging at `log`) until they have all
+/// completed, then stops it and drops the namespace.
+async fn run_worker(
+    conveyor: &Path,
+    dir: &Path,
+    url: &str,
+    config: &str,
+    n: usize,
+    log: &str,
+) -> Result<Timing, String> {
+    let subject = Subject::new(Some(url), "worker");
+    let backend = subject.open().await;
+    let result = async {
+        enqueue(&backend, n).await?;
+        let started = Instant::now();
+        let mut worker = start(conveyor, dir, &subject.url, config, log)?;
+        let timed = finished(&backend, n, started).await;
+        stop(&mut worker);
+        let (first, seen, last) = timed?;
+        Ok(Timing {
+            started,
+            first,
+            seen,
+            last,
+        })
+    }
+    .await;
+    drop(backend);
+    subject.close().await;
+    result
+}
+
+/// Tasks/s of a worker run: the tasks finished after the first poll that
+/// saw any, up to the last.
 async fn measure(
     conveyor: &Path,
     dir: &Path,
@@ -176,29 +219,16 @@ async fn measure(
     n: usize,
     log: &str,
 ) -> Result<f64, String> {
-    let subject = Subject::new(Some(url), "worker");
-    let backend = subject.open().await;
-    let result = async {
-        enqueue(&backend, n).await?;
-        let mut worker = start(conveyor, dir, &subject.url, config, log)?;
-        let timed = finished(&backend, n, Instant::now()).await;
-        stop(&mut worker);
-        let (first, seen, last) = timed?;
-        let span = last.saturating_duration_since(first).as_secs_f64();
-        if span > 0.0 && seen < n as u64 {
-            Ok((n as u64 - seen) as f64 / span)
-        } else {
-            Err("every task finished between two polls: raise the count".to_string())
-        }
+    let t = run_worker(conveyor, dir, url, config, n, log).await?;
+    let span = t.last.saturating_duration_since(t.first).as_secs_f64();
+    if span > 0.0 && t.seen < n as u64 {
+        Ok((n as u64 - t.seen) as f64 / span)
+    } else {
+        Err("every task finished between two polls: raise the count".to_string())
     }
-    .await;
-    drop(backend);
-    subject.close().await;
-    result
 }
 
-/// Enqueues `n` tasks, then times a worker from its start to the last
-/// finished task; seconds.
+/// Seconds from a worker's start to its last finished task.
 async fn wall(
     conveyor: &Path,
     dir: &Path,
@@ -206,21 +236,8 @@ async fn wall(
     config: &str,
     n: usize,
 ) -> Result<f64, String> {
-    let subject = Subject::new(Some(url), "tutorial");
-    let backend = subject.open().await;
-    let result = async {
-        enqueue(&backend, n).await?;
-        let started = Instant::now();
-        let mut worker = start(conveyor, dir, &subject.url, config, "warn")?;
-        let timed = finished(&backend, n, started).await;
-        stop(&mut worker);
-        let (_, _, last) = timed?;
-        Ok(last.saturating_duration_since(started).as_secs_f64())
-    }
-    .await;
-    drop(backend);
-    subject.close().await;
-    result
+    let t = run_worker(conveyor, dir, url, config, n, "warn").await?;
+    Ok(t.last.saturating_duration_since(t.started).as_secs_f64())
 }
 
 async fn enqueue(backend: &Arc<dyn Backend>, n: usize) -> Result<(), String> {
