@@ -1,0 +1,1 @@
+//! A RabbitMQ backend for conveyor (being built).

@@ -1,0 +1,1 @@
+//! A NATS JetStream backend for conveyor (being built).
