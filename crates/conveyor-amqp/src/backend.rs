@@ -1,0 +1,743 @@
+//! [`AmqpBackend`]: conveyor's backend contract on RabbitMQ.
+//!
+//! - `enqueue_many` publishes every task on a confirm-mode channel and returns
+//!   once the broker confirmed them all (written to its quorum queues);
+//! - `reserve` hands out deliveries the queue's consumer has buffered (never
+//!   more than its prefetch, which is sized to the worker's slots);
+//! - `renew` checks each claim is still alive and moves tasks held close to
+//!   the server's consumer timeout into custody (`custody`);
+//! - `finish` acknowledges and publishes what follows each report in one
+//!   transaction per consumer channel (`consumer`).
+//!
+//! There is no record of a task outside the messages themselves: the broker
+//! is no result store, cannot list or count by task, and has no unique or
+//! ordering keys or priorities; those are refused with
+//! [`Error::Unsupported`] (see `docs/amqp.md`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use conveyor_core::{
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
+    NewTask, Receipt, Reserved, TaskId, Timestamp,
+};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::Channel;
+use lapin::{Confirmation, PublisherConfirm};
+use tokio::sync::Notify;
+
+use crate::consumer::QueueConsumer;
+use crate::delay;
+use crate::error::amqp_error;
+use crate::held::{Held, HeldTasks, Place};
+use crate::link::Link;
+use crate::message::TaskMessage;
+use crate::names::{self, Names};
+use crate::options::AmqpOptions;
+
+/// A task that arrives this much before its due time still runs (the
+/// ladder's hops take a few milliseconds each).
+const EARLY: Duration = Duration::from_millis(5);
+
+/// A RabbitMQ backend. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct AmqpBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    url: String,
+    pub(crate) names: Names,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: AmqpOptions,
+    current: RwLock<Option<Arc<Link>>>,
+    connecting: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    consumers: tokio::sync::Mutex<HashMap<String, Arc<QueueConsumer>>>,
+    pub(crate) held: HeldTasks,
+    work: Arc<Notify>,
+    next_token: AtomicU64,
+    prefetch: OnceLock<u16>,
+}
+
+/// What to publish for a report, before its delivery is settled.
+pub(crate) struct Publish {
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
+    pub(crate) message: TaskMessage,
+}
+
+impl AmqpBackend {
+    /// Connects to `url` (`amqp://USER:PASS@HOST:PORT/VHOST`, the client's
+    /// own parameters only) with every name under `options.prefix`.
+    pub async fn connect(
+        url: &str,
+        options: AmqpOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<AmqpBackend, Error> {
+        options.validate()?;
+        let backend = AmqpBackend {
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                names: Names::new(&options.prefix)?,
+                clock,
+                options,
+                current: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                generation: AtomicU64::new(0),
+                consumers: tokio::sync::Mutex::new(HashMap::new()),
+                held: HeldTasks::default(),
+                work: Arc::new(Notify::new()),
+                next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
+                prefetch: OnceLock::new(),
+            }),
+        };
+        backend.inner.link().await?;
+        Ok(backend)
+    }
+
+    /// The prefix every name is under.
+    pub fn prefix(&self) -> &str {
+        self.inner.names.prefix()
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &AmqpOptions {
+        &self.inner.options
+    }
+
+    /// Deletes what this backend declared under its prefix: the work and dead
+    /// queues of `queues` (with every task in them) and the delay ladder.
+    /// For tests and for retiring a namespace; custody queues expire alone.
+    pub async fn delete_namespace(&self, queues: &[&str]) -> Result<(), Error> {
+        let link = self.inner.link().await?;
+        let admin = link.admin().await?;
+        let names = &self.inner.names;
+        let mut doomed: Vec<String> = queues
+            .iter()
+            .flat_map(|q| [names.work(q), names.dead(q)])
+            .collect();
+        doomed.extend((0..delay::LEVELS).map(|l| names.delay(l)));
+        for q in doomed {
+            admin
+                .queue_delete(q.as_str().into(), Default::default())
+                .await
+                .map_err(|e| amqp_error(&format!("queue.delete {q}"), e))?;
+        }
+        let exchanges = (0..delay::LEVELS)
+            .map(|l| names.delay(l))
+            .chain([names.deliver()]);
+        for x in exchanges {
+            admin
+                .exchange_delete(x.as_str().into(), Default::default())
+                .await
+                .map_err(|e| amqp_error(&format!("exchange.delete {x}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// How many tasks wait in `queue` (ready or in flight to this process's
+    /// buffers are not counted: RabbitMQ's ready count) and in its dead
+    /// queue, without declaring anything.
+    pub async fn depth(&self, queue: &str) -> Result<(u64, u64), Error> {
+        let link = self.inner.link().await?;
+        let names = &self.inner.names;
+        let mut counts = [0u64; 2];
+        for (i, name) in [names.work(queue), names.dead(queue)].iter().enumerate() {
+            let channel = link.channel().await?;
+            let declared = channel
+                .queue_declare(
+                    name.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    Default::default(),
+                )
+                .await;
+            counts[i] = match declared {
+                Ok(q) => u64::from(q.message_count()),
+                // NOT_FOUND closes the channel: no such queue, no tasks.
+                Err(e) if e.to_string().contains("NOT_FOUND") => 0,
+                Err(e) => return Err(amqp_error(&format!("queue.declare {name}"), e)),
+            };
+            let _ = channel.close(200, "".into()).await;
+        }
+        Ok((counts[0], counts[1]))
+    }
+
+    /// Closes the connection: tasks this process holds go back to their queues.
+    pub async fn close(&self) {
+        let link = self.inner.current_link();
+        if let Some(link) = link {
+            link.close().await;
+        }
+    }
+}
+
+impl Inner {
+    fn current_link(&self) -> Option<Arc<Link>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The live connection, reconnecting when the last one died.
+    pub(crate) async fn link(&self) -> Result<Arc<Link>, Error> {
+        if let Some(link) = self.current_link().filter(|l| l.alive()) {
+            return Ok(link);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(link) = self.current_link().filter(|l| l.alive()) {
+            return Ok(link);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let link = Arc::new(Link::open(&self.url, generation).await?);
+        if link.generation > 1 {
+            tracing::info!(generation, "reconnected to RabbitMQ");
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
+        Ok(link)
+    }
+
+    /// The consumer of `queue` on `link`, started when missing or dead.
+    async fn consumer(&self, link: &Link, queue: &str) -> Result<Arc<QueueConsumer>, Error> {
+        let mut consumers = self.consumers.lock().await;
+        if let Some(c) = consumers.get(queue).filter(|c| c.alive()) {
+            return Ok(c.clone());
+        }
+        link.ensure_queue(&self.names, queue, self.options.delivery_limit)
+            .await?;
+        let prefetch = self.prefetch.get().copied().unwrap_or(1);
+        let channel = link.channel().await?;
+        let c = QueueConsumer::start(
+            channel,
+            queue,
+            &self.names.work(queue),
+            prefetch,
+            self.work.clone(),
+        )
+        .await?;
+        consumers.insert(queue.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Where `message` goes to wait for its due time, given `now`.
+    pub(crate) fn route(&self, message: TaskMessage, now: Timestamp) -> Publish {
+        let (exchange, routing_key) = if message.due_at.0 > now.0 {
+            let ms = u64::try_from(message.due_at.0 - now.0).unwrap_or(0);
+            (
+                self.names.delay(delay::LEVELS - 1),
+                delay::routing_key(ms, &names::word(&message.queue)),
+            )
+        } else {
+            (String::new(), self.names.work(&message.queue))
+        };
+        Publish {
+            exchange,
+            routing_key,
+            message,
+        }
+    }
+
+    /// A dead letter of `message` into its queue's dead queue.
+    pub(crate) fn dead_letter(&self, message: TaskMessage) -> Publish {
+        Publish {
+            exchange: String::new(),
+            routing_key: self.names.dead(&message.queue),
+            message,
+        }
+    }
+
+    /// Declares what `publishes` need: their queues, and the ladder if any
+    /// of them is delayed.
+    pub(crate) async fn prepare(&self, link: &Link, publishes: &[Publish]) -> Result<(), Error> {
+        for p in publishes {
+            link.ensure_queue(&self.names, &p.message.queue, self.options.delivery_limit)
+                .await?;
+            if !p.exchange.is_empty() {
+                link.ensure_ladder(&self.names).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// New tasks as messages, each with a fresh id. Refuses what this
+    /// backend cannot keep.
+    pub(crate) fn messages(
+        &self,
+        tasks: Vec<NewTask>,
+        now: Timestamp,
+    ) -> Result<Vec<TaskMessage>, Error> {
+        for t in &tasks {
+            t.validate()?;
+            Names::check_queue(&t.queue)?;
+            let refuse = |what: &str| Err(conveyor_core::unsupported("amqp", what));
+            if t.priority != 0 {
+                return refuse("priorities (quorum queues deliver in order)");
+            }
+            if t.unique_key.is_some() {
+                return refuse("unique keys (the broker keeps no task records)");
+            }
+            if t.ordering_key.is_some() {
+                return refuse("ordering keys");
+            }
+        }
+        Ok(tasks
+            .into_iter()
+            .map(|t| TaskMessage::new(new_id(), t, now))
+            .collect())
+    }
+
+    fn token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A delivery as a reserved task, or what to do with it instead.
+    fn admit(
+        &self,
+        consumer: &Arc<QueueConsumer>,
+        delivery: Delivery,
+        lease: Duration,
+        now: Timestamp,
+        fixes: &mut Vec<(Arc<QueueConsumer>, u64, Publish)>,
+    ) -> Option<Reserved> {
+        let tag = delivery.delivery_tag;
+        let message = match TaskMessage::decode(&delivery.properties, delivery.data) {
+            Ok(m) => m,
+            Err((why, payload)) => {
+                tracing::warn!(queue = %consumer.queue, %why, "dead-lettering a message that is not a conveyor task");
+                let foreign = TaskMessage {
+                    id: TaskId(0),
+                    queue: consumer.queue.clone(),
+                    handler: String::new(),
+                    payload,
+                    attempts: 0,
+                    max_attempts: 1,
+                    timeout: None,
+                    enqueued_at: now,
+                    due_at: now,
+                    error: Some(format!("undecodable message: {why}")),
+                };
+                fixes.push((consumer.clone(), tag, self.dead_letter(foreign)));
+                return None;
+            }
+        };
+        if message.due_at.0 > now.plus(EARLY).0 {
+            // Early: a delay longer than one pass of the ladder.
+            fixes.push((consumer.clone(), tag, self.route(message, now)));
+            return None;
+        }
+        let token = self.token();
+        let reserved = Reserved {
+            lease: Lease {
+                id: message.id,
+                token,
+                receipt: Receipt::new(format!("{}:{tag}", consumer.id).into_bytes()),
+            },
+            queue: consumer.queue.clone(),
+            handler: message.handler.clone(),
+            payload: message.payload.clone(),
+            attempt: message.attempts + 1,
+            max_attempts: message.max_attempts,
+            timeout: message.timeout,
+            ordering_key: None,
+            enqueued_at: message.enqueued_at,
+            due_at: message.due_at,
+            lease_until: now.plus(lease),
+        };
+        self.held.insert(
+            token,
+            Held {
+                message,
+                place: Place::Delivery {
+                    consumer: consumer.clone(),
+                    tag,
+                },
+                since: Instant::now(),
+                lease,
+            },
+        );
+        Some(reserved)
+    }
+
+    /// Acks each delivery after publishing its replacement, one transaction
+    /// per consumer.
+    async fn apply_fixes(&self, link: &Link, fixes: Vec<(Arc<QueueConsumer>, u64, Publish)>) {
+        let publishes: Vec<&Publish> = fixes.iter().map(|(_, _, p)| p).collect();
+        for p in publishes {
+            let needs = std::slice::from_ref(p);
+            if let Err(e) = self.prepare(link, needs).await {
+                tracing::warn!(error = %e.chain(), "could not declare where a message goes; it stays queued");
+                return;
+            }
+        }
+        for (consumer, tag, publish) in fixes {
+            let _tx = consumer.tx.lock().await;
+            let done = async {
+                publish_on(&consumer.channel, &publish).await?;
+                ack(&consumer.channel, tag).await?;
+                commit(&consumer.channel).await
+            }
+            .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e.chain(), "could not move a message; it will be delivered again");
+            }
+        }
+    }
+}
+
+/// A fresh task id: random, so processes need no coordination (63 bits).
+fn new_id() -> TaskId {
+    TaskId(fastrand::u64(1..=i64::MAX as u64))
+}
+
+/// Publishes on `channel` (no confirm: inside a transaction, or the caller
+/// awaits the confirm).
+pub(crate) async fn publish_on(channel: &Channel, p: &Publish) -> Result<PublisherConfirm, Error> {
+    channel
+        .basic_publish(
+            p.exchange.as_str().into(),
+            p.routing_key.as_str().into(),
+            BasicPublishOptions::default(),
+            &p.message.payload,
+            p.message.properties(),
+        )
+        .await
+        .map_err(|e| amqp_error("basic.publish", e))
+}
+
+pub(crate) async fn ack(channel: &Channel, tag: u64) -> Result<(), Error> {
+    channel
+        .basic_ack(tag, BasicAckOptions::default())
+        .await
+        .map_err(|e| amqp_error("basic.ack", e))
+}
+
+async fn requeue(channel: &Channel, tag: u64) -> Result<(), Error> {
+    channel
+        .basic_nack(
+            tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        )
+        .await
+        .map_err(|e| amqp_error("basic.nack", e))
+}
+
+pub(crate) async fn commit(channel: &Channel) -> Result<(), Error> {
+    channel
+        .tx_commit()
+        .await
+        .map_err(|e| amqp_error("tx.commit", e))
+}
+
+/// Publishes every message with confirms and waits for all of them.
+pub(crate) async fn publish_confirmed(link: &Link, publishes: &[Publish]) -> Result<(), Error> {
+    let mut confirms = Vec::with_capacity(publishes.len());
+    for p in publishes {
+        confirms.push(publish_on(&link.publisher, p).await?);
+    }
+    for c in confirms {
+        match c.await.map_err(|e| amqp_error("publisher confirm", e))? {
+            Confirmation::Ack(_) | Confirmation::NotRequested => {}
+            Confirmation::Nack(_) => {
+                return Err(Error::backend(
+                    conveyor_core::BackendErrorKind::Busy,
+                    "amqp publish: the broker refused a message (nack); nothing was lost \
+                     that was confirmed, retry",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One report on its way to a consumer channel's transaction.
+struct Settling {
+    slot: usize,
+    id: TaskId,
+    tag: u64,
+    plan: Plan,
+}
+
+/// The messages a report publishes, and how its claim is settled.
+pub(crate) struct Plan {
+    pub(crate) publishes: Vec<Publish>,
+    /// Hand the delivery back (release) instead of acknowledging it.
+    pub(crate) requeue: bool,
+}
+
+impl Inner {
+    /// What report `finish` asks for the task in `held`.
+    pub(crate) fn plan(&self, held: &Held, finish: Finish, now: Timestamp) -> Result<Plan, Error> {
+        let mut publishes = Vec::new();
+        let mut requeue = false;
+        let mut message = held.message.clone();
+        match finish.action {
+            FinishAction::Complete { .. } | FinishAction::Discard { .. } => {}
+            FinishAction::Retry { delay, error } => {
+                message.attempts += 1;
+                message.error = Some(error);
+                if message.attempts >= message.max_attempts {
+                    publishes.push(self.dead_letter(message));
+                } else {
+                    message.due_at = now.plus(delay);
+                    publishes.push(self.route(message, now));
+                }
+            }
+            FinishAction::DeadLetter { error } => {
+                message.attempts += 1;
+                message.error = Some(error);
+                publishes.push(self.dead_letter(message));
+            }
+            FinishAction::Release => requeue = true,
+        }
+        for m in self.messages(finish.follow_ups, now)? {
+            publishes.push(self.route(m, now));
+        }
+        Ok(Plan { publishes, requeue })
+    }
+
+    /// Settles a delivery-held task inside its channel's transaction.
+    async fn settle_delivery(
+        &self,
+        consumer: &QueueConsumer,
+        tag: u64,
+        plan: &Plan,
+    ) -> Result<(), Error> {
+        for p in &plan.publishes {
+            publish_on(&consumer.channel, p).await?;
+        }
+        if plan.requeue {
+            requeue(&consumer.channel, tag).await
+        } else {
+            ack(&consumer.channel, tag).await
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for AmqpBackend {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            durable: true,
+            shared: true,
+            priority: false,
+            delay: true,
+            unique_keys: false,
+            ordering_keys: false,
+            wakeups: true,
+        }
+    }
+
+    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let messages = inner.messages(tasks, now)?;
+        let out = messages
+            .iter()
+            .map(|m| Enqueued {
+                id: m.id,
+                duplicate: false,
+            })
+            .collect();
+        let publishes: Vec<Publish> = messages.into_iter().map(|m| inner.route(m, now)).collect();
+        let link = inner.link().await?;
+        inner.prepare(&link, &publishes).await?;
+        publish_confirmed(&link, &publishes).await?;
+        Ok(out)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        let inner = &self.inner;
+        if queues.is_empty() || max == 0 {
+            return Ok(Vec::new());
+        }
+        let per_queue = inner
+            .options
+            .prefetch
+            .unwrap_or_else(|| u16::try_from(max.div_ceil(queues.len())).unwrap_or(u16::MAX));
+        inner.prefetch.get_or_init(|| per_queue.max(1));
+        let link = inner.link().await?;
+        let now = inner.clock.now();
+        let mut out = Vec::new();
+        let mut fixes = Vec::new();
+        let mut deliveries = Vec::new();
+        for queue in queues {
+            let consumer = inner.consumer(&link, queue).await?;
+            deliveries.clear();
+            consumer.take(max - out.len(), &mut deliveries);
+            for d in deliveries.drain(..) {
+                if let Some(r) = inner.admit(&consumer, d, lease, now, &mut fixes) {
+                    out.push(r);
+                }
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        if !fixes.is_empty() {
+            inner.apply_fixes(&link, fixes).await;
+        }
+        Ok(out)
+    }
+
+    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        let mut out = Vec::with_capacity(leases.len());
+        for l in leases {
+            out.push(crate::custody::renew(&self.inner, l, lease).await);
+        }
+        Ok(out)
+    }
+
+    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut out: Vec<Option<Result<(), Error>>> = Vec::with_capacity(reports.len());
+        // By consumer: (consumer, [(slot, tag, plan)]).
+        let mut by_channel: HashMap<u64, (Arc<QueueConsumer>, Vec<Settling>)> = HashMap::new();
+        let mut custody = Vec::new();
+        let mut all_publishes_prepared = Vec::new();
+        for (slot, report) in reports.into_iter().enumerate() {
+            out.push(None);
+            if let Err(e) = report.validate_follow_ups() {
+                out[slot] = Some(Err(e));
+                continue;
+            }
+            let Some(held) = inner.held.get(&report.lease) else {
+                out[slot] = Some(Err(Error::StaleLease(report.lease.id)));
+                continue;
+            };
+            let token = report.lease.token;
+            let plan = match inner.plan(&held, report, now) {
+                Ok(p) => p,
+                Err(e) => {
+                    out[slot] = Some(Err(e));
+                    continue;
+                }
+            };
+            all_publishes_prepared.extend(
+                plan.publishes
+                    .iter()
+                    .map(|p| (p.message.queue.clone(), !p.exchange.is_empty())),
+            );
+            inner.held.forget(token);
+            match held.place {
+                Place::Delivery { consumer, tag } if consumer.alive() => {
+                    by_channel
+                        .entry(consumer.id)
+                        .or_insert_with(|| (consumer.clone(), Vec::new()))
+                        .1
+                        .push(Settling {
+                            slot,
+                            id: held.message.id,
+                            tag,
+                            plan,
+                        });
+                }
+                Place::Delivery { .. } => {
+                    out[slot] = Some(Err(Error::StaleLease(held.message.id)));
+                }
+                Place::Custody { generation } => {
+                    custody.push((slot, held, generation, plan));
+                }
+            }
+        }
+        let link = inner.link().await?;
+        for (queue, delayed) in all_publishes_prepared {
+            link.ensure_queue(&inner.names, &queue, inner.options.delivery_limit)
+                .await?;
+            if delayed {
+                link.ensure_ladder(&inner.names).await?;
+            }
+        }
+        for (_, (consumer, items)) in by_channel {
+            let _tx = consumer.tx.lock().await;
+            let mut sent = Vec::with_capacity(items.len());
+            let mut failed = None;
+            for item in &items {
+                match inner.settle_delivery(&consumer, item.tag, &item.plan).await {
+                    Ok(()) => sent.push(item.slot),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let committed = match failed {
+                Some(e) => Err(e),
+                None => commit(&consumer.channel).await,
+            };
+            match committed {
+                Ok(()) => {
+                    for slot in sent {
+                        out[slot] = Some(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    // The channel died before the commit: nothing of this
+                    // transaction applied, and its deliveries went back to
+                    // their queue. Those claims are lost, not the tasks.
+                    tracing::warn!(error = %e.chain(), "settling on a closed channel; its tasks will be delivered again");
+                    for item in &items {
+                        out[item.slot] = Some(Err(Error::StaleLease(item.id)));
+                    }
+                }
+            }
+        }
+        for (slot, held, generation, plan) in custody {
+            let id = held.message.id;
+            out[slot] = Some(
+                crate::custody::settle(inner, &link, held, generation, plan)
+                    .await
+                    .map_err(|e| match e {
+                        Error::StaleLease(_) => Error::StaleLease(id),
+                        other => other,
+                    }),
+            );
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::backend_other("report not settled"))))
+            .collect())
+    }
+
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        let inner = &self.inner;
+        let notified = inner.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let consumers = inner.consumers.lock().await;
+            let mut any = false;
+            for q in queues {
+                match consumers.get(q) {
+                    Some(c) if c.alive() => any |= c.has_work(),
+                    // No consumer yet (or a dead one): reserve makes one.
+                    _ => return false,
+                }
+            }
+            if any {
+                return true;
+            }
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+        true
+    }
+}

@@ -1,0 +1,133 @@
+//! One conveyor queue's consumer: its own channel, in transaction mode, with
+//! a prefetch no larger than the worker's free slots, and a small buffer the
+//! broker's pushed deliveries wait in until `reserve` takes them.
+//!
+//! Why a transaction: a report acknowledges its delivery and publishes what
+//! follows it (a retry's copy, a dead letter, follow-up tasks) on this
+//! channel, and `tx.commit` applies all of it or, when the channel died first,
+//! none of it. A channel dies with its connection or when the broker closes it
+//! (a consumer timeout), and every delivery tag it issued dies with it, so a
+//! worker that lost its claim can settle nothing — fencing from the broker
+//! itself. The `tx` lock keeps one report's frames together: another task's
+//! commit never applies half of it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use conveyor_core::Error;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use tokio::sync::Notify;
+
+use crate::error::{amqp_error, is_ack_timeout};
+
+/// A consumer channel and the deliveries it has received but not handed out.
+pub(crate) struct QueueConsumer {
+    /// Unique among this process's consumer channels.
+    pub(crate) id: u64,
+    /// The conveyor queue.
+    pub(crate) queue: String,
+    pub(crate) channel: Channel,
+    /// Held while one report's frames and the commit go out.
+    pub(crate) tx: tokio::sync::Mutex<()>,
+    buffer: Mutex<VecDeque<Delivery>>,
+    closed: AtomicBool,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl QueueConsumer {
+    /// Starts consuming `amqp_queue` on `channel` with `prefetch`; deliveries
+    /// wake `work`.
+    pub(crate) async fn start(
+        channel: Channel,
+        queue: &str,
+        amqp_queue: &str,
+        prefetch: u16,
+        work: Arc<Notify>,
+    ) -> Result<Arc<QueueConsumer>, Error> {
+        channel
+            .tx_select()
+            .await
+            .map_err(|e| amqp_error("tx.select", e))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| amqp_error("basic.qos", e))?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut stream = channel
+            .basic_consume(
+                amqp_queue.into(),
+                format!("conveyor-{}-{id}", std::process::id()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_error(&format!("basic.consume {amqp_queue}"), e))?;
+        let consumer = Arc::new(QueueConsumer {
+            id,
+            queue: queue.to_string(),
+            channel,
+            tx: tokio::sync::Mutex::new(()),
+            buffer: Mutex::new(VecDeque::with_capacity(usize::from(prefetch))),
+            closed: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&consumer);
+        tokio::spawn(async move {
+            let why = loop {
+                match stream.next().await {
+                    Some(Ok(delivery)) => {
+                        let Some(c) = weak.upgrade() else { return };
+                        c.lock().push_back(delivery);
+                        work.notify_waiters();
+                    }
+                    Some(Err(e)) => break Some(e),
+                    None => break None,
+                }
+            };
+            if let Some(c) = weak.upgrade() {
+                c.closed.store(true, Ordering::Release);
+                match why {
+                    Some(e) if is_ack_timeout(&e.to_string()) => tracing::warn!(
+                        queue = %c.queue,
+                        "RabbitMQ closed the consumer channel: a delivery stayed unacknowledged \
+                         past the server's consumer_timeout. Its tasks go back to the queue; \
+                         set the URL's hold= below consumer_timeout so long tasks move to \
+                         custody in time ({e})"
+                    ),
+                    Some(e) => {
+                        tracing::warn!(queue = %c.queue, error = %e, "consumer channel closed")
+                    }
+                    None => tracing::debug!(queue = %c.queue, "consumer cancelled"),
+                }
+            }
+            work.notify_waiters();
+        });
+        Ok(consumer)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes up to `max` buffered deliveries.
+    pub(crate) fn take(&self, max: usize, into: &mut Vec<Delivery>) {
+        let mut buffer = self.lock();
+        let n = max.min(buffer.len());
+        into.extend(buffer.drain(..n));
+    }
+
+    /// True when deliveries wait in the buffer.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
+    /// True while the channel can still settle what it delivered.
+    pub(crate) fn alive(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && self.channel.status().connected()
+    }
+}
