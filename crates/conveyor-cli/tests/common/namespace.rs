@@ -57,6 +57,32 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// Queues and exchanges under a fresh prefix on the machine's RabbitMQ
+    /// (the default queue's and the delay ladder's, deleted at the end).
+    pub fn amqp(tag: &str) -> Namespace {
+        let prefix = unique(tag);
+        let base = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        Namespace {
+            url: format!("{base}?prefix={prefix}"),
+            cleanup: Some(Box::new(move || {
+                block_on(async move {
+                    let b = conveyor::durable::AmqpBackend::connect(
+                        base,
+                        conveyor::durable::AmqpOptions::default().prefix(prefix),
+                        Arc::new(conveyor::SystemClock),
+                    )
+                    .await
+                    .expect("connect to clean up");
+                    b.delete_namespace(&[conveyor::durable::DEFAULT_QUEUE_NAME])
+                        .await
+                        .expect("delete the test queues");
+                })
+            })),
+        }
+    }
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         if let Some(f) = self.cleanup.take() {

@@ -38,6 +38,8 @@ pub const DEFAULT_QUEUE_NAME: &str = conveyor_core::DEFAULT_QUEUE;
 /// Attempts a task gets when none are given.
 pub const DEFAULT_ATTEMPTS: u32 = conveyor_core::DEFAULT_MAX_ATTEMPTS;
 
+#[cfg(feature = "amqp")]
+pub use conveyor_amqp::{AmqpBackend, AmqpOptions};
 #[cfg(feature = "embedded")]
 pub use conveyor_embedded::EmbeddedBackend;
 #[cfg(feature = "postgres")]
