@@ -1,0 +1,361 @@
+//! [`NatsBackend`]: the connection, the namespace's streams and ledger, and
+//! conveyor's core contract on them (each operation in its own module:
+//! `enqueue`, `reserve`, `finish`; the parts in theirs).
+//!
+//! Time comes from the injected [`Clock`] for every decision a record
+//! makes (lease ends, run-at, finish and enqueue times), never from the
+//! server, so tests move time by hand. The connection is async-nats's own,
+//! which reconnects by itself: while it is down calls fail with
+//! [`BackendErrorKind::Unavailable`](conveyor_core::BackendErrorKind), and
+//! succeed again once it is back (streams, consumers and the bucket are
+//! durable on the server; a consumer the server lost is made again).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use conveyor_core::{
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishMark, Lease, NewTask,
+    Reserved, ResultStore, SystemClock, TaskId, TaskRecord,
+};
+
+use crate::error::nats_error;
+use crate::ledger::Ledger;
+use crate::names::{Names, DEFAULT_PREFIX};
+use crate::record::Rec;
+use crate::streams::{ConsumerSettings, Outgoing, Streams};
+use crate::wakeups::{self, Wakeups};
+
+/// How a [`NatsBackend`] is set up beyond its server address.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// The namespace: every stream, bucket, consumer and subject starts with
+    /// it (letters, digits, `_`, `-`; default [`DEFAULT_PREFIX`]).
+    pub prefix: String,
+    /// The consumers' `AckWait`: how long the broker waits before it
+    /// redelivers a message whose holder went silent (renewals reset it).
+    /// The backstop behind lease recovery; default 30 s.
+    pub ack_wait: Duration,
+    /// Most unacked messages per queue and priority, across every worker
+    /// (JetStream's `MaxAckPending`); default 100 000.
+    pub max_ack_pending: i64,
+    /// Trust this CA file for `tls://` servers (instead of the system roots).
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_string(),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 100_000,
+            ca: None,
+        }
+    }
+}
+
+/// A durable task store on NATS JetStream. Cheap to clone (clones share
+/// one connection).
+#[derive(Clone)]
+pub struct NatsBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) names: Names,
+    pub(crate) ledger: Ledger,
+    pub(crate) streams: Streams,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) wake: Arc<Wakeups>,
+    version: String,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for NatsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBackend")
+            .field("prefix", &self.inner.names.prefix())
+            .field("server", &self.inner.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The oldest server this backend runs on: direct gets (used to read
+/// records and scan held messages) came with 2.9.
+const MIN_VERSION: (u64, u64) = (2, 9);
+
+/// `major.minor` of a server version string such as `2.9.10`.
+pub(crate) fn version_of(v: &str) -> Option<(u64, u64)> {
+    let mut parts = v.trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.split('-').next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+impl NatsBackend {
+    /// Connects to `url` (`nats://host:port`) in the default namespace with
+    /// the system clock.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, DEFAULT_PREFIX, Arc::new(SystemClock)).await
+    }
+
+    /// Connects with every name under `prefix` and time read from `clock`.
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let options = NatsOptions {
+            prefix: prefix.to_string(),
+            ..NatsOptions::default()
+        };
+        Self::connect_options(url, options, clock).await
+    }
+
+    /// Connects with `options`; creates the namespace's streams and bucket
+    /// when missing. Fails with [`Error::InvalidConfig`] for a bad prefix,
+    /// a server older than 2.9 or one without JetStream, and with
+    /// [`Error::Backend`] when the server cannot be reached.
+    pub async fn connect_options(
+        url: &str,
+        options: NatsOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let names = Names::new(&options.prefix)?;
+        let wake = Arc::new(Wakeups::default());
+        let weak = Arc::downgrade(&wake);
+        let mut connect = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_secs(10)))
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let weak = weak.clone();
+                async move {
+                    let Some(w) = weak.upgrade() else { return };
+                    match event {
+                        async_nats::Event::Connected => w.connected(),
+                        async_nats::Event::Disconnected => w.disconnected(),
+                        _ => {}
+                    }
+                }
+            });
+        if let Some(ca) = &options.ca {
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        // Refuse at once, rather than retrying forever, when nothing listens.
+        let client = tokio::time::timeout(Duration::from_secs(10), connect.connect(url))
+            .await
+            .map_err(|_| {
+                Error::backend(
+                    conveyor_core::BackendErrorKind::Unavailable,
+                    format!("nats connect: no server answered at {url} within 10 s"),
+                )
+            })?
+            .map_err(|e| nats_error("connect", e, async_nats::connection::State::Disconnected))?;
+        let version = client.server_info().version;
+        match version_of(&version) {
+            Some(v) if v >= MIN_VERSION => {}
+            _ => {
+                return Err(Error::InvalidConfig(format!(
+                    "the NATS server at {url} runs {version:?}; conveyor needs 2.9 or newer"
+                )))
+            }
+        }
+        if !client.server_info().jetstream {
+            return Err(Error::InvalidConfig(format!(
+                "the NATS server at {url} has JetStream off (start it with -js)"
+            )));
+        }
+        let js = jetstream::new(client.clone());
+        let settings = ConsumerSettings {
+            ack_wait: options.ack_wait,
+            max_ack_pending: options.max_ack_pending,
+        };
+        let ledger = Ledger::open(&js, client.clone(), &names).await?;
+        let streams = Streams::open(&js, client.clone(), &names, settings).await?;
+        let listener = wakeups::listen(&client, &names, Arc::downgrade(&wake)).await?;
+        tracing::debug!(%version, prefix = names.prefix(), "connected to NATS");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                names,
+                ledger,
+                streams,
+                clock,
+                wake,
+                version,
+                listener,
+            }),
+        })
+    }
+
+    /// The namespace's prefix.
+    pub fn prefix(&self) -> &str {
+        self.inner.names.prefix()
+    }
+
+    /// The server's version, as it said when the connection opened.
+    pub fn server_version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// Deletes the namespace: its two streams and its bucket, with every
+    /// task, consumer and entry in them. For tests and tearing down.
+    pub async fn destroy(&self) -> Result<(), Error> {
+        let n = &self.inner.names;
+        for stream in [n.ready_stream(), n.sched_stream(), n.bucket_stream()] {
+            if let Err(e) = self.inner.js.delete_stream(&stream).await {
+                if !format!("{e:?}").contains("NotFound") && !format!("{e}").contains("not found") {
+                    return Err(nats_error("deleting a stream", e, self.state()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn state(&self) -> async_nats::connection::State {
+        self.inner.client.connection_state()
+    }
+
+    pub(crate) fn now(&self) -> conveyor_core::Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The message that makes `rec` runnable as dispatch `d`: a ready
+    /// message when its run-at has come, else a schedule entry.
+    pub(crate) fn dispatch_for(&self, rec: &Rec, d: u64, msg_id: bool) -> Outgoing {
+        let names = &self.inner.names;
+        let subject = if rec.run_at <= self.now().as_millis() {
+            names.ready_subject(&rec.queue, rec.priority)
+        } else {
+            names.sched_subject(&rec.queue, rec.run_at)
+        };
+        Outgoing {
+            subject,
+            id: rec.id,
+            dispatch: d,
+            msg_id: msg_id.then(|| format!("{}.{}.{d}", names.prefix(), rec.id)),
+        }
+    }
+
+    /// Wakes the idle workers of `queues` (one message per queue).
+    pub(crate) async fn wake(&self, queues: &[String]) {
+        let subjects: std::collections::BTreeSet<String> = queues
+            .iter()
+            .map(|q| self.inner.names.wake_subject(q))
+            .collect();
+        for subject in subjects {
+            let _ = self
+                .inner
+                .client
+                .publish(subject, bytes::Bytes::new())
+                .await;
+        }
+    }
+
+    /// Tells result waiters that `ids` finished (one message).
+    pub(crate) async fn announce(&self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let text: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let subject = self.inner.names.finished_subject();
+        let _ = self
+            .inner
+            .client
+            .publish(subject, text.join(",").into())
+            .await;
+    }
+}
+
+/// Runs `futures` together (their requests go out at once): the outputs, in order.
+pub(crate) async fn all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    futures_util::future::join_all(futures).await
+}
+
+#[async_trait]
+impl Backend for NatsBackend {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ordering_keys: false,
+            ..Capabilities::ALL
+        }
+    }
+
+    async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        self.enqueue_tasks(tasks).await
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        self.reserve_tasks(queues, max, lease).await
+    }
+
+    async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
+        self.renew_leases(leases, lease).await
+    }
+
+    async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
+        self.finish_reports(reports).await
+    }
+
+    async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
+        self.inner.wake.wait(queues, timeout).await;
+        true
+    }
+
+    conveyor_core::own_parts!(
+        result_store,
+        inspection,
+        administration,
+        maintenance,
+        registry
+    );
+}
+
+#[async_trait]
+impl ResultStore for NatsBackend {
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
+        Ok(self.inner.ledger.get(id.0).await?.map(|(r, _)| r.to_task()))
+    }
+
+    async fn finish_mark(&self) -> Option<FinishMark> {
+        self.inner.wake.finish_mark()
+    }
+
+    /// Woken by the ids every finishing call publishes on `<P>.finished`.
+    async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
+        self.inner.wake.wait_finished(id, since, timeout).await;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_of;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(version_of("2.9.10"), Some((2, 9)));
+        assert_eq!(version_of("v2.12.0-beta.1"), Some((2, 12)));
+        assert_eq!(version_of("junk"), None);
+        assert!(version_of("2.8.4") < Some((2, 9)));
+    }
+}

@@ -1,0 +1,205 @@
+//! Creating tasks: `enqueue_many`, and the follow-ups a finish stored.
+//!
+//! A batch costs a fixed number of round trips whatever its size: one to
+//! take its ids from the counter, one (concurrent) create per record, one
+//! per unique-key claim, one (pipelined) publish per task with every
+//! publish ack awaited together. The order is what makes it safe:
+//!
+//! 1. **records first** (key-value `create`), so a message never points to
+//!    a record that does not exist yet;
+//! 2. **unique keys** are claims `u.<queue>.<key>` holding the id of the
+//!    task that has them: created if absent, taken over (compare-and-set)
+//!    when the holder is finished or gone, a duplicate otherwise (the
+//!    record just made is removed again);
+//! 3. **messages last**: a ready message (numbered dispatch 1) or a
+//!    schedule entry, with a `Nats-Msg-Id` derived from the task id, so
+//!    doing it all again for the same ids (a follow-up after a crash) adds
+//!    nothing twice.
+//!
+//! There are no multi-key transactions in JetStream, so a batch is not
+//! atomic against a crash halfway: a failed publish removes the records it
+//! made (best effort) and reports the error; a process killed between
+//! steps 1 and 3 can leave records that never run (see `docs/nats.md`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use conveyor_core::{unsupported, Enqueued, Error, NewTask, TaskId, Timestamp};
+
+use crate::backend::{all, NatsBackend};
+use crate::ledger::{parse_u64, Created};
+use crate::names::keys;
+use crate::record::{Rec, Spec};
+
+impl NatsBackend {
+    /// Refuses what this backend cannot store: ordering keys.
+    pub(crate) fn check_task(&self, task: &NewTask) -> Result<(), Error> {
+        task.validate()?;
+        if task.ordering_key.is_some() {
+            return Err(unsupported("nats", "ordering keys"));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn enqueue_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        for t in &tasks {
+            self.check_task(t)?;
+        }
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let first = self.inner.ledger.alloc_ids(tasks.len() as u64).await?;
+        let specs: Vec<(u64, Spec)> = tasks
+            .iter()
+            .zip(first..)
+            .map(|(t, id)| (id, Spec::of(t, now)))
+            .collect();
+        self.materialize(&specs, now).await
+    }
+
+    /// Creates tasks with the given ids (see the module documentation);
+    /// doing it again for the same ids creates nothing twice.
+    pub(crate) async fn materialize(
+        &self,
+        specs: &[(u64, Spec)],
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, Error> {
+        let ledger = &self.inner.ledger;
+        let recs: Vec<Rec> = specs.iter().map(|(id, s)| Rec::new(*id, s, now)).collect();
+        let jobs: Vec<_> = recs.iter().map(|r| ledger.create_rec(r)).collect();
+        let created: Vec<Result<Created, Error>> = all(jobs).await;
+        for c in created {
+            c?;
+        }
+        let dups = self.claim_all(&recs).await?;
+        let removed = recs
+            .iter()
+            .zip(&dups)
+            .filter(|(_, d)| d.is_some())
+            .map(|(r, _)| ledger.remove_rec(r.id))
+            .collect::<Vec<_>>();
+        for r in all(removed).await {
+            r?;
+        }
+        let fresh: Vec<&Rec> = recs
+            .iter()
+            .zip(&dups)
+            .filter(|(_, d)| d.is_none())
+            .map(|(r, _)| r)
+            .collect();
+        let out: Vec<_> = fresh
+            .iter()
+            .map(|r| self.dispatch_for(r, 1, true))
+            .collect();
+        if let Err(e) = self.inner.streams.publish(&out).await {
+            let undo: Vec<_> = fresh.iter().map(|r| ledger.remove_rec(r.id)).collect();
+            let _ = all(undo).await;
+            return Err(e);
+        }
+        let ready: Vec<String> = fresh
+            .iter()
+            .filter(|r| r.run_at <= now.as_millis())
+            .map(|r| r.queue.clone())
+            .collect();
+        self.wake(&ready).await;
+        Ok(recs
+            .iter()
+            .zip(dups)
+            .map(|(r, dup)| Enqueued {
+                id: TaskId(dup.unwrap_or(r.id)),
+                duplicate: dup.is_some(),
+            })
+            .collect())
+    }
+
+    /// Claims every record's unique key: the holder's id for each duplicate.
+    /// Claims of one key are taken in batch order, different keys at once.
+    async fn claim_all(&self, recs: &[Rec]) -> Result<Vec<Option<u64>>, Error> {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in recs.iter().enumerate() {
+            if let Some(k) = &r.unique_key {
+                groups.entry(keys::claim(&r.queue, k)).or_default().push(i);
+            }
+        }
+        let mut out = vec![None; recs.len()];
+        let runs: Vec<_> = groups
+            .into_iter()
+            .map(|(key, idx)| async move {
+                let mut got = Vec::with_capacity(idx.len());
+                for i in idx {
+                    got.push((i, self.claim(&key, recs[i].id).await?));
+                }
+                Ok::<_, Error>(got)
+            })
+            .collect();
+        for group in all(runs).await {
+            for (i, dup) in group? {
+                out[i] = dup;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims `key` for task `id`: `None` when it has it now, the holder's
+    /// id when an unfinished task holds it.
+    pub(crate) async fn claim(&self, key: &str, id: u64) -> Result<Option<u64>, Error> {
+        let ledger = &self.inner.ledger;
+        let mine = || Bytes::from(id.to_string());
+        for _ in 0..100 {
+            match ledger.entry(key).await? {
+                None => match ledger.create(key, mine()).await? {
+                    Created::New(_) => return Ok(None),
+                    Created::Exists => continue,
+                },
+                Some((value, rev)) => {
+                    let holder = parse_u64(&value)?;
+                    if holder == id {
+                        return Ok(None);
+                    }
+                    let holds = match ledger.get(holder).await? {
+                        Some((rec, _)) => !rec.state().is_finished(),
+                        None => false,
+                    };
+                    if holds {
+                        return Ok(Some(holder));
+                    }
+                    if ledger.cas(key, mine(), rev).await?.is_some() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        Err(Error::backend(
+            conveyor_core::BackendErrorKind::Busy,
+            "nats: a unique key stayed contended",
+        ))
+    }
+
+    /// Enqueues the follow-ups `rec` (read at `rev`) stored, then clears
+    /// them from it. Safe to run again, from any process.
+    pub(crate) async fn complete_follow_ups(&self, rec: &Rec, rev: u64) -> Result<(), Error> {
+        let specs: Vec<(u64, Spec)> = rec
+            .follow_ups
+            .iter()
+            .map(|f| (f.id, f.spec.clone()))
+            .collect();
+        let ids: HashSet<u64> = specs.iter().map(|(id, _)| *id).collect();
+        self.materialize(&specs, self.now()).await?;
+        let (mut rec, mut rev) = (rec.clone(), rev);
+        for _ in 0..100 {
+            if !rec.follow_ups.iter().any(|f| ids.contains(&f.id)) {
+                return Ok(());
+            }
+            rec.follow_ups.retain(|f| !ids.contains(&f.id));
+            if self.inner.ledger.cas_rec(&rec, rev).await?.is_some() {
+                return Ok(());
+            }
+            match self.inner.ledger.get(rec.id).await? {
+                Some((r, v)) => (rec, rev) = (r, v),
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! The ledger: one JetStream key-value bucket holding a record per task
+//! (key `t.<id>`), the id counter, unique-key claims, leadership terms and
+//! worker heartbeats. It is what makes fencing possible on JetStream: a
+//! message ack is keyed by stream sequence only, so a worker whose lease
+//! ran out could still ack a redelivery someone else now runs; every state
+//! change here is a compare-and-set on the entry's revision (the stream's
+//! `Nats-Expected-Last-Subject-Sequence`), so of two writers that read the
+//! same record only one can change it.
+//!
+//! Deleting an entry purges its subject from the bucket's stream instead of
+//! writing a delete marker, so pruned tasks leave nothing behind for scans.
+//! A scan (listing, stats, pruning) reads the last entry of every key under
+//! a filter with an ordered consumer: its cost grows with the number of
+//! keys it covers, which `docs/nats.md` spells out.
+
+use std::sync::Mutex;
+
+use async_nats::jetstream::consumer::push::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::{self, stream::Stream};
+use bytes::Bytes;
+use conveyor_core::Error;
+use futures_util::StreamExt;
+
+use crate::error::{bad_data, nats_error};
+use crate::names::{keys, Names};
+use crate::record::Rec;
+
+/// A value read with the revision to update it at.
+pub(crate) type Versioned<T> = (T, u64);
+
+/// What a create did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// Written, at this revision.
+    New(u64),
+    /// The key had a value already.
+    Exists,
+}
+
+/// The bucket and what reaches it.
+pub(crate) struct Ledger {
+    client: async_nats::Client,
+    kv: kv::Store,
+    /// The bucket's stream, for purges and scans.
+    stream: Stream,
+    names: Names,
+    /// The counter's last value and revision as this process wrote it.
+    seq: Mutex<Option<(u64, u64)>>,
+}
+
+impl Ledger {
+    /// Opens the namespace's bucket, creating it when missing.
+    pub(crate) async fn open(
+        js: &jetstream::Context,
+        client: async_nats::Client,
+        names: &Names,
+    ) -> Result<Ledger, Error> {
+        let state = || client.connection_state();
+        // The bucket's stream is made by hand, as a key-value store of one
+        // value per key: async-nats's `create_key_value` first reads the
+        // account's info, which it cannot parse from a 2.9 server.
+        let config = jetstream::stream::Config {
+            name: names.bucket_stream(),
+            description: Some("conveyor task records".into()),
+            subjects: vec![names.key_subject(">")],
+            max_messages_per_subject: 1,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            duplicate_window: std::time::Duration::from_secs(120),
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| nats_error("creating the ledger bucket", e, state()))?;
+        let kv = js
+            .get_key_value(names.bucket())
+            .await
+            .map_err(|e| nats_error("opening the ledger bucket", e, state()))?;
+        let stream = js
+            .get_stream(names.bucket_stream())
+            .await
+            .map_err(|e| nats_error("opening the ledger stream", e, state()))?;
+        Ok(Ledger {
+            client: client.clone(),
+            kv,
+            stream,
+            names: names.clone(),
+            seq: Mutex::new(None),
+        })
+    }
+
+    fn state(&self) -> async_nats::connection::State {
+        self.client.connection_state()
+    }
+
+    /// The value of `key` and its revision; `None` when absent or deleted.
+    pub(crate) async fn entry(&self, key: &str) -> Result<Option<Versioned<Bytes>>, Error> {
+        let e = self
+            .kv
+            .entry(key)
+            .await
+            .map_err(|e| nats_error("reading the ledger", e, self.state()))?;
+        Ok(e.filter(|e| e.operation == Operation::Put)
+            .map(|e| (e.value, e.revision)))
+    }
+
+    /// Writes `value` under `key` only if it has none.
+    pub(crate) async fn create(&self, key: &str, value: Bytes) -> Result<Created, Error> {
+        match self.kv.create(key, value).await {
+            Ok(rev) => Ok(Created::New(rev)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(Created::Exists),
+            Err(e) => Err(nats_error("creating a ledger entry", e, self.state())),
+        }
+    }
+
+    /// Writes `value` under `key` if its revision is still `rev`; `None`
+    /// when someone changed it first.
+    pub(crate) async fn cas(
+        &self,
+        key: &str,
+        value: Bytes,
+        rev: u64,
+    ) -> Result<Option<u64>, Error> {
+        match self.kv.update(key, value, rev).await {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(nats_error("updating a ledger entry", e, self.state())),
+        }
+    }
+
+    /// Writes `value` under `key` whatever was there.
+    pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<u64, Error> {
+        self.kv
+            .put(key, value)
+            .await
+            .map_err(|e| nats_error("writing a ledger entry", e, self.state()))
+    }
+
+    /// Removes `key` and its history, leaving no marker.
+    pub(crate) async fn remove(&self, key: &str) -> Result<(), Error> {
+        self.stream
+            .purge()
+            .filter(self.names.key_subject(key))
+            .await
+            .map(|_| ())
+            .map_err(|e| nats_error("removing a ledger entry", e, self.state()))
+    }
+
+    /// Removes task `id`'s record.
+    pub(crate) async fn remove_rec(&self, id: u64) -> Result<(), Error> {
+        self.remove(&keys::task(id)).await
+    }
+
+    /// Task `id`'s record and revision.
+    pub(crate) async fn get(&self, id: u64) -> Result<Option<Versioned<Rec>>, Error> {
+        match self.entry(&keys::task(id)).await? {
+            Some((bytes, rev)) => Ok(Some((Rec::decode(&bytes)?, rev))),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates task `rec`'s record.
+    pub(crate) async fn create_rec(&self, rec: &Rec) -> Result<Created, Error> {
+        self.create(&keys::task(rec.id), rec.encode()).await
+    }
+
+    /// Replaces a record read at `rev`; `None` when it changed since.
+    pub(crate) async fn cas_rec(&self, rec: &Rec, rev: u64) -> Result<Option<u64>, Error> {
+        self.cas(&keys::task(rec.id), rec.encode(), rev).await
+    }
+
+    /// `n` fresh task ids, increasing: the first of them. One round trip
+    /// when this process was the counter's last writer, more under contention.
+    pub(crate) async fn alloc_ids(&self, n: u64) -> Result<u64, Error> {
+        let cached = self.seq.lock().ok().and_then(|s| *s);
+        let mut current = cached;
+        for _ in 0..1_000 {
+            let (value, rev) = match current {
+                Some(c) => c,
+                None => match self.entry(keys::SEQ).await? {
+                    Some((bytes, rev)) => (parse_u64(&bytes)?, rev),
+                    None => match self.create(keys::SEQ, Bytes::from_static(b"0")).await? {
+                        Created::New(rev) => (0, rev),
+                        Created::Exists => continue,
+                    },
+                },
+            };
+            let next = value + n;
+            match self.cas(keys::SEQ, next.to_string().into(), rev).await? {
+                Some(new_rev) => {
+                    if let Ok(mut s) = self.seq.lock() {
+                        *s = Some((next, new_rev));
+                    }
+                    return Ok(value + 1);
+                }
+                None => current = None,
+            }
+        }
+        Err(Error::backend(
+            conveyor_core::BackendErrorKind::Busy,
+            "nats: the task id counter stayed contended",
+        ))
+    }
+
+    /// The last value of every live key matching `filter` (a key pattern
+    /// such as `t.>`), with its key and revision, in stream order.
+    pub(crate) async fn scan(&self, filter: &str) -> Result<Vec<(String, Bytes, u64)>, Error> {
+        let what = "scanning the ledger";
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.names.key_subject(filter),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error(what, e, self.state()))?;
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        let prefix = self.names.key_subject("");
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| nats_error(what, e, self.state()))?;
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| nats_error(what, e, self.state()))?;
+            let info = m.info().map_err(|e| bad_data(format!("{what}: {e}")))?;
+            let (rev, pending) = (info.stream_sequence, info.pending);
+            let live = !m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() != "PUT");
+            if live {
+                if let Some(key) = m.subject.as_str().strip_prefix(&prefix) {
+                    out.push((key.to_string(), m.payload.clone(), rev));
+                }
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every task record (a full scan).
+    pub(crate) async fn scan_tasks(&self) -> Result<Vec<Versioned<Rec>>, Error> {
+        self.scan(keys::TASKS)
+            .await?
+            .into_iter()
+            .map(|(_, bytes, rev)| Ok((Rec::decode(&bytes)?, rev)))
+            .collect()
+    }
+}
+
+/// A decimal number stored as text.
+pub(crate) fn parse_u64(bytes: &[u8]) -> Result<u64, Error> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| bad_data("a ledger number does not parse"))
+}

@@ -1,0 +1,168 @@
+//! The maintenance part: recovering leases that ran out (on conveyor's
+//! clock), pruning old tasks, and maintenance leadership.
+//!
+//! Recovery does not scan the ledger: running tasks are exactly those whose
+//! ready message some consumer delivered and nobody acked, so it reads the
+//! held messages (`Streams::held`, one request each) and their records. A
+//! record running past its lease gets a new ready message (one dispatch
+//! ahead, published first) and is written `available`, or `dead` on its
+//! last attempt; then the message the dead lease held is deleted. Records
+//! a finish left with follow-ups to enqueue are completed on the way, and
+//! held messages of finished tasks (an ack that was lost) are deleted.
+//!
+//! Pruning is a full scan of the records (see `docs/nats.md`); leadership
+//! is one key per role, `lead.<role>`, taken by create or compare-and-set.
+
+use std::time::Duration;
+
+use conveyor_core::async_trait;
+use conveyor_core::{Error, Maintenance, Retention, TaskState, Timestamp, Transition};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::NatsBackend;
+use crate::ledger::Created;
+use crate::names::keys;
+use crate::reserve::expire_final;
+use crate::streams::Pending;
+
+/// A leadership term as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Term {
+    holder: String,
+    until: i64,
+}
+
+/// What recovering one held message did.
+enum Recovered {
+    /// Nothing (its lease lasts, or it was not a lease).
+    No,
+    /// The task is ready again in this queue.
+    Ready(String),
+    /// The task is dead: its last attempt's lease ran out.
+    Dead(u64),
+}
+
+impl NatsBackend {
+    /// Recovers the task of held message `p` if its lease ran out.
+    async fn recover_one(&self, p: Pending, now: Timestamp) -> Result<Recovered, Error> {
+        let ledger = &self.inner.ledger;
+        let streams = &self.inner.streams;
+        for _ in 0..16 {
+            let Some((rec, rev)) = ledger.get(p.id).await? else {
+                streams.delete_ready(p.seq).await?;
+                return Ok(Recovered::No);
+            };
+            if !rec.follow_ups.is_empty() {
+                self.complete_follow_ups(&rec, rev).await?;
+                continue;
+            }
+            let holds = rec.msg_seq == Some(p.seq);
+            if rec.state().is_finished() && holds {
+                streams.delete_ready(p.seq).await?;
+                return Ok(Recovered::No);
+            }
+            if !(holds && rec.lease_expired(now)) {
+                return Ok(Recovered::No);
+            }
+            let mut new = rec.clone();
+            let done = if rec.attempts >= rec.max_attempts {
+                expire_final(&mut new, now)?;
+                Recovered::Dead(rec.id)
+            } else {
+                new.apply(Transition::Expire)?;
+                new.dispatch = rec.dispatch + 1;
+                new.lease_until = None;
+                new.msg_seq = None;
+                let out = self.dispatch_for(&new, new.dispatch, false);
+                streams.publish(&[out]).await?;
+                Recovered::Ready(rec.queue.clone())
+            };
+            if ledger.cas_rec(&new, rev).await?.is_some() {
+                streams.delete_ready(p.seq).await?;
+                return Ok(done);
+            }
+        }
+        Ok(Recovered::No)
+    }
+}
+
+#[async_trait]
+impl Maintenance for NatsBackend {
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let now = self.now();
+        let held = self.inner.streams.held().await?;
+        let jobs: Vec<_> = held.into_iter().map(|p| self.recover_one(p, now)).collect();
+        let done = crate::backend::all(jobs).await;
+        let mut n = 0;
+        let mut finished = Vec::new();
+        let mut queues = Vec::new();
+        for r in done {
+            match r? {
+                Recovered::No => continue,
+                Recovered::Dead(id) => finished.push(id),
+                Recovered::Ready(q) => queues.push(q),
+            }
+            n += 1;
+        }
+        self.announce(&finished).await;
+        self.wake(&queues).await;
+        if n > 0 {
+            tracing::debug!(tasks = n, "recovered expired leases");
+        }
+        Ok(n)
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.now();
+        let finished_before = now.minus(retention.finished).as_millis();
+        let dead_before = now.minus(retention.dead).as_millis();
+        let old: Vec<_> = self
+            .inner
+            .ledger
+            .scan_tasks()
+            .await?
+            .into_iter()
+            .map(|(rec, _)| rec)
+            .filter(|rec| {
+                let cutoff = match rec.state() {
+                    TaskState::Completed | TaskState::Cancelled => finished_before,
+                    TaskState::Dead => dead_before,
+                    _ => return false,
+                };
+                rec.finished_at.is_some_and(|at| at <= cutoff)
+            })
+            .collect();
+        self.remove_tasks(&old).await
+    }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let now = self.now();
+        let ledger = &self.inner.ledger;
+        let key = keys::lead(role);
+        let term = serde_json::to_vec(&Term {
+            holder: holder.to_string(),
+            until: now.plus(ttl).as_millis(),
+        })
+        .unwrap_or_default();
+        for _ in 0..16 {
+            match ledger.entry(&key).await? {
+                None => match ledger.create(&key, term.clone().into()).await? {
+                    Created::New(_) => return Ok(true),
+                    Created::Exists => continue,
+                },
+                Some((value, rev)) => {
+                    let free = serde_json::from_slice::<Term>(&value)
+                        .map(|t| t.holder == holder || t.until <= now.as_millis())
+                        .unwrap_or(true);
+                    if !free {
+                        return Ok(false);
+                    }
+                    if ledger.cas(&key, term.clone().into(), rev).await?.is_some() {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+}

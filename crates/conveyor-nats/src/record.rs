@@ -1,0 +1,285 @@
+//! The ledger's record of one task: everything the state machine decides
+//! on (state, attempts, lease token, lease end, run-at), what the task is
+//! (queue, handler, payload, options) and what became of it (result,
+//! error, finish time), plus the two fields that tie it to JetStream
+//! messages: `dispatch` (which ready message is the live one) and
+//! `msg_seq` (the stream sequence of the message the current lease holds).
+//!
+//! Stored as one key-value entry: a line of JSON with the fields, then the
+//! payload's bytes, then the result's (their lengths are in the JSON), so
+//! binary payloads cost no encoding. A record changes only by
+//! compare-and-set on the entry's revision, and only along
+//! [`Transition`] edges ([`Rec::apply`]).
+
+use std::time::Duration;
+
+use conveyor_core::{
+    Error, NewTask, Reserved, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::bad_data;
+
+/// A task to create: a [`NewTask`] with its first run time resolved, so
+/// creating it again (after a crash, for a follow-up) creates the same task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Spec {
+    pub(crate) queue: String,
+    pub(crate) handler: String,
+    #[serde(with = "hex")]
+    pub(crate) payload: Vec<u8>,
+    pub(crate) priority: i32,
+    pub(crate) run_at: i64,
+    pub(crate) max_attempts: u32,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) unique_key: Option<String>,
+}
+
+impl Spec {
+    /// `task` as it will be stored when enqueued at `now`.
+    pub(crate) fn of(task: &NewTask, now: Timestamp) -> Spec {
+        Spec {
+            queue: task.queue.clone(),
+            handler: task.handler.clone(),
+            payload: task.payload.clone(),
+            priority: task.priority,
+            run_at: task.first_run(now).as_millis(),
+            max_attempts: task.max_attempts,
+            timeout_ms: task
+                .timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            unique_key: task.unique_key.clone(),
+        }
+    }
+}
+
+/// A follow-up a finished record still has to enqueue, with its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FollowUp {
+    pub(crate) id: u64,
+    pub(crate) spec: Spec,
+}
+
+/// One task's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Rec {
+    pub(crate) id: u64,
+    pub(crate) queue: String,
+    pub(crate) handler: String,
+    pub(crate) priority: i32,
+    pub(crate) max_attempts: u32,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) unique_key: Option<String>,
+    /// The state's code ([`TaskState::code`]).
+    pub(crate) state: i64,
+    pub(crate) attempts: u32,
+    /// Reservations so far, released ones included: the source of tokens.
+    pub(crate) reservations: u64,
+    /// The token of the current (or last) lease; 0 before the first.
+    pub(crate) token: u64,
+    pub(crate) lease_until: Option<i64>,
+    pub(crate) run_at: i64,
+    pub(crate) created_at: i64,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) error: Option<String>,
+    /// The number of the live ready message (see `docs/nats.md`).
+    pub(crate) dispatch: u64,
+    /// The stream sequence of the message the current lease holds.
+    pub(crate) msg_seq: Option<u64>,
+    /// Follow-ups the finish stored and has not enqueued yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) follow_ups: Vec<FollowUp>,
+    payload_len: usize,
+    result_len: Option<usize>,
+    #[serde(skip)]
+    pub(crate) payload: Vec<u8>,
+    #[serde(skip)]
+    pub(crate) result: Option<Vec<u8>>,
+}
+
+impl Rec {
+    /// A new task `id` from `spec`, enqueued at `now`: available (with its
+    /// first ready message numbered 1) or scheduled (its schedule entry
+    /// will be numbered 1).
+    pub(crate) fn new(id: u64, spec: &Spec, now: Timestamp) -> Rec {
+        let ready = spec.run_at <= now.as_millis();
+        let state = if ready {
+            Transition::Enqueue.target()
+        } else {
+            Transition::Schedule.target()
+        };
+        Rec {
+            id,
+            queue: spec.queue.clone(),
+            handler: spec.handler.clone(),
+            priority: spec.priority,
+            max_attempts: spec.max_attempts,
+            timeout_ms: spec.timeout_ms,
+            unique_key: spec.unique_key.clone(),
+            state: state.code(),
+            attempts: 0,
+            reservations: 0,
+            token: 0,
+            lease_until: None,
+            run_at: spec.run_at,
+            created_at: now.as_millis(),
+            finished_at: None,
+            error: None,
+            dispatch: u64::from(ready),
+            msg_seq: None,
+            follow_ups: Vec::new(),
+            payload_len: spec.payload.len(),
+            result_len: None,
+            payload: spec.payload.clone(),
+            result: None,
+        }
+    }
+
+    /// The state.
+    pub(crate) fn state(&self) -> TaskState {
+        TaskState::from_code(self.state).unwrap_or(TaskState::Dead)
+    }
+
+    /// Moves along `t`, or says why not.
+    pub(crate) fn apply(&mut self, t: Transition) -> Result<(), Error> {
+        let next = t
+            .apply(self.state())
+            .map_err(|e| Error::backend(conveyor_core::BackendErrorKind::Data, e.to_string()))?;
+        self.state = next.code();
+        Ok(())
+    }
+
+    /// True when its run-at has come and it waits in `scheduled` or `retrying`.
+    pub(crate) fn is_due(&self, now: Timestamp) -> bool {
+        Transition::Due.sources().contains(&self.state()) && self.run_at <= now.as_millis()
+    }
+
+    /// True while it runs under a lease that `now` has passed.
+    pub(crate) fn lease_expired(&self, now: Timestamp) -> bool {
+        self.state() == TaskState::Running && self.lease_until.is_some_and(|u| u <= now.as_millis())
+    }
+
+    /// Sets the result.
+    pub(crate) fn set_result(&mut self, result: Option<Vec<u8>>) {
+        self.result_len = result.as_ref().map(Vec::len);
+        self.result = result;
+    }
+
+    /// The stored bytes.
+    pub(crate) fn encode(&self) -> bytes::Bytes {
+        // A struct of strings and numbers always serialises.
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out.extend_from_slice(&self.payload);
+        if let Some(r) = &self.result {
+            out.extend_from_slice(r);
+        }
+        out.into()
+    }
+
+    /// A record from its stored bytes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Rec, Error> {
+        let bad = |why: &str| bad_data(format!("a task record does not decode: {why}"));
+        let at = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| bad("no header line"))?;
+        let mut rec: Rec = serde_json::from_slice(&bytes[..at]).map_err(|e| bad(&e.to_string()))?;
+        let body = &bytes[at + 1..];
+        let result_len = rec.result_len.unwrap_or(0);
+        if body.len() != rec.payload_len + result_len {
+            return Err(bad("its length does not match"));
+        }
+        rec.payload = body[..rec.payload_len].to_vec();
+        rec.result = rec.result_len.map(|_| body[rec.payload_len..].to_vec());
+        Ok(rec)
+    }
+
+    /// The record as conveyor reads it back.
+    pub(crate) fn to_task(&self) -> TaskRecord {
+        TaskRecord {
+            id: TaskId(self.id),
+            queue: self.queue.clone(),
+            handler: self.handler.clone(),
+            state: self.state(),
+            payload: self.payload.clone(),
+            priority: self.priority,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            run_at: Timestamp(self.run_at),
+            unique_key: self.unique_key.clone(),
+            ordering_key: None,
+            result: self.result.clone(),
+            error: self.error.clone(),
+            created_at: Timestamp(self.created_at),
+            finished_at: self.finished_at.map(Timestamp),
+        }
+    }
+
+    /// The reservation this record now is, with `receipt`.
+    pub(crate) fn to_reserved(&self, receipt: conveyor_core::Receipt) -> Reserved {
+        Reserved {
+            lease: conveyor_core::Lease {
+                id: TaskId(self.id),
+                token: self.token,
+                receipt,
+            },
+            queue: self.queue.clone(),
+            handler: self.handler.clone(),
+            payload: self.payload.clone(),
+            attempt: self.attempts,
+            max_attempts: self.max_attempts,
+            timeout: self.timeout_ms.map(Duration::from_millis),
+            ordering_key: None,
+            enqueued_at: Timestamp(self.created_at),
+            due_at: Timestamp(self.run_at),
+            lease_until: Timestamp(self.lease_until.unwrap_or(self.run_at)),
+        }
+    }
+}
+
+/// Bytes as a hex string in JSON (follow-up payloads only).
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("bad hex"))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips() {
+        let task = NewTask::new("h", b"\n\x00pay".to_vec()).unique_key("u");
+        let mut rec = Rec::new(7, &Spec::of(&task, Timestamp(1_000)), Timestamp(1_000));
+        assert_eq!(rec.state(), TaskState::Available);
+        assert_eq!(rec.dispatch, 1);
+        rec.set_result(Some(b"r\n".to_vec()));
+        rec.follow_ups.push(FollowUp {
+            id: 8,
+            spec: Spec::of(&NewTask::new("f", vec![0, 255]), Timestamp(5)),
+        });
+        let back = Rec::decode(&rec.encode()).expect("decodes");
+        assert_eq!(back, rec);
+        assert!(Rec::decode(b"{}").is_err());
+        let delayed = NewTask::new("h", Vec::new()).delay(Duration::from_secs(1));
+        let rec = Rec::new(9, &Spec::of(&delayed, Timestamp(0)), Timestamp(0));
+        assert_eq!((rec.state(), rec.dispatch), (TaskState::Scheduled, 0));
+    }
+}

@@ -1,0 +1,213 @@
+//! `reserve`: promote what is due, then take ready messages in priority
+//! order and turn each into a lease by compare-and-set on its record.
+//!
+//! The broker decides who *receives* a message (one consumer per queue and
+//! priority, each message to one reserver at a time); the record decides
+//! whether it may *run* ([`verdict`]): a message is live when its dispatch
+//! number is the record's (or the next one, published by a transition
+//! whose write has not landed yet). A redelivery of the message a lease
+//! holds runs again only once that lease has passed on conveyor's clock
+//! (the broker's `AckWait` is the backstop that brings it back; until the
+//! lease ends it is handed back with a delay). Anything else — a finished
+//! task, a cancelled one, an older dispatch — is acked and dropped.
+//!
+//! Priorities: each (queue, priority) has its own subject and consumer;
+//! one stream-info request lists the subjects holding messages, and the
+//! consumers are read highest priority first, each fetching no more than
+//! the slots left, so a reserver never holds more unacked messages than
+//! `max`.
+
+use std::time::Duration;
+
+use conveyor_core::{Error, Receipt, Reserved, TaskState, Timestamp, Transition};
+
+use crate::backend::NatsBackend;
+use crate::record::Rec;
+use crate::streams::Delivery;
+
+/// Deliveries of a message numbered ahead of its record before it is
+/// dropped as an orphan (its writer died between publish and write).
+const ORPHAN_DELIVERIES: i64 = 30;
+/// How long such a message is handed back for.
+const ORPHAN_PAUSE: Duration = Duration::from_secs(1);
+
+/// What to do with a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Lease the task.
+    Take,
+    /// Hand the message back for this long (not now, maybe later).
+    Later(Duration),
+    /// Ack and forget it.
+    Drop,
+}
+
+/// The record's word on message `d`.
+pub(crate) fn verdict(rec: &Rec, d: &Delivery, now: Timestamp) -> Verdict {
+    let live = d.dispatch == rec.dispatch;
+    let next = d.dispatch == rec.dispatch + 1;
+    let held = rec.msg_seq == Some(d.seq);
+    let until = |t: i64| Duration::from_millis(u64::try_from(t - now.as_millis()).unwrap_or(0));
+    match rec.state() {
+        TaskState::Available if live || next => Verdict::Take,
+        TaskState::Scheduled | TaskState::Retrying if next && rec.is_due(now) => Verdict::Take,
+        TaskState::Scheduled | TaskState::Retrying if next => {
+            Verdict::Later(until(rec.run_at).max(ORPHAN_PAUSE))
+        }
+        TaskState::Running if (held || next) && rec.lease_expired(now) => Verdict::Take,
+        TaskState::Running if held => {
+            Verdict::Later(until(rec.lease_until.unwrap_or(0)).max(ORPHAN_PAUSE))
+        }
+        _ if next && d.deliveries < ORPHAN_DELIVERIES => Verdict::Later(ORPHAN_PAUSE),
+        _ => Verdict::Drop,
+    }
+}
+
+impl NatsBackend {
+    pub(crate) async fn reserve_tasks(
+        &self,
+        queues: &[String],
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        if max == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        self.promote_due(queues, now).await?;
+        let streams = &self.inner.streams;
+        let names = &self.inner.names;
+        let subjects = streams.subjects(&streams.ready, &names.ready_all()).await?;
+        let mut out = Vec::new();
+        'queues: for q in queues {
+            let mut priorities: Vec<i32> = subjects
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .filter_map(|(s, _)| names.parse_ready(s))
+                .filter(|(queue, _)| queue == q)
+                .map(|(_, p)| p)
+                .collect();
+            priorities.sort_unstable_by(|a, b| b.cmp(a));
+            priorities.dedup();
+            for p in priorities {
+                loop {
+                    let want = max - out.len();
+                    if want == 0 {
+                        break 'queues;
+                    }
+                    let got = streams.fetch(q, p, want).await?;
+                    let drained = got.len() < want;
+                    if got.is_empty() {
+                        break;
+                    }
+                    out.extend(self.take_all(got, now, lease).await?);
+                    if drained {
+                        break;
+                    }
+                }
+            }
+        }
+        streams.flush().await;
+        Ok(out)
+    }
+
+    /// Leases what the records allow of `got`, all at once. A delivery that
+    /// fails is left unacked (the broker brings it back); the call fails
+    /// only when every one did.
+    async fn take_all(
+        &self,
+        got: Vec<Delivery>,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<Reserved>, Error> {
+        let jobs: Vec<_> = got.iter().map(|d| self.take(d, now, lease)).collect();
+        let results = crate::backend::all(jobs).await;
+        let mut out = Vec::new();
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(Some(t)) => out.push(t),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) if out.is_empty() => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "a delivery could not be leased; the broker will redeliver it");
+                Ok(out)
+            }
+            None => Ok(out),
+        }
+    }
+
+    /// Leases one delivery if its record allows.
+    async fn take(
+        &self,
+        d: &Delivery,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Reserved>, Error> {
+        let ledger = &self.inner.ledger;
+        let streams = &self.inner.streams;
+        for _ in 0..16 {
+            let Some((rec, rev)) = ledger.get(d.id).await? else {
+                streams.ack(&d.reply).await;
+                return Ok(None);
+            };
+            if !rec.follow_ups.is_empty() {
+                // A finish stored them and did not get to enqueue them.
+                self.complete_follow_ups(&rec, rev).await?;
+                continue;
+            }
+            match verdict(&rec, d, now) {
+                Verdict::Drop => {
+                    streams.ack(&d.reply).await;
+                    return Ok(None);
+                }
+                Verdict::Later(pause) => {
+                    streams.nak(&d.reply, pause).await;
+                    return Ok(None);
+                }
+                Verdict::Take => {}
+            }
+            let mut new = rec.clone();
+            if rec.state() == TaskState::Running {
+                if rec.attempts >= rec.max_attempts {
+                    expire_final(&mut new, now)?;
+                    if ledger.cas_rec(&new, rev).await?.is_some() {
+                        streams.ack(&d.reply).await;
+                        self.announce(&[rec.id]).await;
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                new.apply(Transition::Expire)?;
+            } else if Transition::Due.sources().contains(&rec.state()) {
+                new.apply(Transition::Due)?;
+            }
+            new.apply(Transition::Reserve)?;
+            new.attempts += 1;
+            new.reservations += 1;
+            new.token = new.reservations;
+            new.lease_until = Some(now.plus(lease).as_millis());
+            new.dispatch = d.dispatch;
+            new.msg_seq = Some(d.seq);
+            if ledger.cas_rec(&new, rev).await?.is_some() {
+                return Ok(Some(
+                    new.to_reserved(Receipt::new(d.reply.as_bytes().to_vec())),
+                ));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `rec` ran out of its lease on its last attempt: dead.
+pub(crate) fn expire_final(rec: &mut Rec, now: Timestamp) -> Result<(), Error> {
+    rec.apply(Transition::ExpireFinal)?;
+    rec.error = Some("the lease expired on the last attempt (the worker stopped or hung)".into());
+    rec.finished_at = Some(now.as_millis());
+    rec.lease_until = None;
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The two streams tasks move through, and the consumers that deliver them.
+//!
+//! - `<P>_ready`, a **work-queue** stream (a message lives until it is
+//!   acked), subjects `<P>.ready.<queue>.<priority>`: one message per
+//!   dispatch of a task that may run now, its payload `"<id> <dispatch>"`.
+//!   Each (queue, priority) has one shared durable pull consumer; the
+//!   unacked message is the broker's side of a lease (its `AckWait` is the
+//!   backstop that redelivers what a vanished worker held).
+//! - `<P>_sched`, a plain (limits) stream, subjects
+//!   `<P>.sched.<queue>.<second>`: one entry per delayed or backed-off task,
+//!   in the bucket of the second it is due. Nothing waits on the broker for
+//!   them (no `-NAK` delay, which counts against `MaxAckPending` and runs on
+//!   the broker's clock): the promoter reads due buckets on conveyor's clock
+//!   (see `schedule.rs`).
+//!
+//! One stream per namespace, not per queue: a queue is born at its first
+//! enqueue and must cost no stream (an API call, a store directory and, in
+//! a cluster, a Raft group each); subjects keep queues apart and consumers
+//! filter by them. Publishes of a batch go out together and their acks are
+//! awaited together.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType, Stream};
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use conveyor_core::Error;
+use futures_util::StreamExt;
+
+use crate::error::{boxed_error, nats_error};
+use crate::names::Names;
+
+/// How the consumers are configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConsumerSettings {
+    /// The broker's redelivery backstop.
+    pub(crate) ack_wait: Duration,
+    /// Most unacked messages per consumer (running tasks of one queue and
+    /// priority, across every worker).
+    pub(crate) max_ack_pending: i64,
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) subject: String,
+    pub(crate) id: u64,
+    pub(crate) dispatch: u64,
+    /// Deduplicate on this `Nats-Msg-Id` (a publish that may be repeated).
+    pub(crate) msg_id: Option<String>,
+}
+
+/// A ready message as a reserver received it.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) id: u64,
+    pub(crate) dispatch: u64,
+    /// Its stream sequence.
+    pub(crate) seq: u64,
+    /// Where to ack it.
+    pub(crate) reply: String,
+    /// How many times the broker delivered it (1 the first time).
+    pub(crate) deliveries: i64,
+}
+
+/// A ready message still in the stream, found by the pending scan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub(crate) id: u64,
+    pub(crate) seq: u64,
+}
+
+/// The payload of ready and schedule messages.
+pub(crate) fn body(id: u64, dispatch: u64) -> Bytes {
+    format!("{id} {dispatch}").into()
+}
+
+/// `(id, dispatch)` from a payload.
+pub(crate) fn parse_body(payload: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (id, d) = text.split_once(' ')?;
+    Some((id.parse().ok()?, d.parse().ok()?))
+}
+
+/// The streams, their consumers and the connection.
+pub(crate) struct Streams {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    names: Names,
+    pub(crate) ready: Stream,
+    pub(crate) sched: Stream,
+    settings: ConsumerSettings,
+    consumers: Mutex<HashMap<String, PullConsumer>>,
+}
+
+impl Streams {
+    /// Opens (creating when missing) the namespace's two streams.
+    pub(crate) async fn open(
+        js: &jetstream::Context,
+        client: async_nats::Client,
+        names: &Names,
+        settings: ConsumerSettings,
+    ) -> Result<Streams, Error> {
+        let ready = Config {
+            name: names.ready_stream(),
+            subjects: vec![names.ready_all()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            description: Some("conveyor ready tasks".into()),
+            ..Default::default()
+        };
+        let sched = Config {
+            name: names.sched_stream(),
+            subjects: vec![names.sched_all()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            description: Some("conveyor scheduled tasks".into()),
+            ..Default::default()
+        };
+        let state = client.connection_state();
+        let ready = js
+            .get_or_create_stream(ready)
+            .await
+            .map_err(|e| nats_error("opening the ready stream", e, state.clone()))?;
+        let sched = js
+            .get_or_create_stream(sched)
+            .await
+            .map_err(|e| nats_error("opening the schedule stream", e, state))?;
+        Ok(Streams {
+            js: js.clone(),
+            client,
+            names: names.clone(),
+            ready,
+            sched,
+            settings,
+            consumers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn state(&self) -> async_nats::connection::State {
+        self.client.connection_state()
+    }
+
+    /// Publishes every message, awaiting the acks together; the stream
+    /// sequence of each, in order.
+    pub(crate) async fn publish(&self, out: &[Outgoing]) -> Result<Vec<u64>, Error> {
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(out.len());
+        for m in out {
+            let mut headers = HeaderMap::new();
+            if let Some(id) = &m.msg_id {
+                headers.insert("Nats-Msg-Id", id.as_str());
+            }
+            let ack = self
+                .js
+                .publish_with_headers(m.subject.clone(), headers, body(m.id, m.dispatch))
+                .await
+                .map_err(|e| nats_error("publishing", e, self.state()))?;
+            acks.push(ack);
+        }
+        let mut seqs = Vec::with_capacity(acks.len());
+        let acks: Vec<_> = acks
+            .into_iter()
+            .map(std::future::IntoFuture::into_future)
+            .collect();
+        for r in futures_util::future::join_all(acks).await {
+            seqs.push(
+                r.map_err(|e| nats_error("publishing (ack)", e, self.state()))?
+                    .sequence,
+            );
+        }
+        Ok(seqs)
+    }
+
+    /// The consumer of `queue`'s messages of `priority`, created when missing.
+    async fn consumer(&self, queue: &str, priority: i32) -> Result<PullConsumer, Error> {
+        let name = self.names.consumer(queue, priority);
+        if let Some(c) = self
+            .consumers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&name).cloned())
+        {
+            return Ok(c);
+        }
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: self.names.ready_subject(queue, priority),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: self.settings.max_ack_pending,
+            ..Default::default()
+        };
+        let consumer = match self.ready.create_consumer(config).await {
+            Ok(c) => c,
+            // Made meanwhile by another process, maybe with other settings.
+            Err(create) => self
+                .ready
+                .get_consumer(&name)
+                .await
+                .map_err(|_| nats_error("creating a consumer", create, self.state()))?,
+        };
+        if let Ok(mut m) = self.consumers.lock() {
+            m.insert(name, consumer.clone());
+        }
+        Ok(consumer)
+    }
+
+    /// Forgets the consumers this process knows (after the server lost
+    /// them, they are made again at the next fetch).
+    pub(crate) fn forget_consumers(&self) {
+        if let Ok(mut m) = self.consumers.lock() {
+            m.clear();
+        }
+    }
+
+    /// Up to `max` messages of `queue` and `priority` that the consumer can
+    /// hand out now, without waiting for more.
+    pub(crate) async fn fetch(
+        &self,
+        queue: &str,
+        priority: i32,
+        max: usize,
+    ) -> Result<Vec<Delivery>, Error> {
+        let what = "fetching ready messages";
+        let consumer = self.consumer(queue, priority).await?;
+        let batch = consumer
+            .fetch()
+            .max_messages(max)
+            .messages()
+            .await
+            .map_err(|e| {
+                self.forget_consumers();
+                nats_error(what, e, self.state())
+            })?;
+        let mut batch = std::pin::pin!(batch);
+        let mut out = Vec::new();
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| boxed_error(what, e, self.state()))?;
+            let reply = m.reply.as_ref().map(|r| r.to_string()).unwrap_or_default();
+            let info = m.info().map(|i| (i.stream_sequence, i.delivered)).ok();
+            match (parse_body(&m.payload), info) {
+                (Some((id, dispatch)), Some((seq, deliveries))) => out.push(Delivery {
+                    id,
+                    dispatch,
+                    seq,
+                    reply,
+                    deliveries,
+                }),
+                _ => {
+                    tracing::warn!(subject = %m.subject, "dropping a foreign message");
+                    self.ack(&reply).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn send(&self, reply: &str, body: &'static str) {
+        if reply.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .client
+            .publish(reply.to_string(), Bytes::from_static(body.as_bytes()))
+            .await
+        {
+            tracing::debug!(error = %e, "an ack was not sent");
+        }
+    }
+
+    /// Acks a delivery (the work-queue stream drops the message).
+    pub(crate) async fn ack(&self, reply: &str) {
+        self.send(reply, "+ACK").await;
+    }
+
+    /// Tells the broker a held message is still being worked on (its
+    /// `AckWait` starts again).
+    pub(crate) async fn progress(&self, reply: &str) {
+        self.send(reply, "+WPI").await;
+    }
+
+    /// Hands a delivery back, to come again after `delay` at the earliest.
+    pub(crate) async fn nak(&self, reply: &str, delay: Duration) {
+        if reply.is_empty() {
+            return;
+        }
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        let body = format!("-NAK {{\"delay\": {nanos}}}");
+        if let Err(e) = self.client.publish(reply.to_string(), body.into()).await {
+            tracing::debug!(error = %e, "a nak was not sent");
+        }
+    }
+
+    /// Sends what acks are buffered.
+    pub(crate) async fn flush(&self) {
+        if let Err(e) = self.client.flush().await {
+            tracing::debug!(error = %e, "flushing acks failed");
+        }
+    }
+
+    /// Deletes ready message `seq` (one a dead lease held); false when it
+    /// was gone already.
+    pub(crate) async fn delete_ready(&self, seq: u64) -> Result<bool, Error> {
+        match self.ready.delete_message(seq).await {
+            Ok(done) => Ok(done),
+            Err(e) if format!("{e}").contains("no message found") => Ok(false),
+            Err(e) => Err(nats_error("deleting a ready message", e, self.state())),
+        }
+    }
+
+    /// Messages per subject of a stream, under `filter`.
+    pub(crate) async fn subjects(
+        &self,
+        stream: &Stream,
+        filter: &str,
+    ) -> Result<Vec<(String, usize)>, Error> {
+        let what = "reading stream subjects";
+        let info = stream
+            .info_with_subjects(filter)
+            .await
+            .map_err(|e| nats_error(what, e, self.state()))?;
+        let mut info = std::pin::pin!(info);
+        let mut out = Vec::new();
+        while let Some(item) = info.next().await {
+            out.push(item.map_err(|e| nats_error(what, e, self.state()))?);
+        }
+        Ok(out)
+    }
+
+    /// Every ready message some consumer delivered and nobody acked yet:
+    /// what running tasks (and dead workers) hold. Reads the stream between
+    /// each consumer's ack floor and its last delivery, so it costs one
+    /// request per held message, not per message in the stream.
+    pub(crate) async fn held(&self) -> Result<Vec<Pending>, Error> {
+        let what = "listing held messages";
+        let mut out = Vec::new();
+        let consumers = self.ready.consumers();
+        let mut consumers = std::pin::pin!(consumers);
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|e| nats_error(what, e, self.state()))?;
+            if info.num_ack_pending == 0 {
+                continue;
+            }
+            let last = info.delivered.stream_sequence;
+            let mut next = info.ack_floor.stream_sequence + 1;
+            while next <= last {
+                let m = match self
+                    .ready
+                    .direct_get_next_for_subject(info.config.filter_subject.clone(), Some(next))
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                    {
+                        break
+                    }
+                    Err(e) => return Err(nats_error(what, e, self.state())),
+                };
+                if m.sequence > last {
+                    break;
+                }
+                if let Some((id, _)) = parse_body(&m.payload) {
+                    out.push(Pending {
+                        id,
+                        seq: m.sequence,
+                    });
+                }
+                next = m.sequence + 1;
+            }
+        }
+        Ok(out)
+    }
+}
