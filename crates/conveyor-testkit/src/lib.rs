@@ -17,6 +17,7 @@
 pub mod certs;
 pub mod conformance;
 pub mod kafka_broker;
+pub mod nats_server;
 pub mod notifications;
 pub mod process;
 mod scoped;

@@ -1,0 +1,119 @@
+//! A private `nats-server` with JetStream for tests that must stop and start
+//! it: on a free loopback port, its store in a temporary directory, killed
+//! with SIGKILL and started again on the same port and directory, stopped
+//! and removed on drop. [`TempNats::start`] returns `None` (after printing
+//! why) when `nats-server` is not installed, so a test can skip.
+//!
+//! Readiness is read from the server's log file (`Server is ready`, written
+//! once JetStream has recovered its store), counted across restarts.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::Proc;
+use crate::servers::free_port;
+
+/// A `nats-server -js` of a test's own.
+#[derive(Debug)]
+pub struct TempNats {
+    dir: PathBuf,
+    port: u16,
+    program: PathBuf,
+    server: Option<Proc>,
+    /// `Server is ready` lines seen in the log so far.
+    starts: usize,
+}
+
+fn find_program() -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    from_path.or_else(|| {
+        ["/usr/local/bin", "/usr/bin", "/usr/sbin"]
+            .iter()
+            .map(|d| PathBuf::from(d).join("nats-server"))
+            .find(|p| p.is_file())
+    })
+}
+
+impl TempNats {
+    /// Starts a server; `None` when `nats-server` is not installed.
+    pub fn start() -> Option<TempNats> {
+        let Some(program) = find_program() else {
+            println!("SKIPPED: nats-server not found");
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("conveyor-nats-{}-{nanos:08x}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir {}: {e}", dir.display()));
+        let mut n = TempNats {
+            dir,
+            port: free_port(),
+            program,
+            server: None,
+            starts: 0,
+        };
+        n.restart();
+        Some(n)
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL (what JetStream synced survives).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.server.take() {
+            p.kill9();
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn ready_lines(&self) -> usize {
+        std::fs::read_to_string(self.log())
+            .map(|l| l.matches("Server is ready").count())
+            .unwrap_or(0)
+    }
+
+    /// Starts the server again (killing a running one first) on the same
+    /// port and store directory, and waits until it is ready.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.dir.join("store"))
+            .arg("-l")
+            .arg(self.log());
+        let p = Proc::spawn(cmd).unwrap_or_else(|e| panic!("start nats-server: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ready_lines() <= self.starts {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.starts = self.ready_lines();
+        self.server = Some(p);
+    }
+}
+
+impl Drop for TempNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
