@@ -2,8 +2,9 @@
 //!
 //! - `enqueue_many` publishes every task on a confirm-mode channel and returns
 //!   once the broker confirmed them all (written to its quorum queues);
-//! - `reserve` hands out deliveries the queue's consumer has buffered (never
-//!   more than its prefetch, which is sized to the worker's slots);
+//! - `reserve` hands out deliveries the queue's consumer has buffered; the
+//!   broker may deliver only as many as the worker holds unsettled plus the
+//!   free slots it asks for (`consumer`), so backpressure reaches the queue;
 //! - `renew` checks each claim is still alive and moves tasks held close to
 //!   the server's consumer timeout into custody (`custody`);
 //! - `finish` acknowledges and publishes what follows each report in one
@@ -16,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use conveyor_core::{
@@ -42,6 +43,10 @@ use crate::options::AmqpOptions;
 /// ladder's hops take a few milliseconds each).
 const EARLY: Duration = Duration::from_millis(5);
 
+/// How long an empty reservation waits for messages the broker says are
+/// ready but that have not arrived yet.
+const SETTLE_IN: Duration = Duration::from_millis(250);
+
 /// A RabbitMQ backend. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct AmqpBackend {
@@ -60,7 +65,6 @@ pub(crate) struct Inner {
     pub(crate) held: HeldTasks,
     work: Arc<Notify>,
     next_token: AtomicU64,
-    prefetch: OnceLock<u16>,
 }
 
 /// What to publish for a report, before its delivery is settled.
@@ -92,7 +96,6 @@ impl AmqpBackend {
                 held: HeldTasks::default(),
                 work: Arc::new(Notify::new()),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
-                prefetch: OnceLock::new(),
             }),
         };
         backend.inner.link().await?;
@@ -212,7 +215,7 @@ impl Inner {
         }
         link.ensure_queue(&self.names, queue, self.options.delivery_limit)
             .await?;
-        let prefetch = self.prefetch.get().copied().unwrap_or(1);
+        let prefetch = self.options.prefetch.unwrap_or(1);
         let channel = link.channel().await?;
         let c = QueueConsumer::start(
             channel,
@@ -291,6 +294,54 @@ impl Inner {
             .into_iter()
             .map(|t| TaskMessage::new(new_id(), t, now))
             .collect())
+    }
+
+    /// Takes up to `max` deliveries from `consumers` in order.
+    fn take(
+        &self,
+        consumers: &[Arc<QueueConsumer>],
+        max: usize,
+        lease: Duration,
+        now: Timestamp,
+        out: &mut Vec<Reserved>,
+        fixes: &mut Vec<(Arc<QueueConsumer>, u64, Publish)>,
+    ) {
+        let mut deliveries = Vec::new();
+        for consumer in consumers {
+            if out.len() >= max {
+                break;
+            }
+            deliveries.clear();
+            consumer.take(max - out.len(), &mut deliveries);
+            for d in deliveries.drain(..) {
+                if let Some(r) = self.admit(consumer, d, lease, now, fixes) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+
+    /// True when the broker says messages are ready in one of `queues`.
+    async fn ready(&self, link: &Link, queues: &[String]) -> bool {
+        let Ok(admin) = link.admin().await else {
+            return false;
+        };
+        for q in queues {
+            let declared = admin
+                .queue_declare(
+                    self.names.work(q).as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    Default::default(),
+                )
+                .await;
+            if matches!(declared, Ok(ref d) if d.message_count() > 0) {
+                return true;
+            }
+        }
+        false
     }
 
     fn token(&self) -> u64 {
@@ -384,6 +435,7 @@ impl Inner {
                 commit(&consumer.channel).await
             }
             .await;
+            consumer.settled(1);
             if let Err(e) = done {
                 tracing::warn!(error = %e.chain(), "could not move a message; it will be delivered again");
             }
@@ -569,28 +621,36 @@ impl Backend for AmqpBackend {
         if queues.is_empty() || max == 0 {
             return Ok(Vec::new());
         }
-        let per_queue = inner
-            .options
-            .prefetch
-            .unwrap_or_else(|| u16::try_from(max.div_ceil(queues.len())).unwrap_or(u16::MAX));
-        inner.prefetch.get_or_init(|| per_queue.max(1));
         let link = inner.link().await?;
         let now = inner.clock.now();
         let mut out = Vec::new();
         let mut fixes = Vec::new();
-        let mut deliveries = Vec::new();
+        let mut consumers = Vec::with_capacity(queues.len());
         for queue in queues {
             let consumer = inner.consumer(&link, queue).await?;
-            deliveries.clear();
-            consumer.take(max - out.len(), &mut deliveries);
-            for d in deliveries.drain(..) {
-                if let Some(r) = inner.admit(&consumer, d, lease, now, &mut fixes) {
-                    out.push(r);
-                }
+            if inner.options.prefetch.is_none() {
+                consumer.widen(consumer.taken() + max).await?;
             }
-            if out.len() >= max {
+            consumers.push(consumer);
+        }
+        inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
+        // Messages the broker says are ready but that have not reached the
+        // buffer yet (just published, or the prefetch just widened) are
+        // waited for a moment rather than answered "not ready".
+        let deadline = tokio::time::Instant::now() + SETTLE_IN;
+        while out.len() < max && inner.ready(&link, queues).await {
+            let arrived = inner.work.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let before = out.len() + fixes.len();
+            inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
+            if out.len() + fixes.len() > before {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
                 break;
             }
+            inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
         }
         if !fixes.is_empty() {
             inner.apply_fixes(&link, fixes).await;
@@ -684,6 +744,7 @@ impl Backend for AmqpBackend {
                 Some(e) => Err(e),
                 None => commit(&consumer.channel).await,
             };
+            consumer.settled(items.len());
             match committed {
                 Ok(()) => {
                     for slot in sent {

@@ -10,9 +10,16 @@
 //! worker that lost its claim can settle nothing — fencing from the broker
 //! itself. The `tx` lock keeps one report's frames together: another task's
 //! commit never applies half of it.
+//!
+//! The prefetch follows what the worker asks for: the broker may deliver as
+//! many messages as the worker has taken and not settled plus the free slots
+//! it asks for now, never more. A consumer's prefetch is fixed once it starts,
+//! so when a reservation asks for more (a worker whose first fetch was
+//! smaller than its slots), another consumer with the difference joins the
+//! same channel and buffer: nothing is cancelled, so no delivery is stranded.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use conveyor_core::Error;
@@ -34,8 +41,14 @@ pub(crate) struct QueueConsumer {
     pub(crate) channel: Channel,
     /// Held while one report's frames and the commit go out.
     pub(crate) tx: tokio::sync::Mutex<()>,
+    amqp_queue: String,
     buffer: Mutex<VecDeque<Delivery>>,
     closed: AtomicBool,
+    /// Deliveries handed out of the buffer and not settled yet.
+    taken: AtomicUsize,
+    /// The sum of this channel's consumers' prefetches (held by `widen`).
+    prefetch: tokio::sync::Mutex<usize>,
+    work: Arc<Notify>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -54,60 +67,62 @@ impl QueueConsumer {
             .tx_select()
             .await
             .map_err(|e| amqp_error("tx.select", e))?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
+        let consumer = Arc::new(QueueConsumer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            queue: queue.to_string(),
+            channel,
+            tx: tokio::sync::Mutex::new(()),
+            amqp_queue: amqp_queue.to_string(),
+            buffer: Mutex::new(VecDeque::with_capacity(usize::from(prefetch))),
+            closed: AtomicBool::new(false),
+            taken: AtomicUsize::new(0),
+            prefetch: tokio::sync::Mutex::new(0),
+            work,
+        });
+        consumer.widen(usize::from(prefetch.max(1))).await?;
+        Ok(consumer)
+    }
+
+    /// Lets the broker hold up to `want` unacknowledged deliveries on this
+    /// channel (never lowers it): a new consumer with the difference.
+    pub(crate) async fn widen(self: &Arc<Self>, want: usize) -> Result<(), Error> {
+        let mut prefetch = self.prefetch.lock().await;
+        if want <= *prefetch {
+            return Ok(());
+        }
+        let extra = u16::try_from(want - *prefetch).unwrap_or(u16::MAX);
+        self.channel
+            .basic_qos(extra, BasicQosOptions::default())
             .await
             .map_err(|e| amqp_error("basic.qos", e))?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut stream = channel
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let stream = self
+            .channel
             .basic_consume(
-                amqp_queue.into(),
-                format!("conveyor-{}-{id}", std::process::id()).into(),
+                self.amqp_queue.as_str().into(),
+                format!("conveyor-{}-{}-{n}", std::process::id(), self.id).into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| amqp_error(&format!("basic.consume {amqp_queue}"), e))?;
-        let consumer = Arc::new(QueueConsumer {
-            id,
-            queue: queue.to_string(),
-            channel,
-            tx: tokio::sync::Mutex::new(()),
-            buffer: Mutex::new(VecDeque::with_capacity(usize::from(prefetch))),
-            closed: AtomicBool::new(false),
-        });
-        let weak = Arc::downgrade(&consumer);
-        tokio::spawn(async move {
-            let why = loop {
-                match stream.next().await {
-                    Some(Ok(delivery)) => {
-                        let Some(c) = weak.upgrade() else { return };
-                        c.lock().push_back(delivery);
-                        work.notify_waiters();
-                    }
-                    Some(Err(e)) => break Some(e),
-                    None => break None,
-                }
-            };
-            if let Some(c) = weak.upgrade() {
-                c.closed.store(true, Ordering::Release);
-                match why {
-                    Some(e) if is_ack_timeout(&e.to_string()) => tracing::warn!(
-                        queue = %c.queue,
-                        "RabbitMQ closed the consumer channel: a delivery stayed unacknowledged \
-                         past the server's consumer_timeout. Its tasks go back to the queue; \
-                         set the URL's hold= below consumer_timeout so long tasks move to \
-                         custody in time ({e})"
-                    ),
-                    Some(e) => {
-                        tracing::warn!(queue = %c.queue, error = %e, "consumer channel closed")
-                    }
-                    None => tracing::debug!(queue = %c.queue, "consumer cancelled"),
-                }
-            }
-            work.notify_waiters();
-        });
-        Ok(consumer)
+            .map_err(|e| amqp_error(&format!("basic.consume {}", self.amqp_queue), e))?;
+        *prefetch += usize::from(extra);
+        tokio::spawn(read(Arc::downgrade(self), stream, self.work.clone()));
+        Ok(())
+    }
+
+    /// How many deliveries the worker holds unsettled.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// `n` taken deliveries were settled (or handed to custody).
+    pub(crate) fn settled(&self, n: usize) {
+        let _ = self
+            .taken
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(n))
+            });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
@@ -119,6 +134,7 @@ impl QueueConsumer {
         let mut buffer = self.lock();
         let n = max.min(buffer.len());
         into.extend(buffer.drain(..n));
+        self.taken.fetch_add(n, Ordering::Relaxed);
     }
 
     /// True when deliveries wait in the buffer.
@@ -130,4 +146,39 @@ impl QueueConsumer {
     pub(crate) fn alive(&self) -> bool {
         !self.closed.load(Ordering::Acquire) && self.channel.status().connected()
     }
+}
+
+/// Moves one consumer's deliveries into the buffer until it ends; marks the
+/// channel closed when the broker closed it.
+async fn read(
+    consumer: std::sync::Weak<QueueConsumer>,
+    mut stream: lapin::Consumer,
+    work: Arc<Notify>,
+) {
+    let why = loop {
+        match stream.next().await {
+            Some(Ok(delivery)) => {
+                let Some(c) = consumer.upgrade() else { return };
+                c.lock().push_back(delivery);
+                work.notify_waiters();
+            }
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    if let Some(c) = consumer.upgrade() {
+        c.closed.store(true, Ordering::Release);
+        match why {
+            Some(e) if is_ack_timeout(&e.to_string()) => tracing::warn!(
+                queue = %c.queue,
+                "RabbitMQ closed the consumer channel: a delivery stayed unacknowledged \
+                 past the server's consumer_timeout. Its tasks go back to the queue; \
+                 set the URL's hold= below consumer_timeout so long tasks move to \
+                 custody in time ({e})"
+            ),
+            Some(e) => tracing::warn!(queue = %c.queue, error = %e, "consumer channel closed"),
+            None => tracing::debug!(queue = %c.queue, "consumer cancelled"),
+        }
+    }
+    work.notify_waiters();
 }

@@ -108,6 +108,7 @@ async fn handover(
         commit(&consumer.channel).await
     }
     .await;
+    consumer.settled(1);
     if moved.is_err() {
         // Nothing committed: the delivery went back with its channel.
         let _ = delete(&link, &name).await;

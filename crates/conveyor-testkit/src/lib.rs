@@ -30,8 +30,9 @@ pub use conveyor_core::{ManualClock, Timestamp};
 /// Generates one `#[tokio::test]` per conformance case, each calling
 /// `$make(clock).await` for a fresh backend.
 ///
-/// `backend_conformance!(make)` declares every optional part. A backend that
-/// lacks some says which, with `yes`/`no` for each part in this order:
+/// `backend_conformance!(make)` declares every optional part and every core
+/// capability. A backend that lacks some says which, with `yes`/`no` for
+/// each part in this order:
 ///
 /// ```ignore
 /// conveyor_testkit::backend_conformance!(make;
@@ -39,10 +40,19 @@ pub use conveyor_core::{ManualClock, Timestamp};
 ///     registry: no);
 /// ```
 ///
-/// A case that needs a part the backend lacks is generated `#[ignore]`d with
-/// the reason, so `cargo test` lists it as ignored (never as passed), and the
-/// case `declared_parts_are_the_real_ones` fails if the declaration differs
-/// from what the backend answers at run time.
+/// and, when its core lacks priorities, unique keys or ordering keys (a
+/// message broker), those too after a `;`:
+///
+/// ```ignore
+/// conveyor_testkit::backend_conformance!(make;
+///     result_store: no, inspection: no, administration: no, maintenance: no, global_limits: no,
+///     registry: no; priority: no, unique_keys: no, ordering_keys: no);
+/// ```
+///
+/// A case that needs a part or capability the backend lacks is generated
+/// `#[ignore]`d with the reason, so `cargo test` lists it as ignored (never
+/// as passed), and the case `declared_parts_are_the_real_ones` fails if the
+/// declaration differs from what the backend answers at run time.
 #[macro_export]
 macro_rules! backend_conformance {
     ($make:expr) => {
@@ -52,17 +62,34 @@ macro_rules! backend_conformance {
     };
     ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
      maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident $(,)?) => {
+        $crate::backend_conformance!($make;
+            result_store: $rs, inspection: $ins, administration: $adm, maintenance: $mnt,
+            global_limits: $lim, registry: $reg; priority: yes, unique_keys: yes, ordering_keys: yes);
+    };
+    ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident;
+     priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
-            priority_then_enqueue_order, queues_are_separate,
-            concurrent_reservers_never_share_a_task, unique_keys, ordering_keys,
+            queues_are_separate, concurrent_reservers_never_share_a_task,
             batches_are_atomic, capabilities_are_honest);
+        $crate::backend_conformance!(@cases $make; [$pr];
+            "needs priorities, which this backend's core does not declare";
+            priority_then_enqueue_order);
+        $crate::backend_conformance!(@cases $make; [$uk];
+            "needs unique keys, which this backend's core does not declare";
+            unique_keys);
+        $crate::backend_conformance!(@cases $make; [$ok];
+            "needs ordering keys, which this backend's core does not declare";
+            ordering_keys);
         $crate::backend_conformance!(@cases $make; [$rs];
             "needs the result store part (reading tasks), which this backend does not declare";
             enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
             retries_then_dead_letter, release_does_not_count_the_attempt,
-            follow_ups_are_enqueued_with_the_finish, follow_ups_go_with_their_own_report,
-            finish_wakes_result_waiters);
+            follow_ups_go_with_their_own_report, finish_wakes_result_waiters);
+        $crate::backend_conformance!(@cases $make; [$rs $uk $ok];
+            "needs the result store part, unique keys and ordering keys, which this backend does not all declare";
+            follow_ups_are_enqueued_with_the_finish);
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,
@@ -75,14 +102,19 @@ macro_rules! backend_conformance {
             retention_prunes_finished_tasks);
         $crate::backend_conformance!(@cases $make; [$ins];
             "needs the inspection part, which this backend does not declare";
-            stats_per_queue, list_by_handler, list_newest_first, list_pages_through_each_state,
-            list_pages_with_filters);
+            stats_per_queue, list_by_handler);
+        $crate::backend_conformance!(@cases $make; [$ins $pr];
+            "needs the inspection part and priorities, which this backend does not both declare";
+            list_newest_first, list_pages_through_each_state, list_pages_with_filters);
         $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
             "needs the result store, inspection and administration parts, which this backend does not all declare";
             dead_letter_admin);
         $crate::backend_conformance!(@cases $make; [$rs $adm];
             "needs the result store and administration parts, which this backend does not both declare";
-            requeued_dead_tasks_respect_keys, cancel_waiting_tasks_only);
+            cancel_waiting_tasks_only);
+        $crate::backend_conformance!(@cases $make; [$rs $adm $uk $ok];
+            "needs the result store and administration parts, unique keys and ordering keys, which this backend does not all declare";
+            requeued_dead_tasks_respect_keys);
         $crate::backend_conformance!(@cases $make; [$lim $mnt];
             "needs the global limits and maintenance parts, which this backend does not both declare";
             handler_concurrency_limits);
@@ -97,6 +129,16 @@ macro_rules! backend_conformance {
         async fn declared_parts_are_the_real_ones() {
             let clock = ::std::sync::Arc::new($crate::ManualClock::default());
             let backend = ($make)(clock.clone()).await;
+            let caps = backend.capabilities();
+            assert_eq!(
+                (caps.priority, caps.unique_keys, caps.ordering_keys),
+                (
+                    $crate::backend_conformance!(@bool $pr),
+                    $crate::backend_conformance!(@bool $uk),
+                    $crate::backend_conformance!(@bool $ok),
+                ),
+                "the declared capabilities (priority, unique_keys, ordering_keys) differ from the backend's"
+            );
             $crate::conformance::declared_parts(
                 backend,
                 &[

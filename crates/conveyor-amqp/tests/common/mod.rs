@@ -69,3 +69,25 @@ pub async fn nothing_for(b: &AmqpBackend, quiet: Duration) -> bool {
 pub async fn cleanup(b: &AmqpBackend, queues: &[&str]) {
     b.delete_namespace(queues).await.expect("delete namespace");
 }
+
+/// Deletes a prefix's queues from outside any runtime (a `Drop`): its own
+/// thread, runtime and connection.
+pub fn delete_namespace_blocking(options: AmqpOptions, queues: &'static [&'static str]) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let b = AmqpBackend::connect(&amqp_url(), options, Arc::new(SystemClock))
+                .await
+                .expect("connect to clean up");
+            b.delete_namespace(queues)
+                .await
+                .expect("delete the test queues");
+            b.close().await;
+        });
+    })
+    .join()
+    .expect("clean-up thread");
+}

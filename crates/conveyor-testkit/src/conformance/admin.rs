@@ -146,7 +146,7 @@ pub async fn batches_are_atomic(b: Subject, _clock: Arc<ManualClock>) {
         .await
         .expect("batch");
     assert_eq!(many.len(), 50);
-    let got = reserve(&b, 100).await;
+    let got = reserve_until(&b, 50, 100).await;
     assert_eq!(ids(&got), many.iter().map(|e| e.id).collect::<Vec<_>>());
 }
 

@@ -101,6 +101,29 @@ pub(crate) async fn state(b: &Subject, id: TaskId) -> TaskState {
     get(b, id).await.state
 }
 
+/// Reserves until `want` tasks came (or 10 s passed), `per_call` at a time.
+/// A store hands them out at the first call; a message broker pushes tasks
+/// to its consumers, so one enqueued a moment ago may still be on its way.
+pub(crate) async fn reserve_until(b: &Subject, want: usize, per_call: usize) -> Vec<Reserved> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        let more = b
+            .reserve(&default_queue(), per_call.min(want - got.len()), LEASE)
+            .await
+            .expect("reserve");
+        if more.is_empty()
+            && !b
+                .wait_for_work(&default_queue(), Duration::from_millis(50))
+                .await
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        got.extend(more);
+    }
+    got
+}
+
 pub(crate) fn ids(r: &[Reserved]) -> Vec<TaskId> {
     r.iter().map(|t| t.lease.id).collect()
 }
