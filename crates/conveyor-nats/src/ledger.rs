@@ -235,11 +235,11 @@ impl Ledger {
             let m = m.map_err(|e| nats_error(what, e, self.state()))?;
             let info = m.info().map_err(|e| bad_data(format!("{what}: {e}")))?;
             let (rev, pending) = (info.stream_sequence, info.pending);
-            let live = !m
+            let live = m
                 .headers
                 .as_ref()
                 .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| op.as_str() != "PUT");
+                .is_none_or(|op| op.as_str() == "PUT");
             if live {
                 if let Some(key) = m.subject.as_str().strip_prefix(&prefix) {
                     out.push((key.to_string(), m.payload.clone(), rev));

@@ -9,8 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::parts::*;
-use conveyor_core::{Backend, Finish, NewTask, SystemClock, TaskState};
+use conveyor_core::{Finish, NewTask, SystemClock, TaskState};
 use conveyor_nats::{NatsBackend, NatsOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
