@@ -719,6 +719,13 @@ impl Backend for AmqpBackend {
                 }
             }
         }
+        if by_channel.is_empty() && custody.is_empty() {
+            // Every claim was already void: no broker needed to say so.
+            return Ok(out
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(Error::backend_other("report not settled"))))
+                .collect());
+        }
         let link = inner.link().await?;
         for (queue, delayed) in all_publishes_prepared {
             link.ensure_queue(&inner.names, &queue, inner.options.delivery_limit)

@@ -1,0 +1,126 @@
+//! A private RabbitMQ node for tests that must stop and start their broker, or
+//! configure it (a short `consumer_timeout`): its own node name, ports, data
+//! and log directories under a temporary directory, so killing it disturbs no
+//! other test. Killed and removed on drop.
+//!
+//! Needs the `rabbitmq-server` package (its scripts in `/usr/lib/rabbitmq`);
+//! [`TempRabbit::start`] returns `None` (after printing why) without it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::Proc;
+use crate::servers::free_port;
+
+const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// A RabbitMQ node of a test's own (user guest/guest, vhost `/`).
+#[derive(Debug)]
+pub struct TempRabbit {
+    dir: PathBuf,
+    port: u16,
+    dist_port: u16,
+    server: Option<Proc>,
+}
+
+impl TempRabbit {
+    /// Starts a node; `consumer_timeout` sets the server's delivery
+    /// acknowledgement timeout. `None` when RabbitMQ is not installed.
+    pub fn start(consumer_timeout: Option<Duration>) -> Option<TempRabbit> {
+        if !Path::new(SERVER).is_file() {
+            println!("SKIPPED: {SERVER} not found (Debian package rabbitmq-server)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "conveyor-rabbit-{}-{:08x}",
+            std::process::id(),
+            fastrand_u32()
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let port = free_port();
+        let mut conf = format!("listeners.tcp.default = {port}\nloopback_users.guest = true\n");
+        if let Some(t) = consumer_timeout {
+            conf.push_str(&format!("consumer_timeout = {}\n", t.as_millis()));
+        }
+        std::fs::write(dir.join("rabbitmq.conf"), conf).expect("write rabbitmq.conf");
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("write enabled_plugins");
+        // Channels check the consumer timeout on their tick (a minute by
+        // default): tick every second so a short timeout fires promptly.
+        std::fs::write(
+            dir.join("advanced.config"),
+            "[{rabbit, [{channel_tick_interval, 1000}]}].\n",
+        )
+        .expect("write advanced.config");
+        let mut r = TempRabbit {
+            dir,
+            port,
+            dist_port: free_port(),
+            server: None,
+        };
+        r.restart();
+        Some(r)
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Kills the node with SIGKILL (what it fsynced survives).
+    pub fn kill(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the node's beam process, which we started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        if let Some(mut p) = self.server.take() {
+            p.kill9();
+        }
+        let _ = std::fs::remove_file(self.dir.join("pid"));
+    }
+
+    /// Starts the node again (killing a running one first) on the same ports
+    /// and data directory, and waits until it has booted.
+    pub fn restart(&mut self) {
+        self.kill();
+        let d = &self.dir;
+        let mut cmd = Command::new(SERVER);
+        cmd.current_dir(d)
+            .env("HOME", d)
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("conveyor-test-{}@localhost", self.port),
+            )
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"));
+        let p = Proc::spawn(cmd).unwrap_or_else(|e| panic!("start rabbitmq-server: {e}"));
+        p.wait_for("completed with", Duration::from_secs(90))
+            .unwrap_or_else(|| panic!("rabbitmq-server did not boot (logs in {})", d.display()));
+        self.server = Some(p);
+    }
+}
+
+impl Drop for TempRabbit {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fastrand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
