@@ -27,6 +27,9 @@ use crate::error::{bad_data, nats_error};
 use crate::names::{keys, Names};
 use crate::record::Rec;
 
+/// How long a scan waits for its next entry before giving up.
+const SCAN_SILENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A value read with the revision to update it at.
 pub(crate) type Versioned<T> = (T, u64);
 
@@ -75,9 +78,7 @@ impl Ledger {
             num_replicas: 1,
             ..Default::default()
         };
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| nats_error("creating the ledger bucket", e, state()))?;
+        crate::streams::ensure_stream(js, &client, config, "creating the ledger bucket").await?;
         let kv = js
             .get_key_value(names.bucket())
             .await
@@ -231,7 +232,17 @@ impl Ledger {
             .messages()
             .await
             .map_err(|e| nats_error(what, e, self.state()))?;
-        while let Some(m) = messages.next().await {
+        loop {
+            // The scan ends at the message with nothing pending after it; if
+            // that one was removed meanwhile, the silence ends it instead
+            // (an error: the caller asks again).
+            let next = tokio::time::timeout(SCAN_SILENCE, messages.next()).await;
+            let Ok(Some(m)) = next else {
+                return Err(Error::backend(
+                    conveyor_core::BackendErrorKind::Timeout,
+                    format!("nats {what}: the scan stopped before its end"),
+                ));
+            };
             let m = m.map_err(|e| nats_error(what, e, self.state()))?;
             let info = m.info().map_err(|e| bad_data(format!("{what}: {e}")))?;
             let (rev, pending) = (info.stream_sequence, info.pending);

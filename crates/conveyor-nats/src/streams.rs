@@ -86,6 +86,33 @@ pub(crate) fn parse_body(payload: &[u8]) -> Option<(u64, u64)> {
     Some((id.parse().ok()?, d.parse().ok()?))
 }
 
+/// Gets or creates the stream `config` describes. A 2.9 server deletes its
+/// account's stream directory when the last stream goes, and a create
+/// racing with that fails with a server error (500): that is tried again.
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    client: &async_nats::Client,
+    config: Config,
+    what: &str,
+) -> Result<Stream, Error> {
+    let mut pause = Duration::from_millis(20);
+    for _ in 0..8 {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if format!("{e:?}").contains("code: 500") => {
+                tracing::debug!(error = %e, "{what}: the server failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => return Err(nats_error(what, e, client.connection_state())),
+        }
+    }
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        Err(e) => Err(nats_error(what, e, client.connection_state())),
+    }
+}
+
 /// The streams, their consumers and the connection.
 pub(crate) struct Streams {
     js: jetstream::Context,
@@ -125,15 +152,8 @@ impl Streams {
             description: Some("conveyor scheduled tasks".into()),
             ..Default::default()
         };
-        let state = client.connection_state();
-        let ready = js
-            .get_or_create_stream(ready)
-            .await
-            .map_err(|e| nats_error("opening the ready stream", e, state.clone()))?;
-        let sched = js
-            .get_or_create_stream(sched)
-            .await
-            .map_err(|e| nats_error("opening the schedule stream", e, state))?;
+        let ready = ensure_stream(js, &client, ready, "opening the ready stream").await?;
+        let sched = ensure_stream(js, &client, sched, "opening the schedule stream").await?;
         Ok(Streams {
             js: js.clone(),
             client,
