@@ -18,7 +18,7 @@
 //! smaller than its slots), another consumer with the difference joins the
 //! same channel and buffer: nothing is cancelled, so no delivery is stranded.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +42,7 @@ pub(crate) struct QueueConsumer {
     /// Held while one report's frames and the commit go out.
     pub(crate) tx: tokio::sync::Mutex<()>,
     amqp_queue: String,
-    buffer: Mutex<VecDeque<Delivery>>,
+    buffer: Mutex<Buffer>,
     closed: AtomicBool,
     /// Deliveries handed out of the buffer and not settled yet.
     taken: AtomicUsize,
@@ -73,7 +73,7 @@ impl QueueConsumer {
             channel,
             tx: tokio::sync::Mutex::new(()),
             amqp_queue: amqp_queue.to_string(),
-            buffer: Mutex::new(VecDeque::with_capacity(usize::from(prefetch))),
+            buffer: Mutex::new(Buffer::default()),
             closed: AtomicBool::new(false),
             taken: AtomicUsize::new(0),
             prefetch: tokio::sync::Mutex::new(0),
@@ -125,21 +125,20 @@ impl QueueConsumer {
             });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Delivery>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes up to `max` buffered deliveries.
     pub(crate) fn take(&self, max: usize, into: &mut Vec<Delivery>) {
-        let mut buffer = self.lock();
-        let n = max.min(buffer.len());
-        into.extend(buffer.drain(..n));
-        self.taken.fetch_add(n, Ordering::Relaxed);
+        let before = into.len();
+        self.lock().take(max, into);
+        self.taken.fetch_add(into.len() - before, Ordering::Relaxed);
     }
 
     /// True when deliveries wait in the buffer.
     pub(crate) fn has_work(&self) -> bool {
-        !self.lock().is_empty()
+        self.lock().ready()
     }
 
     /// True while the channel can still settle what it delivered.
@@ -159,7 +158,7 @@ async fn read(
         match stream.next().await {
             Some(Ok(delivery)) => {
                 let Some(c) = consumer.upgrade() else { return };
-                c.lock().push_back(delivery);
+                c.lock().push(delivery);
                 work.notify_waiters();
             }
             Some(Err(e)) => break Some(e),
@@ -181,4 +180,42 @@ async fn read(
         }
     }
     work.notify_waiters();
+}
+
+/// Deliveries in the order the broker sent them. Each of a channel's
+/// consumers has its own reader task, so two deliveries may reach the buffer
+/// out of order; delivery tags number a channel's deliveries 1, 2, 3, …, so
+/// the buffer hands out only the unbroken run from the next tag on, and a
+/// delivery still on its way through another reader is waited for.
+#[derive(Default)]
+struct Buffer {
+    waiting: BTreeMap<u64, Delivery>,
+    /// The tag handed out next (the first delivery of a channel is tag 1).
+    next: u64,
+}
+
+impl Buffer {
+    fn push(&mut self, delivery: Delivery) {
+        self.waiting.insert(delivery.delivery_tag, delivery);
+    }
+
+    fn expected(&self) -> u64 {
+        self.next.max(1)
+    }
+
+    fn ready(&self) -> bool {
+        self.waiting.contains_key(&self.expected())
+    }
+
+    fn take(&mut self, max: usize, into: &mut Vec<Delivery>) {
+        let mut taken = 0;
+        while taken < max {
+            let Some(d) = self.waiting.remove(&self.expected()) else {
+                break;
+            };
+            self.next = d.delivery_tag + 1;
+            into.push(d);
+            taken += 1;
+        }
+    }
 }

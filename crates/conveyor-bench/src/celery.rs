@@ -1,14 +1,16 @@
 //! Celery, the peer: a real Celery 5 worker from PyPI, installed in the
-//! benchmark's own virtualenv, on the same Redis as conveyor, processing the
-//! same number of no-op Python tasks.
+//! benchmark's own virtualenv, on the same broker as conveyor (Redis or
+//! RabbitMQ), processing the same number of no-op Python tasks.
 //!
 //! The script enqueues every task first (`apply_async`, one call each), then
 //! starts the worker in the same process. A `task_postrun` signal counts
 //! finished tasks in shared memory (created before the pool forks, so every
 //! prefork child adds to the same counter); a watcher thread polls the counter
 //! as conveyor's side polls its store, and stops the worker once every task
-//! has run. Keys live under a prefix of their own (kombu's
-//! `global_keyprefix`), deleted at the end.
+//! has run. On Redis, keys live under a prefix of their own (kombu's
+//! `global_keyprefix`), deleted at the end; on RabbitMQ the queue has a name
+//! of its own, deleted at the end, and "results on" is Celery's `rpc://`
+//! result backend (replies as messages on the same broker).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,23 +19,31 @@ use std::process::{Command, Stdio};
 const CELERY: &str = "celery[redis]>=5.5,<6";
 
 /// The driver script: `python celery_bench.py URL PREFIX N POOL CONCURRENCY
-/// RESULTS(on|off) OUT`; writes one JSON object to OUT.
+/// RESULTS(on|off) QUEUE_TYPE(classic|quorum) OUT`; writes one JSON object to
+/// OUT.
 const SCRIPT: &str = r#"
 import json, multiprocessing, os, signal, sys, threading, time
 from celery import Celery
 from celery.signals import task_postrun, worker_ready
 
-url, prefix, n, pool, conc, results, out = sys.argv[1:8]
+url, prefix, n, pool, conc, results, queue_type, out = sys.argv[1:9]
 n, conc, results = int(n), int(conc), results == "on"
+amqp = url.startswith("amqp")
 queue = prefix + "q"
-app = Celery("bench", broker=url, backend=url if results else None)
+backend = ("rpc://" if amqp else url) if results else None
+app = Celery("bench", broker=url, backend=backend)
 app.conf.update(
-    broker_transport_options={"global_keyprefix": prefix},
-    result_backend_transport_options={"global_keyprefix": prefix},
     task_ignore_result=not results,
     worker_hijack_root_logger=False,
     worker_redirect_stdouts=False,
 )
+if amqp:
+    app.conf.update(task_default_queue_type=queue_type)
+else:
+    app.conf.update(
+        broker_transport_options={"global_keyprefix": prefix},
+        result_backend_transport_options={"global_keyprefix": prefix},
+    )
 
 @app.task(name="noop")
 def noop():
@@ -73,10 +83,14 @@ try:
     app.worker_main(["worker", "-P", pool, "-c", str(conc), "-Q", queue, "--without-heartbeat",
                      "--without-gossip", "--without-mingle", "-l", "WARNING"])
 finally:
-    import redis
-    r = redis.Redis.from_url(url)
-    for key in r.scan_iter(prefix + "*", count=1000):
-        r.delete(key)
+    if amqp:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+    else:
+        import redis
+        r = redis.Redis.from_url(url)
+        for key in r.scan_iter(prefix + "*", count=1000):
+            r.delete(key)
 "#;
 
 /// One Celery measurement.
@@ -135,20 +149,52 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Runs `n` no-op tasks through a Celery worker (`pool`, `concurrency`, the
-/// result backend on or off) on `redis_url`, in `dir`.
+/// How a Celery worker is set up for one measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct CeleryConfig<'a> {
+    /// `prefork` or `solo`.
+    pub pool: &'a str,
+    /// Processes (prefork) or 1 (solo).
+    pub concurrency: usize,
+    /// The result backend on (Redis: the same Redis; RabbitMQ: `rpc://`).
+    pub results: bool,
+    /// RabbitMQ's queue type for Celery's queue: `classic` (Celery's
+    /// default) or `quorum` (what conveyor uses); ignored on Redis.
+    pub queue_type: &'a str,
+}
+
+impl CeleryConfig<'_> {
+    /// A row name: `Celery prefork -c 2, results off`.
+    pub fn subject(&self) -> String {
+        format!(
+            "Celery {} -c {}, results {}",
+            self.pool,
+            self.concurrency,
+            if self.results { "on" } else { "off" }
+        )
+    }
+}
+
+/// Runs `n` no-op tasks through a Celery worker set up as `config` on
+/// `broker_url` (Redis or RabbitMQ), in `dir`.
 pub fn measure(
     python: &Path,
     dir: &Path,
-    redis_url: &str,
+    broker_url: &str,
     n: usize,
-    pool: &str,
-    concurrency: usize,
-    results: bool,
+    config: CeleryConfig<'_>,
 ) -> Result<CeleryRun, String> {
+    let CeleryConfig {
+        pool,
+        concurrency,
+        results,
+        queue_type,
+    } = config;
     let script = dir.join("celery_bench.py");
     std::fs::write(&script, SCRIPT).map_err(|e| format!("cannot write the script: {e}"))?;
-    let out = dir.join(format!("celery-{pool}-{concurrency}-{results}.json"));
+    let out = dir.join(format!(
+        "celery-{pool}-{concurrency}-{results}-{queue_type}.json"
+    ));
     let _ = std::fs::remove_file(&out);
     let prefix = format!(
         "conveyor-bench-celery-{}-{:x}:",
@@ -157,9 +203,10 @@ pub fn measure(
     );
     let status = Command::new(python)
         .arg(&script)
-        .args([redis_url, &prefix, &n.to_string(), pool])
+        .args([broker_url, &prefix, &n.to_string(), pool])
         .arg(concurrency.to_string())
         .arg(if results { "on" } else { "off" })
+        .arg(queue_type)
         .arg(&out)
         .current_dir(dir)
         .stdin(Stdio::null())

@@ -1,10 +1,13 @@
 //! A fresh backend for each measurement, in a namespace of its own that is
-//! dropped afterwards: a new file, a Redis key prefix or a PostgreSQL schema.
+//! dropped afterwards: a new file, a Redis key prefix, a PostgreSQL schema or
+//! a RabbitMQ prefix.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use conveyor::durable::{connect, Backend, PostgresBackend, RedisBackend};
+use conveyor::durable::{
+    connect, AmqpBackend, AmqpOptions, Backend, PostgresBackend, RedisBackend, DEFAULT_QUEUE_NAME,
+};
 use conveyor::SystemClock;
 
 /// A fresh backend for one measurement: for an embedded URL (or none) a new
@@ -21,6 +24,7 @@ enum Namespace {
     File(std::path::PathBuf),
     Redis { base: String, prefix: String },
     Postgres { base: String, schema: String },
+    Amqp { base: String, prefix: String },
     Other,
 }
 
@@ -61,6 +65,16 @@ impl Subject {
                     namespace: Namespace::Postgres {
                         base: u.to_string(),
                         schema,
+                    },
+                }
+            }
+            Some(u) if scheme(u).starts_with("amqp") => {
+                let prefix = format!("conveyor-bench-{unique}");
+                Subject {
+                    url: with_param(u, "prefix", &prefix),
+                    namespace: Namespace::Amqp {
+                        base: u.to_string(),
+                        prefix,
                     },
                 }
             }
@@ -117,6 +131,18 @@ impl Subject {
                     .await
                 {
                     Ok(b) => b.drop_schema().await,
+                    Err(e) => Err(e),
+                }
+            }
+            Namespace::Amqp { base, prefix } => {
+                let base = base.split('?').next().unwrap_or(base);
+                let options = AmqpOptions::default().prefix(prefix.as_str());
+                match AmqpBackend::connect(base, options, Arc::new(SystemClock)).await {
+                    Ok(b) => {
+                        let dropped = b.delete_namespace(&[DEFAULT_QUEUE_NAME]).await;
+                        b.close().await;
+                        dropped
+                    }
                     Err(e) => Err(e),
                 }
             }

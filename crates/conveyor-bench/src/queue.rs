@@ -7,10 +7,15 @@
 //! - enqueue→start latency p50/p99 at a steady trickle into an idle worker.
 //!
 //! Figures carry ratios to the project's targets for the backend (embedded:
-//! 200k/s batched enqueue, 100k/s processed; redis 40k/s and postgres 25k/s
-//! processed). Every measurement runs in a namespace of its own — a new file,
-//! Redis key prefix or PostgreSQL schema, added to the URL as `?prefix=` /
-//! `?schema=` — dropped when it is done.
+//! 200k/s batched enqueue, 100k/s processed; redis 40k/s, postgres 25k/s and
+//! amqp 20k/s processed). Every measurement runs in a namespace of its own — a
+//! new file, Redis key prefix, PostgreSQL schema or RabbitMQ prefix, added to
+//! the URL as `?prefix=` / `?schema=` — dropped when it is done.
+//!
+//! On RabbitMQ, Celery 5 (from PyPI, in the benchmark's own virtualenv) runs
+//! the same no-op tasks on the same broker in the same run — classic and
+//! quorum queues, results off and on (`rpc://`) — and conveyor's processed
+//! rates are given as ratios to the best Celery figure.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +35,7 @@ fn targets(kind: &str) -> Option<(f64, f64)> {
         "embedded" => Some((200_000.0, 100_000.0)),
         "redis" => Some((200_000.0, 40_000.0)),
         "postgres" => Some((100_000.0, 25_000.0)),
+        "amqp" => Some((50_000.0, 20_000.0)),
         _ => None,
     }
 }
@@ -116,6 +122,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     // End to end; the last row with a subscriber reading every lifecycle
     // event, beside the same run with nobody listening (what events cost).
     let mut quiet_500 = 0.0;
+    let mut processed = Vec::new();
     for (slots, listen) in [(50usize, false), (500, false), (500, true)] {
         let n = 100_000 / scale;
         let s = Subject::new(url, &format!("e2e{slots}{listen}"));
@@ -142,6 +149,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
             quiet_500 = rate;
         }
         let subject = format!("processed, {slots} slots");
+        processed.push((subject.clone(), rate));
         if has_targets {
             report.add_vs(
                 &bench,
@@ -154,6 +162,10 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         } else {
             report.add(&bench, &subject, rate, "tasks/s");
         }
+    }
+
+    if kind == "amqp" {
+        celery_beside(report, &bench, url.unwrap_or_default(), quick, &processed);
     }
 
     // Latency at a trickle.
@@ -279,6 +291,71 @@ mod samples {
             v.sort_by(|a, b| a.total_cmp(b));
             let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
             (at(0.5), at(0.99))
+        }
+    }
+}
+
+/// Celery on the same RabbitMQ, and conveyor's `processed` rates as ratios
+/// to its best figure with results off.
+fn celery_beside(
+    report: &mut Report,
+    bench: &str,
+    url: &str,
+    quick: bool,
+    processed: &[(String, f64)],
+) {
+    let python = match crate::celery::python() {
+        Ok(p) => p,
+        Err(e) => {
+            report.note(format!(
+                "no Python with Celery ({e}): the Celery rows are skipped"
+            ));
+            return;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("conveyor-bench-queue-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        report.note(format!("cannot create {}: {e}", dir.display()));
+        return;
+    }
+    let broker = url.split('?').next().unwrap_or(url);
+    let n = if quick { 2_000 } else { 6_000 };
+    let mut best: Option<(String, f64)> = None;
+    let configs = [
+        ("prefork", 2, false, "classic"),
+        ("prefork", 2, true, "classic"),
+        ("prefork", 2, false, "quorum"),
+        ("solo", 1, false, "classic"),
+    ];
+    for (pool, concurrency, results, queue_type) in configs {
+        let config = crate::celery::CeleryConfig {
+            pool,
+            concurrency,
+            results,
+            queue_type,
+        };
+        let subject = format!("{}, {queue_type} queue", config.subject());
+        match crate::celery::measure(&python, &dir, broker, n, config) {
+            Ok(r) => {
+                report.add(bench, &subject, r.processed_per_s, "tasks/s");
+                if !results && best.as_ref().is_none_or(|(_, b)| r.processed_per_s > *b) {
+                    best = Some((subject, r.processed_per_s));
+                }
+            }
+            Err(e) => report.note(format!("{subject}: {e}")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some((name, celery)) = best {
+        for (subject, rate) in processed {
+            report.add_vs(
+                bench,
+                &format!("{subject} vs Celery"),
+                *rate,
+                "tasks/s",
+                &name,
+                rate / celery,
+            );
         }
     }
 }

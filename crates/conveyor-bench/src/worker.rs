@@ -76,11 +76,14 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     match &celery_url {
         Some(redis) if python.is_absolute() => {
             for (pool, conc, results) in [("prefork", 2, false), ("solo", 1, false), ("prefork", 2, true)] {
-                let subject = format!(
-                    "Celery {pool} -c {conc}, results {}",
-                    if results { "on" } else { "off" }
-                );
-                match celery::measure(&python, &dir, redis, celery_n, pool, conc, results) {
+                let config = celery::CeleryConfig {
+                    pool,
+                    concurrency: conc,
+                    results,
+                    queue_type: "classic",
+                };
+                let subject = config.subject();
+                match celery::measure(&python, &dir, redis, celery_n, config) {
                     Ok(r) => {
                         report.add(&bench, &subject, r.processed_per_s, "tasks/s");
                         if !results
