@@ -1,12 +1,13 @@
 //! A fresh backend for each measurement, in a namespace of its own that is
 //! dropped afterwards: a new file, a Redis key prefix, a PostgreSQL schema or
-//! a RabbitMQ prefix.
+//! a RabbitMQ or NATS prefix.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use conveyor::durable::{
-    connect, AmqpBackend, AmqpOptions, Backend, PostgresBackend, RedisBackend, DEFAULT_QUEUE_NAME,
+    connect, AmqpBackend, AmqpOptions, Backend, NatsBackend, PostgresBackend, RedisBackend,
+    DEFAULT_QUEUE_NAME,
 };
 use conveyor::SystemClock;
 
@@ -25,6 +26,7 @@ enum Namespace {
     Redis { base: String, prefix: String },
     Postgres { base: String, schema: String },
     Amqp { base: String, prefix: String },
+    Nats { base: String, prefix: String },
     Other,
 }
 
@@ -73,6 +75,16 @@ impl Subject {
                 Subject {
                     url: with_param(u, "prefix", &prefix),
                     namespace: Namespace::Amqp {
+                        base: u.to_string(),
+                        prefix,
+                    },
+                }
+            }
+            Some(u) if scheme(u) == "nats" || scheme(u) == "tls" => {
+                let prefix = format!("cvb{}", unique.replace('_', ""));
+                Subject {
+                    url: with_param(u, "prefix", &prefix),
+                    namespace: Namespace::Nats {
                         base: u.to_string(),
                         prefix,
                     },
@@ -143,6 +155,13 @@ impl Subject {
                         b.close().await;
                         dropped
                     }
+                    Err(e) => Err(e),
+                }
+            }
+            Namespace::Nats { base, prefix } => {
+                let base = base.split('?').next().unwrap_or(base);
+                match NatsBackend::connect_with(base, prefix, Arc::new(SystemClock)).await {
+                    Ok(b) => b.destroy().await,
                     Err(e) => Err(e),
                 }
             }

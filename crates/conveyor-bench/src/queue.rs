@@ -8,7 +8,7 @@
 //!
 //! Figures carry ratios to the project's targets for the backend (embedded:
 //! 200k/s batched enqueue, 100k/s processed; redis 40k/s, postgres 25k/s and
-//! amqp 20k/s processed). Every measurement runs in a namespace of its own — a
+//! amqp and nats 20k/s processed). Every measurement runs in a namespace of its own — a
 //! new file, Redis key prefix, PostgreSQL schema or RabbitMQ prefix, added to
 //! the URL as `?prefix=` / `?schema=` — dropped when it is done.
 //!
@@ -36,6 +36,7 @@ fn targets(kind: &str) -> Option<(f64, f64)> {
         "redis" => Some((200_000.0, 40_000.0)),
         "postgres" => Some((100_000.0, 25_000.0)),
         "amqp" => Some((50_000.0, 20_000.0)),
+        "nats" => Some((50_000.0, 20_000.0)),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@
 //! running a real `Worker` on a no-op handler, so 20,000 tasks take seconds
 //! (the `conveyor` binary's handlers are commands, one child process each).
 //! Redis and PostgreSQL each get a namespace of their own (`?prefix=`,
-//! `?schema=`), dropped at the end; so does RabbitMQ (`?prefix=`).
+//! `?schema=`), dropped at the end; so do RabbitMQ and NATS (`?prefix=`).
 //!
 //! RabbitMQ keeps no task records to count, so there progress is read from
 //! the execution logs, a killed worker is known to have held at most its
@@ -239,6 +239,12 @@ async fn postgres_four_workers_sigkilled_lose_nothing() {
 async fn amqp_four_workers_sigkilled_lose_nothing() {
     let ns = Namespace::amqp("mp");
     crash_run("amqp", &ns.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_four_workers_sigkilled_lose_nothing() {
+    let ns = Namespace::nats("mp");
+    crash_run("nats", &ns.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,30 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// Streams and a key-value bucket under a fresh prefix on the machine's
+    /// NATS server, deleted at the end.
+    pub fn nats(tag: &str) -> Namespace {
+        let prefix = format!("cvt{}", unique(tag).replace('_', ""));
+        let base = "nats://127.0.0.1:4222";
+        Namespace {
+            url: format!("{base}?prefix={prefix}"),
+            cleanup: Some(Box::new(move || {
+                block_on(async move {
+                    let b = conveyor::durable::NatsBackend::connect_with(
+                        base,
+                        &prefix,
+                        Arc::new(conveyor::SystemClock),
+                    )
+                    .await
+                    .expect("connect to clean up");
+                    b.destroy().await.expect("delete the test namespace");
+                })
+            })),
+        }
+    }
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         if let Some(f) = self.cleanup.take() {

@@ -42,6 +42,8 @@ pub const DEFAULT_ATTEMPTS: u32 = conveyor_core::DEFAULT_MAX_ATTEMPTS;
 pub use conveyor_amqp::{AmqpBackend, AmqpOptions};
 #[cfg(feature = "embedded")]
 pub use conveyor_embedded::EmbeddedBackend;
+#[cfg(feature = "nats")]
+pub use conveyor_nats::{NatsBackend, NatsOptions};
 #[cfg(feature = "postgres")]
 pub use conveyor_postgres::PostgresBackend;
 #[cfg(feature = "redis")]

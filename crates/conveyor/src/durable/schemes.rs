@@ -35,8 +35,8 @@ pub struct Schemes {
 impl Default for Schemes {
     /// The schemes of the backends compiled in: embedded (feature
     /// `embedded`, on by default; it also takes bare paths), Redis (feature
-    /// `redis`), PostgreSQL (feature `postgres`), RabbitMQ (feature `amqp`)
-    /// and memory.
+    /// `redis`), PostgreSQL (feature `postgres`), RabbitMQ (feature `amqp`),
+    /// NATS JetStream (feature `nats`) and memory.
     fn default() -> Self {
         let mut schemes = Self::empty();
         #[cfg(feature = "embedded")]
@@ -47,6 +47,8 @@ impl Default for Schemes {
         schemes.register(conveyor_postgres::SCHEME);
         #[cfg(feature = "amqp")]
         schemes.register(conveyor_amqp::SCHEME);
+        #[cfg(feature = "nats")]
+        schemes.register(conveyor_nats::SCHEME);
         schemes.register(conveyor_memory::SCHEME);
         schemes
     }
