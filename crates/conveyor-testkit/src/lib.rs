@@ -88,9 +88,12 @@ macro_rules! backend_conformance {
             enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
             retries_then_dead_letter, release_does_not_count_the_attempt,
             follow_ups_go_with_their_own_report, finish_wakes_result_waiters);
-        $crate::backend_conformance!(@cases $make; [$rs $uk $ok];
-            "needs the result store part, unique keys and ordering keys, which this backend does not all declare";
+        $crate::backend_conformance!(@cases $make; [$rs $uk];
+            "needs the result store part and unique keys, which this backend does not both declare";
             follow_ups_are_enqueued_with_the_finish);
+        $crate::backend_conformance!(@cases $make; [$rs $ok];
+            "needs the result store part and ordering keys, which this backend does not both declare";
+            follow_ups_carry_their_ordering_key);
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,

@@ -33,8 +33,7 @@ pub async fn follow_ups_are_enqueued_with_the_finish(b: Subject, clock: Arc<Manu
     assert_eq!(ids(&got), vec![id]);
     let next = NewTask::new("step-2", b"{\"order\":7}".to_vec())
         .queue("fu-next")
-        .unique_key("order-7")
-        .ordering_key("customer-1");
+        .unique_key("order-7");
     let later = task("step-3")
         .queue("fu-next")
         .delay(Duration::from_secs(10));
@@ -61,7 +60,6 @@ pub async fn follow_ups_are_enqueued_with_the_finish(b: Subject, clock: Arc<Manu
         "step-3 waits for its delay"
     );
     assert_eq!(first[0].payload, b"{\"order\":7}".to_vec());
-    assert_eq!(first[0].ordering_key.as_deref(), Some("customer-1"));
     assert_eq!(first[0].attempt, 1);
     let rec = get(&b, first[0].lease.id).await;
     assert_eq!(
@@ -71,6 +69,23 @@ pub async fn follow_ups_are_enqueued_with_the_finish(b: Subject, clock: Arc<Manu
     );
     clock.advance(Duration::from_secs(10));
     assert_eq!(handlers(&reserve_in(&b, "fu-next").await), vec!["step-3"]);
+}
+
+/// A follow-up keeps its ordering key.
+pub async fn follow_ups_carry_their_ordering_key(b: Subject, _clock: Arc<ManualClock>) {
+    enqueue(&b, task("step-1")).await;
+    let got = reserve(&b, 1).await;
+    let next = task("step-2").queue("fu-next").ordering_key("customer-1");
+    let out = b
+        .finish(vec![
+            Finish::complete(got[0].lease.clone()).with_follow_ups(vec![next])
+        ])
+        .await
+        .expect("finish (store)");
+    assert!(out[0].is_ok(), "the report applies: {:?}", out[0]);
+    let first = reserve_in(&b, "fu-next").await;
+    assert_eq!(handlers(&first), vec!["step-2"]);
+    assert_eq!(first[0].ordering_key.as_deref(), Some("customer-1"));
 }
 
 /// A worker that runs a step and dies before its report leaves nothing

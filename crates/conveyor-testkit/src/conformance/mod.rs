@@ -30,7 +30,7 @@ pub use failures::{
 };
 pub use follow_ups::{
     a_crash_before_the_finish_enqueues_nothing, follow_ups_are_enqueued_with_the_finish,
-    follow_ups_go_with_their_own_report,
+    follow_ups_carry_their_ordering_key, follow_ups_go_with_their_own_report,
 };
 pub use keys::{ordering_keys, unique_keys};
 pub use leadership::one_leader_at_a_time;
