@@ -10,10 +10,11 @@
 //! - `finish` acknowledges and publishes what follows each report in one
 //!   transaction per consumer channel (`consumer`).
 //!
-//! There is no record of a task outside the messages themselves: the broker
-//! is no result store, cannot list or count by task, and has no unique or
-//! ordering keys or priorities; those are refused with
-//! [`Error::Unsupported`] (see `docs/amqp.md`).
+//! There is no record of a task outside the messages themselves unless the
+//! URL names a result store (`results=redis://…`, see `results`): the broker
+//! cannot list or count by task, and has no unique or ordering keys or
+//! priorities; those are refused with [`Error::Unsupported`] (see
+//! `docs/amqp.md`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +23,12 @@ use std::time::{Duration, Instant};
 
 use conveyor_core::{
     async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, Receipt, Reserved, TaskId, Timestamp,
+    NewTask, Receipt, Reserved, ResultStore, TaskId, TaskRecord, TaskState, Timestamp,
 };
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::Channel;
 use lapin::{Confirmation, PublisherConfirm};
-use tokio::sync::Notify;
 
 use crate::consumer::QueueConsumer;
 use crate::delay;
@@ -38,6 +38,7 @@ use crate::link::Link;
 use crate::message::TaskMessage;
 use crate::names::{self, Names};
 use crate::options::AmqpOptions;
+use crate::results::{self, Results};
 
 /// A task that arrives this much before its due time still runs (the
 /// ladder's hops take a few milliseconds each).
@@ -63,8 +64,9 @@ pub(crate) struct Inner {
     generation: AtomicU64,
     consumers: tokio::sync::Mutex<HashMap<String, Arc<QueueConsumer>>>,
     pub(crate) held: HeldTasks,
-    work: Arc<Notify>,
     next_token: AtomicU64,
+    /// The result store beside the broker, if the URL named one.
+    results: Option<Results>,
 }
 
 /// What to publish for a report, before its delivery is settled.
@@ -83,6 +85,10 @@ impl AmqpBackend {
         clock: Arc<dyn Clock>,
     ) -> Result<AmqpBackend, Error> {
         options.validate()?;
+        let results = match &options.results {
+            Some(url) => Some(Results::connect(url, &options.prefix, options.retention).await?),
+            None => None,
+        };
         let backend = AmqpBackend {
             inner: Arc::new(Inner {
                 url: url.to_string(),
@@ -94,8 +100,8 @@ impl AmqpBackend {
                 generation: AtomicU64::new(0),
                 consumers: tokio::sync::Mutex::new(HashMap::new()),
                 held: HeldTasks::default(),
-                work: Arc::new(Notify::new()),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
+                results,
             }),
         };
         backend.inner.link().await?;
@@ -113,9 +119,13 @@ impl AmqpBackend {
     }
 
     /// Deletes what this backend declared under its prefix: the work and dead
-    /// queues of `queues` (with every task in them) and the delay ladder.
-    /// For tests and for retiring a namespace; custody queues expire alone.
+    /// queues of `queues` (with every task in them), the delay ladder, and
+    /// the records of its result store. For tests and for retiring a
+    /// namespace; custody queues expire alone.
     pub async fn delete_namespace(&self, queues: &[&str]) -> Result<(), Error> {
+        if let Some(store) = &self.inner.results {
+            store.clear().await?;
+        }
         let link = self.inner.link().await?;
         let admin = link.admin().await?;
         let names = &self.inner.names;
@@ -207,24 +217,23 @@ impl Inner {
         Ok(link)
     }
 
-    /// The consumer of `queue` on `link`, started when missing or dead.
-    async fn consumer(&self, link: &Link, queue: &str) -> Result<Arc<QueueConsumer>, Error> {
+    /// The consumer of `queue` on `link`, started (with `prefetch`) when
+    /// missing or dead.
+    async fn consumer(
+        &self,
+        link: &Link,
+        queue: &str,
+        prefetch: usize,
+    ) -> Result<Arc<QueueConsumer>, Error> {
         let mut consumers = self.consumers.lock().await;
         if let Some(c) = consumers.get(queue).filter(|c| c.alive()) {
             return Ok(c.clone());
         }
         link.ensure_queue(&self.names, queue, self.options.delivery_limit)
             .await?;
-        let prefetch = self.options.prefetch.unwrap_or(1);
+        let prefetch = self.options.prefetch.map_or(prefetch, usize::from);
         let channel = link.channel().await?;
-        let c = QueueConsumer::start(
-            channel,
-            queue,
-            &self.names.work(queue),
-            prefetch,
-            self.work.clone(),
-        )
-        .await?;
+        let c = QueueConsumer::start(channel, queue, &self.names.work(queue), prefetch).await?;
         consumers.insert(queue.to_string(), c.clone());
         Ok(c)
     }
@@ -319,29 +328,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    /// True when the broker says messages are ready in one of `queues`.
-    async fn ready(&self, link: &Link, queues: &[String]) -> bool {
-        let Ok(admin) = link.admin().await else {
-            return false;
-        };
-        for q in queues {
-            let declared = admin
-                .queue_declare(
-                    self.names.work(q).as_str().into(),
-                    lapin::options::QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    Default::default(),
-                )
-                .await;
-            if matches!(declared, Ok(ref d) if d.message_count() > 0) {
-                return true;
-            }
-        }
-        false
     }
 
     fn token(&self) -> u64 {
@@ -524,6 +510,8 @@ pub(crate) struct Plan {
     pub(crate) publishes: Vec<Publish>,
     /// Hand the delivery back (release) instead of acknowledging it.
     pub(crate) requeue: bool,
+    /// The records to write once it applied (with a result store).
+    pub(crate) records: Vec<TaskRecord>,
 }
 
 impl Inner {
@@ -532,29 +520,59 @@ impl Inner {
         let mut publishes = Vec::new();
         let mut requeue = false;
         let mut message = held.message.clone();
+        let started = message.attempts + 1;
+        let keep = self.results.is_some();
+        let mut records = Vec::new();
+        let mut record = |m: &TaskMessage, state, attempts| {
+            if keep {
+                records.push(results::record(m, state, attempts, now));
+            }
+        };
         match finish.action {
-            FinishAction::Complete { .. } | FinishAction::Discard { .. } => {}
+            FinishAction::Complete { result } => {
+                record(&message, TaskState::Completed, started);
+                if let Some(r) = records.last_mut() {
+                    r.result = result;
+                }
+            }
+            FinishAction::Discard { reason } => {
+                message.error = Some(reason);
+                record(&message, TaskState::Cancelled, started);
+            }
             FinishAction::Retry { delay, error } => {
                 message.attempts += 1;
                 message.error = Some(error);
                 if message.attempts >= message.max_attempts {
+                    record(&message, TaskState::Dead, message.attempts);
                     publishes.push(self.dead_letter(message));
                 } else {
                     message.due_at = now.plus(delay);
+                    record(&message, TaskState::Retrying, message.attempts);
                     publishes.push(self.route(message, now));
                 }
             }
             FinishAction::DeadLetter { error } => {
                 message.attempts += 1;
                 message.error = Some(error);
+                record(&message, TaskState::Dead, message.attempts);
                 publishes.push(self.dead_letter(message));
             }
-            FinishAction::Release => requeue = true,
+            FinishAction::Release => {
+                requeue = true;
+                record(&message, TaskState::Available, message.attempts);
+            }
         }
         for m in self.messages(finish.follow_ups, now)? {
+            if keep {
+                records.push(results::waiting(&m, now));
+            }
             publishes.push(self.route(m, now));
         }
-        Ok(Plan { publishes, requeue })
+        Ok(Plan {
+            publishes,
+            requeue,
+            records,
+        })
     }
 
     /// Settles a delivery-held task inside its channel's transaction.
@@ -604,10 +622,25 @@ impl Backend for AmqpBackend {
                 duplicate: false,
             })
             .collect();
+        if let Some(store) = &inner.results {
+            // Before the publish: a worker's later record must not be
+            // overwritten by this one.
+            let records: Vec<TaskRecord> =
+                messages.iter().map(|m| results::waiting(m, now)).collect();
+            store.put(&records, now).await?;
+        }
         let publishes: Vec<Publish> = messages.into_iter().map(|m| inner.route(m, now)).collect();
-        let link = inner.link().await?;
-        inner.prepare(&link, &publishes).await?;
-        publish_confirmed(&link, &publishes).await?;
+        let published = async {
+            let link = inner.link().await?;
+            inner.prepare(&link, &publishes).await?;
+            publish_confirmed(&link, &publishes).await
+        }
+        .await;
+        if let (Err(_), Some(store)) = (&published, &inner.results) {
+            let ids: Vec<TaskId> = publishes.iter().map(|p| p.message.id).collect();
+            store.forget(&ids).await;
+        }
+        published?;
         Ok(out)
     }
 
@@ -627,30 +660,50 @@ impl Backend for AmqpBackend {
         let mut fixes = Vec::new();
         let mut consumers = Vec::with_capacity(queues.len());
         for queue in queues {
-            let consumer = inner.consumer(&link, queue).await?;
+            let consumer = inner.consumer(&link, queue, max).await?;
             if inner.options.prefetch.is_none() {
                 consumer.widen(consumer.taken() + max).await?;
             }
             consumers.push(consumer);
         }
         inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
-        // Messages the broker says are ready but that have not reached the
-        // buffer yet (just published, or the prefetch just widened) are
-        // waited for a moment rather than answered "not ready".
+        // Fewer than asked: ask the broker on each consumer's own channel how
+        // many wait. Its answer comes after every delivery it sent before,
+        // so what is not in hand then is still in the queue; wait a moment
+        // for those (just published, or the prefetch just widened) rather
+        // than answer "not ready".
         let deadline = tokio::time::Instant::now() + SETTLE_IN;
-        while out.len() < max && inner.ready(&link, queues).await {
-            let arrived = inner.work.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
+        while out.len() < max {
+            let mut waiting = None;
+            for c in &consumers {
+                if c.alive() && c.flush().await.unwrap_or(0) > 0 {
+                    waiting = Some(c.clone());
+                    break;
+                }
+            }
             let before = out.len() + fixes.len();
             inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
             if out.len() + fixes.len() > before {
                 continue;
             }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+            let Some(c) = waiting else { break };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !c.wait(left).await {
                 break;
             }
-            inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
+        }
+        if let (Some(store), false) = (&inner.results, out.is_empty()) {
+            let records: Vec<TaskRecord> = out
+                .iter()
+                .filter_map(|r| inner.held.get(&r.lease))
+                .map(|h| {
+                    let m = &h.message;
+                    results::record(m, TaskState::Running, m.attempts + 1, now)
+                })
+                .collect();
+            if let Err(e) = store.put(&records, now).await {
+                tracing::warn!(error = %e.chain(), "could not record reserved tasks as running");
+            }
         }
         if !fixes.is_empty() {
             inner.apply_fixes(&link, fixes).await;
@@ -734,6 +787,7 @@ impl Backend for AmqpBackend {
                 link.ensure_ladder(&inner.names).await?;
             }
         }
+        let mut applied: Vec<TaskRecord> = Vec::new();
         for (_, (consumer, items)) in by_channel {
             let _tx = consumer.tx.lock().await;
             let mut sent = Vec::with_capacity(items.len());
@@ -757,6 +811,9 @@ impl Backend for AmqpBackend {
                     for slot in sent {
                         out[slot] = Some(Ok(()));
                     }
+                    for item in items {
+                        applied.extend(item.plan.records);
+                    }
                 }
                 Err(e) => {
                     // The channel died before the commit: nothing of this
@@ -769,16 +826,22 @@ impl Backend for AmqpBackend {
                 }
             }
         }
-        for (slot, held, generation, plan) in custody {
+        for (slot, held, generation, mut plan) in custody {
             let id = held.message.id;
-            out[slot] = Some(
-                crate::custody::settle(inner, &link, held, generation, plan)
-                    .await
-                    .map_err(|e| match e {
-                        Error::StaleLease(_) => Error::StaleLease(id),
-                        other => other,
-                    }),
-            );
+            let records = std::mem::take(&mut plan.records);
+            let settled = crate::custody::settle(inner, &link, held, generation, plan).await;
+            if settled.is_ok() {
+                applied.extend(records);
+            }
+            out[slot] = Some(settled.map_err(|e| match e {
+                Error::StaleLease(_) => Error::StaleLease(id),
+                other => other,
+            }));
+        }
+        if let Some(store) = &inner.results {
+            if let Err(e) = store.put(&applied, now).await {
+                tracing::warn!(error = %e.chain(), "could not record settled tasks in the result store");
+            }
         }
         Ok(out
             .into_iter()
@@ -786,26 +849,31 @@ impl Backend for AmqpBackend {
             .collect())
     }
 
+    fn result_store(&self) -> Option<&dyn ResultStore> {
+        self.inner.results.as_ref().map(|r| r as &dyn ResultStore)
+    }
+
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
-        let inner = &self.inner;
-        let notified = inner.work.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let consumers = inner.consumers.lock().await;
-            let mut any = false;
+        let waiting: Vec<Arc<QueueConsumer>> = {
+            let consumers = self.inner.consumers.lock().await;
+            let mut all = Vec::with_capacity(queues.len());
             for q in queues {
                 match consumers.get(q) {
-                    Some(c) if c.alive() => any |= c.has_work(),
+                    Some(c) if c.alive() => all.push(c.clone()),
                     // No consumer yet (or a dead one): reserve makes one.
                     _ => return false,
                 }
             }
-            if any {
-                return true;
-            }
+            all
+        };
+        if waiting.is_empty() {
+            return false;
         }
-        let _ = tokio::time::timeout(timeout, notified).await;
+        if waiting.iter().any(|c| c.has_work()) {
+            return true;
+        }
+        let each = waiting.iter().map(|c| Box::pin(c.wait(timeout)));
+        let _ = futures_util::future::select_all(each).await;
         true
     }
 }

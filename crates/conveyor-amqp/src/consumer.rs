@@ -17,18 +17,24 @@
 //! so when a reservation asks for more (a worker whose first fetch was
 //! smaller than its slots), another consumer with the difference joins the
 //! same channel and buffer: nothing is cancelled, so no delivery is stranded.
+//!
+//! Deliveries are read from the client's streams by whoever needs them — a
+//! reservation drains what has arrived without waiting, `wait` waits for the
+//! next one — rather than by a task of their own, so after a round trip on
+//! the consumer's own channel (`flush`) every delivery the broker sent before
+//! its answer is in hand: RabbitMQ writes a channel's frames in order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use conveyor_core::Error;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
-use tokio::sync::Notify;
 
 use crate::error::{amqp_error, is_ack_timeout};
 
@@ -42,26 +48,28 @@ pub(crate) struct QueueConsumer {
     /// Held while one report's frames and the commit go out.
     pub(crate) tx: tokio::sync::Mutex<()>,
     amqp_queue: String,
+    /// The client's delivery streams (one per consumer on the channel).
+    streams: tokio::sync::Mutex<Vec<lapin::Consumer>>,
+    /// Streams `widen` started, until a reader moves them into `streams`
+    /// (which a waiter may hold for a while).
+    incoming: Mutex<Vec<lapin::Consumer>>,
+    /// The sum of the consumers' prefetches.
+    prefetch: tokio::sync::Mutex<usize>,
     buffer: Mutex<Buffer>,
     closed: AtomicBool,
     /// Deliveries handed out of the buffer and not settled yet.
     taken: AtomicUsize,
-    /// The sum of this channel's consumers' prefetches (held by `widen`).
-    prefetch: tokio::sync::Mutex<usize>,
-    work: Arc<Notify>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl QueueConsumer {
-    /// Starts consuming `amqp_queue` on `channel` with `prefetch`; deliveries
-    /// wake `work`.
+    /// Starts consuming `amqp_queue` on `channel` with `prefetch`.
     pub(crate) async fn start(
         channel: Channel,
         queue: &str,
         amqp_queue: &str,
-        prefetch: u16,
-        work: Arc<Notify>,
+        prefetch: usize,
     ) -> Result<Arc<QueueConsumer>, Error> {
         channel
             .tx_select()
@@ -73,19 +81,20 @@ impl QueueConsumer {
             channel,
             tx: tokio::sync::Mutex::new(()),
             amqp_queue: amqp_queue.to_string(),
+            streams: tokio::sync::Mutex::new(Vec::new()),
+            incoming: Mutex::new(Vec::new()),
+            prefetch: tokio::sync::Mutex::new(0),
             buffer: Mutex::new(Buffer::default()),
             closed: AtomicBool::new(false),
             taken: AtomicUsize::new(0),
-            prefetch: tokio::sync::Mutex::new(0),
-            work,
         });
-        consumer.widen(usize::from(prefetch.max(1))).await?;
+        consumer.widen(prefetch.max(1)).await?;
         Ok(consumer)
     }
 
     /// Lets the broker hold up to `want` unacknowledged deliveries on this
     /// channel (never lowers it): a new consumer with the difference.
-    pub(crate) async fn widen(self: &Arc<Self>, want: usize) -> Result<(), Error> {
+    pub(crate) async fn widen(&self, want: usize) -> Result<(), Error> {
         let mut prefetch = self.prefetch.lock().await;
         if want <= *prefetch {
             return Ok(());
@@ -106,9 +115,31 @@ impl QueueConsumer {
             )
             .await
             .map_err(|e| amqp_error(&format!("basic.consume {}", self.amqp_queue), e))?;
+        self.incoming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stream);
         *prefetch += usize::from(extra);
-        tokio::spawn(read(Arc::downgrade(self), stream, self.work.clone()));
         Ok(())
+    }
+
+    /// How many messages wait in the queue, asked on this channel: when the
+    /// answer arrives, every delivery the broker sent this channel before it
+    /// has arrived too.
+    pub(crate) async fn flush(&self) -> Result<u32, Error> {
+        let q = self
+            .channel
+            .queue_declare(
+                self.amqp_queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_error(&format!("queue.declare {}", self.amqp_queue), e))?;
+        Ok(q.message_count())
     }
 
     /// How many deliveries the worker holds unsettled.
@@ -129,8 +160,86 @@ impl QueueConsumer {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes up to `max` buffered deliveries.
+    /// Moves what the client has received into the buffer, without waiting
+    /// (skipped while someone waits on the streams: they will).
+    fn pull(&self) {
+        let Ok(mut streams) = self.streams.try_lock() else {
+            return;
+        };
+        self.adopt(&mut streams);
+        for stream in streams.iter_mut() {
+            while let Some(next) = stream.next().now_or_never() {
+                if !self.received(next) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves the streams `widen` started into `streams`.
+    fn adopt(&self, streams: &mut Vec<lapin::Consumer>) {
+        streams.append(&mut self.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Takes one item of a stream; false when the stream ended.
+    fn received(&self, next: Option<lapin::Result<Delivery>>) -> bool {
+        match next {
+            Some(Ok(delivery)) => {
+                self.lock().push(delivery);
+                true
+            }
+            Some(Err(e)) => {
+                self.close(Some(e));
+                false
+            }
+            None => {
+                self.close(None);
+                false
+            }
+        }
+    }
+
+    fn close(&self, why: Option<lapin::Error>) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match why {
+            Some(e) if is_ack_timeout(&e.to_string()) => tracing::warn!(
+                queue = %self.queue,
+                "RabbitMQ closed the consumer channel: a delivery stayed unacknowledged \
+                 past the server's consumer_timeout. Its tasks go back to the queue; \
+                 set the URL's hold= below consumer_timeout so long tasks move to \
+                 custody in time ({e})"
+            ),
+            Some(e) => tracing::warn!(queue = %self.queue, error = %e, "consumer channel closed"),
+            None => tracing::debug!(queue = %self.queue, "consumer cancelled"),
+        }
+    }
+
+    /// Waits up to `timeout` for a delivery (true when one is in hand).
+    pub(crate) async fn wait(&self, timeout: Duration) -> bool {
+        if self.has_work() {
+            return true;
+        }
+        let mut streams = self.streams.lock().await;
+        self.adopt(&mut streams);
+        if streams.is_empty() || !self.alive() {
+            return false;
+        }
+        let next = futures_util::future::select_all(streams.iter_mut().map(|s| s.next()));
+        match tokio::time::timeout(timeout, next).await {
+            Ok((item, _, _)) => {
+                self.received(item);
+                drop(streams);
+                self.has_work()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes up to `max` buffered deliveries, in the broker's order.
     pub(crate) fn take(&self, max: usize, into: &mut Vec<Delivery>) {
+        self.pull();
         let before = into.len();
         self.lock().take(max, into);
         self.taken.fetch_add(into.len() - before, Ordering::Relaxed);
@@ -138,6 +247,7 @@ impl QueueConsumer {
 
     /// True when deliveries wait in the buffer.
     pub(crate) fn has_work(&self) -> bool {
+        self.pull();
         self.lock().ready()
     }
 
@@ -145,41 +255,6 @@ impl QueueConsumer {
     pub(crate) fn alive(&self) -> bool {
         !self.closed.load(Ordering::Acquire) && self.channel.status().connected()
     }
-}
-
-/// Moves one consumer's deliveries into the buffer until it ends; marks the
-/// channel closed when the broker closed it.
-async fn read(
-    consumer: std::sync::Weak<QueueConsumer>,
-    mut stream: lapin::Consumer,
-    work: Arc<Notify>,
-) {
-    let why = loop {
-        match stream.next().await {
-            Some(Ok(delivery)) => {
-                let Some(c) = consumer.upgrade() else { return };
-                c.lock().push(delivery);
-                work.notify_waiters();
-            }
-            Some(Err(e)) => break Some(e),
-            None => break None,
-        }
-    };
-    if let Some(c) = consumer.upgrade() {
-        c.closed.store(true, Ordering::Release);
-        match why {
-            Some(e) if is_ack_timeout(&e.to_string()) => tracing::warn!(
-                queue = %c.queue,
-                "RabbitMQ closed the consumer channel: a delivery stayed unacknowledged \
-                 past the server's consumer_timeout. Its tasks go back to the queue; \
-                 set the URL's hold= below consumer_timeout so long tasks move to \
-                 custody in time ({e})"
-            ),
-            Some(e) => tracing::warn!(queue = %c.queue, error = %e, "consumer channel closed"),
-            None => tracing::debug!(queue = %c.queue, "consumer cancelled"),
-        }
-    }
-    work.notify_waiters();
 }
 
 /// Deliveries in the order the broker sent them. Each of a channel's

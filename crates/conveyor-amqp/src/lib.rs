@@ -15,9 +15,11 @@
 //! whose deliveries keep ending without a report (its worker is killed, again
 //! and again) is dead-lettered by the broker after `delivery_limit`.
 //!
-//! RabbitMQ keeps messages, not task records: there is no result store, no
-//! listing, no unique or ordering keys and no priorities here, and each is
-//! refused with [`conveyor_core::Error::Unsupported`] rather than ignored.
+//! RabbitMQ keeps messages, not task records: results need a store beside
+//! it (`results=redis://…`, as Celery separates broker and result backend);
+//! there is no listing, no unique or ordering keys and no priorities here,
+//! and each is refused with [`conveyor_core::Error::Unsupported`] rather than
+//! ignored.
 //! `docs/amqp.md` has the whole design.
 //!
 //! ```no_run
@@ -46,6 +48,7 @@ mod link;
 mod message;
 mod names;
 mod options;
+mod results;
 mod scheme;
 mod topology;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::Error;
+use conveyor_core::{Error, Retention};
 
 use crate::names::MAX_PREFIX;
 
@@ -34,6 +34,11 @@ pub struct AmqpOptions {
     /// Unacknowledged deliveries per queue consumer; `None`: the worker's
     /// first reservation size (its free slots) divided among its queues.
     pub prefetch: Option<u16>,
+    /// A Redis that keeps a record per task (`results=redis://…`): results,
+    /// `wait()`, `conveyor show`. `None`: no result store.
+    pub results: Option<String>,
+    /// How long finished records are kept in the result store.
+    pub retention: Retention,
 }
 
 impl Default for AmqpOptions {
@@ -43,6 +48,8 @@ impl Default for AmqpOptions {
             hold: DEFAULT_HOLD,
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
             prefetch: None,
+            results: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -57,6 +64,12 @@ impl AmqpOptions {
     /// The same options with another hold.
     pub fn hold(mut self, hold: Duration) -> Self {
         self.hold = hold;
+        self
+    }
+
+    /// The same options with a result store at `url` (`redis://…`).
+    pub fn results(mut self, url: impl Into<String>) -> Self {
+        self.results = Some(url.into());
         self
     }
 

@@ -2,7 +2,8 @@
 //! `amqps://` for TLS), with conveyor's own parameters `prefix=` (every name
 //! under it; default [`DEFAULT_PREFIX`]), `hold=` (how long a delivery stays
 //! unacknowledged before a long task moves to custody, e.g. `10m`; keep it
-//! below the server's `consumer_timeout`), `delivery_limit=` and `prefetch=`,
+//! below the server's `consumer_timeout`), `delivery_limit=`, `prefetch=` and
+//! `results=redis://HOST:PORT/DB` (a result store beside the broker),
 //! and the client's `heartbeat`, `connection_timeout`, `channel_max`,
 //! `frame_max` and `auth_mechanism`. Any other parameter is refused.
 //!
@@ -59,6 +60,9 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
             Error::InvalidConfig(format!("amqp prefetch={n}: not a number up to 65535"))
         })?);
     }
+    if let Some(r) = parsed.take("results")? {
+        options.results = Some(r.to_string());
+    }
     parsed.allow_only(CLIENT_PARAMS)?;
     options.validate()?;
     Ok(Target {
@@ -99,6 +103,12 @@ mod tests {
         assert_eq!(t.options.hold, Duration::from_secs(600));
         assert_eq!(t.options.delivery_limit, 5);
         assert_eq!(t.options.prefetch, Some(64));
+        let t = target("amqp://h/?results=redis://127.0.0.1:6379/2").unwrap();
+        assert_eq!(
+            t.options.results.as_deref(),
+            Some("redis://127.0.0.1:6379/2")
+        );
+        assert_eq!(t.url, "amqp://h/");
     }
 
     #[test]

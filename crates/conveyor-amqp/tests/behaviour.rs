@@ -169,3 +169,56 @@ async fn what_the_broker_cannot_keep_is_refused() {
     assert!(b.result_store().is_none() && b.inspection().is_none());
     cleanup(&b, &["default"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_result_store_each_step_is_recorded() {
+    use conveyor_core::TaskState;
+    let b = backend(AmqpOptions::default().results(results_url())).await;
+    let id = b.enqueue(task("r").max_attempts(2)).await.unwrap().id;
+    let store = b.result_store().expect("a result store");
+    let state = |r: Option<conveyor_core::TaskRecord>| r.expect("a record").state;
+    assert_eq!(state(store.get(id).await.unwrap()), TaskState::Available);
+    let got = reserve_n(&b, 1, WAIT).await;
+    let rec = store.get(id).await.unwrap().expect("record");
+    assert_eq!((rec.state, rec.attempts), (TaskState::Running, 1));
+    let retry = FinishAction::Retry {
+        delay: Duration::from_millis(200),
+        error: "flaky".into(),
+    };
+    report(&b, Finish::new(got[0].lease.clone(), retry))
+        .await
+        .unwrap();
+    let rec = store.get(id).await.unwrap().expect("record");
+    assert_eq!(rec.state, TaskState::Retrying);
+    assert_eq!(rec.error.as_deref(), Some("flaky"));
+    let again = reserve_n(&b, 1, WAIT).await;
+    assert_eq!(again[0].attempt, 2);
+    let done = FinishAction::Complete {
+        result: Some(b"42".to_vec()),
+    };
+    report(&b, Finish::new(again[0].lease.clone(), done))
+        .await
+        .unwrap();
+    let rec = store.get(id).await.unwrap().expect("record");
+    assert_eq!(rec.state, TaskState::Completed);
+    assert_eq!(rec.result.as_deref(), Some(&b"42"[..]));
+    assert_eq!(rec.attempts, 2);
+    assert!(rec.finished_at.is_some());
+    // The last attempt's failure is recorded dead.
+    let id = b.enqueue(task("d").max_attempts(1)).await.unwrap().id;
+    let got = reserve_n(&b, 1, WAIT).await;
+    let fail = FinishAction::Retry {
+        delay: Duration::ZERO,
+        error: "gave up".into(),
+    };
+    report(&b, Finish::new(got[0].lease.clone(), fail))
+        .await
+        .unwrap();
+    assert_eq!(state(store.get(id).await.unwrap()), TaskState::Dead);
+    assert_eq!(b.depth("default").await.unwrap(), (0, 1));
+    cleanup(&b, &["default"]).await;
+    assert!(
+        store.get(id).await.unwrap().is_none(),
+        "records go with the namespace"
+    );
+}

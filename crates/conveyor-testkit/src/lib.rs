@@ -50,6 +50,11 @@ pub use conveyor_core::{ManualClock, Timestamp};
 ///     registry: no; priority: no, unique_keys: no, ordering_keys: no);
 /// ```
 ///
+/// A backend whose delays and leases run on a broker's own clock (TTLs, ack
+/// waits), which a test cannot move by hand, adds `manual_time: no`: the
+/// cases that move the [`ManualClock`] to make a delayed task due are then
+/// ignored too, and the backend tests its delays in real time instead.
+///
 /// A case that needs a part or capability the backend lacks is generated
 /// `#[ignore]`d with the reason, so `cargo test` lists it as ignored (never
 /// as passed), and the case `declared_parts_are_the_real_ones` fails if the
@@ -70,6 +75,15 @@ macro_rules! backend_conformance {
     ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
      maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident;
      priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident $(,)?) => {
+        $crate::backend_conformance!($make;
+            result_store: $rs, inspection: $ins, administration: $adm, maintenance: $mnt,
+            global_limits: $lim, registry: $reg; priority: $pr, unique_keys: $uk,
+            ordering_keys: $ok, manual_time: yes);
+    };
+    ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident;
+     priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident,
+     manual_time: $mt:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
             queues_are_separate, concurrent_reservers_never_share_a_task,
@@ -80,16 +94,18 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$uk];
             "needs unique keys, which this backend's core does not declare";
             unique_keys);
-        $crate::backend_conformance!(@cases $make; [$ok];
-            "needs ordering keys, which this backend's core does not declare";
+        $crate::backend_conformance!(@cases $make; [$ok $mt];
+            "needs ordering keys and delays on a clock the test moves, which this backend does not both declare";
             ordering_keys);
         $crate::backend_conformance!(@cases $make; [$rs];
             "needs the result store part (reading tasks), which this backend does not declare";
-            enqueue_reserve_complete, delays_follow_the_clock, results_and_discards,
-            retries_then_dead_letter, release_does_not_count_the_attempt,
+            enqueue_reserve_complete, results_and_discards, release_does_not_count_the_attempt,
             follow_ups_go_with_their_own_report, finish_wakes_result_waiters);
-        $crate::backend_conformance!(@cases $make; [$rs $uk];
-            "needs the result store part and unique keys, which this backend does not both declare";
+        $crate::backend_conformance!(@cases $make; [$rs $mt];
+            "needs the result store part and delays on a clock the test moves, which this backend does not both declare";
+            delays_follow_the_clock, retries_then_dead_letter);
+        $crate::backend_conformance!(@cases $make; [$rs $uk $mt];
+            "needs the result store part, unique keys and delays on a clock the test moves, which this backend does not all declare";
             follow_ups_are_enqueued_with_the_finish);
         $crate::backend_conformance!(@cases $make; [$rs $ok];
             "needs the result store part and ordering keys, which this backend does not both declare";
@@ -106,7 +122,10 @@ macro_rules! backend_conformance {
             retention_prunes_finished_tasks);
         $crate::backend_conformance!(@cases $make; [$ins];
             "needs the inspection part, which this backend does not declare";
-            stats_per_queue, list_by_handler);
+            list_by_handler);
+        $crate::backend_conformance!(@cases $make; [$ins $mt];
+            "needs the inspection part and delays on a clock the test moves, which this backend does not both declare";
+            stats_per_queue);
         $crate::backend_conformance!(@cases $make; [$ins $pr];
             "needs the inspection part and priorities, which this backend does not both declare";
             list_newest_first, list_pages_through_each_state, list_pages_with_filters);

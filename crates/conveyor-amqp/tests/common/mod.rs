@@ -15,6 +15,12 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// The Redis the result-store tests keep records in (each under its test's
+/// prefix; records expire with the retention).
+pub fn results_url() -> String {
+    std::env::var("CONVEYOR_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
 /// A prefix no other test uses.
 pub fn fresh_prefix() -> String {
     format!("t{}x{}", std::process::id(), fastrand::u32(..))

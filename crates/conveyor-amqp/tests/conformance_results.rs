@@ -1,0 +1,38 @@
+//! The RabbitMQ backend with a result store beside it
+//! (`results=redis://…`) against the backend conformance suite: the cases
+//! of the result store part run too. Delays run on the broker's clock (the
+//! ladder's TTLs), so the cases that move a manual clock to make a delayed
+//! task due are ignored; `behaviour.rs` tests delays in real time.
+
+mod common;
+
+use std::sync::Arc;
+
+use conveyor_amqp::{AmqpBackend, AmqpOptions};
+use conveyor_core::{Backend, ManualClock};
+use conveyor_testkit::Scoped;
+
+async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
+    let backend = AmqpBackend::connect(
+        &common::amqp_url(),
+        AmqpOptions::default()
+            .prefix(common::fresh_prefix())
+            .results(common::results_url()),
+        clock,
+    )
+    .await
+    .expect("connect to the test RabbitMQ and Redis");
+    let options = backend.options().clone();
+    Arc::new(Scoped::new(backend, move || {
+        common::delete_namespace_blocking(
+            options,
+            &[
+                "default", "low", "high", "other", "fu-next", "fu-batch", "fu-crash",
+            ],
+        )
+    }))
+}
+
+conveyor_testkit::backend_conformance!(make;
+    result_store: yes, inspection: no, administration: no, maintenance: no, global_limits: no,
+    registry: no; priority: no, unique_keys: no, ordering_keys: no, manual_time: no);
