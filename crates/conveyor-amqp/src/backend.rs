@@ -662,7 +662,7 @@ impl Backend for AmqpBackend {
         for queue in queues {
             let consumer = inner.consumer(&link, queue, max).await?;
             if inner.options.prefetch.is_none() {
-                consumer.widen(consumer.taken() + max).await?;
+                consumer.widen(consumer.taken() + max, max).await?;
             }
             consumers.push(consumer);
         }
