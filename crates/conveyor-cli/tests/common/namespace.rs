@@ -61,15 +61,31 @@ impl Namespace {
     /// Queues and exchanges under a fresh prefix on the machine's RabbitMQ
     /// (the default queue's and the delay ladder's, deleted at the end).
     pub fn amqp(tag: &str) -> Namespace {
+        Self::amqp_with(tag, None)
+    }
+
+    /// The same, with a result store on the machine's Redis (its records
+    /// deleted at the end too).
+    pub fn amqp_with_results(tag: &str) -> Namespace {
+        Self::amqp_with(tag, Some("redis://127.0.0.1:6379/0"))
+    }
+
+    fn amqp_with(tag: &str, results: Option<&'static str>) -> Namespace {
         let prefix = unique(tag);
         let base = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        let mut url = format!("{base}?prefix={prefix}");
+        let mut options = conveyor::durable::AmqpOptions::default().prefix(prefix);
+        if let Some(r) = results {
+            url.push_str(&format!("&results={r}"));
+            options = options.results(r);
+        }
         Namespace {
-            url: format!("{base}?prefix={prefix}"),
+            url,
             cleanup: Some(Box::new(move || {
                 block_on(async move {
                     let b = conveyor::durable::AmqpBackend::connect(
                         base,
-                        conveyor::durable::AmqpOptions::default().prefix(prefix),
+                        options,
                         Arc::new(conveyor::SystemClock),
                     )
                     .await
