@@ -8,8 +8,9 @@
 //! none of it. A channel dies with its connection or when the broker closes it
 //! (a consumer timeout), and every delivery tag it issued dies with it, so a
 //! worker that lost its claim can settle nothing — fencing from the broker
-//! itself. The `tx` lock keeps one report's frames together: another task's
-//! commit never applies half of it.
+//! itself. The `tx` lock keeps one report's frames together (another task's
+//! commit never applies half of it) and keeps every synchronous method on
+//! the channel one at a time, as AMQP requires.
 //!
 //! The prefetch follows what the worker asks for: the broker may deliver as
 //! many messages as the worker has taken and not settled plus the free slots
@@ -48,7 +49,11 @@ pub(crate) struct QueueConsumer {
     /// The conveyor queue.
     pub(crate) queue: String,
     pub(crate) channel: Channel,
-    /// Held while one report's frames and the commit go out.
+    /// Held while one report's frames and the commit go out, and around
+    /// every other synchronous method on this channel (`basic.qos`,
+    /// `basic.consume`, `queue.declare`): AMQP allows one synchronous
+    /// request in flight per channel, and RabbitMQ closes the whole
+    /// connection when a second one arrives during a `tx.commit`.
     pub(crate) tx: tokio::sync::Mutex<()>,
     amqp_queue: String,
     /// The client's delivery streams (one per consumer on the channel).
@@ -108,6 +113,7 @@ impl QueueConsumer {
             return Ok(());
         }
         let extra = u16::try_from(want - *prefetch).unwrap_or(u16::MAX);
+        let _sync = self.tx.lock().await;
         self.channel
             .basic_qos(extra, BasicQosOptions::default())
             .await
@@ -135,6 +141,7 @@ impl QueueConsumer {
     /// answer arrives, every delivery the broker sent this channel before it
     /// has arrived too.
     pub(crate) async fn flush(&self) -> Result<u32, Error> {
+        let _sync = self.tx.lock().await;
         let q = self
             .channel
             .queue_declare(
