@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     next_token: AtomicU64,
     /// The result store beside the broker, if the URL named one.
     results: Option<Results>,
+    /// The worker's slots, once it said (0: not said).
+    slots: AtomicU64,
 }
 
 /// What to publish for a report, before its delivery is settled.
@@ -102,6 +104,7 @@ impl AmqpBackend {
                 held: HeldTasks::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
                 results,
+                slots: AtomicU64::new(0),
             }),
         };
         backend.inner.link().await?;
@@ -303,6 +306,25 @@ impl Inner {
             .into_iter()
             .map(|t| TaskMessage::new(new_id(), t, now))
             .collect())
+    }
+
+    /// The prefetch a new consumer starts with: the worker's slots when it
+    /// said them, else the reservation's size.
+    fn prefetch_for_new(&self, max: usize) -> usize {
+        match self.slots.load(Ordering::Relaxed) {
+            0 => max,
+            slots => usize::try_from(slots).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The prefetch `consumer` needs for a reservation of `max`: exactly the
+    /// worker's slots when it said them (what runs plus what waits for a
+    /// slot never exceeds them), else what the caller holds plus `max`.
+    fn prefetch_for(&self, consumer: &QueueConsumer, max: usize) -> usize {
+        match self.slots.load(Ordering::Relaxed) {
+            0 => consumer.taken() + max,
+            slots => usize::try_from(slots).unwrap_or(usize::MAX),
+        }
     }
 
     /// Takes up to `max` deliveries from `consumers` in order.
@@ -660,9 +682,14 @@ impl Backend for AmqpBackend {
         let mut fixes = Vec::new();
         let mut consumers = Vec::with_capacity(queues.len());
         for queue in queues {
-            let consumer = inner.consumer(&link, queue, max).await?;
+            let consumer = inner
+                .consumer(&link, queue, inner.prefetch_for_new(max))
+                .await?;
             if inner.options.prefetch.is_none() {
-                consumer.widen(consumer.taken() + max, max).await?;
+                let exact = inner.slots.load(Ordering::Relaxed) != 0;
+                consumer
+                    .widen(inner.prefetch_for(&consumer, max), exact)
+                    .await?;
             }
             consumers.push(consumer);
         }
@@ -847,6 +874,12 @@ impl Backend for AmqpBackend {
             .into_iter()
             .map(|r| r.unwrap_or(Err(Error::backend_other("report not settled"))))
             .collect())
+    }
+
+    fn set_slots(&self, slots: usize) {
+        self.inner
+            .slots
+            .store(u64::try_from(slots).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     fn result_store(&self) -> Option<&dyn ResultStore> {

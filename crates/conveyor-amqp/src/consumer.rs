@@ -12,12 +12,11 @@
 //! commit never applies half of it) and keeps every synchronous method on
 //! the channel one at a time, as AMQP requires.
 //!
-//! The prefetch follows what the worker asks for: the broker may deliver as
-//! many messages as the worker has taken and not settled plus the free slots
-//! it asks for now, never more — so what waits unstarted in the buffer is
-//! never more than the free slots. (Taken includes tasks whose reports are on
-//! their way to the broker; the prefetch stops growing at twice the largest
-//! reservation, which is the worker's slots or its fetch batch.) A consumer's prefetch is fixed once it starts,
+//! The prefetch is the worker's slots (`Backend::set_slots`): the broker
+//! never holds more of this worker's tasks unacknowledged than it runs at
+//! once, so what waits unstarted in the buffer is never more than the free
+//! slots. A caller that never said its slots gets what it holds unsettled
+//! plus what it asks for now. A consumer's prefetch is fixed once it starts,
 //! so when a reservation asks for more (a worker whose first fetch was
 //! smaller than its slots), another consumer with the difference joins the
 //! same channel and buffer: nothing is cancelled, so no delivery is stranded.
@@ -61,9 +60,8 @@ pub(crate) struct QueueConsumer {
     /// Streams `widen` started, until a reader moves them into `streams`
     /// (which a waiter may hold for a while).
     incoming: Mutex<Vec<lapin::Consumer>>,
-    /// The sum of the consumers' prefetches, and the largest reservation
-    /// asked for.
-    prefetch: tokio::sync::Mutex<(usize, usize)>,
+    /// The sum of the consumers' prefetches.
+    prefetch: tokio::sync::Mutex<usize>,
     buffer: Mutex<Buffer>,
     closed: AtomicBool,
     /// Deliveries handed out of the buffer and not settled yet.
@@ -92,26 +90,26 @@ impl QueueConsumer {
             amqp_queue: amqp_queue.to_string(),
             streams: tokio::sync::Mutex::new(Vec::new()),
             incoming: Mutex::new(Vec::new()),
-            prefetch: tokio::sync::Mutex::new((0, 0)),
+            prefetch: tokio::sync::Mutex::new(0),
             buffer: Mutex::new(Buffer::default()),
             closed: AtomicBool::new(false),
             taken: AtomicUsize::new(0),
         });
-        consumer.widen(prefetch.max(1), prefetch.max(1)).await?;
+        consumer.widen(prefetch.max(1), true).await?;
         Ok(consumer)
     }
 
-    /// Lets the broker hold up to `want` unacknowledged deliveries on this
-    /// channel for a reservation of `asked` (never lowers it, never past
-    /// twice the largest reservation): a new consumer with the difference.
-    pub(crate) async fn widen(&self, want: usize, asked: usize) -> Result<(), Error> {
-        let mut guard = self.prefetch.lock().await;
-        let (prefetch, largest) = &mut *guard;
-        *largest = (*largest).max(asked);
-        let want = want.min(2 * *largest);
+    /// Lets the broker hold at least `want` unacknowledged deliveries on
+    /// this channel (never lowers it): a new consumer with the difference.
+    /// With `exact` the prefetch becomes `want`; otherwise it at least
+    /// doubles, so a caller that keeps asking for more costs few consumers
+    /// (each is a replicated command of the quorum queue).
+    pub(crate) async fn widen(&self, want: usize, exact: bool) -> Result<(), Error> {
+        let mut prefetch = self.prefetch.lock().await;
         if want <= *prefetch {
             return Ok(());
         }
+        let want = if exact { want } else { want.max(2 * *prefetch) };
         let extra = u16::try_from(want - *prefetch).unwrap_or(u16::MAX);
         let _sync = self.tx.lock().await;
         self.channel

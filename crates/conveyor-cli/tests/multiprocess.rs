@@ -103,14 +103,13 @@ fn spawn_worker(url: &str, logs: &Path) -> Proc {
 
 /// Tasks in `state` by the store's stats, or for a backend without them
 /// (RabbitMQ): completed = executed at least once by the logs, running =
-/// everything a killed worker may have held unacknowledged (its prefetch: at
-/// most twice its slots, the second half tasks whose reports were on their
-/// way).
+/// everything a killed worker may have held unacknowledged (its prefetch,
+/// its slots).
 async fn count(b: &Arc<dyn Backend>, state: TaskState, logs: &Path) -> u64 {
     if b.inspection().is_none() {
         return match state {
             TaskState::Completed => executions(logs).len() as u64,
-            TaskState::Running => 2 * SLOTS as u64,
+            TaskState::Running => SLOTS as u64,
             _ => 0,
         };
     }

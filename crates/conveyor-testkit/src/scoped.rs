@@ -95,6 +95,10 @@ impl<B: Backend> Backend for Scoped<B> {
         self.inner.wait_for_work(queues, timeout).await
     }
 
+    fn set_slots(&self, slots: usize) {
+        self.inner.set_slots(slots);
+    }
+
     fn result_store(&self) -> Option<&dyn ResultStore> {
         self.inner.result_store()
     }

@@ -166,6 +166,16 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Says how many tasks the process reserving from this backend runs at
+    /// once (a worker's slots), before its first reservation. A backend
+    /// that pushes tasks to its consumers (a message broker's prefetch)
+    /// sizes its flow control to it, so no more tasks wait in the process
+    /// than it has free slots; a backend that hands out tasks only when
+    /// asked ignores it (the default).
+    fn set_slots(&self, slots: usize) {
+        let _ = slots;
+    }
+
     /// The result store part, if the backend keeps results.
     fn result_store(&self) -> Option<&dyn ResultStore> {
         None

@@ -234,6 +234,7 @@ impl<C: Codec> WorkerBuilder<C> {
         for (_, limits) in &self.global_limits {
             limits.validate()?;
         }
+        self.backend.set_slots(self.slots);
         let source = BackendSource::new(self.backend.clone(), self.queues.clone(), self.lease);
         let mut runner = Runner::new(source, self.routes)
             .slots(self.slots)
