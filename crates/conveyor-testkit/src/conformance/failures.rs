@@ -163,7 +163,8 @@ pub async fn release_does_not_count_the_attempt(b: Subject, _clock: Arc<ManualCl
     let rec = get(&b, id).await;
     assert_eq!(rec.state, TaskState::Available);
     assert_eq!(rec.attempts, 0);
-    let again = reserve(&b, 1).await;
+    // (A broker hands a released task back asynchronously.)
+    let again = reserve_until(&b, 1, 1).await;
     assert_eq!(again[0].attempt, 1);
     assert!(
         report(&b, lease, FinishAction::Release).await.is_err(),
