@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) streams: Streams,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) wake: Arc<Wakeups>,
+    /// The records of the leases this process holds, as last written.
+    pub(crate) held: crate::held::Held,
     version: String,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -192,6 +194,7 @@ impl NatsBackend {
                 streams,
                 clock,
                 wake,
+                held: crate::held::Held::default(),
                 version,
                 listener,
             }),

@@ -60,16 +60,28 @@ impl NatsBackend {
 
     async fn renew_one(&self, l: &Lease, now: Timestamp, lease: Duration) -> Result<bool, Error> {
         let ledger = &self.inner.ledger;
+        // The copy this process wrote last, if any: its compare-and-set
+        // lands only when the record is still exactly that.
+        let mut kept = self.inner.held.peek(l.id.0, l.token);
         for _ in 0..16 {
-            let Some((rec, rev)) = ledger.get(l.id.0).await? else {
-                return Ok(false);
+            let (rec, rev) = match kept.take() {
+                Some(k) => k,
+                None => match ledger.get(l.id.0).await? {
+                    Some(k) => k,
+                    None => {
+                        self.inner.held.forget(l.id.0);
+                        return Ok(false);
+                    }
+                },
             };
             if rec.state() != TaskState::Running || rec.token != l.token {
+                self.inner.held.forget(l.id.0);
                 return Ok(false);
             }
             let mut new = rec;
             new.lease_until = Some(now.plus(lease).as_millis());
-            if ledger.cas_rec(&new, rev).await?.is_some() {
+            if let Some(new_rev) = ledger.cas_rec(&new, rev).await? {
+                self.inner.held.keep(&new, new_rev);
                 self.inner.streams.progress(&reply_of(l)).await;
                 return Ok(true);
             }
@@ -153,9 +165,16 @@ impl NatsBackend {
     ) -> Result<Applied, Error> {
         let ledger = &self.inner.ledger;
         let stale = || Error::StaleLease(r.lease.id);
+        // The copy this process wrote last, if any: its compare-and-set
+        // lands only when the record is still exactly that.
+        let mut kept = self.inner.held.take(r.lease.id.0, r.lease.token);
         for _ in 0..16 {
-            let Some((rec, rev)) = ledger.get(r.lease.id.0).await? else {
-                return Err(stale());
+            let (rec, rev) = match kept.take() {
+                Some(k) => k,
+                None => match ledger.get(r.lease.id.0).await? {
+                    Some(k) => k,
+                    None => return Err(stale()),
+                },
             };
             if rec.token != r.lease.token {
                 return Err(stale());

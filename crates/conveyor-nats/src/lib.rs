@@ -37,6 +37,7 @@ mod backend;
 mod enqueue;
 mod error;
 mod finish;
+mod held;
 mod inspection;
 mod ledger;
 mod maintenance;

@@ -74,10 +74,20 @@ impl NatsBackend {
             return Ok(Vec::new());
         }
         let now = self.now();
-        self.promote_due(queues, now).await?;
         let streams = &self.inner.streams;
         let names = &self.inner.names;
-        let subjects = streams.subjects(&streams.ready, &names.ready_all()).await?;
+        // Both listings in flight at once (both read after `now`); the
+        // ready one is read again only when promotion met due entries.
+        let (sched, ready) = futures_util::future::join(
+            streams.subjects(&streams.sched, &names.sched_all()),
+            streams.subjects(&streams.ready, &names.ready_all()),
+        )
+        .await;
+        let subjects = if self.promote_due(queues, sched?, now).await? {
+            streams.subjects(&streams.ready, &names.ready_all()).await?
+        } else {
+            ready?
+        };
         let mut out = Vec::new();
         'queues: for q in queues {
             let mut priorities: Vec<i32> = subjects
@@ -193,7 +203,8 @@ impl NatsBackend {
             new.lease_until = Some(now.plus(lease).as_millis());
             new.dispatch = d.dispatch;
             new.msg_seq = Some(d.seq);
-            if ledger.cas_rec(&new, rev).await?.is_some() {
+            if let Some(new_rev) = ledger.cas_rec(&new, rev).await? {
+                self.inner.held.keep(&new, new_rev);
                 return Ok(Some(
                     new.to_reserved(Receipt::new(d.reply.as_bytes().to_vec())),
                 ));

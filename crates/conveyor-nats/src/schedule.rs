@@ -21,11 +21,18 @@ use crate::names::BUCKET_MS;
 use crate::streams::parse_body;
 
 impl NatsBackend {
-    /// Makes the due scheduled and retrying tasks of `queues` ready.
-    pub(crate) async fn promote_due(&self, queues: &[String], now: Timestamp) -> Result<(), Error> {
+    /// Makes the due scheduled and retrying tasks of `queues` ready, from
+    /// `subjects`, the schedule's subjects with their counts as read at
+    /// `now` or later; true when it read due entries (this or another
+    /// promoter may have added ready messages for them).
+    pub(crate) async fn promote_due(
+        &self,
+        queues: &[String],
+        subjects: Vec<(String, usize)>,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
         let streams = &self.inner.streams;
         let names = &self.inner.names;
-        let subjects = streams.subjects(&streams.sched, &names.sched_all()).await?;
         let mut entries = Vec::new();
         let mut purges = Vec::new();
         for (subject, count) in subjects {
@@ -88,7 +95,7 @@ impl NatsBackend {
                 .map_err(|e| crate::error::nats_error("purging the schedule", e, self.state()))?;
         }
         self.wake(&woken.into_iter().collect::<Vec<_>>()).await;
-        Ok(())
+        Ok(!entries.is_empty())
     }
 
     /// Promotes task `id` if schedule entry `d` is its live one and due; its
