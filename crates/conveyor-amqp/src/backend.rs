@@ -703,7 +703,9 @@ impl Backend for AmqpBackend {
         while out.len() < max {
             let mut waiting = None;
             for c in &consumers {
-                if c.alive() && c.flush().await.unwrap_or(0) > 0 {
+                // A consumer at its prefetch gets nothing more until the
+                // worker settles: no need to ask or wait.
+                if c.alive() && c.has_room() && c.flush().await.unwrap_or(0) > 0 {
                     waiting = Some(c.clone());
                     break;
                 }

@@ -60,8 +60,10 @@ pub(crate) struct QueueConsumer {
     /// Streams `widen` started, until a reader moves them into `streams`
     /// (which a waiter may hold for a while).
     incoming: Mutex<Vec<lapin::Consumer>>,
-    /// The sum of the consumers' prefetches.
+    /// The sum of the consumers' prefetches (changed under the lock; read
+    /// without it through `granted`).
     prefetch: tokio::sync::Mutex<usize>,
+    granted: AtomicUsize,
     buffer: Mutex<Buffer>,
     closed: AtomicBool,
     /// Deliveries handed out of the buffer and not settled yet.
@@ -91,6 +93,7 @@ impl QueueConsumer {
             streams: tokio::sync::Mutex::new(Vec::new()),
             incoming: Mutex::new(Vec::new()),
             prefetch: tokio::sync::Mutex::new(0),
+            granted: AtomicUsize::new(0),
             buffer: Mutex::new(Buffer::default()),
             closed: AtomicBool::new(false),
             taken: AtomicUsize::new(0),
@@ -132,6 +135,7 @@ impl QueueConsumer {
             .unwrap_or_else(|p| p.into_inner())
             .push(stream);
         *prefetch += usize::from(extra);
+        self.granted.store(*prefetch, Ordering::Relaxed);
         Ok(())
     }
 
@@ -153,6 +157,13 @@ impl QueueConsumer {
             .await
             .map_err(|e| amqp_error(&format!("queue.declare {}", self.amqp_queue), e))?;
         Ok(q.message_count())
+    }
+
+    /// True when the broker may still send this channel deliveries: fewer
+    /// are taken or buffered than the prefetch allows.
+    pub(crate) fn has_room(&self) -> bool {
+        let held = self.taken() + self.lock().waiting.len();
+        held < self.granted.load(Ordering::Relaxed)
     }
 
     /// How many deliveries the worker holds unsettled.
