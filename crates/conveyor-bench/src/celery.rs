@@ -86,6 +86,7 @@ finally:
     if amqp:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
+            conn.default_channel.exchange_delete(queue)
     else:
         import redis
         r = redis.Redis.from_url(url)
