@@ -270,7 +270,7 @@ impl Inner {
 
     /// Declares what `publishes` need: their queues, and the ladder if any
     /// of them is delayed.
-    pub(crate) async fn prepare(&self, link: &Link, publishes: &[Publish]) -> Result<(), Error> {
+    pub(crate) async fn prepare(&self, link: &Link, publishes: &[&Publish]) -> Result<(), Error> {
         for p in publishes {
             link.ensure_queue(&self.names, &p.message.queue, self.options.delivery_limit)
                 .await?;
@@ -308,22 +308,14 @@ impl Inner {
             .collect())
     }
 
-    /// The prefetch a new consumer starts with: the worker's slots when it
-    /// said them, else the reservation's size.
-    fn prefetch_for_new(&self, max: usize) -> usize {
+    /// The prefetch a consumer holding `taken` unsettled needs for a
+    /// reservation of `max`, and whether it is exact: the worker's slots when
+    /// it said them (what runs plus what waits for a slot never exceeds
+    /// them), else at least `taken + max`.
+    fn prefetch(&self, taken: usize, max: usize) -> (usize, bool) {
         match self.slots.load(Ordering::Relaxed) {
-            0 => max,
-            slots => usize::try_from(slots).unwrap_or(usize::MAX),
-        }
-    }
-
-    /// The prefetch `consumer` needs for a reservation of `max`: exactly the
-    /// worker's slots when it said them (what runs plus what waits for a
-    /// slot never exceeds them), else what the caller holds plus `max`.
-    fn prefetch_for(&self, consumer: &QueueConsumer, max: usize) -> usize {
-        match self.slots.load(Ordering::Relaxed) {
-            0 => consumer.taken() + max,
-            slots => usize::try_from(slots).unwrap_or(usize::MAX),
+            0 => (taken + max, false),
+            slots => (usize::try_from(slots).unwrap_or(usize::MAX), true),
         }
     }
 
@@ -428,12 +420,9 @@ impl Inner {
     /// per consumer.
     async fn apply_fixes(&self, link: &Link, fixes: Vec<(Arc<QueueConsumer>, u64, Publish)>) {
         let publishes: Vec<&Publish> = fixes.iter().map(|(_, _, p)| p).collect();
-        for p in publishes {
-            let needs = std::slice::from_ref(p);
-            if let Err(e) = self.prepare(link, needs).await {
-                tracing::warn!(error = %e.chain(), "could not declare where a message goes; it stays queued");
-                return;
-            }
+        if let Err(e) = self.prepare(link, &publishes).await {
+            tracing::warn!(error = %e.chain(), "could not declare where a message goes; it stays queued");
+            return;
         }
         for (consumer, tag, publish) in fixes {
             let _tx = consumer.tx.lock().await;
@@ -654,7 +643,9 @@ impl Backend for AmqpBackend {
         let publishes: Vec<Publish> = messages.into_iter().map(|m| inner.route(m, now)).collect();
         let published = async {
             let link = inner.link().await?;
-            inner.prepare(&link, &publishes).await?;
+            inner
+                .prepare(&link, &publishes.iter().collect::<Vec<_>>())
+                .await?;
             publish_confirmed(&link, &publishes).await
         }
         .await;
@@ -683,13 +674,11 @@ impl Backend for AmqpBackend {
         let mut consumers = Vec::with_capacity(queues.len());
         for queue in queues {
             let consumer = inner
-                .consumer(&link, queue, inner.prefetch_for_new(max))
+                .consumer(&link, queue, inner.prefetch(0, max).0)
                 .await?;
             if inner.options.prefetch.is_none() {
-                let exact = inner.slots.load(Ordering::Relaxed) != 0;
-                consumer
-                    .widen(inner.prefetch_for(&consumer, max), exact)
-                    .await?;
+                let (want, exact) = inner.prefetch(consumer.taken(), max);
+                consumer.widen(want, exact).await?;
             }
             consumers.push(consumer);
         }
@@ -724,10 +713,10 @@ impl Backend for AmqpBackend {
         if let (Some(store), false) = (&inner.results, out.is_empty()) {
             let records: Vec<TaskRecord> = out
                 .iter()
-                .filter_map(|r| inner.held.get(&r.lease))
-                .map(|h| {
-                    let m = &h.message;
-                    results::record(m, TaskState::Running, m.attempts + 1, now)
+                .filter_map(|r| {
+                    inner.held.with(&r.lease, |m| {
+                        results::record(m, TaskState::Running, m.attempts + 1, now)
+                    })
                 })
                 .collect();
             if let Err(e) = store.put(&records, now).await {
@@ -755,7 +744,6 @@ impl Backend for AmqpBackend {
         // By consumer: (consumer, [(slot, tag, plan)]).
         let mut by_channel: HashMap<u64, (Arc<QueueConsumer>, Vec<Settling>)> = HashMap::new();
         let mut custody = Vec::new();
-        let mut all_publishes_prepared = Vec::new();
         for (slot, report) in reports.into_iter().enumerate() {
             out.push(None);
             if let Err(e) = report.validate_follow_ups() {
@@ -774,11 +762,6 @@ impl Backend for AmqpBackend {
                     continue;
                 }
             };
-            all_publishes_prepared.extend(
-                plan.publishes
-                    .iter()
-                    .map(|p| (p.message.queue.clone(), !p.exchange.is_empty())),
-            );
             inner.held.forget(token);
             match held.place {
                 Place::Delivery { consumer, tag } if consumer.alive() => {
@@ -809,13 +792,16 @@ impl Backend for AmqpBackend {
                 .collect());
         }
         let link = inner.link().await?;
-        for (queue, delayed) in all_publishes_prepared {
-            link.ensure_queue(&inner.names, &queue, inner.options.delivery_limit)
-                .await?;
-            if delayed {
-                link.ensure_ladder(&inner.names).await?;
+        let mut publishes: Vec<&Publish> = Vec::new();
+        for (_, items) in by_channel.values() {
+            for item in items {
+                publishes.extend(&item.plan.publishes);
             }
         }
+        for (_, _, _, plan) in &custody {
+            publishes.extend(&plan.publishes);
+        }
+        inner.prepare(&link, &publishes).await?;
         let mut applied: Vec<TaskRecord> = Vec::new();
         for (_, (consumer, items)) in by_channel {
             let _tx = consumer.tx.lock().await;

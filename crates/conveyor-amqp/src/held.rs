@@ -56,6 +56,14 @@ impl HeldTasks {
             .cloned()
     }
 
+    /// `f` of the message `lease` holds, without copying it.
+    pub(crate) fn with<T>(&self, lease: &Lease, f: impl FnOnce(&TaskMessage) -> T) -> Option<T> {
+        let map = self.lock();
+        map.get(&lease.token)
+            .filter(|h| h.message.id == lease.id)
+            .map(|h| f(&h.message))
+    }
+
     /// Moves the claim of `token` to a new place.
     pub(crate) fn moved(&self, token: u64, place: Place) {
         if let Some(h) = self.lock().get_mut(&token) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use conveyor_core::{Error, Retention};
 
-use crate::names::MAX_PREFIX;
+use crate::names::Names;
 
 /// The prefix when none is given.
 pub const DEFAULT_PREFIX: &str = "conveyor";
@@ -76,12 +76,7 @@ impl AmqpOptions {
     /// Checks the values make sense.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        if self.prefix.is_empty() || self.prefix.len() > MAX_PREFIX {
-            return bad(format!(
-                "an AMQP prefix must be 1 to {MAX_PREFIX} bytes, not {:?}",
-                self.prefix
-            ));
-        }
+        Names::new(&self.prefix)?;
         if self.hold < Duration::from_secs(1) {
             return bad(format!("hold must be at least 1s, not {:?}", self.hold));
         }
