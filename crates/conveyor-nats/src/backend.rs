@@ -237,13 +237,19 @@ impl NatsBackend {
     /// message when its run-at has come, else a schedule entry.
     pub(crate) fn dispatch_for(&self, rec: &Rec, d: u64, msg_id: bool) -> Outgoing {
         let names = &self.inner.names;
-        let subject = if rec.run_at <= self.now().as_millis() {
-            names.ready_subject(&rec.queue, rec.priority)
+        let (subject, due) = if rec.run_at <= self.now().as_millis() {
+            (names.ready_subject(&rec.queue, rec.priority), None)
         } else {
-            names.sched_subject(&rec.queue, rec.run_at)
+            (
+                names.sched_subject(&rec.queue, rec.run_at),
+                Some(rec.run_at),
+            )
         };
         Outgoing {
             subject,
+            queue: rec.queue.clone(),
+            priority: rec.priority,
+            due,
             id: rec.id,
             dispatch: d,
             msg_id: msg_id.then(|| format!("{}.{}.{d}", names.prefix(), rec.id)),

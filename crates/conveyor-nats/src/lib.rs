@@ -34,6 +34,7 @@
 
 mod admin;
 mod backend;
+mod due;
 mod enqueue;
 mod error;
 mod finish;
@@ -42,6 +43,7 @@ mod inspection;
 mod ledger;
 mod maintenance;
 mod names;
+mod priorities;
 mod record;
 mod registry;
 mod reserve;

@@ -76,19 +76,51 @@ impl NatsBackend {
         let now = self.now();
         let streams = &self.inner.streams;
         let names = &self.inner.names;
-        // Both listings in flight at once (both read after `now`); the
-        // ready one is read again only when promotion met due entries.
-        let (sched, ready) = futures_util::future::join(
-            streams.subjects(&streams.sched, &names.sched_all()),
-            streams.subjects(&streams.ready, &names.ready_all()),
-        )
-        .await;
-        let subjects = if self.promote_due(queues, sched?, now).await? {
-            streams.subjects(&streams.ready, &names.ready_all()).await?
-        } else {
-            ready?
-        };
+        let hint = &streams.priorities;
+        // The schedule is listed only when something known may be due, or
+        // at least every second of conveyor's clock for what other
+        // processes scheduled (the rule and its reasons: `due.rs`). A
+        // manual clock moved past a due time this process wrote or saw
+        // lists and promotes here, on the next reserve.
+        let list_schedule = streams.due.must_list(queues, now.as_millis());
         let mut out = Vec::new();
+        // The first queue's one known priority, fetched full last time:
+        // straight there, no listing; a short fetch drops the shortcut and
+        // the full path below takes the rest (`priorities.rs`).
+        if !list_schedule {
+            if let Some(p) = hint.straight(&queues[0]) {
+                let full = self
+                    .fetch_from(&queues[0], p, max, now, lease, &mut out)
+                    .await
+                    .inspect_err(|_| hint.forget(&queues[0]))?;
+                if full {
+                    streams.flush().await;
+                    return Ok(out);
+                }
+            }
+        }
+        let listing = hint.begin();
+        let ready_all = names.ready_all();
+        let ready_listing = streams.subjects(&streams.ready, &ready_all);
+        let subjects = if list_schedule {
+            let due_listing = streams.due.begin(now.as_millis());
+            // Both listings in flight at once (both read after `now`); the
+            // ready one is read again only when promotion met due entries.
+            let (sched, ready) = futures_util::future::join(
+                streams.subjects(&streams.sched, &names.sched_all()),
+                ready_listing,
+            )
+            .await;
+            let promotion = self.promote_due(queues, sched?, now).await?;
+            streams.due.listed(due_listing, promotion.waiting);
+            if promotion.read {
+                streams.subjects(&streams.ready, &names.ready_all()).await?
+            } else {
+                ready?
+            }
+        } else {
+            ready_listing.await?
+        };
         'queues: for q in queues {
             let mut priorities: Vec<i32> = subjects
                 .iter()
@@ -99,26 +131,49 @@ impl NatsBackend {
                 .collect();
             priorities.sort_unstable_by(|a, b| b.cmp(a));
             priorities.dedup();
+            hint.listed(listing, q, &priorities);
             for p in priorities {
-                loop {
-                    let want = max - out.len();
-                    if want == 0 {
-                        break 'queues;
-                    }
-                    let got = streams.fetch(q, p, want).await?;
-                    let drained = got.len() < want;
-                    if got.is_empty() {
-                        break;
-                    }
-                    out.extend(self.take_all(got, now, lease).await?);
-                    if drained {
-                        break;
-                    }
+                if out.len() >= max {
+                    break 'queues;
+                }
+                if self.fetch_from(q, p, max, now, lease, &mut out).await? {
+                    break 'queues;
                 }
             }
         }
         streams.flush().await;
         Ok(out)
+    }
+
+    /// Fetches `queue`'s messages of `priority` and leases what the records
+    /// allow into `out`, until `out` holds `max` or a fetch comes back
+    /// short. True when every fetch came back full (more may wait there);
+    /// told to the ready hint either way.
+    async fn fetch_from(
+        &self,
+        queue: &str,
+        priority: i32,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+        out: &mut Vec<Reserved>,
+    ) -> Result<bool, Error> {
+        let streams = &self.inner.streams;
+        loop {
+            let want = max.saturating_sub(out.len());
+            if want == 0 {
+                return Ok(true);
+            }
+            let got = streams.fetch(queue, priority, want).await?;
+            let full = got.len() >= want;
+            streams.priorities.fetched(queue, priority, full);
+            if !got.is_empty() {
+                out.extend(self.take_all(got, now, lease).await?);
+            }
+            if !full {
+                return Ok(false);
+            }
+        }
     }
 
     /// Leases what the records allow of `got`, all at once. A delivery that

@@ -31,8 +31,10 @@ use bytes::Bytes;
 use conveyor_core::Error;
 use futures_util::StreamExt;
 
+use crate::due::DueHint;
 use crate::error::{boxed_error, nats_error};
 use crate::names::Names;
+use crate::priorities::ReadyHint;
 
 /// How the consumers are configured.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +50,12 @@ pub(crate) struct ConsumerSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
     pub(crate) subject: String,
+    /// The task's queue and priority.
+    pub(crate) queue: String,
+    pub(crate) priority: i32,
+    /// For a schedule entry, the time (ms) it is due; `None` for a ready
+    /// message.
+    pub(crate) due: Option<i64>,
     pub(crate) id: u64,
     pub(crate) dispatch: u64,
     /// Deduplicate on this `Nats-Msg-Id` (a publish that may be repeated).
@@ -122,6 +130,10 @@ pub(crate) struct Streams {
     pub(crate) sched: Stream,
     settings: ConsumerSettings,
     consumers: Mutex<HashMap<String, PullConsumer>>,
+    /// When a reserve must list the schedule (see `due.rs`).
+    pub(crate) due: DueHint,
+    /// When a reserve may skip the ready listing (see `priorities.rs`).
+    pub(crate) priorities: ReadyHint,
 }
 
 impl Streams {
@@ -162,6 +174,8 @@ impl Streams {
             sched,
             settings,
             consumers: Mutex::new(HashMap::new()),
+            due: DueHint::default(),
+            priorities: ReadyHint::default(),
         })
     }
 
@@ -170,8 +184,23 @@ impl Streams {
     }
 
     /// Publishes every message, awaiting the acks together; the stream
-    /// sequence of each, in order.
+    /// sequence of each, in order. Once the publishes are over (whether or
+    /// not they succeeded), the due time of every schedule entry is noted
+    /// in [`Streams::due`], and the priority of every ready message in
+    /// [`Streams::priorities`]: after, so a listing that begins later finds
+    /// the message on the server.
     pub(crate) async fn publish(&self, out: &[Outgoing]) -> Result<Vec<u64>, Error> {
+        let seqs = self.publish_all(out).await;
+        for m in out {
+            match m.due {
+                Some(due) => self.due.note(&m.queue, due),
+                None => self.priorities.note(&m.queue, m.priority),
+            }
+        }
+        seqs
+    }
+
+    async fn publish_all(&self, out: &[Outgoing]) -> Result<Vec<u64>, Error> {
         let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(out.len());
         for m in out {
             let mut headers = HeaderMap::new();
