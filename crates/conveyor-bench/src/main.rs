@@ -17,6 +17,7 @@ mod cmdrun;
 mod cpu;
 mod kafka;
 mod namespace;
+mod nats_floor;
 mod noop;
 mod python;
 mod queue;

@@ -15,7 +15,10 @@
 //! On RabbitMQ, Celery 5 (from PyPI, in the benchmark's own virtualenv) runs
 //! the same no-op tasks on the same broker in the same run — classic and
 //! quorum queues, results off and on (`rpc://`) — and conveyor's processed
-//! rates are given as ratios to the best Celery figure.
+//! rates are given as ratios to the best Celery figure. On NATS, a bare
+//! async-nats loop (publish to a work-queue stream of its own, then fetch in
+//! batches and ack each message; no ledger) gives the JetStream floor on the
+//! same server, and conveyor's processed rates are given as ratios to it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -167,6 +170,10 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
 
     if kind == "amqp" {
         celery_beside(report, &bench, url.unwrap_or_default(), quick, &processed);
+    }
+    if kind == "nats" {
+        let n = 100_000 / scale;
+        crate::nats_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
     }
 
     // Latency at a trickle.
