@@ -253,6 +253,7 @@ impl NatsBackend {
             id: rec.id,
             dispatch: d,
             msg_id: msg_id.then(|| format!("{}.{}.{d}", names.prefix(), rec.id)),
+            copy: None,
         }
     }
 

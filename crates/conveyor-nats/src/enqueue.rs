@@ -27,6 +27,7 @@ use bytes::Bytes;
 use conveyor_core::{unsupported, Enqueued, Error, NewTask, TaskId, Timestamp};
 
 use crate::backend::{all, NatsBackend};
+use crate::body::COPY_LIMIT;
 use crate::ledger::{parse_u64, Created};
 use crate::names::keys;
 use crate::record::{Rec, Spec};
@@ -67,10 +68,20 @@ impl NatsBackend {
     ) -> Result<Vec<Enqueued>, Error> {
         let ledger = &self.inner.ledger;
         let recs: Vec<Rec> = specs.iter().map(|(id, s)| Rec::new(*id, s, now)).collect();
-        let jobs: Vec<_> = recs.iter().map(|r| ledger.create_rec(r)).collect();
+        // Encoded once: the ledger entry, and the copy a ready message carries.
+        let encoded: Vec<Bytes> = recs.iter().map(Rec::encode).collect();
+        let jobs: Vec<_> = recs
+            .iter()
+            .zip(&encoded)
+            .map(|(r, e)| async move { ledger.create(&keys::task(r.id), e.clone()).await })
+            .collect();
         let created: Vec<Result<Created, Error>> = all(jobs).await;
+        let mut revs = Vec::with_capacity(created.len());
         for c in created {
-            c?;
+            revs.push(match c? {
+                Created::New(rev) => Some(rev),
+                Created::Exists => None,
+            });
         }
         let dups = self.claim_all(&recs).await?;
         let removed = recs
@@ -82,25 +93,37 @@ impl NatsBackend {
         for r in all(removed).await {
             r?;
         }
-        let fresh: Vec<&Rec> = recs
+        // With the revision each record was created at, if this call did.
+        let fresh: Vec<(&Rec, Option<(u64, &Bytes)>)> = recs
             .iter()
             .zip(&dups)
-            .filter(|(_, d)| d.is_none())
-            .map(|(r, _)| r)
+            .zip(revs.iter().zip(&encoded))
+            .filter(|((_, d), _)| d.is_none())
+            .map(|((r, _), (rev, e))| (r, rev.map(|rev| (rev, e))))
             .collect();
         let out: Vec<_> = fresh
             .iter()
-            .map(|r| self.dispatch_for(r, 1, true))
+            .map(|(r, created)| {
+                let mut out = self.dispatch_for(r, 1, true);
+                // A ready message of a record this call created carries
+                // it, so its reserver need not read it (`body.rs`).
+                if let (None, Some((rev, e))) = (out.due, created) {
+                    if e.len() <= COPY_LIMIT {
+                        out.copy = Some((*rev, (*e).clone()));
+                    }
+                }
+                out
+            })
             .collect();
         if let Err(e) = self.inner.streams.publish(&out).await {
-            let undo: Vec<_> = fresh.iter().map(|r| ledger.remove_rec(r.id)).collect();
+            let undo: Vec<_> = fresh.iter().map(|(r, _)| ledger.remove_rec(r.id)).collect();
             let _ = all(undo).await;
             return Err(e);
         }
         let ready: Vec<String> = fresh
             .iter()
-            .filter(|r| r.run_at <= now.as_millis())
-            .map(|r| r.queue.clone())
+            .filter(|(r, _)| r.run_at <= now.as_millis())
+            .map(|(r, _)| r.queue.clone())
             .collect();
         self.wake(&ready).await;
         Ok(recs

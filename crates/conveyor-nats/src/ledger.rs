@@ -172,11 +172,6 @@ impl Ledger {
         }
     }
 
-    /// Creates task `rec`'s record.
-    pub(crate) async fn create_rec(&self, rec: &Rec) -> Result<Created, Error> {
-        self.create(&keys::task(rec.id), rec.encode()).await
-    }
-
     /// Replaces a record read at `rev`; `None` when it changed since.
     pub(crate) async fn cas_rec(&self, rec: &Rec, rev: u64) -> Result<Option<u64>, Error> {
         self.cas(&keys::task(rec.id), rec.encode(), rev).await

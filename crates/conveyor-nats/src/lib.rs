@@ -34,6 +34,7 @@
 
 mod admin;
 mod backend;
+mod body;
 mod due;
 mod enqueue;
 mod error;

@@ -215,8 +215,21 @@ impl NatsBackend {
     ) -> Result<Option<Reserved>, Error> {
         let ledger = &self.inner.ledger;
         let streams = &self.inner.streams;
+        // The record as created, if the message carries it: decided on
+        // only when it says "take" on a first delivery; the compare-and-set
+        // at its revision then lands only if it is still the record
+        // (`body.rs`). Otherwise, and after a refused write, read it.
+        let mut copy = d
+            .copy
+            .clone()
+            .filter(|(rec, _)| d.deliveries == 1 && rec.follow_ups.is_empty())
+            .filter(|(rec, _)| verdict(rec, d, now) == Verdict::Take);
         for _ in 0..16 {
-            let Some((rec, rev)) = ledger.get(d.id).await? else {
+            let kept = match copy.take() {
+                Some(k) => Some(k),
+                None => ledger.get(d.id).await?,
+            };
+            let Some((rec, rev)) = kept else {
                 streams.ack(&d.reply).await;
                 return Ok(None);
             };

@@ -21,8 +21,8 @@ use std::collections::{BTreeSet, HashMap};
 use conveyor_core::{Error, TaskState, Timestamp, Transition};
 
 use crate::backend::NatsBackend;
+use crate::body::parse_body;
 use crate::names::BUCKET_MS;
-use crate::streams::parse_body;
 
 impl NatsBackend {
     /// Makes the due scheduled and retrying tasks of `queues` ready, from

@@ -31,10 +31,13 @@ use bytes::Bytes;
 use conveyor_core::Error;
 use futures_util::StreamExt;
 
+use crate::body::{body, parse_body, parse_copy};
 use crate::due::DueHint;
 use crate::error::{boxed_error, nats_error};
+use crate::ledger::Versioned;
 use crate::names::Names;
 use crate::priorities::ReadyHint;
+use crate::record::Rec;
 
 /// How the consumers are configured.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +63,9 @@ pub(crate) struct Outgoing {
     pub(crate) dispatch: u64,
     /// Deduplicate on this `Nats-Msg-Id` (a publish that may be repeated).
     pub(crate) msg_id: Option<String>,
+    /// The record as just created and its revision, encoded, to ride in
+    /// the message (see `body.rs`).
+    pub(crate) copy: Option<(u64, Bytes)>,
 }
 
 /// A ready message as a reserver received it.
@@ -73,6 +79,8 @@ pub(crate) struct Delivery {
     pub(crate) reply: String,
     /// How many times the broker delivered it (1 the first time).
     pub(crate) deliveries: i64,
+    /// The record as created, with its revision, if the message carries it.
+    pub(crate) copy: Option<Versioned<Rec>>,
 }
 
 /// A ready message still in the stream, found by the pending scan.
@@ -80,18 +88,6 @@ pub(crate) struct Delivery {
 pub(crate) struct Pending {
     pub(crate) id: u64,
     pub(crate) seq: u64,
-}
-
-/// The payload of ready and schedule messages.
-pub(crate) fn body(id: u64, dispatch: u64) -> Bytes {
-    format!("{id} {dispatch}").into()
-}
-
-/// `(id, dispatch)` from a payload.
-pub(crate) fn parse_body(payload: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (id, d) = text.split_once(' ')?;
-    Some((id.parse().ok()?, d.parse().ok()?))
 }
 
 /// Gets or creates the stream `config` describes. A 2.9 server deletes its
@@ -209,7 +205,11 @@ impl Streams {
             }
             let ack = self
                 .js
-                .publish_with_headers(m.subject.clone(), headers, body(m.id, m.dispatch))
+                .publish_with_headers(
+                    m.subject.clone(),
+                    headers,
+                    body(m.id, m.dispatch, m.copy.as_ref()),
+                )
                 .await
                 .map_err(|e| nats_error("publishing", e, self.state()))?;
             acks.push(ack);
@@ -304,6 +304,7 @@ impl Streams {
                     seq,
                     reply,
                     deliveries,
+                    copy: parse_copy(&m.payload).filter(|(rec, _)| rec.id == id),
                 }),
                 _ => {
                     tracing::warn!(subject = %m.subject, "dropping a foreign message");
