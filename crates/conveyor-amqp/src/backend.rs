@@ -805,14 +805,24 @@ impl Backend for AmqpBackend {
         let mut applied: Vec<TaskRecord> = Vec::new();
         for (_, (consumer, items)) in by_channel {
             let _tx = consumer.tx.lock().await;
+            // Every frame of the transaction is queued at once (in order:
+            // the futures are polled first in order) rather than each
+            // waiting for the one before it to be written; the broker
+            // applies none of them before the commit, and a failure closes
+            // the channel, so none of them at all.
+            let settled = futures_util::future::join_all(
+                items
+                    .iter()
+                    .map(|item| inner.settle_delivery(&consumer, item.tag, &item.plan)),
+            )
+            .await;
             let mut sent = Vec::with_capacity(items.len());
             let mut failed = None;
-            for item in &items {
-                match inner.settle_delivery(&consumer, item.tag, &item.plan).await {
+            for (item, r) in items.iter().zip(settled) {
+                match r {
                     Ok(()) => sent.push(item.slot),
                     Err(e) => {
-                        failed = Some(e);
-                        break;
+                        failed.get_or_insert(e);
                     }
                 }
             }

@@ -12,6 +12,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod amqp_floor;
 mod celery;
 mod cmdrun;
 mod cpu;

@@ -15,10 +15,13 @@
 //! On RabbitMQ, Celery 5 (from PyPI, in the benchmark's own virtualenv) runs
 //! the same no-op tasks on the same broker in the same run — classic and
 //! quorum queues, results off and on (`rpc://`) — and conveyor's processed
-//! rates are given as ratios to the best Celery figure. On NATS, a bare
-//! async-nats loop (publish to a work-queue stream of its own, then fetch in
-//! batches and ack each message; no ledger) gives the JetStream floor on the
-//! same server, and conveyor's processed rates are given as ratios to it.
+//! rates are given as ratios to the best Celery figure. A hand-written lapin
+//! consumer (publish with confirms, consume and ack, nothing else) runs there
+//! too at each slot count, so the broker's own ceiling on this machine is
+//! printed beside conveyor's figure. On NATS, a bare async-nats loop
+//! (publish to a work-queue stream of its own, then fetch in batches and ack
+//! each message; no ledger) gives the JetStream floor on the same server,
+//! and conveyor's processed rates are given as ratios to it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -169,6 +172,14 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     }
 
     if kind == "amqp" {
+        bare_beside(
+            report,
+            &bench,
+            url.unwrap_or_default(),
+            100_000 / scale,
+            &processed,
+        )
+        .await;
         celery_beside(report, &bench, url.unwrap_or_default(), quick, &processed);
     }
     if kind == "nats" {
@@ -299,6 +310,46 @@ mod samples {
             v.sort_by(|a, b| a.total_cmp(b));
             let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
             (at(0.5), at(0.99))
+        }
+    }
+}
+
+/// The hand-written lapin floor on the same RabbitMQ at the same prefetch,
+/// and conveyor's `processed` rates as ratios to it.
+async fn bare_beside(
+    report: &mut Report,
+    bench: &str,
+    url: &str,
+    n: usize,
+    processed: &[(String, f64)],
+) {
+    for (subject, rate) in processed {
+        let Some(slots) = subject
+            .strip_prefix("processed, ")
+            .and_then(|s| s.strip_suffix(" slots"))
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        for (acks, how) in [
+            (crate::amqp_floor::Acks::Each, "ack each"),
+            (crate::amqp_floor::Acks::Batched, "acks batched"),
+        ] {
+            match crate::amqp_floor::consume_rate(url, n, slots, acks).await {
+                Ok(bare) => {
+                    let name = format!("bare lapin, prefetch {slots}, {how}");
+                    report.add(bench, &name, bare, "msgs/s");
+                    report.add_vs(
+                        bench,
+                        &format!("{subject} vs bare lapin, {how}"),
+                        *rate,
+                        "tasks/s",
+                        &name,
+                        rate / bare,
+                    );
+                }
+                Err(e) => report.note(format!("bare lapin, prefetch {slots}, {how}: {e}")),
+            }
         }
     }
 }
