@@ -119,12 +119,15 @@ impl DueHint {
                 lower(&mut due, &q, d);
             }
             s.due = due;
+            // The latest listing: its time stands even when the clock went
+            // back (otherwise every reserve would list until it caught up).
+            s.listed_at = Some(l.at);
         } else {
             for (q, d) in found {
                 lower(&mut s.due, &q, d);
             }
+            s.listed_at = Some(s.listed_at.map_or(l.at, |at| at.max(l.at)));
         }
-        s.listed_at = Some(s.listed_at.map_or(l.at, |at| at.max(l.at)));
     }
 }
 
@@ -155,6 +158,9 @@ mod tests {
             "a due time this process wrote"
         );
         assert!(h.must_list(&qs("a"), 500), "the clock went back");
+        let l = h.begin(500);
+        h.listed(l, HashMap::new());
+        assert!(!h.must_list(&qs("a"), 600), "listed since it went back");
     }
 
     #[test]
