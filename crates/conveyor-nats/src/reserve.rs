@@ -15,7 +15,11 @@
 //! one stream-info request lists the subjects holding messages, and the
 //! consumers are read highest priority first, each fetching no more than
 //! the slots left, so a reserver never holds more unacked messages than
-//! `max`.
+//! `max`. That listing is skipped while the first queue's one known
+//! priority keeps coming back full (`priorities.rs`), and the schedule is
+//! listed only when something known is due or once a second of conveyor's
+//! clock (`due.rs`). A message of a freshly enqueued task carries its
+//! record, so most leases are taken without reading the ledger (`body.rs`).
 
 use std::time::Duration;
 
