@@ -489,11 +489,13 @@ pub(crate) async fn commit(channel: &Channel) -> Result<(), Error> {
 
 /// Publishes every message with confirms and waits for all of them.
 pub(crate) async fn publish_confirmed(link: &Link, publishes: &[Publish]) -> Result<(), Error> {
-    let mut confirms = Vec::with_capacity(publishes.len());
-    for p in publishes {
-        confirms.push(publish_on(&link.publisher, p).await?);
-    }
+    // Every publish is queued at once (the futures are first polled in
+    // order, so the messages keep their order), then every confirm awaited.
+    let confirms =
+        futures_util::future::join_all(publishes.iter().map(|p| publish_on(&link.publisher, p)))
+            .await;
     for c in confirms {
+        let c = c?;
         match c.await.map_err(|e| amqp_error("publisher confirm", e))? {
             Confirmation::Ack(_) | Confirmation::NotRequested => {}
             Confirmation::Nack(_) => {
