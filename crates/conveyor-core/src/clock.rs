@@ -42,6 +42,12 @@ impl Timestamp {
         self.0
     }
 
+    /// This time as a [`SystemTime`] (`None` before the epoch).
+    pub fn to_system_time(self) -> Option<SystemTime> {
+        let ms = u64::try_from(self.0).ok()?;
+        UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+    }
+
     /// This time plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Timestamp {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

@@ -78,6 +78,12 @@ impl Message {
         self.timestamp
     }
 
+    /// The record's timestamp as a time, when it has one after the epoch.
+    pub fn timestamp_at(&self) -> Option<std::time::SystemTime> {
+        let ms = u64::try_from(self.timestamp?).ok()?;
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms))
+    }
+
     /// The key bytes, if the record has a key.
     pub fn key(&self) -> Option<&[u8]> {
         self.key.as_deref()

@@ -40,6 +40,7 @@ impl Source for KafkaSource {
                 attempt: 1,
                 max_attempts: None,
                 timeout: None,
+                ready_at: r.message.timestamp_at(),
                 payload: r.clone(),
                 receipt: r,
             })

@@ -457,6 +457,14 @@ async fn events_tell_every_attempt_and_the_workers_life() {
         .build()
         .unwrap();
     let events = worker.events().subscribe(10_000);
+    // An observer is called in place on every event, beside the subscriber.
+    let observed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let o = observed.clone();
+    let _observer = worker.events().observe(move |e| {
+        if matches!(e, Event::Task(t) if t.kind == TaskEventKind::Started) {
+            o.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     let stopper = worker.stopper();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
     let client = Client::new(b.clone()).with_events(worker_bus.clone());
@@ -479,6 +487,8 @@ async fn events_tell_every_attempt_and_the_workers_life() {
         match e {
             Event::Task(t) => {
                 let ends = !matches!(t.kind, TaskEventKind::Started | TaskEventKind::Enqueued);
+                // A start says how long the task waited since it was ready.
+                assert_eq!(t.since_ready.is_some(), t.kind == TaskEventKind::Started);
                 if t.id == dead.id() && ends {
                     assert_eq!(t.error.as_deref(), Some("always"));
                     assert_eq!(&*t.handler, "fails");
@@ -495,6 +505,7 @@ async fn events_tell_every_attempt_and_the_workers_life() {
         Some(&22),
         "20 + 2 attempts"
     );
+    assert_eq!(observed.load(std::sync::atomic::Ordering::Relaxed), 22);
     assert_eq!(kinds.get(&TaskEventKind::Succeeded), Some(&20));
     assert_eq!(kinds.get(&TaskEventKind::Retried), Some(&1));
     assert_eq!(kinds.get(&TaskEventKind::DeadLettered), Some(&1));

@@ -34,6 +34,7 @@ impl Scripted {
             max_attempts: Some(3),
             timeout: None,
             receipt,
+            ready_at: Some(std::time::SystemTime::now()),
         });
         self.changed.notify_waiters();
     }
@@ -221,6 +222,7 @@ async fn in_place_retries_settle_once() {
         max_attempts: None,
         timeout: None,
         receipt: 9,
+        ready_at: None,
     };
     d.attempt = 1;
     source.queue.lock().push_back(d);

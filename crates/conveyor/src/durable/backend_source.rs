@@ -49,6 +49,7 @@ impl BackendSource {
             max_attempts: Some(r.max_attempts),
             timeout: r.timeout,
             receipt: r.lease,
+            ready_at: r.due_at.to_system_time(),
         }
     }
 }

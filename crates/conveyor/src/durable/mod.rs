@@ -50,6 +50,6 @@ pub use conveyor_postgres::PostgresBackend;
 pub use conveyor_redis::RedisBackend;
 
 pub use worker::{
-    shutdown_signal, DurableResult, OnDurableComplete, Worker, WorkerBuilder, WorkerReport,
-    WorkerStats, WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,
+    shutdown_signal, DurableResult, OnDurableComplete, Worker, WorkerBuilder, WorkerProbe,
+    WorkerReport, WorkerStats, WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,
 };

@@ -272,6 +272,29 @@ impl WorkerStopper {
     }
 }
 
+/// Reads a running worker's counts from anywhere (for metrics, a health
+/// check), without holding the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerProbe {
+    handle: RunnerHandle,
+    maintenance_errors: Arc<AtomicU64>,
+    slots: usize,
+}
+
+impl WorkerProbe {
+    /// Counts so far (as [`Worker::stats`]).
+    pub fn stats(&self) -> WorkerStats {
+        let mut stats = self.handle.stats();
+        stats.backend_errors += self.maintenance_errors.load(Ordering::Relaxed);
+        stats
+    }
+
+    /// Tasks the worker runs at once at most.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
 /// A configured worker; [`Worker::run`] it.
 pub struct Worker<C: Codec = Json> {
     runner: Runner<BackendSource>,
@@ -341,9 +364,16 @@ impl<C: Codec> Worker<C> {
 
     /// Counts so far.
     pub fn stats(&self) -> WorkerStats {
-        let mut stats = self.handle.stats();
-        stats.backend_errors += self.maintenance_errors.load(Ordering::Relaxed);
-        stats
+        self.probe().stats()
+    }
+
+    /// A handle that reads the worker's counts while it runs.
+    pub fn probe(&self) -> WorkerProbe {
+        WorkerProbe {
+            handle: self.handle.clone(),
+            maintenance_errors: self.maintenance_errors.clone(),
+            slots: self.slots,
+        }
     }
 
     /// Runs until SIGINT or SIGTERM (or [`WorkerStopper::stop`]), then stops gracefully.

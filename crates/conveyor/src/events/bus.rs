@@ -1,4 +1,5 @@
-//! The bus: subscribers, each with a bounded queue, and emits that never wait.
+//! The bus: subscribers, each with a bounded queue, observers called in
+//! place, and emits that never wait.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,11 +17,16 @@ pub struct EventBus {
 
 #[derive(Default)]
 struct Inner {
-    /// Live subscribers: checked before anything else, so an emit with
-    /// nobody listening costs one load.
+    /// Live subscribers and observers: checked before anything else, so an
+    /// emit with nobody listening costs one load.
     listening: AtomicUsize,
     subscribers: RwLock<Vec<Subscriber>>,
+    observers: RwLock<Vec<(u64, ObserverFn)>>,
+    next_observer: AtomicU64,
 }
+
+/// What an observer runs on every event, in the emitting thread.
+type ObserverFn = Box<dyn Fn(&Event) + Send + Sync>;
 
 struct Subscriber {
     tx: flume::Sender<Event>,
@@ -57,8 +63,30 @@ impl EventBus {
             tx,
             lagged: lagged.clone(),
         });
-        self.inner.listening.store(subs.len(), Ordering::Relaxed);
+        drop(subs);
+        self.recount();
         Subscription { rx, lagged }
+    }
+
+    /// Calls `observer` with every event emitted from now on, in the thread
+    /// that emits it, before any subscriber gets it: nothing is ever lost,
+    /// so it suits counters (metrics), where a [`subscribe`](Self::subscribe)r
+    /// that lags would undercount. It must be quick and must not block (a
+    /// few atomic additions, not I/O). Dropping the returned [`Observer`]
+    /// stops the calls.
+    pub fn observe(&self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Observer {
+        let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
+        self.inner.observers.write().push((id, Box::new(observer)));
+        self.recount();
+        Observer {
+            bus: self.clone(),
+            id,
+        }
+    }
+
+    fn recount(&self) {
+        let n = self.inner.subscribers.read().len() + self.inner.observers.read().len();
+        self.inner.listening.store(n, Ordering::Relaxed);
     }
 
     /// Emits the event `make` builds, if anyone listens; never waits.
@@ -67,6 +95,9 @@ impl EventBus {
             return;
         }
         let event = make();
+        for (_, observe) in self.inner.observers.read().iter() {
+            observe(&event);
+        }
         let mut gone = false;
         {
             let subs = self.inner.subscribers.read();
@@ -81,10 +112,35 @@ impl EventBus {
             }
         }
         if gone {
-            let mut subs = self.inner.subscribers.write();
-            subs.retain(|s| !s.tx.is_disconnected());
-            self.inner.listening.store(subs.len(), Ordering::Relaxed);
+            self.inner
+                .subscribers
+                .write()
+                .retain(|s| !s.tx.is_disconnected());
+            self.recount();
         }
+    }
+}
+
+/// An observer's registration on an [`EventBus`]; dropping it stops the calls.
+pub struct Observer {
+    bus: EventBus,
+    id: u64,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.bus
+            .inner
+            .observers
+            .write()
+            .retain(|(id, _)| *id != self.id);
+        self.bus.recount();
     }
 }
 
@@ -133,6 +189,27 @@ mod tests {
     fn nobody_listening_builds_nothing() {
         let bus = EventBus::new();
         bus.emit(|| unreachable!("no subscriber: the event is never built"));
+    }
+
+    #[test]
+    fn observers_see_every_event_until_dropped() {
+        let bus = EventBus::new();
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        let observer = bus.observe(move |_| {
+            s.fetch_add(1, Ordering::Relaxed);
+        });
+        let slow = bus.subscribe(1);
+        for _ in 0..5 {
+            bus.emit(paused);
+        }
+        assert_eq!((seen.load(Ordering::Relaxed), slow.lagged()), (5, 4));
+        drop(slow);
+        bus.emit(paused);
+        assert_eq!(seen.load(Ordering::Relaxed), 6);
+        drop(observer);
+        assert!(!bus.is_listened());
+        bus.emit(|| unreachable!("nobody listens any more"));
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct TaskEvent {
     pub queue_wait: Option<Duration>,
     /// How long the attempt ran.
     pub run_time: Option<Duration>,
+    /// On `Started`: from when the task became ready to run (enqueued, or
+    /// due after a delay or backoff, by the source's clock) to this start —
+    /// the time it waited in its queue and in the worker.
+    pub since_ready: Option<Duration>,
     /// When it happened.
     pub at: SystemTime,
 }
@@ -94,6 +98,7 @@ impl TaskEvent {
             error: None,
             queue_wait: None,
             run_time: None,
+            since_ready: None,
             at: SystemTime::now(),
         }
     }

@@ -4,11 +4,12 @@
 //! An [`EventBus`] fans events out to any number of [`Subscription`]s, each
 //! with a bounded queue of its own. Emitting never waits: a subscriber that
 //! falls behind loses the events that do not fit and is told how many
-//! ([`Subscription::lagged`]). With no subscriber an emit is one atomic load,
-//! and the event is never even built.
+//! ([`Subscription::lagged`]). An [`Observer`] instead is called in place on
+//! every event and never misses one (what metrics count with). With nobody
+//! listening an emit is one atomic load, and the event is never even built.
 
 mod bus;
 mod event;
 
-pub use bus::{EventBus, Subscription};
+pub use bus::{EventBus, Observer, Subscription};
 pub use event::{Event, SourceEvent, TaskEvent, TaskEventKind, WorkerEvent};

@@ -9,7 +9,7 @@
 //! delivery tag, a reply subject, a Kafka coordinate).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use conveyor_core::async_trait;
 
@@ -51,6 +51,11 @@ pub struct Delivery<P, R> {
     pub timeout: Option<Duration>,
     /// What the source needs to settle the task.
     pub receipt: R,
+    /// When the task became ready to run, if the source knows: its due
+    /// time on a durable queue (enqueued, or the end of a delay or backoff),
+    /// a record's timestamp on a stream. The `Started` event reports the
+    /// time from then to the attempt's start.
+    pub ready_at: Option<SystemTime>,
 }
 
 /// What the runner tells a source about one task.

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -44,6 +45,8 @@ pub(crate) struct Entry<P, R> {
     /// An attempt has started (counted in the runner's running gauge until
     /// the task leaves).
     pub(crate) running: bool,
+    /// When the task became ready to run, if the source said.
+    pub(crate) ready_at: Option<SystemTime>,
 }
 
 /// A held task whose outcome arrived, and the delivery of its id that
@@ -204,5 +207,6 @@ fn entry<P, R: Clone>(d: &Delivery<P, R>, route: &Arc<Route<P>>, generation: u64
         running: false,
         next: None,
         follow_ups: Vec::new(),
+        ready_at: d.ready_at,
     }
 }

@@ -49,10 +49,9 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         if !self.events.is_listened() {
             return;
         }
-        let Some((handler, queue, delivery_attempt)) = sh
-            .held
-            .with(id, |e| (e.route.name.clone(), e.queue.clone(), e.attempt))
-        else {
+        let Some((handler, queue, delivery_attempt, ready_at)) = sh.held.with(id, |e| {
+            (e.route.name.clone(), e.queue.clone(), e.attempt, e.ready_at)
+        }) else {
             return;
         };
         let attempt = match sh.retries {
@@ -60,6 +59,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             _ => attempt,
         };
         self.events.emit(|| {
+            let at = SystemTime::now();
             Event::Task(TaskEvent {
                 kind: TaskEventKind::Started,
                 id,
@@ -70,7 +70,8 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 error: None,
                 queue_wait: None,
                 run_time: None,
-                at: SystemTime::now(),
+                since_ready: ready_at.map(|r| at.duration_since(r).unwrap_or_default()),
+                at,
             })
         });
     }
@@ -186,6 +187,7 @@ fn task_event<P, R>(
         run_time: result
             .started_at
             .map(|s| result.finished_at.saturating_duration_since(s)),
+        since_ready: None,
         at: SystemTime::now(),
     })
 }
