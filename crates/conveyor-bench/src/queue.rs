@@ -126,25 +126,36 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     drop(b);
     s.close().await;
 
-    // End to end; the last row with a subscriber reading every lifecycle
-    // event, beside the same run with nobody listening (what events cost).
+    // End to end; the last rows with a subscriber reading every lifecycle
+    // event, and with Prometheus metrics counting them, beside the same run
+    // with nobody listening (what events and metrics cost).
     let mut quiet_500 = 0.0;
     let mut processed = Vec::new();
-    for (slots, listen) in [(50usize, false), (500, false), (500, true)] {
+    for (slots, watch) in [
+        (50usize, Watch::Nobody),
+        (500, Watch::Nobody),
+        (500, Watch::Events),
+        (500, Watch::Metrics),
+    ] {
         let n = 100_000 / scale;
-        let s = Subject::new(url, &format!("e2e{slots}{listen}"));
+        let s = Subject::new(url, &format!("e2e{slots}{}", watch as u8));
         let b = s.open().await;
         for chunk in 0..n / 1000 {
             let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
             let _ = b.enqueue_many(tasks).await;
         }
-        let rate = process(b.clone(), n, slots, listen).await;
+        let rate = process(b.clone(), n, slots, watch).await;
         drop(b);
         s.close().await;
-        if listen {
+        let watched = match watch {
+            Watch::Nobody => None,
+            Watch::Events => Some("events listened"),
+            Watch::Metrics => Some("metrics on"),
+        };
+        if let Some(watched) = watched {
             report.add_vs(
                 &bench,
-                &format!("processed, {slots} slots, events listened"),
+                &format!("processed, {slots} slots, {watched}"),
                 rate,
                 "tasks/s",
                 "nobody listening",
@@ -196,9 +207,19 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     report.add(&bench, "enqueue->start p99", p99, "ms");
 }
 
-/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s. With
-/// `listen`, a subscriber reads every event the worker emits meanwhile.
-async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, listen: bool) -> f64 {
+/// Who watches a measured worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// Nobody: no event is even built.
+    Nobody,
+    /// A subscriber reads every lifecycle event.
+    Events,
+    /// Prometheus metrics count every event (and are scraped once at the end).
+    Metrics,
+}
+
+/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s.
+async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(Notify::new());
     let (d, a) = (done.clone(), all.clone());
@@ -221,7 +242,9 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, listen: bool) -> f
         }
     };
     let stopper = worker.stopper();
-    let reader = listen.then(|| {
+    let metrics =
+        (watch == Watch::Metrics).then(|| conveyor::metrics::WorkerMetrics::for_worker(&worker));
+    let reader = (watch == Watch::Events).then(|| {
         let events = worker.events().subscribe(65_536);
         tokio::spawn(async move {
             let mut seen = 0u64;
@@ -237,6 +260,17 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, listen: bool) -> f
     let elapsed = t.elapsed();
     stopper.stop();
     let _ = run.await;
+    if let Some(metrics) = metrics {
+        let text = metrics.encode();
+        eprintln!(
+            "  metrics: {} lines exposed, {} started counted",
+            text.lines().count(),
+            text.lines()
+                .filter(|l| l.starts_with("conveyor_tasks_started_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        );
+    }
     if let Some(reader) = reader {
         let seen = reader.await.unwrap_or(0);
         eprintln!(

@@ -128,6 +128,10 @@ pub struct WorkerArgs {
     /// Grace period on SIGINT/SIGTERM (overrides the file).
     #[arg(long, value_parser = parse_duration)]
     pub grace: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the worker runs,
+    /// e.g. 127.0.0.1:9464 (port 0: any free port, logged at start).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `conveyor submit`.

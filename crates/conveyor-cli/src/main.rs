@@ -10,6 +10,7 @@ mod fake_record;
 #[cfg(feature = "kafka")]
 mod kafka_cmd;
 mod logging;
+mod metrics_endpoint;
 mod result_cmd;
 mod run;
 mod show_cmd;

@@ -71,6 +71,18 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     }
     builder = builder.on_task_complete(|settled| crate::task_log::log(&settled));
     let worker = builder.build()?;
+    let _metrics = match args.metrics {
+        Some(addr) => {
+            let metrics = conveyor::metrics::WorkerMetrics::for_worker(&worker);
+            let endpoint = crate::metrics_endpoint::serve(addr, metrics).await?;
+            tracing::info!(
+                "conveyor worker: metrics at http://{}/metrics",
+                endpoint.addr
+            );
+            Some(endpoint)
+        }
+        None => None,
+    };
     tracing::info!(
         "conveyor worker: {kind} backend, queues {}, {slots} slots: up to {slots} handler \
          processes at once; handlers: {}",

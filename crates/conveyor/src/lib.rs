@@ -36,6 +36,8 @@ mod handler;
 mod job;
 pub mod lane;
 mod map;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod output;
 mod pipeline;
 mod pool;

@@ -1,0 +1,71 @@
+//! A Python with the packages a test needs: a virtualenv of its own, made on
+//! first use (`python3 -m venv`, then pip from the package registry) and
+//! kept in the temporary directory for later runs, as the Kafka test broker
+//! is built once. Tests that check conveyor against a real peer — a
+//! Prometheus text parser, an OpenAPI fuzzer — run it through this.
+//!
+//! Several test processes may ask at once: each builds in a directory of its
+//! own and renames it into place, so a half-made virtualenv is never used.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A virtualenv named `name` holding `packages` (pip requirement strings),
+/// checked by importing `imports`; the path of its `python`.
+pub fn venv(name: &str, packages: &[&str], imports: &[&str]) -> Result<PathBuf, String> {
+    let root = std::env::temp_dir().join("conveyor-test-venvs");
+    let dir = root.join(name);
+    let python = dir.join("bin").join("python");
+    if can_import(&python, imports) {
+        return Ok(python);
+    }
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let building = root.join(format!("{name}.{}.building", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    run(Command::new("python3").arg("-m").arg("venv").arg(&building))?;
+    run(Command::new(building.join("bin").join("python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(packages))?;
+    // Python finds a virtualenv from where its `python` is, so a moved one
+    // works (only its `bin/` scripts' first lines name the old place, and
+    // they are not used). Another process may have put one in place first:
+    // then this one is dropped.
+    if std::fs::rename(&building, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    if can_import(&python, imports) {
+        Ok(python)
+    } else {
+        Err(format!("{} cannot import {imports:?}", python.display()))
+    }
+}
+
+fn can_import(python: &Path, imports: &[&str]) -> bool {
+    python.exists()
+        && Command::new(python)
+            .arg("-c")
+            .arg(format!("import {}", imports.join(", ")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    match cmd.stdout(Stdio::null()).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{shown} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Err(format!("cannot run {shown}: {e}")),
+    }
+}

@@ -1,0 +1,146 @@
+//! The per-task series: a counter by queue and handler for each step of a
+//! task's life, and the run-time and queue-wait histograms. They are counted
+//! from the lifecycle events by an [`Observer`](crate::events::Observer),
+//! which is called in place on every event, so no count is ever missed (a
+//! lagging subscriber would undercount).
+
+use std::sync::Arc;
+
+use conveyor_core::OutcomeKind;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::events::{Event, TaskEventKind};
+
+/// `queue` and `handler`, the labels of every task series.
+type Labels = [(&'static str, Arc<str>); 2];
+
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Upper bounds in seconds, from a millisecond to an hour: tasks range from
+/// no-ops to long batch jobs, and waits from none to a delay's length.
+const BUCKETS: [f64; 19] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 1800.0, 3600.0,
+];
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// Every task series of one registry.
+#[derive(Clone)]
+pub(crate) struct TaskSeries {
+    started: Family<Labels, Counter>,
+    succeeded: Family<Labels, Counter>,
+    failed: Family<Labels, Counter>,
+    retried: Family<Labels, Counter>,
+    dead_lettered: Family<Labels, Counter>,
+    discarded: Family<Labels, Counter>,
+    cancelled: Family<Labels, Counter>,
+    run: Histograms,
+    queue_wait: Histograms,
+}
+
+impl TaskSeries {
+    /// The series, registered in `registry`.
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let series = TaskSeries {
+            started: Family::default(),
+            succeeded: Family::default(),
+            failed: Family::default(),
+            retried: Family::default(),
+            dead_lettered: Family::default(),
+            discarded: Family::default(),
+            cancelled: Family::default(),
+            run: Family::new_with_constructor(histogram),
+            queue_wait: Family::new_with_constructor(histogram),
+        };
+        let counters = [
+            ("tasks_started", "Attempts started", &series.started),
+            ("tasks_succeeded", "Tasks that succeeded", &series.succeeded),
+            (
+                "tasks_failed",
+                "Attempts that failed (an error, a timeout or a panic), retried or dead-lettered",
+                &series.failed,
+            ),
+            (
+                "tasks_retried",
+                "Failed attempts settled for another attempt later",
+                &series.retried,
+            ),
+            (
+                "tasks_dead_lettered",
+                "Tasks that failed for good and were dead-lettered",
+                &series.dead_lettered,
+            ),
+            (
+                "tasks_discarded",
+                "Tasks their handler asked to drop",
+                &series.discarded,
+            ),
+            (
+                "tasks_cancelled",
+                "Tasks cancelled, or handed back unstarted at a stop",
+                &series.cancelled,
+            ),
+        ];
+        for (name, help, family) in counters {
+            registry.register(name, help, family.clone());
+        }
+        registry.register_with_unit(
+            "task_run",
+            "How long attempts ran",
+            Unit::Seconds,
+            series.run.clone(),
+        );
+        registry.register_with_unit(
+            "task_queue_wait",
+            "From when a task was ready to run (enqueued, or due after a delay or backoff) \
+             to its attempt's start",
+            Unit::Seconds,
+            series.queue_wait.clone(),
+        );
+        series
+    }
+
+    /// Counts one event.
+    pub(crate) fn record(&self, event: &Event) {
+        let Event::Task(task) = event else {
+            return;
+        };
+        let labels: Labels = [
+            ("queue", task.queue.clone()),
+            ("handler", task.handler.clone()),
+        ];
+        let counter = match task.kind {
+            TaskEventKind::Enqueued => return,
+            TaskEventKind::Started => {
+                if let Some(wait) = task.since_ready {
+                    self.queue_wait
+                        .get_or_create(&labels)
+                        .observe(wait.as_secs_f64());
+                }
+                &self.started
+            }
+            TaskEventKind::Succeeded => &self.succeeded,
+            TaskEventKind::Retried => &self.retried,
+            TaskEventKind::DeadLettered => &self.dead_lettered,
+            TaskEventKind::Discarded => &self.discarded,
+            TaskEventKind::Cancelled => &self.cancelled,
+        };
+        counter.get_or_create(&labels).inc();
+        if let Some(run) = task.run_time {
+            self.run.get_or_create(&labels).observe(run.as_secs_f64());
+        }
+        let failed = matches!(
+            task.outcome,
+            Some(OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Panicked)
+        );
+        if failed {
+            self.failed.get_or_create(&labels).inc();
+        }
+    }
+}
