@@ -77,6 +77,9 @@ pub enum Command {
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Serve the HTTP JSON API (OpenAPI at /openapi.json) and Prometheus
+    /// gauges of the queues (/metrics) over the backend.
+    Serve(ServeArgs),
     /// Kafka tools: `kafka produce` generates keyed load.
     #[cfg(feature = "kafka")]
     #[command(subcommand)]
@@ -132,6 +135,20 @@ pub struct WorkerArgs {
     /// e.g. 127.0.0.1:9464 (port 0: any free port, logged at start).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// `conveyor serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen. Any address but loopback needs --token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Every request must carry `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "CONVEYOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Refuse every action (enqueue, cancel, requeue, purge); only read.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// `conveyor submit`.

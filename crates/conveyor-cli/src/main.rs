@@ -13,6 +13,7 @@ mod logging;
 mod metrics_endpoint;
 mod result_cmd;
 mod run;
+mod serve_cmd;
 mod show_cmd;
 mod status_cmd;
 mod submit_cmd;
@@ -137,7 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Wait(_)
             | Command::Cancel(_)
             | Command::Show(_)
-    );
+    ) || matches!(&cli.command, Command::Serve(args) if args.read_only);
     let opened = if existing {
         conveyor::durable::connect_existing(&url).await
     } else {
@@ -161,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(args) => wait_cmd::run(backend, args).await,
         Command::Cancel(args) => cancel_cmd::run(backend, args).await,
         Command::Show(args) => show_cmd::run(backend, args).await,
+        Command::Serve(args) => serve_cmd::run(backend, args).await,
         Command::Run(_) | Command::Helper { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("handled above")
         }

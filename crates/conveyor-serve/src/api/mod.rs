@@ -1,0 +1,5 @@
+//! The JSON API under `/api/v1`, one file per resource.
+
+pub(crate) mod dead;
+pub(crate) mod overview;
+pub(crate) mod tasks;

@@ -1,0 +1,99 @@
+//! `conveyor serve`: an HTTP JSON API over any conveyor backend, its OpenAPI
+//! document, and Prometheus gauges of the queues.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/v1/tasks`, `POST /api/v1/tasks/batch` | enqueue one, or many in one step |
+//! | `GET /api/v1/tasks/{id}` | a task, with its result or last error |
+//! | `GET /api/v1/tasks/{id}/wait?timeout_ms=` | long poll until it finishes |
+//! | `POST /api/v1/tasks/{id}/cancel` | cancel a waiting task |
+//! | `GET /api/v1/tasks?state=&queue=&handler=&order=&after=&limit=` | a page of tasks |
+//! | `GET /api/v1/stats`, `GET /api/v1/workers` | counts per queue; the worker registry |
+//! | `POST /api/v1/dead/requeue`, `POST /api/v1/dead/purge` | dead letters run again or deleted |
+//! | `GET /metrics` | Prometheus gauges read from the store |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document, generated from the code |
+//! | `GET /health` | 200 while the server runs (open without the token) |
+//!
+//! A route a backend cannot serve answers 501 with the reason (its
+//! capabilities say which; an `Unsupported` error is never hidden).
+//! Security: a token ([`ServeOptions::token`]) is required for any listen
+//! address other than loopback ([`check_listen`]); every action is refused
+//! in read-only mode and when a browser sends it from another site.
+
+mod api;
+mod error;
+mod extract;
+mod guard;
+mod openapi;
+mod queue_metrics;
+mod state;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use conveyor::durable::Backend;
+use conveyor::Client;
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+pub use state::ServeOptions;
+
+use state::AppState;
+
+/// Why a server may not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listen address other than loopback without a token.
+    #[error(
+        "refusing to listen on {0} without a token: anyone who reaches it could enqueue, \
+         cancel and purge tasks. Give --token (or CONVEYOR_TOKEN), or listen on 127.0.0.1"
+    )]
+    NeedsToken(SocketAddr),
+    /// An empty token.
+    #[error("the token is empty")]
+    EmptyToken,
+}
+
+/// Checks that the server may listen on `addr` with these options: a
+/// loopback address needs nothing, any other a non-empty token.
+pub fn check_listen(addr: SocketAddr, options: &ServeOptions) -> Result<(), ServeError> {
+    match options.token.as_deref() {
+        Some("") => Err(ServeError::EmptyToken),
+        Some(_) => Ok(()),
+        None if addr.ip().is_loopback() => Ok(()),
+        None => Err(ServeError::NeedsToken(addr)),
+    }
+}
+
+/// The server's routes over `backend`.
+pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
+    let state = AppState {
+        client: Client::new(backend.clone()),
+        backend,
+        options: Arc::new(options),
+    };
+    let api = Router::new()
+        .route("/tasks", post(api::tasks::enqueue).get(api::tasks::list))
+        .route("/tasks/batch", post(api::tasks::enqueue_many))
+        .route("/tasks/{id}", get(api::tasks::get))
+        .route("/tasks/{id}/wait", get(api::tasks::wait))
+        .route("/tasks/{id}/cancel", post(api::tasks::cancel))
+        .route("/stats", get(api::overview::stats))
+        .route("/workers", get(api::overview::workers))
+        .route("/dead/requeue", post(api::dead::requeue))
+        .route("/dead/purge", post(api::dead::purge));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(queue_metrics::metrics))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/health", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}

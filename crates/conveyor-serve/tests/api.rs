@@ -1,0 +1,260 @@
+//! The JSON API against a real backend and a real worker: enqueue, read,
+//! list with paging, wait (woken by the finish, or timed out), cancel, dead
+//! letters requeued and purged, stats, workers; bad input gets 400 with a
+//! message, an unknown task 404.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::{app, call, get, post};
+use conveyor::durable::Worker;
+use conveyor::{Handler, RetryPolicy, TaskError};
+use conveyor_serve::ServeOptions;
+use serde_json::{json, Value};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_string()
+}
+
+#[tokio::test]
+async fn enqueue_read_list_and_cancel() {
+    let (app, _) = app(ServeOptions::new());
+    let (status, one) = post(
+        &app,
+        "/api/v1/tasks",
+        json!({"handler": "send", "params": {"to": "a@b"}, "queue": "mail", "priority": 5}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{one}");
+    let (status, task) = get(&app, &format!("/api/v1/tasks/{}", id(&one))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(task["params"], json!({"to": "a@b"}));
+    assert_eq!(
+        (&task["queue"], &task["state"], &task["priority"]),
+        (&json!("mail"), &json!("available"), &json!(5))
+    );
+
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"handler": "send", "params": i, "queue": "mail"}))
+        .collect();
+    let (status, many) = post(&app, "/api/v1/tasks/batch", json!({ "tasks": batch })).await;
+    assert_eq!(status, StatusCode::CREATED, "{many}");
+    assert_eq!(many["tasks"].as_array().map(Vec::len), Some(5));
+
+    // Two pages of three, by key.
+    let (_, page) = get(&app, "/api/v1/tasks?state=available&queue=mail&limit=3").await;
+    let first: Vec<&str> = page["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(first.len(), 3);
+    let after = page["next_after"].as_str().expect("a next page");
+    let (_, page2) = get(
+        &app,
+        &format!("/api/v1/tasks?state=available&queue=mail&limit=3&after={after}"),
+    )
+    .await;
+    let second: Vec<&str> = page2["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(second.len(), 3, "six tasks wait in mail");
+    assert!(
+        second.iter().all(|id| !first.contains(id)),
+        "pages do not overlap"
+    );
+    // A full page always offers a next one; past the end it is empty.
+    let after = page2["next_after"]
+        .as_str()
+        .expect("a full page has a next");
+    let (_, page3) = get(
+        &app,
+        &format!("/api/v1/tasks?state=available&queue=mail&limit=3&after={after}"),
+    )
+    .await;
+    assert_eq!(page3["tasks"].as_array().map(Vec::len), Some(0));
+    assert!(page3["next_after"].is_null());
+    let (_, newest) = get(&app, "/api/v1/tasks?order=newest&limit=1").await;
+    assert_eq!(newest["tasks"][0]["params"], json!(4));
+
+    let (status, cancelled) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{}/cancel", id(&one)),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    let (_, waited) = get(&app, &format!("/api/v1/tasks/{}/wait", id(&one))).await;
+    assert_eq!(waited["finished"], true, "a cancelled task has finished");
+
+    let (_, stats) = get(&app, "/api/v1/stats").await;
+    let mail = &stats["queues"][0];
+    assert_eq!(
+        (
+            &mail["queue"],
+            &mail["counts"]["available"],
+            &mail["counts"]["cancelled"]
+        ),
+        (&json!("mail"), &json!(5), &json!(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_is_woken_by_the_finish_and_dead_letters_are_steered() {
+    let (app, backend) = app(ServeOptions::new());
+    let (_, slow) = post(
+        &app,
+        "/api/v1/tasks",
+        json!({"handler": "double", "params": 21}),
+    )
+    .await;
+    // Nothing runs it yet: a short wait times out with the task unfinished.
+    let (status, early) = get(
+        &app,
+        &format!("/api/v1/tasks/{}/wait?timeout_ms=50", id(&slow)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&early["finished"], &early["task"]["state"]),
+        (&json!(false), &json!("available"))
+    );
+
+    let double = Handler::io(
+        "double",
+        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
+    );
+    let fails = Handler::io("fails", |_: Value, _ctx| async move {
+        Err::<Value, _>(TaskError::new("no such mailbox"))
+    })
+    .retry(RetryPolicy::attempts(1));
+    let worker = Worker::builder(backend.clone())
+        .handler(double)
+        .handler(fails)
+        .poll_interval(Duration::from_millis(10))
+        .build()
+        .expect("worker");
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+
+    let (_, done) = get(
+        &app,
+        &format!("/api/v1/tasks/{}/wait?timeout_ms=20000", id(&slow)),
+    )
+    .await;
+    assert_eq!(done["finished"], true, "{done}");
+    assert_eq!(
+        (&done["task"]["state"], &done["task"]["result"]),
+        (&json!("completed"), &json!(42))
+    );
+
+    let (_, bad) = post(&app, "/api/v1/tasks", json!({"handler": "fails"})).await;
+    let (_, dead) = get(
+        &app,
+        &format!("/api/v1/tasks/{}/wait?timeout_ms=20000", id(&bad)),
+    )
+    .await;
+    assert_eq!(dead["task"]["state"], "dead", "{dead}");
+    assert_eq!(dead["task"]["error"], "no such mailbox");
+    let (_, listed) = get(&app, "/api/v1/tasks?state=dead").await;
+    assert_eq!(listed["tasks"][0]["id"], json!(id(&bad)));
+    stopper.stop();
+    run.await.expect("join").expect("worker");
+
+    let (status, moved) = post(&app, "/api/v1/dead/requeue", json!({"ids": [id(&bad)]})).await;
+    assert_eq!((status, &moved["count"]), (StatusCode::OK, &json!(1)));
+    let (_, again) = get(&app, &format!("/api/v1/tasks/{}", id(&bad))).await;
+    assert_eq!(
+        (&again["state"], &again["attempts"]),
+        (&json!("available"), &json!(0))
+    );
+    let (_, purged) = post(&app, "/api/v1/dead/purge", json!({})).await;
+    assert_eq!(purged["count"], 0, "nothing is dead any more");
+
+    let (status, workers) = get(&app, "/api/v1/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    let w = &workers["workers"][0];
+    assert_eq!(
+        (&w["stopped"], &w["alive"]),
+        (&json!(true), &json!(false)),
+        "{workers}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_400_with_a_message_and_unknown_tasks_404() {
+    let (app, _) = app(ServeOptions::new());
+    let cases = [
+        ("POST", "/api/v1/tasks", Some(json!({"handler": ""}))),
+        (
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"handler": "x", "max_attempts": 0})),
+        ),
+        (
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"handler": "x", "surprise": 1})),
+        ),
+        ("POST", "/api/v1/tasks", Some(json!([1, 2]))),
+        ("POST", "/api/v1/tasks/batch", Some(json!({"tasks": []}))),
+        ("GET", "/api/v1/tasks/abc", None),
+        ("GET", "/api/v1/tasks?limit=0", None),
+        ("GET", "/api/v1/tasks?state=bogus", None),
+        ("GET", "/api/v1/tasks/1/wait?timeout_ms=999999999", None),
+        ("POST", "/api/v1/dead/requeue", Some(json!({"ids": ["-1"]}))),
+    ];
+    for (method, path, body) in cases {
+        let (status, answer) = call(&app, method, path, body.clone(), &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body:?}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+    }
+    // A body without a JSON content type.
+    let (status, answer) = call(&app, "POST", "/api/v1/dead/purge", None, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = get(&app, "/api/v1/tasks/12345").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"], "no task 12345");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let (app, _) = app(ServeOptions::new());
+    let (status, doc) = get(&app, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/api/v1/tasks", &["get", "post"][..]),
+        ("/api/v1/tasks/batch", &["post"]),
+        ("/api/v1/tasks/{id}", &["get"]),
+        ("/api/v1/tasks/{id}/wait", &["get"]),
+        ("/api/v1/tasks/{id}/cancel", &["post"]),
+        ("/api/v1/stats", &["get"]),
+        ("/api/v1/workers", &["get"]),
+        ("/api/v1/dead/requeue", &["post"]),
+        ("/api/v1/dead/purge", &["post"]),
+    ] {
+        for m in methods {
+            assert!(paths[path][*m].is_object(), "{m} {path} is not documented");
+        }
+    }
+    assert_eq!(paths.len(), 9, "a route documented but not tested here");
+    assert!(doc["components"]["schemas"]["TaskView"].is_object());
+}
