@@ -117,7 +117,7 @@ impl NatsBackend {
         } else {
             0
         };
-        let mut jobs = Vec::new();
+        let mut jobs = Vec::with_capacity(reports.len());
         for (r, check) in reports.iter().zip(&checks) {
             if check.is_err() {
                 continue;
@@ -183,7 +183,7 @@ impl NatsBackend {
                 // The same report again, after its follow-ups were stored
                 // but not all enqueued: finish the job.
                 if rec.state().is_finished() && !rec.follow_ups.is_empty() {
-                    self.complete_follow_ups(&rec, rev).await?;
+                    Box::pin(self.complete_follow_ups(&rec, rev)).await?;
                     self.inner.streams.ack(&reply_of(&r.lease)).await;
                     return Ok(Applied::default());
                 }
@@ -235,14 +235,16 @@ impl NatsBackend {
                     applied.ready = Some(rec.queue.clone());
                 }
             }
+            // The rare paths are boxed: every report of a batch is one
+            // future in a vector, and they would make each one large.
             if let Some(out) = first {
-                self.inner.streams.publish(&[out]).await?;
+                Box::pin(self.inner.streams.publish(&[out])).await?;
             }
             let Some(new_rev) = ledger.cas_rec(&new, rev).await? else {
                 continue;
             };
             if !new.follow_ups.is_empty() {
-                self.complete_follow_ups(&new, new_rev).await?;
+                Box::pin(self.complete_follow_ups(&new, new_rev)).await?;
             }
             self.inner.streams.ack(&reply_of(&r.lease)).await;
             if new.state().is_finished() {

@@ -238,8 +238,9 @@ impl NatsBackend {
                 return Ok(None);
             };
             if !rec.follow_ups.is_empty() {
-                // A finish stored them and did not get to enqueue them.
-                self.complete_follow_ups(&rec, rev).await?;
+                // A finish stored them and did not get to enqueue them
+                // (boxed: a rare path, kept out of every take's future).
+                Box::pin(self.complete_follow_ups(&rec, rev)).await?;
                 continue;
             }
             match verdict(&rec, d, now) {
