@@ -52,6 +52,7 @@ mod schedule;
 mod scheme;
 mod streams;
 mod wakeups;
+mod wire;
 
 pub use backend::{NatsBackend, NatsOptions};
 pub use names::DEFAULT_PREFIX;

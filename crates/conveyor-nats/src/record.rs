@@ -5,9 +5,11 @@
 //! messages: `dispatch` (which ready message is the live one) and
 //! `msg_seq` (the stream sequence of the message the current lease holds).
 //!
-//! Stored as one key-value entry: a line of JSON with the fields, then the
-//! payload's bytes, then the result's (their lengths are in the JSON), so
-//! binary payloads cost no encoding. A record changes only by
+//! Stored as one key-value entry in a binary encoding (`wire.rs`: a
+//! version byte, then the fields). Records written by earlier versions, a
+//! line of JSON with the fields and then the payload's bytes and the
+//! result's (their lengths in the JSON), are still read: they begin with
+//! `{`, never with the version byte. A record changes only by
 //! compare-and-set on the entry's revision, and only along
 //! [`Transition`] edges ([`Rec::apply`]).
 
@@ -89,8 +91,8 @@ pub(crate) struct Rec {
     /// Follow-ups the finish stored and has not enqueued yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) follow_ups: Vec<FollowUp>,
-    payload_len: usize,
-    result_len: Option<usize>,
+    pub(crate) payload_len: usize,
+    pub(crate) result_len: Option<usize>,
     #[serde(skip)]
     pub(crate) payload: Vec<u8>,
     #[serde(skip)]
@@ -165,20 +167,31 @@ impl Rec {
         self.result = result;
     }
 
-    /// The stored bytes.
+    /// The stored bytes (`wire.rs`).
     pub(crate) fn encode(&self) -> bytes::Bytes {
-        // A struct of strings and numbers always serialises.
-        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        crate::wire::encode(self).into()
+    }
+
+    /// The stored bytes as versions before the binary encoding wrote them:
+    /// a line of JSON, then the payload and the result.
+    #[cfg(test)]
+    pub(crate) fn encode_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("a record serialises");
         out.push(b'\n');
         out.extend_from_slice(&self.payload);
         if let Some(r) = &self.result {
             out.extend_from_slice(r);
         }
-        out.into()
+        out
     }
 
-    /// A record from its stored bytes.
+    /// A record from its stored bytes, in the binary encoding or, from an
+    /// earlier version, in JSON.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Rec, Error> {
+        if bytes.first() == Some(&crate::wire::VERSION) {
+            return crate::wire::decode(bytes)
+                .ok_or_else(|| bad_data("a task record does not decode (binary)"));
+        }
         let bad = |why: &str| bad_data(format!("a task record does not decode: {why}"));
         let at = bytes
             .iter()
@@ -271,13 +284,25 @@ mod tests {
         assert_eq!(rec.state(), TaskState::Available);
         assert_eq!(rec.dispatch, 1);
         rec.set_result(Some(b"r\n".to_vec()));
+        rec.error = Some("it \"failed\"\n".into());
+        rec.lease_until = Some(-3);
+        rec.finished_at = Some(i64::MAX);
+        rec.msg_seq = Some(u64::MAX);
+        rec.timeout_ms = Some(30_000);
+        rec.priority = -7;
         rec.follow_ups.push(FollowUp {
             id: 8,
             spec: Spec::of(&NewTask::new("f", vec![0, 255]), Timestamp(5)),
         });
         let back = Rec::decode(&rec.encode()).expect("decodes");
         assert_eq!(back, rec);
+        // A record an earlier version wrote (JSON) still reads.
+        assert_eq!(rec.encode_json()[0], b'{');
+        let old = Rec::decode(&rec.encode_json()).expect("decodes");
+        assert_eq!(old, rec);
         assert!(Rec::decode(b"{}").is_err());
+        assert!(Rec::decode(&[crate::wire::VERSION]).is_err());
+        assert!(Rec::decode(b"").is_err());
         let delayed = NewTask::new("h", Vec::new()).delay(Duration::from_secs(1));
         let rec = Rec::new(9, &Spec::of(&delayed, Timestamp(0)), Timestamp(0));
         assert_eq!((rec.state(), rec.dispatch), (TaskState::Scheduled, 0));
