@@ -81,7 +81,7 @@ impl NatsBackend {
             let mut new = rec;
             new.lease_until = Some(now.plus(lease).as_millis());
             if let Some(new_rev) = ledger.cas_rec(&new, rev).await? {
-                self.inner.held.keep(&new, new_rev);
+                self.inner.held.keep(new, new_rev);
                 self.inner.streams.progress(&reply_of(l)).await;
                 return Ok(true);
             }

@@ -28,10 +28,10 @@ pub(crate) struct Held {
 
 impl Held {
     /// Remembers `rec`, just written at `rev` (replacing what was kept).
-    pub(crate) fn keep(&self, rec: &Rec, rev: u64) {
+    pub(crate) fn keep(&self, rec: Rec, rev: u64) {
         if let Ok(mut m) = self.map.lock() {
             if m.len() < CAPACITY || m.contains_key(&rec.id) {
-                m.insert(rec.id, (rec.clone(), rev));
+                m.insert(rec.id, (rec, rev));
             }
         }
     }

@@ -245,10 +245,12 @@ impl Ledger {
             })
             .await
             .map_err(|e| nats_error(what, e, self.state()))?;
-        let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
+        let pending = consumer.cached_info().num_pending;
+        if pending == 0 {
+            return Ok(Vec::new());
         }
+        // Sized once (bounded: keys may come and go during the scan).
+        let mut out = Vec::with_capacity(usize::try_from(pending).unwrap_or(0).min(1 << 20));
         let prefix = self.names.key_subject("");
         let mut messages = consumer
             .messages()
@@ -287,11 +289,12 @@ impl Ledger {
 
     /// Every task record (a full scan).
     pub(crate) async fn scan_tasks(&self) -> Result<Vec<Versioned<Rec>>, Error> {
-        self.scan(keys::TASKS)
-            .await?
-            .into_iter()
-            .map(|(_, bytes, rev)| Ok((Rec::decode(&bytes)?, rev)))
-            .collect()
+        let entries = self.scan(keys::TASKS).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (_, bytes, rev) in entries {
+            out.push((Rec::decode(&bytes)?, rev));
+        }
+        Ok(out)
     }
 }
 

@@ -254,19 +254,21 @@ impl NatsBackend {
                 }
                 Verdict::Take => {}
             }
-            let mut new = rec.clone();
-            if rec.state() == TaskState::Running {
-                if rec.attempts >= rec.max_attempts {
+            // The record read (or copied) is not needed past here: a
+            // refused write reads it again.
+            let mut new = rec;
+            if new.state() == TaskState::Running {
+                if new.attempts >= new.max_attempts {
                     expire_final(&mut new, now)?;
                     if ledger.cas_rec(&new, rev).await?.is_some() {
                         streams.ack(&d.reply).await;
-                        self.announce(&[rec.id]).await;
+                        self.announce(&[new.id]).await;
                         return Ok(None);
                     }
                     continue;
                 }
                 new.apply(Transition::Expire)?;
-            } else if Transition::Due.sources().contains(&rec.state()) {
+            } else if Transition::Due.sources().contains(&new.state()) {
                 new.apply(Transition::Due)?;
             }
             new.apply(Transition::Reserve)?;
@@ -277,10 +279,9 @@ impl NatsBackend {
             new.dispatch = d.dispatch;
             new.msg_seq = Some(d.seq);
             if let Some(new_rev) = ledger.cas_rec(&new, rev).await? {
-                self.inner.held.keep(&new, new_rev);
-                return Ok(Some(
-                    new.to_reserved(Receipt::new(d.reply.as_bytes().to_vec())),
-                ));
+                let reserved = new.to_reserved(Receipt::new(d.reply.as_bytes().to_vec()));
+                self.inner.held.keep(new, new_rev);
+                return Ok(Some(reserved));
             }
         }
         Ok(None)
