@@ -2,10 +2,15 @@
 //! views' types (served at `/openapi.json`): a route or a field changed in
 //! the code changes the document with it.
 
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::Ref;
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{dead, overview, tasks};
+use crate::state::ServeOptions;
+use crate::views::{OrderName, StateName};
 
 /// The API's document.
 #[derive(OpenApi)]
@@ -27,11 +32,21 @@ use crate::api::{dead, overview, tasks};
         dead::requeue,
         dead::purge,
     ),
-    modifiers(&BearerToken),
+    components(schemas(OrderName, StateName))
 )]
 pub struct ApiDoc;
 
-/// Declares the bearer token every request carries when the server has one.
+/// The document a server with `options` serves: with a token, every
+/// operation declares it.
+pub(crate) fn document(options: &ServeOptions) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if options.token.is_some() {
+        BearerToken.modify(&mut doc);
+    }
+    doc
+}
+
+/// Declares the bearer token every request carries.
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -45,5 +60,33 @@ impl Modify for BearerToken {
             "token",
             Vec::<String>::new(),
         )]);
+        // Every operation may then answer 401.
+        let unauthorized = ResponseBuilder::new()
+            .description("No token, or a wrong one")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorView")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .insert("401".to_string(), unauthorized.clone().into());
+            }
+        }
     }
 }

@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::lenient;
+
+/// The longest delay or attempt time limit a task may ask for, in
+/// milliseconds: 100 years.
+pub(crate) const MAX_MILLIS: u64 = 3_153_600_000_000;
+
 /// A task to enqueue.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,16 +30,21 @@ pub struct EnqueueRequest {
     /// The queue (default `default`).
     #[schema(min_length = 1)]
     pub queue: Option<String>,
-    /// Do not start before this delay, in milliseconds.
+    /// Do not start before this delay, in milliseconds (at most 100 years).
     #[schema(minimum = 0, maximum = 3_153_600_000_000_i64)]
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub delay_ms: Option<u64>,
     /// Priority: higher first (default 0).
+    #[schema(minimum = -2_147_483_648_i64, maximum = 2_147_483_647_i64)]
+    #[serde(default, deserialize_with = "lenient::opt_i32")]
     pub priority: Option<i32>,
     /// Attempts in all, counting the first (default 3).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
     pub max_attempts: Option<u32>,
-    /// Time limit of one attempt, in milliseconds.
+    /// Time limit of one attempt, in milliseconds (at most 100 years).
     #[schema(minimum = 1, maximum = 3_153_600_000_000_i64)]
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub timeout_ms: Option<u64>,
     /// While an unfinished task has this key, enqueueing returns it instead.
     #[schema(min_length = 1)]
@@ -203,8 +214,8 @@ pub struct WaitView {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
-    /// Milliseconds to wait at most (default 30,000, at most 300,000).
-    #[param(minimum = 0, maximum = 300_000)]
+    /// Milliseconds to wait at most (default and most: 20,000).
+    #[param(minimum = 0, maximum = 20_000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -222,7 +233,7 @@ pub struct ListQuery {
     /// `oldest` (default) or `newest` first.
     pub order: Option<OrderName>,
     /// Start after this task id (the `next_after` of the page before).
-    #[param(pattern = "^[0-9]{1,20}$")]
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub after: Option<String>,
     /// At most this many (default 50, at most 1,000).
     #[param(minimum = 1, maximum = 1000)]
@@ -342,13 +353,19 @@ pub struct WorkersView {
     pub workers: Vec<WorkerView>,
 }
 
+/// A task id: a decimal string (ids use all 63 bits, more than a JSON number
+/// holds exactly in many languages).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(pattern = "^[0-9]{1,19}$", example = "42")]
+pub struct IdText(pub String);
+
 /// Dead tasks to run again.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequeueRequest {
-    /// Their ids (decimal strings), at most 10,000.
+    /// Their ids, at most 10,000.
     #[schema(max_items = 10_000)]
-    pub ids: Vec<String>,
+    pub ids: Vec<IdText>,
 }
 
 /// Which dead tasks to delete.

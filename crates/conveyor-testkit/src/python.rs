@@ -46,6 +46,21 @@ pub fn venv(name: &str, packages: &[&str], imports: &[&str]) -> Result<PathBuf, 
     }
 }
 
+/// A command running the console script `name` a package installed in the
+/// virtualenv of `python` (its entry point, run by that `python`: the
+/// script files in `bin/` name the directory the virtualenv was made in).
+pub fn script(python: &Path, name: &str) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg("-c").arg(format!(
+        "import sys\n\
+             from importlib.metadata import entry_points\n\
+             [ep] = [e for e in entry_points(group='console_scripts') if e.name == '{name}']\n\
+             sys.argv[0] = '{name}'\n\
+             sys.exit(ep.load()())"
+    ));
+    cmd
+}
+
 fn can_import(python: &Path, imports: &[&str]) -> bool {
     python.exists()
         && Command::new(python)

@@ -34,7 +34,7 @@ pub(crate) async fn requeue(
     let ids = request
         .ids
         .iter()
-        .map(|id| parse_id(id))
+        .map(|id| parse_id(&id.0))
         .collect::<Result<Vec<_>, _>>()?;
     let count = state.backend.requeue_dead(&ids).await?;
     Ok(Json(CountView { count }))
@@ -46,6 +46,7 @@ pub(crate) async fn requeue(
     request_body = PurgeRequest,
     responses(
         (status = 200, description = "How many were deleted", body = CountView),
+        (status = 400, description = "A body that is not the documented JSON", body = ErrorView),
         (status = 403, description = "Read-only, or a request from another site", body = ErrorView),
         (status = 501, description = "The backend cannot purge", body = ErrorView),
     )

@@ -15,15 +15,15 @@ use crate::extract::{Body, Path, Query};
 use crate::state::AppState;
 use crate::views::{
     CancelView, EnqueueManyRequest, EnqueueRequest, EnqueuedManyView, EnqueuedView, ErrorView,
-    ListQuery, OrderName, TaskPage, TaskView, WaitQuery, WaitView,
+    ListQuery, OrderName, TaskPage, TaskView, WaitQuery, WaitView, MAX_MILLIS,
 };
 
 /// Most tasks one request may enqueue.
 const MAX_BATCH: usize = 10_000;
-/// Longest a wait may last.
-const MAX_WAIT: Duration = Duration::from_secs(300);
-/// A wait's length when the request names none.
-const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// Longest a wait may last, and its length when the request names none:
+/// a long poll returns before proxies and clients give up on a quiet
+/// connection; a client that wants longer asks again.
+const MAX_WAIT: Duration = Duration::from_secs(20);
 /// Most tasks in one page.
 const MAX_PAGE: usize = 1_000;
 
@@ -52,6 +52,13 @@ fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
     let mut task = NewTask::new(r.handler, payload).queue(queue);
     if let Some(p) = r.priority {
         task = task.priority(p);
+    }
+    for (what, value) in [("delay_ms", r.delay_ms), ("timeout_ms", r.timeout_ms)] {
+        if value.is_some_and(|ms| ms > MAX_MILLIS) {
+            return Err(ApiError::BadRequest(format!(
+                "{what}: at most {MAX_MILLIS} (100 years)"
+            )));
+        }
     }
     if let Some(ms) = r.delay_ms {
         task = task.delay(Duration::from_millis(ms));
@@ -144,7 +151,7 @@ pub(crate) async fn enqueue_many(
 /// Reads one task.
 #[utoipa::path(
     get, path = "/api/v1/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,20}$")),
+    params(("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,19}$")),
     responses(
         (status = 200, description = "The task", body = TaskView),
         (status = 400, description = "Not a task id", body = ErrorView),
@@ -168,7 +175,7 @@ pub(crate) async fn get(
 #[utoipa::path(
     get, path = "/api/v1/tasks/{id}/wait", tag = "tasks",
     params(
-        ("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,20}$"),
+        ("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,19}$"),
         WaitQuery,
     ),
     responses(
@@ -187,7 +194,7 @@ pub(crate) async fn wait(
     let timeout = query
         .timeout_ms
         .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_WAIT);
+        .unwrap_or(MAX_WAIT);
     if timeout > MAX_WAIT {
         return Err(ApiError::BadRequest(format!(
             "timeout_ms: at most {}",
@@ -216,7 +223,7 @@ pub(crate) async fn wait(
 /// Cancels a waiting task.
 #[utoipa::path(
     post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
-    params(("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,20}$")),
+    params(("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,19}$")),
     responses(
         (status = 200, description = "The task's state now: cancelled, or the state that made cancelling impossible", body = CancelView),
         (status = 400, description = "Not a task id", body = ErrorView),
