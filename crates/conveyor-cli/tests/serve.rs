@@ -57,6 +57,8 @@ fn the_api_keeps_to_its_openapi_document_under_fuzzing() {
     let token = "fuzz-token";
     let (child, addr) = serve(&env, &["--token", token]);
     let out = conveyor_testkit::python::script(&python, "schemathesis")
+        // Its cache and reports go to the test's directory, not the tree.
+        .current_dir(env.dir.path())
         .args(["run", &format!("http://{addr}/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         // Every check; a wait is a long poll and lasts as long as it was
