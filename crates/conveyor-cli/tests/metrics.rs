@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -97,8 +97,8 @@ async fn the_exposition_parses_and_agrees_with_the_store() {
     for _ in 0..2 {
         assert!(env.run(&["submit", "bad"]).status.success());
     }
-    let mut child = env
-        .cmd(&[
+    let (mut child, addr) = common::spawn_with_address(
+        env.cmd(&[
             "worker",
             "--config",
             &cfg,
@@ -106,27 +106,9 @@ async fn the_exposition_parses_and_agrees_with_the_store() {
             "127.0.0.1:0",
             "--log-format",
             "json",
-        ])
-        .env("CONVEYOR_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("worker");
-    // The address comes in the log; the rest of the log is drained so the
-    // worker never blocks on a full pipe.
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("metrics at http://").nth(1) {
-                let addr = rest.split('/').next().unwrap_or_default().to_string();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the worker logs its metrics address");
+        ]),
+        "metrics at http://",
+    );
 
     let b = env.backend().await;
     common::wait_count(&b, TaskState::Completed, 5, Duration::from_secs(60)).await;

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 use common::Env;
 
@@ -16,26 +14,7 @@ use common::Env;
 fn serve(env: &Env, args: &[&str]) -> (Child, String) {
     let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    let mut child = env
-        .cmd(&all)
-        .env("CONVEYOR_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("conveyor serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("API at http://").nth(1) {
-                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("conveyor serve logs its address");
-    (child, addr)
+    common::spawn_with_address(env.cmd(&all), "API at http://")
 }
 
 fn stop(mut child: Child) {

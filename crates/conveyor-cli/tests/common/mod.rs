@@ -104,3 +104,30 @@ pub async fn wait_count(b: &Arc<dyn Backend>, state: TaskState, n: u64, limit: D
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Spawns `cmd` with its log on a pipe and `CONVEYOR_LOG=info`; returns the
+/// child and the address it logs after `marker` (e.g. `"API at http://"`),
+/// up to the next `/`. The rest of the log is drained, so the child never
+/// blocks on a full pipe.
+pub fn spawn_with_address(mut cmd: Command, marker: &'static str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env("CONVEYOR_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn conveyor");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split(marker).nth(1) {
+                let _ = tx.send(rest.split('/').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("conveyor logs an address after {marker:?}"));
+    (child, addr)
+}
