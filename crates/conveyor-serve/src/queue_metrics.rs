@@ -2,7 +2,9 @@
 //! tasks by queue and state, the age of each queue's oldest ready task, and
 //! the workers alive — in the OpenMetrics text format. Workers export their
 //! own counters on `conveyor worker --metrics`; these are the store's view,
-//! one place for every queue whoever works on it.
+//! one place for every queue whoever works on it. A backend without a part
+//! (counts, a worker registry) leaves its series out rather than fail the
+//! scrape.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -27,7 +29,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let now = Timestamp::now();
     let tasks = Family::<Labels, Gauge>::default();
     let oldest = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for q in state.backend.stats().await? {
+    // A backend that cannot count (RabbitMQ) still answers the scrape, with
+    // the series it has: a failing scrape would mark the target down.
+    let queues = match state.backend.stats().await {
+        Ok(queues) => queues,
+        Err(conveyor::Error::Unsupported(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for q in queues {
         for s in TaskState::ALL {
             let labels = vec![
                 ("queue", q.queue.clone()),

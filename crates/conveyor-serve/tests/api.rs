@@ -258,3 +258,27 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(paths.len(), 9, "a route documented but not tested here");
     assert!(doc["components"]["schemas"]["TaskView"].is_object());
 }
+
+#[tokio::test]
+async fn a_backend_without_a_part_says_so_and_still_serves_the_rest() {
+    let core_only: std::sync::Arc<dyn conveyor::durable::Backend> = std::sync::Arc::new(
+        conveyor_testkit::Scoped::core_only(conveyor::durable::MemoryBackend::new()),
+    );
+    let app = conveyor_serve::router(core_only, ServeOptions::new());
+    let (status, _) = post(&app, "/api/v1/tasks", json!({"handler": "h"})).await;
+    assert_eq!(status, StatusCode::CREATED, "the core enqueues");
+    for path in ["/api/v1/stats", "/api/v1/tasks?state=dead", "/api/v1/workers"] {
+        let (status, answer) = get(&app, path).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{path}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|m| m.contains("memory")),
+            "the message names the backend: {answer}"
+        );
+    }
+    // A scrape still succeeds, without the series the backend cannot give.
+    let (status, text) = get(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().expect("the exposition");
+    assert!(!text.contains("conveyor_queue_tasks{"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
