@@ -243,7 +243,7 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> f
     };
     let stopper = worker.stopper();
     let metrics =
-        (watch == Watch::Metrics).then(|| conveyor::metrics::WorkerMetrics::for_worker(&worker));
+        (watch == Watch::Metrics).then(|| conveyor::metrics::Metrics::for_worker(&worker));
     let reader = (watch == Watch::Events).then(|| {
         let events = worker.events().subscribe(65_536);
         tokio::spawn(async move {

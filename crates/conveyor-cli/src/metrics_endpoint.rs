@@ -1,5 +1,6 @@
-//! `conveyor worker --metrics ADDR`: the worker's Prometheus metrics served
-//! over HTTP at `/metrics` while it runs.
+//! `conveyor worker --metrics ADDR` (and `conveyor run --from kafka://…
+//! --metrics ADDR`): Prometheus metrics served over HTTP at `/metrics` while
+//! the worker or consumer runs.
 //!
 //! The endpoint only reads, so it needs no token; bind it to loopback or a
 //! private network the scraper reaches.
@@ -11,7 +12,7 @@ use anyhow::Context;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use axum::Router;
-use conveyor::metrics::WorkerMetrics;
+use conveyor::metrics::Metrics;
 
 /// A running endpoint; stops when dropped.
 pub struct MetricsEndpoint {
@@ -28,7 +29,7 @@ impl Drop for MetricsEndpoint {
 
 /// Binds `addr` and serves `metrics` there; an address that cannot be bound
 /// is an error before the worker starts.
-pub async fn serve(addr: SocketAddr, metrics: WorkerMetrics) -> anyhow::Result<MetricsEndpoint> {
+pub async fn serve(addr: SocketAddr, metrics: Metrics) -> anyhow::Result<MetricsEndpoint> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("--metrics {addr}: cannot listen there"))?;

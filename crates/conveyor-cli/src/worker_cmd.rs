@@ -73,7 +73,7 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     let worker = builder.build()?;
     let _metrics = match args.metrics {
         Some(addr) => {
-            let metrics = conveyor::metrics::WorkerMetrics::for_worker(&worker);
+            let metrics = conveyor::metrics::Metrics::for_worker(&worker);
             let endpoint = crate::metrics_endpoint::serve(addr, metrics).await?;
             tracing::info!(
                 "conveyor worker: metrics at http://{}/metrics",

@@ -200,3 +200,18 @@ fn an_address_in_use_is_refused_before_the_worker_starts() {
         "{err}"
     );
 }
+
+#[test]
+fn run_serves_metrics_only_for_a_kafka_consumer() {
+    let out = Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .args(["run", "--metrics", "127.0.0.1:0", "--", "echo", "{}"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("conveyor run");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("--metrics serves a Kafka consumer's metrics"),
+        "{err}"
+    );
+}

@@ -41,6 +41,8 @@ mod ordering;
 mod outcome;
 mod partition;
 mod poll;
+#[cfg(feature = "metrics")]
+pub mod prometheus;
 mod rebalance;
 mod shared;
 mod source;

@@ -267,11 +267,17 @@ async fn a_backend_without_a_part_says_so_and_still_serves_the_rest() {
     let app = conveyor_serve::router(core_only, ServeOptions::new());
     let (status, _) = post(&app, "/api/v1/tasks", json!({"handler": "h"})).await;
     assert_eq!(status, StatusCode::CREATED, "the core enqueues");
-    for path in ["/api/v1/stats", "/api/v1/tasks?state=dead", "/api/v1/workers"] {
+    for path in [
+        "/api/v1/stats",
+        "/api/v1/tasks?state=dead",
+        "/api/v1/workers",
+    ] {
         let (status, answer) = get(&app, path).await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{path}: {answer}");
         assert!(
-            answer["error"].as_str().is_some_and(|m| m.contains("memory")),
+            answer["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("memory")),
             "the message names the backend: {answer}"
         );
     }

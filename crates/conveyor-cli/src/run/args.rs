@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// No progress bar and no summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// With --from kafka://: serve Prometheus metrics (lag per partition,
+    /// in flight, records by outcome) at http://ADDR/metrics while it runs.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     pub command: Vec<String>,

@@ -96,6 +96,17 @@ pub async fn run(args: &RunArgs, template: CommandTemplate, url: &str) -> anyhow
         })
         .handler(handler)?;
     let handle = consumer.handle();
+    let _metrics = match args.metrics {
+        Some(addr) => {
+            let metrics = conveyor_kafka::prometheus::metrics(&consumer);
+            let endpoint = crate::metrics_endpoint::serve(addr, metrics).await?;
+            if !quiet {
+                eprintln!("conveyor run: metrics at http://{}/metrics", endpoint.addr);
+            }
+            Some(endpoint)
+        }
+        None => None,
+    };
     let mut consuming = tokio::spawn(consumer.run());
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;

@@ -78,6 +78,9 @@ async fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.from {
         return from_source(&args, template, url).await;
     }
+    if args.metrics.is_some() {
+        bail!("--metrics serves a Kafka consumer's metrics: it needs --from kafka://");
+    }
     let jobs = args.jobs.map_or_else(available_cores, |j| j as usize);
     let input = open_input(args.input.as_deref())?;
     let total = match (&args.input, args.quiet) {

@@ -62,6 +62,8 @@ async fn failures_go_to_the_dead_letter_topic_after_retries() {
         .handler_with(handler, decode::json::<Order>())
         .expect("consumer");
     let handle = consumer.handle();
+    #[cfg(feature = "metrics")]
+    let metrics = conveyor_kafka::prometheus::metrics(&consumer);
     let run = tokio::spawn(consumer.run());
     let done = eventually(Duration::from_secs(40), || {
         let m = handle.metrics();
@@ -77,6 +79,33 @@ async fn failures_go_to_the_dead_letter_topic_after_retries() {
             .all(|p| p.committed == p.next_offset && p.unfinished == 0)
     })
     .await;
+    #[cfg(feature = "metrics")]
+    {
+        // The high watermark comes with the client's statistics, every second.
+        let settled = eventually(Duration::from_secs(10), || {
+            handle.metrics().partitions.iter().all(|p| p.lag == Some(0))
+        })
+        .await;
+        assert!(settled, "lag: {:?}", handle.metrics().partitions);
+        let text = metrics.encode();
+        let values = |prefix: &str| -> Vec<f64> {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+                .collect()
+        };
+        assert_eq!(
+            values("conveyor_kafka_consumer_lag{"),
+            vec![0.0, 0.0],
+            "{text}"
+        );
+        assert_eq!(values("conveyor_kafka_records_received_total"), vec![43.0]);
+        assert_eq!(values("conveyor_kafka_dead_lettered_total"), vec![8.0]);
+        assert_eq!(values("conveyor_kafka_undecodable_total"), vec![3.0]);
+        let succeeded =
+            format!("conveyor_tasks_succeeded_total{{queue=\"{topic}\",handler=\"charge\"}}");
+        assert_eq!(values(&succeeded), vec![35.0], "{text}");
+    }
     handle.shutdown();
     let report = run.await.expect("join").expect("run");
     assert!(done, "not all finished: {:?}", report.counters);

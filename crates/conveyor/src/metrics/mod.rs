@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! # async fn demo(worker: conveyor::durable::Worker) {
-//! let metrics = conveyor::metrics::WorkerMetrics::for_worker(&worker);
+//! let metrics = conveyor::metrics::Metrics::for_worker(&worker);
 //! // Serve `metrics.encode()` on /metrics, then:
 //! let report = worker.run().await;
 //! # let _ = (metrics, report); }
@@ -33,34 +33,39 @@ use crate::events::{EventBus, Observer};
 use task_series::TaskSeries;
 use worker_gauges::WorkerGauges;
 
-/// The content type of [`WorkerMetrics::encode`]'s text.
+/// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The metrics of one worker, and the registry they are encoded from.
-pub struct WorkerMetrics {
+/// A registry of conveyor's series and the observer counting them: a
+/// worker's ([`Metrics::for_worker`]), or the task series of any event bus
+/// ([`Metrics::for_events`], e.g. a Kafka consumer's, which adds its own).
+pub struct Metrics {
     registry: Registry,
     _observer: Observer,
 }
 
-impl std::fmt::Debug for WorkerMetrics {
+impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerMetrics").finish_non_exhaustive()
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
 
-impl WorkerMetrics {
+impl Metrics {
     /// Metrics of `worker`, counting from now: build them before
     /// [`Worker::run`] so that no task goes uncounted.
     pub fn for_worker<C: conveyor_core::Codec>(worker: &Worker<C>) -> Self {
-        Self::new(&worker.events(), worker.probe())
+        let mut metrics = Self::for_events(&worker.events());
+        metrics.registry.register_collector(Box::new(WorkerGauges {
+            probe: worker.probe(),
+        }));
+        metrics
     }
 
-    /// Metrics counted from the events on `bus`, with the worker series read
-    /// from `probe`.
-    pub fn new(bus: &EventBus, probe: WorkerProbe) -> Self {
+    /// The per-task series counted from the events on `bus`, alone.
+    pub fn for_events(bus: &EventBus) -> Self {
         let mut registry = Registry::with_prefix("conveyor");
-        let observer = register(&mut registry, bus, probe);
-        WorkerMetrics {
+        let observer = register_tasks(&mut registry, bus);
+        Metrics {
             registry,
             _observer: observer,
         }
@@ -80,11 +85,17 @@ impl WorkerMetrics {
     }
 }
 
-/// Registers a worker's series in a registry of your own (give it the
+/// Registers the per-task series in a registry of your own (give it the
 /// `conveyor` prefix for the documented names); counting lasts as long as
 /// the returned [`Observer`] is kept.
-pub fn register(registry: &mut Registry, bus: &EventBus, probe: WorkerProbe) -> Observer {
+pub fn register_tasks(registry: &mut Registry, bus: &EventBus) -> Observer {
     let series = TaskSeries::register(registry);
-    registry.register_collector(Box::new(WorkerGauges { probe }));
     bus.observe(move |event| series.record(event))
+}
+
+/// Registers a worker's series (per task, and its own) in a registry of
+/// your own; counting lasts as long as the returned [`Observer`] is kept.
+pub fn register(registry: &mut Registry, bus: &EventBus, probe: WorkerProbe) -> Observer {
+    registry.register_collector(Box::new(WorkerGauges { probe }));
+    register_tasks(registry, bus)
 }
