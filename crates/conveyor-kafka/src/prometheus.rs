@@ -4,12 +4,12 @@
 //! per partition, the committed offset and high watermark, messages in
 //! flight, whether the partitions are paused, and the consumer's counters.
 
+use conveyor::metrics::encode::{counter, gauge};
 use conveyor::metrics::Metrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::consumer::{ConsumerHandle, KafkaConsumer};
 
@@ -32,21 +32,6 @@ struct ConsumerSeries {
 }
 
 type PartitionLabels = [(&'static str, String); 2];
-
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
-    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
-}
-
-fn counter(
-    e: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    v: u64,
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(v);
-    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
-}
 
 /// One gauge per partition that has a value.
 fn per_partition(
