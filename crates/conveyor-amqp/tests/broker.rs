@@ -60,8 +60,32 @@ async fn complete(b: &AmqpBackend, r: &Reserved) -> Result<(), Error> {
         .expect("one result")
 }
 
+// OPEN DEFECT, found at the end of stop 21 by running these under load; the
+// next session starts here (docs/amqp.md, "Known gaps"):
+// - with 20 delayed tasks on the ladder, a kill under load lost the delayed
+//   ones (every rung and the work queue empty after the restart);
+// - with no delayed task, the kill soon after the enqueue lost all 180
+//   unfinished ready tasks in 3 of 3 runs on an idle machine: the backend
+//   reserved nothing after the restart for 60 s. Whether the messages are
+//   gone or the reconnected consumer is wedged is not known yet.
+// Both stay ignored, with the reason, until fixed; issue 14 stays open.
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open defect: ready tasks not delivered after a broker SIGKILL soon after enqueue (docs/amqp.md, Known gaps)"]
 async fn a_broker_restart_loses_nothing_and_the_backend_reconnects() {
+    restart_mid_run(0).await;
+}
+
+/// The same with 20 delayed tasks on the TTL ladder when the broker dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open defect: delayed tasks mid-ladder lost when RabbitMQ is SIGKILLed under load (docs/amqp.md, Known gaps)"]
+async fn delayed_tasks_survive_a_broker_restart() {
+    restart_mid_run(20).await;
+}
+
+/// Enqueues 200 ready tasks and `delayed` ones due in 1.5 s, holds 50,
+/// completes 20, SIGKILLs the broker, restarts it, and expects every task.
+async fn restart_mid_run(delayed: usize) {
     let Some(mut rabbit) = TempRabbit::start(None) else {
         return;
     };
@@ -75,7 +99,7 @@ async fn a_broker_restart_loses_nothing_and_the_backend_reconnects() {
             .iter()
             .map(|e| e.id),
     );
-    let later = (0..20).map(|i| {
+    let later = (0..delayed).map(|i| {
         NewTask::new("later", format!("{i}").into_bytes()).delay(Duration::from_millis(1500))
     });
     all.extend(
@@ -127,7 +151,12 @@ async fn a_broker_restart_loses_nothing_and_the_backend_reconnects() {
         }
     }
     let missing: Vec<_> = all.difference(&done).collect();
-    assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "lost across the restart: {} of {}: {missing:?}",
+        missing.len(),
+        all.len()
+    );
     b.enqueue(NewTask::new("t", b"after".to_vec()))
         .await
         .unwrap();
