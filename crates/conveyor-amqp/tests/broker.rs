@@ -95,7 +95,7 @@ async fn restart_mid_run(delayed: usize) {
     all.extend(
         b.enqueue_many(now.collect())
             .await
-            .unwrap()
+            .expect("enqueue")
             .iter()
             .map(|e| e.id),
     );
@@ -105,7 +105,7 @@ async fn restart_mid_run(delayed: usize) {
     all.extend(
         b.enqueue_many(later.collect())
             .await
-            .unwrap()
+            .expect("enqueue")
             .iter()
             .map(|e| e.id),
     );
@@ -113,7 +113,7 @@ async fn restart_mid_run(delayed: usize) {
     let held = reserve_n(&b, 50, Duration::from_secs(20)).await;
     assert_eq!(held.len(), 50);
     for r in &held[..20] {
-        complete(&b, r).await.unwrap();
+        complete(&b, r).await.expect("complete");
         done.insert(r.lease.id);
     }
 
@@ -146,7 +146,7 @@ async fn restart_mid_run(delayed: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while done.len() < all.len() && Instant::now() < deadline {
         for r in reserve_n(&b, 64, Duration::from_millis(500)).await {
-            complete(&b, &r).await.unwrap();
+            complete(&b, &r).await.expect("complete");
             done.insert(r.lease.id);
         }
     }
@@ -159,7 +159,7 @@ async fn restart_mid_run(delayed: usize) {
     );
     b.enqueue(NewTask::new("t", b"after".to_vec()))
         .await
-        .unwrap();
+        .expect("enqueue after");
 }
 
 /// Holds `r` for `hold_for` the way a worker's lease keeper does (a renewal
