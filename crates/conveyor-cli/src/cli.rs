@@ -77,8 +77,9 @@ pub enum Command {
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
-    /// Serve the HTTP JSON API (OpenAPI at /openapi.json) and Prometheus
-    /// gauges of the queues (/metrics) over the backend.
+    /// Serve the web dashboard (/), the HTTP JSON API (/api/v1, OpenAPI at
+    /// /openapi.json) and Prometheus gauges of the queues (/metrics) over
+    /// the backend.
     Serve(ServeArgs),
     /// Kafka tools: `kafka produce` generates keyed load.
     #[cfg(feature = "kafka")]

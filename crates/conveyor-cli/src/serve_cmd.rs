@@ -1,5 +1,5 @@
-//! `conveyor serve`: the HTTP JSON API and the queues' Prometheus gauges
-//! over the backend, until SIGINT or SIGTERM.
+//! `conveyor serve`: the web dashboard, the HTTP JSON API and the queues'
+//! Prometheus gauges over the backend, until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,8 +22,9 @@ pub async fn run(backend: Arc<dyn Backend>, args: ServeArgs) -> anyhow::Result<E
         .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(
-        "conveyor serve: {} backend; API at http://{addr}/api/v1, OpenAPI at \
-         http://{addr}/openapi.json, metrics at http://{addr}/metrics{}{}",
+        "conveyor serve: {} backend; dashboard at http://{addr}/, API at \
+         http://{addr}/api/v1, OpenAPI at http://{addr}/openapi.json, metrics at \
+         http://{addr}/metrics{}{}",
         backend.kind(),
         if options.token.is_some() {
             "; a token is required"

@@ -1,8 +1,10 @@
 //! The checks in front of every route, in order:
 //!
 //! 1. **Token.** With a token set, a request without `Authorization: Bearer
-//!    TOKEN` gets 401 (compared in constant time). `/health` is open, so a
-//!    load balancer can probe without the secret.
+//!    TOKEN`, or the dashboard's cookie holding it, gets 401 (compared in
+//!    constant time); a browser asking for a dashboard page is sent to
+//!    `/login` instead. `/health` is open, so a load balancer can probe
+//!    without the secret, and so are the login page and the stylesheet.
 //! 2. **Cross-site requests.** An action (any method but GET, HEAD and
 //!    OPTIONS) sent by a browser from another site is refused with 403: the
 //!    browser says so in `Sec-Fetch-Site`, or sends an `Origin` that is not
@@ -14,10 +16,11 @@
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
+use crate::dashboard::{login, COOKIE, LOGIN_PATH};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::ErrorView;
@@ -30,7 +33,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// Equal, in a time that does not tell where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
@@ -39,6 +42,37 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     value
         .strip_prefix(b"Bearer ")
         .or_else(|| value.strip_prefix(b"bearer "))
+}
+
+/// The token the dashboard's cookie holds, if the request has the cookie.
+fn cookie_token(headers: &HeaderMap) -> Option<Vec<u8>> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .and_then(|(_, value)| login::decode(value))
+}
+
+/// True when the request carries the token, in the header or the cookie.
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let token = token.as_bytes();
+    bearer(headers).is_some_and(|b| same(b, token))
+        || cookie_token(headers).is_some_and(|c| same(&c, token))
+}
+
+/// Paths open without the token.
+fn open(path: &str) -> bool {
+    path == "/health" || path == LOGIN_PATH || path.starts_with("/assets/")
+}
+
+/// Paths a person opens in a browser, sent to the login page without the token.
+fn page(path: &str) -> bool {
+    !["/api/", "/live/", "/actions/", "/metrics", "/openapi.json"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }
 
 /// True when a browser says the request comes from another site.
@@ -64,8 +98,17 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
     let options = &state.options;
     let headers = request.headers();
     if let Some(token) = &options.token {
-        let open = request.uri().path() == "/health";
-        if !open && !bearer(headers).is_some_and(|b| same(b, token.as_bytes())) {
+        let path = request.uri().path();
+        if !open(path) && !authorized(headers, token) {
+            if request.method() == Method::GET && page(path) {
+                let here = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                let query = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
+                return Redirect::to(&format!("{LOGIN_PATH}?{query}")).into_response();
+            }
             let mut response = refuse(
                 StatusCode::UNAUTHORIZED,
                 "this server needs its token: Authorization: Bearer TOKEN",
@@ -122,6 +165,26 @@ mod tests {
         ];
         assert!(cross_site(&headers(&other)));
         assert!(cross_site(&headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn the_cookie_carries_the_token() {
+        let value = format!("a=b; {COOKIE}={}; c=d", login::encode("s3cret"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            header::HeaderValue::from_str(&value).expect("ascii"),
+        );
+        assert!(authorized(&h, "s3cret"));
+        assert!(!authorized(&h, "s3cre"));
+        assert!(!authorized(
+            &headers(&[("cookie", "conveyor_token=zz")]),
+            "s3cret"
+        ));
+        assert!(authorized(
+            &headers(&[("authorization", "Bearer s3cret")]),
+            "s3cret"
+        ));
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! `conveyor serve`: an HTTP JSON API over any conveyor backend, its OpenAPI
-//! document, and Prometheus gauges of the queues.
+//! `conveyor serve`: a web dashboard and an HTTP JSON API over any conveyor
+//! backend, the API's OpenAPI document, and Prometheus gauges of the queues.
+//!
+//! The dashboard's pages are listed in its module (`/`, `/tasks`,
+//! `/tasks/{id}`, `/workers`, `/login`); the rest:
 //!
 //! | route | what |
 //! |---|---|
@@ -21,6 +24,8 @@
 //! in read-only mode and when a browser sends it from another site.
 
 mod api;
+mod bulk;
+mod dashboard;
 mod error;
 mod extract;
 mod guard;
@@ -76,10 +81,17 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
     let doc: Arc<str> = serde_json::to_string(&openapi::document(&options))
         .unwrap_or_default()
         .into();
+    let history = Arc::new(dashboard::history::History::default());
+    dashboard::history::start_sampling(
+        backend.clone(),
+        Arc::downgrade(&history),
+        options.sample_every,
+    );
     let state = AppState {
         client: Client::new(backend.clone()),
         backend,
         options: Arc::new(options),
+        history,
     };
     let api = Router::new()
         .route("/tasks", post(api::tasks::enqueue).get(api::tasks::list))
@@ -92,6 +104,7 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
         .route("/dead/requeue", post(api::dead::requeue))
         .route("/dead/purge", post(api::dead::purge));
     Router::new()
+        .merge(dashboard::routes())
         .nest("/api/v1", api)
         .route("/metrics", get(queue_metrics::metrics))
         .route(

@@ -1,0 +1,121 @@
+//! `/actions/…`: what the dashboard's buttons post. Each answers with a
+//! redirect back to the page it came from (`back`, a path on this server),
+//! with a notice saying what happened, so a reload never repeats it. The
+//! guard has already refused it in read-only mode and from other sites.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use conveyor::TaskState;
+use serde::Deserialize;
+
+use super::chrome::{error_page, field, local_path};
+use crate::api::tasks::parse_id;
+use crate::error::ApiError;
+use crate::extract::Path;
+use crate::state::AppState;
+
+/// A button's form: where to come back to.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Back {
+    back: Option<String>,
+}
+
+/// The bulk actions' form: the filter, and where to come back to.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Matching {
+    queue: Option<String>,
+    handler: Option<String>,
+    back: Option<String>,
+}
+
+/// Back to `back`, with `notice` added to its query.
+fn done(back: Option<&str>, notice: &str) -> Response {
+    let back = local_path(back);
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let notice = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
+    Redirect::to(&format!("{back}{sep}{notice}")).into_response()
+}
+
+fn plural(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// `POST /actions/tasks/{id}/cancel`.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<Back>,
+) -> Response {
+    let act = async {
+        let id = parse_id(&id)?;
+        let after = state.backend.cancel(id).await?;
+        Ok::<_, ApiError>(match after {
+            TaskState::Cancelled => format!("Task {} cancelled.", id.0),
+            s => format!("Task {} was not cancelled: it is {s}.", id.0),
+        })
+    };
+    match act.await {
+        Ok(notice) => done(form.back.as_deref(), &notice),
+        Err(e) => error_page(&state, e),
+    }
+}
+
+/// `POST /actions/tasks/{id}/retry`: a dead task runs again.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<Back>,
+) -> Response {
+    let act = async {
+        let id = parse_id(&id)?;
+        let moved = state.backend.requeue_dead(&[id]).await?;
+        Ok::<_, ApiError>(if moved == 1 {
+            format!("Task {} will run again.", id.0)
+        } else {
+            format!(
+                "Task {} was not requeued: it is not dead, or an unfinished task holds its unique key.",
+                id.0
+            )
+        })
+    };
+    match act.await {
+        Ok(notice) => done(form.back.as_deref(), &notice),
+        Err(e) => error_page(&state, e),
+    }
+}
+
+/// `POST /actions/dead/retry`: every dead task matching the filter runs again.
+pub(crate) async fn retry_matching(
+    State(state): State<AppState>,
+    Form(form): Form<Matching>,
+) -> Response {
+    let (queue, handler) = (field(form.queue), field(form.handler));
+    let moved =
+        crate::bulk::requeue_dead_matching(&*state.backend, queue.as_deref(), handler.as_deref())
+            .await;
+    match moved {
+        Ok(n) => done(
+            form.back.as_deref(),
+            &format!("{} will run again.", plural(n, "dead task")),
+        ),
+        Err(e) => error_page(&state, e),
+    }
+}
+
+/// `POST /actions/dead/purge`: deletes the dead tasks of a queue (or of
+/// every queue).
+pub(crate) async fn purge(State(state): State<AppState>, Form(form): Form<Matching>) -> Response {
+    let queue = field(form.queue);
+    match state.backend.purge_dead(queue.as_deref()).await {
+        Ok(n) => done(
+            form.back.as_deref(),
+            &format!("{} deleted.", plural(n, "dead task")),
+        ),
+        Err(e) => error_page(&state, e),
+    }
+}

@@ -1,0 +1,138 @@
+//! `/tasks/{id}`: one task — its params, result and last error, its
+//! timeline, and the actions its state allows.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use conveyor::durable::TaskRecord;
+use conveyor::{TaskState, Timestamp};
+use serde_json::Value;
+
+use super::chrome::{age, error_page, render, when, Chrome};
+use super::overview::NoticeQuery;
+use crate::error::ApiError;
+use crate::extract::{Path, Query};
+use crate::state::AppState;
+
+/// One line of the timeline.
+pub(crate) struct Moment {
+    what: String,
+    at: String,
+    ago: String,
+}
+
+/// The page.
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    page: Chrome,
+    id: u64,
+    queue: String,
+    handler: String,
+    state: &'static str,
+    priority: i32,
+    attempts: u32,
+    max_attempts: u32,
+    unique_key: Option<String>,
+    ordering_key: Option<String>,
+    params: String,
+    result: Option<String>,
+    error: Option<String>,
+    timeline: Vec<Moment>,
+    here: String,
+    can_cancel: bool,
+    can_retry: bool,
+}
+
+/// Bytes as indented JSON when they are JSON, else as text.
+fn pretty(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// What the record tells of the task's life, in order.
+fn timeline(r: &TaskRecord, now: Timestamp) -> Vec<Moment> {
+    let moment = |what: String, t: Timestamp| Moment {
+        what,
+        at: when(t),
+        ago: if t <= now {
+            format!("{} ago", age(now, t))
+        } else {
+            format!("in {}", age(t, now))
+        },
+    };
+    let mut moments = vec![moment(format!("enqueued to {}", r.queue), r.created_at)];
+    let started = r.attempts > 0;
+    match r.state {
+        TaskState::Scheduled => moments.push(moment("due".into(), r.run_at)),
+        TaskState::Retrying => moments.push(moment(
+            format!("attempt {} failed; next attempt due", r.attempts),
+            r.run_at,
+        )),
+        TaskState::Available if r.run_at > r.created_at => {
+            moments.push(moment("became ready".into(), r.run_at))
+        }
+        _ => {}
+    }
+    if started && r.state == TaskState::Running {
+        moments.push(Moment {
+            what: format!("attempt {} of {} running", r.attempts, r.max_attempts),
+            at: String::new(),
+            ago: String::new(),
+        });
+    }
+    if let Some(t) = r.finished_at {
+        let what = match r.state {
+            TaskState::Completed => format!("completed on attempt {}", r.attempts),
+            TaskState::Dead => format!("dead after {} attempts", r.attempts),
+            TaskState::Cancelled => "cancelled (or discarded by its handler)".to_string(),
+            s => s.as_str().to_string(),
+        };
+        moments.push(moment(what, t));
+    }
+    moments
+}
+
+/// `GET /tasks/{id}`.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<NoticeQuery>,
+) -> Response {
+    let read = async {
+        let id = crate::api::tasks::parse_id(&id)?;
+        state
+            .backend
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no task {}", id.0)))
+    };
+    let record = match read.await {
+        Ok(r) => r,
+        Err(e) => return error_page(&state, e),
+    };
+    let now = Timestamp::now();
+    let page = Chrome::new(&state, format!("Task {}", record.id.0), "tasks").notice(query.notice);
+    let can_act = !page.read_only && state.backend.administration().is_some();
+    render(&TaskPage {
+        id: record.id.0,
+        queue: record.queue.clone(),
+        handler: record.handler.clone(),
+        state: record.state.as_str(),
+        priority: record.priority,
+        attempts: record.attempts,
+        max_attempts: record.max_attempts,
+        unique_key: record.unique_key.clone(),
+        ordering_key: record.ordering_key.clone(),
+        params: pretty(&record.payload),
+        result: record.result.as_deref().map(pretty),
+        error: record.error.clone(),
+        timeline: timeline(&record, now),
+        here: format!("/tasks/{}", record.id.0),
+        can_cancel: can_act && record.state.is_waiting(),
+        can_retry: can_act && record.state == TaskState::Dead,
+        page,
+    })
+}

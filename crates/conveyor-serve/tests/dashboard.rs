@@ -1,0 +1,446 @@
+//! The dashboard's pages in process, against a real backend that a real
+//! worker has run tasks on: what they show matches the store, filters
+//! narrow, buttons act and come back with a notice, live parts stream,
+//! the token sends a browser to log in once, read-only shows no button.
+//! (A real browser drives it in the CLI's `dashboard` test.)
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use common::app;
+use conveyor::durable::{Backend, Finish, FinishAction, MemoryBackend, NewTask, Worker};
+use conveyor::{Handler, RetryPolicy, TaskError, TaskId, TaskState};
+use conveyor_serve::ServeOptions;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Sends a request; (status, headers, body as text).
+async fn send(
+    app: &Router,
+    method: &str,
+    path: &str,
+    form: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = match form {
+        Some(f) => request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(f.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+async fn page(app: &Router, path: &str) -> String {
+    let (status, _, html) = send(app, "GET", path, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {html}");
+    html
+}
+
+fn location(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("a redirect")
+}
+
+/// The overview's cell of `queue` in `state`: its count.
+fn cell(html: &str, queue: &str, state: &str) -> u64 {
+    let row = html
+        .split(&format!("<tr data-queue=\"{queue}\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no row for {queue}: {html}"));
+    let row = &row[..row.find("</tr>").expect("row end")];
+    let cell = row
+        .split(&format!("data-state=\"{state}\">"))
+        .nth(1)
+        .expect("cell");
+    let text: String = cell[..cell.find("</td>").expect("cell end")]
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    text.parse().expect("a count")
+}
+
+/// Rows of a tasks page: their ids.
+fn rows(html: &str) -> Vec<u64> {
+    html.split("<tr data-id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// mail: three `send` and one `notify` waiting, one scheduled in an hour;
+/// work: two completed, one dead, by a real worker that then stopped.
+async fn store() -> (Arc<dyn Backend>, TaskId) {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let mut tasks: Vec<NewTask> = (0..3)
+        .map(|i| NewTask::new("send", format!("{{\"to\": {i}}}").into_bytes()).queue("mail"))
+        .collect();
+    tasks.push(NewTask::new("notify", b"{}".to_vec()).queue("mail"));
+    tasks.push(
+        NewTask::new("send", b"{}".to_vec())
+            .queue("mail")
+            .delay(Duration::from_secs(3600)),
+    );
+    tasks.push(NewTask::new("double", b"20".to_vec()).queue("work"));
+    tasks.push(NewTask::new("double", b"21".to_vec()).queue("work"));
+    tasks.push(NewTask::new("fails", b"{\"why\": 1}".to_vec()).queue("work"));
+    let ids = backend.enqueue_many(tasks).await.expect("enqueue");
+    let dead = ids[7].id;
+
+    let double = Handler::io(
+        "double",
+        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
+    );
+    let fails = Handler::io("fails", |_: Value, _ctx| async move {
+        Err::<Value, _>(TaskError::new("no such mailbox"))
+    })
+    .retry(RetryPolicy::attempts(1));
+    let worker = Worker::builder(backend.clone())
+        .queues(["work"])
+        .handler(double)
+        .handler(fails)
+        .poll_interval(Duration::from_millis(10))
+        .build()
+        .expect("worker");
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    for _ in 0..2_000 {
+        let stats = backend.stats().await.expect("stats");
+        let work = stats.iter().find(|q| q.queue == "work");
+        if work.is_some_and(|q| q.count(TaskState::Completed) == 2 && q.count(TaskState::Dead) == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stopper.stop();
+    run.await.expect("join").expect("worker");
+    (backend, dead)
+}
+
+#[tokio::test]
+async fn pages_show_the_store_and_buttons_act() {
+    let (backend, dead) = store().await;
+    let app = conveyor_serve::router(backend.clone(), ServeOptions::new());
+
+    let overview = page(&app, "/").await;
+    for (queue, state, n) in [
+        ("mail", "available", 4),
+        ("mail", "scheduled", 1),
+        ("mail", "dead", 0),
+        ("work", "completed", 2),
+        ("work", "dead", 1),
+        ("work", "available", 0),
+    ] {
+        assert_eq!(cell(&overview, queue, state), n, "{queue} {state}");
+    }
+    assert!(overview.contains("<svg"), "the charts are drawn");
+    assert!(overview.contains("data-live=\"/live/overview\""));
+    assert!(
+        overview.contains("0</b> workers alive"),
+        "the worker stopped"
+    );
+
+    // Filters narrow the list; the count matches.
+    let mail = page(&app, "/tasks?state=available&queue=mail").await;
+    assert_eq!(rows(&mail).len(), 4, "{mail}");
+    assert!(mail.contains("<b>4</b> available tasks in mail"), "{mail}");
+    let notify = page(&app, "/tasks?state=available&queue=mail&handler=notify").await;
+    assert_eq!(rows(&notify).len(), 1);
+    let newest = page(&app, "/tasks?state=available&queue=mail&order=newest").await;
+    let oldest = rows(&mail);
+    let mut reversed = rows(&newest);
+    reversed.reverse();
+    assert_eq!(oldest, reversed, "newest first is the reverse");
+    // An empty form field is no filter.
+    let every = page(&app, "/tasks?state=available&queue=&handler=&order=").await;
+    assert_eq!(rows(&every).len(), 4);
+
+    // The dead task: its error, its page, and retrying it.
+    let dead_page = page(&app, "/tasks?state=dead").await;
+    assert_eq!(rows(&dead_page), vec![dead.0]);
+    assert!(dead_page.contains("no such mailbox"));
+    assert!(dead_page.contains("Retry all matching"));
+    let detail = page(&app, &format!("/tasks/{}", dead.0)).await;
+    assert!(detail.contains("dead after "), "{detail}");
+    assert!(
+        detail.contains("&#34;why&#34;: 1"),
+        "params, pretty: {detail}"
+    );
+    assert!(detail.contains("id=\"retry\""));
+    let back = format!("back=%2Ftasks%2F{}", dead.0);
+    let (status, headers, _) = send(
+        &app,
+        "POST",
+        &format!("/actions/tasks/{}/retry", dead.0),
+        Some(&back),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let to = location(&headers).to_string();
+    assert!(
+        to.starts_with(&format!("/tasks/{}?notice=", dead.0)),
+        "{to}"
+    );
+    let again = page(&app, &to).await;
+    assert!(again.contains("will run again"), "{again}");
+    let record = backend.get(dead).await.expect("get").expect("task");
+    assert_eq!(record.state, TaskState::Available);
+
+    // Cancel a waiting task from the list.
+    let first = rows(&mail)[0];
+    let (status, headers, _) = send(
+        &app,
+        "POST",
+        &format!("/actions/tasks/{first}/cancel"),
+        Some("back=%2Ftasks%3Fstate%3Davailable"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location(&headers).starts_with("/tasks?state=available&notice="));
+    let record = backend
+        .get(TaskId(first))
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!(record.state, TaskState::Cancelled);
+
+    // A redirect never leaves the server.
+    let (_, headers, _) = send(
+        &app,
+        "POST",
+        "/actions/dead/purge",
+        Some("queue=nothing&back=%2F%2Fevil.example"),
+        &[],
+    )
+    .await;
+    assert!(location(&headers).starts_with("/?notice="), "{headers:?}");
+
+    let workers = page(&app, "/workers").await;
+    assert!(workers.contains("Gone in the last day (1)"), "{workers}");
+    assert!(workers.contains("<td>stopped</td>"));
+}
+
+#[tokio::test]
+async fn retry_all_matching_and_purge_take_every_matching_dead_task() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    // 2,500 dead tasks: more than one batch of the bulk action.
+    let tasks = (0..2_500)
+        .map(|i| {
+            let handler = if i % 5 == 0 { "b" } else { "a" };
+            NewTask::new(handler, b"{}".to_vec())
+                .queue("q")
+                .max_attempts(1)
+        })
+        .collect();
+    backend.enqueue_many(tasks).await.expect("enqueue");
+    let mut reserved = backend
+        .reserve(&["q".to_string()], 3_000, Duration::from_secs(60))
+        .await
+        .expect("reserve");
+    assert_eq!(reserved.len(), 2_500);
+    let reports = reserved
+        .drain(..)
+        .map(|r| {
+            let error = "broken".to_string();
+            Finish::new(r.lease, FinishAction::DeadLetter { error })
+        })
+        .collect();
+    for result in backend.finish(reports).await.expect("finish") {
+        result.expect("settled");
+    }
+    let app = conveyor_serve::router(backend.clone(), ServeOptions::new());
+    let (status, headers, _) = send(
+        &app,
+        "POST",
+        "/actions/dead/retry",
+        Some("queue=q&handler=b&back=%2Ftasks%3Fstate%3Ddead"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let to = location(&headers).to_string();
+    assert!(page(&app, &to)
+        .await
+        .contains("500 dead tasks will run again"));
+    let stats = backend.stats().await.expect("stats");
+    assert_eq!(stats[0].count(TaskState::Dead), 2_000);
+    assert_eq!(stats[0].count(TaskState::Available), 500);
+    let (_, headers, _) = send(
+        &app,
+        "POST",
+        "/actions/dead/purge",
+        Some("queue=q&back=%2F"),
+        &[],
+    )
+    .await;
+    assert!(page(&app, location(&headers))
+        .await
+        .contains("2000 dead tasks deleted"));
+}
+
+#[tokio::test]
+async fn the_live_parts_stream_as_server_sent_events() {
+    let (backend, _) = store().await;
+    let options = ServeOptions::new().refresh_every(Duration::from_millis(100));
+    let app = conveyor_serve::router(backend, options);
+    for (path, marker) in [
+        ("/live/overview", "<tr data-queue=\"mail\">"),
+        ("/live/workers", "Gone in the last day (1)"),
+    ] {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let response = app.clone().oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream",
+            "{path}"
+        );
+        let mut body = response.into_body();
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let frame = body.frame().await.expect("a frame").expect("data");
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+        assert!(text.starts_with("data: "), "{text}");
+        assert!(text.contains(marker), "{path}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_a_browser_logs_in_once() {
+    let (app, _) = app(ServeOptions::new().token("s3cret"));
+    let (status, headers, _) = send(&app, "GET", "/tasks?state=dead", None, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&headers),
+        "/login?next=%2Ftasks%3Fstate%3Ddead",
+        "a page sends the browser to log in"
+    );
+    let (status, _, _) = send(&app, "GET", "/api/v1/stats", None, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the API still says 401");
+    for open in ["/login", "/assets/dashboard.css", "/health"] {
+        let (status, _, _) = send(&app, "GET", open, None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{open} is open");
+    }
+    let (status, _, html) = send(
+        &app,
+        "POST",
+        "/login",
+        Some("token=wrong&next=%2Ftasks"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("That is not the token"));
+    let (status, headers, _) = send(
+        &app,
+        "POST",
+        "/login",
+        Some("token=s3cret&next=%2Ftasks%3Fstate%3Ddead"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&headers), "/tasks?state=dead");
+    let cookie = headers[header::SET_COOKIE].to_str().expect("cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+    for path in ["/", "/tasks?state=dead", "/api/v1/stats"] {
+        let (status, _, _) = send(&app, "GET", path, None, &[("cookie", &pair)]).await;
+        assert_eq!(status, StatusCode::OK, "{path} with the cookie");
+    }
+    // A login posted from another site is refused like any action.
+    let (status, _, _) = send(
+        &app,
+        "POST",
+        "/login",
+        Some("token=s3cret"),
+        &[("sec-fetch-site", "cross-site")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn read_only_shows_no_button_and_refuses_actions() {
+    let (backend, dead) = store().await;
+    let app = conveyor_serve::router(backend.clone(), ServeOptions::new().read_only(true));
+    let overview = page(&app, "/").await;
+    assert!(overview.contains("read-only"));
+    let list = page(&app, "/tasks?state=dead").await;
+    assert!(
+        !list.contains("<button type=\"submit\" class=\"retry\""),
+        "{list}"
+    );
+    assert!(!list.contains("Retry all matching"));
+    let detail = page(&app, &format!("/tasks/{}", dead.0)).await;
+    assert!(!detail.contains("id=\"retry\""));
+    let (status, _, _) = send(
+        &app,
+        "POST",
+        &format!("/actions/tasks/{}/retry", dead.0),
+        Some("back=%2F"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let record = backend.get(dead).await.expect("get").expect("task");
+    assert_eq!(record.state, TaskState::Dead, "nothing moved");
+}
+
+#[tokio::test]
+async fn bad_input_and_missing_parts_get_a_page_that_says_why() {
+    let (app, _) = app(ServeOptions::new());
+    for (path, status, says) in [
+        (
+            "/tasks?state=nope",
+            StatusCode::BAD_REQUEST,
+            "not a task state",
+        ),
+        ("/tasks?order=up", StatusCode::BAD_REQUEST, "not an order"),
+        ("/tasks?after=x", StatusCode::BAD_REQUEST, "not a task id"),
+        ("/tasks/12345", StatusCode::NOT_FOUND, "no task 12345"),
+        ("/tasks/abc", StatusCode::BAD_REQUEST, "not a task id"),
+        ("/assets/nothing.js", StatusCode::NOT_FOUND, "no such asset"),
+    ] {
+        let (got, _, html) = send(&app, "GET", path, None, &[]).await;
+        assert_eq!(got, status, "{path}");
+        assert!(html.contains(says), "{path}: {html}");
+    }
+    let core_only: Arc<dyn Backend> =
+        Arc::new(conveyor_testkit::Scoped::core_only(MemoryBackend::new()));
+    let app = conveyor_serve::router(core_only, ServeOptions::new());
+    let overview = page(&app, "/").await;
+    assert!(overview.contains("No counts:"), "{overview}");
+    assert!(overview.contains("✗ inspection"), "{overview}");
+    let (status, _, html) = send(&app, "GET", "/tasks?state=dead", None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(html.contains("memory"), "names the backend: {html}");
+    let workers = page(&app, "/workers").await;
+    assert!(workers.contains("No worker registry"));
+}
