@@ -35,22 +35,11 @@ fn tansu_path() -> PathBuf {
     if cached.exists() {
         return cached;
     }
-    if on_path("tansu") {
+    if crate::process::which("tansu").is_some() {
         return PathBuf::from("tansu");
     }
     install_tansu();
     cached
-}
-
-/// True when `program` is an executable file in a folder of `PATH`.
-fn on_path(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| {
-            std::fs::metadata(dir.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
 }
 
 /// Builds tansu with the repository's broker script (once per machine).

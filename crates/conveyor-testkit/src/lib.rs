@@ -14,6 +14,7 @@
 //! conveyor_testkit::backend_conformance!(make);
 //! ```
 
+pub mod browser;
 pub mod certs;
 pub mod conformance;
 pub mod kafka_broker;

@@ -166,3 +166,14 @@ pub fn wait_all_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
     }
     alive
 }
+
+/// `program` in a folder of `PATH`, when it is an executable file there.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}

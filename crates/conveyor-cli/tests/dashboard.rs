@@ -1,0 +1,288 @@
+//! The dashboard in a real browser: headless Chromium (Debian's, through
+//! its ChromeDriver) against `conveyor serve` over an embedded store that a
+//! real `conveyor worker` is working on, with tasks in every state. The
+//! overview's counts match the store, a filter narrows the list, clicking
+//! "Retry" on a dead task makes it run, and the overview updates itself.
+//! Screenshots are kept under `target/tmp/dashboard/` for a reviewer.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Env;
+use conveyor::durable::{Backend, NewTask};
+use conveyor::{TaskId, TaskState};
+use conveyor_testkit::browser::ChromeDriver;
+use conveyor_testkit::process::Proc;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// Where the screenshots go.
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).expect("the screenshot folder");
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    let path = shots().join(name);
+    std::fs::write(&path, png).expect("write the screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// A child killed when dropped, so a failing test leaves no process behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `check` holds, reading the store (or panics after a minute).
+async fn until<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Counts by queue and state, as the store holds them.
+async fn counts(b: &Arc<dyn Backend>) -> HashMap<(String, TaskState), u64> {
+    let mut out = HashMap::new();
+    for q in b.stats().await.expect("stats") {
+        for s in TaskState::ALL {
+            out.insert((q.queue.clone(), s), q.count(s));
+        }
+    }
+    out
+}
+
+async fn count(b: &Arc<dyn Backend>, queue: &str, state: TaskState) -> u64 {
+    counts(b)
+        .await
+        .get(&(queue.to_string(), state))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The text of the overview's cell for `queue` in `state`.
+async fn cell(browser: &Client, queue: &str, state: TaskState) -> String {
+    let css = format!(
+        "tr[data-queue=\"{queue}\"] td[data-state=\"{}\"]",
+        state.as_str()
+    );
+    browser
+        .find(Locator::Css(&css))
+        .await
+        .unwrap_or_else(|e| panic!("no cell {css}: {e}"))
+        .text()
+        .await
+        .expect("its text")
+}
+
+async fn rows(browser: &Client) -> usize {
+    browser
+        .find_all(Locator::Css("table#tasks tbody tr[data-id]"))
+        .await
+        .expect("the rows")
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
+    let env = Env::new();
+    let fixed = env.path("fixed");
+    let config = format!(
+        "[worker]\nqueues = [\"work\"]\nslots = 4\npoll = \"20ms\"\n\
+         [handlers.ok]\nprogram = \"true\"\n\
+         [handlers.fixable]\nprogram = \"test\"\nargs = [\"-f\", \"{}\"]\nretries = 0\n\
+         [handlers.flaky]\nprogram = \"false\"\nretries = 3\nbackoff = \"1h\"\n\
+         [handlers.slow]\nprogram = \"sleep\"\nargs = [\"3600\"]\n",
+        fixed.display()
+    );
+    let cfg = env.config(&config).to_string_lossy().into_owned();
+    let b = env.backend().await;
+
+    // Tasks in every state: `work` for the worker, `mail` that no one takes.
+    let task = |handler: &str, queue: &str| NewTask::new(handler, b"{}".to_vec()).queue(queue);
+    let mut tasks = vec![task("ok", "work"), task("ok", "work"), task("ok", "work")];
+    tasks.extend([
+        task("fixable", "work"),
+        task("flaky", "work"),
+        task("slow", "work"),
+    ]);
+    tasks.extend((0..3).map(|_| task("send", "mail")));
+    tasks.push(task("notify", "mail"));
+    tasks.push(task("send", "mail").delay(Duration::from_secs(3600)));
+    tasks.push(task("send", "mail"));
+    let ids: Vec<TaskId> = b
+        .enqueue_many(tasks)
+        .await
+        .expect("enqueue")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let dead = ids[3];
+    assert_eq!(
+        b.cancel(ids[11]).await.expect("cancel"),
+        TaskState::Cancelled
+    );
+
+    let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
+    until("every state to be reached", || async {
+        let c = counts(&b).await;
+        let n = |s| c.get(&("work".to_string(), s)).copied().unwrap_or(0);
+        n(TaskState::Completed) == 3
+            && n(TaskState::Dead) == 1
+            && n(TaskState::Retrying) == 1
+            && n(TaskState::Running) == 1
+    })
+    .await;
+
+    let (serve, addr) = common::spawn_with_address(
+        env.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+        "API at http://",
+    );
+    let _serve = Killed(serve);
+    // The WebDriver client speaks plain HTTP to a loopback driver, but its
+    // TLS stack wants a provider chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = ChromeDriver::start().expect("chromedriver");
+    let browser = ClientBuilder::rustls()
+        .expect("a WebDriver client")
+        .capabilities(ChromeDriver::headless_chromium(1400, 1000))
+        .connect(&driver.url())
+        .await
+        .expect("a Chromium session");
+    let base = format!("http://{addr}");
+
+    // The overview: every cell agrees with the store.
+    browser.goto(&format!("{base}/")).await.expect("overview");
+    let store = counts(&b).await;
+    for ((queue, state), n) in &store {
+        assert_eq!(
+            cell(&browser, queue, *state).await,
+            n.to_string(),
+            "{queue} {state}"
+        );
+    }
+    assert!(store[&("mail".to_string(), TaskState::Scheduled)] == 1);
+    assert!(store[&("mail".to_string(), TaskState::Cancelled)] == 1);
+    let alive = browser
+        .find(Locator::Id("workers-alive"))
+        .await
+        .expect("the workers line")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(alive, "1", "the worker is alive");
+    screenshot(&browser, "overview.png").await;
+
+    // A filter narrows the list: mail's available tasks, then notify's.
+    browser.goto(&format!("{base}/tasks")).await.expect("tasks");
+    let form = browser
+        .form(Locator::Id("filters"))
+        .await
+        .expect("the filter form");
+    form.set_by_name("state", "available").await.expect("state");
+    form.set_by_name("queue", "mail").await.expect("queue");
+    form.submit().await.expect("show");
+    assert_eq!(rows(&browser).await, 4, "mail's four available tasks");
+    let matching = browser
+        .find(Locator::Id("matching"))
+        .await
+        .expect("the count")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        matching.starts_with("4 available tasks in mail"),
+        "{matching}"
+    );
+    let form = browser
+        .form(Locator::Id("filters"))
+        .await
+        .expect("the filter form");
+    form.set_by_name("handler", "notify")
+        .await
+        .expect("handler");
+    form.submit().await.expect("show");
+    assert_eq!(rows(&browser).await, 1, "one notify task");
+    screenshot(&browser, "tasks-filtered.png").await;
+
+    // Retry the dead task once its handler can succeed: it runs and completes.
+    std::fs::write(&fixed, b"").expect("fix the handler");
+    browser
+        .goto(&format!("{base}/tasks?state=dead"))
+        .await
+        .expect("dead letters");
+    assert_eq!(rows(&browser).await, 1);
+    screenshot(&browser, "dead-letters.png").await;
+    browser
+        .find(Locator::Css(&format!(
+            "tr[data-id=\"{}\"] button.retry",
+            dead.0
+        )))
+        .await
+        .expect("the retry button")
+        .click()
+        .await
+        .expect("click retry");
+    let notice = browser
+        .wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .expect("a notice")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(notice, format!("Task {} will run again.", dead.0));
+    until("the retried task to complete", || async {
+        let record = b.get(dead).await.expect("get").expect("the task");
+        record.state == TaskState::Completed
+    })
+    .await;
+
+    // The overview keeps itself up to date: a task finishing while it is
+    // open shows up without a reload.
+    browser.goto(&format!("{base}/")).await.expect("overview");
+    let before = count(&b, "work", TaskState::Completed).await;
+    assert_eq!(
+        cell(&browser, "work", TaskState::Completed).await,
+        before.to_string()
+    );
+    b.enqueue(task("ok", "work")).await.expect("one more");
+    let after = (before + 1).to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cell(&browser, "work", TaskState::Completed).await != after {
+        assert!(
+            Instant::now() < deadline,
+            "the overview did not update itself"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let detail = format!("{base}/tasks/{}", dead.0);
+    browser.goto(&detail).await.expect("the task");
+    let state = browser
+        .find(Locator::Id("task-state"))
+        .await
+        .expect("its state")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(state, "completed");
+    screenshot(&browser, "task.png").await;
+
+    browser.close().await.expect("close the session");
+}
