@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::views::{ErrorView, QueueControlView, QueueStateView, QueuesView};
 
@@ -51,7 +51,6 @@ pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<QueuesView>
     params(("queue" = String, Path, description = "The queue's name")),
     responses(
         (status = 200, description = "The queue is paused", body = QueueControlView),
-        (status = 400, description = "An empty queue name", body = ErrorView),
         (status = 403, description = "Read-only, or a request from another site", body = ErrorView),
         (status = 501, description = "The backend cannot pause queues", body = ErrorView),
     )
@@ -60,7 +59,6 @@ pub(crate) async fn pause(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<QueueControlView> {
-    check(&queue)?;
     let changed = state.backend.pause_queue(&queue).await?;
     Ok(Json(QueueControlView {
         queue,
@@ -76,7 +74,6 @@ pub(crate) async fn pause(
     params(("queue" = String, Path, description = "The queue's name")),
     responses(
         (status = 200, description = "The queue runs", body = QueueControlView),
-        (status = 400, description = "An empty queue name", body = ErrorView),
         (status = 403, description = "Read-only, or a request from another site", body = ErrorView),
         (status = 501, description = "The backend cannot pause queues", body = ErrorView),
     )
@@ -85,20 +82,10 @@ pub(crate) async fn resume(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<QueueControlView> {
-    check(&queue)?;
     let changed = state.backend.resume_queue(&queue).await?;
     Ok(Json(QueueControlView {
         queue,
         paused: false,
         changed,
     }))
-}
-
-/// The name as the backend checks it (a path segment is never empty, but
-/// one of blanks is as wrong).
-fn check(queue: &str) -> Result<(), ApiError> {
-    if queue.trim().is_empty() {
-        return Err(ApiError::BadRequest("the queue name is empty".into()));
-    }
-    Ok(())
 }
