@@ -31,4 +31,4 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 
 conveyor_testkit::backend_conformance!(make;
     result_store: no, inspection: no, administration: no, maintenance: no, global_limits: no,
-    registry: no; priority: no, unique_keys: no, ordering_keys: no);
+    registry: no, queue_control: no; priority: no, unique_keys: no, ordering_keys: no);

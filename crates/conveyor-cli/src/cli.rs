@@ -77,6 +77,10 @@ pub enum Command {
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Pause, resume and list queues: a paused queue's tasks wait, for
+    /// every worker on the backend, until it is resumed.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Serve the web dashboard (/), the HTTP JSON API (/api/v1, OpenAPI at
     /// /openapi.json) and Prometheus gauges of the queues (/metrics) over
     /// the backend.
@@ -300,6 +304,30 @@ pub enum DeadCommand {
         /// Only this queue.
         #[arg(long, short)]
         queue: Option<String>,
+    },
+}
+
+/// `conveyor queue …`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Pause a queue: no worker takes its tasks from now on (enqueueing goes
+    /// on, tasks already running finish). A queue with no task yet may be
+    /// paused.
+    Pause {
+        /// The queue.
+        name: String,
+    },
+    /// Resume a paused queue: its tasks run again at once.
+    Resume {
+        /// The queue.
+        name: String,
+    },
+    /// Every queue with its ready and reserved tasks, and whether it is
+    /// paused.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

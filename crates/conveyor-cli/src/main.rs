@@ -11,6 +11,7 @@ mod fake_record;
 mod kafka_cmd;
 mod logging;
 mod metrics_endpoint;
+mod queue_cmd;
 mod result_cmd;
 mod run;
 mod serve_cmd;
@@ -134,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Status(_)
             | Command::Dead(_)
+            | Command::Queue(_)
             | Command::Result(_)
             | Command::Wait(_)
             | Command::Cancel(_)
@@ -158,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit_cmd::run(backend, args).await,
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
+        Command::Queue(cmd) => queue_cmd::run(backend, cmd).await,
         Command::Result(args) => result_cmd::run(backend, args).await,
         Command::Wait(args) => wait_cmd::run(backend, args).await,
         Command::Cancel(args) => cancel_cmd::run(backend, args).await,

@@ -33,9 +33,9 @@ mod task_error;
 mod task_state;
 
 pub use backend::{
-    unsupported, Administration, Backend, Capabilities, FinishBoard, FinishMark, GlobalLimits,
-    Inspection, ListOrder, ListParams, Maintenance, Part, Registry, ResultStore, Retention,
-    WorkerInfo, WORKER_SILENCE,
+    unsupported, validate_queue_name, Administration, Backend, Capabilities, FinishBoard,
+    FinishMark, GlobalLimits, Inspection, ListOrder, ListParams, Maintenance, Part, QueueControl,
+    Registry, ResultStore, Retention, WorkerInfo, WORKER_SILENCE,
 };
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -60,7 +60,9 @@ pub use task_state::{codes, InvalidTransition, TaskState, Transition};
 /// The optional parts of a backend, to bring their methods into scope on a
 /// concrete backend type: `use conveyor_core::parts::*;`.
 pub mod parts {
-    pub use crate::backend::{Administration, GlobalLimits, Inspection, Maintenance, ResultStore};
+    pub use crate::backend::{
+        Administration, GlobalLimits, Inspection, Maintenance, QueueControl, ResultStore,
+    };
 }
 
 /// Re-exported for backend implementations: the attribute the [`Backend`] trait uses.

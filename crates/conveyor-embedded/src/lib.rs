@@ -15,6 +15,7 @@
 //! `db_thread` (the thread and group commit), `finishes` (the finish board
 //! result waiters of one file share in this process), `store` (each operation as SQL),
 //! `limits` (global handler limits and the admission state of a reservation),
+//! `queue_control` (paused queues),
 //! `sql` (the statement texts, built from the core state machine) and `schema`
 //! (opening the file, pragmas, table, indexes, versioning) and `scheme` (its
 //! URL, `embedded://PATH` or a bare path, for [`SCHEME`]).
@@ -23,6 +24,7 @@ mod backend;
 mod db_thread;
 mod finishes;
 mod limits;
+mod queue_control;
 mod registry;
 mod schema;
 mod scheme;

@@ -28,7 +28,9 @@
 //!
 //! Version 2 adds `handler_limits`: one row per handler with global limits
 //! (concurrency, rate count per period in µs, burst) and the rate's state (its
-//! theoretical arrival time, µs).
+//! theoretical arrival time, µs). Version 3 adds `leaders`, version 4
+//! `workers`, and version 5 `paused_queues` (one row per paused queue, read
+//! by every reservation inside its write transaction).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,7 +43,7 @@ use crate::sql::unfinished_codes;
 use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,6 +161,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 4 {
         conn.execute_batch(SCHEMA_V4).map_err(db_err_string)?;
     }
+    if version < 5 {
+        conn.execute_batch(SCHEMA_V5).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -232,6 +237,12 @@ const SCHEMA_V4: &str = "CREATE TABLE IF NOT EXISTS workers (
          info TEXT NOT NULL
      );
      CREATE INDEX IF NOT EXISTS workers_heartbeat ON workers (heartbeat_at);";
+
+/// Schema version 5: the paused queues, one row each (a handful at most), so
+/// a reservation skips a paused queue with one primary-key lookup.
+const SCHEMA_V5: &str = "CREATE TABLE IF NOT EXISTS paused_queues (
+         queue TEXT PRIMARY KEY
+     ) WITHOUT ROWID;";
 
 fn schema_v2() -> String {
     let running = codes(&[TaskState::Running]);

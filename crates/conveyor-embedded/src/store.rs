@@ -207,6 +207,11 @@ impl Store {
             if remaining == 0 {
                 break;
             }
+            // Read inside this write transaction: a pause committed before
+            // it began is seen, one after it waits for its end.
+            if self.is_paused(queue)? {
+                continue;
+            }
             // With limited handlers some candidates are skipped, so the scan
             // reads on (rows come lazily in index order) until enough are taken.
             let limit = if gate.is_empty() {

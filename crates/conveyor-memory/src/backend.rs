@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
-    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId,
-    TaskRecord, TaskState,
+    Maintenance, NewTask, QueueControl, QueueStats, Reserved, ResultStore, Retention, SystemClock,
+    TaskId, TaskRecord, TaskState,
 };
 
 use crate::state::State;
@@ -206,5 +206,26 @@ impl GlobalLimits for MemoryBackend {
 
     async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
         Ok(self.state.lock().limits())
+    }
+}
+
+#[async_trait]
+impl QueueControl for MemoryBackend {
+    async fn pause(&self, queue: &str) -> Result<bool, Error> {
+        conveyor_core::validate_queue_name(queue)?;
+        Ok(self.state.lock().paused.insert(queue.to_string()))
+    }
+
+    async fn resume(&self, queue: &str) -> Result<bool, Error> {
+        conveyor_core::validate_queue_name(queue)?;
+        let resumed = self.state.lock().paused.remove(queue);
+        if resumed {
+            self.work.notify_waiters();
+        }
+        Ok(resumed)
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, Error> {
+        Ok(self.state.lock().paused.iter().cloned().collect())
     }
 }

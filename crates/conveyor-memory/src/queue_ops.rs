@@ -96,7 +96,8 @@ impl State {
     }
 
     /// Reserves up to `max` tasks from `queues` (in that order) under a lease
-    /// until `now + lease`, honouring ordering keys and global handler limits.
+    /// until `now + lease`, honouring ordering keys and global handler limits,
+    /// and skipping paused queues.
     pub(crate) fn reserve(
         &mut self,
         queues: &[String],
@@ -115,6 +116,9 @@ impl State {
         for q in queues {
             if picked.len() >= max {
                 break;
+            }
+            if self.paused.contains(q) {
+                continue;
             }
             // Choosing a key's head never makes another task of the key a head
             // within the same call, so the eligible tasks can be picked in one

@@ -50,6 +50,8 @@ pub(crate) struct State {
     pub(crate) leaders: HashMap<String, (String, Timestamp)>,
     /// Each worker's latest heartbeat, by worker id.
     pub(crate) workers: HashMap<String, conveyor_core::WorkerInfo>,
+    /// Paused queues: `reserve` skips them.
+    pub(crate) paused: BTreeSet<String>,
 }
 
 impl Default for State {
@@ -66,6 +68,7 @@ impl Default for State {
             limits: BTreeMap::new(),
             leaders: HashMap::new(),
             workers: HashMap::new(),
+            paused: BTreeSet::new(),
         }
     }
 }

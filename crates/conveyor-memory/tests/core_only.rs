@@ -15,7 +15,7 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 
 conveyor_testkit::backend_conformance!(make;
     result_store: yes, inspection: no, administration: no, maintenance: no, global_limits: no,
-    registry: no);
+    registry: no, queue_control: no);
 
 #[tokio::test]
 async fn missing_parts_are_unsupported_never_a_silent_no_op() {
@@ -44,5 +44,8 @@ async fn missing_parts_are_unsupported_never_a_silent_no_op() {
     unsupported(b.recover_expired().await.map(|_| ()), "recover");
     unsupported(b.prune(Retention::default()).await.map(|_| ()), "prune");
     unsupported(b.limits().await.map(|_| ()), "limits");
+    unsupported(b.pause_queue("q").await.map(|_| ()), "pause");
+    unsupported(b.resume_queue("q").await.map(|_| ()), "resume");
+    unsupported(b.paused_queues().await.map(|_| ()), "paused");
     assert_eq!(b.parts(), vec![conveyor_core::Part::ResultStore]);
 }

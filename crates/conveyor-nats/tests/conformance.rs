@@ -15,4 +15,5 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 
 conveyor_testkit::backend_conformance!(make;
     result_store: yes, inspection: yes, administration: yes, maintenance: yes,
-    global_limits: no, registry: yes; priority: yes, unique_keys: yes, ordering_keys: no);
+    global_limits: no, registry: yes, queue_control: no;
+    priority: yes, unique_keys: yes, ordering_keys: no);

@@ -33,6 +33,7 @@ mod error;
 mod limits;
 mod listener;
 mod migrate;
+mod queue_control;
 mod registry;
 mod row;
 mod schema;

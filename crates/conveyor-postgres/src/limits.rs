@@ -23,7 +23,7 @@ use tokio_postgres::Row;
 use crate::error::{bad_data, db};
 use crate::row::{self, col};
 use crate::schema::Schema;
-use crate::statements::{eligible, Predicates};
+use crate::statements::{eligible, not_paused, Predicates};
 
 /// The statements of this module, as text for one schema.
 #[derive(Debug, Clone)]
@@ -59,12 +59,13 @@ impl LimitStatements {
             pick: format!(
                 "SELECT t.id, t.handler FROM {t} t
                  WHERE t.{available} AND t.queue = $1 AND {eligible}
-                   AND t.handler <> ALL($3) AND t.id <> ALL($4)
+                   AND t.handler <> ALL($3) AND t.id <> ALL($4) AND {not_paused}
                  ORDER BY t.priority DESC, t.id
                  LIMIT $2
                  FOR NO KEY UPDATE SKIP LOCKED",
                 available = p.available,
                 eligible = eligible(&t, &p.unfinished),
+                not_paused = not_paused(schema, "$1"),
             ),
             // $1 ids, $2 lease_until.
             take: format!(

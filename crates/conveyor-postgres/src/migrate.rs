@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,16 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
              );
              CREATE INDEX workers_heartbeat ON {workers} (heartbeat_at);",
                 workers = schema.table("workers"),
+            ),
+        },
+        Migration {
+            version: 5,
+            name: "paused queues",
+            // One row per paused queue (a handful at most): every reservation
+            // checks its queue against it once, by primary key.
+            sql: format!(
+                "CREATE TABLE {paused} (queue text PRIMARY KEY);",
+                paused = schema.table("paused_queues"),
             ),
         },
     ]

@@ -144,6 +144,17 @@ pub(crate) fn eligible(t: &str, unfinished: &str) -> String {
     )
 }
 
+/// The condition that the queue named by `queue` (a parameter) is not
+/// paused: uncorrelated with the candidate rows, so PostgreSQL evaluates it
+/// once per statement (an InitPlan probing the `paused_queues` primary key)
+/// and skips the scan altogether for a paused queue.
+pub(crate) fn not_paused(schema: &Schema, queue: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM {paused} pq WHERE pq.queue = {queue})",
+        paused = schema.table("paused_queues")
+    )
+}
+
 impl Statements {
     pub(crate) fn new(schema: &Schema) -> Self {
         let t = schema.table("tasks");
@@ -214,12 +225,16 @@ impl Statements {
         // the one that runs).
         // The gate `NOT EXISTS (… limits)` (evaluated once) makes this fast
         // path reserve nothing while any handler has global limits: the caller
-        // then takes the limited path (`crate::limits`).
+        // then takes the limited path (`crate::limits`). The gate on the
+        // paused queues (one primary-key probe, evaluated once) reserves
+        // nothing from a paused queue; the statement's snapshot is taken
+        // when it starts, so it sees every pause committed before.
         let reserve = format!(
             "WITH picked AS (
                 SELECT t.id FROM {t} t
                 WHERE t.{available} AND t.queue = $1 AND {eligible}
                   AND NOT EXISTS (SELECT 1 FROM {limits})
+                  AND {not_paused}
                 ORDER BY t.priority DESC, t.id
                 LIMIT $2
                 FOR NO KEY UPDATE SKIP LOCKED
@@ -235,6 +250,7 @@ impl Statements {
             running_to = code(Transition::Reserve),
             eligible = eligible(&t, unfinished),
             limits = schema.table("handler_limits"),
+            not_paused = not_paused(schema, "$1"),
         );
 
         // $1 ids, $2 tokens, $3 lease_until.

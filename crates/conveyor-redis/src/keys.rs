@@ -40,6 +40,11 @@ impl Keys {
         format!("{}limits", self.prefix)
     }
 
+    /// The set of paused queue names (`PAUSED` in `lua/common.lua`).
+    pub(crate) fn paused(&self) -> String {
+        format!("{}paused", self.prefix)
+    }
+
     /// The channel enqueues publish queue names on.
     pub(crate) fn wake_channel(&self) -> String {
         format!("{}wake", self.prefix)

@@ -27,6 +27,7 @@
 mod backend;
 mod keys;
 mod limits;
+mod queue_control;
 mod registry;
 mod reply;
 mod scheme;

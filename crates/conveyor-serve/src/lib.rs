@@ -12,6 +12,8 @@
 //! | `POST /api/v1/tasks/{id}/cancel` | cancel a waiting task |
 //! | `GET /api/v1/tasks?state=&queue=&handler=&order=&after=&limit=` | a page of tasks |
 //! | `GET /api/v1/stats`, `GET /api/v1/workers` | counts per queue; the worker registry |
+//! | `GET /api/v1/queues` | every queue with its counts and `paused` flag |
+//! | `POST /api/v1/queues/{queue}/pause`, `POST /api/v1/queues/{queue}/resume` | hold a queue's tasks back from every worker, or let them run |
 //! | `POST /api/v1/dead/requeue`, `POST /api/v1/dead/purge` | dead letters run again or deleted |
 //! | `GET /metrics` | Prometheus gauges read from the store |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document, generated from the code |
@@ -101,6 +103,9 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
         .route("/tasks/{id}/cancel", post(api::tasks::cancel))
         .route("/stats", get(api::overview::stats))
         .route("/workers", get(api::overview::workers))
+        .route("/queues", get(api::queues::list))
+        .route("/queues/{queue}/pause", post(api::queues::pause))
+        .route("/queues/{queue}/resume", post(api::queues::resume))
         .route("/dead/requeue", post(api::dead::requeue))
         .route("/dead/purge", post(api::dead::purge));
     Router::new()

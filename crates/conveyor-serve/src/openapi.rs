@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::Ref;
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{dead, overview, tasks};
+use crate::api::{dead, overview, queues, tasks};
 use crate::state::ServeOptions;
 use crate::views::{OrderName, StateName};
 
@@ -29,6 +29,9 @@ use crate::views::{OrderName, StateName};
         tasks::cancel,
         overview::stats,
         overview::workers,
+        queues::list,
+        queues::pause,
+        queues::resume,
         dead::requeue,
         dead::purge,
     ),

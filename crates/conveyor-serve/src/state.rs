@@ -16,7 +16,8 @@ pub struct ServeOptions {
     /// Every request but `/health` must carry `Authorization: Bearer TOKEN`.
     /// Required for any listen address other than loopback.
     pub token: Option<String>,
-    /// Refuse every action (enqueue, cancel, requeue, purge) with 403.
+    /// Refuse every action (enqueue, cancel, requeue, purge, pause, resume) with
+    /// 403.
     pub read_only: bool,
     /// How often the dashboard's live parts are sent again (default 2 s).
     pub refresh_every: Duration,

@@ -284,6 +284,60 @@ impl From<QueueStats> for QueueView {
     }
 }
 
+/// One queue's counts and whether it is paused.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueStateView {
+    /// The queue.
+    pub queue: String,
+    /// Tasks by state (states with none are absent).
+    pub counts: BTreeMap<String, u64>,
+    /// When the oldest ready task became ready (RFC 3339).
+    pub oldest_ready: Option<String>,
+    /// True while the queue is paused: workers take none of its tasks.
+    pub paused: bool,
+}
+
+impl QueueStateView {
+    pub(crate) fn new(q: QueueView, paused: bool) -> Self {
+        QueueStateView {
+            queue: q.queue,
+            counts: q.counts,
+            oldest_ready: q.oldest_ready,
+            paused,
+        }
+    }
+
+    /// A queue known only as paused (no task yet).
+    pub(crate) fn empty(queue: String) -> Self {
+        QueueStateView {
+            queue,
+            counts: BTreeMap::new(),
+            oldest_ready: None,
+            paused: false,
+        }
+    }
+}
+
+/// Every queue, sorted by name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueuesView {
+    /// The queues the backend counts, and the paused ones with no task.
+    pub queues: Vec<QueueStateView>,
+    /// True when the backend can pause queues (without it, none is paused).
+    pub pausing: bool,
+}
+
+/// What pausing or resuming a queue did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueControlView {
+    /// The queue.
+    pub queue: String,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// False when it was in that state already (nothing changed).
+    pub changed: bool,
+}
+
 /// Every queue's counts.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StatsView {

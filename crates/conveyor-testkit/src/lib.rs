@@ -40,7 +40,7 @@ pub use conveyor_core::{ManualClock, Timestamp};
 /// ```ignore
 /// conveyor_testkit::backend_conformance!(make;
 ///     result_store: yes, inspection: no, administration: no, maintenance: yes, global_limits: no,
-///     registry: no);
+///     registry: no, queue_control: no);
 /// ```
 ///
 /// and, when its core lacks priorities, unique keys or ordering keys (a
@@ -49,7 +49,7 @@ pub use conveyor_core::{ManualClock, Timestamp};
 /// ```ignore
 /// conveyor_testkit::backend_conformance!(make;
 ///     result_store: no, inspection: no, administration: no, maintenance: no, global_limits: no,
-///     registry: no; priority: no, unique_keys: no, ordering_keys: no);
+///     registry: no, queue_control: no; priority: no, unique_keys: no, ordering_keys: no);
 /// ```
 ///
 /// A backend whose delays and leases run on a broker's own clock (TTLs, ack
@@ -66,24 +66,28 @@ macro_rules! backend_conformance {
     ($make:expr) => {
         $crate::backend_conformance!($make;
             result_store: yes, inspection: yes, administration: yes, maintenance: yes,
-            global_limits: yes, registry: yes);
+            global_limits: yes, registry: yes, queue_control: yes);
     };
     ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
-     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident $(,)?) => {
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident,
+     queue_control: $qc:ident $(,)?) => {
         $crate::backend_conformance!($make;
             result_store: $rs, inspection: $ins, administration: $adm, maintenance: $mnt,
-            global_limits: $lim, registry: $reg; priority: yes, unique_keys: yes, ordering_keys: yes);
+            global_limits: $lim, registry: $reg, queue_control: $qc;
+            priority: yes, unique_keys: yes, ordering_keys: yes);
     };
     ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
-     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident;
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident,
+     queue_control: $qc:ident;
      priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident $(,)?) => {
         $crate::backend_conformance!($make;
             result_store: $rs, inspection: $ins, administration: $adm, maintenance: $mnt,
-            global_limits: $lim, registry: $reg; priority: $pr, unique_keys: $uk,
-            ordering_keys: $ok, manual_time: yes);
+            global_limits: $lim, registry: $reg, queue_control: $qc; priority: $pr,
+            unique_keys: $uk, ordering_keys: $ok, manual_time: yes);
     };
     ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
-     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident;
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident,
+     queue_control: $qc:ident;
      priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident,
      manual_time: $mt:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
@@ -149,6 +153,12 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$reg];
             "needs the worker registry part, which this backend does not declare";
             workers_register_by_heartbeat);
+        $crate::backend_conformance!(@cases $make; [$qc];
+            "needs the queue control part (pausing queues), which this backend does not declare";
+            pause_before_any_task, pause_is_shared_by_handles, concurrent_reservers_honour_a_pause);
+        $crate::backend_conformance!(@cases $make; [$qc $mt];
+            "needs the queue control part and delays on a clock the test moves, which this backend does not both declare";
+            pause_holds_a_queue_back);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn declared_parts_are_the_real_ones() {
@@ -173,6 +183,7 @@ macro_rules! backend_conformance {
                     ($crate::conformance::Part::Maintenance, $crate::backend_conformance!(@bool $mnt)),
                     ($crate::conformance::Part::GlobalLimits, $crate::backend_conformance!(@bool $lim)),
                     ($crate::conformance::Part::Registry, $crate::backend_conformance!(@bool $reg)),
+                    ($crate::conformance::Part::QueueControl, $crate::backend_conformance!(@bool $qc)),
                 ],
             )
             .await;

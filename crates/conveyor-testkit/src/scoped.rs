@@ -122,4 +122,8 @@ impl<B: Backend> Backend for Scoped<B> {
     fn registry(&self) -> Option<&dyn conveyor_core::Registry> {
         self.inner.registry().filter(|_| !self.core_only)
     }
+
+    fn queue_control(&self) -> Option<&dyn conveyor_core::QueueControl> {
+        self.inner.queue_control().filter(|_| !self.core_only)
+    }
 }

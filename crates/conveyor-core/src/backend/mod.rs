@@ -13,6 +13,7 @@
 //! | [`Administration`] | cancel waiting tasks, requeue and purge dead ones | [`Backend::administration`] |
 //! | [`Maintenance`] | recover expired leases, prune old tasks | [`Backend::maintenance`] |
 //! | [`GlobalLimits`] | per-handler concurrency and rate for every worker | [`Backend::global_limits`] |
+//! | [`QueueControl`] | pause and resume queues for every worker | [`Backend::queue_control`] |
 //!
 //! Asking for a part a backend lacks is a clear [`Error::Unsupported`]
 //! (through the helpers on `dyn Backend`, e.g. `backend.stats()`), never a
@@ -48,6 +49,9 @@
 //!   it are still reserved. Limits apply to reservations that begin after
 //!   [`GlobalLimits::set_limits`] returns; a rate start is spent at reservation (a
 //!   released task does not give it back).
+//! - with the [`QueueControl`] part, `reserve` hands out no task of a paused
+//!   queue once [`QueueControl::pause`] has returned (see the trait for the
+//!   whole promise).
 
 use std::time::Duration;
 
@@ -59,11 +63,13 @@ use crate::Error;
 mod finish_board;
 mod list_params;
 mod parts;
+mod queue_control;
 mod registry;
 
 pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
+pub use queue_control::{validate_queue_name, QueueControl};
 pub use registry::{Registry, WorkerInfo, WORKER_SILENCE};
 
 /// What a backend's core operations support. Operations outside it return
@@ -202,6 +208,12 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// The queue control part, if the backend can pause and resume queues
+    /// for every process sharing it.
+    fn queue_control(&self) -> Option<&dyn QueueControl> {
+        None
+    }
+
     /// The worker registry part, if the backend can keep workers' heartbeats.
     fn registry(&self) -> Option<&dyn Registry> {
         None
@@ -221,6 +233,7 @@ pub trait Backend: Send + Sync + 'static {
         have(self.maintenance().is_some(), Part::Maintenance);
         have(self.global_limits().is_some(), Part::GlobalLimits);
         have(self.registry().is_some(), Part::Registry);
+        have(self.queue_control().is_some(), Part::QueueControl);
         parts
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{unsupported, Backend, FinishMark, ListParams, Retention};
+use super::{unsupported, Backend, FinishMark, ListParams, QueueControl, Retention};
 use crate::durable_task::{QueueStats, TaskRecord};
 use crate::limits::HandlerLimits;
 use crate::task::TaskId;
@@ -28,17 +28,20 @@ pub enum Part {
     GlobalLimits,
     /// [`Registry`](super::Registry).
     Registry,
+    /// [`QueueControl`].
+    QueueControl,
 }
 
 impl Part {
     /// Every part.
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::ResultStore,
         Part::Inspection,
         Part::Administration,
         Part::Maintenance,
         Part::GlobalLimits,
         Part::Registry,
+        Part::QueueControl,
     ];
 
     /// What the part does, for messages.
@@ -50,6 +53,7 @@ impl Part {
             Part::Maintenance => "maintenance (recovering expired leases, pruning)",
             Part::GlobalLimits => "global handler limits",
             Part::Registry => "a worker registry (workers' heartbeats)",
+            Part::QueueControl => "pausing and resuming queues",
         }
     }
 }
@@ -193,7 +197,8 @@ macro_rules! own_parts {
             administration,
             maintenance,
             global_limits,
-            registry
+            registry,
+            queue_control
         );
     };
     ($($part:ident),* $(,)?) => {
@@ -221,6 +226,11 @@ macro_rules! own_parts {
     };
     (@one registry) => {
         fn registry(&self) -> Option<&dyn $crate::Registry> {
+            Some(self)
+        }
+    };
+    (@one queue_control) => {
+        fn queue_control(&self) -> Option<&dyn $crate::QueueControl> {
             Some(self)
         }
     };
@@ -265,6 +275,11 @@ impl dyn Backend {
     /// The global limits part, or `Unsupported`.
     pub fn limiter(&self) -> Result<&dyn GlobalLimits, Error> {
         self.part(self.global_limits(), Part::GlobalLimits)
+    }
+
+    /// The queue control part, or `Unsupported`.
+    pub fn queue_controller(&self) -> Result<&dyn QueueControl, Error> {
+        self.part(self.queue_control(), Part::QueueControl)
     }
 
     /// [`ResultStore::get`], or `Unsupported`.
@@ -320,5 +335,20 @@ impl dyn Backend {
     /// [`GlobalLimits::limits`], or `Unsupported`.
     pub async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
         self.limiter()?.limits().await
+    }
+
+    /// [`QueueControl::pause`], or `Unsupported`.
+    pub async fn pause_queue(&self, queue: &str) -> Result<bool, Error> {
+        self.queue_controller()?.pause(queue).await
+    }
+
+    /// [`QueueControl::resume`], or `Unsupported`.
+    pub async fn resume_queue(&self, queue: &str) -> Result<bool, Error> {
+        self.queue_controller()?.resume(queue).await
+    }
+
+    /// [`QueueControl::paused`], or `Unsupported`.
+    pub async fn paused_queues(&self) -> Result<Vec<String>, Error> {
+        self.queue_controller()?.paused().await
     }
 }

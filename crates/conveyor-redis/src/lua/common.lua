@@ -19,6 +19,8 @@ local DEADSET = P .. 'dead'
 local QUEUES = P .. 'queues'
 local SEQ = P .. 'seq'
 local WAKE = P .. 'wake'
+-- The paused queues (a set of names): reserve skips them.
+local PAUSED = P .. 'paused'
 -- Ids of tasks that reached a final state, for result waiters.
 local FINISHED_CH = P .. 'finished'
 -- Global handler limits: handler -> 'concurrency:count:per_us:burst' (empty

@@ -1,6 +1,8 @@
 -- reserve: ARGV = prefix, now, lease_until, max, promote_limit, then queue names.
 -- Promotes due scheduled and retrying tasks (at most promote_limit), then takes
--- up to max ready tasks from the queues in the given order, by priority then
+-- up to max ready tasks from the queues in the given order, skipping a paused
+-- queue (a member of the PAUSED set, read inside this script, so a pause is
+-- atomic with respect to every reservation), by priority then
 -- id, skipping (and parking) tasks that do not head their ordering key, and
 -- skipping (leaving ready) tasks whose handler's global limits refuse a start.
 -- Returns per task: id, token, queue, handler, payload, attempt, max_attempts,
@@ -102,7 +104,8 @@ for qi = 6, #ARGV do
   local rk = ready_key(q)
   local rm_ready = {}
   local cursor = 0
-  while picked < max and skipped < SKIP_LIMIT do
+  local paused = redis.call('SISMEMBER', PAUSED, q) == 1
+  while not paused and picked < max and skipped < SKIP_LIMIT do
     local chunk = max - picked
     if gates and chunk < 100 then chunk = 100 end
     local ms = redis.call('ZRANGE', rk, cursor, cursor + chunk - 1)

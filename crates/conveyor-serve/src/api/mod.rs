@@ -2,4 +2,5 @@
 
 pub(crate) mod dead;
 pub(crate) mod overview;
+pub(crate) mod queues;
 pub(crate) mod tasks;

@@ -187,6 +187,8 @@ pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
     assert_eq!(has(conveyor_core::Part::GlobalLimits), !unsupported(r));
     let r = b.limits().await.map(|_| ());
     assert_eq!(has(conveyor_core::Part::GlobalLimits), !unsupported(r));
+    let r = b.paused_queues().await.map(|_| ());
+    assert_eq!(has(conveyor_core::Part::QueueControl), !unsupported(r));
     assert!(!b.kind().is_empty());
 }
 

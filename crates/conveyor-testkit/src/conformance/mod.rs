@@ -11,6 +11,7 @@ mod keys;
 mod leadership;
 mod limits;
 mod listing;
+mod pause;
 mod registry;
 mod results;
 
@@ -40,6 +41,10 @@ pub use limits::{
 pub use listing::{
     list_by_handler, list_newest_first, list_pages_through_each_state, list_pages_with_filters,
     page_through,
+};
+pub use pause::{
+    concurrent_reservers_honour_a_pause, pause_before_any_task, pause_holds_a_queue_back,
+    pause_is_durable, pause_is_shared, pause_is_shared_by_handles,
 };
 pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};

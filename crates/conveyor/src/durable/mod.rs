@@ -26,8 +26,8 @@ pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 pub use conveyor_core::{
     parts, Administration, Backend, BackendUrl, Capabilities, Enqueued, Finish, FinishAction,
     GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder, ListParams, Maintenance, NewTask,
-    OpenFuture, Part, QueueStats, Registry, Reserved, ResultStore, Retention, Scheme, TaskRecord,
-    WorkerInfo, WORKER_SILENCE,
+    OpenFuture, Part, QueueControl, QueueStats, Registry, Reserved, ResultStore, Retention, Scheme,
+    TaskRecord, WorkerInfo, WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
 pub use heartbeat::{FORGET_WORKERS_AFTER, HEARTBEAT_EVERY};
