@@ -2,7 +2,8 @@
 //! its ChromeDriver) against `conveyor serve` over an embedded store that a
 //! real `conveyor worker` is working on, with tasks in every state. The
 //! overview's counts match the store, a filter narrows the list, clicking
-//! "Retry" on a dead task makes it run, and the overview updates itself.
+//! "Retry" on a dead task makes it run, the overview updates itself, and
+//! pausing a queue stops its reservations until it is resumed.
 //! Screenshots are kept under `target/tmp/dashboard/` for a reviewer.
 
 mod common;
@@ -82,21 +83,73 @@ async fn cell(browser: &Client, queue: &str, state: TaskState) -> String {
         "tr[data-queue=\"{queue}\"] td[data-state=\"{}\"]",
         state.as_str()
     );
-    browser
-        .find(Locator::Css(&css))
-        .await
-        .unwrap_or_else(|e| panic!("no cell {css}: {e}"))
-        .text()
-        .await
-        .expect("its text")
+    text(browser, &css).await
+}
+
+/// The live parts are replaced every refresh, so an element found just
+/// before a replacement is gone when used: find it again and retry.
+async fn retrying<T, F, Fut>(what: &str, mut act: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
+    let mut tries = 0;
+    loop {
+        match act().await {
+            Ok(v) => return v,
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("{what}: {e}; again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+/// The text of the element `css` selects.
+async fn text(browser: &Client, css: &str) -> String {
+    retrying(css, || async {
+        browser.find(Locator::Css(css)).await?.text().await
+    })
+    .await
+}
+
+/// Clicks the element `css` selects.
+async fn click(browser: &Client, css: &str) {
+    retrying(css, || async {
+        browser.find(Locator::Css(css)).await?.click().await
+    })
+    .await
 }
 
 async fn rows(browser: &Client) -> usize {
-    browser
-        .find_all(Locator::Css("table#tasks tbody tr[data-id]"))
-        .await
-        .expect("the rows")
-        .len()
+    retrying("the rows", || async {
+        let rows = browser
+            .find_all(Locator::Css("table#tasks tbody tr[data-id]"))
+            .await?;
+        Ok(rows.len())
+    })
+    .await
+}
+
+/// Waits until the browser shows a page whose address has `part` (a
+/// submitted form or a click navigates, and the next command may come
+/// before the new page is there).
+async fn arrived(browser: &Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = browser.current_url().await.expect("the address");
+        let ready = browser
+            .execute("return document.readyState", vec![])
+            .await
+            .expect("the document's state");
+        if url.as_str().contains(part) && ready == "complete" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never arrived at {part}: {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +157,7 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
     let env = Env::new();
     let fixed = env.path("fixed");
     let config = format!(
-        "[worker]\nqueues = [\"work\"]\nslots = 4\npoll = \"20ms\"\n\
+        "[worker]\nqueues = [\"work\", \"other\"]\nslots = 4\npoll = \"20ms\"\n\
          [handlers.ok]\nprogram = \"true\"\n\
          [handlers.fixable]\nprogram = \"test\"\nargs = [\"-f\", \"{}\"]\nretries = 0\n\
          [handlers.flaky]\nprogram = \"false\"\nretries = 3\nbackoff = \"1h\"\n\
@@ -179,13 +232,7 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
     }
     assert!(store[&("mail".to_string(), TaskState::Scheduled)] == 1);
     assert!(store[&("mail".to_string(), TaskState::Cancelled)] == 1);
-    let alive = browser
-        .find(Locator::Id("workers-alive"))
-        .await
-        .expect("the workers line")
-        .text()
-        .await
-        .expect("text");
+    let alive = text(&browser, "#workers-alive").await;
     assert_eq!(alive, "1", "the worker is alive");
     screenshot(&browser, "overview.png").await;
 
@@ -198,14 +245,9 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
     form.set_by_name("state", "available").await.expect("state");
     form.set_by_name("queue", "mail").await.expect("queue");
     form.submit().await.expect("show");
+    arrived(&browser, "state=available&queue=mail").await;
     assert_eq!(rows(&browser).await, 4, "mail's four available tasks");
-    let matching = browser
-        .find(Locator::Id("matching"))
-        .await
-        .expect("the count")
-        .text()
-        .await
-        .expect("text");
+    let matching = text(&browser, "#matching").await;
     assert!(
         matching.starts_with("4 available tasks in mail"),
         "{matching}"
@@ -218,6 +260,7 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
         .await
         .expect("handler");
     form.submit().await.expect("show");
+    arrived(&browser, "handler=notify").await;
     assert_eq!(rows(&browser).await, 1, "one notify task");
     screenshot(&browser, "tasks-filtered.png").await;
 
@@ -283,6 +326,38 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
         .expect("text");
     assert_eq!(state, "completed");
     screenshot(&browser, "task.png").await;
+
+    // Pausing a queue stops reservations: a task enqueued to `work` after
+    // the pause waits, while one enqueued to `other` after it (the worker
+    // scans `work` first) is taken and finishes.
+    browser.goto(&format!("{base}/")).await.expect("overview");
+    click(&browser, "tr[data-queue=\"work\"] button.pause").await;
+    browser
+        .wait()
+        .for_element(Locator::Css("tr[data-queue=\"work\"].paused"))
+        .await
+        .expect("work shows paused");
+    assert_eq!(b.paused_queues().await.expect("paused"), ["work"]);
+    let held = b.enqueue(task("ok", "work")).await.expect("enqueue").id;
+    let passed = b.enqueue(task("ok", "other")).await.expect("enqueue").id;
+    until("the other queue's task to complete", || async {
+        let record = b.get(passed).await.expect("get").expect("the task");
+        record.state == TaskState::Completed
+    })
+    .await;
+    let record = b.get(held).await.expect("get").expect("the task");
+    assert_eq!(
+        record.state,
+        TaskState::Available,
+        "the paused queue's task waits"
+    );
+    screenshot(&browser, "paused.png").await;
+    click(&browser, "tr[data-queue=\"work\"] button.resume").await;
+    until("the resumed queue's task to complete", || async {
+        let record = b.get(held).await.expect("get").expect("the task");
+        record.state == TaskState::Completed
+    })
+    .await;
 
     browser.close().await.expect("close the session");
 }

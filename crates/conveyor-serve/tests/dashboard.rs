@@ -241,6 +241,44 @@ async fn pages_show_the_store_and_buttons_act() {
     let workers = page(&app, "/workers").await;
     assert!(workers.contains("Gone in the last day (1)"), "{workers}");
     assert!(workers.contains("<td>stopped</td>"));
+
+    // Pause and resume a queue from the overview; a paused queue with no
+    // task is listed too.
+    assert!(overview.contains("action=\"/actions/queues/mail/pause\""));
+    for queue in ["mail", "empty"] {
+        let (status, headers, _) = send(
+            &app,
+            "POST",
+            &format!("/actions/queues/{queue}/pause"),
+            Some("back=%2F"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(page(&app, location(&headers))
+            .await
+            .contains(&format!("Queue {queue} paused.")));
+    }
+    assert_eq!(
+        backend.paused_queues().await.expect("paused"),
+        ["empty", "mail"]
+    );
+    let overview = page(&app, "/").await;
+    assert!(overview.contains("<tr data-queue=\"mail\" class=\"paused\">"));
+    assert!(overview.contains("<tr data-queue=\"empty\" class=\"paused\">"));
+    assert!(overview.contains("action=\"/actions/queues/mail/resume\""));
+    let (_, headers, _) = send(
+        &app,
+        "POST",
+        "/actions/queues/mail/resume",
+        Some("back=%2F"),
+        &[],
+    )
+    .await;
+    assert!(page(&app, location(&headers))
+        .await
+        .contains("Queue mail resumed."));
+    assert_eq!(backend.paused_queues().await.expect("paused"), ["empty"]);
 }
 
 #[tokio::test]
@@ -400,6 +438,7 @@ async fn read_only_shows_no_button_and_refuses_actions() {
     assert!(!list.contains("Retry all matching"));
     let detail = page(&app, &format!("/tasks/{}", dead.0)).await;
     assert!(!detail.contains("id=\"retry\""));
+    assert!(!overview.contains("/actions/queues/"), "no pause button");
     let (status, _, _) = send(
         &app,
         "POST",

@@ -119,3 +119,36 @@ pub(crate) async fn purge(State(state): State<AppState>, Form(form): Form<Matchi
         Err(e) => error_page(&state, e),
     }
 }
+
+/// `POST /actions/queues/{queue}/pause`: no worker takes the queue's tasks
+/// until it is resumed.
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    Form(form): Form<Back>,
+) -> Response {
+    match state.backend.pause_queue(&queue).await {
+        Ok(true) => done(form.back.as_deref(), &format!("Queue {queue} paused.")),
+        Ok(false) => done(
+            form.back.as_deref(),
+            &format!("Queue {queue} was paused already."),
+        ),
+        Err(e) => error_page(&state, e),
+    }
+}
+
+/// `POST /actions/queues/{queue}/resume`: the queue's tasks run again.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    Form(form): Form<Back>,
+) -> Response {
+    match state.backend.resume_queue(&queue).await {
+        Ok(true) => done(form.back.as_deref(), &format!("Queue {queue} resumed.")),
+        Ok(false) => done(
+            form.back.as_deref(),
+            &format!("Queue {queue} was not paused."),
+        ),
+        Err(e) => error_page(&state, e),
+    }
+}

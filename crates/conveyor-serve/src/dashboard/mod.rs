@@ -4,7 +4,7 @@
 //!
 //! | page | what |
 //! |---|---|
-//! | `/` | per queue: counts by state, oldest ready age; charts of throughput and backlog; live |
+//! | `/` | per queue: counts by state, oldest ready age, paused or running (pause, resume); charts of throughput and backlog; live |
 //! | `/tasks?state=&queue=&handler=&order=&after=` | a filtered page of tasks, key paging; cancel, retry, purge |
 //! | `/tasks/{id}` | one task: params, result, error, timeline; cancel or retry it |
 //! | `/workers` | live workers and recently gone ones; live |
@@ -49,4 +49,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/actions/tasks/{id}/retry", post(actions::retry))
         .route("/actions/dead/retry", post(actions::retry_matching))
         .route("/actions/dead/purge", post(actions::purge))
+        .route("/actions/queues/{queue}/pause", post(actions::pause))
+        .route("/actions/queues/{queue}/resume", post(actions::resume))
 }

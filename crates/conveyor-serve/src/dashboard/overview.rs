@@ -21,6 +21,8 @@ pub(crate) struct QueueRow {
     counts: Vec<(&'static str, u64)>,
     /// How long its oldest ready task has waited, or `-`.
     oldest_ready: String,
+    /// No worker takes its tasks until it is resumed.
+    paused: bool,
 }
 
 /// The live part of the overview.
@@ -34,6 +36,10 @@ pub(crate) struct OverviewBody {
     totals: Vec<(&'static str, u64)>,
     /// Why the counts are missing, when they are.
     counts_error: Option<String>,
+    /// Queues can be paused here: the backend can, and actions are allowed.
+    can_pause: bool,
+    /// Why the paused queues are unknown, when the backend failed to say.
+    paused_error: Option<String>,
     /// Alive / known workers, or why they are unknown.
     workers: Result<(usize, usize), String>,
     throughput_svg: String,
@@ -67,9 +73,16 @@ pub(crate) struct NoticeQuery {
 pub(crate) async fn body(state: &AppState) -> OverviewBody {
     let now = Timestamp::now();
     let states: Vec<&'static str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+    let (paused, paused_error) = match state.backend.queue_control() {
+        Some(control) => match control.paused().await {
+            Ok(names) => (names, None),
+            Err(e) => (Vec::new(), Some(e.chain().to_string())),
+        },
+        None => (Vec::new(), None),
+    };
     let (queues, counts_error) = match state.backend.stats().await {
         Ok(stats) => {
-            let rows = stats
+            let mut rows = stats
                 .into_iter()
                 .map(|q| QueueRow {
                     counts: TaskState::ALL
@@ -80,9 +93,22 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
                         .oldest_ready
                         .map(|t| age(now, t))
                         .unwrap_or_else(|| "-".into()),
+                    paused: paused.contains(&q.queue),
                     name: q.queue,
                 })
                 .collect::<Vec<_>>();
+            // A paused queue is listed even before it holds a task.
+            for name in &paused {
+                if !rows.iter().any(|r| &r.name == name) {
+                    rows.push(QueueRow {
+                        name: name.clone(),
+                        counts: TaskState::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
+                        oldest_ready: "-".into(),
+                        paused: true,
+                    });
+                }
+            }
+            rows.sort_by(|a, b| a.name.cmp(&b.name));
             (rows, None)
         }
         Err(e) => (Vec::new(), Some(e.chain().to_string())),
@@ -105,6 +131,8 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         queues,
         totals,
         counts_error,
+        can_pause: state.backend.queue_control().is_some() && !state.options.read_only,
+        paused_error,
         workers,
         throughput_svg: charts::throughput(&history.rates()),
         backlog_svg: charts::backlog(&history.samples()),
