@@ -104,50 +104,17 @@ pub struct CeleryRun {
     pub processed_per_s: f64,
 }
 
-/// A Python with Celery installed: the benchmark's virtualenv, made on first
-/// use (`python3 -m venv`, then pip). `Err` says why there is none.
+/// A Python with Celery installed: the benchmark's virtualenv
+/// (`CONVEYOR_BENCH_VENV`, else one in the temporary directory), made on
+/// first use. `Err` says why there is none.
 pub fn python() -> Result<PathBuf, String> {
     let venv = std::env::var_os("CONVEYOR_BENCH_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("conveyor-bench-celery-venv"));
-    let python = venv.join("bin").join("python");
-    if has_celery(&python) {
-        return Ok(python);
+    if !venv.join("bin").join("python").exists() {
+        eprintln!("  installing {CELERY} into {} (once)...", venv.display());
     }
-    eprintln!("  installing {CELERY} into {} (once)...", venv.display());
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(CELERY))?;
-    if has_celery(&python) {
-        Ok(python)
-    } else {
-        Err(format!("{} cannot import celery", python.display()))
-    }
-}
-
-fn has_celery(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import celery, redis"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let shown = format!("{cmd:?}");
-    match cmd.stdout(Stdio::null()).status() {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("{shown} failed ({s})")),
-        Err(e) => Err(format!("cannot run {shown}: {e}")),
-    }
+    conveyor_testkit::python::venv_at(&venv, &[CELERY], &["celery", "redis"])
 }
 
 /// How a Celery worker is set up for one measurement.

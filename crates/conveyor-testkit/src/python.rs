@@ -13,13 +13,22 @@ use std::process::{Command, Stdio};
 /// A virtualenv named `name` holding `packages` (pip requirement strings),
 /// checked by importing `imports`; the path of its `python`.
 pub fn venv(name: &str, packages: &[&str], imports: &[&str]) -> Result<PathBuf, String> {
-    let root = std::env::temp_dir().join("conveyor-test-venvs");
-    let dir = root.join(name);
+    let dir = std::env::temp_dir().join("conveyor-test-venvs").join(name);
+    venv_at(&dir, packages, imports)
+}
+
+/// [`venv`], in the directory `dir` (made when it holds no virtualenv that
+/// imports `imports`).
+pub fn venv_at(dir: &Path, packages: &[&str], imports: &[&str]) -> Result<PathBuf, String> {
     let python = dir.join("bin").join("python");
     if can_import(&python, imports) {
         return Ok(python);
     }
-    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let root = dir.parent().unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map_or_else(|| "venv".into(), |n| n.to_string_lossy());
+    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
     let building = root.join(format!("{name}.{}.building", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
     run(Command::new("python3").arg("-m").arg("venv").arg(&building))?;
@@ -36,7 +45,7 @@ pub fn venv(name: &str, packages: &[&str], imports: &[&str]) -> Result<PathBuf, 
     // works (only its `bin/` scripts' first lines name the old place, and
     // they are not used). Another process may have put one in place first:
     // then this one is dropped.
-    if std::fs::rename(&building, &dir).is_err() {
+    if std::fs::rename(&building, dir).is_err() {
         let _ = std::fs::remove_dir_all(&building);
     }
     if can_import(&python, imports) {
