@@ -182,7 +182,7 @@ async fn pages_show_the_store_and_buttons_act() {
     assert!(dead_page.contains("no such mailbox"));
     assert!(dead_page.contains("Retry all matching"));
     let detail = page(&app, &format!("/tasks/{}", dead.0)).await;
-    assert!(detail.contains("dead after "), "{detail}");
+    assert!(detail.contains("dead after 1 attempt<"), "{detail}");
     assert!(
         detail.contains("&#34;why&#34;: 1"),
         "params, pretty: {detail}"

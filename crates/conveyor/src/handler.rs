@@ -41,6 +41,10 @@ pub struct HandlerConfig {
     pub rate: Option<Rate>,
     /// Attempts and backoff.
     pub retry: RetryPolicy,
+    /// True once the handler chose its retry policy ([`Handler::retry`]):
+    /// its `max_attempts` then caps the attempts a durable task gets, even
+    /// when it is one (no retry). Without it, the task's own attempts decide.
+    pub retry_chosen: bool,
     /// Time limit of one attempt (a task's own timeout overrides it).
     pub timeout: Option<Duration>,
 }
@@ -227,7 +231,10 @@ where
 
     /// Retries failed attempts with this policy.
     pub fn retry(self, retry: RetryPolicy) -> Self {
-        self.reconfigured(|c| c.retry = retry)
+        self.reconfigured(|c| {
+            c.retry = retry;
+            c.retry_chosen = true;
+        })
     }
 
     /// Limits each attempt to `timeout`.
@@ -396,6 +403,7 @@ where
             lane,
             config: HandlerConfig {
                 retry: RetryPolicy::none(),
+                retry_chosen: false,
                 ..self.core.config.clone()
             },
             max_concurrency: self.core.max_concurrency,

@@ -162,17 +162,23 @@ async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
     let permanent = Handler::io("permanent", |_: u32, _ctx| async move {
         Err::<u32, _>(TaskError::permanent("never"))
     });
+    let once = Handler::io("once", |_: u32, _ctx| async move {
+        Err::<u32, _>(TaskError::new("no retry wanted"))
+    })
+    .retry(RetryPolicy::attempts(1));
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let s = seen.clone();
     let worker = start(
         Worker::builder(b.clone())
             .handler(flaky)
             .handler(permanent)
+            .handler(once)
             .on_task_complete(move |r| s.lock().push((r.id, r.attempt, r.step))),
     );
     let client = Client::new(b.clone());
     let flaky_t: TaskType<u32, u32> = TaskType::new("flaky");
     let perm_t: TaskType<u32, u32> = TaskType::new("permanent");
+    let once_t: TaskType<u32, u32> = TaskType::new("once");
     let h = client
         .enqueue_with(&flaky_t, &4, &EnqueueOptions::new().max_attempts(3))
         .await
@@ -189,6 +195,11 @@ async fn failures_retry_through_the_backend_with_the_handlers_backoff() {
         })
     ));
     assert_eq!(client.status(p.id()).await.unwrap().unwrap().attempts, 1);
+    // A handler that chose one attempt (no retry) caps a task enqueued with
+    // three: one equal to the default policy is still a choice.
+    let once = client.enqueue(&once_t, &1).await.unwrap();
+    assert!(once.wait_timeout(Duration::from_secs(10)).await.is_err());
+    assert_eq!(client.status(once.id()).await.unwrap().unwrap().attempts, 1);
     worker.stop().await;
     let seen = seen.lock().clone();
     let flaky_reports: Vec<_> = seen.iter().filter(|r| r.0 == h.id()).collect();

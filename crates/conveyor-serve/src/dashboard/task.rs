@@ -86,6 +86,7 @@ fn timeline(r: &TaskRecord, now: Timestamp) -> Vec<Moment> {
     if let Some(t) = r.finished_at {
         let what = match r.state {
             TaskState::Completed => format!("completed on attempt {}", r.attempts),
+            TaskState::Dead if r.attempts == 1 => "dead after 1 attempt".to_string(),
             TaskState::Dead => format!("dead after {} attempts", r.attempts),
             TaskState::Cancelled => "cancelled (or discarded by its handler)".to_string(),
             s => s.as_str().to_string(),

@@ -111,7 +111,7 @@ impl<P: Send + Sync + 'static> Routes<P> {
         Out: Send + 'static,
     {
         let retry = handler.config().retry.clone();
-        let attempt_cap = (retry != RetryPolicy::default()).then_some(retry.max_attempts);
+        let attempt_cap = handler.config().retry_chosen.then_some(retry.max_attempts);
         let name = handler.name().to_string();
         let start = move |producer: &Producer, id: TaskId, payload: &P, opts: TaskOptions| {
             let params = decode(payload).map_err(StartError::Decode)?;
