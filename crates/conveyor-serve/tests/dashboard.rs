@@ -172,6 +172,12 @@ async fn pages_show_the_store_and_buttons_act() {
     let mut reversed = rows(&newest);
     reversed.reverse();
     assert_eq!(oldest, reversed, "newest first is the reverse");
+    let scheduled = page(&app, "/tasks?state=scheduled").await;
+    assert_eq!(rows(&scheduled).len(), 1);
+    assert!(
+        scheduled.contains("due in 59m") || scheduled.contains("due in 1h"),
+        "{scheduled}"
+    );
     // An empty form field is no filter.
     let every = page(&app, "/tasks?state=available&queue=&handler=&order=").await;
     assert_eq!(rows(&every).len(), 4);

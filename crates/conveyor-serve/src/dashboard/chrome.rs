@@ -13,8 +13,8 @@ use crate::state::AppState;
 pub(crate) struct Chrome {
     /// The page's title.
     pub(crate) title: String,
-    /// Which navigation entry is current: `overview`, `tasks`, `dead`,
-    /// `workers`, or empty.
+    /// Which navigation entry is current: `overview`, `tasks`, `scheduled`,
+    /// `dead`, `workers`, or empty.
     pub(crate) nav: &'static str,
     /// The backend's kind.
     pub(crate) backend: &'static str,

@@ -85,9 +85,13 @@ impl Row {
         });
         Row {
             id: r.id.0,
-            when: match r.finished_at {
-                Some(t) => format!("finished {} ago", age(now, t)),
-                None => format!("enqueued {} ago", age(now, r.created_at)),
+            when: match (r.finished_at, r.state) {
+                (Some(t), _) => format!("finished {} ago", age(now, t)),
+                (None, TaskState::Scheduled | TaskState::Retrying) if r.run_at > now => {
+                    format!("due in {}", age(r.run_at, now))
+                }
+                (None, TaskState::Scheduled | TaskState::Retrying) => "due now".to_string(),
+                (None, _) => format!("enqueued {} ago", age(now, r.created_at)),
             },
             attempts: format!("{}/{}", r.attempts, r.max_attempts),
             can_cancel: r.state.is_waiting(),
@@ -193,7 +197,12 @@ async fn read(state: &AppState, query: TasksQuery) -> Result<TasksPage, ApiError
     let now = Timestamp::now();
     let dead = filter.state == TaskState::Dead;
     let title = format!("Tasks: {}", filter.state.as_str());
-    let mut page = Chrome::new(state, title, if dead { "dead" } else { "tasks" });
+    let nav = match filter.state {
+        TaskState::Dead => "dead",
+        TaskState::Scheduled => "scheduled",
+        _ => "tasks",
+    };
+    let mut page = Chrome::new(state, title, nav);
     page = page.notice(query.notice);
     let can_act = !page.read_only && state.backend.administration().is_some();
     Ok(TasksPage {
