@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     current: RwLock<Option<Arc<Link>>>,
     connecting: tokio::sync::Mutex<()>,
     generation: AtomicU64,
+    /// Connections opened; every one after the first is a reconnect.
+    opened: AtomicU64,
     consumers: tokio::sync::Mutex<HashMap<String, Arc<QueueConsumer>>>,
     pub(crate) held: HeldTasks,
     next_token: AtomicU64,
@@ -100,6 +102,7 @@ impl AmqpBackend {
                 current: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 generation: AtomicU64::new(0),
+                opened: AtomicU64::new(0),
                 consumers: tokio::sync::Mutex::new(HashMap::new()),
                 held: HeldTasks::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
@@ -213,6 +216,7 @@ impl Inner {
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let link = Arc::new(Link::open(&self.url, generation).await?);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         if link.generation > 1 {
             tracing::info!(generation, "reconnected to RabbitMQ");
         }
@@ -880,6 +884,10 @@ impl Backend for AmqpBackend {
         self.inner
             .slots
             .store(u64::try_from(slots).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn reconnects(&self) -> Option<u64> {
+        Some(self.inner.opened.load(Ordering::Relaxed).saturating_sub(1))
     }
 
     fn result_store(&self) -> Option<&dyn ResultStore> {

@@ -169,6 +169,11 @@ async fn restart_mid_run(delayed: usize) {
     b.enqueue(NewTask::new("t", b"after".to_vec()))
         .await
         .expect("enqueue after");
+    let reconnects = conveyor_core::Backend::reconnects(&b);
+    assert!(
+        reconnects >= Some(1),
+        "the reconnect is counted: {reconnects:?}"
+    );
 }
 
 /// Holds `r` for `hold_for` the way a worker's lease keeper does (a renewal

@@ -177,6 +177,12 @@ async fn the_exposition_parses_and_agrees_with_the_store() {
         value(&samples, "conveyor_settlements_stale_total", &[]),
         0.0
     );
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s["name"] == "conveyor_backend_reconnects_total"),
+        "a file store has no connection to lose"
+    );
     let (head, _) = get(&addr, "/nothing");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
@@ -184,6 +190,27 @@ async fn the_exposition_parses_and_agrees_with_the_store() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().expect("worker exit");
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_networked_backend_exports_its_reconnects() {
+    let ns = common::namespace::Namespace::redis("metrics-reconnects");
+    let env = Env::with_backend(&ns.url);
+    let cfg = env.config(CONFIG).to_string_lossy().into_owned();
+    let (mut child, addr) = common::spawn_with_address(
+        env.cmd(&["worker", "--config", &cfg, "--metrics", "127.0.0.1:0"]),
+        "metrics at http://",
+    );
+    let (_, body) = get(&addr, "/metrics");
+    let samples = parse(&body);
+    let reconnects = samples
+        .iter()
+        .find(|s| s["name"] == "conveyor_backend_reconnects_total")
+        .unwrap_or_else(|| panic!("no reconnects series: {body}"));
+    assert_eq!(reconnects["value"], 0.0);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().expect("worker exit").success());
 }
 
 #[test]

@@ -331,6 +331,10 @@ impl Backend for NatsBackend {
         true
     }
 
+    fn reconnects(&self) -> Option<u64> {
+        Some(self.inner.wake.reconnects())
+    }
+
     conveyor_core::own_parts!(
         result_store,
         inspection,

@@ -18,7 +18,7 @@
 //! "something finished" so every waiter reads again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -36,6 +36,10 @@ pub(crate) struct Wakeups {
     queues: Mutex<HashMap<String, Arc<Notify>>>,
     board: FinishBoard,
     up: AtomicBool,
+    /// The connection was lost and is not back yet.
+    lost: AtomicBool,
+    /// Times it came back after being lost.
+    reconnects: AtomicU64,
 }
 
 impl Wakeups {
@@ -53,6 +57,9 @@ impl Wakeups {
 
     /// The connection is up (again): look again, anything may have happened.
     pub(crate) fn connected(&self) {
+        if self.lost.swap(false, Ordering::AcqRel) {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         self.up.store(true, Ordering::Release);
         self.notify_all();
         self.board.post_any();
@@ -60,8 +67,14 @@ impl Wakeups {
 
     /// The connection is down: result waiters poll until it is back.
     pub(crate) fn disconnected(&self) {
+        self.lost.store(true, Ordering::Release);
         self.up.store(false, Ordering::Release);
         self.board.post_any();
+    }
+
+    /// Times the connection came back after being lost.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// Waits until one of `queues` may have new work, or `timeout`.

@@ -80,11 +80,13 @@ async fn survives_a_nats_restart() {
         .expect("a call against a dead server returns");
     assert!(matches!(failed, Err(Error::Backend(_))), "{failed:?}");
 
+    assert_eq!(b.reconnects(), Some(0));
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match b.stats().await {
-            Ok(_) => break,
+            Ok(_) if b.reconnects() >= Some(1) => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => {
                 assert!(Instant::now() < deadline, "no reconnect after 60 s: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct PostgresBackend {
 
 pub(crate) struct Inner {
     pool: Pool,
+    /// Pooled connections found closed and replaced.
+    replaced: Arc<AtomicU64>,
     pub(crate) schema: Schema,
     sql: Statements,
     limits: LimitStatements,
@@ -92,6 +95,7 @@ impl PostgresBackend {
 
     pub(crate) fn from_parts(
         pool: Pool,
+        replaced: Arc<AtomicU64>,
         config: tokio_postgres::Config,
         tls: tokio_postgres_rustls::MakeRustlsConnect,
         schema: Schema,
@@ -104,6 +108,7 @@ impl PostgresBackend {
         Self {
             inner: Arc::new(Inner {
                 pool,
+                replaced,
                 schema,
                 sql,
                 limits,
@@ -508,6 +513,12 @@ impl Backend for PostgresBackend {
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
         self.inner.listener.wait(queues, timeout).await;
         true
+    }
+
+    /// Pooled connections found closed and replaced, and the notification
+    /// connection's reconnections.
+    fn reconnects(&self) -> Option<u64> {
+        Some(self.inner.replaced.load(Ordering::Relaxed) + self.inner.listener.reconnects())
     }
 
     conveyor_core::own_parts!(all);

@@ -7,11 +7,12 @@
 //! with [`Error::Backend`] after the connect timeout, and never hang).
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{Clock, Error, SystemClock};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use crate::backend::PostgresBackend;
 use crate::schema::{Schema, DEFAULT_SCHEMA};
@@ -112,7 +113,17 @@ impl Builder {
             .get_connect_timeout()
             .copied()
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        // A pooled connection found closed at checkout is dropped and a new
+        // one opened in its place: a reconnect.
+        let replaced = Arc::new(AtomicU64::new(0));
+        let seen = replaced.clone();
         let pool = Pool::builder(manager)
+            .pre_recycle(Hook::sync_fn(move |client, _| {
+                if client.is_closed() {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }))
             .max_size(self.pool_size)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(create))
@@ -122,6 +133,7 @@ impl Builder {
             .map_err(|e| Error::InvalidConfig(format!("postgres connection pool: {e}")))?;
         let backend = PostgresBackend::from_parts(
             pool,
+            replaced,
             config,
             connector,
             schema,

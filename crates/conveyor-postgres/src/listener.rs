@@ -23,7 +23,7 @@
 //! never wait hold no extra connection, reconnects with a backoff after any
 //! failure, and stops when the backend is dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ struct Channels {
     wakeups: broadcast::Sender<Arc<str>>,
     board: Arc<FinishBoard>,
     health: Arc<AtomicU8>,
+    /// Connections that reached LISTEN; every one after the first is a
+    /// reconnect.
+    listens: Arc<AtomicU64>,
 }
 
 /// The shared LISTEN connection of one backend.
@@ -105,10 +108,19 @@ impl Listener {
                 wakeups,
                 board: Arc::new(FinishBoard::new()),
                 health: Arc::new(AtomicU8::new(health::STARTING)),
+                listens: Arc::default(),
             },
             started: AtomicBool::new(false),
             stop,
         }
+    }
+
+    /// Times the notification connection connected again after a loss.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.channels
+            .listens
+            .load(Ordering::Relaxed)
+            .saturating_sub(1)
     }
 
     /// Starts listening if not yet, and returns where finish posts stand;
@@ -233,6 +245,7 @@ async fn listen(
             r = &mut listen, if !listening => {
                 r?;
                 listening = true;
+                channels.listens.fetch_add(1, Ordering::Relaxed);
                 channels.health.store(health::LISTENING, Ordering::Release);
                 // Anything sent while we were away was missed: wake everyone.
                 let _ = channels.wakeups.send(Arc::from(ANY));

@@ -94,6 +94,8 @@ async fn survives_a_server_restart() {
         .expect("enqueue");
     assert!(b.get(c.id).await.expect("get").is_some());
     b.stats().await.expect("stats");
+    // The pool's connections were replaced: counted as reconnects.
+    assert!(b.reconnects() >= Some(1), "{:?}", b.reconnects());
     drop(b);
     tokio::task::spawn_blocking(move || drop(server))
         .await

@@ -366,6 +366,12 @@ impl Backend for RedisBackend {
         true
     }
 
+    /// The wake-up subscription's reconnections (the command connection
+    /// reconnects on the same losses, inside its connection manager).
+    fn reconnects(&self) -> Option<u64> {
+        Some(self.inner.wake.reconnects())
+    }
+
     conveyor_core::own_parts!(all);
 }
 

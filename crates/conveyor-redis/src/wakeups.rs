@@ -20,7 +20,7 @@
 //! a failure, [`Wakeups::finish_mark`] answers `None` and result waiters poll.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -47,6 +47,8 @@ struct Waiters {
     /// Result waiters.
     finished: FinishBoard,
     health: AtomicU8,
+    /// Subscriptions made; every one after the first follows a lost connection.
+    subscriptions: AtomicU64,
 }
 
 impl Default for Waiters {
@@ -55,6 +57,7 @@ impl Default for Waiters {
             queues: Mutex::default(),
             finished: FinishBoard::new(),
             health: AtomicU8::new(health::STARTING),
+            subscriptions: AtomicU64::new(0),
         }
     }
 }
@@ -88,6 +91,7 @@ impl Waiters {
     /// Subscribed: everyone looks again, since anything published before
     /// was not heard.
     fn subscribed(&self) {
+        self.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.health.store(health::SUBSCRIBED, Ordering::Release);
         self.notify_all();
         self.finished.post_any();
@@ -142,6 +146,14 @@ impl Wakeups {
                 Arc::downgrade(&self.waiters),
             )));
         }
+    }
+
+    /// Times the subscription connected again after losing its connection.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.waiters
+            .subscriptions
+            .load(Ordering::Relaxed)
+            .saturating_sub(1)
     }
 
     /// Waits until one of `queues` may have new work, or `timeout`.

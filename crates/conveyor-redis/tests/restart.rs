@@ -84,6 +84,10 @@ async fn survives_a_redis_restart() {
         .expect("a call against a dead server returns");
     assert!(matches!(failed, Err(Error::Backend(_))));
 
+    // The wake-up subscriber is up before the restart, and counted once
+    // it is back.
+    b.wait_for_work(&queue(), Duration::from_millis(10)).await;
+    assert_eq!(b.reconnects(), Some(0));
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -151,4 +155,5 @@ async fn survives_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(woke.await.expect("waiter"));
+    assert!(b.reconnects() >= Some(1), "{:?}", b.reconnects());
 }

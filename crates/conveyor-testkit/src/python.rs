@@ -5,7 +5,8 @@
 //! Prometheus text parser, an OpenAPI fuzzer — run it through this.
 //!
 //! Several test processes may ask at once: each builds in a directory of its
-//! own and renames it into place, so a half-made virtualenv is never used.
+//! own and renames it into place, so a half-made virtualenv is never used;
+//! the threads of one process take turns.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +22,16 @@ pub fn venv(name: &str, packages: &[&str], imports: &[&str]) -> Result<PathBuf, 
 /// imports `imports`).
 pub fn venv_at(dir: &Path, packages: &[&str], imports: &[&str]) -> Result<PathBuf, String> {
     let python = dir.join("bin").join("python");
+    if can_import(&python, imports) {
+        return Ok(python);
+    }
+    // Tests of one binary run on threads of one process: one builds while
+    // the others wait, then find it made (the building directory is named
+    // by process, so two threads must not share it).
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if can_import(&python, imports) {
         return Ok(python);
     }

@@ -99,6 +99,10 @@ impl<B: Backend> Backend for Scoped<B> {
         self.inner.set_slots(slots);
     }
 
+    fn reconnects(&self) -> Option<u64> {
+        self.inner.reconnects()
+    }
+
     fn result_store(&self) -> Option<&dyn ResultStore> {
         self.inner.result_store()
     }

@@ -182,6 +182,14 @@ pub trait Backend: Send + Sync + 'static {
         let _ = slots;
     }
 
+    /// Times the backend lost a connection to its server and connected
+    /// again since it was opened, for monitoring (a worker exports it as
+    /// `conveyor_backend_reconnects_total`). `None` for a backend that holds
+    /// no connection to lose (in process, or a file).
+    fn reconnects(&self) -> Option<u64> {
+        None
+    }
+
     /// The result store part, if the backend keeps results.
     fn result_store(&self) -> Option<&dyn ResultStore> {
         None

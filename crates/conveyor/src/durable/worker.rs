@@ -274,11 +274,21 @@ impl WorkerStopper {
 
 /// Reads a running worker's counts from anywhere (for metrics, a health
 /// check), without holding the worker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerProbe {
     handle: RunnerHandle,
     maintenance_errors: Arc<AtomicU64>,
     slots: usize,
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for WorkerProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerProbe")
+            .field("slots", &self.slots)
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WorkerProbe {
@@ -292,6 +302,12 @@ impl WorkerProbe {
     /// Tasks the worker runs at once at most.
     pub fn slots(&self) -> usize {
         self.slots
+    }
+
+    /// Times the worker's backend lost a connection and connected again
+    /// ([`Backend::reconnects`]); `None` for a backend with no connection.
+    pub fn reconnects(&self) -> Option<u64> {
+        self.backend.reconnects()
     }
 }
 
@@ -373,6 +389,7 @@ impl<C: Codec> Worker<C> {
             handle: self.handle.clone(),
             maintenance_errors: self.maintenance_errors.clone(),
             slots: self.slots,
+            backend: self.backend.clone(),
         }
     }
 

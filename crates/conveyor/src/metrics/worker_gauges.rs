@@ -1,6 +1,6 @@
 //! The worker's own series, read from its counts at each scrape: slots, tasks
-//! in flight and running, lost leases, backend errors, stale settlements and
-//! dropped callbacks. Read rather than counted, so they agree with what the
+//! in flight and running, lost leases, backend errors and reconnects, stale
+//! settlements and dropped callbacks. Read rather than counted, so they agree with what the
 //! worker reports at its stop.
 
 use prometheus_client::collector::Collector;
@@ -56,6 +56,14 @@ impl Collector for WorkerGauges {
             "Calls to the backend that failed and were retried",
             stats.backend_errors,
         )?;
+        if let Some(reconnects) = self.probe.reconnects() {
+            counter(
+                e,
+                "backend_reconnects",
+                "Times the backend lost a connection to its server and connected again",
+                reconnects,
+            )?;
+        }
         counter(
             e,
             "settlements_stale",
