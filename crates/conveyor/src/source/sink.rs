@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
-use crate::engine::completion::CompletionSink;
+use crate::engine::completion::{AttemptScope, CompletionSink};
 use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
 use crate::output::Output;
 use crate::results::TaskResult;
@@ -30,29 +30,34 @@ pub(crate) struct RunnerSink<S: Source> {
 }
 
 impl<S: Source> CompletionSink for RunnerSink<S> {
-    fn started(&self, id: TaskId, attempt: u32) {
+    fn started(&self, id: TaskId, attempt: u32) -> AttemptScope {
         let Some(sh) = self.shared.upgrade() else {
-            return;
+            return AttemptScope::default();
         };
         let clear = attempt > 1 && self.follow_ups;
-        let first_start = sh.held.with_mut(id, |e| {
+        let retries = sh.retries;
+        let started = sh.held.with_mut(id, |e| {
             if clear {
                 // Retried in place: what a failed attempt asked for is not
                 // this attempt's.
                 e.follow_ups.clear();
             }
-            !std::mem::replace(&mut e.running, true)
+            let first = !std::mem::replace(&mut e.running, true);
+            (first, attempt_span(e, retries, id, attempt))
         });
-        if first_start == Some(true) {
+        let Some((first_start, scope)) = started else {
+            return AttemptScope::default();
+        };
+        if first_start {
             sh.counters.running.fetch_add(1, Ordering::Relaxed);
         }
         if !self.events.is_listened() {
-            return;
+            return scope;
         }
         let Some((handler, queue, delivery_attempt, ready_at)) = sh.held.with(id, |e| {
             (e.route.name.clone(), e.queue.clone(), e.attempt, e.ready_at)
         }) else {
-            return;
+            return scope;
         };
         let attempt = match sh.retries {
             Retries::BySource => delivery_attempt,
@@ -74,6 +79,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 at,
             })
         });
+        scope
     }
 
     fn complete(&self, result: TaskResult) {
@@ -82,7 +88,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             return;
         };
         let sh = &*sh;
-        let Some(Removed { entry, next }) = sh.held.remove(result.id) else {
+        let Some(Removed { mut entry, next }) = sh.held.remove(result.id) else {
             return;
         };
         if entry.running {
@@ -103,6 +109,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         if let Some(error) = &error {
             tracing::debug!(task = %result.id, handler = %result.handler, ?step, %error, "settled");
         }
+        end_attempt_span(&mut entry, &result, error.as_deref());
         self.events
             .emit(|| task_event(&entry, &result, &step, error.clone(), sh.retries));
         let follow_ups = match action {
@@ -153,6 +160,48 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             .ok_or(Error::NotFound(id))
     }
 }
+
+/// Starts the span of attempt `attempt` of held task `e` (feature `otel`);
+/// an earlier attempt's span still open (a retry in place) ends as failed.
+#[cfg(feature = "otel")]
+fn attempt_span<P, R>(
+    e: &mut Entry<P, R>,
+    retries: Retries,
+    id: TaskId,
+    attempt: u32,
+) -> AttemptScope {
+    if let Some(earlier) = e.span.take() {
+        crate::otel::end_attempt(&earlier, "failed", Some("retried in place".into()));
+    }
+    let attempt = match retries {
+        Retries::BySource => e.attempt,
+        _ => attempt,
+    };
+    let cx = crate::otel::attempt_span(e.trace.as_ref(), &e.queue, &e.route.name, id, attempt);
+    e.span = Some(cx.clone());
+    Some(cx)
+}
+
+#[cfg(not(feature = "otel"))]
+fn attempt_span<P, R>(_: &mut Entry<P, R>, _: Retries, _: TaskId, _: u32) -> AttemptScope {}
+
+/// Ends the running attempt's span, if any, with the task's outcome.
+#[cfg(feature = "otel")]
+fn end_attempt_span<P, R>(entry: &mut Entry<P, R>, result: &TaskResult, error: Option<&str>) {
+    let Some(cx) = entry.span.take() else {
+        return;
+    };
+    let kind = result.outcome.kind();
+    let failed = match &result.outcome {
+        Outcome::Succeeded(_) => None,
+        Outcome::Failed(e) => Some(e.to_string()),
+        _ => Some(error.unwrap_or(kind.as_str()).to_string()),
+    };
+    crate::otel::end_attempt(&cx, kind.as_str(), failed);
+}
+
+#[cfg(not(feature = "otel"))]
+fn end_attempt_span<P, R>(_: &mut Entry<P, R>, _: &TaskResult, _: Option<&str>) {}
 
 /// The event of a settled task.
 fn task_event<P, R>(
