@@ -2,7 +2,8 @@
 //! submit --otlp URL` exports its enqueue spans, `conveyor worker --otlp
 //! URL` its attempt spans, to a small OTLP/HTTP receiver inside the test
 //! that decodes the protobuf bodies. Each attempt links to the span of the
-//! enqueue that made its task, in the other process.
+//! enqueue that made its task, in the other process; the worker's JSON log
+//! lines of a task carry its id and its attempt's trace id.
 
 #![cfg(feature = "otel")]
 
@@ -145,7 +146,8 @@ async fn attempts_in_the_worker_link_to_enqueues_in_submit() {
         "--log-format",
         "json",
     ]);
-    cmd.env_remove("CONVEYOR_LOG").env("RUST_LOG", "info");
+    cmd.env_remove("CONVEYOR_LOG")
+        .env("RUST_LOG", "info,conveyor=debug");
     let child: Child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -189,4 +191,56 @@ async fn attempts_in_the_worker_link_to_enqueues_in_submit() {
             assert_eq!(failed, handler == "bad", "error status for {handler}");
         }
     }
+
+    // The log joins up: lines of a task carry its id and the trace id of
+    // its attempt, both those inside the attempt (the `task` span) and the
+    // line that reports its outcome.
+    let log = common::stderr(&out);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let trace_of = |id: &str, attempt: i64| -> String {
+        let run = attempts
+            .iter()
+            .find(|a| {
+                text(a, "messaging.message.id").as_deref() == Some(id)
+                    && text(a, "conveyor.task.attempt") == Some(attempt.to_string())
+            })
+            .unwrap_or_else(|| panic!("no span of task {id} attempt {attempt}"));
+        hex(&run.trace_id)
+    };
+    let mut inside = 0;
+    for l in &lines {
+        if l["span"]["name"] == "task" {
+            inside += 1;
+            let id = l["span"]["id"].as_u64().expect("a task id").to_string();
+            let attempt = l["span"]["attempt"].as_i64().expect("an attempt");
+            assert_eq!(
+                l["span"]["trace_id"].as_str(),
+                Some(trace_of(&id, attempt).as_str()),
+                "{l}"
+            );
+        }
+        if let Some(m) = l["message"].as_str().filter(|m| m.starts_with("task ")) {
+            let id = l["id"].as_u64().expect("a task id").to_string();
+            let attempt = l["attempt"].as_i64().expect("an attempt");
+            assert_eq!(
+                l["trace_id"].as_str(),
+                Some(trace_of(&id, attempt).as_str()),
+                "{m}: {l}"
+            );
+        }
+    }
+    assert!(inside > 0, "some lines come from inside an attempt: {log}");
+    let outcomes = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("task "))
+        })
+        .count();
+    assert_eq!(outcomes, 3, "one outcome line per attempt: {log}");
 }

@@ -56,6 +56,14 @@ pub fn trace_context(cx: &Context) -> Option<TraceContext> {
     TraceContext::new(parent, Some(state)).ok()
 }
 
+/// The trace id of `cx`'s span (32 lowercase hex digits), if it holds a
+/// valid one: what conveyor's log lines carry as `trace_id`.
+pub fn trace_id(cx: &Context) -> Option<String> {
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
 /// The remote span context a stored trace context names (`None` when its
 /// ids do not parse, which validation already excludes).
 pub fn span_context(trace: &TraceContext) -> Option<SpanContext> {

@@ -89,7 +89,24 @@ pub(crate) async fn run_attempt(
         job: env.job.clone(),
         deadline,
     };
-    let span = tracing::debug_span!("task", id = env.id.0, handler = %env.handler.name, attempt);
+    // Info level, so every event of the attempt carries the task's id (and,
+    // with the `otel` feature, the attempt's trace id) under the default
+    // filter.
+    // A source that counts attempts across deliveries says which this is.
+    let counted = env
+        .job
+        .sink
+        .as_ref()
+        .and_then(|s| s.attempt(env.id))
+        .unwrap_or(attempt);
+    let span = tracing::info_span!(
+        "task",
+        id = env.id.0,
+        handler = %env.handler.name,
+        attempt = counted,
+        trace_id = tracing::field::Empty
+    );
+    record_trace_id(&span, &scope);
     let Envelope {
         handler, params, ..
     } = &mut *env;
@@ -118,6 +135,17 @@ pub(crate) async fn run_attempt(
         }
     }
 }
+
+/// Records the attempt span's trace id on the `task` span.
+#[cfg(feature = "otel")]
+fn record_trace_id(span: &tracing::Span, scope: &AttemptScope) {
+    if let Some(id) = scope.as_ref().and_then(crate::otel::trace_id) {
+        span.record("trace_id", id);
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn record_trace_id(_: &tracing::Span, _: &AttemptScope) {}
 
 /// An attempt's future, with its span's context current while it is polled.
 #[cfg(feature = "otel")]

@@ -109,7 +109,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         if let Some(error) = &error {
             tracing::debug!(task = %result.id, handler = %result.handler, ?step, %error, "settled");
         }
-        end_attempt_span(&mut entry, &result, error.as_deref());
+        let trace_id = end_attempt_span(&mut entry, &result, error.as_deref());
         self.events
             .emit(|| task_event(&entry, &result, &step, error.clone(), sh.retries));
         let follow_ups = match action {
@@ -135,6 +135,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 step,
                 error,
                 result,
+                trace_id,
             };
             callbacks.offer(settled, &sh.counters);
         }
@@ -185,12 +186,15 @@ fn attempt_span<P, R>(
 #[cfg(not(feature = "otel"))]
 fn attempt_span<P, R>(_: &mut Entry<P, R>, _: Retries, _: TaskId, _: u32) -> AttemptScope {}
 
-/// Ends the running attempt's span, if any, with the task's outcome.
+/// Ends the running attempt's span, if any, with the task's outcome;
+/// returns its trace id.
 #[cfg(feature = "otel")]
-fn end_attempt_span<P, R>(entry: &mut Entry<P, R>, result: &TaskResult, error: Option<&str>) {
-    let Some(cx) = entry.span.take() else {
-        return;
-    };
+fn end_attempt_span<P, R>(
+    entry: &mut Entry<P, R>,
+    result: &TaskResult,
+    error: Option<&str>,
+) -> Option<String> {
+    let cx = entry.span.take()?;
     let kind = result.outcome.kind();
     let failed = match &result.outcome {
         Outcome::Succeeded(_) => None,
@@ -198,10 +202,13 @@ fn end_attempt_span<P, R>(entry: &mut Entry<P, R>, result: &TaskResult, error: O
         _ => Some(error.unwrap_or(kind.as_str()).to_string()),
     };
     crate::otel::end_attempt(&cx, kind.as_str(), failed);
+    crate::otel::trace_id(&cx)
 }
 
 #[cfg(not(feature = "otel"))]
-fn end_attempt_span<P, R>(_: &mut Entry<P, R>, _: &TaskResult, _: Option<&str>) {}
+fn end_attempt_span<P, R>(_: &mut Entry<P, R>, _: &TaskResult, _: Option<&str>) -> Option<String> {
+    None
+}
 
 /// The event of a settled task.
 fn task_event<P, R>(
