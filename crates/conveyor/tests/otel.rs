@@ -289,3 +289,60 @@ async fn a_batch_is_one_span_every_task_links_to() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_links_to_the_attempt_that_made_it() {
+    exporter();
+    let (queue, next) = ("otel-step-1", "otel-step-2");
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let client = Client::new(backend.clone());
+    let step = Handler::io(
+        "otel-step",
+        move |n: u32, ctx: conveyor::TaskContext| async move {
+            if n == 1 {
+                let task = conveyor::durable::NewTask::new("otel-step", b"2".to_vec()).queue(next);
+                ctx.follow_up(task)
+                    .map_err(|e| TaskError::new(e.to_string()))?;
+            }
+            Ok::<_, TaskError>(n)
+        },
+    );
+    let step_type: TaskType<u32, u32> = TaskType::new("otel-step");
+    let first = client
+        .enqueue_with(&step_type, &1, &EnqueueOptions::new().queue(queue))
+        .await
+        .expect("enqueue");
+    let worker = Worker::builder(backend.clone())
+        .queues([queue, next])
+        .handler(step)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .expect("a valid worker");
+    let stopper = worker.stopper();
+    let running = tokio::spawn(worker.run_until(std::future::pending()));
+    first
+        .wait_timeout(Duration::from_secs(20))
+        .await
+        .expect("step 1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while attempts(&spans_of(next)).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stopper.stop();
+    running
+        .await
+        .expect("the worker task")
+        .expect("the worker's run");
+    let parent = attempts(&spans_of(queue))
+        .first()
+        .map(|s| (*s).clone())
+        .expect("step 1's attempt span");
+    let child = attempts(&spans_of(next))
+        .first()
+        .map(|s| (*s).clone())
+        .expect("step 2's attempt span");
+    assert_eq!(child.links.links.len(), 1, "the follow-up is linked");
+    let link = &child.links.links[0].span_context;
+    assert_eq!(link.trace_id(), parent.span_context.trace_id());
+    assert_eq!(link.span_id(), parent.span_context.span_id());
+}

@@ -149,7 +149,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         }
     }
 
-    fn follow_up(&self, id: TaskId, task: NewTask) -> Result<(), Error> {
+    fn follow_up(&self, id: TaskId, #[allow(unused_mut)] mut task: NewTask) -> Result<(), Error> {
         if !self.follow_ups {
             return Err(Error::Unsupported(
                 "this worker's source cannot enqueue follow-up tasks with a settlement".into(),
@@ -157,7 +157,16 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         }
         let sh = self.shared.upgrade().ok_or(Error::NotFound(id))?;
         sh.held
-            .with_mut(id, |e| e.follow_ups.push(task))
+            .with_mut(id, |e| {
+                // With traces, a follow-up without a context of its own
+                // carries the attempt's: its attempts link to the step
+                // that made it.
+                #[cfg(feature = "otel")]
+                if task.trace.is_none() {
+                    task.trace = e.span.as_ref().and_then(crate::otel::trace_context);
+                }
+                e.follow_ups.push(task)
+            })
             .ok_or(Error::NotFound(id))
     }
 }
