@@ -377,6 +377,7 @@ impl Inner {
                     enqueued_at: now,
                     due_at: now,
                     error: Some(format!("undecodable message: {why}")),
+                    trace: None,
                 };
                 fixes.push((consumer.clone(), tag, self.dead_letter(foreign)));
                 return None;
@@ -404,6 +405,7 @@ impl Inner {
             enqueued_at: message.enqueued_at,
             due_at: message.due_at,
             lease_until: now.plus(lease),
+            trace: message.trace.clone(),
         };
         self.held.insert(
             token,

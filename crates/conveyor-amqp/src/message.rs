@@ -1,5 +1,8 @@
 //! A task as an AMQP message: the payload is the body, everything else rides
-//! in the message id and `conveyor-*` headers.
+//! in the message id and `conveyor-*` headers, and the trace context in the
+//! W3C `traceparent` and `tracestate` headers (as the OpenTelemetry messaging
+//! conventions carry it over AMQP). A retry or a delay republishes the
+//! message with its headers, so the context stays with the task.
 //!
 //! A message may come from anyone with access to the queue, so decoding never
 //! panics: a missing or mistyped header is an error naming it, and the worker
@@ -7,7 +10,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::{NewTask, TaskId, Timestamp};
+use conveyor_core::{NewTask, TaskId, Timestamp, TraceContext};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 
@@ -19,6 +22,8 @@ const TIMEOUT_MS: &str = "conveyor-timeout-ms";
 const ENQUEUED_AT: &str = "conveyor-enqueued-at";
 const DUE_AT: &str = "conveyor-due-at";
 const ERROR: &str = "conveyor-error";
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
 
 /// Persistent (written to disk by the broker).
 const PERSISTENT: u8 = 2;
@@ -39,6 +44,8 @@ pub(crate) struct TaskMessage {
     pub(crate) due_at: Timestamp,
     /// The last error, on a retry or a dead task.
     pub(crate) error: Option<String>,
+    /// The trace context given at enqueue.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl TaskMessage {
@@ -56,6 +63,7 @@ impl TaskMessage {
             enqueued_at: now,
             due_at,
             error: None,
+            trace: task.trace,
         }
     }
 
@@ -84,6 +92,12 @@ impl TaskMessage {
         h.insert(DUE_AT.into(), AMQPValue::LongLongInt(self.due_at.0));
         if let Some(e) = &self.error {
             h.insert(ERROR.into(), s(e));
+        }
+        if let Some(t) = &self.trace {
+            h.insert(TRACEPARENT.into(), s(t.traceparent()));
+            if let Some(state) = t.tracestate() {
+                h.insert(TRACESTATE.into(), s(state));
+            }
         }
         BasicProperties::default()
             .with_message_id(ShortString::from(self.id.0.to_string()))
@@ -144,6 +158,11 @@ impl TaskMessage {
             }
         };
         let enqueued_at = Timestamp(number(ENQUEUED_AT)?.unwrap_or(0));
+        // A context that does not parse (another producer's) is dropped, not
+        // a reason to dead-letter the task.
+        let trace = text(TRACEPARENT)
+            .ok()
+            .and_then(|p| TraceContext::new(p, text(TRACESTATE).ok()).ok());
         Ok(TaskMessage {
             id,
             queue: text(QUEUE)?,
@@ -159,6 +178,7 @@ impl TaskMessage {
                 None => None,
                 Some(_) => Some(text(ERROR)?),
             },
+            trace,
         })
     }
 }
@@ -173,7 +193,14 @@ mod tests {
             .queue("images")
             .max_attempts(5)
             .timeout(Duration::from_millis(1500))
-            .delay(Duration::from_secs(2));
+            .delay(Duration::from_secs(2))
+            .trace(
+                TraceContext::new(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    Some("k=v".into()),
+                )
+                .unwrap(),
+            );
         let mut m = TaskMessage::new(TaskId(42), task, Timestamp(1_000));
         m.attempts = 2;
         m.error = Some("boom".into());

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, BackendError, BackendErrorKind, Error, FinishBoard, FinishMark, ResultStore,
-    Retention, TaskId, TaskRecord, TaskState, Timestamp,
+    Retention, TaskId, TaskRecord, TaskState, Timestamp, TraceContext,
 };
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -248,6 +248,9 @@ fn fields(r: &TaskRecord) -> Vec<(&'static str, Vec<u8>)> {
     if let Some(t) = r.finished_at {
         f.push(("finished_at", n(t.0)));
     }
+    if let Some(t) = &r.trace {
+        f.push(("trace", t.encode().into_bytes()));
+    }
     f
 }
 
@@ -296,6 +299,10 @@ fn parse(id: TaskId, mut h: HashMap<String, Vec<u8>>) -> Result<TaskRecord, Erro
         },
         created_at: Timestamp(number(&h, "created_at")?.unwrap_or(0)),
         finished_at: number(&h, "finished_at")?.map(Timestamp),
+        trace: h
+            .get("trace")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| TraceContext::decode(s).ok()),
     })
 }
 
@@ -323,6 +330,7 @@ pub(crate) fn record(
         error: m.error.clone(),
         created_at: m.enqueued_at,
         finished_at: state.is_finished().then_some(now),
+        trace: m.trace.clone(),
     }
 }
 

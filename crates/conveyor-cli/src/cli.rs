@@ -30,6 +30,15 @@ pub struct Cli {
     )]
     pub log_format: crate::logging::LogFormat,
 
+    /// Export OpenTelemetry traces (an enqueue's span, each attempt's span
+    /// linked to it) over OTLP/HTTP to this collector (`http://host:4318`;
+    /// `/v1/traces` is appended unless given). Without it,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// turn the export on.
+    #[cfg(feature = "otel")]
+    #[arg(long, global = true, value_name = "URL")]
+    pub otlp: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -11,7 +11,9 @@ pub enum LogFormat {
     /// One readable line per event, with its fields as `key=value`.
     #[default]
     Text,
-    /// One JSON object per line: timestamp, level, target, message and fields.
+    /// One JSON object per line: timestamp, level, target, message and
+    /// fields; an event inside a task's attempt also carries `span` (the
+    /// task's `id`, `handler`, `attempt` and, with traces on, `trace_id`).
     Json,
 }
 
@@ -44,7 +46,10 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // An event inside a task's attempt carries the `task` span:
+            // its id, handler, attempt and (with traces) trace id.
+            .with_current_span(true)
+            .with_span_list(false)
             .init(),
     }
 }

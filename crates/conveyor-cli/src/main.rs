@@ -19,6 +19,8 @@ mod show_cmd;
 mod status_cmd;
 mod submit_cmd;
 mod task_log;
+#[cfg(feature = "otel")]
+mod telemetry;
 mod template;
 mod verdict;
 mod wait_cmd;
@@ -40,6 +42,14 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     logging::init(cli.log_format);
+    #[cfg(feature = "otel")]
+    let telemetry = match telemetry::init(cli.otlp.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("conveyor: cannot export traces: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if prints_only(&cli.command) {
         quiet_on_closed_stdout();
     }
@@ -53,13 +63,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("conveyor: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    #[cfg(feature = "otel")]
+    telemetry.shutdown();
+    code
 }
 
 /// True for the commands whose only pipes are stdout and stderr: everything

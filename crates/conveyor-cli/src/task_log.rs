@@ -40,19 +40,22 @@ pub fn log(s: &Settled) {
     let outcome = s.result.outcome.kind().as_str();
     let error = s.error.as_deref().unwrap_or("");
     let (handler, id, attempt, queue) = (&*s.result.handler, s.id.0, s.attempt, &*s.queue);
+    // The attempt's trace id, with traces on: the line joins up with them.
+    let trace_id = s.trace_id.as_deref();
     match s.step {
         NextStep::Done => tracing::info!(
             handler,
             id,
             attempt,
             queue,
+            trace_id,
             outcome,
             run_time,
             exit_code = exit,
             "task succeeded"
         ),
         NextStep::Retry { delay } => tracing::warn!(
-            handler, id, attempt, queue, outcome, run_time, exit_code = exit,
+            handler, id, attempt, queue, trace_id, outcome, run_time, exit_code = exit,
             retry_in = %humantime::format_duration(round_ms(delay)), error,
             "task failed; it will be retried"
         ),
@@ -61,6 +64,7 @@ pub fn log(s: &Settled) {
             id,
             attempt,
             queue,
+            trace_id,
             outcome,
             run_time,
             reason = error,
@@ -71,6 +75,7 @@ pub fn log(s: &Settled) {
             id,
             attempt,
             queue,
+            trace_id,
             reason = error,
             "task handed back unstarted"
         ),
@@ -79,6 +84,7 @@ pub fn log(s: &Settled) {
             id,
             attempt,
             queue,
+            trace_id,
             outcome,
             run_time,
             exit_code = exit,

@@ -8,6 +8,7 @@ use crate::clock::Timestamp;
 use crate::receipt::Receipt;
 use crate::task::TaskId;
 use crate::task_state::TaskState;
+use crate::trace_context::TraceContext;
 
 /// The queue a task goes to when none is named.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -37,6 +38,8 @@ pub struct NewTask {
     /// Tasks with the same ordering key (in the same queue) run one at a time, in
     /// enqueue order.
     pub ordering_key: Option<String>,
+    /// The trace context of its enqueue, kept unchanged for its attempts.
+    pub trace: Option<TraceContext>,
 }
 
 /// Attempts a task gets when its options do not say.
@@ -56,6 +59,7 @@ impl NewTask {
             timeout: None,
             unique_key: None,
             ordering_key: None,
+            trace: None,
         }
     }
 
@@ -104,6 +108,12 @@ impl NewTask {
     /// Sets the ordering key.
     pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
         self.ordering_key = Some(key.into());
+        self
+    }
+
+    /// Sets the trace context it carries.
+    pub fn trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
         self
     }
 
@@ -192,6 +202,8 @@ pub struct Reserved {
     pub due_at: Timestamp,
     /// When the lease runs out unless renewed.
     pub lease_until: Timestamp,
+    /// The trace context given at enqueue, if any.
+    pub trace: Option<TraceContext>,
 }
 
 /// What a worker reports for a reserved task.
@@ -304,6 +316,8 @@ pub struct TaskRecord {
     pub created_at: Timestamp,
     /// When its outcome was decided.
     pub finished_at: Option<Timestamp>,
+    /// The trace context given at enqueue, if any.
+    pub trace: Option<TraceContext>,
 }
 
 /// Counts and ages for one queue, for `conveyor status`.

@@ -31,6 +31,7 @@ mod scheme;
 mod task;
 mod task_error;
 mod task_state;
+mod trace_context;
 
 pub use backend::{
     unsupported, validate_queue_name, Administration, Backend, Capabilities, FinishBoard,
@@ -56,6 +57,7 @@ pub use scheme::{OpenFn, OpenFuture, Scheme};
 pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
 pub use task_state::{codes, InvalidTransition, TaskState, Transition};
+pub use trace_context::{InvalidTraceContext, TraceContext, MAX_TRACESTATE};
 
 /// The optional parts of a backend, to bring their methods into scope on a
 /// concrete backend type: `use conveyor_core::parts::*;`.

@@ -30,7 +30,9 @@
 //! (concurrency, rate count per period in µs, burst) and the rate's state (its
 //! theoretical arrival time, µs). Version 3 adds `leaders`, version 4
 //! `workers`, and version 5 `paused_queues` (one row per paused queue, read
-//! by every reservation inside its write transaction).
+//! by every reservation inside its write transaction). Version 6 adds the
+//! `trace` column of `tasks` (the W3C trace context given at enqueue, as
+//! `TraceContext::encode` writes it; NULL for none and for older rows).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -43,7 +45,7 @@ use crate::sql::unfinished_codes;
 use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,6 +166,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 5 {
         conn.execute_batch(SCHEMA_V5).map_err(db_err_string)?;
     }
+    if version < 6 {
+        add_trace_column(conn)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -243,6 +248,24 @@ const SCHEMA_V4: &str = "CREATE TABLE IF NOT EXISTS workers (
 const SCHEMA_V5: &str = "CREATE TABLE IF NOT EXISTS paused_queues (
          queue TEXT PRIMARY KEY
      ) WITHOUT ROWID;";
+
+/// Schema version 6: the task's trace context. A fresh file gets the column
+/// from here too (version 1's table has none); `ALTER TABLE … ADD COLUMN`
+/// with no default rewrites no row, so old files migrate at once.
+fn add_trace_column(conn: &Connection) -> Result<(), String> {
+    let has: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('tasks') WHERE name = 'trace'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(db_err_string)?;
+    if has {
+        return Ok(());
+    }
+    conn.execute_batch("ALTER TABLE tasks ADD COLUMN trace TEXT")
+        .map_err(db_err_string)
+}
 
 fn schema_v2() -> String {
     let running = codes(&[TaskState::Running]);

@@ -18,7 +18,7 @@ use conveyor_core::{codes, TaskState, Transition};
 /// `crate::store::record_from_row` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, \
      attempts, max_attempts, run_at, unique_key, ordering_key, result, error, created_at, \
-     finished_at";
+     finished_at, trace";
 
 /// The codes of the unfinished states, for `state IN (…)`.
 pub(crate) fn unfinished_codes() -> String {
@@ -31,7 +31,7 @@ pub(crate) fn unfinished_codes() -> String {
 pub(crate) const INSERT_ROWS: [usize; 3] = [64, 8, 1];
 
 /// Parameters each inserted row binds.
-pub(crate) const INSERT_PARAMS: usize = 11;
+pub(crate) const INSERT_PARAMS: usize = 12;
 
 /// The statements, as built once for this process.
 pub(crate) fn sql() -> &'static Sql {
@@ -140,11 +140,11 @@ impl Sql {
             insert: INSERT_ROWS
                 .iter()
                 .map(|&rows| {
-                    let values = vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                    let values = vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
                     let text = format!(
                         "INSERT INTO tasks (queue, handler, state, priority, attempts, \
                          max_attempts, run_at, timeout_ms, unique_key, ordering_key, \
-                         created_at, payload) VALUES {values}"
+                         created_at, payload, trace) VALUES {values}"
                     );
                     (rows, text)
                 })
@@ -156,7 +156,7 @@ impl Sql {
             ),
             pick: format!(
                 "SELECT t.id, t.token, t.handler, t.payload, t.attempts, t.max_attempts, \
-                   t.timeout_ms, t.ordering_key, t.created_at, t.run_at \
+                   t.timeout_ms, t.ordering_key, t.created_at, t.run_at, t.trace \
                  FROM tasks AS t \
                  WHERE t.queue = ?1 AND t.state IN ({}) AND {eligible} \
                  ORDER BY t.priority DESC, t.id LIMIT ?2",

@@ -17,7 +17,7 @@ use std::time::Duration;
 use conveyor_core::{
     BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, ListOrder,
     ListParams, NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp,
-    Transition,
+    TraceContext, Transition,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -158,6 +158,7 @@ impl Store {
                         .and_then(|()| bind(&task.ordering_key))
                         .and_then(|()| bind(&now.0))
                         .and_then(|()| bind(&task.payload))
+                        .and_then(|()| bind(&task.trace.as_ref().map(TraceContext::encode)))
                         .map_err(db_err)?;
                 }
                 debug_assert_eq!(param, rows * INSERT_PARAMS);
@@ -639,6 +640,7 @@ fn reserved_from_row(
         enqueued_at: Timestamp(col(row, 8, id)?),
         due_at: Timestamp(col(row, 9, id)?),
         lease_until,
+        trace: TraceContext::from_stored(col::<Option<String>>(row, 10, id)?.as_deref()),
     })
 }
 
@@ -664,5 +666,6 @@ fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
         error: col(row, 12, id)?,
         created_at: Timestamp(col(row, 13, id)?),
         finished_at: col::<Option<i64>>(row, 14, id)?.map(Timestamp),
+        trace: TraceContext::from_stored(col::<Option<String>>(row, 15, id)?.as_deref()),
     })
 }

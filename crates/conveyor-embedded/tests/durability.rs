@@ -417,3 +417,40 @@ async fn one_failing_request_does_not_fail_its_batch() {
         TaskState::Available
     );
 }
+
+/// A file written before schema version 6 (no `trace` column) migrates when
+/// opened: its tasks read back with no trace context, new tasks keep theirs.
+#[tokio::test]
+async fn a_version_5_file_migrates_to_trace_contexts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = {
+        let b = EmbeddedBackend::open(&path).unwrap();
+        b.enqueue(task("old")).await.unwrap().id
+    };
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch("ALTER TABLE tasks DROP COLUMN trace; PRAGMA user_version = 5")
+            .unwrap();
+    }
+    let b = EmbeddedBackend::open(&path).unwrap();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 6);
+    assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
+    let ctx = conveyor_core::TraceContext::new(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        Some("k=v".into()),
+    )
+    .unwrap();
+    let new = b.enqueue(task("new").trace(ctx.clone())).await.unwrap().id;
+    let got = b.reserve(&queues(&["default"]), 10, LEASE).await.unwrap();
+    assert_eq!(got.len(), 2);
+    for r in got {
+        let want = (r.lease.id == new).then(|| ctx.clone());
+        assert_eq!(r.trace, want);
+    }
+    assert_eq!(b.get(new).await.unwrap().unwrap().trace, Some(ctx));
+}

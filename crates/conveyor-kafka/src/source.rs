@@ -41,6 +41,7 @@ impl Source for KafkaSource {
                 max_attempts: None,
                 timeout: None,
                 ready_at: r.message.timestamp_at(),
+                trace: None,
                 payload: r.clone(),
                 receipt: r,
             })

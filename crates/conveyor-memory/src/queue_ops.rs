@@ -65,6 +65,7 @@ impl State {
                 error: None,
                 created_at: now,
                 finished_at: None,
+                trace: t.trace,
             };
             match record.state {
                 TaskState::Available => {
@@ -167,6 +168,7 @@ impl State {
                 enqueued_at: e.record.created_at,
                 due_at: e.record.run_at,
                 lease_until: e.lease_until,
+                trace: e.record.trace.clone(),
             })
             .collect())
     }

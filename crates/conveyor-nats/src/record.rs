@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use conveyor_core::{
-    Error, NewTask, Reserved, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    Error, NewTask, Reserved, TaskId, TaskRecord, TaskState, Timestamp, TraceContext, Transition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,9 @@ pub(crate) struct Spec {
     pub(crate) max_attempts: u32,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) unique_key: Option<String>,
+    /// The trace context given at enqueue, as `TraceContext::encode` wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trace: Option<String>,
 }
 
 impl Spec {
@@ -51,6 +54,7 @@ impl Spec {
                 .timeout
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             unique_key: task.unique_key.clone(),
+            trace: task.trace.as_ref().map(TraceContext::encode),
         }
     }
 }
@@ -88,6 +92,9 @@ pub(crate) struct Rec {
     pub(crate) dispatch: u64,
     /// The stream sequence of the message the current lease holds.
     pub(crate) msg_seq: Option<u64>,
+    /// The trace context given at enqueue, as `TraceContext::encode` wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) trace: Option<String>,
     /// Follow-ups the finish stored and has not enqueued yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) follow_ups: Vec<FollowUp>,
@@ -129,6 +136,7 @@ impl Rec {
             error: None,
             dispatch: u64::from(ready),
             msg_seq: None,
+            trace: spec.trace.clone(),
             follow_ups: Vec::new(),
             payload_len: spec.payload.len(),
             result_len: None,
@@ -188,7 +196,10 @@ impl Rec {
     /// A record from its stored bytes, in the binary encoding or, from an
     /// earlier version, in JSON.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Rec, Error> {
-        if bytes.first() == Some(&crate::wire::VERSION) {
+        if matches!(
+            bytes.first(),
+            Some(&crate::wire::VERSION | &crate::wire::VERSION_1)
+        ) {
             return crate::wire::decode(bytes)
                 .ok_or_else(|| bad_data("a task record does not decode (binary)"));
         }
@@ -226,6 +237,7 @@ impl Rec {
             error: self.error.clone(),
             created_at: Timestamp(self.created_at),
             finished_at: self.finished_at.map(Timestamp),
+            trace: TraceContext::from_stored(self.trace.as_deref()),
         }
     }
 
@@ -247,6 +259,7 @@ impl Rec {
             enqueued_at: Timestamp(self.created_at),
             due_at: Timestamp(self.run_at),
             lease_until: Timestamp(self.lease_until.unwrap_or(self.run_at)),
+            trace: TraceContext::from_stored(self.trace.as_deref()),
         }
     }
 }

@@ -9,6 +9,11 @@
 //! text and bytes as their length and then their bytes. The payload and
 //! the result are stored as they are, so binary payloads cost no encoding.
 //!
+//! Version 2 adds the trace context (as `TraceContext::encode` writes it,
+//! an optional text) of the record, after `msg_seq`, and of each follow-up,
+//! after its unique key; version 1 records (no trace contexts) are still
+//! read, with none.
+//!
 //! Records written by earlier versions (a line of JSON, then the payload
 //! and result bytes) begin with `{`, never with [`VERSION`], and are still
 //! read (`record.rs` falls back to them): records stay in the bucket across
@@ -18,7 +23,11 @@
 use crate::record::{FollowUp, Rec, Spec};
 
 /// The first byte of a record in this encoding (JSON begins with `{`).
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
+
+/// The first byte of a record in the encoding before trace contexts, still
+/// read.
+pub(crate) const VERSION_1: u8 = 1;
 
 /// Most follow-ups a record may claim to hold, against a corrupt count
 /// asking for a huge allocation.
@@ -75,7 +84,7 @@ impl Writer {
         }
     }
 
-    fn spec(&mut self, s: &Spec) {
+    fn spec(&mut self, s: &Spec, version: u8) {
         self.bytes(s.queue.as_bytes());
         self.bytes(s.handler.as_bytes());
         self.bytes(&s.payload);
@@ -84,11 +93,19 @@ impl Writer {
         self.u64(u64::from(s.max_attempts));
         self.opt_u64(s.timeout_ms);
         self.opt_bytes(s.unique_key.as_deref().map(str::as_bytes));
+        if version >= 2 {
+            self.opt_bytes(s.trace.as_deref().map(str::as_bytes));
+        }
     }
 }
 
 /// `rec` in this encoding.
 pub(crate) fn encode(rec: &Rec) -> Vec<u8> {
+    encode_as(rec, VERSION)
+}
+
+/// `rec` in encoding `version` (1 drops the trace contexts).
+fn encode_as(rec: &Rec, version: u8) -> Vec<u8> {
     let size = 64
         + rec.queue.len()
         + rec.handler.len()
@@ -96,7 +113,7 @@ pub(crate) fn encode(rec: &Rec) -> Vec<u8> {
         + rec.result.as_ref().map_or(0, Vec::len)
         + rec.error.as_ref().map_or(0, String::len);
     let mut w = Writer(Vec::with_capacity(size));
-    w.0.push(VERSION);
+    w.0.push(version);
     w.u64(rec.id);
     w.bytes(rec.queue.as_bytes());
     w.bytes(rec.handler.as_bytes());
@@ -115,10 +132,13 @@ pub(crate) fn encode(rec: &Rec) -> Vec<u8> {
     w.opt_bytes(rec.error.as_deref().map(str::as_bytes));
     w.u64(rec.dispatch);
     w.opt_u64(rec.msg_seq);
+    if version >= 2 {
+        w.opt_bytes(rec.trace.as_deref().map(str::as_bytes));
+    }
     w.u64(rec.follow_ups.len() as u64);
     for f in &rec.follow_ups {
         w.u64(f.id);
-        w.spec(&f.spec);
+        w.spec(&f.spec, version);
     }
     w.bytes(&rec.payload);
     w.opt_bytes(rec.result.as_deref());
@@ -191,7 +211,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn spec(&mut self) -> Option<Spec> {
+    fn spec(&mut self, version: u8) -> Option<Spec> {
         Some(Spec {
             queue: self.text()?,
             handler: self.text()?,
@@ -201,15 +221,22 @@ impl<'a> Reader<'a> {
             max_attempts: self.u32()?,
             timeout_ms: self.opt(Self::u64)?,
             unique_key: self.opt(Self::text)?,
+            trace: if version >= 2 {
+                self.opt(Self::text)?
+            } else {
+                None
+            },
         })
     }
 }
 
-/// A record from `bytes` in this encoding (its first byte is [`VERSION`]);
-/// `None` when they do not hold one, trailing bytes included.
+/// A record from `bytes` in this encoding (its first byte is [`VERSION`]
+/// or [`VERSION_1`]); `None` when they do not hold one, trailing bytes
+/// included.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
     let mut r = Reader(bytes);
-    if r.byte()? != VERSION {
+    let version = r.byte()?;
+    if version != VERSION && version != VERSION_1 {
         return None;
     }
     let id = r.u64()?;
@@ -230,6 +257,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
     let error = r.opt(Reader::text)?;
     let dispatch = r.u64()?;
     let msg_seq = r.opt(Reader::u64)?;
+    let trace = if version >= 2 {
+        r.opt(Reader::text)?
+    } else {
+        None
+    };
     let n = r.u64()?;
     if n > MAX_FOLLOW_UPS {
         return None;
@@ -239,7 +271,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         let id = r.u64()?;
         follow_ups.push(FollowUp {
             id,
-            spec: r.spec()?,
+            spec: r.spec(version)?,
         });
     }
     let payload = r.bytes()?.to_vec();
@@ -266,6 +298,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         error,
         dispatch,
         msg_seq,
+        trace,
         follow_ups,
         payload_len: payload.len(),
         result_len: None,
@@ -309,5 +342,35 @@ mod tests {
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(decode(&padded), None);
+    }
+
+    #[test]
+    fn version_1_records_read_without_trace_contexts() {
+        let ctx = conveyor_core::TraceContext::new(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("k=v".into()),
+        )
+        .expect("valid");
+        let task = conveyor_core::NewTask::new("h", b"p".to_vec()).trace(ctx);
+        let now = conveyor_core::Timestamp(5);
+        let mut rec = Rec::new(3, &Spec::of(&task, now), now);
+        rec.follow_ups.push(FollowUp {
+            id: 4,
+            spec: Spec::of(&task, now),
+        });
+        assert!(rec.trace.is_some());
+        assert_eq!(
+            decode(&encode(&rec)),
+            Some(rec.clone()),
+            "version 2 keeps them"
+        );
+        let old = encode_as(&rec, VERSION_1);
+        assert_eq!(old[0], VERSION_1);
+        let back = decode(&old).expect("a version 1 record reads");
+        assert_eq!(back.trace, None);
+        assert_eq!(back.follow_ups[0].spec.trace, None);
+        rec.trace = None;
+        rec.follow_ups[0].spec.trace = None;
+        assert_eq!(back, rec);
     }
 }

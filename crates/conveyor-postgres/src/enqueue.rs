@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use conveyor_core::{Enqueued, Error, NewTask, Timestamp, Transition};
+use conveyor_core::{Enqueued, Error, NewTask, Timestamp, TraceContext, Transition};
 use tokio_postgres::{Client, Statement};
 
 use crate::error::db;
@@ -133,6 +133,7 @@ async fn insert(
     let mut ordering_keys = Vec::with_capacity(n);
     let mut run_ats = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);
+    let mut traces = Vec::with_capacity(n);
     let mut locks = Vec::new();
     for &i in which {
         let t = &tasks[i];
@@ -153,6 +154,7 @@ async fn insert(
         run_ats.push(run_at.as_millis());
         // Codes are 0..=6: the cast cannot truncate.
         states.push(first.target().code() as i16);
+        traces.push(t.trace.as_ref().map(TraceContext::encode));
         if let Some(k) = &t.ordering_key {
             locks.push(schema.ordering_lock(&t.queue, k));
         }
@@ -179,6 +181,7 @@ async fn insert(
                 &now.as_millis(),
                 &locks,
                 &channel,
+                &traces,
             ],
         )
         .await

@@ -75,7 +75,7 @@ impl LimitStatements {
                  WHERE t.id = ANY($1) AND t.{available}
                  RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts,
                            t.max_attempts, t.timeout_ms, t.ordering_key, t.created_at, t.run_at,
-                           t.lease_until, t.priority",
+                           t.lease_until, t.priority, t.trace",
                 running_to = Transition::Reserve.target().code(),
                 available = p.available,
             ),

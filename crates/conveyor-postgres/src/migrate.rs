@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +155,14 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
                 "CREATE TABLE {paused} (queue text PRIMARY KEY);",
                 paused = schema.table("paused_queues"),
             ),
+        },
+        Migration {
+            version: 6,
+            name: "trace contexts",
+            // The W3C trace context given at enqueue (`traceparent`, then a
+            // newline and `tracestate` when there is one); NULL for none and for
+            // rows written before. Adding a nullable column rewrites no row.
+            sql: format!("ALTER TABLE {t} ADD COLUMN trace text;"),
         },
     ]
 }

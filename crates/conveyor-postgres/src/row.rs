@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use conveyor_core::{Error, Lease, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
+use conveyor_core::{
+    Error, Lease, Reserved, TaskId, TaskRecord, TaskState, Timestamp, TraceContext,
+};
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
@@ -63,6 +65,7 @@ pub(crate) fn record(row: &Row) -> Result<TaskRecord, Error> {
         error: col(row, 12, "error")?,
         created_at: Timestamp(col(row, 13, "created_at")?),
         finished_at: col::<Option<i64>>(row, 14, "finished_at")?.map(Timestamp),
+        trace: TraceContext::from_stored(col::<Option<String>>(row, 15, "trace")?.as_deref()),
     })
 }
 
@@ -96,6 +99,7 @@ pub(crate) fn reserved(row: &Row) -> Result<(i32, Reserved), Error> {
         enqueued_at: Timestamp(col(row, 9, "created_at")?),
         due_at: Timestamp(col(row, 10, "run_at")?),
         lease_until: Timestamp(lease_until),
+        trace: TraceContext::from_stored(col::<Option<String>>(row, 13, "trace")?.as_deref()),
     };
     Ok((col(row, 12, "priority")?, reserved))
 }

@@ -45,7 +45,7 @@ pub(crate) const NOTIFY_IDS_BYTES: usize = 7900;
 /// The columns of a [`TaskRecord`](conveyor_core::TaskRecord), in the order
 /// `row::record` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, attempts, \
-     max_attempts, run_at, unique_key, ordering_key, result, error, created_at, finished_at";
+     max_attempts, run_at, unique_key, ordering_key, result, error, created_at, finished_at, trace";
 
 /// The `WHERE` clauses shared by the partial indexes and the queries they serve.
 pub(crate) struct Predicates {
@@ -176,16 +176,18 @@ impl Statements {
              input AS MATERIALIZED (
                 SELECT u.*, nextval('{seq}') AS id
                 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[],
-                            $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::smallint[])
+                            $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::smallint[],
+                            $14::text[])
                      WITH ORDINALITY AS u(queue, handler, payload, priority, max_attempts,
-                                          timeout_ms, unique_key, ordering_key, run_at, state, ord)
+                                          timeout_ms, unique_key, ordering_key, run_at, state,
+                                          trace, ord)
                 WHERE (SELECT count(*) FROM locks) >= 0
              ),
              ins AS (
                 INSERT INTO {t} (id, queue, handler, payload, priority, max_attempts, timeout_ms,
-                                 unique_key, ordering_key, run_at, state, created_at)
+                                 unique_key, ordering_key, run_at, state, created_at, trace)
                 SELECT id, queue, handler, payload, priority, max_attempts, timeout_ms,
-                       unique_key, ordering_key, run_at, state, $11
+                       unique_key, ordering_key, run_at, state, $11, trace
                 FROM input ORDER BY ord
                 ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND {unfinished}
                 DO NOTHING
@@ -245,7 +247,7 @@ impl Statements {
              WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
              RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts, t.max_attempts,
                        t.timeout_ms, t.ordering_key, t.created_at, t.run_at, t.lease_until,
-                       t.priority",
+                       t.priority, t.trace",
             available = p.available,
             running_to = code(Transition::Reserve),
             eligible = eligible(&t, unfinished),

@@ -138,3 +138,47 @@ async fn unknown_state_codes_are_errors_not_panics() {
         .expect("list")
         .is_empty());
 }
+
+/// A schema at version 5 (tasks without a `trace` column) migrates to 6: its
+/// tasks read back with no trace context, new ones keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_5_schema_gains_trace_contexts() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let old = b
+        .enqueue(NewTask::new("old", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    let schema = b.schema().to_string();
+    let client = common::client().await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".tasks DROP COLUMN trace;
+             DELETE FROM \"{schema}\".migrations WHERE version = 6;"
+        ))
+        .await
+        .expect("back to version 5");
+    let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
+        .await
+        .expect("connect and migrate");
+    assert_eq!(again.schema_version().await.expect("version"), Some(6));
+    assert_eq!(
+        again.get(old).await.expect("get").expect("old task").trace,
+        None
+    );
+    let ctx = conveyor_core::TraceContext::new(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        None,
+    )
+    .expect("valid");
+    let new = again
+        .enqueue(NewTask::new("new", Vec::new()).trace(ctx.clone()))
+        .await
+        .expect("enqueue")
+        .id;
+    assert_eq!(
+        again.get(new).await.expect("get").expect("new task").trace,
+        Some(ctx)
+    );
+}

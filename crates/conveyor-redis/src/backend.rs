@@ -18,7 +18,7 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
     ListParams, Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock,
-    TaskId, TaskRecord, TaskState,
+    TaskId, TaskRecord, TaskState, TraceContext,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
@@ -584,7 +584,7 @@ impl GlobalLimits for RedisBackend {
     }
 }
 
-/// A task's 11 script arguments (see `lua/enqueue.lua`), as enqueue and the
+/// A task's 12 script arguments (see `lua/enqueue.lua`), as enqueue and the
 /// follow-ups of finish send them.
 fn task_args(inv: &mut ScriptInvocation<'_>, t: &NewTask, now: conveyor_core::Timestamp) {
     let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
@@ -598,5 +598,11 @@ fn task_args(inv: &mut ScriptInvocation<'_>, t: &NewTask, now: conveyor_core::Ti
         .arg(u8::from(t.unique_key.is_some()))
         .arg(t.unique_key.as_deref().unwrap_or(""))
         .arg(u8::from(t.ordering_key.is_some()))
-        .arg(t.ordering_key.as_deref().unwrap_or(""));
+        .arg(t.ordering_key.as_deref().unwrap_or(""))
+        .arg(
+            t.trace
+                .as_ref()
+                .map(TraceContext::encode)
+                .unwrap_or_default(),
+        );
 }

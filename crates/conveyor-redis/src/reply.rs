@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use conveyor_core::{
     BackendError, BackendErrorKind, Error, Lease, Reserved, TaskId, TaskRecord, TaskState,
-    Timestamp,
+    Timestamp, TraceContext,
 };
 use redis::Value;
 
@@ -136,9 +136,9 @@ fn timeout(v: Option<Vec<u8>>, what: &str) -> Result<Option<Duration>, Error> {
 }
 
 /// Items per reserved task in `reserve.lua`'s flat reply.
-const RESERVED_ITEMS: usize = 11;
+const RESERVED_ITEMS: usize = 12;
 
-/// The reserved tasks of `reserve.lua`'s flat reply: 11 items per task.
+/// The reserved tasks of `reserve.lua`'s flat reply: 12 items per task.
 pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<Reserved>, Error> {
     if !items.len().is_multiple_of(RESERVED_ITEMS) {
         return Err(bad(format!(
@@ -163,6 +163,7 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
         let ordering_key = opt_string(next()?, &what("ordering key"))?;
         let enqueued_at = Timestamp(int(next()?, &what("created at"))?);
         let due_at = Timestamp(int(next()?, &what("run at"))?);
+        let trace = opt_string(next()?, &what("trace"))?;
         out.push(Reserved {
             lease: Lease::new(TaskId(id), token),
             queue,
@@ -175,6 +176,7 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
             enqueued_at,
             due_at,
             lease_until,
+            trace: TraceContext::from_stored(trace.as_deref()),
         });
     }
     Ok(out)
@@ -219,6 +221,7 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         finished_at: take("fa")
             .map(|b| parse(&b, &what("fa")).map(Timestamp))
             .transpose()?,
+        trace: TraceContext::from_stored(text(take("tc"), "tc")?.as_deref()),
     })
 }
 

@@ -93,7 +93,7 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [];
             "";
             queues_are_separate, concurrent_reservers_never_share_a_task,
-            batches_are_atomic, capabilities_are_honest);
+            batches_are_atomic, capabilities_are_honest, trace_context_travels);
         $crate::backend_conformance!(@cases $make; [$pr];
             "needs priorities, which this backend's core does not declare";
             priority_then_enqueue_order);
@@ -106,7 +106,8 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$rs];
             "needs the result store part (reading tasks), which this backend does not declare";
             enqueue_reserve_complete, results_and_discards, release_does_not_count_the_attempt,
-            follow_ups_go_with_their_own_report, finish_wakes_result_waiters);
+            follow_ups_go_with_their_own_report, finish_wakes_result_waiters,
+            follow_ups_carry_their_trace_context);
         $crate::backend_conformance!(@cases $make; [$rs $mt];
             "needs the result store part and delays on a clock the test moves, which this backend does not both declare";
             delays_follow_the_clock, retries_then_dead_letter);

@@ -38,6 +38,8 @@ pub mod lane;
 mod map;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod output;
 mod pipeline;
 mod pool;

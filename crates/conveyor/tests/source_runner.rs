@@ -35,6 +35,7 @@ impl Scripted {
             timeout: None,
             receipt,
             ready_at: Some(std::time::SystemTime::now()),
+            trace: None,
         });
         self.changed.notify_waiters();
     }
@@ -223,6 +224,7 @@ async fn in_place_retries_settle_once() {
         timeout: None,
         receipt: 9,
         ready_at: None,
+        trace: None,
     };
     d.attempt = 1;
     source.queue.lock().push_back(d);

@@ -425,8 +425,8 @@ local function publish(wake)
   for q in pairs(wake) do redis.call('PUBLISH', WAKE, q) end
 end
 
--- Enqueues n tasks whose 11 fields each (see enqueue.lua) follow ARGV[b]:
--- task k's queue is ARGV[b + 11k + 1]. Appends id, duplicate (0|1) per task
+-- Enqueues n tasks whose 12 fields each (see enqueue.lua) follow ARGV[b]:
+-- task k's queue is ARGV[b + 12k + 1]. Appends id, duplicate (0|1) per task
 -- to `out` when given; marks in `wake` the queues that got available work.
 -- Used by enqueue and by finish (follow-ups, in the finish's atomic step).
 local function enqueue_tasks(now, b0, n, out, wake)
@@ -434,7 +434,7 @@ local function enqueue_tasks(now, b0, n, out, wake)
   local first_seq = seq
   local seen = {}
   for i = 0, n - 1 do
-    local b = b0 + i * 11
+    local b = b0 + i * 12
     local q = ARGV[b + 1]
     local uk = false
     if ARGV[b + 8] == '1' then uk = ARGV[b + 9] end
@@ -470,6 +470,10 @@ local function enqueue_tasks(now, b0, n, out, wake)
       if ok then
         sets[#sets + 1] = 'ok'
         sets[#sets + 1] = ok
+      end
+      if ARGV[b + 12] ~= '' then
+        sets[#sets + 1] = 'tc'
+        sets[#sets + 1] = ARGV[b + 12]
       end
       move(r, tname, now, sets)
       if not seen[q] then

@@ -4,7 +4,7 @@
 -- R = retry (number: the next run-at; text: the error), D = dead-letter
 -- (text: error), X = discard (text: reason), L = release. Then the follow-ups,
 -- per report that has some: its position among the reports (from 1), m, and
--- m tasks of 11 fields as for enqueue; they are enqueued only when their
+-- m tasks of 12 fields as for enqueue; they are enqueued only when their
 -- report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
 -- running, or another token).
@@ -101,7 +101,7 @@ local f = first_other + 5 * other
 while f <= #ARGV do
   local pos, m = tonumber(ARGV[f]), tonumber(ARGV[f + 1])
   if out[pos] == 1 then enqueue_tasks(now, f + 1, m, nil, wake) end
-  f = f + 2 + 11 * m
+  f = f + 2 + 12 * m
 end
 for q, u in pairs(unleased) do
   bulk('ZREM', leases_key(q), u)

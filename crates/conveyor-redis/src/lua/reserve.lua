@@ -6,7 +6,7 @@
 -- id, skipping (and parking) tasks that do not head their ordering key, and
 -- skipping (leaving ready) tasks whose handler's global limits refuse a start.
 -- Returns per task: id, token, queue, handler, payload, attempt, max_attempts,
--- timeout_ms|nil, ordering_key|nil, created_at, run_at.
+-- timeout_ms|nil, ordering_key|nil, created_at, run_at, trace|nil.
 local now = ARGV[2]
 local lu = ARGV[3]
 local max = tonumber(ARGV[4])
@@ -38,21 +38,21 @@ local FAST = TR.Reserve.from[AVAILABLE] and TR.Reserve.to == RUNNING
   and UNFINISHED[AVAILABLE] and UNFINISHED[RUNNING] and not FINISHED[RUNNING]
 local RUNNING_S, AVAILABLE_S = STATE_STR[RUNNING], STATE_STR[AVAILABLE]
 
--- Flat reply: 11 items per task (false for none).
+-- Flat reply: 12 items per task (false for none).
 local out = {}
 local picked = 0
 local leased = {}
-local function reply(id, tk, q, h, p, a, ma, to, ok, ca, ra)
+local function reply(id, tk, q, h, p, a, ma, to, ok, ca, ra, tc)
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
   out[n + 5], out[n + 6], out[n + 7], out[n + 8] = p, a, ma, to or false
-  out[n + 9], out[n + 10], out[n + 11] = ok or false, ca, ra
+  out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ok or false, ca, ra, tc or false
 end
 -- One ready-set member m of queue q: taken (true), left in place because its
 -- handler is at a limit ('skip'), moved to the parked set because it waits
 -- behind its ordering key's head ('park'), or dropped from the ready set
 -- (false: gone or elsewhere).
-local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'tk', 'h', 'p', 'to', 'ca', 'ra'}
+local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'tk', 'h', 'p', 'to', 'ca', 'ra', 'tc'}
 local function take_slow(q, m, id)
   local r = load(id, fields)
   if r == nil or r.s ~= AVAILABLE or r.q ~= q then return false end
@@ -63,7 +63,7 @@ local function take_slow(q, m, id)
   r.lu = lu
   move(r, 'Reserve', now, {'a', a, 'tk', tk})
   reply(id, tk, q, need(r, 'h'), need(r, 'p'), a, need(r, 'ma'), r.to, r.ok, need(r, 'ca'),
-    need(r, 'ra'))
+    need(r, 'ra'), r.tc)
   return true
 end
 
@@ -71,7 +71,8 @@ local function take(q, m, rm_ready)
   local id = unpad(m)
   if not FAST then return take_slow(q, m, id) end
   local key = task_key(id)
-  local v = redis.call('HMGET', key, 's', 'q', 'ok', 'h', 'a', 'tk', 'p', 'ma', 'to', 'ca', 'ra')
+  local v = redis.call('HMGET', key, 's', 'q', 'ok', 'h', 'a', 'tk', 'p', 'ma', 'to', 'ca', 'ra',
+    'tc')
   local a, tk = tonumber(v[5]), tonumber(v[6])
   -- Anything unusual (gone, another state, a missing field, a number that
   -- doesn't parse) takes the generic path, which also reports bad data.
@@ -86,7 +87,7 @@ local function take(q, m, rm_ready)
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
   out[n + 5], out[n + 6], out[n + 7], out[n + 8] = v[7], a, v[8], v[9]
-  out[n + 9], out[n + 10], out[n + 11] = ok, v[10], v[11]
+  out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ok, v[10], v[11], v[12]
   -- Numbers go out as strings formatted here: Redis 7.0 formats a Lua number
   -- argument with '%.17g', which costs far more than '%d'.
   redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk))

@@ -14,6 +14,7 @@ mod listing;
 mod pause;
 mod registry;
 mod results;
+mod trace;
 
 pub use admin::{
     batches_are_atomic, capabilities_are_honest, dead_letter_admin, declared_parts,
@@ -48,6 +49,7 @@ pub use pause::{
 };
 pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};
+pub use trace::{follow_ups_carry_their_trace_context, trace_context_travels};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -50,6 +50,7 @@ impl BackendSource {
             timeout: r.timeout,
             receipt: r.lease,
             ready_at: r.due_at.to_system_time(),
+            trace: r.trace,
         }
     }
 }

@@ -110,9 +110,23 @@ impl<C: Codec> Client<C> {
         params: &In,
         opts: &EnqueueOptions,
     ) -> Result<DurableHandle<Out, C>, Error> {
-        let task = opts.to_task(ty.name(), self.codec.encode(params)?);
+        #[allow(unused_mut)] // mutated with the `otel` feature
+        let mut task = opts.to_task(ty.name(), self.codec.encode(params)?);
         let queue = task.queue.clone();
-        let e = self.backend.enqueue(task).await?;
+        #[cfg(feature = "otel")]
+        let span = {
+            let cx = crate::otel::enqueue_span(&queue, 1);
+            task.trace = crate::otel::trace_context(&cx).or(task.trace);
+            cx
+        };
+        let done = self.backend.enqueue(task).await;
+        #[cfg(feature = "otel")]
+        crate::otel::end_enqueue(
+            &span,
+            done.as_ref().map(|e| vec![e.id]).as_deref().unwrap_or(&[]),
+            done.as_ref().err(),
+        );
+        let e = done?;
         self.enqueued(&[e], ty.name(), &queue);
         Ok(self.handle_for(e.id, e.duplicate))
     }
@@ -128,12 +142,32 @@ impl<C: Codec> Client<C> {
         In: Serialize + 'a,
         I: IntoIterator<Item = &'a In>,
     {
-        let tasks = params
+        #[allow(unused_mut)] // mutated with the `otel` feature
+        let mut tasks = params
             .into_iter()
             .map(|p| Ok(opts.to_task(ty.name(), self.codec.encode(p)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let queue = opts.to_task(ty.name(), Vec::new()).queue;
-        let done = self.backend.enqueue_many(tasks).await?;
+        #[cfg(feature = "otel")]
+        let span = {
+            let cx = crate::otel::enqueue_span(&queue, tasks.len());
+            if let Some(trace) = crate::otel::trace_context(&cx) {
+                for t in &mut tasks {
+                    t.trace = Some(trace.clone());
+                }
+            }
+            cx
+        };
+        let done = self.backend.enqueue_many(tasks).await;
+        #[cfg(feature = "otel")]
+        {
+            let ids: Vec<TaskId> = done
+                .as_ref()
+                .map(|d| d.iter().map(|e| e.id).collect())
+                .unwrap_or_default();
+            crate::otel::end_enqueue(&span, &ids, done.as_ref().err());
+        }
+        let done = done?;
         self.enqueued(&done, ty.name(), &queue);
         Ok(done
             .into_iter()

@@ -127,6 +127,9 @@ impl EnqueueOptions {
         unique_key(key: impl Into<String>);
         /// Tasks with this key run one at a time, in enqueue order.
         ordering_key(key: impl Into<String>);
+        /// The trace context the task carries (with the `otel` feature the
+        /// client sets its enqueue span's instead).
+        trace(trace: conveyor_core::TraceContext);
     }
 
     /// The task to hand to a backend.

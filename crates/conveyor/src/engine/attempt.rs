@@ -22,6 +22,7 @@ use tracing::Instrument;
 use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
+use crate::engine::completion::AttemptScope;
 use crate::engine::envelope::{Envelope, Event, JobShared, Release};
 use crate::engine::signal::WorkerSignal;
 use crate::handler::{run_process, Work};
@@ -75,6 +76,7 @@ pub(crate) async fn run_attempt(
     slot: Option<usize>,
     started: Instant,
     signal: &WorkerSignal,
+    scope: AttemptScope,
 ) -> Done {
     env.attempt += 1;
     let attempt = env.attempt;
@@ -87,7 +89,24 @@ pub(crate) async fn run_attempt(
         job: env.job.clone(),
         deadline,
     };
-    let span = tracing::debug_span!("task", id = env.id.0, handler = %env.handler.name, attempt);
+    // Info level, so every event of the attempt carries the task's id (and,
+    // with the `otel` feature, the attempt's trace id) under the default
+    // filter.
+    // A source that counts attempts across deliveries says which this is.
+    let counted = env
+        .job
+        .sink
+        .as_ref()
+        .and_then(|s| s.attempt(env.id))
+        .unwrap_or(attempt);
+    let span = tracing::info_span!(
+        "task",
+        id = env.id.0,
+        handler = %env.handler.name,
+        attempt = counted,
+        trace_id = tracing::field::Empty
+    );
+    record_trace_id(&span, &scope);
     let Envelope {
         handler, params, ..
     } = &mut *env;
@@ -99,21 +118,66 @@ pub(crate) async fn run_attempt(
         }
         Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Outcome::Failed(e)),
         Ok(Work::Io(fut)) => {
-            run_async(env, slot, started, fut, signal)
+            run_async(env, slot, started, in_scope(fut, scope), signal)
                 .instrument(span)
                 .await
         }
         Ok(Work::Process(cmd)) => {
-            run_async(env, slot, started, Box::pin(run_process(cmd)), signal)
+            let fut = Box::pin(run_process(cmd));
+            run_async(env, slot, started, in_scope(fut, scope), signal)
                 .instrument(span)
                 .await
         }
         Ok(Work::Cpu(f)) => {
-            run_cpu(env, slot, started, f, deadline, signal)
+            run_cpu(env, slot, started, cpu_in_scope(f, scope), deadline, signal)
                 .instrument(span)
                 .await
         }
     }
+}
+
+/// Records the attempt span's trace id on the `task` span.
+#[cfg(feature = "otel")]
+fn record_trace_id(span: &tracing::Span, scope: &AttemptScope) {
+    if let Some(id) = scope.as_ref().and_then(crate::otel::trace_id) {
+        span.record("trace_id", id);
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn record_trace_id(_: &tracing::Span, _: &AttemptScope) {}
+
+/// An attempt's future, with its span's context current while it is polled.
+#[cfg(feature = "otel")]
+fn in_scope<F: Future>(fut: F, scope: AttemptScope) -> impl Future<Output = F::Output> {
+    use opentelemetry::context::FutureExt as _;
+    fut.with_context(scope.unwrap_or_else(opentelemetry::Context::current))
+}
+
+/// An attempt's future, as it is without the `otel` feature.
+#[cfg(not(feature = "otel"))]
+fn in_scope<F: Future>(fut: F, _scope: AttemptScope) -> F {
+    fut
+}
+
+/// A cpu-lane attempt's work, with its span's context current on the thread
+/// that runs it.
+type CpuWork = Box<dyn FnOnce() -> Result<Output, TaskError> + Send>;
+
+#[cfg(feature = "otel")]
+fn cpu_in_scope(f: CpuWork, scope: AttemptScope) -> CpuWork {
+    match scope {
+        Some(cx) => Box::new(move || {
+            let _attached = cx.attach();
+            f()
+        }),
+        None => f,
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn cpu_in_scope(f: CpuWork, _scope: AttemptScope) -> CpuWork {
+    f
 }
 
 /// Runs an io- or process-lane attempt: panics caught, timeout and cancel applied.

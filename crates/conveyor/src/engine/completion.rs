@@ -11,12 +11,23 @@ use conveyor_core::{Error, NewTask, TaskId};
 
 use crate::results::TaskResult;
 
+/// What an attempt runs under: the context of its span, made current while
+/// the handler runs (feature `otel`).
+#[cfg(feature = "otel")]
+pub(crate) type AttemptScope = Option<opentelemetry::Context>;
+
+/// What an attempt runs under: nothing without the `otel` feature.
+#[cfg(not(feature = "otel"))]
+pub(crate) type AttemptScope = ();
+
 /// Takes the final results of a source's tasks.
 pub(crate) trait CompletionSink: Send + Sync + 'static {
     /// Called when an attempt of task `id` starts, on the engine worker
-    /// that runs it. Must be cheap: most sinks return at once.
-    fn started(&self, id: TaskId, attempt: u32) {
+    /// that runs it. Must be cheap: most sinks return at once. Returns
+    /// what the attempt runs under (its span, with the `otel` feature).
+    fn started(&self, id: TaskId, attempt: u32) -> AttemptScope {
         let _ = (id, attempt);
+        AttemptScope::default()
     }
 
     /// Called once per task, on the engine worker that settled it. It must

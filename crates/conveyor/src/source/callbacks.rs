@@ -38,6 +38,9 @@ pub struct Settled {
     pub error: Option<String>,
     /// The engine's result of the attempt (outcome, output, timings).
     pub result: TaskResult,
+    /// The trace id of the attempt's span (feature `otel`; `None` without
+    /// it), for log lines that join up with the trace.
+    pub trace_id: Option<String>,
 }
 
 /// Called with every settled task, on the runner's callback thread.

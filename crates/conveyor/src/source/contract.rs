@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use conveyor_core::async_trait;
 
-use conveyor_core::{Error, FinishAction, NewTask, OutcomeKind, TaskId};
+use conveyor_core::{Error, FinishAction, NewTask, OutcomeKind, TaskId, TraceContext};
 
 use super::control::Control;
 
@@ -56,6 +56,9 @@ pub struct Delivery<P, R> {
     /// a record's timestamp on a stream. The `Started` event reports the
     /// time from then to the attempt's start.
     pub ready_at: Option<SystemTime>,
+    /// The trace context the task carries from its enqueue, if any: with
+    /// the `otel` feature, each attempt's span links to it.
+    pub trace: Option<TraceContext>,
 }
 
 /// What the runner tells a source about one task.

@@ -47,6 +47,12 @@ pub(crate) struct Entry<P, R> {
     pub(crate) running: bool,
     /// When the task became ready to run, if the source said.
     pub(crate) ready_at: Option<SystemTime>,
+    /// The trace context the task carries, if any (feature `otel`).
+    #[cfg(feature = "otel")]
+    pub(crate) trace: Option<conveyor_core::TraceContext>,
+    /// The running attempt's span (feature `otel`).
+    #[cfg(feature = "otel")]
+    pub(crate) span: Option<opentelemetry::Context>,
 }
 
 /// A held task whose outcome arrived, and the delivery of its id that
@@ -208,5 +214,9 @@ fn entry<P, R: Clone>(d: &Delivery<P, R>, route: &Arc<Route<P>>, generation: u64
         next: None,
         follow_ups: Vec::new(),
         ready_at: d.ready_at,
+        #[cfg(feature = "otel")]
+        trace: d.trace.clone(),
+        #[cfg(feature = "otel")]
+        span: None,
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
-use crate::engine::completion::CompletionSink;
+use crate::engine::completion::{AttemptScope, CompletionSink};
 use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
 use crate::output::Output;
 use crate::results::TaskResult;
@@ -30,29 +30,34 @@ pub(crate) struct RunnerSink<S: Source> {
 }
 
 impl<S: Source> CompletionSink for RunnerSink<S> {
-    fn started(&self, id: TaskId, attempt: u32) {
+    fn started(&self, id: TaskId, attempt: u32) -> AttemptScope {
         let Some(sh) = self.shared.upgrade() else {
-            return;
+            return AttemptScope::default();
         };
         let clear = attempt > 1 && self.follow_ups;
-        let first_start = sh.held.with_mut(id, |e| {
+        let retries = sh.retries;
+        let started = sh.held.with_mut(id, |e| {
             if clear {
                 // Retried in place: what a failed attempt asked for is not
                 // this attempt's.
                 e.follow_ups.clear();
             }
-            !std::mem::replace(&mut e.running, true)
+            let first = !std::mem::replace(&mut e.running, true);
+            (first, attempt_span(e, retries, id, attempt))
         });
-        if first_start == Some(true) {
+        let Some((first_start, scope)) = started else {
+            return AttemptScope::default();
+        };
+        if first_start {
             sh.counters.running.fetch_add(1, Ordering::Relaxed);
         }
         if !self.events.is_listened() {
-            return;
+            return scope;
         }
         let Some((handler, queue, delivery_attempt, ready_at)) = sh.held.with(id, |e| {
             (e.route.name.clone(), e.queue.clone(), e.attempt, e.ready_at)
         }) else {
-            return;
+            return scope;
         };
         let attempt = match sh.retries {
             Retries::BySource => delivery_attempt,
@@ -74,6 +79,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 at,
             })
         });
+        scope
     }
 
     fn complete(&self, result: TaskResult) {
@@ -82,7 +88,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             return;
         };
         let sh = &*sh;
-        let Some(Removed { entry, next }) = sh.held.remove(result.id) else {
+        let Some(Removed { mut entry, next }) = sh.held.remove(result.id) else {
             return;
         };
         if entry.running {
@@ -103,6 +109,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         if let Some(error) = &error {
             tracing::debug!(task = %result.id, handler = %result.handler, ?step, %error, "settled");
         }
+        let trace_id = end_attempt_span(&mut entry, &result, error.as_deref());
         self.events
             .emit(|| task_event(&entry, &result, &step, error.clone(), sh.retries));
         let follow_ups = match action {
@@ -128,6 +135,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 step,
                 error,
                 result,
+                trace_id,
             };
             callbacks.offer(settled, &sh.counters);
         }
@@ -141,7 +149,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         }
     }
 
-    fn follow_up(&self, id: TaskId, task: NewTask) -> Result<(), Error> {
+    fn follow_up(&self, id: TaskId, #[allow(unused_mut)] mut task: NewTask) -> Result<(), Error> {
         if !self.follow_ups {
             return Err(Error::Unsupported(
                 "this worker's source cannot enqueue follow-up tasks with a settlement".into(),
@@ -149,9 +157,66 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         }
         let sh = self.shared.upgrade().ok_or(Error::NotFound(id))?;
         sh.held
-            .with_mut(id, |e| e.follow_ups.push(task))
+            .with_mut(id, |e| {
+                // With traces, a follow-up without a context of its own
+                // carries the attempt's: its attempts link to the step
+                // that made it.
+                #[cfg(feature = "otel")]
+                if task.trace.is_none() {
+                    task.trace = e.span.as_ref().and_then(crate::otel::trace_context);
+                }
+                e.follow_ups.push(task)
+            })
             .ok_or(Error::NotFound(id))
     }
+}
+
+/// Starts the span of attempt `attempt` of held task `e` (feature `otel`);
+/// an earlier attempt's span still open (a retry in place) ends as failed.
+#[cfg(feature = "otel")]
+fn attempt_span<P, R>(
+    e: &mut Entry<P, R>,
+    retries: Retries,
+    id: TaskId,
+    attempt: u32,
+) -> AttemptScope {
+    if let Some(earlier) = e.span.take() {
+        crate::otel::end_attempt(&earlier, "failed", Some("retried in place".into()));
+    }
+    let attempt = match retries {
+        Retries::BySource => e.attempt,
+        _ => attempt,
+    };
+    let cx = crate::otel::attempt_span(e.trace.as_ref(), &e.queue, &e.route.name, id, attempt);
+    e.span = Some(cx.clone());
+    Some(cx)
+}
+
+#[cfg(not(feature = "otel"))]
+fn attempt_span<P, R>(_: &mut Entry<P, R>, _: Retries, _: TaskId, _: u32) -> AttemptScope {}
+
+/// Ends the running attempt's span, if any, with the task's outcome;
+/// returns its trace id.
+#[cfg(feature = "otel")]
+fn end_attempt_span<P, R>(
+    entry: &mut Entry<P, R>,
+    result: &TaskResult,
+    error: Option<&str>,
+) -> Option<String> {
+    let cx = entry.span.take()?;
+    let kind = result.outcome.kind();
+    let failed = match &result.outcome {
+        Outcome::Succeeded(_) => None,
+        Outcome::Failed(e) => Some(e.to_string()),
+        _ => Some(error.unwrap_or(kind.as_str()).to_string()),
+    };
+    crate::otel::end_attempt(&cx, kind.as_str(), failed);
+    crate::otel::trace_id(&cx)
+}
+
+#[cfg(not(feature = "otel"))]
+fn end_attempt_span<P, R>(_: &mut Entry<P, R>, _: &TaskResult, _: Option<&str>) -> Option<String> {
+    None
 }
 
 /// The event of a settled task.
