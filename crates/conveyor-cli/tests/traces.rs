@@ -11,7 +11,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -137,29 +136,15 @@ async fn attempts_in_the_worker_link_to_enqueues_in_submit() {
     let sends = wait_spans(&spans, SpanKind::Producer, 2);
     assert_eq!(sends.len(), 2, "one enqueue span per submit");
 
-    let mut cmd = env.cmd(&[
-        "--otlp",
-        &url,
-        "worker",
-        "--config",
+    let settled = [(TaskState::Completed, 1), (TaskState::Dead, 1)];
+    let log = common::json_log_worker(
+        &env,
+        &["--otlp", &url],
         &cfg,
-        "--log-format",
-        "json",
-    ]);
-    cmd.env_remove("CONVEYOR_LOG")
-        .env("RUST_LOG", "info,conveyor=debug");
-    let child: Child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("worker");
-    let b = env.backend().await;
-    common::wait_count(&b, TaskState::Completed, 1, Duration::from_secs(60)).await;
-    common::wait_count(&b, TaskState::Dead, 1, Duration::from_secs(60)).await;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("worker exit");
-    assert!(out.status.success(), "{}", common::stderr(&out));
+        "info,conveyor=debug",
+        &settled,
+    )
+    .await;
 
     let attempts = wait_spans(&spans, SpanKind::Consumer, 3);
     assert_eq!(attempts.len(), 3, "ok ran once, bad twice");
@@ -195,7 +180,6 @@ async fn attempts_in_the_worker_link_to_enqueues_in_submit() {
     // The log joins up: lines of a task carry its id and the trace id of
     // its attempt, both those inside the attempt (the `task` span) and the
     // line that reports its outcome.
-    let log = common::stderr(&out);
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
-use std::time::Duration;
-
 use common::Env;
 use conveyor::TaskState;
 use serde_json::Value;
@@ -27,21 +24,8 @@ async fn worker_log(filter: &str) -> String {
     for (handler, params) in [("ok", "\"hi\""), ("bad", "null"), ("nope", "null")] {
         assert!(env.run(&["submit", handler, params]).status.success());
     }
-    let mut cmd = env.cmd(&["worker", "--config", &cfg, "--log-format", "json"]);
-    cmd.env_remove("CONVEYOR_LOG").env("RUST_LOG", filter);
-    let child: Child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("worker");
-    let b = env.backend().await;
-    common::wait_count(&b, TaskState::Dead, 2, Duration::from_secs(60)).await;
-    common::wait_count(&b, TaskState::Completed, 1, Duration::from_secs(60)).await;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("worker exit");
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    common::stderr(&out)
+    let settled = [(TaskState::Dead, 2), (TaskState::Completed, 1)];
+    common::json_log_worker(&env, &[], &cfg, filter, &settled).await
 }
 
 /// The log's JSON lines.

@@ -131,3 +131,33 @@ pub fn spawn_with_address(mut cmd: Command, marker: &'static str) -> (std::proce
         .unwrap_or_else(|_| panic!("conveyor logs an address after {marker:?}"));
     (child, addr)
 }
+
+/// Runs `conveyor [PREFIX…] worker --config CFG --log-format json` with
+/// `RUST_LOG=filter` until the store holds `settled` (tasks per state), stops
+/// it with SIGTERM, checks it exited cleanly and returns its log.
+pub async fn json_log_worker(
+    env: &Env,
+    prefix: &[&str],
+    cfg: &str,
+    filter: &str,
+    settled: &[(TaskState, u64)],
+) -> String {
+    let mut args = prefix.to_vec();
+    args.extend(["worker", "--config", cfg, "--log-format", "json"]);
+    let mut cmd = env.cmd(&args);
+    cmd.env_remove("CONVEYOR_LOG").env("RUST_LOG", filter);
+    let child = cmd
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("worker");
+    let b = env.backend().await;
+    for (state, n) in settled {
+        wait_count(&b, *state, *n, Duration::from_secs(60)).await;
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("worker exit");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr(&out)
+}

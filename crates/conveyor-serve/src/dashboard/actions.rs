@@ -127,14 +127,7 @@ pub(crate) async fn pause(
     Path(queue): Path<String>,
     Form(form): Form<Back>,
 ) -> Response {
-    match state.backend.pause_queue(&queue).await {
-        Ok(true) => done(form.back.as_deref(), &format!("Queue {queue} paused.")),
-        Ok(false) => done(
-            form.back.as_deref(),
-            &format!("Queue {queue} was paused already."),
-        ),
-        Err(e) => error_page(&state, e),
-    }
+    set_paused(&state, &queue, true, form).await
 }
 
 /// `POST /actions/queues/{queue}/resume`: the queue's tasks run again.
@@ -143,12 +136,21 @@ pub(crate) async fn resume(
     Path(queue): Path<String>,
     Form(form): Form<Back>,
 ) -> Response {
-    match state.backend.resume_queue(&queue).await {
-        Ok(true) => done(form.back.as_deref(), &format!("Queue {queue} resumed.")),
-        Ok(false) => done(
-            form.back.as_deref(),
-            &format!("Queue {queue} was not paused."),
-        ),
-        Err(e) => error_page(&state, e),
-    }
+    set_paused(&state, &queue, false, form).await
+}
+
+async fn set_paused(state: &AppState, queue: &str, pause: bool, form: Back) -> Response {
+    let changed = if pause {
+        state.backend.pause_queue(queue).await
+    } else {
+        state.backend.resume_queue(queue).await
+    };
+    let notice = match (changed, pause) {
+        (Ok(true), true) => format!("Queue {queue} paused."),
+        (Ok(false), true) => format!("Queue {queue} was paused already."),
+        (Ok(true), false) => format!("Queue {queue} resumed."),
+        (Ok(false), false) => format!("Queue {queue} was not paused."),
+        (Err(e), _) => return error_page(state, e),
+    };
+    done(form.back.as_deref(), &notice)
 }
