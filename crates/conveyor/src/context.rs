@@ -13,6 +13,7 @@ use crate::engine::envelope::JobShared;
 #[derive(Clone)]
 pub struct TaskContext {
     pub(crate) id: TaskId,
+    /// The attempt as the task's source counts it, else as the engine does.
     pub(crate) attempt: u32,
     pub(crate) key: Option<Arc<str>>,
     pub(crate) job: Arc<JobShared>,
@@ -40,11 +41,7 @@ impl TaskContext {
     /// queue, it counts every delivery of the task (the third delivery is
     /// attempt 3, whichever worker ran the first two).
     pub fn attempt(&self) -> u32 {
-        self.job
-            .sink
-            .as_ref()
-            .and_then(|sink| sink.attempt(self.id))
-            .unwrap_or(self.attempt)
+        self.attempt
     }
 
     /// The task's ordering key, if it has one.

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError};
 
 use crate::context::TaskContext;
-use crate::engine::completion::AttemptScope;
+use crate::engine::completion::{AttemptScope, AttemptStart};
 use crate::engine::envelope::{Envelope, Event, JobShared, Release};
 use crate::engine::signal::WorkerSignal;
 use crate::handler::{run_process, Work};
@@ -76,15 +76,21 @@ pub(crate) async fn run_attempt(
     slot: Option<usize>,
     started: Instant,
     signal: &WorkerSignal,
-    scope: AttemptScope,
+    start: AttemptStart,
 ) -> Done {
     env.attempt += 1;
     let attempt = env.attempt;
     let last = attempt >= env.max_attempts;
     let deadline = env.timeout.map(|d| started + d);
+    // A source that counts attempts across deliveries says which this is.
+    let AttemptStart {
+        scope,
+        attempt: counted,
+    } = start;
+    let counted = counted.unwrap_or(attempt);
     let ctx = TaskContext {
         id: env.id,
-        attempt,
+        attempt: counted,
         key: env.key.clone(),
         job: env.job.clone(),
         deadline,
@@ -92,13 +98,6 @@ pub(crate) async fn run_attempt(
     // Info level, so every event of the attempt carries the task's id (and,
     // with the `otel` feature, the attempt's trace id) under the default
     // filter.
-    // A source that counts attempts across deliveries says which this is.
-    let counted = env
-        .job
-        .sink
-        .as_ref()
-        .and_then(|s| s.attempt(env.id))
-        .unwrap_or(attempt);
     let span = tracing::info_span!(
         "task",
         id = env.id.0,

@@ -20,27 +20,30 @@ pub(crate) type AttemptScope = Option<opentelemetry::Context>;
 #[cfg(not(feature = "otel"))]
 pub(crate) type AttemptScope = ();
 
+/// What a sink says when an attempt starts.
+#[derive(Default)]
+pub(crate) struct AttemptStart {
+    /// What the attempt runs under (its span, with the `otel` feature).
+    pub(crate) scope: AttemptScope,
+    /// The attempt number as the source counts it, when the source counts
+    /// attempts across deliveries (the engine then runs one attempt per
+    /// delivery and would say 1).
+    pub(crate) attempt: Option<u32>,
+}
+
 /// Takes the final results of a source's tasks.
 pub(crate) trait CompletionSink: Send + Sync + 'static {
     /// Called when an attempt of task `id` starts, on the engine worker
-    /// that runs it. Must be cheap: most sinks return at once. Returns
-    /// what the attempt runs under (its span, with the `otel` feature).
-    fn started(&self, id: TaskId, attempt: u32) -> AttemptScope {
+    /// that runs it. Must be cheap: most sinks return at once. Returns what
+    /// the attempt runs under and its number as the source counts it.
+    fn started(&self, id: TaskId, attempt: u32) -> AttemptStart {
         let _ = (id, attempt);
-        AttemptScope::default()
+        AttemptStart::default()
     }
 
     /// Called once per task, on the engine worker that settled it. It must
     /// not block: it decides, queues and returns.
     fn complete(&self, result: TaskResult);
-
-    /// The attempt number of task `id` as its source counts it, when the
-    /// source counts attempts across deliveries (the engine then runs one
-    /// attempt per delivery and would say 1).
-    fn attempt(&self, id: TaskId) -> Option<u32> {
-        let _ = id;
-        None
-    }
 
     /// Keeps `task` to enqueue with task `id`'s settlement if its running
     /// attempt succeeds (see [`TaskContext::follow_up`](crate::TaskContext::follow_up)).

@@ -155,15 +155,14 @@ async fn run_one(
         return None;
     }
     slot.running(Some(env.handler.lane));
-    #[allow(clippy::let_unit_value)] // `()` without the `otel` feature
-    let scope = match &env.job.sink {
+    let start = match &env.job.sink {
         Some(sink) => sink.started(env.id, env.attempt + 1),
         None => Default::default(),
     };
     let signal = &pool.signals[me];
     signal.running(env.job.cancels.id(), env.id.0);
     let started = clock.unwrap_or_else(Instant::now);
-    let attempt = run_attempt(env, handler_slot, started, signal, scope);
+    let attempt = run_attempt(env, handler_slot, started, signal, start);
     tokio::pin!(attempt);
     // Polled once per wake-up; the first time it has to wait, the worker hands
     // back what it holds.

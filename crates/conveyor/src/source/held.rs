@@ -175,11 +175,6 @@ impl<P, R: Clone> Held<P, R> {
         self.inner.lock().map.get_mut(&id).map(f)
     }
 
-    /// Reads the entry of task `id`, if held.
-    pub(crate) fn with<T>(&self, id: TaskId, f: impl FnOnce(&Entry<P, R>) -> T) -> Option<T> {
-        self.inner.lock().map.get(&id).map(f)
-    }
-
     /// Marks the attempt of `id` cancelled if it is still delivery
     /// `generation`; true if so (the caller then cancels it in the engine,
     /// through `cancel`, called under the lock).

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
-use crate::engine::completion::{AttemptScope, CompletionSink};
+use crate::engine::completion::{AttemptScope, AttemptStart, CompletionSink};
 use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
 use crate::output::Output;
 use crate::results::TaskResult;
@@ -30,12 +30,14 @@ pub(crate) struct RunnerSink<S: Source> {
 }
 
 impl<S: Source> CompletionSink for RunnerSink<S> {
-    fn started(&self, id: TaskId, attempt: u32) -> AttemptScope {
+    fn started(&self, id: TaskId, attempt: u32) -> AttemptStart {
         let Some(sh) = self.shared.upgrade() else {
-            return AttemptScope::default();
+            return AttemptStart::default();
         };
         let clear = attempt > 1 && self.follow_ups;
         let retries = sh.retries;
+        let listened = self.events.is_listened();
+        // One look at the held entry tells everything the start needs.
         let started = sh.held.with_mut(id, |e| {
             if clear {
                 // Retried in place: what a failed attempt asked for is not
@@ -43,26 +45,24 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 e.follow_ups.clear();
             }
             let first = !std::mem::replace(&mut e.running, true);
-            (first, attempt_span(e, retries, id, attempt))
+            let counted = matches!(retries, Retries::BySource).then_some(e.attempt);
+            let event = listened.then(|| (e.route.name.clone(), e.queue.clone(), e.ready_at));
+            let start = AttemptStart {
+                scope: attempt_span(e, retries, id, attempt),
+                attempt: counted,
+            };
+            (first, start, event)
         });
-        let Some((first_start, scope)) = started else {
-            return AttemptScope::default();
+        let Some((first_start, start, event)) = started else {
+            return AttemptStart::default();
         };
         if first_start {
             sh.counters.running.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.events.is_listened() {
-            return scope;
-        }
-        let Some((handler, queue, delivery_attempt, ready_at)) = sh.held.with(id, |e| {
-            (e.route.name.clone(), e.queue.clone(), e.attempt, e.ready_at)
-        }) else {
-            return scope;
+        let Some((handler, queue, ready_at)) = event else {
+            return start;
         };
-        let attempt = match sh.retries {
-            Retries::BySource => delivery_attempt,
-            _ => attempt,
-        };
+        let attempt = start.attempt.unwrap_or(attempt);
         self.events.emit(|| {
             let at = SystemTime::now();
             Event::Task(TaskEvent {
@@ -79,7 +79,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 at,
             })
         });
-        scope
+        start
     }
 
     fn complete(&self, result: TaskResult) {
@@ -138,14 +138,6 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
                 trace_id,
             };
             callbacks.offer(settled, &sh.counters);
-        }
-    }
-
-    fn attempt(&self, id: TaskId) -> Option<u32> {
-        let sh = self.shared.upgrade()?;
-        match sh.retries {
-            Retries::BySource => sh.held.with(id, |e| e.attempt),
-            _ => None,
         }
     }
 
