@@ -29,8 +29,17 @@ pub(crate) struct Matching {
     back: Option<String>,
 }
 
-/// Back to `back`, with `notice` added to its query.
-fn done(back: Option<&str>, notice: &str) -> Response {
+/// What an action did: back to `back` with the notice added to its query,
+/// or the error page.
+fn answer<E: Into<ApiError>>(
+    state: &AppState,
+    back: Option<&str>,
+    did: Result<String, E>,
+) -> Response {
+    let notice = match did {
+        Ok(notice) => notice,
+        Err(e) => return error_page(state, e),
+    };
     let back = local_path(back);
     let sep = if back.contains('?') { '&' } else { '?' };
     let notice = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
@@ -59,10 +68,7 @@ pub(crate) async fn cancel(
             s => format!("Task {} was not cancelled: it is {s}.", id.0),
         })
     };
-    match act.await {
-        Ok(notice) => done(form.back.as_deref(), &notice),
-        Err(e) => error_page(&state, e),
-    }
+    answer(&state, form.back.as_deref(), act.await)
 }
 
 /// `POST /actions/tasks/{id}/retry`: a dead task runs again.
@@ -83,10 +89,7 @@ pub(crate) async fn retry(
             )
         })
     };
-    match act.await {
-        Ok(notice) => done(form.back.as_deref(), &notice),
-        Err(e) => error_page(&state, e),
-    }
+    answer(&state, form.back.as_deref(), act.await)
 }
 
 /// `POST /actions/dead/retry`: every dead task matching the filter runs again.
@@ -98,26 +101,17 @@ pub(crate) async fn retry_matching(
     let moved =
         crate::bulk::requeue_dead_matching(&*state.backend, queue.as_deref(), handler.as_deref())
             .await;
-    match moved {
-        Ok(n) => done(
-            form.back.as_deref(),
-            &format!("{} will run again.", plural(n, "dead task")),
-        ),
-        Err(e) => error_page(&state, e),
-    }
+    let did = moved.map(|n| format!("{} will run again.", plural(n, "dead task")));
+    answer(&state, form.back.as_deref(), did)
 }
 
 /// `POST /actions/dead/purge`: deletes the dead tasks of a queue (or of
 /// every queue).
 pub(crate) async fn purge(State(state): State<AppState>, Form(form): Form<Matching>) -> Response {
     let queue = field(form.queue);
-    match state.backend.purge_dead(queue.as_deref()).await {
-        Ok(n) => done(
-            form.back.as_deref(),
-            &format!("{} deleted.", plural(n, "dead task")),
-        ),
-        Err(e) => error_page(&state, e),
-    }
+    let purged = state.backend.purge_dead(queue.as_deref()).await;
+    let did = purged.map(|n| format!("{} deleted.", plural(n, "dead task")));
+    answer(&state, form.back.as_deref(), did)
 }
 
 /// `POST /actions/queues/{queue}/pause`: no worker takes the queue's tasks
@@ -127,7 +121,12 @@ pub(crate) async fn pause(
     Path(queue): Path<String>,
     Form(form): Form<Back>,
 ) -> Response {
-    set_paused(&state, &queue, true, form).await
+    let changed = state.backend.pause_queue(&queue).await;
+    let did = changed.map(|changed| match changed {
+        true => format!("Queue {queue} paused."),
+        false => format!("Queue {queue} was paused already."),
+    });
+    answer(&state, form.back.as_deref(), did)
 }
 
 /// `POST /actions/queues/{queue}/resume`: the queue's tasks run again.
@@ -136,21 +135,10 @@ pub(crate) async fn resume(
     Path(queue): Path<String>,
     Form(form): Form<Back>,
 ) -> Response {
-    set_paused(&state, &queue, false, form).await
-}
-
-async fn set_paused(state: &AppState, queue: &str, pause: bool, form: Back) -> Response {
-    let changed = if pause {
-        state.backend.pause_queue(queue).await
-    } else {
-        state.backend.resume_queue(queue).await
-    };
-    let notice = match (changed, pause) {
-        (Ok(true), true) => format!("Queue {queue} paused."),
-        (Ok(false), true) => format!("Queue {queue} was paused already."),
-        (Ok(true), false) => format!("Queue {queue} resumed."),
-        (Ok(false), false) => format!("Queue {queue} was not paused."),
-        (Err(e), _) => return error_page(state, e),
-    };
-    done(form.back.as_deref(), &notice)
+    let changed = state.backend.resume_queue(&queue).await;
+    let did = changed.map(|changed| match changed {
+        true => format!("Queue {queue} resumed."),
+        false => format!("Queue {queue} was not paused."),
+    });
+    answer(&state, form.back.as_deref(), did)
 }
