@@ -152,9 +152,10 @@ pub(crate) async fn page(
         Ok(html) => html,
         Err(e) => format!("<p class=\"error\">the overview failed to render: {e}</p>"),
     };
+    let has = state.backend.parts();
     let parts = Part::ALL
         .iter()
-        .map(|p| (p.describe(), state.backend.parts().contains(p)))
+        .map(|p| (p.describe(), has.contains(p)))
         .collect();
     render(&OverviewPage {
         page: Chrome::new(&state, "Overview", "overview").notice(query.notice),
