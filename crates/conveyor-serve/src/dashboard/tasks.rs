@@ -117,8 +117,8 @@ struct TasksPage {
     handler: String,
     newest_first: bool,
     rows: Vec<Row>,
-    /// How many tasks match, when the store can say cheaply.
-    matching: Option<u64>,
+    /// How many tasks match, or why there is no count.
+    matching: Result<u64, String>,
     /// This page's own link (actions come back to it).
     here: String,
     first: Option<String>,
@@ -185,15 +185,25 @@ async fn read(state: &AppState, query: TasksQuery) -> Result<TasksPage, ApiError
         .and_then(|p| p.after)
         .map(|id| filter.link(Some(id)));
     // Counts by queue and state are what every store keeps cheaply; a
-    // handler filter has no such count.
-    let stats = state.backend.stats().await.unwrap_or_default();
-    let matching = filter.handler.is_none().then(|| {
-        stats
-            .iter()
-            .filter(|q| filter.queue.as_deref().is_none_or(|name| name == q.queue))
-            .map(|q| q.count(filter.state))
-            .sum()
-    });
+    // handler filter has no such count. A failed read says so rather than
+    // showing a count of zero.
+    let (stats, matching) = match state.backend.stats().await {
+        Ok(stats) => {
+            let matching = match &filter.handler {
+                Some(h) => Err(format!(
+                    "Tasks of handler {h} are listed a page at a time; \
+                     the store keeps no count per handler."
+                )),
+                None => Ok(stats
+                    .iter()
+                    .filter(|q| filter.queue.as_deref().is_none_or(|name| name == q.queue))
+                    .map(|q| q.count(filter.state))
+                    .sum()),
+            };
+            (stats, matching)
+        }
+        Err(e) => (Vec::new(), Err(format!("No count: {}", e.chain()))),
+    };
     let now = Timestamp::now();
     let dead = filter.state == TaskState::Dead;
     let title = format!("Tasks: {}", filter.state.as_str());
