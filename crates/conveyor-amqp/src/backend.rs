@@ -627,6 +627,9 @@ impl Backend for AmqpBackend {
             unique_keys: false,
             ordering_keys: false,
             wakeups: true,
+            // The result store beside the broker cannot tell attempts
+            // apart honestly (see `results.rs`).
+            history: false,
         }
     }
 

@@ -16,6 +16,12 @@
 //! record one step behind until the task's next step (the delivery comes
 //! back to another worker, who writes it again). A task the broker
 //! dead-letters on its own (`delivery_limit`) keeps its last record.
+//!
+//! It keeps no attempt history ([`TaskRecord::history`] stays empty, and
+//! the backend's `Capabilities::history` is unset): a record can lag its
+//! broker step, and a killed worker's delivery comes back from the broker
+//! with nothing telling which attempt's lease ran out, so a history here
+//! would guess.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -303,6 +309,8 @@ fn parse(id: TaskId, mut h: HashMap<String, Vec<u8>>) -> Result<TaskRecord, Erro
             .get("trace")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|s| TraceContext::decode(s).ok()),
+        // No history: see the module documentation.
+        history: Vec::new(),
     })
 }
 
@@ -331,6 +339,7 @@ pub(crate) fn record(
         created_at: m.enqueued_at,
         finished_at: state.is_finished().then_some(now),
         trace: m.trace.clone(),
+        history: Vec::new(),
     }
 }
 

@@ -6,7 +6,9 @@
 //! `conveyor-bench run [--quick]` for `conveyor run` against xargs and GNU parallel,
 //! `conveyor-bench kafka [--brokers HOST:PORT] [--quick]` for Kafka consumption,
 //! `conveyor-bench worker [--backend URL] [--quick]` for `conveyor worker` with
-//! Python handlers against Celery.
+//! Python handlers against Celery,
+//! `conveyor-bench inspect [--backend URL] [--tasks N] [--quick]` for the
+//! dashboard's pages over a million tasks.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
 
 #[global_allocator]
@@ -16,6 +18,7 @@ mod amqp_floor;
 mod celery;
 mod cmdrun;
 mod cpu;
+mod inspect;
 mod kafka;
 mod namespace;
 mod nats_floor;
@@ -138,6 +141,7 @@ fn main() {
         "run" => Some(("[run]", "conveyor run vs xargs and GNU parallel".into())),
         "kafka" => Some(("[kafka]", "kafka benchmark".into())),
         "queue" => Some(("[queue]", "durable queue benchmark".into())),
+        "inspect" => Some(("[inspect]", "inspection at scale".into())),
         "worker" => Some((
             "[worker]",
             "conveyor worker with Python handlers vs Celery".into(),
@@ -161,6 +165,12 @@ fn main() {
                 &mut report,
                 quick,
                 flag("--backend").as_deref(),
+            )),
+            "inspect" => runtime.block_on(inspect::run(
+                &mut report,
+                quick,
+                flag("--backend").as_deref(),
+                flag("--tasks").and_then(|n| n.parse().ok()),
             )),
             _ => runtime.block_on(queue::run(&mut report, quick, flag("--backend").as_deref())),
         }

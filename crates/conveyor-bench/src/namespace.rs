@@ -107,6 +107,22 @@ impl Subject {
         }
     }
 
+    /// The file of an embedded namespace.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match &self.namespace {
+            Namespace::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The server URL and schema of a PostgreSQL namespace.
+    pub fn postgres(&self) -> Option<(&str, &str)> {
+        match &self.namespace {
+            Namespace::Postgres { base, schema } => Some((base, schema)),
+            _ => None,
+        }
+    }
+
     /// The backend kind of `url`, from a namespace opened and dropped.
     pub async fn kind(self) -> &'static str {
         let kind = self.open().await.kind();

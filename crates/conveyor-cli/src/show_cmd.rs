@@ -1,11 +1,12 @@
 //! `conveyor show ID`: everything the store knows about one task — where it
-//! is, its params, attempts, keys, times, result and last error.
+//! is, its params, attempts (each one's worker, start, end and outcome, where
+//! the backend keeps history), keys, times, result and last error.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use conveyor::durable::{Backend, TaskRecord};
+use conveyor::durable::{AttemptRecord, Backend, TaskRecord};
 use conveyor::{TaskId, Timestamp};
 use serde_json::{json, Value};
 
@@ -48,7 +49,42 @@ fn as_json(r: &TaskRecord) -> Value {
         "finished_at": r.finished_at.map(time),
         "result": r.result.as_deref().map(decoded),
         "error": r.error,
+        "history": r.history.iter().map(attempt_json).collect::<Vec<_>>(),
     })
+}
+
+/// One attempt as a JSON object.
+fn attempt_json(a: &AttemptRecord) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "worker": a.worker,
+        "started_at": time(a.started_at),
+        "ended_at": a.ended_at.map(time),
+        "outcome": a.outcome.label(),
+        "error": a.outcome.error(),
+    })
+}
+
+/// One attempt as a line: `2  worker-id  start → end (took)  outcome: error`.
+fn attempt_line(a: &AttemptRecord, now: Timestamp) -> String {
+    let end = a.ended_at.map(time).unwrap_or_else(|| "…".into());
+    let took = humantime::format_duration(Duration::from_millis(
+        u64::try_from(a.duration(now).as_millis()).unwrap_or(u64::MAX),
+    ));
+    let outcome = match a.outcome.error() {
+        Some(e) => format!(
+            "{}: {}",
+            a.outcome.label(),
+            e.lines().next().unwrap_or_default()
+        ),
+        None => a.outcome.label().to_string(),
+    };
+    format!(
+        "{:>3}  {}  {} → {end} ({took})  {outcome}",
+        a.attempt,
+        a.worker.as_deref().unwrap_or("-"),
+        time(a.started_at),
+    )
 }
 
 /// Prints the task.
@@ -103,5 +139,55 @@ pub async fn run(backend: Arc<dyn Backend>, args: ShowArgs) -> anyhow::Result<Ex
     for (name, value) in rows {
         println!("  {name:<13} {value}");
     }
+    if !r.history.is_empty() {
+        println!("  history");
+        for a in &r.history {
+            println!("    {}", attempt_line(a, now));
+        }
+    } else if !backend.capabilities().history {
+        println!(
+            "  history       - (the {} backend keeps none)",
+            backend.kind()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use conveyor::durable::AttemptOutcome;
+
+    use super::*;
+
+    #[test]
+    fn an_attempt_shows_its_worker_times_and_outcome() {
+        let a = AttemptRecord {
+            attempt: 2,
+            worker: Some("host:7:ab".into()),
+            started_at: Timestamp(1_000),
+            ended_at: Some(Timestamp(3_500)),
+            outcome: AttemptOutcome::Failed {
+                error: "refused\nat line 2".into(),
+            },
+        };
+        let line = attempt_line(&a, Timestamp(9_000));
+        assert_eq!(
+            line,
+            "  2  host:7:ab  1970-01-01T00:00:01.000Z → 1970-01-01T00:00:03.500Z (2s 500ms)  failed: refused"
+        );
+        let json = attempt_json(&a);
+        assert_eq!(json["worker"], "host:7:ab");
+        assert_eq!(json["outcome"], "failed");
+        assert_eq!(json["error"], "refused\nat line 2");
+        assert_eq!(json["ended_at"], "1970-01-01T00:00:03.500Z");
+        let running = AttemptRecord {
+            ended_at: None,
+            outcome: AttemptOutcome::Running,
+            worker: None,
+            ..a
+        };
+        let line = attempt_line(&running, Timestamp(2_000));
+        assert!(line.ends_with("→ … (1s)  running"), "{line}");
+        assert!(line.contains("  -  "), "{line}");
+    }
 }

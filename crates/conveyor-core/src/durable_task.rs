@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::attempt::AttemptRecord;
 use crate::clock::Timestamp;
 use crate::receipt::Receipt;
 use crate::task::TaskId;
@@ -318,6 +319,22 @@ pub struct TaskRecord {
     pub finished_at: Option<Timestamp>,
     /// The trace context given at enqueue, if any.
     pub trace: Option<TraceContext>,
+    /// Its attempts, oldest first: the latest
+    /// [`HISTORY_LIMIT`](crate::attempt::HISTORY_LIMIT) settled
+    /// ones, then the running one or the one that completed it (see
+    /// [`crate::attempt`]). Empty when the backend keeps no history
+    /// ([`Capabilities::history`](crate::Capabilities::history) unset).
+    pub history: Vec<AttemptRecord>,
+}
+
+impl TaskRecord {
+    /// The attempt that runs now, if the task runs and its backend keeps
+    /// history: which worker holds it, and since when.
+    pub fn running_attempt(&self) -> Option<&AttemptRecord> {
+        self.history
+            .last()
+            .filter(|a| a.outcome == crate::attempt::AttemptOutcome::Running)
+    }
 }
 
 /// Counts and ages for one queue, for `conveyor status`.

@@ -6,7 +6,8 @@
 //! [`next_step`] (what follows an attempt), [`Rate`] and the crate-wide
 //! [`Error`]. For durable queues it holds the [`Backend`] core and its optional
 //! parts, the
-//! records it stores ([`NewTask`], [`Reserved`], [`Finish`], [`TaskRecord`]), the
+//! records it stores ([`NewTask`], [`Reserved`], [`Finish`], [`TaskRecord`] and
+//! its [`AttemptRecord`]s), the
 //! task [`TaskState`] machine, the [`Codec`], the injectable [`Clock`], and the
 //! [`Scheme`] contract by which each backend opens itself from a URL (read with
 //! [`BackendUrl`]). It has no runtime and does no I/O (its one dependency on
@@ -14,6 +15,7 @@
 //! backends and the runtime can both depend on it without depending on each
 //! other.
 
+pub mod attempt;
 mod backend;
 mod backend_url;
 mod clock;
@@ -33,10 +35,13 @@ mod task_error;
 mod task_state;
 mod trace_context;
 
+pub use attempt::{AttemptOutcome, AttemptRecord};
 pub use backend::{
-    unsupported, validate_queue_name, Administration, Backend, Capabilities, FinishBoard,
-    FinishMark, GlobalLimits, Inspection, ListOrder, ListParams, Maintenance, Part, QueueControl,
-    Registry, ResultStore, Retention, WorkerInfo, WORKER_SILENCE,
+    count_by_listing, count_from_stats, page_by_listing, unsupported, validate_queue_name,
+    Administration, Backend, Capabilities, Count, FinishBoard, FinishMark, GlobalLimits,
+    Inspection, ListOrder, ListParams, Maintenance, Page, Part, QueueControl, Registry,
+    ReserveParams, ResultStore, Retention, Search, WorkerInfo, COUNT_BUDGET, SCAN_BUDGET,
+    WORKER_SILENCE,
 };
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

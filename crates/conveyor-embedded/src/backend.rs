@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
+    async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
-    Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock, TaskId,
-    TaskRecord, TaskState,
+    Maintenance, NewTask, Page, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
+    Search, SystemClock, TaskId, TaskRecord, TaskState,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -186,12 +186,21 @@ impl Backend for EmbeddedBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
-        if max == 0 || queues.is_empty() {
+        self.reserve_with(ReserveParams::new(queues, max, lease))
+            .await
+    }
+
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+        let (max, lease) = (params.max, params.lease);
+        if max == 0 || params.queues.is_empty() {
             return Ok(Vec::new());
         }
-        let queues = queues.to_vec();
-        self.call(true, max, move |s| s.reserve(&queues, max, lease))
-            .await
+        let queues = params.queues.to_vec();
+        let worker = params.worker.map(str::to_string);
+        self.call(true, max, move |s| {
+            s.reserve(&queues, max, lease, worker.as_deref())
+        })
+        .await
     }
 
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
@@ -255,6 +264,20 @@ impl Inspection for EmbeddedBackend {
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
         let params = params.clone();
         self.call(false, params.limit, move |s| s.list(&params))
+            .await
+    }
+
+    async fn page(&self, params: &ListParams, search: Option<&Search>) -> Result<Page, Error> {
+        let (params, search) = (params.clone(), search.cloned());
+        self.call(false, params.limit, move |s| {
+            s.page(&params, search.as_ref())
+        })
+        .await
+    }
+
+    async fn count(&self, params: &ListParams, search: Option<&Search>) -> Result<Count, Error> {
+        let (params, search) = (params.clone(), search.cloned());
+        self.call(false, 1, move |s| s.count(&params, search.as_ref()))
             .await
     }
 }

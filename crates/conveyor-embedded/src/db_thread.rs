@@ -178,6 +178,7 @@ pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, listeners: Listene
 fn run_batch(store: &mut Store, batch: &mut Vec<Box<dyn Job>>, listeners: &Listeners) {
     store.woke = false;
     store.finished.clear();
+    store.tally.clear();
     let writes = batch.iter().any(|j| j.writes());
     let isolate = batch.len() > 1;
     let failure = run_in_transaction(store, batch, writes, isolate);
@@ -213,6 +214,12 @@ fn run_in_transaction(
             }
         }
         let ok = job.run(store);
+        // A request's count changes join the transaction's when it stands.
+        if ok {
+            store.tally.keep_request();
+        } else {
+            store.tally.drop_request();
+        }
         if store.conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error).
             return Some("the transaction was rolled back by SQLite".to_string());
@@ -237,6 +244,10 @@ fn run_in_transaction(
                 return Some(abandon(store, format!("cannot close a savepoint: {e}")));
             }
         }
+    }
+    // The kept counts of every request that stood, written with them.
+    if let Err(e) = store.tally.flush(&store.conn) {
+        return Some(abandon(store, format!("cannot write the kept counts: {e}")));
     }
     match exec(store, "COMMIT") {
         Ok(()) => None,

@@ -23,6 +23,8 @@
 mod backend;
 mod db_thread;
 mod finishes;
+mod held_names;
+mod inspect;
 mod limits;
 mod queue_control;
 mod registry;
@@ -30,6 +32,7 @@ mod schema;
 mod scheme;
 mod sql;
 mod store;
+mod tally;
 
 pub use backend::{EmbeddedBackend, DEFAULT_PATH, DEFAULT_RESULTS_POLL};
 pub use scheme::SCHEME;

@@ -33,6 +33,11 @@
 //! by every reservation inside its write transaction). Version 6 adds the
 //! `trace` column of `tasks` (the W3C trace context given at enqueue, as
 //! `TraceContext::encode` writes it; NULL for none and for older rows).
+//! Version 7 adds `task_counts`: the number of tasks per queue, handler and state,
+//! kept by every write (see `crate::tally`), so counting a million tasks
+//! reads a handful of rows.
+//! Version 8 adds the attempt columns of `tasks`: `worker`, `started_at`
+//! and `history` (every attempt's history, see `conveyor_core::attempt`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -45,7 +50,7 @@ use crate::sql::unfinished_codes;
 use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,6 +174,12 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 6 {
         add_trace_column(conn)?;
     }
+    if version < 7 {
+        conn.execute_batch(SCHEMA_V7).map_err(db_err_string)?;
+    }
+    if version < 8 {
+        add_attempt_columns(conn)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -249,6 +260,19 @@ const SCHEMA_V5: &str = "CREATE TABLE IF NOT EXISTS paused_queues (
          queue TEXT PRIMARY KEY
      ) WITHOUT ROWID;";
 
+/// Schema version 7: the kept counts of tasks per queue, handler and state
+/// (`crate::tally`), filled from the tasks already in the file.
+const SCHEMA_V7: &str = "CREATE TABLE IF NOT EXISTS task_counts (
+         queue TEXT NOT NULL,
+         handler TEXT NOT NULL,
+         state INTEGER NOT NULL,
+         n INTEGER NOT NULL,
+         PRIMARY KEY (queue, handler, state)
+     ) WITHOUT ROWID;
+     DELETE FROM task_counts;
+     INSERT INTO task_counts (queue, handler, state, n)
+         SELECT queue, handler, state, COUNT(*) FROM tasks GROUP BY queue, handler, state;";
+
 /// Schema version 6: the task's trace context. A fresh file gets the column
 /// from here too (version 1's table has none); `ALTER TABLE … ADD COLUMN`
 /// with no default rewrites no row, so old files migrate at once.
@@ -265,6 +289,33 @@ fn add_trace_column(conn: &Connection) -> Result<(), String> {
     }
     conn.execute_batch("ALTER TABLE tasks ADD COLUMN trace TEXT")
         .map_err(db_err_string)
+}
+
+/// Schema version 8: each task's attempts (see `conveyor_core::attempt`):
+/// `worker` and `started_at`, the latest attempt's worker and reservation
+/// time (written by the reserving statement), and `history`, the settled
+/// attempts as a JSON array (appended by the settling statement; NULL until
+/// an attempt fails, so a task that succeeds at once never writes it). No
+/// index: nothing looks tasks up by them. Idempotent, like version 6.
+fn add_attempt_columns(conn: &Connection) -> Result<(), String> {
+    for (name, kind) in [
+        ("worker", "TEXT"),
+        ("started_at", "INTEGER"),
+        ("history", "TEXT"),
+    ] {
+        let has: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('tasks') WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .map_err(db_err_string)?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE tasks ADD COLUMN {name} {kind}"))
+                .map_err(db_err_string)?;
+        }
+    }
+    Ok(())
 }
 
 fn schema_v2() -> String {

@@ -12,13 +12,31 @@
 
 use std::sync::OnceLock;
 
+use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
 use conveyor_core::{codes, TaskState, Transition};
 
 /// The columns of a [`conveyor_core::TaskRecord`], in the order
 /// `crate::store::record_from_row` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, \
      attempts, max_attempts, run_at, unique_key, ordering_key, result, error, created_at, \
-     finished_at, trace";
+     finished_at, trace, worker, started_at, history";
+
+/// The `history` column with the latest attempt (the row's `attempts`,
+/// `worker` and `started_at`, before the update) appended, ended at `end`
+/// as `outcome` with the error `text` (SQL expressions), keeping the latest
+/// [`HISTORY_LIMIT`] and clipping the text to [`ERROR_CHARS`] characters:
+/// the stored form `conveyor_core::attempt` reads. A history that is not a
+/// JSON array (corrupt) starts again empty rather than failing the update.
+pub(crate) fn append_history(end: &str, outcome: &str, text: &str) -> String {
+    let base = "(CASE WHEN json_valid(history) THEN \
+        (CASE WHEN json_type(history) = 'array' THEN history ELSE '[]' END) ELSE '[]' END)";
+    format!(
+        "json_insert(CASE WHEN json_array_length({base}) >= {HISTORY_LIMIT} \
+           THEN json_remove({base}, '$[0]') ELSE {base} END, '$[#]', \
+           json_object('n', attempts, 'w', worker, 's', started_at, 'e', {end}, \
+             'o', {outcome}, 'x', substr({text}, 1, {ERROR_CHARS})))"
+    )
+}
 
 /// The codes of the unfinished states, for `state IN (…)`.
 pub(crate) fn unfinished_codes() -> String {
@@ -49,11 +67,15 @@ pub(crate) struct Sql {
     /// max attempts, run at, timeout (ms), unique key, ordering key, created at,
     /// payload.
     pub insert: Vec<(usize, String)>,
-    /// `?1` now: scheduled and retrying tasks that are due become available.
-    pub promote_due: String,
+    /// `?1` now: scheduled or retrying tasks (one statement per state, with
+    /// that state) that are due become available → their queues.
+    pub promote_due: Vec<(TaskState, String)>,
+    /// `?1` now → a row when a scheduled or retrying task is due.
+    pub any_due: String,
     /// `?1` queue, `?2` limit: the tasks to reserve, in order, as they are now.
     pub pick: String,
-    /// `?1` id, `?2` lease until: reserves one picked task.
+    /// `?1` id, `?2` lease until, `?3` worker, `?4` now: reserves one
+    /// picked task (the attempt's worker and start in the same write).
     pub take: String,
     /// `?1` id, `?2` token, `?3` lease until.
     pub renew: String,
@@ -66,36 +88,32 @@ pub(crate) struct Sql {
     pub dead_letter: String,
     /// `?1` id, `?2` token, `?3` reason, `?4` now.
     pub discard: String,
-    /// `?1` id, `?2` token.
+    /// `?1` id, `?2` token, `?3` now.
     pub release: String,
     /// `?1` id, `?2` error, `?3` now: dead-letters a running task whatever its
     /// token (a reserved row that cannot be decoded).
     pub dead_letter_any: String,
     /// `?1` id, `?2` now.
     pub cancel: String,
-    /// `?1` id → state code.
+    /// `?1` id → state code, queue and handler.
     pub state_of: String,
+    /// `?1` id → queue and handler.
+    pub names_of: String,
     /// `?1` id → the record.
     pub get: String,
-    /// `?1` now: running tasks whose lease ran out → id and the state each
-    /// took (available again, or dead on the last attempt).
+    /// `?1` now: running tasks whose lease ran out → id, the state each
+    /// took (available again, or dead on the last attempt) and queue.
     pub expire: String,
-    /// `?1` cutoff: completed and cancelled tasks finished before it.
+    /// `?1` cutoff: completed and cancelled tasks finished before it → the
+    /// queue, state and handler of each.
     pub prune_finished: String,
-    /// `?1` cutoff: dead tasks finished before it.
+    /// `?1` cutoff: dead tasks finished before it → the queue and handler of each.
     pub prune_dead: String,
-    /// `?1` now → queue, state, count, oldest ready creation time.
-    pub stats: String,
-    /// `?1` state, `?2` limit, `?3` queue or NULL, `?4` handler or NULL,
-    /// `?5` after this id: oldest (lowest id) first.
-    pub list_oldest: String,
-    /// As `list_oldest`, `?5` before this id: newest (highest id) first.
-    pub list_newest: String,
-    /// `?1` id, `?2` now.
+    /// `?1` id, `?2` now → its queue and handler.
     pub requeue: String,
-    /// Deletes every dead task.
+    /// Deletes every dead task → the queue and handler of each.
     pub purge_all: String,
-    /// `?1` queue: deletes its dead tasks.
+    /// `?1` queue: deletes its dead tasks → the queue and handler of each.
     pub purge_queue: String,
 }
 
@@ -123,15 +141,6 @@ impl Sql {
                  AND r.ordering_key = t.ordering_key AND r.state IN ({running}))))"
         );
         let last_attempt = "attempts >= max_attempts";
-        // Keyset paging on the primary key: a page starts at its cursor in the
-        // rowid b-tree, never by skipping rows.
-        let list = |keyset: &str| {
-            format!(
-                "SELECT {RECORD_COLUMNS} FROM tasks WHERE state = ?1 \
-                 AND (?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR handler = ?4) \
-                 AND {keyset} LIMIT ?2"
-            )
-        };
         Sql {
             find_unique: format!(
                 "SELECT id FROM tasks WHERE queue = ?1 AND unique_key = ?2 \
@@ -149,9 +158,24 @@ impl Sql {
                     (rows, text)
                 })
                 .collect(),
-            promote_due: format!(
-                "UPDATE tasks SET state = {} WHERE state IN ({}) AND run_at <= ?1",
-                T::Due.target().code(),
+            // The index's own terms, then the one state: a statement per
+            // source state tells the kept counts where each task came from.
+            promote_due: T::Due
+                .sources()
+                .iter()
+                .map(|&from| {
+                    let text = format!(
+                        "UPDATE tasks SET state = {} WHERE state IN ({}) AND state = {} \
+                         AND run_at <= ?1 RETURNING queue, handler",
+                        T::Due.target().code(),
+                        T::Due.source_codes(),
+                        from.code()
+                    );
+                    (from, text)
+                })
+                .collect(),
+            any_due: format!(
+                "SELECT 1 FROM tasks WHERE state IN ({}) AND run_at <= ?1 LIMIT 1",
                 T::Due.source_codes()
             ),
             pick: format!(
@@ -164,7 +188,8 @@ impl Sql {
             ),
             take: format!(
                 "UPDATE tasks SET state = {}, attempts = attempts + 1, token = token + 1, \
-                 lease_until = ?2 WHERE id = ?1 AND state IN ({})",
+                 lease_until = ?2, worker = ?3, started_at = ?4 \
+                 WHERE id = ?1 AND state IN ({})",
                 T::Reserve.target().code(),
                 T::Reserve.source_codes()
             ),
@@ -184,37 +209,47 @@ impl Sql {
                     "state = CASE WHEN {last_attempt} THEN {dead} ELSE {retrying} END, \
                      error = ?3, \
                      run_at = CASE WHEN {last_attempt} THEN run_at ELSE ?4 END, \
-                     finished_at = CASE WHEN {last_attempt} THEN ?5 ELSE NULL END",
+                     finished_at = CASE WHEN {last_attempt} THEN ?5 ELSE NULL END, \
+                     history = {history}",
                     dead = T::DeadLetter.target().code(),
                     retrying = T::Retry.target().code(),
+                    history = append_history(
+                        "?5",
+                        &format!("CASE WHEN {last_attempt} THEN 'dead' ELSE 'failed' END"),
+                        "?3"
+                    ),
                 ),
                 T::Retry,
             ) + " RETURNING state",
             dead_letter: finish(
                 &format!(
-                    "state = {}, error = ?3, finished_at = ?4",
-                    T::DeadLetter.target().code()
+                    "state = {}, error = ?3, finished_at = ?4, history = {}",
+                    T::DeadLetter.target().code(),
+                    append_history("?4", "'dead'", "?3"),
                 ),
                 T::DeadLetter,
             ),
             discard: finish(
                 &format!(
-                    "state = {}, error = ?3, finished_at = ?4",
-                    T::Discard.target().code()
+                    "state = {}, error = ?3, finished_at = ?4, history = {}",
+                    T::Discard.target().code(),
+                    append_history("?4", "'discarded'", "?3"),
                 ),
                 T::Discard,
             ),
             release: finish(
                 &format!(
-                    "state = {}, attempts = MAX(attempts - 1, 0)",
-                    T::Release.target().code()
+                    "state = {}, attempts = MAX(attempts - 1, 0), history = {}",
+                    T::Release.target().code(),
+                    append_history("?3", "'released'", "NULL"),
                 ),
                 T::Release,
             ),
             dead_letter_any: format!(
-                "UPDATE tasks SET state = {}, error = ?2, finished_at = ?3, lease_until = NULL \
-                 WHERE id = ?1 AND state IN ({})",
+                "UPDATE tasks SET state = {}, error = ?2, finished_at = ?3, lease_until = NULL, \
+                 history = {} WHERE id = ?1 AND state IN ({}) RETURNING CAST(handler AS TEXT)",
                 T::DeadLetter.target().code(),
+                append_history("?3", "'dead'", "?2"),
                 T::DeadLetter.source_codes()
             ),
             cancel: format!(
@@ -222,16 +257,18 @@ impl Sql {
                 T::Cancel.target().code(),
                 T::Cancel.source_codes()
             ),
-            state_of: "SELECT state FROM tasks WHERE id = ?1".to_string(),
+            state_of: "SELECT state, queue, handler FROM tasks WHERE id = ?1".to_string(),
+            names_of: "SELECT queue, handler FROM tasks WHERE id = ?1".to_string(),
             get: format!("SELECT {RECORD_COLUMNS} FROM tasks WHERE id = ?1"),
             expire: format!(
                 "UPDATE tasks SET \
                  state = CASE WHEN {last_attempt} THEN {final_} ELSE {again} END, \
                  error = CASE WHEN {last_attempt} THEN '{final_msg}' ELSE '{again_msg}' END, \
                  finished_at = CASE WHEN {last_attempt} THEN ?1 ELSE NULL END, \
-                 lease_until = NULL \
+                 lease_until = NULL, history = {history} \
                  WHERE state IN ({expiring}) AND lease_until < ?1 \
-                 RETURNING id, state",
+                 RETURNING id, state, queue, handler",
+                history = append_history("?1", "'expired'", "NULL"),
                 expiring = T::Expire.source_codes(),
                 final_ = T::ExpireFinal.target().code(),
                 again = T::Expire.target().code(),
@@ -239,35 +276,26 @@ impl Sql {
                 again_msg = crate::store::LEASE_EXPIRED,
             ),
             prune_finished: format!(
-                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1",
+                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 RETURNING queue, state, handler",
                 codes(&[TaskState::Completed, TaskState::Cancelled])
             ),
             prune_dead: format!(
-                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1",
+                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 RETURNING queue, handler",
                 codes(&[TaskState::Dead])
             ),
-            stats: format!(
-                "SELECT queue, state, COUNT(*), \
-                 MIN(CASE WHEN state IN ({ready}) OR (state IN ({due}) AND run_at <= ?1) \
-                     THEN created_at END) \
-                 FROM tasks GROUP BY queue, state ORDER BY queue, state",
-                ready = T::Reserve.source_codes(),
-                due = T::Due.source_codes(),
-            ),
-            list_oldest: list("id > ?5 ORDER BY id"),
-            list_newest: list("id < ?5 ORDER BY id DESC"),
             requeue: format!(
                 "UPDATE tasks SET state = {}, attempts = 0, finished_at = NULL, \
-                 lease_until = NULL, run_at = ?2 WHERE id = ?1 AND state IN ({})",
+                 lease_until = NULL, run_at = ?2 WHERE id = ?1 AND state IN ({}) \
+                 RETURNING queue, handler",
                 T::Requeue.target().code(),
                 T::Requeue.source_codes()
             ),
             purge_all: format!(
-                "DELETE FROM tasks WHERE state IN ({})",
+                "DELETE FROM tasks WHERE state IN ({}) RETURNING queue, handler",
                 codes(&[TaskState::Dead])
             ),
             purge_queue: format!(
-                "DELETE FROM tasks WHERE state IN ({}) AND queue = ?1",
+                "DELETE FROM tasks WHERE state IN ({}) AND queue = ?1 RETURNING queue, handler",
                 codes(&[TaskState::Dead])
             ),
         }
@@ -300,9 +328,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::schema::open(&dir.path().join("plan.db")).unwrap();
         let sql = sql();
-        let cases = [
+        let mut cases = vec![
             (&sql.find_unique, vec!["tasks_unique"]),
-            (&sql.promote_due, vec!["tasks_due"]),
             (
                 &sql.pick,
                 vec!["tasks_ready", "tasks_ordering ", "tasks_ordering_running"],
@@ -311,6 +338,10 @@ mod tests {
             (&sql.prune_finished, vec!["tasks_finished"]),
             (&sql.prune_dead, vec!["tasks_finished"]),
         ];
+        for (_, text) in &sql.promote_due {
+            cases.push((text, vec!["tasks_due"]));
+        }
+        cases.push((&sql.any_due, vec!["tasks_due"]));
         for (text, indexes) in cases {
             let plan = plan(&conn, text);
             for index in indexes {
@@ -323,23 +354,6 @@ mod tests {
                 !plan.contains("SCAN tasks"),
                 "{text}\nscans the table:\n{plan}"
             );
-        }
-    }
-
-    /// Listing pages walk the table by id from their cursor: no sort of
-    /// every task in the state, no skipping rows to an offset.
-    #[test]
-    fn list_pages_walk_by_id_from_the_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::schema::open(&dir.path().join("plan.db")).unwrap();
-        let sql = sql();
-        for text in [&sql.list_oldest, &sql.list_newest] {
-            let plan = plan(&conn, text);
-            assert!(
-                plan.contains("INTEGER PRIMARY KEY (rowid"),
-                "{text}\ndoes not start at its cursor:\n{plan}"
-            );
-            assert!(!plan.contains("TEMP B-TREE"), "{text}\nsorts:\n{plan}");
         }
     }
 }

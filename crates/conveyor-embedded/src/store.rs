@@ -10,18 +10,19 @@
 //! [`Error::Backend`] naming the task and column, and a reserved row that cannot
 //! be decoded is dead-lettered instead of wedging its queue.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
 use conveyor_core::{
-    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, ListOrder,
-    ListParams, NewTask, QueueStats, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp,
-    TraceContext, Transition,
+    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
+    Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp, TraceContext, Transition,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
+use crate::held_names::HeldNames;
 use crate::sql::{sql, INSERT_PARAMS};
+use crate::tally::Tally;
 
 /// The error a task gets when its lease runs out and attempts remain.
 pub(crate) const LEASE_EXPIRED: &str = "lease expired";
@@ -70,6 +71,10 @@ pub(crate) struct Store {
     /// back to its savepoint leaves its ids here: a spurious wake-up, which
     /// result waiters allow.)
     pub(crate) finished: Vec<TaskId>,
+    /// Count changes of the running request, written at its end.
+    pub(crate) tally: Tally,
+    /// Queue and handler of the tasks this store reserved.
+    held: HeldNames,
 }
 
 impl Store {
@@ -80,10 +85,12 @@ impl Store {
             clock,
             woke: false,
             finished: Vec::new(),
+            tally: Tally::default(),
+            held: HeldNames::default(),
         }
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -147,6 +154,8 @@ impl Store {
                         self.woke = true;
                         Transition::Enqueue
                     };
+                    self.tally
+                        .add(&task.queue, &task.handler, transition.target(), 1);
                     bind(&task.queue)
                         .and_then(|()| bind(&task.handler))
                         .and_then(|()| bind(&transition.target().code()))
@@ -183,12 +192,14 @@ impl Store {
         Ok(())
     }
 
-    /// Promotes due tasks, then reserves up to `max` ready tasks of `queues`.
+    /// Promotes due tasks, then reserves up to `max` ready tasks of `queues`
+    /// for `worker` (the attempts' worker).
     pub(crate) fn reserve(
         &mut self,
         queues: &[String],
         max: usize,
         lease: Duration,
+        worker: Option<&str>,
     ) -> Result<Vec<Reserved>, Error> {
         if max == 0 || queues.is_empty() {
             return Ok(Vec::new());
@@ -196,10 +207,7 @@ impl Store {
         let now = self.now();
         let lease_until = now.plus(lease);
         let sql = sql();
-        self.conn
-            .prepare_cached(&sql.promote_due)
-            .and_then(|mut s| s.execute([now.0]))
-            .map_err(db_err)?;
+        self.promote_due(now)?;
         let mut gate = self.admission(now)?;
         let mut out = Vec::with_capacity(max.min(1024));
         let mut unreadable = Vec::new();
@@ -234,7 +242,7 @@ impl Store {
                 }
                 match reserved_from_row(row, queue, lease_until) {
                     Ok(r) => out.push(r),
-                    Err(e) => unreadable.push((id, e.to_string())),
+                    Err(e) => unreadable.push((id, queue, e.to_string())),
                 }
             }
         }
@@ -245,21 +253,44 @@ impl Store {
         for id in out
             .iter()
             .filter_map(|r| id_param(r.lease.id))
-            .chain(unreadable.iter().map(|(id, _)| *id))
+            .chain(unreadable.iter().map(|(id, _, _)| *id))
         {
-            if take.execute(params![id, lease_until.0]).map_err(db_err)? != 1 {
+            if take
+                .execute(params![id, lease_until.0, worker, now.0])
+                .map_err(db_err)?
+                != 1
+            {
                 return Err(Error::backend_other(format!(
                     "task {id} changed while being reserved"
                 )));
             }
         }
         drop(take);
-        for (id, why) in unreadable {
+        for r in &out {
+            self.tally.moved(
+                &r.queue,
+                &r.handler,
+                TaskState::Available,
+                TaskState::Running,
+            );
+            if let Some(id) = id_param(r.lease.id) {
+                self.held.insert(id, &r.queue, &r.handler);
+            }
+        }
+        for (id, queue, why) in unreadable {
             tracing::warn!(task = id, error = %why, "embedded: dead-lettering an unreadable task");
-            self.conn
+            let handler: Option<String> = self
+                .conn
                 .prepare_cached(&sql.dead_letter_any)
-                .and_then(|mut s| s.execute(params![id, format!("unreadable task: {why}"), now.0]))
+                .and_then(|mut s| {
+                    s.query_row(params![id, format!("unreadable task: {why}"), now.0], |r| {
+                        r.get(0)
+                    })
+                })
                 .map_err(db_err)?;
+            let handler = handler.unwrap_or_default();
+            self.tally
+                .moved(queue, &handler, TaskState::Available, TaskState::Dead);
             self.finished.push(task_id(id)?);
         }
         Ok(out)
@@ -298,20 +329,42 @@ impl Store {
                 out.push(Err(e));
                 continue;
             }
+            // The task's queue and handler: known from its reservation, or
+            // read (the write lock is held, and neither ever changes).
+            let (queue, handler) = match self.held.take(id) {
+                Some(names) => names,
+                None => {
+                    let found: Option<(String, String)> = self
+                        .conn
+                        .prepare_cached(&sql.names_of)
+                        .and_then(|mut s| {
+                            s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                        })
+                        .map_err(db_err)?;
+                    match found {
+                        Some((q, h)) => (Arc::from(q), Arc::from(h)),
+                        None => {
+                            out.push(Err(Error::StaleLease(report.lease.id)));
+                            continue;
+                        }
+                    }
+                }
+            };
             let conn = &self.conn;
             let run = |text: &str, p: &[&dyn rusqlite::ToSql]| {
                 conn.prepare_cached(text)
                     .and_then(|mut s| s.execute(p))
                     .map_err(db_err)
             };
-            // Whether the report applied, and whether the task is finished.
-            let (changed, finished) = match &report.action {
+            // The state the task took, when the report applied.
+            let applied: Option<TaskState> = match &report.action {
                 FinishAction::Complete { result } => {
-                    (run(&sql.complete, params![id, token, result, now.0])?, true)
+                    let n = run(&sql.complete, params![id, token, result, now.0])?;
+                    (n == 1).then_some(Transition::Complete.target())
                 }
                 FinishAction::Retry { delay, error } => {
                     // The statement decides between retrying and dead.
-                    let state: Option<i64> = conn
+                    let code: Option<i64> = conn
                         .prepare_cached(&sql.retry)
                         .and_then(|mut s| {
                             s.query_row(params![id, token, error, now.plus(*delay).0, now.0], |r| {
@@ -320,27 +373,29 @@ impl Store {
                             .optional()
                         })
                         .map_err(db_err)?;
-                    let dead = state == Some(Transition::DeadLetter.target().code());
-                    (usize::from(state.is_some()), dead)
+                    code.map(|code| state_from_code(code, id)).transpose()?
                 }
-                FinishAction::DeadLetter { error } => (
-                    run(&sql.dead_letter, params![id, token, error, now.0])?,
-                    true,
-                ),
+                FinishAction::DeadLetter { error } => {
+                    let n = run(&sql.dead_letter, params![id, token, error, now.0])?;
+                    (n == 1).then_some(Transition::DeadLetter.target())
+                }
                 FinishAction::Discard { reason } => {
-                    (run(&sql.discard, params![id, token, reason, now.0])?, true)
+                    let n = run(&sql.discard, params![id, token, reason, now.0])?;
+                    (n == 1).then_some(Transition::Discard.target())
                 }
                 FinishAction::Release => {
-                    let n = run(&sql.release, params![id, token])?;
+                    let n = run(&sql.release, params![id, token, now.0])?;
                     self.woke |= n > 0;
-                    (n, false)
+                    (n == 1).then_some(Transition::Release.target())
                 }
             };
-            if changed != 1 {
+            let Some(state) = applied else {
                 out.push(Err(Error::StaleLease(report.lease.id)));
                 continue;
-            }
-            if finished {
+            };
+            self.tally
+                .moved(&queue, &handler, TaskState::Running, state);
+            if state.is_finished() {
                 self.finished.push(report.lease.id);
             }
             if !report.follow_ups.is_empty() {
@@ -357,24 +412,36 @@ impl Store {
             return Err(Error::NotFound(id));
         };
         let sql = sql();
+        // The write lock is held: the state read is the state cancelled.
+        let found: Option<(i64, String, String)> = self
+            .conn
+            .prepare_cached(&sql.state_of)
+            .and_then(|mut s| {
+                s.query_row([raw], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(db_err)?;
+        let Some((code, queue, handler)) = found else {
+            return Err(Error::NotFound(id));
+        };
+        let state = state_from_code(code, raw)?;
+        if !Transition::Cancel.sources().contains(&state) {
+            return Ok(state);
+        }
         let changed = self
             .conn
             .prepare_cached(&sql.cancel)
             .and_then(|mut s| s.execute(params![raw, self.now().0]))
             .map_err(db_err)?;
-        if changed == 1 {
-            self.finished.push(id);
-            return Ok(Transition::Cancel.target());
+        if changed != 1 {
+            return Err(Error::backend_other(format!(
+                "task {raw} changed while being cancelled"
+            )));
         }
-        let code: Option<i64> = self
-            .conn
-            .prepare_cached(&sql.state_of)
-            .and_then(|mut s| s.query_row([raw], |r| r.get(0)).optional())
-            .map_err(db_err)?;
-        match code {
-            Some(code) => state_from_code(code, raw),
-            None => Err(Error::NotFound(id)),
-        }
+        self.tally
+            .moved(&queue, &handler, state, Transition::Cancel.target());
+        self.finished.push(id);
+        Ok(Transition::Cancel.target())
     }
 
     /// Reads one task.
@@ -402,6 +469,10 @@ impl Store {
             n += 1;
             let id: i64 = row.get(0).map_err(db_err)?;
             let state: i64 = row.get(1).map_err(db_err)?;
+            let queue: String = row.get(2).map_err(db_err)?;
+            let handler: String = row.get(3).map_err(db_err)?;
+            let to = state_from_code(state, id)?;
+            self.tally.moved(&queue, &handler, TaskState::Running, to);
             if state == dead {
                 self.finished.push(task_id(id)?);
             } else {
@@ -432,76 +503,66 @@ impl Store {
     pub(crate) fn prune(&mut self, retention: Retention) -> Result<u64, Error> {
         let now = self.now();
         let sql = sql();
-        let finished = self
+        let mut n = 0u64;
+        let mut stmt = self
             .conn
             .prepare_cached(&sql.prune_finished)
-            .and_then(|mut s| s.execute([now.minus(retention.finished).0]))
             .map_err(db_err)?;
-        let dead = self
-            .conn
-            .prepare_cached(&sql.prune_dead)
-            .and_then(|mut s| s.execute([now.minus(retention.dead).0]))
+        let mut rows = stmt
+            .query([now.minus(retention.finished).0])
             .map_err(db_err)?;
-        Ok(to_u64(finished) + to_u64(dead))
-    }
-
-    /// Counts per queue and state, with the oldest ready task of each queue.
-    pub(crate) fn stats(&mut self) -> Result<Vec<QueueStats>, Error> {
-        let mut stmt = self.conn.prepare_cached(&sql().stats).map_err(db_err)?;
-        let mut rows = stmt.query([self.now().0]).map_err(db_err)?;
-        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
         while let Some(row) = rows.next().map_err(db_err)? {
             let queue: String = row.get(0).map_err(db_err)?;
             let code: i64 = row.get(1).map_err(db_err)?;
-            let count: i64 = row.get(2).map_err(db_err)?;
-            let oldest: Option<i64> = row.get(3).map_err(db_err)?;
-            let state = TaskState::from_code(code).ok_or_else(|| {
-                Error::backend(
-                    BackendErrorKind::Data,
-                    format!("queue {queue:?} holds tasks with unknown state code {code}"),
-                )
-            })?;
-            let stats = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
-                queue,
-                ..QueueStats::default()
-            });
-            if count > 0 {
-                stats
-                    .counts
-                    .insert(state, u64::try_from(count).unwrap_or(0));
-            }
-            if let Some(t) = oldest {
-                let t = Timestamp(t);
-                stats.oldest_ready = Some(stats.oldest_ready.map_or(t, |o| o.min(t)));
-            }
+            let handler: String = row.get(2).map_err(db_err)?;
+            self.tally
+                .add(&queue, &handler, state_from_code(code, 0)?, -1);
+            n += 1;
         }
-        Ok(by_queue.into_values().collect())
+        drop(rows);
+        drop(stmt);
+        let pruned_dead = self.delete_dead(&sql.prune_dead, &[&now.minus(retention.dead).0])?;
+        Ok(n + pruned_dead)
     }
 
-    /// The tasks `params` asks for, by id in its order, after its cursor.
-    pub(crate) fn list(&mut self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        let sql = sql();
-        let newest = params.order == ListOrder::NewestFirst;
-        let (text, after) = if newest {
-            (&sql.list_newest, params.after.map_or(i64::MAX, id_bound))
-        } else {
-            (&sql.list_oldest, params.after.map_or(0, id_bound))
-        };
+    /// Runs a statement deleting dead tasks (returning each one's queue),
+    /// counting them out. Returns how many.
+    fn delete_dead(&mut self, text: &str, p: &[&dyn rusqlite::ToSql]) -> Result<u64, Error> {
         let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
-        let mut rows = stmt
-            .query(params![
-                params.state.code(),
-                to_i64(params.limit),
-                params.queue,
-                params.handler,
-                after
-            ])
-            .map_err(db_err)?;
-        let mut out = Vec::new();
+        let mut rows = stmt.query(p).map_err(db_err)?;
+        let mut n = 0u64;
         while let Some(row) = rows.next().map_err(db_err)? {
-            out.push(record_from_row(row)?);
+            let queue: String = row.get(0).map_err(db_err)?;
+            let handler: String = row.get(1).map_err(db_err)?;
+            self.tally.add(&queue, &handler, TaskState::Dead, -1);
+            n += 1;
         }
-        Ok(out)
+        Ok(n)
+    }
+
+    /// Scheduled and retrying tasks that are due become available.
+    fn promote_due(&mut self, now: Timestamp) -> Result<(), Error> {
+        // One index seek says whether anything is due; most reservations
+        // find nothing and skip the updates.
+        let due: Option<i64> = self
+            .conn
+            .prepare_cached(&sql().any_due)
+            .and_then(|mut s| s.query_row([now.0], |r| r.get(0)).optional())
+            .map_err(db_err)?;
+        if due.is_none() {
+            return Ok(());
+        }
+        for (from, text) in &sql().promote_due {
+            let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+            let mut rows = stmt.query([now.0]).map_err(db_err)?;
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let queue: String = row.get(0).map_err(db_err)?;
+                let handler: String = row.get(1).map_err(db_err)?;
+                self.tally
+                    .moved(&queue, &handler, *from, Transition::Due.target());
+            }
+        }
+        Ok(())
     }
 
     /// Puts dead tasks back to run. A task whose unique key is meanwhile held by
@@ -512,8 +573,18 @@ impl Store {
         let mut moved = 0u64;
         for &id in ids {
             let Some(raw) = id_param(id) else { continue };
-            match stmt.execute(params![raw, now.0]) {
-                Ok(n) => moved += to_u64(n),
+            match stmt
+                .query_row(params![raw, now.0], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()
+            {
+                Ok(Some((queue, handler))) => {
+                    moved += 1;
+                    let to = Transition::Requeue.target();
+                    self.tally.moved(&queue, &handler, TaskState::Dead, to);
+                }
+                Ok(None) => {}
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                     tracing::warn!(
                         task = raw,
@@ -531,18 +602,10 @@ impl Store {
     /// Deletes dead tasks.
     pub(crate) fn purge_dead(&mut self, queue: Option<&str>) -> Result<u64, Error> {
         let sql = sql();
-        let n = match queue {
-            Some(q) => self
-                .conn
-                .prepare_cached(&sql.purge_queue)
-                .and_then(|mut s| s.execute([q])),
-            None => self
-                .conn
-                .prepare_cached(&sql.purge_all)
-                .and_then(|mut s| s.execute([])),
+        match queue {
+            Some(q) => self.delete_dead(&sql.purge_queue, &[&q]),
+            None => self.delete_dead(&sql.purge_all, &[]),
         }
-        .map_err(db_err)?;
-        Ok(to_u64(n))
     }
 }
 
@@ -555,17 +618,6 @@ fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn to_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
-/// A task id as stored; ids past `i64::MAX` name no stored task.
-/// A cursor id as an SQL bound: ids above `i64::MAX` cannot exist, so they
-/// bound like `i64::MAX`.
-fn id_bound(id: TaskId) -> i64 {
-    i64::try_from(id.0).unwrap_or(i64::MAX)
-}
-
 fn id_param(id: TaskId) -> Option<i64> {
     i64::try_from(id.0).ok()
 }
@@ -574,7 +626,7 @@ fn lease_params(lease: &Lease) -> Option<(i64, i64)> {
     Some((id_param(lease.id)?, i64::try_from(lease.token).ok()?))
 }
 
-fn task_id(raw: i64) -> Result<TaskId, Error> {
+pub(crate) fn task_id(raw: i64) -> Result<TaskId, Error> {
     u64::try_from(raw)
         .map(TaskId)
         .map_err(|_| Error::backend_other(format!("the file holds a task with negative id {raw}")))
@@ -645,19 +697,35 @@ fn reserved_from_row(
 }
 
 /// A row of [`crate::sql::RECORD_COLUMNS`].
-fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
+pub(crate) fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
     let id: i64 = row.get(0).map_err(db_err)?;
     let priority: i64 = col(row, 5, id)?;
+    let state = state_from_code(col(row, 3, id)?, id)?;
+    let attempts = count(row, 6, id)?;
+    let finished_at = col::<Option<i64>>(row, 14, id)?.map(Timestamp);
+    let worker: Option<String> = col(row, 16, id)?;
+    // A history column that is not text reads as no history.
+    let stored = row.get::<_, Option<String>>(18).ok().flatten();
+    let history = full_history(
+        decode_history(stored.as_deref()),
+        LatestAttempt {
+            state,
+            attempts,
+            worker: worker.as_deref(),
+            started_at: col::<Option<i64>>(row, 17, id)?.map(Timestamp),
+            finished_at,
+        },
+    );
     Ok(TaskRecord {
         id: task_id(id)?,
         queue: col(row, 1, id)?,
         handler: col(row, 2, id)?,
-        state: state_from_code(col(row, 3, id)?, id)?,
+        state,
         payload: col(row, 4, id)?,
         priority: i32::try_from(priority).map_err(|_| {
             Error::backend_other(format!("task {id}: priority {priority} out of range"))
         })?,
-        attempts: count(row, 6, id)?,
+        attempts,
         max_attempts: count(row, 7, id)?,
         run_at: Timestamp(col(row, 8, id)?),
         unique_key: col(row, 9, id)?,
@@ -665,7 +733,8 @@ fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
         result: col(row, 11, id)?,
         error: col(row, 12, id)?,
         created_at: Timestamp(col(row, 13, id)?),
-        finished_at: col::<Option<i64>>(row, 14, id)?.map(Timestamp),
+        finished_at,
         trace: TraceContext::from_stored(col::<Option<String>>(row, 15, id)?.as_deref()),
+        history,
     })
 }

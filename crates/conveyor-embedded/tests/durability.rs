@@ -310,6 +310,12 @@ async fn bad_data_is_an_error_not_a_panic() {
             [poisoned.0 as i64],
         )
         .unwrap();
+        // The kept counts, edited the same way.
+        raw.execute(
+            "INSERT INTO task_counts (queue, handler, state, n) VALUES ('default', 'odd', 99, 1)",
+            [],
+        )
+        .unwrap();
     }
     let err = f.backend.get(odd).await.unwrap_err();
     assert!(
@@ -412,6 +418,15 @@ async fn one_failing_request_does_not_fail_its_batch() {
         6,
         "five good ones and `stale`"
     );
+    // The kept counts are the table's, the failed requests left nothing.
+    let counted: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE state = ?1",
+            [TaskState::Available.code()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(counted, 6);
     assert_eq!(
         f.backend.get(stale).await.unwrap().unwrap().state,
         TaskState::Available
@@ -430,15 +445,19 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
     };
     {
         let raw = rusqlite::Connection::open(&path).unwrap();
-        raw.execute_batch("ALTER TABLE tasks DROP COLUMN trace; PRAGMA user_version = 5")
-            .unwrap();
+        raw.execute_batch(
+            "ALTER TABLE tasks DROP COLUMN trace; ALTER TABLE tasks DROP COLUMN worker;
+             ALTER TABLE tasks DROP COLUMN started_at; ALTER TABLE tasks DROP COLUMN history;
+             PRAGMA user_version = 5",
+        )
+        .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 8);
     assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
     let ctx = conveyor_core::TraceContext::new(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -453,4 +472,37 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
         assert_eq!(r.trace, want);
     }
     assert_eq!(b.get(new).await.unwrap().unwrap().trace, Some(ctx));
+}
+
+/// A file written before schema version 8 (no attempt columns) migrates when
+/// opened: its tasks read back with no history, new attempts are kept.
+#[tokio::test]
+async fn a_version_6_file_migrates_to_attempt_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = {
+        let b = EmbeddedBackend::open(&path).unwrap();
+        b.enqueue(task("old")).await.unwrap().id
+    };
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "ALTER TABLE tasks DROP COLUMN worker; ALTER TABLE tasks DROP COLUMN started_at;
+             ALTER TABLE tasks DROP COLUMN history; PRAGMA user_version = 6",
+        )
+        .unwrap();
+    }
+    let b = EmbeddedBackend::open(&path).unwrap();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 8);
+    assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
+    let q = queues(&["default"]);
+    let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
+    let got = b.reserve_with(params).await.unwrap();
+    let history = b.get(got[0].lease.id).await.unwrap().unwrap().history;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].worker.as_deref(), Some("w"));
 }

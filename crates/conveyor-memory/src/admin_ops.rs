@@ -9,12 +9,12 @@ use conveyor_core::{
     TaskState, Timestamp, Transition,
 };
 
-use crate::state::State;
+use crate::state::{Entry, State};
 
 impl State {
     /// A copy of the task's record, if it is still held.
     pub(crate) fn get(&self, id: TaskId) -> Option<TaskRecord> {
-        self.tasks.get(&id.0).map(|e| e.record.clone())
+        self.tasks.get(&id.0).map(Entry::read)
     }
 
     /// Counts per queue and state, with the oldest ready task's enqueue time.
@@ -49,14 +49,14 @@ impl State {
         let mut out: Vec<TaskRecord> = self
             .tasks
             .values()
-            .map(|e| &e.record)
-            .filter(|r| {
+            .filter(|e| {
+                let r = &e.record;
                 r.state == params.state
                     && params.queue.as_ref().is_none_or(|q| &r.queue == q)
                     && params.handler.as_ref().is_none_or(|h| &r.handler == h)
                     && after(r.id)
             })
-            .cloned()
+            .map(Entry::read)
             .collect();
         if newest {
             out.sort_by_key(|r| std::cmp::Reverse(r.id));

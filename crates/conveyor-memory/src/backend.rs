@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
-    Maintenance, NewTask, QueueControl, QueueStats, Reserved, ResultStore, Retention, SystemClock,
-    TaskId, TaskRecord, TaskState,
+    Maintenance, NewTask, QueueControl, QueueStats, ReserveParams, Reserved, ResultStore,
+    Retention, SystemClock, TaskId, TaskRecord, TaskState,
 };
 
 use crate::state::State;
@@ -82,8 +82,13 @@ impl Backend for MemoryBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
+        self.reserve_with(ReserveParams::new(queues, max, lease))
+            .await
+    }
+
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let now = self.clock.now();
-        self.state.lock().reserve(queues, max, lease, now)
+        self.state.lock().reserve(params, now)
     }
 
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {

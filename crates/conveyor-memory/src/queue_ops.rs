@@ -6,11 +6,10 @@
 //! make work available say so in their return value.
 
 use std::cmp::Reverse;
-use std::time::Duration;
 
 use conveyor_core::{
-    Admission, Enqueued, Error, Finish, FinishAction, Lease, NewTask, Reserved, TaskId, TaskRecord,
-    TaskState, Timestamp, Transition,
+    Admission, AttemptOutcome, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
+    ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp, Transition,
 };
 
 use crate::state::{Entry, State};
@@ -66,6 +65,7 @@ impl State {
                 created_at: now,
                 finished_at: None,
                 trace: t.trace,
+                history: Vec::new(),
             };
             match record.state {
                 TaskState::Available => {
@@ -85,6 +85,8 @@ impl State {
                     timeout: t.timeout,
                     token: 0,
                     lease_until: Timestamp(0),
+                    worker: None,
+                    started_at: None,
                 },
             );
             self.rejoin_keys(id);
@@ -98,15 +100,14 @@ impl State {
 
     /// Reserves up to `max` tasks from `queues` (in that order) under a lease
     /// until `now + lease`, honouring ordering keys and global handler limits,
-    /// and skipping paused queues.
+    /// and skipping paused queues; `worker` runs the attempts, from `now`.
     pub(crate) fn reserve(
         &mut self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
+        params: ReserveParams<'_>,
         now: Timestamp,
     ) -> Result<Vec<Reserved>, Error> {
-        let until = now.plus(lease);
+        let (queues, max) = (params.queues, params.max);
+        let until = now.plus(params.lease);
         self.promote_due(now);
         let mut gate = Admission::new(now);
         for (h, (limits, tat)) in &self.limits {
@@ -143,6 +144,8 @@ impl State {
                     e.token += 1;
                     e.lease_until = until;
                     e.record.attempts += 1;
+                    e.worker = params.worker.map(str::to_string);
+                    e.started_at = Some(now);
                 }
                 self.move_task(id, Transition::Reserve, now)?;
                 picked.push(id);
@@ -211,35 +214,50 @@ impl State {
                 let Some(e) = self.tasks.get_mut(&id) else {
                     return Err(Error::NotFound(r.lease.id));
                 };
-                let rec = &mut e.record;
-                let t = match r.action {
+                // The attempt's outcome, appended to the history (a success
+                // stays in the task's own fields).
+                let (t, outcome) = match r.action {
                     FinishAction::Complete { result } => {
-                        rec.result = result;
-                        Transition::Complete
+                        e.record.result = result;
+                        (Transition::Complete, None)
                     }
                     FinishAction::Retry { delay, error } => {
-                        rec.error = Some(error);
-                        if rec.attempts >= rec.max_attempts {
-                            Transition::DeadLetter
+                        e.record.error = Some(error.clone());
+                        if e.record.attempts >= e.record.max_attempts {
+                            (
+                                Transition::DeadLetter,
+                                Some(AttemptOutcome::DeadLettered { error }),
+                            )
                         } else {
-                            rec.run_at = now.plus(delay);
-                            Transition::Retry
+                            e.record.run_at = now.plus(delay);
+                            (Transition::Retry, Some(AttemptOutcome::Failed { error }))
                         }
                     }
                     FinishAction::DeadLetter { error } => {
-                        rec.error = Some(error);
-                        Transition::DeadLetter
+                        e.record.error = Some(error.clone());
+                        (
+                            Transition::DeadLetter,
+                            Some(AttemptOutcome::DeadLettered { error }),
+                        )
                     }
                     FinishAction::Discard { reason } => {
-                        rec.error = Some(reason);
-                        Transition::Discard
+                        e.record.error = Some(reason.clone());
+                        (
+                            Transition::Discard,
+                            Some(AttemptOutcome::Discarded { reason }),
+                        )
                     }
                     FinishAction::Release => {
-                        rec.attempts = rec.attempts.saturating_sub(1);
                         woke = true;
-                        Transition::Release
+                        (Transition::Release, Some(AttemptOutcome::Released))
                     }
                 };
+                if let Some(outcome) = outcome {
+                    e.settle_attempt(outcome, now);
+                }
+                if t == Transition::Release {
+                    e.record.attempts = e.record.attempts.saturating_sub(1);
+                }
                 self.move_task(id, t, now)?;
                 if t.target().is_finished() {
                     done.push(r.lease.id);
@@ -285,6 +303,7 @@ impl State {
                 (Transition::Expire, "lease expired")
             };
             if let Some(e) = self.tasks.get_mut(&id) {
+                e.settle_attempt(AttemptOutcome::LeaseExpired, now);
                 e.record.error = Some(msg.to_string());
                 e.record.run_at = now;
             }

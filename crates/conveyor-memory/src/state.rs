@@ -11,17 +11,73 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use conveyor_core::attempt::{clip_error, full_history, LatestAttempt, HISTORY_LIMIT};
 use conveyor_core::{
-    Error, HandlerLimits, Lease, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    AttemptOutcome, AttemptRecord, Error, HandlerLimits, Lease, TaskId, TaskRecord, TaskState,
+    Timestamp, Transition,
 };
 
-/// A task as the memory backend holds it.
+/// A task as the memory backend holds it. Its record's `history` holds the
+/// settled attempts only; the latest attempt's worker and start are kept
+/// here, as the stores keep them in the task's row.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) record: TaskRecord,
     pub(crate) timeout: Option<Duration>,
     pub(crate) token: u64,
     pub(crate) lease_until: Timestamp,
+    /// The worker of the latest attempt.
+    pub(crate) worker: Option<String>,
+    /// When the latest attempt was reserved.
+    pub(crate) started_at: Option<Timestamp>,
+}
+
+impl Entry {
+    /// The task as read back: its record with its whole history.
+    pub(crate) fn read(&self) -> TaskRecord {
+        let mut rec = self.record.clone();
+        rec.history = full_history(std::mem::take(&mut rec.history), self.latest());
+        rec
+    }
+
+    fn latest(&self) -> LatestAttempt<'_> {
+        LatestAttempt {
+            state: self.record.state,
+            attempts: self.record.attempts,
+            worker: self.worker.as_deref(),
+            started_at: self.started_at,
+            finished_at: self.record.finished_at,
+        }
+    }
+
+    /// Appends the latest attempt to the settled history, ended at `now` as
+    /// `outcome` (its error clipped), keeping the latest [`HISTORY_LIMIT`].
+    pub(crate) fn settle_attempt(&mut self, outcome: AttemptOutcome, now: Timestamp) {
+        let Some(started_at) = self.started_at else {
+            return;
+        };
+        let clip = |t: String| clip_error(&t).to_string();
+        let outcome = match outcome {
+            AttemptOutcome::Failed { error } => AttemptOutcome::Failed { error: clip(error) },
+            AttemptOutcome::DeadLettered { error } => {
+                AttemptOutcome::DeadLettered { error: clip(error) }
+            }
+            AttemptOutcome::Discarded { reason } => AttemptOutcome::Discarded {
+                reason: clip(reason),
+            },
+            other => other,
+        };
+        let history = &mut self.record.history;
+        history.push(AttemptRecord {
+            attempt: self.record.attempts,
+            worker: self.worker.clone(),
+            started_at,
+            ended_at: Some(now),
+            outcome,
+        });
+        let over = history.len().saturating_sub(HISTORY_LIMIT);
+        history.drain(..over);
+    }
 }
 
 /// A (queue, key) pair: unique and ordering keys are per queue.

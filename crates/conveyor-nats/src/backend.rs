@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use conveyor_core::{
     async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishMark, Lease, NewTask,
-    Reserved, ResultStore, SystemClock, TaskId, TaskRecord,
+    ReserveParams, Reserved, ResultStore, SystemClock, TaskId, TaskRecord,
 };
 
 use crate::error::nats_error;
@@ -315,7 +315,12 @@ impl Backend for NatsBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_tasks(queues, max, lease).await
+        self.reserve_tasks(ReserveParams::new(queues, max, lease))
+            .await
+    }
+
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+        self.reserve_tasks(params).await
     }
 
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {

@@ -23,7 +23,8 @@
 use std::time::Duration;
 
 use conveyor_core::{
-    unsupported, Error, Finish, FinishAction, Lease, TaskState, Timestamp, Transition,
+    unsupported, AttemptOutcome, Error, Finish, FinishAction, Lease, TaskState, Timestamp,
+    Transition,
 };
 
 use crate::backend::{all, NatsBackend};
@@ -206,8 +207,12 @@ impl NatsBackend {
                     if rec.attempts >= rec.max_attempts {
                         new.apply(Transition::DeadLetter)?;
                         new.finished_at = final_at;
+                        let error = error.clone();
+                        new.settle_attempt(AttemptOutcome::DeadLettered { error }, now);
                     } else {
                         new.apply(Transition::Retry)?;
+                        let error = error.clone();
+                        new.settle_attempt(AttemptOutcome::Failed { error }, now);
                         new.run_at = now.plus(*delay).as_millis();
                         if new.run_at <= now.as_millis() {
                             applied.ready = Some(rec.queue.clone());
@@ -219,14 +224,19 @@ impl NatsBackend {
                     new.apply(Transition::DeadLetter)?;
                     new.error = Some(error.clone());
                     new.finished_at = final_at;
+                    let error = error.clone();
+                    new.settle_attempt(AttemptOutcome::DeadLettered { error }, now);
                 }
                 FinishAction::Discard { reason } => {
                     new.apply(Transition::Discard)?;
                     new.error = Some(reason.clone());
                     new.finished_at = final_at;
+                    let reason = reason.clone();
+                    new.settle_attempt(AttemptOutcome::Discarded { reason }, now);
                 }
                 FinishAction::Release => {
                     new.apply(Transition::Release)?;
+                    new.settle_attempt(AttemptOutcome::Released, now);
                     new.attempts = new.attempts.saturating_sub(1);
                     new.run_at = new.run_at.min(now.as_millis());
                     new.dispatch = rec.dispatch + 1;

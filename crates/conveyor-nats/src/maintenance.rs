@@ -16,7 +16,9 @@
 use std::time::Duration;
 
 use conveyor_core::async_trait;
-use conveyor_core::{Error, Maintenance, Retention, TaskState, Timestamp, Transition};
+use conveyor_core::{
+    AttemptOutcome, Error, Maintenance, Retention, TaskState, Timestamp, Transition,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::NatsBackend;
@@ -70,6 +72,7 @@ impl NatsBackend {
                 Recovered::Dead(rec.id)
             } else {
                 new.apply(Transition::Expire)?;
+                new.settle_attempt(AttemptOutcome::LeaseExpired, now);
                 new.dispatch = rec.dispatch + 1;
                 new.lease_until = None;
                 new.msg_seq = None;

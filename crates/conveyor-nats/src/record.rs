@@ -9,14 +9,17 @@
 //! version byte, then the fields). Records written by earlier versions, a
 //! line of JSON with the fields and then the payload's bytes and the
 //! result's (their lengths in the JSON), are still read: they begin with
-//! `{`, never with the version byte. A record changes only by
+//! `{`, never with the version byte. The latest attempt's worker and start
+//! and the settled attempts (`conveyor_core::attempt`) are fields too. A record changes only by
 //! compare-and-set on the entry's revision, and only along
 //! [`Transition`] edges ([`Rec::apply`]).
 
 use std::time::Duration;
 
+use conveyor_core::attempt::{append_history, decode_history, full_history, LatestAttempt};
 use conveyor_core::{
-    Error, NewTask, Reserved, TaskId, TaskRecord, TaskState, Timestamp, TraceContext, Transition,
+    AttemptOutcome, AttemptRecord, Error, NewTask, Reserved, TaskId, TaskRecord, TaskState,
+    Timestamp, TraceContext, Transition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +101,16 @@ pub(crate) struct Rec {
     /// Follow-ups the finish stored and has not enqueued yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) follow_ups: Vec<FollowUp>,
+    /// The worker of the latest attempt (set by the reservation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) worker: Option<String>,
+    /// When the latest attempt was reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) started_at: Option<i64>,
+    /// The settled attempts, in the stored form of `conveyor_core::attempt`
+    /// (none until an attempt ends other than by a success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) history: Option<String>,
     pub(crate) payload_len: usize,
     pub(crate) result_len: Option<usize>,
     #[serde(skip)]
@@ -138,6 +151,9 @@ impl Rec {
             msg_seq: None,
             trace: spec.trace.clone(),
             follow_ups: Vec::new(),
+            worker: None,
+            started_at: None,
+            history: None,
             payload_len: spec.payload.len(),
             result_len: None,
             payload: spec.payload.clone(),
@@ -169,6 +185,22 @@ impl Rec {
         self.state() == TaskState::Running && self.lease_until.is_some_and(|u| u <= now.as_millis())
     }
 
+    /// Appends the latest attempt to the history, ended at `now` as
+    /// `outcome` (nothing for an attempt whose start was not recorded).
+    pub(crate) fn settle_attempt(&mut self, outcome: AttemptOutcome, now: Timestamp) {
+        let Some(started_at) = self.started_at else {
+            return;
+        };
+        let attempt = AttemptRecord {
+            attempt: self.attempts,
+            worker: self.worker.clone(),
+            started_at: Timestamp(started_at),
+            ended_at: Some(now),
+            outcome,
+        };
+        self.history = Some(append_history(self.history.as_deref(), attempt));
+    }
+
     /// Sets the result.
     pub(crate) fn set_result(&mut self, result: Option<Vec<u8>>) {
         self.result_len = result.as_ref().map(Vec::len);
@@ -198,7 +230,7 @@ impl Rec {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Rec, Error> {
         if matches!(
             bytes.first(),
-            Some(&crate::wire::VERSION | &crate::wire::VERSION_1)
+            Some(&crate::wire::VERSION | &crate::wire::VERSION_2 | &crate::wire::VERSION_1)
         ) {
             return crate::wire::decode(bytes)
                 .ok_or_else(|| bad_data("a task record does not decode (binary)"));
@@ -238,6 +270,16 @@ impl Rec {
             created_at: Timestamp(self.created_at),
             finished_at: self.finished_at.map(Timestamp),
             trace: TraceContext::from_stored(self.trace.as_deref()),
+            history: full_history(
+                decode_history(self.history.as_deref()),
+                LatestAttempt {
+                    state: self.state(),
+                    attempts: self.attempts,
+                    worker: self.worker.as_deref(),
+                    started_at: self.started_at.map(Timestamp),
+                    finished_at: self.finished_at.map(Timestamp),
+                },
+            ),
         }
     }
 
@@ -303,6 +345,14 @@ mod tests {
         rec.msg_seq = Some(u64::MAX);
         rec.timeout_ms = Some(30_000);
         rec.priority = -7;
+        rec.worker = Some("h:1:ab".into());
+        rec.started_at = Some(900);
+        rec.attempts = 1;
+        rec.settle_attempt(
+            AttemptOutcome::Failed { error: "no".into() },
+            Timestamp(950),
+        );
+        assert_eq!(rec.to_task().history.len(), 1);
         rec.follow_ups.push(FollowUp {
             id: 8,
             spec: Spec::of(&NewTask::new("f", vec![0, 255]), Timestamp(5)),

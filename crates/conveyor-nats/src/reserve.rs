@@ -23,7 +23,9 @@
 
 use std::time::Duration;
 
-use conveyor_core::{Error, Receipt, Reserved, TaskState, Timestamp, Transition};
+use conveyor_core::{
+    AttemptOutcome, Error, Receipt, ReserveParams, Reserved, TaskState, Timestamp, Transition,
+};
 
 use crate::backend::NatsBackend;
 use crate::record::Rec;
@@ -67,17 +69,30 @@ pub(crate) fn verdict(rec: &Rec, d: &Delivery, now: Timestamp) -> Verdict {
     }
 }
 
+/// What every lease of one reservation gets: its start, its length, its
+/// worker.
+#[derive(Debug, Clone, Copy)]
+struct Grant<'a> {
+    now: Timestamp,
+    lease: Duration,
+    worker: Option<&'a str>,
+}
+
 impl NatsBackend {
     pub(crate) async fn reserve_tasks(
         &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
+        params: ReserveParams<'_>,
     ) -> Result<Vec<Reserved>, Error> {
+        let (queues, max) = (params.queues, params.max);
         if max == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
         let now = self.now();
+        let grant = Grant {
+            now,
+            lease: params.lease,
+            worker: params.worker,
+        };
         let streams = &self.inner.streams;
         let names = &self.inner.names;
         let hint = &streams.priorities;
@@ -94,7 +109,7 @@ impl NatsBackend {
         if !list_schedule {
             if let Some(p) = hint.straight(&queues[0]) {
                 let full = self
-                    .fetch_from(&queues[0], p, max, now, lease, &mut out)
+                    .fetch_from(&queues[0], p, max, grant, &mut out)
                     .await
                     .inspect_err(|_| hint.forget(&queues[0]))?;
                 if full {
@@ -140,7 +155,7 @@ impl NatsBackend {
                 if out.len() >= max {
                     break 'queues;
                 }
-                if self.fetch_from(q, p, max, now, lease, &mut out).await? {
+                if self.fetch_from(q, p, max, grant, &mut out).await? {
                     break 'queues;
                 }
             }
@@ -158,8 +173,7 @@ impl NatsBackend {
         queue: &str,
         priority: i32,
         max: usize,
-        now: Timestamp,
-        lease: Duration,
+        grant: Grant<'_>,
         out: &mut Vec<Reserved>,
     ) -> Result<bool, Error> {
         let streams = &self.inner.streams;
@@ -172,7 +186,7 @@ impl NatsBackend {
             let full = got.len() >= want;
             streams.priorities.fetched(queue, priority, full);
             if !got.is_empty() {
-                out.extend(self.take_all(got, now, lease).await?);
+                out.extend(self.take_all(got, grant).await?);
             }
             if !full {
                 return Ok(false);
@@ -183,13 +197,8 @@ impl NatsBackend {
     /// Leases what the records allow of `got`, all at once. A delivery that
     /// fails is left unacked (the broker brings it back); the call fails
     /// only when every one did.
-    async fn take_all(
-        &self,
-        got: Vec<Delivery>,
-        now: Timestamp,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        let jobs: Vec<_> = got.iter().map(|d| self.take(d, now, lease)).collect();
+    async fn take_all(&self, got: Vec<Delivery>, grant: Grant<'_>) -> Result<Vec<Reserved>, Error> {
+        let jobs: Vec<_> = got.iter().map(|d| self.take(d, grant)).collect();
         let results = crate::backend::all(jobs).await;
         let mut out = Vec::new();
         let mut failure = None;
@@ -211,12 +220,8 @@ impl NatsBackend {
     }
 
     /// Leases one delivery if its record allows.
-    async fn take(
-        &self,
-        d: &Delivery,
-        now: Timestamp,
-        lease: Duration,
-    ) -> Result<Option<Reserved>, Error> {
+    async fn take(&self, d: &Delivery, grant: Grant<'_>) -> Result<Option<Reserved>, Error> {
+        let Grant { now, lease, worker } = grant;
         let ledger = &self.inner.ledger;
         let streams = &self.inner.streams;
         // The record as created, if the message carries it: decided on
@@ -267,6 +272,7 @@ impl NatsBackend {
                     }
                     continue;
                 }
+                new.settle_attempt(AttemptOutcome::LeaseExpired, now);
                 new.apply(Transition::Expire)?;
             } else if Transition::Due.sources().contains(&new.state()) {
                 new.apply(Transition::Due)?;
@@ -275,6 +281,8 @@ impl NatsBackend {
             new.attempts += 1;
             new.reservations += 1;
             new.token = new.reservations;
+            new.worker = worker.map(str::to_string);
+            new.started_at = Some(now.as_millis());
             new.lease_until = Some(now.plus(lease).as_millis());
             new.dispatch = d.dispatch;
             new.msg_seq = Some(d.seq);
@@ -291,6 +299,7 @@ impl NatsBackend {
 /// `rec` ran out of its lease on its last attempt: dead.
 pub(crate) fn expire_final(rec: &mut Rec, now: Timestamp) -> Result<(), Error> {
     rec.apply(Transition::ExpireFinal)?;
+    rec.settle_attempt(AttemptOutcome::LeaseExpired, now);
     rec.error = Some("the lease expired on the last attempt (the worker stopped or hung)".into());
     rec.finished_at = Some(now.as_millis());
     rec.lease_until = None;

@@ -14,6 +14,12 @@
 //! after its unique key; version 1 records (no trace contexts) are still
 //! read, with none.
 //!
+//! Version 3 adds the attempt fields of the record, after its trace
+//! context: the latest attempt's worker (optional text) and start
+//! (optional signed number), and the settled attempts (optional text, the
+//! stored form of `conveyor_core::attempt`); version 2 records are read
+//! with none.
+//!
 //! Records written by earlier versions (a line of JSON, then the payload
 //! and result bytes) begin with `{`, never with [`VERSION`], and are still
 //! read (`record.rs` falls back to them): records stay in the bucket across
@@ -23,7 +29,11 @@
 use crate::record::{FollowUp, Rec, Spec};
 
 /// The first byte of a record in this encoding (JSON begins with `{`).
-pub(crate) const VERSION: u8 = 2;
+pub(crate) const VERSION: u8 = 3;
+
+/// The first byte of a record in the encoding before attempt history,
+/// still read.
+pub(crate) const VERSION_2: u8 = 2;
 
 /// The first byte of a record in the encoding before trace contexts, still
 /// read.
@@ -111,7 +121,8 @@ fn encode_as(rec: &Rec, version: u8) -> Vec<u8> {
         + rec.handler.len()
         + rec.payload.len()
         + rec.result.as_ref().map_or(0, Vec::len)
-        + rec.error.as_ref().map_or(0, String::len);
+        + rec.error.as_ref().map_or(0, String::len)
+        + rec.history.as_ref().map_or(0, String::len);
     let mut w = Writer(Vec::with_capacity(size));
     w.0.push(version);
     w.u64(rec.id);
@@ -134,6 +145,11 @@ fn encode_as(rec: &Rec, version: u8) -> Vec<u8> {
     w.opt_u64(rec.msg_seq);
     if version >= 2 {
         w.opt_bytes(rec.trace.as_deref().map(str::as_bytes));
+    }
+    if version >= 3 {
+        w.opt_bytes(rec.worker.as_deref().map(str::as_bytes));
+        w.opt_i64(rec.started_at);
+        w.opt_bytes(rec.history.as_deref().map(str::as_bytes));
     }
     w.u64(rec.follow_ups.len() as u64);
     for f in &rec.follow_ups {
@@ -236,7 +252,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
     let mut r = Reader(bytes);
     let version = r.byte()?;
-    if version != VERSION && version != VERSION_1 {
+    if version != VERSION && version != VERSION_2 && version != VERSION_1 {
         return None;
     }
     let id = r.u64()?;
@@ -261,6 +277,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         r.opt(Reader::text)?
     } else {
         None
+    };
+    let (worker, started_at, history) = if version >= 3 {
+        (
+            r.opt(Reader::text)?,
+            r.opt(Reader::i64)?,
+            r.opt(Reader::text)?,
+        )
+    } else {
+        (None, None, None)
     };
     let n = r.u64()?;
     if n > MAX_FOLLOW_UPS {
@@ -300,6 +325,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         msg_seq,
         trace,
         follow_ups,
+        worker,
+        started_at,
+        history,
         payload_len: payload.len(),
         result_len: None,
         payload,
@@ -342,6 +370,27 @@ mod tests {
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(decode(&padded), None);
+    }
+
+    #[test]
+    fn version_2_records_read_without_attempts() {
+        let task = conveyor_core::NewTask::new("h", b"p".to_vec());
+        let now = conveyor_core::Timestamp(5);
+        let mut rec = Rec::new(3, &Spec::of(&task, now), now);
+        rec.worker = Some("w".into());
+        rec.started_at = Some(-4);
+        rec.history = Some("[]".into());
+        assert_eq!(
+            decode(&encode(&rec)),
+            Some(rec.clone()),
+            "version 3 keeps them"
+        );
+        let old = encode_as(&rec, VERSION_2);
+        let back = decode(&old).expect("a version 2 record reads");
+        assert_eq!(
+            (back.worker, back.started_at, back.history),
+            (None, None, None)
+        );
     }
 
     #[test]

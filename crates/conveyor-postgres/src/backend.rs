@@ -10,23 +10,24 @@
 //! unnest(…)` per batch, each only where the task is running under the report's
 //! token (fencing). Times come from the injected clock, never from the server.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
+    async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
-    ListParams, Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, TaskId,
-    TaskRecord, TaskState, Timestamp, Transition,
+    ListParams, Maintenance, NewTask, Page, QueueStats, ReserveParams, Reserved, ResultStore,
+    Retention, Search, TaskId, TaskRecord, TaskState, Timestamp, Transition,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
 
 use crate::builder::Builder;
 use crate::error::{db, pool};
+use crate::inspect::{self, CountStatements};
 use crate::limits::{self, LimitStatements};
 use crate::listener::Listener;
 use crate::migrate::{self, Migrated};
@@ -51,8 +52,9 @@ pub(crate) struct Inner {
     replaced: Arc<AtomicU64>,
     pub(crate) schema: Schema,
     sql: Statements,
+    pub(crate) counts: CountStatements,
     limits: LimitStatements,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     listener: Listener,
     vacuum: Vacuum,
 }
@@ -103,6 +105,7 @@ impl PostgresBackend {
         vacuum_every: Option<Duration>,
     ) -> Self {
         let sql = Statements::new(&schema);
+        let counts = CountStatements::new(&schema);
         let limits = LimitStatements::new(&schema);
         let listener = Listener::new(config, tls, schema.channel(), schema.finished_channel());
         Self {
@@ -111,6 +114,7 @@ impl PostgresBackend {
                 replaced,
                 schema,
                 sql,
+                counts,
                 limits,
                 clock,
                 listener,
@@ -323,8 +327,15 @@ impl Backend for PostgresBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
+        self.reserve_with(ReserveParams::new(queues, max, lease))
+            .await
+    }
+
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+        let (queues, max, lease, worker) = (params.queues, params.max, params.lease, params.worker);
         let what = "reserving";
         let now = self.inner.clock.now();
+        let now_ms = now.as_millis();
         let until = now.plus(lease).as_millis();
         let mut conn = self.conn(what).await?;
         let promote = Self::prepared(&conn, what, &self.inner.sql.promote).await?;
@@ -339,7 +350,8 @@ impl Backend for PostgresBackend {
                 break;
             }
             let limit = i64::try_from(left).unwrap_or(i64::MAX);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [queue, &limit, &until];
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                [queue, &limit, &until, &worker, &now_ms];
             let rows = if promoted {
                 conn.query(&reserve, &params)
                     .await
@@ -350,7 +362,6 @@ impl Backend for PostgresBackend {
                 // promotion. The reserve takes nothing while any handler has
                 // limits (its gate); the check says whether to go the limited way.
                 promoted = true;
-                let now_ms = now.as_millis();
                 let promote_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now_ms];
                 let (_, gate, rows) = tokio::try_join!(
                     conn.execute(&promote, &promote_params),
@@ -372,7 +383,6 @@ impl Backend for PostgresBackend {
             }
         }
         if !promoted {
-            let now_ms = now.as_millis();
             conn.execute(&promote, &[&now_ms])
                 .await
                 .map_err(|e| db(what, e))?;
@@ -383,8 +393,8 @@ impl Backend for PostgresBackend {
                 &self.inner.limits,
                 queues,
                 max - out.len(),
-                now,
-                until,
+                (now, until),
+                worker,
             )
             .await?;
             out.extend(more);
@@ -554,37 +564,31 @@ impl ResultStore for PostgresBackend {
 #[async_trait]
 impl Inspection for PostgresBackend {
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
-        let what = "reading queue stats";
-        let now = self.inner.clock.now().as_millis();
-        let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.stats).await?;
-        let rows = conn.query(&stmt, &[&now]).await.map_err(|e| db(what, e))?;
-        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
-        for r in &rows {
-            let queue: String = col(r, 0, "queue")?;
-            let code: i16 = col(r, 1, "state")?;
-            let state = TaskState::from_code(i64::from(code)).ok_or_else(|| {
-                crate::error::bad_data(format!(
-                    "queue {queue:?} has tasks with the unknown state code {code}"
-                ))
-            })?;
-            let n: i64 = col(r, 2, "count")?;
-            let oldest: Option<i64> = col(r, 3, "oldest_ready")?;
-            let qs = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats {
-                queue,
-                ..QueueStats::default()
-            });
-            *qs.counts.entry(state).or_default() += n.unsigned_abs();
-            if let Some(t) = oldest.map(conveyor_core::Timestamp) {
-                if qs.oldest_ready.is_none_or(|o| t < o) {
-                    qs.oldest_ready = Some(t);
-                }
-            }
-        }
-        Ok(by_queue.into_values().collect())
+        self.kept_stats().await
+    }
+
+    async fn page(&self, params: &ListParams, search: Option<&Search>) -> Result<Page, Error> {
+        let page = self.search_page(params, search, true).await?;
+        page.ok_or_else(|| Error::backend_other("a budgeted page always comes back"))
+    }
+
+    async fn count(&self, params: &ListParams, search: Option<&Search>) -> Result<Count, Error> {
+        self.search_count(params, search).await
     }
 
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        // A state rare enough for its own index is read through it; a
+        // common one along the primary key, where its rows are met often.
+        if let Some(page) = self.search_page(params, None, false).await? {
+            return Ok(page.tasks);
+        }
+        self.list_by_id(params).await
+    }
+}
+
+impl PostgresBackend {
+    /// Tasks `params` lists, along the primary key from its cursor.
+    async fn list_by_id(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
         let what = "listing tasks";
         // Codes are 0..=6: the cast cannot truncate.
         let code = params.state.code() as i16;
@@ -699,6 +703,7 @@ impl Maintenance for PostgresBackend {
                 break;
             }
         }
+        inspect::compact(&conn, &self.inner.counts).await?;
         self.inner.vacuum.maybe_run(&conn, &self.inner.schema).await;
         Ok(total)
     }

@@ -30,6 +30,7 @@ mod backend;
 mod builder;
 mod enqueue;
 mod error;
+mod inspect;
 mod limits;
 mod listener;
 mod migrate;

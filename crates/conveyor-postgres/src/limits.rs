@@ -67,11 +67,11 @@ impl LimitStatements {
                 eligible = eligible(&t, &p.unfinished),
                 not_paused = not_paused(schema, "$1"),
             ),
-            // $1 ids, $2 lease_until.
+            // $1 ids, $2 lease_until, $3 worker, $4 now.
             take: format!(
                 "UPDATE {t} t
                  SET state = {running_to}, attempts = t.attempts + 1, token = t.token + 1,
-                     lease_until = $2
+                     lease_until = $2, worker = $3::text, started_at = $4::bigint
                  WHERE t.id = ANY($1) AND t.{available}
                  RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts,
                            t.max_attempts, t.timeout_ms, t.ordering_key, t.created_at, t.run_at,
@@ -179,14 +179,15 @@ pub(crate) async fn list(
         .collect()
 }
 
-/// Reserves up to `max` tasks of `queues` under the limits, in one transaction.
+/// Reserves up to `max` tasks of `queues` under the limits, in one
+/// transaction, for `worker` (the attempts' worker).
 pub(crate) async fn reserve(
     conn: &mut Object,
     sql: &LimitStatements,
     queues: &[String],
     max: usize,
-    now: Timestamp,
-    until: i64,
+    (now, until): (Timestamp, i64),
+    worker: Option<&str>,
 ) -> Result<Vec<Reserved>, Error> {
     let what = "reserving under handler limits";
     let err = |e| db(what, e);
@@ -238,7 +239,11 @@ pub(crate) async fn reserve(
     let mut out = Vec::with_capacity(chosen.len());
     if !chosen.is_empty() {
         let take = tx.prepare_cached(&sql.take).await.map_err(err)?;
-        let rows = tx.query(&take, &[&chosen, &until]).await.map_err(err)?;
+        let now_ms = now.as_millis();
+        let rows = tx
+            .query(&take, &[&chosen, &until, &worker, &now_ms])
+            .await
+            .map_err(err)?;
         let position: HashMap<&str, usize> = queues
             .iter()
             .enumerate()

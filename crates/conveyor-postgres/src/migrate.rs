@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +163,74 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
             // newline and `tracestate` when there is one); NULL for none and for
             // rows written before. Adding a nullable column rewrites no row.
             sql: format!("ALTER TABLE {t} ADD COLUMN trace text;"),
+        },
+        Migration {
+            version: 7,
+            name: "kept counts per queue, handler and state",
+            // Statement-level triggers add, for each statement that changed
+            // tasks, one row per queue, handler and state it changed (a count
+            // difference), into a table with no key: writers only insert, so
+            // no worker waits on a counter row another holds. Reads sum the
+            // rows and maintenance folds them (`inspect::compact`). Rows the
+            // table held before are counted once here. An update that changes
+            // no state (a lease renewed) adds nothing.
+            sql: format!(
+                "CREATE TABLE {c} (queue text NOT NULL, handler text NOT NULL, state smallint NOT NULL,
+                                   n bigint NOT NULL);
+                 CREATE FUNCTION {s}.count_inserted() RETURNS trigger LANGUAGE plpgsql AS $f$
+                 BEGIN
+                     INSERT INTO {c} (queue, handler, state, n)
+                     SELECT queue, handler, state, count(*) FROM new_rows
+                     GROUP BY queue, handler, state;
+                     RETURN NULL;
+                 END $f$;
+                 CREATE FUNCTION {s}.count_updated() RETURNS trigger LANGUAGE plpgsql AS $f$
+                 BEGIN
+                     INSERT INTO {c} (queue, handler, state, n)
+                     SELECT queue, handler, state, sum(d) FROM (
+                         SELECT queue, handler, state, 1 AS d FROM new_rows
+                         UNION ALL
+                         SELECT queue, handler, state, -1 AS d FROM old_rows
+                     ) changed GROUP BY queue, handler, state HAVING sum(d) <> 0;
+                     RETURN NULL;
+                 END $f$;
+                 CREATE FUNCTION {s}.count_deleted() RETURNS trigger LANGUAGE plpgsql AS $f$
+                 BEGIN
+                     INSERT INTO {c} (queue, handler, state, n)
+                     SELECT queue, handler, state, -count(*) FROM old_rows
+                     GROUP BY queue, handler, state;
+                     RETURN NULL;
+                 END $f$;
+                 CREATE TRIGGER tasks_count_inserted AFTER INSERT ON {t}
+                     REFERENCING NEW TABLE AS new_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION {s}.count_inserted();
+                 CREATE TRIGGER tasks_count_updated AFTER UPDATE ON {t}
+                     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION {s}.count_updated();
+                 CREATE TRIGGER tasks_count_deleted AFTER DELETE ON {t}
+                     REFERENCING OLD TABLE AS old_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION {s}.count_deleted();
+                 INSERT INTO {c} (queue, handler, state, n)
+                     SELECT queue, handler, state, count(*) FROM {t}
+                     GROUP BY queue, handler, state;",
+                c = schema.table("task_counts"),
+                s = schema.quoted(),
+            ),
+        },
+        Migration {
+            version: 8,
+            name: "attempt history",
+            // Each task's attempts (see `conveyor_core::attempt`): the latest
+            // attempt's worker and reservation time, written by the reserving
+            // statement, and the settled attempts as a JSON array, appended by
+            // the settling statement (NULL until an attempt fails, so a task
+            // that succeeds at once never writes it). No index: nothing looks
+            // tasks up by them. Nullable columns without a default rewrite no
+            // row.
+            sql: format!(
+                "ALTER TABLE {t} ADD COLUMN worker text, ADD COLUMN started_at bigint,
+                 ADD COLUMN history jsonb;"
+            ),
         },
     ]
 }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
 use conveyor_core::{
     Error, Lease, Reserved, TaskId, TaskRecord, TaskState, Timestamp, TraceContext,
 };
@@ -49,14 +50,29 @@ fn count(id: TaskId, what: &str, raw: i32) -> Result<u32, Error> {
 /// A `TaskRecord` from the columns of `statements::RECORD_COLUMNS`.
 pub(crate) fn record(row: &Row) -> Result<TaskRecord, Error> {
     let id = task_id(col(row, 0, "id")?)?;
+    let task_state = state(id, col(row, 3, "state")?)?;
+    let attempts = count(id, "attempts", col(row, 6, "attempts")?)?;
+    let finished_at = col::<Option<i64>>(row, 14, "finished_at")?.map(Timestamp);
+    let worker: Option<String> = col(row, 16, "worker")?;
+    let stored: Option<String> = col(row, 18, "history")?;
+    let history = full_history(
+        decode_history(stored.as_deref()),
+        LatestAttempt {
+            state: task_state,
+            attempts,
+            worker: worker.as_deref(),
+            started_at: col::<Option<i64>>(row, 17, "started_at")?.map(Timestamp),
+            finished_at,
+        },
+    );
     Ok(TaskRecord {
         id,
         queue: col(row, 1, "queue")?,
         handler: col(row, 2, "handler")?,
-        state: state(id, col(row, 3, "state")?)?,
+        state: task_state,
         payload: col(row, 4, "payload")?,
         priority: col(row, 5, "priority")?,
-        attempts: count(id, "attempts", col(row, 6, "attempts")?)?,
+        attempts,
         max_attempts: count(id, "max_attempts", col(row, 7, "max_attempts")?)?,
         run_at: Timestamp(col(row, 8, "run_at")?),
         unique_key: col(row, 9, "unique_key")?,
@@ -64,8 +80,9 @@ pub(crate) fn record(row: &Row) -> Result<TaskRecord, Error> {
         result: col(row, 11, "result")?,
         error: col(row, 12, "error")?,
         created_at: Timestamp(col(row, 13, "created_at")?),
-        finished_at: col::<Option<i64>>(row, 14, "finished_at")?.map(Timestamp),
+        finished_at,
         trace: TraceContext::from_stored(col::<Option<String>>(row, 15, "trace")?.as_deref()),
+        history,
     })
 }
 

@@ -10,6 +10,7 @@
 //! The partial indexes created by the migrations use the same clauses
 //! ([`Predicates`]), which is what lets the planner match a query to its index.
 
+use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
 use conveyor_core::{codes, TaskState, Transition};
 
 use crate::schema::Schema;
@@ -45,7 +46,25 @@ pub(crate) const NOTIFY_IDS_BYTES: usize = 7900;
 /// The columns of a [`TaskRecord`](conveyor_core::TaskRecord), in the order
 /// `row::record` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, attempts, \
-     max_attempts, run_at, unique_key, ordering_key, result, error, created_at, finished_at, trace";
+     max_attempts, run_at, unique_key, ordering_key, result, error, created_at, finished_at, trace, \
+     worker, started_at, history::text";
+
+/// The `history` column of the task `t` with its latest attempt (its
+/// `attempts`, `worker` and `started_at` before the update) appended, ended
+/// at `end` as `outcome` with the error `text` (SQL expressions), keeping the
+/// latest [`HISTORY_LIMIT`] and clipping the text to [`ERROR_CHARS`]
+/// characters: the stored form `conveyor_core::attempt` reads. A history
+/// that is not a JSON array starts again empty rather than failing the
+/// update.
+pub(crate) fn append_history(end: &str, outcome: &str, text: &str) -> String {
+    let base = "(CASE WHEN jsonb_typeof(t.history) = 'array' THEN t.history ELSE '[]'::jsonb END)";
+    format!(
+        "(CASE WHEN jsonb_array_length({base}) >= {HISTORY_LIMIT} THEN {base} - 0 ELSE {base} END)
+         || jsonb_build_array(jsonb_build_object('n', t.attempts, 'w', t.worker,
+              's', t.started_at, 'e', ({end})::bigint, 'o', ({outcome})::text,
+              'x', left(({text})::text, {ERROR_CHARS})))"
+    )
+}
 
 /// The `WHERE` clauses shared by the partial indexes and the queries they serve.
 pub(crate) struct Predicates {
@@ -95,7 +114,6 @@ pub(crate) struct Statements {
     pub recover: String,
     pub prune_finished: String,
     pub prune_dead: String,
-    pub stats: String,
     pub list_oldest: String,
     pub list_newest: String,
     pub requeue: String,
@@ -221,7 +239,8 @@ impl Statements {
             timed = p.timed,
         );
 
-        // $1 queue, $2 max, $3 lease_until. Only the head of an ordering key
+        // $1 queue, $2 max, $3 lease_until, $4 worker, $5 now (the attempt's
+        // worker and start, in the same write). Only the head of an ordering key
         // (no unfinished task of the key with a lower id) may start, and only
         // while no task of the key runs (a requeued dead task can be older than
         // the one that runs).
@@ -243,7 +262,7 @@ impl Statements {
              )
              UPDATE {t} t
              SET state = {running_to}, attempts = t.attempts + 1, token = t.token + 1,
-                 lease_until = $3
+                 lease_until = $3, worker = $4::text, started_at = $5::bigint
              WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
              RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts, t.max_attempts,
                        t.timeout_ms, t.ordering_key, t.created_at, t.run_at, t.lease_until,
@@ -268,7 +287,9 @@ impl Statements {
         // $7 now, $8 channel, $9 finished channel. A report applies only to a
         // running task holding its token; the caller maps missing ids to
         // StaleLease. Released tasks wake workers; finished ones, result
-        // waiters (one notification each per batch).
+        // waiters (one notification each per batch). A completion leaves the
+        // history alone (its attempt is read from the row); any other report
+        // appends the attempt.
         let last = "t.attempts >= t.max_attempts";
         let finish = format!(
             "WITH r AS (
@@ -293,6 +314,7 @@ impl Statements {
                                   ELSE t.attempts END,
                   finished_at = CASE WHEN r.kind = {release} OR (r.kind = {retry} AND NOT ({last}))
                                      THEN t.finished_at ELSE $7 END,
+                  history = CASE WHEN r.kind = {complete} THEN t.history ELSE {history} END,
                   lease_until = NULL
                 FROM r
                 WHERE t.id = r.id AND t.token = r.token AND t.state IN ({running})
@@ -311,6 +333,21 @@ impl Statements {
             released = code(Transition::Release),
             notify = notify("u", Transition::Release.target(), "$8"),
             notify_finished = notify_finished("u", "$9"),
+            history = append_history(
+                "$7",
+                &format!(
+                    "CASE r.kind WHEN {retry} THEN CASE WHEN {last} THEN 'dead' ELSE 'failed' END
+                       WHEN {dead_letter} THEN 'dead' WHEN {discard} THEN 'discarded'
+                       ELSE 'released' END",
+                    retry = kind::RETRY,
+                    dead_letter = kind::DEAD_LETTER,
+                    discard = kind::DISCARD,
+                ),
+                &format!(
+                    "CASE WHEN r.kind = {} THEN NULL ELSE r.error END",
+                    kind::RELEASE
+                ),
+            ),
         );
 
         // $1 id, $2 now, $3 finished channel.
@@ -341,6 +378,7 @@ impl Statements {
                   error = CASE WHEN {last} THEN '{EXPIRED_FINAL}' ELSE '{EXPIRED}' END,
                   finished_at = CASE WHEN {last} THEN $1 ELSE t.finished_at END,
                   run_at = $1,
+                  history = {history},
                   lease_until = NULL
                 WHERE t.id = ANY(ARRAY(SELECT id FROM x)) AND t.{leased}
                 RETURNING t.id, t.state, t.queue
@@ -351,6 +389,7 @@ impl Statements {
             expire = code(Transition::Expire),
             notify = notify("u", Transition::Expire.target(), "$3"),
             notify_finished = notify_finished("u", "$4"),
+            history = append_history("$1", "'expired'", "NULL"),
         );
 
         // $1 finished before, $2 batch size.
@@ -368,14 +407,6 @@ impl Statements {
         let prune_dead = prune(&codes(&[TaskState::Dead]));
 
         // $1 now.
-        let stats = format!(
-            "SELECT queue, state, count(*),
-                    min(created_at) FILTER (WHERE {available} OR ({timed} AND run_at <= $1))
-             FROM {t} GROUP BY queue, state",
-            available = p.available,
-            timed = p.timed,
-        );
-
         // $1 state, $2 queue or NULL, $3 limit, $4 handler or NULL, $5 the
         // cursor id. Keyset paging on the primary key: a page starts at its
         // cursor in the id index, never by skipping rows.
@@ -439,7 +470,6 @@ impl Statements {
             recover,
             prune_finished,
             prune_dead,
-            stats,
             list_oldest,
             list_newest,
             requeue,

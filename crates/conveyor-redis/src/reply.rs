@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
 use conveyor_core::{
     BackendError, BackendErrorKind, Error, Lease, Reserved, TaskId, TaskRecord, TaskState,
     Timestamp, TraceContext,
@@ -202,6 +203,28 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
     let narrow = |v: i64, name: &str| {
         u32::try_from(v).map_err(|_| bad(format!("task {id}: field {name} out of range: {v}")))
     };
+    let attempts = narrow(num(take("a"), "a")?, "a")?;
+    let finished_at = take("fa")
+        .map(|b| parse(&b, &what("fa")).map(Timestamp))
+        .transpose()?;
+    // The attempt fields read leniently: one that does not decode is no
+    // history, never an unreadable task.
+    let at = take("at").and_then(|b| String::from_utf8(b).ok());
+    let (started_at, worker) = match at.as_deref().and_then(|a| a.split_once(' ')) {
+        Some((start, worker)) => (start.parse().ok().map(Timestamp), Some(worker)),
+        None => (None, None),
+    };
+    let stored = take("hi").and_then(|b| String::from_utf8(b).ok());
+    let history = full_history(
+        decode_history(stored.as_deref()),
+        LatestAttempt {
+            state,
+            attempts,
+            worker: worker.filter(|w| !w.is_empty()),
+            started_at,
+            finished_at,
+        },
+    );
     Ok(TaskRecord {
         id: TaskId(id),
         queue: text(Some(need(take("q"), "q")?), "q")?.unwrap_or_default(),
@@ -210,7 +233,7 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         payload: need(take("p"), "p")?,
         priority: i32::try_from(num(take("pr"), "pr")?)
             .map_err(|_| bad(format!("task {id}: priority out of range")))?,
-        attempts: narrow(num(take("a"), "a")?, "a")?,
+        attempts,
         max_attempts: narrow(num(take("ma"), "ma")?, "ma")?,
         run_at: Timestamp(num(take("ra"), "ra")?),
         unique_key: text(take("uk"), "uk")?,
@@ -218,10 +241,9 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         result: take("r"),
         error: text(take("e"), "e")?,
         created_at: Timestamp(num(take("ca"), "ca")?),
-        finished_at: take("fa")
-            .map(|b| parse(&b, &what("fa")).map(Timestamp))
-            .transpose()?,
+        finished_at,
         trace: TraceContext::from_stored(text(take("tc"), "tc")?.as_deref()),
+        history,
     })
 }
 
@@ -264,6 +286,25 @@ mod tests {
         assert_eq!(r.state, TaskState::Available);
         assert_eq!(r.ordering_key.as_deref(), Some("k"));
         assert_eq!(r.finished_at, Some(Timestamp(9)));
+    }
+
+    #[test]
+    fn attempt_fields_read_leniently() {
+        // A running task (state 2): its attempt from `at`, whatever `hi` holds.
+        let r = record(
+            1,
+            fields(&[("s", "2"), ("a", "1"), ("at", "5 h:1:ab"), ("hi", "{")]),
+        )
+        .expect("decodes");
+        assert_eq!(r.history.len(), 1);
+        assert_eq!(r.history[0].worker.as_deref(), Some("h:1:ab"));
+        assert_eq!(r.history[0].started_at, Timestamp(5));
+        let r = record(1, fields(&[("s", "2"), ("a", "1"), ("at", "5 ")])).expect("decodes");
+        assert_eq!(r.history[0].worker, None, "no worker named");
+        for bad in ["junk", "x y", ""] {
+            let r = record(1, fields(&[("s", "2"), ("at", bad)])).expect("decodes");
+            assert!(r.history.is_empty(), "{bad:?}");
+        }
     }
 
     #[test]

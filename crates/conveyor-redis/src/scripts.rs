@@ -1,7 +1,8 @@
 //! The Lua scripts that make every state change atomic, assembled once.
 //!
 //! Each script is the generated state-machine prelude
-//! ([`lua_prelude`](crate::state_machine::lua_prelude)), the shared helpers of
+//! ([`lua_prelude`](crate::state_machine::lua_prelude)) and the history
+//! bounds of `conveyor_core::attempt`, the shared helpers of
 //! `lua/common.lua` (key names, the buffered sorted-set writes, `move` along a
 //! transition) and its own body from `lua/<name>.lua` (the reserve script also
 //! gets `lua/limits.lua`, the global handler limits). Redis runs a script to
@@ -12,6 +13,7 @@
 
 use std::sync::OnceLock;
 
+use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
 use redis::Script;
 
 use crate::state_machine::lua_prelude;
@@ -38,7 +40,10 @@ pub(crate) struct Scripts {
 
 /// The full source of a script with body `body`.
 pub(crate) fn source(body: &str) -> String {
-    format!("{}\n{COMMON}\n{body}", lua_prelude())
+    format!(
+        "{}\nlocal HISTORY_LIMIT = {HISTORY_LIMIT}\nlocal ERROR_CHARS = {ERROR_CHARS}\n{COMMON}\n{body}",
+        lua_prelude()
+    )
 }
 
 impl Scripts {

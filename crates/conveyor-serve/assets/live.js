@@ -11,6 +11,14 @@ for (const element of document.querySelectorAll("[data-live]")) {
   source.onerror = () => element.classList.add("stale");
   source.onopen = () => element.classList.remove("stale");
 }
+// A part that costs more to read than the page (a count with a search)
+// comes after it, from the link in its data-fill.
+for (const element of document.querySelectorAll("[data-fill]")) {
+  fetch(element.dataset.fill, { credentials: "same-origin" })
+    .then((answer) => answer.text())
+    .then((html) => { element.innerHTML = html; element.dataset.filled = "1"; })
+    .catch(() => element.classList.add("stale"));
+}
 // A destructive action asks first (the form's data-confirm says what).
 for (const form of document.querySelectorAll("form[data-confirm]")) {
   form.addEventListener("submit", (event) => {

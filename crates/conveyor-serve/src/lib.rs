@@ -94,10 +94,12 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
         backend,
         options: Arc::new(options),
         history,
+        live: Arc::default(),
     };
     let api = Router::new()
         .route("/tasks", post(api::tasks::enqueue).get(api::tasks::list))
         .route("/tasks/batch", post(api::tasks::enqueue_many))
+        .route("/tasks/count", get(api::tasks::count))
         .route("/tasks/{id}", get(api::tasks::get))
         .route("/tasks/{id}/wait", get(api::tasks::wait))
         .route("/tasks/{id}/cancel", post(api::tasks::cancel))
@@ -107,6 +109,7 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
         .route("/queues/{queue}/pause", post(api::queues::pause))
         .route("/queues/{queue}/resume", post(api::queues::resume))
         .route("/dead/requeue", post(api::dead::requeue))
+        .route("/dead/requeue_matching", post(api::dead::requeue_matching))
         .route("/dead/purge", post(api::dead::purge));
     Router::new()
         .merge(dashboard::routes())

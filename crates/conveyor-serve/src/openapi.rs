@@ -24,6 +24,7 @@ use crate::views::{OrderName, StateName};
         tasks::enqueue,
         tasks::enqueue_many,
         tasks::list,
+        tasks::count,
         tasks::get,
         tasks::wait,
         tasks::cancel,
@@ -33,6 +34,7 @@ use crate::views::{OrderName, StateName};
         queues::pause,
         queues::resume,
         dead::requeue,
+        dead::requeue_matching,
         dead::purge,
     ),
     components(schemas(OrderName, StateName))

@@ -8,6 +8,7 @@ use conveyor::durable::Backend;
 use conveyor::Client;
 
 use crate::dashboard::history::History;
+use crate::dashboard::shared_render::LiveRenders;
 
 /// How the server guards itself.
 #[derive(Debug, Clone)]
@@ -76,4 +77,6 @@ pub(crate) struct AppState {
     pub(crate) options: Arc<ServeOptions>,
     /// The counts sampled for the charts.
     pub(crate) history: Arc<History>,
+    /// The live parts' latest renders, shared by every viewer.
+    pub(crate) live: Arc<LiveRenders>,
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use conveyor::durable::{QueueStats, TaskRecord, WorkerInfo};
+use conveyor::durable::{AttemptOutcome, AttemptRecord, QueueStats, TaskRecord, WorkerInfo};
 use conveyor::{TaskState, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -113,6 +113,81 @@ pub struct TaskView {
     pub created_at: String,
     /// When it finished (RFC 3339).
     pub finished_at: Option<String>,
+    /// Every attempt, oldest first: the latest settled ones the store
+    /// keeps, then the running one or the one that completed the task.
+    /// Empty before the first attempt, and always on a backend that keeps
+    /// no history.
+    pub history: Vec<AttemptView>,
+}
+
+/// One attempt of a task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// The id of the worker that ran it (as in `/api/v1/workers`), if the
+    /// reservation named one.
+    pub worker: Option<String>,
+    /// When it was reserved (RFC 3339).
+    pub started_at: String,
+    /// When it was settled (RFC 3339); absent while it runs.
+    pub ended_at: Option<String>,
+    /// How long it ran (so far, while it runs), in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: AttemptOutcomeName,
+    /// Its error, or its handler's reason to discard the task (at most
+    /// 1,024 characters).
+    pub error: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcomeName {
+    /// It runs now.
+    Running,
+    /// The handler succeeded.
+    Succeeded,
+    /// The handler failed; the task was retried.
+    Failed,
+    /// The handler failed; the task died.
+    DeadLettered,
+    /// The handler discarded the task.
+    Discarded,
+    /// Handed back unstarted (the attempt did not count).
+    Released,
+    /// The worker's lease ran out.
+    LeaseExpired,
+}
+
+impl From<&AttemptOutcome> for AttemptOutcomeName {
+    fn from(o: &AttemptOutcome) -> Self {
+        match o {
+            AttemptOutcome::Running => AttemptOutcomeName::Running,
+            AttemptOutcome::Succeeded => AttemptOutcomeName::Succeeded,
+            AttemptOutcome::Failed { .. } => AttemptOutcomeName::Failed,
+            AttemptOutcome::DeadLettered { .. } => AttemptOutcomeName::DeadLettered,
+            AttemptOutcome::Discarded { .. } => AttemptOutcomeName::Discarded,
+            AttemptOutcome::Released => AttemptOutcomeName::Released,
+            AttemptOutcome::LeaseExpired => AttemptOutcomeName::LeaseExpired,
+        }
+    }
+}
+
+impl AttemptView {
+    /// `a` as shown, its duration measured to `now` while it runs.
+    pub(crate) fn new(a: &AttemptRecord, now: Timestamp) -> Self {
+        AttemptView {
+            attempt: a.attempt,
+            worker: a.worker.clone(),
+            started_at: rfc3339(a.started_at),
+            ended_at: a.ended_at.map(rfc3339),
+            duration_ms: u64::try_from(a.duration(now).as_millis()).unwrap_or(u64::MAX),
+            outcome: (&a.outcome).into(),
+            error: a.outcome.error().map(str::to_string),
+        }
+    }
 }
 
 /// A task state's name.
@@ -195,6 +270,10 @@ impl From<TaskRecord> for TaskView {
             error: r.error,
             created_at: rfc3339(r.created_at),
             finished_at: r.finished_at.map(rfc3339),
+            history: {
+                let now = Timestamp::now();
+                r.history.iter().map(|a| AttemptView::new(a, now)).collect()
+            },
         }
     }
 }
@@ -230,6 +309,9 @@ pub struct ListQuery {
     pub queue: Option<String>,
     /// Only this handler.
     pub handler: Option<String>,
+    /// Only tasks whose params or error hold this text (ignoring ASCII
+    /// case; at most 256 bytes are used).
+    pub search: Option<String>,
     /// `oldest` (default) or `newest` first.
     pub order: Option<OrderName>,
     /// Start after this task id (the `next_after` of the page before).
@@ -255,8 +337,50 @@ pub enum OrderName {
 pub struct TaskPage {
     /// The tasks.
     pub tasks: Vec<TaskView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` for the next page; absent on the last page. A page
+    /// with a handler or a search may hold fewer tasks than its limit and
+    /// still have a next one: it read as many candidates as one page may
+    /// (see `scanned`) and stopped at this task.
     pub next_after: Option<String>,
+    /// Candidate tasks read to make the page.
+    pub scanned: u64,
+}
+
+/// Which tasks to count.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CountQuery {
+    /// Tasks in this state (default `available`).
+    pub state: Option<StateName>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this handler.
+    pub handler: Option<String>,
+    /// Only tasks whose params or error hold this text.
+    pub search: Option<String>,
+}
+
+/// How many tasks match.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MatchCountView {
+    /// The count; a lower bound when `exact` is false.
+    pub count: u64,
+    /// False when counting stopped after 100,000 candidates: at least
+    /// `count` match.
+    pub exact: bool,
+}
+
+/// Which dead tasks to run again.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueMatchingRequest {
+    /// Only this queue's.
+    pub queue: Option<String>,
+    /// Only this handler's.
+    pub handler: Option<String>,
+    /// Only those whose params or error hold this text.
+    pub search: Option<String>,
 }
 
 /// One queue's counts.

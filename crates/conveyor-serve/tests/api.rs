@@ -83,6 +83,23 @@ async fn enqueue_read_list_and_cancel() {
     let (_, newest) = get(&app, "/api/v1/tasks?order=newest&limit=1").await;
     assert_eq!(newest["tasks"][0]["params"], json!(4));
 
+    // A search finds text in params, ignoring ASCII case, and is counted.
+    let (status, found) = get(
+        &app,
+        "/api/v1/tasks?state=available&search=%22TO%22%3A%22A%40B",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["tasks"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["tasks"][0]["id"], json!(id(&one)));
+    assert!(found["next_after"].is_null());
+    let (_, counted) = get(&app, "/api/v1/tasks/count?state=available&search=a%40b").await;
+    assert_eq!(counted, json!({"count": 1, "exact": true}));
+    let (_, counted) = get(&app, "/api/v1/tasks/count?queue=mail").await;
+    assert_eq!(counted, json!({"count": 6, "exact": true}));
+    let (_, counted) = get(&app, "/api/v1/tasks/count?state=dead&handler=send").await;
+    assert_eq!(counted, json!({"count": 0, "exact": true}));
+
     let (status, cancelled) = call(
         &app,
         "POST",
@@ -170,8 +187,27 @@ async fn a_wait_is_woken_by_the_finish_and_dead_letters_are_steered() {
     stopper.stop();
     run.await.expect("join").expect("worker");
 
-    let (status, moved) = post(&app, "/api/v1/dead/requeue", json!({"ids": [id(&bad)]})).await;
+    // Retry by filter: a search that holds nothing moves nothing.
+    let (status, moved) = post(
+        &app,
+        "/api/v1/dead/requeue_matching",
+        json!({"handler": "fails", "search": "no such planet"}),
+    )
+    .await;
+    assert_eq!((status, &moved["count"]), (StatusCode::OK, &json!(0)));
+    let (status, moved) = post(
+        &app,
+        "/api/v1/dead/requeue_matching",
+        json!({"handler": "fails", "search": "NO SUCH MAILBOX"}),
+    )
+    .await;
     assert_eq!((status, &moved["count"]), (StatusCode::OK, &json!(1)));
+    let (status, moved) = post(&app, "/api/v1/dead/requeue", json!({"ids": [id(&bad)]})).await;
+    assert_eq!(
+        (status, &moved["count"]),
+        (StatusCode::OK, &json!(0)),
+        "already requeued by the filter"
+    );
     let (_, again) = get(&app, &format!("/api/v1/tasks/{}", id(&bad))).await;
     assert_eq!(
         (&again["state"], &again["attempts"]),
@@ -252,14 +288,23 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/queues/{queue}/pause", &["post"]),
         ("/api/v1/queues/{queue}/resume", &["post"]),
         ("/api/v1/dead/requeue", &["post"]),
+        ("/api/v1/dead/requeue_matching", &["post"]),
         ("/api/v1/dead/purge", &["post"]),
+        ("/api/v1/tasks/count", &["get"]),
     ] {
         for m in methods {
             assert!(paths[path][*m].is_object(), "{m} {path} is not documented");
         }
     }
-    assert_eq!(paths.len(), 12, "a route documented but not tested here");
+    assert_eq!(paths.len(), 14, "a route documented but not tested here");
     assert!(doc["components"]["schemas"]["TaskView"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["TaskView"]["properties"]["history"].is_object(),
+        "a task's history is documented"
+    );
+    assert!(schemas["AttemptView"].is_object());
+    assert!(schemas["AttemptOutcomeName"].is_object());
 }
 
 #[tokio::test]

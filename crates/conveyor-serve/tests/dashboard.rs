@@ -1,7 +1,8 @@
 //! The dashboard's pages in process, against a real backend that a real
 //! worker has run tasks on: what they show matches the store, filters
 //! narrow, buttons act and come back with a notice, live parts stream,
-//! the token sends a browser to log in once, read-only shows no button.
+//! the token sends a browser to log in once, read-only shows no button,
+//! a task's page lists every attempt.
 //! (A real browser drives it in the CLI's `dashboard` test.)
 
 mod common;
@@ -13,7 +14,9 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use common::app;
-use conveyor::durable::{Backend, Finish, FinishAction, MemoryBackend, NewTask, Worker};
+use conveyor::durable::{
+    Backend, Finish, FinishAction, MemoryBackend, NewTask, ReserveParams, Worker,
+};
 use conveyor::{Handler, RetryPolicy, TaskError, TaskId, TaskState};
 use conveyor_serve::ServeOptions;
 use http_body_util::BodyExt;
@@ -189,6 +192,17 @@ async fn pages_show_the_store_and_buttons_act() {
     assert!(dead_page.contains("Retry all matching"));
     let detail = page(&app, &format!("/tasks/{}", dead.0)).await;
     assert!(detail.contains("dead after 1 attempt<"), "{detail}");
+    // Its one attempt, run by the worker (its id is host:pid:random).
+    assert!(detail.contains("id=\"attempts\""), "{detail}");
+    assert!(
+        detail.contains("attempt 1 dead-lettered: no such mailbox"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!(":{}:", std::process::id())),
+        "the worker that ran it: {detail}"
+    );
+    assert!(!detail.contains("keeps no attempt history"));
     assert!(
         detail.contains("&#34;why&#34;: 1"),
         "params, pretty: {detail}"
@@ -285,6 +299,84 @@ async fn pages_show_the_store_and_buttons_act() {
         .await
         .contains("Queue mail resumed."));
     assert_eq!(backend.paused_queues().await.expect("paused"), ["empty"]);
+}
+
+/// The task page lists every attempt — its number, worker, start, end,
+/// duration and outcome with its error — and, while the task runs, which
+/// worker holds it; the API's task says the same.
+#[tokio::test]
+async fn a_task_page_lists_every_attempt_and_the_running_worker() {
+    let (app, backend) = app(ServeOptions::new());
+    let id = backend
+        .enqueue(NewTask::new("flaky", b"{}".to_vec()))
+        .await
+        .expect("enqueue")
+        .id;
+    let queues = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let reserve = |worker: &'static str| {
+        let backend = backend.clone();
+        let queues = queues.clone();
+        async move {
+            let params = ReserveParams::new(&queues, 1, lease).worker(worker);
+            backend.reserve_with(params).await.expect("reserve")[0]
+                .lease
+                .clone()
+        }
+    };
+    let first = reserve("worker-a").await;
+    let failed = FinishAction::Retry {
+        delay: Duration::ZERO,
+        error: "connection reset\nat line 2".into(),
+    };
+    let out = backend
+        .finish(vec![Finish::new(first, failed)])
+        .await
+        .expect("finish");
+    assert!(out[0].is_ok());
+    let _second = reserve("worker-b").await;
+
+    let detail = page(&app, &format!("/tasks/{}", id.0)).await;
+    assert!(
+        detail.contains("<a href=\"/workers\" id=\"running-worker\">worker-b</a>"),
+        "the worker holding it: {detail}"
+    );
+    let table = detail
+        .split("id=\"attempts\"")
+        .nth(1)
+        .expect("the attempts table");
+    let rows: Vec<&str> = table.split("<tr class=\"attempt\">").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].contains("<td>1</td><td><code>worker-a</code></td>"));
+    assert!(rows[0].contains("class=\"outcome failed\">failed</span>"));
+    assert!(
+        rows[0].contains("<pre class=\"error\">connection reset\nat line 2</pre>"),
+        "the whole error: {}",
+        rows[0]
+    );
+    assert!(rows[0].contains(" ms</td>"), "a duration: {}", rows[0]);
+    assert!(rows[1].contains("<td>2</td><td><code>worker-b</code></td>"));
+    assert!(rows[1].contains("class=\"outcome running\">running</span>"));
+    assert!(
+        detail.contains("attempt 1 failed: connection reset<"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("attempt 2 started on worker-b<"),
+        "{detail}"
+    );
+
+    let (status, task) =
+        common::call(&app, "GET", &format!("/api/v1/tasks/{}", id.0), None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let history = task["history"].as_array().expect("a history");
+    assert_eq!(history.len(), 2, "{task}");
+    assert_eq!(history[0]["worker"], "worker-a");
+    assert_eq!(history[0]["outcome"], "failed");
+    assert_eq!(history[0]["error"], "connection reset\nat line 2");
+    assert!(history[0]["ended_at"].is_string());
+    assert_eq!(history[1]["outcome"], "running");
+    assert!(history[1]["ended_at"].is_null());
 }
 
 #[tokio::test]
@@ -488,4 +580,79 @@ async fn bad_input_and_missing_parts_get_a_page_that_says_why() {
     assert!(html.contains("memory"), "names the backend: {html}");
     let workers = page(&app, "/workers").await;
     assert!(workers.contains("No worker registry"));
+}
+
+/// A search's count comes after the page: follows the page's `data-fill`.
+async fn filled_count(app: &Router, html: &str) -> String {
+    let link = html
+        .split("data-fill=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a count to fetch")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    page(app, &link).await
+}
+
+#[tokio::test]
+async fn a_search_narrows_the_list_and_its_count_and_pages_past_its_budget() {
+    let (backend, _) = store().await;
+    let app = conveyor_serve::router(backend.clone(), ServeOptions::new());
+    // Text in params, ignoring ASCII case: {"to": 1} among the mail tasks.
+    let html = page(
+        &app,
+        "/tasks?state=available&queue=mail&search=%22TO%22%3A+1",
+    )
+    .await;
+    assert_eq!(rows(&html).len(), 1, "{html}");
+    let count = filled_count(&app, &html).await;
+    assert!(count.contains("<b>1</b> available task in mail"), "{count}");
+    let kept = html
+        .split("name=\"search\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the search box");
+    assert!(
+        kept.contains("TO") && kept.ends_with(": 1"),
+        "the box keeps the text: {kept}"
+    );
+    // Text in an error, with the retry of every match carrying the search.
+    let html = page(&app, "/tasks?state=dead&search=MAILBOX").await;
+    assert_eq!(rows(&html).len(), 1, "{html}");
+    assert!(html.contains("name=\"search\" value=\"MAILBOX\""), "{html}");
+    let html = page(&app, "/tasks?state=dead&search=nothing+like+it").await;
+    assert!(rows(&html).is_empty());
+    let count = filled_count(&app, &html).await;
+    assert!(count.contains("<b>0</b> dead tasks"), "{count}");
+
+    // More candidates than a page may read: the page stops short, says so,
+    // and its next page goes on from there.
+    let many: Vec<NewTask> = (0..12_000)
+        .map(|i| {
+            let tag = if i == 11_000 { "needle" } else { "hay" };
+            NewTask::new("bulk", format!("{{\"tag\": \"{tag}\"}}").into_bytes()).queue("big")
+        })
+        .collect();
+    backend.enqueue_many(many).await.expect("enqueue");
+    let html = page(&app, "/tasks?state=available&queue=big&search=needle").await;
+    assert!(rows(&html).is_empty(), "the match is past the budget");
+    assert!(html.contains("id=\"stopped-early\""), "{html}");
+    let count = filled_count(&app, &html).await;
+    assert!(count.contains("<b>1</b> available task in big"), "{count}");
+    let next = html
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("after="))
+        .expect("a next page")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let html = page(&app, &next).await;
+    assert_eq!(rows(&html).len(), 1, "{html}");
+    // Without a search the count comes with the page, and a handler's is
+    // exact too.
+    let html = page(&app, "/tasks?state=available&queue=big&handler=bulk").await;
+    assert!(
+        html.contains("<b>12000</b> available tasks in big of bulk"),
+        "{html}"
+    );
 }

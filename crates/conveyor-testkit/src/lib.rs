@@ -110,7 +110,11 @@ macro_rules! backend_conformance {
             follow_ups_carry_their_trace_context);
         $crate::backend_conformance!(@cases $make; [$rs $mt];
             "needs the result store part and delays on a clock the test moves, which this backend does not both declare";
-            delays_follow_the_clock, retries_then_dead_letter);
+            delays_follow_the_clock, retries_then_dead_letter, history_of_retries,
+            history_of_a_dead_task);
+        $crate::backend_conformance!(@cases $make; [$rs $mnt $mt];
+            "needs the result store and maintenance parts and delays on a clock the test moves, which this backend does not all declare";
+            history_shows_lease_expiry);
         $crate::backend_conformance!(@cases $make; [$rs $uk $mt];
             "needs the result store part, unique keys and delays on a clock the test moves, which this backend does not all declare";
             follow_ups_are_enqueued_with_the_finish);
@@ -129,7 +133,13 @@ macro_rules! backend_conformance {
             retention_prunes_finished_tasks);
         $crate::backend_conformance!(@cases $make; [$ins];
             "needs the inspection part, which this backend does not declare";
-            list_by_handler);
+            list_by_handler, counts_match_the_filters);
+        $crate::backend_conformance!(@cases $make; [$rs $ins];
+            "needs the result store and inspection parts, which this backend does not both declare";
+            search_finds_params_and_errors);
+        $crate::backend_conformance!(@cases $make; [$rs $ins $adm $mnt $mt];
+            "needs the result store, inspection, administration and maintenance parts and delays on a clock the test moves, which this backend does not all declare";
+            stats_match_a_recount);
         $crate::backend_conformance!(@cases $make; [$ins $mt];
             "needs the inspection part and delays on a clock the test moves, which this backend does not both declare";
             stats_per_queue);

@@ -83,6 +83,13 @@ impl<B: Backend> Backend for Scoped<B> {
         self.inner.reserve(queues, max, lease).await
     }
 
+    async fn reserve_with(
+        &self,
+        params: conveyor_core::ReserveParams<'_>,
+    ) -> Result<Vec<Reserved>, Error> {
+        self.inner.reserve_with(params).await
+    }
+
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
         self.inner.renew(leases, lease).await
     }

@@ -126,6 +126,18 @@ impl ListParams {
         self
     }
 
+    /// The cursor as a bound on ids for a store that keeps them as SQL
+    /// `bigint`s: the page's `after`, or, for the first page, 0 (oldest
+    /// first) or `i64::MAX` (newest first). Ids past `i64::MAX` cannot be
+    /// stored, so they bound like `i64::MAX`.
+    pub fn id_bound(&self) -> i64 {
+        match (self.order, self.after) {
+            (ListOrder::NewestFirst, None) => i64::MAX,
+            (_, None) => 0,
+            (_, Some(id)) => i64::try_from(id.0).unwrap_or(i64::MAX),
+        }
+    }
+
     /// The params for the page after `page` (a page these params returned):
     /// `None` when `page` was the last one (shorter than the limit).
     pub fn next_page(&self, page: &[TaskRecord]) -> Option<ListParams> {

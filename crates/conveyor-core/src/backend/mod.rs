@@ -9,7 +9,7 @@
 //! | part | what | accessor |
 //! |---|---|---|
 //! | [`ResultStore`] | read a task with its result; a push-based wait where the backend can notify ([`FinishMark`], [`FinishBoard`]) | [`Backend::result_store`] |
-//! | [`Inspection`] | list tasks ([`ListParams`]: filters, order, keyset paging), counts per queue and state | [`Backend::inspection`] |
+//! | [`Inspection`] | list tasks ([`ListParams`]: filters, order, keyset paging), search their text within a bounded budget ([`Search`], [`Page`]), counts per queue and state and of any filter ([`Count`]) | [`Backend::inspection`] |
 //! | [`Administration`] | cancel waiting tasks, requeue and purge dead ones | [`Backend::administration`] |
 //! | [`Maintenance`] | recover expired leases, prune old tasks | [`Backend::maintenance`] |
 //! | [`GlobalLimits`] | per-handler concurrency and rate for every worker | [`Backend::global_limits`] |
@@ -41,6 +41,11 @@
 //!   holder's: renewing or reporting with it succeeds (no one else can hold the
 //!   task until [`Maintenance::recover_expired`] runs);
 //! - a task's `error` keeps the last error it had, even once it completes;
+//! - with [`Capabilities::history`], a task's
+//!   [`history`](crate::TaskRecord::history) lists its attempts as the
+//!   [`attempt`](crate::attempt) module describes: the worker named in
+//!   [`ReserveParams::worker`], the reservation time as its start, the
+//!   settlement (or the lease recovery, as "lease expired") as its end;
 //! - with the [`GlobalLimits`] part, `reserve` honours every handler's
 //!   stored [`HandlerLimits`] across all workers: it skips a task whose handler
 //!   has as many tasks running as its concurrency allows, or whose rate (GCRA,
@@ -65,12 +70,19 @@ mod list_params;
 mod parts;
 mod queue_control;
 mod registry;
+mod reserve_params;
+mod search;
 
 pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
 pub use queue_control::{validate_queue_name, QueueControl};
 pub use registry::{Registry, WorkerInfo, WORKER_SILENCE};
+pub use reserve_params::ReserveParams;
+pub use search::{
+    count_by_listing, count_from_stats, page_by_listing, Count, Page, Search, COUNT_BUDGET,
+    SCAN_BUDGET,
+};
 
 /// What a backend's core operations support. Operations outside it return
 /// [`Error::Unsupported`]. (Which optional parts a backend has is asked of
@@ -92,6 +104,10 @@ pub struct Capabilities {
     /// [`Backend::wait_for_work`] wakes on new work — at least work made by this
     /// process; workers still poll for the rest.
     pub wakeups: bool,
+    /// Every attempt's history is kept ([`TaskRecord::history`](crate::TaskRecord::history)):
+    /// the worker that ran it, its start and end, how it ended. Without
+    /// it the history reads empty.
+    pub history: bool,
 }
 
 impl Capabilities {
@@ -104,6 +120,7 @@ impl Capabilities {
         unique_keys: true,
         ordering_keys: true,
         wakeups: true,
+        history: true,
     };
 }
 
@@ -147,6 +164,16 @@ pub trait Backend: Send + Sync + 'static {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error>;
+
+    /// Reserves as [`Backend::reserve`] does, with what else `params` says:
+    /// the worker that reserves, which a backend that keeps history
+    /// ([`Capabilities::history`]) records as each attempt's worker, in
+    /// the same step. The default ignores the rest and calls
+    /// [`Backend::reserve`]; a backend keeping history overrides this one
+    /// and answers `reserve` through it with no worker.
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+        self.reserve(params.queues, params.max, params.lease).await
+    }
 
     /// Extends leases to `lease` from now; `false` for a lease no longer held.
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error>;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{unsupported, Backend, FinishMark, ListParams, QueueControl, Retention};
+use super::{
+    unsupported, Backend, Count, FinishMark, ListParams, Page, QueueControl, Retention, Search,
+};
 use crate::durable_task::{QueueStats, TaskRecord};
 use crate::limits::HandlerLimits;
 use crate::task::TaskId;
@@ -124,6 +126,25 @@ pub trait Inspection: Send + Sync {
 
     /// Counts per queue and state.
     async fn stats(&self) -> Result<Vec<QueueStats>, Error>;
+
+    /// A page of the tasks `params` lists whose params or error hold
+    /// `search` (every one, with `None`), reading at most
+    /// [`SCAN_BUDGET`](super::SCAN_BUDGET) candidates: a page that stops at its
+    /// budget before it is full says where to go on ([`Page::next`]). The
+    /// default lists through [`Inspection::list`] and checks the text here;
+    /// a store that can search itself does it there.
+    async fn page(&self, params: &ListParams, search: Option<&Search>) -> Result<Page, Error> {
+        super::search::page_by_listing(self, params, search).await
+    }
+
+    /// How many tasks `params` (its state, queue and handler; not its order,
+    /// cursor or limit) and `search` match: exact for state and queue alone
+    /// (and, where the store keeps counts per handler, with a handler too),
+    /// and otherwise exact when at most [`COUNT_BUDGET`](super::COUNT_BUDGET)
+    /// candidates had to be read, a lower bound past that.
+    async fn count(&self, params: &ListParams, search: Option<&Search>) -> Result<Count, Error> {
+        super::search::count_by_listing(self, params, search).await
+    }
 }
 
 /// Changes tasks on an operator's request.
@@ -295,6 +316,20 @@ impl dyn Backend {
     /// [`Inspection::stats`], or `Unsupported`.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
         self.inspect()?.stats().await
+    }
+
+    /// [`Inspection::page`], or `Unsupported`.
+    pub async fn page(&self, params: &ListParams, search: Option<&Search>) -> Result<Page, Error> {
+        self.inspect()?.page(params, search).await
+    }
+
+    /// [`Inspection::count`], or `Unsupported`.
+    pub async fn count(
+        &self,
+        params: &ListParams,
+        search: Option<&Search>,
+    ) -> Result<Count, Error> {
+        self.inspect()?.count(params, search).await
     }
 
     /// [`Administration::cancel`], or `Unsupported`.

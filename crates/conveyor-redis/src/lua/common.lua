@@ -500,3 +500,37 @@ local function publish_finished(ids)
   if #ids <= MAX_FINISHED_IDS then payload = table.concat(ids, ',') end
   redis.call('PUBLISH', FINISHED_CH, payload)
 end
+
+-- text cut to its first ERROR_CHARS characters (UTF-8: a character starts
+-- at any byte that is not a continuation byte).
+local function clip(text)
+  if #text <= ERROR_CHARS then return text end
+  local at = 0
+  for _ = 1, ERROR_CHARS do
+    at = string.find(text, '[^\128-\191]', at + 1)
+    if not at then return text end
+  end
+  local next_char = string.find(text, '[^\128-\191]', at + 1)
+  if not next_char then return text end
+  return string.sub(text, 1, next_char - 1)
+end
+
+-- The history of task r (its 'hi' field) with its latest attempt (its 'a'
+-- and 'at' fields, as loaded: 'at' is 'START WORKER') appended, ended at now as outcome with
+-- the error text (or nil): the stored form conveyor_core::attempt reads
+-- (a JSON array), keeping the latest HISTORY_LIMIT attempts. A history that
+-- does not decode starts again empty.
+local function history_with(r, now, outcome, text)
+  local h = {}
+  if r.hi then
+    local ok, v = pcall(cjson.decode, r.hi)
+    if ok and type(v) == 'table' then h = v end
+  end
+  while #h >= HISTORY_LIMIT do table.remove(h, 1) end
+  local st, w = string.match(r.at or '', '^(%-?%d+) (.*)$')
+  local e = {n = tonumber(r.a), s = tonumber(st), e = tonumber(now), o = outcome}
+  if w and w ~= '' then e.w = w end
+  if text then e.x = clip(text) end
+  h[#h + 1] = e
+  return cjson.encode(h)
+end

@@ -7,7 +7,9 @@
 -- m tasks of 12 fields as for enqueue; they are enqueued only when their
 -- report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
--- running, or another token).
+-- running, or another token). A report other than a completion appends the
+-- attempt to the task's history (field hi); a completion leaves it to the
+-- task's own fields.
 local now = ARGV[2]
 local plain = tonumber(ARGV[3])
 local other = tonumber(ARGV[4])
@@ -17,7 +19,7 @@ local wake = {}
 local done = {}
 
 local function report(id, token, kind, number, text)
-  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h'})
+  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h', 'at', 'hi'})
   if r == nil or r.s ~= RUNNING or r.tk ~= token then return 0 end
   if kind == 'C' then
     local sets = {}
@@ -25,19 +27,19 @@ local function report(id, token, kind, number, text)
     move(r, 'Complete', now, sets)
   elseif kind == 'R' then
     if num(r, 'a') >= num(r, 'ma') then
-      move(r, 'DeadLetter', now, {'e', text})
+      move(r, 'DeadLetter', now, {'e', text, 'hi', history_with(r, now, 'dead', text)})
     else
       r.ra = number
-      move(r, 'Retry', now, {'e', text, 'ra', number})
+      move(r, 'Retry', now, {'e', text, 'ra', number, 'hi', history_with(r, now, 'failed', text)})
     end
   elseif kind == 'D' then
-    move(r, 'DeadLetter', now, {'e', text})
+    move(r, 'DeadLetter', now, {'e', text, 'hi', history_with(r, now, 'dead', text)})
   elseif kind == 'X' then
-    move(r, 'Discard', now, {'e', text})
+    move(r, 'Discard', now, {'e', text, 'hi', history_with(r, now, 'discarded', text)})
   elseif kind == 'L' then
     local a = num(r, 'a') - 1
     if a < 0 then a = 0 end
-    move(r, 'Release', now, {'a', a})
+    move(r, 'Release', now, {'a', a, 'hi', history_with(r, now, 'released', nil)})
     wake[r.q] = true
   else
     fail('unknown report kind ' .. tostring(kind))

@@ -1,4 +1,7 @@
--- reserve: ARGV = prefix, now, lease_until, max, promote_limit, then queue names.
+-- reserve: ARGV = prefix, now, lease_until, max, promote_limit, worker (the
+-- attempts' worker, '' for none), then queue names. Each taken task records
+-- its latest attempt's start and worker in one field, at = 'NOW WORKER'
+-- (built once per call), in the same HSET.
 -- Promotes due scheduled and retrying tasks (at most promote_limit), then takes
 -- up to max ready tasks from the queues in the given order, skipping a paused
 -- queue (a member of the PAUSED set, read inside this script, so a pause is
@@ -11,6 +14,7 @@ local now = ARGV[2]
 local lu = ARGV[3]
 local max = tonumber(ARGV[4])
 local promote = tonumber(ARGV[5])
+local attempt_at = now .. ' ' .. ARGV[6]
 
 local due = redis.call('ZRANGEBYSCORE', TIMERS, '-inf', now, 'LIMIT', 0, promote)
 for _, id in ipairs(due) do
@@ -61,7 +65,7 @@ local function take_slow(q, m, id)
   local a = num(r, 'a') + 1
   local tk = num(r, 'tk') + 1
   r.lu = lu
-  move(r, 'Reserve', now, {'a', a, 'tk', tk})
+  move(r, 'Reserve', now, {'a', a, 'tk', tk, 'at', attempt_at})
   reply(id, tk, q, need(r, 'h'), need(r, 'p'), a, need(r, 'ma'), r.to, r.ok, need(r, 'ca'),
     need(r, 'ra'), r.tc)
   return true
@@ -90,7 +94,8 @@ local function take(q, m, rm_ready)
   out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ok, v[10], v[11], v[12]
   -- Numbers go out as strings formatted here: Redis 7.0 formats a Lua number
   -- argument with '%.17g', which costs far more than '%d'.
-  redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk))
+  redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk),
+    'at', attempt_at)
   rm_ready[#rm_ready + 1] = m
   leased[#leased + 1] = lu
   leased[#leased + 1] = id
@@ -99,7 +104,7 @@ local function take(q, m, rm_ready)
   return true
 end
 
-for qi = 6, #ARGV do
+for qi = 7, #ARGV do
   if picked >= max or skipped >= SKIP_LIMIT then break end
   local q = ARGV[qi]
   local rk = ready_key(q)

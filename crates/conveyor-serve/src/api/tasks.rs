@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conveyor::durable::{ListOrder, ListParams, NewTask, TaskType, DEFAULT_QUEUE_NAME};
+use conveyor::durable::{ListOrder, ListParams, NewTask, Search, TaskType, DEFAULT_QUEUE_NAME};
 use conveyor::{TaskId, TaskState};
 use serde_json::Value;
 
@@ -14,8 +14,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path, Query};
 use crate::state::AppState;
 use crate::views::{
-    CancelView, EnqueueManyRequest, EnqueueRequest, EnqueuedManyView, EnqueuedView, ErrorView,
-    ListQuery, OrderName, TaskPage, TaskView, WaitQuery, WaitView, MAX_MILLIS,
+    CancelView, CountQuery, EnqueueManyRequest, EnqueueRequest, EnqueuedManyView, EnqueuedView,
+    ErrorView, ListQuery, MatchCountView, OrderName, TaskPage, TaskView, WaitQuery, WaitView,
+    MAX_MILLIS,
 };
 
 /// Most tasks one request may enqueue.
@@ -275,12 +276,37 @@ pub(crate) async fn list(
         .order(order)
         .after_opt(after)
         .limit(limit);
-    let tasks = state.backend.list(&params).await?;
-    let next_after = (tasks.len() == limit)
-        .then(|| tasks.last().map(|t| t.id.0.to_string()))
-        .flatten();
+    let search = query.search.as_deref().and_then(Search::new);
+    let page = state.backend.page(&params, search.as_ref()).await?;
     Ok(Json(TaskPage {
-        tasks: tasks.into_iter().map(Into::into).collect(),
-        next_after,
+        next_after: page.next.map(|id| id.0.to_string()),
+        scanned: page.scanned,
+        tasks: page.tasks.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Counts the tasks a filter matches: exact for a state and queue, and for a
+/// handler or a search up to 100,000 candidates (a lower bound past that).
+#[utoipa::path(
+    get, path = "/api/v1/tasks/count", tag = "tasks",
+    params(CountQuery),
+    responses(
+        (status = 200, description = "The count", body = MatchCountView),
+        (status = 400, description = "A bad filter", body = ErrorView),
+        (status = 501, description = "The backend cannot count", body = ErrorView),
+    )
+)]
+pub(crate) async fn count(
+    State(state): State<AppState>,
+    Query(query): Query<CountQuery>,
+) -> ApiResult<MatchCountView> {
+    let params = ListParams::new(query.state.map(Into::into).unwrap_or(TaskState::Available))
+        .queue_opt(query.queue.as_deref())
+        .handler_opt(query.handler.as_deref());
+    let search = query.search.as_deref().and_then(Search::new);
+    let count = state.backend.count(&params, search.as_ref()).await?;
+    Ok(Json(MatchCountView {
+        count: count.n,
+        exact: count.exact,
     }))
 }

@@ -6,6 +6,7 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use conveyor::durable::Search;
 use conveyor::TaskState;
 use serde::Deserialize;
 
@@ -26,6 +27,7 @@ pub(crate) struct Back {
 pub(crate) struct Matching {
     queue: Option<String>,
     handler: Option<String>,
+    search: Option<String>,
     back: Option<String>,
 }
 
@@ -98,9 +100,14 @@ pub(crate) async fn retry_matching(
     Form(form): Form<Matching>,
 ) -> Response {
     let (queue, handler) = (field(form.queue), field(form.handler));
-    let moved =
-        crate::bulk::requeue_dead_matching(&*state.backend, queue.as_deref(), handler.as_deref())
-            .await;
+    let search = field(form.search).and_then(|s| Search::new(&s));
+    let moved = crate::bulk::requeue_dead_matching(
+        &*state.backend,
+        queue.as_deref(),
+        handler.as_deref(),
+        search.as_ref(),
+    )
+    .await;
     let did = moved.map(|n| format!("{} will run again.", plural(n, "dead task")));
     answer(&state, form.back.as_deref(), did)
 }

@@ -1,10 +1,12 @@
 //! Live updates: a page's live part, rendered again on the server and sent
 //! as a server-sent event at the server's refresh pace. The page's script
 //! puts each event's HTML in place; a browser reconnects by itself after a
-//! dropped connection, and a closed page ends its stream.
+//! dropped connection, and a closed page ends its stream. Every viewer of a
+//! part shares one render per refresh.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
@@ -18,20 +20,22 @@ use crate::state::AppState;
 pub(crate) async fn overview(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    stream(
-        state,
-        |state| async move { html(&overview::body(&state).await) },
-    )
+    stream(state, |state| async move {
+        let fresh = state.options.refresh_every / 2;
+        let render = || async { html(&overview::body(&state).await) };
+        state.live.overview.get(fresh, render).await
+    })
 }
 
 /// `GET /live/workers`: the workers page's live part.
 pub(crate) async fn workers(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    stream(
-        state,
-        |state| async move { html(&workers::body(&state).await) },
-    )
+    stream(state, |state| async move {
+        let fresh = state.options.refresh_every / 2;
+        let render = || async { html(&workers::body(&state).await) };
+        state.live.workers.get(fresh, render).await
+    })
 }
 
 fn html(template: &impl Template) -> String {
@@ -40,17 +44,18 @@ fn html(template: &impl Template) -> String {
         .unwrap_or_else(|e| format!("<p class=\"error\">the update failed to render: {e}</p>"))
 }
 
-/// Every refresh, one event holding what `read` renders.
+/// Every refresh, one event holding what `read` renders (shared by every
+/// viewer of the part: see `super::shared_render`).
 fn stream<F, Fut>(state: AppState, read: F) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
     F: Fn(AppState) -> Fut + Send + 'static,
-    Fut: Future<Output = String> + Send,
+    Fut: Future<Output = Arc<str>> + Send,
 {
     let every = state.options.refresh_every;
     let events = futures_util::stream::unfold((state, read), move |(state, read)| async move {
         tokio::time::sleep(every).await;
         let html = read(state.clone()).await;
-        Some((Ok(Event::default().data(html)), (state, read)))
+        Some((Ok(Event::default().data(&*html)), (state, read)))
     });
     Sse::new(events).keep_alive(KeepAlive::default())
 }

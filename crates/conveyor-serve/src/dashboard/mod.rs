@@ -23,6 +23,7 @@ pub(crate) mod history;
 mod live;
 pub(crate) mod login;
 mod overview;
+pub(crate) mod shared_render;
 mod task;
 mod tasks;
 mod workers;
@@ -43,6 +44,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/workers", get(workers::page))
         .route("/live/overview", get(live::overview))
         .route("/live/workers", get(live::workers))
+        .route("/live/count", get(tasks::count_part))
         .route("/assets/{name}", get(assets::asset))
         .route(LOGIN_PATH, get(login::page).post(login::submit))
         .route("/actions/tasks/{id}/cancel", post(actions::cancel))

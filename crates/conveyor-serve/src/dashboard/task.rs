@@ -1,10 +1,11 @@
 //! `/tasks/{id}`: one task — its params, result and last error, its
-//! timeline, and the actions its state allows.
+//! timeline with every attempt (worker, start, end, duration, outcome), the
+//! worker that runs it now, and the actions its state allows.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use conveyor::durable::TaskRecord;
+use conveyor::durable::{AttemptRecord, TaskRecord};
 use conveyor::{TaskState, Timestamp};
 use serde_json::Value;
 
@@ -19,6 +20,44 @@ pub(crate) struct Moment {
     what: String,
     at: String,
     ago: String,
+}
+
+/// One attempt, as its row of the attempts table.
+pub(crate) struct AttemptRow {
+    number: u32,
+    worker: String,
+    start: String,
+    end: String,
+    took: String,
+    /// The outcome's label; its class is the same with `-` for spaces.
+    outcome: &'static str,
+    class: String,
+    error: Option<String>,
+}
+
+impl AttemptRow {
+    fn new(a: &AttemptRecord, now: Timestamp) -> Self {
+        let outcome = a.outcome.label();
+        AttemptRow {
+            number: a.attempt,
+            worker: a.worker.clone().unwrap_or_else(|| "-".into()),
+            start: when(a.started_at),
+            end: a.ended_at.map(when).unwrap_or_else(|| "-".into()),
+            took: took(a.duration(now)),
+            outcome,
+            class: outcome.replace(' ', "-"),
+            error: a.outcome.error().map(str::to_string),
+        }
+    }
+}
+
+/// A duration for people: `35 ms`, `2.4 s`, `3m 5s`.
+fn took(d: std::time::Duration) -> String {
+    match d.as_millis() {
+        ms if ms < 1_000 => format!("{ms} ms"),
+        ms if ms < 60_000 => format!("{:.1} s", d.as_secs_f64()),
+        _ => age(Timestamp(0).plus(d), Timestamp(0)),
+    }
 }
 
 /// The page.
@@ -39,6 +78,12 @@ struct TaskPage {
     result: Option<String>,
     error: Option<String>,
     timeline: Vec<Moment>,
+    /// Every attempt the store keeps, oldest first.
+    attempt_rows: Vec<AttemptRow>,
+    /// The worker holding the task now, while it runs.
+    worker: Option<String>,
+    /// The backend keeps every attempt's history.
+    keeps_history: bool,
     here: String,
     can_cancel: bool,
     can_retry: bool,
@@ -64,14 +109,37 @@ fn timeline(r: &TaskRecord, now: Timestamp) -> Vec<Moment> {
         },
     };
     let mut moments = vec![moment(format!("enqueued to {}", r.queue), r.created_at)];
-    let started = r.attempts > 0;
+    for a in &r.history {
+        let by = a
+            .worker
+            .as_deref()
+            .map(|w| format!(" on {w}"))
+            .unwrap_or_default();
+        moments.push(moment(
+            format!("attempt {} started{by}", a.attempt),
+            a.started_at,
+        ));
+        if let Some(end) = a.ended_at {
+            let what = match a.outcome.error() {
+                Some(e) => format!(
+                    "attempt {} {}: {}",
+                    a.attempt,
+                    a.outcome.label(),
+                    first_line(e)
+                ),
+                None => format!("attempt {} {}", a.attempt, a.outcome.label()),
+            };
+            moments.push(moment(what, end));
+        }
+    }
+    let started = r.attempts > 0 && r.history.is_empty();
     match r.state {
         TaskState::Scheduled => moments.push(moment("due".into(), r.run_at)),
         TaskState::Retrying => moments.push(moment(
             format!("attempt {} failed; next attempt due", r.attempts),
             r.run_at,
         )),
-        TaskState::Available if r.run_at > r.created_at => {
+        TaskState::Available if r.run_at > r.created_at && r.history.is_empty() => {
             moments.push(moment("became ready".into(), r.run_at))
         }
         _ => {}
@@ -94,6 +162,15 @@ fn timeline(r: &TaskRecord, now: Timestamp) -> Vec<Moment> {
         moments.push(moment(what, t));
     }
     moments
+}
+
+/// The first line of a text, cut to 120 characters (the table has it all).
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(120) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
+    }
 }
 
 /// `GET /tasks/{id}`.
@@ -131,6 +208,15 @@ pub(crate) async fn page(
         result: record.result.as_deref().map(pretty),
         error: record.error.clone(),
         timeline: timeline(&record, now),
+        attempt_rows: record
+            .history
+            .iter()
+            .map(|a| AttemptRow::new(a, now))
+            .collect(),
+        worker: record
+            .running_attempt()
+            .map(|a| a.worker.clone().unwrap_or_else(|| "(not named)".into())),
+        keeps_history: state.backend.capabilities().history,
         here: format!("/tasks/{}", record.id.0),
         can_cancel: can_act && record.state.is_waiting(),
         can_retry: can_act && record.state == TaskState::Dead,

@@ -1,12 +1,15 @@
-//! `/tasks`: a page of tasks in one state, filtered by queue and handler,
-//! oldest or newest first, paged by key (the next page starts after the
-//! last task shown, so a deep page costs what the first does). Dead tasks
-//! get retry buttons and the bulk actions; waiting ones a cancel button.
+//! `/tasks`: a page of tasks in one state, filtered by queue, handler and
+//! text in params or error, oldest or newest first, paged by key (the next
+//! page starts after the last task read, so a deep page costs what the first
+//! does), with how many tasks match. A search reads a bounded number of
+//! candidates per page: a page that stopped at that budget says so and its
+//! "next page" goes on from there. Dead tasks get retry buttons and the bulk
+//! actions; waiting ones a cancel button.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use conveyor::durable::{ListOrder, ListParams, TaskRecord};
+use conveyor::durable::{Count, ListOrder, ListParams, Search, TaskRecord};
 use conveyor::{TaskId, TaskState, Timestamp};
 use serde::Deserialize;
 
@@ -26,6 +29,7 @@ pub(crate) struct TasksQuery {
     state: Option<String>,
     queue: Option<String>,
     handler: Option<String>,
+    search: Option<String>,
     order: Option<String>,
     after: Option<String>,
     notice: Option<String>,
@@ -37,10 +41,16 @@ pub(crate) struct Filter {
     pub(crate) state: TaskState,
     pub(crate) queue: Option<String>,
     pub(crate) handler: Option<String>,
+    pub(crate) search: Option<Search>,
     pub(crate) newest_first: bool,
 }
 
 impl Filter {
+    /// The link to the count of these filters.
+    pub(crate) fn count_link(&self) -> String {
+        self.link(None).replacen("/tasks?", "/live/count?", 1)
+    }
+
     /// The link to a page of these filters, after `after` when given.
     pub(crate) fn link(&self, after: Option<TaskId>) -> String {
         let mut pairs = vec![("state", self.state.as_str().to_string())];
@@ -49,6 +59,9 @@ impl Filter {
         }
         if let Some(h) = &self.handler {
             pairs.push(("handler", h.clone()));
+        }
+        if let Some(s) = &self.search {
+            pairs.push(("search", s.text().to_string()));
         }
         if self.newest_first {
             pairs.push(("order", "newest".into()));
@@ -115,10 +128,17 @@ struct TasksPage {
     state: &'static str,
     queue: String,
     handler: String,
+    search: String,
     newest_first: bool,
     rows: Vec<Row>,
-    /// How many tasks match, or why there is no count.
-    matching: Result<u64, String>,
+    /// How many tasks match, or why there is no count (when counted with
+    /// the page).
+    matching: Result<Count, String>,
+    /// With a search, the count comes after the page from this link.
+    count_link: Option<String>,
+    /// Set when the page read its budget of candidates before it was full:
+    /// how many it read.
+    stopped_early: Option<u64>,
     /// This page's own link (actions come back to it).
     here: String,
     first: Option<String>,
@@ -148,7 +168,60 @@ pub(crate) fn filter(query: &TasksQuery) -> Result<Filter, ApiError> {
         state,
         queue: field(query.queue.clone()),
         handler: field(query.handler.clone()),
+        search: field(query.search.clone()).and_then(|s| Search::new(&s)),
         newest_first,
+    })
+}
+
+/// The count of `params` and `search`, or why there is none.
+async fn count(
+    state: &AppState,
+    params: &ListParams,
+    search: Option<&Search>,
+) -> Result<Count, String> {
+    state
+        .backend
+        .count(params, search)
+        .await
+        .map_err(|e| format!("No count: {}", e.chain()))
+}
+
+/// The sentence saying how many tasks match (`/live/count`, and inline).
+#[derive(Template)]
+#[template(path = "count.html")]
+struct CountPart {
+    matching: Result<Count, String>,
+    state: &'static str,
+    queue: String,
+    handler: String,
+    search: String,
+}
+
+/// `GET /live/count?state=&queue=&handler=&search=`: how many tasks the
+/// filters match, as the tasks page shows it (fetched after the page when
+/// it has a search).
+pub(crate) async fn count_part(
+    State(state): State<AppState>,
+    Query(query): Query<TasksQuery>,
+) -> Response {
+    let filter = match filter(&query) {
+        Ok(f) => f,
+        Err(e) => return error_page(&state, e),
+    };
+    let params = ListParams::new(filter.state)
+        .queue_opt(filter.queue.as_deref())
+        .handler_opt(filter.handler.as_deref());
+    let matching = count(&state, &params, filter.search.as_ref()).await;
+    render(&CountPart {
+        matching,
+        state: filter.state.as_str(),
+        queue: filter.queue.clone().unwrap_or_default(),
+        handler: filter.handler.clone().unwrap_or_default(),
+        search: filter
+            .search
+            .as_ref()
+            .map(|s| s.text().to_string())
+            .unwrap_or_default(),
     })
 }
 
@@ -179,31 +252,20 @@ async fn read(state: &AppState, query: TasksQuery) -> Result<TasksPage, ApiError
         })
         .after_opt(after)
         .limit(PAGE);
-    let tasks = state.backend.list(&params).await?;
-    let next = params
-        .next_page(&tasks)
-        .and_then(|p| p.after)
-        .map(|id| filter.link(Some(id)));
-    // Counts by queue and state are what every store keeps cheaply; a
-    // handler filter has no such count. A failed read says so rather than
+    let search = filter.search.as_ref();
+    let found = state.backend.page(&params, search).await?;
+    let stopped_early = found.stopped_early(PAGE).then_some(found.scanned);
+    let next = found.next.map(|id| filter.link(Some(id)));
+    // The count of what the filters match: kept by the store without a
+    // search (cheap, with the page), read after the page with one (it may
+    // read up to 100,000 candidates). A failed read says so rather than
     // showing a count of zero.
-    let (stats, matching) = match state.backend.stats().await {
-        Ok(stats) => {
-            let matching = match &filter.handler {
-                Some(h) => Err(format!(
-                    "Tasks of handler {h} are listed a page at a time; \
-                     the store keeps no count per handler."
-                )),
-                None => Ok(stats
-                    .iter()
-                    .filter(|q| filter.queue.as_deref().is_none_or(|name| name == q.queue))
-                    .map(|q| q.count(filter.state))
-                    .sum()),
-            };
-            (stats, matching)
-        }
-        Err(e) => (Vec::new(), Err(format!("No count: {}", e.chain()))),
+    let (matching, count_link) = match search {
+        None => (count(state, &params, None).await, None),
+        Some(_) => (Ok(Count::exact(0)), Some(filter.count_link())),
     };
+    // The queues to choose from.
+    let stats = state.backend.stats().await.unwrap_or_default();
     let now = Timestamp::now();
     let dead = filter.state == TaskState::Dead;
     let title = format!("Tasks: {}", filter.state.as_str());
@@ -222,8 +284,15 @@ async fn read(state: &AppState, query: TasksQuery) -> Result<TasksPage, ApiError
         queue: filter.queue.clone().unwrap_or_default(),
         handler: filter.handler.clone().unwrap_or_default(),
         newest_first: filter.newest_first,
-        rows: tasks.into_iter().map(|r| Row::new(r, now)).collect(),
+        search: filter
+            .search
+            .as_ref()
+            .map(|s| s.text().to_string())
+            .unwrap_or_default(),
+        rows: found.tasks.into_iter().map(|r| Row::new(r, now)).collect(),
         matching,
+        count_link,
+        stopped_early,
         here: filter.link(after),
         first: after.map(|_| filter.link(None)),
         next,

@@ -7,6 +7,7 @@ mod admin;
 mod basics;
 mod failures;
 mod follow_ups;
+mod history;
 mod keys;
 mod leadership;
 mod limits;
@@ -14,6 +15,7 @@ mod listing;
 mod pause;
 mod registry;
 mod results;
+mod search;
 mod trace;
 
 pub use admin::{
@@ -34,6 +36,7 @@ pub use follow_ups::{
     a_crash_before_the_finish_enqueues_nothing, follow_ups_are_enqueued_with_the_finish,
     follow_ups_carry_their_ordering_key, follow_ups_go_with_their_own_report,
 };
+pub use history::{history_of_a_dead_task, history_of_retries, history_shows_lease_expiry};
 pub use keys::{ordering_keys, unique_keys};
 pub use leadership::one_leader_at_a_time;
 pub use limits::{
@@ -49,6 +52,10 @@ pub use pause::{
 };
 pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};
+pub use search::{
+    counts_match_the_filters, pages_stop_at_their_budget, search_finds_params_and_errors,
+    search_through, stats_match_a_recount,
+};
 pub use trace::{follow_ups_carry_their_trace_context, trace_context_travels};
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! A durable backend as a [`Source`]: reserve is fetch, the lease token is
-//! the receipt, renew is renew, finish is settle.
+//! A durable backend as a [`Source`]: reserve is fetch (naming the worker,
+//! for the attempts' history), the lease token is the receipt, renew is
+//! renew, finish is settle.
 //!
 //! Retries belong to the backend ([`Retries::BySource`]): the runner runs one
 //! attempt per reservation and reports a failure as "retry after the
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{async_trait, Backend, Error, Finish, Lease, Reserved};
+use conveyor_core::{async_trait, Backend, Error, Finish, Lease, ReserveParams, Reserved};
 
 use crate::source::{Delivery, Retries, Settlement, Source};
 
@@ -20,16 +21,24 @@ pub(crate) struct BackendSource {
     /// The queue names once more, shared by every delivery of each.
     names: Vec<Arc<str>>,
     lease: Duration,
+    /// The worker's id, named in every reservation (the attempts' worker).
+    worker: String,
 }
 
 impl BackendSource {
-    pub(crate) fn new(backend: Arc<dyn Backend>, queues: Vec<String>, lease: Duration) -> Self {
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        queues: Vec<String>,
+        lease: Duration,
+        worker: String,
+    ) -> Self {
         let names = queues.iter().map(|q| Arc::from(q.as_str())).collect();
         Self {
             backend,
             queues,
             names,
             lease,
+            worker,
         }
     }
 
@@ -69,7 +78,8 @@ impl Source for BackendSource {
     }
 
     async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
-        let reserved = self.backend.reserve(&self.queues, max, self.lease).await?;
+        let params = ReserveParams::new(&self.queues, max, self.lease).worker(&self.worker);
+        let reserved = self.backend.reserve_with(params).await?;
         Ok(reserved.into_iter().map(|r| self.delivery(r)).collect())
     }
 

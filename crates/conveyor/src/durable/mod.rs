@@ -24,10 +24,11 @@ pub use client::{Client, DurableHandle};
 pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 /// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
-    parts, Administration, Backend, BackendUrl, Capabilities, Enqueued, Finish, FinishAction,
-    GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder, ListParams, Maintenance, NewTask,
-    OpenFuture, Part, QueueControl, QueueStats, Registry, Reserved, ResultStore, Retention, Scheme,
-    TaskRecord, WorkerInfo, WORKER_SILENCE,
+    attempt, parts, Administration, AttemptOutcome, AttemptRecord, Backend, BackendUrl,
+    Capabilities, Count, Enqueued, Finish, FinishAction, GlobalLimits, HandlerLimits, Inspection,
+    Lease, ListOrder, ListParams, Maintenance, NewTask, OpenFuture, Page, Part, QueueControl,
+    QueueStats, Registry, ReserveParams, Reserved, ResultStore, Retention, Scheme, Search,
+    TaskRecord, WorkerInfo, COUNT_BUDGET, SCAN_BUDGET, WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
 pub use heartbeat::{FORGET_WORKERS_AFTER, HEARTBEAT_EVERY};

@@ -235,7 +235,15 @@ impl<C: Codec> WorkerBuilder<C> {
             limits.validate()?;
         }
         self.backend.set_slots(self.slots);
-        let source = BackendSource::new(self.backend.clone(), self.queues.clone(), self.lease);
+        // One id for the worker's life: its heartbeats and every attempt it
+        // reserves name it.
+        let id = maintenance::holder();
+        let source = BackendSource::new(
+            self.backend.clone(),
+            self.queues.clone(),
+            self.lease,
+            id.clone(),
+        );
         let mut runner = Runner::new(source, self.routes)
             .slots(self.slots)
             .pool(self.pool)
@@ -256,6 +264,7 @@ impl<C: Codec> WorkerBuilder<C> {
             global_limits: self.global_limits,
             maintenance_errors: Arc::new(AtomicU64::new(0)),
             slots: self.slots,
+            id,
             _codec: std::marker::PhantomData,
         })
     }
@@ -321,6 +330,8 @@ pub struct Worker<C: Codec = Json> {
     global_limits: Vec<(String, HandlerLimits)>,
     maintenance_errors: Arc<AtomicU64>,
     slots: usize,
+    /// Its id: in its heartbeats, and as the worker of every attempt it reserves.
+    id: String,
     _codec: std::marker::PhantomData<C>,
 }
 
@@ -367,6 +378,13 @@ impl<C: Codec> Worker<C> {
         }
     }
 
+    /// Its id (`host:pid:random`): the id of its heartbeats in the
+    /// backend's worker registry, and the worker named in the history of
+    /// every attempt it runs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// A handle that stops the worker gracefully.
     pub fn stopper(&self) -> WorkerStopper {
         WorkerStopper(self.handle.clone())
@@ -409,6 +427,7 @@ impl<C: Codec> Worker<C> {
             maintenance_errors,
             handle,
             slots,
+            id,
             ..
         } = self;
         for (handler, limits) in &global_limits {
@@ -423,7 +442,7 @@ impl<C: Codec> Worker<C> {
         ));
         let beats = tokio::spawn(super::heartbeat::run(
             backend.clone(),
-            super::heartbeat::describe(maintenance::holder(), &queues, slots),
+            super::heartbeat::describe(id, &queues, slots),
             handle,
             maintenance_errors.clone(),
             done.clone(),

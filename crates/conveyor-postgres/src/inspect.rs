@@ -1,0 +1,426 @@
+//! Reading the tasks for people: counts per queue and state, pages of a
+//! filtered listing, text search and counts of a filter, each within a
+//! bounded amount of work at a million tasks.
+//!
+//! Counts come from `task_counts` (migration 7): statement-level triggers
+//! with transition tables add one row per queue, handler and state a statement
+//! changed (a reservation of 500 tasks adds two rows, not 500), so the hot
+//! path never updates a shared counter row (which would serialise every
+//! worker on its lock). Reading sums the rows; [`compact`] folds them into
+//! one per queue and state, from maintenance and when a read finds many.
+//!
+//! No index serves inspection alone (every index is paid for on the hot
+//! path). A listing goes through its state's own partial index when the kept
+//! counts say that holds at most [`SCAN_BUDGET`] tasks (a rare state is
+//! found at once), and otherwise along the primary key from the page's
+//! cursor, reading at most [`SCAN_BUDGET`] tasks of the state and saying
+//! where it stopped.
+//!
+//! Text is matched exactly as [`Search`] does (a substring of the params'
+//! bytes or of the error, ASCII case folded): params are read as Latin-1,
+//! which maps every byte to one character and never fails, and folded with
+//! `lower(… COLLATE "C")`, which folds ASCII only.
+
+use std::collections::BTreeMap;
+
+use conveyor_core::{
+    Count, Error, ListOrder, ListParams, Page, QueueStats, Search, TaskState, Timestamp,
+    COUNT_BUDGET, SCAN_BUDGET,
+};
+use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
+
+use crate::backend::PostgresBackend;
+use crate::error::db;
+use crate::row::{col, record};
+use crate::schema::Schema;
+use crate::statements::{Predicates, RECORD_COLUMNS};
+
+/// Count rows past which a read of the counts folds them first.
+const COMPACT_PAST: i64 = 10_000;
+
+/// The statements of the kept counts, for one schema.
+#[derive(Debug, Clone)]
+pub(crate) struct CountStatements {
+    /// Queue, state and count of every pair with tasks, and how many rows.
+    read: String,
+    /// Folds the rows into one per queue and state.
+    compact: String,
+    /// `$1` state codes, `$2` queue or NULL, `$3` handler or NULL → tasks
+    /// in those states.
+    kept: String,
+    /// `$1` queue → the enqueue time of its available task with the lowest
+    /// id, one index seek per priority level.
+    oldest_available: String,
+    /// `$1` queue, `$2` now → the enqueue time of its oldest due task not
+    /// yet made available.
+    oldest_due: String,
+}
+
+impl CountStatements {
+    pub(crate) fn new(schema: &Schema) -> CountStatements {
+        let t = schema.table("tasks");
+        let c = schema.table("task_counts");
+        let p = Predicates::new();
+        let available = &p.available;
+        let first = |more: &str| {
+            format!(
+                "SELECT priority FROM {t} WHERE queue = $1 AND {available}{more} \
+                 ORDER BY priority DESC LIMIT 1"
+            )
+        };
+        CountStatements {
+            read: format!(
+                "SELECT queue, state, sum(n)::bigint, (sum(count(*)) OVER ())::bigint FROM {c} \
+                 GROUP BY queue, state"
+            ),
+            compact: format!(
+                "WITH gone AS (DELETE FROM {c} RETURNING queue, handler, state, n)
+                 INSERT INTO {c} (queue, handler, state, n)
+                 SELECT queue, handler, state, sum(n) FROM gone
+                 GROUP BY queue, handler, state HAVING sum(n) <> 0"
+            ),
+            kept: format!(
+                "SELECT coalesce(sum(n), 0)::bigint FROM {c} \
+                 WHERE state = ANY($1) AND ($2::text IS NULL OR queue = $2) \
+                 AND ($3::text IS NULL OR handler = $3)"
+            ),
+            oldest_available: format!(
+                "WITH RECURSIVE levels(p) AS (
+                     SELECT ({top})
+                     UNION ALL
+                     SELECT ({below}) FROM levels WHERE p IS NOT NULL
+                 )
+                 SELECT min((SELECT created_at FROM {t} WHERE queue = $1 AND {available}
+                             AND priority = levels.p ORDER BY id LIMIT 1))
+                 FROM levels WHERE p IS NOT NULL",
+                top = first(""),
+                below = first(" AND priority < levels.p"),
+            ),
+            oldest_due: format!(
+                "SELECT min(created_at) FROM {t} WHERE {timed} AND run_at <= $2 AND queue = $1",
+                timed = p.timed
+            ),
+        }
+    }
+}
+
+/// Folds the kept counts into one row per queue and state. Safe beside
+/// writers (their new rows are not in the statement's snapshot and stay) and
+/// beside another fold (rows it deleted first are skipped).
+pub(crate) async fn compact(conn: &Object, sql: &CountStatements) -> Result<(), Error> {
+    let what = "folding the kept counts";
+    let stmt = PostgresBackend::prepared(conn, what, &sql.compact).await?;
+    conn.execute(&stmt, &[]).await.map_err(|e| db(what, e))?;
+    Ok(())
+}
+
+/// The partial index terms that hold a state's tasks, and the states they
+/// hold (which the kept counts sum to price the index path).
+fn index_of(state: TaskState, p: &Predicates) -> (String, Vec<TaskState>) {
+    use TaskState as S;
+    match state {
+        S::Available => (p.available.clone(), vec![S::Available]),
+        S::Scheduled | S::Retrying => (p.timed.clone(), vec![S::Scheduled, S::Retrying]),
+        S::Running => (p.lease_index.to_string(), vec![S::Running]),
+        S::Completed | S::Dead | S::Cancelled => (p.finished.clone(), vec![state]),
+    }
+}
+
+/// `$1` queue or NULL, `$2` handler or NULL, `$3` text as Latin-1 or NULL,
+/// `$4` text as UTF-8 or NULL.
+const FILTERS: &str = "($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR handler = $2) \
+     AND ($3::text IS NULL \
+       OR strpos(lower(convert_from(payload, 'LATIN1') COLLATE \"C\"), $3) > 0 \
+       OR strpos(lower(error COLLATE \"C\"), $4) > 0)";
+
+/// The text's two forms for `$3` and `$4`: its folded bytes as Latin-1
+/// characters (to meet the params read as Latin-1), and as UTF-8.
+fn needles(search: Option<&Search>) -> (Option<String>, Option<String>) {
+    match search {
+        None => (None, None),
+        Some(s) => {
+            let folded = s.text().to_ascii_lowercase();
+            let latin1 = folded.bytes().map(char::from).collect();
+            (Some(latin1), Some(folded))
+        }
+    }
+}
+
+fn keyset(order: ListOrder, column: &str) -> String {
+    match order {
+        ListOrder::NewestFirst => format!("{column} < $5 ORDER BY {column} DESC"),
+        _ => format!("{column} > $5 ORDER BY {column}"),
+    }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PostgresBackend {
+    /// Counts per queue and state, with the oldest ready task of each queue.
+    pub(crate) async fn kept_stats(&self) -> Result<Vec<QueueStats>, Error> {
+        let what = "reading queue stats";
+        let sql = &self.inner.counts;
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &sql.read).await?;
+        let mut rows = conn.query(&stmt, &[]).await.map_err(|e| db(what, e))?;
+        let folded_rows = rows.first().map(|r| col::<i64>(r, 3, "rows")).transpose()?;
+        if folded_rows.is_some_and(|n| n > COMPACT_PAST) {
+            // Maintenance folds them; a read that finds many does it too
+            // (and reads on if it may not write).
+            match compact(&conn, sql).await {
+                Ok(()) => rows = conn.query(&stmt, &[]).await.map_err(|e| db(what, e))?,
+                Err(e) => tracing::debug!(error = %e, "postgres: cannot fold the kept counts"),
+            }
+        }
+        let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for r in &rows {
+            let queue: String = col(r, 0, "queue")?;
+            let code: i16 = col(r, 1, "state")?;
+            let n: i64 = col(r, 2, "n")?;
+            if n == 0 {
+                continue;
+            }
+            let state = TaskState::from_code(i64::from(code)).ok_or_else(|| {
+                crate::error::bad_data(format!(
+                    "queue {queue:?}: kept count for the unknown state code {code}"
+                ))
+            })?;
+            let n = u64::try_from(n).map_err(|_| {
+                crate::error::bad_data(format!(
+                    "queue {queue:?}: negative kept count {n} of {state} tasks"
+                ))
+            })?;
+            by_queue
+                .entry(queue.clone())
+                .or_insert_with(|| QueueStats {
+                    queue,
+                    ..QueueStats::default()
+                })
+                .counts
+                .insert(state, n);
+        }
+        let now = self.inner.clock.now().as_millis();
+        let available = Self::prepared(&conn, what, &sql.oldest_available).await?;
+        let due = Self::prepared(&conn, what, &sql.oldest_due).await?;
+        for stats in by_queue.values_mut() {
+            let mut oldest: Option<i64> = None;
+            if stats.count(TaskState::Available) > 0 {
+                let row = conn
+                    .query_one(&available, &[&stats.queue])
+                    .await
+                    .map_err(|e| db(what, e))?;
+                oldest = col(&row, 0, "oldest")?;
+            }
+            if stats.count(TaskState::Scheduled) + stats.count(TaskState::Retrying) > 0 {
+                let row = conn
+                    .query_one(&due, &[&stats.queue, &now])
+                    .await
+                    .map_err(|e| db(what, e))?;
+                let d: Option<i64> = col(&row, 0, "oldest")?;
+                oldest = match (oldest, d) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            stats.oldest_ready = oldest.map(Timestamp);
+        }
+        Ok(by_queue.into_values().collect())
+    }
+
+    /// Tasks in `states` (of `queue` and `handler`), from the kept counts.
+    async fn kept(
+        &self,
+        conn: &Object,
+        states: &[TaskState],
+        queue: Option<&str>,
+        handler: Option<&str>,
+    ) -> Result<u64, Error> {
+        let what = "reading the kept counts";
+        let stmt = Self::prepared(conn, what, &self.inner.counts.kept).await?;
+        // Codes are 0..=6: the cast cannot truncate.
+        let codes: Vec<i16> = states.iter().map(|s| s.code() as i16).collect();
+        let row = conn
+            .query_one(&stmt, &[&codes, &queue, &handler])
+            .await
+            .map_err(|e| db(what, e))?;
+        let n: i64 = col(&row, 0, "n")?;
+        Ok(n.unsigned_abs())
+    }
+
+    /// How many entries the state's index path reads for `params`.
+    async fn index_cost(&self, conn: &Object, params: &ListParams) -> Result<u64, Error> {
+        let (_, states) = index_of(params.state, &Predicates::new());
+        // Only the ready index is ordered by queue first.
+        let queue = match params.state {
+            TaskState::Available => params.queue.as_deref(),
+            _ => None,
+        };
+        self.kept(conn, &states, queue, None).await
+    }
+
+    /// A page of `params` and `search` within the budget; `None` when the
+    /// state is too common for its index and `budgeted` is false (a listing,
+    /// which then walks the primary key without a budget).
+    pub(crate) async fn search_page(
+        &self,
+        params: &ListParams,
+        search: Option<&Search>,
+        budgeted: bool,
+    ) -> Result<Option<Page>, Error> {
+        let what = "listing tasks";
+        let conn = self.conn(what).await?;
+        let t = self.inner.schema.table("tasks");
+        let p = Predicates::new();
+        let code = params.state.code();
+        let (latin1, utf8) = needles(search);
+        let cursor = params.id_bound();
+        let limit = to_i64(params.limit);
+        let cost = self.index_cost(&conn, params).await?;
+        if cost <= SCAN_BUDGET as u64 {
+            let (terms, _) = index_of(params.state, &p);
+            let text = format!(
+                "SELECT {RECORD_COLUMNS} FROM {t} WHERE {terms} AND state = {code} AND {FILTERS} \
+                 AND {} LIMIT $6",
+                keyset(params.order, "id")
+            );
+            let stmt = Self::prepared(&conn, what, &text).await?;
+            let args: [&(dyn ToSql + Sync); 6] = [
+                &params.queue,
+                &params.handler,
+                &latin1,
+                &utf8,
+                &cursor,
+                &limit,
+            ];
+            let rows = conn.query(&stmt, &args).await.map_err(|e| db(what, e))?;
+            let tasks = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+            let next = if tasks.len() < params.limit {
+                None
+            } else {
+                tasks.last().map(|t| t.id)
+            };
+            return Ok(Some(Page::new(tasks, next, cost)));
+        }
+        if !budgeted {
+            return Ok(None);
+        }
+        // Along the primary key: read at most `budget` tasks of the state,
+        // keep the matches, and say how many were read and where it ended.
+        // `state + 0` hides the state from the indexes: through the state's
+        // own index the planner would read every task of the state and sort
+        // them (measured: 0.5 s at a million), where the walk by id stops
+        // after the budget.
+        let budget = to_i64(SCAN_BUDGET);
+        let r_columns = RECORD_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (edge, order) = match params.order {
+            ListOrder::NewestFirst => ("min", "DESC"),
+            _ => ("max", "ASC"),
+        };
+        let text = format!(
+            "WITH scan AS (
+                 SELECT id, queue, handler, payload, error FROM {t}
+                 WHERE state + 0 = {code} AND ($1::text IS NULL OR queue = $1) AND {keyset}
+                 LIMIT $7
+             ),
+             hits AS (
+                 SELECT id FROM scan WHERE {FILTERS} ORDER BY id {order} LIMIT $6
+             )
+             SELECT {r_columns}, s.read, s.edge
+             FROM (SELECT count(*)::bigint AS read, {edge}(id) AS edge FROM scan) s
+             LEFT JOIN LATERAL (
+                 SELECT {RECORD_COLUMNS} FROM {t} WHERE id IN (SELECT id FROM hits)
+             ) r ON true
+             ORDER BY r.id {order}",
+            keyset = keyset(params.order, "id"),
+        );
+        let stmt = Self::prepared(&conn, what, &text).await?;
+        let args: [&(dyn ToSql + Sync); 7] = [
+            &params.queue,
+            &params.handler,
+            &latin1,
+            &utf8,
+            &cursor,
+            &limit,
+            &budget,
+        ];
+        let rows = conn.query(&stmt, &args).await.map_err(|e| db(what, e))?;
+        let mut tasks = Vec::new();
+        let (mut read, mut edge) = (0i64, None::<i64>);
+        // The scan's figures follow the record's columns.
+        let at = RECORD_COLUMNS.split(", ").count();
+        for r in &rows {
+            read = col(r, at, "read")?;
+            edge = col(r, at + 1, "edge")?;
+            if col::<Option<i64>>(r, 0, "id")?.is_some() {
+                tasks.push(record(r)?);
+            }
+        }
+        let next = if tasks.len() >= params.limit {
+            tasks.last().map(|t| t.id)
+        } else if read >= budget {
+            edge.map(crate::row::task_id).transpose()?
+        } else {
+            None
+        };
+        Ok(Some(Page::new(tasks, next, read.unsigned_abs())))
+    }
+
+    /// How many tasks `params` and `search` match.
+    pub(crate) async fn search_count(
+        &self,
+        params: &ListParams,
+        search: Option<&Search>,
+    ) -> Result<Count, Error> {
+        let what = "counting tasks";
+        let conn = self.conn(what).await?;
+        if search.is_none() {
+            let (queue, handler) = (params.queue.as_deref(), params.handler.as_deref());
+            let n = self.kept(&conn, &[params.state], queue, handler).await?;
+            return Ok(Count::exact(n));
+        }
+        let t = self.inner.schema.table("tasks");
+        let p = Predicates::new();
+        let code = params.state.code();
+        let (latin1, utf8) = needles(search);
+        let budget = to_i64(COUNT_BUDGET);
+        let cost = self.index_cost(&conn, params).await?;
+        let (terms, _) = index_of(params.state, &p);
+        let text = if cost <= COUNT_BUDGET as u64 {
+            // `$5` is bound for both texts; this one only needs it named.
+            format!(
+                "SELECT count(*)::bigint, 0::bigint FROM {t} \
+                 WHERE {terms} AND state = {code} AND {FILTERS} AND $5::bigint > 0"
+            )
+        } else {
+            format!(
+                "WITH scan AS (
+                     SELECT queue, handler, payload, error FROM {t}
+                     WHERE state + 0 = {code} AND ($1::text IS NULL OR queue = $1)
+                     ORDER BY id LIMIT $5
+                 )
+                 SELECT count(*) FILTER (WHERE {FILTERS})::bigint, count(*)::bigint FROM scan"
+            )
+        };
+        let stmt = Self::prepared(&conn, what, &text).await?;
+        let args: [&(dyn ToSql + Sync); 5] =
+            [&params.queue, &params.handler, &latin1, &utf8, &budget];
+        let row = conn
+            .query_one(&stmt, &args)
+            .await
+            .map_err(|e| db(what, e))?;
+        let n: i64 = col(&row, 0, "count")?;
+        let read: i64 = col(&row, 1, "read")?;
+        Ok(if read >= budget {
+            Count::at_least(n.unsigned_abs())
+        } else {
+            Count::exact(n.unsigned_abs())
+        })
+    }
+}
