@@ -80,24 +80,23 @@ fn main() {
         std::process::exit(code);
     }
     // Hidden: one no-op subject alone, for profilers
-    // (`noop-only [conveyor|tokio] [tasks] [runs]`).
+    // (`noop-only [conveyor|tokio|async-channel|flume] [tasks] [runs]`).
     if which == "noop-only" {
-        let tokio = args.get(1).is_some_and(|a| a == "tokio");
+        let word = args.get(1).map(String::as_str).unwrap_or("conveyor");
+        let Some(subject) = noop::Subject::parse(word) else {
+            eprintln!(
+                "noop-only: unknown subject {word:?} (conveyor, tokio, async-channel, flume)"
+            );
+            std::process::exit(2);
+        };
         let n = args
             .get(2)
             .and_then(|a| a.parse().ok())
             .unwrap_or(1_000_000);
         let runs = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3u32);
         for _ in 0..runs {
-            let rate = if tokio {
-                runtime.block_on(noop::tokio_noop(n))
-            } else {
-                runtime.block_on(noop::conveyor_noop(n))
-            };
-            println!(
-                "{} no-op: {rate:.0} tasks/s",
-                if tokio { "tokio" } else { "conveyor" }
-            );
+            let rate = runtime.block_on(subject.measure(n));
+            println!("{} no-op: {rate:.0} tasks/s", subject.name());
         }
         return;
     }

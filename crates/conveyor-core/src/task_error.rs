@@ -24,8 +24,16 @@ pub enum ErrorKind {
 /// Any `std::error::Error` converts into a retryable `TaskError`, so handlers can use
 /// `?`. Like `anyhow::Error`, `TaskError` itself does not implement
 /// `std::error::Error`; that is what makes the blanket conversion possible.
+///
+/// One pointer wide: its parts live behind a box, so every `Result` and
+/// outcome that may hold an error stays small on the hot path, where tasks
+/// succeed and their results are moved from worker to result queue to
+/// callback.
 #[derive(Clone)]
-pub struct TaskError {
+pub struct TaskError(Box<Parts>);
+
+#[derive(Clone)]
+struct Parts {
     kind: ErrorKind,
     message: String,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -35,12 +43,12 @@ pub struct TaskError {
 impl TaskError {
     /// A retryable error with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Parts {
             kind: ErrorKind::Retryable,
             message: message.into(),
             source: None,
             detail: None,
-        }
+        }))
     }
 
     /// A permanent error: the task is not retried.
@@ -61,7 +69,7 @@ impl TaskError {
 
     /// Changes what the error asks for.
     pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.kind = kind;
+        self.0.kind = kind;
         self
     }
 
@@ -72,33 +80,33 @@ impl TaskError {
 
     /// Attaches a typed detail, readable later with [`TaskError::detail`].
     pub fn with_detail<D: Any + Send + Sync>(mut self, detail: D) -> Self {
-        self.detail = Some(Arc::new(detail));
+        self.0.detail = Some(Arc::new(detail));
         self
     }
 
     /// What the error asks for.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// True when the error allows another attempt.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Retryable | ErrorKind::RetryAfter(_))
+        matches!(self.0.kind, ErrorKind::Retryable | ErrorKind::RetryAfter(_))
     }
 
     /// The message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The source error, if the error was converted from one.
     pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.source.as_deref()
+        self.0.source.as_deref()
     }
 
     /// The typed detail attached with [`TaskError::with_detail`], if it is a `D`.
     pub fn detail<D: Any>(&self) -> Option<&D> {
-        self.detail.as_deref().and_then(|d| d.downcast_ref::<D>())
+        self.0.detail.as_deref().and_then(|d| d.downcast_ref::<D>())
     }
 }
 
@@ -114,26 +122,26 @@ where
             message.push_str(&cause.to_string());
             source = cause.source();
         }
-        Self {
+        Self(Box::new(Parts {
             kind: ErrorKind::Retryable,
             message,
             source: Some(Arc::new(err)),
             detail: None,
-        }
+        }))
     }
 }
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
 impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskError")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
             .finish_non_exhaustive()
     }
 }
@@ -163,5 +171,10 @@ mod tests {
         let err = TaskError::new("x").with_detail(42u32);
         assert_eq!(err.detail::<u32>(), Some(&42));
         assert_eq!(err.detail::<i64>(), None);
+    }
+
+    #[test]
+    fn an_error_is_one_pointer_wide() {
+        assert_eq!(std::mem::size_of::<TaskError>(), std::mem::size_of::<usize>());
     }
 }
