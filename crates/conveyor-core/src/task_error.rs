@@ -175,6 +175,9 @@ mod tests {
 
     #[test]
     fn an_error_is_one_pointer_wide() {
-        assert_eq!(std::mem::size_of::<TaskError>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<TaskError>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

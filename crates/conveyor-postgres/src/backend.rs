@@ -568,8 +568,7 @@ impl Inspection for PostgresBackend {
     }
 
     async fn page(&self, params: &ListParams, search: Option<&Search>) -> Result<Page, Error> {
-        let page = self.search_page(params, search, true).await?;
-        page.ok_or_else(|| Error::backend_other("a budgeted page always comes back"))
+        self.search_page(params, search).await
     }
 
     async fn count(&self, params: &ListParams, search: Option<&Search>) -> Result<Count, Error> {
@@ -579,31 +578,32 @@ impl Inspection for PostgresBackend {
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
         // A state rare enough for its own index is read through it; a
         // common one along the primary key, where its rows are met often.
-        if let Some(page) = self.search_page(params, None, false).await? {
+        // (A listing has no budget: every task it asks for comes back.)
+        let conn = self.conn("listing tasks").await?;
+        if let Some(page) = self.index_page(&conn, params, None).await? {
             return Ok(page.tasks);
         }
-        self.list_by_id(params).await
+        self.list_by_id(&conn, params).await
     }
 }
 
 impl PostgresBackend {
     /// Tasks `params` lists, along the primary key from its cursor.
-    async fn list_by_id(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+    async fn list_by_id(
+        &self,
+        conn: &Object,
+        params: &ListParams,
+    ) -> Result<Vec<TaskRecord>, Error> {
         let what = "listing tasks";
         // Codes are 0..=6: the cast cannot truncate.
         let code = params.state.code() as i16;
         let limit = i64::try_from(params.limit).unwrap_or(i64::MAX);
-        // Ids above i64::MAX cannot exist: such a cursor bounds like i64::MAX.
-        let cursor = |id: TaskId| i64::try_from(id.0).unwrap_or(i64::MAX);
-        let (text, after) = match params.order {
-            ListOrder::NewestFirst => (
-                &self.inner.sql.list_newest,
-                params.after.map_or(i64::MAX, cursor),
-            ),
-            _ => (&self.inner.sql.list_oldest, params.after.map_or(0, cursor)),
+        let after = params.id_bound();
+        let text = match params.order {
+            ListOrder::NewestFirst => &self.inner.sql.list_newest,
+            _ => &self.inner.sql.list_oldest,
         };
-        let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, text).await?;
+        let stmt = Self::prepared(conn, what, text).await?;
         let rows = conn
             .query(
                 &stmt,

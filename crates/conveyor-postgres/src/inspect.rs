@@ -261,52 +261,80 @@ impl PostgresBackend {
         self.kept(conn, &states, queue, None).await
     }
 
-    /// A page of `params` and `search` within the budget; `None` when the
-    /// state is too common for its index and `budgeted` is false (a listing,
-    /// which then walks the primary key without a budget).
+    /// A page of `params` and `search` within the budget: through the
+    /// state's own index when the kept counts say it is small enough, else
+    /// along the primary key.
     pub(crate) async fn search_page(
         &self,
         params: &ListParams,
         search: Option<&Search>,
-        budgeted: bool,
+    ) -> Result<Page, Error> {
+        let conn = self.conn("listing tasks").await?;
+        match self.index_page(&conn, params, search).await? {
+            Some(page) => Ok(page),
+            None => self.walk_page(&conn, params, search).await,
+        }
+    }
+
+    /// A page of `params` and `search` read through the state's own index;
+    /// `None` when the state holds more tasks than [`SCAN_BUDGET`], so the
+    /// index would read too many.
+    pub(crate) async fn index_page(
+        &self,
+        conn: &Object,
+        params: &ListParams,
+        search: Option<&Search>,
     ) -> Result<Option<Page>, Error> {
         let what = "listing tasks";
-        let conn = self.conn(what).await?;
+        let cost = self.index_cost(conn, params).await?;
+        if cost > SCAN_BUDGET as u64 {
+            return Ok(None);
+        }
         let t = self.inner.schema.table("tasks");
         let p = Predicates::new();
         let code = params.state.code();
         let (latin1, utf8) = needles(search);
         let cursor = params.id_bound();
         let limit = to_i64(params.limit);
-        let cost = self.index_cost(&conn, params).await?;
-        if cost <= SCAN_BUDGET as u64 {
-            let (terms, _) = index_of(params.state, &p);
-            let text = format!(
-                "SELECT {RECORD_COLUMNS} FROM {t} WHERE {terms} AND state = {code} AND {FILTERS} \
-                 AND {} LIMIT $6",
-                keyset(params.order, "id")
-            );
-            let stmt = Self::prepared(&conn, what, &text).await?;
-            let args: [&(dyn ToSql + Sync); 6] = [
-                &params.queue,
-                &params.handler,
-                &latin1,
-                &utf8,
-                &cursor,
-                &limit,
-            ];
-            let rows = conn.query(&stmt, &args).await.map_err(|e| db(what, e))?;
-            let tasks = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-            let next = if tasks.len() < params.limit {
-                None
-            } else {
-                tasks.last().map(|t| t.id)
-            };
-            return Ok(Some(Page::new(tasks, next, cost)));
-        }
-        if !budgeted {
-            return Ok(None);
-        }
+        let (terms, _) = index_of(params.state, &p);
+        let text = format!(
+            "SELECT {RECORD_COLUMNS} FROM {t} WHERE {terms} AND state = {code} AND {FILTERS} \
+             AND {} LIMIT $6",
+            keyset(params.order, "id")
+        );
+        let stmt = Self::prepared(conn, what, &text).await?;
+        let args: [&(dyn ToSql + Sync); 6] = [
+            &params.queue,
+            &params.handler,
+            &latin1,
+            &utf8,
+            &cursor,
+            &limit,
+        ];
+        let rows = conn.query(&stmt, &args).await.map_err(|e| db(what, e))?;
+        let tasks = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        let next = if tasks.len() < params.limit {
+            None
+        } else {
+            tasks.last().map(|t| t.id)
+        };
+        Ok(Some(Page::new(tasks, next, cost)))
+    }
+
+    /// A page of `params` and `search` along the primary key, reading at
+    /// most [`SCAN_BUDGET`] tasks of the state.
+    async fn walk_page(
+        &self,
+        conn: &Object,
+        params: &ListParams,
+        search: Option<&Search>,
+    ) -> Result<Page, Error> {
+        let what = "listing tasks";
+        let t = self.inner.schema.table("tasks");
+        let code = params.state.code();
+        let (latin1, utf8) = needles(search);
+        let cursor = params.id_bound();
+        let limit = to_i64(params.limit);
         // Along the primary key: read at most `budget` tasks of the state,
         // keep the matches, and say how many were read and where it ended.
         // `state + 0` hides the state from the indexes: through the state's
@@ -340,7 +368,7 @@ impl PostgresBackend {
              ORDER BY r.id {order}",
             keyset = keyset(params.order, "id"),
         );
-        let stmt = Self::prepared(&conn, what, &text).await?;
+        let stmt = Self::prepared(conn, what, &text).await?;
         let args: [&(dyn ToSql + Sync); 7] = [
             &params.queue,
             &params.handler,
@@ -369,7 +397,7 @@ impl PostgresBackend {
         } else {
             None
         };
-        Ok(Some(Page::new(tasks, next, read.unsigned_abs())))
+        Ok(Page::new(tasks, next, read.unsigned_abs()))
     }
 
     /// How many tasks `params` and `search` match.
