@@ -19,11 +19,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError};
+use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError, TaskId};
 
 use crate::context::TaskContext;
 use crate::engine::completion::{AttemptScope, AttemptStart};
 use crate::engine::envelope::{Envelope, Event, JobShared, Release};
+use crate::engine::outbox::Outbox;
 use crate::engine::signal::WorkerSignal;
 use crate::handler::{run_process, Work};
 use crate::output::Output;
@@ -52,32 +53,45 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-type ThreadDone = oneshot::Receiver<()>;
+/// Resolves when an abandoned cpu attempt's thread returns.
+pub(crate) type ThreadDone = oneshot::Receiver<()>;
 
-/// What an attempt left for its worker to do and record.
+/// How an attempt's run ended, for its worker to conclude.
+pub(crate) struct Ran {
+    /// What the attempt ended with.
+    pub(crate) end: Ended,
+    /// Set when a cpu attempt was abandoned at its timeout or cancel: its
+    /// thread still runs until this resolves.
+    pub(crate) thread: Option<ThreadDone>,
+}
+
+impl From<Ended> for Ran {
+    fn from(end: Ended) -> Self {
+        Ran { end, thread: None }
+    }
+}
+
+/// What concluding an attempt left for its worker to do and record.
 pub(crate) struct Done {
     /// The dispatcher slot (and key) to free, for a managed task that is final.
     pub(crate) release: Option<Release>,
-    /// The final outcome's kind and latency, when the task is final.
-    pub(crate) outcome: Option<(OutcomeKind, Duration)>,
-    /// True when the attempt failed and a retry was scheduled.
-    pub(crate) retried: bool,
-    /// The final result, for the worker to post to its job's result queue.
-    pub(crate) result: Option<(Arc<JobShared>, TaskResult)>,
+    /// A final result the outbox had no room for: the worker waits for room
+    /// in its job's result queue to post it.
+    pub(crate) unsent: Option<(Arc<JobShared>, TaskResult)>,
     /// When the final outcome was decided, if it was just now.
     pub(crate) ended_at: Option<Instant>,
 }
 
-/// Runs the next attempt of `env` (with its dispatcher slot, if managed),
-/// starting at `started`. A worker awaits it in place: one state machine for
-/// every lane, so an attempt costs no allocation of its own.
+/// Runs the next attempt of `env`, starting at `started`, and says how it
+/// ended; the worker then concludes it ([`conclude`]). A worker awaits it in
+/// place: one state machine for every lane, so an attempt costs no
+/// allocation of its own, and what it returns is small.
 pub(crate) async fn run_attempt(
-    mut env: Box<Envelope>,
-    slot: Option<usize>,
+    env: &mut Envelope,
     started: Instant,
     signal: &WorkerSignal,
     start: AttemptStart,
-) -> Done {
+) -> Ran {
     env.attempt += 1;
     let attempt = env.attempt;
     let last = attempt >= env.max_attempts;
@@ -110,28 +124,46 @@ pub(crate) async fn run_attempt(
         handler, params, ..
     } = &mut *env;
     let work = catch_unwind(AssertUnwindSafe(|| handler.work(params, last, ctx)));
+    // The envelope's params are not `Sync`: what the attempt watches while
+    // it waits is borrowed apart from them.
+    let task = Watched {
+        job: &env.job,
+        id: env.id,
+        timeout: env.timeout,
+    };
     match work {
-        Err(panic) => {
-            let end = Outcome::Panicked(panic_message(&*panic));
-            conclude(env, slot, Some(started), end)
-        }
-        Ok(Work::Failed(e)) => conclude(env, slot, Some(started), Outcome::Failed(e)),
-        Ok(Work::Io(fut)) => {
-            run_async(env, slot, started, in_scope(fut, scope), signal)
-                .instrument(span)
-                .await
-        }
+        Err(panic) => Outcome::Panicked(panic_message(&*panic)).into(),
+        Ok(Work::Failed(e)) => Outcome::Failed(e).into(),
+        Ok(Work::Io(fut)) => run_async(task, in_scope(fut, scope), signal)
+            .instrument(span)
+            .await
+            .into(),
         Ok(Work::Process(cmd)) => {
             let fut = Box::pin(run_process(cmd));
-            run_async(env, slot, started, in_scope(fut, scope), signal)
+            run_async(task, in_scope(fut, scope), signal)
                 .instrument(span)
                 .await
+                .into()
         }
         Ok(Work::Cpu(f)) => {
-            run_cpu(env, slot, started, cpu_in_scope(f, scope), deadline, signal)
+            run_cpu(task, cpu_in_scope(f, scope), deadline, signal)
                 .instrument(span)
                 .await
         }
+    }
+}
+
+/// What a waiting attempt watches of its task.
+#[derive(Clone, Copy)]
+struct Watched<'a> {
+    job: &'a JobShared,
+    id: TaskId,
+    timeout: Option<Duration>,
+}
+
+impl Watched<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.job.task_cancelled(self.id)
     }
 }
 
@@ -181,75 +213,63 @@ fn cpu_in_scope(f: CpuWork, _scope: AttemptScope) -> CpuWork {
 
 /// Runs an io- or process-lane attempt: panics caught, timeout and cancel applied.
 /// Dropping the future on timeout or cancel kills a process attempt's group.
-async fn run_async<F>(
-    env: Box<Envelope>,
-    slot: Option<usize>,
-    started: Instant,
-    fut: F,
-    signal: &WorkerSignal,
-) -> Done
+async fn run_async<F>(task: Watched<'_>, fut: F, signal: &WorkerSignal) -> Ended
 where
     F: Future<Output = Result<Output, TaskError>> + Send,
 {
-    let timeout = env.timeout;
-    let end = {
-        let run = async {
-            let caught = AssertUnwindSafe(fut).catch_unwind();
-            match timeout {
-                Some(limit) => match tokio::time::timeout(limit, caught).await {
-                    Ok(r) => from_caught(r),
-                    Err(_) => Outcome::TimedOut,
-                },
-                None => from_caught(caught.await),
-            }
-        };
-        tokio::pin!(run);
-        let cancelled = signal.cancelled(|| env.job.task_cancelled(env.id));
-        tokio::pin!(cancelled);
-        // One poll of the attempt per wake-up (a `poll!` followed by a
-        // `select!` would poll it twice on its first turn). Cancellation is
-        // watched only once the attempt has to wait: most short attempts end
-        // on their first poll.
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(end) = run.as_mut().poll(cx) {
-                // An attempt that ends after its task was cancelled (say, a
-                // handler that noticed the cancellation and returned) counts as
-                // cancelled.
-                return Poll::Ready(if env.job.task_cancelled(env.id) {
-                    Outcome::Cancelled
-                } else {
-                    end
-                });
-            }
-            match cancelled.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Outcome::Cancelled),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+    let timeout = task.timeout;
+    let run = async {
+        let caught = AssertUnwindSafe(fut).catch_unwind();
+        match timeout {
+            Some(limit) => match tokio::time::timeout(limit, caught).await {
+                Ok(r) => from_caught(r),
+                Err(_) => Outcome::TimedOut,
+            },
+            None => from_caught(caught.await),
+        }
     };
-    conclude(env, slot, Some(started), end)
+    tokio::pin!(run);
+    let cancelled = signal.cancelled(|| task.is_cancelled());
+    tokio::pin!(cancelled);
+    // One poll of the attempt per wake-up (a `poll!` followed by a
+    // `select!` would poll it twice on its first turn). Cancellation is
+    // watched only once the attempt has to wait: most short attempts end
+    // on their first poll.
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(end) = run.as_mut().poll(cx) {
+            // An attempt that ends after its task was cancelled (say, a
+            // handler that noticed the cancellation and returned) counts as
+            // cancelled.
+            return Poll::Ready(if task.is_cancelled() {
+                Outcome::Cancelled
+            } else {
+                end
+            });
+        }
+        match cancelled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Outcome::Cancelled),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Runs a cpu-lane attempt on a pool thread and watches it from the runtime.
 async fn run_cpu(
-    env: Box<Envelope>,
-    slot: Option<usize>,
-    started: Instant,
-    f: Box<dyn FnOnce() -> Result<Output, TaskError> + Send>,
+    task: Watched<'_>,
+    f: CpuWork,
     deadline: Option<Instant>,
     signal: &WorkerSignal,
-) -> Done {
+) -> Ran {
     let (result_tx, mut result_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let sent = env.job.pool.cpu.execute(Box::new(move || {
+    let sent = task.job.pool.cpu.execute(Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
         let _ = result_tx.send(r);
         drop(done_tx);
     }));
     if sent.is_err() {
-        let end = Outcome::Failed(TaskError::new("the cpu lane is shut down"));
-        return conclude(env, slot, Some(started), end);
+        return Outcome::Failed(TaskError::new("the cpu lane is shut down")).into();
     }
     let expired = async {
         match deadline {
@@ -257,24 +277,19 @@ async fn run_cpu(
             None => std::future::pending().await,
         }
     };
-    let (end, running) = tokio::select! {
+    let (end, thread) = tokio::select! {
         biased;
         r = &mut result_rx => match r {
             // A result after cancellation or after the deadline is not a success.
-            Ok(_) if env.is_cancelled() => (Outcome::Cancelled, None),
+            Ok(_) if task.is_cancelled() => (Outcome::Cancelled, None),
             Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => (Outcome::TimedOut, None),
             Ok(r) => (from_caught(r), None),
             Err(_) => (Outcome::Failed(TaskError::new("the cpu thread was lost")), None),
         },
         _ = expired => (Outcome::TimedOut, Some(done_rx)),
-        _ = signal.cancelled(|| env.job.task_cancelled(env.id)) => (Outcome::Cancelled, Some(done_rx)),
+        _ = signal.cancelled(|| task.is_cancelled()) => (Outcome::Cancelled, Some(done_rx)),
     };
-    match running {
-        // Rare (a cpu attempt abandoned at its timeout or cancel): boxed, so
-        // every attempt's future stays small.
-        Some(thread) => Box::pin(conclude_abandoned(env, slot, started, end, thread)).await,
-        None => conclude(env, slot, Some(started), end),
-    }
+    Ran { end, thread }
 }
 
 /// The wait before another attempt, or `None` when the outcome is final
@@ -291,25 +306,28 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
 }
 
 /// Decides what follows an attempt that is over: a retry (scheduled through
-/// the dispatcher), or the final outcome, made and left in [`Done::result`] for
-/// the worker to post. Synchronous, so awaiting an attempt never carries this
-/// step's state.
+/// the dispatcher), or the final outcome, made and left in the worker's
+/// `outbox` (or in [`Done::unsent`] when its job's result queue has no room).
+/// Either is counted in the outbox first, so a job's results never reach its
+/// result thread before their counts reach the pool's metrics.
 pub(crate) fn conclude(
     env: Box<Envelope>,
     slot: Option<usize>,
     started: Option<Instant>,
     end: Ended,
+    outbox: &mut Outbox<'_>,
 ) -> Done {
     match retry_delay(&env, &end) {
-        Some(delay) => retry(env, slot, delay),
+        Some(delay) => {
+            outbox.count(None, true);
+            retry(env, slot, delay)
+        }
         None => {
             let release = env.release(slot);
-            let settled = settle(env, started, end);
+            let settled = settle(env, started, end, Some(outbox));
             Done {
                 release,
-                outcome: Some(settled.measured),
-                retried: false,
-                result: settled.result.map(|r| (settled.job, r)),
+                unsent: settled.unsent.map(|r| (settled.job, r)),
                 ended_at: Some(settled.finished_at),
             }
         }
@@ -318,29 +336,32 @@ pub(crate) fn conclude(
 
 /// Like [`conclude`] for a cpu attempt abandoned at its timeout or cancel while
 /// its thread still runs: a final outcome is posted at once, and the slot is
-/// freed (and a retry scheduled) only once the thread returns.
-async fn conclude_abandoned(
+/// freed (and a retry scheduled) only once the thread returns. The outbox
+/// holds nothing on entry.
+pub(crate) async fn conclude_abandoned(
     env: Box<Envelope>,
     slot: Option<usize>,
     started: Instant,
     end: Ended,
     thread: ThreadDone,
+    outbox: &mut Outbox<'_>,
 ) -> Done {
     if let Some(delay) = retry_delay(&env, &end) {
         let _ = thread.await;
+        outbox.count(None, true);
         return retry(env, slot, delay);
     }
     let release = env.release(slot);
-    let settled = settle(env, Some(started), end);
-    if let Some(result) = settled.result {
+    let settled = settle(env, Some(started), end, None);
+    if let Some(result) = settled.unsent {
+        // Its count is published before the result can be seen.
+        outbox.flush();
         post_now(&settled.job, result).await;
     }
     let _ = thread.await;
     Done {
         release,
-        outcome: Some(settled.measured),
-        retried: false,
-        result: None,
+        unsent: None,
         ended_at: None,
     }
 }
@@ -352,9 +373,7 @@ fn retry(env: Box<Envelope>, slot: Option<usize>, delay: Duration) -> Done {
     let _ = events.send(Event::Retry { env, slot, at });
     Done {
         release: None,
-        outcome: None,
-        retried: true,
-        result: None,
+        unsent: None,
         ended_at: None,
     }
 }
@@ -368,11 +387,8 @@ pub(crate) fn finish_unstarted(env: Box<Envelope>) {
 /// Reports a task that never started, in place.
 pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
     env.release_permit();
-    let settled = settle(env, None, Outcome::Cancelled);
-    if let Some(result) = settled.result {
-        post_now(&settled.job, result).await;
-    }
-    let (kind, latency) = settled.measured;
+    let settled = settle(env, None, Outcome::Cancelled, None);
+    // Counted before the result can be seen.
     settled
         .job
         .pool
@@ -380,31 +396,40 @@ pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
         .metrics
         .unstarted
         .lock()
-        .outcome(kind, latency);
+        .outcome(settled.kind, settled.latency);
+    if let Some(result) = settled.unsent {
+        post_now(&settled.job, result).await;
+    }
 }
 
-/// A task's final result, made.
+/// A task's final result, made and sent on its way.
 struct Settled {
-    /// What the metrics record: the outcome's kind and the task's latency.
-    measured: (OutcomeKind, Duration),
+    /// The outcome's kind, for the metrics.
+    kind: OutcomeKind,
+    /// From submission to outcome.
+    latency: Duration,
     finished_at: Instant,
     job: Arc<JobShared>,
-    /// The result for the job's result queue; `None` when it went to the
-    /// task's own reply channel (or the job has no queue).
-    result: Option<TaskResult>,
+    /// The result, when it is for the job's result queue and no outbox took
+    /// it: the caller waits for room in the queue to send it.
+    unsent: Option<TaskResult>,
 }
 
 /// Makes the task's result and sends it to the task's reply channel, if it has
-/// one, or to the job's sink, if it has one; otherwise leaves it for the job's
-/// result queue.
+/// one, or to the job's sink, if it has one, or into `outbox` when the job's
+/// result queue has room for it now; otherwise leaves it in
+/// [`Settled::unsent`]. The result is made where it goes, not moved there.
 #[allow(clippy::boxed_local)] // an envelope is unsized (its params are inline): it only exists boxed
-fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>) -> Settled {
+fn settle(
+    env: Box<Envelope>,
+    started: Option<Instant>,
+    outcome: Outcome<Output>,
+    mut outbox: Option<&mut Outbox<'_>>,
+) -> Settled {
     let finished_at = Instant::now();
-    let measured = (
-        outcome.kind(),
-        finished_at.saturating_duration_since(env.submitted_at),
-    );
-    env.job.count_outcome(measured.0);
+    let kind = outcome.kind();
+    let latency = finished_at.saturating_duration_since(env.submitted_at);
+    env.job.count_outcome(kind);
     let Envelope {
         id,
         handler,
@@ -415,7 +440,7 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
         reply,
         ..
     } = *env;
-    let result = TaskResult {
+    let result = move || TaskResult {
         id,
         handler: handler.name.clone(),
         ordering_key: key,
@@ -425,23 +450,26 @@ fn settle(env: Box<Envelope>, started: Option<Instant>, outcome: Outcome<Output>
         started_at: started,
         finished_at,
     };
-    let result = match (reply, &job.sink) {
-        (Some(reply), _) => {
-            let _ = reply.send(result);
-            None
+    if let Some(outbox) = outbox.as_deref_mut() {
+        outbox.count(Some((kind, latency)), false);
+    }
+    let mut unsent = None;
+    if let Some(reply) = reply {
+        let _ = reply.send(result());
+    } else if let Some(sink) = &job.sink {
+        sink.complete(result());
+    } else if job.results.is_some() {
+        match outbox {
+            Some(outbox) if Outbox::try_reserve(&job) => outbox.keep(&job, result()),
+            _ => unsent = Some(result()),
         }
-        (None, Some(sink)) => {
-            sink.complete(result);
-            None
-        }
-        (None, None) if job.results.is_some() => Some(result),
-        (None, None) => None,
-    };
+    }
     Settled {
-        measured,
+        kind,
+        latency,
         finished_at,
         job,
-        result,
+        unsent,
     }
 }
 

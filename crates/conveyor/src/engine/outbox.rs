@@ -74,20 +74,21 @@ impl<'a> Outbox<'a> {
             return;
         };
         if queue.reserve().await {
-            self.keep(job, result);
+            self.keep(&job, result);
         }
         // Otherwise the result thread is gone: nobody can see the result.
     }
 
     /// Keeps a result whose room is reserved for the next batch (a job
     /// without a result queue has nowhere to send it: it is dropped).
-    pub(crate) fn keep(&mut self, job: Arc<JobShared>, result: TaskResult) {
+    #[inline]
+    pub(crate) fn keep(&mut self, job: &Arc<JobShared>, result: TaskResult) {
         if job.results.is_none() {
             return;
         }
         match self.batches.last_mut() {
-            Some((j, batch)) if Arc::ptr_eq(j, &job) => batch.push(result),
-            _ => self.batches.push((job, vec![result])),
+            Some((j, batch)) if Arc::ptr_eq(j, job) => batch.push(result),
+            _ => self.batches.push((job.clone(), vec![result])),
         }
         self.held += 1;
         if self.held >= MAX_HELD {

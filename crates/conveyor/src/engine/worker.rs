@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::engine::attempt::{deliver_unstarted, run_attempt, Done};
+use crate::engine::attempt::{conclude, conclude_abandoned, deliver_unstarted, run_attempt, Ran};
 use crate::engine::envelope::{Envelope, Event, JobShared, Ready};
 use crate::engine::metrics::Metrics;
 use crate::engine::outbox::Outbox;
@@ -162,32 +162,55 @@ async fn run_one(
     let signal = &pool.signals[me];
     signal.running(env.job.cancels.id(), env.id.0);
     let started = clock.unwrap_or_else(Instant::now);
-    let attempt = run_attempt(env, handler_slot, started, signal, start);
-    tokio::pin!(attempt);
-    // Polled once per wake-up; the first time it has to wait, the worker hands
-    // back what it holds.
     let mut waited = false;
-    let done: Done = std::future::poll_fn(|cx| {
-        let polled = attempt.as_mut().poll(cx);
-        if polled.is_pending() && !waited {
+    let ran: Ran = {
+        let attempt = run_attempt(&mut env, started, signal, start);
+        tokio::pin!(attempt);
+        // Polled once per wake-up; the first time it has to wait, the worker
+        // hands back what it holds.
+        std::future::poll_fn(|cx| {
+            let polled = attempt.as_mut().poll(cx);
+            if polled.is_pending() && !waited {
+                waited = true;
+                permits.give_back();
+                outbox.flush();
+            }
+            polled
+        })
+        .await
+    };
+    let done = match ran.thread {
+        None => {
+            // Idle before anything is reported, so a job seen complete has no
+            // attempt still counted as running.
+            slot.running(None);
+            conclude(env, handler_slot, Some(started), ran.end, outbox)
+        }
+        Some(thread) => {
+            // Rare (a cpu attempt abandoned at its timeout or cancel): boxed,
+            // so the hot path's future stays small.
             waited = true;
             permits.give_back();
             outbox.flush();
+            let done = Box::pin(conclude_abandoned(
+                env,
+                handler_slot,
+                started,
+                ran.end,
+                thread,
+                outbox,
+            ))
+            .await;
+            // The thread has returned: only now is its lane's slot free.
+            slot.running(None);
+            done
         }
-        polled
-    })
-    .await;
+    };
     let mut ended = done.ended_at.filter(|_| !waited);
-    slot.running(None);
-    outbox.count(done.outcome, done.retried);
-    if let Some((job, result)) = done.result {
-        if Outbox::try_reserve(&job) {
-            outbox.keep(job, result);
-        } else {
-            // The job's result queue is full. Rare: boxed, as above.
-            Box::pin(outbox.post_waiting(job, result)).await;
-            ended = None;
-        }
+    if let Some((job, result)) = done.unsent {
+        // The job's result queue is full. Rare: boxed, as above.
+        Box::pin(outbox.post_waiting(job, result)).await;
+        ended = None;
     }
     if let Some(release) = done.release {
         if release.key.is_some() {
