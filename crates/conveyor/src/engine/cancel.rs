@@ -19,8 +19,11 @@ use conveyor_core::TaskId;
 use crate::engine::envelope::Event;
 use crate::pool::PoolShared;
 
-/// One job's cancelled task ids and its waiting attempts' wake-up.
+/// One job's cancelled task ids and its waiting attempts' wake-up. Aligned
+/// to a cache line, so the counter workers read for every task never shares
+/// one with the `Arc`'s counts, which every task handle changes.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct Cancels {
     /// How many ids `ids` holds: zero means no task was cancelled by id.
     count: AtomicUsize,

@@ -13,9 +13,11 @@
 //!
 //! No wake-up is lost: the worker publishes what it runs before its attempt's
 //! first poll and registers its waker before every check of the cancellation;
-//! the canceller records the cancellation before it reads the signals. With
-//! both sides sequentially consistent, either the canceller sees the worker
-//! (and wakes it), or the worker sees the cancellation.
+//! the canceller records the cancellation before it reads the signals. A
+//! sequentially consistent fence on each side, between its write and its
+//! read, means either the canceller sees the worker (and wakes it), or the
+//! worker sees the cancellation. So publishing is two plain stores per task:
+//! the fence is paid only by an attempt that waits.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,8 +43,10 @@ impl WorkerSignal {
     /// attempt's first poll). Left as is afterwards: a cancellation that
     /// matches a finished attempt only wakes the worker for nothing.
     pub(crate) fn running(&self, job: usize, task: u64) {
-        self.job.store(job, Ordering::SeqCst);
-        self.task.store(task, Ordering::SeqCst);
+        // Ordered before the attempt's check of the cancellation by the fence
+        // in `Cancelled::poll`, the only check that can miss a wake-up.
+        self.job.store(job, Ordering::Relaxed);
+        self.task.store(task, Ordering::Relaxed);
     }
 
     /// Wakes the worker if it runs an attempt of `job` (and of task `task`,
