@@ -216,30 +216,33 @@ impl JobShared {
     where
         In: Send + 'static,
     {
+        match self.admit().await {
+            Ok(()) => self.enqueue(id, handler, params, opts, reply),
+            Err(reason) => Err(Rejected { reason, params }),
+        }
+    }
+
+    /// Takes a capacity permit for one task, waiting while the job's queue is
+    /// full; an error when the job or its pool no longer takes tasks. Holds
+    /// nothing of the task, so a submit's future carries its params once and
+    /// the task is made only once admitted.
+    pub(crate) async fn admit(&self) -> Result<(), Error> {
         if let Some(reason) = self.refusal() {
-            return Err(Rejected { reason, params });
+            return Err(reason);
         }
-        match self.capacity.try_acquire() {
-            Ok(p) => p.forget(),
-            Err(_) => {
-                let permit = tokio::select! {
-                    permit = self.capacity.acquire() => permit,
-                    _ = self.token.cancelled() => {
-                        return Err(Rejected { reason: Error::Closed, params });
-                    }
-                };
-                match permit {
-                    Ok(p) => p.forget(),
-                    Err(_) => {
-                        return Err(Rejected {
-                            reason: Error::Closed,
-                            params,
-                        })
-                    }
+        if self.capacity.try_acquire().map(|p| p.forget()).is_ok() {
+            return Ok(());
+        }
+        tokio::select! {
+            permit = self.capacity.acquire() => match permit {
+                Ok(p) => {
+                    p.forget();
+                    Ok(())
                 }
-            }
+                Err(_) => Err(Error::Closed),
+            },
+            _ = self.token.cancelled() => Err(Error::Closed),
         }
-        self.enqueue(id, handler, params, opts, reply)
     }
 }
 
@@ -260,15 +263,16 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        self.job
-            .submit(
+        match self.job.admit().await {
+            Ok(()) => self.job.enqueue(
                 TaskId::next(),
                 handler,
                 params,
                 TaskOptions::default(),
                 None,
-            )
-            .await
+            ),
+            Err(reason) => Err(Rejected { reason, params }),
+        }
     }
 
     /// Submits a task with options (key, timeout, attempts, delay).
@@ -281,9 +285,12 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        self.job
-            .submit(TaskId::next(), handler, params, opts, None)
-            .await
+        match self.job.admit().await {
+            Ok(()) => self
+                .job
+                .enqueue(TaskId::next(), handler, params, opts, None),
+            Err(reason) => Err(Rejected { reason, params }),
+        }
     }
 
     /// `submit_with` under an id chosen by the caller (from [`TaskId::next`]), so
@@ -466,8 +473,22 @@ impl Job {
     where
         In: Send + 'static,
     {
-        self.submit_with(handler, params, TaskOptions::default())
-            .await
+        let Some(p) = &self.producer else {
+            return Err(Rejected {
+                reason: Error::Closed,
+                params,
+            });
+        };
+        match p.job.admit().await {
+            Ok(()) => p.job.enqueue(
+                TaskId::next(),
+                handler,
+                params,
+                TaskOptions::default(),
+                None,
+            ),
+            Err(reason) => Err(Rejected { reason, params }),
+        }
     }
 
     /// Submits with options through the job's own producer.
@@ -480,16 +501,15 @@ impl Job {
     where
         In: Send + 'static,
     {
-        match &self.producer {
-            Some(p) => {
-                p.job
-                    .submit(TaskId::next(), handler, params, opts, None)
-                    .await
-            }
-            None => Err(Rejected {
+        let Some(p) = &self.producer else {
+            return Err(Rejected {
                 reason: Error::Closed,
                 params,
-            }),
+            });
+        };
+        match p.job.admit().await {
+            Ok(()) => p.job.enqueue(TaskId::next(), handler, params, opts, None),
+            Err(reason) => Err(Rejected { reason, params }),
         }
     }
 
