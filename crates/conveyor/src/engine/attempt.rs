@@ -460,8 +460,14 @@ fn settle(
         sink.complete(result());
     } else if job.results.is_some() {
         match outbox {
-            Some(outbox) if Outbox::try_reserve(&job) => outbox.keep(&job, result()),
-            _ => unsent = Some(result()),
+            Some(outbox) => {
+                if outbox.try_reserve(&job) {
+                    outbox.keep(&job, result());
+                } else {
+                    unsent = Some(result());
+                }
+            }
+            None => unsent = Some(result()),
         }
     }
     Settled {

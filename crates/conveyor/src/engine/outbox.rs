@@ -10,6 +10,12 @@
 //! holds its job open until it is sent. The worker's outcome counts for the
 //! pool's metrics ([`Tally`]) are published first, so a job's summary never
 //! arrives before its counts.
+//!
+//! Room is taken a few results at a time ([`ROOM_CHUNK`]): a worker running
+//! one job's tasks back to back touches the queue's shared counter once per
+//! chunk, not once per result. Room taken and not used yet is given back
+//! whenever the outbox hands its batches over, and so before the worker
+//! waits for anything: it never holds room another worker waits for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +31,14 @@ use crate::results::TaskResult;
 /// Results a worker holds at most before handing them over.
 const MAX_HELD: usize = 64;
 
+/// Room in a result queue taken at most at once.
+const ROOM_CHUNK: usize = 16;
+
 /// Results per job, in the order they finished, and the worker's counts.
 pub(crate) struct Outbox<'a> {
     batches: Vec<(Arc<JobShared>, Vec<TaskResult>)>,
+    /// Room taken in the result queue of the last batch's job and not used.
+    room: usize,
     held: usize,
     tally: Tally,
     /// The worker's stat block, where the tally goes.
@@ -39,6 +50,7 @@ impl<'a> Outbox<'a> {
     pub(crate) fn new(stats: &'a Mutex<LocalStats>) -> Self {
         Self {
             batches: Vec::new(),
+            room: 0,
             held: 0,
             tally: Tally::default(),
             stats,
@@ -62,8 +74,32 @@ impl<'a> Outbox<'a> {
     /// Takes room for one result in `job`'s result queue if there is some
     /// now (a job without a queue always has room); then [`Outbox::keep`] the
     /// result, or else hand it to [`Outbox::post_waiting`].
-    pub(crate) fn try_reserve(job: &JobShared) -> bool {
-        job.results.as_ref().is_none_or(|queue| queue.try_reserve())
+    pub(crate) fn try_reserve(&mut self, job: &Arc<JobShared>) -> bool {
+        let Some(queue) = job.results.as_ref() else {
+            return true;
+        };
+        match self.batches.last() {
+            Some((j, _)) if Arc::ptr_eq(j, job) => {
+                if self.room > 0 {
+                    self.room -= 1;
+                    return true;
+                }
+            }
+            _ => self.give_back_room(),
+        }
+        let taken = queue.try_reserve_up_to(ROOM_CHUNK);
+        self.room = taken.saturating_sub(1);
+        taken > 0
+    }
+
+    /// Gives the room taken and not used back to its result queue.
+    fn give_back_room(&mut self) {
+        let room = std::mem::take(&mut self.room);
+        if room > 0 {
+            if let Some(queue) = self.batches.last().and_then(|(j, _)| j.results.as_ref()) {
+                queue.give_back(room);
+            }
+        }
     }
 
     /// Hands over what the outbox holds, waits for room for `result` in its
@@ -100,6 +136,7 @@ impl<'a> Outbox<'a> {
     /// queue.
     pub(crate) fn flush(&mut self) {
         self.tally.publish(self.stats);
+        self.give_back_room();
         if self.held == 0 {
             return;
         }

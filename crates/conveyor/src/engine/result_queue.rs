@@ -45,6 +45,26 @@ impl ResultSender {
         self.room.try_acquire().map(|p| p.forget()).is_ok()
     }
 
+    /// Takes room for up to `n` results, as much as there is now; how many.
+    pub(crate) fn try_reserve_up_to(&self, n: usize) -> usize {
+        let n = self.room.available_permits().clamp(1, n.max(1));
+        let taken = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.room.try_acquire_many(n).ok())
+            .map(|p| p.forget())
+            .map(|()| n);
+        match taken {
+            Some(n) => n,
+            // Another worker took some in between.
+            None => usize::from(self.try_reserve()),
+        }
+    }
+
+    /// Gives back room taken and not used.
+    pub(crate) fn give_back(&self, n: usize) {
+        self.room.add_permits(n);
+    }
+
     /// Waits for room for one result; false once the result thread is gone.
     pub(crate) async fn reserve(&self) -> bool {
         self.room.acquire().await.map(|p| p.forget()).is_ok()
@@ -95,5 +115,28 @@ impl Drop for ResultReceiver {
     /// With the result thread gone, nobody may wait for room any more.
     fn drop(&mut self) {
         self.room.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_taken_as_much_as_there_is_and_given_back() {
+        let (tx, rx) = result_queue(10);
+        assert_eq!(tx.try_reserve_up_to(16), 10, "all there is, not more");
+        assert_eq!(tx.try_reserve_up_to(16), 0, "the queue is full");
+        assert!(!tx.try_reserve());
+        tx.give_back(3);
+        assert_eq!(tx.try_reserve_up_to(2), 2, "at most what was asked");
+        assert_eq!(tx.try_reserve_up_to(16), 1);
+        drop(rx);
+        tx.give_back(5);
+        assert_eq!(
+            tx.try_reserve_up_to(16),
+            0,
+            "no room once the result thread is gone"
+        );
     }
 }
