@@ -17,7 +17,6 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError, TaskId};
 
@@ -82,6 +81,22 @@ pub(crate) struct Done {
     pub(crate) ended_at: Option<Instant>,
 }
 
+/// The span of the next attempt of `env`, which its worker enters while it
+/// runs and concludes the attempt. Info level, so every event of the attempt
+/// (the handler's own, and its settlement's) carries the task's id (and, with
+/// the `otel` feature, the attempt's trace id) under the default filter.
+pub(crate) fn attempt_span(env: &Envelope, start: &AttemptStart) -> tracing::Span {
+    let span = tracing::info_span!(
+        "task",
+        id = env.id.0,
+        handler = %env.handler.name,
+        attempt = start.attempt.unwrap_or(env.attempt + 1),
+        trace_id = tracing::field::Empty
+    );
+    record_trace_id(&span, &start.scope);
+    span
+}
+
 /// Runs the next attempt of `env`, starting at `started`, and says how it
 /// ended; the worker then concludes it ([`conclude`]). A worker awaits it in
 /// place: one state machine for every lane, so an attempt costs no
@@ -109,17 +124,6 @@ pub(crate) async fn run_attempt(
         job: env.job.clone(),
         deadline,
     };
-    // Info level, so every event of the attempt carries the task's id (and,
-    // with the `otel` feature, the attempt's trace id) under the default
-    // filter.
-    let span = tracing::info_span!(
-        "task",
-        id = env.id.0,
-        handler = %env.handler.name,
-        attempt = counted,
-        trace_id = tracing::field::Empty
-    );
-    record_trace_id(&span, &scope);
     let Envelope {
         handler, params, ..
     } = &mut *env;
@@ -134,22 +138,12 @@ pub(crate) async fn run_attempt(
     match work {
         Err(panic) => Outcome::Panicked(panic_message(&*panic)).into(),
         Ok(Work::Failed(e)) => Outcome::Failed(e).into(),
-        Ok(Work::Io(fut)) => run_async(task, in_scope(fut, scope), signal)
-            .instrument(span)
-            .await
-            .into(),
+        Ok(Work::Io(fut)) => run_async(task, in_scope(fut, scope), signal).await.into(),
         Ok(Work::Process(cmd)) => {
             let fut = Box::pin(run_process(cmd));
-            run_async(task, in_scope(fut, scope), signal)
-                .instrument(span)
-                .await
-                .into()
+            run_async(task, in_scope(fut, scope), signal).await.into()
         }
-        Ok(Work::Cpu(f)) => {
-            run_cpu(task, cpu_in_scope(f, scope), deadline, signal)
-                .instrument(span)
-                .await
-        }
+        Ok(Work::Cpu(f)) => run_cpu(task, cpu_in_scope(f, scope), deadline, signal).await,
     }
 }
 

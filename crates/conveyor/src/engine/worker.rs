@@ -20,7 +20,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::engine::attempt::{conclude, conclude_abandoned, deliver_unstarted, run_attempt, Ran};
+use tracing::Instrument;
+
+use crate::engine::attempt::{
+    attempt_span, conclude, conclude_abandoned, deliver_unstarted, run_attempt, Ran,
+};
 use crate::engine::envelope::{Envelope, Event, JobShared, Ready};
 use crate::engine::metrics::Metrics;
 use crate::engine::outbox::Outbox;
@@ -163,13 +167,14 @@ async fn run_one(
     signal.running(env.job.cancels.id(), env.id.0);
     let started = clock.unwrap_or_else(Instant::now);
     let mut waited = false;
+    let span = attempt_span(&env, &start);
     let ran: Ran = {
         let attempt = run_attempt(&mut env, started, signal, start);
         tokio::pin!(attempt);
-        // Polled once per wake-up; the first time it has to wait, the worker
-        // hands back what it holds.
+        // Polled once per wake-up, in the attempt's span; the first time it
+        // has to wait, the worker hands back what it holds.
         std::future::poll_fn(|cx| {
-            let polled = attempt.as_mut().poll(cx);
+            let polled = span.in_scope(|| attempt.as_mut().poll(cx));
             if polled.is_pending() && !waited {
                 waited = true;
                 permits.give_back();
@@ -184,7 +189,7 @@ async fn run_one(
             // Idle before anything is reported, so a job seen complete has no
             // attempt still counted as running.
             slot.running(None);
-            conclude(env, handler_slot, Some(started), ran.end, outbox)
+            span.in_scope(|| conclude(env, handler_slot, Some(started), ran.end, outbox))
         }
         Some(thread) => {
             // Rare (a cpu attempt abandoned at its timeout or cancel): boxed,
@@ -200,6 +205,7 @@ async fn run_one(
                 thread,
                 outbox,
             ))
+            .instrument(span)
             .await;
             // The thread has returned: only now is its lane's slot free.
             slot.running(None);
