@@ -204,9 +204,12 @@ impl JobShared {
         }
     }
 
-    /// Waits for a permit, then enqueues.
+    /// Waits for a permit, then enqueues: every submit's one async step (the
+    /// public submits return this future as it is), so a submit's future
+    /// carries its params once. `None`, a closed job's missing producer,
+    /// refuses the task.
     pub(crate) async fn submit<In, Out>(
-        self: &Arc<Self>,
+        job: Option<&Arc<Self>>,
         id: TaskId,
         handler: &Handler<In, Out>,
         params: In,
@@ -216,17 +219,22 @@ impl JobShared {
     where
         In: Send + 'static,
     {
-        match self.admit().await {
-            Ok(()) => self.enqueue(id, handler, params, opts, reply),
+        let Some(job) = job else {
+            return Err(Rejected {
+                reason: Error::Closed,
+                params,
+            });
+        };
+        match job.admit().await {
+            Ok(()) => job.enqueue(id, handler, params, opts, reply),
             Err(reason) => Err(Rejected { reason, params }),
         }
     }
 
     /// Takes a capacity permit for one task, waiting while the job's queue is
     /// full; an error when the job or its pool no longer takes tasks. Holds
-    /// nothing of the task, so a submit's future carries its params once and
-    /// the task is made only once admitted.
-    pub(crate) async fn admit(&self) -> Result<(), Error> {
+    /// nothing of the task: the task is made only once admitted.
+    async fn admit(&self) -> Result<(), Error> {
         if let Some(reason) = self.refusal() {
             return Err(reason);
         }
@@ -255,58 +263,45 @@ pub struct Producer {
 
 impl Producer {
     /// Submits a task, waiting while the job's queue is full.
-    pub async fn submit<In, Out>(
-        &self,
-        handler: &Handler<In, Out>,
+    pub fn submit<'a, In, Out>(
+        &'a self,
+        handler: &'a Handler<In, Out>,
         params: In,
-    ) -> Result<TaskHandle, Rejected<In>>
+    ) -> impl Future<Output = Result<TaskHandle, Rejected<In>>> + 'a
     where
         In: Send + 'static,
     {
-        match self.job.admit().await {
-            Ok(()) => self.job.enqueue(
-                TaskId::next(),
-                handler,
-                params,
-                TaskOptions::default(),
-                None,
-            ),
-            Err(reason) => Err(Rejected { reason, params }),
-        }
+        let opts = TaskOptions::default();
+        JobShared::submit(Some(&self.job), TaskId::next(), handler, params, opts, None)
     }
 
     /// Submits a task with options (key, timeout, attempts, delay).
-    pub async fn submit_with<In, Out>(
-        &self,
-        handler: &Handler<In, Out>,
+    pub fn submit_with<'a, In, Out>(
+        &'a self,
+        handler: &'a Handler<In, Out>,
         params: In,
         opts: TaskOptions,
-    ) -> Result<TaskHandle, Rejected<In>>
+    ) -> impl Future<Output = Result<TaskHandle, Rejected<In>>> + 'a
     where
         In: Send + 'static,
     {
-        match self.job.admit().await {
-            Ok(()) => self
-                .job
-                .enqueue(TaskId::next(), handler, params, opts, None),
-            Err(reason) => Err(Rejected { reason, params }),
-        }
+        JobShared::submit(Some(&self.job), TaskId::next(), handler, params, opts, None)
     }
 
     /// `submit_with` under an id chosen by the caller (from [`TaskId::next`]), so
     /// the caller can record what the task is before its result can arrive (the
     /// result names the task only by id).
-    pub async fn submit_as<In, Out>(
-        &self,
+    pub fn submit_as<'a, In, Out>(
+        &'a self,
         id: TaskId,
-        handler: &Handler<In, Out>,
+        handler: &'a Handler<In, Out>,
         params: In,
         opts: TaskOptions,
-    ) -> Result<TaskHandle, Rejected<In>>
+    ) -> impl Future<Output = Result<TaskHandle, Rejected<In>>> + 'a
     where
         In: Send + 'static,
     {
-        self.job.submit(id, handler, params, opts, None).await
+        JobShared::submit(Some(&self.job), id, handler, params, opts, None)
     }
 
     /// Submits a task if the queue has room now; never waits.
@@ -357,7 +352,15 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        futures_executor::block_on(self.job.submit(TaskId::next(), handler, params, opts, None))
+        let id = TaskId::next();
+        futures_executor::block_on(JobShared::submit(
+            Some(&self.job),
+            id,
+            handler,
+            params,
+            opts,
+            None,
+        ))
     }
 }
 
@@ -465,52 +468,29 @@ impl Job {
     }
 
     /// Submits through the job's own producer.
-    pub async fn submit<In, Out>(
-        &self,
-        handler: &Handler<In, Out>,
+    pub fn submit<'a, In, Out>(
+        &'a self,
+        handler: &'a Handler<In, Out>,
         params: In,
-    ) -> Result<TaskHandle, Rejected<In>>
+    ) -> impl Future<Output = Result<TaskHandle, Rejected<In>>> + 'a
     where
         In: Send + 'static,
     {
-        let Some(p) = &self.producer else {
-            return Err(Rejected {
-                reason: Error::Closed,
-                params,
-            });
-        };
-        match p.job.admit().await {
-            Ok(()) => p.job.enqueue(
-                TaskId::next(),
-                handler,
-                params,
-                TaskOptions::default(),
-                None,
-            ),
-            Err(reason) => Err(Rejected { reason, params }),
-        }
+        self.submit_with(handler, params, TaskOptions::default())
     }
 
     /// Submits with options through the job's own producer.
-    pub async fn submit_with<In, Out>(
-        &self,
-        handler: &Handler<In, Out>,
+    pub fn submit_with<'a, In, Out>(
+        &'a self,
+        handler: &'a Handler<In, Out>,
         params: In,
         opts: TaskOptions,
-    ) -> Result<TaskHandle, Rejected<In>>
+    ) -> impl Future<Output = Result<TaskHandle, Rejected<In>>> + 'a
     where
         In: Send + 'static,
     {
-        let Some(p) = &self.producer else {
-            return Err(Rejected {
-                reason: Error::Closed,
-                params,
-            });
-        };
-        match p.job.admit().await {
-            Ok(()) => p.job.enqueue(TaskId::next(), handler, params, opts, None),
-            Err(reason) => Err(Rejected { reason, params }),
-        }
+        let job = self.producer.as_ref().map(|p| &p.job);
+        JobShared::submit(job, TaskId::next(), handler, params, opts, None)
     }
 
     /// Drops the job's own producer: the job completes once the other producers

@@ -30,15 +30,9 @@ where
 {
     {
         let (tx, rx) = oneshot::channel();
-        if let Err(rejected) = job
-            .submit(
-                TaskId::next(),
-                &handler,
-                input,
-                TaskOptions::default(),
-                Some(tx),
-            )
-            .await
+        let opts = TaskOptions::default();
+        if let Err(rejected) =
+            JobShared::submit(Some(&job), TaskId::next(), &handler, input, opts, Some(tx)).await
         {
             return Outcome::Failed(TaskError::permanent(rejected.reason.to_string()));
         }
