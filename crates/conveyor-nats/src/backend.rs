@@ -345,7 +345,8 @@ impl Backend for NatsBackend {
         inspection,
         administration,
         maintenance,
-        registry
+        registry,
+        queue_control
     );
 }
 

@@ -12,7 +12,8 @@
 //!   only by compare-and-set: it is what fences a stale worker (JetStream
 //!   acks by stream sequence alone, so a worker whose lease ran out could
 //!   otherwise settle a redelivery someone else runs), and it keeps results,
-//!   unique keys, leadership and heartbeats;
+//!   unique keys, leadership, heartbeats and the paused queues (read once
+//!   by every `reserve`, before it fetches);
 //! - a **schedule stream** (`<P>_sched`) holds delayed and backed-off tasks
 //!   by the second they are due, promoted on conveyor's clock by `reserve`,
 //!   so delays work on NATS 2.9 (no per-message TTL or scheduling needed)
@@ -45,6 +46,7 @@ mod ledger;
 mod maintenance;
 mod names;
 mod priorities;
+mod queue_control;
 mod record;
 mod registry;
 mod reserve;

@@ -177,6 +177,8 @@ pub(crate) mod keys {
     pub(crate) const TASKS: &str = "t.>";
     /// Every worker entry.
     pub(crate) const WORKERS: &str = "w.>";
+    /// The paused queues (one entry for the whole set).
+    pub(crate) const PAUSED: &str = "paused";
 
     /// A task's record.
     pub(crate) fn task(id: u64) -> String {

@@ -1,5 +1,6 @@
-//! `reserve`: promote what is due, then take ready messages in priority
-//! order and turn each into a lease by compare-and-set on its record.
+//! `reserve`: read the paused queues and leave them out, promote what is
+//! due, then take ready messages in priority order and turn each into a
+//! lease by compare-and-set on its record.
 //!
 //! The broker decides who *receives* a message (one consumer per queue and
 //! priority, each message to one reserver at a time); the record decides
@@ -83,8 +84,28 @@ impl NatsBackend {
         &self,
         params: ReserveParams<'_>,
     ) -> Result<Vec<Reserved>, Error> {
-        let (queues, max) = (params.queues, params.max);
-        if max == 0 || queues.is_empty() {
+        let max = params.max;
+        if max == 0 || params.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The paused queues are left out of the whole call (no promotion,
+        // no listing, no fetch), by one read of the paused set made before
+        // anything else: a pause that returned before this call began is
+        // seen (`queue_control.rs`).
+        let (paused, _) = self.paused_set().await?;
+        let active: Vec<String>;
+        let queues: &[String] = if paused.is_empty() {
+            params.queues
+        } else {
+            active = params
+                .queues
+                .iter()
+                .filter(|q| !paused.contains(*q))
+                .cloned()
+                .collect();
+            &active
+        };
+        if queues.is_empty() {
             return Ok(Vec::new());
         }
         let now = self.now();
