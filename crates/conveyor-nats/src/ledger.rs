@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, stream::Stream};
 use bytes::Bytes;
 use conveyor_core::Error;
@@ -56,6 +57,10 @@ pub(crate) struct Ledger {
     seq: Mutex<Option<(u64, u64)>>,
     /// The ids this process took and has not handed out: `[next, end)`.
     ids: tokio::sync::Mutex<(u64, u64)>,
+    /// The bucket's stream had more than one replica when opened (an
+    /// operator scaled it): a direct get may then be answered by a replica
+    /// behind the leader, so [`Ledger::entry_latest`] asks the leader.
+    replicated: bool,
 }
 
 impl Ledger {
@@ -92,6 +97,7 @@ impl Ledger {
             .get_stream(names.bucket_stream())
             .await
             .map_err(|e| nats_error("opening the ledger stream", e, state()))?;
+        let replicated = stream.cached_info().config.num_replicas > 1;
         Ok(Ledger {
             client: client.clone(),
             kv,
@@ -99,6 +105,7 @@ impl Ledger {
             names: names.clone(),
             seq: Mutex::new(None),
             ids: tokio::sync::Mutex::new((0, 0)),
+            replicated,
         })
     }
 
@@ -115,6 +122,29 @@ impl Ledger {
             .map_err(|e| nats_error("reading the ledger", e, self.state()))?;
         Ok(e.filter(|e| e.operation == Operation::Put)
             .map(|e| (e.value, e.revision)))
+    }
+
+    /// The value of `key` and its revision, as of a read that sees every
+    /// write acknowledged before it began (for what must not be read stale,
+    /// such as the paused queues). The bucket this backend creates has one
+    /// replica, whose direct get is such a read; on a bucket scaled to more
+    /// replicas the read goes to the stream's leader instead.
+    pub(crate) async fn entry_latest(&self, key: &str) -> Result<Option<Versioned<Bytes>>, Error> {
+        if !self.replicated {
+            return self.entry(key).await;
+        }
+        let subject = self.names.key_subject(key);
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => {
+                let live = m
+                    .headers
+                    .get("KV-Operation")
+                    .is_none_or(|op| op.as_str() == "PUT");
+                Ok(live.then_some((m.payload, m.sequence)))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(nats_error("reading the ledger", e, self.state())),
+        }
     }
 
     /// Writes `value` under `key` only if it has none.

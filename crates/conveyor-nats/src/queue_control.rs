@@ -11,7 +11,9 @@
 //! hand back). `pause` returns only once the server acknowledged the write,
 //! which it does after storing it; the bucket is a stream of one replica,
 //! so a later read (a direct get, answered by that one server from its
-//! store) sees the write or a newer one. A reserve already past its read
+//! store) sees the write or a newer one. (On a bucket an operator scaled
+//! to more replicas, the read asks the stream's leader instead, for the
+//! same reason: `Ledger::entry_latest`.) A reserve already past its read
 //! when the pause lands may still take the queue's tasks: it began before
 //! `pause` returned. A pause therefore never loses or duplicates a task:
 //! it only stops later reserves from fetching.
@@ -51,7 +53,7 @@ fn encode(set: &BTreeSet<String>) -> Result<Bytes, Error> {
 impl NatsBackend {
     /// The paused set as stored now, with its revision: one read.
     pub(crate) async fn paused_set(&self) -> Result<Stored, Error> {
-        match self.inner.ledger.entry(keys::PAUSED).await? {
+        match self.inner.ledger.entry_latest(keys::PAUSED).await? {
             Some((bytes, rev)) => Ok((decode(&bytes)?, Some(rev))),
             None => Ok((BTreeSet::new(), None)),
         }
