@@ -23,6 +23,7 @@ use conveyor_core::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ScriptInvocation, Value};
 
+use crate::group_enqueue::GroupEnqueue;
 use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::reply::{self, bad, redis_error};
 use crate::scripts::Scripts;
@@ -55,6 +56,7 @@ pub(crate) struct Inner {
     pub(crate) keys: Keys,
     clock: Arc<dyn Clock>,
     wake: Wakeups,
+    group: GroupEnqueue,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -114,12 +116,14 @@ impl RedisBackend {
             .map_err(|e| redis_error("connect", e))?;
         let keys = Keys::new(prefix);
         let wake = Wakeups::new(client, keys.wake_channel(), keys.finished_channel());
+        let group = GroupEnqueue::start(conn.clone(), keys.prefix().to_owned(), clock.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
                 keys,
                 clock,
                 wake,
+                group,
             }),
         })
     }
@@ -224,29 +228,7 @@ impl Backend for RedisBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.inner.clock.now();
-        let mut inv = self.invocation(&Scripts::get().enqueue);
-        inv.arg(now.as_millis()).arg(tasks.len());
-        for t in &tasks {
-            task_args(&mut inv, t, now);
-        }
-        let items = reply::array(self.run("enqueue", &inv).await?, "enqueue")?;
-        if items.len() != tasks.len() * 2 {
-            return Err(bad(format!(
-                "enqueue: {} reply items for {} tasks",
-                items.len(),
-                tasks.len()
-            )));
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        let mut it = items.into_iter();
-        while let (Some(id), Some(dup)) = (it.next(), it.next()) {
-            out.push(Enqueued {
-                id: TaskId(reply::number(id, "enqueued id")?),
-                duplicate: reply::int(dup, "enqueued duplicate flag")? != 0,
-            });
-        }
-        Ok(out)
+        self.inner.group.enqueue(tasks).await
     }
 
     async fn reserve(
@@ -593,7 +575,11 @@ impl GlobalLimits for RedisBackend {
 
 /// A task's 12 script arguments (see `lua/enqueue.lua`), as enqueue and the
 /// follow-ups of finish send them.
-fn task_args(inv: &mut ScriptInvocation<'_>, t: &NewTask, now: conveyor_core::Timestamp) {
+pub(crate) fn task_args(
+    inv: &mut ScriptInvocation<'_>,
+    t: &NewTask,
+    now: conveyor_core::Timestamp,
+) {
     let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
     inv.arg(&t.queue)
         .arg(&t.handler)

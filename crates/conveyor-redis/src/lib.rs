@@ -25,6 +25,7 @@
 //! recovery, memory bounds and reconnection.
 
 mod backend;
+mod group_enqueue;
 mod keys;
 mod limits;
 mod queue_control;

@@ -430,8 +430,9 @@ end
 -- to `out` when given; marks in `wake` the queues that got available work.
 -- Used by enqueue and by finish (follow-ups, in the finish's atomic step).
 local function enqueue_tasks(now, b0, n, out, wake)
-  local seq = tonumber(redis.call('GET', SEQ) or '0')
-  local first_seq = seq
+  -- The ids are taken before anything is written, so a script stopped half
+  -- way by bad data in the store never hands one out twice.
+  local seq = redis.call('INCRBY', SEQ, n) - n
   local seen = {}
   for i = 0, n - 1 do
     local b = b0 + i * 12
@@ -487,7 +488,6 @@ local function enqueue_tasks(now, b0, n, out, wake)
       end
     end
   end
-  if seq ~= first_seq then redis.call('SET', SEQ, string.format('%d', seq)) end
 end
 
 -- One message per script call for the tasks it finished: their ids,

@@ -1,12 +1,34 @@
--- enqueue: ARGV = prefix, now, n, then 12 per task: queue, handler, payload,
--- priority, run_at, max_attempts, timeout_ms ('' = none), has_unique ('0'|'1'),
--- unique_key, has_ordering ('0'|'1'), ordering_key, trace context ('' = none;
--- kept in the task's hash as field tc).
--- Returns id, duplicate (0|1) per task. All or nothing: every task was
--- validated before the call, and a script runs to its end without
--- interleaving.
-local out, wake = {}, {}
-enqueue_tasks(ARGV[2], 3, tonumber(ARGV[3]), out, wake)
-flush()
+-- enqueue: ARGV = prefix, now, r, then r requests (callers' calls grouped
+-- into this one script call), each: n, then 12 per task: queue, handler,
+-- payload, priority, run_at, max_attempts, timeout_ms ('' = none),
+-- has_unique ('0'|'1'), unique_key, has_ordering ('0'|'1'), ordering_key,
+-- trace context ('' = none; kept in the task's hash as field tc).
+-- Returns per request {1, then id, duplicate (0|1) per task}, or {0, error}
+-- when the store's own data stopped it (a key of the wrong type, written by
+-- something else): each request is applied on its own, as if alone, so one
+-- caller's damaged queue fails no other caller. Redis does not roll a script
+-- back, so a stopped request's writes up to there stay; its ids are never
+-- handed out again. Every task was validated before the call.
+local now = ARGV[2]
+local r = tonumber(ARGV[3])
+local replies, wake = {}, {}
+local b = 4
+for k = 1, r do
+  local n = tonumber(ARGV[b])
+  local out = {1}
+  local ok, err = pcall(function()
+    enqueue_tasks(now, b, n, out, wake)
+    flush()
+  end)
+  if not ok then
+    -- Nothing of the stopped request is carried into the next one.
+    pending = {}
+    running_delta = {}
+    if type(err) == 'table' then err = err.err end
+    out = {0, tostring(err)}
+  end
+  replies[k] = out
+  b = b + 1 + 12 * n
+end
 publish(wake)
-return out
+return replies

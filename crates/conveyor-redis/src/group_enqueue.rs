@@ -1,0 +1,265 @@
+//! Group enqueue: concurrent `enqueue_many` calls share one script call.
+//!
+//! Every script call runs the whole prelude of shared Lua functions before
+//! its own work, so a call that enqueues one task costs the server several
+//! times what one task adds to a batch. Callers hand their tasks to one
+//! task per backend (the *grouper*), which sends whatever has arrived while
+//! its previous call was out — up to [`MAX_GROUP`] tasks — as one `enqueue`
+//! call and gives each caller its own slice of the reply. A caller that finds
+//! no other call under way calls the script itself (no hand-off); 32 callers
+//! share round trips and preludes.
+//!
+//! The script applies each caller's request on its own, as if it came
+//! alone: every task was validated before the call, so a request fails only
+//! when the store itself is damaged (a key of the wrong type, written by
+//! something else), and then only that caller gets the error — the others in
+//! its group are not touched. Redis does not roll a script back, so the
+//! failed request's tasks before the damaged key may be stored; their ids
+//! are never handed out again (they are taken before anything is written).
+//! When the call itself fails (connection lost), every caller in the group
+//! gets the error. A caller that stops waiting (its future dropped) does not
+//! take its tasks back: they are enqueued, as when a direct call is dropped
+//! after it was sent.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use conveyor_core::{BackendErrorKind, Clock, Enqueued, Error, NewTask, TaskId};
+use redis::aio::ConnectionManager;
+use redis::Value;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::reply::{self, bad, redis_error};
+use crate::scripts::Scripts;
+
+/// Most tasks one grouped call carries; a single request larger than this
+/// goes alone.
+pub(crate) const MAX_GROUP: usize = 1_000;
+
+/// Groupers per backend: calls out at once, so the server runs one group's
+/// script while the next group's round trip is under way.
+const GROUPERS: usize = 2;
+
+/// One caller's tasks and where its ids go.
+struct Request {
+    tasks: Vec<NewTask>,
+    reply: oneshot::Sender<Result<Vec<Enqueued>, Error>>,
+}
+
+/// The callers' side of the grouper. Dropping it (with the backend) ends the
+/// groupers once they have sent what they hold.
+pub(crate) struct GroupEnqueue {
+    tx: mpsc::UnboundedSender<Request>,
+    /// Calls under way, direct or grouped: a caller that finds none calls
+    /// the script itself, without the hand-off to a grouper.
+    outstanding: Arc<AtomicUsize>,
+    conn: ConnectionManager,
+    prefix: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl GroupEnqueue {
+    /// Starts the groupers on the current Tokio runtime.
+    pub(crate) fn start(conn: ConnectionManager, prefix: String, clock: Arc<dyn Clock>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..GROUPERS {
+            tokio::spawn(run(rx.clone(), conn.clone(), prefix.clone(), clock.clone()));
+        }
+        Self {
+            tx,
+            outstanding: Arc::default(),
+            conn,
+            prefix,
+            clock,
+        }
+    }
+
+    /// Enqueues `tasks` (already validated, not empty): at once when no other
+    /// call is under way, else in the next group.
+    pub(crate) async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        let under_way = UnderWay::enter(&self.outstanding);
+        if under_way.alone {
+            let mut conn = self.conn.clone();
+            let group: [&[NewTask]; 1] = [&tasks];
+            let mut answers = call(&mut conn, &self.prefix, self.clock.as_ref(), &group).await?;
+            return answers
+                .pop()
+                .unwrap_or_else(|| Err(bad("enqueue: no reply for the call")));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request { tasks, reply })
+            .map_err(|_| Error::backend_other("redis enqueue: the backend is shutting down"))?;
+        rx.await.map_err(|_| {
+            Error::backend_other("redis enqueue: the grouper ended before it replied")
+        })?
+    }
+}
+
+/// One call counted as under way until it is answered or dropped.
+struct UnderWay<'a> {
+    count: &'a AtomicUsize,
+    /// No other call was under way when this one began.
+    alone: bool,
+}
+
+impl<'a> UnderWay<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let alone = count.fetch_add(1, Ordering::AcqRel) == 0;
+        Self { count, alone }
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The grouper: one call at a time, each carrying every request that came
+/// in meanwhile (up to [`MAX_GROUP`] tasks).
+async fn run(
+    rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
+    mut conn: ConnectionManager,
+    prefix: String,
+    clock: Arc<dyn Clock>,
+) {
+    let mut carried: Option<Request> = None;
+    loop {
+        let mut rx = rx.lock().await;
+        let first = match carried.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let mut total = first.tasks.len();
+        let mut group = vec![first];
+        while total < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) if total + r.tasks.len() > MAX_GROUP => {
+                    carried = Some(r);
+                    break;
+                }
+                Ok(r) => {
+                    total += r.tasks.len();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        drop(rx);
+        send(&mut conn, &prefix, clock.as_ref(), group).await;
+    }
+}
+
+/// Sends one group as one `enqueue` call and answers each of its callers.
+async fn send(conn: &mut ConnectionManager, prefix: &str, clock: &dyn Clock, group: Vec<Request>) {
+    let tasks: Vec<&[NewTask]> = group.iter().map(|r| r.tasks.as_slice()).collect();
+    match call(conn, prefix, clock, &tasks).await {
+        Ok(answers) => {
+            for (r, answer) in group.into_iter().zip(answers) {
+                let _ = r.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            for r in group {
+                let _ = r.reply.send(Err(copy(&e)));
+            }
+        }
+    }
+}
+
+/// One `enqueue` call for `group`'s requests: the call's own failure, or
+/// each request's answer in order.
+async fn call(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    clock: &dyn Clock,
+    group: &[&[NewTask]],
+) -> Result<Vec<Result<Vec<Enqueued>, Error>>, Error> {
+    let now = clock.now();
+    let mut inv = Scripts::get().enqueue.prepare_invoke();
+    inv.arg(prefix).arg(now.as_millis()).arg(group.len());
+    for tasks in group {
+        inv.arg(tasks.len());
+        for t in *tasks {
+            crate::backend::task_args(&mut inv, t, now);
+        }
+    }
+    let value = inv
+        .invoke_async::<Value>(conn)
+        .await
+        .map_err(|e| redis_error("enqueue", e))?;
+    let replies = reply::array(value, "enqueue")?;
+    if replies.len() != group.len() {
+        return Err(bad(format!(
+            "enqueue: {} replies for {} calls",
+            replies.len(),
+            group.len()
+        )));
+    }
+    Ok(replies
+        .into_iter()
+        .zip(group)
+        .map(|(answer, tasks)| answer_of(answer, tasks.len()))
+        .collect())
+}
+
+/// One request's reply: `[1, id, duplicate, …]` or `[0, error]`.
+fn answer_of(answer: Value, n: usize) -> Result<Vec<Enqueued>, Error> {
+    let mut items = reply::array(answer, "enqueue")?.into_iter();
+    let applied = items.next().map(|v| reply::int(v, "enqueue status"));
+    match applied {
+        Some(Ok(1)) => {}
+        Some(Ok(0)) => {
+            let why = items
+                .next()
+                .and_then(|v| reply::opt_bytes(v, "enqueue error").ok().flatten())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            return Err(stopped(&why));
+        }
+        _ => return Err(bad("enqueue: a reply without its status")),
+    }
+    if items.len() != n * 2 {
+        return Err(bad(format!(
+            "enqueue: {} reply items for {n} tasks",
+            items.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    while let (Some(id), Some(dup)) = (items.next(), items.next()) {
+        out.push(enqueued(id, dup)?);
+    }
+    Ok(out)
+}
+
+/// The error of a request the store's data stopped: our own scripts'
+/// refusals ("conveyor: …") are bad data; anything else (a key of the wrong
+/// type) is said as Redis said it.
+fn stopped(why: &str) -> Error {
+    if let Some(at) = why.find("conveyor: ") {
+        let what = why[at + "conveyor: ".len()..].trim_end();
+        return Error::backend(BackendErrorKind::Data, format!("redis enqueue: {what}"));
+    }
+    Error::backend_other(format!("redis enqueue: {why}"))
+}
+
+fn enqueued(id: Value, dup: Value) -> Result<Enqueued, Error> {
+    Ok(Enqueued {
+        id: TaskId(reply::number(id, "enqueued id")?),
+        duplicate: reply::int(dup, "enqueued duplicate flag")? != 0,
+    })
+}
+
+/// The failure for one caller of the group: errors are not `Clone`, so each
+/// gets its kind and its text (the driver's error included).
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::Backend(b) => Error::backend(b.kind(), e.to_string()),
+        other => Error::backend_other(other.to_string()),
+    }
+}

@@ -1,0 +1,132 @@
+//! Concurrent enqueues share script calls (group enqueue): each caller still
+//! gets the ids of its own tasks, in its order, and a call is all or nothing
+//! even when the group it rode in fails.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{redis_url, Namespace};
+use conveyor_core::{Backend, Error, NewTask, ResultStore, SystemClock, TaskId};
+
+/// Many callers at once, with batches of every size (one, a few, more than a
+/// group holds): every id is new, and each id's task is the caller's task at
+/// that position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_caller_gets_the_ids_of_its_own_tasks_in_order() {
+    let ns = Namespace::new(Arc::new(SystemClock)).await;
+    let backend = ns.backend.clone();
+    let sizes = [1usize, 1, 3, 7, 1, 1_200, 2, 1, 40, 1];
+    let mut joins = Vec::new();
+    for caller in 0..64usize {
+        let backend = backend.clone();
+        let size = sizes[caller % sizes.len()];
+        joins.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for call in 0..3usize {
+                let tasks: Vec<NewTask> = (0..size)
+                    .map(|i| {
+                        let payload = format!("{caller}/{call}/{i}").into_bytes();
+                        NewTask::new("h", payload).queue(format!("q{}", caller % 3))
+                    })
+                    .collect();
+                let out = backend.enqueue_many(tasks.clone()).await.expect("enqueue");
+                assert_eq!(out.len(), tasks.len(), "one id per task");
+                for (e, t) in out.into_iter().zip(tasks) {
+                    assert!(!e.duplicate);
+                    mine.push((e.id, t.payload, t.queue));
+                }
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for j in joins {
+        all.extend(j.await.expect("caller"));
+    }
+    let mut ids: Vec<TaskId> = all.iter().map(|(id, _, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "every id is new");
+    for (id, payload, queue) in all {
+        let record = backend.get(id).await.expect("get").expect("stored");
+        assert_eq!(
+            record.payload, payload,
+            "task {id} holds its caller's params"
+        );
+        assert_eq!(record.queue, queue);
+    }
+}
+
+/// Calls into a queue whose ready set cannot be written (damaged by
+/// something else) fail, and only they: every call beside them, in whatever
+/// group it rode, succeeds with every task stored as sent, and no id is ever
+/// given to two tasks, though the failed calls stopped half way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_queue_fails_only_its_own_calls_and_no_id_is_given_twice() {
+    let ns = Namespace::new(Arc::new(SystemClock)).await;
+    let backend = ns.backend.clone();
+    // The damaged queue's ready set is a string: ZADD to it fails.
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let ready = format!("{}q:7:damaged:ready", ns.prefix());
+    let _: () = redis::cmd("SET")
+        .arg(&ready)
+        .arg("not a sorted set")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let mut succeeded = Vec::new();
+    let mut failed = 0;
+    for round in 0..10 {
+        let mut joins = Vec::new();
+        for caller in 0..24usize {
+            let backend = backend.clone();
+            joins.push(tokio::spawn(async move {
+                let queue = if caller % 4 == 0 { "damaged" } else { "fine" };
+                let tasks: Vec<NewTask> = (0..1 + caller % 3)
+                    .map(|i| {
+                        let payload = format!("{round}/{caller}/{i}").into_bytes();
+                        NewTask::new("h", payload).queue(queue)
+                    })
+                    .collect();
+                (queue, tasks.clone(), backend.enqueue_many(tasks).await)
+            }));
+        }
+        for j in joins {
+            let (queue, tasks, outcome) = j.await.expect("caller");
+            match outcome {
+                Ok(out) => {
+                    assert_eq!(
+                        queue, "fine",
+                        "a call into the damaged queue cannot succeed"
+                    );
+                    assert_eq!(out.len(), tasks.len());
+                    succeeded.extend(out.into_iter().zip(tasks).map(|(e, t)| (e.id, t.payload)));
+                }
+                Err(e) => {
+                    assert_eq!(queue, "damaged", "a call beside it failed: {e}");
+                    assert!(matches!(e, Error::Backend(_)), "{e}");
+                    assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(failed, 10 * 6, "every call into the damaged queue fails");
+    // Checked after every round: a later call never took over an id.
+    for (id, payload) in &succeeded {
+        let record = backend.get(*id).await.expect("get").expect("stored");
+        assert_eq!(
+            &record.payload, payload,
+            "task {id} holds its caller's params"
+        );
+    }
+    let mut ids: Vec<TaskId> = succeeded.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), succeeded.len(), "no id given twice");
+}
