@@ -15,6 +15,8 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod amqp_floor;
+#[cfg(feature = "apalis")]
+mod apalis_peer;
 mod celery;
 mod cmdrun;
 mod cpu;

@@ -21,7 +21,10 @@
 //! printed beside conveyor's figure. On NATS, a bare async-nats loop
 //! (publish to a work-queue stream of its own, then fetch in batches and ack
 //! each message; no ledger) gives the JetStream floor on the same server,
-//! and conveyor's processed rates are given as ratios to it.
+//! and conveyor's processed rates are given as ratios to it. On Redis, apalis
+//! 1.0 (apalis-redis; built with `--features apalis`) enqueues and processes
+//! the same tasks on the same server, and every conveyor row is given as a
+//! ratio to its figure.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -196,6 +199,23 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     if kind == "nats" {
         let n = 100_000 / scale;
         crate::nats_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
+    }
+    if kind == "redis" {
+        #[cfg(feature = "apalis")]
+        {
+            let ours = crate::apalis_peer::Ours {
+                single: seq,
+                concurrent: conc,
+                batched,
+                processed: &processed,
+            };
+            crate::apalis_peer::beside(report, &bench, url.unwrap_or_default(), scale, &ours).await;
+        }
+        #[cfg(not(feature = "apalis"))]
+        report.note(
+            "apalis, the Redis peer, runs beside these rows when the bench is built with \
+             `--features apalis`",
+        );
     }
 
     // Latency at a trickle.

@@ -1,0 +1,340 @@
+//! apalis 1.0 on Redis (apalis-redis), the peer subject of `queue` on Redis:
+//! the same enqueue and no-op processing measurements on the same server in
+//! the same run, each in a queue name of its own whose keys are dropped
+//! afterwards. Built only with `--features apalis`.
+//!
+//! apalis runs with its defaults (tasks locked, results persisted, events
+//! emitted) and the fetch batch it documents for short tasks, at the slot
+//! counts conveyor's rows use, tasks both polled in its worker's stream and
+//! spawned on the runtime (`parallelize`); the best of the two is the
+//! baseline of each ratio. A third row runs it without task locks
+//! (`lock_tasks(false)`): its ceiling, but with no lease a dead worker's
+//! tasks are never recovered, so that row is shown and not compared. Taking a
+//! lock costs apalis an `LREM` that scans its whole active list, so its
+//! processed rate falls as the backlog grows: the full run's backlog is
+//! 100,000 tasks, `--quick`'s 20,000.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{
+    BoxDynError, ParallelizeExt, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use tokio::sync::Notify;
+
+use crate::report::Report;
+
+/// conveyor's figures on the same Redis in the same run, to set beside
+/// apalis's.
+pub struct Ours<'a> {
+    /// Single-call enqueue from one caller, tasks/s.
+    pub single: f64,
+    /// Single-call enqueue from 32 concurrent callers, tasks/s.
+    pub concurrent: f64,
+    /// Enqueue in batches of 1,000, tasks/s.
+    pub batched: f64,
+    /// `processed, N slots` rows: (subject, tasks/s).
+    pub processed: &'a [(String, f64)],
+}
+
+/// One Redis queue of apalis's, named for this run; its keys are removed on
+/// [`Queue::drop_keys`].
+struct Queue {
+    conn: ConnectionManager,
+    name: String,
+}
+
+impl Queue {
+    async fn new(url: &str, tag: &str) -> Result<Queue, String> {
+        let base = url.split('?').next().unwrap_or(url);
+        let conn = apalis_redis::connect(base)
+            .await
+            .map_err(|e| format!("cannot connect apalis to {base}: {e}"))?;
+        let name = format!("conveyor-bench-apalis-{}-{tag}", std::process::id());
+        Ok(Queue { conn, name })
+    }
+
+    fn storage(&self, batch: usize) -> RedisStorage<u64> {
+        self.storage_with(batch, true)
+    }
+
+    fn storage_with(&self, batch: usize, locks: bool) -> RedisStorage<u64> {
+        let config = Config::default()
+            .queue(&self.name)
+            .batch_size(batch.max(1))
+            .lock_tasks(locks);
+        RedisStorage::new(self.conn.clone()).with_config(config)
+    }
+
+    /// Moves every pushed task from the scheduled set to the active list, as
+    /// apalis's fetch does, in steps it can take: apalis 1.0 pushes every task
+    /// as scheduled for the current second, and its fetch script promotes all
+    /// that are due in one `unpack`, which fails above Lua's ~8,000 values —
+    /// a backlog of 20,000 would never run. Done before the clock starts, as
+    /// conveyor's backlog is enqueued before its own.
+    async fn promote(&mut self, config: &Config) -> Result<(), String> {
+        let (scheduled, active) = (config.scheduled_jobs_set(), config.active_jobs_list());
+        loop {
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&scheduled)
+                .arg(0)
+                .arg(4_999)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| format!("ZRANGE {scheduled}: {e}"))?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            redis::pipe()
+                .atomic()
+                .cmd("RPUSH")
+                .arg(&active)
+                .arg(&ids)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&scheduled)
+                .arg(&ids)
+                .ignore()
+                .query_async::<()>(&mut self.conn)
+                .await
+                .map_err(|e| format!("promoting {} tasks: {e}", ids.len()))?;
+        }
+    }
+
+    /// Removes every key of the queue (they all start with its name).
+    async fn drop_keys(mut self) {
+        let pattern = format!("{}*", self.name);
+        let mut cursor: u64 = 0;
+        loop {
+            let step: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn)
+                .await;
+            let Ok((next, keys)) = step else { return };
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut self.conn)
+                    .await;
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Measures apalis on the Redis at `url` and adds its rows, and conveyor's
+/// ratios to them, to the report.
+pub async fn beside(report: &mut Report, bench: &str, url: &str, scale: usize, ours: &Ours<'_>) {
+    if let Err(e) = measure(report, bench, url, scale, ours).await {
+        report.note(format!("apalis rows skipped: {e}"));
+    }
+}
+
+async fn measure(
+    report: &mut Report,
+    bench: &str,
+    url: &str,
+    scale: usize,
+    ours: &Ours<'_>,
+) -> Result<(), String> {
+    // Enqueue, one per call, from one caller.
+    let q = Queue::new(url, "single").await?;
+    let mut storage = q.storage(1);
+    let single = 2_000 / scale;
+    let t = Instant::now();
+    for i in 0..single {
+        storage
+            .push(i as u64)
+            .await
+            .map_err(|e| format!("push: {e}"))?;
+    }
+    let rate = single as f64 / t.elapsed().as_secs_f64();
+    q.drop_keys().await;
+    rows(report, bench, "enqueue 1/call, 1 caller", ours.single, rate);
+
+    // From 32 concurrent callers, each with its own handle on one connection.
+    let q = Queue::new(url, "concurrent").await?;
+    let callers = 32;
+    let per = 20_000 / scale / callers;
+    let t = Instant::now();
+    let mut joins = Vec::new();
+    for c in 0..callers {
+        let mut storage = q.storage(1);
+        joins.push(tokio::spawn(async move {
+            for i in 0..per {
+                storage
+                    .push((c * per + i) as u64)
+                    .await
+                    .map_err(|e| format!("push: {e}"))?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for j in joins {
+        j.await.map_err(|e| e.to_string())??;
+    }
+    let rate = (per * callers) as f64 / t.elapsed().as_secs_f64();
+    q.drop_keys().await;
+    rows(
+        report,
+        bench,
+        "enqueue 1/call, 32 callers",
+        ours.concurrent,
+        rate,
+    );
+
+    // In batches of 1,000.
+    let q = Queue::new(url, "batched").await?;
+    let mut storage = q.storage(1);
+    let total = 200_000 / scale;
+    let t = Instant::now();
+    push_batches(&mut storage, total).await?;
+    let rate = total as f64 / t.elapsed().as_secs_f64();
+    q.drop_keys().await;
+    rows(report, bench, "enqueue batches of 1000", ours.batched, rate);
+
+    // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
+    let n = 100_000 / scale;
+    for (subject, ours_rate) in ours.processed {
+        let Some(slots) = subject
+            .strip_prefix("processed, ")
+            .and_then(|s| s.strip_suffix(" slots"))
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let batch = slots.max(256);
+        let mut best: Option<(String, f64)> = None;
+        for (spawned, locks) in [(false, true), (true, true), (false, false)] {
+            let how = if spawned {
+                "spawned"
+            } else {
+                "polled in the worker"
+            };
+            let lock = if locks { "" } else { ", no task locks" };
+            let name = format!("apalis processed, concurrency {slots}, batch {batch}, {how}{lock}");
+            let rate = match process(url, n, slots, batch, spawned, locks).await {
+                Ok(rate) => rate,
+                Err(e) => {
+                    // apalis failing on this backlog is a finding: say it and go on.
+                    report.note(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            report.add(bench, &name, rate, "tasks/s");
+            if locks && best.as_ref().is_none_or(|(_, b)| rate > *b) {
+                best = Some((name, rate));
+            }
+        }
+        if let Some((name, rate)) = best {
+            report.add_vs(
+                bench,
+                &format!("{subject} vs apalis"),
+                *ours_rate,
+                "tasks/s",
+                &name,
+                ours_rate / rate,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// apalis's figure for `what`, and conveyor's beside it as a ratio.
+fn rows(report: &mut Report, bench: &str, what: &str, ours: f64, apalis: f64) {
+    let name = format!("apalis {what}");
+    report.add(bench, &name, apalis, "tasks/s");
+    report.add_vs(
+        bench,
+        &format!("{what} vs apalis"),
+        ours,
+        "tasks/s",
+        &name,
+        ours / apalis,
+    );
+}
+
+/// Pushes `total` tasks in batches of 1,000.
+async fn push_batches(storage: &mut RedisStorage<u64>, total: usize) -> Result<(), String> {
+    for chunk in 0..total / 1000 {
+        let tasks = (0..1000).map(|i| (chunk * 1000 + i) as u64).collect();
+        storage
+            .push_bulk(tasks)
+            .await
+            .map_err(|e| format!("push_bulk: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Processes `n` pre-enqueued no-op tasks with one apalis worker; tasks/s
+/// from its start to the n-th task's end.
+async fn process(
+    url: &str,
+    n: usize,
+    slots: usize,
+    batch: usize,
+    spawned: bool,
+    locks: bool,
+) -> Result<f64, String> {
+    let tag = format!("e2e{slots}{}{}", u8::from(spawned), u8::from(locks));
+    let mut q = Queue::new(url, &tag).await?;
+    let mut storage = q.storage_with(batch, locks);
+    push_batches(&mut storage, n).await?;
+    q.promote(storage.get_config()).await?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (d, a) = (done.clone(), all.clone());
+    let noop = move |_task: u64, worker: WorkerContext| {
+        let (d, a) = (d.clone(), a.clone());
+        async move {
+            if d.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                a.notify_one();
+                let _ = worker.stop();
+            }
+            Ok::<(), BoxDynError>(())
+        }
+    };
+    let name = format!("{}-worker", q.name);
+    let t = Instant::now();
+    let run = if spawned {
+        let worker = WorkerBuilder::new(name)
+            .backend(storage)
+            .concurrency(slots)
+            .parallelize(tokio::spawn)
+            .build(noop);
+        tokio::spawn(worker.run())
+    } else {
+        let worker = WorkerBuilder::new(name)
+            .backend(storage)
+            .concurrency(slots)
+            .build(noop);
+        tokio::spawn(worker.run())
+    };
+    let mut run = run;
+    let outcome = tokio::select! {
+        _ = all.notified() => Ok(t.elapsed()),
+        ended = &mut run => Err(format!(
+            "the apalis worker ended after {} of {n} tasks: {ended:?}",
+            done.load(Ordering::Relaxed)
+        )),
+        _ = tokio::time::sleep(Duration::from_secs(300)) => Err(format!(
+            "apalis processed {} of {n} tasks in 300 s",
+            done.load(Ordering::Relaxed)
+        )),
+    };
+    if !run.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
+        run.abort();
+    }
+    q.drop_keys().await;
+    Ok(n as f64 / outcome?.as_secs_f64())
+}
