@@ -159,7 +159,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         conveyor::durable::connect(&url).await
     };
-    let backend = opened.map_err(|e| anyhow::anyhow!("cannot open backend {url}: {e}"))?;
+    let backend =
+        opened.map_err(|e| anyhow::Error::new(e).context(format!("cannot open backend {url}")))?;
     if !backend.capabilities().shared {
         anyhow::bail!(
             "the {} backend ({url}) keeps its tasks inside one process, and every conveyor \

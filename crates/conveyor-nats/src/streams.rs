@@ -90,7 +90,13 @@ pub(crate) struct Pending {
     pub(crate) seq: u64,
 }
 
-/// Gets or creates the stream `config` describes. A 2.9 server deletes its
+/// Gets or creates the stream `config` describes.
+///
+/// Openers race: a worker and a `conveyor submit` started together both
+/// find no stream and both create it. The server accepts a second create
+/// of the same configuration, but any refusal of a create is checked
+/// against the stream as it now stands: when one with this name exists,
+/// another opener made it and it is used. A 2.9 server also deletes its
 /// account's stream directory when the last stream goes, and a create
 /// racing with that fails with a server error (500): that is tried again.
 pub(crate) async fn ensure_stream(
@@ -100,20 +106,23 @@ pub(crate) async fn ensure_stream(
     what: &str,
 ) -> Result<Stream, Error> {
     let mut pause = Duration::from_millis(20);
-    for _ in 0..8 {
-        match js.get_or_create_stream(config.clone()).await {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let e = match js.get_or_create_stream(config.clone()).await {
             Ok(s) => return Ok(s),
-            Err(e) if format!("{e:?}").contains("code: 500") => {
-                tracing::debug!(error = %e, "{what}: the server failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            Err(e) => return Err(nats_error(what, e, client.connection_state())),
+            Err(e) => e,
+        };
+        if let Ok(s) = js.get_stream(&config.name).await {
+            tracing::debug!(error = %e, "{what}: another opener created the stream");
+            return Ok(s);
         }
-    }
-    match js.get_or_create_stream(config).await {
-        Ok(s) => Ok(s),
-        Err(e) => Err(nats_error(what, e, client.connection_state())),
+        if tries > 8 || !format!("{e:?}").contains("code: 500") {
+            return Err(nats_error(what, e, client.connection_state()));
+        }
+        tracing::debug!(error = %e, "{what}: the server failed; trying again");
+        tokio::time::sleep(pause).await;
+        pause *= 2;
     }
 }
 
