@@ -1,14 +1,14 @@
 //! [`RedisBackend`]: conveyor's durable queue contract on Redis.
 //!
-//! Each operation is one Lua script call (see [`scripts`](crate::scripts)), so
+//! Each operation is one call of its Lua code (see [`scripts`](crate::scripts)), so
 //! every state change is atomic and a batch of tasks costs one round trip.
 //! Times come from the injected [`Clock`] and travel as script arguments; the
 //! server's own clock is never read, so tests move time by hand and several
 //! client machines agree as far as their clocks do. The connection is a
 //! [`ConnectionManager`]: after the server restarts (or the network drops),
 //! calls fail with [`Error::Backend`] until it reconnects, then succeed again;
-//! scripts missing from a restarted server's cache are loaded again on
-//! `NOSCRIPT`.
+//! code missing from a restarted server is loaded again (see
+//! [`calls`](crate::calls)).
 
 use crate::RedisTls;
 use std::sync::Arc;
@@ -21,12 +21,13 @@ use conveyor_core::{
     SystemClock, TaskId, TaskRecord, TaskState, TraceContext,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ScriptInvocation, Value};
+use redis::Value;
 
-use crate::group_enqueue::GroupEnqueue;
+use crate::calls::{Call, ScriptMode};
+use crate::group_enqueue::{GroupEnqueue, Link};
 use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::reply::{self, bad, redis_error};
-use crate::scripts::Scripts;
+use crate::scripts::Op;
 use crate::wakeups::Wakeups;
 
 /// Most tasks one `reserve` call hands out (a larger `max` gets this many), so
@@ -57,6 +58,9 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     wake: Wakeups,
     group: GroupEnqueue,
+    /// How the Lua code is called: functions or scripts, as resolved at
+    /// connect.
+    mode: ScriptMode,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("prefix", &self.inner.keys.prefix())
             .field("clock", &self.inner.clock)
+            .field("scripts", &self.inner.mode)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +105,20 @@ impl RedisBackend {
         clock: Arc<dyn Clock>,
         tls: &RedisTls,
     ) -> Result<Self, Error> {
+        Self::connect_using(url, prefix, clock, tls, ScriptMode::Auto).await
+    }
+
+    /// [`RedisBackend::connect_tls`], with conveyor's Lua code reaching the
+    /// server as `scripts` says: a function library (loaded here, when
+    /// connecting) or scripts. [`RedisBackend::script_mode`] tells which
+    /// [`ScriptMode::Auto`] chose.
+    pub async fn connect_using(
+        url: &str,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+        tls: &RedisTls,
+        scripts: ScriptMode,
+    ) -> Result<Self, Error> {
         if prefix.is_empty() {
             return Err(Error::InvalidConfig(
                 "the Redis key prefix is empty (it namespaces every key)".into(),
@@ -111,12 +130,18 @@ impl RedisBackend {
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| redis_error("connect", e))?;
+        let mode = crate::calls::prepare(&mut conn, scripts).await?;
         let keys = Keys::new(prefix);
         let wake = Wakeups::new(client, keys.wake_channel(), keys.finished_channel());
-        let group = GroupEnqueue::start(conn.clone(), keys.prefix().to_owned(), clock.clone());
+        let group = GroupEnqueue::start(Link {
+            conn: conn.clone(),
+            prefix: keys.prefix().to_owned(),
+            clock: clock.clone(),
+            mode,
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
@@ -124,8 +149,24 @@ impl RedisBackend {
                 clock,
                 wake,
                 group,
+                mode,
             }),
         })
+    }
+
+    /// How this backend calls its Lua code: [`ScriptMode::Functions`] or
+    /// [`ScriptMode::Eval`] (never [`ScriptMode::Auto`]: that resolved when
+    /// connecting).
+    pub fn script_mode(&self) -> ScriptMode {
+        self.inner.mode
+    }
+
+    /// The name of conveyor's function library on the server
+    /// (`conveyor_<hash of its code>`) when this backend calls functions.
+    /// Each conveyor version loads its own; an old version's library can be
+    /// removed with `FUNCTION DELETE` once no worker of that version runs.
+    pub fn function_library(&self) -> Option<&'static str> {
+        (self.inner.mode == ScriptMode::Functions).then(|| crate::scripts::Code::get().library())
     }
 
     /// The key prefix of this backend's namespace.
@@ -166,27 +207,18 @@ impl RedisBackend {
         }
     }
 
-    fn invocation(&self, script: &'static redis::Script) -> ScriptInvocation<'static> {
-        let mut inv = script.prepare_invoke();
-        inv.arg(self.inner.keys.prefix());
-        inv
+    fn call(&self, op: Op) -> Call {
+        Call::new(op, self.inner.mode, self.inner.keys.prefix())
     }
 
-    async fn run(&self, what: &str, inv: &ScriptInvocation<'_>) -> Result<Value, Error> {
+    async fn run(&self, what: &str, call: &Call) -> Result<Value, Error> {
         let mut conn = self.inner.conn.clone();
-        inv.invoke_async(&mut conn)
-            .await
-            .map_err(|e| redis_error(what, e))
+        call.run(&mut conn).await.map_err(|e| redis_error(what, e))
     }
 
     /// Runs a maintenance script until a batch comes back short; the script's
     /// reply is (done, examined).
-    async fn run_batches(
-        &self,
-        what: &str,
-        inv: &ScriptInvocation<'_>,
-        pairs: bool,
-    ) -> Result<u64, Error> {
+    async fn run_batches(&self, what: &str, inv: &Call, pairs: bool) -> Result<u64, Error> {
         let mut total = 0u64;
         loop {
             let v = self.run(what, inv).await?;
@@ -245,7 +277,7 @@ impl Backend for RedisBackend {
         let (queues, max) = (params.queues, params.max);
         let now = self.inner.clock.now();
         let until = now.plus(params.lease);
-        let mut inv = self.invocation(&Scripts::get().reserve);
+        let mut inv = self.call(Op::Reserve);
         inv.arg(now.as_millis())
             .arg(until.as_millis())
             .arg(max.min(MAX_RESERVE))
@@ -265,7 +297,7 @@ impl Backend for RedisBackend {
             return Ok(Vec::new());
         }
         let until = self.inner.clock.now().plus(lease);
-        let mut inv = self.invocation(&Scripts::get().renew);
+        let mut inv = self.call(Op::Renew);
         inv.arg(until.as_millis());
         for l in leases {
             inv.arg(l.id.0).arg(l.token);
@@ -286,7 +318,7 @@ impl Backend for RedisBackend {
         let mut out: Vec<Result<(), Error>> =
             reports.iter().map(Finish::validate_follow_ups).collect();
         let now = self.inner.clock.now();
-        let mut inv = self.invocation(&Scripts::get().finish);
+        let mut inv = self.call(Op::Finish);
         // Plain completions (no result, no follow-ups: the hot path) go first
         // as id, token pairs; every other report follows as 5 items, then the
         // follow-ups. The script answers in that order, `order` maps its
@@ -394,7 +426,7 @@ impl ResultStore for RedisBackend {
 #[async_trait]
 impl Inspection for RedisBackend {
     async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
-        let mut inv = self.invocation(&Scripts::get().stats);
+        let mut inv = self.call(Op::Stats);
         inv.arg(self.inner.clock.now().as_millis())
             .arg(STATS_DUE_SCAN);
         reply::array(self.run("stats", &inv).await?, "stats")?
@@ -430,7 +462,7 @@ impl Inspection for RedisBackend {
         let mut out = Vec::new();
         let mut after = params.after.map(|id| id.0.to_string()).unwrap_or_default();
         while out.len() < limit {
-            let mut inv = self.invocation(&Scripts::get().list);
+            let mut inv = self.call(Op::List);
             inv.arg(params.state.code())
                 .arg(limit - out.len())
                 .arg(u8::from(params.order == ListOrder::NewestFirst))
@@ -468,7 +500,7 @@ impl Inspection for RedisBackend {
 #[async_trait]
 impl Administration for RedisBackend {
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        let mut inv = self.invocation(&Scripts::get().cancel);
+        let mut inv = self.call(Op::Cancel);
         inv.arg(self.inner.clock.now().as_millis()).arg(id.0);
         let code = reply::int(self.run("cancel", &inv).await?, "cancel")?;
         if code < 0 {
@@ -485,7 +517,7 @@ impl Administration for RedisBackend {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut inv = self.invocation(&Scripts::get().requeue);
+        let mut inv = self.call(Op::Requeue);
         inv.arg(self.inner.clock.now().as_millis());
         for id in ids {
             inv.arg(id.0);
@@ -494,7 +526,7 @@ impl Administration for RedisBackend {
     }
 
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
-        let mut inv = self.invocation(&Scripts::get().purge);
+        let mut inv = self.call(Op::Purge);
         inv.arg(MAINTENANCE_BATCH);
         if let Some(q) = queue {
             inv.arg(q);
@@ -506,7 +538,7 @@ impl Administration for RedisBackend {
 #[async_trait]
 impl Maintenance for RedisBackend {
     async fn recover_expired(&self) -> Result<u64, Error> {
-        let mut inv = self.invocation(&Scripts::get().recover);
+        let mut inv = self.call(Op::Recover);
         inv.arg(self.inner.clock.now().as_millis())
             .arg(MAINTENANCE_BATCH);
         let n = self.run_batches("recover", &inv, true).await?;
@@ -518,7 +550,7 @@ impl Maintenance for RedisBackend {
 
     async fn prune(&self, retention: Retention) -> Result<u64, Error> {
         let now = self.inner.clock.now();
-        let mut inv = self.invocation(&Scripts::get().prune);
+        let mut inv = self.call(Op::Prune);
         inv.arg(now.minus(retention.finished).as_millis())
             .arg(now.minus(retention.dead).as_millis())
             .arg(MAINTENANCE_BATCH);
@@ -527,7 +559,7 @@ impl Maintenance for RedisBackend {
 
     async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
         let now = self.inner.clock.now();
-        let mut inv = self.invocation(&Scripts::get().lead);
+        let mut inv = self.call(Op::Lead);
         inv.arg(role)
             .arg(holder)
             .arg(now.plus(ttl).as_millis())
@@ -575,11 +607,7 @@ impl GlobalLimits for RedisBackend {
 
 /// A task's 12 script arguments (see `lua/enqueue.lua`), as enqueue and the
 /// follow-ups of finish send them.
-pub(crate) fn task_args(
-    inv: &mut ScriptInvocation<'_>,
-    t: &NewTask,
-    now: conveyor_core::Timestamp,
-) {
+pub(crate) fn task_args(inv: &mut Call, t: &NewTask, now: conveyor_core::Timestamp) {
     let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
     inv.arg(&t.queue)
         .arg(&t.handler)

@@ -1,8 +1,9 @@
 //! Group enqueue: concurrent `enqueue_many` calls share one script call.
 //!
-//! Every script call runs the whole prelude of shared Lua functions before
-//! its own work, so a call that enqueues one task costs the server several
-//! times what one task adds to a batch. Callers hand their tasks to one
+//! Every call has a fixed cost — a round trip, and on the server the call
+//! itself and (sent as a script) the whole prelude of shared Lua functions —
+//! so a call that enqueues one task costs several times what one task adds to
+//! a batch. Callers hand their tasks to one
 //! task per backend (the *grouper*), which sends whatever has arrived while
 //! its previous call was out — up to [`MAX_GROUP`] tasks — as one `enqueue`
 //! call and gives each caller its own slice of the reply. A caller that finds
@@ -29,8 +30,9 @@ use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::calls::{Call, ScriptMode};
 use crate::reply::{self, bad, redis_error};
-use crate::scripts::Scripts;
+use crate::scripts::Op;
 
 /// Most tasks one grouped call carries; a single request larger than this
 /// goes alone.
@@ -53,25 +55,30 @@ pub(crate) struct GroupEnqueue {
     /// Calls under way, direct or grouped: a caller that finds none calls
     /// the script itself, without the hand-off to a grouper.
     outstanding: Arc<AtomicUsize>,
-    conn: ConnectionManager,
-    prefix: String,
-    clock: Arc<dyn Clock>,
+    link: Link,
+}
+
+/// Where enqueue calls go and what they carry besides the tasks.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) prefix: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) mode: ScriptMode,
 }
 
 impl GroupEnqueue {
     /// Starts the groupers on the current Tokio runtime.
-    pub(crate) fn start(conn: ConnectionManager, prefix: String, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn start(link: Link) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..GROUPERS {
-            tokio::spawn(run(rx.clone(), conn.clone(), prefix.clone(), clock.clone()));
+            tokio::spawn(run(rx.clone(), link.clone()));
         }
         Self {
             tx,
             outstanding: Arc::default(),
-            conn,
-            prefix,
-            clock,
+            link,
         }
     }
 
@@ -80,9 +87,9 @@ impl GroupEnqueue {
     pub(crate) async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         let under_way = UnderWay::enter(&self.outstanding);
         if under_way.alone {
-            let mut conn = self.conn.clone();
+            let mut link = self.link.clone();
             let group: [&[NewTask]; 1] = [&tasks];
-            let mut answers = call(&mut conn, &self.prefix, self.clock.as_ref(), &group).await?;
+            let mut answers = call(&mut link, &group).await?;
             return answers
                 .pop()
                 .unwrap_or_else(|| Err(bad("enqueue: no reply for the call")));
@@ -119,25 +126,30 @@ impl Drop for UnderWay<'_> {
 
 /// The grouper: one call at a time, each carrying every request that came
 /// in meanwhile (up to [`MAX_GROUP`] tasks).
-async fn run(
-    rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
-    mut conn: ConnectionManager,
-    prefix: String,
-    clock: Arc<dyn Clock>,
-) {
+///
+/// A request that did not fit the last group is carried into the next one
+/// and sent without waiting for the receiver: the other grouper may hold it
+/// while it waits for new requests, and none may come while every caller
+/// waits for its answer (one of them the carried request's).
+async fn run(rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>, mut link: Link) {
     let mut carried: Option<Request> = None;
     loop {
-        let mut rx = rx.lock().await;
-        let first = match carried.take() {
-            Some(r) => r,
-            None => match rx.recv().await {
-                Some(r) => r,
-                None => return,
-            },
+        let (first, mut rx) = match carried.take() {
+            Some(r) => (r, rx.try_lock().ok()),
+            None => {
+                let mut rx = rx.lock().await;
+                match rx.recv().await {
+                    Some(r) => (r, Some(rx)),
+                    None => return,
+                }
+            }
         };
         let mut total = first.tasks.len();
         let mut group = vec![first];
-        while total < MAX_GROUP {
+        while let Some(rx) = rx.as_mut() {
+            if total >= MAX_GROUP {
+                break;
+            }
             match rx.try_recv() {
                 Ok(r) if total + r.tasks.len() > MAX_GROUP => {
                     carried = Some(r);
@@ -151,14 +163,14 @@ async fn run(
             }
         }
         drop(rx);
-        send(&mut conn, &prefix, clock.as_ref(), group).await;
+        send(&mut link, group).await;
     }
 }
 
 /// Sends one group as one `enqueue` call and answers each of its callers.
-async fn send(conn: &mut ConnectionManager, prefix: &str, clock: &dyn Clock, group: Vec<Request>) {
+async fn send(link: &mut Link, group: Vec<Request>) {
     let tasks: Vec<&[NewTask]> = group.iter().map(|r| r.tasks.as_slice()).collect();
-    match call(conn, prefix, clock, &tasks).await {
+    match call(link, &tasks).await {
         Ok(answers) => {
             for (r, answer) in group.into_iter().zip(answers) {
                 let _ = r.reply.send(answer);
@@ -175,14 +187,12 @@ async fn send(conn: &mut ConnectionManager, prefix: &str, clock: &dyn Clock, gro
 /// One `enqueue` call for `group`'s requests: the call's own failure, or
 /// each request's answer in order.
 async fn call(
-    conn: &mut ConnectionManager,
-    prefix: &str,
-    clock: &dyn Clock,
+    link: &mut Link,
     group: &[&[NewTask]],
 ) -> Result<Vec<Result<Vec<Enqueued>, Error>>, Error> {
-    let now = clock.now();
-    let mut inv = Scripts::get().enqueue.prepare_invoke();
-    inv.arg(prefix).arg(now.as_millis()).arg(group.len());
+    let now = link.clock.now();
+    let mut inv = Call::new(Op::Enqueue, link.mode, &link.prefix);
+    inv.arg(now.as_millis()).arg(group.len());
     for tasks in group {
         inv.arg(tasks.len());
         for t in *tasks {
@@ -190,7 +200,7 @@ async fn call(
         }
     }
     let value = inv
-        .invoke_async::<Value>(conn)
+        .run(&mut link.conn)
         .await
         .map_err(|e| redis_error("enqueue", e))?;
     let replies = reply::array(value, "enqueue")?;

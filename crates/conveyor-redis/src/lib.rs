@@ -1,8 +1,10 @@
 //! A Redis backend for conveyor's durable task queues.
 //!
 //! [`RedisBackend`] implements [`conveyor_core::Backend`]: tasks live in
-//! Redis hashes indexed by sorted sets, and every state change is one Lua
-//! script, so it is atomic across any number of workers sharing the server.
+//! Redis hashes indexed by sorted sets, and every state change is one call of
+//! conveyor's Lua code (a function of its library, or a script where the
+//! server has no functions: [`ScriptMode`]), so it is atomic across any
+//! number of workers sharing the server.
 //! Unlike `BRPOP`-style queues, a reserved task stays recorded under a lease:
 //! when a worker dies (even with SIGKILL) the lease runs out and
 //! [`Maintenance::recover_expired`](conveyor_core::Maintenance::recover_expired) hands
@@ -25,6 +27,7 @@
 //! recovery, memory bounds and reconnection.
 
 mod backend;
+mod calls;
 mod group_enqueue;
 mod keys;
 mod limits;
@@ -38,6 +41,7 @@ mod tls;
 mod wakeups;
 
 pub use backend::{RedisBackend, MAX_RESERVE};
+pub use calls::ScriptMode;
 pub use keys::DEFAULT_PREFIX;
 pub use scheme::SCHEME;
 pub use tls::RedisTls;

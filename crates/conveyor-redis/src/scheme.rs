@@ -1,6 +1,8 @@
 //! The Redis backend's URL: `redis://[USER:PASSWORD@]HOST:PORT/DB` (or
 //! `rediss://` for TLS), with conveyor's own parameter `prefix=P` (every key
-//! under `P`; default [`DEFAULT_PREFIX`]) and the driver's `protocol=`.
+//! under `P`; default [`DEFAULT_PREFIX`]), `scripts=auto|functions|eval` (how
+//! the Lua code reaches the server: see [`ScriptMode`]) and the driver's
+//! `protocol=`.
 //!
 //! `prefix` is taken out before the URL reaches the driver and used as written
 //! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:` and
@@ -13,7 +15,7 @@ use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock}
 
 use std::path::PathBuf;
 
-use crate::{RedisBackend, RedisTls, DEFAULT_PREFIX};
+use crate::{RedisBackend, RedisTls, ScriptMode, DEFAULT_PREFIX};
 
 /// Opens a [`RedisBackend`] from `redis://HOST:PORT/DB?prefix=P`.
 pub const SCHEME: Scheme = Scheme::new(
@@ -24,7 +26,7 @@ pub const SCHEME: Scheme = Scheme::new(
 );
 
 /// The parameters a Redis URL may carry: conveyor's, then the driver's.
-const PARAMS: &[&str] = &["prefix", "protocol"];
+const PARAMS: &[&str] = &["prefix", "scripts", "protocol"];
 
 /// Where to connect: the driver's URL, the key prefix and TLS files.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,11 +34,20 @@ struct Target {
     url: String,
     prefix: String,
     tls: RedisTls,
+    scripts: ScriptMode,
 }
 
 fn target(url: &str) -> Result<Target, Error> {
     let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
     let prefix = parsed.take("prefix")?.unwrap_or(DEFAULT_PREFIX).to_string();
+    let scripts = match parsed.take("scripts")? {
+        None => ScriptMode::Auto,
+        Some(s) => ScriptMode::parse(s).ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "unknown Redis scripts={s:?} (expected auto, functions or eval)"
+            ))
+        })?,
+    };
     let ca = parsed.take("ca")?.map(PathBuf::from);
     let cert = parsed.take("cert")?.map(PathBuf::from);
     let key = parsed.take("key")?.map(PathBuf::from);
@@ -54,14 +65,22 @@ fn target(url: &str) -> Result<Target, Error> {
         url: parsed.to_url(),
         prefix,
         tls: RedisTls { ca, client },
+        scripts,
     })
 }
 
 fn open(url: &str) -> OpenFuture {
     let target = target(url);
     Box::pin(async move {
-        let Target { url, prefix, tls } = target?;
-        let backend = RedisBackend::connect_tls(&url, &prefix, Arc::new(SystemClock), &tls).await?;
+        let Target {
+            url,
+            prefix,
+            tls,
+            scripts,
+        } = target?;
+        let backend =
+            RedisBackend::connect_using(&url, &prefix, Arc::new(SystemClock), &tls, scripts)
+                .await?;
         Ok(Arc::new(backend) as Arc<dyn Backend>)
     })
 }
@@ -69,6 +88,7 @@ fn open(url: &str) -> OpenFuture {
 #[cfg(test)]
 mod tests {
     use super::{target, Target};
+    use crate::ScriptMode;
     use conveyor_core::Error;
 
     fn t(url: &str, prefix: &str) -> Target {
@@ -76,6 +96,7 @@ mod tests {
             url: url.into(),
             prefix: prefix.into(),
             tls: Default::default(),
+            scripts: ScriptMode::Auto,
         }
     }
 
@@ -103,18 +124,28 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(target(url).expect(url), want, "{url}");
         }
+        for (url, want) in [
+            ("redis://h?scripts=eval", ScriptMode::Eval),
+            ("redis://h?scripts=functions", ScriptMode::Functions),
+            ("redis://h?scripts=auto&prefix=p", ScriptMode::Auto),
+        ] {
+            let got = target(url).expect(url);
+            assert_eq!((got.url.as_str(), got.scripts), ("redis://h", want));
+        }
     }
 
     #[test]
     fn unknown_parameters_and_other_schemes_are_refused() {
         let msg = target("redis://h/0?prefx=a").expect_err("typo").to_string();
         assert!(
-            msg.contains("\"prefx\"") && msg.contains("prefix, protocol"),
+            msg.contains("\"prefx\"") && msg.contains("prefix, scripts, protocol"),
             "{msg}"
         );
         for url in [
             "redis://h/0?prefx=a",
             "redis://h/0?prefix=a&prefix=b",
+            "redis://h/0?scripts=lua",
+            "redis://h/0?scripts=eval&scripts=eval",
             "postgres://h/db",
             "./q.db",
         ] {

@@ -11,25 +11,42 @@
 -- it reads a set it wrote to. Hashes, unique keys and ordering keys are
 -- written at once, so later steps of the same script see them.
 
-local P = ARGV[1]
 local CHUNK = 2000
 
-local TIMERS = P .. 'timers'
-local DEADSET = P .. 'dead'
-local QUEUES = P .. 'queues'
-local SEQ = P .. 'seq'
-local WAKE = P .. 'wake'
--- The paused queues (a set of names): reserve skips them.
-local PAUSED = P .. 'paused'
--- Ids of tasks that reached a final state, for result waiters.
-local FINISHED_CH = P .. 'finished'
--- Global handler limits: handler -> 'concurrency:count:per_us:burst' (empty
--- fields for none), the rate state (TAT, µs) per handler, and how many tasks of
--- each handler run now (kept by move for every handler, so a limit set later
--- finds the count right).
-local LIMITS = P .. 'limits'
-local TATS = P .. 'tat'
-local RUNNING_H = P .. 'running'
+-- The prefix and the key names built from it. Set by begin(), which every
+-- call runs first: loaded as a Redis function library, this code stays
+-- loaded between calls, so nothing of one call may leak into the next.
+local P, TIMERS, DEADSET, QUEUES, SEQ, WAKE, PAUSED, FINISHED_CH
+local LIMITS, TATS, RUNNING_H
+-- Key names are built once per queue (and state) per prefix: string
+-- building is a large share of a script's time.
+local base_of, ready_of, index_of, uniq_of, leases_of
+-- Per call: the buffered sorted-set writes and running counts (see flush),
+-- and the finished-at each finished list was read at (see finished_at).
+local pending, running_delta, list_finished_at
+
+local function begin(prefix)
+  pending, running_delta, list_finished_at = {}, {}, {}
+  if prefix == P then return end
+  P = prefix
+  TIMERS = P .. 'timers'
+  DEADSET = P .. 'dead'
+  QUEUES = P .. 'queues'
+  SEQ = P .. 'seq'
+  WAKE = P .. 'wake'
+  -- The paused queues (a set of names): reserve skips them.
+  PAUSED = P .. 'paused'
+  -- Ids of tasks that reached a final state, for result waiters.
+  FINISHED_CH = P .. 'finished'
+  -- Global handler limits: handler -> 'concurrency:count:per_us:burst'
+  -- (empty fields for none), the rate state (TAT, µs) per handler, and how
+  -- many tasks of each handler run now (kept by move for every handler, so a
+  -- limit set later finds the count right).
+  LIMITS = P .. 'limits'
+  TATS = P .. 'tat'
+  RUNNING_H = P .. 'running'
+  base_of, ready_of, index_of, uniq_of, leases_of = {}, {}, {}, {}, {}
+end
 
 local function fail(msg)
   error('conveyor: ' .. msg)
@@ -37,9 +54,6 @@ end
 
 local function task_key(id) return P .. 't:' .. id end
 
--- Key names are built once per queue (and state) per script run: string
--- building is a large share of a script's time.
-local base_of, ready_of, index_of, uniq_of, leases_of = {}, {}, {}, {}, {}
 -- The queue name is length-prefixed so no queue name or ordering key can make
 -- two key families collide.
 local function queue_base(q)
@@ -112,8 +126,6 @@ local function unpad(m)
   return string.sub(m, i)
 end
 
-local pending = {}
-
 local function zset_op(key, member, score)
   local t = pending[key]
   if not t then
@@ -127,7 +139,6 @@ local function zrem(key, member) zset_op(key, member, false) end
 
 -- Running counts per handler change by these deltas at the next flush: one
 -- HINCRBY per handler per script instead of one per task.
-local running_delta = {}
 local function count_running(h, d)
   running_delta[h] = (running_delta[h] or 0) + d
 end
@@ -318,7 +329,6 @@ end
 -- (it was finished by a worker whose clock runs ahead), so every list stays
 -- in finished-at order, which list (its keyset paging) and prune rely on.
 -- Read once per list and script: one LINDEX and one HGET.
-local list_finished_at = {}
 local function finished_at(key, now)
   local fa = list_finished_at[key]
   if fa then return fa end
