@@ -60,7 +60,7 @@ pub(crate) async fn prepare(
         ScriptMode::Auto => match load_library(conn).await {
             Ok(()) => Ok(ScriptMode::Functions),
             Err(e) if refused(&e) => {
-                tracing::info!(
+                tracing::warn!(
                     error = %e,
                     "the Redis server did not load conveyor's function library; using scripts (EVALSHA)"
                 );

@@ -24,9 +24,12 @@ local base_of, ready_of, index_of, uniq_of, leases_of
 -- Per call: the buffered sorted-set writes and running counts (see flush),
 -- and the finished-at each finished list was read at (see finished_at).
 local pending, running_delta, list_finished_at
+-- Per call: the queues already added to the set of queue names.
+local queues_added
 
 local function begin(prefix)
   pending, running_delta, list_finished_at = {}, {}, {}
+  queues_added = {}
   if prefix == P then return end
   P = prefix
   TIMERS = P .. 'timers'
@@ -439,11 +442,29 @@ end
 -- task k's queue is ARGV[b + 12k + 1]. Appends id, duplicate (0|1) per task
 -- to `out` when given; marks in `wake` the queues that got available work.
 -- Used by enqueue and by finish (follow-ups, in the finish's atomic step).
-local function enqueue_tasks(now, b0, n, out, wake)
-  -- The ids are taken before anything is written, so a script stopped half
-  -- way by bad data in the store never hands one out twice.
-  local seq = redis.call('INCRBY', SEQ, n) - n
-  local seen = {}
+-- The Enqueue edge of a new task without a unique or ordering key, due now,
+-- written out for the hot path (every enqueue of a plain task): one HSET and
+-- a buffered ready-set write, no task table. Checked once against the
+-- generated prelude, as move() would check it; should the state machine
+-- change so it no longer holds, every task takes move() instead.
+-- (Plain Lua only: a function library runs this when it loads, where the
+-- standard functions are not reachable yet.)
+local ENQUEUE_FAST = TR.Enqueue.to == AVAILABLE
+  and HOME[AVAILABLE] == 'ready' and not INDEXED[AVAILABLE]
+  and UNFINISHED[AVAILABLE] and not FINISHED[AVAILABLE]
+for i = 1, #ALL_STATES do
+  if TR.Enqueue.from[ALL_STATES[i]] then ENQUEUE_FAST = false end
+end
+local AVAILABLE_STR = STATE_STR[AVAILABLE]
+
+-- Enqueues the n tasks whose 12 arguments each start at ARGV[b0 + 1], with
+-- the ids after `seq` (taken by the caller, before anything was written, so
+-- a call stopped half way by bad data in the store never hands one out
+-- twice), appending (id, duplicate) per task to `out` unless it is nil and
+-- marking in `wake` the queues that got available tasks. Returns the last id
+-- used.
+local function enqueue_tasks(now, b0, n, out, wake, seq)
+  local now_n = tonumber(now)
   for i = 0, n - 1 do
     local b = b0 + i * 12
     local q = ARGV[b + 1]
@@ -453,18 +474,51 @@ local function enqueue_tasks(now, b0, n, out, wake)
     if ARGV[b + 10] == '1' then ok = ARGV[b + 11] end
     local existing = false
     if uk then existing = redis.call('HGET', uniq_key(q), uk) end
+    local ra = ARGV[b + 5]
     if existing then
       if out then
         out[#out + 1] = existing
         out[#out + 1] = 1
       end
+    elseif ENQUEUE_FAST and not uk and not ok and tonumber(ra) <= now_n then
+      seq = seq + 1
+      local id = string.format('%d', seq)
+      local pr = ARGV[b + 4]
+      local key = P .. 't:' .. id
+      local to, tc = ARGV[b + 7], ARGV[b + 12]
+      -- The fields reserve and finish read come first (see below).
+      if to == '' and tc == '' then
+        redis.call('HSET', key, 's', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
+          'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', pr)
+      else
+        local sets = {'s', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
+          'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', pr}
+        if to ~= '' then
+          sets[#sets + 1] = 'to'
+          sets[#sets + 1] = to
+        end
+        if tc ~= '' then
+          sets[#sets + 1] = 'tc'
+          sets[#sets + 1] = tc
+        end
+        redis.call('HSET', key, unpack(sets))
+      end
+      zadd(ready_key(q), ready_score(pr), pad(id))
+      if not queues_added[q] then
+        queues_added[q] = true
+        redis.call('SADD', QUEUES, q)
+      end
+      wake[q] = true
+      if out then
+        out[#out + 1] = id
+        out[#out + 1] = 0
+      end
     else
       seq = seq + 1
       local id = string.format('%d', seq)
-      local ra = ARGV[b + 5]
       local r = {id = id, q = q, pr = ARGV[b + 4], ra = ra, uk = uk, ok = ok}
       local tname = 'Enqueue'
-      if tonumber(ra) > tonumber(now) then tname = 'Schedule' end
+      if tonumber(ra) > now_n then tname = 'Schedule' end
       -- A small hash is a list that HMGET searches from its start, field by
       -- field: the fields reserve and finish read come first, the state before
       -- all (move writes it again, in place).
@@ -487,8 +541,8 @@ local function enqueue_tasks(now, b0, n, out, wake)
         sets[#sets + 1] = ARGV[b + 12]
       end
       move(r, tname, now, sets)
-      if not seen[q] then
-        seen[q] = true
+      if not queues_added[q] then
+        queues_added[q] = true
         redis.call('SADD', QUEUES, q)
       end
       if r.s == AVAILABLE then wake[q] = true end
@@ -498,6 +552,13 @@ local function enqueue_tasks(now, b0, n, out, wake)
       end
     end
   end
+  return seq
+end
+
+-- Takes n ids for tasks about to be enqueued: returns the one before the
+-- first.
+local function take_ids(n)
+  return redis.call('INCRBY', SEQ, n) - n
 end
 
 -- One message per script call for the tasks it finished: their ids,

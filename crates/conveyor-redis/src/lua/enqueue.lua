@@ -12,14 +12,24 @@
 local now = ARGV[2]
 local r = tonumber(ARGV[3])
 local replies, wake = {}, {}
-local b = 4
+-- The ids of every request, taken at once before anything is written; a
+-- request stopped half way leaves its ids unused.
+local total, b = 0, 4
+for k = 1, r do
+  local n = tonumber(ARGV[b])
+  total = total + n
+  b = b + 1 + 12 * n
+end
+local seq = take_ids(total)
+b = 4
+local function request(n, out)
+  enqueue_tasks(now, b, n, out, wake, seq)
+  flush()
+end
 for k = 1, r do
   local n = tonumber(ARGV[b])
   local out = {1}
-  local ok, err = pcall(function()
-    enqueue_tasks(now, b, n, out, wake)
-    flush()
-  end)
+  local ok, err = pcall(request, n, out)
   if not ok then
     -- Nothing of the stopped request is carried into the next one.
     pending = {}
@@ -28,6 +38,7 @@ for k = 1, r do
     out = {0, tostring(err)}
   end
   replies[k] = out
+  seq = seq + n
   b = b + 1 + 12 * n
 end
 publish(wake)

@@ -102,7 +102,7 @@ end
 local f = first_other + 5 * other
 while f <= #ARGV do
   local pos, m = tonumber(ARGV[f]), tonumber(ARGV[f + 1])
-  if out[pos] == 1 then enqueue_tasks(now, f + 1, m, nil, wake) end
+  if out[pos] == 1 then enqueue_tasks(now, f + 1, m, nil, wake, take_ids(m)) end
   f = f + 2 + 12 * m
 end
 for q, u in pairs(unleased) do
