@@ -24,20 +24,8 @@ use apalis::prelude::{
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use tokio::sync::Notify;
 
+use crate::queue::Ours;
 use crate::report::Report;
-
-/// conveyor's figures on the same Redis in the same run, to set beside
-/// apalis's.
-pub struct Ours<'a> {
-    /// Single-call enqueue from one caller, tasks/s.
-    pub single: f64,
-    /// Single-call enqueue from 32 concurrent callers, tasks/s.
-    pub concurrent: f64,
-    /// Enqueue in batches of 1,000, tasks/s.
-    pub batched: f64,
-    /// `processed, N slots` rows: (subject, tasks/s).
-    pub processed: &'a [(String, f64)],
-}
 
 /// One Redis queue of apalis's, named for this run; its keys are removed on
 /// [`Queue::drop_keys`].

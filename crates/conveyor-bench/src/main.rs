@@ -28,6 +28,7 @@ mod noop;
 mod python;
 mod queue;
 mod rate_limit;
+mod redis_scripts;
 mod report;
 mod rss;
 mod sleep;

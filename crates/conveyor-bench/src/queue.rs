@@ -24,7 +24,9 @@
 //! and conveyor's processed rates are given as ratios to it. On Redis, apalis
 //! 1.0 (apalis-redis; built with `--features apalis`) enqueues and processes
 //! the same tasks on the same server, and every conveyor row is given as a
-//! ratio to its figure.
+//! ratio to its figure. Also on Redis, the enqueue and processed rows run
+//! again with conveyor's Lua code sent as scripts (`?scripts=eval`), each
+//! given as the ratio of the default function library to it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,37 +64,12 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     let has_targets = targets(kind).is_some();
     let bench = format!("queue/{kind}");
 
-    // Enqueue, one per call.
-    let single = 2_000 / scale;
-    let s = Subject::new(url, "single");
-    let b = s.open().await;
-    let t = Instant::now();
-    for i in 0..single {
-        let _ = b.enqueue(noop_task(i)).await;
-    }
-    let seq = single as f64 / t.elapsed().as_secs_f64();
+    let EnqueueRates {
+        single: seq,
+        concurrent: conc,
+        batched,
+    } = enqueue_rates(url, scale).await;
     report.add(&bench, "enqueue 1/call, 1 caller", seq, "tasks/s");
-    drop(b);
-    s.close().await;
-
-    let s = Subject::new(url, "concurrent");
-    let b = s.open().await;
-    let callers = 32;
-    let per = 20_000 / scale / callers;
-    let t = Instant::now();
-    let mut joins = Vec::new();
-    for c in 0..callers {
-        let b = b.clone();
-        joins.push(tokio::spawn(async move {
-            for i in 0..per {
-                let _ = b.enqueue(noop_task(c * per + i)).await;
-            }
-        }));
-    }
-    for j in joins {
-        let _ = j.await;
-    }
-    let conc = (per * callers) as f64 / t.elapsed().as_secs_f64();
     report.add_vs(
         &bench,
         "enqueue 1/call, 32 callers",
@@ -101,19 +78,6 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         "1 caller",
         conc / seq,
     );
-    drop(b);
-    s.close().await;
-
-    // Enqueue in batches.
-    let total = 200_000 / scale;
-    let s = Subject::new(url, "batched");
-    let b = s.open().await;
-    let t = Instant::now();
-    for chunk in 0..total / 1000 {
-        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
-        let _ = b.enqueue_many(tasks).await;
-    }
-    let batched = total as f64 / t.elapsed().as_secs_f64();
     if has_targets {
         report.add_vs(
             &bench,
@@ -126,8 +90,6 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     } else {
         report.add(&bench, "enqueue batches of 1000", batched, "tasks/s");
     }
-    drop(b);
-    s.close().await;
 
     // End to end; the last rows with a subscriber reading every lifecycle
     // event, and with Prometheus metrics counting them, beside the same run
@@ -140,16 +102,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         (500, Watch::Events),
         (500, Watch::Metrics),
     ] {
-        let n = 100_000 / scale;
-        let s = Subject::new(url, &format!("e2e{slots}{}", watch as u8));
-        let b = s.open().await;
-        for chunk in 0..n / 1000 {
-            let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
-            let _ = b.enqueue_many(tasks).await;
-        }
-        let rate = process(b.clone(), n, slots, watch).await;
-        drop(b);
-        s.close().await;
+        let rate = processed_rate(url, scale, slots, watch).await;
         let watched = match watch {
             Watch::Nobody => None,
             Watch::Events => Some("events listened"),
@@ -201,16 +154,15 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         crate::nats_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
     }
     if kind == "redis" {
+        let ours = Ours {
+            single: seq,
+            concurrent: conc,
+            batched,
+            processed: &processed,
+        };
+        crate::redis_scripts::beside(report, &bench, url.unwrap_or_default(), scale, &ours).await;
         #[cfg(feature = "apalis")]
-        {
-            let ours = crate::apalis_peer::Ours {
-                single: seq,
-                concurrent: conc,
-                batched,
-                processed: &processed,
-            };
-            crate::apalis_peer::beside(report, &bench, url.unwrap_or_default(), scale, &ours).await;
-        }
+        crate::apalis_peer::beside(report, &bench, url.unwrap_or_default(), scale, &ours).await;
         #[cfg(not(feature = "apalis"))]
         report.note(
             "apalis, the Redis peer, runs beside these rows when the bench is built with \
@@ -225,6 +177,106 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     s.close().await;
     report.add(&bench, "enqueue->start p50", p50, "ms");
     report.add(&bench, "enqueue->start p99", p99, "ms");
+}
+
+/// conveyor's figures in one run, to set beside a peer's or another
+/// configuration's.
+pub struct Ours<'a> {
+    /// Single-call enqueue from one caller, tasks/s.
+    pub single: f64,
+    /// Single-call enqueue from 32 concurrent callers, tasks/s.
+    pub concurrent: f64,
+    /// Enqueue in batches of 1,000, tasks/s.
+    pub batched: f64,
+    /// `processed, N slots` rows: (subject, tasks/s).
+    pub processed: &'a [(String, f64)],
+}
+
+/// Enqueue rates of the backend at one URL, tasks/s.
+pub struct EnqueueRates {
+    /// One task per call, one caller.
+    pub single: f64,
+    /// One task per call, 32 concurrent callers.
+    pub concurrent: f64,
+    /// Batches of 1,000.
+    pub batched: f64,
+}
+
+/// Measures enqueue from one caller, from 32 callers and in batches, each in
+/// a namespace of its own.
+pub async fn enqueue_rates(url: Option<&str>, scale: usize) -> EnqueueRates {
+    // One per call.
+    let single = 2_000 / scale;
+    let s = Subject::new(url, "single");
+    let b = s.open().await;
+    let t = Instant::now();
+    for i in 0..single {
+        let _ = b.enqueue(noop_task(i)).await;
+    }
+    let seq = single as f64 / t.elapsed().as_secs_f64();
+    drop(b);
+    s.close().await;
+
+    let s = Subject::new(url, "concurrent");
+    let b = s.open().await;
+    let callers = 32;
+    let per = 20_000 / scale / callers;
+    let t = Instant::now();
+    let mut joins = Vec::new();
+    for c in 0..callers {
+        let b = b.clone();
+        joins.push(tokio::spawn(async move {
+            for i in 0..per {
+                let _ = b.enqueue(noop_task(c * per + i)).await;
+            }
+        }));
+    }
+    for j in joins {
+        let _ = j.await;
+    }
+    let conc = (per * callers) as f64 / t.elapsed().as_secs_f64();
+    drop(b);
+    s.close().await;
+
+    // In batches.
+    let total = 200_000 / scale;
+    let s = Subject::new(url, "batched");
+    let b = s.open().await;
+    let t = Instant::now();
+    for chunk in 0..total / 1000 {
+        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
+        let _ = b.enqueue_many(tasks).await;
+    }
+    let batched = total as f64 / t.elapsed().as_secs_f64();
+    drop(b);
+    s.close().await;
+    EnqueueRates {
+        single: seq,
+        concurrent: conc,
+        batched,
+    }
+}
+
+/// Enqueues 100,000 (`--quick`: 20,000) no-op tasks in a namespace of their
+/// own and processes them with a worker of `slots` slots; tasks/s.
+async fn processed_rate(url: Option<&str>, scale: usize, slots: usize, watch: Watch) -> f64 {
+    let n = 100_000 / scale;
+    let s = Subject::new(url, &format!("e2e{slots}{}", watch as u8));
+    let b = s.open().await;
+    for chunk in 0..n / 1000 {
+        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
+        let _ = b.enqueue_many(tasks).await;
+    }
+    let rate = process(b.clone(), n, slots, watch).await;
+    drop(b);
+    s.close().await;
+    rate
+}
+
+/// Processed rate of a worker with `slots` slots and nobody watching, at
+/// `url`; tasks/s.
+pub async fn processed_quiet(url: &str, scale: usize, slots: usize) -> f64 {
+    processed_rate(Some(url), scale, slots, Watch::Nobody).await
 }
 
 /// Who watches a measured worker.
