@@ -465,6 +465,7 @@ local AVAILABLE_STR = STATE_STR[AVAILABLE]
 -- used.
 local function enqueue_tasks(now, b0, n, out, wake, seq)
   local now_n = tonumber(now)
+  local ready_adds = {}
   for i = 0, n - 1 do
     local b = b0 + i * 12
     local q = ARGV[b + 1]
@@ -503,7 +504,15 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
         end
         redis.call('HSET', key, unpack(sets))
       end
-      zadd(ready_key(q), ready_score(pr), pad(id))
+      -- New ids: each member is written once, so no last-write-wins
+      -- buffering, just one multi-member ZADD per queue at the end.
+      local adds = ready_adds[q]
+      if not adds then
+        adds = {}
+        ready_adds[q] = adds
+      end
+      adds[#adds + 1] = ready_score(pr)
+      adds[#adds + 1] = pad(id)
       if not queues_added[q] then
         queues_added[q] = true
         redis.call('SADD', QUEUES, q)
@@ -552,6 +561,7 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
       end
     end
   end
+  for q, adds in pairs(ready_adds) do bulk('ZADD', ready_key(q), adds) end
   return seq
 end
 
