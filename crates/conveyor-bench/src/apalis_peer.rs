@@ -238,7 +238,7 @@ async fn measure(
 }
 
 /// apalis's figure for `what`, and conveyor's beside it as a ratio.
-fn rows(report: &mut Report, bench: &str, what: &str, ours: f64, apalis: f64) {
+pub(crate) fn rows(report: &mut Report, bench: &str, what: &str, ours: f64, apalis: f64) {
     let name = format!("apalis {what}");
     report.add(bench, &name, apalis, "tasks/s");
     report.add_vs(

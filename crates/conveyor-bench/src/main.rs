@@ -17,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod amqp_floor;
 #[cfg(feature = "apalis")]
 mod apalis_peer;
+#[cfg(feature = "apalis")]
+mod apalis_sqlite_peer;
 mod celery;
 mod cmdrun;
 mod cpu;

@@ -24,7 +24,9 @@
 //! and conveyor's processed rates are given as ratios to it. On Redis, apalis
 //! 1.0 (apalis-redis; built with `--features apalis`) enqueues and processes
 //! the same tasks on the same server, and every conveyor row is given as a
-//! ratio to its figure. Also on Redis, the enqueue and processed rows run
+//! ratio to its figure; on the embedded backend apalis-sqlite does the same
+//! (fsync per commit, as conveyor; and its own default, fsync off, shown
+//! only). Also on Redis, the enqueue and processed rows run
 //! again with conveyor's Lua code sent as scripts (`?scripts=eval`), each
 //! given as the ratio of the default function library to it.
 
@@ -152,6 +154,23 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     if kind == "nats" {
         let n = 100_000 / scale;
         crate::nats_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
+    }
+    if kind == "embedded" {
+        #[cfg(feature = "apalis")]
+        {
+            let ours = Ours {
+                single: seq,
+                concurrent: conc,
+                batched,
+                processed: &processed,
+            };
+            crate::apalis_sqlite_peer::beside(report, &bench, scale, &ours).await;
+        }
+        #[cfg(not(feature = "apalis"))]
+        report.note(
+            "apalis-sqlite, the embedded peer, runs beside these rows when the bench is built \
+             with `--features apalis`",
+        );
     }
     if kind == "redis" {
         let ours = Ours {

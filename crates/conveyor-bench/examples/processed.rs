@@ -1,0 +1,53 @@
+//! One Redis processed measurement on its own, for profiling: enqueues
+//! `tasks` no-op tasks on the Redis at `url` (in batches of 1,000, under a
+//! key prefix of its own that is cleared afterwards) and processes them with
+//! a worker of `slots` slots. `processed URL [slots] [tasks]`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use conveyor::durable::{Backend, NewTask, RedisBackend, Worker};
+use conveyor::{Handler, SystemClock, TaskError};
+use tokio::sync::Notify;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let url = args.next().ok_or("usage: processed URL [slots] [tasks]")?;
+    let slots: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let prefix = format!("conveyor-processed-{}:", std::process::id());
+    let redis = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
+    let backend: Arc<dyn Backend> = Arc::new(redis.clone());
+    for chunk in 0..n / 1000 {
+        let tasks = (0..1000)
+            .map(|i| NewTask::new("noop", (chunk * 1000 + i).to_string().into_bytes()))
+            .collect();
+        backend.enqueue_many(tasks).await?;
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (d, a) = (done.clone(), all.clone());
+    let noop = Handler::io("noop", |_: u64, _ctx| async { Ok::<_, TaskError>(()) });
+    let worker = Worker::builder(backend.clone())
+        .handler(noop)
+        .slots(slots)
+        .fetch_batch(slots.max(256))
+        .on_task_complete(move |_| {
+            if d.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                a.notify_one();
+            }
+        })
+        .build()?;
+    let stopper = worker.stopper();
+    let t = Instant::now();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    all.notified().await;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    stopper.stop();
+    let _ = run.await;
+    redis.clear().await?;
+    println!("{slots} slots: {rate:.0} tasks/s");
+    Ok(())
+}

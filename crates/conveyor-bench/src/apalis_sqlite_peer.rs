@@ -1,0 +1,255 @@
+//! apalis 1.0 on SQLite (apalis-sqlite), the peer subject of `queue` on the
+//! embedded backend: the same enqueue and no-op processing measurements in
+//! the same run, each on a database file of its own in the temp directory,
+//! deleted afterwards. Built only with `--features apalis`.
+//!
+//! apalis-sqlite's `setup` turns fsync off (`synchronous = OFF`, on the
+//! connection that runs it). conveyor's embedded backend fsyncs every commit
+//! (`synchronous = FULL`), so the compared rows run apalis with every pool
+//! connection at `synchronous = FULL` too (WAL, as its setup sets); a second
+//! set of rows runs it with fsync off on every connection, its ceiling, shown
+//! and not compared: a task it acknowledged can be lost with the machine.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{BoxDynError, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerContext};
+use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use tokio::sync::Notify;
+
+use crate::apalis_peer::rows;
+use crate::queue::Ours;
+use crate::report::Report;
+
+/// How apalis's connections write: fsync per commit (as conveyor) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Full,
+    Off,
+}
+
+impl Sync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Sync::Full => "FULL",
+            Sync::Off => "OFF",
+        }
+    }
+}
+
+/// One database file of apalis's, removed with its WAL on drop.
+struct Db {
+    path: PathBuf,
+    pool: SqlitePool,
+}
+
+impl Db {
+    async fn new(tag: &str, sync: Sync) -> Result<Db, String> {
+        let path = std::env::temp_dir().join(format!(
+            "conveyor-bench-apalis-{}-{tag}.db",
+            std::process::id()
+        ));
+        remove(&path);
+        let options = |p: &Path| -> Result<SqliteConnectOptions, String> {
+            Ok(
+                SqliteConnectOptions::from_str(&format!("sqlite://{}", p.display()))
+                    .map_err(|e| format!("sqlite options: {e}"))?
+                    .create_if_missing(true)
+                    .pragma("journal_mode", "WAL")
+                    .pragma("synchronous", sync.pragma()),
+            )
+        };
+        // The schema from a pool of its own: setup sets `synchronous = OFF` on
+        // the connection it runs on, which must not be one of the measured.
+        let setup = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options(&path)?)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        SqliteStorage::setup(&setup)
+            .await
+            .map_err(|e| format!("apalis-sqlite setup: {e}"))?;
+        setup.close().await;
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options(&path)?)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Db { path, pool })
+    }
+
+    fn storage(&self, batch: usize) -> SqliteStorage<u64> {
+        let config = Config::default().queue("bench").batch_size(batch.max(1));
+        SqliteStorage::new(&self.pool).with_config(config)
+    }
+
+    async fn close(self) {
+        self.pool.close().await;
+        remove(&self.path);
+    }
+}
+
+fn remove(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Measures apalis-sqlite and adds its rows, and conveyor's ratios to the
+/// fsync-per-commit ones, to the report.
+pub async fn beside(report: &mut Report, bench: &str, scale: usize, ours: &Ours<'_>) {
+    if let Err(e) = measure(report, bench, scale, ours).await {
+        report.note(format!("apalis-sqlite was not measured: {e}"));
+    }
+}
+
+async fn measure(
+    report: &mut Report,
+    bench: &str,
+    scale: usize,
+    ours: &Ours<'_>,
+) -> Result<(), String> {
+    for sync in [Sync::Full, Sync::Off] {
+        let label = match sync {
+            Sync::Full => "sqlite fsync",
+            Sync::Off => "sqlite no fsync",
+        };
+        let show = |report: &mut Report, what: &str, ours_rate: f64, rate: f64| {
+            if sync == Sync::Full {
+                rows(report, bench, &format!("{what} ({label})"), ours_rate, rate);
+            } else {
+                report.add(bench, &format!("apalis {what} ({label})"), rate, "tasks/s");
+            }
+        };
+
+        // Enqueue, one per call, from one caller.
+        let db = Db::new("single", sync).await?;
+        let mut storage = db.storage(1);
+        let single = 2_000 / scale;
+        let t = Instant::now();
+        for i in 0..single {
+            storage
+                .push(i as u64)
+                .await
+                .map_err(|e| format!("push: {e}"))?;
+        }
+        let rate = single as f64 / t.elapsed().as_secs_f64();
+        db.close().await;
+        show(report, "enqueue 1/call, 1 caller", ours.single, rate);
+
+        // From 32 concurrent callers, each with its own handle on the pool.
+        let db = Db::new("concurrent", sync).await?;
+        let callers = 32;
+        let per = 20_000 / scale / callers;
+        let t = Instant::now();
+        let mut joins = Vec::new();
+        for c in 0..callers {
+            let mut storage = db.storage(1);
+            joins.push(tokio::spawn(async move {
+                for i in 0..per {
+                    storage
+                        .push((c * per + i) as u64)
+                        .await
+                        .map_err(|e| format!("push: {e}"))?;
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for j in joins {
+            j.await.map_err(|e| e.to_string())??;
+        }
+        let rate = (per * callers) as f64 / t.elapsed().as_secs_f64();
+        db.close().await;
+        show(report, "enqueue 1/call, 32 callers", ours.concurrent, rate);
+
+        // In batches of 1,000.
+        let db = Db::new("batched", sync).await?;
+        let mut storage = db.storage(1);
+        let total = 200_000 / scale;
+        let t = Instant::now();
+        push_batches(&mut storage, total).await?;
+        let rate = total as f64 / t.elapsed().as_secs_f64();
+        db.close().await;
+        show(report, "enqueue batches of 1000", ours.batched, rate);
+
+        // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
+        let n = 100_000 / scale;
+        for (subject, ours_rate) in ours.processed {
+            let Some(slots) = subject
+                .strip_prefix("processed, ")
+                .and_then(|s| s.strip_suffix(" slots"))
+                .and_then(|s| s.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let batch = slots.max(256);
+            let name = format!("processed, concurrency {slots}, batch {batch}");
+            match process(n, slots, batch, sync).await {
+                Ok(rate) => show(report, &name, *ours_rate, rate),
+                // apalis failing on this backlog is a finding: say it and go on.
+                Err(e) => report.note(format!("apalis {name} ({label}): {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes `total` tasks in batches of 1,000.
+async fn push_batches(storage: &mut SqliteStorage<u64>, total: usize) -> Result<(), String> {
+    for chunk in 0..total / 1000 {
+        let tasks = (0..1000).map(|i| (chunk * 1000 + i) as u64).collect();
+        storage
+            .push_bulk(tasks)
+            .await
+            .map_err(|e| format!("push_bulk: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Processes `n` pre-enqueued no-op tasks with one apalis worker; tasks/s
+/// from its start to the n-th task's end.
+async fn process(n: usize, slots: usize, batch: usize, sync: Sync) -> Result<f64, String> {
+    let db = Db::new(&format!("e2e{slots}{}", sync.pragma()), sync).await?;
+    let mut storage = db.storage(batch);
+    push_batches(&mut storage, n).await?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (d, a) = (done.clone(), all.clone());
+    let noop = move |_task: u64, worker: WorkerContext| {
+        let (d, a) = (d.clone(), a.clone());
+        async move {
+            if d.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                a.notify_one();
+                let _ = worker.stop();
+            }
+            Ok::<(), BoxDynError>(())
+        }
+    };
+    let t = Instant::now();
+    let worker = WorkerBuilder::new(format!("conveyor-bench-{slots}"))
+        .backend(storage)
+        .concurrency(slots)
+        .build(noop);
+    let mut run = tokio::spawn(worker.run());
+    let outcome = tokio::select! {
+        _ = all.notified() => Ok(t.elapsed()),
+        ended = &mut run => Err(format!(
+            "the apalis worker ended after {} of {n} tasks: {ended:?}",
+            done.load(Ordering::Relaxed)
+        )),
+        _ = tokio::time::sleep(Duration::from_secs(300)) => Err(format!(
+            "apalis processed {} of {n} tasks in 300 s",
+            done.load(Ordering::Relaxed)
+        )),
+    };
+    if !run.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
+        run.abort();
+    }
+    db.close().await;
+    Ok(n as f64 / outcome?.as_secs_f64())
+}
