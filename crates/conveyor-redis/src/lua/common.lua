@@ -24,12 +24,14 @@ local base_of, ready_of, index_of, uniq_of, leases_of
 -- Per call: the buffered sorted-set writes and running counts (see flush),
 -- and the finished-at each finished list was read at (see finished_at).
 local pending, running_delta, list_finished_at
--- Per call: the queues already added to the set of queue names.
-local queues_added
+-- Per call: the queues already added to the set of queue names; the new
+-- ready members of enqueued tasks, per queue, written at the end of the call
+-- (flush_ready); the queues whose ready set was found writable.
+local queues_added, ready_deferred, ready_checked
 
 local function begin(prefix)
   pending, running_delta, list_finished_at = {}, {}, {}
-  queues_added = {}
+  queues_added, ready_deferred, ready_checked = {}, {}, {}
   if prefix == P then return end
   P = prefix
   TIMERS = P .. 'timers'
@@ -505,7 +507,14 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
         redis.call('HSET', key, unpack(sets))
       end
       -- New ids: each member is written once, so no last-write-wins
-      -- buffering, just one multi-member ZADD per queue at the end.
+      -- buffering, just one multi-member ZADD per queue at the end of the
+      -- call, for every request in it. That write cannot fail: the queue's
+      -- ready set was read as a sorted set (or none) first, so a damaged one
+      -- stops this request here, before any of its writes to that queue.
+      if not ready_checked[q] then
+        redis.call('ZCARD', ready_key(q))
+        ready_checked[q] = true
+      end
       local adds = ready_adds[q]
       if not adds then
         adds = {}
@@ -561,8 +570,22 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
       end
     end
   end
-  for q, adds in pairs(ready_adds) do bulk('ZADD', ready_key(q), adds) end
+  -- The request went through: its ready members join the call's.
+  for q, adds in pairs(ready_adds) do
+    local all = ready_deferred[q]
+    if not all then
+      ready_deferred[q] = adds
+    else
+      for i = 1, #adds do all[#all + 1] = adds[i] end
+    end
+  end
   return seq
+end
+
+-- Writes the ready members enqueue_tasks deferred (one ZADD per queue).
+local function flush_ready()
+  for q, adds in pairs(ready_deferred) do bulk('ZADD', ready_key(q), adds) end
+  ready_deferred = {}
 end
 
 -- Takes n ids for tasks about to be enqueued: returns the one before the

@@ -41,5 +41,6 @@ for k = 1, r do
   seq = seq + n
   b = b + 1 + 12 * n
 end
+flush_ready()
 publish(wake)
 return replies

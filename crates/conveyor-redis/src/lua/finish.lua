@@ -110,6 +110,7 @@ for q, u in pairs(unleased) do
   bulk('RPUSH', home_key(q, TR.Complete.to), finished[q])
 end
 flush()
+flush_ready()
 publish(wake)
 publish_finished(done)
 return out
