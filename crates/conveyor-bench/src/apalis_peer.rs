@@ -14,6 +14,7 @@
 //! processed rate falls as the backlog grows: the full run's backlog is
 //! 100,000 tasks, `--quick`'s 20,000.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,26 +152,19 @@ async fn measure(
 
     // From 32 concurrent callers, each with its own handle on one connection.
     let q = Queue::new(url, "concurrent").await?;
-    let callers = 32;
-    let per = 20_000 / scale / callers;
-    let t = Instant::now();
-    let mut joins = Vec::new();
-    for c in 0..callers {
+    let rate = from_callers(20_000 / scale, |c, per| {
         let mut storage = q.storage(1);
-        joins.push(tokio::spawn(async move {
+        async move {
             for i in 0..per {
                 storage
                     .push((c * per + i) as u64)
                     .await
                     .map_err(|e| format!("push: {e}"))?;
             }
-            Ok::<_, String>(())
-        }));
-    }
-    for j in joins {
-        j.await.map_err(|e| e.to_string())??;
-    }
-    let rate = (per * callers) as f64 / t.elapsed().as_secs_f64();
+            Ok(())
+        }
+    })
+    .await?;
     q.drop_keys().await;
     rows(
         report,
@@ -192,14 +186,8 @@ async fn measure(
 
     // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
     let n = 100_000 / scale;
-    for (subject, ours_rate) in ours.processed {
-        let Some(slots) = subject
-            .strip_prefix("processed, ")
-            .and_then(|s| s.strip_suffix(" slots"))
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
+    for row in ours.processed {
+        let (subject, ours_rate, slots) = (row.subject(), row.rate, row.slots);
         let batch = slots.max(256);
         let mut best: Option<(String, f64)> = None;
         for (spawned, locks) in [(false, true), (true, true), (false, false)] {
@@ -227,7 +215,7 @@ async fn measure(
             report.add_vs(
                 bench,
                 &format!("{subject} vs apalis"),
-                *ours_rate,
+                ours_rate,
                 "tasks/s",
                 &name,
                 ours_rate / rate,
@@ -235,6 +223,51 @@ async fn measure(
         }
     }
     Ok(())
+}
+
+/// Tasks/s of `total` tasks pushed by 32 concurrent callers, each a task
+/// that `caller(c, per)` makes to push its `per` tasks.
+pub(crate) async fn from_callers<F, Fut>(total: usize, caller: F) -> Result<f64, String>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let callers = 32;
+    let per = total / callers;
+    let t = Instant::now();
+    let joins: Vec<_> = (0..callers).map(|c| tokio::spawn(caller(c, per))).collect();
+    for j in joins {
+        j.await.map_err(|e| e.to_string())??;
+    }
+    Ok((per * callers) as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Waits for the apalis worker `run` to have run all `n` tasks (`all`
+/// notified; `done` counts them) and stops waiting for it; the time from `t`
+/// to the n-th task's end, or why it did not come within 300 s.
+pub(crate) async fn finished<T: std::fmt::Debug>(
+    mut run: tokio::task::JoinHandle<T>,
+    all: &Notify,
+    done: &AtomicUsize,
+    n: usize,
+    t: Instant,
+) -> Result<Duration, String> {
+    let outcome = tokio::select! {
+        _ = all.notified() => Ok(t.elapsed()),
+        ended = &mut run => Err(format!(
+            "the apalis worker ended after {} of {n} tasks: {ended:?}",
+            done.load(Ordering::Relaxed)
+        )),
+        _ = tokio::time::sleep(Duration::from_secs(300)) => Err(format!(
+            "apalis processed {} of {n} tasks in 300 s",
+            done.load(Ordering::Relaxed)
+        )),
+    };
+    if !run.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
+        run.abort();
+    }
+    outcome
 }
 
 /// apalis's figure for `what`, and conveyor's beside it as a ratio.
@@ -307,22 +340,7 @@ async fn process(
             .build(noop);
         tokio::spawn(worker.run())
     };
-    let mut run = run;
-    let outcome = tokio::select! {
-        _ = all.notified() => Ok(t.elapsed()),
-        ended = &mut run => Err(format!(
-            "the apalis worker ended after {} of {n} tasks: {ended:?}",
-            done.load(Ordering::Relaxed)
-        )),
-        _ = tokio::time::sleep(Duration::from_secs(300)) => Err(format!(
-            "apalis processed {} of {n} tasks in 300 s",
-            done.load(Ordering::Relaxed)
-        )),
-    };
-    if !run.is_finished() {
-        let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
-        run.abort();
-    }
+    let outcome = finished(run, &all, &done, n, t).await;
     q.drop_keys().await;
     Ok(n as f64 / outcome?.as_secs_f64())
 }

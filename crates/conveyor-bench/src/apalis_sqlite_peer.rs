@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use apalis::prelude::{BoxDynError, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerContext};
 use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use tokio::sync::Notify;
 
-use crate::apalis_peer::rows;
+use crate::apalis_peer::{finished, from_callers, rows};
 use crate::queue::Ours;
 use crate::report::Report;
 
@@ -143,26 +143,19 @@ async fn measure(
 
         // From 32 concurrent callers, each with its own handle on the pool.
         let db = Db::new("concurrent", sync).await?;
-        let callers = 32;
-        let per = 20_000 / scale / callers;
-        let t = Instant::now();
-        let mut joins = Vec::new();
-        for c in 0..callers {
+        let rate = from_callers(20_000 / scale, |c, per| {
             let mut storage = db.storage(1);
-            joins.push(tokio::spawn(async move {
+            async move {
                 for i in 0..per {
                     storage
                         .push((c * per + i) as u64)
                         .await
                         .map_err(|e| format!("push: {e}"))?;
                 }
-                Ok::<_, String>(())
-            }));
-        }
-        for j in joins {
-            j.await.map_err(|e| e.to_string())??;
-        }
-        let rate = (per * callers) as f64 / t.elapsed().as_secs_f64();
+                Ok(())
+            }
+        })
+        .await?;
         db.close().await;
         show(report, "enqueue 1/call, 32 callers", ours.concurrent, rate);
 
@@ -178,18 +171,12 @@ async fn measure(
 
         // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
         let n = 100_000 / scale;
-        for (subject, ours_rate) in ours.processed {
-            let Some(slots) = subject
-                .strip_prefix("processed, ")
-                .and_then(|s| s.strip_suffix(" slots"))
-                .and_then(|s| s.parse::<usize>().ok())
-            else {
-                continue;
-            };
+        for row in ours.processed {
+            let (ours_rate, slots) = (row.rate, row.slots);
             let batch = slots.max(256);
             let name = format!("processed, concurrency {slots}, batch {batch}");
             match process(n, slots, batch, sync).await {
-                Ok(rate) => show(report, &name, *ours_rate, rate),
+                Ok(rate) => show(report, &name, ours_rate, rate),
                 // apalis failing on this backlog is a finding: say it and go on.
                 Err(e) => report.note(format!("apalis {name} ({label}): {e}")),
             }
@@ -234,22 +221,8 @@ async fn process(n: usize, slots: usize, batch: usize, sync: Sync) -> Result<f64
         .backend(storage)
         .concurrency(slots)
         .build(noop);
-    let mut run = tokio::spawn(worker.run());
-    let outcome = tokio::select! {
-        _ = all.notified() => Ok(t.elapsed()),
-        ended = &mut run => Err(format!(
-            "the apalis worker ended after {} of {n} tasks: {ended:?}",
-            done.load(Ordering::Relaxed)
-        )),
-        _ = tokio::time::sleep(Duration::from_secs(300)) => Err(format!(
-            "apalis processed {} of {n} tasks in 300 s",
-            done.load(Ordering::Relaxed)
-        )),
-    };
-    if !run.is_finished() {
-        let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
-        run.abort();
-    }
+    let run = tokio::spawn(worker.run());
+    let outcome = finished(run, &all, &done, n, t).await;
     db.close().await;
     Ok(n as f64 / outcome?.as_secs_f64())
 }

@@ -136,7 +136,7 @@ pub async fn beside(
     bench: &str,
     url: &str,
     n: usize,
-    processed: &[(String, f64)],
+    processed: &[crate::queue::Processed],
 ) {
     let subject = "bare async-nats fetch+ack";
     let floor = match measure(url, n).await {
@@ -147,14 +147,14 @@ pub async fn beside(
         }
     };
     report.add(bench, subject, floor, "msgs/s");
-    for (subject, rate) in processed {
+    for row in processed {
         report.add_vs(
             bench,
-            &format!("{subject} vs bare JetStream"),
-            *rate,
+            &format!("{} vs bare JetStream", row.subject()),
+            row.rate,
             "tasks/s",
             "bare async-nats",
-            rate / floor,
+            row.rate / floor,
         );
     }
 }

@@ -124,8 +124,9 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         if slots == 500 {
             quiet_500 = rate;
         }
-        let subject = format!("processed, {slots} slots");
-        processed.push((subject.clone(), rate));
+        let row = Processed { slots, rate };
+        let subject = row.subject();
+        processed.push(row);
         if has_targets {
             report.add_vs(
                 &bench,
@@ -207,8 +208,23 @@ pub struct Ours<'a> {
     pub concurrent: f64,
     /// Enqueue in batches of 1,000, tasks/s.
     pub batched: f64,
-    /// `processed, N slots` rows: (subject, tasks/s).
-    pub processed: &'a [(String, f64)],
+    /// The `processed, N slots` rows.
+    pub processed: &'a [Processed],
+}
+
+/// One `processed, N slots` row of conveyor's: its slot count and rate.
+pub struct Processed {
+    /// Worker slots.
+    pub slots: usize,
+    /// Tasks/s.
+    pub rate: f64,
+}
+
+impl Processed {
+    /// The row's subject, `processed, N slots`.
+    pub fn subject(&self) -> String {
+        format!("processed, {} slots", self.slots)
+    }
 }
 
 /// Enqueue rates of the backend at one URL, tasks/s.
@@ -446,14 +462,11 @@ async fn bare_beside(
     bench: &str,
     url: &str,
     n: usize,
-    processed: &[(String, f64)],
+    processed: &[Processed],
 ) {
-    for (subject, rate) in processed {
-        let Some(slots) = subject
-            .strip_prefix("processed, ")
-            .and_then(|s| s.strip_suffix(" slots"))
-            .and_then(|s| s.parse::<u16>().ok())
-        else {
+    for row in processed {
+        let (subject, rate) = (row.subject(), row.rate);
+        let Ok(slots) = u16::try_from(row.slots) else {
             continue;
         };
         for (acks, how) in [
@@ -467,7 +480,7 @@ async fn bare_beside(
                     report.add_vs(
                         bench,
                         &format!("{subject} vs bare lapin, {how}"),
-                        *rate,
+                        rate,
                         "tasks/s",
                         &name,
                         rate / bare,
@@ -486,7 +499,7 @@ fn celery_beside(
     bench: &str,
     url: &str,
     quick: bool,
-    processed: &[(String, f64)],
+    processed: &[Processed],
 ) {
     let python = match crate::celery::python() {
         Ok(p) => p,
@@ -531,14 +544,14 @@ fn celery_beside(
     }
     let _ = std::fs::remove_dir_all(&dir);
     if let Some((name, celery)) = best {
-        for (subject, rate) in processed {
+        for row in processed {
             report.add_vs(
                 bench,
-                &format!("{subject} vs Celery"),
-                *rate,
+                &format!("{} vs Celery", row.subject()),
+                row.rate,
                 "tasks/s",
                 &name,
-                rate / celery,
+                row.rate / celery,
             );
         }
     }

@@ -29,18 +29,11 @@ pub async fn beside(report: &mut Report, bench: &str, url: &str, scale: usize, o
             rates.batched,
         ),
     ];
-    for (subject, rate) in ours.processed {
-        let Some(slots) = subject
-            .strip_prefix("processed, ")
-            .and_then(|s| s.strip_suffix(" slots"))
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
+    for row in ours.processed {
         rows.push((
-            subject.clone(),
-            *rate,
-            processed_quiet(&eval, scale, slots).await,
+            row.subject(),
+            row.rate,
+            processed_quiet(&eval, scale, row.slots).await,
         ));
     }
     for (what, functions, scripts) in rows {
