@@ -137,51 +137,77 @@ pub(crate) struct Listeners {
 /// The thread's loop: batches until every sender is gone or `Close` arrives.
 pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, listeners: Listeners) {
     let mut batch: Vec<Box<dyn Job>> = Vec::new();
-    let mut closing = None;
-    while closing.is_none() {
-        let first = match inbox.recv() {
+    let mut inbox = Inbox {
+        inbox,
+        closing: None,
+        weight: 0,
+    };
+    while inbox.closing.is_none() {
+        let first = match inbox.inbox.recv() {
             Ok(Message::Job(job)) => job,
             Ok(Message::Close(done)) => {
-                closing = Some(done);
+                inbox.closing = Some(done);
                 break;
             }
             Err(_) => break,
         };
-        let mut weight = first.weight();
+        inbox.weight = first.weight();
         batch.push(first);
-        while batch.len() < MAX_BATCH_REQUESTS && weight < MAX_BATCH_WEIGHT {
-            match inbox.try_recv() {
-                Ok(Message::Job(job)) => {
-                    weight = weight.saturating_add(job.weight());
-                    batch.push(job);
-                }
-                Ok(Message::Close(done)) => {
-                    closing = Some(done);
-                    break;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        run_batch(&mut store, &mut batch, &listeners);
+        inbox.drain(&mut batch);
+        run_batch(&mut store, &mut batch, &mut inbox, &listeners);
     }
     // Dropping the store closes the connection (and checkpoints the WAL when
     // this is the file's last connection).
     drop(store);
-    if let Some(done) = closing {
+    if let Some(done) = inbox.closing {
         let _ = done.send(());
+    }
+}
+
+/// The thread's requests, and what the open batch has taken of them.
+struct Inbox {
+    inbox: Receiver<Message>,
+    /// Set when `Close` arrived: nothing after it is taken.
+    closing: Option<oneshot::Sender<()>>,
+    /// Tasks the open batch touches.
+    weight: usize,
+}
+
+impl Inbox {
+    /// Moves the requests already waiting into `batch`, within the batch
+    /// bounds; true if it took any.
+    fn drain(&mut self, batch: &mut Vec<Box<dyn Job>>) -> bool {
+        let before = batch.len();
+        while self.closing.is_none()
+            && batch.len() < MAX_BATCH_REQUESTS
+            && self.weight < MAX_BATCH_WEIGHT
+        {
+            match self.inbox.try_recv() {
+                Ok(Message::Job(job)) => {
+                    self.weight = self.weight.saturating_add(job.weight());
+                    batch.push(job);
+                }
+                Ok(Message::Close(done)) => self.closing = Some(done),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        batch.len() > before
     }
 }
 
 /// Runs `batch` in one transaction and replies to each job. Result waiters
 /// hear of finished tasks before the callers get their replies, so a finish
 /// that returned has been posted.
-fn run_batch(store: &mut Store, batch: &mut Vec<Box<dyn Job>>, listeners: &Listeners) {
+fn run_batch(
+    store: &mut Store,
+    batch: &mut Vec<Box<dyn Job>>,
+    inbox: &mut Inbox,
+    listeners: &Listeners,
+) {
     store.woke = false;
     store.finished.clear();
     store.tally.clear();
-    let writes = batch.iter().any(|j| j.writes());
-    let isolate = batch.len() > 1;
-    let failure = run_in_transaction(store, batch, writes, isolate);
+    let failure = run_in_transaction(store, batch, inbox);
     let woke = store.woke && failure.is_none();
     if failure.is_none() {
         listeners.finished.post(store.finished.drain(..));
@@ -194,56 +220,73 @@ fn run_batch(store: &mut Store, batch: &mut Vec<Box<dyn Job>>, listeners: &Liste
     }
 }
 
-/// Runs the jobs between `BEGIN` and `COMMIT`. Returns why the transaction
-/// failed as a whole, if it did (then it is rolled back).
+/// Runs the jobs between `BEGIN` and `COMMIT`. A write transaction also
+/// takes in the requests that arrived while its jobs ran, until none is
+/// waiting or the batch is full, and only then commits: a request sent a
+/// moment after another (a worker's settle beside its next fetch) shares
+/// its commit instead of paying one of its own, and nobody waits for it.
+/// Returns why the transaction failed as a whole, if it did (then it is
+/// rolled back).
 fn run_in_transaction(
     store: &mut Store,
-    batch: &mut [Box<dyn Job>],
-    writes: bool,
-    isolate: bool,
+    batch: &mut Vec<Box<dyn Job>>,
+    inbox: &mut Inbox,
 ) -> Option<String> {
+    let writes = batch.iter().any(|j| j.writes());
     let begin = if writes { "BEGIN IMMEDIATE" } else { "BEGIN" };
     if let Err(e) = exec(store, begin) {
         return Some(format!("cannot begin a transaction: {e}"));
     }
-    for job in batch.iter_mut() {
-        let guarded = isolate && job.writes();
-        if guarded {
-            if let Err(e) = exec(store, "SAVEPOINT job") {
-                return Some(abandon(store, format!("cannot open a savepoint: {e}")));
+    let mut isolate = batch.len() > 1;
+    let mut next = 0;
+    loop {
+        while let Some(job) = batch.get_mut(next) {
+            next += 1;
+            let guarded = isolate && job.writes();
+            if guarded {
+                if let Err(e) = exec(store, "SAVEPOINT job") {
+                    return Some(abandon(store, format!("cannot open a savepoint: {e}")));
+                }
             }
-        }
-        let ok = job.run(store);
-        // A request's count changes join the transaction's when it stands.
-        if ok {
-            store.tally.keep_request();
-        } else {
-            store.tally.drop_request();
-        }
-        if store.conn.is_autocommit() {
-            // SQLite rolled the whole transaction back (disk full, I/O error).
-            return Some("the transaction was rolled back by SQLite".to_string());
-        }
-        if !ok && !guarded {
-            if isolate {
-                continue; // a read: nothing to undo
-            }
-            // The only job of the batch failed: undo it; its own error is its reply.
-            return match exec(store, "ROLLBACK") {
-                Ok(()) => None,
-                Err(e) => Some(abandon(store, format!("cannot roll back: {e}"))),
-            };
-        }
-        if guarded {
-            let end = if ok {
-                exec(store, "RELEASE job")
+            let ok = job.run(store);
+            // A request's count changes join the transaction's when it stands.
+            if ok {
+                store.tally.keep_request();
             } else {
-                exec(store, "ROLLBACK TO job").and_then(|()| exec(store, "RELEASE job"))
-            };
-            if let Err(e) = end {
-                return Some(abandon(store, format!("cannot close a savepoint: {e}")));
+                store.tally.drop_request();
+            }
+            if store.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (disk full, I/O error).
+                return Some("the transaction was rolled back by SQLite".to_string());
+            }
+            if !ok && !guarded {
+                if isolate {
+                    continue; // a read: nothing to undo
+                }
+                // The only job of the batch failed: undo it; its own error is its reply.
+                return match exec(store, "ROLLBACK") {
+                    Ok(()) => None,
+                    Err(e) => Some(abandon(store, format!("cannot roll back: {e}"))),
+                };
+            }
+            if guarded {
+                let end = if ok {
+                    exec(store, "RELEASE job")
+                } else {
+                    exec(store, "ROLLBACK TO job").and_then(|()| exec(store, "RELEASE job"))
+                };
+                if let Err(e) = end {
+                    return Some(abandon(store, format!("cannot close a savepoint: {e}")));
+                }
             }
         }
+        // Late requests join only a write transaction (a read one would have
+        // to upgrade its lock), each under a savepoint of its own: what ran
+        // before them stands whatever they do.
+        if !writes || !inbox.drain(batch) {
+            break;
+        }
+        isolate = true;
     }
     // The kept counts of every request that stood, written with them.
     if let Err(e) = store.tally.flush(&store.conn) {
@@ -274,4 +317,138 @@ fn exec(store: &mut Store, sql: &str) -> Result<(), Error> {
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
         .map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::Path;
+    use std::sync::mpsc::{self, Sender};
+
+    use conveyor_core::SystemClock;
+
+    use super::*;
+    use crate::schema;
+
+    /// A database thread on a fresh file with a table `t(x)`.
+    fn thread(dir: &Path) -> (Sender<Message>, std::thread::JoinHandle<()>) {
+        let conn = schema::open(&dir.join("db.sqlite")).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let (inbox, rx) = mpsc::channel();
+        let listeners = Listeners {
+            work: Arc::new(Notify::new()),
+            finished: Arc::new(FinishBoard::new()),
+        };
+        let store = Store::new(conn, Arc::new(SystemClock));
+        let handle = std::thread::spawn(move || run(store, rx, listeners));
+        (inbox, handle)
+    }
+
+    /// Sends a writing job running `work`; its answer comes on the receiver.
+    fn send<F>(inbox: &Sender<Message>, work: F) -> oneshot::Receiver<Result<(), Error>>
+    where
+        F: FnOnce(&mut Store) -> Result<(), Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = Call::new(true, 1, work, tx);
+        inbox.send(Message::Job(Box::new(job))).unwrap();
+        rx
+    }
+
+    fn insert(store: &mut Store, x: i64) -> Result<(), Error> {
+        store
+            .conn
+            .execute("INSERT INTO t (x) VALUES (?1)", [x])
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
+    fn rows(dir: &Path) -> Vec<i64> {
+        let conn = rusqlite::Connection::open(dir.join("db.sqlite")).unwrap();
+        let mut stmt = conn.prepare("SELECT x FROM t ORDER BY x").unwrap();
+        let xs = stmt.query_map([], |r| r.get(0)).unwrap();
+        xs.map(Result::unwrap).collect()
+    }
+
+    /// Requests sent while a write transaction's jobs run join it: they run
+    /// before its commit, each under its own savepoint, so one failing
+    /// undoes only its own writes.
+    #[test]
+    fn requests_arriving_while_a_write_runs_join_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, handle) = thread(dir.path());
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let first = send(&inbox, move |s| {
+            insert(s, 1)?;
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Ok(())
+        });
+        // The first job is running: these two arrive late.
+        started_rx.recv().unwrap();
+        let failing = send(&inbox, |s| {
+            insert(s, 2)?;
+            Err(Error::backend_other("this request fails"))
+        });
+        let (late_running_tx, late_running_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let late = send(&inbox, move |s| {
+            late_running_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            insert(s, 3)
+        });
+        go_tx.send(()).unwrap();
+
+        // The late job runs while the first job's transaction is still open:
+        // the first has no answer yet (it comes after the shared commit).
+        late_running_rx.recv().unwrap();
+        let mut first = first;
+        assert!(
+            matches!(first.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+            "the first job is answered only after the commit it shares"
+        );
+        release_tx.send(()).unwrap();
+        first.blocking_recv().unwrap().unwrap();
+        assert!(failing.blocking_recv().unwrap().is_err());
+        late.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            rows(dir.path()),
+            vec![1, 3],
+            "the failed request alone undone"
+        );
+        drop(inbox);
+        handle.join().unwrap();
+    }
+
+    /// A `Close` arriving while a batch runs ends the thread after that
+    /// batch commits; nothing sent after it is run.
+    #[test]
+    fn close_arriving_mid_batch_lets_it_commit_and_takes_nothing_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, handle) = thread(dir.path());
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let first = send(&inbox, move |s| {
+            insert(s, 1)?;
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Ok(())
+        });
+        started_rx.recv().unwrap();
+        let (closed_tx, closed_rx) = oneshot::channel();
+        inbox.send(Message::Close(closed_tx)).unwrap();
+        let after = send(&inbox, |s| insert(s, 2));
+        go_tx.send(()).unwrap();
+
+        first.blocking_recv().unwrap().unwrap();
+        closed_rx.blocking_recv().unwrap();
+        assert!(
+            after.blocking_recv().is_err(),
+            "not run: its answer was dropped"
+        );
+        handle.join().unwrap();
+        assert_eq!(rows(dir.path()), vec![1]);
+    }
 }
