@@ -1,7 +1,9 @@
-//! One Redis processed measurement on its own, for profiling: enqueues
-//! `tasks` no-op tasks on the Redis at `url` (in batches of 1,000, under a
-//! key prefix of its own that is cleared afterwards) and processes them with
-//! a worker of `slots` slots. `processed URL [slots] [tasks]`.
+//! One processed measurement on its own, for profiling: enqueues `tasks`
+//! no-op tasks on the backend at `url` (in batches of 1,000) and processes
+//! them with a worker of `slots` slots. `processed URL [slots] [tasks]`. On
+//! Redis the tasks live under a key prefix of their own, cleared afterwards;
+//! any other backend is used as the URL names it (give a fresh embedded
+//! file, or a fresh namespace).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,9 +19,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = args.next().ok_or("usage: processed URL [slots] [tasks]")?;
     let slots: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let prefix = format!("conveyor-processed-{}:", std::process::id());
-    let redis = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
-    let backend: Arc<dyn Backend> = Arc::new(redis.clone());
+    let (backend, redis): (Arc<dyn Backend>, _) = if url.starts_with("redis") {
+        let prefix = format!("conveyor-processed-{}:", std::process::id());
+        let redis = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
+        (Arc::new(redis.clone()), Some(redis))
+    } else {
+        (conveyor::durable::connect(&url).await?, None)
+    };
     for chunk in 0..n / 1000 {
         let tasks = (0..1000)
             .map(|i| NewTask::new("noop", (chunk * 1000 + i).to_string().into_bytes()))
@@ -47,7 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate = n as f64 / t.elapsed().as_secs_f64();
     stopper.stop();
     let _ = run.await;
-    redis.clear().await?;
+    if let Some(redis) = redis {
+        redis.clear().await?;
+    }
     println!("{slots} slots: {rate:.0} tasks/s");
     Ok(())
 }

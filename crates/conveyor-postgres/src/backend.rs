@@ -302,6 +302,12 @@ impl Backend for PostgresBackend {
         Capabilities::ALL
     }
 
+    /// Two: reservations run side by side on pooled connections, so one
+    /// is answered while the other waits on the server.
+    fn reserves_in_flight(&self) -> usize {
+        2
+    }
+
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         crate::enqueue::validate(&tasks)?;
         if tasks.is_empty() {

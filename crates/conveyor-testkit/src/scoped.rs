@@ -70,6 +70,10 @@ impl<B: Backend> Backend for Scoped<B> {
         self.inner.capabilities()
     }
 
+    fn reserves_in_flight(&self) -> usize {
+        self.inner.reserves_in_flight()
+    }
+
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         self.inner.enqueue_many(tasks).await
     }

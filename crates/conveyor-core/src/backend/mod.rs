@@ -199,6 +199,15 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// How many reservations a worker may have out at once to keep this
+    /// backend busy (default 1). A store that commits requests arriving
+    /// together in one step (group commit), or serves them side by side on
+    /// several connections, answers more: a worker then asks for the slots
+    /// freed while one reservation is answered at once, not after it.
+    fn reserves_in_flight(&self) -> usize {
+        1
+    }
+
     /// Says how many tasks the process reserving from this backend runs at
     /// once (a worker's slots), before its first reservation. A backend
     /// that pushes tasks to its consumers (a message broker's prefetch)

@@ -77,6 +77,10 @@ impl Source for BackendSource {
         true
     }
 
+    fn fetches_in_flight(&self) -> usize {
+        self.backend.reserves_in_flight()
+    }
+
     async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
         let params = ReserveParams::new(&self.queues, max, self.lease).worker(&self.worker);
         let reserved = self.backend.reserve_with(params).await?;

@@ -108,6 +108,16 @@ pub trait Source: Send + Sync + 'static {
         false
     }
 
+    /// How many fetches the runner may have out at once (default 1). A
+    /// source whose store commits requests that arrive together in one step
+    /// (group commit), or serves them side by side (a connection pool),
+    /// says more: the slots freed while one fetch is answered are asked for
+    /// at once, instead of in a commit of their own after it. The answers
+    /// are started in the order the fetches were sent.
+    fn fetches_in_flight(&self) -> usize {
+        1
+    }
+
     /// Takes up to `max` tasks (`max >= 1`) that may start now. An empty
     /// answer means none is ready: the runner then waits with
     /// [`Source::wait_for_work`].

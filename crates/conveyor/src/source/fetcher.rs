@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::FinishAction;
+use conveyor_core::{Error, FinishAction};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::time::Instant;
 
 use super::contract::{Delivery, Source};
@@ -31,38 +33,81 @@ pub(crate) struct FetchConfig {
     pub(crate) poll: Duration,
 }
 
+/// What a fetch in flight answers: how many tasks it asked for, and what
+/// the source gave.
+type Answer<S> = (
+    usize,
+    Result<Vec<Delivery<<S as Source>::Payload, <S as Source>::Receipt>>, Error>,
+);
+
 /// Runs until the runner stops.
+///
+/// Up to [`Source::fetches_in_flight`] fetches are out at once, each asking
+/// for the slots free when it was sent (they are set aside until it
+/// answers), and their answers are started in the order the fetches were
+/// sent. After an empty answer nothing more is asked until every fetch out
+/// has answered; then the fetcher waits for work.
 pub(crate) async fn run<S: Source>(
     shared: Arc<RunnerShared<S>>,
     routes: Arc<Routes<S::Payload>>,
     cfg: FetchConfig,
 ) {
+    let depth = shared.source.fetches_in_flight().max(1);
+    let mut out: FuturesOrdered<BoxFuture<'static, Answer<S>>> = FuturesOrdered::new();
     let mut error_pause = Duration::from_millis(50);
-    while !shared.stop.is_cancelled() {
-        let free = shared.slots.free();
-        if free == 0 {
-            tokio::select! {
-                _ = shared.slots.wait_free() => {}
-                _ = shared.stop.cancelled() => return,
-            }
-            continue;
-        }
-        let fetched = shared.source.fetch(free.min(cfg.batch)).await;
+    // An answer came back empty (or failed): ask nothing more for now.
+    let mut dry = false;
+    loop {
         if shared.stop.is_cancelled() {
-            if let Ok(tasks) = fetched {
+            // What was asked for still comes back, to be handed back unstarted.
+            while let Some((asked, answer)) = out.next().await {
+                let tasks = answer.unwrap_or_default();
+                shared.slots.answered(asked, tasks.len());
                 hand_back(&shared, tasks);
             }
             return;
         }
-        match fetched {
-            Ok(tasks) if tasks.is_empty() => idle(&shared, cfg.poll).await,
+        let free = shared.slots.free();
+        if !dry && free > 0 && out.len() < depth {
+            let asked = free.min(cfg.batch);
+            shared.slots.ask(asked);
+            let sh = shared.clone();
+            out.push_back(Box::pin(
+                async move { (asked, sh.source.fetch(asked).await) },
+            ));
+            continue;
+        }
+        if dry && out.is_empty() {
+            dry = false;
+            idle(&shared, cfg.poll).await;
+            continue;
+        }
+        let (asked, answer) = tokio::select! {
+            answered = out.next(), if !out.is_empty() => match answered {
+                Some(answered) => answered,
+                None => continue,
+            },
+            // A slot freed while a fetch is out may be asked for beside it.
+            _ = shared.slots.wait_free(), if !dry && out.len() < depth => continue,
+            _ = shared.stop.cancelled() => continue,
+        };
+        match answer {
+            Ok(tasks) if tasks.is_empty() => {
+                shared.slots.answered(asked, 0);
+                dry = true;
+            }
             Ok(tasks) => {
                 error_pause = Duration::from_millis(50);
                 Counters::add(&shared.counters.reserved, tasks.len() as u64);
-                shared.slots.take(tasks.len());
-                start_all(&shared, &routes, tasks);
+                shared.slots.answered(asked, tasks.len());
+                if shared.stop.is_cancelled() {
+                    hand_back(&shared, tasks);
+                } else {
+                    start_all(&shared, &routes, tasks);
+                }
             }
             Err(e) => {
+                shared.slots.answered(asked, 0);
                 Counters::add(&shared.counters.backend_errors, 1);
                 if e.is_transient() {
                     tracing::warn!(error = %e.chain(), "fetching tasks failed; retrying");
@@ -74,7 +119,7 @@ pub(crate) async fn run<S: Source>(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(error_pause) => {}
-                    _ = shared.stop.cancelled() => return,
+                    _ = shared.stop.cancelled() => {}
                 }
                 error_pause = (error_pause * 2).min(MAX_PAUSE);
             }
@@ -82,10 +127,9 @@ pub(crate) async fn run<S: Source>(
     }
 }
 
-/// Hands back tasks fetched just as the runner began to stop, without
-/// counting an attempt.
+/// Hands back tasks fetched just as the runner began to stop (they hold
+/// their slots), without counting an attempt.
 fn hand_back<S: Source>(shared: &RunnerShared<S>, tasks: Vec<Delivery<S::Payload, S::Receipt>>) {
-    shared.slots.take(tasks.len());
     for task in tasks {
         shared.settle_unheld(task, FinishAction::Release);
     }

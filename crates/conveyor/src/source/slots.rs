@@ -1,5 +1,7 @@
 //! A runner's slots: how many fetched tasks it may hold at once.
 //!
+//! A fetch sets aside the slots it asks for until it answers; then a slot
+//! is held by each task it gave, until the task's settlement is queued.
 //! A slot is taken when a task is fetched and given back when its settlement
 //! is queued, not when it is stored: the next fetch then overlaps the store's
 //! write of this batch (a group-committing store writes both with one
@@ -20,6 +22,8 @@ pub(crate) struct Slots {
     slots: usize,
     /// Fetched tasks whose settlement is not queued yet.
     busy: AtomicUsize,
+    /// Slots asked for by fetches that have not answered yet.
+    asked: AtomicUsize,
     /// Settlements queued and not yet stored.
     queued: AtomicUsize,
     /// Signalled whenever either count goes down.
@@ -31,6 +35,7 @@ impl Slots {
         Self {
             slots,
             busy: AtomicUsize::new(0),
+            asked: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             freed: Notify::new(),
         }
@@ -38,7 +43,7 @@ impl Slots {
 
     /// Tasks that may be fetched now.
     pub(crate) fn free(&self) -> usize {
-        let busy = self.busy.load(Ordering::Acquire);
+        let busy = self.busy.load(Ordering::Acquire) + self.asked.load(Ordering::Acquire);
         let backlog = self
             .queued
             .load(Ordering::Acquire)
@@ -51,9 +56,19 @@ impl Slots {
         self.busy.load(Ordering::Acquire)
     }
 
-    /// `n` tasks were fetched.
-    pub(crate) fn take(&self, n: usize) {
-        self.busy.fetch_add(n, Ordering::AcqRel);
+    /// A fetch asks for `n` tasks: their slots are set aside until it answers.
+    pub(crate) fn ask(&self, n: usize) {
+        self.asked.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// A fetch that asked for `asked` tasks gave `got` (at most `asked`):
+    /// they hold their slots now, and the rest are free again.
+    pub(crate) fn answered(&self, asked: usize, got: usize) {
+        self.busy.fetch_add(got, Ordering::AcqRel);
+        self.asked.fetch_sub(asked, Ordering::AcqRel);
+        if got < asked {
+            self.freed.notify_waiters();
+        }
     }
 
     /// `n` tasks are settled: their settlements are queued (`queued`) or
@@ -106,18 +121,33 @@ mod tests {
     #[test]
     fn a_backlog_of_settlements_beyond_the_slots_counts_against_them() {
         let s = Slots::new(4);
-        s.take(4);
+        s.ask(4);
+        s.answered(4, 4);
         assert_eq!(s.free(), 0);
         s.settled(4, true);
         assert_eq!(s.free(), 4, "up to one queued settlement per slot is free");
-        s.take(4);
+        s.ask(4);
+        s.answered(4, 4);
         s.settled(4, true);
         assert_eq!(s.free(), 0, "8 queued: 4 beyond the slots");
         s.stored(3);
         assert_eq!(s.free(), 3);
         s.stored(5);
-        s.take(1);
+        s.ask(1);
+        s.answered(1, 1);
         s.settled(1, false);
         assert_eq!((s.free(), s.busy()), (4, 0));
+    }
+
+    #[test]
+    fn a_fetch_out_sets_its_slots_aside_until_it_answers() {
+        let s = Slots::new(4);
+        s.ask(3);
+        assert_eq!((s.free(), s.busy()), (1, 0), "asked for, not yet held");
+        s.answered(3, 2);
+        assert_eq!((s.free(), s.busy()), (2, 2), "one asked for and not given");
+        s.ask(2);
+        s.answered(2, 0);
+        assert_eq!(s.free(), 2);
     }
 }
