@@ -356,6 +356,21 @@ mod tests {
         rx
     }
 
+    /// Sends a job that writes 1 and then waits for the sender returned to
+    /// send; returns once it runs, with its answer's receiver.
+    fn running(inbox: &Sender<Message>) -> (oneshot::Receiver<Result<(), Error>>, Sender<()>) {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let first = send(inbox, move |s| {
+            insert(s, 1)?;
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            Ok(())
+        });
+        started_rx.recv().unwrap();
+        (first, go_tx)
+    }
+
     fn insert(store: &mut Store, x: i64) -> Result<(), Error> {
         store
             .conn
@@ -378,16 +393,8 @@ mod tests {
     fn requests_arriving_while_a_write_runs_join_its_commit() {
         let dir = tempfile::tempdir().unwrap();
         let (inbox, handle) = thread(dir.path());
-        let (started_tx, started_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let first = send(&inbox, move |s| {
-            insert(s, 1)?;
-            started_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            Ok(())
-        });
+        let (first, go_tx) = running(&inbox);
         // The first job is running: these two arrive late.
-        started_rx.recv().unwrap();
         let failing = send(&inbox, |s| {
             insert(s, 2)?;
             Err(Error::backend_other("this request fails"))
@@ -428,15 +435,7 @@ mod tests {
     fn close_arriving_mid_batch_lets_it_commit_and_takes_nothing_after() {
         let dir = tempfile::tempdir().unwrap();
         let (inbox, handle) = thread(dir.path());
-        let (started_tx, started_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let first = send(&inbox, move |s| {
-            insert(s, 1)?;
-            started_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
-            Ok(())
-        });
-        started_rx.recv().unwrap();
+        let (first, go_tx) = running(&inbox);
         let (closed_tx, closed_rx) = oneshot::channel();
         inbox.send(Message::Close(closed_tx)).unwrap();
         let after = send(&inbox, |s| insert(s, 2));
