@@ -1,6 +1,8 @@
 //! One processed measurement on its own, for profiling: enqueues `tasks`
 //! no-op tasks on the backend at `url` (in batches of 1,000) and processes
-//! them with a worker of `slots` slots. `processed URL [slots] [tasks]`. On
+//! them with a worker of `slots` slots, with Prometheus metrics counting its
+//! events when the fourth argument is `metrics`.
+//! `processed URL [slots] [tasks] [metrics]`. On
 //! Redis the tasks live under a key prefix of their own, cleared afterwards;
 //! any other backend is used as the URL names it (give a fresh embedded
 //! file, or a fresh namespace).
@@ -16,9 +18,12 @@ use tokio::sync::Notify;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: processed URL [slots] [tasks]")?;
+    let url = args
+        .next()
+        .ok_or("usage: processed URL [slots] [tasks] [metrics]")?;
     let slots: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let metrics_on = args.next().is_some_and(|a| a == "metrics");
     let (backend, redis): (Arc<dyn Backend>, _) = if url.starts_with("redis") {
         let prefix = format!("conveyor-processed-{}:", std::process::id());
         let redis = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock)).await?;
@@ -46,6 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .build()?;
+    let metrics = metrics_on.then(|| conveyor::metrics::Metrics::for_worker(&worker));
     let stopper = worker.stopper();
     let t = Instant::now();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
@@ -56,6 +62,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(redis) = redis {
         redis.clear().await?;
     }
-    println!("{slots} slots: {rate:.0} tasks/s");
+    let watched = if metrics.is_some() {
+        ", metrics on"
+    } else {
+        ""
+    };
+    println!("{slots} slots{watched}: {rate:.0} tasks/s");
     Ok(())
 }

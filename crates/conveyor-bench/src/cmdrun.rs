@@ -147,11 +147,8 @@ fn time(mut cmd: Command, input: &Path) -> Option<f64> {
     status.success().then_some(took)
 }
 
-fn median(mut v: Vec<Option<f64>>) -> Option<f64> {
-    if v.iter().any(Option::is_none) {
-        return None;
-    }
-    let mut v: Vec<f64> = v.drain(..).flatten().collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
+/// The median of the runs, if every one of them ran.
+fn median(v: Vec<Option<f64>>) -> Option<f64> {
+    let all: Option<Vec<f64>> = v.into_iter().collect();
+    all.map(|v| crate::report::median(&v))
 }

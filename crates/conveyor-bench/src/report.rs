@@ -98,3 +98,10 @@ impl Report {
         }
     }
 }
+
+/// The median of `values` (the upper one of an even count); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}

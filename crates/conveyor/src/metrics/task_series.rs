@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use conveyor_core::OutcomeKind;
+use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -30,9 +31,37 @@ fn histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
 
+/// The series of one `queue` and `handler`, taken out of their families
+/// once: a handle shares its family member's value.
+struct Handles {
+    queue: Arc<str>,
+    handler: Arc<str>,
+    started: Counter,
+    succeeded: Counter,
+    failed: Counter,
+    retried: Counter,
+    dead_lettered: Counter,
+    discarded: Counter,
+    cancelled: Counter,
+    run: Histogram,
+    queue_wait: Histogram,
+}
+
+impl Handles {
+    /// Whether these are the series of `queue` and `handler` (the names are
+    /// most often the very strings the handles were made from).
+    fn are_for(&self, queue: &Arc<str>, handler: &Arc<str>) -> bool {
+        (Arc::ptr_eq(&self.queue, queue) || self.queue == *queue)
+            && (Arc::ptr_eq(&self.handler, handler) || self.handler == *handler)
+    }
+}
+
 /// Every task series of one registry.
 #[derive(Clone)]
 pub(crate) struct TaskSeries {
+    /// The handles of every `queue` and `handler` seen, so counting an
+    /// event compares two names instead of hashing them into each family.
+    handles: Arc<RwLock<Vec<Arc<Handles>>>>,
     started: Family<Labels, Counter>,
     succeeded: Family<Labels, Counter>,
     failed: Family<Labels, Counter>,
@@ -48,6 +77,7 @@ impl TaskSeries {
     /// The series, registered in `registry`.
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let series = TaskSeries {
+            handles: Arc::default(),
             started: Family::default(),
             succeeded: Family::default(),
             failed: Family::default(),
@@ -106,41 +136,71 @@ impl TaskSeries {
         series
     }
 
+    /// The handles of `queue` and `handler`, made on first sight.
+    fn handles(&self, queue: &Arc<str>, handler: &Arc<str>) -> Arc<Handles> {
+        if let Some(h) = self
+            .handles
+            .read()
+            .iter()
+            .find(|h| h.are_for(queue, handler))
+        {
+            return h.clone();
+        }
+        let mut all = self.handles.write();
+        if let Some(h) = all.iter().find(|h| h.are_for(queue, handler)) {
+            return h.clone();
+        }
+        let labels: Labels = [("queue", queue.clone()), ("handler", handler.clone())];
+        let h = Arc::new(Handles {
+            queue: queue.clone(),
+            handler: handler.clone(),
+            started: self.started.get_or_create(&labels).clone(),
+            succeeded: self.succeeded.get_or_create(&labels).clone(),
+            failed: self.failed.get_or_create(&labels).clone(),
+            retried: self.retried.get_or_create(&labels).clone(),
+            dead_lettered: self.dead_lettered.get_or_create(&labels).clone(),
+            discarded: self.discarded.get_or_create(&labels).clone(),
+            cancelled: self.cancelled.get_or_create(&labels).clone(),
+            run: self.run.get_or_create(&labels).clone(),
+            queue_wait: self.queue_wait.get_or_create(&labels).clone(),
+        });
+        all.push(h.clone());
+        h
+    }
+
     /// Counts one event.
     pub(crate) fn record(&self, event: &Event) {
         let Event::Task(task) = event else {
             return;
         };
-        let labels: Labels = [
-            ("queue", task.queue.clone()),
-            ("handler", task.handler.clone()),
-        ];
+        if task.kind == TaskEventKind::Enqueued {
+            return;
+        }
+        let h = self.handles(&task.queue, &task.handler);
         let counter = match task.kind {
             TaskEventKind::Enqueued => return,
             TaskEventKind::Started => {
                 if let Some(wait) = task.since_ready {
-                    self.queue_wait
-                        .get_or_create(&labels)
-                        .observe(wait.as_secs_f64());
+                    h.queue_wait.observe(wait.as_secs_f64());
                 }
-                &self.started
+                &h.started
             }
-            TaskEventKind::Succeeded => &self.succeeded,
-            TaskEventKind::Retried => &self.retried,
-            TaskEventKind::DeadLettered => &self.dead_lettered,
-            TaskEventKind::Discarded => &self.discarded,
-            TaskEventKind::Cancelled => &self.cancelled,
+            TaskEventKind::Succeeded => &h.succeeded,
+            TaskEventKind::Retried => &h.retried,
+            TaskEventKind::DeadLettered => &h.dead_lettered,
+            TaskEventKind::Discarded => &h.discarded,
+            TaskEventKind::Cancelled => &h.cancelled,
         };
-        counter.get_or_create(&labels).inc();
+        counter.inc();
         if let Some(run) = task.run_time {
-            self.run.get_or_create(&labels).observe(run.as_secs_f64());
+            h.run.observe(run.as_secs_f64());
         }
         let failed = matches!(
             task.outcome,
             Some(OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Panicked)
         );
         if failed {
-            self.failed.get_or_create(&labels).inc();
+            h.failed.inc();
         }
     }
 }
