@@ -4,6 +4,7 @@
 //! which is called in place on every event, so no count is ever missed (a
 //! lagging subscriber would undercount).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use conveyor_core::OutcomeKind;
@@ -34,8 +35,6 @@ fn histogram() -> Histogram {
 /// The series of one `queue` and `handler`, taken out of their families
 /// once: a handle shares its family member's value.
 struct Handles {
-    queue: Arc<str>,
-    handler: Arc<str>,
     started: Counter,
     succeeded: Counter,
     failed: Counter,
@@ -47,12 +46,43 @@ struct Handles {
     queue_wait: Histogram,
 }
 
-impl Handles {
-    /// Whether these are the series of `queue` and `handler` (the names are
-    /// most often the very strings the handles were made from).
-    fn are_for(&self, queue: &Arc<str>, handler: &Arc<str>) -> bool {
-        (Arc::ptr_eq(&self.queue, queue) || self.queue == *queue)
-            && (Arc::ptr_eq(&self.handler, handler) || self.handler == *handler)
+/// Pairs of names kept in [`Known::first`], compared name by name; more go
+/// into [`Known::more`], looked up by hash.
+const FIRST: usize = 32;
+
+/// The handles of every `queue` and `handler` seen.
+#[derive(Default)]
+struct Known {
+    /// The first [`FIRST`] pairs: (queue, handler, handles). Comparing two
+    /// names (most often the very strings these were made from) costs less
+    /// than hashing them, for the few pairs most workers have.
+    first: Vec<(Arc<str>, Arc<str>, Arc<Handles>)>,
+    /// Any more, by queue, then by handler.
+    more: HashMap<Arc<str>, HashMap<Arc<str>, Arc<Handles>>>,
+}
+
+impl Known {
+    fn get(&self, queue: &Arc<str>, handler: &Arc<str>) -> Option<Arc<Handles>> {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        if let Some((_, _, h)) = self
+            .first
+            .iter()
+            .find(|(q, n, _)| same(q, queue) && same(n, handler))
+        {
+            return Some(h.clone());
+        }
+        self.more.get(&**queue)?.get(&**handler).cloned()
+    }
+
+    fn insert(&mut self, queue: &Arc<str>, handler: &Arc<str>, handles: Arc<Handles>) {
+        if self.first.len() < FIRST {
+            self.first.push((queue.clone(), handler.clone(), handles));
+        } else {
+            self.more
+                .entry(queue.clone())
+                .or_default()
+                .insert(handler.clone(), handles);
+        }
     }
 }
 
@@ -60,8 +90,9 @@ impl Handles {
 #[derive(Clone)]
 pub(crate) struct TaskSeries {
     /// The handles of every `queue` and `handler` seen, so counting an
-    /// event compares two names instead of hashing them into each family.
-    handles: Arc<RwLock<Vec<Arc<Handles>>>>,
+    /// event finds its two names once instead of hashing them into each
+    /// family it counts in.
+    handles: Arc<RwLock<Known>>,
     started: Family<Labels, Counter>,
     succeeded: Family<Labels, Counter>,
     failed: Family<Labels, Counter>,
@@ -138,22 +169,15 @@ impl TaskSeries {
 
     /// The handles of `queue` and `handler`, made on first sight.
     fn handles(&self, queue: &Arc<str>, handler: &Arc<str>) -> Arc<Handles> {
-        if let Some(h) = self
-            .handles
-            .read()
-            .iter()
-            .find(|h| h.are_for(queue, handler))
-        {
-            return h.clone();
+        if let Some(h) = self.handles.read().get(queue, handler) {
+            return h;
         }
-        let mut all = self.handles.write();
-        if let Some(h) = all.iter().find(|h| h.are_for(queue, handler)) {
-            return h.clone();
+        let mut known = self.handles.write();
+        if let Some(h) = known.get(queue, handler) {
+            return h;
         }
         let labels: Labels = [("queue", queue.clone()), ("handler", handler.clone())];
         let h = Arc::new(Handles {
-            queue: queue.clone(),
-            handler: handler.clone(),
             started: self.started.get_or_create(&labels).clone(),
             succeeded: self.succeeded.get_or_create(&labels).clone(),
             failed: self.failed.get_or_create(&labels).clone(),
@@ -164,7 +188,7 @@ impl TaskSeries {
             run: self.run.get_or_create(&labels).clone(),
             queue_wait: self.queue_wait.get_or_create(&labels).clone(),
         });
-        all.push(h.clone());
+        known.insert(queue, handler, h.clone());
         h
     }
 
@@ -201,6 +225,58 @@ impl TaskSeries {
         );
         if failed {
             h.failed.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use conveyor_core::TaskId;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::events::TaskEvent;
+
+    fn event(kind: TaskEventKind, queue: &str, handler: &str) -> Event {
+        let mut e = TaskEvent::enqueued(TaskId(1), Arc::from(handler), Arc::from(queue));
+        e.kind = kind;
+        e.run_time = (kind == TaskEventKind::Succeeded).then_some(Duration::from_millis(3));
+        e.at = SystemTime::now();
+        Event::Task(e)
+    }
+
+    /// Beyond the pairs compared name by name, the rest are found by hash:
+    /// every pair counts in its own series either way, with fresh strings
+    /// each time (not the ones its handles were made from).
+    #[test]
+    fn every_queue_and_handler_counts_in_its_own_series() {
+        let mut registry = Registry::with_prefix("conveyor");
+        let series = TaskSeries::register(&mut registry);
+        let pairs = FIRST + 8;
+        for round in 0..3 {
+            for i in 0..pairs {
+                let (queue, handler) = (format!("q{}", i % 3), format!("h{i}"));
+                series.record(&event(TaskEventKind::Started, &queue, &handler));
+                if round < 2 {
+                    series.record(&event(TaskEventKind::Succeeded, &queue, &handler));
+                }
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for i in 0..pairs {
+            let labels = format!("{{queue=\"q{}\",handler=\"h{i}\"}}", i % 3);
+            for (name, want) in [
+                ("conveyor_tasks_started_total", 3),
+                ("conveyor_tasks_succeeded_total", 2),
+                ("conveyor_task_run_seconds_count", 2),
+                ("conveyor_tasks_failed_total", 0),
+            ] {
+                let line = format!("{name}{labels} {want}");
+                assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+            }
         }
     }
 }
