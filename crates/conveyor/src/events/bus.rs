@@ -1,10 +1,17 @@
 //! The bus: subscribers, each with a bounded queue, observers called in
 //! place, and emits that never wait.
+//!
+//! Who listens is one immutable [`Listeners`] snapshot behind an
+//! [`ArcSwap`]: an emit reads it without a lock and without writing any
+//! shared memory (a read lock would bounce its counter between every
+//! emitting thread's cores, twice per event), and a subscribe, an observe
+//! or a drop copies the few entries into a new snapshot.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 use super::event::Event;
 
@@ -20,14 +27,24 @@ struct Inner {
     /// Live subscribers and observers: checked before anything else, so an
     /// emit with nobody listening costs one load.
     listening: AtomicUsize,
-    subscribers: RwLock<Vec<Subscriber>>,
-    observers: RwLock<Vec<(u64, ObserverFn)>>,
+    listeners: ArcSwap<Listeners>,
+    /// Held while a new snapshot is made, so that two changes never
+    /// replace each other's.
+    changing: Mutex<()>,
     next_observer: AtomicU64,
 }
 
-/// What an observer runs on every event, in the emitting thread.
-type ObserverFn = Box<dyn Fn(&Event) + Send + Sync>;
+/// Everyone listening at one moment.
+#[derive(Clone, Default)]
+struct Listeners {
+    observers: Vec<(u64, ObserverFn)>,
+    subscribers: Vec<Subscriber>,
+}
 
+/// What an observer runs on every event, in the emitting thread.
+type ObserverFn = Arc<dyn Fn(&Event) + Send + Sync>;
+
+#[derive(Clone)]
 struct Subscriber {
     tx: flume::Sender<Event>,
     lagged: Arc<AtomicU64>,
@@ -58,13 +75,11 @@ impl EventBus {
     pub fn subscribe(&self, capacity: usize) -> Subscription {
         let (tx, rx) = flume::bounded(capacity.max(1));
         let lagged = Arc::new(AtomicU64::new(0));
-        let mut subs = self.inner.subscribers.write();
-        subs.push(Subscriber {
+        let subscriber = Subscriber {
             tx,
             lagged: lagged.clone(),
-        });
-        drop(subs);
-        self.recount();
+        };
+        self.change(|l| l.subscribers.push(subscriber));
         Subscription { rx, lagged }
     }
 
@@ -73,19 +88,25 @@ impl EventBus {
     /// so it suits counters (metrics), where a [`subscribe`](Self::subscribe)r
     /// that lags would undercount. It must be quick and must not block (a
     /// few atomic additions, not I/O). Dropping the returned [`Observer`]
-    /// stops the calls.
+    /// stops the calls: an emit that starts after the drop never calls it
+    /// (one already under way on another thread may still finish its call).
     pub fn observe(&self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Observer {
         let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
-        self.inner.observers.write().push((id, Box::new(observer)));
-        self.recount();
+        let observer: ObserverFn = Arc::new(observer);
+        self.change(|l| l.observers.push((id, observer)));
         Observer {
             bus: self.clone(),
             id,
         }
     }
 
-    fn recount(&self) {
-        let n = self.inner.subscribers.read().len() + self.inner.observers.read().len();
+    /// Replaces the listeners with `edit`'s copy of them.
+    fn change(&self, edit: impl FnOnce(&mut Listeners)) {
+        let _changing = self.inner.changing.lock();
+        let mut listeners = Listeners::clone(&self.inner.listeners.load());
+        edit(&mut listeners);
+        let n = listeners.observers.len() + listeners.subscribers.len();
+        self.inner.listeners.store(Arc::new(listeners));
         self.inner.listening.store(n, Ordering::Relaxed);
     }
 
@@ -95,29 +116,34 @@ impl EventBus {
             return;
         }
         let event = make();
-        for (_, observe) in self.inner.observers.read().iter() {
+        let listeners = self.inner.listeners.load();
+        for (_, observe) in &listeners.observers {
             observe(&event);
         }
         let mut gone = false;
-        {
-            let subs = self.inner.subscribers.read();
-            for s in subs.iter() {
-                match s.tx.try_send(event.clone()) {
-                    Ok(()) => {}
-                    Err(flume::TrySendError::Full(_)) => {
-                        s.lagged.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(flume::TrySendError::Disconnected(_)) => gone = true,
-                }
+        if let Some((last, others)) = listeners.subscribers.split_last() {
+            for s in others {
+                gone |= offer(s, event.clone());
             }
+            // The last subscriber takes the event itself: no clone.
+            gone |= offer(last, event);
         }
+        drop(listeners);
         if gone {
-            self.inner
-                .subscribers
-                .write()
-                .retain(|s| !s.tx.is_disconnected());
-            self.recount();
+            self.change(|l| l.subscribers.retain(|s| !s.tx.is_disconnected()));
         }
+    }
+}
+
+/// Offers `event` to `s` without waiting; true when `s` is gone.
+fn offer(s: &Subscriber, event: Event) -> bool {
+    match s.tx.try_send(event) {
+        Ok(()) => false,
+        Err(flume::TrySendError::Full(_)) => {
+            s.lagged.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        Err(flume::TrySendError::Disconnected(_)) => true,
     }
 }
 
@@ -135,12 +161,8 @@ impl std::fmt::Debug for Observer {
 
 impl Drop for Observer {
     fn drop(&mut self) {
-        self.bus
-            .inner
-            .observers
-            .write()
-            .retain(|(id, _)| *id != self.id);
-        self.bus.recount();
+        let id = self.id;
+        self.bus.change(|l| l.observers.retain(|(o, _)| *o != id));
     }
 }
 
@@ -210,6 +232,59 @@ mod tests {
         drop(observer);
         assert!(!bus.is_listened());
         bus.emit(|| unreachable!("nobody listens any more"));
+    }
+
+    /// Observers and subscribers that come and go while other threads
+    /// emit: each sees every event emitted between its arrival and its
+    /// departure (counted here by emits made strictly inside that window).
+    #[test]
+    fn listeners_joining_and_leaving_during_emits_see_their_window() {
+        let bus = EventBus::new();
+        let emitted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let emitters: Vec<_> = (0..2)
+            .map(|_| {
+                let (bus, emitted, stop) = (bus.clone(), emitted.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        bus.emit(paused);
+                        emitted.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..200 {
+            let seen = Arc::new(AtomicU64::new(0));
+            let s = seen.clone();
+            let sub = bus.subscribe(1 << 20);
+            let observer = bus.observe(move |_| {
+                s.fetch_add(1, Ordering::Relaxed);
+            });
+            // Emits that completed after both arrived and before either left.
+            let from = emitted.load(Ordering::SeqCst);
+            let mut to = from;
+            while to < from + 50 {
+                std::thread::yield_now();
+                to = emitted.load(Ordering::SeqCst);
+            }
+            drop(observer);
+            let inside = to.saturating_sub(from + 2);
+            assert!(seen.load(Ordering::Relaxed) >= inside);
+            // The emitters go on sending to `sub` while it is read: read
+            // what its window must hold, no more.
+            for got in 0..inside {
+                assert!(sub.try_recv().is_some(), "{got} of {inside} events");
+            }
+            assert_eq!(sub.lagged(), 0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for e in emitters {
+            e.join().unwrap();
+        }
+        // The last subscriber left after the last emit may still be listed
+        // until an emit finds it gone.
+        bus.emit(paused);
+        assert!(!bus.is_listened());
     }
 
     #[test]

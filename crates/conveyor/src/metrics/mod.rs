@@ -23,6 +23,7 @@
 //! The exposition is the OpenMetrics text format (served with
 //! [`CONTENT_TYPE`]), which Prometheus reads natively.
 
+mod duration_histogram;
 pub mod encode;
 mod task_series;
 mod worker_gauges;

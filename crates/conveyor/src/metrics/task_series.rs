@@ -3,34 +3,29 @@
 //! from the lifecycle events by an [`Observer`](crate::events::Observer),
 //! which is called in place on every event, so no count is ever missed (a
 //! lagging subscriber would undercount).
+//!
+//! Counting an event takes no lock and writes nothing shared but the counts
+//! themselves: the handles of the pairs seen so far are read from an
+//! [`ArcSwap`] (a new pair copies the small table once), and the histograms
+//! are [`DurationHistogram`]s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use conveyor_core::OutcomeKind;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::duration_histogram::DurationHistogram;
 use crate::events::{Event, TaskEventKind};
 
 /// `queue` and `handler`, the labels of every task series.
 type Labels = [(&'static str, Arc<str>); 2];
 
-type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
-
-/// Upper bounds in seconds, from a millisecond to an hour: tasks range from
-/// no-ops to long batch jobs, and waits from none to a delay's length.
-const BUCKETS: [f64; 19] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    300.0, 900.0, 1800.0, 3600.0,
-];
-
-fn histogram() -> Histogram {
-    Histogram::new(BUCKETS)
-}
+type Histograms = Family<Labels, DurationHistogram>;
 
 /// The series of one `queue` and `handler`, taken out of their families
 /// once: a handle shares its family member's value.
@@ -42,8 +37,8 @@ struct Handles {
     dead_lettered: Counter,
     discarded: Counter,
     cancelled: Counter,
-    run: Histogram,
-    queue_wait: Histogram,
+    run: DurationHistogram,
+    queue_wait: DurationHistogram,
 }
 
 /// Pairs of names kept in [`Known::first`], compared name by name; more go
@@ -51,7 +46,7 @@ struct Handles {
 const FIRST: usize = 32;
 
 /// The handles of every `queue` and `handler` seen.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Known {
     /// The first [`FIRST`] pairs: (queue, handler, handles). Comparing two
     /// names (most often the very strings these were made from) costs less
@@ -62,16 +57,16 @@ struct Known {
 }
 
 impl Known {
-    fn get(&self, queue: &Arc<str>, handler: &Arc<str>) -> Option<Arc<Handles>> {
+    fn get(&self, queue: &Arc<str>, handler: &Arc<str>) -> Option<&Arc<Handles>> {
         let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
         if let Some((_, _, h)) = self
             .first
             .iter()
             .find(|(q, n, _)| same(q, queue) && same(n, handler))
         {
-            return Some(h.clone());
+            return Some(h);
         }
-        self.more.get(&**queue)?.get(&**handler).cloned()
+        self.more.get(&**queue)?.get(&**handler)
     }
 
     fn insert(&mut self, queue: &Arc<str>, handler: &Arc<str>, handles: Arc<Handles>) {
@@ -91,8 +86,12 @@ impl Known {
 pub(crate) struct TaskSeries {
     /// The handles of every `queue` and `handler` seen, so counting an
     /// event finds its two names once instead of hashing them into each
-    /// family it counts in.
-    handles: Arc<RwLock<Known>>,
+    /// family it counts in. Read without a lock; replaced whole when a new
+    /// pair is seen.
+    handles: Arc<ArcSwap<Known>>,
+    /// Held while a new pair is added, so two first sights of pairs never
+    /// replace each other's table.
+    adding: Arc<Mutex<()>>,
     started: Family<Labels, Counter>,
     succeeded: Family<Labels, Counter>,
     failed: Family<Labels, Counter>,
@@ -109,6 +108,7 @@ impl TaskSeries {
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let series = TaskSeries {
             handles: Arc::default(),
+            adding: Arc::default(),
             started: Family::default(),
             succeeded: Family::default(),
             failed: Family::default(),
@@ -116,8 +116,8 @@ impl TaskSeries {
             dead_lettered: Family::default(),
             discarded: Family::default(),
             cancelled: Family::default(),
-            run: Family::new_with_constructor(histogram),
-            queue_wait: Family::new_with_constructor(histogram),
+            run: Family::default(),
+            queue_wait: Family::default(),
         };
         let counters = [
             ("tasks_started", "Attempts started", &series.started),
@@ -169,12 +169,10 @@ impl TaskSeries {
 
     /// The handles of `queue` and `handler`, made on first sight.
     fn handles(&self, queue: &Arc<str>, handler: &Arc<str>) -> Arc<Handles> {
-        if let Some(h) = self.handles.read().get(queue, handler) {
-            return h;
-        }
-        let mut known = self.handles.write();
+        let _adding = self.adding.lock();
+        let known = self.handles.load();
         if let Some(h) = known.get(queue, handler) {
-            return h;
+            return h.clone();
         }
         let labels: Labels = [("queue", queue.clone()), ("handler", handler.clone())];
         let h = Arc::new(Handles {
@@ -188,7 +186,9 @@ impl TaskSeries {
             run: self.run.get_or_create(&labels).clone(),
             queue_wait: self.queue_wait.get_or_create(&labels).clone(),
         });
-        known.insert(queue, handler, h.clone());
+        let mut more = Known::clone(&known);
+        more.insert(queue, handler, h.clone());
+        self.handles.store(Arc::new(more));
         h
     }
 
@@ -200,32 +200,43 @@ impl TaskSeries {
         if task.kind == TaskEventKind::Enqueued {
             return;
         }
-        let h = self.handles(&task.queue, &task.handler);
-        let counter = match task.kind {
-            TaskEventKind::Enqueued => return,
-            TaskEventKind::Started => {
-                if let Some(wait) = task.since_ready {
-                    h.queue_wait.observe(wait.as_secs_f64());
-                }
-                &h.started
+        let known = self.handles.load();
+        match known.get(&task.queue, &task.handler) {
+            Some(h) => count(h, task),
+            None => {
+                drop(known);
+                count(&self.handles(&task.queue, &task.handler), task);
             }
-            TaskEventKind::Succeeded => &h.succeeded,
-            TaskEventKind::Retried => &h.retried,
-            TaskEventKind::DeadLettered => &h.dead_lettered,
-            TaskEventKind::Discarded => &h.discarded,
-            TaskEventKind::Cancelled => &h.cancelled,
-        };
-        counter.inc();
-        if let Some(run) = task.run_time {
-            h.run.observe(run.as_secs_f64());
         }
-        let failed = matches!(
-            task.outcome,
-            Some(OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Panicked)
-        );
-        if failed {
-            h.failed.inc();
+    }
+}
+
+/// Counts `task` in the series of its queue and handler.
+fn count(h: &Handles, task: &crate::events::TaskEvent) {
+    let counter = match task.kind {
+        TaskEventKind::Enqueued => return,
+        TaskEventKind::Started => {
+            if let Some(wait) = task.since_ready {
+                h.queue_wait.observe(wait);
+            }
+            &h.started
         }
+        TaskEventKind::Succeeded => &h.succeeded,
+        TaskEventKind::Retried => &h.retried,
+        TaskEventKind::DeadLettered => &h.dead_lettered,
+        TaskEventKind::Discarded => &h.discarded,
+        TaskEventKind::Cancelled => &h.cancelled,
+    };
+    counter.inc();
+    if let Some(run) = task.run_time {
+        h.run.observe(run);
+    }
+    let failed = matches!(
+        task.outcome,
+        Some(OutcomeKind::Failed | OutcomeKind::TimedOut | OutcomeKind::Panicked)
+    );
+    if failed {
+        h.failed.inc();
     }
 }
 
@@ -245,6 +256,44 @@ mod tests {
         e.run_time = (kind == TaskEventKind::Succeeded).then_some(Duration::from_millis(3));
         e.at = SystemTime::now();
         Event::Task(e)
+    }
+
+    /// Threads that see new pairs at the same moment each add theirs to
+    /// the table without replacing the others' additions: every count of
+    /// every pair lands, and each pair has one set of series.
+    #[test]
+    fn pairs_first_seen_at_once_on_many_threads_all_count() {
+        let mut registry = Registry::with_prefix("conveyor");
+        let series = TaskSeries::register(&mut registry);
+        let threads = 4;
+        let pairs = FIRST * 2;
+        let rounds = 25;
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let series = &series;
+                scope.spawn(move || {
+                    for r in 0..rounds {
+                        for i in 0..pairs {
+                            // Each thread walks the pairs from another start.
+                            let i = (i + t * 7 + r) % pairs;
+                            let (queue, handler) = (format!("q{}", i % 5), format!("h{i}"));
+                            series.record(&event(TaskEventKind::Started, &queue, &handler));
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(series.handles.load().first.len(), FIRST);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for i in 0..pairs {
+            let line = format!(
+                "conveyor_tasks_started_total{{queue=\"q{}\",handler=\"h{i}\"}} {}",
+                i % 5,
+                threads * rounds
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     /// Beyond the pairs compared name by name, the rest are found by hash:
