@@ -409,13 +409,16 @@ impl Statements {
         // $1 now.
         // $1 state, $2 queue or NULL, $3 limit, $4 handler or NULL, $5 the
         // cursor id. Keyset paging on the primary key: a page starts at its
-        // cursor in the id index, never by skipping rows.
+        // cursor in the id index, never by skipping rows. Only for a state
+        // too common for its own index, so the limit is read through a
+        // sub-select that keeps the planner walking the key (see
+        // `inspect::WALK_LIMIT_7`).
         let list = |keyset: &str| {
             format!(
                 "SELECT {RECORD_COLUMNS} FROM {t}
                  WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
                    AND ($4::text IS NULL OR handler = $4) AND {keyset}
-                 LIMIT $3"
+                 LIMIT (SELECT $3::bigint)"
             )
         };
         let list_oldest = list("id > $5 ORDER BY id");
