@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use super::event::Event;
+use super::event::{Event, TaskFact};
 
 /// Fans events out to its subscribers. Cheap to clone (all clones share the
 /// subscribers).
@@ -38,11 +38,22 @@ struct Inner {
 #[derive(Clone, Default)]
 struct Listeners {
     observers: Vec<(u64, ObserverFn)>,
+    counters: Vec<(u64, CounterFn)>,
     subscribers: Vec<Subscriber>,
+}
+
+impl Listeners {
+    /// True when someone needs the events themselves (not only counters).
+    fn want_events(&self) -> bool {
+        !self.observers.is_empty() || !self.subscribers.is_empty()
+    }
 }
 
 /// What an observer runs on every event, in the emitting thread.
 type ObserverFn = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// What a counter runs on every task event, in the emitting thread.
+type CounterFn = Arc<dyn Fn(&TaskFact<'_>) + Send + Sync>;
 
 #[derive(Clone)]
 struct Subscriber {
@@ -100,12 +111,29 @@ impl EventBus {
         }
     }
 
+    /// Calls `counter` with the [`TaskFact`] of every task event emitted
+    /// from now on, in the thread that emits it, like an
+    /// [`observe`](Self::observe)r: nothing is ever lost. Where only
+    /// counters listen, the events themselves are never built, so counting
+    /// costs no allocation and no write to the names' shared counts. It
+    /// must be quick and must not block. Dropping the returned
+    /// [`Observer`] stops the calls.
+    pub fn count_tasks(&self, counter: impl Fn(&TaskFact<'_>) + Send + Sync + 'static) -> Observer {
+        let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
+        let counter: CounterFn = Arc::new(counter);
+        self.change(|l| l.counters.push((id, counter)));
+        Observer {
+            bus: self.clone(),
+            id,
+        }
+    }
+
     /// Replaces the listeners with `edit`'s copy of them.
     fn change(&self, edit: impl FnOnce(&mut Listeners)) {
         let _changing = self.inner.changing.lock();
         let mut listeners = Listeners::clone(&self.inner.listeners.load());
         edit(&mut listeners);
-        let n = listeners.observers.len() + listeners.subscribers.len();
+        let n = listeners.observers.len() + listeners.counters.len() + listeners.subscribers.len();
         self.inner.listeners.store(Arc::new(listeners));
         self.inner.listening.store(n, Ordering::Relaxed);
     }
@@ -117,6 +145,33 @@ impl EventBus {
         }
         let event = make();
         let listeners = self.inner.listeners.load();
+        if let Event::Task(task) = &event {
+            let fact = task.fact();
+            for (_, count) in &listeners.counters {
+                count(&fact);
+            }
+        }
+        self.hand_out(&listeners, event);
+    }
+
+    /// Emits a task event: its `fact` to the counters, and the event `make`
+    /// builds to the observers and subscribers, built only if any listen
+    /// (the fact must be the one the event's would be). Never waits.
+    pub fn emit_task(&self, fact: TaskFact<'_>, make: impl FnOnce() -> Event) {
+        if !self.is_listened() {
+            return;
+        }
+        let listeners = self.inner.listeners.load();
+        for (_, count) in &listeners.counters {
+            count(&fact);
+        }
+        if listeners.want_events() {
+            self.hand_out(&listeners, make());
+        }
+    }
+
+    /// Gives `event` to the observers, then to the subscribers.
+    fn hand_out(&self, listeners: &Listeners, event: Event) {
         for (_, observe) in &listeners.observers {
             observe(&event);
         }
@@ -128,7 +183,6 @@ impl EventBus {
             // The last subscriber takes the event itself: no clone.
             gone |= offer(last, event);
         }
-        drop(listeners);
         if gone {
             self.change(|l| l.subscribers.retain(|s| !s.tx.is_disconnected()));
         }
@@ -162,7 +216,10 @@ impl std::fmt::Debug for Observer {
 impl Drop for Observer {
     fn drop(&mut self) {
         let id = self.id;
-        self.bus.change(|l| l.observers.retain(|(o, _)| *o != id));
+        self.bus.change(|l| {
+            l.observers.retain(|(o, _)| *o != id);
+            l.counters.retain(|(c, _)| *c != id);
+        });
     }
 }
 
@@ -284,6 +341,53 @@ mod tests {
         // The last subscriber left after the last emit may still be listed
         // until an emit finds it gone.
         bus.emit(paused);
+        assert!(!bus.is_listened());
+    }
+
+    /// Counters see the fact of every task event, whether emitted as an
+    /// event or as a fact; with only counters listening, no event is built;
+    /// with an observer too, it is, once.
+    #[test]
+    fn counters_see_every_task_fact_and_alone_build_no_event() {
+        use crate::events::{TaskEvent, TaskEventKind, TaskFact};
+        use conveyor_core::TaskId;
+
+        let bus = EventBus::new();
+        let counted = Arc::new(AtomicU64::new(0));
+        let c = counted.clone();
+        let counter = bus.count_tasks(move |fact| {
+            assert_eq!(&**fact.queue, "mail");
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        let (handler, queue): (Arc<str>, Arc<str>) = (Arc::from("send"), Arc::from("mail"));
+        let task = TaskEvent::enqueued(TaskId(7), handler.clone(), queue.clone());
+        let fact = TaskFact {
+            kind: TaskEventKind::Started,
+            handler: &handler,
+            queue: &queue,
+            outcome: None,
+            run_time: None,
+            since_ready: None,
+        };
+        bus.emit_task(fact, || unreachable!("only counters listen"));
+        bus.emit(|| Event::Task(task.clone()));
+        bus.emit(paused);
+        assert_eq!(counted.load(Ordering::Relaxed), 2);
+        let built = Arc::new(AtomicU64::new(0));
+        let observer = bus.observe(|_| {});
+        let b = built.clone();
+        bus.emit_task(fact, || {
+            b.fetch_add(1, Ordering::Relaxed);
+            Event::Task(task.clone())
+        });
+        assert_eq!(
+            (
+                counted.load(Ordering::Relaxed),
+                built.load(Ordering::Relaxed)
+            ),
+            (3, 1)
+        );
+        drop((observer, counter));
         assert!(!bus.is_listened());
     }
 

@@ -6,8 +6,9 @@
 //! - **per task, by `queue` and `handler`**: attempts started, tasks
 //!   succeeded, failed attempts, retries, dead letters, discards and
 //!   cancellations, and histograms of run time and queue wait. They are
-//!   counted from the worker's lifecycle events by an observer that runs in
-//!   place on each event, so a busy worker never loses a count.
+//!   counted from the worker's lifecycle events by a counter that runs in
+//!   place on each task event, so a busy worker never loses a count (and
+//!   where nothing else listens, the events are never built).
 //! - **per worker**: slots, tasks in flight and running, and its counters of
 //!   fetched tasks, lost leases, backend errors, stale settlements and
 //!   dropped callbacks — read from the worker's own counts at each scrape.
@@ -92,7 +93,7 @@ impl Metrics {
 /// the returned [`Observer`] is kept.
 pub fn register_tasks(registry: &mut Registry, bus: &EventBus) -> Observer {
     let series = TaskSeries::register(registry);
-    bus.observe(move |event| series.record(event))
+    bus.count_tasks(move |fact| series.count(fact))
 }
 
 /// Registers a worker's series (per task, and its own) in a registry of

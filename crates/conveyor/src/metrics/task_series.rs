@@ -1,8 +1,10 @@
 //! The per-task series: a counter by queue and handler for each step of a
 //! task's life, and the run-time and queue-wait histograms. They are counted
-//! from the lifecycle events by an [`Observer`](crate::events::Observer),
-//! which is called in place on every event, so no count is ever missed (a
-//! lagging subscriber would undercount).
+//! from the lifecycle events by a counter
+//! ([`EventBus::count_tasks`](crate::events::EventBus::count_tasks)), which
+//! is called in place on every task event, so no count is ever missed (a
+//! lagging subscriber would undercount), and is handed the event's figures
+//! with its names borrowed, so counting builds no event.
 //!
 //! Counting an event takes no lock and writes nothing shared but the counts
 //! themselves: the handles of the pairs seen so far are read from an
@@ -20,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::duration_histogram::DurationHistogram;
-use crate::events::{Event, TaskEventKind};
+use crate::events::{TaskEventKind, TaskFact};
 
 /// `queue` and `handler`, the labels of every task series.
 type Labels = [(&'static str, Arc<str>); 2];
@@ -192,27 +194,24 @@ impl TaskSeries {
         h
     }
 
-    /// Counts one event.
-    pub(crate) fn record(&self, event: &Event) {
-        let Event::Task(task) = event else {
-            return;
-        };
-        if task.kind == TaskEventKind::Enqueued {
+    /// Counts one task event.
+    pub(crate) fn count(&self, fact: &TaskFact<'_>) {
+        if fact.kind == TaskEventKind::Enqueued {
             return;
         }
         let known = self.handles.load();
-        match known.get(&task.queue, &task.handler) {
-            Some(h) => count(h, task),
+        match known.get(fact.queue, fact.handler) {
+            Some(h) => count(h, fact),
             None => {
                 drop(known);
-                count(&self.handles(&task.queue, &task.handler), task);
+                count(&self.handles(fact.queue, fact.handler), fact);
             }
         }
     }
 }
 
 /// Counts `task` in the series of its queue and handler.
-fn count(h: &Handles, task: &crate::events::TaskEvent) {
+fn count(h: &Handles, task: &TaskFact<'_>) {
     let counter = match task.kind {
         TaskEventKind::Enqueued => return,
         TaskEventKind::Started => {
@@ -250,12 +249,12 @@ mod tests {
     use super::*;
     use crate::events::TaskEvent;
 
-    fn event(kind: TaskEventKind, queue: &str, handler: &str) -> Event {
+    fn event(kind: TaskEventKind, queue: &str, handler: &str) -> TaskEvent {
         let mut e = TaskEvent::enqueued(TaskId(1), Arc::from(handler), Arc::from(queue));
         e.kind = kind;
         e.run_time = (kind == TaskEventKind::Succeeded).then_some(Duration::from_millis(3));
         e.at = SystemTime::now();
-        Event::Task(e)
+        e
     }
 
     /// Threads that see new pairs at the same moment each add theirs to
@@ -277,7 +276,7 @@ mod tests {
                             // Each thread walks the pairs from another start.
                             let i = (i + t * 7 + r) % pairs;
                             let (queue, handler) = (format!("q{}", i % 5), format!("h{i}"));
-                            series.record(&event(TaskEventKind::Started, &queue, &handler));
+                            series.count(&event(TaskEventKind::Started, &queue, &handler).fact());
                         }
                     }
                 });
@@ -307,9 +306,9 @@ mod tests {
         for round in 0..3 {
             for i in 0..pairs {
                 let (queue, handler) = (format!("q{}", i % 3), format!("h{i}"));
-                series.record(&event(TaskEventKind::Started, &queue, &handler));
+                series.count(&event(TaskEventKind::Started, &queue, &handler).fact());
                 if round < 2 {
-                    series.record(&event(TaskEventKind::Succeeded, &queue, &handler));
+                    series.count(&event(TaskEventKind::Succeeded, &queue, &handler).fact());
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
 use crate::engine::completion::{AttemptScope, AttemptStart, CompletionSink};
-use crate::events::{Event, EventBus, TaskEvent, TaskEventKind};
+use crate::events::{Event, EventBus, TaskEvent, TaskEventKind, TaskFact};
 use crate::output::Output;
 use crate::results::TaskResult;
 
@@ -36,7 +36,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         };
         let clear = attempt > 1 && self.follow_ups;
         let retries = sh.retries;
-        let listened = self.events.is_listened();
+        let events = &self.events;
         // One look at the held entry tells everything the start needs.
         let started = sh.held.with_mut(id, |e| {
             if clear {
@@ -46,39 +46,23 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             }
             let first = !std::mem::replace(&mut e.running, true);
             let counted = matches!(retries, Retries::BySource).then_some(e.attempt);
-            let event = listened.then(|| (e.route.name.clone(), e.queue.clone(), e.ready_at));
+            if events.is_listened() {
+                // Emitted here, where the names can be lent (cloning them
+                // out costs the same as counting).
+                started_event(events, e, counted.unwrap_or(attempt), id);
+            }
             let start = AttemptStart {
                 scope: attempt_span(e, retries, id, attempt),
                 attempt: counted,
             };
-            (first, start, event)
+            (first, start)
         });
-        let Some((first_start, start, event)) = started else {
+        let Some((first_start, start)) = started else {
             return AttemptStart::default();
         };
         if first_start {
             sh.counters.running.fetch_add(1, Ordering::Relaxed);
         }
-        let Some((handler, queue, ready_at)) = event else {
-            return start;
-        };
-        let attempt = start.attempt.unwrap_or(attempt);
-        self.events.emit(|| {
-            let at = SystemTime::now();
-            Event::Task(TaskEvent {
-                kind: TaskEventKind::Started,
-                id,
-                handler,
-                queue,
-                attempt,
-                outcome: None,
-                error: None,
-                queue_wait: None,
-                run_time: None,
-                since_ready: ready_at.map(|r| at.duration_since(r).unwrap_or_default()),
-                at,
-            })
-        });
         start
     }
 
@@ -111,7 +95,9 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         }
         let trace_id = end_attempt_span(&mut entry, &result, error.as_deref());
         self.events
-            .emit(|| task_event(&entry, &result, &step, error.clone(), sh.retries));
+            .emit_task(ended_fact(&entry, &result, &step), || {
+                task_event(&entry, &result, &step, error.clone(), sh.retries)
+            });
         let follow_ups = match action {
             FinishAction::Complete { .. } => entry.follow_ups,
             _ => Vec::new(),
@@ -211,6 +197,69 @@ fn end_attempt_span<P, R>(_: &mut Entry<P, R>, _: &TaskResult, _: Option<&str>) 
     None
 }
 
+/// Emits the `Started` event of `e`'s attempt `attempt`.
+fn started_event<P, R>(events: &EventBus, e: &Entry<P, R>, attempt: u32, id: TaskId) {
+    let at = SystemTime::now();
+    let since_ready = e.ready_at.map(|r| at.duration_since(r).unwrap_or_default());
+    let fact = TaskFact {
+        kind: TaskEventKind::Started,
+        handler: &e.route.name,
+        queue: &e.queue,
+        outcome: None,
+        run_time: None,
+        since_ready,
+    };
+    events.emit_task(fact, || {
+        Event::Task(TaskEvent {
+            kind: TaskEventKind::Started,
+            id,
+            handler: e.route.name.clone(),
+            queue: e.queue.clone(),
+            attempt,
+            outcome: None,
+            error: None,
+            queue_wait: None,
+            run_time: None,
+            since_ready,
+            at,
+        })
+    });
+}
+
+/// The kind of event that ends an attempt settled with `step`.
+fn ended_kind(step: &NextStep) -> TaskEventKind {
+    match step {
+        NextStep::Done => TaskEventKind::Succeeded,
+        NextStep::Retry { .. } => TaskEventKind::Retried,
+        NextStep::Discard => TaskEventKind::Discarded,
+        NextStep::Release => TaskEventKind::Cancelled,
+        _ => TaskEventKind::DeadLettered,
+    }
+}
+
+/// The fact of [`task_event`]'s event, with the entry's names lent.
+fn ended_fact<'a, P, R>(
+    entry: &'a Entry<P, R>,
+    result: &TaskResult,
+    step: &NextStep,
+) -> TaskFact<'a> {
+    TaskFact {
+        kind: ended_kind(step),
+        handler: &entry.route.name,
+        queue: &entry.queue,
+        outcome: (result.attempts > 0).then(|| result.outcome.kind()),
+        run_time: run_time(result),
+        since_ready: None,
+    }
+}
+
+/// How long the attempt of `result` ran, if it started.
+fn run_time(result: &TaskResult) -> Option<Duration> {
+    result
+        .started_at
+        .map(|s| result.finished_at.saturating_duration_since(s))
+}
+
 /// The event of a settled task.
 fn task_event<P, R>(
     entry: &Entry<P, R>,
@@ -219,13 +268,7 @@ fn task_event<P, R>(
     error: Option<String>,
     retries: Retries,
 ) -> Event {
-    let kind = match step {
-        NextStep::Done => TaskEventKind::Succeeded,
-        NextStep::Retry { .. } => TaskEventKind::Retried,
-        NextStep::Discard => TaskEventKind::Discarded,
-        NextStep::Release => TaskEventKind::Cancelled,
-        _ => TaskEventKind::DeadLettered,
-    };
+    let kind = ended_kind(step);
     let attempt = match retries {
         Retries::BySource if result.attempts > 0 => entry.attempt,
         _ => result.attempts,
@@ -241,9 +284,7 @@ fn task_event<P, R>(
         queue_wait: result
             .started_at
             .map(|s| s.saturating_duration_since(result.submitted_at)),
-        run_time: result
-            .started_at
-            .map(|s| result.finished_at.saturating_duration_since(s)),
+        run_time: run_time(result),
         since_ready: None,
         at: SystemTime::now(),
     })
