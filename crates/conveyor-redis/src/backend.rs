@@ -253,6 +253,14 @@ impl Backend for RedisBackend {
         Capabilities::ALL
     }
 
+    /// Two: the second reservation's call waits on the connection while the
+    /// server runs the first, so the server starts it the moment the first
+    /// is answered instead of after the worker has read that answer and
+    /// asked again.
+    fn reserves_in_flight(&self) -> usize {
+        2
+    }
+
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         for t in &tasks {
             t.validate()?;
