@@ -319,3 +319,78 @@ async fn a_settlement_that_fails_for_good_holds_back_no_other() {
     assert_eq!(receipts, vec![10, 11, 12, 14, 15], "all but the bad one");
     assert!(report.stats.backend_errors >= 3, "{:?}", report.stats);
 }
+
+/// Keeps the runner's `Control`, to cancel tasks from an observer.
+struct Cancelling(Arc<Scripted>, Arc<Mutex<Option<conveyor::source::Control>>>);
+
+#[async_trait]
+impl Source for Cancelling {
+    type Payload = Vec<u8>;
+    type Receipt = u64;
+
+    fn attach(&self, control: conveyor::source::Control) {
+        *self.1.lock() = Some(control);
+    }
+
+    async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+        Src(self.0.clone()).fetch(max).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) -> bool {
+        Src(self.0.clone()).wait_for_work(timeout).await
+    }
+
+    async fn settle(&self, batch: Vec<Settlement<u64>>) -> Result<Vec<Result<(), Error>>, Error> {
+        Src(self.0.clone()).settle(batch).await
+    }
+}
+
+/// An observer may call back into the runner: one that cancels every task
+/// it sees start (through the source's `Control`) gets each one cancelled
+/// and settled, and the runner goes on — the event is handed out after the
+/// runner lets go of the task, never while it holds it (it would wait on
+/// itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_that_calls_back_into_the_runner_does_not_stall_it() {
+    use conveyor::events::{Event, TaskEventKind};
+
+    let source = Arc::new(Scripted::default());
+    let control = Arc::new(Mutex::new(None::<conveyor::source::Control>));
+    let slow = Handler::io("echo", |s: String, _ctx| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok::<_, TaskError>(s)
+    });
+    let runner = Runner::new(
+        Cancelling(source.clone(), control.clone()),
+        echo_routes(slow),
+    )
+    .slots(4)
+    .poll_interval(Duration::from_millis(10));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let (c, n) = (control.clone(), cancelled.clone());
+    let _observer = runner.events().observe(move |event| {
+        if let Event::Task(t) = event {
+            if t.kind == TaskEventKind::Started {
+                let control = c.lock().clone();
+                if control.is_some_and(|c| c.cancel(t.id)) {
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    for i in 0..8 {
+        source.push(i, 100 + i, "x");
+    }
+    let settled = source.settled_count(8).await;
+    handle.stop();
+    run.await.unwrap().unwrap();
+    assert_eq!(cancelled.load(Ordering::SeqCst), 8);
+    assert!(
+        settled
+            .iter()
+            .all(|s| s.outcome == Some(conveyor::OutcomeKind::Cancelled)),
+        "{settled:?}"
+    );
+}

@@ -115,10 +115,15 @@ impl EventBus {
     /// from now on, in the thread that emits it, like an
     /// [`observe`](Self::observe)r: nothing is ever lost. Where only
     /// counters listen, the events themselves are never built, so counting
-    /// costs no allocation and no write to the names' shared counts. It
-    /// must be quick and must not block. Dropping the returned
-    /// [`Observer`] stops the calls.
-    pub fn count_tasks(&self, counter: impl Fn(&TaskFact<'_>) + Send + Sync + 'static) -> Observer {
+    /// costs no allocation and no write to the names' shared counts.
+    /// Counters are conveyor's own (the metrics): they may be called while
+    /// a runner holds its lock on the task, so they must only count, never
+    /// call back into a worker. Dropping the returned [`Observer`] stops
+    /// the calls.
+    pub(crate) fn count_tasks(
+        &self,
+        counter: impl Fn(&TaskFact<'_>) + Send + Sync + 'static,
+    ) -> Observer {
         let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
         let counter: CounterFn = Arc::new(counter);
         self.change(|l| l.counters.push((id, counter)));
@@ -157,7 +162,7 @@ impl EventBus {
     /// Emits a task event: its `fact` to the counters, and the event `make`
     /// builds to the observers and subscribers, built only if any listen
     /// (the fact must be the one the event's would be). Never waits.
-    pub fn emit_task(&self, fact: TaskFact<'_>, make: impl FnOnce() -> Event) {
+    pub(crate) fn emit_task(&self, fact: TaskFact<'_>, make: impl FnOnce() -> Event) {
         if !self.is_listened() {
             return;
         }
@@ -168,6 +173,34 @@ impl EventBus {
         if listeners.want_events() {
             self.hand_out(&listeners, make());
         }
+    }
+
+    /// Gives `fact` to the counters alone; returns the event `make` builds
+    /// when observers or subscribers want it, for the caller to hand them
+    /// with [`emit_uncounted`](Self::emit_uncounted) — where the fact's
+    /// names are only lent under a lock, and the observers' code (which may
+    /// call back into the worker) must run after it is released.
+    pub(crate) fn count_then_build(
+        &self,
+        fact: TaskFact<'_>,
+        make: impl FnOnce() -> Event,
+    ) -> Option<Event> {
+        if !self.is_listened() {
+            return None;
+        }
+        let listeners = self.inner.listeners.load();
+        for (_, count) in &listeners.counters {
+            count(&fact);
+        }
+        listeners.want_events().then(make)
+    }
+
+    /// Gives an event whose fact the counters have had
+    /// ([`count_then_build`](Self::count_then_build)) to the observers and
+    /// subscribers.
+    pub(crate) fn emit_uncounted(&self, event: Event) {
+        let listeners = self.inner.listeners.load();
+        self.hand_out(&listeners, event);
     }
 
     /// Gives `event` to the observers, then to the subscribers.

@@ -112,24 +112,24 @@ impl TaskEvent {
 /// thread, and a profile of a 500-slot worker put most of an event's cost
 /// there.
 #[derive(Debug, Clone, Copy)]
-pub struct TaskFact<'a> {
+pub(crate) struct TaskFact<'a> {
     /// What happened.
-    pub kind: TaskEventKind,
+    pub(crate) kind: TaskEventKind,
     /// The task's handler.
-    pub handler: &'a Arc<str>,
+    pub(crate) handler: &'a Arc<str>,
     /// Its queue (or topic).
-    pub queue: &'a Arc<str>,
+    pub(crate) queue: &'a Arc<str>,
     /// How the attempt ended, for the events that end one.
-    pub outcome: Option<OutcomeKind>,
+    pub(crate) outcome: Option<OutcomeKind>,
     /// How long the attempt ran.
-    pub run_time: Option<Duration>,
+    pub(crate) run_time: Option<Duration>,
     /// On `Started`: from when the task became ready to run to this start.
-    pub since_ready: Option<Duration>,
+    pub(crate) since_ready: Option<Duration>,
 }
 
 impl TaskEvent {
     /// The fact a counter reads of this event.
-    pub fn fact(&self) -> TaskFact<'_> {
+    pub(crate) fn fact(&self) -> TaskFact<'_> {
         TaskFact {
             kind: self.kind,
             handler: &self.handler,

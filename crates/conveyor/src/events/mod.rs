@@ -5,13 +5,13 @@
 //! with a bounded queue of its own. Emitting never waits: a subscriber that
 //! falls behind loses the events that do not fit and is told how many
 //! ([`Subscription::lagged`]). An [`Observer`] instead is called in place on
-//! every event and never misses one. A counter ([`EventBus::count_tasks`],
-//! what metrics count with) is called in place too, with a [`TaskFact`]
-//! that borrows the task's names: where only counters listen, a task's
+//! every event and never misses one. The metrics count in place too, from
+//! a fact that borrows the task's names: where only they listen, a task's
 //! event is never built. With nobody listening an emit is one atomic load.
 
 mod bus;
 mod event;
 
 pub use bus::{EventBus, Observer, Subscription};
-pub use event::{Event, SourceEvent, TaskEvent, TaskEventKind, TaskFact, WorkerEvent};
+pub(crate) use event::TaskFact;
+pub use event::{Event, SourceEvent, TaskEvent, TaskEventKind, WorkerEvent};

@@ -46,22 +46,26 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             }
             let first = !std::mem::replace(&mut e.running, true);
             let counted = matches!(retries, Retries::BySource).then_some(e.attempt);
-            if events.is_listened() {
-                // Emitted here, where the names can be lent (cloning them
-                // out costs the same as counting).
-                started_event(events, e, counted.unwrap_or(attempt), id);
-            }
+            // Counted here, where the names can be lent; the event, when
+            // anyone else wants it, is handed out after the lock.
+            let event = events
+                .is_listened()
+                .then(|| count_start(events, e, counted.unwrap_or(attempt), id))
+                .flatten();
             let start = AttemptStart {
                 scope: attempt_span(e, retries, id, attempt),
                 attempt: counted,
             };
-            (first, start)
+            (first, start, event)
         });
-        let Some((first_start, start)) = started else {
+        let Some((first_start, start, event)) = started else {
             return AttemptStart::default();
         };
         if first_start {
             sh.counters.running.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(event) = event {
+            events.emit_uncounted(event);
         }
         start
     }
@@ -197,8 +201,15 @@ fn end_attempt_span<P, R>(_: &mut Entry<P, R>, _: &TaskResult, _: Option<&str>) 
     None
 }
 
-/// Emits the `Started` event of `e`'s attempt `attempt`.
-fn started_event<P, R>(events: &EventBus, e: &Entry<P, R>, attempt: u32, id: TaskId) {
+/// Counts the start of `e`'s attempt `attempt` (the counters read its names
+/// in place), and returns its `Started` event when observers or
+/// subscribers want it.
+fn count_start<P, R>(
+    events: &EventBus,
+    e: &Entry<P, R>,
+    attempt: u32,
+    id: TaskId,
+) -> Option<Event> {
     let at = SystemTime::now();
     let since_ready = e.ready_at.map(|r| at.duration_since(r).unwrap_or_default());
     let fact = TaskFact {
@@ -209,7 +220,7 @@ fn started_event<P, R>(events: &EventBus, e: &Entry<P, R>, attempt: u32, id: Tas
         run_time: None,
         since_ready,
     };
-    events.emit_task(fact, || {
+    events.count_then_build(fact, || {
         Event::Task(TaskEvent {
             kind: TaskEventKind::Started,
             id,
@@ -223,7 +234,7 @@ fn started_event<P, R>(events: &EventBus, e: &Entry<P, R>, attempt: u32, id: Tas
             since_ready,
             at,
         })
-    });
+    })
 }
 
 /// The kind of event that ends an attempt settled with `step`.
