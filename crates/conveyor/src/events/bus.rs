@@ -102,13 +102,8 @@ impl EventBus {
     /// stops the calls: an emit that starts after the drop never calls it
     /// (one already under way on another thread may still finish its call).
     pub fn observe(&self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Observer {
-        let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
         let observer: ObserverFn = Arc::new(observer);
-        self.change(|l| l.observers.push((id, observer)));
-        Observer {
-            bus: self.clone(),
-            id,
-        }
+        self.register(|l, id| l.observers.push((id, observer)))
     }
 
     /// Calls `counter` with the [`TaskFact`] of every task event emitted
@@ -124,9 +119,15 @@ impl EventBus {
         &self,
         counter: impl Fn(&TaskFact<'_>) + Send + Sync + 'static,
     ) -> Observer {
-        let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
         let counter: CounterFn = Arc::new(counter);
-        self.change(|l| l.counters.push((id, counter)));
+        self.register(|l, id| l.counters.push((id, counter)))
+    }
+
+    /// Adds a listener with `add` under a new id, removed again when the
+    /// returned [`Observer`] is dropped.
+    fn register(&self, add: impl FnOnce(&mut Listeners, u64)) -> Observer {
+        let id = self.inner.next_observer.fetch_add(1, Ordering::Relaxed);
+        self.change(|l| add(l, id));
         Observer {
             bus: self.clone(),
             id,
@@ -163,15 +164,8 @@ impl EventBus {
     /// builds to the observers and subscribers, built only if any listen
     /// (the fact must be the one the event's would be). Never waits.
     pub(crate) fn emit_task(&self, fact: TaskFact<'_>, make: impl FnOnce() -> Event) {
-        if !self.is_listened() {
-            return;
-        }
-        let listeners = self.inner.listeners.load();
-        for (_, count) in &listeners.counters {
-            count(&fact);
-        }
-        if listeners.want_events() {
-            self.hand_out(&listeners, make());
+        if let Some(event) = self.count_then_build(fact, make) {
+            self.emit_uncounted(event);
         }
     }
 

@@ -127,6 +127,33 @@ pub(crate) struct TaskFact<'a> {
     pub(crate) since_ready: Option<Duration>,
 }
 
+impl TaskFact<'_> {
+    /// The event of this fact, its names cloned: what observers and
+    /// subscribers are given, built from the fact so the two cannot differ.
+    pub(crate) fn event(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        error: Option<String>,
+        queue_wait: Option<Duration>,
+        at: SystemTime,
+    ) -> Event {
+        Event::Task(TaskEvent {
+            kind: self.kind,
+            id,
+            handler: self.handler.clone(),
+            queue: self.queue.clone(),
+            attempt,
+            outcome: self.outcome,
+            error,
+            queue_wait,
+            run_time: self.run_time,
+            since_ready: self.since_ready,
+            at,
+        })
+    }
+}
+
 impl TaskEvent {
     /// The fact a counter reads of this event.
     pub(crate) fn fact(&self) -> TaskFact<'_> {

@@ -27,8 +27,8 @@ pub(crate) const BUCKETS: [f64; 19] = [
 
 /// [`BUCKETS`] in whole nanoseconds (every bound is a whole number of them;
 /// rounded, as `0.005 * 1e9` may come out a hair below 5,000,000).
-const BOUNDS_NS: [u64; 19] = {
-    let mut ns = [0u64; 19];
+const BOUNDS_NS: [u64; BUCKETS.len()] = {
+    let mut ns = [0u64; BUCKETS.len()];
     let mut i = 0;
     while i < BUCKETS.len() {
         ns[i] = (BUCKETS[i] * 1e9 + 0.5) as u64;

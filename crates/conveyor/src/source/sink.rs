@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
 use crate::engine::completion::{AttemptScope, AttemptStart, CompletionSink};
-use crate::events::{Event, EventBus, TaskEvent, TaskEventKind, TaskFact};
+use crate::events::{Event, EventBus, TaskEventKind, TaskFact};
 use crate::output::Output;
 use crate::results::TaskResult;
 
@@ -98,10 +98,23 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             tracing::debug!(task = %result.id, handler = %result.handler, ?step, %error, "settled");
         }
         let trace_id = end_attempt_span(&mut entry, &result, error.as_deref());
-        self.events
-            .emit_task(ended_fact(&entry, &result, &step), || {
-                task_event(&entry, &result, &step, error.clone(), sh.retries)
-            });
+        let fact = ended_fact(&entry, &result, &step);
+        self.events.emit_task(fact, || {
+            let attempt = match sh.retries {
+                Retries::BySource if result.attempts > 0 => entry.attempt,
+                _ => result.attempts,
+            };
+            let queue_wait = result
+                .started_at
+                .map(|s| s.saturating_duration_since(result.submitted_at));
+            fact.event(
+                result.id,
+                attempt,
+                error.clone(),
+                queue_wait,
+                SystemTime::now(),
+            )
+        });
         let follow_ups = match action {
             FinishAction::Complete { .. } => entry.follow_ups,
             _ => Vec::new(),
@@ -220,21 +233,7 @@ fn count_start<P, R>(
         run_time: None,
         since_ready,
     };
-    events.count_then_build(fact, || {
-        Event::Task(TaskEvent {
-            kind: TaskEventKind::Started,
-            id,
-            handler: e.route.name.clone(),
-            queue: e.queue.clone(),
-            attempt,
-            outcome: None,
-            error: None,
-            queue_wait: None,
-            run_time: None,
-            since_ready,
-            at,
-        })
-    })
+    events.count_then_build(fact, || fact.event(id, attempt, None, None, at))
 }
 
 /// The kind of event that ends an attempt settled with `step`.
@@ -248,7 +247,7 @@ fn ended_kind(step: &NextStep) -> TaskEventKind {
     }
 }
 
-/// The fact of [`task_event`]'s event, with the entry's names lent.
+/// The fact of the event that ends `entry`'s attempt, with its names lent.
 fn ended_fact<'a, P, R>(
     entry: &'a Entry<P, R>,
     result: &TaskResult,
@@ -269,36 +268,6 @@ fn run_time(result: &TaskResult) -> Option<Duration> {
     result
         .started_at
         .map(|s| result.finished_at.saturating_duration_since(s))
-}
-
-/// The event of a settled task.
-fn task_event<P, R>(
-    entry: &Entry<P, R>,
-    result: &TaskResult,
-    step: &NextStep,
-    error: Option<String>,
-    retries: Retries,
-) -> Event {
-    let kind = ended_kind(step);
-    let attempt = match retries {
-        Retries::BySource if result.attempts > 0 => entry.attempt,
-        _ => result.attempts,
-    };
-    Event::Task(TaskEvent {
-        kind,
-        id: result.id,
-        handler: entry.route.name.clone(),
-        queue: entry.queue.clone(),
-        attempt,
-        outcome: (result.attempts > 0).then(|| result.outcome.kind()),
-        error,
-        queue_wait: result
-            .started_at
-            .map(|s| s.saturating_duration_since(result.submitted_at)),
-        run_time: run_time(result),
-        since_ready: None,
-        at: SystemTime::now(),
-    })
 }
 
 /// The next step of a held task whose attempt ended as `result`, and what the
