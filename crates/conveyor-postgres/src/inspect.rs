@@ -154,8 +154,8 @@ fn keyset(order: ListOrder, column: &str) -> String {
     }
 }
 
-/// The limit of a walk along the primary key, read through a sub-select
-/// so that the planner does not know it. Knowing it, the planner plans each
+/// The limit of a walk along the primary key, parameter `$param`, read
+/// through a sub-select so that the planner does not know it. Knowing it, the planner plans each
 /// call for its values (PostgreSQL's custom plans, the first five calls of
 /// a prepared statement on each connection): it takes `state + 0 = …` to
 /// match 0.5% of the tasks, expects the walk to reach the end of the table
@@ -165,9 +165,9 @@ fn keyset(order: ListOrder, column: &str) -> String {
 /// 106 ms). A limit it does not know it takes to cut early (10% of the
 /// rows), and it walks the key: checked with statistics at 100,000,
 /// 200,000 and 1,000,000 tasks, and without at 1,000,000.
-const WALK_LIMIT_7: &str = "(SELECT $7::bigint)";
-/// [`WALK_LIMIT_7`], for a statement whose limit is `$5`.
-const WALK_LIMIT_5: &str = "(SELECT $5::bigint)";
+pub(crate) fn walk_limit(param: u8) -> String {
+    format!("(SELECT ${param}::bigint)")
+}
 
 /// The walk of [`PostgresBackend::walk_page`] over table `t` for the tasks
 /// of state `code`: `$1` queue or NULL, `$2` handler or NULL, `$3` and `$4`
@@ -188,7 +188,7 @@ fn walk_sql(t: &str, code: i64, order: ListOrder) -> String {
         "WITH scan AS (
              SELECT id, queue, handler, payload, error FROM {t}
              WHERE state + 0 = {code} AND ($1::text IS NULL OR queue = $1) AND {keyset}
-             LIMIT {WALK_LIMIT_7}
+             LIMIT {limit}
          ),
          hits AS (
              SELECT id FROM scan WHERE {FILTERS} ORDER BY id {direction} LIMIT $6
@@ -200,6 +200,7 @@ fn walk_sql(t: &str, code: i64, order: ListOrder) -> String {
          ) r ON true
          ORDER BY r.id {direction}",
         keyset = keyset(order, "id"),
+        limit = walk_limit(7),
     )
 }
 
@@ -390,7 +391,7 @@ impl PostgresBackend {
         // own index the planner would read every task of the state and sort
         // them (measured: 0.5 s at a million), where the walk by id stops
         // after the budget. The budget is read through a sub-select (see
-        // `WALK_LIMIT_7`).
+        // `walk_limit`).
         let budget = to_i64(SCAN_BUDGET);
         let text = walk_sql(&t, code, params.order);
         let stmt = Self::prepared(conn, what, &text).await?;
@@ -456,9 +457,10 @@ impl PostgresBackend {
                 "WITH scan AS (
                      SELECT queue, handler, payload, error FROM {t}
                      WHERE state + 0 = {code} AND ($1::text IS NULL OR queue = $1)
-                     ORDER BY id LIMIT {WALK_LIMIT_5}
+                     ORDER BY id LIMIT {limit}
                  )
-                 SELECT count(*) FILTER (WHERE {FILTERS})::bigint, count(*)::bigint FROM scan"
+                 SELECT count(*) FILTER (WHERE {FILTERS})::bigint, count(*)::bigint FROM scan",
+                limit = walk_limit(5),
             )
         };
         let stmt = Self::prepared(&conn, what, &text).await?;

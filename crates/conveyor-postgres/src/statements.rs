@@ -13,6 +13,7 @@
 use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
 use conveyor_core::{codes, TaskState, Transition};
 
+use crate::inspect::walk_limit;
 use crate::schema::Schema;
 
 /// Kinds of report in the `finish` arrays (private to this crate; never stored).
@@ -412,13 +413,14 @@ impl Statements {
         // cursor in the id index, never by skipping rows. Only for a state
         // too common for its own index, so the limit is read through a
         // sub-select that keeps the planner walking the key (see
-        // `inspect::WALK_LIMIT_7`).
+        // `inspect::walk_limit`).
         let list = |keyset: &str| {
             format!(
                 "SELECT {RECORD_COLUMNS} FROM {t}
                  WHERE state = $1 AND ($2::text IS NULL OR queue = $2)
                    AND ($4::text IS NULL OR handler = $4) AND {keyset}
-                 LIMIT (SELECT $3::bigint)"
+                 LIMIT {limit}",
+                limit = walk_limit(3),
             )
         };
         let list_oldest = list("id > $5 ORDER BY id");
