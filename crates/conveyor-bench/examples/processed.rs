@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "../src/cpu_time.rs"]
+mod cpu_time;
+
 use conveyor::durable::{Backend, NewTask, RedisBackend, Worker};
 use conveyor::{Handler, SystemClock, TaskError};
 use tokio::sync::Notify;
@@ -55,12 +58,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let metrics = metrics_on.then(|| conveyor::metrics::Metrics::for_worker(&worker));
     let stopper = worker.stopper();
-    let cpu = cpu_time();
+    let cpu = cpu_time::own();
     let t = Instant::now();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
     all.notified().await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
-    let cpu_per_task = (cpu_time() - cpu) / n as f64 * 1e6;
+    let cpu_per_task = (cpu_time::own() - cpu) / n as f64 * 1e6;
     stopper.stop();
     let _ = run.await;
     if let Some(redis) = redis {
@@ -73,16 +76,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("{slots} slots{watched}: {rate:.0} tasks/s, {cpu_per_task:.2} µs CPU/task");
     Ok(())
-}
-
-/// The CPU time this process has used so far, in seconds (user + system).
-fn cpu_time() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }

@@ -9,7 +9,7 @@
 //! apart. Needs a broker (`scripts/kafka-broker.sh start`).
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use conveyor::{Handler, TaskError};
@@ -46,28 +46,45 @@ impl Work {
     }
 }
 
-/// First start and last finish of a run, and how many finished.
-#[derive(Default)]
+/// First start and last finish of a run, and how many finished; lock-free,
+/// so the clock adds no contention between the handlers it times.
 struct Clock {
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
+    base: Instant,
+    first: OnceLock<Instant>,
+    /// Nanoseconds from `base` to the latest finish.
+    last: AtomicU64,
     done: AtomicU64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+            first: OnceLock::new(),
+            last: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Clock {
     fn start(&self) {
-        let mut f = self.first.lock().unwrap_or_else(|e| e.into_inner());
-        f.get_or_insert_with(Instant::now);
+        if self.first.get().is_none() {
+            let _ = self.first.set(Instant::now());
+        }
     }
     fn finish(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let at = self.base.elapsed().as_nanos() as u64;
+        self.last.fetch_max(at, AtomicOrdering::Relaxed);
         self.done.fetch_add(1, AtomicOrdering::SeqCst);
     }
     fn elapsed(&self) -> f64 {
-        let f = *self.first.lock().unwrap_or_else(|e| e.into_inner());
-        let l = *self.last.lock().unwrap_or_else(|e| e.into_inner());
-        match (f, l) {
-            (Some(f), Some(l)) => (l - f).as_secs_f64(),
+        let last = self.last.load(AtomicOrdering::SeqCst);
+        match self.first.get() {
+            Some(f) if last > 0 => {
+                let last = self.base + Duration::from_nanos(last);
+                last.saturating_duration_since(*f).as_secs_f64()
+            }
             _ => f64::NAN,
         }
     }
@@ -175,6 +192,87 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
          (a large read-ahead avoids pauses); the baseline sleeps with thread::sleep, conveyor's \
          io handler with tokio's 1 ms timer"
     ));
+}
+
+/// No-op throughput alone: produces `n` records once, then alternates the
+/// bare loop and conveyor (unordered and key order, 1,000 in flight, the
+/// default read-ahead) for `rounds` rounds, each in a new group; prints each
+/// rate and its ratio to the bare loop of the same round.
+pub async fn noop_rounds(brokers: &str, n: u64, rounds: u32) {
+    let topic = format!("bench-noop-{:08x}", fastrand::u32(..));
+    if let Err(e) = conveyor_kafka::create_topics(brokers, &[(&topic, PARTITIONS)]).await {
+        eprintln!("kafka: cannot create a topic on {brokers}: {e}");
+        return;
+    }
+    let (b, t) = (brokers.to_string(), topic.clone());
+    if !matches!(
+        tokio::task::spawn_blocking(move || produce(&b, &t, n, 1_000)).await,
+        Ok(Ok(()))
+    ) {
+        eprintln!("kafka: producing the records failed");
+        return;
+    }
+    let ahead = conveyor_kafka::DEFAULT_READ_AHEAD;
+    let mut ratios: Vec<(&str, Vec<f64>)> = vec![
+        ("unordered", vec![]),
+        ("key", vec![]),
+        ("unordered-big", vec![]),
+    ];
+    for round in 1..=rounds {
+        let cpu = Cpu::now();
+        let base = n as f64 / sequential(brokers, &topic, n, Work::Noop).await;
+        println!("round {round}: bare loop {base:.0} msg/s, {}", cpu.per(n));
+        for (name, ordering, ahead) in [
+            ("unordered", Ordering::Unordered, ahead),
+            ("key", Ordering::Key, ahead),
+            ("unordered-big", Ordering::Unordered, 1_000_000),
+        ] {
+            let cpu = Cpu::now();
+            let t = conveyor(brokers, &topic, n, ordering, (1000, ahead), Work::Noop).await;
+            let rate = n as f64 / t;
+            println!(
+                "round {round}: conveyor {name} {rate:.0} msg/s = {:.2}x, {}",
+                rate / base,
+                cpu.per(n)
+            );
+            if let Some((_, r)) = ratios.iter_mut().find(|(m, _)| *m == name) {
+                r.push(rate / base);
+            }
+        }
+    }
+    for (name, r) in ratios {
+        println!(
+            "median conveyor {name} / bare loop: {:.2}x",
+            crate::report::median(&r)
+        );
+    }
+}
+
+/// CPU time of this process and of the broker (tansu) since a start.
+struct Cpu {
+    own: f64,
+    broker: f64,
+}
+
+impl Cpu {
+    fn now() -> Self {
+        Self {
+            own: crate::cpu_time::own(),
+            broker: crate::cpu_time::of_processes("tansu"),
+        }
+    }
+
+    /// Microseconds of CPU per message since `self`, ours and the broker's
+    /// (whole runs: group joins and shutdowns included).
+    fn per(&self, n: u64) -> String {
+        let now = Self::now();
+        let us = |a: f64, b: f64| (b - a) / n as f64 * 1e6;
+        format!(
+            "CPU/msg {:.1} us here, {:.1} us broker",
+            us(self.own, now.own),
+            us(self.broker, now.broker)
+        )
+    }
 }
 
 fn produce(brokers: &str, topic: &str, n: u64, keys: u64) -> Result<(), String> {

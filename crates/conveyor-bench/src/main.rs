@@ -22,6 +22,7 @@ mod apalis_sqlite_peer;
 mod celery;
 mod cmdrun;
 mod cpu;
+mod cpu_time;
 mod inspect;
 mod kafka;
 mod namespace;
@@ -103,6 +104,26 @@ fn main() {
             let rate = runtime.block_on(subject.measure(n));
             println!("{} no-op: {rate:.0} tasks/s", subject.name());
         }
+        return;
+    }
+    // Hidden: Kafka no-op throughput alone, alternating rounds of the bare
+    // loop and conveyor on one topic, for profilers
+    // (`kafka-noop [--brokers HOST:PORT] [--records N] [--rounds N]`).
+    if which == "kafka-noop" {
+        let flag = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let brokers = flag("--brokers")
+            .or_else(|| std::env::var("CONVEYOR_KAFKA_BROKERS").ok())
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let records = flag("--records")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(50_000);
+        let rounds = flag("--rounds").and_then(|a| a.parse().ok()).unwrap_or(3);
+        runtime.block_on(kafka::noop_rounds(&brokers, records, rounds));
         return;
     }
     // Hidden: one sleep-bound subject alone, for profilers

@@ -14,6 +14,14 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 50;
 /// The default [`ConsumerConfig::read_ahead`].
 pub const DEFAULT_READ_AHEAD: usize = 10_000;
 
+/// The default [`ConsumerConfig::pause_after`].
+pub const DEFAULT_PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest [`ConsumerConfig::pause_after`]: rebalances wait while the
+/// consumer holds, and the group gives up on a member that does not serve
+/// them within its rebalance timeout (`max.poll.interval.ms`, 5 min).
+pub const MAX_PAUSE_AFTER: Duration = Duration::from_secs(60);
+
 /// Where messages go whose last attempt failed (or that could not be decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetter {
@@ -71,13 +79,21 @@ pub struct ConsumerConfig {
     /// Messages taken ahead — while every in-flight slot is busy, or behind
     /// their busy key — so a freed slot is refilled at once instead of after
     /// a fetch (default 10,000, in line with librdkafka's own prefetch).
-    /// The partitions are paused when the read-ahead is full, and resumed once
-    /// it is half empty (with 0: paused when every slot is busy, resumed at
-    /// the first free one). librdkafka drops what it prefetched for a paused
-    /// partition and fetches it again on resume, so a small read-ahead makes
-    /// the consumer pay a fetch round trip every few messages. Memory holds at
-    /// most `max_in_flight + read_ahead` records.
+    /// When it is full (with 0: when every slot is busy) the consumer stops
+    /// taking records, and pauses the partitions if it is still full after
+    /// [`ConsumerConfig::pause_after`]; paused, it resumes once the
+    /// read-ahead is half empty (with 0: at the first free slot). librdkafka
+    /// drops what it prefetched for a paused partition and fetches it again
+    /// on resume, so a small read-ahead makes the consumer pay a fetch round
+    /// trip every few messages. Memory holds at most
+    /// `max_in_flight + read_ahead` records taken from the client.
     pub read_ahead: usize,
+    /// How long the read-ahead may stay full before the partitions are
+    /// paused (default 1 s; at most 60 s). Until then the consumer only stops
+    /// taking records: the client keeps its prefetch, so a consumer that
+    /// frees room within this time never pays for a refetch. Rebalances and
+    /// the client's callbacks wait meanwhile; zero pauses at once.
+    pub pause_after: Duration,
     /// How often finished offsets are committed (also on revoke and shutdown).
     pub commit_interval: Duration,
     /// On revoke, how long to wait for the partition's in-flight messages before
@@ -112,6 +128,7 @@ impl ConsumerConfig {
             ordering: Ordering::Key,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             read_ahead: DEFAULT_READ_AHEAD,
+            pause_after: DEFAULT_PAUSE_AFTER,
             commit_interval: Duration::from_secs(1),
             revoke_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
@@ -137,6 +154,13 @@ impl ConsumerConfig {
     /// Sets the read-ahead.
     pub fn read_ahead(mut self, n: usize) -> Self {
         self.read_ahead = n;
+        self
+    }
+
+    /// Sets how long the read-ahead may stay full before the partitions are
+    /// paused.
+    pub fn pause_after(mut self, after: Duration) -> Self {
+        self.pause_after = after;
         self
     }
 
@@ -195,6 +219,12 @@ impl ConsumerConfig {
         }
         if self.max_in_flight == 0 {
             return Err(Error::Config("max_in_flight must be at least 1".into()));
+        }
+        if self.pause_after > MAX_PAUSE_AFTER {
+            return Err(Error::Config(format!(
+                "pause_after must be at most {} s (rebalances wait while the consumer holds)",
+                MAX_PAUSE_AFTER.as_secs()
+            )));
         }
         if self.commit_interval.is_zero() {
             return Err(Error::Config("commit_interval must be above zero".into()));

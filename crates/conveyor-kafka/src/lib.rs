@@ -6,9 +6,11 @@
 //!
 //! - **Bounded:** at most [`ConsumerConfig::max_in_flight`] messages are in
 //!   processing at once, plus at most [`ConsumerConfig::read_ahead`] taken
-//!   ahead. At the limit the assigned partitions are paused (the consumer
-//!   keeps polling, so it stays in its group) and resumed by whichever thread
-//!   frees the room: no pause interval, no sleep.
+//!   ahead. At the limit the consumer stops taking records, which the client
+//!   keeps prefetched; if it stays there for [`ConsumerConfig::pause_after`],
+//!   the assigned partitions are paused (the consumer keeps polling, so it
+//!   stays in its group) and resumed by whichever thread frees the room: no
+//!   pause interval, no sleep.
 //! - **Ordered where it matters:** [`Ordering::Key`] (in order per key,
 //!   parallel across keys; the default), [`Ordering::Partition`] or
 //!   [`Ordering::Unordered`].
@@ -33,6 +35,7 @@ mod context;
 mod dead_letter;
 pub mod decode;
 mod error;
+mod flow;
 mod keys;
 mod message;
 mod metrics;
@@ -50,7 +53,8 @@ mod url;
 
 pub use admin::create_topics;
 pub use config::{
-    ConsumerConfig, DeadLetter, StartFrom, DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_AHEAD,
+    ConsumerConfig, DeadLetter, StartFrom, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PAUSE_AFTER,
+    DEFAULT_READ_AHEAD, MAX_PAUSE_AFTER,
 };
 pub use consumer::{ConsumerBuilder, ConsumerHandle, KafkaConsumer, RunReport};
 pub use dead_letter::{

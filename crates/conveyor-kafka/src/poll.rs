@@ -1,6 +1,7 @@
 //! The polling thread: the one thread that calls `poll` on the client. It takes
-//! messages, serves rebalances (librdkafka runs them inside `poll`), commits
-//! periodically, and runs the shutdown sequence.
+//! messages (holding while the read-ahead is full), serves rebalances
+//! (librdkafka runs them inside `poll`), commits periodically, and runs the
+//! shutdown sequence.
 //!
 //! It is an OS thread, not a tokio task, because a revoke waits (bounded) for
 //! the partition's in-flight messages inside librdkafka's callback: blocking
@@ -14,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode};
 use rdkafka::error::KafkaError;
 
 use crate::context::Ctx;
+use crate::flow::Hold;
 use crate::shared::Shared;
 
 /// How long one `poll` blocks. Messages, rebalances and resumes do not wait for
@@ -25,11 +27,25 @@ const POLL: Duration = Duration::from_millis(100);
 pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: Arc<AtomicBool>) {
     let config = &shared.config;
     let mut last_commit = Instant::now();
+    // Since when the read-ahead has been full while not paused: the thread
+    // holds (takes nothing) instead of polling, see `flow.rs`.
+    let mut full_since: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
-        match consumer.poll(POLL) {
-            Some(Ok(m)) => shared.take(&consumer, &m),
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+        let held = full_since.map(|since| shared.hold(&consumer, since, Instant::now() + POLL));
+        match held {
+            Some(Hold::Full) => {}
+            Some(Hold::Room | Hold::Over) | None => {
+                full_since = None;
+                match consumer.poll(POLL) {
+                    Some(Ok(m)) => {
+                        if shared.take(&m) {
+                            full_since = Some(Instant::now());
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                }
+            }
         }
         if last_commit.elapsed() >= config.commit_interval {
             shared.commit(&consumer, CommitMode::Async, None);

@@ -1,7 +1,7 @@
 //! The consumer's shared state and the rules that change it on the way in:
-//! taking a record, handing records to the runner as it asks for them,
-//! pausing at the limit and resuming when there is room. What happens on the
-//! way out is in `outcome.rs`; commits and rebalances in `rebalance.rs`.
+//! taking a record and handing records to the runner as it asks for them.
+//! Holding, pausing at the limit and resuming are in `flow.rs`; what happens
+//! on the way out in `outcome.rs`; commits and rebalances in `rebalance.rs`.
 //!
 //! Three kinds of thread touch this state, each under one mutex: the polling
 //! thread (records, rebalances, commits), the runner's fetcher and settler
@@ -83,7 +83,7 @@ impl State {
     }
 
     /// True when every in-flight place is taken or about to be.
-    fn no_room(&self, max_in_flight: usize) -> bool {
+    pub(crate) fn no_room(&self, max_in_flight: usize) -> bool {
         self.in_flight + self.startable(max_in_flight) >= max_in_flight
     }
 
@@ -114,7 +114,8 @@ pub(crate) struct Shared {
     /// Prefix of this consumer's engine ordering keys.
     pub(crate) scope: String,
     pub(crate) state: Mutex<State>,
-    /// Notified whenever a message finishes (revoke and shutdown wait on it).
+    /// Notified whenever a message finishes (revoke and shutdown wait on it,
+    /// and the polling thread while it holds).
     pub(crate) changed: Condvar,
     pub(crate) consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
     pub(crate) dead_letters: DeadLetterWriter,
@@ -176,7 +177,7 @@ impl Shared {
     }
 
     /// Emits a source event on the runner's bus.
-    fn emit(&self, make: impl FnOnce(std::time::SystemTime) -> SourceEvent) {
+    pub(crate) fn emit(&self, make: impl FnOnce(std::time::SystemTime) -> SourceEvent) {
         if let Some(control) = self.control.get() {
             control.emit(|| Event::Source(make(std::time::SystemTime::now())));
         }
@@ -198,13 +199,14 @@ impl Shared {
 
     // ---- the polling thread ----
 
-    /// A message from the client: record it and hold it for the runner;
-    /// pause at the limit.
-    pub(crate) fn take(&self, consumer: &BaseConsumer<Ctx>, m: &BorrowedMessage<'_>) {
-        {
+    /// A message from the client: record it and hold it for the runner.
+    /// True when the read-ahead is now full (the polling thread then holds,
+    /// see `flow.rs`).
+    pub(crate) fn take(&self, m: &BorrowedMessage<'_>) -> bool {
+        let full = {
             let mut st = self.lock();
             if st.stopping {
-                return;
+                return false;
             }
             let Some(p) = st.partition(m.topic(), m.partition()) else {
                 tracing::debug!(
@@ -212,10 +214,10 @@ impl Shared {
                     partition = m.partition(),
                     "message of a partition not assigned here; ignored"
                 );
-                return;
+                return false;
             };
             if p.revoking || !p.offsets.taken(m.offset()) {
-                return;
+                return false;
             }
             let coord = Coord {
                 topic: p.topic.clone(),
@@ -227,9 +229,10 @@ impl Shared {
             st.counters.received += 1;
             // Behind whatever is already held, so order is kept.
             st.waiting.push_back((coord, message));
-            self.pause_if_full(&mut st, consumer);
-        }
+            !st.paused && self.is_full(&st)
+        };
         self.work.notify_one();
+        full
     }
 
     /// The engine ordering key of a record, if its mode gives it one.
@@ -247,54 +250,6 @@ impl Shared {
             if let Some(next) = st.gate.release(key) {
                 st.ready.push_back((key.clone(), next));
             }
-        }
-    }
-
-    pub(crate) fn pause_if_full(&self, st: &mut State, consumer: &BaseConsumer<Ctx>) {
-        let max = self.config.max_in_flight;
-        let backlog = st.backlog(max);
-        let full = if self.config.read_ahead == 0 {
-            st.no_room(max) || backlog > 0
-        } else {
-            backlog >= self.config.read_ahead
-        };
-        if st.paused || !full {
-            return;
-        }
-        match consumer.pause(&st.active_list()) {
-            Ok(()) => {
-                st.paused = true;
-                st.counters.pauses += 1;
-                self.emit(|at| SourceEvent::Paused { at });
-            }
-            Err(e) => tracing::warn!(error = %e, "pausing partitions failed"),
-        }
-    }
-
-    /// Resumes the partitions when there is room again (any thread).
-    pub(crate) fn resume_if_room(&self, st: &mut State) {
-        // Hysteresis: with a read-ahead, resume once it is half empty (each
-        // resume refetches what the pause discarded, so not for every slot);
-        // without one, as soon as an in-flight slot frees.
-        let max = self.config.max_in_flight;
-        let backlog = st.backlog(max);
-        let room = if self.config.read_ahead == 0 {
-            !st.no_room(max) && backlog == 0
-        } else {
-            backlog <= self.config.read_ahead / 2
-        };
-        if !st.paused || st.stopping || !room {
-            return;
-        }
-        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        match consumer.resume(&st.active_list()) {
-            Ok(()) => {
-                st.paused = false;
-                self.emit(|at| SourceEvent::Resumed { at });
-            }
-            Err(e) => tracing::warn!(error = %e, "resuming partitions failed"),
         }
     }
 

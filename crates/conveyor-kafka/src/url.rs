@@ -4,6 +4,7 @@
 //! kafka://HOST:PORT[,HOST:PORT…]/TOPIC[,TOPIC…]?group=G[&ordering=key|partition|unordered]
 //!        [&max_in_flight=N][&read_ahead=N][&dlq=TOPIC|none][&start=earliest|latest]
 //!        [&session_timeout_ms=MS][&commit_interval_ms=MS][&revoke_timeout_ms=MS]
+//!        [&pause_after_ms=MS]
 //! ```
 //!
 //! `group` is required: two programs that silently share a default group would
@@ -61,6 +62,7 @@ pub fn parse_url(url: &str) -> Result<ConsumerConfig, Error> {
             "session_timeout_ms" => config.session_timeout = Some(millis(k, &v)?),
             "commit_interval_ms" => config.commit_interval = millis(k, &v)?,
             "revoke_timeout_ms" => config.revoke_timeout = millis(k, &v)?,
+            "pause_after_ms" => config.pause_after = millis(k, &v)?,
             other => {
                 return Err(Error::Config(format!(
                     "{url:?}: unknown parameter {other:?}"
@@ -119,7 +121,7 @@ mod tests {
     #[test]
     fn full_url() {
         let c = parse_url(
-            "kafka://127.0.0.1:9092/orders?group=billing&ordering=partition&max_in_flight=8&dlq=failed&start=latest&session_timeout_ms=6000",
+            "kafka://127.0.0.1:9092/orders?group=billing&ordering=partition&max_in_flight=8&dlq=failed&start=latest&session_timeout_ms=6000&pause_after_ms=250",
         )
         .expect("valid");
         assert_eq!(c.brokers, "127.0.0.1:9092");
@@ -131,6 +133,7 @@ mod tests {
         assert_eq!(c.dead_letter, DeadLetter::Topic("failed".into()));
         assert_eq!(c.start_from, StartFrom::Latest);
         assert_eq!(c.session_timeout, Some(Duration::from_secs(6)));
+        assert_eq!(c.pause_after, Duration::from_millis(250));
     }
 
     #[test]
@@ -139,6 +142,7 @@ mod tests {
         assert_eq!(c.topics, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(c.ordering, Ordering::Key);
         assert_eq!(c.max_in_flight, crate::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(c.pause_after, crate::DEFAULT_PAUSE_AFTER);
         assert_eq!(c.dead_letter, DeadLetter::Suffix(".dlq".into()));
     }
 
@@ -150,6 +154,7 @@ mod tests {
             "kafka://127.0.0.1:9092/t",
             "kafka://127.0.0.1:9092/t?group=g&ordering=random",
             "kafka://127.0.0.1:9092/t?group=g&max_in_flight=0",
+            "kafka://127.0.0.1:9092/t?group=g&pause_after_ms=60001",
             "kafka://127.0.0.1:9092/t?group=g&colour=blue",
             "kafka://127.0.0.1:9092/t?group=%zz",
         ] {

@@ -1,6 +1,6 @@
 //! `conveyor run --from kafka://HOST:PORT/TOPIC?group=G`: the command runs once
 //! per record of a topic, with conveyor-kafka's guarantees — at most `-j`
-//! records in flight (partitions paused when full), per-key, per-partition or no
+//! records in flight (held, then paused, when full), per-key, per-partition or no
 //! order (`--ordering`), offsets committed only below the lowest unfinished
 //! record, retries, then the dead-letter topic.
 //!

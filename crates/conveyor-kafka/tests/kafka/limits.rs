@@ -1,6 +1,7 @@
 //! The in-flight limit: never more than N messages in processing; at the limit
-//! (with the read-ahead full) the partitions are paused — nothing more is
-//! taken — and resumed as slots free.
+//! (with the read-ahead full) nothing more is taken: the consumer holds, and
+//! pauses the partitions once it has held for `pause_after`; it resumes as
+//! slots free. A hold that ends within `pause_after` never pauses.
 
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -40,7 +41,8 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
     let config = common::config(&topic, &common::fresh("g"))
         .ordering(Ordering::Unordered)
         .max_in_flight(LIMIT)
-        .read_ahead(READ_AHEAD);
+        .read_ahead(READ_AHEAD)
+        .pause_after(Duration::from_millis(200));
     let consumer = KafkaConsumer::builder(config)
         .handler(handler)
         .expect("consumer");
@@ -65,15 +67,20 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
     );
     assert_eq!(m.waiting, READ_AHEAD);
 
-    // Open the gate one message at a time: each freed slot resumes at once.
-    for _ in 0..20 {
-        gate.add_permits(1);
-    }
+    // Let 20 messages through: the freed slots resume the partitions at
+    // once; then the consumer fills up again and, held for `pause_after`,
+    // pauses a second time.
+    gate.add_permits(20);
     let moved = eventually(Duration::from_secs(20), || {
-        handle.metrics().runner.completed >= 20
+        let m = handle.metrics();
+        m.runner.completed >= 20 && m.paused && m.counters.pauses >= 2
     })
     .await;
-    assert!(moved, "did not resume: {:?}", handle.metrics());
+    assert!(
+        moved,
+        "did not resume and pause again: {:?}",
+        handle.metrics()
+    );
     gate.add_permits(TOTAL);
     let done = eventually(Duration::from_secs(30), || {
         handle.metrics().runner.completed as usize >= TOTAL
@@ -95,4 +102,76 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
         m.counters.pauses >= 2,
         "paused and resumed repeatedly: {m:?}"
     );
+}
+
+/// Full, the consumer takes nothing more but does not pause before
+/// `pause_after`: the client keeps its prefetch, and room freed in time lets
+/// the consumer go on without a pause (and so without a refetch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_that_ends_in_time_never_pauses() {
+    const LIMIT: usize = 4;
+    const READ_AHEAD: usize = 8;
+    const TOTAL: usize = 100;
+    let topic = common::topic("hold", 2).await;
+    common::produce(&topic, &common::keyed_records(TOTAL, 20));
+
+    let gate = Arc::new(Semaphore::new(0));
+    let handler = {
+        let gate = gate.clone();
+        Handler::io("gated", move |_m: Message, _ctx| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.map_err(TaskError::from)?.forget();
+                Ok::<_, TaskError>(())
+            }
+        })
+    };
+    let config = common::config(&topic, &common::fresh("g"))
+        .ordering(Ordering::Unordered)
+        .max_in_flight(LIMIT)
+        .read_ahead(READ_AHEAD)
+        .pause_after(Duration::from_secs(60));
+    let consumer = KafkaConsumer::builder(config)
+        .handler(handler)
+        .expect("consumer");
+    let handle = consumer.handle();
+    let run = tokio::spawn(consumer.run());
+
+    let full = eventually(Duration::from_secs(30), || {
+        let m = handle.metrics();
+        m.in_flight == LIMIT && m.waiting == READ_AHEAD
+    })
+    .await;
+    assert!(full, "never reached the limit: {:?}", handle.metrics());
+    // Holding: nothing more is taken, and the partitions are not paused.
+    let before = handle.metrics().counters.received;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let m = handle.metrics();
+    assert_eq!(
+        m.counters.received, before,
+        "messages taken while holding: {m:?}"
+    );
+    assert_eq!((m.in_flight, m.waiting), (LIMIT, READ_AHEAD), "{m:?}");
+    assert!(!m.paused, "paused before pause_after: {m:?}");
+
+    // Room, one message at a time: the hold ends each time, with no pause.
+    for done in 1..=TOTAL {
+        gate.add_permits(1);
+        let moved = eventually(Duration::from_secs(20), || {
+            handle.metrics().runner.completed as usize >= done
+        })
+        .await;
+        assert!(
+            moved,
+            "stuck after {} of {TOTAL}: {:?}",
+            done - 1,
+            handle.metrics()
+        );
+    }
+    let m = handle.metrics();
+    handle.shutdown();
+    let report = run.await.expect("join").expect("run");
+    assert_eq!(report.runner.completed as usize, TOTAL);
+    assert_eq!(m.counters.pauses, 0, "paused: {m:?}");
+    assert_eq!(m.counters.received as usize, TOTAL, "{m:?}");
 }
