@@ -51,6 +51,8 @@ impl Work {
 struct Clock {
     base: Instant,
     first: OnceLock<Instant>,
+    /// CPU time (ours and the broker's) when the first message started.
+    cpu: OnceLock<Cpu>,
     /// Nanoseconds from `base` to the latest finish.
     last: AtomicU64,
     done: AtomicU64,
@@ -61,6 +63,7 @@ impl Default for Clock {
         Self {
             base: Instant::now(),
             first: OnceLock::new(),
+            cpu: OnceLock::new(),
             last: AtomicU64::new(0),
             done: AtomicU64::new(0),
         }
@@ -70,8 +73,15 @@ impl Default for Clock {
 impl Clock {
     fn start(&self) {
         if self.first.get().is_none() {
+            // Read before the clock starts, so the read is not timed.
+            let _ = self.cpu.set(Cpu::now());
             let _ = self.first.set(Instant::now());
         }
+    }
+    /// CPU per message from the first start to now (call it once all `n`
+    /// finished).
+    fn cpu_per(&self, n: u64) -> String {
+        self.cpu.get().map(|c| c.per(n)).unwrap_or_default()
     }
     fn finish(&self) {
         let at = self.base.elapsed().as_nanos() as u64;
@@ -123,7 +133,7 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
     }
 
     let bench = format!("kafka {n} msgs 0-5ms {keys} keys");
-    let base = sequential(brokers, &topic, n, Work::Sleep).await;
+    let (base, _) = sequential(brokers, &topic, n, Work::Sleep).await;
     report.add(&bench, "rdkafka sequential loop", base, "s");
     let ahead = conveyor_kafka::DEFAULT_READ_AHEAD;
     for (name, ordering, limit, read_ahead) in [
@@ -138,7 +148,7 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
         ("conveyor partition", Ordering::Partition, 1000, ahead),
         ("conveyor unordered, 1000", Ordering::Unordered, 1000, ahead),
     ] {
-        let t = conveyor(
+        let (t, _) = conveyor(
             brokers,
             &topic,
             n,
@@ -151,7 +161,7 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
     }
 
     let bench = format!("kafka no-op {noop_n} msgs");
-    let base = sequential(brokers, &noop_topic, noop_n, Work::Noop).await;
+    let (base, _) = sequential(brokers, &noop_topic, noop_n, Work::Noop).await;
     report.add(
         &bench,
         "rdkafka sequential loop",
@@ -167,7 +177,7 @@ pub async fn run(report: &mut Report, quick: bool, brokers: &str) {
             1000,
         ),
     ] {
-        let t = conveyor(
+        let (t, _) = conveyor(
             brokers,
             &noop_topic,
             noop_n,
@@ -221,21 +231,19 @@ pub async fn noop_rounds(brokers: &str, n: u64, rounds: u32) {
         ("unordered, read-ahead 1M", vec![]),
     ];
     for round in 1..=rounds {
-        let cpu = Cpu::now();
-        let base = n as f64 / sequential(brokers, &topic, n, Work::Noop).await;
-        println!("round {round}: bare loop {base:.0} msg/s, {}", cpu.per(n));
+        let (t, cpu) = sequential(brokers, &topic, n, Work::Noop).await;
+        let base = n as f64 / t;
+        println!("round {round}: bare loop {base:.0} msg/s, {cpu}");
         for (name, ordering, ahead) in [
             ("unordered", Ordering::Unordered, ahead),
             ("key", Ordering::Key, ahead),
             ("unordered, read-ahead 1M", Ordering::Unordered, 1_000_000),
         ] {
-            let cpu = Cpu::now();
-            let t = conveyor(brokers, &topic, n, ordering, (1000, ahead), Work::Noop).await;
+            let (t, cpu) = conveyor(brokers, &topic, n, ordering, (1000, ahead), Work::Noop).await;
             let rate = n as f64 / t;
             println!(
-                "round {round}: conveyor {name} {rate:.0} msg/s = {:.2}x, {}",
-                rate / base,
-                cpu.per(n)
+                "round {round}: conveyor {name} {rate:.0} msg/s = {:.2}x, {cpu}",
+                rate / base
             );
             if let Some((_, r)) = ratios.iter_mut().find(|(m, _)| *m == name) {
                 r.push(rate / base);
@@ -264,8 +272,7 @@ impl Cpu {
         }
     }
 
-    /// Microseconds of CPU per message since `self`, ours and the broker's
-    /// (whole runs: group joins and shutdowns included).
+    /// Microseconds of CPU per message since `self`, ours and the broker's.
     fn per(&self, n: u64) -> String {
         let now = Self::now();
         let us = |a: f64, b: f64| (b - a) / n as f64 * 1e6;
@@ -298,7 +305,9 @@ fn produce(brokers: &str, topic: &str, n: u64, keys: u64) -> Result<(), String> 
 }
 
 /// The baseline: one loop that polls a message and processes it, in turn.
-async fn sequential(brokers: &str, topic: &str, n: u64, work: Work) -> f64 {
+/// Returns the time from the first message started to the last finished,
+/// and the CPU per message over that time.
+async fn sequential(brokers: &str, topic: &str, n: u64, work: Work) -> (f64, String) {
     let brokers = brokers.to_string();
     let topic = topic.to_string();
     let joined = Instant::now();
@@ -321,7 +330,7 @@ async fn sequential(brokers: &str, topic: &str, n: u64, work: Work) -> f64 {
                 clock.finish();
             }
         }
-        Ok::<_, String>(clock.elapsed())
+        Ok::<_, String>((clock.elapsed(), clock.cpu_per(n)))
     })
     .await;
     eprintln!(
@@ -330,11 +339,11 @@ async fn sequential(brokers: &str, topic: &str, n: u64, work: Work) -> f64 {
     );
     match res {
         Ok(Ok(t)) => t,
-        _ => f64::NAN,
+        _ => (f64::NAN, String::new()),
     }
 }
 
-/// conveyor-kafka with an io handler.
+/// conveyor-kafka with an io handler; returns as [`sequential`].
 async fn conveyor(
     brokers: &str,
     topic: &str,
@@ -342,7 +351,7 @@ async fn conveyor(
     ordering: Ordering,
     (limit, read_ahead): (usize, usize),
     work: Work,
-) -> f64 {
+) -> (f64, String) {
     let clock = Arc::new(Clock::default());
     let c = clock.clone();
     let handler = Handler::io("bench", move |m: Message, _ctx| {
@@ -370,7 +379,7 @@ async fn conveyor(
     }
     let consumer = match KafkaConsumer::builder(config).handler(handler) {
         Ok(c) => c,
-        Err(_) => return f64::NAN,
+        Err(_) => return (f64::NAN, String::new()),
     };
     let handle = consumer.handle();
     let joined = Instant::now();
@@ -379,6 +388,7 @@ async fn conveyor(
     while clock.done.load(AtomicOrdering::SeqCst) < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let cpu = clock.cpu_per(n);
     let pauses = handle.metrics().counters.pauses;
     handle.shutdown();
     let _ = running.await;
@@ -386,5 +396,5 @@ async fn conveyor(
         "    (run incl. join and shutdown: {:.1} s; {pauses} pauses at the limit)",
         joined.elapsed().as_secs_f64()
     );
-    clock.elapsed()
+    (clock.elapsed(), cpu)
 }

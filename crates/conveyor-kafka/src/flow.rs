@@ -42,6 +42,18 @@ impl Shared {
         }
     }
 
+    /// How many more records may be taken before [`Shared::is_full`]: the
+    /// in-flight slots no record is waiting for, plus what the read-ahead
+    /// still holds.
+    pub(crate) fn room_left(&self, st: &State) -> usize {
+        if self.is_full(st) {
+            return 0;
+        }
+        let max = self.config.max_in_flight;
+        let unclaimed = max.saturating_sub(st.in_flight + st.startable(max));
+        unclaimed + self.config.read_ahead.saturating_sub(st.backlog(max))
+    }
+
     /// True when a hold may end: some room is free again.
     fn hold_may_end(&self, st: &State) -> bool {
         let max = self.config.max_in_flight;

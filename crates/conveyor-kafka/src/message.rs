@@ -12,31 +12,33 @@ pub struct Message {
     partition: i32,
     offset: i64,
     timestamp: Option<i64>,
-    key: Option<Arc<[u8]>>,
-    payload: Option<Arc<[u8]>>,
-    headers: Arc<[(String, Option<Vec<u8>>)]>,
+    /// The key's bytes, then the payload's, in one allocation.
+    bytes: Arc<[u8]>,
+    /// The key's length in `bytes`, if the record has a key.
+    key_len: Option<usize>,
+    /// Whether the record has a payload (the rest of `bytes`).
+    has_payload: bool,
+    /// The headers, in order (`None` for none, which most records have).
+    headers: Option<Arc<[(String, Option<Vec<u8>>)]>>,
 }
 
 impl Message {
     /// Copies a record out of the client's buffers.
     pub(crate) fn copy_from(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        Self {
+        let headers = m.headers().filter(|hs| hs.count() > 0).map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect::<Vec<_>>()
+                .into()
+        });
+        Self::assemble(
             topic,
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            key: m.key().map(Arc::from),
-            payload: m.payload().map(Arc::from),
-            headers: headers.into(),
-        }
+            m.partition(),
+            m.offset(),
+            m.timestamp().to_millis(),
+            (m.key(), m.payload()),
+            headers,
+        )
     }
 
     /// A message built by hand (for tests of handlers and decoders).
@@ -47,14 +49,37 @@ impl Message {
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
     ) -> Self {
-        Self {
-            topic: Arc::from(topic),
+        Self::assemble(
+            Arc::from(topic),
             partition,
             offset,
-            timestamp: None,
-            key: key.map(Arc::from),
-            payload: payload.map(Arc::from),
-            headers: Arc::new([]),
+            None,
+            (key, payload),
+            None,
+        )
+    }
+
+    fn assemble(
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        (key, payload): (Option<&[u8]>, Option<&[u8]>),
+        headers: Option<Arc<[(String, Option<Vec<u8>>)]>>,
+    ) -> Self {
+        let (k, p) = (key.unwrap_or_default(), payload.unwrap_or_default());
+        let mut bytes = Vec::with_capacity(k.len() + p.len());
+        bytes.extend_from_slice(k);
+        bytes.extend_from_slice(p);
+        Self {
+            topic,
+            partition,
+            offset,
+            timestamp,
+            bytes: bytes.into(),
+            key_len: key.map(<[u8]>::len),
+            has_payload: payload.is_some(),
+            headers,
         }
     }
 
@@ -86,12 +111,13 @@ impl Message {
 
     /// The key bytes, if the record has a key.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
+        self.key_len.map(|n| &self.bytes[..n])
     }
 
     /// The payload bytes (`None` for a tombstone).
     pub fn payload(&self) -> Option<&[u8]> {
-        self.payload.as_deref()
+        self.has_payload
+            .then(|| &self.bytes[self.key_len.unwrap_or(0)..])
     }
 
     /// The key as UTF-8 text, if it has one and it is valid UTF-8.
@@ -106,6 +132,37 @@ impl Message {
 
     /// The headers, in order.
     pub fn headers(&self) -> &[(String, Option<Vec<u8>>)] {
-        &self.headers
+        self.headers.as_deref().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_payload_share_one_buffer_and_stay_apart() {
+        let m = Message::new("t", 1, 7, Some(b"key"), Some(b"payload"));
+        assert_eq!(m.key(), Some(&b"key"[..]));
+        assert_eq!(m.payload(), Some(&b"payload"[..]));
+        assert_eq!(
+            (m.key_str(), m.payload_str()),
+            (Some("key"), Some("payload"))
+        );
+        let none = Message::new("t", 1, 8, None, None);
+        assert_eq!((none.key(), none.payload()), (None, None));
+        let empty = Message::new("t", 1, 9, Some(b""), Some(b""));
+        assert_eq!(
+            (empty.key(), empty.payload()),
+            (Some(&b""[..]), Some(&b""[..]))
+        );
+        let tombstone = Message::new("t", 1, 10, Some(b"k"), None);
+        assert_eq!(
+            (tombstone.key(), tombstone.payload()),
+            (Some(&b"k"[..]), None)
+        );
+        let keyless = Message::new("t", 1, 11, None, Some(b"p"));
+        assert_eq!((keyless.key(), keyless.payload()), (None, Some(&b"p"[..])));
+        assert!(m.headers().is_empty());
     }
 }

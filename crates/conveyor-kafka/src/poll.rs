@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 
 use crate::context::Ctx;
 use crate::flow::Hold;
@@ -23,6 +24,9 @@ use crate::shared::Shared;
 /// late a stop request or a periodic commit is noticed.
 const POLL: Duration = Duration::from_millis(100);
 
+/// The most records taken under one lock of the shared state.
+const TAKE_BATCH: usize = 64;
+
 /// Runs the consumer until `stop` is set, then shuts down gracefully.
 pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: Arc<AtomicBool>) {
     let config = &shared.config;
@@ -30,20 +34,20 @@ pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: A
     // Since when the read-ahead has been full while not paused: the thread
     // holds (takes nothing) instead of polling, see `flow.rs`.
     let mut full_since: Option<Instant> = None;
+    // How many records the last take left room for (at least one is taken).
+    let mut room = 1;
     while !stop.load(Ordering::Acquire) {
         let held = full_since.map(|since| shared.hold(&consumer, since, Instant::now() + POLL));
         match held {
             Some(Hold::Full) => {}
             Some(Hold::Room | Hold::Over) | None => {
                 full_since = None;
-                match consumer.poll(POLL) {
-                    Some(Ok(m)) => {
-                        if shared.take(&m) {
-                            full_since = Some(Instant::now());
-                        }
+                let batch = next_batch(&consumer, room.clamp(1, TAKE_BATCH));
+                if !batch.is_empty() {
+                    room = shared.take(&batch);
+                    if room == 0 {
+                        full_since = Some(Instant::now());
                     }
-                    Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 }
             }
         }
@@ -53,6 +57,26 @@ pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: A
         }
     }
     shut_down(&shared, &consumer);
+}
+
+/// The next messages: waits (at most [`POLL`]) for the first, then takes
+/// what the client already holds, up to `max`, so the records of a busy
+/// stream are taken, and the runner woken, once per batch.
+fn next_batch(consumer: &BaseConsumer<Ctx>, max: usize) -> Vec<BorrowedMessage<'_>> {
+    let mut batch = Vec::new();
+    let mut wait = POLL;
+    while batch.len() < max {
+        match consumer.poll(wait) {
+            Some(Ok(m)) => batch.push(m),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => break,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                break;
+            }
+        }
+        wait = Duration::ZERO;
+    }
+    batch
 }
 
 /// Stop dispatching, let in-flight work finish within the grace period (still

@@ -70,7 +70,7 @@ impl State {
 
     /// Records taken ahead that the runner could start now (there is room
     /// in flight), but has not fetched yet.
-    fn startable(&self, max_in_flight: usize) -> usize {
+    pub(crate) fn startable(&self, max_in_flight: usize) -> usize {
         let room = max_in_flight.saturating_sub(self.in_flight);
         (self.waiting.len() + self.ready.len()).min(room)
     }
@@ -199,40 +199,52 @@ impl Shared {
 
     // ---- the polling thread ----
 
-    /// A message from the client: record it and hold it for the runner.
-    /// True when the read-ahead is now full (the polling thread then holds,
-    /// see `flow.rs`).
-    pub(crate) fn take(&self, m: &BorrowedMessage<'_>) -> bool {
-        let full = {
+    /// Messages from the client: record them and hold them for the runner,
+    /// in order. Returns how many more may be taken before the read-ahead is
+    /// full (0: full; the polling thread then holds, see `flow.rs`).
+    pub(crate) fn take(&self, batch: &[BorrowedMessage<'_>]) -> usize {
+        let room = {
             let mut st = self.lock();
             if st.stopping {
-                return false;
+                return 0;
             }
-            let Some(p) = st.partition(m.topic(), m.partition()) else {
-                tracing::debug!(
-                    topic = m.topic(),
-                    partition = m.partition(),
-                    "message of a partition not assigned here; ignored"
-                );
-                return false;
-            };
-            if p.revoking || !p.offsets.taken(m.offset()) {
-                return false;
+            for m in batch {
+                self.take_one(&mut st, m);
             }
-            let coord = Coord {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                epoch: p.epoch,
-                offset: m.offset(),
-            };
-            let message = Message::copy_from(m, p.topic.clone());
-            st.counters.received += 1;
-            // Behind whatever is already held, so order is kept.
-            st.waiting.push_back((coord, message));
-            !st.paused && self.is_full(&st)
+            if st.paused {
+                // Paused partitions deliver nothing; whatever is still
+                // buffered is taken one message at a time.
+                1
+            } else {
+                self.room_left(&st)
+            }
         };
         self.work.notify_one();
-        full
+        room
+    }
+
+    fn take_one(&self, st: &mut State, m: &BorrowedMessage<'_>) {
+        let Some(p) = st.partition(m.topic(), m.partition()) else {
+            tracing::debug!(
+                topic = m.topic(),
+                partition = m.partition(),
+                "message of a partition not assigned here; ignored"
+            );
+            return;
+        };
+        if p.revoking || !p.offsets.taken(m.offset()) {
+            return;
+        }
+        let coord = Coord {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            epoch: p.epoch,
+            offset: m.offset(),
+        };
+        let message = Message::copy_from(m, p.topic.clone());
+        st.counters.received += 1;
+        // Behind whatever is already held, so order is kept.
+        st.waiting.push_back((coord, message));
     }
 
     /// The engine ordering key of a record, if its mode gives it one.
