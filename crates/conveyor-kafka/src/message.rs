@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+
+/// A record's headers, in order: each name and its value, if any.
+type Headers = Arc<[(String, Option<Vec<u8>>)]>;
 
 /// One record taken from Kafka: where it came from, its key, payload and headers.
 #[derive(Debug, Clone)]
@@ -19,7 +22,7 @@ pub struct Message {
     /// Whether the record has a payload (the rest of `bytes`).
     has_payload: bool,
     /// The headers, in order (`None` for none, which most records have).
-    headers: Option<Arc<[(String, Option<Vec<u8>>)]>>,
+    headers: Option<Headers>,
 }
 
 impl Message {
@@ -65,7 +68,7 @@ impl Message {
         offset: i64,
         timestamp: Option<i64>,
         (key, payload): (Option<&[u8]>, Option<&[u8]>),
-        headers: Option<Arc<[(String, Option<Vec<u8>>)]>>,
+        headers: Option<Headers>,
     ) -> Self {
         let (k, p) = (key.unwrap_or_default(), payload.unwrap_or_default());
         let mut bytes = Vec::with_capacity(k.len() + p.len());
