@@ -115,6 +115,7 @@ impl EventBus {
     /// a runner holds its lock on the task, so they must only count, never
     /// call back into a worker. Dropping the returned [`Observer`] stops
     /// the calls.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // the metrics' only
     pub(crate) fn count_tasks(
         &self,
         counter: impl Fn(&TaskFact<'_>) + Send + Sync + 'static,
