@@ -89,23 +89,25 @@ impl Shared {
     ) -> Hold {
         let pause_at = since + self.config.pause_after;
         let mut st = self.lock();
-        loop {
+        let hold = loop {
             if st.stopping || st.paused {
-                return Hold::Over;
+                break Hold::Over;
             }
             if self.hold_may_end(&st) {
-                return Hold::Room;
+                break Hold::Room;
             }
             let now = Instant::now();
             if now >= pause_at {
                 self.pause(&mut st, consumer);
-                return Hold::Over;
+                break Hold::Over;
             }
             if now >= wait_until {
                 return Hold::Full;
             }
             let _ = self.changed.wait_until(&mut st, pause_at.min(wait_until));
-        }
+        };
+        st.holding = false;
+        hold
     }
 
     /// Pauses every active partition.

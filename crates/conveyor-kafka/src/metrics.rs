@@ -1,7 +1,8 @@
 //! What a running consumer reports: how many messages are in flight, whether
-//! its partitions are paused, per-partition offsets and lag, the executor's
+//! it holds or its partitions are paused, per-partition offsets and lag, the executor's
 //! counts ([`RunnerStats`], the same as a durable worker's) and the counts
-//! only Kafka has (records received, dead-letter writes, pauses, commits).
+//! only Kafka has (records received, dead-letter writes, holds, pauses,
+//! commits).
 
 use conveyor::source::RunnerStats;
 
@@ -15,9 +16,14 @@ pub struct ConsumerMetrics {
     pub in_flight: usize,
     /// The configured limit.
     pub max_in_flight: usize,
-    /// True while the assigned partitions are paused: the read-ahead is full
-    /// (with no read-ahead: every in-flight slot is busy).
+    /// True while the assigned partitions are paused: the read-ahead has
+    /// been full (with no read-ahead: every in-flight slot busy) for
+    /// `pause_after`.
     pub paused: bool,
+    /// True while the consumer holds: its read-ahead is full, it takes
+    /// nothing more and has not paused (yet). Holding or paused, it is at
+    /// its limit.
+    pub holding: bool,
     /// Messages taken ahead, waiting for a free slot or for their busy key
     /// (at most the configured read-ahead, plus the free in-flight places
     /// the runner is about to fill).
@@ -45,6 +51,9 @@ pub struct Counters {
     pub undecodable: u64,
     /// Dead-letter writes that failed: the message stays uncommitted.
     pub dead_letter_errors: u64,
+    /// Times the consumer began holding at the limit (see
+    /// [`ConsumerMetrics::holding`]).
+    pub holds: u64,
     /// Times the consumer paused its partitions at the limit.
     pub pauses: u64,
     /// Offset commits sent (synchronous ones acknowledged, asynchronous ones

@@ -108,6 +108,12 @@ impl Collector for ConsumerSeries {
         )?;
         gauge(
             e,
+            "kafka_holding",
+            "1 while the consumer holds at the limit: read-ahead full, nothing taken, not paused",
+            u64::from(m.holding),
+        )?;
+        gauge(
+            e,
             "kafka_paused",
             "1 while the assigned partitions are paused at the limit",
             u64::from(m.paused),
@@ -136,6 +142,12 @@ impl Collector for ConsumerSeries {
             "kafka_dead_letter_errors",
             "Dead-letter writes that failed (the message stays uncommitted)",
             c.dead_letter_errors,
+        )?;
+        counter(
+            e,
+            "kafka_holds",
+            "Times the consumer began holding at the limit",
+            c.holds,
         )?;
         counter(
             e,

@@ -51,6 +51,9 @@ pub(crate) struct State {
     /// being dead-lettered).
     pub(crate) in_flight: usize,
     pub(crate) paused: bool,
+    /// The polling thread holds: the read-ahead is full, nothing is taken,
+    /// the partitions are not paused (see `flow.rs`).
+    pub(crate) holding: bool,
     /// Read-ahead: records taken while every slot was busy, in order.
     pub(crate) waiting: VecDeque<Item>,
     /// Records whose key was freed, next in line for a slot (key reserved).
@@ -148,6 +151,7 @@ impl Shared {
                 partitions: Vec::new(),
                 in_flight: 0,
                 paused: false,
+                holding: false,
                 waiting: VecDeque::new(),
                 ready: VecDeque::new(),
                 gate: KeyGate::default(),
@@ -216,7 +220,12 @@ impl Shared {
                 // buffered is taken one message at a time.
                 1
             } else {
-                self.room_left(&st)
+                let room = self.room_left(&st);
+                if room == 0 && !st.holding {
+                    st.holding = true;
+                    st.counters.holds += 1;
+                }
+                room
             }
         };
         self.work.notify_one();
@@ -387,6 +396,7 @@ impl Shared {
             in_flight: st.in_flight,
             max_in_flight: self.config.max_in_flight,
             paused: st.paused,
+            holding: st.holding,
             waiting: st.ahead(),
             counters: st.counters,
             runner: self

@@ -61,6 +61,8 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
     let m = handle.metrics();
     assert_eq!(m.in_flight, LIMIT);
     assert!(m.paused);
+    assert!(!m.holding, "paused, no longer holding: {m:?}");
+    assert!(m.counters.holds >= 1, "held before it paused: {m:?}");
     assert_eq!(
         m.counters.received, before,
         "messages taken while paused: {m:?}"
@@ -153,6 +155,8 @@ async fn a_hold_that_ends_in_time_never_pauses() {
     );
     assert_eq!((m.in_flight, m.waiting), (LIMIT, READ_AHEAD), "{m:?}");
     assert!(!m.paused, "paused before pause_after: {m:?}");
+    assert!(m.holding, "not reported as holding: {m:?}");
+    assert_eq!(m.counters.holds, 1, "{m:?}");
 
     // Room, one message at a time: the hold ends each time, with no pause.
     for done in 1..=TOTAL {
@@ -173,5 +177,6 @@ async fn a_hold_that_ends_in_time_never_pauses() {
     let report = run.await.expect("join").expect("run");
     assert_eq!(report.runner.completed as usize, TOTAL);
     assert_eq!(m.counters.pauses, 0, "paused: {m:?}");
+    assert!(m.counters.holds >= 1, "{m:?}");
     assert_eq!(m.counters.received as usize, TOTAL, "{m:?}");
 }
