@@ -54,26 +54,27 @@ impl Shared {
         unclaimed + self.config.read_ahead.saturating_sub(st.backlog(max))
     }
 
-    /// True when a hold may end: some room is free again.
+    /// True when a hold may end: some room is free again (an eighth of the
+    /// read-ahead; with 0: a slot).
     fn hold_may_end(&self, st: &State) -> bool {
-        let max = self.config.max_in_flight;
         let ahead = self.config.read_ahead;
-        if ahead == 0 {
-            !st.no_room(max) && st.backlog(max) == 0
-        } else {
-            st.backlog(max) <= ahead - (ahead / 8).max(1)
-        }
+        self.drained_to(st, ahead.saturating_sub((ahead / 8).max(1)))
     }
 
     /// True when a pause may end: the read-ahead is half empty (with 0: a
     /// slot is free).
     fn pause_may_end(&self, st: &State) -> bool {
+        self.drained_to(st, self.config.read_ahead / 2)
+    }
+
+    /// True when at most `mark` records taken ahead cannot start (with a
+    /// read-ahead of 0: a slot is free and no record waits).
+    fn drained_to(&self, st: &State, mark: usize) -> bool {
         let max = self.config.max_in_flight;
-        let ahead = self.config.read_ahead;
-        if ahead == 0 {
+        if self.config.read_ahead == 0 {
             !st.no_room(max) && st.backlog(max) == 0
         } else {
-            st.backlog(max) <= ahead / 2
+            st.backlog(max) <= mark
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor::{Handler, TaskError};
-use conveyor_kafka::{KafkaConsumer, Message, Ordering};
+use conveyor_kafka::{ConsumerConfig, ConsumerHandle, KafkaConsumer, Message, Ordering, RunReport};
 use tokio::sync::Semaphore;
 
 use crate::common::{self, eventually};
@@ -24,30 +24,12 @@ async fn in_flight_never_above_the_limit_and_paused_at_it() {
     // Handlers wait for a permit of `gate`: closed at first, so the consumer
     // fills up to the limit and must pause.
     let gate = Arc::new(Semaphore::new(0));
-    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let handler = {
-        let (gate, now, peak) = (gate.clone(), now.clone(), peak.clone());
-        Handler::io("gated", move |_m: Message, _ctx| {
-            let (gate, now, peak) = (gate.clone(), now.clone(), peak.clone());
-            async move {
-                let c = now.fetch_add(1, AtomicOrdering::SeqCst) + 1;
-                peak.fetch_max(c, AtomicOrdering::SeqCst);
-                gate.acquire().await.map_err(TaskError::from)?.forget();
-                now.fetch_sub(1, AtomicOrdering::SeqCst);
-                Ok::<_, TaskError>(())
-            }
-        })
-    };
+    let peak = Arc::new(AtomicUsize::new(0));
     let config = common::config(&topic, &common::fresh("g"))
-        .ordering(Ordering::Unordered)
         .max_in_flight(LIMIT)
         .read_ahead(READ_AHEAD)
         .pause_after(Duration::from_millis(200));
-    let consumer = KafkaConsumer::builder(config)
-        .handler(handler)
-        .expect("consumer");
-    let handle = consumer.handle();
-    let run = tokio::spawn(consumer.run());
+    let (handle, run) = start_gated(config, &gate, &peak);
 
     let full = eventually(Duration::from_secs(30), || {
         let m = handle.metrics();
@@ -118,26 +100,12 @@ async fn a_hold_that_ends_in_time_never_pauses() {
     common::produce(&topic, &common::keyed_records(TOTAL, 20));
 
     let gate = Arc::new(Semaphore::new(0));
-    let handler = {
-        let gate = gate.clone();
-        Handler::io("gated", move |_m: Message, _ctx| {
-            let gate = gate.clone();
-            async move {
-                gate.acquire().await.map_err(TaskError::from)?.forget();
-                Ok::<_, TaskError>(())
-            }
-        })
-    };
+    let peak = Arc::new(AtomicUsize::new(0));
     let config = common::config(&topic, &common::fresh("g"))
-        .ordering(Ordering::Unordered)
         .max_in_flight(LIMIT)
         .read_ahead(READ_AHEAD)
         .pause_after(Duration::from_secs(60));
-    let consumer = KafkaConsumer::builder(config)
-        .handler(handler)
-        .expect("consumer");
-    let handle = consumer.handle();
-    let run = tokio::spawn(consumer.run());
+    let (handle, run) = start_gated(config, &gate, &peak);
 
     let full = eventually(Duration::from_secs(30), || {
         let m = handle.metrics();
@@ -177,6 +145,40 @@ async fn a_hold_that_ends_in_time_never_pauses() {
     let report = run.await.expect("join").expect("run");
     assert_eq!(report.runner.completed as usize, TOTAL);
     assert_eq!(m.counters.pauses, 0, "paused: {m:?}");
+    assert!(
+        peak.load(AtomicOrdering::SeqCst) <= LIMIT,
+        "peak above the limit"
+    );
     assert!(m.counters.holds >= 1, "{m:?}");
     assert_eq!(m.counters.received as usize, TOTAL, "{m:?}");
+}
+
+/// Starts an unordered consumer whose handler waits for a permit of `gate`
+/// (closed at first, so the consumer fills up to its limit), keeping in
+/// `peak` the most messages it ever ran at once.
+fn start_gated(
+    config: ConsumerConfig,
+    gate: &Arc<Semaphore>,
+    peak: &Arc<AtomicUsize>,
+) -> (
+    ConsumerHandle,
+    tokio::task::JoinHandle<Result<RunReport, conveyor_kafka::Error>>,
+) {
+    let now = Arc::new(AtomicUsize::new(0));
+    let (gate, peak) = (gate.clone(), peak.clone());
+    let handler = Handler::io("gated", move |_m: Message, _ctx| {
+        let (gate, now, peak) = (gate.clone(), now.clone(), peak.clone());
+        async move {
+            let c = now.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+            peak.fetch_max(c, AtomicOrdering::SeqCst);
+            gate.acquire().await.map_err(TaskError::from)?.forget();
+            now.fetch_sub(1, AtomicOrdering::SeqCst);
+            Ok::<_, TaskError>(())
+        }
+    });
+    let consumer = KafkaConsumer::builder(config.ordering(Ordering::Unordered))
+        .handler(handler)
+        .expect("consumer");
+    let handle = consumer.handle();
+    (handle, tokio::spawn(consumer.run()))
 }
