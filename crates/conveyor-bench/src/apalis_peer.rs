@@ -30,13 +30,13 @@ use crate::report::Report;
 
 /// One Redis queue of apalis's, named for this run; its keys are removed on
 /// [`Queue::drop_keys`].
-struct Queue {
+pub(crate) struct Queue {
     conn: ConnectionManager,
     name: String,
 }
 
 impl Queue {
-    async fn new(url: &str, tag: &str) -> Result<Queue, String> {
+    pub(crate) async fn new(url: &str, tag: &str) -> Result<Queue, String> {
         let base = url.split('?').next().unwrap_or(url);
         let conn = apalis_redis::connect(base)
             .await
@@ -45,7 +45,7 @@ impl Queue {
         Ok(Queue { conn, name })
     }
 
-    fn storage(&self, batch: usize) -> RedisStorage<u64> {
+    pub(crate) fn storage(&self, batch: usize) -> RedisStorage<u64> {
         self.storage_with(batch, true)
     }
 
@@ -93,7 +93,7 @@ impl Queue {
     }
 
     /// Removes every key of the queue (they all start with its name).
-    async fn drop_keys(mut self) {
+    pub(crate) async fn drop_keys(mut self) {
         let pattern = format!("{}*", self.name);
         let mut cursor: u64 = 0;
         loop {

@@ -16,6 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod amqp_floor;
 #[cfg(feature = "apalis")]
+mod apalis_enqueue;
+#[cfg(feature = "apalis")]
 mod apalis_peer;
 #[cfg(feature = "apalis")]
 mod apalis_sqlite_peer;
@@ -70,6 +72,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("inproc");
     let quick = args.iter().any(|a| a == "--quick");
+    // The value after `name` on the command line, if any.
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,12 +119,6 @@ fn main() {
     // loop and conveyor on one topic, for profilers
     // (`kafka-noop [--brokers HOST:PORT] [--records N] [--rounds N]`).
     if which == "kafka-noop" {
-        let flag = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-        };
         let brokers = flag("--brokers")
             .or_else(|| std::env::var("CONVEYOR_KAFKA_BROKERS").ok())
             .unwrap_or_else(|| "127.0.0.1:9092".into());
@@ -124,6 +127,19 @@ fn main() {
             .unwrap_or(50_000);
         let rounds = flag("--rounds").and_then(|a| a.parse().ok()).unwrap_or(3);
         runtime.block_on(kafka::noop_rounds(&brokers, records, rounds));
+        return;
+    }
+    // Hidden (with `--features apalis`): single enqueues, conveyor and
+    // apalis on Redis alternated round by round
+    // (`enqueue-rounds [--backend URL] [--rounds N] [--tasks N]`).
+    #[cfg(feature = "apalis")]
+    if which == "enqueue-rounds" {
+        let url = flag("--backend").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let rounds = flag("--rounds").and_then(|a| a.parse().ok()).unwrap_or(5);
+        let tasks = flag("--tasks")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(5_000);
+        runtime.block_on(apalis_enqueue::rounds(&url, rounds, tasks));
         return;
     }
     // Hidden: one sleep-bound subject alone, for profilers
@@ -156,12 +172,6 @@ fn main() {
         );
         return;
     }
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let suite: Option<(&str, String)> = match which {
         "run" => Some(("[run]", "conveyor run vs xargs and GNU parallel".into())),
         "kafka" => Some(("[kafka]", "kafka benchmark".into())),

@@ -57,7 +57,7 @@ fn targets(kind: &str) -> Option<(f64, f64)> {
     }
 }
 
-fn noop_task(i: usize) -> NewTask {
+pub(crate) fn noop_task(i: usize) -> NewTask {
     NewTask::new("noop", i.to_string().into_bytes())
 }
 

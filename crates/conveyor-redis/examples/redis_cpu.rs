@@ -19,25 +19,11 @@ use std::time::Duration;
 use conveyor_core::{Backend, Error, Finish, NewTask, SystemClock};
 use conveyor_redis::{RedisBackend, RedisTls, ScriptMode};
 
-const LEASE: Duration = Duration::from_secs(60);
+#[path = "support/server_cpu.rs"]
+mod support;
+use support::server_cpu;
 
-/// The server's main-thread CPU seconds so far.
-async fn server_cpu(conn: &mut redis::aio::MultiplexedConnection) -> Result<f64, Error> {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .map_err(|e| Error::backend_other(e.to_string()))?;
-    let mut total = 0.0;
-    for line in info.lines() {
-        if let Some((k, v)) = line.split_once(':') {
-            if k == "used_cpu_sys_main_thread" || k == "used_cpu_user_main_thread" {
-                total += v.trim().parse::<f64>().unwrap_or(0.0);
-            }
-        }
-    }
-    Ok(total)
-}
+const LEASE: Duration = Duration::from_secs(60);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
