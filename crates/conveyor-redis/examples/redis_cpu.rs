@@ -1,6 +1,7 @@
 //! Measures the Redis server's CPU time per task on the hot path: for each
 //! phase (`enqueue` one task per call, `enqueue_many` ×1000, `reserve(batch)`
-//! (default 500), `finish` of each reserved batch) the difference of the
+//! (default 500), `finish` of each reserved batch, every other batch
+//! completed with a result) the difference of the
 //! server's main-thread CPU (`INFO cpu`) around the calls, divided by the
 //! tasks. Server CPU is much steadier than throughput on a loaded machine, so
 //! it is the figure to compare script changes by. Runs each round twice, with
@@ -16,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Error, Finish, NewTask, SystemClock};
+use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
 use conveyor_redis::{RedisBackend, RedisTls, ScriptMode};
 
 #[path = "support/server_cpu.rs"]
@@ -37,6 +38,7 @@ struct Round {
     enqueue: Vec<f64>,
     reserve: Vec<f64>,
     finish: Vec<f64>,
+    finish_result: Vec<f64>,
 }
 
 async fn round(
@@ -73,8 +75,10 @@ async fn round(
         b.enqueue_many(batch.to_vec()).await?;
     }
     let c3 = server_cpu(info).await?;
-    let (mut r_cpu, mut f_cpu, mut done) = (0.0, 0.0, 0usize);
-    loop {
+    // Reserved batches alternate: completed with no result, then with one.
+    let (mut r_cpu, mut done) = (0.0, 0usize);
+    let mut finished = [(0.0, 0usize); 2];
+    for k in 0.. {
         let a = server_cpu(info).await?;
         let got = b.reserve(&queues, batch, LEASE).await?;
         let m = server_cpu(info).await?;
@@ -83,22 +87,30 @@ async fn round(
             break;
         }
         done += got.len();
+        let with_result = k % 2 == 1;
         let reports = got
             .iter()
-            .map(|r| Finish::complete(r.lease.clone()))
+            .map(|r| {
+                let result = with_result.then(|| r.lease.id.0.to_string().into_bytes());
+                Finish::new(r.lease.clone(), FinishAction::Complete { result })
+            })
             .collect();
         let m = server_cpu(info).await?;
         for r in b.finish(reports).await? {
             r?;
         }
-        f_cpu += server_cpu(info).await? - m;
+        let f = &mut finished[usize::from(with_result)];
+        f.0 += server_cpu(info).await? - m;
+        f.1 += got.len();
     }
     b.clear().await?;
     let us = |s: f64, k: usize| s * 1e6 / k as f64;
     out.single.push(us(c1 - c0, singles));
     out.enqueue.push(us(c3 - c2, n));
     out.reserve.push(us(r_cpu, done));
-    out.finish.push(us(f_cpu, done));
+    out.finish.push(us(finished[0].0, finished[0].1.max(1)));
+    out.finish_result
+        .push(us(finished[1].0, finished[1].1.max(1)));
     Ok(())
 }
 
@@ -154,6 +166,11 @@ async fn main() -> Result<(), Error> {
             scripts.reserve.clone(),
         ),
         ("finish", functions.finish.clone(), scripts.finish.clone()),
+        (
+            "finish, with a result",
+            functions.finish_result.clone(),
+            scripts.finish_result.clone(),
+        ),
         (
             "reserve + finish",
             sum(&functions.reserve, &functions.finish),

@@ -120,7 +120,7 @@ macro_rules! backend_conformance {
             follow_ups_are_enqueued_with_the_finish);
         $crate::backend_conformance!(@cases $make; [$rs $ok];
             "needs the result store part and ordering keys, which this backend does not both declare";
-            follow_ups_carry_their_ordering_key);
+            follow_ups_carry_their_ordering_key, results_in_one_finish_call);
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,

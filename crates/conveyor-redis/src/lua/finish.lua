@@ -48,9 +48,10 @@ local function report(id, token, kind, number, text)
   return 1
 end
 
--- The Complete edge of a running task, written out for the hot path: one
--- HMGET and one HSET per task, its sorted-set writes collected in plain arrays
--- (each member once) and sent as one command per key. Checked here against the
+-- The Complete edge of a running task, with or without a result, written out
+-- for the hot path: one HMGET and one HSET per task, its sorted-set writes
+-- collected in plain arrays (each member once) and sent as one command per
+-- key. Checked here against the
 -- generated prelude (what move() would do); should the state machine change so
 -- it no longer holds, every report takes move() instead.
 local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
@@ -61,12 +62,14 @@ local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
 -- and the finished-at they get.
 local unleased, finished, finished_at_of = {}, {}, {}
 
-local function complete(id, token)
+-- `result` is the task's result, or nil for none.
+local function complete(id, token, result)
   local key = task_key(id)
   local v = redis.call('HMGET', key, 's', 'tk', 'q', 'h', 'ok', 'uk')
   -- Anything unusual (stale, gone, bad data) takes the generic path, which
   -- also reports bad data.
   if v[1] ~= RUNNING_S or v[2] ~= token or not v[3] or not v[4] then
+    if result then return report(id, token, 'C', '1', result) end
     return report(id, token, 'C', '0', '')
   end
   local q, h, ok, uk = v[3], v[4], v[5], v[6]
@@ -77,7 +80,11 @@ local function complete(id, token)
     finished[q] = {}
     finished_at_of[q] = finished_at(home_key(q, TR.Complete.to), now)
   end
-  redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q])
+  if result then
+    redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q], 'r', result)
+  else
+    redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q])
+  end
   u[#u + 1] = id
   local f = finished[q]
   f[#f + 1] = id
@@ -97,7 +104,13 @@ for i = 5, 4 + 2 * plain, 2 do
 end
 local first_other = 5 + 2 * plain
 for i = first_other, first_other + 5 * (other - 1), 5 do
-  out[#out + 1] = report(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+  if FAST and ARGV[i + 2] == 'C' then
+    local result = nil
+    if ARGV[i + 3] == '1' then result = ARGV[i + 4] end
+    out[#out + 1] = complete(ARGV[i], ARGV[i + 1], result)
+  else
+    out[#out + 1] = report(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+  end
 end
 local f = first_other + 5 * other
 while f <= #ARGV do

@@ -123,6 +123,52 @@ pub async fn results_and_discards(b: Subject, _clock: Arc<ManualClock>) {
         .is_none());
 }
 
+/// One finish call completing several tasks with results: each applied
+/// report keeps its own result, a stale token and a second report for a task
+/// already finished in the same call are refused without touching it, and a
+/// completion with a result frees its ordering key for the next task.
+pub async fn results_in_one_finish_call(b: Subject, _clock: Arc<ManualClock>) {
+    let a = enqueue(&b, task("a")).await;
+    let k1 = enqueue(&b, task("k1").ordering_key("k")).await;
+    let k2 = enqueue(&b, task("k2").ordering_key("k")).await;
+    let got = reserve(&b, 10).await;
+    assert_eq!(ids(&got), vec![a, k1], "k2 waits behind k1");
+    let with = |lease: &Lease, result: &str| {
+        Finish::new(
+            lease.clone(),
+            FinishAction::Complete {
+                result: Some(result.as_bytes().to_vec()),
+            },
+        )
+    };
+    let (la, lk1) = (&got[0].lease, &got[1].lease);
+    let wrong = Lease::new(a, la.token.wrapping_add(1_000));
+    let out = b
+        .finish(vec![
+            with(&wrong, "bad"),
+            with(la, "ra"),
+            with(lk1, "r1"),
+            with(lk1, "again"),
+        ])
+        .await
+        .expect("finish (store)");
+    let applied: Vec<bool> = out.iter().map(Result::is_ok).collect();
+    assert_eq!(applied, vec![false, true, true, false]);
+    assert!(matches!(out[0], Err(conveyor_core::Error::StaleLease(t)) if t == a));
+    assert!(matches!(out[3], Err(conveyor_core::Error::StaleLease(t)) if t == k1));
+    for (id, result) in [(a, "ra"), (k1, "r1")] {
+        let rec = get(&b, id).await;
+        assert_eq!(rec.state, TaskState::Completed);
+        assert_eq!(rec.result, Some(result.as_bytes().to_vec()));
+        assert_eq!(rec.attempts, 1);
+    }
+    assert_eq!(
+        ids(&reserve_until(&b, 1, 10).await),
+        vec![k2],
+        "the key is free"
+    );
+}
+
 /// Many reservers at once: every task is handed out exactly once. (Each
 /// reserver stops when all were handed out, not at its first empty answer:
 /// a broker's tasks may still be on their way to a consumer.)
