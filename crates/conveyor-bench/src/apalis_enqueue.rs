@@ -16,9 +16,7 @@
 
 use std::time::Instant;
 
-use apalis::prelude::TaskSink;
-
-use crate::apalis_peer::{from_callers, Queue};
+use crate::apalis_peer::{from_callers, push_each, Queue};
 use crate::cpu_time;
 use crate::namespace::Subject;
 use crate::queue::noop_task;
@@ -123,29 +121,12 @@ async fn apalis(
     let per = n / callers;
     let f = if callers == 1 {
         let mut storage = q.storage(1);
-        measured(conn, per, || async {
-            for i in 0..per {
-                storage
-                    .push(i as u64)
-                    .await
-                    .map_err(|e| format!("apalis push: {e}"))?;
-            }
-            Ok(())
-        })
-        .await
+        measured(conn, per, || push_each(&mut storage, 0, per)).await
     } else {
         measured(conn, per * callers, || async {
             from_callers(per * callers, |c, per| {
                 let mut storage = q.storage(1);
-                async move {
-                    for i in 0..per {
-                        storage
-                            .push((c * per + i) as u64)
-                            .await
-                            .map_err(|e| format!("apalis push: {e}"))?;
-                    }
-                    Ok(())
-                }
+                async move { push_each(&mut storage, c * per, per).await }
             })
             .await
             .map(|_| ())

@@ -140,12 +140,7 @@ async fn measure(
     let mut storage = q.storage(1);
     let single = 2_000 / scale;
     let t = Instant::now();
-    for i in 0..single {
-        storage
-            .push(i as u64)
-            .await
-            .map_err(|e| format!("push: {e}"))?;
-    }
+    push_each(&mut storage, 0, single).await?;
     let rate = single as f64 / t.elapsed().as_secs_f64();
     q.drop_keys().await;
     rows(report, bench, "enqueue 1/call, 1 caller", ours.single, rate);
@@ -154,15 +149,7 @@ async fn measure(
     let q = Queue::new(url, "concurrent").await?;
     let rate = from_callers(20_000 / scale, |c, per| {
         let mut storage = q.storage(1);
-        async move {
-            for i in 0..per {
-                storage
-                    .push((c * per + i) as u64)
-                    .await
-                    .map_err(|e| format!("push: {e}"))?;
-            }
-            Ok(())
-        }
+        async move { push_each(&mut storage, c * per, per).await }
     })
     .await?;
     q.drop_keys().await;
@@ -221,6 +208,21 @@ async fn measure(
                 ours_rate / rate,
             );
         }
+    }
+    Ok(())
+}
+
+/// Pushes tasks `from..from + n` one call each.
+pub(crate) async fn push_each(
+    storage: &mut RedisStorage<u64>,
+    from: usize,
+    n: usize,
+) -> Result<(), String> {
+    for i in from..from + n {
+        storage
+            .push(i as u64)
+            .await
+            .map_err(|e| format!("apalis push: {e}"))?;
     }
     Ok(())
 }
