@@ -1,7 +1,8 @@
 //! Single-task enqueues from many concurrent callers on one backend (group
 //! enqueue), with the server's CPU per task and the tasks each script call
-//! carried: `enqueue_callers [callers] [tasks] [eval]`. Uses its own key prefix on the Redis at
-//! `CONVEYOR_REDIS_URL` (default the local one) and deletes it at the end.
+//! carried: `enqueue_callers [callers] [tasks] [eval]`. Uses its own key
+//! prefix on the Redis at `CONVEYOR_REDIS_URL` (default the local one) and
+//! deletes it at the end.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,8 +71,8 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
-/// Script calls the server has run so far (`FCALL` and `EVALSHA`, from
-/// `INFO commandstats`), the enqueue calls among them.
+/// Script calls (`FCALL` and `EVALSHA`) the server has run so far, from
+/// `INFO commandstats`; between the two readings each is one enqueue call.
 async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64, Error> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")

@@ -51,9 +51,9 @@ end
 -- The Complete edge of a running task, with or without a result, written out
 -- for the hot path: one HMGET and one HSET per task, its sorted-set writes
 -- collected in plain arrays (each member once) and sent as one command per
--- key. Checked here against the
--- generated prelude (what move() would do); should the state machine change so
--- it no longer holds, every report takes move() instead.
+-- key. Checked here against the generated prelude (what move() would do);
+-- should the state machine change so it no longer holds, every report takes
+-- move() instead.
 local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
