@@ -28,6 +28,9 @@ use tokio::sync::Notify;
 use crate::queue::Ours;
 use crate::report::Report;
 
+/// apalis's list (a sorted set) of every queue that ever had a worker.
+const APALIS_QUEUES: &str = "core:apalis:queues:list";
+
 /// One Redis queue of apalis's, named for this run; its keys are removed on
 /// [`Queue::drop_keys`].
 pub(crate) struct Queue {
@@ -92,8 +95,15 @@ impl Queue {
         }
     }
 
-    /// Removes every key of the queue (they all start with its name).
+    /// Removes every key of the queue (they all start with its name) and its
+    /// entry in apalis's shared list of queues, which a worker registers as
+    /// `<queue>:workers` (apalis-redis's `register_worker.lua`).
     pub(crate) async fn drop_keys(mut self) {
+        let _: Result<(), _> = redis::cmd("ZREM")
+            .arg(APALIS_QUEUES)
+            .arg(format!("{}:workers", self.name))
+            .query_async(&mut self.conn)
+            .await;
         let pattern = format!("{}*", self.name);
         let mut cursor: u64 = 0;
         loop {
