@@ -33,6 +33,7 @@ pub mod durable;
 mod engine;
 pub mod events;
 mod handler;
+mod handler_name;
 mod job;
 pub mod lane;
 mod map;
@@ -58,6 +59,7 @@ pub use conveyor_core::{
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
 pub use engine::metrics::MetricsSnapshot;
 pub use handler::{Handler, HandlerConfig};
+pub use handler_name::HandlerName;
 pub use job::{
     Job, JobBuilder, Producer, Rejected, TaskHandle, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_RESULT_CAPACITY,

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use conveyor_core::{Outcome, TaskId};
 
 use crate::engine::result_queue::ResultReceiver;
+use crate::handler_name::HandlerName;
 use crate::output::Output;
 use crate::summary::{JobSummary, SummaryRecorder};
 
@@ -30,7 +31,7 @@ pub struct TaskResult {
     /// The task's id.
     pub id: TaskId,
     /// The handler's name.
-    pub handler: Arc<str>,
+    pub handler: HandlerName,
     /// The ordering key, if the task had one.
     pub ordering_key: Option<Arc<str>>,
     /// Attempts started (0 when the task was cancelled before its first start).

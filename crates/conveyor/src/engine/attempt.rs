@@ -26,6 +26,7 @@ use crate::engine::envelope::{Envelope, Event, JobShared, Release};
 use crate::engine::outbox::Outbox;
 use crate::engine::signal::WorkerSignal;
 use crate::handler::{run_process, Work};
+use crate::handler_name::HandlerName;
 use crate::output::Output;
 use crate::results::TaskResult;
 
@@ -436,7 +437,7 @@ fn settle(
     } = *env;
     let result = move || TaskResult {
         id,
-        handler: handler.name.clone(),
+        handler: HandlerName::new(handler),
         ordering_key: key,
         attempts: attempt,
         outcome,
