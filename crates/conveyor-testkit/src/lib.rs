@@ -107,7 +107,7 @@ macro_rules! backend_conformance {
             "needs the result store part (reading tasks), which this backend does not declare";
             enqueue_reserve_complete, results_and_discards, release_does_not_count_the_attempt,
             follow_ups_go_with_their_own_report, finish_wakes_result_waiters,
-            follow_ups_carry_their_trace_context);
+            follow_ups_carry_their_trace_context, many_reports_in_one_finish_call);
         $crate::backend_conformance!(@cases $make; [$rs $mt];
             "needs the result store part and delays on a clock the test moves, which this backend does not both declare";
             delays_follow_the_clock, retries_then_dead_letter, history_of_retries,

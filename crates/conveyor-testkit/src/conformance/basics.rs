@@ -169,6 +169,64 @@ pub async fn results_in_one_finish_call(b: Subject, _clock: Arc<ManualClock>) {
     );
 }
 
+/// A large `finish` call (more reports than a backend may apply in one
+/// statement or script) applies each report on its own merits, in order:
+/// completions with stale tokens among valid ones, a release in the middle
+/// and a second report for a task completed earlier in the same call.
+pub async fn many_reports_in_one_finish_call(b: Subject, _clock: Arc<ManualClock>) {
+    let n = 150;
+    let tasks = (0..n).map(|i| task(&format!("t{i}"))).collect();
+    b.enqueue_many(tasks).await.expect("enqueue_many");
+    let got = reserve_until(&b, n, n).await;
+    assert_eq!(got.len(), n, "every task reserved");
+    let stale = |i: usize| i % 7 == 3;
+    let released = 100;
+    let mut reports: Vec<Finish> = got
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let lease = if stale(i) {
+                Lease::new(r.lease.id, r.lease.token.wrapping_add(1_000))
+            } else {
+                r.lease.clone()
+            };
+            let action = if i == released {
+                FinishAction::Release
+            } else {
+                FinishAction::Complete {
+                    result: Some(format!("r{i}").into_bytes()),
+                }
+            };
+            Finish::new(lease, action)
+        })
+        .collect();
+    reports.push(Finish::new(
+        got[0].lease.clone(),
+        FinishAction::Complete {
+            result: Some(b"again".to_vec()),
+        },
+    ));
+    let out = b.finish(reports).await.expect("finish (store)");
+    assert_eq!(out.len(), n + 1, "one answer per report");
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(out[i].is_ok(), !stale(i), "report {i}");
+        let rec = get(&b, r.lease.id).await;
+        if stale(i) {
+            assert!(matches!(out[i], Err(conveyor_core::Error::StaleLease(t)) if t == r.lease.id));
+            assert_eq!(rec.state, TaskState::Running, "task {i} keeps its lease");
+        } else if i == released {
+            assert_eq!(rec.state, TaskState::Available, "task {i} was released");
+        } else {
+            assert_eq!(rec.state, TaskState::Completed, "task {i}");
+            assert_eq!(rec.result, Some(format!("r{i}").into_bytes()), "task {i}");
+        }
+    }
+    assert!(
+        matches!(out[n], Err(conveyor_core::Error::StaleLease(t)) if t == got[0].lease.id),
+        "a second report for a completed task is stale"
+    );
+}
+
 /// Many reservers at once: every task is handed out exactly once. (Each
 /// reserver stops when all were handed out, not at its first empty answer:
 /// a broker's tasks may still be on their way to a consumer.)

@@ -24,8 +24,8 @@ pub use admin::{
 };
 pub use basics::{
     concurrent_reservers_never_share_a_task, delays_follow_the_clock, enqueue_reserve_complete,
-    priority_then_enqueue_order, queues_are_separate, results_and_discards,
-    results_in_one_finish_call,
+    many_reports_in_one_finish_call, priority_then_enqueue_order, queues_are_separate,
+    results_and_discards, results_in_one_finish_call,
 };
 pub use conveyor_core::Part;
 pub use failures::{
