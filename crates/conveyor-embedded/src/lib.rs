@@ -21,6 +21,7 @@
 //! URL, `embedded://PATH` or a bare path, for [`SCHEME`]).
 
 mod backend;
+mod completions;
 mod db_thread;
 mod finishes;
 mod held_names;

@@ -48,6 +48,12 @@ pub(crate) fn unfinished_codes() -> String {
 /// counter, are paid per statement rather than per row).
 pub(crate) const INSERT_ROWS: [usize; 3] = [64, 8, 1];
 
+/// Tasks one reserving or completing statement changes, largest first: a
+/// reserve of `n` tasks, or `n` plain completions, take as few statements as
+/// these sizes allow (a statement's setup, binding and cursors on the table
+/// and its indexes are paid per statement rather than per task).
+pub(crate) const BATCH_ROWS: [usize; 4] = [64, 16, 4, 1];
+
 /// Parameters each inserted row binds.
 pub(crate) const INSERT_PARAMS: usize = 12;
 
@@ -74,13 +80,18 @@ pub(crate) struct Sql {
     pub any_due: String,
     /// `?1` queue, `?2` limit: the tasks to reserve, in order, as they are now.
     pub pick: String,
-    /// `?1` id, `?2` lease until, `?3` worker, `?4` now: reserves one
-    /// picked task (the attempt's worker and start in the same write).
-    pub take: String,
+    /// `?1` lease until, `?2` worker, `?3` now, then the ids: reserves
+    /// picked tasks (the attempts' worker and start in the same write),
+    /// [`BATCH_ROWS`] statements for as many ids each (largest first).
+    pub take: Vec<(usize, String)>,
     /// `?1` id, `?2` token, `?3` lease until.
     pub renew: String,
     /// `?1` id, `?2` token, `?3` result, `?4` now.
     pub complete: String,
+    /// `?1` now, then (id, token, result) for each task → the ids of the
+    /// tasks completed (a stale token completes nothing), [`BATCH_ROWS`]
+    /// statements for as many tasks each. No id may come twice.
+    pub complete_many: Vec<(usize, String)>,
     /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now → the state
     /// it took (retrying, or dead on the last attempt).
     pub retry: String,
@@ -186,13 +197,20 @@ impl Sql {
                  ORDER BY t.priority DESC, t.id LIMIT ?2",
                 T::Reserve.source_codes()
             ),
-            take: format!(
-                "UPDATE tasks SET state = {}, attempts = attempts + 1, token = token + 1, \
-                 lease_until = ?2, worker = ?3, started_at = ?4 \
-                 WHERE id = ?1 AND state IN ({})",
-                T::Reserve.target().code(),
-                T::Reserve.source_codes()
-            ),
+            take: BATCH_ROWS
+                .iter()
+                .map(|&ids| {
+                    let list = vec!["?"; ids].join(", ");
+                    let text = format!(
+                        "UPDATE tasks SET state = {}, attempts = attempts + 1, \
+                         token = token + 1, lease_until = ?1, worker = ?2, started_at = ?3 \
+                         WHERE id IN ({list}) AND state IN ({})",
+                        T::Reserve.target().code(),
+                        T::Reserve.source_codes()
+                    );
+                    (ids, text)
+                })
+                .collect(),
             renew: format!(
                 "UPDATE tasks SET lease_until = ?3 WHERE id = ?1 AND token = ?2 \
                  AND state IN ({running})"
@@ -204,6 +222,21 @@ impl Sql {
                 ),
                 T::Complete,
             ),
+            complete_many: BATCH_ROWS
+                .iter()
+                .map(|&rows| {
+                    let values = vec!["(?, ?, ?)"; rows].join(", ");
+                    let text = format!(
+                        "UPDATE tasks SET state = {}, result = v.column3, finished_at = ?1, \
+                         lease_until = NULL FROM (VALUES {values}) AS v \
+                         WHERE tasks.id = v.column1 AND tasks.token = v.column2 \
+                         AND tasks.state IN ({}) RETURNING tasks.id",
+                        T::Complete.target().code(),
+                        T::Complete.source_codes()
+                    );
+                    (rows, text)
+                })
+                .collect(),
             retry: finish(
                 &format!(
                     "state = CASE WHEN {last_attempt} THEN {dead} ELSE {retrying} END, \

@@ -20,6 +20,7 @@ use conveyor_core::{
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
+use crate::completions::Completions;
 use crate::held_names::HeldNames;
 use crate::sql::{sql, INSERT_PARAMS};
 use crate::tally::Tally;
@@ -74,7 +75,7 @@ pub(crate) struct Store {
     /// Count changes of the running request, written at its end.
     pub(crate) tally: Tally,
     /// Queue and handler of the tasks this store reserved.
-    held: HeldNames,
+    pub(crate) held: HeldNames,
 }
 
 impl Store {
@@ -249,23 +250,12 @@ impl Store {
         self.store_rates(&gate)?;
         // The picked rows become running; this transaction holds the write
         // lock, so they are exactly as read.
-        let mut take = self.conn.prepare_cached(&sql.take).map_err(db_err)?;
-        for id in out
+        let ids: Vec<i64> = out
             .iter()
             .filter_map(|r| id_param(r.lease.id))
             .chain(unreadable.iter().map(|(id, _, _)| *id))
-        {
-            if take
-                .execute(params![id, lease_until.0, worker, now.0])
-                .map_err(db_err)?
-                != 1
-            {
-                return Err(Error::backend_other(format!(
-                    "task {id} changed while being reserved"
-                )));
-            }
-        }
-        drop(take);
+            .collect();
+        self.take(&ids, lease_until, worker, now)?;
         for r in &out {
             self.tally.moved(
                 &r.queue,
@@ -296,6 +286,42 @@ impl Store {
         Ok(out)
     }
 
+    /// Marks the picked tasks `ids` running, in statements of `BATCH_ROWS`
+    /// ids each.
+    fn take(
+        &mut self,
+        mut ids: &[i64],
+        lease_until: Timestamp,
+        worker: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        for (size, text) in &sql().take {
+            if ids.len() < *size {
+                continue;
+            }
+            let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+            while ids.len() >= *size {
+                let (chunk, rest) = ids.split_at(*size);
+                ids = rest;
+                stmt.raw_bind_parameter(1, lease_until.0)
+                    .and_then(|()| stmt.raw_bind_parameter(2, worker))
+                    .and_then(|()| stmt.raw_bind_parameter(3, now.0))
+                    .map_err(db_err)?;
+                for (i, id) in chunk.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 4, id).map_err(db_err)?;
+                }
+                let taken = stmt.raw_execute().map_err(db_err)?;
+                if taken != *size {
+                    return Err(Error::backend_other(format!(
+                        "{} of {size} picked tasks changed while being reserved",
+                        size - taken
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Extends the leases still held.
     pub(crate) fn renew(&mut self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
         let until = self.now().plus(lease);
@@ -318,92 +344,106 @@ impl Store {
     /// whole call one atomic step).
     pub(crate) fn finish(&mut self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         let now = self.now();
-        let sql = sql();
         let mut out = Vec::with_capacity(reports.len());
+        // Plain completions (no follow-ups) are applied together, in as few
+        // statements as the batch sizes allow; any other report first
+        // applies the completions before it, so reports apply in order.
+        let mut plain = Completions::default();
         for report in reports {
-            let Some((id, token)) = lease_params(&report.lease) else {
-                out.push(Err(Error::StaleLease(report.lease.id)));
-                continue;
+            let report = match plain.try_add(report) {
+                Ok(()) => continue,
+                Err(report) => report,
             };
-            if let Err(e) = report.validate_follow_ups() {
-                out.push(Err(e));
-                continue;
-            }
-            // The task's queue and handler: known from its reservation, or
-            // read (the write lock is held, and neither ever changes).
-            let (queue, handler) = match self.held.take(id) {
-                Some(names) => names,
-                None => {
-                    let found: Option<(String, String)> = self
-                        .conn
-                        .prepare_cached(&sql.names_of)
-                        .and_then(|mut s| {
-                            s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-                        })
-                        .map_err(db_err)?;
-                    match found {
-                        Some((q, h)) => (Arc::from(q), Arc::from(h)),
-                        None => {
-                            out.push(Err(Error::StaleLease(report.lease.id)));
-                            continue;
-                        }
-                    }
-                }
+            self.complete_all(&mut plain, now, &mut out)?;
+            let report = match plain.try_add(report) {
+                Ok(()) => continue,
+                Err(report) => report,
             };
-            let conn = &self.conn;
-            let run = |text: &str, p: &[&dyn rusqlite::ToSql]| {
-                conn.prepare_cached(text)
-                    .and_then(|mut s| s.execute(p))
-                    .map_err(db_err)
-            };
-            // The state the task took, when the report applied.
-            let applied: Option<TaskState> = match &report.action {
-                FinishAction::Complete { result } => {
-                    let n = run(&sql.complete, params![id, token, result, now.0])?;
-                    (n == 1).then_some(Transition::Complete.target())
-                }
-                FinishAction::Retry { delay, error } => {
-                    // The statement decides between retrying and dead.
-                    let code: Option<i64> = conn
-                        .prepare_cached(&sql.retry)
-                        .and_then(|mut s| {
-                            s.query_row(params![id, token, error, now.plus(*delay).0, now.0], |r| {
-                                r.get(0)
-                            })
-                            .optional()
-                        })
-                        .map_err(db_err)?;
-                    code.map(|code| state_from_code(code, id)).transpose()?
-                }
-                FinishAction::DeadLetter { error } => {
-                    let n = run(&sql.dead_letter, params![id, token, error, now.0])?;
-                    (n == 1).then_some(Transition::DeadLetter.target())
-                }
-                FinishAction::Discard { reason } => {
-                    let n = run(&sql.discard, params![id, token, reason, now.0])?;
-                    (n == 1).then_some(Transition::Discard.target())
-                }
-                FinishAction::Release => {
-                    let n = run(&sql.release, params![id, token, now.0])?;
-                    self.woke |= n > 0;
-                    (n == 1).then_some(Transition::Release.target())
-                }
-            };
-            let Some(state) = applied else {
-                out.push(Err(Error::StaleLease(report.lease.id)));
-                continue;
-            };
-            self.tally
-                .moved(&queue, &handler, TaskState::Running, state);
-            if state.is_finished() {
-                self.finished.push(report.lease.id);
-            }
-            if !report.follow_ups.is_empty() {
-                self.enqueue_many(report.follow_ups)?;
-            }
-            out.push(Ok(()));
+            out.push(self.finish_one(report, now)?);
         }
+        self.complete_all(&mut plain, now, &mut out)?;
         Ok(out)
+    }
+
+    /// The queue and handler of task `id`: known from its reservation, or
+    /// read (the write lock is held, and neither ever changes); `None` when
+    /// no such task exists.
+    pub(crate) fn names_of(&mut self, id: i64) -> Result<Option<(Arc<str>, Arc<str>)>, Error> {
+        if let Some(names) = self.held.take(id) {
+            return Ok(Some(names));
+        }
+        let found: Option<(String, String)> = self
+            .conn
+            .prepare_cached(&sql().names_of)
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(db_err)?;
+        Ok(found.map(|(q, h)| (Arc::from(q), Arc::from(h))))
+    }
+
+    /// Applies one report if its lease is still held, and enqueues its
+    /// follow-ups.
+    fn finish_one(&mut self, report: Finish, now: Timestamp) -> Result<Result<(), Error>, Error> {
+        let sql = sql();
+        let Some((id, token)) = lease_params(&report.lease) else {
+            return Ok(Err(Error::StaleLease(report.lease.id)));
+        };
+        if let Err(e) = report.validate_follow_ups() {
+            return Ok(Err(e));
+        }
+        let Some((queue, handler)) = self.names_of(id)? else {
+            return Ok(Err(Error::StaleLease(report.lease.id)));
+        };
+        let conn = &self.conn;
+        let run = |text: &str, p: &[&dyn rusqlite::ToSql]| {
+            conn.prepare_cached(text)
+                .and_then(|mut s| s.execute(p))
+                .map_err(db_err)
+        };
+        // The state the task took, when the report applied.
+        let applied: Option<TaskState> = match &report.action {
+            FinishAction::Complete { result } => {
+                let n = run(&sql.complete, params![id, token, result, now.0])?;
+                (n == 1).then_some(Transition::Complete.target())
+            }
+            FinishAction::Retry { delay, error } => {
+                // The statement decides between retrying and dead.
+                let code: Option<i64> = conn
+                    .prepare_cached(&sql.retry)
+                    .and_then(|mut s| {
+                        s.query_row(params![id, token, error, now.plus(*delay).0, now.0], |r| {
+                            r.get(0)
+                        })
+                        .optional()
+                    })
+                    .map_err(db_err)?;
+                code.map(|code| state_from_code(code, id)).transpose()?
+            }
+            FinishAction::DeadLetter { error } => {
+                let n = run(&sql.dead_letter, params![id, token, error, now.0])?;
+                (n == 1).then_some(Transition::DeadLetter.target())
+            }
+            FinishAction::Discard { reason } => {
+                let n = run(&sql.discard, params![id, token, reason, now.0])?;
+                (n == 1).then_some(Transition::Discard.target())
+            }
+            FinishAction::Release => {
+                let n = run(&sql.release, params![id, token, now.0])?;
+                self.woke |= n > 0;
+                (n == 1).then_some(Transition::Release.target())
+            }
+        };
+        let Some(state) = applied else {
+            return Ok(Err(Error::StaleLease(report.lease.id)));
+        };
+        self.tally
+            .moved(&queue, &handler, TaskState::Running, state);
+        if state.is_finished() {
+            self.finished.push(report.lease.id);
+        }
+        if !report.follow_ups.is_empty() {
+            self.enqueue_many(report.follow_ups)?;
+        }
+        Ok(Ok(()))
     }
 
     /// Cancels a waiting task; otherwise reports its state.
@@ -622,7 +662,7 @@ fn id_param(id: TaskId) -> Option<i64> {
     i64::try_from(id.0).ok()
 }
 
-fn lease_params(lease: &Lease) -> Option<(i64, i64)> {
+pub(crate) fn lease_params(lease: &Lease) -> Option<(i64, i64)> {
     Some((id_param(lease.id)?, i64::try_from(lease.token).ok()?))
 }
 
