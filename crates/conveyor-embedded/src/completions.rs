@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use conveyor_core::{Error, Finish, FinishAction, TaskId, TaskState, Timestamp, Transition};
 
-use crate::sql::sql;
+use crate::sql::{in_chunks, sql};
 use crate::store::{db_err, Store};
 
 /// One plain completion: the lease's id (as given and as a row id), token
@@ -72,15 +72,11 @@ impl Store {
             return Ok(());
         }
         let mut applied = HashSet::with_capacity(batch.pending.len());
-        let mut rest = &batch.pending[..];
-        for (rows, text) in &sql().complete_many {
-            if rest.len() < *rows {
-                continue;
-            }
-            let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
-            while rest.len() >= *rows {
-                let (chunk, after) = rest.split_at(*rows);
-                rest = after;
+        in_chunks(
+            &self.conn,
+            &sql().complete_many,
+            &batch.pending,
+            |stmt, chunk| {
                 stmt.raw_bind_parameter(1, now.0).map_err(db_err)?;
                 for (i, c) in chunk.iter().enumerate() {
                     stmt.raw_bind_parameter(2 + 3 * i, c.id)
@@ -92,8 +88,9 @@ impl Store {
                 while let Some(row) = done.next().map_err(db_err)? {
                     applied.insert(row.get::<_, i64>(0).map_err(db_err)?);
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
         batch.ids.clear();
         for c in std::mem::take(&mut batch.pending) {
             // Taken whether or not it applied, as for any other report.

@@ -18,10 +18,13 @@ use std::sync::Arc;
 /// processes recovered).
 const MAX_HELD: usize = 1 << 20;
 
+/// A task's queue and handler.
+pub(crate) type Names = (Arc<str>, Arc<str>);
+
 /// Queue and handler by task id.
 #[derive(Debug, Default)]
 pub(crate) struct HeldNames {
-    by_id: HashMap<i64, (Arc<str>, Arc<str>)>,
+    by_id: HashMap<i64, Names>,
     names: HashSet<Arc<str>>,
 }
 
@@ -47,7 +50,7 @@ impl HeldNames {
 
     /// The queue and handler of task `id`, if this store reserved it;
     /// forgets it.
-    pub(crate) fn take(&mut self, id: i64) -> Option<(Arc<str>, Arc<str>)> {
+    pub(crate) fn take(&mut self, id: i64) -> Option<Names> {
         self.by_id.remove(&id)
     }
 }

@@ -335,6 +335,30 @@ impl Sql {
     }
 }
 
+/// Runs `items` through the statements `sized` offers (one per chunk size,
+/// largest first, as `INSERT_ROWS` and `BATCH_ROWS` make them): as few
+/// statements as the sizes allow, each chunk handed to `run` with its
+/// prepared statement. Every size list ends in 1, so every item is run.
+pub(crate) fn in_chunks<T>(
+    conn: &rusqlite::Connection,
+    sized: &[(usize, String)],
+    mut items: &[T],
+    mut run: impl FnMut(&mut rusqlite::CachedStatement<'_>, &[T]) -> Result<(), conveyor_core::Error>,
+) -> Result<(), conveyor_core::Error> {
+    for (size, text) in sized {
+        if items.len() < *size {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(text).map_err(crate::store::db_err)?;
+        while items.len() >= *size {
+            let (chunk, rest) = items.split_at(*size);
+            items = rest;
+            run(&mut stmt, chunk)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests unwrap freely: a panic is a failure report

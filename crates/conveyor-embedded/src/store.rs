@@ -21,8 +21,8 @@ use conveyor_core::{
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use crate::completions::Completions;
-use crate::held_names::HeldNames;
-use crate::sql::{sql, INSERT_PARAMS};
+use crate::held_names::{HeldNames, Names};
+use crate::sql::{in_chunks, sql, INSERT_PARAMS};
 use crate::tally::Tally;
 
 /// The error a task gets when its lease runs out and attempts remain.
@@ -133,64 +133,60 @@ impl Store {
     /// Inserts `tasks` in multi-row statements, appending their ids to `out`.
     fn insert_rows(
         &mut self,
-        mut tasks: &[&NewTask],
+        tasks: &[&NewTask],
         now: Timestamp,
         out: &mut Vec<Enqueued>,
     ) -> Result<(), Error> {
-        for (rows, text) in &sql().insert {
-            while tasks.len() >= *rows {
-                let (chunk, rest) = tasks.split_at(*rows);
-                tasks = rest;
-                let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
-                let mut param = 0;
-                let mut bind = |v: &dyn rusqlite::ToSql| {
-                    param += 1;
-                    stmt.raw_bind_parameter(param, v)
+        let (conn, tally, woke) = (&self.conn, &mut self.tally, &mut self.woke);
+        in_chunks(conn, &sql().insert, tasks, |stmt, chunk| {
+            let mut param = 0;
+            let mut bind = |v: &dyn rusqlite::ToSql| {
+                param += 1;
+                stmt.raw_bind_parameter(param, v)
+            };
+            for task in chunk {
+                let run_at = task.first_run(now);
+                let transition = if run_at > now {
+                    Transition::Schedule
+                } else {
+                    *woke = true;
+                    Transition::Enqueue
                 };
-                for task in chunk {
-                    let run_at = task.first_run(now);
-                    let transition = if run_at > now {
-                        Transition::Schedule
-                    } else {
-                        self.woke = true;
-                        Transition::Enqueue
-                    };
-                    self.tally
-                        .add(&task.queue, &task.handler, transition.target(), 1);
-                    bind(&task.queue)
-                        .and_then(|()| bind(&task.handler))
-                        .and_then(|()| bind(&transition.target().code()))
-                        .and_then(|()| bind(&task.priority))
-                        .and_then(|()| bind(&task.max_attempts))
-                        .and_then(|()| bind(&run_at.0))
-                        .and_then(|()| bind(&task.timeout.map(millis)))
-                        .and_then(|()| bind(&task.unique_key))
-                        .and_then(|()| bind(&task.ordering_key))
-                        .and_then(|()| bind(&now.0))
-                        .and_then(|()| bind(&task.payload))
-                        .and_then(|()| bind(&task.trace.as_ref().map(TraceContext::encode)))
-                        .map_err(db_err)?;
-                }
-                debug_assert_eq!(param, rows * INSERT_PARAMS);
-                let inserted = stmt.raw_execute().map_err(db_err)?;
-                if inserted != *rows {
-                    return Err(Error::backend_other(format!(
-                        "inserted {inserted} rows of {rows}"
-                    )));
-                }
-                // One statement numbers its rows consecutively (AUTOINCREMENT:
-                // each new id is the largest so far plus one).
-                let last = self.conn.last_insert_rowid();
-                let first = last - i64::try_from(*rows - 1).unwrap_or(0);
-                for id in first..=last {
-                    out.push(Enqueued {
-                        id: task_id(id)?,
-                        duplicate: false,
-                    });
-                }
+                tally.add(&task.queue, &task.handler, transition.target(), 1);
+                bind(&task.queue)
+                    .and_then(|()| bind(&task.handler))
+                    .and_then(|()| bind(&transition.target().code()))
+                    .and_then(|()| bind(&task.priority))
+                    .and_then(|()| bind(&task.max_attempts))
+                    .and_then(|()| bind(&run_at.0))
+                    .and_then(|()| bind(&task.timeout.map(millis)))
+                    .and_then(|()| bind(&task.unique_key))
+                    .and_then(|()| bind(&task.ordering_key))
+                    .and_then(|()| bind(&now.0))
+                    .and_then(|()| bind(&task.payload))
+                    .and_then(|()| bind(&task.trace.as_ref().map(TraceContext::encode)))
+                    .map_err(db_err)?;
             }
-        }
-        Ok(())
+            let rows = chunk.len();
+            debug_assert_eq!(param, rows * INSERT_PARAMS);
+            let inserted = stmt.raw_execute().map_err(db_err)?;
+            if inserted != rows {
+                return Err(Error::backend_other(format!(
+                    "inserted {inserted} rows of {rows}"
+                )));
+            }
+            // One statement numbers its rows consecutively (AUTOINCREMENT:
+            // each new id is the largest so far plus one).
+            let last = conn.last_insert_rowid();
+            let first = last - i64::try_from(rows - 1).unwrap_or(0);
+            for id in first..=last {
+                out.push(Enqueued {
+                    id: task_id(id)?,
+                    duplicate: false,
+                });
+            }
+            Ok(())
+        })
     }
 
     /// Promotes due tasks, then reserves up to `max` ready tasks of `queues`
@@ -290,36 +286,29 @@ impl Store {
     /// ids each.
     fn take(
         &mut self,
-        mut ids: &[i64],
+        ids: &[i64],
         lease_until: Timestamp,
         worker: Option<&str>,
         now: Timestamp,
     ) -> Result<(), Error> {
-        for (size, text) in &sql().take {
-            if ids.len() < *size {
-                continue;
+        in_chunks(&self.conn, &sql().take, ids, |stmt, chunk| {
+            stmt.raw_bind_parameter(1, lease_until.0)
+                .and_then(|()| stmt.raw_bind_parameter(2, worker))
+                .and_then(|()| stmt.raw_bind_parameter(3, now.0))
+                .map_err(db_err)?;
+            for (i, id) in chunk.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 4, id).map_err(db_err)?;
             }
-            let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
-            while ids.len() >= *size {
-                let (chunk, rest) = ids.split_at(*size);
-                ids = rest;
-                stmt.raw_bind_parameter(1, lease_until.0)
-                    .and_then(|()| stmt.raw_bind_parameter(2, worker))
-                    .and_then(|()| stmt.raw_bind_parameter(3, now.0))
-                    .map_err(db_err)?;
-                for (i, id) in chunk.iter().enumerate() {
-                    stmt.raw_bind_parameter(i + 4, id).map_err(db_err)?;
-                }
-                let taken = stmt.raw_execute().map_err(db_err)?;
-                if taken != *size {
-                    return Err(Error::backend_other(format!(
-                        "{} of {size} picked tasks changed while being reserved",
-                        size - taken
-                    )));
-                }
+            let taken = stmt.raw_execute().map_err(db_err)?;
+            if taken != chunk.len() {
+                return Err(Error::backend_other(format!(
+                    "{} of {} picked tasks changed while being reserved",
+                    chunk.len() - taken,
+                    chunk.len()
+                )));
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Extends the leases still held.
@@ -368,7 +357,7 @@ impl Store {
     /// The queue and handler of task `id`: known from its reservation, or
     /// read (the write lock is held, and neither ever changes); `None` when
     /// no such task exists.
-    pub(crate) fn names_of(&mut self, id: i64) -> Result<Option<(Arc<str>, Arc<str>)>, Error> {
+    pub(crate) fn names_of(&mut self, id: i64) -> Result<Option<Names>, Error> {
         if let Some(names) = self.held.take(id) {
             return Ok(Some(names));
         }
