@@ -78,7 +78,8 @@ pub(crate) fn spawn_result_handler(
         .name("conveyor-results".into())
         .spawn(move || {
             let mut recorder = SummaryRecorder::default();
-            let mut handle = |result: TaskResult| {
+            let mut handle = |mut result: TaskResult| {
+                result.handler.detach();
                 recorder.record(&result);
                 if let Some(cb) = on_task.as_mut() {
                     if catch_unwind(AssertUnwindSafe(|| cb(result))).is_err() {

@@ -450,7 +450,10 @@ fn settle(
     }
     let mut unsent = None;
     if let Some(reply) = reply {
-        let _ = reply.send(result());
+        // Straight to user code: the result lets go of its handler first.
+        let mut result = result();
+        result.handler.detach();
+        let _ = reply.send(result);
     } else if let Some(sink) = &job.sink {
         sink.complete(result());
     } else if job.results.is_some() {

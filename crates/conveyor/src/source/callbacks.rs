@@ -140,7 +140,12 @@ pub(crate) struct Callbacks {
 
 impl Callbacks {
     /// Starts the callback thread with room for `capacity` waiting results.
-    pub(crate) fn spawn(f: OnSettled, capacity: usize) -> std::io::Result<Self> {
+    pub(crate) fn spawn(mut f: OnSettled, capacity: usize) -> std::io::Result<Self> {
+        // The result lets go of its handler here, off the workers' path.
+        let f = move |mut settled: Settled| {
+            settled.result.handler.detach();
+            f(settled)
+        };
         let queue = CallbackQueue::spawn("conveyor-callbacks", capacity, f)?;
         Ok(Self { queue })
     }
@@ -162,5 +167,61 @@ impl Callbacks {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use conveyor_core::Outcome;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::handler_name::HandlerName;
+    use crate::{Handler, Output, TaskError};
+
+    #[tokio::test]
+    async fn a_settled_result_reaches_the_callback_without_its_handler() {
+        let h = Handler::io("h", |i: u32, _ctx| async move { Ok::<_, TaskError>(i) });
+        let weak = Arc::downgrade(&h.core);
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let into = kept.clone();
+        let callbacks = Callbacks::spawn(
+            Box::new(move |s: Settled| into.lock().expect("kept").push(s)),
+            4,
+        )
+        .expect("callback thread");
+        let now = Instant::now();
+        let result = TaskResult {
+            id: TaskId(1),
+            handler: HandlerName::new(h.core.clone()),
+            ordering_key: None,
+            attempts: 1,
+            outcome: Outcome::Succeeded(Output::new(1u32)),
+            submitted_at: now,
+            started_at: Some(now),
+            finished_at: now,
+        };
+        let settled = Settled {
+            id: TaskId(1),
+            queue: Arc::from("q"),
+            attempt: 1,
+            step: NextStep::Done,
+            error: None,
+            result,
+            trace_id: None,
+        };
+        callbacks.offer(settled, &Counters::default());
+        drop(h);
+        assert!(
+            callbacks
+                .idle(Instant::now() + std::time::Duration::from_secs(10))
+                .await,
+            "the callback ran"
+        );
+        let kept = kept.lock().expect("kept");
+        assert_eq!(kept[0].result.handler, "h");
+        assert!(weak.upgrade().is_none(), "the kept result holds no handler");
     }
 }
