@@ -75,7 +75,7 @@ pub(crate) struct Store {
     /// Count changes of the running request, written at its end.
     pub(crate) tally: Tally,
     /// Queue and handler of the tasks this store reserved.
-    pub(crate) held: HeldNames,
+    held: HeldNames,
 }
 
 impl Store {
@@ -339,16 +339,15 @@ impl Store {
         // applies the completions before it, so reports apply in order.
         let mut plain = Completions::default();
         for report in reports {
-            let report = match plain.try_add(report) {
-                Ok(()) => continue,
-                Err(report) => report,
+            let Err(report) = plain.try_add(report) else {
+                continue;
             };
+            // Not taken: apply the batch, then try again (a second report
+            // for an id in the batch now starts the next one).
             self.complete_all(&mut plain, now, &mut out)?;
-            let report = match plain.try_add(report) {
-                Ok(()) => continue,
-                Err(report) => report,
-            };
-            out.push(self.finish_one(report, now)?);
+            if let Err(report) = plain.try_add(report) {
+                out.push(self.finish_one(report, now)?);
+            }
         }
         self.complete_all(&mut plain, now, &mut out)?;
         Ok(out)

@@ -1,11 +1,10 @@
 //! The type-erased value a handler returns, as carried to result handlers.
 //!
-//! A value of up to two words (a number, a small struct, an `Arc`, a
-//! `String`'s or a `Vec`'s handle) is kept inline, not boxed: most handlers
-//! return such a value, and a box made on a worker and freed on the result
-//! thread cost an allocation and a cross-thread free per task (mimalloc's
-//! delayed free list), measured at about a tenth of a no-op task's CPU time.
-//! Larger values are boxed as before.
+//! A value of up to two words and word-aligned (a number, a small struct, an
+//! `Arc`, a `Box`; not a `String` or a `Vec`, which take three) is kept
+//! inline, not boxed: a box made on a worker and freed on the result thread
+//! costs an allocation and a cross-thread free per task. Larger values are
+//! boxed as before.
 
 use std::any::Any;
 use std::fmt;
