@@ -30,6 +30,7 @@ mod kafka;
 mod namespace;
 mod nats_floor;
 mod noop;
+mod pg_floor;
 mod python;
 mod queue;
 mod rate_limit;

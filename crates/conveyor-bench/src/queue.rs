@@ -114,6 +114,10 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         let n = 100_000 / scale;
         crate::nats_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
     }
+    if kind == "postgres" {
+        let n = 100_000 / scale;
+        crate::pg_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
+    }
     if kind == "embedded" {
         #[cfg(feature = "apalis")]
         {
