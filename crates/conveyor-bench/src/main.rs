@@ -38,6 +38,7 @@ mod redis_scripts;
 mod report;
 mod rss;
 mod sleep;
+mod sqlite_floor;
 mod ticker;
 mod worker;
 

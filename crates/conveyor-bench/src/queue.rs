@@ -119,6 +119,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         crate::pg_floor::beside(report, &bench, url.unwrap_or_default(), n, &processed).await;
     }
     if kind == "embedded" {
+        crate::sqlite_floor::beside(report, &bench, 100_000 / scale, &processed).await;
         #[cfg(feature = "apalis")]
         {
             let ours = Ours {

@@ -1,0 +1,192 @@
+//! The SQLite floor under conveyor's embedded store: the leanest leased queue
+//! one would write by hand on one file, with bare rusqlite and the store's own
+//! durability (WAL, `synchronous = FULL`: an fsync per commit). One table with
+//! a primary key and two partial indexes (ready tasks by id, running tasks by
+//! lease end) in a fresh file (deleted after); `n` rows inserted, then one
+//! thread loops, holding at most `slots` tasks:
+//!
+//! - one transaction completes the tasks reserved by the one before (each by
+//!   id and fencing token, one statement) and reserves the next `slots`
+//!   (state, a new token, the lease end; returning id, token and payload),
+//!   then commits: one fsync for each batch, both halves of it;
+//! - the tasks "run" in between (no-ops).
+//!
+//! That is the best a single process can do with one fsync per batch: every
+//! commit both finishes a batch and reserves the next, with nothing else in
+//! it. Only the loop is timed, as conveyor's `processed` rows time only the
+//! worker. What conveyor keeps beyond it per task (queues, handlers,
+//! attempts, results, kept counts, ordering keys, limits, handing tasks to
+//! an engine on other threads and results back) is the distance between the
+//! two figures.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params_from_iter, Connection};
+
+use crate::report::Report;
+
+/// The longest the timed loop may take.
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Inserts `n` tasks in a fresh file, then reserves and finishes them all
+/// with at most `slots` held at once: tasks/s of the second half, or why it
+/// could not run.
+pub fn measure(n: usize, slots: usize) -> Result<f64, String> {
+    let path = std::env::temp_dir().join(format!(
+        "conveyor-bench-floor-{}-{:x}.db",
+        std::process::id(),
+        crate::namespace::micros_now() & 0xffff_ffff
+    ));
+    let result = run(&path, n, slots.max(1));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = PathBuf::from(&path).into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    result
+}
+
+fn run(path: &Path, n: usize, slots: usize) -> Result<f64, String> {
+    let mut conn = Connection::open(path).map_err(err("open"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err("WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("the file stays in {mode} journal mode"));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA wal_autocheckpoint = 4096;
+         CREATE TABLE tasks (
+             id INTEGER PRIMARY KEY,
+             state INTEGER NOT NULL DEFAULT 0,
+             token INTEGER NOT NULL DEFAULT 0,
+             lease_until INTEGER,
+             finished_at INTEGER,
+             payload BLOB NOT NULL
+         );
+         CREATE INDEX tasks_ready ON tasks (id) WHERE state = 0;
+         CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state = 1;",
+    )
+    .map_err(err("create the table"))?;
+    let tx = conn.transaction().map_err(err("begin"))?;
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO tasks (payload) VALUES (?1)")
+            .map_err(err("prepare the insert"))?;
+        for i in 0..n {
+            insert
+                .execute([i.to_string().into_bytes()])
+                .map_err(err("insert"))?;
+        }
+    }
+    tx.commit().map_err(err("commit the inserts"))?;
+
+    let reserve_sql = "UPDATE tasks SET state = 1, token = token + 1, lease_until = ?1
+         WHERE id IN (SELECT id FROM tasks WHERE state = 0 ORDER BY id LIMIT ?2)
+         RETURNING id, token, payload";
+    let t = Instant::now();
+    let mut held: Vec<(i64, i64)> = Vec::with_capacity(slots);
+    let mut done = 0usize;
+    loop {
+        let now = micros_since_epoch();
+        let tx = conn.transaction().map_err(err("begin"))?;
+        if !held.is_empty() {
+            // One statement completes the whole batch, each row by id and token.
+            let rows = vec!["(?, ?)"; held.len()].join(", ");
+            let sql = format!(
+                "UPDATE tasks SET state = 2, finished_at = ?, lease_until = NULL
+                   FROM (VALUES {rows}) AS f
+                  WHERE tasks.id = f.column1 AND tasks.token = f.column2 AND tasks.state = 1"
+            );
+            let values = held.iter().flat_map(|&(id, token)| [id, token]);
+            let finished = tx
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.execute(params_from_iter(std::iter::once(now).chain(values))))
+                .map_err(err("finish"))?;
+            if finished != held.len() {
+                return Err(format!("{finished} of {} held tasks finished", held.len()));
+            }
+            done += finished;
+            held.clear();
+        }
+        {
+            let mut reserve = tx
+                .prepare_cached(reserve_sql)
+                .map_err(err("prepare the reserve"))?;
+            let mut rows = reserve
+                .query(rusqlite::params![now + 30_000_000, slots as i64])
+                .map_err(err("reserve"))?;
+            while let Some(row) = rows.next().map_err(err("reserve"))? {
+                let payload: &[u8] = row
+                    .get_ref(2)
+                    .and_then(|v| Ok(v.as_blob()?))
+                    .map_err(err("payload"))?;
+                std::hint::black_box(payload);
+                held.push((
+                    row.get(0).map_err(err("id"))?,
+                    row.get(1).map_err(err("token"))?,
+                ));
+            }
+        }
+        tx.commit().map_err(err("commit"))?;
+        if held.is_empty() {
+            break;
+        }
+        if t.elapsed() > LIMIT {
+            return Err(format!("still draining after {LIMIT:?}"));
+        }
+    }
+    let rate = done as f64 / t.elapsed().as_secs_f64();
+    if done != n {
+        return Err(format!("{done} of {n} tasks finished"));
+    }
+    Ok(rate)
+}
+
+/// Says which step failed.
+fn err(what: &'static str) -> impl Fn(rusqlite::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+fn micros_since_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The floor for `n` tasks at each of conveyor's `processed` slot counts,
+/// printed beside those rates with their ratios to it.
+pub async fn beside(
+    report: &mut Report,
+    bench: &str,
+    n: usize,
+    processed: &[crate::queue::Processed],
+) {
+    for row in processed {
+        let slots = row.slots;
+        let subject = format!("bare rusqlite reserve+finish, {slots} held, fsync");
+        let floor = match tokio::task::spawn_blocking(move || measure(n, slots)).await {
+            Ok(Ok(rate)) => rate,
+            Ok(Err(e)) => {
+                report.note(format!("{subject}: {e}"));
+                continue;
+            }
+            Err(e) => {
+                report.note(format!("{subject}: {e}"));
+                continue;
+            }
+        };
+        report.add(bench, &subject, floor, "tasks/s");
+        report.add_vs(
+            bench,
+            &format!("{} vs bare SQLite", row.subject()),
+            row.rate,
+            "tasks/s",
+            "bare rusqlite",
+            row.rate / floor,
+        );
+    }
+}
