@@ -14,14 +14,20 @@
 //! That is the best a single process can do with one fsync per batch: every
 //! commit both finishes a batch and reserves the next, with nothing else in
 //! it. Only the loop is timed, as conveyor's `processed` rows time only the
-//! worker. What conveyor keeps beyond it per task (queues, handlers,
-//! attempts, results, kept counts, ordering keys, limits, handing tasks to
-//! an engine on other threads and results back) is the distance between the
-//! two figures.
+//! worker.
+//!
+//! The same loop also runs on conveyor's own table ([`Table::Conveyor`]: a
+//! file made and filled by conveyor's embedded store, its 22 columns and 8
+//! partial indexes, and the store's statement shapes), which splits the
+//! distance in two: what the table costs, and what the rest of conveyor
+//! (kept counts, savepoints, handing tasks to the engine and results back)
+//! costs on top.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use conveyor::durable::NewTask;
+use conveyor::TaskState;
 use rusqlite::{params_from_iter, Connection};
 
 use crate::report::Report;
@@ -29,16 +35,90 @@ use crate::report::Report;
 /// The longest the timed loop may take.
 const LIMIT: Duration = Duration::from_secs(300);
 
+/// Which table the loop runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Six columns, two partial indexes.
+    Lean,
+    /// conveyor's own, made and filled by its embedded store.
+    Conveyor,
+}
+
+/// The statements of one table: the reserve (`?1` lease end, `?2` now, which
+/// the lean table does not keep, `?3` how many; returning id, token and
+/// payload) and the finish's start (`?1`
+/// now), to which the `(id, token)` rows of the batch are appended.
+struct Statements {
+    reserve: String,
+    finish: String,
+}
+
+impl Table {
+    fn statements(self) -> Statements {
+        match self {
+            Table::Lean => Statements {
+                reserve: "UPDATE tasks SET state = 1, token = token + 1, lease_until = ?1
+                           WHERE id IN (SELECT id FROM tasks WHERE state = 0
+                                        ORDER BY id LIMIT ?3)
+                       RETURNING id, token, payload"
+                    .into(),
+                finish: "UPDATE tasks SET state = 2, finished_at = ?, lease_until = NULL
+                           FROM (VALUES {rows}) AS f
+                          WHERE tasks.id = f.column1 AND tasks.token = f.column2
+                            AND tasks.state = 1"
+                    .into(),
+            },
+            // The store's own shapes: its reserve marks the rows it picked
+            // running with these columns, its finish writes the result.
+            Table::Conveyor => {
+                let available = TaskState::Available.code();
+                let running = TaskState::Running.code();
+                let completed = TaskState::Completed.code();
+                Statements {
+                    reserve: format!(
+                        "UPDATE tasks SET state = {running}, attempts = attempts + 1,
+                                token = token + 1, lease_until = ?1,
+                                worker = 'conveyor-bench-floor', started_at = ?2
+                          WHERE id IN (SELECT id FROM tasks
+                                        WHERE state IN ({available}) AND queue = 'default'
+                                        ORDER BY priority DESC, id LIMIT ?3)
+                      RETURNING id, token, payload"
+                    ),
+                    finish: format!(
+                        "UPDATE tasks SET state = {completed}, result = x'6e756c6c',
+                                finished_at = ?, lease_until = NULL
+                           FROM (VALUES {{rows}}) AS f
+                          WHERE tasks.id = f.column1 AND tasks.token = f.column2
+                            AND tasks.state IN ({running})"
+                    ),
+                }
+            }
+        }
+    }
+}
+
 /// Inserts `n` tasks in a fresh file, then reserves and finishes them all
 /// with at most `slots` held at once: tasks/s of the second half, or why it
 /// could not run.
-pub fn measure(n: usize, slots: usize) -> Result<f64, String> {
+pub async fn measure(table: Table, n: usize, slots: usize) -> Result<f64, String> {
     let path = std::env::temp_dir().join(format!(
         "conveyor-bench-floor-{}-{:x}.db",
         std::process::id(),
         crate::namespace::micros_now() & 0xffff_ffff
     ));
-    let result = run(&path, n, slots.max(1));
+    let made = match table {
+        Table::Lean => Ok(()),
+        Table::Conveyor => fill_with_conveyor(&path, n).await,
+    };
+    let result = match made {
+        Ok(()) => {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || run(&p, table, n, slots.max(1)))
+                .await
+                .unwrap_or_else(|e| Err(format!("the loop panicked: {e}")))
+        }
+        Err(e) => Err(e),
+    };
     for suffix in ["", "-wal", "-shm"] {
         let mut file = PathBuf::from(&path).into_os_string();
         file.push(suffix);
@@ -47,7 +127,26 @@ pub fn measure(n: usize, slots: usize) -> Result<f64, String> {
     result
 }
 
-fn run(path: &Path, n: usize, slots: usize) -> Result<f64, String> {
+/// Makes the file with conveyor's embedded store and enqueues `n` no-op
+/// tasks through it, as conveyor's `processed` rows do.
+async fn fill_with_conveyor(path: &Path, n: usize) -> Result<(), String> {
+    let url = format!("embedded://{}", path.display());
+    let backend = conveyor::durable::connect(&url)
+        .await
+        .map_err(|e| format!("open {url}: {e}"))?;
+    for chunk in 0..n.div_ceil(1000) {
+        let tasks = (chunk * 1000..n.min(chunk * 1000 + 1000))
+            .map(|i| NewTask::new("noop", i.to_string().into_bytes()))
+            .collect();
+        backend
+            .enqueue_many(tasks)
+            .await
+            .map_err(|e| format!("enqueue: {e}"))?;
+    }
+    Ok(())
+}
+
+fn run(path: &Path, table: Table, n: usize, slots: usize) -> Result<f64, String> {
     let mut conn = Connection::open(path).map_err(err("open"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -55,37 +154,12 @@ fn run(path: &Path, n: usize, slots: usize) -> Result<f64, String> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("the file stays in {mode} journal mode"));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL;
-         PRAGMA wal_autocheckpoint = 4096;
-         CREATE TABLE tasks (
-             id INTEGER PRIMARY KEY,
-             state INTEGER NOT NULL DEFAULT 0,
-             token INTEGER NOT NULL DEFAULT 0,
-             lease_until INTEGER,
-             finished_at INTEGER,
-             payload BLOB NOT NULL
-         );
-         CREATE INDEX tasks_ready ON tasks (id) WHERE state = 0;
-         CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state = 1;",
-    )
-    .map_err(err("create the table"))?;
-    let tx = conn.transaction().map_err(err("begin"))?;
-    {
-        let mut insert = tx
-            .prepare("INSERT INTO tasks (payload) VALUES (?1)")
-            .map_err(err("prepare the insert"))?;
-        for i in 0..n {
-            insert
-                .execute([i.to_string().into_bytes()])
-                .map_err(err("insert"))?;
-        }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 4096;")
+        .map_err(err("pragmas"))?;
+    if table == Table::Lean {
+        create_lean(&mut conn, n)?;
     }
-    tx.commit().map_err(err("commit the inserts"))?;
-
-    let reserve_sql = "UPDATE tasks SET state = 1, token = token + 1, lease_until = ?1
-         WHERE id IN (SELECT id FROM tasks WHERE state = 0 ORDER BY id LIMIT ?2)
-         RETURNING id, token, payload";
+    let statements = table.statements();
     let t = Instant::now();
     let mut held: Vec<(i64, i64)> = Vec::with_capacity(slots);
     let mut done = 0usize;
@@ -95,11 +169,7 @@ fn run(path: &Path, n: usize, slots: usize) -> Result<f64, String> {
         if !held.is_empty() {
             // One statement completes the whole batch, each row by id and token.
             let rows = vec!["(?, ?)"; held.len()].join(", ");
-            let sql = format!(
-                "UPDATE tasks SET state = 2, finished_at = ?, lease_until = NULL
-                   FROM (VALUES {rows}) AS f
-                  WHERE tasks.id = f.column1 AND tasks.token = f.column2 AND tasks.state = 1"
-            );
+            let sql = statements.finish.replace("{rows}", &rows);
             let values = held.iter().flat_map(|&(id, token)| [id, token]);
             let finished = tx
                 .prepare_cached(&sql)
@@ -113,10 +183,10 @@ fn run(path: &Path, n: usize, slots: usize) -> Result<f64, String> {
         }
         {
             let mut reserve = tx
-                .prepare_cached(reserve_sql)
+                .prepare_cached(&statements.reserve)
                 .map_err(err("prepare the reserve"))?;
             let mut rows = reserve
-                .query(rusqlite::params![now + 30_000_000, slots as i64])
+                .query(rusqlite::params![now + 30_000_000, now, slots as i64])
                 .map_err(err("reserve"))?;
             while let Some(row) = rows.next().map_err(err("reserve"))? {
                 let payload: &[u8] = row
@@ -145,6 +215,37 @@ fn run(path: &Path, n: usize, slots: usize) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// The lean table with `n` ready tasks.
+fn create_lean(conn: &mut Connection, n: usize) -> Result<(), String> {
+    conn.execute_batch(
+        "CREATE TABLE tasks (
+             id INTEGER PRIMARY KEY,
+             state INTEGER NOT NULL DEFAULT 0,
+             token INTEGER NOT NULL DEFAULT 0,
+             lease_until INTEGER,
+             finished_at INTEGER,
+             payload BLOB NOT NULL
+         );
+         CREATE INDEX tasks_ready ON tasks (id) WHERE state = 0;
+         CREATE INDEX tasks_leased ON tasks (lease_until) WHERE state = 1;",
+    )
+    .map_err(err("create the table"))?;
+    let tx = conn.transaction().map_err(err("begin"))?;
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO tasks (payload) VALUES (?1)")
+            .map_err(err("prepare the insert"))?;
+        for i in 0..n {
+            insert
+                .execute([i.to_string().into_bytes()])
+                .map_err(err("insert"))?;
+        }
+    }
+    tx.commit().map_err(err("commit the inserts"))?;
+
+    Ok(())
+}
+
 /// Says which step failed.
 fn err(what: &'static str) -> impl Fn(rusqlite::Error) -> String {
     move |e| format!("{what}: {e}")
@@ -157,8 +258,9 @@ fn micros_since_epoch() -> i64 {
         .unwrap_or(0)
 }
 
-/// The floor for `n` tasks at each of conveyor's `processed` slot counts,
-/// printed beside those rates with their ratios to it.
+/// The floor for `n` tasks at each of conveyor's `processed` slot counts, on
+/// the lean table and on conveyor's, printed beside those rates with their
+/// ratios to each.
 pub async fn beside(
     report: &mut Report,
     bench: &str,
@@ -167,26 +269,24 @@ pub async fn beside(
 ) {
     for row in processed {
         let slots = row.slots;
-        let subject = format!("bare rusqlite reserve+finish, {slots} held, fsync");
-        let floor = match tokio::task::spawn_blocking(move || measure(n, slots)).await {
-            Ok(Ok(rate)) => rate,
-            Ok(Err(e)) => {
-                report.note(format!("{subject}: {e}"));
-                continue;
-            }
-            Err(e) => {
-                report.note(format!("{subject}: {e}"));
-                continue;
-            }
-        };
-        report.add(bench, &subject, floor, "tasks/s");
-        report.add_vs(
-            bench,
-            &format!("{} vs bare SQLite", row.subject()),
-            row.rate,
-            "tasks/s",
-            "bare rusqlite",
-            row.rate / floor,
-        );
+        for (table, which) in [(Table::Lean, "lean"), (Table::Conveyor, "conveyor's")] {
+            let subject = format!("bare rusqlite, {which} table, {slots} held, fsync");
+            let floor = match measure(table, n, slots).await {
+                Ok(rate) => rate,
+                Err(e) => {
+                    report.note(format!("{subject}: {e}"));
+                    continue;
+                }
+            };
+            report.add(bench, &subject, floor, "tasks/s");
+            report.add_vs(
+                bench,
+                &format!("{} vs bare SQLite, {which} table", row.subject()),
+                row.rate,
+                "tasks/s",
+                "bare rusqlite",
+                row.rate / floor,
+            );
+        }
     }
 }
