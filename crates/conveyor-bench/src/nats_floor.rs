@@ -138,23 +138,11 @@ pub async fn beside(
     n: usize,
     processed: &[crate::queue::Processed],
 ) {
-    let subject = "bare async-nats fetch+ack";
-    let floor = match measure(url, n).await {
-        Ok(rate) => rate,
-        Err(e) => {
-            report.note(format!("{subject}: {e}"));
-            return;
-        }
+    let floor = crate::queue::Floor {
+        subject: "bare async-nats fetch+ack",
+        unit: "msgs/s",
+        versus: "vs bare JetStream",
+        baseline: "bare async-nats",
     };
-    report.add(bench, subject, floor, "msgs/s");
-    for row in processed {
-        report.add_vs(
-            bench,
-            &format!("{} vs bare JetStream", row.subject()),
-            row.rate,
-            "tasks/s",
-            "bare async-nats",
-            row.rate / floor,
-        );
-    }
+    floor.report(report, bench, measure(url, n).await, processed);
 }

@@ -174,23 +174,12 @@ pub async fn beside(
     n: usize,
     processed: &[crate::queue::Processed],
 ) {
-    let subject = "bare tokio-postgres reserve+finish, 2 loops";
-    let floor = match measure(url, n).await {
-        Ok(rate) => rate,
-        Err(e) => {
-            report.note(format!("{subject}: {e}"));
-            return;
-        }
+    let floor = crate::queue::Floor {
+        subject: "bare tokio-postgres reserve+finish, 2 loops",
+        unit: "tasks/s",
+        versus: "vs bare PostgreSQL",
+        baseline: "bare tokio-postgres",
     };
-    report.add(bench, subject, floor, "tasks/s");
-    for row in processed.iter().filter(|row| row.slots >= 500) {
-        report.add_vs(
-            bench,
-            &format!("{} vs bare PostgreSQL", row.subject()),
-            row.rate,
-            "tasks/s",
-            "bare tokio-postgres",
-            row.rate / floor,
-        );
-    }
+    let rows = processed.iter().filter(|row| row.slots >= 500);
+    floor.report(report, bench, measure(url, n).await, rows);
 }

@@ -190,6 +190,50 @@ impl Processed {
     }
 }
 
+/// A floor measured beside conveyor's `processed` rows: what it is called,
+/// its unit, and what the rows compared with it say they are compared with.
+pub struct Floor<'a> {
+    /// The floor's own row.
+    pub subject: &'a str,
+    /// Its unit (`tasks/s`, `msgs/s`).
+    pub unit: &'a str,
+    /// Appended to each compared row's subject (`vs bare SQLite`).
+    pub versus: &'a str,
+    /// What each ratio is to (`bare rusqlite`).
+    pub baseline: &'a str,
+}
+
+impl Floor<'_> {
+    /// Prints the floor's rate, then each of `rows` with its ratio to it; or
+    /// a note saying why the floor was not measured.
+    pub fn report<'p>(
+        &self,
+        report: &mut Report,
+        bench: &str,
+        measured: Result<f64, String>,
+        rows: impl IntoIterator<Item = &'p Processed>,
+    ) {
+        let floor = match measured {
+            Ok(rate) => rate,
+            Err(e) => {
+                report.note(format!("{}: {e}", self.subject));
+                return;
+            }
+        };
+        report.add(bench, self.subject, floor, self.unit);
+        for row in rows {
+            report.add_vs(
+                bench,
+                &format!("{} {}", row.subject(), self.versus),
+                row.rate,
+                "tasks/s",
+                self.baseline,
+                row.rate / floor,
+            );
+        }
+    }
+}
+
 /// Enqueue rates of the backend at one URL, tasks/s.
 pub struct EnqueueRates {
     /// One task per call, one caller.

@@ -271,22 +271,14 @@ pub async fn beside(
         let slots = row.slots;
         for (table, which) in [(Table::Lean, "lean"), (Table::Conveyor, "conveyor's")] {
             let subject = format!("bare rusqlite, {which} table, {slots} held, fsync");
-            let floor = match measure(table, n, slots).await {
-                Ok(rate) => rate,
-                Err(e) => {
-                    report.note(format!("{subject}: {e}"));
-                    continue;
-                }
+            let versus = format!("vs bare SQLite, {which} table");
+            let floor = crate::queue::Floor {
+                subject: &subject,
+                unit: "tasks/s",
+                versus: &versus,
+                baseline: "bare rusqlite",
             };
-            report.add(bench, &subject, floor, "tasks/s");
-            report.add_vs(
-                bench,
-                &format!("{} vs bare SQLite, {which} table", row.subject()),
-                row.rate,
-                "tasks/s",
-                "bare rusqlite",
-                row.rate / floor,
-            );
+            floor.report(report, bench, measure(table, n, slots).await, [row]);
         }
     }
 }
