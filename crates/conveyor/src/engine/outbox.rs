@@ -124,7 +124,13 @@ impl<'a> Outbox<'a> {
         }
         match self.batches.last_mut() {
             Some((j, batch)) if Arc::ptr_eq(j, job) => batch.push(result),
-            _ => self.batches.push((job.clone(), vec![result])),
+            _ => {
+                // Room for a whole batch at once: growing it result by result
+                // would copy the results made so far four times over.
+                let mut batch = Vec::with_capacity(MAX_HELD);
+                batch.push(result);
+                self.batches.push((job.clone(), batch));
+            }
         }
         self.held += 1;
         if self.held >= MAX_HELD {
