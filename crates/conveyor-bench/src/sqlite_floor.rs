@@ -44,10 +44,11 @@ pub enum Table {
     Conveyor,
 }
 
-/// The statements of one table: the reserve (`?1` lease end, `?2` now, which
-/// the lean table does not keep, `?3` how many; returning id, token and
-/// payload) and the finish's start (`?1`
-/// now), to which the `(id, token)` rows of the batch are appended.
+/// The statements of one table, with times in milliseconds as the store
+/// keeps them: the reserve (`?1` the lease's end, `?2` now, which the lean
+/// table does not keep, `?3` how many; it returns id, token and payload) and
+/// the finish (now first, then the `(id, token)` of each task of the batch,
+/// spliced in at `{rows}`).
 struct Statements {
     reserve: String,
     finish: String,
@@ -68,8 +69,8 @@ impl Table {
                             AND tasks.state = 1"
                     .into(),
             },
-            // The store's own shapes: its reserve marks the rows it picked
-            // running with these columns, its finish writes the result.
+            // The columns the store's reserve and finish write, and the
+            // lookup of its ready index (queue, priority, id).
             Table::Conveyor => {
                 let available = TaskState::Available.code();
                 let running = TaskState::Running.code();
@@ -164,7 +165,7 @@ fn run(path: &Path, table: Table, n: usize, slots: usize) -> Result<f64, String>
     let mut held: Vec<(i64, i64)> = Vec::with_capacity(slots);
     let mut done = 0usize;
     loop {
-        let now = micros_since_epoch();
+        let now = millis_since_epoch();
         let tx = conn.transaction().map_err(err("begin"))?;
         if !held.is_empty() {
             // One statement completes the whole batch, each row by id and token.
@@ -186,7 +187,7 @@ fn run(path: &Path, table: Table, n: usize, slots: usize) -> Result<f64, String>
                 .prepare_cached(&statements.reserve)
                 .map_err(err("prepare the reserve"))?;
             let mut rows = reserve
-                .query(rusqlite::params![now + 30_000_000, now, slots as i64])
+                .query(rusqlite::params![now + 30_000, now, slots as i64])
                 .map_err(err("reserve"))?;
             while let Some(row) = rows.next().map_err(err("reserve"))? {
                 let payload: &[u8] = row
@@ -251,10 +252,10 @@ fn err(what: &'static str) -> impl Fn(rusqlite::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-fn micros_since_epoch() -> i64 {
+fn millis_since_epoch() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
