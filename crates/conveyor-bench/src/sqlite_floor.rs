@@ -21,7 +21,9 @@
 //! partial indexes, and the store's statement shapes), which splits the
 //! distance in two: what the table costs, and what the rest of conveyor
 //! (kept counts, savepoints, handing tasks to the engine and results back)
-//! costs on top.
+//! costs on top. A third run on conveyor's table without the six indexes
+//! the hot path never reads ([`Table::ConveyorReadyAndLease`]) says how much
+//! of the table's cost is its indexes and how much its width.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,7 +44,20 @@ pub enum Table {
     Lean,
     /// conveyor's own, made and filled by its embedded store.
     Conveyor,
+    /// conveyor's own, keeping only its ready and lease indexes.
+    ConveyorReadyAndLease,
 }
+
+/// conveyor's indexes that the reserve and finish of a plain task never
+/// read (they serve delays, unique and ordering keys, pruning, limits).
+const UNREAD_INDEXES: [&str; 6] = [
+    "tasks_due",
+    "tasks_unique",
+    "tasks_ordering",
+    "tasks_ordering_running",
+    "tasks_finished",
+    "tasks_running_handler",
+];
 
 /// The statements of one table, with times in milliseconds as the store
 /// keeps them: the reserve (`?1` the lease's end, `?2` now, which the lean
@@ -71,7 +86,7 @@ impl Table {
             },
             // The columns the store's reserve and finish write, and the
             // lookup of its ready index (queue, priority, id).
-            Table::Conveyor => {
+            Table::Conveyor | Table::ConveyorReadyAndLease => {
                 let available = TaskState::Available.code();
                 let running = TaskState::Running.code();
                 let completed = TaskState::Completed.code();
@@ -109,7 +124,7 @@ pub async fn measure(table: Table, n: usize, slots: usize) -> Result<f64, String
     ));
     let made = match table {
         Table::Lean => Ok(()),
-        Table::Conveyor => fill_with_conveyor(&path, n).await,
+        Table::Conveyor | Table::ConveyorReadyAndLease => fill_with_conveyor(&path, n).await,
     };
     let result = match made {
         Ok(()) => {
@@ -157,8 +172,15 @@ fn run(path: &Path, table: Table, n: usize, slots: usize) -> Result<f64, String>
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 4096;")
         .map_err(err("pragmas"))?;
-    if table == Table::Lean {
-        create_lean(&mut conn, n)?;
+    match table {
+        Table::Lean => create_lean(&mut conn, n)?,
+        Table::Conveyor => {}
+        Table::ConveyorReadyAndLease => {
+            for index in UNREAD_INDEXES {
+                conn.execute_batch(&format!("DROP INDEX {index}"))
+                    .map_err(err("drop an index"))?;
+            }
+        }
     }
     let statements = table.statements();
     let t = Instant::now();
@@ -270,9 +292,17 @@ pub async fn beside(
 ) {
     for row in processed {
         let slots = row.slots;
-        for (table, which) in [(Table::Lean, "lean"), (Table::Conveyor, "conveyor's")] {
-            let subject = format!("bare rusqlite, {which} table, {slots} held, fsync");
-            let versus = format!("vs bare SQLite, {which} table");
+        let tables = [
+            (Table::Lean, "a lean table"),
+            (Table::Conveyor, "conveyor's table"),
+            (
+                Table::ConveyorReadyAndLease,
+                "conveyor's table, ready and lease indexes only",
+            ),
+        ];
+        for (table, which) in tables {
+            let subject = format!("bare rusqlite on {which}, {slots} held, fsync");
+            let versus = format!("vs bare SQLite on {which}");
             let floor = crate::queue::Floor {
                 subject: &subject,
                 unit: "tasks/s",
