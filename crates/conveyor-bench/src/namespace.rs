@@ -200,7 +200,8 @@ impl Drop for Subject {
     }
 }
 
-fn remove_db(path: &std::path::Path) {
+/// Removes an SQLite file and its WAL and shared-memory files.
+pub fn remove_db(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);

@@ -25,7 +25,7 @@
 //! the hot path never reads ([`Table::ConveyorReadyAndLease`]) says how much
 //! of the table's cost is its indexes and how much its width.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conveyor::durable::NewTask;
@@ -122,24 +122,17 @@ pub async fn measure(table: Table, n: usize, slots: usize) -> Result<f64, String
         std::process::id(),
         crate::namespace::micros_now() & 0xffff_ffff
     ));
-    let made = match table {
-        Table::Lean => Ok(()),
-        Table::Conveyor | Table::ConveyorReadyAndLease => fill_with_conveyor(&path, n).await,
-    };
-    let result = match made {
-        Ok(()) => {
-            let p = path.clone();
-            tokio::task::spawn_blocking(move || run(&p, table, n, slots.max(1)))
-                .await
-                .unwrap_or_else(|e| Err(format!("the loop panicked: {e}")))
+    let result = async {
+        if table != Table::Lean {
+            fill_with_conveyor(&path, n).await?;
         }
-        Err(e) => Err(e),
-    };
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = PathBuf::from(&path).into_os_string();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || run(&p, table, n, slots.max(1)))
+            .await
+            .unwrap_or_else(|e| Err(format!("the loop panicked: {e}")))
     }
+    .await;
+    crate::namespace::remove_db(&path);
     result
 }
 

@@ -136,7 +136,10 @@ impl PartialEq<String> for HandlerName {
 
 impl From<HandlerName> for Arc<str> {
     fn from(name: HandlerName) -> Self {
-        name.to_arc()
+        match name.0 {
+            Repr::Handler(core) => core.name.clone(),
+            Repr::Name(name) => name,
+        }
     }
 }
 
