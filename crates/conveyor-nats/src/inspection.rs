@@ -1,7 +1,7 @@
 //! The inspection part: listing and counting tasks.
 //!
 //! JetStream's key-value store has no secondary index and no ordered range
-//! read, so both read every record once (one ordered consumer streaming the
+//! read, so both read every record once (one scan of the ledger reading the
 //! last value of each `t.*` key) and filter, order and page in memory. The
 //! cost of a call grows with the number of records kept (unfinished ones
 //! plus finished ones within their retention), not with the page: fine for
