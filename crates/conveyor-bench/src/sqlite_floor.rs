@@ -17,11 +17,11 @@
 //! worker.
 //!
 //! The same loop also runs on conveyor's own table ([`Table::Conveyor`]: a
-//! file made and filled by conveyor's embedded store, its 22 columns and 8
+//! file made and filled by conveyor's embedded store, its 22 columns and 7
 //! partial indexes, and the store's statement shapes), which splits the
 //! distance in two: what the table costs, and what the rest of conveyor
 //! (kept counts, savepoints, handing tasks to the engine and results back)
-//! costs on top. A third run on conveyor's table without the six indexes
+//! costs on top. A third run on conveyor's table without the five indexes
 //! the hot path never reads ([`Table::ConveyorReadyAndLease`]) says how much
 //! of the table's cost is its indexes and how much its width.
 
@@ -49,14 +49,13 @@ pub enum Table {
 }
 
 /// conveyor's indexes that the reserve and finish of a plain task never
-/// read (they serve delays, unique and ordering keys, pruning, limits).
-const UNREAD_INDEXES: [&str; 6] = [
+/// read (they serve delays, unique and ordering keys, pruning).
+const UNREAD_INDEXES: [&str; 5] = [
     "tasks_due",
     "tasks_unique",
     "tasks_ordering",
     "tasks_ordering_running",
     "tasks_finished",
-    "tasks_running_handler",
 ];
 
 /// The statements of one table, with times in milliseconds as the store

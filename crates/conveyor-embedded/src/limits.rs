@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::{codes, Admission, Error, HandlerLimits, Rate, TaskState, Timestamp};
+use conveyor_core::{Admission, Error, HandlerLimits, Rate, TaskState, Timestamp};
 use rusqlite::{params, Row};
 
 use crate::store::{db_err, Store};
@@ -106,13 +106,22 @@ impl Store {
         if rows.is_empty() {
             return Ok(gate);
         }
-        let count = format!(
-            "SELECT count(*) FROM tasks WHERE handler = ?1 AND state IN ({})",
-            codes(&[TaskState::Running])
-        );
-        let mut stmt = self.conn.prepare_cached(&count).map_err(db_err)?;
+        // The kept counts (`crate::tally`), plus what this transaction's
+        // requests moved and has not written yet: no index over running tasks
+        // is needed (each one cost every reservation and settlement two index
+        // writes).
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE handler = ?1 AND state = ?2",
+            )
+            .map_err(db_err)?;
+        let running_code = TaskState::Running.code();
         for (handler, limits, tat) in rows {
-            let running: i64 = stmt.query_row([&handler], |r| r.get(0)).map_err(db_err)?;
+            let kept: i64 = stmt
+                .query_row(params![handler, running_code], |r| r.get(0))
+                .map_err(db_err)?;
+            let running = kept + self.tally.unwritten(&handler, TaskState::Running);
             gate.limit(&handler, limits, u64::try_from(running).unwrap_or(0), tat);
         }
         Ok(gate)

@@ -24,7 +24,6 @@
 //! | `tasks_ordering (queue, ordering_key, id)` | unfinished with an ordering key | "is this the oldest of its key?" |
 //! | `tasks_ordering_running (queue, ordering_key)` | running with an ordering key | "is one of its key running?" |
 //! | `tasks_finished (state, finished_at)` | finished | pruning and purging |
-//! | `tasks_running_handler (handler)` | running | counting a limited handler's running tasks (v2) |
 //!
 //! Version 2 adds `handler_limits`: one row per handler with global limits
 //! (concurrency, rate count per period in µs, burst) and the rate's state (its
@@ -38,6 +37,10 @@
 //! reads a handful of rows.
 //! Version 8 adds the attempt columns of `tasks`: `worker`, `started_at`
 //! and `history` (every attempt's history, see `conveyor_core::attempt`).
+//! Version 9 drops `tasks_running_handler (handler)`, the index over running
+//! tasks that versions 2 to 8 kept to count a limited handler's running
+//! tasks: the kept counts answer that now, and the index cost every
+//! reservation and every settlement two index writes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -50,7 +53,7 @@ use crate::sql::unfinished_codes;
 use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 8;
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -160,7 +163,7 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
         conn.execute_batch(&schema_v1()).map_err(db_err_string)?;
     }
     if version < 2 {
-        conn.execute_batch(&schema_v2()).map_err(db_err_string)?;
+        conn.execute_batch(SCHEMA_V2).map_err(db_err_string)?;
     }
     if version < 3 {
         conn.execute_batch(SCHEMA_V3).map_err(db_err_string)?;
@@ -179,6 +182,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     }
     if version < 8 {
         add_attempt_columns(conn)?;
+    }
+    if version < 9 {
+        conn.execute_batch(SCHEMA_V9).map_err(db_err_string)?;
     }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
@@ -236,8 +242,6 @@ fn schema_v1() -> String {
     )
 }
 
-/// Version 2: global handler limits and the index that counts running tasks
-/// per handler.
 /// Schema version 3: the leader of each maintenance role and its term.
 const SCHEMA_V3: &str = "CREATE TABLE IF NOT EXISTS leaders (
          role TEXT PRIMARY KEY,
@@ -318,18 +322,17 @@ fn add_attempt_columns(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
-fn schema_v2() -> String {
-    let running = codes(&[TaskState::Running]);
-    format!(
-        "CREATE TABLE IF NOT EXISTS handler_limits (
-             handler TEXT PRIMARY KEY,
-             concurrency INTEGER,
-             rate_count INTEGER,
-             rate_per_us INTEGER,
-             burst INTEGER,
-             tat_us INTEGER
-         );
-         CREATE INDEX IF NOT EXISTS tasks_running_handler ON tasks (handler)
-             WHERE state IN ({running});"
-    )
-}
+/// Schema version 2: global handler limits. (Versions 2 to 8 also made
+/// `tasks_running_handler`, which version 9 drops.)
+const SCHEMA_V2: &str = "CREATE TABLE IF NOT EXISTS handler_limits (
+         handler TEXT PRIMARY KEY,
+         concurrency INTEGER,
+         rate_count INTEGER,
+         rate_per_us INTEGER,
+         burst INTEGER,
+         tat_us INTEGER
+     );";
+
+/// Schema version 9: a limited handler's running tasks are counted from the
+/// kept counts, so the index that counted them goes.
+const SCHEMA_V9: &str = "DROP INDEX IF EXISTS tasks_running_handler;";

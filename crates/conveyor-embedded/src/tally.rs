@@ -66,6 +66,17 @@ impl Tally {
         }
     }
 
+    /// The change to the count of `handler`'s tasks in `state`, over every
+    /// queue, that this transaction made and has not written yet.
+    pub(crate) fn unwritten(&self, handler: &str, state: TaskState) -> i64 {
+        self.request
+            .iter()
+            .chain(&self.batch)
+            .filter(|(_, h, s, _)| *s == state && h == handler)
+            .map(|(_, _, _, n)| n)
+            .sum()
+    }
+
     /// The running request succeeded: its changes join the transaction's.
     pub(crate) fn keep_request(&mut self) {
         for (queue, handler, state, n) in self.request.drain(..) {

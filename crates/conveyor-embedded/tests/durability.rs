@@ -457,7 +457,7 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
     let ctx = conveyor_core::TraceContext::new(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -497,7 +497,7 @@ async fn a_version_6_file_migrates_to_attempt_history() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
     let q = queues(&["default"]);
     let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
@@ -505,4 +505,79 @@ async fn a_version_6_file_migrates_to_attempt_history() {
     let history = b.get(got[0].lease.id).await.unwrap().unwrap().history;
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].worker.as_deref(), Some("w"));
+}
+
+/// A file written before schema version 9 (with the index over running
+/// tasks per handler) migrates when opened: the index goes, and a limited
+/// handler's tasks already running still count against its limit.
+#[tokio::test]
+async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let b = EmbeddedBackend::open(&path).unwrap();
+        b.set_limits("lim", conveyor_core::HandlerLimits::none().concurrency(2))
+            .await
+            .unwrap();
+        b.enqueue_many((0..5).map(|_| task("lim")).collect())
+            .await
+            .unwrap();
+        let got = b.reserve(&queues(&["default"]), 1, LEASE).await.unwrap();
+        assert_eq!(got.len(), 1);
+    }
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "CREATE INDEX tasks_running_handler ON tasks (handler) WHERE state IN (2);
+             PRAGMA user_version = 8",
+        )
+        .unwrap();
+    }
+    let b = EmbeddedBackend::open(&path).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 9);
+    let index: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_running_handler'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 0, "the index is dropped");
+    let got = b.reserve(&queues(&["default"]), 10, LEASE).await.unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "one running before the migration: one more fits"
+    );
+}
+
+/// Reservations that land in one write transaction (the group-commit path)
+/// see one another's running tasks: a limited handler's running count is
+/// the kept count plus what the transaction moved and has not written yet.
+#[tokio::test]
+async fn concurrent_reservations_in_one_transaction_respect_a_concurrency_limit() {
+    for round in 0..20 {
+        let f = Fixture::new();
+        f.backend
+            .set_limits("lim", conveyor_core::HandlerLimits::none().concurrency(3))
+            .await
+            .unwrap();
+        f.backend
+            .enqueue_many((0..40).map(|_| task("lim")).collect())
+            .await
+            .unwrap();
+        let q = queues(&["default"]);
+        let r = || f.backend.reserve(&q, 2, LEASE);
+        // Polled together: all eight are queued before the first is answered.
+        let (a, b, c, d, e, g, h, i) = tokio::join!(r(), r(), r(), r(), r(), r(), r(), r());
+        let got: usize = [a, b, c, d, e, g, h, i]
+            .into_iter()
+            .map(|r| r.unwrap().len())
+            .sum();
+        assert_eq!(got, 3, "round {round}: at most the limit runs");
+    }
 }
