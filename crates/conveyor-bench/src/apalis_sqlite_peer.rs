@@ -52,7 +52,7 @@ impl Db {
             "conveyor-bench-apalis-{}-{tag}.db",
             std::process::id()
         ));
-        remove(&path);
+        crate::namespace::remove_db(&path);
         let options = |p: &Path| -> Result<SqliteConnectOptions, String> {
             Ok(
                 SqliteConnectOptions::from_str(&format!("sqlite://{}", p.display()))
@@ -87,15 +87,7 @@ impl Db {
 
     async fn close(self) {
         self.pool.close().await;
-        remove(&self.path);
-    }
-}
-
-fn remove(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+        crate::namespace::remove_db(&self.path);
     }
 }
 

@@ -165,9 +165,8 @@ pub fn measure(
     ));
     let _ = std::fs::remove_file(&out);
     let prefix = format!(
-        "conveyor-bench-celery-{}-{:x}:",
-        std::process::id(),
-        crate::namespace::micros_now() & 0xffff_ffff
+        "{}:",
+        crate::namespace::unique("conveyor-bench-celery", '-')
     );
     let status = Command::new(python)
         .arg(&script)

@@ -44,11 +44,7 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
 impl Subject {
     /// A new namespace on `url` (none: an embedded file), named with `tag`.
     pub fn new(url: Option<&str>, tag: &str) -> Subject {
-        let unique = format!(
-            "{}_{tag}_{:x}",
-            std::process::id(),
-            micros_now() & 0xffff_ffff
-        );
+        let unique = unique(tag, '_');
         match url {
             Some(u) if scheme(u).starts_with("redis") => {
                 let prefix = format!("conveyor-bench-{unique}:");
@@ -207,6 +203,16 @@ pub fn remove_db(path: &std::path::Path) {
         p.push(suffix);
         let _ = std::fs::remove_file(p);
     }
+}
+
+/// A name no other run uses: `tag`, this process's id and the clock's
+/// microseconds (hex, lower 32 bits), joined by `sep`.
+pub fn unique(tag: &str, sep: char) -> String {
+    format!(
+        "{tag}{sep}{}{sep}{:x}",
+        std::process::id(),
+        micros_now() & 0xffff_ffff
+    )
 }
 
 /// Microseconds since the Unix epoch.

@@ -33,11 +33,7 @@ pub async fn measure(url: &str, n: usize) -> Result<f64, String> {
         .map_err(|_| format!("no NATS server answered at {server}"))?
         .map_err(|e| format!("connect: {e}"))?;
     let js = jetstream::new(client.clone());
-    let name = format!(
-        "conveyor_bench_floor_{}_{:x}",
-        std::process::id(),
-        crate::namespace::micros_now() & 0xffff_ffff
-    );
+    let name = crate::namespace::unique("conveyor_bench_floor", '_');
     let subject = format!("{name}.work");
     let created = js
         .create_stream(stream::Config {

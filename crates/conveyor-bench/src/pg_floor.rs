@@ -39,11 +39,7 @@ pub async fn measure(url: &str, n: usize) -> Result<f64, String> {
     // conveyor's own options (`?schema=`) mean nothing to a bare client.
     let base = url.split('?').next().unwrap_or(url);
     let admin = connect(base).await?;
-    let schema = format!(
-        "conveyor_bench_floor_{}_{:x}",
-        std::process::id(),
-        crate::namespace::micros_now() & 0xffff_ffff
-    );
+    let schema = crate::namespace::unique("conveyor_bench_floor", '_');
     let result = run(base, &admin, &schema, n).await;
     let _ = admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

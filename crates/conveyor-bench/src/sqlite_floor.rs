@@ -117,9 +117,8 @@ impl Table {
 /// could not run.
 pub async fn measure(table: Table, n: usize, slots: usize) -> Result<f64, String> {
     let path = std::env::temp_dir().join(format!(
-        "conveyor-bench-floor-{}-{:x}.db",
-        std::process::id(),
-        crate::namespace::micros_now() & 0xffff_ffff
+        "{}.db",
+        crate::namespace::unique("conveyor-bench-floor", '-')
     ));
     let result = async {
         if table != Table::Lean {
