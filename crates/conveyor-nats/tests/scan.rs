@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, DEFAULT_QUEUE};
+use conveyor_core::{Backend, Finish, NewTask, SystemClock, DEFAULT_QUEUE};
 
 const TASKS: u64 = 3_000;
 
@@ -25,10 +25,7 @@ async fn churn(b: Arc<dyn Backend>, stop: Arc<AtomicBool>) -> u64 {
         if got.is_empty() {
             break;
         }
-        let reports = got
-            .into_iter()
-            .map(|r| Finish::new(r.lease, FinishAction::Complete { result: None }))
-            .collect();
+        let reports = got.into_iter().map(|r| Finish::complete(r.lease)).collect();
         for out in b.finish(reports).await.expect("finish") {
             out.expect("a live lease completes");
             done += 1;
