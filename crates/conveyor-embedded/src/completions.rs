@@ -8,7 +8,7 @@
 //! batch starts a new one, so two reports for one task apply in order (the
 //! second finds the task completed).
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use conveyor_core::{Error, Finish, FinishAction, TaskId, TaskState, Timestamp, Transition};
 

@@ -11,7 +11,7 @@
 //! under the same write lock. Names are shared, not copied per task; the
 //! map is emptied if it ever holds [`MAX_HELD`] entries.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Entries kept at most (stale ones pile up only from leases that other
