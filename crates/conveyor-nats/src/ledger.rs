@@ -10,8 +10,8 @@
 //! Deleting an entry purges its subject from the bucket's stream instead of
 //! writing a delete marker, so pruned tasks leave nothing behind for scans.
 //! A scan (listing, stats, pruning) reads the last entry of every key under
-//! a filter with a pull consumer ([`Ledger::scan`]): its cost grows with the number of
-//! keys it covers, which `docs/nats.md` spells out.
+//! a filter with a pull consumer ([`Ledger::scan`]): its cost grows with the
+//! number of keys it covers, which `docs/nats.md` spells out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, stream::Stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use conveyor_core::Error;
+use conveyor_core::{BackendError, BackendErrorKind, Error};
 use futures_util::StreamExt;
 
 use crate::error::{bad_data, nats_error};
@@ -33,6 +33,9 @@ use crate::record::Rec;
 /// and how long its consumer outlives a scan that stopped without deleting
 /// it.
 const SCAN_SILENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a scan is doing, for its errors.
+const SCANNING: &str = "scanning the ledger";
 
 /// How many entries a scan asks for at once.
 const SCAN_BATCH: usize = 1_000;
@@ -145,13 +148,7 @@ impl Ledger {
         }
         let subject = self.names.key_subject(key);
         match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => {
-                let live = m
-                    .headers
-                    .get("KV-Operation")
-                    .is_none_or(|op| op.as_str() == "PUT");
-                Ok(live.then_some((m.payload, m.sequence)))
-            }
+            Ok(m) => Ok(is_live(Some(&m.headers)).then_some((m.payload, m.sequence))),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(nats_error("reading the ledger", e, self.state())),
         }
@@ -266,7 +263,7 @@ impl Ledger {
             }
         }
         Err(Error::backend(
-            conveyor_core::BackendErrorKind::Busy,
+            BackendErrorKind::Busy,
             "nats: the task id counter stayed contended",
         ))
     }
@@ -289,7 +286,6 @@ impl Ledger {
     /// scan has seen every key that lived through it; one is taken and the
     /// reading goes on.
     pub(crate) async fn scan(&self, filter: &str) -> Result<Vec<(String, Bytes, u64)>, Error> {
-        let what = "scanning the ledger";
         let filter = self.names.key_subject(filter);
         let consumer = self
             .stream
@@ -302,7 +298,7 @@ impl Ledger {
                 ..Default::default()
             })
             .await
-            .map_err(|e| nats_error(what, e, self.state()))?;
+            .map_err(|e| nats_error(SCANNING, e, self.state()))?;
         let name = consumer.cached_info().name.clone();
         let pending = consumer.cached_info().num_pending;
         let mut scan = Scan::new(self.names.key_subject(""), pending);
@@ -319,11 +315,10 @@ impl Ledger {
         filter: &str,
         scan: &mut Scan,
     ) -> Result<(), Error> {
-        let what = "scanning the ledger";
         let silent = || {
             Error::backend(
-                conveyor_core::BackendErrorKind::Timeout,
-                format!("nats {what}: the server stopped answering mid-scan"),
+                BackendErrorKind::Timeout,
+                format!("nats {SCANNING}: the server stopped answering mid-scan"),
             )
         };
         loop {
@@ -337,7 +332,7 @@ impl Ledger {
             )
             .await
             .map_err(|_| silent())?
-            .map_err(|e| nats_error(what, e, self.state()))?;
+            .map_err(|e| nats_error(SCANNING, e, self.state()))?;
             let mut full = true;
             for _ in 0..SCAN_BATCH {
                 let next = tokio::time::timeout(SCAN_SILENCE, batch.next())
@@ -347,15 +342,20 @@ impl Ledger {
                     full = false;
                     break;
                 };
+                // A status the server ended the batch with (such as its
+                // consumer gone): the driver's error, kept as the source.
                 let m = m.map_err(|e| {
-                    Error::backend(
-                        conveyor_core::BackendErrorKind::Unavailable,
-                        format!("nats {what}: {e}"),
+                    Error::Backend(
+                        BackendError::new(
+                            BackendErrorKind::Unavailable,
+                            format!("nats {SCANNING}"),
+                        )
+                        .with_source(std::io::Error::other(e)),
                     )
                 })?;
                 let rev = m
                     .info()
-                    .map_err(|e| bad_data(format!("{what}: {e}")))?
+                    .map_err(|e| bad_data(format!("{SCANNING}: {e}")))?
                     .stream_sequence;
                 scan.take(m.subject.as_str(), m.headers.as_ref(), &m.payload, rev);
             }
@@ -372,7 +372,7 @@ impl Ledger {
                 .await;
             match next {
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(()),
-                Err(e) => return Err(nats_error(what, e, self.state())),
+                Err(e) => return Err(nats_error(SCANNING, e, self.state())),
                 Ok(m) => scan.take(m.subject.as_str(), Some(&m.headers), &m.payload, m.sequence),
             }
         }
@@ -387,6 +387,14 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// Whether an entry with these headers holds a value (a put), not a
+/// key-value removal marker.
+fn is_live(headers: Option<&HeaderMap>) -> bool {
+    headers
+        .and_then(|h| h.get("KV-Operation"))
+        .is_none_or(|op| op.as_str() == "PUT")
 }
 
 /// What a scan has read so far: each key once, at its newest revision,
@@ -421,15 +429,12 @@ impl Scan {
         let Some(key) = subject.strip_prefix(&self.prefix) else {
             return;
         };
-        let live = headers
-            .and_then(|h| h.get("KV-Operation"))
-            .is_none_or(|op| op.as_str() == "PUT");
-        if !live {
+        if !is_live(headers) {
             return;
         }
         match self.at.get(key) {
             Some(&i) if self.out[i].2 >= rev => {}
-            Some(&i) => self.out[i] = (key.to_string(), payload.clone(), rev),
+            Some(&i) => (self.out[i].1, self.out[i].2) = (payload.clone(), rev),
             None => {
                 self.at.insert(key.to_string(), self.out.len());
                 self.out.push((key.to_string(), payload.clone(), rev));
