@@ -429,6 +429,76 @@ mod tests {
         handle.join().unwrap();
     }
 
+    /// Holds the thread in a read-only batch (which takes no late
+    /// requests) until the returned sender sends: requests sent meanwhile
+    /// make the next batch, in the order sent.
+    fn hold_in_a_read(inbox: &Sender<Message>) -> Sender<()> {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (tx, _rx) = oneshot::channel();
+        let read = Call::new(
+            false,
+            1,
+            move |_: &mut Store| {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok(())
+            },
+            tx,
+        );
+        inbox.send(Message::Job(Box::new(read))).unwrap();
+        started_rx.recv().unwrap();
+        go_tx
+    }
+
+    /// Requests that make a batch together: the first failing undoes its
+    /// own writes only, and the requests after it commit.
+    #[test]
+    fn a_failing_first_request_is_undone_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, handle) = thread(dir.path());
+        let go = hold_in_a_read(&inbox);
+        let failing = send(&inbox, |s| {
+            insert(s, 1)?;
+            Err(Error::backend_other("the first request fails"))
+        });
+        let second = send(&inbox, |s| insert(s, 2));
+        let third = send(&inbox, |s| insert(s, 3));
+        go.send(()).unwrap();
+        let err = failing.blocking_recv().unwrap().unwrap_err();
+        assert!(
+            err.to_string().contains("the first request fails"),
+            "its own error is its answer: {err}"
+        );
+        second.blocking_recv().unwrap().unwrap();
+        third.blocking_recv().unwrap().unwrap();
+        assert_eq!(rows(dir.path()), vec![2, 3]);
+        drop(inbox);
+        handle.join().unwrap();
+    }
+
+    /// A request after the first that fails undoes its own writes only:
+    /// those of the requests before and after it stand.
+    #[test]
+    fn a_failing_later_request_leaves_the_first_standing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, handle) = thread(dir.path());
+        let go = hold_in_a_read(&inbox);
+        let first = send(&inbox, |s| insert(s, 1));
+        let failing = send(&inbox, |s| {
+            insert(s, 2)?;
+            Err(Error::backend_other("the second request fails"))
+        });
+        let third = send(&inbox, |s| insert(s, 3));
+        go.send(()).unwrap();
+        first.blocking_recv().unwrap().unwrap();
+        assert!(failing.blocking_recv().unwrap().is_err());
+        third.blocking_recv().unwrap().unwrap();
+        assert_eq!(rows(dir.path()), vec![1, 3]);
+        drop(inbox);
+        handle.join().unwrap();
+    }
+
     /// A `Close` arriving while a batch runs ends the thread after that
     /// batch commits; nothing sent after it is run.
     #[test]

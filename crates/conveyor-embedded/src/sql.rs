@@ -6,6 +6,15 @@
 //! nothing else. The texts are built once per process and then used as keys of
 //! rusqlite's prepared-statement cache, so each is parsed once per connection.
 //!
+//! The statements that write many rows at once (inserts, reservations,
+//! completions, promotions) say `OR FAIL`: a constraint they break stops
+//! them without undoing the rows they wrote before it, so SQLite keeps no
+//! statement journal for them (with the default `ABORT`, every page such a
+//! statement changes is copied first, in case it must be undone alone). They
+//! need none: a request that fails is undone whole, by its savepoint or its
+//! transaction (`crate::db_thread`), and no request goes on after one of
+//! them failed.
+//!
 //! The partial indexes of [`crate::schema`] are built from the same helpers:
 //! SQLite only uses a partial index when the query repeats the index's `WHERE`
 //! terms, so both sides must spell them identically.
@@ -162,7 +171,7 @@ impl Sql {
                 .map(|&rows| {
                     let values = vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
                     let text = format!(
-                        "INSERT INTO tasks (queue, handler, state, priority, attempts, \
+                        "INSERT OR FAIL INTO tasks (queue, handler, state, priority, attempts, \
                          max_attempts, run_at, timeout_ms, unique_key, ordering_key, \
                          created_at, payload, trace) VALUES {values}"
                     );
@@ -176,7 +185,7 @@ impl Sql {
                 .iter()
                 .map(|&from| {
                     let text = format!(
-                        "UPDATE tasks SET state = {} WHERE state IN ({}) AND state = {} \
+                        "UPDATE OR FAIL tasks SET state = {} WHERE state IN ({}) AND state = {} \
                          AND run_at <= ?1 RETURNING queue, handler",
                         T::Due.target().code(),
                         T::Due.source_codes(),
@@ -202,7 +211,7 @@ impl Sql {
                 .map(|&ids| {
                     let list = vec!["?"; ids].join(", ");
                     let text = format!(
-                        "UPDATE tasks SET state = {}, attempts = attempts + 1, \
+                        "UPDATE OR FAIL tasks SET state = {}, attempts = attempts + 1, \
                          token = token + 1, lease_until = ?1, worker = ?2, started_at = ?3 \
                          WHERE id IN ({list}) AND state IN ({})",
                         T::Reserve.target().code(),
@@ -227,7 +236,7 @@ impl Sql {
                 .map(|&rows| {
                     let values = vec!["(?, ?, ?)"; rows].join(", ");
                     let text = format!(
-                        "UPDATE tasks SET state = {}, result = v.column3, finished_at = ?1, \
+                        "UPDATE OR FAIL tasks SET state = {}, result = v.column3, finished_at = ?1, \
                          lease_until = NULL FROM (VALUES {values}) AS v \
                          WHERE tasks.id = v.column1 AND tasks.token = v.column2 \
                          AND tasks.state IN ({}) RETURNING tasks.id",

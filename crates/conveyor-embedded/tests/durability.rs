@@ -433,6 +433,64 @@ async fn one_failing_request_does_not_fail_its_batch() {
     );
 }
 
+/// A statement that fails half-way leaves nothing of its request: the hot
+/// statements take no statement journal of their own (`OR FAIL`), so the
+/// request's savepoint or transaction is what undoes the rows it wrote
+/// first. Here the second row of a multi-row insert runs out of ids, and
+/// then is refused by a trigger.
+#[tokio::test]
+async fn an_insert_that_fails_half_way_leaves_none_of_its_rows() {
+    let f = Fixture::new();
+    f.enqueue(task("first")).await;
+    let raw = rusqlite::Connection::open(f.path()).unwrap();
+    raw.execute(
+        "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'tasks'",
+        [i64::MAX - 1],
+    )
+    .unwrap();
+    let three: Vec<NewTask> = (0..3).map(|i| task(&format!("t{i}"))).collect();
+    let err = f.backend.enqueue_many(three.clone()).await.unwrap_err();
+    assert!(err.is_transient(), "nothing applied, try again: {err}");
+    let rows: i64 = raw
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "the row that got the last id went with the others");
+    let stats = f.backend.stats().await.unwrap();
+    assert_eq!(stats[0].count(TaskState::Available), 1, "kept counts agree");
+
+    // Ids to spare again: the same call passes, whole.
+    raw.execute(
+        "UPDATE sqlite_sequence SET seq = 1 WHERE name = 'tasks'",
+        [],
+    )
+    .unwrap();
+    let ids = f.backend.enqueue_many(three).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    let stats = f.backend.stats().await.unwrap();
+    assert_eq!(stats[0].count(TaskState::Available), 4);
+
+    // A refusal that leaves the transaction open (a trigger's `FAIL` on the
+    // second row): the request is undone by the store, not by SQLite.
+    raw.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON tasks WHEN NEW.handler = 'refused' \
+         BEGIN SELECT RAISE(FAIL, 'refused by a trigger'); END;",
+    )
+    .unwrap();
+    let err = f
+        .backend
+        .enqueue_many(vec![task("fine"), task("refused"), task("fine")])
+        .await
+        .unwrap_err();
+    let why = err.chain().to_string();
+    assert!(why.contains("refused by a trigger"), "{why}");
+    let rows: i64 = raw
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 4, "the row before the refused one was undone");
+    let stats = f.backend.stats().await.unwrap();
+    assert_eq!(stats[0].count(TaskState::Available), 4, "kept counts agree");
+}
+
 /// A file written before schema version 6 (no `trace` column) migrates when
 /// opened: its tasks read back with no trace context, new tasks keep theirs.
 #[tokio::test]
