@@ -15,7 +15,8 @@ async fn set(b: &Subject, handler: &str, limits: HandlerLimits) {
 /// A handler at its concurrency limit has its tasks skipped (they stay ready,
 /// in order) while other handlers' tasks, older or newer, are reserved; a
 /// finished or expired task frees its slot; the last `set_limits` wins, and
-/// limits with no limit remove them.
+/// limits with no limit remove them. The kept counts follow the limited
+/// reservations.
 pub async fn handler_concurrency_limits(b: Subject, clock: Arc<ManualClock>) {
     set(&b, "lim", HandlerLimits::none().concurrency(1)).await;
     set(&b, "lim", HandlerLimits::none().concurrency(2)).await;
@@ -42,6 +43,7 @@ pub async fn handler_concurrency_limits(b: Subject, clock: Arc<ManualClock>) {
         "two of lim, and free behind them"
     );
     assert!(reserve(&b, 10).await.is_empty(), "lim is full");
+    super::search::recount(&*b, "after reservations under a limit").await;
     let g = enqueue(&b, task("free")).await;
     assert_eq!(ids(&reserve(&b, 10).await), vec![g], "others still run");
     complete(&b, got[0].lease.clone()).await;
@@ -60,6 +62,7 @@ pub async fn handler_concurrency_limits(b: Subject, clock: Arc<ManualClock>) {
         vec![bb, c, f, g],
         "expired tasks free their slots; d still waits behind b and c"
     );
+    super::search::recount(&*b, "after expiry under a limit").await;
     set(&b, "lim", HandlerLimits::none()).await;
     assert!(b.limits().await.expect("limits").is_empty());
     assert_eq!(ids(&reserve(&b, 10).await), vec![d], "limits removed");

@@ -314,7 +314,7 @@ pub async fn pages_stop_at_their_budget(b: Subject) {
 }
 
 /// Checks every queue's stats against the tasks listed in each state.
-async fn recount(b: &dyn Backend, when: &str) {
+pub(super) async fn recount(b: &dyn Backend, when: &str) {
     let mut listed: BTreeMap<(String, TaskState), u64> = BTreeMap::new();
     let mut by_handler: BTreeMap<(String, String, TaskState), u64> = BTreeMap::new();
     for state in TaskState::ALL {
