@@ -451,52 +451,46 @@ mod tests {
         go_tx
     }
 
-    /// Requests that make a batch together: the first failing undoes its
-    /// own writes only, and the requests after it commit.
-    #[test]
-    fn a_failing_first_request_is_undone_alone() {
+    /// Three requests that make one batch (inserting 1, 2 and 3), the one at
+    /// `failing` failing after its insert: its own error is its answer, the
+    /// others' succeed. Returns the rows that stood.
+    fn batch_with_a_failing_request(failing: usize) -> Vec<i64> {
         let dir = tempfile::tempdir().unwrap();
         let (inbox, handle) = thread(dir.path());
         let go = hold_in_a_read(&inbox);
-        let failing = send(&inbox, |s| {
-            insert(s, 1)?;
-            Err(Error::backend_other("the first request fails"))
-        });
-        let second = send(&inbox, |s| insert(s, 2));
-        let third = send(&inbox, |s| insert(s, 3));
+        let answers: Vec<_> = (0..3)
+            .map(|i| {
+                let x = i as i64 + 1;
+                send(&inbox, move |s| {
+                    insert(s, x)?;
+                    if i == failing {
+                        return Err(Error::backend_other(format!("request {x} fails")));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
         go.send(()).unwrap();
-        let err = failing.blocking_recv().unwrap().unwrap_err();
-        assert!(
-            err.to_string().contains("the first request fails"),
-            "its own error is its answer: {err}"
-        );
-        second.blocking_recv().unwrap().unwrap();
-        third.blocking_recv().unwrap().unwrap();
-        assert_eq!(rows(dir.path()), vec![2, 3]);
+        for (i, answer) in answers.into_iter().enumerate() {
+            let answer = answer.blocking_recv().unwrap();
+            if i == failing {
+                let err = answer.unwrap_err();
+                assert!(err.to_string().contains("fails"), "its own error: {err}");
+            } else {
+                answer.unwrap();
+            }
+        }
         drop(inbox);
         handle.join().unwrap();
+        rows(dir.path())
     }
 
-    /// A request after the first that fails undoes its own writes only:
-    /// those of the requests before and after it stand.
+    /// In a batch of requests, the one that fails undoes its own writes
+    /// only, whether it ran first or between others.
     #[test]
-    fn a_failing_later_request_leaves_the_first_standing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (inbox, handle) = thread(dir.path());
-        let go = hold_in_a_read(&inbox);
-        let first = send(&inbox, |s| insert(s, 1));
-        let failing = send(&inbox, |s| {
-            insert(s, 2)?;
-            Err(Error::backend_other("the second request fails"))
-        });
-        let third = send(&inbox, |s| insert(s, 3));
-        go.send(()).unwrap();
-        first.blocking_recv().unwrap().unwrap();
-        assert!(failing.blocking_recv().unwrap().is_err());
-        third.blocking_recv().unwrap().unwrap();
-        assert_eq!(rows(dir.path()), vec![1, 3]);
-        drop(inbox);
-        handle.join().unwrap();
+    fn a_failing_request_of_a_batch_is_undone_alone() {
+        assert_eq!(batch_with_a_failing_request(0), vec![2, 3]);
+        assert_eq!(batch_with_a_failing_request(1), vec![1, 3]);
     }
 
     /// A `Close` arriving while a batch runs ends the thread after that

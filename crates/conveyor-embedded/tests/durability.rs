@@ -451,12 +451,8 @@ async fn an_insert_that_fails_half_way_leaves_none_of_its_rows() {
     let three: Vec<NewTask> = (0..3).map(|i| task(&format!("t{i}"))).collect();
     let err = f.backend.enqueue_many(three.clone()).await.unwrap_err();
     assert!(err.is_transient(), "nothing applied, try again: {err}");
-    let rows: i64 = raw
-        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 1, "the row that got the last id went with the others");
-    let stats = f.backend.stats().await.unwrap();
-    assert_eq!(stats[0].count(TaskState::Available), 1, "kept counts agree");
+    // The row that got the last id went with the others.
+    assert_rows_and_counts(&f, &raw, 1).await;
 
     // Ids to spare again: the same call passes, whole.
     raw.execute(
@@ -466,8 +462,7 @@ async fn an_insert_that_fails_half_way_leaves_none_of_its_rows() {
     .unwrap();
     let ids = f.backend.enqueue_many(three).await.unwrap();
     assert_eq!(ids.len(), 3);
-    let stats = f.backend.stats().await.unwrap();
-    assert_eq!(stats[0].count(TaskState::Available), 4);
+    assert_rows_and_counts(&f, &raw, 4).await;
 
     // A refusal that leaves the transaction open (a trigger's `FAIL` on the
     // second row): the request is undone by the store, not by SQLite.
@@ -483,12 +478,22 @@ async fn an_insert_that_fails_half_way_leaves_none_of_its_rows() {
         .unwrap_err();
     let why = err.chain().to_string();
     assert!(why.contains("refused by a trigger"), "{why}");
+    // The row before the refused one was undone.
+    assert_rows_and_counts(&f, &raw, 4).await;
+}
+
+/// The file holds `n` tasks, all available, and its kept counts say so.
+async fn assert_rows_and_counts(f: &Fixture, raw: &rusqlite::Connection, n: i64) {
     let rows: i64 = raw
         .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(rows, 4, "the row before the refused one was undone");
+    assert_eq!(rows, n, "rows in the file");
     let stats = f.backend.stats().await.unwrap();
-    assert_eq!(stats[0].count(TaskState::Available), 4, "kept counts agree");
+    assert_eq!(
+        stats[0].count(TaskState::Available),
+        n.unsigned_abs(),
+        "kept counts"
+    );
 }
 
 /// A file written before schema version 6 (no `trace` column) migrates when
