@@ -350,19 +350,37 @@ mod tests {
     where
         F: FnOnce(&mut Store) -> Result<(), Error> + Send + 'static,
     {
+        send_as(inbox, true, work)
+    }
+
+    /// Sends a job running `work` that `writes` or only reads.
+    fn send_as<F>(
+        inbox: &Sender<Message>,
+        writes: bool,
+        work: F,
+    ) -> oneshot::Receiver<Result<(), Error>>
+    where
+        F: FnOnce(&mut Store) -> Result<(), Error> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job = Call::new(true, 1, work, tx);
+        let job = Call::new(writes, 1, work, tx);
         inbox.send(Message::Job(Box::new(job))).unwrap();
         rx
     }
 
-    /// Sends a job that writes 1 and then waits for the sender returned to
-    /// send; returns once it runs, with its answer's receiver.
-    fn running(inbox: &Sender<Message>) -> (oneshot::Receiver<Result<(), Error>>, Sender<()>) {
+    /// Sends a job (writing 1 if `writes`, else a read) that then waits for
+    /// the sender returned to send; returns once it runs, with its answer's
+    /// receiver.
+    fn hold(
+        inbox: &Sender<Message>,
+        writes: bool,
+    ) -> (oneshot::Receiver<Result<(), Error>>, Sender<()>) {
         let (started_tx, started_rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<()>();
-        let first = send(inbox, move |s| {
-            insert(s, 1)?;
+        let first = send_as(inbox, writes, move |s| {
+            if writes {
+                insert(s, 1)?;
+            }
             started_tx.send(()).unwrap();
             go_rx.recv().unwrap();
             Ok(())
@@ -393,7 +411,7 @@ mod tests {
     fn requests_arriving_while_a_write_runs_join_its_commit() {
         let dir = tempfile::tempdir().unwrap();
         let (inbox, handle) = thread(dir.path());
-        let (first, go_tx) = running(&inbox);
+        let (first, go_tx) = hold(&inbox, true);
         // The first job is running: these two arrive late.
         let failing = send(&inbox, |s| {
             insert(s, 2)?;
@@ -429,35 +447,15 @@ mod tests {
         handle.join().unwrap();
     }
 
-    /// Holds the thread in a read-only batch (which takes no late
-    /// requests) until the returned sender sends: requests sent meanwhile
-    /// make the next batch, in the order sent.
-    fn hold_in_a_read(inbox: &Sender<Message>) -> Sender<()> {
-        let (started_tx, started_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (tx, _rx) = oneshot::channel();
-        let read = Call::new(
-            false,
-            1,
-            move |_: &mut Store| {
-                started_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                Ok(())
-            },
-            tx,
-        );
-        inbox.send(Message::Job(Box::new(read))).unwrap();
-        started_rx.recv().unwrap();
-        go_tx
-    }
-
     /// Three requests that make one batch (inserting 1, 2 and 3), the one at
     /// `failing` failing after its insert: its own error is its answer, the
     /// others' succeed. Returns the rows that stood.
     fn batch_with_a_failing_request(failing: usize) -> Vec<i64> {
         let dir = tempfile::tempdir().unwrap();
         let (inbox, handle) = thread(dir.path());
-        let go = hold_in_a_read(&inbox);
+        // Held in a read-only batch, which takes no late requests: the
+        // three sent meanwhile make the next batch, in the order sent.
+        let (_, go) = hold(&inbox, false);
         let answers: Vec<_> = (0..3)
             .map(|i| {
                 let x = i as i64 + 1;
@@ -499,7 +497,7 @@ mod tests {
     fn close_arriving_mid_batch_lets_it_commit_and_takes_nothing_after() {
         let dir = tempfile::tempdir().unwrap();
         let (inbox, handle) = thread(dir.path());
-        let (first, go_tx) = running(&inbox);
+        let (first, go_tx) = hold(&inbox, true);
         let (closed_tx, closed_rx) = oneshot::channel();
         inbox.send(Message::Close(closed_tx)).unwrap();
         let after = send(&inbox, |s| insert(s, 2));

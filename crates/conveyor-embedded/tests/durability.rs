@@ -516,11 +516,7 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    let version: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(user_version(&path), 9);
     assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
     let ctx = conveyor_core::TraceContext::new(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -556,11 +552,7 @@ async fn a_version_6_file_migrates_to_attempt_history() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    let version: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(user_version(&path), 9);
     assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
     let q = queues(&["default"]);
     let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
@@ -597,11 +589,8 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
+    assert_eq!(user_version(&path), 9);
     let raw = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = raw
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 9);
     let index: i64 = raw
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_running_handler'",
@@ -643,4 +632,12 @@ async fn concurrent_reservations_in_one_transaction_respect_a_concurrency_limit(
             .sum();
         assert_eq!(got, 3, "round {round}: at most the limit runs");
     }
+}
+
+/// The schema version written in the file at `path`.
+fn user_version(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
 }
