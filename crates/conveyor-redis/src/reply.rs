@@ -6,6 +6,7 @@
 //! [`Error::Backend`] that names the task and the field.
 
 use std::collections::HashMap;
+use std::fmt::{self, Display};
 use std::time::Duration;
 
 use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
@@ -75,7 +76,7 @@ pub(crate) fn array(v: Value, what: &str) -> Result<Vec<Value>, Error> {
 }
 
 /// The bytes of a string reply, `None` for nil.
-pub(crate) fn opt_bytes(v: Value, what: &str) -> Result<Option<Vec<u8>>, Error> {
+pub(crate) fn opt_bytes(v: Value, what: impl Display + Copy) -> Result<Option<Vec<u8>>, Error> {
     match v {
         Value::Nil => Ok(None),
         Value::BulkString(b) => Ok(Some(b)),
@@ -86,33 +87,33 @@ pub(crate) fn opt_bytes(v: Value, what: &str) -> Result<Option<Vec<u8>>, Error> 
 }
 
 /// The bytes of a string reply that must be there.
-pub(crate) fn bytes(v: Value, what: &str) -> Result<Vec<u8>, Error> {
+pub(crate) fn bytes(v: Value, what: impl Display + Copy) -> Result<Vec<u8>, Error> {
     opt_bytes(v, what)?.ok_or_else(|| bad(format!("{what}: missing")))
 }
 
 /// A UTF-8 string reply.
-pub(crate) fn string(v: Value, what: &str) -> Result<String, Error> {
+pub(crate) fn string(v: Value, what: impl Display + Copy) -> Result<String, Error> {
     utf8(bytes(v, what)?, what)
 }
 
 /// A UTF-8 string reply or nil.
-pub(crate) fn opt_string(v: Value, what: &str) -> Result<Option<String>, Error> {
+pub(crate) fn opt_string(v: Value, what: impl Display + Copy) -> Result<Option<String>, Error> {
     opt_bytes(v, what)?.map(|b| utf8(b, what)).transpose()
 }
 
-fn utf8(b: Vec<u8>, what: &str) -> Result<String, Error> {
+fn utf8(b: Vec<u8>, what: impl Display) -> Result<String, Error> {
     String::from_utf8(b).map_err(|_| bad(format!("{what}: not UTF-8")))
 }
 
 /// An integer reply (Redis may send integers as strings).
-pub(crate) fn int(v: Value, what: &str) -> Result<i64, Error> {
+pub(crate) fn int(v: Value, what: impl Display + Copy) -> Result<i64, Error> {
     match v {
         Value::Int(i) => Ok(i),
         other => parse(&bytes(other, what)?, what),
     }
 }
 
-fn parse<T: std::str::FromStr>(b: &[u8], what: &str) -> Result<T, Error> {
+fn parse<T: std::str::FromStr>(b: &[u8], what: impl Display) -> Result<T, Error> {
     std::str::from_utf8(b)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -125,15 +126,31 @@ fn parse<T: std::str::FromStr>(b: &[u8], what: &str) -> Result<T, Error> {
 }
 
 /// A number of type `T` from an integer reply.
-pub(crate) fn number<T: TryFrom<i64>>(v: Value, what: &str) -> Result<T, Error> {
+pub(crate) fn number<T: TryFrom<i64>>(v: Value, what: impl Display + Copy) -> Result<T, Error> {
     let i = int(v, what)?;
     T::try_from(i).map_err(|_| bad(format!("{what}: {i} is out of range")))
 }
 
 /// A timeout stored as milliseconds, or none.
-fn timeout(v: Option<Vec<u8>>, what: &str) -> Result<Option<Duration>, Error> {
+fn timeout(v: Option<Vec<u8>>, what: impl Display) -> Result<Option<Duration>, Error> {
     v.map(|b| parse::<u64>(&b, what).map(Duration::from_millis))
         .transpose()
+}
+
+/// Names one field of one task in an error, formatted only when there is one
+/// (a reply carries a dozen fields per task).
+#[derive(Clone, Copy)]
+struct Field {
+    id: u64,
+    /// `""` for an item of a script's reply, `"field "` for a hash field.
+    kind: &'static str,
+    name: &'static str,
+}
+
+impl Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}: {}{}", self.id, self.kind, self.name)
+    }
 }
 
 /// Items per reserved task in `reserve.lua`'s flat reply.
@@ -153,18 +170,18 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
     let mut next = || it.next().ok_or_else(|| bad("reserve: short reply"));
     for _ in 0..n {
         let id: u64 = number(next()?, "reserved task id")?;
-        let what = |f: &str| format!("task {id}: {f}");
-        let token = number(next()?, &what("token"))?;
-        let queue = string(next()?, &what("queue"))?;
-        let handler = string(next()?, &what("handler"))?;
-        let payload = bytes(next()?, &what("payload"))?;
-        let attempt = number(next()?, &what("attempts"))?;
-        let max_attempts = number(next()?, &what("max attempts"))?;
-        let timeout = timeout(opt_bytes(next()?, &what("timeout"))?, &what("timeout"))?;
-        let ordering_key = opt_string(next()?, &what("ordering key"))?;
-        let enqueued_at = Timestamp(int(next()?, &what("created at"))?);
-        let due_at = Timestamp(int(next()?, &what("run at"))?);
-        let trace = opt_string(next()?, &what("trace"))?;
+        let what = |name| Field { id, kind: "", name };
+        let token = number(next()?, what("token"))?;
+        let queue = string(next()?, what("queue"))?;
+        let handler = string(next()?, what("handler"))?;
+        let payload = bytes(next()?, what("payload"))?;
+        let attempt = number(next()?, what("attempts"))?;
+        let max_attempts = number(next()?, what("max attempts"))?;
+        let timeout = timeout(opt_bytes(next()?, what("timeout"))?, what("timeout"))?;
+        let ordering_key = opt_string(next()?, what("ordering key"))?;
+        let enqueued_at = Timestamp(int(next()?, what("created at"))?);
+        let due_at = Timestamp(int(next()?, what("run at"))?);
+        let trace = opt_string(next()?, what("trace"))?;
         out.push(Reserved {
             lease: Lease::new(TaskId(id), token),
             queue,
@@ -187,15 +204,19 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
 pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecord, Error> {
     let mut f: HashMap<String, Vec<u8>> = pairs.into_iter().collect();
     let mut take = |name: &str| f.remove(name);
-    let what = |name: &str| format!("task {id}: field {name}");
-    let need = |v: Option<Vec<u8>>, name: &str| {
+    let what = |name| Field {
+        id,
+        kind: "field ",
+        name,
+    };
+    let need = |v: Option<Vec<u8>>, name: &'static str| {
         v.ok_or_else(|| bad(format!("task {id} has no {name} field")))
     };
-    let num = |v: Option<Vec<u8>>, name: &str| -> Result<i64, Error> {
-        parse(&need(v, name)?, &what(name))
+    let num = |v: Option<Vec<u8>>, name: &'static str| -> Result<i64, Error> {
+        parse(&need(v, name)?, what(name))
     };
-    let text = |v: Option<Vec<u8>>, name: &str| -> Result<Option<String>, Error> {
-        v.map(|b| utf8(b, &what(name))).transpose()
+    let text = |v: Option<Vec<u8>>, name: &'static str| -> Result<Option<String>, Error> {
+        v.map(|b| utf8(b, what(name))).transpose()
     };
     let code = num(take("s"), "s")?;
     let state = TaskState::from_code(code)
@@ -205,7 +226,7 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
     };
     let attempts = narrow(num(take("a"), "a")?, "a")?;
     let finished_at = take("fa")
-        .map(|b| parse(&b, &what("fa")).map(Timestamp))
+        .map(|b| parse(&b, what("fa")).map(Timestamp))
         .transpose()?;
     // The attempt fields read leniently: one that does not decode is no
     // history, never an unreadable task.
@@ -323,5 +344,74 @@ mod tests {
         let f = fields(&[("a", "lots")]);
         assert!(matches!(record(1, f), Err(Error::Backend(m)) if data(&m, "not a valid number")));
         assert!(reserved(vec![Value::Int(1)], Timestamp(0)).is_err());
+    }
+
+    /// `reserve.lua`'s 12 items for task 7, with `change` applied.
+    fn reserved_items(change: impl FnOnce(&mut Vec<Value>)) -> Vec<Value> {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let mut items = vec![
+            Value::Int(7),
+            Value::Int(2),
+            bulk("default"),
+            bulk("h"),
+            bulk("{}"),
+            Value::Int(1),
+            bulk("3"),
+            Value::Nil,
+            bulk("key"),
+            bulk("10"),
+            bulk("11"),
+            Value::Nil,
+        ];
+        change(&mut items);
+        items
+    }
+
+    #[test]
+    fn a_reserved_reply_decodes_and_a_bad_field_is_named() {
+        let tasks = reserved(reserved_items(|_| {}), Timestamp(99)).expect("decodes");
+        assert_eq!(tasks.len(), 1);
+        let t = &tasks[0];
+        assert_eq!((t.lease.id, t.lease.token), (TaskId(7), 2));
+        assert_eq!((t.queue.as_str(), t.handler.as_str()), ("default", "h"));
+        assert_eq!((t.attempt, t.max_attempts, t.timeout), (1, 3, None));
+        assert_eq!(t.ordering_key.as_deref(), Some("key"));
+        assert_eq!(
+            (t.enqueued_at, t.due_at, t.lease_until),
+            (Timestamp(10), Timestamp(11), Timestamp(99))
+        );
+        // Each field's error names the task and the field, formatted only then.
+        for (at, value, says) in [
+            (
+                1,
+                Value::BulkString(b"x".to_vec()),
+                "task 7: token: \"x\" is not a valid number",
+            ),
+            (3, Value::Nil, "task 7: handler: missing"),
+            (
+                6,
+                Value::Int(-1),
+                "task 7: max attempts: -1 is out of range",
+            ),
+            (
+                7,
+                Value::BulkString(b"soon".to_vec()),
+                "task 7: timeout: \"soon\" is not a valid number",
+            ),
+            (
+                8,
+                Value::BulkString(vec![0xff]),
+                "task 7: ordering key: not UTF-8",
+            ),
+        ] {
+            let items = reserved_items(|items| items[at] = value);
+            match reserved(items, Timestamp(0)) {
+                Err(Error::Backend(e)) => {
+                    assert_eq!(e.kind(), BackendErrorKind::Data);
+                    assert_eq!(e.message(), says);
+                }
+                other => panic!("item {at}: {other:?}"),
+            }
+        }
     }
 }
