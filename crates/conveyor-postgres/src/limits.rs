@@ -10,8 +10,9 @@
 //! one, so under READ COMMITTED the count's snapshot is taken after the lock
 //! is held and includes every reservation committed before it: two reservers
 //! can never both take a handler's last slot. Reports and lease recovery do
-//! not touch the limits rows (running counts are read from the tasks), so they
-//! never wait on a reservation.
+//! not touch the limits rows (running counts are read from the kept counts,
+//! which every statement that moves tasks writes beside them), so they never
+//! wait on a reservation.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -49,11 +50,16 @@ impl LimitStatements {
         Self {
             exists: format!("SELECT EXISTS (SELECT 1 FROM {l})"),
             lock: format!("SELECT {COLUMNS} FROM {l} ORDER BY handler FOR UPDATE"),
-            // $1 handlers.
+            // $1 handlers. Summed from the kept counts, which the statement
+            // that moves a task writes in its own transaction (migration 7's
+            // triggers): exactly the running tasks a count of the rows would
+            // find, read from a few rows per statement since the last fold.
             running: format!(
-                "SELECT handler, count(*) FROM {t} WHERE {lease} AND handler = ANY($1)
+                "SELECT handler, sum(n)::bigint FROM {c}
+                 WHERE state = {running} AND handler = ANY($1)
                  GROUP BY handler",
-                lease = p.lease_index
+                c = schema.table("task_counts"),
+                running = Transition::Reserve.target().code(),
             ),
             // $1 queue, $2 limit, $3 handlers to leave out, $4 ids to leave out.
             pick: format!(

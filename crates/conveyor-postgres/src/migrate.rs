@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +101,9 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
             name: "global handler limits",
             // One row per limited handler: its limits and the rate's state (the
             // theoretical arrival time of the next start, µs since the epoch).
-            // Running tasks are counted per handler through a partial index on the
-            // lease predicate (set exactly while a task runs).
+            // Running tasks were counted per handler through a partial index on
+            // the lease predicate (set exactly while a task runs), until
+            // migration 9 dropped it.
             sql: format!(
                 "CREATE TABLE {limits} (
                  handler     text    PRIMARY KEY,
@@ -230,6 +231,19 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
             sql: format!(
                 "ALTER TABLE {t} ADD COLUMN worker text, ADD COLUMN started_at bigint,
                  ADD COLUMN history jsonb;"
+            ),
+        },
+        Migration {
+            version: 9,
+            name: "running tasks counted from the kept counts",
+            // A limited handler's running tasks are summed from `task_counts`
+            // (migration 7) now, so the index that counted them goes. Every
+            // reservation wrote an entry into it, all under a handful of keys
+            // (the handler names), and every settlement left one dead: pages
+            // of equal keys that PostgreSQL kept clearing on the hot path.
+            sql: format!(
+                "DROP INDEX IF EXISTS {index};",
+                index = schema.table("tasks_running_handler")
             ),
         },
     ]

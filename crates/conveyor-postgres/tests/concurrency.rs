@@ -235,3 +235,109 @@ async fn keyed_ids_are_drawn_after_the_key_lock() {
         "{first} {unkeyed} {second}"
     );
 }
+
+/// Several reservers, each on its own connections, under one handler's
+/// global concurrency limit, while maintenance folds the kept counts the
+/// limit is counted from: never more of the handler's tasks run at once than
+/// the limit, every task runs once, and other handlers run beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservers_on_many_connections_never_exceed_a_global_concurrency_limit() {
+    use conveyor_core::parts::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    const LIMIT: usize = 3;
+    const LIMITED: usize = 90;
+    const OTHERS: usize = 30;
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let schema = scoped.backend.schema().to_string();
+    scoped
+        .backend
+        .set_limits(
+            "lim",
+            conveyor_core::HandlerLimits::none().concurrency(LIMIT as u32),
+        )
+        .await
+        .expect("set the limit");
+    let mut tasks: Vec<NewTask> = (0..LIMITED)
+        .map(|_| NewTask::new("lim", Vec::new()))
+        .collect();
+    tasks.extend((0..OTHERS).map(|_| NewTask::new("free", Vec::new())));
+    scoped.backend.enqueue_many(tasks).await.expect("enqueue");
+
+    // Counted up once a reservation has committed and down before its report
+    // is sent, so this count never exceeds the store's own.
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let all_done = Arc::new(AtomicBool::new(false));
+    let total = LIMITED + OTHERS;
+    let mut joins = Vec::new();
+    for b in backends(&schema, WORKERS).await {
+        let (running, most, seen) = (running.clone(), most.clone(), seen.clone());
+        joins.push(tokio::spawn(async move {
+            let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
+            let mut idle = 0;
+            loop {
+                let got = b
+                    .reserve(&queues, 2, Duration::from_secs(60))
+                    .await
+                    .expect("reserve");
+                if got.is_empty() {
+                    let done = seen.lock().expect("seen").len();
+                    if done >= total {
+                        return;
+                    }
+                    idle += 1;
+                    assert!(idle < 2000, "stalled with {done} of {total} tasks started");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                }
+                idle = 0;
+                let limited = got.iter().filter(|r| r.handler == "lim").count();
+                let now = running.fetch_add(limited, Ordering::SeqCst) + limited;
+                most.fetch_max(now, Ordering::SeqCst);
+                for r in &got {
+                    assert!(
+                        seen.lock().expect("seen").insert(r.lease.id),
+                        "task {} reserved twice",
+                        r.lease.id
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..4))).await;
+                running.fetch_sub(limited, Ordering::SeqCst);
+                let reports = got
+                    .iter()
+                    .map(|r| Finish::complete(r.lease.clone()))
+                    .collect();
+                for r in b.finish(reports).await.expect("finish") {
+                    r.expect("a held lease");
+                }
+            }
+        }));
+    }
+    // Maintenance beside them: each pass folds the kept counts.
+    let folder = {
+        let (b, all_done) = (scoped.backend.clone(), all_done.clone());
+        tokio::spawn(async move {
+            while !all_done.load(Ordering::SeqCst) {
+                b.recover_expired().await.expect("maintenance");
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    for j in joins {
+        j.await.expect("reserver");
+    }
+    all_done.store(true, Ordering::SeqCst);
+    folder.await.expect("maintenance");
+    assert_eq!(seen.lock().expect("seen").len(), total);
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= LIMIT,
+        "{most} tasks of a handler limited to {LIMIT} ran at once"
+    );
+    assert_eq!(
+        most, LIMIT,
+        "the limit was never reached: the test shows nothing"
+    );
+}

@@ -253,3 +253,63 @@ async fn a_version_6_schema_gains_attempt_history() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].worker.as_deref(), Some("w"));
 }
+
+/// A schema at version 8 (with the index that counted a handler's running
+/// tasks) migrates to 9: the index is gone, and the tasks it held still count
+/// against their handler's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_8_schema_drops_the_running_handler_index() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    b.enqueue_many(vec![
+        NewTask::new("lim", Vec::new()),
+        NewTask::new("lim", Vec::new()),
+    ])
+    .await
+    .expect("enqueue");
+    let queues = vec!["default".to_string()];
+    let lease = std::time::Duration::from_secs(30);
+    assert_eq!(
+        b.reserve(&queues, 1, lease).await.expect("reserve").len(),
+        1
+    );
+    let schema = b.schema().to_string();
+    let client = common::client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE INDEX tasks_running_handler ON \"{schema}\".tasks (handler)
+                 WHERE lease_until IS NOT NULL;
+             DELETE FROM \"{schema}\".migrations WHERE version > 8;"
+        ))
+        .await
+        .expect("back to version 8");
+    let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
+        .await
+        .expect("connect and migrate");
+    assert_eq!(
+        again.schema_version().await.expect("version"),
+        Some(SCHEMA_VERSION)
+    );
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1
+             AND indexname = 'tasks_running_handler'",
+            &[&schema],
+        )
+        .await
+        .expect("read the indexes")
+        .get(0);
+    assert_eq!(left, 0, "the index is dropped");
+    again
+        .set_limits("lim", conveyor_core::HandlerLimits::none().concurrency(1))
+        .await
+        .expect("set the limit");
+    assert!(
+        again
+            .reserve(&queues, 1, lease)
+            .await
+            .expect("reserve")
+            .is_empty(),
+        "the task running since before the migration holds the one slot"
+    );
+}
