@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conveyor_core::{Backend, Finish, NewTask, SystemClock, TaskId};
+use conveyor_core::{Backend, Finish, NewTask, Reserved, SystemClock, TaskId};
 use conveyor_postgres::PostgresBackend;
 
 const KEYS: usize = 6;
@@ -27,25 +27,45 @@ struct Ledger {
     seen: HashSet<TaskId>,
 }
 
-async fn work(b: PostgresBackend, ledger: Arc<Mutex<Ledger>>, total: usize) {
+/// Reserves up to `max` tasks of the default queue, waiting while none is
+/// ready; `None` once `started()` says all `total` tasks have started.
+async fn next(
+    b: &PostgresBackend,
+    max: usize,
+    total: usize,
+    started: impl Fn() -> usize,
+) -> Option<Vec<Reserved>> {
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
-    let mut idle = 0;
-    loop {
+    for _ in 0..2000 {
         let got = b
-            .reserve(&queues, 4, Duration::from_secs(60))
+            .reserve(&queues, max, Duration::from_secs(60))
             .await
             .expect("reserve");
-        if got.is_empty() {
-            let done = ledger.lock().expect("ledger").seen.len();
-            if done >= total {
-                return;
-            }
-            idle += 1;
-            assert!(idle < 2000, "stalled with {done} of {total} tasks started");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
+        if !got.is_empty() {
+            return Some(got);
         }
-        idle = 0;
+        if started() >= total {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    panic!("stalled with {} of {total} tasks started", started());
+}
+
+/// Completes every task of `got`, each still held.
+async fn complete_all(b: &PostgresBackend, got: &[Reserved]) {
+    let reports = got
+        .iter()
+        .map(|r| Finish::complete(r.lease.clone()))
+        .collect();
+    for r in b.finish(reports).await.expect("finish") {
+        r.expect("a held lease");
+    }
+}
+
+async fn work(b: PostgresBackend, ledger: Arc<Mutex<Ledger>>, total: usize) {
+    let started = || ledger.lock().expect("ledger").seen.len();
+    while let Some(got) = next(&b, 4, total, started).await {
         {
             let mut l = ledger.lock().expect("ledger");
             for r in &got {
@@ -74,13 +94,7 @@ async fn work(b: PostgresBackend, ledger: Arc<Mutex<Ledger>>, total: usize) {
                 }
             }
         }
-        let reports = got
-            .iter()
-            .map(|r| Finish::complete(r.lease.clone()))
-            .collect();
-        for r in b.finish(reports).await.expect("finish") {
-            r.expect("a held lease");
-        }
+        complete_all(&b, &got).await;
     }
 }
 
@@ -275,24 +289,8 @@ async fn reservers_on_many_connections_never_exceed_a_global_concurrency_limit()
     for b in backends(&schema, WORKERS).await {
         let (running, most, seen) = (running.clone(), most.clone(), seen.clone());
         joins.push(tokio::spawn(async move {
-            let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
-            let mut idle = 0;
-            loop {
-                let got = b
-                    .reserve(&queues, 2, Duration::from_secs(60))
-                    .await
-                    .expect("reserve");
-                if got.is_empty() {
-                    let done = seen.lock().expect("seen").len();
-                    if done >= total {
-                        return;
-                    }
-                    idle += 1;
-                    assert!(idle < 2000, "stalled with {done} of {total} tasks started");
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    continue;
-                }
-                idle = 0;
+            let started = || seen.lock().expect("seen").len();
+            while let Some(got) = next(&b, 2, total, started).await {
                 let limited = got.iter().filter(|r| r.handler == "lim").count();
                 let now = running.fetch_add(limited, Ordering::SeqCst) + limited;
                 most.fetch_max(now, Ordering::SeqCst);
@@ -305,13 +303,7 @@ async fn reservers_on_many_connections_never_exceed_a_global_concurrency_limit()
                 }
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(1..4))).await;
                 running.fetch_sub(limited, Ordering::SeqCst);
-                let reports = got
-                    .iter()
-                    .map(|r| Finish::complete(r.lease.clone()))
-                    .collect();
-                for r in b.finish(reports).await.expect("finish") {
-                    r.expect("a held lease");
-                }
+                complete_all(&b, &got).await;
             }
         }));
     }

@@ -144,6 +144,20 @@ async fn unknown_state_codes_are_errors_not_panics() {
         .is_empty());
 }
 
+/// Runs `sql` on `schema` (taking it back to an older version), then
+/// connects a backend to it, which migrates it to the current version.
+async fn migrated_from(schema: &str, sql: &str, what: &str) -> PostgresBackend {
+    common::client().await.batch_execute(sql).await.expect(what);
+    let again = PostgresBackend::connect_with(&common::url(), schema, Arc::new(SystemClock))
+        .await
+        .expect("connect and migrate");
+    assert_eq!(
+        again.schema_version().await.expect("version"),
+        Some(SCHEMA_VERSION)
+    );
+    again
+}
+
 /// A schema at version 5 (tasks without a `trace` column) migrates to 7: its
 /// tasks read back with no trace context, new ones keep theirs, and the
 /// kept counts count the tasks it held.
@@ -157,9 +171,9 @@ async fn a_version_5_schema_gains_trace_contexts() {
         .expect("enqueue")
         .id;
     let schema = b.schema().to_string();
-    let client = common::client().await;
-    client
-        .batch_execute(&format!(
+    let again = migrated_from(
+        &schema,
+        &format!(
             "ALTER TABLE \"{schema}\".tasks DROP COLUMN trace, DROP COLUMN worker,
                  DROP COLUMN started_at, DROP COLUMN history;
              DROP TABLE \"{schema}\".task_counts;
@@ -167,16 +181,10 @@ async fn a_version_5_schema_gains_trace_contexts() {
              DROP FUNCTION \"{schema}\".count_updated() CASCADE;
              DROP FUNCTION \"{schema}\".count_deleted() CASCADE;
              DELETE FROM \"{schema}\".migrations WHERE version >= 6;"
-        ))
-        .await
-        .expect("back to version 5");
-    let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
-        .await
-        .expect("connect and migrate");
-    assert_eq!(
-        again.schema_version().await.expect("version"),
-        Some(SCHEMA_VERSION)
-    );
+        ),
+        "back to version 5",
+    )
+    .await;
     // Migration 7 counted the task already there.
     let stats = again.stats().await.expect("stats");
     assert_eq!(stats.len(), 1);
@@ -213,9 +221,9 @@ async fn a_version_6_schema_gains_attempt_history() {
         .expect("enqueue")
         .id;
     let schema = b.schema().to_string();
-    let client = common::client().await;
-    client
-        .batch_execute(&format!(
+    let again = migrated_from(
+        &schema,
+        &format!(
             "ALTER TABLE \"{schema}\".tasks DROP COLUMN worker, DROP COLUMN started_at,
                  DROP COLUMN history;
              DROP TABLE \"{schema}\".task_counts;
@@ -223,16 +231,10 @@ async fn a_version_6_schema_gains_attempt_history() {
              DROP FUNCTION \"{schema}\".count_updated() CASCADE;
              DROP FUNCTION \"{schema}\".count_deleted() CASCADE;
              DELETE FROM \"{schema}\".migrations WHERE version > 6;"
-        ))
-        .await
-        .expect("back to version 6");
-    let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
-        .await
-        .expect("connect and migrate");
-    assert_eq!(
-        again.schema_version().await.expect("version"),
-        Some(SCHEMA_VERSION)
-    );
+        ),
+        "back to version 6",
+    )
+    .await;
     assert!(again
         .get(old)
         .await
@@ -274,23 +276,18 @@ async fn a_version_8_schema_drops_the_running_handler_index() {
         1
     );
     let schema = b.schema().to_string();
-    let client = common::client().await;
-    client
-        .batch_execute(&format!(
+    let again = migrated_from(
+        &schema,
+        &format!(
             "CREATE INDEX tasks_running_handler ON \"{schema}\".tasks (handler)
                  WHERE lease_until IS NOT NULL;
              DELETE FROM \"{schema}\".migrations WHERE version > 8;"
-        ))
+        ),
+        "back to version 8",
+    )
+    .await;
+    let left: i64 = common::client()
         .await
-        .expect("back to version 8");
-    let again = PostgresBackend::connect_with(&common::url(), &schema, Arc::new(SystemClock))
-        .await
-        .expect("connect and migrate");
-    assert_eq!(
-        again.schema_version().await.expect("version"),
-        Some(SCHEMA_VERSION)
-    );
-    let left: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = $1
              AND indexname = 'tasks_running_handler'",
