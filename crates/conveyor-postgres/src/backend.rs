@@ -31,6 +31,7 @@ use crate::inspect::{self, CountStatements};
 use crate::limits::{self, LimitStatements};
 use crate::listener::Listener;
 use crate::migrate::{self, Migrated};
+use crate::notifier::Notifier;
 use crate::row::{self, col, param_id};
 use crate::schema::Schema;
 use crate::statements::{kind, Statements};
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     limits: LimitStatements,
     pub(crate) clock: Arc<dyn Clock>,
     listener: Listener,
+    /// Wake-ups for `enqueue_many`, sent after its commit.
+    notifier: Notifier,
     vacuum: Vacuum,
 }
 
@@ -108,6 +111,7 @@ impl PostgresBackend {
         let counts = CountStatements::new(&schema);
         let limits = LimitStatements::new(&schema);
         let listener = Listener::new(config, tls, schema.channel(), schema.finished_channel());
+        let notifier = Notifier::new(pool.clone(), schema.channel());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -118,6 +122,7 @@ impl PostgresBackend {
                 limits,
                 clock,
                 listener,
+                notifier,
                 vacuum: Vacuum::new(vacuum_every),
             }),
         }
@@ -191,6 +196,7 @@ impl PostgresBackend {
         let at = crate::enqueue::Target {
             client,
             statement: &statement,
+            wakes: true,
             sql: &self.inner.sql,
             schema: &self.inner.schema,
             now,
@@ -314,17 +320,41 @@ impl Backend for PostgresBackend {
             return Ok(Vec::new());
         }
         let what = "enqueueing";
+        // Alone, the statement sends the wake-up at its commit, as a caller's
+        // transaction does; beside other enqueues it leaves the wake-up to the
+        // notifier, so their commits do not queue for the notification lock.
+        let turn = self.inner.notifier.enter();
+        let wakes = turn.alone();
+        let sql = &self.inner.sql;
         let conn = self.conn(what).await?;
-        let stmt = Self::prepared(&conn, what, &self.inner.sql.enqueue).await?;
+        let text = if wakes {
+            &sql.enqueue
+        } else {
+            &sql.enqueue_quiet
+        };
+        let stmt = Self::prepared(&conn, what, text).await?;
         let now = self.inner.clock.now();
         let at = crate::enqueue::Target {
             client: &conn,
             statement: &stmt,
-            sql: &self.inner.sql,
+            wakes,
+            sql,
             schema: &self.inner.schema,
             now,
         };
-        crate::enqueue::enqueue(&at, &tasks).await
+        let enqueued = crate::enqueue::enqueue(&at, &tasks).await?;
+        drop(conn);
+        if !wakes {
+            // Committed: now the workers of the queues given work due now.
+            let mut due: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.first_run(now) <= now)
+                .map(|t| t.queue.clone())
+                .collect();
+            due.dedup();
+            self.inner.notifier.wake(due);
+        }
+        Ok(enqueued)
     }
 
     async fn reserve(
@@ -506,6 +536,7 @@ impl Backend for PostgresBackend {
                     let at = crate::enqueue::Target {
                         client: tx.client(),
                         statement: &statement,
+                        wakes: true,
                         sql: &self.inner.sql,
                         schema: &self.inner.schema,
                         now,

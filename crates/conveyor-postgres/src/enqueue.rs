@@ -53,8 +53,11 @@ fn timeout_ms(d: std::time::Duration) -> i64 {
 pub(crate) struct Target<'a> {
     /// The connection (the backend's own, or the caller's in its transaction).
     pub client: &'a Client,
-    /// The enqueue statement, prepared on that connection.
+    /// The enqueue statement, prepared on that connection: `sql.enqueue`
+    /// (it wakes workers at its transaction's commit) or `sql.enqueue_quiet`.
     pub statement: &'a Statement,
+    /// True for `sql.enqueue`, which takes the channel as a parameter.
+    pub wakes: bool,
     /// The backend's statements.
     pub sql: &'a Statements,
     /// The backend's schema.
@@ -118,6 +121,7 @@ async fn insert(
     let Target {
         client,
         statement,
+        wakes,
         sql,
         schema,
         now,
@@ -164,26 +168,25 @@ async fn insert(
     locks.sort_unstable();
     locks.dedup();
     let channel = schema.channel();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+        &queues,
+        &handlers,
+        &payloads,
+        &priorities,
+        &max_attempts,
+        &timeouts,
+        &unique_keys,
+        &ordering_keys,
+        &run_ats,
+        &states,
+        &now.as_millis(),
+        &locks,
+        &traces,
+        &channel,
+    ];
+    let params = if wakes { &params[..] } else { &params[..13] };
     let rows = client
-        .query(
-            statement,
-            &[
-                &queues,
-                &handlers,
-                &payloads,
-                &priorities,
-                &max_attempts,
-                &timeouts,
-                &unique_keys,
-                &ordering_keys,
-                &run_ats,
-                &states,
-                &now.as_millis(),
-                &locks,
-                &channel,
-                &traces,
-            ],
-        )
+        .query(statement, params)
         .await
         .map_err(|e| db("enqueueing", e))?;
     let mut unresolved = Vec::new();

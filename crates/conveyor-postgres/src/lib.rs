@@ -34,6 +34,7 @@ mod inspect;
 mod limits;
 mod listener;
 mod migrate;
+mod notifier;
 mod queue_control;
 mod registry;
 mod row;

@@ -104,6 +104,7 @@ impl Predicates {
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
     pub enqueue: String,
+    pub enqueue_quiet: String,
     pub find_unique: String,
     pub promote: String,
     pub reserve: String,
@@ -184,19 +185,21 @@ impl Statements {
         let unfinished = &p.unfinished;
 
         // $1..$10 task columns as arrays, $11 now, $12 ordering-key lock keys,
-        // $13 channel. The lock CTE runs first (a one-time filter gates the
+        // $13 trace contexts, and for the waking form $14 the channel. The
+        // lock CTE runs first (a one-time filter gates the
         // input on it) so ids of one ordering key are drawn, and committed, in
         // order; a conflicting unique key leaves the row out and reports the
         // task that holds the key, as the statement's snapshot sees it.
-        let enqueue = format!(
-            "WITH locks AS MATERIALIZED (
+        let enqueue_sql = |wake: &str| {
+            format!(
+                "WITH locks AS MATERIALIZED (
                 SELECT pg_advisory_xact_lock(k) FROM unnest($12::bigint[]) AS k
              ),
              input AS MATERIALIZED (
                 SELECT u.*, nextval('{seq}') AS id
                 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[],
                             $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::smallint[],
-                            $14::text[])
+                            $13::text[])
                      WITH ORDINALITY AS u(queue, handler, payload, priority, max_attempts,
                                           timeout_ms, unique_key, ordering_key, run_at, state,
                                           trace, ord)
@@ -217,12 +220,19 @@ impl Statements {
                         (SELECT e.id FROM {t} e
                          WHERE e.queue = i.queue AND e.unique_key = i.unique_key AND e.{unfinished}
                          LIMIT 1)
-                    END AS existing,
-                    {notify}
+                    END AS existing{wake}
              FROM input i LEFT JOIN ins ON ins.id = i.id
-             ORDER BY i.ord",
-            notify = notify("ins", Transition::Enqueue.target(), "$13"),
-        );
+             ORDER BY i.ord"
+            )
+        };
+        // In the caller's transaction (`enqueue_in`) and with follow-ups, the
+        // wake-up is sent at that transaction's commit; `enqueue_many` sends
+        // it after its own commit instead (`crate::notifier`).
+        let enqueue = enqueue_sql(&format!(
+            ", {}",
+            notify("ins", Transition::Enqueue.target(), "$14")
+        ));
+        let enqueue_quiet = enqueue_sql("");
 
         // The task that holds (or last held) a unique key, for the rare
         // conflict with a task committed after the enqueue's snapshot.
@@ -464,6 +474,7 @@ impl Statements {
 
         Self {
             enqueue,
+            enqueue_quiet,
             find_unique,
             promote,
             reserve,
@@ -480,5 +491,22 @@ impl Statements {
             requeue,
             purge,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `enqueue_many`'s statement notifies nobody: a notifying transaction
+    /// holds the server's notification lock through its commit's flush, and
+    /// the hint is sent after the commit instead (`crate::notifier`). The one
+    /// for a caller's transaction, and for follow-ups, still notifies.
+    #[test]
+    fn only_the_transactional_enqueue_notifies_inside_its_statement() {
+        let sql = Statements::new(&Schema::new("s").expect("valid"));
+        assert!(!sql.enqueue_quiet.contains("pg_notify"));
+        assert!(!sql.enqueue_quiet.contains("$14"));
+        assert!(sql.enqueue.contains("pg_notify($14"));
     }
 }
