@@ -10,8 +10,9 @@
 //!
 //! The wake-up is only a hint (a worker that misses it finds the work at its
 //! next poll), so an `enqueue_many` made while others of the same backend are
-//! under way sends it after its commit, through this backend's notifier: one task that takes every queue named since its last
-//! send and names each once, in one statement, in a transaction that commits
+//! under way sends it after its commit, through this backend's notifier: one
+//! task that takes every queue named since its last send and names each
+//! once, in one statement, in a transaction that commits
 //! asynchronously (`SET LOCAL synchronous_commit = off`: nothing in it needs
 //! to survive a crash, so it holds that lock only for the commit's memory
 //! work, not a flush). A hint that fails to send is dropped. An enqueue made
@@ -31,7 +32,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 
-use crate::statements::NOTIFY_QUEUE_CHARS;
+use crate::statements::notify_queues;
 
 /// The pause after a send that failed, so an outage is not hammered.
 const AFTER_FAILURE: Duration = Duration::from_millis(200);
@@ -90,8 +91,8 @@ impl Notifier {
             pool,
             channel,
             sql: format!(
-                "SELECT count(pg_notify($1, q)) FROM
-                   (SELECT DISTINCT left(q, {NOTIFY_QUEUE_CHARS}) AS q FROM unnest($2::text[]) AS u(q)) d"
+                "SELECT {}",
+                notify_queues("unnest($2::text[]) AS u(queue)", "$1")
             ),
             inbox: Mutex::new(None),
             in_flight: InFlight::default(),

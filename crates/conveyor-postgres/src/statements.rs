@@ -126,10 +126,19 @@ pub(crate) struct Statements {
 /// whose state is `state`: a scalar that, when read, sends one wake-up per queue
 /// inside the statement's transaction (delivered at commit).
 fn notify(rows: &str, state: TaskState, channel_param: &str) -> String {
+    notify_queues(
+        &format!("{rows} WHERE state = {code}", code = state.code()),
+        channel_param,
+    )
+}
+
+/// A scalar that sends one wake-up on the channel `channel_param` per
+/// distinct `queue` of `from` (a `FROM` clause), each cut to the
+/// [`NOTIFY_QUEUE_CHARS`] characters listeners compare.
+pub(crate) fn notify_queues(from: &str, channel_param: &str) -> String {
     format!(
         "(SELECT count(pg_notify({channel_param}, n.q)) FROM \
-           (SELECT DISTINCT left(queue, {NOTIFY_QUEUE_CHARS}) AS q FROM {rows} WHERE state = {code}) n)",
-        code = state.code()
+           (SELECT DISTINCT left(queue, {NOTIFY_QUEUE_CHARS}) AS q FROM {from}) n)"
     )
 }
 
