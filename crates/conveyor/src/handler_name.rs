@@ -46,6 +46,19 @@ impl HandlerName {
         }
     }
 
+    /// Keeps the name and moves the handler reference into `spent`, for a
+    /// thread that hands out many results to let go of them together (the
+    /// producer increments that count for every task: dropping references one
+    /// at a time would move its cache line between the two cores each time).
+    pub(crate) fn detach_into(&mut self, spent: &mut Vec<Arc<HandlerCore>>) {
+        if let Repr::Handler(core) = &self.0 {
+            let name = Repr::Name(core.name.clone());
+            if let Repr::Handler(core) = std::mem::replace(&mut self.0, name) {
+                spent.push(core);
+            }
+        }
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -193,6 +206,23 @@ mod tests {
         assert_eq!((name.as_str(), copy.as_str()), ("resize", "resize"));
         name.detach();
         assert_eq!(name, "resize", "detaching twice changes nothing");
+    }
+
+    #[test]
+    fn detaching_into_a_list_hands_the_handler_over_once() {
+        let h = handler();
+        let weak = Arc::downgrade(&h.core);
+        let mut name = HandlerName::new(h.core.clone());
+        drop(h);
+        let mut spent = Vec::new();
+        name.detach_into(&mut spent);
+        name.detach_into(&mut spent);
+        assert_eq!(spent.len(), 1, "the one reference, moved once");
+        assert_eq!(name, "resize");
+        assert!(weak.upgrade().is_some(), "held by the list");
+        spent.clear();
+        assert!(weak.upgrade().is_none(), "let go with the list");
+        assert_eq!(name, "resize", "the name stays");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

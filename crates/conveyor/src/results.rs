@@ -78,24 +78,29 @@ pub(crate) fn spawn_result_handler(
         .name("conveyor-results".into())
         .spawn(move || {
             let mut recorder = SummaryRecorder::default();
-            let mut handle = |mut result: TaskResult| {
-                result.handler.detach();
-                recorder.record(&result);
-                if let Some(cb) = on_task.as_mut() {
-                    if catch_unwind(AssertUnwindSafe(|| cb(result))).is_err() {
-                        tracing::error!("on_task_complete panicked; the job goes on");
+            // The handler references of a batch's results, let go of together.
+            let mut spent = Vec::new();
+            let mut handle = |batch: Vec<TaskResult>| {
+                for mut result in batch {
+                    result.handler.detach_into(&mut spent);
+                    recorder.record(&result);
+                    if let Some(cb) = on_task.as_mut() {
+                        if catch_unwind(AssertUnwindSafe(|| cb(result))).is_err() {
+                            tracing::error!("on_task_complete panicked; the job goes on");
+                        }
                     }
                 }
+                spent.clear();
             };
             // Block for the first result; then, while results keep coming, drain in
             // batches with a short pause between them instead of being woken for
             // every single result.
             'outer: while let Some(first) = rx.recv() {
-                first.into_iter().for_each(&mut handle);
+                handle(first);
                 loop {
                     loop {
                         match rx.try_recv() {
-                            Ok(batch) => batch.into_iter().for_each(&mut handle),
+                            Ok(batch) => handle(batch),
                             Err(false) => break,
                             Err(true) => break 'outer,
                         }

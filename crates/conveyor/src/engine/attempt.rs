@@ -320,9 +320,16 @@ pub(crate) fn conclude(
         None => {
             let release = env.release(slot);
             let settled = settle(env, started, end, Some(outbox));
+            let unsent = match settled.unsent {
+                Some(result) => Some((settled.job, result)),
+                None => {
+                    outbox.let_go(settled.job);
+                    None
+                }
+            };
             Done {
                 release,
-                unsent: settled.unsent.map(|r| (settled.job, r)),
+                unsent,
                 ended_at: Some(settled.finished_at),
             }
         }

@@ -11,6 +11,13 @@
 //! pool's metrics ([`Tally`]) are published first, so a job's summary never
 //! arrives before its counts.
 //!
+//! The outbox also holds the worker's references to the jobs of the tasks it
+//! settled, and lets go of them together when it hands its batches over (or
+//! every [`MAX_HELD`]): a job's reference count is one that the producer
+//! increments for every task, and dropping each reference as its task ends
+//! would move that count's cache line between the producer's core and the
+//! worker's for every task.
+//!
 //! Room is taken a few results at a time ([`ROOM_CHUNK`]): a worker running
 //! one job's tasks back to back touches the queue's shared counter once per
 //! chunk, not once per result. Room taken and not used yet is given back
@@ -40,6 +47,8 @@ pub(crate) struct Outbox<'a> {
     /// Room taken in the result queue of the last batch's job and not used.
     room: usize,
     held: usize,
+    /// References to jobs of settled tasks, let go of together.
+    spent: Vec<Arc<JobShared>>,
     tally: Tally,
     /// The worker's stat block, where the tally goes.
     stats: &'a Mutex<LocalStats>,
@@ -52,6 +61,7 @@ impl<'a> Outbox<'a> {
             batches: Vec::new(),
             room: 0,
             held: 0,
+            spent: Vec::with_capacity(MAX_HELD),
             tally: Tally::default(),
             stats,
         }
@@ -138,19 +148,30 @@ impl<'a> Outbox<'a> {
         }
     }
 
+    /// Keeps a settled task's reference to its job until the next
+    /// [`Outbox::flush`] (or until [`MAX_HELD`] are kept), to let go of many
+    /// at once.
+    #[inline]
+    pub(crate) fn let_go(&mut self, job: Arc<JobShared>) {
+        if self.spent.len() >= MAX_HELD {
+            self.spent.clear();
+        }
+        self.spent.push(job);
+    }
+
     /// Publishes the counts, then hands every held result to its job's result
-    /// queue.
+    /// queue, then lets go of the settled tasks' job references.
     pub(crate) fn flush(&mut self) {
         self.tally.publish(self.stats);
         self.give_back_room();
-        if self.held == 0 {
-            return;
-        }
-        self.held = 0;
-        for (job, batch) in self.batches.drain(..) {
-            if let Some(queue) = &job.results {
-                queue.send_reserved(batch);
+        if self.held > 0 {
+            self.held = 0;
+            for (job, batch) in self.batches.drain(..) {
+                if let Some(queue) = &job.results {
+                    queue.send_reserved(batch);
+                }
             }
         }
+        self.spent.clear();
     }
 }
