@@ -4,7 +4,8 @@
 //! queue (in batches, see `outbox`) and go back to work; a dedicated OS thread
 //! drains the queue and calls the callbacks, so a slow (even blocking) callback
 //! never runs on a worker or on the async runtime. Under load it takes results
-//! in batches (see [`COALESCE`]). Only when the result queue is full do workers
+//! in batches, pausing between them for as long as the flow allows (see
+//! [`ResultPause`]). Only when the result queue is full do workers
 //! wait: its capacity is how much callback slowness the workers absorb.
 //!
 //! The job is complete when the queue's last sender is gone: senders are held by
@@ -13,13 +14,14 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use conveyor_core::{Outcome, TaskId};
 
+use crate::engine::result_pause::ResultPause;
 use crate::engine::result_queue::ResultReceiver;
 use crate::handler_name::HandlerName;
 use crate::output::Output;
@@ -56,11 +58,6 @@ impl TaskResult {
     }
 }
 
-/// While results keep arriving, the result handler drains them in batches this far
-/// apart rather than being woken once per result: at most this much added delay,
-/// in exchange for one thread wake-up per batch instead of one per task.
-const COALESCE: Duration = Duration::from_micros(200);
-
 /// Called with every task's result, on the result handler thread.
 pub type OnTaskComplete = Box<dyn FnMut(TaskResult) + Send>;
 /// Called once with the job's summary, on the result handler thread.
@@ -95,18 +92,24 @@ pub(crate) fn spawn_result_handler(
             // Block for the first result; then, while results keep coming, drain in
             // batches with a short pause between them instead of being woken for
             // every single result.
+            let mut pause = ResultPause::new(rx.room());
             'outer: while let Some(first) = rx.recv() {
                 handle(first);
                 loop {
+                    pause.wait();
+                    let mut found = 0;
                     loop {
                         match rx.try_recv() {
-                            Ok(batch) => handle(batch),
+                            Ok(batch) => {
+                                found += batch.len();
+                                handle(batch);
+                            }
                             Err(false) => break,
                             Err(true) => break 'outer,
                         }
                     }
-                    std::thread::sleep(COALESCE);
-                    if rx.is_empty() {
+                    pause.found(found);
+                    if found == 0 {
                         break;
                     }
                 }

@@ -7,7 +7,8 @@
 //! (`crate::lane`), watching for cancellation ([`cancel`], [`signal`]); the
 //! outcome goes to the job's result queue ([`outbox`], [`result_queue`]), to
 //! the task's own reply channel, or straight to a source's sink
-//! ([`completion`]). [`metrics`] counts it all per worker.
+//! ([`completion`]); the job's result thread drains it with pauses that adapt
+//! to the flow ([`result_pause`]). [`metrics`] counts it all per worker.
 
 pub(crate) mod attempt;
 pub(crate) mod cancel;
@@ -18,6 +19,7 @@ pub(crate) mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod rate;
 pub(crate) mod ready_queue;
+pub(crate) mod result_pause;
 pub(crate) mod result_queue;
 pub(crate) mod signal;
 pub(crate) mod worker;

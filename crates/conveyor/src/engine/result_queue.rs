@@ -24,18 +24,20 @@ pub(crate) struct ResultSender {
 pub(crate) struct ResultReceiver {
     rx: flume::Receiver<Vec<TaskResult>>,
     room: Arc<Semaphore>,
+    capacity: usize,
 }
 
 /// A queue holding at most `capacity` results.
 pub(crate) fn result_queue(capacity: usize) -> (ResultSender, ResultReceiver) {
     let (tx, rx) = flume::unbounded();
-    let room = Arc::new(Semaphore::new(capacity.max(1)));
+    let capacity = capacity.max(1);
+    let room = Arc::new(Semaphore::new(capacity));
     (
         ResultSender {
             tx,
             room: room.clone(),
         },
-        ResultReceiver { rx, room },
+        ResultReceiver { rx, room, capacity },
     )
 }
 
@@ -100,9 +102,9 @@ impl ResultReceiver {
         }
     }
 
-    /// True when no batch is queued.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+    /// How many results the queue holds at most.
+    pub(crate) fn room(&self) -> usize {
+        self.capacity
     }
 
     fn taken(&self, batch: Vec<TaskResult>) -> Vec<TaskResult> {
