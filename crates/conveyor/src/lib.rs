@@ -36,6 +36,7 @@ mod handler;
 mod handler_name;
 mod job;
 pub mod lane;
+mod latency_histogram;
 mod map;
 #[cfg(feature = "metrics")]
 pub mod metrics;

@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use conveyor_core::{Outcome, OutcomeKind};
 
+use crate::latency_histogram::LatencyHistogram;
 use crate::results::TaskResult;
 
 /// Percentiles of a set of durations (recorded with microsecond resolution and
-/// three significant digits).
+/// two significant digits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LatencyStats {
     /// How many durations were recorded.
@@ -24,51 +23,6 @@ pub struct LatencyStats {
     pub p99: Duration,
     /// Largest.
     pub max: Duration,
-}
-
-/// A latency histogram in microseconds.
-#[derive(Debug, Clone)]
-pub(crate) struct LatencyHistogram(Option<Histogram<u64>>);
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        // Microseconds up to an hour, two significant digits (1% precision):
-        // small enough (tens of KB) to keep one per worker.
-        Self(Histogram::new_with_bounds(1, 3_600_000_000, 2).ok())
-    }
-}
-
-impl LatencyHistogram {
-    pub(crate) fn record(&mut self, d: Duration) {
-        if let Some(h) = &mut self.0 {
-            h.saturating_record((d.as_micros() as u64).max(1));
-        }
-    }
-
-    /// Adds another histogram's counts.
-    pub(crate) fn merge(&mut self, other: &LatencyHistogram) {
-        if let (Some(mine), Some(theirs)) = (&mut self.0, &other.0) {
-            let _ = mine.add(theirs);
-        }
-    }
-
-    pub(crate) fn stats(&self) -> LatencyStats {
-        let Some(h) = &self.0 else {
-            return LatencyStats::default();
-        };
-        if h.is_empty() {
-            return LatencyStats::default();
-        }
-        let us = Duration::from_micros;
-        LatencyStats {
-            count: h.len(),
-            mean: Duration::from_secs_f64(h.mean() / 1e6),
-            p50: us(h.value_at_quantile(0.50)),
-            p90: us(h.value_at_quantile(0.90)),
-            p99: us(h.value_at_quantile(0.99)),
-            max: us(h.max()),
-        }
-    }
 }
 
 /// What a job did: counts per outcome, retries, wall time and latencies.

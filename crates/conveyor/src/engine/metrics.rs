@@ -13,7 +13,8 @@ use parking_lot::Mutex;
 
 use conveyor_core::{Lane, OutcomeKind};
 
-use crate::summary::{LatencyHistogram, LatencyStats};
+use crate::latency_histogram::LatencyHistogram;
+use crate::summary::LatencyStats;
 
 /// Counts and latencies recorded by one worker.
 #[derive(Debug, Default)]
