@@ -76,21 +76,23 @@ impl LatencyHistogram {
     }
 
     pub(crate) fn stats(&self) -> LatencyStats {
-        let Some(h) = self.folded() else {
-            return LatencyStats::default();
-        };
-        if h.is_empty() {
-            return LatencyStats::default();
-        }
-        let us = Duration::from_micros;
-        LatencyStats {
-            count: h.len(),
-            mean: Duration::from_secs_f64(h.mean() / 1e6),
-            p50: us(h.value_at_quantile(0.50)),
-            p90: us(h.value_at_quantile(0.90)),
-            p99: us(h.value_at_quantile(0.99)),
-            max: us(h.max()),
-        }
+        self.folded().map(|h| stats_of(&h)).unwrap_or_default()
+    }
+}
+
+/// The percentiles of a histogram in microseconds.
+fn stats_of(h: &Histogram<u64>) -> LatencyStats {
+    if h.is_empty() {
+        return LatencyStats::default();
+    }
+    let us = Duration::from_micros;
+    LatencyStats {
+        count: h.len(),
+        mean: Duration::from_secs_f64(h.mean() / 1e6),
+        p50: us(h.value_at_quantile(0.50)),
+        p90: us(h.value_at_quantile(0.90)),
+        p99: us(h.value_at_quantile(0.99)),
+        max: us(h.max()),
     }
 }
 
@@ -104,15 +106,7 @@ mod tests {
         for d in durations {
             h.saturating_record((d.as_micros() as u64).max(1));
         }
-        let us = Duration::from_micros;
-        LatencyStats {
-            count: h.len(),
-            mean: Duration::from_secs_f64(h.mean() / 1e6),
-            p50: us(h.value_at_quantile(0.50)),
-            p90: us(h.value_at_quantile(0.90)),
-            p99: us(h.value_at_quantile(0.99)),
-            max: us(h.max()),
-        }
+        stats_of(&h)
     }
 
     #[test]
