@@ -467,7 +467,7 @@ fn settle(
         match outbox {
             Some(outbox) => {
                 if outbox.try_reserve(&job) {
-                    outbox.keep(&job, result());
+                    outbox.keep_made(&job, result);
                 } else {
                     unsent = Some(result());
                 }
