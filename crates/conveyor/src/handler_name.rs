@@ -41,9 +41,7 @@ impl HandlerName {
 
     /// Keeps the name and lets go of the handler.
     pub(crate) fn detach(&mut self) {
-        if let Repr::Handler(core) = &self.0 {
-            self.0 = Repr::Name(core.name.clone());
-        }
+        drop(self.take_handler());
     }
 
     /// Keeps the name and moves the handler reference into `spent`, for a
@@ -51,11 +49,19 @@ impl HandlerName {
     /// producer increments that count for every task: dropping references one
     /// at a time would move its cache line between the two cores each time).
     pub(crate) fn detach_into(&mut self, spent: &mut Vec<Arc<HandlerCore>>) {
-        if let Repr::Handler(core) = &self.0 {
-            let name = Repr::Name(core.name.clone());
-            if let Repr::Handler(core) = std::mem::replace(&mut self.0, name) {
-                spent.push(core);
-            }
+        spent.extend(self.take_handler());
+    }
+
+    /// Swaps the handler reference, if the name still holds one, for the
+    /// name alone, and returns it.
+    fn take_handler(&mut self) -> Option<Arc<HandlerCore>> {
+        let Repr::Handler(core) = &self.0 else {
+            return None;
+        };
+        let name = Repr::Name(core.name.clone());
+        match std::mem::replace(&mut self.0, name) {
+            Repr::Handler(core) => Some(core),
+            Repr::Name(_) => None,
         }
     }
 

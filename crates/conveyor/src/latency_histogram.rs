@@ -34,11 +34,15 @@ impl Default for LatencyHistogram {
     fn default() -> Self {
         Self {
             exact: Box::new([0; EXACT_US]),
-            // Microseconds up to an hour, two significant digits (1%
-            // precision): small enough (tens of KB) to keep a few per core.
-            histogram: Histogram::new_with_bounds(1, 3_600_000_000, 2).ok(),
+            histogram: new_histogram(),
         }
     }
+}
+
+/// An empty histogram of microseconds up to an hour, two significant digits
+/// (1% precision): small enough (tens of KB) to keep a few per core.
+fn new_histogram() -> Option<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).ok()
 }
 
 impl LatencyHistogram {
@@ -102,7 +106,7 @@ mod tests {
 
     /// The same durations recorded straight into an `hdrhistogram`.
     fn plain(durations: &[Duration]) -> LatencyStats {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 2).expect("bounds");
+        let mut h = new_histogram().expect("bounds");
         for d in durations {
             h.saturating_record((d.as_micros() as u64).max(1));
         }
