@@ -5,7 +5,7 @@ use std::sync::Arc;
 use conveyor_core::{Error, NewTask, TaskId};
 use tokio::time::Instant;
 
-use crate::engine::envelope::JobShared;
+use crate::engine::job_ref::JobRef;
 
 /// Passed to every handler call: the task's identity and attempt, and a way to
 /// notice cancellation (job or task cancelled, pool shut down, or — in the cpu
@@ -16,7 +16,7 @@ pub struct TaskContext {
     /// The attempt as the task's source counts it, else as the engine does.
     pub(crate) attempt: u32,
     pub(crate) key: Option<Arc<str>>,
-    pub(crate) job: Arc<JobShared>,
+    pub(crate) job: Arc<JobRef>,
     pub(crate) deadline: Option<Instant>,
 }
 

@@ -141,25 +141,21 @@ impl JobShared {
             }
         }
         let now = Instant::now();
-        let env: Box<Envelope> = Box::new(Envelope::<Option<In>> {
+        let env: Box<Envelope> = Box::new(Envelope::new(
             id,
-            handler: core.clone(),
-            params: Some(params),
-            key: opts.ordering_key,
-            timeout: opts.timeout.or(core.config.timeout),
-            max_attempts: opts
-                .max_attempts
+            core.clone(),
+            opts.ordering_key,
+            opts.timeout.or(core.config.timeout),
+            opts.max_attempts
                 .unwrap_or(core.config.retry.max_attempts)
                 .max(1),
-            attempt: 0,
-            not_before: opts.delay.map(|d| now + d),
-            submitted_at: now,
-            job: self.clone(),
+            opts.delay.map(|d| now + d),
+            now,
+            self.clone(),
             reply,
-            holds_key: false,
-            holds_permit: true,
             managed,
-        });
+            Some(params),
+        ));
         let sent = if managed {
             self.pool
                 .events

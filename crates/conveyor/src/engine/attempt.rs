@@ -23,6 +23,7 @@ use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError, TaskId
 use crate::context::TaskContext;
 use crate::engine::completion::{AttemptScope, AttemptStart};
 use crate::engine::envelope::{Envelope, Event, JobShared, Release};
+use crate::engine::job_ref::JobRef;
 use crate::engine::outbox::Outbox;
 use crate::engine::signal::WorkerSignal;
 use crate::handler::{run_process, Work};
@@ -75,9 +76,10 @@ impl From<Ended> for Ran {
 pub(crate) struct Done {
     /// The dispatcher slot (and key) to free, for a managed task that is final.
     pub(crate) release: Option<Release>,
-    /// A final result the outbox had no room for: the worker waits for room
-    /// in its job's result queue to post it.
-    pub(crate) unsent: Option<(Arc<JobShared>, TaskResult)>,
+    /// A final result the outbox had no room for, with what is left of its
+    /// task's envelope: the worker waits for room in its job's result queue
+    /// to post it.
+    pub(crate) unsent: Option<(Box<Envelope>, TaskResult)>,
     /// When the final outcome was decided, if it was just now.
     pub(crate) ended_at: Option<Instant>,
 }
@@ -90,7 +92,7 @@ pub(crate) fn attempt_span(env: &Envelope, start: &AttemptStart) -> tracing::Spa
     let span = tracing::info_span!(
         "task",
         id = env.id.0,
-        handler = %env.handler.name,
+        handler = %env.handler().name,
         attempt = start.attempt.unwrap_or(env.attempt + 1),
         trace_id = tracing::field::Empty
     );
@@ -104,6 +106,7 @@ pub(crate) fn attempt_span(env: &Envelope, start: &AttemptStart) -> tracing::Spa
 /// allocation of its own, and what it returns is small.
 pub(crate) async fn run_attempt(
     env: &mut Envelope,
+    job: Arc<JobRef>,
     started: Instant,
     signal: &WorkerSignal,
     start: AttemptStart,
@@ -122,12 +125,10 @@ pub(crate) async fn run_attempt(
         id: env.id,
         attempt: counted,
         key: env.key.clone(),
-        job: env.job.clone(),
+        job,
         deadline,
     };
-    let Envelope {
-        handler, params, ..
-    } = &mut *env;
+    let (handler, params) = env.handler_and_params();
     let work = catch_unwind(AssertUnwindSafe(|| handler.work(params, last, ctx)));
     // The envelope's params are not `Sync`: what the attempt watches while
     // it waits is borrowed apart from them.
@@ -293,7 +294,7 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
     if env.attempt >= env.max_attempts || env.must_not_start() {
         return None;
     }
-    let policy = &env.handler.config.retry;
+    let policy = &env.handler().config.retry;
     match next_step(end, env.attempt, env.max_attempts, policy, fastrand::f64()) {
         NextStep::Retry { delay } => Some(delay),
         _ => None,
@@ -306,7 +307,7 @@ fn retry_delay(env: &Envelope, end: &Ended) -> Option<Duration> {
 /// Either is counted in the outbox first, so a job's results never reach its
 /// result thread before their counts reach the pool's metrics.
 pub(crate) fn conclude(
-    env: Box<Envelope>,
+    mut env: Box<Envelope>,
     slot: Option<usize>,
     started: Option<Instant>,
     end: Ended,
@@ -319,11 +320,11 @@ pub(crate) fn conclude(
         }
         None => {
             let release = env.release(slot);
-            let settled = settle(env, started, end, Some(outbox));
+            let settled = settle(&mut env, started, end, Some(outbox));
             let unsent = match settled.unsent {
-                Some(result) => Some((settled.job, result)),
+                Some(result) => Some((env, result)),
                 None => {
-                    outbox.let_go(settled.job);
+                    outbox.let_go(env);
                     None
                 }
             };
@@ -341,7 +342,7 @@ pub(crate) fn conclude(
 /// freed (and a retry scheduled) only once the thread returns. The outbox
 /// holds nothing on entry.
 pub(crate) async fn conclude_abandoned(
-    env: Box<Envelope>,
+    mut env: Box<Envelope>,
     slot: Option<usize>,
     started: Instant,
     end: Ended,
@@ -354,11 +355,11 @@ pub(crate) async fn conclude_abandoned(
         return retry(env, slot, delay);
     }
     let release = env.release(slot);
-    let settled = settle(env, Some(started), end, None);
+    let settled = settle(&mut env, Some(started), end, None);
     if let Some(result) = settled.unsent {
         // Its count is published before the result can be seen.
         outbox.flush();
-        post_now(&settled.job, result).await;
+        post_now(&env.job, result).await;
     }
     let _ = thread.await;
     Done {
@@ -389,10 +390,9 @@ pub(crate) fn finish_unstarted(env: Box<Envelope>) {
 /// Reports a task that never started, in place.
 pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
     env.release_permit();
-    let settled = settle(env, None, Outcome::Cancelled, None);
+    let settled = settle(&mut env, None, Outcome::Cancelled, None);
     // Counted before the result can be seen.
-    settled
-        .job
+    env.job
         .pool
         .board
         .metrics
@@ -400,7 +400,7 @@ pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
         .lock()
         .outcome(settled.kind, settled.latency);
     if let Some(result) = settled.unsent {
-        post_now(&settled.job, result).await;
+        post_now(&env.job, result).await;
     }
 }
 
@@ -411,7 +411,6 @@ struct Settled {
     /// From submission to outcome.
     latency: Duration,
     finished_at: Instant,
-    job: Arc<JobShared>,
     /// The result, when it is for the job's result queue and no outbox took
     /// it: the caller waits for room in the queue to send it.
     unsent: Option<TaskResult>,
@@ -421,9 +420,11 @@ struct Settled {
 /// one, or to the job's sink, if it has one, or into `outbox` when the job's
 /// result queue has room for it now; otherwise leaves it in
 /// [`Settled::unsent`]. The result is made where it goes, not moved there.
-#[allow(clippy::boxed_local)] // an envelope is unsized (its params are inline): it only exists boxed
+/// The result takes over the envelope's handler, key and reply channel; the
+/// caller frees what is left of the envelope (and its job reference), in
+/// bursts where it can ([`Outbox::let_go`]).
 fn settle(
-    env: Box<Envelope>,
+    env: &mut Envelope,
     started: Option<Instant>,
     outcome: Outcome<Output>,
     mut outbox: Option<&mut Outbox<'_>>,
@@ -432,21 +433,16 @@ fn settle(
     let kind = outcome.kind();
     let latency = finished_at.saturating_duration_since(env.submitted_at);
     env.job.count_outcome(kind);
-    let Envelope {
-        id,
-        handler,
-        key,
-        attempt,
-        submitted_at,
-        job,
-        reply,
-        ..
-    } = *env;
+    let handler = env.take_handler();
+    let key = env.key.take();
+    let reply = env.reply.take();
+    let (id, attempts, submitted_at) = (env.id, env.attempt, env.submitted_at);
+    let job = &env.job;
     let result = move || TaskResult {
         id,
         handler: HandlerName::new(handler),
         ordering_key: key,
-        attempts: attempt,
+        attempts,
         outcome,
         submitted_at,
         started_at: started,
@@ -466,8 +462,8 @@ fn settle(
     } else if job.results.is_some() {
         match outbox {
             Some(outbox) => {
-                if outbox.try_reserve(&job) {
-                    outbox.keep_made(&job, result);
+                if outbox.try_reserve(job) {
+                    outbox.keep_made(job, result);
                 } else {
                     unsent = Some(result());
                 }
@@ -479,7 +475,6 @@ fn settle(
         kind,
         latency,
         finished_at,
-        job,
         unsent,
     }
 }

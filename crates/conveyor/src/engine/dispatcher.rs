@@ -279,7 +279,7 @@ impl Dispatcher {
                 }
             }
         }
-        let slot = self.slot_of(&env.handler);
+        let slot = self.slot_of(env.handler());
         self.handlers[slot].pending.push_back(env);
         self.schedule(slot);
     }
@@ -309,7 +309,7 @@ impl Dispatcher {
         match next {
             Some(mut env) => {
                 env.holds_key = true;
-                let slot = self.slot_of(&env.handler);
+                let slot = self.slot_of(env.handler());
                 self.handlers[slot].pending.push_back(env);
                 self.schedule(slot);
             }

@@ -183,7 +183,8 @@ pub(crate) struct Ready {
 /// that may be retried and taken by the last one.
 pub(crate) struct Envelope<P: ?Sized = dyn Any + Send> {
     pub(crate) id: TaskId,
-    pub(crate) handler: Arc<HandlerCore>,
+    /// The task's handler, until its result takes it over ([`Envelope::handler`]).
+    handler: Option<Arc<HandlerCore>>,
     pub(crate) key: Option<Arc<str>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_attempts: u32,
@@ -205,7 +206,62 @@ pub(crate) struct Envelope<P: ?Sized = dyn Any + Send> {
     pub(crate) params: P,
 }
 
+impl<P> Envelope<P> {
+    /// A new task's envelope, before its params are erased.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: TaskId,
+        handler: Arc<HandlerCore>,
+        key: Option<Arc<str>>,
+        timeout: Option<Duration>,
+        max_attempts: u32,
+        not_before: Option<Instant>,
+        submitted_at: Instant,
+        job: Arc<JobShared>,
+        reply: Option<oneshot::Sender<TaskResult>>,
+        managed: bool,
+        params: P,
+    ) -> Self {
+        Self {
+            id,
+            handler: Some(handler),
+            key,
+            timeout,
+            max_attempts,
+            attempt: 0,
+            not_before,
+            submitted_at,
+            job,
+            reply,
+            holds_key: false,
+            holds_permit: true,
+            managed,
+            params,
+        }
+    }
+}
+
+/// The text of the one panic an envelope can raise: an internal error, never
+/// caused by a task's data.
+const SETTLED: &str = "a task's handler is read only before its result takes it over";
+
 impl Envelope {
+    /// The task's handler. Only a settled task's envelope, kept to be freed
+    /// with others, has none, and nothing reads it then.
+    pub(crate) fn handler(&self) -> &Arc<HandlerCore> {
+        self.handler.as_ref().expect(SETTLED)
+    }
+
+    /// The handler and the params, borrowed together to run an attempt.
+    pub(crate) fn handler_and_params(&mut self) -> (&HandlerCore, &mut (dyn Any + Send)) {
+        (self.handler.as_deref().expect(SETTLED), &mut self.params)
+    }
+
+    /// Hands the task's handler over to its result.
+    pub(crate) fn take_handler(&mut self) -> Arc<HandlerCore> {
+        self.handler.take().expect(SETTLED)
+    }
+
     /// True when the task, its job or its pool was cancelled.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.job.task_cancelled(self.id)

@@ -15,6 +15,7 @@ pub(crate) mod cancel;
 pub(crate) mod completion;
 pub(crate) mod dispatcher;
 pub(crate) mod envelope;
+pub(crate) mod job_ref;
 pub(crate) mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod rate;

@@ -11,12 +11,13 @@
 //! pool's metrics ([`Tally`]) are published first, so a job's summary never
 //! arrives before its counts.
 //!
-//! The outbox also holds the worker's references to the jobs of the tasks it
+//! The outbox also holds what is left of the envelopes of the tasks it
 //! settled, and lets go of them together when it hands its batches over (or
-//! every [`MAX_HELD`]): a job's reference count is one that the producer
-//! increments for every task, and dropping each reference as its task ends
-//! would move that count's cache line between the producer's core and the
-//! worker's for every task.
+//! every [`MAX_HELD`]). Each was allocated by the producer's thread and holds
+//! a reference to its job, whose count the producer increments for every
+//! task: freeing each envelope as its task ends would move the allocator's
+//! page bookkeeping and that count's cache lines between the producer's core
+//! and the worker's for every task; in a burst they move once.
 //!
 //! Room is taken a few results at a time ([`ROOM_CHUNK`]): a worker running
 //! one job's tasks back to back touches the queue's shared counter once per
@@ -31,7 +32,7 @@ use parking_lot::Mutex;
 
 use conveyor_core::OutcomeKind;
 
-use crate::engine::envelope::JobShared;
+use crate::engine::envelope::{Envelope, JobShared};
 use crate::engine::metrics::{LocalStats, Tally};
 use crate::results::TaskResult;
 
@@ -50,8 +51,8 @@ pub(crate) struct Outbox<'a> {
     /// Room taken in the result queue of the last batch's job and not used.
     room: usize,
     held: usize,
-    /// References to jobs of settled tasks, let go of together.
-    spent: Vec<Arc<JobShared>>,
+    /// What is left of settled tasks' envelopes, let go of together.
+    spent: Vec<Box<Envelope>>,
     tally: Tally,
     /// The worker's stat block, where the tally goes.
     stats: &'a Mutex<LocalStats>,
@@ -116,16 +117,17 @@ impl<'a> Outbox<'a> {
     }
 
     /// Hands over what the outbox holds, waits for room for `result` in its
-    /// job's result queue, then keeps it for the next batch.
-    pub(crate) async fn post_waiting(&mut self, job: Arc<JobShared>, result: TaskResult) {
+    /// job's result queue, then keeps it for the next batch (and what is left
+    /// of its task's envelope, `spent`, to let go of with the others).
+    pub(crate) async fn post_waiting(&mut self, spent: Box<Envelope>, result: TaskResult) {
         self.flush();
-        let Some(queue) = job.results.as_ref() else {
-            return;
-        };
-        if queue.reserve().await {
-            self.keep(&job, result);
+        if let Some(queue) = spent.job.results.as_ref() {
+            if queue.reserve().await {
+                self.keep(&spent.job, result);
+            }
+            // Otherwise the result thread is gone: nobody can see the result.
         }
-        // Otherwise the result thread is gone: nobody can see the result.
+        self.let_go(spent);
     }
 
     /// Keeps a result whose room is reserved for the next batch (a job
@@ -163,15 +165,15 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    /// Keeps a settled task's reference to its job until the next
-    /// [`Outbox::flush`] (or until [`MAX_HELD`] are kept), to let go of many
-    /// at once.
+    /// Keeps what is left of a settled task's envelope (its memory, and its
+    /// reference to its job) until the next [`Outbox::flush`] (or until
+    /// [`MAX_HELD`] are kept), to let go of many at once.
     #[inline]
-    pub(crate) fn let_go(&mut self, job: Arc<JobShared>) {
+    pub(crate) fn let_go(&mut self, spent: Box<Envelope>) {
         if self.spent.len() >= MAX_HELD {
             self.spent.clear();
         }
-        self.spent.push(job);
+        self.spent.push(spent);
     }
 
     /// Publishes the counts, then hands every held result to its job's result

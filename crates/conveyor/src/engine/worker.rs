@@ -26,6 +26,7 @@ use crate::engine::attempt::{
     attempt_span, conclude, conclude_abandoned, deliver_unstarted, run_attempt, Ran,
 };
 use crate::engine::envelope::{Envelope, Event, JobShared, Ready};
+use crate::engine::job_ref::JobRefs;
 use crate::engine::metrics::Metrics;
 use crate::engine::outbox::Outbox;
 use crate::engine::ready_queue::{Empty, ReadyReceiver};
@@ -108,6 +109,7 @@ impl Board {
 pub(crate) async fn run(rx: ReadyReceiver<Ready>, board: Arc<Board>, me: usize) {
     let mut permits = Permits::default();
     let mut outbox = Outbox::new(board.metrics.stats_of(me));
+    let mut jobs = JobRefs::default();
     // When the last attempt ended, if the worker has not waited since.
     let mut clock: Option<Instant> = None;
     loop {
@@ -117,6 +119,7 @@ pub(crate) async fn run(rx: ReadyReceiver<Ready>, board: Arc<Board>, me: usize) 
                 clock = None;
                 permits.give_back();
                 outbox.flush();
+                jobs.let_go();
                 match rx.recv(me).await {
                     Some(ready) => ready,
                     None => break,
@@ -124,7 +127,16 @@ pub(crate) async fn run(rx: ReadyReceiver<Ready>, board: Arc<Board>, me: usize) 
             }
             Err(Empty::ForGood) => break,
         };
-        clock = run_one(&board, me, ready, &mut permits, &mut outbox, clock).await;
+        clock = run_one(
+            &board,
+            me,
+            ready,
+            &mut permits,
+            &mut outbox,
+            &mut jobs,
+            clock,
+        )
+        .await;
         if permits.len() >= 64 {
             permits.give_back();
         }
@@ -143,6 +155,7 @@ async fn run_one(
     ready: Ready,
     permits: &mut Permits,
     outbox: &mut Outbox<'_>,
+    jobs: &mut JobRefs,
     clock: Option<Instant>,
 ) -> Option<Instant> {
     let slot = &pool.metrics.workers[me];
@@ -158,7 +171,7 @@ async fn run_one(
         Box::pin(skip(pool, env, handler_slot, permits, outbox)).await;
         return None;
     }
-    slot.running(Some(env.handler.lane));
+    slot.running(Some(env.handler().lane));
     let start = match &env.job.sink {
         Some(sink) => sink.started(env.id, env.attempt + 1),
         None => Default::default(),
@@ -169,7 +182,8 @@ async fn run_one(
     let mut waited = false;
     let span = attempt_span(&env, &start);
     let ran: Ran = {
-        let attempt = run_attempt(&mut env, started, signal, start);
+        let job = jobs.to(&env.job);
+        let attempt = run_attempt(&mut env, job, started, signal, start);
         tokio::pin!(attempt);
         // Polled once per wake-up, in the attempt's span; the first time it
         // has to wait, the worker hands back what it holds.
@@ -213,9 +227,9 @@ async fn run_one(
         }
     };
     let mut ended = done.ended_at.filter(|_| !waited);
-    if let Some((job, result)) = done.unsent {
+    if let Some((env, result)) = done.unsent {
         // The job's result queue is full. Rare: boxed, as above.
-        Box::pin(outbox.post_waiting(job, result)).await;
+        Box::pin(outbox.post_waiting(env, result)).await;
         ended = None;
     }
     if let Some(release) = done.release {
