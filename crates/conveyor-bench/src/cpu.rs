@@ -20,7 +20,12 @@ const TASKS: u64 = 16;
 /// The target duration of one task.
 const TASK_TIME: Duration = Duration::from_millis(50);
 
-/// A busy loop of `iters` rounds the optimiser cannot remove.
+/// A busy loop of `iters` rounds the optimiser cannot remove. Never inlined:
+/// calibration and every subject run this one copy of its machine code. An
+/// inlined copy per call site is placed differently in each build, and a loop
+/// this tight runs up to 1.7x slower in one place than in another (measured:
+/// the same engine's cpu lane at 1.1-1.9x from build to build).
+#[inline(never)]
 fn spin(iters: u64) -> u64 {
     let mut x = black_box(0x9E37_79B9_7F4A_7C15_u64);
     for i in 0..iters {
