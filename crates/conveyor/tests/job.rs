@@ -241,3 +241,63 @@ async fn a_closed_job_refuses_submissions_and_gives_params_back() {
     assert_eq!(rejected.params, 5);
     assert_eq!(job.await.total(), 0);
 }
+
+/// A worker that reports a task which must not start (its job cancelled)
+/// may wait for room in that job's result queue; it keeps no other job open
+/// meanwhile. Here a callback of the cancelled job waits for another job to
+/// complete, and that job's last task ran on the same worker just before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waiting_to_report_a_skipped_task_keeps_no_other_job_open() {
+    let pool = Pool::builder().workers(1).build().unwrap();
+    let go = Arc::new(tokio::sync::Notify::new());
+    let g = go.clone();
+    let gate = Handler::io("gate", move |n: u64, _ctx| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok::<_, TaskError>(n)
+        }
+    });
+    // Job C: one task, which the only worker runs first and holds until `go`.
+    let (c_done, c_seen) = std::sync::mpsc::channel();
+    let mut c = pool
+        .job()
+        .on_job_complete(move |_| {
+            let _ = c_done.send(());
+        })
+        .start()
+        .unwrap();
+    c.submit(&gate, 0).await.unwrap();
+    c.close();
+    // Job D: room for one result, and a callback that waits for C.
+    let waited = Arc::new(Mutex::new(Vec::new()));
+    let w = waited.clone();
+    let mut c_complete = false;
+    let mut d = pool
+        .job()
+        .result_capacity(1)
+        .on_task_complete(move |_| {
+            if !c_complete {
+                c_complete = c_seen.recv_timeout(Duration::from_secs(20)).is_ok();
+            }
+            w.lock().unwrap().push(c_complete);
+        })
+        .start()
+        .unwrap();
+    for i in 0..4 {
+        d.submit(&noop(), i).await.unwrap();
+    }
+    // D's tasks wait behind C's: cancelled, each is reported unstarted.
+    d.cancel();
+    d.close();
+    go.notify_one();
+    let summary = tokio::time::timeout(Duration::from_secs(60), d.wait())
+        .await
+        .expect("job D completes");
+    assert_eq!(summary.cancelled, 4);
+    assert_eq!(
+        *waited.lock().unwrap(),
+        vec![true; 4],
+        "C completed while D's callback waited for it"
+    );
+}

@@ -167,6 +167,10 @@ async fn run_one(
         permits.add(&env.job);
     }
     if pool.is_draining() || env.must_not_start() {
+        // Reporting it may wait for room in its job's result queue: the
+        // worker keeps no other job open meanwhile (the job it last ran
+        // may be one whose completion the result queue's reader awaits).
+        jobs.let_go();
         // Rare: boxed, so the hot path's future stays small.
         Box::pin(skip(pool, env, handler_slot, permits, outbox)).await;
         return None;
