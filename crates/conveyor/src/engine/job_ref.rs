@@ -45,9 +45,10 @@ impl JobRefs {
         }
     }
 
-    /// Lets go of the current reference, so a worker that waits for work
-    /// never keeps a job open (its result queue disconnects, and so it
-    /// completes, only once every reference is gone).
+    /// Lets go of the current reference, so a worker that waits for work,
+    /// or for room to report another job's task, never keeps a job open (its
+    /// result queue disconnects, and so it completes, only once every
+    /// reference is gone).
     pub(crate) fn let_go(&mut self) {
         self.current = None;
     }
