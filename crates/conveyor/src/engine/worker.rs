@@ -167,12 +167,8 @@ async fn run_one(
         permits.add(&env.job);
     }
     if pool.is_draining() || env.must_not_start() {
-        // Reporting it may wait for room in its job's result queue: the
-        // worker keeps no other job open meanwhile (the job it last ran
-        // may be one whose completion the result queue's reader awaits).
-        jobs.let_go();
         // Rare: boxed, so the hot path's future stays small.
-        Box::pin(skip(pool, env, handler_slot, permits, outbox)).await;
+        Box::pin(skip(pool, env, handler_slot, permits, outbox, jobs)).await;
         return None;
     }
     slot.running(Some(env.handler().lane));
@@ -258,14 +254,17 @@ async fn skip(
     handler_slot: Option<usize>,
     permits: &mut Permits,
     outbox: &mut Outbox<'_>,
+    jobs: &mut JobRefs,
 ) {
     if pool.is_draining() {
         pool.count_not_started(1);
     }
     permits.give_back();
     // Reporting may wait for room in the result queue: never while holding
-    // results that took room already.
+    // results that took room already, nor another job open (the job the
+    // worker last ran may be one whose completion that queue's reader awaits).
     outbox.flush();
+    jobs.let_go();
     let release = env.release(handler_slot);
     deliver_unstarted(env).await;
     if let Some(release) = release {
