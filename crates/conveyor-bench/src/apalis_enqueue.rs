@@ -20,6 +20,7 @@ use crate::apalis_peer::{from_callers, push_each, Queue};
 use crate::cpu_time;
 use crate::namespace::Subject;
 use crate::queue::noop_task;
+use crate::report::median;
 
 /// One side's figures for one measurement: tasks/s, the server's CPU per
 /// task and this process's CPU per task (µs).
@@ -137,11 +138,6 @@ async fn apalis(
     f
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the rounds and prints each, then the medians.
 pub async fn rounds(url: &str, rounds: usize, single: usize) {
     let mut conn = match redis::Client::open(url.split('?').next().unwrap_or(url)) {
@@ -185,12 +181,13 @@ pub async fn rounds(url: &str, rounds: usize, single: usize) {
             ours_all.push(ours);
             theirs_all.push(theirs);
         }
-        let med = |v: &[Figures], f: fn(&Figures) -> f64| median(v.iter().map(f).collect());
+        let med =
+            |v: &[Figures], f: fn(&Figures) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
         println!(
             "median {:>10.0}  {:>8.0}  {:>5.2}x  {:>14.1} {:>8.1}  {:>20.1} {:>8.1}",
             med(&ours_all, |f| f.rate),
             med(&theirs_all, |f| f.rate),
-            median(ratios),
+            median(&ratios),
             med(&ours_all, |f| f.server_us),
             med(&theirs_all, |f| f.server_us),
             med(&ours_all, |f| f.client_us),

@@ -1,7 +1,9 @@
 //! apalis 1.0 on Redis (apalis-redis), the peer subject of `queue` on Redis:
 //! the same enqueue and no-op processing measurements on the same server in
 //! the same run, each in a queue name of its own whose keys are dropped
-//! afterwards. Built only with `--features apalis`.
+//! afterwards. Built only with `--features apalis`. The enqueue rows are
+//! measured in alternating rounds, conveyor's and apalis's
+//! ([`crate::alternate`]), and compare the medians.
 //!
 //! apalis runs with its defaults (tasks locked, results persisted, events
 //! emitted) and the fetch batch it documents for short tasks, at the slot
@@ -25,8 +27,12 @@ use apalis::prelude::{
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use tokio::sync::Notify;
 
-use crate::queue::Ours;
+use crate::alternate::alternate;
+use crate::queue::{EnqueueRates, Ours};
 use crate::report::Report;
+
+/// Rounds of each side's enqueue measurements.
+const ENQUEUE_ROUNDS: usize = 3;
 
 /// apalis's list (a sorted set) of every queue that ever had a worker.
 const APALIS_QUEUES: &str = "core:apalis:queues:list";
@@ -130,6 +136,40 @@ impl Queue {
     }
 }
 
+/// apalis's enqueue rates, each in a queue of its own: one task per call
+/// from one caller and from 32 concurrent callers (each with its own handle
+/// on one connection), and batches of 1,000.
+async fn enqueue_rates(url: &str, scale: usize) -> Result<EnqueueRates, String> {
+    let q = Queue::new(url, "single").await?;
+    let mut storage = q.storage(1);
+    let single = 2_000 / scale;
+    let t = Instant::now();
+    push_each(&mut storage, 0, single).await?;
+    let single = single as f64 / t.elapsed().as_secs_f64();
+    q.drop_keys().await;
+
+    let q = Queue::new(url, "concurrent").await?;
+    let concurrent = from_callers(20_000 / scale, |c, per| {
+        let mut storage = q.storage(1);
+        async move { push_each(&mut storage, c * per, per).await }
+    })
+    .await?;
+    q.drop_keys().await;
+
+    let q = Queue::new(url, "batched").await?;
+    let mut storage = q.storage(1);
+    let total = 200_000 / scale;
+    let t = Instant::now();
+    push_batches(&mut storage, total).await?;
+    let batched = total as f64 / t.elapsed().as_secs_f64();
+    q.drop_keys().await;
+    Ok(EnqueueRates {
+        single,
+        concurrent,
+        batched,
+    })
+}
+
 /// Measures apalis on the Redis at `url` and adds its rows, and conveyor's
 /// ratios to them, to the report.
 pub async fn beside(report: &mut Report, bench: &str, url: &str, scale: usize, ours: &Ours<'_>) {
@@ -145,41 +185,25 @@ async fn measure(
     scale: usize,
     ours: &Ours<'_>,
 ) -> Result<(), String> {
-    // Enqueue, one per call, from one caller.
-    let q = Queue::new(url, "single").await?;
-    let mut storage = q.storage(1);
-    let single = 2_000 / scale;
-    let t = Instant::now();
-    push_each(&mut storage, 0, single).await?;
-    let rate = single as f64 / t.elapsed().as_secs_f64();
-    q.drop_keys().await;
-    rows(report, bench, "enqueue 1/call, 1 caller", ours.single, rate);
-
-    // From 32 concurrent callers, each with its own handle on one connection.
-    let q = Queue::new(url, "concurrent").await?;
-    let rate = from_callers(20_000 / scale, |c, per| {
-        let mut storage = q.storage(1);
-        async move { push_each(&mut storage, c * per, per).await }
+    // Enqueue, both sides in alternating rounds.
+    let (ours_runs, theirs_runs) = alternate(ENQUEUE_ROUNDS, |apalis| async move {
+        if apalis {
+            enqueue_rates(url, scale).await
+        } else {
+            Ok(crate::queue::enqueue_rates(Some(url), scale).await)
+        }
     })
-    .await?;
-    q.drop_keys().await;
-    rows(
-        report,
-        bench,
-        "enqueue 1/call, 32 callers",
-        ours.concurrent,
-        rate,
-    );
-
-    // In batches of 1,000.
-    let q = Queue::new(url, "batched").await?;
-    let mut storage = q.storage(1);
-    let total = 200_000 / scale;
-    let t = Instant::now();
-    push_batches(&mut storage, total).await?;
-    let rate = total as f64 / t.elapsed().as_secs_f64();
-    q.drop_keys().await;
-    rows(report, bench, "enqueue batches of 1000", ours.batched, rate);
+    .await;
+    let ours_runs: Vec<EnqueueRates> = ours_runs.into_iter().collect::<Result<_, _>>()?;
+    let theirs_runs: Vec<EnqueueRates> = theirs_runs.into_iter().collect::<Result<_, _>>()?;
+    for row in &EnqueueRates::ROWS {
+        let ours = EnqueueRates::median(&ours_runs, row);
+        let theirs = EnqueueRates::median(&theirs_runs, row);
+        rows(report, bench, row.0, ours, theirs);
+    }
+    report.note(format!(
+        "enqueue rows beside apalis: medians of {ENQUEUE_ROUNDS} alternating rounds each"
+    ));
 
     // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
     let n = 100_000 / scale;

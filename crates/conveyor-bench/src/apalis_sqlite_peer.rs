@@ -131,7 +131,12 @@ async fn measure(
         }
         let rate = single as f64 / t.elapsed().as_secs_f64();
         db.close().await;
-        show(report, "enqueue 1/call, 1 caller", ours.single, rate);
+        show(
+            report,
+            "enqueue 1/call, 1 caller",
+            ours.enqueue.single,
+            rate,
+        );
 
         // From 32 concurrent callers, each with its own handle on the pool.
         let db = Db::new("concurrent", sync).await?;
@@ -149,7 +154,12 @@ async fn measure(
         })
         .await?;
         db.close().await;
-        show(report, "enqueue 1/call, 32 callers", ours.concurrent, rate);
+        show(
+            report,
+            "enqueue 1/call, 32 callers",
+            ours.enqueue.concurrent,
+            rate,
+        );
 
         // In batches of 1,000.
         let db = Db::new("batched", sync).await?;
@@ -159,7 +169,12 @@ async fn measure(
         push_batches(&mut storage, total).await?;
         let rate = total as f64 / t.elapsed().as_secs_f64();
         db.close().await;
-        show(report, "enqueue batches of 1000", ours.batched, rate);
+        show(
+            report,
+            "enqueue batches of 1000",
+            ours.enqueue.batched,
+            rate,
+        );
 
         // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
         let n = 100_000 / scale;

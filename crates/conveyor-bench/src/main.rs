@@ -14,6 +14,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod alternate;
 mod amqp_floor;
 #[cfg(feature = "apalis")]
 mod apalis_enqueue;

@@ -69,11 +69,12 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     let has_targets = targets(kind).is_some();
     let bench = format!("queue/{kind}");
 
+    let enqueue = enqueue_rates(url, scale).await;
     let EnqueueRates {
         single: seq,
         concurrent: conc,
         batched,
-    } = enqueue_rates(url, scale).await;
+    } = enqueue;
     report.add(&bench, "enqueue 1/call, 1 caller", seq, "tasks/s");
     report.add_vs(
         &bench,
@@ -123,9 +124,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         #[cfg(feature = "apalis")]
         {
             let ours = Ours {
-                single: seq,
-                concurrent: conc,
-                batched,
+                enqueue,
                 processed: &processed,
             };
             crate::apalis_sqlite_peer::beside(report, &bench, scale, &ours).await;
@@ -138,9 +137,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     }
     if kind == "redis" {
         let ours = Ours {
-            single: seq,
-            concurrent: conc,
-            batched,
+            enqueue,
             processed: &processed,
         };
         crate::redis_scripts::beside(report, &bench, url.unwrap_or_default(), scale, &ours).await;
@@ -165,12 +162,11 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
 /// conveyor's figures in one run, to set beside a peer's or another
 /// configuration's.
 pub struct Ours<'a> {
-    /// Single-call enqueue from one caller, tasks/s.
-    pub single: f64,
-    /// Single-call enqueue from 32 concurrent callers, tasks/s.
-    pub concurrent: f64,
-    /// Enqueue in batches of 1,000, tasks/s.
-    pub batched: f64,
+    /// Enqueue rates, measured once at the start of the run: set beside
+    /// apalis-sqlite's (whose rates are far apart from these); the Redis
+    /// comparisons measure both sides again, alternated.
+    #[cfg_attr(not(feature = "apalis"), allow(dead_code))]
+    pub enqueue: EnqueueRates,
     /// The `processed, N slots` rows.
     pub processed: &'a [Processed],
 }
@@ -235,6 +231,7 @@ impl Floor<'_> {
 }
 
 /// Enqueue rates of the backend at one URL, tasks/s.
+#[derive(Clone, Copy, Debug)]
 pub struct EnqueueRates {
     /// One task per call, one caller.
     pub single: f64,
@@ -242,6 +239,23 @@ pub struct EnqueueRates {
     pub concurrent: f64,
     /// Batches of 1,000.
     pub batched: f64,
+}
+
+/// One enqueue row: its subject and its figure.
+pub type EnqueueRow = (&'static str, fn(&EnqueueRates) -> f64);
+
+impl EnqueueRates {
+    /// The three rows, in report order.
+    pub const ROWS: [EnqueueRow; 3] = [
+        ("enqueue 1/call, 1 caller", |r| r.single),
+        ("enqueue 1/call, 32 callers", |r| r.concurrent),
+        ("enqueue batches of 1000", |r| r.batched),
+    ];
+
+    /// The median of `runs`' figure for `row`.
+    pub fn median(runs: &[EnqueueRates], row: &EnqueueRow) -> f64 {
+        crate::report::median(&runs.iter().map(row.1).collect::<Vec<_>>())
+    }
 }
 
 /// Measures enqueue from one caller, from 32 callers and in batches, each in
