@@ -140,6 +140,9 @@ impl JobShared {
                 return Err(Rejected { reason, params });
             }
         }
+        // Frees, on this thread, the envelopes workers handed back: the
+        // allocation below reuses their memory.
+        self.spent.free_returned();
         let now = Instant::now();
         let env: Box<Envelope> = Box::new(Envelope::new(
             id,
@@ -252,12 +255,34 @@ impl JobShared {
 
 /// Submits tasks into a job. Clone it for every producer; the job's producers are
 /// done when every clone is dropped.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Producer {
     pub(crate) job: Arc<JobShared>,
 }
 
+impl Clone for Producer {
+    fn clone(&self) -> Self {
+        Producer::new(self.job.clone())
+    }
+}
+
+impl Drop for Producer {
+    /// The job's last producer closes the return of settled envelopes
+    /// (`engine::spent`), freeing what it holds: each holds the job open.
+    fn drop(&mut self) {
+        if self.job.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.job.spent.close();
+        }
+    }
+}
+
 impl Producer {
+    /// A producer of `job`, counted among its producers.
+    pub(crate) fn new(job: Arc<JobShared>) -> Self {
+        job.producers.fetch_add(1, Ordering::AcqRel);
+        Producer { job }
+    }
+
     /// Submits a task, waiting while the job's queue is full.
     pub fn submit<'a, In, Out>(
         &'a self,
@@ -431,7 +456,12 @@ impl JobBuilder {
         let shared = JobShared::new(&self.pool.shared, self.queue_capacity, Some(tx), halt);
         Ok(Job {
             control: Arc::downgrade(&shared),
-            producer: Some(Producer { job: shared }),
+            producer: Some({
+                // Settled envelopes go back to the producers while there are
+                // any (the last one closes the return).
+                shared.spent.open();
+                Producer::new(shared)
+            }),
             done: done_rx,
         })
     }

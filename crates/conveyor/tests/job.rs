@@ -87,6 +87,31 @@ async fn the_job_waits_for_every_producer_clone() {
     assert_eq!(summary.await.unwrap().succeeded, 1);
 }
 
+/// Workers hand settled tasks' envelopes back to the job's producers to free,
+/// and each one held there holds the job open: once the last producer is
+/// gone the job completes all the same, with envelopes still held when it went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_completes_once_its_producers_are_gone_with_envelopes_handed_back() {
+    let pool = Pool::builder().workers(4).build().unwrap();
+    let job = pool.job().start().unwrap();
+    let producer = job.producer().unwrap();
+    let h = noop();
+    for i in 0..5_000u64 {
+        producer.submit(&h, i).await.unwrap();
+    }
+    // Every task settles and its envelope goes back, with no submit to free it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let summary = tokio::spawn(job.wait());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!summary.is_finished(), "a producer is still alive");
+    drop(producer);
+    let summary = tokio::time::timeout(Duration::from_secs(20), summary)
+        .await
+        .expect("the job completes once its producers are gone")
+        .unwrap();
+    assert_eq!(summary.succeeded, 5_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_submit_wait_and_try_submit_refuse() {
     let pool = Pool::builder().workers(1).build().unwrap();

@@ -2,7 +2,7 @@
 //! dispatcher receives.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use conveyor_core::{OutcomeKind, TaskId};
 use crate::engine::cancel::Cancels;
 use crate::engine::completion::CompletionSink;
 use crate::engine::result_queue::ResultSender;
+use crate::engine::spent::SpentEnvelopes;
 use crate::handler::HandlerCore;
 use crate::pool::PoolShared;
 use crate::results::TaskResult;
@@ -57,6 +58,12 @@ pub(crate) struct JobShared {
     pub(crate) pool: Arc<PoolShared>,
     /// Stops the job's tasks from starting after so many failures, if set.
     pub(crate) halt: Option<Halt>,
+    /// Settled tasks' envelopes handed back to the producers to free; shared,
+    /// so workers keep a handle on it that holds no job open.
+    pub(crate) spent: Arc<SpentEnvelopes>,
+    /// The job's [`Producer`](crate::Producer)s: the last to go closes
+    /// `spent`.
+    pub(crate) producers: AtomicUsize,
 }
 
 /// A job's failure limit: once `after` tasks have failed (failed, timed out
@@ -118,6 +125,8 @@ impl JobShared {
             sink,
             pool: pool.clone(),
             halt,
+            spent: Arc::new(SpentEnvelopes::closed()),
+            producers: AtomicUsize::new(0),
         })
     }
 

@@ -7,7 +7,8 @@
 //! (`crate::lane`), watching for cancellation ([`cancel`], [`signal`]); the
 //! outcome goes to the job's result queue ([`outbox`], [`result_queue`]), to
 //! the task's own reply channel, or straight to a source's sink
-//! ([`completion`]); the job's result thread drains it with pauses that adapt
+//! ([`completion`]); its envelope goes back to the job's producers to be freed
+//! ([`spent`]); the job's result thread drains it with pauses that adapt
 //! to the flow ([`result_pause`]). [`metrics`] counts it all per worker.
 
 pub(crate) mod attempt;
@@ -23,4 +24,5 @@ pub(crate) mod ready_queue;
 pub(crate) mod result_pause;
 pub(crate) mod result_queue;
 pub(crate) mod signal;
+pub(crate) mod spent;
 pub(crate) mod worker;

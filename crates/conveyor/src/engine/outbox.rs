@@ -17,7 +17,9 @@
 //! a reference to its job, whose count the producer increments for every
 //! task: freeing each envelope as its task ends would move the allocator's
 //! page bookkeeping and that count's cache lines between the producer's core
-//! and the worker's for every task; in a burst they move once.
+//! and the worker's for every task. A burst of one job's envelopes goes back
+//! to the job, for its producers to free ([`crate::engine::spent`]); one that
+//! mixes jobs, or that the job does not take, is freed here.
 //!
 //! Room is taken a few results at a time ([`ROOM_CHUNK`]): a worker running
 //! one job's tasks back to back touches the queue's shared counter once per
@@ -34,6 +36,7 @@ use conveyor_core::OutcomeKind;
 
 use crate::engine::envelope::{Envelope, JobShared};
 use crate::engine::metrics::{LocalStats, Tally};
+use crate::engine::spent::SpentEnvelopes;
 use crate::results::TaskResult;
 
 /// Results a worker holds at most before handing them over.
@@ -53,6 +56,9 @@ pub(crate) struct Outbox<'a> {
     held: usize,
     /// What is left of settled tasks' envelopes, let go of together.
     spent: Vec<Box<Envelope>>,
+    /// The return of the job whose envelopes the worker last handed back
+    /// (it holds no job open: see [`SpentEnvelopes`]).
+    return_to: Option<Arc<SpentEnvelopes>>,
     tally: Tally,
     /// The worker's stat block, where the tally goes.
     stats: &'a Mutex<LocalStats>,
@@ -66,6 +72,7 @@ impl<'a> Outbox<'a> {
             room: 0,
             held: 0,
             spent: Vec::with_capacity(MAX_HELD),
+            return_to: None,
             tally: Tally::default(),
             stats,
         }
@@ -171,7 +178,7 @@ impl<'a> Outbox<'a> {
     #[inline]
     pub(crate) fn let_go(&mut self, spent: Box<Envelope>) {
         if self.spent.len() >= MAX_HELD {
-            self.spent.clear();
+            self.let_go_spent();
         }
         self.spent.push(spent);
     }
@@ -189,6 +196,27 @@ impl<'a> Outbox<'a> {
                 }
             }
         }
+        self.let_go_spent();
+    }
+
+    /// Lets go of the settled envelopes held: back to their job when they are
+    /// all of one job and it takes them, freed here otherwise.
+    fn let_go_spent(&mut self) {
+        let Some(first) = self.spent.first() else {
+            return;
+        };
+        let job = &first.job;
+        if self.spent.iter().all(|e| Arc::ptr_eq(&e.job, job)) {
+            // The worker's own handle on the job's return, changed only when
+            // the job changes: handing a burst over changes no count that
+            // other threads change.
+            let to = match &self.return_to {
+                Some(to) if Arc::ptr_eq(to, &job.spent) => to,
+                _ => self.return_to.insert(job.spent.clone()),
+            };
+            to.give(&mut self.spent);
+        }
+        // What the job did not take.
         self.spent.clear();
     }
 }

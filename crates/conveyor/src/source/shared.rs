@@ -58,9 +58,7 @@ impl<S: Source> ControlOps for RunnerShared<S> {
 impl<S: Source> RunnerShared<S> {
     /// A producer for the engine job.
     pub(crate) fn producer(&self) -> Producer {
-        Producer {
-            job: self.job.clone(),
-        }
+        Producer::new(self.job.clone())
     }
 
     /// Cancels the running attempt of task `id` (the caller has marked its
