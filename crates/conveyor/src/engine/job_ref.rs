@@ -58,16 +58,11 @@ impl JobRefs {
 mod tests {
     use super::*;
 
-    use crate::Pool;
+    use crate::engine::testing::on_a_pool;
 
     #[test]
     fn one_reference_per_job_until_let_go() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let pool = Pool::builder().workers(1).build().expect("pool");
+        on_a_pool(|pool| {
             let a = JobShared::new(&pool.shared, 1, None, None);
             let b = JobShared::new(&pool.shared, 1, None, None);
             let mut refs = JobRefs::default();

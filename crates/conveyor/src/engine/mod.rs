@@ -25,4 +25,6 @@ pub(crate) mod result_pause;
 pub(crate) mod result_queue;
 pub(crate) mod signal;
 pub(crate) mod spent;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod worker;

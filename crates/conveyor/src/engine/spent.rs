@@ -123,7 +123,8 @@ mod tests {
 
     use super::*;
     use crate::engine::envelope::JobShared;
-    use crate::{Handler, Pool, TaskError};
+    use crate::engine::testing::on_a_pool;
+    use crate::{Handler, TaskError};
 
     /// `n` settled-looking envelopes of `job`.
     fn burst(job: &Arc<JobShared>, n: usize) -> Vec<Box<Envelope>> {
@@ -146,17 +147,6 @@ mod tests {
                 env as Box<Envelope<dyn Any + Send>>
             })
             .collect()
-    }
-
-    fn on_a_pool(test: impl FnOnce(&Pool)) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let pool = Pool::builder().workers(1).build().expect("pool");
-            test(&pool);
-        });
     }
 
     #[test]
