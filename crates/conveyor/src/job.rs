@@ -270,16 +270,14 @@ impl Drop for Producer {
     /// The job's last producer closes the return of settled envelopes
     /// (`engine::spent`), freeing what it holds: each holds the job open.
     fn drop(&mut self) {
-        if self.job.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.job.spent.close();
-        }
+        self.job.spent.producer_left();
     }
 }
 
 impl Producer {
     /// A producer of `job`, counted among its producers.
     pub(crate) fn new(job: Arc<JobShared>) -> Self {
-        job.producers.fetch_add(1, Ordering::AcqRel);
+        job.spent.producer_joined();
         Producer { job }
     }
 

@@ -2,7 +2,7 @@
 //! dispatcher receives.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,9 +61,6 @@ pub(crate) struct JobShared {
     /// Settled tasks' envelopes handed back to the producers to free; shared,
     /// so workers keep a handle on it that holds no job open.
     pub(crate) spent: Arc<SpentEnvelopes>,
-    /// The job's [`Producer`](crate::Producer)s: the last to go closes
-    /// `spent`.
-    pub(crate) producers: AtomicUsize,
 }
 
 /// A job's failure limit: once `after` tasks have failed (failed, timed out
@@ -126,7 +123,6 @@ impl JobShared {
             pool: pool.clone(),
             halt,
             spent: Arc::new(SpentEnvelopes::closed()),
-            producers: AtomicUsize::new(0),
         })
     }
 

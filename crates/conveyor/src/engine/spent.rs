@@ -20,7 +20,7 @@
 //! [`MAX_HELD`] envelopes are held; a worker whose burst finds the return full
 //! (the producers are not submitting) frees it itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -36,6 +36,9 @@ pub(crate) struct SpentEnvelopes {
     waiting: Padded<AtomicBool>,
     /// The envelopes handed back; `None` while the return is closed.
     held: Padded<Mutex<Option<Vec<Box<Envelope>>>>>,
+    /// The job's [`Producer`](crate::Producer)s: the last to go closes the
+    /// return.
+    producers: AtomicUsize,
 }
 
 impl SpentEnvelopes {
@@ -44,6 +47,19 @@ impl SpentEnvelopes {
         Self {
             waiting: Padded(AtomicBool::new(false)),
             held: Padded(Mutex::new(None)),
+            producers: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a new producer of the job.
+    pub(crate) fn producer_joined(&self) {
+        self.producers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a producer gone; the last one closes the return.
+    pub(crate) fn producer_left(&self) {
+        if self.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close();
         }
     }
 
