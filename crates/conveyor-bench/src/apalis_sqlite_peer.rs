@@ -21,7 +21,7 @@ use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions,
 use tokio::sync::Notify;
 
 use crate::apalis_peer::{finished, from_callers, rows};
-use crate::queue::Ours;
+use crate::queue::{EnqueueRates, Ours};
 use crate::report::Report;
 
 /// How apalis's connections write: fsync per commit (as conveyor) or not.
@@ -118,63 +118,10 @@ async fn measure(
             }
         };
 
-        // Enqueue, one per call, from one caller.
-        let db = Db::new("single", sync).await?;
-        let mut storage = db.storage(1);
-        let single = 2_000 / scale;
-        let t = Instant::now();
-        for i in 0..single {
-            storage
-                .push(i as u64)
-                .await
-                .map_err(|e| format!("push: {e}"))?;
+        let theirs = enqueue_rates(sync, scale).await?;
+        for (what, figure) in &EnqueueRates::ROWS {
+            show(report, what, figure(&ours.enqueue), figure(&theirs));
         }
-        let rate = single as f64 / t.elapsed().as_secs_f64();
-        db.close().await;
-        show(
-            report,
-            "enqueue 1/call, 1 caller",
-            ours.enqueue.single,
-            rate,
-        );
-
-        // From 32 concurrent callers, each with its own handle on the pool.
-        let db = Db::new("concurrent", sync).await?;
-        let rate = from_callers(20_000 / scale, |c, per| {
-            let mut storage = db.storage(1);
-            async move {
-                for i in 0..per {
-                    storage
-                        .push((c * per + i) as u64)
-                        .await
-                        .map_err(|e| format!("push: {e}"))?;
-                }
-                Ok(())
-            }
-        })
-        .await?;
-        db.close().await;
-        show(
-            report,
-            "enqueue 1/call, 32 callers",
-            ours.enqueue.concurrent,
-            rate,
-        );
-
-        // In batches of 1,000.
-        let db = Db::new("batched", sync).await?;
-        let mut storage = db.storage(1);
-        let total = 200_000 / scale;
-        let t = Instant::now();
-        push_batches(&mut storage, total).await?;
-        let rate = total as f64 / t.elapsed().as_secs_f64();
-        db.close().await;
-        show(
-            report,
-            "enqueue batches of 1000",
-            ours.enqueue.batched,
-            rate,
-        );
 
         // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
         let n = 100_000 / scale;
@@ -190,6 +137,53 @@ async fn measure(
         }
     }
     Ok(())
+}
+
+/// apalis-sqlite's enqueue rates, each in a file of its own: one task per
+/// call from one caller and from 32 concurrent callers (each with its own
+/// handle on the pool), and batches of 1,000.
+async fn enqueue_rates(sync: Sync, scale: usize) -> Result<EnqueueRates, String> {
+    let db = Db::new("single", sync).await?;
+    let mut storage = db.storage(1);
+    let single = 2_000 / scale;
+    let t = Instant::now();
+    for i in 0..single {
+        storage
+            .push(i as u64)
+            .await
+            .map_err(|e| format!("push: {e}"))?;
+    }
+    let single = single as f64 / t.elapsed().as_secs_f64();
+    db.close().await;
+
+    let db = Db::new("concurrent", sync).await?;
+    let concurrent = from_callers(20_000 / scale, |c, per| {
+        let mut storage = db.storage(1);
+        async move {
+            for i in 0..per {
+                storage
+                    .push((c * per + i) as u64)
+                    .await
+                    .map_err(|e| format!("push: {e}"))?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    db.close().await;
+
+    let db = Db::new("batched", sync).await?;
+    let mut storage = db.storage(1);
+    let total = 200_000 / scale;
+    let t = Instant::now();
+    push_batches(&mut storage, total).await?;
+    let batched = total as f64 / t.elapsed().as_secs_f64();
+    db.close().await;
+    Ok(EnqueueRates {
+        single,
+        concurrent,
+        batched,
+    })
 }
 
 /// Pushes `total` tasks in batches of 1,000.
