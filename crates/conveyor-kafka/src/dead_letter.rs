@@ -2,8 +2,15 @@
 //! not be decoded, is written to the dead-letter topic with its key, payload
 //! and headers, plus headers that say what went wrong and where it came from.
 //! Its offset counts as finished only once the broker acknowledged the write.
+//!
+//! The producer is made on the first dead letter, not with the consumer: most
+//! consumers never write one, and a producer is a client of its own (its
+//! threads, a connection per broker, and a polling thread that wakes ten
+//! times a second). Its settings are checked when the consumer is built.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
@@ -63,7 +70,9 @@ impl ProducerContext for DeliveryContext {
 
 /// Writes dead letters.
 pub(crate) struct DeadLetterWriter {
-    producer: ThreadedProducer<DeliveryContext>,
+    config: ClientConfig,
+    /// Made by the first write (see the module's comment).
+    producer: Mutex<Option<Arc<ThreadedProducer<DeliveryContext>>>>,
     group: String,
 }
 
@@ -82,16 +91,45 @@ impl DeadLetterWriter {
                 c.set(k, v);
             }
         }
-        let producer = c.create_with_context(DeliveryContext)?;
+        // Every setting checked now, as making the producer would; nothing
+        // is started.
+        c.create_native_config()?;
         Ok(Self {
-            producer,
+            config: c,
+            producer: Mutex::new(None),
             group: group.to_string(),
         })
+    }
+
+    /// The producer, made on first use (a failure is retried by the next
+    /// write).
+    fn producer(&self) -> Result<Arc<ThreadedProducer<DeliveryContext>>, String> {
+        let mut slot = self.producer.lock();
+        if let Some(p) = &*slot {
+            return Ok(p.clone());
+        }
+        let p: ThreadedProducer<DeliveryContext> = self
+            .config
+            .create_with_context(DeliveryContext)
+            .map_err(|e| format!("cannot start the dead-letter producer: {e}"))?;
+        let p = Arc::new(p);
+        *slot = Some(p.clone());
+        Ok(p)
+    }
+
+    /// True once the first write made the producer.
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> bool {
+        self.producer.lock().is_some()
     }
 
     /// Queues the write; the outcome arrives in `Shared::dead_letter_done`.
     /// On an immediate refusal the ticket is handed back with the error.
     pub(crate) fn send(&self, topic: &str, ticket: Ticket) -> Result<(), (Box<Ticket>, String)> {
+        let producer = match self.producer() {
+            Ok(p) => p,
+            Err(e) => return Err((Box::new(ticket), e)),
+        };
         let mut headers = OwnedHeaders::new_with_capacity(ticket.message.headers().len() + 7);
         for (k, v) in ticket.message.headers() {
             headers = headers.insert(Header {
@@ -125,7 +163,7 @@ impl DeadLetterWriter {
         if let Some(p) = message.payload() {
             record = record.payload(p);
         }
-        self.producer
+        producer
             .send(record)
             .map_err(|(e, record)| (record.delivery_opaque, e.to_string()))
     }
@@ -133,8 +171,37 @@ impl DeadLetterWriter {
     /// Waits (at most `timeout`) for queued writes to be answered.
     pub(crate) fn flush(&self, timeout: std::time::Duration) {
         use rdkafka::producer::Producer;
-        if let Err(e) = self.producer.flush(timeout) {
+        let Some(producer) = self.producer.lock().clone() else {
+            return;
+        };
+        if let Err(e) = producer.flush(timeout) {
             tracing::warn!(error = %e, "dead-letter writes still pending at shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_waits_for_the_first_dead_letter() {
+        let w = DeadLetterWriter::new("127.0.0.1:1", "g", &[]).unwrap();
+        assert!(!w.started());
+        // Nothing to flush: returns at once, still nothing started.
+        w.flush(std::time::Duration::from_secs(5));
+        assert!(!w.started());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_when_the_consumer_is_built() {
+        let extra = [(
+            "security.protocol".to_string(),
+            "carrier-pigeon".to_string(),
+        )];
+        let err = DeadLetterWriter::new("127.0.0.1:1", "g", &extra)
+            .err()
+            .expect("an unknown security protocol is refused");
+        assert!(err.to_string().contains("security.protocol"), "{err}");
     }
 }
