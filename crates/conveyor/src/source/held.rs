@@ -38,8 +38,10 @@ pub(crate) struct Entry<P, R> {
     /// The attempt was cancelled by the runner (its claim was lost, or a new
     /// delivery of the same id arrived).
     pub(crate) cancelled: bool,
-    /// A newer delivery of the same id, waiting for this one's outcome.
-    pub(crate) next: Option<Routed<P, R>>,
+    /// A newer delivery of the same id, waiting for this one's outcome
+    /// (boxed: rare, and a whole delivery would more than double the size
+    /// of every entry the map moves).
+    pub(crate) next: Option<Box<Routed<P, R>>>,
     /// Tasks the running attempt asked to enqueue when it succeeds.
     pub(crate) follow_ups: Vec<NewTask>,
     /// An attempt has started (counted in the runner's running gauge until
@@ -111,7 +113,7 @@ impl<P, R: Clone> Held<P, R> {
             old.cancelled = true;
             // A still newer delivery replaces a parked one: that one's claim
             // is lost too, and its settlement would be refused.
-            let replaced = old.next.replace((delivery, route)).is_some();
+            let replaced = old.next.replace(Box::new((delivery, route))).is_some();
             cancel(id);
             return Inserted::Parked { replaced };
         }
@@ -127,7 +129,7 @@ impl<P, R: Clone> Held<P, R> {
     pub(crate) fn remove(&self, id: TaskId) -> Option<Removed<P, R>> {
         let mut inner = self.inner.lock();
         let mut old = inner.map.remove(&id)?;
-        let next = old.next.take();
+        let next = old.next.take().map(|b| *b);
         if let Some((delivery, route)) = &next {
             let generation = inner.next_generation;
             inner.next_generation += 1;
