@@ -50,6 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .handler(noop)
         .slots(slots)
         .fetch_batch(slots.max(256))
+        // Room for every result: the count below must see them all, even
+        // when a profiler slows the callback's thread (a full queue drops).
+        .callback_capacity(n)
         .on_task_complete(move |_| {
             if d.fetch_add(1, Ordering::Relaxed) + 1 == n {
                 a.notify_one();
