@@ -18,7 +18,7 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
     ListParams, Maintenance, NewTask, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
-    SystemClock, TaskId, TaskRecord, TaskState, TraceContext,
+    SystemClock, TaskId, TaskRecord, TaskState,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
@@ -73,7 +73,7 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -613,25 +613,17 @@ impl GlobalLimits for RedisBackend {
     }
 }
 
-/// A task's 12 script arguments (see `lua/enqueue.lua`), as enqueue and the
-/// follow-ups of finish send them.
+/// A task's 9 script arguments (see `lua/enqueue.lua`), as enqueue and the
+/// follow-ups of finish send them: the fields the scripts act on, and the
+/// rest packed into one (see [`crate::packed`]).
 pub(crate) fn task_args(inv: &mut Call, t: &NewTask, now: conveyor_core::Timestamp) {
-    let timeout = t.timeout.map(|d| millis(d).to_string()).unwrap_or_default();
     inv.arg(&t.queue)
         .arg(&t.handler)
-        .arg(&t.payload[..])
+        .arg(crate::packed::pack(t, now))
         .arg(t.priority)
         .arg(t.first_run(now).as_millis())
-        .arg(t.max_attempts)
-        .arg(timeout)
         .arg(u8::from(t.unique_key.is_some()))
         .arg(t.unique_key.as_deref().unwrap_or(""))
         .arg(u8::from(t.ordering_key.is_some()))
-        .arg(t.ordering_key.as_deref().unwrap_or(""))
-        .arg(
-            t.trace
-                .as_ref()
-                .map(TraceContext::encode)
-                .unwrap_or_default(),
-        );
+        .arg(t.ordering_key.as_deref().unwrap_or(""));
 }

@@ -31,6 +31,7 @@ mod calls;
 mod group_enqueue;
 mod keys;
 mod limits;
+mod packed;
 mod queue_control;
 mod registry;
 mod reply;

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Display};
-use std::time::Duration;
 
 use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
 use conveyor_core::{
@@ -131,12 +130,6 @@ pub(crate) fn number<T: TryFrom<i64>>(v: Value, what: impl Display + Copy) -> Re
     T::try_from(i).map_err(|_| bad(format!("{what}: {i} is out of range")))
 }
 
-/// A timeout stored as milliseconds, or none.
-fn timeout(v: Option<Vec<u8>>, what: impl Display) -> Result<Option<Duration>, Error> {
-    v.map(|b| parse::<u64>(&b, what).map(Duration::from_millis))
-        .transpose()
-}
-
 /// Names one field of one task in an error, formatted only when there is one
 /// (a reply carries a dozen fields per task).
 #[derive(Clone, Copy)]
@@ -154,9 +147,11 @@ impl Display for Field {
 }
 
 /// Items per reserved task in `reserve.lua`'s flat reply.
-const RESERVED_ITEMS: usize = 12;
+const RESERVED_ITEMS: usize = 8;
 
-/// The reserved tasks of `reserve.lua`'s flat reply: 12 items per task.
+/// The reserved tasks of `reserve.lua`'s flat reply, 8 items per task: id,
+/// token, queue, handler, packed fields (see [`crate::packed`]), attempt,
+/// ordering key or nil, run-at.
 pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<Reserved>, Error> {
     if !items.len().is_multiple_of(RESERVED_ITEMS) {
         return Err(bad(format!(
@@ -174,27 +169,23 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
         let token = number(next()?, what("token"))?;
         let queue = string(next()?, what("queue"))?;
         let handler = string(next()?, what("handler"))?;
-        let payload = bytes(next()?, what("payload"))?;
+        let packed = crate::packed::unpack(id, bytes(next()?, what("packed fields"))?)?;
         let attempt = number(next()?, what("attempts"))?;
-        let max_attempts = number(next()?, what("max attempts"))?;
-        let timeout = timeout(opt_bytes(next()?, what("timeout"))?, what("timeout"))?;
         let ordering_key = opt_string(next()?, what("ordering key"))?;
-        let enqueued_at = Timestamp(int(next()?, what("created at"))?);
         let due_at = Timestamp(int(next()?, what("run at"))?);
-        let trace = opt_string(next()?, what("trace"))?;
         out.push(Reserved {
             lease: Lease::new(TaskId(id), token),
             queue,
             handler,
-            payload,
+            payload: packed.payload,
             attempt,
-            max_attempts,
-            timeout,
+            max_attempts: packed.max_attempts,
+            timeout: packed.timeout,
             ordering_key,
-            enqueued_at,
+            enqueued_at: packed.created_at,
             due_at,
             lease_until,
-            trace: TraceContext::from_stored(trace.as_deref()),
+            trace: TraceContext::from_stored(packed.trace.as_deref()),
         });
     }
     Ok(out)
@@ -236,6 +227,18 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         None => (None, None),
     };
     let stored = take("hi").and_then(|b| String::from_utf8(b).ok());
+    // The fields that never change: packed into `d`, or (tasks stored
+    // before it) fields of their own.
+    let packed = match take("d") {
+        Some(d) => crate::packed::unpack(id, d)?,
+        None => crate::packed::Packed {
+            payload: need(take("p"), "p")?,
+            max_attempts: narrow(num(take("ma"), "ma")?, "ma")?,
+            created_at: Timestamp(num(take("ca"), "ca")?),
+            timeout: None,
+            trace: text(take("tc"), "tc")?,
+        },
+    };
     let history = full_history(
         decode_history(stored.as_deref()),
         LatestAttempt {
@@ -251,19 +254,19 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         queue: text(Some(need(take("q"), "q")?), "q")?.unwrap_or_default(),
         handler: text(Some(need(take("h"), "h")?), "h")?.unwrap_or_default(),
         state,
-        payload: need(take("p"), "p")?,
+        payload: packed.payload,
         priority: i32::try_from(num(take("pr"), "pr")?)
             .map_err(|_| bad(format!("task {id}: priority out of range")))?,
         attempts,
-        max_attempts: narrow(num(take("ma"), "ma")?, "ma")?,
+        max_attempts: packed.max_attempts,
         run_at: Timestamp(num(take("ra"), "ra")?),
         unique_key: text(take("uk"), "uk")?,
         ordering_key: text(take("ok"), "ok")?,
         result: take("r"),
         error: text(take("e"), "e")?,
-        created_at: Timestamp(num(take("ca"), "ca")?),
+        created_at: packed.created_at,
         finished_at,
-        trace: TraceContext::from_stored(text(take("tc"), "tc")?.as_deref()),
+        trace: TraceContext::from_stored(packed.trace.as_deref()),
         history,
     })
 }
@@ -282,6 +285,7 @@ pub(crate) fn record_from_flat(id: u64, v: Value) -> Result<TaskRecord, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn fields(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         let mut base = vec![
@@ -346,22 +350,18 @@ mod tests {
         assert!(reserved(vec![Value::Int(1)], Timestamp(0)).is_err());
     }
 
-    /// `reserve.lua`'s 12 items for task 7, with `change` applied.
+    /// `reserve.lua`'s 8 items for task 7, with `change` applied.
     fn reserved_items(change: impl FnOnce(&mut Vec<Value>)) -> Vec<Value> {
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let bulk = |s: &[u8]| Value::BulkString(s.to_vec());
         let mut items = vec![
             Value::Int(7),
             Value::Int(2),
-            bulk("default"),
-            bulk("h"),
-            bulk("{}"),
+            bulk(b"default"),
+            bulk(b"h"),
+            bulk(b"1 3 10 250 0 {}"),
             Value::Int(1),
-            bulk("3"),
-            Value::Nil,
-            bulk("key"),
-            bulk("10"),
-            bulk("11"),
-            Value::Nil,
+            bulk(b"key"),
+            bulk(b"11"),
         ];
         change(&mut items);
         items
@@ -374,7 +374,11 @@ mod tests {
         let t = &tasks[0];
         assert_eq!((t.lease.id, t.lease.token), (TaskId(7), 2));
         assert_eq!((t.queue.as_str(), t.handler.as_str()), ("default", "h"));
-        assert_eq!((t.attempt, t.max_attempts, t.timeout), (1, 3, None));
+        assert_eq!(t.payload, b"{}");
+        assert_eq!(
+            (t.attempt, t.max_attempts, t.timeout),
+            (1, 3, Some(Duration::from_millis(250)))
+        );
         assert_eq!(t.ordering_key.as_deref(), Some("key"));
         assert_eq!(
             (t.enqueued_at, t.due_at, t.lease_until),
@@ -388,20 +392,22 @@ mod tests {
                 "task 7: token: \"x\" is not a valid number",
             ),
             (3, Value::Nil, "task 7: handler: missing"),
+            (4, Value::Nil, "task 7: packed fields: missing"),
+            (
+                4,
+                Value::BulkString(b"1 -1 10  0 {}".to_vec()),
+                "task 7: field d: max attempts out of range",
+            ),
+            (5, Value::Int(-1), "task 7: attempts: -1 is out of range"),
             (
                 6,
-                Value::Int(-1),
-                "task 7: max attempts: -1 is out of range",
+                Value::BulkString(vec![0xff]),
+                "task 7: ordering key: not UTF-8",
             ),
             (
                 7,
                 Value::BulkString(b"soon".to_vec()),
-                "task 7: timeout: \"soon\" is not a valid number",
-            ),
-            (
-                8,
-                Value::BulkString(vec![0xff]),
-                "task 7: ordering key: not UTF-8",
+                "task 7: run at: \"soon\" is not a valid number",
             ),
         ] {
             let items = reserved_items(|items| items[at] = value);
@@ -413,5 +419,14 @@ mod tests {
                 other => panic!("item {at}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_packed_record_decodes_like_the_older_one() {
+        let older = record(1, fields(&[("to", "250")])).expect("older layout");
+        let mut f = fields(&[("d", "1 3 5 250 0 {}")]);
+        f.retain(|(k, _)| !["p", "ma", "ca"].contains(&k.as_str()));
+        let packed = record(1, f).expect("packed layout");
+        assert_eq!(packed, older);
     }
 }

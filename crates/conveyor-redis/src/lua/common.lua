@@ -440,13 +440,48 @@ local function publish(wake)
   for q in pairs(wake) do redis.call('PUBLISH', WAKE, q) end
 end
 
--- Enqueues n tasks whose 12 fields each (see enqueue.lua) follow ARGV[b]:
--- task k's queue is ARGV[b + 12k + 1]. Appends id, duplicate (0|1) per task
--- to `out` when given; marks in `wake` the queues that got available work.
--- Used by enqueue and by finish (follow-ups, in the finish's atomic step).
+-- A task's fields that never change, packed by the client into one field,
+-- 'd' (see packed.rs): '1 MAX_ATTEMPTS CREATED_AT TIMEOUT_MS TRACE_LEN TRACE'
+-- and then the payload. The hot paths pass it through untouched. Tasks
+-- stored before it have those as fields of their own (ma, ca, to, tc, p):
+-- these read both.
+-- The 'd' of task r, loaded with d or the older fields: a task stored before
+-- it gets one built from them.
+local function packed_of(r)
+  if r.d then return r.d end
+  local tc = r.tc or ''
+  return '1 ' .. need(r, 'ma') .. ' ' .. need(r, 'ca') .. ' ' .. (r.to or '') .. ' ' .. #tc .. ' '
+    .. tc .. need(r, 'p')
+end
+-- The max attempts of task r, loaded with d and ma.
+local function max_attempts(r)
+  if not r.d then return num(r, 'ma') end
+  local ma = tonumber(string.match(r.d, '^1 (%d+) '))
+  if ma == nil then fail('task ' .. r.id .. ' has a d field that does not decode') end
+  return ma
+end
+-- The created-at of a task from its d (or, stored before it, ca) field, or
+-- nil when neither decodes.
+local function created_at(d, ca)
+  if d then return string.match(d, '^1 %d+ (%-?%d+) ') end
+  return ca
+end
+
+-- Arguments per task of enqueue (and of finish's follow-ups): queue,
+-- handler, d, priority, run_at, has_unique ('0'|'1'), unique_key,
+-- has_ordering ('0'|'1'), ordering_key.
+local TASK_ARGS = 9
+
+-- Enqueues the n tasks whose TASK_ARGS arguments each start at ARGV[b0 + 1]
+-- (used by enqueue and by finish: follow-ups, in the finish's atomic step),
+-- with the ids after `seq` (taken by the caller, before anything was
+-- written, so a call stopped half way by bad data in the store never hands
+-- one out twice), appending (id, duplicate) per task to `out` unless it is
+-- nil and marking in `wake` the queues that got available tasks. Returns
+-- the last id used.
 -- The Enqueue edge of a new task without a unique or ordering key, due now,
--- written out for the hot path (every enqueue of a plain task): one HSET and
--- a buffered ready-set write, no task table. Checked once against the
+-- is written out for the hot path (every enqueue of a plain task): one HSET
+-- and a buffered ready-set write, no task table. Checked once against the
 -- generated prelude, as move() would check it; should the state machine
 -- change so it no longer holds, every task takes move() instead.
 -- (Plain Lua only: a function library runs this when it loads, where the
@@ -459,22 +494,16 @@ for i = 1, #ALL_STATES do
 end
 local AVAILABLE_STR = STATE_STR[AVAILABLE]
 
--- Enqueues the n tasks whose 12 arguments each start at ARGV[b0 + 1], with
--- the ids after `seq` (taken by the caller, before anything was written, so
--- a call stopped half way by bad data in the store never hands one out
--- twice), appending (id, duplicate) per task to `out` unless it is nil and
--- marking in `wake` the queues that got available tasks. Returns the last id
--- used.
 local function enqueue_tasks(now, b0, n, out, wake, seq)
   local now_n = tonumber(now)
   local ready_adds = {}
   for i = 0, n - 1 do
-    local b = b0 + i * 12
+    local b = b0 + i * TASK_ARGS
     local q = ARGV[b + 1]
     local uk = false
-    if ARGV[b + 8] == '1' then uk = ARGV[b + 9] end
+    if ARGV[b + 6] == '1' then uk = ARGV[b + 7] end
     local ok = false
-    if ARGV[b + 10] == '1' then ok = ARGV[b + 11] end
+    if ARGV[b + 8] == '1' then ok = ARGV[b + 9] end
     local existing = false
     if uk then existing = redis.call('HGET', uniq_key(q), uk) end
     local ra = ARGV[b + 5]
@@ -487,25 +516,11 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
       seq = seq + 1
       local id = string.format('%d', seq)
       local pr = ARGV[b + 4]
-      local key = P .. 't:' .. id
-      local to, tc = ARGV[b + 7], ARGV[b + 12]
-      -- The fields reserve and finish read come first (see below).
-      if to == '' and tc == '' then
-        redis.call('HSET', key, 's', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
-          'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', pr)
-      else
-        local sets = {'s', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
-          'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', pr}
-        if to ~= '' then
-          sets[#sets + 1] = 'to'
-          sets[#sets + 1] = to
-        end
-        if tc ~= '' then
-          sets[#sets + 1] = 'tc'
-          sets[#sets + 1] = tc
-        end
-        redis.call('HSET', key, unpack(sets))
-      end
+      -- A small hash is a list that HMGET searches from its start, field by
+      -- field: the fields reserve and finish read come first, the state
+      -- before all.
+      redis.call('HSET', P .. 't:' .. id, 's', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', ARGV[b + 2],
+        'a', '0', 'd', ARGV[b + 3], 'ra', ra, 'pr', pr)
       -- New ids: each member is written once, so no last-write-wins
       -- buffering, just one multi-member ZADD per queue at the end of the
       -- call, for every request in it. That write cannot fail: the queue's
@@ -537,15 +552,9 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
       local r = {id = id, q = q, pr = ARGV[b + 4], ra = ra, uk = uk, ok = ok}
       local tname = 'Enqueue'
       if tonumber(ra) > now_n then tname = 'Schedule' end
-      -- A small hash is a list that HMGET searches from its start, field by
-      -- field: the fields reserve and finish read come first, the state before
-      -- all (move writes it again, in place).
+      -- The same order as above (move writes the state again, in place).
       local sets = {'s', STATE_STR[TR[tname].to], 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
-        'p', ARGV[b + 3], 'ma', ARGV[b + 6], 'ca', now, 'ra', ra, 'pr', ARGV[b + 4]}
-      if ARGV[b + 7] ~= '' then
-        sets[#sets + 1] = 'to'
-        sets[#sets + 1] = ARGV[b + 7]
-      end
+        'd', ARGV[b + 3], 'ra', ra, 'pr', ARGV[b + 4]}
       if uk then
         sets[#sets + 1] = 'uk'
         sets[#sets + 1] = uk
@@ -553,10 +562,6 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
       if ok then
         sets[#sets + 1] = 'ok'
         sets[#sets + 1] = ok
-      end
-      if ARGV[b + 12] ~= '' then
-        sets[#sets + 1] = 'tc'
-        sets[#sets + 1] = ARGV[b + 12]
       end
       move(r, tname, now, sets)
       if not queues_added[q] then

@@ -1,8 +1,8 @@
 -- enqueue: ARGV = prefix, now, r, then r requests (callers' calls grouped
--- into this one script call), each: n, then 12 per task: queue, handler,
--- payload, priority, run_at, max_attempts, timeout_ms ('' = none),
--- has_unique ('0'|'1'), unique_key, has_ordering ('0'|'1'), ordering_key,
--- trace context ('' = none; kept in the task's hash as field tc).
+-- into this one script call), each: n, then TASK_ARGS (9) per task: queue,
+-- handler, d (the fields that never change, packed by the client: see
+-- packed_of in common.lua), priority, run_at, has_unique ('0'|'1'),
+-- unique_key, has_ordering ('0'|'1'), ordering_key.
 -- Returns per request {1, then id, duplicate (0|1) per task}, or {0, error}
 -- when the store's own data stopped it (a key of the wrong type, written by
 -- something else): each request is applied on its own, as if alone, so one
@@ -18,7 +18,7 @@ local total, b = 0, 4
 for k = 1, r do
   local n = tonumber(ARGV[b])
   total = total + n
-  b = b + 1 + 12 * n
+  b = b + 1 + TASK_ARGS * n
 end
 local seq = take_ids(total)
 b = 4
@@ -39,7 +39,7 @@ for k = 1, r do
   end
   replies[k] = out
   seq = seq + n
-  b = b + 1 + 12 * n
+  b = b + 1 + TASK_ARGS * n
 end
 flush_ready()
 publish(wake)

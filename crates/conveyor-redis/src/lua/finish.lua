@@ -4,7 +4,7 @@
 -- R = retry (number: the next run-at; text: the error), D = dead-letter
 -- (text: error), X = discard (text: reason), L = release. Then the follow-ups,
 -- per report that has some: its position among the reports (from 1), m, and
--- m tasks of 12 fields as for enqueue; they are enqueued only when their
+-- m tasks of TASK_ARGS arguments as for enqueue; they are enqueued only when their
 -- report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
 -- running, or another token). A report other than a completion appends the
@@ -19,14 +19,14 @@ local wake = {}
 local done = {}
 
 local function report(id, token, kind, number, text)
-  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'ma', 'h', 'at', 'hi'})
+  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'h', 'at', 'hi', 'd', 'ma'})
   if r == nil or r.s ~= RUNNING or r.tk ~= token then return 0 end
   if kind == 'C' then
     local sets = {}
     if number == '1' then sets = {'r', text} end
     move(r, 'Complete', now, sets)
   elseif kind == 'R' then
-    if num(r, 'a') >= num(r, 'ma') then
+    if num(r, 'a') >= max_attempts(r) then
       move(r, 'DeadLetter', now, {'e', text, 'hi', history_with(r, now, 'dead', text)})
     else
       r.ra = number
@@ -116,7 +116,7 @@ local f = first_other + 5 * other
 while f <= #ARGV do
   local pos, m = tonumber(ARGV[f]), tonumber(ARGV[f + 1])
   if out[pos] == 1 then enqueue_tasks(now, f + 1, m, nil, wake, take_ids(m)) end
-  f = f + 2 + 12 * m
+  f = f + 2 + TASK_ARGS * m
 end
 for q, u in pairs(unleased) do
   bulk('ZREM', leases_key(q), u)

@@ -14,13 +14,13 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   local ids = redis.call('ZRANGEBYSCORE', lk, '-inf', '(' .. now, 'LIMIT', 0, limit - examined)
   examined = examined + #ids
   for _, id in ipairs(ids) do
-    local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'h', 'at', 'hi'})
+    local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'a', 'h', 'at', 'hi', 'd', 'ma'})
     if r == nil or r.s ~= RUNNING or r.q ~= q then
       -- A stray entry: the task is gone or lives elsewhere.
       zrem(lk, id)
     else
       r.ra = now
-      if num(r, 'a') >= num(r, 'ma') then
+      if num(r, 'a') >= max_attempts(r) then
         move(r, 'ExpireFinal', now, {'e', 'lease expired on the last attempt', 'ra', now,
           'hi', history_with(r, now, 'expired', nil)})
         died[#died + 1] = id

@@ -8,8 +8,9 @@
 -- atomic with respect to every reservation), by priority then
 -- id, skipping (and parking) tasks that do not head their ordering key, and
 -- skipping (leaving ready) tasks whose handler's global limits refuse a start.
--- Returns per task: id, token, queue, handler, payload, attempt, max_attempts,
--- timeout_ms|nil, ordering_key|nil, created_at, run_at, trace|nil.
+-- Returns per task: id, token, queue, handler, d (the fields that never
+-- change, packed: see packed_of in common.lua), attempt, ordering_key|nil,
+-- run_at.
 local now = ARGV[2]
 local lu = ARGV[3]
 local max = tonumber(ARGV[4])
@@ -42,21 +43,22 @@ local FAST = TR.Reserve.from[AVAILABLE] and TR.Reserve.to == RUNNING
   and UNFINISHED[AVAILABLE] and UNFINISHED[RUNNING] and not FINISHED[RUNNING]
 local RUNNING_S, AVAILABLE_S = STATE_STR[RUNNING], STATE_STR[AVAILABLE]
 
--- Flat reply: 12 items per task (false for none).
+-- Flat reply: 8 items per task (false for none).
 local out = {}
 local picked = 0
 local leased = {}
-local function reply(id, tk, q, h, p, a, ma, to, ok, ca, ra, tc)
+local function reply(id, tk, q, h, d, a, ok, ra)
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
-  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = p, a, ma, to or false
-  out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ok or false, ca, ra, tc or false
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = d, a, ok or false, ra
 end
+-- What the generic path reads: d, or for a task stored before it the fields
+-- d packs.
+local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'tk', 'h', 'd', 'ra', 'ma', 'ca', 'to', 'tc', 'p'}
 -- One ready-set member m of queue q: taken (true), left in place because its
 -- handler is at a limit ('skip'), moved to the parked set because it waits
 -- behind its ordering key's head ('park'), or dropped from the ready set
 -- (false: gone or elsewhere).
-local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'ma', 'tk', 'h', 'p', 'to', 'ca', 'ra', 'tc'}
 local function take_slow(q, m, id)
   local r = load(id, fields)
   if r == nil or r.s ~= AVAILABLE or r.q ~= q then return false end
@@ -66,8 +68,7 @@ local function take_slow(q, m, id)
   local tk = num(r, 'tk') + 1
   r.lu = lu
   move(r, 'Reserve', now, {'a', a, 'tk', tk, 'at', attempt_at})
-  reply(id, tk, q, need(r, 'h'), need(r, 'p'), a, need(r, 'ma'), r.to, r.ok, need(r, 'ca'),
-    need(r, 'ra'), r.tc)
+  reply(id, tk, q, need(r, 'h'), packed_of(r), a, r.ok, need(r, 'ra'))
   return true
 end
 
@@ -75,13 +76,12 @@ local function take(q, m, rm_ready)
   local id = unpad(m)
   if not FAST then return take_slow(q, m, id) end
   local key = task_key(id)
-  local v = redis.call('HMGET', key, 's', 'q', 'ok', 'h', 'a', 'tk', 'p', 'ma', 'to', 'ca', 'ra',
-    'tc')
+  local v = redis.call('HMGET', key, 's', 'q', 'ok', 'h', 'a', 'tk', 'd', 'ra')
   local a, tk = tonumber(v[5]), tonumber(v[6])
   -- Anything unusual (gone, another state, a missing field, a number that
-  -- doesn't parse) takes the generic path, which also reports bad data.
-  if v[1] ~= AVAILABLE_S or v[2] ~= q or not (a and tk and v[4] and v[7] and v[8] and v[10]
-      and v[11]) then
+  -- doesn't parse, a task stored before d) takes the generic path, which
+  -- also reports bad data.
+  if v[1] ~= AVAILABLE_S or v[2] ~= q or not (a and tk and v[4] and v[7] and v[8]) then
     return take_slow(q, m, id)
   end
   local ok, h = v[3], v[4]
@@ -90,8 +90,7 @@ local function take(q, m, rm_ready)
   a, tk = a + 1, tk + 1
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
-  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = v[7], a, v[8], v[9]
-  out[n + 9], out[n + 10], out[n + 11], out[n + 12] = ok, v[10], v[11], v[12]
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = v[7], a, ok, v[8]
   -- Numbers go out as strings formatted here: Redis 7.0 formats a Lua number
   -- argument with '%.17g', which costs far more than '%d'.
   redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk),
