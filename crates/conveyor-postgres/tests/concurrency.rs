@@ -278,11 +278,35 @@ async fn reservers_on_many_connections_never_exceed_a_global_concurrency_limit()
     tasks.extend((0..OTHERS).map(|_| NewTask::new("free", Vec::new())));
     scoped.backend.enqueue_many(tasks).await.expect("enqueue");
 
+    // The limit is reached, and holds, before the race: one reservation of
+    // more than the limit takes exactly LIMIT of the handler's tasks (they
+    // were enqueued first), and while they are held another takes none.
+    let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
+    let lease = Duration::from_secs(60);
+    let held = scoped
+        .backend
+        .reserve(&queues, LIMIT + 2, lease)
+        .await
+        .expect("reserve");
+    let lim = |got: &[Reserved]| got.iter().filter(|r| r.handler == "lim").count();
+    assert_eq!(lim(&held), LIMIT, "the limit's first reservation");
+    let beside = scoped
+        .backend
+        .reserve(&queues, LIMIT, lease)
+        .await
+        .expect("reserve");
+    assert_eq!(lim(&beside), 0, "a reservation at the limit");
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    for r in held.iter().chain(&beside) {
+        seen.lock().expect("seen").insert(r.lease.id);
+    }
+    complete_all(&scoped.backend, &held).await;
+    complete_all(&scoped.backend, &beside).await;
+
     // Counted up once a reservation has committed and down before its report
     // is sent, so this count never exceeds the store's own.
     let running = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(Mutex::new(HashSet::new()));
     let all_done = Arc::new(AtomicBool::new(false));
     let total = LIMITED + OTHERS;
     let mut joins = Vec::new();
@@ -324,12 +348,10 @@ async fn reservers_on_many_connections_never_exceed_a_global_concurrency_limit()
     folder.await.expect("maintenance");
     assert_eq!(seen.lock().expect("seen").len(), total);
     let most = most.load(Ordering::SeqCst);
+    // (How close the race came to the limit depends on its timing; that the
+    // limit is reached at all is shown above, deterministically.)
     assert!(
         most <= LIMIT,
         "{most} tasks of a handler limited to {LIMIT} ran at once"
-    );
-    assert_eq!(
-        most, LIMIT,
-        "the limit was never reached: the test shows nothing"
     );
 }
