@@ -25,7 +25,7 @@ use conveyor_core::{Error, NewTask, Timestamp, TraceContext};
 use crate::reply::bad;
 
 /// The version of the form, its first header item.
-const VERSION: &[u8] = b"1";
+const VERSION: &str = "1";
 
 /// The header items after the version: max attempts, created-at, timeout,
 /// trace length.
@@ -40,9 +40,9 @@ pub(crate) struct Packed {
     pub(crate) created_at: Timestamp,
     /// Its own timeout per attempt, if it has one.
     pub(crate) timeout: Option<Duration>,
-    /// Its stored trace context (the form [`TraceContext::from_stored`]
-    /// reads), if it has one.
-    pub(crate) trace: Option<String>,
+    /// Its trace context, if it has one (read leniently, as
+    /// [`TraceContext::from_stored`] reads: one that does not parse is none).
+    pub(crate) trace: Option<TraceContext>,
     /// Its payload.
     pub(crate) payload: Vec<u8>,
 }
@@ -59,7 +59,7 @@ pub(crate) fn pack(t: &NewTask, now: Timestamp) -> Vec<u8> {
         .map(|d| crate::backend::millis(d).to_string())
         .unwrap_or_default();
     let header = format!(
-        "1 {} {} {} {} ",
+        "{VERSION} {} {} {} {} ",
         t.max_attempts,
         now.as_millis(),
         timeout,
@@ -80,7 +80,7 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
     let mut items: [&[u8]; HEADER_ITEMS] = [&[]; HEADER_ITEMS];
     let mut rest: &[u8] = &d;
     let version = take(&mut rest).ok_or_else(|| wrong("no header"))?;
-    if version != VERSION {
+    if version != VERSION.as_bytes() {
         return Err(wrong(&format!(
             "unknown form {:?}",
             String::from_utf8_lossy(version)
@@ -110,10 +110,8 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
     if trace_len > rest.len() {
         return Err(wrong("trace longer than the field"));
     }
-    let trace = (trace_len > 0)
-        .then(|| String::from_utf8(rest[..trace_len].to_vec()))
-        .transpose()
-        .map_err(|_| wrong("trace not UTF-8"))?;
+    let trace = std::str::from_utf8(&rest[..trace_len]).map_err(|_| wrong("trace not UTF-8"))?;
+    let trace = TraceContext::from_stored(Some(trace).filter(|t| !t.is_empty()));
     let start = d.len() - rest.len() + trace_len;
     // The payload is the field's tail: moved to the front, not copied anew.
     d.drain(..start);
@@ -169,7 +167,7 @@ mod tests {
         assert_eq!(p.max_attempts, 9);
         assert_eq!(p.created_at, Timestamp(-5));
         assert_eq!(p.timeout, Some(Duration::from_millis(2_500)));
-        assert_eq!(p.trace.as_deref(), Some(trace.encode().as_str()));
+        assert_eq!(p.trace, Some(trace));
         assert!(p.payload.is_empty());
     }
 

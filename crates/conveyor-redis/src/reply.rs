@@ -185,7 +185,7 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
             enqueued_at: packed.created_at,
             due_at,
             lease_until,
-            trace: TraceContext::from_stored(packed.trace.as_deref()),
+            trace: packed.trace,
         });
     }
     Ok(out)
@@ -236,7 +236,7 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
             max_attempts: narrow(num(take("ma"), "ma")?, "ma")?,
             created_at: Timestamp(num(take("ca"), "ca")?),
             timeout: None,
-            trace: text(take("tc"), "tc")?,
+            trace: TraceContext::from_stored(text(take("tc"), "tc")?.as_deref()),
         },
     };
     let history = full_history(
@@ -266,7 +266,7 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         error: text(take("e"), "e")?,
         created_at: packed.created_at,
         finished_at,
-        trace: TraceContext::from_stored(packed.trace.as_deref()),
+        trace: packed.trace,
         history,
     })
 }

@@ -445,6 +445,7 @@ end
 -- and then the payload. The hot paths pass it through untouched. Tasks
 -- stored before it have those as fields of their own (ma, ca, to, tc, p):
 -- these read both.
+
 -- The 'd' of task r, loaded with d or the older fields: a task stored before
 -- it gets one built from them.
 local function packed_of(r)
@@ -472,13 +473,6 @@ end
 -- has_ordering ('0'|'1'), ordering_key.
 local TASK_ARGS = 9
 
--- Enqueues the n tasks whose TASK_ARGS arguments each start at ARGV[b0 + 1]
--- (used by enqueue and by finish: follow-ups, in the finish's atomic step),
--- with the ids after `seq` (taken by the caller, before anything was
--- written, so a call stopped half way by bad data in the store never hands
--- one out twice), appending (id, duplicate) per task to `out` unless it is
--- nil and marking in `wake` the queues that got available tasks. Returns
--- the last id used.
 -- The Enqueue edge of a new task without a unique or ordering key, due now,
 -- is written out for the hot path (every enqueue of a plain task): one HSET
 -- and a buffered ready-set write, no task table. Checked once against the
@@ -494,6 +488,13 @@ for i = 1, #ALL_STATES do
 end
 local AVAILABLE_STR = STATE_STR[AVAILABLE]
 
+-- Enqueues the n tasks whose TASK_ARGS arguments each start at ARGV[b0 + 1]
+-- (used by enqueue and by finish: follow-ups, in the finish's atomic step),
+-- with the ids after `seq` (taken by the caller, before anything was
+-- written, so a call stopped half way by bad data in the store never hands
+-- one out twice), appending (id, duplicate) per task to `out` unless it is
+-- nil and marking in `wake` the queues that got available tasks. Returns
+-- the last id used.
 local function enqueue_tasks(now, b0, n, out, wake, seq)
   local now_n = tonumber(now)
   local ready_adds = {}

@@ -4,8 +4,8 @@
 -- R = retry (number: the next run-at; text: the error), D = dead-letter
 -- (text: error), X = discard (text: reason), L = release. Then the follow-ups,
 -- per report that has some: its position among the reports (from 1), m, and
--- m tasks of TASK_ARGS arguments as for enqueue; they are enqueued only when their
--- report is applied, in this same atomic step.
+-- m tasks of TASK_ARGS arguments as for enqueue; they are enqueued only when
+-- their report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
 -- running, or another token). A report other than a completion appends the
 -- attempt to the task's history (field hi); a completion leaves it to the
