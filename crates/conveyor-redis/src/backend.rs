@@ -372,10 +372,8 @@ impl Backend for RedisBackend {
         for (pos, &i) in order.iter().enumerate() {
             let follow_ups = &reports[i].follow_ups;
             if !follow_ups.is_empty() {
-                inv.arg(pos + 1).arg(follow_ups.len());
-                for t in follow_ups {
-                    task_args(&mut inv, t, now);
-                }
+                inv.arg(pos + 1);
+                crate::task_forms::push(&mut inv, follow_ups, now);
             }
         }
         let items = reply::array(self.run("finish", &inv).await?, "finish")?;
@@ -611,19 +609,4 @@ impl GlobalLimits for RedisBackend {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
-}
-
-/// A task's 9 script arguments (see `lua/enqueue.lua`), as enqueue and the
-/// follow-ups of finish send them: the fields the scripts act on, and the
-/// rest packed into one (see [`crate::packed`]).
-pub(crate) fn task_args(inv: &mut Call, t: &NewTask, now: conveyor_core::Timestamp) {
-    inv.arg(&t.queue)
-        .arg(&t.handler)
-        .arg(crate::packed::pack(t, now))
-        .arg(t.priority)
-        .arg(t.first_run(now).as_millis())
-        .arg(u8::from(t.unique_key.is_some()))
-        .arg(t.unique_key.as_deref().unwrap_or(""))
-        .arg(u8::from(t.ordering_key.is_some()))
-        .arg(t.ordering_key.as_deref().unwrap_or(""));
 }

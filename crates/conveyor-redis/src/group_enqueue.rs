@@ -26,7 +26,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use conveyor_core::{BackendErrorKind, Clock, Enqueued, Error, NewTask, TaskId};
+use conveyor_core::{BackendErrorKind, Clock, Enqueued, Error, NewTask};
 use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -200,10 +200,7 @@ async fn call(
     let mut inv = Call::new(Op::Enqueue, link.mode, &link.prefix);
     inv.arg(now.as_millis()).arg(group.len());
     for tasks in group {
-        inv.arg(tasks.len());
-        for t in *tasks {
-            crate::backend::task_args(&mut inv, t, now);
-        }
+        crate::task_forms::push(&mut inv, tasks, now);
     }
     let value = inv
         .run(&mut link.conn)
@@ -224,7 +221,8 @@ async fn call(
         .collect())
 }
 
-/// One request's reply: `[1, id, duplicate, …]` or `[0, error]`.
+/// One request's reply: `[1, first id, position, id per duplicate …]` or
+/// `[0, error]`.
 fn answer_of(answer: Value, n: usize) -> Result<Vec<Enqueued>, Error> {
     let mut items = reply::array(answer, "enqueue")?.into_iter();
     let applied = items.next().map(|v| reply::int(v, "enqueue status"));
@@ -240,17 +238,7 @@ fn answer_of(answer: Value, n: usize) -> Result<Vec<Enqueued>, Error> {
         }
         _ => return Err(bad("enqueue: a reply without its status")),
     }
-    if items.len() != n * 2 {
-        return Err(bad(format!(
-            "enqueue: {} reply items for {n} tasks",
-            items.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(n);
-    while let (Some(id), Some(dup)) = (items.next(), items.next()) {
-        out.push(enqueued(id, dup)?);
-    }
-    Ok(out)
+    crate::task_forms::answer(items.collect(), n)
 }
 
 /// The error of a request the store's data stopped: our own scripts'
@@ -262,13 +250,6 @@ fn stopped(why: &str) -> Error {
         return Error::backend(BackendErrorKind::Data, format!("redis enqueue: {what}"));
     }
     Error::backend_other(format!("redis enqueue: {why}"))
-}
-
-fn enqueued(id: Value, dup: Value) -> Result<Enqueued, Error> {
-    Ok(Enqueued {
-        id: TaskId(reply::number(id, "enqueued id")?),
-        duplicate: reply::int(dup, "enqueued duplicate flag")? != 0,
-    })
 }
 
 /// The failure for one caller of the group: errors are not `Clone`, so each

@@ -38,6 +38,7 @@ mod reply;
 mod scheme;
 mod scripts;
 mod state_machine;
+mod task_forms;
 mod tls;
 mod wakeups;
 

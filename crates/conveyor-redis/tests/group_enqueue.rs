@@ -7,7 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{redis_url, Namespace};
-use conveyor_core::{Backend, Error, NewTask, ResultStore, SystemClock, TaskId};
+use conveyor_core::parts::Inspection;
+use conveyor_core::{Backend, Error, NewTask, ResultStore, SystemClock, TaskId, TaskState};
 
 /// Many callers at once, with batches of every size (one, a few, more than a
 /// group holds): every id is new, and each id's task is the caller's task at
@@ -129,4 +130,93 @@ async fn a_damaged_queue_fails_only_its_own_calls_and_no_id_is_given_twice() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), succeeded.len(), "no id given twice");
+}
+
+/// Requests whose task forms the script cannot read (a task repeating the
+/// one before it while first, an unknown form, forms that take other than
+/// the stated number of arguments) fail alone, with conveyor's words and
+/// nothing written for them; the requests beside them in the same call are
+/// stored, a run of like tasks (`=`) included.
+#[tokio::test]
+async fn requests_whose_tasks_do_not_read_fail_alone() {
+    let ns = Namespace::new(Arc::new(SystemClock)).await;
+    let lib = ns.backend.function_library().expect("a function library");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        .to_string();
+    let d = |p: &str| format!("1 3 {now}  0 {p}");
+    let mut call = redis::cmd("FCALL");
+    call.arg(format!("{lib}_enqueue")).arg(0).arg(ns.prefix());
+    call.arg(&now).arg(5);
+    // Stored: one plain task.
+    call.arg(1).arg(6);
+    call.arg("p")
+        .arg("default")
+        .arg("h")
+        .arg(d("one"))
+        .arg(0)
+        .arg(&now);
+    // Refused: the first task repeats the one before it.
+    call.arg(1).arg(2).arg("=").arg(d("x"));
+    // Refused: its forms take more arguments than it says.
+    call.arg(2).arg(3).arg("p").arg("default").arg("h");
+    // Refused: an unknown form.
+    call.arg(1).arg(2).arg("z").arg(d("x"));
+    // Stored: a task and one like it.
+    call.arg(2).arg(8);
+    call.arg("p")
+        .arg("default")
+        .arg("h")
+        .arg(d("two"))
+        .arg(0)
+        .arg(&now);
+    call.arg("=").arg(d("three"));
+    let mut raw = redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let replies: Vec<redis::Value> = call.query_async(&mut raw).await.expect("FCALL");
+    let text = |v: &redis::Value| format!("{v:?}");
+    assert_eq!(replies.len(), 5);
+    for (i, why) in [
+        (1, "task 1 repeats the task before it"),
+        (2, "task 1 has too few arguments"),
+        (3, "task 1 has an unknown form z"),
+    ] {
+        assert!(
+            text(&replies[i]).contains(why),
+            "{i}: {}",
+            text(&replies[i])
+        );
+    }
+    let ids = |v: &redis::Value| -> Vec<u64> {
+        let redis::Value::Array(items) = v else {
+            panic!("an array: {v:?}")
+        };
+        items
+            .iter()
+            .map(|i| redis::from_redis_value_ref(i).expect("a number"))
+            .collect()
+    };
+    let one = ids(&replies[0]);
+    let run = ids(&replies[4]);
+    assert_eq!((one.len(), one[0]), (2, 1), "stored, no duplicates");
+    assert_eq!((run.len(), run[0]), (2, 1), "stored, no duplicates");
+    let first = run[1];
+    for (id, payload) in [(one[1], "one"), (first, "two"), (first + 1, "three")] {
+        let record = ns
+            .backend
+            .get(TaskId(id))
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(record.payload, payload.as_bytes());
+        assert_eq!(record.handler, "h");
+    }
+    let stats = ns.backend.stats().await.expect("stats");
+    let available: u64 = stats.iter().map(|q| q.count(TaskState::Available)).sum();
+    assert_eq!(available, 3, "nothing of the refused requests");
 }

@@ -468,10 +468,15 @@ local function created_at(d, ca)
   return ca
 end
 
--- Arguments per task of enqueue (and of finish's follow-ups): queue,
--- handler, d, priority, run_at, has_unique ('0'|'1'), unique_key,
--- has_ordering ('0'|'1'), ordering_key.
-local TASK_ARGS = 9
+-- The tasks of enqueue (and of finish's follow-ups) come as a list of
+-- forms, each a letter and its arguments, so that a batch of like tasks
+-- costs two arguments a task (each argument costs the server time to read):
+--   'p' queue, handler, d, priority, run_at: a task with no unique or
+--       ordering key (6 arguments);
+--   'k' the same, then has_unique ('0'|'1'), unique_key, has_ordering
+--       ('0'|'1'), ordering_key (10 arguments);
+--   '=' d: a task with no unique or ordering key and the queue, handler,
+--       priority and run_at of the task before it in the list (2 arguments).
 
 -- The Enqueue edge of a new task without a unique or ordering key, due now,
 -- is written out for the hot path (every enqueue of a plain task): one HSET
@@ -488,40 +493,61 @@ for i = 1, #ALL_STATES do
 end
 local AVAILABLE_STR = STATE_STR[AVAILABLE]
 
--- Enqueues the n tasks whose TASK_ARGS arguments each start at ARGV[b0 + 1]
--- (used by enqueue and by finish: follow-ups, in the finish's atomic step),
--- with the ids after `seq` (taken by the caller, before anything was
--- written, so a call stopped half way by bad data in the store never hands
--- one out twice), appending (id, duplicate) per task to `out` unless it is
--- nil and marking in `wake` the queues that got available tasks. Returns
--- the last id used.
-local function enqueue_tasks(now, b0, n, out, wake, seq)
+-- Enqueues the n tasks whose forms (see above) take the `span` arguments
+-- from ARGV[b] (used by enqueue and by finish: follow-ups, in the finish's
+-- atomic step), with the ids after `seq` (taken by the caller, before
+-- anything was written, so a call stopped half way by bad data in the store
+-- never hands one out twice; the tasks that are not duplicates get them in
+-- order), appending (position, id) for each duplicate (a task whose unique
+-- key an unfinished task holds) to `out` unless it is nil, and marking in
+-- `wake` the queues that got available tasks.
+local function enqueue_tasks(now, b, n, span, out, wake, seq)
   local now_n = tonumber(now)
+  local last = b + span
   local ready_adds = {}
-  for i = 0, n - 1 do
-    local b = b0 + i * TASK_ARGS
-    local q = ARGV[b + 1]
-    local uk = false
-    if ARGV[b + 6] == '1' then uk = ARGV[b + 7] end
-    local ok = false
-    if ARGV[b + 8] == '1' then ok = ARGV[b + 9] end
+  -- The fields a '=' form takes from the task before it.
+  local q, h, pr, ra, due, score
+  for i = 1, n do
+    local form = ARGV[b]
+    local d
+    local uk, ok = false, false
+    if form == '=' then
+      if not q then fail('enqueue: task 1 repeats the task before it') end
+      d = ARGV[b + 1]
+      b = b + 2
+      if not (d and b <= last) then fail('enqueue: task ' .. i .. ' has too few arguments') end
+    else
+      q, h, d, pr, ra = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+      if form == 'k' then
+        if ARGV[b + 6] == '1' then uk = ARGV[b + 7] end
+        if ARGV[b + 8] == '1' then ok = ARGV[b + 9] end
+        b = b + 10
+      elseif form == 'p' then
+        b = b + 6
+      else
+        fail('enqueue: task ' .. i .. ' has an unknown form ' .. tostring(form))
+      end
+      if not (q and h and d and pr and ra and b <= last) then
+        fail('enqueue: task ' .. i .. ' has too few arguments')
+      end
+      due = tonumber(ra) <= now_n
+      score = nil
+    end
     local existing = false
     if uk then existing = redis.call('HGET', uniq_key(q), uk) end
-    local ra = ARGV[b + 5]
     if existing then
       if out then
+        out[#out + 1] = i
         out[#out + 1] = existing
-        out[#out + 1] = 1
       end
-    elseif ENQUEUE_FAST and not uk and not ok and tonumber(ra) <= now_n then
+    elseif ENQUEUE_FAST and not uk and not ok and due then
       seq = seq + 1
       local id = string.format('%d', seq)
-      local pr = ARGV[b + 4]
       -- A small hash is a list that HMGET searches from its start, field by
       -- field: the fields reserve and finish read come first, the state
       -- before all.
-      redis.call('HSET', P .. 't:' .. id, 's', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', ARGV[b + 2],
-        'a', '0', 'd', ARGV[b + 3], 'ra', ra, 'pr', pr)
+      redis.call('HSET', P .. 't:' .. id, 's', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', h,
+        'a', '0', 'd', d, 'ra', ra, 'pr', pr)
       -- New ids: each member is written once, so no last-write-wins
       -- buffering, just one multi-member ZADD per queue at the end of the
       -- call, for every request in it. That write cannot fail: the queue's
@@ -536,26 +562,23 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
         adds = {}
         ready_adds[q] = adds
       end
-      adds[#adds + 1] = ready_score(pr)
+      if not score then score = ready_score(pr) end
+      adds[#adds + 1] = score
       adds[#adds + 1] = pad(id)
       if not queues_added[q] then
         queues_added[q] = true
         redis.call('SADD', QUEUES, q)
       end
       wake[q] = true
-      if out then
-        out[#out + 1] = id
-        out[#out + 1] = 0
-      end
     else
       seq = seq + 1
       local id = string.format('%d', seq)
-      local r = {id = id, q = q, pr = ARGV[b + 4], ra = ra, uk = uk, ok = ok}
+      local r = {id = id, q = q, pr = pr, ra = ra, uk = uk, ok = ok}
       local tname = 'Enqueue'
-      if tonumber(ra) > now_n then tname = 'Schedule' end
+      if not due then tname = 'Schedule' end
       -- The same order as above (move writes the state again, in place).
-      local sets = {'s', STATE_STR[TR[tname].to], 'tk', '0', 'q', q, 'h', ARGV[b + 2], 'a', '0',
-        'd', ARGV[b + 3], 'ra', ra, 'pr', ARGV[b + 4]}
+      local sets = {'s', STATE_STR[TR[tname].to], 'tk', '0', 'q', q, 'h', h, 'a', '0',
+        'd', d, 'ra', ra, 'pr', pr}
       if uk then
         sets[#sets + 1] = 'uk'
         sets[#sets + 1] = uk
@@ -570,12 +593,9 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
         redis.call('SADD', QUEUES, q)
       end
       if r.s == AVAILABLE then wake[q] = true end
-      if out then
-        out[#out + 1] = id
-        out[#out + 1] = 0
-      end
     end
   end
+  if b ~= last then fail('enqueue: the tasks take ' .. (b - last + span) .. ' arguments, not ' .. span) end
   -- The request went through: its ready members join the call's.
   for q, adds in pairs(ready_adds) do
     local all = ready_deferred[q]
@@ -585,7 +605,6 @@ local function enqueue_tasks(now, b0, n, out, wake, seq)
       for i = 1, #adds do all[#all + 1] = adds[i] end
     end
   end
-  return seq
 end
 
 -- Writes the ready members enqueue_tasks deferred (one ZADD per queue).

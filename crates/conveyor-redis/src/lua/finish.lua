@@ -3,9 +3,9 @@
 -- kind, number, text. kind C = complete (number 1: text is the result),
 -- R = retry (number: the next run-at; text: the error), D = dead-letter
 -- (text: error), X = discard (text: reason), L = release. Then the follow-ups,
--- per report that has some: its position among the reports (from 1), m, and
--- m tasks of TASK_ARGS arguments as for enqueue; they are enqueued only when
--- their report is applied, in this same atomic step.
+-- per report that has some: its position among the reports (from 1), m,
+-- span, and m tasks as forms taking span arguments, as for enqueue; they are
+-- enqueued only when their report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
 -- running, or another token). A report other than a completion appends the
 -- attempt to the task's history (field hi); a completion leaves it to the
@@ -114,9 +114,9 @@ for i = first_other, first_other + 5 * (other - 1), 5 do
 end
 local f = first_other + 5 * other
 while f <= #ARGV do
-  local pos, m = tonumber(ARGV[f]), tonumber(ARGV[f + 1])
-  if out[pos] == 1 then enqueue_tasks(now, f + 1, m, nil, wake, take_ids(m)) end
-  f = f + 2 + TASK_ARGS * m
+  local pos, m, span = tonumber(ARGV[f]), tonumber(ARGV[f + 1]), tonumber(ARGV[f + 2])
+  if out[pos] == 1 then enqueue_tasks(now, f + 3, m, span, nil, wake, take_ids(m)) end
+  f = f + 3 + span
 end
 for q, u in pairs(unleased) do
   bulk('ZREM', leases_key(q), u)

@@ -16,17 +16,49 @@ pub async fn unique_keys(b: Subject, _clock: Arc<ManualClock>) {
     let again = b.enqueue(task("u").unique_key("k")).await.expect("enqueue");
     assert!(again.duplicate);
     assert_eq!(again.id, first.id);
+    // Duplicates among new tasks, keyed and not, each answered in its place.
     let batch = b
         .enqueue_many(vec![
             task("v").unique_key("k2"),
+            task("v"),
             task("v").unique_key("k2"),
+            task("v").priority(2),
+            task("v").priority(2),
             task("v").unique_key("k"),
+            task("w"),
         ])
         .await
         .expect("enqueue_many");
     assert!(!batch[0].duplicate);
-    assert!(batch[1].duplicate && batch[1].id == batch[0].id);
-    assert!(batch[2].duplicate && batch[2].id == first.id);
+    assert!(batch[2].duplicate && batch[2].id == batch[0].id);
+    assert!(batch[5].duplicate && batch[5].id == first.id);
+    let fresh_ones = [
+        (0, "v", 0, Some("k2")),
+        (1, "v", 0, None),
+        (3, "v", 2, None),
+    ];
+    let fresh_ones = fresh_ones
+        .into_iter()
+        .chain([(4, "v", 2, None), (6, "w", 0, None)]);
+    let mut seen = vec![first.id];
+    for (i, handler, priority, key) in fresh_ones {
+        assert!(!batch[i].duplicate, "task {i} of the batch is new");
+        assert!(
+            !seen.contains(&batch[i].id),
+            "task {i} has an id of its own"
+        );
+        seen.push(batch[i].id);
+        let got = b.get(batch[i].id).await.expect("get").expect("stored");
+        assert_eq!(
+            (
+                got.handler.as_str(),
+                got.priority,
+                got.unique_key.as_deref()
+            ),
+            (handler, priority, key),
+            "task {i} of the batch is stored under its own id"
+        );
+    }
     let other_queue = b
         .enqueue(task("u").unique_key("k").queue("other"))
         .await
