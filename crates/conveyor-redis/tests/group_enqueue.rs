@@ -147,17 +147,13 @@ async fn requests_whose_tasks_do_not_read_fail_alone() {
         .as_millis()
         .to_string();
     let d = |p: &str| format!("1 3 {now}  0 {p}");
+    // A 'p' form: a task of handler h due now, with params p.
+    let plain = |p: &str| ["p", "default", "h", &d(p), "0", &now].map(String::from);
     let mut call = redis::cmd("FCALL");
     call.arg(format!("{lib}_enqueue")).arg(0).arg(ns.prefix());
     call.arg(&now).arg(5);
     // Stored: one plain task.
-    call.arg(1).arg(6);
-    call.arg("p")
-        .arg("default")
-        .arg("h")
-        .arg(d("one"))
-        .arg(0)
-        .arg(&now);
+    call.arg(1).arg(6).arg(&plain("one"));
     // Refused: the first task repeats the one before it.
     call.arg(1).arg(2).arg("=").arg(d("x"));
     // Refused: its forms take more arguments than it says.
@@ -165,13 +161,7 @@ async fn requests_whose_tasks_do_not_read_fail_alone() {
     // Refused: an unknown form.
     call.arg(1).arg(2).arg("z").arg(d("x"));
     // Stored: a task and one like it.
-    call.arg(2).arg(8);
-    call.arg("p")
-        .arg("default")
-        .arg("h")
-        .arg(d("two"))
-        .arg(0)
-        .arg(&now);
+    call.arg(2).arg(8).arg(&plain("two"));
     call.arg("=").arg(d("three"));
     let mut raw = redis::Client::open(redis_url())
         .expect("redis url")
