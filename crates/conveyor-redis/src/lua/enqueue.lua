@@ -22,13 +22,14 @@ for k = 1, r do
 end
 local seq = take_ids(total)
 b = 4
+local function request(n, span, out)
+  enqueue_tasks(now, b + 2, n, span, out, wake, seq)
+  flush()
+end
 for k = 1, r do
   local n, span = tonumber(ARGV[b]), tonumber(ARGV[b + 1])
   local out = {1, seq + 1}
-  local ok, err = pcall(function()
-    enqueue_tasks(now, b + 2, n, span, out, wake, seq)
-    flush()
-  end)
+  local ok, err = pcall(request, n, span, out)
   if not ok then
     -- Nothing of the stopped request is carried into the next one.
     pending = {}

@@ -92,8 +92,9 @@ pub(crate) struct Done {
 /// With no subscriber taking info, it is [`tracing::Span::none`]: a disabled
 /// span built by the macro keeps its metadata, and when some dependency turns
 /// on tracing's `log` feature (sqlx does) each of its creation, entries,
-/// exits and drop then goes through `log`'s checks — about 15% of a no-op
-/// task's instructions — where entering no span costs nothing.
+/// exits and drop then goes through `log`'s checks — a no-op task took 12%
+/// more instructions with the feature than without it — where entering no
+/// span costs nothing.
 pub(crate) fn attempt_span(env: &Envelope, start: &AttemptStart) -> tracing::Span {
     if !tracing::level_enabled!(tracing::Level::INFO) {
         return tracing::Span::none();
