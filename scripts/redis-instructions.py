@@ -166,8 +166,14 @@ def steps(conn, lib, prefix):
                           "w", "default")
             if isinstance(r, RuntimeError):
                 raise r
-            for i in range(0, len(r), 8):
-                leases.append((r[i], r[i + 1]))
+            # 8 items a task with the token second (per-task hashes), or 3
+            # with the state record second, the token its second word.
+            if r and not isinstance(r[1], int):
+                for i in range(0, len(r), 3):
+                    leases.append((r[i], r[i + 1].split(b" ")[1]))
+            else:
+                for i in range(0, len(r), 8):
+                    leases.append((r[i], r[i + 1]))
 
     def finish():
         for i in range(0, len(leases), 500):

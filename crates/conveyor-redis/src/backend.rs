@@ -405,16 +405,12 @@ impl Backend for RedisBackend {
 #[async_trait]
 impl ResultStore for RedisBackend {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
-        let mut conn = self.inner.conn.clone();
-        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(self.inner.keys.task(id.0))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error("get", e))?;
-        if fields.is_empty() {
-            return Ok(None);
+        let mut inv = self.call(Op::Get);
+        inv.arg(id.0);
+        match self.run("get", &inv).await? {
+            Value::Nil => Ok(None),
+            fields => reply::record_from_flat(id.0, fields).map(Some),
         }
-        reply::record(id.0, fields).map(Some)
     }
 
     async fn finish_mark(&self) -> Option<FinishMark> {

@@ -25,11 +25,6 @@ impl Keys {
         &self.prefix
     }
 
-    /// The hash holding task `id`.
-    pub(crate) fn task(&self, id: u64) -> String {
-        format!("{}t:{id}", self.prefix)
-    }
-
     /// The hash of workers' latest heartbeats: worker id → `WorkerInfo` JSON.
     pub(crate) fn workers(&self) -> String {
         format!("{}workers", self.prefix)
@@ -76,7 +71,6 @@ mod tests {
     #[test]
     fn names_and_patterns() {
         let k = Keys::new("t[1]*:");
-        assert_eq!(k.task(7), "t[1]*:t:7");
         assert_eq!(k.pattern(), "t\\[1\\]\\*:*");
     }
 }

@@ -1,7 +1,8 @@
 //! A Redis backend for conveyor's durable task queues.
 //!
 //! [`RedisBackend`] implements [`conveyor_core::Backend`]: tasks live in
-//! Redis hashes indexed by sorted sets, and every state change is one call of
+//! two Redis hashes keyed by id (their state and their data) indexed by
+//! sorted sets, and every state change is one call of
 //! conveyor's Lua code (a function of its library, or a script where the
 //! server has no functions: [`ScriptMode`]), so it is atomic across any
 //! number of workers sharing the server.
@@ -33,6 +34,7 @@ mod keys;
 mod limits;
 mod packed;
 mod queue_control;
+mod records;
 mod registry;
 mod reply;
 mod scheme;

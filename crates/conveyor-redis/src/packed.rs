@@ -3,9 +3,9 @@
 //! payload.
 //!
 //! The scripts pass `d` through untouched on the hot paths (enqueue writes
-//! it, reserve answers it), so a task's hash has 8 fields instead of 11 and
-//! reserve reads 8 instead of 12: in Redis every field a script reads or
-//! writes costs it, in the server's one thread. The rare paths that need a
+//! it at the end of the task's data record, reserve answers that record:
+//! see [`crate::records`]): in Redis every field and string a script
+//! handles costs it, in the server's one thread. The rare paths that need a
 //! part of it (finish's and recover's max attempts, stats's created-at)
 //! read the header with one `string.match`.
 //!
@@ -125,7 +125,7 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
 }
 
 /// The item before the next space of `rest`, which then starts after it.
-fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+pub(crate) fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     let at = rest.iter().position(|&b| b == b' ')?;
     let (item, after) = rest.split_at(at);
     *rest = &after[1..];

@@ -95,11 +95,6 @@ pub(crate) fn string(v: Value, what: impl Display + Copy) -> Result<String, Erro
     utf8(bytes(v, what)?, what)
 }
 
-/// A UTF-8 string reply or nil.
-pub(crate) fn opt_string(v: Value, what: impl Display + Copy) -> Result<Option<String>, Error> {
-    opt_bytes(v, what)?.map(|b| utf8(b, what)).transpose()
-}
-
 fn utf8(b: Vec<u8>, what: impl Display) -> Result<String, Error> {
     String::from_utf8(b).map_err(|_| bad(format!("{what}: not UTF-8")))
 }
@@ -147,11 +142,10 @@ impl Display for Field {
 }
 
 /// Items per reserved task in `reserve.lua`'s flat reply.
-const RESERVED_ITEMS: usize = 8;
+const RESERVED_ITEMS: usize = 3;
 
-/// The reserved tasks of `reserve.lua`'s flat reply, 8 items per task: id,
-/// token, queue, handler, packed fields (see [`crate::packed`]), attempt,
-/// ordering key or nil, run-at.
+/// The reserved tasks of `reserve.lua`'s flat reply, 3 items per task: id,
+/// state record and data record (see [`crate::records`]).
 pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<Reserved>, Error> {
     if !items.len().is_multiple_of(RESERVED_ITEMS) {
         return Err(bad(format!(
@@ -166,24 +160,20 @@ pub(crate) fn reserved(items: Vec<Value>, lease_until: Timestamp) -> Result<Vec<
     for _ in 0..n {
         let id: u64 = number(next()?, "reserved task id")?;
         let what = |name| Field { id, kind: "", name };
-        let token = number(next()?, what("token"))?;
-        let queue = string(next()?, what("queue"))?;
-        let handler = string(next()?, what("handler"))?;
-        let packed = crate::packed::unpack(id, bytes(next()?, what("packed fields"))?)?;
-        let attempt = number(next()?, what("attempts"))?;
-        let ordering_key = opt_string(next()?, what("ordering key"))?;
-        let due_at = Timestamp(int(next()?, what("run at"))?);
+        let state = crate::records::state(id, &bytes(next()?, what("state record"))?)?;
+        let data = crate::records::data(id, bytes(next()?, what("data record"))?)?;
+        let packed = data.packed;
         out.push(Reserved {
-            lease: Lease::new(TaskId(id), token),
-            queue,
-            handler,
+            lease: Lease::new(TaskId(id), state.token),
+            queue: data.queue,
+            handler: data.handler,
             payload: packed.payload,
-            attempt,
+            attempt: state.attempts,
             max_attempts: packed.max_attempts,
             timeout: packed.timeout,
-            ordering_key,
+            ordering_key: data.ordering_key,
             enqueued_at: packed.created_at,
-            due_at,
+            due_at: state.run_at,
             lease_until,
             trace: packed.trace,
         });
@@ -350,18 +340,13 @@ mod tests {
         assert!(reserved(vec![Value::Int(1)], Timestamp(0)).is_err());
     }
 
-    /// `reserve.lua`'s 8 items for task 7, with `change` applied.
+    /// `reserve.lua`'s 3 items for task 7, with `change` applied.
     fn reserved_items(change: impl FnOnce(&mut Vec<Value>)) -> Vec<Value> {
         let bulk = |s: &[u8]| Value::BulkString(s.to_vec());
         let mut items = vec![
             Value::Int(7),
-            Value::Int(2),
-            bulk(b"default"),
-            bulk(b"h"),
-            bulk(b"1 3 10 250 0 {}"),
-            Value::Int(1),
-            bulk(b"key"),
-            bulk(b"11"),
+            bulk(b"2 2  1 11 99 worker"),
+            bulk(b"\x07\x01\x00\x04defaulthkey0 1 3 10 250 0 {}"),
         ];
         change(&mut items);
         items
@@ -384,30 +369,29 @@ mod tests {
             (t.enqueued_at, t.due_at, t.lease_until),
             (Timestamp(10), Timestamp(11), Timestamp(99))
         );
-        // Each field's error names the task and the field, formatted only then.
+        // Each item's error names the task and what does not decode.
         for (at, value, says) in [
             (
-                1,
+                0,
                 Value::BulkString(b"x".to_vec()),
-                "task 7: token: \"x\" is not a valid number",
+                "reserved task id: \"x\" is not a valid number",
             ),
-            (3, Value::Nil, "task 7: handler: missing"),
-            (4, Value::Nil, "task 7: packed fields: missing"),
+            (1, Value::Nil, "task 7: state record: missing"),
             (
-                4,
-                Value::BulkString(b"1 -1 10  0 {}".to_vec()),
+                1,
+                Value::BulkString(b"2 x  1 11 ".to_vec()),
+                "task 7: state record: bad token",
+            ),
+            (2, Value::Nil, "task 7: data record: missing"),
+            (
+                2,
+                Value::BulkString(b"\x07\x01\x00\x00defaulth0 1 -1 10  0 {}".to_vec()),
                 "task 7: field d: max attempts out of range",
             ),
-            (5, Value::Int(-1), "task 7: attempts: -1 is out of range"),
             (
-                6,
-                Value::BulkString(vec![0xff]),
-                "task 7: ordering key: not UTF-8",
-            ),
-            (
-                7,
-                Value::BulkString(b"soon".to_vec()),
-                "task 7: run at: \"soon\" is not a valid number",
+                2,
+                Value::BulkString(b"\x07\x01\x00\x02defaulth\xff0 1 3 10  0 {}".to_vec()),
+                "task 7: data record: ordering key not UTF-8",
             ),
         ] {
             let items = reserved_items(|items| items[at] = value);

@@ -44,11 +44,12 @@ pub(crate) enum Op {
     Requeue,
     List,
     Stats,
+    Get,
     Lead,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -60,6 +61,7 @@ impl Op {
         Op::Requeue,
         Op::List,
         Op::Stats,
+        Op::Get,
         Op::Lead,
     ];
 
@@ -77,6 +79,7 @@ impl Op {
             Op::Requeue => "requeue",
             Op::List => "list",
             Op::Stats => "stats",
+            Op::Get => "get",
             Op::Lead => "lead",
         }
     }
@@ -94,6 +97,7 @@ impl Op {
             Op::Requeue => include_str!("lua/requeue.lua"),
             Op::List => include_str!("lua/list.lua"),
             Op::Stats => include_str!("lua/stats.lua"),
+            Op::Get => include_str!("lua/get.lua"),
             Op::Lead => include_str!("lua/lead.lua"),
         }
     }

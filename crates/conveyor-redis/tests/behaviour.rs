@@ -158,7 +158,8 @@ async fn clear_deletes_every_key_under_the_prefix() {
 }
 
 /// After every task finished and retention passed, pruning leaves nothing but
-/// the id counter: no task hashes, no empty helper sets or key maps.
+/// the id and token counters: no task records, no empty helper sets or key
+/// maps.
 #[tokio::test]
 async fn memory_is_bounded_after_prune() {
     let (ns, clock) = Namespace::manual().await;
@@ -242,10 +243,10 @@ async fn memory_is_bounded_after_prune() {
     let prefix = ns.prefix().to_string();
     let helpers: Vec<String> = keys_under(&prefix)
         .into_iter()
-        .filter(|k| !k[prefix.len()..].starts_with("t:"))
+        .filter(|k| !k[prefix.len()..].starts_with("tasks:"))
         .filter(|k| !k.ends_with(":s:4") && !k.ends_with(":s:5") && !k.ends_with(":s:6"))
         .collect();
-    let want: Vec<String> = ["dead", "queues", "seq"]
+    let want: Vec<String> = ["dead", "queues", "seq", "tokens"]
         .iter()
         .map(|k| format!("{prefix}{k}"))
         .collect();
@@ -259,7 +260,11 @@ async fn memory_is_bounded_after_prune() {
         dead: Duration::from_secs(600),
     };
     assert_eq!(b.prune(keep).await.expect("prune"), 12);
-    assert_eq!(keys_under(&prefix), vec![format!("{prefix}seq")]);
+    // The counters of ids and lease tokens.
+    assert_eq!(
+        keys_under(&prefix),
+        vec![format!("{prefix}seq"), format!("{prefix}tokens")]
+    );
     assert!(b.stats().await.expect("stats").is_empty());
 }
 
@@ -384,6 +389,145 @@ async fn bad_data_is_an_error_not_a_panic() {
         matches!(&err, Error::Backend(m) if m.message().contains("task 998 has no") && m.kind() == conveyor_core::BackendErrorKind::Data),
         "{err}"
     );
+}
+
+/// A task's records in the namespace's record hashes that do not decode (a
+/// state record, a data record, one without the other) are errors naming
+/// the task in every operation that reads them, never panics; one whose
+/// data names another queue is a stray entry of the ready set it sits in.
+#[tokio::test]
+async fn bad_records_are_errors_not_panics() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let p = ns.prefix().to_string();
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let (state, data) = (format!("{p}tasks:state"), format!("{p}tasks:data"));
+    let hset = |conn: &mut redis::Connection, key: &str, id: TaskId, v: &str| {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(id.0)
+            .arg(v)
+            .query(conn)
+            .expect("hset");
+    };
+    let says = |err: &Error, text: &str| matches!(err, Error::Backend(m) if m.message().contains(text) && m.kind() == conveyor_core::BackendErrorKind::Data);
+
+    // A state record that does not decode.
+    let id = b.enqueue(task("t")).await.expect("enqueue").id;
+    hset(&mut conn, &state, id, "1 x");
+    let why = format!("task {id} has a state record that does not decode");
+    let err = b.get(id).await.expect_err("bad state record");
+    assert!(says(&err, &why), "{err}");
+    let err = b.cancel(id).await.expect_err("bad state record");
+    assert!(says(&err, &why), "{err}");
+    let err = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect_err("bad");
+    assert!(says(&err, &why), "{err}");
+    // A data record that does not decode.
+    hset(&mut conn, &state, id, "1 0  0 5 ");
+    hset(&mut conn, &data, id, "\u{9}\u{1}\u{0}\u{0}default");
+    let err = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect_err("bad");
+    assert!(
+        says(
+            &err,
+            &format!("task {id} has a data record that does not decode")
+        ),
+        "{err}"
+    );
+    // A state record without its data record.
+    let _: () = redis::cmd("HDEL")
+        .arg(&data)
+        .arg(id.0)
+        .query(&mut conn)
+        .expect("hdel");
+    let err = b.get(id).await.expect_err("no data record");
+    assert!(
+        says(
+            &err,
+            &format!("task {id} has a state record and no data record")
+        ),
+        "{err}"
+    );
+    // A task whose data names another queue is dropped from this ready set.
+    let other = b
+        .enqueue(task("o").queue("other"))
+        .await
+        .expect("enqueue")
+        .id;
+    let moved: String = redis::cmd("HGET")
+        .arg(&data)
+        .arg(other.0)
+        .query(&mut conn)
+        .expect("hget");
+    hset(&mut conn, &data, id, &moved);
+    hset(&mut conn, &state, id, "1 0  0 5 ");
+    assert!(b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve")
+        .is_empty());
+    assert_eq!(b.stats().await.expect("stats").len(), 2);
+
+    // A running task whose records were damaged before it finished.
+    let good = b.enqueue(task("g")).await.expect("enqueue").id;
+    let got = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(
+        got.iter().map(|r| r.lease.id).collect::<Vec<_>>(),
+        vec![good]
+    );
+    hset(&mut conn, &data, good, "\u{7}\u{9}\u{0}\u{0}defaulth");
+    let err = b
+        .finish(vec![Finish::new(
+            got[0].lease.clone(),
+            FinishAction::Complete { result: None },
+        )])
+        .await
+        .expect_err("bad data record");
+    assert!(
+        says(
+            &err,
+            &format!("task {good} has a data record that does not decode")
+        ),
+        "{err}"
+    );
+}
+
+/// Ids across the hundreds the scripts format them by (99 -> 100, 199 ->
+/// 200 ...): each task is stored under its own id and reserved in id order.
+#[tokio::test]
+async fn ids_across_hundreds_are_exact_and_in_order() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let tasks = (1..=250)
+        .map(|i| NewTask::new("n", format!("{i}").into_bytes()))
+        .collect();
+    let enq = b.enqueue_many(tasks).await.expect("enqueue");
+    let want: Vec<TaskId> = (1..=250).map(TaskId).collect();
+    assert_eq!(enq.iter().map(|e| e.id).collect::<Vec<_>>(), want);
+    let mut got = Vec::new();
+    while got.len() < 250 {
+        let more = b
+            .reserve(&default_queue(), 64, LEASE)
+            .await
+            .expect("reserve");
+        assert!(!more.is_empty(), "reserve stalled at {}", got.len());
+        got.extend(more);
+    }
+    for (r, id) in got.iter().zip(&want) {
+        assert_eq!(r.lease.id, *id);
+        assert_eq!(r.payload, id.0.to_string().into_bytes());
+    }
+    let rec = b.get(TaskId(200)).await.expect("get").expect("record");
+    assert_eq!(rec.payload, b"200");
 }
 
 /// Time is the injected clock's, not the server's.

@@ -1,16 +1,19 @@
-//! Tasks stored by a version before the packed record (max attempts,
-//! created-at, timeout, trace and payload as fields of their own instead of
-//! one packed `d`) are read, run, retried, dead-lettered, recovered and
-//! counted exactly as tasks stored now.
+//! Tasks stored by earlier versions run beside tasks stored now: a hash of
+//! their own per task (before the namespace's record hashes), and in the
+//! oldest form with max attempts, created-at, timeout, trace and payload as
+//! fields of their own instead of one packed `d`. They are read, run,
+//! retried, dead-lettered, recovered, listed, pruned and counted exactly as
+//! tasks stored now.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{redis_url, Namespace};
+use common::{keys_under, redis_url, Namespace};
 use conveyor_core::parts::*;
 use conveyor_core::{
-    Backend, Clock, Finish, FinishAction, NewTask, TaskId, TaskState, Timestamp, TraceContext,
+    Backend, Clock, Finish, FinishAction, ListParams, NewTask, Retention, TaskId, TaskState,
+    Timestamp, TraceContext,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -174,4 +177,167 @@ async fn older_records_run_like_packed_ones() {
         res.expect("applied");
     }
     assert_eq!(state(b, TaskId(1)).await, TaskState::Dead);
+}
+
+/// Writes task `id` as the version before the record hashes did: a hash of
+/// its own with the packed `d`, available in the default queue, with an
+/// ordering key if given.
+fn store_hashed(conn: &mut redis::Connection, prefix: &str, id: u64, ordering_key: Option<&str>) {
+    let mut fields = vec![
+        ("s", "1".to_string()),
+        ("tk", "0".into()),
+        ("q", "default".into()),
+        ("h", "hashed".into()),
+        ("a", "0".into()),
+        ("d", format!("1 3 1000  0 payload {id}")),
+        ("ra", "1000".into()),
+        ("pr", "0".into()),
+    ];
+    if let Some(k) = ordering_key {
+        fields.push(("ok", k.into()));
+        let _: () = redis::cmd("ZADD")
+            .arg(format!("{prefix}q:7:default:ord:{k}"))
+            .arg(id)
+            .arg(id)
+            .query(conn)
+            .expect("zadd");
+    }
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}t:{id}"))
+        .arg(&fields)
+        .query(conn)
+        .expect("hset");
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{prefix}q:7:default:ready"))
+        .arg(0)
+        .arg(format!("{id:016}"))
+        .query(conn)
+        .expect("zadd");
+    let _: () = redis::cmd("SADD")
+        .arg(format!("{prefix}queues"))
+        .arg("default")
+        .query(conn)
+        .expect("sadd");
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}seq"))
+        .arg(id)
+        .query(conn)
+        .expect("set");
+}
+
+fn complete(lease: &conveyor_core::Lease, result: Option<&str>) -> Finish {
+    Finish::new(
+        lease.clone(),
+        FinishAction::Complete {
+            result: result.map(|r| r.as_bytes().to_vec()),
+        },
+    )
+}
+
+/// Tasks of per-task hashes and tasks of the record hashes in one queue:
+/// reserved together, completed in one call (with and without results), an
+/// ordering key handed from an older task to a newer one and back, listed
+/// in finish order across both, and pruned to nothing.
+#[tokio::test]
+async fn hashed_records_run_beside_the_record_layout() {
+    let (ns, clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let p = ns.prefix().to_string();
+    store_hashed(&mut conn, &p, 1, Some("K"));
+    store_hashed(&mut conn, &p, 2, None);
+    let keyed = |n: &str| NewTask::new("newer", n.as_bytes().to_vec()).ordering_key("K");
+    let t3 = b.enqueue(keyed("3")).await.expect("enqueue").id;
+    let t4 = b
+        .enqueue(NewTask::new("newer", b"4".to_vec()))
+        .await
+        .expect("enqueue")
+        .id;
+    assert_eq!((t3, t4), (TaskId(3), TaskId(4)));
+    // Stored after 3 under the older layout, as a worker of the earlier
+    // version sharing the server would.
+    store_hashed(&mut conn, &p, 5, Some("K"));
+
+    let got = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve");
+    let ids: Vec<_> = got.iter().map(|r| r.lease.id.0).collect();
+    assert_eq!(ids, [1, 2, 4], "3 and 5 wait behind 1 on their key");
+    assert_eq!(got[0].payload, b"payload 1");
+    assert_eq!(got[0].ordering_key.as_deref(), Some("K"));
+    assert_eq!(
+        (got[0].handler.as_str(), got[2].handler.as_str()),
+        ("hashed", "newer")
+    );
+    let out = b
+        .finish(vec![
+            complete(&got[0].lease, Some("r1")),
+            complete(&got[1].lease, None),
+            complete(&got[2].lease, Some("r4")),
+        ])
+        .await
+        .expect("finish");
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+
+    // The key passes to 3 (a newer task), then to 5 (an older one).
+    clock.advance(Duration::from_secs(1));
+    let got = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(got.iter().map(|r| r.lease.id).collect::<Vec<_>>(), [t3]);
+    let out = b
+        .finish(vec![complete(&got[0].lease, Some("r3"))])
+        .await
+        .expect("finish");
+    assert!(out[0].is_ok());
+    clock.advance(Duration::from_secs(1));
+    let got = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(got.iter().map(|r| r.lease.id.0).collect::<Vec<_>>(), [5]);
+    let out = b
+        .finish(vec![complete(&got[0].lease, None)])
+        .await
+        .expect("finish");
+    assert!(out[0].is_ok());
+
+    for (id, result) in [
+        (1, Some("r1")),
+        (2, None),
+        (3, Some("r3")),
+        (4, Some("r4")),
+        (5, None),
+    ] {
+        let rec = b.get(TaskId(id)).await.expect("get").expect("record");
+        assert_eq!(rec.state, TaskState::Completed, "task {id}");
+        assert_eq!(
+            rec.result.as_deref(),
+            result.map(str::as_bytes),
+            "task {id}"
+        );
+        assert_eq!(rec.attempts, 1);
+    }
+    let listed = b
+        .list(&ListParams::new(TaskState::Completed).limit(10))
+        .await
+        .expect("list");
+    let order: Vec<u64> = listed.iter().map(|r| r.id.0).collect();
+    // In finish order: one call applies its plain completions (2) before
+    // the reports with results (1, 4).
+    assert_eq!(order, [2, 1, 4, 3, 5]);
+
+    clock.advance(Duration::from_secs(3600));
+    let keep = Retention {
+        finished: Duration::from_secs(60),
+        dead: Duration::from_secs(600),
+    };
+    assert_eq!(b.prune(keep).await.expect("prune"), 5);
+    assert_eq!(
+        keys_under(&p),
+        vec![format!("{p}seq"), format!("{p}tokens")]
+    );
 }

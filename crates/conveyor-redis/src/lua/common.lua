@@ -18,6 +18,8 @@ local CHUNK = 2000
 -- loaded between calls, so nothing of one call may leak into the next.
 local P, TIMERS, DEADSET, QUEUES, SEQ, WAKE, PAUSED, FINISHED_CH
 local LIMITS, TATS, RUNNING_H
+-- The namespace's task records (see "Task records" below).
+local TOKENS, TSTATE, TDATA, TRESULT, TERROR, THISTORY
 -- Key names are built once per queue (and state) per prefix: string
 -- building is a large share of a script's time.
 local base_of, ready_of, index_of, uniq_of, leases_of
@@ -28,10 +30,19 @@ local pending, running_delta, list_finished_at
 -- ready members of enqueued tasks, per queue, written at the end of the call
 -- (flush_ready); the queues whose ready set was found writable.
 local queues_added, ready_deferred, ready_checked
+-- The string functions the hot paths call per task, as locals (a global
+-- costs a lookup each time). Bound by begin(): a function library's code
+-- cannot reach them when it loads.
+local byte, sub
+-- Per call: the TDATA and TSTATE writes (id, value, ...) of enqueued tasks,
+-- written at the end of the call with the ready members (flush_ready).
+local records_deferred, states_deferred
 
 local function begin(prefix)
+  byte, sub = string.byte, string.sub
   pending, running_delta, list_finished_at = {}, {}, {}
   queues_added, ready_deferred, ready_checked = {}, {}, {}
+  records_deferred, states_deferred = {}, {}
   if prefix == P then return end
   P = prefix
   TIMERS = P .. 'timers'
@@ -50,6 +61,14 @@ local function begin(prefix)
   LIMITS = P .. 'limits'
   TATS = P .. 'tat'
   RUNNING_H = P .. 'running'
+  -- The lease tokens' counter: each reserve call that takes a task of the
+  -- record layout takes the next one for all its tasks.
+  TOKENS = P .. 'tokens'
+  TSTATE = P .. 'tasks:state'
+  TDATA = P .. 'tasks:data'
+  TRESULT = P .. 'tasks:result'
+  TERROR = P .. 'tasks:error'
+  THISTORY = P .. 'tasks:history'
   base_of, ready_of, index_of, uniq_of, leases_of = {}, {}, {}, {}, {}
 end
 
@@ -124,6 +143,31 @@ local function pad(id)
     zeros[n] = z
   end
   return z .. id
+end
+-- The decimal id of number n and its ready-set member, for the runs of
+-- consecutive ids enqueue hands out: formatting a number costs ~4,000
+-- instructions, so the hundreds are formatted once per hundred ids
+-- (remembered across calls) and two digits from a table are appended.
+local two_digits = {}
+local hundreds_n, hundreds, hundreds_padded
+local function id_of(n)
+  local lo = n % 100
+  local hi = (n - lo) / 100
+  if hi == 0 then
+    local id = string.format('%d', n)
+    return id, pad(id)
+  end
+  if hi ~= hundreds_n then
+    hundreds = string.format('%d', hi)
+    hundreds_padded = string.sub(pad(hundreds), 3)
+    hundreds_n = hi
+  end
+  local two = two_digits[lo]
+  if not two then
+    two = string.format('%02d', lo)
+    two_digits[lo] = two
+  end
+  return hundreds .. two, hundreds_padded .. two
 end
 local function unpad(m)
   local i = string.find(m, '[^0]')
@@ -248,18 +292,202 @@ local function available_lowest(q, per)
   return ids
 end
 
+-- Task records. A task is one field, keyed by its id, in each of two
+-- hashes of the namespace, so a step over many tasks reads and writes them
+-- with a few multi-field commands (a command a script sends costs the
+-- server about as much as eight fields it carries):
+--   TDATA, what never changes, written once at enqueue: the byte lengths of
+--     the queue, the handler, the unique key plus one and the ordering key
+--     plus one (0: none) as four bytes, then those four strings back to
+--     back, then 'PR ' (the priority), then d (see packed_of). A part too
+--     long for a byte makes the record's first byte 255, followed by the
+--     four lengths in decimal, 'LQ LH LU LO ' (-1: none), and the rest as
+--     before.
+--   TSTATE, what each step rewrites: 'S TK FA A RA AT', the state code, the
+--     lease token, the finished-at ('' before the task finishes), the
+--     attempts, the run-at and, to the end of the string, the latest
+--     attempt's 'START WORKER' ('' before the first attempt).
+-- The result, the last error and the attempt history, for a task that has
+-- one, are its field in TRESULT, TERROR and THISTORY. Tasks stored before
+-- this layout are a hash of their own each (task_key) with those as fields:
+-- every reader looks for a task in TSTATE first, then for its hash.
+--
+-- The hot paths keep the Lua work per task small, as it costs about as much
+-- as the commands: a string function call ~700 instructions, a match with
+-- captures ~1,000 a capture, a number read from or written as a string
+-- ~2,000-4,000 (callgrind on Redis 7.0). So they take the record's parts
+-- with string.byte and string.sub, check and rebuild the state by its
+-- prefix, and keep every number as the string it is stored as.
+
+-- The captures of a TSTATE value: state, token, finished-at, attempts,
+-- run-at, attempt.
+local STATE_PATTERN = '^(%d+) (%d+) (%-?%d*) (%d+) (%-?%d+) (.*)$'
+
+-- A number as the decimal string it is stored as (Redis 7.0 formats a Lua
+-- number with '%.17g', and string concatenation with '%.14g').
+local function dec(v)
+  if type(v) == 'number' then return string.format('%d', v) end
+  return v
+end
+
+-- n + 1 for the decimal string n, as a decimal string. Remembered for the
+-- library's life (for attempt counts: a handful of values).
+local succ_of = {}
+local function succ(n)
+  local s = succ_of[n]
+  if not s then
+    s = string.format('%d', tonumber(n) + 1)
+    succ_of[n] = s
+  end
+  return s
+end
+
+-- The TSTATE value of task r (fields s, tk, a, ra, fa, at; fa and at may be
+-- false or nil for none).
+local function state_value(r)
+  return dec(r.s) .. ' ' .. dec(r.tk) .. ' ' .. dec(r.fa or '') .. ' ' .. dec(r.a) .. ' '
+    .. dec(r.ra) .. ' ' .. (r.at or '')
+end
+
+-- The head of a TDATA value: everything before d (uk and ok: false or nil
+-- for none).
+local function data_head(q, h, pr, uk, ok)
+  pr = dec(pr)
+  if not string.find(pr, '^%-?%d+$') then fail('bad priority ' .. pr) end
+  local lu, lo = 0, 0
+  if uk then lu = #uk + 1 end
+  if ok then lo = #ok + 1 end
+  local head
+  if #q < 255 and #h < 255 and lu < 255 and lo < 255 then
+    head = string.char(#q, #h, lu, lo)
+  else
+    head = '\255' .. string.format('%d %d %d %d ', #q, #h, lu - 1, lo - 1)
+  end
+  return head .. q .. h .. (uk or '') .. (ok or '') .. pr .. ' '
+end
+
+-- The routing parts of a TDATA value of the short form, for the hot paths:
+-- queue, handler, unique key and ordering key (false for none). nil for
+-- the long form or a value that does not decode (data_parts reads both).
+local function route(v)
+  local lq, lh, lu, lo = byte(v, 1, 4)
+  if not lo or lq == 255 then return nil end
+  local hat = 5 + lq
+  local uat = hat + lh
+  local oat = uat
+  if lu > 0 then oat = oat + lu - 1 end
+  local pat = oat
+  if lo > 0 then pat = pat + lo - 1 end
+  if pat >= #v then return nil end
+  local uk, ok = false, false
+  if lu > 0 then uk = sub(v, uat, oat - 1) end
+  if lo > 0 then ok = sub(v, oat, pat - 1) end
+  return sub(v, 5, hat - 1), sub(v, hat, uat - 1), uk, ok
+end
+
+-- The parts of a TDATA value: queue, handler, priority, unique key and
+-- ordering key (false for none), d. nil when it does not decode.
+local function data_parts(v)
+  local lq, lh, lu, lo = byte(v, 1, 4)
+  if not lo then return nil end
+  local qat = 5
+  if lq == 255 then
+    local a, b, c, d, at = string.match(v, '^\255(%d+) (%d+) (%-?%d+) (%-?%d+) ()')
+    if not at then return nil end
+    lq, lh, lu, lo, qat = tonumber(a), tonumber(b), tonumber(c) + 1, tonumber(d) + 1, at
+  end
+  local hat = qat + lq
+  local uat = hat + lh
+  local oat = uat
+  if lu > 0 then oat = oat + lu - 1 end
+  local pat = oat
+  if lo > 0 then pat = pat + lo - 1 end
+  local pr, dat = string.match(v, '^(%-?%d+) ()', pat)
+  if not dat then return nil end
+  local uk, ok = false, false
+  if lu > 0 then uk = string.sub(v, uat, oat - 1) end
+  if lo > 0 then ok = string.sub(v, oat, pat - 1) end
+  return string.sub(v, qat, hat - 1), string.sub(v, hat, uat - 1), pr, uk, ok, string.sub(v, dat)
+end
+
+-- The record of task id of the layout above whose TSTATE value is sv (see
+-- peek).
+local function layout_record(id, sv, sides)
+  local s, tk, fa, a, ra, at = string.match(sv, STATE_PATTERN)
+  if not s then fail('task ' .. id .. ' has a state record that does not decode') end
+  local dv = redis.call('HGET', TDATA, id)
+  if not dv then fail('task ' .. id .. ' has a state record and no data record') end
+  local q, h, pr, uk, ok, d = data_parts(dv)
+  if not q then fail('task ' .. id .. ' has a data record that does not decode') end
+  local r = {id = id, layout = true, data = dv, s = s, tk = tk, a = a, ra = ra,
+    fa = fa ~= '' and fa, at = at ~= '' and at, q = q, h = h, pr = pr, uk = uk, ok = ok, d = d}
+  if sides then
+    r.r = redis.call('HGET', TRESULT, id)
+    r.e = redis.call('HGET', TERROR, id)
+    r.hi = redis.call('HGET', THISTORY, id)
+  end
+  return r
+end
+
+-- Task id's stored fields by the names of a task hash, as stored (strings;
+-- a field the task does not have is false or nil), or nil when there is no
+-- such task. With `sides`, the result, error and history too. A task of the
+-- layout above is marked `layout`, and keeps its TDATA value as `data`.
+local function peek(id, sides)
+  local sv = redis.call('HGET', TSTATE, id)
+  if sv then return layout_record(id, sv, sides) end
+  local flat = redis.call('HGETALL', task_key(id))
+  if #flat == 0 then return nil end
+  local r = {id = id}
+  for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
+  return r
+end
+
+-- The fields of a task hash, in the order stored records list them.
+local RECORD_FIELDS = {'s', 'tk', 'q', 'h', 'a', 'd', 'ra', 'pr', 'uk', 'ok', 'r', 'e', 'fa', 'at',
+  'hi'}
+
+-- Task id's fields as a flat field, value, ... array (as HGETALL gives a
+-- task hash), or nil when there is no such task.
+local function fields_of(id)
+  local r = peek(id, true)
+  if r == nil then return nil end
+  if not r.layout then return redis.call('HGETALL', task_key(id)) end
+  local out = {}
+  for _, f in ipairs(RECORD_FIELDS) do
+    local v = r[f]
+    if v then
+      out[#out + 1] = f
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
 -- Reads fields of a task. fields[1] must be 's' and fields[2] 'q'. Returns nil
 -- when the task does not exist; fails on a task with a bad state or no queue.
+-- A task of the layout above has every field but the result, error and
+-- history loaded, and those when asked for.
 local function load(id, fields)
-  local v = redis.call('HMGET', task_key(id), unpack(fields))
-  if not v[1] then
-    if redis.call('EXISTS', task_key(id)) == 1 then
-      fail('task ' .. id .. ' has no state field')
+  local r
+  local sv = redis.call('HGET', TSTATE, id)
+  if sv then
+    local sides = false
+    for _, f in ipairs(fields) do
+      if f == 'r' or f == 'e' or f == 'hi' then sides = true end
     end
-    return nil
+    r = layout_record(id, sv, sides)
+  else
+    local v = redis.call('HMGET', task_key(id), unpack(fields))
+    if not v[1] then
+      if redis.call('EXISTS', task_key(id)) == 1 then
+        fail('task ' .. id .. ' has no state field')
+      end
+      return nil
+    end
+    r = {id = id}
+    for i, f in ipairs(fields) do r[f] = v[i] end
   end
-  local r = {id = id}
-  for i, f in ipairs(fields) do r[f] = v[i] end
   local s = tonumber(r.s)
   if s == nil or STATE_NAME[s] == nil then
     fail('task ' .. id .. ' has an unknown state code ' .. tostring(r.s))
@@ -267,6 +495,63 @@ local function load(id, fields)
   r.s = s
   if not r.q then fail('task ' .. id .. ' has no queue field') end
   return r
+end
+
+-- The fields a step writes into TSTATE; the others it writes go to their
+-- side hash.
+local STATE_FIELDS = {s = true, tk = true, a = true, ra = true, fa = true, at = true}
+
+-- Writes `sets` (field, value, ...) into task r and deletes `dels`.
+local function store(r, sets, dels)
+  if not r.layout then
+    local key = task_key(r.id)
+    redis.call('HSET', key, unpack(sets))
+    if dels and #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+    return
+  end
+  for i = 1, #sets, 2 do
+    local f, v = sets[i], sets[i + 1]
+    if STATE_FIELDS[f] then
+      r[f] = v
+    elseif f == 'r' then
+      redis.call('HSET', TRESULT, r.id, v)
+    elseif f == 'e' then
+      redis.call('HSET', TERROR, r.id, v)
+    elseif f == 'hi' then
+      redis.call('HSET', THISTORY, r.id, v)
+    else
+      fail('task ' .. r.id .. ': field ' .. f .. ' is written only at enqueue')
+    end
+  end
+  for _, f in ipairs(dels or {}) do
+    if STATE_FIELDS[f] then
+      r[f] = false
+    else
+      fail('task ' .. r.id .. ': field ' .. f .. ' is never deleted')
+    end
+  end
+  redis.call('HSET', TSTATE, r.id, state_value(r))
+end
+
+-- The finished-at of task id as stored (a string), false when it has none.
+local function stored_finished_at(id)
+  local sv = redis.call('HGET', TSTATE, id)
+  if not sv then return redis.call('HGET', task_key(id), 'fa') end
+  local fa = string.match(sv, '^%d+ %d+ (%-?%d*) ')
+  if fa == nil or fa == '' then return false end
+  return fa
+end
+
+-- Gets the values of fields `ids` of hash `key`, any number of them (one
+-- HMGET per CHUNK).
+local function hmget(key, ids)
+  if #ids <= CHUNK then return redis.call('HMGET', key, unpack(ids)) end
+  local out = {}
+  for i = 1, #ids, CHUNK do
+    local v = redis.call('HMGET', key, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+    for j = 1, #v do out[#out + 1] = v[j] end
+  end
+  return out
 end
 
 local function need(r, f)
@@ -320,9 +605,9 @@ local function release_keys(r)
     redis.call('ZREM', ok, r.id)
     local h = redis.call('ZRANGE', ok, 0, 0)[1]
     if h then
-      local v = redis.call('HMGET', task_key(h), 's', 'pr')
-      if tonumber(v[1]) == AVAILABLE then
-        zadd(ready_key(r.q), ready_score(v[2]), pad(h))
+      local head = peek(h)
+      if head and tonumber(head.s) == AVAILABLE then
+        zadd(ready_key(r.q), ready_score(head.pr), pad(h))
         zrem(parked_key(r.q), h)
       end
     end
@@ -340,7 +625,7 @@ local function finished_at(key, now)
   fa = now
   local tail = redis.call('LINDEX', key, -1)
   if tail then
-    local t = redis.call('HGET', task_key(tail), 'fa')
+    local t = stored_finished_at(tail)
     if t and tonumber(t) and tonumber(t) > tonumber(now) then fa = t end
   end
   list_finished_at[key] = fa
@@ -379,9 +664,7 @@ local function move(r, tname, now, sets, dels)
       sets[#sets + 1] = now
     end
   end
-  local key = task_key(r.id)
-  redis.call('HSET', key, unpack(sets))
-  if dels and #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+  store(r, sets, dels)
   r.s = to
   if from == RUNNING and to ~= RUNNING then
     count_running(need(r, 'h'), -1)
@@ -426,11 +709,16 @@ end
 -- and its entry in sorted set `set` (nil: the caller removes it from its
 -- list).
 local function delete_task(id, set)
-  local v = redis.call('HMGET', task_key(id), 's', 'q')
-  local s, q = tonumber(v[1]), v[2]
   if set then zrem(set, id) end
-  if q then
-    if s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
+  local r = peek(id)
+  if not r then return nil end
+  local s, q = tonumber(r.s), r.q
+  if q and s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
+  if r.layout then
+    for _, key in ipairs({TSTATE, TDATA, TRESULT, TERROR, THISTORY}) do
+      redis.call('HDEL', key, id)
+    end
+  else
     redis.call('DEL', task_key(id))
   end
   return q
@@ -479,8 +767,9 @@ end
 --       priority and run_at of the task before it in the list (2 arguments).
 
 -- The Enqueue edge of a new task without a unique or ordering key, due now,
--- is written out for the hot path (every enqueue of a plain task): one HSET
--- and a buffered ready-set write, no task table. Checked once against the
+-- is written out for the hot path (every enqueue of a plain task): its two
+-- records and its ready member join the call's multi-field writes, no task
+-- table, no command of its own. Checked once against the
 -- generated prelude, as move() would check it; should the state machine
 -- change so it no longer holds, every task takes move() instead.
 -- (Plain Lua only: a function library runs this when it loads, where the
@@ -504,9 +793,13 @@ local AVAILABLE_STR = STATE_STR[AVAILABLE]
 local function enqueue_tasks(now, b, n, span, out, wake, seq)
   local now_n = tonumber(now)
   local last = b + span
-  local ready_adds = {}
-  -- The fields a '=' form takes from the task before it.
-  local q, h, pr, ra, due, score
+  -- This request's new records and ready members on the hot path, written
+  -- with the call's others at its end (flush_ready) once the request went
+  -- through.
+  local datas, states, ready_adds = {}, {}, {}
+  -- The fields a '=' form takes from the task before it; the data head and
+  -- state of a plain task with them, built when first needed.
+  local q, h, pr, ra, due, score, head, state
   for i = 1, n do
     local form = ARGV[b]
     local d
@@ -530,8 +823,9 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
       if not (q and h and d and pr and ra and b <= last) then
         fail('enqueue: task ' .. i .. ' has too few arguments')
       end
+      if not string.find(ra, '^%-?%d+$') then fail('enqueue: task ' .. i .. ' has a bad run-at ' .. ra) end
       due = tonumber(ra) <= now_n
-      score = nil
+      score, head, state = nil, nil, nil
     end
     local existing = false
     if uk then existing = redis.call('HGET', uniq_key(q), uk) end
@@ -542,12 +836,15 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
       end
     elseif ENQUEUE_FAST and not uk and not ok and due then
       seq = seq + 1
-      local id = string.format('%d', seq)
-      -- A small hash is a list that HMGET searches from its start, field by
-      -- field: the fields reserve and finish read come first, the state
-      -- before all.
-      redis.call('HSET', P .. 't:' .. id, 's', AVAILABLE_STR, 'tk', '0', 'q', q, 'h', h,
-        'a', '0', 'd', d, 'ra', ra, 'pr', pr)
+      local id, member = id_of(seq)
+      if not head then
+        head = data_head(q, h, pr, false, false)
+        state = AVAILABLE_STR .. ' 0  0 ' .. ra .. ' '
+        score = ready_score(pr)
+      end
+      local k = #datas
+      datas[k + 1], datas[k + 2] = id, head .. d
+      states[k + 1], states[k + 2] = id, state
       -- New ids: each member is written once, so no last-write-wins
       -- buffering, just one multi-member ZADD per queue at the end of the
       -- call, for every request in it. That write cannot fail: the queue's
@@ -562,9 +859,8 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
         adds = {}
         ready_adds[q] = adds
       end
-      if not score then score = ready_score(pr) end
       adds[#adds + 1] = score
-      adds[#adds + 1] = pad(id)
+      adds[#adds + 1] = member
       if not queues_added[q] then
         queues_added[q] = true
         redis.call('SADD', QUEUES, q)
@@ -573,21 +869,12 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
     else
       seq = seq + 1
       local id = string.format('%d', seq)
-      local r = {id = id, q = q, pr = pr, ra = ra, uk = uk, ok = ok}
+      redis.call('HSET', TDATA, id, data_head(q, h, pr, uk, ok) .. d)
+      local r = {id = id, layout = true, q = q, h = h, pr = pr, ra = ra, uk = uk, ok = ok,
+        tk = '0', a = '0'}
       local tname = 'Enqueue'
       if not due then tname = 'Schedule' end
-      -- The same order as above (move writes the state again, in place).
-      local sets = {'s', STATE_STR[TR[tname].to], 'tk', '0', 'q', q, 'h', h, 'a', '0',
-        'd', d, 'ra', ra, 'pr', pr}
-      if uk then
-        sets[#sets + 1] = 'uk'
-        sets[#sets + 1] = uk
-      end
-      if ok then
-        sets[#sets + 1] = 'ok'
-        sets[#sets + 1] = ok
-      end
-      move(r, tname, now, sets)
+      move(r, tname, now, {})
       if not queues_added[q] then
         queues_added[q] = true
         redis.call('SADD', QUEUES, q)
@@ -596,7 +883,15 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
     end
   end
   if b ~= last then fail('enqueue: the tasks take ' .. (b - last + span) .. ' arguments, not ' .. span) end
-  -- The request went through: its ready members join the call's.
+  -- The request went through: its records and ready members join the call's.
+  if #records_deferred == 0 then
+    records_deferred, states_deferred = datas, states
+  else
+    for i = 1, #datas do
+      records_deferred[#records_deferred + 1] = datas[i]
+      states_deferred[#states_deferred + 1] = states[i]
+    end
+  end
   for q, adds in pairs(ready_adds) do
     local all = ready_deferred[q]
     if not all then
@@ -607,8 +902,12 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
   end
 end
 
--- Writes the ready members enqueue_tasks deferred (one ZADD per queue).
+-- Writes the records and ready members enqueue_tasks deferred (one HSET per
+-- record hash, one ZADD per queue).
 local function flush_ready()
+  bulk('HSET', TDATA, records_deferred)
+  bulk('HSET', TSTATE, states_deferred)
+  records_deferred, states_deferred = {}, {}
   for q, adds in pairs(ready_deferred) do bulk('ZADD', ready_key(q), adds) end
   ready_deferred = {}
 end

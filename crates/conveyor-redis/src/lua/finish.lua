@@ -49,41 +49,63 @@ local function report(id, token, kind, number, text)
 end
 
 -- The Complete edge of a running task, with or without a result, written out
--- for the hot path: one HMGET and one HSET per task, its sorted-set writes
--- collected in plain arrays (each member once) and sent as one command per
--- key. Checked here against the generated prelude (what move() would do);
--- should the state machine change so it no longer holds, every report takes
--- move() instead.
+-- for the hot path: the records of every completed task read with one HMGET
+-- per record hash up front, the new states and results written with one
+-- HSET per hash at the end, the sorted-set writes collected in plain arrays
+-- (each member once) and sent as one command per key. Checked here against
+-- the generated prelude (what move() would do); should the state machine
+-- change so it no longer holds, every report takes move() instead.
 local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: lease-set members to remove, ids to append to the finished list,
--- and the finished-at they get.
-local unleased, finished, finished_at_of = {}, {}, {}
+-- Per queue: lease-set members to remove and ids to append to the finished
+-- list.
+local unleased, finished = {}, {}
+-- The new state records and the results (id, value, ...).
+local states, results = {}, {}
+-- The reports applied so far, by task id: a task reported twice in one call
+-- (another token's stale report beside the live one) has its second report
+-- checked against what the first one did.
+local applied = {}
 
--- `result` is the task's result, or nil for none.
-local function complete(id, token, result)
-  local key = task_key(id)
-  local v = redis.call('HMGET', key, 's', 'tk', 'q', 'h', 'ok', 'uk')
-  -- Anything unusual (stale, gone, bad data) takes the generic path, which
-  -- also reports bad data.
-  if v[1] ~= RUNNING_S or v[2] ~= token or not v[3] or not v[4] then
-    if result then return report(id, token, 'C', '1', result) end
-    return report(id, token, 'C', '0', '')
+-- The head of a running task's state record, before its token.
+local RUNNING_HEAD = RUNNING_S .. ' '
+-- Per queue: the finished-at of its completed tasks between spaces, for
+-- their state records.
+local done_mid = {}
+
+-- Completes task id if token holds its lease, with a result (nil for none);
+-- sv, dv: its state and data records as read up front (false for none).
+local function complete(id, token, result, sv, dv)
+  if applied[id] then return 0 end
+  -- The state record of the lease: running under this token, no
+  -- finished-at; then its attempts, run-at and attempt, kept.
+  local lease_head = RUNNING_HEAD .. token .. '  '
+  local q, h, uk, ok
+  if sv and dv and sub(sv, 1, #lease_head) == lease_head then q, h, uk, ok = route(dv) end
+  -- Anything unusual (stale, gone, bad data, a data record of the long
+  -- form, a task stored before the record layout) takes the generic path,
+  -- which also reports bad data.
+  if not q then
+    local applies
+    if result then applies = report(id, token, 'C', '1', result) else applies = report(id, token, 'C', '0', '') end
+    if applies == 1 then applied[id] = true end
+    return applies
   end
-  local q, h, ok, uk = v[3], v[4], v[5], v[6]
   local u = unleased[q]
   if not u then
     u = {}
     unleased[q] = u
     finished[q] = {}
-    finished_at_of[q] = finished_at(home_key(q, TR.Complete.to), now)
+    done_mid[q] = ' ' .. finished_at(home_key(q, TR.Complete.to), now) .. ' '
   end
+  local n = #states
+  states[n + 1] = id
+  states[n + 2] = DONE_S .. ' ' .. token .. done_mid[q] .. sub(sv, #lease_head + 1)
   if result then
-    redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q], 'r', result)
-  else
-    redis.call('HSET', key, 's', DONE_S, 'fa', finished_at_of[q])
+    n = #results
+    results[n + 1], results[n + 2] = id, result
   end
   u[#u + 1] = id
   local f = finished[q]
@@ -92,26 +114,49 @@ local function complete(id, token, result)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
   done[#done + 1] = id
+  applied[id] = true
   return 1
 end
 
-for i = 5, 4 + 2 * plain, 2 do
+-- The records of the completions' tasks, read up front.
+local first_other = 5 + 2 * plain
+local svs, dvs = {}, {}
+if FAST then
+  local ids = {}
+  for i = 5, first_other - 1, 2 do ids[#ids + 1] = ARGV[i] end
+  for i = first_other, first_other + 5 * (other - 1), 5 do
+    if ARGV[i + 2] == 'C' then ids[#ids + 1] = ARGV[i] end
+  end
+  if #ids > 0 then
+    svs = hmget(TSTATE, ids)
+    dvs = hmget(TDATA, ids)
+  end
+end
+local k = 0
+for i = 5, first_other - 1, 2 do
   if FAST then
-    out[#out + 1] = complete(ARGV[i], ARGV[i + 1])
+    k = k + 1
+    out[#out + 1] = complete(ARGV[i], ARGV[i + 1], nil, svs[k], dvs[k])
   else
     out[#out + 1] = report(ARGV[i], ARGV[i + 1], 'C', '0', '')
   end
 end
-local first_other = 5 + 2 * plain
 for i = first_other, first_other + 5 * (other - 1), 5 do
+  local id = ARGV[i]
   if FAST and ARGV[i + 2] == 'C' then
     local result = nil
     if ARGV[i + 3] == '1' then result = ARGV[i + 4] end
-    out[#out + 1] = complete(ARGV[i], ARGV[i + 1], result)
+    k = k + 1
+    out[#out + 1] = complete(id, ARGV[i + 1], result, svs[k], dvs[k])
+  elseif applied[id] then
+    out[#out + 1] = 0
   else
-    out[#out + 1] = report(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    out[#out + 1] = report(id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    if out[#out] == 1 then applied[id] = true end
   end
 end
+bulk('HSET', TSTATE, states)
+bulk('HSET', TRESULT, results)
 local f = first_other + 5 * other
 while f <= #ARGV do
   local pos, m, span = tonumber(ARGV[f]), tonumber(ARGV[f + 1]), tonumber(ARGV[f + 2])

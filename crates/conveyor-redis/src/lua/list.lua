@@ -53,10 +53,11 @@ end
 -- The fields of a task that is in the state and of the handler, else nil
 -- (a stray index entry, or filtered out); and whether the task exists.
 local function matching(id)
-  local v = redis.call('HMGET', task_key(id), 's', 'h')
-  if v[1] ~= want then return nil, v[1] ~= false end
-  if handler and v[2] ~= handler then return nil, true end
-  return redis.call('HGETALL', task_key(id)), true
+  local r = peek(id)
+  if r == nil then return nil, false end
+  if r.s ~= want then return nil, true end
+  if handler and r.h ~= handler then return nil, true end
+  return fields_of(id), true
 end
 
 -- A sorted set whose scores are ids: up to n ids after `from`.
@@ -174,7 +175,7 @@ end
 local function fa_at(key, pos)
   local id = redis.call('LINDEX', key, pos)
   if not id then return 0 end
-  return tonumber(redis.call('HGET', task_key(id), 'fa')) or 0
+  return tonumber(stored_finished_at(id)) or 0
 end
 
 -- The first place of list key (of length len) whose task finished after fa
@@ -234,14 +235,14 @@ local function finish_source(q, c)
       local from = math.max(0, p - n + 1)
       ids = redis.call('LRANGE', key, from, p)
       for i = #ids, 1, -1 do
-        local fa = tonumber(redis.call('HGET', task_key(ids[i]), 'fa')) or 0
+        local fa = tonumber(stored_finished_at(ids[i])) or 0
         out[#out + 1] = {id = ids[i], fa = fa, q = q, pos = from + i - 1}
       end
       p = from - 1
     else
       ids = redis.call('LRANGE', key, p, p + n - 1)
       for i, id in ipairs(ids) do
-        local fa = tonumber(redis.call('HGET', task_key(id), 'fa')) or 0
+        local fa = tonumber(stored_finished_at(id)) or 0
         out[#out + 1] = {id = id, fa = fa, q = q, pos = p + i - 1}
       end
       p = p + #ids
@@ -263,11 +264,11 @@ end
 -- The cursor, for the finish lists.
 local cursor = nil
 if by_finish and after then
-  local v = redis.call('HMGET', task_key(after), 'q', 'fa', 's')
-  if v[1] then
-    cursor = {q = v[1], fa = tonumber(v[2]) or 0}
-    if tonumber(v[3]) == state then
-      cursor.pos = place_of(members_key(v[1], state), cursor.fa, after)
+  local v = peek(after)
+  if v and v.q then
+    cursor = {q = v.q, fa = tonumber(v.fa) or 0}
+    if tonumber(v.s) == state then
+      cursor.pos = place_of(members_key(v.q, state), cursor.fa, after)
     end
   elseif newest then
     -- The cursor task is gone: pruned, and prune cuts every list from its

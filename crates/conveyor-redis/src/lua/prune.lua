@@ -19,7 +19,7 @@ local function prune_list(list, before)
   local cut = tonumber(before)
   local k = 0
   for _, id in ipairs(redis.call('LRANGE', list, 0, limit - n - 1)) do
-    local fa = tonumber(redis.call('HGET', task_key(id), 'fa'))
+    local fa = tonumber(stored_finished_at(id))
     if fa ~= nil and fa >= cut then break end
     pruned(delete_task(id, nil))
     k = k + 1

@@ -1,16 +1,16 @@
 -- reserve: ARGV = prefix, now, lease_until, max, promote_limit, worker (the
 -- attempts' worker, '' for none), then queue names. Each taken task records
--- its latest attempt's start and worker in one field, at = 'NOW WORKER'
--- (built once per call), in the same HSET.
+-- its latest attempt's start and worker, 'NOW WORKER' (built once per call),
+-- in its state record.
 -- Promotes due scheduled and retrying tasks (at most promote_limit), then takes
 -- up to max ready tasks from the queues in the given order, skipping a paused
 -- queue (a member of the PAUSED set, read inside this script, so a pause is
 -- atomic with respect to every reservation), by priority then
 -- id, skipping (and parking) tasks that do not head their ordering key, and
 -- skipping (leaving ready) tasks whose handler's global limits refuse a start.
--- Returns per task: id, token, queue, handler, d (the fields that never
--- change, packed: see packed_of in common.lua), attempt, ordering_key|nil,
--- run_at.
+-- Returns per task: id, its state record and its data record after the
+-- step (see "Task records" in common.lua: token, attempt and run-at; queue,
+-- handler, ordering key and d).
 local now = ARGV[2]
 local lu = ARGV[3]
 local max = tonumber(ARGV[4])
@@ -32,26 +32,41 @@ flush()
 local gates = load_gates(now)
 local skipped = 0
 
--- The Reserve edge of an available task, written out for the hot path: one
--- HMGET and one HSET per task, its sorted-set writes collected in plain arrays
--- (each member once) and sent as one command per key. It is checked here
--- against the generated prelude, which is what move() would do; should the state
--- machine change so it no longer holds, every task takes move() instead.
+-- The Reserve edge of an available task, written out for the hot path: the
+-- records of a chunk of ready tasks read with one HMGET per record hash,
+-- their new states written with one HSET per queue, their sorted-set writes
+-- collected in plain arrays (each member once) and sent as one command per
+-- key. It is checked here against the generated prelude, which is what
+-- move() would do; should the state machine change so it no longer holds,
+-- every task takes move() instead.
 local FAST = TR.Reserve.from[AVAILABLE] and TR.Reserve.to == RUNNING
   and HOME[AVAILABLE] == 'ready' and HOME[RUNNING] == 'leases'
   and not INDEXED[AVAILABLE] and not INDEXED[RUNNING]
   and UNFINISHED[AVAILABLE] and UNFINISHED[RUNNING] and not FINISHED[RUNNING]
 local RUNNING_S, AVAILABLE_S = STATE_STR[RUNNING], STATE_STR[AVAILABLE]
 
--- Flat reply: 8 items per task (false for none).
+-- Flat reply: 3 items per task: id, its state record and its data record
+-- (see "Task records" in common.lua).
 local out = {}
 local picked = 0
 local leased = {}
-local function reply(id, tk, q, h, d, a, ok, ra)
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
-  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = d, a, ok or false, ra
+-- The new state records of one queue's taken tasks (id, value, ...).
+local states = {}
+-- The lease token of this call's tasks of the record layout, taken on the
+-- first; the head of their new state records, up to the attempts; their
+-- tail, from the run-at's end.
+local token, running_head
+local attempt_tail = ' ' .. attempt_at
+local function call_token()
+  if not token then
+    token = string.format('%d', redis.call('INCR', TOKENS))
+    running_head = RUNNING_S .. ' ' .. token .. '  '
+  end
+  return token
 end
+-- An available task's state record: its attempts and run-at, checked to be
+-- available with no finished-at.
+local AVAILABLE_STATE = '^' .. AVAILABLE_S .. ' %d+  (%d+) (%-?%d+) '
 -- What the generic path reads: d, or for a task stored before it the fields
 -- d packs.
 local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'tk', 'h', 'd', 'ra', 'ma', 'ca', 'to', 'tc', 'p'}
@@ -65,36 +80,37 @@ local function take_slow(q, m, id)
   if not is_head(r) then return 'park' end
   if gates and not admit(gates, need(r, 'h')) then return 'skip' end
   local a = num(r, 'a') + 1
-  local tk = num(r, 'tk') + 1
+  -- A task of the record layout takes the call's token; one of a hash of
+  -- its own counts its own.
+  local tk
+  if r.layout then tk = call_token() else tk = num(r, 'tk') + 1 end
   r.lu = lu
   move(r, 'Reserve', now, {'a', a, 'tk', tk, 'at', attempt_at})
-  reply(id, tk, q, need(r, 'h'), packed_of(r), a, r.ok, need(r, 'ra'))
+  local n = #out
+  out[n + 1] = id
+  out[n + 2] = state_value({s = RUNNING, tk = tk, a = a, ra = need(r, 'ra'), at = attempt_at})
+  out[n + 3] = r.data or data_head(q, need(r, 'h'), need(r, 'pr'), r.uk, r.ok) .. packed_of(r)
   return true
 end
 
-local function take(q, m, rm_ready)
-  local id = unpad(m)
-  if not FAST then return take_slow(q, m, id) end
-  local key = task_key(id)
-  local v = redis.call('HMGET', key, 's', 'q', 'ok', 'h', 'a', 'tk', 'd', 'ra')
-  local a, tk = tonumber(v[5]), tonumber(v[6])
-  -- Anything unusual (gone, another state, a missing field, a number that
-  -- doesn't parse, a task stored before d) takes the generic path, which
-  -- also reports bad data.
-  if v[1] ~= AVAILABLE_S or v[2] ~= q or not (a and tk and v[4] and v[7] and v[8]) then
-    return take_slow(q, m, id)
-  end
-  local ok, h = v[3], v[4]
+-- sv, dv: the task's state and data records (false when it has none).
+local function take(q, m, id, sv, dv, rm_ready)
+  if not (sv and dv) then return take_slow(q, m, id) end
+  local a, ra = string.match(sv, AVAILABLE_STATE)
+  local tq, h, _, ok = nil, nil, nil, nil
+  if ra then tq, h, _, ok = route(dv) end
+  -- Anything unusual (another state, a record that does not decode or is
+  -- of the long form, another queue) takes the generic path, which also
+  -- reports bad data.
+  if tq ~= q then return take_slow(q, m, id) end
   if ok and not heads_key(q, ok, id) then return 'park' end
   if gates and not admit(gates, h) then return 'skip' end
-  a, tk = a + 1, tk + 1
+  if not token then call_token() end
+  local state = running_head .. succ(a) .. ' ' .. ra .. attempt_tail
   local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, tk, q, h
-  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = v[7], a, ok, v[8]
-  -- Numbers go out as strings formatted here: Redis 7.0 formats a Lua number
-  -- argument with '%.17g', which costs far more than '%d'.
-  redis.call('HSET', key, 's', RUNNING_S, 'a', string.format('%d', a), 'tk', string.format('%d', tk),
-    'at', attempt_at)
+  out[n + 1], out[n + 2], out[n + 3] = id, state, dv
+  n = #states
+  states[n + 1], states[n + 2] = id, state
   rm_ready[#rm_ready + 1] = m
   leased[#leased + 1] = lu
   leased[#leased + 1] = id
@@ -113,11 +129,20 @@ for qi = 7, #ARGV do
   while not paused and picked < max and skipped < SKIP_LIMIT do
     local chunk = max - picked
     if gates and chunk < 100 then chunk = 100 end
+    if chunk > CHUNK then chunk = CHUNK end
     local ms = redis.call('ZRANGE', rk, cursor, cursor + chunk - 1)
     if #ms == 0 then break end
     cursor = cursor + #ms
-    for _, m in ipairs(ms) do
-      local t = take(q, m, rm_ready)
+    local ids = {}
+    for i, m in ipairs(ms) do ids[i] = unpad(m) end
+    local svs, dvs = {}, {}
+    if FAST then
+      svs = redis.call('HMGET', TSTATE, unpack(ids))
+      dvs = redis.call('HMGET', TDATA, unpack(ids))
+    end
+    for i, m in ipairs(ms) do
+      local t
+      if FAST then t = take(q, m, ids[i], svs[i], dvs[i], rm_ready) else t = take_slow(q, m, ids[i]) end
       if t == 'skip' then
         -- Its handler is at a limit: it stays ready, in its place.
         skipped = skipped + 1
@@ -128,13 +153,15 @@ for qi = 7, #ARGV do
       elseif t == 'park' then
         -- It re-enters the ready set when it heads its key.
         zrem(rk, m)
-        zadd(parked_key(q), unpad(m), unpad(m))
+        zadd(parked_key(q), ids[i], ids[i])
       else
         -- A stray entry: the task is gone or lives elsewhere.
         zrem(rk, m)
       end
     end
   end
+  bulk('HSET', TSTATE, states)
+  states = {}
   bulk('ZREM', rk, rm_ready)
   if #leased > 0 then
     bulk('ZADD', leases_key(q), leased)

@@ -10,8 +10,8 @@ local function older(q, ca)
 end
 local due = redis.call('ZRANGEBYSCORE', TIMERS, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(due) do
-  local v = redis.call('HMGET', task_key(id), 'q', 'd', 'ca')
-  if v[1] then older(v[1], created_at(v[2], v[3])) end
+  local r = peek(id)
+  if r and r.q then older(r.q, created_at(r.d, r.ca)) end
 end
 local out = {}
 local queues = redis.call('SMEMBERS', QUEUES)
@@ -25,8 +25,8 @@ for _, q in ipairs(queues) do
     if first == nil or tonumber(id) < tonumber(first) then first = id end
   end
   if first then
-    local v = redis.call('HMGET', task_key(first), 'd', 'ca')
-    older(q, created_at(v[1], v[2]))
+    local r = peek(first)
+    if r then older(q, created_at(r.d, r.ca)) end
   end
   row[#row + 1] = oldest[q] or false
   out[#out + 1] = row
