@@ -10,8 +10,9 @@
 //!   attempt);
 //! - the data record, written once at enqueue: four bytes, the byte lengths
 //!   of the queue, the handler, the unique key plus one and the ordering key
-//!   plus one (0: none), then those four strings back to back, then `PR `
-//!   (the priority), then `d` (see [`crate::packed`]). When a part is too
+//!   plus one (0: none), then those four strings back to back, then `PR RA `
+//!   (the priority and the run-at it was enqueued with), then `d` (see
+//!   [`crate::packed`]). When a part is too
 //!   long for a byte the first byte is 255 and the four lengths follow in
 //!   decimal, `LQ LH LU LO ` (`-1`: none).
 //!
@@ -113,6 +114,9 @@ pub(crate) fn data(id: u64, mut record: Vec<u8>) -> Result<DataRecord, Error> {
     take(&mut rest)
         .and_then(number::<i64>)
         .ok_or_else(|| wrong("bad priority"))?;
+    take(&mut rest)
+        .and_then(number::<i64>)
+        .ok_or_else(|| wrong("bad run-at"))?;
     let start = record.len() - rest.len();
     // `d` is the record's tail: moved to the front, not copied anew.
     record.drain(..start);
@@ -164,7 +168,7 @@ mod tests {
         for s in [q, h, uk.unwrap_or(""), ok.unwrap_or("")] {
             r.extend_from_slice(s.as_bytes());
         }
-        r.extend_from_slice(b"-5 ");
+        r.extend_from_slice(b"-5 1700 ");
         r.extend_from_slice(&d());
         r
     }
@@ -187,7 +191,7 @@ mod tests {
 
         // The long form: a part too long for a byte.
         let long = "k".repeat(300);
-        let mut r = format!("\u{0}7 1 -1 300 defaulth{long}0 ").into_bytes();
+        let mut r = format!("\u{0}7 1 -1 300 defaulth{long}0 1700 ").into_bytes();
         r[0] = LONG_FORM;
         r.extend_from_slice(&d());
         let got = data(9, r).expect("decodes");
@@ -211,11 +215,12 @@ mod tests {
         for (r, says) in [
             (&b"\x01\x01"[..], "no lengths"),
             (b"\x01\x01\x00\x00", "queue longer"),
-            (b"\xff1 x -1 -1 qh0 ", "bad handler length"),
-            (b"\xff1 1 -1 -2 qh0 ", "bad ordering key length"),
-            (b"\x01\x01\x00\x00qhz ", "bad priority"),
-            (b"\x01\x01\x00\x00\xffh0 ", "queue not UTF-8"),
-            (b"\x01\x01\x00\x00qh0 ", "field d"),
+            (b"\xff1 x -1 -1 qh0 5 ", "bad handler length"),
+            (b"\xff1 1 -1 -2 qh0 5 ", "bad ordering key length"),
+            (b"\x01\x01\x00\x00qhz 5 ", "bad priority"),
+            (b"\x01\x01\x00\x00qh0 ", "bad run-at"),
+            (b"\x01\x01\x00\x00\xffh0 5 ", "queue not UTF-8"),
+            (b"\x01\x01\x00\x00qh0 5 ", "field d"),
         ] {
             let text = data(42, r.to_vec())
                 .expect_err("does not decode")

@@ -346,7 +346,7 @@ mod tests {
         let mut items = vec![
             Value::Int(7),
             bulk(b"2 2  1 11 99 worker"),
-            bulk(b"\x07\x01\x00\x04defaulthkey0 1 3 10 250 0 {}"),
+            bulk(b"\x07\x01\x00\x04defaulthkey0 11 1 3 10 250 0 {}"),
         ];
         change(&mut items);
         items
@@ -385,12 +385,12 @@ mod tests {
             (2, Value::Nil, "task 7: data record: missing"),
             (
                 2,
-                Value::BulkString(b"\x07\x01\x00\x00defaulth0 1 -1 10  0 {}".to_vec()),
+                Value::BulkString(b"\x07\x01\x00\x00defaulth0 11 1 -1 10  0 {}".to_vec()),
                 "task 7: field d: max attempts out of range",
             ),
             (
                 2,
-                Value::BulkString(b"\x07\x01\x00\x02defaulth\xff0 1 3 10  0 {}".to_vec()),
+                Value::BulkString(b"\x07\x01\x00\x02defaulth\xff0 11 1 3 10  0 {}".to_vec()),
                 "task 7: data record: ordering key not UTF-8",
             ),
         ] {

@@ -33,16 +33,16 @@ local queues_added, ready_deferred, ready_checked
 -- The string functions the hot paths call per task, as locals (a global
 -- costs a lookup each time). Bound by begin(): a function library's code
 -- cannot reach them when it loads.
-local byte, sub
--- Per call: the TDATA and TSTATE writes (id, value, ...) of enqueued tasks,
--- written at the end of the call with the ready members (flush_ready).
-local records_deferred, states_deferred
+local byte, sub, match
+-- Per call: the TDATA writes (id, value, ...) of enqueued tasks, written at
+-- the end of the call with the ready members (flush_ready).
+local records_deferred
 
 local function begin(prefix)
-  byte, sub = string.byte, string.sub
+  byte, sub, match = string.byte, string.sub, string.match
   pending, running_delta, list_finished_at = {}, {}, {}
   queues_added, ready_deferred, ready_checked = {}, {}, {}
-  records_deferred, states_deferred = {}, {}
+  records_deferred = {}
   if prefix == P then return end
   P = prefix
   TIMERS = P .. 'timers'
@@ -170,9 +170,7 @@ local function id_of(n)
   return hundreds .. two, hundreds_padded .. two
 end
 local function unpad(m)
-  local i = string.find(m, '[^0]')
-  if not i then return m end
-  return string.sub(m, i)
+  return match(m, '^0*(.+)$')
 end
 
 local function zset_op(key, member, score)
@@ -299,14 +297,17 @@ end
 --   TDATA, what never changes, written once at enqueue: the byte lengths of
 --     the queue, the handler, the unique key plus one and the ordering key
 --     plus one (0: none) as four bytes, then those four strings back to
---     back, then 'PR ' (the priority), then d (see packed_of). A part too
---     long for a byte makes the record's first byte 255, followed by the
---     four lengths in decimal, 'LQ LH LU LO ' (-1: none), and the rest as
---     before.
+--     back, then 'PR RA ' (the priority and the run-at it was enqueued
+--     with), then d (see packed_of). A part too long for a byte makes the
+--     record's first byte 255, followed by the four lengths in decimal,
+--     'LQ LH LU LO ' (-1: none), and the rest as before.
 --   TSTATE, what each step rewrites: 'S TK FA A RA AT', the state code, the
 --     lease token, the finished-at ('' before the task finishes), the
 --     attempts, the run-at and, to the end of the string, the latest
---     attempt's 'START WORKER' ('' before the first attempt).
+--     attempt's 'START WORKER' ('' before the first attempt). A task
+--     enqueued available (no key, due) gets none until its first step: a
+--     data record without a state record is such a task, available with no
+--     token, no attempts and its data record's run-at.
 -- The result, the last error and the attempt history, for a task that has
 -- one, are its field in TRESULT, TERROR and THISTORY. Tasks stored before
 -- this layout are a hash of their own each (task_key) with those as fields:
@@ -350,8 +351,8 @@ local function state_value(r)
 end
 
 -- The head of a TDATA value: everything before d (uk and ok: false or nil
--- for none).
-local function data_head(q, h, pr, uk, ok)
+-- for none; ra, the run-at the task is enqueued with).
+local function data_head(q, h, pr, uk, ok, ra)
   pr = dec(pr)
   if not string.find(pr, '^%-?%d+$') then fail('bad priority ' .. pr) end
   local lu, lo = 0, 0
@@ -363,12 +364,13 @@ local function data_head(q, h, pr, uk, ok)
   else
     head = '\255' .. string.format('%d %d %d %d ', #q, #h, lu - 1, lo - 1)
   end
-  return head .. q .. h .. (uk or '') .. (ok or '') .. pr .. ' '
+  return head .. q .. h .. (uk or '') .. (ok or '') .. pr .. ' ' .. dec(ra) .. ' '
 end
 
 -- The routing parts of a TDATA value of the short form, for the hot paths:
--- queue, handler, unique key and ordering key (false for none). nil for
--- the long form or a value that does not decode (data_parts reads both).
+-- queue, handler, unique key and ordering key (false for none), and where
+-- its priority starts. nil for the long form or a value that does not
+-- decode (data_parts reads both).
 local function route(v)
   local lq, lh, lu, lo = byte(v, 1, 4)
   if not lo or lq == 255 then return nil end
@@ -382,11 +384,12 @@ local function route(v)
   local uk, ok = false, false
   if lu > 0 then uk = sub(v, uat, oat - 1) end
   if lo > 0 then ok = sub(v, oat, pat - 1) end
-  return sub(v, 5, hat - 1), sub(v, hat, uat - 1), uk, ok
+  return sub(v, 5, hat - 1), sub(v, hat, uat - 1), uk, ok, pat
 end
 
 -- The parts of a TDATA value: queue, handler, priority, unique key and
--- ordering key (false for none), d. nil when it does not decode.
+-- ordering key (false for none), d, enqueued run-at. nil when it does not
+-- decode.
 local function data_parts(v)
   local lq, lh, lu, lo = byte(v, 1, 4)
   if not lo then return nil end
@@ -402,23 +405,28 @@ local function data_parts(v)
   if lu > 0 then oat = oat + lu - 1 end
   local pat = oat
   if lo > 0 then pat = pat + lo - 1 end
-  local pr, dat = string.match(v, '^(%-?%d+) ()', pat)
+  local pr, ra, dat = string.match(v, '^(%-?%d+) (%-?%d+) ()', pat)
   if not dat then return nil end
   local uk, ok = false, false
   if lu > 0 then uk = string.sub(v, uat, oat - 1) end
   if lo > 0 then ok = string.sub(v, oat, pat - 1) end
-  return string.sub(v, qat, hat - 1), string.sub(v, hat, uat - 1), pr, uk, ok, string.sub(v, dat)
+  return string.sub(v, qat, hat - 1), string.sub(v, hat, uat - 1), pr, uk, ok, string.sub(v, dat),
+    ra
 end
 
--- The record of task id of the layout above whose TSTATE value is sv (see
--- peek).
-local function layout_record(id, sv, sides)
-  local s, tk, fa, a, ra, at = string.match(sv, STATE_PATTERN)
-  if not s then fail('task ' .. id .. ' has a state record that does not decode') end
-  local dv = redis.call('HGET', TDATA, id)
+-- The record of task id of the layout above, from its TSTATE value sv
+-- (nil: none, a task not stepped since its enqueue) and its TDATA value dv
+-- (read here when nil). See peek.
+local function layout_record(id, sv, dv, sides)
+  dv = dv or redis.call('HGET', TDATA, id)
   if not dv then fail('task ' .. id .. ' has a state record and no data record') end
-  local q, h, pr, uk, ok, d = data_parts(dv)
+  local q, h, pr, uk, ok, d, ra0 = data_parts(dv)
   if not q then fail('task ' .. id .. ' has a data record that does not decode') end
+  local s, tk, fa, a, ra, at = STATE_STR[AVAILABLE], '0', '', '0', ra0, ''
+  if sv then
+    s, tk, fa, a, ra, at = string.match(sv, STATE_PATTERN)
+    if not s then fail('task ' .. id .. ' has a state record that does not decode') end
+  end
   local r = {id = id, layout = true, data = dv, s = s, tk = tk, a = a, ra = ra,
     fa = fa ~= '' and fa, at = at ~= '' and at, q = q, h = h, pr = pr, uk = uk, ok = ok, d = d}
   if sides then
@@ -435,7 +443,9 @@ end
 -- layout above is marked `layout`, and keeps its TDATA value as `data`.
 local function peek(id, sides)
   local sv = redis.call('HGET', TSTATE, id)
-  if sv then return layout_record(id, sv, sides) end
+  if sv then return layout_record(id, sv, nil, sides) end
+  local dv = redis.call('HGET', TDATA, id)
+  if dv then return layout_record(id, nil, dv, sides) end
   local flat = redis.call('HGETALL', task_key(id))
   if #flat == 0 then return nil end
   local r = {id = id}
@@ -471,12 +481,13 @@ end
 local function load(id, fields)
   local r
   local sv = redis.call('HGET', TSTATE, id)
-  if sv then
+  local dv = not sv and redis.call('HGET', TDATA, id)
+  if sv or dv then
     local sides = false
     for _, f in ipairs(fields) do
       if f == 'r' or f == 'e' or f == 'hi' then sides = true end
     end
-    r = layout_record(id, sv, sides)
+    r = layout_record(id, sv, dv or nil, sides)
   else
     local v = redis.call('HMGET', task_key(id), unpack(fields))
     if not v[1] then
@@ -793,13 +804,14 @@ local AVAILABLE_STR = STATE_STR[AVAILABLE]
 local function enqueue_tasks(now, b, n, span, out, wake, seq)
   local now_n = tonumber(now)
   local last = b + span
-  -- This request's new records and ready members on the hot path, written
-  -- with the call's others at its end (flush_ready) once the request went
-  -- through.
-  local datas, states, ready_adds = {}, {}, {}
-  -- The fields a '=' form takes from the task before it; the data head and
-  -- state of a plain task with them, built when first needed.
-  local q, h, pr, ra, due, score, head, state
+  -- This request's new data records and ready members on the hot path,
+  -- written with the call's others at its end (flush_ready) once the
+  -- request went through. Such a task has no state record yet (see "Task
+  -- records").
+  local datas, ready_adds = {}, {}
+  -- The fields a '=' form takes from the task before it; the data head of
+  -- a plain task with them, built when first needed.
+  local q, h, pr, ra, due, score, head
   for i = 1, n do
     local form = ARGV[b]
     local d
@@ -825,7 +837,7 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
       end
       if not string.find(ra, '^%-?%d+$') then fail('enqueue: task ' .. i .. ' has a bad run-at ' .. ra) end
       due = tonumber(ra) <= now_n
-      score, head, state = nil, nil, nil
+      score, head = nil, nil
     end
     local existing = false
     if uk then existing = redis.call('HGET', uniq_key(q), uk) end
@@ -838,13 +850,11 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
       seq = seq + 1
       local id, member = id_of(seq)
       if not head then
-        head = data_head(q, h, pr, false, false)
-        state = AVAILABLE_STR .. ' 0  0 ' .. ra .. ' '
+        head = data_head(q, h, pr, false, false, ra)
         score = ready_score(pr)
       end
       local k = #datas
       datas[k + 1], datas[k + 2] = id, head .. d
-      states[k + 1], states[k + 2] = id, state
       -- New ids: each member is written once, so no last-write-wins
       -- buffering, just one multi-member ZADD per queue at the end of the
       -- call, for every request in it. That write cannot fail: the queue's
@@ -869,7 +879,7 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
     else
       seq = seq + 1
       local id = string.format('%d', seq)
-      redis.call('HSET', TDATA, id, data_head(q, h, pr, uk, ok) .. d)
+      redis.call('HSET', TDATA, id, data_head(q, h, pr, uk, ok, ra) .. d)
       local r = {id = id, layout = true, q = q, h = h, pr = pr, ra = ra, uk = uk, ok = ok,
         tk = '0', a = '0'}
       local tname = 'Enqueue'
@@ -885,12 +895,9 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
   if b ~= last then fail('enqueue: the tasks take ' .. (b - last + span) .. ' arguments, not ' .. span) end
   -- The request went through: its records and ready members join the call's.
   if #records_deferred == 0 then
-    records_deferred, states_deferred = datas, states
+    records_deferred = datas
   else
-    for i = 1, #datas do
-      records_deferred[#records_deferred + 1] = datas[i]
-      states_deferred[#states_deferred + 1] = states[i]
-    end
+    for i = 1, #datas do records_deferred[#records_deferred + 1] = datas[i] end
   end
   for q, adds in pairs(ready_adds) do
     local all = ready_deferred[q]
@@ -902,12 +909,11 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
   end
 end
 
--- Writes the records and ready members enqueue_tasks deferred (one HSET per
--- record hash, one ZADD per queue).
+-- Writes the data records and ready members enqueue_tasks deferred (one
+-- HSET, one ZADD per queue).
 local function flush_ready()
   bulk('HSET', TDATA, records_deferred)
-  bulk('HSET', TSTATE, states_deferred)
-  records_deferred, states_deferred = {}, {}
+  records_deferred = {}
   for q, adds in pairs(ready_deferred) do bulk('ZADD', ready_key(q), adds) end
   ready_deferred = {}
 end

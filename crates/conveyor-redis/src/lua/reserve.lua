@@ -67,6 +67,8 @@ end
 -- An available task's state record: its attempts and run-at, checked to be
 -- available with no finished-at.
 local AVAILABLE_STATE = '^' .. AVAILABLE_S .. ' %d+  (%d+) (%-?%d+) '
+-- The run-at in a data record, after the priority.
+local FRESH_RUN_AT = '^%-?%d+ (%-?%d+) '
 -- What the generic path reads: d, or for a task stored before it the fields
 -- d packs.
 local fields = {'s', 'q', 'pr', 'ok', 'uk', 'a', 'tk', 'h', 'd', 'ra', 'ma', 'ca', 'to', 'tc', 'p'}
@@ -89,20 +91,26 @@ local function take_slow(q, m, id)
   local n = #out
   out[n + 1] = id
   out[n + 2] = state_value({s = RUNNING, tk = tk, a = a, ra = need(r, 'ra'), at = attempt_at})
-  out[n + 3] = r.data or data_head(q, need(r, 'h'), need(r, 'pr'), r.uk, r.ok) .. packed_of(r)
+  out[n + 3] = r.data or data_head(q, need(r, 'h'), need(r, 'pr'), r.uk, r.ok, need(r, 'ra'))
+    .. packed_of(r)
   return true
 end
 
--- sv, dv: the task's state and data records (false when it has none).
+-- sv, dv: the task's state and data records (false when it has none: a
+-- task without a state record is available since its enqueue).
 local function take(q, m, id, sv, dv, rm_ready)
-  if not (sv and dv) then return take_slow(q, m, id) end
-  local a, ra = string.match(sv, AVAILABLE_STATE)
-  local tq, h, _, ok = nil, nil, nil, nil
-  if ra then tq, h, _, ok = route(dv) end
+  if not dv then return take_slow(q, m, id) end
+  local tq, h, _, ok, pat = route(dv)
+  local a, ra
+  if sv then
+    a, ra = match(sv, AVAILABLE_STATE)
+  elseif tq then
+    a, ra = '0', match(dv, FRESH_RUN_AT, pat)
+  end
   -- Anything unusual (another state, a record that does not decode or is
   -- of the long form, another queue) takes the generic path, which also
   -- reports bad data.
-  if tq ~= q then return take_slow(q, m, id) end
+  if tq ~= q or not ra then return take_slow(q, m, id) end
   if ok and not heads_key(q, ok, id) then return 'park' end
   if gates and not admit(gates, h) then return 'skip' end
   if not token then call_token() end
