@@ -32,22 +32,29 @@ fn store_older(
     max_attempts: u32,
     created_at: i64,
 ) {
+    let fields = [
+        ("s", "1".to_string()),
+        ("tk", "0".into()),
+        ("q", "default".into()),
+        ("h", "older".into()),
+        ("a", "0".into()),
+        ("p", format!("payload {id} \u{0}")),
+        ("ma", max_attempts.to_string()),
+        ("ca", created_at.to_string()),
+        ("ra", created_at.to_string()),
+        ("pr", "0".into()),
+        ("to", "1500".into()),
+        ("tc", TRACE.into()),
+    ];
+    store_hash(conn, prefix, id, &fields);
+}
+
+/// Writes task `id` as a hash of its own with `fields`, available in the
+/// default queue, as the versions before the record hashes did.
+fn store_hash(conn: &mut redis::Connection, prefix: &str, id: u64, fields: &[(&str, String)]) {
     let _: () = redis::cmd("HSET")
         .arg(format!("{prefix}t:{id}"))
-        .arg(&[
-            ("s", "1".to_string()),
-            ("tk", "0".into()),
-            ("q", "default".into()),
-            ("h", "older".into()),
-            ("a", "0".into()),
-            ("p", format!("payload {id} \u{0}")),
-            ("ma", max_attempts.to_string()),
-            ("ca", created_at.to_string()),
-            ("ra", created_at.to_string()),
-            ("pr", "0".into()),
-            ("to", "1500".into()),
-            ("tc", TRACE.into()),
-        ])
+        .arg(fields)
         .query(conn)
         .expect("hset");
     let _: () = redis::cmd("ZADD")
@@ -202,27 +209,7 @@ fn store_hashed(conn: &mut redis::Connection, prefix: &str, id: u64, ordering_ke
             .query(conn)
             .expect("zadd");
     }
-    let _: () = redis::cmd("HSET")
-        .arg(format!("{prefix}t:{id}"))
-        .arg(&fields)
-        .query(conn)
-        .expect("hset");
-    let _: () = redis::cmd("ZADD")
-        .arg(format!("{prefix}q:7:default:ready"))
-        .arg(0)
-        .arg(format!("{id:016}"))
-        .query(conn)
-        .expect("zadd");
-    let _: () = redis::cmd("SADD")
-        .arg(format!("{prefix}queues"))
-        .arg("default")
-        .query(conn)
-        .expect("sadd");
-    let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}seq"))
-        .arg(id)
-        .query(conn)
-        .expect("set");
+    store_hash(conn, prefix, id, &fields);
 }
 
 fn complete(lease: &conveyor_core::Lease, result: Option<&str>) -> Finish {
