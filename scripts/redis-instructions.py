@@ -19,6 +19,7 @@ instructions:
   per call;
 - reserve of those 5,000 tasks, 500 per call, per task;
 - finish (plain completions) of them, 500 per call, per task;
+- prune of every finished task (the warm-up's too), 1,000 per call, per task;
 
 beside a PING and an FCALL of an empty function, per call. Each library is
 called in the argument forms of today's code (tasks as forms: see
@@ -192,12 +193,22 @@ def steps(conn, lib, prefix):
             if isinstance(r, RuntimeError):
                 raise r
 
+    def prune():
+        # Every finished task (the warm-up's and this round's), 1,000 a call.
+        while True:
+            r = conn.call("FCALL", lib + "_prune", 0, prefix, now + 1, now + 1, 1000)
+            if isinstance(r, RuntimeError):
+                raise r
+            if r < 1000:
+                return
+
     return [
         ("enqueue, batches of 1,000 (per task)", pipeline(enqueue_call(1000), 5), 5000),
         ("reserve, 500 a call (per task)", reserve, 5000),
         ("finish, 500 a call (per task)", finish, 5000),
         ("enqueue, one task a call (per call, 200 pipelined)", pipeline(enqueue_call(1), 200),
          200),
+        ("prune, 1,000 a call (per task)", prune, 10000),
     ]
 
 

@@ -184,6 +184,19 @@ async fn older_records_run_like_packed_ones() {
         res.expect("applied");
     }
     assert_eq!(state(b, TaskId(1)).await, TaskState::Dead);
+
+    // Purged alike: nothing of either layout is left.
+    assert_eq!(b.purge_dead(Some("default")).await.expect("purge"), 4);
+    for id in 1..=4 {
+        assert!(b.get(TaskId(id)).await.expect("get").is_none(), "task {id}");
+    }
+    assert_eq!(
+        keys_under(ns.prefix()),
+        vec![
+            format!("{}seq", ns.prefix()),
+            format!("{}tokens", ns.prefix())
+        ]
+    );
 }
 
 /// Writes task `id` as the version before the record hashes did: a hash of
@@ -323,6 +336,53 @@ async fn hashed_records_run_beside_the_record_layout() {
         dead: Duration::from_secs(600),
     };
     assert_eq!(b.prune(keep).await.expect("prune"), 5);
+    assert_eq!(
+        keys_under(&p),
+        vec![format!("{p}seq"), format!("{p}tokens")]
+    );
+}
+
+/// Dead tasks of both layouts pruned in one call once their retention
+/// passed: the queue of each read from its own record, nothing left.
+#[tokio::test]
+async fn dead_tasks_of_both_layouts_prune_together() {
+    let (ns, clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let p = ns.prefix().to_string();
+    store_hashed(&mut conn, &p, 1, None);
+    let newer = b
+        .enqueue(NewTask::new("newer", b"2".to_vec()))
+        .await
+        .expect("enqueue")
+        .id;
+    let got = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(got.len(), 2);
+    let dead = |r: &conveyor_core::Reserved| {
+        Finish::new(
+            r.lease.clone(),
+            FinishAction::DeadLetter { error: "no".into() },
+        )
+    };
+    let out = b
+        .finish(got.iter().map(dead).collect())
+        .await
+        .expect("finish");
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert_eq!(state(b, TaskId(1)).await, TaskState::Dead);
+    assert_eq!(state(b, newer).await, TaskState::Dead);
+
+    clock.advance(Duration::from_secs(3600));
+    let keep = Retention {
+        finished: Duration::from_secs(60),
+        dead: Duration::from_secs(600),
+    };
+    assert_eq!(b.prune(keep).await.expect("prune"), 2);
+    assert!(b.stats().await.expect("stats").is_empty());
     assert_eq!(
         keys_under(&p),
         vec![format!("{p}seq"), format!("{p}tokens")]

@@ -716,23 +716,38 @@ local function queue_empty(q)
   return true
 end
 
--- Drops a finished task for good (prune, purge): its hash, its id index entry
--- and its entry in sorted set `set` (nil: the caller removes it from its
--- list).
-local function delete_task(id, set)
-  if set then zrem(set, id) end
-  local r = peek(id)
-  if not r then return nil end
-  local s, q = tonumber(r.s), r.q
-  if q and s ~= nil and INDEXED[s] then zrem(index_key(q, s), id) end
-  if r.layout then
-    for _, key in ipairs({TSTATE, TDATA, TRESULT, TERROR, THISTORY}) do
-      redis.call('HDEL', key, id)
-    end
-  else
-    redis.call('DEL', task_key(id))
+-- Drops the records of finished tasks for good (prune, purge): `ids` of
+-- the record layout, with one HDEL per record hash for all of them, and
+-- `older`, tasks stored before it, a hash each. Their sets and lists are
+-- the caller's to cut.
+local function drop_records(ids, older)
+  if #ids > 0 then
+    for _, key in ipairs({TSTATE, TDATA, TRESULT, TERROR, THISTORY}) do bulk('HDEL', key, ids) end
   end
-  return q
+  for i = 1, #older, CHUNK do
+    local keys = {}
+    for j = i, math.min(i + CHUNK - 1, #older) do keys[#keys + 1] = task_key(older[j]) end
+    redis.call('DEL', unpack(keys))
+  end
+end
+
+-- The queue of each of the dead tasks `ids`, false for one that is gone,
+-- read with one HMGET of their data records; and which of them are of the
+-- record layout (true) or stored before it (false).
+local function dead_queues(ids)
+  local dvs = hmget(TDATA, ids)
+  local qs, layout = {}, {}
+  for i, id in ipairs(ids) do
+    local dv = dvs[i]
+    if dv then
+      qs[i] = route(dv) or data_parts(dv) or false
+      layout[i] = true
+    else
+      qs[i] = redis.call('HGET', task_key(id), 'q')
+      layout[i] = false
+    end
+  end
+  return qs, layout
 end
 
 local function publish(wake)

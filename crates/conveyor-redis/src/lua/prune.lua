@@ -1,41 +1,70 @@
 -- prune: ARGV = prefix, completed/cancelled finished before, dead finished
 -- before, limit.
 -- Deletes up to limit finished tasks older than their retention. Returns how
--- many; the caller runs it again while a full batch was deleted.
+-- many; the caller runs it again while a full batch was deleted. The
+-- records of a batch are read and dropped with a few commands for all of
+-- it (see drop_records), not per task.
 local limit = tonumber(ARGV[4])
 local n = 0
 local touched = {}
-local function pruned(q)
-  if q then touched[q] = true end
-  n = n + 1
+-- The tasks to drop at the end: of the record layout, and stored before it.
+local gone, older = {}, {}
+local function drop(id, layout)
+  if layout then gone[#gone + 1] = id else older[#older + 1] = id end
 end
 -- A per-queue list of completed or cancelled tasks is in finished-at order
 -- (see finished_at in common.lua): it is cut from its start up to the first
 -- task finished at or after `before`. (Lists written before finished-at was
 -- kept in order may hold a task behind a younger one, which then waits that
 -- much longer.)
-local function prune_list(list, before)
+local function prune_list(q, list, before)
   if n >= limit then return end
   local cut = tonumber(before)
+  local ids = redis.call('LRANGE', list, 0, limit - n - 1)
+  if #ids == 0 then return end
+  local svs = hmget(TSTATE, ids)
   local k = 0
-  for _, id in ipairs(redis.call('LRANGE', list, 0, limit - n - 1)) do
-    local fa = tonumber(stored_finished_at(id))
+  for i, id in ipairs(ids) do
+    local fa
+    if svs[i] then
+      fa = match(svs[i], '^%d+ %d+ (%-?%d*) ')
+    else
+      fa = redis.call('HGET', task_key(id), 'fa')
+    end
+    fa = tonumber(fa)
     if fa ~= nil and fa >= cut then break end
-    pruned(delete_task(id, nil))
-    k = k + 1
+    drop(id, svs[i] ~= false)
+    k = i
   end
-  if k > 0 then redis.call('LTRIM', list, k, -1) end
+  if k > 0 then
+    redis.call('LTRIM', list, k, -1)
+    touched[q] = true
+    n = n + k
+  end
 end
 for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   for _, s in ipairs(ALL_STATES) do
-    if HOME[s] == 'finished' then prune_list(home_key(q, s), ARGV[2]) end
+    if HOME[s] == 'finished' then prune_list(q, home_key(q, s), ARGV[2]) end
   end
 end
 -- Dead tasks: one global set by finish time.
 if n < limit then
   local ids = redis.call('ZRANGEBYSCORE', DEADSET, '-inf', '(' .. ARGV[3], 'LIMIT', 0, limit - n)
-  for _, id in ipairs(ids) do pruned(delete_task(id, DEADSET)) end
+  if #ids > 0 then
+    local qs, layout = dead_queues(ids)
+    for i, id in ipairs(ids) do
+      zrem(DEADSET, id)
+      local q = qs[i]
+      if q then
+        zrem(index_key(q, DEAD), id)
+        touched[q] = true
+      end
+      drop(id, layout[i])
+      n = n + 1
+    end
+  end
 end
+drop_records(gone, older)
 flush()
 for q in pairs(touched) do
   if queue_empty(q) then redis.call('SREM', QUEUES, q) end

@@ -6,15 +6,23 @@ local queues
 if ARGV[3] then queues = {ARGV[3]} else queues = redis.call('SMEMBERS', QUEUES) end
 local n = 0
 local touched = {}
+local gone, older = {}, {}
 for _, q in ipairs(queues) do
   if n >= limit then break end
   local ids = redis.call('ZRANGE', index_key(q, DEAD), 0, limit - n - 1)
-  for _, id in ipairs(ids) do
-    delete_task(id, DEADSET)
+  if #ids > 0 then
+    -- A task of the record layout has a state record once it has died.
+    local svs = hmget(TSTATE, ids)
+    for i, id in ipairs(ids) do
+      zrem(DEADSET, id)
+      zrem(index_key(q, DEAD), id)
+      if svs[i] then gone[#gone + 1] = id else older[#older + 1] = id end
+    end
     touched[q] = true
-    n = n + 1
+    n = n + #ids
   end
 end
+drop_records(gone, older)
 flush()
 for q in pairs(touched) do
   if queue_empty(q) then redis.call('SREM', QUEUES, q) end
