@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{keys_under, redis_url, Namespace};
 use conveyor_core::parts::*;
 use conveyor_core::{
-    Backend, Clock, Finish, FinishAction, ListParams, NewTask, Retention, TaskId, TaskState,
+    Backend, Clock, Finish, FinishAction, Lease, ListParams, NewTask, Retention, TaskId, TaskState,
     Timestamp, TraceContext,
 };
 
@@ -271,6 +271,23 @@ async fn hashed_records_run_beside_the_record_layout() {
         (got[0].handler.as_str(), got[2].handler.as_str()),
         ("hashed", "newer")
     );
+    // Leases of both layouts renew; a stale token, a task never reserved
+    // and an unknown id do not.
+    let stale = Lease::new(got[2].lease.id, got[2].lease.token + 1_000);
+    let renewed = b
+        .renew(
+            &[
+                got[0].lease.clone(),
+                got[2].lease.clone(),
+                stale,
+                Lease::new(t3, 0),
+                Lease::new(TaskId(999), 1),
+            ],
+            LEASE,
+        )
+        .await
+        .expect("renew");
+    assert_eq!(renewed, [true, true, false, false, false]);
     let out = b
         .finish(vec![
             complete(&got[0].lease, Some("r1")),
