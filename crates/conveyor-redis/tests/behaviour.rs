@@ -530,6 +530,53 @@ async fn ids_across_hundreds_are_exact_and_in_order() {
     assert_eq!(rec.payload, b"200");
 }
 
+/// A task whose keys are too long for a byte-sized length (the data record's
+/// long form) runs like any other: reserved with its ordering key, its keys
+/// kept on its record, completed, and its unique key freed.
+#[tokio::test]
+async fn long_keys_take_the_long_form_of_the_data_record() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let (uk, ok) = ("u".repeat(300), "o".repeat(254));
+    let id = b
+        .enqueue(task("long").unique_key(&uk).ordering_key(&ok))
+        .await
+        .expect("enqueue")
+        .id;
+    let got = b
+        .reserve(&default_queue(), 10, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].ordering_key.as_deref(), Some(ok.as_str()));
+    assert_eq!(got[0].handler, "long");
+    let rec = b.get(id).await.expect("get").expect("record");
+    assert_eq!(
+        (rec.unique_key.as_deref(), rec.ordering_key.as_deref()),
+        (Some(uk.as_str()), Some(ok.as_str()))
+    );
+    let out = b
+        .finish(vec![Finish::new(
+            got[0].lease.clone(),
+            FinishAction::Complete {
+                result: Some(b"r".to_vec()),
+            },
+        )])
+        .await
+        .expect("finish");
+    assert!(out[0].is_ok());
+    assert_eq!(
+        b.get(id).await.expect("get").expect("record").state,
+        TaskState::Completed
+    );
+    // The unique key is free again: a new task with it is not a duplicate.
+    let again = b
+        .enqueue(task("long").unique_key(&uk))
+        .await
+        .expect("enqueue");
+    assert_ne!(again.id, id);
+}
+
 /// Time is the injected clock's, not the server's.
 #[tokio::test]
 async fn times_come_from_the_injected_clock() {
