@@ -8,8 +8,11 @@
 -- flush() in a few multi-member ZADD/ZREM calls per key: a batch of 256 tasks
 -- costs a handful of set calls instead of a thousand. Running counts per
 -- handler are buffered the same way (one HINCRBY per handler). A script flushes before
--- it reads a set it wrote to. Hashes, unique keys and ordering keys are
--- written at once, so later steps of the same script see them.
+-- it reads a set it wrote to. Unique keys, ordering keys and the records
+-- move() writes are written at once, so later steps of the same script see
+-- them; the hot paths collect their records' writes and send them at the
+-- end of a call (or of a reserve's queue), for tasks no other step of the
+-- call reads.
 
 local CHUNK = 2000
 
