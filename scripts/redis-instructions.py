@@ -144,6 +144,15 @@ def instructions(proc, workdir, run):
     return total
 
 
+def leases_of(reply):
+    """The (id, token) pairs of a reserve reply: 8 items a task with the
+    token second (per-task hashes), or 3 with the state record second, the
+    token its second word."""
+    if reply and not isinstance(reply[1], int):
+        return [(reply[i], reply[i + 1].split(b" ")[1]) for i in range(0, len(reply), 3)]
+    return [(reply[i], reply[i + 1]) for i in range(0, len(reply), 8)]
+
+
 def steps(conn, lib, prefix):
     """The calls of one round on `lib`, as (name, run, divisor) triples run
     in order (reserve needs the enqueued tasks, finish the leases)."""
@@ -174,14 +183,7 @@ def steps(conn, lib, prefix):
                           "w", "default")
             if isinstance(r, RuntimeError):
                 raise r
-            # 8 items a task with the token second (per-task hashes), or 3
-            # with the state record second, the token its second word.
-            if r and not isinstance(r[1], int):
-                for i in range(0, len(r), 3):
-                    leases.append((r[i], r[i + 1].split(b" ")[1]))
-            else:
-                for i in range(0, len(r), 8):
-                    leases.append((r[i], r[i + 1]))
+            leases.extend(leases_of(r))
 
     def finish():
         for i in range(0, len(leases), 500):
@@ -263,10 +265,7 @@ def memory(conn, lib):
             raise r
         if not r:
             break
-        if not isinstance(r[1], int):
-            leases = [(r[i], r[i + 1].split(b" ")[1]) for i in range(0, len(r), 3)]
-        else:
-            leases = [(r[i], r[i + 1]) for i in range(0, len(r), 8)]
+        leases = leases_of(r)
         args = ["FCALL", lib + "_finish", 0, prefix, now, len(leases), 0]
         for id_, token in leases:
             args += [id_, token]

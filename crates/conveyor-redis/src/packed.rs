@@ -91,10 +91,7 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
     }
     let [ma, ca, to, trace_len] = items;
     let number = |b: &[u8], name: &str| -> Result<i64, Error> {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| wrong(&format!("{name} {:?}", String::from_utf8_lossy(b))))
+        number(b).ok_or_else(|| wrong(&format!("{name} {:?}", String::from_utf8_lossy(b))))
     };
     let max_attempts = u32::try_from(number(ma, "max attempts")?)
         .map_err(|_| wrong("max attempts out of range"))?;
@@ -122,6 +119,11 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
         trace,
         payload: d,
     })
+}
+
+/// The decimal number `b` holds, if it holds one.
+pub(crate) fn number<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 /// The item before the next space of `rest`, which then starts after it.

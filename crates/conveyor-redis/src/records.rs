@@ -21,7 +21,7 @@
 
 use conveyor_core::{Error, Timestamp};
 
-use crate::packed::{take, unpack, Packed};
+use crate::packed::{number, take, unpack, Packed};
 use crate::reply::bad;
 
 /// What `reserve` needs of a state record.
@@ -126,10 +126,6 @@ pub(crate) fn data(id: u64, mut record: Vec<u8>) -> Result<DataRecord, Error> {
         ordering_key,
         packed: unpack(id, record)?,
     })
-}
-
-fn number<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
-    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ local function prune_list(q, list, before)
   for i, id in ipairs(ids) do
     local fa
     if svs[i] then
-      fa = match(svs[i], '^%d+ %d+ (%-?%d*) ')
+      fa = match(svs[i], FINISHED_AT_PATTERN)
     else
       fa = redis.call('HGET', task_key(id), 'fa')
     end
