@@ -106,6 +106,7 @@ def start(port, workdir):
             sys.exit("%s is not on PATH" % tool)
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s/cg.out.%%p" % workdir,
+         "--compress-strings=no",
          "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no"],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,8 +121,9 @@ def start(port, workdir):
     sys.exit("redis-server under callgrind did not answer on port %d" % port)
 
 
-def instructions(proc, workdir, run):
-    """Instructions the server ran while `run()` ran (and its replies came)."""
+def instructions(proc, workdir, run, keep=None):
+    """Instructions the server ran while `run()` ran (and its replies came);
+    its callgrind output is moved to `keep` when given, else removed."""
     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
                    capture_output=True)
     run()
@@ -140,7 +142,10 @@ def instructions(proc, workdir, run):
         for line in f:
             if line.startswith(("totals:", "summary:")):
                 total = int(line.split()[1])
-    os.remove(path)
+    if keep:
+        shutil.move(path, keep)
+    else:
+        os.remove(path)
     return total
 
 
@@ -281,6 +286,9 @@ def main():
     ap.add_argument("--from", dest="source", type=int, default=6379)
     ap.add_argument("--port", type=int, default=6390)
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep each measured step's callgrind output in DIR "
+                         "(for callgrind_annotate), named by round, library and step")
     a = ap.parse_args()
     if a.memory:
         conn = Conn(a.source)
@@ -320,8 +328,13 @@ def main():
                     # lookup than every later one.
                     for _, run, _ in steps(conn, lib, prefix)[:3]:
                         run()
-                    for name, run, per in steps(conn, lib, prefix):
-                        n = instructions(proc, workdir, run)
+                    for step, (name, run, per) in enumerate(steps(conn, lib, prefix)):
+                        keep = None
+                        if a.keep:
+                            os.makedirs(a.keep, exist_ok=True)
+                            keep = os.path.join(a.keep, "round%d.%s.step%d.%s" % (
+                                rnd + 1, lib, step + 1, name.split(",")[0]))
+                        n = instructions(proc, workdir, run, keep)
                         print("%-50s %9.0f  %s (round %d)" % (name, n / per, lib, rnd + 1))
                 except RuntimeError as e:
                     print("%s: %s" % (lib, e))
