@@ -261,6 +261,14 @@ impl Backend for RedisBackend {
         2
     }
 
+    /// Split: the server's one thread runs a reservation in time
+    /// proportional to its tasks, so two half-size reservations keep it busy
+    /// with one while the worker starts the tasks of the other, where one
+    /// reservation of every free slot left it waiting for the worker.
+    fn reserves_split(&self) -> bool {
+        true
+    }
+
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         for t in &tasks {
             t.validate()?;

@@ -74,6 +74,10 @@ impl<B: Backend> Backend for Scoped<B> {
         self.inner.reserves_in_flight()
     }
 
+    fn reserves_split(&self) -> bool {
+        self.inner.reserves_split()
+    }
+
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         self.inner.enqueue_many(tasks).await
     }

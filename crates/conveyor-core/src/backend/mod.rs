@@ -208,6 +208,19 @@ pub trait Backend: Send + Sync + 'static {
         1
     }
 
+    /// Whether a worker splits its slots among its reservations out (default
+    /// false; read only when [`Backend::reserves_in_flight`] is above 1). A
+    /// store that serves reservations one after another, each at a cost per
+    /// task (Redis: one server thread), answers true: each reservation then
+    /// asks for an even share of the slots at most, so the store serves one
+    /// while the worker starts the tasks of the one before, and another goes
+    /// out beside one only once a full share of slots is free. A store that
+    /// pays per reservation rather than per task (a commit) keeps the
+    /// default: every free slot asked for at once.
+    fn reserves_split(&self) -> bool {
+        false
+    }
+
     /// Says how many tasks the process reserving from this backend runs at
     /// once (a worker's slots), before its first reservation. A backend
     /// that pushes tasks to its consumers (a message broker's prefetch)

@@ -81,6 +81,10 @@ impl Source for BackendSource {
         self.backend.reserves_in_flight()
     }
 
+    fn fetches_split(&self) -> bool {
+        self.backend.reserves_split()
+    }
+
     async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
         let params = ReserveParams::new(&self.queues, max, self.lease).worker(&self.worker);
         let reserved = self.backend.reserve_with(params).await?;

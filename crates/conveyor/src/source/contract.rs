@@ -118,6 +118,20 @@ pub trait Source: Send + Sync + 'static {
         1
     }
 
+    /// Whether the runner splits its slots among its fetches out (default
+    /// false; only read when [`Source::fetches_in_flight`] is above 1). A
+    /// source that serves fetches one after another, each at a cost per task
+    /// (one server thread that requests queue for, as on Redis), says true:
+    /// each fetch then asks for an even share of the slots at most, so the
+    /// source serves one while the tasks of the one before start, and a
+    /// fetch beside one out waits for a full share to be free rather than
+    /// going out for the first slot that frees. A source that pays per fetch
+    /// rather than per task (a commit) is best asked for every free slot at
+    /// once: the default.
+    fn fetches_split(&self) -> bool {
+        false
+    }
+
     /// Takes up to `max` tasks (`max >= 1`) that may start now. An empty
     /// answer means none is ready: the runner then waits with
     /// [`Source::wait_for_work`].

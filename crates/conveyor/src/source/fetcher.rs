@@ -45,14 +45,32 @@ type Answer<S> = (
 /// Up to [`Source::fetches_in_flight`] fetches are out at once, each asking
 /// for the slots free when it was sent (they are set aside until it
 /// answers), and their answers are started in the order the fetches were
-/// sent. After an empty answer nothing more is asked until every fetch out
-/// has answered; then the fetcher waits for work.
+/// sent. A source that serves its fetches one after another at a cost per
+/// task ([`Source::fetches_split`]) is asked for an even share of the slots
+/// at most, so it serves one fetch while the tasks of the one before start;
+/// beside a fetch out it is asked again only once a full share is free,
+/// not for every slot as it frees. After an empty answer nothing more is
+/// asked until every fetch out has answered; then the fetcher waits for
+/// work.
 pub(crate) async fn run<S: Source>(
     shared: Arc<RunnerShared<S>>,
     routes: Arc<Routes<S::Payload>>,
     cfg: FetchConfig,
 ) {
     let depth = shared.source.fetches_in_flight().max(1);
+    let split = depth > 1 && shared.source.fetches_split();
+    let slots = shared.slots.total();
+    // The most one fetch asks for, and the fewest free slots worth a fetch
+    // beside one out.
+    let (share, beside) = if split {
+        (
+            slots.div_ceil(depth).min(cfg.batch),
+            (slots / depth).min(cfg.batch),
+        )
+    } else {
+        (cfg.batch, 1)
+    };
+    let (share, beside) = (share.max(1), beside.max(1));
     let mut out: FuturesOrdered<BoxFuture<'static, Answer<S>>> = FuturesOrdered::new();
     let mut error_pause = Duration::from_millis(50);
     // An answer came back empty (or failed): ask nothing more for now.
@@ -68,8 +86,9 @@ pub(crate) async fn run<S: Source>(
             return;
         }
         let free = shared.slots.free();
-        if !dry && free > 0 && out.len() < depth {
-            let asked = free.min(cfg.batch);
+        let least = if out.is_empty() { 1 } else { beside };
+        if !dry && free >= least && out.len() < depth {
+            let asked = free.min(share);
             shared.slots.ask(asked);
             let sh = shared.clone();
             out.push_back(Box::pin(
@@ -87,8 +106,8 @@ pub(crate) async fn run<S: Source>(
                 Some(answered) => answered,
                 None => continue,
             },
-            // A slot freed while a fetch is out may be asked for beside it.
-            _ = shared.slots.wait_free(), if !dry && out.len() < depth => continue,
+            // Slots freed while a fetch is out may be asked for beside it.
+            _ = shared.slots.wait_free(least), if !dry && out.len() < depth => continue,
             _ = shared.stop.cancelled() => continue,
         };
         match answer {

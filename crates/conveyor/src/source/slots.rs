@@ -41,6 +41,11 @@ impl Slots {
         }
     }
 
+    /// Tasks the runner may hold at once.
+    pub(crate) fn total(&self) -> usize {
+        self.slots
+    }
+
     /// Tasks that may be fetched now.
     pub(crate) fn free(&self) -> usize {
         let busy = self.busy.load(Ordering::Acquire) + self.asked.load(Ordering::Acquire);
@@ -87,12 +92,13 @@ impl Slots {
         self.freed.notify_waiters();
     }
 
-    /// Waits until a slot may be free (a count went down).
-    pub(crate) async fn wait_free(&self) {
+    /// Waits until `n` slots (at least one) may be free: returns at once if
+    /// they are, else once a count goes down.
+    pub(crate) async fn wait_free(&self, n: usize) {
         let freed = self.freed.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        if self.free() == 0 {
+        if self.free() < n.max(1) {
             freed.await;
         }
     }
