@@ -17,8 +17,8 @@ instructions:
 
 - enqueue, 5 calls of 1,000 tasks, per task; and 200 calls of one task each,
   per call;
-- reserve of those 5,000 tasks, 500 per call, per task;
-- finish (plain completions) of them, 500 per call, per task;
+- reserve of those 5,000 tasks, 500 per call (--batch), per task;
+- finish (plain completions) of them, 500 per call (--batch), per task;
 - prune of every finished task (the warm-up's too), 1,000 per call, per task;
 
 beside a PING and an FCALL of an empty function, per call. Each library is
@@ -158,7 +158,7 @@ def leases_of(reply):
     return [(reply[i], reply[i + 1]) for i in range(0, len(reply), 8)]
 
 
-def steps(conn, lib, prefix):
+def steps(conn, lib, prefix, batch=500):
     """The calls of one round on `lib`, as (name, run, divisor) triples run
     in order (reserve needs the enqueued tasks, finish the leases)."""
     now = int(time.time() * 1000)
@@ -183,18 +183,18 @@ def steps(conn, lib, prefix):
     leases = []
 
     def reserve():
-        for _ in range(10):
-            r = conn.call("FCALL", lib + "_reserve", 0, prefix, now, now + 60000, 500, 100,
+        for _ in range(5000 // batch):
+            r = conn.call("FCALL", lib + "_reserve", 0, prefix, now, now + 60000, batch, 100,
                           "w", "default")
             if isinstance(r, RuntimeError):
                 raise r
             leases.extend(leases_of(r))
 
     def finish():
-        for i in range(0, len(leases), 500):
-            batch = leases[i : i + 500]
-            args = ["FCALL", lib + "_finish", 0, prefix, now, len(batch), 0]
-            for id_, token in batch:
+        for i in range(0, len(leases), batch):
+            some = leases[i : i + batch]
+            args = ["FCALL", lib + "_finish", 0, prefix, now, len(some), 0]
+            for id_, token in some:
                 args += [id_, token]
             r = conn.call(*args)
             if isinstance(r, RuntimeError):
@@ -211,8 +211,8 @@ def steps(conn, lib, prefix):
 
     return [
         ("enqueue, batches of 1,000 (per task)", pipeline(enqueue_call(1000), 5), 5000),
-        ("reserve, 500 a call (per task)", reserve, 5000),
-        ("finish, 500 a call (per task)", finish, 5000),
+        ("reserve, %d a call (per task)" % batch, reserve, 5000),
+        ("finish, %d a call (per task)" % batch, finish, 5000),
         ("enqueue, one task a call (per call, 200 pipelined)", pipeline(enqueue_call(1), 200),
          200),
         ("prune, 1,000 a call (per task)", prune, 10000),
@@ -286,6 +286,8 @@ def main():
     ap.add_argument("--from", dest="source", type=int, default=6379)
     ap.add_argument("--port", type=int, default=6390)
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--batch", type=int, default=500,
+                    help="tasks per reserve and per finish call (a divisor of 5,000)")
     ap.add_argument("--keep", metavar="DIR",
                     help="keep each measured step's callgrind output in DIR "
                          "(for callgrind_annotate), named by round, library and step")
@@ -326,9 +328,9 @@ def main():
                     # 512 fields as a list it searches field by field, so
                     # a namespace's first few hundred tasks cost more per
                     # lookup than every later one.
-                    for _, run, _ in steps(conn, lib, prefix)[:3]:
+                    for _, run, _ in steps(conn, lib, prefix, a.batch)[:3]:
                         run()
-                    for step, (name, run, per) in enumerate(steps(conn, lib, prefix)):
+                    for step, (name, run, per) in enumerate(steps(conn, lib, prefix, a.batch)):
                         keep = None
                         if a.keep:
                             os.makedirs(a.keep, exist_ok=True)
