@@ -15,8 +15,9 @@ local plain = tonumber(ARGV[3])
 local other = tonumber(ARGV[4])
 local out = {}
 local wake = {}
--- Tasks that reached a final state, published once at the end.
-local done = {}
+-- Tasks that reached a final state, published once at the end, and how
+-- many (kept by hand: Lua's # searches for a table's end at each use).
+local done, n_done = {}, 0
 
 local function report(id, token, kind, number, text)
   local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'h', 'at', 'hi', 'd', 'ma'})
@@ -44,7 +45,10 @@ local function report(id, token, kind, number, text)
   else
     fail('unknown report kind ' .. tostring(kind))
   end
-  if FINISHED[r.s] then done[#done + 1] = id end
+  if FINISHED[r.s] then
+    n_done = n_done + 1
+    done[n_done] = id
+  end
   return 1
 end
 
@@ -64,6 +68,8 @@ local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
 local unleased, finished = {}, {}
 -- The new state records and the results (id, value, ...).
 local states, results = {}, {}
+-- The lengths of states, results and out, kept by hand.
+local n_states, n_results, n_out = 0, 0, 0
 -- The reports applied so far, by task id: a task reported twice in one call
 -- (another token's stale report beside the live one) has its second report
 -- checked against what the first one did.
@@ -95,25 +101,30 @@ local function complete(id, token, result, sv, dv)
   end
   local u = unleased[q]
   if not u then
-    u = {}
+    -- n: how many, kept by hand (finished[q] holds as many).
+    u = {n = 0}
     unleased[q] = u
     finished[q] = {}
     done_mid[q] = ' ' .. finished_at(home_key(q, TR.Complete.to), now) .. ' '
   end
-  local n = #states
+  local n = n_states
   states[n + 1] = id
   states[n + 2] = DONE_S .. ' ' .. token .. done_mid[q] .. sub(sv, #lease_head + 1)
+  n_states = n + 2
   if result then
-    n = #results
+    n = n_results
     results[n + 1], results[n + 2] = id, result
+    n_results = n + 2
   end
-  u[#u + 1] = id
-  local f = finished[q]
-  f[#f + 1] = id
+  n = u.n + 1
+  u.n = n
+  u[n] = id
+  finished[q][n] = id
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
-  done[#done + 1] = id
+  n_done = n_done + 1
+  done[n_done] = id
   applied[id] = true
   return 1
 end
@@ -123,36 +134,45 @@ local first_other = 5 + 2 * plain
 local svs, dvs = {}, {}
 if FAST then
   local ids = {}
-  for i = 5, first_other - 1, 2 do ids[#ids + 1] = ARGV[i] end
-  for i = first_other, first_other + 5 * (other - 1), 5 do
-    if ARGV[i + 2] == 'C' then ids[#ids + 1] = ARGV[i] end
+  local n = 0
+  for i = 5, first_other - 1, 2 do
+    n = n + 1
+    ids[n] = ARGV[i]
   end
-  if #ids > 0 then
+  for i = first_other, first_other + 5 * (other - 1), 5 do
+    if ARGV[i + 2] == 'C' then
+      n = n + 1
+      ids[n] = ARGV[i]
+    end
+  end
+  if n > 0 then
     svs = hmget(TSTATE, ids)
     dvs = hmget(TDATA, ids)
   end
 end
 local k = 0
 for i = 5, first_other - 1, 2 do
+  n_out = n_out + 1
   if FAST then
     k = k + 1
-    out[#out + 1] = complete(ARGV[i], ARGV[i + 1], nil, svs[k], dvs[k])
+    out[n_out] = complete(ARGV[i], ARGV[i + 1], nil, svs[k], dvs[k])
   else
-    out[#out + 1] = report(ARGV[i], ARGV[i + 1], 'C', '0', '')
+    out[n_out] = report(ARGV[i], ARGV[i + 1], 'C', '0', '')
   end
 end
 for i = first_other, first_other + 5 * (other - 1), 5 do
   local id = ARGV[i]
+  n_out = n_out + 1
   if FAST and ARGV[i + 2] == 'C' then
     local result = nil
     if ARGV[i + 3] == '1' then result = ARGV[i + 4] end
     k = k + 1
-    out[#out + 1] = complete(id, ARGV[i + 1], result, svs[k], dvs[k])
+    out[n_out] = complete(id, ARGV[i + 1], result, svs[k], dvs[k])
   elseif applied[id] then
-    out[#out + 1] = 0
+    out[n_out] = 0
   else
-    out[#out + 1] = report(id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-    if out[#out] == 1 then applied[id] = true end
+    out[n_out] = report(id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    if out[n_out] == 1 then applied[id] = true end
   end
 end
 bulk('HSET', TSTATE, states)

@@ -52,6 +52,11 @@ local picked = 0
 local leased = {}
 -- The new state records of one queue's taken tasks (id, value, ...).
 local states = {}
+-- The ready-set members of one queue's taken tasks.
+local rm_ready = {}
+-- The lengths of out, leased, states and rm_ready, kept by hand: Lua's #
+-- searches for a table's end at each use.
+local n_out, n_leased, n_states, n_ready = 0, 0, 0, 0
 -- The lease token of this call's tasks of the record layout, taken on the
 -- first; the head of their new state records, up to the attempts; their
 -- tail, from the run-at's end.
@@ -88,17 +93,18 @@ local function take_slow(q, m, id)
   if r.layout then tk = call_token() else tk = num(r, 'tk') + 1 end
   r.lu = lu
   move(r, 'Reserve', now, {'a', a, 'tk', tk, 'at', attempt_at})
-  local n = #out
+  local n = n_out
   out[n + 1] = id
   out[n + 2] = state_value({s = RUNNING, tk = tk, a = a, ra = need(r, 'ra'), at = attempt_at})
   out[n + 3] = r.data or data_head(q, need(r, 'h'), need(r, 'pr'), r.uk, r.ok, need(r, 'ra'))
     .. packed_of(r)
+  n_out = n + 3
   return true
 end
 
 -- sv, dv: the task's state and data records (false when it has none: a
 -- task without a state record is available since its enqueue).
-local function take(q, m, id, sv, dv, rm_ready)
+local function take(q, m, id, sv, dv)
   if not dv then return take_slow(q, m, id) end
   local tq, h, _, ok, pat = route(dv)
   local a, ra
@@ -115,13 +121,17 @@ local function take(q, m, id, sv, dv, rm_ready)
   if gates and not admit(gates, h) then return 'skip' end
   if not token then call_token() end
   local state = running_head .. succ(a) .. ' ' .. ra .. attempt_tail
-  local n = #out
+  local n = n_out
   out[n + 1], out[n + 2], out[n + 3] = id, state, dv
-  n = #states
+  n_out = n + 3
+  n = n_states
   states[n + 1], states[n + 2] = id, state
-  rm_ready[#rm_ready + 1] = m
-  leased[#leased + 1] = lu
-  leased[#leased + 1] = id
+  n_states = n + 2
+  n = n_leased
+  leased[n + 1], leased[n + 2] = lu, id
+  n_leased = n + 2
+  n_ready = n_ready + 1
+  rm_ready[n_ready] = m
   count_running(h, 1)
   if ok then redis.call('SET', ordrun_key(q, ok), id) end
   return true
@@ -131,7 +141,6 @@ for qi = 7, #ARGV do
   if picked >= max or skipped >= SKIP_LIMIT then break end
   local q = ARGV[qi]
   local rk = ready_key(q)
-  local rm_ready = {}
   local cursor = 0
   local paused = redis.call('SISMEMBER', PAUSED, q) == 1
   while not paused and picked < max and skipped < SKIP_LIMIT do
@@ -150,7 +159,7 @@ for qi = 7, #ARGV do
     end
     for i, m in ipairs(ms) do
       local t
-      if FAST then t = take(q, m, ids[i], svs[i], dvs[i], rm_ready) else t = take_slow(q, m, ids[i]) end
+      if FAST then t = take(q, m, ids[i], svs[i], dvs[i]) else t = take_slow(q, m, ids[i]) end
       if t == 'skip' then
         -- Its handler is at a limit: it stays ready, in its place.
         skipped = skipped + 1
@@ -169,12 +178,10 @@ for qi = 7, #ARGV do
     end
   end
   bulk('HSET', TSTATE, states)
-  states = {}
   bulk('ZREM', rk, rm_ready)
-  if #leased > 0 then
-    bulk('ZADD', leases_key(q), leased)
-    leased = {}
-  end
+  if n_leased > 0 then bulk('ZADD', leases_key(q), leased) end
+  states, rm_ready, leased = {}, {}, {}
+  n_states, n_ready, n_leased = 0, 0, 0
 end
 flush()
 store_gates(gates)
