@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::source::{Delivery, Retries, Routes, Runner, Settlement, Source};
+use conveyor::source::{
+    Delivery, Retries, Routes, Runner, RunnerHandle, RunnerReport, Settlement, Source,
+};
 use conveyor::{async_trait, Error, Handler, TaskError, TaskId};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
@@ -118,14 +120,21 @@ impl Source for Src {
     }
 }
 
-/// A runner of 4 slots on `g` whose handler notes each task it starts in
-/// `started`; fetch 0's tasks (ids below 100) run until `first_go` lets
-/// them end.
-fn runner(
-    g: &Arc<Gated>,
-    started: &Arc<Mutex<Vec<u64>>>,
-    first_go: &Arc<Semaphore>,
-) -> Runner<Src> {
+/// A runner of 4 slots, started on a source of three scripted fetches
+/// (split or not), whose handler notes each task it starts in `started`;
+/// fetch 0's tasks (ids below 100) run until `first_go` lets them end.
+struct Started {
+    g: Arc<Gated>,
+    started: Arc<Mutex<Vec<u64>>>,
+    first_go: Arc<Semaphore>,
+    handle: RunnerHandle,
+    run: tokio::task::JoinHandle<Result<RunnerReport, Error>>,
+}
+
+fn start(split: bool) -> Started {
+    let g = Arc::new(Gated::new(3, split));
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let first_go = Arc::new(Semaphore::new(0));
     let (s, go) = (started.clone(), first_go.clone());
     let note = Handler::io("note", move |id: String, _ctx| {
         let (s, go) = (s.clone(), go.clone());
@@ -144,9 +153,37 @@ fn runner(
         |p: &Vec<u8>| String::from_utf8(p.clone()).map_err(|e| e.to_string()),
         |_: &()| Ok(None),
     );
-    Runner::new(Src(g.clone()), routes)
+    let runner = Runner::new(Src(g.clone()), routes)
         .slots(4)
-        .poll_interval(Duration::from_millis(10))
+        .poll_interval(Duration::from_millis(10));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    Started {
+        g,
+        started,
+        first_go,
+        handle,
+        run,
+    }
+}
+
+/// Waits until every task of `want` has settled, checks that those and no
+/// others started, with never more than two fetches out, and stops the
+/// runner, which drains.
+async fn end(s: Started, want: &[u64]) {
+    until(&s.g, || s.g.settled.lock().len() == want.len()).await;
+    let mut all = s.started.lock().clone();
+    all.sort_unstable();
+    assert_eq!(all, want);
+    assert_eq!(s.g.most_out.load(Ordering::SeqCst), 2);
+    s.handle.stop();
+    let report = s
+        .run
+        .await
+        .expect("the runner task ended")
+        .expect("the runner ran");
+    assert!(report.drained);
+    assert_eq!(report.stats.completed, want.len() as u64);
 }
 
 /// Waits until `cond` holds, re-checking whenever the source moves.
@@ -168,13 +205,8 @@ async fn until(g: &Gated, cond: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_freed_while_a_fetch_is_out_are_asked_for_beside_it() {
-    let g = Arc::new(Gated::new(3, false));
-    let started = Arc::new(Mutex::new(Vec::new()));
-    // Fetch 0's tasks run until the test lets them end.
-    let first_go = Arc::new(Semaphore::new(0));
-    let runner = runner(&g, &started, &first_go);
-    let handle = runner.handle();
-    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    let s = start(false);
+    let (g, started, first_go) = (s.g.clone(), s.started.clone(), s.first_go.clone());
 
     // Fetch 0 asks for all 4 slots and gets 2 tasks, which run; fetch 1
     // asks for the 2 slots left and waits.
@@ -204,26 +236,13 @@ async fn slots_freed_while_a_fetch_is_out_are_asked_for_beside_it() {
     g.gates[1].notify_one();
     let mut want = vec![0, 1, 100, 101, 200, 201];
     want.truncate(4 + third);
-    until(&g, || g.settled.lock().len() == want.len()).await;
-    let mut all = started.lock().clone();
-    all.sort_unstable();
-    assert_eq!(all, want);
-    assert_eq!(g.most_out.load(Ordering::SeqCst), 2);
-
-    handle.stop();
-    let report = run.await.unwrap().unwrap();
-    assert!(report.drained);
-    assert_eq!(report.stats.completed, want.len() as u64);
+    end(s, &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_source_is_asked_for_shares_and_beside_a_fetch_only_for_a_full_one() {
-    let g = Arc::new(Gated::new(3, true));
-    let started = Arc::new(Mutex::new(Vec::new()));
-    let first_go = Arc::new(Semaphore::new(0));
-    let runner = runner(&g, &started, &first_go);
-    let handle = runner.handle();
-    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    let s = start(true);
+    let (g, started, first_go) = (s.g.clone(), s.started.clone(), s.first_go.clone());
 
     // 4 slots, two fetches out: fetch 0 asks for a share of 2 (not all 4)
     // and its 2 tasks run; fetch 1 asks for the other share and waits.
@@ -252,15 +271,5 @@ async fn a_split_source_is_asked_for_shares_and_beside_a_fetch_only_for_a_full_o
 
     g.gates[2].notify_one();
     g.gates[1].notify_one();
-    let want = vec![0, 1, 100, 101, 200, 201];
-    until(&g, || g.settled.lock().len() == want.len()).await;
-    let mut all = started.lock().clone();
-    all.sort_unstable();
-    assert_eq!(all, want);
-    assert_eq!(g.most_out.load(Ordering::SeqCst), 2);
-
-    handle.stop();
-    let report = run.await.unwrap().unwrap();
-    assert!(report.drained);
-    assert_eq!(report.stats.completed, want.len() as u64);
+    end(s, &[0, 1, 100, 101, 200, 201]).await;
 }
