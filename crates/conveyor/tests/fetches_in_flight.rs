@@ -120,7 +120,7 @@ impl Source for Src {
     }
 }
 
-/// A runner of 4 slots, started on a source of three scripted fetches
+/// A runner of `slots` slots, started on a source of three scripted fetches
 /// (split or not), whose handler notes each task it starts in `started`;
 /// fetch 0's tasks (ids below 100) run until `first_go` lets them end.
 struct Started {
@@ -131,7 +131,7 @@ struct Started {
     run: tokio::task::JoinHandle<Result<RunnerReport, Error>>,
 }
 
-fn start(split: bool) -> Started {
+fn start(split: bool, slots: usize) -> Started {
     let g = Arc::new(Gated::new(3, split));
     let started = Arc::new(Mutex::new(Vec::new()));
     let first_go = Arc::new(Semaphore::new(0));
@@ -154,7 +154,7 @@ fn start(split: bool) -> Started {
         |_: &()| Ok(None),
     );
     let runner = Runner::new(Src(g.clone()), routes)
-        .slots(4)
+        .slots(slots)
         .poll_interval(Duration::from_millis(10));
     let handle = runner.handle();
     let run = tokio::spawn(runner.run_until(std::future::pending()));
@@ -205,7 +205,7 @@ async fn until(g: &Gated, cond: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_freed_while_a_fetch_is_out_are_asked_for_beside_it() {
-    let s = start(false);
+    let s = start(false, 4);
     let (g, started, first_go) = (s.g.clone(), s.started.clone(), s.first_go.clone());
 
     // Fetch 0 asks for all 4 slots and gets 2 tasks, which run; fetch 1
@@ -241,7 +241,7 @@ async fn slots_freed_while_a_fetch_is_out_are_asked_for_beside_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_source_is_asked_for_shares_and_beside_a_fetch_only_for_a_full_one() {
-    let s = start(true);
+    let s = start(true, 4);
     let (g, started, first_go) = (s.g.clone(), s.started.clone(), s.first_go.clone());
 
     // 4 slots, two fetches out: fetch 0 asks for a share of 2 (not all 4)
@@ -271,5 +271,35 @@ async fn a_split_source_is_asked_for_shares_and_beside_a_fetch_only_for_a_full_o
 
     g.gates[2].notify_one();
     g.gates[1].notify_one();
+    end(s, &[0, 1, 100, 101, 200, 201]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odd_number_of_slots_still_keeps_two_split_fetches_out() {
+    let s = start(true, 5);
+    let (g, started) = (s.g.clone(), s.started.clone());
+    // 5 slots: fetch 0 asks for a share of 3 (and gets 2 tasks, which run);
+    // fetch 1 goes out beside it for the 2 slots left, the share rounded
+    // down, and waits. The slot fetch 0 did not fill is 1 free slot: not
+    // asked for beside fetch 1.
+    until(&g, || {
+        g.out.load(Ordering::SeqCst) == 1 && started.lock().len() == 2
+    })
+    .await;
+    assert_eq!(*g.asks.lock(), vec![3, 2]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(g.calls.load(Ordering::SeqCst), 2);
+
+    // Fetch 0's tasks end: fetch 2 goes out beside fetch 1 once 2 slots
+    // are free (3 when both had ended by the time it was sent).
+    s.first_go.add_permits(2);
+    until(&g, || g.out.load(Ordering::SeqCst) == 2).await;
+    let third = g.asks.lock()[2];
+    assert!(
+        third == 2 || third == 3,
+        "a share, rounded down or up: {third}"
+    );
+    g.gates[1].notify_one();
+    g.gates[2].notify_one();
     end(s, &[0, 1, 100, 101, 200, 201]).await;
 }
