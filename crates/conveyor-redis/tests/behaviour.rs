@@ -577,6 +577,62 @@ async fn long_keys_take_the_long_form_of_the_data_record() {
     assert_ne!(again.id, id);
 }
 
+/// A ready-set entry of a task that does not head its ordering key (left
+/// there by a race, written here by hand) is moved to the parked set and
+/// not counted as taken: a reservation of one still finds the task behind
+/// it, and the entry is gone from the ready set.
+#[tokio::test]
+async fn a_ready_entry_behind_its_key_is_parked_not_counted() {
+    let (ns, _clock) = Namespace::manual().await;
+    let b = &ns.backend;
+    let ready = format!("{}q:7:default:ready", ns.prefix());
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let head = b
+        .enqueue(task("a").ordering_key("k"))
+        .await
+        .expect("enqueue")
+        .id;
+    let behind = b
+        .enqueue(task("b").ordering_key("k"))
+        .await
+        .expect("enqueue")
+        .id;
+    // The head's ready member is its id padded with zeros; the one behind
+    // goes in front of it.
+    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(&ready)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut conn)
+        .expect("zrange");
+    assert_eq!(members.len(), 1, "only the head is ready: {members:?}");
+    let (member, score) = &members[0];
+    let stray = format!("{:0>width$}", behind.0, width = member.len());
+    let _: () = redis::cmd("ZADD")
+        .arg(&ready)
+        .arg(score - 1.0)
+        .arg(&stray)
+        .query(&mut conn)
+        .expect("zadd");
+
+    let got = b
+        .reserve(&default_queue(), 1, LEASE)
+        .await
+        .expect("reserve");
+    assert_eq!(
+        got.iter().map(|r| r.lease.id).collect::<Vec<_>>(),
+        vec![head]
+    );
+    let left: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&ready)
+        .arg(&stray)
+        .query(&mut conn)
+        .expect("zscore");
+    assert_eq!(left, None, "the entry behind its key left the ready set");
+}
+
 /// Time is the injected clock's, not the server's.
 #[tokio::test]
 async fn times_come_from_the_injected_clock() {

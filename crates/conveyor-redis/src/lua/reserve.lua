@@ -164,13 +164,13 @@ for qi = 7, #ARGV do
         -- Its handler is at a limit: it stays ready, in its place.
         skipped = skipped + 1
         if skipped >= SKIP_LIMIT then break end
-      elseif t then
-        picked = picked + 1
-        if picked >= max then break end
       elseif t == 'park' then
         -- It re-enters the ready set when it heads its key.
         zrem(rk, m)
         zadd(parked_key(q), ids[i], ids[i])
+      elseif t then
+        picked = picked + 1
+        if picked >= max then break end
       else
         -- A stray entry: the task is gone or lives elsewhere.
         zrem(rk, m)
