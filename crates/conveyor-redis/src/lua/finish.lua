@@ -63,9 +63,9 @@ local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: lease-set members to remove and ids to append to the finished
--- list.
-local unleased, finished = {}, {}
+-- Per queue: the completed tasks' ids, each removed from the lease set and
+-- appended to the finished list, and how many.
+local finished, n_finished = {}, {}
 -- The new state records and the results (id, value, ...).
 local states, results = {}, {}
 -- The lengths of states, results and out, kept by hand.
@@ -99,12 +99,10 @@ local function complete(id, token, result, sv, dv)
     if applies == 1 then applied[id] = true end
     return applies
   end
-  local u = unleased[q]
-  if not u then
-    -- n: how many, kept by hand (finished[q] holds as many).
-    u = {n = 0}
-    unleased[q] = u
-    finished[q] = {}
+  local f = finished[q]
+  if not f then
+    f = {}
+    finished[q], n_finished[q] = f, 0
     done_mid[q] = ' ' .. finished_at(home_key(q, TR.Complete.to), now) .. ' '
   end
   local n = n_states
@@ -116,10 +114,9 @@ local function complete(id, token, result, sv, dv)
     results[n + 1], results[n + 2] = id, result
     n_results = n + 2
   end
-  n = u.n + 1
-  u.n = n
-  u[n] = id
-  finished[q][n] = id
+  n = n_finished[q] + 1
+  n_finished[q] = n
+  f[n] = id
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
@@ -183,9 +180,9 @@ while f <= #ARGV do
   if out[pos] == 1 then enqueue_tasks(now, f + 3, m, span, nil, wake, take_ids(m)) end
   f = f + 3 + span
 end
-for q, u in pairs(unleased) do
-  bulk('ZREM', leases_key(q), u)
-  bulk('RPUSH', home_key(q, TR.Complete.to), finished[q])
+for q, f in pairs(finished) do
+  bulk('ZREM', leases_key(q), f)
+  bulk('RPUSH', home_key(q, TR.Complete.to), f)
 end
 flush()
 flush_ready()

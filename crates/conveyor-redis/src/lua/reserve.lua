@@ -54,9 +54,11 @@ local leased = {}
 local states = {}
 -- The ready-set members of one queue's taken tasks.
 local rm_ready = {}
--- The lengths of out, leased, states and rm_ready, kept by hand: Lua's #
--- searches for a table's end at each use.
-local n_out, n_leased, n_states, n_ready = 0, 0, 0, 0
+-- How many of one queue's tasks take() took: rm_ready holds that many,
+-- states and leased two items each (kept by hand: Lua's # searches for a
+-- table's end at each use). out holds 3 items for each of the picked
+-- tasks.
+local n_taken = 0
 -- The lease token of this call's tasks of the record layout, taken on the
 -- first; the head of their new state records, up to the attempts; their
 -- tail, from the run-at's end.
@@ -93,12 +95,12 @@ local function take_slow(q, m, id)
   if r.layout then tk = call_token() else tk = num(r, 'tk') + 1 end
   r.lu = lu
   move(r, 'Reserve', now, {'a', a, 'tk', tk, 'at', attempt_at})
-  local n = n_out
+  -- After the items of the tasks picked before it (counted on its return).
+  local n = 3 * picked
   out[n + 1] = id
   out[n + 2] = state_value({s = RUNNING, tk = tk, a = a, ra = need(r, 'ra'), at = attempt_at})
   out[n + 3] = r.data or data_head(q, need(r, 'h'), need(r, 'pr'), r.uk, r.ok, need(r, 'ra'))
     .. packed_of(r)
-  n_out = n + 3
   return true
 end
 
@@ -121,17 +123,14 @@ local function take(q, m, id, sv, dv)
   if gates and not admit(gates, h) then return 'skip' end
   if not token then call_token() end
   local state = running_head .. succ(a) .. ' ' .. ra .. attempt_tail
-  local n = n_out
+  local n = 3 * picked
   out[n + 1], out[n + 2], out[n + 3] = id, state, dv
-  n_out = n + 3
-  n = n_states
-  states[n + 1], states[n + 2] = id, state
-  n_states = n + 2
-  n = n_leased
-  leased[n + 1], leased[n + 2] = lu, id
-  n_leased = n + 2
-  n_ready = n_ready + 1
-  rm_ready[n_ready] = m
+  n = n_taken + 1
+  n_taken = n
+  rm_ready[n] = m
+  n = 2 * n
+  states[n - 1], states[n] = id, state
+  leased[n - 1], leased[n] = lu, id
   count_running(h, 1)
   if ok then redis.call('SET', ordrun_key(q, ok), id) end
   return true
@@ -179,9 +178,9 @@ for qi = 7, #ARGV do
   end
   bulk('HSET', TSTATE, states)
   bulk('ZREM', rk, rm_ready)
-  if n_leased > 0 then bulk('ZADD', leases_key(q), leased) end
+  if n_taken > 0 then bulk('ZADD', leases_key(q), leased) end
   states, rm_ready, leased = {}, {}, {}
-  n_states, n_ready, n_leased = 0, 0, 0
+  n_taken = 0
 end
 flush()
 store_gates(gates)
