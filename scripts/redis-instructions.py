@@ -19,6 +19,9 @@ instructions:
   per call;
 - reserve of those 5,000 tasks, 500 per call (--batch), per task;
 - finish (plain completions) of them, 500 per call (--batch), per task;
+- 5,000 more enqueued, then reserved and finished in turn with two
+  reservations out, as a worker does (the lease set stays small), per task
+  of reserve and finish together;
 - prune of every finished task (the warm-up's too), 1,000 per call, per task;
 
 beside a PING and an FCALL of an empty function, per call. Each library is
@@ -192,13 +195,31 @@ def steps(conn, lib, prefix, batch=500):
 
     def finish():
         for i in range(0, len(leases), batch):
-            some = leases[i : i + batch]
-            args = ["FCALL", lib + "_finish", 0, prefix, now, len(some), 0]
-            for id_, token in some:
-                args += [id_, token]
-            r = conn.call(*args)
+            finish_call(leases[i : i + batch])
+
+    def finish_call(some):
+        args = ["FCALL", lib + "_finish", 0, prefix, now, len(some), 0]
+        for id_, token in some:
+            args += [id_, token]
+        r = conn.call(*args)
+        if isinstance(r, RuntimeError):
+            raise r
+
+    def in_turn():
+        # As a worker keeps two reservations out: reserve, reserve, then
+        # finish the older one before each next reserve, so the lease set
+        # never holds more than two calls' tasks.
+        out = []
+        for _ in range(5000 // batch):
+            r = conn.call("FCALL", lib + "_reserve", 0, prefix, now, now + 60000, batch, 100,
+                          "w", "default")
             if isinstance(r, RuntimeError):
                 raise r
+            out.append(leases_of(r))
+            if len(out) == 2:
+                finish_call(out.pop(0))
+        while out:
+            finish_call(out.pop(0))
 
     def prune():
         # Every finished task (the warm-up's and this round's), 1,000 a call.
@@ -215,7 +236,9 @@ def steps(conn, lib, prefix, batch=500):
         ("finish, %d a call (per task)" % batch, finish, 5000),
         ("enqueue, one task a call (per call, 200 pipelined)", pipeline(enqueue_call(1), 200),
          200),
-        ("prune, 1,000 a call (per task)", prune, 10000),
+        ("enqueue, batches of 1,000, again (per task)", pipeline(enqueue_call(1000), 5), 5000),
+        ("reserve + finish in turn, %d a call, 2 out (per task)" % batch, in_turn, 5000),
+        ("prune, 1,000 a call (per task)", prune, 15000),
     ]
 
 

@@ -25,10 +25,14 @@ local LIMITS, TATS, RUNNING_H
 local TOKENS, TSTATE, TDATA, TRESULT, TERROR, THISTORY
 -- Key names are built once per queue (and state) per prefix: string
 -- building is a large share of a script's time.
-local base_of, ready_of, index_of, uniq_of, leases_of
+local base_of, ready_of, index_of, uniq_of, leases_of, groups_of
 -- Per call: the buffered sorted-set writes and running counts (see flush),
 -- and the finished-at each finished list was read at (see finished_at).
 local pending, running_delta, list_finished_at
+-- Per call: the leases of tasks that left running, per queue and token (see
+-- "Lease groups"), and the tasks a reserve put in its call's group, per
+-- queue.
+local leases_gone, group_new
 -- Per call: the queues already added to the set of queue names; the new
 -- ready members of enqueued tasks, per queue, written at the end of the call
 -- (flush_ready); the queues whose ready set was found writable.
@@ -44,6 +48,7 @@ local records_deferred
 local function begin(prefix)
   byte, sub, match = string.byte, string.sub, string.match
   pending, running_delta, list_finished_at = {}, {}, {}
+  leases_gone, group_new = {}, {}
   queues_added, ready_deferred, ready_checked = {}, {}, {}
   records_deferred = {}
   if prefix == P then return end
@@ -72,7 +77,7 @@ local function begin(prefix)
   TRESULT = P .. 'tasks:result'
   TERROR = P .. 'tasks:error'
   THISTORY = P .. 'tasks:history'
-  base_of, ready_of, index_of, uniq_of, leases_of = {}, {}, {}, {}, {}
+  base_of, ready_of, index_of, uniq_of, leases_of, groups_of = {}, {}, {}, {}, {}, {}
 end
 
 local function fail(msg)
@@ -117,6 +122,17 @@ local function leases_key(q)
   if not k then
     k = queue_base(q) .. 'leases'
     leases_of[q] = k
+  end
+  return k
+end
+-- Lease groups (see below): the groups' lease set and the hash of their
+-- live counts, ids and split-out ids.
+local function groups_keys(q)
+  local k = groups_of[q]
+  if not k then
+    local b = queue_base(q)
+    k = {b .. 'gleases', b .. 'groups'}
+    groups_of[q] = k
   end
   return k
 end
@@ -193,7 +209,116 @@ local function count_running(h, d)
   running_delta[h] = (running_delta[h] or 0) + d
 end
 
+-- Lease groups. A running task's lease is either a member of its queue's
+-- lease set (its id, scored by the lease's end) or, for the tasks one
+-- reserve call took of a queue, one group: a member of the queue's group
+-- lease set (the call's token, scored by the lease's end) and, in the
+-- queue's groups hash, its live count under the token (the tasks of the
+-- group that still run under it and were not split out) and its ids under
+-- 'i' and the token (' ID ID ... '). A reservation writes two small
+-- commands instead of a lease-set member per task, and a finish lowers a
+-- count instead of removing a member per task. A renewal of all of a
+-- group's live tasks moves the group's score; one of only some of them
+-- splits those out: each gets a member of its own in the lease set, is
+-- named under 's' and the token (' ID ... '), and no longer counts as live.
+-- A group whose count reaches zero is deleted; one whose lease ends is
+-- expanded by recover.
+-- Tasks reserved before groups existed, and tasks stored before the record
+-- layout (a token of their own), keep members of their own.
+
+-- Task id of queue q, running under lease token tk, leaves running: its
+-- lease goes at the next flush (its group's count, or its own member).
+local function lease_gone(q, id, tk)
+  local t = leases_gone[q]
+  if not t then
+    t = {}
+    leases_gone[q] = t
+  end
+  local ids = t[tk]
+  if not ids then
+    ids = {}
+    t[tk] = ids
+  end
+  ids[#ids + 1] = id
+end
+
+-- Task id of queue q joins this call's group (written by write_group).
+local function group_add(q, id)
+  local t = group_new[q]
+  if not t then
+    t = {}
+    group_new[q] = t
+  end
+  t[#t + 1] = id
+end
+
+-- Writes the groups of this reserve call, token tk, lease until lu.
+local function write_groups(tk, lu)
+  for q, ids in pairs(group_new) do
+    local k = groups_keys(q)
+    redis.call('ZADD', k[1], lu, tk)
+    redis.call('HSET', k[2], tk, #ids, 'i' .. tk, ' ' .. table.concat(ids, ' ') .. ' ')
+  end
+  group_new = {}
+end
+
+-- Deletes group tk of queue q (its split-out tasks keep their members).
+local function drop_group(q, tk)
+  local k = groups_keys(q)
+  redis.call('ZREM', k[1], tk)
+  redis.call('HDEL', k[2], tk, 'i' .. tk, 's' .. tk)
+end
+
+-- Whether ' ID ' is in the space-separated list l (false or nil for none).
+local function listed(l, id)
+  return l and string.find(l, ' ' .. id .. ' ', 1, true) ~= nil
+end
+
+-- The leases of the tasks that left running (lease_gone): per queue one
+-- read of the live counts of their tokens, then one count change per group
+-- (a group that reaches zero is deleted) and their own members removed.
+local function flush_leases()
+  for q, by_token in pairs(leases_gone) do
+    local k = groups_keys(q)
+    local fields, tokens = {}, {}
+    for tk in pairs(by_token) do
+      tokens[#tokens + 1] = tk
+      fields[#fields + 1] = tk
+      fields[#fields + 1] = 's' .. tk
+    end
+    local got = redis.call('HMGET', k[2], unpack(fields))
+    for i, tk in ipairs(tokens) do
+      local live, split = tonumber(got[2 * i - 1]), got[2 * i]
+      local gone = 0
+      for _, id in ipairs(by_token[tk]) do
+        if live and not listed(split, id) then
+          gone = gone + 1
+        else
+          zrem(leases_key(q), id)
+        end
+      end
+      if gone > 0 then
+        if live - gone <= 0 then
+          drop_group(q, tk)
+        else
+          redis.call('HINCRBY', k[2], tk, -gone)
+        end
+      end
+    end
+  end
+  leases_gone = {}
+end
+
+-- Whether task id of queue q, running under token tk, holds its lease
+-- through its group (not split out): its own member, if it has one, is a
+-- leftover.
+local function in_group(q, id, tk)
+  local got = redis.call('HMGET', groups_keys(q)[2], tk, 's' .. tk)
+  return got[1] and not listed(got[2], id)
+end
+
 local function flush()
+  flush_leases()
   for h, d in pairs(running_delta) do
     if d ~= 0 and redis.call('HINCRBY', RUNNING_H, h, d) <= 0 then
       redis.call('HDEL', RUNNING_H, h)
@@ -261,7 +386,42 @@ local function count_state(q, s)
   if not INDEXED[s] and HOME[s] == 'finished' then return redis.call('LLEN', members_key(q, s)) end
   local n = redis.call('ZCARD', members_key(q, s))
   if not INDEXED[s] and HOME[s] == 'ready' then n = n + redis.call('ZCARD', parked_key(q)) end
+  if not INDEXED[s] and HOME[s] == 'leases' then
+    -- And the live tasks of every lease group (its count is under the
+    -- token alone).
+    local flat = redis.call('HGETALL', groups_keys(q)[2])
+    for i = 1, #flat, 2 do
+      if tonumber(flat[i]) then n = n + (tonumber(flat[i + 1]) or 0) end
+    end
+  end
   return n
+end
+
+-- The ids of queue q's running tasks, for a state whose home is the lease
+-- set and has no index: the lease set's members and the live tasks of its
+-- lease groups (read whole: both are bounded by the work in flight).
+local function lease_holders(q)
+  local ids = redis.call('ZRANGE', leases_key(q), 0, -1)
+  local k = groups_keys(q)
+  local head = STATE_STR[RUNNING] .. ' '
+  for _, tk in ipairs(redis.call('ZRANGE', k[1], 0, -1)) do
+    local got = redis.call('HMGET', k[2], 'i' .. tk, 's' .. tk)
+    local l, split = got[1], got[2]
+    local members = {}
+    if l then
+      for id in string.gmatch(l, '%S+') do
+        if not listed(split, id) then members[#members + 1] = id end
+      end
+    end
+    if #members > 0 then
+      local svs = redis.call('HMGET', TSTATE, unpack(members))
+      local lease = head .. tk .. ' '
+      for i, id in ipairs(members) do
+        if svs[i] and string.sub(svs[i], 1, #lease) == lease then ids[#ids + 1] = id end
+      end
+    end
+  end
+  return ids
 end
 
 -- The ready set orders by priority, then id, so the lowest ids of a queue's
@@ -655,7 +815,13 @@ local function move(r, tname, now, sets, dels)
   if from ~= nil then
     -- A finished list is only ever cut from its start (prune).
     if HOME[from] == 'finished' then fail('no transition leaves a ' .. STATE_NAME[from] .. ' task') end
-    zrem(home_key(r.q, from), home_member(from, r.id))
+    if HOME[from] == 'leases' and r.layout then
+      -- Its lease may be a group's (tokens of the record layout are per
+      -- reserve call).
+      lease_gone(r.q, r.id, r.tk)
+    else
+      zrem(home_key(r.q, from), home_member(from, r.id))
+    end
     -- Only a task with an ordering key can be parked.
     if HOME[from] == 'ready' and r.ok then zrem(parked_key(r.q), r.id) end
     if INDEXED[from] then zrem(index_key(r.q, from), r.id) end
@@ -695,7 +861,9 @@ local function move(r, tname, now, sets, dels)
   elseif h == 'timers' then
     zadd(TIMERS, r.ra, r.id)
   elseif h == 'leases' then
-    zadd(leases_key(r.q), r.lu, r.id)
+    -- A reserve call's tasks of the record layout share its token: they
+    -- join the call's lease group.
+    if r.group then group_add(r.q, r.id) else zadd(leases_key(r.q), r.lu, r.id) end
   elseif h == 'finished' then
     redis.call('RPUSH', home_key(r.q, to), r.id)
   else

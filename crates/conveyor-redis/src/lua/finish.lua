@@ -55,16 +55,17 @@ end
 -- The Complete edge of a running task, with or without a result, written out
 -- for the hot path: the records of every completed task read with one HMGET
 -- per record hash up front, the new states and results written with one
--- HSET per hash at the end, the sorted-set writes collected in plain arrays
--- (each member once) and sent as one command per key. Checked here against
+-- HSET per hash at the end, the finished lists' appends collected in plain
+-- arrays and sent as one command per key, the leases given up per group (see
+-- "Lease groups" in common.lua). Checked here against
 -- the generated prelude (what move() would do); should the state machine
 -- change so it no longer holds, every report takes move() instead.
 local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: the completed tasks' ids, each removed from the lease set and
--- appended to the finished list, and how many.
+-- Per queue: the completed tasks' ids, appended to the finished list, and
+-- how many.
 local finished, n_finished = {}, {}
 -- The new state records and the results (id, value, ...).
 local states, results = {}, {}
@@ -117,6 +118,7 @@ local function complete(id, token, result, sv, dv)
   n = n_finished[q] + 1
   n_finished[q] = n
   f[n] = id
+  lease_gone(q, id, token)
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
   if ok or uk then release_keys({id = id, q = q, ok = ok, uk = uk}) end
@@ -181,7 +183,6 @@ while f <= #ARGV do
   f = f + 3 + span
 end
 for q, f in pairs(finished) do
-  bulk('ZREM', leases_key(q), f)
   bulk('RPUSH', home_key(q, TR.Complete.to), f)
 end
 flush()

@@ -146,9 +146,16 @@ local function id_source(q, from)
       return out
     end
   else
-    -- Running: the lease set (bounded by the work in flight), read whole.
+    -- Running: the lease set and its groups (bounded by the work in
+    -- flight), read whole.
+    local members
+    if HOME[state] == 'leases' then
+      members = lease_holders(q)
+    else
+      members = redis.call('ZRANGE', members_key(q, state), 0, -1)
+    end
     local all = {}
-    for _, id in ipairs(redis.call('ZRANGE', members_key(q, state), 0, -1)) do
+    for _, id in ipairs(members) do
       if beyond(id, from) then all[#all + 1] = id end
     end
     sort_ids(all)

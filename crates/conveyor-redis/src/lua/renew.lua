@@ -1,7 +1,10 @@
 -- renew: ARGV = prefix, lease_until, then id, token per lease.
 -- Returns 1 per lease still held (extended), 0 otherwise. The expiry lives only
--- as the task's score in its queue's lease set. The state and data records
--- of every lease are read with one HMGET each, not per lease.
+-- as a score: the task's in its queue's lease set, or its lease group's (see
+-- "Lease groups" in common.lua). A renewal of every live task of a group
+-- moves the group's score; one of only some of them splits those out of
+-- the group. The state and data records of every lease are read with one
+-- HMGET each, not per lease.
 local lu = ARGV[2]
 local ids, tokens = {}, {}
 for i = 3, #ARGV, 2 do
@@ -10,6 +13,8 @@ for i = 3, #ARGV, 2 do
 end
 local out = {}
 if #ids == 0 then return out end
+-- Per queue and token: the leases of the record layout renewed (a set).
+local groups = {}
 local svs, dvs = hmget(TSTATE, ids), hmget(TDATA, ids)
 local running = STATE_STR[RUNNING] .. ' '
 for i, id in ipairs(ids) do
@@ -29,10 +34,54 @@ for i, id in ipairs(ids) do
     if r ~= nil and r.s == RUNNING and r.tk == tokens[i] then q = r.q end
   end
   if q then
-    zadd(leases_key(q), lu, id)
     out[i] = 1
+    if sv then
+      -- The record layout: a reserve call's token, maybe its group's lease.
+      local t = groups[q]
+      if not t then
+        t = {}
+        groups[q] = t
+      end
+      local g = t[tokens[i]]
+      if not g then
+        g = {}
+        t[tokens[i]] = g
+      end
+      g[id] = true
+    else
+      zadd(leases_key(q), lu, id)
+    end
   else
     out[i] = 0
+  end
+end
+for q, by_token in pairs(groups) do
+  local k = groups_keys(q)
+  local fields, order = {}, {}
+  for tk in pairs(by_token) do
+    order[#order + 1] = tk
+    fields[#fields + 1] = tk
+    fields[#fields + 1] = 's' .. tk
+  end
+  local got = redis.call('HMGET', k[2], unpack(fields))
+  for j, tk in ipairs(order) do
+    local live, split = tonumber(got[2 * j - 1]), got[2 * j]
+    local inside = {}
+    for id in pairs(by_token[tk]) do
+      if live and not listed(split, id) then
+        inside[#inside + 1] = id
+      else
+        zadd(leases_key(q), lu, id)
+      end
+    end
+    if #inside > 0 and #inside >= live then
+      redis.call('ZADD', k[1], lu, tk)
+    elseif #inside > 0 then
+      -- Not the whole group: these leases become their own.
+      for _, id in ipairs(inside) do zadd(leases_key(q), lu, id) end
+      redis.call('HSET', k[2], 's' .. tk, (split or ' ') .. table.concat(inside, ' ') .. ' ')
+      redis.call('HINCRBY', k[2], tk, -#inside)
+    end
   end
 end
 flush()

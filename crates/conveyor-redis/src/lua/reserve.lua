@@ -49,15 +49,13 @@ local RUNNING_S, AVAILABLE_S = STATE_STR[RUNNING], STATE_STR[AVAILABLE]
 -- (see "Task records" in common.lua).
 local out = {}
 local picked = 0
-local leased = {}
 -- The new state records of one queue's taken tasks (id, value, ...).
 local states = {}
 -- The ready-set members of one queue's taken tasks.
 local rm_ready = {}
 -- How many of one queue's tasks take() took: rm_ready holds that many,
--- states and leased two items each (kept by hand: Lua's # searches for a
--- table's end at each use). out holds 3 items for each of the picked
--- tasks.
+-- states two items each (kept by hand: Lua's # searches for a table's end
+-- at each use). out holds 3 items for each of the picked tasks.
 local n_taken = 0
 -- The lease token of this call's tasks of the record layout, taken on the
 -- first; the head of their new state records, up to the attempts; their
@@ -94,6 +92,8 @@ local function take_slow(q, m, id)
   local tk
   if r.layout then tk = call_token() else tk = num(r, 'tk') + 1 end
   r.lu = lu
+  -- The call's token: its lease is the call's group.
+  r.group = r.layout
   move(r, 'Reserve', now, {'a', a, 'tk', tk, 'at', attempt_at})
   -- After the items of the tasks picked before it (counted on its return).
   local n = 3 * picked
@@ -130,7 +130,7 @@ local function take(q, m, id, sv, dv)
   rm_ready[n] = m
   n = 2 * n
   states[n - 1], states[n] = id, state
-  leased[n - 1], leased[n] = lu, id
+  group_add(q, id)
   count_running(h, 1)
   if ok then redis.call('SET', ordrun_key(q, ok), id) end
   return true
@@ -178,10 +178,10 @@ for qi = 7, #ARGV do
   end
   bulk('HSET', TSTATE, states)
   bulk('ZREM', rk, rm_ready)
-  if n_taken > 0 then bulk('ZADD', leases_key(q), leased) end
-  states, rm_ready, leased = {}, {}, {}
+  states, rm_ready = {}, {}
   n_taken = 0
 end
+if token then write_groups(token, lu) end
 flush()
 store_gates(gates)
 return out
