@@ -266,6 +266,7 @@ async fn a_leftover_member_of_a_grouped_task_does_not_expire_it() {
         .arg(got[0].lease.id.0.to_string())
         .query(&mut conn)
         .expect("ZADD");
+    assert_eq!(running(&ns).await.1, ids(&got), "listed once");
     clock.advance(Duration::from_secs(1));
     assert_eq!(ns.backend.recover_expired().await.expect("recover"), 0);
     assert_eq!(state(&ns, got[0].lease.id).await, TaskState::Running);

@@ -402,6 +402,10 @@ end
 -- lease groups (read whole: both are bounded by the work in flight).
 local function lease_holders(q)
   local ids = redis.call('ZRANGE', leases_key(q), 0, -1)
+  -- A member of its own left beside a group (an older version's renewal)
+  -- must not list its task twice.
+  local seen = {}
+  for _, id in ipairs(ids) do seen[id] = true end
   local k = groups_keys(q)
   local head = STATE_STR[RUNNING] .. ' '
   for _, tk in ipairs(redis.call('ZRANGE', k[1], 0, -1)) do
@@ -417,7 +421,9 @@ local function lease_holders(q)
       local svs = redis.call('HMGET', TSTATE, unpack(members))
       local lease = head .. tk .. ' '
       for i, id in ipairs(members) do
-        if svs[i] and string.sub(svs[i], 1, #lease) == lease then ids[#ids + 1] = id end
+        if not seen[id] and svs[i] and string.sub(svs[i], 1, #lease) == lease then
+          ids[#ids + 1] = id
+        end
       end
     end
   end
