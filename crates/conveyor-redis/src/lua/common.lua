@@ -31,8 +31,9 @@ local base_of, ready_of, index_of, uniq_of, leases_of, groups_of
 local pending, running_delta, list_finished_at
 -- Per call: the leases of tasks that left running, per queue and token (see
 -- "Lease groups"), and the tasks a reserve put in its call's group, per
--- queue.
-local leases_gone, group_new
+-- queue; the list of the last queue and token lease_gone saw (a finish
+-- call's tasks share a few), and its length.
+local leases_gone, group_new, gone_q, gone_tk, gone_ids, gone_n
 -- Per call: the queues already added to the set of queue names; the new
 -- ready members of enqueued tasks, per queue, written at the end of the call
 -- (flush_ready); the queues whose ready set was found writable.
@@ -49,6 +50,7 @@ local function begin(prefix)
   byte, sub, match = string.byte, string.sub, string.match
   pending, running_delta, list_finished_at = {}, {}, {}
   leases_gone, group_new = {}, {}
+  gone_q, gone_tk = nil, nil
   queues_added, ready_deferred, ready_checked = {}, {}, {}
   records_deferred = {}
   if prefix == P then return end
@@ -229,17 +231,21 @@ end
 -- Task id of queue q, running under lease token tk, leaves running: its
 -- lease goes at the next flush (its group's count, or its own member).
 local function lease_gone(q, id, tk)
-  local t = leases_gone[q]
-  if not t then
-    t = {}
-    leases_gone[q] = t
+  if q ~= gone_q or tk ~= gone_tk then
+    local t = leases_gone[q]
+    if not t then
+      t = {}
+      leases_gone[q] = t
+    end
+    local ids = t[tk]
+    if not ids then
+      ids = {}
+      t[tk] = ids
+    end
+    gone_q, gone_tk, gone_ids, gone_n = q, tk, ids, #ids
   end
-  local ids = t[tk]
-  if not ids then
-    ids = {}
-    t[tk] = ids
-  end
-  ids[#ids + 1] = id
+  gone_n = gone_n + 1
+  gone_ids[gone_n] = id
 end
 
 -- Task id of queue q joins this call's group (written by write_group).
@@ -289,12 +295,18 @@ local function flush_leases()
     local got = redis.call('HMGET', k[2], unpack(fields))
     for i, tk in ipairs(tokens) do
       local live, split = tonumber(got[2 * i - 1]), got[2 * i]
+      local ids = by_token[tk]
       local gone = 0
-      for _, id in ipairs(by_token[tk]) do
-        if live and not listed(split, id) then
-          gone = gone + 1
-        else
-          zrem(leases_key(q), id)
+      if live and not split then
+        -- The common case: all of them were the group's.
+        gone = #ids
+      else
+        for _, id in ipairs(ids) do
+          if live and not listed(split, id) then
+            gone = gone + 1
+          else
+            zrem(leases_key(q), id)
+          end
         end
       end
       if gone > 0 then
@@ -307,6 +319,7 @@ local function flush_leases()
     end
   end
   leases_gone = {}
+  gone_q, gone_tk = nil, nil
 end
 
 -- Whether task id of queue q, running under token tk, holds its lease
