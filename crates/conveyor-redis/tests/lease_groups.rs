@@ -36,6 +36,14 @@ fn queue_key(ns: &Namespace, suffix: &str) -> String {
     )
 }
 
+/// How many members the default queue's sorted set `suffix` holds.
+fn zcard(ns: &Namespace, suffix: &str) -> u64 {
+    redis::cmd("ZCARD")
+        .arg(queue_key(ns, suffix))
+        .query(&mut raw())
+        .expect("ZCARD")
+}
+
 async fn enqueue(ns: &Namespace, n: usize) -> Vec<TaskId> {
     let tasks = (0..n)
         .map(|i| NewTask::new("h", format!("{i}").into_bytes()))
@@ -117,15 +125,8 @@ async fn a_reservation_is_one_group_and_finishing_all_of_it_deletes_the_group() 
     enqueue(&ns, 5).await;
     let got = reserve(&ns, 5).await;
     assert_eq!(got.len(), 5);
-    let mut conn = raw();
-    let members: u64 = redis::cmd("ZCARD")
-        .arg(queue_key(&ns, "leases"))
-        .query(&mut conn)
-        .expect("ZCARD");
-    let groups: u64 = redis::cmd("ZCARD")
-        .arg(queue_key(&ns, "gleases"))
-        .query(&mut conn)
-        .expect("ZCARD");
+    let members = zcard(&ns, "leases");
+    let groups = zcard(&ns, "gleases");
     assert_eq!(
         (members, groups),
         (0, 1),
@@ -186,11 +187,7 @@ async fn renewing_part_of_a_group_splits_those_tasks_out_and_the_rest_expires() 
         "{results:?}"
     );
     assert_eq!(running(&ns).await, (0, vec![]));
-    let mut conn = raw();
-    let members: u64 = redis::cmd("ZCARD")
-        .arg(queue_key(&ns, "leases"))
-        .query(&mut conn)
-        .expect("ZCARD");
+    let members = zcard(&ns, "leases");
     assert_eq!(members, 0, "the split-out members went with their tasks");
 }
 
@@ -204,11 +201,7 @@ async fn renewing_every_live_task_of_a_group_moves_the_groups_lease() {
     let leases = [got[1].lease.clone(), got[2].lease.clone()];
     let renewed = ns.backend.renew(&leases, LEASE).await.expect("renew");
     assert_eq!(renewed, vec![true, true]);
-    let mut conn = raw();
-    let members: u64 = redis::cmd("ZCARD")
-        .arg(queue_key(&ns, "leases"))
-        .query(&mut conn)
-        .expect("ZCARD");
+    let members = zcard(&ns, "leases");
     assert_eq!(members, 0, "no task was split out");
 
     clock.advance(Duration::from_secs(15));
@@ -270,10 +263,7 @@ async fn a_leftover_member_of_a_grouped_task_does_not_expire_it() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(ns.backend.recover_expired().await.expect("recover"), 0);
     assert_eq!(state(&ns, got[0].lease.id).await, TaskState::Running);
-    let members: u64 = redis::cmd("ZCARD")
-        .arg(queue_key(&ns, "leases"))
-        .query(&mut conn)
-        .expect("ZCARD");
+    let members = zcard(&ns, "leases");
     assert_eq!(members, 0, "the leftover is dropped");
     assert!(finish(&ns, complete(&got)).await[0].is_ok());
 }

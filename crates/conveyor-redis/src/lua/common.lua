@@ -280,21 +280,33 @@ local function listed(l, id)
   return l and string.find(l, ' ' .. id .. ' ', 1, true) ~= nil
 end
 
+-- The groups of queue q named by the keys of by_token, read with one HMGET:
+-- their tokens, and per token (same places) the live count (nil: no such
+-- group) and the split-out ids (nil: none).
+local function groups_read(q, by_token)
+  local tokens, fields = {}, {}
+  for tk in pairs(by_token) do
+    tokens[#tokens + 1] = tk
+    fields[#fields + 1] = tk
+    fields[#fields + 1] = 's' .. tk
+  end
+  local got = redis.call('HMGET', groups_keys(q)[2], unpack(fields))
+  local lives, splits = {}, {}
+  for i = 1, #tokens do
+    lives[i], splits[i] = tonumber(got[2 * i - 1]), got[2 * i] or nil
+  end
+  return tokens, lives, splits
+end
+
 -- The leases of the tasks that left running (lease_gone): per queue one
 -- read of the live counts of their tokens, then one count change per group
 -- (a group that reaches zero is deleted) and their own members removed.
 local function flush_leases()
   for q, by_token in pairs(leases_gone) do
     local k = groups_keys(q)
-    local fields, tokens = {}, {}
-    for tk in pairs(by_token) do
-      tokens[#tokens + 1] = tk
-      fields[#fields + 1] = tk
-      fields[#fields + 1] = 's' .. tk
-    end
-    local got = redis.call('HMGET', k[2], unpack(fields))
+    local tokens, lives, splits = groups_read(q, by_token)
     for i, tk in ipairs(tokens) do
-      local live, split = tonumber(got[2 * i - 1]), got[2 * i]
+      local live, split = lives[i], splits[i]
       local ids = by_token[tk]
       local gone = 0
       if live and not split then

@@ -57,15 +57,9 @@ for i, id in ipairs(ids) do
 end
 for q, by_token in pairs(groups) do
   local k = groups_keys(q)
-  local fields, order = {}, {}
-  for tk in pairs(by_token) do
-    order[#order + 1] = tk
-    fields[#fields + 1] = tk
-    fields[#fields + 1] = 's' .. tk
-  end
-  local got = redis.call('HMGET', k[2], unpack(fields))
-  for j, tk in ipairs(order) do
-    local live, split = tonumber(got[2 * j - 1]), got[2 * j]
+  local tokens, lives, splits = groups_read(q, by_token)
+  for j, tk in ipairs(tokens) do
+    local live, split = lives[j], splits[j]
     local inside = {}
     for id in pairs(by_token[tk]) do
       if live and not listed(split, id) then
