@@ -338,8 +338,21 @@ end
 -- through its group (not split out): its own member, if it has one, is a
 -- leftover.
 local function in_group(q, id, tk)
-  local got = redis.call('HMGET', groups_keys(q)[2], tk, 's' .. tk)
-  return got[1] and not listed(got[2], id)
+  local _, lives, splits = groups_read(q, {[tk] = true})
+  return lives[1] ~= nil and not listed(splits[1], id)
+end
+
+-- The ids group tk of queue q names that were not split out of it (some may
+-- since have finished, or run again under another token), and how many it
+-- names in all.
+local function group_ids(q, tk)
+  local got = redis.call('HMGET', groups_keys(q)[2], 'i' .. tk, 's' .. tk)
+  local ids, all = {}, 0
+  for id in string.gmatch(got[1] or '', '%S+') do
+    all = all + 1
+    if not listed(got[2], id) then ids[#ids + 1] = id end
+  end
+  return ids, all
 end
 
 local function flush()
@@ -434,14 +447,7 @@ local function lease_holders(q)
   local k = groups_keys(q)
   local head = STATE_STR[RUNNING] .. ' '
   for _, tk in ipairs(redis.call('ZRANGE', k[1], 0, -1)) do
-    local got = redis.call('HMGET', k[2], 'i' .. tk, 's' .. tk)
-    local l, split = got[1], got[2]
-    local members = {}
-    if l then
-      for id in string.gmatch(l, '%S+') do
-        if not listed(split, id) then members[#members + 1] = id end
-      end
-    end
+    local members = group_ids(q, tk)
     if #members > 0 then
       local svs = redis.call('HMGET', TSTATE, unpack(members))
       local lease = head .. tk .. ' '

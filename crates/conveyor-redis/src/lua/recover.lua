@@ -50,16 +50,13 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   end
   for _, tk in ipairs(groups) do
     if examined >= limit then break end
-    local got = redis.call('HMGET', k[2], 'i' .. tk, 's' .. tk)
-    local l, split = got[1], got[2]
-    for id in string.gmatch(l or '', '%S+') do
-      examined = examined + 1
-      if not listed(split, id) then
-        local r = load(id, FIELDS)
-        -- Only a task still running under the group's token: the others
-        -- finished, or run again under another lease.
-        if r ~= nil and r.layout and r.s == RUNNING and r.q == q and r.tk == tk then expire(r) end
-      end
+    local ids, all = group_ids(q, tk)
+    examined = examined + all
+    for _, id in ipairs(ids) do
+      local r = load(id, FIELDS)
+      -- Only a task still running under the group's token: the others
+      -- finished, or run again under another lease.
+      if r ~= nil and r.layout and r.s == RUNNING and r.q == q and r.tk == tk then expire(r) end
     end
     drop_group(q, tk)
   end
