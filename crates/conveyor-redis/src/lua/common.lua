@@ -86,6 +86,16 @@ local function fail(msg)
   error('conveyor: ' .. msg)
 end
 
+-- The table t holds under k, made empty there first if it has none.
+local function subtable(t, k)
+  local v = t[k]
+  if not v then
+    v = {}
+    t[k] = v
+  end
+  return v
+end
+
 local function task_key(id) return P .. 't:' .. id end
 
 -- The queue name is length-prefixed so no queue name or ordering key can make
@@ -107,11 +117,7 @@ local function ready_key(q)
   return k
 end
 local function index_key(q, s)
-  local t = index_of[q]
-  if not t then
-    t = {}
-    index_of[q] = t
-  end
+  local t = subtable(index_of, q)
   local k = t[s]
   if not k then
     k = queue_base(q) .. 's:' .. STATE_STR[s]
@@ -195,12 +201,7 @@ local function unpad(m)
 end
 
 local function zset_op(key, member, score)
-  local t = pending[key]
-  if not t then
-    t = {}
-    pending[key] = t
-  end
-  t[member] = score
+  subtable(pending, key)[member] = score
 end
 local function zadd(key, score, member) zset_op(key, member, score) end
 local function zrem(key, member) zset_op(key, member, false) end
@@ -232,16 +233,7 @@ end
 -- lease goes at the next flush (its group's count, or its own member).
 local function lease_gone(q, id, tk)
   if q ~= gone_q or tk ~= gone_tk then
-    local t = leases_gone[q]
-    if not t then
-      t = {}
-      leases_gone[q] = t
-    end
-    local ids = t[tk]
-    if not ids then
-      ids = {}
-      t[tk] = ids
-    end
+    local ids = subtable(subtable(leases_gone, q), tk)
     gone_q, gone_tk, gone_ids, gone_n = q, tk, ids, #ids
   end
   gone_n = gone_n + 1
@@ -250,11 +242,7 @@ end
 
 -- Task id of queue q joins this call's group (written by write_group).
 local function group_add(q, id)
-  local t = group_new[q]
-  if not t then
-    t = {}
-    group_new[q] = t
-  end
+  local t = subtable(group_new, q)
   t[#t + 1] = id
 end
 

@@ -37,17 +37,7 @@ for i, id in ipairs(ids) do
     out[i] = 1
     if sv then
       -- The record layout: a reserve call's token, maybe its group's lease.
-      local t = groups[q]
-      if not t then
-        t = {}
-        groups[q] = t
-      end
-      local g = t[tokens[i]]
-      if not g then
-        g = {}
-        t[tokens[i]] = g
-      end
-      g[id] = true
+      subtable(subtable(groups, q), tokens[i])[id] = true
     else
       zadd(leases_key(q), lu, id)
     end
