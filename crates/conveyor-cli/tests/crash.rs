@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{stdout, Env};
 use conveyor::{TaskId, TaskState};
+use conveyor_testkit::count_in;
 use conveyor_testkit::process::{pid_alive, Proc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,13 +34,7 @@ async fn a_worker_killed_mid_task_loses_nothing() {
     let victim = first.pid();
     first.kill9();
     assert!(!pid_alive(victim), "the worker is gone");
-    let running_at_kill: u64 = b
-        .stats()
-        .await
-        .expect("stats")
-        .iter()
-        .map(|s| s.count(TaskState::Running))
-        .sum();
+    let running_at_kill = count_in(b.as_ref(), TaskState::Running).await;
     assert!(running_at_kill >= 1, "tasks were in flight at the kill");
     let _second = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
     common::wait_count(&b, TaskState::Completed, n, Duration::from_secs(60)).await;
@@ -101,13 +96,7 @@ async fn a_producer_killed_mid_batch_stored_every_acknowledged_task() {
             "acknowledged task {id} is missing"
         );
     }
-    let stored: u64 = b
-        .stats()
-        .await
-        .expect("stats")
-        .iter()
-        .map(|s| s.count(TaskState::Available))
-        .sum();
+    let stored = count_in(b.as_ref(), TaskState::Available).await;
     assert_eq!(stored % 100, 0, "batches are all or nothing: {stored}");
     assert!(stored >= acked.len() as u64);
     drop(Proc::spawn(env.cmd(&["status"])).ok());

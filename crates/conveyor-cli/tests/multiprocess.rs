@@ -33,6 +33,7 @@ use conveyor::durable::Backend;
 use conveyor::durable::ListParams;
 use conveyor::durable::{connect, EnqueueOptions};
 use conveyor::{Client, Handler, TaskError, TaskState, TaskType, Worker};
+use conveyor_testkit::count_in;
 use conveyor_testkit::process::Proc;
 
 const TASKS: u64 = 20_000;
@@ -116,12 +117,7 @@ async fn count(b: &Arc<dyn Backend>, state: TaskState, logs: &Path) -> u64 {
             _ => 0,
         };
     }
-    b.stats()
-        .await
-        .expect("stats")
-        .iter()
-        .map(|s| s.count(state))
-        .sum()
+    count_in(b.as_ref(), state).await
 }
 
 /// Attempts beyond the first, over every completed task, as the store

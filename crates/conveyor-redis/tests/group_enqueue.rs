@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{redis_url, Namespace};
-use conveyor_core::parts::Inspection;
 use conveyor_core::{Backend, Error, NewTask, ResultStore, SystemClock, TaskId, TaskState};
+use conveyor_testkit::count_in;
 
 /// Many callers at once, with batches of every size (one, a few, more than a
 /// group holds): every id is new, and each id's task is the caller's task at
@@ -206,7 +206,6 @@ async fn requests_whose_tasks_do_not_read_fail_alone() {
         assert_eq!(record.payload, payload.as_bytes());
         assert_eq!(record.handler, "h");
     }
-    let stats = ns.backend.stats().await.expect("stats");
-    let available: u64 = stats.iter().map(|q| q.count(TaskState::Available)).sum();
+    let available = count_in(&ns.backend, TaskState::Available).await;
     assert_eq!(available, 3, "nothing of the refused requests");
 }

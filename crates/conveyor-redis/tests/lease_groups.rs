@@ -14,6 +14,7 @@ use conveyor_core::{
     Backend, Clock, Error, Finish, FinishAction, ListParams, NewTask, Reserved, TaskId, TaskState,
     DEFAULT_QUEUE,
 };
+use conveyor_testkit::count_in;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -42,6 +43,17 @@ fn zcard(ns: &Namespace, suffix: &str) -> u64 {
         .arg(queue_key(ns, suffix))
         .query(&mut raw())
         .expect("ZCARD")
+}
+
+/// Gives task `id` a member of its own in the default queue's lease set,
+/// scored `until`, as a version before lease groups wrote it.
+fn own_lease(ns: &Namespace, id: TaskId, until: i64) {
+    let _: u64 = redis::cmd("ZADD")
+        .arg(queue_key(ns, "leases"))
+        .arg(until)
+        .arg(id.0.to_string())
+        .query(&mut raw())
+        .expect("ZADD");
 }
 
 async fn enqueue(ns: &Namespace, n: usize) -> Vec<TaskId> {
@@ -76,14 +88,7 @@ fn complete(tasks: &[Reserved]) -> Vec<Finish> {
 }
 
 async fn running(ns: &Namespace) -> (u64, Vec<TaskId>) {
-    let count = ns
-        .backend
-        .stats()
-        .await
-        .expect("stats")
-        .iter()
-        .map(|q| q.count(TaskState::Running))
-        .sum();
+    let count = count_in(&ns.backend, TaskState::Running).await;
     let mut ids: Vec<TaskId> = ns
         .backend
         .list(&ListParams::new(TaskState::Running).limit(100))
@@ -252,13 +257,7 @@ async fn a_leftover_member_of_a_grouped_task_does_not_expire_it() {
     let got = reserve(&ns, 1).await;
     // As an older version's renewal would leave it: a member of its own,
     // here with a lease long over.
-    let mut conn = raw();
-    let _: u64 = redis::cmd("ZADD")
-        .arg(queue_key(&ns, "leases"))
-        .arg(1)
-        .arg(got[0].lease.id.0.to_string())
-        .query(&mut conn)
-        .expect("ZADD");
+    own_lease(&ns, got[0].lease.id, 1);
     assert_eq!(running(&ns).await.1, ids(&got), "listed once");
     clock.advance(Duration::from_secs(1));
     assert_eq!(ns.backend.recover_expired().await.expect("recover"), 0);
@@ -283,12 +282,7 @@ async fn leases_of_their_own_from_before_groups_still_finish_and_expire() {
         .expect("DEL");
     let until = clock.now().plus(LEASE).as_millis();
     for t in &got {
-        let _: u64 = redis::cmd("ZADD")
-            .arg(queue_key(&ns, "leases"))
-            .arg(until)
-            .arg(t.lease.id.0.to_string())
-            .query(&mut conn)
-            .expect("ZADD");
+        own_lease(&ns, t.lease.id, until);
     }
     assert_eq!(running(&ns).await, (2, ids(&got)));
     assert!(finish(&ns, complete(&got[..1])).await[0].is_ok());

@@ -17,6 +17,7 @@
 pub mod browser;
 pub mod certs;
 pub mod conformance;
+mod counts;
 pub mod kafka_broker;
 pub mod nats_server;
 pub mod notifications;
@@ -26,6 +27,7 @@ pub mod rabbitmq_server;
 mod scoped;
 pub mod servers;
 
+pub use counts::count_in;
 pub use scoped::Scoped;
 
 pub use conveyor_core::{ManualClock, Timestamp};

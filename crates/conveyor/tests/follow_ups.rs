@@ -14,6 +14,7 @@ use conveyor::{
     EnqueueOptions, Error, Handler, MemoryBackend, Outcome, Pool, RetryPolicy, TaskError,
     TaskState, TaskType, Worker,
 };
+use conveyor_testkit::count_in;
 
 const COUNTDOWN: TaskType<u32, u32> = TaskType::new("countdown");
 const AFTER: TaskType<u32, ()> = TaskType::new("after");
@@ -22,13 +23,7 @@ const AFTER: TaskType<u32, ()> = TaskType::new("after");
 async fn until_completed(b: &Arc<dyn Backend>, n: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let done: u64 = b
-            .stats()
-            .await
-            .expect("stats")
-            .iter()
-            .map(|q| q.count(TaskState::Completed))
-            .sum();
+        let done = count_in(b.as_ref(), TaskState::Completed).await;
         if done >= n {
             assert_eq!(done, n, "no more than the expected tasks ran");
             return;

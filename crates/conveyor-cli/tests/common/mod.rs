@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use conveyor::durable::Backend;
 use conveyor::TaskState;
+use conveyor_testkit::count_in;
 
 /// A temp directory with a backend file and a config file.
 pub struct Env {
@@ -87,13 +88,7 @@ pub fn stderr(o: &Output) -> String {
 pub async fn wait_count(b: &Arc<dyn Backend>, state: TaskState, n: u64, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let got: u64 = b
-            .stats()
-            .await
-            .expect("stats")
-            .iter()
-            .map(|s| s.count(state))
-            .sum();
+        let got = count_in(b.as_ref(), state).await;
         if got == n {
             return;
         }
