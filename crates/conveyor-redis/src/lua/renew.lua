@@ -47,8 +47,8 @@ for i, id in ipairs(ids) do
 end
 for q, by_token in pairs(groups) do
   local k = groups_keys(q)
-  local tokens, lives, splits = groups_read(q, by_token)
-  for j, tk in ipairs(tokens) do
+  local tks, lives, splits = groups_read(q, by_token)
+  for j, tk in ipairs(tks) do
     local live, split = lives[j], splits[j]
     local inside = {}
     for id in pairs(by_token[tk]) do
