@@ -394,3 +394,121 @@ async fn an_observer_that_calls_back_into_the_runner_does_not_stall_it() {
         "{settled:?}"
     );
 }
+
+/// Per-item answers of a settle call: a timeout is tried again until the
+/// source takes it (never dropped); a completion refused for good (a result
+/// over the store's limit) becomes a failed attempt carrying the refusal;
+/// a stale one is counted. The callback hears each only after the source
+/// answered, with what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_item_of_a_settle_call_is_retried_rewritten_or_counted_by_its_answer() {
+    use conveyor::source::{Settled, Stored};
+    use conveyor::{BackendErrorKind, NextStep};
+
+    /// Receipt 20 times out twice, 21's result is too large, 22 is stale.
+    struct Answers {
+        inner: Arc<Scripted>,
+        timeouts: AtomicUsize,
+    }
+    #[async_trait]
+    impl Source for Answers {
+        type Payload = Vec<u8>;
+        type Receipt = u64;
+        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+            Src(self.inner.clone()).fetch(max).await
+        }
+        async fn wait_for_work(&self, timeout: Duration) -> bool {
+            Src(self.inner.clone()).wait_for_work(timeout).await
+        }
+        async fn settle(
+            &self,
+            batch: Vec<Settlement<u64>>,
+        ) -> Result<Vec<Result<(), Error>>, Error> {
+            let mut answers = Vec::new();
+            for s in batch {
+                let answer = match (s.receipt, &s.action) {
+                    (20, _) if self.timeouts.fetch_add(1, Ordering::SeqCst) < 2 => Err(
+                        Error::backend(BackendErrorKind::Timeout, "no answer in 5 s"),
+                    ),
+                    (21, FinishAction::Complete { result }) => Err(Error::InvalidConfig(format!(
+                        "the result is {} bytes, over the store's limit of 4 bytes",
+                        result.as_ref().map_or(0, Vec::len)
+                    ))),
+                    (22, _) => Err(Error::StaleLease(s.id)),
+                    _ => {
+                        self.inner.settled.lock().push(s);
+                        Ok(())
+                    }
+                };
+                answers.push(answer);
+            }
+            Ok(answers)
+        }
+    }
+    let scripted = Arc::new(Scripted::default());
+    let heard = Arc::new(Mutex::new(Vec::<Settled>::new()));
+    let into = heard.clone();
+    let echo = Handler::io(
+        "echo",
+        |s: String, _ctx| async move { Ok::<_, TaskError>(s) },
+    );
+    let source = Answers {
+        inner: scripted.clone(),
+        timeouts: AtomicUsize::new(0),
+    };
+    let runner = Runner::new(source, echo_routes(echo))
+        .slots(8)
+        .poll_interval(Duration::from_millis(5))
+        .on_task_complete(100, move |s| into.lock().push(s));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    for i in 20..24 {
+        scripted.push(i, i, "a result");
+    }
+    let settled = scripted.settled_count(3).await;
+    while heard.lock().len() < 4 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    handle.stop();
+    let report = run.await.unwrap().unwrap();
+    let by = |r: u64| {
+        settled
+            .iter()
+            .find(|s| s.receipt == r)
+            .map(|s| s.action.clone())
+    };
+    assert_eq!(
+        by(20),
+        Some(FinishAction::Complete {
+            result: Some(b"a result".to_vec())
+        }),
+        "timed out twice, then taken"
+    );
+    match by(21) {
+        Some(FinishAction::Retry { delay, error }) => {
+            assert!(delay > Duration::ZERO);
+            assert!(
+                error.contains("refused") && error.contains("8 bytes, over the store's limit of 4"),
+                "{error}"
+            );
+        }
+        other => panic!("a refused completion is a failed attempt, got {other:?}"),
+    }
+    assert_eq!(by(22), None, "stale: not taken");
+    assert!(by(23).is_some());
+    let heard = heard.lock();
+    let of = |id: u64| heard.iter().find(|s| s.id == TaskId(id)).expect("heard");
+    assert_eq!(of(20).stored, Stored::Taken);
+    assert_eq!(of(20).step, NextStep::Done);
+    assert_eq!(of(21).stored, Stored::Taken);
+    assert!(matches!(of(21).step, NextStep::Retry { .. }));
+    assert!(of(21).error.as_deref().unwrap_or("").contains("limit"));
+    assert_eq!(
+        of(22).stored,
+        Stored::Stale,
+        "a fenced-off success is not told as one"
+    );
+    assert_eq!(report.stats.completed, 2, "{:?}", report.stats);
+    assert_eq!(report.stats.retried, 1, "{:?}", report.stats);
+    assert_eq!(report.stats.stale, 1, "{:?}", report.stats);
+}

@@ -1,7 +1,8 @@
 //! The user's `on_task_complete` for a runner, off the settlement path.
 //!
-//! The source already has every outcome when a callback hears of it: the
-//! callback observes, it does not acknowledge. So it runs on a thread of its
+//! The source has answered every settlement before a callback hears of it
+//! ([`Settled::stored`] says what it did): the callback observes, it does
+//! not acknowledge. So it runs on a thread of its
 //! own, fed by a bounded queue that the engine's workers never wait on. A
 //! callback that falls more than the queue's capacity behind misses the
 //! results that do not fit (counted in
@@ -41,6 +42,24 @@ pub struct Settled {
     /// The trace id of the attempt's span (feature `otel`; `None` without
     /// it), for log lines that join up with the trace.
     pub trace_id: Option<String>,
+    /// What the source did with the settlement.
+    pub stored: Stored,
+}
+
+/// What the source did with a task's settlement, as its callback hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stored {
+    /// The source took it: the store says what [`Settled::step`] says.
+    Taken,
+    /// Refused: the claim had run out, and the store had taken the task back
+    /// (it runs again, maybe elsewhere, or was dead-lettered if no attempt
+    /// was left) or it had finished. Nothing this worker reported was kept.
+    Stale,
+    /// Not stored (the store kept failing until the worker stopped, or
+    /// refused it for good), with why: the claim runs out and the task runs
+    /// again.
+    Lost(String),
 }
 
 /// Called with every settled task, on the runner's callback thread.
@@ -211,6 +230,7 @@ mod tests {
             error: None,
             result,
             trace_id: None,
+            stored: Stored::Taken,
         };
         callbacks.offer(settled, &Counters::default());
         drop(h);

@@ -27,7 +27,7 @@ mod slots;
 mod stats;
 mod ticker;
 
-pub use callbacks::{CallbackQueue, OnSettled, Settled, DEFAULT_CALLBACK_CAPACITY};
+pub use callbacks::{CallbackQueue, OnSettled, Settled, Stored, DEFAULT_CALLBACK_CAPACITY};
 pub use contract::{Delivery, Retries, Settlement, Source};
 pub use control::Control;
 pub use routes::Routes;

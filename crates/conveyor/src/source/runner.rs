@@ -202,7 +202,8 @@ impl<S: Source> Runner<S> {
     }
 
     /// Called with every settled task on a thread of its own, after the
-    /// settlement is queued for the source: a slow or blocked callback never
+    /// source has answered its settlement ([`Settled::stored`] says what it
+    /// did): a slow or blocked callback never
     /// delays a settlement or a slot. It may fall at most `capacity`
     /// results behind (default 10,000); results beyond that skip it (counted
     /// in [`RunnerStats::callbacks_dropped`]).

@@ -2,29 +2,77 @@
 //!
 //! The sink queues each settlement; the settler takes everything waiting (up
 //! to [`BATCH`]) and makes one `settle` call, so a durable store pays one
-//! commit for many tasks. A batch is tried again until the source takes it,
-//! and a settlement refused as stale (the claim ran out and the task is
-//! someone else's now) is counted and dropped. A settlement is counted by
-//! its action only once the source has taken it.
+//! commit for many tasks. What the source answers decides each item:
+//!
+//! - taken: counted by its action, and only then, so a worker's counts
+//!   agree with the store;
+//! - refused as stale (the claim ran out and the task is someone else's
+//!   now, or already finished): counted, and not tried again;
+//! - failed in a way that may pass (an outage, a timeout, contention): tried
+//!   again, alone or with the others that failed so, with a growing pause,
+//!   until the source takes it or the stop gives up. A timeout is not a
+//!   refusal: dropping it would leave the task running until its lease ran
+//!   out, then run it again;
+//! - refused for good (a result over the store's size limit, data the store
+//!   rejects): a completion is turned into a failed attempt that carries the
+//!   refusal as its error, once, so the store records why and the task
+//!   follows its attempts (retried, then dead-lettered) instead of rerunning
+//!   after every lease with "lease expired" as the only trace. A failure
+//!   whose error text is refused is tried once more with the text cut short.
+//!
+//! The user's callback hears of a settled task only after the source has
+//! answered, with what the source did ([`Stored`]): a fenced-off worker does
+//! not report a success the store refused.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::Error;
+use conveyor_core::{Error, FinishAction, NextStep};
 use tokio_util::sync::CancellationToken;
 
-use super::contract::{Settlement, Source};
+use super::callbacks::{Settled, Stored};
+use super::contract::{Retries, Settlement, Source};
 use super::shared::RunnerShared;
 use super::stats::Counters;
 
 /// Most settlements in one `settle` call.
 const BATCH: usize = 1024;
 
+/// How long a completion the source refused for good waits before its
+/// next attempt (the failed attempt's delay: the handler's own backoff is
+/// not known here, and the refusal is rarely one that passes sooner).
+pub(crate) const REFUSED_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The longest error text tried again after a refusal.
+const ERROR_CUT: usize = 4096;
+
+/// The first pause before a failed call is tried again, and the longest.
+const PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+
+/// A settlement on its way to the source, with the settled task that the
+/// user's callback hears of once the source has answered.
+pub(crate) struct Queued<R> {
+    pub(crate) settlement: Settlement<R>,
+    pub(crate) settled: Option<Settled>,
+    /// Already rewritten once after a refusal (never twice: no loop).
+    rewritten: bool,
+}
+
+impl<R> Queued<R> {
+    pub(crate) fn new(settlement: Settlement<R>, settled: Option<Settled>) -> Self {
+        Self {
+            settlement,
+            settled,
+            rewritten: false,
+        }
+    }
+}
+
 /// Runs until `closing` fires and nothing is left queued (or `give_up` fires
 /// while the source is failing).
 pub(crate) async fn run<S: Source>(
     shared: Arc<RunnerShared<S>>,
-    rx: flume::Receiver<Settlement<S::Receipt>>,
+    rx: flume::Receiver<Queued<S::Receipt>>,
     closing: CancellationToken,
     give_up: CancellationToken,
 ) {
@@ -54,60 +102,194 @@ pub(crate) async fn run<S: Source>(
     }
 }
 
-/// Settles a batch: a failure that may pass (an outage, contention) is
-/// retried with a growing pause until the source takes the batch or
-/// `give_up` fires; a failure that will not pass (bad data, a refusal) is
-/// narrowed down by settling the batch's items one by one, so one bad
-/// settlement does not hold back the others. One that still fails alone is
-/// dropped: its claim runs out and the task runs again.
+/// Settles a batch until every item is taken, refused, or given up on.
+///
+/// A whole call that fails in a way that may pass is tried again with a
+/// growing pause; one that will not pass is narrowed down by settling the
+/// batch's items one by one, so one bad settlement does not hold back the
+/// others.
 async fn store<S: Source>(
     shared: &RunnerShared<S>,
-    batch: Vec<Settlement<S::Receipt>>,
+    batch: Vec<Queued<S::Receipt>>,
     give_up: &CancellationToken,
 ) {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match shared.source.settle(batch.clone()).await {
+    let mut pending = batch;
+    let mut pause = PAUSE.0;
+    while !pending.is_empty() {
+        let call = pending.iter().map(|q| q.settlement.clone()).collect();
+        let wait = match shared.source.settle(call).await {
             Ok(results) => {
-                let mut stale = 0;
-                for (settlement, r) in batch.iter().zip(results) {
-                    match r {
-                        // Counted once the source has it, so a worker's
-                        // counts agree with the store.
-                        Ok(()) => shared.counters.settled(&settlement.action),
-                        Err(Error::StaleLease(_)) => stale += 1,
-                        Err(e) => {
-                            tracing::warn!(error = %e.chain(), "the source refused a settlement")
-                        }
-                    }
-                }
-                Counters::add(&shared.counters.stale, stale);
-                return;
+                let (again, wait) = sort_answers(shared, pending, results);
+                pending = again;
+                wait
             }
             Err(e) if !e.is_transient() => {
                 Counters::add(&shared.counters.backend_errors, 1);
-                if batch.len() == 1 {
-                    tracing::error!(error = %e.chain(), task = %batch[0].id, "settling failed (not transient); dropped: the claim will run out and the task run again");
-                    return;
+                if pending.len() == 1 {
+                    let q = pending.remove(0);
+                    match rewrite(shared, q, &e) {
+                        Some(q) => {
+                            pending.push(q);
+                            continue;
+                        }
+                        None => return,
+                    }
                 }
-                tracing::warn!(error = %e.chain(), settlements = batch.len(), "settling a batch failed (not transient); settling its items one by one");
-                for one in batch {
+                tracing::warn!(error = %e.chain(), settlements = pending.len(), "settling a batch failed (not transient); settling its items one by one");
+                for one in pending {
                     Box::pin(store(shared, vec![one], give_up)).await;
                 }
                 return;
             }
             Err(e) => {
                 Counters::add(&shared.counters.backend_errors, 1);
-                tracing::warn!(error = %e.chain(), settlements = batch.len(), "settling failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = give_up.cancelled() => {
-                        tracing::error!(settlements = batch.len(), "gave up settling: the claims will run out and the tasks run again");
-                        return;
+                tracing::warn!(error = %e.chain(), settlements = pending.len(), "settling failed; retrying");
+                true
+            }
+        };
+        if pending.is_empty() {
+            return;
+        }
+        if wait {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = give_up.cancelled() => {
+                    tracing::error!(settlements = pending.len(), "gave up settling: the claims will run out and the tasks run again");
+                    for q in pending {
+                        let e = "the worker stopped before the store took this outcome".to_string();
+                        tell(shared, q, Stored::Lost(e));
                     }
+                    return;
                 }
-                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            pause = (pause * 2).min(PAUSE.1);
+        }
+    }
+}
+
+/// Sorts the source's per-item answers: the items to try again, and
+/// whether to pause first (some failed in a way that may pass).
+fn sort_answers<S: Source>(
+    shared: &RunnerShared<S>,
+    pending: Vec<Queued<S::Receipt>>,
+    results: Vec<Result<(), Error>>,
+) -> (Vec<Queued<S::Receipt>>, bool) {
+    let mut again = Vec::new();
+    let mut wait = false;
+    let mut stale = 0;
+    let mut answers = results.into_iter();
+    for q in pending {
+        match answers.next() {
+            // Counted once the source has it, so a worker's counts agree
+            // with the store.
+            Some(Ok(())) => {
+                shared.counters.settled(&q.settlement.action);
+                tell(shared, q, Stored::Taken);
+            }
+            Some(Err(Error::StaleLease(_))) => {
+                stale += 1;
+                tell(shared, q, Stored::Stale);
+            }
+            Some(Err(e)) if e.is_transient() => {
+                Counters::add(&shared.counters.backend_errors, 1);
+                tracing::warn!(task = %q.settlement.id, error = %e.chain(), "settling a task failed; retrying");
+                wait = true;
+                again.push(q);
+            }
+            Some(Err(e)) => {
+                Counters::add(&shared.counters.backend_errors, 1);
+                if let Some(q) = rewrite(shared, q, &e) {
+                    again.push(q);
+                }
+            }
+            // A source that answers fewer items than it was given: the
+            // rest were not applied; try them again.
+            None => {
+                wait = true;
+                again.push(q);
             }
         }
+    }
+    Counters::add(&shared.counters.stale, stale);
+    (again, wait)
+}
+
+/// What to try after the source refused `q` for good with `e`: a completion
+/// becomes a failed attempt carrying the refusal; a failure whose error text
+/// is long is cut short; anything else (or anything already rewritten) is
+/// dropped, and its claim runs out.
+fn rewrite<S: Source>(
+    shared: &RunnerShared<S>,
+    mut q: Queued<S::Receipt>,
+    e: &Error,
+) -> Option<Queued<S::Receipt>> {
+    let id = q.settlement.id;
+    let refusal = format!("the store refused this attempt's outcome: {}", e.chain());
+    let action = match &q.settlement.action {
+        _ if q.rewritten => None,
+        FinishAction::Complete { .. } => Some(match shared.retries {
+            Retries::BySource => FinishAction::Retry {
+                delay: REFUSED_RETRY_DELAY,
+                error: refusal.clone(),
+            },
+            _ => FinishAction::DeadLetter {
+                error: refusal.clone(),
+            },
+        }),
+        FinishAction::Retry { delay, error } if error.len() > ERROR_CUT => {
+            Some(FinishAction::Retry {
+                delay: *delay,
+                error: cut(error),
+            })
+        }
+        FinishAction::DeadLetter { error } if error.len() > ERROR_CUT => {
+            Some(FinishAction::DeadLetter { error: cut(error) })
+        }
+        FinishAction::Discard { reason } if reason.len() > ERROR_CUT => {
+            Some(FinishAction::Discard {
+                reason: cut(reason),
+            })
+        }
+        _ => None,
+    };
+    let Some(action) = action else {
+        tracing::error!(task = %id, error = %e.chain(), "the store refused this task's settlement (not transient); dropped: the claim will run out and the task run again");
+        tell(shared, q, Stored::Lost(e.chain().to_string()));
+        return None;
+    };
+    tracing::warn!(task = %id, error = %e.chain(), "the store refused this task's settlement; settling it as a failed attempt with that error");
+    if let Some(s) = &mut q.settled {
+        match &action {
+            FinishAction::Retry { delay, error } => {
+                s.step = NextStep::Retry { delay: *delay };
+                s.error = Some(error.clone());
+            }
+            FinishAction::DeadLetter { error } => {
+                s.step = NextStep::DeadLetter;
+                s.error = Some(error.clone());
+            }
+            _ => {}
+        }
+    }
+    q.settlement.action = action;
+    q.settlement.follow_ups.clear();
+    q.rewritten = true;
+    Some(q)
+}
+
+/// `text` cut to [`ERROR_CUT`] bytes (at a character boundary), saying so.
+fn cut(text: &str) -> String {
+    let mut end = ERROR_CUT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (cut: {} bytes in all)", &text[..end], text.len())
+}
+
+/// Hands `q`'s settled task to the user's callback, with what the source did.
+fn tell<S: Source>(shared: &RunnerShared<S>, q: Queued<S::Receipt>, stored: Stored) {
+    if let (Some(callbacks), Some(mut settled)) = (&shared.callbacks, q.settled) {
+        settled.stored = stored;
+        callbacks.offer(settled, &shared.counters);
     }
 }

@@ -14,11 +14,12 @@ use crate::engine::envelope::JobShared;
 use crate::events::EventBus;
 use crate::job::Producer;
 
-use super::callbacks::Callbacks;
+use super::callbacks::{Callbacks, Settled};
 use super::contract::{Delivery, Retries, Settlement, Source};
 use super::control::ControlOps;
 use super::held::Held;
 use super::routes::{Route, StartError};
+use super::settler::Queued;
 use super::slots::Slots;
 use super::stats::{Counters, RunnerStats};
 
@@ -30,7 +31,7 @@ pub(crate) struct RunnerShared<S: Source> {
     pub(crate) slots: Slots,
     pub(crate) counters: Counters,
     /// Settlements for the settler (its occupancy is bounded by [`Slots`]).
-    pub(crate) settlements: flume::Sender<Settlement<S::Receipt>>,
+    pub(crate) settlements: flume::Sender<Queued<S::Receipt>>,
     /// The user's `on_task_complete`, off the settlement path.
     pub(crate) callbacks: Option<Callbacks>,
     /// The engine job the tasks run in (its sink holds this weakly).
@@ -110,14 +111,17 @@ impl<S: Source> RunnerShared<S> {
             }
         };
         if let Some(entry) = self.held.forget(id) {
-            self.queue(Settlement {
-                id,
-                receipt: entry.receipt,
-                attempts: 0,
-                outcome: None,
-                action,
-                follow_ups: Vec::new(),
-            });
+            self.queue(
+                Settlement {
+                    id,
+                    receipt: entry.receipt,
+                    attempts: 0,
+                    outcome: None,
+                    action,
+                    follow_ups: Vec::new(),
+                },
+                None,
+            );
         }
     }
 
@@ -128,19 +132,26 @@ impl<S: Source> RunnerShared<S> {
         delivery: Delivery<S::Payload, S::Receipt>,
         action: FinishAction,
     ) {
-        self.queue(Settlement {
-            id: delivery.id,
-            receipt: delivery.receipt,
-            attempts: 0,
-            outcome: None,
-            action,
-            follow_ups: Vec::new(),
-        });
+        self.queue(
+            Settlement {
+                id: delivery.id,
+                receipt: delivery.receipt,
+                attempts: 0,
+                outcome: None,
+                action,
+                follow_ups: Vec::new(),
+            },
+            None,
+        );
     }
 
-    /// Queues a settlement and gives the task's slot back.
-    pub(crate) fn queue(&self, settlement: Settlement<S::Receipt>) {
-        let queued = self.settlements.send(settlement).is_ok();
+    /// Queues a settlement (with the settled task for the user's callback,
+    /// told once the source has answered) and gives the task's slot back.
+    pub(crate) fn queue(&self, settlement: Settlement<S::Receipt>, settled: Option<Settled>) {
+        let queued = self
+            .settlements
+            .send(Queued::new(settlement, settled))
+            .is_ok();
         self.slots.settled(1, queued);
     }
 }

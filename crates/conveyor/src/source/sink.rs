@@ -14,7 +14,7 @@ use crate::events::{Event, EventBus, TaskEventKind, TaskFact};
 use crate::output::Output;
 use crate::results::TaskResult;
 
-use super::callbacks::Settled;
+use super::callbacks::{Settled, Stored};
 use super::contract::{Retries, Settlement, Source};
 use super::held::{Entry, Removed};
 use super::shared::RunnerShared;
@@ -119,28 +119,31 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
             FinishAction::Complete { .. } => entry.follow_ups,
             _ => Vec::new(),
         };
-        sh.queue(Settlement {
+        let (id, attempts) = (result.id, result.attempts);
+        let outcome = (attempts > 0).then(|| result.outcome.kind());
+        let settled = sh.callbacks.is_some().then(|| Settled {
             id: result.id,
-            receipt: entry.receipt,
-            attempts: result.attempts,
-            outcome: (result.attempts > 0).then(|| result.outcome.kind()),
-            action,
-            follow_ups,
+            queue: entry.queue,
+            attempt: entry.attempt,
+            step,
+            error,
+            result,
+            trace_id,
+            stored: Stored::Taken,
         });
+        sh.queue(
+            Settlement {
+                id,
+                receipt: entry.receipt,
+                attempts,
+                outcome,
+                action,
+                follow_ups,
+            },
+            settled,
+        );
         if let Some((delivery, route)) = next {
             sh.start(&sh.producer(), delivery, &route);
-        }
-        if let Some(callbacks) = &sh.callbacks {
-            let settled = Settled {
-                id: result.id,
-                queue: entry.queue,
-                attempt: entry.attempt,
-                step,
-                error,
-                result,
-                trace_id,
-            };
-            callbacks.offer(settled, &sh.counters);
         }
     }
 
