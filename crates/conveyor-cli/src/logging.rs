@@ -33,11 +33,33 @@ fn filter() -> EnvFilter {
     EnvFilter::new("info")
 }
 
+/// A writer that hides the credentials of any URL in what it writes
+/// ([`conveyor::redact_secrets`]): the formatter writes each event in one
+/// call, so a line is redacted whole, whatever field or error carried the
+/// URL.
+struct Redacting<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self
+                .0
+                .write_all(conveyor::redact_secrets(text).as_bytes())
+                .map(|()| buf.len()),
+            Err(_) => self.0.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Installs the subscriber for the whole process.
 pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(std::io::stderr)
+        .with_writer(|| Redacting(std::io::stderr()))
         .with_target(false);
     match format {
         LogFormat::Text => builder

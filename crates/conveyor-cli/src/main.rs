@@ -66,7 +66,8 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("conveyor: {e:#}");
+            // Whatever path an error took, a URL in it shows no secret.
+            eprintln!("conveyor: {}", conveyor::redact_secrets(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     };
@@ -159,11 +160,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         conveyor::durable::connect(&url).await
     };
-    let backend =
-        opened.map_err(|e| anyhow::Error::new(e).context(format!("cannot open backend {url}")))?;
+    // The URL as shown: its credentials hidden.
+    let shown = conveyor::redact_url(&url);
+    let backend = opened
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open backend {shown}")))?;
     if !backend.capabilities().shared {
         anyhow::bail!(
-            "the {} backend ({url}) keeps its tasks inside one process, and every conveyor \
+            "the {} backend ({shown}) keeps its tasks inside one process, and every conveyor \
              command runs in a process of its own, so no other command would see them: use \
              embedded://PATH (the default, ./conveyor.db) or a server (redis://, postgres://)",
             backend.kind()
@@ -187,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kafka(_) => unreachable!("handled above"),
         Command::Migrate => {
             // Opening the backend created or migrated its schema.
-            println!("{} backend at {url}: schema up to date", backend.kind());
+            println!("{} backend at {shown}: schema up to date", backend.kind());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -53,9 +53,9 @@ pub use context::TaskContext;
 // What a user of the engine and the queues names; the durable backend contract
 // (Backend, its parts and records) is under `durable`.
 pub use conveyor_core::{
-    BackendError, BackendErrorKind, Clock, Codec, Error, ErrorKind, Json, Lane, ManualClock,
-    NextStep, Outcome, OutcomeKind, Rate, RetryPolicy, SystemClock, TaskError, TaskId, TaskOptions,
-    TaskState, Timestamp,
+    redact_secrets, redact_url, BackendError, BackendErrorKind, Clock, Codec, Error, ErrorKind,
+    Json, Lane, ManualClock, NextStep, Outcome, OutcomeKind, Rate, RetryPolicy, SystemClock,
+    TaskError, TaskId, TaskOptions, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
 pub use engine::metrics::MetricsSnapshot;

@@ -87,7 +87,39 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         self.kind.is_transient()
     }
+
+    /// The same failure with the credentials of any URL in its message and
+    /// its source's text hidden ([`redact_secrets`](crate::redact_secrets));
+    /// the source is then kept as that text. Unchanged (source and all)
+    /// when there was nothing to hide.
+    pub fn redacted(self) -> Self {
+        let source_text = self.source.as_ref().map(|s| crate::Error::chain_of(&**s));
+        let message = crate::redact_secrets(&self.message);
+        let source = source_text.as_deref().map(crate::redact_secrets);
+        let changed = matches!(message, std::borrow::Cow::Owned(_))
+            || matches!(source, Some(std::borrow::Cow::Owned(_)));
+        if !changed {
+            return self;
+        }
+        Self {
+            kind: self.kind,
+            message: message.into_owned(),
+            source: source.map(|s| Box::new(Redacted(s.into_owned())) as Box<_>),
+        }
+    }
 }
+
+/// A driver's error, as text with its secrets hidden.
+#[derive(Debug)]
+struct Redacted(String);
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Redacted {}
 
 impl fmt::Display for BackendError {
     /// The message only: the cause is the [`source`](std::error::Error::source),

@@ -100,6 +100,39 @@ impl Error {
     pub fn chain(&self) -> Chain<'_> {
         Chain(self)
     }
+
+    /// `e` and its causes on one line, as [`Error::chain`] writes them.
+    pub(crate) fn chain_of(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
+    /// The same error with the credentials of any URL in its text hidden
+    /// ([`redact_secrets`](crate::redact_secrets)): for an error that may
+    /// quote a URL the user gave, such as one from opening a backend.
+    pub fn redacted(self) -> Error {
+        let hide = |s: String| crate::redact_secrets(&s).into_owned();
+        match self {
+            Error::InvalidConfig(s) => Error::InvalidConfig(hide(s)),
+            Error::Unsupported(s) => Error::Unsupported(hide(s)),
+            Error::Codec(s) => Error::Codec(hide(s)),
+            Error::Backend(e) => Error::Backend(e.redacted()),
+            Error::Io(e) => {
+                let text = e.to_string();
+                match crate::redact_secrets(&text) {
+                    std::borrow::Cow::Borrowed(_) => Error::Io(e),
+                    std::borrow::Cow::Owned(t) => Error::Io(std::io::Error::new(e.kind(), t)),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// An error and its causes on one line (see [`Error::chain`]).
@@ -142,6 +175,29 @@ mod tests {
         }
         assert!(!Error::StaleLease(TaskId(1)).is_transient());
         assert!(!Error::Unsupported("x".into()).is_transient());
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach redis://:hunter2@127.0.0.1:6380")]
+    struct Quoting;
+
+    #[test]
+    fn redacted_hides_secrets_in_the_message_and_the_cause() {
+        let e = Error::Backend(
+            BackendError::new(BackendErrorKind::Unavailable, "open nats://tok@h:4222")
+                .with_source(Quoting),
+        )
+        .redacted();
+        assert!(e.is_transient(), "the kind is kept");
+        assert_eq!(
+            e.chain().to_string(),
+            "open nats://***@h:4222: cannot reach redis://:***@127.0.0.1:6380"
+        );
+        let e = Error::InvalidConfig("bad URL \"postgres://u:pw@h/db\"".into()).redacted();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: bad URL \"postgres://u:***@h/db\""
+        );
     }
 
     #[test]

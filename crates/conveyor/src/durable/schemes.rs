@@ -128,14 +128,18 @@ impl Schemes {
 
     /// Opens the backend `url` names with the scheme [`Schemes::scheme_for`]
     /// picks.
+    ///
+    /// Errors never show the URL's credentials ([`Error::redacted`]).
     pub async fn connect(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
-        self.scheme_for(url)?.open(url).await
+        let open = async { self.scheme_for(url)?.open(url).await };
+        open.await.map_err(Error::redacted)
     }
 
     /// Opens the backend `url` names only if its store already exists,
     /// creating nothing (no file, no schema): for commands that only read.
     pub async fn connect_existing(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
-        self.scheme_for(url)?.open_existing(url).await
+        let open = async { self.scheme_for(url)?.open_existing(url).await };
+        open.await.map_err(Error::redacted)
     }
 
     /// One line per scheme, `EXAMPLE  DESCRIPTION`, for `--help` texts.
