@@ -3,7 +3,7 @@
 //! error. Written from the worker's callback thread, never on the path that
 //! acknowledges tasks.
 
-use conveyor::source::Settled;
+use conveyor::source::{Settled, Stored};
 use conveyor::{NextStep, ProcessOutput};
 
 /// The exit of a command handler's attempt, as `exit code 3` or `signal 9`.
@@ -42,6 +42,33 @@ pub fn log(s: &Settled) {
     let (handler, id, attempt, queue) = (&*s.result.handler, s.id.0, s.attempt, &*s.queue);
     // The attempt's trace id, with traces on: the line joins up with them.
     let trace_id = s.trace_id.as_deref();
+    // What the handler did is only half the story: a result the store
+    // refused (the lease had run out) or never took was not kept.
+    match &s.stored {
+        Stored::Taken => {}
+        Stored::Stale => {
+            tracing::warn!(
+                handler,
+                id,
+                attempt,
+                queue,
+                trace_id,
+                outcome,
+                run_time,
+                "the task's outcome was refused: its lease had run out, and the store had \
+                 taken it back (it runs again, or was dead-lettered if no attempt was left)"
+            );
+            return;
+        }
+        Stored::Lost(why) => {
+            tracing::error!(
+                handler, id, attempt, queue, trace_id, outcome, run_time, error = %why,
+                "the task's outcome was not stored: its lease will run out and it will run again"
+            );
+            return;
+        }
+        _ => {}
+    }
     match s.step {
         NextStep::Done => tracing::info!(
             handler,

@@ -108,7 +108,8 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
         s.released,
         if s.stale > 0 {
             format!(
-                "; {} results refused because their lease had run out (the tasks ran again elsewhere)",
+                "; {} outcomes refused because their lease had run out (the store had taken those \
+                 tasks back: they run again, or were dead-lettered if no attempt was left)",
                 s.stale
             )
         } else {
