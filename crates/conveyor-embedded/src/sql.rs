@@ -226,7 +226,7 @@ impl Sql {
             ),
             complete: finish(
                 &format!(
-                    "state = {}, result = ?3, finished_at = ?4",
+                    "state = {}, result = ?3, finished_at = ?4, error = NULL",
                     T::Complete.target().code()
                 ),
                 T::Complete,
@@ -237,7 +237,7 @@ impl Sql {
                     let values = vec!["(?, ?, ?)"; rows].join(", ");
                     let text = format!(
                         "UPDATE OR FAIL tasks SET state = {}, result = v.column3, finished_at = ?1, \
-                         lease_until = NULL FROM (VALUES {values}) AS v \
+                         lease_until = NULL, error = NULL FROM (VALUES {values}) AS v \
                          WHERE tasks.id = v.column1 AND tasks.token = v.column2 \
                          AND tasks.state IN ({}) RETURNING tasks.id",
                         T::Complete.target().code(),

@@ -219,6 +219,8 @@ impl State {
                 let (t, outcome) = match r.action {
                     FinishAction::Complete { result } => {
                         e.record.result = result;
+                        // An earlier attempt's error is history now.
+                        e.record.error = None;
                         (Transition::Complete, None)
                     }
                     FinishAction::Retry { delay, error } => {

@@ -327,6 +327,7 @@ impl Statements {
                       ELSE {released} END,
                   result = CASE WHEN r.kind = {complete} THEN r.result ELSE t.result END,
                   error = CASE WHEN r.kind IN ({retry}, {dead_letter}, {discard}) THEN r.error
+                               WHEN r.kind = {complete} THEN NULL
                                ELSE t.error END,
                   run_at = CASE WHEN r.kind = {retry} AND NOT ({last}) THEN r.retry_at
                                 ELSE t.run_at END,

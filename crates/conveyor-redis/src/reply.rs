@@ -253,7 +253,10 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         unique_key: text(take("uk"), "uk")?,
         ordering_key: text(take("ok"), "ok")?,
         result: take("r"),
-        error: text(take("e"), "e")?,
+        // A completed task's error field may still hold an earlier
+        // attempt's (the hot completion path leaves it, to spare a write
+        // per task): the history has it; the record shows none.
+        error: text(take("e"), "e")?.filter(|_| state != TaskState::Completed),
         created_at: packed.created_at,
         finished_at,
         trace: packed.trace,

@@ -116,7 +116,7 @@ macro_rules! backend_conformance {
             history_of_a_dead_task);
         $crate::backend_conformance!(@cases $make; [$rs $mnt $mt];
             "needs the result store and maintenance parts and delays on a clock the test moves, which this backend does not all declare";
-            history_shows_lease_expiry);
+            history_shows_lease_expiry, a_completed_task_shows_no_earlier_error);
         $crate::backend_conformance!(@cases $make; [$rs $uk $mt];
             "needs the result store part, unique keys and delays on a clock the test moves, which this backend does not all declare";
             follow_ups_are_enqueued_with_the_finish);

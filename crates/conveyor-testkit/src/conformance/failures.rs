@@ -207,3 +207,37 @@ pub async fn cancel_waiting_tasks_only(b: Subject, _clock: Arc<ManualClock>) {
         TaskState::Cancelled
     );
 }
+
+/// A task that completes after earlier attempts failed or lost their lease
+/// shows no error: the record says it succeeded, and only its history (where
+/// kept) tells of the attempts before.
+pub async fn a_completed_task_shows_no_earlier_error(b: Subject, clock: Arc<ManualClock>) {
+    let id = enqueue(&b, task("x").max_attempts(3)).await;
+    let first = reserve(&b, 1).await;
+    report(
+        &b,
+        first[0].lease.clone(),
+        FinishAction::Retry {
+            delay: Duration::from_secs(1),
+            error: "first try failed".into(),
+        },
+    )
+    .await
+    .expect("retry");
+    clock.advance(Duration::from_secs(2));
+    reserve(&b, 1).await;
+    clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(b.recover_expired().await.expect("recover"), 1);
+    assert!(
+        get(&b, id).await.error.is_some(),
+        "a lost lease says so while the task waits"
+    );
+    let last = reserve(&b, 1).await;
+    complete(&b, last[0].lease.clone()).await;
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Completed);
+    assert_eq!(
+        rec.error, None,
+        "a completed task shows no error of an attempt before"
+    );
+}
