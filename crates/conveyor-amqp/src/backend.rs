@@ -5,10 +5,12 @@
 //! - `reserve` hands out deliveries the queue's consumer has buffered; the
 //!   broker may deliver only as many as the worker holds unsettled plus the
 //!   free slots it asks for (`consumer`), so backpressure reaches the queue;
-//! - `renew` checks each claim is still alive and moves tasks held close to
-//!   the server's consumer timeout into custody (`custody`);
+//! - `renew` checks each claim is still alive and rolls the custody copies
+//!   of long tasks; a sweeper task moves each delivery held for `hold` into
+//!   custody, on time (`custody`);
 //! - `finish` acknowledges and publishes what follows each report in one
-//!   transaction per consumer channel (`consumer`).
+//!   transaction per consumer channel (`consumer`), each claim under its own
+//!   lock so no renewal or move of the same task runs beside it (`held`).
 //!
 //! There is no record of a task outside the messages themselves unless the
 //! URL names a result store (`results=redis://…`, see `results`): the broker
@@ -19,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
@@ -33,7 +35,8 @@ use lapin::{Confirmation, PublisherConfirm};
 use crate::consumer::QueueConsumer;
 use crate::delay;
 use crate::error::amqp_error;
-use crate::held::{Held, HeldTasks, Place};
+use crate::held::{Claim, HeldTasks, Place, SpotGuard};
+use crate::hooks::Hooks;
 use crate::link::Link;
 use crate::message::TaskMessage;
 use crate::names::{self, Names};
@@ -71,6 +74,20 @@ pub(crate) struct Inner {
     results: Option<Results>,
     /// The worker's slots, once it said (0: not said).
     slots: AtomicU64,
+    /// Pause points for tests (`test-hooks`).
+    pub(crate) hooks: Hooks,
+    /// The task that moves deliveries held for `hold` into custody
+    /// (`custody::sweep`), stopped when the backend is dropped.
+    sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let sweeper = self.sweeper.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = sweeper.take() {
+            task.abort();
+        }
+    }
 }
 
 /// What to publish for a report, before its delivery is settled.
@@ -108,9 +125,17 @@ impl AmqpBackend {
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
                 results,
                 slots: AtomicU64::new(0),
+                hooks: Hooks::default(),
+                sweeper: std::sync::Mutex::new(None),
             }),
         };
         backend.inner.link().await?;
+        let sweeper = tokio::spawn(crate::custody::sweep(Arc::downgrade(&backend.inner)));
+        *backend
+            .inner
+            .sweeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(sweeper);
         Ok(backend)
     }
 
@@ -186,6 +211,15 @@ impl AmqpBackend {
             let _ = channel.close(200, "".into()).await;
         }
         Ok((counts[0], counts[1]))
+    }
+
+    /// Installs a test hook: every custody move calls it at each
+    /// [`Point`](crate::Point) and waits for its future, so a test can hold a
+    /// renewal still while a report arrives. One hook per backend; false when
+    /// one was set already. Only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    pub fn set_hook(&self, hook: crate::Hook) -> bool {
+        self.inner.hooks.set(hook)
     }
 
     /// Closes the connection: tasks this process holds go back to their queues.
@@ -407,18 +441,15 @@ impl Inner {
             lease_until: now.plus(lease),
             trace: message.trace.clone(),
         };
-        self.held.insert(
+        self.held.insert(Claim::new(
             token,
-            Held {
-                message,
-                place: Place::Delivery {
-                    consumer: consumer.clone(),
-                    tag,
-                },
-                since: Instant::now(),
-                lease,
+            message,
+            lease,
+            Place::Delivery {
+                consumer: consumer.clone(),
+                tag,
             },
-        );
+        ));
         Some(reserved)
     }
 
@@ -516,12 +547,21 @@ pub(crate) async fn publish_confirmed(link: &Link, publishes: &[Publish]) -> Res
     Ok(())
 }
 
-/// One report on its way to a consumer channel's transaction.
+/// One report and its claim, locked, on its way to being settled.
 struct Settling {
     slot: usize,
-    id: TaskId,
-    tag: u64,
+    claim: Arc<Claim>,
+    guard: SpotGuard,
     plan: Plan,
+}
+
+/// `e` once more, for each report of a batch that failed with it.
+fn again(e: &Error) -> Error {
+    Error::backend(
+        e.backend_kind()
+            .unwrap_or(conveyor_core::BackendErrorKind::Other),
+        e.chain().to_string(),
+    )
 }
 
 /// The messages a report publishes, and how its claim is settled.
@@ -534,11 +574,16 @@ pub(crate) struct Plan {
 }
 
 impl Inner {
-    /// What report `finish` asks for the task in `held`.
-    pub(crate) fn plan(&self, held: &Held, finish: Finish, now: Timestamp) -> Result<Plan, Error> {
+    /// What report `finish` asks for the task `message`.
+    pub(crate) fn plan(
+        &self,
+        message: &TaskMessage,
+        finish: Finish,
+        now: Timestamp,
+    ) -> Result<Plan, Error> {
         let mut publishes = Vec::new();
         let mut requeue = false;
-        let mut message = held.message.clone();
+        let mut message = message.clone();
         let started = message.attempts + 1;
         let keep = self.results.is_some();
         let mut records = Vec::new();
@@ -751,48 +796,67 @@ impl Backend for AmqpBackend {
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let mut out: Vec<Option<Result<(), Error>>> = Vec::with_capacity(reports.len());
-        // By consumer: (consumer, [(slot, tag, plan)]).
-        let mut by_channel: HashMap<u64, (Arc<QueueConsumer>, Vec<Settling>)> = HashMap::new();
-        let mut custody = Vec::new();
-        for (slot, report) in reports.into_iter().enumerate() {
-            out.push(None);
+        let mut out: Vec<Option<Result<(), Error>>> = (0..reports.len()).map(|_| None).collect();
+        // Each report's claim, locked in token order (two batches never wait
+        // for each other in a circle): a renewal or a move to custody in
+        // flight ends first, and the report settles the claim where it left
+        // it. The locks are held until each claim is settled or known lost;
+        // one that fails otherwise stays held, for the report to be tried
+        // again.
+        let mut order: Vec<(usize, Finish)> = reports.into_iter().enumerate().collect();
+        order.sort_by_key(|(_, r)| r.lease.token);
+        let mut by_channel: HashMap<u64, (Arc<QueueConsumer>, Vec<(u64, Settling)>)> =
+            HashMap::new();
+        let mut custody: Vec<Settling> = Vec::new();
+        let mut previous = None;
+        for (slot, report) in order {
             if let Err(e) = report.validate_follow_ups() {
                 out[slot] = Some(Err(e));
                 continue;
             }
-            let Some(held) = inner.held.get(&report.lease) else {
-                out[slot] = Some(Err(Error::StaleLease(report.lease.id)));
+            let stale = Error::StaleLease(report.lease.id);
+            // A second report of one claim in one batch: the first settles it.
+            let claim = match inner.held.get(&report.lease) {
+                Some(c) if previous != Some(c.token) => c,
+                _ => {
+                    out[slot] = Some(Err(stale));
+                    continue;
+                }
+            };
+            previous = Some(claim.token);
+            let guard = claim.lock(&inner.hooks).await;
+            let Some(place) = guard.as_ref().map(|s| s.place.clone()) else {
+                // Found lost by a renewal while this report waited.
+                out[slot] = Some(Err(stale));
                 continue;
             };
-            let token = report.lease.token;
-            let plan = match inner.plan(&held, report, now) {
+            let plan = match inner.plan(&claim.message, report, now) {
                 Ok(p) => p,
                 Err(e) => {
                     out[slot] = Some(Err(e));
                     continue;
                 }
             };
-            inner.held.forget(token);
-            match held.place {
+            let mut item = Settling {
+                slot,
+                claim,
+                guard,
+                plan,
+            };
+            match place {
                 Place::Delivery { consumer, tag } if consumer.alive() => {
                     by_channel
                         .entry(consumer.id)
                         .or_insert_with(|| (consumer.clone(), Vec::new()))
                         .1
-                        .push(Settling {
-                            slot,
-                            id: held.message.id,
-                            tag,
-                            plan,
-                        });
+                        .push((tag, item));
                 }
                 Place::Delivery { .. } => {
-                    out[slot] = Some(Err(Error::StaleLease(held.message.id)));
+                    // Its channel died: the delivery went back to the queue.
+                    inner.held.end(&item.claim, &mut item.guard);
+                    out[slot] = Some(Err(stale));
                 }
-                Place::Custody { generation } => {
-                    custody.push((slot, held, generation, plan));
-                }
+                Place::Custody { .. } => custody.push(item),
             }
         }
         if by_channel.is_empty() && custody.is_empty() {
@@ -803,76 +867,94 @@ impl Backend for AmqpBackend {
                 .collect());
         }
         let link = inner.link().await?;
-        let mut publishes: Vec<&Publish> = Vec::new();
-        for (_, items) in by_channel.values() {
-            for item in items {
-                publishes.extend(&item.plan.publishes);
-            }
-        }
-        for (_, _, _, plan) in &custody {
-            publishes.extend(&plan.publishes);
-        }
+        let publishes: Vec<&Publish> = by_channel
+            .values()
+            .flat_map(|(_, items)| items.iter().flat_map(|(_, i)| &i.plan.publishes))
+            .chain(custody.iter().flat_map(|i| &i.plan.publishes))
+            .collect();
         inner.prepare(&link, &publishes).await?;
         let mut applied: Vec<TaskRecord> = Vec::new();
         for (_, (consumer, items)) in by_channel {
-            let _tx = consumer.tx.lock().await;
+            let tx = consumer.tx.lock().await;
             // Every frame of the transaction is queued at once (in order:
             // the futures are polled first in order) rather than each
             // waiting for the one before it to be written; the broker
             // applies none of them before the commit, and a failure closes
             // the channel, so none of them at all.
-            let settled = futures_util::future::join_all(
+            let sent = futures_util::future::join_all(
                 items
                     .iter()
-                    .map(|item| inner.settle_delivery(&consumer, item.tag, &item.plan)),
+                    .map(|(tag, item)| inner.settle_delivery(&consumer, *tag, &item.plan)),
             )
             .await;
-            let mut sent = Vec::with_capacity(items.len());
-            let mut failed = None;
-            for (item, r) in items.iter().zip(settled) {
-                match r {
-                    Ok(()) => sent.push(item.slot),
+            let committed = match sent.into_iter().find_map(Result::err) {
+                None => match commit(&consumer.channel).await {
+                    Ok(()) => Ok(()),
                     Err(e) => {
-                        failed.get_or_insert(e);
+                        // Make sure: a channel that lives on would hold the
+                        // deliveries this report gives up on.
+                        if consumer.alive() {
+                            let _ = consumer
+                                .channel
+                                .close(200, "conveyor: a commit failed".into())
+                                .await;
+                        }
+                        Err((e, false))
                     }
-                }
-            }
-            let committed = match failed {
-                Some(e) => Err(e),
-                None => commit(&consumer.channel).await,
+                },
+                Some(e) => Err((e, consumer.abandon().await)),
             };
-            consumer.settled(items.len());
+            drop(tx);
             match committed {
                 Ok(()) => {
-                    for slot in sent {
-                        out[slot] = Some(Ok(()));
-                    }
-                    for item in items {
-                        applied.extend(item.plan.records);
+                    consumer.settled(items.len());
+                    for (_, mut item) in items {
+                        out[item.slot] = Some(Ok(()));
+                        applied.append(&mut item.plan.records);
+                        inner.held.end(&item.claim, &mut item.guard);
                     }
                 }
-                Err(e) => {
+                Err((e, true)) => {
+                    // Rolled back on a live channel: nothing applied and
+                    // the deliveries are still this worker's.
+                    tracing::warn!(error = %e.chain(), "settling failed before the commit; rolled back, the tasks are still held");
+                    for (_, item) in &items {
+                        out[item.slot] = Some(Err(again(&e)));
+                    }
+                }
+                Err((e, false)) => {
                     // The channel died before the commit: nothing of this
                     // transaction applied, and its deliveries went back to
                     // their queue. Those claims are lost, not the tasks.
                     tracing::warn!(error = %e.chain(), "settling on a closed channel; its tasks will be delivered again");
-                    for item in &items {
-                        out[item.slot] = Some(Err(Error::StaleLease(item.id)));
+                    consumer.settled(items.len());
+                    for (_, mut item) in items {
+                        out[item.slot] = Some(Err(Error::StaleLease(item.claim.message.id)));
+                        inner.held.end(&item.claim, &mut item.guard);
                     }
                 }
             }
         }
-        for (slot, held, generation, mut plan) in custody {
-            let id = held.message.id;
-            let records = std::mem::take(&mut plan.records);
-            let settled = crate::custody::settle(inner, &link, held, generation, plan).await;
-            if settled.is_ok() {
-                applied.extend(records);
-            }
-            out[slot] = Some(settled.map_err(|e| match e {
-                Error::StaleLease(_) => Error::StaleLease(id),
-                other => other,
-            }));
+        for mut item in custody {
+            let id = item.claim.message.id;
+            let records = std::mem::take(&mut item.plan.records);
+            let Some(spot) = item.guard.as_mut() else {
+                continue;
+            };
+            let settled = crate::custody::settle(inner, &link, &item.claim, spot, item.plan).await;
+            out[item.slot] = Some(match settled {
+                Ok(()) => {
+                    applied.extend(records);
+                    inner.held.end(&item.claim, &mut item.guard);
+                    Ok(())
+                }
+                Err(Error::StaleLease(_)) => {
+                    inner.held.end(&item.claim, &mut item.guard);
+                    Err(Error::StaleLease(id))
+                }
+                // Still held, in the generation the settle left it in.
+                Err(e) => Err(e),
+            });
         }
         if let Some(store) = &inner.results {
             if let Err(e) = store.put(&applied, now).await {

@@ -275,6 +275,28 @@ impl QueueConsumer {
         self.lock().ready()
     }
 
+    /// Undoes a transaction that failed before its commit (call with `tx`
+    /// held): rolled back while the channel lives, so none of it is
+    /// committed later with another report's commit; the channel closed when
+    /// even that fails (its deliveries go back to their queue). True when
+    /// the channel lives on, its deliveries still held.
+    pub(crate) async fn abandon(&self) -> bool {
+        if !self.alive() {
+            return false;
+        }
+        if self.channel.tx_rollback().await.is_ok() {
+            return true;
+        }
+        let _ = self
+            .channel
+            .close(
+                200,
+                "conveyor: a transaction could not be rolled back".into(),
+            )
+            .await;
+        false
+    }
+
     /// True while the channel can still settle what it delivered.
     pub(crate) fn alive(&self) -> bool {
         !self.closed.load(Ordering::Acquire) && self.channel.status().connected()

@@ -44,6 +44,7 @@ mod custody;
 mod delay;
 mod error;
 mod held;
+mod hooks;
 mod link;
 mod message;
 mod names;
@@ -53,6 +54,8 @@ mod scheme;
 mod topology;
 
 pub use backend::AmqpBackend;
+#[cfg(feature = "test-hooks")]
+pub use hooks::{Hook, Pause, Point};
 pub use names::{MAX_PREFIX, MAX_QUEUE_NAME};
 pub use options::{AmqpOptions, DEFAULT_DELIVERY_LIMIT, DEFAULT_HOLD, DEFAULT_PREFIX};
 pub use scheme::SCHEME;

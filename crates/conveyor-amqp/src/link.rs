@@ -189,12 +189,14 @@ async fn channel(connection: &Connection) -> Result<Channel, Error> {
         .map_err(|e| amqp_error("channel.open", e))
 }
 
-pub(crate) async fn declare(admin: &Channel, name: &str, args: FieldTable) -> Result<(), Error> {
-    admin
+/// Declares a durable queue; how many messages it holds (a queue that
+/// existed already may hold some).
+pub(crate) async fn declare(admin: &Channel, name: &str, args: FieldTable) -> Result<u32, Error> {
+    let queue = admin
         .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
         .await
         .map_err(|e| amqp_error(&format!("queue.declare {name}"), e))?;
-    Ok(())
+    Ok(queue.message_count())
 }
 
 async fn exchange(admin: &Channel, name: &str) -> Result<(), Error> {

@@ -6,7 +6,7 @@
 //! | `P.dead.QUEUE` | quorum queue | its dead-lettered tasks |
 //! | `P.delay.LL` | topic exchange + quorum queue | the delay ladder, level `LL` (see `delay`) |
 //! | `P.deliver` | topic exchange | where the ladder hands due tasks to their queue |
-//! | `P.custody.ID.GEN` | quorum queue | a long-running task's copy while its worker holds it (see `custody`) |
+//! | `P.custody.ID.CLAIM.GEN` | quorum queue | a long-running task's copy while its worker holds it (see `custody`) |
 //!
 //! Names are AMQP short strings (at most 255 bytes), and a task's routing
 //! key through the ladder carries its queue's name too, so queue names are
@@ -74,9 +74,12 @@ impl Names {
         format!("{}.deliver", self.prefix)
     }
 
-    /// The custody queue of generation `generation` of task `id`.
-    pub(crate) fn custody(&self, id: u64, generation: u64) -> String {
-        format!("{}.custody.{id}.{generation}", self.prefix)
+    /// The custody queue of generation `generation` of task `id` under the
+    /// claim with lease token `claim`: another worker that runs the task
+    /// later (this one stalled past its lease) names its own generations
+    /// apart, so neither touches the other's copy.
+    pub(crate) fn custody(&self, id: u64, claim: u64, generation: u64) -> String {
+        format!("{}.custody.{id}.{claim}.{generation}", self.prefix)
     }
 }
 
@@ -120,7 +123,7 @@ mod tests {
         assert_eq!(n.work("default"), "conveyor.q.default");
         assert_eq!(n.dead("default"), "conveyor.dead.default");
         assert_eq!(n.delay(3), "conveyor.delay.03");
-        assert_eq!(n.custody(7, 2), "conveyor.custody.7.2");
+        assert_eq!(n.custody(7, 9, 2), "conveyor.custody.7.9.2");
         assert!(Names::new("").is_err());
         assert!(Names::new(&"p".repeat(MAX_PREFIX + 1)).is_err());
         assert!(Names::check_queue(&"q".repeat(MAX_QUEUE_NAME)).is_ok());
