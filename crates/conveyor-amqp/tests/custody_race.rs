@@ -5,7 +5,9 @@
 //! that arrives during a report finds the task settled. Every case ends with
 //! the result stored and no copy of the task left anywhere — and at no point
 //! is the task left with no copy while unsettled. Also: a delivery moves
-//! into custody `hold` after it was taken, with no renewal needed.
+//! into custody `hold` after it was taken, with no renewal needed; and a
+//! report cut off by a dropped connection fails transiently and keeps its
+//! claim, so the retry applies it.
 
 mod common;
 
@@ -326,5 +328,35 @@ async fn a_delivery_moves_to_custody_at_hold_without_a_renewal() {
     assert!(renew(&b, &r).await, "the claim is the custody copy now");
     report(&b, complete(&r)).await.unwrap();
     settled_and_gone(&b, &r, 3).await;
+    cleanup(&b, &["default"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_cut_off_by_a_dropped_connection_stays_held_for_its_retry() {
+    let (b, points, r) = one_task_in_custody().await;
+    // Hold the report once its renewal wrote generation 2, and drop the
+    // connection under it.
+    points.hold(copied(&r, 2));
+    let reporting = tokio::spawn({
+        let (b, r) = (b.clone(), r.clone());
+        async move { report(&b, complete(&r)).await }
+    });
+    points.next_of(&[copied(&r, 2)]).await;
+    b.close().await;
+    assert!(points.release(copied(&r, 2)));
+    let e = reporting
+        .await
+        .unwrap()
+        .expect_err("the connection was gone");
+    assert!(
+        e.is_transient(),
+        "a dropped connection is transient, not a lost claim: {e:?}"
+    );
+    assert!(all_copies(&b, &r, 2).await >= 1, "the task keeps its copy");
+    // Tried again (the worker retries transient errors), it applies once.
+    report(&b, complete(&r))
+        .await
+        .expect("the retry is applied");
+    settled_and_gone(&b, &r, 4).await;
     cleanup(&b, &["default"]).await;
 }
