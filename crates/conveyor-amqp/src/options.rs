@@ -25,7 +25,9 @@ pub struct AmqpOptions {
     pub prefix: String,
     /// A task held unacknowledged this long moves to a custody queue, so the
     /// server's `consumer_timeout` never closes the channel under a long
-    /// task. Keep it below the server's `consumer_timeout`.
+    /// task. The move runs on a timer of its own at `hold` (not at the next
+    /// lease renewal) and takes a queue declaration and one transaction, so
+    /// keep it a few seconds below the server's `consumer_timeout`.
     pub hold: Duration,
     /// The work queues' `x-delivery-limit`: a task whose deliveries keep
     /// ending without a report (its worker is killed, again and again) is
