@@ -1,4 +1,5 @@
-//! Test support for conveyor: the backend conformance suite, the manual clock,
+//! Test support for conveyor: the backend conformance suite, the fault suite
+//! ([`faults`], [`backend_faults!`]), the manual clock,
 //! helpers to run, kill and restart real processes, and private Redis and
 //! PostgreSQL servers a test may stop and start ([`servers`]), and the
 //! Kafka-compatible test broker ([`kafka_broker`]).
@@ -18,6 +19,7 @@ pub mod browser;
 pub mod certs;
 pub mod conformance;
 mod counts;
+pub mod faults;
 pub mod kafka_broker;
 pub mod nats_server;
 pub mod notifications;
@@ -31,6 +33,30 @@ pub use counts::count_in;
 pub use scoped::Scoped;
 
 pub use conveyor_core::{ManualClock, Timestamp};
+
+/// Generates one `#[tokio::test]` per fault case ([`faults`]), each calling
+/// the case with the backend's [`FaultTarget`](faults::FaultTarget):
+///
+/// ```ignore
+/// fn target() -> conveyor_testkit::faults::FaultTarget { /* … */ }
+/// conveyor_testkit::backend_faults!(target());
+/// ```
+#[macro_export]
+macro_rules! backend_faults {
+    ($target:expr) => {
+        $crate::backend_faults!(@cases $target;
+            restart_mid_run, blackhole_mid_run, connections_cut_mid_run, slow_network_mid_run,
+            stop_mid_outage);
+    };
+    (@cases $target:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::faults::$case($target).await;
+            }
+        )*
+    };
+}
 
 /// Generates one `#[tokio::test]` per conformance case, each calling
 /// `$make(clock).await` for a fresh backend.

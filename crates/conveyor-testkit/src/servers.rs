@@ -88,6 +88,11 @@ impl TempRedis {
         Some(r)
     }
 
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `redis://127.0.0.1:PORT/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() {
@@ -291,6 +296,11 @@ impl TempPostgres {
             "pg_ctl stop failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// A `postgres://` URL for database `postgres` with a 2 s connect timeout.

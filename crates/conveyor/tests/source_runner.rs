@@ -512,3 +512,111 @@ async fn each_item_of_a_settle_call_is_retried_rewritten_or_counted_by_its_answe
     assert_eq!(report.stats.retried, 1, "{:?}", report.stats);
     assert_eq!(report.stats.stale, 1, "{:?}", report.stats);
 }
+
+/// A source that stops answering (a black-holed store: fetch, settle and
+/// renew hang) does not hold up a stop: the runner returns within its grace
+/// and the wrap-up, abandoning the calls out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stops_answering_does_not_hold_up_a_stop() {
+    struct Hangs {
+        inner: Arc<Scripted>,
+        answering: std::sync::atomic::AtomicBool,
+    }
+    #[async_trait]
+    impl Source for Hangs {
+        type Payload = Vec<u8>;
+        type Receipt = u64;
+        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+            if !self.answering.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Src(self.inner.clone()).fetch(max).await
+        }
+        fn lease(&self) -> Option<Duration> {
+            Some(Duration::from_millis(300))
+        }
+        async fn renew(&self, receipts: &[u64]) -> Result<Vec<bool>, Error> {
+            if !self.answering.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok(vec![true; receipts.len()])
+        }
+        async fn settle(
+            &self,
+            batch: Vec<Settlement<u64>>,
+        ) -> Result<Vec<Result<(), Error>>, Error> {
+            if !self.answering.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Src(self.inner.clone()).settle(batch).await
+        }
+    }
+    let scripted = Arc::new(Scripted::default());
+    for i in 0..4 {
+        scripted.push(i, i, "x");
+    }
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let echo = Handler::io("echo", move |s: String, _ctx| {
+        let g = g.clone();
+        async move {
+            let _ = g.acquire().await;
+            Ok::<_, TaskError>(s)
+        }
+    });
+    let source = Arc::new(Hangs {
+        inner: scripted.clone(),
+        answering: std::sync::atomic::AtomicBool::new(true),
+    });
+    struct Shared(Arc<Hangs>);
+    #[async_trait]
+    impl Source for Shared {
+        type Payload = Vec<u8>;
+        type Receipt = u64;
+        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+            self.0.fetch(max).await
+        }
+        fn lease(&self) -> Option<Duration> {
+            self.0.lease()
+        }
+        async fn renew(&self, r: &[u64]) -> Result<Vec<bool>, Error> {
+            self.0.renew(r).await
+        }
+        async fn settle(&self, b: Vec<Settlement<u64>>) -> Result<Vec<Result<(), Error>>, Error> {
+            self.0.settle(b).await
+        }
+    }
+    let grace = Duration::from_millis(500);
+    let runner = Runner::new(Shared(source.clone()), echo_routes(echo))
+        .slots(8)
+        .grace(grace)
+        .poll_interval(Duration::from_millis(5));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    while handle.stats().in_flight < 4 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The store stops answering: a fetch is out (4 slots free), the
+    // running tasks' settlements will hang, and so will renewals.
+    source.answering.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.add_permits(4);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let began = std::time::Instant::now();
+    handle.stop();
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the runner stopped")
+        .unwrap()
+        .unwrap();
+    let took = began.elapsed();
+    assert!(
+        took <= grace + conveyor::source::WRAP_UP + Duration::from_millis(300),
+        "the stop took {took:?}"
+    );
+    assert_eq!(
+        report.stats.completed, 0,
+        "nothing was stored: {:?}",
+        report.stats
+    );
+}

@@ -6,11 +6,20 @@
 //! attempt per reservation and reports a failure as "retry after the
 //! handler's backoff", so a crash during the backoff loses nothing and
 //! another worker may take the retry.
+//!
+//! A reservation that answers late — half a lease or more after it was sent,
+//! as when a request sat in a stalled network and the store ran it on
+//! recovery, with the time it was sent — is not run: its leases may have run
+//! out already, so the tasks may be another worker's by now. They are handed
+//! back unstarted (without counting the attempt) and run from a timely
+//! reservation instead.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use conveyor_core::{async_trait, Backend, Error, Finish, Lease, ReserveParams, Reserved};
+use conveyor_core::{
+    async_trait, Backend, Error, Finish, FinishAction, Lease, ReserveParams, Reserved,
+};
 
 use crate::source::{Delivery, Retries, Settlement, Source};
 
@@ -87,7 +96,25 @@ impl Source for BackendSource {
 
     async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
         let params = ReserveParams::new(&self.queues, max, self.lease).worker(&self.worker);
+        let sent = Instant::now();
         let reserved = self.backend.reserve_with(params).await?;
+        if sent.elapsed() >= self.lease / 2 && !reserved.is_empty() {
+            tracing::warn!(
+                tasks = reserved.len(),
+                after = ?sent.elapsed(),
+                "a reservation answered after half its lease: handing its tasks back unstarted"
+            );
+            let back = reserved
+                .into_iter()
+                .map(|r| Finish::new(r.lease, FinishAction::Release))
+                .collect();
+            // A lease that ran out meanwhile is refused as stale: its task
+            // is back in the queue already.
+            if let Err(e) = self.backend.finish(back).await {
+                tracing::warn!(error = %e.chain(), "handing back a late reservation failed; its leases will run out");
+            }
+            return Ok(Vec::new());
+        }
         Ok(reserved.into_iter().map(|r| self.delivery(r)).collect())
     }
 

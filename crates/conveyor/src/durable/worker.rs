@@ -450,14 +450,25 @@ impl<C: Codec> Worker<C> {
         tracing::debug!(backend = backend.kind(), ?queues, "worker started");
         let run = runner.run_until(stop).await;
         done.cancel();
-        let _ = upkeep.await;
-        let _ = beats.await;
+        // Maintenance and heartbeats end at once unless a call to the store
+        // is out; one the store leaves unanswered is abandoned.
+        let until = tokio::time::Instant::now() + DUTY_STOP;
+        for duty in [upkeep, beats] {
+            let abort = duty.abort_handle();
+            if tokio::time::timeout_at(until, duty).await.is_err() {
+                abort.abort();
+            }
+        }
         let mut report = run?;
         report.stats.backend_errors += maintenance_errors.load(Ordering::Relaxed);
         tracing::debug!(?report, "worker stopped");
         Ok(report)
     }
 }
+
+/// How long a stopping worker waits for its maintenance and heartbeat
+/// duties' calls to the store.
+const DUTY_STOP: Duration = Duration::from_millis(300);
 
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

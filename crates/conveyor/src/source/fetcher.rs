@@ -3,9 +3,13 @@
 //!
 //! Backpressure reaches the source: nothing is fetched that cannot start.
 //! When the source has nothing, the fetcher waits for its wake-up or the poll
-//! interval, whichever comes first. A fetch is never abandoned half-way: what
-//! the source handed out comes back, to be started or handed back unstarted
-//! when the runner is stopping.
+//! interval, whichever comes first. While the runner runs, a fetch is never
+//! abandoned half-way: what the source handed out comes back, to be started
+//! or handed back unstarted when the runner is stopping. On a stop, fetches
+//! still out at the end of the grace period (a store that does not answer:
+//! an outage, a black-holed network) are abandoned, so a stop never waits on
+//! a store: whatever they claimed comes back to the queue when its lease
+//! runs out, never having run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +25,13 @@ use super::routes::Routes;
 use super::shared::RunnerShared;
 use super::stats::Counters;
 
-/// The longest pause between two fetches that failed.
+/// The longest pause between two fetches that failed for good (bad
+/// configuration, a refusal): slow, so a fix on the store side is picked up.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// The longest pause between two fetches that failed in a way that passes
+/// (an outage): short, so work resumes soon after the store is back.
+const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(1);
 
 /// How the fetcher asks.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +40,8 @@ pub(crate) struct FetchConfig {
     pub(crate) batch: usize,
     /// Longest wait between two fetches while the source is empty.
     pub(crate) poll: Duration,
+    /// How long a stop waits for fetches out before abandoning them.
+    pub(crate) grace: Duration,
 }
 
 /// What a fetch in flight answers: how many tasks it asked for, and what
@@ -73,15 +84,30 @@ pub(crate) async fn run<S: Source>(
     let (share, beside) = (share.max(1), beside.max(1));
     let mut out: FuturesOrdered<BoxFuture<'static, Answer<S>>> = FuturesOrdered::new();
     let mut error_pause = Duration::from_millis(50);
+    // Slots asked for by the fetches out.
+    let mut pending = 0usize;
     // An answer came back empty (or failed): ask nothing more for now.
     let mut dry = false;
     loop {
         if shared.stop.is_cancelled() {
-            // What was asked for still comes back, to be handed back unstarted.
-            while let Some((asked, answer)) = out.next().await {
-                let tasks = answer.unwrap_or_default();
-                shared.slots.answered(asked, tasks.len());
-                hand_back(&shared, tasks);
+            // What was asked for still comes back, to be handed back
+            // unstarted, until the grace period ends.
+            let deadline = Instant::now() + cfg.grace;
+            loop {
+                match tokio::time::timeout_at(deadline, out.next()).await {
+                    Ok(Some((asked, answer))) => {
+                        pending -= asked;
+                        let tasks = answer.unwrap_or_default();
+                        shared.slots.answered(asked, tasks.len());
+                        hand_back(&shared, tasks);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        tracing::warn!(fetches = out.len(), "stopping: fetches still unanswered at the end of the grace period are abandoned (what they claimed returns to the queue when its lease runs out)");
+                        shared.slots.answered(pending, 0);
+                        break;
+                    }
+                }
             }
             return;
         }
@@ -90,6 +116,7 @@ pub(crate) async fn run<S: Source>(
         if !dry && free >= least && out.len() < depth {
             let asked = free.min(share);
             shared.slots.ask(asked);
+            pending += asked;
             let sh = shared.clone();
             out.push_back(Box::pin(
                 async move { (asked, sh.source.fetch(asked).await) },
@@ -103,7 +130,10 @@ pub(crate) async fn run<S: Source>(
         }
         let (asked, answer) = tokio::select! {
             answered = out.next(), if !out.is_empty() => match answered {
-                Some(answered) => answered,
+                Some(answered) => {
+                    pending -= answered.0;
+                    answered
+                }
                 None => continue,
             },
             // Slots freed while a fetch is out may be asked for beside it.
@@ -128,19 +158,22 @@ pub(crate) async fn run<S: Source>(
             Err(e) => {
                 shared.slots.answered(asked, 0);
                 Counters::add(&shared.counters.backend_errors, 1);
-                if e.is_transient() {
+                let cap = if e.is_transient() {
                     tracing::warn!(error = %e.chain(), "fetching tasks failed; retrying");
+                    MAX_OUTAGE_PAUSE
                 } else {
                     // Not an outage: trying again soon will not help. Keep
                     // trying, slowly, so a fix on the store side is picked up.
                     tracing::error!(error = %e.chain(), "fetching tasks failed (not transient); retrying every few seconds");
                     error_pause = MAX_PAUSE;
-                }
+                    MAX_PAUSE
+                };
+                let pause = error_pause.min(cap);
                 tokio::select! {
-                    _ = tokio::time::sleep(error_pause) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shared.stop.cancelled() => {}
                 }
-                error_pause = (error_pause * 2).min(MAX_PAUSE);
+                error_pause = (pause * 2).min(cap);
             }
         }
     }

@@ -29,7 +29,12 @@ pub(crate) async fn run<S: Source>(
             continue;
         }
         let receipts: Vec<S::Receipt> = held.iter().map(|(_, _, r)| r.clone()).collect();
-        match shared.source.renew(&receipts).await {
+        // A renewal the store leaves unanswered does not hold up a stop.
+        let renewed = tokio::select! {
+            renewed = shared.source.renew(&receipts) => renewed,
+            _ = done.cancelled() => return,
+        };
+        match renewed {
             Ok(kept) => {
                 for ((id, generation, _), ok) in held.iter().zip(kept) {
                     if ok {

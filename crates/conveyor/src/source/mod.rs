@@ -33,6 +33,6 @@ pub use control::Control;
 pub use routes::Routes;
 pub use runner::{
     Runner, RunnerHandle, RunnerReport, DEFAULT_FETCH_BATCH, DEFAULT_GRACE, DEFAULT_HEARTBEAT,
-    DEFAULT_POLL,
+    DEFAULT_POLL, WRAP_UP,
 };
 pub use stats::RunnerStats;

@@ -318,6 +318,7 @@ impl<S: Source> Runner<S> {
             FetchConfig {
                 batch: self.batch,
                 poll: self.poll,
+                grace: self.grace,
             },
         ));
 
@@ -335,6 +336,11 @@ impl<S: Source> Runner<S> {
             _ = shared.stop.cancelled() => {}
         }
         shared.stop.cancel();
+        // The grace counts from the stop: fetches out and running tasks
+        // share it, and what comes after it (settling, callbacks, the other
+        // duties) shares [`WRAP_UP`], so a stop takes at most the grace and
+        // that, even when the store does not answer.
+        let stopped_at = Instant::now();
         let _ = fetch.await;
         let in_flight = shared.slots.busy();
         tracing::info!(in_flight, "stopping: draining");
@@ -344,19 +350,31 @@ impl<S: Source> Runner<S> {
                 at: SystemTime::now(),
             })
         });
-        let drained = shared.slots.drained(Instant::now() + self.grace).await;
+        let drained = shared.slots.drained(stopped_at + self.grace).await;
+        let wrap_up = Instant::now().max(stopped_at + self.grace) + WRAP_UP;
         if !drained {
             tracing::warn!("grace period over: cancelling running tasks");
             shared.aborting.store(true, Ordering::Release);
             job.cancel();
-            let settle_within = lease.unwrap_or(self.grace);
-            shared.slots.drained(Instant::now() + settle_within).await;
+            // Cancelled attempts settle at once, but for CPU work, which
+            // cannot be interrupted: its claims run out and it runs again.
+            shared.slots.drained(wrap_up - WRAP_UP / 2).await;
         }
         closing.cancel();
-        give_up.cancel();
+        // The settler stores what is queued while the store answers, and
+        // gives up at the wrap-up's end (a call in flight is abandoned: its
+        // claims run out and those tasks run again).
+        let give_up_at = tokio::spawn({
+            let give_up = give_up.clone();
+            async move {
+                tokio::time::sleep_until(wrap_up).await;
+                give_up.cancel();
+            }
+        });
         let _ = settle.await;
+        give_up_at.abort();
         if let Some(callbacks) = &shared.callbacks {
-            if !callbacks.idle(Instant::now() + self.grace).await {
+            if !callbacks.idle(wrap_up).await {
                 tracing::warn!("on_task_complete is still busy; not waiting for it");
             }
         }
@@ -366,7 +384,8 @@ impl<S: Source> Runner<S> {
         }
         let _ = beat.await;
         if own_pool {
-            pool.shutdown(Duration::from_secs(1)).await;
+            let left = wrap_up.saturating_duration_since(Instant::now());
+            pool.shutdown(left.max(Duration::from_millis(100))).await;
         }
         let stats = shared.stats();
         *self.observer.lock() = Some(Arc::new(move || stats));
@@ -380,6 +399,10 @@ impl<S: Source> Runner<S> {
         Ok(RunnerReport { stats, drained })
     }
 }
+
+/// How long a stop takes past its grace at most: storing the last
+/// settlements, the callbacks' last results.
+pub const WRAP_UP: Duration = Duration::from_millis(1000);
 
 /// Default interval between two heartbeat events.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);

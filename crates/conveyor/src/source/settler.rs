@@ -117,7 +117,20 @@ async fn store<S: Source>(
     let mut pause = PAUSE.0;
     while !pending.is_empty() {
         let call = pending.iter().map(|q| q.settlement.clone()).collect();
-        let wait = match shared.source.settle(call).await {
+        // A call the store leaves unanswered is abandoned when the stop
+        // gives up: the claims run out and the tasks run again.
+        let answer = tokio::select! {
+            answer = shared.source.settle(call) => answer,
+            _ = give_up.cancelled() => {
+                tracing::error!(settlements = pending.len(), "gave up settling: the store did not answer before the stop's end; the claims will run out and the tasks run again");
+                for q in pending {
+                    let e = "the worker stopped before the store answered".to_string();
+                    tell(shared, q, Stored::Lost(e));
+                }
+                return;
+            }
+        };
+        let wait = match answer {
             Ok(results) => {
                 let (again, wait) = sort_answers(shared, pending, results);
                 pending = again;

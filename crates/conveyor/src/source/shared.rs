@@ -75,7 +75,8 @@ impl<S: Source> RunnerShared<S> {
 
     /// Counts so far.
     pub(crate) fn stats(&self) -> RunnerStats {
-        self.counters.snapshot(self.slots.busy())
+        self.counters
+            .snapshot(self.slots.busy(), self.slots.queued(), self.slots.asked())
     }
 
     /// Hands a held delivery to the engine; one that cannot start is settled

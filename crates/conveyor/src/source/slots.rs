@@ -61,6 +61,16 @@ impl Slots {
         self.busy.load(Ordering::Acquire)
     }
 
+    /// Settlements queued and not yet stored.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Slots set aside for fetches out.
+    pub(crate) fn asked(&self) -> usize {
+        self.asked.load(Ordering::Acquire)
+    }
+
     /// A fetch asks for `n` tasks: their slots are set aside until it answers.
     pub(crate) fn ask(&self, n: usize) {
         self.asked.fetch_add(n, Ordering::AcqRel);

@@ -32,6 +32,12 @@ pub struct RunnerStats {
     pub callbacks_dropped: u64,
     /// Fetched tasks not settled yet (running, or waiting in the engine).
     pub in_flight: usize,
+    /// Settled tasks whose settlement the source has not taken yet: their
+    /// claims are still held in the store.
+    pub settling: usize,
+    /// Tasks asked for by fetches that have not answered yet (the store may
+    /// have claimed them already).
+    pub fetching: usize,
     /// Of those, the tasks whose attempt has started (the rest wait for a
     /// limit, their key's turn or a free lane).
     pub running: u64,
@@ -73,7 +79,12 @@ impl Counters {
         );
     }
 
-    pub(crate) fn snapshot(&self, in_flight: usize) -> RunnerStats {
+    pub(crate) fn snapshot(
+        &self,
+        in_flight: usize,
+        settling: usize,
+        fetching: usize,
+    ) -> RunnerStats {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RunnerStats {
             reserved: get(&self.reserved),
@@ -87,6 +98,8 @@ impl Counters {
             backend_errors: get(&self.backend_errors),
             callbacks_dropped: get(&self.callbacks_dropped),
             in_flight,
+            settling,
+            fetching,
             running: get(&self.running),
         }
     }

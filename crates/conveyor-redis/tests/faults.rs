@@ -1,0 +1,22 @@
+//! The fault suite (`conveyor_testkit::backend_faults!`) on Redis: a private
+//! server killed and restarted mid-run, and the shared server behind a
+//! fault-injecting proxy (black-holed, slowed, connections cut).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::servers::TempRedis;
+
+fn target() -> FaultTarget {
+    FaultTarget {
+        name: "redis",
+        service: SocketAddr::from(([127, 0, 0, 1], 6379)),
+        url: |addr, ns| format!("redis://{addr}/0?prefix={ns}:"),
+        scheme: conveyor_redis::SCHEME,
+        private_server: || TempRedis::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
+        lease: Duration::from_secs(2),
+    }
+}
+
+conveyor_testkit::backend_faults!(target());

@@ -1,0 +1,126 @@
+//! The fault cases. Each takes the backend's [`FaultTarget`], runs a worker
+//! on tasks of its own, breaks something mid-run, mends it, and checks the
+//! promises in [`Run::verdict`]; they panic (failing the test) on the first
+//! broken one.
+
+use std::time::{Duration, Instant};
+
+use super::proxy::{FaultProxy, Traffic};
+use super::run::{Run, TASKS};
+use super::{namespace, FaultTarget};
+
+/// How long an outage lasts: past the lease, so leases taken before it run
+/// out while the worker cannot renew them.
+fn outage(target: &FaultTarget) -> Duration {
+    target.lease + Duration::from_secs(1)
+}
+
+/// Tasks started before the fault: mid-run, some done, most waiting.
+const BEFORE_FAULT: usize = (TASKS / 5) as usize;
+
+/// Runs `f` off the async runtime (server starts and stops block).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| panic!("blocking step: {e}"))
+}
+
+/// The server is killed mid-run (tasks enqueued, reserved, renewed and
+/// settled) and started again on the same data after longer than a lease.
+pub async fn restart_mid_run(target: FaultTarget) {
+    let Some(server) = blocking(target.private_server).await else {
+        panic!("{}: the private server's program is missing", target.name);
+    };
+    let server = std::sync::Arc::new(std::sync::Mutex::new(server));
+    let with = |f: fn(&mut dyn super::FaultServer)| {
+        let s = server.clone();
+        move || f(&mut **s.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    };
+    let addr = server
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .addr();
+    let url = (target.url)(addr, &namespace("restart"));
+    let mut run = Run::start(target, "restart", &url).await;
+    run.started(BEFORE_FAULT).await;
+    run.fault_begins();
+    blocking(with(|s| s.stop())).await;
+    tokio::time::sleep(outage(&target)).await;
+    blocking(with(|s| s.start())).await;
+    run.recovered(Instant::now()).await;
+    run.all_done().await;
+    run.stop().await;
+    run.verdict();
+    blocking(move || drop(server)).await;
+}
+
+/// The network between the worker and the server black-holes mid-run:
+/// nothing passes and nothing is reset, for longer than a lease.
+pub async fn blackhole_mid_run(target: FaultTarget) {
+    let proxy = FaultProxy::start(target.service);
+    let url = (target.url)(proxy.addr(), &namespace("blackhole"));
+    let mut run = Run::start(target, "blackhole", &url).await;
+    run.started(BEFORE_FAULT).await;
+    run.fault_begins();
+    proxy.set(Traffic::Blackhole);
+    tokio::time::sleep(outage(&target)).await;
+    proxy.set(Traffic::Pass);
+    run.recovered(Instant::now()).await;
+    run.all_done().await;
+    run.stop().await;
+    run.verdict();
+}
+
+/// Every connection is cut with a reset mid-run, three times in a row.
+pub async fn connections_cut_mid_run(target: FaultTarget) {
+    let proxy = FaultProxy::start(target.service);
+    let url = (target.url)(proxy.addr(), &namespace("cut"));
+    let mut run = Run::start(target, "cut", &url).await;
+    run.started(BEFORE_FAULT).await;
+    run.fault_begins();
+    for _ in 0..3 {
+        proxy.cut_all();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.recovered(Instant::now()).await;
+    run.all_done().await;
+    run.stop().await;
+    run.verdict();
+}
+
+/// The network turns slow mid-run (every chunk held 100 ms each way), then
+/// fast again: nothing is lost and no lease is lost to the slowness alone.
+pub async fn slow_network_mid_run(target: FaultTarget) {
+    let proxy = FaultProxy::start(target.service);
+    let url = (target.url)(proxy.addr(), &namespace("slow"));
+    let mut run = Run::start(target, "slow", &url).await;
+    run.started(BEFORE_FAULT).await;
+    run.fault_begins();
+    proxy.set(Traffic::Slow(Duration::from_millis(100)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set(Traffic::Pass);
+    run.recovered(Instant::now()).await;
+    run.all_done().await;
+    run.stop().await;
+    run.verdict();
+}
+
+/// The worker is told to stop while the server is unreachable (black-holed:
+/// its calls hang rather than fail): it stops within its grace + the slack
+/// all the same, and the tasks it held run once the network is back.
+pub async fn stop_mid_outage(target: FaultTarget) {
+    let proxy = FaultProxy::start(target.service);
+    let url = (target.url)(proxy.addr(), &namespace("stop"));
+    let mut run = Run::start(target, "stop_mid_outage", &url).await;
+    run.started(BEFORE_FAULT).await;
+    run.fault_begins();
+    proxy.set(Traffic::Blackhole);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run.stop().await;
+    proxy.set(Traffic::Pass);
+    // A second worker finishes the rest, the first one's leases included.
+    run.new_worker(&url).await;
+    run.all_done().await;
+    run.stop().await;
+    run.verdict();
+}

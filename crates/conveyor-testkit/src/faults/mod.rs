@@ -1,0 +1,83 @@
+//! The fault suite: what a worker and its store do when something breaks
+//! that nobody scripted, run over every backend the way the conformance suite
+//! is ([`backend_faults!`](crate::backend_faults)).
+//!
+//! Each case runs a real [`Worker`](conveyor::Worker) on tasks of its own
+//! against a real server, breaks something mid-run, mends it, and holds the
+//! run to the same promises:
+//!
+//! - **nothing lost**: every task enqueued completes (the store says so);
+//! - **duplicates ≤ the tasks in flight at the fault** (an attempt whose
+//!   lease ran out while the worker was cut off may run again, nothing else);
+//! - **work resumes within [`RESUME_WITHIN`]** of the server or network
+//!   coming back (a task starts);
+//! - **the worker stops within its grace + [`STOP_SLACK`]** of being told to,
+//!   even mid-outage.
+//!
+//! The faults: the server killed and started again on the same data
+//! ([`restart_mid_run`], on a private server the case may kill), and, through
+//! a [`FaultProxy`] between the worker and the shared server, the network
+//! black-holed (nothing passes, nothing is reset), slowed, and every
+//! connection cut with a reset; and a stop while the server is unreachable
+//! ([`stop_mid_outage`]). Each case prints one `FAULT` line with its figures
+//! (`scripts/fault-rounds.sh` runs the suite in rounds and tabulates them).
+
+mod cases;
+mod proxy;
+mod run;
+mod servers;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use conveyor_core::Scheme;
+
+pub use cases::{
+    blackhole_mid_run, connections_cut_mid_run, restart_mid_run, slow_network_mid_run,
+    stop_mid_outage,
+};
+pub use proxy::{FaultProxy, Traffic};
+pub use servers::FaultServer;
+
+/// How soon after the server or network is back a task must start.
+pub const RESUME_WITHIN: Duration = Duration::from_secs(3);
+
+/// How much past its grace a worker may take to stop.
+pub const STOP_SLACK: Duration = Duration::from_secs(2);
+
+/// A backend with a server, as the fault suite sees it.
+#[derive(Clone, Copy)]
+pub struct FaultTarget {
+    /// Its name in reports (`redis`, `postgres`, …).
+    pub name: &'static str,
+    /// The shared server every test may use (loopback).
+    pub service: SocketAddr,
+    /// The URL of a store at `addr` in the namespace `ns` (a key prefix, a
+    /// schema, a stream or queue prefix): fresh for every case.
+    pub url: fn(addr: SocketAddr, ns: &str) -> String,
+    /// Opens a URL (the backend crate's own scheme).
+    pub scheme: Scheme,
+    /// Starts a private server the case may kill and start again; `None`
+    /// when the server's program is missing.
+    pub private_server: fn() -> Option<Box<dyn FaultServer>>,
+    /// The lease workers take (a broker with a lease floor says more).
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for FaultTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultTarget")
+            .field("name", &self.name)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A namespace no other test uses: `fault_<case>_<pid>_<random>`.
+pub(crate) fn namespace(case: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("fault_{case}_{}_{nanos:08x}", std::process::id())
+}

@@ -1,0 +1,347 @@
+//! One fault case's run: a worker on tasks of its own, what it ran and when,
+//! and the promises every case is held to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use conveyor::durable::{WorkerProbe, WorkerReport, WorkerStopper};
+use conveyor::{Handler, TaskError, Worker};
+use conveyor_core::{Backend, Error, NewTask, TaskId, TaskState};
+use tokio::task::JoinHandle;
+
+use super::{FaultTarget, RESUME_WITHIN, STOP_SLACK};
+
+/// The handler every case runs.
+pub(crate) const HANDLER: &str = "fault-work";
+
+/// Tasks each case enqueues.
+pub(crate) const TASKS: u64 = 400;
+
+/// How long each task runs.
+const TASK_TIME: Duration = Duration::from_millis(15);
+
+/// The worker's slots.
+pub(crate) const SLOTS: usize = 8;
+
+/// The worker's grace on stop.
+pub(crate) const GRACE: Duration = Duration::from_secs(3);
+
+/// How long the whole run may take before the case calls it wedged.
+const WEDGED_AFTER: Duration = Duration::from_secs(90);
+
+/// What the handler saw.
+#[derive(Default)]
+struct Seen {
+    /// When each task's runs started.
+    runs: HashMap<u64, Vec<Instant>>,
+    /// When each run started.
+    starts: Vec<Instant>,
+}
+
+/// A worker running a case's tasks.
+pub(crate) struct Run {
+    pub(crate) target: FaultTarget,
+    pub(crate) case: &'static str,
+    pub(crate) backend: Arc<dyn Backend>,
+    seen: Arc<Mutex<Seen>>,
+    ids: Vec<TaskId>,
+    probe: WorkerProbe,
+    stopper: WorkerStopper,
+    worker: Option<Running>,
+    /// Tasks in flight when the fault began, and when it began.
+    in_flight_at_fault: Option<usize>,
+    fault_at: Option<Instant>,
+    /// When the server or network came back.
+    recovered_at: Option<Instant>,
+    /// How long after recovery the first task started.
+    resumed_after: Option<Duration>,
+    /// How long the stop took.
+    stopped_in: Option<Duration>,
+}
+
+fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Opens `url` with the target's scheme.
+async fn open(target: &FaultTarget, url: &str) -> Arc<dyn Backend> {
+    target
+        .scheme
+        .open(url)
+        .await
+        .unwrap_or_else(|e| panic!("{}: open {url}: {}", target.name, e.chain()))
+}
+
+type Running = JoinHandle<Result<WorkerReport, Error>>;
+
+/// Starts a worker on `backend` whose handler notes what it runs in `seen`.
+fn spawn_worker(
+    target: &FaultTarget,
+    backend: Arc<dyn Backend>,
+    seen: Arc<Mutex<Seen>>,
+) -> (WorkerProbe, WorkerStopper, Running) {
+    let work = Handler::io(HANDLER, move |n: u64, _ctx| {
+        let s = seen.clone();
+        async move {
+            {
+                let mut seen = lock(&s);
+                let now = Instant::now();
+                seen.runs.entry(n).or_default().push(now);
+                seen.starts.push(now);
+            }
+            tokio::time::sleep(TASK_TIME).await;
+            Ok::<_, TaskError>(n)
+        }
+    });
+    let worker = Worker::builder(backend)
+        .handler(work)
+        .slots(SLOTS)
+        .lease(target.lease)
+        .grace(GRACE)
+        .poll_interval(Duration::from_millis(100))
+        .maintenance(Duration::from_millis(250), Duration::from_secs(3600))
+        .build()
+        .unwrap_or_else(|e| panic!("{}: worker: {e}", target.name));
+    let probe = worker.probe();
+    let stopper = worker.stopper();
+    let running = tokio::spawn(worker.run_until(std::future::pending()));
+    (probe, stopper, running)
+}
+
+impl Run {
+    /// Opens `url`, enqueues the case's tasks and starts a worker on them.
+    pub(crate) async fn start(target: FaultTarget, case: &'static str, url: &str) -> Run {
+        let backend = open(&target, url).await;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (probe, stopper, worker) = spawn_worker(&target, backend.clone(), seen.clone());
+        let tasks: Vec<NewTask> = (0..TASKS)
+            .map(|n| NewTask::new(HANDLER, n.to_string().into_bytes()).max_attempts(100))
+            .collect();
+        let ids = backend
+            .enqueue_many(tasks)
+            .await
+            .unwrap_or_else(|e| panic!("{}: enqueue: {}", target.name, e.chain()))
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        Run {
+            target,
+            case,
+            backend,
+            seen,
+            ids,
+            probe,
+            stopper,
+            worker: Some(worker),
+            in_flight_at_fault: None,
+            fault_at: None,
+            recovered_at: None,
+            resumed_after: None,
+            stopped_in: None,
+        }
+    }
+
+    /// Starts another worker on the same tasks (the last one has stopped),
+    /// on a connection of its own to `url`.
+    pub(crate) async fn new_worker(&mut self, url: &str) {
+        assert!(self.worker.is_none(), "the last worker still runs");
+        let backend = open(&self.target, url).await;
+        let (probe, stopper, worker) = spawn_worker(&self.target, backend, self.seen.clone());
+        self.probe = probe;
+        self.stopper = stopper;
+        self.worker = Some(worker);
+    }
+
+    /// Tasks run so far (counting reruns).
+    fn runs(&self) -> usize {
+        lock(&self.seen).starts.len()
+    }
+
+    /// Waits until `n` tasks have started (mid-run: some done, most waiting).
+    pub(crate) async fn started(&self, n: usize) {
+        let deadline = Instant::now() + WEDGED_AFTER;
+        while self.runs() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} {}: only {} of {n} tasks started before the fault",
+                self.target.name,
+                self.case,
+                self.runs()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Notes the tasks in flight as the fault begins.
+    pub(crate) fn fault_begins(&mut self) {
+        // Every claim the worker holds in the store: tasks running or
+        // waiting to start, settled but not stored yet, and asked for by
+        // fetches out.
+        let stats = self.probe.stats();
+        self.in_flight_at_fault = Some(stats.in_flight + stats.settling + stats.fetching);
+        self.fault_at = Some(Instant::now());
+    }
+
+    /// Notes that the server or network is back as of `at`, and waits for
+    /// the first task started after it.
+    pub(crate) async fn recovered(&mut self, at: Instant) {
+        self.recovered_at = Some(at);
+        let deadline = at + WEDGED_AFTER;
+        loop {
+            let first = lock(&self.seen).starts.iter().find(|s| **s >= at).copied();
+            if let Some(first) = first {
+                self.resumed_after = Some(first.duration_since(at));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} {}: no task started within {WEDGED_AFTER:?} of recovery (wedged); worker {:?}",
+                self.target.name,
+                self.case,
+                self.probe.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Waits until every task ran and the store says each one completed.
+    pub(crate) async fn all_done(&self) {
+        let deadline = Instant::now() + WEDGED_AFTER;
+        while lock(&self.seen).runs.len() < self.ids.len() {
+            assert!(
+                Instant::now() < deadline,
+                "{} {}: {} of {} tasks ever ran (wedged or lost); worker {:?}",
+                self.target.name,
+                self.case,
+                lock(&self.seen).runs.len(),
+                self.ids.len(),
+                self.probe.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut open: Vec<TaskId> = self.ids.clone();
+        while !open.is_empty() {
+            let mut still = Vec::new();
+            for id in open {
+                match self.backend.get(id).await {
+                    Ok(Some(r)) if r.state == TaskState::Completed => {}
+                    Ok(Some(r)) if r.state.is_finished() => panic!(
+                        "{} {}: task {id} ended {:?} ({:?}): lost",
+                        self.target.name, self.case, r.state, r.error
+                    ),
+                    Ok(None) => panic!(
+                        "{} {}: task {id} is gone: lost",
+                        self.target.name, self.case
+                    ),
+                    Ok(Some(_)) | Err(_) => still.push(id),
+                }
+            }
+            open = still;
+            if !open.is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} {}: {} tasks ran but never completed in the store, e.g. {:?}; worker {:?}",
+                    self.target.name,
+                    self.case,
+                    open.len(),
+                    &open[..open.len().min(5)],
+                    self.probe.stats()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Tells the worker to stop and waits for it, timing the stop.
+    pub(crate) async fn stop(&mut self) -> WorkerReport {
+        let began = Instant::now();
+        self.stopper.stop();
+        let Some(worker) = self.worker.take() else {
+            panic!("stopped twice");
+        };
+        let limit = GRACE + STOP_SLACK;
+        let report = match tokio::time::timeout(limit + Duration::from_secs(30), worker).await {
+            Ok(joined) => joined
+                .unwrap_or_else(|e| {
+                    panic!("{} {}: worker panicked: {e}", self.target.name, self.case)
+                })
+                .unwrap_or_else(|e| {
+                    panic!("{} {}: worker: {}", self.target.name, self.case, e.chain())
+                }),
+            Err(_) => panic!(
+                "{} {}: the worker did not stop within {:?} of being told to",
+                self.target.name,
+                self.case,
+                limit + Duration::from_secs(30)
+            ),
+        };
+        let took = began.elapsed();
+        self.stopped_in = Some(self.stopped_in.map_or(took, |t| t.max(took)));
+        assert!(
+            took <= limit,
+            "{} {}: the worker took {took:?} to stop, over its grace + {STOP_SLACK:?}",
+            self.target.name,
+            self.case
+        );
+        report
+    }
+
+    /// Checks the promises, prints the case's `FAULT` line, and returns the
+    /// duplicates.
+    pub(crate) fn verdict(&self) -> u64 {
+        let seen = lock(&self.seen);
+        let dups: u64 = seen
+            .runs
+            .values()
+            .map(|n| n.len().saturating_sub(1) as u64)
+            .sum();
+        let in_flight = self.in_flight_at_fault.unwrap_or(0) as u64;
+        let resume = self
+            .resumed_after
+            .map(|d| format!("{:.2}", d.as_secs_f64()));
+        let stop = self.stopped_in.map(|d| format!("{:.2}", d.as_secs_f64()));
+        eprintln!(
+            "FAULT backend={} fault={} lost=0 duplicates={dups} in_flight={in_flight} resume_s={} stop_s={}",
+            self.target.name,
+            self.case,
+            resume.as_deref().unwrap_or("-"),
+            stop.as_deref().unwrap_or("-"),
+        );
+        if dups > in_flight {
+            // When each rerun task's runs started, from the fault on.
+            let since = |t: &Instant| match self.fault_at {
+                Some(f) if *t >= f => format!("+{:.2}s", t.duration_since(f).as_secs_f64()),
+                Some(f) => format!("-{:.2}s", f.duration_since(*t).as_secs_f64()),
+                None => "?".into(),
+            };
+            let reruns: Vec<String> = seen
+                .runs
+                .iter()
+                .filter(|(_, r)| r.len() > 1)
+                .map(|(n, r)| format!("{n}: {}", r.iter().map(since).collect::<Vec<_>>().join(" ")))
+                .collect();
+            let back = self
+                .recovered_at
+                .zip(self.fault_at)
+                .map(|(r, f)| format!("{:.2}s", r.duration_since(f).as_secs_f64()));
+            panic!(
+                "{} {}: {dups} reruns, but only {in_flight} tasks were in flight at the fault \
+                 (back at +{}); runs per rerun task from the fault: {}",
+                self.target.name,
+                self.case,
+                back.as_deref().unwrap_or("?"),
+                reruns.join("; ")
+            );
+        }
+        if let Some(r) = self.resumed_after {
+            assert!(
+                r <= RESUME_WITHIN,
+                "{} {}: work resumed {r:?} after recovery, over {RESUME_WITHIN:?}",
+                self.target.name,
+                self.case
+            );
+        }
+        dups
+    }
+}

@@ -1,0 +1,73 @@
+//! The private servers a fault case may kill and start again, behind one
+//! small trait: Redis, PostgreSQL, NATS and RabbitMQ, each on a free loopback
+//! port with its data in a temporary directory.
+
+use std::net::SocketAddr;
+
+use crate::nats_server::TempNats;
+use crate::rabbitmq_server::TempRabbit;
+use crate::servers::{TempPostgres, TempRedis};
+
+/// A server of a test's own that it may stop (SIGKILL, or a fast shutdown)
+/// and start again on the same port and data. Blocking calls: run them off
+/// the async runtime.
+pub trait FaultServer: Send {
+    /// Where it listens.
+    fn addr(&self) -> SocketAddr;
+    /// Stops it (what it synced survives).
+    fn stop(&mut self);
+    /// Starts it again and waits until it accepts connections.
+    fn start(&mut self);
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl FaultServer for TempRedis {
+    fn addr(&self) -> SocketAddr {
+        loopback(self.port())
+    }
+    fn stop(&mut self) {
+        self.kill();
+    }
+    fn start(&mut self) {
+        self.restart();
+    }
+}
+
+impl FaultServer for TempPostgres {
+    fn addr(&self) -> SocketAddr {
+        loopback(self.port())
+    }
+    fn stop(&mut self) {
+        self.stop_server();
+    }
+    fn start(&mut self) {
+        self.start_server();
+    }
+}
+
+impl FaultServer for TempNats {
+    fn addr(&self) -> SocketAddr {
+        loopback(self.port())
+    }
+    fn stop(&mut self) {
+        self.kill();
+    }
+    fn start(&mut self) {
+        self.restart();
+    }
+}
+
+impl FaultServer for TempRabbit {
+    fn addr(&self) -> SocketAddr {
+        loopback(self.port())
+    }
+    fn stop(&mut self) {
+        self.kill();
+    }
+    fn start(&mut self) {
+        self.restart();
+    }
+}
