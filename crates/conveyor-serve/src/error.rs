@@ -17,6 +17,19 @@ pub enum ApiError {
     /// No such task (404).
     #[error("{0}")]
     NotFound(String),
+    /// The method is not one the route takes (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request took longer than the server allows (408).
+    #[error("{0}")]
+    Timeout(String),
+    /// The body is larger than the server reads (413); the limit in bytes.
+    #[error(
+        "the request body is larger than this server's limit of {0} bytes ({mib}); \
+         send fewer tasks per request, or raise --max-body",
+        mib = mib(*.0)
+    )]
+    TooLarge(usize),
     /// The server is read-only (403).
     #[error("this server is read-only (--read-only): actions are refused")]
     ReadOnly,
@@ -49,6 +62,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,6 +82,16 @@ impl IntoResponse for ApiError {
             error: self.to_string(),
         });
         (self.status(), body).into_response()
+    }
+}
+
+/// A size in MiB for people: `16 MiB`, `0.5 MiB`.
+fn mib(bytes: usize) -> String {
+    let m = bytes as f64 / (1024.0 * 1024.0);
+    if m.fract() == 0.0 {
+        format!("{m:.0} MiB")
+    } else {
+        format!("{m:.2} MiB")
     }
 }
 

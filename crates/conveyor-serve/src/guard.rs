@@ -4,14 +4,16 @@
 //!    TOKEN`, or the dashboard's cookie holding it, gets 401 (compared in
 //!    constant time); a browser asking for a dashboard page is sent to
 //!    `/login` instead. `/health` is open, so a load balancer can probe
-//!    without the secret, and so are the login page and the stylesheet.
+//!    without the secret, and so are the login and logout pages and the
+//!    stylesheet.
 //! 2. **Cross-site requests.** An action (any method but GET, HEAD and
 //!    OPTIONS) sent by a browser from another site is refused with 403: the
 //!    browser says so in `Sec-Fetch-Site`, or sends an `Origin` that is not
 //!    this server's. Without this, a page on any site could make a visitor's
 //!    browser cancel tasks on a dashboard it can reach (a loopback server has
 //!    no token to stop it). Programs send neither header and pass.
-//! 3. **Read-only.** With `--read-only`, every action gets 403.
+//! 3. **Read-only.** With `--read-only`, every action gets 403 (logging out
+//!    acts only on the browser's cookie, and is allowed).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -20,7 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-use crate::dashboard::{login, COOKIE, LOGIN_PATH};
+use crate::dashboard::{login, COOKIE, LOGIN_PATH, LOGOUT_PATH};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::ErrorView;
@@ -65,7 +67,7 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
 
 /// Paths open without the token.
 fn open(path: &str) -> bool {
-    path == "/health" || path == LOGIN_PATH || path.starts_with("/assets/")
+    path == "/health" || path == LOGIN_PATH || path == LOGOUT_PATH || path.starts_with("/assets/")
 }
 
 /// Paths a person opens in a browser, sent to the login page without the token.
@@ -130,7 +132,7 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
             "a request from another site may not act on this server",
         );
     }
-    if action && options.read_only {
+    if action && options.read_only && request.uri().path() != LOGOUT_PATH {
         return ApiError::ReadOnly.into_response();
     }
     next.run(request).await

@@ -19,36 +19,57 @@
 //! | `GET /openapi.json` | the OpenAPI 3.1 document, generated from the code |
 //! | `GET /health` | 200 while the server runs (open without the token) |
 //!
+//! An unknown route or method gets a JSON error under `/api` and an error
+//! page elsewhere, never an empty answer.
+//!
 //! A route a backend cannot serve answers 501 with the reason (its
 //! capabilities say which; an `Unsupported` error is never hidden).
-//! Security: a token ([`ServeOptions::token`]) is required for any listen
-//! address other than loopback ([`check_listen`]); every action is refused
-//! in read-only mode and when a browser sends it from another site.
+//! Security: a token ([`ServeOptions::token`]) of at least
+//! [`MIN_TOKEN_LEN`] characters is required for any listen address other
+//! than loopback ([`check_listen`]); every action is refused in read-only
+//! mode and when a browser sends it from another site. Limits on bodies,
+//! slow clients and connections are [`ServeOptions`]' and [`serve`]'s.
 
 mod api;
 mod bulk;
 mod dashboard;
 mod error;
+mod error_bodies;
 mod extract;
 mod guard;
 mod lenient;
+mod names;
 mod openapi;
 mod queue_metrics;
+mod ready_age;
+mod server;
 mod state;
 mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use conveyor::durable::Backend;
 use conveyor::Client;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
+pub use names::MAX_NAME_LEN;
 pub use openapi::ApiDoc;
-pub use state::ServeOptions;
+pub use server::serve;
+pub use state::{
+    ServeOptions, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+};
+
+/// The shortest token the server accepts: a guessable token guards nothing.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 use state::AppState;
 
@@ -64,21 +85,42 @@ pub enum ServeError {
     /// An empty token.
     #[error("the token is empty")]
     EmptyToken,
+    /// A token too short to be a secret.
+    #[error(
+        "the token has {0} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 16`)"
+    )]
+    ShortToken(usize),
 }
 
 /// Checks that the server may listen on `addr` with these options: a
-/// loopback address needs nothing, any other a non-empty token.
+/// loopback address needs nothing, any other a token; a token given is at
+/// least [`MIN_TOKEN_LEN`] characters long wherever the server listens.
 pub fn check_listen(addr: SocketAddr, options: &ServeOptions) -> Result<(), ServeError> {
     match options.token.as_deref() {
         Some("") => Err(ServeError::EmptyToken),
+        Some(t) if t.chars().count() < MIN_TOKEN_LEN => {
+            Err(ServeError::ShortToken(t.chars().count()))
+        }
         Some(_) => Ok(()),
         None if addr.ip().is_loopback() => Ok(()),
         None => Err(ServeError::NeedsToken(addr)),
     }
 }
 
-/// The server's routes over `backend`.
+/// The server's routes over `backend`, with its body limit and request
+/// timeout (the header timeout, the connection cap and the shutdown are
+/// [`serve`]'s).
 pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
+    app(backend, options, CancellationToken::new())
+}
+
+/// The routes, with live streams and long polls ending when `stopping` is
+/// cancelled.
+pub(crate) fn app(
+    backend: Arc<dyn Backend>,
+    options: ServeOptions,
+    stopping: CancellationToken,
+) -> Router {
     // Rendered once: the document does not change while the server runs.
     let doc: Arc<str> = serde_json::to_string(&openapi::document(&options))
         .unwrap_or_default()
@@ -95,7 +137,10 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
         options: Arc::new(options),
         history,
         live: Arc::default(),
+        stopping,
     };
+    let max_body = state.options.max_body;
+    let request_timeout = state.options.request_timeout;
     let api = Router::new()
         .route("/tasks", post(api::tasks::enqueue).get(api::tasks::list))
         .route("/tasks/batch", post(api::tasks::enqueue_many))
@@ -123,9 +168,20 @@ pub fn router(backend: Arc<dyn Backend>, options: ServeOptions) -> Router {
             }),
         )
         .route("/health", get(|| async { "ok" }))
+        .fallback(error_bodies::not_found)
+        .method_not_allowed_fallback(error_bodies::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error_bodies::fill,
         ))
         .with_state(state)
 }

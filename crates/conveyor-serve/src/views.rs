@@ -21,14 +21,24 @@ pub(crate) const MAX_MILLIS: u64 = 3_153_600_000_000;
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
-    /// The handler's name.
-    #[schema(min_length = 1, example = "send_email")]
+    /// The handler's name: at most 200 characters, no control character.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        example = "send_email"
+    )]
     pub handler: String,
     /// The params, any JSON (default `null`).
     #[serde(default)]
     pub params: Value,
-    /// The queue (default `default`).
-    #[schema(min_length = 1)]
+    /// The queue (default `default`): at most 200 characters, no control
+    /// character.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub queue: Option<String>,
     /// Do not start before this delay, in milliseconds (at most 100 years).
     #[schema(minimum = 0, maximum = 3_153_600_000_000_i64)]

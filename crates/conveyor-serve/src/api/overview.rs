@@ -19,7 +19,7 @@ use crate::views::{ErrorView, StatsView, WorkerView, WorkersView};
     )
 )]
 pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<StatsView> {
-    let queues = state.backend.stats().await?;
+    let queues = crate::ready_age::stats(&*state.backend).await?;
     Ok(Json(StatsView {
         queues: queues.into_iter().map(Into::into).collect(),
     }))

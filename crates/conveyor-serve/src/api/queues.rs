@@ -22,7 +22,7 @@ use crate::views::{ErrorView, QueueControlView, QueueStateView, QueuesView};
     )
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<QueuesView> {
-    let stats = state.backend.stats().await?;
+    let stats = crate::ready_age::stats(&*state.backend).await?;
     let (paused, pausing) = match state.backend.queue_control() {
         Some(control) => (control.paused().await?, true),
         None => (Vec::new(), false),
@@ -48,9 +48,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<QueuesView>
 /// running finish. `changed` is false when it was paused already.
 #[utoipa::path(
     post, path = "/api/v1/queues/{queue}/pause", tag = "queues",
-    params(("queue" = String, Path, description = "The queue's name")),
+    params(("queue" = String, Path, description = "The queue's name", max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")),
     responses(
         (status = 200, description = "The queue is paused", body = QueueControlView),
+        (status = 400, description = "Not a queue name", body = ErrorView),
         (status = 403, description = "Read-only, or a request from another site", body = ErrorView),
         (status = 501, description = "The backend cannot pause queues", body = ErrorView),
     )
@@ -59,6 +60,7 @@ pub(crate) async fn pause(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<QueueControlView> {
+    crate::names::check("queue", &queue)?;
     let changed = state.backend.pause_queue(&queue).await?;
     Ok(Json(QueueControlView {
         queue,
@@ -71,9 +73,10 @@ pub(crate) async fn pause(
 /// false when it was not paused.
 #[utoipa::path(
     post, path = "/api/v1/queues/{queue}/resume", tag = "queues",
-    params(("queue" = String, Path, description = "The queue's name")),
+    params(("queue" = String, Path, description = "The queue's name", max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")),
     responses(
         (status = 200, description = "The queue runs", body = QueueControlView),
+        (status = 400, description = "Not a queue name", body = ErrorView),
         (status = 403, description = "Read-only, or a request from another site", body = ErrorView),
         (status = 501, description = "The backend cannot pause queues", body = ErrorView),
     )
@@ -82,6 +85,7 @@ pub(crate) async fn resume(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<QueueControlView> {
+    crate::names::check("queue", &queue)?;
     let changed = state.backend.resume_queue(&queue).await?;
     Ok(Json(QueueControlView {
         queue,

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path, Query};
+use crate::names;
 use crate::state::AppState;
 use crate::views::{
     CancelView, CountQuery, EnqueueManyRequest, EnqueueRequest, EnqueuedManyView, EnqueuedView,
@@ -44,12 +45,11 @@ fn non_empty(what: &str, value: Option<String>) -> Result<Option<String>, ApiErr
 
 /// The task a request describes, or why it cannot be one.
 fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
-    if r.handler.is_empty() {
-        return Err(ApiError::BadRequest("handler may not be empty".into()));
-    }
+    names::check("handler", &r.handler)?;
     let payload =
         serde_json::to_vec(&r.params).map_err(|e| ApiError::BadRequest(format!("params: {e}")))?;
     let queue = non_empty("queue", r.queue)?.unwrap_or_else(|| DEFAULT_QUEUE_NAME.to_string());
+    names::check("queue", &queue)?;
     let mut task = NewTask::new(r.handler, payload).queue(queue);
     if let Some(p) = r.priority {
         task = task.priority(p);
@@ -94,6 +94,7 @@ fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
     responses(
         (status = 201, description = "Enqueued", body = EnqueuedView),
         (status = 400, description = "A bad field", body = ErrorView),
+        (status = 413, description = "The body is over the server's limit", body = ErrorView),
         (status = 501, description = "The backend lacks a feature the task asks for", body = ErrorView),
     )
 )]
@@ -120,6 +121,7 @@ pub(crate) async fn enqueue(
     responses(
         (status = 201, description = "Enqueued, in request order", body = EnqueuedManyView),
         (status = 400, description = "A bad field", body = ErrorView),
+        (status = 413, description = "The body is over the server's limit", body = ErrorView),
         (status = 501, description = "The backend lacks a feature a task asks for", body = ErrorView),
     )
 )]
@@ -216,8 +218,17 @@ pub(crate) async fn wait(
                 task: record.into(),
             }));
         }
-        // Woken by the finish where the store can notify; read again either way.
-        let _ = handle.wait_timeout(left).await;
+        // Woken by the finish where the store can notify; read again either
+        // way. A stopping server answers at once with the task as it is.
+        tokio::select! {
+            _ = handle.wait_timeout(left) => {}
+            () = state.stopping.cancelled() => {
+                return Ok(Json(WaitView {
+                    finished: record.state.is_finished(),
+                    task: record.into(),
+                }));
+            }
+        }
     }
 }
 

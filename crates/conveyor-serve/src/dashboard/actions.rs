@@ -11,6 +11,7 @@ use conveyor::TaskState;
 use serde::Deserialize;
 
 use super::chrome::{error_page, field, local_path};
+use super::notice::Notice;
 use crate::api::tasks::parse_id;
 use crate::error::ApiError;
 use crate::extract::Path;
@@ -36,7 +37,7 @@ pub(crate) struct Matching {
 fn answer<E: Into<ApiError>>(
     state: &AppState,
     back: Option<&str>,
-    did: Result<String, E>,
+    did: Result<Notice, E>,
 ) -> Response {
     let notice = match did {
         Ok(notice) => notice,
@@ -44,16 +45,8 @@ fn answer<E: Into<ApiError>>(
     };
     let back = local_path(back);
     let sep = if back.contains('?') { '&' } else { '?' };
-    let notice = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
+    let notice = serde_urlencoded::to_string([("notice", notice.code())]).unwrap_or_default();
     Redirect::to(&format!("{back}{sep}{notice}")).into_response()
-}
-
-fn plural(n: u64, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
 }
 
 /// `POST /actions/tasks/{id}/cancel`.
@@ -66,8 +59,8 @@ pub(crate) async fn cancel(
         let id = parse_id(&id)?;
         let after = state.backend.cancel(id).await?;
         Ok::<_, ApiError>(match after {
-            TaskState::Cancelled => format!("Task {} cancelled.", id.0),
-            s => format!("Task {} was not cancelled: it is {s}.", id.0),
+            TaskState::Cancelled => Notice::Cancelled(id.0),
+            s => Notice::NotCancelled(id.0, s),
         })
     };
     answer(&state, form.back.as_deref(), act.await)
@@ -83,12 +76,9 @@ pub(crate) async fn retry(
         let id = parse_id(&id)?;
         let moved = state.backend.requeue_dead(&[id]).await?;
         Ok::<_, ApiError>(if moved == 1 {
-            format!("Task {} will run again.", id.0)
+            Notice::Requeued(id.0)
         } else {
-            format!(
-                "Task {} was not requeued: it is not dead, or an unfinished task holds its unique key.",
-                id.0
-            )
+            Notice::NotRequeued(id.0)
         })
     };
     answer(&state, form.back.as_deref(), act.await)
@@ -108,7 +98,7 @@ pub(crate) async fn retry_matching(
         search.as_ref(),
     )
     .await;
-    let did = moved.map(|n| format!("{} will run again.", plural(n, "dead task")));
+    let did = moved.map(Notice::RequeuedMatching);
     answer(&state, form.back.as_deref(), did)
 }
 
@@ -117,7 +107,7 @@ pub(crate) async fn retry_matching(
 pub(crate) async fn purge(State(state): State<AppState>, Form(form): Form<Matching>) -> Response {
     let queue = field(form.queue);
     let purged = state.backend.purge_dead(queue.as_deref()).await;
-    let did = purged.map(|n| format!("{} deleted.", plural(n, "dead task")));
+    let did = purged.map(Notice::Purged);
     answer(&state, form.back.as_deref(), did)
 }
 
@@ -128,10 +118,13 @@ pub(crate) async fn pause(
     Path(queue): Path<String>,
     Form(form): Form<Back>,
 ) -> Response {
+    if let Err(e) = crate::names::check("queue", &queue) {
+        return error_page(&state, e);
+    }
     let changed = state.backend.pause_queue(&queue).await;
     let did = changed.map(|changed| match changed {
-        true => format!("Queue {queue} paused."),
-        false => format!("Queue {queue} was paused already."),
+        true => Notice::Paused,
+        false => Notice::AlreadyPaused,
     });
     answer(&state, form.back.as_deref(), did)
 }
@@ -142,10 +135,13 @@ pub(crate) async fn resume(
     Path(queue): Path<String>,
     Form(form): Form<Back>,
 ) -> Response {
+    if let Err(e) = crate::names::check("queue", &queue) {
+        return error_page(&state, e);
+    }
     let changed = state.backend.resume_queue(&queue).await;
     let did = changed.map(|changed| match changed {
-        true => format!("Queue {queue} resumed."),
-        false => format!("Queue {queue} was not paused."),
+        true => Notice::Resumed,
+        false => Notice::NotPaused,
     });
     answer(&state, form.back.as_deref(), did)
 }

@@ -20,8 +20,10 @@ pub(crate) struct Chrome {
     pub(crate) backend: &'static str,
     /// Actions are refused: their buttons are not shown.
     pub(crate) read_only: bool,
-    /// A message after an action (from the redirect's `notice=`).
+    /// A message after an action (from the redirect's `notice=` code).
     pub(crate) notice: Option<String>,
+    /// The server has a token: the header offers to log out.
+    pub(crate) logout: bool,
 }
 
 impl Chrome {
@@ -33,12 +35,18 @@ impl Chrome {
             backend: state.backend.kind(),
             read_only: state.options.read_only,
             notice: None,
+            logout: state.options.token.is_some(),
         }
     }
 
-    /// With a notice, when there is one.
+    /// With the notice a `notice=` code stands for; anything else in the
+    /// query is shown as nothing (a link cannot make the page say what it
+    /// likes).
     pub(crate) fn notice(mut self, notice: Option<String>) -> Chrome {
-        self.notice = notice.filter(|n| !n.is_empty());
+        self.notice = notice
+            .as_deref()
+            .and_then(super::notice::Notice::parse)
+            .map(|n| n.to_string());
         self
     }
 }

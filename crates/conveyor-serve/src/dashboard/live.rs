@@ -2,7 +2,8 @@
 //! as a server-sent event at the server's refresh pace. The page's script
 //! puts each event's HTML in place; a browser reconnects by itself after a
 //! dropped connection, and a closed page ends its stream. Every viewer of a
-//! part shares one render per refresh.
+//! part shares one render per refresh. A stream ends when the server stops
+//! (so a shutdown never waits on an open tab).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use super::{overview, workers};
 use crate::state::AppState;
@@ -52,10 +53,12 @@ where
     Fut: Future<Output = Arc<str>> + Send,
 {
     let every = state.options.refresh_every;
+    let stopping = state.stopping.clone();
     let events = futures_util::stream::unfold((state, read), move |(state, read)| async move {
         tokio::time::sleep(every).await;
         let html = read(state.clone()).await;
         Some((Ok(Event::default().data(&*html)), (state, read)))
-    });
+    })
+    .take_until(stopping.cancelled_owned());
     Sse::new(events).keep_alive(KeepAlive::default())
 }

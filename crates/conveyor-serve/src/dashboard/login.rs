@@ -2,6 +2,7 @@
 //! on a server with a token the dashboard asks for it once and keeps it in a
 //! cookie: `HttpOnly` (no script reads it) and `SameSite=Strict` (no other
 //! site's page sends it). The guard accepts the cookie as it does the header.
+//! `POST /logout` (the button in every page's header) clears the cookie.
 
 use askama::Template;
 use axum::extract::State;
@@ -16,6 +17,9 @@ use crate::state::AppState;
 
 /// The login page's path (open without the token).
 pub(crate) const LOGIN_PATH: &str = "/login";
+/// Where the log-out button posts (open without the token, allowed
+/// read-only: it only clears the browser's cookie).
+pub(crate) const LOGOUT_PATH: &str = "/logout";
 /// The cookie that carries the token, hex-encoded.
 pub(crate) const COOKIE: &str = "conveyor_token";
 
@@ -94,6 +98,20 @@ pub(crate) async fn submit(State(state): State<AppState>, Form(form): Form<Login
     (
         StatusCode::SEE_OTHER,
         [(header::SET_COOKIE, cookie), (header::LOCATION, next)],
+    )
+        .into_response()
+}
+
+/// `POST /logout`: the cookie is cleared (expired at once), and the browser
+/// goes to the login page (or the overview, on a server with no token).
+pub(crate) async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, LOGIN_PATH.to_string()),
+        ],
     )
         .into_response()
 }

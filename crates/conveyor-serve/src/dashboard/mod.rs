@@ -8,7 +8,7 @@
 //! | `/tasks?state=&queue=&handler=&order=&after=` | a filtered page of tasks, key paging; cancel, retry, purge |
 //! | `/tasks/{id}` | one task: params, result, error, timeline; cancel or retry it |
 //! | `/workers` | live workers and recently gone ones; live |
-//! | `/login` | the token, once, for a browser (kept in a cookie) |
+//! | `/login` | the token, once, for a browser (kept in a cookie); `POST /logout` forgets it |
 //!
 //! Actions are forms posted to `/actions/…`, which answer with a redirect
 //! back to the page (so a reload never repeats them); the guard in front of
@@ -22,6 +22,7 @@ mod chrome;
 pub(crate) mod history;
 mod live;
 pub(crate) mod login;
+mod notice;
 mod overview;
 pub(crate) mod shared_render;
 mod task;
@@ -33,7 +34,8 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub(crate) use login::{COOKIE, LOGIN_PATH};
+pub(crate) use chrome::error_page;
+pub(crate) use login::{COOKIE, LOGIN_PATH, LOGOUT_PATH};
 
 /// The dashboard's routes.
 pub(crate) fn routes() -> Router<AppState> {
@@ -47,6 +49,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/live/count", get(tasks::count_part))
         .route("/assets/{name}", get(assets::asset))
         .route(LOGIN_PATH, get(login::page).post(login::submit))
+        .route(LOGOUT_PATH, post(login::logout))
         .route("/actions/tasks/{id}/cancel", post(actions::cancel))
         .route("/actions/tasks/{id}/retry", post(actions::retry))
         .route("/actions/dead/retry", post(actions::retry_matching))

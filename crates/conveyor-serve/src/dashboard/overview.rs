@@ -80,7 +80,7 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         },
         None => (Vec::new(), None),
     };
-    let (queues, counts_error) = match state.backend.stats().await {
+    let (queues, counts_error) = match crate::ready_age::stats(&*state.backend).await {
         Ok(stats) => {
             let mut rows = stats
                 .into_iter()
