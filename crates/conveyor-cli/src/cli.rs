@@ -154,15 +154,20 @@ pub struct WorkerArgs {
 /// `conveyor serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where to listen. Any address but loopback needs --token.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Where to listen: an address or a host name and port
+    /// (`localhost:8080`). Any address but loopback needs --token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = crate::serve_cmd::parse_listen)]
     pub listen: std::net::SocketAddr,
-    /// Every request must carry `Authorization: Bearer TOKEN`.
+    /// Every request must carry `Authorization: Bearer TOKEN` (at least 16
+    /// characters).
     #[arg(long, env = "CONVEYOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Refuse every action (enqueue, cancel, requeue, purge); only read.
     #[arg(long)]
     pub read_only: bool,
+    /// Body size, timeouts, connections, shutdown.
+    #[command(flatten)]
+    pub limits: crate::serve_cmd::ServeLimits,
 }
 
 /// `conveyor submit`.

@@ -3,8 +3,10 @@
 //! real `conveyor worker` is working on, with tasks in every state. The
 //! overview's counts match the store, a filter narrows the list, clicking
 //! "Retry" on a dead task makes it run, the overview updates itself, and
-//! pausing a queue stops its reservations until it is resumed.
-//! Screenshots are kept under `target/tmp/dashboard/` for a reviewer.
+//! pausing a queue stops its reservations until it is resumed. A name far
+//! longer than the API allows (written to the store by another client)
+//! does not widen any page. Screenshots are kept under
+//! `target/tmp/dashboard/` for a reviewer.
 
 mod common;
 
@@ -359,5 +361,61 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
     })
     .await;
 
+    browser.close().await.expect("close the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_very_long_name_does_not_widen_a_page() {
+    let env = Env::new();
+    let b = env.backend().await;
+    // Written by a client the HTTP API's name limit does not cover.
+    let handler = "h".repeat(100_000);
+    let queue = "q".repeat(5_000);
+    let id = b
+        .enqueue(NewTask::new(handler.clone(), b"{}".to_vec()).queue(queue.clone()))
+        .await
+        .expect("enqueue")
+        .id;
+    let (serve, addr) = common::spawn_with_address(
+        env.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+        "API at http://",
+    );
+    let _serve = Killed(serve);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = ChromeDriver::start().expect("chromedriver");
+    let browser = ClientBuilder::rustls()
+        .expect("a WebDriver client")
+        .capabilities(ChromeDriver::headless_chromium(1400, 1000))
+        .connect(&driver.url())
+        .await
+        .expect("a Chromium session");
+    let base = format!("http://{addr}");
+    for (name, path) in [
+        ("overview", "/".to_string()),
+        ("tasks", "/tasks?state=available".to_string()),
+        ("task", format!("/tasks/{}", id.0)),
+    ] {
+        browser
+            .goto(&format!("{base}{path}"))
+            .await
+            .expect("the page");
+        arrived(&browser, &path).await;
+        let width = browser
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth]",
+                vec![],
+            )
+            .await
+            .expect("the widths");
+        let (page, window) = (
+            width[0].as_u64().expect("a width"),
+            width[1].as_u64().expect("a width"),
+        );
+        screenshot(&browser, &format!("long-name-{name}.png")).await;
+        assert!(
+            page <= window,
+            "{path}: the page is {page} px wide in a {window} px window"
+        );
+    }
     browser.close().await.expect("close the session");
 }
