@@ -30,7 +30,6 @@ use conveyor::durable::Backend;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -132,21 +131,16 @@ fn transient(e: &std::io::Error) -> bool {
     ) || matches!(e.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
 }
 
-/// Tells a connection past the cap so, without waiting on it, and closes it.
+/// Tells a connection past the cap so and closes it, without a task or a
+/// wait: the answer goes into the socket's empty send buffer at once (a
+/// client that is not reading gets a closed socket), and the descriptor is
+/// freed right away, so a flood of connections cannot pile up here.
 fn refuse(stream: TcpStream) {
-    tokio::spawn(async move {
-        let mut stream = stream;
-        let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-             connection: close\r\ncontent-length: {}\r\n\r\n{BUSY}",
-            BUSY.len()
-        );
-        let write = async {
-            stream.write_all(answer.as_bytes()).await?;
-            stream.shutdown().await
-        };
-        // A client that does not read gets nothing more than a closed socket.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
-    });
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{BUSY}",
+        BUSY.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
     tracing::debug!("refused a connection past --max-connections");
 }
