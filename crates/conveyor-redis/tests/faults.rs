@@ -12,7 +12,7 @@ fn target() -> FaultTarget {
     FaultTarget {
         name: "redis",
         service: SocketAddr::from(([127, 0, 0, 1], 6379)),
-        url: |addr, ns| format!("redis://{addr}/0?prefix={ns}:"),
+        url: |addr, ns, _| format!("redis://{addr}/0?prefix={ns}:"),
         scheme: conveyor_redis::SCHEME,
         private_server: || TempRedis::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),

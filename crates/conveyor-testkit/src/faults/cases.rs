@@ -40,8 +40,8 @@ pub async fn restart_mid_run(target: FaultTarget) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .addr();
-    let url = (target.url)(addr, &namespace("restart"));
-    let mut run = Run::start(target, "restart", &url).await;
+    let url = (target.url)(addr, &namespace("restart"), true);
+    let mut run = Run::start(target, "restart", &url, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     blocking(with(|s| s.stop())).await;
@@ -58,8 +58,10 @@ pub async fn restart_mid_run(target: FaultTarget) {
 /// nothing passes and nothing is reset, for longer than a lease.
 pub async fn blackhole_mid_run(target: FaultTarget) {
     let proxy = FaultProxy::start(target.service);
-    let url = (target.url)(proxy.addr(), &namespace("blackhole"));
-    let mut run = Run::start(target, "blackhole", &url).await;
+    let ns = namespace("blackhole");
+    let url = (target.url)(proxy.addr(), &ns, false);
+    let direct = (target.url)(target.service, &ns, false);
+    let mut run = Run::start(target, "blackhole", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     proxy.set(Traffic::Blackhole);
@@ -74,11 +76,13 @@ pub async fn blackhole_mid_run(target: FaultTarget) {
 /// Every connection is cut with a reset mid-run, three times in a row.
 pub async fn connections_cut_mid_run(target: FaultTarget) {
     let proxy = FaultProxy::start(target.service);
-    let url = (target.url)(proxy.addr(), &namespace("cut"));
-    let mut run = Run::start(target, "cut", &url).await;
+    let ns = namespace("cut");
+    let url = (target.url)(proxy.addr(), &ns, false);
+    let direct = (target.url)(target.service, &ns, false);
+    let mut run = Run::start(target, "cut", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
-    run.fault_begins();
     for _ in 0..3 {
+        run.fault_begins();
         proxy.cut_all();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -92,8 +96,10 @@ pub async fn connections_cut_mid_run(target: FaultTarget) {
 /// fast again: nothing is lost and no lease is lost to the slowness alone.
 pub async fn slow_network_mid_run(target: FaultTarget) {
     let proxy = FaultProxy::start(target.service);
-    let url = (target.url)(proxy.addr(), &namespace("slow"));
-    let mut run = Run::start(target, "slow", &url).await;
+    let ns = namespace("slow");
+    let url = (target.url)(proxy.addr(), &ns, false);
+    let direct = (target.url)(target.service, &ns, false);
+    let mut run = Run::start(target, "slow", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     proxy.set(Traffic::Slow(Duration::from_millis(100)));
@@ -110,8 +116,10 @@ pub async fn slow_network_mid_run(target: FaultTarget) {
 /// all the same, and the tasks it held run once the network is back.
 pub async fn stop_mid_outage(target: FaultTarget) {
     let proxy = FaultProxy::start(target.service);
-    let url = (target.url)(proxy.addr(), &namespace("stop"));
-    let mut run = Run::start(target, "stop_mid_outage", &url).await;
+    let ns = namespace("stop");
+    let url = (target.url)(proxy.addr(), &ns, false);
+    let direct = (target.url)(target.service, &ns, false);
+    let mut run = Run::start(target, "stop_mid_outage", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     proxy.set(Traffic::Blackhole);

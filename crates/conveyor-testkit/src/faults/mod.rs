@@ -53,8 +53,10 @@ pub struct FaultTarget {
     /// The shared server every test may use (loopback).
     pub service: SocketAddr,
     /// The URL of a store at `addr` in the namespace `ns` (a key prefix, a
-    /// schema, a stream or queue prefix): fresh for every case.
-    pub url: fn(addr: SocketAddr, ns: &str) -> String,
+    /// schema, a stream or queue prefix): fresh for every case. `private`
+    /// says the server is a private one ([`FaultTarget::private_server`]),
+    /// not the shared service (maybe behind a proxy).
+    pub url: fn(addr: SocketAddr, ns: &str, private: bool) -> String,
     /// Opens a URL (the backend crate's own scheme).
     pub scheme: Scheme,
     /// Starts a private server the case may kill and start again; `None`

@@ -43,10 +43,14 @@ struct Seen {
 pub(crate) struct Run {
     pub(crate) target: FaultTarget,
     pub(crate) case: &'static str,
-    pub(crate) backend: Arc<dyn Backend>,
+    /// A connection of the test's own, straight to the server (no proxy):
+    /// it enqueues and reads the tasks, and is never the worker's.
+    observer: Arc<dyn Backend>,
     seen: Arc<Mutex<Seen>>,
     ids: Vec<TaskId>,
-    probe: WorkerProbe,
+    /// The running worker's probe (it holds the worker's connection: gone
+    /// once the worker stops, as the process of a worker that exits).
+    probe: Option<WorkerProbe>,
     stopper: WorkerStopper,
     worker: Option<Running>,
     /// Tasks in flight when the fault began, and when it began.
@@ -110,28 +114,36 @@ fn spawn_worker(
 }
 
 impl Run {
-    /// Opens `url`, enqueues the case's tasks and starts a worker on them.
-    pub(crate) async fn start(target: FaultTarget, case: &'static str, url: &str) -> Run {
-        let backend = open(&target, url).await;
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let (probe, stopper, worker) = spawn_worker(&target, backend.clone(), seen.clone());
+    /// Enqueues the case's tasks through `direct` (the store's own URL) and
+    /// starts a worker on them that connects with `url` (maybe through a
+    /// proxy).
+    pub(crate) async fn start(
+        target: FaultTarget,
+        case: &'static str,
+        direct: &str,
+        url: &str,
+    ) -> Run {
+        let observer = open(&target, direct).await;
         let tasks: Vec<NewTask> = (0..TASKS)
             .map(|n| NewTask::new(HANDLER, n.to_string().into_bytes()).max_attempts(100))
             .collect();
-        let ids = backend
+        let ids = observer
             .enqueue_many(tasks)
             .await
             .unwrap_or_else(|e| panic!("{}: enqueue: {}", target.name, e.chain()))
             .into_iter()
             .map(|e| e.id)
             .collect();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let backend = open(&target, url).await;
+        let (probe, stopper, worker) = spawn_worker(&target, backend, seen.clone());
         Run {
             target,
             case,
-            backend,
+            observer,
             seen,
             ids,
-            probe,
+            probe: Some(probe),
             stopper,
             worker: Some(worker),
             in_flight_at_fault: None,
@@ -148,9 +160,17 @@ impl Run {
         assert!(self.worker.is_none(), "the last worker still runs");
         let backend = open(&self.target, url).await;
         let (probe, stopper, worker) = spawn_worker(&self.target, backend, self.seen.clone());
-        self.probe = probe;
+        self.probe = Some(probe);
         self.stopper = stopper;
         self.worker = Some(worker);
+    }
+
+    /// The running worker's counts (default once it stopped).
+    fn stats(&self) -> conveyor::durable::WorkerStats {
+        self.probe
+            .as_ref()
+            .map(WorkerProbe::stats)
+            .unwrap_or_default()
     }
 
     /// Tasks run so far (counting reruns).
@@ -173,14 +193,16 @@ impl Run {
         }
     }
 
-    /// Notes the tasks in flight as the fault begins.
+    /// Notes the tasks in flight as a fault begins (a case with several
+    /// faults counts each one's).
     pub(crate) fn fault_begins(&mut self) {
         // Every claim the worker holds in the store: tasks running or
         // waiting to start, settled but not stored yet, and asked for by
         // fetches out.
-        let stats = self.probe.stats();
-        self.in_flight_at_fault = Some(stats.in_flight + stats.settling + stats.fetching);
-        self.fault_at = Some(Instant::now());
+        let stats = self.stats();
+        let claims = stats.in_flight + stats.settling + stats.fetching;
+        self.in_flight_at_fault = Some(self.in_flight_at_fault.unwrap_or(0) + claims);
+        self.fault_at.get_or_insert_with(Instant::now);
     }
 
     /// Notes that the server or network is back as of `at`, and waits for
@@ -199,7 +221,7 @@ impl Run {
                 "{} {}: no task started within {WEDGED_AFTER:?} of recovery (wedged); worker {:?}",
                 self.target.name,
                 self.case,
-                self.probe.stats()
+                self.stats()
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -216,7 +238,7 @@ impl Run {
                 self.case,
                 lock(&self.seen).runs.len(),
                 self.ids.len(),
-                self.probe.stats()
+                self.stats()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -224,7 +246,7 @@ impl Run {
         while !open.is_empty() {
             let mut still = Vec::new();
             for id in open {
-                match self.backend.get(id).await {
+                match self.observer.get(id).await {
                     Ok(Some(r)) if r.state == TaskState::Completed => {}
                     Ok(Some(r)) if r.state.is_finished() => panic!(
                         "{} {}: task {id} ended {:?} ({:?}): lost",
@@ -246,7 +268,7 @@ impl Run {
                     self.case,
                     open.len(),
                     &open[..open.len().min(5)],
-                    self.probe.stats()
+                    self.stats()
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -277,6 +299,7 @@ impl Run {
             ),
         };
         let took = began.elapsed();
+        self.probe = None;
         self.stopped_in = Some(self.stopped_in.map_or(took, |t| t.max(took)));
         assert!(
             took <= limit,

@@ -1,0 +1,26 @@
+//! The fault suite (`conveyor_testkit::backend_faults!`) on PostgreSQL: a
+//! private cluster stopped and started mid-run, and the shared server behind
+//! a fault-injecting proxy (black-holed, slowed, connections cut).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::servers::TempPostgres;
+
+fn target() -> FaultTarget {
+    FaultTarget {
+        name: "postgres",
+        service: SocketAddr::from(([127, 0, 0, 1], 5432)),
+        url: |addr, ns, private| {
+            // The shared server's test database, or a private cluster's own.
+            let db = if private { "postgres" } else { "test" };
+            format!("postgres://postgres@{addr}/{db}?schema={ns}&connect_timeout=2")
+        },
+        scheme: conveyor_postgres::SCHEME,
+        private_server: || TempPostgres::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
+        lease: Duration::from_secs(2),
+    }
+}
+
+conveyor_testkit::backend_faults!(target());
