@@ -344,7 +344,10 @@ pub struct QueueStats {
     pub queue: String,
     /// Tasks per state (states with none are absent).
     pub counts: BTreeMap<TaskState, u64>,
-    /// Enqueue time of the oldest task ready to run (available, or due).
+    /// When the oldest task ready to run (available, or due) became ready:
+    /// its due time (enqueued, or the end of its delay or backoff). A
+    /// backend may answer for the head of each priority's line rather than
+    /// search every ready task (see its documentation).
     pub oldest_ready: Option<Timestamp>,
 }
 

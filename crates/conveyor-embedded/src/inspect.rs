@@ -107,7 +107,8 @@ fn walk(newest: bool) -> String {
 const COUNTS: &str = "SELECT queue, state, SUM(n) FROM task_counts GROUP BY queue, state \
      HAVING SUM(n) <> 0 ORDER BY queue, state";
 
-/// `?1` queue: the enqueue time of its available task with the lowest id,
+/// `?1` queue: when its available task with the lowest id became ready (its
+/// due time: enqueued, or the end of a delay or backoff),
 /// found with one index seek per priority level (the ready index is ordered
 /// by queue, priority, id).
 fn oldest_available() -> String {
@@ -124,19 +125,19 @@ fn oldest_available() -> String {
              UNION ALL
              SELECT ({below}) FROM levels WHERE p IS NOT NULL
          )
-         SELECT MIN((SELECT created_at FROM tasks WHERE queue = ?1 AND state IN ({ready})
-                     AND priority = levels.p ORDER BY id LIMIT 1))
+         SELECT MIN((SELECT MAX(run_at, created_at) FROM tasks WHERE queue = ?1
+                     AND state IN ({ready}) AND priority = levels.p ORDER BY id LIMIT 1))
          FROM levels WHERE p IS NOT NULL",
         top = first(""),
         below = first(" AND priority < levels.p"),
     )
 }
 
-/// `?1` queue, `?2` now: the enqueue time of its oldest task that is due but
+/// `?1` queue, `?2` now: the earliest due time of its tasks that are due but
 /// not yet made available (few: every reservation makes them available).
 fn oldest_due() -> String {
     format!(
-        "SELECT MIN(created_at) FROM tasks WHERE state IN ({}) AND run_at <= ?2 AND queue = ?1",
+        "SELECT MIN(MAX(run_at, created_at)) FROM tasks WHERE state IN ({}) AND run_at <= ?2 AND queue = ?1",
         Transition::Due.source_codes()
     )
 }

@@ -17,7 +17,7 @@ impl State {
         self.tasks.get(&id.0).map(Entry::read)
     }
 
-    /// Counts per queue and state, with the oldest ready task's enqueue time.
+    /// Counts per queue and state, with when the oldest ready task became ready.
     pub(crate) fn stats(&self, now: Timestamp) -> Vec<QueueStats> {
         let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
         for e in self.tasks.values() {
@@ -31,8 +31,11 @@ impl State {
             *qs.counts.entry(rec.state).or_default() += 1;
             let ready =
                 rec.state == TaskState::Available || (rec.state.is_waiting() && rec.run_at <= now);
-            if ready && qs.oldest_ready.is_none_or(|t| rec.created_at < t) {
-                qs.oldest_ready = Some(rec.created_at);
+            // Ready since its due time (enqueued, or the end of a delay or
+            // backoff).
+            let since = rec.run_at.max(rec.created_at);
+            if ready && qs.oldest_ready.is_none_or(|t| since < t) {
+                qs.oldest_ready = Some(since);
             }
         }
         by_queue.into_values().collect()

@@ -91,14 +91,16 @@ impl CountStatements {
                      UNION ALL
                      SELECT ({below}) FROM levels WHERE p IS NOT NULL
                  )
-                 SELECT min((SELECT created_at FROM {t} WHERE queue = $1 AND {available}
+                 SELECT min((SELECT greatest(run_at, created_at) FROM {t}
+                             WHERE queue = $1 AND {available}
                              AND priority = levels.p ORDER BY id LIMIT 1))
                  FROM levels WHERE p IS NOT NULL",
                 top = first(""),
                 below = first(" AND priority < levels.p"),
             ),
             oldest_due: format!(
-                "SELECT min(created_at) FROM {t} WHERE {timed} AND run_at <= $2 AND queue = $1",
+                "SELECT min(greatest(run_at, created_at)) FROM {t} \
+                 WHERE {timed} AND run_at <= $2 AND queue = $1",
                 timed = p.timed
             ),
         }

@@ -128,6 +128,38 @@ pub async fn stats_per_queue(b: Subject, clock: Arc<ManualClock>) {
         .find(|s| s.queue == conveyor_core::DEFAULT_QUEUE)
         .expect("default queue stats");
     assert_eq!(def.count(TaskState::Completed), 1);
+
+    // A delayed task is ready from its due time, not its enqueue time: one
+    // due but not made available yet, then one made available by a
+    // reservation that promoted both.
+    let enqueued = clock.now();
+    for h in ["d1", "d2"] {
+        enqueue(&b, task(h).queue("later").delay(Duration::from_secs(50))).await;
+    }
+    clock.advance(Duration::from_secs(60));
+    let due = enqueued.plus(Duration::from_secs(50));
+    let later = |stats: Vec<conveyor_core::QueueStats>| {
+        stats
+            .into_iter()
+            .find(|s| s.queue == "later")
+            .expect("later stats")
+    };
+    let stats = later(b.stats().await.expect("stats"));
+    assert_eq!(
+        stats.oldest_ready,
+        Some(due),
+        "due, not promoted: ready since its due time"
+    );
+    let queue = vec!["later".to_string()];
+    let got = b.reserve(&queue, 1, LEASE).await.expect("reserve");
+    assert_eq!(got.len(), 1);
+    let stats = later(b.stats().await.expect("stats"));
+    assert_eq!(stats.count(TaskState::Available), 1);
+    assert_eq!(
+        stats.oldest_ready,
+        Some(due),
+        "made available: ready since its due time"
+    );
 }
 
 /// A batch with an invalid task stores nothing.
