@@ -130,17 +130,41 @@ impl NewTask {
     /// Checks the fields a backend cannot store or run.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::InvalidConfig(m.to_string()));
-        if self.queue.is_empty() {
-            return bad("a task's queue name is empty");
-        }
-        if self.handler.is_empty() {
-            return bad("a task's handler name is empty");
-        }
+        check_name("a task's queue name", &self.queue).map_err(crate::Error::InvalidConfig)?;
+        check_name("a task's handler name", &self.handler).map_err(crate::Error::InvalidConfig)?;
         if self.max_attempts == 0 {
             return bad("a task needs at least one attempt");
         }
         Ok(())
     }
+}
+
+/// The longest queue or handler name, in characters: a name is shown on every
+/// page that lists its tasks, used as a metric label and as a key in the
+/// store, so a megabyte of name is refused rather than carried everywhere.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Checks a queue or handler name, `what` (as `a task's queue name`): not
+/// empty, at most [`MAX_NAME_CHARS`] characters (Unicode scalar values, as
+/// JSON Schema's `maxLength` counts), no control character. The error says
+/// which rule it broke.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    let len = name.chars().count();
+    if len > MAX_NAME_CHARS {
+        return Err(format!(
+            "{what} has {len} characters; at most {MAX_NAME_CHARS} are allowed"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{what} holds a control character (U+{:04X}); none is allowed",
+            u32::from(c)
+        ));
+    }
+    Ok(())
 }
 
 /// What enqueueing one task did.
@@ -355,5 +379,31 @@ impl QueueStats {
     /// The count in one state.
     pub fn count(&self, state: TaskState) -> u64 {
         self.counts.get(&state).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_at_enqueue() {
+        let ok = NewTask::new("h", Vec::new());
+        assert!(ok.validate().is_ok());
+        assert!(NewTask::new("é".repeat(MAX_NAME_CHARS), Vec::new())
+            .validate()
+            .is_ok());
+        let long = NewTask::new("h".repeat(MAX_NAME_CHARS + 1), Vec::new()).validate();
+        assert!(
+            matches!(&long, Err(crate::Error::InvalidConfig(m)) if m.contains("201 characters")),
+            "{long:?}"
+        );
+        for bad in ["", "a\nb", "nul\u{0}"] {
+            assert!(NewTask::new(bad, Vec::new()).validate().is_err(), "{bad:?}");
+            assert!(
+                NewTask::new("h", Vec::new()).queue(bad).validate().is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -48,8 +48,8 @@ pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Json};
 pub use durable_task::{
-    Enqueued, Finish, FinishAction, Lease, NewTask, QueueStats, Reserved, TaskRecord,
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE,
+    check_name, Enqueued, Finish, FinishAction, Lease, NewTask, QueueStats, Reserved, TaskRecord,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_NAME_CHARS,
 };
 pub use error::{BackendError, BackendErrorKind, Chain, Error};
 pub use lane::Lane;

@@ -3,33 +3,18 @@
 //! Schema's `maxLength` counts, so the OpenAPI document says exactly this). A name is shown on
 //! every page that lists its tasks, used as a metric label and a key in the
 //! store, so a megabyte of name (or a newline in one) is refused with 400 at
-//! the door rather than carried everywhere. The same check belongs in
-//! `NewTask::validate`, for every client; until it is there, this is the
-//! HTTP API's.
+//! the door rather than carried everywhere. The rule is conveyor-core's
+//! (`check_name`, which `NewTask::validate` applies for every client); the
+//! API checks names it takes outside a task too (pausing a queue).
 
 use crate::error::ApiError;
 
 /// The longest queue or handler name the API takes, in characters.
-pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_NAME_LEN: usize = conveyor::durable::MAX_NAME_CHARS;
 
 /// `name` when it is fit to be the `what` (`handler`, `queue`) of a task.
 pub(crate) fn check(what: &str, name: &str) -> Result<(), ApiError> {
-    if name.is_empty() {
-        return Err(ApiError::BadRequest(format!("{what} may not be empty")));
-    }
-    let len = name.chars().count();
-    if len > MAX_NAME_LEN {
-        return Err(ApiError::BadRequest(format!(
-            "{what}: at most {MAX_NAME_LEN} characters, not {len}"
-        )));
-    }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
-        return Err(ApiError::BadRequest(format!(
-            "{what}: no control characters (found U+{:04X})",
-            u32::from(c)
-        )));
-    }
-    Ok(())
+    conveyor::durable::check_name(what, name).map_err(ApiError::BadRequest)
 }
 
 #[cfg(test)]

@@ -24,11 +24,11 @@ pub use client::{Client, DurableHandle};
 pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 /// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
-    attempt, parts, Administration, AttemptOutcome, AttemptRecord, Backend, BackendUrl,
+    attempt, check_name, parts, Administration, AttemptOutcome, AttemptRecord, Backend, BackendUrl,
     Capabilities, Count, Enqueued, Finish, FinishAction, GlobalLimits, HandlerLimits, Inspection,
     Lease, ListOrder, ListParams, Maintenance, NewTask, OpenFuture, Page, Part, QueueControl,
     QueueStats, Registry, ReserveParams, Reserved, ResultStore, Retention, Scheme, Search,
-    TaskRecord, WorkerInfo, COUNT_BUDGET, SCAN_BUDGET, WORKER_SILENCE,
+    TaskRecord, WorkerInfo, COUNT_BUDGET, MAX_NAME_CHARS, SCAN_BUDGET, WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
 pub use heartbeat::{FORGET_WORKERS_AFTER, HEARTBEAT_EVERY};
