@@ -204,8 +204,9 @@ impl Backend for EmbeddedBackend {
         }
         let queues = params.queues.to_vec();
         let worker = params.worker.map(str::to_string);
+        let handlers = params.handlers.map(<[String]>::to_vec);
         self.call(true, max, move |s| {
-            s.reserve(&queues, max, lease, worker.as_deref())
+            s.reserve(&queues, max, lease, worker.as_deref(), handlers.as_deref())
         })
         .await
     }

@@ -190,13 +190,15 @@ impl Store {
     }
 
     /// Promotes due tasks, then reserves up to `max` ready tasks of `queues`
-    /// for `worker` (the attempts' worker).
+    /// for `worker` (the attempts' worker), of `handlers` only when given
+    /// (the others stay ready, in their place).
     pub(crate) fn reserve(
         &mut self,
         queues: &[String],
         max: usize,
         lease: Duration,
         worker: Option<&str>,
+        handlers: Option<&[String]>,
     ) -> Result<Vec<Reserved>, Error> {
         if max == 0 || queues.is_empty() {
             return Ok(Vec::new());
@@ -220,7 +222,7 @@ impl Store {
             }
             // With limited handlers some candidates are skipped, so the scan
             // reads on (rows come lazily in index order) until enough are taken.
-            let limit = if gate.is_empty() {
+            let limit = if gate.is_empty() && handlers.is_none() {
                 to_i64(remaining)
             } else {
                 i64::MAX
@@ -234,9 +236,10 @@ impl Store {
                 let id: i64 = row.get(0).map_err(db_err)?;
                 // Read in place: a copy of every name would cost an allocation
                 // a task, and without limits there is nothing to ask.
-                if !gate.is_empty() {
+                if !gate.is_empty() || handlers.is_some() {
                     if let Ok(handler) = row.get_ref(2).and_then(|v| Ok(v.as_str()?)) {
-                        if !gate.admit(handler) {
+                        let wanted = handlers.is_none_or(|hs| hs.iter().any(|h| h == handler));
+                        if !wanted || !gate.admit(handler) {
                             continue;
                         }
                     }

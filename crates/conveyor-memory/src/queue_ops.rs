@@ -100,7 +100,8 @@ impl State {
 
     /// Reserves up to `max` tasks from `queues` (in that order) under a lease
     /// until `now + lease`, honouring ordering keys and global handler limits,
-    /// and skipping paused queues; `worker` runs the attempts, from `now`.
+    /// skipping paused queues and tasks of handlers the caller does not
+    /// want; `worker` runs the attempts, from `now`.
     pub(crate) fn reserve(
         &mut self,
         params: ReserveParams<'_>,
@@ -132,7 +133,9 @@ impl State {
                     .map(|&(_, id)| id)
                     .filter(|id| {
                         self.tasks.get(id).is_some_and(|e| {
-                            self.heads_its_key(&e.record) && gate.admit(&e.record.handler)
+                            params.wants(&e.record.handler)
+                                && self.heads_its_key(&e.record)
+                                && gate.admit(&e.record.handler)
                         })
                     })
                     .take(want)

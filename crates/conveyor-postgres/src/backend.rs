@@ -375,6 +375,24 @@ impl Backend for PostgresBackend {
         let until = now.plus(lease).as_millis();
         let mut conn = self.conn(what).await?;
         let promote = Self::prepared(&conn, what, &self.inner.sql.promote).await?;
+        if let Some(handlers) = params.handlers {
+            // Only some handlers: the scan that leaves handlers out, as the
+            // limited way does (a worker asks for this only while its queues
+            // hold tasks of handlers it lacks).
+            conn.execute(&promote, &[&now_ms])
+                .await
+                .map_err(|e| db(what, e))?;
+            return limits::reserve(
+                &mut conn,
+                &self.inner.limits,
+                queues,
+                max,
+                (now, until),
+                worker,
+                Some(handlers),
+            )
+            .await;
+        }
         let reserve = Self::prepared(&conn, what, &self.inner.sql.reserve).await?;
         let exists = Self::prepared(&conn, what, self.inner.limits.exists()).await?;
         let mut out = Vec::new();
@@ -431,6 +449,7 @@ impl Backend for PostgresBackend {
                 max - out.len(),
                 (now, until),
                 worker,
+                None,
             )
             .await?;
             out.extend(more);

@@ -186,7 +186,8 @@ pub(crate) async fn list(
 }
 
 /// Reserves up to `max` tasks of `queues` under the limits, in one
-/// transaction, for `worker` (the attempts' worker).
+/// transaction, for `worker` (the attempts' worker), of the `wanted`
+/// handlers only when given (the others are left out of the scan as a closed handler is).
 pub(crate) async fn reserve(
     conn: &mut Object,
     sql: &LimitStatements,
@@ -194,6 +195,7 @@ pub(crate) async fn reserve(
     max: usize,
     (now, until): (Timestamp, i64),
     worker: Option<&str>,
+    wanted: Option<&[String]>,
 ) -> Result<Vec<Reserved>, Error> {
     let what = "reserving under handler limits";
     let err = |e| db(what, e);
@@ -215,6 +217,8 @@ pub(crate) async fn reserve(
     }
     let pick = tx.prepare_cached(&sql.pick).await.map_err(err)?;
     let mut chosen: Vec<i64> = Vec::new();
+    // Handlers met in the scan that the caller does not run.
+    let mut unwanted: Vec<String> = Vec::new();
     for queue in queues {
         loop {
             let want = max.saturating_sub(chosen.len());
@@ -222,7 +226,8 @@ pub(crate) async fn reserve(
                 break;
             }
             let limit = i64::try_from(want).unwrap_or(i64::MAX);
-            let closed = gate.closed();
+            let mut closed = gate.closed();
+            closed.extend(unwanted.iter().cloned());
             let rows = tx
                 .query(&pick, &[queue, &limit, &closed, &chosen])
                 .await
@@ -231,7 +236,11 @@ pub(crate) async fn reserve(
             for r in &rows {
                 let id: i64 = col(r, 0, "id")?;
                 let handler: String = col(r, 1, "handler")?;
-                if gate.admit(&handler) {
+                if wanted.is_some_and(|hs| !hs.contains(&handler)) {
+                    if !unwanted.contains(&handler) {
+                        unwanted.push(handler);
+                    }
+                } else if gate.admit(&handler) {
                     chosen.push(id);
                 }
             }

@@ -299,6 +299,11 @@ impl Backend for RedisBackend {
             .arg(max.min(MAX_RESERVE))
             .arg(PROMOTE_LIMIT)
             .arg(params.worker.unwrap_or(""));
+        let wanted = params.handlers.unwrap_or(&[]);
+        inv.arg(wanted.len());
+        for h in wanted {
+            inv.arg(h);
+        }
         for q in queues {
             inv.arg(q);
         }

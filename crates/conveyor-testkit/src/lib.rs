@@ -46,7 +46,7 @@ macro_rules! backend_faults {
     ($target:expr) => {
         $crate::backend_faults!(@cases $target;
             restart_mid_run, blackhole_mid_run, connections_cut_mid_run, slow_network_mid_run,
-            stop_mid_outage);
+            stop_mid_outage, rolling_deploy);
     };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
         $(
@@ -189,6 +189,9 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$lim];
             "needs the global limits part, which this backend does not declare";
             concurrent_reservers_honour_handler_limits, handler_rate_limits);
+        $crate::backend_conformance!(@cases $make; [$lim $ok $rs];
+            "needs the global limits part (a store that skips tasks by handler as it reserves), ordering keys and the result store, which this backend does not all declare";
+            reserve_takes_only_wanted_handlers);
         $crate::backend_conformance!(@cases $make; [$reg];
             "needs the worker registry part, which this backend does not declare";
             workers_register_by_heartbeat);

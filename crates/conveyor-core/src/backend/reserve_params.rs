@@ -20,6 +20,13 @@ pub struct ReserveParams<'a> {
     /// The id of the worker reserving ([`WorkerInfo::id`](super::WorkerInfo)),
     /// recorded as the attempts' worker; `None` for none.
     pub worker: Option<&'a str>,
+    /// Only tasks of these handlers (`None`: any). The others stay ready, in
+    /// their place, for a worker that has their handler: during a rolling
+    /// deploy, a worker of the old version leaves the new handler's tasks
+    /// alone. A store filters them out (memory, embedded, PostgreSQL,
+    /// Redis); a message broker, which delivers what it delivers, may ignore
+    /// the filter, and the worker then hands such tasks back unstarted.
+    pub handlers: Option<&'a [String]>,
 }
 
 impl<'a> ReserveParams<'a> {
@@ -31,7 +38,20 @@ impl<'a> ReserveParams<'a> {
             max,
             lease,
             worker: None,
+            handlers: None,
         }
+    }
+
+    /// Takes only tasks of `handlers` (see [`ReserveParams::handlers`]).
+    pub fn handlers(mut self, handlers: &'a [String]) -> Self {
+        self.handlers = Some(handlers);
+        self
+    }
+
+    /// True when a task of `handler` may be taken.
+    pub fn wants(&self, handler: &str) -> bool {
+        self.handlers
+            .is_none_or(|hs| hs.iter().any(|h| h == handler))
     }
 
     /// Names the worker reserving.

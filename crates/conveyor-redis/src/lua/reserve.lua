@@ -1,5 +1,6 @@
 -- reserve: ARGV = prefix, now, lease_until, max, promote_limit, worker (the
--- attempts' worker, '' for none), then queue names. Each taken task records
+-- attempts' worker, '' for none), the number of wanted handlers (0: any)
+-- and their names, then queue names. Each taken task records
 -- its latest attempt's start and worker, 'NOW WORKER' (built once per call),
 -- in its state record.
 -- Promotes due scheduled and retrying tasks (at most promote_limit), then takes
@@ -7,7 +8,8 @@
 -- queue (a member of the PAUSED set, read inside this script, so a pause is
 -- atomic with respect to every reservation), by priority then
 -- id, skipping (and parking) tasks that do not head their ordering key, and
--- skipping (leaving ready) tasks whose handler's global limits refuse a start.
+-- skipping (leaving ready) tasks whose handler's global limits refuse a start
+-- or that the caller does not want (a worker without their handler).
 -- Returns per task: id, its state record and its data record after the
 -- step (see "Task records" in common.lua: token, attempt and run-at; queue,
 -- handler, ordering key and d).
@@ -16,6 +18,14 @@ local lu = ARGV[3]
 local max = tonumber(ARGV[4])
 local promote = tonumber(ARGV[5])
 local attempt_at = now .. ' ' .. ARGV[6]
+-- The handlers the caller runs, or nil for any.
+local n_wanted = tonumber(ARGV[7]) or 0
+local wanted = nil
+if n_wanted > 0 then
+  wanted = {}
+  for i = 8, 7 + n_wanted do wanted[ARGV[i]] = true end
+end
+local first_queue = 8 + n_wanted
 
 local due = redis.call('ZRANGEBYSCORE', TIMERS, '-inf', now, 'LIMIT', 0, promote)
 for _, id in ipairs(due) do
@@ -85,6 +95,7 @@ local function take_slow(q, m, id)
   local r = load(id, fields)
   if r == nil or r.s ~= AVAILABLE or r.q ~= q then return false end
   if not is_head(r) then return 'park' end
+  if wanted and not wanted[need(r, 'h')] then return 'skip' end
   if gates and not admit(gates, need(r, 'h')) then return 'skip' end
   local a = num(r, 'a') + 1
   -- A task of the record layout takes the call's token; one of a hash of
@@ -120,6 +131,7 @@ local function take(q, m, id, sv, dv)
   -- reports bad data.
   if tq ~= q or not ra then return take_slow(q, m, id) end
   if ok and not heads_key(q, ok, id) then return 'park' end
+  if wanted and not wanted[h] then return 'skip' end
   if gates and not admit(gates, h) then return 'skip' end
   if not token then call_token() end
   local state = running_head .. succ(a) .. ' ' .. ra .. attempt_tail
@@ -136,7 +148,7 @@ local function take(q, m, id, sv, dv)
   return true
 end
 
-for qi = 7, #ARGV do
+for qi = first_queue, #ARGV do
   if picked >= max or skipped >= SKIP_LIMIT then break end
   local q = ARGV[qi]
   local rk = ready_key(q)
@@ -144,7 +156,7 @@ for qi = 7, #ARGV do
   local paused = redis.call('SISMEMBER', PAUSED, q) == 1
   while not paused and picked < max and skipped < SKIP_LIMIT do
     local chunk = max - picked
-    if gates and chunk < 100 then chunk = 100 end
+    if (gates or wanted) and chunk < 100 then chunk = 100 end
     if chunk > CHUNK then chunk = CHUNK end
     local ms = redis.call('ZRANGE', rk, cursor, cursor + chunk - 1)
     if #ms == 0 then break end
@@ -160,7 +172,8 @@ for qi = 7, #ARGV do
       local t
       if FAST then t = take(q, m, ids[i], svs[i], dvs[i]) else t = take_slow(q, m, ids[i]) end
       if t == 'skip' then
-        -- Its handler is at a limit: it stays ready, in its place.
+        -- Its handler is at a limit, or not the caller's: it stays
+        -- ready, in its place.
         skipped = skipped + 1
         if skipped >= SKIP_LIMIT then break end
       elseif t == 'park' then

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{FinishAction, ManualClock, TaskState};
+use conveyor_core::{FinishAction, ManualClock, ReserveParams, TaskState};
 
 use conveyor_core::Clock;
 
@@ -266,4 +266,40 @@ pub async fn concurrent_reservers_never_share_a_task(b: Subject, _clock: Arc<Man
         }
     }
     assert_eq!(total, n);
+}
+
+/// A reservation that names its handlers takes only their tasks; the others
+/// stay ready, in their place, for a worker that has them (a rolling deploy:
+/// the old version's workers leave the new handler's tasks alone), and an
+/// ordering key's head of another handler holds its key back.
+pub async fn reserve_takes_only_wanted_handlers(b: Subject, _clock: Arc<ManualClock>) {
+    let old = enqueue(&b, task("old")).await;
+    let new = enqueue(&b, task("new")).await;
+    let old2 = enqueue(&b, task("old")).await;
+    let keyed_new = enqueue(&b, task("new").ordering_key("k")).await;
+    let keyed_old = enqueue(&b, task("old").ordering_key("k")).await;
+    let mine = vec!["old".to_string(), "other".to_string()];
+    let queues = default_queue();
+    let got = b
+        .reserve_with(ReserveParams::new(&queues, 10, LEASE).handlers(&mine))
+        .await
+        .expect("reserve");
+    assert_eq!(
+        ids(&got),
+        vec![old, old2],
+        "only the wanted handler's, in order"
+    );
+    assert_eq!(state(&b, new).await, TaskState::Available);
+    assert_eq!(
+        state(&b, keyed_old).await,
+        TaskState::Available,
+        "behind its key's head"
+    );
+    let theirs = vec!["new".to_string()];
+    let got = b
+        .reserve_with(ReserveParams::new(&queues, 10, LEASE).handlers(&theirs))
+        .await
+        .expect("reserve");
+    assert_eq!(ids(&got), vec![new, keyed_new]);
+    assert_eq!(got[0].attempt, 1, "left alone before: no attempt spent");
 }

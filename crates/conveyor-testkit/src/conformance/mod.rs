@@ -25,7 +25,7 @@ pub use admin::{
 pub use basics::{
     concurrent_reservers_never_share_a_task, delays_follow_the_clock, enqueue_reserve_complete,
     many_reports_in_one_finish_call, priority_then_enqueue_order, queues_are_separate,
-    results_and_discards, results_in_one_finish_call,
+    reserve_takes_only_wanted_handlers, results_and_discards, results_in_one_finish_call,
 };
 pub use conveyor_core::Part;
 pub use failures::{

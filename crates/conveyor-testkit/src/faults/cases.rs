@@ -132,3 +132,26 @@ pub async fn stop_mid_outage(target: FaultTarget) {
     run.stop().await;
     run.verdict();
 }
+
+/// A rolling deploy: a worker of the old version (without the new handler)
+/// and one of the new version (with it) share one queue holding tasks of
+/// both. Every task completes; none is failed, dead-lettered or spent an
+/// attempt for lack of a handler on the worker that reserved it.
+pub async fn rolling_deploy(target: FaultTarget) {
+    let ns = namespace("deploy");
+    let url = (target.url)(target.service, &ns, false);
+    // Every third task is the new handler's.
+    let mut run = Run::start_with(target, "rolling_deploy", &url, &url, 3).await;
+    run.started(BEFORE_FAULT / 2).await;
+    let (newer, newer_run) = run.newer_worker(&url).await;
+    run.all_done().await;
+    run.stop().await;
+    newer.stop();
+    let report = newer_run
+        .await
+        .unwrap_or_else(|e| panic!("{}: newer worker panicked: {e}", target.name))
+        .unwrap_or_else(|e| panic!("{}: newer worker: {}", target.name, e.chain()));
+    assert_eq!(report.stats.dead, 0, "{}: {:?}", target.name, report.stats);
+    run.first_attempts_only().await;
+    run.verdict();
+}

@@ -19,7 +19,8 @@
 //! a [`FaultProxy`] between the worker and the shared server, the network
 //! black-holed (nothing passes, nothing is reset), slowed, and every
 //! connection cut with a reset; and a stop while the server is unreachable
-//! ([`stop_mid_outage`]). Each case prints one `FAULT` line with its figures
+//! ([`stop_mid_outage`]); and a rolling deploy, workers with different
+//! handler sets on one queue ([`rolling_deploy`]). Each case prints one `FAULT` line with its figures
 //! (`scripts/fault-rounds.sh` runs the suite in rounds and tabulates them).
 
 mod cases;
@@ -33,8 +34,8 @@ use std::time::Duration;
 use conveyor_core::Scheme;
 
 pub use cases::{
-    blackhole_mid_run, connections_cut_mid_run, restart_mid_run, slow_network_mid_run,
-    stop_mid_outage,
+    blackhole_mid_run, connections_cut_mid_run, restart_mid_run, rolling_deploy,
+    slow_network_mid_run, stop_mid_outage,
 };
 pub use proxy::{FaultProxy, Traffic};
 pub use servers::FaultServer;

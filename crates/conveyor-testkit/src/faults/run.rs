@@ -15,6 +15,9 @@ use super::{FaultTarget, RESUME_WITHIN, STOP_SLACK};
 /// The handler every case runs.
 pub(crate) const HANDLER: &str = "fault-work";
 
+/// A handler only the newer workers of a rolling deploy have.
+pub(crate) const NEW_HANDLER: &str = "fault-new";
+
 /// Tasks each case enqueues.
 pub(crate) const TASKS: u64 = 400;
 
@@ -84,22 +87,29 @@ fn spawn_worker(
     target: &FaultTarget,
     backend: Arc<dyn Backend>,
     seen: Arc<Mutex<Seen>>,
+    newer: bool,
 ) -> (WorkerProbe, WorkerStopper, Running) {
-    let work = Handler::io(HANDLER, move |n: u64, _ctx| {
-        let s = seen.clone();
-        async move {
-            {
-                let mut seen = lock(&s);
-                let now = Instant::now();
-                seen.runs.entry(n).or_default().push(now);
-                seen.starts.push(now);
+    let work = |name: &'static str| {
+        let seen = seen.clone();
+        Handler::io(name, move |n: u64, _ctx| {
+            let s = seen.clone();
+            async move {
+                {
+                    let mut seen = lock(&s);
+                    let now = Instant::now();
+                    seen.runs.entry(n).or_default().push(now);
+                    seen.starts.push(now);
+                }
+                tokio::time::sleep(TASK_TIME).await;
+                Ok::<_, TaskError>(n)
             }
-            tokio::time::sleep(TASK_TIME).await;
-            Ok::<_, TaskError>(n)
-        }
-    });
-    let worker = Worker::builder(backend)
-        .handler(work)
+        })
+    };
+    let mut builder = Worker::builder(backend).handler(work(HANDLER));
+    if newer {
+        builder = builder.handler(work(NEW_HANDLER));
+    }
+    let worker = builder
         .slots(SLOTS)
         .lease(target.lease)
         .grace(GRACE)
@@ -123,9 +133,28 @@ impl Run {
         direct: &str,
         url: &str,
     ) -> Run {
+        Self::start_with(target, case, direct, url, 0).await
+    }
+
+    /// [`Run::start`], with every `new_every`-th task (0: none) of the
+    /// handler only newer workers have, and a worker without it.
+    pub(crate) async fn start_with(
+        target: FaultTarget,
+        case: &'static str,
+        direct: &str,
+        url: &str,
+        new_every: u64,
+    ) -> Run {
         let observer = open(&target, direct).await;
         let tasks: Vec<NewTask> = (0..TASKS)
-            .map(|n| NewTask::new(HANDLER, n.to_string().into_bytes()).max_attempts(100))
+            .map(|n| {
+                let h = if new_every > 0 && n % new_every == 0 {
+                    NEW_HANDLER
+                } else {
+                    HANDLER
+                };
+                NewTask::new(h, n.to_string().into_bytes()).max_attempts(100)
+            })
             .collect();
         let ids = observer
             .enqueue_many(tasks)
@@ -136,7 +165,7 @@ impl Run {
             .collect();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let backend = open(&target, url).await;
-        let (probe, stopper, worker) = spawn_worker(&target, backend, seen.clone());
+        let (probe, stopper, worker) = spawn_worker(&target, backend, seen.clone(), false);
         Run {
             target,
             case,
@@ -159,10 +188,35 @@ impl Run {
     pub(crate) async fn new_worker(&mut self, url: &str) {
         assert!(self.worker.is_none(), "the last worker still runs");
         let backend = open(&self.target, url).await;
-        let (probe, stopper, worker) = spawn_worker(&self.target, backend, self.seen.clone());
+        let (probe, stopper, worker) =
+            spawn_worker(&self.target, backend, self.seen.clone(), false);
         self.probe = Some(probe);
         self.stopper = stopper;
         self.worker = Some(worker);
+    }
+
+    /// Starts a newer worker beside the running one, with the handler the
+    /// first lacks too, on a connection of its own to `url`; returns its
+    /// stopper and run, for the case to stop.
+    pub(crate) async fn newer_worker(&self, url: &str) -> (WorkerStopper, Running) {
+        let backend = open(&self.target, url).await;
+        let (_, stopper, worker) = spawn_worker(&self.target, backend, self.seen.clone(), true);
+        (stopper, worker)
+    }
+
+    /// Checks that every task completed on its first attempt (where the
+    /// store keeps attempts): nothing was failed or spent for lack of a
+    /// handler.
+    pub(crate) async fn first_attempts_only(&self) {
+        for id in &self.ids {
+            if let Ok(Some(r)) = self.observer.get(*id).await {
+                assert_eq!(
+                    r.attempts, 1,
+                    "{} {}: task {id} ({}) took {} attempts; its history: {:?}",
+                    self.target.name, self.case, r.handler, r.attempts, r.history
+                );
+            }
+        }
     }
 
     /// The running worker's counts (default once it stopped).

@@ -13,6 +13,15 @@
 //! out already, so the tasks may be another worker's by now. They are handed
 //! back unstarted (without counting the attempt) and run from a timely
 //! reservation instead.
+//!
+//! A task whose handler this worker lacks (a rolling deploy: a newer worker
+//! beside it serves a handler it does not have) is never run, failed or
+//! dead-lettered here: it is handed back unstarted, without counting the
+//! attempt, and for [`FOREIGN_FOR`] after meeting one the worker reserves
+//! only its own handlers ([`ReserveParams::handlers`]), so a store leaves
+//! such tasks in their place for a worker that has them. Reservations ask
+//! with no filter otherwise: the common case pays nothing for it (on
+//! PostgreSQL a filtered reservation takes the slower, limited way).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +41,16 @@ pub(crate) struct BackendSource {
     lease: Duration,
     /// The worker's id, named in every reservation (the attempts' worker).
     worker: String,
+    /// The handlers this worker runs, sorted.
+    handlers: Vec<String>,
+    /// Until when reservations ask for this worker's handlers only (a task
+    /// of another handler was met lately).
+    foreign_until: parking_lot::Mutex<Option<Instant>>,
 }
+
+/// How long a worker that met a task of a handler it lacks reserves only its
+/// own handlers.
+pub(crate) const FOREIGN_FOR: Duration = Duration::from_secs(30);
 
 impl BackendSource {
     pub(crate) fn new(
@@ -40,14 +58,38 @@ impl BackendSource {
         queues: Vec<String>,
         lease: Duration,
         worker: String,
+        mut handlers: Vec<String>,
     ) -> Self {
         let names = queues.iter().map(|q| Arc::from(q.as_str())).collect();
+        handlers.sort();
         Self {
             backend,
             queues,
             names,
             lease,
             worker,
+            handlers,
+            foreign_until: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// True when this worker runs `handler`.
+    fn runs(&self, handler: &str) -> bool {
+        self.handlers
+            .binary_search_by(|h| h.as_str().cmp(handler))
+            .is_ok()
+    }
+
+    /// Hands `tasks` back unstarted, without counting their attempts (a
+    /// lease that ran out meanwhile is refused as stale: its task is back in
+    /// the queue already).
+    async fn hand_back(&self, tasks: Vec<Reserved>) {
+        let back = tasks
+            .into_iter()
+            .map(|r| Finish::new(r.lease, FinishAction::Release))
+            .collect();
+        if let Err(e) = self.backend.finish(back).await {
+            tracing::warn!(error = %e.chain(), "handing tasks back failed; their leases will run out");
         }
     }
 
@@ -96,6 +138,15 @@ impl Source for BackendSource {
 
     async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, Lease>>, Error> {
         let params = ReserveParams::new(&self.queues, max, self.lease).worker(&self.worker);
+        let filtered = self
+            .foreign_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until);
+        let params = if filtered {
+            params.handlers(&self.handlers)
+        } else {
+            params
+        };
         let sent = Instant::now();
         let reserved = self.backend.reserve_with(params).await?;
         if sent.elapsed() >= self.lease / 2 && !reserved.is_empty() {
@@ -104,18 +155,24 @@ impl Source for BackendSource {
                 after = ?sent.elapsed(),
                 "a reservation answered after half its lease: handing its tasks back unstarted"
             );
-            let back = reserved
-                .into_iter()
-                .map(|r| Finish::new(r.lease, FinishAction::Release))
-                .collect();
-            // A lease that ran out meanwhile is refused as stale: its task
-            // is back in the queue already.
-            if let Err(e) = self.backend.finish(back).await {
-                tracing::warn!(error = %e.chain(), "handing back a late reservation failed; its leases will run out");
-            }
+            self.hand_back(reserved).await;
             return Ok(Vec::new());
         }
-        Ok(reserved.into_iter().map(|r| self.delivery(r)).collect())
+        let (mine, foreign): (Vec<Reserved>, Vec<Reserved>) =
+            reserved.into_iter().partition(|r| self.runs(&r.handler));
+        if !foreign.is_empty() {
+            let mut lacking: Vec<&str> = foreign.iter().map(|r| r.handler.as_str()).collect();
+            lacking.sort_unstable();
+            lacking.dedup();
+            tracing::info!(
+                tasks = foreign.len(),
+                handlers = %lacking.join(", "),
+                "tasks of handlers this worker lacks are handed back unstarted for a worker that has them; reserving only this worker's handlers for a while"
+            );
+            *self.foreign_until.lock() = Some(Instant::now() + FOREIGN_FOR);
+            self.hand_back(foreign).await;
+        }
+        Ok(mine.into_iter().map(|r| self.delivery(r)).collect())
     }
 
     async fn wait_for_work(&self, timeout: Duration) -> bool {

@@ -243,6 +243,7 @@ impl<C: Codec> WorkerBuilder<C> {
             self.queues.clone(),
             self.lease,
             id.clone(),
+            self.routes.names(),
         );
         let mut runner = Runner::new(source, self.routes)
             .slots(self.slots)
