@@ -15,6 +15,9 @@ fn outage(target: &FaultTarget) -> Duration {
     target.lease + Duration::from_secs(1)
 }
 
+/// How long a killed server stays down at least.
+const SERVER_DOWN: Duration = Duration::from_secs(8);
+
 /// Tasks started before the fault: mid-run, some done, most waiting.
 const BEFORE_FAULT: usize = (TASKS / 5) as usize;
 
@@ -45,7 +48,9 @@ pub async fn restart_mid_run(target: FaultTarget) {
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     blocking(with(|s| s.stop())).await;
-    tokio::time::sleep(outage(&target)).await;
+    // Long enough that a worker backing off its failed calls for longer
+    // than a second or two would be caught resuming late.
+    tokio::time::sleep(outage(&target).max(SERVER_DOWN)).await;
     blocking(with(|s| s.start())).await;
     run.recovered(Instant::now()).await;
     run.all_done().await;

@@ -113,8 +113,8 @@ fn spawn_worker(
         .slots(SLOTS)
         .lease(target.lease)
         .grace(GRACE)
-        .poll_interval(Duration::from_millis(100))
-        .maintenance(Duration::from_millis(250), Duration::from_secs(3600))
+        // The poll interval and maintenance schedule are the defaults a
+        // user gets: resuming is measured as users would see it.
         .build()
         .unwrap_or_else(|e| panic!("{}: worker: {e}", target.name));
     let probe = worker.probe();
