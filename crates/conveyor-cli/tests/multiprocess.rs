@@ -1,5 +1,7 @@
 //! Four worker processes share one backend and process 20,000 tasks while
-//! workers are SIGKILLed at random and started again: every task completes,
+//! workers are SIGKILLed at random and started again, or paused (SIGSTOP)
+//! past their lease and resumed (SIGCONT), their late reports then refused
+//! by fencing: every task completes,
 //! none is lost, and the tasks that ran more than once (counted from an
 //! execution log each worker process appends to) are no more than the
 //! attempts beyond the first the store recorded (each a lost lease: fencing
@@ -40,6 +42,8 @@ const TASKS: u64 = 20_000;
 const WORKERS: usize = 4;
 const SLOTS: usize = 16;
 const KILLS: u32 = 6;
+/// Pauses in a run (each holds the run up by the pause).
+const PAUSES: u32 = 2;
 const NOOP: TaskType<u64, ()> = TaskType::new("noop");
 
 const ROLE: &str = "CONVEYOR_MP_ROLE";
@@ -161,7 +165,24 @@ fn executions(logs: &Path) -> HashMap<u64, u32> {
     out
 }
 
+/// What happens to a worker mid-run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL, and a new worker process in its place.
+    Kill,
+    /// SIGSTOP for longer than its lease, then SIGCONT: it wakes up holding
+    /// tasks that have run out their leases (and may run elsewhere).
+    Pause,
+}
+
+/// How long a paused worker stays stopped: past its 3 s lease.
+const PAUSED_FOR: Duration = Duration::from_secs(4);
+
 async fn crash_run(label: &str, url: &str) {
+    fault_run(label, url, Fault::Kill).await
+}
+
+async fn fault_run(label: &str, url: &str, fault: Fault) {
     let began = Instant::now();
     let logs = tempfile::tempdir().expect("tempdir");
     let backend = connect(url).await.expect("backend");
@@ -184,13 +205,25 @@ async fn crash_run(label: &str, url: &str) {
             break;
         }
         let i = fastrand::usize(..WORKERS);
-        workers[i].kill9();
+        match fault {
+            Fault::Kill => workers[i].kill9(),
+            Fault::Pause => workers[i].signal(libc::SIGSTOP),
+        }
         kills += 1;
         // Every task the killed worker had not reported is still running in
         // the store (its leases have not run out yet); other workers' running
         // tasks are counted too, so this is an upper bound.
         in_flight_at_kills += count(&backend, TaskState::Running, logs.path()).await;
-        workers[i] = spawn_worker(url, logs.path());
+        match fault {
+            Fault::Kill => workers[i] = spawn_worker(url, logs.path()),
+            Fault::Pause => {
+                tokio::time::sleep(PAUSED_FOR).await;
+                workers[i].signal(libc::SIGCONT);
+            }
+        }
+        if fault == Fault::Pause && kills >= PAUSES {
+            break;
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     while count(&backend, TaskState::Completed, logs.path()).await < TASKS {
@@ -233,13 +266,13 @@ async fn crash_run(label: &str, url: &str) {
     let duplicates: u64 = runs.values().map(|&c| u64::from(c - 1)).sum();
     let twice = runs.values().filter(|&&c| c > 1).count();
     eprintln!(
-        "{label}: {TASKS} tasks completed by {WORKERS} processes in {:.1?}, {kills} SIGKILLs; \
+        "{label}: {TASKS} tasks completed by {WORKERS} processes in {:.1?}, {kills} {fault:?}s; \
          {duplicates} duplicate executions ({twice} tasks ran more than once); \
          in flight at the kills <= {in_flight_at_kills}; kills x slots = {}",
         began.elapsed(),
         u64::from(kills) * SLOTS as u64
     );
-    assert!(kills >= 1, "{label}: no worker was killed (too fast?)");
+    assert!(kills >= 1, "{label}: no worker was hit (too fast?)");
     // A task runs again only after its lease was lost. The kills lose the
     // leases in flight; on a loaded machine a live worker can also miss a
     // renewal, and its tasks then rightly run again elsewhere (its own late
@@ -295,4 +328,40 @@ async fn embedded_four_workers_sigkilled_lose_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path: PathBuf = dir.path().join("q.db");
     crash_run("embedded", &format!("embedded://{}", path.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_workers_paused_past_their_lease_lose_nothing() {
+    let ns = Namespace::redis("mp_pause");
+    fault_run("redis", &ns.url, Fault::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_workers_paused_past_their_lease_lose_nothing() {
+    let ns = Namespace::postgres("mp_pause");
+    fault_run("postgres", &ns.url, Fault::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_workers_paused_past_their_lease_lose_nothing() {
+    let ns = Namespace::amqp("mp_pause");
+    fault_run("amqp", &ns.url, Fault::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_workers_paused_past_their_lease_lose_nothing() {
+    let ns = Namespace::nats("mp_pause");
+    fault_run("nats", &ns.url, Fault::Pause).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_workers_paused_past_their_lease_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("q.db");
+    fault_run(
+        "embedded",
+        &format!("embedded://{}", path.display()),
+        Fault::Pause,
+    )
+    .await;
 }
