@@ -29,6 +29,8 @@
 
 mod backend;
 mod calls;
+#[cfg(test)]
+mod fuzz_tests;
 mod group_enqueue;
 mod keys;
 mod limits;

@@ -99,7 +99,14 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
     let timeout = if to.is_empty() {
         None
     } else {
-        let ms = u64::try_from(number(to, "timeout")?).map_err(|_| wrong("negative timeout"))?;
+        // Read as the u64 `pack` wrote (any `Duration`'s millis, capped at
+        // `u64::MAX`), not through i64: a timeout past i64::MAX ms must not
+        // make the task unreadable.
+        let ms = match self::number::<u64>(to) {
+            Some(ms) => ms,
+            None if self::number::<i64>(to).is_some() => return Err(wrong("negative timeout")),
+            None => return Err(wrong(&format!("timeout {:?}", String::from_utf8_lossy(to)))),
+        };
         Some(Duration::from_millis(ms))
     };
     let trace_len =

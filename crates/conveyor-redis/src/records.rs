@@ -82,8 +82,14 @@ pub(crate) fn data(id: u64, mut record: Vec<u8>) -> Result<DataRecord, Error> {
             let len: i64 = take(&mut rest)
                 .and_then(number)
                 .ok_or_else(|| wrong(&format!("bad {name} length")))?;
-            let plus_one = if name.ends_with("key") { len + 1 } else { len };
-            *n = usize::try_from(plus_one).map_err(|_| wrong(&format!("bad {name} length")))?;
+            let plus_one = if name.ends_with("key") {
+                len.checked_add(1)
+            } else {
+                Some(len)
+            };
+            *n = plus_one
+                .and_then(|l| usize::try_from(l).ok())
+                .ok_or_else(|| wrong(&format!("bad {name} length")))?;
         }
     } else {
         let Some((head, after)) = rest.split_first_chunk::<4>() else {

@@ -30,14 +30,14 @@ const PARAMS: &[&str] = &["prefix", "scripts", "protocol"];
 
 /// Where to connect: the driver's URL, the key prefix and TLS files.
 #[derive(Debug, PartialEq, Eq)]
-struct Target {
+pub(crate) struct Target {
     url: String,
     prefix: String,
     tls: RedisTls,
     scripts: ScriptMode,
 }
 
-fn target(url: &str) -> Result<Target, Error> {
+pub(crate) fn target(url: &str) -> Result<Target, Error> {
     let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
     let prefix = parsed.take("prefix")?.unwrap_or(DEFAULT_PREFIX).to_string();
     let scripts = match parsed.take("scripts")? {
