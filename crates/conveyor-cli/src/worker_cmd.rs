@@ -126,10 +126,15 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long the exit summary waits for the store: a worker stopping
+/// because its store is unreachable does not wait on it again.
+const SUMMARY_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The queues as the store has them now, so the worker's counts can be read
-/// beside the store's (`conveyor status`, `conveyor dead list`).
+/// beside the store's (`conveyor status`, `conveyor dead list`); nothing
+/// when the store does not answer at once.
 async fn store_summary(backend: &Arc<dyn Backend>, queues: &[String]) {
-    let Ok(stats) = backend.stats().await else {
+    let Ok(Ok(stats)) = tokio::time::timeout(SUMMARY_WITHIN, backend.stats()).await else {
         return;
     };
     for q in stats.iter().filter(|q| queues.contains(&q.queue)) {

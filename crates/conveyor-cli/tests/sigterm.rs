@@ -1,0 +1,142 @@
+//! `conveyor worker` stops within its grace + 2 s of SIGTERM in every state:
+//! idle (waiting for work), busy with tasks longer than the grace (their
+//! process groups are killed), and mid-outage (the network to the store
+//! black-holed, so calls hang rather than fail). The worker reaches the store
+//! through a fault-injecting proxy the test controls; every task it could not
+//! finish is still in the store afterwards, waiting or running out its
+//! lease, never lost.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::namespace::Namespace;
+use conveyor::TaskState;
+use conveyor_testkit::faults::{FaultProxy, Traffic};
+use conveyor_testkit::process::Proc;
+
+/// The worker's grace on SIGTERM.
+const GRACE: Duration = Duration::from_secs(2);
+/// How long past its grace a worker may take.
+const SLACK: Duration = Duration::from_secs(2);
+
+const CONFIG: &str = "[worker]\nslots = 4\n\
+    [handlers.quick]\nprogram = \"sleep\"\nargs = [\"0.3\"]\n\
+    [handlers.long]\nprogram = \"sleep\"\nargs = [\"30\"]\n";
+
+/// What the worker is doing when SIGTERM comes.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Idle,
+    Busy,
+    MidOutage,
+}
+
+/// `url` with its `127.0.0.1:PORT` replaced by `to`.
+fn via(url: &str, service: &str, to: SocketAddr) -> String {
+    url.replacen(service, &to.to_string(), 1)
+}
+
+async fn sigterm_in(label: &str, ns: &Namespace, service: &str, state: State) {
+    let upstream: SocketAddr = service.parse().expect("service address");
+    let proxy = FaultProxy::start(upstream);
+    let url = via(&ns.url, service, proxy.addr());
+    let env = common::Env::with_backend(&ns.url);
+    let cfg = env.config(CONFIG).to_string_lossy().into_owned();
+    let handler = match state {
+        State::Busy => "long",
+        _ => "quick",
+    };
+    if !matches!(state, State::Idle) {
+        for _ in 0..20 {
+            let out = env.run(&["submit", handler, "null"]);
+            assert!(
+                out.status.success(),
+                "{label}: submit: {}",
+                common::stderr(&out)
+            );
+        }
+    }
+    // The log (stderr) joins stdout, which the test reads; `exec` keeps the
+    // worker's pid, the one the signal goes to.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "exec \"$0\" \"$@\" 2>&1",
+        env!("CARGO_BIN_EXE_conveyor"),
+    ])
+    .args([
+        "--backend",
+        &url,
+        "worker",
+        "--config",
+        &cfg,
+        "--lease",
+        "3s",
+    ])
+    .args(["--grace", "2s"])
+    .env("CONVEYOR_LOG", "info")
+    .current_dir(env.dir.path());
+    let mut worker = Proc::spawn(cmd).expect("start the worker");
+    worker
+        .wait_for("conveyor worker", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{label}: the worker did not start"));
+    let backend = env.backend().await;
+    match state {
+        State::Idle => tokio::time::sleep(Duration::from_millis(500)).await,
+        State::Busy => {
+            common::wait_count(&backend, TaskState::Running, 4, Duration::from_secs(30)).await;
+        }
+        State::MidOutage => {
+            common::wait_count(&backend, TaskState::Running, 4, Duration::from_secs(30)).await;
+            proxy.set(Traffic::Blackhole);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let began = Instant::now();
+    worker.signal(libc::SIGTERM);
+    let exit = worker.wait_exit(GRACE + SLACK + Duration::from_secs(20));
+    let took = began.elapsed();
+    let lines = worker.drain_lines().join("\n");
+    assert!(
+        exit.is_some(),
+        "{label} {state:?}: still running {took:?} after SIGTERM:\n{lines}"
+    );
+    assert!(
+        took <= GRACE + SLACK,
+        "{label} {state:?}: took {took:?} to stop after SIGTERM, over its grace + {SLACK:?}:\n{lines}"
+    );
+    proxy.set(Traffic::Pass);
+    // Nothing lost: every task is completed, or still in the store.
+    let stats = backend.stats().await.expect("stats");
+    let total: u64 = stats.iter().map(|s| s.counts.values().sum::<u64>()).sum();
+    let expected = if matches!(state, State::Idle) { 0 } else { 20 };
+    assert_eq!(
+        total, expected,
+        "{label} {state:?}: tasks in the store: {stats:?}"
+    );
+    assert_eq!(
+        conveyor_testkit::count_in(backend.as_ref(), TaskState::Dead).await,
+        0,
+        "{label} {state:?}: dead tasks"
+    );
+}
+
+async fn every_state(label: &str, make: fn(&str) -> Namespace, service: &str) {
+    for state in [State::Idle, State::Busy, State::MidOutage] {
+        let ns = make(&format!("sigterm_{}", format!("{state:?}").to_lowercase()));
+        sigterm_in(label, &ns, service, state).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_worker_stops_on_sigterm_in_every_state() {
+    every_state("redis", Namespace::redis, "127.0.0.1:6379").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_worker_stops_on_sigterm_in_every_state() {
+    every_state("postgres", Namespace::postgres, "127.0.0.1:5432").await;
+}
