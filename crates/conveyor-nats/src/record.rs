@@ -243,7 +243,7 @@ impl Rec {
         let mut rec: Rec = serde_json::from_slice(&bytes[..at]).map_err(|e| bad(&e.to_string()))?;
         let body = &bytes[at + 1..];
         let result_len = rec.result_len.unwrap_or(0);
-        if body.len() != rec.payload_len + result_len {
+        if rec.payload_len.checked_add(result_len) != Some(body.len()) {
             return Err(bad("its length does not match"));
         }
         rec.payload = body[..rec.payload_len].to_vec();

@@ -29,7 +29,7 @@ pub const SCHEME: Scheme = Scheme::new(
 
 /// Where to connect and how.
 #[derive(Debug)]
-struct Target {
+pub(crate) struct Target {
     url: String,
     options: NatsOptions,
 }
@@ -42,7 +42,7 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Error> {
     })
 }
 
-fn target(url: &str) -> Result<Target, Error> {
+pub(crate) fn target(url: &str) -> Result<Target, Error> {
     let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
     let mut options = NatsOptions::default();
     if let Some(p) = parsed.take("prefix")? {

@@ -337,6 +337,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
     Some(rec)
 }
 
+/// The fuzz tests of every decoder of this crate (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use super::*;
