@@ -379,3 +379,7 @@ impl ResultStore for Results {
         true
     }
 }
+
+/// The fuzz tests of every decoder of this crate (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz;
