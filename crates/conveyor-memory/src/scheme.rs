@@ -36,6 +36,10 @@ fn open(url: &str) -> OpenFuture {
     })
 }
 
+/// The fuzz test of this parser (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use super::{check, SCHEME};
