@@ -18,6 +18,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 
 LINE = re.compile(r"^FAULT backend=(\S+) fault=(\S+) lost=(\d+) duplicates=(\d+) "
@@ -59,6 +60,12 @@ def main():
                 if re.search(rf"test {name} \.\.\. FAILED|^    {name}$", text, re.M):
                     failed[(b, fault)] += 1
             print(f"round {r}/{rounds} {b}: exit {out.returncode}", file=sys.stderr)
+            if out.returncode != 0:
+                # The failing round's whole output, for its panic message.
+                kept = f"{tempfile.gettempdir()}/fault-round-{b}-{r}.log"
+                with open(kept, "w") as f:
+                    f.write(text)
+                print(f"  its output: {kept}", file=sys.stderr)
     print(f"| backend | fault | rounds passed | lost | most duplicates (claims at fault) "
           f"| resume s, median (max) | stop s, max |")
     print("|---|---|---|---|---|---|---|")

@@ -47,7 +47,18 @@ pub(crate) const REFUSED_RETRY_DELAY: Duration = Duration::from_secs(5);
 const ERROR_CUT: usize = 4096;
 
 /// The first pause before a failed call is tried again, and the longest.
-const PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+/// Short: settlements wait behind the one being retried, and their claims
+/// are no longer renewed, so after an outage the store must hear from the
+/// settler again well within a lease ([`pause_cap`] keeps it under a
+/// quarter of the source's lease).
+const PAUSE: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// The longest pause between two tries of a failed settle call for `source`.
+fn pause_cap<S: Source>(source: &S) -> Duration {
+    source
+        .lease()
+        .map_or(PAUSE.1, |lease| (lease / 4).clamp(PAUSE.0, PAUSE.1))
+}
 
 /// A settlement on its way to the source, with the settled task that the
 /// user's callback hears of once the source has answered.
@@ -115,6 +126,7 @@ async fn store<S: Source>(
 ) {
     let mut pending = batch;
     let mut pause = PAUSE.0;
+    let cap = pause_cap(&*shared.source);
     while !pending.is_empty() {
         let call = pending.iter().map(|q| q.settlement.clone()).collect();
         // A call the store leaves unanswered is abandoned when the stop
@@ -175,7 +187,7 @@ async fn store<S: Source>(
                     return;
                 }
             }
-            pause = (pause * 2).min(PAUSE.1);
+            pause = (pause * 2).min(cap);
         }
     }
 }
