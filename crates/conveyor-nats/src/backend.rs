@@ -19,6 +19,7 @@ use conveyor_core::{
     ReserveParams, Reserved, ResultStore, SystemClock, TaskId, TaskRecord,
 };
 
+use crate::bounds::{within, REQUEST_TIMEOUT};
 use crate::error::nats_error;
 use crate::ledger::Ledger;
 use crate::names::{Names, DEFAULT_PREFIX};
@@ -90,6 +91,22 @@ impl std::fmt::Debug for NatsBackend {
     }
 }
 
+/// How long to wait before reconnect attempt `attempts` (from 1): at once,
+/// then doubling from 10 ms up to [`RECONNECT_DELAY_MAX`]. async-nats's own
+/// default doubles up to 4 s, so a server back after an outage of a few
+/// seconds could wait that long for its clients; work must resume within
+/// 3 s of the server being back.
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(16);
+    (Duration::from_millis(10) * 2u32.pow(doublings)).min(RECONNECT_DELAY_MAX)
+}
+
+/// The longest pause between two reconnect attempts.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(500);
+
 /// The oldest server this backend runs on: direct gets (used to read
 /// records and scan held messages) came with 2.9.
 const MIN_VERSION: (u64, u64) = (2, 9);
@@ -136,8 +153,9 @@ impl NatsBackend {
         let weak = Arc::downgrade(&wake);
         let mut connect = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(REQUEST_TIMEOUT))
             .max_reconnects(None)
+            .reconnect_delay_callback(reconnect_delay)
             .event_callback(move |event| {
                 let weak = weak.clone();
                 async move {
@@ -176,7 +194,10 @@ impl NatsBackend {
                 "the NATS server at {url} has JetStream off (start it with -js)"
             )));
         }
-        let js = jetstream::new(client.clone());
+        let mut js = jetstream::new(client.clone());
+        // Every JetStream request and publish ack (the ledger's included:
+        // its store is made from this context) waits this long at most.
+        js.set_timeout(REQUEST_TIMEOUT);
         let settings = ConsumerSettings {
             ack_wait: options.ack_wait,
             max_ack_pending: options.max_ack_pending,
@@ -215,8 +236,12 @@ impl NatsBackend {
     /// task, consumer and entry in them. For tests and tearing down.
     pub async fn destroy(&self) -> Result<(), Error> {
         let n = &self.inner.names;
+        // Deleting a big stream takes the server a while: not a request
+        // of the worker's path, so not held to its bound.
+        let mut js = self.inner.js.clone();
+        js.set_timeout(Duration::from_secs(60));
         for stream in [n.ready_stream(), n.sched_stream(), n.bucket_stream()] {
-            if let Err(e) = self.inner.js.delete_stream(&stream).await {
+            if let Err(e) = js.delete_stream(&stream).await {
                 if !format!("{e:?}").contains("NotFound") && !format!("{e}").contains("not found") {
                     return Err(nats_error("deleting a stream", e, self.state()));
                 }
@@ -264,11 +289,8 @@ impl NatsBackend {
             .map(|q| self.inner.names.wake_subject(q))
             .collect();
         for subject in subjects {
-            let _ = self
-                .inner
-                .client
-                .publish(subject, bytes::Bytes::new())
-                .await;
+            let publish = self.inner.client.publish(subject, bytes::Bytes::new());
+            let _ = within("waking workers", REQUEST_TIMEOUT, publish).await;
         }
     }
 
@@ -279,11 +301,19 @@ impl NatsBackend {
         }
         let text: Vec<String> = ids.iter().map(u64::to_string).collect();
         let subject = self.inner.names.finished_subject();
-        let _ = self
-            .inner
-            .client
-            .publish(subject, text.join(",").into())
-            .await;
+        let publish = self.inner.client.publish(subject, text.join(",").into());
+        let _ = within("announcing finished tasks", REQUEST_TIMEOUT, publish).await;
+    }
+
+    /// Runs `call` within the bounds of the worker's path (`bounds.rs`):
+    /// it ends, with a transient error, when the connection drops or stays
+    /// down, or when the server does not answer in time.
+    pub(crate) async fn guard<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.inner.wake.link.guard(what, call).await
     }
 }
 
@@ -306,7 +336,7 @@ impl Backend for NatsBackend {
     }
 
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
-        self.enqueue_tasks(tasks).await
+        self.guard("enqueue", self.enqueue_tasks(tasks)).await
     }
 
     async fn reserve(
@@ -315,20 +345,20 @@ impl Backend for NatsBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_tasks(ReserveParams::new(queues, max, lease))
-            .await
+        let params = ReserveParams::new(queues, max, lease);
+        self.guard("reserve", self.reserve_tasks(params)).await
     }
 
     async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
-        self.reserve_tasks(params).await
+        self.guard("reserve", self.reserve_tasks(params)).await
     }
 
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
-        self.renew_leases(leases, lease).await
+        self.guard("renew", self.renew_leases(leases, lease)).await
     }
 
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
-        self.finish_reports(reports).await
+        self.guard("finish", self.finish_reports(reports)).await
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
@@ -370,6 +400,16 @@ impl ResultStore for NatsBackend {
 #[cfg(test)]
 mod tests {
     use super::version_of;
+
+    #[test]
+    fn reconnects_come_soon() {
+        use super::{reconnect_delay, RECONNECT_DELAY_MAX};
+        use std::time::Duration;
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(10));
+        assert_eq!(reconnect_delay(3), Duration::from_millis(20));
+        assert_eq!(reconnect_delay(1_000_000), RECONNECT_DELAY_MAX);
+    }
 
     #[test]
     fn versions_parse() {

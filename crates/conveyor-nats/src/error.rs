@@ -51,7 +51,11 @@ pub(crate) fn nats_error<K>(what: &str, e: async_nats::error::Error<K>, state: S
 where
     K: Clone + Debug + Display + PartialEq + Send + Sync + 'static,
 {
-    let kind = classify(&format!("{:?}", e.kind()), state);
+    let mut kind = classify(&format!("{:?}", e.kind()), state);
+    // A timeout some layers down (a listing's page request) is a timeout.
+    if kind == BackendErrorKind::Other && format!("{e:?}").contains("TimedOut") {
+        kind = BackendErrorKind::Timeout;
+    }
     Error::Backend(BackendError::new(kind, format!("nats {what}")).with_source(e))
 }
 

@@ -140,7 +140,7 @@ impl NatsBackend {
         let mut results = all(jobs).await.into_iter();
         let mut finished = Vec::new();
         let mut ready = Vec::new();
-        let out = checks
+        let out: Vec<Result<(), Error>> = checks
             .into_iter()
             .map(|c| {
                 c?;
@@ -155,7 +155,7 @@ impl NatsBackend {
         self.inner.streams.flush().await;
         self.announce(&finished).await;
         self.wake(&ready).await;
-        Ok(out)
+        all_failed(out)
     }
 
     async fn finish_one(
@@ -266,5 +266,18 @@ impl NatsBackend {
             conveyor_core::BackendErrorKind::Busy,
             format!("nats finish: task {} stayed contended", r.lease.id),
         ))
+    }
+}
+
+/// The reports' results, or the store's failure as a whole when every
+/// report failed in a way that may pass (the server down or silent:
+/// nothing was applied), so the caller retries the call as one.
+fn all_failed(out: Vec<Result<(), Error>>) -> Result<Vec<Result<(), Error>>, Error> {
+    if !out.iter().all(|r| matches!(r, Err(e) if e.is_transient())) {
+        return Ok(out);
+    }
+    match out.into_iter().next() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(Vec::new()),
     }
 }

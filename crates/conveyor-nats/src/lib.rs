@@ -36,6 +36,7 @@
 mod admin;
 mod backend;
 mod body;
+mod bounds;
 mod due;
 mod enqueue;
 mod error;

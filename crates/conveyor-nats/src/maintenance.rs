@@ -87,23 +87,32 @@ impl NatsBackend {
         }
         Ok(Recovered::No)
     }
-}
 
-#[async_trait]
-impl Maintenance for NatsBackend {
-    async fn recover_expired(&self) -> Result<u64, Error> {
-        let now = self.now();
-        let held = self.inner.streams.held().await?;
+    /// Recovers what the held messages `held` (listed at the start of
+    /// the pass) say ran out, each on its own: one that fails leaves the
+    /// others to go on, and the wake-ups and announcements of what was
+    /// recovered are sent whatever failed. The number recovered, or the
+    /// first failure once the rest is done.
+    pub(crate) async fn recover_held(
+        &self,
+        held: Vec<Pending>,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
         let jobs: Vec<_> = held.into_iter().map(|p| self.recover_one(p, now)).collect();
         let done = crate::backend::all(jobs).await;
         let mut n = 0;
         let mut finished = Vec::new();
         let mut queues = Vec::new();
+        let mut failure = None;
         for r in done {
-            match r? {
-                Recovered::No => continue,
-                Recovered::Dead(id) => finished.push(id),
-                Recovered::Ready(q) => queues.push(q),
+            match r {
+                Ok(Recovered::No) => continue,
+                Ok(Recovered::Dead(id)) => finished.push(id),
+                Ok(Recovered::Ready(q)) => queues.push(q),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
             }
             n += 1;
         }
@@ -112,7 +121,22 @@ impl Maintenance for NatsBackend {
         if n > 0 {
             tracing::debug!(tasks = n, "recovered expired leases");
         }
-        Ok(n)
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+}
+
+#[async_trait]
+impl Maintenance for NatsBackend {
+    async fn recover_expired(&self) -> Result<u64, Error> {
+        let pass = async {
+            let now = self.now();
+            let held = self.inner.streams.held().await?;
+            self.recover_held(held, now).await
+        };
+        self.guard("recovering expired leases", pass).await
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, Error> {
@@ -147,25 +171,89 @@ impl Maintenance for NatsBackend {
             until: now.plus(ttl).as_millis(),
         })
         .unwrap_or_default();
-        for _ in 0..16 {
-            match ledger.entry(&key).await? {
-                None => match ledger.create(&key, term.clone().into()).await? {
-                    Created::New(_) => return Ok(true),
-                    Created::Exists => continue,
-                },
-                Some((value, rev)) => {
-                    let free = serde_json::from_slice::<Term>(&value)
-                        .map(|t| t.holder == holder || t.until <= now.as_millis())
-                        .unwrap_or(true);
-                    if !free {
-                        return Ok(false);
-                    }
-                    if ledger.cas(&key, term.clone().into(), rev).await?.is_some() {
-                        return Ok(true);
+        let take = async {
+            for _ in 0..16 {
+                match ledger.entry(&key).await? {
+                    None => match ledger.create(&key, term.clone().into()).await? {
+                        Created::New(_) => return Ok(true),
+                        Created::Exists => continue,
+                    },
+                    Some((value, rev)) => {
+                        let free = serde_json::from_slice::<Term>(&value)
+                            .map(|t| t.holder == holder || t.until <= now.as_millis())
+                            .unwrap_or(true);
+                        if !free {
+                            return Ok(false);
+                        }
+                        if ledger.cas(&key, term.clone().into(), rev).await?.is_some() {
+                            return Ok(true);
+                        }
                     }
                 }
             }
-        }
-        Ok(false)
+            Ok(false)
+        };
+        self.guard("taking leadership", take).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use conveyor_core::{Backend, Clock, Inspection, ManualClock, NewTask, TaskState};
+
+    use crate::backend::NatsBackend;
+
+    /// A recovery pass lists the held messages, then works on each; a
+    /// message acked or deleted by someone else in between (a finish's
+    /// ack, another process's pass) is already gone when the pass deletes
+    /// it. Inside the stream, the server then answers "sequence N not
+    /// found" (10043): that is done, not a failure of the pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_message_gone_before_the_pass_deletes_it_is_done() {
+        let url = std::env::var("CONVEYOR_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+        let clock = Arc::new(ManualClock::default());
+        let prefix = format!("cvu{:016x}", fastrand::u64(..));
+        let b = NatsBackend::connect_with(&url, &prefix, clock.clone())
+            .await
+            .expect("connect to the test NATS server");
+        let run = async {
+            // First in the stream and never touched: every message after it
+            // is inside the stream.
+            b.enqueue(NewTask::new("h", Vec::new()).queue("elsewhere"))
+                .await
+                .expect("enqueue");
+            let tasks = (0..3).map(|i| NewTask::new("h", vec![i])).collect();
+            b.enqueue_many(tasks).await.expect("enqueue");
+            let queue = [conveyor_core::DEFAULT_QUEUE.to_string()];
+            let got = b
+                .reserve(&queue, 3, Duration::from_secs(1))
+                .await
+                .expect("reserve");
+            assert_eq!(got.len(), 3);
+            clock.advance(Duration::from_secs(2));
+            let mut held = b.inner.streams.held().await.expect("held");
+            held.sort_by_key(|p| p.seq);
+            assert_eq!(held.len(), 3);
+            assert!(b
+                .inner
+                .streams
+                .delete_ready(held[1].seq)
+                .await
+                .expect("deleted"));
+            let n = b
+                .recover_held(held, clock.now())
+                .await
+                .expect("the pass succeeds");
+            assert_eq!(n, 3, "every expired lease recovered");
+            let stats = b.stats().await.expect("stats");
+            let available: u64 = stats.iter().map(|s| s.count(TaskState::Available)).sum();
+            assert_eq!(available, 4);
+        };
+        run.await;
+        b.destroy().await.expect("destroy");
     }
 }

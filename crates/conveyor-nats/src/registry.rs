@@ -26,11 +26,9 @@ impl NatsBackend {
 #[async_trait]
 impl Registry for NatsBackend {
     async fn heartbeat(&self, worker: &WorkerInfo) -> Result<(), Error> {
-        self.inner
-            .ledger
-            .put(&keys::worker(&worker.id), worker.to_json().into())
-            .await
-            .map(|_| ())
+        let key = keys::worker(&worker.id);
+        let put = self.inner.ledger.put(&key, worker.to_json().into());
+        self.guard("heartbeat", put).await.map(|_| ())
     }
 
     async fn workers(&self, since: Timestamp) -> Result<Vec<WorkerInfo>, Error> {

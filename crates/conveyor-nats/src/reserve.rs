@@ -203,7 +203,8 @@ impl NatsBackend {
             if want == 0 {
                 return Ok(true);
             }
-            let got = streams.fetch(queue, priority, want).await?;
+            let generation = self.inner.wake.reconnects();
+            let got = streams.fetch(queue, priority, want, generation).await?;
             let full = got.len() >= want;
             streams.priorities.fetched(queue, priority, full);
             if !got.is_empty() {

@@ -20,18 +20,22 @@
 //! awaited together.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType, Stream};
+use async_nats::jetstream::stream::{DeleteMessageError, DeleteMessageErrorKind};
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use conveyor_core::Error;
+use conveyor_core::{BackendErrorKind, Error};
 use futures_util::StreamExt;
 
 use crate::body::{body, parse_body, parse_copy};
+use crate::bounds::{within, FETCH_LIMIT, REQUEST_TIMEOUT};
 use crate::due::DueHint;
 use crate::error::{boxed_error, nats_error};
 use crate::ledger::Versioned;
@@ -126,6 +130,27 @@ pub(crate) async fn ensure_stream(
     }
 }
 
+/// True when deleting a message failed only because it is not there any
+/// more (acked, or deleted by another process meanwhile: a harmless race).
+/// The server says so in three ways: `no message found` (10057, for a
+/// sequence below the stream's first), `stream store EOF` (10057, past its
+/// last) and `sequence N not found` (10043, one deleted inside the stream;
+/// also what a cluster answers), besides 10037, `no message found`.
+pub(crate) fn already_gone(e: &DeleteMessageError) -> bool {
+    match e.kind() {
+        DeleteMessageErrorKind::JetStream(js) => {
+            let code = js.error_code();
+            code == ErrorCode::SEQUENCE_NOT_FOUND
+                || code == ErrorCode::NO_MESSAGE_FOUND
+                || (code == ErrorCode::STREAM_MESSAGE_DELETE_FAILED && {
+                    let text = js.to_string();
+                    text.contains("no message found") || text.contains("store EOF")
+                })
+        }
+        _ => false,
+    }
+}
+
 /// The streams, their consumers and the connection.
 pub(crate) struct Streams {
     js: jetstream::Context,
@@ -135,6 +160,8 @@ pub(crate) struct Streams {
     pub(crate) sched: Stream,
     settings: ConsumerSettings,
     consumers: Mutex<HashMap<String, PullConsumer>>,
+    /// The connection's reconnect count when `consumers` was last trusted.
+    generation: AtomicU64,
     /// When a reserve must list the schedule (see `due.rs`).
     pub(crate) due: DueHint,
     /// When a reserve may skip the ready listing (see `priorities.rs`).
@@ -179,6 +206,7 @@ impl Streams {
             sched,
             settings,
             consumers: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             due: DueHint::default(),
             priorities: ReadyHint::default(),
         })
@@ -283,27 +311,52 @@ impl Streams {
 
     /// Up to `max` messages of `queue` and `priority` that the consumer can
     /// hand out now, without waiting for more.
+    ///
+    /// `generation` counts the connection's reconnects: when it moved
+    /// since the last fetch, the consumers this process knows are looked up
+    /// (and made, if the server lost them) again. The server answers the
+    /// pull request at once (`no_wait`; why no `expires`: `bounds.rs`), and
+    /// the wait for its answer ends after [`FETCH_LIMIT`] even if the
+    /// server never sends it (a request lost in a restart): what arrived by
+    /// then is returned, and anything the server delivered afterwards comes
+    /// back after `AckWait`.
     pub(crate) async fn fetch(
         &self,
         queue: &str,
         priority: i32,
         max: usize,
+        generation: u64,
     ) -> Result<Vec<Delivery>, Error> {
         let what = "fetching ready messages";
+        if self.generation.swap(generation, Ordering::AcqRel) != generation {
+            self.forget_consumers();
+        }
         let consumer = self.consumer(queue, priority).await?;
-        let batch = consumer
-            .fetch()
-            .max_messages(max)
-            .messages()
+        let deadline = tokio::time::Instant::now() + FETCH_LIMIT;
+        let request = consumer.fetch().max_messages(max).messages();
+        let batch = tokio::time::timeout_at(deadline, request)
             .await
+            .map_err(|_| self.silent(what))?
             .map_err(|e| {
                 self.forget_consumers();
                 nats_error(what, e, self.state())
             })?;
         let mut batch = std::pin::pin!(batch);
         let mut out = Vec::new();
-        while let Some(m) = batch.next().await {
-            let m = m.map_err(|e| boxed_error(what, e, self.state()))?;
+        loop {
+            let m = match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                // The server never ended the fetch: keep what came.
+                Err(_) if !out.is_empty() => break,
+                Err(_) => return Err(self.silent(what)),
+            };
+            // A status that ends the fetch (the consumer gone, no one
+            // serving it): look the consumers up again next time.
+            let m = m.map_err(|e| {
+                self.forget_consumers();
+                boxed_error(what, e, self.state())
+            })?;
             let reply = m.reply.as_ref().map(|r| r.to_string()).unwrap_or_default();
             let info = m.info().map(|i| (i.stream_sequence, i.delivered)).ok();
             match (parse_body(&m.payload), info) {
@@ -324,16 +377,29 @@ impl Streams {
         Ok(out)
     }
 
+    /// The server did not answer `what` in time.
+    fn silent(&self, what: &str) -> Error {
+        let kind = match self.state() {
+            async_nats::connection::State::Connected => BackendErrorKind::Timeout,
+            _ => BackendErrorKind::Unavailable,
+        };
+        Error::backend(
+            kind,
+            format!("nats {what}: no answer within {FETCH_LIMIT:?}"),
+        )
+    }
+
     async fn send(&self, reply: &str, body: &'static str) {
         if reply.is_empty() {
             return;
         }
-        if let Err(e) = self
+        let publish = self
             .client
-            .publish(reply.to_string(), Bytes::from_static(body.as_bytes()))
-            .await
-        {
-            tracing::debug!(error = %e, "an ack was not sent");
+            .publish(reply.to_string(), Bytes::from_static(body.as_bytes()));
+        match within("acking", REQUEST_TIMEOUT, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "an ack was not sent"),
+            Err(e) => tracing::debug!(error = %e, "an ack was not sent"),
         }
     }
 
@@ -355,24 +421,29 @@ impl Streams {
         }
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         let body = format!("-NAK {{\"delay\": {nanos}}}");
-        if let Err(e) = self.client.publish(reply.to_string(), body.into()).await {
-            tracing::debug!(error = %e, "a nak was not sent");
+        let publish = self.client.publish(reply.to_string(), body.into());
+        match within("handing a message back", REQUEST_TIMEOUT, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "a nak was not sent"),
+            Err(e) => tracing::debug!(error = %e, "a nak was not sent"),
         }
     }
 
     /// Sends what acks are buffered.
     pub(crate) async fn flush(&self) {
-        if let Err(e) = self.client.flush().await {
-            tracing::debug!(error = %e, "flushing acks failed");
+        match within("flushing acks", REQUEST_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "flushing acks failed"),
+            Err(e) => tracing::debug!(error = %e, "flushing acks failed"),
         }
     }
 
     /// Deletes ready message `seq` (one a dead lease held); false when it
-    /// was gone already.
+    /// was gone already (see [`already_gone`]).
     pub(crate) async fn delete_ready(&self, seq: u64) -> Result<bool, Error> {
         match self.ready.delete_message(seq).await {
             Ok(done) => Ok(done),
-            Err(e) if format!("{e}").contains("no message found") => Ok(false),
+            Err(e) if already_gone(&e) => Ok(false),
             Err(e) => Err(nats_error("deleting a ready message", e, self.state())),
         }
     }

@@ -40,6 +40,8 @@ pub(crate) struct Wakeups {
     lost: AtomicBool,
     /// Times it came back after being lost.
     reconnects: AtomicU64,
+    /// The same state for calls that must end when the connection drops.
+    pub(crate) link: crate::bounds::Link,
 }
 
 impl Wakeups {
@@ -61,6 +63,7 @@ impl Wakeups {
             self.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.up.store(true, Ordering::Release);
+        self.link.set(true);
         self.notify_all();
         self.board.post_any();
     }
@@ -69,6 +72,7 @@ impl Wakeups {
     pub(crate) fn disconnected(&self) {
         self.lost.store(true, Ordering::Release);
         self.up.store(false, Ordering::Release);
+        self.link.set(false);
         self.board.post_any();
     }
 
@@ -122,10 +126,13 @@ pub(crate) async fn listen(
         .subscribe(names.finished_subject())
         .await
         .map_err(|e| nats_error("subscribing to finishes", e, state()))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| nats_error("subscribing (flush)", e, state()))?;
+    crate::bounds::within(
+        "subscribing (flush)",
+        crate::bounds::REQUEST_TIMEOUT,
+        client.flush(),
+    )
+    .await?
+    .map_err(|e| nats_error("subscribing (flush)", e, state()))?;
     if let Some(w) = wakeups.upgrade() {
         w.connected();
     }
