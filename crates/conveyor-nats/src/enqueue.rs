@@ -24,22 +24,66 @@
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
-use conveyor_core::{unsupported, Enqueued, Error, NewTask, TaskId, Timestamp};
+use conveyor_core::{unsupported, BackendErrorKind, Enqueued, Error, NewTask, TaskId, Timestamp};
 
 use crate::backend::{all, NatsBackend};
 use crate::body::COPY_LIMIT;
 use crate::ledger::{parse_u64, Created};
+use crate::limits::RUN_ROOM;
 use crate::names::keys;
 use crate::record::{Rec, Spec};
 
 impl NatsBackend {
-    /// Refuses what this backend cannot store: ordering keys.
+    /// Refuses what this backend cannot store: ordering keys, and params
+    /// too big for a record (`limits.rs`).
     pub(crate) fn check_task(&self, task: &NewTask) -> Result<(), Error> {
         task.validate()?;
         if task.ordering_key.is_some() {
             return Err(unsupported("nats", "ordering keys"));
         }
+        let limits = self.inner.ledger.limits;
+        // Most params are far below the limit: no record is built for them.
+        let names = task.queue.len()
+            + task.handler.len()
+            + task.unique_key.as_ref().map_or(0, String::len)
+            + task.trace.as_ref().map_or(0, |_| 1024);
+        if task.payload.len() + names + 256 <= limits.record().saturating_sub(RUN_ROOM) {
+            return Ok(());
+        }
+        let largest = self.largest_params(task);
+        if task.payload.len() > largest {
+            return Err(Error::backend(
+                BackendErrorKind::Data,
+                format!(
+                    "nats: the task's params are {} bytes, over the {largest} bytes a task of handler {:?} may carry here; {}",
+                    task.payload.len(),
+                    task.handler,
+                    limits.over()
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The largest params `task` may carry (its own payload aside).
+    pub(crate) fn largest_params(&self, task: &NewTask) -> usize {
+        let now = self.now();
+        let shell = NewTask {
+            queue: task.queue.clone(),
+            handler: task.handler.clone(),
+            payload: Vec::new(),
+            priority: task.priority,
+            delay: task.delay,
+            run_at: task.run_at,
+            max_attempts: task.max_attempts,
+            timeout: task.timeout,
+            unique_key: task.unique_key.clone(),
+            ordering_key: None,
+            trace: task.trace.clone(),
+        };
+        // The id takes its longest form: the limit holds whatever id comes.
+        let rec = Rec::new(u64::MAX, &Spec::of(&shell, now), now);
+        self.inner.ledger.limits.largest_params(&rec)
     }
 
     pub(crate) async fn enqueue_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
@@ -70,6 +114,9 @@ impl NatsBackend {
         let recs: Vec<Rec> = specs.iter().map(|(id, s)| Rec::new(*id, s, now)).collect();
         // Encoded once: the ledger entry, and the copy a ready message carries.
         let encoded: Vec<Bytes> = recs.iter().map(Rec::encode).collect();
+        for (r, e) in recs.iter().zip(&encoded) {
+            ledger.limits.check(r, e.len())?;
+        }
         let jobs: Vec<_> = recs
             .iter()
             .zip(&encoded)

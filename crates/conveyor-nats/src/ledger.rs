@@ -26,6 +26,7 @@ use conveyor_core::{BackendError, BackendErrorKind, Error};
 use futures_util::StreamExt;
 
 use crate::error::{bad_data, nats_error};
+use crate::limits::Limits;
 use crate::names::{keys, Names};
 use crate::record::Rec;
 
@@ -74,6 +75,8 @@ pub(crate) struct Ledger {
     /// operator scaled it): a direct get may then be answered by a replica
     /// behind the leader, so [`Ledger::entry_latest`] asks the leader.
     replicated: bool,
+    /// How big a record may be (read from the server at connect).
+    pub(crate) limits: Limits,
 }
 
 impl Ledger {
@@ -111,6 +114,9 @@ impl Ledger {
             .await
             .map_err(|e| nats_error("opening the ledger stream", e, state()))?;
         let replicated = stream.cached_info().config.num_replicas > 1;
+        let limits = Limits {
+            max_payload: client.server_info().max_payload,
+        };
         Ok(Ledger {
             client: client.clone(),
             kv,
@@ -119,6 +125,7 @@ impl Ledger {
             seq: Mutex::new(None),
             ids: tokio::sync::Mutex::new((0, 0)),
             replicated,
+            limits,
         })
     }
 
@@ -209,9 +216,13 @@ impl Ledger {
         }
     }
 
-    /// Replaces a record read at `rev`; `None` when it changed since.
+    /// Replaces a record read at `rev`; `None` when it changed since. A
+    /// record too big for the server is refused before it is sent
+    /// (`limits.rs`).
     pub(crate) async fn cas_rec(&self, rec: &Rec, rev: u64) -> Result<Option<u64>, Error> {
-        self.cas(&keys::task(rec.id), rec.encode(), rev).await
+        let bytes = rec.encode();
+        self.limits.check(rec, bytes.len())?;
+        self.cas(&keys::task(rec.id), bytes, rev).await
     }
 
     /// `n` fresh task ids, consecutive: the first of them. Ids come from

@@ -44,6 +44,7 @@ mod finish;
 mod held;
 mod inspection;
 mod ledger;
+mod limits;
 mod maintenance;
 mod names;
 mod priorities;
