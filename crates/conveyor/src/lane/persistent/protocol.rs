@@ -142,6 +142,10 @@ fn outcome(wire: Wire) -> Result<serde_json::Value, TaskError> {
     }
 }
 
+/// The fuzz tests of this protocol's lines (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use conveyor_core::ErrorKind;
