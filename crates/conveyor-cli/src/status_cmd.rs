@@ -48,6 +48,8 @@ pub async fn run(backend: Arc<dyn Backend>, args: StatusArgs) -> anyhow::Result<
         Some(r) => Some(r.workers(now.minus(RECENTLY_GONE)).await?),
         None => None,
     };
+    let queues: Vec<String> = stats.iter().map(|s| s.queue.clone()).collect();
+    let unserved = conveyor::durable::unserved(backend.as_ref(), &queues, now).await?;
     if args.json {
         for s in &stats {
             let counts: serde_json::Map<String, serde_json::Value> = TaskState::ALL
@@ -70,6 +72,12 @@ pub async fn run(backend: Arc<dyn Backend>, args: StatusArgs) -> anyhow::Result<
                 map.insert("state".into(), json!(worker_state(w, now)));
             }
             println!("{}", json!({ "worker": value }));
+        }
+        for u in &unserved {
+            let line = json!({ "unserved": {
+                "queue": u.queue, "handler": u.handler, "waiting": u.waiting,
+            }});
+            println!("{line}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -102,6 +110,23 @@ pub async fn run(backend: Arc<dyn Backend>, args: StatusArgs) -> anyhow::Result<
             backend.kind()
         ),
         Some(workers) => print_workers(&workers, now),
+    }
+    if !unserved.is_empty() {
+        println!("\nwaiting for a handler no live worker of their queue has:");
+        for u in &unserved {
+            let more = if u.waiting >= conveyor::durable::UNSERVED_SCAN as u64 {
+                " or more"
+            } else {
+                ""
+            };
+            println!(
+                "  queue {}: {} task{}{more} of handler {}",
+                u.queue,
+                u.waiting,
+                if u.waiting == 1 { "" } else { "s" },
+                u.handler
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,3 +77,75 @@ async fn status_shows_running_tasks_and_workers() {
         (Some(0), Some(4))
     );
 }
+
+/// A task whose handler no live worker has waits in its queue (the worker
+/// hands it back, spending no attempt) and `status` says so; a worker that
+/// has the handler then runs it on its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_tasks_waiting_for_a_handler_nobody_serves() {
+    let env = Env::new();
+    let old = env.path("old.toml");
+    std::fs::write(
+        &old,
+        "[worker]\nslots = 2\npoll = \"20ms\"\n[handlers.old]\nprogram = \"true\"\n",
+    )
+    .expect("config");
+    let new = env.path("new.toml");
+    std::fs::write(
+        &new,
+        "[worker]\nslots = 2\npoll = \"20ms\"\n[handlers.old]\nprogram = \"true\"\n\
+         [handlers.new]\nprogram = \"true\"\n",
+    )
+    .expect("config");
+    for h in ["old", "new", "new", "old"] {
+        assert!(env.run(&["submit", h]).status.success());
+    }
+    let old = old.to_string_lossy().into_owned();
+    let mut first = Proc::spawn(env.cmd(&["worker", "--config", &old])).expect("worker");
+    let b = env.backend().await;
+    common::wait_count(&b, TaskState::Completed, 2, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unserved = loop {
+        let out = env.run(&["status", "--json"]);
+        let lines: Vec<Value> = stdout(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v.get("unserved").cloned())
+            .collect();
+        if !lines.is_empty() {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the unserved handler"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        unserved,
+        vec![serde_json::json!({"queue": "default", "handler": "new", "waiting": 2})]
+    );
+    let table = stdout(&env.run(&["status"]));
+    assert!(
+        table.contains("queue default: 2 tasks of handler new"),
+        "{table}"
+    );
+    assert_eq!(
+        conveyor_testkit::count_in(b.as_ref(), TaskState::Dead).await,
+        0
+    );
+    let new = new.to_string_lossy().into_owned();
+    let mut second = Proc::spawn(env.cmd(&["worker", "--config", &new])).expect("worker");
+    common::wait_count(&b, TaskState::Completed, 4, Duration::from_secs(30)).await;
+    for w in [&mut first, &mut second] {
+        w.signal(libc::SIGTERM);
+        assert!(w.wait_exit(Duration::from_secs(30)).is_some());
+    }
+    let done = b
+        .list(&conveyor::durable::ListParams::new(TaskState::Completed))
+        .await
+        .expect("list");
+    for t in done {
+        assert_eq!(t.attempts, 1, "{} took {} attempts", t.handler, t.attempts);
+    }
+}

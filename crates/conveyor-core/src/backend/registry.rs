@@ -31,6 +31,10 @@ pub struct WorkerInfo {
     pub version: String,
     /// The queues it takes tasks from.
     pub queues: Vec<String>,
+    /// The handlers it runs, sorted (empty: not known, a worker of a
+    /// version before it said).
+    #[serde(default)]
+    pub handlers: Vec<String>,
     /// Tasks it runs at once at most.
     pub slots: u32,
     /// Attempts running now.
@@ -58,6 +62,7 @@ impl WorkerInfo {
             pid,
             version: String::new(),
             queues: Vec::new(),
+            handlers: Vec::new(),
             slots: 0,
             running: 0,
             reserved: 0,

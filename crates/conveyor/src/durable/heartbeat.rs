@@ -23,7 +23,12 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 pub const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Who a worker is, for its entry.
-pub(crate) fn describe(id: String, queues: &[String], slots: usize) -> WorkerInfo {
+pub(crate) fn describe(
+    id: String,
+    queues: &[String],
+    handlers: &[String],
+    slots: usize,
+) -> WorkerInfo {
     let mut info = WorkerInfo::new(
         id,
         super::maintenance::host(),
@@ -32,6 +37,8 @@ pub(crate) fn describe(id: String, queues: &[String], slots: usize) -> WorkerInf
     );
     info.version = env!("CARGO_PKG_VERSION").to_string();
     info.queues = queues.to_vec();
+    info.handlers = handlers.to_vec();
+    info.handlers.sort();
     info.slots = u32::try_from(slots).unwrap_or(u32::MAX);
     info
 }

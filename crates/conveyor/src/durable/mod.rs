@@ -18,6 +18,7 @@ mod heartbeat;
 mod maintenance;
 mod schemes;
 mod task_type;
+mod unserved;
 mod worker;
 
 pub use client::{Client, DurableHandle};
@@ -50,6 +51,7 @@ pub use conveyor_postgres::PostgresBackend;
 #[cfg(feature = "redis")]
 pub use conveyor_redis::RedisBackend;
 
+pub use unserved::{unserved, Unserved, UNSERVED_SCAN};
 pub use worker::{
     shutdown_signal, DurableResult, OnDurableComplete, Worker, WorkerBuilder, WorkerProbe,
     WorkerReport, WorkerStats, WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,

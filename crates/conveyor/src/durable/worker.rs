@@ -238,12 +238,13 @@ impl<C: Codec> WorkerBuilder<C> {
         // One id for the worker's life: its heartbeats and every attempt it
         // reserves name it.
         let id = maintenance::holder();
+        let handlers = self.routes.names();
         let source = BackendSource::new(
             self.backend.clone(),
             self.queues.clone(),
             self.lease,
             id.clone(),
-            self.routes.names(),
+            handlers.clone(),
         );
         let mut runner = Runner::new(source, self.routes)
             .slots(self.slots)
@@ -265,6 +266,7 @@ impl<C: Codec> WorkerBuilder<C> {
             global_limits: self.global_limits,
             maintenance_errors: Arc::new(AtomicU64::new(0)),
             slots: self.slots,
+            handlers,
             id,
             _codec: std::marker::PhantomData,
         })
@@ -331,6 +333,8 @@ pub struct Worker<C: Codec = Json> {
     global_limits: Vec<(String, HandlerLimits)>,
     maintenance_errors: Arc<AtomicU64>,
     slots: usize,
+    /// The handlers it runs, for its heartbeats.
+    handlers: Vec<String>,
     /// Its id: in its heartbeats, and as the worker of every attempt it reserves.
     id: String,
     _codec: std::marker::PhantomData<C>,
@@ -428,6 +432,7 @@ impl<C: Codec> Worker<C> {
             maintenance_errors,
             handle,
             slots,
+            handlers,
             id,
             ..
         } = self;
@@ -443,7 +448,7 @@ impl<C: Codec> Worker<C> {
         ));
         let beats = tokio::spawn(super::heartbeat::run(
             backend.clone(),
-            super::heartbeat::describe(id, &queues, slots),
+            super::heartbeat::describe(id, &queues, &handlers, slots),
             handle,
             maintenance_errors.clone(),
             done.clone(),
