@@ -477,6 +477,31 @@ pub struct QueueControlView {
 pub struct StatsView {
     /// By queue name.
     pub queues: Vec<QueueView>,
+    /// Tasks waiting for a handler no live worker of their queue has (a
+    /// rolling deploy, a handler removed), by queue and handler; empty when
+    /// the backend keeps no worker registry.
+    pub unserved: Vec<UnservedView>,
+}
+
+/// Tasks of one handler in one queue that no live worker can run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UnservedView {
+    /// The queue.
+    pub queue: String,
+    /// The handler no live worker of the queue has.
+    pub handler: String,
+    /// Its tasks waiting, among the first 1,000 waiting tasks of the queue.
+    pub waiting: u64,
+}
+
+impl From<conveyor::durable::Unserved> for UnservedView {
+    fn from(u: conveyor::durable::Unserved) -> Self {
+        UnservedView {
+            queue: u.queue,
+            handler: u.handler,
+            waiting: u.waiting,
+        }
+    }
 }
 
 /// A worker's latest heartbeat.

@@ -336,3 +336,46 @@ async fn a_backend_without_a_part_says_so_and_still_serves_the_rest() {
     assert!(!text.contains("conveyor_queue_tasks{"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
 }
+
+/// `stats` names the tasks waiting for a handler no live worker of their
+/// queue has (a rolling deploy), from the workers' heartbeats; the overview
+/// page warns of them.
+#[tokio::test]
+async fn stats_name_tasks_waiting_for_a_handler_nobody_serves() {
+    use conveyor::durable::WorkerInfo;
+    use conveyor::Timestamp;
+    let (app, backend) = app(ServeOptions::new());
+    for h in ["old", "new", "new"] {
+        let (status, body) = post(&app, "/api/v1/tasks", json!({"handler": h})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, stats) = get(&app, "/api/v1/stats").await;
+    assert_eq!(
+        stats["unserved"],
+        json!([]),
+        "no worker alive: nothing to say"
+    );
+    let mut worker = WorkerInfo::new("w1", "host", 1, Timestamp::now());
+    worker.queues = vec!["default".into()];
+    worker.handlers = vec!["old".into()];
+    backend
+        .workers_registry()
+        .expect("registry")
+        .heartbeat(&worker)
+        .await
+        .expect("heartbeat");
+    let (status, stats) = get(&app, "/api/v1/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        stats["unserved"],
+        json!([{"queue": "default", "handler": "new", "waiting": 2}])
+    );
+    let (status, page) = get(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap_or_default();
+    assert!(page.contains("id=\"unserved\""), "{page}");
+    assert!(
+        page.contains("of handler <b class=\"name\">new</b>"),
+        "{page}"
+    );
+}

@@ -10,7 +10,8 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::views::{ErrorView, StatsView, WorkerView, WorkersView};
 
-/// Counts per queue and state, and the oldest ready task's age.
+/// Counts per queue and state, the oldest ready task's age, and the tasks
+/// waiting for a handler no live worker has.
 #[utoipa::path(
     get, path = "/api/v1/stats", tag = "queues",
     responses(
@@ -20,8 +21,11 @@ use crate::views::{ErrorView, StatsView, WorkerView, WorkersView};
 )]
 pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<StatsView> {
     let queues = crate::ready_age::stats(&*state.backend).await?;
+    let names: Vec<String> = queues.iter().map(|q| q.queue.clone()).collect();
+    let unserved = conveyor::durable::unserved(&*state.backend, &names, Timestamp::now()).await?;
     Ok(Json(StatsView {
         queues: queues.into_iter().map(Into::into).collect(),
+        unserved: unserved.into_iter().map(Into::into).collect(),
     }))
 }
 

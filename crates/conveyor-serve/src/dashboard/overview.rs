@@ -42,6 +42,8 @@ pub(crate) struct OverviewBody {
     paused_error: Option<String>,
     /// Alive / known workers, or why they are unknown.
     workers: Result<(usize, usize), String>,
+    /// Tasks waiting for a handler no live worker of their queue has.
+    unserved: Vec<conveyor::durable::Unserved>,
     throughput_svg: String,
     backlog_svg: String,
     /// Why the charts have a gap, when the last sample failed.
@@ -125,6 +127,11 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         },
         Err(e) => Err(e.chain().to_string()),
     };
+    let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+    // Best effort: a failure here leaves the warning out, not the page.
+    let unserved = conveyor::durable::unserved(&*state.backend, &names, now)
+        .await
+        .unwrap_or_default();
     let history = &state.history;
     OverviewBody {
         states,
@@ -134,6 +141,7 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         can_pause: state.backend.queue_control().is_some() && !state.options.read_only,
         paused_error,
         workers,
+        unserved,
         throughput_svg: charts::throughput(&history.rates()),
         backlog_svg: charts::backlog(&history.samples()),
         sample_error: history.last_error(),
