@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 
 use crate::error::ApiResult;
+// The API's own extractor: a path it cannot read is a 400 with the
+// documented `{"error": …}` body, not axum's plain text.
+use crate::extract::Path;
 use crate::state::AppState;
 use crate::views::{ErrorView, QueueControlView, QueueStateView, QueuesView};
 
