@@ -67,15 +67,28 @@ async fn failures_go_to_the_dead_letters_and_come_back() {
     let out = env.run(&["submit", "fail", "--wait", "--timeout", "30s"]);
     assert_eq!(out.status.code(), Some(1), "a dead task exits 1");
     assert!(stderr(&out).contains("dead"), "{}", stderr(&out));
-    let out = env.run(&["submit", "nobody", "{}", "--wait", "--timeout", "30s"]);
-    assert!(
-        stderr(&out).contains("no handler named \"nobody\""),
-        "{}",
-        stderr(&out)
-    );
+    // A task whose handler no worker has is not dead-lettered: it waits for
+    // a worker that has it, and `status` says so.
+    let out = env.run(&["submit", "nobody", "{}"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.run(&["status", "--json"]);
+        if stdout(&out)
+            .contains(r#"{"unserved":{"handler":"nobody","queue":"default","waiting":1}}"#)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never named the unserved handler: {}",
+            stdout(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let out = env.run(&["dead", "list"]);
     let listed = stdout(&out);
-    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(
         listed.contains("attempts=2"),
         "retries = 1 → 2 attempts: {listed}"
@@ -84,16 +97,21 @@ async fn failures_go_to_the_dead_letters_and_come_back() {
     let status: serde_json::Value =
         serde_json::from_str(stdout(&out).lines().next().expect("a queue")).expect("json");
     assert_eq!(status["queue"], "default");
-    assert_eq!(status["dead"], 2);
+    assert_eq!(status["dead"], 1);
     let table = stdout(&env.run(&["status"]));
     assert!(
         table.contains("DEAD") && table.contains("default"),
         "{table}"
     );
+    assert!(
+        table.contains("queue default: 1 task of handler nobody"),
+        "{table}"
+    );
     drop(worker);
     let out = env.run(&["dead", "retry", "--all"]);
-    assert!(stdout(&out).contains("requeued 2"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("requeued 1"), "{}", stdout(&out));
     let b = env.backend().await;
+    // The requeued task and the one that waits for its handler.
     common::wait_count(&b, TaskState::Available, 2, Duration::from_secs(5)).await;
     let out = env.run(&["dead", "purge"]);
     assert!(stdout(&out).contains("purged 0"));
