@@ -224,6 +224,10 @@ mod humantime_serde_opt {
     }
 }
 
+/// The fuzz test of this parser (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use super::*;
