@@ -152,7 +152,8 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$rs $mnt];
             "needs the result store and maintenance parts, which this backend does not both declare";
             lease_expiry_redelivers, last_attempt_expiry_is_dead, fencing_refuses_stale_tokens,
-            renew_extends_leases, a_crash_before_the_finish_enqueues_nothing);
+            renew_extends_leases, a_crash_before_the_finish_enqueues_nothing,
+            a_finish_racing_a_renewal_applies_once);
         $crate::backend_conformance!(@cases $make; [$mnt];
             "needs the maintenance part, which this backend does not declare";
             one_leader_at_a_time);

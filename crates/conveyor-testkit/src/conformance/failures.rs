@@ -241,3 +241,53 @@ pub async fn a_completed_task_shows_no_earlier_error(b: Subject, clock: Arc<Manu
         "a completed task shows no error of an attempt before"
     );
 }
+
+/// A finish racing a renewal of the same lease (a worker's lease keeper and
+/// its settler touch one task at once): whichever the store applies first,
+/// the finish is applied exactly once, the task completes with its result,
+/// and nothing is left holding it.
+pub async fn a_finish_racing_a_renewal_applies_once(b: Subject, _clock: Arc<ManualClock>) {
+    let n = 20;
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(enqueue(&b, task(&format!("race{i}"))).await);
+    }
+    let got = reserve_until(&b, n, n).await;
+    assert_eq!(got.len(), n);
+    let races = got.iter().map(|r| {
+        let b = b.clone();
+        let lease = r.lease.clone();
+        async move {
+            let renew = b.renew(std::slice::from_ref(&lease), LEASE);
+            let finish = b.finish(vec![conveyor_core::Finish::new(
+                lease.clone(),
+                FinishAction::Complete {
+                    result: Some(b"done".to_vec()),
+                },
+            )]);
+            let (renewed, finished) = tokio::join!(renew, finish);
+            (renewed, finished)
+        }
+    });
+    for (renewed, finished) in futures_util::future::join_all(races).await {
+        let renewed = renewed.expect("renew");
+        assert_eq!(renewed.len(), 1);
+        let finished = finished.expect("finish");
+        assert!(
+            matches!(finished.as_slice(), [Ok(())]),
+            "the finish applies whatever the renewal did: {finished:?}"
+        );
+    }
+    for id in ids {
+        let rec = get(&b, id).await;
+        assert_eq!(rec.state, TaskState::Completed, "task {id}");
+        assert_eq!(rec.result.as_deref(), Some(&b"done"[..]), "task {id}");
+    }
+    for r in &got {
+        let again = b
+            .renew(std::slice::from_ref(&r.lease), LEASE)
+            .await
+            .expect("renew");
+        assert_eq!(again, vec![false], "a finished task's lease is gone");
+    }
+}
