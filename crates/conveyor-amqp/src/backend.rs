@@ -32,6 +32,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::Channel;
 use lapin::{Confirmation, PublisherConfirm};
 
+use crate::answer::{answer, within, Health};
 use crate::consumer::QueueConsumer;
 use crate::delay;
 use crate::error::amqp_error;
@@ -82,10 +83,24 @@ pub(crate) struct Inner {
 }
 
 impl Drop for Inner {
+    /// A backend dropped (its process exiting, or a worker done with it)
+    /// stops its sweeper and closes its connection, so the broker hands
+    /// back every delivery it held at once rather than at its heartbeat
+    /// timeout. Its consumers' channels close with the connection; a move
+    /// to custody in flight holds the backend until its bounded step ends,
+    /// then finds it gone and stops.
     fn drop(&mut self) {
         let sweeper = self.sweeper.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(task) = sweeper.take() {
             task.abort();
+        }
+        let link = self
+            .current
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(link), Ok(runtime)) = (link, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { link.close().await });
         }
     }
 }
@@ -248,6 +263,16 @@ impl Inner {
         if let Some(link) = self.current_link().filter(|l| l.alive()) {
             return Ok(link);
         }
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(old) = old {
+            // Dead or not answering: make sure the broker drops it (and
+            // returns what it held to the queues) as soon as it hears.
+            tokio::spawn(async move { old.close().await });
+        }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let link = Arc::new(Link::open(&self.url, generation).await?);
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +299,14 @@ impl Inner {
             .await?;
         let prefetch = self.options.prefetch.map_or(prefetch, usize::from);
         let channel = link.channel().await?;
-        let c = QueueConsumer::start(channel, queue, &self.names.work(queue), prefetch).await?;
+        let c = QueueConsumer::start(
+            channel,
+            link.health.clone(),
+            queue,
+            &self.names.work(queue),
+            prefetch,
+        )
+        .await?;
         consumers.insert(queue.to_string(), c.clone());
         Ok(c)
     }
@@ -372,6 +404,11 @@ impl Inner {
             if out.len() >= max {
                 break;
             }
+            if !consumer.alive() {
+                // Its channel died: what it buffered went back to the queue
+                // with it, and would only run twice.
+                continue;
+            }
             deliveries.clear();
             consumer.take(max - out.len(), &mut deliveries);
             for d in deliveries.drain(..) {
@@ -464,9 +501,10 @@ impl Inner {
         for (consumer, tag, publish) in fixes {
             let _tx = consumer.tx.lock().await;
             let done = async {
-                publish_on(&consumer.channel, &publish).await?;
-                ack(&consumer.channel, tag).await?;
-                commit(&consumer.channel).await
+                let h = &consumer.health;
+                publish_on(h, &consumer.channel, &publish).await?;
+                ack(h, &consumer.channel, tag).await?;
+                commit(h, &consumer.channel).await
             }
             .await;
             consumer.settled(1);
@@ -484,52 +522,70 @@ fn new_id() -> TaskId {
 
 /// Publishes on `channel` (no confirm: inside a transaction, or the caller
 /// awaits the confirm).
-pub(crate) async fn publish_on(channel: &Channel, p: &Publish) -> Result<PublisherConfirm, Error> {
-    channel
-        .basic_publish(
+pub(crate) async fn publish_on(
+    health: &Health,
+    channel: &Channel,
+    p: &Publish,
+) -> Result<PublisherConfirm, Error> {
+    answer(
+        health,
+        "basic.publish",
+        channel.basic_publish(
             p.exchange.as_str().into(),
             p.routing_key.as_str().into(),
             BasicPublishOptions::default(),
             &p.message.payload,
             p.message.properties(),
-        )
-        .await
-        .map_err(|e| amqp_error("basic.publish", e))
+        ),
+    )
+    .await
 }
 
-pub(crate) async fn ack(channel: &Channel, tag: u64) -> Result<(), Error> {
-    channel
-        .basic_ack(tag, BasicAckOptions::default())
-        .await
-        .map_err(|e| amqp_error("basic.ack", e))
+pub(crate) async fn ack(health: &Health, channel: &Channel, tag: u64) -> Result<(), Error> {
+    answer(
+        health,
+        "basic.ack",
+        channel.basic_ack(tag, BasicAckOptions::default()),
+    )
+    .await
 }
 
-async fn requeue(channel: &Channel, tag: u64) -> Result<(), Error> {
-    channel
-        .basic_nack(
+async fn requeue(health: &Health, channel: &Channel, tag: u64) -> Result<(), Error> {
+    answer(
+        health,
+        "basic.nack",
+        channel.basic_nack(
             tag,
             BasicNackOptions {
                 multiple: false,
                 requeue: true,
             },
-        )
-        .await
-        .map_err(|e| amqp_error("basic.nack", e))
+        ),
+    )
+    .await
 }
 
-pub(crate) async fn commit(channel: &Channel) -> Result<(), Error> {
-    channel
-        .tx_commit()
-        .await
-        .map_err(|e| amqp_error("tx.commit", e))
+pub(crate) async fn commit(health: &Health, channel: &Channel) -> Result<(), Error> {
+    answer(health, "tx.commit", channel.tx_commit()).await
 }
 
-/// Publishes every message with confirms and waits for all of them.
+/// Publishes every message with confirms and waits for all of them, at
+/// most [`ANSWER_WITHIN`](crate::answer::ANSWER_WITHIN) for the lot.
 pub(crate) async fn publish_confirmed(link: &Link, publishes: &[Publish]) -> Result<(), Error> {
+    within(
+        &link.health,
+        "publish (confirms)",
+        confirmed(link, publishes),
+    )
+    .await
+}
+
+async fn confirmed(link: &Link, publishes: &[Publish]) -> Result<(), Error> {
+    let h = &link.health;
     // Every publish is queued at once (the futures are first polled in
     // order, so the messages keep their order), then every confirm awaited.
     let confirms =
-        futures_util::future::join_all(publishes.iter().map(|p| publish_on(&link.publisher, p)))
+        futures_util::future::join_all(publishes.iter().map(|p| publish_on(h, &link.publisher, p)))
             .await;
     for c in confirms {
         let c = c?;
@@ -646,13 +702,14 @@ impl Inner {
         tag: u64,
         plan: &Plan,
     ) -> Result<(), Error> {
+        let h = &consumer.health;
         for p in &plan.publishes {
-            publish_on(&consumer.channel, p).await?;
+            publish_on(h, &consumer.channel, p).await?;
         }
         if plan.requeue {
-            requeue(&consumer.channel, tag).await
+            requeue(h, &consumer.channel, tag).await
         } else {
-            ack(&consumer.channel, tag).await
+            ack(h, &consumer.channel, tag).await
         }
     }
 }
@@ -873,7 +930,25 @@ impl Backend for AmqpBackend {
             .chain(custody.iter().flat_map(|i| &i.plan.publishes))
             .collect();
         inner.prepare(&link, &publishes).await?;
-        let mut applied: Vec<TaskRecord> = Vec::new();
+        if let Some(store) = &inner.results {
+            // Each report's record is written before its commit, not after:
+            // a commit sent is applied whenever it reaches the broker, even
+            // after this call was abandoned (a worker stopping mid-outage)
+            // or its process died, and a record written after it would then
+            // never be — the task done, its record running for good. Written
+            // first, a record is at most one step ahead: when the commit
+            // never applies, the delivery comes back and the next
+            // reservation writes the record again (see `results`).
+            let records: Vec<TaskRecord> = by_channel
+                .values()
+                .flat_map(|(_, items)| items.iter().flat_map(|(_, i)| &i.plan.records))
+                .chain(custody.iter().flat_map(|i| &i.plan.records))
+                .cloned()
+                .collect();
+            if let Err(e) = store.put(&records, now).await {
+                tracing::warn!(error = %e.chain(), "could not record settled tasks in the result store");
+            }
+        }
         for (_, (consumer, items)) in by_channel {
             let tx = consumer.tx.lock().await;
             // Every frame of the transaction is queued at once (in order:
@@ -888,16 +963,13 @@ impl Backend for AmqpBackend {
             )
             .await;
             let committed = match sent.into_iter().find_map(Result::err) {
-                None => match commit(&consumer.channel).await {
+                None => match commit(&consumer.health, &consumer.channel).await {
                     Ok(()) => Ok(()),
                     Err(e) => {
                         // Make sure: a channel that lives on would hold the
                         // deliveries this report gives up on.
                         if consumer.alive() {
-                            let _ = consumer
-                                .channel
-                                .close(200, "conveyor: a commit failed".into())
-                                .await;
+                            consumer.shut("conveyor: a commit failed").await;
                         }
                         Err((e, false))
                     }
@@ -910,7 +982,6 @@ impl Backend for AmqpBackend {
                     consumer.settled(items.len());
                     for (_, mut item) in items {
                         out[item.slot] = Some(Ok(()));
-                        applied.append(&mut item.plan.records);
                         inner.held.end(&item.claim, &mut item.guard);
                     }
                 }
@@ -937,14 +1008,12 @@ impl Backend for AmqpBackend {
         }
         for mut item in custody {
             let id = item.claim.message.id;
-            let records = std::mem::take(&mut item.plan.records);
             let Some(spot) = item.guard.as_mut() else {
                 continue;
             };
             let settled = crate::custody::settle(inner, &link, &item.claim, spot, item.plan).await;
             out[item.slot] = Some(match settled {
                 Ok(()) => {
-                    applied.extend(records);
                     inner.held.end(&item.claim, &mut item.guard);
                     Ok(())
                 }
@@ -955,11 +1024,6 @@ impl Backend for AmqpBackend {
                 // Still held, in the generation the settle left it in.
                 Err(e) => Err(e),
             });
-        }
-        if let Some(store) = &inner.results {
-            if let Err(e) = store.put(&applied, now).await {
-                tracing::warn!(error = %e.chain(), "could not record settled tasks in the result store");
-            }
         }
         Ok(out
             .into_iter()

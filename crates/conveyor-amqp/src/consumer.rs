@@ -39,7 +39,8 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
 
-use crate::error::{amqp_error, is_ack_timeout};
+use crate::answer::{answer, Health};
+use crate::error::is_ack_timeout;
 
 /// A consumer channel and the deliveries it has received but not handed out.
 pub(crate) struct QueueConsumer {
@@ -48,6 +49,9 @@ pub(crate) struct QueueConsumer {
     /// The conveyor queue.
     pub(crate) queue: String,
     pub(crate) channel: Channel,
+    /// The connection's health: a request it did not answer in time voids
+    /// this channel too.
+    pub(crate) health: Arc<Health>,
     /// Held while one report's frames and the commit go out, and around
     /// every other synchronous method on this channel (`basic.qos`,
     /// `basic.consume`, `queue.declare`): AMQP allows one synchronous
@@ -76,18 +80,17 @@ impl QueueConsumer {
     /// Starts consuming `amqp_queue` on `channel` with `prefetch`.
     pub(crate) async fn start(
         channel: Channel,
+        health: Arc<Health>,
         queue: &str,
         amqp_queue: &str,
         prefetch: usize,
     ) -> Result<Arc<QueueConsumer>, Error> {
-        channel
-            .tx_select()
-            .await
-            .map_err(|e| amqp_error("tx.select", e))?;
+        answer(&health, "tx.select", channel.tx_select()).await?;
         let consumer = Arc::new(QueueConsumer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             queue: queue.to_string(),
             channel,
+            health,
             tx: tokio::sync::Mutex::new(()),
             amqp_queue: amqp_queue.to_string(),
             streams: tokio::sync::Mutex::new(Vec::new()),
@@ -115,21 +118,27 @@ impl QueueConsumer {
         let want = if exact { want } else { want.max(2 * *prefetch) };
         let extra = u16::try_from(want - *prefetch).unwrap_or(u16::MAX);
         let _sync = self.tx.lock().await;
-        self.channel
-            .basic_qos(extra, BasicQosOptions::default())
-            .await
-            .map_err(|e| amqp_error("basic.qos", e))?;
+        answer(
+            &self.health,
+            "basic.qos",
+            self.channel.basic_qos(extra, BasicQosOptions::default()),
+        )
+        .await?;
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let stream = self
-            .channel
-            .basic_consume(
+        // A consume is answered once the queue's leader takes it: a queue
+        // whose leader does not come back (see `link::anchor`) never
+        // answers, and this is where a reservation would hang.
+        let stream = answer(
+            &self.health,
+            &format!("basic.consume {}", self.amqp_queue),
+            self.channel.basic_consume(
                 self.amqp_queue.as_str().into(),
                 format!("conveyor-{}-{}-{n}", std::process::id(), self.id).into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| amqp_error(&format!("basic.consume {}", self.amqp_queue), e))?;
+            ),
+        )
+        .await?;
         self.incoming
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -144,18 +153,19 @@ impl QueueConsumer {
     /// has arrived too.
     pub(crate) async fn flush(&self) -> Result<u32, Error> {
         let _sync = self.tx.lock().await;
-        let q = self
-            .channel
-            .queue_declare(
+        let q = answer(
+            &self.health,
+            &format!("queue.declare {}", self.amqp_queue),
+            self.channel.queue_declare(
                 self.amqp_queue.as_str().into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
                 },
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| amqp_error(&format!("queue.declare {}", self.amqp_queue), e))?;
+            ),
+        )
+        .await?;
         Ok(q.message_count())
     }
 
@@ -284,22 +294,36 @@ impl QueueConsumer {
         if !self.alive() {
             return false;
         }
-        if self.channel.tx_rollback().await.is_ok() {
+        if answer(&self.health, "tx.rollback", self.channel.tx_rollback())
+            .await
+            .is_ok()
+        {
             return true;
         }
-        let _ = self
-            .channel
-            .close(
-                200,
-                "conveyor: a transaction could not be rolled back".into(),
-            )
+        self.shut("conveyor: a transaction could not be rolled back")
             .await;
         false
     }
 
+    /// Closes the channel (its deliveries go back to their queue), waiting
+    /// for the broker's answer at most as long as any other; a channel that
+    /// did not answer is void all the same (its connection counts as
+    /// broken).
+    pub(crate) async fn shut(&self, why: &str) {
+        self.closed.store(true, Ordering::Release);
+        let _ = answer(
+            &self.health,
+            "channel.close",
+            self.channel.close(200, why.into()),
+        )
+        .await;
+    }
+
     /// True while the channel can still settle what it delivered.
     pub(crate) fn alive(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.channel.status().connected()
+        !self.closed.load(Ordering::Acquire)
+            && !self.health.broken()
+            && self.channel.status().connected()
     }
 }
 

@@ -35,6 +35,10 @@
 //! deletes the copy. A stale worker therefore publishes nothing, and a crash
 //! between the publishes and the delete runs the task again, never loses it.
 //!
+//! Each custody queue is declared with an anchor after it (see
+//! `link::anchor`), so a node killed right after a move or a renewal comes
+//! back with the new generation's copy.
+//!
 //! The move, the renewals and the report of one claim never overlap: each
 //! runs under the claim's lock (see `held`), so a report waits for a renewal
 //! in flight and settles the generation that renewal made.
@@ -48,7 +52,7 @@ use crate::backend::{ack, commit, publish_confirmed, publish_on, Inner, Plan, Pu
 use crate::consumer::QueueConsumer;
 use crate::held::{Claim, Place, Spot};
 use crate::hooks::Point;
-use crate::link::{declare, Link};
+use crate::link::{anchor, declare, Link};
 use crate::topology;
 
 /// How long an empty custody queue outlives its copy's TTL before RabbitMQ
@@ -207,16 +211,22 @@ async fn handover(
     ttl: Duration,
 ) -> Result<bool, Error> {
     let link = inner.link().await?;
-    declare(
-        &*link.admin().await?,
-        &name(inner, claim, 1),
-        queue_args(inner, claim, ttl),
-    )
-    .await?;
+    {
+        let admin = link.admin().await?;
+        declare(
+            &link.health,
+            &admin,
+            &name(inner, claim, 1),
+            queue_args(inner, claim, ttl),
+        )
+        .await?;
+        anchor(&link.health, &admin, &inner.names).await?;
+    }
     let _tx = consumer.tx.lock().await;
     let sent = async {
-        publish_on(&consumer.channel, &copy(inner, claim, 1)).await?;
-        ack(&consumer.channel, tag).await
+        let h = &consumer.health;
+        publish_on(h, &consumer.channel, &copy(inner, claim, 1)).await?;
+        ack(h, &consumer.channel, tag).await
     }
     .await;
     if let Err(e) = sent {
@@ -230,7 +240,7 @@ async fn handover(
             generation: 1,
         })
         .await;
-    let committed = commit(&consumer.channel).await;
+    let committed = commit(&consumer.health, &consumer.channel).await;
     consumer.settled(1);
     match committed {
         Ok(()) => Ok(true),
@@ -255,12 +265,18 @@ async fn roll(
     let next_name = name(inner, claim, next);
     // A copy already there is this claim's own, from a renewal that failed
     // after its publish: take it rather than publish a second.
-    let there = declare(
-        &*link.admin().await?,
-        &next_name,
-        queue_args(inner, claim, ttl),
-    )
-    .await?;
+    let there = {
+        let admin = link.admin().await?;
+        let there = declare(
+            &link.health,
+            &admin,
+            &next_name,
+            queue_args(inner, claim, ttl),
+        )
+        .await?;
+        anchor(&link.health, &admin, &inner.names).await?;
+        there
+    };
     if there == 0 {
         publish_confirmed(&link, std::slice::from_ref(&copy(inner, claim, next))).await?;
     }
@@ -316,9 +332,12 @@ pub(crate) async fn settle(
 }
 
 async fn delete(link: &Link, name: &str) -> Result<u32, Error> {
-    link.admin()
-        .await?
-        .queue_delete(name.into(), lapin::options::QueueDeleteOptions::default())
-        .await
-        .map_err(|e| crate::error::amqp_error(&format!("queue.delete {name}"), e))
+    crate::answer::answer(
+        &link.health,
+        &format!("queue.delete {name}"),
+        link.admin()
+            .await?
+            .queue_delete(name.into(), lapin::options::QueueDeleteOptions::default()),
+    )
+    .await
 }

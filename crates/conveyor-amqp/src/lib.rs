@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod backend;
 mod consumer;
 mod custody;

@@ -7,6 +7,7 @@
 //! | `P.delay.LL` | topic exchange + quorum queue | the delay ladder, level `LL` (see `delay`) |
 //! | `P.deliver` | topic exchange | where the ladder hands due tasks to their queue |
 //! | `P.custody.ID.CLAIM.GEN` | quorum queue | a long-running task's copy while its worker holds it (see `custody`) |
+//! | `P.anchor.PID.N` | quorum queue | none: declared and deleted at once after new queues, so the broker writes their registrations down (see `link`) |
 //!
 //! Names are AMQP short strings (at most 255 bytes), and a task's routing
 //! key through the ladder carries its queue's name too, so queue names are
@@ -67,6 +68,13 @@ impl Names {
     /// The exchange and the queue of delay level `level`.
     pub(crate) fn delay(&self, level: u32) -> String {
         format!("{}.delay.{level:02}", self.prefix)
+    }
+
+    /// A queue declared and deleted at once, after queues this process
+    /// declared, so RabbitMQ writes their registrations to disk (see
+    /// `link::Link::anchor`).
+    pub(crate) fn anchor(&self, n: u64) -> String {
+        format!("{}.anchor.{}.{n}", self.prefix, std::process::id())
     }
 
     /// The exchange the ladder hands due tasks to.

@@ -3,19 +3,24 @@
 //! a Redis that keeps one record per task: `amqp://…?results=redis://HOST/DB`.
 //!
 //! Each record is a hash `P:result:ID` written by the process that did the
-//! step, after the broker took it: at enqueue (available or scheduled),
-//! reserve (running), and each report (retrying, completed with its result,
-//! dead, cancelled), follow-ups included. One pipeline per batch, whatever
+//! step: at enqueue (available or scheduled) and reserve (running), and at
+//! each report (retrying, completed with its result, dead, cancelled),
+//! follow-ups included. One pipeline per batch, whatever
 //! its size. Finished records expire after the retention (24 hours; dead ones
 //! after 7 days), unfinished ones a week after they are due. Every batch of
 //! finishes is published once on `P:results:finished`, which feeds a
 //! [`FinishBoard`], so `wait()` is woken instead of polling.
 //!
-//! A record is written after its broker step, so what a client reads never
-//! runs ahead of the broker; a worker that dies between the two leaves the
-//! record one step behind until the task's next step (the delivery comes
-//! back to another worker, who writes it again). A task the broker
-//! dead-letters on its own (`delivery_limit`) keeps its last record.
+//! A report's record is written just before its commit, the others after
+//! their broker step. A commit once sent is applied whenever it reaches the
+//! broker, even after its worker gave up on it or died, and a record
+//! written after it would then never be: the task done, its record running
+//! for good. Written first, a report's record is at most one step ahead
+//! until the task's next step: when its commit never applies, the delivery
+//! comes back and the next reservation writes the record again. A worker
+//! that dies between a reservation and its record leaves the record one
+//! step behind until the task's next step. A task the broker dead-letters
+//! on its own (`delivery_limit`) keeps its last record.
 //!
 //! It keeps no attempt history ([`TaskRecord::history`] stays empty, and
 //! the backend's `Capabilities::history` is unset): a record can lag its

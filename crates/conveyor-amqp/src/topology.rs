@@ -66,3 +66,11 @@ pub(crate) fn custody(work: &str, ttl_ms: u64, expires_ms: u64) -> FieldTable {
     dead_letters(&mut t, "", Some(work));
     t
 }
+
+/// An anchor queue (see `link`): a quorum queue that expires on its own
+/// should its deletion not arrive.
+pub(crate) fn anchor() -> FieldTable {
+    let mut t = quorum();
+    t.insert("x-expires".into(), AMQPValue::LongLongInt(10_000));
+    t
+}

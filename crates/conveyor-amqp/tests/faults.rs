@@ -1,0 +1,25 @@
+//! The fault suite (`conveyor_testkit::backend_faults!`) on RabbitMQ: a
+//! private node killed and restarted mid-run, and the shared broker behind a
+//! fault-injecting proxy (black-holed, slowed, connections cut). Task records
+//! and results live in the shared Redis, reached directly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::rabbitmq_server::TempRabbit;
+
+fn target() -> FaultTarget {
+    FaultTarget {
+        name: "amqp",
+        service: SocketAddr::from(([127, 0, 0, 1], 5672)),
+        url: |addr, ns, _| {
+            format!("amqp://guest:guest@{addr}/%2f?prefix={ns}&results=redis://127.0.0.1:6379/0")
+        },
+        scheme: conveyor_amqp::SCHEME,
+        private_server: || TempRabbit::start(None).map(|s| Box::new(s) as Box<dyn FaultServer>),
+        lease: Duration::from_secs(2),
+    }
+}
+
+conveyor_testkit::backend_faults!(target());
