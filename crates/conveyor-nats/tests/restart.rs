@@ -290,9 +290,9 @@ fn start_worker(backend: Arc<dyn Backend>, starts: &Starts, slots: usize) -> Run
     let worker = Worker::builder(backend)
         .handler(starts.handler())
         .slots(slots)
-        // Longer than the outage plus the worker's longest pause before
-        // it retries a settlement (5 s): a lease that runs out while its
-        // settlement waits lets the task run again.
+        // Longer than the outage plus the worker's pause before it
+        // retries a settlement: a lease that runs out while its settlement
+        // waits lets the task run again (a duplicate beyond the fault's).
         .lease(Duration::from_secs(15))
         .grace(GRACE)
         .poll_interval(Duration::from_millis(50))
@@ -514,6 +514,7 @@ async fn calls_return_in_time_against_a_silent_or_dead_server() {
         return;
     };
     let b = connect(&server, "bounds").await;
+    // A private server: the shared one must never be stopped.
     b.enqueue_many((0..4).map(|i| NewTask::new("h", vec![i])).collect())
         .await
         .expect("enqueue");
@@ -540,22 +541,7 @@ async fn calls_return_in_time_against_a_silent_or_dead_server() {
     }
 
     // Dead: the connection is lost, so calls end without waiting for it.
+    // (What a restart then brings back is the other tests' business.)
     server.kill();
     every_call_returns_within(&b, &leases[2..], Duration::from_millis(1500), "dead").await;
-    tokio::task::block_in_place(|| server.restart());
-    // The leases taken before both faults still settle.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reports = leases.iter().map(|l| Finish::complete(l.clone())).collect();
-        match b.finish(reports).await {
-            Ok(out) => {
-                assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
-                break;
-            }
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "no finish after the restart: {e}"
-            ),
-        }
-    }
 }
