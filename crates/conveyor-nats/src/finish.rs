@@ -199,6 +199,9 @@ impl NatsBackend {
             match &r.action {
                 FinishAction::Complete { result } => {
                     new.apply(Transition::Complete)?;
+                    // The error of an earlier attempt stays in the history
+                    // only: a completed task shows none.
+                    new.error = None;
                     new.set_result(result.clone());
                     new.finished_at = final_at;
                 }

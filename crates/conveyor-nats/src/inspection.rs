@@ -61,7 +61,9 @@ impl Inspection for NatsBackend {
             *qs.counts.entry(rec.state()).or_insert(0) += 1;
             let ready = rec.state() == conveyor_core::TaskState::Available || rec.is_due(now);
             if ready {
-                let at = Timestamp(rec.created_at);
+                // Ready since it was due (its enqueue, or the end of its
+                // delay or backoff), not since its enqueue.
+                let at = Timestamp(rec.created_at.max(rec.run_at));
                 qs.oldest_ready = Some(qs.oldest_ready.map_or(at, |o| o.min(at)));
             }
         }

@@ -117,6 +117,7 @@ impl NatsBackend {
         rec.lease_until = None;
         rec.follow_ups.clear();
         rec.apply(Transition::Complete)?;
+        rec.error = None;
         rec.finished_at = Some(self.now().as_millis());
         rec.set_result(Some(Vec::new()));
         Ok(Some(self.inner.ledger.limits.largest_result(&rec)))
