@@ -48,6 +48,7 @@ pub async fn restart_mid_run(target: FaultTarget) {
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     blocking(with(|s| s.stop())).await;
+    run.fault_applied();
     // Long enough that a worker backing off its failed calls for longer
     // than a second or two would be caught resuming late.
     tokio::time::sleep(outage(&target).max(SERVER_DOWN)).await;
@@ -70,6 +71,9 @@ pub async fn blackhole_mid_run(target: FaultTarget) {
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     proxy.set(Traffic::Blackhole);
+    // Bytes already on their way still arrive: look once they have.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    run.fault_applied();
     tokio::time::sleep(outage(&target)).await;
     proxy.set(Traffic::Pass);
     run.recovered(Instant::now()).await;
@@ -89,6 +93,7 @@ pub async fn connections_cut_mid_run(target: FaultTarget) {
     for _ in 0..3 {
         run.fault_begins();
         proxy.cut_all();
+        run.fault_applied();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     run.recovered(Instant::now()).await;
@@ -108,6 +113,7 @@ pub async fn slow_network_mid_run(target: FaultTarget) {
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     proxy.set(Traffic::Slow(Duration::from_millis(100)));
+    run.fault_applied();
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.set(Traffic::Pass);
     run.recovered(Instant::now()).await;
@@ -128,7 +134,9 @@ pub async fn stop_mid_outage(target: FaultTarget) {
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     proxy.set(Traffic::Blackhole);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    run.fault_applied();
+    tokio::time::sleep(Duration::from_millis(450)).await;
     run.stop().await;
     proxy.set(Traffic::Pass);
     // A second worker finishes the rest, the first one's leases included.

@@ -58,6 +58,8 @@ pub(crate) struct Run {
     worker: Option<Running>,
     /// Tasks in flight when the fault began, and when it began.
     in_flight_at_fault: Option<usize>,
+    /// The claims seen as the current fault began.
+    fault_claims: usize,
     fault_at: Option<Instant>,
     /// When the server or network came back.
     recovered_at: Option<Instant>,
@@ -176,6 +178,7 @@ impl Run {
             stopper,
             worker: Some(worker),
             in_flight_at_fault: None,
+            fault_claims: 0,
             fault_at: None,
             recovered_at: None,
             resumed_after: None,
@@ -247,16 +250,30 @@ impl Run {
         }
     }
 
-    /// Notes the tasks in flight as a fault begins (a case with several
-    /// faults counts each one's).
-    pub(crate) fn fault_begins(&mut self) {
-        // Every claim the worker holds in the store: tasks running or
-        // waiting to start, settled but not stored yet, and asked for by
-        // fetches out.
+    /// The claims the worker holds in the store now: tasks running or
+    /// waiting to start, settled but not stored yet, and asked for by
+    /// fetches out.
+    fn claims(&self) -> usize {
         let stats = self.stats();
-        let claims = stats.in_flight + stats.settling + stats.fetching;
-        self.in_flight_at_fault = Some(self.in_flight_at_fault.unwrap_or(0) + claims);
+        stats.in_flight + stats.settling + stats.fetching
+    }
+
+    /// Notes the claims as a fault begins (a case with several faults
+    /// counts each one's); [`Run::fault_applied`] looks again once it took
+    /// effect.
+    pub(crate) fn fault_begins(&mut self) {
+        self.fault_claims = self.claims();
         self.fault_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Notes the claims once the fault took effect, and counts this fault's:
+    /// the more of the two looks (a reservation answered between the look
+    /// before and the fault holds claims the first look missed; once the
+    /// store is unreachable, no claim is added, and none is given up until
+    /// it is back).
+    pub(crate) fn fault_applied(&mut self) {
+        let claims = self.fault_claims.max(self.claims());
+        self.in_flight_at_fault = Some(self.in_flight_at_fault.unwrap_or(0) + claims);
     }
 
     /// Notes that the server or network is back as of `at`, and waits for
