@@ -1,0 +1,22 @@
+//! The fault suite (`conveyor_testkit::backend_faults!`) on NATS JetStream: a
+//! private server killed and restarted mid-run, and the shared server behind
+//! a fault-injecting proxy (black-holed, slowed, connections cut).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::nats_server::TempNats;
+
+fn target() -> FaultTarget {
+    FaultTarget {
+        name: "nats",
+        service: SocketAddr::from(([127, 0, 0, 1], 4222)),
+        url: |addr, ns, _| format!("nats://{addr}?prefix={ns}"),
+        scheme: conveyor_nats::SCHEME,
+        private_server: || TempNats::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
+        lease: Duration::from_secs(2),
+    }
+}
+
+conveyor_testkit::backend_faults!(target());
