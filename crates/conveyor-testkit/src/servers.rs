@@ -13,12 +13,45 @@ use std::time::Duration;
 
 use crate::process::Proc;
 
-/// A free loopback TCP port.
+/// A free loopback TCP port for a server of a test's own, outside the range
+/// the system hands out to outgoing connections: a server a test stops and
+/// starts again must find its port still free, and a port from that range
+/// may be taken meanwhile by any connection the machine opens.
 pub fn free_port() -> u16 {
+    let (low, _) = ephemeral_range();
+    // Below the ephemeral range, above the well-known and most registered
+    // service ports; a few hundred tries find a free one.
+    let lowest = 10_000u16.min(low.saturating_sub(1_000));
+    let span = u32::from(low.saturating_sub(lowest).max(1));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..500u32 {
+        let offset = seed.wrapping_add(i.wrapping_mul(7_919)) % span;
+        let port = lowest + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // Fall back to one the system picks.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// The system's range of ports for outgoing connections (Linux; the usual
+/// default elsewhere).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 fn tool(name: &str) -> Option<PathBuf> {
