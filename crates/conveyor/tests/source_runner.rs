@@ -620,3 +620,97 @@ async fn a_store_that_stops_answering_does_not_hold_up_a_stop() {
         report.stats
     );
 }
+
+/// While the store fails to take a settlement, its claim is renewed with
+/// the running tasks', so a store that answers late does not cost the task
+/// its lease (and a rerun elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_waiting_for_the_store_keeps_its_claim() {
+    use conveyor::BackendErrorKind;
+    struct Late {
+        inner: Arc<Scripted>,
+        failing: std::sync::atomic::AtomicBool,
+        renewed: Mutex<Vec<u64>>,
+    }
+    #[async_trait]
+    impl Source for Late {
+        type Payload = Vec<u8>;
+        type Receipt = u64;
+        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+            Src(self.inner.clone()).fetch(max).await
+        }
+        async fn wait_for_work(&self, timeout: Duration) -> bool {
+            Src(self.inner.clone()).wait_for_work(timeout).await
+        }
+        fn lease(&self) -> Option<Duration> {
+            Some(Duration::from_millis(150))
+        }
+        async fn renew(&self, receipts: &[u64]) -> Result<Vec<bool>, Error> {
+            self.renewed.lock().extend_from_slice(receipts);
+            Ok(vec![true; receipts.len()])
+        }
+        async fn settle(
+            &self,
+            batch: Vec<Settlement<u64>>,
+        ) -> Result<Vec<Result<(), Error>>, Error> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(Error::backend(BackendErrorKind::Unavailable, "down"));
+            }
+            Src(self.inner.clone()).settle(batch).await
+        }
+    }
+    let scripted = Arc::new(Scripted::default());
+    let source = Arc::new(Late {
+        inner: scripted.clone(),
+        failing: std::sync::atomic::AtomicBool::new(true),
+        renewed: Mutex::new(Vec::new()),
+    });
+    struct Shared(Arc<Late>);
+    #[async_trait]
+    impl Source for Shared {
+        type Payload = Vec<u8>;
+        type Receipt = u64;
+        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
+            self.0.fetch(max).await
+        }
+        async fn wait_for_work(&self, timeout: Duration) -> bool {
+            self.0.wait_for_work(timeout).await
+        }
+        fn lease(&self) -> Option<Duration> {
+            self.0.lease()
+        }
+        async fn renew(&self, r: &[u64]) -> Result<Vec<bool>, Error> {
+            self.0.renew(r).await
+        }
+        async fn settle(&self, b: Vec<Settlement<u64>>) -> Result<Vec<Result<(), Error>>, Error> {
+            self.0.settle(b).await
+        }
+    }
+    let echo = Handler::io(
+        "echo",
+        |s: String, _ctx| async move { Ok::<_, TaskError>(s) },
+    );
+    let runner = Runner::new(Shared(source.clone()), echo_routes(echo))
+        .slots(4)
+        .poll_interval(Duration::from_millis(5));
+    let handle = runner.handle();
+    let run = tokio::spawn(runner.run_until(std::future::pending()));
+    scripted.push(1, 41, "a");
+    scripted.push(2, 42, "b");
+    // Settled at once, then the store fails for several leases.
+    while handle.stats().settling < 2 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    source.renewed.lock().clear();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let renewed = source.renewed.lock().clone();
+    assert!(
+        renewed.contains(&41) && renewed.contains(&42),
+        "the waiting settlements' claims were renewed: {renewed:?}"
+    );
+    source.failing.store(false, Ordering::SeqCst);
+    let settled = scripted.settled_count(2).await;
+    assert_eq!(settled.len(), 2);
+    handle.stop();
+    run.await.unwrap().unwrap();
+}

@@ -1,4 +1,5 @@
-//! The lease keeper: renews the claims on held tasks while they run.
+//! The lease keeper: renews the claims on held tasks while they run, and
+//! on settled ones whose outcome the settler is still retrying to store.
 //!
 //! Every third of the lease it renews every claim the runner holds in one
 //! call. A claim the source no longer honours (it ran out and another worker
@@ -25,10 +26,17 @@ pub(crate) async fn run<S: Source>(
     let mut tick = Ticker::new(lease / 3);
     while tick.next(&done).await {
         let held = shared.held.receipts();
-        if held.is_empty() {
+        // Settled tasks whose outcome waits to be stored keep their claims
+        // too (renewed after the running ones; their answers change nothing).
+        let unstored = shared.unstored.lock().clone();
+        if held.is_empty() && unstored.is_empty() {
             continue;
         }
-        let receipts: Vec<S::Receipt> = held.iter().map(|(_, _, r)| r.clone()).collect();
+        let receipts: Vec<S::Receipt> = held
+            .iter()
+            .map(|(_, _, r)| r.clone())
+            .chain(unstored)
+            .collect();
         // A renewal the store leaves unanswered does not hold up a stop.
         let renewed = tokio::select! {
             renewed = shared.source.renew(&receipts) => renewed,

@@ -280,6 +280,7 @@ impl<S: Source> Runner<S> {
                 slots: Slots::new(slots),
                 counters: Counters::default(),
                 settlements: tx,
+                unstored: parking_lot::Mutex::new(Vec::new()),
                 callbacks,
                 cancels: job.cancels.clone(),
                 job,

@@ -108,22 +108,40 @@ pub(crate) async fn run<S: Source>(
             }
         }
         let n = batch.len();
-        store(&shared, std::mem::take(&mut batch), &give_up).await;
-        shared.slots.stored(n);
+        let absorbed = store(&shared, std::mem::take(&mut batch), &give_up, Some(&rx)).await;
+        shared.slots.stored(n + absorbed);
     }
 }
 
-/// Settles a batch until every item is taken, refused, or given up on.
+/// Settles a batch until every item is taken, refused, or given up on;
+/// returns how many settlements it took from `queue` on the way.
 ///
 /// A whole call that fails in a way that may pass is tried again with a
 /// growing pause; one that will not pass is narrowed down by settling the
 /// batch's items one by one, so one bad settlement does not hold back the
-/// others.
+/// others. While it retries, the claims of what waits to be stored are
+/// renewed with the running tasks' ([`RunnerShared::unstored`]), and what
+/// queued behind the batch joins it, so no outcome loses its claim to a
+/// store that answers late.
 async fn store<S: Source>(
     shared: &RunnerShared<S>,
     batch: Vec<Queued<S::Receipt>>,
     give_up: &CancellationToken,
-) {
+    queue: Option<&flume::Receiver<Queued<S::Receipt>>>,
+) -> usize {
+    let stored = store_until_done(shared, batch, give_up, queue).await;
+    shared.unstored.lock().clear();
+    stored
+}
+
+/// [`store`]'s loop.
+async fn store_until_done<S: Source>(
+    shared: &RunnerShared<S>,
+    batch: Vec<Queued<S::Receipt>>,
+    give_up: &CancellationToken,
+    queue: Option<&flume::Receiver<Queued<S::Receipt>>>,
+) -> usize {
+    let mut absorbed = 0;
     let mut pending = batch;
     let mut pause = PAUSE.0;
     let cap = pause_cap(&*shared.source);
@@ -139,7 +157,7 @@ async fn store<S: Source>(
                     let e = "the worker stopped before the store answered".to_string();
                     tell(shared, q, Stored::Lost(e));
                 }
-                return;
+                return absorbed;
             }
         };
         let wait = match answer {
@@ -157,14 +175,14 @@ async fn store<S: Source>(
                             pending.push(q);
                             continue;
                         }
-                        None => return,
+                        None => return absorbed,
                     }
                 }
                 tracing::warn!(error = %e.chain(), settlements = pending.len(), "settling a batch failed (not transient); settling its items one by one");
                 for one in pending {
-                    Box::pin(store(shared, vec![one], give_up)).await;
+                    Box::pin(store_until_done(shared, vec![one], give_up, None)).await;
                 }
-                return;
+                return absorbed;
             }
             Err(e) => {
                 Counters::add(&shared.counters.backend_errors, 1);
@@ -173,9 +191,26 @@ async fn store<S: Source>(
             }
         };
         if pending.is_empty() {
-            return;
+            return absorbed;
         }
         if wait {
+            // What queued behind joins the retry, and every claim waiting
+            // here is renewed with the running tasks' until it is stored.
+            if let Some(queue) = queue {
+                while pending.len() < BATCH {
+                    match queue.try_recv() {
+                        Ok(q) => {
+                            pending.push(q);
+                            absorbed += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            *shared.unstored.lock() = pending
+                .iter()
+                .map(|q| q.settlement.receipt.clone())
+                .collect();
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = give_up.cancelled() => {
@@ -184,12 +219,13 @@ async fn store<S: Source>(
                         let e = "the worker stopped before the store took this outcome".to_string();
                         tell(shared, q, Stored::Lost(e));
                     }
-                    return;
+                    return absorbed;
                 }
             }
             pause = (pause * 2).min(cap);
         }
     }
+    absorbed
 }
 
 /// Sorts the source's per-item answers: the items to try again, and

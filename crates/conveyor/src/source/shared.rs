@@ -32,6 +32,10 @@ pub(crate) struct RunnerShared<S: Source> {
     pub(crate) counters: Counters,
     /// Settlements for the settler (its occupancy is bounded by [`Slots`]).
     pub(crate) settlements: flume::Sender<Queued<S::Receipt>>,
+    /// The claims of settled tasks the settler is retrying to store: the
+    /// lease keeper renews them with the running tasks' (empty, and never
+    /// touched, while the store takes settlements at once).
+    pub(crate) unstored: parking_lot::Mutex<Vec<S::Receipt>>,
     /// The user's `on_task_complete`, off the settlement path.
     pub(crate) callbacks: Option<Callbacks>,
     /// The engine job the tasks run in (its sink holds this weakly).
