@@ -564,33 +564,17 @@ async fn a_store_that_stops_answering_does_not_hold_up_a_stop() {
             Ok::<_, TaskError>(s)
         }
     });
-    let source = Arc::new(Hangs {
+    let source = Hangs {
         inner: scripted.clone(),
         answering: std::sync::atomic::AtomicBool::new(true),
-    });
-    struct Shared(Arc<Hangs>);
-    #[async_trait]
-    impl Source for Shared {
-        type Payload = Vec<u8>;
-        type Receipt = u64;
-        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
-            self.0.fetch(max).await
-        }
-        fn lease(&self) -> Option<Duration> {
-            self.0.lease()
-        }
-        async fn renew(&self, r: &[u64]) -> Result<Vec<bool>, Error> {
-            self.0.renew(r).await
-        }
-        async fn settle(&self, b: Vec<Settlement<u64>>) -> Result<Vec<Result<(), Error>>, Error> {
-            self.0.settle(b).await
-        }
-    }
+    };
     let grace = Duration::from_millis(500);
-    let runner = Runner::new(Shared(source.clone()), echo_routes(echo))
+    let runner = Runner::new(source, echo_routes(echo))
         .slots(8)
         .grace(grace)
         .poll_interval(Duration::from_millis(5));
+    // The runner owns the source; the test keeps a handle on it.
+    let source = runner.source().clone();
     let handle = runner.handle();
     let run = tokio::spawn(runner.run_until(std::future::pending()));
     while handle.stats().in_flight < 4 {
@@ -660,39 +644,19 @@ async fn a_settlement_waiting_for_the_store_keeps_its_claim() {
         }
     }
     let scripted = Arc::new(Scripted::default());
-    let source = Arc::new(Late {
+    let source = Late {
         inner: scripted.clone(),
         failing: std::sync::atomic::AtomicBool::new(true),
         renewed: Mutex::new(Vec::new()),
-    });
-    struct Shared(Arc<Late>);
-    #[async_trait]
-    impl Source for Shared {
-        type Payload = Vec<u8>;
-        type Receipt = u64;
-        async fn fetch(&self, max: usize) -> Result<Vec<Delivery<Vec<u8>, u64>>, Error> {
-            self.0.fetch(max).await
-        }
-        async fn wait_for_work(&self, timeout: Duration) -> bool {
-            self.0.wait_for_work(timeout).await
-        }
-        fn lease(&self) -> Option<Duration> {
-            self.0.lease()
-        }
-        async fn renew(&self, r: &[u64]) -> Result<Vec<bool>, Error> {
-            self.0.renew(r).await
-        }
-        async fn settle(&self, b: Vec<Settlement<u64>>) -> Result<Vec<Result<(), Error>>, Error> {
-            self.0.settle(b).await
-        }
-    }
+    };
     let echo = Handler::io(
         "echo",
         |s: String, _ctx| async move { Ok::<_, TaskError>(s) },
     );
-    let runner = Runner::new(Shared(source.clone()), echo_routes(echo))
+    let runner = Runner::new(source, echo_routes(echo))
         .slots(4)
         .poll_interval(Duration::from_millis(5));
+    let source = runner.source().clone();
     let handle = runner.handle();
     let run = tokio::spawn(runner.run_until(std::future::pending()));
     scripted.push(1, 41, "a");

@@ -24,50 +24,24 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-impl FaultServer for TempRedis {
-    fn addr(&self) -> SocketAddr {
-        loopback(self.port())
-    }
-    fn stop(&mut self) {
-        self.kill();
-    }
-    fn start(&mut self) {
-        self.restart();
-    }
+/// A server type whose own calls stop and start it.
+macro_rules! fault_server {
+    ($server:ty, stop: $stop:ident, start: $start:ident) => {
+        impl FaultServer for $server {
+            fn addr(&self) -> SocketAddr {
+                loopback(self.port())
+            }
+            fn stop(&mut self) {
+                self.$stop();
+            }
+            fn start(&mut self) {
+                self.$start();
+            }
+        }
+    };
 }
 
-impl FaultServer for TempPostgres {
-    fn addr(&self) -> SocketAddr {
-        loopback(self.port())
-    }
-    fn stop(&mut self) {
-        self.stop_server();
-    }
-    fn start(&mut self) {
-        self.start_server();
-    }
-}
-
-impl FaultServer for TempNats {
-    fn addr(&self) -> SocketAddr {
-        loopback(self.port())
-    }
-    fn stop(&mut self) {
-        self.kill();
-    }
-    fn start(&mut self) {
-        self.restart();
-    }
-}
-
-impl FaultServer for TempRabbit {
-    fn addr(&self) -> SocketAddr {
-        loopback(self.port())
-    }
-    fn stop(&mut self) {
-        self.kill();
-    }
-    fn start(&mut self) {
-        self.restart();
-    }
-}
+fault_server!(TempRedis, stop: kill, start: restart);
+fault_server!(TempPostgres, stop: stop_server, start: start_server);
+fault_server!(TempNats, stop: kill, start: restart);
+fault_server!(TempRabbit, stop: kill, start: restart);
