@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     /// Connections opened; every one after the first is a reconnect.
     opened: AtomicU64,
     consumers: tokio::sync::Mutex<HashMap<String, Arc<QueueConsumer>>>,
+    /// Queues (and the ladder) this backend anchored (see `link::anchor`).
+    anchored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     pub(crate) held: HeldTasks,
     next_token: AtomicU64,
     /// The result store beside the broker, if the URL named one.
@@ -136,6 +138,7 @@ impl AmqpBackend {
                 generation: AtomicU64::new(0),
                 opened: AtomicU64::new(0),
                 consumers: tokio::sync::Mutex::new(HashMap::new()),
+                anchored: Arc::default(),
                 held: HeldTasks::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
                 results,
@@ -274,7 +277,7 @@ impl Inner {
             tokio::spawn(async move { old.close().await });
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let link = Arc::new(Link::open(&self.url, generation).await?);
+        let link = Arc::new(Link::open(&self.url, generation, self.anchored.clone()).await?);
         self.opened.fetch_add(1, Ordering::Relaxed);
         if link.generation > 1 {
             tracing::info!(generation, "reconnected to RabbitMQ");

@@ -118,27 +118,28 @@ impl QueueConsumer {
         let want = if exact { want } else { want.max(2 * *prefetch) };
         let extra = u16::try_from(want - *prefetch).unwrap_or(u16::MAX);
         let _sync = self.tx.lock().await;
-        answer(
+        self.failing_closes(answer(
             &self.health,
             "basic.qos",
             self.channel.basic_qos(extra, BasicQosOptions::default()),
-        )
+        ))
         .await?;
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // A consume is answered once the queue's leader takes it: a queue
         // whose leader does not come back (see `link::anchor`) never
         // answers, and this is where a reservation would hang.
-        let stream = answer(
-            &self.health,
-            &format!("basic.consume {}", self.amqp_queue),
-            self.channel.basic_consume(
-                self.amqp_queue.as_str().into(),
-                format!("conveyor-{}-{}-{n}", std::process::id(), self.id).into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        let stream = self
+            .failing_closes(answer(
+                &self.health,
+                &format!("basic.consume {}", self.amqp_queue),
+                self.channel.basic_consume(
+                    self.amqp_queue.as_str().into(),
+                    format!("conveyor-{}-{}-{n}", std::process::id(), self.id).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                ),
+            ))
+            .await?;
         self.incoming
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -153,20 +154,37 @@ impl QueueConsumer {
     /// has arrived too.
     pub(crate) async fn flush(&self) -> Result<u32, Error> {
         let _sync = self.tx.lock().await;
-        let q = answer(
-            &self.health,
-            &format!("queue.declare {}", self.amqp_queue),
-            self.channel.queue_declare(
-                self.amqp_queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        let q = self
+            .failing_closes(answer(
+                &self.health,
+                &format!("queue.declare {}", self.amqp_queue),
+                self.channel.queue_declare(
+                    self.amqp_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                ),
+            ))
+            .await?;
         Ok(q.message_count())
+    }
+
+    /// `step`, after which the channel counts as closed if it failed: a
+    /// request refused or unanswered on a consumer channel means the
+    /// channel is gone (or going: the client may report the failure a
+    /// moment before it marks the channel), and what it buffered went back
+    /// to the queue with it — handing it out would only run it twice.
+    async fn failing_closes<T>(
+        &self,
+        step: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let r = step.await;
+        if r.is_err() {
+            self.closed.store(true, Ordering::Release);
+        }
+        r
     }
 
     /// True when the broker may still send this channel deliveries: fewer
@@ -273,6 +291,10 @@ impl QueueConsumer {
 
     /// Takes up to `max` buffered deliveries, in the broker's order.
     pub(crate) fn take(&self, max: usize, into: &mut Vec<Delivery>) {
+        if !self.alive() {
+            // Its deliveries went back to the queue with the channel.
+            return;
+        }
         self.pull();
         let before = into.len();
         self.lock().take(max, into);

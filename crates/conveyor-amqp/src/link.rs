@@ -35,21 +35,35 @@ pub(crate) struct Link {
     admin: tokio::sync::Mutex<Channel>,
     /// Conveyor queues whose work and dead queues this link declared.
     declared: Mutex<HashSet<String>>,
+    /// What the backend anchored already, on any of its links (see
+    /// [`anchor`]): once is enough, a reconnect need not do it again.
+    anchored: Arc<Mutex<HashSet<String>>>,
     ladder: tokio::sync::OnceCell<()>,
 }
 
+/// The key of the delay ladder in `anchored`.
+const LADDER: &str = "";
+
 impl Link {
     /// Connects to `url` (an `amqp://` URL the client understands).
-    pub(crate) async fn open(url: &str, generation: u64) -> Result<Link, Error> {
+    pub(crate) async fn open(
+        url: &str,
+        generation: u64,
+        anchored: Arc<Mutex<HashSet<String>>>,
+    ) -> Result<Link, Error> {
         // Connecting, with the two channels, is one bounded step: a broker
         // that accepts the connection but never answers is unavailable.
-        match tokio::time::timeout(ANSWER_WITHIN, Link::connect(url, generation)).await {
+        match tokio::time::timeout(ANSWER_WITHIN, Link::connect(url, generation, anchored)).await {
             Ok(link) => link,
             Err(_) => Err(no_answer("connect")),
         }
     }
 
-    async fn connect(url: &str, generation: u64) -> Result<Link, Error> {
+    async fn connect(
+        url: &str,
+        generation: u64,
+        anchored: Arc<Mutex<HashSet<String>>>,
+    ) -> Result<Link, Error> {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("conveyor {}", std::process::id()).into());
         let health = Arc::new(Health::default());
@@ -69,6 +83,7 @@ impl Link {
             publisher,
             admin: tokio::sync::Mutex::new(admin),
             declared: Mutex::new(HashSet::new()),
+            anchored,
             ladder: tokio::sync::OnceCell::new(),
         })
     }
@@ -120,12 +135,34 @@ impl Link {
         if self.ladder.initialized() {
             bind_deliver(h, &admin, names, queue).await?;
         }
-        anchor(h, &admin, names).await?;
+        self.anchor_once(h, &admin, names, queue).await?;
         drop(admin);
         self.declared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(queue.to_string());
+        Ok(())
+    }
+
+    /// [`anchor`]s after the declaration of `key`'s queues, unless this
+    /// backend did already (on this link or an earlier one).
+    async fn anchor_once(
+        &self,
+        health: &Health,
+        admin: &Channel,
+        names: &Names,
+        key: &str,
+    ) -> Result<(), Error> {
+        let done =
+            |s: &Mutex<HashSet<String>>| s.lock().unwrap_or_else(|p| p.into_inner()).contains(key);
+        if done(&self.anchored) {
+            return Ok(());
+        }
+        anchor(health, admin, names).await?;
+        self.anchored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
         Ok(())
     }
 
@@ -189,7 +226,7 @@ impl Link {
                 for queue in queues {
                     bind_deliver(h, &admin, names, &queue).await?;
                 }
-                anchor(h, &admin, names).await?;
+                self.anchor_once(h, &admin, names, LADDER).await?;
                 Ok::<(), Error>(())
             })
             .await?;
