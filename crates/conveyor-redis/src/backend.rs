@@ -28,6 +28,12 @@ use crate::group_enqueue::{GroupEnqueue, Link};
 use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::reply::{self, bad, redis_error};
 use crate::scripts::Op;
+
+/// How long connecting to the server may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long one call may wait for its answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 use crate::wakeups::Wakeups;
 
 /// Most tasks one `reserve` call hands out (a larger `max` gets this many), so
@@ -125,9 +131,13 @@ impl RedisBackend {
             ));
         }
         let client = crate::tls::client(url, tls)?;
+        // Every call is one short script: an answer later than this means a
+        // connection that will not answer (a reset that never arrived, a
+        // stalled network), and the call fails as transient so the worker
+        // tries again on a fresh connection rather than waiting.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(CONNECT_WITHIN))
+            .set_response_timeout(Some(ANSWER_WITHIN))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(1));
         let mut conn = ConnectionManager::new_with_config(client.clone(), config)
