@@ -16,7 +16,23 @@ fn target() -> FaultTarget {
         scheme: conveyor_nats::SCHEME,
         private_server: || TempNats::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),
+        forget,
     }
+}
+
+/// Deletes the case's streams and bucket on the shared server.
+fn forget(ns: &str) {
+    let ns = ns.to_string();
+    conveyor_testkit::faults::block_on(async move {
+        let b = conveyor_nats::NatsBackend::connect_with(
+            "nats://127.0.0.1:4222",
+            &ns,
+            std::sync::Arc::new(conveyor_core::SystemClock),
+        )
+        .await
+        .expect("connect to clean up");
+        b.destroy().await.expect("delete the case's namespace");
+    });
 }
 
 conveyor_testkit::backend_faults!(target());

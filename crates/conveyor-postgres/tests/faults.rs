@@ -20,7 +20,23 @@ fn target() -> FaultTarget {
         scheme: conveyor_postgres::SCHEME,
         private_server: || TempPostgres::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),
+        forget,
     }
+}
+
+/// Drops the case's schema on the shared server.
+fn forget(ns: &str) {
+    let ns = ns.to_string();
+    conveyor_testkit::faults::block_on(async move {
+        let b =
+            conveyor_postgres::PostgresBackend::builder("postgres://postgres@127.0.0.1:5432/test")
+                .schema(&ns)
+                .migrate(false)
+                .connect()
+                .await
+                .expect("connect to clean up");
+        b.drop_schema().await.expect("drop the case's schema");
+    });
 }
 
 conveyor_testkit::backend_faults!(target());

@@ -16,7 +16,23 @@ fn target() -> FaultTarget {
         scheme: conveyor_redis::SCHEME,
         private_server: || TempRedis::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),
+        forget,
     }
+}
+
+/// Deletes the case's keys on the shared server.
+fn forget(ns: &str) {
+    let prefix = format!("{ns}:");
+    conveyor_testkit::faults::block_on(async move {
+        let b = conveyor_redis::RedisBackend::connect_with(
+            "redis://127.0.0.1:6379/0",
+            &prefix,
+            std::sync::Arc::new(conveyor_core::SystemClock),
+        )
+        .await
+        .expect("connect to clean up");
+        b.clear().await.expect("delete the case's keys");
+    });
 }
 
 conveyor_testkit::backend_faults!(target());

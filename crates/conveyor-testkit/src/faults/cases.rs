@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::proxy::{FaultProxy, Traffic};
 use super::run::{Run, TASKS};
-use super::{namespace, FaultTarget};
+use super::{namespace, FaultTarget, Forget};
 
 /// How long an outage lasts: past the lease, so leases taken before it run
 /// out while the worker cannot renew them.
@@ -67,6 +67,10 @@ pub async fn blackhole_mid_run(target: FaultTarget) {
     let ns = namespace("blackhole");
     let url = (target.url)(proxy.addr(), &ns, false);
     let direct = (target.url)(target.service, &ns, false);
+    let _forget = Forget {
+        forget: target.forget,
+        ns: ns.clone(),
+    };
     let mut run = Run::start(target, "blackhole", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
@@ -88,6 +92,10 @@ pub async fn connections_cut_mid_run(target: FaultTarget) {
     let ns = namespace("cut");
     let url = (target.url)(proxy.addr(), &ns, false);
     let direct = (target.url)(target.service, &ns, false);
+    let _forget = Forget {
+        forget: target.forget,
+        ns: ns.clone(),
+    };
     let mut run = Run::start(target, "cut", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     for _ in 0..3 {
@@ -109,6 +117,10 @@ pub async fn slow_network_mid_run(target: FaultTarget) {
     let ns = namespace("slow");
     let url = (target.url)(proxy.addr(), &ns, false);
     let direct = (target.url)(target.service, &ns, false);
+    let _forget = Forget {
+        forget: target.forget,
+        ns: ns.clone(),
+    };
     let mut run = Run::start(target, "slow", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
@@ -130,6 +142,10 @@ pub async fn stop_mid_outage(target: FaultTarget) {
     let ns = namespace("stop");
     let url = (target.url)(proxy.addr(), &ns, false);
     let direct = (target.url)(target.service, &ns, false);
+    let _forget = Forget {
+        forget: target.forget,
+        ns: ns.clone(),
+    };
     let mut run = Run::start(target, "stop_mid_outage", &direct, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
@@ -153,6 +169,10 @@ pub async fn stop_mid_outage(target: FaultTarget) {
 pub async fn rolling_deploy(target: FaultTarget) {
     let ns = namespace("deploy");
     let url = (target.url)(target.service, &ns, false);
+    let _forget = Forget {
+        forget: target.forget,
+        ns: ns.clone(),
+    };
     // Every third task is the new handler's.
     let mut run = Run::start_with(target, "rolling_deploy", &url, &url, 3).await;
     run.started(BEFORE_FAULT / 2).await;

@@ -65,6 +65,33 @@ pub struct FaultTarget {
     pub private_server: fn() -> Option<Box<dyn FaultServer>>,
     /// The lease workers take (a broker with a lease floor says more).
     pub lease: Duration,
+    /// Deletes the namespace `ns` from the shared server once a case is done
+    /// with it (keys, a schema, streams, queues), so runs leave nothing
+    /// behind. Blocking; run on a thread of its own.
+    pub forget: fn(ns: &str),
+}
+
+/// Deletes a case's namespace on the shared server when dropped (also when
+/// the case panics).
+pub(crate) struct Forget {
+    pub(crate) forget: fn(&str),
+    pub(crate) ns: String,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let (forget, ns) = (self.forget, std::mem::take(&mut self.ns));
+        let _ = std::thread::spawn(move || forget(&ns)).join();
+    }
+}
+
+/// Runs `f` on a runtime of its own (for a [`FaultTarget::forget`]).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+        .block_on(f)
 }
 
 impl std::fmt::Debug for FaultTarget {
