@@ -368,9 +368,10 @@ async fn a_browser_sees_the_store_filters_and_retries_a_dead_task() {
 async fn a_very_long_name_does_not_widen_a_page() {
     let env = Env::new();
     let b = env.backend().await;
-    // Written by a client the HTTP API's name limit does not cover.
-    let handler = "h".repeat(100_000);
-    let queue = "q".repeat(5_000);
+    // The longest names a task may have (conveyor_core::MAX_NAME_CHARS),
+    // with no space to break them at.
+    let handler = "h".repeat(conveyor::durable::MAX_NAME_CHARS);
+    let queue = "q".repeat(conveyor::durable::MAX_NAME_CHARS);
     let id = b
         .enqueue(NewTask::new(handler.clone(), b"{}".to_vec()).queue(queue.clone()))
         .await
