@@ -95,12 +95,13 @@ async fn stats_count_states_and_oldest_ready() {
     assert_eq!(stats[0].oldest_ready, None);
     f.clock.advance(Duration::from_secs(10));
     let stats = f.backend.stats().await.unwrap();
+    // Enqueued at t0 + 1 s with a 10 s delay: ready from t0 + 11 s.
     assert_eq!(
         stats[0].oldest_ready,
-        Some(t0.plus(Duration::from_secs(1))),
-        "a due scheduled task counts as ready"
+        Some(t0.plus(Duration::from_secs(11))),
+        "a due scheduled task counts as ready from its due time"
     );
-    assert_eq!(stats[1].oldest_ready, Some(t0.plus(Duration::from_secs(1))));
+    assert_eq!(stats[1].oldest_ready, Some(t0.plus(Duration::from_secs(11))));
     for r in got {
         finish(&f, r.lease, FinishAction::Complete { result: None }).await;
     }
