@@ -101,7 +101,10 @@ async fn stats_count_states_and_oldest_ready() {
         Some(t0.plus(Duration::from_secs(11))),
         "a due scheduled task counts as ready from its due time"
     );
-    assert_eq!(stats[1].oldest_ready, Some(t0.plus(Duration::from_secs(11))));
+    assert_eq!(
+        stats[1].oldest_ready,
+        Some(t0.plus(Duration::from_secs(11)))
+    );
     for r in got {
         finish(&f, r.lease, FinishAction::Complete { result: None }).await;
     }
