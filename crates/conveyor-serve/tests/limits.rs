@@ -233,15 +233,21 @@ async fn names_longer_than_200_characters_or_with_control_characters_are_refused
     let (app, backend) = app(ServeOptions::new());
     let long = "h".repeat(201);
     for (body, says) in [
-        (json!({"handler": long}), "handler: at most 200 characters"),
+        (
+            json!({"handler": long}),
+            "handler has 201 characters; at most 200",
+        ),
         (
             json!({"handler": "h", "queue": long}),
-            "queue: at most 200 characters",
+            "queue has 201 characters; at most 200",
         ),
-        (json!({"handler": "a\nb"}), "handler: no control characters"),
+        (
+            json!({"handler": "a\nb"}),
+            "handler holds a control character",
+        ),
         (
             json!({"handler": "h", "queue": "q\u{0}"}),
-            "queue: no control characters",
+            "queue holds a control character",
         ),
         (json!({"handler": "x".repeat(1_000_000)}), "at most 200"),
     ] {
