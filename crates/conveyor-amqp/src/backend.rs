@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, Receipt, Reserved, ResultStore, TaskId, TaskRecord, TaskState, Timestamp,
+    NewTask, Receipt, ReserveParams, Reserved, ResultStore, TaskId, TaskRecord, TaskState, Timestamp,
 };
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::options::{BasicAckOptions, BasicPublishOptions};
 use lapin::Channel;
 use lapin::{Confirmation, PublisherConfirm};
 
@@ -51,6 +51,12 @@ const EARLY: Duration = Duration::from_millis(5);
 /// How long an empty reservation waits for messages the broker says are
 /// ready but that have not arrived yet.
 const SETTLE_IN: Duration = Duration::from_millis(250);
+
+/// How long a task a reservation does not want (its handler is not among
+/// the ones asked for) waits on the delay ladder before it is delivered
+/// again: long enough that a worker lacking its handler does not spin on
+/// it, short enough that a worker having it is not kept waiting.
+pub(crate) const UNWANTED_DELAY: Duration = Duration::from_secs(1);
 
 /// A RabbitMQ backend. Cheap to clone; clones share one connection.
 #[derive(Clone)]
@@ -332,6 +338,17 @@ impl Inner {
         }
     }
 
+    /// `message` unchanged, through the delay ladder: delivered again to its
+    /// work queue after `delay`.
+    pub(crate) fn delayed(&self, message: TaskMessage, delay: Duration) -> Publish {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(delay::MAX_PASS_MS);
+        Publish {
+            exchange: self.names.delay(delay::LEVELS - 1),
+            routing_key: delay::routing_key(ms, &names::word(&message.queue)),
+            message,
+        }
+    }
+
     /// A dead letter of `message` into its queue's dead queue.
     pub(crate) fn dead_letter(&self, message: TaskMessage) -> Publish {
         Publish {
@@ -396,12 +413,12 @@ impl Inner {
     fn take(
         &self,
         consumers: &[Arc<QueueConsumer>],
-        max: usize,
-        lease: Duration,
+        params: &ReserveParams<'_>,
         now: Timestamp,
         out: &mut Vec<Reserved>,
         fixes: &mut Vec<(Arc<QueueConsumer>, u64, Publish)>,
     ) {
+        let max = params.max;
         let mut deliveries = Vec::new();
         for consumer in consumers {
             if out.len() >= max {
@@ -415,7 +432,7 @@ impl Inner {
             deliveries.clear();
             consumer.take(max - out.len(), &mut deliveries);
             for d in deliveries.drain(..) {
-                if let Some(r) = self.admit(consumer, d, lease, now, fixes) {
+                if let Some(r) = self.admit(consumer, d, params, now, fixes) {
                     out.push(r);
                 }
             }
@@ -431,10 +448,11 @@ impl Inner {
         &self,
         consumer: &Arc<QueueConsumer>,
         delivery: Delivery,
-        lease: Duration,
+        params: &ReserveParams<'_>,
         now: Timestamp,
         fixes: &mut Vec<(Arc<QueueConsumer>, u64, Publish)>,
     ) -> Option<Reserved> {
+        let lease = params.lease;
         let tag = delivery.delivery_tag;
         let message = match TaskMessage::decode(&delivery.properties, delivery.data) {
             Ok(m) => m,
@@ -460,6 +478,13 @@ impl Inner {
         if message.due_at.0 > now.plus(EARLY).0 {
             // Early: a delay longer than one pass of the ladder.
             fixes.push((consumer.clone(), tag, self.route(message, now)));
+            return None;
+        }
+        if !params.wants(&message.handler) {
+            // A broker delivers what it delivers: a task this worker did not
+            // ask for goes round a short delay, unchanged (its due time, its
+            // attempts), so that a worker with its handler may take it.
+            fixes.push((consumer.clone(), tag, self.delayed(message, UNWANTED_DELAY)));
             return None;
         }
         let token = self.token();
@@ -553,21 +578,6 @@ pub(crate) async fn ack(health: &Health, channel: &Channel, tag: u64) -> Result<
     .await
 }
 
-async fn requeue(health: &Health, channel: &Channel, tag: u64) -> Result<(), Error> {
-    answer(
-        health,
-        "basic.nack",
-        channel.basic_nack(
-            tag,
-            BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            },
-        ),
-    )
-    .await
-}
-
 pub(crate) async fn commit(health: &Health, channel: &Channel) -> Result<(), Error> {
     answer(health, "tx.commit", channel.tx_commit()).await
 }
@@ -626,8 +636,6 @@ fn again(e: &Error) -> Error {
 /// The messages a report publishes, and how its claim is settled.
 pub(crate) struct Plan {
     pub(crate) publishes: Vec<Publish>,
-    /// Hand the delivery back (release) instead of acknowledging it.
-    pub(crate) requeue: bool,
     /// The records to write once it applied (with a result store).
     pub(crate) records: Vec<TaskRecord>,
 }
@@ -641,7 +649,6 @@ impl Inner {
         now: Timestamp,
     ) -> Result<Plan, Error> {
         let mut publishes = Vec::new();
-        let mut requeue = false;
         let mut message = message.clone();
         let started = message.attempts + 1;
         let keep = self.results.is_some();
@@ -681,8 +688,13 @@ impl Inner {
                 publishes.push(self.dead_letter(message));
             }
             FinishAction::Release => {
-                requeue = true;
+                // A fresh copy at the queue's tail, not a requeue: the
+                // broker counts a requeue as a delivery, and a task handed
+                // back often enough (a rolling deploy's worker meeting
+                // another's handler) would be dead-lettered by its
+                // `delivery_limit` without ever having run.
                 record(&message, TaskState::Available, message.attempts);
+                publishes.push(self.route(message, now));
             }
         }
         for m in self.messages(finish.follow_ups, now)? {
@@ -693,7 +705,6 @@ impl Inner {
         }
         Ok(Plan {
             publishes,
-            requeue,
             records,
         })
     }
@@ -709,11 +720,7 @@ impl Inner {
         for p in &plan.publishes {
             publish_on(h, &consumer.channel, p).await?;
         }
-        if plan.requeue {
-            requeue(h, &consumer.channel, tag).await
-        } else {
-            ack(h, &consumer.channel, tag).await
-        }
+        ack(h, &consumer.channel, tag).await
     }
 }
 
@@ -779,7 +786,16 @@ impl Backend for AmqpBackend {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Reserved>, Error> {
+        self.reserve_with(ReserveParams::new(queues, max, lease))
+            .await
+    }
+
+    /// Honours [`ReserveParams::handlers`] the way a broker can: a delivery
+    /// of another handler is sent round [`UNWANTED_DELAY`] of the delay
+    /// ladder, unchanged, and the reservation goes on with the next.
+    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let inner = &self.inner;
+        let (queues, max) = (params.queues, params.max);
         if queues.is_empty() || max == 0 {
             return Ok(Vec::new());
         }
@@ -798,7 +814,7 @@ impl Backend for AmqpBackend {
             }
             consumers.push(consumer);
         }
-        inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
+        inner.take(&consumers, &params, now, &mut out, &mut fixes);
         // Fewer than asked: ask the broker on each consumer's own channel how
         // many wait. Its answer comes after every delivery it sent before,
         // so what is not in hand then is still in the queue; wait a moment
@@ -816,7 +832,7 @@ impl Backend for AmqpBackend {
                 }
             }
             let before = out.len() + fixes.len();
-            inner.take(&consumers, max, lease, now, &mut out, &mut fixes);
+            inner.take(&consumers, &params, now, &mut out, &mut fixes);
             if out.len() + fixes.len() > before {
                 continue;
             }

@@ -307,7 +307,7 @@ pub(crate) async fn settle(
     link: &Link,
     claim: &Claim,
     spot: &mut Spot,
-    mut plan: Plan,
+    plan: Plan,
 ) -> Result<(), Error> {
     let Place::Custody { generation } = spot.place else {
         return Err(Error::backend_other(
@@ -320,10 +320,6 @@ pub(crate) async fn settle(
     };
     spot.place = Place::Custody { generation: next };
     if !spot.published {
-        if plan.requeue {
-            plan.publishes
-                .push(inner.route(claim.message.clone(), inner.clock.now()));
-        }
         publish_confirmed(link, &plan.publishes).await?;
         spot.published = true;
     }

@@ -21,6 +21,10 @@
 //! listed only when something known is due or once a second of conveyor's
 //! clock (`due.rs`). A message of a freshly enqueued task carries its
 //! record, so most leases are taken without reading the ledger (`body.rs`).
+//!
+//! A reservation that names its handlers ([`ReserveParams::handlers`])
+//! hands a message of any other handler back with a pause of a second,
+//! its record untouched, for a worker that has that handler.
 
 use std::time::Duration;
 
@@ -37,6 +41,11 @@ use crate::streams::Delivery;
 const ORPHAN_DELIVERIES: i64 = 30;
 /// How long such a message is handed back for.
 const ORPHAN_PAUSE: Duration = Duration::from_secs(1);
+/// How long a message of a handler the reservation did not ask for
+/// ([`ReserveParams::handlers`]) is handed back for: long enough that a
+/// worker lacking its handler does not spin on it, short enough that one
+/// having it is not kept waiting.
+const UNWANTED_PAUSE: Duration = Duration::from_secs(1);
 
 /// What to do with a delivered message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +80,13 @@ pub(crate) fn verdict(rec: &Rec, d: &Delivery, now: Timestamp) -> Verdict {
 }
 
 /// What every lease of one reservation gets: its start, its length, its
-/// worker.
+/// worker; and the handlers it may be of.
 #[derive(Debug, Clone, Copy)]
 struct Grant<'a> {
     now: Timestamp,
     lease: Duration,
     worker: Option<&'a str>,
+    params: ReserveParams<'a>,
 }
 
 impl NatsBackend {
@@ -113,6 +123,7 @@ impl NatsBackend {
             now,
             lease: params.lease,
             worker: params.worker,
+            params,
         };
         let streams = &self.inner.streams;
         let names = &self.inner.names;
@@ -207,10 +218,16 @@ impl NatsBackend {
             let got = streams.fetch(queue, priority, want, generation).await?;
             let full = got.len() >= want;
             streams.priorities.fetched(queue, priority, full);
+            let before = out.len();
             if !got.is_empty() {
                 out.extend(self.take_all(got, grant).await?);
             }
             if !full {
+                return Ok(false);
+            }
+            if grant.params.handlers.is_some() && out.len() == before {
+                // A full fetch of nothing this worker asked for: the next
+                // ones are likely the same; the next reservation goes on.
                 return Ok(false);
             }
         }
@@ -243,7 +260,12 @@ impl NatsBackend {
 
     /// Leases one delivery if its record allows.
     async fn take(&self, d: &Delivery, grant: Grant<'_>) -> Result<Option<Reserved>, Error> {
-        let Grant { now, lease, worker } = grant;
+        let Grant {
+            now,
+            lease,
+            worker,
+            params,
+        } = grant;
         let ledger = &self.inner.ledger;
         let streams = &self.inner.streams;
         // The record as created, if the message carries it: decided on
@@ -280,6 +302,12 @@ impl NatsBackend {
                     return Ok(None);
                 }
                 Verdict::Take => {}
+            }
+            if !params.wants(&rec.handler) {
+                // Another handler's task: left as it is, for a worker
+                // that has the handler (a rolling deploy).
+                streams.nak(&d.reply, UNWANTED_PAUSE).await;
+                return Ok(None);
             }
             // The record read (or copied) is not needed past here: a
             // refused write reads it again.

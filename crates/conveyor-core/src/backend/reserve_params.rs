@@ -24,8 +24,9 @@ pub struct ReserveParams<'a> {
     /// their place, for a worker that has their handler: during a rolling
     /// deploy, a worker of the old version leaves the new handler's tasks
     /// alone. A store filters them out (memory, embedded, PostgreSQL,
-    /// Redis); a message broker, which delivers what it delivers, may ignore
-    /// the filter, and the worker then hands such tasks back unstarted.
+    /// Redis); RabbitMQ, which delivers what it delivers, sends such a
+    /// delivery round a short delay unchanged; a backend that ignores the
+    /// filter (NATS) returns them, and the worker hands them back unstarted.
     pub handlers: Option<&'a [String]>,
 }
 

@@ -303,3 +303,50 @@ pub async fn reserve_takes_only_wanted_handlers(b: Subject, _clock: Arc<ManualCl
     assert_eq!(ids(&got), vec![new, keyed_new]);
     assert_eq!(got[0].attempt, 1, "left alone before: no attempt spent");
 }
+
+/// On every backend, a store or a broker: a reservation that names its
+/// handlers never hands out another handler's task, and that task, left
+/// alone, is reserved by one naming its handler with no attempt spent. (A
+/// broker may send it round a short delay meanwhile, so this waits for it
+/// in real time, up to 10 s.)
+pub async fn unwanted_handlers_wait_unspent(b: Subject, _clock: Arc<ManualClock>) {
+    let old = enqueue(&b, task("old")).await;
+    let new = enqueue(&b, task("new")).await;
+    let old2 = enqueue(&b, task("old")).await;
+    let mine = vec!["old".to_string(), "other".to_string()];
+    let theirs = vec!["new".to_string()];
+    let got = reserve_with_until(&b, &mine, 2).await;
+    let mut got_ids = ids(&got);
+    got_ids.sort();
+    let mut want = vec![old, old2];
+    want.sort();
+    assert_eq!(got_ids, want, "only the wanted handler's tasks");
+    let got = reserve_with_until(&b, &theirs, 1).await;
+    assert_eq!(ids(&got), vec![new], "the other handler's task, for its worker");
+    assert_eq!(got[0].attempt, 1, "left alone before: no attempt spent");
+}
+
+/// Reserves with `handlers` named until `want` tasks came (or 10 s passed).
+async fn reserve_with_until(b: &Subject, handlers: &[String], want: usize) -> Vec<Reserved> {
+    let queues = default_queue();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut got: Vec<Reserved> = Vec::new();
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        let more = b
+            .reserve_with(ReserveParams::new(&queues, 10, LEASE).handlers(handlers))
+            .await
+            .expect("reserve");
+        for r in &more {
+            assert!(
+                handlers.contains(&r.handler),
+                "a reservation for {handlers:?} handed out a task of {:?}",
+                r.handler
+            );
+        }
+        if more.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        got.extend(more);
+    }
+    got
+}

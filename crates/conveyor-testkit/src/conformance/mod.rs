@@ -26,6 +26,7 @@ pub use basics::{
     concurrent_reservers_never_share_a_task, delays_follow_the_clock, enqueue_reserve_complete,
     many_reports_in_one_finish_call, priority_then_enqueue_order, queues_are_separate,
     reserve_takes_only_wanted_handlers, results_and_discards, results_in_one_finish_call,
+    unwanted_handlers_wait_unspent,
 };
 pub use conveyor_core::Part;
 pub use failures::{
