@@ -41,7 +41,6 @@ mod lenient;
 mod names;
 mod openapi;
 mod queue_metrics;
-mod ready_age;
 mod server;
 mod state;
 mod views;

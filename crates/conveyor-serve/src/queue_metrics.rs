@@ -31,7 +31,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let oldest = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     // A backend that cannot count (RabbitMQ) still answers the scrape, with
     // the series it has: a failing scrape would mark the target down.
-    let queues = match crate::ready_age::stats(&*state.backend).await {
+    let queues = match state.backend.stats().await {
         Ok(queues) => queues,
         Err(conveyor::Error::Unsupported(_)) => Vec::new(),
         Err(e) => return Err(e.into()),

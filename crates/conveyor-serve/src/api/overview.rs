@@ -20,7 +20,7 @@ use crate::views::{ErrorView, StatsView, WorkerView, WorkersView};
     )
 )]
 pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<StatsView> {
-    let queues = crate::ready_age::stats(&*state.backend).await?;
+    let queues = state.backend.stats().await?;
     let names: Vec<String> = queues.iter().map(|q| q.queue.clone()).collect();
     let unserved = conveyor::durable::unserved(&*state.backend, &names, Timestamp::now()).await?;
     Ok(Json(StatsView {

@@ -25,7 +25,7 @@ use crate::views::{ErrorView, QueueControlView, QueueStateView, QueuesView};
     )
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<QueuesView> {
-    let stats = crate::ready_age::stats(&*state.backend).await?;
+    let stats = state.backend.stats().await?;
     let (paused, pausing) = match state.backend.queue_control() {
         Some(control) => (control.paused().await?, true),
         None => (Vec::new(), false),

@@ -82,7 +82,7 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         },
         None => (Vec::new(), None),
     };
-    let (queues, counts_error) = match crate::ready_age::stats(&*state.backend).await {
+    let (queues, counts_error) = match state.backend.stats().await {
         Ok(stats) => {
             let mut rows = stats
                 .into_iter()
