@@ -20,6 +20,7 @@ fn target() -> FaultTarget {
         private_server: || TempRabbit::start(None).map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),
         forget,
+        prefetch: true,
     }
 }
 
@@ -40,24 +41,4 @@ fn forget(ns: &str) {
     });
 }
 
-conveyor_testkit::backend_faults!(@cases target();
-    restart_mid_run, blackhole_mid_run, slow_network_mid_run, stop_mid_outage);
-
-/// Known to fail on RabbitMQ (issue 45 stays open for it): every connection
-/// cut three times in a row made a few more tasks run again than the claims
-/// counted at the cuts (2 rounds of 8).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on RabbitMQ in some rounds: more reruns than claims counted at the cuts (issue 45)"]
-async fn connections_cut_mid_run() {
-    conveyor_testkit::faults::connections_cut_mid_run(target()).await;
-}
-
-/// Known to fail on RabbitMQ (issue 45 stays open for it): a broker delivers
-/// what it delivers, and tasks handed back by the worker that lacks their
-/// handler did not all reach the worker that has it ("365 of 400 tasks ever
-/// ran").
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on RabbitMQ: tasks handed back for lack of a handler do not all reach the worker that has it (issue 45)"]
-async fn rolling_deploy() {
-    conveyor_testkit::faults::rolling_deploy(target()).await;
-}
+conveyor_testkit::backend_faults!(target());

@@ -21,6 +21,7 @@ fn target() -> FaultTarget {
         private_server: || TempPostgres::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),
         forget,
+        prefetch: false,
     }
 }
 

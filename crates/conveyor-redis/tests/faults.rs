@@ -17,6 +17,7 @@ fn target() -> FaultTarget {
         private_server: || TempRedis::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
         lease: Duration::from_secs(2),
         forget,
+        prefetch: false,
     }
 }
 

@@ -69,6 +69,14 @@ pub struct FaultTarget {
     /// with it (keys, a schema, streams, queues), so runs leave nothing
     /// behind. Blocking; run on a thread of its own.
     pub forget: fn(ns: &str),
+    /// The server pushes deliveries ahead of reservations, up to the
+    /// worker's slots (RabbitMQ's prefetch). A delivery buffered in the
+    /// worker at a fault is as much in flight as a running task (the server
+    /// hands it out again once the connection is gone), though no claim
+    /// shows it; and until the worker hears of a reset connection it may
+    /// still start one. Each fault then counts the worker's slots as in
+    /// flight, the most the server can have handed out unsettled.
+    pub prefetch: bool,
 }
 
 /// Deletes a case's namespace on the shared server when dropped (also when

@@ -36,6 +36,27 @@ struct State {
     cuts: watch::Sender<u64>,
     /// Connections accepted so far.
     accepted: AtomicU64,
+    /// The connections open now, by number; a cut waits until the ones it
+    /// cut are gone.
+    open: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Signalled as each connection ends.
+    ended: std::sync::Condvar,
+}
+
+/// A connection's place in [`State::open`], given up when it ends (its
+/// sockets closed first: declare it before them).
+struct Open<'a> {
+    state: &'a State,
+    id: u64,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.state.open.lock() {
+            open.remove(&self.id);
+        }
+        self.state.ended.notify_all();
+    }
 }
 
 /// A proxy from a free loopback port to `upstream`; stopped on drop.
@@ -74,6 +95,8 @@ impl FaultProxy {
             traffic: watch::channel(Traffic::Pass).0,
             cuts: watch::channel(0).0,
             accepted: AtomicU64::new(0),
+            open: Default::default(),
+            ended: std::sync::Condvar::new(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
@@ -114,9 +137,18 @@ impl FaultProxy {
     }
 
     /// Cuts every live connection with a reset (new ones are accepted as
-    /// the traffic setting says).
+    /// the traffic setting says), and returns once they are closed (or
+    /// after 2 s), so that what a test looks at next is after the cut.
     pub fn cut_all(&self) {
+        let open = self.state.open.lock().unwrap_or_else(|e| e.into_inner());
+        let cut: Vec<u64> = open.iter().copied().collect();
         self.state.cuts.send_modify(|n| *n += 1);
+        let _ = self
+            .state
+            .ended
+            .wait_timeout_while(open, Duration::from_secs(2), |open| {
+                cut.iter().any(|id| open.contains(id))
+            });
     }
 
     /// Connections accepted so far.
@@ -141,16 +173,24 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, state: Arc<Sta
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        state.accepted.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(connection(client, upstream, state.clone()));
+        let id = state.accepted.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(connection(client, id, upstream, state.clone()));
     }
 }
 
 /// One client connection: joined to the server once traffic passes, then
 /// both directions forwarded until either side closes or a cut comes.
-async fn connection(client: TcpStream, upstream: SocketAddr, state: Arc<State>) {
-    let mut cuts = state.cuts.subscribe();
-    cuts.mark_unchanged();
+async fn connection(client: TcpStream, id: u64, upstream: SocketAddr, state: Arc<State>) {
+    // Counted open and subscribed to cuts in one step: a cut either waits
+    // for this connection or came before it.
+    let mut cuts = {
+        let mut open = state.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.insert(id);
+        let mut cuts = state.cuts.subscribe();
+        cuts.mark_unchanged();
+        cuts
+    };
+    let _open = Open { state: &state, id };
     let mut traffic = state.traffic.subscribe();
     let joined = async {
         // A black hole holds a new connection unjoined.

@@ -272,7 +272,10 @@ impl Run {
     /// store is unreachable, no claim is added, and none is given up until
     /// it is back).
     pub(crate) fn fault_applied(&mut self) {
-        let claims = self.fault_claims.max(self.claims());
+        let mut claims = self.fault_claims.max(self.claims());
+        if self.target.prefetch {
+            claims = claims.max(SLOTS);
+        }
         self.in_flight_at_fault = Some(self.in_flight_at_fault.unwrap_or(0) + claims);
     }
 
