@@ -1,8 +1,9 @@
 //! Test support for conveyor: the backend conformance suite, the fault suite
 //! ([`faults`], [`backend_faults!`]), the manual clock,
 //! helpers to run, kill and restart real processes, and private Redis and
-//! PostgreSQL servers a test may stop and start ([`servers`]), and the
-//! Kafka-compatible test broker ([`kafka_broker`]).
+//! PostgreSQL servers a test may stop and start ([`servers`]), the
+//! Kafka-compatible test broker ([`kafka_broker`]), and the fuzz harness
+//! every crate's fuzz tests run on ([`fuzz`]).
 //!
 //! A backend is done when it passes [`backend_conformance!`]: one test per
 //! case, each on a fresh backend built by the caller's factory (its own
@@ -20,6 +21,7 @@ pub mod certs;
 pub mod conformance;
 mod counts;
 pub mod faults;
+pub mod fuzz;
 pub mod kafka_broker;
 pub mod nats_server;
 pub mod notifications;
