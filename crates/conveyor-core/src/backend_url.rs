@@ -133,6 +133,22 @@ impl<'a> BackendUrl<'a> {
         Ok(value)
     }
 
+    /// Takes `max_value=BYTES` out (see [`crate::ValueLimit::lowered`]): a
+    /// whole number of bytes, at least 1; `None` when the URL does not have
+    /// it.
+    pub fn take_max_value(&mut self) -> Result<Option<usize>, Error> {
+        let Some(v) = self.take("max_value")? else {
+            return Ok(None);
+        };
+        match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(Error::InvalidConfig(format!(
+                "{}:// URL: max_value={v:?} is not a number of bytes (a whole number, at least 1)",
+                self.scheme
+            ))),
+        }
+    }
+
     /// Checks that every parameter left is one of `allowed`; otherwise
     /// [`Error::InvalidConfig`] naming the first that is not and the allowed ones.
     pub fn allow_only(&self, allowed: &[&str]) -> Result<(), Error> {

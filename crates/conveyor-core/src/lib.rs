@@ -35,6 +35,7 @@ mod task;
 mod task_error;
 mod task_state;
 mod trace_context;
+mod value_limit;
 
 pub use attempt::{AttemptOutcome, AttemptRecord};
 pub use backend::{
@@ -65,6 +66,7 @@ pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
 pub use task_state::{codes, InvalidTransition, TaskState, Transition};
 pub use trace_context::{InvalidTraceContext, TraceContext, MAX_TRACESTATE};
+pub use value_limit::ValueLimit;
 
 /// The optional parts of a backend, to bring their methods into scope on a
 /// concrete backend type: `use conveyor_core::parts::*;`.

@@ -30,6 +30,7 @@ pub mod python;
 pub mod rabbitmq_server;
 mod scoped;
 pub mod servers;
+pub mod value_limits;
 
 pub use counts::count_in;
 pub use scoped::Scoped;

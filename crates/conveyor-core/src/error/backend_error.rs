@@ -19,6 +19,10 @@ pub enum BackendErrorKind {
     /// Data in the store does not fit what conveyor expects (an undecodable
     /// row, a corrupt file). Retrying does not help.
     Data,
+    /// A value over what the store holds (a task's params or a result past
+    /// its [`ValueLimit`](crate::ValueLimit)): refused before it was sent.
+    /// Retrying does not help.
+    TooLarge,
     /// Configuration or permission: bad credentials, a missing schema, a
     /// database that refuses the operation. Retrying does not help.
     Config,
@@ -35,13 +39,15 @@ impl BackendErrorKind {
         )
     }
 
-    /// A short name: `unavailable`, `timeout`, `busy`, `data`, `config`, `other`.
+    /// A short name: `unavailable`, `timeout`, `busy`, `data`, `too_large`,
+    /// `config`, `other`.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendErrorKind::Unavailable => "unavailable",
             BackendErrorKind::Timeout => "timeout",
             BackendErrorKind::Busy => "busy",
             BackendErrorKind::Data => "data",
+            BackendErrorKind::TooLarge => "too_large",
             BackendErrorKind::Config => "config",
             BackendErrorKind::Other => "other",
         }
