@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, Receipt, ReserveParams, Reserved, ResultStore, TaskId, TaskRecord, TaskState, Timestamp,
+    NewTask, Receipt, ReserveParams, Reserved, ResultStore, TaskId, TaskRecord, TaskState,
+    Timestamp, ValueLimit,
 };
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicPublishOptions};
@@ -81,6 +82,8 @@ pub(crate) struct Inner {
     next_token: AtomicU64,
     /// The result store beside the broker, if the URL named one.
     results: Option<Results>,
+    /// The most bytes of params or result one task may carry.
+    value_limit: ValueLimit,
     /// The worker's slots, once it said (0: not said).
     slots: AtomicU64,
     /// Pause points for tests (`test-hooks`).
@@ -129,6 +132,7 @@ impl AmqpBackend {
         clock: Arc<dyn Clock>,
     ) -> Result<AmqpBackend, Error> {
         options.validate()?;
+        let options_max_value = options.max_value;
         let results = match &options.results {
             Some(url) => Some(Results::connect(url, &options.prefix, options.retention).await?),
             None => None,
@@ -148,6 +152,7 @@ impl AmqpBackend {
                 held: HeldTasks::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
                 results,
+                value_limit: crate::value_limit::limit(options_max_value),
                 slots: AtomicU64::new(0),
                 hooks: Hooks::default(),
                 sweeper: std::sync::Mutex::new(None),
@@ -161,6 +166,15 @@ impl AmqpBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(sweeper);
         Ok(backend)
+    }
+
+    /// The most bytes one task's params, or one result, may hold here:
+    /// RabbitMQ's default `max_message_size` less room for a message's
+    /// properties, or `max_value` when lower. `enqueue` refuses params over
+    /// it, and `finish` a result over it, for that report alone, with a
+    /// non-transient error naming both sizes.
+    pub fn max_value(&self) -> usize {
+        self.inner.value_limit.max()
     }
 
     /// The prefix every name is under.
@@ -378,6 +392,7 @@ impl Inner {
         tasks: Vec<NewTask>,
         now: Timestamp,
     ) -> Result<Vec<TaskMessage>, Error> {
+        self.value_limit.check_batch(&tasks)?;
         for t in &tasks {
             t.validate()?;
             Names::check_queue(&t.queue)?;
@@ -703,10 +718,7 @@ impl Inner {
             }
             publishes.push(self.route(m, now));
         }
-        Ok(Plan {
-            publishes,
-            records,
-        })
+        Ok(Plan { publishes, records })
     }
 
     /// Settles a delivery-held task inside its channel's transaction.
@@ -886,7 +898,10 @@ impl Backend for AmqpBackend {
         let mut custody: Vec<Settling> = Vec::new();
         let mut previous = None;
         for (slot, report) in order {
-            if let Err(e) = report.validate_follow_ups() {
+            if let Err(e) = report
+                .validate_follow_ups()
+                .and_then(|()| inner.value_limit.check_finish(&report))
+            {
                 out[slot] = Some(Err(e));
                 continue;
             }

@@ -61,6 +61,13 @@ fn hint(e: &lapin::Error) -> Option<&'static str> {
              parameter) to a custody queue, so set hold= below the server's consumer_timeout",
         );
     }
+    if text.contains("PRECONDITION_FAILED") && text.contains("max size") {
+        return Some(
+            "the message is over the broker's max_message_size; set max_value= (URL parameter) \
+             to the broker's limit less 64 KiB, so conveyor refuses such params and results \
+             itself, naming the task",
+        );
+    }
     if text.contains("PRECONDITION_FAILED") && text.contains("inequivalent arg") {
         return Some(
             "a queue or exchange of this prefix exists with other arguments (another program, \

@@ -53,6 +53,7 @@ mod options;
 mod results;
 mod scheme;
 mod topology;
+mod value_limit;
 
 pub use backend::AmqpBackend;
 #[cfg(feature = "test-hooks")]

@@ -41,6 +41,11 @@ pub struct AmqpOptions {
     pub results: Option<String>,
     /// How long finished records are kept in the result store.
     pub retention: Retention,
+    /// Params and results over this many bytes are refused
+    /// (`max_value=`); `None`: RabbitMQ's default `max_message_size` less
+    /// room for a message's properties
+    /// ([`AmqpBackend::max_value`](crate::AmqpBackend::max_value)).
+    pub max_value: Option<usize>,
 }
 
 impl Default for AmqpOptions {
@@ -52,6 +57,7 @@ impl Default for AmqpOptions {
             prefetch: None,
             results: None,
             retention: Retention::default(),
+            max_value: None,
         }
     }
 }
@@ -84,6 +90,9 @@ impl AmqpOptions {
         }
         if self.delivery_limit == 0 {
             return bad("delivery_limit must be at least 1".into());
+        }
+        if self.max_value == Some(0) {
+            return bad("max_value must be at least 1".into());
         }
         if self.prefetch == Some(0) {
             return bad("prefetch must be at least 1".into());

@@ -2,7 +2,9 @@
 //! `amqps://` for TLS), with conveyor's own parameters `prefix=` (every name
 //! under it; default [`DEFAULT_PREFIX`]), `hold=` (how long a delivery stays
 //! unacknowledged before a long task moves to custody, e.g. `10m`; keep it
-//! below the server's `consumer_timeout`), `delivery_limit=`, `prefetch=` and
+//! below the server's `consumer_timeout`), `delivery_limit=`, `prefetch=`,
+//! `max_value=BYTES` (refuse params and results over it; for a broker whose
+//! `max_message_size` is below the default) and
 //! `results=redis://HOST:PORT/DB` (a result store beside the broker),
 //! and the client's `heartbeat`, `connection_timeout`, `channel_max`,
 //! `frame_max` and `auth_mechanism`. Any other parameter is refused.
@@ -63,6 +65,7 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
     if let Some(r) = parsed.take("results")? {
         options.results = Some(r.to_string());
     }
+    options.max_value = parsed.take_max_value()?;
     parsed.allow_only(CLIENT_PARAMS)?;
     options.validate()?;
     Ok(Target {
@@ -103,6 +106,8 @@ mod tests {
         assert_eq!(t.options.hold, Duration::from_secs(600));
         assert_eq!(t.options.delivery_limit, 5);
         assert_eq!(t.options.prefetch, Some(64));
+        let t = target("amqp://h/?max_value=4096").unwrap();
+        assert_eq!(t.options.max_value, Some(4096));
         let t = target("amqp://h/?results=redis://127.0.0.1:6379/2").unwrap();
         assert_eq!(
             t.options.results.as_deref(),
@@ -121,5 +126,7 @@ mod tests {
         assert!(err("amqp://h/?delivery_limit=0").contains("delivery_limit"));
         assert!(err("amqp://h/?prefetch=99999").contains("prefetch"));
         assert!(err("amqp://h/?prefix=").contains("prefix"));
+        assert!(err("amqp://h/?max_value=0").contains("max_value"));
+        assert!(err("amqp://h/?max_value=1k").contains("max_value"));
     }
 }

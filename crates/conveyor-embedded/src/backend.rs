@@ -17,7 +17,7 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
     Maintenance, NewTask, Page, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
-    Search, SystemClock, TaskId, TaskRecord, TaskState,
+    Search, SystemClock, TaskId, TaskRecord, TaskState, ValueLimit,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -62,6 +62,8 @@ pub struct EmbeddedBackend {
     finished: Arc<FinishBoard>,
     results_poll: Duration,
     path: PathBuf,
+    /// The most bytes of params or result one task may carry.
+    value_limit: ValueLimit,
 }
 
 impl EmbeddedBackend {
@@ -113,7 +115,24 @@ impl EmbeddedBackend {
             finished,
             results_poll: DEFAULT_RESULTS_POLL,
             path,
+            value_limit: crate::value_limit::limit(),
         })
+    }
+
+    /// Refuses params and results over `cap` bytes (a URL's `max_value=`),
+    /// below SQLite's own limit ([`EmbeddedBackend::max_value`]).
+    pub fn with_max_value(mut self, cap: usize) -> Self {
+        self.value_limit = self.value_limit.lowered(Some(cap));
+        self
+    }
+
+    /// The most bytes one task's params, or one result, may hold here: half
+    /// of SQLite's limit for one row (a task's row holds both) less room for
+    /// the rest of it, or less ([`EmbeddedBackend::with_max_value`]).
+    /// `enqueue` refuses params over it, and `finish` a result over it, for
+    /// that report alone, with a non-transient error naming both sizes.
+    pub fn max_value(&self) -> usize {
+        self.value_limit.max()
     }
 
     /// How long [`ResultStore::wait_finished`] waits on this process's finish
@@ -182,6 +201,7 @@ impl Backend for EmbeddedBackend {
         for task in &tasks {
             task.validate()?;
         }
+        self.value_limit.check_batch(&tasks)?;
         let weight = tasks.len();
         self.call(true, weight, move |s| s.enqueue_many(tasks))
             .await
@@ -224,8 +244,28 @@ impl Backend for EmbeddedBackend {
         if reports.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(true, reports.len(), move |s| s.finish(reports))
-            .await
+        let sizes = self.value_limit.check_finishes(&reports);
+        if sizes.iter().all(Result::is_ok) {
+            return self
+                .call(true, reports.len(), move |s| s.finish(reports))
+                .await;
+        }
+        // Those that fit go to the store; the others get their refusal.
+        let (fit, places): (Vec<Finish>, Vec<usize>) = reports
+            .into_iter()
+            .zip(&sizes)
+            .enumerate()
+            .filter(|(_, (_, size))| size.is_ok())
+            .map(|(i, (r, _))| (r, i))
+            .unzip();
+        let mut out = sizes;
+        if !fit.is_empty() {
+            let answers = self.call(true, fit.len(), move |s| s.finish(fit)).await?;
+            for (i, answer) in places.into_iter().zip(answers) {
+                out[i] = answer;
+            }
+        }
+        Ok(out)
     }
 
     /// Waits for this process to make work available (an enqueue, a release, a

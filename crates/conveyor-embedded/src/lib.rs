@@ -34,6 +34,7 @@ mod scheme;
 mod sql;
 mod store;
 mod tally;
+mod value_limit;
 
 pub use backend::{EmbeddedBackend, DEFAULT_PATH, DEFAULT_RESULTS_POLL};
 pub use scheme::SCHEME;

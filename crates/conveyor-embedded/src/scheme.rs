@@ -2,8 +2,10 @@
 //! `file://`; `embedded:///abs/path.db` for an absolute path) or a bare file
 //! path, the default backend for anything that has no scheme.
 //!
-//! The URL takes no parameters. A bare path is used exactly as written; a path
-//! containing `?` or `#` must be given bare.
+//! The URL takes one parameter, `max_value=BYTES` (refuse params and results
+//! over it: [`EmbeddedBackend::with_max_value`]). A bare path is used exactly
+//! as written, with no parameters; a path containing `?` or `#` must be given
+//! bare.
 
 use std::sync::Arc;
 
@@ -21,33 +23,49 @@ pub const SCHEME: Scheme = Scheme::new(
 .with_bare_paths()
 .with_open_existing(open_existing);
 
-/// The file `url` names.
+/// The file `url` names (its tests' and fuzz test's view of [`target_of`]).
+#[cfg(test)]
 fn path_of(url: &str) -> Result<String, Error> {
-    let path = match scheme_of(url) {
+    target_of(url).map(|(path, _)| path)
+}
+
+/// The file `url` names, and its `max_value`.
+fn target_of(url: &str) -> Result<(String, Option<usize>), Error> {
+    let (path, max_value) = match scheme_of(url) {
         // A URL: ours (any other scheme followed by `//` is a mistake, not a
         // file name).
         Some(s) if SCHEME.answers_to(s) || url[s.len() + 1..].starts_with("//") => {
-            let parsed = BackendUrl::parse_as(url, SCHEME.names())?;
-            parsed.allow_only(&[])?;
-            parsed.body()
+            let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
+            let max_value = parsed.take_max_value()?;
+            parsed.allow_only(&["max_value"])?;
+            (parsed.body(), max_value)
         }
         // A bare path (`./q.db`, `/abs/q.db`, `C:\q.db`, even `odd:name.db`).
-        _ => url,
+        _ => (url, None),
     };
     if path.is_empty() {
         return Err(Error::InvalidConfig(
             "embedded:// needs a file path, e.g. embedded://./conveyor.db".into(),
         ));
     }
-    Ok(path.to_string())
+    Ok((path.to_string(), max_value))
+}
+
+/// Opens `path`, capping its values at `max_value`.
+fn open_at(path: String, max_value: Option<usize>) -> Result<Arc<dyn Backend>, Error> {
+    let mut backend = EmbeddedBackend::open(path)?;
+    if let Some(cap) = max_value {
+        backend = backend.with_max_value(cap);
+    }
+    Ok(Arc::new(backend))
 }
 
 /// Opens the file only if it exists: a command that only reads never creates
 /// one (a mistyped path would otherwise answer "no tasks").
 fn open_existing(url: &str) -> OpenFuture {
-    let path = path_of(url);
+    let target = target_of(url);
     Box::pin(async move {
-        let path = path?;
+        let (path, max_value) = target?;
         if !std::path::Path::new(&path).exists() {
             return Err(Error::InvalidConfig(format!(
                 "no conveyor store at {path}: nothing was ever enqueued there. Check --backend \
@@ -55,15 +73,15 @@ fn open_existing(url: &str) -> OpenFuture {
                  `conveyor migrate` creates it"
             )));
         }
-        Ok(Arc::new(EmbeddedBackend::open(path)?) as Arc<dyn Backend>)
+        open_at(path, max_value)
     })
 }
 
 fn open(url: &str) -> OpenFuture {
-    let path = path_of(url);
+    let target = target_of(url);
     Box::pin(async move {
-        let path = path?;
-        Ok(Arc::new(EmbeddedBackend::open(path)?) as Arc<dyn Backend>)
+        let (path, max_value) = target?;
+        open_at(path, max_value)
     })
 }
 
@@ -107,9 +125,27 @@ mod tests {
             .expect_err("param")
             .to_string();
         assert!(
-            msg.contains("\"mode\"") && msg.contains("no parameters"),
+            msg.contains("\"mode\"") && msg.contains("max_value"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn max_value_is_taken_out_and_checked() {
+        use super::target_of;
+        assert_eq!(
+            target_of("embedded://q.db?max_value=4096").expect("url"),
+            ("q.db".to_string(), Some(4096))
+        );
+        assert_eq!(
+            target_of("q.db?max_value=1").expect("bare"),
+            ("q.db?max_value=1".to_string(), None),
+            "a bare path is the file's name, as written"
+        );
+        for bad in ["0", "-1", "1k", ""] {
+            let e = target_of(&format!("embedded://q.db?max_value={bad}")).expect_err(bad);
+            assert!(e.to_string().contains("max_value"), "{e}");
+        }
     }
 
     #[tokio::test]

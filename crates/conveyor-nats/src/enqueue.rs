@@ -53,7 +53,7 @@ impl NatsBackend {
         let largest = self.largest_params(task);
         if task.payload.len() > largest {
             return Err(Error::backend(
-                BackendErrorKind::Data,
+                BackendErrorKind::TooLarge,
                 format!(
                     "nats: the task's params are {} bytes, over the {largest} bytes a task of handler {:?} may carry here; {}",
                     task.payload.len(),

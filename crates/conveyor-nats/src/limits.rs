@@ -7,7 +7,7 @@
 //! and a refusal that looks like a failed publish would be retried for
 //! ever (the task rerunning after every lease, its record saying only
 //! "lease expired"). Instead the call gets a non-transient error
-//! ([`BackendErrorKind::Data`]) that names the sizes:
+//! ([`BackendErrorKind::TooLarge`]) that names the sizes:
 //!
 //! - `enqueue` refuses params over [`Limits::largest_params`]: what is left
 //!   of the entry once the record as created is counted, less
@@ -71,7 +71,7 @@ impl Limits {
             None => what += &format!(" with its params of {} bytes", rec.payload.len()),
         }
         Err(Error::backend(
-            BackendErrorKind::Data,
+            BackendErrorKind::TooLarge,
             format!("nats: {what}; {}", self.over()),
         ))
     }

@@ -20,7 +20,7 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
     ListParams, Maintenance, NewTask, Page, QueueStats, ReserveParams, Reserved, ResultStore,
-    Retention, Search, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    Retention, Search, TaskId, TaskRecord, TaskState, Timestamp, Transition, ValueLimit,
 };
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     /// Wake-ups for `enqueue_many`, sent after its commit.
     notifier: Notifier,
     vacuum: Vacuum,
+    /// The most bytes of params or result one task may carry.
+    pub(crate) value_limit: ValueLimit,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -98,6 +100,7 @@ impl PostgresBackend {
         Builder::new(url)
     }
 
+    #[allow(clippy::too_many_arguments)] // the parts the builder assembled
     pub(crate) fn from_parts(
         pool: Pool,
         replaced: Arc<AtomicU64>,
@@ -106,6 +109,7 @@ impl PostgresBackend {
         schema: Schema,
         clock: Arc<dyn Clock>,
         vacuum_every: Option<Duration>,
+        value_limit: ValueLimit,
     ) -> Self {
         let sql = Statements::new(&schema);
         let counts = CountStatements::new(&schema);
@@ -124,8 +128,18 @@ impl PostgresBackend {
                 listener,
                 notifier,
                 vacuum: Vacuum::new(vacuum_every),
+                value_limit,
             }),
         }
+    }
+
+    /// The most bytes one task's params, or one result, may hold here:
+    /// PostgreSQL's limit for one field and one message (1 GiB) less room
+    /// for the rest of a call, or less ([`Builder::max_value`]). `enqueue`
+    /// refuses params over it, and `finish` a result over it, for that
+    /// report alone, with a non-transient error naming both sizes.
+    pub fn max_value(&self) -> usize {
+        self.inner.value_limit.max()
     }
 
     /// The schema holding this backend's tables.
@@ -319,6 +333,7 @@ impl Backend for PostgresBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        self.inner.value_limit.check_batch(&tasks)?;
         let what = "enqueueing";
         // Alone, the statement sends the wake-up at its commit, as a caller's
         // transaction does; beside other enqueues it leaves the wake-up to the
@@ -504,7 +519,12 @@ impl Backend for PostgresBackend {
         // Follow-ups, by the report they come with.
         let mut follow: Vec<((i64, i64), Vec<NewTask>)> = Vec::new();
         let ids: Vec<TaskId> = reports.iter().map(|r| r.lease.id).collect();
-        for r in reports {
+        let sizes = self.inner.value_limit.check_finishes(&reports);
+        for (r, size) in reports.into_iter().zip(sizes) {
+            if let Err(e) = size {
+                sent.push(Err(e));
+                continue;
+            }
             let key = match (param_id(r.lease.id), i64::try_from(r.lease.token)) {
                 (Some(id), Ok(token)) if seen.insert((id, token)) => (id, token),
                 _ => {

@@ -36,6 +36,7 @@ pub struct Builder {
     pool_size: usize,
     migrate: bool,
     vacuum_every: Option<Duration>,
+    max_value: Option<usize>,
 }
 
 impl Builder {
@@ -47,7 +48,15 @@ impl Builder {
             pool_size: DEFAULT_POOL_SIZE,
             migrate: true,
             vacuum_every: Some(DEFAULT_VACUUM_EVERY),
+            max_value: None,
         }
+    }
+
+    /// Refuses params and results over `cap` bytes (a URL's `max_value=`),
+    /// below PostgreSQL's own limit ([`PostgresBackend::max_value`]).
+    pub fn max_value(mut self, cap: usize) -> Self {
+        self.max_value = Some(cap);
+        self
     }
 
     /// The schema holding the tables (default `conveyor`).
@@ -139,6 +148,7 @@ impl Builder {
             schema,
             self.clock,
             self.vacuum_every,
+            crate::value_limit::limit().lowered(self.max_value),
         );
         if self.migrate {
             backend.migrate().await?;

@@ -1,7 +1,9 @@
 //! The PostgreSQL backend's URL: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
 //! (or `postgresql://`), with conveyor's own parameter `schema=S` (the schema
 //! holding the tables, migrated on connect; default
-//! [`DEFAULT_SCHEMA`](crate::DEFAULT_SCHEMA)) and the driver's own parameters
+//! [`DEFAULT_SCHEMA`](crate::DEFAULT_SCHEMA)), `max_value=BYTES` (refuse
+//! params and results over it: [`crate::Builder::max_value`]) and the
+//! driver's own parameters
 //! (`sslmode=`, `connect_timeout=`, …), which go on to it unchanged.
 //!
 //! `schema` is taken out before the URL reaches the driver and used as written
@@ -56,12 +58,15 @@ const TLS_PARAMS: &[&str] = &["sslrootcert", "sslcert", "sslkey"];
 struct Target {
     url: String,
     schema: Option<String>,
+    max_value: Option<usize>,
 }
 
 fn target(url: &str) -> Result<Target, Error> {
     let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
     let schema = parsed.take("schema")?.map(str::to_string);
-    let allowed: Vec<&str> = std::iter::once("schema")
+    let max_value = parsed.take_max_value()?;
+    let allowed: Vec<&str> = ["schema", "max_value"]
+        .into_iter()
         .chain(DRIVER_PARAMS.iter().copied())
         .chain(TLS_PARAMS.iter().copied())
         .collect();
@@ -69,6 +74,7 @@ fn target(url: &str) -> Result<Target, Error> {
     Ok(Target {
         url: parsed.to_url(),
         schema,
+        max_value,
     })
 }
 
@@ -77,10 +83,17 @@ fn target(url: &str) -> Result<Target, Error> {
 fn open_existing(url: &str) -> OpenFuture {
     let target = target(url);
     Box::pin(async move {
-        let Target { url, schema } = target?;
+        let Target {
+            url,
+            schema,
+            max_value,
+        } = target?;
         let mut builder = PostgresBackend::builder(&url).migrate(false);
         if let Some(schema) = &schema {
             builder = builder.schema(schema);
+        }
+        if let Some(cap) = max_value {
+            builder = builder.max_value(cap);
         }
         let backend = builder.connect().await?;
         let name = schema.as_deref().unwrap_or(crate::DEFAULT_SCHEMA);
@@ -103,10 +116,17 @@ fn open_existing(url: &str) -> OpenFuture {
 fn open(url: &str) -> OpenFuture {
     let target = target(url);
     Box::pin(async move {
-        let Target { url, schema } = target?;
+        let Target {
+            url,
+            schema,
+            max_value,
+        } = target?;
         let mut builder = PostgresBackend::builder(&url);
         if let Some(schema) = schema {
             builder = builder.schema(&schema);
+        }
+        if let Some(cap) = max_value {
+            builder = builder.max_value(cap);
         }
         Ok(Arc::new(builder.connect().await?) as Arc<dyn Backend>)
     })
@@ -127,6 +147,18 @@ mod tests {
         Target {
             url: url.into(),
             schema: schema.map(Into::into),
+            max_value: None,
+        }
+    }
+
+    #[test]
+    fn max_value_is_taken_out_and_checked() {
+        let got = target("postgres://h/db?max_value=4096&sslmode=disable").expect("url");
+        assert_eq!(got.max_value, Some(4096));
+        assert_eq!(got.url, "postgres://h/db?sslmode=disable");
+        for bad in ["0", "-1", "1k", ""] {
+            let e = target(&format!("postgres://h/db?max_value={bad}")).expect_err(bad);
+            assert!(e.to_string().contains("max_value"), "{e}");
         }
     }
 

@@ -18,7 +18,7 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishAction, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder,
     ListParams, Maintenance, NewTask, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
-    SystemClock, TaskId, TaskRecord, TaskState,
+    SystemClock, TaskId, TaskRecord, TaskState, ValueLimit,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     /// How the Lua code is called: functions or scripts, as resolved at
     /// connect.
     mode: ScriptMode,
+    /// The most bytes of params or result one task may carry: the server's
+    /// (read at connect), or lower ([`RedisBackend::set_max_value`]).
+    pub(crate) limit: std::sync::RwLock<ValueLimit>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -144,6 +147,7 @@ impl RedisBackend {
             .await
             .map_err(|e| redis_error("connect", e))?;
         let mode = crate::calls::prepare(&mut conn, scripts).await?;
+        let limit = crate::value_limit::server_limit(&mut conn).await;
         let keys = Keys::new(prefix);
         let wake = Wakeups::new(client, keys.wake_channel(), keys.finished_channel());
         let group = GroupEnqueue::start(Link {
@@ -160,8 +164,29 @@ impl RedisBackend {
                 wake,
                 group,
                 mode,
+                limit: std::sync::RwLock::new(limit),
             }),
         })
+    }
+
+    /// The most bytes one task's params, or one result, may hold here: the
+    /// server's `proto-max-bulk-len` less room for the rest of a task's
+    /// record, or less ([`RedisBackend::set_max_value`]). `enqueue` refuses
+    /// params over it, and `finish` a result over it, for that report
+    /// alone, with a non-transient error naming both sizes.
+    pub fn max_value(&self) -> usize {
+        self.value_limit().max()
+    }
+
+    /// Lowers [`RedisBackend::max_value`] to `cap` bytes (a URL's
+    /// `max_value=`); a cap above the server's limit changes nothing.
+    pub fn set_max_value(&self, cap: usize) {
+        let mut limit = self.inner.limit.write().unwrap_or_else(|e| e.into_inner());
+        *limit = limit.clone().lowered(Some(cap));
+    }
+
+    pub(crate) fn value_limit(&self) -> std::sync::RwLockReadGuard<'_, ValueLimit> {
+        self.inner.limit.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How this backend calls its Lua code: [`ScriptMode::Functions`] or
@@ -286,6 +311,7 @@ impl Backend for RedisBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        self.value_limit().check_batch(&tasks)?;
         self.inner.group.enqueue(tasks).await
     }
 
@@ -346,8 +372,12 @@ impl Backend for RedisBackend {
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         // A report with a follow-up that cannot be stored is refused whole,
         // before the call.
-        let mut out: Vec<Result<(), Error>> =
-            reports.iter().map(Finish::validate_follow_ups).collect();
+        let mut out: Vec<Result<(), Error>> = self.value_limit().check_finishes(&reports);
+        for (o, r) in out.iter_mut().zip(&reports) {
+            if o.is_ok() {
+                *o = r.validate_follow_ups();
+            }
+        }
         let now = self.inner.clock.now();
         let mut inv = self.call(Op::Finish);
         // Plain completions (no result, no follow-ups: the hot path) go first

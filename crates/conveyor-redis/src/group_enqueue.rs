@@ -6,7 +6,7 @@
 //! a batch. Callers hand their tasks to the
 //! backend's [`GROUPERS`] tasks (the *groupers*); a free grouper sends
 //! whatever has arrived while the calls out were under way — up to
-//! [`MAX_GROUP`] tasks — as one `enqueue` call and gives each caller its own
+//! [`MAX_GROUP`] tasks and [`MAX_GROUP_BYTES`] of params — as one `enqueue` call and gives each caller its own
 //! slice of the reply. A caller that finds
 //! no other call under way calls the script itself (no hand-off); 32 callers
 //! share round trips and preludes.
@@ -38,6 +38,16 @@ use crate::scripts::Op;
 /// Most tasks one grouped call carries; a single request larger than this
 /// goes alone.
 pub(crate) const MAX_GROUP: usize = 1_000;
+
+/// Most bytes of params one grouped call carries: callers' large values are
+/// not joined into one call past the server's query buffer (1 GiB by
+/// default); a single request larger than this goes alone.
+pub(crate) const MAX_GROUP_BYTES: usize = 64 << 20;
+
+/// The bytes of params of `tasks`.
+fn bytes(tasks: &[NewTask]) -> usize {
+    tasks.iter().map(|t| t.payload.len()).sum()
+}
 
 /// Groupers per backend: calls out at once on the shared connection, so the
 /// server always has a group's script to run while other groups' round
@@ -151,18 +161,23 @@ async fn run(rx: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>, mut link: Link) {
             }
         };
         let mut total = first.tasks.len();
+        let mut size = bytes(&first.tasks);
         let mut group = vec![first];
         while let Some(rx) = rx.as_mut() {
-            if total >= MAX_GROUP {
+            if total >= MAX_GROUP || size >= MAX_GROUP_BYTES {
                 break;
             }
             match rx.try_recv() {
-                Ok(r) if total + r.tasks.len() > MAX_GROUP => {
+                Ok(r)
+                    if total + r.tasks.len() > MAX_GROUP
+                        || size + bytes(&r.tasks) > MAX_GROUP_BYTES =>
+                {
                     carried = Some(r);
                     break;
                 }
                 Ok(r) => {
                     total += r.tasks.len();
+                    size += bytes(&r.tasks);
                     group.push(r);
                 }
                 Err(_) => break,

@@ -44,6 +44,7 @@ mod scripts;
 mod state_machine;
 mod task_forms;
 mod tls;
+mod value_limit;
 mod wakeups;
 
 pub use backend::{RedisBackend, MAX_RESERVE};

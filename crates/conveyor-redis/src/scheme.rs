@@ -1,8 +1,9 @@
 //! The Redis backend's URL: `redis://[USER:PASSWORD@]HOST:PORT/DB` (or
 //! `rediss://` for TLS), with conveyor's own parameter `prefix=P` (every key
 //! under `P`; default [`DEFAULT_PREFIX`]), `scripts=auto|functions|eval` (how
-//! the Lua code reaches the server: see [`ScriptMode`]) and the driver's
-//! `protocol=`.
+//! the Lua code reaches the server: see [`ScriptMode`]), `max_value=BYTES`
+//! (refuse params and results over it: [`RedisBackend::set_max_value`]) and
+//! the driver's `protocol=`.
 //!
 //! `prefix` is taken out before the URL reaches the driver and used as written
 //! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:` and
@@ -26,7 +27,7 @@ pub const SCHEME: Scheme = Scheme::new(
 );
 
 /// The parameters a Redis URL may carry: conveyor's, then the driver's.
-const PARAMS: &[&str] = &["prefix", "scripts", "protocol"];
+const PARAMS: &[&str] = &["prefix", "scripts", "max_value", "protocol"];
 
 /// Where to connect: the driver's URL, the key prefix and TLS files.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,11 +36,13 @@ pub(crate) struct Target {
     prefix: String,
     tls: RedisTls,
     scripts: ScriptMode,
+    max_value: Option<usize>,
 }
 
 pub(crate) fn target(url: &str) -> Result<Target, Error> {
     let mut parsed = BackendUrl::parse_as(url, SCHEME.names())?;
     let prefix = parsed.take("prefix")?.unwrap_or(DEFAULT_PREFIX).to_string();
+    let max_value = parsed.take_max_value()?;
     let scripts = match parsed.take("scripts")? {
         None => ScriptMode::Auto,
         Some(s) => ScriptMode::parse(s).ok_or_else(|| {
@@ -66,6 +69,7 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
         prefix,
         tls: RedisTls { ca, client },
         scripts,
+        max_value,
     })
 }
 
@@ -77,10 +81,14 @@ fn open(url: &str) -> OpenFuture {
             prefix,
             tls,
             scripts,
+            max_value,
         } = target?;
         let backend =
             RedisBackend::connect_using(&url, &prefix, Arc::new(SystemClock), &tls, scripts)
                 .await?;
+        if let Some(cap) = max_value {
+            backend.set_max_value(cap);
+        }
         Ok(Arc::new(backend) as Arc<dyn Backend>)
     })
 }
@@ -97,6 +105,7 @@ mod tests {
             prefix: prefix.into(),
             tls: Default::default(),
             scripts: ScriptMode::Auto,
+            max_value: None,
         }
     }
 
@@ -131,6 +140,19 @@ mod tests {
         ] {
             let got = target(url).expect(url);
             assert_eq!((got.url.as_str(), got.scripts), ("redis://h", want));
+        }
+    }
+
+    #[test]
+    fn max_value_is_taken_out_and_checked() {
+        let got = target("redis://h/0?max_value=4096&prefix=p").expect("url");
+        assert_eq!(
+            (got.max_value, got.url.as_str()),
+            (Some(4096), "redis://h/0")
+        );
+        for bad in ["0", "-1", "1k", ""] {
+            let e = target(&format!("redis://h/0?max_value={bad}")).expect_err(bad);
+            assert!(e.to_string().contains("max_value"), "{e}");
         }
     }
 

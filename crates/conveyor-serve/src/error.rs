@@ -30,6 +30,9 @@ pub enum ApiError {
         mib = mib(*.0)
     )]
     TooLarge(usize),
+    /// A task's params are more than the backend stores (413), its words.
+    #[error("{0}")]
+    ValueTooLarge(String),
     /// The server is read-only (403).
     #[error("this server is read-only (--read-only): actions are refused")]
     ReadOnly,
@@ -50,6 +53,9 @@ impl From<Error> for ApiError {
             Error::Unsupported(_) => ApiError::Unsupported(e.chain().to_string()),
             Error::NotFound(id) => ApiError::NotFound(format!("no task {}", id.0)),
             Error::InvalidConfig(m) | Error::Codec(m) => ApiError::BadRequest(m.clone()),
+            _ if e.backend_kind() == Some(conveyor::BackendErrorKind::TooLarge) => {
+                ApiError::ValueTooLarge(e.chain().to_string())
+            }
             _ if e.is_transient() => ApiError::Unavailable(e.chain().to_string()),
             _ => ApiError::Internal(e.chain().to_string()),
         }
@@ -64,7 +70,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge(_) | ApiError::ValueTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -305,3 +305,24 @@ async fn unknown_routes_and_methods_get_a_body_that_says_so() {
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_over_the_backends_value_limit_get_413_naming_both_sizes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = conveyor::durable::EmbeddedBackend::open(dir.path().join("q.db"))
+        .expect("open")
+        .with_max_value(1024);
+    let backend: Arc<dyn Backend> = Arc::new(store);
+    let server = conveyor_serve::router(backend.clone(), ServeOptions::new());
+    // JSON params of 1,502 bytes: the text and its quotes.
+    let big = json!({"handler": "h", "params": "x".repeat(1500)});
+    let (status, answer) = post(&server, "/api/v1/tasks", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let text = error(&answer);
+    assert!(
+        text.contains("1502 bytes") && text.contains("at most 1024 bytes"),
+        "{text}"
+    );
+    let stats = backend.stats().await.expect("stats");
+    assert!(stats.is_empty(), "nothing enqueued: {stats:?}");
+}

@@ -12,7 +12,7 @@ fn fuzz_url() {
         2_000,
         url_input_for(&["embedded", "sqlite", "file", "memory"]),
         |url| {
-            let _ = super::path_of(&url);
+            let _ = super::target_of(&url);
             Ok(())
         },
     );
