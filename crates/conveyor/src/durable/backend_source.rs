@@ -19,9 +19,10 @@
 //! dead-lettered here: it is handed back unstarted, without counting the
 //! attempt, and for [`FOREIGN_FOR`] after meeting one the worker reserves
 //! only its own handlers ([`ReserveParams::handlers`]), so a store leaves
-//! such tasks in their place for a worker that has them. Reservations ask
-//! with no filter otherwise: the common case pays nothing for it (on
-//! PostgreSQL a filtered reservation takes the slower, limited way).
+//! such tasks in their place for a worker that has them (a broker sends
+//! them round a short delay instead). Reservations ask with no filter
+//! otherwise: the common case pays nothing for it (on PostgreSQL a filtered
+//! reservation takes the slower, limited way).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,11 +10,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conveyor_core::ErrorKind;
+use conveyor_testkit::fuzz::{edits, fuzz, mutate, raw_bytes};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseResult, TestRunner};
+use proptest::test_runner::TestCaseResult;
 use serde_json::{json, Value};
 
 use super::{parse, Line, Request};
@@ -198,117 +199,4 @@ fn fuzz_persistent_protocol() {
             Ok(())
         },
     );
-}
-
-// ---- The fuzz runner and the byte mutator (the same in every crate's
-// ---- fuzz tests: docs/fuzzing.md).
-
-/// Runs `test` over `strategy`: `cases` cases (the CI run), or, with
-/// `CONVEYOR_FUZZ_SECS=N` set, rounds of `cases` fresh random cases until N
-/// seconds have passed (the long run). A failure panics with the case,
-/// shrunk, and the number of cases that passed before it.
-fn fuzz<S>(name: &str, cases: u32, strategy: S, test: impl Fn(S::Value) -> TestCaseResult)
-where
-    S: Strategy,
-    S::Value: std::fmt::Debug,
-{
-    let deadline = std::env::var("CONVEYOR_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(|s| Instant::now() + Duration::from_secs(s));
-    let mut ran: u64 = 0;
-    loop {
-        let mut config = Config::with_cases(cases);
-        config.failure_persistence = None;
-        let mut runner = TestRunner::new(config);
-        if let Err(e) = runner.run(&strategy, &test) {
-            panic!("fuzz {name}: failed after {ran}+ cases: {e}");
-        }
-        ran += u64::from(cases);
-        if deadline.is_none_or(|d| Instant::now() >= d) {
-            break;
-        }
-    }
-    eprintln!("fuzz {name}: {ran} cases, no failure");
-}
-
-/// One edit of a valid input: what a corrupt store, a buggy peer or an
-/// attacker would do to it.
-#[derive(Debug, Clone)]
-enum Edit {
-    /// Byte at (position mod length) replaced.
-    Set(usize, u8),
-    /// A byte inserted.
-    Insert(usize, u8),
-    /// Bytes inserted: a chunk known to upset parsers.
-    Splice(usize, Vec<u8>),
-    /// A byte removed.
-    Remove(usize),
-    /// Cut to (position mod (length + 1)) bytes.
-    Truncate(usize),
-}
-
-/// Bytes that upset parsers: separators, signs, big numbers, varint
-/// continuation bytes, invalid UTF-8.
-fn nasty_chunk() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        Just(b" ".to_vec()),
-        Just(b"\n".to_vec()),
-        Just(b"-1".to_vec()),
-        Just(b"0".to_vec()),
-        Just(b"18446744073709551615".to_vec()),
-        Just(b"9223372036854775807".to_vec()),
-        Just(b"99999999999999999999999".to_vec()),
-        Just(vec![0xff; 10]),
-        Just(vec![0x80; 12]),
-        Just(b"\xff\xfe".to_vec()),
-        Just(b"{\"".to_vec()),
-        Just(b"\"}".to_vec()),
-        Just(b"[".to_vec()),
-        Just(b"=".to_vec()),
-        Just(b"&".to_vec()),
-        Just(b"@".to_vec()),
-        Just(b"%".to_vec()),
-        Just(b"\\u0000".to_vec()),
-        prop::collection::vec(any::<u8>(), 1..8),
-    ]
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let edit = prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Edit::Set(at, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Edit::Insert(at, b)),
-        (any::<usize>(), nasty_chunk()).prop_map(|(at, c)| Edit::Splice(at, c)),
-        any::<usize>().prop_map(Edit::Remove),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    prop::collection::vec(edit, 1..6)
-}
-
-/// `input` with `edits` applied.
-fn mutate(mut input: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        let len = input.len();
-        match e {
-            Edit::Set(at, b) if len > 0 => input[at % len] = *b,
-            Edit::Set(..) => input.push(0),
-            Edit::Insert(at, b) => input.insert(at % (len + 1), *b),
-            Edit::Splice(at, chunk) => {
-                let at = at % (len + 1);
-                input.splice(at..at, chunk.iter().copied());
-            }
-            Edit::Remove(at) if len > 0 => {
-                input.remove(at % len);
-            }
-            Edit::Remove(_) => {}
-            Edit::Truncate(at) => input.truncate(at % (len + 1)),
-        }
-    }
-    input
-}
-
-/// Arbitrary bytes, up to `max` of them (inputs are capped: a decoder may
-/// spend what its input holds, never more).
-fn raw_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(any::<u8>(), 0..max)
 }
