@@ -166,7 +166,10 @@ async fn wait_running(backend: &Arc<dyn Backend>, ids: &[TaskId], n: u64) {
         if running == n {
             return;
         }
-        assert!(Instant::now() < deadline, "waited for {n} running tasks; have {running}");
+        assert!(
+            Instant::now() < deadline,
+            "waited for {n} running tasks; have {running}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

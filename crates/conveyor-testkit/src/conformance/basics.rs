@@ -322,7 +322,11 @@ pub async fn unwanted_handlers_wait_unspent(b: Subject, _clock: Arc<ManualClock>
     want.sort();
     assert_eq!(got_ids, want, "only the wanted handler's tasks");
     let got = reserve_with_until(&b, &theirs, 1).await;
-    assert_eq!(ids(&got), vec![new], "the other handler's task, for its worker");
+    assert_eq!(
+        ids(&got),
+        vec![new],
+        "the other handler's task, for its worker"
+    );
     assert_eq!(got[0].attempt, 1, "left alone before: no attempt spent");
 }
 
