@@ -803,7 +803,7 @@ impl Backend for AmqpBackend {
     }
 
     /// Honours [`ReserveParams::handlers`] the way a broker can: a delivery
-    /// of another handler is sent round [`UNWANTED_DELAY`] of the delay
+    /// of another handler is sent round a second (`UNWANTED_DELAY`) of the delay
     /// ladder, unchanged, and the reservation goes on with the next.
     async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let inner = &self.inner;
