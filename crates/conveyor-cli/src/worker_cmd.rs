@@ -116,13 +116,24 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
             String::new()
         }
     );
+    if s.unstored > 0 {
+        tracing::warn!(
+            "{} outcomes were never stored (the store did not take them before the stop): \
+             their tasks run again once their leases run out",
+            s.unstored
+        );
+    }
     if s.callbacks_dropped > 0 {
         tracing::warn!(
             "{} finished tasks were not logged: the log could not keep up",
             s.callbacks_dropped
         );
     }
-    store_summary(&backend_for_summary, &queues_shown).await;
+    // A store that did not take the last outcomes is not asked again: the
+    // stop is already past its grace.
+    if s.unstored == 0 {
+        store_summary(&backend_for_summary, &queues_shown).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

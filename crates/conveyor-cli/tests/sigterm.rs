@@ -107,6 +107,7 @@ async fn sigterm_in(label: &str, ns: &Namespace, service: &str, state: State) {
     worker.signal(libc::SIGTERM);
     let exit = worker.wait_exit(GRACE + SLACK + Duration::from_secs(20));
     let took = began.elapsed();
+    eprintln!("SIGTERM {label} {state:?}: stopped in {took:?}");
     let lines = worker.drain_lines().join("\n");
     assert!(
         exit.is_some(),

@@ -440,12 +440,26 @@ impl<C: Codec> Worker<C> {
             backend.set_limits(handler, *limits).await?;
         }
         let done = tokio_util::sync::CancellationToken::new();
+        // Maintenance ends as the stop begins: a call to the store it has
+        // out gets [`DUTY_STOP`] from then, overlapping the grace, never
+        // adding to the time the stop takes. Heartbeats go on while the
+        // worker drains, then write the entry marked stopped.
+        let upkeep_done = done.child_token();
         let upkeep = tokio::spawn(maintenance::run(
             backend.clone(),
             schedule,
             maintenance_errors.clone(),
-            done.clone(),
+            upkeep_done.clone(),
         ));
+        let winding = {
+            let (watched, upkeep_abort) = (handle.clone(), upkeep.abort_handle());
+            tokio::spawn(async move {
+                watched.stopping().await;
+                upkeep_done.cancel();
+                tokio::time::sleep(DUTY_STOP).await;
+                upkeep_abort.abort();
+            })
+        };
         let beats = tokio::spawn(super::heartbeat::run(
             backend.clone(),
             super::heartbeat::describe(id, &queues, &handlers, slots),
@@ -456,9 +470,17 @@ impl<C: Codec> Worker<C> {
         tracing::debug!(backend = backend.kind(), ?queues, "worker started");
         let run = runner.run_until(stop).await;
         done.cancel();
-        // Maintenance and heartbeats end at once unless a call to the store
-        // is out; one the store leaves unanswered is abandoned.
-        let until = tokio::time::Instant::now() + DUTY_STOP;
+        winding.abort();
+        // The last heartbeat gets [`DUTY_STOP`]; none when the store did not
+        // take the last outcomes (it is not answering: the stop is past its
+        // grace already).
+        let unanswered = run.as_ref().is_ok_and(|r| r.stats.unstored > 0);
+        let until = tokio::time::Instant::now()
+            + if unanswered {
+                Duration::ZERO
+            } else {
+                DUTY_STOP
+            };
         for duty in [upkeep, beats] {
             let abort = duty.abort_handle();
             if tokio::time::timeout_at(until, duty).await.is_err() {

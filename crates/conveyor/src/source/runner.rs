@@ -114,6 +114,12 @@ impl RunnerHandle {
         self.stop.cancel();
     }
 
+    /// Completes once a stop has begun (by [`RunnerHandle::stop`] or the
+    /// runner's own stop future).
+    pub(crate) async fn stopping(&self) {
+        self.stop.cancelled().await;
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> RunnerStats {
         let read = self.stats.lock().clone();

@@ -349,6 +349,9 @@ fn cut(text: &str) -> String {
 
 /// Hands `q`'s settled task to the user's callback, with what the source did.
 fn tell<S: Source>(shared: &RunnerShared<S>, q: Queued<S::Receipt>, stored: Stored) {
+    if matches!(stored, Stored::Lost(_)) {
+        Counters::add(&shared.counters.unstored, 1);
+    }
     if let (Some(callbacks), Some(mut settled)) = (&shared.callbacks, q.settled) {
         settled.stored = stored;
         callbacks.offer(settled, &shared.counters);

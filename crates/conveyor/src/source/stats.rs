@@ -25,6 +25,11 @@ pub struct RunnerStats {
     pub stale: u64,
     /// Claims found lost while renewing.
     pub lost_leases: u64,
+    /// Settlements the source never took: given up on at the stop (the
+    /// store did not answer in time) or refused for good with no failed
+    /// attempt to put in their place. Their claims run out and the tasks
+    /// run again.
+    pub unstored: u64,
     /// Calls to the source that failed (and were retried).
     pub backend_errors: u64,
     /// Results not given to a slow `on_task_complete` callback (the source
@@ -54,6 +59,7 @@ pub(crate) struct Counters {
     pub(crate) released: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) lost_leases: AtomicU64,
+    pub(crate) unstored: AtomicU64,
     pub(crate) backend_errors: AtomicU64,
     pub(crate) callbacks_dropped: AtomicU64,
     /// A gauge: held tasks whose attempt has started.
@@ -95,6 +101,7 @@ impl Counters {
             released: get(&self.released),
             stale: get(&self.stale),
             lost_leases: get(&self.lost_leases),
+            unstored: get(&self.unstored),
             backend_errors: get(&self.backend_errors),
             callbacks_dropped: get(&self.callbacks_dropped),
             in_flight,
