@@ -190,7 +190,9 @@ mod tests {
             .expect_err("typo")
             .to_string();
         assert!(
-            msg.contains("\"shema\"") && msg.contains("schema, user") && msg.contains("sslmode"),
+            msg.contains("\"shema\"")
+                && msg.contains("schema, max_value, user")
+                && msg.contains("sslmode"),
             "{msg}"
         );
         for url in [

@@ -160,7 +160,7 @@ mod tests {
     fn unknown_parameters_and_other_schemes_are_refused() {
         let msg = target("redis://h/0?prefx=a").expect_err("typo").to_string();
         assert!(
-            msg.contains("\"prefx\"") && msg.contains("prefix, scripts, protocol"),
+            msg.contains("\"prefx\"") && msg.contains("prefix, scripts, max_value, protocol"),
             "{msg}"
         );
         for url in [
