@@ -98,15 +98,25 @@ async fn failures_go_to_the_dead_letters_and_come_back() {
         serde_json::from_str(stdout(&out).lines().next().expect("a queue")).expect("json");
     assert_eq!(status["queue"], "default");
     assert_eq!(status["dead"], 1);
-    let table = stdout(&env.run(&["status"]));
-    assert!(
-        table.contains("DEAD") && table.contains("default"),
-        "{table}"
-    );
-    assert!(
-        table.contains("queue default: 1 task of handler nobody"),
-        "{table}"
-    );
+    // The table says so too. (Looked at until it does: the worker may be
+    // meeting the task for the first time just then, holding it for the
+    // moment it takes to hand it back.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = stdout(&env.run(&["status"]));
+        assert!(
+            table.contains("DEAD") && table.contains("default"),
+            "{table}"
+        );
+        if table.contains("queue default: 1 task of handler nobody") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the table never named the unserved handler: {table}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(worker);
     let out = env.run(&["dead", "retry", "--all"]);
     assert!(stdout(&out).contains("requeued 1"), "{}", stdout(&out));
