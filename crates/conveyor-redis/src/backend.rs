@@ -56,6 +56,10 @@ const MAX_LIST: usize = 1 << 31;
 #[derive(Clone)]
 pub struct RedisBackend {
     pub(crate) inner: Arc<Inner>,
+    /// The most bytes of params or result one task may carry: the server's
+    /// (read at connect), or lower ([`RedisBackend::with_max_value`]). Set
+    /// once, before the handle is used: no lock on the hot paths.
+    limit: Arc<ValueLimit>,
 }
 
 pub(crate) struct Inner {
@@ -67,9 +71,6 @@ pub(crate) struct Inner {
     /// How the Lua code is called: functions or scripts, as resolved at
     /// connect.
     mode: ScriptMode,
-    /// The most bytes of params or result one task may carry: the server's
-    /// (read at connect), or lower ([`RedisBackend::set_max_value`]).
-    pub(crate) limit: std::sync::RwLock<ValueLimit>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -164,29 +165,26 @@ impl RedisBackend {
                 wake,
                 group,
                 mode,
-                limit: std::sync::RwLock::new(limit),
             }),
+            limit: Arc::new(limit),
         })
     }
 
     /// The most bytes one task's params, or one result, may hold here: the
     /// server's `proto-max-bulk-len` less room for the rest of a task's
-    /// record, or less ([`RedisBackend::set_max_value`]). `enqueue` refuses
+    /// record, or less ([`RedisBackend::with_max_value`]). `enqueue` refuses
     /// params over it, and `finish` a result over it, for that report
     /// alone, with a non-transient error naming both sizes.
     pub fn max_value(&self) -> usize {
-        self.value_limit().max()
+        self.limit.max()
     }
 
-    /// Lowers [`RedisBackend::max_value`] to `cap` bytes (a URL's
+    /// This handle (and its clones from now on) with
+    /// [`RedisBackend::max_value`] lowered to `cap` bytes (a URL's
     /// `max_value=`); a cap above the server's limit changes nothing.
-    pub fn set_max_value(&self, cap: usize) {
-        let mut limit = self.inner.limit.write().unwrap_or_else(|e| e.into_inner());
-        *limit = limit.clone().lowered(Some(cap));
-    }
-
-    pub(crate) fn value_limit(&self) -> std::sync::RwLockReadGuard<'_, ValueLimit> {
-        self.inner.limit.read().unwrap_or_else(|e| e.into_inner())
+    pub fn with_max_value(mut self, cap: usize) -> Self {
+        self.limit = Arc::new(self.limit.as_ref().clone().lowered(Some(cap)));
+        self
     }
 
     /// How this backend calls its Lua code: [`ScriptMode::Functions`] or
@@ -311,7 +309,7 @@ impl Backend for RedisBackend {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        self.value_limit().check_batch(&tasks)?;
+        self.limit.check_batch(&tasks)?;
         self.inner.group.enqueue(tasks).await
     }
 
@@ -372,7 +370,7 @@ impl Backend for RedisBackend {
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         // A report with a follow-up that cannot be stored is refused whole,
         // before the call.
-        let mut out: Vec<Result<(), Error>> = self.value_limit().check_finishes(&reports);
+        let mut out: Vec<Result<(), Error>> = self.limit.check_finishes(&reports);
         for (o, r) in out.iter_mut().zip(&reports) {
             if o.is_ok() {
                 *o = r.validate_follow_ups();

@@ -2,7 +2,7 @@
 //! `rediss://` for TLS), with conveyor's own parameter `prefix=P` (every key
 //! under `P`; default [`DEFAULT_PREFIX`]), `scripts=auto|functions|eval` (how
 //! the Lua code reaches the server: see [`ScriptMode`]), `max_value=BYTES`
-//! (refuse params and results over it: [`RedisBackend::set_max_value`]) and
+//! (refuse params and results over it: [`RedisBackend::with_max_value`]) and
 //! the driver's `protocol=`.
 //!
 //! `prefix` is taken out before the URL reaches the driver and used as written
@@ -83,11 +83,11 @@ fn open(url: &str) -> OpenFuture {
             scripts,
             max_value,
         } = target?;
-        let backend =
+        let mut backend =
             RedisBackend::connect_using(&url, &prefix, Arc::new(SystemClock), &tls, scripts)
                 .await?;
         if let Some(cap) = max_value {
-            backend.set_max_value(cap);
+            backend = backend.with_max_value(cap);
         }
         Ok(Arc::new(backend) as Arc<dyn Backend>)
     })
