@@ -132,7 +132,7 @@ impl AmqpBackend {
         clock: Arc<dyn Clock>,
     ) -> Result<AmqpBackend, Error> {
         options.validate()?;
-        let options_max_value = options.max_value;
+        let value_limit = crate::value_limit::limit(options.max_value);
         let results = match &options.results {
             Some(url) => Some(Results::connect(url, &options.prefix, options.retention).await?),
             None => None,
@@ -152,7 +152,7 @@ impl AmqpBackend {
                 held: HeldTasks::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
                 results,
-                value_limit: crate::value_limit::limit(options_max_value),
+                value_limit,
                 slots: AtomicU64::new(0),
                 hooks: Hooks::default(),
                 sweeper: std::sync::Mutex::new(None),
@@ -336,18 +336,13 @@ impl Inner {
 
     /// Where `message` goes to wait for its due time, given `now`.
     pub(crate) fn route(&self, message: TaskMessage, now: Timestamp) -> Publish {
-        let (exchange, routing_key) = if message.due_at.0 > now.0 {
+        if message.due_at.0 > now.0 {
             let ms = u64::try_from(message.due_at.0 - now.0).unwrap_or(0);
-            (
-                self.names.delay(delay::LEVELS - 1),
-                delay::routing_key(ms, &names::word(&message.queue)),
-            )
-        } else {
-            (String::new(), self.names.work(&message.queue))
-        };
+            return self.delayed(message, Duration::from_millis(ms));
+        }
         Publish {
-            exchange,
-            routing_key,
+            exchange: String::new(),
+            routing_key: self.names.work(&message.queue),
             message,
         }
     }
