@@ -79,13 +79,11 @@ pub(crate) fn verdict(rec: &Rec, d: &Delivery, now: Timestamp) -> Verdict {
     }
 }
 
-/// What every lease of one reservation gets: its start, its length, its
-/// worker; and the handlers it may be of.
+/// What every lease of one reservation gets: its start, and what the
+/// reservation asked for (the lease's length, the worker, the handlers).
 #[derive(Debug, Clone, Copy)]
 struct Grant<'a> {
     now: Timestamp,
-    lease: Duration,
-    worker: Option<&'a str>,
     params: ReserveParams<'a>,
 }
 
@@ -119,12 +117,7 @@ impl NatsBackend {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let grant = Grant {
-            now,
-            lease: params.lease,
-            worker: params.worker,
-            params,
-        };
+        let grant = Grant { now, params };
         let streams = &self.inner.streams;
         let names = &self.inner.names;
         let hint = &streams.priorities;
@@ -260,12 +253,8 @@ impl NatsBackend {
 
     /// Leases one delivery if its record allows.
     async fn take(&self, d: &Delivery, grant: Grant<'_>) -> Result<Option<Reserved>, Error> {
-        let Grant {
-            now,
-            lease,
-            worker,
-            params,
-        } = grant;
+        let Grant { now, params } = grant;
+        let (lease, worker) = (params.lease, params.worker);
         let ledger = &self.inner.ledger;
         let streams = &self.inner.streams;
         // The record as created, if the message carries it: decided on
