@@ -139,15 +139,21 @@ async fn tally(backend: &Arc<dyn Backend>, ids: &[TaskId]) -> (u64, u64) {
         let dead = conveyor_testkit::count_in(backend.as_ref(), TaskState::Dead).await;
         return (total, dead);
     }
+    let states = states_of(backend, ids).await;
+    let dead = states.iter().filter(|s| **s == TaskState::Dead).count();
+    (states.len() as u64, dead as u64)
+}
+
+/// The states of the records of `ids` that the result store holds.
+async fn states_of(backend: &Arc<dyn Backend>, ids: &[TaskId]) -> Vec<TaskState> {
     let store = backend.result_store().expect("a result store");
-    let (mut total, mut dead) = (0, 0);
+    let mut states = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(r) = store.get(*id).await.expect("read a record") {
-            total += 1;
-            dead += u64::from(r.state == TaskState::Dead);
+            states.push(r.state);
         }
     }
-    (total, dead)
+    states
 }
 
 /// Waits until `n` tasks run.
@@ -155,15 +161,10 @@ async fn wait_running(backend: &Arc<dyn Backend>, ids: &[TaskId], n: u64) {
     if backend.inspection().is_some() {
         return common::wait_count(backend, TaskState::Running, n, Duration::from_secs(30)).await;
     }
-    let store = backend.result_store().expect("a result store");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut running = 0;
-        for id in ids {
-            if let Some(r) = store.get(*id).await.expect("read a record") {
-                running += u64::from(r.state == TaskState::Running);
-            }
-        }
+        let states = states_of(backend, ids).await;
+        let running = states.iter().filter(|s| **s == TaskState::Running).count() as u64;
         if running == n {
             return;
         }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor::{Handler, TaskError, Worker};
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, Reserved, TaskState};
+use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, TaskState};
 
-const LEASE: Duration = Duration::from_secs(60);
+use crate::conformance::reserve_until;
 
 /// The error's text, asserting it is a refusal for good that names `size`
 /// and `max`.
@@ -30,25 +30,6 @@ fn refusal(e: &Error, size: usize, max: usize) -> String {
         "names the limit {max}: {text}"
     );
     text
-}
-
-/// Reserves until `want` tasks came (a broker pushes them; one enqueued a
-/// moment ago may still be on its way), at most 10 s.
-async fn reserve_all(store: &dyn Backend, want: usize) -> Vec<Reserved> {
-    let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = Vec::new();
-    while got.len() < want && Instant::now() < deadline {
-        let more = store
-            .reserve(&queues, want - got.len(), LEASE)
-            .await
-            .expect("reserve");
-        if more.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        got.extend(more);
-    }
-    got
 }
 
 /// Params and results at, under and over `max` on `store` (a fresh
@@ -80,7 +61,7 @@ pub async fn values_at_the_limit(store: Arc<dyn Backend>, max: usize) {
     let text = refusal(&e, max + 1, max);
     assert!(text.contains("task 2 of 2"), "names the task: {text}");
 
-    let got = reserve_all(store.as_ref(), 3).await;
+    let got = reserve_until(&store, 3, 3).await;
     let mut ids: Vec<_> = got.iter().map(|r| r.lease.id).collect();
     ids.sort();
     let mut want = vec![at, under];
@@ -100,7 +81,7 @@ pub async fn values_at_the_limit(store: Arc<dyn Backend>, max: usize) {
         .enqueue_many((0..3).map(|i| NewTask::new("small", vec![i])).collect())
         .await
         .expect("enqueue");
-    let held = reserve_all(store.as_ref(), 3).await;
+    let held = reserve_until(&store, 3, 3).await;
     assert_eq!(held.len(), 3, "{more:?}");
     let sizes = [max, max - 1, max + 1];
     let reports = held
