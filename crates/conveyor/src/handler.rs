@@ -18,75 +18,19 @@ use std::time::Duration;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use conveyor_core::{Lane, Outcome, RetryPolicy, TaskError};
 
-use crate::context::TaskContext;
+use crate::engine::context::TaskContext;
+use crate::engine::work::{run_process, HandlerConfig, HandlerCore, Params, Work, WorkFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::lane::persistent::{Call, ChildPool, PersistentProcess};
-use crate::lane::process::{exit_to_result, ProcessCommand};
+use crate::lane::process::ProcessCommand;
 use crate::output::Output;
 use conveyor_core::Rate;
-
-/// The limits and failure policy of a handler.
-#[derive(Debug, Clone, Default)]
-pub struct HandlerConfig {
-    /// At most this many tasks of the handler run at once (across all jobs).
-    pub concurrency: Option<u32>,
-    /// At most this rate of starts.
-    pub rate: Option<Rate>,
-    /// Attempts and backoff.
-    pub retry: RetryPolicy,
-    /// True once the handler chose its retry policy ([`Handler::retry`]):
-    /// its `max_attempts` then caps the attempts a durable task gets, even
-    /// when it is one (no retry). Without it, the task's own attempts decide.
-    pub retry_chosen: bool,
-    /// Time limit of one attempt (a task's own timeout overrides it).
-    pub timeout: Option<Duration>,
-}
-
-/// What one attempt does, by lane.
-pub(crate) enum Work {
-    /// A future for the runtime.
-    Io(BoxFuture<'static, Result<Output, TaskError>>),
-    /// A closure for a cpu-lane thread.
-    Cpu(Box<dyn FnOnce() -> Result<Output, TaskError> + Send>),
-    /// A child process.
-    Process(ProcessCommand),
-    /// The attempt could not be set up.
-    Failed(TaskError),
-}
-
-/// A task's params as the engine holds them: an `Option<In>`, type-erased.
-type Params = dyn Any + Send;
-/// Builds one attempt's work from the params (taken on the task's last attempt,
-/// cloned on the others) and the context.
-type WorkFn = dyn Fn(&mut Params, bool, TaskContext) -> Work + Send + Sync;
-
-/// The erased part of a handler shared by the engine.
-pub(crate) struct HandlerCore {
-    pub(crate) id: u64,
-    pub(crate) name: Arc<str>,
-    pub(crate) lane: Lane,
-    pub(crate) config: HandlerConfig,
-    /// The most tasks that can really run at once (a persistent handler's
-    /// children): a higher [`Handler::concurrency`] is lowered to it, so a
-    /// task never starts (and its timeout never runs) waiting for a child.
-    max_concurrency: Option<u32>,
-    work: Arc<WorkFn>,
-}
-
-impl HandlerCore {
-    /// Builds one attempt's work from the task's params: taken when this is the
-    /// `last` attempt, cloned otherwise (a retry needs them again).
-    pub(crate) fn work(&self, params: &mut Params, last: bool, ctx: TaskContext) -> Work {
-        (self.work)(params, last, ctx)
-    }
-}
 
 fn next_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -428,9 +372,4 @@ fn item_outcome<Out: 'static>(
         Ok(Err(e)) => Outcome::Failed(e),
         Err(panic) => Outcome::Panicked(crate::engine::attempt::panic_message(&*panic)),
     }
-}
-
-/// Runs one process-lane command and maps its exit to a result.
-pub(crate) async fn run_process(cmd: ProcessCommand) -> Result<Output, TaskError> {
-    cmd.run().await.and_then(exit_to_result).map(Output::new)
 }

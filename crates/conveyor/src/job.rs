@@ -17,21 +17,20 @@
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
-use conveyor_core::{Error, Lane, TaskId, TaskOptions};
+use conveyor_core::{Error, TaskId, TaskOptions};
 
-use crate::engine::cancel::Cancels;
-use crate::engine::envelope::{Envelope, Event, Halt, JobShared, Ready};
+use crate::engine::job_state::{Halt, JobState};
 use crate::engine::result_queue::result_queue;
+use crate::engine::submit::{Rejected, TaskHandle};
+use crate::engine::task_result::TaskResult;
 use crate::handler::Handler;
 use crate::pool::Pool;
-use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete, TaskResult};
+use crate::results::{spawn_result_handler, OnJobComplete, OnTaskComplete};
 use crate::summary::JobSummary;
 
 /// The default job queue capacity.
@@ -39,225 +38,11 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// The default result queue capacity.
 pub const DEFAULT_RESULT_CAPACITY: usize = 1024;
 
-/// A submission that was refused, with the params given back.
-pub struct Rejected<In> {
-    /// Why: [`Error::Closed`], [`Error::ShuttingDown`], [`Error::QueueFull`] or
-    /// [`Error::InvalidConfig`] (the handler's rate cannot be enforced).
-    pub reason: Error,
-    /// The params, untouched.
-    pub params: In,
-}
-
-impl<In> fmt::Debug for Rejected<In> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rejected")
-            .field("reason", &self.reason)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<In> fmt::Display for Rejected<In> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "task rejected: {}", self.reason)
-    }
-}
-
-impl<In> std::error::Error for Rejected<In> {}
-
-/// A submitted task: its id, and a way to cancel it.
-#[derive(Debug, Clone)]
-pub struct TaskHandle {
-    id: TaskId,
-    /// The job's record of cancelled ids (not the job itself, so a handle kept
-    /// around never keeps its job open).
-    cancels: Arc<Cancels>,
-}
-
-impl TaskHandle {
-    /// The task's id.
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
-    /// Cancels the task: if it waits it never starts; if it runs, its attempt is
-    /// stopped (a child process is killed; a cpu closure sees
-    /// [`TaskContext::is_cancelled`](crate::TaskContext::is_cancelled)). Its outcome
-    /// is [`Outcome::Cancelled`](crate::Outcome::Cancelled) unless it already had one.
-    pub fn cancel(&self) {
-        self.cancels.cancel(self.id);
-    }
-
-    /// True once this task was cancelled through a handle.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancels.contains(self.id)
-    }
-}
-
-impl fmt::Debug for JobShared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JobShared")
-    }
-}
-
-impl JobShared {
-    /// A job whose tasks reply on their own channels (map helpers, pipelines).
-    pub(crate) fn detached(pool: &Pool, capacity: usize) -> Arc<JobShared> {
-        JobShared::new(&pool.shared, capacity, None, None)
-    }
-
-    fn refusal(&self) -> Option<Error> {
-        if self.pool.closing.load(Ordering::Relaxed) {
-            Some(Error::ShuttingDown)
-        } else if self.is_cancelled() {
-            Some(Error::Closed)
-        } else {
-            None
-        }
-    }
-
-    /// Puts a task whose capacity permit is already taken into the pool.
-    pub(crate) fn enqueue<In, Out>(
-        self: &Arc<Self>,
-        id: TaskId,
-        handler: &Handler<In, Out>,
-        params: In,
-        opts: TaskOptions,
-        reply: Option<oneshot::Sender<TaskResult>>,
-    ) -> Result<TaskHandle, Rejected<In>>
-    where
-        In: Send + 'static,
-    {
-        let core = &handler.core;
-        let managed = opts.ordering_key.is_some()
-            || opts.delay.is_some()
-            || core.config.concurrency.is_some()
-            || core.config.rate.is_some()
-            || core.lane != Lane::Io
-            || !self.pool.fast_io;
-        if let Some(rate) = &core.config.rate {
-            if let Err(reason) = rate.validate() {
-                self.capacity.add_permits(1);
-                return Err(Rejected { reason, params });
-            }
-        }
-        // Frees, on this thread, the envelopes workers handed back: the
-        // allocation below reuses their memory.
-        self.spent.free_returned();
-        let now = Instant::now();
-        let env: Box<Envelope> = Box::new(Envelope::new(
-            id,
-            core.clone(),
-            opts.ordering_key,
-            opts.timeout.or(core.config.timeout),
-            opts.max_attempts
-                .unwrap_or(core.config.retry.max_attempts)
-                .max(1),
-            opts.delay.map(|d| now + d),
-            now,
-            self.clone(),
-            reply,
-            managed,
-            Some(params),
-        ));
-        let sent = if managed {
-            self.pool
-                .events
-                .send(Event::Submit(env))
-                .map_err(|e| match e.0 {
-                    Event::Submit(env) => Some(env),
-                    _ => None,
-                })
-        } else {
-            self.pool.ready.send(Ready { env, slot: None });
-            Ok(())
-        };
-        match sent {
-            Ok(()) => Ok(TaskHandle {
-                id,
-                cancels: self.cancels.clone(),
-            }),
-            Err(failed) => {
-                let Some(mut env) = failed else {
-                    return Ok(TaskHandle {
-                        id,
-                        cancels: self.cancels.clone(),
-                    });
-                };
-                env.release_permit();
-                match env
-                    .params
-                    .downcast_mut::<Option<In>>()
-                    .and_then(Option::take)
-                {
-                    Some(params) => Err(Rejected {
-                        reason: Error::ShuttingDown,
-                        params,
-                    }),
-                    // Unreachable: the params were put in as `In` just above.
-                    None => Ok(TaskHandle {
-                        id,
-                        cancels: self.cancels.clone(),
-                    }),
-                }
-            }
-        }
-    }
-
-    /// Waits for a permit, then enqueues: every submit's one async step (the
-    /// public submits return this future as it is), so a submit's future
-    /// carries its params once. `None`, a closed job's missing producer,
-    /// refuses the task.
-    pub(crate) async fn submit<In, Out>(
-        job: Option<&Arc<Self>>,
-        id: TaskId,
-        handler: &Handler<In, Out>,
-        params: In,
-        opts: TaskOptions,
-        reply: Option<oneshot::Sender<TaskResult>>,
-    ) -> Result<TaskHandle, Rejected<In>>
-    where
-        In: Send + 'static,
-    {
-        let Some(job) = job else {
-            return Err(Rejected {
-                reason: Error::Closed,
-                params,
-            });
-        };
-        match job.admit().await {
-            Ok(()) => job.enqueue(id, handler, params, opts, reply),
-            Err(reason) => Err(Rejected { reason, params }),
-        }
-    }
-
-    /// Takes a capacity permit for one task, waiting while the job's queue is
-    /// full; an error when the job or its pool no longer takes tasks. Holds
-    /// nothing of the task: the task is made only once admitted.
-    async fn admit(&self) -> Result<(), Error> {
-        if let Some(reason) = self.refusal() {
-            return Err(reason);
-        }
-        if self.capacity.try_acquire().map(|p| p.forget()).is_ok() {
-            return Ok(());
-        }
-        tokio::select! {
-            permit = self.capacity.acquire() => match permit {
-                Ok(p) => {
-                    p.forget();
-                    Ok(())
-                }
-                Err(_) => Err(Error::Closed),
-            },
-            _ = self.token.cancelled() => Err(Error::Closed),
-        }
-    }
-}
-
 /// Submits tasks into a job. Clone it for every producer; the job's producers are
 /// done when every clone is dropped.
 #[derive(Debug)]
 pub struct Producer {
-    pub(crate) job: Arc<JobShared>,
+    pub(crate) job: Arc<JobState>,
 }
 
 impl Clone for Producer {
@@ -276,7 +61,7 @@ impl Drop for Producer {
 
 impl Producer {
     /// A producer of `job`, counted among its producers.
-    pub(crate) fn new(job: Arc<JobShared>) -> Self {
+    pub(crate) fn new(job: Arc<JobState>) -> Self {
         job.spent.producer_joined();
         Producer { job }
     }
@@ -291,7 +76,14 @@ impl Producer {
         In: Send + 'static,
     {
         let opts = TaskOptions::default();
-        JobShared::submit(Some(&self.job), TaskId::next(), handler, params, opts, None)
+        JobState::submit(
+            Some(&self.job),
+            TaskId::next(),
+            &handler.core,
+            params,
+            opts,
+            None,
+        )
     }
 
     /// Submits a task with options (key, timeout, attempts, delay).
@@ -304,7 +96,14 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        JobShared::submit(Some(&self.job), TaskId::next(), handler, params, opts, None)
+        JobState::submit(
+            Some(&self.job),
+            TaskId::next(),
+            &handler.core,
+            params,
+            opts,
+            None,
+        )
     }
 
     /// `submit_with` under an id chosen by the caller (from [`TaskId::next`]), so
@@ -320,7 +119,7 @@ impl Producer {
     where
         In: Send + 'static,
     {
-        JobShared::submit(Some(&self.job), id, handler, params, opts, None)
+        JobState::submit(Some(&self.job), id, &handler.core, params, opts, None)
     }
 
     /// Submits a task if the queue has room now; never waits.
@@ -357,7 +156,7 @@ impl Producer {
                 params,
             });
         }
-        self.job.enqueue(id, handler, params, opts, None)
+        self.job.enqueue(id, &handler.core, params, opts, None)
     }
 
     /// Submits from an OS thread (not from inside the async runtime), blocking the
@@ -372,10 +171,10 @@ impl Producer {
         In: Send + 'static,
     {
         let id = TaskId::next();
-        futures_executor::block_on(JobShared::submit(
+        futures_executor::block_on(JobState::submit(
             Some(&self.job),
             id,
-            handler,
+            &handler.core,
             params,
             opts,
             None,
@@ -451,7 +250,7 @@ impl JobBuilder {
         let (done_tx, done_rx) = oneshot::channel();
         spawn_result_handler(rx, self.on_task, self.on_job, StdInstant::now(), done_tx)?;
         let halt = self.halt_after.map(Halt::new);
-        let shared = JobShared::new(&self.pool.shared, self.queue_capacity, Some(tx), halt);
+        let shared = JobState::new(&self.pool.engine, self.queue_capacity, Some(tx), halt);
         Ok(Job {
             control: Arc::downgrade(&shared),
             producer: Some({
@@ -469,7 +268,7 @@ impl JobBuilder {
 pub struct Job {
     producer: Option<Producer>,
     /// For `cancel`; weak, so holding the `Job` never keeps the job open.
-    control: Weak<JobShared>,
+    control: Weak<JobState>,
     done: oneshot::Receiver<JobSummary>,
 }
 
@@ -514,7 +313,7 @@ impl Job {
         In: Send + 'static,
     {
         let job = self.producer.as_ref().map(|p| &p.job);
-        JobShared::submit(job, TaskId::next(), handler, params, opts, None)
+        JobState::submit(job, TaskId::next(), &handler.core, params, opts, None)
     }
 
     /// Drops the job's own producer: the job completes once the other producers

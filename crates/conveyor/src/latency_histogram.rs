@@ -16,7 +16,23 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::summary::LatencyStats;
+/// Percentiles of a set of durations (recorded with microsecond resolution and
+/// two significant digits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyStats {
+    /// How many durations were recorded.
+    pub count: u64,
+    /// Mean.
+    pub mean: Duration,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+}
 
 /// Durations below this many microseconds are counted exactly first.
 pub(crate) const EXACT_US: usize = 1024;

@@ -28,12 +28,10 @@
 //! # Ok(()) }
 //! ```
 
-mod context;
 pub mod durable;
 mod engine;
 pub mod events;
 mod handler;
-mod handler_name;
 mod job;
 pub mod lane;
 mod latency_histogram;
@@ -49,7 +47,7 @@ mod results;
 pub mod source;
 mod summary;
 
-pub use context::TaskContext;
+pub use engine::context::TaskContext;
 // What a user of the engine and the queues names; the durable backend contract
 // (Backend, its parts and records) is under `durable`.
 pub use conveyor_core::{
@@ -58,23 +56,26 @@ pub use conveyor_core::{
     TaskError, TaskId, TaskOptions, TaskState, Timestamp,
 };
 pub use durable::{Client, DurableHandle, EnqueueOptions, MemoryBackend, TaskType, Worker};
+pub use engine::handler_name::HandlerName;
 pub use engine::metrics::MetricsSnapshot;
-pub use handler::{Handler, HandlerConfig};
-pub use handler_name::HandlerName;
-pub use job::{
-    Job, JobBuilder, Producer, Rejected, TaskHandle, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_RESULT_CAPACITY,
-};
+pub use engine::submit::{Rejected, TaskHandle};
+pub use engine::work::HandlerConfig;
+pub use handler::Handler;
+pub use job::{Job, JobBuilder, Producer, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESULT_CAPACITY};
 pub use output::Output;
 pub use pipeline::{OnFailure, Pipeline, PipelineBuilder, PipelineInput, StageFailure, StageStats};
 
+pub use engine::shutdown::ShutdownReport;
+pub use engine::task_result::TaskResult;
+pub use lane::cpu::available_cores;
 pub use lane::persistent::PersistentProcess;
 pub use lane::process::{
     exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP,
 };
-pub use pool::{available_cores, Pool, PoolBuilder, PoolConfig, ShutdownReport, DEFAULT_WORKERS};
-pub use results::{OnJobComplete, OnTaskComplete, TaskResult};
-pub use summary::{JobSummary, LatencyStats};
+pub use latency_histogram::LatencyStats;
+pub use pool::{Pool, PoolBuilder, PoolConfig, DEFAULT_WORKERS};
+pub use results::{OnJobComplete, OnTaskComplete};
+pub use summary::JobSummary;
 
 /// Re-exported for [`source::Source`] implementations: the attribute the trait uses.
 pub use conveyor_core::async_trait;

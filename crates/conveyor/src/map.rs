@@ -14,13 +14,13 @@ use tokio::sync::oneshot;
 
 use conveyor_core::{Outcome, TaskError, TaskId, TaskOptions};
 
-use crate::engine::envelope::JobShared;
+use crate::engine::job_state::JobState;
 use crate::handler::Handler;
 use crate::pool::Pool;
 
 /// Submits one input and waits for its typed outcome.
 pub(crate) async fn call<In, Out>(
-    job: Arc<JobShared>,
+    job: Arc<JobState>,
     handler: Handler<In, Out>,
     input: In,
 ) -> Outcome<Out>
@@ -31,8 +31,15 @@ where
     {
         let (tx, rx) = oneshot::channel();
         let opts = TaskOptions::default();
-        if let Err(rejected) =
-            JobShared::submit(Some(&job), TaskId::next(), &handler, input, opts, Some(tx)).await
+        if let Err(rejected) = JobState::submit(
+            Some(&job),
+            TaskId::next(),
+            &handler.core,
+            input,
+            opts,
+            Some(tx),
+        )
+        .await
         {
             return Outcome::Failed(TaskError::permanent(rejected.reason.to_string()));
         }
@@ -94,7 +101,7 @@ impl Pool {
         S: Stream<Item = In> + Send + 'static,
     {
         let limit = limit.max(1);
-        let job = JobShared::detached(self, limit);
+        let job = JobState::detached(&self.engine, limit);
         let handler = handler.clone();
         inputs
             .map(move |input| call(job.clone(), handler.clone(), input))
@@ -116,7 +123,7 @@ impl Pool {
         I::IntoIter: Send + 'static,
     {
         let limit = limit.max(1);
-        let job = JobShared::detached(self, limit);
+        let job = JobState::detached(&self.engine, limit);
         let handler = handler.clone();
         stream::iter(inputs.into_iter().enumerate())
             .map(move |(i, input)| {
@@ -145,7 +152,7 @@ impl Pool {
         let batched = handler.batched();
         let chunks = stream::iter(inputs).chunks(batch.max(1));
         let limit = limit.max(1);
-        let job = JobShared::detached(self, limit);
+        let job = JobState::detached(&self.engine, limit);
         chunks
             .map(move |chunk| {
                 let len = chunk.len();

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use conveyor_core::{Outcome, OutcomeKind, TaskError};
 
-use crate::engine::envelope::JobShared;
+use crate::engine::job_state::JobState;
 use crate::handler::Handler;
 use crate::map::call;
 use crate::pool::Pool;
@@ -157,7 +157,7 @@ impl<In: Send + 'static, Cur: Clone + Send + 'static> PipelineBuilder<In, Cur> {
             index,
             input: self.last,
             output: tx,
-            job: JobShared::detached(&self.pool, concurrency.max(1)),
+            job: JobState::detached(&self.pool.engine, concurrency.max(1)),
             handler: handler.clone(),
             concurrency: concurrency.max(1),
             counters,
@@ -285,7 +285,7 @@ struct Stage<A, B> {
     index: usize,
     input: flume::Receiver<A>,
     output: flume::Sender<B>,
-    job: Arc<JobShared>,
+    job: Arc<JobState>,
     handler: Handler<A, B>,
     concurrency: usize,
     counters: Arc<StageCounters>,

@@ -1,98 +1,28 @@
 //! The pool: workers, lanes and pool-wide limits, shared by every job on it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use conveyor_core::{Error, Lane, Rate};
 
-use conveyor_core::{Error, Lane};
-
-use crate::engine::attempt::deliver_unstarted;
-use crate::engine::cancel::Cancels;
-use crate::engine::dispatcher::{DispatchLimits, Dispatcher};
-use crate::engine::envelope::{Event, Ready};
+use crate::engine::instance::{Engine, EngineLimits};
 use crate::engine::metrics::MetricsSnapshot;
-use crate::engine::rate::RateLimiter;
-use crate::engine::ready_queue::{ready_queue, ReadyReceiver, ReadySender};
-use crate::engine::worker::{self, Board};
+use crate::engine::shutdown::ShutdownReport;
 use crate::job::JobBuilder;
-use crate::lane::cpu::CpuPool;
-use conveyor_core::Rate;
+use crate::lane::cpu::available_cores;
 
 /// The default number of workers: tasks running at once across all lanes.
 pub const DEFAULT_WORKERS: usize = 50;
 
-/// The dispatcher's inbox.
-pub(crate) type EventSender = mpsc::UnboundedSender<Event>;
-
-/// What every job and task of a pool shares.
-pub(crate) struct PoolShared {
-    pub(crate) events: EventSender,
-    /// Workers' shared state and the pool's counters.
-    pub(crate) board: Arc<Board>,
-    /// Tasks that may start now, taken by the workers.
-    pub(crate) ready: ReadySender<Ready>,
-    /// Kept so shutdown can take back tasks no worker has picked up.
-    ready_rx: ReadyReceiver<Ready>,
-    /// Plain io tasks may skip the dispatcher: no pool rate, no io-lane limit
-    /// below the worker count.
-    pub(crate) fast_io: bool,
-    pub(crate) cpu: CpuPool,
-    /// Cancelled on immediate shutdown (and when the last `Pool` handle drops).
-    pub(crate) token: CancellationToken,
-    /// Set once shutdown begins: no new submissions.
-    pub(crate) closing: AtomicBool,
-    /// Set with `token`, so hot paths can check it without a lock.
-    pub(crate) stopped: AtomicBool,
-    /// Every open job's [`Cancels`], woken when the pool stops; with the
-    /// length at which dead entries are pruned next.
-    jobs: Mutex<(Vec<Weak<Cancels>>, usize)>,
-}
-
-impl PoolShared {
-    /// Immediate stop: no new submissions; everything is cancelled.
-    pub(crate) fn stop(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        self.stopped.store(true, Ordering::SeqCst);
-        self.token.cancel();
-        let jobs: Vec<_> = self
-            .jobs
-            .lock()
-            .0
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for cancels in jobs {
-            cancels.wake_handlers();
-        }
-        for signal in self.board.signals.iter() {
-            signal.wake();
-        }
-    }
-
-    /// Registers a new job's [`Cancels`], to be woken when the pool stops.
-    pub(crate) fn register(&self, cancels: &Arc<Cancels>) {
-        let mut jobs = self.jobs.lock();
-        let (list, prune_at) = &mut *jobs;
-        list.push(Arc::downgrade(cancels));
-        if list.len() >= *prune_at {
-            list.retain(|w| w.strong_count() > 0);
-            *prune_at = (list.len() * 2).max(64);
-        }
-    }
-}
-
 /// Cancels the pool when the last user handle is dropped.
 struct DropGuard {
-    shared: Arc<PoolShared>,
+    engine: Arc<Engine>,
 }
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
-        self.shared.stop();
+        self.engine.stop();
     }
 }
 
@@ -104,7 +34,7 @@ impl Drop for DropGuard {
 /// runtime.
 #[derive(Clone)]
 pub struct Pool {
-    pub(crate) shared: Arc<PoolShared>,
+    pub(crate) engine: Arc<Engine>,
     config: Arc<PoolConfig>,
     _guard: Arc<DropGuard>,
 }
@@ -133,11 +63,6 @@ pub struct PoolBuilder {
     process: Option<usize>,
     rate: Option<Rate>,
     cpu_background: bool,
-}
-
-/// The number of cores this process may use.
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for PoolBuilder {
@@ -222,53 +147,23 @@ impl PoolBuilder {
                 return Err(Error::InvalidConfig(format!("{what} must be at least 1")));
             }
         }
-        let rate = config.rate.map(RateLimiter::new).transpose()?;
-        let (events, rx) = mpsc::unbounded_channel();
-        let (ready, ready_rx) = ready_queue(config.workers);
-        let board = Arc::new(Board::new(config.workers, events.clone()));
-        for me in 0..config.workers {
-            runtime.spawn(worker::run(ready_rx.clone(), board.clone(), me));
-        }
-        let shared = Arc::new(PoolShared {
-            events,
-            board,
-            ready,
-            ready_rx,
-            fast_io: config.rate.is_none() && config.io >= config.workers,
-            cpu: CpuPool::new(config.cpu, self.cpu_background)?,
-            token: CancellationToken::new(),
-            closing: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            jobs: Mutex::new((Vec::new(), 64)),
-        });
-        let limits = DispatchLimits {
-            lanes: [config.io, config.cpu, config.process],
-            rate,
-        };
-        let dispatcher = Dispatcher::new(rx, shared.clone(), limits);
-        runtime.spawn(dispatcher.run());
+        let engine = Engine::start(
+            &runtime,
+            EngineLimits {
+                workers: config.workers,
+                lanes: [config.io, config.cpu, config.process],
+                rate: config.rate,
+                cpu_background: self.cpu_background,
+            },
+        )?;
         Ok(Pool {
             _guard: Arc::new(DropGuard {
-                shared: shared.clone(),
+                engine: engine.clone(),
             }),
-            shared,
+            engine,
             config: Arc::new(config),
         })
     }
-}
-
-/// What a shutdown did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Tasks that were waiting and never started (reported as cancelled).
-    pub not_started: u64,
-    /// Attempts running when shutdown began.
-    pub in_flight_at_start: u64,
-    /// Attempts still running when the grace period ended, then cancelled.
-    pub cancelled_in_flight: u64,
-    /// Attempts (cpu closures that ignore cancellation) still running when
-    /// shutdown gave up waiting for them.
-    pub abandoned: u64,
 }
 
 impl Pool {
@@ -303,79 +198,27 @@ impl Pool {
 
     /// A snapshot of the pool's counters.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.board.metrics.snapshot(self.shared.ready.len())
+        self.engine.board.metrics.snapshot(self.engine.ready.len())
     }
 
     /// cpu-lane threads still alive.
     pub fn cpu_threads_alive(&self) -> usize {
-        self.shared.cpu.alive()
+        self.engine.cpu.alive()
     }
 
     /// Graceful shutdown: accept nothing new, cancel what has not started, let
     /// running attempts finish within `grace`, then cancel what still runs.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        let shared = &self.shared;
-        shared.closing.store(true, Ordering::SeqCst);
-        shared.board.drain();
-        let mut report = ShutdownReport {
-            in_flight_at_start: shared.board.busy(),
-            ..Default::default()
-        };
-        let (tx, rx) = oneshot::channel();
-        let from_dispatcher = if shared.events.send(Event::Drain(tx)).is_ok() {
-            rx.await.unwrap_or(0)
-        } else {
-            0
-        };
-        self.take_back_ready();
-        if !self.wait_idle(grace).await {
-            report.cancelled_in_flight = shared.board.busy();
-            shared.stop();
-            if !self.wait_idle(grace.max(Duration::from_secs(1))).await {
-                report.abandoned = shared.board.busy();
-            }
-        }
-        self.take_back_ready();
-        report.not_started = from_dispatcher + shared.board.not_started();
-        shared.stop();
-        report
-    }
-
-    /// Reports every task no worker has picked up as never started.
-    fn take_back_ready(&self) {
-        while let Ok(Ready { env, slot }) = self.shared.ready_rx.try_recv() {
-            self.shared.board.count_not_started(1);
-            if let Some(release) = env.release(slot) {
-                let _ = self.shared.events.send(Event::Released(release));
-            }
-            tokio::spawn(deliver_unstarted(env));
-        }
-    }
-
-    /// Waits until no attempt runs, at most `limit`.
-    async fn wait_idle(&self, limit: Duration) -> bool {
-        let board = &self.shared.board;
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = board.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if board.busy() == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return board.busy() == 0;
-            }
-        }
+        self.engine.shutdown(grace).await
     }
 
     /// Immediate shutdown: cancel every waiting and running task now.
     pub fn shutdown_now(&self) {
-        self.shared.stop();
+        self.engine.stop();
     }
 
     /// True once shutdown has begun.
     pub fn is_closing(&self) -> bool {
-        self.shared.closing.load(Ordering::SeqCst)
+        self.engine.closing.load(Ordering::SeqCst)
     }
 }

@@ -4,26 +4,8 @@ use std::time::Duration;
 
 use conveyor_core::{Outcome, OutcomeKind};
 
-use crate::latency_histogram::LatencyHistogram;
-use crate::results::TaskResult;
-
-/// Percentiles of a set of durations (recorded with microsecond resolution and
-/// two significant digits).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LatencyStats {
-    /// How many durations were recorded.
-    pub count: u64,
-    /// Mean.
-    pub mean: Duration,
-    /// Median.
-    pub p50: Duration,
-    /// 90th percentile.
-    pub p90: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// Largest.
-    pub max: Duration,
-}
+use crate::engine::task_result::TaskResult;
+use crate::latency_histogram::{LatencyHistogram, LatencyStats};
 
 /// What a job did: counts per outcome, retries, wall time and latencies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -20,16 +20,17 @@ use tokio::time::Instant;
 
 use conveyor_core::{next_step, NextStep, Outcome, OutcomeKind, TaskError, TaskId};
 
-use crate::context::TaskContext;
 use crate::engine::completion::{AttemptScope, AttemptStart};
-use crate::engine::envelope::{Envelope, Event, JobShared, Release};
+use crate::engine::context::TaskContext;
+use crate::engine::envelope::{Envelope, Event, Release};
+use crate::engine::handler_name::HandlerName;
 use crate::engine::job_ref::JobRef;
+use crate::engine::job_state::JobState;
 use crate::engine::outbox::Outbox;
 use crate::engine::signal::WorkerSignal;
-use crate::handler::{run_process, Work};
-use crate::handler_name::HandlerName;
+use crate::engine::task_result::TaskResult;
+use crate::engine::work::{run_process, Work};
 use crate::output::Output;
-use crate::results::TaskResult;
 
 /// How one attempt ended: the engine's outcome with the output erased.
 type Ended = Outcome<Output>;
@@ -162,7 +163,7 @@ pub(crate) async fn run_attempt(
 /// What a waiting attempt watches of its task.
 #[derive(Clone, Copy)]
 struct Watched<'a> {
-    job: &'a JobShared,
+    job: &'a JobState,
     id: TaskId,
     timeout: Option<Duration>,
 }
@@ -269,7 +270,7 @@ async fn run_cpu(
 ) -> Ran {
     let (result_tx, mut result_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let sent = task.job.pool.cpu.execute(Box::new(move || {
+    let sent = task.job.engine.cpu.execute(Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
         let _ = result_tx.send(r);
         drop(done_tx);
@@ -382,7 +383,7 @@ pub(crate) async fn conclude_abandoned(
 /// Sends the task back to the dispatcher to run again after `delay`.
 fn retry(env: Box<Envelope>, slot: Option<usize>, delay: Duration) -> Done {
     let at = Instant::now() + delay;
-    let events = env.job.pool.events.clone();
+    let events = env.job.engine.events.clone();
     let _ = events.send(Event::Retry { env, slot, at });
     Done {
         release: None,
@@ -403,7 +404,7 @@ pub(crate) async fn deliver_unstarted(mut env: Box<Envelope>) {
     let settled = settle(&mut env, None, Outcome::Cancelled, None);
     // Counted before the result can be seen.
     env.job
-        .pool
+        .engine
         .board
         .metrics
         .unstarted
@@ -490,7 +491,7 @@ fn settle(
 }
 
 /// Sends a result to its job's result queue now, waiting for room.
-async fn post_now(job: &JobShared, result: TaskResult) {
+async fn post_now(job: &JobState, result: TaskResult) {
     if let Some(queue) = &job.results {
         queue.send(result).await;
     }

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use conveyor_core::TaskId;
 
 use crate::engine::envelope::Event;
-use crate::pool::PoolShared;
+use crate::engine::instance::Engine;
 
 /// One job's cancelled task ids and its waiting attempts' wake-up. Aligned
 /// to a cache line, so the counter workers read for every task never shares
@@ -35,11 +35,11 @@ pub(crate) struct Cancels {
     /// Signalled on any cancellation that concerns the job.
     notify: Notify,
     /// To ask the dispatcher to sweep its queues.
-    pool: Weak<PoolShared>,
+    pool: Weak<Engine>,
 }
 
 impl Cancels {
-    pub(crate) fn new(pool: Weak<PoolShared>) -> Self {
+    pub(crate) fn new(pool: Weak<Engine>) -> Self {
         Self {
             count: AtomicUsize::new(0),
             ids: Mutex::new(HashSet::new()),

@@ -9,7 +9,7 @@
 
 use conveyor_core::{Error, NewTask, TaskId};
 
-use crate::results::TaskResult;
+use crate::engine::task_result::TaskResult;
 
 /// What an attempt runs under: the context of its span, made current while
 /// the handler runs (feature `otel`).

@@ -27,9 +27,9 @@ use conveyor_core::Lane;
 
 use crate::engine::attempt::finish_unstarted;
 use crate::engine::envelope::{Envelope, Event, Ready};
+use crate::engine::instance::Engine;
 use crate::engine::rate::RateLimiter;
-use crate::handler::HandlerCore;
-use crate::pool::PoolShared;
+use crate::engine::work::HandlerCore;
 
 /// Limits a dispatcher enforces.
 pub(crate) struct DispatchLimits {
@@ -88,7 +88,7 @@ enum Mode {
 
 pub(crate) struct Dispatcher {
     rx: mpsc::UnboundedReceiver<Event>,
-    pool: Arc<PoolShared>,
+    pool: Arc<Engine>,
     limits: DispatchLimits,
     in_flight: usize,
     lane_in_flight: [usize; 3],
@@ -111,7 +111,7 @@ pub(crate) struct Dispatcher {
 impl Dispatcher {
     pub(crate) fn new(
         rx: mpsc::UnboundedReceiver<Event>,
-        pool: Arc<PoolShared>,
+        pool: Arc<Engine>,
         limits: DispatchLimits,
     ) -> Self {
         Self {

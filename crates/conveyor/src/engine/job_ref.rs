@@ -12,15 +12,15 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::engine::envelope::JobShared;
+use crate::engine::job_state::JobState;
 
 /// A reference to a job, shared by the contexts of one worker's attempts.
-pub(crate) struct JobRef(Arc<JobShared>);
+pub(crate) struct JobRef(Arc<JobState>);
 
 impl Deref for JobRef {
-    type Target = JobShared;
+    type Target = JobState;
 
-    fn deref(&self) -> &JobShared {
+    fn deref(&self) -> &JobState {
         &self.0
     }
 }
@@ -34,7 +34,7 @@ pub(crate) struct JobRefs {
 impl JobRefs {
     /// A reference to `job` for a context: the worker's current one, if it
     /// is for `job`; otherwise a new one, kept as the current one.
-    pub(crate) fn to(&mut self, job: &Arc<JobShared>) -> Arc<JobRef> {
+    pub(crate) fn to(&mut self, job: &Arc<JobState>) -> Arc<JobRef> {
         match &self.current {
             Some(r) if Arc::ptr_eq(&r.0, job) => r.clone(),
             _ => {
@@ -63,8 +63,8 @@ mod tests {
     #[test]
     fn one_reference_per_job_until_let_go() {
         on_a_pool(|pool| {
-            let a = JobShared::new(&pool.shared, 1, None, None);
-            let b = JobShared::new(&pool.shared, 1, None, None);
+            let a = JobState::new(&pool.engine, 1, None, None);
+            let b = JobState::new(&pool.engine, 1, None, None);
             let mut refs = JobRefs::default();
             let first = refs.to(&a);
             let again = refs.to(&a);

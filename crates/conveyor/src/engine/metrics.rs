@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use conveyor_core::{Lane, OutcomeKind};
 
 use crate::latency_histogram::LatencyHistogram;
-use crate::summary::LatencyStats;
+use crate::latency_histogram::LatencyStats;
 
 /// Counts and latencies recorded by one worker.
 #[derive(Debug, Default)]
@@ -131,7 +131,7 @@ impl Metrics {
             created: Instant::now(),
             queued: AtomicI64::new(0),
             workers: (0..workers).map(|_| WorkerSlot::default()).collect(),
-            stripes: (0..workers.min(2 * crate::pool::available_cores()).max(1))
+            stripes: (0..workers.min(2 * crate::lane::cpu::available_cores()).max(1))
                 .map(|_| Stripe::default())
                 .collect(),
             unstarted: Mutex::new(LocalStats::default()),

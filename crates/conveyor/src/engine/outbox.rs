@@ -34,10 +34,11 @@ use parking_lot::Mutex;
 
 use conveyor_core::OutcomeKind;
 
-use crate::engine::envelope::{Envelope, JobShared};
+use crate::engine::envelope::Envelope;
+use crate::engine::job_state::JobState;
 use crate::engine::metrics::{LocalStats, Tally};
 use crate::engine::spent::SpentEnvelopes;
-use crate::results::TaskResult;
+use crate::engine::task_result::TaskResult;
 
 /// Results a worker holds at most before handing them over.
 const MAX_HELD: usize = 64;
@@ -50,7 +51,7 @@ const ROOM_CHUNK: usize = 16;
 
 /// Results per job, in the order they finished, and the worker's counts.
 pub(crate) struct Outbox<'a> {
-    batches: Vec<(Arc<JobShared>, Vec<TaskResult>)>,
+    batches: Vec<(Arc<JobState>, Vec<TaskResult>)>,
     /// Room taken in the result queue of the last batch's job and not used.
     room: usize,
     held: usize,
@@ -95,7 +96,7 @@ impl<'a> Outbox<'a> {
     /// Takes room for one result in `job`'s result queue if there is some
     /// now (a job without a queue always has room); then [`Outbox::keep`] the
     /// result, or else hand it to [`Outbox::post_waiting`].
-    pub(crate) fn try_reserve(&mut self, job: &Arc<JobShared>) -> bool {
+    pub(crate) fn try_reserve(&mut self, job: &Arc<JobState>) -> bool {
         let Some(queue) = job.results.as_ref() else {
             return true;
         };
@@ -140,14 +141,14 @@ impl<'a> Outbox<'a> {
     /// Keeps a result whose room is reserved for the next batch (a job
     /// without a result queue has nowhere to send it: it is dropped).
     #[inline]
-    pub(crate) fn keep(&mut self, job: &Arc<JobShared>, result: TaskResult) {
+    pub(crate) fn keep(&mut self, job: &Arc<JobState>, result: TaskResult) {
         self.keep_made(job, || result);
     }
 
     /// Like [`Outbox::keep`], making the result where it is kept, not
     /// moving it there.
     #[inline]
-    pub(crate) fn keep_made(&mut self, job: &Arc<JobShared>, make: impl FnOnce() -> TaskResult) {
+    pub(crate) fn keep_made(&mut self, job: &Arc<JobState>, make: impl FnOnce() -> TaskResult) {
         if job.results.is_none() {
             return;
         }

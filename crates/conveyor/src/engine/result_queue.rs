@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::results::TaskResult;
+use crate::engine::task_result::TaskResult;
 
 /// The sending side, held by the job (and so by every task not yet reported).
 /// When the last one is dropped the queue disconnects: the job is complete.

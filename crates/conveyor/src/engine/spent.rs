@@ -138,12 +138,12 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::engine::envelope::JobShared;
+    use crate::engine::job_state::JobState;
     use crate::engine::testing::on_a_pool;
     use crate::{Handler, TaskError};
 
     /// `n` settled-looking envelopes of `job`.
-    fn burst(job: &Arc<JobShared>, n: usize) -> Vec<Box<Envelope>> {
+    fn burst(job: &Arc<JobState>, n: usize) -> Vec<Box<Envelope>> {
         let handler = Handler::io("h", |i: u64, _ctx| async move { Ok::<_, TaskError>(i) });
         (0..n)
             .map(|_| {
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn a_burst_handed_back_is_freed_by_a_producer_with_its_job_references() {
         on_a_pool(|pool| {
-            let job = JobShared::new(&pool.shared, 1, None, None);
+            let job = JobState::new(&pool.engine, 1, None, None);
             job.spent.open();
             let mut b = burst(&job, 3);
             job.spent.give(&mut b);
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn a_closed_or_full_return_leaves_the_burst() {
         on_a_pool(|pool| {
-            let job = JobShared::new(&pool.shared, 1, None, None);
+            let job = JobState::new(&pool.engine, 1, None, None);
             let mut b = burst(&job, 2);
             job.spent.give(&mut b);
             assert_eq!(b.len(), 2, "closed at first");
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn closing_frees_what_is_held_and_refuses_the_rest() {
         on_a_pool(|pool| {
-            let job = JobShared::new(&pool.shared, 1, None, None);
+            let job = JobState::new(&pool.engine, 1, None, None);
             job.spent.open();
             job.spent.give(&mut burst(&job, 4));
             job.spent.close();

@@ -25,20 +25,21 @@ use tracing::Instrument;
 use crate::engine::attempt::{
     attempt_span, conclude, conclude_abandoned, deliver_unstarted, run_attempt, Ran,
 };
-use crate::engine::envelope::{Envelope, Event, JobShared, Ready};
+use crate::engine::envelope::{Envelope, Event, Ready};
+use crate::engine::instance::EventSender;
 use crate::engine::job_ref::JobRefs;
+use crate::engine::job_state::JobState;
 use crate::engine::metrics::Metrics;
 use crate::engine::outbox::Outbox;
 use crate::engine::ready_queue::{Empty, ReadyReceiver};
 use crate::engine::signal::WorkerSignal;
-use crate::pool::EventSender;
 
 /// Permits taken back from started tasks, not yet returned to their jobs.
 #[derive(Default)]
-struct Permits(Vec<(Arc<JobShared>, usize)>);
+struct Permits(Vec<(Arc<JobState>, usize)>);
 
 impl Permits {
-    fn add(&mut self, job: &Arc<JobShared>) {
+    fn add(&mut self, job: &Arc<JobState>) {
         match self.0.last_mut() {
             Some((j, n)) if Arc::ptr_eq(j, job) => *n += 1,
             _ => self.0.push((job.clone(), 1)),

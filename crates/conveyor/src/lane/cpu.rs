@@ -13,6 +13,11 @@ use conveyor_core::Error;
 
 type CpuWork = Box<dyn FnOnce() + Send>;
 
+/// The number of cores this process may use.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Puts the calling thread in the `SCHED_IDLE` class: it runs whenever a core
 /// would otherwise idle, but yields at once to the runtime's threads. Measured
 /// here with both cores busy with cpu-lane work, this keeps a 1 ms runtime

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use conveyor_core::{NextStep, TaskId};
 
-use crate::results::TaskResult;
+use crate::engine::task_result::TaskResult;
 
 use super::stats::Counters;
 
@@ -197,7 +197,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::handler_name::HandlerName;
+    use crate::engine::handler_name::HandlerName;
     use crate::{Handler, Output, TaskError};
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use conveyor_core::Error;
 
-use crate::engine::envelope::JobShared;
+use crate::engine::job_state::JobState;
 use crate::events::{Event, EventBus, WorkerEvent};
 use crate::pool::{Pool, PoolBuilder};
 
@@ -278,7 +278,7 @@ impl<S: Source> Runner<S> {
                 follow_ups: self.source.follow_ups(),
             });
             let job =
-                JobShared::with_sink(&pool.shared, SOURCE_JOB_CAPACITY, None, Some(sink), None);
+                JobState::with_sink(&pool.engine, SOURCE_JOB_CAPACITY, None, Some(sink), None);
             RunnerShared {
                 retries: self.source.retries(),
                 source: self.source.clone(),

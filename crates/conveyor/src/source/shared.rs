@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use conveyor_core::{FinishAction, TaskId, TaskOptions};
 
 use crate::engine::cancel::Cancels;
-use crate::engine::envelope::JobShared;
+use crate::engine::job_state::JobState;
 use crate::events::EventBus;
 use crate::job::Producer;
 
@@ -39,7 +39,7 @@ pub(crate) struct RunnerShared<S: Source> {
     /// The user's `on_task_complete`, off the settlement path.
     pub(crate) callbacks: Option<Callbacks>,
     /// The engine job the tasks run in (its sink holds this weakly).
-    pub(crate) job: Arc<JobShared>,
+    pub(crate) job: Arc<JobState>,
     /// Cancels single tasks of the job.
     pub(crate) cancels: Arc<Cancels>,
     /// Stop fetching (a graceful stop has begun).

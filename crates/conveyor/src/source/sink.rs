@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 use conveyor_core::{next_step, Error, FinishAction, NewTask, NextStep, Outcome, TaskId};
 
 use crate::engine::completion::{AttemptScope, AttemptStart, CompletionSink};
+use crate::engine::task_result::TaskResult;
 use crate::events::{Event, EventBus, TaskEventKind, TaskFact};
 use crate::output::Output;
-use crate::results::TaskResult;
 
 use super::callbacks::{Settled, Stored};
 use super::contract::{Retries, Settlement, Source};

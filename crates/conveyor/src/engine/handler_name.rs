@@ -19,7 +19,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::handler::HandlerCore;
+use crate::engine::work::HandlerCore;
 
 /// The name of the handler that ran a task: a `str` ([`Deref`]), compared
 /// with strings, printed as the name. Cloning it copies no string.
@@ -247,11 +247,11 @@ mod tests {
             job.submit(&h, i).await.expect("submit");
         }
         // A task that replies on its own channel (as `map` and pipelines do).
-        let alone = crate::engine::envelope::JobShared::detached(&pool, 1);
+        let alone = crate::engine::job_state::JobState::detached(&pool.engine, 1);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let opts = conveyor_core::TaskOptions::default();
         let id = conveyor_core::TaskId::next();
-        crate::engine::envelope::JobShared::submit(Some(&alone), id, &h, 7, opts, Some(tx))
+        crate::engine::job_state::JobState::submit(Some(&alone), id, &h.core, 7, opts, Some(tx))
             .await
             .expect("submit");
         drop(alone);
