@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, Receipt, ReserveParams, Reserved, ResultStore, TaskId, TaskRecord, TaskState,
+    NewTask, Part, Receipt, ReserveParams, Reserved, ResultStore, TaskId, TaskRecord, TaskState,
     Timestamp, ValueLimit,
 };
 use lapin::message::Delivery;
@@ -34,10 +34,10 @@ use lapin::Channel;
 use lapin::{Confirmation, PublisherConfirm};
 
 use crate::answer::{answer, within, Health};
+use crate::claims::{Claim, Claims, Place, SpotGuard};
 use crate::consumer::QueueConsumer;
 use crate::delay;
 use crate::error::amqp_error;
-use crate::held::{Claim, HeldTasks, Place, SpotGuard};
 use crate::hooks::Hooks;
 use crate::link::Link;
 use crate::message::TaskMessage;
@@ -78,7 +78,7 @@ pub(crate) struct Inner {
     consumers: tokio::sync::Mutex<HashMap<String, Arc<QueueConsumer>>>,
     /// Queues (and the ladder) this backend anchored (see `link::anchor`).
     anchored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    pub(crate) held: HeldTasks,
+    pub(crate) held: Claims,
     next_token: AtomicU64,
     /// The result store beside the broker, if the URL named one.
     results: Option<Results>,
@@ -149,7 +149,7 @@ impl AmqpBackend {
                 opened: AtomicU64::new(0),
                 consumers: tokio::sync::Mutex::new(HashMap::new()),
                 anchored: Arc::default(),
-                held: HeldTasks::default(),
+                held: Claims::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
                 results,
                 value_limit,
@@ -787,20 +787,10 @@ impl Backend for AmqpBackend {
         Ok(out)
     }
 
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_with(ReserveParams::new(queues, max, lease))
-            .await
-    }
-
     /// Honours [`ReserveParams::handlers`] the way a broker can: a delivery
     /// of another handler is sent round a second (`UNWANTED_DELAY`) of the delay
     /// ladder, unchanged, and the reservation goes on with the next.
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let inner = &self.inner;
         let (queues, max) = (params.queues, params.max);
         if queues.is_empty() || max == 0 {
@@ -1070,8 +1060,11 @@ impl Backend for AmqpBackend {
         Some(self.inner.opened.load(Ordering::Relaxed).saturating_sub(1))
     }
 
-    fn result_store(&self) -> Option<&dyn ResultStore> {
-        self.inner.results.as_ref().map(|r| r as &dyn ResultStore)
+    fn result_store(&self) -> Result<&dyn ResultStore, Error> {
+        match &self.inner.results {
+            Some(r) => Ok(r as &dyn ResultStore),
+            None => Err(Part::ResultStore.unsupported(self.kind())),
+        }
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {

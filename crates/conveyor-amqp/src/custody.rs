@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 use conveyor_core::{Error, Lease};
 
 use crate::backend::{ack, commit, publish_confirmed, publish_on, Inner, Plan, Publish};
+use crate::claims::{Claim, Place, Spot};
 use crate::consumer::QueueConsumer;
-use crate::held::{Claim, Place, Spot};
 use crate::hooks::Point;
 use crate::link::{anchor, declare, Link};
 use crate::topology;

@@ -40,11 +40,11 @@
 
 mod answer;
 mod backend;
+mod claims;
 mod consumer;
 mod custody;
 mod delay;
 mod error;
-mod held;
 mod hooks;
 mod link;
 mod message;

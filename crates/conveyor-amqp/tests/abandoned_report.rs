@@ -52,7 +52,7 @@ async fn a_report_abandoned_mid_stall_still_completes_its_record() {
     loop {
         let record = direct
             .result_store()
-            .unwrap_or_else(|| panic!("no result store"))
+            .unwrap_or_else(|e| panic!("no result store: {e}"))
             .get(id)
             .await
             .unwrap_or_else(|e| panic!("get: {e}"))

@@ -166,7 +166,7 @@ async fn what_the_broker_cannot_keep_is_refused() {
         assert!(matches!(e, Error::Unsupported(_)), "{e}");
     }
     assert!(b.enqueue(task("q").queue("x".repeat(200))).await.is_err());
-    assert!(b.result_store().is_none() && b.inspection().is_none());
+    assert!(b.result_store().is_err() && b.inspection().is_err());
     cleanup(&b, &["default"]).await;
 }
 

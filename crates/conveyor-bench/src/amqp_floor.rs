@@ -23,6 +23,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
+use crate::report::Measured;
+
 /// How the bare consumer acknowledges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -33,15 +35,13 @@ pub enum Acks {
 }
 
 /// Publishes `n` messages, then consumes and acks them all with a prefetch of
-/// `slots`; the consumed messages per second.
-pub async fn consume_rate(
-    url: &str,
-    n: usize,
-    slots: u16,
-    acks: Acks,
-) -> Result<f64, lapin::Error> {
+/// `slots`; the consumed messages per second, or why there is no figure (a
+/// call failed, or the consumer ended before the n-th message).
+pub async fn consume_rate(url: &str, n: usize, slots: u16, acks: Acks) -> Measured {
     let broker = url.split('?').next().unwrap_or(url);
-    let connection = Connection::connect(broker, ConnectionProperties::default()).await?;
+    let connection = Connection::connect(broker, ConnectionProperties::default())
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let queue = format!("conveyor-bench-bare-{}-{slots}", std::process::id());
     let result = run(&connection, &queue, n, slots, acks).await;
     if let Ok(admin) = connection.create_channel().await {
@@ -53,17 +53,20 @@ pub async fn consume_rate(
     result
 }
 
-async fn run(
-    connection: &Connection,
-    queue: &str,
-    n: usize,
-    slots: u16,
-    acks: Acks,
-) -> Result<f64, lapin::Error> {
-    let publisher = connection.create_channel().await?;
+/// Says which step failed.
+fn err(what: &'static str) -> impl Fn(lapin::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+async fn run(connection: &Connection, queue: &str, n: usize, slots: u16, acks: Acks) -> Measured {
+    let publisher = connection
+        .create_channel()
+        .await
+        .map_err(err("open a channel"))?;
     publisher
         .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+        .await
+        .map_err(err("confirm select"))?;
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -71,7 +74,8 @@ async fn run(
     );
     publisher
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
-        .await?;
+        .await
+        .map_err(err("declare the queue"))?;
     // Published in windows of 1,000 confirms, as conveyor's batched enqueue.
     for start in (0..n).step_by(1_000) {
         let mut confirms = Vec::with_capacity(1_000);
@@ -86,18 +90,23 @@ async fn run(
                         body.as_bytes(),
                         BasicProperties::default().with_delivery_mode(2),
                     )
-                    .await?,
+                    .await
+                    .map_err(err("publish"))?,
             );
         }
         for c in confirms {
-            c.await?;
+            c.await.map_err(err("publish confirm"))?;
         }
     }
 
-    let consumer_channel = connection.create_channel().await?;
+    let consumer_channel = connection
+        .create_channel()
+        .await
+        .map_err(err("open a channel"))?;
     consumer_channel
         .basic_qos(slots, BasicQosOptions::default())
-        .await?;
+        .await
+        .map_err(err("qos"))?;
     let started = Instant::now();
     let mut deliveries = consumer_channel
         .basic_consume(
@@ -106,22 +115,28 @@ async fn run(
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .map_err(err("consume"))?;
     let every = match acks {
         Acks::Each => 1,
         Acks::Batched => usize::from(slots / 2).max(1),
     };
     let mut seen = 0;
     while seen < n {
-        let Some(delivery) = deliveries.next().await else {
-            break;
+        let next = tokio::time::timeout(crate::report::WORKLOAD_LIMIT, deliveries.next());
+        let delivery = match next.await {
+            Ok(Some(delivery)) => delivery.map_err(err("a delivery"))?,
+            Ok(None) => return Err(format!("the consumer ended after {seen} of {n} messages")),
+            Err(_) => return Err(format!("no delivery after {seen} of {n} messages")),
         };
-        let delivery = delivery?;
         seen += 1;
         if seen % every == 0 || seen == n {
             let multiple = every > 1;
-            delivery.ack(BasicAckOptions { multiple }).await?;
+            delivery
+                .ack(BasicAckOptions { multiple })
+                .await
+                .map_err(err("ack"))?;
         }
     }
-    Ok(seen as f64 / started.elapsed().as_secs_f64())
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }

@@ -20,9 +20,9 @@ use apalis::prelude::{BoxDynError, TaskSink, WorkerBuilder, WorkerBuilderExt, Wo
 use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use tokio::sync::Notify;
 
-use crate::apalis_peer::{finished, from_callers, rows};
+use crate::apalis_peer::{from_callers, rows};
 use crate::queue::{EnqueueRates, Ours};
-use crate::report::Report;
+use crate::report::{workload, Measured, Report};
 
 /// How apalis's connections write: fsync per commit (as conveyor) or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,33 +92,24 @@ impl Db {
 }
 
 /// Measures apalis-sqlite and adds its rows, and conveyor's ratios to the
-/// fsync-per-commit ones, to the report.
+/// fsync-per-commit ones, to the report. A measurement that does not run its
+/// whole workload has no figure: its row says why, and so do the ratios.
 pub async fn beside(report: &mut Report, bench: &str, scale: usize, ours: &Ours<'_>) {
-    if let Err(e) = measure(report, bench, scale, ours).await {
-        report.note(format!("apalis-sqlite was not measured: {e}"));
-    }
-}
-
-async fn measure(
-    report: &mut Report,
-    bench: &str,
-    scale: usize,
-    ours: &Ours<'_>,
-) -> Result<(), String> {
     for sync in [Sync::Full, Sync::Off] {
         let label = match sync {
             Sync::Full => "sqlite fsync",
             Sync::Off => "sqlite no fsync",
         };
-        let show = |report: &mut Report, what: &str, ours_rate: f64, rate: f64| {
+        let show = |report: &mut Report, what: &str, ours_rate: &Measured, rate: &Measured| {
             if sync == Sync::Full {
                 rows(report, bench, &format!("{what} ({label})"), ours_rate, rate);
             } else {
-                report.add(bench, &format!("apalis {what} ({label})"), rate, "tasks/s");
+                let name = format!("apalis {what} ({label})");
+                report.measured(bench, &name, rate, "tasks/s");
             }
         };
 
-        let theirs = enqueue_rates(sync, scale).await?;
+        let theirs = enqueue_rates(sync, scale).await;
         for (what, figure) in &EnqueueRates::ROWS {
             show(report, what, figure(&ours.enqueue), figure(&theirs));
         }
@@ -126,64 +117,73 @@ async fn measure(
         // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
         let n = 100_000 / scale;
         for row in ours.processed {
-            let (ours_rate, slots) = (row.rate, row.slots);
+            let slots = row.slots;
             let batch = slots.max(256);
             let name = format!("processed, concurrency {slots}, batch {batch}");
-            match process(n, slots, batch, sync).await {
-                Ok(rate) => show(report, &name, ours_rate, rate),
-                // apalis failing on this backlog is a finding: say it and go on.
-                Err(e) => report.note(format!("apalis {name} ({label}): {e}")),
-            }
+            let rate = process(n, slots, batch, sync).await;
+            show(report, &name, &row.rate, &rate);
         }
     }
-    Ok(())
 }
 
 /// apalis-sqlite's enqueue rates, each in a file of its own: one task per
 /// call from one caller and from 32 concurrent callers (each with its own
 /// handle on the pool), and batches of 1,000.
-async fn enqueue_rates(sync: Sync, scale: usize) -> Result<EnqueueRates, String> {
+async fn enqueue_rates(sync: Sync, scale: usize) -> EnqueueRates {
+    EnqueueRates {
+        single: enqueue_single(sync, 2_000 / scale).await,
+        concurrent: enqueue_concurrent(sync, 20_000 / scale).await,
+        batched: enqueue_batched(sync, 200_000 / scale).await,
+    }
+}
+
+/// `n` single pushes from one caller.
+async fn enqueue_single(sync: Sync, n: usize) -> Measured {
     let db = Db::new("single", sync).await?;
     let mut storage = db.storage(1);
-    let single = 2_000 / scale;
     let t = Instant::now();
-    for i in 0..single {
-        storage
-            .push(i as u64)
-            .await
-            .map_err(|e| format!("push: {e}"))?;
+    let mut rate = Ok(());
+    for i in 0..n {
+        if let Err(e) = storage.push(i as u64).await {
+            rate = Err(format!("push {} of {n} failed: {e}", i + 1));
+            break;
+        }
     }
-    let single = single as f64 / t.elapsed().as_secs_f64();
+    let rate = rate.map(|()| n as f64 / t.elapsed().as_secs_f64());
     db.close().await;
+    rate
+}
 
+/// `n` single pushes from 32 concurrent callers.
+async fn enqueue_concurrent(sync: Sync, n: usize) -> Measured {
     let db = Db::new("concurrent", sync).await?;
-    let concurrent = from_callers(20_000 / scale, |c, per| {
+    let rate = from_callers(n, |c, per| {
         let mut storage = db.storage(1);
         async move {
             for i in 0..per {
                 storage
                     .push((c * per + i) as u64)
                     .await
-                    .map_err(|e| format!("push: {e}"))?;
+                    .map_err(|e| format!("push {} of {per} failed: {e}", i + 1))?;
             }
             Ok(())
         }
     })
-    .await?;
+    .await;
     db.close().await;
+    rate
+}
 
+/// `n` tasks pushed in batches of 1,000.
+async fn enqueue_batched(sync: Sync, n: usize) -> Measured {
     let db = Db::new("batched", sync).await?;
     let mut storage = db.storage(1);
-    let total = 200_000 / scale;
     let t = Instant::now();
-    push_batches(&mut storage, total).await?;
-    let batched = total as f64 / t.elapsed().as_secs_f64();
+    let rate = push_batches(&mut storage, n)
+        .await
+        .map(|()| n as f64 / t.elapsed().as_secs_f64());
     db.close().await;
-    Ok(EnqueueRates {
-        single,
-        concurrent,
-        batched,
-    })
+    rate
 }
 
 /// Pushes `total` tasks in batches of 1,000.
@@ -193,15 +193,22 @@ async fn push_batches(storage: &mut SqliteStorage<u64>, total: usize) -> Result<
         storage
             .push_bulk(tasks)
             .await
-            .map_err(|e| format!("push_bulk: {e}"))?;
+            .map_err(|e| format!("push_bulk {} of {}: {e}", chunk + 1, total / 1000))?;
     }
     Ok(())
 }
 
 /// Processes `n` pre-enqueued no-op tasks with one apalis worker; tasks/s
-/// from its start to the n-th task's end.
-async fn process(n: usize, slots: usize, batch: usize, sync: Sync) -> Result<f64, String> {
+/// from its start to the n-th task's end, when every task ran and apalis
+/// stored every one as done.
+async fn process(n: usize, slots: usize, batch: usize, sync: Sync) -> Measured {
     let db = Db::new(&format!("e2e{slots}{}", sync.pragma()), sync).await?;
+    let rate = process_in(&db, n, slots, batch).await;
+    db.close().await;
+    rate
+}
+
+async fn process_in(db: &Db, n: usize, slots: usize, batch: usize) -> Measured {
     let mut storage = db.storage(batch);
     push_batches(&mut storage, n).await?;
     let done = Arc::new(AtomicUsize::new(0));
@@ -223,7 +230,21 @@ async fn process(n: usize, slots: usize, batch: usize, sync: Sync) -> Result<f64
         .concurrency(slots)
         .build(noop);
     let run = tokio::spawn(worker.run());
-    let outcome = finished(run, &all, &done, n, t).await;
-    db.close().await;
-    Ok(n as f64 / outcome?.as_secs_f64())
+    // The worker stops itself at the n-th task.
+    let (elapsed, ()) = workload(run, || {}, &all, &done, n, t).await?;
+    let stored = stored_done(&db.path)?;
+    if stored < n {
+        return Err(format!("all {n} tasks ran, but apalis stored {stored} as done"));
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// How many tasks apalis-sqlite's file at `path` holds as done.
+fn stored_done(path: &Path) -> Result<usize, String> {
+    let conn = rusqlite::Connection::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    conn.query_row("SELECT COUNT(*) FROM Jobs WHERE status = 'Done'", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|count| usize::try_from(count).unwrap_or(0))
+    .map_err(|e| format!("count the done tasks: {e}"))
 }

@@ -19,15 +19,16 @@ use std::process::{Command, Stdio};
 const CELERY: &str = "celery[redis]>=5.5,<6";
 
 /// The driver script: `python celery_bench.py URL PREFIX N POOL CONCURRENCY
-/// RESULTS(on|off) QUEUE_TYPE(classic|quorum) OUT`; writes one JSON object to
-/// OUT.
+/// RESULTS(on|off) QUEUE_TYPE(classic|quorum) OUT LIMIT`; writes one JSON
+/// object to OUT: the rates, or `error` when not every task was done within
+/// LIMIT seconds of the worker's start.
 const SCRIPT: &str = r#"
 import json, multiprocessing, os, signal, sys, threading, time
 from celery import Celery
 from celery.signals import task_postrun, worker_ready
 
-url, prefix, n, pool, conc, results, queue_type, out = sys.argv[1:9]
-n, conc, results = int(n), int(conc), results == "on"
+url, prefix, n, pool, conc, results, queue_type, out, limit = sys.argv[1:10]
+n, conc, results, limit = int(n), int(conc), results == "on", int(limit)
 amqp = url.startswith("amqp")
 queue = prefix + "q"
 backend = ("rpc://" if amqp else url) if results else None
@@ -67,6 +68,11 @@ def watch():
     while done.value < n:
         if first is None and done.value > 0:
             first, seen = time.perf_counter(), done.value
+        if time.perf_counter() - started > limit:
+            with open(out, "w") as f:
+                json.dump({"error": f"{done.value} of {n} tasks done in {limit} s"}, f)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         time.sleep(0.02)
     last = time.perf_counter()
     with open(out, "w") as f:
@@ -175,6 +181,7 @@ pub fn measure(
         .arg(if results { "on" } else { "off" })
         .arg(queue_type)
         .arg(&out)
+        .arg(crate::report::WORKLOAD_LIMIT.as_secs().to_string())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -185,6 +192,9 @@ pub fn measure(
         .map_err(|_| format!("the Celery run ended ({status}) without a result"))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("Celery's result {text:?}: {e}"))?;
+    if let Some(error) = v.get("error").and_then(serde_json::Value::as_str) {
+        return Err(error.to_string());
+    }
     let get = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
     match (get("enqueue_per_s"), get("processed_per_s")) {
         (Some(enqueue_per_s), Some(processed_per_s)) => Ok(CeleryRun {

@@ -35,6 +35,7 @@ use tower::ServiceExt;
 
 use crate::namespace::Subject;
 use crate::report::Report;
+use conveyor::durable::ReserveParams;
 
 /// The path of a route's `r`-th request.
 type Route = Box<dyn Fn(usize) -> String>;
@@ -111,7 +112,11 @@ async fn fill(b: &dyn Backend, n: usize) -> Vec<TaskId> {
     while settled < to_settle {
         let want = 1_000.min(to_settle - settled);
         let got = b
-            .reserve(&queues, want, Duration::from_secs(3_600))
+            .reserve(ReserveParams::new(
+                &queues,
+                want,
+                Duration::from_secs(3_600),
+            ))
             .await
             .expect("reserve");
         if got.is_empty() {
@@ -135,9 +140,13 @@ async fn fill(b: &dyn Backend, n: usize) -> Vec<TaskId> {
         b.finish(reports).await.expect("finish");
     }
     // Half a percent stays running (leases held for an hour).
-    b.reserve(&queues, n / 200, Duration::from_secs(3_600))
-        .await
-        .expect("reserve");
+    b.reserve(ReserveParams::new(
+        &queues,
+        n / 200,
+        Duration::from_secs(3_600),
+    ))
+    .await
+    .expect("reserve");
     sample
 }
 

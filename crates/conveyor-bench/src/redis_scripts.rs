@@ -11,7 +11,7 @@
 
 use crate::alternate::alternate;
 use crate::queue::{enqueue_rates, processed_quiet, EnqueueRates, Ours};
-use crate::report::{median, Report};
+use crate::report::{median_measured, Measured, Report};
 
 /// Rounds of each side.
 const ROUNDS: usize = 3;
@@ -28,7 +28,7 @@ pub async fn beside(report: &mut Report, bench: &str, url: &str, scale: usize, o
         async move { enqueue_rates(Some(url), scale).await }
     })
     .await;
-    let mut rows: Vec<(String, f64, f64)> = EnqueueRates::ROWS
+    let mut rows: Vec<(String, Measured, Measured)> = EnqueueRates::ROWS
         .iter()
         .map(|row| {
             let f = EnqueueRates::median(&functions, row);
@@ -41,18 +41,22 @@ pub async fn beside(report: &mut Report, bench: &str, url: &str, scale: usize, o
             async move { processed_quiet(url, scale, row.slots).await }
         })
         .await;
-        rows.push((row.subject(), median(&functions), median(&scripts)));
+        rows.push((
+            row.subject(),
+            median_measured(&functions),
+            median_measured(&scripts),
+        ));
     }
     for (what, functions, scripts) in rows {
         let name = format!("{what}, scripts (EVALSHA)");
-        report.add(bench, &name, scripts, "tasks/s");
-        report.add_vs(
+        report.measured(bench, &name, &scripts, "tasks/s");
+        report.compared(
             bench,
             &format!("{what}, functions vs scripts"),
-            functions,
+            &functions,
             "tasks/s",
             &name,
-            functions / scripts,
+            &scripts,
         );
     }
     report.note(format!(

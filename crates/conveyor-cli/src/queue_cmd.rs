@@ -45,7 +45,7 @@ pub async fn run(backend: Arc<dyn Backend>, cmd: QueueCommand) -> anyhow::Result
                 row.reserved = s.count(TaskState::Running);
             }
             // A backend that cannot pause has no paused queue to list.
-            if let Some(control) = backend.queue_control() {
+            if let Ok(control) = backend.queue_control() {
                 for name in control.paused().await? {
                     rows.entry(name).or_default().paused = true;
                 }

@@ -45,8 +45,8 @@ pub async fn run(backend: Arc<dyn Backend>, args: StatusArgs) -> anyhow::Result<
     let stats = backend.stats().await?;
     let now = Timestamp::now();
     let workers = match backend.registry() {
-        Some(r) => Some(r.workers(now.minus(RECENTLY_GONE)).await?),
-        None => None,
+        Ok(r) => Some(r.workers(now.minus(RECENTLY_GONE)).await?),
+        Err(_) => None,
     };
     let queues: Vec<String> = stats.iter().map(|s| s.queue.clone()).collect();
     let unserved = conveyor::durable::unserved(backend.as_ref(), &queues, now).await?;

@@ -75,11 +75,11 @@ impl Waiter {
     async fn warn(&self, record: &TaskRecord, due_for: Duration) {
         let waited = humantime::format_duration(Duration::from_secs(due_for.as_secs()));
         let workers = match self.backend.registry() {
-            Some(r) => r
+            Ok(r) => r
                 .workers(Timestamp::now().minus(conveyor::durable::WORKER_SILENCE))
                 .await
                 .ok(),
-            None => None,
+            Err(_) => None,
         };
         let now = Timestamp::now();
         let hint = match workers {

@@ -21,7 +21,7 @@ use crate::template;
 /// Runs the worker until SIGINT/SIGTERM.
 pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&args.config)?;
-    let global = backend.global_limits().is_some();
+    let global = backend.global_limits().is_ok();
     let kind = backend.kind();
     let backend_for_summary = backend.clone();
     let mut builder = Worker::builder(backend);

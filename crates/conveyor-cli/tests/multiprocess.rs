@@ -114,7 +114,7 @@ fn spawn_worker(url: &str, logs: &Path) -> Proc {
 /// everything a killed worker may have held unacknowledged (its prefetch,
 /// its slots).
 async fn count(b: &Arc<dyn Backend>, state: TaskState, logs: &Path) -> u64 {
-    if b.inspection().is_none() {
+    if b.inspection().is_err() {
         return match state {
             TaskState::Completed => executions(logs).len() as u64,
             TaskState::Running => SLOTS as u64,
@@ -129,7 +129,7 @@ async fn count(b: &Arc<dyn Backend>, state: TaskState, logs: &Path) -> u64 {
 /// starved to renew in time) or a reservation that never ran. `None` for a
 /// backend without records (RabbitMQ).
 async fn extra_attempts(b: &Arc<dyn Backend>) -> Option<u64> {
-    b.inspection()?;
+    b.inspection().ok()?;
     let mut extra = 0u64;
     let mut after = None;
     loop {
@@ -234,7 +234,7 @@ async fn fault_run(label: &str, url: &str, fault: Fault) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if backend.inspection().is_none() {
+    if backend.inspection().is_err() {
         // No records: stop every worker gracefully; then nothing may be left
         // waiting or dead in the broker.
         for w in &mut workers {

@@ -133,7 +133,7 @@ async fn sigterm_in(label: &str, ns: &Namespace, service: &str, state: State) {
 /// statistics where it has them, else (RabbitMQ) from the records of `ids`
 /// in its result store.
 async fn tally(backend: &Arc<dyn Backend>, ids: &[TaskId]) -> (u64, u64) {
-    if backend.inspection().is_some() {
+    if backend.inspection().is_ok() {
         let stats = backend.stats().await.expect("stats");
         let total = stats.iter().map(|s| s.counts.values().sum::<u64>()).sum();
         let dead = conveyor_testkit::count_in(backend.as_ref(), TaskState::Dead).await;
@@ -158,7 +158,7 @@ async fn states_of(backend: &Arc<dyn Backend>, ids: &[TaskId]) -> Vec<TaskState>
 
 /// Waits until `n` tasks run.
 async fn wait_running(backend: &Arc<dyn Backend>, ids: &[TaskId], n: u64) {
-    if backend.inspection().is_some() {
+    if backend.inspection().is_ok() {
         return common::wait_count(backend, TaskState::Running, n, Duration::from_secs(30)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::db_thread::{self, Call, Listeners, Message};
 use crate::store::Store;
-use crate::{finishes, schema};
+use crate::{finish_boards, schema};
 
 /// Where [`EmbeddedBackend`] keeps its file when the configuration names none.
 pub const DEFAULT_PATH: &str = "./conveyor.db";
@@ -93,7 +93,7 @@ impl EmbeddedBackend {
             .spawn(move || match schema::open(&thread_path) {
                 Ok(conn) => {
                     // The file exists now, so its board is found by its real path.
-                    let finished = finishes::board_for(&thread_path);
+                    let finished = finish_boards::board_for(&thread_path);
                     let _ = opened_tx.send(Ok(finished.clone()));
                     let listeners = Listeners {
                         work: thread_notify,
@@ -207,17 +207,7 @@ impl Backend for EmbeddedBackend {
             .await
     }
 
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_with(ReserveParams::new(queues, max, lease))
-            .await
-    }
-
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let (max, lease) = (params.max, params.lease);
         if max == 0 || params.queues.is_empty() {
             return Ok(Vec::new());

@@ -21,9 +21,9 @@
 //! URL, `embedded://PATH` or a bare path, for [`SCHEME`]).
 
 mod backend;
-mod completions;
+mod completion_batch;
 mod db_thread;
-mod finishes;
+mod finish_boards;
 mod held_names;
 mod inspect;
 mod limits;

@@ -20,7 +20,7 @@ use conveyor_core::{
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
-use crate::completions::Completions;
+use crate::completion_batch::CompletionBatch;
 use crate::held_names::{HeldNames, Names};
 use crate::sql::{in_chunks, sql, INSERT_PARAMS};
 use crate::tally::Tally;
@@ -344,7 +344,7 @@ impl Store {
         // Plain completions (no follow-ups) are applied together, in as few
         // statements as the batch sizes allow; any other report first
         // applies the completions before it, so reports apply in order.
-        let mut plain = Completions::default();
+        let mut plain = CompletionBatch::default();
         for report in reports {
             let Err(report) = plain.try_add(report) else {
                 continue;

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::{queues, task, Fixture, LEASE};
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Error, Finish, FinishAction, ListParams, NewTask, SystemClock, TaskState,
 };
@@ -71,7 +72,7 @@ async fn reopening_keeps_every_task() {
     );
     assert_eq!(
         third
-            .reserve(&queues(&["default"]), 1000, LEASE)
+            .reserve(ReserveParams::new(&queues(&["default"]), 1000, LEASE))
             .await
             .unwrap()
             .len(),
@@ -154,8 +155,8 @@ async fn two_backends_share_one_file() {
     let q = queues(&["default"]);
     loop {
         let (x, y) = tokio::join!(
-            f.backend.reserve(&q, 50, LEASE),
-            other.reserve(&q, 50, LEASE)
+            f.backend.reserve(ReserveParams::new(&q, 50, LEASE)),
+            other.reserve(ReserveParams::new(&q, 50, LEASE))
         );
         let (x, y) = (x.unwrap(), y.unwrap());
         if x.is_empty() && y.is_empty() {
@@ -206,7 +207,7 @@ async fn work_shared_queue(backend: &EmbeddedBackend) -> usize {
     let mut completed = 0;
     loop {
         let got = backend
-            .reserve(&queues(&["shared"]), 10, LEASE)
+            .reserve(ReserveParams::new(&queues(&["shared"]), 10, LEASE))
             .await
             .unwrap();
         if got.is_empty() {
@@ -524,7 +525,10 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
     )
     .unwrap();
     let new = b.enqueue(task("new").trace(ctx.clone())).await.unwrap().id;
-    let got = b.reserve(&queues(&["default"]), 10, LEASE).await.unwrap();
+    let got = b
+        .reserve(ReserveParams::new(&queues(&["default"]), 10, LEASE))
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
     for r in got {
         let want = (r.lease.id == new).then(|| ctx.clone());
@@ -556,7 +560,7 @@ async fn a_version_6_file_migrates_to_attempt_history() {
     assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
     let q = queues(&["default"]);
     let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
-    let got = b.reserve_with(params).await.unwrap();
+    let got = b.reserve(params).await.unwrap();
     let history = b.get(got[0].lease.id).await.unwrap().unwrap().history;
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].worker.as_deref(), Some("w"));
@@ -577,7 +581,10 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         b.enqueue_many((0..5).map(|_| task("lim")).collect())
             .await
             .unwrap();
-        let got = b.reserve(&queues(&["default"]), 1, LEASE).await.unwrap();
+        let got = b
+            .reserve(ReserveParams::new(&queues(&["default"]), 1, LEASE))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1);
     }
     {
@@ -599,7 +606,10 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         )
         .unwrap();
     assert_eq!(index, 0, "the index is dropped");
-    let got = b.reserve(&queues(&["default"]), 10, LEASE).await.unwrap();
+    let got = b
+        .reserve(ReserveParams::new(&queues(&["default"]), 10, LEASE))
+        .await
+        .unwrap();
     assert_eq!(
         got.len(),
         1,
@@ -623,7 +633,7 @@ async fn concurrent_reservations_in_one_transaction_respect_a_concurrency_limit(
             .await
             .unwrap();
         let q = queues(&["default"]);
-        let r = || f.backend.reserve(&q, 2, LEASE);
+        let r = || f.backend.reserve(ReserveParams::new(&q, 2, LEASE));
         // Polled together: all eight are queued before the first is answered.
         let (a, b, c, d, e, g, h, i) = tokio::join!(r(), r(), r(), r(), r(), r(), r(), r());
         let got: usize = [a, b, c, d, e, g, h, i]

@@ -9,6 +9,7 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::{queues, task, Fixture, LEASE};
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Clock, Error, Finish, FinishAction, Lease, NewTask, TaskState, Timestamp,
 };
@@ -109,20 +110,25 @@ async fn queues_are_scanned_in_the_given_order() {
     let other = f.enqueue(task("c").queue("qc")).await;
     let got = f
         .backend
-        .reserve(&queues(&["qa", "qb"]), 1, LEASE)
+        .reserve(ReserveParams::new(&queues(&["qa", "qb"]), 1, LEASE))
         .await
         .unwrap();
     assert_eq!(got[0].lease.id, a);
     let got = f
         .backend
-        .reserve(&queues(&["qa", "qb"]), 5, LEASE)
+        .reserve(ReserveParams::new(&queues(&["qa", "qb"]), 5, LEASE))
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].lease.id, b);
     assert_eq!(got[0].queue, "qb");
     assert_eq!(f.reserve("qc", 5).await[0].lease.id, other);
-    assert!(f.backend.reserve(&[], 5, LEASE).await.unwrap().is_empty());
+    assert!(f
+        .backend
+        .reserve(ReserveParams::new(&[], 5, LEASE))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -261,7 +267,7 @@ async fn stale_token_refused_after_expiry_and_new_reservation() {
     let lease = Duration::from_secs(10);
     let old = f
         .backend
-        .reserve(&queues(&["default"]), 1, lease)
+        .reserve(ReserveParams::new(&queues(&["default"]), 1, lease))
         .await
         .unwrap()
         .remove(0);

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, NewTask};
 use conveyor_embedded::EmbeddedBackend;
 
@@ -151,7 +152,10 @@ async fn throughput() {
             b.enqueue_many(batch(BATCH)).await.unwrap();
             phases[0] += t.elapsed();
             let t = Instant::now();
-            let got = b.reserve(&q, BATCH, LEASE).await.unwrap();
+            let got = b
+                .reserve(ReserveParams::new(&q, BATCH, LEASE))
+                .await
+                .unwrap();
             assert_eq!(got.len(), BATCH);
             phases[1] += t.elapsed();
             let t = Instant::now();
@@ -193,7 +197,10 @@ async fn throughput() {
             let (b, q, done) = (b.clone(), q.clone(), done.clone());
             workers.push(tokio::spawn(async move {
                 while done.load(std::sync::atomic::Ordering::Relaxed) < n / BATCH * BATCH {
-                    let got = b.reserve(&q, BATCH, LEASE).await.unwrap();
+                    let got = b
+                        .reserve(ReserveParams::new(&q, BATCH, LEASE))
+                        .await
+                        .unwrap();
                     if got.is_empty() {
                         b.wait_for_work(&q, Duration::from_millis(5)).await;
                         continue;

@@ -16,20 +16,20 @@ use conveyor::{Handler, Pool};
 
 use crate::admin::create_topics;
 use crate::config::ConsumerConfig;
+use crate::consumer_state::{ConsumerState, Record};
 use crate::context::Ctx;
 use crate::dead_letter::DeadLetterWriter;
 use crate::decode::{self, Decoder};
 use crate::error::Error;
 use crate::message::Message;
 use crate::metrics::{Completion, ConsumerMetrics, Counters};
-use crate::shared::{Record, Shared};
 use crate::source::KafkaSource;
 
 /// Builds a [`KafkaConsumer`].
 pub struct ConsumerBuilder {
     config: ConsumerConfig,
     pool: Option<Pool>,
-    observer: Option<crate::shared::Observer>,
+    observer: Option<crate::consumer_state::Observer>,
     events: EventBus,
 }
 
@@ -110,7 +110,7 @@ impl ConsumerBuilder {
             move |r: &Arc<Record>| decoder(&r.message),
             |_: &Out| Ok(None),
         );
-        let shared = Shared::new(self.config, dead_letters, observer, name);
+        let shared = ConsumerState::new(self.config, dead_letters, observer, name);
         Ok(KafkaConsumer {
             shared,
             pool: self.pool,
@@ -147,7 +147,7 @@ impl ConsumerBuilder {
 /// # Ok(()) }
 /// ```
 pub struct KafkaConsumer {
-    shared: Arc<Shared>,
+    shared: Arc<ConsumerState>,
     pool: Option<Pool>,
     routes: Routes<Arc<Record>>,
     stop: Arc<AtomicBool>,
@@ -165,7 +165,7 @@ impl std::fmt::Debug for KafkaConsumer {
 /// Stops a running consumer and reads its metrics; clone it freely.
 #[derive(Clone)]
 pub struct ConsumerHandle {
-    shared: Arc<Shared>,
+    shared: Arc<ConsumerState>,
     stop: Arc<AtomicBool>,
 }
 
@@ -274,7 +274,7 @@ impl KafkaConsumer {
 /// Creates the dead-letter topics, the client, subscribes and starts the
 /// polling thread; the receiver fires when the thread is done.
 async fn start(
-    shared: &Arc<Shared>,
+    shared: &Arc<ConsumerState>,
     config: &ConsumerConfig,
     stop: Arc<AtomicBool>,
 ) -> Result<tokio::sync::oneshot::Receiver<()>, Error> {

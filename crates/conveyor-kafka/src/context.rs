@@ -8,11 +8,11 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
-use crate::shared::Shared;
+use crate::consumer_state::ConsumerState;
 
 /// The consumer's context.
 pub(crate) struct Ctx {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ConsumerState>,
 }
 
 impl ClientContext for Ctx {

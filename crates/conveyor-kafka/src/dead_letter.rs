@@ -16,10 +16,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
+use crate::consumer_state::ConsumerState;
 use crate::error::Error;
 use crate::message::Message;
 use crate::partition::Coord;
-use crate::shared::Shared;
 
 /// Header: the error of the last attempt (or the decoder's error).
 pub const HEADER_ERROR: &str = "conveyor.error";
@@ -46,7 +46,7 @@ pub(crate) struct Failure {
 
 /// What the delivery callback needs to finish the message.
 pub(crate) struct Ticket {
-    pub(crate) shared: Weak<Shared>,
+    pub(crate) shared: Weak<ConsumerState>,
     pub(crate) coord: Coord,
     pub(crate) message: Message,
     pub(crate) failure: Failure,
@@ -123,7 +123,7 @@ impl DeadLetterWriter {
         self.producer.lock().is_some()
     }
 
-    /// Queues the write; the outcome arrives in `Shared::dead_letter_done`.
+    /// Queues the write; the outcome arrives in `ConsumerState::dead_letter_done`.
     /// On an immediate refusal the ticket is handed back with the error.
     pub(crate) fn send(&self, topic: &str, ticket: Ticket) -> Result<(), (Box<Ticket>, String)> {
         let producer = match self.producer() {

@@ -15,8 +15,8 @@ use std::time::Instant;
 use conveyor::events::SourceEvent;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::consumer_state::{ConsumerState, Flow};
 use crate::context::Ctx;
-use crate::shared::{Shared, State};
 
 /// What a hold came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +30,10 @@ pub(crate) enum Hold {
     Over,
 }
 
-impl Shared {
+impl ConsumerState {
     /// True when no more records should be taken: the read-ahead is full
     /// (with a read-ahead of 0: every in-flight slot is busy or about to be).
-    pub(crate) fn is_full(&self, st: &State) -> bool {
+    pub(crate) fn is_full(&self, st: &Flow) -> bool {
         let max = self.config.max_in_flight;
         if self.config.read_ahead == 0 {
             st.no_room(max) || st.backlog(max) > 0
@@ -42,10 +42,10 @@ impl Shared {
         }
     }
 
-    /// How many more records may be taken before [`Shared::is_full`]: the
+    /// How many more records may be taken before [`ConsumerState::is_full`]: the
     /// in-flight slots no record is waiting for, plus what the read-ahead
     /// still holds.
-    pub(crate) fn room_left(&self, st: &State) -> usize {
+    pub(crate) fn room_left(&self, st: &Flow) -> usize {
         if self.is_full(st) {
             return 0;
         }
@@ -56,20 +56,20 @@ impl Shared {
 
     /// True when a hold may end: some room is free again (an eighth of the
     /// read-ahead; with 0: a slot).
-    fn hold_may_end(&self, st: &State) -> bool {
+    fn hold_may_end(&self, st: &Flow) -> bool {
         let ahead = self.config.read_ahead;
         self.drained_to(st, ahead.saturating_sub((ahead / 8).max(1)))
     }
 
     /// True when a pause may end: the read-ahead is half empty (with 0: a
     /// slot is free).
-    fn pause_may_end(&self, st: &State) -> bool {
+    fn pause_may_end(&self, st: &Flow) -> bool {
         self.drained_to(st, self.config.read_ahead / 2)
     }
 
     /// True when at most `mark` records taken ahead cannot start (with a
     /// read-ahead of 0: a slot is free and no record waits).
-    fn drained_to(&self, st: &State, mark: usize) -> bool {
+    fn drained_to(&self, st: &Flow, mark: usize) -> bool {
         let max = self.config.max_in_flight;
         if self.config.read_ahead == 0 {
             !st.no_room(max) && st.backlog(max) == 0
@@ -112,7 +112,7 @@ impl Shared {
     }
 
     /// Pauses every active partition.
-    fn pause(&self, st: &mut State, consumer: &BaseConsumer<Ctx>) {
+    fn pause(&self, st: &mut Flow, consumer: &BaseConsumer<Ctx>) {
         match consumer.pause(&st.active_list()) {
             Ok(()) => {
                 st.paused = true;
@@ -124,7 +124,7 @@ impl Shared {
     }
 
     /// Resumes the partitions when there is room again (any thread).
-    pub(crate) fn resume_if_room(&self, st: &mut State) {
+    pub(crate) fn resume_if_room(&self, st: &mut Flow) {
         if !st.paused || st.stopping || !self.pause_may_end(st) {
             return;
         }

@@ -31,6 +31,7 @@
 mod admin;
 mod config;
 mod consumer;
+mod consumer_state;
 mod context;
 mod dead_letter;
 pub mod decode;
@@ -47,7 +48,6 @@ mod poll;
 #[cfg(feature = "metrics")]
 pub mod prometheus;
 mod rebalance;
-mod shared;
 mod source;
 mod url;
 

@@ -9,13 +9,13 @@ use conveyor::durable::FinishAction;
 use conveyor::source::Settlement;
 use conveyor::OutcomeKind;
 
+use crate::consumer_state::{ConsumerState, Flow, Record};
 use crate::dead_letter::{Failure, Ticket};
 use crate::message::Message;
 use crate::metrics::{Completion, Disposition};
 use crate::partition::Coord;
-use crate::shared::{Record, Shared, State};
 
-impl Shared {
+impl ConsumerState {
     /// The runner settles records (its settler task).
     pub(crate) fn settle(&self, batch: Vec<Settlement<Arc<Record>>>) {
         let mut done = Vec::new();
@@ -31,7 +31,7 @@ impl Shared {
         self.observe(done);
     }
 
-    fn settle_one(&self, st: &mut State, s: Settlement<Arc<Record>>, done: &mut Vec<Completion>) {
+    fn settle_one(&self, st: &mut Flow, s: Settlement<Arc<Record>>, done: &mut Vec<Completion>) {
         let record = s.receipt;
         let coord = record.coord.clone();
         // Its final outcome: the next record of its key may go.
@@ -98,7 +98,7 @@ impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn finish(
         &self,
-        st: &mut State,
+        st: &mut Flow,
         coord: &Coord,
         message: Message,
         disposition: Disposition,
@@ -132,7 +132,7 @@ impl Shared {
     /// until the broker acknowledges the write.
     pub(crate) fn dead_letter(
         &self,
-        st: &mut State,
+        st: &mut Flow,
         coord: Coord,
         message: Message,
         failure: Failure,
@@ -199,7 +199,7 @@ impl Shared {
     /// A dead-letter write failed: the slot is freed but the offset stays
     /// unfinished, so nothing at or above it is committed and the message is
     /// delivered again after a restart or rebalance.
-    pub(crate) fn dead_letter_failed(&self, st: &mut State, ticket: Ticket, error: &str) {
+    pub(crate) fn dead_letter_failed(&self, st: &mut Flow, ticket: Ticket, error: &str) {
         let c = &ticket.coord;
         tracing::error!(topic = %c.topic, partition = c.partition, offset = c.offset, %error, "dead-letter write failed; the offset stays uncommitted");
         st.counters.dead_letter_errors += 1;

@@ -15,9 +15,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 
+use crate::consumer_state::ConsumerState;
 use crate::context::Ctx;
 use crate::flow::Hold;
-use crate::shared::Shared;
 
 /// How long one `poll` blocks. Messages, rebalances and resumes do not wait for
 /// it (a resume is issued by whichever thread makes room); it only bounds how
@@ -28,7 +28,11 @@ const POLL: Duration = Duration::from_millis(100);
 const TAKE_BATCH: usize = 64;
 
 /// Runs the consumer until `stop` is set, then shuts down gracefully.
-pub(crate) fn run(shared: Arc<Shared>, consumer: Arc<BaseConsumer<Ctx>>, stop: Arc<AtomicBool>) {
+pub(crate) fn run(
+    shared: Arc<ConsumerState>,
+    consumer: Arc<BaseConsumer<Ctx>>,
+    stop: Arc<AtomicBool>,
+) {
     let config = &shared.config;
     let mut last_commit = Instant::now();
     // Since when the read-ahead has been full while not paused: the thread
@@ -81,7 +85,7 @@ fn next_batch(consumer: &BaseConsumer<Ctx>, max: usize) -> Vec<BorrowedMessage<'
 
 /// Stop dispatching, let in-flight work finish within the grace period (still
 /// serving the group), commit what is safe, cancel the rest, leave the group.
-fn shut_down(shared: &Shared, consumer: &Arc<BaseConsumer<Ctx>>) {
+fn shut_down(shared: &ConsumerState, consumer: &Arc<BaseConsumer<Ctx>>) {
     let config = &shared.config;
     shared.begin_stop(consumer);
     let deadline = Instant::now() + config.shutdown_grace;

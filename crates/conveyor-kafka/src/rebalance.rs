@@ -8,11 +8,11 @@ use std::time::Instant;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::consumer_state::ConsumerState;
 use crate::context::Ctx;
 use crate::partition::Partition;
-use crate::shared::Shared;
 
-impl Shared {
+impl ConsumerState {
     /// Commits the safe offset of every partition (or of `only`) that moved.
     pub(crate) fn commit(
         &self,

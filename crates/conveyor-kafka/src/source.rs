@@ -9,11 +9,11 @@ use std::time::Duration;
 use conveyor::source::{Control, Delivery, Retries, Settlement, Source};
 use conveyor::{async_trait, Error};
 
-use crate::shared::{Record, Shared};
+use crate::consumer_state::{ConsumerState, Record};
 
 /// The records of the consumer's assigned partitions.
 pub(crate) struct KafkaSource {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ConsumerState>,
 }
 
 #[async_trait]

@@ -76,17 +76,7 @@ impl Backend for MemoryBackend {
         Ok(out)
     }
 
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_with(ReserveParams::new(queues, max, lease))
-            .await
-    }
-
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let now = self.clock.now();
         self.state.lock().reserve(params, now)
     }

@@ -71,7 +71,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) wake: Arc<Wakeups>,
     /// The records of the leases this process holds, as last written.
-    pub(crate) held: crate::held::Held,
+    pub(crate) held: crate::record_cache::RecordCache,
     version: String,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -215,7 +215,7 @@ impl NatsBackend {
                 streams,
                 clock,
                 wake,
-                held: crate::held::Held::default(),
+                held: crate::record_cache::RecordCache::default(),
                 version,
                 listener,
             }),
@@ -339,17 +339,7 @@ impl Backend for NatsBackend {
         self.guard("enqueue", self.enqueue_tasks(tasks)).await
     }
 
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        let params = ReserveParams::new(queues, max, lease);
-        self.guard("reserve", self.reserve_tasks(params)).await
-    }
-
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         self.guard("reserve", self.reserve_tasks(params)).await
     }
 

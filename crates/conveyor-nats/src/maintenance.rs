@@ -230,7 +230,11 @@ mod tests {
             b.enqueue_many(tasks).await.expect("enqueue");
             let queue = [conveyor_core::DEFAULT_QUEUE.to_string()];
             let got = b
-                .reserve(&queue, 3, Duration::from_secs(1))
+                .reserve(conveyor_core::ReserveParams::new(
+                    &queue,
+                    3,
+                    Duration::from_secs(1),
+                ))
                 .await
                 .expect("reserve");
             assert_eq!(got.len(), 3);

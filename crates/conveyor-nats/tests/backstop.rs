@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Finish, NewTask, SystemClock, TaskState};
 use conveyor_nats::{NatsBackend, NatsOptions};
 
@@ -30,13 +31,19 @@ async fn an_abandoned_task_is_redelivered_by_the_broker() {
         .await
         .expect("enqueue")
         .id;
-    let lost = b.reserve(&queue, 10, lease).await.expect("reserve");
+    let lost = b
+        .reserve(ReserveParams::new(&queue, 10, lease))
+        .await
+        .expect("reserve");
     assert_eq!(lost.len(), 1);
     // The worker vanishes here.
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let again = loop {
-        let got = b.reserve(&queue, 10, lease).await.expect("reserve");
+        let got = b
+            .reserve(ReserveParams::new(&queue, 10, lease))
+            .await
+            .expect("reserve");
         if !got.is_empty() {
             break got;
         }
@@ -59,7 +66,7 @@ async fn an_abandoned_task_is_redelivered_by_the_broker() {
     assert_eq!(rec.state, TaskState::Completed);
     assert_eq!(rec.attempts, 2);
     assert!(
-        b.reserve(&queue, 10, lease)
+        b.reserve(ReserveParams::new(&queue, 10, lease))
             .await
             .expect("reserve")
             .is_empty(),

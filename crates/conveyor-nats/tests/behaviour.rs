@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Error, Finish, ManualClock, NewTask, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +24,11 @@ async fn any_queue_name_works() {
     }
     for q in queues {
         let got = b
-            .reserve(&[q.to_string()], 10, Duration::from_secs(30))
+            .reserve(ReserveParams::new(
+                &[q.to_string()],
+                10,
+                Duration::from_secs(30),
+            ))
             .await
             .expect("reserve");
         assert_eq!(got.len(), 1, "{q}");
@@ -51,7 +56,7 @@ async fn ordering_keys_are_refused_not_ignored() {
     assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
     let queue = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     assert!(
-        b.reserve(&queue, 10, Duration::from_secs(30))
+        b.reserve(ReserveParams::new(&queue, 10, Duration::from_secs(30)))
             .await
             .expect("reserve")
             .is_empty(),

@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Finish, ManualClock, NewTask, TaskState, DEFAULT_QUEUE};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -29,7 +30,10 @@ async fn a_task_cancelled_after_its_enqueue_is_not_reserved_from_the_copy() {
         .expect("enqueue")
         .id;
     b.cancel(cancelled).await.expect("cancel");
-    let got = b.reserve(&queue, 10, LEASE).await.expect("reserve");
+    let got = b
+        .reserve(ReserveParams::new(&queue, 10, LEASE))
+        .await
+        .expect("reserve");
     let ids: Vec<_> = got.iter().map(|t| t.lease.id).collect();
     assert_eq!(ids, vec![kept]);
     let rec = b.get(cancelled).await.expect("get").expect("record");
@@ -41,7 +45,7 @@ async fn a_task_cancelled_after_its_enqueue_is_not_reserved_from_the_copy() {
         .expect("finish");
     assert!(out[0].is_ok());
     assert!(b
-        .reserve(&queue, 10, LEASE)
+        .reserve(ReserveParams::new(&queue, 10, LEASE))
         .await
         .expect("reserve")
         .is_empty());
@@ -56,7 +60,10 @@ async fn a_big_record_rides_without_a_copy() {
     b.enqueue(NewTask::new("big", payload.clone()))
         .await
         .expect("enqueue");
-    let got = b.reserve(&queue, 10, LEASE).await.expect("reserve");
+    let got = b
+        .reserve(ReserveParams::new(&queue, 10, LEASE))
+        .await
+        .expect("reserve");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, payload);
 }

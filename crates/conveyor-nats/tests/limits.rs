@@ -11,6 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock, TaskState};
 
 fn queue() -> Vec<String> {
@@ -52,7 +53,7 @@ async fn params_at_the_limit_are_stored_one_byte_over_refused() {
 
     // Both stored whole, and they can be run and completed.
     let got = store
-        .reserve(&queue(), 10, Duration::from_secs(60))
+        .reserve(ReserveParams::new(&queue(), 10, Duration::from_secs(60)))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 2, "only the two that fit were enqueued");
@@ -90,7 +91,7 @@ async fn results_at_the_limit_are_stored_one_byte_over_refused() {
         .await
         .expect("enqueue");
     let got = store
-        .reserve(&queue(), 4, Duration::from_secs(60))
+        .reserve(ReserveParams::new(&queue(), 4, Duration::from_secs(60)))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 4);

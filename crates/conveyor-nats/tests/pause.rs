@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, ManualClock, NewTask};
 use conveyor_nats::NatsBackend;
 use conveyor_testkit::Scoped;
@@ -85,7 +86,7 @@ async fn reservers_on_other_connections_honour_a_pause() {
             while after_pause < 20 {
                 let began_paused = paused.load(Ordering::SeqCst);
                 let got = reserver
-                    .reserve(&queues, 2, Duration::from_secs(30))
+                    .reserve(ReserveParams::new(&queues, 2, Duration::from_secs(30)))
                     .await
                     .expect("reserve");
                 let ids: Vec<_> = got.iter().map(|r| r.lease.id).collect();
@@ -120,7 +121,7 @@ async fn reservers_on_other_connections_honour_a_pause() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while taken.len() < TASKS && tokio::time::Instant::now() < deadline {
         let got = pauser
-            .reserve(&queues, 100, Duration::from_secs(30))
+            .reserve(ReserveParams::new(&queues, 100, Duration::from_secs(30)))
             .await
             .expect("reserve");
         if got.is_empty() {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, NewTask, SystemClock, DEFAULT_QUEUE};
 
 const TASKS: u64 = 3_000;
@@ -19,7 +20,7 @@ async fn churn(b: Arc<dyn Backend>, stop: Arc<AtomicBool>) -> u64 {
     let mut done = 0;
     while !stop.load(Ordering::Relaxed) {
         let got = b
-            .reserve(&queues, 100, Duration::from_secs(60))
+            .reserve(ReserveParams::new(&queues, 100, Duration::from_secs(60)))
             .await
             .expect("reserve");
         if got.is_empty() {

@@ -11,6 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, FinishAction, ManualClock, NewTask, DEFAULT_QUEUE};
 use conveyor_nats::NatsBackend;
 
@@ -21,7 +22,9 @@ fn queue() -> Vec<String> {
 }
 
 async fn reserve(b: &dyn Backend, max: usize) -> Vec<conveyor_core::Reserved> {
-    b.reserve(&queue(), max, LEASE).await.expect("reserve")
+    b.reserve(ReserveParams::new(&queue(), max, LEASE))
+        .await
+        .expect("reserve")
 }
 
 /// A second process on the same namespace and clock.

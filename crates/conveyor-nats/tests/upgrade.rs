@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Clock, Finish, ManualClock, NewTask, TaskState, DEFAULT_QUEUE};
 use conveyor_nats::NatsBackend;
 
@@ -70,7 +71,10 @@ async fn a_record_an_earlier_version_wrote_is_read_leased_and_settled() {
         ("old", TaskState::Available)
     );
     assert_eq!(rec.payload, b"pay\nload");
-    let got = b.reserve(&queue, 10, LEASE).await.expect("reserve");
+    let got = b
+        .reserve(ReserveParams::new(&queue, 10, LEASE))
+        .await
+        .expect("reserve");
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].handler.as_str(), got[0].attempt), ("old", 1));
     assert_eq!(got[0].payload, b"pay\nload");

@@ -15,6 +15,7 @@
 use conveyor_core::parts::*;
 use std::time::{Duration, Instant};
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, NewTask};
 use conveyor_postgres::tokio_postgres::{self, NoTls};
 use conveyor_postgres::PostgresBackend;
@@ -148,7 +149,9 @@ async fn drain(backend: PostgresBackend) -> Result<usize, conveyor_core::Error> 
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     let mut done = 0;
     loop {
-        let got = backend.reserve(&queues, RESERVE_BATCH, LEASE).await?;
+        let got = backend
+            .reserve(ReserveParams::new(&queues, RESERVE_BATCH, LEASE))
+            .await?;
         if got.is_empty() {
             return Ok(done);
         }

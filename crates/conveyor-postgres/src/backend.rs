@@ -372,17 +372,7 @@ impl Backend for PostgresBackend {
         Ok(enqueued)
     }
 
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_with(ReserveParams::new(queues, max, lease))
-            .await
-    }
-
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let (queues, max, lease, worker) = (params.queues, params.max, params.lease, params.worker);
         let what = "reserving";
         let now = self.inner.clock.now();

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, NewTask, Reserved, SystemClock, TaskId};
 use conveyor_postgres::PostgresBackend;
 
@@ -38,7 +39,7 @@ async fn next(
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     for _ in 0..2000 {
         let got = b
-            .reserve(&queues, max, Duration::from_secs(60))
+            .reserve(ReserveParams::new(&queues, max, Duration::from_secs(60)))
             .await
             .expect("reserve");
         if !got.is_empty() {
@@ -285,14 +286,14 @@ async fn reservers_on_many_connections_never_exceed_a_global_concurrency_limit()
     let lease = Duration::from_secs(60);
     let held = scoped
         .backend
-        .reserve(&queues, LIMIT + 2, lease)
+        .reserve(ReserveParams::new(&queues, LIMIT + 2, lease))
         .await
         .expect("reserve");
     let lim = |got: &[Reserved]| got.iter().filter(|r| r.handler == "lim").count();
     assert_eq!(lim(&held), LIMIT, "the limit's first reservation");
     let beside = scoped
         .backend
-        .reserve(&queues, LIMIT, lease)
+        .reserve(ReserveParams::new(&queues, LIMIT, lease))
         .await
         .expect("reserve");
     assert_eq!(lim(&beside), 0, "a reservation at the limit");

@@ -7,6 +7,7 @@ use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, NewTask, SystemClock};
 use conveyor_postgres::PostgresBackend;
 
@@ -31,7 +32,7 @@ async fn recover_expired_vacuums_a_churned_table() {
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     loop {
         let got = b
-            .reserve(&queues, 1000, Duration::from_secs(60))
+            .reserve(ReserveParams::new(&queues, 1000, Duration::from_secs(60)))
             .await
             .expect("reserve");
         if got.is_empty() {

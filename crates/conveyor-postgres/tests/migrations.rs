@@ -6,6 +6,7 @@ mod common;
 use conveyor_core::parts::*;
 use std::sync::Arc;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Error, ListParams, NewTask, SystemClock, TaskState};
 use conveyor_postgres::{PostgresBackend, SCHEMA_VERSION};
 
@@ -245,7 +246,7 @@ async fn a_version_6_schema_gains_attempt_history() {
     let queues = vec!["default".to_string()];
     let params = conveyor_core::ReserveParams::new(&queues, 1, std::time::Duration::from_secs(30))
         .worker("w");
-    let got = again.reserve_with(params).await.expect("reserve");
+    let got = again.reserve(params).await.expect("reserve");
     let history = again
         .get(got[0].lease.id)
         .await
@@ -272,7 +273,10 @@ async fn a_version_8_schema_drops_the_running_handler_index() {
     let queues = vec!["default".to_string()];
     let lease = std::time::Duration::from_secs(30);
     assert_eq!(
-        b.reserve(&queues, 1, lease).await.expect("reserve").len(),
+        b.reserve(ReserveParams::new(&queues, 1, lease))
+            .await
+            .expect("reserve")
+            .len(),
         1
     );
     let schema = b.schema().to_string();
@@ -303,7 +307,7 @@ async fn a_version_8_schema_drops_the_running_handler_index() {
         .expect("set the limit");
     assert!(
         again
-            .reserve(&queues, 1, lease)
+            .reserve(ReserveParams::new(&queues, 1, lease))
             .await
             .expect("reserve")
             .is_empty(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::parts::*;
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, TaskState};
 use conveyor_postgres::PostgresBackend;
 use conveyor_testkit::conformance::pages_stop_at_their_budget;
@@ -43,7 +44,7 @@ async fn kept_counts_hold_under_concurrent_writers_and_folds() {
                 let batch = (0..25).map(|_| NewTask::new("h", Vec::new()).queue(queue));
                 b.enqueue_many(batch.collect()).await.expect("enqueue");
                 let got = b
-                    .reserve(&lanes, 20, Duration::from_secs(60))
+                    .reserve(ReserveParams::new(&lanes, 20, Duration::from_secs(60)))
                     .await
                     .expect("reserve");
                 let reports = got

@@ -7,6 +7,7 @@ use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, NewTask, SystemClock, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +30,7 @@ async fn rolled_back_tasks_never_exist_committed_ones_do() {
     assert!(b.get(gone[0].id).await.expect("get").is_none());
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     assert!(b
-        .reserve(&queues, 10, Duration::from_secs(30))
+        .reserve(ReserveParams::new(&queues, 10, Duration::from_secs(30)))
         .await
         .expect("reserve")
         .is_empty());
@@ -54,7 +55,7 @@ async fn rolled_back_tasks_never_exist_committed_ones_do() {
     assert_eq!(rec.state, TaskState::Available);
     assert_eq!(rec.payload, b"2".to_vec());
     let got = b
-        .reserve(&queues, 10, Duration::from_secs(30))
+        .reserve(ReserveParams::new(&queues, 10, Duration::from_secs(30)))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 1);

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
 use conveyor_redis::{RedisBackend, RedisTls, ScriptMode};
 
@@ -80,7 +81,7 @@ async fn round(
     let mut finished = [(0.0, 0usize); 2];
     for k in 0.. {
         let a = server_cpu(info).await?;
-        let got = b.reserve(&queues, batch, LEASE).await?;
+        let got = b.reserve(ReserveParams::new(&queues, batch, LEASE)).await?;
         let m = server_cpu(info).await?;
         r_cpu += m - a;
         if got.is_empty() {

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Error, Finish, NewTask, SystemClock};
 use conveyor_redis::RedisBackend;
 
@@ -39,7 +40,9 @@ async fn drain(b: RedisBackend) -> Result<usize, Error> {
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     let mut n = 0;
     loop {
-        let got = b.reserve(&queues, RESERVE_BATCH, LEASE).await?;
+        let got = b
+            .reserve(ReserveParams::new(&queues, RESERVE_BATCH, LEASE))
+            .await?;
         if got.is_empty() {
             return Ok(n);
         }

@@ -313,17 +313,7 @@ impl Backend for RedisBackend {
         self.inner.group.enqueue(tasks).await
     }
 
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_with(ReserveParams::new(queues, max, lease))
-            .await
-    }
-
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         let (queues, max) = (params.queues, params.max);
         let now = self.inner.clock.now();
         let until = now.plus(params.lease);

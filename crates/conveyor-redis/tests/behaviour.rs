@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{keys_under, redis_url, Namespace};
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Clock, Error, Finish, FinishAction, ManualClock, NewTask, Retention, SystemClock,
     TaskId, TaskState,
@@ -71,7 +72,7 @@ async fn reservers_on_separate_connections_share_nothing_and_keep_key_order() {
             while done.load(std::sync::atomic::Ordering::SeqCst) < n {
                 assert!(Instant::now() < deadline, "reservers stalled");
                 let got = b
-                    .reserve(&default_queue(), 16, LEASE)
+                    .reserve(ReserveParams::new(&default_queue(), 16, LEASE))
                     .await
                     .expect("reserve");
                 if got.is_empty() {
@@ -143,7 +144,7 @@ async fn clear_deletes_every_key_under_the_prefix() {
     ])
     .await
     .expect("enqueue");
-    b.reserve(&default_queue(), 1, LEASE)
+    b.reserve(ReserveParams::new(&default_queue(), 1, LEASE))
         .await
         .expect("reserve");
     other.backend.enqueue(task("x")).await.expect("enqueue");
@@ -195,7 +196,10 @@ async fn memory_is_bounded_after_prune() {
     for _round in 0..20 {
         clock.advance(Duration::from_secs(60));
         b.recover_expired().await.expect("recover");
-        let got = b.reserve(&queues, 100, LEASE).await.expect("reserve");
+        let got = b
+            .reserve(ReserveParams::new(&queues, 100, LEASE))
+            .await
+            .expect("reserve");
         let mut reports = Vec::new();
         let mut dead_now = Vec::new();
         for r in &got {
@@ -357,7 +361,7 @@ async fn bad_data_is_an_error_not_a_panic() {
         .query(&mut conn)
         .expect("zadd");
     assert!(b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve")
         .is_empty());
@@ -382,7 +386,7 @@ async fn bad_data_is_an_error_not_a_panic() {
         .query(&mut conn)
         .expect("zadd");
     let err = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect_err("bad task");
     assert!(
@@ -422,7 +426,7 @@ async fn bad_records_are_errors_not_panics() {
     let err = b.cancel(id).await.expect_err("bad state record");
     assert!(says(&err, &why), "{err}");
     let err = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect_err("bad");
     assert!(says(&err, &why), "{err}");
@@ -430,7 +434,7 @@ async fn bad_records_are_errors_not_panics() {
     hset(&mut conn, &state, id, "1 0  0 5 ");
     hset(&mut conn, &data, id, "\u{9}\u{1}\u{0}\u{0}default");
     let err = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect_err("bad");
     assert!(
@@ -468,7 +472,7 @@ async fn bad_records_are_errors_not_panics() {
     hset(&mut conn, &data, id, &moved);
     hset(&mut conn, &state, id, "1 0  0 5 ");
     assert!(b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve")
         .is_empty());
@@ -477,7 +481,7 @@ async fn bad_records_are_errors_not_panics() {
     // A running task whose records were damaged before it finished.
     let good = b.enqueue(task("g")).await.expect("enqueue").id;
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     assert_eq!(
@@ -516,7 +520,7 @@ async fn ids_across_hundreds_are_exact_and_in_order() {
     let mut got = Vec::new();
     while got.len() < 250 {
         let more = b
-            .reserve(&default_queue(), 64, LEASE)
+            .reserve(ReserveParams::new(&default_queue(), 64, LEASE))
             .await
             .expect("reserve");
         assert!(!more.is_empty(), "reserve stalled at {}", got.len());
@@ -544,7 +548,7 @@ async fn long_keys_take_the_long_form_of_the_data_record() {
         .expect("enqueue")
         .id;
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 1);
@@ -618,7 +622,7 @@ async fn a_ready_entry_behind_its_key_is_parked_not_counted() {
         .expect("zadd");
 
     let got = b
-        .reserve(&default_queue(), 1, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 1, LEASE))
         .await
         .expect("reserve");
     assert_eq!(
@@ -643,7 +647,7 @@ async fn times_come_from_the_injected_clock() {
     assert_eq!(rec.created_at, clock.now());
     let got = ns
         .backend
-        .reserve(&default_queue(), 1, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 1, LEASE))
         .await
         .expect("reserve");
     assert_eq!(got[0].lease_until, clock.now().plus(LEASE));

@@ -10,6 +10,7 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::{keys_under, redis_url, Namespace};
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Clock, Error, Finish, FinishAction, ListParams, NewTask, Reserved, TaskId, TaskState,
     DEFAULT_QUEUE,
@@ -71,7 +72,7 @@ async fn enqueue(ns: &Namespace, n: usize) -> Vec<TaskId> {
 
 async fn reserve(ns: &Namespace, max: usize) -> Vec<Reserved> {
     ns.backend
-        .reserve(&[DEFAULT_QUEUE.to_string()], max, LEASE)
+        .reserve(ReserveParams::new(&[DEFAULT_QUEUE.to_string()], max, LEASE))
         .await
         .expect("reserve")
 }

@@ -10,6 +10,7 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::Namespace;
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Clock, Finish, FinishAction, ListParams, NewTask, TaskId, TaskRecord, TaskState,
     Timestamp,
@@ -67,7 +68,10 @@ async fn available_tasks_count_and_list_across_priorities_and_parked_ones() {
 
     // Highest priority first: 1, 4, 7 (priority 5), then 3 (0, the head of
     // "k"; 6 and 9 wait behind it, parked), then 2, 5, 8 (-3).
-    let got = b.reserve(&queue(), 100, LEASE).await.expect("reserve");
+    let got = b
+        .reserve(ReserveParams::new(&queue(), 100, LEASE))
+        .await
+        .expect("reserve");
     let got_ids: Vec<u64> = got.iter().map(|r| r.lease.id.0).collect();
     assert_eq!(got_ids, vec![1, 4, 7, 3, 2, 5, 8]);
     assert_eq!(count(b, TaskState::Available).await, 2);
@@ -93,7 +97,10 @@ async fn available_tasks_count_and_list_across_priorities_and_parked_ones() {
         .clone();
     let reports = vec![Finish::complete(head)];
     assert!(b.finish(reports).await.expect("finish")[0].is_ok());
-    let next = b.reserve(&queue(), 100, LEASE).await.expect("reserve");
+    let next = b
+        .reserve(ReserveParams::new(&queue(), 100, LEASE))
+        .await
+        .expect("reserve");
     assert_eq!(
         next.iter().map(|r| r.lease.id.0).collect::<Vec<_>>(),
         vec![6]
@@ -127,7 +134,10 @@ async fn finished_tasks_list_by_finish_time_and_prune() {
             .await
             .expect("enqueue");
     }
-    let got = b.reserve(&queue(), 4, LEASE).await.expect("reserve");
+    let got = b
+        .reserve(ReserveParams::new(&queue(), 4, LEASE))
+        .await
+        .expect("reserve");
     assert_eq!(got.len(), 4);
     // Finish 4, then 2, then 1 (each later), and cancel 3.
     for id in [4u64, 2, 1] {
@@ -213,7 +223,7 @@ async fn finished_tasks_page_by_finished_at_queue_and_place() {
             .await
             .expect("enqueue");
         let got = b
-            .reserve(&[q.to_string()], 1, LEASE)
+            .reserve(ReserveParams::new(&[q.to_string()], 1, LEASE))
             .await
             .expect("reserve");
         leases.push(got[0].lease.clone());
@@ -233,7 +243,7 @@ async fn finished_tasks_page_by_finished_at_queue_and_place() {
         .await
         .expect("enqueue");
     let late = b
-        .reserve(&["qb".to_string()], 1, LEASE)
+        .reserve(ReserveParams::new(&["qb".to_string()], 1, LEASE))
         .await
         .expect("reserve")[0]
         .lease

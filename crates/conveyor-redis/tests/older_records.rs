@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{keys_under, redis_url, Namespace};
 use conveyor_core::parts::*;
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Clock, Finish, FinishAction, Lease, ListParams, NewTask, Retention, TaskId, TaskState,
     Timestamp, TraceContext,
@@ -129,7 +130,7 @@ async fn older_records_run_like_packed_ones() {
 
     // Reserved alike: every field of the reservation.
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     let ids: Vec<_> = got.iter().map(|r| r.lease.id).collect();
@@ -173,7 +174,7 @@ async fn older_records_run_like_packed_ones() {
 
     // The older task's second attempt, its last.
     let again = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     assert_eq!(again.len(), 1);
@@ -260,7 +261,7 @@ async fn hashed_records_run_beside_the_record_layout() {
     store_hashed(&mut conn, &p, 5, Some("K"));
 
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     let ids: Vec<_> = got.iter().map(|r| r.lease.id.0).collect();
@@ -301,7 +302,7 @@ async fn hashed_records_run_beside_the_record_layout() {
     // The key passes to 3 (a newer task), then to 5 (an older one).
     clock.advance(Duration::from_secs(1));
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     assert_eq!(got.iter().map(|r| r.lease.id).collect::<Vec<_>>(), [t3]);
@@ -312,7 +313,7 @@ async fn hashed_records_run_beside_the_record_layout() {
     assert!(out[0].is_ok());
     clock.advance(Duration::from_secs(1));
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     assert_eq!(got.iter().map(|r| r.lease.id.0).collect::<Vec<_>>(), [5]);
@@ -375,7 +376,7 @@ async fn dead_tasks_of_both_layouts_prune_together() {
         .expect("enqueue")
         .id;
     let got = b
-        .reserve(&default_queue(), 10, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 2);

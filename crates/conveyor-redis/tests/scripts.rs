@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, NewTask, ResultStore, SystemClock, TaskState};
 use conveyor_redis::{RedisBackend, RedisTls, ScriptMode};
 
@@ -42,7 +43,7 @@ async fn round_trip(b: &RedisBackend) {
         .expect("enqueue")
         .id;
     let got = b
-        .reserve(&q, 10, Duration::from_secs(30))
+        .reserve(ReserveParams::new(&q, 10, Duration::from_secs(30)))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 1);

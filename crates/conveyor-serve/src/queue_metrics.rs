@@ -62,7 +62,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         Unit::Seconds,
         oldest,
     );
-    if let Some(r) = state.backend.registry() {
+    if let Ok(r) = state.backend.registry() {
         let alive = r
             .workers(now.minus(WORKER_SILENCE))
             .await?

@@ -359,7 +359,7 @@ async fn stats_name_tasks_waiting_for_a_handler_nobody_serves() {
     worker.queues = vec!["default".into()];
     worker.handlers = vec!["old".into()];
     backend
-        .workers_registry()
+        .registry()
         .expect("registry")
         .heartbeat(&worker)
         .await

@@ -319,7 +319,7 @@ async fn a_task_page_lists_every_attempt_and_the_running_worker() {
         let queues = queues.clone();
         async move {
             let params = ReserveParams::new(&queues, 1, lease).worker(worker);
-            backend.reserve_with(params).await.expect("reserve")[0]
+            backend.reserve(params).await.expect("reserve")[0]
                 .lease
                 .clone()
         }
@@ -393,7 +393,11 @@ async fn retry_all_matching_and_purge_take_every_matching_dead_task() {
         .collect();
     backend.enqueue_many(tasks).await.expect("enqueue");
     let mut reserved = backend
-        .reserve(&["q".to_string()], 3_000, Duration::from_secs(60))
+        .reserve(ReserveParams::new(
+            &["q".to_string()],
+            3_000,
+            Duration::from_secs(60),
+        ))
         .await
         .expect("reserve");
     assert_eq!(reserved.len(), 2_500);

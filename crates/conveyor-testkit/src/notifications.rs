@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Finish, FinishAction, NewTask, TaskId, DEFAULT_QUEUE};
 use tokio::sync::mpsc;
 
@@ -13,7 +14,11 @@ pub async fn finish_all(b: &dyn Backend, n: usize, action: FinishAction) -> Vec<
     let tasks = (0..n).map(|_| NewTask::new("h", b"{}".to_vec())).collect();
     b.enqueue_many(tasks).await.expect("enqueue");
     let got = b
-        .reserve(&[DEFAULT_QUEUE.to_string()], n, Duration::from_secs(30))
+        .reserve(ReserveParams::new(
+            &[DEFAULT_QUEUE.to_string()],
+            n,
+            Duration::from_secs(30),
+        ))
         .await
         .expect("reserve");
     assert_eq!(got.len(), n);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Enqueued, Error, Finish, GlobalLimits,
-    Inspection, Lease, Maintenance, NewTask, Reserved, ResultStore,
+    Inspection, Lease, Maintenance, NewTask, Part, Reserved, ResultStore,
 };
 
 type Cleanup = Box<dyn FnOnce() + Send + Sync>;
@@ -43,6 +43,21 @@ impl<B> Scoped<B> {
     /// The wrapped backend.
     pub fn inner(&self) -> &B {
         &self.inner
+    }
+}
+
+impl<B: Backend> Scoped<B> {
+    /// `part` of the wrapped backend, unless only the core is shown.
+    fn beyond_core<'a, P: ?Sized>(
+        &self,
+        part: Result<&'a P, Error>,
+        which: Part,
+    ) -> Result<&'a P, Error> {
+        if self.core_only {
+            Err(which.unsupported(self.inner.kind()))
+        } else {
+            part
+        }
     }
 }
 
@@ -84,18 +99,9 @@ impl<B: Backend> Backend for Scoped<B> {
 
     async fn reserve(
         &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.inner.reserve(queues, max, lease).await
-    }
-
-    async fn reserve_with(
-        &self,
         params: conveyor_core::ReserveParams<'_>,
     ) -> Result<Vec<Reserved>, Error> {
-        self.inner.reserve_with(params).await
+        self.inner.reserve(params).await
     }
 
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
@@ -118,31 +124,31 @@ impl<B: Backend> Backend for Scoped<B> {
         self.inner.reconnects()
     }
 
-    fn result_store(&self) -> Option<&dyn ResultStore> {
+    fn result_store(&self) -> Result<&dyn ResultStore, Error> {
         self.inner.result_store()
     }
 
-    fn inspection(&self) -> Option<&dyn Inspection> {
-        self.inner.inspection().filter(|_| !self.core_only)
+    fn inspection(&self) -> Result<&dyn Inspection, Error> {
+        self.beyond_core(self.inner.inspection(), Part::Inspection)
     }
 
-    fn administration(&self) -> Option<&dyn Administration> {
-        self.inner.administration().filter(|_| !self.core_only)
+    fn administration(&self) -> Result<&dyn Administration, Error> {
+        self.beyond_core(self.inner.administration(), Part::Administration)
     }
 
-    fn maintenance(&self) -> Option<&dyn Maintenance> {
-        self.inner.maintenance().filter(|_| !self.core_only)
+    fn maintenance(&self) -> Result<&dyn Maintenance, Error> {
+        self.beyond_core(self.inner.maintenance(), Part::Maintenance)
     }
 
-    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
-        self.inner.global_limits().filter(|_| !self.core_only)
+    fn global_limits(&self) -> Result<&dyn GlobalLimits, Error> {
+        self.beyond_core(self.inner.global_limits(), Part::GlobalLimits)
     }
 
-    fn registry(&self) -> Option<&dyn conveyor_core::Registry> {
-        self.inner.registry().filter(|_| !self.core_only)
+    fn registry(&self) -> Result<&dyn conveyor_core::Registry, Error> {
+        self.beyond_core(self.inner.registry(), Part::Registry)
     }
 
-    fn queue_control(&self) -> Option<&dyn conveyor_core::QueueControl> {
-        self.inner.queue_control().filter(|_| !self.core_only)
+    fn queue_control(&self) -> Result<&dyn conveyor_core::QueueControl, Error> {
+        self.beyond_core(self.inner.queue_control(), Part::QueueControl)
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_amqp::{AmqpBackend, AmqpOptions};
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, Reserved, SystemClock};
 
 /// The broker every test shares (its own prefix each).
@@ -55,7 +56,11 @@ pub async fn reserve_n(b: &AmqpBackend, n: usize, within: Duration) -> Vec<Reser
     let mut got = Vec::new();
     while got.len() < n && Instant::now() < deadline {
         let more = b
-            .reserve(&queues(), n - got.len(), Duration::from_secs(30))
+            .reserve(ReserveParams::new(
+                &queues(),
+                n - got.len(),
+                Duration::from_secs(30),
+            ))
             .await
             .expect("reserve");
         if more.is_empty() {

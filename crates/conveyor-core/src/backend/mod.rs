@@ -4,7 +4,7 @@
 //! and finish many (batch-first, because a durable store pays per round trip
 //! or per fsync, not per task). Everything else is an optional **part** a
 //! backend implements only when it really can, and hands out through an
-//! accessor that is `None` otherwise:
+//! accessor that answers [`Error::Unsupported`] otherwise:
 //!
 //! | part | what | accessor |
 //! |---|---|---|
@@ -14,9 +14,11 @@
 //! | [`Maintenance`] | recover expired leases, prune old tasks | [`Backend::maintenance`] |
 //! | [`GlobalLimits`] | per-handler concurrency and rate for every worker | [`Backend::global_limits`] |
 //! | [`QueueControl`] | pause and resume queues for every worker | [`Backend::queue_control`] |
+//! | [`Registry`] | workers' heartbeats, for status and for tasks no live worker serves | [`Backend::registry`] |
 //!
 //! Asking for a part a backend lacks is a clear [`Error::Unsupported`]
-//! (through the helpers on `dyn Backend`, e.g. `backend.stats()`), never a
+//! (from its accessor, and from the helpers on `dyn Backend` that use it,
+//! e.g. `backend.stats()`), never a
 //! silent no-op. A message broker implements the core and what it can; a
 //! database implements them all. The conformance suite in `conveyor-testkit`
 //! runs each part's cases only where the part exists, and reports the others
@@ -156,24 +158,13 @@ pub trait Backend: Send + Sync + 'static {
     /// in order.
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error>;
 
-    /// Reserves up to `max` ready tasks from `queues` (scanned in the given order)
-    /// under a lease of `lease`, promoting due scheduled and retrying tasks first.
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error>;
-
-    /// Reserves as [`Backend::reserve`] does, with what else `params` says:
-    /// the worker that reserves, which a backend that keeps history
-    /// ([`Capabilities::history`]) records as each attempt's worker, in
-    /// the same step. The default ignores the rest and calls
-    /// [`Backend::reserve`]; a backend keeping history overrides this one
-    /// and answers `reserve` through it with no worker.
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
-        self.reserve(params.queues, params.max, params.lease).await
-    }
+    /// Reserves up to `params.max` ready tasks from `params.queues` (scanned
+    /// in the given order) under a lease of `params.lease`, promoting due
+    /// scheduled and retrying tasks first. A backend that keeps history
+    /// ([`Capabilities::history`]) records `params.worker` as each attempt's
+    /// worker, in the same step; [`ReserveParams::handlers`] says which
+    /// handlers' tasks may be taken.
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error>;
 
     /// Extends leases to `lease` from now; `false` for a lease no longer held.
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error>;
@@ -239,41 +230,46 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
-    /// The result store part, if the backend keeps results.
-    fn result_store(&self) -> Option<&dyn ResultStore> {
-        None
+    /// The result store part ([`Error::Unsupported`] unless the backend
+    /// keeps results).
+    fn result_store(&self) -> Result<&dyn ResultStore, Error> {
+        Err(Part::ResultStore.unsupported(self.kind()))
     }
 
-    /// The inspection part, if the backend can list and count tasks.
-    fn inspection(&self) -> Option<&dyn Inspection> {
-        None
+    /// The inspection part ([`Error::Unsupported`] unless the backend can
+    /// list and count tasks).
+    fn inspection(&self) -> Result<&dyn Inspection, Error> {
+        Err(Part::Inspection.unsupported(self.kind()))
     }
 
-    /// The administration part, if the backend can cancel, requeue and purge.
-    fn administration(&self) -> Option<&dyn Administration> {
-        None
+    /// The administration part ([`Error::Unsupported`] unless the backend
+    /// can cancel, requeue and purge).
+    fn administration(&self) -> Result<&dyn Administration, Error> {
+        Err(Part::Administration.unsupported(self.kind()))
     }
 
-    /// The maintenance part, if the backend needs (and has) upkeep.
-    fn maintenance(&self) -> Option<&dyn Maintenance> {
-        None
+    /// The maintenance part ([`Error::Unsupported`] unless the backend
+    /// needs, and has, upkeep).
+    fn maintenance(&self) -> Result<&dyn Maintenance, Error> {
+        Err(Part::Maintenance.unsupported(self.kind()))
     }
 
-    /// The global limits part, if the backend can hold per-handler limits
-    /// for every worker.
-    fn global_limits(&self) -> Option<&dyn GlobalLimits> {
-        None
+    /// The global limits part ([`Error::Unsupported`] unless the backend
+    /// can hold per-handler limits for every worker).
+    fn global_limits(&self) -> Result<&dyn GlobalLimits, Error> {
+        Err(Part::GlobalLimits.unsupported(self.kind()))
     }
 
-    /// The queue control part, if the backend can pause and resume queues
-    /// for every process sharing it.
-    fn queue_control(&self) -> Option<&dyn QueueControl> {
-        None
+    /// The queue control part ([`Error::Unsupported`] unless the backend
+    /// can pause and resume queues for every process sharing it).
+    fn queue_control(&self) -> Result<&dyn QueueControl, Error> {
+        Err(Part::QueueControl.unsupported(self.kind()))
     }
 
-    /// The worker registry part, if the backend can keep workers' heartbeats.
-    fn registry(&self) -> Option<&dyn Registry> {
-        None
+    /// The worker registry part ([`Error::Unsupported`] unless the backend
+    /// can keep workers' heartbeats).
+    fn registry(&self) -> Result<&dyn Registry, Error> {
+        Err(Part::Registry.unsupported(self.kind()))
     }
 
     /// The optional parts this backend has.
@@ -284,13 +280,13 @@ pub trait Backend: Send + Sync + 'static {
                 parts.push(part);
             }
         };
-        have(self.result_store().is_some(), Part::ResultStore);
-        have(self.inspection().is_some(), Part::Inspection);
-        have(self.administration().is_some(), Part::Administration);
-        have(self.maintenance().is_some(), Part::Maintenance);
-        have(self.global_limits().is_some(), Part::GlobalLimits);
-        have(self.registry().is_some(), Part::Registry);
-        have(self.queue_control().is_some(), Part::QueueControl);
+        have(self.result_store().is_ok(), Part::ResultStore);
+        have(self.inspection().is_ok(), Part::Inspection);
+        have(self.administration().is_ok(), Part::Administration);
+        have(self.maintenance().is_ok(), Part::Maintenance);
+        have(self.global_limits().is_ok(), Part::GlobalLimits);
+        have(self.registry().is_ok(), Part::Registry);
+        have(self.queue_control().is_ok(), Part::QueueControl);
         parts
     }
 }

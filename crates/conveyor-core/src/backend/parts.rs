@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{
-    unsupported, Backend, Count, FinishMark, ListParams, Page, QueueControl, Retention, Search,
-};
+use super::{Backend, Count, FinishMark, ListParams, Page, Retention, Search};
 use crate::durable_task::{QueueStats, TaskRecord};
 use crate::limits::HandlerLimits;
 use crate::task::TaskId;
@@ -30,7 +28,7 @@ pub enum Part {
     GlobalLimits,
     /// [`Registry`](super::Registry).
     Registry,
-    /// [`QueueControl`].
+    /// [`QueueControl`](super::QueueControl).
     QueueControl,
 }
 
@@ -57,6 +55,11 @@ impl Part {
             Part::Registry => "a worker registry (workers' heartbeats)",
             Part::QueueControl => "pausing and resuming queues",
         }
+    }
+
+    /// The refusal of a `backend` without this part.
+    pub fn unsupported(self, backend: &str) -> Error {
+        super::unsupported(backend, self.describe())
     }
 }
 
@@ -226,101 +229,62 @@ macro_rules! own_parts {
         $( $crate::own_parts!(@one $part); )*
     };
     (@one result_store) => {
-        fn result_store(&self) -> Option<&dyn $crate::ResultStore> {
-            Some(self)
+        fn result_store(&self) -> ::std::result::Result<&dyn $crate::ResultStore, $crate::Error> {
+            Ok(self)
         }
     };
     (@one inspection) => {
-        fn inspection(&self) -> Option<&dyn $crate::Inspection> {
-            Some(self)
+        fn inspection(&self) -> ::std::result::Result<&dyn $crate::Inspection, $crate::Error> {
+            Ok(self)
         }
     };
     (@one administration) => {
-        fn administration(&self) -> Option<&dyn $crate::Administration> {
-            Some(self)
+        fn administration(&self) -> ::std::result::Result<&dyn $crate::Administration, $crate::Error> {
+            Ok(self)
         }
     };
     (@one maintenance) => {
-        fn maintenance(&self) -> Option<&dyn $crate::Maintenance> {
-            Some(self)
+        fn maintenance(&self) -> ::std::result::Result<&dyn $crate::Maintenance, $crate::Error> {
+            Ok(self)
         }
     };
     (@one registry) => {
-        fn registry(&self) -> Option<&dyn $crate::Registry> {
-            Some(self)
+        fn registry(&self) -> ::std::result::Result<&dyn $crate::Registry, $crate::Error> {
+            Ok(self)
         }
     };
     (@one queue_control) => {
-        fn queue_control(&self) -> Option<&dyn $crate::QueueControl> {
-            Some(self)
+        fn queue_control(&self) -> ::std::result::Result<&dyn $crate::QueueControl, $crate::Error> {
+            Ok(self)
         }
     };
     (@one global_limits) => {
-        fn global_limits(&self) -> Option<&dyn $crate::GlobalLimits> {
-            Some(self)
+        fn global_limits(&self) -> ::std::result::Result<&dyn $crate::GlobalLimits, $crate::Error> {
+            Ok(self)
         }
     };
 }
 
 /// The parts of any backend, or [`Error::Unsupported`] naming what is missing.
 impl dyn Backend {
-    fn part<'a, T: ?Sized>(&'a self, part: Option<&'a T>, which: Part) -> Result<&'a T, Error> {
-        part.ok_or_else(|| unsupported(self.kind(), which.describe()))
-    }
-
-    /// The worker registry, or `Unsupported`.
-    pub fn workers_registry(&self) -> Result<&dyn super::Registry, Error> {
-        self.part(self.registry(), Part::Registry)
-    }
-
-    /// The result store, or `Unsupported`.
-    pub fn results(&self) -> Result<&dyn ResultStore, Error> {
-        self.part(self.result_store(), Part::ResultStore)
-    }
-
-    /// The inspection part, or `Unsupported`.
-    pub fn inspect(&self) -> Result<&dyn Inspection, Error> {
-        self.part(self.inspection(), Part::Inspection)
-    }
-
-    /// The administration part, or `Unsupported`.
-    pub fn admin(&self) -> Result<&dyn Administration, Error> {
-        self.part(self.administration(), Part::Administration)
-    }
-
-    /// The maintenance part, or `Unsupported`.
-    pub fn upkeep(&self) -> Result<&dyn Maintenance, Error> {
-        self.part(self.maintenance(), Part::Maintenance)
-    }
-
-    /// The global limits part, or `Unsupported`.
-    pub fn limiter(&self) -> Result<&dyn GlobalLimits, Error> {
-        self.part(self.global_limits(), Part::GlobalLimits)
-    }
-
-    /// The queue control part, or `Unsupported`.
-    pub fn queue_controller(&self) -> Result<&dyn QueueControl, Error> {
-        self.part(self.queue_control(), Part::QueueControl)
-    }
-
     /// [`ResultStore::get`], or `Unsupported`.
     pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, Error> {
-        self.results()?.get(id).await
+        self.result_store()?.get(id).await
     }
 
     /// [`Inspection::list`], or `Unsupported`.
     pub async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
-        self.inspect()?.list(params).await
+        self.inspection()?.list(params).await
     }
 
     /// [`Inspection::stats`], or `Unsupported`.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, Error> {
-        self.inspect()?.stats().await
+        self.inspection()?.stats().await
     }
 
     /// [`Inspection::page`], or `Unsupported`.
     pub async fn page(&self, params: &ListParams, search: Option<&Search>) -> Result<Page, Error> {
-        self.inspect()?.page(params, search).await
+        self.inspection()?.page(params, search).await
     }
 
     /// [`Inspection::count`], or `Unsupported`.
@@ -329,61 +293,61 @@ impl dyn Backend {
         params: &ListParams,
         search: Option<&Search>,
     ) -> Result<Count, Error> {
-        self.inspect()?.count(params, search).await
+        self.inspection()?.count(params, search).await
     }
 
     /// [`Administration::cancel`], or `Unsupported`.
     pub async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        self.admin()?.cancel(id).await
+        self.administration()?.cancel(id).await
     }
 
     /// [`Administration::requeue_dead`], or `Unsupported`.
     pub async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
-        self.admin()?.requeue_dead(ids).await
+        self.administration()?.requeue_dead(ids).await
     }
 
     /// [`Administration::purge_dead`], or `Unsupported`.
     pub async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
-        self.admin()?.purge_dead(queue).await
+        self.administration()?.purge_dead(queue).await
     }
 
     /// [`Maintenance::recover_expired`], or `Unsupported`.
     pub async fn recover_expired(&self) -> Result<u64, Error> {
-        self.upkeep()?.recover_expired().await
+        self.maintenance()?.recover_expired().await
     }
 
     /// [`Maintenance::prune`], or `Unsupported`.
     pub async fn prune(&self, retention: Retention) -> Result<u64, Error> {
-        self.upkeep()?.prune(retention).await
+        self.maintenance()?.prune(retention).await
     }
 
     /// [`Maintenance::lead`], or `Unsupported`.
     pub async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
-        self.upkeep()?.lead(role, holder, ttl).await
+        self.maintenance()?.lead(role, holder, ttl).await
     }
 
     /// [`GlobalLimits::set_limits`], or `Unsupported`.
     pub async fn set_limits(&self, handler: &str, limits: HandlerLimits) -> Result<(), Error> {
-        self.limiter()?.set_limits(handler, limits).await
+        self.global_limits()?.set_limits(handler, limits).await
     }
 
     /// [`GlobalLimits::limits`], or `Unsupported`.
     pub async fn limits(&self) -> Result<Vec<(String, HandlerLimits)>, Error> {
-        self.limiter()?.limits().await
+        self.global_limits()?.limits().await
     }
 
-    /// [`QueueControl::pause`], or `Unsupported`.
+    /// [`QueueControl::pause`](super::QueueControl::pause), or `Unsupported`.
     pub async fn pause_queue(&self, queue: &str) -> Result<bool, Error> {
-        self.queue_controller()?.pause(queue).await
+        self.queue_control()?.pause(queue).await
     }
 
-    /// [`QueueControl::resume`], or `Unsupported`.
+    /// [`QueueControl::resume`](super::QueueControl::resume), or `Unsupported`.
     pub async fn resume_queue(&self, queue: &str) -> Result<bool, Error> {
-        self.queue_controller()?.resume(queue).await
+        self.queue_control()?.resume(queue).await
     }
 
-    /// [`QueueControl::paused`], or `Unsupported`.
+    /// [`QueueControl::paused`](super::QueueControl::paused), or `Unsupported`.
     pub async fn paused_queues(&self) -> Result<Vec<String>, Error> {
-        self.queue_controller()?.paused().await
+        self.queue_control()?.paused().await
     }
 }

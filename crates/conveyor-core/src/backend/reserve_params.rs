@@ -1,5 +1,5 @@
 //! What one reservation asks for ([`ReserveParams`], taken by
-//! [`Backend::reserve_with`](super::Backend::reserve_with)).
+//! [`Backend::reserve`](super::Backend::reserve)).
 //!
 //! A params struct rather than arguments, so that a new field is a new
 //! field with a default and never breaks a caller.

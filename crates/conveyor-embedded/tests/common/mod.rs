@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{Backend, ManualClock, NewTask, Reserved};
 use conveyor_embedded::EmbeddedBackend;
 use tempfile::TempDir;
@@ -45,7 +46,7 @@ impl Fixture {
 
     pub async fn reserve(&self, queue: &str, max: usize) -> Vec<Reserved> {
         self.backend
-            .reserve(&[queue.to_string()], max, LEASE)
+            .reserve(ReserveParams::new(&[queue.to_string()], max, LEASE))
             .await
             .unwrap()
     }

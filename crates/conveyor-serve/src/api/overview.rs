@@ -41,7 +41,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<StatsView>
 pub(crate) async fn workers(State(state): State<AppState>) -> ApiResult<WorkersView> {
     let now = Timestamp::now();
     let since = now.minus(FORGET_WORKERS_AFTER);
-    let workers = state.backend.workers_registry()?.workers(since).await?;
+    let workers = state.backend.registry()?.workers(since).await?;
     Ok(Json(WorkersView {
         workers: workers
             .into_iter()

@@ -27,8 +27,8 @@ use crate::views::{ErrorView, QueueControlView, QueueStateView, QueuesView};
 pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<QueuesView> {
     let stats = state.backend.stats().await?;
     let (paused, pausing) = match state.backend.queue_control() {
-        Some(control) => (control.paused().await?, true),
-        None => (Vec::new(), false),
+        Ok(control) => (control.paused().await?, true),
+        Err(_) => (Vec::new(), false),
     };
     let mut queues: BTreeMap<String, QueueStateView> = stats
         .into_iter()

@@ -76,11 +76,11 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
     let now = Timestamp::now();
     let states: Vec<&'static str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
     let (paused, paused_error) = match state.backend.queue_control() {
-        Some(control) => match control.paused().await {
+        Ok(control) => match control.paused().await {
             Ok(names) => (names, None),
             Err(e) => (Vec::new(), Some(e.chain().to_string())),
         },
-        None => (Vec::new(), None),
+        Err(_) => (Vec::new(), None),
     };
     let (queues, counts_error) = match state.backend.stats().await {
         Ok(stats) => {
@@ -120,7 +120,7 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         .enumerate()
         .map(|(i, s)| (s.as_str(), queues.iter().map(|q| q.counts[i].1).sum()))
         .collect();
-    let workers = match state.backend.workers_registry() {
+    let workers = match state.backend.registry() {
         Ok(registry) => match registry.workers(now.minus(FORGET_WORKERS_AFTER)).await {
             Ok(all) => Ok((all.iter().filter(|w| w.is_alive(now)).count(), all.len())),
             Err(e) => Err(e.chain().to_string()),
@@ -138,7 +138,7 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
         queues,
         totals,
         counts_error,
-        can_pause: state.backend.queue_control().is_some() && !state.options.read_only,
+        can_pause: state.backend.queue_control().is_ok() && !state.options.read_only,
         paused_error,
         workers,
         unserved,

@@ -193,7 +193,7 @@ pub(crate) async fn page(
     };
     let now = Timestamp::now();
     let page = Chrome::new(&state, format!("Task {}", record.id.0), "tasks").notice(query.notice);
-    let can_act = !page.read_only && state.backend.administration().is_some();
+    let can_act = !page.read_only && state.backend.administration().is_ok();
     render(&TaskPage {
         id: record.id.0,
         queue: record.queue.clone(),

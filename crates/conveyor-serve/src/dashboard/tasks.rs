@@ -276,7 +276,7 @@ async fn read(state: &AppState, query: TasksQuery) -> Result<TasksPage, ApiError
     };
     let mut page = Chrome::new(state, title, nav);
     page = page.notice(query.notice);
-    let can_act = !page.read_only && state.backend.administration().is_some();
+    let can_act = !page.read_only && state.backend.administration().is_ok();
     Ok(TasksPage {
         states: TaskState::ALL.iter().map(|s| s.as_str()).collect(),
         queues: stats.into_iter().map(|q| q.queue).collect(),

@@ -79,7 +79,7 @@ pub(crate) async fn body(state: &AppState) -> WorkersBody {
     let read = async {
         state
             .backend
-            .workers_registry()?
+            .registry()?
             .workers(now.minus(FORGET_WORKERS_AFTER))
             .await
     };

@@ -8,11 +8,12 @@ use conveyor_core::{Error, FinishAction, ListParams, ManualClock, NewTask, Reten
 use conveyor_core::Clock;
 
 use super::*;
+use conveyor_core::ReserveParams;
 
 async fn kill(b: &Subject, t: NewTask) -> conveyor_core::TaskId {
     let id = enqueue(b, t).await;
     let got = b
-        .reserve(&default_queue(), 100, LEASE)
+        .reserve(ReserveParams::new(&default_queue(), 100, LEASE))
         .await
         .expect("reserve");
     let lease = got
@@ -151,7 +152,10 @@ pub async fn stats_per_queue(b: Subject, clock: Arc<ManualClock>) {
         "due, not promoted: ready since its due time"
     );
     let queue = vec!["later".to_string()];
-    let got = b.reserve(&queue, 1, LEASE).await.expect("reserve");
+    let got = b
+        .reserve(ReserveParams::new(&queue, 1, LEASE))
+        .await
+        .expect("reserve");
     assert_eq!(got.len(), 1);
     let stats = later(b.stats().await.expect("stats"));
     assert_eq!(stats.count(TaskState::Available), 1);

@@ -81,7 +81,11 @@ pub async fn queues_are_separate(b: Subject, _clock: Arc<ManualClock>) {
         "the default queue is empty"
     );
     let both = b
-        .reserve(&["high".to_string(), "low".to_string()], 10, LEASE)
+        .reserve(ReserveParams::new(
+            &["high".to_string(), "low".to_string()],
+            10,
+            LEASE,
+        ))
         .await
         .expect("reserve");
     assert_eq!(ids(&both), vec![high, low]);
@@ -245,7 +249,7 @@ pub async fn concurrent_reservers_never_share_a_task(b: Subject, _clock: Arc<Man
             use std::sync::atomic::Ordering::SeqCst;
             while handed_out.load(SeqCst) < n && tokio::time::Instant::now() < deadline {
                 let got = b
-                    .reserve(&default_queue(), 7, LEASE)
+                    .reserve(ReserveParams::new(&default_queue(), 7, LEASE))
                     .await
                     .expect("reserve");
                 if got.is_empty() {
@@ -281,7 +285,7 @@ pub async fn reserve_takes_only_wanted_handlers(b: Subject, _clock: Arc<ManualCl
     let mine = vec!["old".to_string(), "other".to_string()];
     let queues = default_queue();
     let got = b
-        .reserve_with(ReserveParams::new(&queues, 10, LEASE).handlers(&mine))
+        .reserve(ReserveParams::new(&queues, 10, LEASE).handlers(&mine))
         .await
         .expect("reserve");
     assert_eq!(
@@ -297,7 +301,7 @@ pub async fn reserve_takes_only_wanted_handlers(b: Subject, _clock: Arc<ManualCl
     );
     let theirs = vec!["new".to_string()];
     let got = b
-        .reserve_with(ReserveParams::new(&queues, 10, LEASE).handlers(&theirs))
+        .reserve(ReserveParams::new(&queues, 10, LEASE).handlers(&theirs))
         .await
         .expect("reserve");
     assert_eq!(ids(&got), vec![new, keyed_new]);
@@ -337,7 +341,7 @@ async fn reserve_with_until(b: &Subject, handlers: &[String], want: usize) -> Ve
     let mut got: Vec<Reserved> = Vec::new();
     while got.len() < want && tokio::time::Instant::now() < deadline {
         let more = b
-            .reserve_with(ReserveParams::new(&queues, 10, LEASE).handlers(handlers))
+            .reserve(ReserveParams::new(&queues, 10, LEASE).handlers(handlers))
             .await
             .expect("reserve");
         for r in &more {

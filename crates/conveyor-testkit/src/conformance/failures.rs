@@ -8,6 +8,7 @@ use conveyor_core::{Error, FinishAction, ManualClock, TaskState};
 use conveyor_core::Clock;
 
 use super::*;
+use conveyor_core::ReserveParams;
 
 /// A retried task waits for its delay, comes back with the next attempt, and is
 /// dead-lettered (with its last error) when no attempt remains.
@@ -55,7 +56,11 @@ pub async fn retries_then_dead_letter(b: Subject, clock: Arc<ManualClock>) {
 pub async fn lease_expiry_redelivers(b: Subject, clock: Arc<ManualClock>) {
     let id = enqueue(&b, task("x")).await;
     let got = b
-        .reserve(&default_queue(), 1, Duration::from_secs(10))
+        .reserve(ReserveParams::new(
+            &default_queue(),
+            1,
+            Duration::from_secs(10),
+        ))
         .await
         .expect("reserve");
     clock.advance(Duration::from_secs(9));
@@ -134,7 +139,11 @@ pub async fn fencing_refuses_stale_tokens(b: Subject, clock: Arc<ManualClock>) {
 pub async fn renew_extends_leases(b: Subject, clock: Arc<ManualClock>) {
     let id = enqueue(&b, task("x")).await;
     let lease = b
-        .reserve(&default_queue(), 1, Duration::from_secs(10))
+        .reserve(ReserveParams::new(
+            &default_queue(),
+            1,
+            Duration::from_secs(10),
+        ))
         .await
         .expect("reserve")[0]
         .lease

@@ -9,10 +9,11 @@ use std::time::Duration;
 use conveyor_core::{Error, Finish, FinishAction, ManualClock, NewTask, Reserved, TaskState};
 
 use super::*;
+use conveyor_core::ReserveParams;
 
 /// Reserves everything ready in `queue`.
 async fn reserve_in(b: &Subject, queue: &str) -> Vec<Reserved> {
-    b.reserve(&[queue.to_string()], 100, LEASE)
+    b.reserve(ReserveParams::new(&[queue.to_string()], 100, LEASE))
         .await
         .expect("reserve")
 }
@@ -95,7 +96,11 @@ pub async fn follow_ups_carry_their_ordering_key(b: Subject, _clock: Arc<ManualC
 pub async fn a_crash_before_the_finish_enqueues_nothing(b: Subject, clock: Arc<ManualClock>) {
     let id = enqueue(&b, task("step")).await;
     let lost = b
-        .reserve(&default_queue(), 1, Duration::from_secs(5))
+        .reserve(ReserveParams::new(
+            &default_queue(),
+            1,
+            Duration::from_secs(5),
+        ))
         .await
         .expect("reserve");
     assert_eq!(ids(&lost), vec![id]);

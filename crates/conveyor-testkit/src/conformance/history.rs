@@ -20,7 +20,7 @@ async fn reserve_as(b: &Subject, worker: &str) -> Reserved {
     let queues = default_queue();
     loop {
         let params = ReserveParams::new(&queues, 1, LEASE).worker(worker);
-        let mut got = b.reserve_with(params).await.expect("reserve");
+        let mut got = b.reserve(params).await.expect("reserve");
         if let Some(r) = got.pop() {
             return r;
         }

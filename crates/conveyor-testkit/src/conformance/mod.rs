@@ -64,6 +64,7 @@ pub use trace::{follow_ups_carry_their_trace_context, trace_context_travels};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::ReserveParams;
 use conveyor_core::{
     Backend, Finish, FinishAction, Lease, NewTask, Reserved, TaskId, TaskRecord, TaskState,
 };
@@ -87,7 +88,7 @@ pub(crate) async fn enqueue(b: &Subject, t: NewTask) -> TaskId {
 }
 
 pub(crate) async fn reserve(b: &Subject, max: usize) -> Vec<Reserved> {
-    b.reserve(&default_queue(), max, LEASE)
+    b.reserve(ReserveParams::new(&default_queue(), max, LEASE))
         .await
         .expect("reserve")
 }
@@ -126,7 +127,11 @@ pub(crate) async fn reserve_until(b: &Subject, want: usize, per_call: usize) -> 
     let mut got = Vec::new();
     while got.len() < want && tokio::time::Instant::now() < deadline {
         let more = b
-            .reserve(&default_queue(), per_call.min(want - got.len()), LEASE)
+            .reserve(ReserveParams::new(
+                &default_queue(),
+                per_call.min(want - got.len()),
+                LEASE,
+            ))
             .await
             .expect("reserve");
         if more.is_empty()

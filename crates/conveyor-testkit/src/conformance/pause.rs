@@ -14,6 +14,7 @@ use std::time::Duration;
 use conveyor_core::{Error, FinishAction, ManualClock};
 
 use super::*;
+use conveyor_core::ReserveParams;
 
 fn names(queues: &[&str]) -> Vec<String> {
     queues.iter().map(|q| q.to_string()).collect()
@@ -27,7 +28,7 @@ async fn reserve_from(b: &Subject, queue: &str, want: usize) -> Vec<Reserved> {
     let mut got = Vec::new();
     while got.len() < want && tokio::time::Instant::now() < deadline {
         let more = b
-            .reserve(&queues, want - got.len(), LEASE)
+            .reserve(ReserveParams::new(&queues, want - got.len(), LEASE))
             .await
             .expect("reserve");
         if more.is_empty() && !b.wait_for_work(&queues, Duration::from_millis(50)).await {
@@ -44,7 +45,10 @@ async fn reserve_from(b: &Subject, queue: &str, want: usize) -> Vec<Reserved> {
 async fn holds_nothing(b: &Subject, queue: &str, why: &str) {
     let queues = names(&[queue]);
     for _ in 0..3 {
-        let got = b.reserve(&queues, 10, LEASE).await.expect("reserve");
+        let got = b
+            .reserve(ReserveParams::new(&queues, 10, LEASE))
+            .await
+            .expect("reserve");
         assert!(got.is_empty(), "{why}: {:?}", ids(&got));
         if !b.wait_for_work(&queues, Duration::from_millis(30)).await {
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -62,7 +66,7 @@ fn sorted(mut v: Vec<TaskId>) -> Vec<TaskId> {
 /// falls due and waits; resuming makes every one of them reservable. The
 /// calls answer whether they changed anything, and `paused()` lists.
 pub async fn pause_holds_a_queue_back(b: Subject, clock: Arc<ManualClock>) {
-    let ctl = b.queue_controller().expect("the queue control part");
+    let ctl = b.queue_control().expect("the queue control part");
     assert!(ctl.paused().await.expect("paused").is_empty());
     assert!(
         matches!(ctl.pause("").await, Err(Error::InvalidConfig(_))),
@@ -88,7 +92,7 @@ pub async fn pause_holds_a_queue_back(b: Subject, clock: Arc<ManualClock>) {
     let other = enqueue(&b, task("o").queue("other")).await;
     holds_nothing(&b, "held", "a paused queue hands out nothing").await;
     let both = b
-        .reserve(&names(&["held", "other"]), 10, LEASE)
+        .reserve(ReserveParams::new(&names(&["held", "other"]), 10, LEASE))
         .await
         .expect("reserve");
     let mut got = ids(&both);
@@ -223,7 +227,7 @@ pub async fn concurrent_reservers_honour_a_pause(b: Subject, _clock: Arc<ManualC
             while after_pause < 20 {
                 let began_paused = paused.load(Ordering::SeqCst);
                 let got = b
-                    .reserve(&names(&["race"]), 2, LEASE)
+                    .reserve(ReserveParams::new(&names(&["race"]), 2, LEASE))
                     .await
                     .expect("reserve");
                 assert!(

@@ -18,7 +18,7 @@ fn worker(id: &str, at: i64) -> WorkerInfo {
 
 /// Heartbeats replace, listings filter and order, old entries are forgotten.
 pub async fn workers_register_by_heartbeat(b: Subject, _clock: Arc<ManualClock>) {
-    let reg = b.workers_registry().expect("the registry part");
+    let reg = b.registry().expect("the registry part");
     assert!(reg.workers(Timestamp(0)).await.expect("list").is_empty());
     let mut a = worker("host-a:1:aa", 1_000);
     reg.heartbeat(&a).await.expect("heartbeat");

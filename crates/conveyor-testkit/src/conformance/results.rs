@@ -28,7 +28,7 @@ pub async fn finish_wakes_result_waiters(b: Subject, clock: Arc<ManualClock>) {
 /// another handle on the file). Both read `clock`. A store that cannot notify
 /// must say so: no mark, and `wait_finished` returning `false` at once.
 pub async fn result_waits(waiter: Subject, finisher: Subject, clock: Arc<ManualClock>) {
-    let store = waiter.results().expect("a result store");
+    let store = waiter.result_store().expect("a result store");
     let Some(_) = store.finish_mark().await else {
         let t = Instant::now();
         let mark = conveyor_core::FinishMark::new(0);
@@ -49,7 +49,7 @@ pub async fn result_waits(waiter: Subject, finisher: Subject, clock: Arc<ManualC
     let waiting = {
         let waiter = waiter.clone();
         tokio::spawn(async move {
-            let store = waiter.results().expect("a result store");
+            let store = waiter.result_store().expect("a result store");
             tokio::time::timeout(BOUND, store.wait_finished(id, mark, LONG)).await
         })
     };
@@ -84,7 +84,7 @@ pub async fn result_waits(waiter: Subject, finisher: Subject, clock: Arc<ManualC
     assert_eq!(state(&waiter, id).await, TaskState::Dead);
 
     // Cancelling a waiting task finishes it too.
-    if finisher.administration().is_some() {
+    if finisher.administration().is_ok() {
         let id = enqueue(&finisher, task("cancelled")).await;
         let mark = store.finish_mark().await.expect("a mark");
         let cancelled = finisher.cancel(id).await.expect("cancel");
@@ -93,7 +93,7 @@ pub async fn result_waits(waiter: Subject, finisher: Subject, clock: Arc<ManualC
     }
 
     // So does a lease running out on the last attempt.
-    if finisher.maintenance().is_some() {
+    if finisher.maintenance().is_ok() {
         let t = task("expired").max_attempts(1);
         let id = enqueue(&finisher, t).await;
         let mark = store.finish_mark().await.expect("a mark");

@@ -12,6 +12,7 @@ use conveyor_core::{
 };
 
 use super::*;
+use conveyor_core::ReserveParams;
 
 /// Every task a search matches, read `page` at a time through
 /// [`Page::next`](conveyor_core::Page::next). Checks that no page is larger
@@ -175,7 +176,7 @@ pub async fn stats_match_a_recount(b: Subject, clock: Arc<ManualClock>) {
     clock.advance(Duration::from_secs(6));
     for q in queues {
         let got = b
-            .reserve(&lanes(q), 16, Duration::from_secs(10))
+            .reserve(ReserveParams::new(&lanes(q), 16, Duration::from_secs(10)))
             .await
             .expect("reserve");
         assert_eq!(got.len(), 16, "16 of the 20 tasks of {q}");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use conveyor_core::{Finish, FinishAction, ManualClock, NewTask, TraceContext};
 
 use super::*;
+use conveyor_core::ReserveParams;
 
 /// A context with a `tracestate`.
 fn full() -> TraceContext {
@@ -48,7 +49,7 @@ pub async fn trace_context_travels(b: Subject, _clock: Arc<ManualClock>) {
         Some(bare()),
         "no tracestate stays none"
     );
-    if b.results().is_ok() {
+    if b.result_store().is_ok() {
         assert_eq!(get(&b, with).await.trace, Some(full()));
         assert_eq!(get(&b, plain).await.trace, None);
         assert_eq!(get(&b, bare_id).await.trace, Some(bare()));
@@ -72,7 +73,7 @@ pub async fn trace_context_travels(b: Subject, _clock: Arc<ManualClock>) {
     assert_eq!(again[0].attempt, 2);
     assert_eq!(again[0].trace, Some(full()), "a retry keeps the context");
     complete(&b, again[0].lease.clone()).await;
-    if b.results().is_ok() {
+    if b.result_store().is_ok() {
         assert_eq!(get(&b, with).await.trace, Some(full()));
     }
 }
@@ -101,7 +102,7 @@ pub async fn follow_ups_carry_their_trace_context(b: Subject, _clock: Arc<Manual
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while children.len() < 2 && tokio::time::Instant::now() < deadline {
         let more = b
-            .reserve(std::slice::from_ref(&queue), 2, LEASE)
+            .reserve(ReserveParams::new(std::slice::from_ref(&queue), 2, LEASE))
             .await
             .expect("reserve");
         if more.is_empty()
@@ -117,7 +118,7 @@ pub async fn follow_ups_carry_their_trace_context(b: Subject, _clock: Arc<Manual
     for c in &children {
         let want = (c.handler == "child-traced").then(bare);
         assert_eq!(c.trace, want, "{} carries its own context", c.handler);
-        if b.results().is_ok() {
+        if b.result_store().is_ok() {
             assert_eq!(get(&b, c.lease.id).await.trace, want);
         }
     }

@@ -149,7 +149,7 @@ impl Source for BackendSource {
             params
         };
         let sent = Instant::now();
-        let reserved = self.backend.reserve_with(params).await?;
+        let reserved = self.backend.reserve(params).await?;
         if sent.elapsed() >= self.lease / 2 && !reserved.is_empty() {
             tracing::warn!(
                 tasks = reserved.len(),

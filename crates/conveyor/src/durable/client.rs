@@ -273,7 +273,7 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
     /// anyway. Otherwise it sleeps a pause that grows from 2 ms to 100 ms
     /// between reads.
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<Out, Error> {
-        let store = self.backend.results()?;
+        let store = self.backend.result_store()?;
         let mut pause = POLL_FIRST;
         loop {
             let mark = store.finish_mark().await;

@@ -59,7 +59,7 @@ pub(crate) async fn run(
     errors: Arc<AtomicU64>,
     done: CancellationToken,
 ) {
-    let Some(registry) = backend.registry() else {
+    let Ok(registry) = backend.registry() else {
         return;
     };
     let forget_before = Timestamp::now().minus(FORGET_WORKERS_AFTER);

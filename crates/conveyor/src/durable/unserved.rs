@@ -38,7 +38,7 @@ pub async fn unserved(
     queues: &[String],
     now: Timestamp,
 ) -> Result<Vec<Unserved>, Error> {
-    let (Some(registry), Some(_)) = (backend.registry(), backend.inspection()) else {
+    let (Ok(registry), Ok(_)) = (backend.registry(), backend.inspection()) else {
         return Ok(Vec::new());
     };
     let workers: Vec<WorkerInfo> = registry

@@ -225,7 +225,7 @@ impl<C: Codec> WorkerBuilder<C> {
         if self.poll.is_zero() || self.schedule.recover_every.is_zero() {
             return bad("poll and maintenance intervals must be positive");
         }
-        if !self.global_limits.is_empty() && self.backend.global_limits().is_none() {
+        if !self.global_limits.is_empty() && self.backend.global_limits().is_err() {
             return Err(conveyor_core::unsupported(
                 self.backend.kind(),
                 "global handler limits",

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::contract::{Delivery, Source};
 use super::held::Inserted;
 use super::routes::Routes;
-use super::shared::RunnerShared;
+use super::runner_state::RunnerState;
 use super::stats::Counters;
 
 /// The longest pause between two fetches that failed for good (bad
@@ -64,7 +64,7 @@ type Answer<S> = (
 /// asked until every fetch out has answered; then the fetcher waits for
 /// work.
 pub(crate) async fn run<S: Source>(
-    shared: Arc<RunnerShared<S>>,
+    shared: Arc<RunnerState<S>>,
     routes: Arc<Routes<S::Payload>>,
     cfg: FetchConfig,
 ) {
@@ -181,14 +181,14 @@ pub(crate) async fn run<S: Source>(
 
 /// Hands back tasks fetched just as the runner began to stop (they hold
 /// their slots), without counting an attempt.
-fn hand_back<S: Source>(shared: &RunnerShared<S>, tasks: Vec<Delivery<S::Payload, S::Receipt>>) {
+fn hand_back<S: Source>(shared: &RunnerState<S>, tasks: Vec<Delivery<S::Payload, S::Receipt>>) {
     for task in tasks {
         shared.settle_unheld(task, FinishAction::Release);
     }
 }
 
 /// Waits for a sign of new work, at most `poll`.
-async fn idle<S: Source>(shared: &RunnerShared<S>, poll: Duration) {
+async fn idle<S: Source>(shared: &RunnerState<S>, poll: Duration) {
     let began = Instant::now();
     tokio::select! {
         woke = shared.source.wait_for_work(poll) => {
@@ -207,7 +207,7 @@ async fn idle<S: Source>(shared: &RunnerShared<S>, poll: Duration) {
 
 /// Holds and starts each fetched task, or settles the ones that cannot run.
 fn start_all<S: Source>(
-    shared: &RunnerShared<S>,
+    shared: &RunnerState<S>,
     routes: &Routes<S::Payload>,
     tasks: Vec<Delivery<S::Payload, S::Receipt>>,
 ) {

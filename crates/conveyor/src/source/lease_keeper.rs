@@ -13,13 +13,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::contract::Source;
-use super::shared::RunnerShared;
+use super::runner_state::RunnerState;
 use super::stats::Counters;
 use super::ticker::Ticker;
 
 /// Runs until `done` fires.
 pub(crate) async fn run<S: Source>(
-    shared: Arc<RunnerShared<S>>,
+    shared: Arc<RunnerState<S>>,
     lease: Duration,
     done: CancellationToken,
 ) {

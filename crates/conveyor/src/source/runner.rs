@@ -32,7 +32,7 @@ use super::control::{Control, ControlOps};
 use super::fetcher::{self, FetchConfig};
 use super::held::Held;
 use super::routes::Routes;
-use super::shared::RunnerShared;
+use super::runner_state::RunnerState;
 use super::sink::RunnerSink;
 use super::slots::Slots;
 use super::stats::{Counters, RunnerStats};
@@ -279,7 +279,7 @@ impl<S: Source> Runner<S> {
             });
             let job =
                 JobState::with_sink(&pool.engine, SOURCE_JOB_CAPACITY, None, Some(sink), None);
-            RunnerShared {
+            RunnerState {
                 retries: self.source.retries(),
                 source: self.source.clone(),
                 held: Held::new(),
@@ -417,7 +417,7 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Emits a heartbeat with the counts every `every`, while someone listens,
 /// until `done` fires.
 async fn heartbeat<S: Source>(
-    shared: Arc<RunnerShared<S>>,
+    shared: Arc<RunnerState<S>>,
     every: Duration,
     done: CancellationToken,
 ) {

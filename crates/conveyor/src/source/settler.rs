@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{Settled, Stored};
 use super::contract::{Retries, Settlement, Source};
-use super::shared::RunnerShared;
+use super::runner_state::RunnerState;
 use super::stats::Counters;
 
 /// Most settlements in one `settle` call.
@@ -82,7 +82,7 @@ impl<R> Queued<R> {
 /// Runs until `closing` fires and nothing is left queued (or `give_up` fires
 /// while the source is failing).
 pub(crate) async fn run<S: Source>(
-    shared: Arc<RunnerShared<S>>,
+    shared: Arc<RunnerState<S>>,
     rx: flume::Receiver<Queued<S::Receipt>>,
     closing: CancellationToken,
     give_up: CancellationToken,
@@ -120,11 +120,11 @@ pub(crate) async fn run<S: Source>(
 /// growing pause; one that will not pass is narrowed down by settling the
 /// batch's items one by one, so one bad settlement does not hold back the
 /// others. While it retries, the claims of what waits to be stored are
-/// renewed with the running tasks' ([`RunnerShared::unstored`]), and what
+/// renewed with the running tasks' ([`RunnerState::unstored`]), and what
 /// queued behind the batch joins it, so no outcome loses its claim to a
 /// store that answers late.
 async fn store<S: Source>(
-    shared: &RunnerShared<S>,
+    shared: &RunnerState<S>,
     batch: Vec<Queued<S::Receipt>>,
     give_up: &CancellationToken,
     queue: Option<&flume::Receiver<Queued<S::Receipt>>>,
@@ -136,7 +136,7 @@ async fn store<S: Source>(
 
 /// [`store`]'s loop.
 async fn store_until_done<S: Source>(
-    shared: &RunnerShared<S>,
+    shared: &RunnerState<S>,
     batch: Vec<Queued<S::Receipt>>,
     give_up: &CancellationToken,
     queue: Option<&flume::Receiver<Queued<S::Receipt>>>,
@@ -231,7 +231,7 @@ async fn store_until_done<S: Source>(
 /// Sorts the source's per-item answers: the items to try again, and
 /// whether to pause first (some failed in a way that may pass).
 fn sort_answers<S: Source>(
-    shared: &RunnerShared<S>,
+    shared: &RunnerState<S>,
     pending: Vec<Queued<S::Receipt>>,
     results: Vec<Result<(), Error>>,
 ) -> (Vec<Queued<S::Receipt>>, bool) {
@@ -280,7 +280,7 @@ fn sort_answers<S: Source>(
 /// is long is cut short; anything else (or anything already rewritten) is
 /// dropped, and its claim runs out.
 fn rewrite<S: Source>(
-    shared: &RunnerShared<S>,
+    shared: &RunnerState<S>,
     mut q: Queued<S::Receipt>,
     e: &Error,
 ) -> Option<Queued<S::Receipt>> {
@@ -348,7 +348,7 @@ fn cut(text: &str) -> String {
 }
 
 /// Hands `q`'s settled task to the user's callback, with what the source did.
-fn tell<S: Source>(shared: &RunnerShared<S>, q: Queued<S::Receipt>, stored: Stored) {
+fn tell<S: Source>(shared: &RunnerState<S>, q: Queued<S::Receipt>, stored: Stored) {
     if matches!(stored, Stored::Lost(_)) {
         Counters::add(&shared.counters.unstored, 1);
     }

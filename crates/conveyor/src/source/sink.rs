@@ -17,12 +17,12 @@ use crate::output::Output;
 use super::callbacks::{Settled, Stored};
 use super::contract::{Retries, Settlement, Source};
 use super::held::{Entry, Removed};
-use super::shared::RunnerShared;
+use super::runner_state::RunnerState;
 
 /// The sink of one runner's engine job.
 pub(crate) struct RunnerSink<S: Source> {
     /// Weak: the runner holds the engine job, which holds this sink.
-    pub(crate) shared: Weak<RunnerShared<S>>,
+    pub(crate) shared: Weak<RunnerState<S>>,
     /// The runner's events (checked before anything else).
     pub(crate) events: EventBus,
     /// The source can enqueue follow-ups with a settlement.

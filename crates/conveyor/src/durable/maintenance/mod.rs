@@ -56,7 +56,7 @@ pub(crate) async fn run(
     errors: Arc<AtomicU64>,
     done: tokio_util::sync::CancellationToken,
 ) {
-    let Some(store) = backend.maintenance() else {
+    let Ok(store) = backend.maintenance() else {
         tracing::debug!(
             backend = backend.kind(),
             "no maintenance part: no upkeep loop"

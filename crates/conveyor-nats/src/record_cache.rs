@@ -22,11 +22,11 @@ pub(crate) const CAPACITY: usize = 16_384;
 
 /// Task id → (record, revision) as this process last wrote it.
 #[derive(Debug, Default)]
-pub(crate) struct Held {
+pub(crate) struct RecordCache {
     map: Mutex<HashMap<u64, Versioned<Rec>>>,
 }
 
-impl Held {
+impl RecordCache {
     /// Remembers `rec`, just written at `rev` (replacing what was kept).
     pub(crate) fn keep(&self, rec: Rec, rev: u64) {
         if let Ok(mut m) = self.map.lock() {

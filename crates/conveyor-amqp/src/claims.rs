@@ -120,9 +120,9 @@ impl Claim {
 
 /// Held tasks by token.
 #[derive(Default)]
-pub(crate) struct HeldTasks(Mutex<HashMap<u64, Arc<Claim>>>);
+pub(crate) struct Claims(Mutex<HashMap<u64, Arc<Claim>>>);
 
-impl HeldTasks {
+impl Claims {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Claim>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -24,7 +24,7 @@ use super::slots::Slots;
 use super::stats::{Counters, RunnerStats};
 
 /// The fetcher, the sink, the settler and the lease keeper of one runner.
-pub(crate) struct RunnerShared<S: Source> {
+pub(crate) struct RunnerState<S: Source> {
     pub(crate) source: Arc<S>,
     pub(crate) retries: Retries,
     pub(crate) held: Held<S::Payload, S::Receipt>,
@@ -50,7 +50,7 @@ pub(crate) struct RunnerShared<S: Source> {
     pub(crate) events: EventBus,
 }
 
-impl<S: Source> ControlOps for RunnerShared<S> {
+impl<S: Source> ControlOps for RunnerState<S> {
     fn cancel(&self, id: TaskId) -> bool {
         self.held.cancel(id, |id| self.cancel_task(id))
     }
@@ -60,7 +60,7 @@ impl<S: Source> ControlOps for RunnerShared<S> {
     }
 }
 
-impl<S: Source> RunnerShared<S> {
+impl<S: Source> RunnerState<S> {
     /// A producer for the engine job.
     pub(crate) fn producer(&self) -> Producer {
         Producer::new(self.job.clone())

@@ -26,12 +26,12 @@ struct Completion {
 
 /// Plain completions waiting to be applied, in report order.
 #[derive(Default)]
-pub(crate) struct Completions {
+pub(crate) struct CompletionBatch {
     pending: Vec<Completion>,
     ids: HashSet<i64>,
 }
 
-impl Completions {
+impl CompletionBatch {
     /// Takes `report` if it is a plain completion of a task not already in
     /// the batch; gives it back otherwise.
     pub(crate) fn try_add(&mut self, report: Finish) -> Result<(), Finish> {
@@ -64,7 +64,7 @@ impl Store {
     /// appends each one's outcome to `out`, in order; the batch is empty after.
     pub(crate) fn complete_all(
         &mut self,
-        batch: &mut Completions,
+        batch: &mut CompletionBatch,
         now: Timestamp,
         out: &mut Vec<Result<(), Error>>,
     ) -> Result<(), Error> {

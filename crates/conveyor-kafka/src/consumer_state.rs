@@ -44,8 +44,8 @@ pub(crate) struct Record {
     pub(crate) key: Option<Arc<str>>,
 }
 
-/// Everything the three threads share, behind [`Shared::state`].
-pub(crate) struct State {
+/// Everything the three threads share, behind [`ConsumerState::state`].
+pub(crate) struct Flow {
     pub(crate) partitions: Vec<Partition>,
     /// Records handed to the runner and not finished (running, retrying, or
     /// being dead-lettered).
@@ -65,7 +65,7 @@ pub(crate) struct State {
     pub(crate) stopping: bool,
 }
 
-impl State {
+impl Flow {
     /// Records taken ahead of the engine: read-ahead, ready and key-held.
     pub(crate) fn ahead(&self) -> usize {
         self.waiting.len() + self.ready.len() + self.gate.held()
@@ -112,11 +112,11 @@ impl State {
 }
 
 /// The consumer's shared state.
-pub(crate) struct Shared {
+pub(crate) struct ConsumerState {
     pub(crate) config: ConsumerConfig,
     /// Prefix of this consumer's engine ordering keys.
     pub(crate) scope: String,
-    pub(crate) state: Mutex<State>,
+    pub(crate) state: Mutex<Flow>,
     /// Notified whenever a message finishes (revoke and shutdown wait on it,
     /// and the polling thread while it holds).
     pub(crate) changed: Condvar,
@@ -132,10 +132,10 @@ pub(crate) struct Shared {
     pub(crate) runner: OnceLock<RunnerHandle>,
     /// The handler every record runs.
     pub(crate) handler: Arc<str>,
-    pub(crate) me: Weak<Shared>,
+    pub(crate) me: Weak<ConsumerState>,
 }
 
-impl Shared {
+impl ConsumerState {
     pub(crate) fn new(
         config: ConsumerConfig,
         dead_letters: DeadLetterWriter,
@@ -144,10 +144,10 @@ impl Shared {
     ) -> Arc<Self> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Arc::new_cyclic(|me| Shared {
+        Arc::new_cyclic(|me| ConsumerState {
             config,
             scope: format!("kafka#{n}:"),
-            state: Mutex::new(State {
+            state: Mutex::new(Flow {
                 partitions: Vec::new(),
                 in_flight: 0,
                 paused: false,
@@ -176,7 +176,7 @@ impl Shared {
         let _ = self.consumer.set(Arc::downgrade(consumer));
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Flow> {
         self.state.lock()
     }
 
@@ -232,7 +232,7 @@ impl Shared {
         room
     }
 
-    fn take_one(&self, st: &mut State, m: &BorrowedMessage<'_>) {
+    fn take_one(&self, st: &mut Flow, m: &BorrowedMessage<'_>) {
         let Some(p) = st.partition(m.topic(), m.partition()) else {
             tracing::debug!(
                 topic = m.topic(),
@@ -266,7 +266,7 @@ impl Shared {
 
     /// A message of `key` reached its final outcome: the key's next record (if
     /// any) is next in line for a slot.
-    pub(crate) fn release_key(&self, st: &mut State, key: &Arc<str>) {
+    pub(crate) fn release_key(&self, st: &mut Flow, key: &Arc<str>) {
         if st.gate.is_busy(key) {
             if let Some(next) = st.gate.release(key) {
                 st.ready.push_back((key.clone(), next));
