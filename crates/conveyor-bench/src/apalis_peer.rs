@@ -25,6 +25,7 @@ use apalis::prelude::{
     BoxDynError, ParallelizeExt, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use redis::aio::ConnectionManagerConfig;
 use tokio::sync::Notify;
 
 use crate::alternate::alternate;
@@ -37,6 +38,18 @@ const ENQUEUE_ROUNDS: usize = 3;
 /// apalis's list (a sorted set) of every queue that ever had a worker.
 const APALIS_QUEUES: &str = "core:apalis:queues:list";
 
+/// How long apalis's connection waits for a reply. `apalis_redis::connect`
+/// takes the redis crate's default, 500 ms, and a call that outlasts it
+/// fails with "timed out", which stops the worker for good
+/// (`PollNextError(Database(timed out))`). With task locks, one call of
+/// apalis's takes the locks of a whole fetched batch and runs an `LREM` over
+/// the whole active list for each task (the fetch has already trimmed them
+/// off it, so every `LREM` scans to the end): at 500 slots on a 100,000-task
+/// backlog that call takes longer than 500 ms, and the worker stopped after
+/// its first batch. The call is apalis's own cost and is measured; only
+/// the client's patience is raised.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One Redis queue of apalis's, named for this run; its keys are removed on
 /// [`Queue::drop_keys`].
 pub(crate) struct Queue {
@@ -45,9 +58,15 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    /// A queue named for this run and `tag`, on a connection manager of its
+    /// own whose replies may take [`RESPONSE_TIMEOUT`].
     pub(crate) async fn new(url: &str, tag: &str) -> Result<Queue, String> {
         let base = url.split('?').next().unwrap_or(url);
-        let conn = apalis_redis::connect(base)
+        let client = apalis_redis::Client::open(base)
+            .map_err(|e| format!("cannot open {base} for apalis: {e}"))?;
+        let config = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = client
+            .get_connection_manager_with_config(config)
             .await
             .map_err(|e| format!("cannot connect apalis to {base}: {e}"))?;
         let name = format!("conveyor-bench-apalis-{}-{tag}", std::process::id());
