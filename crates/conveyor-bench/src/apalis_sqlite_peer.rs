@@ -111,7 +111,7 @@ pub async fn beside(report: &mut Report, bench: &str, scale: usize, ours: &Ours<
 
         let theirs = enqueue_rates(sync, scale).await;
         for (what, figure) in &EnqueueRates::ROWS {
-            show(report, what, figure(&ours.enqueue), figure(&theirs));
+            show(report, what, figure(ours.enqueue), figure(&theirs));
         }
 
         // Processing pre-enqueued no-op tasks, at conveyor's slot counts.
@@ -234,14 +234,17 @@ async fn process_in(db: &Db, n: usize, slots: usize, batch: usize) -> Measured {
     let (elapsed, ()) = workload(run, || {}, &all, &done, n, t).await?;
     let stored = stored_done(&db.path)?;
     if stored < n {
-        return Err(format!("all {n} tasks ran, but apalis stored {stored} as done"));
+        return Err(format!(
+            "all {n} tasks ran, but apalis stored {stored} as done"
+        ));
     }
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
 /// How many tasks apalis-sqlite's file at `path` holds as done.
 fn stored_done(path: &Path) -> Result<usize, String> {
-    let conn = rusqlite::Connection::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let conn =
+        rusqlite::Connection::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
     conn.query_row("SELECT COUNT(*) FROM Jobs WHERE status = 'Done'", [], |r| {
         r.get::<_, i64>(0)
     })

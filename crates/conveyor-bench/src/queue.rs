@@ -9,6 +9,12 @@
 //!   the median of the rounds' ratios;
 //! - enqueue→start latency p50/p99 at a steady trickle into an idle worker.
 //!
+//! A measurement that does not do its whole workload (an enqueue or the
+//! worker fails, the worker stops early, or 300 s pass) has no figure: its
+//! row says why instead, and so does every ratio to it
+//! ([`crate::report`]). That holds for conveyor's rows and every peer's and
+//! floor's beside them.
+//!
 //! Figures carry ratios to the project's targets for the backend (embedded:
 //! 200k/s batched enqueue, 100k/s processed; redis 40k/s, postgres 25k/s and
 //! amqp and nats 20k/s processed). Every measurement runs in a namespace of its own — a
@@ -43,7 +49,7 @@ use conveyor::{Handler, TaskError};
 use tokio::sync::Notify;
 
 use crate::namespace::{micros_now, Subject};
-use crate::report::{median, Report};
+use crate::report::{median_measured, ratio_of, Measured, Report};
 
 /// Targets by backend kind: (batched enqueue/s, processed/s).
 fn targets(kind: &str) -> Option<(f64, f64)> {
@@ -74,27 +80,27 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         single: seq,
         concurrent: conc,
         batched,
-    } = enqueue;
-    report.add(&bench, "enqueue 1/call, 1 caller", seq, "tasks/s");
-    report.add_vs(
+    } = &enqueue;
+    report.measured(&bench, "enqueue 1/call, 1 caller", seq, "tasks/s");
+    report.compared(
         &bench,
         "enqueue 1/call, 32 callers",
         conc,
         "tasks/s",
         "1 caller",
-        conc / seq,
+        seq,
     );
     if has_targets {
-        report.add_vs(
+        report.compared(
             &bench,
             "enqueue batches of 1000",
             batched,
             "tasks/s",
             "target",
-            batched / enq_target,
+            &Ok(enq_target),
         );
     } else {
-        report.add(&bench, "enqueue batches of 1000", batched, "tasks/s");
+        report.measured(&bench, "enqueue batches of 1000", batched, "tasks/s");
     }
 
     let target = has_targets.then_some(proc_target);
@@ -124,7 +130,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         #[cfg(feature = "apalis")]
         {
             let ours = Ours {
-                enqueue,
+                enqueue: &enqueue,
                 processed: &processed,
             };
             crate::apalis_sqlite_peer::beside(report, &bench, scale, &ours).await;
@@ -137,7 +143,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     }
     if kind == "redis" {
         let ours = Ours {
-            enqueue,
+            enqueue: &enqueue,
             processed: &processed,
         };
         crate::redis_scripts::beside(report, &bench, url.unwrap_or_default(), scale, &ours).await;
@@ -155,8 +161,8 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     let b = s.open().await;
     let (p50, p99) = latency(b, 1_000 / scale).await;
     s.close().await;
-    report.add(&bench, "enqueue->start p50", p50, "ms");
-    report.add(&bench, "enqueue->start p99", p99, "ms");
+    report.measured(&bench, "enqueue->start p50", &p50, "ms");
+    report.measured(&bench, "enqueue->start p99", &p99, "ms");
 }
 
 /// conveyor's figures in one run, to set beside a peer's or another
@@ -166,7 +172,7 @@ pub struct Ours<'a> {
     /// apalis-sqlite's (whose rates are far apart from these); the Redis
     /// comparisons measure both sides again, alternated.
     #[cfg_attr(not(feature = "apalis"), allow(dead_code))]
-    pub enqueue: EnqueueRates,
+    pub enqueue: &'a EnqueueRates,
     /// The `processed, N slots` rows.
     pub processed: &'a [Processed],
 }
@@ -175,8 +181,8 @@ pub struct Ours<'a> {
 pub struct Processed {
     /// Worker slots.
     pub slots: usize,
-    /// Tasks/s.
-    pub rate: f64,
+    /// Tasks/s, or why there is no figure.
+    pub rate: Measured,
 }
 
 impl Processed {
@@ -200,79 +206,89 @@ pub struct Floor<'a> {
 }
 
 impl Floor<'_> {
-    /// Prints the floor's rate, then each of `rows` with its ratio to it; or
-    /// a note saying why the floor was not measured.
+    /// Prints the floor's rate (or why it has none), then each of `rows`
+    /// with its ratio to it.
     pub fn report<'p>(
         &self,
         report: &mut Report,
         bench: &str,
-        measured: Result<f64, String>,
+        floor: Measured,
         rows: impl IntoIterator<Item = &'p Processed>,
     ) {
-        let floor = match measured {
-            Ok(rate) => rate,
-            Err(e) => {
-                report.note(format!("{}: {e}", self.subject));
-                return;
-            }
-        };
-        report.add(bench, self.subject, floor, self.unit);
+        report.measured(bench, self.subject, &floor, self.unit);
         for row in rows {
-            report.add_vs(
+            report.compared(
                 bench,
                 &format!("{} {}", row.subject(), self.versus),
-                row.rate,
+                &row.rate,
                 "tasks/s",
                 self.baseline,
-                row.rate / floor,
+                &floor,
             );
         }
     }
 }
 
-/// Enqueue rates of the backend at one URL, tasks/s.
-#[derive(Clone, Copy, Debug)]
+/// Enqueue rates of the backend at one URL, tasks/s, each or why it has
+/// none.
+#[derive(Clone, Debug)]
 pub struct EnqueueRates {
     /// One task per call, one caller.
-    pub single: f64,
+    pub single: Measured,
     /// One task per call, 32 concurrent callers.
-    pub concurrent: f64,
+    pub concurrent: Measured,
     /// Batches of 1,000.
-    pub batched: f64,
+    pub batched: Measured,
 }
 
 /// One enqueue row: its subject and its figure.
-pub type EnqueueRow = (&'static str, fn(&EnqueueRates) -> f64);
+pub type EnqueueRow = (&'static str, fn(&EnqueueRates) -> &Measured);
 
 impl EnqueueRates {
     /// The three rows, in report order.
     pub const ROWS: [EnqueueRow; 3] = [
-        ("enqueue 1/call, 1 caller", |r| r.single),
-        ("enqueue 1/call, 32 callers", |r| r.concurrent),
-        ("enqueue batches of 1000", |r| r.batched),
+        ("enqueue 1/call, 1 caller", |r| &r.single),
+        ("enqueue 1/call, 32 callers", |r| &r.concurrent),
+        ("enqueue batches of 1000", |r| &r.batched),
     ];
 
-    /// The median of `runs`' figure for `row`.
-    pub fn median(runs: &[EnqueueRates], row: &EnqueueRow) -> f64 {
-        crate::report::median(&runs.iter().map(row.1).collect::<Vec<_>>())
+    /// The median of `runs`' figure for `row`: none unless every run has one.
+    pub fn median(runs: &[EnqueueRates], row: &EnqueueRow) -> Measured {
+        median_measured(&runs.iter().map(|r| row.1(r).clone()).collect::<Vec<_>>())
     }
 }
 
 /// Measures enqueue from one caller, from 32 callers and in batches, each in
 /// a namespace of its own.
 pub async fn enqueue_rates(url: Option<&str>, scale: usize) -> EnqueueRates {
-    // One per call.
-    let single = 2_000 / scale;
+    EnqueueRates {
+        single: enqueue_single(url, scale).await,
+        concurrent: enqueue_concurrent(url, scale).await,
+        batched: enqueue_batched(url, scale).await,
+    }
+}
+
+/// 2,000 single enqueues from one caller.
+async fn enqueue_single(url: Option<&str>, scale: usize) -> Measured {
+    let n = 2_000 / scale;
     let s = Subject::new(url, "single");
     let b = s.open().await;
     let t = Instant::now();
-    for i in 0..single {
-        let _ = b.enqueue(noop_task(i)).await;
+    let mut rate = Ok(());
+    for i in 0..n {
+        if let Err(e) = b.enqueue(noop_task(i)).await {
+            rate = Err(format!("enqueue {} of {n} failed: {e}", i + 1));
+            break;
+        }
     }
-    let seq = single as f64 / t.elapsed().as_secs_f64();
+    let rate = rate.map(|()| n as f64 / t.elapsed().as_secs_f64());
     drop(b);
     s.close().await;
+    rate
+}
 
+/// 20,000 single enqueues from 32 concurrent callers.
+async fn enqueue_concurrent(url: Option<&str>, scale: usize) -> Measured {
     let s = Subject::new(url, "concurrent");
     let b = s.open().await;
     let callers = 32;
@@ -283,34 +299,49 @@ pub async fn enqueue_rates(url: Option<&str>, scale: usize) -> EnqueueRates {
         let b = b.clone();
         joins.push(tokio::spawn(async move {
             for i in 0..per {
-                let _ = b.enqueue(noop_task(c * per + i)).await;
+                b.enqueue(noop_task(c * per + i))
+                    .await
+                    .map_err(|e| format!("caller {c}: enqueue {} of {per} failed: {e}", i + 1))?;
             }
+            Ok::<(), String>(())
         }));
     }
+    let mut rate = Ok(());
     for j in joins {
-        let _ = j.await;
+        let ended = j.await.map_err(|e| format!("a caller {e}")).and_then(|r| r);
+        if rate.is_ok() {
+            rate = ended;
+        }
     }
-    let conc = (per * callers) as f64 / t.elapsed().as_secs_f64();
+    let rate = rate.map(|()| (per * callers) as f64 / t.elapsed().as_secs_f64());
     drop(b);
     s.close().await;
+    rate
+}
 
-    // In batches.
+/// 200,000 tasks enqueued in batches of 1,000.
+async fn enqueue_batched(url: Option<&str>, scale: usize) -> Measured {
     let total = 200_000 / scale;
     let s = Subject::new(url, "batched");
     let b = s.open().await;
     let t = Instant::now();
-    for chunk in 0..total / 1000 {
-        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
-        let _ = b.enqueue_many(tasks).await;
-    }
-    let batched = total as f64 / t.elapsed().as_secs_f64();
+    let rate = enqueue_backlog(b.as_ref(), total)
+        .await
+        .map(|()| total as f64 / t.elapsed().as_secs_f64());
     drop(b);
     s.close().await;
-    EnqueueRates {
-        single: seq,
-        concurrent: conc,
-        batched,
+    rate
+}
+
+/// Enqueues `n` no-op tasks in batches of 1,000; why not, when one fails.
+async fn enqueue_backlog(b: &dyn Backend, n: usize) -> Result<(), String> {
+    for chunk in 0..n / 1000 {
+        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
+        b.enqueue_many(tasks)
+            .await
+            .map_err(|e| format!("batch {} of {} failed: {e}", chunk + 1, n / 1000))?;
     }
+    Ok(())
 }
 
 /// Rounds of the 500-slot run with nobody listening, with events listened
@@ -332,19 +363,19 @@ async fn processed_rows(
 ) -> Vec<Processed> {
     let rate_50 = processed_rate(url, scale, 50, Watch::Nobody).await;
     let watches = [Watch::Nobody, Watch::Events, Watch::Metrics];
-    let mut runs: [Vec<f64>; 3] = Default::default();
-    let mut ratios: [Vec<f64>; 2] = Default::default();
+    let mut runs: [Vec<Measured>; 3] = Default::default();
+    let mut ratios: [Vec<Measured>; 2] = Default::default();
     for round in 0..WATCH_ROUNDS {
-        let mut rates = [0.0; 3];
+        let mut rates: [Measured; 3] = std::array::from_fn(|_| Err(String::new()));
         for k in 0..watches.len() {
             let i = (round + k) % watches.len();
             rates[i] = processed_rate(url, scale, 500, watches[i]).await;
         }
+        ratios[0].push(ratio_of(&rates[1], &rates[0]));
+        ratios[1].push(ratio_of(&rates[2], &rates[0]));
         for (run, rate) in runs.iter_mut().zip(rates) {
             run.push(rate);
         }
-        ratios[0].push(rates[1] / rates[0]);
-        ratios[1].push(rates[2] / rates[0]);
     }
     let processed = vec![
         Processed {
@@ -353,30 +384,30 @@ async fn processed_rows(
         },
         Processed {
             slots: 500,
-            rate: median(&runs[0]),
+            rate: median_measured(&runs[0]),
         },
     ];
     for row in &processed {
         match target {
-            Some(t) => report.add_vs(
+            Some(t) => report.compared(
                 bench,
                 &row.subject(),
-                row.rate,
+                &row.rate,
                 "tasks/s",
                 "target",
-                row.rate / t,
+                &Ok(t),
             ),
-            None => report.add(bench, &row.subject(), row.rate, "tasks/s"),
+            None => report.measured(bench, &row.subject(), &row.rate, "tasks/s"),
         }
     }
     for (i, watched) in ["events listened", "metrics on"].into_iter().enumerate() {
-        report.add_vs(
+        report.with_ratio(
             bench,
             &format!("processed, 500 slots, {watched}"),
-            median(&runs[i + 1]),
+            &median_measured(&runs[i + 1]),
             "tasks/s",
             &format!("nobody listening (median of {WATCH_ROUNDS} alternating rounds)"),
-            median(&ratios[i]),
+            &median_measured(&ratios[i]),
         );
     }
     processed
@@ -384,15 +415,14 @@ async fn processed_rows(
 
 /// Enqueues 100,000 (`--quick`: 20,000) no-op tasks in a namespace of their
 /// own and processes them with a worker of `slots` slots; tasks/s.
-async fn processed_rate(url: Option<&str>, scale: usize, slots: usize, watch: Watch) -> f64 {
+async fn processed_rate(url: Option<&str>, scale: usize, slots: usize, watch: Watch) -> Measured {
     let n = 100_000 / scale;
     let s = Subject::new(url, &format!("e2e{slots}{}", watch as u8));
     let b = s.open().await;
-    for chunk in 0..n / 1000 {
-        let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
-        let _ = b.enqueue_many(tasks).await;
-    }
-    let rate = process(b.clone(), n, slots, watch).await;
+    let rate = match enqueue_backlog(b.as_ref(), n).await {
+        Ok(()) => process(b.clone(), n, slots, watch).await,
+        Err(e) => Err(format!("enqueueing the backlog: {e}")),
+    };
     drop(b);
     s.close().await;
     rate
@@ -400,7 +430,7 @@ async fn processed_rate(url: Option<&str>, scale: usize, slots: usize, watch: Wa
 
 /// Processed rate of a worker with `slots` slots and nobody watching, at
 /// `url`; tasks/s.
-pub async fn processed_quiet(url: &str, scale: usize, slots: usize) -> f64 {
+pub async fn processed_quiet(url: &str, scale: usize, slots: usize) -> Measured {
     processed_rate(Some(url), scale, slots, Watch::Nobody).await
 }
 
@@ -415,8 +445,10 @@ enum Watch {
     Metrics,
 }
 
-/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s.
-async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> f64 {
+/// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s, from its
+/// start to the n-th task's end, when the worker completed every task and
+/// stored every completion.
+async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> Measured {
     let done = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(Notify::new());
     let (d, a) = (done.clone(), all.clone());
@@ -433,10 +465,7 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> f
         .build()
     {
         Ok(w) => w,
-        Err(e) => {
-            eprintln!("cannot build the worker: {e}");
-            return 0.0;
-        }
+        Err(e) => return Err(format!("cannot build the worker: {e}")),
     };
     let stopper = worker.stopper();
     let metrics =
@@ -453,10 +482,7 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> f
     });
     let t = Instant::now();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
-    all.notified().await;
-    let elapsed = t.elapsed();
-    stopper.stop();
-    let _ = run.await;
+    let ran = crate::report::workload(run, || stopper.stop(), &all, &done, n, t).await;
     if let Some(metrics) = metrics {
         let text = metrics.encode();
         eprintln!(
@@ -475,11 +501,27 @@ async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> f
             seen as f64 / n as f64
         );
     }
-    n as f64 / elapsed.as_secs_f64()
+    let (elapsed, ended) = ran?;
+    if ended.stats.completed < n as u64 {
+        return Err(format!(
+            "the worker stored {} of {n} completions",
+            ended.stats.completed
+        ));
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-/// Enqueue→start latency percentiles (ms) of `n` tasks enqueued 2 ms apart.
-async fn latency(b: Arc<dyn Backend>, n: usize) -> (f64, f64) {
+/// Enqueue→start latency percentiles (ms) of `n` tasks enqueued 2 ms apart;
+/// none when an enqueue or the worker fails or a task has not started within
+/// 60 s of the last enqueue.
+async fn latency(b: Arc<dyn Backend>, n: usize) -> (Measured, Measured) {
+    match latency_of(b, n).await {
+        Ok((p50, p99)) => (Ok(p50), Ok(p99)),
+        Err(why) => (Err(why.clone()), Err(why)),
+    }
+}
+
+async fn latency_of(b: Arc<dyn Backend>, n: usize) -> Result<(f64, f64), String> {
     let seen = Arc::new(samples::Samples::default());
     let s2 = seen.clone();
     let probe = Handler::io("probe", move |sent: u64, _ctx| {
@@ -496,23 +538,41 @@ async fn latency(b: Arc<dyn Backend>, n: usize) -> (f64, f64) {
         .build()
     {
         Ok(w) => w,
-        Err(_) => return (0.0, 0.0),
+        Err(e) => return Err(format!("cannot build the worker: {e}")),
     };
     let stopper = worker.stopper();
     let run = tokio::spawn(worker.run_until(std::future::pending()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut tick = tokio::time::interval(Duration::from_millis(2));
-    for _ in 0..n {
-        tick.tick().await;
-        let payload = micros_now().to_string().into_bytes();
-        let _ = b.enqueue(NewTask::new("probe", payload)).await;
+    let probed = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut tick = tokio::time::interval(Duration::from_millis(2));
+        for i in 0..n {
+            tick.tick().await;
+            let payload = micros_now().to_string().into_bytes();
+            b.enqueue(NewTask::new("probe", payload))
+                .await
+                .map_err(|e| format!("enqueue {} of {n} failed: {e}", i + 1))?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < n {
+            if run.is_finished() {
+                return Err(format!(
+                    "the worker stopped after {} of {n} tasks",
+                    seen.len()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} of {n} tasks started within 60 s", seen.len()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
-    while seen.len() < n {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     stopper.stop();
-    let _ = run.await;
-    seen.percentiles()
+    let ended = crate::report::stopped(run).await;
+    probed?;
+    ended?;
+    Ok(seen.percentiles())
 }
 
 mod samples {
@@ -555,7 +615,7 @@ async fn bare_beside(
     processed: &[Processed],
 ) {
     for row in processed {
-        let (subject, rate) = (row.subject(), row.rate);
+        let subject = row.subject();
         let Ok(slots) = u16::try_from(row.slots) else {
             continue;
         };
@@ -563,21 +623,17 @@ async fn bare_beside(
             (crate::amqp_floor::Acks::Each, "ack each"),
             (crate::amqp_floor::Acks::Batched, "acks batched"),
         ] {
-            match crate::amqp_floor::consume_rate(url, n, slots, acks).await {
-                Ok(bare) => {
-                    let name = format!("bare lapin, prefetch {slots}, {how}");
-                    report.add(bench, &name, bare, "msgs/s");
-                    report.add_vs(
-                        bench,
-                        &format!("{subject} vs bare lapin, {how}"),
-                        rate,
-                        "tasks/s",
-                        &name,
-                        rate / bare,
-                    );
-                }
-                Err(e) => report.note(format!("bare lapin, prefetch {slots}, {how}: {e}")),
-            }
+            let bare = crate::amqp_floor::consume_rate(url, n, slots, acks).await;
+            let name = format!("bare lapin, prefetch {slots}, {how}");
+            report.measured(bench, &name, &bare, "msgs/s");
+            report.compared(
+                bench,
+                &format!("{subject} vs bare lapin, {how}"),
+                &row.rate,
+                "tasks/s",
+                &name,
+                &bare,
+            );
         }
     }
 }
@@ -591,23 +647,16 @@ fn celery_beside(
     quick: bool,
     processed: &[Processed],
 ) {
-    let python = match crate::celery::python() {
-        Ok(p) => p,
-        Err(e) => {
-            report.note(format!(
-                "no Python with Celery ({e}): the Celery rows are skipped"
-            ));
-            return;
-        }
-    };
     let dir = std::env::temp_dir().join(format!("conveyor-bench-queue-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        report.note(format!("cannot create {}: {e}", dir.display()));
-        return;
-    }
+    let python = crate::celery::python().and_then(|python| {
+        std::fs::create_dir_all(&dir)
+            .map(|()| python)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    });
     let broker = url.split('?').next().unwrap_or(url);
     let n = if quick { 2_000 } else { 6_000 };
-    let mut best: Option<(String, f64)> = None;
+    // The best configuration with results off, the baseline of the ratios.
+    let mut best: Option<(String, Measured)> = None;
     let configs = [
         ("prefork", 2, false, "classic"),
         ("prefork", 2, true, "classic"),
@@ -622,26 +671,27 @@ fn celery_beside(
             queue_type,
         };
         let subject = format!("{}, {queue_type} queue", config.subject());
-        match crate::celery::measure(&python, &dir, broker, n, config) {
-            Ok(r) => {
-                report.add(bench, &subject, r.processed_per_s, "tasks/s");
-                if !results && best.as_ref().is_none_or(|(_, b)| r.processed_per_s > *b) {
-                    best = Some((subject, r.processed_per_s));
-                }
+        let rate = match &python {
+            Ok(python) => {
+                crate::celery::measure(python, &dir, broker, n, config).map(|r| r.processed_per_s)
             }
-            Err(e) => report.note(format!("{subject}: {e}")),
+            Err(e) => Err(format!("no Python with Celery: {e}")),
+        };
+        report.measured(bench, &subject, &rate, "tasks/s");
+        if !results && crate::report::better(&rate, best.as_ref().map(|(_, b)| b)) {
+            best = Some((subject, rate));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     if let Some((name, celery)) = best {
         for row in processed {
-            report.add_vs(
+            report.compared(
                 bench,
                 &format!("{} vs Celery", row.subject()),
-                row.rate,
+                &row.rate,
                 "tasks/s",
                 &name,
-                row.rate / celery,
+                &celery,
             );
         }
     }

@@ -1,0 +1,93 @@
+//! Enqueueing: new tasks checked against what a broker can keep, made
+//! into messages with fresh ids, published and confirmed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{Enqueued, Error, Finish, FinishAction, NewTask, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicPublishOptions};
+use lapin::Channel;
+use lapin::{Confirmation, PublisherConfirm};
+
+use super::Inner;
+use crate::answer::{answer, within, Health};
+use crate::claims::{Claim, Place, SpotGuard};
+use crate::consumer::QueueConsumer;
+use crate::delay;
+use crate::error::amqp_error;
+use crate::link::Link;
+use crate::message::TaskMessage;
+use crate::names::Names;
+use crate::results;
+
+impl Inner {
+    /// New tasks as messages, each with a fresh id. Refuses what this
+    /// backend cannot keep.
+    pub(crate) fn messages(
+        &self,
+        tasks: Vec<NewTask>,
+        now: Timestamp,
+    ) -> Result<Vec<TaskMessage>, Error> {
+        self.value_limit.check_batch(&tasks)?;
+        for t in &tasks {
+            t.validate()?;
+            Names::check_queue(&t.queue)?;
+            let refuse = |what: &str| Err(conveyor_core::unsupported("amqp", what));
+            if t.priority != 0 {
+                return refuse("priorities (quorum queues deliver in order)");
+            }
+            if t.unique_key.is_some() {
+                return refuse("unique keys (the broker keeps no task records)");
+            }
+            if t.ordering_key.is_some() {
+                return refuse("ordering keys");
+            }
+        }
+        Ok(tasks
+            .into_iter()
+            .map(|t| TaskMessage::new(new_id(), t, now))
+            .collect())
+    }
+
+    /// Publishes `tasks` and waits for the broker to confirm them all.
+    pub(super) async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
+        let inner = self;
+        let now = inner.clock.now();
+        let messages = inner.messages(tasks, now)?;
+        let out = messages
+            .iter()
+            .map(|m| Enqueued {
+                id: m.id,
+                duplicate: false,
+            })
+            .collect();
+        if let Some(store) = &inner.results {
+            // Before the publish: a worker's later record must not be
+            // overwritten by this one.
+            let records: Vec<TaskRecord> =
+                messages.iter().map(|m| results::waiting(m, now)).collect();
+            store.put(&records, now).await?;
+        }
+        let publishes: Vec<Publish> = messages.into_iter().map(|m| inner.route(m, now)).collect();
+        let published = async {
+            let link = inner.link().await?;
+            inner
+                .prepare(&link, &publishes.iter().collect::<Vec<_>>())
+                .await?;
+            publish_confirmed(&link, &publishes).await
+        }
+        .await;
+        if let (Err(_), Some(store)) = (&published, &inner.results) {
+            let ids: Vec<TaskId> = publishes.iter().map(|p| p.message.id).collect();
+            store.forget(&ids).await;
+        }
+        published?;
+        Ok(out)
+    }
+}
+
+/// A fresh task id: random, so processes need no coordination (63 bits).
+fn new_id() -> TaskId {
+    TaskId(fastrand::u64(1..=i64::MAX as u64))
+}
