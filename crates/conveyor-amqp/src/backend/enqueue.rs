@@ -1,22 +1,10 @@
 //! Enqueueing: new tasks checked against what a broker can keep, made
 //! into messages with fresh ids, published and confirmed.
 
-use std::sync::Arc;
-use std::time::Duration;
+use conveyor_core::{Enqueued, Error, NewTask, TaskId, TaskRecord, Timestamp};
 
-use conveyor_core::{Enqueued, Error, Finish, FinishAction, NewTask, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
-use lapin::Channel;
-use lapin::{Confirmation, PublisherConfirm};
-
+use super::publish::{publish_confirmed, Publish};
 use super::Inner;
-use crate::answer::{answer, within, Health};
-use crate::claims::{Claim, Place, SpotGuard};
-use crate::consumer::QueueConsumer;
-use crate::delay;
-use crate::error::amqp_error;
-use crate::link::Link;
 use crate::message::TaskMessage;
 use crate::names::Names;
 use crate::results;
@@ -52,9 +40,8 @@ impl Inner {
 
     /// Publishes `tasks` and waits for the broker to confirm them all.
     pub(super) async fn enqueue(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
-        let inner = self;
-        let now = inner.clock.now();
-        let messages = inner.messages(tasks, now)?;
+        let now = self.clock.now();
+        let messages = self.messages(tasks, now)?;
         let out = messages
             .iter()
             .map(|m| Enqueued {
@@ -62,23 +49,22 @@ impl Inner {
                 duplicate: false,
             })
             .collect();
-        if let Some(store) = &inner.results {
+        if let Some(store) = &self.results {
             // Before the publish: a worker's later record must not be
             // overwritten by this one.
             let records: Vec<TaskRecord> =
                 messages.iter().map(|m| results::waiting(m, now)).collect();
             store.put(&records, now).await?;
         }
-        let publishes: Vec<Publish> = messages.into_iter().map(|m| inner.route(m, now)).collect();
+        let publishes: Vec<Publish> = messages.into_iter().map(|m| self.route(m, now)).collect();
         let published = async {
-            let link = inner.link().await?;
-            inner
-                .prepare(&link, &publishes.iter().collect::<Vec<_>>())
+            let link = self.link().await?;
+            self.prepare(&link, &publishes.iter().collect::<Vec<_>>())
                 .await?;
             publish_confirmed(&link, &publishes).await
         }
         .await;
-        if let (Err(_), Some(store)) = (&published, &inner.results) {
+        if let (Err(_), Some(store)) = (&published, &self.results) {
             let ids: Vec<TaskId> = publishes.iter().map(|p| p.message.id).collect();
             store.forget(&ids).await;
         }

@@ -1,16 +1,21 @@
 //! [`AmqpBackend`]: conveyor's backend contract on RabbitMQ.
 //!
 //! - `enqueue_many` publishes every task on a confirm-mode channel and returns
-//!   once the broker confirmed them all (written to its quorum queues);
+//!   once the broker confirmed them all (written to its quorum queues;
+//!   [`enqueue`], [`publish`]);
 //! - `reserve` hands out deliveries the queue's consumer has buffered; the
 //!   broker may deliver only as many as the worker holds unsettled plus the
-//!   free slots it asks for (`consumer`), so backpressure reaches the queue;
+//!   free slots it asks for (`consumer`), so backpressure reaches the queue
+//!   ([`reserve`]);
 //! - `renew` checks each claim is still alive and rolls the custody copies
 //!   of long tasks; a sweeper task moves each delivery held for `hold` into
 //!   custody, on time (`custody`);
 //! - `finish` acknowledges and publishes what follows each report in one
 //!   transaction per consumer channel (`consumer`), each claim under its own
-//!   lock so no renewal or move of the same task runs beside it (`held`).
+//!   lock so no renewal or move of the same task runs beside it (`claims`;
+//!   [`settle`]).
+//!
+//! This file holds the backend, its connection and its consumers.
 //!
 //! There is no record of a task outside the messages themselves unless the
 //! URL names a result store (`results=redis://…`, see `results`): the broker
@@ -24,24 +29,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, FinishAction, Lease,
-    NewTask, Part, Receipt, ReserveParams, Reserved, ResultStore, TaskId, TaskRecord, TaskState,
-    Timestamp, ValueLimit,
+    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, NewTask, Part,
+    ReserveParams, Reserved, ResultStore, ValueLimit,
 };
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
-use lapin::Channel;
-use lapin::{Confirmation, PublisherConfirm};
 
-use crate::answer::{answer, within, Health};
-use crate::claims::{Claim, Claims, Place, SpotGuard};
+use crate::claims::Claims;
 use crate::consumer::QueueConsumer;
 use crate::delay;
 use crate::error::amqp_error;
 use crate::hooks::Hooks;
 use crate::link::Link;
-use crate::message::TaskMessage;
-use crate::names::{self, Names};
+use crate::names::Names;
 use crate::options::AmqpOptions;
 use crate::results::Results;
 
@@ -50,8 +48,7 @@ mod publish;
 mod reserve;
 mod settle;
 
-pub(crate) use publish::{ack, commit, publish_confirmed, Publish};
-pub(crate) use reserve::UNWANTED_DELAY;
+pub(crate) use publish::{ack, commit, publish_confirmed, publish_on, Publish};
 pub(crate) use settle::Plan;
 
 /// A RabbitMQ backend. Cheap to clone; clones share one connection.

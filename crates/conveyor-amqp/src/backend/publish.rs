@@ -2,25 +2,20 @@
 //! ladder, the dead-letter queue), and publishing it on a channel, with a
 //! broker confirmation or inside a transaction.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Enqueued, Error, Finish, FinishAction, NewTask, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
-use lapin::message::Delivery;
+use conveyor_core::{Error, Timestamp};
 use lapin::options::{BasicAckOptions, BasicPublishOptions};
 use lapin::Channel;
 use lapin::{Confirmation, PublisherConfirm};
 
 use super::Inner;
 use crate::answer::{answer, within, Health};
-use crate::claims::{Claim, Place, SpotGuard};
-use crate::consumer::QueueConsumer;
 use crate::delay;
 use crate::error::amqp_error;
 use crate::link::Link;
 use crate::message::TaskMessage;
-use crate::names::Names;
-use crate::results;
+use crate::names::{self};
 
 /// What to publish for a report, before its delivery is settled.
 pub(crate) struct Publish {
@@ -76,7 +71,6 @@ impl Inner {
         Ok(())
     }
 }
-
 
 /// Publishes on `channel` (no confirm: inside a transaction, or the caller
 /// awaits the confirm).

@@ -2,24 +2,21 @@
 //! within the prefetch the worker's slots allow, as reserved tasks, and
 //! sending round the delay ladder what is early or not wanted.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Enqueued, Error, Finish, FinishAction, NewTask, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
+use conveyor_core::{
+    Error, Lease, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp,
+};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
-use lapin::Channel;
-use lapin::{Confirmation, PublisherConfirm};
 
+use super::publish::{ack, commit, publish_on, Publish};
 use super::Inner;
-use crate::answer::{answer, within, Health};
-use crate::claims::{Claim, Place, SpotGuard};
+use crate::claims::{Claim, Place};
 use crate::consumer::QueueConsumer;
-use crate::delay;
-use crate::error::amqp_error;
 use crate::link::Link;
 use crate::message::TaskMessage;
-use crate::names::Names;
 use crate::results;
 
 /// A task that arrives this much before its due time still runs (the
@@ -186,27 +183,24 @@ impl Inner {
     /// of another handler is sent round a second (`UNWANTED_DELAY`) of the delay
     /// ladder, unchanged, and the reservation goes on with the next.
     pub(super) async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
-        let inner = self;
         let (queues, max) = (params.queues, params.max);
         if queues.is_empty() || max == 0 {
             return Ok(Vec::new());
         }
-        let link = inner.link().await?;
-        let now = inner.clock.now();
+        let link = self.link().await?;
+        let now = self.clock.now();
         let mut out = Vec::new();
         let mut fixes = Vec::new();
         let mut consumers = Vec::with_capacity(queues.len());
         for queue in queues {
-            let consumer = inner
-                .consumer(&link, queue, inner.prefetch(0, max).0)
-                .await?;
-            if inner.options.prefetch.is_none() {
-                let (want, exact) = inner.prefetch(consumer.taken(), max);
+            let consumer = self.consumer(&link, queue, self.prefetch(0, max).0).await?;
+            if self.options.prefetch.is_none() {
+                let (want, exact) = self.prefetch(consumer.taken(), max);
                 consumer.widen(want, exact).await?;
             }
             consumers.push(consumer);
         }
-        inner.take(&consumers, &params, now, &mut out, &mut fixes);
+        self.take(&consumers, &params, now, &mut out, &mut fixes);
         // Fewer than asked: ask the broker on each consumer's own channel how
         // many wait. Its answer comes after every delivery it sent before,
         // so what is not in hand then is still in the queue; wait a moment
@@ -224,7 +218,7 @@ impl Inner {
                 }
             }
             let before = out.len() + fixes.len();
-            inner.take(&consumers, &params, now, &mut out, &mut fixes);
+            self.take(&consumers, &params, now, &mut out, &mut fixes);
             if out.len() + fixes.len() > before {
                 continue;
             }
@@ -234,11 +228,11 @@ impl Inner {
                 break;
             }
         }
-        if let (Some(store), false) = (&inner.results, out.is_empty()) {
+        if let (Some(store), false) = (&self.results, out.is_empty()) {
             let records: Vec<TaskRecord> = out
                 .iter()
                 .filter_map(|r| {
-                    inner.held.with(&r.lease, |m| {
+                    self.held.with(&r.lease, |m| {
                         results::record(m, TaskState::Running, m.attempts + 1, now)
                     })
                 })
@@ -248,7 +242,7 @@ impl Inner {
             }
         }
         if !fixes.is_empty() {
-            inner.apply_fixes(&link, fixes).await;
+            self.apply_fixes(&link, fixes).await;
         }
         Ok(out)
     }

@@ -2,25 +2,21 @@
 //! its delivery or custody copy with those publishes, one transaction per
 //! consumer channel, each claim under its own lock.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use conveyor_core::{Enqueued, Error, Finish, FinishAction, NewTask, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp};
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions};
-use lapin::Channel;
-use lapin::{Confirmation, PublisherConfirm};
+use conveyor_core::{Error, Finish, FinishAction, TaskRecord, TaskState, Timestamp};
 
+use super::publish::{ack, commit, publish_on, Publish};
 use super::Inner;
-use crate::answer::{answer, within, Health};
 use crate::claims::{Claim, Place, SpotGuard};
 use crate::consumer::QueueConsumer;
-use crate::delay;
-use crate::error::amqp_error;
-use crate::link::Link;
 use crate::message::TaskMessage;
-use crate::names::Names;
 use crate::results;
+
+/// The reports settled on each consumer channel (by the channel's
+/// number): its consumer, and each delivery tag with its report.
+type ByChannel = HashMap<u64, (Arc<QueueConsumer>, Vec<(u64, Settling)>)>;
 
 /// One report and its claim, locked, on its way to being settled.
 struct Settling {
@@ -131,8 +127,7 @@ impl Inner {
         &self,
         reports: Vec<Finish>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        let inner = self;
-        let now = inner.clock.now();
+        let now = self.clock.now();
         let mut out: Vec<Option<Result<(), Error>>> = (0..reports.len()).map(|_| None).collect();
         // Each report's claim, locked in token order (two batches never wait
         // for each other in a circle): a renewal or a move to custody in
@@ -142,21 +137,20 @@ impl Inner {
         // again.
         let mut order: Vec<(usize, Finish)> = reports.into_iter().enumerate().collect();
         order.sort_by_key(|(_, r)| r.lease.token);
-        let mut by_channel: HashMap<u64, (Arc<QueueConsumer>, Vec<(u64, Settling)>)> =
-            HashMap::new();
+        let mut by_channel: ByChannel = HashMap::new();
         let mut custody: Vec<Settling> = Vec::new();
         let mut previous = None;
         for (slot, report) in order {
             if let Err(e) = report
                 .validate_follow_ups()
-                .and_then(|()| inner.value_limit.check_finish(&report))
+                .and_then(|()| self.value_limit.check_finish(&report))
             {
                 out[slot] = Some(Err(e));
                 continue;
             }
             let stale = Error::StaleLease(report.lease.id);
             // A second report of one claim in one batch: the first settles it.
-            let claim = match inner.held.get(&report.lease) {
+            let claim = match self.held.get(&report.lease) {
                 Some(c) if previous != Some(c.token) => c,
                 _ => {
                     out[slot] = Some(Err(stale));
@@ -164,13 +158,13 @@ impl Inner {
                 }
             };
             previous = Some(claim.token);
-            let guard = claim.lock(&inner.hooks).await;
+            let guard = claim.lock(&self.hooks).await;
             let Some(place) = guard.as_ref().map(|s| s.place.clone()) else {
                 // Found lost by a renewal while this report waited.
                 out[slot] = Some(Err(stale));
                 continue;
             };
-            let plan = match inner.plan(&claim.message, report, now) {
+            let plan = match self.plan(&claim.message, report, now) {
                 Ok(p) => p,
                 Err(e) => {
                     out[slot] = Some(Err(e));
@@ -193,7 +187,7 @@ impl Inner {
                 }
                 Place::Delivery { .. } => {
                     // Its channel died: the delivery went back to the queue.
-                    inner.held.end(&item.claim, &mut item.guard);
+                    self.held.end(&item.claim, &mut item.guard);
                     out[slot] = Some(Err(stale));
                 }
                 Place::Custody { .. } => custody.push(item),
@@ -206,14 +200,14 @@ impl Inner {
                 .map(|r| r.unwrap_or(Err(Error::backend_other("report not settled"))))
                 .collect());
         }
-        let link = inner.link().await?;
+        let link = self.link().await?;
         let publishes: Vec<&Publish> = by_channel
             .values()
             .flat_map(|(_, items)| items.iter().flat_map(|(_, i)| &i.plan.publishes))
             .chain(custody.iter().flat_map(|i| &i.plan.publishes))
             .collect();
-        inner.prepare(&link, &publishes).await?;
-        if let Some(store) = &inner.results {
+        self.prepare(&link, &publishes).await?;
+        if let Some(store) = &self.results {
             // Each report's record is written before its commit, not after:
             // a commit sent is applied whenever it reaches the broker, even
             // after this call was abandoned (a worker stopping mid-outage)
@@ -242,7 +236,7 @@ impl Inner {
             let sent = futures_util::future::join_all(
                 items
                     .iter()
-                    .map(|(tag, item)| inner.settle_delivery(&consumer, *tag, &item.plan)),
+                    .map(|(tag, item)| self.settle_delivery(&consumer, *tag, &item.plan)),
             )
             .await;
             let committed = match sent.into_iter().find_map(Result::err) {
@@ -265,7 +259,7 @@ impl Inner {
                     consumer.settled(items.len());
                     for (_, mut item) in items {
                         out[item.slot] = Some(Ok(()));
-                        inner.held.end(&item.claim, &mut item.guard);
+                        self.held.end(&item.claim, &mut item.guard);
                     }
                 }
                 Err((e, true)) => {
@@ -284,7 +278,7 @@ impl Inner {
                     consumer.settled(items.len());
                     for (_, mut item) in items {
                         out[item.slot] = Some(Err(Error::StaleLease(item.claim.message.id)));
-                        inner.held.end(&item.claim, &mut item.guard);
+                        self.held.end(&item.claim, &mut item.guard);
                     }
                 }
             }
@@ -294,14 +288,14 @@ impl Inner {
             let Some(spot) = item.guard.as_mut() else {
                 continue;
             };
-            let settled = crate::custody::settle(inner, &link, &item.claim, spot, item.plan).await;
+            let settled = crate::custody::settle(self, &link, &item.claim, spot, item.plan).await;
             out[item.slot] = Some(match settled {
                 Ok(()) => {
-                    inner.held.end(&item.claim, &mut item.guard);
+                    self.held.end(&item.claim, &mut item.guard);
                     Ok(())
                 }
                 Err(Error::StaleLease(_)) => {
-                    inner.held.end(&item.claim, &mut item.guard);
+                    self.held.end(&item.claim, &mut item.guard);
                     Err(Error::StaleLease(id))
                 }
                 // Still held, in the generation the settle left it in.
