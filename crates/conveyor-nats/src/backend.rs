@@ -352,12 +352,12 @@ impl Backend for NatsBackend {
     }
 
     async fn wait_for_work(&self, queues: &[String], timeout: Duration) -> bool {
-        self.inner.wake.wait(queues, timeout).await;
+        self.inner.wake.board.wait(queues, timeout).await;
         true
     }
 
     fn reconnects(&self) -> Option<u64> {
-        Some(self.inner.wake.reconnects())
+        Some(self.inner.wake.board.reconnects())
     }
 
     conveyor_core::own_parts!(
@@ -377,12 +377,16 @@ impl ResultStore for NatsBackend {
     }
 
     async fn finish_mark(&self) -> Option<FinishMark> {
-        self.inner.wake.finish_mark()
+        self.inner.wake.board.finish_mark()
     }
 
     /// Woken by the ids every finishing call publishes on `<P>.finished`.
     async fn wait_finished(&self, id: TaskId, since: FinishMark, timeout: Duration) -> bool {
-        self.inner.wake.wait_finished(id, since, timeout).await;
+        self.inner
+            .wake
+            .board
+            .wait_finished(id, since, timeout)
+            .await;
         true
     }
 }

@@ -207,7 +207,7 @@ impl NatsBackend {
             if want == 0 {
                 return Ok(true);
             }
-            let generation = self.inner.wake.reconnects();
+            let generation = self.inner.wake.board.reconnects();
             let got = streams.fetch(queue, priority, want, generation).await?;
             let full = got.len() >= want;
             streams.priorities.fetched(queue, priority, full);

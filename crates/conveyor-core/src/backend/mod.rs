@@ -74,6 +74,7 @@ mod queue_control;
 mod registry;
 mod reserve_params;
 mod search;
+mod wake_board;
 
 pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
@@ -85,6 +86,7 @@ pub use search::{
     count_by_listing, count_from_stats, page_by_listing, Count, Page, Search, COUNT_BUDGET,
     SCAN_BUDGET,
 };
+pub use wake_board::WakeBoard;
 
 /// What a backend's core operations support. Operations outside it return
 /// [`Error::Unsupported`]. (Which optional parts a backend has is asked of
