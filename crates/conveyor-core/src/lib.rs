@@ -40,10 +40,10 @@ mod value_limit;
 pub use attempt::{AttemptOutcome, AttemptRecord};
 pub use backend::{
     count_by_listing, count_from_stats, page_by_listing, unsupported, validate_queue_name,
-    Administration, Backend, Capabilities, Count, FinishBoard, FinishMark, GlobalLimits,
-    Inspection, ListOrder, ListParams, Maintenance, Page, Part, QueueControl, Registry,
-    ReserveParams, ResultStore, Retention, Search, WakeBoard, WorkerInfo, COUNT_BUDGET,
-    SCAN_BUDGET, WORKER_SILENCE,
+    workers_heard_since, workers_silent_before, Administration, Backend, Capabilities, Count,
+    FinishBoard, FinishMark, GlobalLimits, Inspection, ListOrder, ListParams, Maintenance, Page,
+    Part, QueueControl, Registry, ReserveParams, ResultStore, Retention, Search, WakeBoard,
+    WorkerInfo, COUNT_BUDGET, SCAN_BUDGET, WORKER_SILENCE,
 };
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

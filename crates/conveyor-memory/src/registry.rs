@@ -1,7 +1,7 @@
 //! The worker registry in memory: each worker's latest heartbeat in a map.
 
 use conveyor_core::async_trait;
-use conveyor_core::{Error, Registry, Timestamp, WorkerInfo};
+use conveyor_core::{workers_heard_since, Error, Registry, Timestamp, WorkerInfo};
 
 use crate::backend::MemoryBackend;
 
@@ -16,16 +16,8 @@ impl Registry for MemoryBackend {
     }
 
     async fn workers(&self, since: Timestamp) -> Result<Vec<WorkerInfo>, Error> {
-        let mut out: Vec<WorkerInfo> = self
-            .state
-            .lock()
-            .workers
-            .values()
-            .filter(|w| w.heartbeat_at >= since)
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| b.heartbeat_at.cmp(&a.heartbeat_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        let entries: Vec<WorkerInfo> = self.state.lock().workers.values().cloned().collect();
+        Ok(workers_heard_since(entries, since))
     }
 
     async fn forget_workers(&self, before: Timestamp) -> Result<u64, Error> {

@@ -4,7 +4,9 @@
 //! millions).
 
 use conveyor_core::async_trait;
-use conveyor_core::{Error, Registry, Timestamp, WorkerInfo};
+use conveyor_core::{
+    workers_heard_since, workers_silent_before, Error, Registry, Timestamp, WorkerInfo,
+};
 
 use crate::backend::NatsBackend;
 use crate::names::keys;
@@ -32,23 +34,14 @@ impl Registry for NatsBackend {
     }
 
     async fn workers(&self, since: Timestamp) -> Result<Vec<WorkerInfo>, Error> {
-        let mut out: Vec<WorkerInfo> = self
-            .all_workers()
-            .await?
-            .into_iter()
-            .filter(|w| w.heartbeat_at >= since)
-            .collect();
-        out.sort_by(|a, b| b.heartbeat_at.cmp(&a.heartbeat_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        Ok(workers_heard_since(self.all_workers().await?, since))
     }
 
     async fn forget_workers(&self, before: Timestamp) -> Result<u64, Error> {
         let mut n = 0;
-        for w in self.all_workers().await? {
-            if w.heartbeat_at < before {
-                self.inner.ledger.remove(&keys::worker(&w.id)).await?;
-                n += 1;
-            }
+        for id in workers_silent_before(self.all_workers().await?, before) {
+            self.inner.ledger.remove(&keys::worker(&id)).await?;
+            n += 1;
         }
         Ok(n)
     }

@@ -3,7 +3,9 @@
 //! the hash whole (a registry holds tens of workers, not millions).
 
 use conveyor_core::async_trait;
-use conveyor_core::{Error, Registry, Timestamp, WorkerInfo};
+use conveyor_core::{
+    workers_heard_since, workers_silent_before, Error, Registry, Timestamp, WorkerInfo,
+};
 
 use crate::backend::RedisBackend;
 use crate::reply::redis_error;
@@ -37,24 +39,11 @@ impl Registry for RedisBackend {
     }
 
     async fn workers(&self, since: Timestamp) -> Result<Vec<WorkerInfo>, Error> {
-        let mut out: Vec<WorkerInfo> = self
-            .all_workers()
-            .await?
-            .into_iter()
-            .filter(|w| w.heartbeat_at >= since)
-            .collect();
-        out.sort_by(|a, b| b.heartbeat_at.cmp(&a.heartbeat_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        Ok(workers_heard_since(self.all_workers().await?, since))
     }
 
     async fn forget_workers(&self, before: Timestamp) -> Result<u64, Error> {
-        let old: Vec<String> = self
-            .all_workers()
-            .await?
-            .into_iter()
-            .filter(|w| w.heartbeat_at < before)
-            .map(|w| w.id)
-            .collect();
+        let old = workers_silent_before(self.all_workers().await?, before);
         if old.is_empty() {
             return Ok(0);
         }

@@ -80,7 +80,9 @@ pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
 pub use queue_control::{validate_queue_name, QueueControl};
-pub use registry::{Registry, WorkerInfo, WORKER_SILENCE};
+pub use registry::{
+    workers_heard_since, workers_silent_before, Registry, WorkerInfo, WORKER_SILENCE,
+};
 pub use reserve_params::ReserveParams;
 pub use search::{
     count_by_listing, count_from_stats, page_by_listing, Count, Page, Search, COUNT_BUDGET,

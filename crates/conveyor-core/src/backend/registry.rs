@@ -111,6 +111,35 @@ pub trait Registry: Send + Sync {
     async fn forget_workers(&self, before: Timestamp) -> Result<u64, Error>;
 }
 
+/// What [`Registry::workers`] answers, for a backend that reads its entries
+/// whole rather than filtering and ordering them in its store: those heard
+/// from at or after `since`, most recent heartbeat first, then by id.
+pub fn workers_heard_since(
+    entries: impl IntoIterator<Item = WorkerInfo>,
+    since: Timestamp,
+) -> Vec<WorkerInfo> {
+    let mut out: Vec<WorkerInfo> = entries
+        .into_iter()
+        .filter(|w| w.heartbeat_at >= since)
+        .collect();
+    out.sort_by(|a, b| b.heartbeat_at.cmp(&a.heartbeat_at).then(a.id.cmp(&b.id)));
+    out
+}
+
+/// The ids of the entries [`Registry::forget_workers`] forgets, for a
+/// backend that reads its entries whole: those last heard from before
+/// `before`.
+pub fn workers_silent_before(
+    entries: impl IntoIterator<Item = WorkerInfo>,
+    before: Timestamp,
+) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter(|w| w.heartbeat_at < before)
+        .map(|w| w.id)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +156,17 @@ mod tests {
         w.stopped = true;
         assert!(!w.is_alive(Timestamp(1_000)));
         assert!(WorkerInfo::from_json("{").is_err());
+    }
+
+    #[test]
+    fn entries_read_whole_are_chosen_and_ordered() {
+        let at = |id: &str, t| WorkerInfo::new(id, "h", 1, Timestamp(t));
+        let all = || vec![at("b", 20), at("old", 5), at("c", 30), at("a", 20)];
+        let ids = |ws: Vec<WorkerInfo>| ws.into_iter().map(|w| w.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(workers_heard_since(all(), Timestamp(20))),
+            ["c", "a", "b"]
+        );
+        assert_eq!(workers_silent_before(all(), Timestamp(20)), ["old"]);
     }
 }
