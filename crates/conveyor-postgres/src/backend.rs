@@ -26,8 +26,9 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::GenericClient;
 
 use crate::builder::Builder;
+use crate::counts::CountStatements;
 use crate::error::{db, pool};
-use crate::inspect::{self, CountStatements};
+use crate::inspect;
 use crate::limits::{self, LimitStatements};
 use crate::listener::Listener;
 use crate::migrate::{self, Migrated};

@@ -31,81 +31,13 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
 use crate::backend::PostgresBackend;
+use crate::counts::CountStatements;
 use crate::error::db;
 use crate::row::{col, record};
-use crate::schema::Schema;
-use crate::statements::{Predicates, RECORD_COLUMNS};
+use crate::statements::{walk_limit, Predicates, RECORD_COLUMNS};
 
 /// Count rows past which a read of the counts folds them first.
 const COMPACT_PAST: i64 = 10_000;
-
-/// The statements of the kept counts, for one schema.
-#[derive(Debug, Clone)]
-pub(crate) struct CountStatements {
-    /// Queue, state and count of every pair with tasks, and how many rows.
-    read: String,
-    /// Folds the rows into one per queue and state.
-    compact: String,
-    /// `$1` state codes, `$2` queue or NULL, `$3` handler or NULL → tasks
-    /// in those states.
-    kept: String,
-    /// `$1` queue → the enqueue time of its available task with the lowest
-    /// id, one index seek per priority level.
-    oldest_available: String,
-    /// `$1` queue, `$2` now → the enqueue time of its oldest due task not
-    /// yet made available.
-    oldest_due: String,
-}
-
-impl CountStatements {
-    pub(crate) fn new(schema: &Schema) -> CountStatements {
-        let t = schema.table("tasks");
-        let c = schema.table("task_counts");
-        let p = Predicates::new();
-        let available = &p.available;
-        let first = |more: &str| {
-            format!(
-                "SELECT priority FROM {t} WHERE queue = $1 AND {available}{more} \
-                 ORDER BY priority DESC LIMIT 1"
-            )
-        };
-        CountStatements {
-            read: format!(
-                "SELECT queue, state, sum(n)::bigint, (sum(count(*)) OVER ())::bigint FROM {c} \
-                 GROUP BY queue, state"
-            ),
-            compact: format!(
-                "WITH gone AS (DELETE FROM {c} RETURNING queue, handler, state, n)
-                 INSERT INTO {c} (queue, handler, state, n)
-                 SELECT queue, handler, state, sum(n) FROM gone
-                 GROUP BY queue, handler, state HAVING sum(n) <> 0"
-            ),
-            kept: format!(
-                "SELECT coalesce(sum(n), 0)::bigint FROM {c} \
-                 WHERE state = ANY($1) AND ($2::text IS NULL OR queue = $2) \
-                 AND ($3::text IS NULL OR handler = $3)"
-            ),
-            oldest_available: format!(
-                "WITH RECURSIVE levels(p) AS (
-                     SELECT ({top})
-                     UNION ALL
-                     SELECT ({below}) FROM levels WHERE p IS NOT NULL
-                 )
-                 SELECT min((SELECT greatest(run_at, created_at) FROM {t}
-                             WHERE queue = $1 AND {available}
-                             AND priority = levels.p ORDER BY id LIMIT 1))
-                 FROM levels WHERE p IS NOT NULL",
-                top = first(""),
-                below = first(" AND priority < levels.p"),
-            ),
-            oldest_due: format!(
-                "SELECT min(greatest(run_at, created_at)) FROM {t} \
-                 WHERE {timed} AND run_at <= $2 AND queue = $1",
-                timed = p.timed
-            ),
-        }
-    }
-}
 
 /// Folds the kept counts into one row per queue and state. Safe beside
 /// writers (their new rows are not in the statement's snapshot and stay) and
@@ -154,21 +86,6 @@ fn keyset(order: ListOrder, column: &str) -> String {
         ListOrder::NewestFirst => format!("{column} < $5 ORDER BY {column} DESC"),
         _ => format!("{column} > $5 ORDER BY {column}"),
     }
-}
-
-/// The limit of a walk along the primary key, parameter `$param`, read
-/// through a sub-select so that the planner does not know it. Knowing it, the planner plans each
-/// call for its values (PostgreSQL's custom plans, the first five calls of
-/// a prepared statement on each connection): it takes `state + 0 = …` to
-/// match 0.5% of the tasks, expects the walk to reach the end of the table
-/// before the limit, and prefers reading every task and sorting them —
-/// measured at a million tasks, 100–150 ms a page instead of 15, so a
-/// dashboard's first pages on each connection came out that slow (p95
-/// 106 ms). A limit it does not know it takes to cut early (10% of the
-/// rows), and it walks the key: checked with statistics at 100,000,
-/// 200,000 and 1,000,000 tasks, and without at 1,000,000.
-pub(crate) fn walk_limit(param: u8) -> String {
-    format!("(SELECT ${param}::bigint)")
 }
 
 /// The walk of [`PostgresBackend::walk_page`] over table `t` for the tasks

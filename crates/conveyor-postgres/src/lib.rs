@@ -28,6 +28,7 @@
 
 mod backend;
 mod builder;
+mod counts;
 mod enqueue;
 mod error;
 mod inspect;
