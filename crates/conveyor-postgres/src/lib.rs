@@ -36,8 +36,6 @@ mod limits;
 mod listener;
 mod migrate;
 mod notifier;
-mod queue_control;
-mod registry;
 mod row;
 mod schema;
 mod scheme;
