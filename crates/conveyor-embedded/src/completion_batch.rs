@@ -12,8 +12,9 @@ use foldhash::{HashSet, HashSetExt};
 
 use conveyor_core::{Error, Finish, FinishAction, TaskId, TaskState, Timestamp, Transition};
 
+use crate::error::db_err;
 use crate::sql::{in_chunks, sql};
-use crate::store::{db_err, Store};
+use crate::store::Store;
 
 /// One plain completion: the lease's id (as given and as a row id), token
 /// and the encoded result.

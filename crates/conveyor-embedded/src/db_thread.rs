@@ -26,7 +26,8 @@ use std::sync::Arc;
 use conveyor_core::{BackendErrorKind, Error, FinishBoard};
 use tokio::sync::{oneshot, Notify};
 
-use crate::store::{db_err, Store};
+use crate::error::db_err;
+use crate::store::Store;
 
 /// Requests run in one transaction at most.
 pub(crate) const MAX_BATCH_REQUESTS: usize = 1024;

@@ -23,6 +23,7 @@
 mod backend;
 mod completion_batch;
 mod db_thread;
+mod error;
 mod finish_boards;
 mod held_names;
 mod inspect;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use conveyor_core::{Admission, Error, HandlerLimits, Rate, TaskState, Timestamp};
 use rusqlite::{params, Row};
 
-use crate::store::{db_err, Store};
+use crate::error::db_err;
+use crate::store::Store;
 
 fn bad(handler: &str, what: &str) -> Error {
     Error::backend_other(format!(

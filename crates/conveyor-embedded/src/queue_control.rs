@@ -7,7 +7,8 @@ use conveyor_core::{async_trait, validate_queue_name, Error, QueueControl};
 use rusqlite::OptionalExtension;
 
 use crate::backend::EmbeddedBackend;
-use crate::store::{db_err, Store};
+use crate::error::db_err;
+use crate::store::Store;
 
 impl Store {
     /// True when `queue` is paused.

@@ -6,7 +6,8 @@ use conveyor_core::{Error, Registry, Timestamp, WorkerInfo};
 use rusqlite::params;
 
 use crate::backend::EmbeddedBackend;
-use crate::store::{db_err, Store};
+use crate::error::db_err;
+use crate::store::Store;
 
 impl Store {
     fn heartbeat(&mut self, worker: &WorkerInfo) -> Result<(), Error> {

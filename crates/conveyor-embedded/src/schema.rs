@@ -49,8 +49,8 @@ use conveyor_core::{codes, BackendError, BackendErrorKind, Error, TaskState, Tra
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::error::{classify, db_err};
 use crate::sql::unfinished_codes;
-use crate::store::{classify, db_err};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 9;

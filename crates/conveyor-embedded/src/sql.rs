@@ -30,6 +30,11 @@ pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, pri
      attempts, max_attempts, run_at, unique_key, ordering_key, result, error, created_at, \
      finished_at, trace, worker, started_at, history";
 
+/// The error a task gets when its lease runs out and attempts remain.
+const LEASE_EXPIRED: &str = "lease expired";
+/// The error a task gets when its lease runs out on its last attempt.
+const LEASE_EXPIRED_FINAL: &str = "lease expired on the last attempt";
+
 /// The `history` column with the latest attempt (the row's `attempts`,
 /// `worker` and `started_at`, before the update) appended, ended at `end`
 /// as `outcome` with the error `text` (SQL expressions), keeping the latest
@@ -314,8 +319,8 @@ impl Sql {
                 expiring = T::Expire.source_codes(),
                 final_ = T::ExpireFinal.target().code(),
                 again = T::Expire.target().code(),
-                final_msg = crate::store::LEASE_EXPIRED_FINAL,
-                again_msg = crate::store::LEASE_EXPIRED,
+                final_msg = LEASE_EXPIRED_FINAL,
+                again_msg = LEASE_EXPIRED,
             ),
             prune_finished: format!(
                 "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 RETURNING queue, state, handler",
@@ -358,7 +363,7 @@ pub(crate) fn in_chunks<T>(
         if items.len() < *size {
             continue;
         }
-        let mut stmt = conn.prepare_cached(text).map_err(crate::store::db_err)?;
+        let mut stmt = conn.prepare_cached(text).map_err(crate::error::db_err)?;
         while items.len() >= *size {
             let (chunk, rest) = items.split_at(*size);
             items = rest;

@@ -15,48 +15,16 @@ use std::time::Duration;
 
 use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
 use conveyor_core::{
-    BackendError, BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
-    Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp, TraceContext, Transition,
+    BackendErrorKind, Clock, Enqueued, Error, Finish, FinishAction, Lease, NewTask, Reserved,
+    Retention, TaskId, TaskRecord, TaskState, Timestamp, TraceContext, Transition,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use crate::completion_batch::CompletionBatch;
+use crate::error::db_err;
 use crate::held_names::{HeldNames, Names};
 use crate::sql::{in_chunks, sql, INSERT_PARAMS};
 use crate::tally::Tally;
-
-/// The error a task gets when its lease runs out and attempts remain.
-pub(crate) const LEASE_EXPIRED: &str = "lease expired";
-/// The error a task gets when its lease runs out on its last attempt.
-pub(crate) const LEASE_EXPIRED_FINAL: &str = "lease expired on the last attempt";
-
-/// A store failure as the crate's error.
-pub(crate) fn db_err(e: rusqlite::Error) -> Error {
-    Error::Backend(BackendError::new(classify(&e), "sqlite").with_source(e))
-}
-
-/// What kind of failure a SQLite error is.
-pub(crate) fn classify(e: &rusqlite::Error) -> BackendErrorKind {
-    use rusqlite::ErrorCode as C;
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            C::DatabaseBusy | C::DatabaseLocked => BackendErrorKind::Busy,
-            C::SystemIoFailure | C::DiskFull | C::OutOfMemory | C::CannotOpen => {
-                BackendErrorKind::Unavailable
-            }
-            C::DatabaseCorrupt | C::NotADatabase | C::TypeMismatch => BackendErrorKind::Data,
-            C::PermissionDenied | C::ReadOnly | C::AuthorizationForStatementDenied => {
-                BackendErrorKind::Config
-            }
-            _ => BackendErrorKind::Other,
-        },
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::Utf8Error(..) => BackendErrorKind::Data,
-        _ => BackendErrorKind::Other,
-    }
-}
 
 /// The connection, the clock, and what the current transaction did that
 /// waiting workers and result waiters should hear about.

@@ -22,7 +22,7 @@
 use conveyor_core::{Error, TaskState};
 use rusqlite::{params, Connection};
 
-use crate::store::db_err;
+use crate::error::db_err;
 
 /// Count changes not yet written, per queue, handler and state: those of
 /// the running request, and those of the transaction's requests that
