@@ -28,8 +28,9 @@ use conveyor_core::{
 use rusqlite::{params, params_from_iter};
 
 use crate::error::db_err;
+use crate::row::{record_from_row, task_id};
 use crate::sql::RECORD_COLUMNS;
-use crate::store::{record_from_row, task_id, Store};
+use crate::store::Store;
 
 /// Rows of any state one page reads at most along the table.
 pub(crate) const WALK_ROWS: usize = 4 * SCAN_BUDGET;

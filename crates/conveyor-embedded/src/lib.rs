@@ -12,8 +12,10 @@
 //! callers share fsyncs. See `docs/embedded.md` for the design and figures.
 //!
 //! Modules: `backend` (the public handle and the trait implementation),
-//! `db_thread` (the thread and group commit), `finishes` (the finish board
-//! result waiters of one file share in this process), `store` (each operation as SQL),
+//! `db_thread` (the thread and group commit), `finish_boards` (the finish board
+//! result waiters of one file share in this process), `store` (each operation
+//! as SQL, a file per duty), `row` (rows read back, checked), `error` (SQLite
+//! failures as the crate's error),
 //! `limits` (global handler limits and the admission state of a reservation),
 //! `queue_control` (paused queues),
 //! `sql` (the statement texts, built from the core state machine) and `schema`
@@ -21,7 +23,6 @@
 //! URL, `embedded://PATH` or a bare path, for [`SCHEME`]).
 
 mod backend;
-mod completion_batch;
 mod db_thread;
 mod error;
 mod finish_boards;
@@ -30,6 +31,7 @@ mod inspect;
 mod limits;
 mod queue_control;
 mod registry;
+mod row;
 mod schema;
 mod scheme;
 mod sql;

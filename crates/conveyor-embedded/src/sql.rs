@@ -25,7 +25,7 @@ use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
 use conveyor_core::{codes, TaskState, Transition};
 
 /// The columns of a [`conveyor_core::TaskRecord`], in the order
-/// `crate::store::record_from_row` reads them.
+/// `crate::row::record_from_row` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, \
      attempts, max_attempts, run_at, unique_key, ordering_key, result, error, created_at, \
      finished_at, trace, worker, started_at, history";

@@ -12,9 +12,9 @@ use foldhash::{HashSet, HashSetExt};
 
 use conveyor_core::{Error, Finish, FinishAction, TaskId, TaskState, Timestamp, Transition};
 
+use super::Store;
 use crate::error::db_err;
 use crate::sql::{in_chunks, sql};
-use crate::store::Store;
 
 /// One plain completion: the lease's id (as given and as a row id), token
 /// and the encoded result.
@@ -37,7 +37,7 @@ impl CompletionBatch {
     /// the batch; gives it back otherwise.
     pub(crate) fn try_add(&mut self, report: Finish) -> Result<(), Finish> {
         let lease = match (&report.action, report.follow_ups.is_empty()) {
-            (FinishAction::Complete { .. }, true) => crate::store::lease_params(&report.lease),
+            (FinishAction::Complete { .. }, true) => crate::row::lease_params(&report.lease),
             _ => None,
         };
         let Some((id, token)) = lease else {
