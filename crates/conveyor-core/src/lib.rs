@@ -43,8 +43,9 @@ pub use backend::{
     workers_heard_since, workers_silent_before, Administration, Backend, Capabilities, Count,
     FinishBoard, FinishMark, GlobalLimits, Inspection, ListOrder, ListParams, Maintenance, Page,
     Part, QueueControl, Registry, ReserveParams, ResultStore, Retention, Search, WakeBoard,
-    WorkerInfo, COUNT_BUDGET, SCAN_BUDGET, WORKER_SILENCE,
+    WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, SCAN_BUDGET, WORKER_SILENCE,
 };
+pub use backend::{unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Json};

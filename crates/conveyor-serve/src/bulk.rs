@@ -2,8 +2,8 @@
 //! time: each batch is one listing and one action, so a million matching
 //! tasks never make one giant transaction or one giant answer.
 
-use conveyor::durable::{Backend, ListParams, Search};
-use conveyor::{Error, TaskId, TaskState};
+use conveyor_core::{Backend, ListParams, Search};
+use conveyor_core::{Error, TaskId, TaskState};
 
 /// Tasks handled per batch.
 pub(crate) const BATCH: usize = 1_000;

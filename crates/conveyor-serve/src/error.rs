@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use conveyor::Error;
+use conveyor_core::Error;
 
 use crate::views::ErrorView;
 
@@ -53,7 +53,7 @@ impl From<Error> for ApiError {
             Error::Unsupported(_) => ApiError::Unsupported(e.chain().to_string()),
             Error::NotFound(id) => ApiError::NotFound(format!("no task {}", id.0)),
             Error::InvalidConfig(m) | Error::Codec(m) => ApiError::BadRequest(m.clone()),
-            _ if e.backend_kind() == Some(conveyor::BackendErrorKind::TooLarge) => {
+            _ if e.backend_kind() == Some(conveyor_core::BackendErrorKind::TooLarge) => {
                 ApiError::ValueTooLarge(e.chain().to_string())
             }
             _ if e.is_transient() => ApiError::Unavailable(e.chain().to_string()),

@@ -53,8 +53,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use conveyor::durable::Backend;
-use conveyor::Client;
+use conveyor_core::Backend;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
@@ -131,7 +130,6 @@ pub(crate) fn app(
         options.sample_every,
     );
     let state = AppState {
-        client: Client::new(backend.clone()),
         backend,
         options: Arc::new(options),
         history,

@@ -10,11 +10,11 @@
 use crate::error::ApiError;
 
 /// The longest queue or handler name the API takes, in characters.
-pub const MAX_NAME_LEN: usize = conveyor::durable::MAX_NAME_CHARS;
+pub const MAX_NAME_LEN: usize = conveyor_core::MAX_NAME_CHARS;
 
 /// `name` when it is fit to be the `what` (`handler`, `queue`) of a task.
 pub(crate) fn check(what: &str, name: &str) -> Result<(), ApiError> {
-    conveyor::durable::check_name(what, name).map_err(ApiError::BadRequest)
+    conveyor_core::check_name(what, name).map_err(ApiError::BadRequest)
 }
 
 #[cfg(test)]

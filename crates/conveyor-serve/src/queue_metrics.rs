@@ -9,8 +9,8 @@
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use conveyor::durable::WORKER_SILENCE;
-use conveyor::{TaskState, Timestamp};
+use conveyor_core::WORKER_SILENCE;
+use conveyor_core::{TaskState, Timestamp};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
@@ -33,7 +33,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     // the series it has: a failing scrape would mark the target down.
     let queues = match state.backend.stats().await {
         Ok(queues) => queues,
-        Err(conveyor::Error::Unsupported(_)) => Vec::new(),
+        Err(conveyor_core::Error::Unsupported(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
     for q in queues {

@@ -26,7 +26,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use conveyor::durable::Backend;
+use conveyor_core::Backend;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;

@@ -1,11 +1,10 @@
-//! What every request handler shares: the backend, a client on it, the
+//! What every request handler shares: the backend, the
 //! server's options and limits, and the signal that it is stopping.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::durable::Backend;
-use conveyor::Client;
+use conveyor_core::Backend;
 use tokio_util::sync::CancellationToken;
 
 use crate::dashboard::history::History;
@@ -141,7 +140,6 @@ impl ServeOptions {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) client: Client,
     pub(crate) options: Arc<ServeOptions>,
     /// The counts sampled for the charts.
     pub(crate) history: Arc<History>,

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use conveyor::durable::{AttemptOutcome, AttemptRecord, QueueStats, TaskRecord, WorkerInfo};
-use conveyor::{TaskState, Timestamp};
+use conveyor_core::{AttemptOutcome, AttemptRecord, QueueStats, TaskRecord, WorkerInfo};
+use conveyor_core::{TaskState, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -494,8 +494,8 @@ pub struct UnservedView {
     pub waiting: u64,
 }
 
-impl From<conveyor::durable::Unserved> for UnservedView {
-    fn from(u: conveyor::durable::Unserved) -> Self {
+impl From<conveyor_core::Unserved> for UnservedView {
+    fn from(u: conveyor_core::Unserved) -> Self {
         UnservedView {
             queue: u.queue,
             handler: u.handler,

@@ -74,6 +74,8 @@ mod queue_control;
 mod registry;
 mod reserve_params;
 mod search;
+mod unserved;
+mod wait_finish;
 mod wake_board;
 
 pub use finish_board::{FinishBoard, FinishMark};
@@ -81,13 +83,16 @@ pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
 pub use queue_control::{validate_queue_name, QueueControl};
 pub use registry::{
-    workers_heard_since, workers_silent_before, Registry, WorkerInfo, WORKER_SILENCE,
+    workers_heard_since, workers_silent_before, Registry, WorkerInfo, FORGET_WORKERS_AFTER,
+    WORKER_SILENCE,
 };
 pub use reserve_params::ReserveParams;
 pub use search::{
     count_by_listing, count_from_stats, page_by_listing, Count, Page, Search, COUNT_BUDGET,
     SCAN_BUDGET,
 };
+pub use unserved::{unserved, Unserved, UNSERVED_SCAN};
+pub use wait_finish::wait_for_finish;
 pub use wake_board::WakeBoard;
 
 /// What a backend's core operations support. Operations outside it return

@@ -17,6 +17,10 @@ use crate::Error;
 /// heartbeats at the default interval.
 pub const WORKER_SILENCE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Entries of workers silent for this long are forgotten (by each worker as
+/// it starts), and no longer shown.
+pub const FORGET_WORKERS_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// One worker's latest heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

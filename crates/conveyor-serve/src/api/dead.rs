@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 
-use conveyor::durable::Search;
+use conveyor_core::Search;
 
 use super::tasks::parse_id;
 use crate::error::{ApiError, ApiResult};

@@ -3,8 +3,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use conveyor::durable::FORGET_WORKERS_AFTER;
-use conveyor::Timestamp;
+use conveyor_core::Timestamp;
+use conveyor_core::FORGET_WORKERS_AFTER;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -22,7 +22,7 @@ use crate::views::{ErrorView, StatsView, WorkerView, WorkersView};
 pub(crate) async fn stats(State(state): State<AppState>) -> ApiResult<StatsView> {
     let queues = state.backend.stats().await?;
     let names: Vec<String> = queues.iter().map(|q| q.queue.clone()).collect();
-    let unserved = conveyor::durable::unserved(&*state.backend, &names, Timestamp::now()).await?;
+    let unserved = conveyor_core::unserved(&*state.backend, &names, Timestamp::now()).await?;
     Ok(Json(StatsView {
         queues: queues.into_iter().map(Into::into).collect(),
         unserved: unserved.into_iter().map(Into::into).collect(),

@@ -6,9 +6,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conveyor::durable::{ListOrder, ListParams, NewTask, Search, TaskType, DEFAULT_QUEUE_NAME};
-use conveyor::{TaskId, TaskState};
-use serde_json::Value;
+use conveyor_core::{wait_for_finish, ListOrder, ListParams, NewTask, Search, DEFAULT_QUEUE};
+use conveyor_core::{TaskId, TaskState};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, Path, Query};
@@ -48,7 +47,7 @@ fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
     names::check("handler", &r.handler)?;
     let payload =
         serde_json::to_vec(&r.params).map_err(|e| ApiError::BadRequest(format!("params: {e}")))?;
-    let queue = non_empty("queue", r.queue)?.unwrap_or_else(|| DEFAULT_QUEUE_NAME.to_string());
+    let queue = non_empty("queue", r.queue)?.unwrap_or_else(|| DEFAULT_QUEUE.to_string());
     names::check("queue", &queue)?;
     let mut task = NewTask::new(r.handler, payload).queue(queue);
     if let Some(p) = r.priority {
@@ -204,32 +203,20 @@ pub(crate) async fn wait(
             MAX_WAIT.as_millis()
         )));
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    let ty: TaskType<Value, Value> = TaskType::named("");
-    let handle = state.client.handle(&ty, id);
-    loop {
-        let Some(record) = state.backend.get(id).await? else {
-            return Err(ApiError::NotFound(format!("no task {}", id.0)));
-        };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if record.state.is_finished() || left.is_zero() {
-            return Ok(Json(WaitView {
-                finished: record.state.is_finished(),
-                task: record.into(),
-            }));
-        }
-        // Woken by the finish where the store can notify; read again either
-        // way. A stopping server answers at once with the task as it is.
-        tokio::select! {
-            _ = handle.wait_timeout(left) => {}
-            () = state.stopping.cancelled() => {
-                return Ok(Json(WaitView {
-                    finished: record.state.is_finished(),
-                    task: record.into(),
-                }));
-            }
-        }
-    }
+    // Woken by the finish where the store can notify. A stopping server
+    // answers at once with the task as it is.
+    let store = state.backend.result_store()?;
+    let record = tokio::select! {
+        record = wait_for_finish(store, id, timeout) => record?,
+        () = state.stopping.cancelled() => store.get(id).await?,
+    };
+    let Some(record) = record else {
+        return Err(ApiError::NotFound(format!("no task {}", id.0)));
+    };
+    Ok(Json(WaitView {
+        finished: record.state.is_finished(),
+        task: record.into(),
+    }))
 }
 
 /// Cancels a waiting task.

@@ -6,8 +6,8 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use conveyor::durable::Search;
-use conveyor::TaskState;
+use conveyor_core::Search;
+use conveyor_core::TaskState;
 use serde::Deserialize;
 
 use super::chrome::{error_page, field, local_path};

@@ -160,7 +160,7 @@ fn format_count(y: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conveyor::Timestamp;
+    use conveyor_core::Timestamp;
 
     #[test]
     fn charts_are_svg_with_their_lines_or_a_note() {

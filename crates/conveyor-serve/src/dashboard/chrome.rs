@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use conveyor::Timestamp;
+use conveyor_core::Timestamp;
 
 use crate::error::ApiError;
 use crate::state::AppState;

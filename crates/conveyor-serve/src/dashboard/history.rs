@@ -2,7 +2,7 @@
 //! at a steady pace while the server runs, kept for the last half hour.
 //!
 //! The store keeps no history of its own, so the server samples
-//! [`Inspection::stats`](conveyor::durable::Inspection::stats) and keeps
+//! [`Inspection::stats`](conveyor_core::Inspection::stats) and keeps
 //! the samples in memory: throughput is the rise of finished counts between
 //! two samples. A prune between two samples lowers the finished counts; the
 //! rise is then taken as zero rather than as a negative rate, so a chart may
@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use conveyor::durable::{Backend, QueueStats};
-use conveyor::{Error, TaskState, Timestamp};
+use conveyor_core::{Backend, QueueStats};
+use conveyor_core::{Error, TaskState, Timestamp};
 
 /// How many samples are kept.
 const KEEP: usize = 360;

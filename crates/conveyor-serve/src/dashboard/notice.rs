@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use conveyor::TaskState;
+use conveyor_core::TaskState;
 
 /// What an action did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use conveyor::durable::{Part, FORGET_WORKERS_AFTER};
-use conveyor::{TaskState, Timestamp};
+use conveyor_core::{Part, FORGET_WORKERS_AFTER};
+use conveyor_core::{TaskState, Timestamp};
 use serde::Deserialize;
 
 use super::charts;
@@ -43,7 +43,7 @@ pub(crate) struct OverviewBody {
     /// Alive / known workers, or why they are unknown.
     workers: Result<(usize, usize), String>,
     /// Tasks waiting for a handler no live worker of their queue has.
-    unserved: Vec<conveyor::durable::Unserved>,
+    unserved: Vec<conveyor_core::Unserved>,
     throughput_svg: String,
     backlog_svg: String,
     /// Why the charts have a gap, when the last sample failed.
@@ -129,7 +129,7 @@ pub(crate) async fn body(state: &AppState) -> OverviewBody {
     };
     let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
     // Best effort: a failure here leaves the warning out, not the page.
-    let unserved = conveyor::durable::unserved(&*state.backend, &names, now)
+    let unserved = conveyor_core::unserved(&*state.backend, &names, now)
         .await
         .unwrap_or_default();
     let history = &state.history;

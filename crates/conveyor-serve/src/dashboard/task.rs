@@ -5,8 +5,8 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use conveyor::durable::{AttemptRecord, TaskRecord};
-use conveyor::{TaskState, Timestamp};
+use conveyor_core::{AttemptRecord, TaskRecord};
+use conveyor_core::{TaskState, Timestamp};
 use serde_json::Value;
 
 use super::chrome::{age, error_page, render, when, Chrome};

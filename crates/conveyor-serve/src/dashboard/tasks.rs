@@ -9,8 +9,8 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use conveyor::durable::{Count, ListOrder, ListParams, Search, TaskRecord};
-use conveyor::{TaskId, TaskState, Timestamp};
+use conveyor_core::{Count, ListOrder, ListParams, Search, TaskRecord};
+use conveyor_core::{TaskId, TaskState, Timestamp};
 use serde::Deserialize;
 
 use super::chrome::{age, error_page, field, render, Chrome};

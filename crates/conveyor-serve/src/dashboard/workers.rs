@@ -4,8 +4,8 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use conveyor::durable::{WorkerInfo, FORGET_WORKERS_AFTER};
-use conveyor::Timestamp;
+use conveyor_core::Timestamp;
+use conveyor_core::{WorkerInfo, FORGET_WORKERS_AFTER};
 
 use super::chrome::{age, render, when, Chrome};
 use crate::state::AppState;

@@ -10,24 +10,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use conveyor_core::{Backend, Codec, Enqueued, Error, Json, TaskId, TaskRecord, TaskState};
+use conveyor_core::{
+    wait_for_finish, Backend, Codec, Enqueued, Error, Json, TaskId, TaskRecord, TaskState,
+};
 
 use crate::events::{Event, EventBus, TaskEvent};
 
 use super::task_type::{EnqueueOptions, TaskType};
-
-/// The first and the longest pause between two polls of a task's state in
-/// [`DurableHandle::wait`] on a store that cannot notify: short at first
-/// (quick tasks answer quickly), then backing off so a long wait costs the
-/// store little.
-const POLL_FIRST: Duration = Duration::from_millis(2);
-const POLL_MAX: Duration = Duration::from_millis(100);
-
-/// The longest wait on a store's finish notification before reading the task
-/// again anyway: a safety net for notifications that cannot arrive (a
-/// PostgreSQL pooler in transaction mode swallows `LISTEN`), not the way
-/// results are found.
-const NOTIFIED_MAX: Duration = Duration::from_secs(1);
 
 /// Enqueues tasks into a backend and reads their results.
 #[derive(Clone)]
@@ -266,41 +255,18 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
             .ok_or(Error::NotFound(self.id))
     }
 
-    /// Reads the task until it has finished. Where the store can notify, it
-    /// takes the store's finish mark before each read and then waits on it,
-    /// so a finish that lands between the read and the wait wakes it at once;
-    /// the wait is bounded by [`NOTIFIED_MAX`], after which it reads again
-    /// anyway. Otherwise it sleeps a pause that grows from 2 ms to 100 ms
-    /// between reads.
+    /// Reads the task until it has finished, or `deadline` has passed
+    /// ([`wait_for_finish`]: woken by the store's finish notifications where
+    /// it has them).
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<Out, Error> {
         let store = self.backend.result_store()?;
-        let mut pause = POLL_FIRST;
-        loop {
-            let mark = store.finish_mark().await;
-            if let Some(out) = self.try_result().await? {
-                return Ok(out);
-            }
-            let left = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(Error::WaitTimeout(self.id));
-                    }
-                    left
-                }
-                None => Duration::MAX,
-            };
-            if let Some(mark) = mark {
-                if store
-                    .wait_finished(self.id, mark, NOTIFIED_MAX.min(left))
-                    .await
-                {
-                    continue;
-                }
-            }
-            tokio::time::sleep(pause.min(left)).await;
-            pause = (pause * 3 / 2).min(POLL_MAX);
-        }
+        let timeout = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let record = wait_for_finish(store, self.id, timeout)
+            .await?
+            .ok_or(Error::NotFound(self.id))?;
+        self.decode(record)?.ok_or(Error::WaitTimeout(self.id))
     }
 
     fn decode(&self, rec: TaskRecord) -> Result<Option<Out>, Error> {

@@ -10,17 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Timestamp, WorkerInfo};
+use conveyor_core::{Backend, Timestamp, WorkerInfo, FORGET_WORKERS_AFTER};
 use tokio_util::sync::CancellationToken;
 
 use crate::source::{RunnerHandle, RunnerStats};
 
 /// How often a worker writes its heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-
-/// Entries of workers silent for this long are forgotten (by each worker as
-/// it starts).
-pub const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Who a worker is, for its entry.
 pub(crate) fn describe(

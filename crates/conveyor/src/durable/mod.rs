@@ -18,21 +18,21 @@ mod heartbeat;
 mod maintenance;
 mod schemes;
 mod task_type;
-mod unserved;
 mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 /// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
-    attempt, check_name, parts, Administration, AttemptOutcome, AttemptRecord, Backend, BackendUrl,
-    Capabilities, Count, Enqueued, Finish, FinishAction, GlobalLimits, HandlerLimits, Inspection,
-    Lease, ListOrder, ListParams, Maintenance, NewTask, OpenFuture, Page, Part, QueueControl,
-    QueueStats, Registry, ReserveParams, Reserved, ResultStore, Retention, Scheme, Search,
-    TaskRecord, WorkerInfo, COUNT_BUDGET, MAX_NAME_CHARS, SCAN_BUDGET, WORKER_SILENCE,
+    attempt, check_name, parts, unserved, wait_for_finish, Administration, AttemptOutcome,
+    AttemptRecord, Backend, BackendUrl, Capabilities, Count, Enqueued, Finish, FinishAction,
+    GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder, ListParams, Maintenance, NewTask,
+    OpenFuture, Page, Part, QueueControl, QueueStats, Registry, ReserveParams, Reserved,
+    ResultStore, Retention, Scheme, Search, TaskRecord, Unserved, WorkerInfo, COUNT_BUDGET,
+    FORGET_WORKERS_AFTER, MAX_NAME_CHARS, SCAN_BUDGET, UNSERVED_SCAN, WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
-pub use heartbeat::{FORGET_WORKERS_AFTER, HEARTBEAT_EVERY};
+pub use heartbeat::HEARTBEAT_EVERY;
 pub use schemes::Schemes;
 pub use task_type::{EnqueueOptions, TaskType};
 /// The queue a task goes to when none is named.
@@ -51,7 +51,6 @@ pub use conveyor_postgres::PostgresBackend;
 #[cfg(feature = "redis")]
 pub use conveyor_redis::RedisBackend;
 
-pub use unserved::{unserved, Unserved, UNSERVED_SCAN};
 pub use worker::{
     shutdown_signal, DurableResult, OnDurableComplete, Worker, WorkerBuilder, WorkerProbe,
     WorkerReport, WorkerStats, WorkerStopper, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_POLL,

@@ -10,7 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use conveyor_core::{Backend, Error, ListParams, TaskState, Timestamp, WorkerInfo};
+use super::{Backend, ListParams, WorkerInfo};
+use crate::clock::Timestamp;
+use crate::task_state::TaskState;
+use crate::Error;
 
 /// Waiting tasks of each queue looked at, at most.
 pub const UNSERVED_SCAN: usize = 1000;
@@ -42,7 +45,7 @@ pub async fn unserved(
         return Ok(Vec::new());
     };
     let workers: Vec<WorkerInfo> = registry
-        .workers(now.minus(conveyor_core::WORKER_SILENCE))
+        .workers(now.minus(super::WORKER_SILENCE))
         .await?
         .into_iter()
         .filter(|w| w.is_alive(now))
