@@ -207,34 +207,11 @@ impl<C: Codec> WorkerBuilder<C> {
         self
     }
 
-    /// Checks the configuration.
+    /// Checks the configuration: what the runner it builds checks
+    /// ([`Runner::validate`]: handlers, slots, fetch batch, poll interval),
+    /// then what only a worker has (queues, lease, maintenance, global
+    /// limits).
     pub fn build(self) -> Result<Worker<C>, Error> {
-        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
-        if self.routes.is_empty() {
-            return bad("a worker needs at least one handler");
-        }
-        if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
-            return bad("a worker needs at least one non-empty queue name");
-        }
-        if self.slots == 0 || self.fetch_batch == 0 {
-            return bad("slots and fetch batch must be at least 1");
-        }
-        if self.lease < Duration::from_millis(100) {
-            return bad("the lease must be at least 100 ms");
-        }
-        if self.poll.is_zero() || self.schedule.recover_every.is_zero() {
-            return bad("poll and maintenance intervals must be positive");
-        }
-        if !self.global_limits.is_empty() && self.backend.global_limits().is_err() {
-            return Err(conveyor_core::unsupported(
-                self.backend.kind(),
-                "global handler limits",
-            ));
-        }
-        for (_, limits) in &self.global_limits {
-            limits.validate()?;
-        }
-        self.backend.set_slots(self.slots);
         // One id for the worker's life: its heartbeats and every attempt it
         // reserves name it.
         let id = maintenance::holder();
@@ -257,6 +234,26 @@ impl<C: Codec> WorkerBuilder<C> {
             runner = runner.on_task_complete(self.callback_capacity, f);
         }
         runner.validate()?;
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
+        if self.queues.is_empty() || self.queues.iter().any(String::is_empty) {
+            return bad("a worker needs at least one non-empty queue name");
+        }
+        if self.lease < Duration::from_millis(100) {
+            return bad("the lease must be at least 100 ms");
+        }
+        if self.schedule.recover_every.is_zero() {
+            return bad("poll and maintenance intervals must be positive");
+        }
+        if !self.global_limits.is_empty() && self.backend.global_limits().is_err() {
+            return Err(conveyor_core::unsupported(
+                self.backend.kind(),
+                "global handler limits",
+            ));
+        }
+        for (_, limits) in &self.global_limits {
+            limits.validate()?;
+        }
+        self.backend.set_slots(self.slots);
         Ok(Worker {
             handle: runner.handle(),
             runner,
