@@ -6,6 +6,7 @@
 //! after task over a line protocol. Every child's process group is watched by the reaper, so
 //! children die with this process even when it is killed with `SIGKILL`.
 
+pub(crate) mod command;
 pub(crate) mod cpu;
 pub mod persistent;
 pub mod process;

@@ -10,13 +10,13 @@
 //! asks for one: arguments reach the program verbatim.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 
 use conveyor_core::TaskError;
+
+use super::command::{child_command_methods, ChildCommand};
 
 /// The default cap on captured stdout and on captured stderr: 1 MiB each.
 pub const DEFAULT_OUTPUT_CAP: usize = 1 << 20;
@@ -24,11 +24,7 @@ pub const DEFAULT_OUTPUT_CAP: usize = 1 << 20;
 /// A child process to run.
 #[derive(Debug, Clone)]
 pub struct ProcessCommand {
-    program: OsString,
-    args: Vec<OsString>,
-    env: Vec<(OsString, OsString)>,
-    env_clear: bool,
-    cwd: Option<PathBuf>,
+    command: ChildCommand,
     stdin: Option<Vec<u8>>,
     stdout_cap: usize,
     stderr_cap: usize,
@@ -74,11 +70,7 @@ impl ProcessCommand {
     /// A command running `program` directly (looked up on `PATH`), no shell.
     pub fn new(program: impl Into<OsString>) -> Self {
         Self {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            env_clear: false,
-            cwd: None,
+            command: ChildCommand::new(program),
             stdin: None,
             stdout_cap: DEFAULT_OUTPUT_CAP,
             stderr_cap: DEFAULT_OUTPUT_CAP,
@@ -90,42 +82,16 @@ impl ProcessCommand {
     /// interprets quotes, `;`, `$(…)` and globs.
     pub fn shell(script: impl Into<OsString>) -> Self {
         let mut cmd = Self::new("/bin/sh");
-        cmd.args = vec!["-c".into(), script.into()];
+        cmd.command.args = vec!["-c".into(), script.into()];
         cmd.shell = true;
         cmd
     }
 
-    /// Adds one argument, passed verbatim.
-    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    /// Adds arguments, each passed verbatim.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    /// Sets an environment variable for the child.
-    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
+    child_command_methods!("the child", "the child's");
 
     /// Starts the child with an empty environment (plus what [`Self::env`] sets).
     pub fn env_clear(mut self) -> Self {
-        self.env_clear = true;
-        self
-    }
-
-    /// Sets the working directory.
-    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cwd = Some(dir.into());
+        self.command.env_clear = true;
         self
     }
 
@@ -142,14 +108,9 @@ impl ProcessCommand {
         self
     }
 
-    /// The program.
-    pub fn program(&self) -> &OsString {
-        &self.program
-    }
-
     /// The arguments.
     pub fn get_args(&self) -> &[OsString] {
-        &self.args
+        &self.command.args
     }
 
     /// True when the command runs through `/bin/sh -c`.
@@ -159,28 +120,13 @@ impl ProcessCommand {
 
     /// Starts the child in its own process group.
     pub fn spawn(&self) -> Result<RunningProcess, TaskError> {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if self.env_clear {
-            cmd.env_clear();
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        if let Some(dir) = &self.cwd {
-            cmd.current_dir(dir);
-        }
-        let child = cmd.spawn().map_err(|e| {
-            let name = self.program.to_string_lossy();
+        let stdin = if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let child = self.command.tokio_command(stdin).spawn().map_err(|e| {
+            let name = self.command.program.to_string_lossy();
             TaskError::permanent(format!("cannot start {name}: {e}"))
         })?;
         let pid = child.id().unwrap_or(0);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
 use conveyor_core::TaskError;
@@ -59,31 +59,22 @@ pub(crate) struct LiveChild {
 impl LiveChild {
     /// Starts one child of `spec` for handler `handler`.
     pub(crate) fn start(spec: &PersistentProcess, handler: &Arc<str>) -> Result<Self, TaskError> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for (k, v) in &spec.env {
-            cmd.env(k, v);
-        }
-        if let Some(dir) = &spec.cwd {
-            cmd.current_dir(dir);
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            let message = format!(
-                "cannot start {} for handler {handler}: {e}",
-                spec.program.to_string_lossy()
-            );
-            match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    TaskError::permanent(message)
+        let mut child = spec
+            .command
+            .tokio_command(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                let message = format!(
+                    "cannot start {} for handler {handler}: {e}",
+                    spec.command.program.to_string_lossy()
+                );
+                match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        TaskError::permanent(message)
+                    }
+                    _ => TaskError::new(message),
                 }
-                _ => TaskError::new(message),
-            }
-        })?;
+            })?;
         let pid = child.id().unwrap_or(0);
         let group = GroupGuard::watch(pid);
         let (Some(stdin), Some(stdout), Some(stderr)) =

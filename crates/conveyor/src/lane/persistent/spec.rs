@@ -2,8 +2,9 @@
 //! pooled and recycled.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::lane::command::{child_command_methods, ChildCommand};
 
 /// A long-lived child program that runs tasks one at a time over the
 /// [protocol](super::protocol), for [`Handler::persistent`](crate::Handler::persistent).
@@ -20,10 +21,7 @@ use std::time::Duration;
 /// `conveyor::handler`), tagged with the handler and the running task.
 #[derive(Debug, Clone)]
 pub struct PersistentProcess {
-    pub(crate) program: OsString,
-    pub(crate) args: Vec<OsString>,
-    pub(crate) env: Vec<(OsString, OsString)>,
-    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) command: ChildCommand,
     pub(crate) processes: Option<usize>,
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) max_memory: Option<u64>,
@@ -34,10 +32,7 @@ impl PersistentProcess {
     /// Runs `program` (looked up on `PATH`), no shell.
     pub fn new(program: impl Into<OsString>) -> Self {
         Self {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
+            command: ChildCommand::new(program),
             processes: None,
             max_tasks_per_child: None,
             max_memory: None,
@@ -45,33 +40,7 @@ impl PersistentProcess {
         }
     }
 
-    /// Adds one argument, passed verbatim.
-    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    /// Adds arguments, each passed verbatim.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    /// Sets an environment variable for the children.
-    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// Sets the children's working directory.
-    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cwd = Some(dir.into());
-        self
-    }
+    child_command_methods!("the children", "the children's");
 
     /// At most `n` children at once (at least 1). Tasks beyond them wait for
     /// one to be free.
@@ -98,11 +67,6 @@ impl PersistentProcess {
     pub fn retire_grace(mut self, grace: Duration) -> Self {
         self.retire_grace = grace;
         self
-    }
-
-    /// The program.
-    pub fn program(&self) -> &OsString {
-        &self.program
     }
 
     /// The most children at once, if capped.
