@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::faults::FaultTarget;
 use conveyor_testkit::rabbitmq_server::TempRabbit;
 
 fn target() -> FaultTarget {
@@ -17,7 +17,7 @@ fn target() -> FaultTarget {
             format!("amqp://guest:guest@{addr}/%2f?prefix={ns}&results=redis://127.0.0.1:6379/0")
         },
         scheme: conveyor_amqp::SCHEME,
-        private_server: || TempRabbit::start(None).map(|s| Box::new(s) as Box<dyn FaultServer>),
+        private_server: || Some(Box::new(TempRabbit::start(None))),
         lease: Duration::from_secs(2),
         forget,
         prefetch: true,

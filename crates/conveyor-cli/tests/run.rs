@@ -330,12 +330,13 @@ fn no_progress_output_when_stderr_is_not_a_terminal() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_script),
+    ignore = "script is not installed (Debian package bsdutils)"
+)]
 fn a_terminal_gets_a_progress_bar() {
     // `script` gives the run a pseudo-terminal.
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no `script` command");
-        return;
-    }
+    let script = conveyor_testkit::programs::SCRIPT.require();
     let d = Dir::new();
     d.write(
         "items",
@@ -345,7 +346,7 @@ fn a_terminal_gets_a_progress_bar() {
         "{} run -j 2 --input items -- sh -c 'sleep 0.02'",
         env!("CARGO_BIN_EXE_conveyor")
     );
-    let out = Command::new("script")
+    let out = Command::new(script)
         .args(["-qefc", &cmd, "/dev/null"])
         .current_dir(d.0.path())
         .stdin(Stdio::null())

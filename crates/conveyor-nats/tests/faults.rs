@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::faults::FaultTarget;
 use conveyor_testkit::nats_server::TempNats;
 
 fn target() -> FaultTarget {
@@ -14,7 +14,7 @@ fn target() -> FaultTarget {
         service: SocketAddr::from(([127, 0, 0, 1], 4222)),
         url: |addr, ns, _| format!("nats://{addr}?prefix={ns}"),
         scheme: conveyor_nats::SCHEME,
-        private_server: || TempNats::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
+        private_server: || Some(Box::new(TempNats::start())),
         lease: Duration::from_secs(2),
         forget,
         prefetch: false,

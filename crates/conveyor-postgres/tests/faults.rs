@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::faults::FaultTarget;
 use conveyor_testkit::servers::TempPostgres;
 
 fn target() -> FaultTarget {
@@ -18,7 +18,7 @@ fn target() -> FaultTarget {
             format!("postgres://postgres@{addr}/{db}?schema={ns}&connect_timeout=2")
         },
         scheme: conveyor_postgres::SCHEME,
-        private_server: || TempPostgres::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
+        private_server: || Some(Box::new(TempPostgres::start())),
         lease: Duration::from_secs(2),
         forget,
         prefetch: false,

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use conveyor_testkit::faults::{FaultServer, FaultTarget};
+use conveyor_testkit::faults::FaultTarget;
 use conveyor_testkit::servers::TempRedis;
 
 fn target() -> FaultTarget {
@@ -14,7 +14,7 @@ fn target() -> FaultTarget {
         service: SocketAddr::from(([127, 0, 0, 1], 6379)),
         url: |addr, ns, _| format!("redis://{addr}/0?prefix={ns}:"),
         scheme: conveyor_redis::SCHEME,
-        private_server: || TempRedis::start().map(|s| Box::new(s) as Box<dyn FaultServer>),
+        private_server: || Some(Box::new(TempRedis::start())),
         lease: Duration::from_secs(2),
         forget,
         prefetch: false,

@@ -26,6 +26,7 @@ pub mod kafka_broker;
 pub mod nats_server;
 pub mod notifications;
 pub mod process;
+pub mod programs;
 pub mod python;
 pub mod rabbitmq_server;
 mod scoped;

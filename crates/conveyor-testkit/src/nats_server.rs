@@ -1,8 +1,9 @@
 //! A private `nats-server` with JetStream for tests that must stop and start
 //! it: on a free loopback port, its store in a temporary directory, killed
 //! with SIGKILL and started again on the same port and directory, stopped
-//! and removed on drop. [`TempNats::start`] returns `None` (after printing
-//! why) when `nats-server` is not installed, so a test can skip.
+//! and removed on drop. [`TempNats::start`] panics when `nats-server` is not
+//! installed (tests that need it are marked ignored by the `has_nats_server`
+//! cfg flag on such a machine, [`crate::programs`]).
 //!
 //! Readiness is read from the server's log file (`Server is ready`, written
 //! once JetStream has recovered its store), counted across restarts.
@@ -12,7 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::process::Proc;
-use crate::servers::free_port;
+use crate::programs::NATS_SERVER;
+use crate::servers::{free_port, temp_dir};
 
 /// A `nats-server -js` of a test's own.
 #[derive(Debug)]
@@ -25,43 +27,18 @@ pub struct TempNats {
     starts: usize,
 }
 
-fn find_program() -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    from_path.or_else(|| {
-        ["/usr/local/bin", "/usr/bin", "/usr/sbin"]
-            .iter()
-            .map(|d| PathBuf::from(d).join("nats-server"))
-            .find(|p| p.is_file())
-    })
-}
-
 impl TempNats {
-    /// Starts a server; `None` when `nats-server` is not installed.
-    pub fn start() -> Option<TempNats> {
-        let Some(program) = find_program() else {
-            println!("SKIPPED: nats-server not found");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("conveyor-nats-{}-{nanos:08x}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("temp dir {}: {e}", dir.display()));
+    /// Starts a server (panics when `nats-server` is not installed).
+    pub fn start() -> TempNats {
         let mut n = TempNats {
-            dir,
+            dir: temp_dir("nats"),
             port: free_port(),
-            program,
+            program: NATS_SERVER.require(),
             server: None,
             starts: 0,
         };
         n.restart();
-        Some(n)
+        n
     }
 
     /// The loopback port it listens on.

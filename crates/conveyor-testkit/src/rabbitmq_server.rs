@@ -4,16 +4,17 @@
 //! other test. Killed and removed on drop.
 //!
 //! Needs the `rabbitmq-server` package (its scripts in `/usr/lib/rabbitmq`);
-//! [`TempRabbit::start`] returns `None` (after printing why) without it.
+//! [`TempRabbit::start`] panics without it (tests that need it are marked
+//! ignored by the `has_rabbitmq_server` cfg flag on such a machine,
+//! [`crate::programs`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::process::Proc;
-use crate::servers::free_port;
-
-const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+use crate::programs::RABBITMQ_SERVER;
+use crate::servers::{free_port, temp_dir};
 
 /// A RabbitMQ node of a test's own (user guest/guest, vhost `/`).
 #[derive(Debug)]
@@ -21,23 +22,16 @@ pub struct TempRabbit {
     dir: PathBuf,
     port: u16,
     dist_port: u16,
+    program: PathBuf,
     server: Option<Proc>,
 }
 
 impl TempRabbit {
     /// Starts a node; `consumer_timeout` sets the server's delivery
-    /// acknowledgement timeout. `None` when RabbitMQ is not installed.
-    pub fn start(consumer_timeout: Option<Duration>) -> Option<TempRabbit> {
-        if !Path::new(SERVER).is_file() {
-            println!("SKIPPED: {SERVER} not found (Debian package rabbitmq-server)");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!(
-            "conveyor-rabbit-{}-{:08x}",
-            std::process::id(),
-            fastrand_u32()
-        ));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    /// acknowledgement timeout. Panics when RabbitMQ is not installed.
+    pub fn start(consumer_timeout: Option<Duration>) -> TempRabbit {
+        let program = RABBITMQ_SERVER.require();
+        let dir = temp_dir("rabbit");
         let port = free_port();
         let mut conf = format!("listeners.tcp.default = {port}\nloopback_users.guest = true\n");
         if let Some(t) = consumer_timeout {
@@ -56,10 +50,11 @@ impl TempRabbit {
             dir,
             port,
             dist_port: free_port(),
+            program,
             server: None,
         };
         r.restart();
-        Some(r)
+        r
     }
 
     /// The loopback port it listens on.
@@ -94,7 +89,7 @@ impl TempRabbit {
     pub fn restart(&mut self) {
         self.kill();
         let d = &self.dir;
-        let mut cmd = Command::new(SERVER);
+        let mut cmd = Command::new(&self.program);
         cmd.current_dir(d)
             .env("HOME", d)
             .env(
@@ -121,11 +116,4 @@ impl Drop for TempRabbit {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn fastrand_u32() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
 }

@@ -3,8 +3,10 @@
 //! temporary directory on a free loopback port, so stopping one disturbs no
 //! other test. Both are stopped and their directories removed on drop.
 //!
-//! Each returns `None` (after printing why) when its programs are missing, so
-//! a test can skip instead of failing on a machine without them.
+//! Each panics, naming the program and its Debian package, when its programs
+//! are missing: a test that needs one is marked ignored on such a machine by
+//! its crate's `has_…` cfg flag ([`crate::programs`]), and fails under
+//! `CI=true`, never passing without having run.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::Proc;
+use crate::programs;
 
 /// A free loopback TCP port for a server of a test's own, outside the range
 /// the system hands out to outgoing connections: a server a test stops and
@@ -54,21 +57,7 @@ fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32_768, 60_999))
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    });
-    from_path.or_else(|| {
-        ["/usr/local/bin", "/usr/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -92,24 +81,20 @@ pub struct TempRedis {
 }
 
 impl TempRedis {
-    /// Starts a server; `None` when `redis-server` is not installed.
-    pub fn start() -> Option<TempRedis> {
+    /// Starts a server (panics when `redis-server` is not installed).
+    pub fn start() -> TempRedis {
         Self::start_with("redis", None)
     }
 
     /// Starts a server that speaks TLS only, with `certs`' server
-    /// certificate (clients need no certificate); `None` when `redis-server`
-    /// is not installed.
-    pub fn start_tls(certs: &crate::certs::TestCerts) -> Option<TempRedis> {
+    /// certificate (clients need no certificate).
+    pub fn start_tls(certs: &crate::certs::TestCerts) -> TempRedis {
         let files = (certs.server_cert(), certs.server_key(), certs.ca());
         Self::start_with("redis-tls", Some(files))
     }
 
-    fn start_with(name: &str, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Option<TempRedis> {
-        let Some(program) = tool("redis-server") else {
-            println!("SKIPPED: redis-server not found");
-            return None;
-        };
+    fn start_with(name: &str, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> TempRedis {
+        let program = programs::REDIS_SERVER.require();
         let mut r = TempRedis {
             dir: temp_dir(name),
             port: free_port(),
@@ -118,7 +103,7 @@ impl TempRedis {
             tls,
         };
         r.restart();
-        Some(r)
+        r
     }
 
     /// The loopback port it listens on.
@@ -197,23 +182,19 @@ fn id_of(user: &str, flag: &str) -> Option<u32> {
 }
 
 impl TempPostgres {
-    /// Creates and starts a cluster; `None` when initdb or pg_ctl is missing.
-    pub fn start() -> Option<TempPostgres> {
+    /// Creates and starts a cluster (panics when initdb or pg_ctl is missing).
+    pub fn start() -> TempPostgres {
         Self::start_with(None)
     }
 
     /// Creates and starts a cluster with `ssl = on` and `certs`' server
-    /// certificate (clients may still connect without TLS); `None` when
-    /// initdb or pg_ctl is missing.
-    pub fn start_tls(certs: &crate::certs::TestCerts) -> Option<TempPostgres> {
+    /// certificate (clients may still connect without TLS).
+    pub fn start_tls(certs: &crate::certs::TestCerts) -> TempPostgres {
         Self::start_with(Some(certs))
     }
 
-    fn start_with(certs: Option<&crate::certs::TestCerts>) -> Option<TempPostgres> {
-        let (Some(initdb), Some(pg_ctl)) = (tool("initdb"), tool("pg_ctl")) else {
-            println!("SKIPPED: initdb/pg_ctl not found");
-            return None;
-        };
+    fn start_with(certs: Option<&crate::certs::TestCerts>) -> TempPostgres {
+        let (initdb, pg_ctl) = (programs::INITDB.require(), programs::PG_CTL.require());
         let dir = temp_dir("pg");
         // SAFETY: geteuid(2) has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -268,7 +249,7 @@ impl TempPostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         pg.start_server();
-        Some(pg)
+        pg
     }
 
     fn data(&self) -> PathBuf {
