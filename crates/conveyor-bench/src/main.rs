@@ -10,6 +10,10 @@
 //! `conveyor-bench inspect [--backend URL] [--tasks N] [--quick]` for the
 //! dashboard's pages over a million tasks.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
+//! `conveyor-bench --help` (or `-h`, or `help`) lists every subcommand and its
+//! flags; `conveyor-bench SUBCOMMAND --help` prints that subcommand's. Both
+//! exit 0 without running anything; an unknown subcommand prints the usage
+//! and exits 2.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,12 +47,192 @@ mod sqlite_floor;
 mod ticker;
 mod worker;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use report::Report;
 
 /// Every benchmark `inproc` runs, in order.
 const ALL: [&str; 5] = ["noop", "sleep", "cpu", "rate", "rss"];
+
+/// One subcommand as the usage lists it.
+struct Command {
+    /// Its name, the first argument.
+    name: &'static str,
+    /// Its arguments and flags, as the usage line shows them.
+    args: &'static str,
+    /// What it runs, and what its flags mean.
+    about: &'static str,
+}
+
+/// Every subcommand, in the order the usage lists them.
+const COMMANDS: [Command; 10] = [
+    Command {
+        name: "inproc",
+        args: "[--quick]",
+        about: "the in-process benchmarks, in turn: noop, sleep, cpu, rate, rss \
+                (the default when no subcommand is given)",
+    },
+    Command {
+        name: "(noop|sleep|cpu|rate|rss)",
+        args: "[--quick]",
+        about: "one in-process benchmark: no-op tasks, sleeping tasks, CPU-bound \
+                tasks, a rate limit, peak memory",
+    },
+    Command {
+        name: "queue",
+        args: "[--backend URL] [--quick]",
+        about: "the durable queues: enqueue, processed tasks/s and latency, beside the \
+                backend's floor and peers (Redis: apalis with `--features apalis`; \
+                RabbitMQ: Celery). --backend: embedded://, redis://, postgres://, \
+                amqp:// or nats:// (default: a new embedded file)",
+    },
+    Command {
+        name: "run",
+        args: "[--quick]",
+        about: "`conveyor run` against xargs -P and GNU parallel (needs the release \
+                `conveyor` binary beside this one)",
+    },
+    Command {
+        name: "kafka",
+        args: "[--brokers HOST:PORT] [--quick]",
+        about: "Kafka consumption (--brokers, else $CONVEYOR_KAFKA_BROKERS, else \
+                127.0.0.1:9092)",
+    },
+    Command {
+        name: "worker",
+        args: "[--backend URL] [--quick]",
+        about: "`conveyor worker` with Python handlers against Celery (default backend: \
+                redis://127.0.0.1:6379/0; needs the release `conveyor` binary)",
+    },
+    Command {
+        name: "inspect",
+        args: "[--backend URL] [--tasks N] [--quick]",
+        about: "the dashboard's pages over N tasks (default 1,000,000; --quick \
+                100,000); with no --backend, the embedded store and \
+                $CONVEYOR_POSTGRES_URL",
+    },
+    Command {
+        name: "noop-only",
+        args: "[conveyor|tokio|async-channel|flume] [TASKS] [RUNS]",
+        about: "for profilers: one no-op subject alone (default conveyor, 1,000,000 \
+                tasks, 3 runs)",
+    },
+    Command {
+        name: "sleep-only",
+        args: "[conveyor|tokio] [TASKS] [WORKERS] [RUNS]",
+        about: "for profilers: one sleep-bound subject alone (default conveyor, \
+                10,000 tasks, 1,000 workers, 20 runs)",
+    },
+    Command {
+        name: "kafka-noop",
+        args: "[--brokers HOST:PORT] [--records N] [--rounds N]",
+        about: "for profilers: Kafka no-op consumption, the bare loop and conveyor \
+                alternated (default 50,000 records, 3 rounds)",
+    },
+];
+
+/// `enqueue-rounds`, there only when built with `--features apalis`.
+const ENQUEUE_ROUNDS: Command = Command {
+    name: "enqueue-rounds",
+    args: "[--backend URL] [--rounds N] [--tasks N]",
+    about: "for profilers, built with `--features apalis`: single enqueues, conveyor \
+            and apalis on Redis alternated round by round (default \
+            redis://127.0.0.1:6379, 5 rounds, 5,000 tasks)",
+};
+
+/// The flags every suite takes (the subcommands for profilers take only
+/// their own).
+const COMMON: &str = "  --quick        smaller workloads: a shorter, noisier run
+  -h, --help     print this and exit";
+
+/// The usage: of every subcommand, or of `only`.
+fn usage(only: Option<&Command>) -> String {
+    let line = |c: &Command| {
+        format!(
+            "  conveyor-bench {} {}\n{}",
+            c.name,
+            c.args,
+            wrapped(c.about, "      ")
+        )
+    };
+    let mut text = String::from("usage:\n");
+    match only {
+        Some(c) => text.push_str(&line(c)),
+        None => {
+            for c in COMMANDS.iter().chain([&ENQUEUE_ROUNDS]) {
+                text.push_str(&line(c));
+            }
+            text.push_str(
+                "  conveyor-bench help [SUBCOMMAND]\n      this text, or one subcommand's\n",
+            );
+        }
+    }
+    text.push_str("\nflags:\n");
+    text.push_str(COMMON);
+    text.push_str("\n\n");
+    text.push_str(&wrapped(
+        "Each run prints a table, its notes, then one JSON object per row; a row \
+         whose subject did not do its whole workload has no figure and says why.",
+        "",
+    ));
+    text
+}
+
+/// `text` in lines of at most 80 columns, each starting with `indent`.
+fn wrapped(text: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from(indent);
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > 80 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// The subcommand `name` names, if any (`noop`, `sleep`, … share one entry).
+fn command(name: &str) -> Option<&'static Command> {
+    let in_process = &COMMANDS[1];
+    if ALL.contains(&name) {
+        return Some(in_process);
+    }
+    COMMANDS
+        .iter()
+        .chain([&ENQUEUE_ROUNDS])
+        .find(|c| c.name == name && c.name != in_process.name)
+}
+
+/// Whether `name` is a subcommand this build runs (hidden ones included;
+/// `--quick` alone means `inproc --quick`).
+fn known(name: &str) -> bool {
+    name == "--quick"
+        || name == "rss-child"
+        || (name == ENQUEUE_ROUNDS.name && cfg!(feature = "apalis"))
+        || (name != ENQUEUE_ROUNDS.name && command(name).is_some())
+}
+
+/// Whether the arguments ask for help: `help`, or `-h` / `--help` anywhere
+/// (never a value any subcommand takes). `Some(subcommand)` when it is one
+/// subcommand's help.
+fn asks_for_help(args: &[String]) -> Option<Option<&'static Command>> {
+    let first = args.first().map(String::as_str);
+    if first == Some("help") {
+        return Some(args.get(1).and_then(|name| command(name)));
+    }
+    if !args.iter().any(|a| a == "-h" || a == "--help") {
+        return None;
+    }
+    Some(first.and_then(command))
+}
 
 /// Runs one benchmark by name; false when the name is unknown.
 async fn run_one(name: &str, report: &mut Report, quick: bool) -> bool {
@@ -73,7 +257,16 @@ fn load_average() -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(only) = asks_for_help(&args) {
+        // Not println!: a closed pipe (`--help | head`) is no reason to panic.
+        let _ = writeln!(std::io::stdout(), "{}", usage(only));
+        return;
+    }
     let which = args.first().map(String::as_str).unwrap_or("inproc");
+    if !known(which) {
+        eprintln!("unknown subcommand {which:?}\n\n{}", usage(None));
+        std::process::exit(2);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // The value after `name` on the command line, if any.
     let flag = |name: &str| {
@@ -232,10 +425,7 @@ fn main() {
     for name in names {
         eprintln!("[{name}]");
         if !runtime.block_on(run_one(name, &mut report, quick)) {
-            eprintln!(
-                "unknown benchmark {name:?}; try: inproc, {}",
-                ALL.join(", ")
-            );
+            eprintln!("unknown subcommand {name:?}\n\n{}", usage(None));
             std::process::exit(2);
         }
     }
@@ -249,4 +439,61 @@ fn main() {
         load_average(),
     ));
     report.print();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn help_is_asked_with_a_flag_anywhere_or_the_help_subcommand() {
+        assert!(matches!(asks_for_help(&args("--help")), Some(None)));
+        assert!(matches!(asks_for_help(&args("-h")), Some(None)));
+        assert!(matches!(asks_for_help(&args("help")), Some(None)));
+        let one = |line: &str| asks_for_help(&args(line)).flatten().map(|c| c.name);
+        assert_eq!(one("inspect --help"), Some("inspect"));
+        assert_eq!(one("queue --backend redis://x -h"), Some("queue"));
+        assert_eq!(one("help kafka"), Some("kafka"));
+        assert_eq!(one("cpu --help"), Some("(noop|sleep|cpu|rate|rss)"));
+        assert!(asks_for_help(&args("queue --backend redis://x --quick")).is_none());
+        assert!(asks_for_help(&args("")).is_none());
+    }
+
+    #[test]
+    fn every_subcommand_run_by_name_is_known_and_others_are_not() {
+        for name in [
+            "inproc",
+            "noop",
+            "rss",
+            "queue",
+            "run",
+            "kafka",
+            "worker",
+            "inspect",
+            "--quick",
+            "rss-child",
+            "noop-only",
+            "sleep-only",
+            "kafka-noop",
+        ] {
+            assert!(known(name), "{name}");
+        }
+        assert_eq!(known("enqueue-rounds"), cfg!(feature = "apalis"));
+        for name in ["bogus", "--bogus", "help-me", "(noop|sleep|cpu|rate|rss)"] {
+            assert!(!known(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_usage_lists_every_subcommand_in_80_columns() {
+        let text = usage(None);
+        for c in COMMANDS.iter().chain([&ENQUEUE_ROUNDS]) {
+            assert!(text.contains(&format!("conveyor-bench {} {}", c.name, c.args)));
+        }
+        assert!(text.lines().all(|l| l.len() <= 80 || !l.contains(' ')));
+    }
 }
