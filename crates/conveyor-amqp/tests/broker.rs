@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_amqp::{AmqpBackend, AmqpOptions};
-use conveyor_core::{Backend, Error, Finish, NewTask, Reserved, SystemClock, TaskId};
+use conveyor_core::{
+    Backend, Error, Finish, NewTask, ReserveParams, Reserved, SystemClock, TaskId,
+};
 use conveyor_testkit::rabbitmq_server::TempRabbit;
 
 const LEASE: Duration = Duration::from_secs(2);
@@ -39,7 +41,10 @@ async fn reserve_n(b: &AmqpBackend, want: usize, within: Duration) -> Vec<Reserv
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     while got.len() < want && Instant::now() < deadline {
-        match b.reserve(&queues(), want - got.len(), LEASE).await {
+        match b
+            .reserve(ReserveParams::new(&queues(), want - got.len(), LEASE))
+            .await
+        {
             Ok(more) if more.is_empty() => {
                 b.wait_for_work(&queues(), Duration::from_millis(100)).await;
             }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_amqp::{AmqpBackend, AmqpOptions};
-use conveyor_core::{Backend, NewTask, SystemClock};
+use conveyor_core::{Backend, NewTask, ReserveParams, SystemClock};
 use conveyor_testkit::rabbitmq_server::TempRabbit;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +53,10 @@ async fn queue_declared_last_before_a_kill_keeps_its_tasks() {
     // Every request is answered within the backend's bound, so a few tries
     // are enough either way: the task is there, or its queue is broken.
     for _ in 0..5 {
-        match backend.reserve(&queues, 1, Duration::from_secs(30)).await {
+        match backend
+            .reserve(ReserveParams::new(&queues, 1, Duration::from_secs(30)))
+            .await
+        {
             Ok(r) if !r.is_empty() => {
                 got = r;
                 break;

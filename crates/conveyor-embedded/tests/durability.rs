@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use common::{queues, task, Fixture, LEASE};
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Error, Finish, FinishAction, ListParams, NewTask, SystemClock, TaskState,
+    Backend, Error, Finish, FinishAction, ListParams, NewTask, ReserveParams, SystemClock,
+    TaskState,
 };
 use conveyor_embedded::EmbeddedBackend;
 

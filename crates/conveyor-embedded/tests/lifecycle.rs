@@ -9,9 +9,9 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::{queues, task, Fixture, LEASE};
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Clock, Error, Finish, FinishAction, Lease, NewTask, TaskState, Timestamp,
+    Backend, Clock, Error, Finish, FinishAction, Lease, NewTask, ReserveParams, TaskState,
+    Timestamp,
 };
 
 fn complete(lease: Lease) -> Finish {

@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, NewTask};
+use conveyor_core::{Backend, Finish, NewTask, ReserveParams};
 use conveyor_embedded::EmbeddedBackend;
 
 const BATCH: usize = 1000;

@@ -9,8 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Finish, NewTask, SystemClock, TaskState};
+use conveyor_core::{Finish, NewTask, ReserveParams, SystemClock, TaskState};
 use conveyor_nats::{NatsBackend, NatsOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Error, Finish, ManualClock, NewTask, TaskState};
+use conveyor_core::{Error, Finish, ManualClock, NewTask, ReserveParams, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_queue_name_works() {

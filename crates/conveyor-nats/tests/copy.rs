@@ -9,8 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Finish, ManualClock, NewTask, TaskState, DEFAULT_QUEUE};
+use conveyor_core::{Finish, ManualClock, NewTask, ReserveParams, TaskState, DEFAULT_QUEUE};
 
 const LEASE: Duration = Duration::from_secs(30);
 

@@ -11,8 +11,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_core::{
+    Backend, Error, Finish, FinishAction, NewTask, ReserveParams, SystemClock, TaskState,
+};
 
 fn queue() -> Vec<String> {
     vec![conveyor_core::DEFAULT_QUEUE.to_string()]

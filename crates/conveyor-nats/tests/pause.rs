@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, ManualClock, NewTask};
+use conveyor_core::{Backend, ManualClock, NewTask, ReserveParams};
 use conveyor_nats::NatsBackend;
 use conveyor_testkit::Scoped;
 

@@ -69,7 +69,10 @@ async fn survives_a_nats_restart() {
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let held = b.reserve(&queue(), 10, lease).await.expect("reserve");
+    let held = b
+        .reserve(ReserveParams::new(&queue(), 10, lease))
+        .await
+        .expect("reserve");
     assert_eq!(held.len(), 10);
     let done: Vec<_> = held[..5]
         .iter()
@@ -98,9 +101,12 @@ async fn survives_a_nats_restart() {
         Err(Error::Backend(e)) => assert!(e.is_transient(), "{e:?} is transient"),
         other => panic!("store errors while the server is down: {other:?}"),
     }
-    let failed = tokio::time::timeout(Duration::from_secs(60), b.reserve(&queue(), 1, lease))
-        .await
-        .expect("a call against a dead server returns");
+    let failed = tokio::time::timeout(
+        Duration::from_secs(60),
+        b.reserve(ReserveParams::new(&queue(), 1, lease)),
+    )
+    .await
+    .expect("a call against a dead server returns");
     assert!(matches!(failed, Err(Error::Backend(_))), "{failed:?}");
 
     assert_eq!(b.reconnects(), Some(0));
@@ -136,7 +142,10 @@ async fn survives_a_nats_restart() {
     assert!(report.iter().all(|r| r.is_ok()), "{report:?}");
     let mut reserved = 0;
     loop {
-        let got = b.reserve(&queue(), 50, lease).await.expect("reserve");
+        let got = b
+            .reserve(ReserveParams::new(&queue(), 50, lease))
+            .await
+            .expect("reserve");
         if got.is_empty() {
             break;
         }
@@ -208,18 +217,9 @@ impl Backend for Watched {
     async fn enqueue_many(&self, tasks: Vec<NewTask>) -> Result<Vec<Enqueued>, Error> {
         self.inner.enqueue_many(tasks).await
     }
-    async fn reserve(
-        &self,
-        queues: &[String],
-        max: usize,
-        lease: Duration,
-    ) -> Result<Vec<Reserved>, Error> {
-        self.reserve_with(ReserveParams::new(queues, max, lease))
-            .await
-    }
-    async fn reserve_with(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
+    async fn reserve(&self, params: ReserveParams<'_>) -> Result<Vec<Reserved>, Error> {
         self.reserves.send_modify(|n| *n += 1);
-        self.inner.reserve_with(params).await
+        self.inner.reserve(params).await
     }
     async fn renew(&self, leases: &[Lease], lease: Duration) -> Result<Vec<bool>, Error> {
         self.inner.renew(leases, lease).await
@@ -233,7 +233,7 @@ impl Backend for Watched {
     fn reconnects(&self) -> Option<u64> {
         self.inner.reconnects()
     }
-    fn maintenance(&self) -> Option<&dyn Maintenance> {
+    fn maintenance(&self) -> Result<&dyn Maintenance, Error> {
         self.inner.maintenance()
     }
 }
@@ -496,7 +496,13 @@ async fn every_call_returns_within(b: &NatsBackend, leases: &[Lease], limit: Dur
         println!("{when}: {what} returned in {took:?}");
     };
     let t = Instant::now();
-    check("reserve", t, b.reserve(&q, 10, lease).await.map(|_| ()));
+    check(
+        "reserve",
+        t,
+        b.reserve(ReserveParams::new(&q, 10, lease))
+            .await
+            .map(|_| ()),
+    );
     let t = Instant::now();
     let r = b.renew(leases, lease).await.map(|_| ());
     check("renew", t, r);
@@ -527,7 +533,7 @@ async fn calls_return_in_time_against_a_silent_or_dead_server() {
         .await
         .expect("enqueue");
     let held = b
-        .reserve(&queue(), 4, Duration::from_secs(60))
+        .reserve(ReserveParams::new(&queue(), 4, Duration::from_secs(60)))
         .await
         .expect("reserve");
     let leases: Vec<Lease> = held.iter().map(|r| r.lease.clone()).collect();
@@ -541,7 +547,7 @@ async fn calls_return_in_time_against_a_silent_or_dead_server() {
     // Answering again: the same connection works.
     let deadline = Instant::now() + Duration::from_secs(10);
     while b
-        .reserve(&queue(), 1, Duration::from_secs(60))
+        .reserve(ReserveParams::new(&queue(), 1, Duration::from_secs(60)))
         .await
         .is_err()
     {

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, NewTask, SystemClock, DEFAULT_QUEUE};
+use conveyor_core::{Backend, Finish, NewTask, ReserveParams, SystemClock, DEFAULT_QUEUE};
 
 const TASKS: u64 = 3_000;
 

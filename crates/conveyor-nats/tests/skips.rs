@@ -11,8 +11,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, FinishAction, ManualClock, NewTask, DEFAULT_QUEUE};
+use conveyor_core::{
+    Backend, Finish, FinishAction, ManualClock, NewTask, ReserveParams, DEFAULT_QUEUE,
+};
 use conveyor_nats::NatsBackend;
 
 const LEASE: Duration = Duration::from_secs(30);

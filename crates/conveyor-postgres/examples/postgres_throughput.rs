@@ -15,8 +15,7 @@
 use conveyor_core::parts::*;
 use std::time::{Duration, Instant};
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, NewTask};
+use conveyor_core::{Backend, Finish, NewTask, ReserveParams};
 use conveyor_postgres::tokio_postgres::{self, NoTls};
 use conveyor_postgres::PostgresBackend;
 

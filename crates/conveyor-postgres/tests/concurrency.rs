@@ -8,8 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, NewTask, Reserved, SystemClock, TaskId};
+use conveyor_core::{Backend, Finish, NewTask, ReserveParams, Reserved, SystemClock, TaskId};
 use conveyor_postgres::PostgresBackend;
 
 const KEYS: usize = 6;

@@ -7,8 +7,7 @@ use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, NewTask, SystemClock};
+use conveyor_core::{Backend, Finish, NewTask, ReserveParams, SystemClock};
 use conveyor_postgres::PostgresBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

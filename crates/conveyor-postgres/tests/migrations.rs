@@ -6,8 +6,7 @@ mod common;
 use conveyor_core::parts::*;
 use std::sync::Arc;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Error, ListParams, NewTask, SystemClock, TaskState};
+use conveyor_core::{Backend, Error, ListParams, NewTask, ReserveParams, SystemClock, TaskState};
 use conveyor_postgres::{PostgresBackend, SCHEMA_VERSION};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Error, Finish, NewTask};
+use conveyor_core::{Backend, Error, Finish, NewTask, ReserveParams};
 use conveyor_postgres::PostgresBackend;
 use conveyor_testkit::servers::TempPostgres;
 
@@ -50,7 +50,7 @@ async fn survives_a_server_restart() {
         let began = Instant::now();
         let r = tokio::time::timeout(
             Duration::from_secs(30),
-            b.reserve(&queues(), 10, Duration::from_secs(30)),
+            b.reserve(ReserveParams::new(&queues(), 10, Duration::from_secs(30))),
         )
         .await
         .expect("a call while the server is down returns instead of hanging");
@@ -66,7 +66,10 @@ async fn survives_a_server_restart() {
         .expect("start again");
     let deadline = Instant::now() + Duration::from_secs(30);
     let got = loop {
-        match b.reserve(&queues(), 10, Duration::from_secs(30)).await {
+        match b
+            .reserve(ReserveParams::new(&queues(), 10, Duration::from_secs(30)))
+            .await
+        {
             Ok(got) => break got,
             Err(Error::Backend(e)) => {
                 assert!(Instant::now() < deadline, "no recovery after restart: {e}");

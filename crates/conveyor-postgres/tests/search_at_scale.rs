@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::parts::*;
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_core::{
+    Backend, Finish, FinishAction, NewTask, ReserveParams, SystemClock, TaskState,
+};
 use conveyor_postgres::PostgresBackend;
 use conveyor_testkit::conformance::pages_stop_at_their_budget;
 use conveyor_testkit::Scoped;

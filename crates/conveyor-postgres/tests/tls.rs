@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, TaskState};
+use conveyor_core::{Backend, Finish, FinishAction, NewTask, ReserveParams, TaskState};
 use conveyor_postgres::PostgresBackend;
 use conveyor_testkit::certs::TestCerts;
 use conveyor_testkit::servers::TempPostgres;
@@ -17,7 +17,11 @@ async fn run_a_task(url: &str) -> Result<(), conveyor_core::Error> {
     let b: Arc<dyn Backend> = Arc::new(PostgresBackend::connect(url).await?);
     let id = b.enqueue(NewTask::new("h", b"1".to_vec())).await?.id;
     let got = b
-        .reserve(&["default".to_string()], 1, Duration::from_secs(30))
+        .reserve(ReserveParams::new(
+            &["default".to_string()],
+            1,
+            Duration::from_secs(30),
+        ))
         .await?;
     assert_eq!(got.len(), 1);
     b.finish(vec![Finish::new(

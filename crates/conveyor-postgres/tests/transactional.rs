@@ -7,8 +7,7 @@ use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, NewTask, SystemClock, TaskState};
+use conveyor_core::{Backend, NewTask, ReserveParams, SystemClock, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_tasks_never_exist_committed_ones_do() {

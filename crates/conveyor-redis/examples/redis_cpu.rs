@@ -17,8 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock};
+use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, ReserveParams, SystemClock};
 use conveyor_redis::{RedisBackend, RedisTls, ScriptMode};
 
 #[path = "support/server_cpu.rs"]

@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Error, Finish, NewTask, SystemClock};
+use conveyor_core::{Backend, Error, Finish, NewTask, ReserveParams, SystemClock};
 use conveyor_redis::RedisBackend;
 
 const ENQUEUE_BATCH: usize = 1000;

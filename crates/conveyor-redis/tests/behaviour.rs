@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{keys_under, redis_url, Namespace};
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Clock, Error, Finish, FinishAction, ManualClock, NewTask, Retention, SystemClock,
-    TaskId, TaskState,
+    Backend, Clock, Error, Finish, FinishAction, ManualClock, NewTask, ReserveParams, Retention,
+    SystemClock, TaskId, TaskState,
 };
 
 const LEASE: Duration = Duration::from_secs(30);

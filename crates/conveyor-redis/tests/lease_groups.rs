@@ -10,10 +10,9 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::{keys_under, redis_url, Namespace};
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Clock, Error, Finish, FinishAction, ListParams, NewTask, Reserved, TaskId, TaskState,
-    DEFAULT_QUEUE,
+    Backend, Clock, Error, Finish, FinishAction, ListParams, NewTask, ReserveParams, Reserved,
+    TaskId, TaskState, DEFAULT_QUEUE,
 };
 use conveyor_testkit::count_in;
 

@@ -10,10 +10,9 @@ use conveyor_core::parts::*;
 use std::time::Duration;
 
 use common::Namespace;
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Clock, Finish, FinishAction, ListParams, NewTask, TaskId, TaskRecord, TaskState,
-    Timestamp,
+    Backend, Clock, Finish, FinishAction, ListParams, NewTask, ReserveParams, TaskId, TaskRecord,
+    TaskState, Timestamp,
 };
 use conveyor_testkit::conformance::page_through;
 

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use common::{keys_under, redis_url, Namespace};
 use conveyor_core::parts::*;
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Clock, Finish, FinishAction, Lease, ListParams, NewTask, Retention, TaskId, TaskState,
-    Timestamp, TraceContext,
+    Backend, Clock, Finish, FinishAction, Lease, ListParams, NewTask, ReserveParams, Retention,
+    TaskId, TaskState, Timestamp, TraceContext,
 };
 
 const LEASE: Duration = Duration::from_secs(30);

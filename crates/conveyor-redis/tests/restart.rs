@@ -8,7 +8,9 @@ use conveyor_core::parts::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Error, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_core::{
+    Backend, Error, Finish, FinishAction, NewTask, ReserveParams, SystemClock, TaskState,
+};
 use conveyor_redis::RedisBackend;
 use conveyor_testkit::servers::TempRedis;
 
@@ -47,7 +49,10 @@ async fn survives_a_redis_restart() {
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let held = b.reserve(&queue(), 10, lease).await.expect("reserve");
+    let held = b
+        .reserve(ReserveParams::new(&queue(), 10, lease))
+        .await
+        .expect("reserve");
     assert_eq!(held.len(), 10);
     let done: Vec<_> = held[..5]
         .iter()
@@ -81,9 +86,12 @@ async fn survives_a_redis_restart() {
         matches!(failed, Err(Error::Backend(_))),
         "store errors while the server is down: {failed:?}"
     );
-    let failed = tokio::time::timeout(Duration::from_secs(60), b.reserve(&queue(), 1, lease))
-        .await
-        .expect("a call against a dead server returns");
+    let failed = tokio::time::timeout(
+        Duration::from_secs(60),
+        b.reserve(ReserveParams::new(&queue(), 1, lease)),
+    )
+    .await
+    .expect("a call against a dead server returns");
     assert!(matches!(failed, Err(Error::Backend(_))));
 
     // The wake-up subscriber is up before the restart, and counted once
@@ -121,7 +129,10 @@ async fn survives_a_redis_restart() {
     assert!(report.iter().all(|r| r.is_ok()));
     let mut reserved = 0;
     loop {
-        let got = b.reserve(&queue(), 50, lease).await.expect("reserve");
+        let got = b
+            .reserve(ReserveParams::new(&queue(), 50, lease))
+            .await
+            .expect("reserve");
         if got.is_empty() {
             break;
         }

@@ -8,8 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, NewTask, ResultStore, SystemClock, TaskState};
+use conveyor_core::{Backend, Finish, NewTask, ReserveParams, ResultStore, SystemClock, TaskState};
 use conveyor_redis::{RedisBackend, RedisTls, ScriptMode};
 
 fn raw() -> redis::Connection {

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_core::{
+    Backend, Finish, FinishAction, NewTask, ReserveParams, SystemClock, TaskState,
+};
 use conveyor_redis::{RedisBackend, RedisTls};
 use conveyor_testkit::certs::TestCerts;
 use conveyor_testkit::servers::TempRedis;
@@ -37,7 +39,11 @@ async fn rediss_with_our_ca_runs_a_task() {
         .expect("enqueue")
         .id;
     let got = b
-        .reserve(&["default".to_string()], 1, Duration::from_secs(30))
+        .reserve(ReserveParams::new(
+            &["default".to_string()],
+            1,
+            Duration::from_secs(30),
+        ))
         .await
         .expect("reserve");
     assert_eq!(got.len(), 1);
@@ -57,7 +63,7 @@ async fn rediss_with_our_ca_runs_a_task() {
         (TaskState::Completed, Some(b"2".to_vec()))
     );
     // The result-wait channel (pub/sub) goes through TLS too.
-    let store = b.results().expect("results");
+    let store = b.result_store().expect("results");
     let mark = store.finish_mark().await;
     assert!(mark.is_some(), "the pub/sub listener connected over TLS");
     // The same through the URL parameter, as `conveyor --backend` takes it.

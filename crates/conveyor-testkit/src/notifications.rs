@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, TaskId, DEFAULT_QUEUE};
+use conveyor_core::{Backend, Finish, FinishAction, NewTask, ReserveParams, TaskId, DEFAULT_QUEUE};
 use tokio::sync::mpsc;
 
 /// Enqueues `n` tasks on the default queue, reserves them and finishes them

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_amqp::{AmqpBackend, AmqpOptions};
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, Reserved, SystemClock};
+use conveyor_core::{Backend, ReserveParams, Reserved, SystemClock};
 
 /// The broker every test shares (its own prefix each).
 pub fn amqp_url() -> String {

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
-use conveyor_core::{Backend, ManualClock, NewTask, Reserved};
+use conveyor_core::{Backend, ManualClock, NewTask, ReserveParams, Reserved};
 use conveyor_embedded::EmbeddedBackend;
 use tempfile::TempDir;
 

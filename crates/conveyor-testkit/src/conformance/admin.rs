@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Error, FinishAction, ListParams, ManualClock, NewTask, Retention, TaskState};
+use conveyor_core::{
+    Error, FinishAction, ListParams, ManualClock, NewTask, ReserveParams, Retention, TaskState,
+};
 
 use conveyor_core::Clock;
 
 use super::*;
-use conveyor_core::ReserveParams;
 
 async fn kill(b: &Subject, t: NewTask) -> conveyor_core::TaskId {
     let id = enqueue(b, t).await;

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Error, FinishAction, ManualClock, TaskState};
+use conveyor_core::{Error, FinishAction, ManualClock, ReserveParams, TaskState};
 
 use conveyor_core::Clock;
 
 use super::*;
-use conveyor_core::ReserveParams;
 
 /// A retried task waits for its delay, comes back with the next attempt, and is
 /// dead-lettered (with its last error) when no attempt remains.

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Error, Finish, FinishAction, ManualClock, NewTask, Reserved, TaskState};
+use conveyor_core::{
+    Error, Finish, FinishAction, ManualClock, NewTask, ReserveParams, Reserved, TaskState,
+};
 
 use super::*;
-use conveyor_core::ReserveParams;
 
 /// Reserves everything ready in `queue`.
 async fn reserve_in(b: &Subject, queue: &str) -> Vec<Reserved> {

@@ -64,9 +64,9 @@ pub use trace::{follow_ups_carry_their_trace_context, trace_context_travels};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::ReserveParams;
 use conveyor_core::{
-    Backend, Finish, FinishAction, Lease, NewTask, Reserved, TaskId, TaskRecord, TaskState,
+    Backend, Finish, FinishAction, Lease, NewTask, ReserveParams, Reserved, TaskId, TaskRecord,
+    TaskState,
 };
 
 /// The backend under test.

@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Error, FinishAction, ManualClock};
+use conveyor_core::{Error, FinishAction, ManualClock, ReserveParams};
 
 use super::*;
-use conveyor_core::ReserveParams;
 
 fn names(queues: &[&str]) -> Vec<String> {
     queues.iter().map(|q| q.to_string()).collect()

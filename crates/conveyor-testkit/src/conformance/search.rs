@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    Backend, Count, FinishAction, ListParams, ManualClock, NewTask, Retention, Search, TaskId,
-    TaskState,
+    Backend, Count, FinishAction, ListParams, ManualClock, NewTask, ReserveParams, Retention,
+    Search, TaskId, TaskState,
 };
 
 use super::*;
-use conveyor_core::ReserveParams;
 
 /// Every task a search matches, read `page` at a time through
 /// [`Page::next`](conveyor_core::Page::next). Checks that no page is larger

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Finish, FinishAction, ManualClock, NewTask, TraceContext};
+use conveyor_core::{Finish, FinishAction, ManualClock, NewTask, ReserveParams, TraceContext};
 
 use super::*;
-use conveyor_core::ReserveParams;
 
 /// A context with a `tracestate`.
 fn full() -> TraceContext {
