@@ -41,4 +41,5 @@ fn forget(ns: &str) {
     });
 }
 
-conveyor_testkit::backend_faults!(target());
+conveyor_testkit::backend_faults!(target();
+    private_server: has_rabbitmq_server, "rabbitmq-server is not installed (Debian package rabbitmq-server)");

@@ -36,4 +36,5 @@ fn forget(ns: &str) {
     });
 }
 
-conveyor_testkit::backend_faults!(target());
+conveyor_testkit::backend_faults!(target();
+    private_server: has_redis_server, "redis-server is not installed (Debian package redis-server)");

@@ -43,13 +43,25 @@ pub use conveyor_core::{ManualClock, Timestamp};
 ///
 /// ```ignore
 /// fn target() -> conveyor_testkit::faults::FaultTarget { /* … */ }
-/// conveyor_testkit::backend_faults!(target());
+/// conveyor_testkit::backend_faults!(target();
+///     private_server: has_redis_server, "redis-server is not installed (Debian package redis-server)");
 /// ```
+///
+/// `restart_mid_run` starts a private server of its own: the `cfg` named
+/// after `private_server` (set by the crate's build script where the
+/// server's program is installed, and always under `CI=true`) says whether
+/// it can, and without it the case is ignored with the reason given, never
+/// passed. The other cases use the shared server behind a proxy.
 #[macro_export]
 macro_rules! backend_faults {
-    ($target:expr) => {
+    ($target:expr; private_server: $has:meta, $missing:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not($has), ignore = $missing)]
+        async fn restart_mid_run() {
+            $crate::faults::restart_mid_run($target).await;
+        }
         $crate::backend_faults!(@cases $target;
-            restart_mid_run, blackhole_mid_run, connections_cut_mid_run, slow_network_mid_run,
+            blackhole_mid_run, connections_cut_mid_run, slow_network_mid_run,
             stop_mid_outage, rolling_deploy);
     };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
