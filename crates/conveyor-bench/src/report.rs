@@ -276,6 +276,9 @@ pub async fn workload<R, E: std::fmt::Debug>(
     t: Instant,
 ) -> Result<(Duration, R), String> {
     let elapsed = tokio::select! {
+        // The n-th task notifies before a worker that stops itself ends:
+        // when both are ready, the workload was done.
+        biased;
         _ = all.notified() => t.elapsed(),
         ended = &mut run => {
             let done = done.load(Ordering::Relaxed);
@@ -377,6 +380,21 @@ mod tests {
             why,
             "stopped after 512 of 100000 tasks: \"PollNextError(timed out)\""
         );
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_stops_itself_at_the_nth_task_has_a_figure() {
+        for _ in 0..100 {
+            let (all, done) = (Notify::new(), AtomicUsize::new(10));
+            all.notify_one();
+            let run = tokio::spawn(async { Ok::<(), ()>(()) });
+            while !run.is_finished() {
+                tokio::task::yield_now().await;
+            }
+            assert!(workload(run, || {}, &all, &done, 10, Instant::now())
+                .await
+                .is_ok());
+        }
     }
 
     #[tokio::test]
