@@ -13,7 +13,9 @@
 #   git worktree add --detach /tmp/old REV
 #   CARGO_TARGET_DIR=/tmp/old/target cargo build --release -p conveyor-bench \
 #       --manifest-path /tmp/old/Cargo.toml
-# Needs python3 for the table. Timings are printed, never judged.
+# Needs python3 for the table. Timings are printed, never judged; a subject
+# with no figure in some round (it did not finish its workload) is named,
+# with no ratio.
 set -euo pipefail
 
 old=${1:?usage: bench-compare.sh OLD_BENCH NEW_BENCH [ROUNDS] [SUITE ...]}
@@ -44,9 +46,19 @@ for line in open(sys.argv[1]):
     side, js = line.rstrip("\n").split("\t", 1)
     r = json.loads(js)
     key = (r["bench"], r["subject"], r["unit"])
-    runs.setdefault(key, {"old": [], "new": []})[side].append(r["value"])
+    entry = runs.setdefault(key, {"old": [], "new": [], "none": {"old": 0, "new": 0}})
+    # A subject that did not do its whole workload has no figure (its row
+    # says why): counted, never averaged in.
+    if r.get("value") is None:
+        entry["none"][side] += 1
+    else:
+        entry[side].append(r["value"])
 print(f"{'bench':<22} {'subject':<46} {'old':>12} {'new':>12} {'new/old':>8}  spread old / new")
 for (bench, subject, unit), v in runs.items():
+    if v["none"]["old"] or v["none"]["new"]:
+        print(f"{bench:<22} {subject:<46} no figure in {v['none']['old']} old and "
+              f"{v['none']['new']} new rounds (see the bench's rows for why)")
+        continue
     if not v["old"] or not v["new"]:
         print(f"{bench:<22} {subject:<46} {'-' if not v['old'] else statistics.median(v['old']):>12} "
               f"{'-' if not v['new'] else statistics.median(v['new']):>12}  (only one build has it)")
