@@ -175,6 +175,20 @@ enum Fault {
     Pause,
 }
 
+/// Waits until a twentieth of the tasks have completed (polled every 5 ms:
+/// at the fastest store's pace, a hundred tasks between two looks), so a
+/// fault struck then finds most of the run still to do.
+async fn under_way(label: &str, backend: &Arc<dyn Backend>, logs: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(backend, TaskState::Completed, logs).await < TASKS / 20 {
+        assert!(
+            Instant::now() < deadline,
+            "{label}: the workers did not get under way"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// How long a paused worker stays stopped: past its 3 s lease.
 const PAUSED_FOR: Duration = Duration::from_secs(4);
 
@@ -199,8 +213,15 @@ async fn fault_run(label: &str, url: &str, fault: Fault) {
         .collect();
     let mut kills = 0u32;
     let mut in_flight_at_kills = 0u64;
+    // The first fault lands as soon as the run is under way: a fast store
+    // finishes 20,000 no-op tasks within a second or so of its workers
+    // starting, before a fixed delay would have struck. Later ones come at
+    // random.
+    under_way(label, &backend, logs.path()).await;
     while kills < KILLS {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(200..600))).await;
+        if kills > 0 {
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(200..600))).await;
+        }
         if count(&backend, TaskState::Completed, logs.path()).await >= TASKS {
             break;
         }
