@@ -2,6 +2,7 @@
 //! its results go, its failure limit, and the engine it runs on. Every task
 //! of the job holds it.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -45,6 +46,12 @@ pub(crate) struct JobState {
     /// Settled tasks' envelopes handed back to the producers to free; shared,
     /// so workers keep a handle on it that holds no job open.
     pub(crate) spent: Arc<SpentEnvelopes>,
+}
+
+impl fmt::Debug for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JobState")
+    }
 }
 
 /// A job's failure limit: once `after` tasks have failed (failed, timed out

@@ -73,12 +73,6 @@ impl TaskHandle {
     }
 }
 
-impl fmt::Debug for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JobState")
-    }
-}
-
 impl JobState {
     /// A job whose tasks reply on their own channels (map helpers, pipelines).
     pub(crate) fn detached(engine: &Arc<Engine>, capacity: usize) -> Arc<JobState> {
