@@ -151,7 +151,9 @@ impl PoolBuilder {
             &runtime,
             EngineLimits {
                 workers: config.workers,
-                lanes: [config.io, config.cpu, config.process],
+                io: config.io,
+                cpu: config.cpu,
+                process: config.process,
                 rate: config.rate,
                 cpu_background: self.cpu_background,
             },

@@ -24,8 +24,12 @@ use crate::lane::cpu::CpuPool;
 pub(crate) struct EngineLimits {
     /// Workers: tasks running at once across all lanes.
     pub(crate) workers: usize,
-    /// The io, cpu and process lanes' limits; the cpu lane's threads.
-    pub(crate) lanes: [usize; 3],
+    /// The io lane's limit.
+    pub(crate) io: usize,
+    /// The cpu lane's threads (and limit).
+    pub(crate) cpu: usize,
+    /// The process lane's limit.
+    pub(crate) process: usize,
     /// A pool-wide rate of starts.
     pub(crate) rate: Option<Rate>,
     /// Whether the cpu lane's threads run at background priority.
@@ -79,15 +83,15 @@ impl Engine {
             board,
             ready,
             ready_rx,
-            fast_io: limits.rate.is_none() && limits.lanes[0] >= limits.workers,
-            cpu: CpuPool::new(limits.lanes[1], limits.cpu_background)?,
+            fast_io: limits.rate.is_none() && limits.io >= limits.workers,
+            cpu: CpuPool::new(limits.cpu, limits.cpu_background)?,
             token: CancellationToken::new(),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             jobs: Mutex::new((Vec::new(), 64)),
         });
         let dispatch = DispatchLimits {
-            lanes: limits.lanes,
+            lanes: [limits.io, limits.cpu, limits.process],
             rate,
         };
         runtime.spawn(Dispatcher::new(rx, engine.clone(), dispatch).run());
