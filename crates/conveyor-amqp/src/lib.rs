@@ -16,7 +16,10 @@
 //! and again) is dead-lettered by the broker after `delivery_limit`.
 //!
 //! RabbitMQ keeps messages, not task records: results need a store beside
-//! it (`results=redis://…`, as Celery separates broker and result backend);
+//! it that keeps them (any backend with the record keeper part, such as
+//! Redis: `results=redis://…` through conveyor's scheme registry, or
+//! [`AmqpBackend::connect_keeping`]; as Celery separates broker and result
+//! backend);
 //! there is no listing, no unique or ordering keys and no priorities here,
 //! and each is refused with [`conveyor_core::Error::Unsupported`] rather than
 //! ignored.
@@ -45,12 +48,14 @@ mod consumer;
 mod custody;
 mod delay;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod hooks;
 mod link;
 mod message;
 mod names;
 mod options;
-mod results;
+mod records;
 mod scheme;
 mod topology;
 mod value_limit;

@@ -36,10 +36,8 @@ pub struct AmqpOptions {
     /// Unacknowledged deliveries per queue consumer; `None`: the worker's
     /// first reservation size (its free slots) divided among its queues.
     pub prefetch: Option<u16>,
-    /// A Redis that keeps a record per task (`results=redis://…`): results,
-    /// `wait()`, `conveyor show`. `None`: no result store.
-    pub results: Option<String>,
-    /// How long finished records are kept in the result store.
+    /// How long the store beside the broker keeps finished task records
+    /// (see [`AmqpBackend::connect_keeping`](crate::AmqpBackend::connect_keeping)).
     pub retention: Retention,
     /// Params and results over this many bytes are refused
     /// (`max_value=`); `None`: RabbitMQ's default `max_message_size` less
@@ -55,7 +53,6 @@ impl Default for AmqpOptions {
             hold: DEFAULT_HOLD,
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
             prefetch: None,
-            results: None,
             retention: Retention::default(),
             max_value: None,
         }
@@ -72,12 +69,6 @@ impl AmqpOptions {
     /// The same options with another hold.
     pub fn hold(mut self, hold: Duration) -> Self {
         self.hold = hold;
-        self
-    }
-
-    /// The same options with a result store at `url` (`redis://…`).
-    pub fn results(mut self, url: impl Into<String>) -> Self {
-        self.results = Some(url.into());
         self
     }
 

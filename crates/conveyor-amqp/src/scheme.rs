@@ -5,8 +5,9 @@
 //! below the server's `consumer_timeout`), `delivery_limit=`, `prefetch=`,
 //! `max_value=BYTES` (refuse params and results over it; for a broker whose
 //! `max_message_size` is below the default) and
-//! `results=redis://HOST:PORT/DB` (a result store beside the broker),
-//! and the client's `heartbeat`, `connection_timeout`, `channel_max`,
+//! `results=redis://HOST:PORT/DB?prefix=P` (a store beside the broker that
+//! keeps the task records: any backend with the record keeper part, opened
+//! by conveyor's scheme registry, up to the next `&`), and the client's `heartbeat`, `connection_timeout`, `channel_max`,
 //! `frame_max` and `auth_mechanism`. Any other parameter is refused.
 //!
 //! The vhost is the URL's path, percent-encoded as RabbitMQ expects
@@ -16,15 +17,20 @@ use std::sync::Arc;
 
 use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
 
+/// The URL parameter naming the store that keeps the task records.
+const RECORDS_PARAM: &str = "results";
+
 use crate::{AmqpBackend, AmqpOptions};
 
 /// Opens an [`AmqpBackend`] from `amqp://HOST:PORT/VHOST?prefix=P`.
 pub const SCHEME: Scheme = Scheme::new(
     &["amqp", "amqps"],
     "amqp://guest:guest@127.0.0.1:5672/%2f?prefix=P",
-    "RabbitMQ quorum queues, names under the prefix P (default conveyor)",
+    "RabbitMQ quorum queues, names under the prefix P (default conveyor); \
+     results=redis://… keeps task records beside the broker",
     open,
-);
+)
+.with_record_keeper(RECORDS_PARAM, open_keeping);
 
 /// The client's own parameters, passed on as written.
 const CLIENT_PARAMS: &[&str] = &[
@@ -62,8 +68,12 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
             Error::InvalidConfig(format!("amqp prefetch={n}: not a number up to 65535"))
         })?);
     }
-    if let Some(r) = parsed.take("results")? {
-        options.results = Some(r.to_string());
+    if parsed.take(RECORDS_PARAM)?.is_some() {
+        return Err(Error::InvalidConfig(format!(
+            "amqp {RECORDS_PARAM}=: the store that keeps task records is opened by conveyor's \
+             scheme registry (conveyor::durable::connect), not by this scheme alone; \
+             or open it and pass it to AmqpBackend::connect_keeping"
+        )));
     }
     options.max_value = parsed.take_max_value()?;
     parsed.allow_only(CLIENT_PARAMS)?;
@@ -79,6 +89,16 @@ fn open(url: &str) -> OpenFuture {
     Box::pin(async move {
         let Target { url, options } = target?;
         let backend = AmqpBackend::connect(&url, options, Arc::new(SystemClock)).await?;
+        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    })
+}
+
+fn open_keeping(url: &str, keeper: Arc<dyn Backend>) -> OpenFuture {
+    let target = target(url);
+    Box::pin(async move {
+        let Target { url, options } = target?;
+        let backend =
+            AmqpBackend::connect_keeping(&url, options, Arc::new(SystemClock), keeper).await?;
         Ok(Arc::new(backend) as Arc<dyn Backend>)
     })
 }
@@ -108,12 +128,7 @@ mod tests {
         assert_eq!(t.options.prefetch, Some(64));
         let t = target("amqp://h/?max_value=4096").unwrap();
         assert_eq!(t.options.max_value, Some(4096));
-        let t = target("amqp://h/?results=redis://127.0.0.1:6379/2").unwrap();
-        assert_eq!(
-            t.options.results.as_deref(),
-            Some("redis://127.0.0.1:6379/2")
-        );
-        assert_eq!(t.url, "amqp://h/");
+        assert_eq!(SCHEME.record_keeper_param(), Some("results"));
     }
 
     #[test]
@@ -128,5 +143,7 @@ mod tests {
         assert!(err("amqp://h/?prefix=").contains("prefix"));
         assert!(err("amqp://h/?max_value=0").contains("max_value"));
         assert!(err("amqp://h/?max_value=1k").contains("max_value"));
+        // The store beside the broker is the registry's to open.
+        assert!(err("amqp://h/?results=redis://127.0.0.1:6379/2").contains("connect_keeping"));
     }
 }

@@ -8,26 +8,19 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_amqp::{AmqpBackend, AmqpOptions};
-use conveyor_core::{Backend, Finish, FinishAction, NewTask, SystemClock, TaskState};
+use conveyor_amqp::AmqpOptions;
+use conveyor_core::{Backend, Finish, FinishAction, NewTask, TaskState};
 use conveyor_testkit::faults::{FaultProxy, Traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_abandoned_mid_stall_still_completes_its_record() {
     let proxy = FaultProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], 5672)));
-    let options = AmqpOptions::default()
-        .prefix(common::fresh_prefix())
-        .results(common::results_url());
-    let direct = AmqpBackend::connect(&common::amqp_url(), options.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let options = AmqpOptions::default().prefix(common::fresh_prefix());
+    let direct = common::connect(&common::amqp_url(), options.clone(), true).await;
     let via = format!("amqp://guest:guest@{}/%2f", proxy.addr());
-    let worker = AmqpBackend::connect(&via, options, Arc::new(SystemClock))
-        .await
-        .unwrap_or_else(|e| panic!("connect through the proxy: {e}"));
+    let worker = common::connect(&via, options, true).await;
     let id = direct
         .enqueue(NewTask::new("h", b"1".to_vec()))
         .await
@@ -70,4 +63,5 @@ async fn a_report_abandoned_mid_stall_still_completes_its_record() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(proxy);
+    common::cleanup(&direct, &["default"]).await;
 }

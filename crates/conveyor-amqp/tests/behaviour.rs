@@ -173,7 +173,7 @@ async fn what_the_broker_cannot_keep_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_result_store_each_step_is_recorded() {
     use conveyor_core::TaskState;
-    let b = backend(AmqpOptions::default().results(results_url())).await;
+    let b = backend_keeping(AmqpOptions::default()).await;
     let id = b.enqueue(task("r").max_attempts(2)).await.unwrap().id;
     let store = b.result_store().expect("a result store");
     let state = |r: Option<conveyor_core::TaskRecord>| r.expect("a record").state;

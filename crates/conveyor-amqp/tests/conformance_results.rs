@@ -1,6 +1,6 @@
-//! The RabbitMQ backend with a result store beside it
-//! (`results=redis://…`) against the backend conformance suite: the cases
-//! of the result store part run too. Delays run on the broker's clock (the
+//! The RabbitMQ backend with a store beside it keeping its task records
+//! (a Redis, as `results=redis://…` gives) against the backend conformance
+//! suite: the cases of the result store part run too. Delays run on the broker's clock (the
 //! ladder's TTLs), so the cases that move a manual clock to make a delayed
 //! task due are ignored; `behaviour.rs` tests delays in real time.
 
@@ -13,12 +13,12 @@ use conveyor_core::{Backend, ManualClock};
 use conveyor_testkit::Scoped;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
-    let backend = AmqpBackend::connect(
+    let prefix = common::fresh_prefix();
+    let backend = AmqpBackend::connect_keeping(
         &common::amqp_url(),
-        AmqpOptions::default()
-            .prefix(common::fresh_prefix())
-            .results(common::results_url()),
+        AmqpOptions::default().prefix(prefix.clone()),
         clock,
+        common::keeper(&prefix).await,
     )
     .await
     .expect("connect to the test RabbitMQ and Redis");

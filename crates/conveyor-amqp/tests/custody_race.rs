@@ -119,7 +119,7 @@ fn contended(r: &Reserved) -> Point {
 /// A backend with `hold=1s` and a result store, its pause points, and one
 /// task reserved.
 async fn one_task() -> (AmqpBackend, Points, Reserved) {
-    let b = backend(AmqpOptions::default().hold(HOLD).results(results_url())).await;
+    let b = backend_keeping(AmqpOptions::default().hold(HOLD)).await;
     let points = Points::install(&b);
     let id = b
         .enqueue(NewTask::new("long", b"{}".to_vec()))
@@ -302,7 +302,7 @@ async fn a_report_during_the_move_to_custody_settles_from_custody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_moves_to_custody_at_hold_without_a_renewal() {
-    let b = backend(AmqpOptions::default().hold(HOLD).results(results_url())).await;
+    let b = backend_keeping(AmqpOptions::default().hold(HOLD)).await;
     let points = Points::install(&b);
     b.enqueue(NewTask::new("long", b"{}".to_vec()))
         .await

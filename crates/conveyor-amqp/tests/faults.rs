@@ -1,7 +1,8 @@
 //! The fault suite (`conveyor_testkit::backend_faults!`) on RabbitMQ: a
 //! private node killed and restarted mid-run, and the shared broker behind a
 //! fault-injecting proxy (black-holed, slowed, connections cut). Task records
-//! and results live in the shared Redis, reached directly.
+//! and results are kept by the shared Redis (`results=redis://…`), reached
+//! directly, under the case's namespace.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,9 +15,10 @@ fn target() -> FaultTarget {
         name: "amqp",
         service: SocketAddr::from(([127, 0, 0, 1], 5672)),
         url: |addr, ns, _| {
-            format!("amqp://guest:guest@{addr}/%2f?prefix={ns}&results=redis://127.0.0.1:6379/0")
+            format!("amqp://guest:guest@{addr}/%2f?prefix={ns}&results=redis://127.0.0.1:6379/0?prefix={ns}:records:")
         },
         scheme: conveyor_amqp::SCHEME,
+        keeper: Some(conveyor_redis::SCHEME),
         private_server: || Some(Box::new(TempRabbit::start(None))),
         lease: Duration::from_secs(2),
         forget,
@@ -30,7 +32,7 @@ fn forget(ns: &str) {
     conveyor_testkit::faults::block_on(async move {
         let b = conveyor_amqp::AmqpBackend::connect(
             "amqp://guest:guest@127.0.0.1:5672/%2f",
-            conveyor_amqp::AmqpOptions::default().prefix(ns),
+            conveyor_amqp::AmqpOptions::default().prefix(ns.clone()),
             std::sync::Arc::new(conveyor_core::SystemClock),
         )
         .await
@@ -38,6 +40,14 @@ fn forget(ns: &str) {
         b.delete_namespace(&[conveyor_core::DEFAULT_QUEUE])
             .await
             .expect("delete the case's queues");
+        let records = conveyor_redis::RedisBackend::connect_with(
+            "redis://127.0.0.1:6379/0",
+            &format!("{ns}:records:"),
+            std::sync::Arc::new(conveyor_core::SystemClock),
+        )
+        .await
+        .expect("connect to the shared Redis to clean up");
+        records.clear().await.expect("delete the case's records");
     });
 }
 

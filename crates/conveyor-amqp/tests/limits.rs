@@ -14,9 +14,11 @@ use conveyor_testkit::value_limits;
 const CAP: usize = 64 << 10;
 
 async fn capped() -> (Arc<dyn Backend>, conveyor_amqp::AmqpBackend) {
-    let mut options = AmqpOptions::default().results(common::results_url());
-    options.max_value = Some(CAP);
-    let b = common::backend(options).await;
+    let options = AmqpOptions {
+        max_value: Some(CAP),
+        ..AmqpOptions::default()
+    };
+    let b = common::backend_keeping(options).await;
     assert_eq!(b.max_value(), CAP);
     (Arc::new(b.clone()), b)
 }

@@ -23,12 +23,14 @@ fn status(url: &str) -> Output {
 #[test]
 fn a_backend_that_cannot_be_opened_is_named_without_its_secrets() {
     // Port 1 on loopback: nothing listens there, so each open fails.
-    let urls: [&'static str; 7] = [
+    let urls: [&'static str; 8] = [
         "redis://:hunter2@127.0.0.1:1/0",
         "redis://app:hunter2@127.0.0.1:1/0?prefix=x:",
         "postgres://app:hunter2@127.0.0.1:1/test",
         "postgres://app@127.0.0.1:1/test?password=hunter2",
         "amqp://guest:hunter2@127.0.0.1:1/%2f?results=redis://:hunter2@127.0.0.1:1",
+        // The store beside the broker opens; the broker does not.
+        "amqp://guest:hunter2@127.0.0.1:1/%2f?results=redis://127.0.0.1:6379/0?prefix=cvt-secrets:",
         "nats://hunter2@127.0.0.1:1",
         "nats://app:hunter2@127.0.0.1:1",
     ];

@@ -42,8 +42,8 @@ pub use backend::{
     count_by_listing, count_from_stats, page_by_listing, unsupported, validate_queue_name,
     workers_heard_since, workers_silent_before, Administration, Backend, Capabilities, Count,
     FinishBoard, FinishMark, GlobalLimits, Inspection, ListOrder, ListParams, Maintenance, Page,
-    Part, QueueControl, Registry, ReserveParams, ResultStore, Retention, Search, WakeBoard,
-    WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, SCAN_BUDGET, WORKER_SILENCE,
+    Part, QueueControl, RecordKeeper, Registry, ReserveParams, ResultStore, Retention, Search,
+    WakeBoard, WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, SCAN_BUDGET, WORKER_SILENCE,
 };
 pub use backend::{unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
 pub use backend_url::{scheme_of, BackendUrl};
@@ -62,7 +62,7 @@ pub use rate::{Gcra, Rate};
 pub use receipt::Receipt;
 pub use redact::{redact_secrets, redact_url, HIDDEN};
 pub use retry::RetryPolicy;
-pub use scheme::{OpenFn, OpenFuture, Scheme};
+pub use scheme::{OpenFn, OpenFuture, OpenKeepingFn, Scheme};
 pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
 pub use task_state::{codes, InvalidTransition, TaskState, Transition};
@@ -73,7 +73,8 @@ pub use value_limit::ValueLimit;
 /// concrete backend type: `use conveyor_core::parts::*;`.
 pub mod parts {
     pub use crate::backend::{
-        Administration, GlobalLimits, Inspection, Maintenance, QueueControl, ResultStore,
+        Administration, GlobalLimits, Inspection, Maintenance, QueueControl, RecordKeeper,
+        ResultStore,
     };
 }
 

@@ -24,6 +24,19 @@ pub type OpenFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>, Error
 /// future is made, so the future owns only what it needs.
 pub type OpenFn = fn(&str) -> OpenFuture;
 
+/// Opens a backend from its URL (without the record keeper's parameter)
+/// with `keeper`, an open backend whose [`RecordKeeper`](crate::RecordKeeper)
+/// part keeps its task records (see [`Scheme::with_record_keeper`]).
+pub type OpenKeepingFn = fn(&str, Arc<dyn Backend>) -> OpenFuture;
+
+/// A scheme's URL parameter that names a record keeper, and how to open the
+/// backend with it.
+#[derive(Clone, Copy)]
+struct KeeperParam {
+    name: &'static str,
+    open: OpenKeepingFn,
+}
+
 /// How to open one kind of backend from a URL.
 ///
 /// ```
@@ -49,6 +62,7 @@ pub struct Scheme {
     bare_paths: bool,
     open: OpenFn,
     open_existing: Option<OpenFn>,
+    keeper: Option<KeeperParam>,
 }
 
 impl Scheme {
@@ -69,6 +83,42 @@ impl Scheme {
             bare_paths: false,
             open,
             open_existing: None,
+            keeper: None,
+        }
+    }
+
+    /// The same scheme, for a backend that keeps no task records of its own
+    /// (a broker) but can have another store keep them: the URL parameter
+    /// `param` (e.g. `results`) names that store by its own URL, up to the
+    /// next `&`. A registry opens that store, checks it has the
+    /// [`RecordKeeper`](crate::RecordKeeper) part, and opens this backend with
+    /// `open` from the URL without `param`. `open` alone (a scheme called
+    /// without a registry) should refuse `param` with a message saying so.
+    pub const fn with_record_keeper(mut self, param: &'static str, open: OpenKeepingFn) -> Self {
+        self.keeper = Some(KeeperParam { name: param, open });
+        self
+    }
+
+    /// The URL parameter that names a record keeper, for a scheme made
+    /// [`with_record_keeper`](Scheme::with_record_keeper).
+    pub fn record_keeper_param(&self) -> Option<&'static str> {
+        self.keeper.map(|k| k.name)
+    }
+
+    /// Opens the backend `url` names (without the record keeper's
+    /// parameter) with `keeper` keeping its records; [`Error::InvalidConfig`]
+    /// for a scheme that takes no record keeper.
+    pub fn open_keeping(&self, url: &str, keeper: Arc<dyn Backend>) -> OpenFuture {
+        match self.keeper {
+            Some(k) => (k.open)(url, keeper),
+            None => {
+                let name = self.names.first().copied().unwrap_or("?");
+                Box::pin(async move {
+                    Err(Error::InvalidConfig(format!(
+                        "the {name}:// backend keeps its own task records and takes no record keeper"
+                    )))
+                })
+            }
         }
     }
 
@@ -131,6 +181,7 @@ impl fmt::Debug for Scheme {
             .field("names", &self.names)
             .field("example", &self.example)
             .field("bare_paths", &self.bare_paths)
+            .field("record_keeper_param", &self.record_keeper_param())
             .finish_non_exhaustive()
     }
 }

@@ -16,6 +16,7 @@ fn target() -> FaultTarget {
         service: SocketAddr::from(([127, 0, 0, 1], 9)),
         url: |_, ns, _| format!("embedded://{}", path(ns).display()),
         scheme: conveyor_embedded::SCHEME,
+        keeper: None,
         private_server: || None::<Box<dyn FaultServer>>,
         lease: Duration::from_secs(2),
         forget,

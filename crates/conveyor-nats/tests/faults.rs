@@ -14,6 +14,7 @@ fn target() -> FaultTarget {
         service: SocketAddr::from(([127, 0, 0, 1], 4222)),
         url: |addr, ns, _| format!("nats://{addr}?prefix={ns}"),
         scheme: conveyor_nats::SCHEME,
+        keeper: None,
         private_server: || Some(Box::new(TempNats::start())),
         lease: Duration::from_secs(2),
         forget,

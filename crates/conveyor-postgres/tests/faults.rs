@@ -18,6 +18,7 @@ fn target() -> FaultTarget {
             format!("postgres://postgres@{addr}/{db}?schema={ns}&connect_timeout=2")
         },
         scheme: conveyor_postgres::SCHEME,
+        keeper: None,
         private_server: || Some(Box::new(TempPostgres::start())),
         lease: Duration::from_secs(2),
         forget,

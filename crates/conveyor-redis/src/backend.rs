@@ -65,7 +65,7 @@ pub struct RedisBackend {
 pub(crate) struct Inner {
     pub(crate) conn: ConnectionManager,
     pub(crate) keys: Keys,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     wake: Wakeups,
     group: GroupEnqueue,
     /// How the Lua code is called: functions or scripts, as resolved at
@@ -240,11 +240,11 @@ impl RedisBackend {
         }
     }
 
-    fn call(&self, op: Op) -> Call {
+    pub(crate) fn call(&self, op: Op) -> Call {
         Call::new(op, self.inner.mode, self.inner.keys.prefix())
     }
 
-    async fn run(&self, what: &str, call: &Call) -> Result<Value, Error> {
+    pub(crate) async fn run(&self, what: &str, call: &Call) -> Result<Value, Error> {
         let mut conn = self.inner.conn.clone();
         call.run(&mut conn).await.map_err(|e| redis_error(what, e))
     }
@@ -441,6 +441,7 @@ impl Backend for RedisBackend {
     }
 
     conveyor_core::own_parts!(all);
+    conveyor_core::own_parts!(record_keeper);
 }
 
 #[async_trait]

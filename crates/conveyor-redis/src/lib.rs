@@ -36,6 +36,7 @@ mod keys;
 mod limits;
 mod packed;
 mod queue_control;
+mod record_keeper;
 mod records;
 mod registry;
 mod reply;

@@ -49,26 +49,30 @@ pub(crate) struct Packed {
 
 /// The `d` field of task `t`, enqueued at `now`.
 pub(crate) fn pack(t: &NewTask, now: Timestamp) -> Vec<u8> {
-    let trace = t
-        .trace
-        .as_ref()
-        .map(TraceContext::encode)
-        .unwrap_or_default();
-    let timeout = t
-        .timeout
+    pack_fields(t.max_attempts, now, t.timeout, t.trace.as_ref(), &t.payload)
+}
+
+/// The `d` field of a task with these fields.
+pub(crate) fn pack_fields(
+    max_attempts: u32,
+    created_at: Timestamp,
+    timeout: Option<Duration>,
+    trace: Option<&TraceContext>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let trace = trace.map(TraceContext::encode).unwrap_or_default();
+    let timeout = timeout
         .map(|d| crate::backend::millis(d).to_string())
         .unwrap_or_default();
     let header = format!(
-        "{VERSION} {} {} {} {} ",
-        t.max_attempts,
-        now.as_millis(),
-        timeout,
+        "{VERSION} {max_attempts} {} {timeout} {} ",
+        created_at.as_millis(),
         trace.len()
     );
-    let mut d = Vec::with_capacity(header.len() + trace.len() + t.payload.len());
+    let mut d = Vec::with_capacity(header.len() + trace.len() + payload.len());
     d.extend_from_slice(header.as_bytes());
     d.extend_from_slice(trace.as_bytes());
-    d.extend_from_slice(&t.payload);
+    d.extend_from_slice(payload);
     d
 }
 

@@ -46,10 +46,12 @@ pub(crate) enum Op {
     Stats,
     Get,
     Lead,
+    Keep,
+    Forget,
 }
 
 impl Op {
-    const ALL: [Op; 13] = [
+    const ALL: [Op; 15] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -63,6 +65,8 @@ impl Op {
         Op::Stats,
         Op::Get,
         Op::Lead,
+        Op::Keep,
+        Op::Forget,
     ];
 
     /// The operation's name: its body's file name and its function's suffix.
@@ -81,6 +85,8 @@ impl Op {
             Op::Stats => "stats",
             Op::Get => "get",
             Op::Lead => "lead",
+            Op::Keep => "keep",
+            Op::Forget => "forget",
         }
     }
 
@@ -99,6 +105,8 @@ impl Op {
             Op::Stats => include_str!("lua/stats.lua"),
             Op::Get => include_str!("lua/get.lua"),
             Op::Lead => include_str!("lua/lead.lua"),
+            Op::Keep => include_str!("lua/keep.lua"),
+            Op::Forget => include_str!("lua/forget.lua"),
         }
     }
 

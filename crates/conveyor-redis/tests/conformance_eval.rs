@@ -25,3 +25,4 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 }
 
 conveyor_testkit::backend_conformance!(make);
+conveyor_testkit::record_keeper_conformance!(make);

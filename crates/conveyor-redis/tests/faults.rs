@@ -14,6 +14,7 @@ fn target() -> FaultTarget {
         service: SocketAddr::from(([127, 0, 0, 1], 6379)),
         url: |addr, ns, _| format!("redis://{addr}/0?prefix={ns}:"),
         scheme: conveyor_redis::SCHEME,
+        keeper: None,
         private_server: || Some(Box::new(TempRedis::start())),
         lease: Duration::from_secs(2),
         forget,

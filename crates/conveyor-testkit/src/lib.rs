@@ -275,3 +275,19 @@ macro_rules! backend_conformance {
         )*
     };
 }
+
+/// The record keeper part's conformance cases, for a backend that has it
+/// (see [`conveyor_core::RecordKeeper`]), from the same `make` as
+/// [`backend_conformance!`]: records read back whole, replaced, waking
+/// result waiters, expiring, never the keeper's work, never over its own
+/// tasks. Every case fails on a backend without the part.
+#[macro_export]
+macro_rules! record_keeper_conformance {
+    ($make:expr) => {
+        $crate::backend_conformance!(@cases $make; [];
+            "";
+            kept_records_read_back_whole, keeping_again_replaces_the_record,
+            kept_finishes_wake_result_waiters, kept_records_are_never_work,
+            own_tasks_are_never_overwritten, forgotten_records_are_gone, kept_records_expire);
+    };
+}

@@ -151,4 +151,8 @@ impl<B: Backend> Backend for Scoped<B> {
     fn queue_control(&self) -> Result<&dyn conveyor_core::QueueControl, Error> {
         self.beyond_core(self.inner.queue_control(), Part::QueueControl)
     }
+
+    fn record_keeper(&self) -> Result<&dyn conveyor_core::RecordKeeper, Error> {
+        self.beyond_core(self.inner.record_keeper(), Part::RecordKeeper)
+    }
 }

@@ -136,3 +136,52 @@ async fn the_default_registry_opens_the_built_in_backends() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shows the keeper a broker was opened with, and the URL left for it.
+fn open_keeping(url: &str, keeper: Arc<dyn Backend>) -> OpenFuture {
+    let msg = format!("keeping {url} in {}", keeper.kind());
+    Box::pin(async move { Err(Error::Unsupported(msg)) })
+}
+
+/// A broker that keeps no records of its own: `results=` names a store.
+const BROKER: Scheme = Scheme::new(&["broker"], "broker://", "a broker", refuse)
+    .with_record_keeper("results", open_keeping);
+
+fn message(opened: Result<Arc<dyn Backend>, Error>) -> String {
+    match opened {
+        Err(e) => e.to_string(),
+        Ok(b) => panic!("opened a {} backend", b.kind()),
+    }
+}
+
+#[tokio::test]
+async fn a_record_keeper_is_opened_from_its_parameter_and_checked() {
+    let schemes = Schemes::empty().with(BROKER).with(memory_scheme());
+    assert_eq!(BROKER.record_keeper_param(), Some("results"));
+    // No store named: the broker alone.
+    let alone = message(schemes.connect("broker://h/?prefix=p").await);
+    assert!(alone.contains("refused broker://h/?prefix=p"), "{alone}");
+    // A store without the record keeper part is refused, saying why.
+    let memory = message(
+        schemes
+            .connect("broker://h/?results=memory://&prefix=p")
+            .await,
+    );
+    assert!(
+        memory.contains("results=") && memory.contains("cannot keep"),
+        "{memory}"
+    );
+    // A store that keeps no records of its own cannot keep others'.
+    let nested = message(schemes.connect("broker://h/?results=broker://x").await);
+    assert!(nested.contains("keeps no task records"), "{nested}");
+    // An unknown store scheme is named as any unknown scheme is.
+    let unknown = message(schemes.connect("broker://h/?results=nosuch://x").await);
+    assert!(unknown.contains("nosuch"), "{unknown}");
+    // A scheme without a record keeper says so when given one.
+    let own = message(
+        memory_scheme()
+            .open_keeping("memory://", Arc::new(MemoryBackend::new()))
+            .await,
+    );
+    assert!(own.contains("takes no record keeper"), "{own}");
+}

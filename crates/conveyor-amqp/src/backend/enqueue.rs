@@ -7,7 +7,7 @@ use super::publish::{publish_confirmed, Publish};
 use super::Inner;
 use crate::message::TaskMessage;
 use crate::names::Names;
-use crate::results;
+use crate::records;
 
 impl Inner {
     /// New tasks as messages, each with a fresh id. Refuses what this
@@ -49,12 +49,12 @@ impl Inner {
                 duplicate: false,
             })
             .collect();
-        if let Some(store) = &self.results {
+        if let Some(store) = &self.records {
             // Before the publish: a worker's later record must not be
             // overwritten by this one.
             let records: Vec<TaskRecord> =
-                messages.iter().map(|m| results::waiting(m, now)).collect();
-            store.put(&records, now).await?;
+                messages.iter().map(|m| records::waiting(m, now)).collect();
+            store.put(&records).await?;
         }
         let publishes: Vec<Publish> = messages.into_iter().map(|m| self.route(m, now)).collect();
         let published = async {
@@ -64,7 +64,7 @@ impl Inner {
             publish_confirmed(&link, &publishes).await
         }
         .await;
-        if let (Err(_), Some(store)) = (&published, &self.results) {
+        if let (Err(_), Some(store)) = (&published, &self.records) {
             let ids: Vec<TaskId> = publishes.iter().map(|p| p.message.id).collect();
             store.forget(&ids).await;
         }

@@ -17,8 +17,8 @@
 //!
 //! This file holds the backend, its connection and its consumers.
 //!
-//! There is no record of a task outside the messages themselves unless the
-//! URL names a result store (`results=redis://…`, see `results`): the broker
+//! There is no record of a task outside the messages themselves unless a
+//! store beside the broker keeps them (see `records`): the broker
 //! cannot list or count by task, and has no unique or ordering keys or
 //! priorities; those are refused with [`Error::Unsupported`] (see
 //! `docs/amqp.md`).
@@ -41,7 +41,7 @@ use crate::hooks::Hooks;
 use crate::link::Link;
 use crate::names::Names;
 use crate::options::AmqpOptions;
-use crate::results::Results;
+use crate::records::Records;
 
 mod enqueue;
 mod publish;
@@ -72,8 +72,8 @@ pub(crate) struct Inner {
     anchored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     pub(crate) held: Claims,
     next_token: AtomicU64,
-    /// The result store beside the broker, if the URL named one.
-    results: Option<Results>,
+    /// The store beside the broker that keeps task records, if it has one.
+    pub(crate) records: Option<Records>,
     /// The most bytes of params or result one task may carry.
     value_limit: ValueLimit,
     /// The worker's slots, once it said (0: not said).
@@ -116,12 +116,33 @@ impl AmqpBackend {
         options: AmqpOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<AmqpBackend, Error> {
+        Self::open(url, options, clock, None).await
+    }
+
+    /// [`AmqpBackend::connect`], with `keeper` keeping a record per task
+    /// beside the broker: any backend with the record keeper and result
+    /// store parts (a `RedisBackend`, under a prefix of its own), which then
+    /// serves results, `wait()` and `conveyor show`. Records of finished
+    /// tasks expire after `options.retention`. [`Error::InvalidConfig`] when
+    /// `keeper` lacks either part.
+    pub async fn connect_keeping(
+        url: &str,
+        options: AmqpOptions,
+        clock: Arc<dyn Clock>,
+        keeper: Arc<dyn Backend>,
+    ) -> Result<AmqpBackend, Error> {
+        let records = Records::new(keeper, options.retention)?;
+        Self::open(url, options, clock, Some(records)).await
+    }
+
+    async fn open(
+        url: &str,
+        options: AmqpOptions,
+        clock: Arc<dyn Clock>,
+        records: Option<Records>,
+    ) -> Result<AmqpBackend, Error> {
         options.validate()?;
         let value_limit = crate::value_limit::limit(options.max_value);
-        let results = match &options.results {
-            Some(url) => Some(Results::connect(url, &options.prefix, options.retention).await?),
-            None => None,
-        };
         let backend = AmqpBackend {
             inner: Arc::new(Inner {
                 url: url.to_string(),
@@ -136,7 +157,7 @@ impl AmqpBackend {
                 anchored: Arc::default(),
                 held: Claims::default(),
                 next_token: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
-                results,
+                records,
                 value_limit,
                 slots: AtomicU64::new(0),
                 hooks: Hooks::default(),
@@ -172,14 +193,18 @@ impl AmqpBackend {
         &self.inner.options
     }
 
+    /// The store beside the broker that keeps its task records, if it has
+    /// one ([`AmqpBackend::connect_keeping`]).
+    pub fn keeper(&self) -> Option<&Arc<dyn Backend>> {
+        self.inner.records.as_ref().map(Records::keeper_backend)
+    }
+
     /// Deletes what this backend declared under its prefix: the work and dead
-    /// queues of `queues` (with every task in them), the delay ladder, and
-    /// the records of its result store. For tests and for retiring a
-    /// namespace; custody queues expire alone.
+    /// queues of `queues` (with every task in them) and the delay ladder.
+    /// For tests and for retiring a namespace; custody queues expire alone,
+    /// and so do the records kept beside the broker (or delete the keeper's
+    /// own namespace).
     pub async fn delete_namespace(&self, queues: &[&str]) -> Result<(), Error> {
-        if let Some(store) = &self.inner.results {
-            store.clear().await?;
-        }
         let link = self.inner.link().await?;
         let admin = link.admin().await?;
         let names = &self.inner.names;
@@ -335,8 +360,8 @@ impl Backend for AmqpBackend {
             unique_keys: false,
             ordering_keys: false,
             wakeups: true,
-            // The result store beside the broker cannot tell attempts
-            // apart honestly (see `results.rs`).
+            // The records kept beside the broker cannot tell attempts
+            // apart honestly (see `records.rs`).
             history: false,
         }
     }
@@ -374,9 +399,10 @@ impl Backend for AmqpBackend {
         Some(self.inner.opened.load(Ordering::Relaxed).saturating_sub(1))
     }
 
+    /// The keeper's, when a store beside the broker keeps the records.
     fn result_store(&self) -> Result<&dyn ResultStore, Error> {
-        match &self.inner.results {
-            Some(r) => Ok(r as &dyn ResultStore),
+        match &self.inner.records {
+            Some(r) => r.store(),
             None => Err(Part::ResultStore.unsupported(self.kind())),
         }
     }

@@ -17,7 +17,7 @@ use crate::claims::{Claim, Place};
 use crate::consumer::QueueConsumer;
 use crate::link::Link;
 use crate::message::TaskMessage;
-use crate::results;
+use crate::records;
 
 /// A task that arrives this much before its due time still runs (the
 /// ladder's hops take a few milliseconds each).
@@ -228,16 +228,16 @@ impl Inner {
                 break;
             }
         }
-        if let (Some(store), false) = (&self.results, out.is_empty()) {
+        if let (Some(store), false) = (&self.records, out.is_empty()) {
             let records: Vec<TaskRecord> = out
                 .iter()
                 .filter_map(|r| {
                     self.held.with(&r.lease, |m| {
-                        results::record(m, TaskState::Running, m.attempts + 1, now)
+                        records::record(m, TaskState::Running, m.attempts + 1, now)
                     })
                 })
                 .collect();
-            if let Err(e) = store.put(&records, now).await {
+            if let Err(e) = store.put(&records).await {
                 tracing::warn!(error = %e.chain(), "could not record reserved tasks as running");
             }
         }

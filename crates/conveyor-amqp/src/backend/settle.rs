@@ -12,7 +12,7 @@ use super::Inner;
 use crate::claims::{Claim, Place, SpotGuard};
 use crate::consumer::QueueConsumer;
 use crate::message::TaskMessage;
-use crate::results;
+use crate::records;
 
 /// The reports settled on each consumer channel (by the channel's
 /// number): its consumer, and each delivery tag with its report.
@@ -53,11 +53,11 @@ impl Inner {
         let mut publishes = Vec::new();
         let mut message = message.clone();
         let started = message.attempts + 1;
-        let keep = self.results.is_some();
+        let keep = self.records.is_some();
         let mut records = Vec::new();
         let mut record = |m: &TaskMessage, state, attempts| {
             if keep {
-                records.push(results::record(m, state, attempts, now));
+                records.push(records::record(m, state, attempts, now));
             }
         };
         match finish.action {
@@ -101,7 +101,7 @@ impl Inner {
         }
         for m in self.messages(finish.follow_ups, now)? {
             if keep {
-                records.push(results::waiting(&m, now));
+                records.push(records::waiting(&m, now));
             }
             publishes.push(self.route(m, now));
         }
@@ -207,7 +207,7 @@ impl Inner {
             .chain(custody.iter().flat_map(|i| &i.plan.publishes))
             .collect();
         self.prepare(&link, &publishes).await?;
-        if let Some(store) = &self.results {
+        if let Some(store) = &self.records {
             // Each report's record is written before its commit, not after:
             // a commit sent is applied whenever it reaches the broker, even
             // after this call was abandoned (a worker stopping mid-outage)
@@ -215,14 +215,14 @@ impl Inner {
             // never be — the task done, its record running for good. Written
             // first, a record is at most one step ahead: when the commit
             // never applies, the delivery comes back and the next
-            // reservation writes the record again (see `results`).
+            // reservation writes the record again (see `records`).
             let records: Vec<TaskRecord> = by_channel
                 .values()
                 .flat_map(|(_, items)| items.iter().flat_map(|(_, i)| &i.plan.records))
                 .chain(custody.iter().flat_map(|i| &i.plan.records))
                 .cloned()
                 .collect();
-            if let Err(e) = store.put(&records, now).await {
+            if let Err(e) = store.put(&records).await {
                 tracing::warn!(error = %e.chain(), "could not record settled tasks in the result store");
             }
         }

@@ -15,10 +15,45 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-/// The Redis the result-store tests keep records in (each under its test's
-/// prefix; records expire with the retention).
+/// The Redis that keeps task records beside the broker in the tests
+/// (each test's under its own prefix).
 pub fn results_url() -> String {
     std::env::var("CONVEYOR_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// The Redis prefix of the records kept for the RabbitMQ prefix `prefix`.
+pub fn records_prefix(prefix: &str) -> String {
+    format!("{prefix}:records:")
+}
+
+/// The store beside the broker for the RabbitMQ prefix `prefix`: the shared
+/// Redis under [`records_prefix`].
+pub async fn keeper(prefix: &str) -> Arc<dyn Backend> {
+    let redis = conveyor_redis::RedisBackend::connect_with(
+        &results_url(),
+        &records_prefix(prefix),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("connect to the test Redis (127.0.0.1:6379)");
+    Arc::new(redis)
+}
+
+/// Connects to `url` with `options`, keeping records in the shared Redis
+/// under the options' prefix when `keeping`.
+pub async fn connect(url: &str, options: AmqpOptions, keeping: bool) -> AmqpBackend {
+    let connected = if keeping {
+        let keeper = keeper(&options.prefix).await;
+        AmqpBackend::connect_keeping(url, options, Arc::new(SystemClock), keeper).await
+    } else {
+        AmqpBackend::connect(url, options, Arc::new(SystemClock)).await
+    };
+    connected.unwrap_or_else(|e| panic!("connect to the test RabbitMQ at {url}: {e}"))
+}
+
+/// [`backend`], with a store beside the broker keeping its task records.
+pub async fn backend_keeping(options: AmqpOptions) -> AmqpBackend {
+    connect(&amqp_url(), options.prefix(fresh_prefix()), true).await
 }
 
 /// A prefix no other test uses.
@@ -37,11 +72,10 @@ pub async fn backend(options: AmqpOptions) -> AmqpBackend {
     .expect("connect to the test RabbitMQ (127.0.0.1:5672)")
 }
 
-/// Another backend on the same prefix (another worker).
+/// Another backend on the same prefix (another worker), keeping records
+/// where `of` does.
 pub async fn peer(of: &AmqpBackend) -> AmqpBackend {
-    AmqpBackend::connect(&amqp_url(), of.options().clone(), Arc::new(SystemClock))
-        .await
-        .expect("connect")
+    connect(&amqp_url(), of.options().clone(), of.keeper().is_some()).await
 }
 
 /// The default queue.
@@ -75,9 +109,22 @@ pub async fn nothing_for(b: &AmqpBackend, quiet: Duration) -> bool {
     reserve_n(b, 1, quiet).await.is_empty()
 }
 
-/// Drops the prefix's queues and ladder.
+/// Drops the prefix's queues and ladder, and the records kept for it.
 pub async fn cleanup(b: &AmqpBackend, queues: &[&str]) {
     b.delete_namespace(queues).await.expect("delete namespace");
+    forget_records(b.prefix()).await;
+}
+
+/// Deletes the records kept for the RabbitMQ prefix `prefix`.
+pub async fn forget_records(prefix: &str) {
+    let redis = conveyor_redis::RedisBackend::connect_with(
+        &results_url(),
+        &records_prefix(prefix),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("connect to the test Redis to clean up");
+    redis.clear().await.expect("delete the kept records");
 }
 
 /// Deletes a prefix's queues from outside any runtime (a `Drop`): its own
@@ -96,6 +143,7 @@ pub fn delete_namespace_blocking(options: AmqpOptions, queues: &'static [&'stati
                 .await
                 .expect("delete the test queues");
             b.close().await;
+            forget_records(b.prefix()).await;
         });
     })
     .join()

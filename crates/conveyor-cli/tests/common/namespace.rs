@@ -61,24 +61,26 @@ impl Namespace {
     /// Queues and exchanges under a fresh prefix on the machine's RabbitMQ
     /// (the default queue's and the delay ladder's, deleted at the end).
     pub fn amqp(tag: &str) -> Namespace {
-        Self::amqp_with(tag, None)
+        Self::amqp_with(tag, false)
     }
 
-    /// The same, with a result store on the machine's Redis (its records
-    /// deleted at the end too).
+    /// The same, with the task records kept by the machine's Redis
+    /// (`results=redis://…`, under a prefix of the namespace's own, deleted
+    /// at the end too).
     pub fn amqp_with_results(tag: &str) -> Namespace {
-        Self::amqp_with(tag, Some("redis://127.0.0.1:6379/0"))
+        Self::amqp_with(tag, true)
     }
 
-    fn amqp_with(tag: &str, results: Option<&'static str>) -> Namespace {
+    fn amqp_with(tag: &str, results: bool) -> Namespace {
         let prefix = unique(tag);
         let base = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        let redis = "redis://127.0.0.1:6379/0";
+        let records = format!("{prefix}:records:");
         let mut url = format!("{base}?prefix={prefix}");
-        let mut options = conveyor::durable::AmqpOptions::default().prefix(prefix);
-        if let Some(r) = results {
-            url.push_str(&format!("&results={r}"));
-            options = options.results(r);
+        if results {
+            url.push_str(&format!("&results={redis}?prefix={records}"));
         }
+        let options = conveyor::durable::AmqpOptions::default().prefix(prefix);
         Namespace {
             url,
             cleanup: Some(Box::new(move || {
@@ -93,6 +95,16 @@ impl Namespace {
                     b.delete_namespace(&[conveyor::durable::DEFAULT_QUEUE_NAME])
                         .await
                         .expect("delete the test queues");
+                    if results {
+                        let kept = conveyor::durable::RedisBackend::connect_with(
+                            redis,
+                            &records,
+                            Arc::new(conveyor::SystemClock),
+                        )
+                        .await
+                        .expect("connect to Redis to clean up");
+                        kept.clear().await.expect("delete the kept records");
+                    }
                 })
             })),
         }

@@ -71,6 +71,7 @@ mod finish_board;
 mod list_params;
 mod parts;
 mod queue_control;
+mod record_keeper;
 mod registry;
 mod reserve_params;
 mod search;
@@ -82,6 +83,7 @@ pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
 pub use queue_control::{validate_queue_name, QueueControl};
+pub use record_keeper::RecordKeeper;
 pub use registry::{
     workers_heard_since, workers_silent_before, Registry, WorkerInfo, FORGET_WORKERS_AFTER,
     WORKER_SILENCE,
@@ -281,6 +283,12 @@ pub trait Backend: Send + Sync + 'static {
         Err(Part::Registry.unsupported(self.kind()))
     }
 
+    /// The record keeper part ([`Error::Unsupported`] unless the backend
+    /// can keep whole task records another backend writes).
+    fn record_keeper(&self) -> Result<&dyn RecordKeeper, Error> {
+        Err(Part::RecordKeeper.unsupported(self.kind()))
+    }
+
     /// The optional parts this backend has.
     fn parts(&self) -> Vec<Part> {
         let mut parts = Vec::new();
@@ -296,6 +304,7 @@ pub trait Backend: Send + Sync + 'static {
         have(self.global_limits().is_ok(), Part::GlobalLimits);
         have(self.registry().is_ok(), Part::Registry);
         have(self.queue_control().is_ok(), Part::QueueControl);
+        have(self.record_keeper().is_ok(), Part::RecordKeeper);
         parts
     }
 }

@@ -30,11 +30,13 @@ pub enum Part {
     Registry,
     /// [`QueueControl`](super::QueueControl).
     QueueControl,
+    /// [`RecordKeeper`](super::RecordKeeper).
+    RecordKeeper,
 }
 
 impl Part {
     /// Every part.
-    pub const ALL: [Part; 7] = [
+    pub const ALL: [Part; 8] = [
         Part::ResultStore,
         Part::Inspection,
         Part::Administration,
@@ -42,6 +44,7 @@ impl Part {
         Part::GlobalLimits,
         Part::Registry,
         Part::QueueControl,
+        Part::RecordKeeper,
     ];
 
     /// What the part does, for messages.
@@ -54,6 +57,7 @@ impl Part {
             Part::GlobalLimits => "global handler limits",
             Part::Registry => "a worker registry (workers' heartbeats)",
             Part::QueueControl => "pausing and resuming queues",
+            Part::RecordKeeper => "keeping another backend's task records",
         }
     }
 
@@ -209,7 +213,8 @@ pub trait GlobalLimits: Send + Sync {
 /// impl Backend for MyBackend {
 ///     // … the core …
 ///     conveyor_core::own_parts!(result_store, inspection, administration);
-///     // or, for a backend with every part: conveyor_core::own_parts!(all);
+///     // or, for the seven parts of a backend's own tasks (all but the
+///     // record keeper): conveyor_core::own_parts!(all);
 /// }
 /// ```
 #[macro_export]
@@ -250,6 +255,11 @@ macro_rules! own_parts {
     };
     (@one registry) => {
         fn registry(&self) -> ::std::result::Result<&dyn $crate::Registry, $crate::Error> {
+            Ok(self)
+        }
+    };
+    (@one record_keeper) => {
+        fn record_keeper(&self) -> ::std::result::Result<&dyn $crate::RecordKeeper, $crate::Error> {
             Ok(self)
         }
     };

@@ -23,6 +23,8 @@ local P, TIMERS, DEADSET, QUEUES, SEQ, WAKE, PAUSED, FINISHED_CH
 local LIMITS, TATS, RUNNING_H
 -- The namespace's task records (see "Task records" below).
 local TOKENS, TSTATE, TDATA, TRESULT, TERROR, THISTORY
+-- The records this store keeps for another backend, by expiry (see keep.lua).
+local KEPT
 -- Key names are built once per queue (and state) per prefix: string
 -- building is a large share of a script's time.
 local base_of, ready_of, index_of, uniq_of, leases_of, groups_of
@@ -79,6 +81,7 @@ local function begin(prefix)
   TRESULT = P .. 'tasks:result'
   TERROR = P .. 'tasks:error'
   THISTORY = P .. 'tasks:history'
+  KEPT = P .. 'kept'
   base_of, ready_of, index_of, uniq_of, leases_of, groups_of = {}, {}, {}, {}, {}, {}
 end
 

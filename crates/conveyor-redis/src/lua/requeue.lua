@@ -5,7 +5,9 @@ local now = ARGV[2]
 local n = 0
 local wake = {}
 for i = 3, #ARGV do
-  local r = load(ARGV[i], {'s', 'q', 'pr', 'ok', 'uk'})
+  local r = nil
+  -- A record kept for another backend is not a task of this store.
+  if not redis.call('ZSCORE', KEPT, ARGV[i]) then r = load(ARGV[i], {'s', 'q', 'pr', 'ok', 'uk'}) end
   -- A task whose unique key another unfinished task holds now stays dead.
   local key_taken = r ~= nil and r.uk and redis.call('HEXISTS', uniq_key(r.q), r.uk) == 1
   if r ~= nil and TR.Requeue.from[r.s] and not key_taken then

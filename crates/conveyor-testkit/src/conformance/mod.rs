@@ -13,6 +13,7 @@ mod leadership;
 mod limits;
 mod listing;
 mod pause;
+mod record_keeper;
 mod registry;
 mod results;
 mod search;
@@ -52,6 +53,11 @@ pub use listing::{
 pub use pause::{
     concurrent_reservers_honour_a_pause, pause_before_any_task, pause_holds_a_queue_back,
     pause_is_durable, pause_is_shared, pause_is_shared_by_handles,
+};
+pub use record_keeper::{
+    forgotten_records_are_gone, keeping_again_replaces_the_record,
+    kept_finishes_wake_result_waiters, kept_records_are_never_work, kept_records_expire,
+    kept_records_read_back_whole, own_tasks_are_never_overwritten,
 };
 pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};

@@ -60,6 +60,10 @@ pub struct FaultTarget {
     pub url: fn(addr: SocketAddr, ns: &str, private: bool) -> String,
     /// Opens a URL (the backend crate's own scheme).
     pub scheme: Scheme,
+    /// The scheme of the store that keeps task records for a backend whose
+    /// URL names one (RabbitMQ's `results=redis://…`; see
+    /// `Scheme::with_record_keeper`); `None` for a backend that keeps its own.
+    pub keeper: Option<Scheme>,
     /// Starts a private server the case may kill and start again; `None`
     /// when the server's program is missing.
     pub private_server: fn() -> Option<Box<dyn FaultServer>>,

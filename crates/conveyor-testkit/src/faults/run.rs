@@ -73,11 +73,15 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Opens `url` with the target's scheme.
+/// Opens `url` with the target's scheme (and its record keeper's, through
+/// the registry that opens a backend with the store its URL names).
 async fn open(target: &FaultTarget, url: &str) -> Arc<dyn Backend> {
-    target
-        .scheme
-        .open(url)
+    let mut schemes = conveyor::durable::Schemes::empty().with(target.scheme);
+    if let Some(keeper) = target.keeper {
+        schemes.register(keeper);
+    }
+    schemes
+        .connect(url)
         .await
         .unwrap_or_else(|e| panic!("{}: open {url}: {}", target.name, e.chain()))
 }

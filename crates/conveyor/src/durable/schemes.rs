@@ -9,10 +9,19 @@
 //! A URL goes to the scheme registered for its scheme name (any letter case;
 //! the latest registration wins). A URL with no scheme (a file path) goes to
 //! the scheme that takes bare paths (the embedded backend by default).
+//!
+//! A backend that keeps no task records of its own (RabbitMQ) may name a
+//! store that keeps them for it in a parameter of its URL
+//! (`amqp://…?results=redis://HOST:PORT/DB?prefix=P`): the registry opens
+//! that store first, checks it has the record keeper part, and opens the
+//! backend with it (see [`Scheme::with_record_keeper`]). The store's URL runs
+//! to the next `&`, so it can carry one parameter of its own (after its `?`);
+//! a program that needs more opens the store itself and passes it to the
+//! backend's own constructor.
 
 use std::sync::Arc;
 
-use conveyor_core::{scheme_of, Backend, Error, Scheme};
+use conveyor_core::{scheme_of, Backend, BackendUrl, Error, Scheme};
 
 /// The URL schemes a program can open backends with; see the module
 /// documentation.
@@ -131,15 +140,48 @@ impl Schemes {
     ///
     /// Errors never show the URL's credentials ([`Error::redacted`]).
     pub async fn connect(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
-        let open = async { self.scheme_for(url)?.open(url).await };
-        open.await.map_err(Error::redacted)
+        self.open(url, false).await.map_err(Error::redacted)
     }
 
     /// Opens the backend `url` names only if its store already exists,
     /// creating nothing (no file, no schema): for commands that only read.
     pub async fn connect_existing(&self, url: &str) -> Result<Arc<dyn Backend>, Error> {
-        let open = async { self.scheme_for(url)?.open_existing(url).await };
-        open.await.map_err(Error::redacted)
+        self.open(url, true).await.map_err(Error::redacted)
+    }
+
+    /// Opens `url` (only an existing store, with `existing`), with the
+    /// record keeper its URL names, if it names one.
+    async fn open(&self, url: &str, existing: bool) -> Result<Arc<dyn Backend>, Error> {
+        let scheme = self.scheme_for(url)?;
+        let open_one = |scheme: &Scheme, url: &str| {
+            if existing {
+                scheme.open_existing(url)
+            } else {
+                scheme.open(url)
+            }
+        };
+        let Some(param) = scheme.record_keeper_param() else {
+            return open_one(scheme, url).await;
+        };
+        let mut parsed = BackendUrl::parse(url)?;
+        let Some(store_url) = parsed.take(param)? else {
+            return open_one(scheme, url).await;
+        };
+        let store_scheme = self.scheme_for(store_url)?;
+        if store_scheme.record_keeper_param().is_some() {
+            return Err(Error::InvalidConfig(format!(
+                "{param}= names a {}:// store, which keeps no task records of its own",
+                store_scheme.names()[0]
+            )));
+        }
+        let store = open_one(store_scheme, store_url).await?;
+        if let Err(e) = store.record_keeper() {
+            return Err(Error::InvalidConfig(format!(
+                "{param}= names a store that cannot keep another backend's task records ({e}); \
+                 name one with the record keeper part, such as redis://HOST:PORT/DB?prefix=P"
+            )));
+        }
+        scheme.open_keeping(&parsed.to_url(), store).await
     }
 
     /// One line per scheme, `EXAMPLE  DESCRIPTION`, for `--help` texts.

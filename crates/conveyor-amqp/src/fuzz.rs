@@ -1,20 +1,19 @@
 //! Fuzz tests (proptest, stable Rust) of what this crate decodes from data
 //! it did not write itself: a delivered message's properties and headers
-//! (anyone with access to the queue may publish one, `message.rs`), a
-//! record read back from the Redis result store (`results.rs`), and the
+//! (anyone with access to the queue may publish one, `message.rs`) and the
 //! backend URL (`scheme.rs`). The properties: no panic, and decode(encode(x))
-//! == x for a message and for a result record.
+//! == x for a message. (Task records are kept, and decoded, by the record
+//! keeper's own backend, which fuzzes its own decoders.)
 //!
 //! A CI run is a few hundred cases per target; `CONVEYOR_FUZZ_SECS=N` runs
 //! each target for N seconds instead (docs/fuzzing.md).
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use conveyor_core::{TaskId, TaskState, Timestamp, TraceContext};
-use conveyor_testkit::fuzz::{edits, fuzz, mutate, raw_bytes, url_input_for};
+use conveyor_core::{TaskId, Timestamp, TraceContext};
+use conveyor_testkit::fuzz::{fuzz, raw_bytes, url_input_for};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use proptest::prelude::*;
@@ -174,81 +173,6 @@ fn fuzz_message() {
             Ok(())
         },
     );
-}
-
-fn result_record() -> impl Strategy<Value = conveyor_core::TaskRecord> {
-    (
-        message(),
-        prop::sample::select(TaskState::ALL.to_vec()),
-        any::<u32>(),
-        any::<i64>(),
-        prop::option::of(raw_bytes(16)),
-    )
-        .prop_map(|(m, state, attempts, now, result)| {
-            let mut r = super::record(&m, state, attempts, Timestamp(now));
-            r.result = result;
-            r
-        })
-}
-
-fn hash_of(r: &conveyor_core::TaskRecord) -> HashMap<String, Vec<u8>> {
-    super::fields(r)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
-
-#[test]
-fn fuzz_result_record() {
-    fuzz(
-        "amqp result record: round trip",
-        1_000,
-        result_record(),
-        |r| {
-            let back =
-                super::parse(r.id, hash_of(&r)).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(back, r);
-            Ok(())
-        },
-    );
-    let field = prop::sample::select(vec![
-        "queue",
-        "handler",
-        "state",
-        "payload",
-        "attempts",
-        "max_attempts",
-        "run_at",
-        "created_at",
-        "result",
-        "error",
-        "finished_at",
-        "trace",
-        "other",
-    ]);
-    let hash = (
-        result_record(),
-        prop::collection::vec((field, prop::option::of((raw_bytes(24), edits()))), 0..6),
-    )
-        .prop_map(|(r, changes)| {
-            let mut h = hash_of(&r);
-            for (name, change) in changes {
-                match change {
-                    None => {
-                        h.remove(name);
-                    }
-                    Some((fresh, edits)) => {
-                        let v = h.remove(name).unwrap_or(fresh);
-                        h.insert(name.to_string(), mutate(v, &edits));
-                    }
-                }
-            }
-            h
-        });
-    fuzz("amqp result record: decode", 3_000, hash, |h| {
-        let _ = super::parse(TaskId(1), h);
-        Ok(())
-    });
 }
 
 #[test]

@@ -1,0 +1,14 @@
+-- forget: ARGV = prefix, then ids.
+-- Removes the records kept for another backend (see keep.lua) of the ids;
+-- an id with no kept record, one of this store's own tasks among them, is
+-- skipped. Returns how many it removed.
+local gone = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEPT, ARGV[i]) then gone[#gone + 1] = ARGV[i] end
+end
+if #gone == 0 then return 0 end
+for _, key in ipairs({TDATA, TSTATE, TRESULT, TERROR, THISTORY}) do
+  bulk('HDEL', key, gone)
+end
+bulk('ZREM', KEPT, gone)
+return #gone

@@ -1,0 +1,72 @@
+-- keep: ARGV = prefix, now, n, then n records of 13 arguments each: id,
+-- queue, handler, d (see packed_of), run-at, state code, attempts,
+-- finished-at ('' for none), has-result ('0'|'1'), result, has-error,
+-- error, and when the record expires (ms).
+-- Writes records another backend holds the tasks of (the record keeper
+-- part), in this store's record layout, so get and the finish channel serve
+-- them as they serve its own tasks. A kept record is in no queue's sets: it
+-- is never reserved, recovered, listed, counted, cancelled or requeued. Its
+-- id is a member of KEPT, scored by when it expires; each call first drops
+-- a batch of the expired ones. Fails, writing nothing, when an id is one of
+-- this store's own tasks. Returns how many expired records it dropped.
+local now, n = ARGV[2], tonumber(ARGV[3])
+local SPAN = 13
+if #ARGV ~= 3 + n * SPAN then
+  fail('keep: ' .. n .. ' records take ' .. (3 + n * SPAN) .. ' arguments, not ' .. #ARGV)
+end
+-- Checked before any write (a script's writes are not undone when it fails).
+for i = 0, n - 1 do
+  local b = 4 + i * SPAN
+  local id = ARGV[b]
+  if not string.find(id, '^%d+$') then fail('keep: bad task id ' .. id) end
+  if not STATE_NAME[tonumber(ARGV[b + 5])] then
+    fail('keep: task ' .. id .. ' has an unknown state code ' .. ARGV[b + 5])
+  end
+  if not redis.call('ZSCORE', KEPT, id) and peek(id, false) ~= nil then
+    fail('keep: task ' .. id .. ' is one of this store\'s own tasks, not a kept record')
+  end
+end
+local expired = redis.call('ZRANGEBYSCORE', KEPT, '-inf', '(' .. now, 'LIMIT', 0, 200)
+if #expired > 0 then
+  for _, key in ipairs({TDATA, TSTATE, TRESULT, TERROR, THISTORY}) do
+    redis.call('HDEL', key, unpack(expired))
+  end
+  redis.call('ZREM', KEPT, unpack(expired))
+end
+local datas, states, results, expiries = {}, {}, {}, {}
+local errors, no_result, no_error, ids, finished = {}, {}, {}, {}, {}
+for i = 0, n - 1 do
+  local b = 4 + i * SPAN
+  local id, q, h, d, ra = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local s, a, fa = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  ids[#ids + 1] = id
+  datas[#datas + 1] = id
+  datas[#datas + 1] = data_head(q, h, '0', false, false, ra) .. d
+  states[#states + 1] = id
+  states[#states + 1] = state_value({s = s, tk = '0', fa = fa ~= '' and fa, a = a, ra = ra})
+  if ARGV[b + 8] == '1' then
+    results[#results + 1] = id
+    results[#results + 1] = ARGV[b + 9]
+  else
+    no_result[#no_result + 1] = id
+  end
+  if ARGV[b + 10] == '1' then
+    errors[#errors + 1] = id
+    errors[#errors + 1] = ARGV[b + 11]
+  else
+    no_error[#no_error + 1] = id
+  end
+  expiries[#expiries + 1] = ARGV[b + 12]
+  expiries[#expiries + 1] = id
+  if FINISHED[tonumber(s)] then finished[#finished + 1] = id end
+end
+bulk('HSET', TDATA, datas)
+bulk('HSET', TSTATE, states)
+bulk('HSET', TRESULT, results)
+bulk('HDEL', TRESULT, no_result)
+bulk('HSET', TERROR, errors)
+bulk('HDEL', TERROR, no_error)
+bulk('HDEL', THISTORY, ids)
+bulk('ZADD', KEPT, expiries)
+publish_finished(finished)
+return #expired

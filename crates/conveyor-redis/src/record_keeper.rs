@@ -1,0 +1,143 @@
+//! The record keeper part on Redis: whole task records another backend
+//! writes (RabbitMQ's, whose broker keeps messages and not records), kept in
+//! this store's own record layout, so `get`, `wait()` and `conveyor show`
+//! read them as they read its own tasks.
+//!
+//! `lua/keep.lua` writes each record's data and state records (and its
+//! result and error, when it has them) and adds its id to the namespace's
+//! `kept` sorted set, scored by when it expires; the finished ones are
+//! published on the `finished` channel, which wakes result waiters. A kept
+//! record is in no queue's sets, so no script reserves, recovers, lists,
+//! counts, cancels or requeues it. Each `keep` call drops a batch of the
+//! expired ones first, so kept records need no upkeep of their own. A
+//! record whose id is one of this store's own tasks is refused, writing
+//! nothing.
+
+use conveyor_core::{async_trait, Error, RecordKeeper, Retention, TaskId, TaskRecord, Timestamp};
+
+use crate::backend::RedisBackend;
+use crate::packed::pack_fields;
+use crate::scripts::Op;
+
+/// Records one `keep` call writes at most; a larger batch takes several.
+const KEEP_BATCH: usize = 1_000;
+
+/// When a record kept at `now` (this store's clock) expires: a finished one
+/// `retention` after it was kept (dead ones `retention.dead`), not after the
+/// finish time it carries, which the writer's clock stamped; an unfinished
+/// one `retention.dead` after it was due (its writer may never write it
+/// again).
+fn expires(record: &TaskRecord, retention: Retention, now: Timestamp) -> Timestamp {
+    if record.state.is_finished() {
+        let keep = if record.state == conveyor_core::TaskState::Dead {
+            retention.dead
+        } else {
+            retention.finished
+        };
+        now.plus(keep)
+    } else {
+        Timestamp(record.run_at.0.max(now.0)).plus(retention.dead)
+    }
+}
+
+#[async_trait]
+impl RecordKeeper for RedisBackend {
+    async fn keep(&self, records: &[TaskRecord], retention: Retention) -> Result<(), Error> {
+        let now = self.inner.clock.now();
+        for batch in records.chunks(KEEP_BATCH) {
+            let mut call = self.call(Op::Keep);
+            call.arg(now.as_millis()).arg(batch.len());
+            for r in batch {
+                let d = pack_fields(
+                    r.max_attempts,
+                    r.created_at,
+                    None,
+                    r.trace.as_ref(),
+                    &r.payload,
+                );
+                call.arg(r.id.0)
+                    .arg(&r.queue)
+                    .arg(&r.handler)
+                    .arg(d)
+                    .arg(r.run_at.as_millis())
+                    .arg(r.state.code())
+                    .arg(r.attempts)
+                    .arg(
+                        r.finished_at
+                            .map(|t| t.as_millis().to_string())
+                            .unwrap_or_default(),
+                    );
+                match &r.result {
+                    Some(v) => call.arg("1").arg(v.as_slice()),
+                    None => call.arg("0").arg(""),
+                };
+                match &r.error {
+                    Some(e) => call.arg("1").arg(e.as_str()),
+                    None => call.arg("0").arg(""),
+                };
+                call.arg(expires(r, retention, now).as_millis());
+            }
+            self.run("keep", &call).await?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, ids: &[TaskId]) -> Result<(), Error> {
+        for batch in ids.chunks(KEEP_BATCH) {
+            let mut call = self.call(Op::Forget);
+            for id in batch {
+                call.arg(id.0);
+            }
+            self.run("forget", &call).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use conveyor_core::TaskState;
+
+    use super::*;
+
+    fn record(state: TaskState, run_at: i64, finished_at: Option<i64>) -> TaskRecord {
+        TaskRecord {
+            id: TaskId(1),
+            queue: "q".into(),
+            handler: "h".into(),
+            state,
+            payload: Vec::new(),
+            priority: 0,
+            attempts: 0,
+            max_attempts: 3,
+            run_at: Timestamp(run_at),
+            unique_key: None,
+            ordering_key: None,
+            result: None,
+            error: None,
+            created_at: Timestamp(0),
+            finished_at: finished_at.map(Timestamp),
+            trace: None,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_state_expires_after_its_retention() {
+        let r = Retention {
+            finished: Duration::from_secs(10),
+            dead: Duration::from_secs(100),
+        };
+        let now = Timestamp(1_000_000);
+        let at = |s, ra, fa| expires(&record(s, ra, fa), r, now).as_millis();
+        // Finished: from when it is kept, whatever its writer's clock said.
+        assert_eq!(at(TaskState::Completed, 0, Some(500_000)), 1_010_000);
+        assert_eq!(at(TaskState::Cancelled, 0, Some(5_000_000)), 1_010_000);
+        assert_eq!(at(TaskState::Dead, 0, Some(500_000)), 1_100_000);
+        // Unfinished: from when it is due, or now when that is past.
+        assert_eq!(at(TaskState::Scheduled, 2_000_000, None), 2_100_000);
+        assert_eq!(at(TaskState::Running, 0, None), 1_100_000);
+    }
+}

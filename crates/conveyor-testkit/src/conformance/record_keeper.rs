@@ -1,0 +1,328 @@
+//! The record keeper part: records another backend writes are read back
+//! whole through the keeper's result store, replace each other, wake result
+//! waiters when finished, expire, and are never the keeper's work; the
+//! keeper's own tasks are never overwritten or removed by one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::{
+    Clock, ManualClock, RecordKeeper, Retention, TaskId, TaskRecord, TaskState, Timestamp,
+    TraceContext,
+};
+use tokio::time::Instant;
+
+use super::*;
+
+/// Ids far from any the keeper hands out itself (kept records come from
+/// another backend's id space); each case runs in a namespace of its own.
+fn kept_id(n: u64) -> TaskId {
+    TaskId((1 << 62) + n)
+}
+
+fn keeper(b: &Subject) -> &dyn RecordKeeper {
+    b.record_keeper().expect("a record keeper")
+}
+
+/// A record as another backend writes it: no priority, keys or history.
+fn record(id: TaskId, state: TaskState, now: Timestamp) -> TaskRecord {
+    let finished = state.is_finished();
+    TaskRecord {
+        id,
+        queue: conveyor_core::DEFAULT_QUEUE.into(),
+        handler: "kept".into(),
+        state,
+        payload: format!("{{\"n\":{}}}", id.0).into_bytes(),
+        priority: 0,
+        attempts: u32::from(state != TaskState::Available && state != TaskState::Scheduled),
+        max_attempts: 3,
+        run_at: if state == TaskState::Scheduled {
+            now.plus(Duration::from_secs(3600))
+        } else {
+            now
+        },
+        unique_key: None,
+        ordering_key: None,
+        result: (state == TaskState::Completed).then(|| b"{\"ok\":true}".to_vec()),
+        error: matches!(
+            state,
+            TaskState::Retrying | TaskState::Dead | TaskState::Cancelled
+        )
+        .then(|| format!("failed as {}", state.as_str())),
+        created_at: now.minus(Duration::from_secs(5)),
+        finished_at: finished.then_some(now),
+        trace: None,
+        history: Vec::new(),
+    }
+}
+
+async fn read(b: &Subject, id: TaskId) -> Option<TaskRecord> {
+    b.result_store()
+        .expect("a record keeper reads through its result store")
+        .get(id)
+        .await
+        .expect("get")
+}
+
+/// Every state's record, with a result, an error, a trace, an empty and a
+/// large payload, comes back as it was kept.
+pub async fn kept_records_read_back_whole(b: Subject, clock: Arc<ManualClock>) {
+    let now = clock.now();
+    let mut records: Vec<TaskRecord> = TaskState::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| record(kept_id(i as u64), *s, now))
+        .collect();
+    let mut traced = record(kept_id(20), TaskState::Running, now);
+    traced.trace = Some(
+        TraceContext::new(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("vendor=x".into()),
+        )
+        .expect("a trace context"),
+    );
+    traced.payload = Vec::new();
+    records.push(traced);
+    let mut large = record(kept_id(21), TaskState::Completed, now);
+    large.payload = vec![7; 256 << 10];
+    large.result = Some(Vec::new());
+    large.queue = "q".repeat(conveyor_core::MAX_NAME_CHARS);
+    large.handler = "é".repeat(conveyor_core::MAX_NAME_CHARS);
+    records.push(large);
+    keeper(&b)
+        .keep(&records, Retention::default())
+        .await
+        .expect("keep");
+    for r in &records {
+        assert_eq!(read(&b, r.id).await.as_ref(), Some(r), "task {}", r.id);
+    }
+}
+
+/// Keeping a record again replaces it whole: a result or error the new
+/// one lacks is gone.
+pub async fn keeping_again_replaces_the_record(b: Subject, clock: Arc<ManualClock>) {
+    let now = clock.now();
+    let id = kept_id(1);
+    let keep = |r: TaskRecord| {
+        let b = b.clone();
+        async move {
+            keeper(&b)
+                .keep(&[r], Retention::default())
+                .await
+                .expect("keep");
+        }
+    };
+    keep(record(id, TaskState::Retrying, now)).await;
+    assert!(read(&b, id).await.expect("kept").error.is_some());
+    keep(record(id, TaskState::Running, now)).await;
+    let running = read(&b, id).await.expect("kept");
+    assert_eq!(running, record(id, TaskState::Running, now));
+    assert_eq!(
+        running.error, None,
+        "the error of the earlier record is gone"
+    );
+    keep(record(id, TaskState::Completed, now)).await;
+    keep(record(id, TaskState::Running, now)).await;
+    assert_eq!(read(&b, id).await.expect("kept").result, None);
+}
+
+/// A waiter on the keeper's result store is woken when a finished record
+/// is kept.
+pub async fn kept_finishes_wake_result_waiters(b: Subject, clock: Arc<ManualClock>) {
+    let store = b.result_store().expect("a result store");
+    let Some(_) = store.finish_mark().await else {
+        return; // A store that cannot notify: `result_waits` checks it says so.
+    };
+    let now = clock.now();
+    let id = kept_id(1);
+    keeper(&b)
+        .keep(&[record(id, TaskState::Running, now)], Retention::default())
+        .await
+        .expect("keep");
+    let mark = store.finish_mark().await.expect("a mark");
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let store = b.result_store().expect("a result store");
+            let t = Instant::now();
+            store.wait_finished(id, mark, Duration::from_secs(60)).await;
+            t.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    keeper(&b)
+        .keep(
+            &[record(id, TaskState::Completed, now)],
+            Retention::default(),
+        )
+        .await
+        .expect("keep");
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("a kept finish wakes the waiter (it would have waited a minute)")
+        .expect("the waiter ran");
+    assert!(waited < Duration::from_secs(60));
+    assert_eq!(
+        read(&b, id).await.expect("kept").state,
+        TaskState::Completed
+    );
+}
+
+/// A kept record is never the keeper's work: not reserved, not cancelled,
+/// not requeued, not listed or counted; the keeper's own tasks beside it
+/// run as ever.
+pub async fn kept_records_are_never_work(b: Subject, clock: Arc<ManualClock>) {
+    let now = clock.now();
+    let waiting = record(kept_id(1), TaskState::Available, now);
+    let dead = record(kept_id(2), TaskState::Dead, now);
+    keeper(&b)
+        .keep(&[waiting.clone(), dead.clone()], Retention::default())
+        .await
+        .expect("keep");
+    let own = enqueue(&b, task("own")).await;
+    let mut got = reserve_until(&b, 1, 10).await;
+    got.extend(reserve(&b, 10).await);
+    let ids: Vec<TaskId> = got.iter().map(|r| r.lease.id).collect();
+    assert_eq!(ids, vec![own], "only the keeper's own task is reserved");
+    complete(&b, got[0].lease.clone()).await;
+    if let Ok(admin) = b.administration() {
+        let after = admin.cancel(waiting.id).await;
+        assert!(
+            !matches!(after, Ok(TaskState::Cancelled)),
+            "a kept record was cancelled: {after:?}"
+        );
+        assert_eq!(admin.requeue_dead(&[dead.id]).await.expect("requeue"), 0);
+    }
+    if let Ok(maintenance) = b.maintenance() {
+        clock.advance(LEASE * 4);
+        maintenance.recover_expired().await.expect("recover");
+    }
+    assert_eq!(read(&b, waiting.id).await.as_ref(), Some(&waiting));
+    assert_eq!(read(&b, dead.id).await.as_ref(), Some(&dead));
+    if let Ok(inspection) = b.inspection() {
+        for s in TaskState::ALL {
+            let listed = inspection
+                .list(&conveyor_core::ListParams::new(s))
+                .await
+                .expect("list");
+            assert!(
+                listed.iter().all(|r| r.id == own),
+                "kept records are listed as {s:?}: {:?}",
+                listed.iter().map(|r| r.id).collect::<Vec<_>>()
+            );
+        }
+        let counted: u64 = inspection
+            .stats()
+            .await
+            .expect("stats")
+            .iter()
+            .map(|q| q.counts.values().sum::<u64>())
+            .sum();
+        assert_eq!(counted, 1, "kept records are counted");
+    }
+}
+
+/// A record whose id is one of the keeper's own tasks is refused, writing
+/// nothing of its batch; forgetting that id leaves the task alone.
+pub async fn own_tasks_are_never_overwritten(b: Subject, clock: Arc<ManualClock>) {
+    let now = clock.now();
+    let own = enqueue(&b, task("own")).await;
+    let before = get(&b, own).await;
+    let other = record(kept_id(1), TaskState::Running, now);
+    let refused = keeper(&b)
+        .keep(
+            &[other.clone(), record(own, TaskState::Completed, now)],
+            Retention::default(),
+        )
+        .await;
+    assert!(refused.is_err(), "a record over an own task was kept");
+    assert_eq!(get(&b, own).await, before);
+    assert_eq!(read(&b, other.id).await, None, "the batch was half kept");
+    keeper(&b).forget(&[own]).await.expect("forget");
+    assert_eq!(get(&b, own).await, before);
+}
+
+/// Forgotten records are gone; an id never kept is skipped.
+pub async fn forgotten_records_are_gone(b: Subject, clock: Arc<ManualClock>) {
+    let now = clock.now();
+    let (one, two) = (kept_id(1), kept_id(2));
+    keeper(&b)
+        .keep(
+            &[
+                record(one, TaskState::Available, now),
+                record(two, TaskState::Completed, now),
+            ],
+            Retention::default(),
+        )
+        .await
+        .expect("keep");
+    keeper(&b).forget(&[one, kept_id(3)]).await.expect("forget");
+    assert_eq!(read(&b, one).await, None);
+    assert!(read(&b, two).await.is_some());
+}
+
+/// Kept records expire: finished ones after the retention of their state,
+/// unfinished ones the dead retention after they were due.
+pub async fn kept_records_expire(b: Subject, clock: Arc<ManualClock>) {
+    let retention = Retention {
+        finished: Duration::from_secs(60),
+        dead: Duration::from_secs(600),
+    };
+    let now = clock.now();
+    let done = record(kept_id(1), TaskState::Completed, now);
+    let dead = record(kept_id(2), TaskState::Dead, now);
+    let running = record(kept_id(3), TaskState::Running, now);
+    keeper(&b)
+        .keep(&[done.clone(), dead.clone(), running.clone()], retention)
+        .await
+        .expect("keep");
+    // Expired records go at the keeper's next step (a keep here), or on its
+    // own schedule: look again for a while.
+    let expired_by = |at: Duration, gone: Vec<TaskId>, kept: Vec<TaskId>| {
+        let b = b.clone();
+        let clock = clock.clone();
+        async move {
+            clock.set(now.plus(at));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                keeper(&b)
+                    .keep(
+                        &[record(kept_id(9), TaskState::Running, clock.now())],
+                        retention,
+                    )
+                    .await
+                    .expect("keep");
+                let mut missing = Vec::new();
+                for id in &gone {
+                    if read(&b, *id).await.is_some() {
+                        missing.push(*id);
+                    }
+                }
+                for id in &kept {
+                    assert!(read(&b, *id).await.is_some(), "task {id} expired early");
+                }
+                if missing.is_empty() {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "kept records {missing:?} outlived their retention"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    expired_by(
+        Duration::from_secs(30),
+        vec![],
+        vec![done.id, dead.id, running.id],
+    )
+    .await;
+    expired_by(
+        Duration::from_secs(61),
+        vec![done.id],
+        vec![dead.id, running.id],
+    )
+    .await;
+    expired_by(Duration::from_secs(601), vec![dead.id, running.id], vec![]).await;
+}
