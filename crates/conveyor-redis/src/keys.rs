@@ -1,6 +1,6 @@
 //! Key names under a backend's prefix, as the Rust side needs them.
 //!
-//! The scripts build the same names in `lua/common.lua`; a test checks the two
+//! The scripts build the same names in `lua/common/names.lua`; a test checks the two
 //! agree. Every key starts with the prefix, so one namespace (one test, one
 //! deployment) is removed with a `SCAN` on the prefix and `DEL`.
 
@@ -35,7 +35,7 @@ impl Keys {
         format!("{}limits", self.prefix)
     }
 
-    /// The set of paused queue names (`PAUSED` in `lua/common.lua`).
+    /// The set of paused queue names (`PAUSED` in `lua/common/names.lua`).
     pub(crate) fn paused(&self) -> String {
         format!("{}paused", self.prefix)
     }

@@ -1,7 +1,7 @@
 //! A task's two records, as `reserve` answers them: its field in the
 //! namespace's `tasks:state` hash and its field in `tasks:data`.
 //!
-//! The scripts write them (see "Task records" in `lua/common.lua`; the
+//! The scripts write them (see "Task records" in `lua/common/records.lua`; the
 //! layout is described in `docs/redis.md`):
 //!
 //! - the state record, `S TK FA A RA AT`: state code, lease token,

@@ -24,7 +24,7 @@ pub(crate) fn bad(msg: impl Into<String>) -> Error {
 /// and with the client's error as the source.
 pub(crate) fn redis_error(what: &str, e: redis::RedisError) -> Error {
     // Our scripts refuse stored data that does not fit (`fail` in
-    // common.lua raises "conveyor: …"): that is bad data, said in our words.
+    // lua/common/ raises "conveyor: …"): that is bad data, said in our words.
     let text = e.to_string();
     if let Some(at) = text.find("conveyor: ") {
         let why = text[at + "conveyor: ".len()..].trim_end_matches(['"', ' ', ')']);

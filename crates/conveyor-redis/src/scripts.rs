@@ -3,7 +3,7 @@
 //! Each operation's code is the generated state-machine prelude
 //! ([`lua_prelude`](crate::state_machine::lua_prelude)) and the history
 //! bounds of `conveyor_core::attempt`, the shared helpers of
-//! `lua/common.lua` (key names, the buffered sorted-set writes, `move` along a
+//! `lua/common/` (key names, the buffered sorted-set writes, `move` along a
 //! transition), the global handler limits of `lua/limits.lua`, and its own
 //! body from `lua/<name>.lua`. Redis runs it to its end without interleaving
 //! other clients' commands, so one call is one atomic step.
@@ -27,7 +27,13 @@ use redis::Script;
 
 use crate::state_machine::lua_prelude;
 
-const COMMON: &str = include_str!("lua/common.lua");
+/// The helpers every operation shares, in four parts run in this order.
+const COMMON: &str = concat!(
+    include_str!("lua/common/names.lua"),
+    include_str!("lua/common/leases.lua"),
+    include_str!("lua/common/records.lua"),
+    include_str!("lua/common/steps.lua"),
+);
 const LIMITS: &str = include_str!("lua/limits.lua");
 
 /// The operations, one Lua body each.

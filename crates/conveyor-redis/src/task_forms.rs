@@ -1,6 +1,6 @@
 //! The arguments of the tasks `enqueue` (and `finish`, for follow-ups)
 //! enqueues: each task as a form, a letter and its arguments (see
-//! `enqueue_tasks` in `lua/common.lua`), and the script's answer to them.
+//! `enqueue_tasks` in `lua/common/steps.lua`), and the script's answer to them.
 //!
 //! Every argument costs the server time to read (about 0.1–0.15 µs each on
 //! this machine, in Redis's one thread), so a task like the one before it in

@@ -26,7 +26,7 @@ fn raw() -> redis::Connection {
         .expect("redis connection")
 }
 
-/// The name of a key of the default queue (`lua/common.lua`'s `queue_base`).
+/// The name of a key of the default queue (`lua/common/names.lua`'s `queue_base`).
 fn queue_key(ns: &Namespace, suffix: &str) -> String {
     format!(
         "{}q:{}:{}:{}",

@@ -1,6 +1,6 @@
 -- enqueue: ARGV = prefix, now, r, then r requests (callers' calls grouped
 -- into this one script call), each: n, span, then its n tasks as forms
--- taking span arguments (see enqueue_tasks in common.lua).
+-- taking span arguments (see enqueue_tasks in common/steps.lua).
 -- Returns per request {1, first, then position, id per duplicate}: the
 -- tasks that are not duplicates got the ids first, first + 1, ... in
 -- order; a duplicate (its unique key held by an unfinished task) gets that

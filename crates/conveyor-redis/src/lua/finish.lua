@@ -57,7 +57,7 @@ end
 -- per record hash up front, the new states and results written with one
 -- HSET per hash at the end, the finished lists' appends collected in plain
 -- arrays and sent as one command per key, the leases given up per group (see
--- "Lease groups" in common.lua). Checked here against
+-- "Lease groups" in common/leases.lua). Checked here against
 -- the generated prelude (what move() would do); should the state machine
 -- change so it no longer holds, every report takes move() instead.
 local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'

@@ -1,4 +1,4 @@
--- Global handler limits, for the reserve script (after common.lua).
+-- Global handler limits, for the reserve script (after lua/common/).
 --
 -- LIMITS maps a handler to 'concurrency:count:per_us:burst' (a field is empty
 -- when that limit is not set); TATS holds each rate-limited handler's

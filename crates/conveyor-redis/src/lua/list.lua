@@ -12,7 +12,7 @@
 -- Order, oldest first (newest first is its reverse): by id (enqueue order),
 -- except completed and cancelled tasks, which are kept per queue in lists in
 -- finish order: by finished-at, then queue name, then place in the queue's
--- list (each list is in finished-at order: see finished_at in common.lua).
+-- list (each list is in finished-at order: see finished_at in common/steps.lua).
 -- Paging is by key: the cursor task's id, or for the finish lists its
 -- finished-at, queue and place, found again in each call. Each queue is read
 -- from its cursor in chunks and the queues are merged, so a page never skips

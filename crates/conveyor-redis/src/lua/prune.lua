@@ -13,7 +13,7 @@ local function drop(id, layout)
   if layout then gone[#gone + 1] = id else older[#older + 1] = id end
 end
 -- A per-queue list of completed or cancelled tasks is in finished-at order
--- (see finished_at in common.lua): it is cut from its start up to the first
+-- (see finished_at in common/steps.lua): it is cut from its start up to the first
 -- task finished at or after `before`. (Lists written before finished-at was
 -- kept in order may hold a task behind a younger one, which then waits that
 -- much longer.)

@@ -2,7 +2,7 @@
 -- Tasks whose lease ran out (lease_until < now) become available again, or
 -- dead on their last attempt; the attempt goes to the task's history as
 -- 'expired'. A lease is a member of its queue's lease set or a lease group
--- (see "Lease groups" in common.lua): an expired group's live tasks are
+-- (see "Lease groups" in common/leases.lua): an expired group's live tasks are
 -- recovered and the group deleted. Returns {recovered, examined}: the caller
 -- runs it again while a full batch was examined.
 local now = ARGV[2]

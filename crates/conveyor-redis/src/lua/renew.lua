@@ -1,7 +1,7 @@
 -- renew: ARGV = prefix, lease_until, then id, token per lease.
 -- Returns 1 per lease still held (extended), 0 otherwise. The expiry lives only
 -- as a score: the task's in its queue's lease set, or its lease group's (see
--- "Lease groups" in common.lua). A renewal of every live task of a group
+-- "Lease groups" in common/leases.lua). A renewal of every live task of a group
 -- moves the group's score; one of only some of them splits those out of
 -- the group. The state and data records of every lease are read with one
 -- HMGET each, not per lease.

@@ -11,7 +11,7 @@
 -- skipping (leaving ready) tasks whose handler's global limits refuse a start
 -- or that the caller does not want (a worker without their handler).
 -- Returns per task: id, its state record and its data record after the
--- step (see "Task records" in common.lua: token, attempt and run-at; queue,
+-- step (see "Task records" in common/records.lua: token, attempt and run-at; queue,
 -- handler, ordering key and d).
 local now = ARGV[2]
 local lu = ARGV[3]
@@ -56,7 +56,7 @@ local FAST = TR.Reserve.from[AVAILABLE] and TR.Reserve.to == RUNNING
 local RUNNING_S, AVAILABLE_S = STATE_STR[RUNNING], STATE_STR[AVAILABLE]
 
 -- Flat reply: 3 items per task: id, its state record and its data record
--- (see "Task records" in common.lua).
+-- (see "Task records" in common/records.lua).
 local out = {}
 local picked = 0
 -- The new state records of one queue's taken tasks (id, value, ...).
