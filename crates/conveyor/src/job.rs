@@ -182,6 +182,14 @@ impl Producer {
     }
 }
 
+impl Pool {
+    /// Opens a job on this pool. (Defined here, beside the job, so the pool
+    /// knows nothing of jobs: a job is built on a pool, not the reverse.)
+    pub fn job(&self) -> JobBuilder {
+        JobBuilder::new(self.clone())
+    }
+}
+
 /// Configures and opens a [`Job`].
 pub struct JobBuilder {
     pool: Pool,
@@ -193,7 +201,7 @@ pub struct JobBuilder {
 }
 
 impl JobBuilder {
-    pub(crate) fn new(pool: Pool) -> Self {
+    fn new(pool: Pool) -> Self {
         Self {
             pool,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,

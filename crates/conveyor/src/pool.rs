@@ -9,7 +9,6 @@ use conveyor_core::{Error, Lane, Rate};
 use crate::engine::instance::{Engine, EngineLimits};
 use crate::engine::metrics::MetricsSnapshot;
 use crate::engine::shutdown::ShutdownReport;
-use crate::job::JobBuilder;
 use crate::lane::cpu::available_cores;
 
 /// The default number of workers: tasks running at once across all lanes.
@@ -191,11 +190,6 @@ impl Pool {
             Lane::Cpu => self.config.cpu,
             Lane::Process => self.config.process,
         }
-    }
-
-    /// Opens a job on this pool.
-    pub fn job(&self) -> JobBuilder {
-        JobBuilder::new(self.clone())
     }
 
     /// A snapshot of the pool's counters.
