@@ -24,6 +24,13 @@
 //! step behind until the task's next step. A task the broker dead-letters
 //! on its own (`delivery_limit`) keeps its last record.
 //!
+//! When the store does not answer, an enqueue fails before it publishes
+//! (nothing is sent that has no record), and a report fails before its
+//! commit, so the worker settles it again once the store is back: a task is
+//! never acknowledged with its result dropped. A reservation's record is
+//! only a step of progress: one that cannot be written is skipped (the
+//! record says available a little longer).
+//!
 //! It keeps no attempt history ([`TaskRecord::history`] stays empty, and
 //! the backend's `Capabilities::history` is unset): a record can lag its
 //! broker step, and a killed worker's delivery comes back from the broker

@@ -215,16 +215,17 @@ impl Inner {
             // never be — the task done, its record running for good. Written
             // first, a record is at most one step ahead: when the commit
             // never applies, the delivery comes back and the next
-            // reservation writes the record again (see `records`).
+            // reservation writes the record again (see `records`). A record
+            // that cannot be written fails the call before any commit: the
+            // worker settles again once the store answers, so a result is
+            // never dropped while its task is acknowledged.
             let records: Vec<TaskRecord> = by_channel
                 .values()
                 .flat_map(|(_, items)| items.iter().flat_map(|(_, i)| &i.plan.records))
                 .chain(custody.iter().flat_map(|i| &i.plan.records))
                 .cloned()
                 .collect();
-            if let Err(e) = store.put(&records).await {
-                tracing::warn!(error = %e.chain(), "could not record settled tasks in the result store");
-            }
+            store.put(&records).await?;
         }
         for (_, (consumer, items)) in by_channel {
             let tx = consumer.tx.lock().await;

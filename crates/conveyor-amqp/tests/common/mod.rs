@@ -28,15 +28,19 @@ pub fn records_prefix(prefix: &str) -> String {
 
 /// The store beside the broker for the RabbitMQ prefix `prefix`: the shared
 /// Redis under [`records_prefix`].
-pub async fn keeper(prefix: &str) -> Arc<dyn Backend> {
-    let redis = conveyor_redis::RedisBackend::connect_with(
+pub async fn records_store(prefix: &str) -> conveyor_redis::RedisBackend {
+    conveyor_redis::RedisBackend::connect_with(
         &results_url(),
         &records_prefix(prefix),
         Arc::new(SystemClock),
     )
     .await
-    .expect("connect to the test Redis (127.0.0.1:6379)");
-    Arc::new(redis)
+    .expect("connect to the test Redis (127.0.0.1:6379)")
+}
+
+/// [`records_store`], as the keeper a backend takes.
+pub async fn keeper(prefix: &str) -> Arc<dyn Backend> {
+    Arc::new(records_store(prefix).await)
 }
 
 /// Connects to `url` with `options`, keeping records in the shared Redis
@@ -117,13 +121,7 @@ pub async fn cleanup(b: &AmqpBackend, queues: &[&str]) {
 
 /// Deletes the records kept for the RabbitMQ prefix `prefix`.
 pub async fn forget_records(prefix: &str) {
-    let redis = conveyor_redis::RedisBackend::connect_with(
-        &results_url(),
-        &records_prefix(prefix),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("connect to the test Redis to clean up");
+    let redis = records_store(prefix).await;
     redis.clear().await.expect("delete the kept records");
 }
 
