@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
+use conveyor_core::{opening, Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
 
 /// The URL parameter naming the store that keeps the task records.
 const RECORDS_PARAM: &str = "results";
@@ -85,21 +85,14 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
 }
 
 fn open(url: &str) -> OpenFuture {
-    let target = target(url);
-    Box::pin(async move {
-        let Target { url, options } = target?;
-        let backend = AmqpBackend::connect(&url, options, Arc::new(SystemClock)).await?;
-        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    opening(target(url), |Target { url, options }| async move {
+        AmqpBackend::connect(&url, options, Arc::new(SystemClock)).await
     })
 }
 
 fn open_keeping(url: &str, keeper: Arc<dyn Backend>) -> OpenFuture {
-    let target = target(url);
-    Box::pin(async move {
-        let Target { url, options } = target?;
-        let backend =
-            AmqpBackend::connect_keeping(&url, options, Arc::new(SystemClock), keeper).await?;
-        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    opening(target(url), |Target { url, options }| async move {
+        AmqpBackend::connect_keeping(&url, options, Arc::new(SystemClock), keeper).await
     })
 }
 

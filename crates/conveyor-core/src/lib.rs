@@ -62,7 +62,7 @@ pub use rate::{Gcra, Rate};
 pub use receipt::Receipt;
 pub use redact::{redact_secrets, redact_url, HIDDEN};
 pub use retry::RetryPolicy;
-pub use scheme::{OpenFn, OpenFuture, OpenKeepingFn, Scheme};
+pub use scheme::{opening, OpenFn, OpenFuture, OpenKeepingFn, Scheme};
 pub use task::{TaskId, TaskOptions};
 pub use task_error::{ErrorKind, TaskError};
 pub use task_state::{codes, InvalidTransition, TaskState, Transition};

@@ -24,6 +24,24 @@ pub type OpenFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>, Error
 /// future is made, so the future owns only what it needs.
 pub type OpenFn = fn(&str) -> OpenFuture;
 
+/// The [`OpenFuture`] of a URL a scheme has read already: `parsed` is what
+/// it read (or why it could not), `connect` opens the backend from it. The
+/// shape of every scheme's `open`: read the URL before the future is made,
+/// connect inside it, as
+/// `opening(target(url), |t| async move { MyBackend::connect(t).await })`.
+pub fn opening<T, B, F, Fut>(parsed: Result<T, Error>, connect: F) -> OpenFuture
+where
+    T: Send + 'static,
+    B: Backend,
+    F: FnOnce(T) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<B, Error>> + Send + 'static,
+{
+    Box::pin(async move {
+        let backend = connect(parsed?).await?;
+        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    })
+}
+
 /// Opens a backend from its URL (without the record keeper's parameter)
 /// with `keeper`, an open backend whose [`RecordKeeper`](crate::RecordKeeper)
 /// part keeps its task records (see [`Scheme::with_record_keeper`]).

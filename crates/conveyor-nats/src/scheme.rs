@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
+use conveyor_core::{opening, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
 
 use crate::{NatsBackend, NatsOptions};
 
@@ -76,11 +76,8 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
 }
 
 fn open(url: &str) -> OpenFuture {
-    let target = target(url);
-    Box::pin(async move {
-        let Target { url, options } = target?;
-        let backend = NatsBackend::connect_options(&url, options, Arc::new(SystemClock)).await?;
-        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    opening(target(url), |Target { url, options }| async move {
+        NatsBackend::connect_options(&url, options, Arc::new(SystemClock)).await
     })
 }
 

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme};
+use conveyor_core::{opening, Backend, BackendUrl, Error, OpenFuture, Scheme};
 
 use crate::PostgresBackend;
 
@@ -114,21 +114,15 @@ fn open_existing(url: &str) -> OpenFuture {
 }
 
 fn open(url: &str) -> OpenFuture {
-    let target = target(url);
-    Box::pin(async move {
-        let Target {
-            url,
-            schema,
-            max_value,
-        } = target?;
-        let mut builder = PostgresBackend::builder(&url);
-        if let Some(schema) = schema {
-            builder = builder.schema(&schema);
+    opening(target(url), |t: Target| async move {
+        let mut builder = PostgresBackend::builder(&t.url);
+        if let Some(schema) = &t.schema {
+            builder = builder.schema(schema);
         }
-        if let Some(cap) = max_value {
+        if let Some(cap) = t.max_value {
             builder = builder.max_value(cap);
         }
-        Ok(Arc::new(builder.connect().await?) as Arc<dyn Backend>)
+        builder.connect().await
     })
 }
 

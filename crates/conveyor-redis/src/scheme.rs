@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use conveyor_core::{Backend, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
+use conveyor_core::{opening, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
 
 use std::path::PathBuf;
 
@@ -74,22 +74,19 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
 }
 
 fn open(url: &str) -> OpenFuture {
-    let target = target(url);
-    Box::pin(async move {
-        let Target {
-            url,
-            prefix,
-            tls,
-            scripts,
-            max_value,
-        } = target?;
-        let mut backend =
-            RedisBackend::connect_using(&url, &prefix, Arc::new(SystemClock), &tls, scripts)
-                .await?;
-        if let Some(cap) = max_value {
-            backend = backend.with_max_value(cap);
-        }
-        Ok(Arc::new(backend) as Arc<dyn Backend>)
+    opening(target(url), |t: Target| async move {
+        let backend = RedisBackend::connect_using(
+            &t.url,
+            &t.prefix,
+            Arc::new(SystemClock),
+            &t.tls,
+            t.scripts,
+        )
+        .await?;
+        Ok(match t.max_value {
+            Some(cap) => backend.with_max_value(cap),
+            None => backend,
+        })
     })
 }
 
