@@ -192,6 +192,11 @@ pub struct SubmitArgs {
     /// Do not start before this delay, e.g. 10s, 5m.
     #[arg(long, value_parser = parse_duration)]
     pub delay: Option<Duration>,
+    /// Do not start before this time: RFC 3339 with its UTC offset, e.g.
+    /// 2026-11-27T22:30:00Z or 2026-11-27T23:30:00+01:00 (a time past runs
+    /// at once; with --delay too, the later of the two).
+    #[arg(long, value_parser = parse_time)]
+    pub at: Option<conveyor::Timestamp>,
     /// Ordering key: tasks with the same key run one at a time, in order.
     #[arg(long)]
     pub key: Option<String>,
@@ -347,4 +352,8 @@ pub enum QueueCommand {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 30s, 5m, 1h)"))
+}
+
+fn parse_time(s: &str) -> Result<conveyor::Timestamp, String> {
+    conveyor::Timestamp::parse_rfc3339(s).map_err(|e| e.to_string())
 }

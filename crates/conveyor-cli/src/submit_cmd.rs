@@ -72,6 +72,9 @@ fn options(args: &SubmitArgs) -> EnqueueOptions {
     if let Some(d) = args.delay {
         opts = opts.delay(d);
     }
+    if let Some(at) = args.at {
+        opts = opts.run_at(at);
+    }
     if let Some(k) = &args.key {
         opts = opts.ordering_key(k);
     }

@@ -166,6 +166,48 @@ async fn unique_and_delayed_submits() {
     assert_eq!(status["counts"]["available"], 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_at_an_absolute_time() {
+    let env = Env::new();
+    let id = stdout(&env.run(&["submit", "echo", "{}", "--at", "2099-01-02T03:04:05+01:00"]));
+    let id: u64 = id.trim().parse().expect("an id");
+    let b = env.backend().await;
+    let task = b
+        .get(conveyor::TaskId(id))
+        .await
+        .expect("get")
+        .expect("the task");
+    assert_eq!(task.state, TaskState::Scheduled);
+    assert_eq!(
+        task.run_at,
+        conveyor::Timestamp::parse_rfc3339("2099-01-02T02:04:05Z").expect("a time")
+    );
+    // With --delay too: the later of the two.
+    let later = stdout(&env.run(&[
+        "submit",
+        "echo",
+        "{}",
+        "--at",
+        "2001-01-01T00:00:00Z",
+        "--delay",
+        "1h",
+    ]));
+    let later = b
+        .get(conveyor::TaskId(later.trim().parse().expect("an id")))
+        .await
+        .expect("get")
+        .expect("the task");
+    assert_eq!(later.state, TaskState::Scheduled);
+    // A time without its offset, or no time at all, is refused saying the
+    // form.
+    for bad in ["2099-01-02T03:04:05", "tomorrow"] {
+        let out = env.run(&["submit", "echo", "{}", "--at", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("2026-11-27T22:30:00Z"), "{bad}: {err}");
+    }
+}
+
 /// SIGTERM: the worker stops reserving, lets the running task finish within the
 /// grace period and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

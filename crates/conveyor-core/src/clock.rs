@@ -42,6 +42,21 @@ impl Timestamp {
         self.0
     }
 
+    /// The time an RFC 3339 text names, with its UTC offset
+    /// (`2026-11-27T22:30:00Z`, `2026-11-27T23:30:00.250+01:00`, a space for
+    /// the `T`), to the millisecond (finer digits are cut). A time without
+    /// an offset is refused, as is anything else, with a message that shows
+    /// the form: a local time would mean a different instant on each machine.
+    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, crate::Error> {
+        let at: jiff::Timestamp = text.trim().parse().map_err(|e| {
+            crate::Error::InvalidConfig(format!(
+                "{text:?} is not an RFC 3339 time with its UTC offset \
+                 (e.g. 2026-11-27T22:30:00Z or 2026-11-27T23:30:00+01:00): {e}"
+            ))
+        })?;
+        Ok(Timestamp(at.as_millisecond()))
+    }
+
     /// This time as a [`SystemTime`] (`None` before the epoch).
     pub fn to_system_time(self) -> Option<SystemTime> {
         let ms = u64::try_from(self.0).ok()?;
@@ -123,5 +138,36 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.ms.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    #[test]
+    fn rfc3339_times_with_their_offset() {
+        let utc = Timestamp::parse_rfc3339("2026-11-27T22:30:00Z").unwrap();
+        assert_eq!(utc.as_millis(), 1_795_818_600_000);
+        let offset = Timestamp::parse_rfc3339("2026-11-27T23:30:00.250+01:00").unwrap();
+        assert_eq!(offset.as_millis(), 1_795_818_600_250);
+        let spaced = Timestamp::parse_rfc3339(" 2026-11-27 22:30:00.9999Z ").unwrap();
+        assert_eq!(spaced.as_millis(), 1_795_818_600_999);
+        let before_epoch = Timestamp::parse_rfc3339("1969-12-31T23:59:59Z").unwrap();
+        assert_eq!(before_epoch.as_millis(), -1_000);
+    }
+
+    #[test]
+    fn other_texts_are_refused_showing_the_form() {
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-11-27T22:30:00",
+            "2026-11-27",
+            "2026-13-01T00:00:00Z",
+        ] {
+            let e = Timestamp::parse_rfc3339(bad).unwrap_err().to_string();
+            assert!(e.contains("2026-11-27T22:30:00Z"), "{bad:?}: {e}");
+        }
     }
 }

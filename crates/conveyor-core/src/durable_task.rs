@@ -118,10 +118,13 @@ impl NewTask {
         self
     }
 
-    /// When the task may first run, given the backend's `now`.
+    /// When the task may first run, given the backend's `now`: not before
+    /// its start time nor before its delay from now (the later of the two
+    /// when it has both).
     pub fn first_run(&self, now: Timestamp) -> Timestamp {
         match (self.run_at, self.delay) {
-            (Some(at), _) => at,
+            (Some(at), Some(d)) => at.max(now.plus(d)),
+            (Some(at), None) => at,
             (None, Some(d)) => now.plus(d),
             (None, None) => now,
         }
@@ -385,6 +388,19 @@ impl QueueStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_time_and_a_delay_give_the_later() {
+        let now = Timestamp(1_000);
+        let both = |at: i64| {
+            NewTask::new("h", Vec::new())
+                .run_at(Timestamp(at))
+                .delay(std::time::Duration::from_millis(500))
+                .first_run(now)
+        };
+        assert_eq!(both(5_000), Timestamp(5_000));
+        assert_eq!(both(0), Timestamp(1_500));
+    }
 
     #[test]
     fn names_are_checked_at_enqueue() {

@@ -44,6 +44,12 @@ pub struct EnqueueRequest {
     #[schema(minimum = 0, maximum = 3_153_600_000_000_i64)]
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub delay_ms: Option<u64>,
+    /// Do not start before this time: RFC 3339 with its UTC offset, e.g.
+    /// `2026-11-27T22:30:00Z` (a time past runs at once). With `delay_ms`
+    /// too, the later of the two.
+    #[schema(format = DateTime)]
+    #[serde(default)]
+    pub run_at: Option<String>,
     /// Priority: higher first (default 0).
     #[schema(minimum = -2_147_483_648_i64, maximum = 2_147_483_647_i64)]
     #[serde(default, deserialize_with = "lenient::opt_i32")]

@@ -379,3 +379,49 @@ async fn stats_name_tasks_waiting_for_a_handler_nobody_serves() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_task_runs_at_an_absolute_time() {
+    let (app, _) = app(ServeOptions::new());
+    let (status, one) = post(
+        &app,
+        "/api/v1/tasks",
+        json!({"handler": "send", "run_at": "2099-01-02T03:04:05.678+01:00"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{one}");
+    let (_, task) = get(&app, &format!("/api/v1/tasks/{}", id(&one))).await;
+    assert_eq!(
+        (&task["state"], &task["run_at"]),
+        (&json!("scheduled"), &json!("2099-01-02T02:04:05.678Z"))
+    );
+    // A time past runs at once.
+    let (_, past) = post(
+        &app,
+        "/api/v1/tasks",
+        json!({"handler": "send", "run_at": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
+    let (_, task) = get(&app, &format!("/api/v1/tasks/{}", id(&past))).await;
+    assert_eq!(task["state"], json!("available"));
+    // With a delay too: the later of the two.
+    let (_, both) = post(
+        &app,
+        "/api/v1/tasks",
+        json!({"handler": "send", "run_at": "2001-01-01T00:00:00Z", "delay_ms": 3_600_000}),
+    )
+    .await;
+    let (_, task) = get(&app, &format!("/api/v1/tasks/{}", id(&both))).await;
+    assert_eq!(task["state"], json!("scheduled"), "{task}");
+    for (body, says) in [
+        (json!({"handler": "send", "run_at": "tomorrow"}), "RFC 3339"),
+        (
+            json!({"handler": "send", "run_at": "2099-01-02T03:04:05"}),
+            "offset",
+        ),
+    ] {
+        let (status, err) = post(&app, "/api/v1/tasks", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert!(err.to_string().contains(says), "{body}: {err}");
+    }
+}

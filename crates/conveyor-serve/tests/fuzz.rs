@@ -188,6 +188,7 @@ const BODY_KEYS: &[&str] = &[
     "params",
     "queue",
     "delay_ms",
+    "run_at",
     "priority",
     "max_attempts",
     "timeout_ms",

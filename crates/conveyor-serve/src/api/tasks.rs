@@ -63,6 +63,11 @@ fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
     if let Some(ms) = r.delay_ms {
         task = task.delay(Duration::from_millis(ms));
     }
+    if let Some(at) = &r.run_at {
+        let at = conveyor_core::Timestamp::parse_rfc3339(at)
+            .map_err(|e| ApiError::BadRequest(format!("run_at: {e}")))?;
+        task = task.run_at(at);
+    }
     match r.max_attempts {
         Some(0) => {
             return Err(ApiError::BadRequest(
