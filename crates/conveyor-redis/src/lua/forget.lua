@@ -6,9 +6,5 @@ local gone = {}
 for i = 2, #ARGV do
   if redis.call('ZSCORE', KEPT, ARGV[i]) then gone[#gone + 1] = ARGV[i] end
 end
-if #gone == 0 then return 0 end
-for _, key in ipairs({TDATA, TSTATE, TRESULT, TERROR, THISTORY}) do
-  bulk('HDEL', key, gone)
-end
-bulk('ZREM', KEPT, gone)
+drop_kept(gone)
 return #gone

@@ -27,12 +27,7 @@ for i = 0, n - 1 do
   end
 end
 local expired = redis.call('ZRANGEBYSCORE', KEPT, '-inf', '(' .. now, 'LIMIT', 0, 200)
-if #expired > 0 then
-  for _, key in ipairs({TDATA, TSTATE, TRESULT, TERROR, THISTORY}) do
-    redis.call('HDEL', key, unpack(expired))
-  end
-  redis.call('ZREM', KEPT, unpack(expired))
-end
+drop_kept(expired)
 local datas, states, results, expiries = {}, {}, {}, {}
 local errors, no_result, no_error, ids, finished = {}, {}, {}, {}, {}
 for i = 0, n - 1 do
