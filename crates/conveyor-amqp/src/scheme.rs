@@ -7,8 +7,9 @@
 //! `max_message_size` is below the default) and
 //! `results=redis://HOST:PORT/DB?prefix=P` (a store beside the broker that
 //! keeps the task records: any backend with the record keeper part, opened
-//! by conveyor's scheme registry, up to the next `&`), and the client's `heartbeat`, `connection_timeout`, `channel_max`,
-//! `frame_max` and `auth_mechanism`. Any other parameter is refused.
+//! by conveyor's scheme registry, up to the next `&`), and the client's
+//! `heartbeat`, `connection_timeout`, `channel_max`, `frame_max` and
+//! `auth_mechanism`. Any other parameter is refused.
 //!
 //! The vhost is the URL's path, percent-encoded as RabbitMQ expects
 //! (`/%2f` for the default vhost `/`, which is also what an empty path means).

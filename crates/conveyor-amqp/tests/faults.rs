@@ -4,6 +4,8 @@
 //! and results are kept by the shared Redis (`results=redis://…`), reached
 //! directly, under the case's namespace.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,7 +17,11 @@ fn target() -> FaultTarget {
         name: "amqp",
         service: SocketAddr::from(([127, 0, 0, 1], 5672)),
         url: |addr, ns, _| {
-            format!("amqp://guest:guest@{addr}/%2f?prefix={ns}&results=redis://127.0.0.1:6379/0?prefix={ns}:records:")
+            format!(
+                "amqp://guest:guest@{addr}/%2f?prefix={ns}&results={}?prefix={}",
+                common::results_url(),
+                common::records_prefix(ns)
+            )
         },
         scheme: conveyor_amqp::SCHEME,
         keeper: Some(conveyor_redis::SCHEME),
@@ -26,28 +32,13 @@ fn target() -> FaultTarget {
     }
 }
 
-/// Deletes the case's queues on the shared broker.
+/// Deletes the case's queues on the shared broker, and its records.
 fn forget(ns: &str) {
     let ns = ns.to_string();
     conveyor_testkit::faults::block_on(async move {
-        let b = conveyor_amqp::AmqpBackend::connect(
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
-            conveyor_amqp::AmqpOptions::default().prefix(ns.clone()),
-            std::sync::Arc::new(conveyor_core::SystemClock),
-        )
-        .await
-        .expect("connect to clean up");
-        b.delete_namespace(&[conveyor_core::DEFAULT_QUEUE])
-            .await
-            .expect("delete the case's queues");
-        let records = conveyor_redis::RedisBackend::connect_with(
-            "redis://127.0.0.1:6379/0",
-            &format!("{ns}:records:"),
-            std::sync::Arc::new(conveyor_core::SystemClock),
-        )
-        .await
-        .expect("connect to the shared Redis to clean up");
-        records.clear().await.expect("delete the case's records");
+        let options = conveyor_amqp::AmqpOptions::default().prefix(ns);
+        let b = common::connect(&common::amqp_url(), options, false).await;
+        common::cleanup(&b, &[conveyor_core::DEFAULT_QUEUE]).await;
     });
 }
 

@@ -19,13 +19,7 @@ use conveyor_testkit::faults::{FaultProxy, Traffic};
 /// through `proxy`.
 async fn through(proxy: &FaultProxy) -> AmqpBackend {
     let prefix = common::fresh_prefix();
-    let keeper = conveyor_redis::RedisBackend::connect_with(
-        &format!("redis://{}/0", proxy.addr()),
-        &common::records_prefix(&prefix),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("connect to Redis through the proxy: {e}"));
+    let keeper = common::records_store_at(&format!("redis://{}/0", proxy.addr()), &prefix).await;
     AmqpBackend::connect_keeping(
         &common::amqp_url(),
         AmqpOptions::default().prefix(prefix),

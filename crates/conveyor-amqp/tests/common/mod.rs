@@ -29,13 +29,14 @@ pub fn records_prefix(prefix: &str) -> String {
 /// The store beside the broker for the RabbitMQ prefix `prefix`: the shared
 /// Redis under [`records_prefix`].
 pub async fn records_store(prefix: &str) -> conveyor_redis::RedisBackend {
-    conveyor_redis::RedisBackend::connect_with(
-        &results_url(),
-        &records_prefix(prefix),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("connect to the test Redis (127.0.0.1:6379)")
+    records_store_at(&results_url(), prefix).await
+}
+
+/// [`records_store`] on the Redis at `url` (the shared one behind a proxy).
+pub async fn records_store_at(url: &str, prefix: &str) -> conveyor_redis::RedisBackend {
+    conveyor_redis::RedisBackend::connect_with(url, &records_prefix(prefix), Arc::new(SystemClock))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test Redis at {url}: {e}"))
 }
 
 /// [`records_store`], as the keeper a backend takes.
@@ -67,13 +68,7 @@ pub fn fresh_prefix() -> String {
 
 /// A backend on a fresh prefix with `options`' other settings.
 pub async fn backend(options: AmqpOptions) -> AmqpBackend {
-    AmqpBackend::connect(
-        &amqp_url(),
-        options.prefix(fresh_prefix()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("connect to the test RabbitMQ (127.0.0.1:5672)")
+    connect(&amqp_url(), options.prefix(fresh_prefix()), false).await
 }
 
 /// Another backend on the same prefix (another worker), keeping records

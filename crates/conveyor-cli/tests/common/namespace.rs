@@ -15,24 +15,28 @@ pub struct Namespace {
     cleanup: Option<Box<dyn FnOnce() + Send>>,
 }
 
+/// The machine's Redis.
+const REDIS: &str = "redis://127.0.0.1:6379/0";
+
+/// Deletes every key under `prefix` on the machine's Redis.
+async fn clear_redis_prefix(prefix: String) {
+    let b = conveyor::durable::RedisBackend::connect_with(
+        REDIS,
+        &prefix,
+        Arc::new(conveyor::SystemClock),
+    )
+    .await
+    .expect("connect to Redis to clean up");
+    b.clear().await.expect("clear the test prefix");
+}
+
 impl Namespace {
     /// Keys under a fresh prefix on the machine's Redis.
     pub fn redis(tag: &str) -> Namespace {
         let prefix = format!("{}:", unique(tag));
         Namespace {
-            url: format!("redis://127.0.0.1:6379/0?prefix={prefix}"),
-            cleanup: Some(Box::new(move || {
-                block_on(async move {
-                    let b = conveyor::durable::RedisBackend::connect_with(
-                        "redis://127.0.0.1:6379/0",
-                        &prefix,
-                        Arc::new(conveyor::SystemClock),
-                    )
-                    .await
-                    .expect("connect to clean up");
-                    b.clear().await.expect("clear the test prefix");
-                })
-            })),
+            url: format!("{REDIS}?prefix={prefix}"),
+            cleanup: Some(Box::new(move || block_on(clear_redis_prefix(prefix)))),
         }
     }
 
@@ -74,11 +78,10 @@ impl Namespace {
     fn amqp_with(tag: &str, results: bool) -> Namespace {
         let prefix = unique(tag);
         let base = "amqp://guest:guest@127.0.0.1:5672/%2f";
-        let redis = "redis://127.0.0.1:6379/0";
         let records = format!("{prefix}:records:");
         let mut url = format!("{base}?prefix={prefix}");
         if results {
-            url.push_str(&format!("&results={redis}?prefix={records}"));
+            url.push_str(&format!("&results={REDIS}?prefix={records}"));
         }
         let options = conveyor::durable::AmqpOptions::default().prefix(prefix);
         Namespace {
@@ -96,14 +99,7 @@ impl Namespace {
                         .await
                         .expect("delete the test queues");
                     if results {
-                        let kept = conveyor::durable::RedisBackend::connect_with(
-                            redis,
-                            &records,
-                            Arc::new(conveyor::SystemClock),
-                        )
-                        .await
-                        .expect("connect to Redis to clean up");
-                        kept.clear().await.expect("delete the kept records");
+                        clear_redis_prefix(records).await;
                     }
                 })
             })),
