@@ -27,7 +27,7 @@ use crate::engine::work::{run_process, HandlerConfig, HandlerCore, Params, Work,
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::lane::persistent::{Call, ChildPool, PersistentProcess};
+use crate::lane::persistent::{Call, PersistentPool, PersistentProcess};
 use crate::lane::process::ProcessCommand;
 use crate::output::Output;
 use conveyor_core::Rate;
@@ -229,14 +229,25 @@ where
     /// [`concurrency`](Handler::concurrency) is lowered to it): tasks beyond
     /// the children wait at dispatch, before their timeout starts.
     pub fn persistent(name: &str, spec: PersistentProcess) -> Self {
-        let processes = spec.processes;
-        let pool = Arc::new(ChildPool::new(name, spec));
+        Self::persistent_in(name, &PersistentPool::new(name, spec))
+    }
+
+    /// [`Handler::persistent`] served by the children of a pool other
+    /// handlers may share (one program serving several handlers): the
+    /// request names this handler. The handler's concurrency is capped at the
+    /// pool's processes, as for a pool of its own; handlers sharing a pool
+    /// together run at most that many tasks at once, the rest waiting for a
+    /// free child.
+    pub fn persistent_in(name: &str, pool: &PersistentPool) -> Self {
+        let processes = pool.processes;
+        let pool = pool.pool.clone();
         let owner: Arc<str> = Arc::from(name);
         let work = move |params: &mut Params, last: bool, ctx: TaskContext| match params_of::<In>(
             params, last, &owner,
         ) {
             Ok(p) => {
                 let pool = pool.clone();
+                let handler = owner.clone();
                 Work::Io(Box::pin(async move {
                     let params = serde_json::to_value(&p).map_err(|e| {
                         TaskError::permanent(format!("cannot encode the params as JSON: {e}"))
@@ -245,6 +256,7 @@ where
                         .deadline()
                         .map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
                     let call = Call {
+                        handler: &handler,
                         id: ctx.id().0,
                         attempt: ctx.attempt(),
                         remaining,

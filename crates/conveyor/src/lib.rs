@@ -68,7 +68,7 @@ pub use pipeline::{OnFailure, Pipeline, PipelineBuilder, PipelineInput, StageFai
 pub use engine::shutdown::ShutdownReport;
 pub use engine::task_result::TaskResult;
 pub use lane::cpu::available_cores;
-pub use lane::persistent::PersistentProcess;
+pub use lane::persistent::{PersistentPool, PersistentProcess};
 pub use lane::process::{
     exit_to_result, ProcessCommand, ProcessOutput, RunningProcess, DEFAULT_OUTPUT_CAP,
 };

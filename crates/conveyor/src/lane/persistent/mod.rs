@@ -1,4 +1,5 @@
-//! Persistent handler processes: a pool of long-lived children per handler,
+//! Persistent handler processes: a pool of long-lived children per program
+//! (one handler's, or shared by several handlers the same program serves),
 //! each fed one task at a time over a line protocol, so a Python, Node or
 //! shell handler pays its start-up once instead of once per task.
 //!
@@ -9,7 +10,9 @@
 mod child;
 mod pool;
 pub mod protocol;
+mod shared;
 mod spec;
 
-pub(crate) use pool::{Call, ChildPool};
+pub(crate) use pool::Call;
+pub use shared::PersistentPool;
 pub use spec::PersistentProcess;

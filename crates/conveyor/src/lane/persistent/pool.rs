@@ -1,5 +1,6 @@
-//! The children of one persistent handler: started on demand, reused task
-//! after task, replaced when they break, recycled when they grow old or fat.
+//! The children of one program, serving one persistent handler or several:
+//! started on demand, reused task after task, replaced when they break,
+//! recycled when they grow old or fat.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
 
 /// One task for a child.
 pub(crate) struct Call<'a> {
+    /// The handler it is for (one program may serve several).
+    pub(crate) handler: &'a str,
     /// The task's id.
     pub(crate) id: u64,
     /// The attempt, from 1.
@@ -31,10 +34,11 @@ pub(crate) struct Call<'a> {
     pub(crate) params: &'a serde_json::Value,
 }
 
-/// A persistent handler's children.
+/// The children of a [`PersistentPool`](super::PersistentPool).
 pub(crate) struct ChildPool {
     spec: PersistentProcess,
-    handler: Arc<str>,
+    /// What the logs call the pool: its handler, or the handlers sharing it.
+    label: Arc<str>,
     idle: Mutex<Vec<LiveChild>>,
     permits: Option<Semaphore>,
     /// Crashes in a row (reset by a success).
@@ -42,11 +46,11 @@ pub(crate) struct ChildPool {
 }
 
 impl ChildPool {
-    pub(crate) fn new(handler: &str, spec: PersistentProcess) -> Self {
+    pub(crate) fn new(label: &str, spec: PersistentProcess) -> Self {
         Self {
             permits: spec.processes.map(Semaphore::new),
             spec,
-            handler: Arc::from(handler),
+            label: Arc::from(label),
             idle: Mutex::new(Vec::new()),
             crashes: Mutex::new(0),
         }
@@ -57,7 +61,7 @@ impl ChildPool {
     pub(crate) async fn run(&self, call: Call<'_>) -> Result<serde_json::Value, TaskError> {
         let line = Request {
             id: call.id,
-            handler: &self.handler,
+            handler: call.handler,
             attempt: call.attempt,
             deadline_ms: call.remaining.and_then(super::protocol::deadline_ms),
             params: call.params,
@@ -86,7 +90,7 @@ impl ChildPool {
                 *self.crashes.lock() += 1;
                 tracing::warn!(
                     target: "conveyor::handler",
-                    handler = %self.handler,
+                    handler = %call.handler,
                     task = call.id,
                     "{}; replacing it",
                     e.message()
@@ -105,7 +109,7 @@ impl ChildPool {
             }
             tracing::warn!(
                 target: "conveyor::handler",
-                handler = %self.handler,
+                handler = %self.label,
                 pid = child.pid,
                 "an idle handler process exited; replacing it"
             );
@@ -122,7 +126,7 @@ impl ChildPool {
                 .min(MAX_RESTART_DELAY);
             tokio::time::sleep(delay).await;
         }
-        LiveChild::start(&self.spec, &self.handler)
+        LiveChild::start(&self.spec, &self.label)
     }
 
     /// Keeps a child that answered for the next task, or retires it when it
@@ -145,13 +149,13 @@ impl ChildPool {
         match fat {
             Some((rss, limit)) => tracing::info!(
                 target: "conveyor::handler",
-                handler = %self.handler,
+                handler = %self.label,
                 pid = child.pid,
                 "handler process uses {rss} bytes, over its max_memory of {limit}: replacing it"
             ),
             None => tracing::debug!(
                 target: "conveyor::handler",
-                handler = %self.handler,
+                handler = %self.label,
                 pid = child.pid,
                 "handler process ran {} tasks: replacing it",
                 child.tasks
