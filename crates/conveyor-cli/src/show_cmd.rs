@@ -137,7 +137,8 @@ pub async fn run(backend: Arc<dyn Backend>, args: ShowArgs) -> anyhow::Result<Ex
     ];
     println!("task {id}");
     for (name, value) in rows {
-        println!("  {name:<13} {value}");
+        // A multi-line value (a traceback) stays in its column.
+        println!("  {name:<13} {}", value.replace('\n', "\n                "));
     }
     if !r.history.is_empty() {
         println!("  history");

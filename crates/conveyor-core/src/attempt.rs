@@ -37,9 +37,9 @@ use crate::task_state::TaskState;
 /// Most settled attempts a task's stored history keeps (the latest ones).
 pub const HISTORY_LIMIT: usize = 25;
 
-/// Most characters of an error text an attempt keeps (the task's own
-/// `error` keeps the whole text).
-pub const ERROR_CHARS: usize = 1024;
+/// Most characters of an error text an attempt keeps: enough for most
+/// tracebacks (the task's own `error` keeps the whole text).
+pub const ERROR_CHARS: usize = 4096;
 
 /// How an attempt ended (or that it has not yet).
 #[derive(Debug, Clone, PartialEq, Eq)]

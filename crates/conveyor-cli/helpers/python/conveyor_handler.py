@@ -88,8 +88,11 @@ def _reply(request, fn):
     except Discard as e:
         return {"id": task_id, "discard": str(e) or "discarded"}
     except Exception as e:  # the task failed; the process goes on
-        traceback.print_exc(file=sys.stderr)
-        return {"id": task_id, "error": "%s: %s" % (type(e).__name__, e)}
+        # The exception line, then its traceback: the store keeps the error
+        # with the attempt, so `conveyor show` and the dashboard show both.
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        return {"id": task_id, "error": "%s: %s\n\n%s" % (type(e).__name__, e, tb.rstrip())}
     try:
         json.dumps(result)
     except (TypeError, ValueError) as e:
