@@ -130,9 +130,24 @@ pub enum HelperLanguage {
 /// `conveyor worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The handlers file.
-    #[arg(long, short, default_value = "conveyor.toml")]
-    pub config: PathBuf,
+    /// The handlers file (default `conveyor.toml`; with --python, read only
+    /// if it exists).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Serve the `@app.task` functions of a Python app made with conveyor's
+    /// package, as MODULE:APP (e.g. `tasks:app`, imported from this
+    /// directory), beside the file's handlers. The app's URL is the backend
+    /// unless --backend names one.
+    #[arg(long, value_name = "MODULE:APP")]
+    pub python: Option<String>,
+    /// The Python app's interpreter (default `[python] interpreter`, else
+    /// $CONVEYOR_PYTHON, else `python3`).
+    #[arg(long, value_name = "PATH")]
+    pub interpreter: Option<String>,
+    /// The Python app's children at once, shared by all its tasks
+    /// (default `[python] processes`, else the core count).
+    #[arg(long)]
+    pub processes: Option<usize>,
     /// Queues to take tasks from (repeatable; overrides the file).
     #[arg(long = "queue", short)]
     pub queues: Vec<String>,

@@ -26,6 +26,10 @@
 //! processes = 4                   # children at once (default: concurrency, else slots)
 //! max_tasks_per_child = 1000      # replace a child after this many tasks
 //! max_memory = "300 MiB"          # replace a child above this resident size
+//!
+//! [python]                        # the @app.task functions of a Python app
+//! app = "tasks:app"               # MODULE:APP (conveyor's Python package)
+//! processes = 4                   # its children (default: the core count)
 //! ```
 
 use std::collections::BTreeMap;
@@ -38,14 +42,33 @@ use serde::Deserialize;
 use crate::template;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Worker settings.
     #[serde(default)]
     pub worker: WorkerSection,
+    /// A Python app whose tasks are handlers too.
+    pub python: Option<PythonSection>,
     /// Handlers by name.
+    #[serde(default)]
     pub handlers: BTreeMap<String, HandlerSection>,
+}
+
+/// `[python]`: serve the tasks of an app made with conveyor's Python package.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSection {
+    /// `MODULE:APP`, imported from the worker's directory.
+    pub app: String,
+    /// The interpreter (default `$CONVEYOR_PYTHON`, else `python3`).
+    pub interpreter: Option<String>,
+    /// Children at once, shared by all the app's tasks (default: the core count).
+    pub processes: Option<usize>,
+    /// Replace a child after this many tasks.
+    pub max_tasks_per_child: Option<u64>,
+    /// Replace a child whose resident memory passes this size, e.g. `300 MiB`.
+    pub max_memory: Option<String>,
 }
 
 /// `[worker]`.
@@ -68,7 +91,7 @@ pub struct WorkerSection {
 }
 
 /// `[handlers.NAME]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerSection {
     /// The program (looked up in PATH).
@@ -117,15 +140,18 @@ pub struct HandlerSection {
 impl HandlerSection {
     /// `max_memory` in bytes.
     pub fn max_memory_bytes(&self) -> anyhow::Result<Option<u64>> {
-        self.max_memory
-            .as_deref()
-            .map(|s| {
-                s.parse::<bytesize::ByteSize>()
-                    .map(|b| b.as_u64())
-                    .map_err(|e| anyhow::anyhow!("max_memory {s:?}: {e} (try \"300 MiB\")"))
-            })
-            .transpose()
+        size_bytes(self.max_memory.as_deref())
     }
+}
+
+/// A size such as `300 MiB` in bytes.
+pub fn size_bytes(size: Option<&str>) -> anyhow::Result<Option<u64>> {
+    size.map(|s| {
+        s.parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|e| anyhow::anyhow!("max_memory {s:?}: {e} (try \"300 MiB\")"))
+    })
+    .transpose()
 }
 
 impl Config {
@@ -139,8 +165,17 @@ impl Config {
     /// Parses and checks config text.
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         let cfg: Config = toml::from_str(text)?;
-        if cfg.handlers.is_empty() {
-            bail!("no [handlers.NAME] section: a worker needs at least one handler");
+        if cfg.handlers.is_empty() && cfg.python.is_none() {
+            bail!(
+                "no [handlers.NAME] section and no [python] app: a worker needs at least one \
+                 handler"
+            );
+        }
+        if let Some(py) = &cfg.python {
+            if py.processes == Some(0) || py.max_tasks_per_child == Some(0) {
+                bail!("[python]: processes and max_tasks_per_child must be at least 1");
+            }
+            size_bytes(py.max_memory.as_deref()).map_err(|e| anyhow::anyhow!("[python]: {e}"))?;
         }
         for (name, h) in &cfg.handlers {
             if h.program.trim().is_empty() {

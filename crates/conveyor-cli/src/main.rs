@@ -11,6 +11,7 @@ mod fake_record;
 mod kafka_cmd;
 mod logging;
 mod metrics_endpoint;
+mod python_app;
 mod queue_cmd;
 mod result_cmd;
 mod run;
@@ -142,7 +143,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Kafka(cmd) = cli.command {
         return kafka_cmd::run(cmd).await;
     }
-    let url = conveyor::durable::resolve_url(cli.backend.as_deref());
+    // A worker's plan is read first: a Python app may name the backend
+    // (`App(url)`), which --backend overrides.
+    let plan = match &cli.command {
+        Command::Worker(args) => Some(worker_cmd::plan(args)?),
+        _ => None,
+    };
+    let app_url = plan.as_ref().and_then(|p| p.url.as_deref());
+    let url = conveyor::durable::resolve_url(cli.backend.as_deref().or(app_url));
     // Commands about tasks that must already exist open only a store that
     // does: a mistyped path or schema is an error, never a new empty store.
     let existing = matches!(
@@ -173,7 +181,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     match cli.command {
-        Command::Worker(args) => worker_cmd::run(backend, args).await,
+        Command::Worker(args) => match plan {
+            Some(plan) => worker_cmd::run(backend, plan, args).await,
+            None => unreachable!("a worker's plan is read above"),
+        },
         Command::Submit(args) => submit_cmd::run(backend, args).await,
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,

@@ -1,37 +1,123 @@
-//! `conveyor worker`: handlers from `conveyor.toml`, each a command run per task.
+//! `conveyor worker`: handlers from `conveyor.toml`, each a command run per
+//! task or a pool of persistent children, and the tasks of a Python app
+//! (`--python MODULE:APP`, [`crate::python_app`]).
 //!
 //! A handler's `concurrency`, `rate` and `burst` are global — held across every
 //! worker sharing the backend — when the backend stores handler limits
 //! (the `GlobalLimits` part: memory, embedded, redis, postgres); on a
 //! backend without them they fall back to limits of this worker process alone,
 //! and the worker says so on stderr.
+//!
+//! Persistent handlers that run the same program with the same arguments,
+//! environment and directory share one pool of children (a Python module
+//! serving many tasks starts its children once, not once per task), of
+//! `processes` children — by default as many as the machine has cores.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::bail;
 use conveyor::durable::Worker;
 use conveyor::durable::{Backend, HandlerLimits};
-use conveyor::{Handler, PersistentProcess, ProcessCommand, Rate, RetryPolicy, TaskError};
+use conveyor::{
+    Handler, PersistentPool, PersistentProcess, ProcessCommand, Rate, RetryPolicy, TaskError,
+};
 
 use crate::cli::WorkerArgs;
-use crate::config::{Config, HandlerSection};
+use crate::config::{Config, HandlerSection, PythonSection};
 use crate::template;
 
+/// The file read when `--config` is not given.
+const DEFAULT_CONFIG: &str = "conveyor.toml";
+
+/// What a worker will serve, read before the backend is opened (a Python
+/// app may name the backend).
+#[derive(Debug)]
+pub struct Plan {
+    cfg: Config,
+    /// The queues to serve when neither `--queue` nor the file names them.
+    queues: Option<Vec<String>>,
+    /// The Python app's store, if it names one.
+    pub url: Option<String>,
+}
+
+/// Reads the handlers file and the Python app's tasks.
+pub fn plan(args: &WorkerArgs) -> anyhow::Result<Plan> {
+    let python_flag = args.python.is_some();
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None if python_flag && !Path::new(DEFAULT_CONFIG).exists() => Config::default(),
+        None => Config::load(&PathBuf::from(DEFAULT_CONFIG))?,
+    };
+    let mut section = cfg.python.take();
+    if let Some(app) = &args.python {
+        section.get_or_insert_with(PythonSection::default).app = app.clone();
+    }
+    let Some(mut section) = section else {
+        if args.interpreter.is_some() || args.processes.is_some() {
+            bail!("--interpreter and --processes are for a Python app: add --python MODULE:APP");
+        }
+        return Ok(Plan {
+            cfg,
+            queues: None,
+            url: None,
+        });
+    };
+    if let Some(i) = &args.interpreter {
+        section.interpreter = Some(i.clone());
+    }
+    if let Some(n) = args.processes {
+        if n == 0 {
+            bail!("--processes must be at least 1");
+        }
+        section.processes = Some(n);
+    }
+    let app = crate::python_app::load(&section)?;
+    let mut queues = app.queues;
+    let default = conveyor::durable::DEFAULT_QUEUE_NAME;
+    if !cfg.handlers.is_empty() && !queues.iter().any(|q| q == default) {
+        queues.insert(0, default.to_string());
+    }
+    for (name, handler) in app.handlers {
+        if cfg.handlers.contains_key(&name) {
+            bail!(
+                "handler {name:?} is both a [handlers.{name}] section and a task of {}: rename \
+                 one (@app.task(name=...))",
+                section.app
+            );
+        }
+        cfg.handlers.insert(name, handler);
+    }
+    cfg.python = Some(section);
+    Ok(Plan {
+        cfg,
+        queues: Some(queues),
+        url: app.url,
+    })
+}
+
 /// Runs the worker until SIGINT/SIGTERM.
-pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(&args.config)?;
+pub async fn run(
+    backend: Arc<dyn Backend>,
+    plan: Plan,
+    args: WorkerArgs,
+) -> anyhow::Result<ExitCode> {
+    let cfg = plan.cfg;
     let global = backend.global_limits().is_ok();
     let kind = backend.kind();
     let backend_for_summary = backend.clone();
     let mut builder = Worker::builder(backend);
+    let pools = Pools::new(&cfg.handlers)?;
     let slots = args
         .slots
         .or(cfg.worker.slots)
-        .unwrap_or(conveyor::DEFAULT_WORKERS);
+        .unwrap_or_else(|| pools.default_slots(&cfg.handlers));
     let mut described = Vec::new();
     for (name, section) in &cfg.handlers {
-        described.push(describe(name, section, global, slots));
+        described.push(describe(name, section, global, &pools));
         let limits = handler_limits(section)?;
         if global {
             builder = builder.global_limits(name.clone(), limits);
@@ -42,14 +128,16 @@ pub async fn run(backend: Arc<dyn Backend>, args: WorkerArgs) -> anyhow::Result<
             );
         }
         builder = if section.persistent {
-            builder.handler(persistent_handler(name, section, !global, slots)?)
+            let h: Handler<serde_json::Value, serde_json::Value> =
+                Handler::persistent_in(name, pools.of(section));
+            builder.handler(policy(h, section, !global)?)
         } else {
             builder.handler(command_handler(name, section, !global)?)
         };
     }
     let w = &cfg.worker;
     let queues = if args.queues.is_empty() {
-        w.queues.clone()
+        w.queues.clone().or(plan.queues)
     } else {
         Some(args.queues)
     };
@@ -167,13 +255,19 @@ async fn store_summary(backend: &Arc<dyn Backend>, queues: &[String]) {
 }
 
 /// One handler's limits as the start line shows them.
-fn describe(name: &str, section: &HandlerSection, global: bool, slots: usize) -> String {
+fn describe(name: &str, section: &HandlerSection, global: bool, pools: &Pools) -> String {
     let scope = if global { "all workers" } else { "this worker" };
     let mut parts = Vec::new();
     if section.persistent {
+        let group = pools.group_of(section);
+        let shared = if group.handlers.len() > 1 {
+            format!(", shared by {} handlers", group.handlers.len())
+        } else {
+            String::new()
+        };
         parts.push(format!(
-            "persistent, up to {} processes",
-            processes(section, slots)
+            "persistent, up to {} processes{shared}",
+            group.processes
         ));
     }
     if let Some(n) = section.concurrency {
@@ -206,41 +300,118 @@ fn handler_limits(section: &HandlerSection) -> anyhow::Result<HandlerLimits> {
     Ok(limits)
 }
 
-/// How many children a persistent handler may have: `processes`, else its
-/// `concurrency`, else one per slot.
-fn processes(section: &HandlerSection, slots: usize) -> usize {
-    section
-        .processes
-        .or(section.concurrency.map(|n| n as usize))
-        .unwrap_or(slots)
+/// What makes two persistent handlers share children: the same program,
+/// arguments, environment, directory and recycling.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ProgramKey {
+    program: String,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    max_tasks_per_child: Option<u64>,
+    max_memory: Option<String>,
 }
 
-/// A persistent handler: up to `processes` (else `concurrency`, else the
-/// worker's slots) long-lived children of `section.program`, each fed task
-/// after task over the line protocol.
-fn persistent_handler(
-    name: &str,
-    section: &HandlerSection,
-    local_limits: bool,
-    slots: usize,
-) -> anyhow::Result<Handler<serde_json::Value, serde_json::Value>> {
-    let processes = processes(section, slots);
-    let mut spec = PersistentProcess::new(&section.program)
-        .args(&section.args)
-        .processes(processes);
-    for (k, v) in &section.env {
-        spec = spec.env(k, v);
+impl ProgramKey {
+    fn of(section: &HandlerSection) -> Self {
+        Self {
+            program: section.program.clone(),
+            args: section.args.clone(),
+            env: section.env.clone(),
+            cwd: section.cwd.clone(),
+            max_tasks_per_child: section.max_tasks_per_child,
+            max_memory: section.max_memory.clone(),
+        }
     }
-    if let Some(dir) = &section.cwd {
-        spec = spec.current_dir(dir);
+}
+
+/// One program's pool and the handlers it serves.
+struct PoolGroup {
+    pool: PersistentPool,
+    processes: usize,
+    handlers: Vec<String>,
+}
+
+/// The pools of the persistent handlers, one per program.
+struct Pools(BTreeMap<ProgramKey, PoolGroup>);
+
+impl Pools {
+    /// Groups the persistent handlers by program. A group's children are
+    /// the largest `processes` one of its handlers sets, else the core count.
+    fn new(handlers: &BTreeMap<String, HandlerSection>) -> anyhow::Result<Self> {
+        let mut members: BTreeMap<ProgramKey, Vec<(&String, &HandlerSection)>> = BTreeMap::new();
+        for (name, section) in handlers.iter().filter(|(_, s)| s.persistent) {
+            members
+                .entry(ProgramKey::of(section))
+                .or_default()
+                .push((name, section));
+        }
+        let mut groups = BTreeMap::new();
+        for (key, list) in members {
+            let processes = list
+                .iter()
+                .filter_map(|(_, s)| s.processes)
+                .max()
+                .unwrap_or_else(cores);
+            let first = list[0].1;
+            let mut spec = PersistentProcess::new(&first.program)
+                .args(&first.args)
+                .processes(processes);
+            for (k, v) in &first.env {
+                spec = spec.env(k, v);
+            }
+            if let Some(dir) = &first.cwd {
+                spec = spec.current_dir(dir);
+            }
+            if let Some(n) = first.max_tasks_per_child {
+                spec = spec.max_tasks_per_child(n);
+            }
+            if let Some(bytes) = first.max_memory_bytes()? {
+                spec = spec.max_memory(bytes);
+            }
+            let names: Vec<String> = list.iter().map(|(n, _)| (*n).clone()).collect();
+            let label = if names.len() == 1 {
+                names[0].clone()
+            } else {
+                format!("{} (serving {})", first.program, names.join(", "))
+            };
+            groups.insert(
+                key,
+                PoolGroup {
+                    pool: PersistentPool::new(&label, spec),
+                    processes,
+                    handlers: names,
+                },
+            );
+        }
+        Ok(Self(groups))
     }
-    if let Some(n) = section.max_tasks_per_child {
-        spec = spec.max_tasks_per_child(n);
+
+    /// The group serving a persistent handler.
+    fn group_of(&self, section: &HandlerSection) -> &PoolGroup {
+        &self.0[&ProgramKey::of(section)]
     }
-    if let Some(bytes) = section.max_memory_bytes()? {
-        spec = spec.max_memory(bytes);
+
+    /// The pool serving a persistent handler.
+    fn of(&self, section: &HandlerSection) -> &PersistentPool {
+        &self.group_of(section).pool
     }
-    policy(Handler::persistent(name, spec), section, local_limits)
+
+    /// Slots when none are set: as many as the children when every handler
+    /// is persistent (a task beyond them would only wait, leased, for a
+    /// free child), else [`conveyor::DEFAULT_WORKERS`].
+    fn default_slots(&self, handlers: &BTreeMap<String, HandlerSection>) -> usize {
+        if handlers.values().all(|h| h.persistent) && !self.0.is_empty() {
+            self.0.values().map(|g| g.processes).sum()
+        } else {
+            conveyor::DEFAULT_WORKERS
+        }
+    }
+}
+
+/// The machine's cores: a persistent program's children by default.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A process-lane handler running `section.program` with templated args; with

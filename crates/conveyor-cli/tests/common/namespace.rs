@@ -65,17 +65,25 @@ impl Namespace {
     /// Queues and exchanges under a fresh prefix on the machine's RabbitMQ
     /// (the default queue's and the delay ladder's, deleted at the end).
     pub fn amqp(tag: &str) -> Namespace {
-        Self::amqp_with(tag, false)
+        Self::amqp_with(tag, false, &[])
     }
 
     /// The same, with the task records kept by the machine's Redis
     /// (`results=redis://…`, under a prefix of the namespace's own, deleted
     /// at the end too).
     pub fn amqp_with_results(tag: &str) -> Namespace {
-        Self::amqp_with(tag, true)
+        Self::amqp_with(tag, true, &[])
     }
 
-    fn amqp_with(tag: &str, results: bool) -> Namespace {
+    /// [`Namespace::amqp_with_results`] whose tests also use `queues`
+    /// (deleted at the end with the default one).
+    pub fn amqp_with_results_and_queues(tag: &str, queues: &[&str]) -> Namespace {
+        Self::amqp_with(tag, true, queues)
+    }
+
+    fn amqp_with(tag: &str, results: bool, queues: &[&str]) -> Namespace {
+        let mut queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
+        queues.push(conveyor::durable::DEFAULT_QUEUE_NAME.to_string());
         let prefix = unique(tag);
         let base = "amqp://guest:guest@127.0.0.1:5672/%2f";
         let records = format!("{prefix}:records:");
@@ -95,7 +103,8 @@ impl Namespace {
                     )
                     .await
                     .expect("connect to clean up");
-                    b.delete_namespace(&[conveyor::durable::DEFAULT_QUEUE_NAME])
+                    let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
+                    b.delete_namespace(&queues)
                         .await
                         .expect("delete the test queues");
                     if results {

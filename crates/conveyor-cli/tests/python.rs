@@ -1,0 +1,133 @@
+//! The Python package (`python/`) on every backend: its pytest suite
+//! (`python/tests`) run by a real Python against the machine's servers, with
+//! the native module cargo built for this run and a real `conveyor worker
+//! --python` serving the tasks.
+//!
+//! The package is staged into a temporary directory (the Python sources and
+//! the extension cargo built as a dev-dependency, renamed as Python loads
+//! it), so the Rust code is built once for the CLI, these tests and the
+//! package; `pip install ./python` builds the same crate with maturin.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::namespace::Namespace;
+
+/// The repository's `python/` folder.
+fn package_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python")
+}
+
+/// The extension cargo built for this test run (a dev-dependency): beside
+/// this test binary, in `target/…/deps`.
+fn extension() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("the deps folder");
+    for dir in [deps, deps.parent().unwrap_or(deps)] {
+        let lib = dir.join(format!(
+            "{}conveyor_python{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        if lib.exists() {
+            return lib;
+        }
+    }
+    panic!(
+        "the extension libconveyor_python was not built beside {}",
+        deps.display()
+    );
+}
+
+/// Copies the package with its native module into `dir`.
+fn stage(dir: &Path) -> PathBuf {
+    let src = package_source().join("conveyor");
+    let dst = dir.join("conveyor");
+    std::fs::create_dir_all(&dst).expect("make the package folder");
+    for entry in std::fs::read_dir(&src).expect("read python/conveyor") {
+        let path = entry.expect("an entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, dst.join(path.file_name().expect("a name"))).expect("copy");
+        }
+    }
+    std::fs::copy(extension(), dst.join("_native.abi3.so")).expect("copy the extension");
+    dir.to_path_buf()
+}
+
+/// A Python with pytest.
+fn python() -> PathBuf {
+    conveyor_testkit::python::venv("pytest", &["pytest>=8,<9"], &["pytest"])
+        .expect("a virtualenv with pytest")
+}
+
+/// Runs the pytest suite against `url`; `extra` are pytest's arguments.
+fn pytest(url: &str, extra: &[&str]) {
+    let staged = tempfile::tempdir().expect("tempdir");
+    let root = stage(staged.path());
+    let tests = package_source().join("tests");
+    let work = tempfile::tempdir().expect("the worker's directory");
+    let out = Command::new(python())
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "-x",
+            "--tb=short",
+        ])
+        .args(extra)
+        .arg(&tests)
+        .env("PYTHONPATH", &root)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("CONVEYOR_URL", url)
+        .env("CONVEYOR_BIN", env!("CARGO_BIN_EXE_conveyor"))
+        .env("CONVEYOR_TEST_WORKDIR", work.path())
+        .env_remove("CONVEYOR_PYTHON")
+        .current_dir(work.path())
+        .output()
+        .expect("run pytest");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "pytest failed on {url}:\n{text}");
+}
+
+#[test]
+fn the_package_on_the_embedded_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pytest(
+        &format!("embedded://{}", dir.path().join("q.db").display()),
+        &[],
+    );
+}
+
+#[test]
+fn the_package_on_redis() {
+    let ns = Namespace::redis("py");
+    pytest(&ns.url, &[]);
+}
+
+#[test]
+fn the_package_on_postgres() {
+    let ns = Namespace::postgres("py");
+    pytest(&ns.url, &[]);
+}
+
+#[test]
+fn the_package_on_rabbitmq() {
+    let ns = Namespace::amqp_with_results_and_queues("py", &["other"]);
+    pytest(&ns.url, &[]);
+}
+
+#[test]
+fn the_package_on_nats() {
+    let ns = Namespace::nats("py");
+    pytest(&ns.url, &[]);
+}

@@ -1,0 +1,209 @@
+//! `conveyor._native.Client`: one backend, opened by URL, and the calls the
+//! Python package makes on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::durable::{wait_for_finish, Backend, Enqueued, NewTask};
+use conveyor::{Error, TaskId, TaskState};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{to_py, to_py_in};
+use crate::options::enqueue_options;
+use crate::record::to_dict;
+use crate::runtime::{block_on, runtime};
+use crate::waiter::Waiter;
+
+/// An open backend. Made by `conveyor.App`; every method that talks to the
+/// store releases the GIL while it waits.
+#[pyclass(module = "conveyor._native", frozen)]
+pub struct Client {
+    backend: Arc<dyn Backend>,
+    url: String,
+    /// The process that opened it: its connections and runtime do not
+    /// survive a fork.
+    pid: u32,
+}
+
+impl Client {
+    /// The backend, refused in a forked child of the process that opened it.
+    fn backend(&self) -> PyResult<&Arc<dyn Backend>> {
+        if std::process::id() != self.pid {
+            return Err(crate::errors::conveyor_error(
+                "this client was opened before a fork; its connections belong to the parent \
+                 process (conveyor.App reconnects by itself in the child)",
+            ));
+        }
+        Ok(&self.backend)
+    }
+}
+
+/// The timeout as a duration (`None`: wait as long as it takes).
+fn wait_limit(timeout: Option<f64>) -> PyResult<Duration> {
+    match timeout {
+        None => Ok(Duration::MAX),
+        Some(s) => Duration::try_from_secs_f64(s).map_err(|_| {
+            to_py(Error::InvalidConfig(format!(
+                "timeout must be a finite number of seconds, at least 0 (got {s})"
+            )))
+        }),
+    }
+}
+
+/// Waits for task `id` to finish, up to `limit`.
+async fn finished(
+    backend: Arc<dyn Backend>,
+    id: TaskId,
+    limit: Duration,
+) -> Result<conveyor::durable::TaskRecord, Error> {
+    let store = backend.result_store()?;
+    let record = wait_for_finish(store, id, limit)
+        .await?
+        .ok_or(Error::NotFound(id))?;
+    if !record.state.is_finished() {
+        return Err(Error::WaitTimeout(id));
+    }
+    Ok(record)
+}
+
+#[pymethods]
+impl Client {
+    /// Opens the backend `url` names (`None`: `CONVEYOR_URL`, else the
+    /// embedded store `./conveyor.db`).
+    #[new]
+    #[pyo3(signature = (url=None))]
+    fn new(py: Python<'_>, url: Option<&str>) -> PyResult<Self> {
+        let url = conveyor::durable::resolve_url(url);
+        let target = url.clone();
+        let backend = block_on(py, async move {
+            conveyor::durable::connect(&target).await.map_err(to_py)
+        })?;
+        Ok(Self {
+            backend,
+            url,
+            pid: std::process::id(),
+        })
+    }
+
+    /// The URL it was opened with (secrets hidden).
+    #[getter]
+    fn url(&self) -> String {
+        conveyor::redact_url(&self.url)
+    }
+
+    /// The backend's kind: `embedded`, `redis`, `postgres`, …
+    #[getter]
+    fn kind(&self) -> String {
+        self.backend.kind().to_string()
+    }
+
+    /// Enqueues one task: `(id, duplicate)`, where `duplicate` says an
+    /// unfinished task with the same unique key was found instead.
+    #[pyo3(signature = (handler, payload, options=None))]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        handler: &str,
+        payload: &[u8],
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(u64, bool)> {
+        let task = enqueue_options(options)?.to_task(handler, payload.to_vec());
+        let backend = self.backend()?.clone();
+        let e = block_on(
+            py,
+            async move { backend.enqueue(task).await.map_err(to_py) },
+        )?;
+        Ok((e.id.0, e.duplicate))
+    }
+
+    /// Enqueues one task per payload, all with the same options, in one
+    /// atomic batch: `[(id, duplicate), …]` in the payloads' order.
+    #[pyo3(signature = (handler, payloads, options=None))]
+    fn enqueue_many(
+        &self,
+        py: Python<'_>,
+        handler: &str,
+        payloads: Vec<Vec<u8>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<(u64, bool)>> {
+        let opts = enqueue_options(options)?;
+        let tasks: Vec<NewTask> = payloads
+            .into_iter()
+            .map(|p| opts.to_task(handler, p))
+            .collect();
+        let backend = self.backend()?.clone();
+        let done: Vec<Enqueued> = block_on(py, async move {
+            backend.enqueue_many(tasks).await.map_err(to_py)
+        })?;
+        Ok(done.into_iter().map(|e| (e.id.0, e.duplicate)).collect())
+    }
+
+    /// The task's record as a dict, or `None` when the store has none (never
+    /// enqueued, or pruned after its retention).
+    fn get<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let backend = self.backend()?.clone();
+        let record = block_on(
+            py,
+            async move { backend.get(TaskId(id)).await.map_err(to_py) },
+        )?;
+        record.map(|r| to_dict(py, &r)).transpose()
+    }
+
+    /// Waits until the task has finished and returns its record; raises
+    /// `Timeout` after `timeout` seconds, `TaskNotFound` for an unknown id.
+    #[pyo3(signature = (id, timeout=None))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let limit = wait_limit(timeout)?;
+        let backend = self.backend()?.clone();
+        let record = block_on(py, async move {
+            finished(backend, TaskId(id), limit).await.map_err(to_py)
+        })?;
+        to_dict(py, &record)
+    }
+
+    /// Waits in the background and calls `callback(record, None)` once the
+    /// task has finished, or `callback(None, exception)`; the call comes from
+    /// a thread of the runtime (asyncio callers hop back to their loop with
+    /// `call_soon_threadsafe`). `Waiter.cancel()` stops waiting.
+    #[pyo3(signature = (id, callback, timeout=None))]
+    fn wait_then(&self, id: u64, callback: Py<PyAny>, timeout: Option<f64>) -> PyResult<Waiter> {
+        let limit = wait_limit(timeout)?;
+        let backend = self.backend()?.clone();
+        let task = runtime()?.spawn(async move {
+            let out = finished(backend, TaskId(id), limit).await;
+            Python::attach(|py| {
+                let args = match out {
+                    Ok(r) => match to_dict(py, &r) {
+                        Ok(d) => (d.into_any().unbind(), py.None()),
+                        Err(e) => (py.None(), e.into_value(py).into_any()),
+                    },
+                    Err(e) => (py.None(), to_py_in(py, e).into_value(py).into_any()),
+                };
+                if let Err(e) = callback.call1(py, args) {
+                    e.write_unraisable(py, None);
+                }
+            });
+        });
+        Ok(Waiter::new(task.abort_handle()))
+    }
+
+    /// Cancels a task that has not started; returns its state afterwards
+    /// (`cancelled`, or the state it had reached).
+    fn cancel(&self, py: Python<'_>, id: u64) -> PyResult<String> {
+        let backend = self.backend()?.clone();
+        let state: TaskState = block_on(py, async move {
+            backend.cancel(TaskId(id)).await.map_err(to_py)
+        })?;
+        Ok(state.as_str().to_string())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Client({:?})", conveyor::redact_url(&self.url))
+    }
+}

@@ -1,0 +1,36 @@
+"""What ``conveyor worker --python MODULE:APP`` learns from the app:
+``python -m conveyor._manifest MODULE:APP`` prints one JSON object, the
+interpreter and every declared task with its options."""
+
+import json
+import sys
+
+
+def main(argv: "list[str]") -> int:
+    from ._loader import load_app
+    from .errors import ConveyorError
+
+    if len(argv) != 1:
+        print("usage: python -m conveyor._manifest MODULE:APP", file=sys.stderr)
+        return 2
+    try:
+        app = load_app(argv[0])
+    except ConveyorError as e:
+        print("conveyor: %s" % e, file=sys.stderr)
+        return 2
+    tasks = []
+    for name, task in sorted(app.tasks.items()):
+        entry = {"name": name}
+        entry.update(task.options.manifest())
+        entry["queue"] = task.options.queue or app.default_queue
+        tasks.append(entry)
+    json.dump(
+        {"app": argv[0], "executable": sys.executable, "url": app.url, "tasks": tasks},
+        sys.stdout,
+    )
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,116 @@
+"""The client alone: options, errors and lookups (the worker runs only for
+the session's other tests; nothing here needs it to take the tasks)."""
+
+import os
+
+import pytest
+
+import conveyor
+import pytasks
+from conftest import supports
+
+
+def test_options_are_checked_before_anything_is_sent(app):
+    with pytest.raises(conveyor.InvalidConfig):
+        pytasks.add.apply_async((1, 2), countdown=-1)
+    with pytest.raises(conveyor.InvalidConfig):
+        pytasks.add.apply_async((1, 2), countdown="soon")
+    with pytest.raises(conveyor.InvalidConfig):
+        pytasks.add.apply_async((1, 2), eta="tomorrow")
+    with pytest.raises(conveyor.InvalidConfig) as raised:
+        pytasks.add.delay(object(), 1)
+    assert isinstance(raised.value, ValueError)
+    with pytest.raises(conveyor.InvalidConfig):
+        pytasks.add.delay(float("nan"), 1)
+    with pytest.raises(conveyor.InvalidConfig):
+        pytasks.add.apply_async((1, 2), queue="")
+    with pytest.raises(conveyor.InvalidConfig):
+        pytasks.add.map([(1, 2)], unique_key="k")
+
+
+def test_declaring_checks_the_options():
+    app = conveyor.App("memory://")
+    with pytest.raises(conveyor.InvalidConfig):
+        app.task(rate="fast")(lambda: None)
+    with pytest.raises(conveyor.InvalidConfig):
+        app.task(timeout="forever")(lambda: None)
+    with pytest.raises(conveyor.InvalidConfig):
+        app.task(retries=-1)(lambda: None)
+
+    @app.task
+    def f():
+        return 1
+
+    with pytest.raises(conveyor.InvalidConfig):
+
+        @app.task(name="f")
+        def g():
+            return 2
+
+    assert f() == 1  # a task called directly runs here
+    assert app.tasks["f"] is f
+
+
+def test_unknown_ids(app):
+    h = app.handle(987_654_321_987)
+    with pytest.raises(conveyor.TaskNotFound) as raised:
+        h.state()
+    assert isinstance(raised.value, LookupError)
+    assert h.info() is None
+    with pytest.raises(conveyor.TaskNotFound):
+        h.get(timeout=1)
+
+
+def test_cancel_a_waiting_task(app):
+    h = pytasks.add.apply_async((1, 1), countdown=60)
+    state = supports(h.cancel)
+    assert state == "cancelled"
+    with pytest.raises(conveyor.TaskFailed) as raised:
+        h.get(timeout=10)
+    assert raised.value.state == "cancelled"
+
+
+def test_unique_keys(app):
+    key = "unique-%d" % os.getpid()
+    first = supports(lambda: pytasks.add.apply_async((1, 1), countdown=60, unique_key=key))
+    second = pytasks.add.apply_async((2, 2), countdown=60, unique_key=key)
+    assert second.duplicate and not first.duplicate
+    assert second.id == first.id
+    supports(first.cancel)
+
+
+def test_an_unreachable_store_is_unavailable():
+    app = conveyor.App("redis://127.0.0.1:1/0")
+    with pytest.raises(conveyor.BackendUnavailable) as raised:
+        app.send_task("nothing")
+    assert raised.value.kind in ("unavailable", "timeout")
+    assert isinstance(raised.value, ConnectionError)
+
+
+def test_a_bad_url_is_invalid():
+    with pytest.raises(conveyor.ConveyorError):
+        conveyor.App("bogus://nowhere").send_task("x")
+
+
+def test_a_forked_child_reconnects(app):
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    pytasks.add.delay(0, 0)  # connect in the parent first
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if pytasks.add.delay(20, 22).get(timeout=30) == 42 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert pytasks.add.delay(1, 2).get(timeout=30) == 3
+
+
+def test_the_package_describes_itself():
+    assert conveyor.__version__
+    for documented in (conveyor.App, conveyor.App.task, conveyor.Task.delay,
+                       conveyor.Task.apply_async, conveyor.TaskHandle.get,
+                       conveyor.TaskHandle.wait_async, conveyor.TaskFailed):
+        assert documented.__doc__, documented
