@@ -68,6 +68,11 @@ def whoami():
     return os.getpid()
 
 
+@app.task
+def whoami_too():
+    return os.getpid()
+
+
 @app.task(retries=0)
 def not_json():
     return object()

@@ -160,6 +160,14 @@ pub struct WorkerArgs {
     /// Grace period on SIGINT/SIGTERM (overrides the file).
     #[arg(long, value_parser = parse_duration)]
     pub grace: Option<Duration>,
+    /// How long completed tasks and their results are kept, e.g. 1d
+    /// (overrides the file; default 1 day).
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_completed: Option<Duration>,
+    /// How long dead-lettered tasks are kept, e.g. 30d (overrides the file;
+    /// default 7 days).
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_dead: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics while the worker runs,
     /// e.g. 127.0.0.1:9464 (port 0: any free port, logged at start).
     #[arg(long, value_name = "ADDR")]

@@ -6,6 +6,8 @@
 //! slots = 8                 # tasks at once
 //! lease = "30s"
 //! grace = "30s"
+//! keep_completed = "1d"     # completed tasks and their results are kept this long
+//! keep_dead = "7d"          # dead letters this long
 //!
 //! [handlers.resize]
 //! program = "convert"
@@ -88,6 +90,12 @@ pub struct WorkerSection {
     /// Poll interval while idle.
     #[serde(default, with = "humantime_serde_opt")]
     pub poll: Option<Duration>,
+    /// How long completed and cancelled tasks (and results) are kept.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub keep_completed: Option<Duration>,
+    /// How long dead-lettered tasks are kept.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub keep_dead: Option<Duration>,
 }
 
 /// `[handlers.NAME]`.
@@ -274,6 +282,8 @@ mod tests {
             [worker]
             slots = 4
             lease = "10s"
+            keep_completed = "2h"
+            keep_dead = "30d"
             [handlers.echo]
             program = "echo"
             args = ["{msg}"]
@@ -286,6 +296,8 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.worker.slots, Some(4));
         assert_eq!(cfg.worker.lease, Some(Duration::from_secs(10)));
+        assert_eq!(cfg.worker.keep_completed, Some(Duration::from_secs(7200)));
+        assert_eq!(cfg.worker.keep_dead, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(cfg.handlers["echo"].timeout, Some(Duration::from_secs(60)));
     }
 
@@ -301,6 +313,27 @@ mod tests {
         assert!(format!("{e:#}").contains("handlers"), "{e:#}");
         let e = Config::parse("[handlers.x]\nprogram = \"a\"\nrate = \"fast\"").unwrap_err();
         assert!(format!("{e:#}").contains("rate"), "{e:#}");
+    }
+
+    #[test]
+    fn a_python_app_alone_is_a_worker() {
+        let cfg = Config::parse("[python]\napp = \"tasks:app\"\nprocesses = 3").unwrap();
+        assert!(cfg.handlers.is_empty());
+        assert_eq!(
+            cfg.python.as_ref().map(|p| p.app.as_str()),
+            Some("tasks:app")
+        );
+        for (text, needle) in [
+            ("[python]\napp = \"t:a\"\nprocesses = 0", "at least 1"),
+            (
+                "[python]\napp = \"t:a\"\nmax_memory = \"lots\"",
+                "max_memory",
+            ),
+            ("[python]\nap = \"t:a\"", "ap"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(format!("{e:#}").contains(needle), "{text}: {e:#}");
+        }
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn load(section: &PythonSection) -> anyhow::Result<PythonApp> {
         .with_context(|| format!("cannot run {interpreter} to read the app {}", section.app))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("No module named conveyor") {
+        let hint = if stderr.contains("No module named 'conveyor'") {
             " (install conveyor's Python package in that interpreter: pip install ./python \
              from a checkout)"
         } else {

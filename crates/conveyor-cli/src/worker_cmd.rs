@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use conveyor::durable::Worker;
-use conveyor::durable::{Backend, HandlerLimits};
+use conveyor::durable::{Backend, HandlerLimits, Retention};
 use conveyor::{
     Handler, PersistentPool, PersistentProcess, ProcessCommand, Rate, RetryPolicy, TaskError,
 };
@@ -157,6 +157,14 @@ pub async fn run(
     if let Some(d) = w.poll {
         builder = builder.poll_interval(d);
     }
+    let mut retention = Retention::default();
+    if let Some(d) = args.keep_completed.or(w.keep_completed) {
+        retention.finished = d;
+    }
+    if let Some(d) = args.keep_dead.or(w.keep_dead) {
+        retention.dead = d;
+    }
+    builder = builder.retention(retention);
     builder = builder.on_task_complete(|settled| crate::task_log::log(&settled));
     let worker = builder.build()?;
     let _metrics = match args.metrics {
@@ -173,9 +181,11 @@ pub async fn run(
     };
     tracing::info!(
         "conveyor worker: {kind} backend, queues {}, {slots} slots: up to {slots} handler \
-         processes at once; handlers: {}",
+         processes at once; handlers: {}; finished tasks kept {}, dead ones {}",
         queues_shown.join(", "),
-        described.join("; ")
+        described.join("; "),
+        humantime::format_duration(retention.finished),
+        humantime::format_duration(retention.dead),
     );
     let started = std::time::Instant::now();
     let report = worker.run().await?;

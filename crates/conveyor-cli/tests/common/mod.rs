@@ -3,6 +3,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod namespace;
+pub mod python;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
