@@ -50,10 +50,14 @@ where
     py.detach(|| {
         rt.block_on(async {
             tokio::pin!(fut);
-            let mut tick = tokio::time::interval(SIGNAL_CHECK);
-            tick.tick().await;
+            // The first check is one period away: an interval's immediate
+            // first tick would wait for the timer driver (about a
+            // millisecond), longer than most calls take.
+            let first = tokio::time::Instant::now() + SIGNAL_CHECK;
+            let mut tick = tokio::time::interval_at(first, SIGNAL_CHECK);
             loop {
                 tokio::select! {
+                    biased;
                     out = &mut fut => return out,
                     _ = tick.tick() => Python::attach(|py| py.check_signals())?,
                 }
