@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import time
 
 import conveyor
@@ -86,3 +87,11 @@ def context(task):
 @app.task(retries=0, timeout="300ms")
 def too_slow():
     time.sleep(30)
+
+
+@app.task(bind=True, retries=2, backoff="10ms")
+def crash_once(task):
+    """Its first attempt kills the child running it."""
+    if task.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return task.attempt

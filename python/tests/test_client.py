@@ -2,6 +2,10 @@
 the session's other tests; nothing here needs it to take the tasks)."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -114,3 +118,29 @@ def test_the_package_describes_itself():
                        conveyor.Task.apply_async, conveyor.TaskHandle.get,
                        conveyor.TaskHandle.wait_async, conveyor.TaskFailed):
         assert documented.__doc__, documented
+
+
+def test_ctrl_c_interrupts_a_blocked_get(app):
+    """A get() with no timeout on a task that will not finish soon still
+    answers Ctrl-C: the GIL is released, and signals are checked meanwhile."""
+    code = (
+        "import pytasks\n"
+        "h = pytasks.add.apply_async((1, 1), countdown=3600)\n"
+        "print('waiting', flush=True)\n"
+        "h.get()\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout.readline().strip() == b"waiting"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("get() did not answer Ctrl-C")
+    assert proc.returncode != 0
+    assert b"KeyboardInterrupt" in err, err

@@ -190,3 +190,11 @@ def test_children_are_shared_by_the_tasks(app):
     pids = {h.get(timeout=30) for h in handles}
     # Both tasks ran in the app's one pool of children, not one pool each.
     assert 1 <= len(pids) <= PROCESSES, pids
+
+
+def test_a_child_killed_mid_task_is_replaced_and_the_task_retried(app):
+    h = pytasks.crash_once.delay()
+    assert h.get(timeout=60) == 2
+    errors = [e for e in h.info()["attempt_errors"] if e]
+    if errors:  # backends that keep attempt history
+        assert "broke off" in errors[0], errors
