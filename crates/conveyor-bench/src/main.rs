@@ -7,6 +7,8 @@
 //! `conveyor-bench kafka [--brokers HOST:PORT] [--quick]` for Kafka consumption,
 //! `conveyor-bench worker [--backend URL] [--quick]` for `conveyor worker` with
 //! Python handlers against Celery,
+//! `conveyor-bench python-client [--backend URL] [--quick]` for the Python
+//! package's `delay()` and `get()` against Celery's,
 //! `conveyor-bench inspect [--backend URL] [--tasks N] [--quick]` for the
 //! dashboard's pages over a million tasks.
 //! `inproc` (the default) runs the in-process ones. Timings are printed, never asserted.
@@ -37,6 +39,7 @@ mod nats_floor;
 mod noop;
 mod pg_floor;
 mod python;
+mod python_client;
 mod queue;
 mod rate_limit;
 mod redis_scripts;
@@ -66,7 +69,7 @@ struct Command {
 }
 
 /// Every subcommand, in the order the usage lists them.
-const COMMANDS: [Command; 10] = [
+const COMMANDS: [Command; 11] = [
     Command {
         name: "inproc",
         args: "[--quick]",
@@ -104,6 +107,13 @@ const COMMANDS: [Command; 10] = [
         args: "[--backend URL] [--quick]",
         about: "`conveyor worker` with Python handlers against Celery (default backend: \
                 redis://127.0.0.1:6379/0; needs the release `conveyor` binary)",
+    },
+    Command {
+        name: "python-client",
+        args: "[--backend URL] [--quick]",
+        about: "the Python package's delay() and get() against Celery's, on Redis (default \
+                redis://127.0.0.1:6379/0; needs the release `conveyor` binary and \
+                extension: cargo build --release -p conveyor-cli -p conveyor-python)",
     },
     Command {
         name: "inspect",
@@ -377,6 +387,10 @@ fn main() {
             "[worker]",
             "conveyor worker with Python handlers vs Celery".into(),
         )),
+        "python-client" => Some((
+            "[python-client]",
+            "the Python package vs Celery's client".into(),
+        )),
         _ => None,
     };
     if let Some((title, what)) = suite {
@@ -393,6 +407,11 @@ fn main() {
                 runtime.block_on(kafka::run(&mut report, quick, &brokers));
             }
             "worker" => runtime.block_on(worker::run(
+                &mut report,
+                quick,
+                flag("--backend").as_deref(),
+            )),
+            "python-client" => runtime.block_on(python_client::run(
                 &mut report,
                 quick,
                 flag("--backend").as_deref(),
@@ -473,6 +492,7 @@ mod tests {
             "run",
             "kafka",
             "worker",
+            "python-client",
             "inspect",
             "--quick",
             "rss-child",

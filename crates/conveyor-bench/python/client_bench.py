@@ -1,0 +1,123 @@
+"""The Python client benchmark: conveyor's package beside Celery, on the same
+Redis, measured by the same code.
+
+    python client_bench.py SIDE URL PREFIX MEASURE N THREADS OUT
+
+SIDE is ``conveyor`` or ``celery``; MEASURE one of:
+
+- ``enqueue``: N ``delay()`` calls split over THREADS threads, no worker;
+  the rate of calls.
+- ``roundtrip``: N ``delay().get()`` one after another, with a worker
+  running (WORKER below); p50 and p99 of the round trip.
+- ``e2e``: N no-op ``delay()`` calls with results stored, then every
+  ``get()``; the rate from the first call to the last result.
+- ``e2e_map`` (conveyor only): the same, the N calls enqueued by one
+  ``map()`` (batches of 1,000), the package's batch enqueue.
+
+Writes one JSON object to OUT. The tasks are the module ``bench_tasks``
+(written beside this script by the benchmark), so both workers import the
+same functions.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+
+def percentile(values, q):
+    values = sorted(values)
+    if not values:
+        return None
+    k = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    return values[k]
+
+
+def enqueue(noop, n, threads):
+    per = n // threads
+    barrier = threading.Barrier(threads + 1)
+    errors = []
+
+    def produce():
+        barrier.wait()
+        try:
+            for _ in range(per):
+                noop.delay()
+        except Exception as e:  # reported, not raised in a thread
+            errors.append(repr(e))
+
+    workers = [threading.Thread(target=produce) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    took = time.perf_counter() - t0
+    if errors:
+        return {"error": errors[0]}
+    return {"per_s": per * threads / took}
+
+
+def roundtrip(noop, n):
+    for _ in range(20):  # warm: connections, the worker's children
+        noop.delay().get(timeout=60)
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        noop.delay().get(timeout=60)
+        samples.append(time.perf_counter() - t0)
+    return {
+        "p50_ms": percentile(samples, 0.50) * 1e3,
+        "p99_ms": percentile(samples, 0.99) * 1e3,
+    }
+
+
+def e2e(noop, n):
+    noop.delay().get(timeout=60)
+    t0 = time.perf_counter()
+    handles = [noop.delay() for _ in range(n)]
+    for h in handles:
+        h.get(timeout=300)
+    return {"per_s": n / (time.perf_counter() - t0)}
+
+
+def e2e_map(noop, n):
+    noop.delay().get(timeout=60)
+    t0 = time.perf_counter()
+    handles = []
+    for start in range(0, n, 1000):
+        handles.extend(noop.map([()] * min(1000, n - start)))
+    for h in handles:
+        h.get(timeout=300)
+    return {"per_s": n / (time.perf_counter() - t0)}
+
+
+def main():
+    side, url, prefix, measure, n, threads, out = sys.argv[1:8]
+    n, threads = int(n), int(threads)
+    os.environ["BENCH_SIDE"] = side
+    os.environ["BENCH_URL"] = url
+    os.environ["BENCH_PREFIX"] = prefix
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_tasks
+
+    noop = bench_tasks.noop
+    try:
+        if measure == "enqueue":
+            result = enqueue(noop, n, threads)
+        elif measure == "roundtrip":
+            result = roundtrip(noop, n)
+        elif measure == "e2e_map":
+            result = e2e_map(noop, n)
+        else:
+            result = e2e(noop, n)
+    except Exception as e:
+        result = {"error": repr(e)}
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()
