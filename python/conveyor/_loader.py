@@ -46,3 +46,20 @@ def load_app(spec: str) -> "App":
             % (module_name, len(apps), module_name)
         )
     return apps[0]
+
+
+def app_from_argv(argv: "list[str]", program: str) -> "App | None":
+    """The app ``python -m conveyor.PROGRAM MODULE:APP`` names, or ``None``
+    after saying on stderr what is wrong (the caller exits 2)."""
+    import sys
+
+    from .errors import ConveyorError
+
+    if len(argv) != 1:
+        print("usage: python -m conveyor.%s MODULE:APP" % program, file=sys.stderr)
+        return None
+    try:
+        return load_app(argv[0])
+    except ConveyorError as e:
+        print("conveyor: %s" % e, file=sys.stderr)
+        return None

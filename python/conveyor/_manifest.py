@@ -7,16 +7,10 @@ import sys
 
 
 def main(argv: "list[str]") -> int:
-    from ._loader import load_app
-    from .errors import ConveyorError
+    from ._loader import app_from_argv
 
-    if len(argv) != 1:
-        print("usage: python -m conveyor._manifest MODULE:APP", file=sys.stderr)
-        return 2
-    try:
-        app = load_app(argv[0])
-    except ConveyorError as e:
-        print("conveyor: %s" % e, file=sys.stderr)
+    app = app_from_argv(argv, "_manifest")
+    if app is None:
         return 2
     tasks = []
     for name, task in sorted(app.tasks.items()):
