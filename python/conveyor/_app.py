@@ -98,7 +98,7 @@ class Task(Generic[R]):
         #: The handler name workers know it by.
         self.name = name
         self.options = options
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         return self.fn(*args, **kwargs)

@@ -59,7 +59,7 @@ class TaskHandle(Generic[R]):
             from .errors import TaskNotFound
 
             raise TaskNotFound("task %s not found" % self.id, self.id)
-        return record["state"]
+        return str(record["state"])
 
     def ready(self) -> bool:
         """True once the task has finished (completed, dead or cancelled)."""
@@ -73,7 +73,8 @@ class TaskHandle(Generic[R]):
         ``timeout`` seconds (the task goes on). The GIL is released while
         waiting, and Ctrl-C interrupts it.
         """
-        return _result(self._app._client().wait(self.id, timeout))
+        result: R = _result(self._app._client().wait(self.id, timeout))
+        return result
 
     async def wait_async(self, timeout: Optional[float] = None) -> R:
         """:meth:`get` for asyncio: awaits the result without blocking the
@@ -101,7 +102,8 @@ class TaskHandle(Generic[R]):
         except asyncio.CancelledError:
             waiter.cancel()
             raise
-        return _result(record)
+        result: R = _result(record)
+        return result
 
     def __await__(self):  # type: ignore[no-untyped-def]
         return self.wait_async().__await__()

@@ -8,7 +8,7 @@ value is one positional argument.
 """
 
 import json
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 _ENVELOPE = frozenset(("args", "kwargs"))
 
@@ -29,7 +29,7 @@ def encode(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
         raise InvalidConfig("a task's arguments must be JSON values: %s" % e) from None
 
 
-def decode(params: Any) -> Tuple[list, Dict[str, Any]]:
+def decode(params: Any) -> Tuple[List[Any], Dict[str, Any]]:
     """The positional and keyword arguments a task's params stand for."""
     if isinstance(params, list):
         return params, {}

@@ -49,7 +49,10 @@ class _Runner:
         if task.options.bind:
             ms = request.get("deadline_ms")
             ctx = TaskContext(
-                task_id, name, request.get("attempt", 1), ms / 1000.0 if ms is not None else None
+                request["id"],
+                task.name,
+                request.get("attempt", 1),
+                ms / 1000.0 if ms is not None else None,
             )
             args = [ctx, *args]
         try:

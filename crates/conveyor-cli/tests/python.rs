@@ -84,3 +84,32 @@ fn the_package_on_nats() {
     let ns = Namespace::nats("py");
     pytest(&ns.url, &[]);
 }
+
+/// The package keeps its `py.typed` promise: `mypy --strict` passes on it
+/// and on a user's module (`python/tests/typed_usage.py`) whose task types
+/// flow through `delay()` and `get()`.
+#[test]
+fn the_package_type_checks() {
+    let staged = tempfile::tempdir().expect("tempdir");
+    let root = stage(staged.path());
+    let out = Command::new(python())
+        .args([
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir=/dev/null",
+        ])
+        .arg(root.join("conveyor"))
+        .arg(package_source().join("tests").join("typed_usage.py"))
+        .env("MYPYPATH", &root)
+        .current_dir(staged.path())
+        .output()
+        .expect("run mypy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mypy --strict:\n{text}");
+}

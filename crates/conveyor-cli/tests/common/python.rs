@@ -44,8 +44,12 @@ pub fn stage(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// A Python with pytest.
+/// A Python with pytest and mypy.
 pub fn python() -> PathBuf {
-    conveyor_testkit::python::venv("pytest", &["pytest>=8,<9"], &["pytest"])
-        .expect("a virtualenv with pytest")
+    conveyor_testkit::python::venv(
+        "pytest-mypy",
+        &["pytest>=8,<9", "mypy>=1.13,<2"],
+        &["pytest", "mypy"],
+    )
+    .expect("a virtualenv with pytest and mypy")
 }
