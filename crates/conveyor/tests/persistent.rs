@@ -299,13 +299,18 @@ async fn replies_ask_for_a_retry_a_failure_or_a_discard() {
     );
     let remaining = output(&r[3])["remaining"].as_f64().unwrap();
     assert!(remaining > 0.0 && remaining <= 60.0, "{remaining}");
-    // An exception is an ordinary, retryable failure.
+    // An exception is an ordinary, retryable failure; its error is the
+    // exception line, then the traceback.
     let once = Handler::persistent("modes", s.spec()).retry(RetryPolicy::none());
     let r = run_all(&once, vec![json!({"n": 0, "mode": "boom"})]).await;
     let e = r[0].outcome.error().unwrap();
-    assert_eq!(
-        (e.kind(), e.message()),
-        (ErrorKind::Retryable, "ValueError: bad value")
+    assert_eq!(e.kind(), ErrorKind::Retryable);
+    let (head, traceback) = e.message().split_once("\n\n").expect("a traceback");
+    assert_eq!(head, "ValueError: bad value");
+    assert!(
+        traceback.starts_with("Traceback (most recent call last):")
+            && traceback.contains("raise ValueError(\"bad value\")"),
+        "{traceback}"
     );
 }
 
