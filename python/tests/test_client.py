@@ -123,7 +123,12 @@ def test_the_package_describes_itself():
 def test_ctrl_c_interrupts_a_blocked_get(app):
     """A get() with no timeout on a task that will not finish soon still
     answers Ctrl-C: the GIL is released, and signals are checked meanwhile."""
+    # Ctrl-C as a terminal sends it: the program's SIGINT handler is Python's
+    # own even when this test runs where SIGINT is ignored (a background job
+    # inherits it ignored, and then Python installs no handler).
     code = (
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import pytasks\n"
         "h = pytasks.add.apply_async((1, 1), countdown=3600)\n"
         "print('waiting', flush=True)\n"
