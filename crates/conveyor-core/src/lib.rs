@@ -45,7 +45,7 @@ pub use backend::{
     Part, QueueControl, RecordKeeper, Registry, ReserveParams, ResultStore, Retention, Search,
     WakeBoard, WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, SCAN_BUDGET, WORKER_SILENCE,
 };
-pub use backend::{unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
+pub use backend::{finished_record, unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Json};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::durable::{wait_for_finish, Backend, Enqueued, NewTask};
+use conveyor::durable::{finished_record, Backend, Enqueued, NewTask};
 use conveyor::{Error, TaskId, TaskState};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -57,14 +57,7 @@ async fn finished(
     id: TaskId,
     limit: Duration,
 ) -> Result<conveyor::durable::TaskRecord, Error> {
-    let store = backend.result_store()?;
-    let record = wait_for_finish(store, id, limit)
-        .await?
-        .ok_or(Error::NotFound(id))?;
-    if !record.state.is_finished() {
-        return Err(Error::WaitTimeout(id));
-    }
-    Ok(record)
+    finished_record(backend.result_store()?, id, limit).await
 }
 
 #[pymethods]

@@ -94,7 +94,7 @@ pub use search::{
     SCAN_BUDGET,
 };
 pub use unserved::{unserved, Unserved, UNSERVED_SCAN};
-pub use wait_finish::wait_for_finish;
+pub use wait_finish::{finished_record, wait_for_finish};
 pub use wake_board::WakeBoard;
 
 /// What a backend's core operations support. Operations outside it return

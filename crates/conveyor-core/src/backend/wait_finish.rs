@@ -83,6 +83,24 @@ pub async fn wait_for_finish(
     }
 }
 
+/// [`wait_for_finish`] for a caller that wants the finished task: its record,
+/// [`Error::NotFound`] when there is no such task (never enqueued, or
+/// pruned), [`Error::WaitTimeout`] when it has not finished within
+/// `timeout`.
+pub async fn finished_record(
+    store: &dyn ResultStore,
+    id: TaskId,
+    timeout: Duration,
+) -> Result<TaskRecord, Error> {
+    let record = wait_for_finish(store, id, timeout)
+        .await?
+        .ok_or(Error::NotFound(id))?;
+    if !record.state.is_finished() {
+        return Err(Error::WaitTimeout(id));
+    }
+    Ok(record)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

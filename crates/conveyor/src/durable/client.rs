@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use conveyor_core::{
-    wait_for_finish, Backend, Codec, Enqueued, Error, Json, TaskId, TaskRecord, TaskState,
+    finished_record, Backend, Codec, Enqueued, Error, Json, TaskId, TaskRecord, TaskState,
 };
 
 use crate::events::{Event, EventBus, TaskEvent};
@@ -256,16 +256,14 @@ impl<Out: DeserializeOwned, C: Codec> DurableHandle<Out, C> {
     }
 
     /// Reads the task until it has finished, or `deadline` has passed
-    /// ([`wait_for_finish`]: woken by the store's finish notifications where
+    /// ([`finished_record`]: woken by the store's finish notifications where
     /// it has them).
     async fn wait_until(&self, deadline: Option<Instant>) -> Result<Out, Error> {
         let store = self.backend.result_store()?;
         let timeout = deadline.map_or(Duration::MAX, |d| {
             d.saturating_duration_since(Instant::now())
         });
-        let record = wait_for_finish(store, self.id, timeout)
-            .await?
-            .ok_or(Error::NotFound(self.id))?;
+        let record = finished_record(store, self.id, timeout).await?;
         self.decode(record)?.ok_or(Error::WaitTimeout(self.id))
     }
 

@@ -24,12 +24,13 @@ pub use client::{Client, DurableHandle};
 pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
 /// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
-    attempt, check_name, parts, unserved, wait_for_finish, Administration, AttemptOutcome,
-    AttemptRecord, Backend, BackendUrl, Capabilities, Count, Enqueued, Finish, FinishAction,
-    GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder, ListParams, Maintenance, NewTask,
-    OpenFuture, Page, Part, QueueControl, QueueStats, Registry, ReserveParams, Reserved,
-    ResultStore, Retention, Scheme, Search, TaskRecord, Unserved, WorkerInfo, COUNT_BUDGET,
-    FORGET_WORKERS_AFTER, MAX_NAME_CHARS, SCAN_BUDGET, UNSERVED_SCAN, WORKER_SILENCE,
+    attempt, check_name, finished_record, parts, unserved, wait_for_finish, Administration,
+    AttemptOutcome, AttemptRecord, Backend, BackendUrl, Capabilities, Count, Enqueued, Finish,
+    FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder, ListParams,
+    Maintenance, NewTask, OpenFuture, Page, Part, QueueControl, QueueStats, Registry,
+    ReserveParams, Reserved, ResultStore, Retention, Scheme, Search, TaskRecord, Unserved,
+    WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, MAX_NAME_CHARS, SCAN_BUDGET, UNSERVED_SCAN,
+    WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
 pub use heartbeat::HEARTBEAT_EVERY;
