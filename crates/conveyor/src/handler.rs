@@ -239,7 +239,7 @@ where
     /// together run at most that many tasks at once, the rest waiting for a
     /// free child.
     pub fn persistent_in(name: &str, pool: &PersistentPool) -> Self {
-        let processes = pool.processes;
+        let processes = pool.max_processes();
         let pool = pool.pool.clone();
         let owner: Arc<str> = Arc::from(name);
         let work = move |params: &mut Params, last: bool, ctx: TaskContext| match params_of::<In>(

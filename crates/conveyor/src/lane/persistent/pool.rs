@@ -56,6 +56,11 @@ impl ChildPool {
         }
     }
 
+    /// What its children run.
+    pub(crate) fn spec(&self) -> &PersistentProcess {
+        &self.spec
+    }
+
     /// Runs one task on a free child (started if none is idle). Dropping the
     /// future mid-task (timeout, cancellation) kills that child.
     pub(crate) async fn run(&self, call: Call<'_>) -> Result<serde_json::Value, TaskError> {

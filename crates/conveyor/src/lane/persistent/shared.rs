@@ -16,30 +16,27 @@ use super::spec::PersistentProcess;
 #[derive(Clone)]
 pub struct PersistentPool {
     pub(crate) pool: Arc<ChildPool>,
-    pub(crate) processes: Option<usize>,
 }
 
 impl PersistentPool {
     /// A pool of `spec`'s children; `label` names it in the log (the program,
     /// or the handlers it serves).
     pub fn new(label: &str, spec: PersistentProcess) -> Self {
-        let processes = spec.processes;
         Self {
             pool: Arc::new(ChildPool::new(label, spec)),
-            processes,
         }
     }
 
     /// The most children at once, if capped.
     pub fn max_processes(&self) -> Option<usize> {
-        self.processes
+        self.pool.spec().max_processes()
     }
 }
 
 impl fmt::Debug for PersistentPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PersistentPool")
-            .field("processes", &self.processes)
+            .field("processes", &self.max_processes())
             .finish_non_exhaustive()
     }
 }
