@@ -137,29 +137,12 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
 /// The release extension beside this binary.
 fn extension() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let lib = exe.parent()?.join(format!(
-        "{}conveyor_python{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    lib.exists().then_some(lib)
+    conveyor_testkit::python::extension_in(&[exe.parent()?])
 }
 
 /// The package, the driver and the tasks in `dir`.
 fn stage(dir: &Path, extension: &Path) -> Result<(), String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/conveyor");
-    let pkg = dir.join("conveyor");
-    std::fs::create_dir_all(&pkg).map_err(|e| format!("{}: {e}", pkg.display()))?;
-    let entries = std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_file() {
-            if let Some(name) = path.file_name() {
-                std::fs::copy(&path, pkg.join(name)).map_err(|e| format!("copy: {e}"))?;
-            }
-        }
-    }
-    std::fs::copy(extension, pkg.join("_native.abi3.so")).map_err(|e| format!("copy: {e}"))?;
+    conveyor_testkit::python::stage_package(dir, extension)?;
     std::fs::write(dir.join("client_bench.py"), DRIVER).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("bench_tasks.py"), TASKS).map_err(|e| e.to_string())?;
     Ok(())

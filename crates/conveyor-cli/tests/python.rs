@@ -13,7 +13,8 @@ mod common;
 use std::process::Command;
 
 use common::namespace::Namespace;
-use common::python::{package_source, python, stage};
+use common::python::{python, stage};
+use conveyor_testkit::python::package_source;
 
 /// Runs the pytest suite against `url`; `extra` are pytest's arguments.
 fn pytest(url: &str, extra: &[&str]) {

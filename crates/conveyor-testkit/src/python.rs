@@ -104,3 +104,40 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         Err(e) => Err(format!("cannot run {shown}: {e}")),
     }
 }
+
+/// The repository's Python package (`python/`: its sources, tests and
+/// `pyproject.toml`).
+pub fn package_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python")
+}
+
+/// The native extension cargo built (`libconveyor_python.so` on Linux), in
+/// the first of `dirs` that holds it.
+pub fn extension_in(dirs: &[&Path]) -> Option<PathBuf> {
+    let name = format!(
+        "{}conveyor_python{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    dirs.iter().map(|d| d.join(&name)).find(|lib| lib.exists())
+}
+
+/// The package as Python imports it, made in `dir` without pip or maturin:
+/// `dir/conveyor/` holds the package's sources and `extension` renamed
+/// `_native.abi3.so`. Put `dir` on `PYTHONPATH`.
+pub fn stage_package(dir: &Path, extension: &Path) -> Result<(), String> {
+    let src = package_source().join("conveyor");
+    let pkg = dir.join("conveyor");
+    std::fs::create_dir_all(&pkg).map_err(|e| format!("{}: {e}", pkg.display()))?;
+    let entries = std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", src.display()))?.path();
+        if let (true, Some(name)) = (path.is_file(), path.file_name()) {
+            std::fs::copy(&path, pkg.join(name))
+                .map_err(|e| format!("copy {}: {e}", path.display()))?;
+        }
+    }
+    std::fs::copy(extension, pkg.join("_native.abi3.so"))
+        .map_err(|e| format!("copy {}: {e}", extension.display()))?;
+    Ok(())
+}
