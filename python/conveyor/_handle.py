@@ -109,7 +109,13 @@ class TaskHandle(Generic[R]):
         return self.wait_async().__await__()
 
     def cancel(self) -> str:
-        """Cancels the task if it has not started; returns its state after."""
+        """Cancels the task, waiting or running; returns its state after.
+
+        ``"cancelled"``, or the state of a task that had already finished
+        (``"completed"``, ``"dead"``). A running task's worker stops it at its
+        next lease renewal (its process is killed) and nothing it returns
+        afterwards is kept: Celery's ``revoke(terminate=True)``.
+        """
         return self._app._client().cancel(self.id)
 
     def __repr__(self) -> str:

@@ -95,3 +95,13 @@ def crash_once(task):
     if task.attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return task.attempt
+
+
+@app.task(retries=0)
+def hold(marker, seconds):
+    """Says it started (its process id, in ``marker``), then sleeps."""
+    with open(marker + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".tmp", marker)
+    time.sleep(seconds)
+    return "not cancelled"

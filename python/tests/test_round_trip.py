@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import os
 import threading
 import time
 
@@ -198,3 +199,45 @@ def test_a_child_killed_mid_task_is_replaced_and_the_task_retried(app):
     errors = [e for e in h.info()["attempt_errors"] if e]
     if errors:  # backends that keep attempt history
         assert "broke off" in errors[0], errors
+
+
+def _gone(pid):
+    """True once process ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_cancel_a_running_task(app, tmp_path):
+    try:
+        app.handle(987_654_321_989).cancel()
+    except conveyor.TaskNotFound:
+        pass
+    except conveyor.Unsupported as e:
+        pytest.skip("the backend cannot cancel: %s" % e)
+    marker = str(tmp_path / "started")
+    h = pytasks.hold.delay(marker, 120)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.02)
+    with open(marker) as f:
+        pid = int(f.read())
+    assert h.state() == "running"
+    assert h.cancel() == "cancelled"
+    with pytest.raises(conveyor.TaskFailed) as raised:
+        h.get(timeout=10)
+    assert raised.value.state == "cancelled"
+    assert raised.value.error == "cancelled while it ran"
+    # The worker holding it stops it at its next renewal (a third of the
+    # tests' 3 s lease): the child running it is killed.
+    deadline = time.monotonic() + 30
+    while not _gone(pid):
+        assert time.monotonic() < deadline, "the cancelled task's process still runs"
+        time.sleep(0.05)
+    assert h.state() == "cancelled", "nothing the worker reported afterwards was kept"
+    # The worker goes on, with a new child in the killed one's place.
+    assert pytasks.add.delay(2, 40).get(timeout=60) == 42
+    assert pytasks.ping.delay().get(timeout=60) == "pong"

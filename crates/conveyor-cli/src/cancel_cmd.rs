@@ -1,6 +1,8 @@
-//! `conveyor cancel ID…`: cancels tasks that are still waiting (scheduled,
-//! available or retrying). A task a worker has taken runs to its end; one
-//! that has finished keeps its outcome; one already cancelled stays so.
+//! `conveyor cancel ID…`: cancels tasks that are waiting (scheduled,
+//! available or retrying) or running. A running task's lease ends with it:
+//! the worker holding it stops the attempt at its next lease renewal (a
+//! third of its lease at most) and nothing it reports afterwards is kept.
+//! One that has finished keeps its outcome; one already cancelled stays so.
 //! Exits 1 when any task could not be cancelled, 5 when an id is unknown.
 
 use std::process::ExitCode;
@@ -25,11 +27,13 @@ pub async fn run(backend: Arc<dyn Backend>, args: CancelArgs) -> anyhow::Result<
             Some(_) => backend.cancel(id).await,
         };
         let (text, code) = match outcome {
-            Ok(TaskState::Cancelled) => ("cancelled".to_string(), 0),
-            Ok(TaskState::Running) => (
-                "not cancelled: a worker is running it (it runs to its end)".to_string(),
-                1,
+            Ok(TaskState::Cancelled) if before == Some(TaskState::Running) => (
+                "cancelled while it ran: the worker holding it stops it at its next lease \
+                 renewal"
+                    .to_string(),
+                0,
             ),
+            Ok(TaskState::Cancelled) => ("cancelled".to_string(), 0),
             Ok(state) if state.is_finished() => (
                 format!("not cancelled: it has already finished ({state})"),
                 1,

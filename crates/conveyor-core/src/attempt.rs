@@ -10,7 +10,7 @@
 //!   (`finished_at`). While the task runs, or once it completed, that is
 //!   where its latest attempt is read from ([`LatestAttempt`]);
 //! - an attempt that ends any other way (failed, dead-lettered, discarded,
-//!   released, lease expired) is **appended** to the task's stored history
+//!   released, lease expired, cancelled) is **appended** to the task's stored history
 //!   by the statement that settles it, as one JSON object in a JSON array
 //!   ([`append_history`] writes the same bytes the SQL and Lua of the
 //!   backends write; [`decode_history`] reads them).
@@ -24,7 +24,8 @@
 //! The stored form is an array of objects with short keys: `n` the attempt
 //! number, `w` the worker id (absent or null for none), `s` and `e` the
 //! start and end (milliseconds since the epoch), `o` the outcome
-//! (`failed`, `dead`, `discarded`, `released`, `expired`, `succeeded`) and
+//! (`failed`, `dead`, `discarded`, `released`, `expired`, `cancelled`,
+//! `succeeded`) and
 //! `x` its error text. A stored history that does not decode reads as an
 //! empty one, and an entry that does not decode (an unknown outcome, no
 //! start) is left out: data read from a store never panics.
@@ -40,6 +41,11 @@ pub const HISTORY_LIMIT: usize = 25;
 /// Most characters of an error text an attempt keeps: enough for most
 /// tracebacks (the task's own `error` keeps the whole text).
 pub const ERROR_CHARS: usize = 4096;
+
+/// The error a task cancelled while it ran keeps: what `show` and a
+/// waiter's `TaskFailed` say of it (a task cancelled while it waited keeps
+/// none).
+pub const CANCELLED_WHILE_RUNNING: &str = "cancelled while it ran";
 
 /// How an attempt ended (or that it has not yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,11 +77,16 @@ pub enum AttemptOutcome {
     /// maintenance took the task back: to run again, or dead when it was
     /// the last attempt.
     LeaseExpired,
+    /// An operator cancelled the task while this attempt ran: its lease
+    /// ended there, so the worker stopped it and nothing it reported
+    /// afterwards was kept.
+    Cancelled,
 }
 
 impl AttemptOutcome {
     /// A short label for people: `running`, `succeeded`, `failed`,
-    /// `dead-lettered`, `discarded`, `released`, `lease expired`.
+    /// `dead-lettered`, `discarded`, `released`, `lease expired`,
+    /// `cancelled`.
     pub fn label(&self) -> &'static str {
         match self {
             AttemptOutcome::Running => "running",
@@ -85,6 +96,7 @@ impl AttemptOutcome {
             AttemptOutcome::Discarded { .. } => "discarded",
             AttemptOutcome::Released => "released",
             AttemptOutcome::LeaseExpired => "lease expired",
+            AttemptOutcome::Cancelled => "cancelled",
         }
     }
 
@@ -110,6 +122,7 @@ impl AttemptOutcome {
             AttemptOutcome::Discarded { .. } => "discarded",
             AttemptOutcome::Released => "released",
             AttemptOutcome::LeaseExpired => "expired",
+            AttemptOutcome::Cancelled => "cancelled",
         })
     }
 
@@ -122,6 +135,7 @@ impl AttemptOutcome {
             "discarded" => AttemptOutcome::Discarded { reason: text() },
             "released" => AttemptOutcome::Released,
             "expired" => AttemptOutcome::LeaseExpired,
+            "cancelled" => AttemptOutcome::Cancelled,
             _ => return None,
         })
     }

@@ -37,7 +37,7 @@ mod task_state;
 mod trace_context;
 mod value_limit;
 
-pub use attempt::{AttemptOutcome, AttemptRecord};
+pub use attempt::{AttemptOutcome, AttemptRecord, CANCELLED_WHILE_RUNNING};
 pub use backend::{
     count_by_listing, count_from_stats, page_by_listing, unsupported, validate_queue_name,
     workers_heard_since, workers_silent_before, Administration, Backend, Capabilities, Count,

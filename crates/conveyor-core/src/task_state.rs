@@ -158,7 +158,9 @@ pub enum Transition {
     Expire,
     /// The lease ran out on the last attempt.
     ExpireFinal,
-    /// A waiting task is cancelled.
+    /// An operator cancels a waiting or running task. A running one's lease
+    /// ends with it: the worker's next renewal or report is refused, so it
+    /// stops the attempt, and nothing it reports afterwards is kept.
     Cancel,
     /// A dead task is put back to run again (`conveyor dead retry`).
     Requeue,
@@ -206,7 +208,7 @@ impl Transition {
             | Transition::Release
             | Transition::Expire
             | Transition::ExpireFinal => &[Running],
-            Transition::Cancel => &[Scheduled, Available, Retrying],
+            Transition::Cancel => &[Scheduled, Available, Running, Retrying],
             Transition::Requeue => &[Dead],
         }
     }
@@ -285,13 +287,17 @@ mod tests {
     }
 
     #[test]
-    fn running_tasks_cannot_be_cancelled_or_reserved_again() {
-        assert!(Transition::Cancel.apply(TaskState::Running).is_err());
+    fn running_tasks_can_be_cancelled_but_not_reserved_again() {
+        assert_eq!(
+            Transition::Cancel.apply(TaskState::Running),
+            Ok(TaskState::Cancelled)
+        );
+        assert!(Transition::Cancel.apply(TaskState::Completed).is_err());
         assert!(Transition::Reserve.apply(TaskState::Running).is_err());
         assert_eq!(
             Transition::Complete.apply(TaskState::Running),
             Ok(TaskState::Completed)
         );
-        assert_eq!(Transition::Cancel.source_codes(), "0,1,3");
+        assert_eq!(Transition::Cancel.source_codes(), "0,1,2,3");
     }
 }

@@ -22,7 +22,7 @@
 use std::sync::OnceLock;
 
 use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
-use conveyor_core::{codes, TaskState, Transition};
+use conveyor_core::{codes, TaskState, Transition, CANCELLED_WHILE_RUNNING};
 
 /// The columns of a [`conveyor_core::TaskRecord`], in the order
 /// `crate::row::record_from_row` reads them.
@@ -299,10 +299,18 @@ impl Sql {
                 append_history("?3", "'dead'", "?2"),
                 T::DeadLetter.source_codes()
             ),
+            // A running task's attempt is settled as cancelled and its lease
+            // ended (every column on the right reads the row before the update).
             cancel: format!(
-                "UPDATE tasks SET state = {}, finished_at = ?2 WHERE id = ?1 AND state IN ({})",
-                T::Cancel.target().code(),
-                T::Cancel.source_codes()
+                "UPDATE tasks SET state = {cancelled}, finished_at = ?2, lease_until = NULL, \
+                 error = CASE WHEN state = {running} THEN '{CANCELLED_WHILE_RUNNING}' \
+                   ELSE error END, \
+                 history = CASE WHEN state = {running} THEN {history} ELSE history END \
+                 WHERE id = ?1 AND state IN ({sources})",
+                cancelled = T::Cancel.target().code(),
+                running = TaskState::Running.code(),
+                history = append_history("?2", "'cancelled'", "NULL"),
+                sources = T::Cancel.source_codes()
             ),
             state_of: "SELECT state, queue, handler FROM tasks WHERE id = ?1".to_string(),
             names_of: "SELECT queue, handler FROM tasks WHERE id = ?1".to_string(),

@@ -29,7 +29,7 @@ fn dead(error: &str) -> FinishAction {
 }
 
 #[tokio::test]
-async fn cancel_waiting_tasks_only() {
+async fn cancel_waiting_and_running_tasks() {
     let f = Fixture::new();
     let waiting = f.enqueue(task("w")).await;
     let scheduled = f.enqueue(task("s").delay(Duration::from_secs(9))).await;
@@ -51,12 +51,23 @@ async fn cancel_waiting_tasks_only() {
 
     let running = f.enqueue(task("r")).await;
     let r = f.reserve("default", 1).await.remove(0);
-    assert_eq!(f.backend.cancel(running).await.unwrap(), TaskState::Running);
-    finish(&f, r.lease, FinishAction::Complete { result: None }).await;
     assert_eq!(
         f.backend.cancel(running).await.unwrap(),
-        TaskState::Completed
+        TaskState::Cancelled
     );
+    let late = f
+        .backend
+        .finish(vec![Finish::new(
+            r.lease,
+            FinishAction::Complete { result: None },
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(late[0], Err(Error::StaleLease(_))));
+    let done = f.enqueue(task("d")).await;
+    let r = f.reserve("default", 1).await.remove(0);
+    finish(&f, r.lease, FinishAction::Complete { result: None }).await;
+    assert_eq!(f.backend.cancel(done).await.unwrap(), TaskState::Completed);
     assert!(matches!(
         f.backend.cancel(TaskId(424_242)).await,
         Err(Error::NotFound(TaskId(424_242)))

@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use conveyor_core::{
     Admission, AttemptOutcome, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
     ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    CANCELLED_WHILE_RUNNING,
 };
 
 use crate::state::{Entry, State};
@@ -277,15 +278,18 @@ impl State {
         Finished { out, woke, done }
     }
 
-    /// Cancels a waiting task; any other task keeps its state, which is returned.
+    /// Cancels a waiting or running task (a running one's attempt settled
+    /// as cancelled, its lease ended); a finished task keeps its state,
+    /// which is returned.
     pub(crate) fn cancel(&mut self, id: TaskId, now: Timestamp) -> Result<TaskState, Error> {
-        let state = self
-            .tasks
-            .get(&id.0)
-            .map(|e| e.record.state)
-            .ok_or(Error::NotFound(id))?;
+        let e = self.tasks.get_mut(&id.0).ok_or(Error::NotFound(id))?;
+        let state = e.record.state;
         if Transition::Cancel.apply(state).is_err() {
             return Ok(state);
+        }
+        if state == TaskState::Running {
+            e.settle_attempt(AttemptOutcome::Cancelled, now);
+            e.record.error = Some(CANCELLED_WHILE_RUNNING.to_string());
         }
         self.move_task(id.0, Transition::Cancel, now)?;
         Ok(TaskState::Cancelled)

@@ -1,12 +1,16 @@
-//! The administration part: cancel waiting tasks, requeue and purge dead
-//! ones. Each change is a compare-and-set on the record; the messages of a
-//! cancelled task are left where they are and dropped by whoever receives
-//! them (the record says it is finished), so cancelling costs no stream
-//! operation. A requeue publishes the task's next ready message before it
+//! The administration part: cancel waiting or running tasks, requeue and
+//! purge dead ones. Each change is a compare-and-set on the record; the
+//! messages of a cancelled task are left where they are and dropped by
+//! whoever receives them (the record says it is finished), so cancelling
+//! costs no stream operation. A running task's worker finds its renewal
+//! and its report refused (the record no longer runs), stops the attempt,
+//! and its unacked message comes back to be dropped the same way. A requeue publishes the task's next ready message before it
 //! writes the record, like every transition that makes a task runnable.
 
 use conveyor_core::async_trait;
-use conveyor_core::{Administration, Error, TaskId, TaskState, Transition};
+use conveyor_core::{
+    Administration, AttemptOutcome, Error, TaskId, TaskState, Transition, CANCELLED_WHILE_RUNNING,
+};
 
 use crate::backend::NatsBackend;
 use crate::names::keys;
@@ -86,9 +90,17 @@ impl Administration for NatsBackend {
             if !Transition::Cancel.sources().contains(&rec.state()) {
                 return Ok(rec.state());
             }
+            let now = self.now();
             let mut new = rec;
+            if new.state() == TaskState::Running {
+                // Its attempt ends here, and its lease with it: the worker's
+                // renewal and report are refused from now on.
+                new.settle_attempt(AttemptOutcome::Cancelled, now);
+                new.error = Some(CANCELLED_WHILE_RUNNING.to_string());
+                new.lease_until = None;
+            }
             new.apply(Transition::Cancel)?;
-            new.finished_at = Some(self.now().as_millis());
+            new.finished_at = Some(now.as_millis());
             if ledger.cas_rec(&new, rev).await?.is_some() {
                 self.announce(&[id.0]).await;
                 return Ok(TaskState::Cancelled);

@@ -11,7 +11,7 @@
 //! ([`Predicates`]), which is what lets the planner match a query to its index.
 
 use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
-use conveyor_core::{codes, TaskState, Transition};
+use conveyor_core::{codes, TaskState, Transition, CANCELLED_WHILE_RUNNING};
 
 use crate::schema::Schema;
 
@@ -371,15 +371,22 @@ impl Statements {
         );
 
         // $1 id, $2 now, $3 finished channel.
+        // A running task's attempt is settled as cancelled and its lease
+        // ended (the right-hand sides read the row before the update).
         let cancel = format!(
             "WITH u AS (
-                UPDATE {t} SET state = {cancelled}, finished_at = $2
-                WHERE id = $1 AND state IN ({sources})
-                RETURNING id, state
+                UPDATE {t} t SET state = {cancelled}, finished_at = $2, lease_until = NULL,
+                  error = CASE WHEN t.state = {running} THEN '{CANCELLED_WHILE_RUNNING}'
+                               ELSE t.error END,
+                  history = CASE WHEN t.state = {running} THEN {history} ELSE t.history END
+                WHERE t.id = $1 AND t.state IN ({sources})
+                RETURNING t.id, t.state
              )
              SELECT u.id, {notify_finished} FROM u",
             notify_finished = notify_finished("u", "$3"),
             cancelled = code(Transition::Cancel),
+            running = TaskState::Running.code(),
+            history = append_history("$2", "'cancelled'", "NULL"),
             sources = Transition::Cancel.source_codes(),
         );
         let state_of = format!("SELECT state FROM {t} WHERE id = $1");

@@ -186,8 +186,9 @@ impl Client {
         Ok(Waiter::new(task.abort_handle()))
     }
 
-    /// Cancels a task that has not started; returns its state afterwards
-    /// (`cancelled`, or the state it had reached).
+    /// Cancels a waiting or running task; returns its state afterwards
+    /// (`cancelled`, or the finished state it had reached). A running
+    /// task's worker stops it at its next lease renewal.
     fn cancel(&self, py: Python<'_>, id: u64) -> PyResult<String> {
         let backend = self.backend()?.clone();
         let state: TaskState = block_on(py, async move {

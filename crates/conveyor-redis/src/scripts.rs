@@ -23,6 +23,7 @@
 use std::sync::OnceLock;
 
 use conveyor_core::attempt::{ERROR_CHARS, HISTORY_LIMIT};
+use conveyor_core::CANCELLED_WHILE_RUNNING;
 use redis::Script;
 
 use crate::state_machine::lua_prelude;
@@ -137,7 +138,8 @@ pub(crate) struct Code {
 /// The shared part of every form: prelude, history bounds, helpers, limits.
 fn shared() -> String {
     format!(
-        "{}\nlocal HISTORY_LIMIT = {HISTORY_LIMIT}\nlocal ERROR_CHARS = {ERROR_CHARS}\n{COMMON}\n{LIMITS}\n",
+        "{}\nlocal HISTORY_LIMIT = {HISTORY_LIMIT}\nlocal ERROR_CHARS = {ERROR_CHARS}\n\
+         local CANCELLED_WHILE_RUNNING = '{CANCELLED_WHILE_RUNNING}'\n{COMMON}\n{LIMITS}\n",
         lua_prelude()
     )
 }

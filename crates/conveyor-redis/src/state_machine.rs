@@ -135,7 +135,7 @@ mod tests {
     fn prelude_lists_every_edge_from_core() {
         let lua = lua_prelude();
         assert!(lua.contains("local SCHEDULED, AVAILABLE, RUNNING, RETRYING, COMPLETED, DEAD, CANCELLED = 0, 1, 2, 3, 4, 5, 6"));
-        assert!(lua.contains("Cancel = {to = 6, from = {[0]=true, [1]=true, [3]=true}},"));
+        assert!(lua.contains("Cancel = {to = 6, from = {[0]=true, [1]=true, [2]=true, [3]=true}},"));
         assert!(lua.contains("Enqueue = {to = 1, from = {}},"));
         for t in Transition::ALL {
             assert!(lua.contains(&format!("  {} = {{", lua_name(t))));

@@ -175,6 +175,8 @@ pub enum AttemptOutcomeName {
     Released,
     /// The worker's lease ran out.
     LeaseExpired,
+    /// An operator cancelled the task while it ran.
+    Cancelled,
 }
 
 impl From<&AttemptOutcome> for AttemptOutcomeName {
@@ -187,6 +189,7 @@ impl From<&AttemptOutcome> for AttemptOutcomeName {
             AttemptOutcome::Discarded { .. } => AttemptOutcomeName::Discarded,
             AttemptOutcome::Released => AttemptOutcomeName::Released,
             AttemptOutcome::LeaseExpired => AttemptOutcomeName::LeaseExpired,
+            AttemptOutcome::Cancelled => AttemptOutcomeName::Cancelled,
         }
     }
 }

@@ -197,7 +197,10 @@ macro_rules! backend_conformance {
             dead_letter_admin);
         $crate::backend_conformance!(@cases $make; [$rs $adm];
             "needs the result store and administration parts, which this backend does not both declare";
-            cancel_waiting_tasks_only);
+            cancel_waiting_and_running_tasks);
+        $crate::backend_conformance!(@cases $make; [$rs $adm $mnt $mt];
+            "needs the result store, administration and maintenance parts and leases on a clock the test moves, which this backend does not all declare";
+            cancel_a_running_task);
         $crate::backend_conformance!(@cases $make; [$rs $adm $uk $ok];
             "needs the result store and administration parts, unique keys and ordering keys, which this backend does not all declare";
             requeued_dead_tasks_respect_keys);

@@ -157,9 +157,18 @@ pub trait Inspection: Send + Sync {
 /// Changes tasks on an operator's request.
 #[async_trait]
 pub trait Administration: Send + Sync {
-    /// Cancels a waiting task. Returns the task's state afterwards:
-    /// `Cancelled`, or the state that made cancelling impossible (running or
-    /// finished).
+    /// Cancels a waiting or running task. Returns the task's state
+    /// afterwards: `Cancelled`, or the finished state that made cancelling
+    /// impossible.
+    ///
+    /// A running task's attempt is settled as
+    /// [`AttemptOutcome::Cancelled`](crate::AttemptOutcome::Cancelled), its
+    /// error set to [`CANCELLED_WHILE_RUNNING`](crate::CANCELLED_WHILE_RUNNING)
+    /// and its lease ended in the same step: the worker holding it is told
+    /// at its next renewal (and stops the attempt: its future dropped, its
+    /// process group killed), and its report is refused as a stale lease,
+    /// so nothing it does afterwards changes the task. Its finish waiters
+    /// are woken, as for any task that finishes.
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error>;
 
     /// Puts dead tasks back to run (attempt count reset). Returns how many moved.

@@ -224,7 +224,8 @@ pub(crate) async fn wait(
     }))
 }
 
-/// Cancels a waiting task.
+/// Cancels a waiting or running task (a running one's worker stops it at its
+/// next lease renewal; nothing it reports afterwards is kept).
 #[utoipa::path(
     post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
     params(("id" = String, Path, description = "The task id", pattern = "^[0-9]{1,19}$")),

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use conveyor_core::{AttemptRecord, TaskRecord};
-use conveyor_core::{TaskState, Timestamp};
+use conveyor_core::{TaskState, Timestamp, Transition};
 use serde_json::Value;
 
 use super::chrome::{age, error_page, render, when, Chrome};
@@ -218,7 +218,7 @@ pub(crate) async fn page(
             .map(|a| a.worker.clone().unwrap_or_else(|| "(not named)".into())),
         keeps_history: state.backend.capabilities().history,
         here: format!("/tasks/{}", record.id.0),
-        can_cancel: can_act && record.state.is_waiting(),
+        can_cancel: can_act && Transition::Cancel.sources().contains(&record.state),
         can_retry: can_act && record.state == TaskState::Dead,
         page,
     })

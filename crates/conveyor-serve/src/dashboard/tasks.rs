@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use conveyor_core::{Count, ListOrder, ListParams, Search, TaskRecord};
-use conveyor_core::{TaskId, TaskState, Timestamp};
+use conveyor_core::{TaskId, TaskState, Timestamp, Transition};
 use serde::Deserialize;
 
 use super::chrome::{age, error_page, field, render, Chrome};
@@ -107,7 +107,7 @@ impl Row {
                 (None, _) => format!("enqueued {} ago", age(now, r.created_at)),
             },
             attempts: format!("{}/{}", r.attempts, r.max_attempts),
-            can_cancel: r.state.is_waiting(),
+            can_cancel: Transition::Cancel.sources().contains(&r.state),
             can_retry: r.state == TaskState::Dead,
             state: r.state.as_str(),
             queue: r.queue,

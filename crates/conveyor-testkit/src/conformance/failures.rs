@@ -180,20 +180,24 @@ pub async fn release_does_not_count_the_attempt(b: Subject, _clock: Arc<ManualCl
     );
 }
 
-/// Waiting tasks (available, scheduled, retrying) can be cancelled and never
-/// run; running and finished ones report their state instead.
-pub async fn cancel_waiting_tasks_only(b: Subject, _clock: Arc<ManualClock>) {
+/// Waiting tasks (available, scheduled, retrying) and running ones can be
+/// cancelled and never run again; finished ones report their state instead.
+pub async fn cancel_waiting_and_running_tasks(b: Subject, _clock: Arc<ManualClock>) {
     let avail = enqueue(&b, task("a")).await;
     let sched = enqueue(&b, task("s").delay(Duration::from_secs(60))).await;
     assert_eq!(b.cancel(avail).await.expect("cancel"), TaskState::Cancelled);
     assert_eq!(b.cancel(sched).await.expect("cancel"), TaskState::Cancelled);
     assert!(get(&b, sched).await.finished_at.is_some());
-    let run = enqueue(&b, task("r")).await;
+    assert_eq!(
+        get(&b, sched).await.error,
+        None,
+        "a waiting task has no error"
+    );
+    let done = enqueue(&b, task("d")).await;
     let got = reserve(&b, 10).await;
-    assert_eq!(ids(&got), vec![run], "cancelled tasks never run");
-    assert_eq!(b.cancel(run).await.expect("cancel"), TaskState::Running);
+    assert_eq!(ids(&got), vec![done], "cancelled tasks never run");
     complete(&b, got[0].lease.clone()).await;
-    assert_eq!(b.cancel(run).await.expect("cancel"), TaskState::Completed);
+    assert_eq!(b.cancel(done).await.expect("cancel"), TaskState::Completed);
     assert!(matches!(
         b.cancel(conveyor_core::TaskId(u64::MAX / 5)).await,
         Err(Error::NotFound(_))
@@ -214,6 +218,89 @@ pub async fn cancel_waiting_tasks_only(b: Subject, _clock: Arc<ManualClock>) {
         b.cancel(retrying).await.expect("cancel"),
         TaskState::Cancelled
     );
+    assert_eq!(
+        b.cancel(retrying).await.expect("cancel"),
+        TaskState::Cancelled,
+        "cancelling again changes nothing"
+    );
+}
+
+/// A running task can be cancelled: its attempt ends as cancelled (in its
+/// history, where kept), its lease with it, so the worker's renewal answers
+/// false and its report is refused, leaving the task cancelled with no
+/// result; lease recovery never brings it back, and its unique key is free
+/// again.
+pub async fn cancel_a_running_task(b: Subject, clock: Arc<ManualClock>) {
+    let keyed = b.capabilities().unique_keys;
+    let mut t = task("long").max_attempts(3);
+    if keyed {
+        t = t.unique_key("only-one");
+    }
+    let id = enqueue(&b, t).await;
+    let got = reserve(&b, 1).await;
+    assert_eq!(ids(&got), vec![id]);
+    let lease = got[0].lease.clone();
+    assert_eq!(b.cancel(id).await.expect("cancel"), TaskState::Cancelled);
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Cancelled);
+    assert!(rec.finished_at.is_some());
+    assert_eq!(
+        rec.error.as_deref(),
+        Some(conveyor_core::CANCELLED_WHILE_RUNNING)
+    );
+    if b.capabilities().history {
+        let last = rec.history.last().expect("the cancelled attempt");
+        assert_eq!(last.attempt, 1);
+        assert_eq!(last.outcome, conveyor_core::AttemptOutcome::Cancelled);
+        assert!(last.ended_at.is_some());
+    }
+    assert_eq!(
+        b.renew(std::slice::from_ref(&lease), LEASE)
+            .await
+            .expect("renew"),
+        vec![false],
+        "the worker learns its lease ended"
+    );
+    let late = b
+        .finish(vec![conveyor_core::Finish::new(
+            lease.clone(),
+            FinishAction::Complete {
+                result: Some(b"42".to_vec()),
+            },
+        )])
+        .await
+        .expect("finish");
+    assert!(
+        matches!(late[0], Err(Error::StaleLease(t)) if t == id),
+        "the worker's report is refused: {late:?}"
+    );
+    assert!(
+        report(&b, lease, FinishAction::Release).await.is_err(),
+        "so is handing it back"
+    );
+    clock.advance(LEASE * 2);
+    assert_eq!(b.recover_expired().await.expect("recover"), 0);
+    let rec = get(&b, id).await;
+    assert_eq!(rec.state, TaskState::Cancelled);
+    assert_eq!(rec.result, None);
+    assert_eq!(b.cancel(id).await.expect("cancel"), TaskState::Cancelled);
+    if keyed {
+        let again = b
+            .enqueue(task("long").unique_key("only-one"))
+            .await
+            .expect("enqueue");
+        assert!(
+            !again.duplicate,
+            "the key is free once the task is cancelled"
+        );
+        let next = reserve(&b, 1).await;
+        assert_eq!(ids(&next), vec![again.id], "only the new task runs");
+    } else {
+        assert!(
+            reserve(&b, 1).await.is_empty(),
+            "the cancelled task never runs again"
+        );
+    }
 }
 
 /// A task that completes after earlier attempts failed or lost their lease

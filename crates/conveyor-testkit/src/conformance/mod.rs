@@ -32,9 +32,9 @@ pub use basics::{
 pub use conveyor_core::Part;
 pub use failures::{
     a_completed_task_shows_no_earlier_error, a_finish_racing_a_renewal_applies_once,
-    cancel_waiting_tasks_only, fencing_refuses_stale_tokens, last_attempt_expiry_is_dead,
-    lease_expiry_redelivers, release_does_not_count_the_attempt, renew_extends_leases,
-    retries_then_dead_letter,
+    cancel_a_running_task, cancel_waiting_and_running_tasks, fencing_refuses_stale_tokens,
+    last_attempt_expiry_is_dead, lease_expiry_redelivers, release_does_not_count_the_attempt,
+    renew_extends_leases, retries_then_dead_letter,
 };
 pub use follow_ups::{
     a_crash_before_the_finish_enqueues_nothing, follow_ups_are_enqueued_with_the_finish,

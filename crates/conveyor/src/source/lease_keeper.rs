@@ -2,9 +2,10 @@
 //! on settled ones whose outcome the settler is still retrying to store.
 //!
 //! Every third of the lease it renews every claim the runner holds in one
-//! call. A claim the source no longer honours (it ran out and another worker
-//! took the task) cancels the attempt: its settlement would be refused
-//! anyway, and the work is someone else's now. A source without leases has
+//! call. A claim the source no longer honours (an operator cancelled the
+//! task, or the claim ran out and another worker took it) cancels the
+//! attempt: its settlement would be refused anyway, and the task is no
+//! longer this worker's to run. A source without leases has
 //! no keeper.
 
 use std::sync::Arc;
@@ -53,7 +54,11 @@ pub(crate) async fn run<S: Source>(
                         .cancel_if(*id, *generation, |id| shared.cancel_task(id));
                     if cancelled {
                         Counters::add(&shared.counters.lost_leases, 1);
-                        tracing::warn!(task = %id, "lease lost; cancelling the attempt");
+                        tracing::warn!(
+                            task = %id,
+                            "lease ended (the task was cancelled, or another worker \
+                             took it); stopping the attempt"
+                        );
                     }
                 }
             }
