@@ -100,6 +100,9 @@ macro_rules! backend_faults {
 /// waits), which a test cannot move by hand, adds `manual_time: no`: the
 /// cases that move the [`ManualClock`] to make a delayed task due are then
 /// ignored too, and the backend tests its delays in real time instead.
+/// A backend whose administration part requeues and purges dead tasks but
+/// refuses to cancel (a message broker that cannot take a waiting message
+/// back) adds `cancel: no` after it: the cancel case is then ignored.
 ///
 /// A case that needs a part or capability the backend lacks is generated
 /// `#[ignore]`d with the reason, so `cargo test` lists it as ignored (never
@@ -134,6 +137,16 @@ macro_rules! backend_conformance {
      queue_control: $qc:ident;
      priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident,
      manual_time: $mt:ident $(,)?) => {
+        $crate::backend_conformance!($make;
+            result_store: $rs, inspection: $ins, administration: $adm, maintenance: $mnt,
+            global_limits: $lim, registry: $reg, queue_control: $qc; priority: $pr,
+            unique_keys: $uk, ordering_keys: $ok, manual_time: $mt, cancel: yes);
+    };
+    ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident,
+     queue_control: $qc:ident;
+     priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident,
+     manual_time: $mt:ident, cancel: $cn:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
             queues_are_separate, concurrent_reservers_never_share_a_task,
@@ -195,8 +208,8 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
             "needs the result store, inspection and administration parts, which this backend does not all declare";
             dead_letter_admin);
-        $crate::backend_conformance!(@cases $make; [$rs $adm];
-            "needs the result store and administration parts, which this backend does not both declare";
+        $crate::backend_conformance!(@cases $make; [$rs $adm $cn];
+            "needs the result store and administration parts and cancelling waiting tasks, which this backend does not all declare";
             cancel_waiting_tasks_only);
         $crate::backend_conformance!(@cases $make; [$rs $adm $uk $ok];
             "needs the result store and administration parts, unique keys and ordering keys, which this backend does not all declare";
