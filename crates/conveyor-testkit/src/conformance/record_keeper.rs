@@ -440,7 +440,9 @@ pub async fn kept_records_are_listed_and_counted_apart(b: Subject, clock: Arc<Ma
         dead: Duration::from_secs(60),
     };
     let brief = record(kept_id(11), TaskState::Dead, now);
-    k.keep(&[brief.clone()], short).await.expect("keep");
+    k.keep(std::slice::from_ref(&brief), short)
+        .await
+        .expect("keep");
     assert_eq!(list(dead.clone()).await, vec![brief.id]);
     clock.advance(Duration::from_secs(61));
     assert!(
