@@ -66,7 +66,8 @@ impl Records {
         Ok(Records { keeper, retention })
     }
 
-    fn keeper(&self) -> Result<&dyn RecordKeeper, Error> {
+    /// The keeper's record keeper part.
+    pub(crate) fn keeper(&self) -> Result<&dyn RecordKeeper, Error> {
         self.keeper.record_keeper()
     }
 

@@ -1,6 +1,8 @@
 //! The RabbitMQ backend with a store beside it keeping its task records
 //! (a Redis, as `results=redis://…` gives) against the backend conformance
-//! suite: the cases of the result store part run too. Delays run on the broker's clock (the
+//! suite: the cases of the result store, inspection and administration
+//! parts run too (listing, counting, requeueing and purging through the
+//! kept records; cancelling is refused, so its case is ignored). Delays run on the broker's clock (the
 //! ladder's TTLs), so the cases that move a manual clock to make a delayed
 //! task due are ignored; `behaviour.rs` tests delays in real time.
 
@@ -27,12 +29,14 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
         common::delete_namespace_blocking(
             options,
             &[
-                "default", "low", "high", "other", "fu-next", "fu-batch", "fu-crash",
+                "default", "low", "high", "other", "fu-next", "fu-batch", "fu-crash", "q1", "q2",
+                "q3",
             ],
         )
     }))
 }
 
 conveyor_testkit::backend_conformance!(make;
-    result_store: yes, inspection: no, administration: no, maintenance: no, global_limits: no,
-    registry: no, queue_control: no; priority: no, unique_keys: no, ordering_keys: no, manual_time: no);
+    result_store: yes, inspection: yes, administration: yes, maintenance: no, global_limits: no,
+    registry: no, queue_control: no; priority: no, unique_keys: no, ordering_keys: no,
+    manual_time: no, cancel: no);

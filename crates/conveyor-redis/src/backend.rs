@@ -473,28 +473,7 @@ impl Inspection for RedisBackend {
         let mut inv = self.call(Op::Stats);
         inv.arg(self.inner.clock.now().as_millis())
             .arg(STATS_DUE_SCAN);
-        reply::array(self.run("stats", &inv).await?, "stats")?
-            .into_iter()
-            .map(|row| {
-                let mut it = reply::array(row, "stats row")?.into_iter();
-                let mut next = || it.next().ok_or_else(|| bad("stats: short row"));
-                let mut qs = QueueStats {
-                    queue: reply::string(next()?, "stats queue")?,
-                    ..QueueStats::default()
-                };
-                for s in TaskState::ALL {
-                    let n: u64 = reply::number(next()?, "stats count")?;
-                    if n > 0 {
-                        qs.counts.insert(s, n);
-                    }
-                }
-                qs.oldest_ready = match next()? {
-                    Value::Nil => None,
-                    v => Some(conveyor_core::Timestamp(reply::int(v, "stats oldest")?)),
-                };
-                Ok(qs)
-            })
-            .collect()
+        reply::stats_rows(self.run("stats", &inv).await?)
     }
 
     /// See `lua/list.lua` for the order (completed and cancelled tasks by
@@ -502,11 +481,29 @@ impl Inspection for RedisBackend {
     /// handler filter over a large backlog) is followed by another from where
     /// it stopped, so the server is never held long and the page still fills.
     async fn list(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        self.list_by(Op::List, None, params).await
+    }
+}
+
+impl RedisBackend {
+    /// Lists through `op` (`list`, or `kept_list` with `now`, which takes
+    /// it first): calls again from where a call stopped at its budget until
+    /// the page is full or nothing more matches.
+    pub(crate) async fn list_by(
+        &self,
+        op: Op,
+        now: Option<conveyor_core::Timestamp>,
+        params: &ListParams,
+    ) -> Result<Vec<TaskRecord>, Error> {
+        let what = op.name();
         let limit = params.limit.min(MAX_LIST);
         let mut out = Vec::new();
         let mut after = params.after.map(|id| id.0.to_string()).unwrap_or_default();
         while out.len() < limit {
-            let mut inv = self.call(Op::List);
+            let mut inv = self.call(op);
+            if let Some(now) = now {
+                inv.arg(now.as_millis());
+            }
             inv.arg(params.state.code())
                 .arg(limit - out.len())
                 .arg(u8::from(params.order == ListOrder::NewestFirst))
@@ -516,15 +513,15 @@ impl Inspection for RedisBackend {
             if let Some(q) = &params.queue {
                 inv.arg(q);
             }
-            let reply = reply::array(self.run("list", &inv).await?, "list")?;
+            let reply = reply::array(self.run(what, &inv).await?, what)?;
             let [rows, next]: [Value; 2] = reply
                 .try_into()
-                .map_err(|_| bad("list: expected rows and a cursor"))?;
+                .map_err(|_| bad(format!("{what}: expected rows and a cursor")))?;
             for row in reply::array(rows, "list rows")? {
                 let items = reply::array(row, "list row")?;
                 let [id, fields]: [Value; 2] = items
                     .try_into()
-                    .map_err(|_| bad("list: expected an id and fields"))?;
+                    .map_err(|_| bad(format!("{what}: expected an id and fields")))?;
                 out.push(reply::record_from_flat(
                     reply::number(id, "list id")?,
                     fields,

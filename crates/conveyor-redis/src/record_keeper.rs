@@ -7,16 +7,26 @@
 //! result and error, when it has them) and adds its id to the namespace's
 //! `kept` sorted set, scored by when it expires; the finished ones are
 //! published on the `finished` channel, which wakes result waiters. A kept
-//! record is in no queue's sets, so no script reserves, recovers, lists,
-//! counts, cancels or requeues it. Each `keep` call drops a batch of the
-//! expired ones first, so kept records need no upkeep of their own. A
+//! record is in none of this store's own queue sets, so no script reserves,
+//! recovers, cancels or requeues it, and its own `list` and `stats` never
+//! show it. It is indexed apart instead, in one sorted set per queue and
+//! state under `kept:q:…` (see `lua/common/kept.lua`), moved between them
+//! in the same script that rewrites it; `lua/kept_list.lua`,
+//! `lua/kept_stats.lua` and `lua/kept_purge.lua` read and cut that index
+//! only. Each `keep`, `kept_stats` and `kept_purge` call drops a batch of
+//! the expired records first (out of the index too), so kept records need
+//! no upkeep of their own, and a listing skips those not dropped yet. A
 //! record whose id is one of this store's own tasks is refused, writing
 //! nothing.
 
-use conveyor_core::{async_trait, Error, RecordKeeper, Retention, TaskId, TaskRecord, Timestamp};
+use conveyor_core::{
+    async_trait, Error, ListParams, QueueStats, RecordKeeper, Retention, TaskId, TaskRecord,
+    TaskState, Timestamp,
+};
 
 use crate::backend::RedisBackend;
 use crate::packed::pack_fields;
+use crate::reply;
 use crate::scripts::Op;
 
 /// Records one `keep` call writes at most; a larger batch takes several.
@@ -91,6 +101,37 @@ impl RecordKeeper for RedisBackend {
             self.run("forget", &call).await?;
         }
         Ok(())
+    }
+
+    /// See `lua/kept_list.lua`; a call that stops at its budget (a handler
+    /// filter) is followed by another from where it stopped.
+    async fn list_kept(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error> {
+        self.list_by(Op::KeptList, Some(self.inner.clock.now()), params)
+            .await
+    }
+
+    async fn kept_stats(&self) -> Result<Vec<QueueStats>, Error> {
+        let mut call = self.call(Op::KeptStats);
+        call.arg(self.inner.clock.now().as_millis());
+        reply::stats_rows(self.run("kept_stats", &call).await?)
+    }
+
+    async fn purge_kept(&self, state: TaskState, queue: Option<&str>) -> Result<u64, Error> {
+        let mut total = 0u64;
+        loop {
+            let mut call = self.call(Op::KeptPurge);
+            call.arg(self.inner.clock.now().as_millis())
+                .arg(state.code())
+                .arg(KEEP_BATCH);
+            if let Some(q) = queue {
+                call.arg(q);
+            }
+            let n: u64 = reply::number(self.run("kept_purge", &call).await?, "kept_purge")?;
+            total += n;
+            if n < KEEP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use std::fmt::{self, Display};
 
 use conveyor_core::attempt::{decode_history, full_history, LatestAttempt};
 use conveyor_core::{
-    BackendError, BackendErrorKind, Error, Lease, Reserved, TaskId, TaskRecord, TaskState,
-    Timestamp, TraceContext,
+    BackendError, BackendErrorKind, Error, Lease, QueueStats, Reserved, TaskId, TaskRecord,
+    TaskState, Timestamp, TraceContext,
 };
 use redis::Value;
 
@@ -262,6 +262,34 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         trace: packed.trace,
         history,
     })
+}
+
+/// The rows of a `stats` (or `kept_stats`) reply: per queue its name, one
+/// count per state in [`TaskState::ALL`] order, and its oldest ready time
+/// (nil: none).
+pub(crate) fn stats_rows(v: Value) -> Result<Vec<QueueStats>, Error> {
+    array(v, "stats")?
+        .into_iter()
+        .map(|row| {
+            let mut it = array(row, "stats row")?.into_iter();
+            let mut next = || it.next().ok_or_else(|| bad("stats: short row"));
+            let mut qs = QueueStats {
+                queue: string(next()?, "stats queue")?,
+                ..QueueStats::default()
+            };
+            for s in TaskState::ALL {
+                let n: u64 = number(next()?, "stats count")?;
+                if n > 0 {
+                    qs.counts.insert(s, n);
+                }
+            }
+            qs.oldest_ready = match next()? {
+                Value::Nil => None,
+                v => Some(Timestamp(int(v, "stats oldest")?)),
+            };
+            Ok(qs)
+        })
+        .collect()
 }
 
 /// A task record from a flat `field, value, …` array reply.

@@ -28,12 +28,13 @@ use redis::Script;
 
 use crate::state_machine::lua_prelude;
 
-/// The helpers every operation shares, in four parts run in this order.
+/// The helpers every operation shares, in five parts run in this order.
 const COMMON: &str = concat!(
     include_str!("lua/common/names.lua"),
     include_str!("lua/common/leases.lua"),
     include_str!("lua/common/records.lua"),
     include_str!("lua/common/steps.lua"),
+    include_str!("lua/common/kept.lua"),
 );
 const LIMITS: &str = include_str!("lua/limits.lua");
 
@@ -55,10 +56,13 @@ pub(crate) enum Op {
     Lead,
     Keep,
     Forget,
+    KeptList,
+    KeptStats,
+    KeptPurge,
 }
 
 impl Op {
-    const ALL: [Op; 15] = [
+    const ALL: [Op; 18] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -74,6 +78,9 @@ impl Op {
         Op::Lead,
         Op::Keep,
         Op::Forget,
+        Op::KeptList,
+        Op::KeptStats,
+        Op::KeptPurge,
     ];
 
     /// The operation's name: its body's file name and its function's suffix.
@@ -94,6 +101,9 @@ impl Op {
             Op::Lead => "lead",
             Op::Keep => "keep",
             Op::Forget => "forget",
+            Op::KeptList => "kept_list",
+            Op::KeptStats => "kept_stats",
+            Op::KeptPurge => "kept_purge",
         }
     }
 
@@ -114,6 +124,9 @@ impl Op {
             Op::Lead => include_str!("lua/lead.lua"),
             Op::Keep => include_str!("lua/keep.lua"),
             Op::Forget => include_str!("lua/forget.lua"),
+            Op::KeptList => include_str!("lua/kept_list.lua"),
+            Op::KeptStats => include_str!("lua/kept_stats.lua"),
+            Op::KeptPurge => include_str!("lua/kept_purge.lua"),
         }
     }
 

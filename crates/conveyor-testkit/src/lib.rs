@@ -100,6 +100,9 @@ macro_rules! backend_faults {
 /// waits), which a test cannot move by hand, adds `manual_time: no`: the
 /// cases that move the [`ManualClock`] to make a delayed task due are then
 /// ignored too, and the backend tests its delays in real time instead.
+/// A backend whose administration part requeues and purges dead tasks but
+/// refuses to cancel (a message broker that cannot take a waiting message
+/// back) adds `cancel: no` after it: the cancel case is then ignored.
 ///
 /// A case that needs a part or capability the backend lacks is generated
 /// `#[ignore]`d with the reason, so `cargo test` lists it as ignored (never
@@ -134,6 +137,16 @@ macro_rules! backend_conformance {
      queue_control: $qc:ident;
      priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident,
      manual_time: $mt:ident $(,)?) => {
+        $crate::backend_conformance!($make;
+            result_store: $rs, inspection: $ins, administration: $adm, maintenance: $mnt,
+            global_limits: $lim, registry: $reg, queue_control: $qc; priority: $pr,
+            unique_keys: $uk, ordering_keys: $ok, manual_time: $mt, cancel: yes);
+    };
+    ($make:expr; result_store: $rs:ident, inspection: $ins:ident, administration: $adm:ident,
+     maintenance: $mnt:ident, global_limits: $lim:ident, registry: $reg:ident,
+     queue_control: $qc:ident;
+     priority: $pr:ident, unique_keys: $uk:ident, ordering_keys: $ok:ident,
+     manual_time: $mt:ident, cancel: $cn:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
             queues_are_separate, concurrent_reservers_never_share_a_task,
@@ -195,11 +208,11 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
             "needs the result store, inspection and administration parts, which this backend does not all declare";
             dead_letter_admin);
-        $crate::backend_conformance!(@cases $make; [$rs $adm];
-            "needs the result store and administration parts, which this backend does not both declare";
+        $crate::backend_conformance!(@cases $make; [$rs $adm $cn];
+            "needs the result store and administration parts and cancelling, which this backend does not all declare";
             cancel_waiting_and_running_tasks);
-        $crate::backend_conformance!(@cases $make; [$rs $adm $mnt $mt];
-            "needs the result store, administration and maintenance parts and leases on a clock the test moves, which this backend does not all declare";
+        $crate::backend_conformance!(@cases $make; [$rs $adm $cn $mnt $mt];
+            "needs the result store, administration and maintenance parts, cancelling, and leases on a clock the test moves, which this backend does not all declare";
             cancel_a_running_task);
         $crate::backend_conformance!(@cases $make; [$rs $adm $uk $ok];
             "needs the result store and administration parts, unique keys and ordering keys, which this backend does not all declare";
@@ -291,6 +304,7 @@ macro_rules! record_keeper_conformance {
             "";
             kept_records_read_back_whole, keeping_again_replaces_the_record,
             kept_finishes_wake_result_waiters, kept_records_are_never_work,
-            own_tasks_are_never_overwritten, forgotten_records_are_gone, kept_records_expire);
+            own_tasks_are_never_overwritten, forgotten_records_are_gone, kept_records_expire,
+            kept_records_are_listed_and_counted_apart);
     };
 }

@@ -21,7 +21,9 @@
 //! store beside the broker keeps them (see `records`): the broker
 //! cannot list or count by task, and has no unique or ordering keys or
 //! priorities; those are refused with [`Error::Unsupported`] (see
-//! `docs/amqp.md`).
+//! `docs/amqp.md`). With a store keeping the records, tasks are listed and
+//! counted through it (`inspect`), and dead tasks requeued and purged
+//! (`admin`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +31,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use conveyor_core::{
-    async_trait, Backend, Capabilities, Clock, Enqueued, Error, Finish, Lease, NewTask, Part,
-    ReserveParams, Reserved, ResultStore, ValueLimit,
+    async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish, Inspection,
+    Lease, NewTask, Part, ReserveParams, Reserved, ResultStore, ValueLimit,
 };
 
 use crate::claims::Claims;
@@ -43,7 +45,9 @@ use crate::names::Names;
 use crate::options::AmqpOptions;
 use crate::records::Records;
 
+mod admin;
 mod enqueue;
+mod inspect;
 mod publish;
 mod reserve;
 mod settle;
@@ -397,6 +401,21 @@ impl Backend for AmqpBackend {
 
     fn reconnects(&self) -> Option<u64> {
         Some(self.inner.opened.load(Ordering::Relaxed).saturating_sub(1))
+    }
+
+    /// Itself, when a store beside the broker keeps the records (see
+    /// `inspect`); else a refusal saying to add one.
+    fn inspection(&self) -> Result<&dyn Inspection, Error> {
+        self.kept("inspection (listing and counting tasks)")?;
+        Ok(self)
+    }
+
+    /// Itself, when a store beside the broker keeps the records (see
+    /// `admin`: requeue and purge dead tasks; cancel is refused); else a
+    /// refusal saying to add one.
+    fn administration(&self) -> Result<&dyn Administration, Error> {
+        self.kept("administration (requeueing and purging dead tasks)")?;
+        Ok(self)
     }
 
     /// The keeper's, when a store beside the broker keeps the records.

@@ -5,9 +5,10 @@
 
 use async_trait::async_trait;
 
-use super::Retention;
-use crate::durable_task::TaskRecord;
+use super::{ListParams, Retention};
+use crate::durable_task::{QueueStats, TaskRecord};
 use crate::task::TaskId;
+use crate::task_state::TaskState;
 use crate::Error;
 
 /// Keeps task records another backend writes, whole, and reads them back
@@ -16,9 +17,13 @@ use crate::Error;
 /// tasks are.
 ///
 /// A kept record is only a record: the keeper never reserves, recovers,
-/// lists, counts, cancels or requeues it (the backend that wrote it holds
-/// the task), and its own tasks are never overwritten by one (a record
-/// whose id is one of the keeper's own tasks is refused). Each record
+/// cancels or requeues it (the backend that wrote it holds the task), its
+/// own listings and counts ([`Inspection`](super::Inspection)) never show
+/// one, and its own tasks are never overwritten by one (a record whose id is
+/// one of the keeper's own tasks is refused). The kept records are listed
+/// and counted apart, by queue and state, for the backend that wrote them
+/// ([`RecordKeeper::list_kept`], [`RecordKeeper::kept_stats`]); those never
+/// show the keeper's own tasks. Each record
 /// expires on its own: a finished one the retention for its state after it
 /// was kept (by the keeper's clock), an unfinished one (its writer may never
 /// write again: a broker that dead-letters a task on its own) the retention
@@ -35,4 +40,24 @@ pub trait RecordKeeper: Send + Sync {
     /// an id with no kept record is skipped, and the keeper's own tasks are
     /// never touched.
     async fn forget(&self, ids: &[TaskId]) -> Result<(), Error>;
+
+    /// The kept records `params` lists, as
+    /// [`Inspection::list`](super::Inspection::list) lists tasks: of its
+    /// state (and queue and handler), in its order, at most its limit,
+    /// after its cursor. Oldest first means in the order the records were
+    /// first kept (the writer's ids need not grow with time); the cursor is
+    /// a kept record, and one no longer kept (expired, forgotten or purged
+    /// since) is an error saying to list again from the start. Records past
+    /// their expiry are never listed.
+    async fn list_kept(&self, params: &ListParams) -> Result<Vec<TaskRecord>, Error>;
+
+    /// The kept records' counts per queue and state, as
+    /// [`Inspection::stats`](super::Inspection::stats) counts tasks: one row
+    /// per queue a record was kept for, sorted by name, with when its oldest
+    /// available record became ready.
+    async fn kept_stats(&self) -> Result<Vec<QueueStats>, Error>;
+
+    /// Removes every kept record in `state`, of `queue` (`None`: of every
+    /// queue), returning how many; the keeper's own tasks are never touched.
+    async fn purge_kept(&self, state: TaskState, queue: Option<&str>) -> Result<u64, Error>;
 }

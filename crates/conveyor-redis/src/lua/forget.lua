@@ -6,5 +6,5 @@ local gone = {}
 for i = 2, #ARGV do
   if redis.call('ZSCORE', KEPT, ARGV[i]) then gone[#gone + 1] = ARGV[i] end
 end
-drop_kept(gone)
+kept.drop(gone)
 return #gone

@@ -4,11 +4,14 @@
 -- error, and when the record expires (ms).
 -- Writes records another backend holds the tasks of (the record keeper
 -- part), in this store's record layout, so get and the finish channel serve
--- them as they serve its own tasks. A kept record is in no queue's sets: it
--- is never reserved, recovered, listed, counted, cancelled or requeued. Its
--- id is a member of KEPT, scored by when it expires; each call first drops
--- a batch of the expired ones. Fails, writing nothing, when an id is one of
--- this store's own tasks. Returns how many expired records it dropped.
+-- them as they serve its own tasks. A kept record is in none of this
+-- store's own queue sets: it is never reserved, recovered, cancelled or
+-- requeued here, and its own listings and counts never show it. It is in
+-- the kept-record index instead (see common/kept.lua), moved there from its
+-- last queue and state in this same call. Its id is a member of KEPT,
+-- scored by when it expires; each call first drops a batch of the expired
+-- ones. Fails, writing nothing, when an id is one of this store's own
+-- tasks. Returns how many expired records it dropped.
 local now, n = ARGV[2], tonumber(ARGV[3])
 local SPAN = 13
 if #ARGV ~= 3 + n * SPAN then
@@ -26,8 +29,19 @@ for i = 0, n - 1 do
     fail('keep: task ' .. id .. ' is one of this store\'s own tasks, not a kept record')
   end
 end
-local expired = redis.call('ZRANGEBYSCORE', KEPT, '-inf', '(' .. now, 'LIMIT', 0, 200)
-drop_kept(expired)
+local expired = kept.drop_expired(now)
+-- Each id out of the set its stored record places it in, before the record
+-- is rewritten; into the set of its last record in the batch after.
+local place, order = {}, {}
+for i = 0, n - 1 do
+  local b = 4 + i * SPAN
+  local id = ARGV[b]
+  if not place[id] then
+    order[#order + 1] = id
+    kept.unindex(id)
+  end
+  place[id] = {ARGV[b + 1], ARGV[b + 5]}
+end
 local datas, states, results, expiries = {}, {}, {}, {}
 local errors, no_result, no_error, ids, finished = {}, {}, {}, {}, {}
 for i = 0, n - 1 do
@@ -63,5 +77,6 @@ bulk('HSET', TERROR, errors)
 bulk('HDEL', TERROR, no_error)
 bulk('HDEL', THISTORY, ids)
 bulk('ZADD', KEPT, expiries)
+for _, id in ipairs(order) do kept.index(id, place[id][1], place[id][2]) end
 publish_finished(finished)
-return #expired
+return expired

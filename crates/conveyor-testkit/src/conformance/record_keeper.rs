@@ -326,3 +326,140 @@ pub async fn kept_records_expire(b: Subject, clock: Arc<ManualClock>) {
     .await;
     expired_by(Duration::from_secs(601), vec![dead.id, running.id], vec![]).await;
 }
+
+/// Kept records are listed and counted by queue and state, apart from the
+/// keeper's own tasks: in the order they were first kept, moved between
+/// states when kept again, gone from the listing once forgotten, purged or
+/// expired; the keeper's own listing and counts never show them.
+pub async fn kept_records_are_listed_and_counted_apart(b: Subject, clock: Arc<ManualClock>) {
+    use conveyor_core::ListParams;
+    let now = clock.now();
+    let k = keeper(&b);
+    let in_queue = |mut r: TaskRecord, q: &str, h: &str| {
+        r.queue = q.into();
+        r.handler = h.into();
+        r
+    };
+    // Ids out of order: the listing follows the order they were kept in.
+    let a1 = record(kept_id(50), TaskState::Available, now);
+    let d1 = record(kept_id(7), TaskState::Dead, now);
+    let a2 = in_queue(record(kept_id(3), TaskState::Available, now), "other", "x");
+    let d2 = record(kept_id(90), TaskState::Dead, now);
+    let done = record(kept_id(1), TaskState::Completed, now);
+    k.keep(&[a1.clone(), d1.clone(), a2.clone()], Retention::default())
+        .await
+        .expect("keep");
+    k.keep(&[d2.clone(), done.clone()], Retention::default())
+        .await
+        .expect("keep");
+    let own = enqueue(&b, task("own")).await;
+    let ids = |rs: Vec<TaskRecord>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let list = |p: ListParams| async move { ids(k.list_kept(&p).await.expect("list kept")) };
+    let available = ListParams::new(TaskState::Available);
+    assert_eq!(list(available.clone()).await, vec![a1.id, a2.id]);
+    assert_eq!(
+        list(available.clone().newest_first()).await,
+        vec![a2.id, a1.id]
+    );
+    assert_eq!(list(available.clone().queue("other")).await, vec![a2.id]);
+    assert_eq!(list(available.clone().handler("x")).await, vec![a2.id]);
+    assert!(list(available.clone().handler("nobody")).await.is_empty());
+    let dead = ListParams::new(TaskState::Dead);
+    assert_eq!(list(dead.clone().limit(1)).await, vec![d1.id]);
+    assert_eq!(list(dead.clone().limit(1).after(d1.id)).await, vec![d2.id]);
+    assert!(list(dead.clone().after(d2.id)).await.is_empty());
+    let whole = k.list_kept(&dead.clone().limit(1)).await.expect("list");
+    assert_eq!(whole, vec![d1.clone()], "listed whole");
+    // Kept again in another state: moved, keeping its place in the order.
+    let mut running = a1.clone();
+    running.state = TaskState::Running;
+    running.attempts = 1;
+    k.keep(&[running.clone()], Retention::default())
+        .await
+        .expect("keep");
+    assert_eq!(list(available.clone()).await, vec![a2.id]);
+    assert_eq!(list(ListParams::new(TaskState::Running)).await, vec![a1.id]);
+    let counts = |stats: Vec<conveyor_core::QueueStats>| {
+        stats
+            .into_iter()
+            .map(|q| (q.queue, q.counts.into_iter().collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    let default = conveyor_core::DEFAULT_QUEUE.to_string();
+    assert_eq!(
+        counts(k.kept_stats().await.expect("kept stats")),
+        vec![
+            (
+                default.clone(),
+                vec![
+                    (TaskState::Running, 1),
+                    (TaskState::Completed, 1),
+                    (TaskState::Dead, 2)
+                ]
+            ),
+            ("other".to_string(), vec![(TaskState::Available, 1)]),
+        ]
+    );
+    // The keeper's own listing and counts see its own task alone.
+    if let Ok(inspection) = b.inspection() {
+        let listed = inspection.list(&available).await.expect("list");
+        assert_eq!(ids(listed), vec![own]);
+        let counted: u64 = inspection
+            .stats()
+            .await
+            .expect("stats")
+            .iter()
+            .map(|q| q.counts.values().sum::<u64>())
+            .sum();
+        assert_eq!(counted, 1, "kept records are counted as the keeper's own");
+    }
+    // Forgotten, purged, expired: out of the listing and the counts.
+    k.forget(&[d2.id]).await.expect("forget");
+    assert_eq!(list(dead.clone()).await, vec![d1.id]);
+    let gone_cursor = k.list_kept(&dead.clone().after(d2.id)).await;
+    assert!(
+        gone_cursor.is_err(),
+        "a cursor no longer kept: {gone_cursor:?}"
+    );
+    assert_eq!(
+        k.purge_kept(TaskState::Dead, Some("nowhere"))
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(k.purge_kept(TaskState::Dead, None).await.expect("purge"), 1);
+    assert_eq!(read(&b, d1.id).await, None);
+    assert!(list(dead.clone()).await.is_empty());
+    assert_eq!(
+        get(&b, own).await.state,
+        TaskState::Available,
+        "own task kept"
+    );
+    let short = Retention {
+        finished: Duration::from_secs(60),
+        dead: Duration::from_secs(60),
+    };
+    let brief = record(kept_id(11), TaskState::Dead, now);
+    k.keep(std::slice::from_ref(&brief), short)
+        .await
+        .expect("keep");
+    assert_eq!(list(dead.clone()).await, vec![brief.id]);
+    clock.advance(Duration::from_secs(61));
+    assert!(
+        list(dead.clone()).await.is_empty(),
+        "an expired record is listed"
+    );
+    let dead_left: u64 = k
+        .kept_stats()
+        .await
+        .expect("kept stats")
+        .iter()
+        .map(|q| q.count(TaskState::Dead))
+        .sum();
+    assert_eq!(dead_left, 0, "an expired record is counted");
+    assert_eq!(
+        read(&b, brief.id).await,
+        None,
+        "expired records are dropped"
+    );
+}

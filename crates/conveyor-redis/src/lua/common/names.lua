@@ -1,5 +1,5 @@
 -- The shared code's first part (the lua/common/ files run in the order
--- scripts.rs joins them: names, leases, records, steps): the per-call
+-- scripts.rs joins them: names, leases, records, steps, kept): the per-call
 -- state, key names, ids and buffered sorted-set writes.
 --
 -- Shared by every script (after the generated state-machine prelude).

@@ -164,14 +164,6 @@ local function drop_records(ids, older)
   end
 end
 
--- Drops the records kept for another backend (see keep.lua) of `ids`:
--- their record hashes' fields and their KEPT members.
-local function drop_kept(ids)
-  if #ids == 0 then return end
-  drop_records(ids, {})
-  bulk('ZREM', KEPT, ids)
-end
-
 -- The queue of each of the dead tasks `ids`, false for one that is gone,
 -- read with one HMGET of their data records; and which of them are of the
 -- record layout (true) or stored before it (false).
