@@ -48,7 +48,7 @@
 //! out, which a reservation here does not wait for (its record is written
 //! after, and skipped when the store does not answer).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use conveyor_core::{async_trait, Administration, Error, TaskId, TaskRecord, TaskState, Timestamp};
 use lapin::options::BasicGetOptions;
@@ -82,7 +82,7 @@ impl Inner {
     ) -> Result<Found, Error> {
         let dead = self.names.dead(queue);
         let mut found = Found::default();
-        let mut seen: HashMap<TaskId, ()> = HashMap::new();
+        let mut seen: HashSet<TaskId> = HashSet::new();
         loop {
             if seen.len() == want.len() {
                 return Ok(found);
@@ -106,7 +106,7 @@ impl Inner {
                 continue;
             }
             found.tags.push(d.delivery_tag);
-            if seen.insert(m.id, ()).is_none() {
+            if seen.insert(m.id) {
                 found.first.push(m);
             }
         }
