@@ -43,7 +43,7 @@ pub fn log(s: &Settled) {
     // The attempt's trace id, with traces on: the line joins up with them.
     let trace_id = s.trace_id.as_deref();
     // What the handler did is only half the story: a result the store
-    // refused (the lease had run out) or never took was not kept.
+    // refused (the lease had ended) or never took was not kept.
     match &s.stored {
         Stored::Taken => {}
         Stored::Stale => {
@@ -55,8 +55,9 @@ pub fn log(s: &Settled) {
                 trace_id,
                 outcome,
                 run_time,
-                "the task's outcome was refused: its lease had run out, and the store had \
-                 taken it back (it runs again, or was dead-lettered if no attempt was left)"
+                "the task's outcome was refused: its lease had ended (it was cancelled, or \
+                 its lease ran out and the store took it back to run again, or dead-lettered \
+                 it if no attempt was left)"
             );
             return;
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{stderr, stdout, Env};
 use conveyor::TaskState;
-use conveyor_testkit::process::{pid_alive, Proc};
+use conveyor_testkit::process::Proc;
 use serde_json::Value;
 
 const CONFIG: &str = "[worker]\nslots = 2\npoll = \"20ms\"\n\
@@ -183,62 +183,4 @@ async fn cancel_and_show() {
     assert_eq!(code(&out), Some(5));
     let b = env.backend().await;
     common::wait_count(&b, TaskState::Cancelled, 1, Duration::from_secs(5)).await;
-}
-
-/// `conveyor cancel` on a task a worker runs: the task is cancelled at once,
-/// the worker kills the handler's process at its next lease renewal, nothing
-/// it reports is kept, and it goes on taking tasks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_a_running_task() {
-    let env = Env::new();
-    let pid_file = env.dir.path().join("pid");
-    let cfg = env
-        .config(&format!(
-            "[worker]\nslots = 2\npoll = \"20ms\"\nlease = \"3s\"\n\
-             [handlers.ok]\nprogram = \"echo\"\nargs = [\"{{}}\"]\n\
-             [handlers.slow]\nprogram = \"sh\"\nretries = 2\n\
-             args = [\"-c\", \"echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec sleep 120\"]\n",
-            pid = pid_file.display()
-        ))
-        .to_string_lossy()
-        .into_owned();
-    let worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
-    let id = submit(&env, &["slow"]).to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let pid: u32 = loop {
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            break text.trim().parse().expect("a pid");
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the task never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let out = env.run(&["cancel", &id]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!("task {id}: cancelled while it ran")),
-        "{}",
-        stdout(&out)
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while pid_alive(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cancelled task's process still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = env.run(&["result", &id]);
-    assert_eq!(code(&out), Some(4), "cancelled: {}", stdout(&out));
-    let out = env.run(&["show", &id, "--json"]);
-    let shown: Value = serde_json::from_str(stdout(&out).trim()).expect("json");
-    assert_eq!(shown["state"], "cancelled");
-    assert_eq!(shown["error"], "cancelled while it ran");
-    assert_eq!(shown["attempts"], 1, "it never ran again: {shown}");
-    let ok = submit(&env, &["ok", "\"after\""]).to_string();
-    let out = env.run(&["wait", &ok, "--timeout", "60s"]);
-    assert_eq!(code(&out), Some(0), "the worker goes on: {}", stderr(&out));
-    drop(worker);
 }

@@ -560,3 +560,61 @@ async fn a_core_only_backend_runs_without_upkeep_errors() {
         Err(Error::Unsupported(_))
     ));
 }
+
+/// A task cancelled while it runs is stopped by the worker holding it soon
+/// after, through the store's finish notifications: long before its lease's
+/// first renewal (here 200 s away), which would find it too. Nothing it
+/// returns afterwards is kept, and the worker goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cancelled_while_it_runs_is_stopped_at_once() {
+    let b = backend();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let (s, e) = (started.clone(), stopped.clone());
+    let long = Handler::io("long", move |_: u32, ctx: conveyor::TaskContext| {
+        let (s, e) = (s.clone(), e.clone());
+        async move {
+            s.notify_one();
+            // Dropped when the attempt is cancelled: says so.
+            struct Said(Arc<tokio::sync::Notify>);
+            impl Drop for Said {
+                fn drop(&mut self) {
+                    self.0.notify_one();
+                }
+            }
+            let _said = Said(e);
+            ctx.cancelled().await;
+            Ok::<u32, TaskError>(7)
+        }
+    });
+    let worker = start(
+        Worker::builder(b.clone())
+            .handler(long)
+            .handler(add_handler())
+            .lease(Duration::from_secs(600)),
+    );
+    let client = Client::new(b.clone());
+    let t: TaskType<u32, u32> = TaskType::new("long");
+    // Cancelled at once (found when it has run long enough to be watched),
+    // and once watched (found by the store's finish notification).
+    for watched_first in [false, true] {
+        let h = client.enqueue(&t, &1).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), started.notified())
+            .await
+            .expect("the task starts");
+        if watched_first {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        assert_eq!(b.cancel(h.id()).await.unwrap(), TaskState::Cancelled);
+        tokio::time::timeout(Duration::from_secs(60), stopped.notified())
+            .await
+            .expect("the worker stops the attempt before its lease's renewal");
+        let rec = client.status(h.id()).await.unwrap().unwrap();
+        assert_eq!(rec.state, TaskState::Cancelled);
+        assert_eq!(rec.result, None);
+    }
+    let sum = client.enqueue(&ADD, &(2, 40)).await.unwrap();
+    assert_eq!(sum.wait_timeout(Duration::from_secs(30)).await.unwrap(), 42);
+    let report = worker.stop().await;
+    assert_eq!(report.stats.lost_leases, 2, "{report:?}");
+}

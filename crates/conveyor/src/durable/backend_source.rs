@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::{
-    async_trait, Backend, Error, Finish, FinishAction, Lease, ReserveParams, Reserved,
+    async_trait, Backend, Error, Finish, FinishAction, Lease, ReserveParams, Reserved, TaskId,
 };
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::source::{Delivery, Retries, Settlement, Source};
 
@@ -186,6 +187,32 @@ impl Source for BackendSource {
 
     async fn renew(&self, receipts: &[Lease]) -> Result<Vec<bool>, Error> {
         self.backend.renew(receipts, self.lease).await
+    }
+
+    /// Through the store's finish notifications: a task cancelled while it
+    /// runs is a finish like any other. One wait per task, registered on the
+    /// store's finish board, the first to answer ends them all. A store
+    /// whose notifications are down now is quiet for `timeout`; one with no
+    /// result store cannot signal.
+    async fn settled_elsewhere(&self, ids: &[TaskId], timeout: Duration) -> Option<bool> {
+        let store = self.backend.result_store().ok()?;
+        let Some(mark) = store.finish_mark().await else {
+            tokio::time::sleep(timeout).await;
+            return Some(false);
+        };
+        // Longer than ours: each returns only on a sign, or at once when the
+        // store cannot notify.
+        let each = timeout.saturating_add(Duration::from_secs(1));
+        let mut waits: FuturesUnordered<_> = ids
+            .iter()
+            .map(|&id| store.wait_finished(id, mark, each))
+            .collect();
+        match tokio::time::timeout(timeout, waits.next()).await {
+            Ok(Some(true)) => Some(true),
+            // It cannot notify: the lease keeper's renewals find out.
+            Ok(Some(false)) => None,
+            Ok(None) | Err(_) => Some(false),
+        }
     }
 
     async fn settle(&self, batch: Vec<Settlement<Lease>>) -> Result<Vec<Result<(), Error>>, Error> {

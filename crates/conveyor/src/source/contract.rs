@@ -162,6 +162,19 @@ pub trait Source: Send + Sync + 'static {
         ))
     }
 
+    /// Waits up to `timeout` for a sign that one of `ids` (tasks this runner
+    /// holds and runs) may have been settled by someone else, such as an
+    /// operator who cancelled it: the runner then renews their claims at
+    /// once, and cancels the attempts whose claim is gone, instead of at the
+    /// next renewal. `Some(true)` when a sign came (it may be spurious: the
+    /// renewal decides), `Some(false)` when none came within `timeout`;
+    /// `None` at once when the source cannot signal (default): the next
+    /// renewal finds out.
+    async fn settled_elsewhere(&self, ids: &[TaskId], timeout: Duration) -> Option<bool> {
+        let _ = (ids, timeout);
+        None
+    }
+
     /// Applies settlements, each on its own: an item fails with
     /// [`Error::StaleLease`] when its claim was lost. The outer error means
     /// nothing was applied: the runner tries the batch again.

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -49,6 +49,8 @@ pub(crate) struct Entry<P, R> {
     pub(crate) running: bool,
     /// When the task became ready to run, if the source said.
     pub(crate) ready_at: Option<SystemTime>,
+    /// When this runner took it.
+    pub(crate) held_at: Instant,
     /// The trace context the task carries, if any (feature `otel`).
     #[cfg(feature = "otel")]
     pub(crate) trace: Option<conveyor_core::TraceContext>,
@@ -153,6 +155,20 @@ impl<P, R: Clone> Held<P, R> {
             .collect()
     }
 
+    /// The receipts of the tasks held for `age` or longer whose attempt is
+    /// not cancelled yet, with their task and generation (the ones a
+    /// cancel elsewhere is watched for).
+    pub(crate) fn held_for(&self, age: Duration) -> Vec<(TaskId, u64, R)> {
+        let now = Instant::now();
+        self.inner
+            .lock()
+            .map
+            .iter()
+            .filter(|(_, e)| !e.cancelled && now.saturating_duration_since(e.held_at) >= age)
+            .map(|(id, e)| (*id, e.generation, e.receipt.clone()))
+            .collect()
+    }
+
     /// Marks the attempt of `id` cancelled, whichever delivery it is; true
     /// if it was held and not cancelled yet (`cancel` is then called under
     /// the lock).
@@ -211,6 +227,7 @@ fn entry<P, R: Clone>(d: &Delivery<P, R>, route: &Arc<Route<P>>, generation: u64
         next: None,
         follow_ups: Vec::new(),
         ready_at: d.ready_at,
+        held_at: Instant::now(),
         #[cfg(feature = "otel")]
         trace: d.trace.clone(),
         #[cfg(feature = "otel")]

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::TaskId;
 use tokio_util::sync::CancellationToken;
 
 use super::contract::Source;
@@ -33,39 +34,54 @@ pub(crate) async fn run<S: Source>(
         if held.is_empty() && unstored.is_empty() {
             continue;
         }
-        let receipts: Vec<S::Receipt> = held
-            .iter()
-            .map(|(_, _, r)| r.clone())
-            .chain(unstored)
-            .collect();
-        // A renewal the store leaves unanswered does not hold up a stop.
-        let renewed = tokio::select! {
-            renewed = shared.source.renew(&receipts) => renewed,
-            _ = done.cancelled() => return,
-        };
-        match renewed {
-            Ok(kept) => {
-                for ((id, generation, _), ok) in held.iter().zip(kept) {
-                    if ok {
-                        continue;
-                    }
-                    let cancelled = shared
-                        .held
-                        .cancel_if(*id, *generation, |id| shared.cancel_task(id));
-                    if cancelled {
-                        Counters::add(&shared.counters.lost_leases, 1);
-                        tracing::warn!(
-                            task = %id,
-                            "lease ended (the task was cancelled, or another worker \
-                             took it); stopping the attempt"
-                        );
-                    }
-                }
-            }
-            Err(e) => {
-                Counters::add(&shared.counters.backend_errors, 1);
-                tracing::warn!(error = %e.chain(), "renewing leases failed");
-            }
+        if !renew_held(&shared, &held, &unstored, &done).await {
+            return;
         }
     }
+}
+
+/// Renews the claims of `held` (task, generation, receipt) and then of
+/// `unstored` in one call, and cancels the attempts of the held ones whose
+/// claim is gone (if still the same delivery). False when `done` fired
+/// first (a renewal the store leaves unanswered does not hold up a stop).
+pub(crate) async fn renew_held<S: Source>(
+    shared: &RunnerState<S>,
+    held: &[(TaskId, u64, S::Receipt)],
+    unstored: &[S::Receipt],
+    done: &CancellationToken,
+) -> bool {
+    let receipts: Vec<S::Receipt> = held
+        .iter()
+        .map(|(_, _, r)| r.clone())
+        .chain(unstored.iter().cloned())
+        .collect();
+    let renewed = tokio::select! {
+        renewed = shared.source.renew(&receipts) => renewed,
+        () = done.cancelled() => return false,
+    };
+    match renewed {
+        Ok(kept) => {
+            for ((id, generation, _), ok) in held.iter().zip(kept) {
+                if ok {
+                    continue;
+                }
+                let cancelled = shared
+                    .held
+                    .cancel_if(*id, *generation, |id| shared.cancel_task(id));
+                if cancelled {
+                    Counters::add(&shared.counters.lost_leases, 1);
+                    tracing::warn!(
+                        task = %id,
+                        "lease ended (the task was cancelled, or another worker \
+                         took it); stopping the attempt"
+                    );
+                }
+            }
+        }
+        Err(e) => {
+            Counters::add(&shared.counters.backend_errors, 1);
+            tracing::warn!(error = %e.chain(), "renewing leases failed");
+        }
+    }
+    true
 }

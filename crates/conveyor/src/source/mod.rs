@@ -21,6 +21,7 @@ mod lease_keeper;
 mod routes;
 mod runner;
 mod runner_state;
+mod settle_watch;
 mod settler;
 mod sink;
 mod slots;

@@ -6,7 +6,9 @@
 //! engine runs them under the source's own ids and hands each final result
 //! straight to the runner's sink, which decides the next step and queues the
 //! settlement; the settler gives settlements to the source in batches; the
-//! lease keeper renews claims while tasks run. On stop it fetches nothing
+//! lease keeper renews claims while tasks run, and the settle watch stops an
+//! attempt soon after its task was settled elsewhere (cancelled by an
+//! operator). On stop it fetches nothing
 //! more, lets running tasks finish within the grace period, then cancels the
 //! rest (unstarted ones are handed back without losing an attempt).
 
@@ -37,7 +39,7 @@ use super::sink::RunnerSink;
 use super::slots::Slots;
 use super::stats::{Counters, RunnerStats};
 use super::ticker::Ticker;
-use super::{lease_keeper, settler};
+use super::{lease_keeper, settle_watch, settler};
 
 /// Default longest wait between two fetches while the source is empty.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
@@ -319,6 +321,7 @@ impl<S: Source> Runner<S> {
         let lease = shared.source.lease();
         let keeper =
             lease.map(|lease| tokio::spawn(lease_keeper::run(shared.clone(), lease, done.clone())));
+        let watch = lease.map(|_| tokio::spawn(settle_watch::run(shared.clone(), done.clone())));
         let fetch = tokio::spawn(fetcher::run(
             shared.clone(),
             Arc::new(self.routes),
@@ -388,6 +391,9 @@ impl<S: Source> Runner<S> {
         done.cancel();
         if let Some(keeper) = keeper {
             let _ = keeper.await;
+        }
+        if let Some(watch) = watch {
+            let _ = watch.await;
         }
         let _ = beat.await;
         if own_pool {
