@@ -112,8 +112,8 @@ class TaskHandle(Generic[R]):
         """Cancels the task, waiting or running; returns its state after.
 
         ``"cancelled"``, or the state of a task that had already finished
-        (``"completed"``, ``"dead"``). A running task's worker stops it at its
-        next lease renewal (its process is killed) and nothing it returns
+        (``"completed"``, ``"dead"``). A running task's worker stops it
+        within about a second (its process is killed) and nothing it returns
         afterwards is kept: Celery's ``revoke(terminate=True)``.
         """
         return self._app._client().cancel(self.id)

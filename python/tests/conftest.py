@@ -40,9 +40,6 @@ def worker():
                 str(PROCESSES),
                 "--grace",
                 "5s",
-                # Short, so a cancelled running task is stopped within a second.
-                "--lease",
-                "3s",
             ],
             cwd=workdir,
             env=env,

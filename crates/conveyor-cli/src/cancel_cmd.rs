@@ -1,7 +1,8 @@
 //! `conveyor cancel ID…`: cancels tasks that are waiting (scheduled,
 //! available or retrying) or running. A running task's lease ends with it:
-//! the worker holding it stops the attempt at its next lease renewal (a
-//! third of its lease at most) and nothing it reports afterwards is kept.
+//! the worker holding it stops the attempt within about a second (told by
+//! the store's finish notifications; at the latest at its next lease
+//! renewal, a third of its lease) and nothing it reports afterwards is kept.
 //! One that has finished keeps its outcome; one already cancelled stays so.
 //! Exits 1 when any task could not be cancelled, 5 when an id is unknown.
 
@@ -28,8 +29,7 @@ pub async fn run(backend: Arc<dyn Backend>, args: CancelArgs) -> anyhow::Result<
         };
         let (text, code) = match outcome {
             Ok(TaskState::Cancelled) if before == Some(TaskState::Running) => (
-                "cancelled while it ran: the worker holding it stops it at its next lease \
-                 renewal"
+                "cancelled while it ran: the worker holding it stops it within about a second"
                     .to_string(),
                 0,
             ),

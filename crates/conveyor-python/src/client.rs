@@ -188,7 +188,7 @@ impl Client {
 
     /// Cancels a waiting or running task; returns its state afterwards
     /// (`cancelled`, or the finished state it had reached). A running
-    /// task's worker stops it at its next lease renewal.
+    /// task's worker stops it within about a second.
     fn cancel(&self, py: Python<'_>, id: u64) -> PyResult<String> {
         let backend = self.backend()?.clone();
         let state: TaskState = block_on(py, async move {

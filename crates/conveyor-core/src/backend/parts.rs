@@ -165,7 +165,8 @@ pub trait Administration: Send + Sync {
     /// [`AttemptOutcome::Cancelled`](crate::AttemptOutcome::Cancelled), its
     /// error set to [`CANCELLED_WHILE_RUNNING`](crate::CANCELLED_WHILE_RUNNING)
     /// and its lease ended in the same step: the worker holding it is told
-    /// at its next renewal (and stops the attempt: its future dropped, its
+    /// at once where the store notifies finishes, at its next renewal
+    /// otherwise (and stops the attempt: its future dropped, its
     /// process group killed), and its report is refused as a stale lease,
     /// so nothing it does afterwards changes the task. Its finish waiters
     /// are woken, as for any task that finishes.
