@@ -2,7 +2,8 @@
 //! (a Redis, as `results=redis://…` gives) against the backend conformance
 //! suite: the cases of the result store, inspection and administration
 //! parts run too (listing, counting, requeueing and purging through the
-//! kept records; cancelling is refused, so its case is ignored). Delays run on the broker's clock (the
+//! kept records; cancelling is refused, so its case is ignored), and the
+//! registry's (the keeper's own). Delays run on the broker's clock (the
 //! ladder's TTLs), so the cases that move a manual clock to make a delayed
 //! task due are ignored; `behaviour.rs` tests delays in real time.
 
@@ -38,5 +39,5 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 
 conveyor_testkit::backend_conformance!(make;
     result_store: yes, inspection: yes, administration: yes, maintenance: no, global_limits: no,
-    registry: no, queue_control: no; priority: no, unique_keys: no, ordering_keys: no,
+    registry: yes, queue_control: no; priority: no, unique_keys: no, ordering_keys: no,
     manual_time: no, cancel: no);

@@ -47,6 +47,11 @@ async fn status_queue_list_and_dead_commands_on_amqp_with_a_keeper() {
         .find(|r| r["queue"] == "default")
         .unwrap_or_else(|| panic!("no default queue in {rows:?}"));
     assert_eq!(default["dead"], 2, "{default}");
+    // The worker registers in the keeper's store: status lists it.
+    assert!(
+        rows.iter().any(|r| r["worker"]["queues"][0] == "default"),
+        "the worker is listed: {rows:?}"
+    );
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("DEAD"), "{}", stdout(&out));

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish, Inspection,
-    Lease, NewTask, Part, ReserveParams, Reserved, ResultStore, ValueLimit,
+    Lease, NewTask, Part, Registry, ReserveParams, Reserved, ResultStore, ValueLimit,
 };
 
 use crate::claims::Claims;
@@ -416,6 +416,17 @@ impl Backend for AmqpBackend {
     fn administration(&self) -> Result<&dyn Administration, Error> {
         self.kept("administration (requeueing and purging dead tasks)")?;
         Ok(self)
+    }
+
+    /// The keeper's, when a store beside the broker keeps the records: the
+    /// workers of this backend register there (under the keeper's prefix,
+    /// beside that store's own workers, if any), so `conveyor status` lists
+    /// them and tasks no live worker serves are told apart.
+    fn registry(&self) -> Result<&dyn Registry, Error> {
+        match &self.inner.records {
+            Some(r) => r.keeper_backend().registry(),
+            None => Err(Part::Registry.unsupported(self.kind())),
+        }
     }
 
     /// The keeper's, when a store beside the broker keeps the records.
