@@ -102,7 +102,7 @@ impl Administration for NatsBackend {
             new.apply(Transition::Cancel)?;
             new.finished_at = Some(now.as_millis());
             if ledger.cas_rec(&new, rev).await?.is_some() {
-                self.announce(&[id.0]).await;
+                self.announce_now(&[id.0]).await;
                 return Ok(TaskState::Cancelled);
             }
         }

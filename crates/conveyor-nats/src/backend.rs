@@ -305,6 +305,16 @@ impl NatsBackend {
         let _ = within("announcing finished tasks", REQUEST_TIMEOUT, publish).await;
     }
 
+    /// [`NatsBackend::announce`], then flushed: for a call that is rare and
+    /// may be a short-lived process's last (`conveyor cancel`), whose
+    /// buffered announcement would otherwise be lost when it exits, and
+    /// with it the prompt stop of a cancelled running task.
+    pub(crate) async fn announce_now(&self, ids: &[u64]) {
+        self.announce(ids).await;
+        let flush = self.inner.client.flush();
+        let _ = within("announcing finished tasks (flush)", REQUEST_TIMEOUT, flush).await;
+    }
+
     /// Runs `call` within the bounds of the worker's path (`bounds.rs`):
     /// it ends, with a transient error, when the connection drops or stays
     /// down, or when the server does not answer in time.

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::{
-    async_trait, Backend, Error, Finish, FinishAction, Lease, ReserveParams, Reserved, TaskId,
+    async_trait, Backend, Error, Finish, FinishAction, FinishMark, Lease, ReserveParams, Reserved,
+    TaskId,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -189,29 +190,45 @@ impl Source for BackendSource {
         self.backend.renew(receipts, self.lease).await
     }
 
-    /// Through the store's finish notifications: a task cancelled while it
-    /// runs is a finish like any other. One wait per task, registered on the
-    /// store's finish board, the first to answer ends them all. A store
-    /// whose notifications are down now is quiet for `timeout`; one with no
-    /// result store cannot signal.
-    async fn settled_elsewhere(&self, ids: &[TaskId], timeout: Duration) -> Option<bool> {
-        let store = self.backend.result_store().ok()?;
-        let Some(mark) = store.finish_mark().await else {
+    /// A store with a result store signals through its finish
+    /// notifications: a task cancelled while it runs is a finish like any
+    /// other.
+    fn signals_settles(&self) -> bool {
+        self.backend.result_store().is_ok()
+    }
+
+    async fn settle_mark(&self) -> Option<FinishMark> {
+        self.backend.result_store().ok()?.finish_mark().await
+    }
+
+    /// One wait per task on the store's finish board; the first to answer
+    /// ends them all. A store that cannot notify after all is quiet for
+    /// `timeout`.
+    async fn settled_elsewhere(
+        &self,
+        ids: &[TaskId],
+        since: FinishMark,
+        timeout: Duration,
+    ) -> bool {
+        let Ok(store) = self.backend.result_store() else {
             tokio::time::sleep(timeout).await;
-            return Some(false);
+            return false;
         };
         // Longer than ours: each returns only on a sign, or at once when the
         // store cannot notify.
         let each = timeout.saturating_add(Duration::from_secs(1));
         let mut waits: FuturesUnordered<_> = ids
             .iter()
-            .map(|&id| store.wait_finished(id, mark, each))
+            .map(|&id| store.wait_finished(id, since, each))
             .collect();
-        match tokio::time::timeout(timeout, waits.next()).await {
-            Ok(Some(true)) => Some(true),
-            // It cannot notify: the lease keeper's renewals find out.
-            Ok(Some(false)) => None,
-            Ok(None) | Err(_) => Some(false),
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, waits.next()).await {
+            Ok(Some(true)) => true,
+            Ok(Some(false)) => {
+                tokio::time::sleep_until(deadline).await;
+                false
+            }
+            Ok(None) | Err(_) => false,
         }
     }
 

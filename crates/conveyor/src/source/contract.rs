@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use conveyor_core::async_trait;
 
-use conveyor_core::{Error, FinishAction, NewTask, OutcomeKind, TaskId, TraceContext};
+use conveyor_core::{Error, FinishAction, FinishMark, NewTask, OutcomeKind, TaskId, TraceContext};
 
 use super::control::Control;
 
@@ -162,17 +162,37 @@ pub trait Source: Send + Sync + 'static {
         ))
     }
 
-    /// Waits up to `timeout` for a sign that one of `ids` (tasks this runner
-    /// holds and runs) may have been settled by someone else, such as an
-    /// operator who cancelled it: the runner then renews their claims at
-    /// once, and cancels the attempts whose claim is gone, instead of at the
-    /// next renewal. `Some(true)` when a sign came (it may be spurious: the
-    /// renewal decides), `Some(false)` when none came within `timeout`;
-    /// `None` at once when the source cannot signal (default): the next
-    /// renewal finds out.
-    async fn settled_elsewhere(&self, ids: &[TaskId], timeout: Duration) -> Option<bool> {
-        let _ = (ids, timeout);
+    /// True when the source can signal that a task it handed out was
+    /// settled by someone else, such as an operator who cancelled it while
+    /// it ran ([`Source::settle_mark`], [`Source::settled_elsewhere`]): the
+    /// runner then stops such an attempt at once instead of at the next
+    /// renewal. Default false.
+    fn signals_settles(&self) -> bool {
+        false
+    }
+
+    /// Where the source's settle signs stand: take it *before* checking the
+    /// claims (renewing them), then wait with
+    /// [`Source::settled_elsewhere`] from it, so a settle that lands between
+    /// the check and the wait is signalled. `None` while the source cannot
+    /// signal (its listener is down): the runner tries again later.
+    async fn settle_mark(&self) -> Option<FinishMark> {
         None
+    }
+
+    /// Waits up to `timeout` for a sign, after `since`, that one of `ids`
+    /// (tasks this runner holds) may have been settled by someone else:
+    /// true when one came (it may be spurious: the renewal that follows
+    /// decides), false when none came in time.
+    async fn settled_elsewhere(
+        &self,
+        ids: &[TaskId],
+        since: FinishMark,
+        timeout: Duration,
+    ) -> bool {
+        let _ = (ids, since);
+        tokio::time::sleep(timeout).await;
+        false
     }
 
     /// Applies settlements, each on its own: an item fails with

@@ -321,7 +321,8 @@ impl<S: Source> Runner<S> {
         let lease = shared.source.lease();
         let keeper =
             lease.map(|lease| tokio::spawn(lease_keeper::run(shared.clone(), lease, done.clone())));
-        let watch = lease.map(|_| tokio::spawn(settle_watch::run(shared.clone(), done.clone())));
+        let watch = (lease.is_some() && shared.source.signals_settles())
+            .then(|| tokio::spawn(settle_watch::run(shared.clone(), done.clone())));
         let fetch = tokio::spawn(fetcher::run(
             shared.clone(),
             Arc::new(self.routes),
