@@ -228,8 +228,8 @@ pub async fn cancel_waiting_and_running_tasks(b: Subject, _clock: Arc<ManualCloc
 /// A running task can be cancelled: its attempt ends as cancelled (in its
 /// history, where kept), its lease with it, so the worker's renewal answers
 /// false and its report is refused, leaving the task cancelled with no
-/// result; lease recovery never brings it back, and its unique key is free
-/// again.
+/// result; lease recovery never brings it back, its unique key is free
+/// again, and the next task of its ordering key may run.
 pub async fn cancel_a_running_task(b: Subject, clock: Arc<ManualClock>) {
     let keyed = b.capabilities().unique_keys;
     let mut t = task("long").max_attempts(3);
@@ -295,11 +295,21 @@ pub async fn cancel_a_running_task(b: Subject, clock: Arc<ManualClock>) {
         );
         let next = reserve(&b, 1).await;
         assert_eq!(ids(&next), vec![again.id], "only the new task runs");
+        complete(&b, next[0].lease.clone()).await;
     } else {
         assert!(
             reserve(&b, 1).await.is_empty(),
             "the cancelled task never runs again"
         );
+    }
+    if b.capabilities().ordering_keys {
+        let first = enqueue(&b, task("first").ordering_key("user-7")).await;
+        let second = enqueue(&b, task("second").ordering_key("user-7")).await;
+        let got = reserve(&b, 10).await;
+        assert_eq!(ids(&got), vec![first], "one task of a key runs at a time");
+        assert_eq!(b.cancel(first).await.expect("cancel"), TaskState::Cancelled);
+        let next = reserve_until(&b, 1, 10).await;
+        assert_eq!(ids(&next), vec![second], "the key's next task runs");
     }
 }
 
