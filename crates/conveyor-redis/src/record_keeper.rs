@@ -32,6 +32,10 @@ use crate::scripts::Op;
 /// Records one `keep` call writes at most; a larger batch takes several.
 const KEEP_BATCH: usize = 1_000;
 
+/// Expired records one `kept_expire` call drops at most (`kept.drop_expired`
+/// in `lua/common/kept.lua`).
+const EXPIRE_BATCH: u64 = 200;
+
 /// When a record kept at `now` (this store's clock) expires: a finished one
 /// `retention` after it was kept (dead ones `retention.dead`), not after the
 /// finish time it carries, which the writer's clock stamped; an unfinished
@@ -114,6 +118,19 @@ impl RecordKeeper for RedisBackend {
         let mut call = self.call(Op::KeptStats);
         call.arg(self.inner.clock.now().as_millis());
         reply::stats_rows(self.run("kept_stats", &call).await?)
+    }
+
+    async fn expire_kept(&self) -> Result<u64, Error> {
+        let mut total = 0u64;
+        loop {
+            let mut call = self.call(Op::KeptExpire);
+            call.arg(self.inner.clock.now().as_millis());
+            let n: u64 = reply::number(self.run("kept_expire", &call).await?, "kept_expire")?;
+            total += n;
+            if n < EXPIRE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     async fn purge_kept(&self, state: TaskState, queue: Option<&str>) -> Result<u64, Error> {

@@ -59,10 +59,11 @@ pub(crate) enum Op {
     KeptList,
     KeptStats,
     KeptPurge,
+    KeptExpire,
 }
 
 impl Op {
-    const ALL: [Op; 18] = [
+    const ALL: [Op; 19] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -81,6 +82,7 @@ impl Op {
         Op::KeptList,
         Op::KeptStats,
         Op::KeptPurge,
+        Op::KeptExpire,
     ];
 
     /// The operation's name: its body's file name and its function's suffix.
@@ -104,6 +106,7 @@ impl Op {
             Op::KeptList => "kept_list",
             Op::KeptStats => "kept_stats",
             Op::KeptPurge => "kept_purge",
+            Op::KeptExpire => "kept_expire",
         }
     }
 
@@ -127,6 +130,7 @@ impl Op {
             Op::KeptList => include_str!("lua/kept_list.lua"),
             Op::KeptStats => include_str!("lua/kept_stats.lua"),
             Op::KeptPurge => include_str!("lua/kept_purge.lua"),
+            Op::KeptExpire => include_str!("lua/kept_expire.lua"),
         }
     }
 

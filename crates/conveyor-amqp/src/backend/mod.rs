@@ -85,7 +85,8 @@ pub(crate) struct Inner {
     /// Pause points for tests (`test-hooks`).
     pub(crate) hooks: Hooks,
     /// The task that moves deliveries held for `hold` into custody
-    /// (`custody::sweep`), stopped when the backend is dropped.
+    /// (`custody::sweep`) and drops the kept records past their expiry
+    /// (`records::expire`), stopped when the backend is dropped.
     sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -169,7 +170,15 @@ impl AmqpBackend {
             }),
         };
         backend.inner.link().await?;
-        let sweeper = tokio::spawn(crate::custody::sweep(Arc::downgrade(&backend.inner)));
+        let sweeper = tokio::spawn({
+            let (sweep, expire) = (
+                Arc::downgrade(&backend.inner),
+                Arc::downgrade(&backend.inner),
+            );
+            async move {
+                tokio::join!(crate::custody::sweep(sweep), crate::records::expire(expire));
+            }
+        });
         *backend
             .inner
             .sweeper

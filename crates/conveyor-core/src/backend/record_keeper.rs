@@ -60,4 +60,10 @@ pub trait RecordKeeper: Send + Sync {
     /// Removes every kept record in `state`, of `queue` (`None`: of every
     /// queue), returning how many; the keeper's own tasks are never touched.
     async fn purge_kept(&self, state: TaskState, queue: Option<&str>) -> Result<u64, Error>;
+
+    /// Removes every kept record past its expiry now, returning how many.
+    /// Writes drop a batch of them too, so they do not pile up while
+    /// records are kept; this is for a writer that has gone quiet (its
+    /// backend's maintenance calls it).
+    async fn expire_kept(&self) -> Result<u64, Error>;
 }

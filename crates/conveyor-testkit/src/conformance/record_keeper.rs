@@ -321,6 +321,44 @@ pub async fn kept_records_expire(b: Subject, clock: Arc<ManualClock>) {
     expired_by(Duration::from_secs(601), vec![dead.id, running.id], vec![]).await;
 }
 
+/// Kept records expire with no write after them: `expire_kept` removes
+/// exactly those past their expiry (a writer gone quiet leaves nothing
+/// behind), and never the keeper's own tasks.
+pub async fn expire_kept_drops_expired_records_alone(b: Subject, clock: Arc<ManualClock>) {
+    let retention = Retention {
+        finished: Duration::from_secs(60),
+        dead: Duration::from_secs(600),
+    };
+    let now = clock.now();
+    // More than one batch of them.
+    let done: Vec<TaskRecord> = (0..450)
+        .map(|i| record(kept_id(100 + i), TaskState::Completed, now))
+        .collect();
+    let dead = record(kept_id(1), TaskState::Dead, now);
+    keeper(&b).keep(&done, retention).await.expect("keep");
+    keeper(&b)
+        .keep(std::slice::from_ref(&dead), retention)
+        .await
+        .expect("keep");
+    let own = enqueue(&b, task("own")).await;
+    assert_eq!(keeper(&b).expire_kept().await.expect("expire"), 0);
+    clock.set(now.plus(Duration::from_secs(61)));
+    assert_eq!(keeper(&b).expire_kept().await.expect("expire"), 450);
+    for r in done.iter().step_by(50) {
+        assert!(
+            read(&b, r.id).await.is_none(),
+            "task {} outlived its retention",
+            r.id
+        );
+    }
+    assert!(
+        read(&b, dead.id).await.is_some(),
+        "a dead record keeps its longer retention"
+    );
+    assert!(read(&b, own).await.is_some(), "the keeper's own task stays");
+    assert_eq!(keeper(&b).expire_kept().await.expect("expire"), 0);
+}
+
 /// Kept records are listed and counted by queue and state, apart from the
 /// keeper's own tasks: in the order they were first kept, moved between
 /// states when kept again, gone from the listing once forgotten, purged or
