@@ -1,9 +1,12 @@
 //! The operator commands on RabbitMQ with a Redis keeping the task records:
 //! `conveyor status`, `queue list`, `dead list`, `dead retry` (the tasks run
-//! again and complete) and `dead purge`, against a real broker and worker.
+//! again and complete) and `dead purge`, and `conveyor serve`'s API and
+//! dashboard over the same parts, against a real broker and worker.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::namespace::Namespace;
@@ -11,6 +14,21 @@ use common::{stderr, stdout, wait_count, Env};
 use conveyor::TaskState;
 use conveyor_testkit::process::Proc;
 use serde_json::Value;
+
+/// `GET path` from `conveyor serve` at `addr`: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or("").to_string();
+    (status, body.to_string())
+}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
@@ -74,6 +92,34 @@ async fn status_queue_list_and_dead_commands_on_amqp_with_a_keeper() {
         .all(|d| d["handler"] == "flaky" && d["queue"] == "default"));
     let out = env.run(&["dead", "list"]);
     assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+
+    // The HTTP API and the dashboard read the same parts.
+    let (mut serve, addr) = common::spawn_with_address(
+        env.cmd(&["serve", "--listen", "127.0.0.1:0"]),
+        "API at http://",
+    );
+    let (status, body) = http_get(&addr, "/api/v1/tasks?state=dead");
+    assert!(status.contains(" 200"), "{status}: {body}");
+    let page: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let listed = page["tasks"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed, 2, "{page}");
+    let (status, body) = http_get(&addr, "/api/v1/stats");
+    assert!(
+        status.contains(" 200") && body.contains("\"default\""),
+        "{status}: {body}"
+    );
+    let (status, body) = http_get(&addr, "/api/v1/workers");
+    assert!(
+        status.contains(" 200") && body.contains("\"queues\":[\"default\"]"),
+        "{status}: {body}"
+    );
+    let (status, body) = http_get(&addr, "/tasks?state=dead");
+    assert!(
+        status.contains(" 200") && body.contains("flaky"),
+        "{status}: {body}"
+    );
+    serve.kill().expect("stop serve");
+    let _ = serve.wait();
 
     // Retried once the handler can succeed: both run again and complete.
     std::fs::write(&flag, b"").expect("write the flag");

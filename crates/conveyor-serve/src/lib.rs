@@ -9,7 +9,7 @@
 //! | `POST /api/v1/tasks`, `POST /api/v1/tasks/batch` | enqueue one, or many in one step |
 //! | `GET /api/v1/tasks/{id}` | a task, with its result or last error |
 //! | `GET /api/v1/tasks/{id}/wait?timeout_ms=` | long poll until it finishes |
-//! | `POST /api/v1/tasks/{id}/cancel` | cancel a waiting task |
+//! | `POST /api/v1/tasks/{id}/cancel` | cancel a waiting or running task |
 //! | `GET /api/v1/tasks?state=&queue=&handler=&order=&after=&limit=` | a page of tasks |
 //! | `GET /api/v1/stats`, `GET /api/v1/workers` | counts per queue; the worker registry |
 //! | `GET /api/v1/queues` | every queue with its counts and `paused` flag |
