@@ -93,7 +93,7 @@ pub enum Command {
     /// Serve the web dashboard (/), the HTTP JSON API (/api/v1, OpenAPI at
     /// /openapi.json) and Prometheus gauges of the queues (/metrics) over
     /// the backend.
-    Serve(ServeArgs),
+    Serve(crate::serve_args::ServeArgs),
     /// Kafka tools: `kafka produce` generates keyed load.
     #[cfg(feature = "kafka")]
     #[command(subcommand)]
@@ -172,25 +172,6 @@ pub struct WorkerArgs {
     /// e.g. 127.0.0.1:9464 (port 0: any free port, logged at start).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
-}
-
-/// `conveyor serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Where to listen: an address or a host name and port
-    /// (`localhost:8080`). Any address but loopback needs --token.
-    #[arg(long, default_value = "127.0.0.1:8080", value_parser = crate::serve_cmd::parse_listen)]
-    pub listen: std::net::SocketAddr,
-    /// Every request must carry `Authorization: Bearer TOKEN` (at least 16
-    /// characters).
-    #[arg(long, env = "CONVEYOR_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Refuse every action (enqueue, cancel, requeue, purge); only read.
-    #[arg(long)]
-    pub read_only: bool,
-    /// Body size, timeouts, connections, shutdown.
-    #[command(flatten)]
-    pub limits: crate::serve_cmd::ServeLimits,
 }
 
 /// `conveyor submit`.

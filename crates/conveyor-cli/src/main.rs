@@ -15,6 +15,7 @@ mod python_app;
 mod queue_cmd;
 mod result_cmd;
 mod run;
+mod serve_args;
 mod serve_cmd;
 mod show_cmd;
 mod status_cmd;
