@@ -54,6 +54,7 @@ mod registry;
 mod reserve;
 mod schedule;
 mod scheme;
+mod stored;
 mod streams;
 mod wakeups;
 mod wire;
