@@ -12,7 +12,7 @@
 //! `keep` call per batch, whatever its size. The keeper expires finished
 //! records after the retention, unfinished ones the dead retention after
 //! they were due (each write drops a batch of the expired ones, and every
-//! backend the rest once a minute: [`expire`]), and wakes result waiters
+//! backend the rest once a minute: `backend::expire`), and wakes result waiters
 //! when a finished one is kept.
 //!
 //! A report's record is written just before its commit, the others after
@@ -39,39 +39,13 @@
 //! with nothing telling which attempt's lease ran out, so a history here
 //! would guess.
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use conveyor_core::{
     Backend, Error, RecordKeeper, ResultStore, Retention, TaskId, TaskRecord, TaskState, Timestamp,
 };
 
-use crate::backend::Inner;
 use crate::message::TaskMessage;
-
-/// How often a backend drops the kept records past their expiry: each write
-/// drops a batch of them too, and this covers a writer gone quiet, so
-/// nothing outlives its retention by more than this.
-const EXPIRE_EVERY: Duration = Duration::from_secs(60);
-
-/// Drops the kept records past their expiry every [`EXPIRE_EVERY`], until
-/// the backend is dropped (a backend with no keeper has nothing to do).
-pub(crate) async fn expire(inner: Weak<Inner>) {
-    loop {
-        tokio::time::sleep(EXPIRE_EVERY).await;
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let Some(records) = &strong.records else {
-            return;
-        };
-        if let Ok(keeper) = records.keeper() {
-            if let Err(e) = keeper.expire_kept().await {
-                tracing::debug!(error = %e.chain(), "expiring kept records failed; trying again later");
-            }
-        }
-    }
-}
 
 /// The store that keeps this backend's task records.
 pub(crate) struct Records {

@@ -47,6 +47,7 @@ use crate::records::Records;
 
 mod admin;
 mod enqueue;
+mod expire;
 mod inspect;
 mod publish;
 mod reserve;
@@ -86,7 +87,7 @@ pub(crate) struct Inner {
     pub(crate) hooks: Hooks,
     /// The task that moves deliveries held for `hold` into custody
     /// (`custody::sweep`) and drops the kept records past their expiry
-    /// (`records::expire`), stopped when the backend is dropped.
+    /// (`expire`), stopped when the backend is dropped.
     sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -176,7 +177,7 @@ impl AmqpBackend {
                 Arc::downgrade(&backend.inner),
             );
             async move {
-                tokio::join!(crate::custody::sweep(sweep), crate::records::expire(expire));
+                tokio::join!(crate::custody::sweep(sweep), expire::expire(expire));
             }
         });
         *backend
