@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::units::parse_duration;
+
 /// conveyor: run lots of work concurrently — a command per input line (`run`),
 /// durable task queues with workers whose handlers are programs in any
 /// language (`worker`, `submit`, `status`, `result`, …), Kafka tools.
@@ -352,10 +354,6 @@ pub enum QueueCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 30s, 5m, 1h)"))
 }
 
 fn parse_time(s: &str) -> Result<conveyor::Timestamp, String> {

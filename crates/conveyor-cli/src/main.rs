@@ -24,6 +24,7 @@ mod task_log;
 #[cfg(feature = "otel")]
 mod telemetry;
 mod template;
+mod units;
 mod verdict;
 mod wait_cmd;
 mod waiting;

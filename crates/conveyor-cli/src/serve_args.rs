@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::units::{parse_duration, parse_size};
+
 /// `conveyor serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -68,39 +70,12 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{s:?}: the name resolves to no address"))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 30s, 5m)"))
-}
-
-/// `16MiB`, `512KiB`, `1GiB`, or bytes.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a size such as 16MiB, 512KiB or 1048576"))?;
-    let unit = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?} (use KiB, MiB or GiB)"
-            ))
-        }
-    };
-    n.checked_mul(unit)
-        .ok_or_else(|| format!("{s:?}: too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn listen_takes_host_names_and_sizes_take_units() {
+    fn listen_takes_host_names() {
         assert_eq!(
             parse_listen("127.0.0.1:8080"),
             Ok(SocketAddr::from(([127, 0, 0, 1], 8080)))
@@ -108,9 +83,5 @@ mod tests {
         let local = parse_listen("localhost:8080").expect("localhost resolves");
         assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
         assert!(parse_listen("localhost").is_err(), "a port is needed");
-        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("12 parsecs").is_err());
     }
 }

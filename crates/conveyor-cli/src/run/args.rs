@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use conveyor::Rate;
 
+use crate::units::{parse_duration, parse_size};
+
 /// `conveyor run [OPTIONS] -- PROGRAM [ARGS...]`: run PROGRAM once per input item.
 ///
 /// Placeholders in PROGRAM and ARGS: {} the item, {1} {2}… its fields, {.field}
@@ -95,47 +97,6 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 500ms, 30s, 5m)"))
-}
-
 fn parse_rate(s: &str) -> Result<Rate, String> {
     s.parse::<Rate>().map_err(|e| e.to_string())
-}
-
-/// Parses `64KiB`, `8MiB`, `1M`, `1000`.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a size such as 65536, 64KiB or 8MiB"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?} (use KiB, MiB or GiB)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?}: too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-    }
 }
