@@ -23,7 +23,6 @@ use conveyor_core::{
 };
 use serde::{Deserialize, Serialize};
 
-
 /// A task to create: a [`NewTask`] with its first run time resolved, so
 /// creating it again (after a crash, for a follow-up) creates the same task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
