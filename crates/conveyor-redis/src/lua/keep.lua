@@ -30,16 +30,13 @@ for i = 0, n - 1 do
   end
 end
 local expired = kept.drop_expired(now)
--- Each id out of the set its stored record places it in, before the record
--- is rewritten; into the set of its last record in the batch after.
+-- Each id into the set of its last record in the batch (out of the one its
+-- entry in the order names), after the records are rewritten.
 local place, order = {}, {}
 for i = 0, n - 1 do
   local b = 4 + i * SPAN
   local id = ARGV[b]
-  if not place[id] then
-    order[#order + 1] = id
-    kept.unindex(id)
-  end
+  if not place[id] then order[#order + 1] = id end
   place[id] = {ARGV[b + 1], ARGV[b + 5]}
 end
 local datas, states, results, expiries = {}, {}, {}, {}

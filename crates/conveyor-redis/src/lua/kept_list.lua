@@ -25,7 +25,7 @@ local queues
 if ARGV[9] then queues = {ARGV[9]} else queues = redis.call('SMEMBERS', kept.queues()) end
 local from = nil
 if after ~= '' then
-  from = redis.call('HGET', kept.order(), after)
+  from = kept.entry(after)
   if not from then
     fail('the listing goes on after task ' .. after .. ', which is no longer kept'
       .. ' (expired, retried or purged): list again from the start')

@@ -5,7 +5,7 @@
 -- Each kept record is a member of one sorted set, kept.set(queue, state)
 -- ('kept:q:LEN:QUEUE:STATE' under the prefix, apart from the own tasks'
 -- 'q:LEN:QUEUE:...' keys), scored by its place in 'kept:order' (a hash, id
--- -> place): the order the store first kept it in ('kept:next' hands the
+-- -> 'PLACE STATE QUEUE', see kept.entry): the order the store first kept it in ('kept:next' hands the
 -- places out). The writer's ids need not grow with time (RabbitMQ's are
 -- random), so this order is what "oldest first" means for kept records;
 -- its scores are small integers, exact as sorted-set scores.
@@ -27,34 +27,37 @@ function kept.set(q, s)
   return P .. 'kept:q:' .. string.len(q) .. ':' .. q .. ':' .. STATE_STR[tonumber(s)]
 end
 
--- The queue and state code (strings) kept record id is indexed under, as
--- its stored records say, or nil when it has none that decode.
-function kept.place(id)
-  local dv = redis.call('HGET', TDATA, id)
-  local sv = redis.call('HGET', TSTATE, id)
-  if not dv or not sv then return nil end
-  local q = route(dv) or data_parts(dv)
-  local s = match(sv, '^(%d+) ')
-  if not q or not s or not STATE_STR[tonumber(s)] then return nil end
-  return q, s
+-- A kept record's entry in kept.order(): 'AT STATE QUEUE', its place in
+-- the order, the state code and the queue it is indexed under, so moving it
+-- reads one field and parses no record. (The queue comes last: it may hold
+-- spaces.)
+function kept.entry(id)
+  local v = redis.call('HGET', kept.order(), id)
+  if not v then return nil end
+  local at, s, q = string.match(v, '^(%d+) (%d+) (.*)$')
+  return at, s, q
 end
 
--- Takes kept record id out of the set its stored records place it in.
-function kept.unindex(id)
-  local q, s = kept.place(id)
-  if q then redis.call('ZREM', kept.set(q, s), id) end
-end
-
--- Puts kept record id in the set of queue q and state s, at its place in
--- the order (a new one, the first time it is kept).
+-- Puts kept record id in the set of queue q and state s, out of the one its
+-- entry names, at its place in the order (a new one, the first time it is
+-- kept).
 function kept.index(id, q, s)
-  local at = redis.call('HGET', kept.order(), id)
-  if not at then
+  local at, old_s, old_q = kept.entry(id)
+  if at then
+    if old_s == s and old_q == q then return end
+    redis.call('ZREM', kept.set(old_q, old_s), id)
+  else
     at = redis.call('INCR', kept.next())
-    redis.call('HSET', kept.order(), id, at)
+    redis.call('SADD', kept.queues(), q)
   end
   redis.call('ZADD', kept.set(q, s), at, id)
-  redis.call('SADD', kept.queues(), q)
+  redis.call('HSET', kept.order(), id, at .. ' ' .. s .. ' ' .. q)
+end
+
+-- Takes kept record id out of the set its entry names.
+function kept.unindex(id)
+  local at, s, q = kept.entry(id)
+  if at then redis.call('ZREM', kept.set(q, s), id) end
 end
 
 -- Drops the records kept for another backend of `ids`: out of their index
