@@ -4,8 +4,9 @@
 //! whoever receives them (the record says it is finished), so cancelling
 //! costs no stream operation. A running task's worker finds its renewal
 //! and its report refused (the record no longer runs), stops the attempt,
-//! and its unacked message comes back to be dropped the same way. A requeue publishes the task's next ready message before it
-//! writes the record, like every transition that makes a task runnable.
+//! and its unacked message comes back to be dropped the same way. A
+//! requeue publishes the task's next ready message before it writes the
+//! record, like every transition that makes a task runnable.
 
 use conveyor_core::async_trait;
 use conveyor_core::{

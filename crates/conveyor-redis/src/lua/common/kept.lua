@@ -4,9 +4,9 @@
 --
 -- Each kept record is a member of one sorted set, kept.set(queue, state)
 -- ('kept:q:LEN:QUEUE:STATE' under the prefix, apart from the own tasks'
--- 'q:LEN:QUEUE:...' keys), scored by its place in 'kept:order' (a hash, id
--- -> 'PLACE STATE QUEUE', see kept.entry): the order the store first kept it in ('kept:next' hands the
--- places out). The writer's ids need not grow with time (RabbitMQ's are
+-- 'q:LEN:QUEUE:...' keys), scored by its place in 'kept:order' (a hash,
+-- id -> 'PLACE STATE QUEUE', see kept.entry): the order the store first
+-- kept it in ('kept:next' hands the places out). The writer's ids need not grow with time (RabbitMQ's are
 -- random), so this order is what "oldest first" means for kept records;
 -- its scores are small integers, exact as sorted-set scores.
 -- 'kept:queues' names every queue a record was kept for. keep.lua moves a
