@@ -3,6 +3,7 @@
 import functools
 import os
 import threading
+import weakref
 from typing import (
     Any,
     Callable,
@@ -27,6 +28,32 @@ R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_QUEUE = "default"
+
+#: Clients a forked child inherited from its parent (kept, never closed in
+#: the child).
+_INHERITED: List[Any] = []
+
+#: Every app, for the fork hooks below.
+_APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts as a new process: the native handles' shared
+    state is its own, and each app's lock is new (a parent's thread may have
+    held it at the fork; that thread did not come along)."""
+    _native.after_fork_in_child()
+    for app in list(_APPS):
+        app._lock = threading.Lock()
+
+
+# Around a fork the embedded store's database threads commit, close their
+# SQLite connections and wait (SQLite's connections must not cross a fork).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_native.before_fork,
+        after_in_parent=_native.after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 class TaskOptions:
@@ -204,6 +231,7 @@ class App:
         self._lock = threading.Lock()
         self._native: Optional[_native.Client] = None
         self._pid = 0
+        _APPS.add(self)
 
     def _client(self) -> _native.Client:
         client, pid = self._native, os.getpid()
@@ -211,6 +239,10 @@ class App:
             return client
         with self._lock:
             if self._native is None or self._pid != pid:
+                if self._native is not None:
+                    # The parent's client is kept, never closed here: its
+                    # connections and threads are the parent's.
+                    _INHERITED.append(self._native)
                 self._native = _native.Client(self.url)
                 self._pid = pid
             return self._native

@@ -112,6 +112,68 @@ def test_a_forked_child_reconnects(app):
     assert pytasks.add.delay(1, 2).get(timeout=30) == 3
 
 
+def test_forks_while_other_threads_use_the_store(app):
+    """Forks taken while other threads enqueue and wait: each child opens the
+    store anew and gets its answer. (On the embedded store a fork taken
+    while the database thread was inside SQLite left the child waiting for
+    ever on a lock that thread held, or believing the file locked by its own
+    process; the package now pauses those threads around every fork.)"""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    import threading
+
+    stop = threading.Event()
+    # On a queue no worker serves: the children's tasks are not queued
+    # behind them.
+    noise = "fork-noise"
+
+    def enqueue():
+        while not stop.wait(0.001):
+            pytasks.add.apply_async((1, 1), queue=noise)
+
+    def wait():
+        while not stop.is_set():
+            try:
+                pytasks.add.apply_async((1, 1), queue=noise).get(timeout=0.02)
+            except conveyor.Timeout:
+                pass
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (enqueue, wait)]
+    for t in threads:
+        t.start()
+    stuck = []
+    try:
+        for i in range(20):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = 0 if pytasks.add.delay(i, 1).get(timeout=30) == i + 1 else 3
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            deadline = time.monotonic() + 60
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    assert os.WEXITSTATUS(status) == 0, "fork %d: the child failed" % i
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    stuck.append(i)
+                    break
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not stuck, "children stuck after forks %s" % stuck
+
+
 def test_the_package_describes_itself():
     assert conveyor.__version__
     for documented in (conveyor.App, conveyor.App.task, conveyor.Task.delay,

@@ -2,7 +2,7 @@
 //!
 //! The handle is a sender to the database thread (`crate::db_thread`) plus the
 //! in-process [`Notify`] that wakes waiting workers and the file's
-//! [`FinishBoard`] (`crate::finishes`) that wakes result waiters. Every call packs its
+//! [`FinishBoard`] (`crate::process`) that wakes result waiters. Every call packs its
 //! arguments into a job, sends it and awaits the reply, so it never blocks the
 //! async runtime it is called from. A call whose future is dropped after
 //! sending still runs to the end (an enqueue still commits; tasks reserved for
@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::db_thread::{self, Call, Listeners, Message};
 use crate::store::Store;
-use crate::{finish_boards, schema};
+use crate::{process, schema};
 
 /// Where [`EmbeddedBackend`] keeps its file when the configuration names none.
 pub const DEFAULT_PATH: &str = "./conveyor.db";
@@ -57,7 +57,9 @@ pub const DEFAULT_RESULTS_POLL: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Debug)]
 pub struct EmbeddedBackend {
-    inbox: Sender<Message>,
+    /// The database thread's inbox (the process registry holds it weakly,
+    /// to pause the thread around a fork).
+    inbox: Arc<Sender<Message>>,
     notify: Arc<Notify>,
     finished: Arc<FinishBoard>,
     results_poll: Duration,
@@ -84,28 +86,29 @@ impl EmbeddedBackend {
     ) -> Result<EmbeddedBackend, Error> {
         let path = path.as_ref().to_path_buf();
         let (inbox, rx) = mpsc::channel();
+        let inbox = Arc::new(inbox);
+        // Registered before the file is opened, so a fork meanwhile waits
+        // for the thread to open it and pause (`crate::fork`).
+        let finished = process::registry().open(&path, &inbox);
         let (opened_tx, opened_rx) = mpsc::sync_channel(1);
         let notify = Arc::new(Notify::new());
-        let thread_notify = Arc::clone(&notify);
+        let listeners = Listeners {
+            work: Arc::clone(&notify),
+            finished: Arc::clone(&finished),
+        };
         let thread_path = path.clone();
         std::thread::Builder::new()
             .name("conveyor-embedded".into())
             .spawn(move || match schema::open(&thread_path) {
                 Ok(conn) => {
-                    // The file exists now, so its board is found by its real path.
-                    let finished = finish_boards::board_for(&thread_path);
-                    let _ = opened_tx.send(Ok(finished.clone()));
-                    let listeners = Listeners {
-                        work: thread_notify,
-                        finished,
-                    };
-                    db_thread::run(Store::new(conn, clock), rx, listeners);
+                    let _ = opened_tx.send(Ok(()));
+                    db_thread::run(Store::new(conn, clock), thread_path, rx, listeners);
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
                 }
             })?;
-        let finished = opened_rx
+        opened_rx
             .recv()
             .map_err(|_| Error::backend_other("the database thread stopped while opening"))??;
         tracing::debug!(path = %path.display(), "embedded: opened");

@@ -20,7 +20,8 @@
 //! disk) fails every request of the batch, and then nothing of it is applied.
 //! A batch of reads only opens a deferred transaction and takes no write lock.
 
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 
 use conveyor_core::{BackendErrorKind, Error, FinishBoard};
@@ -43,6 +44,16 @@ pub(crate) enum Message {
     /// Stop after the requests before this one; answer once the connection is
     /// closed.
     Close(oneshot::Sender<()>),
+    /// Pause around a fork (`crate::fork`) after the requests before this one.
+    Park(Park),
+}
+
+/// A pause around a fork: the thread closes its connection, says so on
+/// `paused`, waits for `resume` (a message or its sender dropped), then
+/// opens the file again.
+pub(crate) struct Park {
+    pub(crate) paused: SyncSender<()>,
+    pub(crate) resume: Receiver<()>,
 }
 
 /// One caller's operation, run inside the batch's transaction.
@@ -135,27 +146,33 @@ pub(crate) struct Listeners {
     pub(crate) finished: Arc<FinishBoard>,
 }
 
-/// The thread's loop: batches until every sender is gone or `Close` arrives.
-pub(crate) fn run(mut store: Store, inbox: Receiver<Message>, listeners: Listeners) {
+/// The thread's loop on the file at `path`: batches until every sender is
+/// gone or `Close` arrives.
+pub(crate) fn run(mut store: Store, path: PathBuf, inbox: Receiver<Message>, listeners: Listeners) {
     let mut batch: Vec<Box<dyn Job>> = Vec::new();
     let mut inbox = Inbox {
         inbox,
         closing: None,
+        parking: None,
         weight: 0,
     };
     while inbox.closing.is_none() {
-        let first = match inbox.inbox.recv() {
-            Ok(Message::Job(job)) => job,
-            Ok(Message::Close(done)) => {
-                inbox.closing = Some(done);
+        match inbox.inbox.recv() {
+            Ok(Message::Job(job)) => {
+                inbox.weight = job.weight();
+                batch.push(job);
+                inbox.drain(&mut batch);
+                run_batch(&mut store, &mut batch, &mut inbox, &listeners);
+            }
+            Ok(Message::Close(done)) => inbox.closing = Some(done),
+            Ok(Message::Park(park)) => inbox.parking = Some(park),
+            Err(_) => break,
+        }
+        if let Some(park) = inbox.parking.take() {
+            if !pause(&mut store, &path, park) {
                 break;
             }
-            Err(_) => break,
-        };
-        inbox.weight = first.weight();
-        batch.push(first);
-        inbox.drain(&mut batch);
-        run_batch(&mut store, &mut batch, &mut inbox, &listeners);
+        }
     }
     // Dropping the store closes the connection (and checkpoints the WAL when
     // this is the file's last connection).
@@ -170,6 +187,8 @@ struct Inbox {
     inbox: Receiver<Message>,
     /// Set when `Close` arrived: nothing after it is taken.
     closing: Option<oneshot::Sender<()>>,
+    /// Set when `Park` arrived: the batch ends before it.
+    parking: Option<Park>,
     /// Tasks the open batch touches.
     weight: usize,
 }
@@ -180,6 +199,7 @@ impl Inbox {
     fn drain(&mut self, batch: &mut Vec<Box<dyn Job>>) -> bool {
         let before = batch.len();
         while self.closing.is_none()
+            && self.parking.is_none()
             && batch.len() < MAX_BATCH_REQUESTS
             && self.weight < MAX_BATCH_WEIGHT
         {
@@ -189,10 +209,35 @@ impl Inbox {
                     batch.push(job);
                 }
                 Ok(Message::Close(done)) => self.closing = Some(done),
+                Ok(Message::Park(park)) => self.parking = Some(park),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
         batch.len() > before
+    }
+}
+
+/// Pauses around a fork: closes the connection (an in-memory one, which
+/// shares nothing with other connections, stands in meanwhile), says so,
+/// waits to be resumed and opens the file at `path` again. False when it
+/// cannot be opened again: the thread then stops, and every call after
+/// fails as on a stopped thread.
+fn pause(store: &mut Store, path: &std::path::Path, park: Park) -> bool {
+    match rusqlite::Connection::open_in_memory() {
+        Ok(stand_in) => drop(std::mem::replace(&mut store.conn, stand_in)),
+        Err(e) => tracing::error!(error = %e, "embedded: cannot close the connection for a fork"),
+    }
+    let _ = park.paused.send(());
+    let _ = park.resume.recv();
+    match crate::schema::reopen(path) {
+        Ok(conn) => {
+            store.conn = conn;
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "embedded: cannot open the file again after a fork");
+            false
+        }
     }
 }
 
@@ -342,7 +387,8 @@ mod tests {
             finished: Arc::new(FinishBoard::new()),
         };
         let store = Store::new(conn, Arc::new(SystemClock));
-        let handle = std::thread::spawn(move || run(store, rx, listeners));
+        let path = dir.join("db.sqlite");
+        let handle = std::thread::spawn(move || run(store, path, rx, listeners));
         (inbox, handle)
     }
 
@@ -403,6 +449,47 @@ mod tests {
         let mut stmt = conn.prepare("SELECT x FROM t ORDER BY x").unwrap();
         let xs = stmt.query_map([], |r| r.get(0)).unwrap();
         xs.map(Result::unwrap).collect()
+    }
+
+    /// A pause for a fork ends the running batch at its commit (a request
+    /// behind it waits), closes the connection (nothing of it is left for a
+    /// child to inherit), and after the resume the thread opens the file again and runs
+    /// what waited.
+    #[test]
+    fn a_pause_for_a_fork_closes_the_connection_between_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, handle) = thread(dir.path());
+        let (first, go_tx) = hold(&inbox, true);
+        let (paused_tx, paused_rx) = mpsc::sync_channel(1);
+        let (resume_tx, resume_rx) = mpsc::channel();
+        inbox
+            .send(Message::Park(Park {
+                paused: paused_tx,
+                resume: resume_rx,
+            }))
+            .unwrap();
+        let after = send(&inbox, |s| insert(s, 2));
+        go_tx.send(()).unwrap();
+        first.blocking_recv().unwrap().unwrap();
+        paused_rx.recv().unwrap();
+        assert!(
+            !dir.path().join("db.sqlite-wal").exists(),
+            "the connection is closed: the file's last one removed its WAL"
+        );
+        assert_eq!(
+            rows(dir.path()),
+            vec![1],
+            "the batch before the pause committed"
+        );
+        drop(resume_tx);
+        after.blocking_recv().unwrap().unwrap();
+        assert_eq!(
+            rows(dir.path()),
+            vec![1, 2],
+            "the request behind the pause ran after it"
+        );
+        drop(inbox);
+        handle.join().unwrap();
     }
 
     /// Requests sent while a write transaction's jobs run join it: they run

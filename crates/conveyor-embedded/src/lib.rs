@@ -12,10 +12,11 @@
 //! callers share fsyncs. See `docs/embedded.md` for the design and figures.
 //!
 //! Modules: `backend` (the public handle and the trait implementation),
-//! `db_thread` (the thread and group commit), `finish_boards` (the finish board
-//! result waiters of one file share in this process), `store` (each operation
-//! as SQL, a file per duty), `row` (rows read back, checked), `error` (SQLite
-//! failures as the crate's error),
+//! `db_thread` (the thread and group commit), `process` (what this
+//! process's handles share: the finish board of each file, the database
+//! threads), `fork` (pausing those threads around a fork), `store` (each
+//! operation as SQL, a file per duty), `row` (rows read back, checked),
+//! `error` (SQLite failures as the crate's error),
 //! `limits` (global handler limits and the admission state of a reservation),
 //! `queue_control` (paused queues),
 //! `sql` (the statement texts, built from the core state machine) and `schema`
@@ -25,10 +26,11 @@
 mod backend;
 mod db_thread;
 mod error;
-mod finish_boards;
+pub mod fork;
 mod held_names;
 mod inspect;
 mod limits;
+mod process;
 mod queue_control;
 mod registry;
 mod row;

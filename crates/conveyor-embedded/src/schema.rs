@@ -65,21 +65,33 @@ const STATEMENT_CACHE: usize = 64;
 /// Opens (creating if needed) the database at `path`, applies the connection
 /// settings and brings the schema to [`SCHEMA_VERSION`].
 pub(crate) fn open(path: &Path) -> Result<Connection, Error> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = connect(path, OpenFlags::SQLITE_OPEN_CREATE)?;
+    migrate(&conn).map_err(|e| config_error(path, e))?;
+    Ok(conn)
+}
+
+/// Opens again a file [`open`] opened before in this process (after a
+/// pause around a fork): set up, not created or migrated again.
+pub(crate) fn reopen(path: &Path) -> Result<Connection, Error> {
+    connect(path, OpenFlags::empty())
+}
+
+/// A connection to `path`, set up, opened with `flags` besides read-write.
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, Error> {
+    let flags = flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         let message = format!("cannot open {}", path.display());
         Error::Backend(BackendError::new(classify(&e), message).with_source(e))
     })?;
-    // A file that cannot be set up or migrated (not a conveyor file, one
-    // from a newer conveyor, a journal mode WAL cannot use) stays so.
-    let config =
-        |e: String| Error::backend(BackendErrorKind::Config, format!("{}: {e}", path.display()));
-    configure(&conn).map_err(config)?;
-    migrate(&conn).map_err(config)?;
+    configure(&conn).map_err(|e| config_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// A file that cannot be set up or migrated (not a conveyor file, one from a
+/// newer conveyor, a journal mode WAL cannot use) stays so.
+fn config_error(path: &Path, e: String) -> Error {
+    Error::backend(BackendErrorKind::Config, format!("{}: {e}", path.display()))
 }
 
 /// Per-connection settings. WAL mode is stored in the file; the others are

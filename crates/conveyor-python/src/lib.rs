@@ -41,6 +41,26 @@ mod native {
         conveyor::durable::resolve_url(url)
     }
 
+    /// Readies the open handles of this process for a fork (registered with
+    /// `os.register_at_fork` by the package; the embedded store's database
+    /// threads commit, close their connections and wait).
+    #[pyfunction]
+    fn before_fork() {
+        conveyor::durable::fork::before();
+    }
+
+    /// In the parent after a fork: its handles go on.
+    #[pyfunction]
+    fn after_fork_in_parent() {
+        conveyor::durable::fork::after_in_parent();
+    }
+
+    /// In the child after a fork: handles open as in a new process.
+    #[pyfunction]
+    fn after_fork_in_child() {
+        conveyor::durable::fork::after_in_child();
+    }
+
     /// The version of the Rust crates this module was built from.
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -14,6 +14,7 @@
 mod backend_source;
 mod client;
 mod connect;
+pub mod fork;
 mod heartbeat;
 mod maintenance;
 mod schemes;
