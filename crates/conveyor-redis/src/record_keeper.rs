@@ -32,8 +32,7 @@ use crate::scripts::Op;
 /// Records one `keep` call writes at most; a larger batch takes several.
 const KEEP_BATCH: usize = 1_000;
 
-/// Expired records one `kept_expire` call drops at most (`kept.drop_expired`
-/// in `lua/common/kept.lua`).
+/// Expired records one `kept_expire` call drops at most (its third argument).
 const EXPIRE_BATCH: u64 = 200;
 
 /// When a record kept at `now` (this store's clock) expires: a finished one
@@ -124,7 +123,8 @@ impl RecordKeeper for RedisBackend {
         let mut total = 0u64;
         loop {
             let mut call = self.call(Op::KeptExpire);
-            call.arg(self.inner.clock.now().as_millis());
+            call.arg(self.inner.clock.now().as_millis())
+                .arg(EXPIRE_BATCH);
             let n: u64 = reply::number(self.run("kept_expire", &call).await?, "kept_expire")?;
             total += n;
             if n < EXPIRE_BATCH {

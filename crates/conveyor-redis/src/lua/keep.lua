@@ -74,6 +74,6 @@ bulk('HSET', TERROR, errors)
 bulk('HDEL', TERROR, no_error)
 bulk('HDEL', THISTORY, ids)
 bulk('ZADD', KEPT, expiries)
-for _, id in ipairs(order) do kept.index(id, place[id][1], place[id][2]) end
+kept.index_many(order, place)
 publish_finished(finished)
 return expired
