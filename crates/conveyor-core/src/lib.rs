@@ -10,7 +10,8 @@
 //! its [`AttemptRecord`]s), the
 //! task [`TaskState`] machine, the [`Codec`], the injectable [`Clock`], and the
 //! [`Scheme`] contract by which each backend opens itself from a URL (read with
-//! [`BackendUrl`]). It has no runtime and does no I/O (its one dependency on
+//! [`BackendUrl`]), and the [`workflow`] graph with the decisions that move
+//! it. It has no runtime and does no I/O (its one dependency on
 //! tokio is `tokio::sync`, for the [`FinishBoard`] that backends share), so
 //! backends and the runtime can both depend on it without depending on each
 //! other.
@@ -36,6 +37,7 @@ mod task_error;
 mod task_state;
 mod trace_context;
 mod value_limit;
+pub mod workflow;
 
 pub use attempt::{AttemptOutcome, AttemptRecord, CANCELLED_WHILE_RUNNING};
 pub use backend::{

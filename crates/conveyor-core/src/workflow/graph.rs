@@ -1,0 +1,386 @@
+//! A workflow's declaration ([`WorkflowSpec`]), its checks and its indexed
+//! form ([`Graph`]).
+
+use std::collections::HashMap;
+
+use crate::{Error, NewTask};
+
+/// The most nodes (callbacks included) one workflow may have: its graph is
+/// stored, read and decided on as one record.
+pub const MAX_NODES: usize = 10_000;
+
+/// What a node does when one of its dependencies fails (its task dead or
+/// cancelled, or itself skipped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EdgePolicy {
+    /// The node runs only if the dependency succeeded; otherwise it is
+    /// skipped (and so are the nodes that depend on it with `Fail`), and the
+    /// workflow fails.
+    #[default]
+    Fail,
+    /// The node runs once the dependency settles, whichever way, and the
+    /// dependency's failure does not fail the workflow: the node handles it.
+    Ignore,
+    /// The node runs once the dependency settles, whichever way; the
+    /// dependency's failure still fails the workflow when it ends.
+    Continue,
+}
+
+impl EdgePolicy {
+    /// The policy's name: `fail`, `ignore` or `continue`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgePolicy::Fail => "fail",
+            EdgePolicy::Ignore => "ignore",
+            EdgePolicy::Continue => "continue",
+        }
+    }
+}
+
+impl std::str::FromStr for EdgePolicy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "fail" => Ok(EdgePolicy::Fail),
+            "ignore" => Ok(EdgePolicy::Ignore),
+            "continue" => Ok(EdgePolicy::Continue),
+            other => Err(Error::InvalidConfig(format!(
+                "unknown edge policy {other:?}: expected fail, ignore or continue"
+            ))),
+        }
+    }
+}
+
+/// One edge: the node waits for `node`, under `policy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// The name of the node waited for.
+    pub node: String,
+    /// What happens when it fails.
+    pub policy: EdgePolicy,
+}
+
+impl Dependency {
+    /// A dependency on `node` with the default policy (`fail`).
+    pub fn on(node: impl Into<String>) -> Dependency {
+        Dependency {
+            node: node.into(),
+            policy: EdgePolicy::Fail,
+        }
+    }
+
+    /// The same dependency under `policy`.
+    pub fn with_policy(mut self, policy: EdgePolicy) -> Dependency {
+        self.policy = policy;
+        self
+    }
+}
+
+/// A node: a name unique in its workflow, the task it enqueues when ready,
+/// and what it waits for (nothing: it is enqueued with the workflow).
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// The node's name.
+    pub name: String,
+    /// The task enqueued when the node becomes ready.
+    pub task: NewTask,
+    /// The nodes it waits for.
+    pub after: Vec<Dependency>,
+}
+
+impl NodeSpec {
+    /// A node named `name` running `task`, waiting for nothing.
+    pub fn new(name: impl Into<String>, task: NewTask) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            task,
+            after: Vec::new(),
+        }
+    }
+
+    /// The same node, also waiting for `dependency`.
+    pub fn after(mut self, dependency: Dependency) -> NodeSpec {
+        self.after.push(dependency);
+        self
+    }
+}
+
+/// When a callback runs: after the workflow's other nodes have all settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WhenEnded {
+    /// When the workflow succeeded.
+    Success,
+    /// When it failed.
+    Failure,
+    /// Either way.
+    Complete,
+}
+
+/// A callback: a node that runs once the rest of the workflow has ended, if
+/// it ended as `when` says (else it is skipped).
+#[derive(Debug, Clone)]
+pub struct Callback {
+    /// When it runs.
+    pub when: WhenEnded,
+    /// The node (its `after` must be empty).
+    pub node: NodeSpec,
+}
+
+/// A workflow as declared: its nodes and callbacks.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowSpec {
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// The callbacks.
+    pub callbacks: Vec<Callback>,
+}
+
+impl WorkflowSpec {
+    /// Tasks one after another: each step waits for the one before (under
+    /// `fail`). Steps are named `step-1`, `step-2`, …
+    pub fn chain(tasks: impl IntoIterator<Item = NewTask>) -> WorkflowSpec {
+        let mut nodes: Vec<NodeSpec> = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let mut node = NodeSpec::new(format!("step-{}", i + 1), task);
+            if i > 0 {
+                node = node.after(Dependency::on(format!("step-{i}")));
+            }
+            nodes.push(node);
+        }
+        WorkflowSpec {
+            nodes,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// Tasks side by side, none waiting for another: `task-1`, `task-2`, …
+    pub fn group(tasks: impl IntoIterator<Item = NewTask>) -> WorkflowSpec {
+        let nodes = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| NodeSpec::new(format!("task-{}", i + 1), task))
+            .collect();
+        WorkflowSpec {
+            nodes,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// A group (`header-1`, `header-2`, …) and a node, `body`, that waits for
+    /// all of it (under `fail`). An empty header leaves `body` nothing to
+    /// wait for: it is enqueued at once.
+    pub fn chord(header: impl IntoIterator<Item = NewTask>, body: NewTask) -> WorkflowSpec {
+        let mut nodes: Vec<NodeSpec> = header
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| NodeSpec::new(format!("header-{}", i + 1), task))
+            .collect();
+        let mut last = NodeSpec::new("body", body);
+        for node in &nodes {
+            last = last.after(Dependency::on(node.name.clone()));
+        }
+        nodes.push(last);
+        WorkflowSpec {
+            nodes,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// The same workflow with a callback running `node` when it ends as
+    /// `when` says.
+    pub fn on(mut self, when: WhenEnded, node: NodeSpec) -> WorkflowSpec {
+        self.callbacks.push(Callback { when, node });
+        self
+    }
+
+    /// Checks the declaration and indexes it: every name non-empty and
+    /// unique (callbacks' too), every dependency naming another node of the
+    /// body at most once, no cycle, callbacks waiting for nothing, at most
+    /// [`MAX_NODES`] nodes, and every task valid ([`NewTask::validate`]).
+    /// The error names the node and what is wrong.
+    pub fn validate(self) -> Result<Graph, Error> {
+        let total = self.nodes.len() + self.callbacks.len();
+        if total > MAX_NODES {
+            return Err(invalid(format!(
+                "a workflow has at most {MAX_NODES} nodes, this one {total}"
+            )));
+        }
+        let body = self.nodes.len();
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(total);
+        let names = self
+            .nodes
+            .iter()
+            .map(|n| &n.name)
+            .chain(self.callbacks.iter().map(|c| &c.node.name));
+        for (i, name) in names.enumerate() {
+            crate::check_name("a workflow node's name", name).map_err(invalid)?;
+            if index.insert(name.clone(), i).is_some() {
+                return Err(invalid(format!("two nodes are named {name:?}")));
+            }
+        }
+        let mut deps: Vec<Vec<(usize, EdgePolicy)>> = Vec::with_capacity(body);
+        for node in &self.nodes {
+            let mut mine: Vec<(usize, EdgePolicy)> = Vec::with_capacity(node.after.len());
+            for dep in &node.after {
+                let at = match index.get(&dep.node) {
+                    Some(&at) if at < body => at,
+                    Some(_) => {
+                        return Err(invalid(format!(
+                            "node {:?} waits for {:?}, a callback: callbacks run after every \
+                             other node",
+                            node.name, dep.node
+                        )))
+                    }
+                    None => {
+                        return Err(invalid(format!(
+                            "node {:?} waits for {:?}, which is not a node of the workflow",
+                            node.name, dep.node
+                        )))
+                    }
+                };
+                if mine.iter().any(|&(d, _)| d == at) {
+                    return Err(invalid(format!(
+                        "node {:?} waits for {:?} twice",
+                        node.name, dep.node
+                    )));
+                }
+                mine.push((at, dep.policy));
+            }
+            deps.push(mine);
+        }
+        for callback in &self.callbacks {
+            if !callback.node.after.is_empty() {
+                return Err(invalid(format!(
+                    "callback {:?} waits for other nodes: a callback runs once the whole \
+                     workflow has ended",
+                    callback.node.name
+                )));
+            }
+        }
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); body];
+        for (node, mine) in deps.iter().enumerate() {
+            for &(dep, _) in mine {
+                dependents[dep].push(node);
+            }
+        }
+        if let Some(node) = first_in_cycle(&deps, &dependents) {
+            return Err(invalid(format!(
+                "node {:?} is in a cycle: it waits, through its dependencies, for itself",
+                self.nodes[node].name
+            )));
+        }
+        let mut nodes = self.nodes;
+        let mut whens = Vec::with_capacity(self.callbacks.len());
+        for callback in self.callbacks {
+            whens.push(callback.when);
+            nodes.push(callback.node);
+        }
+        for node in &nodes {
+            node.task
+                .validate()
+                .map_err(|e| invalid(format!("node {:?}: {e}", node.name)))?;
+        }
+        Ok(Graph {
+            nodes,
+            body,
+            deps,
+            dependents,
+            whens,
+            index,
+        })
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidConfig(message)
+}
+
+/// A node on a cycle, if there is one (Kahn's algorithm: what cannot be
+/// ordered is on a cycle or waits for one; the first of those that is on
+/// one is named).
+fn first_in_cycle(deps: &[Vec<(usize, EdgePolicy)>], dependents: &[Vec<usize>]) -> Option<usize> {
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..deps.len()).filter(|&n| waiting[n] == 0).collect();
+    let mut ordered = 0;
+    while let Some(node) = ready.pop() {
+        ordered += 1;
+        for &next in &dependents[node] {
+            waiting[next] -= 1;
+            if waiting[next] == 0 {
+                ready.push(next);
+            }
+        }
+    }
+    if ordered == deps.len() {
+        return None;
+    }
+    // Follow unordered dependencies from an unordered node: a path through
+    // them must come back to a node it already met, which is on the cycle.
+    let mut node = (0..deps.len()).find(|&n| waiting[n] > 0)?;
+    let mut seen = vec![false; deps.len()];
+    while !seen[node] {
+        seen[node] = true;
+        node = deps[node]
+            .iter()
+            .map(|&(d, _)| d)
+            .find(|&d| waiting[d] > 0)?;
+    }
+    Some(node)
+}
+
+/// A checked workflow, indexed: nodes by position (the body's first, then
+/// the callbacks'), each one's dependencies and dependents.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    nodes: Vec<NodeSpec>,
+    /// How many of `nodes` are the body (the rest are callbacks).
+    body: usize,
+    deps: Vec<Vec<(usize, EdgePolicy)>>,
+    dependents: Vec<Vec<usize>>,
+    whens: Vec<WhenEnded>,
+    index: HashMap<String, usize>,
+}
+
+impl Graph {
+    /// Every node, the body's then the callbacks'.
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.nodes
+    }
+
+    /// How many nodes there are, callbacks included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there is no node at all.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// How many nodes are the body (positions `0..body()`).
+    pub fn body(&self) -> usize {
+        self.body
+    }
+
+    /// The position of the node named `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// What node `node` of the body waits for (none for a callback).
+    pub fn dependencies(&self, node: usize) -> &[(usize, EdgePolicy)] {
+        self.deps.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The nodes of the body that wait for `node`.
+    pub fn dependents(&self, node: usize) -> &[usize] {
+        self.dependents.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// When callback `node` runs (`None` for a node of the body).
+    pub fn when(&self, node: usize) -> Option<WhenEnded> {
+        node.checked_sub(self.body)
+            .and_then(|i| self.whens.get(i).copied())
+    }
+}

@@ -1,0 +1,28 @@
+//! Workflows: tasks joined by dependencies, declared at once as data.
+//!
+//! A workflow is a graph stored with its first tasks: named **nodes**, each a
+//! task to enqueue, and **edges** from a node to the nodes it waits for, each
+//! with an [`EdgePolicy`] saying what the node does when that dependency
+//! fails. A chain is a graph with one path, a group one with no edges, a
+//! chord a group plus one node that depends on all of it ([`WorkflowSpec`]'s
+//! builders). **Callbacks** run once the rest has ended: on success, on
+//! failure, or either way.
+//!
+//! This module is the graph and its progress as plain data, with no store:
+//! [`WorkflowSpec::validate`] checks a declaration (names, dependencies that
+//! exist, no cycle, a bound on size) and indexes it as a [`Graph`], and
+//! [`Progress`] decides, each time a node's task settles, which nodes become
+//! ready, which are skipped and whether the workflow has ended. A backend
+//! applies those decisions in the same atomic step as the fenced finish of the
+//! settling task, so a redelivered or late finish cannot fire a node twice:
+//! settling a node that is not running changes nothing.
+
+mod graph;
+mod progress;
+#[cfg(test)]
+mod tests;
+
+pub use graph::{
+    Callback, Dependency, EdgePolicy, Graph, NodeSpec, WhenEnded, WorkflowSpec, MAX_NODES,
+};
+pub use progress::{NodeResult, NodeState, Progress, Step, WorkflowOutcome};

@@ -1,0 +1,344 @@
+//! The workflow graph's checks and its progress decisions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{Error, NewTask};
+
+fn task(n: usize) -> NewTask {
+    NewTask::new("h", format!("[{n}]").into_bytes())
+}
+
+fn node(name: &str) -> NodeSpec {
+    NodeSpec::new(name, task(0))
+}
+
+fn names(graph: &Graph, nodes: &[usize]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|&n| graph.nodes()[n].name.clone())
+        .collect()
+}
+
+fn at(graph: &Graph, name: &str) -> usize {
+    graph.position(name).unwrap()
+}
+
+fn refused(spec: WorkflowSpec) -> String {
+    match spec.validate() {
+        Err(Error::InvalidConfig(m)) => m,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_builders_make_a_path_no_edges_and_a_fan_in() {
+    let chain = WorkflowSpec::chain((0..3).map(task)).validate().unwrap();
+    assert_eq!(chain.dependencies(at(&chain, "step-1")), &[]);
+    assert_eq!(
+        chain.dependencies(at(&chain, "step-3")),
+        &[(at(&chain, "step-2"), EdgePolicy::Fail)]
+    );
+    let group = WorkflowSpec::group((0..3).map(task)).validate().unwrap();
+    assert!((0..3).all(|n| group.dependencies(n).is_empty()));
+    let chord = WorkflowSpec::chord((0..3).map(task), task(9))
+        .validate()
+        .unwrap();
+    let body = at(&chord, "body");
+    assert_eq!(chord.dependencies(body).len(), 3);
+    assert_eq!(chord.dependents(at(&chord, "header-2")), &[body]);
+}
+
+#[test]
+fn declarations_that_could_not_run_are_refused_with_the_node_named() {
+    let twice = WorkflowSpec {
+        nodes: vec![node("a"), node("a")],
+        callbacks: vec![],
+    };
+    assert!(refused(twice).contains("two nodes are named \"a\""));
+    let unknown = WorkflowSpec {
+        nodes: vec![node("a").after(Dependency::on("ghost"))],
+        callbacks: vec![],
+    };
+    assert!(refused(unknown).contains("\"ghost\", which is not a node"));
+    let doubled = WorkflowSpec {
+        nodes: vec![
+            node("a"),
+            node("b")
+                .after(Dependency::on("a"))
+                .after(Dependency::on("a").with_policy(EdgePolicy::Ignore)),
+        ],
+        callbacks: vec![],
+    };
+    assert!(refused(doubled).contains("waits for \"a\" twice"));
+    // d waits for the cycle a -> b -> c -> a: a node on the cycle is named,
+    // not d.
+    let cycle = WorkflowSpec {
+        nodes: vec![
+            node("d").after(Dependency::on("a")),
+            node("a").after(Dependency::on("c")),
+            node("b").after(Dependency::on("a")),
+            node("c").after(Dependency::on("b")),
+        ],
+        callbacks: vec![],
+    };
+    let message = refused(cycle);
+    assert!(message.contains("in a cycle"), "{message}");
+    assert!(!message.contains("\"d\""), "{message}");
+    let own = WorkflowSpec {
+        nodes: vec![node("a").after(Dependency::on("a"))],
+        callbacks: vec![],
+    };
+    assert!(refused(own).contains("cycle"));
+    let callback_waits = WorkflowSpec::group([task(1)]).on(
+        WhenEnded::Complete,
+        node("cb").after(Dependency::on("task-1")),
+    );
+    assert!(refused(callback_waits).contains("callback \"cb\" waits"));
+    let waits_for_callback = WorkflowSpec {
+        nodes: vec![node("a").after(Dependency::on("cb"))],
+        callbacks: vec![Callback {
+            when: WhenEnded::Success,
+            node: node("cb"),
+        }],
+    };
+    assert!(refused(waits_for_callback).contains("a callback"));
+    let clash = WorkflowSpec::group([task(1)]).on(WhenEnded::Success, node("task-1"));
+    assert!(refused(clash).contains("two nodes"));
+    let empty_name = WorkflowSpec {
+        nodes: vec![node("")],
+        callbacks: vec![],
+    };
+    assert!(refused(empty_name).contains("name is empty"));
+    let bad_task = WorkflowSpec {
+        nodes: vec![NodeSpec::new("a", NewTask::new("", Vec::new()))],
+        callbacks: vec![],
+    };
+    assert!(refused(bad_task).contains("node \"a\""));
+    let too_many = WorkflowSpec::group((0..=MAX_NODES).map(task));
+    assert!(refused(too_many).contains("at most"));
+    assert_eq!(
+        "continue".parse::<EdgePolicy>().unwrap(),
+        EdgePolicy::Continue
+    );
+    assert!("sometimes".parse::<EdgePolicy>().is_err());
+}
+
+#[test]
+fn a_chain_runs_one_step_at_a_time_and_a_finish_heard_twice_changes_nothing() {
+    let graph = WorkflowSpec::chain((0..3).map(task)).validate().unwrap();
+    let (mut progress, step) = Progress::start(&graph);
+    assert_eq!(names(&graph, &step.enqueue), ["step-1"]);
+    let step = progress.settle(&graph, 0, NodeResult::Succeeded);
+    assert_eq!(names(&graph, &step.enqueue), ["step-2"]);
+    assert_eq!(
+        progress.settle(&graph, 0, NodeResult::Succeeded),
+        Step::default()
+    );
+    assert_eq!(
+        progress.settle(&graph, 0, NodeResult::Failed),
+        Step::default()
+    );
+    assert_eq!(
+        progress.settle(&graph, 2, NodeResult::Succeeded),
+        Step::default()
+    );
+    let step = progress.settle(&graph, 1, NodeResult::Succeeded);
+    assert_eq!(names(&graph, &step.enqueue), ["step-3"]);
+    let step = progress.settle(&graph, 2, NodeResult::Succeeded);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Succeeded));
+    assert_eq!(step.body_ended, Some(WorkflowOutcome::Succeeded));
+    assert!(progress.is_over());
+}
+
+#[test]
+fn a_failed_step_skips_the_rest_of_its_chain_in_the_same_step() {
+    let graph = WorkflowSpec::chain((0..4).map(task))
+        .on(WhenEnded::Failure, node("alert"))
+        .on(WhenEnded::Success, node("celebrate"))
+        .validate()
+        .unwrap();
+    let (mut progress, _) = Progress::start(&graph);
+    let step = progress.settle(&graph, 0, NodeResult::Failed);
+    assert_eq!(
+        names(&graph, &step.skipped),
+        ["step-2", "step-3", "step-4", "celebrate"]
+    );
+    assert_eq!(names(&graph, &step.enqueue), ["alert"]);
+    assert_eq!(step.body_ended, Some(WorkflowOutcome::Failed));
+    assert_eq!(step.ended, None, "the callback has not settled yet");
+    let step = progress.settle(&graph, at(&graph, "alert"), NodeResult::Succeeded);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Failed));
+}
+
+#[test]
+fn a_chord_body_is_skipped_at_the_first_failed_header_and_the_workflow_ends_when_all_settle() {
+    let graph = WorkflowSpec::chord((0..3).map(task), task(9))
+        .on(WhenEnded::Complete, node("always"))
+        .validate()
+        .unwrap();
+    let (mut progress, step) = Progress::start(&graph);
+    assert_eq!(step.enqueue, [0, 1, 2]);
+    let step = progress.settle(&graph, 1, NodeResult::Cancelled);
+    assert_eq!(names(&graph, &step.skipped), ["body"]);
+    assert_eq!(step.body_ended, None, "two headers still run");
+    progress.settle(&graph, 0, NodeResult::Succeeded);
+    let step = progress.settle(&graph, 2, NodeResult::Succeeded);
+    assert_eq!(step.body_ended, Some(WorkflowOutcome::Failed));
+    assert_eq!(names(&graph, &step.enqueue), ["always"]);
+    let step = progress.settle(&graph, at(&graph, "always"), NodeResult::Failed);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Failed));
+}
+
+#[test]
+fn ignore_takes_a_failure_in_and_continue_runs_on_but_fails_the_workflow() {
+    for (policy, expected) in [
+        (EdgePolicy::Ignore, WorkflowOutcome::Succeeded),
+        (EdgePolicy::Continue, WorkflowOutcome::Failed),
+    ] {
+        let graph = WorkflowSpec {
+            nodes: vec![
+                node("fetch"),
+                node("report").after(Dependency::on("fetch").with_policy(policy)),
+            ],
+            callbacks: vec![],
+        }
+        .validate()
+        .unwrap();
+        let (mut progress, _) = Progress::start(&graph);
+        let step = progress.settle(&graph, 0, NodeResult::Failed);
+        assert_eq!(names(&graph, &step.enqueue), ["report"], "{policy:?}");
+        let step = progress.settle(&graph, 1, NodeResult::Succeeded);
+        assert_eq!(step.ended, Some(expected), "{policy:?}");
+    }
+}
+
+#[test]
+fn an_empty_group_ends_at_once_and_its_callbacks_run() {
+    let graph = WorkflowSpec::group([]).validate().unwrap();
+    let (progress, step) = Progress::start(&graph);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Succeeded));
+    assert!(progress.is_over());
+    let graph = WorkflowSpec::group([])
+        .on(WhenEnded::Success, node("then"))
+        .validate()
+        .unwrap();
+    let (mut progress, step) = Progress::start(&graph);
+    assert_eq!(step.body_ended, Some(WorkflowOutcome::Succeeded));
+    assert_eq!(names(&graph, &step.enqueue), ["then"]);
+    assert_eq!(step.ended, None);
+    let step = progress.settle(&graph, 0, NodeResult::Succeeded);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Succeeded));
+    let chord = WorkflowSpec::chord([], task(1)).validate().unwrap();
+    let (_, step) = Progress::start(&chord);
+    assert_eq!(
+        names(&chord, &step.enqueue),
+        ["body"],
+        "nothing to wait for"
+    );
+}
+
+#[test]
+fn progress_read_back_from_stored_states_decides_alike() {
+    let graph = WorkflowSpec::chord((0..2).map(task), task(9))
+        .validate()
+        .unwrap();
+    let (mut progress, _) = Progress::start(&graph);
+    progress.settle(&graph, 0, NodeResult::Succeeded);
+    let mut again = Progress::from_states(&graph, progress.states().to_vec()).unwrap();
+    assert_eq!(again, progress);
+    assert_eq!(
+        again.settle(&graph, 1, NodeResult::Succeeded),
+        progress.settle(&graph, 1, NodeResult::Succeeded)
+    );
+    assert!(Progress::from_states(&graph, vec![NodeState::Waiting]).is_err());
+}
+
+/// A random graph over `n` nodes (each may wait for earlier ones, under
+/// any policy, so it has no cycle), and a settle order with repeats.
+fn graphs() -> impl Strategy<Value = (Graph, Vec<(usize, u8)>)> {
+    (1usize..12)
+        .prop_flat_map(|n| {
+            let edges = proptest::collection::vec((0..n, 0..n, 0u8..3), 0..(n * 2));
+            let settles = proptest::collection::vec((0..n + 2, 0u8..3), 0..(n * 4));
+            (Just(n), edges, settles, 0u8..4)
+        })
+        .prop_map(|(n, edges, settles, callbacks)| {
+            let mut nodes: Vec<NodeSpec> = (0..n).map(|i| node(&format!("n{i}"))).collect();
+            for (a, b, p) in edges {
+                let (from, to) = (a.min(b), a.max(b));
+                let name = format!("n{from}");
+                if from == to || nodes[to].after.iter().any(|d| d.node == name) {
+                    continue;
+                }
+                let policy =
+                    [EdgePolicy::Fail, EdgePolicy::Ignore, EdgePolicy::Continue][usize::from(p)];
+                nodes[to]
+                    .after
+                    .push(Dependency::on(name).with_policy(policy));
+            }
+            let mut spec = WorkflowSpec {
+                nodes,
+                callbacks: vec![],
+            };
+            let whens = [WhenEnded::Success, WhenEnded::Failure, WhenEnded::Complete];
+            for c in 0..usize::from(callbacks) {
+                spec = spec.on(whens[c % 3], node(&format!("cb{c}")));
+            }
+            (spec.validate().unwrap(), settles)
+        })
+        .prop_map(|(graph, settles)| {
+            let n = graph.len();
+            let settles = settles.into_iter().map(|(i, r)| (i % n, r)).collect();
+            (graph, settles)
+        })
+}
+
+proptest! {
+    /// Whatever the graph and whatever the order of finishes (repeats and
+    /// finishes of nodes that never ran included): each node is enqueued at
+    /// most once, only once every dependency it needs has settled, a node
+    /// waiting under `fail` for one that did not succeed never runs, and
+    /// once every running node has settled the workflow has ended, once.
+    #[test]
+    fn every_node_runs_at_most_once_and_the_workflow_always_ends(
+        (graph, settles) in graphs()
+    ) {
+        let (mut progress, first) = Progress::start(&graph);
+        let mut enqueued = vec![0u32; graph.len()];
+        let mut ends = 0;
+        let check = |progress: &Progress, step: &Step, enqueued: &mut Vec<u32>| {
+            for &node in &step.enqueue {
+                enqueued[node] += 1;
+                for &(dep, policy) in graph.dependencies(node) {
+                    let state = progress.states()[dep];
+                    prop_assert!(state.is_final());
+                    if policy == EdgePolicy::Fail {
+                        prop_assert_eq!(state, NodeState::Succeeded);
+                    }
+                }
+            }
+            Ok(())
+        };
+        check(&progress, &first, &mut enqueued)?;
+        ends += usize::from(first.ended.is_some());
+        let results = [NodeResult::Succeeded, NodeResult::Failed, NodeResult::Cancelled];
+        for (node, r) in settles {
+            let step = progress.settle(&graph, node, results[usize::from(r)]);
+            check(&progress, &step, &mut enqueued)?;
+            ends += usize::from(step.ended.is_some());
+        }
+        // Settle whatever still runs, until nothing does.
+        while let Some(node) = progress.states().iter().position(|&s| s == NodeState::Running) {
+            let step = progress.settle(&graph, node, NodeResult::Succeeded);
+            check(&progress, &step, &mut enqueued)?;
+            ends += usize::from(step.ended.is_some());
+        }
+        prop_assert!(enqueued.iter().all(|&n| n <= 1), "{:?}", enqueued);
+        prop_assert!(progress.is_over(), "{:?}", progress.states());
+        prop_assert_eq!(ends, 1);
+        prop_assert!(progress.outcome().is_some());
+    }
+}
