@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::input::NodeInput;
 use crate::{Error, NewTask};
 
 /// The most nodes (callbacks included) one workflow may have: its graph is
@@ -78,7 +79,8 @@ impl Dependency {
 }
 
 /// A node: a name unique in its workflow, the task it enqueues when ready,
-/// and what it waits for (nothing: it is enqueued with the workflow).
+/// what it waits for (nothing: it is enqueued with the workflow) and what it
+/// receives from those nodes.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     /// The node's name.
@@ -87,6 +89,8 @@ pub struct NodeSpec {
     pub task: NewTask,
     /// The nodes it waits for.
     pub after: Vec<Dependency>,
+    /// What its task receives from them besides its params.
+    pub input: NodeInput,
 }
 
 impl NodeSpec {
@@ -96,7 +100,14 @@ impl NodeSpec {
             name: name.into(),
             task,
             after: Vec::new(),
+            input: NodeInput::Params,
         }
+    }
+
+    /// The same node, receiving its dependencies' results as `input` says.
+    pub fn with_input(mut self, input: NodeInput) -> NodeSpec {
+        self.input = input;
+        self
     }
 
     /// The same node, also waiting for `dependency`.
@@ -138,13 +149,16 @@ pub struct WorkflowSpec {
 
 impl WorkflowSpec {
     /// Tasks one after another: each step waits for the one before (under
-    /// `fail`). Steps are named `step-1`, `step-2`, …
+    /// `fail`) and receives its result as its first argument
+    /// ([`NodeInput::Previous`]). Steps are named `step-1`, `step-2`, …
     pub fn chain(tasks: impl IntoIterator<Item = NewTask>) -> WorkflowSpec {
         let mut nodes: Vec<NodeSpec> = Vec::new();
         for (i, task) in tasks.into_iter().enumerate() {
             let mut node = NodeSpec::new(format!("step-{}", i + 1), task);
             if i > 0 {
-                node = node.after(Dependency::on(format!("step-{i}")));
+                node = node
+                    .after(Dependency::on(format!("step-{i}")))
+                    .with_input(NodeInput::Previous);
             }
             nodes.push(node);
         }
@@ -168,15 +182,17 @@ impl WorkflowSpec {
     }
 
     /// A group (`header-1`, `header-2`, …) and a node, `body`, that waits for
-    /// all of it (under `fail`). An empty header leaves `body` nothing to
-    /// wait for: it is enqueued at once.
+    /// all of it (under `fail`) and receives the list of its results, in the
+    /// header's order, as its first argument ([`NodeInput::Results`]). An
+    /// empty header leaves `body` nothing to wait for: it is enqueued at once,
+    /// with an empty list.
     pub fn chord(header: impl IntoIterator<Item = NewTask>, body: NewTask) -> WorkflowSpec {
         let mut nodes: Vec<NodeSpec> = header
             .into_iter()
             .enumerate()
             .map(|(i, task)| NodeSpec::new(format!("header-{}", i + 1), task))
             .collect();
-        let mut last = NodeSpec::new("body", body);
+        let mut last = NodeSpec::new("body", body).with_input(NodeInput::Results);
         for node in &nodes {
             last = last.after(Dependency::on(node.name.clone()));
         }
@@ -196,7 +212,9 @@ impl WorkflowSpec {
 
     /// Checks the declaration and indexes it: every name non-empty and
     /// unique (callbacks' too), every dependency naming another node of the
-    /// body at most once, no cycle, callbacks waiting for nothing, at most
+    /// body at most once, no cycle, callbacks waiting for nothing and taking
+    /// their params alone, a node taking the previous result waiting for
+    /// exactly one, at most
     /// [`MAX_NODES`] nodes, and every task valid ([`NewTask::validate`]).
     /// The error names the node and what is wrong.
     pub fn validate(self) -> Result<Graph, Error> {
@@ -247,9 +265,23 @@ impl WorkflowSpec {
                 }
                 mine.push((at, dep.policy));
             }
+            if node.input == NodeInput::Previous && mine.len() != 1 {
+                return Err(invalid(format!(
+                    "node {:?} takes the previous result, so it must wait for exactly one \
+                     node, not {}",
+                    node.name,
+                    mine.len()
+                )));
+            }
             deps.push(mine);
         }
         for callback in &self.callbacks {
+            if callback.node.input != NodeInput::Params {
+                return Err(invalid(format!(
+                    "callback {:?} waits for no node, so it has no results to take",
+                    callback.node.name
+                )));
+            }
             if !callback.node.after.is_empty() {
                 return Err(invalid(format!(
                     "callback {:?} waits for other nodes: a callback runs once the whole \

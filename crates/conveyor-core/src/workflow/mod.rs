@@ -6,7 +6,8 @@
 //! fails. A chain is a graph with one path, a group one with no edges, a
 //! chord a group plus one node that depends on all of it ([`WorkflowSpec`]'s
 //! builders). **Callbacks** run once the rest has ended: on success, on
-//! failure, or either way.
+//! failure, or either way. A node may receive its dependencies' results as
+//! its first argument ([`NodeInput`], [`compose_params`]).
 //!
 //! This module is the graph and its progress as plain data, with no store:
 //! [`WorkflowSpec::validate`] checks a declaration (names, dependencies that
@@ -18,6 +19,7 @@
 //! settling a node that is not running changes nothing.
 
 mod graph;
+mod input;
 mod progress;
 #[cfg(test)]
 mod tests;
@@ -25,4 +27,5 @@ mod tests;
 pub use graph::{
     Callback, Dependency, EdgePolicy, Graph, NodeSpec, WhenEnded, WorkflowSpec, MAX_NODES,
 };
+pub use input::{compose_params, DependencyResult, NodeInput};
 pub use progress::{NodeResult, NodeState, Progress, Step, WorkflowOutcome};

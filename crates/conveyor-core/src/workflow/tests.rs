@@ -256,6 +256,93 @@ fn progress_read_back_from_stored_states_decides_alike() {
     assert!(Progress::from_states(&graph, vec![NodeState::Waiting]).is_err());
 }
 
+fn composed(input: NodeInput, params: &str, results: &[DependencyResult<'_>]) -> String {
+    String::from_utf8(compose_params(input, params.as_bytes(), results).unwrap()).unwrap()
+}
+
+#[test]
+fn results_join_the_params_as_their_first_argument_in_every_params_form() {
+    let r = [DependencyResult::Succeeded(Some(b"42".as_slice()))];
+    assert_eq!(
+        composed(NodeInput::Params, "[1, 2]", &r),
+        "[1, 2]",
+        "untouched"
+    );
+    assert_eq!(composed(NodeInput::Previous, "[1,2]", &r), "[42,1,2]");
+    assert_eq!(composed(NodeInput::Previous, "", &r), "[42]");
+    assert_eq!(composed(NodeInput::Previous, "null", &r), "[42]");
+    assert_eq!(composed(NodeInput::Previous, "{}", &r), "[42]");
+    assert_eq!(composed(NodeInput::Previous, "7", &r), "[42,7]");
+    assert_eq!(
+        composed(NodeInput::Previous, r#"{"x":1}"#, &r),
+        r#"{"args":[42],"kwargs":{"x":1}}"#
+    );
+    assert_eq!(
+        composed(NodeInput::Previous, r#"{"args":[1],"kwargs":{"x":1}}"#, &r),
+        r#"{"args":[42,1],"kwargs":{"x":1}}"#
+    );
+    assert_eq!(
+        composed(NodeInput::Previous, r#"{"kwargs":{"x":1}}"#, &r),
+        r#"{"args":[42],"kwargs":{"x":1}}"#
+    );
+    // "args" that is not a list is a keyword argument named args.
+    assert_eq!(
+        composed(NodeInput::Previous, r#"{"args":3}"#, &r),
+        r#"{"args":[42],"kwargs":{"args":3}}"#
+    );
+    let all = [
+        DependencyResult::Succeeded(Some(br#"{"n":1}"#.as_slice())),
+        DependencyResult::Succeeded(None),
+        DependencyResult::Succeeded(Some(b"not json".as_slice())),
+        DependencyResult::Failed {
+            state: NodeState::Failed,
+            error: Some("boom"),
+        },
+    ];
+    let got: serde_json::Value =
+        serde_json::from_str(&composed(NodeInput::Results, "[]", &all)).unwrap();
+    let expected = serde_json::json!([[
+        {"n": 1},
+        null,
+        "not json",
+        {"$failed": {"state": "failed", "error": "boom"}}
+    ]]);
+    assert_eq!(got, expected);
+    assert_eq!(composed(NodeInput::Results, "[]", &[]), "[[]]");
+    assert!(compose_params(NodeInput::Previous, b"[]", &all).is_err());
+    assert!(compose_params(NodeInput::Previous, b"not json", &r).is_err());
+    assert_eq!("results".parse::<NodeInput>().unwrap(), NodeInput::Results);
+    assert!("all".parse::<NodeInput>().is_err());
+}
+
+#[test]
+fn chains_pass_the_previous_result_and_a_chord_body_the_list() {
+    let chain = WorkflowSpec::chain((0..2).map(task)).validate().unwrap();
+    assert_eq!(chain.nodes()[0].input, NodeInput::Params);
+    assert_eq!(chain.nodes()[1].input, NodeInput::Previous);
+    let chord = WorkflowSpec::chord((0..2).map(task), task(9))
+        .validate()
+        .unwrap();
+    assert_eq!(chord.nodes()[at(&chord, "body")].input, NodeInput::Results);
+    let two = WorkflowSpec {
+        nodes: vec![
+            node("a"),
+            node("b"),
+            node("c")
+                .after(Dependency::on("a"))
+                .after(Dependency::on("b"))
+                .with_input(NodeInput::Previous),
+        ],
+        callbacks: vec![],
+    };
+    assert!(refused(two).contains("exactly one"));
+    let callback = WorkflowSpec::group([task(1)]).on(
+        WhenEnded::Complete,
+        node("cb").with_input(NodeInput::Results),
+    );
+    assert!(refused(callback).contains("no results"));
+}
+
 /// A random graph over `n` nodes (each may wait for earlier ones, under
 /// any policy, so it has no cycle), and a settle order with repeats.
 fn graphs() -> impl Strategy<Value = (Graph, Vec<(usize, u8)>)> {
