@@ -6,9 +6,10 @@
 -- ('kept:q:LEN:QUEUE:STATE' under the prefix, apart from the own tasks'
 -- 'q:LEN:QUEUE:...' keys), scored by its place in 'kept:order' (a hash,
 -- id -> 'PLACE STATE QUEUE', see kept.entry): the order the store first
--- kept it in ('kept:next' hands the places out). The writer's ids need not grow with time (RabbitMQ's are
--- random), so this order is what "oldest first" means for kept records;
--- its scores are small integers, exact as sorted-set scores.
+-- kept it in ('kept:next' hands the places out). The writer's ids need
+-- not grow with time (RabbitMQ's are random), so this order is what
+-- "oldest first" means for kept records; its scores are small integers,
+-- exact as sorted-set scores.
 -- 'kept:queues' names every queue a record was kept for. keep.lua moves a
 -- record between sets in the same call that rewrites it; kept.drop
 -- (expiry, forget, purge) takes it out of them.
@@ -32,7 +33,11 @@ end
 -- reads one field and parses no record. (The queue comes last: it may hold
 -- spaces.)
 function kept.entry(id)
-  local v = redis.call('HGET', kept.order(), id)
+  return kept.parse(redis.call('HGET', kept.order(), id))
+end
+
+-- The place, state code and queue of an entry value (nil for none).
+function kept.parse(v)
   if not v then return nil end
   local at, s, q = string.match(v, '^(%d+) (%d+) (.*)$')
   return at, s, q
@@ -60,8 +65,7 @@ function kept.index_many(ids, place)
   local removes, adds, queues, hash = {}, {}, {}, {}
   for i, id in ipairs(ids) do
     local q, s = place[id][1], place[id][2]
-    local at, old_s, old_q
-    if entries[i] then at, old_s, old_q = string.match(entries[i], '^(%d+) (%d+) (.*)$') end
+    local at, old_s, old_q = kept.parse(entries[i])
     if not (at and old_s == s and old_q == q) then
       if at then
         local from = kept.set(old_q, old_s)
