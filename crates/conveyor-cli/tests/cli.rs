@@ -210,17 +210,31 @@ async fn a_submit_at_an_absolute_time() {
 
 /// SIGTERM: the worker stops reserving, lets the running task finish within the
 /// grace period and exits 0.
+///
+/// "Running" here is the handler's process having started: a task the store
+/// shows as running may still be on its way from the claim to a slot, and one
+/// that has not started when the stop comes is handed back, not run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_gracefully() {
     let env = Env::new();
-    let cfg = env.config(
-        "[worker]\npoll = \"50ms\"\n[handlers.nap]\nprogram = \"sleep\"\nargs = [\"{}\"]\n",
-    );
+    let started = env.path("started");
+    let cfg = env.config(&format!(
+        "[worker]\npoll = \"50ms\"\n[handlers.nap]\nprogram = \"sh\"\n\
+         args = [\"-c\", \"touch '{}' && sleep \\\"$1\\\"\", \"nap\", \"{{}}\"]\n",
+        started.display()
+    ));
     let mut worker =
         Proc::spawn(env.cmd(&["worker", "--config", &cfg.to_string_lossy()])).expect("worker");
     let id = stdout(&env.run(&["submit", "nap", "1"]));
     let b = env.backend().await;
-    common::wait_count(&b, TaskState::Running, 1, Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the handler never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     worker.signal(libc::SIGTERM);
     let status = worker.wait_exit(Duration::from_secs(30)).expect("exits");
     assert!(status.success());
