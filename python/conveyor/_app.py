@@ -60,8 +60,9 @@ class TaskOptions:
     """A task's declared options: what ``@app.task(...)`` was given.
 
     The worker applies ``retries``, ``backoff``, ``timeout``, ``rate``,
-    ``burst`` and ``concurrency``; ``queue``, ``priority``, ``retries`` and
-    ``timeout`` are also the defaults of every enqueue.
+    ``burst``, ``concurrency``, ``keep_completed`` and ``keep_dead``;
+    ``queue``, ``priority``, ``retries`` and ``timeout`` are also the
+    defaults of every enqueue.
     """
 
     __slots__ = (
@@ -72,6 +73,8 @@ class TaskOptions:
         "rate",
         "burst",
         "concurrency",
+        "keep_completed",
+        "keep_dead",
         "priority",
         "bind",
     )
@@ -87,8 +90,12 @@ class TaskOptions:
         concurrency: Optional[int] = None,
         priority: Optional[int] = None,
         bind: bool = False,
+        keep_completed: Optional[Duration] = None,
+        keep_dead: Optional[Duration] = None,
     ) -> None:
         self.queue = queue
+        self.keep_completed = seconds("keep_completed", keep_completed)
+        self.keep_dead = seconds("keep_dead", keep_dead)
         self.retries = _count("retries", retries, 0)
         self.backoff = seconds("backoff", backoff)
         self.timeout = seconds("timeout", timeout)
@@ -147,6 +154,7 @@ class Task(Generic[R]):
         ordering_key: Optional[str] = None,
         retries: Optional[int] = None,
         timeout: Optional[Duration] = None,
+        keep: Optional[Duration] = None,
     ) -> TaskHandle[R]:
         """Enqueues a call with options.
 
@@ -156,10 +164,13 @@ class Task(Generic[R]):
         an unfinished task with this key waits in the queue, the existing one
         is returned (``handle.duplicate``). ``ordering_key``: tasks with the
         same key run one at a time, in enqueue order. ``retries`` and
-        ``timeout`` override the task's for this call.
+        ``timeout`` override the task's for this call. ``keep``: how long
+        its result is kept once it has finished, however it ends (over the
+        task's ``keep_completed``/``keep_dead`` and the worker's; Redis,
+        NATS and RabbitMQ refuse it).
         """
         opts = self._enqueue_options(
-            countdown, eta, queue, priority, unique_key, ordering_key, retries, timeout
+            countdown, eta, queue, priority, unique_key, ordering_key, retries, timeout, keep
         )
         payload = _payload.encode(args, kwargs or {})
         id, duplicate = self.app._client().enqueue(self.name, payload, opts)
@@ -194,6 +205,7 @@ class Task(Generic[R]):
         ordering_key: Optional[str] = None,
         retries: Optional[int] = None,
         timeout: Optional[Duration] = None,
+        keep: Optional[Duration] = None,
     ) -> Dict[str, Any]:
         o = self.options
         retries = _count("retries", retries, 0) if retries is not None else o.retries
@@ -207,6 +219,7 @@ class Task(Generic[R]):
             "timeout": timeout_s,
             "unique_key": unique_key,
             "ordering_key": ordering_key,
+            "keep": seconds("keep", keep),
         }
 
     def __repr__(self) -> str:
@@ -265,6 +278,8 @@ class App:
         concurrency: Optional[int] = None,
         priority: Optional[int] = None,
         bind: bool = False,
+        keep_completed: Optional[Duration] = None,
+        keep_dead: Optional[Duration] = None,
     ) -> Callable[[Callable[..., R]], Task[R]]: ...
 
     def task(
@@ -281,6 +296,8 @@ class App:
         concurrency: Optional[int] = None,
         priority: Optional[int] = None,
         bind: bool = False,
+        keep_completed: Optional[Duration] = None,
+        keep_dead: Optional[Duration] = None,
     ) -> Union[Task[Any], Callable[[Callable[..., Any]], Task[Any]]]:
         """Declares a task: ``@app.task`` or ``@app.task(retries=3, …)``.
 
@@ -294,6 +311,10 @@ class App:
         across every worker where the store keeps them.
         ``priority``: the default priority (higher first).
         ``bind``: pass a :class:`~conveyor.TaskContext` as first argument.
+        ``keep_completed`` and ``keep_dead``: how long its completed (or
+        cancelled) and its dead tasks are kept, over the worker's
+        ``--keep-completed``/``--keep-dead`` (a call's ``keep=`` wins;
+        memory, embedded and PostgreSQL stores only).
         """
         options = TaskOptions(
             queue=queue,
@@ -305,6 +326,8 @@ class App:
             concurrency=concurrency,
             priority=priority,
             bind=bind,
+            keep_completed=keep_completed,
+            keep_dead=keep_dead,
         )
 
         def declare(f: Callable[..., Any]) -> Task[Any]:

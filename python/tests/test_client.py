@@ -40,6 +40,11 @@ def test_declaring_checks_the_options():
         app.task(timeout="forever")(lambda: None)
     with pytest.raises(conveyor.InvalidConfig):
         app.task(retries=-1)(lambda: None)
+    with pytest.raises(conveyor.InvalidConfig):
+        app.task(keep_completed="a while")(lambda: None)
+    kept = app.task(name="kept", keep_completed="2h", keep_dead="30d")(lambda: None)
+    assert kept.options.manifest()["keep_completed"] == 7200.0
+    assert kept.options.manifest()["keep_dead"] == 30 * 86400.0
 
     @app.task
     def f():

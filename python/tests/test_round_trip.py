@@ -242,3 +242,14 @@ def test_cancel_a_running_task(app, tmp_path):
     # The worker goes on, with a new child in the killed one's place.
     assert pytasks.add.delay(2, 40).get(timeout=60) == 42
     assert pytasks.ping.delay().get(timeout=60) == "pong"
+
+
+def test_a_call_keeps_its_result_as_long_as_asked(app):
+    h = supports(lambda: pytasks.add.apply_async((1, 2), keep="2h"))
+    assert h.get(timeout=30) == 3
+    info = h.info()
+    assert info["keep"] == 7200.0
+    assert info["expires_at"] == pytest.approx(info["finished_at"] + 7200.0)
+    plain = pytasks.add.delay(2, 2)
+    assert plain.get(timeout=30) == 4
+    assert plain.info()["expires_at"] is None

@@ -127,6 +127,8 @@ pub(crate) fn record(
         created_at: m.enqueued_at,
         finished_at: state.is_finished().then_some(now),
         trace: m.trace.clone(),
+        keep: None,
+        expires_at: None,
         history: Vec::new(),
     }
 }

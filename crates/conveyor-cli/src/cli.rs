@@ -218,6 +218,11 @@ pub struct SubmitArgs {
     /// Time limit of one attempt, e.g. 30s.
     #[arg(long, value_parser = parse_duration)]
     pub task_timeout: Option<Duration>,
+    /// Keep the task's record and result this long once it has finished,
+    /// however it ends, e.g. 2h (over its handler's and the worker's
+    /// retention).
+    #[arg(long, value_parser = parse_duration)]
+    pub keep: Option<Duration>,
     /// Wait for the task to finish and print its result (exit status by
     /// outcome: 0 completed, 1 dead, 3 not finished by --timeout, 4 cancelled).
     #[arg(long)]

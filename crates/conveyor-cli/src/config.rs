@@ -19,6 +19,8 @@
 //! retries = 3               # attempts after the first
 //! backoff = "1s"            # first backoff step (doubles, capped at 5 minutes)
 //! timeout = "5m"            # the child's process group is killed after it
+//! keep_completed = "2h"     # its finished tasks kept this long (over [worker]'s)
+//! keep_dead = "30d"         # its dead letters this long (a task's own keep wins)
 //! env = { LANG = "C" }
 //!
 //! [handlers.add]                  # a persistent handler: long-lived children
@@ -124,6 +126,13 @@ pub struct HandlerSection {
     /// Time limit of one attempt.
     #[serde(default, with = "humantime_serde_opt")]
     pub timeout: Option<Duration>,
+    /// How long its completed and cancelled tasks are kept (over the
+    /// worker's; a task's own keep wins).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub keep_completed: Option<Duration>,
+    /// How long its dead-lettered tasks are kept (over the worker's).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub keep_dead: Option<Duration>,
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,

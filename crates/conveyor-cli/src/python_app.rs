@@ -44,6 +44,12 @@ struct ManifestTask {
     rate: Option<String>,
     burst: Option<u32>,
     concurrency: Option<u32>,
+    /// Seconds: how long its completed and cancelled tasks are kept.
+    #[serde(default)]
+    keep_completed: Option<f64>,
+    /// Seconds: how long its dead tasks are kept.
+    #[serde(default)]
+    keep_dead: Option<f64>,
 }
 
 /// An app's tasks as handlers, with the queues they wait in and its URL.
@@ -137,6 +143,8 @@ fn handler(
         retries: t.retries,
         backoff: seconds("backoff", t.backoff)?,
         timeout: seconds("timeout", t.timeout)?,
+        keep_completed: seconds("keep_completed", t.keep_completed)?,
+        keep_dead: seconds("keep_dead", t.keep_dead)?,
         persistent: true,
         processes: section.processes,
         max_tasks_per_child: section.max_tasks_per_child,

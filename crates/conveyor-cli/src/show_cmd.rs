@@ -47,6 +47,8 @@ fn as_json(r: &TaskRecord) -> Value {
         "enqueued_at": time(r.created_at),
         "run_at": time(r.run_at),
         "finished_at": r.finished_at.map(time),
+        "keep_ms": r.keep.map(|k| u64::try_from(k.as_millis()).unwrap_or(u64::MAX)),
+        "expires_at": r.expires_at.map(time),
         "result": r.result.as_deref().map(decoded),
         "error": r.error,
         "history": r.history.iter().map(attempt_json).collect::<Vec<_>>(),
@@ -87,6 +89,18 @@ fn attempt_line(a: &AttemptRecord, now: Timestamp) -> String {
     )
 }
 
+/// When the finished task goes: its own expiry, else the worker's
+/// retention; for an unfinished one, its own keep if it has one.
+fn kept_until(r: &TaskRecord, now: Timestamp) -> String {
+    let keep = |k: Duration| format!("{} after it finishes", humantime::format_duration(k));
+    match (r.expires_at, r.finished_at, r.keep) {
+        (Some(t), _, _) => format!("{} ({})", time(t), ago(t, now)),
+        (None, Some(_), _) => "as the workers' retention says".to_string(),
+        (None, None, Some(k)) => keep(k),
+        (None, None, None) => "-".to_string(),
+    }
+}
+
 /// Prints the task.
 pub async fn run(backend: Arc<dyn Backend>, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let id = TaskId(args.id);
@@ -125,6 +139,7 @@ pub async fn run(backend: Arc<dyn Backend>, args: ShowArgs) -> anyhow::Result<Ex
                 .map(|t| format!("{} ({})", time(t), ago(t, now)))
                 .unwrap_or_else(|| "-".into()),
         ),
+        ("kept until", kept_until(&r, now)),
         ("params", decoded(&r.payload).to_string()),
         (
             "result",

@@ -84,6 +84,9 @@ fn options(args: &SubmitArgs) -> EnqueueOptions {
     if let Some(t) = args.task_timeout {
         opts = opts.timeout(t);
     }
+    if let Some(k) = args.keep {
+        opts = opts.keep(k);
+    }
     opts
 }
 

@@ -165,6 +165,17 @@ pub async fn run(
         retention.dead = d;
     }
     builder = builder.retention(retention);
+    // A handler's own retention, where it sets one (the other half from the
+    // worker's).
+    for (name, section) in &cfg.handlers {
+        if section.keep_completed.is_some() || section.keep_dead.is_some() {
+            let own = Retention {
+                finished: section.keep_completed.unwrap_or(retention.finished),
+                dead: section.keep_dead.unwrap_or(retention.dead),
+            };
+            builder = builder.handler_retention(name.clone(), own);
+        }
+    }
     builder = builder.on_task_complete(|settled| crate::task_log::log(&settled));
     let worker = builder.build()?;
     let _metrics = match args.metrics {

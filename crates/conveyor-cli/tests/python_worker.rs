@@ -43,7 +43,7 @@ fn the_worker_opens_the_apps_store_and_serves_its_queues() {
     let url = format!("embedded://{}", store.path().join("app.db").display());
     let (staged, dir) = setup(&format!(
         "import conveyor\napp = conveyor.App({url:?})\n\n\
-         @app.task\ndef add(a, b):\n    return a + b\n\n\
+         @app.task(keep_completed=\"1h\")\ndef add(a, b):\n    return a + b\n\n\
          @app.task(queue=\"mail\")\ndef send(to):\n    return 'sent to ' + to\n"
     ));
     // The worker's log (stderr) read as its output lines.
@@ -107,6 +107,35 @@ fn the_worker_opens_the_apps_store_and_serves_its_queues() {
     ));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "\"sent to ana\"");
+    // The task's keep_completed is its handler's retention: stamped on
+    // each of its finished tasks as the expiry.
+    let out = run(&mut conveyor(
+        dir.path(),
+        staged.path(),
+        &["--backend", &url, "submit", "add", "[2, 3]"],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let out = run(&mut conveyor(
+            dir.path(),
+            staged.path(),
+            &["--backend", &url, "show", "--json", &id],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        if v["state"] == "completed" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "not completed: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let time = |k: &str| humantime::parse_rfc3339(shown[k].as_str().expect(k)).expect(k);
+    assert_eq!(
+        time("expires_at").duration_since(time("finished_at")).ok(),
+        Some(Duration::from_secs(3600)),
+        "{shown}"
+    );
     worker.signal(libc::SIGTERM);
     assert!(worker.wait_exit(Duration::from_secs(30)).is_some());
     let _ = &mut cmd;

@@ -41,7 +41,16 @@ pub struct NewTask {
     pub ordering_key: Option<String>,
     /// The trace context of its enqueue, kept unchanged for its attempts.
     pub trace: Option<TraceContext>,
+    /// How long its record (and result) is kept once it has finished,
+    /// whatever the outcome: it wins over the retention of the handler that
+    /// ran it and the store's. `None`: theirs. Stored only by a backend with
+    /// [`Capabilities::keep`](crate::Capabilities::keep).
+    pub keep: Option<Duration>,
 }
+
+/// The longest a task's record may be kept once finished ([`NewTask::keep`]):
+/// about a hundred years, so an expiry time never overflows.
+pub const MAX_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Attempts a task gets when its options do not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -61,6 +70,7 @@ impl NewTask {
             unique_key: None,
             ordering_key: None,
             trace: None,
+            keep: None,
         }
     }
 
@@ -118,6 +128,12 @@ impl NewTask {
         self
     }
 
+    /// Keeps its record this long once it has finished (see [`NewTask::keep`]).
+    pub fn keep(mut self, keep: Duration) -> Self {
+        self.keep = Some(keep);
+        self
+    }
+
     /// When the task may first run, given the backend's `now`: not before
     /// its start time nor before its delay from now (the later of the two
     /// when it has both).
@@ -137,6 +153,9 @@ impl NewTask {
         check_name("a task's handler name", &self.handler).map_err(crate::Error::InvalidConfig)?;
         if self.max_attempts == 0 {
             return bad("a task needs at least one attempt");
+        }
+        if self.keep.is_some_and(|k| k > MAX_KEEP) {
+            return bad("a task's keep is longer than a hundred years");
         }
         Ok(())
     }
@@ -272,6 +291,13 @@ pub struct Finish {
     pub lease: Lease,
     /// What happened.
     pub action: FinishAction,
+    /// How long the worker's handler keeps a finished task of its own (by how
+    /// it finished: completed and cancelled, or dead), stamped on the record
+    /// as its expiry when this report finishes it. The task's own
+    /// [`NewTask::keep`] wins; `None` leaves the record to the retention
+    /// [`Maintenance::prune`](crate::Maintenance::prune) is given. Ignored by
+    /// a backend without [`Capabilities::keep`](crate::Capabilities::keep).
+    pub retention: Option<crate::Retention>,
     /// **Follow-ups**: tasks enqueued in the same atomic step as this report
     /// (one transaction, one script). When the report is applied every one
     /// of them is enqueued (a unique key held by an unfinished task makes a
@@ -288,8 +314,16 @@ impl Finish {
         Finish {
             lease,
             action,
+            retention: None,
             follow_ups: Vec::new(),
         }
+    }
+
+    /// The same report, stamping `retention` on the task it finishes (see
+    /// [`Finish::retention`]).
+    pub fn with_retention(mut self, retention: crate::Retention) -> Finish {
+        self.retention = Some(retention);
+        self
     }
 
     /// The task of `lease` succeeded, with no result to keep.
@@ -346,6 +380,13 @@ pub struct TaskRecord {
     pub finished_at: Option<Timestamp>,
     /// The trace context given at enqueue, if any.
     pub trace: Option<TraceContext>,
+    /// How long it is kept once finished, as given at enqueue
+    /// ([`NewTask::keep`]).
+    pub keep: Option<Duration>,
+    /// When a finished task may be deleted, if its finish set a time (its
+    /// own keep, or its handler's retention); `None`: whenever the retention
+    /// [`Maintenance::prune`](crate::Maintenance::prune) is given says.
+    pub expires_at: Option<Timestamp>,
     /// Its attempts, oldest first: the latest
     /// [`HISTORY_LIMIT`](crate::attempt::HISTORY_LIMIT) settled
     /// ones, then the running one or the one that completed it (see

@@ -133,6 +133,9 @@ pub(crate) fn record_from_row(row: &Row<'_>) -> Result<TaskRecord, Error> {
         created_at: Timestamp(col(row, 13, id)?),
         finished_at,
         trace: TraceContext::from_stored(col::<Option<String>>(row, 15, id)?.as_deref()),
+        keep: col::<Option<i64>>(row, 19, id)?
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        expires_at: col::<Option<i64>>(row, 20, id)?.map(Timestamp),
         history,
     })
 }

@@ -24,6 +24,7 @@
 //! | `tasks_ordering (queue, ordering_key, id)` | unfinished with an ordering key | "is this the oldest of its key?" |
 //! | `tasks_ordering_running (queue, ordering_key)` | running with an ordering key | "is one of its key running?" |
 //! | `tasks_finished (state, finished_at)` | finished | pruning and purging |
+//! | `tasks_expiring (expires_at)` | finished with an expiry of their own | pruning them |
 //!
 //! Version 2 adds `handler_limits`: one row per handler with global limits
 //! (concurrency, rate count per period in µs, burst) and the rate's state (its
@@ -41,6 +42,11 @@
 //! tasks that versions 2 to 8 kept to count a limited handler's running
 //! tasks: the kept counts answer that now, and the index cost every
 //! reservation and every settlement two index writes.
+//! Version 10 adds `keep_ms` (a task's own keep, given at enqueue) and
+//! `expires_at` (when a finished task may go, stamped by its finish from
+//! its keep or its handler's retention) with the index `tasks_expiring`
+//! over the tasks that have one; a task with none is pruned by the
+//! retention `prune` is given, as before.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -53,7 +59,7 @@ use crate::error::{classify, db_err};
 use crate::sql::unfinished_codes;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 9;
+pub(crate) const SCHEMA_VERSION: i64 = 10;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,6 +204,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 9 {
         conn.execute_batch(SCHEMA_V9).map_err(db_err_string)?;
     }
+    if version < 10 {
+        add_expiry_columns(conn)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -332,6 +341,30 @@ fn add_attempt_columns(conn: &Connection) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Schema version 10: a task's own keep and its expiry, and the index
+/// pruning finds expired tasks by. Idempotent, like version 6; the columns
+/// have no default, so no row is rewritten.
+fn add_expiry_columns(conn: &Connection) -> Result<(), String> {
+    for name in ["keep_ms", "expires_at"] {
+        let has: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('tasks') WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .map_err(db_err_string)?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE tasks ADD COLUMN {name} INTEGER"))
+                .map_err(db_err_string)?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS tasks_expiring ON tasks (expires_at) \
+         WHERE expires_at IS NOT NULL;",
+    )
+    .map_err(db_err_string)
 }
 
 /// Schema version 2: global handler limits. (Versions 2 to 8 also made

@@ -28,7 +28,7 @@ use conveyor_core::{codes, TaskState, Transition, CANCELLED_WHILE_RUNNING};
 /// `crate::row::record_from_row` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, \
      attempts, max_attempts, run_at, unique_key, ordering_key, result, error, created_at, \
-     finished_at, trace, worker, started_at, history";
+     finished_at, trace, worker, started_at, history, keep_ms, expires_at";
 
 /// The error a task gets when its lease runs out and attempts remain.
 const LEASE_EXPIRED: &str = "lease expired";
@@ -69,7 +69,7 @@ pub(crate) const INSERT_ROWS: [usize; 3] = [64, 8, 1];
 pub(crate) const BATCH_ROWS: [usize; 4] = [64, 16, 4, 1];
 
 /// Parameters each inserted row binds.
-pub(crate) const INSERT_PARAMS: usize = 12;
+pub(crate) const INSERT_PARAMS: usize = 13;
 
 /// The statements, as built once for this process.
 pub(crate) fn sql() -> &'static Sql {
@@ -85,7 +85,7 @@ pub(crate) struct Sql {
     /// Inserts new tasks, [`INSERT_ROWS`] statements for as many rows each
     /// (largest first); a row binds, in order: queue, handler, state, priority,
     /// max attempts, run at, timeout (ms), unique key, ordering key, created at,
-    /// payload.
+    /// payload, trace, keep (ms).
     pub insert: Vec<(usize, String)>,
     /// `?1` now: scheduled or retrying tasks (one statement per state, with
     /// that state) that are due become available → their queues.
@@ -100,18 +100,23 @@ pub(crate) struct Sql {
     pub take: Vec<(usize, String)>,
     /// `?1` id, `?2` token, `?3` lease until.
     pub renew: String,
-    /// `?1` id, `?2` token, `?3` result, `?4` now.
+    /// `?1` id, `?2` token, `?3` result, `?4` now, `?5` the report's keep
+    /// (ms) for a completed task. Every finishing statement stamps the
+    /// expiry: finished at plus the task's own keep, else the report's,
+    /// else none (`NULL`: the retention `prune` is given).
     pub complete: String,
     /// `?1` now, then (id, token, result) for each task → the ids of the
     /// tasks completed (a stale token completes nothing), [`BATCH_ROWS`]
-    /// statements for as many tasks each. No id may come twice.
+    /// statements for as many tasks each. No id may come twice. The
+    /// reports carry no retention of their own.
     pub complete_many: Vec<(usize, String)>,
-    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now → the state
-    /// it took (retrying, or dead on the last attempt).
+    /// `?1` id, `?2` token, `?3` error, `?4` next run, `?5` now, `?6` the
+    /// report's keep (ms) for a dead task → the state it took (retrying, or
+    /// dead on the last attempt).
     pub retry: String,
-    /// `?1` id, `?2` token, `?3` error, `?4` now.
+    /// `?1` id, `?2` token, `?3` error, `?4` now, `?5` the report's keep (ms).
     pub dead_letter: String,
-    /// `?1` id, `?2` token, `?3` reason, `?4` now.
+    /// `?1` id, `?2` token, `?3` reason, `?4` now, `?5` the report's keep (ms).
     pub discard: String,
     /// `?1` id, `?2` token, `?3` now.
     pub release: String,
@@ -129,11 +134,15 @@ pub(crate) struct Sql {
     /// `?1` now: running tasks whose lease ran out → id, the state each
     /// took (available again, or dead on the last attempt) and queue.
     pub expire: String,
-    /// `?1` cutoff: completed and cancelled tasks finished before it → the
-    /// queue, state and handler of each.
+    /// `?1` cutoff: completed and cancelled tasks finished before it, with
+    /// no expiry of their own → the queue, state and handler of each.
     pub prune_finished: String,
-    /// `?1` cutoff: dead tasks finished before it → the queue and handler of each.
+    /// `?1` cutoff: dead tasks finished before it, with no expiry of their
+    /// own → the queue and handler of each.
     pub prune_dead: String,
+    /// `?1` now: finished tasks whose own expiry has passed → the queue,
+    /// state and handler of each.
+    pub prune_expired: String,
     /// `?1` id, `?2` now → its queue and handler.
     pub requeue: String,
     /// Deletes every dead task → the queue and handler of each.
@@ -174,11 +183,12 @@ impl Sql {
             insert: INSERT_ROWS
                 .iter()
                 .map(|&rows| {
-                    let values = vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+                    let values =
+                        vec!["(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
                     let text = format!(
                         "INSERT OR FAIL INTO tasks (queue, handler, state, priority, attempts, \
                          max_attempts, run_at, timeout_ms, unique_key, ordering_key, \
-                         created_at, payload, trace) VALUES {values}"
+                         created_at, payload, trace, keep_ms) VALUES {values}"
                     );
                     (rows, text)
                 })
@@ -231,7 +241,8 @@ impl Sql {
             ),
             complete: finish(
                 &format!(
-                    "state = {}, result = ?3, finished_at = ?4, error = NULL",
+                    "state = {}, result = ?3, finished_at = ?4, error = NULL, \
+                     expires_at = ?4 + COALESCE(keep_ms, ?5)",
                     T::Complete.target().code()
                 ),
                 T::Complete,
@@ -242,7 +253,7 @@ impl Sql {
                     let values = vec!["(?, ?, ?)"; rows].join(", ");
                     let text = format!(
                         "UPDATE OR FAIL tasks SET state = {}, result = v.column3, finished_at = ?1, \
-                         lease_until = NULL, error = NULL FROM (VALUES {values}) AS v \
+                         lease_until = NULL, error = NULL, expires_at = ?1 + keep_ms FROM (VALUES {values}) AS v \
                          WHERE tasks.id = v.column1 AND tasks.token = v.column2 \
                          AND tasks.state IN ({}) RETURNING tasks.id",
                         T::Complete.target().code(),
@@ -257,6 +268,8 @@ impl Sql {
                      error = ?3, \
                      run_at = CASE WHEN {last_attempt} THEN run_at ELSE ?4 END, \
                      finished_at = CASE WHEN {last_attempt} THEN ?5 ELSE NULL END, \
+                     expires_at = CASE WHEN {last_attempt} THEN ?5 + COALESCE(keep_ms, ?6) \
+                       ELSE NULL END, \
                      history = {history}",
                     dead = T::DeadLetter.target().code(),
                     retrying = T::Retry.target().code(),
@@ -270,7 +283,8 @@ impl Sql {
             ) + " RETURNING state",
             dead_letter: finish(
                 &format!(
-                    "state = {}, error = ?3, finished_at = ?4, history = {}",
+                    "state = {}, error = ?3, finished_at = ?4, \
+                     expires_at = ?4 + COALESCE(keep_ms, ?5), history = {}",
                     T::DeadLetter.target().code(),
                     append_history("?4", "'dead'", "?3"),
                 ),
@@ -278,7 +292,8 @@ impl Sql {
             ),
             discard: finish(
                 &format!(
-                    "state = {}, error = ?3, finished_at = ?4, history = {}",
+                    "state = {}, error = ?3, finished_at = ?4, \
+                     expires_at = ?4 + COALESCE(keep_ms, ?5), history = {}",
                     T::Discard.target().code(),
                     append_history("?4", "'discarded'", "?3"),
                 ),
@@ -294,7 +309,7 @@ impl Sql {
             ),
             dead_letter_any: format!(
                 "UPDATE tasks SET state = {}, error = ?2, finished_at = ?3, lease_until = NULL, \
-                 history = {} WHERE id = ?1 AND state IN ({}) RETURNING CAST(handler AS TEXT)",
+                 expires_at = ?3 + keep_ms, history = {} WHERE id = ?1 AND state IN ({}) RETURNING CAST(handler AS TEXT)",
                 T::DeadLetter.target().code(),
                 append_history("?3", "'dead'", "?2"),
                 T::DeadLetter.source_codes()
@@ -303,6 +318,7 @@ impl Sql {
             // ended (every column on the right reads the row before the update).
             cancel: format!(
                 "UPDATE tasks SET state = {cancelled}, finished_at = ?2, lease_until = NULL, \
+                 expires_at = ?2 + keep_ms, \
                  error = CASE WHEN state = {running} THEN '{CANCELLED_WHILE_RUNNING}' \
                    ELSE error END, \
                  history = CASE WHEN state = {running} THEN {history} ELSE history END \
@@ -320,6 +336,7 @@ impl Sql {
                  state = CASE WHEN {last_attempt} THEN {final_} ELSE {again} END, \
                  error = CASE WHEN {last_attempt} THEN '{final_msg}' ELSE '{again_msg}' END, \
                  finished_at = CASE WHEN {last_attempt} THEN ?1 ELSE NULL END, \
+                 expires_at = CASE WHEN {last_attempt} THEN ?1 + keep_ms ELSE NULL END, \
                  lease_until = NULL, history = {history} \
                  WHERE state IN ({expiring}) AND lease_until < ?1 \
                  RETURNING id, state, queue, handler",
@@ -331,15 +348,20 @@ impl Sql {
                 again_msg = LEASE_EXPIRED,
             ),
             prune_finished: format!(
-                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 RETURNING queue, state, handler",
+                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 \
+                 AND expires_at IS NULL RETURNING queue, state, handler",
                 codes(&[TaskState::Completed, TaskState::Cancelled])
             ),
             prune_dead: format!(
-                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 RETURNING queue, handler",
+                "DELETE FROM tasks WHERE state IN ({}) AND finished_at < ?1 \
+                 AND expires_at IS NULL RETURNING queue, handler",
                 codes(&[TaskState::Dead])
             ),
+            prune_expired: "DELETE FROM tasks WHERE expires_at < ?1 \
+                 RETURNING queue, state, handler"
+                .to_string(),
             requeue: format!(
-                "UPDATE tasks SET state = {}, attempts = 0, finished_at = NULL, \
+                "UPDATE tasks SET state = {}, attempts = 0, finished_at = NULL, expires_at = NULL, \
                  lease_until = NULL, run_at = ?2 WHERE id = ?1 AND state IN ({}) \
                  RETURNING queue, handler",
                 T::Requeue.target().code(),
@@ -416,6 +438,7 @@ mod tests {
             (&sql.expire, vec!["tasks_leased"]),
             (&sql.prune_finished, vec!["tasks_finished"]),
             (&sql.prune_dead, vec!["tasks_finished"]),
+            (&sql.prune_expired, vec!["tasks_expiring"]),
         ];
         for (_, text) in &sql.promote_due {
             cases.push((text, vec!["tasks_due"]));

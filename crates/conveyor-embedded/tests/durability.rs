@@ -517,7 +517,7 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 9);
+    assert_eq!(user_version(&path), 10);
     assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
     let ctx = conveyor_core::TraceContext::new(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -556,7 +556,7 @@ async fn a_version_6_file_migrates_to_attempt_history() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 9);
+    assert_eq!(user_version(&path), 10);
     assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
     let q = queues(&["default"]);
     let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
@@ -596,7 +596,7 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 9);
+    assert_eq!(user_version(&path), 10);
     let raw = rusqlite::Connection::open(&path).unwrap();
     let index: i64 = raw
         .query_row(
@@ -615,6 +615,58 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         1,
         "one running before the migration: one more fits"
     );
+}
+
+/// A file written before schema version 10 (no keep or expiry) migrates
+/// when opened: its finished tasks have no expiry and go by the retention
+/// `prune` is given; a task enqueued after keeps its own.
+#[tokio::test]
+async fn a_version_9_file_migrates_to_tasks_expiring_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = {
+        let b = EmbeddedBackend::open(&path).unwrap();
+        let id = b.enqueue(task("old")).await.unwrap().id;
+        let got = b
+            .reserve(ReserveParams::new(&queues(&["default"]), 1, LEASE))
+            .await
+            .unwrap();
+        let done = conveyor_core::Finish::complete(got[0].lease.clone());
+        b.finish(vec![done]).await.unwrap().pop().unwrap().unwrap();
+        id
+    };
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "DROP INDEX tasks_expiring; ALTER TABLE tasks DROP COLUMN keep_ms;
+             ALTER TABLE tasks DROP COLUMN expires_at; PRAGMA user_version = 9",
+        )
+        .unwrap();
+    }
+    let b = EmbeddedBackend::open(&path).unwrap();
+    assert_eq!(user_version(&path), 10);
+    let rec = b.get(old).await.unwrap().unwrap();
+    assert_eq!((rec.keep, rec.expires_at), (None, None));
+    let kept = std::time::Duration::from_secs(3600);
+    let new = b.enqueue(task("new").keep(kept)).await.unwrap().id;
+    let got = b
+        .reserve(ReserveParams::new(&queues(&["default"]), 1, LEASE))
+        .await
+        .unwrap();
+    let done = conveyor_core::Finish::complete(got[0].lease.clone());
+    b.finish(vec![done]).await.unwrap().pop().unwrap().unwrap();
+    let rec = b.get(new).await.unwrap().unwrap();
+    assert_eq!(rec.keep, Some(kept));
+    assert_eq!(rec.expires_at, rec.finished_at.map(|at| at.plus(kept)));
+    // A prune that keeps nothing without an expiry takes the old task only.
+    let none = conveyor_core::Retention {
+        finished: std::time::Duration::ZERO,
+        dead: std::time::Duration::ZERO,
+    };
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(b.prune(none).await.unwrap(), 1);
+    assert!(b.get(old).await.unwrap().is_none());
+    assert!(b.get(new).await.unwrap().is_some());
 }
 
 /// Reservations that land in one write transaction (the group-commit path)

@@ -90,6 +90,7 @@ impl State {
             if let Some(e) = self.tasks.get_mut(&id.0) {
                 e.record.attempts = 0;
                 e.record.finished_at = None;
+                e.record.expires_at = None;
                 e.record.run_at = now;
             }
             self.move_task(id.0, Transition::Requeue, now)?;
@@ -117,6 +118,9 @@ impl State {
             let Some(at) = e.record.finished_at else {
                 return true;
             };
+            if let Some(expires) = e.record.expires_at {
+                return expires >= now;
+            }
             match e.record.state {
                 TaskState::Completed | TaskState::Cancelled => at >= finished_before,
                 TaskState::Dead => at >= dead_before,

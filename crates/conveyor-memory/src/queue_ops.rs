@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 
 use conveyor_core::{
     Admission, AttemptOutcome, Enqueued, Error, Finish, FinishAction, Lease, NewTask,
-    ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp, Transition,
+    ReserveParams, Reserved, Retention, TaskId, TaskRecord, TaskState, Timestamp, Transition,
     CANCELLED_WHILE_RUNNING,
 };
 
@@ -66,6 +66,8 @@ impl State {
                 created_at: now,
                 finished_at: None,
                 trace: t.trace,
+                keep: t.keep,
+                expires_at: None,
                 history: Vec::new(),
             };
             match record.state {
@@ -266,6 +268,14 @@ impl State {
                 }
                 self.move_task(id, t, now)?;
                 if t.target().is_finished() {
+                    if let Some(e) = self.tasks.get_mut(&id) {
+                        e.record.expires_at = Retention::expiry(
+                            r.retention.as_ref(),
+                            e.record.keep,
+                            e.record.state,
+                            now,
+                        );
+                    }
                     done.push(r.lease.id);
                 }
                 if !r.follow_ups.is_empty() {

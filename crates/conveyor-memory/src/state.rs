@@ -180,6 +180,8 @@ impl State {
             }
             TaskState::Completed | TaskState::Dead | TaskState::Cancelled => {
                 rec.finished_at = Some(now);
+                // A report's retention may stamp a later expiry over this.
+                rec.expires_at = rec.keep.map(|k| now.plus(k));
                 let queue = rec.queue.clone();
                 if let Some(k) = &rec.unique_key {
                     let key = (queue.clone(), k.clone());

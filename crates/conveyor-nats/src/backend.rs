@@ -341,6 +341,7 @@ impl Backend for NatsBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             ordering_keys: false,
+            keep: false,
             ..Capabilities::ALL
         }
     }

@@ -224,6 +224,8 @@ impl Rec {
             created_at: Timestamp(self.created_at),
             finished_at: self.finished_at.map(Timestamp),
             trace: TraceContext::from_stored(self.trace.as_deref()),
+            keep: None,
+            expires_at: None,
             history: full_history(
                 decode_history(self.history.as_deref()),
                 LatestAttempt {

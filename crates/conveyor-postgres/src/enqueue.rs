@@ -138,6 +138,7 @@ async fn insert(
     let mut run_ats = Vec::with_capacity(n);
     let mut states = Vec::with_capacity(n);
     let mut traces = Vec::with_capacity(n);
+    let mut keeps = Vec::with_capacity(n);
     let mut locks = Vec::new();
     for &i in which {
         let t = &tasks[i];
@@ -159,6 +160,7 @@ async fn insert(
         // Codes are 0..=6: the cast cannot truncate.
         states.push(first.target().code() as i16);
         traces.push(t.trace.as_ref().map(TraceContext::encode));
+        keeps.push(t.keep.map(timeout_ms));
         if let Some(k) = &t.ordering_key {
             locks.push(schema.ordering_lock(&t.queue, k));
         }
@@ -168,7 +170,7 @@ async fn insert(
     locks.sort_unstable();
     locks.dedup();
     let channel = schema.channel();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 15] = [
         &queues,
         &handlers,
         &payloads,
@@ -182,9 +184,10 @@ async fn insert(
         &now.as_millis(),
         &locks,
         &traces,
+        &keeps,
         &channel,
     ];
-    let params = if wakes { &params[..] } else { &params[..13] };
+    let params = if wakes { &params[..] } else { &params[..14] };
     let rows = client
         .query(statement, params)
         .await

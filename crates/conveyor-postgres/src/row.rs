@@ -82,6 +82,9 @@ pub(crate) fn record(row: &Row) -> Result<TaskRecord, Error> {
         created_at: Timestamp(col(row, 13, "created_at")?),
         finished_at,
         trace: TraceContext::from_stored(col::<Option<String>>(row, 15, "trace")?.as_deref()),
+        keep: col::<Option<i64>>(row, 19, "keep_ms")?
+            .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        expires_at: col::<Option<i64>>(row, 20, "expires_at")?.map(Timestamp),
         history,
     })
 }

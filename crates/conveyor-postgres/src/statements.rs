@@ -47,7 +47,7 @@ pub(crate) const NOTIFY_IDS_BYTES: usize = 7900;
 /// `row::record` reads them.
 pub(crate) const RECORD_COLUMNS: &str = "id, queue, handler, state, payload, priority, attempts, \
      max_attempts, run_at, unique_key, ordering_key, result, error, created_at, finished_at, trace, \
-     worker, started_at, history::text";
+     worker, started_at, history::text, keep_ms, expires_at";
 
 /// The `history` column of the task `t` with its latest attempt (its
 /// `attempts`, `worker` and `started_at` before the update) appended, ended
@@ -115,6 +115,7 @@ pub(crate) struct Statements {
     pub recover: String,
     pub prune_finished: String,
     pub prune_dead: String,
+    pub prune_expired: String,
     pub list_oldest: String,
     pub list_newest: String,
     pub requeue: String,
@@ -193,7 +194,8 @@ impl Statements {
         let unfinished = &p.unfinished;
 
         // $1..$10 task columns as arrays, $11 now, $12 ordering-key lock keys,
-        // $13 trace contexts, and for the waking form $14 the channel. The
+        // $13 trace contexts, $14 keeps (ms), and for the waking form $15 the
+        // channel. The
         // lock CTE runs first (a one-time filter gates the
         // input on it) so ids of one ordering key are drawn, and committed, in
         // order; a conflicting unique key leaves the row out and reports the
@@ -207,17 +209,18 @@ impl Statements {
                 SELECT u.*, nextval('{seq}') AS id
                 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::int[],
                             $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::smallint[],
-                            $13::text[])
+                            $13::text[], $14::bigint[])
                      WITH ORDINALITY AS u(queue, handler, payload, priority, max_attempts,
                                           timeout_ms, unique_key, ordering_key, run_at, state,
-                                          trace, ord)
+                                          trace, keep_ms, ord)
                 WHERE (SELECT count(*) FROM locks) >= 0
              ),
              ins AS (
                 INSERT INTO {t} (id, queue, handler, payload, priority, max_attempts, timeout_ms,
-                                 unique_key, ordering_key, run_at, state, created_at, trace)
+                                 unique_key, ordering_key, run_at, state, created_at, trace,
+                                 keep_ms)
                 SELECT id, queue, handler, payload, priority, max_attempts, timeout_ms,
-                       unique_key, ordering_key, run_at, state, $11, trace
+                       unique_key, ordering_key, run_at, state, $11, trace, keep_ms
                 FROM input ORDER BY ord
                 ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND {unfinished}
                 DO NOTHING
@@ -238,7 +241,7 @@ impl Statements {
         // it after its own commit instead (`crate::notifier`).
         let enqueue = enqueue_sql(&format!(
             ", {}",
-            notify("ins", Transition::Enqueue.target(), "$14")
+            notify("ins", Transition::Enqueue.target(), "$15")
         ));
         let enqueue_quiet = enqueue_sql("");
 
@@ -303,7 +306,10 @@ impl Statements {
         );
 
         // $1 ids, $2 tokens, $3 kinds, $4 results, $5 errors, $6 retry-at,
-        // $7 now, $8 channel, $9 finished channel. A report applies only to a
+        // $7 now, $8 channel, $9 finished channel, $10 and $11 the reports'
+        // keeps (ms) for a completed or cancelled task and for a dead one
+        // (NULL: none; the task's own keep wins, see `expires_at` below).
+        // A report applies only to a
         // running task holding its token; the caller maps missing ids to
         // StaleLease. Released tasks wake workers; finished ones, result
         // waiters (one notification each per batch). A completion leaves the
@@ -313,8 +319,8 @@ impl Statements {
         let finish = format!(
             "WITH r AS (
                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bytea[],
-                                     $5::text[], $6::bigint[])
-                         AS r(id, token, kind, result, error, retry_at)
+                                     $5::text[], $6::bigint[], $10::bigint[], $11::bigint[])
+                         AS r(id, token, kind, result, error, retry_at, keep_done, keep_dead)
              ),
              u AS (
                 UPDATE {t} t SET
@@ -334,6 +340,12 @@ impl Statements {
                                   ELSE t.attempts END,
                   finished_at = CASE WHEN r.kind = {release} OR (r.kind = {retry} AND NOT ({last}))
                                      THEN t.finished_at ELSE $7 END,
+                  expires_at = CASE
+                      WHEN r.kind = {release} OR (r.kind = {retry} AND NOT ({last}))
+                          THEN t.expires_at
+                      WHEN r.kind = {complete} THEN $7 + COALESCE(t.keep_ms, r.keep_done)
+                      WHEN r.kind = {discard} THEN $7 + COALESCE(t.keep_ms, r.{discard_keep})
+                      ELSE $7 + COALESCE(t.keep_ms, r.keep_dead) END,
                   history = CASE WHEN r.kind = {complete} THEN t.history ELSE {history} END,
                   lease_until = NULL
                 FROM r
@@ -350,6 +362,11 @@ impl Statements {
             dead = code(Transition::DeadLetter),
             retrying = code(Transition::Retry),
             discarded = code(Transition::Discard),
+            discard_keep = if Transition::Discard.target() == TaskState::Dead {
+                "keep_dead"
+            } else {
+                "keep_done"
+            },
             released = code(Transition::Release),
             notify = notify("u", Transition::Release.target(), "$8"),
             notify_finished = notify_finished("u", "$9"),
@@ -376,6 +393,7 @@ impl Statements {
         let cancel = format!(
             "WITH u AS (
                 UPDATE {t} t SET state = {cancelled}, finished_at = $2, lease_until = NULL,
+                  expires_at = $2 + t.keep_ms,
                   error = CASE WHEN t.state = {running} THEN '{CANCELLED_WHILE_RUNNING}'
                                ELSE t.error END,
                   history = CASE WHEN t.state = {running} THEN {history} ELSE t.history END
@@ -404,6 +422,7 @@ impl Statements {
                   state = CASE WHEN {last} THEN {expire_final} ELSE {expire} END,
                   error = CASE WHEN {last} THEN '{EXPIRED_FINAL}' ELSE '{EXPIRED}' END,
                   finished_at = CASE WHEN {last} THEN $1 ELSE t.finished_at END,
+                  expires_at = CASE WHEN {last} THEN $1 + t.keep_ms ELSE t.expires_at END,
                   run_at = $1,
                   history = {history},
                   lease_until = NULL
@@ -427,11 +446,17 @@ impl Statements {
         let prune = |states: &str| {
             format!(
                 "DELETE FROM {t} WHERE id = ANY(ARRAY(
-                    SELECT id FROM {t} WHERE state IN ({states}) AND finished_at < $1 LIMIT $2))"
+                    SELECT id FROM {t} WHERE state IN ({states}) AND finished_at < $1
+                      AND expires_at IS NULL LIMIT $2))"
             )
         };
         let prune_finished = prune(&codes(&finished_states));
         let prune_dead = prune(&codes(&[TaskState::Dead]));
+        // $1 now, $2 batch size: finished tasks past their own expiry.
+        let prune_expired = format!(
+            "DELETE FROM {t} WHERE id = ANY(ARRAY(
+                SELECT id FROM {t} WHERE expires_at < $1 LIMIT $2))"
+        );
 
         // $1 now.
         // $1 state, $2 queue or NULL, $3 limit, $4 handler or NULL, $5 the
@@ -472,6 +497,7 @@ impl Statements {
              ),
              u AS (
                 UPDATE {t} t SET state = {available_to}, attempts = 0, finished_at = NULL,
+                                 expires_at = NULL,
                                  run_at = $2
                 WHERE t.id = ANY(ARRAY(SELECT id FROM ok))
                 RETURNING t.state, t.queue
@@ -502,6 +528,7 @@ impl Statements {
             recover,
             prune_finished,
             prune_dead,
+            prune_expired,
             list_oldest,
             list_newest,
             requeue,
@@ -537,7 +564,7 @@ mod tests {
     fn only_the_transactional_enqueue_notifies_inside_its_statement() {
         let sql = Statements::new(&Schema::new("s").expect("valid"));
         assert!(!sql.enqueue_quiet.contains("pg_notify"));
-        assert!(!sql.enqueue_quiet.contains("$14"));
-        assert!(sql.enqueue.contains("pg_notify($14"));
+        assert!(!sql.enqueue_quiet.contains("$15"));
+        assert!(sql.enqueue.contains("pg_notify($15"));
     }
 }

@@ -313,3 +313,64 @@ async fn a_version_8_schema_drops_the_running_handler_index() {
         "the task running since before the migration holds the one slot"
     );
 }
+
+/// A schema at version 9 (no keep or expiry columns) migrates to 10: its
+/// finished tasks have no expiry and go by the retention `prune` is given;
+/// a task enqueued after keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_9_schema_gains_tasks_expiring_one_by_one() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let queues = vec!["default".to_string()];
+    let lease = std::time::Duration::from_secs(30);
+    let finish_one = |b: &PostgresBackend| {
+        let b = b.clone();
+        let queues = queues.clone();
+        async move {
+            let got = b
+                .reserve(conveyor_core::ReserveParams::new(&queues, 1, lease))
+                .await
+                .expect("reserve");
+            let done = conveyor_core::Finish::complete(got[0].lease.clone());
+            let mut out = b.finish(vec![done]).await.expect("finish");
+            out.pop().expect("one answer").expect("applied");
+        }
+    };
+    let old = b
+        .enqueue(NewTask::new("old", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    finish_one(b).await;
+    let schema = b.schema().to_string();
+    let again = migrated_from(
+        &schema,
+        &format!(
+            "DROP INDEX \"{schema}\".tasks_expiring;
+             ALTER TABLE \"{schema}\".tasks DROP COLUMN keep_ms, DROP COLUMN expires_at;
+             DELETE FROM \"{schema}\".migrations WHERE version > 9;"
+        ),
+        "back to version 9",
+    )
+    .await;
+    let rec = again.get(old).await.expect("get").expect("old task");
+    assert_eq!((rec.keep, rec.expires_at), (None, None));
+    let kept = std::time::Duration::from_secs(3600);
+    let new = again
+        .enqueue(NewTask::new("new", Vec::new()).keep(kept))
+        .await
+        .expect("enqueue")
+        .id;
+    finish_one(&again).await;
+    let rec = again.get(new).await.expect("get").expect("new task");
+    assert_eq!(rec.keep, Some(kept));
+    assert_eq!(rec.expires_at, rec.finished_at.map(|at| at.plus(kept)));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let none = conveyor_core::Retention {
+        finished: std::time::Duration::ZERO,
+        dead: std::time::Duration::ZERO,
+    };
+    assert_eq!(again.prune(none).await.expect("prune"), 1);
+    assert!(again.get(old).await.expect("get").is_none());
+    assert!(again.get(new).await.expect("get").is_some());
+}

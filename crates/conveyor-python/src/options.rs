@@ -28,6 +28,7 @@ pub(crate) fn enqueue_options(opts: Option<&Bound<'_, PyDict>>) -> PyResult<Enqu
             "timeout" => out.timeout(seconds("timeout", value.extract()?)?),
             "unique_key" => out.unique_key(value.extract::<String>()?),
             "ordering_key" => out.ordering_key(value.extract::<String>()?),
+            "keep" => out.keep(seconds("keep", value.extract()?)?),
             other => {
                 return Err(crate::errors::to_py(Error::InvalidConfig(format!(
                     "unknown enqueue option {other:?}"

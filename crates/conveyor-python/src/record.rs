@@ -15,8 +15,11 @@ fn seconds(t: Timestamp) -> f64 {
 
 /// The record's fields: `id`, `queue`, `handler`, `state`, `attempts`,
 /// `max_attempts`, `result` (the encoded result, bytes), `error`,
-/// `created_at`, `run_at`, `finished_at` (Unix seconds) and `attempt_errors`
-/// (the errors of the attempts the store kept, oldest first).
+/// `created_at`, `run_at`, `finished_at`, `expires_at` (Unix seconds: when
+/// the finished task may be deleted, if its own keep or its handler's
+/// retention set a time), `keep` (seconds, as given at enqueue) and
+/// `attempt_errors` (the errors of the attempts the store kept, oldest
+/// first).
 pub(crate) fn to_dict<'py>(py: Python<'py>, r: &TaskRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("id", r.id.0)?;
@@ -30,6 +33,8 @@ pub(crate) fn to_dict<'py>(py: Python<'py>, r: &TaskRecord) -> PyResult<Bound<'p
     d.set_item("created_at", seconds(r.created_at))?;
     d.set_item("run_at", seconds(r.run_at))?;
     d.set_item("finished_at", r.finished_at.map(seconds))?;
+    d.set_item("expires_at", r.expires_at.map(seconds))?;
+    d.set_item("keep", r.keep.map(|k| k.as_secs_f64()))?;
     let errors: Vec<Option<&str>> = r.history.iter().map(|a| a.outcome.error()).collect();
     d.set_item("attempt_errors", errors)?;
     Ok(d)

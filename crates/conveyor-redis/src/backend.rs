@@ -283,7 +283,12 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        Capabilities {
+            // Finished tasks live in per-queue lists in finished-at order,
+            // cut from their start by `prune.lua`: no expiry per task yet.
+            keep: false,
+            ..Capabilities::ALL
+        }
     }
 
     /// Two: the second reservation's call waits on the connection while the
@@ -306,6 +311,7 @@ impl Backend for RedisBackend {
         for t in &tasks {
             t.validate()?;
         }
+        conveyor_core::refuse_keep("redis", &tasks)?;
         if tasks.is_empty() {
             return Ok(Vec::new());
         }

@@ -178,6 +178,8 @@ mod tests {
             created_at: Timestamp(0),
             finished_at: finished_at.map(Timestamp),
             trace: None,
+            keep: None,
+            expires_at: None,
             history: Vec::new(),
         }
     }

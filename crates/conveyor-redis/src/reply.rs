@@ -260,6 +260,8 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         created_at: packed.created_at,
         finished_at,
         trace: packed.trace,
+        keep: None,
+        expires_at: None,
         history,
     })
 }

@@ -62,6 +62,12 @@ pub struct EnqueueRequest {
     #[schema(minimum = 1, maximum = 3_153_600_000_000_i64)]
     #[serde(default, deserialize_with = "lenient::opt_u64")]
     pub timeout_ms: Option<u64>,
+    /// Keep its record and result this long once it has finished, however
+    /// it ends, in milliseconds (at most 100 years; over its handler's and
+    /// the workers' retention). A backend that cannot refuses the task.
+    #[schema(minimum = 0, maximum = 3_153_600_000_000_i64)]
+    #[serde(default, deserialize_with = "lenient::opt_u64")]
+    pub keep_ms: Option<u64>,
     /// While an unfinished task has this key, enqueueing returns it instead.
     #[schema(min_length = 1)]
     pub unique_key: Option<String>,
@@ -129,6 +135,13 @@ pub struct TaskView {
     pub created_at: String,
     /// When it finished (RFC 3339).
     pub finished_at: Option<String>,
+    /// How long it is kept once finished, in milliseconds, if it was
+    /// enqueued with a keep of its own.
+    pub keep_ms: Option<u64>,
+    /// When the finished task may be deleted (RFC 3339), if its own keep
+    /// or its handler's retention set a time; otherwise the workers'
+    /// retention applies.
+    pub expires_at: Option<String>,
     /// Every attempt, oldest first: the latest settled ones the store
     /// keeps, then the running one or the one that completed the task.
     /// Empty before the first attempt, and always on a backend that keeps
@@ -289,6 +302,10 @@ impl From<TaskRecord> for TaskView {
             error: r.error,
             created_at: rfc3339(r.created_at),
             finished_at: r.finished_at.map(rfc3339),
+            keep_ms: r
+                .keep
+                .map(|k| u64::try_from(k.as_millis()).unwrap_or(u64::MAX)),
+            expires_at: r.expires_at.map(rfc3339),
             history: {
                 let now = Timestamp::now();
                 r.history.iter().map(|a| AttemptView::new(a, now)).collect()

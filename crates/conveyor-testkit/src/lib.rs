@@ -189,7 +189,7 @@ macro_rules! backend_conformance {
             one_leader_at_a_time);
         $crate::backend_conformance!(@cases $make; [$rs $adm $mnt];
             "needs the result store, administration and maintenance parts, which this backend does not all declare";
-            retention_prunes_finished_tasks);
+            retention_prunes_finished_tasks, finished_tasks_expire_one_by_one);
         $crate::backend_conformance!(@cases $make; [$ins];
             "needs the inspection part, which this backend does not declare";
             list_by_handler, counts_match_the_filters);

@@ -31,6 +31,9 @@ impl Inner {
             if t.ordering_key.is_some() {
                 return refuse("ordering keys");
             }
+            if t.keep.is_some() {
+                return refuse(conveyor_core::NO_KEEP);
+            }
         }
         Ok(tasks
             .into_iter()

@@ -377,6 +377,7 @@ impl Backend for AmqpBackend {
             // The records kept beside the broker cannot tell attempts
             // apart honestly (see `records.rs`).
             history: false,
+            keep: false,
         }
     }
 

@@ -102,6 +102,8 @@ const KEYS: &[&str] = &[
     "processes",
     "max_tasks_per_child",
     "max_memory",
+    "keep_completed",
+    "keep_dead",
     "queues",
     "slots",
     "lease",

@@ -121,6 +121,14 @@ pub struct Capabilities {
     /// the worker that ran it, its start and end, how it ended. Without
     /// it the history reads empty.
     pub history: bool,
+    /// Finished tasks expire one by one: a task's own
+    /// [`NewTask::keep`](crate::NewTask::keep) and the retention a worker's
+    /// report carries ([`Finish::retention`](crate::Finish::retention)) are
+    /// stamped as its [`TaskRecord::expires_at`](crate::TaskRecord::expires_at),
+    /// and [`Maintenance::prune`] deletes it then. Without it, enqueueing a
+    /// task with a keep is refused and every finished task is pruned by the
+    /// retention `prune` is given.
+    pub keep: bool,
 }
 
 impl Capabilities {
@@ -134,6 +142,7 @@ impl Capabilities {
         ordering_keys: true,
         wakeups: true,
         history: true,
+        keep: true,
     };
 }
 
@@ -144,6 +153,30 @@ pub struct Retention {
     pub finished: Duration,
     /// Dead-lettered tasks (kept longer, for inspection and requeueing).
     pub dead: Duration,
+}
+
+impl Retention {
+    /// How long a task that finished in `state` is kept: `dead` for a dead
+    /// one, `finished` for the others.
+    pub fn for_state(&self, state: crate::TaskState) -> Duration {
+        if state == crate::TaskState::Dead {
+            self.dead
+        } else {
+            self.finished
+        }
+    }
+
+    /// When a task that finished in `state` at `finished_at` expires: after
+    /// its own `keep` if it has one, else after this retention.
+    pub fn expiry(
+        retention: Option<&Retention>,
+        keep: Option<Duration>,
+        state: crate::TaskState,
+        finished_at: crate::Timestamp,
+    ) -> Option<crate::Timestamp> {
+        keep.or_else(|| retention.map(|r| r.for_state(state)))
+            .map(|k| finished_at.plus(k))
+    }
 }
 
 impl Default for Retention {
@@ -312,4 +345,21 @@ pub trait Backend: Send + Sync + 'static {
 /// A refusal for operations a backend does not support.
 pub fn unsupported(backend: &str, what: &str) -> Error {
     Error::Unsupported(format!("the {backend} backend does not support {what}"))
+}
+
+/// What a backend without [`Capabilities::keep`] says when a task comes
+/// with a keep of its own.
+pub const NO_KEEP: &str =
+    "a task's own keep (finished tasks go by the retention the workers prune with)";
+
+/// Refuses `tasks` if one of them has a keep of its own: for a backend
+/// without [`Capabilities::keep`].
+pub fn refuse_keep<'a>(
+    backend: &str,
+    tasks: impl IntoIterator<Item = &'a crate::NewTask>,
+) -> Result<(), Error> {
+    if tasks.into_iter().any(|t| t.keep.is_some()) {
+        return Err(unsupported(backend, NO_KEEP));
+    }
+    Ok(())
 }

@@ -136,6 +136,8 @@ mod tests {
             created_at: Timestamp(0),
             finished_at: Some(Timestamp(1)),
             trace: None,
+            keep: None,
+            expires_at: None,
             history: Vec::new(),
         }
     }

@@ -33,22 +33,24 @@ pub(crate) struct CompletionBatch {
 }
 
 impl CompletionBatch {
-    /// Takes `report` if it is a plain completion of a task not already in
-    /// the batch; gives it back otherwise.
-    pub(crate) fn try_add(&mut self, report: Finish) -> Result<(), Finish> {
-        let lease = match (&report.action, report.follow_ups.is_empty()) {
+    /// Takes `report` if it is a plain completion (no follow-ups, no
+    /// retention of its own) of a task not already in the batch; gives it
+    /// back otherwise.
+    pub(crate) fn try_add(&mut self, report: Finish) -> Option<Finish> {
+        let plain = report.follow_ups.is_empty() && report.retention.is_none();
+        let lease = match (&report.action, plain) {
             (FinishAction::Complete { .. }, true) => crate::row::lease_params(&report.lease),
             _ => None,
         };
         let Some((id, token)) = lease else {
-            return Err(report);
+            return Some(report);
         };
         if !self.ids.insert(id) {
-            return Err(report);
+            return Some(report);
         }
         let FinishAction::Complete { result } = report.action else {
             // Checked just above.
-            return Err(report);
+            return Some(report);
         };
         self.pending.push(Completion {
             lease: report.lease.id,
@@ -56,7 +58,7 @@ impl CompletionBatch {
             token,
             result,
         });
-        Ok(())
+        None
     }
 }
 

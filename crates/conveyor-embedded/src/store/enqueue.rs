@@ -83,6 +83,7 @@ impl Store {
                     .and_then(|()| bind(&now.0))
                     .and_then(|()| bind(&task.payload))
                     .and_then(|()| bind(&task.trace.as_ref().map(TraceContext::encode)))
+                    .and_then(|()| bind(&task.keep.map(millis)))
                     .map_err(db_err)?;
             }
             let rows = chunk.len();

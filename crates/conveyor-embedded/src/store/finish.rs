@@ -26,13 +26,13 @@ impl Store {
         // applies the completions before it, so reports apply in order.
         let mut plain = CompletionBatch::default();
         for report in reports {
-            let Err(report) = plain.try_add(report) else {
+            let Some(report) = plain.try_add(report) else {
                 continue;
             };
             // Not taken: apply the batch, then try again (a second report
             // for an id in the batch now starts the next one).
             self.complete_all(&mut plain, now, &mut out)?;
-            if let Err(report) = plain.try_add(report) {
+            if let Some(report) = plain.try_add(report) {
                 out.push(self.finish_one(report, now)?);
             }
         }
@@ -74,10 +74,13 @@ impl Store {
                 .and_then(|mut s| s.execute(p))
                 .map_err(db_err)
         };
+        // The report's keep for a task that finishes completed or dead.
+        let keep = |state: TaskState| report.retention.map(|r| millis(r.for_state(state)));
+        let (keep_done, keep_dead) = (keep(TaskState::Completed), keep(TaskState::Dead));
         // The state the task took, when the report applied.
         let applied: Option<TaskState> = match &report.action {
             FinishAction::Complete { result } => {
-                let n = run(&sql.complete, params![id, token, result, now.0])?;
+                let n = run(&sql.complete, params![id, token, result, now.0, keep_done])?;
                 (n == 1).then_some(Transition::Complete.target())
             }
             FinishAction::Retry { delay, error } => {
@@ -85,20 +88,25 @@ impl Store {
                 let code: Option<i64> = conn
                     .prepare_cached(&sql.retry)
                     .and_then(|mut s| {
-                        s.query_row(params![id, token, error, now.plus(*delay).0, now.0], |r| {
-                            r.get(0)
-                        })
+                        s.query_row(
+                            params![id, token, error, now.plus(*delay).0, now.0, keep_dead],
+                            |r| r.get(0),
+                        )
                         .optional()
                     })
                     .map_err(db_err)?;
                 code.map(|code| state_from_code(code, id)).transpose()?
             }
             FinishAction::DeadLetter { error } => {
-                let n = run(&sql.dead_letter, params![id, token, error, now.0])?;
+                let n = run(
+                    &sql.dead_letter,
+                    params![id, token, error, now.0, keep_dead],
+                )?;
                 (n == 1).then_some(Transition::DeadLetter.target())
             }
             FinishAction::Discard { reason } => {
-                let n = run(&sql.discard, params![id, token, reason, now.0])?;
+                let keep = keep(Transition::Discard.target());
+                let n = run(&sql.discard, params![id, token, reason, now.0, keep])?;
                 (n == 1).then_some(Transition::Discard.target())
             }
             FinishAction::Release => {
@@ -120,4 +128,9 @@ impl Store {
         }
         Ok(Ok(()))
     }
+}
+
+/// Duration as whole milliseconds (saturating).
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

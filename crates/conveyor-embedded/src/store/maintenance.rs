@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use conveyor_core::{Error, Retention, TaskState, Transition};
+use conveyor_core::{Error, Retention, TaskState, Timestamp, Transition};
 use rusqlite::params;
 
 use super::Store;
@@ -58,14 +58,19 @@ impl Store {
     pub(crate) fn prune(&mut self, retention: Retention) -> Result<u64, Error> {
         let now = self.now();
         let sql = sql();
+        let n = self.delete_finished(&sql.prune_finished, now.minus(retention.finished))?
+            + self.delete_finished(&sql.prune_expired, now)?;
+        let pruned_dead = self.delete_dead(&sql.prune_dead, &[&now.minus(retention.dead).0])?;
+        Ok(n + pruned_dead)
+    }
+
+    /// Runs a statement deleting finished tasks of any state (returning each
+    /// one's queue, state and handler) with `at` its one parameter, counting
+    /// them out. Returns how many.
+    fn delete_finished(&mut self, text: &str, at: Timestamp) -> Result<u64, Error> {
+        let mut stmt = self.conn.prepare_cached(text).map_err(db_err)?;
+        let mut rows = stmt.query([at.0]).map_err(db_err)?;
         let mut n = 0u64;
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql.prune_finished)
-            .map_err(db_err)?;
-        let mut rows = stmt
-            .query([now.minus(retention.finished).0])
-            .map_err(db_err)?;
         while let Some(row) = rows.next().map_err(db_err)? {
             let queue: String = row.get(0).map_err(db_err)?;
             let code: i64 = row.get(1).map_err(db_err)?;
@@ -74,10 +79,7 @@ impl Store {
                 .add(&queue, &handler, state_from_code(code, 0)?, -1);
             n += 1;
         }
-        drop(rows);
-        drop(stmt);
-        let pruned_dead = self.delete_dead(&sql.prune_dead, &[&now.minus(retention.dead).0])?;
-        Ok(n + pruned_dead)
+        Ok(n)
     }
 
     /// Runs a statement deleting dead tasks (returning each one's queue),

@@ -5,7 +5,9 @@
 
 use std::collections::HashSet;
 
-use conveyor_core::{Error, Finish, FinishAction, NewTask, TaskId, Timestamp};
+use conveyor_core::{
+    Error, Finish, FinishAction, NewTask, Retention, TaskId, TaskState, Timestamp,
+};
 
 use super::PostgresBackend;
 use crate::error::db;
@@ -21,11 +23,21 @@ struct Reports {
     results: Vec<Option<Vec<u8>>>,
     errors: Vec<Option<String>>,
     retry_at: Vec<i64>,
+    /// The report's keep (ms) for a task it completes or cancels, and for
+    /// one it makes dead.
+    keep_done: Vec<Option<i64>>,
+    keep_dead: Vec<Option<i64>>,
 }
 
 impl Reports {
     /// Adds the report of lease `(id, token)`.
-    fn push(&mut self, (id, token): (i64, i64), action: FinishAction, now: Timestamp) {
+    fn push(
+        &mut self,
+        (id, token): (i64, i64),
+        action: FinishAction,
+        retention: Option<Retention>,
+        now: Timestamp,
+    ) {
         let (k, result, error, retry_at) = match action {
             FinishAction::Complete { result } => (kind::COMPLETE, result, None, 0),
             FinishAction::Retry { delay, error } => {
@@ -41,6 +53,11 @@ impl Reports {
         self.results.push(result);
         self.errors.push(error);
         self.retry_at.push(retry_at);
+        let keep = |state: TaskState| {
+            retention.map(|r| i64::try_from(r.for_state(state).as_millis()).unwrap_or(i64::MAX))
+        };
+        self.keep_done.push(keep(TaskState::Completed));
+        self.keep_dead.push(keep(TaskState::Dead));
     }
 
     /// Runs the prepared finish statement; the leases it applied.
@@ -64,6 +81,8 @@ impl Reports {
                     &now.as_millis(),
                     &channel,
                     &finished,
+                    &self.keep_done,
+                    &self.keep_dead,
                 ],
             )
             .await
@@ -111,7 +130,7 @@ impl PostgresBackend {
             if !r.follow_ups.is_empty() {
                 follow.push((key, r.follow_ups));
             }
-            batch.push(key, r.action, now);
+            batch.push(key, r.action, r.retention, now);
             sent.push(Ok(key));
         }
         let mut applied = HashSet::new();

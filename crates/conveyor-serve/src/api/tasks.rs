@@ -53,7 +53,11 @@ fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
     if let Some(p) = r.priority {
         task = task.priority(p);
     }
-    for (what, value) in [("delay_ms", r.delay_ms), ("timeout_ms", r.timeout_ms)] {
+    for (what, value) in [
+        ("delay_ms", r.delay_ms),
+        ("timeout_ms", r.timeout_ms),
+        ("keep_ms", r.keep_ms),
+    ] {
         if value.is_some_and(|ms| ms > MAX_MILLIS) {
             return Err(ApiError::BadRequest(format!(
                 "{what}: at most {MAX_MILLIS} (100 years)"
@@ -81,6 +85,9 @@ fn new_task(r: EnqueueRequest) -> Result<NewTask, ApiError> {
         Some(0) => return Err(ApiError::BadRequest("timeout_ms must be at least 1".into())),
         Some(ms) => task = task.timeout(Duration::from_millis(ms)),
         None => {}
+    }
+    if let Some(ms) = r.keep_ms {
+        task = task.keep(Duration::from_millis(ms));
     }
     if let Some(k) = non_empty("unique_key", r.unique_key)? {
         task = task.unique_key(k);

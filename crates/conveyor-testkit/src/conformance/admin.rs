@@ -202,6 +202,11 @@ pub async fn capabilities_are_honest(b: Subject, _clock: Arc<ManualClock>) {
         .await
         .map(|_| ());
     assert_eq!(caps.delay, !unsupported(r));
+    let r = b
+        .enqueue(task("k").keep(Duration::from_secs(60)))
+        .await
+        .map(|_| ());
+    assert_eq!(caps.keep, !unsupported(r));
     let parts = b.parts();
     let has = |p: conveyor_core::Part| parts.contains(&p);
     let id = enqueue(&b, task("c")).await;

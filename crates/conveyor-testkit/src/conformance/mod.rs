@@ -16,6 +16,7 @@ mod pause;
 mod record_keeper;
 mod registry;
 mod results;
+mod retention;
 mod search;
 mod trace;
 
@@ -62,6 +63,7 @@ pub use record_keeper::{
 };
 pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};
+pub use retention::finished_tasks_expire_one_by_one;
 pub use search::{
     counts_match_the_filters, pages_stop_at_their_budget, search_finds_params_and_errors,
     search_through, stats_match_a_recount,

@@ -52,6 +52,8 @@ fn record(id: TaskId, state: TaskState, now: Timestamp) -> TaskRecord {
         created_at: now.minus(Duration::from_secs(5)),
         finished_at: finished.then_some(now),
         trace: None,
+        keep: None,
+        expires_at: None,
         history: Vec::new(),
     }
 }

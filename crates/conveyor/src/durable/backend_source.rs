@@ -23,13 +23,18 @@
 //! them round a short delay instead). Reservations ask with no filter
 //! otherwise: the common case pays nothing for it (on PostgreSQL a filtered
 //! reservation takes the slower, limited way).
+//!
+//! A handler with a retention of its own has it stamped on every report of
+//! its tasks ([`Finish::retention`]), so the store expires them by it
+//! whichever worker prunes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::{
     async_trait, Backend, Error, Finish, FinishAction, FinishMark, Lease, ReserveParams, Reserved,
-    TaskId,
+    Retention, TaskId,
 };
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -46,6 +51,8 @@ pub(crate) struct BackendSource {
     worker: String,
     /// The handlers this worker runs, sorted.
     handlers: Vec<String>,
+    /// The handlers with a retention of their own.
+    retention: HashMap<String, Retention>,
     /// Until when reservations ask for this worker's handlers only (a task
     /// of another handler was met lately).
     foreign_until: parking_lot::Mutex<Option<Instant>>,
@@ -62,6 +69,7 @@ impl BackendSource {
         lease: Duration,
         worker: String,
         mut handlers: Vec<String>,
+        retention: HashMap<String, Retention>,
     ) -> Self {
         let names = queues.iter().map(|q| Arc::from(q.as_str())).collect();
         handlers.sort();
@@ -72,6 +80,7 @@ impl BackendSource {
             lease,
             worker,
             handlers,
+            retention,
             foreign_until: parking_lot::Mutex::new(None),
         }
     }
@@ -235,7 +244,13 @@ impl Source for BackendSource {
     async fn settle(&self, batch: Vec<Settlement<Lease>>) -> Result<Vec<Result<(), Error>>, Error> {
         let reports = batch
             .into_iter()
-            .map(|s| Finish::new(s.receipt, s.action).with_follow_ups(s.follow_ups))
+            .map(|s| {
+                let report = Finish::new(s.receipt, s.action).with_follow_ups(s.follow_ups);
+                match self.retention.get(&*s.handler) {
+                    Some(r) => report.with_retention(*r),
+                    None => report,
+                }
+            })
             .collect();
         self.backend.finish(reports).await
     }

@@ -130,6 +130,12 @@ impl EnqueueOptions {
         /// The trace context the task carries (with the `otel` feature the
         /// client sets its enqueue span's instead).
         trace(trace: conveyor_core::TraceContext);
+        /// How long its record and result are kept once it has finished,
+        /// however it ended (over its handler's retention and the
+        /// worker's). A backend without
+        /// [`Capabilities::keep`](conveyor_core::Capabilities::keep)
+        /// refuses the task.
+        keep(keep: Duration);
     }
 
     /// The task to hand to a backend.

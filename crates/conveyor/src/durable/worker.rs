@@ -9,6 +9,7 @@
 //! that never started are handed back without counting the attempt, started
 //! ones are retried at once.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub struct WorkerBuilder<C: Codec = Json> {
     on_task: Option<OnDurableComplete>,
     callback_capacity: usize,
     global_limits: Vec<(String, HandlerLimits)>,
+    handler_retention: HashMap<String, Retention>,
     events: EventBus,
 }
 
@@ -150,9 +152,23 @@ impl<C: Codec> WorkerBuilder<C> {
         self
     }
 
-    /// How long finished tasks are kept (default: 1 day, dead ones 7 days).
+    /// How long finished tasks are kept (default: 1 day, dead ones 7 days),
+    /// unless their handler's retention ([`handler_retention`](Self::handler_retention))
+    /// or their own keep ([`NewTask::keep`](conveyor_core::NewTask::keep))
+    /// says otherwise. It is applied by whichever worker leads the pruning
+    /// role, so give every worker sharing a store the same.
     pub fn retention(mut self, retention: Retention) -> Self {
         self.schedule.retention = retention;
+        self
+    }
+
+    /// How long the finished tasks of handler `handler` are kept, stamped
+    /// on each when this worker reports it finished, so it holds whichever
+    /// worker prunes. A task's own keep wins. Needs a backend with
+    /// [`Capabilities::keep`](conveyor_core::Capabilities::keep):
+    /// [`build`](Self::build) refuses others with [`Error::Unsupported`].
+    pub fn handler_retention(mut self, handler: impl Into<String>, retention: Retention) -> Self {
+        self.handler_retention.insert(handler.into(), retention);
         self
     }
 
@@ -222,6 +238,7 @@ impl<C: Codec> WorkerBuilder<C> {
             self.lease,
             id.clone(),
             handlers.clone(),
+            self.handler_retention.clone(),
         );
         let mut runner = Runner::new(source, self.routes)
             .slots(self.slots)
@@ -252,6 +269,22 @@ impl<C: Codec> WorkerBuilder<C> {
         }
         for (_, limits) in &self.global_limits {
             limits.validate()?;
+        }
+        if !self.handler_retention.is_empty() && !self.backend.capabilities().keep {
+            return Err(conveyor_core::unsupported(
+                self.backend.kind(),
+                "a handler's own retention (finished tasks go by the retention the workers \
+                 prune with)",
+            ));
+        }
+        if let Some(h) = self
+            .handler_retention
+            .keys()
+            .find(|h| !handlers.contains(h))
+        {
+            return bad(&format!(
+                "a retention is given for handler {h:?}, which this worker does not run"
+            ));
         }
         self.backend.set_slots(self.slots);
         Ok(Worker {
@@ -376,6 +409,7 @@ impl<C: Codec> Worker<C> {
             on_task: None,
             callback_capacity: DEFAULT_CALLBACK_CAPACITY,
             global_limits: Vec::new(),
+            handler_retention: HashMap::new(),
             events: EventBus::new(),
         }
     }

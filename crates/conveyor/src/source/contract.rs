@@ -66,6 +66,8 @@ pub struct Delivery<P, R> {
 pub struct Settlement<R> {
     /// The task.
     pub id: TaskId,
+    /// Its handler's name.
+    pub handler: Arc<str>,
     /// The delivery's receipt.
     pub receipt: R,
     /// Attempts run for this delivery (0: it never started).

@@ -119,6 +119,7 @@ impl<S: Source> RunnerState<S> {
             self.queue(
                 Settlement {
                     id,
+                    handler: route.name.clone(),
                     receipt: entry.receipt,
                     attempts: 0,
                     outcome: None,
@@ -140,6 +141,7 @@ impl<S: Source> RunnerState<S> {
         self.queue(
             Settlement {
                 id: delivery.id,
+                handler: Arc::from(delivery.handler.as_str()),
                 receipt: delivery.receipt,
                 attempts: 0,
                 outcome: None,

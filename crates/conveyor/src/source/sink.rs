@@ -134,6 +134,7 @@ impl<S: Source> CompletionSink for RunnerSink<S> {
         sh.queue(
             Settlement {
                 id,
+                handler: entry.route.name.clone(),
                 receipt: entry.receipt,
                 attempts,
                 outcome,

@@ -76,7 +76,14 @@ impl Maintenance for PostgresBackend {
                 now.minus(retention.dead).as_millis(),
             )
             .await?;
-        Ok(finished + dead)
+        let expired = self
+            .batched(
+                "pruning expired tasks",
+                &self.inner.sql.prune_expired,
+                now.as_millis(),
+            )
+            .await?;
+        Ok(finished + dead + expired)
     }
 
     async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
