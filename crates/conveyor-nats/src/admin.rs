@@ -67,6 +67,7 @@ impl NatsBackend {
             new.apply(Transition::Requeue)?;
             new.attempts = 0;
             new.finished_at = None;
+            new.expires_at = None;
             new.run_at = new.run_at.min(self.now().as_millis());
             new.dispatch = rec.dispatch + 1;
             new.msg_seq = None;
@@ -101,7 +102,7 @@ impl Administration for NatsBackend {
                 new.lease_until = None;
             }
             new.apply(Transition::Cancel)?;
-            new.finished_at = Some(now.as_millis());
+            new.finished(now, None);
             if ledger.cas_rec(&new, rev).await?.is_some() {
                 self.announce_now(&[id.0]).await;
                 return Ok(TaskState::Cancelled);

@@ -341,7 +341,6 @@ impl Backend for NatsBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             ordering_keys: false,
-            keep: false,
             ..Capabilities::ALL
         }
     }

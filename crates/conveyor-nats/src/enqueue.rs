@@ -41,7 +41,6 @@ impl NatsBackend {
         if task.ordering_key.is_some() {
             return Err(unsupported("nats", "ordering keys"));
         }
-        conveyor_core::refuse_keep("nats", [task])?;
         let limits = self.inner.ledger.limits;
         // Most params are far below the limit: no record is built for them.
         let names = task.queue.len()
@@ -81,7 +80,7 @@ impl NatsBackend {
             unique_key: task.unique_key.clone(),
             ordering_key: None,
             trace: task.trace.clone(),
-            keep: None,
+            keep: task.keep,
         };
         // The id takes its longest form: the limit holds whatever id comes.
         let rec = Rec::new(u64::MAX, &Spec::of(&shell, now), now);

@@ -195,7 +195,6 @@ impl NatsBackend {
             new.follow_ups = follow_ups.clone();
             let mut first = None;
             let mut applied = Applied::default();
-            let final_at = Some(now.as_millis());
             match &r.action {
                 FinishAction::Complete { result } => {
                     new.apply(Transition::Complete)?;
@@ -203,13 +202,13 @@ impl NatsBackend {
                     // only: a completed task shows none.
                     new.error = None;
                     new.set_result(result.clone());
-                    new.finished_at = final_at;
+                    new.finished(now, r.retention.as_ref());
                 }
                 FinishAction::Retry { delay, error } => {
                     new.error = Some(error.clone());
                     if rec.attempts >= rec.max_attempts {
                         new.apply(Transition::DeadLetter)?;
-                        new.finished_at = final_at;
+                        new.finished(now, r.retention.as_ref());
                         let error = error.clone();
                         new.settle_attempt(AttemptOutcome::DeadLettered { error }, now);
                     } else {
@@ -226,14 +225,14 @@ impl NatsBackend {
                 FinishAction::DeadLetter { error } => {
                     new.apply(Transition::DeadLetter)?;
                     new.error = Some(error.clone());
-                    new.finished_at = final_at;
+                    new.finished(now, r.retention.as_ref());
                     let error = error.clone();
                     new.settle_attempt(AttemptOutcome::DeadLettered { error }, now);
                 }
                 FinishAction::Discard { reason } => {
                     new.apply(Transition::Discard)?;
                     new.error = Some(reason.clone());
-                    new.finished_at = final_at;
+                    new.finished(now, r.retention.as_ref());
                     let reason = reason.clone();
                     new.settle_attempt(AttemptOutcome::Discarded { reason }, now);
                 }

@@ -151,6 +151,9 @@ impl Maintenance for NatsBackend {
             .into_iter()
             .map(|(rec, _)| rec)
             .filter(|rec| {
+                if let (Some(at), true) = (rec.expires_at, rec.state().is_finished()) {
+                    return at < now.as_millis();
+                }
                 let cutoff = match rec.state() {
                     TaskState::Completed | TaskState::Cancelled => finished_before,
                     TaskState::Dead => dead_before,

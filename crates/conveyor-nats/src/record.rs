@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use conveyor_core::attempt::{append_history, decode_history, full_history, LatestAttempt};
 use conveyor_core::{
-    AttemptOutcome, AttemptRecord, Error, NewTask, Reserved, TaskId, TaskRecord, TaskState,
-    Timestamp, TraceContext, Transition,
+    AttemptOutcome, AttemptRecord, Error, NewTask, Reserved, Retention, TaskId, TaskRecord,
+    TaskState, Timestamp, TraceContext, Transition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,9 @@ pub(crate) struct Spec {
     /// The trace context given at enqueue, as `TraceContext::encode` wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) trace: Option<String>,
+    /// How long it is kept once finished (`NewTask::keep`), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keep_ms: Option<u64>,
 }
 
 impl Spec {
@@ -56,8 +59,14 @@ impl Spec {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             unique_key: task.unique_key.clone(),
             trace: task.trace.as_ref().map(TraceContext::encode),
+            keep_ms: task.keep.map(millis),
         }
     }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A follow-up a finished record still has to enqueue, with its id.
@@ -109,6 +118,13 @@ pub(crate) struct Rec {
     /// (none until an attempt ends other than by a success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) history: Option<String>,
+    /// How long it is kept once finished, in milliseconds, as enqueued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keep_ms: Option<u64>,
+    /// When it may be pruned, once finished with a keep or a report's
+    /// retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) expires_at: Option<i64>,
     pub(crate) payload_len: usize,
     pub(crate) result_len: Option<usize>,
     #[serde(skip)]
@@ -152,11 +168,23 @@ impl Rec {
             worker: None,
             started_at: None,
             history: None,
+            keep_ms: spec.keep_ms,
+            expires_at: None,
             payload_len: spec.payload.len(),
             result_len: None,
             payload: spec.payload.clone(),
             result: None,
         }
+    }
+
+    /// Marks it finished at `now` (in the state it has just taken), with
+    /// its expiry: its own keep, else `retention`'s for that state, else
+    /// none.
+    pub(crate) fn finished(&mut self, now: Timestamp, retention: Option<&Retention>) {
+        self.finished_at = Some(now.as_millis());
+        let keep = self.keep_ms.map(Duration::from_millis);
+        self.expires_at =
+            Retention::expiry(retention, keep, self.state(), now).map(Timestamp::as_millis);
     }
 
     /// The state.
@@ -224,8 +252,8 @@ impl Rec {
             created_at: Timestamp(self.created_at),
             finished_at: self.finished_at.map(Timestamp),
             trace: TraceContext::from_stored(self.trace.as_deref()),
-            keep: None,
-            expires_at: None,
+            keep: self.keep_ms.map(Duration::from_millis),
+            expires_at: self.expires_at.map(Timestamp),
             history: full_history(
                 decode_history(self.history.as_deref()),
                 LatestAttempt {

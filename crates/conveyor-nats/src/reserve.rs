@@ -340,7 +340,7 @@ pub(crate) fn expire_final(rec: &mut Rec, now: Timestamp) -> Result<(), Error> {
     rec.apply(Transition::ExpireFinal)?;
     rec.settle_attempt(AttemptOutcome::LeaseExpired, now);
     rec.error = Some("the lease expired on the last attempt (the worker stopped or hung)".into());
-    rec.finished_at = Some(now.as_millis());
+    rec.finished(now, None);
     rec.lease_until = None;
     Ok(())
 }

@@ -20,6 +20,11 @@
 //! stored form of `conveyor_core::attempt`); version 2 records are read
 //! with none.
 //!
+//! Version 4 adds the task's own keep (optional milliseconds) and its
+//! expiry (optional signed milliseconds) after the attempt fields, and the
+//! keep of each follow-up after its trace context; version 3 records are
+//! read with none.
+//!
 //! Records written by earlier versions (a line of JSON, then the payload
 //! and result bytes) begin with `{`, never with [`VERSION`], and are still
 //! read (`record.rs` falls back to them): records stay in the bucket across
@@ -29,7 +34,11 @@
 use crate::record::{FollowUp, Rec, Spec};
 
 /// The first byte of a record in this encoding (JSON begins with `{`).
-pub(crate) const VERSION: u8 = 3;
+pub(crate) const VERSION: u8 = 4;
+
+/// The first byte of a record in the encoding before keeps and expiries,
+/// still read.
+pub(crate) const VERSION_3: u8 = 3;
 
 /// The first byte of a record in the encoding before attempt history,
 /// still read.
@@ -106,6 +115,9 @@ impl Writer {
         if version >= 2 {
             self.opt_bytes(s.trace.as_deref().map(str::as_bytes));
         }
+        if version >= 4 {
+            self.opt_u64(s.keep_ms);
+        }
     }
 }
 
@@ -150,6 +162,10 @@ fn encode_as(rec: &Rec, version: u8) -> Vec<u8> {
         w.opt_bytes(rec.worker.as_deref().map(str::as_bytes));
         w.opt_i64(rec.started_at);
         w.opt_bytes(rec.history.as_deref().map(str::as_bytes));
+    }
+    if version >= 4 {
+        w.opt_u64(rec.keep_ms);
+        w.opt_i64(rec.expires_at);
     }
     w.u64(rec.follow_ups.len() as u64);
     for f in &rec.follow_ups {
@@ -242,6 +258,11 @@ impl<'a> Reader<'a> {
             } else {
                 None
             },
+            keep_ms: if version >= 4 {
+                self.opt(Self::u64)?
+            } else {
+                None
+            },
         })
     }
 }
@@ -252,7 +273,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
     let mut r = Reader(bytes);
     let version = r.byte()?;
-    if version != VERSION && version != VERSION_2 && version != VERSION_1 {
+    if ![VERSION, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
         return None;
     }
     let id = r.u64()?;
@@ -286,6 +307,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         )
     } else {
         (None, None, None)
+    };
+    let (keep_ms, expires_at) = if version >= 4 {
+        (r.opt(Reader::u64)?, r.opt(Reader::i64)?)
+    } else {
+        (None, None)
     };
     let n = r.u64()?;
     if n > MAX_FOLLOW_UPS {
@@ -328,6 +354,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         worker,
         started_at,
         history,
+        keep_ms,
+        expires_at,
         payload_len: payload.len(),
         result_len: None,
         payload,
@@ -374,6 +402,28 @@ mod tests {
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(decode(&padded), None);
+    }
+
+    #[test]
+    fn version_3_records_read_without_keeps() {
+        let task = conveyor_core::NewTask::new("h", b"p".to_vec())
+            .keep(std::time::Duration::from_secs(60));
+        let now = conveyor_core::Timestamp(5);
+        let mut rec = Rec::new(3, &Spec::of(&task, now), now);
+        rec.follow_ups.push(FollowUp {
+            id: 4,
+            spec: Spec::of(&task, now),
+        });
+        rec.expires_at = Some(-9);
+        assert_eq!(rec.keep_ms, Some(60_000));
+        assert_eq!(
+            decode(&encode(&rec)),
+            Some(rec.clone()),
+            "version 4 keeps them"
+        );
+        let back = decode(&encode_as(&rec, VERSION_3)).expect("a version 3 record reads");
+        assert_eq!((back.keep_ms, back.expires_at), (None, None));
+        assert_eq!(back.follow_ups[0].spec.keep_ms, None);
     }
 
     #[test]
