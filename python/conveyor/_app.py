@@ -166,8 +166,8 @@ class Task(Generic[R]):
         same key run one at a time, in enqueue order. ``retries`` and
         ``timeout`` override the task's for this call. ``keep``: how long
         its result is kept once it has finished, however it ends (over the
-        task's ``keep_completed``/``keep_dead`` and the worker's; Redis and
-        RabbitMQ refuse it).
+        task's ``keep_completed``/``keep_dead`` and the worker's; Redis
+        refuses it).
         """
         opts = self._enqueue_options(
             countdown, eta, queue, priority, unique_key, ordering_key, retries, timeout, keep
@@ -314,7 +314,7 @@ class App:
         ``keep_completed`` and ``keep_dead``: how long its completed (or
         cancelled) and its dead tasks are kept, over the worker's
         ``--keep-completed``/``--keep-dead`` (a call's ``keep=`` wins;
-        not on Redis or RabbitMQ).
+        not on Redis).
         """
         options = TaskOptions(
             queue=queue,

@@ -41,7 +41,7 @@ fn message() -> impl Strategy<Value = TaskMessage> {
         prop::option::of(0..=i64::MAX as u64),
         (any::<i64>(), any::<i64>()),
         prop::option::of("\\PC{0,40}"),
-        trace(),
+        (trace(), prop::option::of(0..=i64::MAX as u64)),
     )
         .prop_map(
             |(
@@ -53,7 +53,7 @@ fn message() -> impl Strategy<Value = TaskMessage> {
                 timeout,
                 (e, d),
                 error,
-                trace,
+                (trace, keep),
             )| {
                 TaskMessage {
                     id: TaskId(id),
@@ -67,6 +67,7 @@ fn message() -> impl Strategy<Value = TaskMessage> {
                     due_at: Timestamp(d),
                     error,
                     trace,
+                    keep: keep.map(Duration::from_millis),
                 }
             },
         )

@@ -19,6 +19,7 @@ const QUEUE: &str = "conveyor-queue";
 const ATTEMPTS: &str = "conveyor-attempts";
 const MAX_ATTEMPTS: &str = "conveyor-max-attempts";
 const TIMEOUT_MS: &str = "conveyor-timeout-ms";
+const KEEP_MS: &str = "conveyor-keep-ms";
 const ENQUEUED_AT: &str = "conveyor-enqueued-at";
 const DUE_AT: &str = "conveyor-due-at";
 const ERROR: &str = "conveyor-error";
@@ -46,6 +47,8 @@ pub(crate) struct TaskMessage {
     pub(crate) error: Option<String>,
     /// The trace context given at enqueue.
     pub(crate) trace: Option<TraceContext>,
+    /// How long its record is kept once finished (`NewTask::keep`).
+    pub(crate) keep: Option<Duration>,
 }
 
 impl TaskMessage {
@@ -64,6 +67,7 @@ impl TaskMessage {
             due_at,
             error: None,
             trace: task.trace,
+            keep: task.keep,
         }
     }
 
@@ -84,6 +88,10 @@ impl TaskMessage {
         if let Some(t) = self.timeout {
             let ms = i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
             h.insert(TIMEOUT_MS.into(), AMQPValue::LongLongInt(ms));
+        }
+        if let Some(k) = self.keep {
+            let ms = i64::try_from(k.as_millis()).unwrap_or(i64::MAX);
+            h.insert(KEEP_MS.into(), AMQPValue::LongLongInt(ms));
         }
         h.insert(
             ENQUEUED_AT.into(),
@@ -179,6 +187,7 @@ impl TaskMessage {
                 Some(_) => Some(text(ERROR)?),
             },
             trace,
+            keep: number(KEEP_MS)?.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
         })
     }
 }

@@ -127,8 +127,10 @@ pub(crate) fn record(
         created_at: m.enqueued_at,
         finished_at: state.is_finished().then_some(now),
         trace: m.trace.clone(),
-        keep: None,
-        expires_at: None,
+        keep: m.keep,
+        // The task's own keep; a report's retention is stamped over it
+        // where the task has none (`Inner::plan`).
+        expires_at: m.keep.filter(|_| state.is_finished()).map(|k| now.plus(k)),
         history: Vec::new(),
     }
 }

@@ -41,6 +41,15 @@ const EXPIRE_BATCH: u64 = 200;
 /// one `retention.dead` after it was due (its writer may never write it
 /// again).
 fn expires(record: &TaskRecord, retention: Retention, now: Timestamp) -> Timestamp {
+    if let (true, Some(done), Some(at)) = (
+        record.state.is_finished(),
+        record.finished_at,
+        record.expires_at,
+    ) {
+        // Its own expiry (its keep, or its handler's retention), as long
+        // after now as it was after its finish.
+        return now.plus(at.since(done));
+    }
     if record.state.is_finished() {
         let keep = if record.state == conveyor_core::TaskState::Dead {
             retention.dead

@@ -31,8 +31,8 @@ impl Inner {
             if t.ordering_key.is_some() {
                 return refuse("ordering keys");
             }
-            if t.keep.is_some() {
-                return refuse(conveyor_core::NO_KEEP);
+            if t.keep.is_some() && self.records.is_none() {
+                return refuse("a task's own keep without a result store (add results=redis://…)");
             }
         }
         Ok(tasks

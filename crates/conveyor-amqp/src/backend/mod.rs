@@ -377,7 +377,9 @@ impl Backend for AmqpBackend {
             // The records kept beside the broker cannot tell attempts
             // apart honestly (see `records.rs`).
             history: false,
-            keep: false,
+            // With `results=`: the keeper expires each record at its own
+            // time. Without, there is no record to keep.
+            keep: self.inner.records.is_some(),
         }
     }
 

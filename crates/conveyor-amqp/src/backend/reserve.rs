@@ -106,6 +106,7 @@ impl Inner {
                     due_at: now,
                     error: Some(format!("undecodable message: {why}")),
                     trace: None,
+                    keep: None,
                 };
                 fixes.push((consumer.clone(), tag, self.dead_letter(foreign)));
                 return None;

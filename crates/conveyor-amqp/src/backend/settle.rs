@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use conveyor_core::{Error, Finish, FinishAction, TaskRecord, TaskState, Timestamp};
+use conveyor_core::{Error, Finish, FinishAction, Retention, TaskRecord, TaskState, Timestamp};
 
 use super::publish::{ack, commit, publish_on, Publish};
 use super::Inner;
@@ -54,6 +54,7 @@ impl Inner {
         let mut message = message.clone();
         let started = message.attempts + 1;
         let keep = self.records.is_some();
+        let retention = finish.retention;
         let mut records = Vec::new();
         let mut record = |m: &TaskMessage, state, attempts| {
             if keep {
@@ -98,6 +99,10 @@ impl Inner {
                 record(&message, TaskState::Available, message.attempts);
                 publishes.push(self.route(message, now));
             }
+        }
+        // The report's retention, where the task has no keep of its own.
+        if let Some(r) = records.first_mut().filter(|r| r.state.is_finished()) {
+            r.expires_at = Retention::expiry(retention.as_ref(), r.keep, r.state, now);
         }
         for m in self.messages(finish.follow_ups, now)? {
             if keep {
