@@ -109,6 +109,7 @@ pub(crate) struct Statements {
     pub reserve: String,
     pub renew: String,
     pub finish: String,
+    pub finish_retained: String,
     pub cancel: String,
     pub state_of: String,
     pub get: String,
@@ -314,13 +315,28 @@ impl Statements {
         // StaleLease. Released tasks wake workers; finished ones, result
         // waiters (one notification each per batch). A completion leaves the
         // history alone (its attempt is read from the row); any other report
-        // appends the attempt.
+        // appends the attempt. Two forms: `finish` for reports without a
+        // retention of their own (the hot path: no $10 and $11, a task's
+        // own keep alone sets the expiry), `finish_retained` with them.
         let last = "t.attempts >= t.max_attempts";
-        let finish = format!(
-            "WITH r AS (
+        let finish_sql = |retained: bool| {
+            let (keeps_in, keeps_as) = if retained {
+                (", $10::bigint[], $11::bigint[]", ", keep_done, keep_dead")
+            } else {
+                ("", "")
+            };
+            let keep = |which: &str| {
+                if retained {
+                    format!("COALESCE(t.keep_ms, r.{which})")
+                } else {
+                    "t.keep_ms".to_string()
+                }
+            };
+            format!(
+                "WITH r AS (
                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::bytea[],
-                                     $5::text[], $6::bigint[], $10::bigint[], $11::bigint[])
-                         AS r(id, token, kind, result, error, retry_at, keep_done, keep_dead)
+                                     $5::text[], $6::bigint[]{keeps_in})
+                         AS r(id, token, kind, result, error, retry_at{keeps_as})
              ),
              u AS (
                 UPDATE {t} t SET
@@ -343,9 +359,9 @@ impl Statements {
                   expires_at = CASE
                       WHEN r.kind = {release} OR (r.kind = {retry} AND NOT ({last}))
                           THEN t.expires_at
-                      WHEN r.kind = {complete} THEN $7 + COALESCE(t.keep_ms, r.keep_done)
-                      WHEN r.kind = {discard} THEN $7 + COALESCE(t.keep_ms, r.{discard_keep})
-                      ELSE $7 + COALESCE(t.keep_ms, r.keep_dead) END,
+                      WHEN r.kind = {complete} THEN $7 + {keep_done}
+                      WHEN r.kind = {discard} THEN $7 + {keep_discarded}
+                      ELSE $7 + {keep_dead} END,
                   history = CASE WHEN r.kind = {complete} THEN t.history ELSE {history} END,
                   lease_until = NULL
                 FROM r
@@ -353,26 +369,28 @@ impl Statements {
                 RETURNING t.id, t.token, t.state, t.queue
              )
              SELECT u.id, u.token, {notify}, {notify_finished} FROM u",
-            complete = kind::COMPLETE,
-            retry = kind::RETRY,
-            dead_letter = kind::DEAD_LETTER,
-            discard = kind::DISCARD,
-            release = kind::RELEASE,
-            completed = code(Transition::Complete),
-            dead = code(Transition::DeadLetter),
-            retrying = code(Transition::Retry),
-            discarded = code(Transition::Discard),
-            discard_keep = if Transition::Discard.target() == TaskState::Dead {
-                "keep_dead"
-            } else {
-                "keep_done"
-            },
-            released = code(Transition::Release),
-            notify = notify("u", Transition::Release.target(), "$8"),
-            notify_finished = notify_finished("u", "$9"),
-            history = append_history(
-                "$7",
-                &format!(
+                complete = kind::COMPLETE,
+                retry = kind::RETRY,
+                dead_letter = kind::DEAD_LETTER,
+                discard = kind::DISCARD,
+                release = kind::RELEASE,
+                completed = code(Transition::Complete),
+                dead = code(Transition::DeadLetter),
+                retrying = code(Transition::Retry),
+                discarded = code(Transition::Discard),
+                keep_done = keep("keep_done"),
+                keep_dead = keep("keep_dead"),
+                keep_discarded = keep(if Transition::Discard.target() == TaskState::Dead {
+                    "keep_dead"
+                } else {
+                    "keep_done"
+                }),
+                released = code(Transition::Release),
+                notify = notify("u", Transition::Release.target(), "$8"),
+                notify_finished = notify_finished("u", "$9"),
+                history = append_history(
+                    "$7",
+                    &format!(
                     "CASE r.kind WHEN {retry} THEN CASE WHEN {last} THEN 'dead' ELSE 'failed' END
                        WHEN {dead_letter} THEN 'dead' WHEN {discard} THEN 'discarded'
                        ELSE 'released' END",
@@ -380,12 +398,15 @@ impl Statements {
                     dead_letter = kind::DEAD_LETTER,
                     discard = kind::DISCARD,
                 ),
-                &format!(
-                    "CASE WHEN r.kind = {} THEN NULL ELSE r.error END",
-                    kind::RELEASE
+                    &format!(
+                        "CASE WHEN r.kind = {} THEN NULL ELSE r.error END",
+                        kind::RELEASE
+                    ),
                 ),
-            ),
-        );
+            )
+        };
+        let finish = finish_sql(false);
+        let finish_retained = finish_sql(true);
 
         // $1 id, $2 now, $3 finished channel.
         // A running task's attempt is settled as cancelled and its lease
@@ -522,6 +543,7 @@ impl Statements {
             reserve,
             renew,
             finish,
+            finish_retained,
             cancel,
             state_of,
             get,

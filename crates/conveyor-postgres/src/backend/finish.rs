@@ -60,7 +60,23 @@ impl Reports {
         self.keep_dead.push(keep(TaskState::Dead));
     }
 
-    /// Runs the prepared finish statement; the leases it applied.
+    /// True when a report carries a retention: the batch takes the
+    /// statement with the keeps' arrays.
+    fn retained(&self) -> bool {
+        self.keep_done.iter().any(Option::is_some)
+    }
+
+    /// The finish statement this batch takes (see [`Reports::retained`]).
+    fn statement<'s>(&self, sql: &'s crate::statements::Statements) -> &'s str {
+        if self.retained() {
+            &sql.finish_retained
+        } else {
+            &sql.finish
+        }
+    }
+
+    /// Runs the prepared finish statement (the one [`Reports::statement`]
+    /// names); the leases it applied.
     async fn apply(
         &self,
         client: &tokio_postgres::Client,
@@ -68,23 +84,27 @@ impl Reports {
         now: Timestamp,
         [channel, finished]: [&str; 2],
     ) -> Result<HashSet<(i64, i64)>, Error> {
+        let now = now.as_millis();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+            &self.ids,
+            &self.tokens,
+            &self.kinds,
+            &self.results,
+            &self.errors,
+            &self.retry_at,
+            &now,
+            &channel,
+            &finished,
+            &self.keep_done,
+            &self.keep_dead,
+        ];
+        let params = if self.retained() {
+            &params[..]
+        } else {
+            &params[..9]
+        };
         let rows = client
-            .query(
-                stmt,
-                &[
-                    &self.ids,
-                    &self.tokens,
-                    &self.kinds,
-                    &self.results,
-                    &self.errors,
-                    &self.retry_at,
-                    &now.as_millis(),
-                    &channel,
-                    &finished,
-                    &self.keep_done,
-                    &self.keep_dead,
-                ],
-            )
+            .query(stmt, params)
             .await
             .map_err(|e| db("finishing tasks", e))?;
         rows.iter()
@@ -141,14 +161,14 @@ impl PostgresBackend {
             let channels = [channel.as_str(), finished.as_str()];
             if follow.is_empty() {
                 // The hot path: one statement, no transaction.
-                let stmt = Self::prepared(&conn, what, &self.inner.sql.finish).await?;
+                let stmt = Self::prepared(&conn, what, batch.statement(&self.inner.sql)).await?;
                 applied = batch.apply(&conn, &stmt, now, channels).await?;
             } else {
                 // Reports and the follow-ups of those applied, in one
                 // transaction: both or neither.
                 let tx = conn.transaction().await.map_err(|e| db(what, e))?;
                 let stmt = tx
-                    .prepare_cached(&self.inner.sql.finish)
+                    .prepare_cached(batch.statement(&self.inner.sql))
                     .await
                     .map_err(|e| db(&format!("{what} (preparing)"), e))?;
                 applied = batch.apply(tx.client(), &stmt, now, channels).await?;
