@@ -323,11 +323,31 @@ fn add_trace_column(conn: &Connection) -> Result<(), String> {
 /// an attempt fails, so a task that succeeds at once never writes it). No
 /// index: nothing looks tasks up by them. Idempotent, like version 6.
 fn add_attempt_columns(conn: &Connection) -> Result<(), String> {
-    for (name, kind) in [
-        ("worker", "TEXT"),
-        ("started_at", "INTEGER"),
-        ("history", "TEXT"),
-    ] {
+    add_columns(
+        conn,
+        &[
+            ("worker", "TEXT"),
+            ("started_at", "INTEGER"),
+            ("history", "TEXT"),
+        ],
+    )
+}
+
+/// Schema version 10: a task's own keep and its expiry, and the index
+/// pruning finds expired tasks by. Idempotent, like version 6; the columns
+/// have no default, so no row is rewritten.
+fn add_expiry_columns(conn: &Connection) -> Result<(), String> {
+    add_columns(conn, &[("keep_ms", "INTEGER"), ("expires_at", "INTEGER")])?;
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS tasks_expiring ON tasks (expires_at) \
+         WHERE expires_at IS NOT NULL;",
+    )
+    .map_err(db_err_string)
+}
+
+/// Adds each column `(name, type)` that `tasks` does not have yet.
+fn add_columns(conn: &Connection, columns: &[(&str, &str)]) -> Result<(), String> {
+    for (name, kind) in columns {
         let has: bool = conn
             .query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('tasks') WHERE name = ?1",
@@ -341,30 +361,6 @@ fn add_attempt_columns(conn: &Connection) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Schema version 10: a task's own keep and its expiry, and the index
-/// pruning finds expired tasks by. Idempotent, like version 6; the columns
-/// have no default, so no row is rewritten.
-fn add_expiry_columns(conn: &Connection) -> Result<(), String> {
-    for name in ["keep_ms", "expires_at"] {
-        let has: bool = conn
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('tasks') WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .map_err(db_err_string)?;
-        if !has {
-            conn.execute_batch(&format!("ALTER TABLE tasks ADD COLUMN {name} INTEGER"))
-                .map_err(db_err_string)?;
-        }
-    }
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS tasks_expiring ON tasks (expires_at) \
-         WHERE expires_at IS NOT NULL;",
-    )
-    .map_err(db_err_string)
 }
 
 /// Schema version 2: global handler limits. (Versions 2 to 8 also made

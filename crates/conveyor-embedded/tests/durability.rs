@@ -617,6 +617,16 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
     );
 }
 
+/// Reserves the next task of the default queue and completes it.
+async fn complete_next(b: &EmbeddedBackend) {
+    let got = b
+        .reserve(ReserveParams::new(&queues(&["default"]), 1, LEASE))
+        .await
+        .unwrap();
+    let done = conveyor_core::Finish::complete(got[0].lease.clone());
+    b.finish(vec![done]).await.unwrap().pop().unwrap().unwrap();
+}
+
 /// A file written before schema version 10 (no keep or expiry) migrates
 /// when opened: its finished tasks have no expiry and go by the retention
 /// `prune` is given; a task enqueued after keeps its own.
@@ -627,12 +637,7 @@ async fn a_version_9_file_migrates_to_tasks_expiring_one_by_one() {
     let old = {
         let b = EmbeddedBackend::open(&path).unwrap();
         let id = b.enqueue(task("old")).await.unwrap().id;
-        let got = b
-            .reserve(ReserveParams::new(&queues(&["default"]), 1, LEASE))
-            .await
-            .unwrap();
-        let done = conveyor_core::Finish::complete(got[0].lease.clone());
-        b.finish(vec![done]).await.unwrap().pop().unwrap().unwrap();
+        complete_next(&b).await;
         id
     };
     {
@@ -649,12 +654,7 @@ async fn a_version_9_file_migrates_to_tasks_expiring_one_by_one() {
     assert_eq!((rec.keep, rec.expires_at), (None, None));
     let kept = std::time::Duration::from_secs(3600);
     let new = b.enqueue(task("new").keep(kept)).await.unwrap().id;
-    let got = b
-        .reserve(ReserveParams::new(&queues(&["default"]), 1, LEASE))
-        .await
-        .unwrap();
-    let done = conveyor_core::Finish::complete(got[0].lease.clone());
-    b.finish(vec![done]).await.unwrap().pop().unwrap().unwrap();
+    complete_next(&b).await;
     let rec = b.get(new).await.unwrap().unwrap();
     assert_eq!(rec.keep, Some(kept));
     assert_eq!(rec.expires_at, rec.finished_at.map(|at| at.plus(kept)));
