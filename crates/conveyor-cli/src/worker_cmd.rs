@@ -297,6 +297,12 @@ fn describe(name: &str, section: &HandlerSection, global: bool, pools: &Pools) -
     if let Some(r) = &section.rate {
         parts.push(format!("rate {r} across {scope}"));
     }
+    if let Some(k) = section.keep_completed {
+        parts.push(format!("completed kept {}", humantime::format_duration(k)));
+    }
+    if let Some(k) = section.keep_dead {
+        parts.push(format!("dead kept {}", humantime::format_duration(k)));
+    }
     if parts.is_empty() {
         name.to_string()
     } else {

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use common::app;
 use conveyor::durable::{
-    Backend, Finish, FinishAction, MemoryBackend, NewTask, ReserveParams, Worker,
+    Backend, Finish, FinishAction, MemoryBackend, NewTask, ReserveParams, Retention, Worker,
 };
 use conveyor::{Handler, RetryPolicy, TaskError, TaskId, TaskState};
 use conveyor_serve::ServeOptions;
@@ -122,6 +122,13 @@ async fn store() -> (Arc<dyn Backend>, TaskId) {
         .queues(["work"])
         .handler(double)
         .handler(fails)
+        .handler_retention(
+            "fails",
+            Retention {
+                finished: Duration::from_secs(600),
+                dead: Duration::from_secs(3600),
+            },
+        )
         .poll_interval(Duration::from_millis(10))
         .build()
         .expect("worker");
@@ -192,6 +199,15 @@ async fn pages_show_the_store_and_buttons_act() {
     assert!(dead_page.contains("Retry all matching"));
     let detail = page(&app, &format!("/tasks/{}", dead.0)).await;
     assert!(detail.contains("dead after 1 attempt<"), "{detail}");
+    // Its handler's retention for a dead task, stamped as it died.
+    assert!(
+        detail.contains("kept until then (its own keep, or its handler&#39;s retention)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("in 59m") || detail.contains("in 1h"),
+        "{detail}"
+    );
     // Its one attempt, run by the worker (its id is host:pid:random).
     assert!(detail.contains("id=\"attempts\""), "{detail}");
     assert!(

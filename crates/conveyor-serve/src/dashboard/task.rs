@@ -161,6 +161,12 @@ fn timeline(r: &TaskRecord, now: Timestamp) -> Vec<Moment> {
         };
         moments.push(moment(what, t));
     }
+    if let Some(t) = r.expires_at.filter(|_| r.finished_at.is_some()) {
+        moments.push(moment(
+            "kept until then (its own keep, or its handler's retention)".to_string(),
+            t,
+        ));
+    }
     moments
 }
 
