@@ -85,13 +85,11 @@ impl TaskMessage {
             MAX_ATTEMPTS.into(),
             AMQPValue::LongLongInt(self.max_attempts.into()),
         );
-        if let Some(t) = self.timeout {
-            let ms = i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
-            h.insert(TIMEOUT_MS.into(), AMQPValue::LongLongInt(ms));
-        }
-        if let Some(k) = self.keep {
-            let ms = i64::try_from(k.as_millis()).unwrap_or(i64::MAX);
-            h.insert(KEEP_MS.into(), AMQPValue::LongLongInt(ms));
+        for (key, d) in [(TIMEOUT_MS, self.timeout), (KEEP_MS, self.keep)] {
+            if let Some(d) = d {
+                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                h.insert(key.into(), AMQPValue::LongLongInt(ms));
+            }
         }
         h.insert(
             ENQUEUED_AT.into(),
@@ -178,8 +176,7 @@ impl TaskMessage {
             payload: Vec::new(),
             attempts: count(ATTEMPTS, 0)?,
             max_attempts: count(MAX_ATTEMPTS, conveyor_core::DEFAULT_MAX_ATTEMPTS)?.max(1),
-            timeout: number(TIMEOUT_MS)?
-                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            timeout: number(TIMEOUT_MS)?.map(duration),
             enqueued_at,
             due_at: Timestamp(number(DUE_AT)?.unwrap_or(enqueued_at.0)),
             error: match h.get(ERROR) {
@@ -187,9 +184,14 @@ impl TaskMessage {
                 Some(_) => Some(text(ERROR)?),
             },
             trace,
-            keep: number(KEEP_MS)?.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            keep: number(KEEP_MS)?.map(duration),
         })
     }
+}
+
+/// A header's milliseconds as a duration (a negative number is none long).
+fn duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -54,9 +54,7 @@ impl Spec {
             priority: task.priority,
             run_at: task.first_run(now).as_millis(),
             max_attempts: task.max_attempts,
-            timeout_ms: task
-                .timeout
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            timeout_ms: task.timeout.map(millis),
             unique_key: task.unique_key.clone(),
             trace: task.trace.as_ref().map(TraceContext::encode),
             keep_ms: task.keep.map(millis),

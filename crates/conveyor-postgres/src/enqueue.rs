@@ -44,8 +44,9 @@ pub(crate) fn validate(tasks: &[NewTask]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A timeout in whole milliseconds, rounded up so a short one never becomes 0.
-fn timeout_ms(d: std::time::Duration) -> i64 {
+/// A timeout or keep in whole milliseconds, rounded up so a short one never
+/// becomes 0.
+pub(crate) fn timeout_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
 }
 

@@ -2,12 +2,10 @@
 //! statements; a keyed task first looks for the unfinished task holding its
 //! key (which may be one of the same batch).
 
-use std::time::Duration;
-
 use conveyor_core::{Enqueued, Error, NewTask, Timestamp, TraceContext, Transition};
 use rusqlite::OptionalExtension;
 
-use super::Store;
+use super::{millis, Store};
 use crate::error::db_err;
 use crate::row::task_id;
 use crate::sql::{in_chunks, sql, INSERT_PARAMS};
@@ -107,9 +105,4 @@ impl Store {
             Ok(())
         })
     }
-}
-
-/// Duration as whole milliseconds (saturating).
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -8,7 +8,7 @@ use conveyor_core::{Error, Finish, FinishAction, TaskState, Timestamp, Transitio
 use rusqlite::{params, OptionalExtension};
 
 use super::completion_batch::CompletionBatch;
-use super::Store;
+use super::{millis, Store};
 use crate::error::db_err;
 use crate::held_names::Names;
 use crate::row::{lease_params, state_from_code};
@@ -128,9 +128,4 @@ impl Store {
         }
         Ok(Ok(()))
     }
-}
-
-/// Duration as whole milliseconds (saturating).
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

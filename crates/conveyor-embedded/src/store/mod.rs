@@ -75,3 +75,8 @@ impl Store {
         self.clock.now()
     }
 }
+
+/// Duration as whole milliseconds (saturating), as the time columns hold it.
+pub(super) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -10,6 +10,7 @@ use conveyor_core::{
 };
 
 use super::PostgresBackend;
+use crate::enqueue::timeout_ms;
 use crate::error::db;
 use crate::row::{col, param_id};
 use crate::statements::kind;
@@ -53,9 +54,7 @@ impl Reports {
         self.results.push(result);
         self.errors.push(error);
         self.retry_at.push(retry_at);
-        let keep = |state: TaskState| {
-            retention.map(|r| i64::try_from(r.for_state(state).as_millis()).unwrap_or(i64::MAX))
-        };
+        let keep = |state: TaskState| retention.map(|r| timeout_ms(r.for_state(state)));
         self.keep_done.push(keep(TaskState::Completed));
         self.keep_dead.push(keep(TaskState::Dead));
     }
