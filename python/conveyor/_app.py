@@ -166,8 +166,8 @@ class Task(Generic[R]):
         same key run one at a time, in enqueue order. ``retries`` and
         ``timeout`` override the task's for this call. ``keep``: how long
         its result is kept once it has finished, however it ends (over the
-        task's ``keep_completed``/``keep_dead`` and the worker's; Redis
-        refuses it).
+        task's ``keep_completed``/``keep_dead`` and the worker's;
+        RabbitMQ refuses it without ``results=``).
         """
         opts = self._enqueue_options(
             countdown, eta, queue, priority, unique_key, ordering_key, retries, timeout, keep

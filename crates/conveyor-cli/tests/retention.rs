@@ -60,18 +60,30 @@ fn kept_for(v: &serde_json::Value) -> Option<Duration> {
 }
 
 /// Each finished task carries its handler's retention (completed or dead),
-/// its own `--keep` over it, or none (the worker's, at pruning).
+/// its own `--keep` over it, or none (the worker's, at pruning): in the
+/// embedded store.
 #[test]
 fn a_handler_and_a_task_keep_their_own_retention() {
-    let env = Env::new();
+    handler_and_task_retention(&Env::new());
+}
+
+/// The same on Redis, whose finished tasks with an expiry live apart from
+/// its finished lists.
+#[test]
+fn a_handler_and_a_task_keep_their_own_retention_on_redis() {
+    let ns = Namespace::redis("retention");
+    handler_and_task_retention(&Env::with_backend(&ns.url));
+}
+
+fn handler_and_task_retention(env: &Env) {
     let cfg = env.config(CONFIG);
     let _worker =
         Proc::spawn(env.cmd(&["worker", "--config", &cfg.to_string_lossy()])).expect("worker");
-    let short = submit(&env, &["short", "{}"]);
-    let plain = submit(&env, &["plain", "{}"]);
-    let own = submit(&env, &["plain", "{}", "--keep", "5h"]);
-    let own_over_handler = submit(&env, &["short", "{}", "--keep", "10m"]);
-    let bad = submit(&env, &["bad", "{}", "--max-attempts", "1"]);
+    let short = submit(env, &["short", "{}"]);
+    let plain = submit(env, &["plain", "{}"]);
+    let own = submit(env, &["plain", "{}", "--keep", "5h"]);
+    let own_over_handler = submit(env, &["short", "{}", "--keep", "10m"]);
+    let bad = submit(env, &["bad", "{}", "--max-attempts", "1"]);
     let hour = Duration::from_secs(3600);
     let cases = [
         (short, "completed", Some(hour)),
@@ -85,11 +97,11 @@ fn a_handler_and_a_task_keep_their_own_retention() {
         (bad, "dead", Some(2 * hour)),
     ];
     for (id, state, want) in cases {
-        let v = finished(&env, id);
+        let v = finished(env, id);
         assert_eq!(v["state"], state, "task {id}: {v}");
         assert_eq!(kept_for(&v), want, "task {id}: {v}");
     }
-    let v = finished(&env, own);
+    let v = finished(env, own);
     assert_eq!(v["keep_ms"], 5 * 3_600_000, "{v}");
     // The text form says when it goes.
     let out = env.run(&["show", &short.to_string()]);
@@ -101,19 +113,17 @@ fn a_handler_and_a_task_keep_their_own_retention() {
     );
 }
 
-/// A store that cannot expire tasks one by one refuses a task with a keep,
-/// and a worker with a handler retention refuses to start, each saying
-/// why; neither leaves anything behind.
+/// A store that cannot expire tasks one by one (RabbitMQ without a result
+/// store) refuses a task with a keep, and a worker with a handler retention
+/// refuses to start, each saying why; neither leaves anything behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_without_expiries_refuses_them_clearly() {
-    let ns = Namespace::redis("retention_refused");
+    let ns = Namespace::amqp("retention_refused");
     let env = Env::with_backend(&ns.url);
     let out = env.run(&["submit", "plain", "{}", "--keep", "1h"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("does not support a task's own keep"), "{err}");
-    let b = env.backend().await;
-    assert_eq!(b.stats().await.expect("stats").len(), 0, "nothing enqueued");
     let cfg = env.config(CONFIG);
     let out = env.run(&["worker", "--config", &cfg.to_string_lossy()]);
     assert!(!out.status.success());
@@ -122,4 +132,28 @@ async fn a_store_without_expiries_refuses_them_clearly() {
         err.contains("does not support a handler's own retention"),
         "{err}"
     );
+    // Nothing was enqueued: a plain task sent now is the first one there.
+    let b = env.backend().await;
+    let sent = b
+        .enqueue(conveyor::durable::NewTask::new("plain", b"{}".to_vec()))
+        .await
+        .expect("enqueue");
+    let queues = vec!["default".to_string()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got = b
+            .reserve(conveyor::durable::ReserveParams::new(
+                &queues,
+                10,
+                Duration::from_secs(30),
+            ))
+            .await
+            .expect("reserve");
+        if !got.is_empty() || std::time::Instant::now() > deadline {
+            break got;
+        }
+        b.wait_for_work(&queues, Duration::from_millis(100)).await;
+    };
+    let ids: Vec<_> = got.iter().map(|r| r.lease.id).collect();
+    assert_eq!(ids, vec![sent.id], "only the plain task is there");
 }

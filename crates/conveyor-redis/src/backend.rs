@@ -283,12 +283,7 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            // Finished tasks live in per-queue lists in finished-at order,
-            // cut from their start by `prune.lua`: no expiry per task yet.
-            keep: false,
-            ..Capabilities::ALL
-        }
+        Capabilities::ALL
     }
 
     /// Two: the second reservation's call waits on the connection while the
@@ -311,7 +306,6 @@ impl Backend for RedisBackend {
         for t in &tasks {
             t.validate()?;
         }
-        conveyor_core::refuse_keep("redis", &tasks)?;
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -374,12 +368,15 @@ impl Backend for RedisBackend {
         }
         let now = self.inner.clock.now();
         let mut inv = self.call(Op::Finish);
-        // Plain completions (no result, no follow-ups: the hot path) go first
-        // as id, token pairs; every other report follows as 5 items, then the
-        // follow-ups. The script answers in that order, `order` maps its
-        // replies back to `reports`.
+        // The retentions the reports carry, each sent once; plain
+        // completions (no result, no follow-ups, no retention: the hot path)
+        // go first as id, token pairs; every other report follows as 5
+        // items, then the follow-ups. The script answers in that order,
+        // `order` maps its replies back to `reports`.
         let plain = |r: &Finish| {
-            matches!(r.action, FinishAction::Complete { result: None }) && r.follow_ups.is_empty()
+            matches!(r.action, FinishAction::Complete { result: None })
+                && r.follow_ups.is_empty()
+                && r.retention.is_none()
         };
         let sent = |i: &usize| out[*i].is_ok();
         let order: Vec<usize> = (0..reports.len())
@@ -395,24 +392,46 @@ impl Backend for RedisBackend {
             return Ok(out);
         }
         let n_plain = order.iter().filter(|&&i| plain(&reports[i])).count();
+        let mut retentions: Vec<Retention> = Vec::new();
+        for &i in &order {
+            if let Some(r) = reports[i].retention {
+                if !retentions.contains(&r) {
+                    retentions.push(r);
+                }
+            }
+        }
         inv.arg(now.as_millis())
             .arg(n_plain)
-            .arg(order.len() - n_plain);
+            .arg(order.len() - n_plain)
+            .arg(retentions.len());
+        for r in &retentions {
+            inv.arg(millis(r.finished)).arg(millis(r.dead));
+        }
         for &i in &order {
             let r = &reports[i];
             inv.arg(r.lease.id.0).arg(r.lease.token);
+            if plain(r) {
+                continue;
+            }
+            // The kind's letter, and the number of its retention (from 1).
+            let kind = |letter: &str| match r.retention {
+                None => letter.to_string(),
+                Some(ret) => {
+                    let at = retentions.iter().position(|x| *x == ret).unwrap_or(0);
+                    format!("{letter}{}", at + 1)
+                }
+            };
             match &r.action {
-                FinishAction::Complete { result: None } if plain(r) => &mut inv,
-                FinishAction::Complete { result: None } => inv.arg("C").arg(0).arg(""),
+                FinishAction::Complete { result: None } => inv.arg(kind("C")).arg(0).arg(""),
                 FinishAction::Complete {
                     result: Some(bytes),
-                } => inv.arg("C").arg(1).arg(&bytes[..]),
+                } => inv.arg(kind("C")).arg(1).arg(&bytes[..]),
                 FinishAction::Retry { delay, error } => inv
-                    .arg("R")
+                    .arg(kind("R"))
                     .arg(now.plus(*delay).as_millis())
                     .arg(error.as_str()),
-                FinishAction::DeadLetter { error } => inv.arg("D").arg(0).arg(error.as_str()),
-                FinishAction::Discard { reason } => inv.arg("X").arg(0).arg(reason.as_str()),
+                FinishAction::DeadLetter { error } => inv.arg(kind("D")).arg(0).arg(error.as_str()),
+                FinishAction::Discard { reason } => inv.arg(kind("X")).arg(0).arg(reason.as_str()),
                 FinishAction::Release => inv.arg("L").arg(0).arg(""),
             };
         }
@@ -600,7 +619,8 @@ impl Maintenance for RedisBackend {
         let mut inv = self.call(Op::Prune);
         inv.arg(now.minus(retention.finished).as_millis())
             .arg(now.minus(retention.dead).as_millis())
-            .arg(MAINTENANCE_BATCH);
+            .arg(MAINTENANCE_BATCH)
+            .arg(now.as_millis());
         self.run_batches("prune", &inv, false).await
     }
 

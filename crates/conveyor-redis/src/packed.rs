@@ -14,6 +14,11 @@
 //! by the payload. `1` is the form's version; `TIMEOUT_MS` is empty for
 //! none; `TRACE` is the stored trace context (see
 //! [`TraceContext::encode`]), `TRACE_LEN` bytes long, empty for none.
+//! A task with a keep of its own (how long it is kept once finished) takes
+//! version `2`, which has `KEEP_MS` after `TIMEOUT_MS`:
+//! `2 MAX_ATTEMPTS CREATED_AT TIMEOUT_MS KEEP_MS TRACE_LEN TRACE`. A task
+//! without one keeps version `1`, so a reader of an older conveyor reads
+//! it, and refuses the other by its version rather than misreading it.
 //!
 //! Tasks stored before this form have the five as fields of their own
 //! (`ma`, `ca`, `to`, `tc`, `p`); every reader reads both.
@@ -24,12 +29,11 @@ use conveyor_core::{Error, NewTask, Timestamp, TraceContext};
 
 use crate::reply::bad;
 
-/// The version of the form, its first header item.
+/// The version of the form without a keep, its first header item.
 const VERSION: &str = "1";
 
-/// The header items after the version: max attempts, created-at, timeout,
-/// trace length.
-const HEADER_ITEMS: usize = 4;
+/// The version of the form with a keep.
+const VERSION_KEEP: &str = "2";
 
 /// A task's packed fields, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub(crate) struct Packed {
     pub(crate) created_at: Timestamp,
     /// Its own timeout per attempt, if it has one.
     pub(crate) timeout: Option<Duration>,
+    /// How long it is kept once finished, if it says.
+    pub(crate) keep: Option<Duration>,
     /// Its trace context, if it has one (read leniently, as
     /// [`TraceContext::from_stored`] reads: one that does not parse is none).
     pub(crate) trace: Option<TraceContext>,
@@ -49,7 +55,14 @@ pub(crate) struct Packed {
 
 /// The `d` field of task `t`, enqueued at `now`.
 pub(crate) fn pack(t: &NewTask, now: Timestamp) -> Vec<u8> {
-    pack_fields(t.max_attempts, now, t.timeout, t.trace.as_ref(), &t.payload)
+    pack_fields(
+        t.max_attempts,
+        now,
+        t.timeout,
+        t.keep,
+        t.trace.as_ref(),
+        &t.payload,
+    )
 }
 
 /// The `d` field of a task with these fields.
@@ -57,6 +70,7 @@ pub(crate) fn pack_fields(
     max_attempts: u32,
     created_at: Timestamp,
     timeout: Option<Duration>,
+    keep: Option<Duration>,
     trace: Option<&TraceContext>,
     payload: &[u8],
 ) -> Vec<u8> {
@@ -64,11 +78,19 @@ pub(crate) fn pack_fields(
     let timeout = timeout
         .map(|d| crate::backend::millis(d).to_string())
         .unwrap_or_default();
-    let header = format!(
-        "{VERSION} {max_attempts} {} {timeout} {} ",
-        created_at.as_millis(),
-        trace.len()
-    );
+    let header = match keep {
+        None => format!(
+            "{VERSION} {max_attempts} {} {timeout} {} ",
+            created_at.as_millis(),
+            trace.len()
+        ),
+        Some(keep) => format!(
+            "{VERSION_KEEP} {max_attempts} {} {timeout} {} {} ",
+            created_at.as_millis(),
+            crate::backend::millis(keep),
+            trace.len()
+        ),
+    };
     let mut d = Vec::with_capacity(header.len() + trace.len() + payload.len());
     d.extend_from_slice(header.as_bytes());
     d.extend_from_slice(trace.as_bytes());
@@ -81,19 +103,22 @@ pub(crate) fn pack_fields(
 pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
     let wrong = |what: &str| bad(format!("task {id}: field d: {what}"));
     // The version and the header items, each ended by a space.
-    let mut items: [&[u8]; HEADER_ITEMS] = [&[]; HEADER_ITEMS];
     let mut rest: &[u8] = &d;
     let version = take(&mut rest).ok_or_else(|| wrong("no header"))?;
-    if version != VERSION.as_bytes() {
+    let with_keep = if version == VERSION.as_bytes() {
+        false
+    } else if version == VERSION_KEEP.as_bytes() {
+        true
+    } else {
         return Err(wrong(&format!(
             "unknown form {:?}",
             String::from_utf8_lossy(version)
         )));
-    }
-    for item in &mut items {
-        *item = take(&mut rest).ok_or_else(|| wrong("a short header"))?;
-    }
-    let [ma, ca, to, trace_len] = items;
+    };
+    let mut item = || take(&mut rest).ok_or_else(|| wrong("a short header"));
+    let (ma, ca, to) = (item()?, item()?, item()?);
+    let kp = if with_keep { Some(item()?) } else { None };
+    let trace_len = item()?;
     let number = |b: &[u8], name: &str| -> Result<i64, Error> {
         number(b).ok_or_else(|| wrong(&format!("{name} {:?}", String::from_utf8_lossy(b))))
     };
@@ -113,6 +138,12 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
         };
         Some(Duration::from_millis(ms))
     };
+    let keep = match kp {
+        None => None,
+        Some(kp) => Some(Duration::from_millis(self::number::<u64>(kp).ok_or_else(
+            || wrong(&format!("keep {:?}", String::from_utf8_lossy(kp))),
+        )?)),
+    };
     let trace_len =
         usize::try_from(number(trace_len, "trace length")?).map_err(|_| wrong("trace length"))?;
     if trace_len > rest.len() {
@@ -127,6 +158,7 @@ pub(crate) fn unpack(id: u64, mut d: Vec<u8>) -> Result<Packed, Error> {
         max_attempts,
         created_at,
         timeout,
+        keep,
         trace,
         payload: d,
     })
@@ -162,6 +194,7 @@ mod tests {
         assert_eq!(p.max_attempts, t.max_attempts);
         assert_eq!(p.created_at, Timestamp(1_700_000_000_123));
         assert_eq!(p.timeout, None);
+        assert_eq!(p.keep, None);
         assert_eq!(p.trace, None);
         assert_eq!(p.payload, t.payload);
     }
@@ -175,9 +208,13 @@ mod tests {
         let t = NewTask::new("h", Vec::new())
             .timeout(Duration::from_millis(2_500))
             .max_attempts(9)
+            .keep(Duration::from_secs(90))
             .trace(trace.clone());
-        let p = unpack(7, pack(&t, Timestamp(-5))).expect("decodes");
+        let d = pack(&t, Timestamp(-5));
+        assert!(d.starts_with(b"2 9 -5 2500 90000 "), "{d:?}");
+        let p = unpack(7, d).expect("decodes");
         assert_eq!(p.max_attempts, 9);
+        assert_eq!(p.keep, Some(Duration::from_secs(90)));
         assert_eq!(p.created_at, Timestamp(-5));
         assert_eq!(p.timeout, Some(Duration::from_millis(2_500)));
         assert_eq!(p.trace, Some(trace));
@@ -188,7 +225,10 @@ mod tests {
     fn bad_fields_are_errors_naming_the_task() {
         for (d, says) in [
             (&b""[..], "no header"),
-            (b"2 3 4  0 x", "unknown form"),
+            (b"3 3 4  0 x", "unknown form"),
+            (b"2 3 4  0 x", "short header"),
+            (b"2 3 4  0 x ", "trace length"),
+            (b"2 3 4  x 0 ", "keep"),
             (b"1 3 4 ", "short header"),
             (b"1 x 4  0 ", "max attempts"),
             (b"1 -1 4  0 ", "max attempts out of range"),

@@ -74,6 +74,7 @@ impl RecordKeeper for RedisBackend {
                     r.max_attempts,
                     r.created_at,
                     None,
+                    r.keep,
                     r.trace.as_ref(),
                     &r.payload,
                 );

@@ -226,6 +226,7 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
             max_attempts: narrow(num(take("ma"), "ma")?, "ma")?,
             created_at: Timestamp(num(take("ca"), "ca")?),
             timeout: None,
+            keep: None,
             trace: TraceContext::from_stored(text(take("tc"), "tc")?.as_deref()),
         },
     };
@@ -260,8 +261,10 @@ pub(crate) fn record(id: u64, pairs: Vec<(String, Vec<u8>)>) -> Result<TaskRecor
         created_at: packed.created_at,
         finished_at,
         trace: packed.trace,
-        keep: None,
-        expires_at: None,
+        keep: packed.keep,
+        expires_at: take("xa")
+            .map(|b| parse(&b, what("xa")).map(Timestamp))
+            .transpose()?,
         history,
     })
 }

@@ -20,7 +20,8 @@ enum Form {
     /// `p` queue, handler, d, priority, run-at: no unique or ordering key.
     Plain,
     /// `k` as [`Form::Plain`], then has-unique, unique key, has-ordering,
-    /// ordering key.
+    /// ordering key. Also a task with a keep of its own, keys or not: the
+    /// script's hot path for plain tasks is not for it.
     Keys,
     /// `=` d: the queue, handler, priority and run-at of the task before it,
     /// no unique or ordering key.
@@ -30,7 +31,7 @@ enum Form {
 impl Form {
     /// The form of `t`, the task after `before` in the list.
     fn of(t: &NewTask, before: Option<&NewTask>, now: Timestamp) -> Self {
-        if t.unique_key.is_some() || t.ordering_key.is_some() {
+        if t.unique_key.is_some() || t.ordering_key.is_some() || t.keep.is_some() {
             return Form::Keys;
         }
         match before {
@@ -154,6 +155,7 @@ mod tests {
             t("b").priority(3).delay(Duration::from_secs(1)),
             t("b").unique_key("u"),
             t("b").ordering_key("o"),
+            t("b").keep(Duration::from_secs(60)),
             // Like the one before but for its key, which it does not take.
             t("b"),
             t("b").queue("other"),
@@ -161,7 +163,7 @@ mod tests {
         use Form::*;
         assert_eq!(
             forms(&tasks),
-            [Plain, Same, Plain, Plain, Same, Plain, Keys, Keys, Same, Plain]
+            [Plain, Same, Plain, Plain, Same, Plain, Keys, Keys, Keys, Same, Plain]
         );
     }
 

@@ -182,14 +182,27 @@ async fn memory_is_bounded_after_prune() {
             task("requeue").unique_key("r").ordering_key("R"),
             task("release"),
             task("discard"),
+            // Kept for a time of their own: their keep, or their report's
+            // retention.
+            task("kept").keep(Duration::from_secs(30)),
+            task("kept_cancel").keep(Duration::from_secs(30)),
+            task("kept_expire")
+                .max_attempts(1)
+                .keep(Duration::from_secs(30)),
+            task("retained").queue("other"),
         ])
         .await
         .expect("enqueue");
-    let cancel = enq[6].id;
-    assert_eq!(
-        b.cancel(cancel).await.expect("cancel"),
-        TaskState::Cancelled
-    );
+    for cancel in [enq[6].id, enq[13].id] {
+        assert_eq!(
+            b.cancel(cancel).await.expect("cancel"),
+            TaskState::Cancelled
+        );
+    }
+    let retained = Retention {
+        finished: Duration::from_secs(30),
+        dead: Duration::from_secs(30),
+    };
     let mut requeued = false;
     let mut released = false;
     for _round in 0..20 {
@@ -203,7 +216,7 @@ async fn memory_is_bounded_after_prune() {
         let mut dead_now = Vec::new();
         for r in &got {
             let action = match r.handler.as_str() {
-                "expire" => continue,
+                "expire" | "kept_expire" => continue,
                 "retry" => FinishAction::Retry {
                     delay: Duration::from_secs(1),
                     error: "again".into(),
@@ -226,7 +239,12 @@ async fn memory_is_bounded_after_prune() {
                     result: Some(b"ok".to_vec()),
                 },
             };
-            reports.push(Finish::new(r.lease.clone(), action));
+            let report = Finish::new(r.lease.clone(), action);
+            reports.push(if r.handler == "retained" {
+                report.with_retention(retained)
+            } else {
+                report
+            });
         }
         for res in b.finish(reports).await.expect("finish") {
             res.expect("report applies");
@@ -242,14 +260,15 @@ async fn memory_is_bounded_after_prune() {
         }
     }
     let dead: u64 = stats.iter().map(|q| q.count(TaskState::Dead)).sum();
-    assert_eq!(dead, 2, "the expired and the retried task");
+    assert_eq!(dead, 3, "the expired ones and the retried task");
     let prefix = ns.prefix().to_string();
     let helpers: Vec<String> = keys_under(&prefix)
         .into_iter()
         .filter(|k| !k[prefix.len()..].starts_with("tasks:"))
         .filter(|k| !k.ends_with(":s:4") && !k.ends_with(":s:5") && !k.ends_with(":s:6"))
+        .filter(|k| !k.ends_with(":x:4") && !k.ends_with(":x:6"))
         .collect();
-    let want: Vec<String> = ["dead", "queues", "seq", "tokens"]
+    let want: Vec<String> = ["dead", "expires", "queues", "seq", "tokens"]
         .iter()
         .map(|k| format!("{prefix}{k}"))
         .collect();
@@ -262,7 +281,7 @@ async fn memory_is_bounded_after_prune() {
         finished: Duration::from_secs(60),
         dead: Duration::from_secs(600),
     };
-    assert_eq!(b.prune(keep).await.expect("prune"), 12);
+    assert_eq!(b.prune(keep).await.expect("prune"), 16);
     // The counters of ids and lease tokens.
     assert_eq!(
         keys_under(&prefix),

@@ -204,7 +204,8 @@ macro_rules! backend_conformance {
             stats_per_queue);
         $crate::backend_conformance!(@cases $make; [$ins $pr];
             "needs the inspection part and priorities, which this backend does not both declare";
-            list_newest_first, list_pages_through_each_state, list_pages_with_filters);
+            list_newest_first, list_pages_through_each_state, list_pages_with_filters,
+            kept_tasks_list_in_finish_order);
         $crate::backend_conformance!(@cases $make; [$rs $ins $adm];
             "needs the result store, inspection and administration parts, which this backend does not all declare";
             dead_letter_admin);

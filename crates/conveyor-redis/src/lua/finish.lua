@@ -1,8 +1,14 @@
--- finish: ARGV = prefix, now, p, o, then p plain completions as id, token
--- (no result, no follow-ups), then o other reports of 5 items each: id, token,
+-- finish: ARGV = prefix, now, p, o, n, then n retentions as two items each
+-- (how long a completed or cancelled task is kept, and a dead one, in ms),
+-- then p plain completions as id, token
+-- (no result, no follow-ups, no retention), then o other reports of 5 items
+-- each: id, token,
 -- kind, number, text. kind C = complete (number 1: text is the result),
 -- R = retry (number: the next run-at; text: the error), D = dead-letter
--- (text: error), X = discard (text: reason), L = release. Then the follow-ups,
+-- (text: error), X = discard (text: reason), L = release; the letter is
+-- followed by the number of a retention (from 1) when the report carries
+-- one: the task, if it finishes and has no keep of its own, is kept that
+-- long (see move in common/steps.lua). Then the follow-ups,
 -- per report that has some: its position among the reports (from 1), m,
 -- span, and m tasks as forms taking span arguments, as for enqueue; they are
 -- enqueued only when their report is applied, in this same atomic step.
@@ -13,15 +19,31 @@
 local now = ARGV[2]
 local plain = tonumber(ARGV[3])
 local other = tonumber(ARGV[4])
+local n_ret = tonumber(ARGV[5])
+-- The retentions the reports name, by number: {completed ms, dead ms}.
+local rets = {}
+for i = 1, n_ret do rets[i] = {ARGV[4 + 2 * i], ARGV[5 + 2 * i]} end
 local out = {}
 local wake = {}
 -- Tasks that reached a final state, published once at the end, and how
 -- many (kept by hand: Lua's # searches for a table's end at each use).
 local done, n_done = {}, 0
 
+-- The retention a report's kind names after its letter (nil for none).
+local function retention_of(kind)
+  if #kind == 1 then return nil end
+  local ret = rets[tonumber(sub(kind, 2))]
+  if not ret then fail('finish: a report kind ' .. kind .. ' names no retention') end
+  return ret
+end
+
 local function report(id, token, kind, number, text)
   local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'h', 'at', 'hi', 'd', 'ma'})
   if r == nil or r.s ~= RUNNING or r.tk ~= token then return 0 end
+  if #kind > 1 then
+    r.ret = retention_of(kind)
+    kind = sub(kind, 1, 1)
+  end
   if kind == 'C' then
     local sets = {}
     if number == '1' then sets = {'r', text} end
@@ -67,6 +89,11 @@ local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
 -- Per queue: the completed tasks' ids, appended to the finished list, and
 -- how many.
 local finished, n_finished = {}, {}
+-- Completions that carry a retention: per queue, the finished-at and
+-- member pairs of its expiring set; the expiry and id pairs of expiry.all, and
+-- their length; per queue and retention, the expiry (see move in
+-- common/steps.lua).
+local expiring, expiries, n_expiries, expiry_of = {}, {}, 0, {}
 -- The new state records and the results (id, value, ...).
 local states, results = {}, {}
 -- The lengths of states, results and out, kept by hand.
@@ -79,12 +106,14 @@ local applied = {}
 -- The head of a running task's state record, before its token.
 local RUNNING_HEAD = RUNNING_S .. ' '
 -- Per queue: the finished-at of its completed tasks between spaces, for
--- their state records.
-local done_mid = {}
+-- their state records, and as it is.
+local done_mid, done_fa = {}, {}
 
--- Completes task id if token holds its lease, with a result (nil for none);
--- sv, dv: its state and data records as read up front (false for none).
-local function complete(id, token, result, sv, dv)
+-- Completes task id if token holds its lease, with a result (nil for none),
+-- as a report of `kind` ('C', or 'C' and the number of a retention: see
+-- retention_of); sv, dv: its state and data records as read up front
+-- (false for none).
+local function complete(id, token, result, sv, dv, kind)
   if applied[id] then return 0 end
   -- The state record of the lease: running under this token, no
   -- finished-at; then its attempts, run-at and attempt, kept.
@@ -96,7 +125,7 @@ local function complete(id, token, result, sv, dv)
   -- which also reports bad data.
   if not q then
     local applies
-    if result then applies = report(id, token, 'C', '1', result) else applies = report(id, token, 'C', '0', '') end
+    if result then applies = report(id, token, kind, '1', result) else applies = report(id, token, kind, '0', '') end
     if applies == 1 then applied[id] = true end
     return applies
   end
@@ -104,7 +133,8 @@ local function complete(id, token, result, sv, dv)
   if not f then
     f = {}
     finished[q], n_finished[q] = f, 0
-    done_mid[q] = ' ' .. finished_at(home_key(q, TR.Complete.to), now) .. ' '
+    local fa = finished_at(home_key(q, TR.Complete.to), now)
+    done_fa[q], done_mid[q] = fa, ' ' .. fa .. ' '
   end
   local n = n_states
   states[n + 1] = id
@@ -115,9 +145,30 @@ local function complete(id, token, result, sv, dv)
     results[n + 1], results[n + 2] = id, result
     n_results = n + 2
   end
-  n = n_finished[q] + 1
-  n_finished[q] = n
-  f[n] = id
+  local ret = retention_of(kind)
+  if ret then
+    -- Kept for its handler's retention: into the expiring set and expiry.all,
+    -- not the finished list.
+    local x = expiring[q]
+    if not x then
+      x = {}
+      expiring[q], expiry_of[q] = x, {}
+    end
+    local e = expiry_of[q][ret]
+    if not e then
+      e = string.format('%d', tonumber(done_fa[q]) + tonumber(ret[1]))
+      expiry_of[q][ret] = e
+    end
+    n = #x
+    x[n + 1], x[n + 2] = done_fa[q], pad(id)
+    n = n_expiries
+    expiries[n + 1], expiries[n + 2] = e, id
+    n_expiries = n + 2
+  else
+    n = n_finished[q] + 1
+    n_finished[q] = n
+    f[n] = id
+  end
   lease_gone(q, id, token)
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
@@ -128,18 +179,25 @@ local function complete(id, token, result, sv, dv)
   return 1
 end
 
+-- Whether a report's kind is a completion: 'C', or 'C' (byte 67) and a
+-- retention's number.
+local function completes(kind)
+  return kind == 'C' or (#kind > 1 and byte(kind, 1) == 67)
+end
+
 -- The records of the completions' tasks, read up front.
-local first_other = 5 + 2 * plain
+local first_plain = 6 + 2 * n_ret
+local first_other = first_plain + 2 * plain
 local svs, dvs = {}, {}
 if FAST then
   local ids = {}
   local n = 0
-  for i = 5, first_other - 1, 2 do
+  for i = first_plain, first_other - 1, 2 do
     n = n + 1
     ids[n] = ARGV[i]
   end
   for i = first_other, first_other + 5 * (other - 1), 5 do
-    if ARGV[i + 2] == 'C' then
+    if completes(ARGV[i + 2]) then
       n = n + 1
       ids[n] = ARGV[i]
     end
@@ -150,11 +208,11 @@ if FAST then
   end
 end
 local k = 0
-for i = 5, first_other - 1, 2 do
+for i = first_plain, first_other - 1, 2 do
   n_out = n_out + 1
   if FAST then
     k = k + 1
-    out[n_out] = complete(ARGV[i], ARGV[i + 1], nil, svs[k], dvs[k])
+    out[n_out] = complete(ARGV[i], ARGV[i + 1], nil, svs[k], dvs[k], 'C')
   else
     out[n_out] = report(ARGV[i], ARGV[i + 1], 'C', '0', '')
   end
@@ -162,15 +220,16 @@ end
 for i = first_other, first_other + 5 * (other - 1), 5 do
   local id = ARGV[i]
   n_out = n_out + 1
-  if FAST and ARGV[i + 2] == 'C' then
+  local kind = ARGV[i + 2]
+  if FAST and completes(kind) then
     local result = nil
     if ARGV[i + 3] == '1' then result = ARGV[i + 4] end
     k = k + 1
-    out[n_out] = complete(id, ARGV[i + 1], result, svs[k], dvs[k])
+    out[n_out] = complete(id, ARGV[i + 1], result, svs[k], dvs[k], kind)
   elseif applied[id] then
     out[n_out] = 0
   else
-    out[n_out] = report(id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    out[n_out] = report(id, ARGV[i + 1], kind, ARGV[i + 3], ARGV[i + 4])
     if out[n_out] == 1 then applied[id] = true end
   end
 end
@@ -185,6 +244,10 @@ end
 for q, f in pairs(finished) do
   bulk('RPUSH', home_key(q, TR.Complete.to), f)
 end
+for q, x in pairs(expiring) do
+  bulk('ZADD', expiry.set(q, TR.Complete.to), x)
+end
+bulk('ZADD', expiry.all, expiries)
 flush()
 flush_ready()
 publish(wake)

@@ -11,10 +11,14 @@
 --
 -- Order, oldest first (newest first is its reverse): by id (enqueue order),
 -- except completed and cancelled tasks, which are kept per queue in lists in
--- finish order: by finished-at, then queue name, then place in the queue's
--- list (each list is in finished-at order: see finished_at in common/steps.lua).
+-- finish order, and those with an expiry of their own in a sorted set per
+-- queue by finished-at (see move in common/steps.lua): by finished-at, then
+-- queue name, then the list before the set, then place in the queue's
+-- list (each list is in finished-at order: see finished_at in
+-- common/steps.lua) or id.
 -- Paging is by key: the cursor task's id, or for the finish lists its
--- finished-at, queue and place, found again in each call. Each queue is read
+-- finished-at, queue and place (or rank in the set), found again in each
+-- call. Each queue is read
 -- from its cursor in chunks and the queues are merged, so a page never skips
 -- rows to an offset.
 local state = tonumber(ARGV[2])
@@ -215,8 +219,19 @@ local function place_of(key, fa, id)
   return nil
 end
 
+-- Whether a task of queue q from the list (expiring false) or the set
+-- (true) that finished at the cursor's finished-at comes before the cursor
+-- in the order, when it is not the cursor's own list or set (for that, its
+-- place or rank says).
+local function at_cursor_before(c, q, expiring)
+  if q ~= c.q then return q < c.q end
+  if c.expiring == nil then return not newest end
+  return c.expiring and not expiring
+end
+
 -- A source of queue q's finished tasks (a list in finished-at order) after
--- cursor c ({fa, q, pos}; pos nil when the cursor task is not in the list):
+-- cursor c ({fa, q, pos, expiring}; pos nil when the cursor task is not in
+-- the list, expiring true when it is in the set, nil when in neither):
 -- candidates {id, fa, q, pos}.
 local function finish_source(q, c)
   local key = members_key(q, state)
@@ -227,11 +242,9 @@ local function finish_source(q, c)
   elseif q == c.q and c.pos then
     if newest then p = c.pos - 1 else p = c.pos + 1 end
   else
-    -- After (fa, q, place) in the order: for an earlier queue name only a
-    -- later finished-at, for a later one the same finished-at too.
-    local strict
-    if q == c.q then strict = not newest else strict = q < c.q end
-    p = first_place(key, len, c.fa, strict)
+    -- After (fa, q, ...) in the order: from the first task past the
+    -- cursor's finished-at, or at it when those come after the cursor.
+    p = first_place(key, len, c.fa, at_cursor_before(c, q, false))
     if newest then p = p - 1 end
   end
   return function(n)
@@ -258,11 +271,55 @@ local function finish_source(q, c)
   end
 end
 
+-- A source of queue q's finished tasks with an expiry of their own (a
+-- sorted set by finished-at, then id) after cursor c (as for
+-- finish_source; rank set when the cursor task is in this set): candidates
+-- {id, fa, q, k, expiring}.
+local function expiring_source(q, c)
+  local key = expiry.set(q, state)
+  local p
+  if not c then
+    if newest then p = redis.call('ZCARD', key) - 1 else p = 0 end
+  elseif q == c.q and c.rank then
+    if newest then p = c.rank - 1 else p = c.rank + 1 end
+  else
+    -- The first rank past the cursor's finished-at, or at it.
+    local upto = c.fa
+    if not at_cursor_before(c, q, true) then upto = '(' .. c.fa end
+    p = redis.call('ZCOUNT', key, '-inf', upto)
+    if newest then p = p - 1 end
+  end
+  return function(n)
+    local out = {}
+    local got
+    if newest then
+      if p < 0 then return out end
+      local from = math.max(0, p - n + 1)
+      got = redis.call('ZRANGE', key, from, p, 'WITHSCORES')
+      for i = #got - 1, 1, -2 do
+        local id = unpad(got[i])
+        out[#out + 1] = {id = id, fa = tonumber(got[i + 1]), q = q, k = tonumber(id), expiring = true}
+      end
+      p = from - 1
+    else
+      got = redis.call('ZRANGE', key, p, p + n - 1, 'WITHSCORES')
+      for i = 1, #got, 2 do
+        local id = unpad(got[i])
+        out[#out + 1] = {id = id, fa = tonumber(got[i + 1]), q = q, k = tonumber(id), expiring = true}
+      end
+      p = p + #got / 2
+    end
+    return out
+  end
+end
+
 -- True when candidate a comes before candidate b in the order.
 local function before(a, b)
   if by_finish then
     if a.fa ~= b.fa then return precedes(a.fa, b.fa) end
     if a.q ~= b.q then return precedes(a.q, b.q) end
+    if a.expiring ~= b.expiring then return precedes(a.expiring and 1 or 0, b.expiring and 1 or 0) end
+    if a.expiring then return precedes(a.k, b.k) end
     return precedes(a.pos, b.pos)
   end
   return precedes(a.k, b.k)
@@ -275,14 +332,24 @@ if by_finish and after then
   if v and v.q then
     cursor = {q = v.q, fa = tonumber(v.fa) or 0}
     if tonumber(v.s) == state then
-      cursor.pos = place_of(members_key(v.q, state), cursor.fa, after)
+      cursor.rank = redis.call('ZRANK', expiry.set(v.q, state), pad(after))
+      if cursor.rank then
+        cursor.expiring = true
+      else
+        cursor.rank = nil
+        cursor.pos = place_of(members_key(v.q, state), cursor.fa, after)
+        if cursor.pos then cursor.expiring = false end
+      end
     end
   elseif newest then
     -- The cursor task is gone: pruned, and prune cuts every list from its
-    -- oldest end, so nothing older is left.
+    -- oldest end, so nothing older is left. (A task pruned at an expiry of
+    -- its own may leave older tasks: the listing ends there, the same
+    -- trade as a cursor that names a task id alone.)
     return {{}, ''}
   end
-  -- (Oldest first after a pruned task: everything left came after it.)
+  -- (Oldest first after a pruned task: everything left came after it, or
+  -- for one pruned at its own expiry, is listed again.)
 end
 
 -- One source per queue, each with a buffer of candidates.
@@ -291,6 +358,9 @@ for _, q in ipairs(queues) do
   local next_chunk
   if by_finish then next_chunk = finish_source(q, cursor) else next_chunk = id_source(q, after) end
   sources[#sources + 1] = {next_chunk = next_chunk, buf = {}, i = 1, done = false}
+  if by_finish then
+    sources[#sources + 1] = {next_chunk = expiring_source(q, cursor), buf = {}, i = 1, done = false}
+  end
 end
 
 -- The source's next candidate (reading a chunk when its buffer is empty),

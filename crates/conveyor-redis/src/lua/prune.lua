@@ -1,6 +1,8 @@
 -- prune: ARGV = prefix, completed/cancelled finished before, dead finished
--- before, limit.
--- Deletes up to limit finished tasks older than their retention. Returns how
+-- before, limit, now.
+-- Deletes up to limit finished tasks: first those whose own expiry (see
+-- expiry.all) is before now, then those without one older than the retention
+-- given. Returns how
 -- many; the caller runs it again while a full batch was deleted. The
 -- records of a batch are read and dropped with a few commands for all of
 -- it (see drop_records), not per task.
@@ -40,6 +42,26 @@ local function prune_list(q, list, before)
     redis.call('LTRIM', list, k, -1)
     touched[q] = true
     n = n + k
+  end
+end
+-- Tasks with an expiry of their own: each out of expiry.all and out of its
+-- queue's expiring set (completed, cancelled) or dead index. One that is
+-- not finished (never written so) only leaves expiry.all.
+local due = redis.call('ZRANGEBYSCORE', expiry.all, '-inf', '(' .. ARGV[5], 'LIMIT', 0, limit)
+if #due > 0 then
+  local svs = hmget(TSTATE, due)
+  local dvs = hmget(TDATA, due)
+  for i, id in ipairs(due) do
+    zrem(expiry.all, id)
+    local s = svs[i] and tonumber(match(svs[i], '^(%d+) '))
+    local q = dvs[i] and (route(dvs[i]) or data_parts(dvs[i]))
+    if s and q and FINISHED[s] then
+      if HOME[s] == 'finished' then zrem(expiry.set(q, s), pad(id)) end
+      if INDEXED[s] then zrem(index_key(q, s), id) end
+      touched[q] = true
+      drop(id, true)
+      n = n + 1
+    end
   end
 end
 for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do

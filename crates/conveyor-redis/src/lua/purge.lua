@@ -15,6 +15,7 @@ for _, q in ipairs(queues) do
     local svs = hmget(TSTATE, ids)
     for i, id in ipairs(ids) do
       zrem(DEADSET, id)
+      zrem(expiry.all, id)
       zrem(index_key(q, DEAD), id)
       if svs[i] then gone[#gone + 1] = id else older[#older + 1] = id end
     end

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{
-    Backend, Finish, FinishAction, ListOrder, ListParams, ManualClock, NewTask, TaskId, TaskState,
+    Backend, Finish, FinishAction, ListOrder, ListParams, ManualClock, NewTask, ReserveParams,
+    TaskId, TaskState,
 };
 
 use super::*;
@@ -219,4 +220,123 @@ pub async fn list_pages_with_filters(b: Subject, _clock: Arc<ManualClock>) {
             .expect("list");
         assert_eq!(listed(&got), after, "{q:?} {h:?} after {outside}");
     }
+}
+
+/// Completed tasks with an expiry of their own (a keep given at enqueue, or
+/// the retention their report carried) list among the others in the
+/// backend's order (by id, or by finished-at), in two queues, each exactly once, paged both ways and by queue,
+/// where many finished in the same millisecond (one finish call) as where
+/// each has its own; a stats count takes them all. Nothing to list where the
+/// backend keeps no expiry per task.
+pub async fn kept_tasks_list_in_finish_order(b: Subject, clock: Arc<ManualClock>) {
+    if !b.capabilities().keep {
+        return;
+    }
+    let hour = Duration::from_secs(3600);
+    let retention = conveyor_core::Retention {
+        finished: 2 * hour,
+        dead: 2 * hour,
+    };
+    let queues = vec!["q1".to_string(), "q2".to_string()];
+    let mut all = Vec::new();
+    for round in 0..8u32 {
+        // Six tasks a round over the two queues: one in three with a keep of
+        // its own, one in three (of the rest) reported with a retention.
+        let tasks: Vec<NewTask> = (0..6u32)
+            .map(|i| {
+                let t = task("kept").queue(if i % 2 == 0 { "q1" } else { "q2" });
+                if (i + round) % 3 == 0 {
+                    t.keep(hour * (1 + i))
+                } else {
+                    t
+                }
+            })
+            .collect();
+        let enqueued = b.enqueue_many(tasks).await.expect("enqueue");
+        let got = b
+            .reserve(ReserveParams::new(&queues, 6, super::LEASE))
+            .await
+            .expect("reserve");
+        assert_eq!(got.len(), enqueued.len(), "the round's tasks are reserved");
+        let report = |r: &conveyor_core::Reserved, i: usize| {
+            let f = Finish::new(r.lease.clone(), FinishAction::Complete { result: None });
+            if i % 3 == 1 {
+                f.with_retention(retention)
+            } else {
+                f
+            }
+        };
+        if round % 2 == 0 {
+            // All in one call, in one millisecond.
+            clock.advance(Duration::from_millis(1));
+            let reports = got.iter().enumerate().map(|(i, r)| report(r, i)).collect();
+            let out = b.finish(reports).await.expect("finish");
+            assert!(out.iter().all(Result::is_ok), "{out:?}");
+        } else {
+            for (i, r) in got.iter().enumerate() {
+                clock.advance(Duration::from_millis(1));
+                let out = b.finish(vec![report(r, i)]).await.expect("finish");
+                assert!(out.iter().all(Result::is_ok), "{out:?}");
+            }
+        }
+        all.extend(got.iter().map(|r| r.lease.id));
+    }
+    let p = ListParams::new(TaskState::Completed).limit(1000);
+    let whole = b.list(&p).await.expect("list");
+    let mut listed_ids = listed(&whole);
+    // Oldest means lowest id, or where a backend says so (Redis) earliest
+    // finished.
+    let finished: Vec<_> = whole.iter().map(|r| (r.finished_at, r.id)).collect();
+    assert!(
+        listed_ids.windows(2).all(|w| w[0] < w[1]) || finished.windows(2).all(|w| w[0].0 <= w[1].0),
+        "oldest first is in id or finished-at order: {finished:?}"
+    );
+    let kept = whole.iter().filter(|r| r.expires_at.is_some()).count();
+    assert!(
+        kept > 0 && kept < whole.len(),
+        "{kept} of {} have an expiry",
+        whole.len()
+    );
+    listed_ids.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(listed_ids, want, "each completed task once");
+    let whole = listed(&whole);
+    for page in [1, 4, 7] {
+        assert_eq!(page_through(&*b, &p, page).await, whole, "pages of {page}");
+        assert_eq!(
+            page_through(&*b, &p.clone().newest_first(), page).await,
+            reversed(whole.clone()),
+            "newest first, pages of {page}"
+        );
+    }
+    for q in &queues {
+        let in_q = ListParams::new(TaskState::Completed).queue(q.as_str());
+        let one = listed(&b.list(&in_q.clone().limit(1000)).await.expect("list"));
+        let want: Vec<TaskId> = whole
+            .iter()
+            .copied()
+            .filter(|id| one.contains(id))
+            .collect();
+        assert_eq!(one, want, "queue {q} alone keeps the order");
+        assert_eq!(one.len(), all.len() / 2, "queue {q} has half the tasks");
+        assert_eq!(
+            page_through(&*b, &in_q, 5).await,
+            one,
+            "queue {q}, pages of 5"
+        );
+        assert_eq!(
+            page_through(&*b, &in_q.clone().newest_first(), 3).await,
+            reversed(one.clone()),
+            "queue {q} newest first, pages of 3"
+        );
+    }
+    let counted: u64 = b
+        .stats()
+        .await
+        .expect("stats")
+        .iter()
+        .map(|s| s.counts.get(&TaskState::Completed).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, all.len() as u64, "stats count them all");
 }

@@ -48,8 +48,8 @@ pub use limits::{
     concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
 };
 pub use listing::{
-    list_by_handler, list_newest_first, list_pages_through_each_state, list_pages_with_filters,
-    page_through,
+    kept_tasks_list_in_finish_order, list_by_handler, list_newest_first,
+    list_pages_through_each_state, list_pages_with_filters, page_through,
 };
 pub use pause::{
     concurrent_reservers_honour_a_pause, pause_before_any_task, pause_holds_a_queue_back,

@@ -205,7 +205,9 @@ end
 
 -- How many tasks of queue q are in state s.
 local function count_state(q, s)
-  if not INDEXED[s] and HOME[s] == 'finished' then return redis.call('LLEN', members_key(q, s)) end
+  if not INDEXED[s] and HOME[s] == 'finished' then
+    return redis.call('LLEN', members_key(q, s)) + redis.call('ZCARD', expiry.set(q, s))
+  end
   local n = redis.call('ZCARD', members_key(q, s))
   if not INDEXED[s] and HOME[s] == 'ready' then n = n + redis.call('ZCARD', parked_key(q)) end
   if not INDEXED[s] and HOME[s] == 'leases' then

@@ -29,6 +29,14 @@ local LIMITS, TATS, RUNNING_H
 local TOKENS, TSTATE, TDATA, TRESULT, TERROR, THISTORY
 -- The records this store keeps for another backend, by expiry (see keep.lua).
 local KEPT
+-- Finished tasks with an expiry of their own (a task's keep, or the
+-- retention its worker's report carried): expiry.all, the sorted set of
+-- them all by expiry (what prune takes first), and the functions below and
+-- in steps.lua. Such a task is kept out of the per-queue finished lists and
+-- the dead set, which prune cuts by the retention it is given (see move in
+-- steps.lua). One table, not a local each: a script (the shared code and
+-- one body) may have at most 200 locals.
+local expiry = {}
 -- Key names are built once per queue (and state) per prefix: string
 -- building is a large share of a script's time.
 local base_of, ready_of, index_of, uniq_of, leases_of, groups_of
@@ -86,6 +94,7 @@ local function begin(prefix)
   TERROR = P .. 'tasks:error'
   THISTORY = P .. 'tasks:history'
   KEPT = P .. 'kept'
+  expiry.all = P .. 'expires'
   base_of, ready_of, index_of, uniq_of, leases_of, groups_of = {}, {}, {}, {}, {}, {}
 end
 
@@ -161,6 +170,11 @@ local function uniq_key(q)
 end
 -- Available tasks that wait behind their ordering key's head (score = id).
 local function parked_key(q) return queue_base(q) .. 'parked' end
+-- The completed (or cancelled) tasks of queue q with an expiry of their
+-- own, by finished-at; members are padded ids, so equal finished-ats are in
+-- id order. They are the rest of the queue's tasks in that state, beside its
+-- finished list.
+function expiry.set(q, s) return queue_base(q) .. 'x:' .. STATE_STR[s] end
 local function ord_key(q, k) return queue_base(q) .. 'ord:' .. k end
 -- The running task of an ordering key, if one runs (at most one can).
 local function ordrun_key(q, k) return queue_base(q) .. 'ordrun:' .. k end

@@ -62,15 +62,18 @@ local function state_value(r)
 end
 
 -- The head of a TDATA value: everything before d (uk and ok: false or nil
--- for none; ra, the run-at the task is enqueued with).
-local function data_head(q, h, pr, uk, ok, ra)
+-- for none; ra, the run-at the task is enqueued with). `long` asks for the
+-- long form whatever the lengths: a task with a keep of its own takes it,
+-- so the hot paths (route) leave it to the generic ones, which stamp its
+-- expiry.
+local function data_head(q, h, pr, uk, ok, ra, long)
   pr = dec(pr)
   if not string.find(pr, '^%-?%d+$') then fail('bad priority ' .. pr) end
   local lu, lo = 0, 0
   if uk then lu = #uk + 1 end
   if ok then lo = #ok + 1 end
   local head
-  if #q < 255 and #h < 255 and lu < 255 and lo < 255 then
+  if not long and #q < 255 and #h < 255 and lu < 255 and lo < 255 then
     head = string.char(#q, #h, lu, lo)
   else
     head = '\255' .. string.format('%d %d %d %d ', #q, #h, lu - 1, lo - 1)
@@ -166,9 +169,10 @@ local function peek(id, sides)
   return r
 end
 
--- The fields of a task hash, in the order stored records list them.
+-- The fields of a task hash, in the order stored records list them; 'xa'
+-- is a finished task's expiry, when it has one (its score in expiry.all).
 local RECORD_FIELDS = {'s', 'tk', 'q', 'h', 'a', 'd', 'ra', 'pr', 'uk', 'ok', 'r', 'e', 'fa', 'at',
-  'hi'}
+  'hi', 'xa'}
 
 -- Task id's fields as a flat field, value, ... array (as HGETALL gives a
 -- task hash), or nil when there is no such task.
@@ -176,6 +180,10 @@ local function fields_of(id)
   local r = peek(id, true)
   if r == nil then return nil end
   if not r.layout then return redis.call('HGETALL', task_key(id)) end
+  if FINISHED[tonumber(r.s)] then
+    local xa = redis.call('ZSCORE', expiry.all, id)
+    if xa then r.xa = string.format('%d', tonumber(xa)) end
+  end
   local out = {}
   for _, f in ipairs(RECORD_FIELDS) do
     local v = r[f]

@@ -68,11 +68,32 @@ local function finished_at(key, now)
   return fa
 end
 
+-- How long task r is kept once finished in state `to`, in ms as a decimal
+-- string, when it has an expiry of its own: the task's keep (in its d, see
+-- packed.rs), else the retention its worker's report carried (r.ret: the
+-- completed-or-cancelled and the dead ms), else nil.
+function expiry.keep_ms(r, to)
+  local d = r.d
+  if d and byte(d, 1) == 50 then
+    local k = match(d, '^2 %d+ %-?%d+ %d* (%d+) ')
+    if k then return k end
+  end
+  local ret = r.ret
+  if not ret then return nil end
+  if to == DEAD then return ret[2] end
+  return ret[1]
+end
+
 -- Moves task r (fields s, q, pr, ok, uk; h when it enters or leaves running;
 -- ra for timers; lu, the lease expiry,
--- for the leases set: it is not stored in the hash) along
+-- for the leases set: it is not stored in the hash; d and ret for its
+-- expiry, see expiry.keep_ms) along
 -- transition tname, writing `sets` (field, value, ...) and deleting `dels`
--- with its new state, and keeping every index in step.
+-- with its new state, and keeping every index in step. A task that
+-- finishes with an expiry goes into expiry.all, and (completed, cancelled)
+-- into its queue's expiring set rather than the finished list, or (dead)
+-- not into the dead set: prune takes it at its expiry, not by the
+-- retention it is given.
 local function move(r, tname, now, sets, dels)
   local tr = TR[tname]
   local from = r.s
@@ -95,16 +116,19 @@ local function move(r, tname, now, sets, dels)
     -- Only a task with an ordering key can be parked.
     if HOME[from] == 'ready' and r.ok then zrem(parked_key(r.q), r.id) end
     if INDEXED[from] then zrem(index_key(r.q, from), r.id) end
+    -- A requeued dead task loses its expiry.
+    if FINISHED[from] then zrem(expiry.all, r.id) end
   end
   sets[#sets + 1] = 's'
   sets[#sets + 1] = to
+  -- The finished-at and, for a task kept for a time of its own, the expiry.
+  local fa, expires
   if FINISHED[to] then
+    if HOME[to] == 'finished' then fa = finished_at(home_key(r.q, to), now) else fa = now end
     sets[#sets + 1] = 'fa'
-    if HOME[to] == 'finished' then
-      sets[#sets + 1] = finished_at(home_key(r.q, to), now)
-    else
-      sets[#sets + 1] = now
-    end
+    sets[#sets + 1] = fa
+    local k = expiry.keep_ms(r, to)
+    if k then expires = string.format('%d', tonumber(fa) + tonumber(k)) end
   end
   store(r, sets, dels)
   r.s = to
@@ -134,6 +158,9 @@ local function move(r, tname, now, sets, dels)
     -- A reserve call's tasks of the record layout share its token: they
     -- join the call's lease group.
     if r.group then group_add(r.q, r.id) else zadd(leases_key(r.q), r.lu, r.id) end
+  elseif expires then
+    zadd(expiry.all, expires, r.id)
+    if h == 'finished' then zadd(expiry.set(r.q, to), fa, pad(r.id)) end
   elseif h == 'finished' then
     redis.call('RPUSH', home_key(r.q, to), r.id)
   else
@@ -204,14 +231,14 @@ end
 -- The max attempts of task r, loaded with d and ma.
 local function max_attempts(r)
   if not r.d then return num(r, 'ma') end
-  local ma = tonumber(string.match(r.d, '^1 (%d+) '))
+  local ma = tonumber(string.match(r.d, '^[12] (%d+) '))
   if ma == nil then fail('task ' .. r.id .. ' has a d field that does not decode') end
   return ma
 end
 -- The created-at of a task from its d (or, stored before it, ca) field, or
 -- nil when neither decodes.
 local function created_at(d, ca)
-  if d then return string.match(d, '^1 %d+ (%-?%d+) ') end
+  if d then return string.match(d, '^[12] %d+ (%-?%d+) ') end
   return ca
 end
 
@@ -224,6 +251,8 @@ end
 --       ('0'|'1'), ordering_key (10 arguments);
 --   '=' d: a task with no unique or ordering key and the queue, handler,
 --       priority and run_at of the task before it in the list (2 arguments).
+-- A task with a keep of its own always comes as a 'k' form (see
+-- task_forms.rs), keys or not: the hot path below is not for it.
 
 -- The Enqueue edge of a new task without a unique or ordering key, due now,
 -- is written out for the hot path (every enqueue of a plain task): its two
@@ -263,7 +292,8 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
   for i = 1, n do
     local form = ARGV[b]
     local d
-    local uk, ok = false, false
+    -- kept: a task with a keep of its own (a d of version 2, in a 'k' form).
+    local uk, ok, kept = false, false, false
     if form == '=' then
       if not q then fail('enqueue: task 1 repeats the task before it') end
       d = ARGV[b + 1]
@@ -284,6 +314,7 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
         fail('enqueue: task ' .. i .. ' has too few arguments')
       end
       if not string.find(ra, '^%-?%d+$') then fail('enqueue: task ' .. i .. ' has a bad run-at ' .. ra) end
+      if form == 'k' then kept = byte(d, 1) == 50 end
       due = tonumber(ra) <= now_n
       score, head = nil, nil
     end
@@ -294,7 +325,7 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
         out[#out + 1] = i
         out[#out + 1] = existing
       end
-    elseif ENQUEUE_FAST and not uk and not ok and due then
+    elseif ENQUEUE_FAST and not uk and not ok and not kept and due then
       seq = seq + 1
       local id, member = id_of(seq)
       if not head then
@@ -327,7 +358,8 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
     else
       seq = seq + 1
       local id = string.format('%d', seq)
-      redis.call('HSET', TDATA, id, data_head(q, h, pr, uk, ok, ra) .. d)
+      -- A task with a keep of its own takes the long form (see data_head).
+      redis.call('HSET', TDATA, id, data_head(q, h, pr, uk, ok, ra, kept) .. d)
       local r = {id = id, layout = true, q = q, h = h, pr = pr, ra = ra, uk = uk, ok = ok,
         tk = '0', a = '0'}
       local tname = 'Enqueue'
