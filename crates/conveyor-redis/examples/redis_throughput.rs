@@ -3,7 +3,9 @@
 //! per call, `RPOP` 256 per call: no leases, no fencing, no record of a task
 //! once popped) as the machine's yardstick:
 //! `enqueue_many` in batches of 1000, then `reserve(256)` → `finish(batch)`
-//! loops (one, then several sharing the connection). Uses its own key prefix on
+//! loops (one, then several sharing the connection); then the same loop with
+//! every report carrying a handler's retention, and over tasks with a keep of
+//! their own, each beside a plain loop in the same run. Uses its own key prefix on
 //! the Redis at `CONVEYOR_REDIS_URL` (default the local one) and deletes it at
 //! the end.
 //!
@@ -14,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conveyor_core::{Backend, Error, Finish, NewTask, ReserveParams, SystemClock};
+use conveyor_core::{Backend, Error, Finish, NewTask, ReserveParams, Retention, SystemClock};
 use conveyor_redis::RedisBackend;
 
 const ENQUEUE_BATCH: usize = 1000;
@@ -26,7 +28,20 @@ fn payload(i: usize) -> Vec<u8> {
 }
 
 async fn enqueue(b: &RedisBackend, n: usize) -> Result<f64, Error> {
-    let tasks: Vec<NewTask> = (0..n).map(|i| NewTask::new("bench", payload(i))).collect();
+    enqueue_kept(b, n, None).await
+}
+
+/// Enqueues n tasks, each with `keep` as its own keep.
+async fn enqueue_kept(b: &RedisBackend, n: usize, keep: Option<Duration>) -> Result<f64, Error> {
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|i| {
+            let t = NewTask::new("bench", payload(i));
+            match keep {
+                Some(k) => t.keep(k),
+                None => t,
+            }
+        })
+        .collect();
     let start = Instant::now();
     for batch in tasks.chunks(ENQUEUE_BATCH) {
         b.enqueue_many(batch.to_vec()).await?;
@@ -36,6 +51,11 @@ async fn enqueue(b: &RedisBackend, n: usize) -> Result<f64, Error> {
 
 /// Reserve → finish until the queue is empty; returns tasks handled.
 async fn drain(b: RedisBackend) -> Result<usize, Error> {
+    drain_retained(b, None).await
+}
+
+/// As [`drain`], each report carrying `retention` (a handler's).
+async fn drain_retained(b: RedisBackend, retention: Option<Retention>) -> Result<usize, Error> {
     let queues = vec![conveyor_core::DEFAULT_QUEUE.to_string()];
     let mut n = 0;
     loop {
@@ -48,7 +68,13 @@ async fn drain(b: RedisBackend) -> Result<usize, Error> {
         n += got.len();
         let reports = got
             .iter()
-            .map(|r| Finish::complete(r.lease.clone()))
+            .map(|r| {
+                let f = Finish::complete(r.lease.clone());
+                match retention {
+                    Some(ret) => f.with_retention(ret),
+                    None => f,
+                }
+            })
             .collect();
         for r in b.finish(reports).await? {
             r?;
@@ -131,6 +157,47 @@ async fn main() -> Result<(), Error> {
         enqueue(&b, n).await?;
         let rate = cycle(&b, loops).await?;
         println!("reserve({RESERVE_BATCH}) -> finish, {loops} loops: {rate:>9.0} tasks/s");
+    }
+    // Expiries of their own, beside plain tasks: three rounds of the three
+    // loops in turn, medians.
+    let (mut plain, mut retained, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain_enq, mut kept_enq) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain_enq.push(enqueue(&b, n).await?);
+        plain.push(cycle(&b, 1).await?);
+        enqueue(&b, n).await?;
+        let start = Instant::now();
+        let done = drain_retained(b.clone(), Some(Retention::default())).await?;
+        retained.push(done as f64 / start.elapsed().as_secs_f64());
+        kept_enq.push(enqueue_kept(&b, n, Some(Duration::from_secs(3600))).await?);
+        kept.push(cycle(&b, 1).await?);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (plain, plain_enq) = (median(&mut plain), median(&mut plain_enq));
+    for (what, rate, base) in [
+        (
+            "with a handler's retention, 1 loop:",
+            median(&mut retained),
+            plain,
+        ),
+        (
+            "tasks with a keep: enqueue_many   ",
+            median(&mut kept_enq),
+            plain_enq,
+        ),
+        (
+            "tasks with a keep: 1 loop:        ",
+            median(&mut kept),
+            plain,
+        ),
+    ] {
+        println!(
+            "  {what} {rate:>9.0} tasks/s  ({:.2} of plain, {base:.0}; medians of 3)",
+            rate / base
+        );
     }
     b.clear().await?;
     Ok(())

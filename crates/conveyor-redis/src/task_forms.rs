@@ -35,8 +35,11 @@ impl Form {
             return Form::Keys;
         }
         match before {
+            // After a task with a keep, whose data record takes the long
+            // form, the script would give a like task that form too.
             Some(b)
-                if b.queue == t.queue
+                if b.keep.is_none()
+                    && b.queue == t.queue
                     && b.handler == t.handler
                     && b.priority == t.priority
                     && b.first_run(now) == t.first_run(now) =>
@@ -155,15 +158,18 @@ mod tests {
             t("b").priority(3).delay(Duration::from_secs(1)),
             t("b").unique_key("u"),
             t("b").ordering_key("o"),
-            t("b").keep(Duration::from_secs(60)),
             // Like the one before but for its key, which it does not take.
             t("b"),
+            t("b").queue("other"),
+            t("b").queue("other").keep(Duration::from_secs(60)),
+            // Like the one before but for its keep: never repeats it.
+            t("b").queue("other"),
             t("b").queue("other"),
         ];
         use Form::*;
         assert_eq!(
             forms(&tasks),
-            [Plain, Same, Plain, Plain, Same, Plain, Keys, Keys, Keys, Same, Plain]
+            [Plain, Same, Plain, Plain, Same, Plain, Keys, Keys, Same, Plain, Keys, Plain, Same]
         );
     }
 

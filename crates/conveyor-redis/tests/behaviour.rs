@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{keys_under, redis_url, Namespace};
 use conveyor_core::{
-    Backend, Clock, Error, Finish, FinishAction, ManualClock, NewTask, ReserveParams, Retention,
-    SystemClock, TaskId, TaskState,
+    Backend, Clock, Error, Finish, FinishAction, ListParams, ManualClock, NewTask, ReserveParams,
+    Retention, SystemClock, TaskId, TaskState,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -554,7 +554,8 @@ async fn ids_across_hundreds_are_exact_and_in_order() {
 
 /// A task whose keys are too long for a byte-sized length (the data record's
 /// long form) runs like any other: reserved with its ordering key, its keys
-/// kept on its record, completed, and its unique key freed.
+/// kept on its record, completed, and its unique key freed; so does one with
+/// a keep of its own, which takes that form too.
 #[tokio::test]
 async fn long_keys_take_the_long_form_of_the_data_record() {
     let (ns, _clock) = Namespace::manual().await;
@@ -597,6 +598,69 @@ async fn long_keys_take_the_long_form_of_the_data_record() {
         .await
         .expect("enqueue");
     assert_ne!(again.id, id);
+    // Long-form records, one for its unique key, one for its keep, through
+    // the hot paths of reserve and of a plain completion.
+    let (queue, handler) = ("longform".to_string(), "h".to_string());
+    let queues = vec![queue.clone()];
+    let plain = b
+        .enqueue(
+            NewTask::new(&handler, b"1".to_vec())
+                .queue(&queue)
+                .unique_key("v".repeat(300)),
+        )
+        .await
+        .expect("enqueue")
+        .id;
+    let kept = b
+        .enqueue(
+            NewTask::new(&handler, b"2".to_vec())
+                .queue(&queue)
+                .keep(Duration::from_secs(90)),
+        )
+        .await
+        .expect("enqueue")
+        .id;
+    let got = b
+        .reserve(ReserveParams::new(&queues, 10, LEASE))
+        .await
+        .expect("reserve");
+    assert_eq!(
+        got.iter().map(|r| r.lease.id).collect::<Vec<_>>(),
+        [plain, kept]
+    );
+    assert!(got.iter().all(|r| r.handler == handler && r.queue == queue));
+    let reports = got
+        .iter()
+        .map(|r| Finish::complete(r.lease.clone()))
+        .collect();
+    assert!(b
+        .finish(reports)
+        .await
+        .expect("finish")
+        .iter()
+        .all(Result::is_ok));
+    let (p, k) = (
+        b.get(plain).await.expect("get").expect("record"),
+        b.get(kept).await.expect("get").expect("record"),
+    );
+    assert_eq!(
+        (p.state, k.state),
+        (TaskState::Completed, TaskState::Completed)
+    );
+    assert_eq!((p.keep, p.expires_at), (None, None));
+    assert_eq!(k.keep, Some(Duration::from_secs(90)));
+    assert_eq!(
+        k.expires_at,
+        k.finished_at.map(|t| t.plus(Duration::from_secs(90)))
+    );
+    let listed = b
+        .list(&ListParams::new(TaskState::Completed).queue(queue.as_str()))
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [plain, kept]
+    );
 }
 
 /// A ready-set entry of a task that does not head its ordering key (left

@@ -29,11 +29,16 @@ local wake = {}
 -- many (kept by hand: Lua's # searches for a table's end at each use).
 local done, n_done = {}, 0
 
--- The retention a report's kind names after its letter (nil for none).
+-- The retention a report's kind names after its letter (nil for none),
+-- looked up once per kind and call.
+local ret_of_kind = {}
 local function retention_of(kind)
   if #kind == 1 then return nil end
-  local ret = rets[tonumber(sub(kind, 2))]
+  local ret = ret_of_kind[kind]
+  if ret then return ret end
+  ret = rets[tonumber(sub(kind, 2))]
   if not ret then fail('finish: a report kind ' .. kind .. ' names no retention') end
+  ret_of_kind[kind] = ret
   return ret
 end
 
@@ -89,10 +94,10 @@ local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
 -- Per queue: the completed tasks' ids, appended to the finished list, and
 -- how many.
 local finished, n_finished = {}, {}
--- Completions that carry a retention: per queue, the finished-at and
--- member pairs of its expiring set; the expiry and id pairs of expiry.all, and
--- their length; per queue and retention, the expiry (see move in
--- common/steps.lua).
+-- Completions of tasks kept for a time of their own (their keep, or their
+-- report's retention): per queue, the finished-at and member pairs of its
+-- expiring set; the expiry and id pairs of expiry.all, and their length;
+-- per queue and time kept (ms), the expiry (see move in common/steps.lua).
 local expiring, expiries, n_expiries, expiry_of = {}, {}, 0, {}
 -- The new state records and the results (id, value, ...).
 local states, results = {}, {}
@@ -108,6 +113,9 @@ local RUNNING_HEAD = RUNNING_S .. ' '
 -- Per queue: the finished-at of its completed tasks between spaces, for
 -- their state records, and as it is.
 local done_mid, done_fa = {}, {}
+-- The keep in a data record from its priority on ('PR RA ' and a d of
+-- version 2: see packed.rs).
+local KEPT_D = '^%-?%d+ %-?%d+ 2 %d+ %-?%d+ %d* (%d+) '
 
 -- Completes task id if token holds its lease, with a result (nil for none),
 -- as a report of `kind` ('C', or 'C' and the number of a retention: see
@@ -118,11 +126,10 @@ local function complete(id, token, result, sv, dv, kind)
   -- The state record of the lease: running under this token, no
   -- finished-at; then its attempts, run-at and attempt, kept.
   local lease_head = RUNNING_HEAD .. token .. '  '
-  local q, h, uk, ok
-  if sv and dv and sub(sv, 1, #lease_head) == lease_head then q, h, uk, ok = route(dv) end
-  -- Anything unusual (stale, gone, bad data, a data record of the long
-  -- form, a task stored before the record layout) takes the generic path,
-  -- which also reports bad data.
+  local q, h, uk, ok, pat, long
+  if sv and dv and sub(sv, 1, #lease_head) == lease_head then q, h, uk, ok, pat, long = route(dv) end
+  -- Anything unusual (stale, gone, bad data, a task stored before the
+  -- record layout) takes the generic path, which also reports bad data.
   if not q then
     local applies
     if result then applies = report(id, token, kind, '1', result) else applies = report(id, token, kind, '0', '') end
@@ -145,19 +152,22 @@ local function complete(id, token, result, sv, dv, kind)
     results[n + 1], results[n + 2] = id, result
     n_results = n + 2
   end
-  local ret = retention_of(kind)
-  if ret then
-    -- Kept for its handler's retention: into the expiring set and expiry.all,
-    -- not the finished list.
+  -- How long it is kept, if it has an expiry of its own: its keep (in the
+  -- d of a long-form record, see data_head), else its report's retention.
+  local keep
+  if long then keep = match(dv, KEPT_D, pat) end
+  if not keep and #kind > 1 then keep = retention_of(kind)[1] end
+  if keep then
+    -- Into the expiring set and expiry.all, not the finished list.
     local x = expiring[q]
     if not x then
       x = {}
       expiring[q], expiry_of[q] = x, {}
     end
-    local e = expiry_of[q][ret]
+    local e = expiry_of[q][keep]
     if not e then
-      e = string.format('%d', tonumber(done_fa[q]) + tonumber(ret[1]))
-      expiry_of[q][ret] = e
+      e = string.format('%d', tonumber(done_fa[q]) + tonumber(keep))
+      expiry_of[q][keep] = e
     end
     n = #x
     x[n + 1], x[n + 2] = done_fa[q], pad(id)

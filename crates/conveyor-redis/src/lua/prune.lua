@@ -54,7 +54,7 @@ if #due > 0 then
   for i, id in ipairs(due) do
     zrem(expiry.all, id)
     local s = svs[i] and tonumber(match(svs[i], '^(%d+) '))
-    local q = dvs[i] and (route(dvs[i]) or data_parts(dvs[i]))
+    local q = dvs[i] and route(dvs[i])
     if s and q and FINISHED[s] then
       if HOME[s] == 'finished' then zrem(expiry.set(q, s), pad(id)) end
       if INDEXED[s] then zrem(index_key(q, s), id) end

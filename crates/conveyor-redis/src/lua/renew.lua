@@ -24,7 +24,7 @@ for i, id in ipairs(ids) do
     -- Running under this token: the state record starts 'S TK '.
     local head = running .. tokens[i] .. ' '
     if sub(sv, 1, #head) == head then
-      q = dv and (route(dv) or data_parts(dv))
+      q = dv and route(dv)
       -- A record that does not decode is reported by load.
       if not q then q = load(id, {'s', 'q'}).q end
     end

@@ -126,9 +126,8 @@ local function take(q, m, id, sv, dv)
   elseif tq then
     a, ra = '0', match(dv, FRESH_RUN_AT, pat)
   end
-  -- Anything unusual (another state, a record that does not decode or is
-  -- of the long form, another queue) takes the generic path, which also
-  -- reports bad data.
+  -- Anything unusual (another state, a record that does not decode,
+  -- another queue) takes the generic path, which also reports bad data.
   if tq ~= q or not ra then return take_slow(q, m, id) end
   if ok and not heads_key(q, ok, id) then return 'park' end
   if wanted and not wanted[h] then return 'skip' end

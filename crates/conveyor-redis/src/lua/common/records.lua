@@ -81,16 +81,22 @@ local function data_head(q, h, pr, uk, ok, ra, long)
   return head .. q .. h .. (uk or '') .. (ok or '') .. pr .. ' ' .. dec(ra) .. ' '
 end
 
--- The routing parts of a TDATA value of the short form, for the hot paths:
--- queue, handler, unique key and ordering key (false for none), and where
--- its priority starts. nil for the long form or a value that does not
--- decode (data_parts reads both). The offsets are data_parts' own, written
--- out here once more: one function serving both, called per task, measured
--- 1,200 instructions more a reserved task.
+-- The routing parts of a TDATA value, for the hot paths: queue, handler,
+-- unique key and ordering key (false for none), where its priority starts,
+-- and true for a record of the long form (a name longer than a byte holds,
+-- or a task with a keep of its own: see data_head). nil for a value that
+-- does not decode. The short form costs two byte reads and the cuts; the
+-- long form a match of its lengths besides.
 local function route(v)
   local lq, lh, lu, lo = byte(v, 1, 4)
-  if not lo or lq == 255 then return nil end
-  local hat = 5 + lq
+  if not lo then return nil end
+  local qat, long = 5, nil
+  if lq == 255 then
+    local a, b, c, d, at = match(v, '^\255(%d+) (%d+) (%-?%d+) (%-?%d+) ()')
+    if not at then return nil end
+    lq, lh, lu, lo, qat, long = tonumber(a), tonumber(b), tonumber(c) + 1, tonumber(d) + 1, at, true
+  end
+  local hat = qat + lq
   local uat = hat + lh
   local oat = uat
   if lu > 0 then oat = oat + lu - 1 end
@@ -100,33 +106,17 @@ local function route(v)
   local uk, ok = false, false
   if lu > 0 then uk = sub(v, uat, oat - 1) end
   if lo > 0 then ok = sub(v, oat, pat - 1) end
-  return sub(v, 5, hat - 1), sub(v, hat, uat - 1), uk, ok, pat
+  return sub(v, qat, hat - 1), sub(v, hat, uat - 1), uk, ok, pat, long
 end
 
 -- The parts of a TDATA value: queue, handler, priority, unique key and
 -- ordering key (false for none), d, enqueued run-at. nil when it does not
 -- decode.
 local function data_parts(v)
-  local lq, lh, lu, lo = byte(v, 1, 4)
-  if not lo then return nil end
-  local qat = 5
-  if lq == 255 then
-    local a, b, c, d, at = match(v, '^\255(%d+) (%d+) (%-?%d+) (%-?%d+) ()')
-    if not at then return nil end
-    lq, lh, lu, lo, qat = tonumber(a), tonumber(b), tonumber(c) + 1, tonumber(d) + 1, at
-  end
-  local hat = qat + lq
-  local uat = hat + lh
-  local oat = uat
-  if lu > 0 then oat = oat + lu - 1 end
-  local pat = oat
-  if lo > 0 then pat = pat + lo - 1 end
+  local q, h, uk, ok, pat = route(v)
+  if not q then return nil end
   local pr, ra, dat = match(v, '^(%-?%d+) (%-?%d+) ()', pat)
   if not dat then return nil end
-  local uk, ok = false, false
-  if lu > 0 then uk = sub(v, uat, oat - 1) end
-  if lo > 0 then ok = sub(v, oat, pat - 1) end
-  local q, h = sub(v, qat, hat - 1), sub(v, hat, uat - 1)
   return q, h, pr, uk, ok, sub(v, dat), ra
 end
 

@@ -200,7 +200,7 @@ local function dead_queues(ids)
   for i, id in ipairs(ids) do
     local dv = dvs[i]
     if dv then
-      qs[i] = route(dv) or data_parts(dv) or false
+      qs[i] = route(dv) or false
       layout[i] = true
     else
       qs[i] = redis.call('HGET', task_key(id), 'q')
@@ -252,7 +252,8 @@ end
 --   '=' d: a task with no unique or ordering key and the queue, handler,
 --       priority and run_at of the task before it in the list (2 arguments).
 -- A task with a keep of its own always comes as a 'k' form (see
--- task_forms.rs), keys or not: the hot path below is not for it.
+-- task_forms.rs), keys or not, and its data record takes the long form
+-- (see data_head), which tells the hot paths to look for the keep.
 
 -- The Enqueue edge of a new task without a unique or ordering key, due now,
 -- is written out for the hot path (every enqueue of a plain task): its two
@@ -325,11 +326,11 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
         out[#out + 1] = i
         out[#out + 1] = existing
       end
-    elseif ENQUEUE_FAST and not uk and not ok and not kept and due then
+    elseif ENQUEUE_FAST and not uk and not ok and due then
       seq = seq + 1
       local id, member = id_of(seq)
       if not head then
-        head = data_head(q, h, pr, false, false, ra)
+        head = data_head(q, h, pr, false, false, ra, kept)
         score = ready_score(pr)
       end
       local k = #datas
@@ -358,7 +359,8 @@ local function enqueue_tasks(now, b, n, span, out, wake, seq)
     else
       seq = seq + 1
       local id = string.format('%d', seq)
-      -- A task with a keep of its own takes the long form (see data_head).
+      -- A task with a keep of its own takes the long form (see data_head):
+      -- so does a '=' form after one, which the client does not send.
       redis.call('HSET', TDATA, id, data_head(q, h, pr, uk, ok, ra, kept) .. d)
       local r = {id = id, layout = true, q = q, h = h, pr = pr, ra = ra, uk = uk, ok = ok,
         tk = '0', a = '0'}
