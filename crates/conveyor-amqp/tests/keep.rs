@@ -1,8 +1,8 @@
 //! A task's own keep and its handler's retention on RabbitMQ with a Redis
 //! keeping the records: the header carries the keep, the finish stamps the
-//! expiry on the kept record, and the keeper drops each record at its own
-//! time (not at the retention the backend keeps with). Without a store for
-//! the records, a task with a keep is refused.
+//! expiry on the kept record, `get` reads both back, and the keeper drops
+//! each record at its own time (not at the retention the backend keeps
+//! with). Without a store for the records, a task with a keep is refused.
 
 mod common;
 
@@ -93,6 +93,22 @@ async fn kept_records_expire_at_their_own_time() {
     let mut expect = vec![own, handled, dies, plain];
     assert_eq!(held(&b, &expect).await, expect);
     let start = conveyor_core::Clock::now(&*clock);
+    // Each record reads back its keep and its own expiry, on the keeper's
+    // clock (it kept them at `start`); the plain one has none.
+    for (id, keep, kept_for) in [
+        (own, Some(5 * hour), Some(5 * hour)),
+        (handled, None, Some(2 * hour)),
+        (dies, None, Some(3 * hour)),
+        (plain, None, None),
+    ] {
+        let r = b.get(id).await.expect("get").expect("the record");
+        assert_eq!(r.keep, keep, "the keep of {id}");
+        assert_eq!(
+            r.expires_at,
+            kept_for.map(|d| start.plus(d)),
+            "the expiry of {id}"
+        );
+    }
     for (after, gone) in [(2, handled), (3, dies), (5, own), (24, plain)] {
         clock.set(start.plus(after * hour + Duration::from_secs(60)));
         kept.expire_kept().await.expect("expire");

@@ -99,6 +99,10 @@ impl RecordKeeper for RedisBackend {
                     None => call.arg("0").arg(""),
                 };
                 call.arg(expires(r, retention, now).as_millis());
+                // Whether that is its own expiry, which `get` reads back.
+                let own =
+                    r.state.is_finished() && r.finished_at.is_some() && r.expires_at.is_some();
+                call.arg(u8::from(own));
             }
             self.run("keep", &call).await?;
         }

@@ -1,7 +1,9 @@
--- keep: ARGV = prefix, now, n, then n records of 13 arguments each: id,
+-- keep: ARGV = prefix, now, n, then n records of 14 arguments each: id,
 -- queue, handler, d (see packed_of), run-at, state code, attempts,
 -- finished-at ('' for none), has-result ('0'|'1'), result, has-error,
--- error, and when the record expires (ms).
+-- error, when the record expires (ms), and whether that is its own expiry
+-- ('1': its keep or its handler's retention, which get reads back; '0':
+-- the retention the keeper was given).
 -- Writes records another backend holds the tasks of (the record keeper
 -- part), in this store's record layout, so get and the finish channel serve
 -- them as they serve its own tasks. A kept record is in none of this
@@ -13,7 +15,7 @@
 -- ones. Fails, writing nothing, when an id is one of this store's own
 -- tasks. Returns how many expired records it dropped.
 local now, n = ARGV[2], tonumber(ARGV[3])
-local SPAN = 13
+local SPAN = 14
 if #ARGV ~= 3 + n * SPAN then
   fail('keep: ' .. n .. ' records take ' .. (3 + n * SPAN) .. ' arguments, not ' .. #ARGV)
 end
@@ -39,7 +41,7 @@ for i = 0, n - 1 do
   if not place[id] then order[#order + 1] = id end
   place[id] = {ARGV[b + 1], ARGV[b + 5]}
 end
-local datas, states, results, expiries = {}, {}, {}, {}
+local datas, states, results, expiries, owns, not_owns = {}, {}, {}, {}, {}, {}
 local errors, no_result, no_error, ids, finished = {}, {}, {}, {}, {}
 for i = 0, n - 1 do
   local b = 4 + i * SPAN
@@ -64,6 +66,12 @@ for i = 0, n - 1 do
   end
   expiries[#expiries + 1] = ARGV[b + 12]
   expiries[#expiries + 1] = id
+  if ARGV[b + 13] == '1' then
+    owns[#owns + 1] = id
+    owns[#owns + 1] = ARGV[b + 12]
+  else
+    not_owns[#not_owns + 1] = id
+  end
   if FINISHED[tonumber(s)] then finished[#finished + 1] = id end
 end
 bulk('HSET', TDATA, datas)
@@ -74,6 +82,8 @@ bulk('HSET', TERROR, errors)
 bulk('HDEL', TERROR, no_error)
 bulk('HDEL', THISTORY, ids)
 bulk('ZADD', KEPT, expiries)
+bulk('HDEL', kept.own(), not_owns)
+bulk('HSET', kept.own(), owns)
 kept.index_many(order, place)
 publish_finished(finished)
 return expired

@@ -20,6 +20,9 @@ local kept = {}
 
 -- The hash of places, the counter, the set of queue names.
 function kept.order() return P .. 'kept:order' end
+-- The expiries of the kept records that have one of their own (id -> ms),
+-- which get reads back as theirs.
+function kept.own() return P .. 'kept:own' end
 function kept.next() return P .. 'kept:next' end
 function kept.queues() return P .. 'kept:queues' end
 
@@ -106,6 +109,7 @@ function kept.drop(ids)
   for _, id in ipairs(ids) do kept.unindex(id) end
   drop_records(ids, {})
   bulk('HDEL', kept.order(), ids)
+  bulk('HDEL', kept.own(), ids)
   bulk('ZREM', KEPT, ids)
 end
 

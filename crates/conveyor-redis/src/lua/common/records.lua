@@ -171,7 +171,9 @@ local function fields_of(id)
   if r == nil then return nil end
   if not r.layout then return redis.call('HGETALL', task_key(id)) end
   if FINISHED[tonumber(r.s)] then
-    local xa = redis.call('ZSCORE', expiry.all, id)
+    -- Its own expiry: as one of this store's tasks, or as a kept record
+    -- (kept.own() in kept.lua, which comes after this part).
+    local xa = redis.call('ZSCORE', expiry.all, id) or redis.call('HGET', P .. 'kept:own', id)
     if xa then r.xa = string.format('%d', tonumber(xa)) end
   end
   local out = {}
