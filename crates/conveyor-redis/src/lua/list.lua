@@ -229,6 +229,27 @@ local function at_cursor_before(c, q, expiring)
   return c.expiring and not expiring
 end
 
+-- The next-chunk function of a source that reads an ordered key (a list,
+-- or a sorted set by rank) from position p on, in the listing's direction:
+-- read(from, to) gives the candidates at positions from to `to`, in
+-- ascending order.
+local function walk(p, read)
+  return function(n)
+    if newest then
+      if p < 0 then return {} end
+      local from = math.max(0, p - n + 1)
+      local got = read(from, p)
+      local out = {}
+      for i = #got, 1, -1 do out[#out + 1] = got[i] end
+      p = from - 1
+      return out
+    end
+    local got = read(p, p + n - 1)
+    p = p + #got
+    return got
+  end
+end
+
 -- A source of queue q's finished tasks (a list in finished-at order) after
 -- cursor c ({fa, q, pos, expiring}; pos nil when the cursor task is not in
 -- the list, expiring true when it is in the set, nil when in neither):
@@ -247,28 +268,14 @@ local function finish_source(q, c)
     p = first_place(key, len, c.fa, at_cursor_before(c, q, false))
     if newest then p = p - 1 end
   end
-  return function(n)
+  return walk(p, function(from, to)
     local out = {}
-    local ids
-    if newest then
-      if p < 0 then return out end
-      local from = math.max(0, p - n + 1)
-      ids = redis.call('LRANGE', key, from, p)
-      for i = #ids, 1, -1 do
-        local fa = tonumber(stored_finished_at(ids[i])) or 0
-        out[#out + 1] = {id = ids[i], fa = fa, q = q, pos = from + i - 1}
-      end
-      p = from - 1
-    else
-      ids = redis.call('LRANGE', key, p, p + n - 1)
-      for i, id in ipairs(ids) do
-        local fa = tonumber(stored_finished_at(id)) or 0
-        out[#out + 1] = {id = id, fa = fa, q = q, pos = p + i - 1}
-      end
-      p = p + #ids
+    for i, id in ipairs(redis.call('LRANGE', key, from, to)) do
+      local fa = tonumber(stored_finished_at(id)) or 0
+      out[i] = {id = id, fa = fa, q = q, pos = from + i - 1}
     end
     return out
-  end
+  end)
 end
 
 -- A source of queue q's finished tasks with an expiry of their own (a
@@ -289,28 +296,15 @@ local function expiring_source(q, c)
     p = redis.call('ZCOUNT', key, '-inf', upto)
     if newest then p = p - 1 end
   end
-  return function(n)
+  return walk(p, function(from, to)
     local out = {}
-    local got
-    if newest then
-      if p < 0 then return out end
-      local from = math.max(0, p - n + 1)
-      got = redis.call('ZRANGE', key, from, p, 'WITHSCORES')
-      for i = #got - 1, 1, -2 do
-        local id = unpad(got[i])
-        out[#out + 1] = {id = id, fa = tonumber(got[i + 1]), q = q, k = tonumber(id), expiring = true}
-      end
-      p = from - 1
-    else
-      got = redis.call('ZRANGE', key, p, p + n - 1, 'WITHSCORES')
-      for i = 1, #got, 2 do
-        local id = unpad(got[i])
-        out[#out + 1] = {id = id, fa = tonumber(got[i + 1]), q = q, k = tonumber(id), expiring = true}
-      end
-      p = p + #got / 2
+    local got = redis.call('ZRANGE', key, from, to, 'WITHSCORES')
+    for i = 1, #got, 2 do
+      local id = unpad(got[i])
+      out[#out + 1] = {id = id, fa = tonumber(got[i + 1]), q = q, k = tonumber(id), expiring = true}
     end
     return out
-  end
+  end)
 end
 
 -- True when candidate a comes before candidate b in the order.
