@@ -91,14 +91,16 @@ local FAST = TR.Complete.from[RUNNING] and HOME[RUNNING] == 'leases'
   and not INDEXED[RUNNING] and not INDEXED[TR.Complete.to]
   and HOME[TR.Complete.to] == 'finished' and FINISHED[TR.Complete.to] and UNFINISHED[RUNNING]
 local RUNNING_S, DONE_S = STATE_STR[RUNNING], STATE_STR[TR.Complete.to]
--- Per queue: the completed tasks' ids, appended to the finished list, and
--- how many.
-local finished, n_finished = {}, {}
--- Completions of tasks kept for a time of their own (their keep, or their
--- report's retention): per queue, the finished-at and member pairs of its
--- expiring set; the expiry and id pairs of expiry.all, and their length;
--- per queue and time kept (ms), the expiry (see move in common/steps.lua).
-local expiring, expiries, n_expiries, expiry_of = {}, {}, 0, {}
+-- Per list the call appends completed tasks to (its queue's finished
+-- list, or its list for a time kept: see move in common/steps.lua): their
+-- ids, how many, and the list's finished-at between spaces, for their state
+-- records.
+local appends, n_appends, mid_of = {}, {}, {}
+-- Per queue: its finished list, and its lists by time kept (ms).
+local main_of, times_of = {}, {}
+-- The id and time pairs of the tasks kept for a time of their own, for
+-- expiry.kept, and their length.
+local kept_ids, n_kept = {}, 0
 -- The new state records and the results (id, value, ...).
 local states, results = {}, {}
 -- The lengths of states, results and out, kept by hand.
@@ -110,9 +112,6 @@ local applied = {}
 
 -- The head of a running task's state record, before its token.
 local RUNNING_HEAD = RUNNING_S .. ' '
--- Per queue: the finished-at of its completed tasks between spaces, for
--- their state records, and as it is.
-local done_mid, done_fa = {}, {}
 -- The keep in a data record from its priority on ('PR RA ' and a d of
 -- version 2: see packed.rs).
 local KEPT_D = '^%-?%d+ %-?%d+ 2 %d+ %-?%d+ %d* (%d+) '
@@ -136,49 +135,52 @@ local function complete(id, token, result, sv, dv, kind)
     if applies == 1 then applied[id] = true end
     return applies
   end
-  local f = finished[q]
+  -- How long it is kept, if for a time of its own: its keep (in the d of a
+  -- long-form record, see data_head), else its report's retention; and the
+  -- list it goes into.
+  local keep, key
+  if long then keep = match(dv, KEPT_D, pat) end
+  if not keep and #kind > 1 then keep = retention_of(kind)[1] end
+  local n
+  if keep then
+    local t = times_of[q]
+    if not t then
+      t = {}
+      times_of[q] = t
+    end
+    key = t[keep]
+    if not key then
+      key = expiry.list(q, TR.Complete.to, keep)
+      t[keep] = key
+    end
+    n = n_kept
+    kept_ids[n + 1], kept_ids[n + 2] = id, keep
+    n_kept = n + 2
+  else
+    key = main_of[q]
+    if not key then
+      key = home_key(q, TR.Complete.to)
+      main_of[q] = key
+    end
+  end
+  local f = appends[key]
   if not f then
     f = {}
-    finished[q], n_finished[q] = f, 0
-    local fa = finished_at(home_key(q, TR.Complete.to), now)
-    done_fa[q], done_mid[q] = fa, ' ' .. fa .. ' '
+    appends[key], n_appends[key] = f, 0
+    mid_of[key] = ' ' .. finished_at(key, now) .. ' '
   end
-  local n = n_states
+  n = n_states
   states[n + 1] = id
-  states[n + 2] = DONE_S .. ' ' .. token .. done_mid[q] .. sub(sv, #lease_head + 1)
+  states[n + 2] = DONE_S .. ' ' .. token .. mid_of[key] .. sub(sv, #lease_head + 1)
   n_states = n + 2
   if result then
     n = n_results
     results[n + 1], results[n + 2] = id, result
     n_results = n + 2
   end
-  -- How long it is kept, if it has an expiry of its own: its keep (in the
-  -- d of a long-form record, see data_head), else its report's retention.
-  local keep
-  if long then keep = match(dv, KEPT_D, pat) end
-  if not keep and #kind > 1 then keep = retention_of(kind)[1] end
-  if keep then
-    -- Into the expiring set and expiry.all, not the finished list.
-    local x = expiring[q]
-    if not x then
-      x = {}
-      expiring[q], expiry_of[q] = x, {}
-    end
-    local e = expiry_of[q][keep]
-    if not e then
-      e = string.format('%d', tonumber(done_fa[q]) + tonumber(keep))
-      expiry_of[q][keep] = e
-    end
-    n = #x
-    x[n + 1], x[n + 2] = done_fa[q], pad(id)
-    n = n_expiries
-    expiries[n + 1], expiries[n + 2] = e, id
-    n_expiries = n + 2
-  else
-    n = n_finished[q] + 1
-    n_finished[q] = n
-    f[n] = id
-  end
+  n = n_appends[key] + 1
+  n_appends[key] = n
+  f[n] = id
   lease_gone(q, id, token)
   count_running(h, -1)
   if ok then redis.call('DEL', ordrun_key(q, ok)) end
@@ -251,13 +253,13 @@ while f <= #ARGV do
   if out[pos] == 1 then enqueue_tasks(now, f + 3, m, span, nil, wake, take_ids(m)) end
   f = f + 3 + span
 end
-for q, f in pairs(finished) do
-  bulk('RPUSH', home_key(q, TR.Complete.to), f)
+for key, f in pairs(appends) do bulk('RPUSH', key, f) end
+for q, t in pairs(times_of) do
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  bulk('SADD', expiry.times(q, TR.Complete.to), ks)
 end
-for q, x in pairs(expiring) do
-  bulk('ZADD', expiry.set(q, TR.Complete.to), x)
-end
-bulk('ZADD', expiry.all, expiries)
+bulk('HSET', expiry.kept, kept_ids)
 flush()
 flush_ready()
 publish(wake)

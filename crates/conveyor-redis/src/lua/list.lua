@@ -11,14 +11,13 @@
 --
 -- Order, oldest first (newest first is its reverse): by id (enqueue order),
 -- except completed and cancelled tasks, which are kept per queue in lists in
--- finish order, and those with an expiry of their own in a sorted set per
--- queue by finished-at (see move in common/steps.lua): by finished-at, then
--- queue name, then the list before the set, then place in the queue's
--- list (each list is in finished-at order: see finished_at in
--- common/steps.lua) or id.
+-- finish order (the finished list, and one per time kept for the tasks kept
+-- for a time of their own: see move in common/steps.lua): by finished-at,
+-- then queue name, then list (the finished list first, then by time kept),
+-- then place in the list (each list is in finished-at order: see
+-- finished_at in common/steps.lua).
 -- Paging is by key: the cursor task's id, or for the finish lists its
--- finished-at, queue and place (or rank in the set), found again in each
--- call. Each queue is read
+-- finished-at, queue, list and place, found again in each call. Each queue is read
 -- from its cursor in chunks and the queues are merged, so a page never skips
 -- rows to an offset.
 local state = tonumber(ARGV[2])
@@ -219,92 +218,65 @@ local function place_of(key, fa, id)
   return nil
 end
 
--- Whether a task of queue q from the list (expiring false) or the set
--- (true) that finished at the cursor's finished-at comes before the cursor
--- in the order, when it is not the cursor's own list or set (for that, its
--- place or rank says).
-local function at_cursor_before(c, q, expiring)
+-- Whether a task of queue q from list `src` (-1: the finished list, else
+-- its time kept) that finished at the cursor's finished-at comes before the
+-- cursor in the order, when it is not the cursor's own list (there, its
+-- place says).
+local function at_cursor_before(c, q, src)
   if q ~= c.q then return q < c.q end
-  if c.expiring == nil then return not newest end
-  return c.expiring and not expiring
+  if c.src == nil then return not newest end
+  return src < c.src
 end
 
--- The next-chunk function of a source that reads an ordered key (a list,
--- or a sorted set by rank) from position p on, in the listing's direction:
--- read(from, to) gives the candidates at positions from to `to`, in
--- ascending order.
-local function walk(p, read)
-  return function(n)
-    if newest then
-      if p < 0 then return {} end
-      local from = math.max(0, p - n + 1)
-      local got = read(from, p)
-      local out = {}
-      for i = #got, 1, -1 do out[#out + 1] = got[i] end
-      p = from - 1
-      return out
-    end
-    local got = read(p, p + n - 1)
-    p = p + #got
-    return got
-  end
-end
-
--- A source of queue q's finished tasks (a list in finished-at order) after
--- cursor c ({fa, q, pos, expiring}; pos nil when the cursor task is not in
--- the list, expiring true when it is in the set, nil when in neither):
--- candidates {id, fa, q, pos}.
-local function finish_source(q, c)
-  local key = members_key(q, state)
+-- A source of queue q's finished tasks in list `key` (in finished-at
+-- order; src as for at_cursor_before) after cursor c ({fa, q, src, pos};
+-- src and pos nil when the cursor task is in none of its queue's lists for
+-- the state): candidates {id, fa, q, src, pos}.
+local function finish_source(q, key, src, c)
   local len = redis.call('LLEN', key)
   local p
   if not c then
     if newest then p = len - 1 else p = 0 end
-  elseif q == c.q and c.pos then
+  elseif q == c.q and c.src == src then
     if newest then p = c.pos - 1 else p = c.pos + 1 end
   else
     -- After (fa, q, ...) in the order: from the first task past the
     -- cursor's finished-at, or at it when those come after the cursor.
-    p = first_place(key, len, c.fa, at_cursor_before(c, q, false))
+    p = first_place(key, len, c.fa, at_cursor_before(c, q, src))
     if newest then p = p - 1 end
   end
-  return walk(p, function(from, to)
+  return function(n)
     local out = {}
-    for i, id in ipairs(redis.call('LRANGE', key, from, to)) do
-      local fa = tonumber(stored_finished_at(id)) or 0
-      out[i] = {id = id, fa = fa, q = q, pos = from + i - 1}
+    local ids
+    if newest then
+      if p < 0 then return out end
+      local from = math.max(0, p - n + 1)
+      ids = redis.call('LRANGE', key, from, p)
+      for i = #ids, 1, -1 do
+        local fa = tonumber(stored_finished_at(ids[i])) or 0
+        out[#out + 1] = {id = ids[i], fa = fa, q = q, src = src, pos = from + i - 1}
+      end
+      p = from - 1
+    else
+      ids = redis.call('LRANGE', key, p, p + n - 1)
+      for i, id in ipairs(ids) do
+        local fa = tonumber(stored_finished_at(id)) or 0
+        out[#out + 1] = {id = id, fa = fa, q = q, src = src, pos = p + i - 1}
+      end
+      p = p + #ids
     end
     return out
-  end)
+  end
 end
 
--- A source of queue q's finished tasks with an expiry of their own (a
--- sorted set by finished-at, then id) after cursor c (as for
--- finish_source; rank set when the cursor task is in this set): candidates
--- {id, fa, q, k, expiring}.
-local function expiring_source(q, c)
-  local key = expiry.set(q, state)
-  local p
-  if not c then
-    if newest then p = redis.call('ZCARD', key) - 1 else p = 0 end
-  elseif q == c.q and c.rank then
-    if newest then p = c.rank - 1 else p = c.rank + 1 end
-  else
-    -- The first rank past the cursor's finished-at, or at it.
-    local upto = c.fa
-    if not at_cursor_before(c, q, true) then upto = '(' .. c.fa end
-    p = redis.call('ZCOUNT', key, '-inf', upto)
-    if newest then p = p - 1 end
+-- Queue q's lists for the state: the finished list (src -1) and one per
+-- time kept (src the time), as {key, src}.
+local function finish_lists(q)
+  local out = {{members_key(q, state), -1}}
+  for _, k in ipairs(redis.call('SMEMBERS', expiry.times(q, state))) do
+    out[#out + 1] = {expiry.list(q, state, k), tonumber(k)}
   end
-  return walk(p, function(from, to)
-    local out = {}
-    local got = redis.call('ZRANGE', key, from, to, 'WITHSCORES')
-    for i = 1, #got, 2 do
-      local id = unpad(got[i])
-      out[#out + 1] = {id = id, fa = tonumber(got[i + 1]), q = q, k = tonumber(id), expiring = true}
-    end
-    return out
-  end)
+  return out
 end
 
 -- True when candidate a comes before candidate b in the order.
@@ -312,8 +284,7 @@ local function before(a, b)
   if by_finish then
     if a.fa ~= b.fa then return precedes(a.fa, b.fa) end
     if a.q ~= b.q then return precedes(a.q, b.q) end
-    if a.expiring ~= b.expiring then return precedes(a.expiring and 1 or 0, b.expiring and 1 or 0) end
-    if a.expiring then return precedes(a.k, b.k) end
+    if a.src ~= b.src then return precedes(a.src, b.src) end
     return precedes(a.pos, b.pos)
   end
   return precedes(a.k, b.k)
@@ -326,34 +297,34 @@ if by_finish and after then
   if v and v.q then
     cursor = {q = v.q, fa = tonumber(v.fa) or 0}
     if tonumber(v.s) == state then
-      cursor.rank = redis.call('ZRANK', expiry.set(v.q, state), pad(after))
-      if cursor.rank then
-        cursor.expiring = true
-      else
-        cursor.rank = nil
-        cursor.pos = place_of(members_key(v.q, state), cursor.fa, after)
-        if cursor.pos then cursor.expiring = false end
-      end
+      -- Its list: the one for its time kept, if it has one.
+      local k = redis.call('HGET', expiry.kept, after)
+      local key, src = members_key(v.q, state), -1
+      if k then key, src = expiry.list(v.q, state, k), tonumber(k) end
+      cursor.pos = place_of(key, cursor.fa, after)
+      if cursor.pos then cursor.src = src end
     end
   elseif newest then
     -- The cursor task is gone: pruned, and prune cuts every list from its
-    -- oldest end, so nothing older is left. (A task pruned at an expiry of
-    -- its own may leave older tasks: the listing ends there, the same
-    -- trade as a cursor that names a task id alone.)
+    -- oldest end, so nothing older is left. (A task pruned at a time kept
+    -- of its own may leave older tasks in other lists: the listing ends
+    -- there, the trade of a cursor that names a task id alone.)
     return {{}, ''}
   end
   -- (Oldest first after a pruned task: everything left came after it, or
-  -- for one pruned at its own expiry, is listed again.)
+  -- for one pruned at a time kept of its own, may be listed again.)
 end
 
 -- One source per queue, each with a buffer of candidates.
 local sources = {}
 for _, q in ipairs(queues) do
-  local next_chunk
-  if by_finish then next_chunk = finish_source(q, cursor) else next_chunk = id_source(q, after) end
-  sources[#sources + 1] = {next_chunk = next_chunk, buf = {}, i = 1, done = false}
   if by_finish then
-    sources[#sources + 1] = {next_chunk = expiring_source(q, cursor), buf = {}, i = 1, done = false}
+    for _, l in ipairs(finish_lists(q)) do
+      sources[#sources + 1] = {next_chunk = finish_source(q, l[1], l[2], cursor), buf = {}, i = 1,
+        done = false}
+    end
+  else
+    sources[#sources + 1] = {next_chunk = id_source(q, after), buf = {}, i = 1, done = false}
   end
 end
 

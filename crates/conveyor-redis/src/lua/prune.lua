@@ -1,8 +1,9 @@
 -- prune: ARGV = prefix, completed/cancelled finished before, dead finished
 -- before, limit, now.
--- Deletes up to limit finished tasks: first those whose own expiry (see
--- expiry.all) is before now, then those without one older than the retention
--- given. Returns how
+-- Deletes up to limit finished tasks: those kept for a time of their own
+-- whose expiry is before now (dead ones from expiry.all, the others from
+-- the start of their lists: see move in common/steps.lua), and those
+-- without one older than the retention given. Returns how
 -- many; the caller runs it again while a full batch was deleted. The
 -- records of a batch are read and dropped with a few commands for all of
 -- it (see drop_records), not per task.
@@ -44,9 +45,9 @@ local function prune_list(q, list, before)
     n = n + k
   end
 end
--- Tasks with an expiry of their own: each out of expiry.all and out of its
--- queue's expiring set (completed, cancelled) or dead index. One that is
--- not finished (never written so) only leaves expiry.all.
+-- Dead tasks with an expiry of their own: each out of expiry.all and its
+-- queue's dead index. One that is not dead (never written so) only leaves
+-- expiry.all.
 local due = redis.call('ZRANGEBYSCORE', expiry.all, '-inf', '(' .. ARGV[5], 'LIMIT', 0, limit)
 if #due > 0 then
   local svs = hmget(TSTATE, due)
@@ -55,9 +56,8 @@ if #due > 0 then
     zrem(expiry.all, id)
     local s = svs[i] and tonumber(match(svs[i], '^(%d+) '))
     local q = dvs[i] and route(dvs[i])
-    if s and q and FINISHED[s] then
-      if HOME[s] == 'finished' then zrem(expiry.set(q, s), pad(id)) end
-      if INDEXED[s] then zrem(index_key(q, s), id) end
+    if s and q and FINISHED[s] and INDEXED[s] then
+      zrem(index_key(q, s), id)
       touched[q] = true
       drop(id, true)
       n = n + 1
@@ -66,7 +66,18 @@ if #due > 0 then
 end
 for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
   for _, s in ipairs(ALL_STATES) do
-    if HOME[s] == 'finished' then prune_list(q, home_key(q, s), ARGV[2]) end
+    if HOME[s] == 'finished' then
+      prune_list(q, home_key(q, s), ARGV[2])
+      -- Its lists of tasks kept for a time of their own, each in expiry
+      -- order; the time leaves the queue's set with its list's last task.
+      local times = expiry.times(q, s)
+      for _, k in ipairs(redis.call('SMEMBERS', times)) do
+        if n >= limit then break end
+        local list = expiry.list(q, s, k)
+        prune_list(q, list, string.format('%d', tonumber(ARGV[5]) - tonumber(k)))
+        if redis.call('LLEN', list) == 0 then redis.call('SREM', times, k) end
+      end
+    end
   end
 end
 -- Dead tasks: one global set by finish time.

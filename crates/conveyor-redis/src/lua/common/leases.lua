@@ -206,7 +206,11 @@ end
 -- How many tasks of queue q are in state s.
 local function count_state(q, s)
   if not INDEXED[s] and HOME[s] == 'finished' then
-    return redis.call('LLEN', members_key(q, s)) + redis.call('ZCARD', expiry.set(q, s))
+    local n = redis.call('LLEN', members_key(q, s))
+    for _, k in ipairs(redis.call('SMEMBERS', expiry.times(q, s))) do
+      n = n + redis.call('LLEN', expiry.list(q, s, k))
+    end
+    return n
   end
   local n = redis.call('ZCARD', members_key(q, s))
   if not INDEXED[s] and HOME[s] == 'ready' then n = n + redis.call('ZCARD', parked_key(q)) end

@@ -29,13 +29,16 @@ local LIMITS, TATS, RUNNING_H
 local TOKENS, TSTATE, TDATA, TRESULT, TERROR, THISTORY
 -- The records this store keeps for another backend, by expiry (see keep.lua).
 local KEPT
--- Finished tasks with an expiry of their own (a task's keep, or the
--- retention its worker's report carried): expiry.all, the sorted set of
--- them all by expiry (what prune takes first), and the functions below and
--- in steps.lua. Such a task is kept out of the per-queue finished lists and
--- the dead set, which prune cuts by the retention it is given (see move in
--- steps.lua). One table, not a local each: a script (the shared code and
--- one body) may have at most 200 locals.
+-- Finished tasks kept for a time of their own, K ms (a task's keep, or the
+-- retention its worker's report carried): the keys and functions below and
+-- in steps.lua. A completed or cancelled one goes into its queue's list for
+-- that state and K (expiry.list), not the finished list: tasks kept for the
+-- same time expire in the order they finished, so prune cuts each such list
+-- from its start, as it cuts the finished lists. Its K is a field of
+-- expiry.kept (id -> K), for get and for finding a listing's cursor. A dead
+-- one goes into expiry.all (by expiry) instead of the dead set. One table,
+-- not a local each: a script (the shared code and one body) may have at
+-- most 200 locals.
 local expiry = {}
 -- Key names are built once per queue (and state) per prefix: string
 -- building is a large share of a script's time.
@@ -95,6 +98,7 @@ local function begin(prefix)
   THISTORY = P .. 'tasks:history'
   KEPT = P .. 'kept'
   expiry.all = P .. 'expires'
+  expiry.kept = P .. 'tasks:kept'
   base_of, ready_of, index_of, uniq_of, leases_of, groups_of = {}, {}, {}, {}, {}, {}
 end
 
@@ -170,11 +174,12 @@ local function uniq_key(q)
 end
 -- Available tasks that wait behind their ordering key's head (score = id).
 local function parked_key(q) return queue_base(q) .. 'parked' end
--- The completed (or cancelled) tasks of queue q with an expiry of their
--- own, by finished-at; members are padded ids, so equal finished-ats are in
--- id order. They are the rest of the queue's tasks in that state, beside its
--- finished list.
-function expiry.set(q, s) return queue_base(q) .. 'x:' .. STATE_STR[s] end
+-- The completed (or cancelled) tasks of queue q kept k ms (a decimal
+-- string), in the order they finished: with the finished list and the
+-- other such lists, the queue's tasks in that state.
+function expiry.list(q, s, k) return queue_base(q) .. 'x:' .. STATE_STR[s] .. ':' .. k end
+-- The times (k) that queue q has such a list of for state s: a set.
+function expiry.times(q, s) return queue_base(q) .. 'xk:' .. STATE_STR[s] end
 local function ord_key(q, k) return queue_base(q) .. 'ord:' .. k end
 -- The running task of an ordering key, if one runs (at most one can).
 local function ordrun_key(q, k) return queue_base(q) .. 'ordrun:' .. k end

@@ -171,9 +171,16 @@ local function fields_of(id)
   if r == nil then return nil end
   if not r.layout then return redis.call('HGETALL', task_key(id)) end
   if FINISHED[tonumber(r.s)] then
-    -- Its own expiry: as one of this store's tasks, or as a kept record
-    -- (kept.own() in kept.lua, which comes after this part).
-    local xa = redis.call('ZSCORE', expiry.all, id) or redis.call('HGET', P .. 'kept:own', id)
+    -- Its own expiry: kept for a time of its own (completed, cancelled),
+    -- dead with one, or a kept record with one (kept.own() in kept.lua,
+    -- which comes after this part).
+    local k = redis.call('HGET', expiry.kept, id)
+    local xa
+    if k and r.fa then
+      xa = tonumber(r.fa) + tonumber(k)
+    else
+      xa = redis.call('ZSCORE', expiry.all, id) or redis.call('HGET', P .. 'kept:own', id)
+    end
     if xa then r.xa = string.format('%d', tonumber(xa)) end
   end
   local out = {}

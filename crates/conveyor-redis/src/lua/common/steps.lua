@@ -90,10 +90,10 @@ end
 -- expiry, see expiry.keep_ms) along
 -- transition tname, writing `sets` (field, value, ...) and deleting `dels`
 -- with its new state, and keeping every index in step. A task that
--- finishes with an expiry goes into expiry.all, and (completed, cancelled)
--- into its queue's expiring set rather than the finished list, or (dead)
--- not into the dead set: prune takes it at its expiry, not by the
--- retention it is given.
+-- finishes kept for a time of its own goes (completed, cancelled) into its
+-- queue's list for that time rather than the finished list, or (dead) into
+-- expiry.all rather than the dead set: prune takes it at its expiry, not by
+-- the retention it is given.
 local function move(r, tname, now, sets, dels)
   local tr = TR[tname]
   local from = r.s
@@ -121,14 +121,19 @@ local function move(r, tname, now, sets, dels)
   end
   sets[#sets + 1] = 's'
   sets[#sets + 1] = to
-  -- The finished-at and, for a task kept for a time of its own, the expiry.
-  local fa, expires
+  -- The finished-at and, for a task kept for a time of its own (k ms), the
+  -- list it goes into (completed, cancelled).
+  local fa, k, list
   if FINISHED[to] then
-    if HOME[to] == 'finished' then fa = finished_at(home_key(r.q, to), now) else fa = now end
+    k = expiry.keep_ms(r, to)
+    if HOME[to] == 'finished' then
+      if k then list = expiry.list(r.q, to, k) else list = home_key(r.q, to) end
+      fa = finished_at(list, now)
+    else
+      fa = now
+    end
     sets[#sets + 1] = 'fa'
     sets[#sets + 1] = fa
-    local k = expiry.keep_ms(r, to)
-    if k then expires = string.format('%d', tonumber(fa) + tonumber(k)) end
   end
   store(r, sets, dels)
   r.s = to
@@ -158,11 +163,14 @@ local function move(r, tname, now, sets, dels)
     -- A reserve call's tasks of the record layout share its token: they
     -- join the call's lease group.
     if r.group then group_add(r.q, r.id) else zadd(leases_key(r.q), r.lu, r.id) end
-  elseif expires then
-    zadd(expiry.all, expires, r.id)
-    if h == 'finished' then zadd(expiry.set(r.q, to), fa, pad(r.id)) end
   elseif h == 'finished' then
-    redis.call('RPUSH', home_key(r.q, to), r.id)
+    redis.call('RPUSH', list, r.id)
+    if k then
+      redis.call('SADD', expiry.times(r.q, to), k)
+      redis.call('HSET', expiry.kept, r.id, k)
+    end
+  elseif k then
+    zadd(expiry.all, string.format('%d', tonumber(fa) + tonumber(k)), r.id)
   else
     zadd(home_key(r.q, to), now, r.id)
   end
@@ -182,7 +190,9 @@ end
 -- the caller's to cut.
 local function drop_records(ids, older)
   if #ids > 0 then
-    for _, key in ipairs({TSTATE, TDATA, TRESULT, TERROR, THISTORY}) do bulk('HDEL', key, ids) end
+    for _, key in ipairs({TSTATE, TDATA, TRESULT, TERROR, THISTORY, expiry.kept}) do
+      bulk('HDEL', key, ids)
+    end
   end
   for i = 1, #older, CHUNK do
     local keys = {}
