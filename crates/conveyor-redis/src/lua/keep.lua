@@ -43,6 +43,16 @@ for i = 0, n - 1 do
 end
 local datas, states, results, expiries, owns, not_owns = {}, {}, {}, {}, {}, {}
 local errors, no_result, no_error, ids, finished = {}, {}, {}, {}, {}
+-- A field of record id that it has (flag '1': `value` joins the id and
+-- value pairs `set`) or has not (id joins the ids `unset`).
+local function field(flag, id, value, set, unset)
+  if flag == '1' then
+    set[#set + 1] = id
+    set[#set + 1] = value
+  else
+    unset[#unset + 1] = id
+  end
+end
 for i = 0, n - 1 do
   local b = 4 + i * SPAN
   local id, q, h, d, ra = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
@@ -52,26 +62,11 @@ for i = 0, n - 1 do
   datas[#datas + 1] = data_head(q, h, '0', false, false, ra) .. d
   states[#states + 1] = id
   states[#states + 1] = state_value({s = s, tk = '0', fa = fa ~= '' and fa, a = a, ra = ra})
-  if ARGV[b + 8] == '1' then
-    results[#results + 1] = id
-    results[#results + 1] = ARGV[b + 9]
-  else
-    no_result[#no_result + 1] = id
-  end
-  if ARGV[b + 10] == '1' then
-    errors[#errors + 1] = id
-    errors[#errors + 1] = ARGV[b + 11]
-  else
-    no_error[#no_error + 1] = id
-  end
+  field(ARGV[b + 8], id, ARGV[b + 9], results, no_result)
+  field(ARGV[b + 10], id, ARGV[b + 11], errors, no_error)
   expiries[#expiries + 1] = ARGV[b + 12]
   expiries[#expiries + 1] = id
-  if ARGV[b + 13] == '1' then
-    owns[#owns + 1] = id
-    owns[#owns + 1] = ARGV[b + 12]
-  else
-    not_owns[#not_owns + 1] = id
-  end
+  field(ARGV[b + 13], id, ARGV[b + 12], owns, not_owns)
   if FINISHED[tonumber(s)] then finished[#finished + 1] = id end
 end
 bulk('HSET', TDATA, datas)
