@@ -35,12 +35,14 @@ const KEEP_BATCH: usize = 1_000;
 /// Expired records one `kept_expire` call drops at most (its third argument).
 const EXPIRE_BATCH: u64 = 200;
 
-/// When a record kept at `now` (this store's clock) expires: a finished one
-/// `retention` after it was kept (dead ones `retention.dead`), not after the
-/// finish time it carries, which the writer's clock stamped; an unfinished
-/// one `retention.dead` after it was due (its writer may never write it
-/// again).
-fn expires(record: &TaskRecord, retention: Retention, now: Timestamp) -> Timestamp {
+/// When a record kept at `now` (this store's clock) expires, and whether
+/// that is its own expiry (which `get` reads back): a finished one with an
+/// expiry of its own as long after now as that was after its finish; any
+/// other finished one `retention` after it was kept (dead ones
+/// `retention.dead`), not after the finish time it carries, which the
+/// writer's clock stamped; an unfinished one `retention.dead` after it was
+/// due (its writer may never write it again).
+fn expires(record: &TaskRecord, retention: Retention, now: Timestamp) -> (Timestamp, bool) {
     if let (true, Some(done), Some(at)) = (
         record.state.is_finished(),
         record.finished_at,
@@ -48,7 +50,7 @@ fn expires(record: &TaskRecord, retention: Retention, now: Timestamp) -> Timesta
     ) {
         // Its own expiry (its keep, or its handler's retention), as long
         // after now as it was after its finish.
-        return now.plus(at.since(done));
+        return (now.plus(at.since(done)), true);
     }
     if record.state.is_finished() {
         let keep = if record.state == conveyor_core::TaskState::Dead {
@@ -56,9 +58,12 @@ fn expires(record: &TaskRecord, retention: Retention, now: Timestamp) -> Timesta
         } else {
             retention.finished
         };
-        now.plus(keep)
+        (now.plus(keep), false)
     } else {
-        Timestamp(record.run_at.0.max(now.0)).plus(retention.dead)
+        (
+            Timestamp(record.run_at.0.max(now.0)).plus(retention.dead),
+            false,
+        )
     }
 }
 
@@ -98,11 +103,8 @@ impl RecordKeeper for RedisBackend {
                     Some(e) => call.arg("1").arg(e.as_str()),
                     None => call.arg("0").arg(""),
                 };
-                call.arg(expires(r, retention, now).as_millis());
-                // Whether that is its own expiry, which `get` reads back.
-                let own =
-                    r.state.is_finished() && r.finished_at.is_some() && r.expires_at.is_some();
-                call.arg(u8::from(own));
+                let (at, own) = expires(r, retention, now);
+                call.arg(at.as_millis()).arg(u8::from(own));
             }
             self.run("keep", &call).await?;
         }
@@ -205,7 +207,11 @@ mod tests {
             dead: Duration::from_secs(100),
         };
         let now = Timestamp(1_000_000);
-        let at = |s, ra, fa| expires(&record(s, ra, fa), r, now).as_millis();
+        let at = |s, ra, fa| {
+            let (at, own) = expires(&record(s, ra, fa), r, now);
+            assert!(!own, "no expiry of its own");
+            at.as_millis()
+        };
         // Finished: from when it is kept, whatever its writer's clock said.
         assert_eq!(at(TaskState::Completed, 0, Some(500_000)), 1_010_000);
         assert_eq!(at(TaskState::Cancelled, 0, Some(5_000_000)), 1_010_000);
@@ -213,5 +219,9 @@ mod tests {
         // Unfinished: from when it is due, or now when that is past.
         assert_eq!(at(TaskState::Scheduled, 2_000_000, None), 2_100_000);
         assert_eq!(at(TaskState::Running, 0, None), 1_100_000);
+        // A finished one with an expiry of its own: as long after now.
+        let mut own = record(TaskState::Completed, 0, Some(500_000));
+        own.expires_at = Some(Timestamp(560_000));
+        assert_eq!(expires(&own, r, now), (Timestamp(1_060_000), true));
     }
 }

@@ -114,7 +114,7 @@ local applied = {}
 local RUNNING_HEAD = RUNNING_S .. ' '
 -- The keep in a data record from its priority on ('PR RA ' and a d of
 -- version 2: see packed.rs).
-local KEPT_D = '^%-?%d+ %-?%d+ 2 %d+ %-?%d+ %d* (%d+) '
+local KEPT_D = '^%-?%d+ %-?%d+ ' .. expiry.KEEP
 
 -- Completes task id if token holds its lease, with a result (nil for none),
 -- as a report of `kind` ('C', or 'C' and the number of a retention: see

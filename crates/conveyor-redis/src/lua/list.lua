@@ -273,9 +273,7 @@ end
 -- time kept (src the time), as {key, src}.
 local function finish_lists(q)
   local out = {{members_key(q, state), -1}}
-  for _, k in ipairs(redis.call('SMEMBERS', expiry.times(q, state))) do
-    out[#out + 1] = {expiry.list(q, state, k), tonumber(k)}
-  end
+  for _, l in ipairs(expiry.lists(q, state)) do out[#out + 1] = {l[2], tonumber(l[1])} end
   return out
 end
 

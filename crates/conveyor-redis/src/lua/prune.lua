@@ -51,11 +51,11 @@ end
 local due = redis.call('ZRANGEBYSCORE', expiry.all, '-inf', '(' .. ARGV[5], 'LIMIT', 0, limit)
 if #due > 0 then
   local svs = hmget(TSTATE, due)
-  local dvs = hmget(TDATA, due)
+  local qs = dead_queues(due)
   for i, id in ipairs(due) do
     zrem(expiry.all, id)
     local s = svs[i] and tonumber(match(svs[i], '^(%d+) '))
-    local q = dvs[i] and route(dvs[i])
+    local q = qs[i]
     if s and q and FINISHED[s] and INDEXED[s] then
       zrem(index_key(q, s), id)
       touched[q] = true
@@ -70,12 +70,11 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUES)) do
       prune_list(q, home_key(q, s), ARGV[2])
       -- Its lists of tasks kept for a time of their own, each in expiry
       -- order; the time leaves the queue's set with its list's last task.
-      local times = expiry.times(q, s)
-      for _, k in ipairs(redis.call('SMEMBERS', times)) do
+      for _, l in ipairs(expiry.lists(q, s)) do
         if n >= limit then break end
-        local list = expiry.list(q, s, k)
+        local k, list = l[1], l[2]
         prune_list(q, list, string.format('%d', tonumber(ARGV[5]) - tonumber(k)))
-        if redis.call('LLEN', list) == 0 then redis.call('SREM', times, k) end
+        if redis.call('LLEN', list) == 0 then redis.call('SREM', expiry.times(q, s), k) end
       end
     end
   end

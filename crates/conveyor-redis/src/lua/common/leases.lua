@@ -207,9 +207,7 @@ end
 local function count_state(q, s)
   if not INDEXED[s] and HOME[s] == 'finished' then
     local n = redis.call('LLEN', members_key(q, s))
-    for _, k in ipairs(redis.call('SMEMBERS', expiry.times(q, s))) do
-      n = n + redis.call('LLEN', expiry.list(q, s, k))
-    end
+    for _, l in ipairs(expiry.lists(q, s)) do n = n + redis.call('LLEN', l[2]) end
     return n
   end
   local n = redis.call('ZCARD', members_key(q, s))

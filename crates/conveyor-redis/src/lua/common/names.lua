@@ -180,6 +180,13 @@ local function parked_key(q) return queue_base(q) .. 'parked' end
 function expiry.list(q, s, k) return queue_base(q) .. 'x:' .. STATE_STR[s] .. ':' .. k end
 -- The times (k) that queue q has such a list of for state s: a set.
 function expiry.times(q, s) return queue_base(q) .. 'xk:' .. STATE_STR[s] end
+-- Queue q's lists for state s of tasks kept for a time of their own, as
+-- {time, key} pairs.
+function expiry.lists(q, s)
+  local out = {}
+  for i, k in ipairs(redis.call('SMEMBERS', expiry.times(q, s))) do out[i] = {k, expiry.list(q, s, k)} end
+  return out
+end
 local function ord_key(q, k) return queue_base(q) .. 'ord:' .. k end
 -- The running task of an ordering key, if one runs (at most one can).
 local function ordrun_key(q, k) return queue_base(q) .. 'ordrun:' .. k end

@@ -64,8 +64,8 @@ end
 -- The head of a TDATA value: everything before d (uk and ok: false or nil
 -- for none; ra, the run-at the task is enqueued with). `long` asks for the
 -- long form whatever the lengths: a task with a keep of its own takes it,
--- so the hot paths (route) leave it to the generic ones, which stamp its
--- expiry.
+-- which tells the hot paths (route says which form it read) to look for
+-- the keep in d.
 local function data_head(q, h, pr, uk, ok, ra, long)
   pr = dec(pr)
   if not string.find(pr, '^%-?%d+$') then fail('bad priority ' .. pr) end
@@ -160,7 +160,7 @@ local function peek(id, sides)
 end
 
 -- The fields of a task hash, in the order stored records list them; 'xa'
--- is a finished task's expiry, when it has one (its score in expiry.all).
+-- is a finished task's expiry, when it has one of its own (see fields_of).
 local RECORD_FIELDS = {'s', 'tk', 'q', 'h', 'a', 'd', 'ra', 'pr', 'uk', 'ok', 'r', 'e', 'fa', 'at',
   'hi', 'xa'}
 

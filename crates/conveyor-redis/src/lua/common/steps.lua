@@ -68,6 +68,9 @@ local function finished_at(key, now)
   return fa
 end
 
+-- The header of a d of version 2 (see packed.rs) up to its keep, captured.
+expiry.KEEP = '2 %d+ %-?%d+ %d* (%d+) '
+
 -- How long task r is kept once finished in state `to`, in ms as a decimal
 -- string, when it has an expiry of its own: the task's keep (in its d, see
 -- packed.rs), else the retention its worker's report carried (r.ret: the
@@ -75,7 +78,7 @@ end
 function expiry.keep_ms(r, to)
   local d = r.d
   if d and byte(d, 1) == 50 then
-    local k = match(d, '^2 %d+ %-?%d+ %d* (%d+) ')
+    local k = match(d, '^' .. expiry.KEEP)
     if k then return k end
   end
   local ret = r.ret
