@@ -306,22 +306,9 @@ async fn wait_for_work_wakes_on_enqueue() {
             .wait_for_work(&default_queue(), Duration::from_millis(50))
             .await
     );
-    let client = redis::Client::open(redis_url()).expect("url");
-    let mut conn = client.get_connection().expect("connection");
-    let channel = format!("{}wake", ns.prefix());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query(&mut conn)
-            .expect("numsub");
-        if subscribers == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the subscriber never came up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    subscribed(&format!("{}wake", ns.prefix())).await;
+    // A worker does not hear finishes it never waits for.
+    assert_eq!(subscribers(&format!("{}finished", ns.prefix())), 0);
     // Absorb the wake-everyone that follows a (re)subscription.
     ns.backend
         .wait_for_work(&default_queue(), Duration::from_millis(100))
@@ -344,6 +331,96 @@ async fn wait_for_work_wakes_on_enqueue() {
         .await
         .expect("woken by the enqueue, not the 600 s timeout");
     assert!(woke.expect("waiter"));
+}
+
+/// Subscribers of `channel` now.
+fn subscribers(channel: &str) -> u64 {
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query(&mut conn)
+        .expect("numsub");
+    subscribers
+}
+
+/// Waits until `channel` has its one subscriber.
+async fn subscribed(channel: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while subscribers(channel) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber of {channel} never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A program awaiting results hears finishes, not the wake-up each enqueue
+/// publishes; once it also waits for work, the same subscriber adds the wake
+/// channel and an enqueue wakes it. A result wait still ends at the finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_subscribed_once_something_waits_on_them() {
+    let ns = Namespace::new(Arc::new(SystemClock)).await;
+    let producer = ns.another(Arc::new(SystemClock)).await;
+    let (wake, finished) = (
+        format!("{}wake", ns.prefix()),
+        format!("{}finished", ns.prefix()),
+    );
+    let id = producer.enqueue(task("r")).await.expect("enqueue").id;
+    let mark = ns.backend.finish_mark().await.expect("a mark");
+    subscribed(&finished).await;
+    assert_eq!(subscribers(&wake), 0, "a result waiter hears enqueues");
+
+    // Now it waits for work too: the wake channel joins, and an enqueue
+    // wakes the waiter long before its timeout.
+    assert!(
+        ns.backend
+            .wait_for_work(&default_queue(), Duration::from_millis(50))
+            .await
+    );
+    subscribed(&wake).await;
+    assert_eq!(subscribers(&finished), 1, "one subscriber, both channels");
+    ns.backend
+        .wait_for_work(&default_queue(), Duration::from_millis(100))
+        .await;
+    let waiter = ns.backend.clone();
+    let woke = tokio::spawn(async move {
+        waiter
+            .wait_for_work(&default_queue(), Duration::from_secs(600))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    producer.enqueue(task("w")).await.expect("enqueue");
+    tokio::time::timeout(Duration::from_secs(20), woke)
+        .await
+        .expect("woken by the enqueue, not the 600 s timeout")
+        .expect("waiter");
+
+    // The result wait from the mark taken before ends at the finish.
+    let got = producer
+        .reserve(ReserveParams::new(&default_queue(), 10, LEASE))
+        .await
+        .expect("reserve");
+    let reserved = got.iter().find(|r| r.lease.id == id).expect("the task");
+    let waiter = ns.backend.clone();
+    let heard = tokio::spawn(async move {
+        waiter
+            .wait_finished(id, mark, Duration::from_secs(600))
+            .await
+    });
+    let report = Finish::new(
+        reserved.lease.clone(),
+        FinishAction::Complete { result: None },
+    );
+    for res in producer.finish(vec![report]).await.expect("finish") {
+        res.expect("report applies");
+    }
+    assert!(tokio::time::timeout(Duration::from_secs(20), heard)
+        .await
+        .expect("woken by the finish, not the 600 s timeout")
+        .expect("waiter"));
 }
 
 /// Records that do not decode are errors naming the task, never panics; stray
