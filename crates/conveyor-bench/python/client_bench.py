@@ -13,6 +13,9 @@ SIDE is ``conveyor`` or ``celery``; MEASURE one of:
   ``get()``; the rate from the first call to the last result.
 - ``e2e_map`` (conveyor only): the same, the N calls enqueued by one
   ``map()`` (batches of 1,000), the package's batch enqueue.
+- ``producer``: N ``delay()`` calls, then the state of each task, with no
+  worker: the producer's own two round trips per task, the most the
+  ``e2e`` loop could reach with a worker that cost nothing.
 
 Writes one JSON object to OUT. The tasks are the module ``bench_tasks``
 (written beside this script by the benchmark), so both workers import the
@@ -94,6 +97,21 @@ def e2e_map(noop, n):
     return {"per_s": n / (time.perf_counter() - t0)}
 
 
+def producer(noop, n, side):
+    # Celery's state is a property that reads the result backend; conveyor's
+    # a method that reads the task.
+    if side == "conveyor":
+        read = lambda h: h.state()  # noqa: E731
+    else:
+        read = lambda h: h.state  # noqa: E731
+    read(noop.delay())
+    t0 = time.perf_counter()
+    handles = [noop.delay() for _ in range(n)]
+    for h in handles:
+        read(h)
+    return {"per_s": n / (time.perf_counter() - t0)}
+
+
 def main():
     side, url, prefix, measure, n, threads, out = sys.argv[1:8]
     n, threads = int(n), int(threads)
@@ -109,6 +127,8 @@ def main():
             result = enqueue(noop, n, threads)
         elif measure == "roundtrip":
             result = roundtrip(noop, n)
+        elif measure == "producer":
+            result = producer(noop, n, side)
         elif measure == "e2e_map":
             result = e2e_map(noop, n)
         else:

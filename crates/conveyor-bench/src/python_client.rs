@@ -13,7 +13,10 @@
 //!   backend): the round trip's p50 and p99;
 //! - no-op tasks with results stored, end to end: every `delay()`, then every
 //!   `get()`, with the same workers; and conveyor's tasks enqueued by `map()`
-//!   (Celery has no batch enqueue: its row stays the `delay()` loop).
+//!   (Celery has no batch enqueue: its row stays the `delay()` loop);
+//! - the producer's own calls of that loop, with no worker: `delay()`, then
+//!   reading each task's state, per task: the most the end-to-end loop could
+//!   reach if the worker cost nothing.
 //!
 //! Each side works under a key prefix of its own, deleted after each row.
 
@@ -127,6 +130,23 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         bench,
         "conveyor the same, enqueued by map()",
         &batched,
+        "tasks/s",
+        "Celery",
+        &celery,
+    );
+    // What the end-to-end loop could reach if the worker cost nothing: the
+    // producer's own delay() and read of each task, no worker running.
+    let [celery, ours] = SIDES.map(|side| ctx.measure(side, "producer", n, 1, false, "per_s"));
+    report.measured(
+        bench,
+        "Celery the producer's own calls (delay() + state), no worker",
+        &celery,
+        "tasks/s",
+    );
+    report.compared(
+        bench,
+        "conveyor the producer's own calls (delay() + state()), no worker",
+        &ours,
         "tasks/s",
         "Celery",
         &celery,
