@@ -20,6 +20,7 @@
 
 mod graph;
 mod input;
+pub mod ledger;
 mod progress;
 #[cfg(test)]
 mod tests;

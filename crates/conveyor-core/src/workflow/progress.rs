@@ -1,7 +1,8 @@
 //! A workflow's progress: each node's state, and what settling one node
 //! decides ([`Progress::settle`]).
 
-use super::graph::{EdgePolicy, Graph, WhenEnded};
+use super::graph::Graph;
+use super::ledger::{self, first_rows, Ledger, NodeRow, Tally};
 use crate::Error;
 
 /// Where a node stands.
@@ -87,12 +88,38 @@ pub struct Step {
     pub ended: Option<WorkflowOutcome>,
 }
 
-/// Every node's state, and the decisions that move them.
+/// Every node's state, and the decisions that move them, held in memory: a
+/// [`Ledger`] over a vector of rows (a store keeps the same rows in its own
+/// tables and decides with [`ledger::settle`](super::ledger::settle)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
-    states: Vec<NodeState>,
-    /// How the body ended, once it has.
-    outcome: Option<WorkflowOutcome>,
+    rows: Vec<NodeRow>,
+    tally: Tally,
+}
+
+impl Ledger for Progress {
+    fn row(&mut self, node: usize) -> Result<NodeRow, Error> {
+        self.rows.get(node).copied().ok_or_else(|| no_node(node))
+    }
+
+    fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
+        let slot = self.rows.get_mut(node).ok_or_else(|| no_node(node))?;
+        *slot = row;
+        Ok(())
+    }
+
+    fn tally(&mut self) -> Result<Tally, Error> {
+        Ok(self.tally)
+    }
+
+    fn set_tally(&mut self, tally: Tally) -> Result<(), Error> {
+        self.tally = tally;
+        Ok(())
+    }
+}
+
+fn no_node(node: usize) -> Error {
+    Error::InvalidConfig(format!("the workflow has no node {node}"))
 }
 
 impl Progress {
@@ -100,18 +127,9 @@ impl Progress {
     /// callbacks, at once, when the body is empty: an empty group ends
     /// at once).
     pub fn start(graph: &Graph) -> (Progress, Step) {
-        let mut progress = Progress {
-            states: vec![NodeState::Waiting; graph.len()],
-            outcome: None,
-        };
-        let mut step = Step::default();
-        for node in 0..graph.body() {
-            if graph.dependencies(node).is_empty() {
-                progress.states[node] = NodeState::Running;
-                step.enqueue.push(node);
-            }
-        }
-        progress.after_settling(graph, &mut step);
+        let (rows, tally) = first_rows(graph);
+        let mut progress = Progress { rows, tally };
+        let step = ledger::start(graph, &mut progress).unwrap_or_default();
         (progress, step)
     }
 
@@ -125,24 +143,48 @@ impl Progress {
                 states.len()
             )));
         }
-        let body_over = states[..graph.body()].iter().all(|s| s.is_final());
-        let outcome = body_over.then(|| body_outcome(graph, &states));
-        Ok(Progress { states, outcome })
+        let rows: Vec<NodeRow> = (0..graph.len())
+            .map(|node| NodeRow {
+                state: states[node],
+                waiting_on: graph
+                    .dependencies(node)
+                    .iter()
+                    .filter(|&&(dep, _)| !states[dep].is_final())
+                    .count() as u32,
+            })
+            .collect();
+        let unsettled =
+            |nodes: std::ops::Range<usize>| nodes.filter(|&n| !states[n].is_final()).count() as u32;
+        let body_left = unsettled(0..graph.body());
+        let failed = (0..graph.body())
+            .any(|node| states[node].is_failure() && ledger::counts_against(graph, node));
+        let outcome = (body_left == 0).then_some(if failed {
+            WorkflowOutcome::Failed
+        } else {
+            WorkflowOutcome::Succeeded
+        });
+        let tally = Tally {
+            body_left,
+            left: unsettled(0..graph.len()),
+            failed,
+            outcome,
+        };
+        Ok(Progress { rows, tally })
     }
 
     /// Every node's state, in the graph's order.
-    pub fn states(&self) -> &[NodeState] {
-        &self.states
+    pub fn states(&self) -> Vec<NodeState> {
+        self.rows.iter().map(|r| r.state).collect()
     }
 
     /// How the body ended, once it has.
     pub fn outcome(&self) -> Option<WorkflowOutcome> {
-        self.outcome
+        self.tally.outcome
     }
 
     /// Whether every node has settled.
     pub fn is_over(&self) -> bool {
-        self.states.iter().all(|s| s.is_final())
+        self.tally.left == 0
     }
 
     /// Node `node`'s task settled as `result`. Only a running node settles:
@@ -150,114 +192,6 @@ impl Progress {
     /// changes and the step is empty, so a repeated finish can never fire a
     /// dependent twice.
     pub fn settle(&mut self, graph: &Graph, node: usize, result: NodeResult) -> Step {
-        let mut step = Step::default();
-        if self.states.get(node) != Some(&NodeState::Running) {
-            return step;
-        }
-        self.states[node] = match result {
-            NodeResult::Succeeded => NodeState::Succeeded,
-            NodeResult::Failed => NodeState::Failed,
-            NodeResult::Cancelled => NodeState::Cancelled,
-        };
-        let mut settled = vec![node];
-        while let Some(done) = settled.pop() {
-            for &next in graph.dependents(done) {
-                if self.states[next] != NodeState::Waiting {
-                    continue;
-                }
-                match self.readiness(graph, next) {
-                    Readiness::Wait => {}
-                    Readiness::Run => {
-                        self.states[next] = NodeState::Running;
-                        step.enqueue.push(next);
-                    }
-                    Readiness::Skip => {
-                        self.states[next] = NodeState::Skipped;
-                        step.skipped.push(next);
-                        settled.push(next);
-                    }
-                }
-            }
-        }
-        self.after_settling(graph, &mut step);
-        step
-    }
-
-    /// Whether waiting node `node` runs, is skipped, or waits on: skipped as
-    /// soon as a dependency it waits for under `fail` did not succeed; run
-    /// once every dependency has settled.
-    fn readiness(&self, graph: &Graph, node: usize) -> Readiness {
-        let mut all_settled = true;
-        for &(dep, policy) in graph.dependencies(node) {
-            let state = self.states[dep];
-            if policy == EdgePolicy::Fail && state.is_failure() {
-                return Readiness::Skip;
-            }
-            all_settled &= state.is_final();
-        }
-        if all_settled {
-            Readiness::Run
-        } else {
-            Readiness::Wait
-        }
-    }
-
-    /// Ends the body when its last node has settled (the callbacks for that
-    /// end run, the others are skipped), and the workflow when every node
-    /// has.
-    fn after_settling(&mut self, graph: &Graph, step: &mut Step) {
-        if self.outcome.is_none() && self.states[..graph.body()].iter().all(|s| s.is_final()) {
-            let outcome = body_outcome(graph, &self.states);
-            self.outcome = Some(outcome);
-            step.body_ended = Some(outcome);
-            for node in graph.body()..graph.len() {
-                let fires = match graph.when(node) {
-                    Some(WhenEnded::Complete) => true,
-                    Some(WhenEnded::Success) => outcome == WorkflowOutcome::Succeeded,
-                    Some(WhenEnded::Failure) => outcome == WorkflowOutcome::Failed,
-                    None => false,
-                };
-                if fires {
-                    self.states[node] = NodeState::Running;
-                    step.enqueue.push(node);
-                } else {
-                    self.states[node] = NodeState::Skipped;
-                    step.skipped.push(node);
-                }
-            }
-        }
-        if step.enqueue.is_empty() && self.is_over() {
-            step.ended = self.outcome;
-        }
-    }
-}
-
-/// Whether a waiting node can move.
-enum Readiness {
-    Wait,
-    Run,
-    Skip,
-}
-
-/// How a body whose nodes have all settled ended: failed if a node did not
-/// succeed and no dependent took its failure in (every node waiting for it
-/// does so under `ignore`, and there is at least one).
-fn body_outcome(graph: &Graph, states: &[NodeState]) -> WorkflowOutcome {
-    let counted = (0..graph.body()).any(|node| {
-        states[node].is_failure() && {
-            let dependents = graph.dependents(node);
-            dependents.is_empty()
-                || dependents.iter().any(|&d| {
-                    graph
-                        .dependencies(d)
-                        .iter()
-                        .any(|&(dep, policy)| dep == node && policy != EdgePolicy::Ignore)
-                })
-        }
-    });
-    if counted {
-        WorkflowOutcome::Failed
-    } else {
-        WorkflowOutcome::Succeeded
+        ledger::settle(graph, self, node, result).unwrap_or_default()
     }
 }

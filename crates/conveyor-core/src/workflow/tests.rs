@@ -409,12 +409,28 @@ proptest! {
             }
             Ok(())
         };
+        // The counters kept step by step agree with counting afresh.
+        let agrees = |progress: &Progress| {
+            let mut kept = progress.clone();
+            let mut fresh = Progress::from_states(&graph, progress.states()).unwrap();
+            use ledger::Ledger;
+            prop_assert_eq!(kept.tally().unwrap(), fresh.tally().unwrap());
+            for node in 0..graph.len() {
+                let (k, f) = (kept.row(node).unwrap(), fresh.row(node).unwrap());
+                if k.state == NodeState::Waiting {
+                    prop_assert_eq!(k, f, "node {}", node);
+                }
+            }
+            Ok(())
+        };
         check(&progress, &first, &mut enqueued)?;
+        agrees(&progress)?;
         ends += usize::from(first.ended.is_some());
         let results = [NodeResult::Succeeded, NodeResult::Failed, NodeResult::Cancelled];
         for (node, r) in settles {
             let step = progress.settle(&graph, node, results[usize::from(r)]);
             check(&progress, &step, &mut enqueued)?;
+            agrees(&progress)?;
             ends += usize::from(step.ended.is_some());
         }
         // Settle whatever still runs, until nothing does.
@@ -428,4 +444,95 @@ proptest! {
         prop_assert_eq!(ends, 1);
         prop_assert!(progress.outcome().is_some());
     }
+}
+
+/// A ledger that counts the rows it reads and writes: what a store's finish
+/// would touch.
+struct Counting {
+    progress: Progress,
+    touched: usize,
+}
+
+impl ledger::Ledger for Counting {
+    fn row(&mut self, node: usize) -> Result<ledger::NodeRow, Error> {
+        self.touched += 1;
+        self.progress.row(node)
+    }
+    fn set_row(&mut self, node: usize, row: ledger::NodeRow) -> Result<(), Error> {
+        self.touched += 1;
+        self.progress.set_row(node, row)
+    }
+    fn tally(&mut self) -> Result<ledger::Tally, Error> {
+        self.progress.tally()
+    }
+    fn set_tally(&mut self, tally: ledger::Tally) -> Result<(), Error> {
+        self.progress.set_tally(tally)
+    }
+}
+
+#[test]
+fn a_header_of_a_chord_of_ten_thousand_settles_touching_a_few_rows() {
+    use ledger::Ledger;
+    let n = 9_999;
+    let graph = WorkflowSpec::chord((0..n).map(task), task(0))
+        .validate()
+        .unwrap();
+    let (progress, step) = Progress::start(&graph);
+    assert_eq!(step.enqueue.len(), n);
+    let mut counting = Counting {
+        progress,
+        touched: 0,
+    };
+    let body = at(&graph, "body");
+    for header in 0..n {
+        counting.touched = 0;
+        let step = ledger::settle(&graph, &mut counting, header, NodeResult::Succeeded).unwrap();
+        // The header's row read and written, the body's read and written.
+        assert!(
+            counting.touched <= 4,
+            "header {header}: {} rows",
+            counting.touched
+        );
+        if header + 1 < n {
+            assert!(step.enqueue.is_empty());
+        } else {
+            assert_eq!(step.enqueue, vec![body]);
+        }
+        // Heard again: one row read, nothing else.
+        counting.touched = 0;
+        let again = ledger::settle(&graph, &mut counting, header, NodeResult::Succeeded).unwrap();
+        assert_eq!(again, Step::default());
+        assert_eq!(counting.touched, 1);
+    }
+    assert_eq!(
+        counting.progress.row(body).unwrap().state,
+        NodeState::Running
+    );
+    let end = counting
+        .progress
+        .settle(&graph, body, NodeResult::Succeeded);
+    assert_eq!(end.ended, Some(WorkflowOutcome::Succeeded));
+}
+
+#[test]
+fn cancelling_a_workflow_settles_every_node_left_and_fires_nothing() {
+    let graph = WorkflowSpec::chain((0..3).map(task))
+        .on(WhenEnded::Failure, node("alarm"))
+        .validate()
+        .unwrap();
+    let (mut progress, _) = Progress::start(&graph);
+    progress.settle(&graph, 0, NodeResult::Succeeded);
+    let (cancelled, step) = ledger::cancel_all(&graph, &mut progress).unwrap();
+    assert_eq!(names(&graph, &cancelled), ["step-2", "step-3", "alarm"]);
+    assert!(step.enqueue.is_empty());
+    assert_eq!(step.ended, Some(WorkflowOutcome::Failed));
+    assert!(progress.is_over());
+    // The cancelled step's task finishing late changes nothing.
+    assert_eq!(
+        progress.settle(&graph, 1, NodeResult::Succeeded),
+        Step::default()
+    );
+    let (again, step) = ledger::cancel_all(&graph, &mut progress).unwrap();
+    assert!(again.is_empty());
+    assert_eq!(step, Step::default());
 }

@@ -1,0 +1,250 @@
+//! A workflow's decisions over what a store keeps per node: each settle
+//! reads and writes only the node, its dependents (and theirs, when a skip
+//! spreads) and one tally, so a chord of 10,000 header tasks costs each
+//! header's finish a few rows, not the whole workflow.
+//!
+//! A store keeps, beside the graph, a [`NodeRow`] per node (its state, and
+//! how many of its dependencies have not settled) and one [`Tally`] per
+//! workflow (how many nodes of the body and in all have not settled, and
+//! whether a failure counts against it). It implements [`Ledger`] over them
+//! inside the atomic step that finishes the node's task, and calls
+//! [`start`] when it stores the workflow and [`settle`] when a node's task
+//! settles. The counters move only when a node moves from running (or
+//! waiting) to a final state, which happens once per node: a finish heard
+//! twice finds the node settled and changes nothing, so no dependent is
+//! counted down twice and no callback fires twice.
+
+use super::graph::{EdgePolicy, Graph, WhenEnded};
+use super::progress::{NodeResult, NodeState, Step, WorkflowOutcome};
+use crate::Error;
+
+/// What a store keeps of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Where the node stands.
+    pub state: NodeState,
+    /// How many of its dependencies have not settled yet.
+    pub waiting_on: u32,
+}
+
+/// What a store keeps of a workflow as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Nodes of the body that have not settled.
+    pub body_left: u32,
+    /// Nodes, callbacks included, that have not settled.
+    pub left: u32,
+    /// Some node of the body failed, was cancelled or skipped, and no
+    /// dependent took that in (see [`counts_against`]).
+    pub failed: bool,
+    /// How the body ended, once it has.
+    pub outcome: Option<WorkflowOutcome>,
+}
+
+/// A store's rows of one workflow, read and written inside one atomic step.
+pub trait Ledger {
+    /// Node `node`'s row.
+    fn row(&mut self, node: usize) -> Result<NodeRow, Error>;
+    /// Writes node `node`'s row.
+    fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error>;
+    /// The workflow's tally.
+    fn tally(&mut self) -> Result<Tally, Error>;
+    /// Writes the workflow's tally.
+    fn set_tally(&mut self, tally: Tally) -> Result<(), Error>;
+}
+
+/// A workflow's first rows, before anything ran: every node waiting on all
+/// of its dependencies, every node left.
+pub fn first_rows(graph: &Graph) -> (Vec<NodeRow>, Tally) {
+    let rows = (0..graph.len())
+        .map(|node| NodeRow {
+            state: NodeState::Waiting,
+            waiting_on: graph.dependencies(node).len() as u32,
+        })
+        .collect();
+    let tally = Tally {
+        body_left: graph.body() as u32,
+        left: graph.len() as u32,
+        failed: false,
+        outcome: None,
+    };
+    (rows, tally)
+}
+
+/// Starts a workflow whose rows are [`first_rows`]: the nodes that wait for
+/// nothing run (and the callbacks at once, when the body is empty: an empty
+/// group ends at once).
+pub fn start(graph: &Graph, ledger: &mut impl Ledger) -> Result<Step, Error> {
+    let mut step = Step::default();
+    let mut tally = ledger.tally()?;
+    for node in 0..graph.body() {
+        if graph.dependencies(node).is_empty() {
+            let mut row = ledger.row(node)?;
+            row.state = NodeState::Running;
+            ledger.set_row(node, row)?;
+            step.enqueue.push(node);
+        }
+    }
+    end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+    ledger.set_tally(tally)?;
+    Ok(step)
+}
+
+/// Node `node`'s task settled as `result`. Only a running node settles: for
+/// any other (a finish heard twice, a node already skipped or cancelled)
+/// nothing changes and the step is empty.
+pub fn settle(
+    graph: &Graph,
+    ledger: &mut impl Ledger,
+    node: usize,
+    result: NodeResult,
+) -> Result<Step, Error> {
+    let mut step = Step::default();
+    if node >= graph.len() {
+        return Err(Error::InvalidConfig(format!(
+            "a workflow of {} nodes has no node {node}",
+            graph.len()
+        )));
+    }
+    let mut row = ledger.row(node)?;
+    if row.state != NodeState::Running {
+        return Ok(step);
+    }
+    row.state = match result {
+        NodeResult::Succeeded => NodeState::Succeeded,
+        NodeResult::Failed => NodeState::Failed,
+        NodeResult::Cancelled => NodeState::Cancelled,
+    };
+    ledger.set_row(node, row)?;
+    let mut tally = ledger.tally()?;
+    let mut settled = vec![(node, row.state)];
+    while let Some((done, state)) = settled.pop() {
+        count_settled(graph, &mut tally, done, state);
+        for &next in graph.dependents(done) {
+            let mut row = ledger.row(next)?;
+            if row.state != NodeState::Waiting {
+                continue;
+            }
+            let policy = policy_of(graph, next, done);
+            if policy == EdgePolicy::Fail && state.is_failure() {
+                row.state = NodeState::Skipped;
+                ledger.set_row(next, row)?;
+                step.skipped.push(next);
+                settled.push((next, NodeState::Skipped));
+                continue;
+            }
+            row.waiting_on = row.waiting_on.saturating_sub(1);
+            if row.waiting_on == 0 {
+                row.state = NodeState::Running;
+                step.enqueue.push(next);
+            }
+            ledger.set_row(next, row)?;
+        }
+    }
+    end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+    ledger.set_tally(tally)?;
+    Ok(step)
+}
+
+/// Cancels every node that has not settled: running ones (their tasks are
+/// the caller's to cancel) and waiting ones, callbacks included; nothing
+/// runs after. Returns the nodes it cancelled, and sets the step's end.
+pub fn cancel_all(graph: &Graph, ledger: &mut impl Ledger) -> Result<(Vec<usize>, Step), Error> {
+    let mut tally = ledger.tally()?;
+    let mut cancelled = Vec::new();
+    for node in 0..graph.len() {
+        let mut row = ledger.row(node)?;
+        if row.state.is_final() {
+            continue;
+        }
+        row.state = NodeState::Cancelled;
+        ledger.set_row(node, row)?;
+        count_settled(graph, &mut tally, node, NodeState::Cancelled);
+        cancelled.push(node);
+    }
+    let mut step = Step::default();
+    if tally.outcome.is_none() {
+        tally.outcome = Some(WorkflowOutcome::Failed);
+        step.body_ended = tally.outcome;
+    }
+    if !cancelled.is_empty() {
+        step.ended = tally.outcome;
+    }
+    ledger.set_tally(tally)?;
+    Ok((cancelled, step))
+}
+
+/// The policy of `node`'s edge from `dependency`.
+fn policy_of(graph: &Graph, node: usize, dependency: usize) -> EdgePolicy {
+    graph
+        .dependencies(node)
+        .iter()
+        .find(|&&(d, _)| d == dependency)
+        .map_or(EdgePolicy::Fail, |&(_, p)| p)
+}
+
+/// Counts node `node`, now settled as `state`, out of the tally.
+fn count_settled(graph: &Graph, tally: &mut Tally, node: usize, state: NodeState) {
+    tally.left = tally.left.saturating_sub(1);
+    if node < graph.body() {
+        tally.body_left = tally.body_left.saturating_sub(1);
+        if state.is_failure() && counts_against(graph, node) {
+            tally.failed = true;
+        }
+    }
+}
+
+/// Whether a failure of body node `node` fails the workflow: unless every
+/// node waiting for it (and there is at least one) takes it in under
+/// `ignore`.
+pub fn counts_against(graph: &Graph, node: usize) -> bool {
+    let dependents = graph.dependents(node);
+    dependents.is_empty()
+        || dependents.iter().any(|&d| {
+            graph
+                .dependencies(d)
+                .iter()
+                .any(|&(dep, policy)| dep == node && policy != EdgePolicy::Ignore)
+        })
+}
+
+/// Ends the body when its last node has settled (the callbacks for that end
+/// run, the others are skipped), and the workflow when every node has.
+fn end_body_if_over(
+    graph: &Graph,
+    ledger: &mut impl Ledger,
+    tally: &mut Tally,
+    step: &mut Step,
+) -> Result<(), Error> {
+    if tally.outcome.is_none() && tally.body_left == 0 {
+        let outcome = if tally.failed {
+            WorkflowOutcome::Failed
+        } else {
+            WorkflowOutcome::Succeeded
+        };
+        tally.outcome = Some(outcome);
+        step.body_ended = Some(outcome);
+        for node in graph.body()..graph.len() {
+            let fires = match graph.when(node) {
+                Some(WhenEnded::Complete) => true,
+                Some(WhenEnded::Success) => outcome == WorkflowOutcome::Succeeded,
+                Some(WhenEnded::Failure) => outcome == WorkflowOutcome::Failed,
+                None => false,
+            };
+            let mut row = ledger.row(node)?;
+            if fires {
+                row.state = NodeState::Running;
+                step.enqueue.push(node);
+            } else {
+                row.state = NodeState::Skipped;
+                tally.left = tally.left.saturating_sub(1);
+                step.skipped.push(node);
+            }
+            ledger.set_row(node, row)?;
+        }
+    }
+    if step.enqueue.is_empty() && tally.left == 0 {
+        step.ended = tally.outcome;
+    }
+    Ok(())
+}
