@@ -45,8 +45,8 @@ pub use backend::{
     validate_queue_name, workers_heard_since, workers_silent_before, Administration, Backend,
     Capabilities, Count, FinishBoard, FinishMark, GlobalLimits, Inspection, ListOrder, ListParams,
     Maintenance, Page, Part, QueueControl, RecordKeeper, Registry, ReserveParams, ResultStore,
-    Retention, Search, WakeBoard, WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, NO_KEEP,
-    SCAN_BUDGET, WORKER_SILENCE,
+    Retention, Search, WakeBoard, WorkerInfo, Workflows, COUNT_BUDGET, FORGET_WORKERS_AFTER,
+    NO_KEEP, SCAN_BUDGET, WORKER_SILENCE,
 };
 pub use backend::{finished_record, unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
 pub use backend_url::{scheme_of, BackendUrl};
@@ -77,7 +77,7 @@ pub use value_limit::ValueLimit;
 pub mod parts {
     pub use crate::backend::{
         Administration, GlobalLimits, Inspection, Maintenance, QueueControl, RecordKeeper,
-        ResultStore,
+        ResultStore, Workflows,
     };
 }
 

@@ -155,4 +155,8 @@ impl<B: Backend> Backend for Scoped<B> {
     fn record_keeper(&self) -> Result<&dyn conveyor_core::RecordKeeper, Error> {
         self.beyond_core(self.inner.record_keeper(), Part::RecordKeeper)
     }
+
+    fn workflows(&self) -> Result<&dyn conveyor_core::Workflows, Error> {
+        self.beyond_core(self.inner.workflows(), Part::Workflows)
+    }
 }

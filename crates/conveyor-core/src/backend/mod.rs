@@ -15,6 +15,7 @@
 //! | [`GlobalLimits`] | per-handler concurrency and rate for every worker | [`Backend::global_limits`] |
 //! | [`QueueControl`] | pause and resume queues for every worker | [`Backend::queue_control`] |
 //! | [`Registry`] | workers' heartbeats, for status and for tasks no live worker serves | [`Backend::registry`] |
+//! | [`Workflows`] | graphs of tasks moved forward by their tasks' finishes | [`Backend::workflows`] |
 //!
 //! Asking for a part a backend lacks is a clear [`Error::Unsupported`]
 //! (from its accessor, and from the helpers on `dyn Backend` that use it,
@@ -78,6 +79,7 @@ mod search;
 mod unserved;
 mod wait_finish;
 mod wake_board;
+mod workflows;
 
 pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
@@ -96,6 +98,7 @@ pub use search::{
 pub use unserved::{unserved, Unserved, UNSERVED_SCAN};
 pub use wait_finish::{finished_record, wait_for_finish};
 pub use wake_board::WakeBoard;
+pub use workflows::Workflows;
 
 /// What a backend's core operations support. Operations outside it return
 /// [`Error::Unsupported`]. (Which optional parts a backend has is asked of
@@ -322,6 +325,13 @@ pub trait Backend: Send + Sync + 'static {
         Err(Part::RecordKeeper.unsupported(self.kind()))
     }
 
+    /// The workflows part ([`Error::Unsupported`] unless the backend can
+    /// store a workflow and move it forward atomically with its tasks'
+    /// finishes).
+    fn workflows(&self) -> Result<&dyn Workflows, Error> {
+        Err(Part::Workflows.unsupported(self.kind()))
+    }
+
     /// The optional parts this backend has.
     fn parts(&self) -> Vec<Part> {
         let mut parts = Vec::new();
@@ -338,6 +348,7 @@ pub trait Backend: Send + Sync + 'static {
         have(self.registry().is_ok(), Part::Registry);
         have(self.queue_control().is_ok(), Part::QueueControl);
         have(self.record_keeper().is_ok(), Part::RecordKeeper);
+        have(self.workflows().is_ok(), Part::Workflows);
         parts
     }
 }

@@ -32,11 +32,13 @@ pub enum Part {
     QueueControl,
     /// [`RecordKeeper`](super::RecordKeeper).
     RecordKeeper,
+    /// [`Workflows`](super::Workflows).
+    Workflows,
 }
 
 impl Part {
     /// Every part.
-    pub const ALL: [Part; 8] = [
+    pub const ALL: [Part; 9] = [
         Part::ResultStore,
         Part::Inspection,
         Part::Administration,
@@ -45,6 +47,7 @@ impl Part {
         Part::Registry,
         Part::QueueControl,
         Part::RecordKeeper,
+        Part::Workflows,
     ];
 
     /// What the part does, for messages.
@@ -58,6 +61,7 @@ impl Part {
             Part::Registry => "a worker registry (workers' heartbeats)",
             Part::QueueControl => "pausing and resuming queues",
             Part::RecordKeeper => "keeping another backend's task records",
+            Part::Workflows => "workflows (graphs of tasks moved forward by their finishes)",
         }
     }
 
@@ -278,6 +282,11 @@ macro_rules! own_parts {
             Ok(self)
         }
     };
+    (@one workflows) => {
+        fn workflows(&self) -> ::std::result::Result<&dyn $crate::Workflows, $crate::Error> {
+            Ok(self)
+        }
+    };
     (@one global_limits) => {
         fn global_limits(&self) -> ::std::result::Result<&dyn $crate::GlobalLimits, $crate::Error> {
             Ok(self)
@@ -329,6 +338,31 @@ impl dyn Backend {
     /// [`Administration::purge_dead`], or `Unsupported`.
     pub async fn purge_dead(&self, queue: Option<&str>) -> Result<u64, Error> {
         self.administration()?.purge_dead(queue).await
+    }
+
+    /// [`Workflows::submit`](super::Workflows::submit), or `Unsupported`.
+    pub async fn submit_workflow(
+        &self,
+        spec: crate::workflow::WorkflowSpec,
+    ) -> Result<crate::workflow::Submitted, Error> {
+        self.workflows()?.submit(spec).await
+    }
+
+    /// [`Workflows::workflow`](super::Workflows::workflow), or `Unsupported`.
+    pub async fn workflow(
+        &self,
+        id: crate::workflow::WorkflowId,
+    ) -> Result<Option<crate::workflow::WorkflowRecord>, Error> {
+        self.workflows()?.workflow(id).await
+    }
+
+    /// [`Workflows::cancel_workflow`](super::Workflows::cancel_workflow), or
+    /// `Unsupported`.
+    pub async fn cancel_workflow(
+        &self,
+        id: crate::workflow::WorkflowId,
+    ) -> Result<Option<u64>, Error> {
+        self.workflows()?.cancel_workflow(id).await
     }
 
     /// [`Maintenance::recover_expired`], or `Unsupported`.

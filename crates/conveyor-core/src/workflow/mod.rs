@@ -22,6 +22,7 @@ mod graph;
 mod input;
 pub mod ledger;
 mod progress;
+mod record;
 #[cfg(test)]
 mod tests;
 
@@ -30,3 +31,4 @@ pub use graph::{
 };
 pub use input::{compose_params, DependencyResult, NodeInput};
 pub use progress::{NodeResult, NodeState, Progress, Step, WorkflowOutcome};
+pub use record::{NodeRecord, Submitted, WorkflowId, WorkflowRecord, WorkflowState};

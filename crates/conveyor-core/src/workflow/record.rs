@@ -1,0 +1,89 @@
+//! A stored workflow as callers read it: its id, where it stands, and each
+//! node with its task.
+
+use super::graph::WhenEnded;
+use super::progress::NodeState;
+use crate::clock::Timestamp;
+use crate::task::TaskId;
+
+/// A workflow's identity within a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkflowId(pub u64);
+
+impl std::fmt::Display for WorkflowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a workflow stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkflowState {
+    /// Some node has not settled.
+    Running,
+    /// Every node settled, and the body succeeded (see
+    /// [`WorkflowOutcome`](super::WorkflowOutcome)).
+    Succeeded,
+    /// Every node settled, and the body failed.
+    Failed,
+    /// It was cancelled: no node runs after.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// The state's name: `running`, `succeeded`, `failed`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Running => "running",
+            WorkflowState::Succeeded => "succeeded",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One node of a stored workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its name, unique within the workflow.
+    pub name: String,
+    /// Where it stands.
+    pub state: NodeState,
+    /// Its task, once enqueued.
+    pub task: Option<TaskId>,
+    /// The names of the nodes it waits for.
+    pub after: Vec<String>,
+    /// For a callback, when it runs.
+    pub callback: Option<WhenEnded>,
+}
+
+/// A stored workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRecord {
+    /// Its id.
+    pub id: WorkflowId,
+    /// Where it stands.
+    pub state: WorkflowState,
+    /// Every node, the body's then the callbacks', in the declared order.
+    pub nodes: Vec<NodeRecord>,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When its last node settled (or it was cancelled).
+    pub ended_at: Option<Timestamp>,
+}
+
+impl WorkflowRecord {
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// A submitted workflow: its id and the tasks enqueued with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The workflow's id.
+    pub id: WorkflowId,
+    /// The nodes that started at once, with their tasks.
+    pub started: Vec<(String, TaskId)>,
+}
