@@ -8,11 +8,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
     Maintenance, NewTask, QueueControl, QueueStats, ReserveParams, Reserved, ResultStore,
-    Retention, SystemClock, TaskId, TaskRecord, TaskState,
+    Retention, SystemClock, TaskId, TaskRecord, TaskState, Workflows,
 };
 
 use crate::state::State;
@@ -88,8 +89,12 @@ impl Backend for MemoryBackend {
 
     async fn finish(&self, reports: Vec<Finish>) -> Result<Vec<Result<(), Error>>, Error> {
         let now = self.clock.now();
-        let done = self.state.lock().finish(reports, now);
-        if done.woke {
+        let (done, flowed) = {
+            let mut state = self.state.lock();
+            let done = state.finish(reports, now);
+            (done, state.take_flow_wake())
+        };
+        if done.woke || flowed {
             self.work.notify_waiters();
         }
         self.finished.post(done.done);
@@ -102,6 +107,30 @@ impl Backend for MemoryBackend {
     }
 
     conveyor_core::own_parts!(all);
+    conveyor_core::own_parts!(workflows);
+}
+
+#[async_trait]
+impl Workflows for MemoryBackend {
+    async fn submit(&self, spec: WorkflowSpec) -> Result<Submitted, Error> {
+        let now = self.clock.now();
+        let submitted = self.state.lock().submit_workflow(spec, now)?;
+        self.work.notify_waiters();
+        Ok(submitted)
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
+        Ok(self.state.lock().workflow(id))
+    }
+
+    async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
+        let now = self.clock.now();
+        let Some((nodes, tasks)) = self.state.lock().cancel_workflow(id, now)? else {
+            return Ok(None);
+        };
+        self.finished.post(tasks);
+        Ok(Some(nodes))
+    }
 }
 
 #[async_trait]
@@ -137,9 +166,15 @@ impl Inspection for MemoryBackend {
 impl Administration for MemoryBackend {
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
         let now = self.clock.now();
-        let state = self.state.lock().cancel(id, now);
+        let (state, flowed) = {
+            let mut s = self.state.lock();
+            (s.cancel(id, now), s.take_flow_wake())
+        };
         if matches!(state, Ok(TaskState::Cancelled)) {
             self.finished.post([id]);
+        }
+        if flowed {
+            self.work.notify_waiters();
         }
         state
     }
@@ -162,8 +197,11 @@ impl Administration for MemoryBackend {
 impl Maintenance for MemoryBackend {
     async fn recover_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now();
-        let (recovered, died) = self.state.lock().recover_expired(now)?;
-        if recovered > died.len() as u64 {
+        let ((recovered, died), flowed) = {
+            let mut s = self.state.lock();
+            (s.recover_expired(now)?, s.take_flow_wake())
+        };
+        if recovered > died.len() as u64 || flowed {
             self.work.notify_waiters();
         }
         self.finished.post(died);

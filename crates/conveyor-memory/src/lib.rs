@@ -20,6 +20,7 @@ mod queue_ops;
 mod registry;
 mod scheme;
 mod state;
+mod workflow_ops;
 
 pub use backend::MemoryBackend;
 pub use scheme::SCHEME;

@@ -108,6 +108,14 @@ pub(crate) struct State {
     pub(crate) workers: HashMap<String, conveyor_core::WorkerInfo>,
     /// Paused queues: `reserve` skips them.
     pub(crate) paused: BTreeSet<String>,
+    /// Workflows, by id.
+    pub(crate) flows: HashMap<u64, crate::workflow_ops::Flow>,
+    /// The workflow and node of each node's task.
+    pub(crate) flow_of: HashMap<u64, (u64, usize)>,
+    /// The next workflow's id.
+    pub(crate) next_workflow: u64,
+    /// A workflow enqueued tasks since workers were last woken.
+    pub(crate) flow_woke: bool,
 }
 
 impl Default for State {
@@ -125,6 +133,10 @@ impl Default for State {
             leaders: HashMap::new(),
             workers: HashMap::new(),
             paused: BTreeSet::new(),
+            flows: HashMap::new(),
+            flow_of: HashMap::new(),
+            next_workflow: 1,
+            flow_woke: false,
         }
     }
 }
@@ -198,6 +210,7 @@ impl State {
                         }
                     }
                 }
+                self.settle_node_of(id, to, now);
             }
         }
         Ok(())

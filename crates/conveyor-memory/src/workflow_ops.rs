@@ -1,0 +1,259 @@
+//! Workflows on the state: stored beside the tasks, moved forward under the
+//! same lock as the finish, cancel or lease recovery that settles a node.
+
+use std::collections::VecDeque;
+
+use conveyor_core::workflow::{
+    compose_params, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Progress, Step,
+    Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
+};
+use conveyor_core::{Error, TaskId, TaskState, Timestamp};
+
+use crate::state::State;
+
+/// One stored workflow.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    graph: Graph,
+    progress: Progress,
+    /// Each node's task, once enqueued.
+    tasks: Vec<Option<u64>>,
+    /// Each settled node's result and error, kept for its dependents.
+    outputs: Vec<Option<Output>>,
+    created_at: Timestamp,
+    ended_at: Option<Timestamp>,
+    cancelled: bool,
+}
+
+/// What a settled node left.
+#[derive(Debug, Clone)]
+struct Output {
+    result: Option<Vec<u8>>,
+    error: Option<String>,
+}
+
+impl State {
+    /// Stores `spec` and enqueues the nodes that wait for nothing.
+    pub(crate) fn submit_workflow(
+        &mut self,
+        spec: WorkflowSpec,
+        now: Timestamp,
+    ) -> Result<Submitted, Error> {
+        let keyed = spec
+            .nodes
+            .iter()
+            .chain(spec.callbacks.iter().map(|c| &c.node))
+            .find(|n| n.task.unique_key.is_some());
+        if let Some(node) = keyed {
+            return Err(Error::InvalidConfig(format!(
+                "node {:?} has a unique key: a workflow's node is its own task",
+                node.name
+            )));
+        }
+        let graph = spec.validate()?;
+        let (progress, step) = Progress::start(&graph);
+        let id = self.next_workflow;
+        self.next_workflow += 1;
+        let n = graph.len();
+        self.flows.insert(
+            id,
+            Flow {
+                graph,
+                progress,
+                tasks: vec![None; n],
+                outputs: vec![None; n],
+                created_at: now,
+                ended_at: None,
+                cancelled: false,
+            },
+        );
+        let first = step.enqueue.clone();
+        self.apply_step(id, step, now);
+        let flow = &self.flows[&id];
+        let started = first
+            .into_iter()
+            .filter_map(|node| {
+                flow.tasks[node].map(|t| (flow.graph.nodes()[node].name.clone(), TaskId(t)))
+            })
+            .collect();
+        Ok(Submitted {
+            id: WorkflowId(id),
+            started,
+        })
+    }
+
+    /// Settles the node task `id` belongs to, if any, now that it reached
+    /// the final state `to` (called by every move to a final state).
+    pub(crate) fn settle_node_of(&mut self, id: u64, to: TaskState, now: Timestamp) {
+        let Some(&(wf, node)) = self.flow_of.get(&id) else {
+            return;
+        };
+        let result = match to {
+            TaskState::Completed => NodeResult::Succeeded,
+            TaskState::Dead => NodeResult::Failed,
+            TaskState::Cancelled => NodeResult::Cancelled,
+            _ => return,
+        };
+        let output = self.tasks.get(&id).map(|e| Output {
+            result: e.record.result.clone(),
+            error: e.record.error.clone(),
+        });
+        let Some(flow) = self.flows.get_mut(&wf) else {
+            return;
+        };
+        if flow.tasks[node] != Some(id) {
+            return;
+        }
+        let before = flow.progress.states()[node];
+        let step = flow.progress.settle(&flow.graph, node, result);
+        if before == NodeState::Running {
+            flow.outputs[node] = output;
+        }
+        self.apply_step(wf, step, now);
+    }
+
+    /// Enqueues the nodes a step made ready (their params composed from
+    /// their dependencies' outputs); a node whose params cannot be composed
+    /// fails at once, and what that decides is applied in turn.
+    fn apply_step(&mut self, wf: u64, step: Step, now: Timestamp) {
+        let mut steps = VecDeque::from([step]);
+        while let Some(step) = steps.pop_front() {
+            if step.ended.is_some() {
+                if let Some(flow) = self.flows.get_mut(&wf) {
+                    flow.ended_at = Some(now);
+                }
+            }
+            for node in step.enqueue {
+                let Some(flow) = self.flows.get(&wf) else {
+                    return;
+                };
+                match node_task(flow, node) {
+                    Ok(task) => {
+                        let Some(enqueued) = self.enqueue(vec![task], now).pop() else {
+                            continue;
+                        };
+                        let task = enqueued.id.0;
+                        self.flow_woke = true;
+                        self.flow_of.insert(task, (wf, node));
+                        if let Some(flow) = self.flows.get_mut(&wf) {
+                            flow.tasks[node] = Some(task);
+                        }
+                    }
+                    Err(e) => {
+                        let Some(flow) = self.flows.get_mut(&wf) else {
+                            return;
+                        };
+                        flow.outputs[node] = Some(Output {
+                            result: None,
+                            error: Some(e.to_string()),
+                        });
+                        steps.push_back(flow.progress.settle(
+                            &flow.graph,
+                            node,
+                            NodeResult::Failed,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Workflow `id` as callers read it.
+    pub(crate) fn workflow(&self, id: WorkflowId) -> Option<WorkflowRecord> {
+        let flow = self.flows.get(&id.0)?;
+        let states = flow.progress.states();
+        let graph = &flow.graph;
+        let nodes = graph
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| NodeRecord {
+                name: spec.name.clone(),
+                state: states[i],
+                task: flow.tasks[i].map(TaskId),
+                after: graph
+                    .dependencies(i)
+                    .iter()
+                    .map(|&(d, _)| graph.nodes()[d].name.clone())
+                    .collect(),
+                callback: graph.when(i),
+            })
+            .collect();
+        let state = if flow.cancelled {
+            WorkflowState::Cancelled
+        } else if !flow.progress.is_over() {
+            WorkflowState::Running
+        } else if flow.progress.outcome() == Some(WorkflowOutcome::Succeeded) {
+            WorkflowState::Succeeded
+        } else {
+            WorkflowState::Failed
+        };
+        Some(WorkflowRecord {
+            id,
+            state,
+            nodes,
+            created_at: flow.created_at,
+            ended_at: flow.ended_at,
+        })
+    }
+
+    /// Cancels every node of workflow `id` that has not settled, and the
+    /// tasks of its running nodes. Returns how many nodes, and the tasks
+    /// cancelled.
+    pub(crate) fn cancel_workflow(
+        &mut self,
+        id: WorkflowId,
+        now: Timestamp,
+    ) -> Result<Option<(u64, Vec<TaskId>)>, Error> {
+        let Some(flow) = self.flows.get_mut(&id.0) else {
+            return Ok(None);
+        };
+        let (nodes, _) =
+            conveyor_core::workflow::ledger::cancel_all(&flow.graph, &mut flow.progress)?;
+        if nodes.is_empty() {
+            return Ok(Some((0, Vec::new())));
+        }
+        flow.cancelled = true;
+        flow.ended_at = Some(now);
+        let tasks: Vec<u64> = nodes.iter().filter_map(|&n| flow.tasks[n]).collect();
+        let mut cancelled = Vec::new();
+        for task in tasks {
+            if self.cancel(TaskId(task), now)? == TaskState::Cancelled {
+                cancelled.push(TaskId(task));
+            }
+        }
+        Ok(Some((nodes.len() as u64, cancelled)))
+    }
+
+    /// Whether a workflow enqueued tasks since the last call (workers are
+    /// woken then).
+    pub(crate) fn take_flow_wake(&mut self) -> bool {
+        std::mem::take(&mut self.flow_woke)
+    }
+}
+
+/// Node `node`'s task, its params composed from its dependencies' outputs.
+fn node_task(flow: &Flow, node: usize) -> Result<conveyor_core::NewTask, Error> {
+    let spec = &flow.graph.nodes()[node];
+    let states = flow.progress.states();
+    let results: Vec<DependencyResult<'_>> = flow
+        .graph
+        .dependencies(node)
+        .iter()
+        .map(|&(dep, _)| {
+            let output = flow.outputs[dep].as_ref();
+            match states[dep] {
+                NodeState::Succeeded => {
+                    DependencyResult::Succeeded(output.and_then(|o| o.result.as_deref()))
+                }
+                state => DependencyResult::Failed {
+                    state,
+                    error: output.and_then(|o| o.error.as_deref()),
+                },
+            }
+        })
+        .collect();
+    let mut task = spec.task.clone();
+    task.payload = compose_params(spec.input, &spec.task.payload, &results)?;
+    Ok(task)
+}
