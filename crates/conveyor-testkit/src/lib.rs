@@ -293,6 +293,25 @@ macro_rules! backend_conformance {
     };
 }
 
+/// The workflows part's conformance cases, for a backend that has it (see
+/// [`conveyor_core::Workflows`]), from the same `make` as
+/// [`backend_conformance!`]: chains, chords, failure policies, callbacks,
+/// an empty group, a zombie finish and a retried header firing the body
+/// once, cancel, refusals, a wide chord. The backend needs the result store
+/// and maintenance parts and delays on a clock the test moves.
+#[macro_export]
+macro_rules! workflow_conformance {
+    ($make:expr) => {
+        $crate::backend_conformance!(@cases $make; [];
+            "";
+            a_chain_passes_each_result_to_the_next, a_chord_body_gets_the_header_results_in_order,
+            a_failed_dependency_skips_its_dependents, ignore_and_continue_run_after_a_failure,
+            an_empty_group_ends_at_once, a_zombie_finish_or_a_retry_fires_the_body_once,
+            cancelling_a_workflow_stops_it, bad_workflows_are_refused_whole,
+            a_wide_chord_fires_once);
+    };
+}
+
 /// The record keeper part's conformance cases, for a backend that has it
 /// (see [`conveyor_core::RecordKeeper`]), from the same `make` as
 /// [`backend_conformance!`]: records read back whole, replaced, waking

@@ -19,6 +19,7 @@ mod results;
 mod retention;
 mod search;
 mod trace;
+mod workflows;
 
 pub use admin::{
     batches_are_atomic, capabilities_are_honest, dead_letter_admin, declared_parts,
@@ -69,6 +70,13 @@ pub use search::{
     search_through, stats_match_a_recount,
 };
 pub use trace::{follow_ups_carry_their_trace_context, trace_context_travels};
+pub use workflows::{
+    a_chain_passes_each_result_to_the_next, a_chord_body_gets_the_header_results_in_order,
+    a_failed_dependency_skips_its_dependents, a_wide_chord_fires_once,
+    a_zombie_finish_or_a_retry_fires_the_body_once, an_empty_group_ends_at_once,
+    bad_workflows_are_refused_whole, cancelling_a_workflow_stops_it,
+    ignore_and_continue_run_after_a_failure,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

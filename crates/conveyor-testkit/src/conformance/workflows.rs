@@ -1,0 +1,402 @@
+//! Workflows (the [`Workflows`](conveyor_core::Workflows) part): graphs of
+//! tasks moved forward by their tasks' finishes, each node fired exactly
+//! once whatever finishes twice, late or not at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::workflow::{
+    Dependency, EdgePolicy, NodeInput, NodeSpec, NodeState, WhenEnded, WorkflowId, WorkflowRecord,
+    WorkflowSpec, WorkflowState,
+};
+use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Reserved, TaskState};
+use serde_json::{json, Value};
+
+use super::*;
+
+/// A task of handler `handler` with JSON `params`.
+fn call(handler: &str, params: Value) -> NewTask {
+    NewTask::new(handler, params.to_string().into_bytes()).max_attempts(3)
+}
+
+/// The params of a reserved task, as JSON.
+fn params(r: &Reserved) -> Value {
+    serde_json::from_slice(&r.payload).expect("node params are JSON")
+}
+
+/// The workflow `id`, which must exist.
+async fn read(b: &Subject, id: WorkflowId) -> WorkflowRecord {
+    b.workflow(id)
+        .await
+        .expect("workflow")
+        .unwrap_or_else(|| panic!("workflow {id} is missing"))
+}
+
+/// The state of node `name`.
+fn node_state(w: &WorkflowRecord, name: &str) -> NodeState {
+    w.node(name)
+        .unwrap_or_else(|| panic!("no node {name}"))
+        .state
+}
+
+/// Reserves every ready task, a few tries for a broker's push.
+async fn ready(b: &Subject) -> Vec<Reserved> {
+    for _ in 0..3 {
+        let got = reserve(b, 100).await;
+        if !got.is_empty() {
+            return got;
+        }
+        b.wait_for_work(&default_queue(), Duration::from_millis(50))
+            .await;
+    }
+    Vec::new()
+}
+
+/// Runs every task that becomes ready, deciding each one's end with
+/// `decide`, until none is left; returns every task run, in order.
+async fn drain(
+    b: &Subject,
+    mut decide: impl FnMut(&Reserved) -> FinishAction,
+) -> Vec<(String, Value)> {
+    let mut ran = Vec::new();
+    loop {
+        let got = ready(b).await;
+        if got.is_empty() {
+            return ran;
+        }
+        for r in got {
+            ran.push((r.handler.clone(), params(&r)));
+            let action = decide(&r);
+            report(b, r.lease.clone(), action)
+                .await
+                .expect("the report applies");
+        }
+    }
+}
+
+/// Completes with `value` as the JSON result.
+fn done(value: Value) -> FinishAction {
+    FinishAction::Complete {
+        result: Some(value.to_string().into_bytes()),
+    }
+}
+
+/// `add`: the sum of its params (a list of numbers, or of lists of them).
+fn add(r: &Reserved) -> FinishAction {
+    fn sum(v: &Value) -> i64 {
+        match v {
+            Value::Number(n) => n.as_i64().unwrap_or(0),
+            Value::Array(items) => items.iter().map(sum).sum(),
+            _ => 0,
+        }
+    }
+    done(json!(sum(&params(r))))
+}
+
+/// A chain hands each step the previous result as its first argument, one
+/// step at a time; the workflow succeeds when the last step does.
+pub async fn a_chain_passes_each_result_to_the_next(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::chain([
+        call("add", json!([1, 2])),
+        call("add", json!([10])),
+        call("add", json!([100])),
+    ]);
+    let submitted = b.submit_workflow(spec).await.expect("submit");
+    assert_eq!(submitted.started.len(), 1);
+    assert_eq!(submitted.started[0].0, "step-1");
+    let w = read(&b, submitted.id).await;
+    assert_eq!(w.state, WorkflowState::Running);
+    assert_eq!(node_state(&w, "step-2"), NodeState::Waiting);
+    assert_eq!(w.node("step-2").expect("present").task, None);
+    let ran = drain(&b, add).await;
+    let got: Vec<Value> = ran.into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, vec![json!([1, 2]), json!([3, 10]), json!([13, 100])]);
+    let w = read(&b, submitted.id).await;
+    assert_eq!(w.state, WorkflowState::Succeeded);
+    assert!(w.ended_at.is_some());
+    let last = w
+        .node("step-3")
+        .expect("present")
+        .task
+        .expect("the last step's task");
+    assert_eq!(get(&b, last).await.result, Some(b"113".to_vec()));
+}
+
+/// A chord's body runs once, after every header task, with their results in
+/// the header's order whatever order they finished in.
+pub async fn a_chord_body_gets_the_header_results_in_order(b: Subject, _clock: Arc<ManualClock>) {
+    let header = (0..5).map(|i| call("echo", json!([i])));
+    let spec = WorkflowSpec::chord(header, call("add", json!([])));
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    let mut headers = ready(&b).await;
+    assert_eq!(headers.len(), 5);
+    headers.reverse();
+    for (n, r) in headers.into_iter().enumerate() {
+        let i = params(&r)[0].clone();
+        report(
+            &b,
+            r.lease.clone(),
+            done(json!(i.as_i64().expect("present") * 10)),
+        )
+        .await
+        .expect("report");
+        let body_ran = ready(&b).await;
+        if n < 4 {
+            assert!(body_ran.is_empty(), "the body waits for every header");
+        } else {
+            assert_eq!(body_ran.len(), 1);
+            assert_eq!(params(&body_ran[0]), json!([[0, 10, 20, 30, 40]]));
+            report(&b, body_ran[0].lease.clone(), add(&body_ran[0]))
+                .await
+                .expect("report");
+        }
+    }
+    let w = read(&b, id).await;
+    assert_eq!(w.state, WorkflowState::Succeeded);
+    assert!(ready(&b).await.is_empty());
+}
+
+/// Under `fail` (the default) a failed node skips its dependents and the
+/// workflow fails: the failure callback runs, the success callback does not.
+pub async fn a_failed_dependency_skips_its_dependents(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::chain([call("boom", json!([])), call("add", json!([1]))])
+        .on(
+            WhenEnded::Success,
+            NodeSpec::new("cheer", call("cheer", json!([]))),
+        )
+        .on(
+            WhenEnded::Failure,
+            NodeSpec::new("alarm", call("alarm", json!([]))),
+        )
+        .on(
+            WhenEnded::Complete,
+            NodeSpec::new("tidy", call("tidy", json!([]))),
+        );
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    let ran = drain(&b, |r| match r.handler.as_str() {
+        "boom" => FinishAction::DeadLetter {
+            error: "boom".into(),
+        },
+        _ => done(json!(null)),
+    })
+    .await;
+    let mut handlers: Vec<&str> = ran.iter().map(|(h, _)| h.as_str()).collect();
+    handlers.sort();
+    assert_eq!(handlers, vec!["alarm", "boom", "tidy"]);
+    let w = read(&b, id).await;
+    assert_eq!(w.state, WorkflowState::Failed);
+    assert_eq!(node_state(&w, "step-1"), NodeState::Failed);
+    assert_eq!(node_state(&w, "step-2"), NodeState::Skipped);
+    assert_eq!(node_state(&w, "cheer"), NodeState::Skipped);
+    assert_eq!(node_state(&w, "alarm"), NodeState::Succeeded);
+}
+
+/// A diamond whose top fails: the side waiting under `ignore` runs with the
+/// failure marked in its input and takes the failure in; the side under
+/// `continue` runs too, but the workflow still fails; the bottom runs once
+/// both sides settled.
+pub async fn ignore_and_continue_run_after_a_failure(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec {
+        nodes: vec![
+            NodeSpec::new("top", call("boom", json!([]))),
+            NodeSpec::new("handled", call("echo", json!([])))
+                .after(Dependency::on("top").with_policy(EdgePolicy::Ignore))
+                .with_input(NodeInput::Previous),
+            NodeSpec::new("onward", call("echo", json!([])))
+                .after(Dependency::on("top").with_policy(EdgePolicy::Continue)),
+            NodeSpec::new("bottom", call("add", json!([])))
+                .after(Dependency::on("handled"))
+                .after(Dependency::on("onward"))
+                .with_input(NodeInput::Results),
+        ],
+        callbacks: Vec::new(),
+    };
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    let ran = drain(&b, |r| match r.handler.as_str() {
+        "boom" => FinishAction::DeadLetter {
+            error: "went wrong".into(),
+        },
+        "echo" => done(json!(1)),
+        _ => add(r),
+    })
+    .await;
+    assert_eq!(ran.len(), 4, "{ran:?}");
+    let handled = ran
+        .iter()
+        .find(|(h, p)| h == "echo" && p != &json!([]))
+        .expect("the ignoring side ran with the failure as its input");
+    assert_eq!(handled.1[0]["$failed"]["state"], json!("failed"));
+    assert_eq!(handled.1[0]["$failed"]["error"], json!("went wrong"));
+    assert_eq!(
+        ran.last().expect("present"),
+        &("add".to_string(), json!([[1, 1]]))
+    );
+    let w = read(&b, id).await;
+    assert_eq!(node_state(&w, "bottom"), NodeState::Succeeded);
+    assert_eq!(
+        w.state,
+        WorkflowState::Failed,
+        "the continue edge does not take the failure in"
+    );
+}
+
+/// An empty group ends as it is submitted, and its callbacks run.
+pub async fn an_empty_group_ends_at_once(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::group(Vec::new()).on(
+        WhenEnded::Success,
+        NodeSpec::new("after", call("after", json!([]))),
+    );
+    let submitted = b.submit_workflow(spec).await.expect("submit");
+    assert_eq!(submitted.started.len(), 1, "the callback started");
+    let ran = drain(&b, |_| done(json!(null))).await;
+    assert_eq!(ran.len(), 1);
+    assert_eq!(read(&b, submitted.id).await.state, WorkflowState::Succeeded);
+    let bare = b
+        .submit_workflow(WorkflowSpec::default())
+        .await
+        .expect("submit");
+    let w = read(&b, bare.id).await;
+    assert_eq!(w.state, WorkflowState::Succeeded);
+    assert!(w.nodes.is_empty());
+}
+
+/// A header task whose worker went silent is redelivered; the silent
+/// worker's late finish is refused and fires nothing, a header that fails
+/// once and succeeds on its retry counts once (Celery's #1401), and the body
+/// runs exactly once with every header's result.
+pub async fn a_zombie_finish_or_a_retry_fires_the_body_once(b: Subject, clock: Arc<ManualClock>) {
+    let header = (0..3).map(|i| call("echo", json!([i])));
+    let spec = WorkflowSpec::chord(header, call("add", json!([])));
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    let first = ready(&b).await;
+    assert_eq!(first.len(), 3);
+    let value = |r: &Reserved| params(r)[0].as_i64().expect("present");
+    // Header 0 fails once: it comes back as a retry.
+    let (zombie, rest): (Vec<_>, Vec<_>) = first.into_iter().partition(|r| value(r) == 1);
+    for r in &rest {
+        if value(r) == 0 {
+            report(
+                &b,
+                r.lease.clone(),
+                FinishAction::Retry {
+                    delay: Duration::ZERO,
+                    error: "flaky".into(),
+                },
+            )
+            .await
+            .expect("retry");
+        } else {
+            report(&b, r.lease.clone(), done(json!(value(r))))
+                .await
+                .expect("complete");
+        }
+    }
+    // Header 1's worker goes silent past its lease; the task is recovered
+    // and handed out again.
+    clock.advance(LEASE + Duration::from_secs(1));
+    b.recover_expired().await.expect("recover");
+    let again = drain(&b, |r| match r.handler.as_str() {
+        "echo" => done(json!(params(r)[0])),
+        _ => add(r),
+    })
+    .await;
+    let bodies: Vec<&Value> = again
+        .iter()
+        .filter(|(h, _)| h == "add")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(bodies, vec![&json!([[0, 1, 2]])], "the body ran once");
+    // The silent worker wakes and reports: refused, nothing fires.
+    let late = report(&b, zombie[0].lease.clone(), done(json!(99))).await;
+    assert!(late.is_err(), "a stale finish is refused");
+    assert!(ready(&b).await.is_empty(), "nothing fired again");
+    let w = read(&b, id).await;
+    assert_eq!(w.state, WorkflowState::Succeeded);
+}
+
+/// Cancelling a workflow cancels its running nodes' tasks and every node
+/// left; nothing runs after, callbacks included. Cancelling it again
+/// cancels nothing; an unknown workflow is `None`.
+pub async fn cancelling_a_workflow_stops_it(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::chain([call("add", json!([1])), call("add", json!([2]))]).on(
+        WhenEnded::Failure,
+        NodeSpec::new("alarm", call("alarm", json!([]))),
+    );
+    let submitted = b.submit_workflow(spec).await.expect("submit");
+    let running = ready(&b).await;
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        b.cancel_workflow(submitted.id).await.expect("cancel"),
+        Some(3)
+    );
+    let task = submitted.started[0].1;
+    assert_eq!(state(&b, task).await, TaskState::Cancelled);
+    let late = report(&b, running[0].lease.clone(), done(json!(1))).await;
+    assert!(late.is_err(), "the cancelled task's finish is refused");
+    assert!(ready(&b).await.is_empty(), "nothing runs after a cancel");
+    let w = read(&b, submitted.id).await;
+    assert_eq!(w.state, WorkflowState::Cancelled);
+    assert!(w.nodes.iter().all(|n| n.state == NodeState::Cancelled));
+    assert_eq!(
+        b.cancel_workflow(submitted.id).await.expect("again"),
+        Some(0)
+    );
+    assert_eq!(
+        b.cancel_workflow(WorkflowId(u64::MAX))
+            .await
+            .expect("unknown"),
+        None
+    );
+    assert!(b
+        .workflow(WorkflowId(u64::MAX))
+        .await
+        .expect("read")
+        .is_none());
+}
+
+/// A declaration that could not run is refused whole, enqueueing nothing: a
+/// cycle, and a node with a unique key (a node is its own task).
+pub async fn bad_workflows_are_refused_whole(b: Subject, _clock: Arc<ManualClock>) {
+    let cycle = WorkflowSpec {
+        nodes: vec![
+            NodeSpec::new("a", call("a", json!([]))).after(Dependency::on("b")),
+            NodeSpec::new("b", call("b", json!([]))).after(Dependency::on("a")),
+            NodeSpec::new("free", call("free", json!([]))),
+        ],
+        callbacks: Vec::new(),
+    };
+    let e = b.submit_workflow(cycle).await.expect_err("a cycle");
+    assert!(matches!(e, Error::InvalidConfig(_)), "{e}");
+    let keyed = WorkflowSpec::group([
+        call("free", json!([])),
+        call("keyed", json!([])).unique_key("k"),
+    ]);
+    let e = b.submit_workflow(keyed).await.expect_err("a unique key");
+    assert!(e.to_string().contains("unique key"), "{e}");
+    assert!(ready(&b).await.is_empty(), "nothing was enqueued");
+}
+
+/// A chord of 1,000 header tasks: the body runs once, with 1,000 results.
+pub async fn a_wide_chord_fires_once(b: Subject, _clock: Arc<ManualClock>) {
+    let n = 1_000;
+    let header = (0..n).map(|i| call("echo", json!([i])));
+    let id = b
+        .submit_workflow(WorkflowSpec::chord(header, call("add", json!([]))))
+        .await
+        .expect("submit")
+        .id;
+    let ran = drain(&b, |r| match r.handler.as_str() {
+        "echo" => done(params(r)[0].clone()),
+        _ => add(r),
+    })
+    .await;
+    let bodies: Vec<&Value> = ran
+        .iter()
+        .filter(|(h, _)| h == "add")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(bodies.len(), 1);
+    let expected: Vec<i64> = (0..n).collect();
+    assert_eq!(bodies[0], &json!([expected]));
+    assert_eq!(read(&b, id).await.state, WorkflowState::Succeeded);
+}
