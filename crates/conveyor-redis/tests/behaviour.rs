@@ -309,16 +309,7 @@ async fn wait_for_work_wakes_on_enqueue() {
     subscribed(&format!("{}wake", ns.prefix())).await;
     // A worker does not hear finishes it never waits for.
     assert_eq!(subscribers(&format!("{}finished", ns.prefix())), 0);
-    // Absorb the wake-everyone that follows a (re)subscription.
-    ns.backend
-        .wait_for_work(&default_queue(), Duration::from_millis(100))
-        .await;
-    let waiter = ns.backend.clone();
-    let woke = tokio::spawn(async move {
-        waiter
-            .wait_for_work(&default_queue(), Duration::from_secs(600))
-            .await
-    });
+    let woke = waiting_worker(&ns.backend).await;
     // Work on another queue does not wake it.
     producer
         .enqueue(task("elsewhere").queue("other"))
@@ -343,6 +334,19 @@ fn subscribers(channel: &str) -> u64 {
         .query(&mut conn)
         .expect("numsub");
     subscribers
+}
+
+/// A worker waiting 600 s for work on the default queue, once the
+/// wake-everyone that follows a (re)subscription is absorbed.
+async fn waiting_worker(b: &conveyor_redis::RedisBackend) -> tokio::task::JoinHandle<bool> {
+    b.wait_for_work(&default_queue(), Duration::from_millis(100))
+        .await;
+    let waiter = b.clone();
+    tokio::spawn(async move {
+        waiter
+            .wait_for_work(&default_queue(), Duration::from_secs(600))
+            .await
+    })
 }
 
 /// Waits until `channel` has its one subscriber.
@@ -382,15 +386,7 @@ async fn channels_are_subscribed_once_something_waits_on_them() {
     );
     subscribed(&wake).await;
     assert_eq!(subscribers(&finished), 1, "one subscriber, both channels");
-    ns.backend
-        .wait_for_work(&default_queue(), Duration::from_millis(100))
-        .await;
-    let waiter = ns.backend.clone();
-    let woke = tokio::spawn(async move {
-        waiter
-            .wait_for_work(&default_queue(), Duration::from_secs(600))
-            .await
-    });
+    let woke = waiting_worker(&ns.backend).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     producer.enqueue(task("w")).await.expect("enqueue");
     tokio::time::timeout(Duration::from_secs(20), woke)

@@ -93,6 +93,20 @@ fn add(r: &Reserved) -> FinishAction {
     done(json!(sum(&params(r))))
 }
 
+/// Runs a chord's tasks (`echo` answers its first argument, `add` is the
+/// body) until none is left; returns the params of every body run.
+async fn run_chord(b: &Subject) -> Vec<Value> {
+    let ran = drain(b, |r| match r.handler.as_str() {
+        "echo" => done(params(r)[0].clone()),
+        _ => add(r),
+    })
+    .await;
+    ran.into_iter()
+        .filter(|(h, _)| h == "add")
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// A chain hands each step the previous result as its first argument, one
 /// step at a time; the workflow succeeds when the last step does.
 pub async fn a_chain_passes_each_result_to_the_next(b: Subject, _clock: Arc<ManualClock>) {
@@ -295,17 +309,8 @@ pub async fn a_zombie_finish_or_a_retry_fires_the_body_once(b: Subject, clock: A
     // and handed out again.
     clock.advance(LEASE + Duration::from_secs(1));
     b.recover_expired().await.expect("recover");
-    let again = drain(&b, |r| match r.handler.as_str() {
-        "echo" => done(json!(params(r)[0])),
-        _ => add(r),
-    })
-    .await;
-    let bodies: Vec<&Value> = again
-        .iter()
-        .filter(|(h, _)| h == "add")
-        .map(|(_, p)| p)
-        .collect();
-    assert_eq!(bodies, vec![&json!([[0, 1, 2]])], "the body ran once");
+    let bodies = run_chord(&b).await;
+    assert_eq!(bodies, vec![json!([[0, 1, 2]])], "the body ran once");
     // The silent worker wakes and reports: refused, nothing fires.
     let late = report(&b, zombie[0].lease.clone(), done(json!(99))).await;
     assert!(late.is_err(), "a stale finish is refused");
@@ -385,18 +390,9 @@ pub async fn a_wide_chord_fires_once(b: Subject, _clock: Arc<ManualClock>) {
         .await
         .expect("submit")
         .id;
-    let ran = drain(&b, |r| match r.handler.as_str() {
-        "echo" => done(params(r)[0].clone()),
-        _ => add(r),
-    })
-    .await;
-    let bodies: Vec<&Value> = ran
-        .iter()
-        .filter(|(h, _)| h == "add")
-        .map(|(_, p)| p)
-        .collect();
+    let bodies = run_chord(&b).await;
     assert_eq!(bodies.len(), 1);
     let expected: Vec<i64> = (0..n).collect();
-    assert_eq!(bodies[0], &json!([expected]));
+    assert_eq!(bodies[0], json!([expected]));
     assert_eq!(read(&b, id).await.state, WorkflowState::Succeeded);
 }
