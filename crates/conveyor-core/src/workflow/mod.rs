@@ -23,6 +23,7 @@ mod input;
 pub mod ledger;
 mod progress;
 mod record;
+pub mod stored;
 #[cfg(test)]
 mod tests;
 
