@@ -39,17 +39,6 @@ impl State {
         spec: WorkflowSpec,
         now: Timestamp,
     ) -> Result<Submitted, Error> {
-        let keyed = spec
-            .nodes
-            .iter()
-            .chain(spec.callbacks.iter().map(|c| &c.node))
-            .find(|n| n.task.unique_key.is_some());
-        if let Some(node) = keyed {
-            return Err(Error::InvalidConfig(format!(
-                "node {:?} has a unique key: a workflow's node is its own task",
-                node.name
-            )));
-        }
         let graph = spec.validate()?;
         let (progress, step) = Progress::start(&graph);
         let id = self.next_workflow;

@@ -215,7 +215,8 @@ impl WorkflowSpec {
     /// body at most once, no cycle, callbacks waiting for nothing and taking
     /// their params alone, a node taking the previous result waiting for
     /// exactly one, at most
-    /// [`MAX_NODES`] nodes, and every task valid ([`NewTask::validate`]).
+    /// [`MAX_NODES`] nodes, and every task valid ([`NewTask::validate`])
+    /// without a unique key (a node is its own task).
     /// The error names the node and what is wrong.
     pub fn validate(self) -> Result<Graph, Error> {
         let total = self.nodes.len() + self.callbacks.len();
@@ -312,6 +313,12 @@ impl WorkflowSpec {
             node.task
                 .validate()
                 .map_err(|e| invalid(format!("node {:?}: {e}", node.name)))?;
+            if node.task.unique_key.is_some() {
+                return Err(invalid(format!(
+                    "node {:?} has a unique key: a workflow's node is its own task",
+                    node.name
+                )));
+            }
         }
         Ok(Graph {
             nodes,
