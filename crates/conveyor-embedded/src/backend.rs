@@ -13,11 +13,12 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
     Maintenance, NewTask, Page, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
-    Search, SystemClock, TaskId, TaskRecord, TaskState, ValueLimit,
+    Search, SystemClock, TaskId, TaskRecord, TaskState, ValueLimit, Workflows,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -219,7 +220,7 @@ impl Backend for EmbeddedBackend {
         let worker = params.worker.map(str::to_string);
         let handlers = params.handlers.map(<[String]>::to_vec);
         self.call(true, max, move |s| {
-            s.reserve(&queues, max, lease, worker.as_deref(), handlers.as_deref())
+            s.settling(|s| s.reserve(&queues, max, lease, worker.as_deref(), handlers.as_deref()))
         })
         .await
     }
@@ -240,7 +241,9 @@ impl Backend for EmbeddedBackend {
         let sizes = self.value_limit.check_finishes(&reports);
         if sizes.iter().all(Result::is_ok) {
             return self
-                .call(true, reports.len(), move |s| s.finish(reports))
+                .call(true, reports.len(), move |s| {
+                    s.settling(|s| s.finish(reports))
+                })
                 .await;
         }
         // Those that fit go to the store; the others get their refusal.
@@ -253,7 +256,9 @@ impl Backend for EmbeddedBackend {
             .unzip();
         let mut out = sizes;
         if !fit.is_empty() {
-            let answers = self.call(true, fit.len(), move |s| s.finish(fit)).await?;
+            let answers = self
+                .call(true, fit.len(), move |s| s.settling(|s| s.finish(fit)))
+                .await?;
             for (i, answer) in places.into_iter().zip(answers) {
                 out[i] = answer;
             }
@@ -272,6 +277,25 @@ impl Backend for EmbeddedBackend {
     }
 
     conveyor_core::own_parts!(all);
+    conveyor_core::own_parts!(workflows);
+}
+
+#[async_trait]
+impl Workflows for EmbeddedBackend {
+    async fn submit(&self, spec: WorkflowSpec) -> Result<Submitted, Error> {
+        let weight = spec.nodes.len() + spec.callbacks.len();
+        self.call(true, weight.max(1), move |s| s.submit_workflow(spec))
+            .await
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
+        self.call(false, 1, move |s| s.workflow(id)).await
+    }
+
+    async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
+        self.call(true, 1, move |s| s.settling(|s| s.cancel_workflow(id)))
+            .await
+    }
 }
 
 #[async_trait]
@@ -326,7 +350,8 @@ impl Inspection for EmbeddedBackend {
 #[async_trait]
 impl Administration for EmbeddedBackend {
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
-        self.call(true, 1, move |s| s.cancel(id)).await
+        self.call(true, 1, move |s| s.settling(|s| s.cancel(id)))
+            .await
     }
 
     async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64, Error> {
@@ -345,7 +370,8 @@ impl Administration for EmbeddedBackend {
 #[async_trait]
 impl Maintenance for EmbeddedBackend {
     async fn recover_expired(&self) -> Result<u64, Error> {
-        self.call(true, 1, |s| s.recover_expired()).await
+        self.call(true, 1, |s| s.settling(|s| s.recover_expired()))
+            .await
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, Error> {

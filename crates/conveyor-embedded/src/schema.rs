@@ -47,6 +47,12 @@
 //! its keep or its handler's retention) with the index `tasks_expiring`
 //! over the tasks that have one; a task with none is pruned by the
 //! retention `prune` is given, as before.
+//! Version 11 adds the workflows (`conveyor_core::workflow`): `workflows`,
+//! one row each (the declaration in its stored form, the tally, when it
+//! ended), with `workflows_running` over those still running, and
+//! `workflow_nodes`, one row per node (its state, how many dependencies it
+//! waits on, its task, and its result and error once settled), with
+//! `workflow_nodes_task` to find a finished task's node.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -59,7 +65,7 @@ use crate::error::{classify, db_err};
 use crate::sql::unfinished_codes;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 10;
+pub(crate) const SCHEMA_VERSION: i64 = 11;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,6 +213,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 10 {
         add_expiry_columns(conn)?;
     }
+    if version < 11 {
+        conn.execute_batch(SCHEMA_V11).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -284,6 +293,31 @@ const SCHEMA_V4: &str = "CREATE TABLE IF NOT EXISTS workers (
 const SCHEMA_V5: &str = "CREATE TABLE IF NOT EXISTS paused_queues (
          queue TEXT PRIMARY KEY
      ) WITHOUT ROWID;";
+
+/// Schema version 11: workflows and their nodes.
+const SCHEMA_V11: &str = "CREATE TABLE IF NOT EXISTS workflows (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         spec BLOB NOT NULL,
+         body_left INTEGER NOT NULL,
+         nodes_left INTEGER NOT NULL,
+         failed INTEGER NOT NULL,
+         outcome INTEGER,
+         cancelled INTEGER NOT NULL DEFAULT 0,
+         created_at INTEGER NOT NULL,
+         ended_at INTEGER
+     );
+     CREATE INDEX IF NOT EXISTS workflows_running ON workflows (id) WHERE ended_at IS NULL;
+     CREATE TABLE IF NOT EXISTS workflow_nodes (
+         workflow INTEGER NOT NULL,
+         node INTEGER NOT NULL,
+         state INTEGER NOT NULL,
+         waiting_on INTEGER NOT NULL,
+         task INTEGER,
+         result BLOB,
+         error TEXT,
+         PRIMARY KEY (workflow, node)
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS workflow_nodes_task ON workflow_nodes (task) WHERE task IS NOT NULL;";
 
 /// Schema version 7: the kept counts of tasks per queue, handler and state
 /// (`crate::tally`), filled from the tasks already in the file.

@@ -14,7 +14,8 @@
 //! `reserve` (due tasks promoted first); `renew`; `finish` (plain
 //! completions applied together by `completion_batch`); `results` (one task
 //! read); `administration` (cancel, requeue and purge dead tasks);
-//! `maintenance` (expired leases, pruning, the lead). Global limits, paused
+//! `maintenance` (expired leases, pruning, the lead); `workflows` (graphs
+//! stored and moved forward by the operations that end their tasks). Global limits, paused
 //! queues, the registry and inspection add theirs beside their tables
 //! (`crate::limits`, `crate::queue_control`, `crate::registry`,
 //! `crate::inspect`); rows are read back by `crate::row`.
@@ -29,6 +30,7 @@ mod maintenance;
 mod renew;
 mod reserve;
 mod results;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -56,6 +58,8 @@ pub(crate) struct Store {
     pub(crate) tally: Tally,
     /// Queue and handler of the tasks this store reserved.
     held: HeldNames,
+    /// Workflows' graphs read back.
+    graphs: workflows::Graphs,
 }
 
 impl Store {
@@ -68,6 +72,7 @@ impl Store {
             finished: Vec::new(),
             tally: Tally::default(),
             held: HeldNames::default(),
+            graphs: workflows::Graphs::default(),
         }
     }
 

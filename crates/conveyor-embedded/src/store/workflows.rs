@@ -1,0 +1,530 @@
+//! Workflows in the file: the declaration and tally in `workflows`, one row
+//! per node in `workflow_nodes`, moved forward inside the transaction of the
+//! operation that ends a node's task (see [`Store::settling`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use conveyor_core::workflow::ledger::{self, Ledger, NodeRow, Tally};
+use conveyor_core::workflow::{
+    compose_params, stored, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Step,
+    Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
+};
+use conveyor_core::{Error, TaskId, TaskState, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::Store;
+use crate::error::db_err;
+use crate::row::{id_param, state_from_code, task_id};
+
+/// Graphs read back, by workflow (a declaration never changes once stored,
+/// so a graph read by any process stays right); cleared when it grows past
+/// [`GRAPHS_KEPT`].
+#[derive(Default)]
+pub(crate) struct Graphs(HashMap<i64, Arc<Graph>>);
+
+/// How many graphs [`Graphs`] keeps.
+const GRAPHS_KEPT: usize = 256;
+
+/// A node's state as its column holds it.
+fn node_code(state: NodeState) -> i64 {
+    match state {
+        NodeState::Waiting => 0,
+        NodeState::Running => 1,
+        NodeState::Succeeded => 2,
+        NodeState::Failed => 3,
+        NodeState::Cancelled => 4,
+        NodeState::Skipped => 5,
+    }
+}
+
+fn node_state(code: i64, wf: i64) -> Result<NodeState, Error> {
+    Ok(match code {
+        0 => NodeState::Waiting,
+        1 => NodeState::Running,
+        2 => NodeState::Succeeded,
+        3 => NodeState::Failed,
+        4 => NodeState::Cancelled,
+        5 => NodeState::Skipped,
+        other => {
+            return Err(Error::backend_other(format!(
+                "workflow {wf} has a node with unknown state code {other}"
+            )))
+        }
+    })
+}
+
+fn count(n: i64, wf: i64) -> Result<u32, Error> {
+    u32::try_from(n).map_err(|_| Error::backend_other(format!("workflow {wf} has a count of {n}")))
+}
+
+/// A workflow's row as [`Store::workflow`] reads it: cancelled, outcome,
+/// created at, ended at, nodes left.
+type Head = (bool, Option<i64>, i64, Option<i64>, i64);
+
+/// One workflow's rows, read and written inside the open transaction.
+struct Rows<'a> {
+    conn: &'a Connection,
+    wf: i64,
+}
+
+impl Ledger for Rows<'_> {
+    fn row(&mut self, node: usize) -> Result<NodeRow, Error> {
+        let (state, waiting): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT state, waiting_on FROM workflow_nodes WHERE workflow = ?1 AND node = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.wf, node as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .map_err(db_err)?;
+        Ok(NodeRow {
+            state: node_state(state, self.wf)?,
+            waiting_on: count(waiting, self.wf)?,
+        })
+    }
+
+    fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4 \
+                 WHERE workflow = ?1 AND node = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.wf,
+                    node as i64,
+                    node_code(row.state),
+                    i64::from(row.waiting_on)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn tally(&mut self) -> Result<Tally, Error> {
+        let (body, left, failed, outcome): (i64, i64, bool, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT body_left, nodes_left, failed, outcome FROM workflows WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([self.wf], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+            })
+            .map_err(db_err)?;
+        Ok(Tally {
+            body_left: count(body, self.wf)?,
+            left: count(left, self.wf)?,
+            failed,
+            outcome: outcome.map(|o| {
+                if o == 0 {
+                    WorkflowOutcome::Succeeded
+                } else {
+                    WorkflowOutcome::Failed
+                }
+            }),
+        })
+    }
+
+    fn set_tally(&mut self, tally: Tally) -> Result<(), Error> {
+        let outcome = tally.outcome.map(|o| match o {
+            WorkflowOutcome::Succeeded => 0i64,
+            WorkflowOutcome::Failed => 1,
+        });
+        self.conn
+            .prepare_cached(
+                "UPDATE workflows SET body_left = ?2, nodes_left = ?3, failed = ?4, outcome = ?5 \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.wf,
+                    i64::from(tally.body_left),
+                    i64::from(tally.left),
+                    tally.failed,
+                    outcome
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Runs `op` (a finish, a cancel, a lease recovery, a reservation), then
+    /// settles, in the same transaction, the workflow nodes of the tasks it
+    /// brought to a final state.
+    pub(crate) fn settling<T>(
+        &mut self,
+        op: impl FnOnce(&mut Store) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let from = self.finished.len();
+        let out = op(self)?;
+        if self.finished.len() > from {
+            let ended: Vec<TaskId> = self.finished[from..].to_vec();
+            self.settle_nodes_of(&ended)?;
+        }
+        Ok(out)
+    }
+
+    /// Stores `spec` and enqueues the nodes that wait for nothing.
+    pub(crate) fn submit_workflow(&mut self, spec: WorkflowSpec) -> Result<Submitted, Error> {
+        let stored = stored::encode(&spec)?;
+        let graph = Arc::new(spec.validate()?);
+        let (rows, tally) = ledger::first_rows(&graph);
+        let now = self.now();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflows (spec, body_left, nodes_left, failed, created_at) \
+                 VALUES (?1, ?2, ?3, 0, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    stored,
+                    i64::from(tally.body_left),
+                    i64::from(tally.left),
+                    now.0
+                ])
+            })
+            .map_err(db_err)?;
+        let wf = self.conn.last_insert_rowid();
+        {
+            let mut insert = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO workflow_nodes (workflow, node, state, waiting_on) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db_err)?;
+            for (node, row) in rows.iter().enumerate() {
+                insert
+                    .execute(params![
+                        wf,
+                        node as i64,
+                        node_code(row.state),
+                        i64::from(row.waiting_on)
+                    ])
+                    .map_err(db_err)?;
+            }
+        }
+        let step = ledger::start(
+            &graph,
+            &mut Rows {
+                conn: &self.conn,
+                wf,
+            },
+        )?;
+        let first = step.enqueue.clone();
+        self.graphs_put(wf, graph.clone());
+        self.apply_step(wf, &graph, step)?;
+        let mut started = Vec::with_capacity(first.len());
+        for node in first {
+            if let Some(task) = self.node_task(wf, node)? {
+                started.push((graph.nodes()[node].name.clone(), task));
+            }
+        }
+        let id = u64::try_from(wf)
+            .map_err(|_| Error::backend_other(format!("a workflow got id {wf}")))?;
+        Ok(Submitted {
+            id: WorkflowId(id),
+            started,
+        })
+    }
+
+    /// Settles the nodes of tasks that reached a final state.
+    fn settle_nodes_of(&mut self, ended: &[TaskId]) -> Result<(), Error> {
+        let running: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM workflows WHERE ended_at IS NULL)")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_err)?;
+        if !running {
+            return Ok(());
+        }
+        for &id in ended {
+            let Some(raw) = id_param(id) else { continue };
+            let node: Option<(i64, i64)> = self
+                .conn
+                .prepare_cached("SELECT workflow, node FROM workflow_nodes WHERE task = ?1")
+                .and_then(|mut s| {
+                    s.query_row([raw], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(db_err)?;
+            let Some((wf, node)) = node else { continue };
+            let (code, result, error): (i64, Option<Vec<u8>>, Option<String>) = self
+                .conn
+                .prepare_cached("SELECT state, result, error FROM tasks WHERE id = ?1")
+                .and_then(|mut s| s.query_row([raw], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+                .map_err(db_err)?;
+            let settled = match state_from_code(code, raw)? {
+                TaskState::Completed => NodeResult::Succeeded,
+                TaskState::Dead => NodeResult::Failed,
+                TaskState::Cancelled => NodeResult::Cancelled,
+                _ => continue,
+            };
+            let graph = self.graph(wf)?;
+            let node = usize::try_from(node)
+                .map_err(|_| Error::backend_other(format!("workflow {wf} has node {node}")))?;
+            let mut rows = Rows {
+                conn: &self.conn,
+                wf,
+            };
+            let before = rows.row(node)?.state;
+            let step = ledger::settle(&graph, &mut rows, node, settled)?;
+            if before == NodeState::Running {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE workflow_nodes SET result = ?3, error = ?4 \
+                         WHERE workflow = ?1 AND node = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![wf, node as i64, result, error]))
+                    .map_err(db_err)?;
+            }
+            self.apply_step(wf, &graph, step)?;
+        }
+        Ok(())
+    }
+
+    /// Enqueues the nodes a step made ready, their params composed from
+    /// their dependencies' results; a node whose params cannot be composed
+    /// fails at once, and what that decides is applied in turn.
+    fn apply_step(&mut self, wf: i64, graph: &Graph, step: Step) -> Result<(), Error> {
+        let mut steps = VecDeque::from([step]);
+        while let Some(step) = steps.pop_front() {
+            if step.ended.is_some() {
+                self.conn
+                    .prepare_cached("UPDATE workflows SET ended_at = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![wf, self.now().0]))
+                    .map_err(db_err)?;
+            }
+            for node in step.enqueue {
+                match self.composed_task(wf, graph, node) {
+                    Ok(task) => {
+                        let Some(enqueued) = self.enqueue_many(vec![task])?.pop() else {
+                            continue;
+                        };
+                        let task = id_param(enqueued.id).unwrap_or(i64::MAX);
+                        self.conn
+                            .prepare_cached(
+                                "UPDATE workflow_nodes SET task = ?3 \
+                                 WHERE workflow = ?1 AND node = ?2",
+                            )
+                            .and_then(|mut s| s.execute(params![wf, node as i64, task]))
+                            .map_err(db_err)?;
+                    }
+                    Err(e) => {
+                        self.conn
+                            .prepare_cached(
+                                "UPDATE workflow_nodes SET error = ?3 \
+                                 WHERE workflow = ?1 AND node = ?2",
+                            )
+                            .and_then(|mut s| s.execute(params![wf, node as i64, e.to_string()]))
+                            .map_err(db_err)?;
+                        let mut rows = Rows {
+                            conn: &self.conn,
+                            wf,
+                        };
+                        steps.push_back(ledger::settle(
+                            graph,
+                            &mut rows,
+                            node,
+                            NodeResult::Failed,
+                        )?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `node`'s task, its params composed from its dependencies.
+    fn composed_task(
+        &mut self,
+        wf: i64,
+        graph: &Graph,
+        node: usize,
+    ) -> Result<conveyor_core::NewTask, Error> {
+        let spec = &graph.nodes()[node];
+        let mut outputs = Vec::new();
+        {
+            let mut read = self
+                .conn
+                .prepare_cached(
+                    "SELECT state, result, error FROM workflow_nodes \
+                     WHERE workflow = ?1 AND node = ?2",
+                )
+                .map_err(db_err)?;
+            for &(dep, _) in graph.dependencies(node) {
+                let (code, result, error): (i64, Option<Vec<u8>>, Option<String>) = read
+                    .query_row(params![wf, dep as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(db_err)?;
+                outputs.push((node_state(code, wf)?, result, error));
+            }
+        }
+        let results: Vec<DependencyResult<'_>> = outputs
+            .iter()
+            .map(|(state, result, error)| match state {
+                NodeState::Succeeded => DependencyResult::Succeeded(result.as_deref()),
+                state => DependencyResult::Failed {
+                    state: *state,
+                    error: error.as_deref(),
+                },
+            })
+            .collect();
+        let mut task = spec.task.clone();
+        task.payload = compose_params(spec.input, &spec.task.payload, &results)?;
+        Ok(task)
+    }
+
+    /// The task of node `node`, once enqueued.
+    fn node_task(&mut self, wf: i64, node: usize) -> Result<Option<TaskId>, Error> {
+        let task: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT task FROM workflow_nodes WHERE workflow = ?1 AND node = ?2")
+            .and_then(|mut s| s.query_row(params![wf, node as i64], |r| r.get(0)))
+            .map_err(db_err)?;
+        task.map(task_id).transpose()
+    }
+
+    /// Workflow `wf`'s graph, read back once per process.
+    fn graph(&mut self, wf: i64) -> Result<Arc<Graph>, Error> {
+        if let Some(g) = self.graphs.0.get(&wf) {
+            return Ok(g.clone());
+        }
+        let bytes: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT spec FROM workflows WHERE id = ?1")
+            .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
+            .map_err(db_err)?;
+        let graph = Arc::new(
+            stored::decode(&bytes)?
+                .validate()
+                .map_err(|e| Error::backend_other(format!("workflow {wf}'s stored graph: {e}")))?,
+        );
+        self.graphs_put(wf, graph.clone());
+        Ok(graph)
+    }
+
+    fn graphs_put(&mut self, wf: i64, graph: Arc<Graph>) {
+        if self.graphs.0.len() >= GRAPHS_KEPT {
+            self.graphs.0.clear();
+        }
+        self.graphs.0.insert(wf, graph);
+    }
+
+    /// Workflow `id` with every node, or `None`.
+    pub(crate) fn workflow(&mut self, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
+        let Ok(wf) = i64::try_from(id.0) else {
+            return Ok(None);
+        };
+        let head: Option<Head> = self
+            .conn
+            .prepare_cached(
+                "SELECT cancelled, outcome, created_at, ended_at, nodes_left \
+                 FROM workflows WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([wf], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()
+            })
+            .map_err(db_err)?;
+        let Some((cancelled, outcome, created_at, ended_at, left)) = head else {
+            return Ok(None);
+        };
+        let graph = self.graph(wf)?;
+        let rows: Vec<(i64, Option<i64>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT state, task FROM workflow_nodes WHERE workflow = ?1 ORDER BY node",
+            )
+            .and_then(|mut s| {
+                s.query_map([wf], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(db_err)?;
+        if rows.len() != graph.len() {
+            return Err(Error::backend_other(format!(
+                "workflow {wf} has {} node rows for {} nodes",
+                rows.len(),
+                graph.len()
+            )));
+        }
+        let mut nodes = Vec::with_capacity(rows.len());
+        for (i, (code, task)) in rows.into_iter().enumerate() {
+            nodes.push(NodeRecord {
+                name: graph.nodes()[i].name.clone(),
+                state: node_state(code, wf)?,
+                task: task.map(task_id).transpose()?,
+                after: graph
+                    .dependencies(i)
+                    .iter()
+                    .map(|&(d, _)| graph.nodes()[d].name.clone())
+                    .collect(),
+                callback: graph.when(i),
+            });
+        }
+        let state = if cancelled {
+            WorkflowState::Cancelled
+        } else if left > 0 {
+            WorkflowState::Running
+        } else if outcome == Some(0) {
+            WorkflowState::Succeeded
+        } else {
+            WorkflowState::Failed
+        };
+        Ok(Some(WorkflowRecord {
+            id,
+            state,
+            nodes,
+            created_at: Timestamp(created_at),
+            ended_at: ended_at.map(Timestamp),
+        }))
+    }
+
+    /// Cancels every node of workflow `id` that has not settled, and the
+    /// tasks of its running nodes; `None` when there is no such workflow.
+    pub(crate) fn cancel_workflow(&mut self, id: WorkflowId) -> Result<Option<u64>, Error> {
+        let Ok(wf) = i64::try_from(id.0) else {
+            return Ok(None);
+        };
+        let exists: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM workflows WHERE id = ?1)")
+            .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
+            .map_err(db_err)?;
+        if !exists {
+            return Ok(None);
+        }
+        let graph = self.graph(wf)?;
+        let (nodes, _) = ledger::cancel_all(
+            &graph,
+            &mut Rows {
+                conn: &self.conn,
+                wf,
+            },
+        )?;
+        if nodes.is_empty() {
+            return Ok(Some(0));
+        }
+        self.conn
+            .prepare_cached("UPDATE workflows SET cancelled = 1, ended_at = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![wf, self.now().0]))
+            .map_err(db_err)?;
+        for &node in &nodes {
+            if let Some(task) = self.node_task(wf, node)? {
+                self.cancel(task)?;
+            }
+        }
+        Ok(Some(nodes.len() as u64))
+    }
+}
