@@ -49,7 +49,8 @@
 //! retention `prune` is given, as before.
 //! Version 11 adds the workflows (`conveyor_core::workflow`): `workflows`,
 //! one row each (the declaration in its stored form, the tally, when it
-//! ended), with `workflows_running` over those still running, and
+//! ended), with `workflows_running` over those still running and
+//! `workflows_ended` over the others (pruning finds them by it), and
 //! `workflow_nodes`, one row per node (its state, how many dependencies it
 //! waits on, its task, and its result and error once settled), with
 //! `workflow_nodes_task` to find a finished task's node.
@@ -307,6 +308,7 @@ const SCHEMA_V11: &str = "CREATE TABLE IF NOT EXISTS workflows (
          ended_at INTEGER
      );
      CREATE INDEX IF NOT EXISTS workflows_running ON workflows (id) WHERE ended_at IS NULL;
+     CREATE INDEX IF NOT EXISTS workflows_ended ON workflows (ended_at) WHERE ended_at IS NOT NULL;
      CREATE TABLE IF NOT EXISTS workflow_nodes (
          workflow INTEGER NOT NULL,
          node INTEGER NOT NULL,

@@ -127,6 +127,7 @@ impl State {
                 _ => true,
             }
         });
+        self.prune_workflows(finished_before, dead_before);
         (before - self.tasks.len()) as u64
     }
 

@@ -214,6 +214,34 @@ impl State {
         Ok(Some((nodes.len() as u64, cancelled)))
     }
 
+    /// Drops the workflows that ended before their retention: a succeeded
+    /// one before `finished_before`, a failed or cancelled one (kept like a
+    /// dead task, for inspection) before `dead_before`.
+    pub(crate) fn prune_workflows(&mut self, finished_before: Timestamp, dead_before: Timestamp) {
+        let gone: Vec<u64> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| {
+                let succeeded =
+                    !f.cancelled && f.progress.outcome() == Some(WorkflowOutcome::Succeeded);
+                let before = if succeeded {
+                    finished_before
+                } else {
+                    dead_before
+                };
+                f.ended_at.is_some_and(|at| at < before)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            if let Some(flow) = self.flows.remove(&id) {
+                for task in flow.tasks.iter().flatten() {
+                    self.flow_of.remove(task);
+                }
+            }
+        }
+    }
+
     /// Whether a workflow enqueued tasks since the last call (workers are
     /// woken then).
     pub(crate) fn take_flow_wake(&mut self) -> bool {

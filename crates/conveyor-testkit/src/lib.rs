@@ -297,7 +297,8 @@ macro_rules! backend_conformance {
 /// [`conveyor_core::Workflows`]), from the same `make` as
 /// [`backend_conformance!`]: chains, chords, failure policies, callbacks,
 /// an empty group, a zombie finish and a retried header firing the body
-/// once, cancel, refusals, a wide chord. The backend needs the result store
+/// once, cancel, refusals, a wide chord, pruning of ended workflows. The
+/// backend needs the result store
 /// and maintenance parts and delays on a clock the test moves.
 #[macro_export]
 macro_rules! workflow_conformance {
@@ -308,7 +309,7 @@ macro_rules! workflow_conformance {
             a_failed_dependency_skips_its_dependents, ignore_and_continue_run_after_a_failure,
             an_empty_group_ends_at_once, a_zombie_finish_or_a_retry_fires_the_body_once,
             cancelling_a_workflow_stops_it, bad_workflows_are_refused_whole,
-            a_wide_chord_fires_once);
+            a_wide_chord_fires_once, ended_workflows_go_with_their_retention);
     };
 }
 

@@ -61,6 +61,7 @@ impl Store {
         let n = self.delete_finished(&sql.prune_finished, now.minus(retention.finished))?
             + self.delete_finished(&sql.prune_expired, now)?;
         let pruned_dead = self.delete_dead(&sql.prune_dead, &[&now.minus(retention.dead).0])?;
+        self.prune_workflows(now.minus(retention.finished), now.minus(retention.dead))?;
         Ok(n + pruned_dead)
     }
 

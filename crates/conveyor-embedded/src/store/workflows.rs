@@ -420,6 +420,32 @@ impl Store {
         self.graphs.0.insert(wf, graph);
     }
 
+    /// Deletes the workflows that ended before their retention, with their
+    /// nodes: a succeeded one before `finished_before`, a failed or
+    /// cancelled one (kept like a dead task) before `dead_before`.
+    pub(crate) fn prune_workflows(
+        &mut self,
+        finished_before: Timestamp,
+        dead_before: Timestamp,
+    ) -> Result<(), Error> {
+        // Bounded by the later cutoff, so the scan walks `workflows_ended`.
+        const GONE: &str = "SELECT id FROM workflows WHERE ended_at IS NOT NULL \
+             AND ended_at < ?3 AND ( \
+             (cancelled = 0 AND outcome = 0 AND ended_at < ?1) \
+             OR ((cancelled = 1 OR outcome IS NOT 0) AND ended_at < ?2))";
+        let later = finished_before.max(dead_before);
+        for text in [
+            format!("DELETE FROM workflow_nodes WHERE workflow IN ({GONE})"),
+            format!("DELETE FROM workflows WHERE id IN ({GONE})"),
+        ] {
+            self.conn
+                .prepare_cached(&text)
+                .and_then(|mut s| s.execute(params![finished_before.0, dead_before.0, later.0]))
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
     /// Workflow `id` with every node, or `None`.
     pub(crate) fn workflow(&mut self, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
         let Ok(wf) = i64::try_from(id.0) else {

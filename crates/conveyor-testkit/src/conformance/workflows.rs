@@ -9,7 +9,7 @@ use conveyor_core::workflow::{
     Dependency, EdgePolicy, NodeInput, NodeSpec, NodeState, WhenEnded, WorkflowId, WorkflowRecord,
     WorkflowSpec, WorkflowState,
 };
-use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Reserved, TaskState};
+use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Reserved, Retention, TaskState};
 use serde_json::{json, Value};
 
 use super::*;
@@ -395,4 +395,64 @@ pub async fn a_wide_chord_fires_once(b: Subject, _clock: Arc<ManualClock>) {
     let expected: Vec<i64> = (0..n).collect();
     assert_eq!(bodies[0], json!([expected]));
     assert_eq!(read(&b, id).await.state, WorkflowState::Succeeded);
+}
+
+/// Pruning drops a workflow once it has ended and its retention passed: a
+/// succeeded one after the finished tasks' retention, a failed one after
+/// the dead tasks' (kept for inspection); a running one stays.
+pub async fn ended_workflows_go_with_their_retention(b: Subject, clock: Arc<ManualClock>) {
+    let good = b
+        .submit_workflow(WorkflowSpec::group([call("ok", json!([]))]))
+        .await
+        .expect("submit")
+        .id;
+    let bad = b
+        .submit_workflow(WorkflowSpec::group([call("boom", json!([]))]))
+        .await
+        .expect("submit")
+        .id;
+    drain(&b, |r| match r.handler.as_str() {
+        "boom" => FinishAction::DeadLetter {
+            error: "boom".into(),
+        },
+        _ => done(json!(1)),
+    })
+    .await;
+    let running = b
+        .submit_workflow(WorkflowSpec::group([call("later", json!([]))]))
+        .await
+        .expect("submit")
+        .id;
+    let retention = Retention {
+        finished: Duration::from_secs(3600),
+        dead: Duration::from_secs(7 * 86_400),
+    };
+    clock.advance(Duration::from_secs(1800));
+    b.prune(retention).await.expect("prune");
+    assert!(
+        b.workflow(good).await.expect("read").is_some(),
+        "kept within its retention"
+    );
+    clock.advance(Duration::from_secs(3600));
+    b.prune(retention).await.expect("prune");
+    assert!(
+        b.workflow(good).await.expect("read").is_none(),
+        "succeeded: gone"
+    );
+    assert_eq!(
+        read(&b, bad).await.state,
+        WorkflowState::Failed,
+        "failed: kept"
+    );
+    clock.advance(Duration::from_secs(7 * 86_400));
+    b.prune(retention).await.expect("prune");
+    assert!(
+        b.workflow(bad).await.expect("read").is_none(),
+        "failed: gone at last"
+    );
+    assert_eq!(
+        read(&b, running).await.state,
+        WorkflowState::Running,
+        "running: kept"
+    );
 }
