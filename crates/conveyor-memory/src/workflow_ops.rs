@@ -152,31 +152,11 @@ impl State {
         let flow = self.flows.get(&id.0)?;
         let states = flow.progress.states();
         let graph = &flow.graph;
-        let nodes = graph
-            .nodes()
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| NodeRecord {
-                name: spec.name.clone(),
-                state: states[i],
-                task: flow.tasks[i].map(TaskId),
-                after: graph
-                    .dependencies(i)
-                    .iter()
-                    .map(|&(d, _)| graph.nodes()[d].name.clone())
-                    .collect(),
-                callback: graph.when(i),
-            })
+        let nodes = (0..graph.len())
+            .map(|i| NodeRecord::of(graph, i, states[i], flow.tasks[i].map(TaskId)))
             .collect();
-        let state = if flow.cancelled {
-            WorkflowState::Cancelled
-        } else if !flow.progress.is_over() {
-            WorkflowState::Running
-        } else if flow.progress.outcome() == Some(WorkflowOutcome::Succeeded) {
-            WorkflowState::Succeeded
-        } else {
-            WorkflowState::Failed
-        };
+        let left = states.iter().filter(|s| !s.is_final()).count() as u32;
+        let state = WorkflowState::of(flow.cancelled, left, flow.progress.outcome());
         Some(WorkflowRecord {
             id,
             state,

@@ -1,8 +1,8 @@
 //! A stored workflow as callers read it: its id, where it stands, and each
 //! node with its task.
 
-use super::graph::WhenEnded;
-use super::progress::NodeState;
+use super::graph::{Graph, WhenEnded};
+use super::progress::{NodeState, WorkflowOutcome};
 use crate::clock::Timestamp;
 use crate::task::TaskId;
 
@@ -31,6 +31,20 @@ pub enum WorkflowState {
 }
 
 impl WorkflowState {
+    /// The state of a workflow that was `cancelled` or not, with `left`
+    /// nodes not settled and its body's `outcome` once ended.
+    pub fn of(cancelled: bool, left: u32, outcome: Option<WorkflowOutcome>) -> WorkflowState {
+        if cancelled {
+            WorkflowState::Cancelled
+        } else if left > 0 {
+            WorkflowState::Running
+        } else if outcome == Some(WorkflowOutcome::Succeeded) {
+            WorkflowState::Succeeded
+        } else {
+            WorkflowState::Failed
+        }
+    }
+
     /// The state's name: `running`, `succeeded`, `failed`, `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,6 +69,24 @@ pub struct NodeRecord {
     pub after: Vec<String>,
     /// For a callback, when it runs.
     pub callback: Option<WhenEnded>,
+}
+
+impl NodeRecord {
+    /// Node `node` of `graph`, in `state`, with its `task` if enqueued.
+    pub fn of(graph: &Graph, node: usize, state: NodeState, task: Option<TaskId>) -> NodeRecord {
+        let nodes = graph.nodes();
+        NodeRecord {
+            name: nodes[node].name.clone(),
+            state,
+            task,
+            after: graph
+                .dependencies(node)
+                .iter()
+                .map(|&(d, _)| nodes[d].name.clone())
+                .collect(),
+            callback: graph.when(node),
+        }
+    }
 }
 
 /// A stored workflow.

@@ -54,6 +54,17 @@ fn node_state(code: i64, wf: i64) -> Result<NodeState, Error> {
     })
 }
 
+/// A body's outcome as its column holds it: 0 succeeded, else failed.
+fn outcome_of(code: Option<i64>) -> Option<WorkflowOutcome> {
+    code.map(|o| {
+        if o == 0 {
+            WorkflowOutcome::Succeeded
+        } else {
+            WorkflowOutcome::Failed
+        }
+    })
+}
+
 fn count(n: i64, wf: i64) -> Result<u32, Error> {
     u32::try_from(n).map_err(|_| Error::backend_other(format!("workflow {wf} has a count of {n}")))
 }
@@ -121,13 +132,7 @@ impl Ledger for Rows<'_> {
             body_left: count(body, self.wf)?,
             left: count(left, self.wf)?,
             failed,
-            outcome: outcome.map(|o| {
-                if o == 0 {
-                    WorkflowOutcome::Succeeded
-                } else {
-                    WorkflowOutcome::Failed
-                }
-            }),
+            outcome: outcome_of(outcome),
         })
     }
 
@@ -487,27 +492,10 @@ impl Store {
         }
         let mut nodes = Vec::with_capacity(rows.len());
         for (i, (code, task)) in rows.into_iter().enumerate() {
-            nodes.push(NodeRecord {
-                name: graph.nodes()[i].name.clone(),
-                state: node_state(code, wf)?,
-                task: task.map(task_id).transpose()?,
-                after: graph
-                    .dependencies(i)
-                    .iter()
-                    .map(|&(d, _)| graph.nodes()[d].name.clone())
-                    .collect(),
-                callback: graph.when(i),
-            });
+            let task = task.map(task_id).transpose()?;
+            nodes.push(NodeRecord::of(&graph, i, node_state(code, wf)?, task));
         }
-        let state = if cancelled {
-            WorkflowState::Cancelled
-        } else if left > 0 {
-            WorkflowState::Running
-        } else if outcome == Some(0) {
-            WorkflowState::Succeeded
-        } else {
-            WorkflowState::Failed
-        };
+        let state = WorkflowState::of(cancelled, count(left, wf)?, outcome_of(outcome));
         Ok(Some(WorkflowRecord {
             id,
             state,
