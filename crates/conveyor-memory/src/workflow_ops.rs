@@ -93,9 +93,9 @@ impl State {
         if flow.tasks[node] != Some(id) {
             return;
         }
-        let before = flow.progress.states()[node];
+        let before = flow.progress.state(node);
         let step = flow.progress.settle(&flow.graph, node, result);
-        if before == NodeState::Running {
+        if before == Some(NodeState::Running) {
             flow.outputs[node] = output;
         }
         self.apply_step(wf, step, now);
@@ -232,22 +232,17 @@ impl State {
 /// Node `node`'s task, its params composed from its dependencies' outputs.
 fn node_task(flow: &Flow, node: usize) -> Result<conveyor_core::NewTask, Error> {
     let spec = &flow.graph.nodes()[node];
-    let states = flow.progress.states();
     let results: Vec<DependencyResult<'_>> = flow
         .graph
         .dependencies(node)
         .iter()
         .map(|&(dep, _)| {
             let output = flow.outputs[dep].as_ref();
-            match states[dep] {
-                NodeState::Succeeded => {
-                    DependencyResult::Succeeded(output.and_then(|o| o.result.as_deref()))
-                }
-                state => DependencyResult::Failed {
-                    state,
-                    error: output.and_then(|o| o.error.as_deref()),
-                },
-            }
+            DependencyResult::of(
+                flow.progress.state(dep).unwrap_or(NodeState::Skipped),
+                output.and_then(|o| o.result.as_deref()),
+                output.and_then(|o| o.error.as_deref()),
+            )
         })
         .collect();
     let mut task = spec.task.clone();

@@ -69,6 +69,20 @@ pub enum DependencyResult<'a> {
     },
 }
 
+impl<'a> DependencyResult<'a> {
+    /// A settled dependency in `state`, with the `result` and `error` it left.
+    pub fn of(
+        state: NodeState,
+        result: Option<&'a [u8]>,
+        error: Option<&'a str>,
+    ) -> DependencyResult<'a> {
+        match state {
+            NodeState::Succeeded => DependencyResult::Succeeded(result),
+            state => DependencyResult::Failed { state, error },
+        }
+    }
+}
+
 /// The params a node's task is enqueued with: `params` as declared, with
 /// `results` (its dependencies', in declared order) put first as `input`
 /// says. Refuses params that are not JSON when results must join them.

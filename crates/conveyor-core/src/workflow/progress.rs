@@ -172,6 +172,11 @@ impl Progress {
         Ok(Progress { rows, tally })
     }
 
+    /// Node `node`'s state, if the graph has that node.
+    pub fn state(&self, node: usize) -> Option<NodeState> {
+        self.rows.get(node).map(|r| r.state)
+    }
+
     /// Every node's state, in the graph's order.
     pub fn states(&self) -> Vec<NodeState> {
         self.rows.iter().map(|r| r.state).collect()

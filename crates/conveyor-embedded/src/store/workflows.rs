@@ -376,12 +376,8 @@ impl Store {
         }
         let results: Vec<DependencyResult<'_>> = outputs
             .iter()
-            .map(|(state, result, error)| match state {
-                NodeState::Succeeded => DependencyResult::Succeeded(result.as_deref()),
-                state => DependencyResult::Failed {
-                    state: *state,
-                    error: error.as_deref(),
-                },
+            .map(|(state, result, error)| {
+                DependencyResult::of(*state, result.as_deref(), error.as_deref())
             })
             .collect();
         let mut task = spec.task.clone();
