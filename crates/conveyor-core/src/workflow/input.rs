@@ -10,8 +10,9 @@
 
 use serde_json::{Map, Value};
 
+use super::graph::Graph;
 use super::progress::NodeState;
-use crate::Error;
+use crate::{Error, NewTask};
 
 /// What a node's task receives besides its own params.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -81,6 +82,30 @@ impl<'a> DependencyResult<'a> {
             state => DependencyResult::Failed { state, error },
         }
     }
+}
+
+/// What a settled node leaves its dependents: its state, its result and its
+/// error.
+pub type NodeOutput = (NodeState, Option<Vec<u8>>, Option<String>);
+
+/// Node `node`'s task, its params composed from `outputs`: its dependencies'
+/// in the order the graph lists them ([`Graph::dependencies`]).
+pub fn composed_task(graph: &Graph, node: usize, outputs: &[NodeOutput]) -> Result<NewTask, Error> {
+    let spec = graph.nodes().get(node).ok_or_else(|| {
+        Error::InvalidConfig(format!(
+            "a workflow of {} nodes has no node {node}",
+            graph.len()
+        ))
+    })?;
+    let results: Vec<DependencyResult<'_>> = outputs
+        .iter()
+        .map(|(state, result, error)| {
+            DependencyResult::of(*state, result.as_deref(), error.as_deref())
+        })
+        .collect();
+    let mut task = spec.task.clone();
+    task.payload = compose_params(spec.input, &spec.task.payload, &results)?;
+    Ok(task)
 }
 
 /// The params a node's task is enqueued with: `params` as declared, with

@@ -19,9 +19,11 @@
 //! settling a node that is not running changes nothing.
 
 mod graph;
+mod graphs;
 mod input;
 pub mod ledger;
 mod progress;
+mod read_ahead;
 mod record;
 pub mod stored;
 #[cfg(test)]
@@ -30,6 +32,8 @@ mod tests;
 pub use graph::{
     Callback, Dependency, EdgePolicy, Graph, NodeSpec, WhenEnded, WorkflowSpec, MAX_NODES,
 };
-pub use input::{compose_params, DependencyResult, NodeInput};
+pub use graphs::Graphs;
+pub use input::{compose_params, composed_task, DependencyResult, NodeInput, NodeOutput};
 pub use progress::{NodeResult, NodeState, Progress, Step, WorkflowOutcome};
+pub use read_ahead::ReadAhead;
 pub use record::{NodeRecord, Submitted, WorkflowId, WorkflowRecord, WorkflowState};

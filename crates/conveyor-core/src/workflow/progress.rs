@@ -50,6 +50,38 @@ impl NodeState {
             NodeState::Skipped => "skipped",
         }
     }
+
+    /// The state as a store's column holds it (0 waiting, 1 running, 2
+    /// succeeded, 3 failed, 4 cancelled, 5 skipped): every store writes
+    /// the same codes.
+    pub fn code(self) -> i16 {
+        match self {
+            NodeState::Waiting => 0,
+            NodeState::Running => 1,
+            NodeState::Succeeded => 2,
+            NodeState::Failed => 3,
+            NodeState::Cancelled => 4,
+            NodeState::Skipped => 5,
+        }
+    }
+
+    /// The state a column's `code` stands for, or an error naming workflow
+    /// `workflow` for a code no version wrote.
+    pub fn from_code(code: i64, workflow: impl std::fmt::Display) -> Result<NodeState, Error> {
+        Ok(match code {
+            0 => NodeState::Waiting,
+            1 => NodeState::Running,
+            2 => NodeState::Succeeded,
+            3 => NodeState::Failed,
+            4 => NodeState::Cancelled,
+            5 => NodeState::Skipped,
+            other => {
+                return Err(Error::backend_other(format!(
+                    "workflow {workflow} has a node with unknown state code {other}"
+                )))
+            }
+        })
+    }
 }
 
 /// How a node's task settled.
@@ -71,6 +103,28 @@ pub enum WorkflowOutcome {
     Succeeded,
     /// Some node failed, was cancelled or was skipped.
     Failed,
+}
+
+impl WorkflowOutcome {
+    /// The outcome as a store's column holds it: 0 succeeded, 1 failed.
+    pub fn code(self) -> i16 {
+        match self {
+            WorkflowOutcome::Succeeded => 0,
+            WorkflowOutcome::Failed => 1,
+        }
+    }
+
+    /// The outcome a column holds (`None`: not ended); any code but 0 is a
+    /// failure.
+    pub fn from_code(code: Option<i64>) -> Option<WorkflowOutcome> {
+        code.map(|o| {
+            if o == 0 {
+                WorkflowOutcome::Succeeded
+            } else {
+                WorkflowOutcome::Failed
+            }
+        })
+    }
 }
 
 /// What one decision asks the store to do, in the same atomic step as the
@@ -170,6 +224,17 @@ impl Progress {
             outcome,
         };
         Ok(Progress { rows, tally })
+    }
+
+    /// Every node's row, in the graph's order (what a store writes when it
+    /// stores a workflow it started in memory).
+    pub fn rows(&self) -> &[NodeRow] {
+        &self.rows
+    }
+
+    /// The workflow's tally.
+    pub fn counts(&self) -> Tally {
+        self.tally
     }
 
     /// Node `node`'s state, if the graph has that node.

@@ -536,3 +536,46 @@ fn cancelling_a_workflow_settles_every_node_left_and_fires_nothing() {
     assert!(again.is_empty());
     assert_eq!(step, Step::default());
 }
+
+proptest! {
+    /// A store that reads rows ahead (only the likely ones, the rest when a
+    /// decision asks for them) decides exactly as one holding every row,
+    /// and writes back the same rows.
+    #[test]
+    fn a_read_ahead_decides_as_the_whole_ledger((graph, settles) in graphs()) {
+        use ledger::Ledger;
+        let (mut whole, _) = Progress::start(&graph);
+        let results = [NodeResult::Succeeded, NodeResult::Failed, NodeResult::Cancelled];
+        for (node, r) in settles {
+            let result = results[usize::from(r)];
+            let mut stored = whole.clone();
+            let tally = stored.tally().unwrap();
+            let mut ahead = ReadAhead::new(tally);
+            for n in ReadAhead::likely(&graph, node, &tally) {
+                ahead.insert(n, stored.row(n).unwrap());
+            }
+            let mut rounds = 0;
+            let step = loop {
+                rounds += 1;
+                prop_assert!(rounds <= graph.len() + 2, "reads never end");
+                match ahead.run(|l| ledger::settle(&graph, l, node, result)).unwrap() {
+                    Some(step) => break step,
+                    None => {
+                        for n in ahead.missing() {
+                            ahead.insert(n, stored.row(n).unwrap());
+                        }
+                    }
+                }
+            };
+            for (n, row) in ahead.written_rows() {
+                stored.set_row(n, row).unwrap();
+            }
+            if let Some(t) = ahead.written_tally() {
+                stored.set_tally(t).unwrap();
+            }
+            let expected = whole.settle(&graph, node, result);
+            prop_assert_eq!(step, expected);
+            prop_assert_eq!(&stored, &whole);
+        }
+    }
+}

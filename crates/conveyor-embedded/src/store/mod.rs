@@ -59,7 +59,7 @@ pub(crate) struct Store {
     /// Queue and handler of the tasks this store reserved.
     held: HeldNames,
     /// Workflows' graphs read back.
-    graphs: workflows::Graphs,
+    graphs: conveyor_core::workflow::Graphs,
 }
 
 impl Store {
@@ -72,7 +72,7 @@ impl Store {
             finished: Vec::new(),
             tally: Tally::default(),
             held: HeldNames::default(),
-            graphs: workflows::Graphs::default(),
+            graphs: conveyor_core::workflow::Graphs::default(),
         }
     }
 

@@ -2,13 +2,13 @@
 //! per node in `workflow_nodes`, moved forward inside the transaction of the
 //! operation that ends a node's task (see [`Store::settling`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use conveyor_core::workflow::ledger::{self, Ledger, NodeRow, Tally};
 use conveyor_core::workflow::{
-    compose_params, stored, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Step,
-    Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
+    composed_task, stored, Graph, NodeRecord, NodeResult, NodeState, Step, Submitted, WorkflowId,
+    WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
 };
 use conveyor_core::{Error, TaskId, TaskState, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -17,52 +17,16 @@ use super::Store;
 use crate::error::db_err;
 use crate::row::{id_param, state_from_code, task_id};
 
-/// Graphs read back, by workflow (a declaration never changes once stored,
-/// so a graph read by any process stays right); cleared when it grows past
-/// [`GRAPHS_KEPT`].
-#[derive(Default)]
-pub(crate) struct Graphs(HashMap<i64, Arc<Graph>>);
-
-/// How many graphs [`Graphs`] keeps.
-const GRAPHS_KEPT: usize = 256;
-
-/// A node's state as its column holds it.
 fn node_code(state: NodeState) -> i64 {
-    match state {
-        NodeState::Waiting => 0,
-        NodeState::Running => 1,
-        NodeState::Succeeded => 2,
-        NodeState::Failed => 3,
-        NodeState::Cancelled => 4,
-        NodeState::Skipped => 5,
-    }
+    i64::from(state.code())
 }
 
 fn node_state(code: i64, wf: i64) -> Result<NodeState, Error> {
-    Ok(match code {
-        0 => NodeState::Waiting,
-        1 => NodeState::Running,
-        2 => NodeState::Succeeded,
-        3 => NodeState::Failed,
-        4 => NodeState::Cancelled,
-        5 => NodeState::Skipped,
-        other => {
-            return Err(Error::backend_other(format!(
-                "workflow {wf} has a node with unknown state code {other}"
-            )))
-        }
-    })
+    NodeState::from_code(code, wf)
 }
 
-/// A body's outcome as its column holds it: 0 succeeded, else failed.
 fn outcome_of(code: Option<i64>) -> Option<WorkflowOutcome> {
-    code.map(|o| {
-        if o == 0 {
-            WorkflowOutcome::Succeeded
-        } else {
-            WorkflowOutcome::Failed
-        }
-    })
+    WorkflowOutcome::from_code(code)
 }
 
 fn count(n: i64, wf: i64) -> Result<u32, Error> {
@@ -137,10 +101,7 @@ impl Ledger for Rows<'_> {
     }
 
     fn set_tally(&mut self, tally: Tally) -> Result<(), Error> {
-        let outcome = tally.outcome.map(|o| match o {
-            WorkflowOutcome::Succeeded => 0i64,
-            WorkflowOutcome::Failed => 1,
-        });
+        let outcome = tally.outcome.map(|o| i64::from(o.code()));
         self.conn
             .prepare_cached(
                 "UPDATE workflows SET body_left = ?2, nodes_left = ?3, failed = ?4, outcome = ?5 \
@@ -225,7 +186,7 @@ impl Store {
             },
         )?;
         let first = step.enqueue.clone();
-        self.graphs_put(wf, graph.clone());
+        self.graphs.put(wf as u64, graph.clone());
         self.apply_step(wf, &graph, step)?;
         let mut started = Vec::with_capacity(first.len());
         for node in first {
@@ -355,7 +316,6 @@ impl Store {
         graph: &Graph,
         node: usize,
     ) -> Result<conveyor_core::NewTask, Error> {
-        let spec = &graph.nodes()[node];
         let mut outputs = Vec::new();
         {
             let mut read = self
@@ -374,15 +334,7 @@ impl Store {
                 outputs.push((node_state(code, wf)?, result, error));
             }
         }
-        let results: Vec<DependencyResult<'_>> = outputs
-            .iter()
-            .map(|(state, result, error)| {
-                DependencyResult::of(*state, result.as_deref(), error.as_deref())
-            })
-            .collect();
-        let mut task = spec.task.clone();
-        task.payload = compose_params(spec.input, &spec.task.payload, &results)?;
-        Ok(task)
+        composed_task(graph, node, &outputs)
     }
 
     /// The task of node `node`, once enqueued.
@@ -397,28 +349,15 @@ impl Store {
 
     /// Workflow `wf`'s graph, read back once per process.
     fn graph(&mut self, wf: i64) -> Result<Arc<Graph>, Error> {
-        if let Some(g) = self.graphs.0.get(&wf) {
-            return Ok(g.clone());
+        if let Some(g) = self.graphs.get(wf as u64) {
+            return Ok(g);
         }
         let bytes: Vec<u8> = self
             .conn
             .prepare_cached("SELECT spec FROM workflows WHERE id = ?1")
             .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
             .map_err(db_err)?;
-        let graph = Arc::new(
-            stored::decode(&bytes)?
-                .validate()
-                .map_err(|e| Error::backend_other(format!("workflow {wf}'s stored graph: {e}")))?,
-        );
-        self.graphs_put(wf, graph.clone());
-        Ok(graph)
-    }
-
-    fn graphs_put(&mut self, wf: i64, graph: Arc<Graph>) {
-        if self.graphs.0.len() >= GRAPHS_KEPT {
-            self.graphs.0.clear();
-        }
-        self.graphs.0.insert(wf, graph);
+        self.graphs.decode(wf as u64, &bytes)
     }
 
     /// Deletes the workflows that ended before their retention, with their
