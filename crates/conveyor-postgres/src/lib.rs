@@ -43,6 +43,7 @@ mod statements;
 mod tls;
 mod vacuum;
 mod value_limit;
+mod workflows;
 
 pub use backend::PostgresBackend;
 pub use builder::{Builder, DEFAULT_POOL_SIZE, DEFAULT_VACUUM_EVERY};

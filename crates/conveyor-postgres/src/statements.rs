@@ -366,9 +366,9 @@ impl Statements {
                   lease_until = NULL
                 FROM r
                 WHERE t.id = r.id AND t.token = r.token AND t.state IN ({running})
-                RETURNING t.id, t.token, t.state, t.queue
+                RETURNING t.id, t.token, t.state, t.queue, t.workflow
              )
-             SELECT u.id, u.token, {notify}, {notify_finished} FROM u",
+             SELECT u.id, u.token, {notify}, {notify_finished}, u.workflow IS NOT NULL FROM u",
                 complete = kind::COMPLETE,
                 retry = kind::RETRY,
                 dead_letter = kind::DEAD_LETTER,
@@ -419,9 +419,9 @@ impl Statements {
                                ELSE t.error END,
                   history = CASE WHEN t.state = {running} THEN {history} ELSE t.history END
                 WHERE t.id = $1 AND t.state IN ({sources})
-                RETURNING t.id, t.state
+                RETURNING t.id, t.state, t.workflow
              )
-             SELECT u.id, {notify_finished} FROM u",
+             SELECT u.id, {notify_finished}, u.workflow IS NOT NULL FROM u",
             notify_finished = notify_finished("u", "$3"),
             cancelled = code(Transition::Cancel),
             running = TaskState::Running.code(),

@@ -374,3 +374,57 @@ async fn a_version_9_schema_gains_tasks_expiring_one_by_one() {
     assert!(again.get(old).await.expect("get").is_none());
     assert!(again.get(new).await.expect("get").is_some());
 }
+
+/// A schema at version 10 (no workflows) migrates to 11: its tasks stay
+/// outside any workflow, and a chain submitted after runs step by step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_10_schema_gains_workflows() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let old = b
+        .enqueue(NewTask::new("old", Vec::new()))
+        .await
+        .expect("enqueue")
+        .id;
+    let schema = b.schema().to_string();
+    let again = migrated_from(
+        &schema,
+        &format!(
+            "DROP TRIGGER tasks_node_ended ON \"{schema}\".tasks;
+             DROP FUNCTION \"{schema}\".node_task_ended();
+             DROP TABLE \"{schema}\".workflow_settles, \"{schema}\".workflow_nodes,
+                        \"{schema}\".workflows;
+             ALTER TABLE \"{schema}\".tasks DROP COLUMN workflow;
+             DELETE FROM \"{schema}\".migrations WHERE version > 10;"
+        ),
+        "back to version 10",
+    )
+    .await;
+    assert!(again.get(old).await.expect("get").is_some());
+    let dyn_b: Arc<dyn conveyor_core::Backend> = Arc::new(again.clone());
+    let spec = conveyor_core::workflow::WorkflowSpec::chain([
+        NewTask::new("a", b"[1]".to_vec()),
+        NewTask::new("b", b"[]".to_vec()),
+    ]);
+    let id = dyn_b.submit_workflow(spec).await.expect("submit").id;
+    let queues = vec!["default".to_string()];
+    let lease = std::time::Duration::from_secs(30);
+    for (handler, result) in [("old", "0"), ("a", "2"), ("b", "3")] {
+        let got = again
+            .reserve(conveyor_core::ReserveParams::new(&queues, 1, lease))
+            .await
+            .expect("reserve");
+        assert_eq!(got.len(), 1, "{handler} is ready");
+        assert_eq!(got[0].handler, handler);
+        let done = conveyor_core::Finish::new(
+            got[0].lease.clone(),
+            conveyor_core::FinishAction::Complete {
+                result: Some(result.as_bytes().to_vec()),
+            },
+        );
+        let mut out = again.finish(vec![done]).await.expect("finish");
+        out.pop().expect("one answer").expect("applied");
+    }
+    let w = dyn_b.workflow(id).await.expect("read").expect("exists");
+    assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Succeeded);
+}

@@ -309,7 +309,8 @@ macro_rules! workflow_conformance {
             a_failed_dependency_skips_its_dependents, ignore_and_continue_run_after_a_failure,
             an_empty_group_ends_at_once, a_zombie_finish_or_a_retry_fires_the_body_once,
             cancelling_a_workflow_stops_it, bad_workflows_are_refused_whole,
-            a_wide_chord_fires_once, ended_workflows_go_with_their_retention);
+            a_wide_chord_fires_once, concurrent_finishes_fire_the_body_once,
+            ended_workflows_go_with_their_retention);
     };
 }
 

@@ -82,7 +82,7 @@ impl Reports {
         stmt: &tokio_postgres::Statement,
         now: Timestamp,
         [channel, finished]: [&str; 2],
-    ) -> Result<HashSet<(i64, i64)>, Error> {
+    ) -> Result<Applied, Error> {
         let now = now.as_millis();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
             &self.ids,
@@ -106,10 +106,25 @@ impl Reports {
             .query(stmt, params)
             .await
             .map_err(|e| db("finishing tasks", e))?;
-        rows.iter()
-            .map(|r| Ok((col(r, 0, "id")?, col(r, 1, "token")?)))
-            .collect()
+        let mut applied = Applied::default();
+        for r in &rows {
+            let id: i64 = col(r, 0, "id")?;
+            applied.leases.insert((id, col(r, 1, "token")?));
+            if col(r, 4, "node")? {
+                applied.nodes.push(id);
+            }
+        }
+        Ok(applied)
     }
+}
+
+/// What one finish statement applied.
+#[derive(Default)]
+struct Applied {
+    /// The leases applied.
+    leases: HashSet<(i64, i64)>,
+    /// The tasks among them that are workflow nodes.
+    nodes: Vec<i64>,
 }
 
 impl PostgresBackend {
@@ -152,7 +167,7 @@ impl PostgresBackend {
             batch.push(key, r.action, r.retention, now);
             sent.push(Ok(key));
         }
-        let mut applied = HashSet::new();
+        let mut applied = Applied::default();
         if !batch.ids.is_empty() {
             let mut conn = self.conn(what).await?;
             let channel = self.inner.schema.channel();
@@ -173,7 +188,7 @@ impl PostgresBackend {
                 applied = batch.apply(tx.client(), &stmt, now, channels).await?;
                 let tasks: Vec<NewTask> = follow
                     .into_iter()
-                    .filter(|(key, _)| applied.contains(key))
+                    .filter(|(key, _)| applied.leases.contains(key))
                     .flat_map(|(_, tasks)| tasks)
                     .collect();
                 if !tasks.is_empty() {
@@ -195,11 +210,16 @@ impl PostgresBackend {
                 tx.commit().await.map_err(|e| db(what, e))?;
             }
         }
+        if !applied.nodes.is_empty() {
+            // Node tasks ended: their nodes settle now (their ends were
+            // recorded with the finish, so nothing is lost if this fails).
+            self.settle_after(Some(&applied.nodes)).await;
+        }
         Ok(sent
             .into_iter()
             .zip(ids)
             .map(|(key, id)| match key {
-                Ok(key) if applied.contains(&key) => Ok(()),
+                Ok(key) if applied.leases.contains(&key) => Ok(()),
                 Ok(_) => Err(Error::StaleLease(id)),
                 Err(e) => Err(e),
             })

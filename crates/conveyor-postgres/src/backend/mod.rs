@@ -59,7 +59,7 @@ pub(crate) struct Inner {
     /// Pooled connections found closed and replaced.
     replaced: Arc<AtomicU64>,
     pub(crate) schema: Schema,
-    sql: Statements,
+    pub(crate) sql: Statements,
     pub(crate) counts: CountStatements,
     limits: LimitStatements,
     pub(crate) clock: Arc<dyn Clock>,
@@ -69,6 +69,10 @@ pub(crate) struct Inner {
     vacuum: Vacuum,
     /// The most bytes of params or result one task may carry.
     pub(crate) value_limit: ValueLimit,
+    /// The workflows part's statements.
+    pub(crate) workflow_sql: crate::workflows::WorkflowStatements,
+    /// Workflows' graphs read back.
+    pub(crate) graphs: conveyor_core::workflow::Graphs,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -140,4 +144,5 @@ impl Backend for PostgresBackend {
     }
 
     conveyor_core::own_parts!(all);
+    conveyor_core::own_parts!(workflows);
 }

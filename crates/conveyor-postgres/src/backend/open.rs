@@ -63,6 +63,7 @@ impl PostgresBackend {
         let sql = Statements::new(&schema);
         let counts = CountStatements::new(&schema);
         let limits = LimitStatements::new(&schema);
+        let workflow_sql = crate::workflows::WorkflowStatements::new(&schema);
         let listener = Listener::new(config, tls, schema.channel(), schema.finished_channel());
         let notifier = Notifier::new(pool.clone(), schema.channel());
         Self {
@@ -78,6 +79,8 @@ impl PostgresBackend {
                 notifier,
                 vacuum: Vacuum::new(vacuum_every),
                 value_limit,
+                workflow_sql,
+                graphs: conveyor_core::workflow::Graphs::default(),
             }),
         }
     }

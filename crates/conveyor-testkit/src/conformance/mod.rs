@@ -75,7 +75,8 @@ pub use workflows::{
     a_failed_dependency_skips_its_dependents, a_wide_chord_fires_once,
     a_zombie_finish_or_a_retry_fires_the_body_once, an_empty_group_ends_at_once,
     bad_workflows_are_refused_whole, cancelling_a_workflow_stops_it,
-    ended_workflows_go_with_their_retention, ignore_and_continue_run_after_a_failure,
+    concurrent_finishes_fire_the_body_once, ended_workflows_go_with_their_retention,
+    ignore_and_continue_run_after_a_failure,
 };
 
 use std::sync::Arc;

@@ -397,6 +397,61 @@ pub async fn a_wide_chord_fires_once(b: Subject, _clock: Arc<ManualClock>) {
     assert_eq!(read(&b, id).await.state, WorkflowState::Succeeded);
 }
 
+/// A chord's headers finished by many workers at once, each finish heard
+/// twice (the second refused as stale): the body runs once, with every
+/// header's result in order. Two settles of one workflow racing must
+/// neither lose a count nor fire the body twice.
+pub async fn concurrent_finishes_fire_the_body_once(b: Subject, _clock: Arc<ManualClock>) {
+    let n = 64;
+    let header = (0..n).map(|i| call("echo", json!([i])));
+    let id = b
+        .submit_workflow(WorkflowSpec::chord(header, call("add", json!([]))))
+        .await
+        .expect("submit")
+        .id;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.extend(ready(&b).await);
+        if held.len() >= n {
+            break;
+        }
+    }
+    assert_eq!(held.len(), n, "every header is ready at once");
+    let mut lanes: Vec<Vec<Reserved>> = (0..8).map(|_| Vec::new()).collect();
+    for (i, r) in held.into_iter().enumerate() {
+        lanes[i % 8].push(r);
+    }
+    let joins: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for r in lane {
+                    let action = done(params(&r)[0].clone());
+                    report(&b, r.lease.clone(), action.clone())
+                        .await
+                        .expect("the first finish applies");
+                    let again = report(&b, r.lease.clone(), action).await;
+                    assert!(again.is_err(), "a repeated finish is refused as stale");
+                }
+            })
+        })
+        .collect();
+    for j in joins {
+        j.await.expect("a finishing lane");
+    }
+    let bodies: Vec<Value> = drain(&b, add)
+        .await
+        .into_iter()
+        .filter(|(h, _)| h == "add")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(bodies.len(), 1, "the body runs once: {bodies:?}");
+    let expected: Vec<i64> = (0..n as i64).collect();
+    assert_eq!(bodies[0], json!([expected]));
+    assert_eq!(read(&b, id).await.state, WorkflowState::Succeeded);
+}
+
 /// Pruning drops a workflow once it has ended and its retention passed: a
 /// succeeded one after the finished tasks' retention, a failed one after
 /// the dead tasks' (kept for inspection); a running one stays.

@@ -30,7 +30,11 @@ impl Administration for PostgresBackend {
                 conn.query_opt(&state_of, &state_params)
             )
             .map_err(|e| db(what, e))?;
-            if updated.is_some() {
+            if let Some(row) = updated {
+                if col(&row, 2, "node")? {
+                    drop(conn);
+                    self.settle_after(Some(&[pid])).await;
+                }
                 return Ok(Transition::Cancel.target());
             }
             let Some(current) = current else {

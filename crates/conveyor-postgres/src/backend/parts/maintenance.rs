@@ -55,6 +55,11 @@ impl Maintenance for PostgresBackend {
                 break;
             }
         }
+        drop(conn);
+        // Node tasks whose ends were recorded and not settled: ended just
+        // now, or left by a process that died before settling them.
+        self.settle_ended(None).await?;
+        let conn = self.conn(what).await?;
         inspect::compact(&conn, &self.inner.counts).await?;
         self.inner.vacuum.maybe_run(&conn, &self.inner.schema).await;
         Ok(total)
@@ -83,6 +88,7 @@ impl Maintenance for PostgresBackend {
                 now.as_millis(),
             )
             .await?;
+        self.prune_workflows(retention).await?;
         Ok(finished + dead + expired)
     }
 

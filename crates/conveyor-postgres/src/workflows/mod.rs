@@ -1,0 +1,40 @@
+//! Workflows on PostgreSQL: the declaration and tally in `workflows`, one
+//! row per node in `workflow_nodes`, and the node tasks that ended but are
+//! not settled yet in `workflow_settles` (written by a row trigger in the
+//! transaction that ended the task, whatever ended it).
+//!
+//! Every decision is `conveyor_core::workflow::ledger`'s, run over the rows
+//! a settle touches (read ahead, [`ReadAhead`](conveyor_core::workflow::ReadAhead)),
+//! under the workflow row's lock, in the transaction that takes the ended
+//! task's record and enqueues the nodes made ready: a node settles once, and
+//! its dependents are enqueued exactly when it does. The finish hot path is
+//! unchanged for tasks outside workflows (the trigger fires for node tasks
+//! only).
+
+mod read;
+mod settle;
+mod sql;
+mod submit;
+mod tx;
+
+use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
+use conveyor_core::{async_trait, Error, Workflows};
+
+pub(crate) use sql::WorkflowStatements;
+
+use crate::backend::PostgresBackend;
+
+#[async_trait]
+impl Workflows for PostgresBackend {
+    async fn submit(&self, spec: WorkflowSpec) -> Result<Submitted, Error> {
+        self.submit_workflow(spec).await
+    }
+
+    async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
+        self.read_workflow(id).await
+    }
+
+    async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
+        self.cancel_whole(id).await
+    }
+}

@@ -1,0 +1,159 @@
+//! Reading a workflow back, cancelling one, and pruning ended ones.
+
+use conveyor_core::workflow::{
+    ledger, NodeRecord, NodeState, ReadAhead, WorkflowId, WorkflowOutcome, WorkflowRecord,
+    WorkflowState,
+};
+use conveyor_core::{Error, Retention, Timestamp};
+
+use super::tx::{end, Tx};
+use crate::backend::PostgresBackend;
+use crate::error::{bad_data, db};
+use crate::row::{col, task_id};
+
+/// A workflow id as a column holds it, if any can.
+fn param(id: WorkflowId) -> Option<i64> {
+    i64::try_from(id.0).ok()
+}
+
+impl PostgresBackend {
+    /// The body of `Workflows::workflow`.
+    pub(crate) async fn read_workflow(
+        &self,
+        id: WorkflowId,
+    ) -> Result<Option<WorkflowRecord>, Error> {
+        let what = "reading a workflow";
+        let Some(wf) = param(id) else {
+            return Ok(None);
+        };
+        let mut conn = self.conn(what).await?;
+        let tx = conn.transaction().await.map_err(|e| db(what, e))?;
+        let at = Tx {
+            tx: &tx,
+            backend: self,
+            now: self.inner.clock.now(),
+        };
+        let out = at.record(id, wf).await;
+        end(tx, what, out).await
+    }
+
+    /// The body of `Workflows::cancel_workflow`: every node not settled is
+    /// cancelled, and the tasks of running ones, in one transaction.
+    pub(crate) async fn cancel_whole(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
+        let what = "cancelling a workflow";
+        let Some(wf) = param(id) else {
+            return Ok(None);
+        };
+        let mut conn = self.conn(what).await?;
+        let tx = conn.transaction().await.map_err(|e| db(what, e))?;
+        let at = Tx {
+            tx: &tx,
+            backend: self,
+            now: self.inner.clock.now(),
+        };
+        let out = at.cancel(wf).await;
+        end(tx, what, out).await
+    }
+
+    /// Deletes the workflows that ended before their retention, with their
+    /// nodes (see `Maintenance::prune`).
+    pub(crate) async fn prune_workflows(&self, retention: Retention) -> Result<u64, Error> {
+        let what = "pruning workflows";
+        let now = self.inner.clock.now();
+        let finished = now.minus(retention.finished).as_millis();
+        let dead = now.minus(retention.dead).as_millis();
+        let later = finished.max(dead);
+        let conn = self.conn(what).await?;
+        let stmt = Self::prepared(&conn, what, &self.inner.workflow_sql.prune).await?;
+        conn.execute(&stmt, &[&finished, &dead, &later])
+            .await
+            .map_err(|e| db(what, e))
+    }
+}
+
+impl Tx<'_> {
+    /// Workflow `wf` (`id`) with every node, or `None`.
+    async fn record(&self, id: WorkflowId, wf: i64) -> Result<Option<WorkflowRecord>, Error> {
+        let what = "reading a workflow";
+        let at = self;
+        let sql = &self.backend.inner.workflow_sql;
+        let head = at.query(what, &sql.head, &[&wf]).await?;
+        let Some(h) = head.first() else {
+            return Ok(None);
+        };
+        let Some(graph) = at.graph(wf).await? else {
+            return Ok(None);
+        };
+        let left: i32 = col(h, 4, "nodes_left")?;
+        let outcome: Option<i16> = col(h, 1, "outcome")?;
+        let state = WorkflowState::of(
+            col(h, 0, "cancelled")?,
+            u32::try_from(left).unwrap_or(0),
+            WorkflowOutcome::from_code(outcome.map(i64::from)),
+        );
+        let rows = at.query(what, &sql.all_rows, &[&wf]).await?;
+        if rows.len() != graph.len() {
+            return Err(bad_data(format!(
+                "workflow {wf} has {} node rows for {} nodes",
+                rows.len(),
+                graph.len()
+            )));
+        }
+        let mut nodes = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let code: i16 = col(r, 0, "state")?;
+            let task: Option<i64> = col(r, 1, "task")?;
+            nodes.push(NodeRecord::of(
+                &graph,
+                i,
+                NodeState::from_code(i64::from(code), wf)?,
+                task.map(task_id).transpose()?,
+            ));
+        }
+        Ok(Some(WorkflowRecord {
+            id,
+            state,
+            nodes,
+            created_at: Timestamp(col(h, 2, "created_at")?),
+            ended_at: col::<Option<i64>>(h, 3, "ended_at")?.map(Timestamp),
+        }))
+    }
+
+    /// Cancels workflow `wf`: how many nodes, or `None` when it is gone.
+    async fn cancel(&self, wf: i64) -> Result<Option<u64>, Error> {
+        let what = "cancelling a workflow";
+        let at = self;
+        let inner = &self.backend.inner;
+        let sql = &inner.workflow_sql;
+        let Some((tally, _)) = at.lock(wf).await? else {
+            return Ok(None);
+        };
+        let Some(graph) = at.graph(wf).await? else {
+            return Ok(None);
+        };
+        let every: Vec<usize> = (0..graph.len()).collect();
+        let mut ahead = ReadAhead::new(tally);
+        let (cancelled, _) = at
+            .decide(wf, &mut ahead, &every, |l| ledger::cancel_all(&graph, l))
+            .await?;
+        if cancelled.is_empty() {
+            return Ok(Some(0));
+        }
+        let now = at.now.as_millis();
+        at.execute(what, &sql.cancelled, &[&wf, &now]).await?;
+        // The tasks of the nodes just cancelled that have one (the running
+        // ones): cancelled with them. Their ends are recorded for settling
+        // by the trigger and found settled already.
+        let rows = at.query(what, &sql.all_rows, &[&wf]).await?;
+        let finished = inner.schema.finished_channel();
+        for &node in &cancelled {
+            let Some(r) = rows.get(node) else { continue };
+            let Some(task) = col::<Option<i64>>(r, 1, "task")? else {
+                continue;
+            };
+            at.query(what, &inner.sql.cancel, &[&task, &now, &finished])
+                .await?;
+        }
+        Ok(Some(cancelled.len() as u64))
+    }
+}

@@ -1,0 +1,130 @@
+//! The statements of the workflows part, built once per schema.
+
+use conveyor_core::workflow::NodeState;
+
+use crate::schema::Schema;
+
+/// Every statement the workflows part runs, with its schema's names.
+pub(crate) struct WorkflowStatements {
+    /// $1 spec, $2 body left, $3 nodes left, $4 now, $5 outcome → id.
+    pub insert: String,
+    /// $1 workflow, $2 nodes, $3 states, $4 waiting on.
+    pub insert_nodes: String,
+    /// $1 workflow → its tally and `cancelled`, the row locked.
+    pub lock: String,
+    /// $1 workflow, $2 nodes → node, state, waiting on.
+    pub rows: String,
+    /// $1 workflow, $2 nodes, $3 states, $4 waiting on.
+    pub write_rows: String,
+    /// $1 workflow, $2 body left, $3 nodes left, $4 failed, $5 outcome.
+    pub write_tally: String,
+    /// $1 workflow, $2 now.
+    pub end: String,
+    /// $1 workflow, $2 nodes → node, state, result, error.
+    pub outputs: String,
+    /// $1 workflow, $2 nodes, $3 tasks.
+    pub set_tasks: String,
+    /// $1 workflow, $2 tasks: the tasks carry their workflow.
+    pub mark_tasks: String,
+    /// $1 workflow, $2 node, $3 error.
+    pub node_error: String,
+    /// $1 workflow, $2 node, $3 result, $4 error: kept while the node
+    /// runs (the end that settles it).
+    pub keep_output: String,
+    /// $1 tasks or NULL for any, $2 limit → the ended node tasks taken.
+    pub take_ended: String,
+    /// $1 tasks → workflow, node, the task's state, result and error.
+    pub ended_nodes: String,
+    /// $1 workflow → spec.
+    pub spec: String,
+    /// $1 workflow → cancelled, outcome, created at, ended at, nodes left.
+    pub head: String,
+    /// $1 workflow → state, task, by node.
+    pub all_rows: String,
+    /// $1 workflow, $2 now.
+    pub cancelled: String,
+    /// $1 finished before, $2 dead before, $3 the later of the two.
+    pub prune: String,
+}
+
+impl WorkflowStatements {
+    pub(crate) fn new(schema: &Schema) -> Self {
+        let w = schema.table("workflows");
+        let n = schema.table("workflow_nodes");
+        let s = schema.table("workflow_settles");
+        let t = schema.table("tasks");
+        WorkflowStatements {
+            insert: format!(
+                "INSERT INTO {w} (spec, body_left, nodes_left, created_at, outcome)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id"
+            ),
+            insert_nodes: format!(
+                "INSERT INTO {n} (workflow, node, state, waiting_on)
+                 SELECT $1, x.node, x.state, x.waiting_on
+                 FROM unnest($2::integer[], $3::smallint[], $4::integer[])
+                      AS x(node, state, waiting_on)"
+            ),
+            lock: format!(
+                "SELECT body_left, nodes_left, failed, outcome, cancelled FROM {w}
+                 WHERE id = $1 FOR UPDATE"
+            ),
+            rows: format!(
+                "SELECT node, state, waiting_on FROM {n}
+                 WHERE workflow = $1 AND node = ANY($2::integer[])"
+            ),
+            write_rows: format!(
+                "UPDATE {n} n SET state = x.state, waiting_on = x.waiting_on
+                 FROM unnest($2::integer[], $3::smallint[], $4::integer[])
+                      AS x(node, state, waiting_on)
+                 WHERE n.workflow = $1 AND n.node = x.node"
+            ),
+            write_tally: format!(
+                "UPDATE {w} SET body_left = $2, nodes_left = $3, failed = $4, outcome = $5
+                 WHERE id = $1"
+            ),
+            end: format!("UPDATE {w} SET ended_at = $2 WHERE id = $1"),
+            outputs: format!(
+                "SELECT node, state, result, error FROM {n}
+                 WHERE workflow = $1 AND node = ANY($2::integer[])"
+            ),
+            set_tasks: format!(
+                "UPDATE {n} n SET task = x.task
+                 FROM unnest($2::integer[], $3::bigint[]) AS x(node, task)
+                 WHERE n.workflow = $1 AND n.node = x.node"
+            ),
+            mark_tasks: format!("UPDATE {t} SET workflow = $1 WHERE id = ANY($2::bigint[])"),
+            node_error: format!("UPDATE {n} SET error = $3 WHERE workflow = $1 AND node = $2"),
+            keep_output: format!(
+                "UPDATE {n} SET result = $3, error = $4
+                 WHERE workflow = $1 AND node = $2 AND state = {running}",
+                running = NodeState::Running.code()
+            ),
+            take_ended: format!(
+                "DELETE FROM {s} WHERE task IN (
+                     SELECT task FROM {s} WHERE $1::bigint[] IS NULL OR task = ANY($1)
+                     ORDER BY task LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING task"
+            ),
+            ended_nodes: format!(
+                "SELECT n.workflow, n.node, t.state, t.result, t.error FROM {n} n
+                 LEFT JOIN {t} t ON t.id = n.task
+                 WHERE n.task = ANY($1::bigint[])
+                 ORDER BY n.workflow, n.node"
+            ),
+            spec: format!("SELECT spec FROM {w} WHERE id = $1"),
+            head: format!(
+                "SELECT cancelled, outcome, created_at, ended_at, nodes_left FROM {w}
+                 WHERE id = $1"
+            ),
+            all_rows: format!("SELECT state, task FROM {n} WHERE workflow = $1 ORDER BY node"),
+            cancelled: format!("UPDATE {w} SET cancelled = true, ended_at = $2 WHERE id = $1"),
+            // Bounded by the later cutoff, so the scan walks `workflows_ended`;
+            // the nodes go with their workflow (ON DELETE CASCADE).
+            prune: format!(
+                "DELETE FROM {w} WHERE ended_at IS NOT NULL AND ended_at < $3 AND (
+                     (NOT cancelled AND outcome = 0 AND ended_at < $1)
+                     OR ((cancelled OR outcome IS DISTINCT FROM 0) AND ended_at < $2))"
+            ),
+        }
+    }
+}
