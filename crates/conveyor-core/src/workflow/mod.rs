@@ -18,6 +18,7 @@
 //! settling task, so a redelivered or late finish cannot fire a node twice:
 //! settling a node that is not running changes nothing.
 
+pub mod declared;
 mod graph;
 mod graphs;
 mod input;

@@ -23,6 +23,8 @@ mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
+/// Workflows: graphs of tasks moved forward by their finishes.
+pub use conveyor_core::workflow;
 /// The backend contract: the core, its optional parts, the records it stores.
 pub use conveyor_core::{
     attempt, check_name, finished_record, parts, unserved, wait_for_finish, Administration,

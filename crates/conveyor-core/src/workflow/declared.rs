@@ -1,0 +1,318 @@
+//! A workflow declared as JSON: the form `conveyor workflow submit FILE`,
+//! the HTTP API and the Python package send, read into a [`WorkflowSpec`].
+//!
+//! One of `chain`, `group`, `chord` or `nodes` says the shape; callbacks
+//! are `on_success`, `on_failure` and `on_complete`; `queue` is the queue
+//! of every task that names none:
+//!
+//! ```json
+//! {"queue": "images",
+//!  "nodes": [
+//!    {"name": "fetch", "handler": "fetch", "params": ["https://…"]},
+//!    {"name": "thumb", "handler": "resize", "params": {"width": 128},
+//!     "after": ["fetch"], "input": "previous"},
+//!    {"name": "index", "handler": "index", "after": [{"node": "fetch", "policy": "ignore"}]}
+//!  ],
+//!  "on_failure": {"handler": "alert", "params": ["images failed"]}}
+//! ```
+//!
+//! A task is `handler` with optional `params` (any JSON, default `null`),
+//! `queue`, `priority`, `attempts` (total, counting the first), `timeout`,
+//! `delay` and `keep` (durations such as `500ms`, `30s`, `5m`) and
+//! `ordering_key`. A node adds `name`, `after` (names, or `{"node",
+//! "policy"}` with `fail`, `ignore` or `continue`) and `input` (`params`,
+//! `previous`, `results`). Unknown fields are refused, so a misspelt option
+//! is an error rather than ignored.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::graph::{Dependency, NodeSpec, WhenEnded, WorkflowSpec};
+use crate::{Error, NewTask};
+
+/// The declaration as sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Declared {
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    chain: Option<Vec<Task>>,
+    #[serde(default)]
+    group: Option<Vec<Task>>,
+    #[serde(default)]
+    chord: Option<Chord>,
+    #[serde(default)]
+    nodes: Option<Vec<Node>>,
+    #[serde(default)]
+    on_success: Option<Node>,
+    #[serde(default)]
+    on_failure: Option<Node>,
+    #[serde(default)]
+    on_complete: Option<Node>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Chord {
+    header: Vec<Task>,
+    body: Task,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Task {
+    handler: String,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    priority: Option<i32>,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    delay: Option<String>,
+    #[serde(default)]
+    keep: Option<String>,
+    #[serde(default)]
+    ordering_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Node {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    after: Vec<After>,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(flatten)]
+    task: Task,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum After {
+    Name(String),
+    Edge {
+        node: String,
+        #[serde(default)]
+        policy: Option<String>,
+    },
+}
+
+/// Reads a workflow declared as JSON. The error says where and what is
+/// wrong (a JSON error's line and column, an unknown field, a bad
+/// duration, two shapes at once); the graph's own checks come after, in
+/// [`WorkflowSpec::validate`].
+pub fn from_json(text: &[u8]) -> Result<WorkflowSpec, Error> {
+    let declared: Declared = serde_json::from_slice(text)
+        .map_err(|e| Error::InvalidConfig(format!("workflow declaration: {e}")))?;
+    declared.into_spec()
+}
+
+fn bad(what: impl std::fmt::Display) -> Error {
+    Error::InvalidConfig(format!("workflow declaration: {what}"))
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(text)
+        .map_err(|e| bad(format!("{field} {text:?}: {e} (try 500ms, 30s, 5m, 1h)")))
+}
+
+impl Task {
+    fn into_task(self, queue: Option<&str>) -> Result<NewTask, Error> {
+        let params = self.params.unwrap_or(Value::Null);
+        let mut task = NewTask::new(self.handler, params.to_string().into_bytes());
+        if let Some(q) = self.queue.as_deref().or(queue) {
+            task = task.queue(q);
+        }
+        if let Some(p) = self.priority {
+            task = task.priority(p);
+        }
+        if let Some(n) = self.attempts {
+            task = task.max_attempts(n);
+        }
+        if let Some(t) = &self.timeout {
+            task = task.timeout(duration("timeout", t)?);
+        }
+        if let Some(d) = &self.delay {
+            task = task.delay(duration("delay", d)?);
+        }
+        if let Some(k) = &self.keep {
+            task = task.keep(duration("keep", k)?);
+        }
+        if let Some(key) = self.ordering_key {
+            task = task.ordering_key(key);
+        }
+        Ok(task)
+    }
+}
+
+impl Node {
+    fn into_node(self, queue: Option<&str>, default_name: &str) -> Result<NodeSpec, Error> {
+        let name = self.name.unwrap_or_else(|| default_name.to_string());
+        let mut node = NodeSpec::new(name, self.task.into_task(queue)?);
+        if let Some(input) = &self.input {
+            node = node.with_input(input.parse()?);
+        }
+        for after in self.after {
+            node = node.after(match after {
+                After::Name(n) => Dependency::on(n),
+                After::Edge { node, policy } => {
+                    let d = Dependency::on(node);
+                    match policy {
+                        Some(p) => d.with_policy(p.parse()?),
+                        None => d,
+                    }
+                }
+            });
+        }
+        Ok(node)
+    }
+}
+
+impl Declared {
+    fn into_spec(self) -> Result<WorkflowSpec, Error> {
+        let queue = self.queue.as_deref();
+        let tasks = |list: Vec<Task>| -> Result<Vec<NewTask>, Error> {
+            list.into_iter().map(|t| t.into_task(queue)).collect()
+        };
+        let shapes = [
+            self.chain.is_some(),
+            self.group.is_some(),
+            self.chord.is_some(),
+            self.nodes.is_some(),
+        ];
+        if shapes.iter().filter(|&&s| s).count() != 1 {
+            return Err(bad("give exactly one of chain, group, chord or nodes"));
+        }
+        let mut spec = if let Some(chain) = self.chain {
+            WorkflowSpec::chain(tasks(chain)?)
+        } else if let Some(group) = self.group {
+            WorkflowSpec::group(tasks(group)?)
+        } else if let Some(chord) = self.chord {
+            WorkflowSpec::chord(tasks(chord.header)?, chord.body.into_task(queue)?)
+        } else {
+            let nodes = self.nodes.unwrap_or_default();
+            let mut spec = WorkflowSpec::default();
+            for (i, n) in nodes.into_iter().enumerate() {
+                if n.name.is_none() {
+                    return Err(bad(format!("node {} has no name", i + 1)));
+                }
+                spec.nodes.push(n.into_node(queue, "")?);
+            }
+            spec
+        };
+        for (when, node, name) in [
+            (WhenEnded::Success, self.on_success, "on_success"),
+            (WhenEnded::Failure, self.on_failure, "on_failure"),
+            (WhenEnded::Complete, self.on_complete, "on_complete"),
+        ] {
+            if let Some(node) = node {
+                spec = spec.on(when, node.into_node(queue, name)?);
+            }
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::workflow::{EdgePolicy, NodeInput};
+
+    fn read(text: &str) -> Result<WorkflowSpec, Error> {
+        from_json(text.as_bytes())
+    }
+
+    fn refused(text: &str) -> String {
+        read(text).err().map(|e| e.to_string()).expect("refused")
+    }
+
+    #[test]
+    fn every_shape_reads_into_its_builder_and_tasks_take_their_options() {
+        let chain = read(
+            r#"{"queue": "q", "chain": [
+                {"handler": "a", "params": [1, 2], "priority": 3, "attempts": 5,
+                 "timeout": "30s", "delay": "1m", "keep": "1h", "ordering_key": "k"},
+                {"handler": "b", "queue": "other"}]}"#,
+        )
+        .unwrap();
+        let g = chain.validate().unwrap();
+        let a = &g.nodes()[0].task;
+        assert_eq!((a.queue.as_str(), a.priority, a.max_attempts), ("q", 3, 5));
+        assert_eq!(a.payload, b"[1,2]");
+        assert_eq!(a.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(a.ordering_key.as_deref(), Some("k"));
+        assert_eq!(g.nodes()[1].task.queue, "other");
+        assert_eq!(g.nodes()[1].task.payload, b"null");
+        assert_eq!(g.nodes()[1].input, NodeInput::Previous);
+        let chord = read(
+            r#"{"chord": {"header": [{"handler": "h"}, {"handler": "h"}],
+                                       "body": {"handler": "sum"}},
+                             "on_failure": {"handler": "alert"}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(chord.len(), 4);
+        assert_eq!(chord.nodes()[3].name, "on_failure");
+        assert_eq!(
+            read(r#"{"group": []}"#).unwrap().validate().unwrap().len(),
+            0
+        );
+    }
+
+    #[test]
+    fn nodes_take_dependencies_by_name_or_with_a_policy() {
+        let g = read(
+            r#"{"nodes": [
+                {"name": "a", "handler": "a"},
+                {"name": "b", "handler": "b", "after": ["a"], "input": "previous"},
+                {"name": "c", "handler": "c", "after": [{"node": "a", "policy": "ignore"}, "b"],
+                 "input": "results"}]}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            g.dependencies(2),
+            &[(0, EdgePolicy::Ignore), (1, EdgePolicy::Fail)]
+        );
+        assert_eq!(g.nodes()[2].input, NodeInput::Results);
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_what_to_fix() {
+        assert!(refused(r#"{"chain": [{"handler": "a", "retries": 3}]}"#).contains("retries"));
+        assert!(refused(r#"{"chain": [], "group": []}"#).contains("exactly one"));
+        assert!(refused(r#"{}"#).contains("exactly one"));
+        assert!(
+            refused(r#"{"chain": [{"handler": "a", "timeout": "soon"}]}"#).contains("try 500ms")
+        );
+        assert!(refused(r#"{"nodes": [{"handler": "a"}]}"#).contains("no name"));
+        assert!(
+            refused(r#"{"nodes": [{"name": "a", "handler": "a", "retries": 3}]}"#)
+                .contains("retries")
+        );
+        assert!(
+            refused(r#"{"group": [], "on_success": {"handler": "a", "afterwards": 1}}"#)
+                .contains("afterwards")
+        );
+        assert!(refused(r#"{"nodes": [{"name": "a", "handler": "a", "after": [{"node": "x", "policy": "maybe"}]}]}"#).contains("maybe"));
+        assert!(
+            refused(r#"{"nodes": [{"name": "a", "handler": "a", "input": "all"}]}"#)
+                .contains("all")
+        );
+        assert!(refused("{\"chain\": [").contains("line 1"));
+    }
+}
