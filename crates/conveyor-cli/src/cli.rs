@@ -88,6 +88,10 @@ pub enum Command {
     /// Inspect, requeue or delete dead-lettered tasks.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Submit, show and cancel workflows: tasks joined by dependencies
+    /// (chains, groups, chords, graphs), declared as JSON.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// Pause, resume and list queues: a paused queue's tasks wait, for
     /// every worker on the backend, until it is resumed.
     #[command(subcommand)]
@@ -180,7 +184,12 @@ pub struct WorkerArgs {
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The handler's name.
-    pub handler: String,
+    #[arg(required_unless_present = "workflow")]
+    pub handler: Option<String>,
+    /// Submit a workflow declared as JSON instead (a file, or - for stdin),
+    /// as `conveyor workflow submit FILE` does.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["handler", "params", "lines"])]
+    pub workflow: Option<PathBuf>,
     /// The params as JSON (default `null`).
     #[arg(conflicts_with = "lines")]
     pub params: Option<String>,
@@ -360,6 +369,51 @@ pub enum QueueCommand {
         json: bool,
     },
 }
+
+/// `conveyor workflow …`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Submit a workflow declared as JSON (a file, or - for stdin); print
+    /// its id, or with --wait its outcome. The form: `chain`, `group`,
+    /// `chord` (`header`, `body`) or `nodes` (`name`, `after`, `input`),
+    /// each task a `handler` with `params`, `queue`, `priority`,
+    /// `attempts`, `timeout`, `delay`, `keep`, `ordering_key`; callbacks
+    /// `on_success`, `on_failure`, `on_complete` (see docs/workflows.md).
+    #[command(after_help = WORKFLOW_EXIT_CODES)]
+    Submit(WorkflowSubmitArgs),
+    /// Every node of a workflow: its state, task, attempts and result or
+    /// error. Exits 5 when no workflow has the id.
+    Show {
+        /// The workflow's id.
+        id: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel every node of a workflow that has not settled (running nodes'
+    /// tasks are cancelled; no callback runs). Exits 5 for an unknown id.
+    Cancel {
+        /// The workflow's id.
+        id: u64,
+    },
+}
+
+/// `conveyor workflow submit`'s arguments (also `conveyor submit --workflow`).
+#[derive(Debug, clap::Args)]
+pub struct WorkflowSubmitArgs {
+    /// The declaration: a JSON file, or - for stdin.
+    pub file: PathBuf,
+    /// Wait for the workflow to end and print it (exit status by outcome).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (exit status 3).
+    #[arg(long, requires = "wait", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// Exit statuses of `conveyor workflow submit --wait`.
+pub const WORKFLOW_EXIT_CODES: &str = "Exit status with --wait: 0 succeeded, 1 failed, 3 not \
+ended by --timeout, 4 cancelled; 2 for a declaration refused.";
 
 fn parse_time(s: &str) -> Result<conveyor::Timestamp, String> {
     conveyor::Timestamp::parse_rfc3339(s).map_err(|e| e.to_string())

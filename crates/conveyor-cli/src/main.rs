@@ -29,6 +29,7 @@ mod verdict;
 mod wait_cmd;
 mod waiting;
 mod worker_cmd;
+mod workflow_cmd;
 
 use std::process::ExitCode;
 
@@ -164,6 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Wait(_)
             | Command::Cancel(_)
             | Command::Show(_)
+    ) || matches!(
+        &cli.command,
+        Command::Workflow(crate::cli::WorkflowCommand::Show { .. })
+            | Command::Workflow(crate::cli::WorkflowCommand::Cancel { .. })
     ) || matches!(&cli.command, Command::Serve(args) if args.read_only);
     let opened = if existing {
         conveyor::durable::connect_existing(&url).await
@@ -191,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status_cmd::run(backend, args).await,
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
         Command::Queue(cmd) => queue_cmd::run(backend, cmd).await,
+        Command::Workflow(cmd) => workflow_cmd::run(backend, cmd).await,
         Command::Result(args) => result_cmd::run(backend, args).await,
         Command::Wait(args) => wait_cmd::run(backend, args).await,
         Command::Cancel(args) => cancel_cmd::run(backend, args).await,

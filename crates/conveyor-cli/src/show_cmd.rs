@@ -16,7 +16,8 @@ use crate::verdict::decoded;
 /// Exit status when no task has the id.
 const UNKNOWN: u8 = 5;
 
-fn time(t: Timestamp) -> String {
+/// `t` as RFC 3339 in UTC, to the millisecond.
+pub(crate) fn time(t: Timestamp) -> String {
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(t.0).unwrap_or(0));
     humantime::format_rfc3339_millis(at).to_string()
 }

@@ -15,8 +15,19 @@ use crate::waiting::Waiter;
 
 /// Enqueues the task (or, with `--lines`, one task per stdin line).
 pub async fn run(backend: Arc<dyn Backend>, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    if let Some(file) = args.workflow {
+        let args = crate::cli::WorkflowSubmitArgs {
+            file,
+            wait: args.wait,
+            timeout: args.timeout,
+        };
+        return crate::workflow_cmd::submit(backend, args).await;
+    }
+    let Some(handler) = args.handler.as_deref() else {
+        anyhow::bail!("give a handler, or --workflow FILE");
+    };
     let opts = options(&args);
-    let ty: TaskType<Value, Value> = TaskType::named(&args.handler);
+    let ty: TaskType<Value, Value> = TaskType::named(handler);
     let client = Client::new(backend);
     if args.lines {
         let wait = args

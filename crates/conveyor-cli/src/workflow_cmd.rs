@@ -1,0 +1,242 @@
+//! `conveyor workflow submit|show|cancel`: workflows declared as JSON
+//! (`conveyor::durable::workflow::declared`), stored by the backend with
+//! their first tasks, and read back node by node.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use conveyor::durable::workflow::{
+    declared, NodeRecord, WorkflowId, WorkflowRecord, WorkflowState,
+};
+use conveyor::durable::Backend;
+use serde_json::{json, Value};
+
+use crate::cli::{WorkflowCommand, WorkflowSubmitArgs};
+use crate::show_cmd::time;
+use crate::verdict::decoded;
+
+/// Exit status when no workflow has the id.
+const UNKNOWN: u8 = 5;
+
+/// How often `--wait` reads the workflow back.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs one `conveyor workflow` command.
+pub async fn run(backend: Arc<dyn Backend>, cmd: WorkflowCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        WorkflowCommand::Submit(args) => submit(backend, args).await,
+        WorkflowCommand::Show { id, json } => show(backend, WorkflowId(id), json).await,
+        WorkflowCommand::Cancel { id } => cancel(backend, WorkflowId(id)).await,
+    }
+}
+
+/// Reads the declaration, submits it, and prints its id (or, with
+/// `--wait`, the workflow once it has ended).
+pub async fn submit(
+    backend: Arc<dyn Backend>,
+    args: WorkflowSubmitArgs,
+) -> anyhow::Result<ExitCode> {
+    let text = if args.file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading the workflow from stdin")?;
+        buf
+    } else {
+        std::fs::read(&args.file)
+            .with_context(|| format!("reading the workflow {}", args.file.display()))?
+    };
+    let spec = match declared::from_json(&text) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("conveyor: {}: {e}", args.file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let submitted = match backend.submit_workflow(spec).await {
+        Ok(s) => s,
+        Err(e @ conveyor::Error::InvalidConfig(_)) => {
+            eprintln!("conveyor: {}: {e}", args.file.display());
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !args.wait {
+        println!("{}", submitted.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "workflow {}: submitted, waiting for it to end",
+        submitted.id
+    );
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        let Some(w) = backend.workflow(submitted.id).await? else {
+            anyhow::bail!("workflow {} is gone (pruned?)", submitted.id);
+        };
+        if w.state != WorkflowState::Running {
+            print_table(&backend, &w).await?;
+            return Ok(ExitCode::from(match w.state {
+                WorkflowState::Succeeded => 0,
+                WorkflowState::Failed => 1,
+                WorkflowState::Cancelled => 4,
+                WorkflowState::Running => 3,
+            }));
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            eprintln!("workflow {}: not ended by --timeout", submitted.id);
+            return Ok(ExitCode::from(3));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn show(
+    backend: Arc<dyn Backend>,
+    id: WorkflowId,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(w) = backend.workflow(id).await? else {
+        eprintln!("workflow {id}: unknown (no workflow has this id, or it was pruned)");
+        return Ok(ExitCode::from(UNKNOWN));
+    };
+    if as_json {
+        println!("{}", workflow_json(&backend, &w).await?);
+    } else {
+        print_table(&backend, &w).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cancel(backend: Arc<dyn Backend>, id: WorkflowId) -> anyhow::Result<ExitCode> {
+    match backend.cancel_workflow(id).await? {
+        None => {
+            println!("workflow {id}: unknown");
+            Ok(ExitCode::from(UNKNOWN))
+        }
+        Some(0) => {
+            println!("workflow {id}: had ended; nothing to cancel");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(n) => {
+            println!("workflow {id}: cancelled {n} node(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What a node's task left: attempts, result, error (`None`: no task yet,
+/// or its record is gone).
+async fn task_of(
+    backend: &Arc<dyn Backend>,
+    node: &NodeRecord,
+) -> anyhow::Result<Option<conveyor::durable::TaskRecord>> {
+    match node.task {
+        Some(id) => Ok(backend.get(id).await?),
+        None => Ok(None),
+    }
+}
+
+/// When a callback runs, as the table and JSON say it.
+fn callback_name(node: &NodeRecord) -> Option<&'static str> {
+    use conveyor::durable::workflow::WhenEnded;
+    node.callback.map(|w| match w {
+        WhenEnded::Success => "on_success",
+        WhenEnded::Failure => "on_failure",
+        WhenEnded::Complete => "on_complete",
+    })
+}
+
+async fn workflow_json(backend: &Arc<dyn Backend>, w: &WorkflowRecord) -> anyhow::Result<Value> {
+    let mut nodes = Vec::with_capacity(w.nodes.len());
+    for node in &w.nodes {
+        let task = task_of(backend, node).await?;
+        nodes.push(json!({
+            "name": node.name,
+            "state": node.state.as_str(),
+            "task": node.task.map(|t| t.0),
+            "after": node.after,
+            "callback": callback_name(node),
+            "attempts": task.as_ref().map(|t| t.attempts),
+            "result": task.as_ref().and_then(|t| t.result.as_deref()).map(decoded),
+            "error": task.as_ref().and_then(|t| t.error.clone()),
+        }));
+    }
+    Ok(json!({
+        "id": w.id.0,
+        "state": w.state.as_str(),
+        "created_at": time(w.created_at),
+        "ended_at": w.ended_at.map(time),
+        "nodes": nodes,
+    }))
+}
+
+/// Cuts `text` to `max` characters, marking the cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+async fn print_table(backend: &Arc<dyn Backend>, w: &WorkflowRecord) -> anyhow::Result<()> {
+    let ended = w
+        .ended_at
+        .map(|t| format!(", ended {}", time(t)))
+        .unwrap_or_default();
+    println!(
+        "workflow {}: {} (submitted {}{ended})",
+        w.id,
+        w.state.as_str(),
+        time(w.created_at)
+    );
+    let width = w
+        .nodes
+        .iter()
+        .map(|n| n.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:<9}  {:>8}  {:>8}  AFTER / RESULT / ERROR",
+        "NODE", "STATE", "TASK", "ATTEMPTS"
+    );
+    for node in &w.nodes {
+        let task = task_of(backend, node).await?;
+        let after = match callback_name(node) {
+            Some(c) => format!("({c})"),
+            None if node.after.is_empty() => String::new(),
+            None => format!("after {}", node.after.join(", ")),
+        };
+        let outcome = match &task {
+            Some(t) if t.error.is_some() => t.error.clone().unwrap_or_default(),
+            Some(t) => t
+                .result
+                .as_deref()
+                .map(|r| decoded(r).to_string())
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let detail = [after, cut(&outcome, 60)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!(
+            "{:<width$}  {:<9}  {:>8}  {:>8}  {detail}",
+            node.name,
+            node.state.as_str(),
+            node.task
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            task.map(|t| t.attempts.to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Workflows from the command line: `conveyor workflow submit|show|cancel`
+//! and `conveyor submit --workflow`, run by a real worker over the
+//! embedded store, with their exit statuses (0 succeeded, 1 failed, 2
+//! refused, 4 cancelled, 5 unknown).
+
+mod common;
+
+use common::{stderr, stdout, Env};
+use conveyor_testkit::process::Proc;
+use serde_json::Value;
+
+/// `echo` prints its params; `bad` fails at once, never retried.
+const CONFIG: &str = "[worker]\nslots = 4\npoll = \"20ms\"\n\
+    [handlers.echo]\nprogram = \"echo\"\nargs = [\"{}\"]\n\
+    [handlers.bad]\nprogram = \"false\"\nretries = 0\n";
+
+fn declare(env: &Env, name: &str, text: &str) -> String {
+    let path = env.path(name);
+    std::fs::write(&path, text).expect("write the declaration");
+    path.to_string_lossy().into_owned()
+}
+
+fn show(env: &Env, id: &str) -> Value {
+    let out = env.run(&["workflow", "show", id, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("one JSON object")
+}
+
+fn node<'a>(w: &'a Value, name: &str) -> &'a Value {
+    w["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("no node {name} in {w}"))
+}
+
+#[test]
+fn a_chord_runs_through_a_worker_and_its_body_gets_every_result() {
+    let env = Env::new();
+    let cfg = env.config(CONFIG).to_string_lossy().into_owned();
+    let file = declare(
+        &env,
+        "chord.json",
+        r#"{"chord": {"header": [{"handler": "echo", "params": ["a"]},
+                                 {"handler": "echo", "params": ["b"]}],
+                      "body": {"handler": "echo", "params": ["joined"]}},
+            "on_success": {"handler": "echo", "params": ["done"]},
+            "on_failure": {"handler": "echo", "params": ["alarm"]}}"#,
+    );
+    let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
+    let out = env.run(&["workflow", "submit", &file, "--wait", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("succeeded"), "{text}");
+    let id = text
+        .split_whitespace()
+        .nth(1)
+        .map(|s| s.trim_end_matches(':').to_string())
+        .expect("the workflow's id");
+    let w = show(&env, &id);
+    assert_eq!(w["state"], "succeeded");
+    let body = node(&w, "body");
+    assert_eq!(body["state"], "succeeded");
+    assert_eq!(body["attempts"], 1);
+    // The body's params: the header's results (echo's records) first.
+    let printed = body["result"]["stdout"].as_str().expect("stdout");
+    let params: Value = serde_json::from_str(printed.trim()).expect("echoed params");
+    assert_eq!(params[0][0]["stdout"], "[\"a\"]\n", "{params}");
+    assert_eq!(params[0][1]["stdout"], "[\"b\"]\n", "{params}");
+    assert_eq!(params[1], "joined");
+    assert_eq!(node(&w, "on_success")["state"], "succeeded");
+    assert_eq!(node(&w, "on_failure")["state"], "skipped");
+}
+
+#[test]
+fn a_failed_step_fails_the_chain_and_skips_the_rest() {
+    let env = Env::new();
+    let cfg = env.config(CONFIG).to_string_lossy().into_owned();
+    let file = declare(
+        &env,
+        "chain.json",
+        r#"{"chain": [{"handler": "echo"}, {"handler": "bad"}, {"handler": "echo"}]}"#,
+    );
+    let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
+    // `conveyor submit --workflow` is the same command.
+    let out = env.run(&["submit", "--workflow", &file, "--wait", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("failed") && text.contains("skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exit code 1"),
+        "the step's error is shown: {text}"
+    );
+}
+
+#[test]
+fn refused_unknown_and_cancelled_workflows_say_so() {
+    let env = Env::new();
+    let bad = declare(
+        &env,
+        "bad.json",
+        r#"{"chain": [{"handler": "echo", "retries": 3}]}"#,
+    );
+    let out = env.run(&["workflow", "submit", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("retries"), "{}", stderr(&out));
+    let cycle = declare(
+        &env,
+        "cycle.json",
+        r#"{"nodes": [{"name": "a", "handler": "echo", "after": ["b"]},
+                      {"name": "b", "handler": "echo", "after": ["a"]}]}"#,
+    );
+    let out = env.run(&["workflow", "submit", &cycle]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cycle"), "{}", stderr(&out));
+
+    let file = declare(
+        &env,
+        "group.json",
+        r#"{"group": [{"handler": "echo"}, {"handler": "echo"}]}"#,
+    );
+    let out = env.run(&["submit", "--workflow", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    id.parse::<u64>().expect("an id");
+    let out = env.run(&["workflow", "cancel", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("cancelled 2 node(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let w = show(&env, &id);
+    assert_eq!(w["state"], "cancelled");
+    let out = env.run(&["workflow", "cancel", &id]);
+    assert!(
+        stdout(&out).contains("nothing to cancel"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["workflow", "show", "424242"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = env.run(&["workflow", "cancel", "424242"]);
+    assert_eq!(out.status.code(), Some(5));
+}
