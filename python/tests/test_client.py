@@ -1,6 +1,7 @@
 """The client alone: options, errors and lookups (the worker runs only for
 the session's other tests; nothing here needs it to take the tasks)."""
 
+import faulthandler
 import os
 import signal
 import subprocess
@@ -117,6 +118,23 @@ def test_a_forked_child_reconnects(app):
     assert pytasks.add.delay(1, 2).get(timeout=30) == 3
 
 
+def _native_stacks(pid):
+    """Prints every thread's native stack of process `pid` (with gdb, when
+    the machine has it), for a child found stuck."""
+    import shutil
+
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        return
+    out = subprocess.run(
+        [gdb, "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    print("native stacks of stuck child %d:\n%s" % (pid, out.stdout[-20000:]), file=sys.stderr)
+
+
 def test_forks_while_other_threads_use_the_store(app):
     """Forks taken while other threads enqueue and wait: each child opens the
     store anew and gets its answer. (On the embedded store a fork taken
@@ -152,6 +170,9 @@ def test_forks_while_other_threads_use_the_store(app):
             pid = os.fork()
             if pid == 0:
                 code = 1
+                # A child stuck past this prints every thread's Python stack
+                # and exits, so a hang shows where it is.
+                faulthandler.dump_traceback_later(45, exit=True)
                 try:
                     code = 0 if pytasks.add.delay(i, 1).get(timeout=30) == i + 1 else 3
                 except BaseException:
@@ -167,6 +188,7 @@ def test_forks_while_other_threads_use_the_store(app):
                     assert os.WEXITSTATUS(status) == 0, "fork %d: the child failed" % i
                     break
                 if time.monotonic() > deadline:
+                    _native_stacks(pid)
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
                     stuck.append(i)
