@@ -152,7 +152,10 @@ pub(crate) fn app(
         .route("/queues/{queue}/resume", post(api::queues::resume))
         .route("/dead/requeue", post(api::dead::requeue))
         .route("/dead/requeue_matching", post(api::dead::requeue_matching))
-        .route("/dead/purge", post(api::dead::purge));
+        .route("/dead/purge", post(api::dead::purge))
+        .route("/workflows", post(api::workflows::submit))
+        .route("/workflows/{id}", get(api::workflows::get))
+        .route("/workflows/{id}/cancel", post(api::workflows::cancel));
     Router::new()
         .merge(dashboard::routes())
         .nest("/api/v1", api)

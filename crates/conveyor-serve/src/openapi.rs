@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::Ref;
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{dead, overview, queues, tasks};
+use crate::api::{dead, overview, queues, tasks, workflows};
 use crate::state::ServeOptions;
 use crate::views::{OrderName, StateName};
 
@@ -36,6 +36,9 @@ use crate::views::{OrderName, StateName};
         dead::requeue,
         dead::requeue_matching,
         dead::purge,
+        workflows::submit,
+        workflows::get,
+        workflows::cancel,
     ),
     components(schemas(OrderName, StateName))
 )]

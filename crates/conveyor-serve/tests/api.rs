@@ -291,12 +291,15 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/dead/requeue_matching", &["post"]),
         ("/api/v1/dead/purge", &["post"]),
         ("/api/v1/tasks/count", &["get"]),
+        ("/api/v1/workflows", &["post"]),
+        ("/api/v1/workflows/{id}", &["get"]),
+        ("/api/v1/workflows/{id}/cancel", &["post"]),
     ] {
         for m in methods {
             assert!(paths[path][*m].is_object(), "{m} {path} is not documented");
         }
     }
-    assert_eq!(paths.len(), 14, "a route documented but not tested here");
+    assert_eq!(paths.len(), 17, "a route documented but not tested here");
     assert!(doc["components"]["schemas"]["TaskView"].is_object());
     let schemas = &doc["components"]["schemas"];
     assert!(
@@ -424,4 +427,122 @@ async fn a_task_runs_at_an_absolute_time() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
         assert!(err.to_string().contains(says), "{body}: {err}");
     }
+}
+
+/// A chord submitted through the API runs on a real worker: its body gets
+/// the header's results; the workflow reads back with every node; a bad
+/// declaration gets 400 naming what is wrong, an unknown id 404, and a
+/// backend without workflows 501.
+#[tokio::test]
+async fn a_workflow_is_submitted_read_back_and_cancelled() {
+    let (app, backend) = app(ServeOptions::new());
+    let (status, sent) = post(
+        &app,
+        "/api/v1/workflows",
+        json!({"chord": {"header": [{"handler": "double", "params": 1},
+                                    {"handler": "double", "params": 2}],
+                         "body": {"handler": "sum"}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    assert_eq!(sent["started"].as_array().map(Vec::len), Some(2), "{sent}");
+    let double = Handler::io(
+        "double",
+        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
+    );
+    let sum = Handler::io("sum", |args: (Vec<i64>,), _ctx| async move {
+        Ok::<_, TaskError>(args.0.iter().sum::<i64>())
+    });
+    let worker = Worker::builder(backend.clone())
+        .handler(double)
+        .handler(sum)
+        .poll_interval(Duration::from_millis(10))
+        .build()
+        .expect("worker");
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let path = format!("/api/v1/workflows/{}", id(&sent));
+    let mut w = Value::Null;
+    for _ in 0..500 {
+        let (status, read) = get(&app, &path).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        w = read;
+        if w["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w["state"], "succeeded", "{w}");
+    let body = w["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "body"))
+        .expect("the body node")
+        .clone();
+    assert_eq!(body["after"], json!(["header-1", "header-2"]));
+    let (_, task) = get(
+        &app,
+        &format!("/api/v1/tasks/{}", body["task"].as_str().expect("a task")),
+    )
+    .await;
+    assert_eq!(task["result"], json!(6), "{task}");
+    stopper.stop();
+    run.await.expect("worker task").expect("worker");
+
+    // Nobody runs this one: cancelled whole.
+    let (_, later) = post(
+        &app,
+        "/api/v1/workflows",
+        json!({"group": [{"handler": "double", "params": 3}]}),
+    )
+    .await;
+    let (status, out) = post(
+        &app,
+        &format!("/api/v1/workflows/{}/cancel", id(&later)),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, &out["cancelled"]),
+        (StatusCode::OK, &json!(1)),
+        "{out}"
+    );
+    let (_, read) = get(&app, &format!("/api/v1/workflows/{}", id(&later))).await;
+    assert_eq!(read["state"], "cancelled");
+
+    for (bad, says) in [
+        (
+            json!({"chain": [{"handler": "a", "retries": 2}]}),
+            "retries",
+        ),
+        (
+            json!({"nodes": [{"name": "a", "handler": "a", "after": ["b"]}]}),
+            "b",
+        ),
+        (json!({"group": [], "chain": []}), "exactly one"),
+    ] {
+        let (status, answer) = post(&app, "/api/v1/workflows", bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|m| m.contains(says)),
+            "{answer}"
+        );
+    }
+    let (status, _) = get(&app, "/api/v1/workflows/987654").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post(&app, "/api/v1/workflows/987654/cancel", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&app, "/api/v1/workflows/x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let core_only: std::sync::Arc<dyn conveyor::durable::Backend> = std::sync::Arc::new(
+        conveyor_testkit::Scoped::core_only(conveyor::durable::MemoryBackend::new()),
+    );
+    let bare = conveyor_serve::router(core_only, ServeOptions::new());
+    let (status, answer) = post(
+        &bare,
+        "/api/v1/workflows",
+        json!({"group": [{"handler": "h"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{answer}");
 }

@@ -4,3 +4,4 @@ pub(crate) mod dead;
 pub(crate) mod overview;
 pub(crate) mod queues;
 pub(crate) mod tasks;
+pub(crate) mod workflows;

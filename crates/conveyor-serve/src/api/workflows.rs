@@ -1,0 +1,186 @@
+//! `/api/v1/workflows`: submit a workflow declared as JSON, read one with
+//! every node, cancel one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use conveyor_core::workflow::{declared, WhenEnded, WorkflowId, WorkflowRecord};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Path};
+use crate::state::AppState;
+use crate::views::ErrorView;
+
+/// A submitted workflow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubmittedView {
+    /// Its id.
+    pub id: String,
+    /// The nodes that started at once, with their tasks.
+    pub started: Vec<StartedNode>,
+}
+
+/// A node enqueued when its workflow was submitted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StartedNode {
+    /// The node's name.
+    pub node: String,
+    /// Its task's id.
+    pub task: String,
+}
+
+/// A workflow with every node.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkflowView {
+    /// Its id.
+    pub id: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// When it was submitted (milliseconds since the Unix epoch).
+    pub created_at_ms: i64,
+    /// When its last node settled or it was cancelled.
+    pub ended_at_ms: Option<i64>,
+    /// Every node: the body's, then the callbacks', as declared.
+    pub nodes: Vec<NodeView>,
+}
+
+/// One node of a workflow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NodeView {
+    /// Its name.
+    pub name: String,
+    /// `waiting`, `running`, `succeeded`, `failed`, `cancelled` or
+    /// `skipped`.
+    pub state: String,
+    /// Its task's id, once enqueued (`/api/v1/tasks/{id}` has its result).
+    pub task: Option<String>,
+    /// The nodes it waits for.
+    pub after: Vec<String>,
+    /// For a callback: `on_success`, `on_failure` or `on_complete`.
+    pub callback: Option<String>,
+}
+
+/// How many nodes a cancel stopped.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CancelledView {
+    /// Nodes cancelled (0 for a workflow that had ended).
+    pub cancelled: u64,
+}
+
+fn parse_id(text: &str) -> Result<WorkflowId, ApiError> {
+    text.parse::<u64>().map(WorkflowId).map_err(|_| {
+        ApiError::BadRequest(format!("{text:?} is not a workflow id (a decimal number)"))
+    })
+}
+
+fn view(w: WorkflowRecord) -> WorkflowView {
+    WorkflowView {
+        id: w.id.to_string(),
+        state: w.state.as_str().to_string(),
+        created_at_ms: w.created_at.as_millis(),
+        ended_at_ms: w.ended_at.map(|t| t.as_millis()),
+        nodes: w
+            .nodes
+            .into_iter()
+            .map(|n| NodeView {
+                name: n.name,
+                state: n.state.as_str().to_string(),
+                task: n.task.map(|t| t.to_string()),
+                after: n.after,
+                callback: n.callback.map(|c| {
+                    match c {
+                        WhenEnded::Success => "on_success",
+                        WhenEnded::Failure => "on_failure",
+                        WhenEnded::Complete => "on_complete",
+                    }
+                    .to_string()
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// Submits a workflow: its graph and first tasks are stored at once. The
+/// body is the declaration `conveyor workflow submit` reads: one of
+/// `chain`, `group`, `chord` (`header`, `body`) or `nodes` (`name`,
+/// `after`, `input`), tasks as `{handler, params, queue, priority,
+/// attempts, timeout, delay, keep, ordering_key}`, callbacks `on_success`,
+/// `on_failure`, `on_complete`.
+#[utoipa::path(
+    post, path = "/api/v1/workflows", tag = "workflows",
+    request_body(content = Object, description = "The declaration (see docs/workflows.md)"),
+    responses(
+        (status = 201, description = "Stored, its first tasks enqueued", body = SubmittedView),
+        (status = 400, description = "A declaration that cannot run (the node and what is wrong)", body = ErrorView),
+        (status = 501, description = "The backend has no workflows", body = ErrorView),
+    )
+)]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Body(declaration): Body<Value>,
+) -> Result<(StatusCode, Json<SubmittedView>), ApiError> {
+    let text = serde_json::to_vec(&declaration)
+        .map_err(|e| ApiError::BadRequest(format!("declaration: {e}")))?;
+    let spec = declared::from_json(&text)?;
+    let submitted = state.backend.submit_workflow(spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmittedView {
+            id: submitted.id.to_string(),
+            started: submitted
+                .started
+                .into_iter()
+                .map(|(node, task)| StartedNode {
+                    node,
+                    task: task.to_string(),
+                })
+                .collect(),
+        }),
+    ))
+}
+
+/// A workflow with every node's state and task.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "The workflow", body = WorkflowView),
+        (status = 404, description = "No workflow has this id (or it was pruned)", body = ErrorView),
+        (status = 501, description = "The backend has no workflows", body = ErrorView),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<WorkflowView> {
+    let id = parse_id(&id)?;
+    match state.backend.workflow(id).await? {
+        Some(w) => Ok(Json(view(w))),
+        None => Err(ApiError::NotFound(format!("no workflow {id}"))),
+    }
+}
+
+/// Cancels every node that has not settled; running nodes' tasks are
+/// cancelled and no callback runs.
+#[utoipa::path(
+    post, path = "/api/v1/workflows/{id}/cancel", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "How many nodes it cancelled", body = CancelledView),
+        (status = 404, description = "No workflow has this id", body = ErrorView),
+        (status = 501, description = "The backend has no workflows", body = ErrorView),
+    )
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<CancelledView> {
+    let id = parse_id(&id)?;
+    match state.backend.cancel_workflow(id).await? {
+        Some(cancelled) => Ok(Json(CancelledView { cancelled })),
+        None => Err(ApiError::NotFound(format!("no workflow {id}"))),
+    }
+}
