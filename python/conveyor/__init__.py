@@ -12,6 +12,8 @@
     add.delay(2, 40).get(timeout=10)   # 42, once a worker runs:
     # conveyor worker --python tasks:app
 
+    conveyor.chain(add.s(1, 2), add.s(3)).delay().get()   # 6
+
 Every backend of conveyor works here (embedded SQLite, Redis, PostgreSQL,
 RabbitMQ, NATS JetStream) through the same Rust client as the ``conveyor``
 command; enqueueing and waiting release the GIL.
@@ -19,6 +21,7 @@ command; enqueueing and waiting release the GIL.
 
 from . import _native
 from ._app import App, Task, TaskOptions
+from ._canvas import Signature, WorkflowHandle, chain, chord, group
 from ._context import Discard, Fail, Retry, TaskContext
 from ._handle import TaskHandle
 from .errors import (
@@ -39,6 +42,11 @@ __all__ = [
     "Task",
     "TaskOptions",
     "TaskHandle",
+    "Signature",
+    "WorkflowHandle",
+    "chain",
+    "group",
+    "chord",
     "TaskContext",
     "Retry",
     "Fail",

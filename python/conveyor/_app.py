@@ -5,6 +5,7 @@ import os
 import threading
 import weakref
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -23,6 +24,9 @@ from . import _native, _payload
 from ._handle import TaskHandle
 from ._time import Duration, seconds, unix_time
 from .errors import InvalidConfig
+
+if TYPE_CHECKING:
+    from ._canvas import Signature, WorkflowHandle
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,6 +140,20 @@ class Task(Generic[R]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         return self.fn(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> "Signature":
+        """This task's call with these arguments, not sent yet: a step of a
+        ``chain``, ``group`` or ``chord``. After another step it receives
+        that step's result as its first argument."""
+        from ._canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> "Signature":
+        """:meth:`s` that receives nothing from the steps before it."""
+        from ._canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
 
     def delay(self, *args: Any, **kwargs: Any) -> TaskHandle[R]:
         """Enqueues a call with these arguments and the task's options."""
@@ -357,6 +375,12 @@ class App:
         that do not import the task's code). Options as ``apply_async``."""
         task = self.tasks.get(name) or Task(self, _undeclared, name, TaskOptions())
         return task.apply_async(args, kwargs, **options)
+
+    def workflow(self, id: int) -> "WorkflowHandle":
+        """The workflow ``id`` (as ``chain(...).delay().id`` gave it)."""
+        from ._canvas import WorkflowHandle
+
+        return WorkflowHandle(self, id)
 
     def handle(self, id: int) -> TaskHandle[Any]:
         """A handle on a task enqueued earlier, by id."""

@@ -26,6 +26,11 @@ def mul(a, b=1):
 
 
 @app.task(retries=0)
+def total(values):
+    return sum(values)
+
+
+@app.task(retries=0)
 def divide(a, b):
     return a / b
 

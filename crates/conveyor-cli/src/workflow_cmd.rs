@@ -142,12 +142,7 @@ async fn task_of(
 
 /// When a callback runs, as the table and JSON say it.
 fn callback_name(node: &NodeRecord) -> Option<&'static str> {
-    use conveyor::durable::workflow::WhenEnded;
-    node.callback.map(|w| match w {
-        WhenEnded::Success => "on_success",
-        WhenEnded::Failure => "on_failure",
-        WhenEnded::Complete => "on_complete",
-    })
+    node.callback.map(|w| w.key())
 }
 
 async fn workflow_json(backend: &Arc<dyn Backend>, w: &WorkflowRecord) -> anyhow::Result<Value> {

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::durable::workflow::{self, WorkflowId, WorkflowRecord};
 use conveyor::durable::{finished_record, Backend, Enqueued, NewTask};
 use conveyor::{Error, TaskId, TaskState};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 use crate::errors::{to_py, to_py_in};
 use crate::options::enqueue_options;
@@ -197,7 +198,74 @@ impl Client {
         Ok(state.as_str().to_string())
     }
 
+    /// Submits a workflow declared as JSON (the form `conveyor workflow
+    /// submit` reads): `(id, [(node, task id), …])` for the nodes started
+    /// at once. Raises `InvalidConfig` naming what is wrong, `Unsupported`
+    /// on a backend without workflows.
+    fn submit_workflow(
+        &self,
+        py: Python<'_>,
+        declaration: &[u8],
+    ) -> PyResult<(u64, Vec<(String, u64)>)> {
+        let spec = workflow::declared::from_json(declaration).map_err(to_py)?;
+        let backend = self.backend()?.clone();
+        let submitted = block_on(py, async move {
+            backend.submit_workflow(spec).await.map_err(to_py)
+        })?;
+        Ok((
+            submitted.id.0,
+            submitted
+                .started
+                .into_iter()
+                .map(|(node, task)| (node, task.0))
+                .collect(),
+        ))
+    }
+
+    /// Workflow `id` as a dict (`id`, `state`, `nodes`: each with `name`,
+    /// `state`, `task`, `after`, `callback`), or `None` when there is none.
+    fn workflow<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let backend = self.backend()?.clone();
+        let record = block_on(py, async move {
+            backend.workflow(WorkflowId(id)).await.map_err(to_py)
+        })?;
+        record.map(|w| workflow_dict(py, &w)).transpose()
+    }
+
+    /// Cancels every node of workflow `id` that has not settled: how many
+    /// (0 once it had ended), or `None` when there is no such workflow.
+    fn cancel_workflow(&self, py: Python<'_>, id: u64) -> PyResult<Option<u64>> {
+        let backend = self.backend()?.clone();
+        block_on(py, async move {
+            backend.cancel_workflow(WorkflowId(id)).await.map_err(to_py)
+        })
+    }
+
     fn __repr__(&self) -> String {
         format!("Client({:?})", conveyor::redact_url(&self.url))
     }
+}
+
+/// A workflow's record as the Python package reads it.
+fn workflow_dict<'py>(py: Python<'py>, w: &WorkflowRecord) -> PyResult<Bound<'py, PyDict>> {
+    let nodes = PyList::empty(py);
+    for n in &w.nodes {
+        let node = PyDict::new(py);
+        node.set_item("name", &n.name)?;
+        node.set_item("state", n.state.as_str())?;
+        node.set_item("task", n.task.map(|t| t.0))?;
+        node.set_item("after", &n.after)?;
+        node.set_item("callback", n.callback.map(|c| c.key()))?;
+        nodes.append(node)?;
+    }
+    let d = PyDict::new(py);
+    d.set_item("id", w.id.0)?;
+    d.set_item("state", w.state.as_str())?;
+    d.set_item("created_at", w.created_at.as_millis() as f64 / 1000.0)?;
+    d.set_item(
+        "ended_at",
+        w.ended_at.map(|t| t.as_millis() as f64 / 1000.0),
+    )?;
+    d.set_item("nodes", nodes)?;
+    Ok(d)
 }

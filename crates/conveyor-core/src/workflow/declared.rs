@@ -210,13 +210,13 @@ impl Declared {
             }
             spec
         };
-        for (when, node, name) in [
-            (WhenEnded::Success, self.on_success, "on_success"),
-            (WhenEnded::Failure, self.on_failure, "on_failure"),
-            (WhenEnded::Complete, self.on_complete, "on_complete"),
+        for (when, node) in [
+            (WhenEnded::Success, self.on_success),
+            (WhenEnded::Failure, self.on_failure),
+            (WhenEnded::Complete, self.on_complete),
         ] {
             if let Some(node) = node {
-                spec = spec.on(when, node.into_node(queue, name)?);
+                spec = spec.on(when, node.into_node(queue, when.key())?);
             }
         }
         Ok(spec)

@@ -128,6 +128,18 @@ pub enum WhenEnded {
     Complete,
 }
 
+impl WhenEnded {
+    /// The callback's key in a declaration and its name in every view:
+    /// `on_success`, `on_failure`, `on_complete`.
+    pub fn key(self) -> &'static str {
+        match self {
+            WhenEnded::Success => "on_success",
+            WhenEnded::Failure => "on_failure",
+            WhenEnded::Complete => "on_complete",
+        }
+    }
+}
+
 /// A callback: a node that runs once the rest of the workflow has ended, if
 /// it ended as `when` says (else it is skipped).
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conveyor_core::workflow::{declared, WhenEnded, WorkflowId, WorkflowRecord};
+use conveyor_core::workflow::{declared, WorkflowId, WorkflowRecord};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -90,14 +90,7 @@ fn view(w: WorkflowRecord) -> WorkflowView {
                 state: n.state.as_str().to_string(),
                 task: n.task.map(|t| t.to_string()),
                 after: n.after,
-                callback: n.callback.map(|c| {
-                    match c {
-                        WhenEnded::Success => "on_success",
-                        WhenEnded::Failure => "on_failure",
-                        WhenEnded::Complete => "on_complete",
-                    }
-                    .to_string()
-                }),
+                callback: n.callback.map(|c| c.key().to_string()),
             })
             .collect(),
     }
