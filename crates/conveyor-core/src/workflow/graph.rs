@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use super::input::NodeInput;
 use crate::{Error, NewTask};
 
-/// The most nodes (callbacks included) one workflow may have: its graph is
-/// stored, read and decided on as one record.
+/// The most nodes (callbacks included) one workflow may have: its
+/// declaration is stored as one document and decoded whole by whoever
+/// settles one of its nodes (once per process, then cached), and a chord's
+/// body receives every header result as one params value.
 pub const MAX_NODES: usize = 10_000;
 
 /// What a node does when one of its dependencies fails (its task dead or
