@@ -676,3 +676,108 @@ async fn a_search_narrows_the_list_and_its_count_and_pages_past_its_budget() {
         "{html}"
     );
 }
+
+/// A workflow's page draws its graph on the server: a box per node coloured
+/// by its state and linked to its task, an edge per dependency; a wide
+/// chord's column is cut with a box saying how many more; the open form
+/// redirects; cancel acts; a backend without workflows says so.
+#[tokio::test]
+async fn a_workflow_page_draws_its_graph_coloured_by_state() {
+    use conveyor::durable::workflow::{NodeSpec, WhenEnded, WorkflowSpec};
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let app = conveyor_serve::router(backend.clone(), ServeOptions::new());
+    let spec = WorkflowSpec::chord(
+        (0..3).map(|i| NewTask::new("fetch", format!("[{i}]").into_bytes())),
+        NewTask::new("sum", b"[]".to_vec()),
+    )
+    .on(
+        WhenEnded::Failure,
+        NodeSpec::new("alarm", NewTask::new("alarm", b"[]".to_vec())),
+    );
+    let id = backend.submit_workflow(spec).await.expect("submit").id;
+    // One header completes, one fails for good; one is left running.
+    let queues = vec!["default".to_string()];
+    let got = backend
+        .reserve(ReserveParams::new(&queues, 2, Duration::from_secs(30)))
+        .await
+        .expect("reserve");
+    let reports = vec![
+        Finish::new(
+            got[0].lease.clone(),
+            FinishAction::Complete {
+                result: Some(b"1".to_vec()),
+            },
+        ),
+        Finish::new(
+            got[1].lease.clone(),
+            FinishAction::DeadLetter {
+                error: "no route".into(),
+            },
+        ),
+    ];
+    backend.finish(reports).await.expect("finish");
+
+    let html = page(&app, &format!("/workflows/{id}")).await;
+    assert!(html.contains("<svg id=\"graph\""), "{html}");
+    assert!(html.contains("id=\"workflow-state\">running<"), "{html}");
+    for class in [
+        "node succeeded",
+        "node failed",
+        "node running",
+        "node skipped",
+        "node waiting",
+    ] {
+        assert!(html.contains(class), "{class}: {html}");
+    }
+    assert_eq!(
+        html.matches("class=\"edge\"").count(),
+        3,
+        "one edge per dependency"
+    );
+    assert!(
+        html.contains(&format!("href=\"/tasks/{}\"", got[0].lease.id)),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"cancel\""),
+        "a running workflow can be cancelled"
+    );
+
+    let (status, headers, _) = send(&app, "GET", &format!("/workflows?id={id}"), None, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&headers), format!("/workflows/{id}"));
+    let (status, headers, _) = send(
+        &app,
+        "POST",
+        &format!("/actions/workflows/{id}/cancel"),
+        Some(""),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "cancel redirects back");
+    assert_eq!(location(&headers), format!("/workflows/{id}"));
+    let html = page(&app, &format!("/workflows/{id}")).await;
+    assert!(html.contains("id=\"workflow-state\">cancelled<"), "{html}");
+    assert!(!html.contains("id=\"cancel\""));
+
+    // 100 header tasks: the column shows 40 and says how many more.
+    let wide = WorkflowSpec::chord(
+        (0..100).map(|i| NewTask::new("fetch", format!("[{i}]").into_bytes())),
+        NewTask::new("sum", b"[]".to_vec()),
+    );
+    let wide = backend.submit_workflow(wide).await.expect("submit").id;
+    let html = page(&app, &format!("/workflows/{wide}")).await;
+    assert!(html.contains("+ 60 more"), "{html}");
+
+    let (status, _, html) = send(&app, "GET", "/workflows/424242", None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
+    assert!(page(&app, "/workflows")
+        .await
+        .contains("id=\"workflow-id\""));
+    let core_only: Arc<dyn Backend> =
+        Arc::new(conveyor_testkit::Scoped::core_only(MemoryBackend::new()));
+    let bare = conveyor_serve::router(core_only, ServeOptions::new());
+    assert!(page(&bare, "/workflows")
+        .await
+        .contains("keeps no workflows"));
+}

@@ -8,6 +8,7 @@
 //! | `/tasks?state=&queue=&handler=&order=&after=` | a filtered page of tasks, key paging; cancel, retry, purge |
 //! | `/tasks/{id}` | one task: params, result, error, timeline; cancel or retry it |
 //! | `/workers` | live workers and recently gone ones; live |
+//! | `/workflows`, `/workflows/{id}` | open a workflow by id; its graph (SVG, nodes coloured by state, linked to their tasks) and nodes; cancel it |
 //! | `/login` | the token, once, for a browser (kept in a cookie); `POST /logout` forgets it |
 //!
 //! Actions are forms posted to `/actions/…`, which answer with a redirect
@@ -19,6 +20,7 @@ mod actions;
 mod assets;
 mod charts;
 mod chrome;
+mod graph_layout;
 pub(crate) mod history;
 mod live;
 pub(crate) mod login;
@@ -28,6 +30,7 @@ pub(crate) mod shared_render;
 mod task;
 mod tasks;
 mod workers;
+mod workflow;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -44,6 +47,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/tasks", get(tasks::page))
         .route("/tasks/{id}", get(task::page))
         .route("/workers", get(workers::page))
+        .route("/workflows", get(workflow::open))
+        .route("/workflows/{id}", get(workflow::page))
+        .route("/actions/workflows/{id}/cancel", post(workflow::cancel))
         .route("/live/overview", get(live::overview))
         .route("/live/workers", get(live::workers))
         .route("/live/count", get(tasks::count_part))

@@ -1,0 +1,128 @@
+//! `/workflows`: open a workflow by id; `/workflows/{id}`: one workflow —
+//! its graph drawn on the server (SVG, each node coloured by its state and
+//! linked to its task), and every node's state and task in a table.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use conveyor_core::workflow::WorkflowId;
+use serde::Deserialize;
+
+use super::chrome::{error_page, render, when, Chrome};
+use super::graph_layout::{layout, Layout};
+use crate::error::ApiError;
+use crate::extract::{Path, Query};
+use crate::state::AppState;
+
+/// One row of the nodes table.
+struct NodeRow {
+    name: String,
+    state: &'static str,
+    task: Option<u64>,
+    after: String,
+}
+
+/// The page of one workflow.
+#[derive(Template)]
+#[template(path = "workflow.html")]
+struct WorkflowPage {
+    page: Chrome,
+    id: u64,
+    state: &'static str,
+    created: String,
+    ended: Option<String>,
+    graph: Layout,
+    rows: Vec<NodeRow>,
+    can_cancel: bool,
+}
+
+/// The page that opens one by id.
+#[derive(Template)]
+#[template(path = "workflows.html")]
+struct OpenPage {
+    page: Chrome,
+    supported: bool,
+}
+
+/// `?id=` of the open form.
+#[derive(Deserialize)]
+pub(crate) struct OpenQuery {
+    id: Option<String>,
+}
+
+/// `GET /workflows`: the form, or a redirect to the workflow it names.
+pub(crate) async fn open(State(state): State<AppState>, Query(q): Query<OpenQuery>) -> Response {
+    if let Some(id) = q.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        return match id.parse::<u64>() {
+            Ok(n) => Redirect::to(&format!("/workflows/{n}")).into_response(),
+            Err(_) => error_page(
+                &state,
+                ApiError::BadRequest(format!("{id:?} is not a workflow id (a decimal number)")),
+            ),
+        };
+    }
+    render(&OpenPage {
+        page: Chrome::new(&state, "Workflows", "workflows"),
+        supported: state.backend.workflows().is_ok(),
+    })
+}
+
+/// `GET /workflows/{id}`.
+pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let read = async {
+        let id = id.parse::<u64>().map(WorkflowId).map_err(|_| {
+            ApiError::BadRequest(format!("{id:?} is not a workflow id (a decimal number)"))
+        })?;
+        state
+            .backend
+            .workflow(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no workflow {id} (or it was pruned)")))
+    };
+    let w = match read.await {
+        Ok(w) => w,
+        Err(e) => return error_page(&state, e),
+    };
+    let page = Chrome::new(&state, format!("Workflow {}", w.id), "workflows");
+    let can_cancel = !page.read_only && w.state.as_str() == "running";
+    render(&WorkflowPage {
+        id: w.id.0,
+        state: w.state.as_str(),
+        created: when(w.created_at),
+        ended: w.ended_at.map(when),
+        graph: layout(&w),
+        rows: w
+            .nodes
+            .iter()
+            .map(|n| NodeRow {
+                name: n.name.clone(),
+                state: n.state.as_str(),
+                task: n.task.map(|t| t.0),
+                after: match n.callback {
+                    Some(c) => format!("({})", c.key()),
+                    None => n.after.join(", "),
+                },
+            })
+            .collect(),
+        can_cancel,
+        page,
+    })
+}
+
+/// `POST /actions/workflows/{id}/cancel`: back to the workflow's page,
+/// which shows it cancelled.
+pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let act = async {
+        let id = id.parse::<u64>().map(WorkflowId).map_err(|_| {
+            ApiError::BadRequest(format!("{id:?} is not a workflow id (a decimal number)"))
+        })?;
+        match state.backend.cancel_workflow(id).await? {
+            Some(_) => Ok(id),
+            None => Err(ApiError::NotFound(format!("no workflow {id}"))),
+        }
+    };
+    match act.await {
+        Ok(id) => Redirect::to(&format!("/workflows/{id}")).into_response(),
+        Err(e) => error_page(&state, e),
+    }
+}
