@@ -113,3 +113,70 @@ async fn cancelling_a_node_task_settles_its_node() {
     assert_eq!(w.node("step-2").expect("step-2").state, NodeState::Skipped);
     assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Failed);
 }
+
+/// A chord of 10,000 header tasks, finished in batches of 500 by one
+/// worker's calls: every end is settled with its finish (none left for
+/// maintenance), and the body runs once with all 10,000 results in order.
+#[tokio::test]
+async fn a_chord_of_ten_thousand_fires_its_body_once() {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let scoped = common::Scoped::new(clock).await;
+    let b = &scoped.backend;
+    let dyn_b: Arc<dyn Backend> = Arc::new(b.clone());
+    let n = 10_000;
+    let header = (0..n).map(|i| NewTask::new("echo", format!("[{i}]").into_bytes()));
+    let spec = WorkflowSpec::chord(header, NewTask::new("sum", b"[]".to_vec()));
+    let id = dyn_b.submit_workflow(spec).await.expect("submit").id;
+    let queues = vec!["default".to_string()];
+    let mut bodies = Vec::new();
+    loop {
+        let got = b
+            .reserve(ReserveParams::new(&queues, 500, Duration::from_secs(60)))
+            .await
+            .expect("reserve");
+        if got.is_empty() {
+            break;
+        }
+        let mut reports = Vec::new();
+        for r in got {
+            if r.handler == "sum" {
+                bodies.push(r.payload.clone());
+            }
+            // `[i]`: the result is `i`.
+            let text = String::from_utf8(r.payload.clone()).expect("utf-8");
+            let result = text
+                .trim_matches(|c| c == '[' || c == ']')
+                .as_bytes()
+                .to_vec();
+            reports.push(conveyor_core::Finish::new(
+                r.lease,
+                conveyor_core::FinishAction::Complete {
+                    result: Some(result),
+                },
+            ));
+        }
+        for out in b.finish(reports).await.expect("finish") {
+            out.expect("applied");
+        }
+    }
+    assert_eq!(bodies.len(), 1, "the body runs once");
+    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let expected = format!("[[{}]]", expected.join(","));
+    assert!(
+        bodies[0] == expected.as_bytes(),
+        "the body gets every result in order: {}",
+        String::from_utf8_lossy(&bodies[0][..200.min(bodies[0].len())])
+    );
+    let client = common::client().await;
+    let left: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".workflow_settles", b.schema()),
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "every end settled with its finish");
+    let w = dyn_b.workflow(id).await.expect("read").expect("exists");
+    assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Succeeded);
+}

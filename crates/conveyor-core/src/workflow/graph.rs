@@ -10,7 +10,7 @@ use crate::{Error, NewTask};
 /// declaration is stored as one document and decoded whole by whoever
 /// settles one of its nodes (once per process, then cached), and a chord's
 /// body receives every header result as one params value.
-pub const MAX_NODES: usize = 10_000;
+pub const MAX_NODES: usize = 25_000;
 
 /// What a node does when one of its dependencies fails (its task dead or
 /// cancelled, or itself skipped).
@@ -306,9 +306,11 @@ impl WorkflowSpec {
             }
         }
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); body];
+        let mut dependent_policies: Vec<Vec<EdgePolicy>> = vec![Vec::new(); body];
         for (node, mine) in deps.iter().enumerate() {
-            for &(dep, _) in mine {
+            for &(dep, policy) in mine {
                 dependents[dep].push(node);
+                dependent_policies[dep].push(policy);
             }
         }
         if let Some(node) = first_in_cycle(&deps, &dependents) {
@@ -339,6 +341,7 @@ impl WorkflowSpec {
             body,
             deps,
             dependents,
+            dependent_policies,
             whens,
             index,
         })
@@ -391,6 +394,8 @@ pub struct Graph {
     body: usize,
     deps: Vec<Vec<(usize, EdgePolicy)>>,
     dependents: Vec<Vec<usize>>,
+    /// The policy of each edge in `dependents`, at the same position.
+    dependent_policies: Vec<Vec<EdgePolicy>>,
     whens: Vec<WhenEnded>,
     index: HashMap<String, usize>,
 }
@@ -429,6 +434,16 @@ impl Graph {
     /// The nodes of the body that wait for `node`.
     pub fn dependents(&self, node: usize) -> &[usize] {
         self.dependents.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The policy of the edge from the `k`-th of [`Graph::dependents`]
+    /// of `node` to `node` (O(1), however many dependencies that
+    /// dependent has: a chord's body has one per header).
+    pub fn dependent_policy(&self, node: usize, k: usize) -> EdgePolicy {
+        self.dependent_policies
+            .get(node)
+            .and_then(|p| p.get(k).copied())
+            .unwrap_or_default()
     }
 
     /// When callback `node` runs (`None` for a node of the body).

@@ -120,12 +120,12 @@ pub fn settle(
     let mut settled = vec![(node, row.state)];
     while let Some((done, state)) = settled.pop() {
         count_settled(graph, &mut tally, done, state);
-        for &next in graph.dependents(done) {
+        for (k, &next) in graph.dependents(done).iter().enumerate() {
             let mut row = ledger.row(next)?;
             if row.state != NodeState::Waiting {
                 continue;
             }
-            let policy = policy_of(graph, next, done);
+            let policy = graph.dependent_policy(done, k);
             if policy == EdgePolicy::Fail && state.is_failure() {
                 row.state = NodeState::Skipped;
                 ledger.set_row(next, row)?;
@@ -174,15 +174,6 @@ pub fn cancel_all(graph: &Graph, ledger: &mut impl Ledger) -> Result<(Vec<usize>
     Ok((cancelled, step))
 }
 
-/// The policy of `node`'s edge from `dependency`.
-fn policy_of(graph: &Graph, node: usize, dependency: usize) -> EdgePolicy {
-    graph
-        .dependencies(node)
-        .iter()
-        .find(|&&(d, _)| d == dependency)
-        .map_or(EdgePolicy::Fail, |&(_, p)| p)
-}
-
 /// Counts node `node`, now settled as `state`, out of the tally.
 fn count_settled(graph: &Graph, tally: &mut Tally, node: usize, state: NodeState) {
     tally.left = tally.left.saturating_sub(1);
@@ -200,12 +191,7 @@ fn count_settled(graph: &Graph, tally: &mut Tally, node: usize, state: NodeState
 pub fn counts_against(graph: &Graph, node: usize) -> bool {
     let dependents = graph.dependents(node);
     dependents.is_empty()
-        || dependents.iter().any(|&d| {
-            graph
-                .dependencies(d)
-                .iter()
-                .any(|&(dep, policy)| dep == node && policy != EdgePolicy::Ignore)
-        })
+        || (0..dependents.len()).any(|k| graph.dependent_policy(node, k) != EdgePolicy::Ignore)
 }
 
 /// Ends the body when its last node has settled (the callbacks for that end

@@ -35,7 +35,8 @@ impl PostgresBackend {
             let out = at.settle_batch(tasks).await;
             let taken = end(tx, what, out).await?;
             total += taken;
-            if tasks.is_some() || taken < BATCH.unsigned_abs() {
+            // Fewer than a batch: none of `tasks` (or none at all) is left.
+            if taken < BATCH.unsigned_abs() {
                 return Ok(total);
             }
         }
