@@ -6,7 +6,7 @@ use conveyor_core::workflow::{
 };
 use conveyor_core::{Error, Retention, Timestamp};
 
-use super::tx::{end, Tx};
+use super::tx::{in_tx, Tx};
 use crate::backend::PostgresBackend;
 use crate::error::{bad_data, db};
 use crate::row::{col, task_id};
@@ -26,15 +26,7 @@ impl PostgresBackend {
         let Some(wf) = param(id) else {
             return Ok(None);
         };
-        let mut conn = self.conn(what).await?;
-        let tx = conn.transaction().await.map_err(|e| db(what, e))?;
-        let at = Tx {
-            tx: &tx,
-            backend: self,
-            now: self.inner.clock.now(),
-        };
-        let out = at.record(id, wf).await;
-        end(tx, what, out).await
+        in_tx!(self, what, |at| at.record(id, wf))
     }
 
     /// The body of `Workflows::cancel_workflow`: every node not settled is
@@ -44,15 +36,7 @@ impl PostgresBackend {
         let Some(wf) = param(id) else {
             return Ok(None);
         };
-        let mut conn = self.conn(what).await?;
-        let tx = conn.transaction().await.map_err(|e| db(what, e))?;
-        let at = Tx {
-            tx: &tx,
-            backend: self,
-            now: self.inner.clock.now(),
-        };
-        let out = at.cancel(wf).await;
-        end(tx, what, out).await
+        in_tx!(self, what, |at| at.cancel(wf))
     }
 
     /// Deletes the workflows that ended before their retention, with their

@@ -9,9 +9,8 @@
 use conveyor_core::workflow::NodeResult;
 use conveyor_core::{Error, TaskId, TaskState};
 
-use super::tx::{end, node_of, Tx};
+use super::tx::{in_tx, node_of, Tx};
 use crate::backend::PostgresBackend;
-use crate::error::db;
 use crate::row::{self, col};
 
 /// Ended node tasks taken per transaction.
@@ -23,17 +22,9 @@ impl PostgresBackend {
     /// taken.
     pub(crate) async fn settle_ended(&self, tasks: Option<&[i64]>) -> Result<u64, Error> {
         let what = "settling workflow nodes";
-        let mut conn = self.conn(what).await?;
         let mut total = 0;
         loop {
-            let tx = conn.transaction().await.map_err(|e| db(what, e))?;
-            let at = Tx {
-                tx: &tx,
-                backend: self,
-                now: self.inner.clock.now(),
-            };
-            let out = at.settle_batch(tasks).await;
-            let taken = end(tx, what, out).await?;
+            let taken = in_tx!(self, what, |at| at.settle_batch(tasks))?;
             total += taken;
             // Fewer than a batch: none of `tasks` (or none at all) is left.
             if taken < BATCH.unsigned_abs() {

@@ -8,9 +8,9 @@ use conveyor_core::workflow::{
 };
 use conveyor_core::{Error, TaskId};
 
-use super::tx::{end, node_param, Tx};
+use super::tx::{in_tx, node_param, Tx};
 use crate::backend::PostgresBackend;
-use crate::error::{bad_data, db};
+use crate::error::bad_data;
 use crate::row::col;
 
 impl PostgresBackend {
@@ -24,15 +24,12 @@ impl PostgresBackend {
             self.inner.value_limit.check_params(&node.task)?;
         }
         let (progress, step) = Progress::start(&graph);
-        let mut conn = self.conn(what).await?;
-        let tx = conn.transaction().await.map_err(|e| db(what, e))?;
-        let at = Tx {
-            tx: &tx,
-            backend: self,
-            now: self.inner.clock.now(),
-        };
-        let out = at.store(stored, graph.clone(), progress, step).await;
-        let (id, started) = end(tx, what, out).await?;
+        let (id, started) = in_tx!(self, what, |at| at.store(
+            stored,
+            graph.clone(),
+            progress,
+            step
+        ))?;
         Ok(Submitted {
             id: WorkflowId(id),
             started: started

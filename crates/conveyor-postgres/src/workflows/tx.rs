@@ -18,6 +18,27 @@ use crate::backend::PostgresBackend;
 use crate::error::{bad_data, db};
 use crate::row::col;
 
+/// Runs `$body` (an expression using `$at`, a [`Tx`]) in a new
+/// transaction of `$backend` on a pooled connection, and ends it as
+/// [`end`] does: `in_tx!(self, "what", |at| at.record(id, wf))`.
+macro_rules! in_tx {
+    ($backend:expr, $what:expr, |$at:ident| $body:expr) => {{
+        let mut conn = $backend.conn($what).await?;
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(|e| crate::error::db($what, e))?;
+        let $at = crate::workflows::tx::Tx {
+            tx: &tx,
+            backend: $backend,
+            now: $backend.inner.clock.now(),
+        };
+        let out = $body.await;
+        crate::workflows::tx::end(tx, $what, out).await
+    }};
+}
+pub(super) use in_tx;
+
 /// Ends `tx` as `out` says: committed after a success, rolled back (and
 /// the rollback awaited, so no lock outlives the call) after a failure.
 pub(super) async fn end<T>(
