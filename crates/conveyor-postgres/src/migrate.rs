@@ -270,13 +270,12 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
             // and tally, one row per node (its state, how many dependencies
             // it waits on, its task and, once settled, its result), and the
             // node tasks that reached a final state and are still to be
-            // settled: a row trigger writes those in the same transaction
-            // as whatever ended the task (a finish, a cancel, a lease
-            // recovery, anything), and whoever ended it settles them right
+            // settled: the statements that end tasks (finish, cancel, lease
+            // recovery) record those themselves, in a data-modifying CTE of
+            // the same statement, and whoever ended them settles them right
             // after, in one transaction each (`crate::workflows`), so no
             // end of a node's task can be missed or settled twice. Node
-            // tasks carry their workflow; no other task fires the trigger.
-            // Idempotent, like migration 10.
+            // tasks carry their workflow. Idempotent, like migration 10.
             sql: format!(
                 "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS workflow bigint;
                  CREATE TABLE IF NOT EXISTS {w} (
@@ -302,23 +301,10 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
                      PRIMARY KEY (workflow, node)
                  );
                  CREATE INDEX IF NOT EXISTS workflow_nodes_task ON {n} (task) WHERE task IS NOT NULL;
-                 CREATE TABLE IF NOT EXISTS {settles} (task bigint PRIMARY KEY);
-                 CREATE OR REPLACE FUNCTION {s}.node_task_ended() RETURNS trigger LANGUAGE plpgsql AS $f$
-                 BEGIN
-                     INSERT INTO {settles} (task) VALUES (NEW.id) ON CONFLICT DO NOTHING;
-                     RETURN NULL;
-                 END $f$;
-                 DROP TRIGGER IF EXISTS tasks_node_ended ON {t};
-                 CREATE TRIGGER tasks_node_ended AFTER UPDATE OF state ON {t}
-                     FOR EACH ROW
-                     WHEN (NEW.workflow IS NOT NULL AND NEW.{finished}
-                           AND NOT OLD.{finished})
-                     EXECUTE FUNCTION {s}.node_task_ended();",
+                 CREATE TABLE IF NOT EXISTS {settles} (task bigint PRIMARY KEY);",
                 w = schema.table("workflows"),
                 n = schema.table("workflow_nodes"),
                 settles = schema.table("workflow_settles"),
-                s = schema.quoted(),
-                finished = p.finished,
             ),
         },
     ]

@@ -159,6 +159,24 @@ fn notify_finished(rows: &str, channel_param: &str) -> String {
     )
 }
 
+/// A data-modifying CTE (`, ended AS (…)`) recording, in the statement that
+/// ended them, the workflow node tasks among `rows` that reached a final
+/// state, for their nodes to be settled (`crate::workflows`): the same
+/// statement, so an end is recorded exactly when it happens. Tasks outside
+/// workflows pass the `IS NOT NULL` test and nothing more.
+fn record_node_ends(rows: &str, settles: &str) -> String {
+    format!(
+        ",
+             ended AS (
+                INSERT INTO {settles} (task)
+                SELECT {rows}.id FROM {rows}
+                WHERE {rows}.workflow IS NOT NULL AND {rows}.state IN ({finished})
+                ON CONFLICT DO NOTHING
+             )",
+        finished = codes(&TaskState::FINISHED)
+    )
+}
+
 /// The condition on a candidate `t` for reserving: only the head of an
 /// ordering key (no unfinished task of the key with a lower id) may start, and
 /// only while no task of the key runs (a requeued dead task can be older than
@@ -189,6 +207,7 @@ impl Statements {
     pub(crate) fn new(schema: &Schema) -> Self {
         let t = schema.table("tasks");
         let seq = schema.table("tasks_id_seq");
+        let settles = schema.table("workflow_settles");
         let p = Predicates::new();
         let running = Transition::Complete.source_codes();
         let code = |tr: Transition| tr.target().code();
@@ -367,8 +386,9 @@ impl Statements {
                 FROM r
                 WHERE t.id = r.id AND t.token = r.token AND t.state IN ({running})
                 RETURNING t.id, t.token, t.state, t.queue, t.workflow
-             )
+             ){ended}
              SELECT u.id, u.token, {notify}, {notify_finished}, u.workflow IS NOT NULL FROM u",
+                ended = record_node_ends("u", &settles),
                 complete = kind::COMPLETE,
                 retry = kind::RETRY,
                 dead_letter = kind::DEAD_LETTER,
@@ -420,8 +440,9 @@ impl Statements {
                   history = CASE WHEN t.state = {running} THEN {history} ELSE t.history END
                 WHERE t.id = $1 AND t.state IN ({sources})
                 RETURNING t.id, t.state, t.workflow
-             )
+             ){ended}
              SELECT u.id, {notify_finished}, u.workflow IS NOT NULL FROM u",
+            ended = record_node_ends("u", &settles),
             notify_finished = notify_finished("u", "$3"),
             cancelled = code(Transition::Cancel),
             running = TaskState::Running.code(),
@@ -448,9 +469,10 @@ impl Statements {
                   history = {history},
                   lease_until = NULL
                 WHERE t.id = ANY(ARRAY(SELECT id FROM x)) AND t.{leased}
-                RETURNING t.id, t.state, t.queue
-             )
+                RETURNING t.id, t.state, t.queue, t.workflow
+             ){ended}
              SELECT count(*), {notify}, {notify_finished} FROM u",
+            ended = record_node_ends("u", &settles),
             leased = p.leased,
             expire_final = code(Transition::ExpireFinal),
             expire = code(Transition::Expire),

@@ -390,9 +390,7 @@ async fn a_version_10_schema_gains_workflows() {
     let again = migrated_from(
         &schema,
         &format!(
-            "DROP TRIGGER tasks_node_ended ON \"{schema}\".tasks;
-             DROP FUNCTION \"{schema}\".node_task_ended();
-             DROP TABLE \"{schema}\".workflow_settles, \"{schema}\".workflow_nodes,
+            "DROP TABLE \"{schema}\".workflow_settles, \"{schema}\".workflow_nodes,
                         \"{schema}\".workflows;
              ALTER TABLE \"{schema}\".tasks DROP COLUMN workflow;
              DELETE FROM \"{schema}\".migrations WHERE version > 10;"

@@ -1,7 +1,7 @@
 //! Workflows on PostgreSQL beyond the conformance cases: the end of a node's
-//! task is recorded by a trigger in whatever transaction ended it, so a
-//! process that dies between ending the task and settling the node (or a
-//! task ended by hand) loses nothing: maintenance settles it, once.
+//! task is recorded by the statement that ended it, so a process that dies
+//! between ending the task and settling the node loses nothing:
+//! maintenance settles it, once.
 
 mod common;
 
@@ -45,14 +45,16 @@ async fn an_end_recorded_but_not_settled_is_settled_by_maintenance_once() {
         .await
         .expect("reserve");
     assert_eq!(got.len(), 1);
-    // The task ends as the finish statement would end it, and the process
-    // dies before it settles the node: only the trigger's record is left.
+    // The task ends as the finish statement ends it (recording the end in
+    // the same statement), and the process dies before it settles the
+    // node: only the record is left.
     let client = common::client().await;
     client
         .execute(
             &format!(
-                "UPDATE \"{schema}\".tasks SET state = $2, result = '42', lease_until = NULL,
-                 finished_at = 1 WHERE id = $1"
+                "WITH u AS (UPDATE \"{schema}\".tasks SET state = $2, result = '42',
+                     lease_until = NULL, finished_at = 1 WHERE id = $1 RETURNING id)
+                 INSERT INTO \"{schema}\".workflow_settles (task) SELECT id FROM u"
             ),
             &[
                 &i64::try_from(got[0].lease.id.0).expect("id"),

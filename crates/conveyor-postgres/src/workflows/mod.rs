@@ -1,15 +1,15 @@
 //! Workflows on PostgreSQL: the declaration and tally in `workflows`, one
 //! row per node in `workflow_nodes`, and the node tasks that ended but are
-//! not settled yet in `workflow_settles` (written by a row trigger in the
-//! transaction that ended the task, whatever ended it).
+//! not settled yet in `workflow_settles` (written by the very statement that
+//! ended the task: the finish, the cancel, the lease recovery).
 //!
 //! Every decision is `conveyor_core::workflow::ledger`'s, run over the rows
 //! a settle touches (read ahead, [`ReadAhead`](conveyor_core::workflow::ReadAhead)),
 //! under the workflow row's lock, in the transaction that takes the ended
 //! task's record and enqueues the nodes made ready: a node settles once, and
 //! its dependents are enqueued exactly when it does. The finish hot path is
-//! unchanged for tasks outside workflows (the trigger fires for node tasks
-//! only).
+//! one statement, as before: for tasks outside workflows the recording CTE
+//! inserts nothing.
 
 mod read;
 mod settle;

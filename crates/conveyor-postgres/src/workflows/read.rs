@@ -126,10 +126,12 @@ impl Tx<'_> {
         let now = at.now.as_millis();
         at.execute(what, &sql.cancelled, &[&wf, &now]).await?;
         // The tasks of the nodes just cancelled that have one (the running
-        // ones): cancelled with them. Their ends are recorded for settling
-        // by the trigger and found settled already.
+        // ones): cancelled with them. The cancel statement records their
+        // ends for settling; their nodes are settled already, so the
+        // records go in the same transaction.
         let rows = at.query(what, &sql.all_rows, &[&wf]).await?;
         let finished = inner.schema.finished_channel();
+        let mut tasks: Vec<i64> = Vec::new();
         for &node in &cancelled {
             let Some(r) = rows.get(node) else { continue };
             let Some(task) = col::<Option<i64>>(r, 1, "task")? else {
@@ -137,7 +139,9 @@ impl Tx<'_> {
             };
             at.query(what, &inner.sql.cancel, &[&task, &now, &finished])
                 .await?;
+            tasks.push(task);
         }
+        at.execute(what, &sql.forget_ended, &[&tasks]).await?;
         Ok(Some(cancelled.len() as u64))
     }
 }

@@ -1,6 +1,6 @@
-//! Settling the nodes whose tasks ended. A row trigger (migration 11)
-//! records each node task that reaches a final state in `workflow_settles`,
-//! in the transaction that ended it; whoever ended it (a finish, a cancel,
+//! Settling the nodes whose tasks ended. The statements that end tasks
+//! record each node task that reaches a final state in `workflow_settles`
+//! (a data-modifying CTE of the same statement); whoever ended it (a finish, a cancel,
 //! lease recovery) takes those rows right after and settles each node in one
 //! transaction with the rows' removal, so a node is settled once however
 //! many times its task's end is heard, and a crash between the two leaves

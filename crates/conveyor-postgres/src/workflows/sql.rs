@@ -33,6 +33,8 @@ pub(crate) struct WorkflowStatements {
     pub keep_output: String,
     /// $1 tasks or NULL for any, $2 limit → the ended node tasks taken.
     pub take_ended: String,
+    /// $1 tasks: their recorded ends dropped (nodes already settled).
+    pub forget_ended: String,
     /// $1 tasks → workflow, node, the task's state, result and error.
     pub ended_nodes: String,
     /// $1 workflow → spec.
@@ -105,6 +107,7 @@ impl WorkflowStatements {
                      ORDER BY task LIMIT $2 FOR UPDATE SKIP LOCKED)
                  RETURNING task"
             ),
+            forget_ended: format!("DELETE FROM {s} WHERE task = ANY($1::bigint[])"),
             ended_nodes: format!(
                 "SELECT n.workflow, n.node, t.state, t.result, t.error FROM {n} n
                  LEFT JOIN {t} t ON t.id = n.task
