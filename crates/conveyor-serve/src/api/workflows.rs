@@ -138,9 +138,10 @@ pub(crate) async fn submit(
 /// A workflow with every node's state and task.
 #[utoipa::path(
     get, path = "/api/v1/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path, description = "The workflow's id")),
+    params(("id" = String, Path, description = "The workflow's id", pattern = "^[0-9]{1,19}$")),
     responses(
         (status = 200, description = "The workflow", body = WorkflowView),
+        (status = 400, description = "Not a workflow id", body = ErrorView),
         (status = 404, description = "No workflow has this id (or it was pruned)", body = ErrorView),
         (status = 501, description = "The backend has no workflows", body = ErrorView),
     )
@@ -160,9 +161,10 @@ pub(crate) async fn get(
 /// cancelled and no callback runs.
 #[utoipa::path(
     post, path = "/api/v1/workflows/{id}/cancel", tag = "workflows",
-    params(("id" = String, Path, description = "The workflow's id")),
+    params(("id" = String, Path, description = "The workflow's id", pattern = "^[0-9]{1,19}$")),
     responses(
         (status = 200, description = "How many nodes it cancelled", body = CancelledView),
+        (status = 400, description = "Not a workflow id", body = ErrorView),
         (status = 404, description = "No workflow has this id", body = ErrorView),
         (status = 501, description = "The backend has no workflows", body = ErrorView),
     )
