@@ -70,7 +70,8 @@ pub struct CancelledView {
     pub cancelled: u64,
 }
 
-fn parse_id(text: &str) -> Result<WorkflowId, ApiError> {
+/// A workflow id from its decimal form (the API's and the dashboard's).
+pub(crate) fn parse_id(text: &str) -> Result<WorkflowId, ApiError> {
     text.parse::<u64>().map(WorkflowId).map_err(|_| {
         ApiError::BadRequest(format!("{text:?} is not a workflow id (a decimal number)"))
     })

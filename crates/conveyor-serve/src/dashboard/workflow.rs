@@ -5,11 +5,12 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use conveyor_core::workflow::WorkflowId;
+use conveyor_core::workflow::WorkflowState;
 use serde::Deserialize;
 
 use super::chrome::{error_page, render, when, Chrome};
 use super::graph_layout::{layout, Layout};
+use crate::api::workflows::parse_id;
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
 use crate::state::AppState;
@@ -53,12 +54,9 @@ pub(crate) struct OpenQuery {
 /// `GET /workflows`: the form, or a redirect to the workflow it names.
 pub(crate) async fn open(State(state): State<AppState>, Query(q): Query<OpenQuery>) -> Response {
     if let Some(id) = q.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        return match id.parse::<u64>() {
+        return match parse_id(id) {
             Ok(n) => Redirect::to(&format!("/workflows/{n}")).into_response(),
-            Err(_) => error_page(
-                &state,
-                ApiError::BadRequest(format!("{id:?} is not a workflow id (a decimal number)")),
-            ),
+            Err(e) => error_page(&state, e),
         };
     }
     render(&OpenPage {
@@ -70,9 +68,7 @@ pub(crate) async fn open(State(state): State<AppState>, Query(q): Query<OpenQuer
 /// `GET /workflows/{id}`.
 pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let read = async {
-        let id = id.parse::<u64>().map(WorkflowId).map_err(|_| {
-            ApiError::BadRequest(format!("{id:?} is not a workflow id (a decimal number)"))
-        })?;
+        let id = parse_id(&id)?;
         state
             .backend
             .workflow(id)
@@ -84,7 +80,7 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
         Err(e) => return error_page(&state, e),
     };
     let page = Chrome::new(&state, format!("Workflow {}", w.id), "workflows");
-    let can_cancel = !page.read_only && w.state.as_str() == "running";
+    let can_cancel = !page.read_only && w.state == WorkflowState::Running;
     render(&WorkflowPage {
         id: w.id.0,
         state: w.state.as_str(),
@@ -113,9 +109,7 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
 /// which shows it cancelled.
 pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let act = async {
-        let id = id.parse::<u64>().map(WorkflowId).map_err(|_| {
-            ApiError::BadRequest(format!("{id:?} is not a workflow id (a decimal number)"))
-        })?;
+        let id = parse_id(&id)?;
         match state.backend.cancel_workflow(id).await? {
             Some(_) => Ok(id),
             None => Err(ApiError::NotFound(format!("no workflow {id}"))),
