@@ -45,7 +45,7 @@ pub const MAX_RESERVE: usize = 10_000;
 const PROMOTE_LIMIT: usize = 1_000;
 /// Tasks one maintenance script (recover, prune, purge) handles per call; the
 /// backend calls it again until a batch comes back short.
-const MAINTENANCE_BATCH: usize = 1_000;
+pub(crate) const MAINTENANCE_BATCH: usize = 1_000;
 /// Due, not yet promoted tasks `stats` looks at for the oldest ready time.
 const STATS_DUE_SCAN: usize = 1_000;
 /// Most tasks one `list` call returns.
@@ -59,7 +59,7 @@ pub struct RedisBackend {
     /// The most bytes of params or result one task may carry: the server's
     /// (read at connect), or lower ([`RedisBackend::with_max_value`]). Set
     /// once, before the handle is used: no lock on the hot paths.
-    limit: Arc<ValueLimit>,
+    pub(crate) limit: Arc<ValueLimit>,
 }
 
 pub(crate) struct Inner {
@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     /// How the Lua code is called: functions or scripts, as resolved at
     /// connect.
     mode: ScriptMode,
+    /// Workflow graphs read back, by workflow id.
+    pub(crate) graphs: conveyor_core::workflow::Graphs,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -165,6 +167,7 @@ impl RedisBackend {
                 wake,
                 group,
                 mode,
+                graphs: Default::default(),
             }),
             limit: Arc::new(limit),
         })
@@ -251,7 +254,12 @@ impl RedisBackend {
 
     /// Runs a maintenance script until a batch comes back short; the script's
     /// reply is (done, examined).
-    async fn run_batches(&self, what: &str, inv: &Call, pairs: bool) -> Result<u64, Error> {
+    pub(crate) async fn run_batches(
+        &self,
+        what: &str,
+        inv: &Call,
+        pairs: bool,
+    ) -> Result<u64, Error> {
         let mut total = 0u64;
         loop {
             let v = self.run(what, inv).await?;
@@ -442,14 +450,23 @@ impl Backend for RedisBackend {
                 crate::task_forms::push(&mut inv, follow_ups, now);
             }
         }
-        let items = reply::array(self.run("finish", &inv).await?, "finish")?;
-        if items.len() != order.len() {
-            return Err(bad("finish: one reply per report expected"));
+        let mut items = reply::array(self.run("finish", &inv).await?, "finish")?;
+        if items.len() != order.len() + 1 {
+            return Err(bad("finish: one reply per report and a count expected"));
         }
+        let node_ends = items.pop().map(|v| reply::int(v, "finish")).transpose()?;
+        let mut applied = Vec::new();
         for (v, &i) in items.into_iter().zip(&order) {
-            if reply::int(v, "finish")? != 1 {
+            if reply::int(v, "finish")? == 1 {
+                applied.push(reports[i].lease.id.0);
+            } else {
                 out[i] = Err(Error::StaleLease(reports[i].lease.id));
             }
+        }
+        // Workflow nodes' tasks ended: their nodes settle now (maintenance
+        // settles them if this process dies first).
+        if node_ends.is_some_and(|n| n > 0) {
+            self.settle_after(Some(&applied)).await;
         }
         Ok(out)
     }
@@ -467,6 +484,7 @@ impl Backend for RedisBackend {
 
     conveyor_core::own_parts!(all);
     conveyor_core::own_parts!(record_keeper);
+    conveyor_core::own_parts!(workflows);
 }
 
 #[async_trait]
@@ -568,9 +586,19 @@ impl Administration for RedisBackend {
     async fn cancel(&self, id: TaskId) -> Result<TaskState, Error> {
         let mut inv = self.call(Op::Cancel);
         inv.arg(self.inner.clock.now().as_millis()).arg(id.0);
-        let code = reply::int(self.run("cancel", &inv).await?, "cancel")?;
+        let items = reply::array(self.run("cancel", &inv).await?, "cancel")?;
+        let mut items = items.into_iter();
+        let code = reply::int(
+            items.next().ok_or_else(|| bad("cancel: no state"))?,
+            "cancel",
+        )?;
         if code < 0 {
             return Err(Error::NotFound(id));
+        }
+        if let Some(ends) = items.next() {
+            if reply::int(ends, "cancel")? > 0 {
+                self.settle_after(Some(&[id.0])).await;
+            }
         }
         TaskState::from_code(code).ok_or_else(|| {
             bad(format!(
@@ -611,6 +639,9 @@ impl Maintenance for RedisBackend {
         if n > 0 {
             tracing::debug!(tasks = n, "recovered expired leases");
         }
+        // The workflow nodes whose tasks died here, and any end a crash
+        // left unsettled.
+        self.settle_ended(None).await?;
         Ok(n)
     }
 
@@ -621,7 +652,9 @@ impl Maintenance for RedisBackend {
             .arg(now.minus(retention.dead).as_millis())
             .arg(MAINTENANCE_BATCH)
             .arg(now.as_millis());
-        self.run_batches("prune", &inv, false).await
+        let n = self.run_batches("prune", &inv, false).await?;
+        self.prune_workflows(retention).await?;
+        Ok(n)
     }
 
     async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {

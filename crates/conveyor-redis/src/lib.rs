@@ -47,6 +47,7 @@ mod task_forms;
 mod tls;
 mod value_limit;
 mod wakeups;
+mod workflows;
 
 pub use backend::{RedisBackend, MAX_RESERVE};
 pub use calls::ScriptMode;

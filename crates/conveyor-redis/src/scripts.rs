@@ -28,13 +28,14 @@ use redis::Script;
 
 use crate::state_machine::lua_prelude;
 
-/// The helpers every operation shares, in five parts run in this order.
+/// The helpers every operation shares, in six parts run in this order.
 const COMMON: &str = concat!(
     include_str!("lua/common/names.lua"),
     include_str!("lua/common/leases.lua"),
     include_str!("lua/common/records.lua"),
     include_str!("lua/common/steps.lua"),
     include_str!("lua/common/kept.lua"),
+    include_str!("lua/common/workflows.lua"),
 );
 const LIMITS: &str = include_str!("lua/limits.lua");
 
@@ -60,10 +61,13 @@ pub(crate) enum Op {
     KeptStats,
     KeptPurge,
     KeptExpire,
+    WfSubmit,
+    WfApply,
+    WfPrune,
 }
 
 impl Op {
-    const ALL: [Op; 19] = [
+    const ALL: [Op; 22] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -83,6 +87,9 @@ impl Op {
         Op::KeptStats,
         Op::KeptPurge,
         Op::KeptExpire,
+        Op::WfSubmit,
+        Op::WfApply,
+        Op::WfPrune,
     ];
 
     /// The operation's name: its body's file name and its function's suffix.
@@ -107,6 +114,9 @@ impl Op {
             Op::KeptStats => "kept_stats",
             Op::KeptPurge => "kept_purge",
             Op::KeptExpire => "kept_expire",
+            Op::WfSubmit => "wf_submit",
+            Op::WfApply => "wf_apply",
+            Op::WfPrune => "wf_prune",
         }
     }
 
@@ -131,6 +141,9 @@ impl Op {
             Op::KeptStats => include_str!("lua/kept_stats.lua"),
             Op::KeptPurge => include_str!("lua/kept_purge.lua"),
             Op::KeptExpire => include_str!("lua/kept_expire.lua"),
+            Op::WfSubmit => include_str!("lua/wf_submit.lua"),
+            Op::WfApply => include_str!("lua/wf_apply.lua"),
+            Op::WfPrune => include_str!("lua/wf_prune.lua"),
         }
     }
 

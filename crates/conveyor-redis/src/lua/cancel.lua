@@ -1,20 +1,9 @@
 -- cancel: ARGV = prefix, now, id.
--- Cancels a waiting or running task. Returns -1 when there is no such
--- task, else the state code afterwards: cancelled, or the finished state
--- that made cancelling impossible.
-local now, id = ARGV[2], ARGV[3]
--- A record kept for another backend is not a task of this store.
-if redis.call('ZSCORE', KEPT, id) then return -1 end
-local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'h', 'at', 'hi'})
-if r == nil then return -1 end
-if not TR.Cancel.from[r.s] then return r.s end
-if r.s == RUNNING then
-  -- Its attempt is settled as cancelled and its lease ends with it: the
-  -- worker's renewal and report are refused from now on.
-  move(r, 'Cancel', now, {'e', CANCELLED_WHILE_RUNNING, 'hi', history_with(r, now, 'cancelled', nil)})
-else
-  move(r, 'Cancel', now, {})
-end
-flush()
-publish_finished({id})
-return r.s
+-- Cancels a waiting or running task (see admin.cancel in common/steps.lua).
+-- Returns {-1} when there is no such task, else {the state code
+-- afterwards, 1 when it is a workflow node's task whose end waits to be
+-- settled (else 0)}.
+local id = ARGV[3]
+local s = admin.cancel(ARGV[2], id)
+if s ~= CANCELLED then return {s} end
+return {s, wf.note_ends({id})}

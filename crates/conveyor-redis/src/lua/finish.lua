@@ -13,9 +13,10 @@
 -- span, and m tasks as forms taking span arguments, as for enqueue; they are
 -- enqueued only when their report is applied, in this same atomic step.
 -- Returns per report, in that order, 1 (applied) or 0 (stale lease: not
--- running, or another token). A report other than a completion appends the
--- attempt to the task's history (field hi); a completion leaves it to the
--- task's own fields.
+-- running, or another token), and last how many of the tasks it finished
+-- are workflow nodes' whose ends wait to be settled (see wf.note_ends).
+-- A report other than a completion appends the attempt to the task's
+-- history (field hi); a completion leaves it to the task's own fields.
 local now = ARGV[2]
 local plain = tonumber(ARGV[3])
 local other = tonumber(ARGV[4])
@@ -264,4 +265,5 @@ flush()
 flush_ready()
 publish(wake)
 publish_finished(done)
+out[n_out + 1] = wf.note_ends(done)
 return out

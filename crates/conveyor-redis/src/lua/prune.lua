@@ -6,7 +6,7 @@
 -- without one older than the retention given. Returns how
 -- many; the caller runs it again while a full batch was deleted. The
 -- records of a batch are read and dropped with a few commands for all of
--- it (see drop_records), not per task.
+-- it (see admin.drop_records), not per task.
 local limit = tonumber(ARGV[4])
 local n = 0
 local touched = {}
@@ -51,7 +51,7 @@ end
 local due = redis.call('ZRANGEBYSCORE', expiry.all, '-inf', '(' .. ARGV[5], 'LIMIT', 0, limit)
 if #due > 0 then
   local svs = hmget(TSTATE, due)
-  local qs = dead_queues(due)
+  local qs = admin.dead_queues(due)
   for i, id in ipairs(due) do
     zrem(expiry.all, id)
     local s = svs[i] and tonumber(match(svs[i], '^(%d+) '))
@@ -83,7 +83,7 @@ end
 if n < limit then
   local ids = redis.call('ZRANGEBYSCORE', DEADSET, '-inf', '(' .. ARGV[3], 'LIMIT', 0, limit - n)
   if #ids > 0 then
-    local qs, layout = dead_queues(ids)
+    local qs, layout = admin.dead_queues(ids)
     for i, id in ipairs(ids) do
       zrem(DEADSET, id)
       local q = qs[i]
@@ -96,9 +96,9 @@ if n < limit then
     end
   end
 end
-drop_records(gone, older)
+admin.drop_records(gone, older)
 flush()
 for q in pairs(touched) do
-  if queue_empty(q) then redis.call('SREM', QUEUES, q) end
+  if admin.queue_empty(q) then redis.call('SREM', QUEUES, q) end
 end
 return n

@@ -23,9 +23,9 @@ for _, q in ipairs(queues) do
     n = n + #ids
   end
 end
-drop_records(gone, older)
+admin.drop_records(gone, older)
 flush()
 for q in pairs(touched) do
-  if queue_empty(q) then redis.call('SREM', QUEUES, q) end
+  if admin.queue_empty(q) then redis.call('SREM', QUEUES, q) end
 end
 return n

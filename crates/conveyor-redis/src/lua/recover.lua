@@ -64,4 +64,5 @@ end
 flush()
 publish(wake)
 publish_finished(died)
+wf.note_ends(died)
 return {n, examined}

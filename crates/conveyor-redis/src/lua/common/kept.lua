@@ -107,7 +107,7 @@ end
 function kept.drop(ids)
   if #ids == 0 then return end
   for _, id in ipairs(ids) do kept.unindex(id) end
-  drop_records(ids, {})
+  admin.drop_records(ids, {})
   bulk('HDEL', kept.order(), ids)
   bulk('HDEL', kept.own(), ids)
   bulk('ZREM', KEPT, ids)

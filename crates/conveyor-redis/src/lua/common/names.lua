@@ -1,6 +1,6 @@
 -- The shared code's first part (the lua/common/ files run in the order
--- scripts.rs joins them: names, leases, records, steps, kept): the per-call
--- state, key names, ids and buffered sorted-set writes.
+-- scripts.rs joins them: names, leases, records, steps, kept, workflows):
+-- the per-call state, key names, ids and buffered sorted-set writes.
 --
 -- Shared by every script (after the generated state-machine prelude).
 --
@@ -62,6 +62,8 @@ local byte, sub, match
 -- Per call: the TDATA writes (id, value, ...) of enqueued tasks, written at
 -- the end of the call with the ready members (flush_ready).
 local records_deferred
+-- Workflows' key names (see common/workflows.lua), one table for them all.
+local wf = {}
 
 local function begin(prefix)
   byte, sub, match = string.byte, string.sub, string.match
@@ -99,6 +101,15 @@ local function begin(prefix)
   KEPT = P .. 'kept'
   expiry.all = P .. 'expires'
   expiry.kept = P .. 'tasks:kept'
+  -- Workflows: the id counter; node task id -> 'WORKFLOW NODE' while its
+  -- node has not settled; the node tasks whose end waits to be settled;
+  -- workflows by created-at; ended ones by ended-at, succeeded and not.
+  wf.SEQ = P .. 'wf:seq'
+  wf.TASKS = P .. 'wf:tasks'
+  wf.ENDED = P .. 'wf:ended'
+  wf.ALL = P .. 'wf:all'
+  wf.DONE_OK = P .. 'wf:done:ok'
+  wf.DONE_BAD = P .. 'wf:done:bad'
   base_of, ready_of, index_of, uniq_of, leases_of, groups_of = {}, {}, {}, {}, {}, {}
 end
 

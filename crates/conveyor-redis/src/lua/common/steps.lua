@@ -179,8 +179,12 @@ local function move(r, tname, now, sets, dels)
   end
 end
 
+-- The steps of administration and maintenance (rarely called): one table,
+-- not a local each, as a script may have at most 200 locals.
+local admin = {}
+
 -- True when the queue holds no task in any state.
-local function queue_empty(q)
+function admin.queue_empty(q)
   for _, s in ipairs(ALL_STATES) do
     if count_state(q, s) > 0 then return false end
   end
@@ -191,7 +195,7 @@ end
 -- the record layout, with one HDEL per record hash for all of them, and
 -- `older`, tasks stored before it, a hash each. Their sets and lists are
 -- the caller's to cut.
-local function drop_records(ids, older)
+function admin.drop_records(ids, older)
   if #ids > 0 then
     for _, key in ipairs({TSTATE, TDATA, TRESULT, TERROR, THISTORY, expiry.kept}) do
       bulk('HDEL', key, ids)
@@ -207,7 +211,7 @@ end
 -- The queue of each of the dead tasks `ids`, false for one that is gone,
 -- read with one HMGET of their data records; and which of them are of the
 -- record layout (true) or stored before it (false).
-local function dead_queues(ids)
+function admin.dead_queues(ids)
   local dvs = hmget(TDATA, ids)
   local qs, layout = {}, {}
   for i, id in ipairs(ids) do
@@ -462,4 +466,26 @@ local function history_with(r, now, outcome, text)
   if text then e.x = clip(text) end
   h[#h + 1] = e
   return cjson.encode(h)
+end
+
+-- Cancels task id if it is waiting or running (see cancel.lua), and
+-- publishes its end. Returns -1 when there is no such task, else the state
+-- code afterwards: cancelled, or the finished state that made cancelling
+-- impossible.
+function admin.cancel(now, id)
+  -- A record kept for another backend is not a task of this store.
+  if redis.call('ZSCORE', KEPT, id) then return -1 end
+  local r = load(id, {'s', 'q', 'pr', 'ok', 'uk', 'tk', 'a', 'h', 'at', 'hi'})
+  if r == nil then return -1 end
+  if not TR.Cancel.from[r.s] then return r.s end
+  if r.s == RUNNING then
+    -- Its attempt is settled as cancelled and its lease ends with it: the
+    -- worker's renewal and report are refused from now on.
+    move(r, 'Cancel', now, {'e', CANCELLED_WHILE_RUNNING, 'hi', history_with(r, now, 'cancelled', nil)})
+  else
+    move(r, 'Cancel', now, {})
+  end
+  flush()
+  publish_finished({id})
+  return r.s
 end

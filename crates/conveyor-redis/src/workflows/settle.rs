@@ -1,0 +1,332 @@
+//! Settling the nodes whose tasks ended: the scripts that end tasks record
+//! each workflow node's task among the namespace's ended node tasks;
+//! whoever ended it settles it right after (and maintenance any left), by
+//! reading the workflow at a version, running the ledger and writing back
+//! if the version still holds.
+
+use std::collections::{BTreeMap, HashMap};
+
+use conveyor_core::workflow::ledger;
+use conveyor_core::workflow::{
+    composed_task, Graph, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
+};
+use conveyor_core::{Error, NewTask, ResultStore, TaskId, TaskState};
+use futures_util::future::try_join_all;
+
+use super::codec::field;
+use super::view::Change;
+use crate::reply::{bad, redis_error};
+use crate::RedisBackend;
+
+/// Ended node tasks read per round from the set of ended ones.
+const BATCH: usize = 200;
+
+/// How many times a settle reads a workflow again because another process
+/// changed it between the read and the write, before it gives up (and
+/// maintenance settles the node later).
+const TRIES: usize = 1_000;
+
+/// A node task's end, as its task record tells it.
+struct End {
+    task: u64,
+    node: usize,
+    result: NodeResult,
+    /// Its result and error, kept with the workflow.
+    result_bytes: Option<Vec<u8>>,
+    error: Option<String>,
+}
+
+impl RedisBackend {
+    /// The key of the set of ended node tasks, and of node task → workflow.
+    fn wf_sets(&self) -> (String, String) {
+        let p = self.prefix();
+        (format!("{p}wf:ended"), format!("{p}wf:tasks"))
+    }
+
+    /// Settles the nodes of the ended tasks among `tasks` (`None`: every
+    /// one recorded); how many it settled.
+    pub(crate) async fn settle_ended(&self, tasks: Option<&[u64]>) -> Result<u64, Error> {
+        if let Some(ids) = tasks {
+            return self.settle_tasks(ids, false).await;
+        }
+        let (ended, _) = self.wf_sets();
+        let mut conn = self.inner.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut total = 0;
+        loop {
+            let (next, ids): (u64, Vec<u64>) = redis::cmd("SSCAN")
+                .arg(&ended)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(BATCH)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("reading ended workflow nodes", e))?;
+            if !ids.is_empty() {
+                total += self.settle_tasks(&ids, true).await?;
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
+    }
+
+    /// [`settle_ended`](Self::settle_ended) after an operation that ended
+    /// tasks: a failure is logged, not returned (the operation itself
+    /// succeeded; maintenance settles what is left).
+    pub(crate) async fn settle_after(&self, tasks: Option<&[u64]>) {
+        if let Err(e) = self.settle_ended(tasks).await {
+            tracing::warn!(error = %e, "redis: settling workflow nodes (maintenance will retry)");
+        }
+    }
+
+    /// Settles the nodes of those of `ids` that are node tasks in a final
+    /// state; with `strays`, ids recorded as ended that are no node task's
+    /// any more are dropped from the record.
+    async fn settle_tasks(&self, ids: &[u64], strays: bool) -> Result<u64, Error> {
+        let (ended, marks_key) = self.wf_sets();
+        let mut conn = self.inner.conn.clone();
+        let marks: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&marks_key)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("reading workflow node tasks", e))?;
+        let mut nodes: Vec<(u64, u64, usize)> = Vec::new();
+        let mut gone: Vec<u64> = Vec::new();
+        for (&id, mark) in ids.iter().zip(marks) {
+            match mark {
+                Some(m) => {
+                    let (wf, node) = m
+                        .split_once(' ')
+                        .and_then(|(w, n)| Some((w.parse().ok()?, n.parse().ok()?)))
+                        .ok_or_else(|| bad(format!("task {id}'s workflow mark {m:?}")))?;
+                    nodes.push((id, wf, node));
+                }
+                None if strays => gone.push(id),
+                None => {}
+            }
+        }
+        if !gone.is_empty() {
+            redis::cmd("SREM")
+                .arg(&ended)
+                .arg(&gone)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| redis_error("dropping settled workflow nodes", e))?;
+        }
+        let records = try_join_all(nodes.iter().map(|&(id, _, _)| self.get(TaskId(id)))).await?;
+        let mut by_wf: BTreeMap<u64, Vec<End>> = BTreeMap::new();
+        for ((task, wf, node), record) in nodes.into_iter().zip(records) {
+            let end = match record {
+                None => End {
+                    task,
+                    node,
+                    result: NodeResult::Failed,
+                    result_bytes: None,
+                    error: Some("the node's task record is gone".to_string()),
+                },
+                Some(r) => End {
+                    task,
+                    node,
+                    result: match r.state {
+                        TaskState::Completed => NodeResult::Succeeded,
+                        TaskState::Dead => NodeResult::Failed,
+                        TaskState::Cancelled => NodeResult::Cancelled,
+                        // Not ended (or requeued since): its end settles it.
+                        _ => continue,
+                    },
+                    result_bytes: r.result,
+                    error: r.error,
+                },
+            };
+            by_wf.entry(wf).or_default().push(end);
+        }
+        let mut settled = 0;
+        for (wf, ends) in by_wf {
+            self.settle_workflow(wf, &ends).await?;
+            settled += ends.len() as u64;
+        }
+        Ok(settled)
+    }
+
+    /// Settles `ends`, nodes of workflow `wf`, reading again while another
+    /// process changes the workflow under it.
+    async fn settle_workflow(&self, wf: u64, ends: &[End]) -> Result<(), Error> {
+        for _ in 0..TRIES {
+            if self.try_settle(wf, ends).await? {
+                return Ok(());
+            }
+        }
+        Err(Error::backend_other(format!(
+            "workflow {wf} changed under {TRIES} settles in a row; maintenance settles it later"
+        )))
+    }
+
+    /// One try of [`settle_workflow`](Self::settle_workflow): `false` when
+    /// the workflow changed between the read and the write.
+    async fn try_settle(&self, wf: u64, ends: &[End]) -> Result<bool, Error> {
+        let settled: Vec<u64> = ends.iter().map(|e| e.task).collect();
+        let Some(head) = self.wf_head(wf).await? else {
+            // Pruned: nothing is left to settle.
+            self.forget_ends(&settled).await?;
+            return Ok(true);
+        };
+        let graph = head.graph.clone();
+        if let Some(e) = ends.iter().find(|e| e.node >= graph.len()) {
+            return Err(bad(format!(
+                "task {} is node {} of workflow {wf}, which has {} nodes",
+                e.task,
+                e.node,
+                graph.len()
+            )));
+        }
+        let mut first: Vec<usize> = ends
+            .iter()
+            .flat_map(|e| ReadAhead::likely(&graph, e.node, &head.tally))
+            .collect();
+        first.sort_unstable();
+        first.dedup();
+        let mut ahead = ReadAhead::new(head.tally);
+        if !self.wf_rows(wf, &head.version, &first, &mut ahead).await? {
+            return Ok(false);
+        }
+        // Nodes made ready whose task cannot be made (params that do not
+        // compose, or too large): they fail at once, and the decision runs
+        // again with them.
+        let mut unmade: Vec<(usize, String)> = Vec::new();
+        loop {
+            let decided = self
+                .wf_decide(wf, &head.version, &mut ahead, |l| {
+                    let mut all = Step::default();
+                    for e in ends {
+                        merge(&mut all, ledger::settle(&graph, l, e.node, e.result)?);
+                    }
+                    for &(node, _) in &unmade {
+                        merge(
+                            &mut all,
+                            ledger::settle(&graph, l, node, NodeResult::Failed)?,
+                        );
+                    }
+                    Ok(all)
+                })
+                .await?;
+            let Some(step) = decided else {
+                return Ok(false);
+            };
+            let mut change = Change::from_decision(&head, &ahead, false);
+            let written: HashMap<usize, NodeState> =
+                change.rows.iter().map(|&(n, r)| (n, r.state)).collect();
+            // What the nodes settled now leave their dependents.
+            let mut known: HashMap<usize, NodeOutput> = HashMap::new();
+            for e in ends {
+                let Some(&state) = written.get(&e.node).filter(|s| s.is_final()) else {
+                    continue;
+                };
+                if let Some(r) = &e.result_bytes {
+                    change.outputs.push((field('r', e.node), r.clone()));
+                }
+                if let Some(x) = &e.error {
+                    change
+                        .outputs
+                        .push((field('e', e.node), x.clone().into_bytes()));
+                }
+                known.insert(e.node, (state, e.result_bytes.clone(), e.error.clone()));
+            }
+            for (node, error) in &unmade {
+                change
+                    .outputs
+                    .push((field('e', *node), error.clone().into_bytes()));
+                known.insert(*node, (NodeState::Failed, None, Some(error.clone())));
+            }
+            let ready: Vec<usize> = step
+                .enqueue
+                .into_iter()
+                .filter(|n| written.get(n) == Some(&NodeState::Running))
+                .collect();
+            let mut deps: Vec<usize> = ready
+                .iter()
+                .flat_map(|&n| graph.dependencies(n).iter().map(|&(d, _)| d))
+                .filter(|d| !known.contains_key(d))
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            let Some(stored) = self.wf_outputs(wf, &head.version, &deps).await? else {
+                return Ok(false);
+            };
+            known.extend(stored);
+            let (made, more) = self.compose(wf, &graph, &ready, &known)?;
+            if more.is_empty() {
+                change.settled = settled;
+                change.ready = made;
+                return Ok(self.wf_apply(wf, &head.version, &change).await?.is_some());
+            }
+            unmade.extend(more);
+        }
+    }
+
+    /// The tasks of the `ready` nodes, their params composed from `known`
+    /// outputs; and the nodes whose task cannot be made, with why.
+    #[allow(clippy::type_complexity)]
+    fn compose(
+        &self,
+        wf: u64,
+        graph: &Graph,
+        ready: &[usize],
+        known: &HashMap<usize, NodeOutput>,
+    ) -> Result<(Vec<(usize, NewTask)>, Vec<(usize, String)>), Error> {
+        let mut made = Vec::with_capacity(ready.len());
+        let mut unmade = Vec::new();
+        for &node in ready {
+            let outputs = graph
+                .dependencies(node)
+                .iter()
+                .map(|&(dep, _)| {
+                    known
+                        .get(&dep)
+                        .cloned()
+                        .ok_or_else(|| bad(format!("workflow {wf} has no output of node {dep}")))
+                })
+                .collect::<Result<Vec<NodeOutput>, Error>>()?;
+            let task = composed_task(graph, node, &outputs).and_then(|t| {
+                t.validate()?;
+                self.limit.check_params(&t)?;
+                Ok(t)
+            });
+            match task {
+                Ok(t) => made.push((node, t)),
+                Err(e @ Error::Backend(_)) => return Err(e),
+                Err(e) => unmade.push((node, e.to_string())),
+            }
+        }
+        Ok((made, unmade))
+    }
+
+    /// Drops the ended records of `tasks` (their workflow is gone).
+    async fn forget_ends(&self, tasks: &[u64]) -> Result<(), Error> {
+        let (ended, marks) = self.wf_sets();
+        let mut conn = self.inner.conn.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("SREM")
+            .arg(&ended)
+            .arg(tasks)
+            .ignore()
+            .cmd("HDEL")
+            .arg(&marks)
+            .arg(tasks)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| redis_error("dropping a gone workflow's ends", e))
+    }
+}
+
+/// Adds step `s`'s decisions to `all`.
+fn merge(all: &mut Step, s: Step) {
+    all.enqueue.extend(s.enqueue);
+    all.skipped.extend(s.skipped);
+    all.body_ended = all.body_ended.or(s.body_ended);
+    all.ended = s.ended.or(all.ended);
+}

@@ -1,0 +1,237 @@
+//! Reading a workflow at one version, deciding over what was read, and
+//! writing the decision back if the workflow is still at that version
+//! (`wf_apply`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use conveyor_core::workflow::ledger::{NodeRow, Tally};
+use conveyor_core::workflow::{Graph, NodeOutput, NodeState, ReadAhead};
+use conveyor_core::{Error, NewTask};
+
+use super::codec::{self, field};
+use crate::reply::{self, bad, redis_error};
+use crate::scripts::Op;
+use crate::RedisBackend;
+
+/// A workflow's head as read at one version.
+pub(super) struct Head {
+    /// The version read: every later read and the write compare it.
+    pub version: Vec<u8>,
+    /// Its tally.
+    pub tally: Tally,
+    /// Its graph.
+    pub graph: Arc<Graph>,
+}
+
+/// What one decision writes back (see `lua/wf_apply.lua`).
+#[derive(Default)]
+pub(super) struct Change {
+    /// How the workflow ended, if it just did (see [`codec::class`]).
+    pub class: &'static str,
+    /// The workflow is cancelled now.
+    pub cancelled: bool,
+    /// The rows the decision wrote.
+    pub rows: Vec<(usize, NodeRow)>,
+    /// The tally, when the decision wrote it.
+    pub tally: Option<Tally>,
+    /// Output fields of nodes settled now (`r:N`, `e:N`) and their values.
+    pub outputs: Vec<(String, Vec<u8>)>,
+    /// Node tasks whose ends this settles.
+    pub settled: Vec<u64>,
+    /// Node tasks to cancel (their ends are among `settled`).
+    pub cancel: Vec<u64>,
+    /// Nodes made ready, with their tasks.
+    pub ready: Vec<(usize, NewTask)>,
+}
+
+impl Change {
+    /// A change holding what `ahead`'s last run wrote, over `head`.
+    pub fn from_decision(head: &Head, ahead: &ReadAhead, cancelled: bool) -> Change {
+        let tally = ahead.written_tally();
+        let class = tally.map_or("", |t| codec::class(Some(&head.tally), &t, cancelled));
+        Change {
+            class,
+            cancelled,
+            rows: ahead.written_rows().collect(),
+            tally,
+            ..Change::default()
+        }
+    }
+}
+
+impl RedisBackend {
+    /// The hash of workflow `wf`.
+    pub(super) fn wf_key(&self, wf: u64) -> String {
+        format!("{}wf:{wf}", self.prefix())
+    }
+
+    /// `HMGET` of `fields` of workflow `wf`'s hash.
+    pub(super) async fn wf_fields(
+        &self,
+        wf: u64,
+        fields: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("HMGET")
+            .arg(self.wf_key(wf))
+            .arg(fields)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("reading a workflow", e))
+    }
+
+    /// Workflow `wf`'s head, or `None` when there is no such workflow.
+    pub(super) async fn wf_head(&self, wf: u64) -> Result<Option<Head>, Error> {
+        let cached = self.inner.graphs.get(wf);
+        let mut fields = vec!["v".to_string(), "t".to_string()];
+        if cached.is_none() {
+            fields.push("spec".to_string());
+        }
+        let mut got = self.wf_fields(wf, &fields).await?.into_iter();
+        let (Some(version), tally) = (got.next().flatten(), got.next().flatten()) else {
+            return Ok(None);
+        };
+        let tally = tally.ok_or_else(|| bad(format!("workflow {wf} has no tally")))?;
+        let graph = match cached {
+            Some(g) => g,
+            None => {
+                let spec = got
+                    .next()
+                    .flatten()
+                    .ok_or_else(|| bad(format!("workflow {wf} has no declaration")))?;
+                self.inner.graphs.decode(wf, &spec)?
+            }
+        };
+        Ok(Some(Head {
+            version,
+            tally: codec::parse_tally(&tally, wf)?,
+            graph,
+        }))
+    }
+
+    /// Reads the rows of `nodes` into `ahead`; `false` when the workflow is
+    /// past `version` (or gone).
+    pub(super) async fn wf_rows(
+        &self,
+        wf: u64,
+        version: &[u8],
+        nodes: &[usize],
+        ahead: &mut ReadAhead,
+    ) -> Result<bool, Error> {
+        let mut fields = vec!["v".to_string()];
+        fields.extend(nodes.iter().map(|&n| field('n', n)));
+        let got = self.wf_fields(wf, &fields).await?;
+        if got.first().and_then(Option::as_deref) != Some(version) {
+            return Ok(false);
+        }
+        for (&node, v) in nodes.iter().zip(&got[1..]) {
+            match v {
+                Some(v) => ahead.insert(node, codec::parse_row(v, wf, node)?),
+                None => return Err(bad(format!("workflow {wf} has no row for node {node}"))),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs `decide` over workflow `wf`'s rows read at `version` into
+    /// `ahead`, reading whatever else it asks for; `None` when the workflow
+    /// moved past `version` meanwhile.
+    pub(super) async fn wf_decide<T>(
+        &self,
+        wf: u64,
+        version: &[u8],
+        ahead: &mut ReadAhead,
+        mut decide: impl FnMut(&mut ReadAhead) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        loop {
+            if let Some(out) = ahead.run(&mut decide)? {
+                return Ok(Some(out));
+            }
+            let missing = ahead.missing();
+            if !self.wf_rows(wf, version, &missing, ahead).await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The outputs of `nodes` as stored; `None` when the workflow is past
+    /// `version`.
+    pub(super) async fn wf_outputs(
+        &self,
+        wf: u64,
+        version: &[u8],
+        nodes: &[usize],
+    ) -> Result<Option<HashMap<usize, NodeOutput>>, Error> {
+        if nodes.is_empty() {
+            return Ok(Some(HashMap::new()));
+        }
+        let mut fields = vec!["v".to_string()];
+        for &n in nodes {
+            fields.extend([field('n', n), field('r', n), field('e', n)]);
+        }
+        let got = self.wf_fields(wf, &fields).await?;
+        if got.first().and_then(Option::as_deref) != Some(version) {
+            return Ok(None);
+        }
+        let mut out = HashMap::with_capacity(nodes.len());
+        for (&node, v) in nodes.iter().zip(got[1..].chunks(3)) {
+            let [row, result, error] = v else {
+                return Err(bad("reading node outputs: three fields a node expected"));
+            };
+            let row = row
+                .as_deref()
+                .ok_or_else(|| bad(format!("workflow {wf} has no row for node {node}")))?;
+            let state: NodeState = codec::parse_row(row, wf, node)?.state;
+            let error = error
+                .as_deref()
+                .map(|e| String::from_utf8_lossy(e).into_owned());
+            out.insert(node, (state, result.clone(), error));
+        }
+        Ok(Some(out))
+    }
+
+    /// Writes `change` if workflow `wf` is still at `version`: the id before
+    /// the first task enqueued (the ready nodes take the next ones, in
+    /// order), or `None` when it moved on.
+    pub(super) async fn wf_apply(
+        &self,
+        wf: u64,
+        version: &[u8],
+        change: &Change,
+    ) -> Result<Option<u64>, Error> {
+        let now = self.inner.clock.now();
+        let mut inv = self.call(Op::WfApply);
+        inv.arg(now.as_millis())
+            .arg(wf)
+            .arg(version)
+            .arg(change.class)
+            .arg(if change.cancelled { "1" } else { "0" })
+            .arg(change.tally.map(codec::tally_value).unwrap_or_default());
+        inv.arg(change.rows.len());
+        for &(node, row) in &change.rows {
+            inv.arg(node).arg(codec::row_value(row));
+        }
+        inv.arg(change.outputs.len());
+        for (f, v) in &change.outputs {
+            inv.arg(f).arg(&v[..]);
+        }
+        inv.arg(change.settled.len()).arg(&change.settled);
+        inv.arg(change.cancel.len()).arg(&change.cancel);
+        inv.arg(change.ready.len());
+        for (node, _) in &change.ready {
+            inv.arg(node);
+        }
+        let tasks: Vec<NewTask> = change.ready.iter().map(|(_, t)| t.clone()).collect();
+        crate::task_forms::push(&mut inv, &tasks, now);
+        let what = "writing a workflow's step";
+        let items = reply::array(self.run(what, &inv).await?, what)?;
+        let mut items = items.into_iter();
+        let applied = reply::int(items.next().ok_or_else(|| bad(what))?, what)?;
+        if applied != 1 {
+            return Ok(None);
+        }
+        let first = reply::number(items.next().ok_or_else(|| bad(what))?, what)?;
+        Ok(Some(first))
+    }
+}
