@@ -1,5 +1,7 @@
-"""The benchmark's one task, for either side (``BENCH_SIDE``): a no-op with
-its result stored, on the Redis ``BENCH_URL`` under ``BENCH_PREFIX``."""
+"""The benchmark's tasks, for either side (``BENCH_SIDE``), on the Redis
+``BENCH_URL`` under ``BENCH_PREFIX``: a no-op with its result stored, and a
+chord's header (``one``) and body (``total``, the sum of the header's
+results)."""
 
 import os
 
@@ -16,6 +18,14 @@ if side == "conveyor":
     def noop():
         return None
 
+    @app.task(retries=0)
+    def one():
+        return 1
+
+    @app.task(retries=0)
+    def total(results):
+        return sum(results)
+
 else:
     from celery import Celery
 
@@ -31,3 +41,11 @@ else:
     @app.task(name="noop")
     def noop():
         return None
+
+    @app.task(name="one")
+    def one():
+        return 1
+
+    @app.task(name="total")
+    def total(results):
+        return sum(results)

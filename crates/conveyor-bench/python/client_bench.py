@@ -13,6 +13,10 @@ SIDE is ``conveyor`` or ``celery``; MEASURE one of:
   ``get()``; the rate from the first call to the last result.
 - ``e2e_map`` (conveyor only): the same, the N calls enqueued by one
   ``map()`` (batches of 1,000), the package's batch enqueue.
+- ``chord``: a chord of N ``one`` tasks with ``total`` as its body,
+  submitted and waited for (``chord(header)(body).get()``), with a worker
+  running; the header tasks per second, from the submit to the body's
+  result (after one chord of 10 to warm up).
 - ``producer``: N ``delay()`` calls, then the state of each task, with no
   worker: the producer's own two round trips per task, the most the
   ``e2e`` loop could reach with a worker that cost nothing.
@@ -97,6 +101,23 @@ def e2e_map(noop, n):
     return {"per_s": n / (time.perf_counter() - t0)}
 
 
+def chord_run(tasks, n, side):
+    if side == "conveyor":
+        from conveyor import chord
+    else:
+        from celery import chord
+
+    def run(k):
+        got = chord([tasks.one.s() for _ in range(k)])(tasks.total.s()).get(timeout=600)
+        if got != k:
+            raise RuntimeError("the chord's body answered %r, not %d" % (got, k))
+
+    run(10)
+    t0 = time.perf_counter()
+    run(n)
+    return {"per_s": n / (time.perf_counter() - t0)}
+
+
 def producer(noop, n, side):
     # Celery's state is a property that reads the result backend; conveyor's
     # a method that reads the task.
@@ -129,6 +150,8 @@ def main():
             result = roundtrip(noop, n)
         elif measure == "producer":
             result = producer(noop, n, side)
+        elif measure == "chord":
+            result = chord_run(bench_tasks, n, side)
         elif measure == "e2e_map":
             result = e2e_map(noop, n)
         else:

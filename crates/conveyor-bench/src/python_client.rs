@@ -14,6 +14,9 @@
 //! - no-op tasks with results stored, end to end: every `delay()`, then every
 //!   `get()`, with the same workers; and conveyor's tasks enqueued by `map()`
 //!   (Celery has no batch enqueue: its row stays the `delay()` loop);
+//! - a chord of 1,000 header tasks and a body summing their results,
+//!   submitted and waited for with each side's own canvas
+//!   (`chord(header)(body).get()`), with the same workers;
 //! - the producer's own calls of that loop, with no worker: `delay()`, then
 //!   reading each task's state, per task: the most the end-to-end loop could
 //!   reach if the worker cost nothing.
@@ -130,6 +133,18 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         bench,
         "conveyor the same, enqueued by map()",
         &batched,
+        "tasks/s",
+        "Celery",
+        &celery,
+    );
+    let n = 1_000 / scale;
+    let [celery, ours] = SIDES.map(|side| ctx.measure(side, "chord", n, 1, true, "per_s"));
+    let subject = format!("chord of {n} header tasks and a sum body, end to end");
+    report.measured(bench, &format!("Celery {subject}"), &celery, "tasks/s");
+    report.compared(
+        bench,
+        &format!("conveyor {subject}"),
+        &ours,
         "tasks/s",
         "Celery",
         &celery,

@@ -396,6 +396,28 @@ pub enum WorkflowCommand {
         /// The workflow's id.
         id: u64,
     },
+    /// The workflows, newest first: each one's state, how many of its
+    /// nodes are left, when it was submitted and when it ended.
+    List {
+        /// Only workflows in this state.
+        #[arg(long, value_parser = parse_workflow_state)]
+        state: Option<conveyor::durable::workflow::WorkflowState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only workflows older than this one (the last id of a page, for
+        /// the next).
+        #[arg(long)]
+        before: Option<u64>,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_workflow_state(s: &str) -> Result<conveyor::durable::workflow::WorkflowState, String> {
+    conveyor::durable::workflow::WorkflowState::parse(s)
+        .ok_or_else(|| format!("{s:?}: expected running, succeeded, failed or cancelled"))
 }
 
 /// `conveyor workflow submit`'s arguments (also `conveyor submit --workflow`).

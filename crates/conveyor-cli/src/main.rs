@@ -169,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         &cli.command,
         Command::Workflow(crate::cli::WorkflowCommand::Show { .. })
             | Command::Workflow(crate::cli::WorkflowCommand::Cancel { .. })
+            | Command::Workflow(crate::cli::WorkflowCommand::List { .. })
     ) || matches!(&cli.command, Command::Serve(args) if args.read_only);
     let opened = if existing {
         conveyor::durable::connect_existing(&url).await

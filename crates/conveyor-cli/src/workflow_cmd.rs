@@ -1,4 +1,4 @@
-//! `conveyor workflow submit|show|cancel`: workflows declared as JSON
+//! `conveyor workflow submit|show|cancel|list`: workflows declared as JSON
 //! (`conveyor::durable::workflow::declared`), stored by the backend with
 //! their first tasks, and read back node by node.
 
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use conveyor::durable::workflow::{
-    declared, NodeRecord, WorkflowId, WorkflowRecord, WorkflowState,
+    declared, NodeRecord, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
+    WorkflowSummary,
 };
 use conveyor::durable::Backend;
 use serde_json::{json, Value};
@@ -30,7 +31,70 @@ pub async fn run(backend: Arc<dyn Backend>, cmd: WorkflowCommand) -> anyhow::Res
         WorkflowCommand::Submit(args) => submit(backend, args).await,
         WorkflowCommand::Show { id, json } => show(backend, WorkflowId(id), json).await,
         WorkflowCommand::Cancel { id } => cancel(backend, WorkflowId(id)).await,
+        WorkflowCommand::List {
+            state,
+            limit,
+            before,
+            json,
+        } => {
+            let filter = WorkflowFilter {
+                state,
+                limit,
+                before: before.map(WorkflowId),
+            };
+            list(backend, &filter, json).await
+        }
     }
+}
+
+async fn list(
+    backend: Arc<dyn Backend>,
+    filter: &WorkflowFilter,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let page = backend.list_workflows(filter).await?;
+    if as_json {
+        let rows: Vec<Value> = page.iter().map(summary_json).collect();
+        println!("{}", Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if page.is_empty() {
+        println!("no workflows");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>8}  {:<10} {:>7} {:>7}  {:<24}  ENDED",
+        "ID", "STATE", "NODES", "LEFT", "SUBMITTED"
+    );
+    for s in &page {
+        println!(
+            "{:>8}  {:<10} {:>7} {:>7}  {:<24}  {}",
+            s.id.0,
+            s.state.as_str(),
+            s.nodes,
+            s.left,
+            time(s.created_at),
+            s.ended_at.map(time).unwrap_or_else(|| "-".to_string())
+        );
+    }
+    if page.len() == filter.limit {
+        if let Some(last) = page.last() {
+            println!("(more: --before {})", last.id.0);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A listed workflow as JSON.
+pub fn summary_json(s: &WorkflowSummary) -> Value {
+    json!({
+        "id": s.id.0,
+        "state": s.state.as_str(),
+        "nodes": s.nodes,
+        "left": s.left,
+        "created_at": time(s.created_at),
+        "ended_at": s.ended_at.map(time),
+    })
 }
 
 /// Reads the declaration, submits it, and prints its id (or, with

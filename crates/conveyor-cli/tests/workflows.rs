@@ -156,4 +156,38 @@ fn refused_unknown_and_cancelled_workflows_say_so() {
     assert_eq!(out.status.code(), Some(5));
     let out = env.run(&["workflow", "cancel", "424242"]);
     assert_eq!(out.status.code(), Some(5));
+
+    // Listed: newest first, by state, as a table or JSON.
+    let out = env.run(&["submit", "--workflow", &file]);
+    let running = stdout(&out).trim().to_string();
+    let out = env.run(&["workflow", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("STATE") && lines[0].contains("LEFT"),
+        "{table}"
+    );
+    assert!(lines[1].trim_start().starts_with(&running), "{table}");
+    assert!(lines[1].contains("running"), "{table}");
+    assert!(lines[2].trim_start().starts_with(&id), "{table}");
+    let out = env.run(&["workflow", "list", "--state", "cancelled", "--json"]);
+    let listed: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        listed[0]["id"],
+        serde_json::json!(id.parse::<u64>().unwrap())
+    );
+    assert_eq!(listed[0]["nodes"], 2);
+    assert_eq!(listed[0]["left"], 0);
+    let out = env.run(&["workflow", "list", "--limit", "1"]);
+    assert!(
+        stdout(&out).contains(&format!("--before {running}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["workflow", "list", "--before", &id]);
+    assert!(stdout(&out).contains("no workflows"), "{}", stdout(&out));
+    let out = env.run(&["workflow", "list", "--state", "done"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -13,7 +13,9 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
+use conveyor_core::workflow::{
+    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+};
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
@@ -294,6 +296,12 @@ impl Workflows for EmbeddedBackend {
 
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
         self.call(true, 1, move |s| s.settling(|s| s.cancel_workflow(id)))
+            .await
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {
+        let filter = filter.clone();
+        self.call(false, 1, move |s| s.list_workflows(&filter))
             .await
     }
 }

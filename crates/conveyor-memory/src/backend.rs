@@ -8,7 +8,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
+use conveyor_core::workflow::{
+    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+};
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
@@ -130,6 +132,10 @@ impl Workflows for MemoryBackend {
         };
         self.finished.post(tasks);
         Ok(Some(nodes))
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {
+        Ok(self.state.lock().list_workflows(filter))
     }
 }
 

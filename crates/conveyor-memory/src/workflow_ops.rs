@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 
 use conveyor_core::workflow::{
     compose_params, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Progress, Step,
-    Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
+    Submitted, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
+    WorkflowState, WorkflowSummary,
 };
 use conveyor_core::{Error, TaskId, TaskState, Timestamp};
 
@@ -145,6 +146,29 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The workflows `filter` admits, newest first.
+    pub(crate) fn list_workflows(&self, filter: &WorkflowFilter) -> Vec<WorkflowSummary> {
+        let mut ids: Vec<u64> = self.flows.keys().copied().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.into_iter()
+            .filter_map(|id| {
+                let flow = self.flows.get(&id)?;
+                let states = flow.progress.states();
+                let left = states.iter().filter(|s| !s.is_final()).count() as u32;
+                Some(WorkflowSummary {
+                    id: WorkflowId(id),
+                    state: WorkflowState::of(flow.cancelled, left, flow.progress.outcome()),
+                    nodes: states.len() as u32,
+                    left,
+                    created_at: flow.created_at,
+                    ended_at: flow.ended_at,
+                })
+            })
+            .filter(|s| filter.admits(s))
+            .take(filter.limit)
+            .collect()
     }
 
     /// Workflow `id` as callers read it.

@@ -153,7 +153,10 @@ pub(crate) fn app(
         .route("/dead/requeue", post(api::dead::requeue))
         .route("/dead/requeue_matching", post(api::dead::requeue_matching))
         .route("/dead/purge", post(api::dead::purge))
-        .route("/workflows", post(api::workflows::submit))
+        .route(
+            "/workflows",
+            post(api::workflows::submit).get(api::workflows::list),
+        )
         .route("/workflows/{id}", get(api::workflows::get))
         .route("/workflows/{id}/cancel", post(api::workflows::cancel));
     Router::new()

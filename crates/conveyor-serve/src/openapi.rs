@@ -37,6 +37,7 @@ use crate::views::{OrderName, StateName};
         dead::requeue_matching,
         dead::purge,
         workflows::submit,
+        workflows::list,
         workflows::get,
         workflows::cancel,
     ),

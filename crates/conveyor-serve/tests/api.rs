@@ -291,7 +291,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/dead/requeue_matching", &["post"]),
         ("/api/v1/dead/purge", &["post"]),
         ("/api/v1/tasks/count", &["get"]),
-        ("/api/v1/workflows", &["post"]),
+        ("/api/v1/workflows", &["get", "post"]),
         ("/api/v1/workflows/{id}", &["get"]),
         ("/api/v1/workflows/{id}/cancel", &["post"]),
     ] {
@@ -508,6 +508,24 @@ async fn a_workflow_is_submitted_read_back_and_cancelled() {
     );
     let (_, read) = get(&app, &format!("/api/v1/workflows/{}", id(&later))).await;
     assert_eq!(read["state"], "cancelled");
+
+    // Listed newest first, by state, a page at a time.
+    let (status, page) = get(&app, "/api/v1/workflows?limit=1").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["workflows"][0]["id"], json!(id(&later)), "{page}");
+    assert_eq!(page["workflows"][0]["state"], "cancelled", "{page}");
+    assert_eq!(page["next_before"], json!(id(&later)), "{page}");
+    let (_, rest) = get(&app, &format!("/api/v1/workflows?before={}", id(&later))).await;
+    assert_eq!(rest["workflows"][0]["id"], json!(id(&sent)), "{rest}");
+    assert_eq!(rest["workflows"][0]["nodes"], json!(3), "{rest}");
+    assert_eq!(rest["workflows"][0]["left"], json!(0), "{rest}");
+    assert!(rest["next_before"].is_null(), "{rest}");
+    let (_, succeeded) = get(&app, "/api/v1/workflows?state=succeeded").await;
+    assert_eq!(succeeded["workflows"].as_array().map(Vec::len), Some(1));
+    for bad in ["?state=done", "?limit=0", "?before=x", "?other=1"] {
+        let (status, _) = get(&app, &format!("/api/v1/workflows{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
 
     for (bad, says) in [
         (

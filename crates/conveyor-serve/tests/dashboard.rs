@@ -771,9 +771,24 @@ async fn a_workflow_page_draws_its_graph_coloured_by_state() {
 
     let (status, _, html) = send(&app, "GET", "/workflows/424242", None, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
-    assert!(page(&app, "/workflows")
-        .await
-        .contains("id=\"workflow-id\""));
+    let list = page(&app, "/workflows").await;
+    assert!(list.contains("id=\"workflow-id\""), "{list}");
+    // Newest first, each linked, its state shown.
+    let (at_wide, at_id) = (
+        list.find(&format!("href=\"/workflows/{wide}\"")),
+        list.find(&format!("href=\"/workflows/{id}\"")),
+    );
+    assert!(
+        at_wide.is_some() && at_id.is_some() && at_wide < at_id,
+        "{list}"
+    );
+    let cancelled = page(&app, "/workflows?state=cancelled").await;
+    assert!(cancelled.contains(&format!("href=\"/workflows/{id}\"")));
+    assert!(!cancelled.contains(&format!("href=\"/workflows/{wide}\"")));
+    let older = page(&app, &format!("/workflows?before={wide}")).await;
+    assert!(!older.contains(&format!("href=\"/workflows/{wide}\"")));
+    let (status, _, _) = send(&app, "GET", "/workflows?state=done", None, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let core_only: Arc<dyn Backend> =
         Arc::new(conveyor_testkit::Scoped::core_only(MemoryBackend::new()));
     let bare = conveyor_serve::router(core_only, ServeOptions::new());

@@ -297,7 +297,8 @@ macro_rules! backend_conformance {
 /// [`conveyor_core::Workflows`]), from the same `make` as
 /// [`backend_conformance!`]: chains, chords, failure policies, callbacks,
 /// an empty group, a zombie finish and a retried header firing the body
-/// once, cancel, refusals, a wide chord, pruning of ended workflows. The
+/// once, cancel, refusals, a wide chord, pruning of ended workflows,
+/// listing by state. The
 /// backend needs the result store
 /// and maintenance parts and delays on a clock the test moves.
 #[macro_export]
@@ -310,7 +311,8 @@ macro_rules! workflow_conformance {
             an_empty_group_ends_at_once, a_zombie_finish_or_a_retry_fires_the_body_once,
             cancelling_a_workflow_stops_it, bad_workflows_are_refused_whole,
             a_wide_chord_fires_once, concurrent_finishes_fire_the_body_once,
-            ended_workflows_go_with_their_retention);
+            ended_workflows_go_with_their_retention,
+            workflows_are_listed_newest_first_by_state);
     };
 }
 

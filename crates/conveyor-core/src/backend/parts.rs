@@ -365,6 +365,15 @@ impl dyn Backend {
         self.workflows()?.cancel_workflow(id).await
     }
 
+    /// [`Workflows::list_workflows`](super::Workflows::list_workflows), or
+    /// `Unsupported`.
+    pub async fn list_workflows(
+        &self,
+        filter: &crate::workflow::WorkflowFilter,
+    ) -> Result<Vec<crate::workflow::WorkflowSummary>, Error> {
+        self.workflows()?.list_workflows(filter).await
+    }
+
     /// [`Maintenance::recover_expired`], or `Unsupported`.
     pub async fn recover_expired(&self) -> Result<u64, Error> {
         self.maintenance()?.recover_expired().await

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use crate::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
+use crate::workflow::{
+    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+};
 use crate::Error;
 
 /// Stores workflows and moves them forward.
@@ -37,4 +39,8 @@ pub trait Workflows: Send + Sync {
     /// not run. Returns how many nodes it cancelled (0 for a workflow that
     /// had ended), or `None` when there is no workflow `id`.
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error>;
+
+    /// The workflows `filter` admits, newest first (by id), at most
+    /// `filter.limit`; workflows pruned are not listed.
+    async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error>;
 }

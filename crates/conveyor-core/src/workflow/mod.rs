@@ -37,4 +37,7 @@ pub use graphs::Graphs;
 pub use input::{compose_params, composed_task, DependencyResult, NodeInput, NodeOutput};
 pub use progress::{NodeResult, NodeState, Progress, Step, WorkflowOutcome};
 pub use read_ahead::ReadAhead;
-pub use record::{NodeRecord, Submitted, WorkflowId, WorkflowRecord, WorkflowState};
+pub use record::{
+    NodeRecord, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
+    WorkflowSummary,
+};

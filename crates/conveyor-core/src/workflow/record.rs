@@ -45,6 +45,18 @@ impl WorkflowState {
         }
     }
 
+    /// The state named `name` (as [`as_str`](Self::as_str) names it).
+    pub fn parse(name: &str) -> Option<WorkflowState> {
+        [
+            WorkflowState::Running,
+            WorkflowState::Succeeded,
+            WorkflowState::Failed,
+            WorkflowState::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// The state's name: `running`, `succeeded`, `failed`, `cancelled`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,6 +120,52 @@ impl WorkflowRecord {
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&NodeRecord> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// One workflow in a listing: where it stands, without its nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowSummary {
+    /// Its id.
+    pub id: WorkflowId,
+    /// Where it stands.
+    pub state: WorkflowState,
+    /// How many nodes it has, callbacks included.
+    pub nodes: u32,
+    /// How many of them have not settled.
+    pub left: u32,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When its last node settled (or it was cancelled).
+    pub ended_at: Option<Timestamp>,
+}
+
+/// Which workflows a listing returns: newest first, `limit` of them, those
+/// in `state` (any when `None`), from before workflow `before` (a page's
+/// last id, for the next page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowFilter {
+    /// Only workflows in this state.
+    pub state: Option<WorkflowState>,
+    /// At most this many.
+    pub limit: usize,
+    /// Only workflows older (submitted before) than this one.
+    pub before: Option<WorkflowId>,
+}
+
+impl WorkflowFilter {
+    /// The newest `limit` workflows, in any state.
+    pub fn newest(limit: usize) -> WorkflowFilter {
+        WorkflowFilter {
+            state: None,
+            limit,
+            before: None,
+        }
+    }
+
+    /// Whether `summary` passes the filter's state and cursor.
+    pub fn admits(&self, summary: &WorkflowSummary) -> bool {
+        self.state.is_none_or(|s| s == summary.state) && self.before.is_none_or(|b| summary.id < b)
     }
 }
 

@@ -17,19 +17,7 @@ use super::Store;
 use crate::error::db_err;
 use crate::row::{id_param, state_from_code, task_id};
 
-fn node_code(state: NodeState) -> i64 {
-    i64::from(state.code())
-}
-
-fn node_state(code: i64, wf: i64) -> Result<NodeState, Error> {
-    NodeState::from_code(code, wf)
-}
-
-fn outcome_of(code: Option<i64>) -> Option<WorkflowOutcome> {
-    WorkflowOutcome::from_code(code)
-}
-
-fn count(n: i64, wf: i64) -> Result<u32, Error> {
+pub(super) fn count(n: i64, wf: i64) -> Result<u32, Error> {
     u32::try_from(n).map_err(|_| Error::backend_other(format!("workflow {wf} has a count of {n}")))
 }
 
@@ -57,7 +45,7 @@ impl Ledger for Rows<'_> {
             })
             .map_err(db_err)?;
         Ok(NodeRow {
-            state: node_state(state, self.wf)?,
+            state: NodeState::from_code(state, self.wf)?,
             waiting_on: count(waiting, self.wf)?,
         })
     }
@@ -72,7 +60,7 @@ impl Ledger for Rows<'_> {
                 s.execute(params![
                     self.wf,
                     node as i64,
-                    node_code(row.state),
+                    i64::from(row.state.code()),
                     i64::from(row.waiting_on)
                 ])
             })
@@ -96,7 +84,7 @@ impl Ledger for Rows<'_> {
             body_left: count(body, self.wf)?,
             left: count(left, self.wf)?,
             failed,
-            outcome: outcome_of(outcome),
+            outcome: WorkflowOutcome::from_code(outcome),
         })
     }
 
@@ -172,7 +160,7 @@ impl Store {
                     .execute(params![
                         wf,
                         node as i64,
-                        node_code(row.state),
+                        i64::from(row.state.code()),
                         i64::from(row.waiting_on)
                     ])
                     .map_err(db_err)?;
@@ -331,7 +319,7 @@ impl Store {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .map_err(db_err)?;
-                outputs.push((node_state(code, wf)?, result, error));
+                outputs.push((NodeState::from_code(code, wf)?, result, error));
             }
         }
         composed_task(graph, node, &outputs)
@@ -428,9 +416,18 @@ impl Store {
         let mut nodes = Vec::with_capacity(rows.len());
         for (i, (code, task)) in rows.into_iter().enumerate() {
             let task = task.map(task_id).transpose()?;
-            nodes.push(NodeRecord::of(&graph, i, node_state(code, wf)?, task));
+            nodes.push(NodeRecord::of(
+                &graph,
+                i,
+                NodeState::from_code(code, wf)?,
+                task,
+            ));
         }
-        let state = WorkflowState::of(cancelled, count(left, wf)?, outcome_of(outcome));
+        let state = WorkflowState::of(
+            cancelled,
+            count(left, wf)?,
+            WorkflowOutcome::from_code(outcome),
+        );
         Ok(Some(WorkflowRecord {
             id,
             state,

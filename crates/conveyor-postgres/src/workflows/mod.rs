@@ -17,7 +17,9 @@ mod sql;
 mod submit;
 mod tx;
 
-use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
+use conveyor_core::workflow::{
+    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+};
 use conveyor_core::{async_trait, Error, Workflows};
 
 pub(crate) use sql::WorkflowStatements;
@@ -36,5 +38,9 @@ impl Workflows for PostgresBackend {
 
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
         self.cancel_whole(id).await
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {
+        self.list_workflows(filter).await
     }
 }

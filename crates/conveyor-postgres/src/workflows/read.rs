@@ -1,8 +1,8 @@
 //! Reading a workflow back, cancelling one, and pruning ended ones.
 
 use conveyor_core::workflow::{
-    ledger, NodeRecord, NodeState, ReadAhead, WorkflowId, WorkflowOutcome, WorkflowRecord,
-    WorkflowState,
+    ledger, NodeRecord, NodeState, ReadAhead, WorkflowFilter, WorkflowId, WorkflowOutcome,
+    WorkflowRecord, WorkflowState, WorkflowSummary,
 };
 use conveyor_core::{Error, Retention, Timestamp};
 
@@ -37,6 +37,49 @@ impl PostgresBackend {
             return Ok(None);
         };
         in_tx!(self, what, |at| at.cancel(wf))
+    }
+
+    /// The body of `Workflows::list_workflows`.
+    pub(crate) async fn list_workflows(
+        &self,
+        filter: &WorkflowFilter,
+    ) -> Result<Vec<WorkflowSummary>, Error> {
+        let what = "listing workflows";
+        let before = filter
+            .before
+            .map_or(i64::MAX, |b| i64::try_from(b.0).unwrap_or(i64::MAX));
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let conn = self.conn(what).await?;
+        let sql = self.inner.workflow_sql.list(filter.state);
+        let stmt = Self::prepared(&conn, what, sql).await?;
+        let rows = conn
+            .query(&stmt, &[&before, &limit])
+            .await
+            .map_err(|e| db(what, e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = col(r, 0, "id")?;
+            let outcome: Option<i16> = col(r, 2, "outcome")?;
+            let left: i32 = col(r, 5, "nodes_left")?;
+            let nodes: i64 = col(r, 6, "nodes")?;
+            let left = u32::try_from(left).unwrap_or(0);
+            let summary = WorkflowSummary {
+                id: WorkflowId(id.unsigned_abs()),
+                state: WorkflowState::of(
+                    col(r, 1, "cancelled")?,
+                    left,
+                    WorkflowOutcome::from_code(outcome.map(i64::from)),
+                ),
+                nodes: u32::try_from(nodes).unwrap_or(u32::MAX),
+                left,
+                created_at: Timestamp(col(r, 3, "created_at")?),
+                ended_at: col::<Option<i64>>(r, 4, "ended_at")?.map(Timestamp),
+            };
+            if filter.admits(&summary) {
+                out.push(summary);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the workflows that ended before their retention, with their

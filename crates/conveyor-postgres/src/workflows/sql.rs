@@ -1,6 +1,6 @@
 //! The statements of the workflows part, built once per schema.
 
-use conveyor_core::workflow::NodeState;
+use conveyor_core::workflow::{NodeState, WorkflowState};
 
 use crate::schema::Schema;
 
@@ -47,9 +47,41 @@ pub(crate) struct WorkflowStatements {
     pub cancelled: String,
     /// $1 finished before, $2 dead before, $3 the later of the two.
     pub prune: String,
+    /// $1 before id, $2 limit → id, cancelled, outcome, created at, ended
+    /// at, nodes left, nodes; newest first. One per state filter: any,
+    /// then each state ([`WorkflowStatements::list`]).
+    list: [String; 5],
+}
+
+/// The states a listing filters by, in the order of `list`.
+const LISTED: [Option<WorkflowState>; 5] = [
+    None,
+    Some(WorkflowState::Running),
+    Some(WorkflowState::Succeeded),
+    Some(WorkflowState::Failed),
+    Some(WorkflowState::Cancelled),
+];
+
+/// The condition on the workflows table for workflows in `state`.
+fn state_condition(state: Option<WorkflowState>) -> &'static str {
+    match state {
+        None => "true",
+        Some(WorkflowState::Running) => "ended_at IS NULL",
+        Some(WorkflowState::Succeeded) => "ended_at IS NOT NULL AND NOT cancelled AND outcome = 0",
+        Some(WorkflowState::Failed) => {
+            "ended_at IS NOT NULL AND NOT cancelled AND outcome IS DISTINCT FROM 0"
+        }
+        Some(WorkflowState::Cancelled) => "cancelled",
+    }
 }
 
 impl WorkflowStatements {
+    /// The listing of workflows in `state` (any when `None`).
+    pub(crate) fn list(&self, state: Option<WorkflowState>) -> &str {
+        let at = LISTED.iter().position(|s| *s == state).unwrap_or(0);
+        &self.list[at]
+    }
+
     pub(crate) fn new(schema: &Schema) -> Self {
         let w = schema.table("workflows");
         let n = schema.table("workflow_nodes");
@@ -128,6 +160,15 @@ impl WorkflowStatements {
                      (NOT cancelled AND outcome = 0 AND ended_at < $1)
                      OR ((cancelled OR outcome IS DISTINCT FROM 0) AND ended_at < $2))"
             ),
+            list: LISTED.map(|state| {
+                format!(
+                    "SELECT id, cancelled, outcome, created_at, ended_at, nodes_left,
+                            (SELECT count(*) FROM {n} WHERE workflow = w.id)
+                     FROM {w} w WHERE id < $1 AND {}
+                     ORDER BY id DESC LIMIT $2",
+                    state_condition(state)
+                )
+            }),
         }
     }
 }

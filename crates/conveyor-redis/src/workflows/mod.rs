@@ -17,12 +17,15 @@
 //! only while running, so exactly once however often its end is heard.
 
 mod codec;
+mod list;
 mod read;
 mod settle;
 mod submit;
 mod view;
 
-use conveyor_core::workflow::{Submitted, WorkflowId, WorkflowRecord, WorkflowSpec};
+use conveyor_core::workflow::{
+    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+};
 use conveyor_core::{async_trait, Error, Workflows};
 
 use crate::RedisBackend;
@@ -39,5 +42,9 @@ impl Workflows for RedisBackend {
 
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
         self.cancel_whole(id).await
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {
+        self.list_workflows(filter).await
     }
 }

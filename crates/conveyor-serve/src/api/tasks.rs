@@ -26,7 +26,7 @@ const MAX_BATCH: usize = 10_000;
 /// connection; a client that wants longer asks again.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 /// Most tasks in one page.
-const MAX_PAGE: usize = 1_000;
+pub(crate) const MAX_PAGE: usize = 1_000;
 
 /// A task id from its decimal form.
 pub(crate) fn parse_id(text: &str) -> Result<TaskId, ApiError> {

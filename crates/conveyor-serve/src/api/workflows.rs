@@ -1,16 +1,18 @@
-//! `/api/v1/workflows`: submit a workflow declared as JSON, read one with
-//! every node, cancel one.
+//! `/api/v1/workflows`: submit a workflow declared as JSON, list them, read
+//! one with every node, cancel one.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conveyor_core::workflow::{declared, WorkflowId, WorkflowRecord};
-use serde::Serialize;
+use conveyor_core::workflow::{
+    declared, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState, WorkflowSummary,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, Path};
+use crate::extract::{Body, Path, Query};
 use crate::state::AppState;
 use crate::views::ErrorView;
 
@@ -61,6 +63,86 @@ pub struct NodeView {
     pub after: Vec<String>,
     /// For a callback: `on_success`, `on_failure` or `on_complete`.
     pub callback: Option<String>,
+}
+
+/// Where a workflow stands.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowStateName {
+    /// Some node has not settled.
+    Running,
+    /// Every node settled and the body succeeded.
+    Succeeded,
+    /// Every node settled and the body failed.
+    Failed,
+    /// It was cancelled.
+    Cancelled,
+}
+
+impl From<WorkflowStateName> for WorkflowState {
+    fn from(s: WorkflowStateName) -> WorkflowState {
+        match s {
+            WorkflowStateName::Running => WorkflowState::Running,
+            WorkflowStateName::Succeeded => WorkflowState::Succeeded,
+            WorkflowStateName::Failed => WorkflowState::Failed,
+            WorkflowStateName::Cancelled => WorkflowState::Cancelled,
+        }
+    }
+}
+
+/// Which workflows to list.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowListQuery {
+    /// Only workflows in this state.
+    pub state: Option<WorkflowStateName>,
+    /// Only workflows older than this one (the `next_before` of the page
+    /// before).
+    #[param(pattern = "^[0-9]{1,19}$")]
+    pub before: Option<String>,
+    /// At most this many (default 50, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// A workflow in a listing, without its nodes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkflowSummaryView {
+    /// Its id.
+    pub id: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// How many nodes it has, callbacks included.
+    pub nodes: u32,
+    /// How many of them have not settled.
+    pub left: u32,
+    /// When it was submitted (milliseconds since the Unix epoch).
+    pub created_at_ms: i64,
+    /// When its last node settled or it was cancelled.
+    pub ended_at_ms: Option<i64>,
+}
+
+impl From<WorkflowSummary> for WorkflowSummaryView {
+    fn from(s: WorkflowSummary) -> Self {
+        WorkflowSummaryView {
+            id: s.id.to_string(),
+            state: s.state.as_str().to_string(),
+            nodes: s.nodes,
+            left: s.left,
+            created_at_ms: s.created_at.as_millis(),
+            ended_at_ms: s.ended_at.map(|t| t.as_millis()),
+        }
+    }
+}
+
+/// A page of workflows, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkflowPage {
+    /// The workflows.
+    pub workflows: Vec<WorkflowSummaryView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_before: Option<String>,
 }
 
 /// How many nodes a cancel stopped.
@@ -134,6 +216,43 @@ pub(crate) async fn submit(
                 .collect(),
         }),
     ))
+}
+
+/// Lists workflows, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/api/v1/workflows", tag = "workflows",
+    params(WorkflowListQuery),
+    responses(
+        (status = 200, description = "A page", body = WorkflowPage),
+        (status = 400, description = "A bad filter", body = ErrorView),
+        (status = 501, description = "The backend has no workflows", body = ErrorView),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<WorkflowListQuery>,
+) -> ApiResult<WorkflowPage> {
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > super::tasks::MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "limit: between 1 and {}",
+            super::tasks::MAX_PAGE
+        )));
+    }
+    let before = query.before.as_deref().map(parse_id).transpose()?;
+    let filter = WorkflowFilter {
+        state: query.state.map(Into::into),
+        limit,
+        before,
+    };
+    let page = state.backend.list_workflows(&filter).await?;
+    let next_before = (page.len() == limit)
+        .then(|| page.last().map(|s| s.id.to_string()))
+        .flatten();
+    Ok(Json(WorkflowPage {
+        workflows: page.into_iter().map(Into::into).collect(),
+        next_before,
+    }))
 }
 
 /// A workflow with every node's state and task.

@@ -1,11 +1,12 @@
-//! `/workflows`: open a workflow by id; `/workflows/{id}`: one workflow —
+//! `/workflows`: the newest workflows (by state, a page at a time), and a
+//! form that opens one by id; `/workflows/{id}`: one workflow —
 //! its graph drawn on the server (SVG, each node coloured by its state and
 //! linked to its task), and every node's state and task in a table.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use conveyor_core::workflow::WorkflowState;
+use conveyor_core::workflow::{WorkflowFilter, WorkflowState};
 use serde::Deserialize;
 
 use super::chrome::{error_page, render, when, Chrome};
@@ -37,21 +38,42 @@ struct WorkflowPage {
     can_cancel: bool,
 }
 
-/// The page that opens one by id.
+/// Workflows listed per page.
+const PAGE: usize = 50;
+
+/// One row of the workflows list.
+struct ListRow {
+    id: u64,
+    state: &'static str,
+    nodes: u32,
+    left: u32,
+    created: String,
+    ended: Option<String>,
+}
+
+/// The newest workflows, and the form that opens one by id.
 #[derive(Template)]
 #[template(path = "workflows.html")]
 struct OpenPage {
     page: Chrome,
     supported: bool,
+    /// The state filtered by (`""`: any).
+    state: &'static str,
+    rows: Vec<ListRow>,
+    /// The `before` of the next page, when there may be one.
+    older: Option<u64>,
 }
 
-/// `?id=` of the open form.
+/// `?id=` of the open form; `?state=` and `?before=` of the list.
 #[derive(Deserialize)]
 pub(crate) struct OpenQuery {
     id: Option<String>,
+    state: Option<String>,
+    before: Option<String>,
 }
 
-/// `GET /workflows`: the form, or a redirect to the workflow it names.
+/// `GET /workflows`: the list and the form, or a redirect to the workflow
+/// the form names.
 pub(crate) async fn open(State(state): State<AppState>, Query(q): Query<OpenQuery>) -> Response {
     if let Some(id) = q.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         return match parse_id(id) {
@@ -59,9 +81,59 @@ pub(crate) async fn open(State(state): State<AppState>, Query(q): Query<OpenQuer
             Err(e) => error_page(&state, e),
         };
     }
+    let filter = q.state.as_deref().filter(|s| !s.is_empty());
+    let wanted = match filter.map(|s| WorkflowState::parse(s).ok_or(s)) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(s)) => {
+            let e = ApiError::BadRequest(format!(
+                "{s:?} is not a workflow state (running, succeeded, failed, cancelled)"
+            ));
+            return error_page(&state, e);
+        }
+    };
+    let before = match q.before.as_deref().filter(|s| !s.is_empty()).map(parse_id) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return error_page(&state, e),
+    };
+    let supported = state.backend.workflows().is_ok();
+    let mut rows = Vec::new();
+    if supported {
+        let listed = state
+            .backend
+            .list_workflows(&WorkflowFilter {
+                state: wanted,
+                limit: PAGE,
+                before,
+            })
+            .await;
+        match listed {
+            Ok(page) => {
+                rows = page
+                    .into_iter()
+                    .map(|s| ListRow {
+                        id: s.id.0,
+                        state: s.state.as_str(),
+                        nodes: s.nodes,
+                        left: s.left,
+                        created: when(s.created_at),
+                        ended: s.ended_at.map(when),
+                    })
+                    .collect();
+            }
+            Err(e) => return error_page(&state, e),
+        }
+    }
+    let older = (rows.len() == PAGE)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     render(&OpenPage {
         page: Chrome::new(&state, "Workflows", "workflows"),
-        supported: state.backend.workflows().is_ok(),
+        supported,
+        state: wanted.map_or("", WorkflowState::as_str),
+        rows,
+        older,
     })
 }
 

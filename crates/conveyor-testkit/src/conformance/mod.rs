@@ -76,7 +76,7 @@ pub use workflows::{
     a_zombie_finish_or_a_retry_fires_the_body_once, an_empty_group_ends_at_once,
     bad_workflows_are_refused_whole, cancelling_a_workflow_stops_it,
     concurrent_finishes_fire_the_body_once, ended_workflows_go_with_their_retention,
-    ignore_and_continue_run_after_a_failure,
+    ignore_and_continue_run_after_a_failure, workflows_are_listed_newest_first_by_state,
 };
 
 use std::sync::Arc;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::workflow::{
-    Dependency, EdgePolicy, NodeInput, NodeSpec, NodeState, WhenEnded, WorkflowId, WorkflowRecord,
-    WorkflowSpec, WorkflowState,
+    Dependency, EdgePolicy, NodeInput, NodeSpec, NodeState, WhenEnded, WorkflowFilter, WorkflowId,
+    WorkflowRecord, WorkflowSpec, WorkflowState,
 };
 use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Reserved, Retention, TaskState};
 use serde_json::{json, Value};
@@ -510,4 +510,95 @@ pub async fn ended_workflows_go_with_their_retention(b: Subject, clock: Arc<Manu
         WorkflowState::Running,
         "running: kept"
     );
+}
+
+/// Workflows are listed newest first with where each stands and how many
+/// of its nodes are left, filtered by state and paged by id.
+pub async fn workflows_are_listed_newest_first_by_state(b: Subject, _clock: Arc<ManualClock>) {
+    let good = b
+        .submit_workflow(WorkflowSpec::group([call("ok", json!([]))]))
+        .await
+        .expect("submit")
+        .id;
+    let bad = b
+        .submit_workflow(WorkflowSpec::group([call("boom", json!([]))]))
+        .await
+        .expect("submit")
+        .id;
+    drain(&b, |r| match r.handler.as_str() {
+        "boom" => FinishAction::DeadLetter {
+            error: "boom".into(),
+        },
+        _ => done(json!(1)),
+    })
+    .await;
+    let running = b
+        .submit_workflow(WorkflowSpec::group([
+            call("later", json!([])),
+            call("later", json!([])),
+        ]))
+        .await
+        .expect("submit")
+        .id;
+    let stopped = b
+        .submit_workflow(WorkflowSpec::chain([
+            call("later", json!([])),
+            call("later", json!([])),
+        ]))
+        .await
+        .expect("submit")
+        .id;
+    b.cancel_workflow(stopped).await.expect("cancel");
+    let all = b
+        .list_workflows(&WorkflowFilter::newest(10))
+        .await
+        .expect("list");
+    let seen: Vec<(WorkflowId, WorkflowState, u32, u32)> = all
+        .iter()
+        .map(|s| (s.id, s.state, s.nodes, s.left))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (stopped, WorkflowState::Cancelled, 2, 0),
+            (running, WorkflowState::Running, 2, 2),
+            (bad, WorkflowState::Failed, 1, 0),
+            (good, WorkflowState::Succeeded, 1, 0),
+        ],
+        "newest first, each with its state and nodes"
+    );
+    assert!(all[1].ended_at.is_none() && all[0].ended_at.is_some());
+    for (state, want) in [
+        (WorkflowState::Running, running),
+        (WorkflowState::Succeeded, good),
+        (WorkflowState::Failed, bad),
+        (WorkflowState::Cancelled, stopped),
+    ] {
+        let only = b
+            .list_workflows(&WorkflowFilter {
+                state: Some(state),
+                ..WorkflowFilter::newest(10)
+            })
+            .await
+            .expect("list");
+        let ids: Vec<WorkflowId> = only.iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![want], "only the {} one", state.as_str());
+    }
+    let page = |before: Option<WorkflowId>| {
+        let b = b.clone();
+        async move {
+            b.list_workflows(&WorkflowFilter {
+                before,
+                ..WorkflowFilter::newest(2)
+            })
+            .await
+            .expect("list")
+            .iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None).await, vec![stopped, running]);
+    assert_eq!(page(Some(running)).await, vec![bad, good]);
+    assert!(page(Some(good)).await.is_empty(), "nothing older");
 }

@@ -103,7 +103,8 @@ local function begin(prefix)
   expiry.kept = P .. 'tasks:kept'
   -- Workflows: the id counter; node task id -> 'WORKFLOW NODE' while its
   -- node has not settled; the node tasks whose end waits to be settled;
-  -- workflows by created-at; ended ones by ended-at, succeeded and not.
+  -- workflows by id (for listing); ended ones by ended-at, succeeded and
+  -- not.
   wf.SEQ = P .. 'wf:seq'
   wf.TASKS = P .. 'wf:tasks'
   wf.ENDED = P .. 'wf:ended'

@@ -4,7 +4,7 @@
 -- its tally ('BODY_LEFT LEFT FAILED OUTCOME': FAILED 0 or 1, OUTCOME -1
 -- before the body ends, else its code), 'v' its version (every change adds
 -- one), 'c' its created-at, 'x' its ended-at once it ended, 'k' 1 once
--- cancelled, and per node i (from 0): 'n:i' its row ('STATE WAITING_ON'),
+-- cancelled, 'N' how many nodes it has, and per node i (from 0): 'n:i' its row ('STATE WAITING_ON'),
 -- 't:i' its task once enqueued, 'r:i' its result or 'e:i' its error once
 -- it settled. The decisions over those rows are conveyor_core's ledger,
 -- which the client runs over rows it read at one version; wf_apply writes
