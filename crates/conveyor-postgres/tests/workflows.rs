@@ -95,27 +95,6 @@ async fn an_end_recorded_but_not_settled_is_settled_by_maintenance_once() {
     assert_eq!(next[0].payload, b"[42]", "the chain passed the result on");
 }
 
-#[tokio::test]
-async fn cancelling_a_node_task_settles_its_node() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let scoped = common::Scoped::new(clock).await;
-    let b: Arc<dyn Backend> = Arc::new(scoped.backend.clone());
-    let spec = WorkflowSpec::chain([
-        NewTask::new("first", b"[1]".to_vec()),
-        NewTask::new("second", b"[]".to_vec()),
-    ]);
-    let sub = b.submit_workflow(spec).await.expect("submit");
-    let task = sub.started[0].1;
-    assert_eq!(b.cancel(task).await.expect("cancel"), TaskState::Cancelled);
-    let w = b.workflow(sub.id).await.expect("read").expect("exists");
-    assert_eq!(
-        w.node("step-1").expect("step-1").state,
-        NodeState::Cancelled
-    );
-    assert_eq!(w.node("step-2").expect("step-2").state, NodeState::Skipped);
-    assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Failed);
-}
-
 /// A chord of 10,000 header tasks, finished in batches of 500 by one
 /// worker's calls: every end is settled with its finish (none left for
 /// maintenance), and the body runs once with all 10,000 results in order.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use conveyor_core::workflow::{NodeState, WorkflowSpec, WorkflowState};
 use conveyor_core::{
-    Backend, Clock, Finish, FinishAction, ManualClock, NewTask, ReserveParams, TaskState, Timestamp,
+    Backend, Clock, Finish, FinishAction, ManualClock, NewTask, ReserveParams, Timestamp,
 };
 use conveyor_redis::RedisBackend;
 
@@ -28,6 +28,15 @@ async fn raw() -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("connect")
+}
+
+/// How many node ends of the namespace under `prefix` wait to be settled.
+async fn unsettled(prefix: &str) -> i64 {
+    redis::cmd("SCARD")
+        .arg(format!("{prefix}wf:ended"))
+        .query_async(&mut raw().await)
+        .await
+        .expect("SCARD")
 }
 
 /// Completes `reports` with the result each task's params `[i]` name (`i`).
@@ -91,11 +100,7 @@ async fn an_end_recorded_but_not_settled_is_settled_by_maintenance_once() {
         .await
         .expect("reserve");
     assert!(ready.is_empty(), "not settled yet");
-    let pending: i64 = redis::cmd("SCARD")
-        .arg(format!("{}wf:ended", ns.prefix()))
-        .query_async(&mut conn)
-        .await
-        .expect("SCARD");
+    let pending = unsettled(ns.prefix()).await;
     assert_eq!(pending, 1, "the end is recorded");
     for _ in 0..3 {
         b.recover_expired().await.expect("maintenance");
@@ -112,32 +117,8 @@ async fn an_end_recorded_but_not_settled_is_settled_by_maintenance_once() {
         .expect("reserve");
     assert_eq!(next.len(), 1, "settled once: one task for step 2");
     assert_eq!(next[0].payload, b"[42]", "the chain passed the result on");
-    let pending: i64 = redis::cmd("SCARD")
-        .arg(format!("{}wf:ended", ns.prefix()))
-        .query_async(&mut conn)
-        .await
-        .expect("SCARD");
+    let pending = unsettled(ns.prefix()).await;
     assert_eq!(pending, 0, "the record went with the settle");
-}
-
-#[tokio::test]
-async fn cancelling_a_node_task_settles_its_node() {
-    let (ns, _clock) = Namespace::manual().await;
-    let b: &dyn Backend = &ns.backend;
-    let spec = WorkflowSpec::chain([
-        NewTask::new("first", b"[1]".to_vec()),
-        NewTask::new("second", b"[]".to_vec()),
-    ]);
-    let sub = b.submit_workflow(spec).await.expect("submit");
-    let task = sub.started[0].1;
-    assert_eq!(b.cancel(task).await.expect("cancel"), TaskState::Cancelled);
-    let w = b.workflow(sub.id).await.expect("read").expect("exists");
-    assert_eq!(
-        w.node("step-1").expect("step-1").state,
-        NodeState::Cancelled
-    );
-    assert_eq!(w.node("step-2").expect("step-2").state, NodeState::Skipped);
-    assert_eq!(w.state, WorkflowState::Failed);
 }
 
 /// Drains the chord's tasks through `b`, `per` at a time; the body's params
@@ -197,11 +178,7 @@ async fn two_processes_settling_one_chord_fire_its_body_once() {
     );
     let w = main.workflow(id).await.expect("read").expect("exists");
     assert_eq!(w.state, WorkflowState::Succeeded);
-    let pending: i64 = redis::cmd("SCARD")
-        .arg(format!("{}wf:ended", ns.prefix()))
-        .query_async(&mut raw().await)
-        .await
-        .expect("SCARD");
+    let pending = unsettled(ns.prefix()).await;
     assert_eq!(pending, 0, "every end settled with its finish");
 }
 
@@ -223,11 +200,7 @@ async fn a_chord_of_ten_thousand_fires_its_body_once() {
         "the body gets every result in order: {}",
         String::from_utf8_lossy(&bodies[0][..200.min(bodies[0].len())])
     );
-    let pending: i64 = redis::cmd("SCARD")
-        .arg(format!("{}wf:ended", ns.prefix()))
-        .query_async(&mut raw().await)
-        .await
-        .expect("SCARD");
+    let pending = unsettled(ns.prefix()).await;
     assert_eq!(pending, 0, "every end settled with its finish");
     let w = b.workflow(id).await.expect("read").expect("exists");
     assert_eq!(w.state, WorkflowState::Succeeded);

@@ -25,8 +25,20 @@ const MAX_BATCH: usize = 10_000;
 /// a long poll returns before proxies and clients give up on a quiet
 /// connection; a client that wants longer asks again.
 const MAX_WAIT: Duration = Duration::from_secs(20);
-/// Most tasks in one page.
-pub(crate) const MAX_PAGE: usize = 1_000;
+/// Most tasks (or workflows) in one page.
+const MAX_PAGE: usize = 1_000;
+
+/// A listing's `limit`: 50 when not given, else between 1 and
+/// [`MAX_PAGE`].
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "limit: between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(limit)
+}
 
 /// A task id from its decimal form.
 pub(crate) fn parse_id(text: &str) -> Result<TaskId, ApiError> {
@@ -270,12 +282,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<TaskPage> {
-    let limit = query.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "limit: between 1 and {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit)?;
     let after = query.after.as_deref().map(parse_id).transpose()?;
     let order = match query.order.unwrap_or(OrderName::Oldest) {
         OrderName::Oldest => ListOrder::OldestFirst,

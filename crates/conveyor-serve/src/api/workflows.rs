@@ -232,13 +232,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<WorkflowListQuery>,
 ) -> ApiResult<WorkflowPage> {
-    let limit = query.limit.unwrap_or(50);
-    if limit == 0 || limit > super::tasks::MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "limit: between 1 and {}",
-            super::tasks::MAX_PAGE
-        )));
-    }
+    let limit = super::tasks::page_limit(query.limit)?;
     let before = query.before.as_deref().map(parse_id).transpose()?;
     let filter = WorkflowFilter {
         state: query.state.map(Into::into),

@@ -452,10 +452,24 @@ pub async fn concurrent_finishes_fire_the_body_once(b: Subject, _clock: Arc<Manu
     assert_eq!(read(&b, id).await.state, WorkflowState::Succeeded);
 }
 
-/// Pruning drops a workflow once it has ended and its retention passed: a
-/// succeeded one after the finished tasks' retention, a failed one after
-/// the dead tasks' (kept for inspection); a running one stays.
-pub async fn ended_workflows_go_with_their_retention(b: Subject, clock: Arc<ManualClock>) {
+/// Cancelling a node's task (not the workflow) settles its node as
+/// cancelled: its dependents under `fail` are skipped and the workflow
+/// fails.
+pub async fn cancelling_a_node_task_settles_its_node(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::chain([call("first", json!([1])), call("second", json!([]))]);
+    let sub = b.submit_workflow(spec).await.expect("submit");
+    let task = sub.started[0].1;
+    assert_eq!(b.cancel(task).await.expect("cancel"), TaskState::Cancelled);
+    let w = read(&b, sub.id).await;
+    assert_eq!(node_state(&w, "step-1"), NodeState::Cancelled);
+    assert_eq!(node_state(&w, "step-2"), NodeState::Skipped);
+    assert_eq!(w.state, WorkflowState::Failed);
+    assert!(ready(&b).await.is_empty(), "nothing runs");
+}
+
+/// Two workflows run to their end: one succeeds, one fails (its task
+/// dead-lettered); their ids.
+async fn one_good_one_bad(b: &Subject) -> (WorkflowId, WorkflowId) {
     let good = b
         .submit_workflow(WorkflowSpec::group([call("ok", json!([]))]))
         .await
@@ -466,13 +480,21 @@ pub async fn ended_workflows_go_with_their_retention(b: Subject, clock: Arc<Manu
         .await
         .expect("submit")
         .id;
-    drain(&b, |r| match r.handler.as_str() {
+    drain(b, |r| match r.handler.as_str() {
         "boom" => FinishAction::DeadLetter {
             error: "boom".into(),
         },
         _ => done(json!(1)),
     })
     .await;
+    (good, bad)
+}
+
+/// Pruning drops a workflow once it has ended and its retention passed: a
+/// succeeded one after the finished tasks' retention, a failed one after
+/// the dead tasks' (kept for inspection); a running one stays.
+pub async fn ended_workflows_go_with_their_retention(b: Subject, clock: Arc<ManualClock>) {
+    let (good, bad) = one_good_one_bad(&b).await;
     let running = b
         .submit_workflow(WorkflowSpec::group([call("later", json!([]))]))
         .await
@@ -515,23 +537,7 @@ pub async fn ended_workflows_go_with_their_retention(b: Subject, clock: Arc<Manu
 /// Workflows are listed newest first with where each stands and how many
 /// of its nodes are left, filtered by state and paged by id.
 pub async fn workflows_are_listed_newest_first_by_state(b: Subject, _clock: Arc<ManualClock>) {
-    let good = b
-        .submit_workflow(WorkflowSpec::group([call("ok", json!([]))]))
-        .await
-        .expect("submit")
-        .id;
-    let bad = b
-        .submit_workflow(WorkflowSpec::group([call("boom", json!([]))]))
-        .await
-        .expect("submit")
-        .id;
-    drain(&b, |r| match r.handler.as_str() {
-        "boom" => FinishAction::DeadLetter {
-            error: "boom".into(),
-        },
-        _ => done(json!(1)),
-    })
-    .await;
+    let (good, bad) = one_good_one_bad(&b).await;
     let running = b
         .submit_workflow(WorkflowSpec::group([
             call("later", json!([])),
