@@ -78,11 +78,8 @@ impl State {
         let Some(&(wf, node)) = self.flow_of.get(&id) else {
             return;
         };
-        let result = match to {
-            TaskState::Completed => NodeResult::Succeeded,
-            TaskState::Dead => NodeResult::Failed,
-            TaskState::Cancelled => NodeResult::Cancelled,
-            _ => return,
+        let Some(result) = NodeResult::of(to) else {
+            return;
         };
         let output = self.tasks.get(&id).map(|e| Output {
             result: e.record.result.clone(),

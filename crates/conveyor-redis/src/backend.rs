@@ -455,17 +455,20 @@ impl Backend for RedisBackend {
             return Err(bad("finish: one reply per report and a count expected"));
         }
         let node_ends = items.pop().map(|v| reply::int(v, "finish")).transpose()?;
-        let mut applied = Vec::new();
         for (v, &i) in items.into_iter().zip(&order) {
-            if reply::int(v, "finish")? == 1 {
-                applied.push(reports[i].lease.id.0);
-            } else {
+            if reply::int(v, "finish")? != 1 {
                 out[i] = Err(Error::StaleLease(reports[i].lease.id));
             }
         }
         // Workflow nodes' tasks ended: their nodes settle now (maintenance
-        // settles them if this process dies first).
+        // settles them if this process dies first). The reports applied are
+        // those sent that are still `Ok`.
         if node_ends.is_some_and(|n| n > 0) {
+            let applied: Vec<u64> = order
+                .iter()
+                .filter(|&&i| out[i].is_ok())
+                .map(|&i| reports[i].lease.id.0)
+                .collect();
             self.settle_after(Some(&applied)).await;
         }
         Ok(out)

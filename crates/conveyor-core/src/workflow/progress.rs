@@ -95,6 +95,19 @@ pub enum NodeResult {
     Cancelled,
 }
 
+impl NodeResult {
+    /// How a node settles whose task is in `state`: `None` while the task
+    /// has not reached a final state (its end, when it comes, settles it).
+    pub fn of(state: crate::TaskState) -> Option<NodeResult> {
+        match state {
+            crate::TaskState::Completed => Some(NodeResult::Succeeded),
+            crate::TaskState::Dead => Some(NodeResult::Failed),
+            crate::TaskState::Cancelled => Some(NodeResult::Cancelled),
+            _ => None,
+        }
+    }
+}
+
 /// How a workflow ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WorkflowOutcome {

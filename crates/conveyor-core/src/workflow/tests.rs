@@ -579,3 +579,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_node_settles_only_on_its_tasks_final_states() {
+    use crate::TaskState;
+    assert_eq!(
+        NodeResult::of(TaskState::Completed),
+        Some(NodeResult::Succeeded)
+    );
+    assert_eq!(NodeResult::of(TaskState::Dead), Some(NodeResult::Failed));
+    assert_eq!(
+        NodeResult::of(TaskState::Cancelled),
+        Some(NodeResult::Cancelled)
+    );
+    for waiting in [
+        TaskState::Scheduled,
+        TaskState::Available,
+        TaskState::Running,
+        TaskState::Retrying,
+    ] {
+        assert_eq!(NodeResult::of(waiting), None, "{waiting:?}");
+    }
+}

@@ -10,7 +10,7 @@ use conveyor_core::workflow::{
     composed_task, stored, Graph, NodeRecord, NodeResult, NodeState, Step, Submitted, WorkflowId,
     WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
 };
-use conveyor_core::{Error, TaskId, TaskState, Timestamp};
+use conveyor_core::{Error, TaskId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Store;
@@ -216,11 +216,8 @@ impl Store {
                 .prepare_cached("SELECT state, result, error FROM tasks WHERE id = ?1")
                 .and_then(|mut s| s.query_row([raw], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
                 .map_err(db_err)?;
-            let settled = match state_from_code(code, raw)? {
-                TaskState::Completed => NodeResult::Succeeded,
-                TaskState::Dead => NodeResult::Failed,
-                TaskState::Cancelled => NodeResult::Cancelled,
-                _ => continue,
+            let Some(settled) = NodeResult::of(state_from_code(code, raw)?) else {
+                continue;
             };
             let graph = self.graph(wf)?;
             let node = usize::try_from(node)

@@ -7,7 +7,7 @@
 //! the rows for the next taker (maintenance takes any that are left).
 
 use conveyor_core::workflow::NodeResult;
-use conveyor_core::{Error, TaskId, TaskState};
+use conveyor_core::{Error, TaskId};
 
 use super::tx::{in_tx, node_of, Tx};
 use crate::backend::PostgresBackend;
@@ -67,12 +67,10 @@ impl Tx<'_> {
             let code: Option<i16> = col(&r, 2, "state")?;
             let settled = match code {
                 None => NodeResult::Failed,
-                Some(code) => match row::state(TaskId(0), code)? {
-                    TaskState::Completed => NodeResult::Succeeded,
-                    TaskState::Dead => NodeResult::Failed,
-                    TaskState::Cancelled => NodeResult::Cancelled,
+                Some(code) => match NodeResult::of(row::state(TaskId(0), code)?) {
+                    Some(settled) => settled,
                     // Requeued since: its next end settles it.
-                    _ => continue,
+                    None => continue,
                 },
             };
             let (Some(graph), Some((tally, _))) = (at.graph(wf).await?, at.lock(wf).await?) else {

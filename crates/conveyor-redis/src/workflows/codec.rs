@@ -4,7 +4,7 @@
 
 use conveyor_core::workflow::ledger::{NodeRow, Tally};
 use conveyor_core::workflow::{NodeState, WorkflowOutcome};
-use conveyor_core::Error;
+use conveyor_core::{Error, Timestamp};
 
 use crate::reply::bad;
 
@@ -69,6 +69,19 @@ pub(super) fn class(before: Option<&Tally>, after: &Tally, cancelled: bool) -> &
     } else {
         "bad"
     }
+}
+
+/// Time field `f` of workflow `wf` read back (ms since the epoch), if it
+/// has one.
+pub(super) fn parse_time(v: Option<&[u8]>, wf: u64, f: &str) -> Result<Option<Timestamp>, Error> {
+    v.map(|v| {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Timestamp)
+            .ok_or_else(|| bad(format!("workflow {wf}: field {f} does not decode")))
+    })
+    .transpose()
 }
 
 /// A decimal id field read back.

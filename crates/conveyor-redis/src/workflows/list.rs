@@ -74,17 +74,7 @@ fn summary(id: u64, head: &[Option<Vec<u8>>]) -> Result<Option<WorkflowSummary>,
         return Ok(None);
     };
     let tally = codec::parse_tally(t, id)?;
-    let time = |v: &Option<Vec<u8>>| -> Result<Option<Timestamp>, Error> {
-        v.as_deref()
-            .map(|v| {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .map(Timestamp)
-                    .ok_or_else(|| bad(format!("workflow {id}: a time does not decode")))
-            })
-            .transpose()
-    };
+    let time = |v: &Option<Vec<u8>>, f: &str| codec::parse_time(v.as_deref(), id, f);
     let nodes = match n {
         Some(n) => u32::try_from(codec::parse_id(n, "a workflow's node count")?)
             .map_err(|_| bad(format!("workflow {id}: its node count")))?,
@@ -95,7 +85,7 @@ fn summary(id: u64, head: &[Option<Vec<u8>>]) -> Result<Option<WorkflowSummary>,
         state: WorkflowState::of(k.as_deref() == Some(b"1"), tally.left, tally.outcome),
         nodes,
         left: tally.left,
-        created_at: time(c)?.unwrap_or(Timestamp(0)),
-        ended_at: time(x)?,
+        created_at: time(c, "c")?.unwrap_or(Timestamp(0)),
+        ended_at: time(x, "x")?,
     }))
 }

@@ -52,18 +52,7 @@ impl RedisBackend {
                 .transpose()?;
             nodes.push(NodeRecord::of(&graph, node, row.state, task));
         }
-        let time = |f: &str| {
-            fields
-                .get(f)
-                .map(|v| {
-                    std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok())
-                        .map(Timestamp)
-                        .ok_or_else(|| bad(format!("workflow {wf}: field {f} does not decode")))
-                })
-                .transpose()
-        };
+        let time = |f: &str| codec::parse_time(fields.get(f).map(Vec::as_slice), wf, f);
         Ok(Some(WorkflowRecord {
             id,
             state: WorkflowState::of(
@@ -104,13 +93,11 @@ impl RedisBackend {
             }
             // The tasks of the nodes cancelled that have one (the running
             // ones): cancelled with them, their ends settled here.
-            let mut fields = vec!["v".to_string()];
-            fields.extend(cancelled.iter().map(|&n| field('t', n)));
-            let got = self.wf_fields(wf, &fields).await?;
-            if got.first().and_then(Option::as_deref) != Some(&head.version[..]) {
+            let fields = cancelled.iter().map(|&n| field('t', n));
+            let Some(got) = self.wf_fields_at(wf, &head.version, fields).await? else {
                 continue;
-            }
-            let tasks = got[1..]
+            };
+            let tasks = got
                 .iter()
                 .flatten()
                 .map(|v| codec::parse_id(v, "a node's task"))

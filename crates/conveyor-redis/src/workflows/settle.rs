@@ -10,7 +10,7 @@ use conveyor_core::workflow::ledger;
 use conveyor_core::workflow::{
     composed_task, Graph, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
 };
-use conveyor_core::{Error, NewTask, ResultStore, TaskId, TaskState};
+use conveyor_core::{Error, NewTask, ResultStore, TaskId};
 use futures_util::future::try_join_all;
 
 use super::codec::field;
@@ -130,12 +130,10 @@ impl RedisBackend {
                 Some(r) => End {
                     task,
                     node,
-                    result: match r.state {
-                        TaskState::Completed => NodeResult::Succeeded,
-                        TaskState::Dead => NodeResult::Failed,
-                        TaskState::Cancelled => NodeResult::Cancelled,
+                    result: match NodeResult::of(r.state) {
+                        Some(result) => result,
                         // Not ended (or requeued since): its end settles it.
-                        _ => continue,
+                        None => continue,
                     },
                     result_bytes: r.result,
                     error: r.error,
@@ -259,7 +257,7 @@ impl RedisBackend {
             let (made, more) = self.compose(wf, &graph, &ready, &known)?;
             if more.is_empty() {
                 change.settled = settled;
-                change.ready = made;
+                (change.ready, change.tasks) = made.into_iter().unzip();
                 return Ok(self.wf_apply(wf, &head.version, &change).await?.is_some());
             }
             unmade.extend(more);

@@ -41,8 +41,10 @@ pub(super) struct Change {
     pub settled: Vec<u64>,
     /// Node tasks to cancel (their ends are among `settled`).
     pub cancel: Vec<u64>,
-    /// Nodes made ready, with their tasks.
-    pub ready: Vec<(usize, NewTask)>,
+    /// Nodes made ready.
+    pub ready: Vec<usize>,
+    /// Their tasks, in the same order.
+    pub tasks: Vec<NewTask>,
 }
 
 impl Change {
@@ -79,6 +81,24 @@ impl RedisBackend {
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_error("reading a workflow", e))
+    }
+
+    /// `HMGET` of `fields` of workflow `wf`'s hash, read with its version in
+    /// the same command: `None` when the workflow is past `version` (or
+    /// gone).
+    pub(super) async fn wf_fields_at(
+        &self,
+        wf: u64,
+        version: &[u8],
+        fields: impl IntoIterator<Item = String>,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>, Error> {
+        let fields: Vec<String> = std::iter::once("v".to_string()).chain(fields).collect();
+        let mut got = self.wf_fields(wf, &fields).await?;
+        if got.first().and_then(Option::as_deref) != Some(version) {
+            return Ok(None);
+        }
+        got.remove(0);
+        Ok(Some(got))
     }
 
     /// Workflow `wf`'s head, or `None` when there is no such workflow.
@@ -119,13 +139,11 @@ impl RedisBackend {
         nodes: &[usize],
         ahead: &mut ReadAhead,
     ) -> Result<bool, Error> {
-        let mut fields = vec!["v".to_string()];
-        fields.extend(nodes.iter().map(|&n| field('n', n)));
-        let got = self.wf_fields(wf, &fields).await?;
-        if got.first().and_then(Option::as_deref) != Some(version) {
+        let fields = nodes.iter().map(|&n| field('n', n));
+        let Some(got) = self.wf_fields_at(wf, version, fields).await? else {
             return Ok(false);
-        }
-        for (&node, v) in nodes.iter().zip(&got[1..]) {
+        };
+        for (&node, v) in nodes.iter().zip(&got) {
             match v {
                 Some(v) => ahead.insert(node, codec::parse_row(v, wf, node)?),
                 None => return Err(bad(format!("workflow {wf} has no row for node {node}"))),
@@ -166,16 +184,14 @@ impl RedisBackend {
         if nodes.is_empty() {
             return Ok(Some(HashMap::new()));
         }
-        let mut fields = vec!["v".to_string()];
-        for &n in nodes {
-            fields.extend([field('n', n), field('r', n), field('e', n)]);
-        }
-        let got = self.wf_fields(wf, &fields).await?;
-        if got.first().and_then(Option::as_deref) != Some(version) {
+        let fields = nodes
+            .iter()
+            .flat_map(|&n| [field('n', n), field('r', n), field('e', n)]);
+        let Some(got) = self.wf_fields_at(wf, version, fields).await? else {
             return Ok(None);
-        }
+        };
         let mut out = HashMap::with_capacity(nodes.len());
-        for (&node, v) in nodes.iter().zip(got[1..].chunks(3)) {
+        for (&node, v) in nodes.iter().zip(got.chunks(3)) {
             let [row, result, error] = v else {
                 return Err(bad("reading node outputs: three fields a node expected"));
             };
@@ -218,12 +234,8 @@ impl RedisBackend {
         }
         inv.arg(change.settled.len()).arg(&change.settled);
         inv.arg(change.cancel.len()).arg(&change.cancel);
-        inv.arg(change.ready.len());
-        for (node, _) in &change.ready {
-            inv.arg(node);
-        }
-        let tasks: Vec<NewTask> = change.ready.iter().map(|(_, t)| t.clone()).collect();
-        crate::task_forms::push(&mut inv, &tasks, now);
+        inv.arg(change.ready.len()).arg(&change.ready);
+        crate::task_forms::push(&mut inv, &change.tasks, now);
         let what = "writing a workflow's step";
         let items = reply::array(self.run(what, &inv).await?, what)?;
         let mut items = items.into_iter();
