@@ -13,37 +13,21 @@
 //! a filter with a pull consumer ([`Ledger::scan`]): its cost grows with the
 //! number of keys it covers, which `docs/nats.md` spells out.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, stream::Stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use conveyor_core::{BackendError, BackendErrorKind, Error};
-use futures_util::StreamExt;
+use conveyor_core::{BackendErrorKind, Error};
 
 use crate::error::{bad_data, nats_error};
 use crate::limits::Limits;
 use crate::names::{keys, Names};
 use crate::record::Rec;
 
-/// How long a scan waits for the server's next answer before giving up,
-/// and how long its consumer outlives a scan that stopped without deleting
-/// it.
-const SCAN_SILENCE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What a scan is doing, for its errors.
-const SCANNING: &str = "scanning the ledger";
-
-/// How many entries a scan asks for at once.
-const SCAN_BATCH: usize = 1_000;
-
-/// How long the server may hold a scan's request for entries it counts as
-/// pending but has not stored yet; the stream is asked directly after.
-const SCAN_FETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+mod scan;
 
 /// How many task ids a process takes from the counter at once.
 pub(crate) const ID_BLOCK: u64 = 1_000;
@@ -279,116 +263,6 @@ impl Ledger {
         ))
     }
 
-    /// The last value of every live key matching `filter` (a key pattern
-    /// such as `t.>`), with its key and revision, each key once.
-    ///
-    /// An ephemeral pull consumer delivers the entries under the filter in
-    /// stream order, then whatever is written while the scan runs; the scan
-    /// reads it in batches that do not wait for new writes. A key rewritten
-    /// during the scan may come twice, at its old and its new revision: the
-    /// newer replaces the older in place, so each key is listed once, at a
-    /// value it held during the scan.
-    ///
-    /// The consumer's own count of what is left lags the writes (the server
-    /// counts a new entry after acknowledging it), so a scan that trusted it
-    /// could end before a rewritten key's new entry while its old one was
-    /// already gone. The end is therefore asked of the stream itself: the
-    /// first entry under the filter after the last one read. None means the
-    /// scan has seen every key that lived through it; one is taken and the
-    /// reading goes on.
-    pub(crate) async fn scan(&self, filter: &str) -> Result<Vec<(String, Bytes, u64)>, Error> {
-        let filter = self.names.key_subject(filter);
-        let consumer = self
-            .stream
-            .create_consumer(pull::Config {
-                filter_subject: filter.clone(),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: SCAN_SILENCE,
-                num_replicas: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error(SCANNING, e, self.state()))?;
-        let name = consumer.cached_info().name.clone();
-        let pending = consumer.cached_info().num_pending;
-        let mut scan = Scan::new(self.names.key_subject(""), pending);
-        let read = self.read_scan(&consumer, &filter, &mut scan).await;
-        // Best effort: the server drops it after `SCAN_SILENCE` idle anyway.
-        let _ = self.stream.delete_consumer(&name).await;
-        read.map(|()| scan.out)
-    }
-
-    /// Reads a scan's consumer to the stream's end (see [`Ledger::scan`]).
-    async fn read_scan(
-        &self,
-        consumer: &jetstream::consumer::Consumer<pull::Config>,
-        filter: &str,
-        scan: &mut Scan,
-    ) -> Result<(), Error> {
-        let silent = || {
-            Error::backend(
-                BackendErrorKind::Timeout,
-                format!("nats {SCANNING}: the server stopped answering mid-scan"),
-            )
-        };
-        loop {
-            let mut batch = tokio::time::timeout(
-                SCAN_SILENCE,
-                consumer
-                    .fetch()
-                    .max_messages(SCAN_BATCH)
-                    .expires(SCAN_FETCH_WAIT)
-                    .messages(),
-            )
-            .await
-            .map_err(|_| silent())?
-            .map_err(|e| nats_error(SCANNING, e, self.state()))?;
-            let mut full = true;
-            for _ in 0..SCAN_BATCH {
-                let next = tokio::time::timeout(SCAN_SILENCE, batch.next())
-                    .await
-                    .map_err(|_| silent())?;
-                let Some(m) = next else {
-                    full = false;
-                    break;
-                };
-                // A status the server ended the batch with (such as its
-                // consumer gone): the driver's error, kept as the source.
-                let m = m.map_err(|e| {
-                    Error::Backend(
-                        BackendError::new(
-                            BackendErrorKind::Unavailable,
-                            format!("nats {SCANNING}"),
-                        )
-                        .with_source(std::io::Error::other(e)),
-                    )
-                })?;
-                let rev = m
-                    .info()
-                    .map_err(|e| bad_data(format!("{SCANNING}: {e}")))?
-                    .stream_sequence;
-                scan.take(m.subject.as_str(), m.headers.as_ref(), &m.payload, rev);
-            }
-            if full {
-                continue;
-            }
-            // The consumer has nothing more to give: is the stream done too?
-            let next = self
-                .stream
-                .raw_message_builder()
-                .sequence(scan.last + 1)
-                .next_by_subject(filter)
-                .send()
-                .await;
-            match next {
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(()),
-                Err(e) => return Err(nats_error(SCANNING, e, self.state())),
-                Ok(m) => scan.take(m.subject.as_str(), Some(&m.headers), &m.payload, m.sequence),
-            }
-        }
-    }
-
     /// Every task record (a full scan).
     pub(crate) async fn scan_tasks(&self) -> Result<Vec<Versioned<Rec>>, Error> {
         let entries = self.scan(keys::TASKS).await?;
@@ -406,52 +280,6 @@ fn is_live(headers: Option<&HeaderMap>) -> bool {
     headers
         .and_then(|h| h.get("KV-Operation"))
         .is_none_or(|op| op.as_str() == "PUT")
-}
-
-/// What a scan has read so far: each key once, at its newest revision,
-/// in the order keys were first seen.
-struct Scan {
-    /// The subject prefix before a key.
-    prefix: String,
-    out: Vec<(String, Bytes, u64)>,
-    /// Where each key is in `out`.
-    at: HashMap<String, usize>,
-    /// The highest stream sequence read.
-    last: u64,
-}
-
-impl Scan {
-    fn new(prefix: String, pending: u64) -> Scan {
-        // Sized once (bounded: keys may come and go during the scan).
-        let size = usize::try_from(pending).unwrap_or(0).min(1 << 20);
-        Scan {
-            prefix,
-            out: Vec::with_capacity(size),
-            at: HashMap::with_capacity(size),
-            last: 0,
-        }
-    }
-
-    /// One entry read at stream sequence `rev`. A removal marker (which
-    /// this backend does not write) leaves a listed key at its last live
-    /// value; an older revision than the one listed changes nothing.
-    fn take(&mut self, subject: &str, headers: Option<&HeaderMap>, payload: &Bytes, rev: u64) {
-        self.last = self.last.max(rev);
-        let Some(key) = subject.strip_prefix(&self.prefix) else {
-            return;
-        };
-        if !is_live(headers) {
-            return;
-        }
-        match self.at.get(key) {
-            Some(&i) if self.out[i].2 >= rev => {}
-            Some(&i) => (self.out[i].1, self.out[i].2) = (payload.clone(), rev),
-            None => {
-                self.at.insert(key.to_string(), self.out.len());
-                self.out.push((key.to_string(), payload.clone(), rev));
-            }
-        }
-    }
 }
 
 /// A decimal number stored as text.
