@@ -270,6 +270,19 @@ class WorkflowHandle:
         n = self._app._client().cancel_workflow(self.id)
         return 0 if n is None else n
 
+    def retry(self) -> int:
+        """Puts the failed part of the ended workflow back to run: its
+        failed, cancelled and skipped nodes run again (those that succeeded
+        keep their results), and the callbacks follow the new end. Returns
+        how many nodes (0 when nothing had failed); raises
+        :class:`~conveyor.ConveyorError` while it still runs."""
+        n = self._app._client().retry_workflow(self.id)
+        if n is None:
+            from .errors import TaskNotFound
+
+            raise TaskNotFound("no workflow %d (pruned?)" % self.id, self.id)
+        return n
+
     def get(self, timeout: Optional[float] = None) -> Any:
         """Waits for the workflow's last steps and returns their result (a
         chain's last step's; a group's list; a chord's body's). Raises

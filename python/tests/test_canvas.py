@@ -65,6 +65,13 @@ def test_a_workflow_is_cancelled_and_looked_up_by_id(app):
     with pytest.raises(conveyor.TaskFailed):
         app.workflow(h.id).get(timeout=10)
     assert h.cancel() == 0
+    # Retried: both nodes wait in the queue again; a second retry finds it
+    # running.
+    assert h.retry() == 2
+    assert h.state() == "running"
+    with pytest.raises(conveyor.ConveyorError, match="still running"):
+        h.retry()
+    assert h.cancel() == 2
 
 
 def test_bad_canvases_are_refused(app):

@@ -396,6 +396,14 @@ pub enum WorkflowCommand {
         /// The workflow's id.
         id: u64,
     },
+    /// Put the failed part of an ended workflow back to run: its failed,
+    /// cancelled and skipped nodes run again (those that succeeded keep
+    /// their results and do not), and the callbacks follow the new end.
+    /// Exits 3 while the workflow is still running, 5 for an unknown id.
+    Retry {
+        /// The workflow's id.
+        id: u64,
+    },
     /// The workflows, newest first: each one's state, how many of its
     /// nodes are left, when it was submitted and when it ended.
     List {

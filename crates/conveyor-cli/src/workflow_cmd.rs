@@ -1,4 +1,4 @@
-//! `conveyor workflow submit|show|cancel|list`: workflows declared as JSON
+//! `conveyor workflow submit|show|cancel|retry|list`: workflows declared as JSON
 //! (`conveyor::durable::workflow::declared`), stored by the backend with
 //! their first tasks, and read back node by node.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use conveyor::durable::workflow::{
-    declared, NodeRecord, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
+    declared, NodeRecord, Retried, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
     WorkflowSummary,
 };
 use conveyor::durable::Backend;
@@ -22,6 +22,9 @@ use crate::verdict::decoded;
 /// Exit status when no workflow has the id.
 const UNKNOWN: u8 = 5;
 
+/// Exit status when the workflow has not ended (a retry changes nothing).
+const NOT_ENDED: u8 = 3;
+
 /// How often `--wait` reads the workflow back.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -31,6 +34,7 @@ pub async fn run(backend: Arc<dyn Backend>, cmd: WorkflowCommand) -> anyhow::Res
         WorkflowCommand::Submit(args) => submit(backend, args).await,
         WorkflowCommand::Show { id, json } => show(backend, WorkflowId(id), json).await,
         WorkflowCommand::Cancel { id } => cancel(backend, WorkflowId(id)).await,
+        WorkflowCommand::Retry { id } => retry(backend, WorkflowId(id)).await,
         WorkflowCommand::List {
             state,
             limit,
@@ -152,7 +156,7 @@ pub async fn submit(
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             eprintln!("workflow {}: not ended by --timeout", submitted.id);
-            return Ok(ExitCode::from(3));
+            return Ok(ExitCode::from(NOT_ENDED));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -187,6 +191,27 @@ async fn cancel(backend: Arc<dyn Backend>, id: WorkflowId) -> anyhow::Result<Exi
         }
         Some(n) => {
             println!("workflow {id}: cancelled {n} node(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn retry(backend: Arc<dyn Backend>, id: WorkflowId) -> anyhow::Result<ExitCode> {
+    match backend.retry_workflow(id).await? {
+        None => {
+            println!("workflow {id}: unknown");
+            Ok(ExitCode::from(UNKNOWN))
+        }
+        Some(Retried::Running) => {
+            println!("workflow {id}: still running; only an ended workflow is retried");
+            Ok(ExitCode::from(NOT_ENDED))
+        }
+        Some(Retried::Nodes(0)) => {
+            println!("workflow {id}: nothing failed; nothing to retry");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Retried::Nodes(n)) => {
+            println!("workflow {id}: {n} node(s) put back to run");
             Ok(ExitCode::SUCCESS)
         }
     }

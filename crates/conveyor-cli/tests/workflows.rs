@@ -1,4 +1,4 @@
-//! Workflows from the command line: `conveyor workflow submit|show|cancel`
+//! Workflows from the command line: `conveyor workflow submit|show|cancel|retry`
 //! and `conveyor submit --workflow`, run by a real worker over the
 //! embedded store, with their exit statuses (0 succeeded, 1 failed, 2
 //! refused, 4 cancelled, 5 unknown).
@@ -190,4 +190,80 @@ fn refused_unknown_and_cancelled_workflows_say_so() {
     assert!(stdout(&out).contains("no workflows"), "{}", stdout(&out));
     let out = env.run(&["workflow", "list", "--state", "done"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A chain whose middle step fails once: `workflow retry` runs that step
+/// and the one skipped after it, and not the first step again.
+#[test]
+fn a_failed_chain_retried_runs_its_failed_part() {
+    let env = Env::new();
+    let mark = env.path("flaky-ran-once").to_string_lossy().into_owned();
+    let ran = env.path("first-step-runs").to_string_lossy().into_owned();
+    // Placeholders are braces in args, so the shell code goes in files.
+    let first = declare(&env, "first.sh", &format!("echo x >> {ran}\n"));
+    let flaky = declare(
+        &env,
+        "flaky.sh",
+        &format!("test -e {mark} && exit 0\ntouch {mark}\nexit 1\n"),
+    );
+    let cfg = env
+        .config(&format!(
+            "[worker]\nslots = 4\npoll = \"20ms\"\n\
+             [handlers.first]\nprogram = \"sh\"\nargs = [\"{first}\"]\n\
+             [handlers.flaky]\nprogram = \"sh\"\nargs = [\"{flaky}\"]\nretries = 0\n\
+             [handlers.echo]\nprogram = \"echo\"\nargs = [\"{{}}\"]\n"
+        ))
+        .to_string_lossy()
+        .into_owned();
+    let file = declare(
+        &env,
+        "chain.json",
+        r#"{"chain": [{"handler": "first"}, {"handler": "flaky"}, {"handler": "echo"}]}"#,
+    );
+    let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
+    let out = env.run(&["workflow", "submit", &file, "--wait", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let id = stdout(&out)
+        .split_whitespace()
+        .nth(1)
+        .map(|s| s.trim_end_matches(':').to_string())
+        .expect("the workflow's id");
+    let out = env.run(&["workflow", "retry", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("2 node(s) put back"),
+        "{}",
+        stdout(&out)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let w = loop {
+        let w = show(&env, &id);
+        if w["state"] != "running" {
+            break w;
+        }
+        assert!(std::time::Instant::now() < deadline, "not ended: {w}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(w["state"], "succeeded", "{w}");
+    assert_eq!(node(&w, "step-2")["state"], "succeeded");
+    assert_eq!(node(&w, "step-3")["state"], "succeeded");
+    let runs = std::fs::read_to_string(&ran).expect("the first step ran");
+    assert_eq!(runs.lines().count(), 1, "the first step ran once");
+    let out = env.run(&["workflow", "retry", &id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("nothing failed"), "{}", stdout(&out));
+    let out = env.run(&["workflow", "retry", "424242"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stdout(&out));
 }

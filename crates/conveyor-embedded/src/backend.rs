@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::workflow::{
-    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+    Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
@@ -297,6 +297,10 @@ impl Workflows for EmbeddedBackend {
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
         self.call(true, 1, move |s| s.settling(|s| s.cancel_workflow(id)))
             .await
+    }
+
+    async fn retry_workflow(&self, id: WorkflowId) -> Result<Option<Retried>, Error> {
+        self.call(true, 1, move |s| s.retry_workflow(id)).await
     }
 
     async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use conveyor_core::workflow::{
-    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+    Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
@@ -132,6 +132,13 @@ impl Workflows for MemoryBackend {
         };
         self.finished.post(tasks);
         Ok(Some(nodes))
+    }
+
+    async fn retry_workflow(&self, id: WorkflowId) -> Result<Option<Retried>, Error> {
+        let now = self.clock.now();
+        let retried = self.state.lock().retry_workflow(id, now)?;
+        self.work.notify_waiters();
+        Ok(retried)
     }
 
     async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {

@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use conveyor_core::workflow::{
-    compose_params, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Progress, Step,
-    Submitted, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
+    compose_params, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Progress, Retried,
+    Step, Submitted, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
     WorkflowState, WorkflowSummary,
 };
 use conveyor_core::{Error, TaskId, TaskState, Timestamp};
@@ -213,6 +213,37 @@ impl State {
             }
         }
         Ok(Some((nodes.len() as u64, cancelled)))
+    }
+
+    /// Puts the failed part of the ended workflow `id` back to run: the
+    /// nodes put back forget their task and output, and the ready ones are
+    /// enqueued.
+    pub(crate) fn retry_workflow(
+        &mut self,
+        id: WorkflowId,
+        now: Timestamp,
+    ) -> Result<Option<Retried>, Error> {
+        let Some(flow) = self.flows.get_mut(&id.0) else {
+            return Ok(None);
+        };
+        let Some((nodes, step)) =
+            conveyor_core::workflow::ledger::retry_failed(&flow.graph, &mut flow.progress)?
+        else {
+            return Ok(Some(Retried::Running));
+        };
+        if nodes.is_empty() {
+            return Ok(Some(Retried::Nodes(0)));
+        }
+        flow.cancelled = false;
+        flow.ended_at = None;
+        for &node in &nodes {
+            flow.outputs[node] = None;
+            if let Some(task) = flow.tasks[node].take() {
+                self.flow_of.remove(&task);
+            }
+        }
+        self.apply_step(id.0, step, now);
+        Ok(Some(Retried::Nodes(nodes.len() as u64)))
     }
 
     /// Drops the workflows that ended before their retention: a succeeded

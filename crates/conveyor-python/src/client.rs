@@ -10,7 +10,7 @@ use conveyor::{Error, TaskId, TaskState};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::errors::{to_py, to_py_in};
+use crate::errors::{conveyor_error, to_py, to_py_in};
 use crate::options::enqueue_options;
 use crate::record::to_dict;
 use crate::runtime::{block_on, runtime};
@@ -239,6 +239,23 @@ impl Client {
         block_on(py, async move {
             backend.cancel_workflow(WorkflowId(id)).await.map_err(to_py)
         })
+    }
+
+    /// Puts the failed part of the ended workflow `id` back to run: how
+    /// many nodes (0 when nothing had failed), or `None` when there is no
+    /// such workflow; raises `ConveyorError` while it still runs.
+    fn retry_workflow(&self, py: Python<'_>, id: u64) -> PyResult<Option<u64>> {
+        let backend = self.backend()?.clone();
+        let retried = block_on(py, async move {
+            backend.retry_workflow(WorkflowId(id)).await.map_err(to_py)
+        })?;
+        match retried {
+            None => Ok(None),
+            Some(workflow::Retried::Nodes(n)) => Ok(Some(n)),
+            Some(workflow::Retried::Running) => Err(conveyor_error(&format!(
+                "workflow {id} is still running; only an ended workflow is retried"
+            ))),
+        }
     }
 
     fn __repr__(&self) -> String {

@@ -17,6 +17,10 @@ pub enum ApiError {
     /// No such task (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with where the thing stands (409): a
+    /// workflow retried while it still runs.
+    #[error("{0}")]
+    Conflict(String),
     /// The method is not one the route takes (405).
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -68,6 +72,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) | ApiError::ValueTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -158,7 +158,8 @@ pub(crate) fn app(
             post(api::workflows::submit).get(api::workflows::list),
         )
         .route("/workflows/{id}", get(api::workflows::get))
-        .route("/workflows/{id}/cancel", post(api::workflows::cancel));
+        .route("/workflows/{id}/cancel", post(api::workflows::cancel))
+        .route("/workflows/{id}/retry", post(api::workflows::retry));
     Router::new()
         .merge(dashboard::routes())
         .nest("/api/v1", api)

@@ -40,6 +40,7 @@ use crate::views::{OrderName, StateName};
         workflows::list,
         workflows::get,
         workflows::cancel,
+        workflows::retry,
     ),
     components(schemas(OrderName, StateName))
 )]

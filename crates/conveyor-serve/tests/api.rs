@@ -294,12 +294,13 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/workflows", &["get", "post"]),
         ("/api/v1/workflows/{id}", &["get"]),
         ("/api/v1/workflows/{id}/cancel", &["post"]),
+        ("/api/v1/workflows/{id}/retry", &["post"]),
     ] {
         for m in methods {
             assert!(paths[path][*m].is_object(), "{m} {path} is not documented");
         }
     }
-    assert_eq!(paths.len(), 17, "a route documented but not tested here");
+    assert_eq!(paths.len(), 18, "a route documented but not tested here");
     assert!(doc["components"]["schemas"]["TaskView"].is_object());
     let schemas = &doc["components"]["schemas"];
     assert!(
@@ -548,6 +549,28 @@ async fn a_workflow_is_submitted_read_back_and_cancelled() {
     let (status, _) = get(&app, "/api/v1/workflows/987654").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = post(&app, "/api/v1/workflows/987654/cancel", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The cancelled one retried runs again (nobody runs it here: a second
+    // retry finds it running); the succeeded one has nothing to retry.
+    let retry = |w: &Value| format!("/api/v1/workflows/{}/retry", id(w));
+    let (status, out) = post(&app, &retry(&later), json!({})).await;
+    assert_eq!(
+        (status, &out["retried"]),
+        (StatusCode::OK, &json!(1)),
+        "{out}"
+    );
+    let (_, read) = get(&app, &format!("/api/v1/workflows/{}", id(&later))).await;
+    assert_eq!(read["state"], "running", "{read}");
+    let (status, out) = post(&app, &retry(&later), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{out}");
+    let (status, out) = post(&app, &retry(&sent), json!({})).await;
+    assert_eq!(
+        (status, &out["retried"]),
+        (StatusCode::OK, &json!(0)),
+        "{out}"
+    );
+    let (status, _) = post(&app, "/api/v1/workflows/987654/retry", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = get(&app, "/api/v1/workflows/x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

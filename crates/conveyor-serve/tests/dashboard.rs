@@ -759,6 +759,10 @@ async fn a_workflow_page_draws_its_graph_coloured_by_state() {
     let html = page(&app, &format!("/workflows/{id}")).await;
     assert!(html.contains("id=\"workflow-state\">cancelled<"), "{html}");
     assert!(!html.contains("id=\"cancel\""));
+    assert!(
+        html.contains("id=\"retry\""),
+        "a cancelled workflow can be retried"
+    );
 
     // 100 header tasks: the column shows 40 and says how many more.
     let wide = WorkflowSpec::chord(
@@ -787,6 +791,22 @@ async fn a_workflow_page_draws_its_graph_coloured_by_state() {
     assert!(!cancelled.contains(&format!("href=\"/workflows/{wide}\"")));
     let older = page(&app, &format!("/workflows?before={wide}")).await;
     assert!(!older.contains(&format!("href=\"/workflows/{wide}\"")));
+    let (status, headers, _) = send(
+        &app,
+        "POST",
+        &format!("/actions/workflows/{id}/retry"),
+        Some(""),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "retry redirects back");
+    assert_eq!(location(&headers), format!("/workflows/{id}"));
+    let html = page(&app, &format!("/workflows/{id}")).await;
+    assert!(html.contains("id=\"workflow-state\">running<"), "{html}");
+    assert!(
+        !html.contains("id=\"retry\""),
+        "a running one is not retried"
+    );
     let (status, _, _) = send(&app, "GET", "/workflows?state=done", None, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let core_only: Arc<dyn Backend> =

@@ -298,7 +298,7 @@ macro_rules! backend_conformance {
 /// [`backend_conformance!`]: chains, chords, failure policies, callbacks,
 /// an empty group, a zombie finish and a retried header firing the body
 /// once, cancel, refusals, a wide chord, pruning of ended workflows,
-/// listing by state. The
+/// listing by state, retrying the failed part. The
 /// backend needs the result store
 /// and maintenance parts and delays on a clock the test moves.
 #[macro_export]
@@ -313,7 +313,9 @@ macro_rules! workflow_conformance {
             bad_workflows_are_refused_whole,
             a_wide_chord_fires_once, concurrent_finishes_fire_the_body_once,
             ended_workflows_go_with_their_retention,
-            workflows_are_listed_newest_first_by_state);
+            workflows_are_listed_newest_first_by_state,
+            retrying_a_workflow_runs_its_failed_part_once,
+            a_cancelled_workflow_retried_runs_again);
     };
 }
 

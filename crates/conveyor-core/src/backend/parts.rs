@@ -365,6 +365,15 @@ impl dyn Backend {
         self.workflows()?.cancel_workflow(id).await
     }
 
+    /// [`Workflows::retry_workflow`](super::Workflows::retry_workflow), or
+    /// `Unsupported`.
+    pub async fn retry_workflow(
+        &self,
+        id: crate::workflow::WorkflowId,
+    ) -> Result<Option<crate::workflow::Retried>, Error> {
+        self.workflows()?.retry_workflow(id).await
+    }
+
     /// [`Workflows::list_workflows`](super::Workflows::list_workflows), or
     /// `Unsupported`.
     pub async fn list_workflows(

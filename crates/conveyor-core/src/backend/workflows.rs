@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use crate::workflow::{
-    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+    Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
 use crate::Error;
 
@@ -39,6 +39,16 @@ pub trait Workflows: Send + Sync {
     /// not run. Returns how many nodes it cancelled (0 for a workflow that
     /// had ended), or `None` when there is no workflow `id`.
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error>;
+
+    /// Puts the failed part of the ended workflow `id` back to run, with
+    /// the decisions of
+    /// [`ledger::retry_failed`](crate::workflow::ledger::retry_failed): its
+    /// failed, cancelled and skipped nodes wait again (their results are
+    /// forgotten), the nodes whose dependencies all succeeded are enqueued
+    /// in the same atomic step, and the callbacks wait for the new end. A
+    /// cancelled workflow is retried the same way. `None` when there is no
+    /// workflow `id`.
+    async fn retry_workflow(&self, id: WorkflowId) -> Result<Option<Retried>, Error>;
 
     /// The workflows `filter` admits, newest first (by id), at most
     /// `filter.limit`; workflows pruned are not listed.

@@ -174,6 +174,85 @@ pub fn cancel_all(graph: &Graph, ledger: &mut impl Ledger) -> Result<(Vec<usize>
     Ok((cancelled, step))
 }
 
+/// Puts the failed part of an ended workflow back to run, or `None` (and
+/// nothing changes) while it has not ended.
+///
+/// Every node of the body that failed, was cancelled or was skipped waits
+/// again; the nodes that succeeded stay settled with their results, so a
+/// node put back waits only for its dependencies that were put back too,
+/// and those waiting for nothing now run. The callbacks wait for the new
+/// end of the body (one that already ran runs again if the new end calls
+/// for it). When the body had succeeded, only the callbacks that failed or
+/// were cancelled run again. Returns the nodes put back (none when nothing
+/// had failed) and the step: the nodes to enqueue.
+pub fn retry_failed(
+    graph: &Graph,
+    ledger: &mut impl Ledger,
+) -> Result<Option<(Vec<usize>, Step)>, Error> {
+    let mut tally = ledger.tally()?;
+    if tally.left > 0 {
+        return Ok(None);
+    }
+    let mut step = Step::default();
+    let states = (0..graph.len())
+        .map(|node| ledger.row(node).map(|row| row.state))
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = graph.body();
+    let mut again: Vec<usize> = (0..body).filter(|&n| states[n].is_failure()).collect();
+    if again.is_empty() {
+        for (node, &state) in states.iter().enumerate().skip(body) {
+            if matches!(state, NodeState::Failed | NodeState::Cancelled) {
+                set_state(ledger, node, NodeState::Running)?;
+                step.enqueue.push(node);
+                again.push(node);
+            }
+        }
+        tally.left = again.len() as u32;
+        ledger.set_tally(tally)?;
+        return Ok(Some((again, step)));
+    }
+    for &node in &again {
+        let waiting_on = graph
+            .dependencies(node)
+            .iter()
+            .filter(|&&(dep, _)| states[dep] != NodeState::Succeeded)
+            .count() as u32;
+        let state = if waiting_on == 0 {
+            step.enqueue.push(node);
+            NodeState::Running
+        } else {
+            NodeState::Waiting
+        };
+        ledger.set_row(node, NodeRow { state, waiting_on })?;
+    }
+    let body_again = again.len() as u32;
+    for node in body..graph.len() {
+        let waiting_on = graph.dependencies(node).len() as u32;
+        ledger.set_row(
+            node,
+            NodeRow {
+                state: NodeState::Waiting,
+                waiting_on,
+            },
+        )?;
+        again.push(node);
+    }
+    ledger.set_tally(Tally {
+        body_left: body_again,
+        left: again.len() as u32,
+        failed: false,
+        outcome: None,
+    })?;
+    Ok(Some((again, step)))
+}
+
+/// Sets node `node`'s state, keeping what it waits on.
+fn set_state(ledger: &mut impl Ledger, node: usize, state: NodeState) -> Result<(), Error> {
+    let mut row = ledger.row(node)?;
+    row.state = state;
+    ledger.set_row(node, row)
+}
+
 /// Counts node `node`, now settled as `state`, out of the tally.
 fn count_settled(graph: &Graph, tally: &mut Tally, node: usize, state: NodeState) {
     tally.left = tally.left.saturating_sub(1);

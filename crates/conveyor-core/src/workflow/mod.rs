@@ -38,6 +38,6 @@ pub use input::{compose_params, composed_task, DependencyResult, NodeInput, Node
 pub use progress::{NodeResult, NodeState, Progress, Step, WorkflowOutcome};
 pub use read_ahead::ReadAhead;
 pub use record::{
-    NodeRecord, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
+    NodeRecord, Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
     WorkflowSummary,
 };

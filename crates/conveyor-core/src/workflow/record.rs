@@ -169,6 +169,15 @@ impl WorkflowFilter {
     }
 }
 
+/// What retrying a workflow's failed part did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// The workflow has not ended: nothing changed.
+    Running,
+    /// This many nodes were put back to run (none when nothing had failed).
+    Nodes(u64),
+}
+
 /// A submitted workflow: its id and the tasks enqueued with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {

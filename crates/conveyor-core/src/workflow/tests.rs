@@ -537,6 +537,95 @@ fn cancelling_a_workflow_settles_every_node_left_and_fires_nothing() {
     assert_eq!(step, Step::default());
 }
 
+#[test]
+fn a_retry_puts_back_what_did_not_succeed_and_waits_only_for_that() {
+    // top -> (left under fail, right under ignore) -> bottom after both.
+    let graph = WorkflowSpec {
+        nodes: vec![
+            node("top"),
+            node("left").after(Dependency::on("top")),
+            node("side"),
+            node("bottom")
+                .after(Dependency::on("left"))
+                .after(Dependency::on("side").with_policy(EdgePolicy::Ignore)),
+        ],
+        callbacks: vec![],
+    }
+    .on(WhenEnded::Success, node("cheer"))
+    .on(WhenEnded::Failure, node("alarm"))
+    .validate()
+    .unwrap();
+    let (mut progress, _) = Progress::start(&graph);
+    assert_eq!(
+        ledger::retry_failed(&graph, &mut progress).unwrap(),
+        None,
+        "a running workflow is not retried"
+    );
+    progress.settle(&graph, at(&graph, "top"), NodeResult::Succeeded);
+    progress.settle(&graph, at(&graph, "side"), NodeResult::Failed);
+    let step = progress.settle(&graph, at(&graph, "left"), NodeResult::Failed);
+    assert_eq!(names(&graph, &step.skipped), ["bottom", "cheer"]);
+    assert_eq!(names(&graph, &step.enqueue), ["alarm"]);
+    progress.settle(&graph, at(&graph, "alarm"), NodeResult::Succeeded);
+    assert!(progress.is_over());
+
+    let (again, step) = ledger::retry_failed(&graph, &mut progress)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        names(&graph, &again),
+        ["left", "side", "bottom", "cheer", "alarm"]
+    );
+    assert_eq!(names(&graph, &step.enqueue), ["left", "side"]);
+    assert_eq!(
+        progress.state(at(&graph, "top")),
+        Some(NodeState::Succeeded)
+    );
+    assert_eq!(
+        progress.state(at(&graph, "bottom")),
+        Some(NodeState::Waiting)
+    );
+    assert_eq!(progress.outcome(), None);
+    // The bottom waits for both sides again, the callbacks for the end.
+    let step = progress.settle(&graph, at(&graph, "left"), NodeResult::Succeeded);
+    assert!(step.enqueue.is_empty());
+    let step = progress.settle(&graph, at(&graph, "side"), NodeResult::Succeeded);
+    assert_eq!(names(&graph, &step.enqueue), ["bottom"]);
+    let step = progress.settle(&graph, at(&graph, "bottom"), NodeResult::Succeeded);
+    assert_eq!(names(&graph, &step.enqueue), ["cheer"]);
+    assert_eq!(names(&graph, &step.skipped), ["alarm"]);
+    let step = progress.settle(&graph, at(&graph, "cheer"), NodeResult::Succeeded);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Succeeded));
+}
+
+#[test]
+fn a_retry_after_a_succeeded_body_reruns_only_the_failed_callbacks() {
+    let graph = WorkflowSpec::chain((0..2).map(task))
+        .on(WhenEnded::Success, node("cheer"))
+        .on(WhenEnded::Complete, node("tidy"))
+        .validate()
+        .unwrap();
+    let (mut progress, _) = Progress::start(&graph);
+    progress.settle(&graph, 0, NodeResult::Succeeded);
+    progress.settle(&graph, 1, NodeResult::Succeeded);
+    progress.settle(&graph, at(&graph, "cheer"), NodeResult::Failed);
+    progress.settle(&graph, at(&graph, "tidy"), NodeResult::Succeeded);
+    assert!(progress.is_over());
+    let (again, step) = ledger::retry_failed(&graph, &mut progress)
+        .unwrap()
+        .unwrap();
+    assert_eq!(names(&graph, &again), ["cheer"]);
+    assert_eq!(names(&graph, &step.enqueue), ["cheer"]);
+    assert!(!progress.is_over());
+    let step = progress.settle(&graph, at(&graph, "cheer"), NodeResult::Succeeded);
+    assert_eq!(step.ended, Some(WorkflowOutcome::Succeeded));
+    let (again, step) = ledger::retry_failed(&graph, &mut progress)
+        .unwrap()
+        .unwrap();
+    assert!(again.is_empty(), "nothing failed");
+    assert_eq!(step, Step::default());
+}
+
 proptest! {
     /// A store that reads rows ahead (only the likely ones, the rest when a
     /// decision asks for them) decides exactly as one holding every row,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use conveyor_core::workflow::ledger::{self, Ledger, NodeRow, Tally};
 use conveyor_core::workflow::{
-    composed_task, stored, Graph, NodeRecord, NodeResult, NodeState, Step, Submitted, WorkflowId,
-    WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
+    composed_task, stored, Graph, NodeRecord, NodeResult, NodeState, Retried, Step, Submitted,
+    WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
 };
 use conveyor_core::{Error, TaskId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -440,12 +440,7 @@ impl Store {
         let Ok(wf) = i64::try_from(id.0) else {
             return Ok(None);
         };
-        let exists: bool = self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM workflows WHERE id = ?1)")
-            .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
-            .map_err(db_err)?;
-        if !exists {
+        if !self.workflow_exists(wf)? {
             return Ok(None);
         }
         let graph = self.graph(wf)?;
@@ -469,5 +464,55 @@ impl Store {
             }
         }
         Ok(Some(nodes.len() as u64))
+    }
+
+    /// Puts the failed part of the ended workflow `id` back to run (see
+    /// [`ledger::retry_failed`]): the nodes put back forget their task and
+    /// result, and the ready ones are enqueued; `None` when there is no
+    /// such workflow.
+    pub(crate) fn retry_workflow(&mut self, id: WorkflowId) -> Result<Option<Retried>, Error> {
+        let Ok(wf) = i64::try_from(id.0) else {
+            return Ok(None);
+        };
+        if !self.workflow_exists(wf)? {
+            return Ok(None);
+        }
+        let graph = self.graph(wf)?;
+        let retried = ledger::retry_failed(
+            &graph,
+            &mut Rows {
+                conn: &self.conn,
+                wf,
+            },
+        )?;
+        let Some((nodes, step)) = retried else {
+            return Ok(Some(Retried::Running));
+        };
+        if nodes.is_empty() {
+            return Ok(Some(Retried::Nodes(0)));
+        }
+        self.conn
+            .prepare_cached("UPDATE workflows SET cancelled = 0, ended_at = NULL WHERE id = ?1")
+            .and_then(|mut s| s.execute([wf]))
+            .map_err(db_err)?;
+        for &node in &nodes {
+            self.conn
+                .prepare_cached(
+                    "UPDATE workflow_nodes SET task = NULL, result = NULL, error = NULL \
+                     WHERE workflow = ?1 AND node = ?2",
+                )
+                .and_then(|mut s| s.execute(params![wf, node as i64]))
+                .map_err(db_err)?;
+        }
+        self.apply_step(wf, &graph, step)?;
+        Ok(Some(Retried::Nodes(nodes.len() as u64)))
+    }
+
+    /// Whether workflow `wf` is stored.
+    fn workflow_exists(&mut self, wf: i64) -> Result<bool, Error> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM workflows WHERE id = ?1)")
+            .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
+            .map_err(db_err)
     }
 }

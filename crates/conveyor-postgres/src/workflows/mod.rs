@@ -18,7 +18,7 @@ mod submit;
 mod tx;
 
 use conveyor_core::workflow::{
-    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+    Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
 use conveyor_core::{async_trait, Error, Workflows};
 
@@ -38,6 +38,10 @@ impl Workflows for PostgresBackend {
 
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
         self.cancel_whole(id).await
+    }
+
+    async fn retry_workflow(&self, id: WorkflowId) -> Result<Option<Retried>, Error> {
+        self.retry_whole(id).await
     }
 
     async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {

@@ -1,12 +1,13 @@
-//! Reading a workflow back, cancelling one, and pruning ended ones.
+//! Reading a workflow back, cancelling one, retrying its failed part, and
+//! pruning ended ones.
 
 use conveyor_core::workflow::{
-    ledger, NodeRecord, NodeState, ReadAhead, WorkflowFilter, WorkflowId, WorkflowOutcome,
+    ledger, NodeRecord, NodeState, ReadAhead, Retried, WorkflowFilter, WorkflowId, WorkflowOutcome,
     WorkflowRecord, WorkflowState, WorkflowSummary,
 };
 use conveyor_core::{Error, Retention, Timestamp};
 
-use super::tx::{in_tx, Tx};
+use super::tx::{in_tx, node_param, Tx};
 use crate::backend::PostgresBackend;
 use crate::error::{bad_data, db};
 use crate::row::{col, task_id};
@@ -37,6 +38,15 @@ impl PostgresBackend {
             return Ok(None);
         };
         in_tx!(self, what, |at| at.cancel(wf))
+    }
+
+    /// The body of `Workflows::retry_workflow`.
+    pub(crate) async fn retry_whole(&self, id: WorkflowId) -> Result<Option<Retried>, Error> {
+        let what = "retrying a workflow";
+        let Some(wf) = param(id) else {
+            return Ok(None);
+        };
+        in_tx!(self, what, |at| at.retry(wf))
     }
 
     /// The body of `Workflows::list_workflows`.
@@ -186,5 +196,35 @@ impl Tx<'_> {
         }
         at.execute(what, &sql.forget_ended, &[&tasks]).await?;
         Ok(Some(cancelled.len() as u64))
+    }
+
+    /// Retries workflow `wf`'s failed part (see `ledger::retry_failed`):
+    /// what it put back, or `None` when it is gone.
+    async fn retry(&self, wf: i64) -> Result<Option<Retried>, Error> {
+        let what = "retrying a workflow";
+        let sql = &self.backend.inner.workflow_sql;
+        let Some((tally, _)) = self.lock(wf).await? else {
+            return Ok(None);
+        };
+        let Some(graph) = self.graph(wf).await? else {
+            return Ok(None);
+        };
+        let every: Vec<usize> = (0..graph.len()).collect();
+        let mut ahead = ReadAhead::new(tally);
+        let retried = self
+            .decide(wf, &mut ahead, &every, |l| ledger::retry_failed(&graph, l))
+            .await?;
+        let Some((nodes, step)) = retried else {
+            return Ok(Some(Retried::Running));
+        };
+        if nodes.is_empty() {
+            return Ok(Some(Retried::Nodes(0)));
+        }
+        let put_back: Vec<i32> = nodes.iter().map(|&n| node_param(n)).collect();
+        self.execute(what, &sql.retried, &[&wf]).await?;
+        self.execute(what, &sql.forget_nodes, &[&wf, &put_back])
+            .await?;
+        self.apply(wf, &graph, step).await?;
+        Ok(Some(Retried::Nodes(nodes.len() as u64)))
     }
 }

@@ -45,6 +45,10 @@ pub(crate) struct WorkflowStatements {
     pub all_rows: String,
     /// $1 workflow, $2 now.
     pub cancelled: String,
+    /// $1 workflow: running again after a retry.
+    pub retried: String,
+    /// $1 workflow, $2 nodes: put back, they forget their task and output.
+    pub forget_nodes: String,
     /// $1 finished before, $2 dead before, $3 the later of the two.
     pub prune: String,
     /// $1 before id, $2 limit → id, cancelled, outcome, created at, ended
@@ -153,6 +157,11 @@ impl WorkflowStatements {
             ),
             all_rows: format!("SELECT state, task FROM {n} WHERE workflow = $1 ORDER BY node"),
             cancelled: format!("UPDATE {w} SET cancelled = true, ended_at = $2 WHERE id = $1"),
+            retried: format!("UPDATE {w} SET cancelled = false, ended_at = NULL WHERE id = $1"),
+            forget_nodes: format!(
+                "UPDATE {n} SET task = NULL, result = NULL, error = NULL
+                 WHERE workflow = $1 AND node = ANY($2::integer[])"
+            ),
             // Bounded by the later cutoff, so the scan walks `workflows_ended`;
             // the nodes go with their workflow (ON DELETE CASCADE).
             prune: format!(

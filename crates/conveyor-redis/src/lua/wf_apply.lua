@@ -1,5 +1,7 @@
--- wf_apply: ARGV = prefix, now, W, version, class, cancelled ('1': the
--- workflow is cancelled now), tally ('' unchanged), then n and n (node,
+-- wf_apply: ARGV = prefix, now, W, version, class, mode ('1': the workflow
+-- is cancelled now; '2': a retry reopened it, and the n nodes below forget
+-- their task, result and error; '0' neither), tally ('' unchanged), then
+-- n and n (node,
 -- row) pairs, then o and o (field, value) pairs of settled nodes' outputs
 -- ('r:NODE' a result, 'e:NODE' an error), then f and f task ids whose ends
 -- this settles (their records in wf.ENDED and wf.TASKS go), then c and c
@@ -22,6 +24,18 @@ if ARGV[6] == '1' then
 end
 local at = 8
 local n = tonumber(ARGV[at])
+if ARGV[6] == '2' then
+  local gone = {'k', 'x'}
+  for i = at + 1, at + 2 * n, 2 do
+    local node = ARGV[i]
+    gone[#gone + 1] = 't:' .. node
+    gone[#gone + 1] = 'r:' .. node
+    gone[#gone + 1] = 'e:' .. node
+  end
+  bulk('HDEL', key, gone)
+  redis.call('ZREM', wf.DONE_OK, w)
+  redis.call('ZREM', wf.DONE_BAD, w)
+end
 for i = at + 1, at + 2 * n, 2 do
   sets[#sets + 1] = 'n:' .. ARGV[i]
   sets[#sets + 1] = ARGV[i + 1]

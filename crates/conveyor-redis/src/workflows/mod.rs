@@ -19,12 +19,13 @@
 mod codec;
 mod list;
 mod read;
+mod retry;
 mod settle;
 mod submit;
 mod view;
 
 use conveyor_core::workflow::{
-    Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
+    Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
 use conveyor_core::{async_trait, Error, Workflows};
 
@@ -42,6 +43,10 @@ impl Workflows for RedisBackend {
 
     async fn cancel_workflow(&self, id: WorkflowId) -> Result<Option<u64>, Error> {
         self.cancel_whole(id).await
+    }
+
+    async fn retry_workflow(&self, id: WorkflowId) -> Result<Option<Retried>, Error> {
+        self.retry_whole(id).await
     }
 
     async fn list_workflows(&self, filter: &WorkflowFilter) -> Result<Vec<WorkflowSummary>, Error> {

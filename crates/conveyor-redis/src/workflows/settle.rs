@@ -267,7 +267,7 @@ impl RedisBackend {
     /// The tasks of the `ready` nodes, their params composed from `known`
     /// outputs; and the nodes whose task cannot be made, with why.
     #[allow(clippy::type_complexity)]
-    fn compose(
+    pub(super) fn compose(
         &self,
         wf: u64,
         graph: &Graph,
@@ -322,7 +322,7 @@ impl RedisBackend {
 }
 
 /// Adds step `s`'s decisions to `all`.
-fn merge(all: &mut Step, s: Step) {
+pub(super) fn merge(all: &mut Step, s: Step) {
     all.enqueue.extend(s.enqueue);
     all.skipped.extend(s.skipped);
     all.body_ended = all.body_ended.or(s.body_ended);

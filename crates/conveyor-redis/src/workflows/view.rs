@@ -31,6 +31,9 @@ pub(super) struct Change {
     pub class: &'static str,
     /// The workflow is cancelled now.
     pub cancelled: bool,
+    /// A retry reopened the workflow: the rows written are nodes put back,
+    /// which forget their task, result and error.
+    pub reopened: bool,
     /// The rows the decision wrote.
     pub rows: Vec<(usize, NodeRow)>,
     /// The tally, when the decision wrote it.
@@ -222,7 +225,11 @@ impl RedisBackend {
             .arg(wf)
             .arg(version)
             .arg(change.class)
-            .arg(if change.cancelled { "1" } else { "0" })
+            .arg(match (change.cancelled, change.reopened) {
+                (true, _) => "1",
+                (false, true) => "2",
+                (false, false) => "0",
+            })
             .arg(change.tally.map(codec::tally_value).unwrap_or_default());
         inv.arg(change.rows.len());
         for &(node, row) in &change.rows {

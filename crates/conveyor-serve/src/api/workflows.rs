@@ -1,11 +1,11 @@
 //! `/api/v1/workflows`: submit a workflow declared as JSON, list them, read
-//! one with every node, cancel one.
+//! one with every node, cancel one, retry its failed part.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use conveyor_core::workflow::{
-    declared, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState, WorkflowSummary,
+    declared, Retried, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState, WorkflowSummary,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -152,6 +152,13 @@ pub struct CancelledView {
     pub cancelled: u64,
 }
 
+/// How many nodes a retry put back to run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetriedView {
+    /// Nodes put back (0 when nothing had failed).
+    pub retried: u64,
+}
+
 /// A workflow id from its decimal form (the API's and the dashboard's).
 pub(crate) fn parse_id(text: &str) -> Result<WorkflowId, ApiError> {
     text.parse::<u64>().map(WorkflowId).map_err(|_| {
@@ -290,6 +297,34 @@ pub(crate) async fn cancel(
     let id = parse_id(&id)?;
     match state.backend.cancel_workflow(id).await? {
         Some(cancelled) => Ok(Json(CancelledView { cancelled })),
+        None => Err(ApiError::NotFound(format!("no workflow {id}"))),
+    }
+}
+
+/// Puts the failed part of an ended workflow back to run: its failed,
+/// cancelled and skipped nodes run again (those that succeeded keep their
+/// results), and the callbacks follow the new end.
+#[utoipa::path(
+    post, path = "/api/v1/workflows/{id}/retry", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id", pattern = "^[0-9]{1,19}$")),
+    responses(
+        (status = 200, description = "How many nodes it put back", body = RetriedView),
+        (status = 400, description = "Not a workflow id", body = ErrorView),
+        (status = 404, description = "No workflow has this id", body = ErrorView),
+        (status = 409, description = "The workflow is still running", body = ErrorView),
+        (status = 501, description = "The backend has no workflows", body = ErrorView),
+    )
+)]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<RetriedView> {
+    let id = parse_id(&id)?;
+    match state.backend.retry_workflow(id).await? {
+        Some(Retried::Nodes(retried)) => Ok(Json(RetriedView { retried })),
+        Some(Retried::Running) => Err(ApiError::Conflict(format!(
+            "workflow {id} is still running; only an ended workflow is retried"
+        ))),
         None => Err(ApiError::NotFound(format!("no workflow {id}"))),
     }
 }

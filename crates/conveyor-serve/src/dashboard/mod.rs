@@ -8,7 +8,7 @@
 //! | `/tasks?state=&queue=&handler=&order=&after=` | a filtered page of tasks, key paging; cancel, retry, purge |
 //! | `/tasks/{id}` | one task: params, result, error, timeline; cancel or retry it |
 //! | `/workers` | live workers and recently gone ones; live |
-//! | `/workflows`, `/workflows/{id}` | open a workflow by id; its graph (SVG, nodes coloured by state, linked to their tasks) and nodes; cancel it |
+//! | `/workflows`, `/workflows/{id}` | open a workflow by id; its graph (SVG, nodes coloured by state, linked to their tasks) and nodes; cancel it, or retry its failed part |
 //! | `/login` | the token, once, for a browser (kept in a cookie); `POST /logout` forgets it |
 //!
 //! Actions are forms posted to `/actions/…`, which answer with a redirect
@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/workflows", get(workflow::open))
         .route("/workflows/{id}", get(workflow::page))
         .route("/actions/workflows/{id}/cancel", post(workflow::cancel))
+        .route("/actions/workflows/{id}/retry", post(workflow::retry))
         .route("/live/overview", get(live::overview))
         .route("/live/workers", get(live::workers))
         .route("/live/count", get(tasks::count_part))

@@ -36,6 +36,7 @@ struct WorkflowPage {
     graph: Layout,
     rows: Vec<NodeRow>,
     can_cancel: bool,
+    can_retry: bool,
 }
 
 /// Workflows listed per page.
@@ -153,6 +154,8 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
     };
     let page = Chrome::new(&state, format!("Workflow {}", w.id), "workflows");
     let can_cancel = !page.read_only && w.state == WorkflowState::Running;
+    let can_retry =
+        !page.read_only && matches!(w.state, WorkflowState::Failed | WorkflowState::Cancelled);
     render(&WorkflowPage {
         id: w.id.0,
         state: w.state.as_str(),
@@ -173,6 +176,7 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
             })
             .collect(),
         can_cancel,
+        can_retry,
         page,
     })
 }
@@ -183,6 +187,22 @@ pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>
     let act = async {
         let id = parse_id(&id)?;
         match state.backend.cancel_workflow(id).await? {
+            Some(_) => Ok(id),
+            None => Err(ApiError::NotFound(format!("no workflow {id}"))),
+        }
+    };
+    match act.await {
+        Ok(id) => Redirect::to(&format!("/workflows/{id}")).into_response(),
+        Err(e) => error_page(&state, e),
+    }
+}
+
+/// `POST /actions/workflows/{id}/retry`: back to the workflow's page, which
+/// shows it running again.
+pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let act = async {
+        let id = parse_id(&id)?;
+        match state.backend.retry_workflow(id).await? {
             Some(_) => Ok(id),
             None => Err(ApiError::NotFound(format!("no workflow {id}"))),
         }

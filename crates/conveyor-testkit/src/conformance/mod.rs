@@ -71,12 +71,13 @@ pub use search::{
 };
 pub use trace::{follow_ups_carry_their_trace_context, trace_context_travels};
 pub use workflows::{
-    a_chain_passes_each_result_to_the_next, a_chord_body_gets_the_header_results_in_order,
-    a_failed_dependency_skips_its_dependents, a_wide_chord_fires_once,
-    a_zombie_finish_or_a_retry_fires_the_body_once, an_empty_group_ends_at_once,
-    bad_workflows_are_refused_whole, cancelling_a_node_task_settles_its_node,
-    cancelling_a_workflow_stops_it, concurrent_finishes_fire_the_body_once,
-    ended_workflows_go_with_their_retention, ignore_and_continue_run_after_a_failure,
+    a_cancelled_workflow_retried_runs_again, a_chain_passes_each_result_to_the_next,
+    a_chord_body_gets_the_header_results_in_order, a_failed_dependency_skips_its_dependents,
+    a_wide_chord_fires_once, a_zombie_finish_or_a_retry_fires_the_body_once,
+    an_empty_group_ends_at_once, bad_workflows_are_refused_whole,
+    cancelling_a_node_task_settles_its_node, cancelling_a_workflow_stops_it,
+    concurrent_finishes_fire_the_body_once, ended_workflows_go_with_their_retention,
+    ignore_and_continue_run_after_a_failure, retrying_a_workflow_runs_its_failed_part_once,
     workflows_are_listed_newest_first_by_state,
 };
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::workflow::{
-    Dependency, EdgePolicy, NodeInput, NodeSpec, NodeState, WhenEnded, WorkflowFilter, WorkflowId,
-    WorkflowRecord, WorkflowSpec, WorkflowState,
+    Dependency, EdgePolicy, NodeInput, NodeSpec, NodeState, Retried, WhenEnded, WorkflowFilter,
+    WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowState,
 };
 use conveyor_core::{Error, FinishAction, ManualClock, NewTask, Reserved, Retention, TaskState};
 use serde_json::{json, Value};
@@ -607,4 +607,127 @@ pub async fn workflows_are_listed_newest_first_by_state(b: Subject, _clock: Arc<
     assert_eq!(page(None).await, vec![stopped, running]);
     assert_eq!(page(Some(running)).await, vec![bad, good]);
     assert!(page(Some(good)).await.is_empty(), "nothing older");
+}
+
+/// Retrying a failed workflow runs its failed part once and nothing else:
+/// the step that succeeded keeps its result and does not run again, the
+/// failed step runs with the same input, the step skipped after it runs
+/// with the new result, and the callbacks follow the new end. A running
+/// workflow is not retried; one with nothing failed puts nothing back.
+pub async fn retrying_a_workflow_runs_its_failed_part_once(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::chain([
+        call("add", json!([1])),
+        call("flaky", json!([])),
+        call("add", json!([10])),
+    ])
+    .on(
+        WhenEnded::Success,
+        NodeSpec::new("cheer", call("cheer", json!([]))),
+    )
+    .on(
+        WhenEnded::Failure,
+        NodeSpec::new("alarm", call("alarm", json!([]))),
+    );
+    let submitted = b.submit_workflow(spec).await.expect("submit");
+    let id = submitted.id;
+    assert_eq!(
+        b.retry_workflow(id).await.expect("retry"),
+        Some(Retried::Running),
+        "a running workflow is not retried"
+    );
+    assert_eq!(
+        b.retry_workflow(WorkflowId(u64::MAX))
+            .await
+            .expect("unknown"),
+        None
+    );
+    let first = drain(&b, |r| match r.handler.as_str() {
+        "flaky" => FinishAction::DeadLetter {
+            error: "flaky".into(),
+        },
+        _ => add(r),
+    })
+    .await;
+    let handlers: Vec<&str> = first.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(handlers, vec!["add", "flaky", "alarm"]);
+    let failed = read(&b, id).await;
+    assert_eq!(failed.state, WorkflowState::Failed);
+    let first_task = failed.node("step-1").and_then(|n| n.task);
+    assert_eq!(
+        b.retry_workflow(id).await.expect("retry"),
+        Some(Retried::Nodes(4)),
+        "the failed step, the step skipped after it and both callbacks"
+    );
+    let w = read(&b, id).await;
+    assert_eq!(w.state, WorkflowState::Running);
+    assert_eq!(w.ended_at, None);
+    assert_eq!(node_state(&w, "step-1"), NodeState::Succeeded);
+    assert_eq!(w.node("step-1").and_then(|n| n.task), first_task);
+    assert_eq!(node_state(&w, "step-2"), NodeState::Running);
+    assert_eq!(node_state(&w, "step-3"), NodeState::Waiting);
+    assert_eq!(node_state(&w, "cheer"), NodeState::Waiting);
+    assert_eq!(node_state(&w, "alarm"), NodeState::Waiting);
+    let listed = b
+        .list_workflows(&WorkflowFilter {
+            state: Some(WorkflowState::Running),
+            ..WorkflowFilter::newest(10)
+        })
+        .await
+        .expect("list");
+    assert!(listed.iter().any(|s| s.id == id), "listed as running again");
+    let second = drain(&b, |r| match r.handler.as_str() {
+        "flaky" => done(json!(params(r)[0].as_i64().unwrap_or(0) + 40)),
+        _ => add(r),
+    })
+    .await;
+    assert_eq!(
+        second,
+        vec![
+            ("flaky".to_string(), json!([1])),
+            ("add".to_string(), json!([41, 10])),
+            ("cheer".to_string(), json!([])),
+        ],
+        "only the failed part ran, with the kept result as its input"
+    );
+    let w = read(&b, id).await;
+    assert_eq!(w.state, WorkflowState::Succeeded);
+    assert!(w.ended_at.is_some());
+    assert_eq!(node_state(&w, "alarm"), NodeState::Skipped);
+    assert_eq!(
+        b.retry_workflow(id).await.expect("retry"),
+        Some(Retried::Nodes(0)),
+        "nothing failed"
+    );
+    assert!(ready(&b).await.is_empty());
+}
+
+/// A cancelled workflow retried runs again from where the cancel stopped
+/// it: the cancelled nodes run, and it can succeed.
+pub async fn a_cancelled_workflow_retried_runs_again(b: Subject, _clock: Arc<ManualClock>) {
+    let spec = WorkflowSpec::chain([call("add", json!([1])), call("add", json!([2]))]).on(
+        WhenEnded::Failure,
+        NodeSpec::new("alarm", call("alarm", json!([]))),
+    );
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    let running = ready(&b).await;
+    assert_eq!(running.len(), 1);
+    assert_eq!(b.cancel_workflow(id).await.expect("cancel"), Some(3));
+    assert_eq!(
+        b.retry_workflow(id).await.expect("retry"),
+        Some(Retried::Nodes(3))
+    );
+    let late = report(&b, running[0].lease.clone(), done(json!(1))).await;
+    assert!(late.is_err(), "the cancelled task's finish stays refused");
+    assert_eq!(read(&b, id).await.state, WorkflowState::Running);
+    let ran = drain(&b, add).await;
+    assert_eq!(
+        ran,
+        vec![
+            ("add".to_string(), json!([1])),
+            ("add".to_string(), json!([1, 2])),
+        ]
+    );
+    let w = read(&b, id).await;
+    assert_eq!(w.state, WorkflowState::Succeeded);
+    assert_eq!(node_state(&w, "alarm"), NodeState::Skipped);
 }
