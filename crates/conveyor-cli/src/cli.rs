@@ -404,6 +404,19 @@ pub enum WorkflowCommand {
         /// The workflow's id.
         id: u64,
     },
+    /// The stuck-node check: every node of a running workflow that can no
+    /// longer move by itself (running with its task's record gone, its
+    /// task ended long ago but the node never settled, or waiting though
+    /// everything it waits for has settled). Exits 1 when it finds one.
+    Check {
+        /// How long an ended task's node may stay unsettled before it
+        /// counts (maintenance settles a crash's ends each pass).
+        #[arg(long, value_parser = parse_duration, default_value = "1m")]
+        grace: std::time::Duration,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The workflows, newest first: each one's state, how many of its
     /// nodes are left, when it was submitted and when it ended.
     List {

@@ -169,7 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         &cli.command,
         Command::Workflow(crate::cli::WorkflowCommand::Show { .. })
             | Command::Workflow(crate::cli::WorkflowCommand::Cancel { .. })
+            | Command::Workflow(crate::cli::WorkflowCommand::Retry { .. })
             | Command::Workflow(crate::cli::WorkflowCommand::List { .. })
+            | Command::Workflow(crate::cli::WorkflowCommand::Check { .. })
     ) || matches!(&cli.command, Command::Serve(args) if args.read_only);
     let opened = if existing {
         conveyor::durable::connect_existing(&url).await

@@ -1,7 +1,8 @@
-//! `conveyor workflow submit|show|cancel|retry|list`: workflows declared as JSON
+//! `conveyor workflow submit|show|cancel|retry|list|check`: workflows declared as JSON
 //! (`conveyor::durable::workflow::declared`), stored by the backend with
 //! their first tasks, and read back node by node.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use conveyor::durable::workflow::{
-    declared, NodeRecord, Retried, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
-    WorkflowSummary,
+    declared, stuck_nodes, NodeRecord, NodeState, Retried, StuckNode, WorkflowFilter, WorkflowId,
+    WorkflowRecord, WorkflowState, WorkflowSummary,
 };
 use conveyor::durable::Backend;
+use conveyor::Timestamp;
 use serde_json::{json, Value};
 
 use crate::cli::{WorkflowCommand, WorkflowSubmitArgs};
@@ -35,6 +37,7 @@ pub async fn run(backend: Arc<dyn Backend>, cmd: WorkflowCommand) -> anyhow::Res
         WorkflowCommand::Show { id, json } => show(backend, WorkflowId(id), json).await,
         WorkflowCommand::Cancel { id } => cancel(backend, WorkflowId(id)).await,
         WorkflowCommand::Retry { id } => retry(backend, WorkflowId(id)).await,
+        WorkflowCommand::Check { grace, json } => check(backend, grace, json).await,
         WorkflowCommand::List {
             state,
             limit,
@@ -215,6 +218,80 @@ async fn retry(backend: Arc<dyn Backend>, id: WorkflowId) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How many running workflows `check` reads per page.
+const CHECK_PAGE: usize = 200;
+
+async fn check(
+    backend: Arc<dyn Backend>,
+    grace: Duration,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let settled_by = Timestamp::now().minus(grace);
+    let mut found: Vec<(WorkflowId, StuckNode)> = Vec::new();
+    let mut before = None;
+    loop {
+        let filter = WorkflowFilter {
+            state: Some(WorkflowState::Running),
+            limit: CHECK_PAGE,
+            before,
+        };
+        let page = backend.list_workflows(&filter).await?;
+        for summary in &page {
+            let Some(w) = backend.workflow(summary.id).await? else {
+                continue;
+            };
+            let mut seen = HashMap::new();
+            for node in w.nodes.iter().filter(|n| n.state == NodeState::Running) {
+                if let Some(task) = node.task {
+                    let record = backend.get(task).await?;
+                    seen.insert(task, record.map(|r| (r.state, r.finished_at)));
+                }
+            }
+            for stuck in stuck_nodes(&w, settled_by, |t| seen.get(&t).copied().flatten()) {
+                found.push((w.id, stuck));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == CHECK_PAGE => before = Some(last.id),
+            _ => break,
+        }
+    }
+    if as_json {
+        let rows: Vec<Value> = found
+            .iter()
+            .map(|(id, s)| {
+                json!({
+                    "workflow": id.0,
+                    "node": s.name,
+                    "task": s.task.map(|t| t.0),
+                    "reason": s.reason.code(),
+                    "detail": s.reason.describe(),
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(rows));
+    } else if found.is_empty() {
+        println!("no stuck node in any running workflow");
+    } else {
+        println!("{:>8}  {:<20}  {:>8}  WHY", "WORKFLOW", "NODE", "TASK");
+        for (id, s) in &found {
+            let task = s.task.map_or("-".to_string(), |t| t.0.to_string());
+            println!(
+                "{:>8}  {:<20}  {:>8}  {}",
+                id.0,
+                s.name,
+                task,
+                s.reason.describe()
+            );
+        }
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// What a node's task left: attempts, result, error (`None`: no task yet,

@@ -267,3 +267,56 @@ fn a_failed_chain_retried_runs_its_failed_part() {
     let out = env.run(&["workflow", "retry", "424242"]);
     assert_eq!(out.status.code(), Some(5), "{}", stdout(&out));
 }
+
+/// `workflow check` finds nothing in a healthy workflow, and names the node
+/// whose task's record was deleted under it (by hand, in the file); it
+/// creates no store where there is none.
+#[test]
+fn the_stuck_check_names_a_node_whose_task_is_gone() {
+    let env = Env::new();
+    // A queue no worker serves: both nodes stay running.
+    let file = declare(
+        &env,
+        "group.json",
+        r#"{"queue": "nobody", "group": [{"handler": "echo"}, {"handler": "echo"}]}"#,
+    );
+    let out = env.run(&["workflow", "submit", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["workflow", "check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("no stuck node"), "{}", stdout(&out));
+
+    let w = show(&env, "1");
+    let task = node(&w, "task-2")["task"].as_u64().expect("a task");
+    let db = rusqlite::Connection::open(env.path("q.db")).expect("the store's file");
+    db.execute("DELETE FROM tasks WHERE id = ?1", [task as i64])
+        .expect("delete the task's record");
+    drop(db);
+    let out = env.run(&["workflow", "check", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let found: Value = serde_json::from_str(&stdout(&out)).expect("one JSON array");
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found[0]["workflow"], 1);
+    assert_eq!(found[0]["node"], "task-2");
+    assert_eq!(found[0]["reason"], "task_gone");
+    let out = env.run(&["workflow", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("record is gone"), "{}", stdout(&out));
+
+    let nowhere = Env::new();
+    let out = nowhere.run(&["workflow", "check"]);
+    assert!(!out.status.success(), "no store: {}", stdout(&out));
+    assert!(!nowhere.path("q.db").exists(), "a check creates no store");
+}

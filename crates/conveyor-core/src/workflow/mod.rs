@@ -27,6 +27,7 @@ mod progress;
 mod read_ahead;
 mod record;
 pub mod stored;
+mod stuck;
 #[cfg(test)]
 mod tests;
 
@@ -41,3 +42,4 @@ pub use record::{
     NodeRecord, Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowState,
     WorkflowSummary,
 };
+pub use stuck::{stuck_nodes, StuckNode, StuckReason, TaskSeen};

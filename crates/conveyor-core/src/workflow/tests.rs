@@ -626,6 +626,72 @@ fn a_retry_after_a_succeeded_body_reruns_only_the_failed_callbacks() {
     assert_eq!(step, Step::default());
 }
 
+#[test]
+fn the_stuck_check_names_only_nodes_that_cannot_move() {
+    use crate::{TaskId, TaskState, Timestamp};
+    let graph = WorkflowSpec::chain((0..3).map(task))
+        .on(WhenEnded::Success, node("cheer"))
+        .validate()
+        .unwrap();
+    let record = |states: [NodeState; 4], tasks: [Option<u64>; 4]| WorkflowRecord {
+        id: WorkflowId(1),
+        state: WorkflowState::Running,
+        nodes: (0..4)
+            .map(|i| NodeRecord::of(&graph, i, states[i], tasks[i].map(TaskId)))
+            .collect(),
+        created_at: Timestamp(0),
+        ended_at: None,
+    };
+    use NodeState::{Running, Succeeded, Waiting};
+    let settled_by = Timestamp(1_000);
+    // A healthy chain: step-1 runs (its task running), the rest wait.
+    let healthy = record(
+        [Running, Waiting, Waiting, Waiting],
+        [Some(1), None, None, None],
+    );
+    let seen = |_| Some((TaskState::Running, None));
+    assert!(stuck_nodes(&healthy, settled_by, seen).is_empty());
+    // Its task's record gone; or ended long ago, unsettled; or a moment
+    // ago (spared: its settle may be under way).
+    let gone = stuck_nodes(&healthy, settled_by, |_| None);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(
+        (gone[0].name.as_str(), gone[0].reason),
+        ("step-1", StuckReason::TaskGone)
+    );
+    let ended = stuck_nodes(&healthy, settled_by, |_| {
+        Some((TaskState::Completed, Some(Timestamp(10))))
+    });
+    assert_eq!(
+        ended[0].reason,
+        StuckReason::EndNotSettled(TaskState::Completed, Some(Timestamp(10)))
+    );
+    assert!(stuck_nodes(&healthy, settled_by, |_| {
+        Some((TaskState::Completed, Some(Timestamp(5_000))))
+    })
+    .is_empty());
+    // A step waiting though the one before it settled; a callback waiting
+    // though the body is over.
+    let lost = record(
+        [Succeeded, Waiting, Waiting, Waiting],
+        [Some(1), None, None, None],
+    );
+    let names: Vec<String> = stuck_nodes(&lost, settled_by, seen)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["step-2"]);
+    let over = record(
+        [Succeeded, Succeeded, Succeeded, Waiting],
+        [Some(1), Some(2), Some(3), None],
+    );
+    let stuck = stuck_nodes(&over, settled_by, seen);
+    assert_eq!(
+        (stuck[0].name.as_str(), stuck[0].reason),
+        ("cheer", StuckReason::NothingLeftToWaitFor)
+    );
+}
+
 proptest! {
     /// A store that reads rows ahead (only the likely ones, the rest when a
     /// decision asks for them) decides exactly as one holding every row,
