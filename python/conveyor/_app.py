@@ -382,6 +382,17 @@ class App:
 
         return WorkflowHandle(self, id)
 
+    def workflows(
+        self, state: Optional[str] = None, limit: int = 50, before: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """The workflows, newest first: at most ``limit``, only those in
+        ``state`` (``running``, ``succeeded``, ``failed``, ``cancelled``)
+        when given, older than workflow ``before`` when given (the last id
+        of a page, for the next). Each a dict: ``id``, ``state``, ``nodes``,
+        ``left`` (not settled), ``created_at``, ``ended_at`` (seconds since
+        the epoch, ``None`` while it runs)."""
+        return self._client().list_workflows(state, limit, before)
+
     def handle(self, id: int) -> TaskHandle[Any]:
         """A handle on a task enqueued earlier, by id."""
         return TaskHandle(self, int(id))

@@ -61,6 +61,14 @@ def test_a_workflow_is_cancelled_and_looked_up_by_id(app):
     h = supports(lambda: group(idle).delay())
     assert app.workflow(h.id).state() == "running"
     assert h.cancel() == 2
+    listed = app.workflows(state="cancelled", limit=5)
+    assert h.id in [w["id"] for w in listed]
+    mine = next(w for w in listed if w["id"] == h.id)
+    assert (mine["state"], mine["nodes"], mine["left"]) == ("cancelled", 2, 0)
+    assert mine["ended_at"] is not None
+    assert all(w["id"] < h.id for w in app.workflows(before=h.id))
+    with pytest.raises(conveyor.InvalidConfig):
+        app.workflows(state="done")
     assert h.state() == "cancelled"
     with pytest.raises(conveyor.TaskFailed):
         app.workflow(h.id).get(timeout=10)

@@ -241,6 +241,59 @@ impl Client {
         })
     }
 
+    /// The workflows, newest first: at most `limit`, only those in `state`
+    /// (`running`, `succeeded`, `failed`, `cancelled`) when given, older
+    /// than workflow `before` when given. Each a dict: `id`, `state`,
+    /// `nodes`, `left`, `created_at`, `ended_at` (seconds).
+    #[pyo3(signature = (state=None, limit=50, before=None))]
+    fn list_workflows<'py>(
+        &self,
+        py: Python<'py>,
+        state: Option<&str>,
+        limit: usize,
+        before: Option<u64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let state = state
+            .map(|s| {
+                workflow::WorkflowState::parse(s).ok_or_else(|| {
+                    to_py_in(
+                        py,
+                        Error::InvalidConfig(format!(
+                            "{s:?} is not a workflow state (running, succeeded, failed, cancelled)"
+                        )),
+                    )
+                })
+            })
+            .transpose()?;
+        if limit == 0 {
+            return Err(to_py_in(
+                py,
+                Error::InvalidConfig("limit must be at least 1".into()),
+            ));
+        }
+        let filter = workflow::WorkflowFilter {
+            state,
+            limit,
+            before: before.map(WorkflowId),
+        };
+        let backend = self.backend()?.clone();
+        let page = block_on(py, async move {
+            backend.list_workflows(&filter).await.map_err(to_py)
+        })?;
+        let out = PyList::empty(py);
+        for w in &page {
+            let d = PyDict::new(py);
+            d.set_item("id", w.id.0)?;
+            d.set_item("state", w.state.as_str())?;
+            d.set_item("nodes", w.nodes)?;
+            d.set_item("left", w.left)?;
+            d.set_item("created_at", seconds(w.created_at))?;
+            d.set_item("ended_at", w.ended_at.map(seconds))?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
     /// Puts the failed part of the ended workflow `id` back to run: how
     /// many nodes (0 when nothing had failed), or `None` when there is no
     /// such workflow; raises `ConveyorError` while it still runs.
@@ -278,11 +331,13 @@ fn workflow_dict<'py>(py: Python<'py>, w: &WorkflowRecord) -> PyResult<Bound<'py
     let d = PyDict::new(py);
     d.set_item("id", w.id.0)?;
     d.set_item("state", w.state.as_str())?;
-    d.set_item("created_at", w.created_at.as_millis() as f64 / 1000.0)?;
-    d.set_item(
-        "ended_at",
-        w.ended_at.map(|t| t.as_millis() as f64 / 1000.0),
-    )?;
+    d.set_item("created_at", seconds(w.created_at))?;
+    d.set_item("ended_at", w.ended_at.map(seconds))?;
     d.set_item("nodes", nodes)?;
     Ok(d)
+}
+
+/// A time as Python reads it: seconds since the epoch.
+fn seconds(t: conveyor::Timestamp) -> f64 {
+    t.as_millis() as f64 / 1000.0
 }
