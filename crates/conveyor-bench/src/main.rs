@@ -49,6 +49,7 @@ mod sleep;
 mod sqlite_floor;
 mod ticker;
 mod worker;
+mod workflow;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -69,7 +70,7 @@ struct Command {
 }
 
 /// Every subcommand, in the order the usage lists them.
-const COMMANDS: [Command; 11] = [
+const COMMANDS: [Command; 12] = [
     Command {
         name: "inproc",
         args: "[--quick]",
@@ -114,6 +115,12 @@ const COMMANDS: [Command; 11] = [
         about: "the Python package's delay() and get() against Celery's, on Redis (default \
                 redis://127.0.0.1:6379/0; needs the release `conveyor` binary and \
                 extension: cargo build --release -p conveyor-cli -p conveyor-python)",
+    },
+    Command {
+        name: "workflow",
+        args: "[--backend URL] [--quick]",
+        about: "what a workflow node costs: N no-op tasks as plain tasks, a group and \
+                a chord on one store (default: a new embedded file)",
     },
     Command {
         name: "inspect",
@@ -383,6 +390,7 @@ fn main() {
         "kafka" => Some(("[kafka]", "kafka benchmark".into())),
         "queue" => Some(("[queue]", "durable queue benchmark".into())),
         "inspect" => Some(("[inspect]", "inspection at scale".into())),
+        "workflow" => Some(("[workflow]", "workflow nodes vs plain tasks".into())),
         "worker" => Some((
             "[worker]",
             "conveyor worker with Python handlers vs Celery".into(),
@@ -412,6 +420,11 @@ fn main() {
                 flag("--backend").as_deref(),
             )),
             "python-client" => runtime.block_on(python_client::run(
+                &mut report,
+                quick,
+                flag("--backend").as_deref(),
+            )),
+            "workflow" => runtime.block_on(workflow::run(
                 &mut report,
                 quick,
                 flag("--backend").as_deref(),

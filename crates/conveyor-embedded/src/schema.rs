@@ -54,6 +54,9 @@
 //! `workflow_nodes`, one row per node (its state, how many dependencies it
 //! waits on, its task, and its result and error once settled), with
 //! `workflow_nodes_task` to find a finished task's node.
+//!
+//! Version 12 moves each workflow's declaration into `workflow_specs`, so
+//! its row holds only the small, often written tally.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -66,7 +69,7 @@ use crate::error::{classify, db_err};
 use crate::sql::unfinished_codes;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 11;
+pub(crate) const SCHEMA_VERSION: i64 = 12;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,6 +220,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 11 {
         conn.execute_batch(SCHEMA_V11).map_err(db_err_string)?;
     }
+    if version < 12 {
+        conn.execute_batch(SCHEMA_V12).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -320,6 +326,19 @@ const SCHEMA_V11: &str = "CREATE TABLE IF NOT EXISTS workflows (
          PRIMARY KEY (workflow, node)
      ) WITHOUT ROWID;
      CREATE INDEX IF NOT EXISTS workflow_nodes_task ON workflow_nodes (task) WHERE task IS NOT NULL;";
+
+/// Schema version 12: a workflow's declaration in a table of its own. In
+/// the workflow's row (`workflows.spec`, now left empty), a large one (a
+/// chord of 10,000) sat in overflow pages that every read and rewrite of
+/// the tally walked: each node's settle cost the size of the whole
+/// declaration.
+const SCHEMA_V12: &str = "CREATE TABLE IF NOT EXISTS workflow_specs (
+         id INTEGER PRIMARY KEY,
+         spec BLOB NOT NULL
+     );
+     INSERT OR IGNORE INTO workflow_specs (id, spec)
+         SELECT id, spec FROM workflows WHERE length(spec) > 0;
+     UPDATE workflows SET spec = x'' WHERE length(spec) > 0;";
 
 /// Schema version 7: the kept counts of tasks per queue, handler and state
 /// (`crate::tally`), filled from the tasks already in the file.

@@ -517,7 +517,7 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 11);
+    assert_eq!(user_version(&path), 12);
     assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
     let ctx = conveyor_core::TraceContext::new(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -556,7 +556,7 @@ async fn a_version_6_file_migrates_to_attempt_history() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 11);
+    assert_eq!(user_version(&path), 12);
     assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
     let q = queues(&["default"]);
     let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
@@ -596,7 +596,7 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 11);
+    assert_eq!(user_version(&path), 12);
     let raw = rusqlite::Connection::open(&path).unwrap();
     let index: i64 = raw
         .query_row(
@@ -649,7 +649,7 @@ async fn a_version_9_file_migrates_to_tasks_expiring_one_by_one() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 11);
+    assert_eq!(user_version(&path), 12);
     let rec = b.get(old).await.unwrap().unwrap();
     assert_eq!((rec.keep, rec.expires_at), (None, None));
     let kept = std::time::Duration::from_secs(3600);
@@ -667,6 +667,50 @@ async fn a_version_9_file_migrates_to_tasks_expiring_one_by_one() {
     assert_eq!(b.prune(none).await.unwrap(), 1);
     assert!(b.get(old).await.unwrap().is_none());
     assert!(b.get(new).await.unwrap().is_some());
+}
+
+/// A file of schema version 11 (each workflow's declaration in its row)
+/// migrates when opened: the declaration moves to `workflow_specs`, and a
+/// workflow submitted before goes on to its end.
+#[tokio::test]
+async fn a_version_11_file_migrates_workflow_declarations_out_of_their_rows() {
+    use conveyor_core::workflow::{WorkflowSpec, WorkflowState};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let id = {
+        let b = EmbeddedBackend::open(&path).unwrap();
+        let json = |h: &str| conveyor_core::NewTask::new(h, b"[]".to_vec());
+        let spec = WorkflowSpec::chain([json("first"), json("second")]);
+        conveyor_core::Workflows::submit(&b, spec).await.unwrap().id
+    };
+    {
+        // As version 11 wrote it: the declaration in the row, no table.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "UPDATE workflows SET spec = (SELECT spec FROM workflow_specs
+                 WHERE workflow_specs.id = workflows.id);
+             DROP TABLE workflow_specs; PRAGMA user_version = 11",
+        )
+        .unwrap();
+    }
+    let b = EmbeddedBackend::open(&path).unwrap();
+    assert_eq!(user_version(&path), 12);
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let (moved, left): (i64, i64) = raw
+            .query_row(
+                "SELECT (SELECT count(*) FROM workflow_specs),
+                        (SELECT length(spec) FROM workflows WHERE id = ?1)",
+                [id.0 as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((moved, left), (1, 0), "moved out, the row's copy emptied");
+    }
+    complete_next(&b).await;
+    complete_next(&b).await;
+    let w = b.workflow(id).await.unwrap().unwrap();
+    assert_eq!(w.state, WorkflowState::Succeeded);
 }
 
 /// Reservations that land in one write transaction (the group-commit path)

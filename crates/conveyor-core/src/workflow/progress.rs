@@ -155,6 +155,17 @@ pub struct Step {
     pub ended: Option<WorkflowOutcome>,
 }
 
+impl Step {
+    /// Adds the decisions of `later`, a step taken after this one in the
+    /// same atomic step (several ends settled at once).
+    pub fn merge(&mut self, later: Step) {
+        self.enqueue.extend(later.enqueue);
+        self.skipped.extend(later.skipped);
+        self.body_ended = self.body_ended.or(later.body_ended);
+        self.ended = later.ended.or(self.ended);
+    }
+}
+
 /// Every node's state, and the decisions that move them, held in memory: a
 /// [`Ledger`] over a vector of rows (a store keeps the same rows in its own
 /// tables and decides with [`ledger::settle`](super::ledger::settle)).

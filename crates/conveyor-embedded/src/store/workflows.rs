@@ -135,11 +135,10 @@ impl Store {
         self.conn
             .prepare_cached(
                 "INSERT INTO workflows (spec, body_left, nodes_left, failed, created_at) \
-                 VALUES (?1, ?2, ?3, 0, ?4)",
+                 VALUES (x'', ?1, ?2, 0, ?3)",
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    stored,
                     i64::from(tally.body_left),
                     i64::from(tally.left),
                     now.0
@@ -147,6 +146,12 @@ impl Store {
             })
             .map_err(db_err)?;
         let wf = self.conn.last_insert_rowid();
+        // The declaration in a table of its own: in the workflow's row, a
+        // large one would be read and rewritten with every tally.
+        self.conn
+            .prepare_cached("INSERT INTO workflow_specs (id, spec) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![wf, stored]))
+            .map_err(db_err)?;
         {
             let mut insert = self
                 .conn
@@ -339,7 +344,7 @@ impl Store {
         }
         let bytes: Vec<u8> = self
             .conn
-            .prepare_cached("SELECT spec FROM workflows WHERE id = ?1")
+            .prepare_cached("SELECT spec FROM workflow_specs WHERE id = ?1")
             .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
             .map_err(db_err)?;
         self.graphs.decode(wf as u64, &bytes)
@@ -361,6 +366,7 @@ impl Store {
         let later = finished_before.max(dead_before);
         for text in [
             format!("DELETE FROM workflow_nodes WHERE workflow IN ({GONE})"),
+            format!("DELETE FROM workflow_specs WHERE id IN ({GONE})"),
             format!("DELETE FROM workflows WHERE id IN ({GONE})"),
         ] {
             self.conn

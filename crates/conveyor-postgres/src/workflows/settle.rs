@@ -6,10 +6,10 @@
 //! many times its task's end is heard, and a crash between the two leaves
 //! the rows for the next taker (maintenance takes any that are left).
 
-use conveyor_core::workflow::NodeResult;
+use conveyor_core::workflow::{ledger, NodeResult, ReadAhead, Step};
 use conveyor_core::{Error, TaskId};
 
-use super::tx::{in_tx, node_of, Tx};
+use super::tx::{in_tx, node_of, node_param, Tx};
 use crate::backend::PostgresBackend;
 use crate::row::{self, col};
 
@@ -60,7 +60,9 @@ impl Tx<'_> {
             .map(|r| col(r, 0, "task"))
             .collect::<Result<Vec<i64>, Error>>()?;
         // By workflow, then node: concurrent takers lock workflows in
-        // the same order.
+        // the same order. The ends of one workflow settle together: one
+        // lock, one read of their rows, one write.
+        let mut ends: Vec<End> = Vec::new();
         for r in at.query(what, &sql.ended_nodes, &[&ids]).await? {
             let wf: i64 = col(&r, 0, "workflow")?;
             let node = node_of(col(&r, 1, "node")?, wf)?;
@@ -73,20 +75,68 @@ impl Tx<'_> {
                     None => continue,
                 },
             };
-            let (Some(graph), Some((tally, _))) = (at.graph(wf).await?, at.lock(wf).await?) else {
-                continue;
-            };
-            let n = super::tx::node_param(node);
-            let result: Option<Vec<u8>> = col(&r, 3, "result")?;
             let error: Option<String> = match code {
                 None => Some("the node's task record is gone".to_string()),
                 Some(_) => col(&r, 4, "error")?,
             };
-            at.execute(what, &sql.keep_output, &[&wf, &n, &result, &error])
-                .await?;
-            let step = at.settle(wf, &graph, tally, node, settled).await?;
-            at.apply(wf, &graph, step).await?;
+            if ends.first().is_some_and(|e| e.wf != wf) {
+                at.settle_ends(&std::mem::take(&mut ends)).await?;
+            }
+            ends.push(End {
+                wf,
+                node,
+                settled,
+                result: col(&r, 3, "result")?,
+                error,
+            });
+        }
+        if !ends.is_empty() {
+            at.settle_ends(&ends).await?;
         }
         Ok(ids.len() as u64)
     }
+
+    /// Settles `ends`, all of one workflow, under one lock of its row.
+    async fn settle_ends(&self, ends: &[End]) -> Result<(), Error> {
+        let what = "settling workflow nodes";
+        let Some(wf) = ends.first().map(|e| e.wf) else {
+            return Ok(());
+        };
+        let (Some(graph), Some((tally, _))) = (self.graph(wf).await?, self.lock(wf).await?) else {
+            return Ok(());
+        };
+        let nodes: Vec<i32> = ends.iter().map(|e| node_param(e.node)).collect();
+        let results: Vec<Option<&[u8]>> = ends.iter().map(|e| e.result.as_deref()).collect();
+        let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error.as_deref()).collect();
+        let sql = &self.backend.inner.workflow_sql;
+        self.execute(what, &sql.keep_output, &[&wf, &nodes, &results, &errors])
+            .await?;
+        let mut first: Vec<usize> = ends
+            .iter()
+            .flat_map(|e| ReadAhead::likely(&graph, e.node, &tally))
+            .collect();
+        first.sort_unstable();
+        first.dedup();
+        let mut ahead = ReadAhead::new(tally);
+        let step = self
+            .decide(wf, &mut ahead, &first, |l| {
+                let mut all = Step::default();
+                for e in ends {
+                    all.merge(ledger::settle(&graph, l, e.node, e.settled)?);
+                }
+                Ok(all)
+            })
+            .await?;
+        self.apply(wf, &graph, step).await?;
+        Ok(())
+    }
+}
+
+/// A node task's end, taken to settle its node.
+struct End {
+    wf: i64,
+    node: usize,
+    settled: NodeResult,
+    result: Option<Vec<u8>>,
+    error: Option<String>,
 }

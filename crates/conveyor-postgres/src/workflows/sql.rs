@@ -28,8 +28,8 @@ pub(crate) struct WorkflowStatements {
     pub mark_tasks: String,
     /// $1 workflow, $2 node, $3 error.
     pub node_error: String,
-    /// $1 workflow, $2 node, $3 result, $4 error: kept while the node
-    /// runs (the end that settles it).
+    /// $1 workflow, $2 nodes, $3 results, $4 errors: each kept while its
+    /// node runs (the end that settles it).
     pub keep_output: String,
     /// $1 tasks or NULL for any, $2 limit → the ended node tasks taken.
     pub take_ended: String,
@@ -133,8 +133,9 @@ impl WorkflowStatements {
             mark_tasks: format!("UPDATE {t} SET workflow = $1 WHERE id = ANY($2::bigint[])"),
             node_error: format!("UPDATE {n} SET error = $3 WHERE workflow = $1 AND node = $2"),
             keep_output: format!(
-                "UPDATE {n} SET result = $3, error = $4
-                 WHERE workflow = $1 AND node = $2 AND state = {running}",
+                "UPDATE {n} n SET result = x.result, error = x.error
+                 FROM unnest($2::integer[], $3::bytea[], $4::text[]) AS x(node, result, error)
+                 WHERE n.workflow = $1 AND n.node = x.node AND n.state = {running}",
                 running = NodeState::Running.code()
             ),
             take_ended: format!(

@@ -12,7 +12,6 @@ use conveyor_core::workflow::{
 use conveyor_core::Error;
 
 use super::codec::{self, field};
-use super::settle::merge;
 use super::view::Change;
 use crate::RedisBackend;
 
@@ -56,10 +55,7 @@ impl RedisBackend {
                         return Ok(None);
                     };
                     for &(node, _) in &unmade {
-                        merge(
-                            &mut all,
-                            ledger::settle(&graph, l, node, NodeResult::Failed)?,
-                        );
+                        all.merge(ledger::settle(&graph, l, node, NodeResult::Failed)?);
                     }
                     Ok(Some((nodes, all)))
                 })

@@ -199,13 +199,10 @@ impl RedisBackend {
                 .wf_decide(wf, &head.version, &mut ahead, |l| {
                     let mut all = Step::default();
                     for e in ends {
-                        merge(&mut all, ledger::settle(&graph, l, e.node, e.result)?);
+                        all.merge(ledger::settle(&graph, l, e.node, e.result)?);
                     }
                     for &(node, _) in &unmade {
-                        merge(
-                            &mut all,
-                            ledger::settle(&graph, l, node, NodeResult::Failed)?,
-                        );
+                        all.merge(ledger::settle(&graph, l, node, NodeResult::Failed)?);
                     }
                     Ok(all)
                 })
@@ -319,12 +316,4 @@ impl RedisBackend {
             .await
             .map_err(|e| redis_error("dropping a gone workflow's ends", e))
     }
-}
-
-/// Adds step `s`'s decisions to `all`.
-pub(super) fn merge(all: &mut Step, s: Step) {
-    all.enqueue.extend(s.enqueue);
-    all.skipped.extend(s.skipped);
-    all.body_ended = all.body_ended.or(s.body_ended);
-    all.ended = s.ended.or(all.ended);
 }
