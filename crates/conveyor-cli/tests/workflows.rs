@@ -20,6 +20,26 @@ fn declare(env: &Env, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Submits `file` and waits for its end: the workflow's id, after checking
+/// the exit status is `status` (`--wait`'s: 0 succeeded, 1 failed).
+fn submit_and_wait(env: &Env, file: &str, status: i32) -> (String, String) {
+    let out = env.run(&["workflow", "submit", file, "--wait", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(status),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    let id = text
+        .split_whitespace()
+        .nth(1)
+        .map(|s| s.trim_end_matches(':').to_string())
+        .expect("the workflow's id");
+    (id, text)
+}
+
 fn show(env: &Env, id: &str) -> Value {
     let out = env.run(&["workflow", "show", id, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -47,21 +67,8 @@ fn a_chord_runs_through_a_worker_and_its_body_gets_every_result() {
             "on_failure": {"handler": "echo", "params": ["alarm"]}}"#,
     );
     let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
-    let out = env.run(&["workflow", "submit", &file, "--wait", "--timeout", "60s"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let text = stdout(&out);
+    let (id, text) = submit_and_wait(&env, &file, 0);
     assert!(text.contains("succeeded"), "{text}");
-    let id = text
-        .split_whitespace()
-        .nth(1)
-        .map(|s| s.trim_end_matches(':').to_string())
-        .expect("the workflow's id");
     let w = show(&env, &id);
     assert_eq!(w["state"], "succeeded");
     let body = node(&w, "body");
@@ -221,19 +228,7 @@ fn a_failed_chain_retried_runs_its_failed_part() {
         r#"{"chain": [{"handler": "first"}, {"handler": "flaky"}, {"handler": "echo"}]}"#,
     );
     let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
-    let out = env.run(&["workflow", "submit", &file, "--wait", "--timeout", "60s"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let id = stdout(&out)
-        .split_whitespace()
-        .nth(1)
-        .map(|s| s.trim_end_matches(':').to_string())
-        .expect("the workflow's id");
+    let (id, _) = submit_and_wait(&env, &file, 1);
     let out = env.run(&["workflow", "retry", &id]);
     assert_eq!(
         out.status.code(),

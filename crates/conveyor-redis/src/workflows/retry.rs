@@ -81,18 +81,12 @@ impl RedisBackend {
                 known.insert(*node, (NodeState::Failed, None, Some(error.clone())));
             }
             let ready = ready_nodes(&change, step);
-            let mut deps: Vec<usize> = ready
-                .iter()
-                .flat_map(|&n| graph.dependencies(n).iter().map(|&(d, _)| d))
-                .filter(|d| !known.contains_key(d))
-                .collect();
-            deps.sort_unstable();
-            deps.dedup();
-            let Some(stored) = self.wf_outputs(wf, &head.version, &deps).await? else {
+            let composed = self
+                .compose_ready(wf, &head.version, &graph, &ready, &mut known)
+                .await?;
+            let Some((made, more)) = composed else {
                 return Ok(None);
             };
-            known.extend(stored);
-            let (made, more) = self.compose(wf, &graph, &ready, &known)?;
             if more.is_empty() {
                 (change.ready, change.tasks) = made.into_iter().unzip();
                 let applied = self.wf_apply(wf, &head.version, &change).await?;

@@ -240,18 +240,12 @@ impl RedisBackend {
                 .into_iter()
                 .filter(|n| written.get(n) == Some(&NodeState::Running))
                 .collect();
-            let mut deps: Vec<usize> = ready
-                .iter()
-                .flat_map(|&n| graph.dependencies(n).iter().map(|&(d, _)| d))
-                .filter(|d| !known.contains_key(d))
-                .collect();
-            deps.sort_unstable();
-            deps.dedup();
-            let Some(stored) = self.wf_outputs(wf, &head.version, &deps).await? else {
+            let composed = self
+                .compose_ready(wf, &head.version, &graph, &ready, &mut known)
+                .await?;
+            let Some((made, more)) = composed else {
                 return Ok(false);
             };
-            known.extend(stored);
-            let (made, more) = self.compose(wf, &graph, &ready, &known)?;
             if more.is_empty() {
                 change.settled = settled;
                 (change.ready, change.tasks) = made.into_iter().unzip();
@@ -262,9 +256,36 @@ impl RedisBackend {
     }
 
     /// The tasks of the `ready` nodes, their params composed from `known`
+    /// outputs and those of their other dependencies, read at `version`;
+    /// and the nodes whose task cannot be made, with why. `None` when the
+    /// workflow moved on from `version`.
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn compose_ready(
+        &self,
+        wf: u64,
+        version: &[u8],
+        graph: &Graph,
+        ready: &[usize],
+        known: &mut HashMap<usize, NodeOutput>,
+    ) -> Result<Option<(Vec<(usize, NewTask)>, Vec<(usize, String)>)>, Error> {
+        let mut deps: Vec<usize> = ready
+            .iter()
+            .flat_map(|&n| graph.dependencies(n).iter().map(|&(d, _)| d))
+            .filter(|d| !known.contains_key(d))
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        let Some(stored) = self.wf_outputs(wf, version, &deps).await? else {
+            return Ok(None);
+        };
+        known.extend(stored);
+        self.compose(wf, graph, ready, known).map(Some)
+    }
+
+    /// The tasks of the `ready` nodes, their params composed from `known`
     /// outputs; and the nodes whose task cannot be made, with why.
     #[allow(clippy::type_complexity)]
-    pub(super) fn compose(
+    fn compose(
         &self,
         wf: u64,
         graph: &Graph,
