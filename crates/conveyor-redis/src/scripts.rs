@@ -64,10 +64,11 @@ pub(crate) enum Op {
     WfSubmit,
     WfApply,
     WfPrune,
+    WfEnds,
 }
 
 impl Op {
-    const ALL: [Op; 22] = [
+    const ALL: [Op; 23] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -90,6 +91,7 @@ impl Op {
         Op::WfSubmit,
         Op::WfApply,
         Op::WfPrune,
+        Op::WfEnds,
     ];
 
     /// The operation's name: its body's file name and its function's suffix.
@@ -117,6 +119,7 @@ impl Op {
             Op::WfSubmit => "wf_submit",
             Op::WfApply => "wf_apply",
             Op::WfPrune => "wf_prune",
+            Op::WfEnds => "wf_ends",
         }
     }
 
@@ -144,6 +147,7 @@ impl Op {
             Op::WfSubmit => include_str!("lua/wf_submit.lua"),
             Op::WfApply => include_str!("lua/wf_apply.lua"),
             Op::WfPrune => include_str!("lua/wf_prune.lua"),
+            Op::WfEnds => include_str!("lua/wf_ends.lua"),
         }
     }
 

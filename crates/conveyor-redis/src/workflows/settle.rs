@@ -10,12 +10,12 @@ use conveyor_core::workflow::ledger;
 use conveyor_core::workflow::{
     composed_task, Graph, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
 };
-use conveyor_core::{Error, NewTask, ResultStore, TaskId};
-use futures_util::future::try_join_all;
+use conveyor_core::{Error, NewTask, TaskState};
 
 use super::codec::field;
 use super::view::Change;
-use crate::reply::{bad, redis_error};
+use crate::reply::{self, bad, redis_error};
+use crate::scripts::Op;
 use crate::RedisBackend;
 
 /// Ended node tasks read per round from the set of ended ones.
@@ -116,10 +116,10 @@ impl RedisBackend {
                 .await
                 .map_err(|e| redis_error("dropping settled workflow nodes", e))?;
         }
-        let records = try_join_all(nodes.iter().map(|&(id, _, _)| self.get(TaskId(id)))).await?;
+        let ends = self.task_ends(nodes.iter().map(|&(id, _, _)| id)).await?;
         let mut by_wf: BTreeMap<u64, Vec<End>> = BTreeMap::new();
-        for ((task, wf, node), record) in nodes.into_iter().zip(records) {
-            let end = match record {
+        for ((task, wf, node), seen) in nodes.into_iter().zip(ends) {
+            let end = match seen {
                 None => End {
                     task,
                     node,
@@ -127,16 +127,16 @@ impl RedisBackend {
                     result_bytes: None,
                     error: Some("the node's task record is gone".to_string()),
                 },
-                Some(r) => End {
+                Some((state, result_bytes, error)) => End {
                     task,
                     node,
-                    result: match NodeResult::of(r.state) {
+                    result: match NodeResult::of(state) {
                         Some(result) => result,
                         // Not ended (or requeued since): its end settles it.
                         None => continue,
                     },
-                    result_bytes: r.result,
-                    error: r.error,
+                    result_bytes,
+                    error,
                 },
             };
             by_wf.entry(wf).or_default().push(end);
@@ -147,6 +147,50 @@ impl RedisBackend {
             settled += ends.len() as u64;
         }
         Ok(settled)
+    }
+
+    /// Each of `ids`' state, result and error, read in one call (`None` for
+    /// a task that does not exist).
+    #[allow(clippy::type_complexity)]
+    async fn task_ends(
+        &self,
+        ids: impl Iterator<Item = u64>,
+    ) -> Result<Vec<Option<(TaskState, Option<Vec<u8>>, Option<String>)>>, Error> {
+        let what = "reading the ends of workflow node tasks";
+        let mut inv = self.call(Op::WfEnds);
+        let mut n = 0;
+        for id in ids {
+            inv.arg(id);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let items = reply::array(self.run(what, &inv).await?, what)?;
+        if items.len() != 3 * n {
+            return Err(bad(format!("{what}: {} items for {n} tasks", items.len())));
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut items = items.into_iter();
+        while let (Some(state), Some(result), Some(error)) =
+            (items.next(), items.next(), items.next())
+        {
+            let state = reply::bytes(state, what)?;
+            if state.is_empty() {
+                out.push(None);
+                continue;
+            }
+            let code: i64 = std::str::from_utf8(&state)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad(format!("{what}: a state code {state:?}")))?;
+            let state = TaskState::from_code(code)
+                .ok_or_else(|| bad(format!("{what}: unknown state code {code}")))?;
+            let error =
+                reply::opt_bytes(error, what)?.map(|e| String::from_utf8_lossy(&e).into_owned());
+            out.push(Some((state, reply::opt_bytes(result, what)?, error)));
+        }
+        Ok(out)
     }
 
     /// Settles `ends`, nodes of workflow `wf`, reading again while another
