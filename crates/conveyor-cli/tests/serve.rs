@@ -70,7 +70,7 @@ fn the_api_keeps_to_its_openapi_document_under_fuzzing() {
         "schemathesis found failures:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("Tested: 19"), "{report}");
+    assert!(report.contains("Tested: 20"), "{report}");
 }
 
 #[test]
