@@ -42,7 +42,7 @@ use crate::views::{OrderName, StateName};
         workflows::cancel,
         workflows::retry,
     ),
-    components(schemas(OrderName, StateName))
+    components(schemas(OrderName, StateName, workflows::WorkflowStateName))
 )]
 pub struct ApiDoc;
 

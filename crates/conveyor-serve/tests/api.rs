@@ -301,6 +301,32 @@ async fn the_openapi_document_describes_every_route() {
         }
     }
     assert_eq!(paths.len(), 18, "a route documented but not tested here");
+    // Every reference resolves: a client generated from the document (or
+    // a fuzzer) cannot follow one that does not.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("a reference outside the schemas: {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
     assert!(doc["components"]["schemas"]["TaskView"].is_object());
     let schemas = &doc["components"]["schemas"];
     assert!(
