@@ -1,5 +1,5 @@
 //! A worker SIGKILLed while a chord's header tasks run, on the embedded
-//! store, PostgreSQL and Redis: the killed worker's headers run again once their
+//! store, PostgreSQL, Redis and NATS: the killed worker's headers run again once their
 //! leases run out, and the body runs exactly once, with every header's
 //! result. (Loop it with `scripts/fault-rounds.py`-style repeats; CI runs
 //! it once per backend.)
@@ -80,5 +80,11 @@ async fn a_worker_killed_mid_chord_fires_the_body_once_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_chord_fires_the_body_once_redis() {
     let ns = Namespace::redis("wfcrash");
+    killed_mid_chord(&Env::with_backend(&ns.url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_chord_fires_the_body_once_nats() {
+    let ns = Namespace::nats("wfcrash");
     killed_mid_chord(&Env::with_backend(&ns.url)).await;
 }

@@ -16,6 +16,7 @@ use conveyor_core::{
 use crate::backend::NatsBackend;
 use crate::names::keys;
 use crate::record::Rec;
+use crate::workflows::Ended;
 
 impl NatsBackend {
     /// Removes the records of `recs` and the unique-key claims they hold;
@@ -104,6 +105,12 @@ impl Administration for NatsBackend {
             new.apply(Transition::Cancel)?;
             new.finished(now, None);
             if ledger.cas_rec(&new, rev).await?.is_some() {
+                if let Some(node) = Ended::of(&new) {
+                    // Cut short, it is settled when its message is met.
+                    if let Err(e) = Box::pin(self.settle_ended(vec![node])).await {
+                        tracing::warn!(task = id.0, error = %e, "settling a cancelled node failed");
+                    }
+                }
                 self.announce_now(&[id.0]).await;
                 return Ok(TaskState::Cancelled);
             }

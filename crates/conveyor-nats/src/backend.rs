@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Wakeups>,
     /// The records of the leases this process holds, as last written.
     pub(crate) held: crate::record_cache::RecordCache,
+    /// The graphs of the workflows this process settled nodes of.
+    pub(crate) graphs: conveyor_core::workflow::Graphs,
     version: String,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -216,6 +218,7 @@ impl NatsBackend {
                 clock,
                 wake,
                 held: crate::record_cache::RecordCache::default(),
+                graphs: conveyor_core::workflow::Graphs::default(),
                 version,
                 listener,
             }),
@@ -376,7 +379,8 @@ impl Backend for NatsBackend {
         administration,
         maintenance,
         registry,
-        queue_control
+        queue_control,
+        workflows
     );
 }
 

@@ -111,8 +111,18 @@ impl NatsBackend {
         specs: &[(u64, Spec)],
         now: Timestamp,
     ) -> Result<Vec<Enqueued>, Error> {
-        let ledger = &self.inner.ledger;
         let recs: Vec<Rec> = specs.iter().map(|(id, s)| Rec::new(*id, s, now)).collect();
+        self.create_recs(recs, now).await
+    }
+
+    /// Creates the records `recs` (new, with their ids) and their first
+    /// messages, as [`materialize`](Self::materialize) does.
+    pub(crate) async fn create_recs(
+        &self,
+        recs: Vec<Rec>,
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, Error> {
+        let ledger = &self.inner.ledger;
         // Encoded once: the ledger entry, and the copy a ready message carries.
         let encoded: Vec<Bytes> = recs.iter().map(Rec::encode).collect();
         for (r, e) in recs.iter().zip(&encoded) {

@@ -29,6 +29,7 @@ use conveyor_core::{
 
 use crate::backend::{all, NatsBackend};
 use crate::record::{FollowUp, Spec};
+use crate::workflows::Ended;
 
 /// What one applied report did, for the batch's notifications.
 #[derive(Debug, Default)]
@@ -37,6 +38,9 @@ struct Applied {
     finished: Option<u64>,
     /// The task is ready again in this queue.
     ready: Option<String>,
+    /// The task runs a workflow node and ended: its node is settled, and
+    /// then its message acked through this reply subject.
+    ended: Option<(Ended, String)>,
 }
 
 fn reply_of(lease: &Lease) -> String {
@@ -140,6 +144,7 @@ impl NatsBackend {
         let mut results = all(jobs).await.into_iter();
         let mut finished = Vec::new();
         let mut ready = Vec::new();
+        let mut ended = Vec::new();
         let out: Vec<Result<(), Error>> = checks
             .into_iter()
             .map(|c| {
@@ -149,9 +154,13 @@ impl NatsBackend {
                 })?;
                 finished.extend(applied.finished);
                 ready.extend(applied.ready);
+                ended.extend(applied.ended);
                 Ok(())
             })
             .collect();
+        if !ended.is_empty() {
+            self.settle_then_ack(ended).await;
+        }
         self.inner.streams.flush().await;
         self.announce(&finished).await;
         self.wake(&ready).await;
@@ -181,6 +190,11 @@ impl NatsBackend {
                 return Err(stale());
             }
             if rec.state() != TaskState::Running {
+                // A node task's end its first report did not get to
+                // settle (settled once whoever hears it).
+                if let Some(node) = Ended::of(&rec) {
+                    Box::pin(self.settle_ended(vec![node])).await?;
+                }
                 // The same report again, after its follow-ups were stored
                 // but not all enqueued: finish the job.
                 if rec.state().is_finished() && !rec.follow_ups.is_empty() {
@@ -258,7 +272,11 @@ impl NatsBackend {
             if !new.follow_ups.is_empty() {
                 Box::pin(self.complete_follow_ups(&new, new_rev)).await?;
             }
-            self.inner.streams.ack(&reply_of(&r.lease)).await;
+            match Ended::of(&new) {
+                // Acked once its node is settled (`workflows/`).
+                Some(node) => applied.ended = Some((node, reply_of(&r.lease))),
+                None => self.inner.streams.ack(&reply_of(&r.lease)).await,
+            }
             if new.state().is_finished() {
                 applied.finished = Some(new.id);
             }
@@ -268,6 +286,23 @@ impl NatsBackend {
             conveyor_core::BackendErrorKind::Busy,
             format!("nats finish: task {} stayed contended", r.lease.id),
         ))
+    }
+}
+
+impl NatsBackend {
+    /// Settles the nodes of node tasks a batch ended, then acks their
+    /// messages. A settle that fails leaves them unacked: the redelivery
+    /// meets the finished record and settles it (the reports stand, they
+    /// were applied).
+    async fn settle_then_ack(&self, ended: Vec<(Ended, String)>) {
+        let (nodes, replies): (Vec<Ended>, Vec<String>) = ended.into_iter().unzip();
+        if let Err(e) = self.settle_ended(nodes).await {
+            tracing::warn!(error = %e, "settling workflow nodes failed; their redelivery will");
+            return;
+        }
+        for reply in replies {
+            self.inner.streams.ack(&reply).await;
+        }
     }
 }
 

@@ -58,6 +58,7 @@ mod stored;
 mod streams;
 mod wakeups;
 mod wire;
+mod workflows;
 
 pub use backend::{NatsBackend, NatsOptions};
 pub use names::DEFAULT_PREFIX;

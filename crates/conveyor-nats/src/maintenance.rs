@@ -26,6 +26,7 @@ use crate::ledger::Created;
 use crate::names::keys;
 use crate::reserve::expire_final;
 use crate::streams::Pending;
+use crate::workflows::Ended;
 
 /// A leadership term as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +61,9 @@ impl NatsBackend {
             }
             let holds = rec.msg_seq == Some(p.seq);
             if rec.state().is_finished() && holds {
+                if let Some(node) = Ended::of(&rec) {
+                    self.settle_ended(vec![node]).await?;
+                }
                 streams.delete_ready(p.seq).await?;
                 return Ok(Recovered::No);
             }
@@ -81,6 +85,9 @@ impl NatsBackend {
                 Recovered::Ready(rec.queue.clone())
             };
             if ledger.cas_rec(&new, rev).await?.is_some() {
+                if let Some(node) = Ended::of(&new) {
+                    self.settle_ended(vec![node]).await?;
+                }
                 streams.delete_ready(p.seq).await?;
                 return Ok(done);
             }
@@ -151,6 +158,10 @@ impl Maintenance for NatsBackend {
             .into_iter()
             .map(|(rec, _)| rec)
             .filter(|rec| {
+                // A workflow node's task goes with its workflow.
+                if rec.node.is_some() {
+                    return false;
+                }
                 if let (Some(at), true) = (rec.expires_at, rec.state().is_finished()) {
                     return at < now.as_millis();
                 }
@@ -162,7 +173,9 @@ impl Maintenance for NatsBackend {
                 rec.finished_at.is_some_and(|at| at <= cutoff)
             })
             .collect();
-        self.remove_tasks(&old).await
+        let tasks = self.remove_tasks(&old).await?;
+        self.prune_flows(retention).await?;
+        Ok(tasks)
     }
 
     async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {

@@ -185,6 +185,21 @@ pub(crate) mod keys {
         format!("t.{id}")
     }
 
+    /// The workflow id counter.
+    pub(crate) const FLOW_SEQ: &str = "fseq";
+    /// Every workflow's entry.
+    pub(crate) const FLOWS: &str = "f.*";
+
+    /// A workflow's entry (its nodes' states).
+    pub(crate) fn flow(id: u64) -> String {
+        format!("f.{id}")
+    }
+
+    /// Part `k` of a workflow's declaration.
+    pub(crate) fn flow_spec(id: u64, k: u32) -> String {
+        format!("fd.{id}.{k}")
+    }
+
     /// The claim on a unique key of a queue.
     pub(crate) fn claim(queue: &str, unique_key: &str) -> String {
         format!("u.{}.{}", encode(queue), encode(unique_key))

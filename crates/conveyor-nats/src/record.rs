@@ -74,6 +74,15 @@ pub(crate) struct FollowUp {
     pub(crate) spec: Spec,
 }
 
+/// The workflow node a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeLink {
+    /// The workflow's id.
+    pub(crate) flow: u64,
+    /// The node's index in its graph.
+    pub(crate) node: u32,
+}
+
 /// One task's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Rec {
@@ -123,6 +132,10 @@ pub(crate) struct Rec {
     /// retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) expires_at: Option<i64>,
+    /// The workflow node this task runs, if any: its end settles the node
+    /// (`workflows/`), and it is kept as long as its workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) node: Option<NodeLink>,
     pub(crate) payload_len: usize,
     pub(crate) result_len: Option<usize>,
     #[serde(skip)]
@@ -168,6 +181,7 @@ impl Rec {
             history: None,
             keep_ms: spec.keep_ms,
             expires_at: None,
+            node: None,
             payload_len: spec.payload.len(),
             result_len: None,
             payload: spec.payload.clone(),
@@ -181,8 +195,11 @@ impl Rec {
     pub(crate) fn finished(&mut self, now: Timestamp, retention: Option<&Retention>) {
         self.finished_at = Some(now.as_millis());
         let keep = self.keep_ms.map(Duration::from_millis);
-        self.expires_at =
-            Retention::expiry(retention, keep, self.state(), now).map(Timestamp::as_millis);
+        // A node's task is kept as long as its workflow: its dependents
+        // read its result from it, and the workflow's pruning removes it.
+        self.expires_at = Retention::expiry(retention, keep, self.state(), now)
+            .map(Timestamp::as_millis)
+            .filter(|_| self.node.is_none());
     }
 
     /// The state.

@@ -25,16 +25,24 @@
 //! keep of each follow-up after its trace context; version 3 records are
 //! read with none.
 //!
+//! Version 5 adds the workflow node a task runs (optional: the workflow's
+//! id and the node's index, both unsigned) after the expiry; version 4
+//! records are read with none.
+//!
 //! Records written by earlier versions (a line of JSON, then the payload
 //! and result bytes) begin with `{`, never with [`VERSION`], and are still
 //! read (`record.rs` falls back to them): records stay in the bucket across
 //! upgrades. Earlier versions cannot read this encoding, so every process
 //! of a namespace is upgraded together.
 
-use crate::record::{FollowUp, Rec, Spec};
+use crate::record::{FollowUp, NodeLink, Rec, Spec};
 
 /// The first byte of a record in this encoding (JSON begins with `{`).
-pub(crate) const VERSION: u8 = 4;
+pub(crate) const VERSION: u8 = 5;
+
+/// The first byte of a record in the encoding before workflow nodes, still
+/// read.
+pub(crate) const VERSION_4: u8 = 4;
 
 /// The first byte of a record in the encoding before keeps and expiries,
 /// still read.
@@ -167,6 +175,16 @@ fn encode_as(rec: &Rec, version: u8) -> Vec<u8> {
         w.opt_u64(rec.keep_ms);
         w.opt_i64(rec.expires_at);
     }
+    if version >= 5 {
+        match rec.node {
+            Some(link) => {
+                w.0.push(1);
+                w.u64(link.flow);
+                w.u64(u64::from(link.node));
+            }
+            None => w.0.push(0),
+        }
+    }
     w.u64(rec.follow_ups.len() as u64);
     for f in &rec.follow_ups {
         w.u64(f.id);
@@ -273,7 +291,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
     let mut r = Reader(bytes);
     let version = r.byte()?;
-    if ![VERSION, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
+    if ![VERSION, VERSION_4, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
         return None;
     }
     let id = r.u64()?;
@@ -312,6 +330,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         (r.opt(Reader::u64)?, r.opt(Reader::i64)?)
     } else {
         (None, None)
+    };
+    let node = if version >= 5 {
+        r.opt(|r| {
+            Some(NodeLink {
+                flow: r.u64()?,
+                node: r.u32()?,
+            })
+        })?
+    } else {
+        None
     };
     let n = r.u64()?;
     if n > MAX_FOLLOW_UPS {
@@ -356,6 +384,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Rec> {
         history,
         keep_ms,
         expires_at,
+        node,
         payload_len: payload.len(),
         result_len: None,
         payload,
@@ -402,6 +431,24 @@ mod tests {
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(decode(&padded), None);
+    }
+
+    #[test]
+    fn version_4_records_read_without_workflow_nodes() {
+        let task = conveyor_core::NewTask::new("h", b"p".to_vec());
+        let now = conveyor_core::Timestamp(5);
+        let mut rec = Rec::new(3, &Spec::of(&task, now), now);
+        rec.node = Some(NodeLink {
+            flow: u64::MAX,
+            node: u32::MAX,
+        });
+        assert_eq!(
+            decode(&encode(&rec)),
+            Some(rec.clone()),
+            "version 5 keeps it"
+        );
+        let back = decode(&encode_as(&rec, VERSION_4)).expect("a version 4 record reads");
+        assert_eq!(back.node, None);
     }
 
     #[test]

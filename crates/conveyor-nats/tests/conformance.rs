@@ -1,7 +1,8 @@
 //! The NATS backend passes the backend conformance suite, each case in a
 //! namespace of its own (streams and bucket under a fresh prefix, deleted
 //! at the end of the case). It has every part but global limits (queue
-//! control included), and every core capability but ordering keys.
+//! control and workflows included), and every core capability but
+//! ordering keys.
 
 mod common;
 
@@ -17,3 +18,4 @@ conveyor_testkit::backend_conformance!(make;
     result_store: yes, inspection: yes, administration: yes, maintenance: yes,
     global_limits: no, registry: yes, queue_control: yes;
     priority: yes, unique_keys: yes, ordering_keys: no);
+conveyor_testkit::workflow_conformance!(make);

@@ -21,7 +21,11 @@ use crate::Error;
 ///   became ready are enqueued there, their params composed from their
 ///   dependencies' results ([`compose_params`](crate::workflow::compose_params)),
 ///   so a crash between the finish and the enqueue cannot lose a node, and a
-///   finish refused as stale (a zombie after a redelivery) settles nothing;
+///   finish refused as stale (a zombie after a redelivery) settles nothing.
+///   A store that changes one key at a time (NATS) settles right after the
+///   end instead, before the task's message is acked, and whoever meets
+///   the ended task again (its redelivery, lease recovery) settles it: the
+///   same guarantee, from the order of the writes;
 /// - a node's result is kept with the workflow when it settles, so its
 ///   dependents read it even if its task's record was pruned;
 /// - a node task's unique key is refused: a node is its own task.

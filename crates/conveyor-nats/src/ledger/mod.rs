@@ -263,6 +263,35 @@ impl Ledger {
         ))
     }
 
+    /// A fresh workflow id (a counter of its own: workflows are listed
+    /// newest first by id).
+    pub(crate) async fn next_flow_id(&self) -> Result<u64, Error> {
+        for _ in 0..1_000 {
+            let (value, rev) = match self.entry(keys::FLOW_SEQ).await? {
+                Some((bytes, rev)) => (parse_u64(&bytes)?, rev),
+                None => match self
+                    .create(keys::FLOW_SEQ, Bytes::from_static(b"0"))
+                    .await?
+                {
+                    Created::New(rev) => (0, rev),
+                    Created::Exists => continue,
+                },
+            };
+            let next = value + 1;
+            if self
+                .cas(keys::FLOW_SEQ, next.to_string().into(), rev)
+                .await?
+                .is_some()
+            {
+                return Ok(next);
+            }
+        }
+        Err(Error::backend(
+            BackendErrorKind::Busy,
+            "nats: the workflow id counter stayed contended",
+        ))
+    }
+
     /// Every task record (a full scan).
     pub(crate) async fn scan_tasks(&self) -> Result<Vec<Versioned<Rec>>, Error> {
         let entries = self.scan(keys::TASKS).await?;

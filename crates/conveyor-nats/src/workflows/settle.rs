@@ -1,0 +1,320 @@
+//! Settling nodes, and creating the tasks of the nodes a settle made
+//! ready.
+//!
+//! A node task's end is written first (the finish's, cancel's or lease
+//! recovery's compare-and-set on its record, which keeps the link to its
+//! node), then settled here, then its message is acked. The settle is a
+//! compare-and-set on the workflow's entry deciding with
+//! `conveyor_core::workflow::ledger`: a node settles only while it runs
+//! under that very task, so an end heard twice (a redelivery of a message
+//! whose settle was cut short, a maintenance pass) changes nothing.
+//!
+//! The nodes a settle makes ready are written into the entry as pending,
+//! with their task ids, in the same compare-and-set; their tasks are
+//! created after it (with those ids: creating one twice creates nothing
+//! twice), and then taken off the pending list. Whoever next settles a node
+//! of the workflow, or maintenance's pass, creates what a crash left
+//! pending. A node whose params cannot be composed (or would not fit a
+//! record) fails without a task, its error kept in the entry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use conveyor_core::workflow::{
+    composed_task, ledger, Graph, NodeOutput, NodeResult, NodeState, Progress, Step,
+};
+use conveyor_core::{BackendErrorKind, Error, TaskId, Timestamp};
+
+use super::entry::FlowEntry;
+use crate::backend::{all, NatsBackend};
+use crate::names::keys;
+use crate::record::{NodeLink, Rec, Spec};
+
+/// How often a compare-and-set on one workflow's entry is tried before the
+/// call gives up (the next end heard, or maintenance, takes it on).
+const CAS_TRIES: usize = 500;
+
+/// A node task's end, to settle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ended {
+    link: NodeLink,
+    task: u64,
+    result: NodeResult,
+}
+
+impl Ended {
+    /// The end `rec` records, if it is a node's task in a final state.
+    pub(crate) fn of(rec: &Rec) -> Option<Ended> {
+        Some(Ended {
+            link: rec.node?,
+            task: rec.id,
+            result: NodeResult::of(rec.state())?,
+        })
+    }
+}
+
+impl NatsBackend {
+    /// Workflow `flow`'s entry and its revision; `None` when it is gone.
+    pub(crate) async fn read_flow(&self, flow: u64) -> Result<Option<(FlowEntry, u64)>, Error> {
+        match self.inner.ledger.entry(&keys::flow(flow)).await? {
+            Some((bytes, rev)) => Ok(Some((FlowEntry::decode(&bytes)?, rev))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `entry` if workflow `flow`'s is still at `rev`.
+    pub(crate) async fn write_flow(
+        &self,
+        flow: u64,
+        entry: &FlowEntry,
+        rev: u64,
+    ) -> Result<Option<u64>, Error> {
+        let bytes = Bytes::from(entry.encode());
+        if bytes.len() > self.inner.ledger.limits.record() {
+            return Err(Error::backend(
+                BackendErrorKind::TooLarge,
+                format!(
+                    "nats: workflow {flow}'s entry would be {} bytes; {}",
+                    bytes.len(),
+                    self.inner.ledger.limits.over()
+                ),
+            ));
+        }
+        self.inner.ledger.cas(&keys::flow(flow), bytes, rev).await
+    }
+
+    /// Workflow `flow`'s graph, read from its declaration (kept once read:
+    /// a declaration never changes); `None` when it is gone.
+    pub(crate) async fn graph_of(
+        &self,
+        flow: u64,
+        parts: u32,
+    ) -> Result<Option<Arc<Graph>>, Error> {
+        if let Some(graph) = self.inner.graphs.get(flow) {
+            return Ok(Some(graph));
+        }
+        let ledger = &self.inner.ledger;
+        let reads: Vec<_> = (0..parts)
+            .map(|k| async move { ledger.entry(&keys::flow_spec(flow, k)).await })
+            .collect();
+        let mut bytes = Vec::new();
+        for part in all(reads).await {
+            match part? {
+                Some((b, _)) => bytes.extend_from_slice(&b),
+                None => return Ok(None),
+            }
+        }
+        self.inner.graphs.decode(flow, &bytes).map(Some)
+    }
+
+    /// Settles the nodes of every end in `ended` (several of one workflow
+    /// in one write), and creates the tasks their settles made ready.
+    pub(crate) async fn settle_ended(&self, ended: Vec<Ended>) -> Result<(), Error> {
+        let mut by_flow: BTreeMap<u64, Vec<Ended>> = BTreeMap::new();
+        for e in ended {
+            by_flow.entry(e.link.flow).or_default().push(e);
+        }
+        let jobs: Vec<_> = by_flow
+            .into_iter()
+            .map(|(flow, ends)| self.settle_flow(flow, ends))
+            .collect();
+        let mut failure = None;
+        for r in all(jobs).await {
+            if let Err(e) = r {
+                failure.get_or_insert(e);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Settles `ends`, all of workflow `flow`.
+    async fn settle_flow(&self, flow: u64, ends: Vec<Ended>) -> Result<(), Error> {
+        for _ in 0..CAS_TRIES {
+            let Some((mut entry, rev)) = self.read_flow(flow).await? else {
+                return Ok(());
+            };
+            let Some(graph) = self.graph_of(flow, entry.parts).await? else {
+                return Ok(());
+            };
+            let before = entry.states();
+            let mut progress = Progress::from_states(&graph, before.clone())?;
+            let mut step = Step::default();
+            for e in &ends {
+                let node = e.link.node as usize;
+                if node < entry.len() && entry.task(node) == Some(e.task) {
+                    step.merge(ledger::settle(&graph, &mut progress, node, e.result)?);
+                }
+            }
+            if progress.states() == before {
+                return self.flush(flow, &graph, entry, rev).await;
+            }
+            apply(&mut entry, &progress, &step, self.now());
+            if let Some(rev) = self.write_flow(flow, &entry, rev).await? {
+                return self.flush(flow, &graph, entry, rev).await;
+            }
+        }
+        Err(contended(flow))
+    }
+
+    /// Creates the tasks of the nodes `entry` (at `rev`) has pending, then
+    /// takes them off the list; a node that cannot have its task fails,
+    /// and what that decides is flushed in turn.
+    pub(crate) async fn flush(
+        &self,
+        flow: u64,
+        graph: &Graph,
+        mut entry: FlowEntry,
+        mut rev: u64,
+    ) -> Result<(), Error> {
+        while !entry.pending.is_empty() {
+            let nodes: Vec<usize> = entry.pending.iter().map(|&n| n as usize).collect();
+            let outputs = self.outputs(graph, &entry, &nodes).await?;
+            let now = self.now();
+            let mut recs = Vec::new();
+            let mut failed: Vec<(usize, String)> = Vec::new();
+            for &node in &nodes {
+                let composed = composed_task(graph, node, &outputs[&node])
+                    .and_then(|task| self.check_task(&task).map(|()| task))
+                    .and_then(|task| {
+                        let mut rec = Rec::new(entry.task_id(node), &Spec::of(&task, now), now);
+                        rec.node = Some(NodeLink {
+                            flow,
+                            node: node as u32,
+                        });
+                        let len = rec.encode().len();
+                        self.inner.ledger.limits.check(&rec, len).map(|()| rec)
+                    });
+                match composed {
+                    Ok(rec) => recs.push(rec),
+                    Err(e) => failed.push((node, e.to_string())),
+                }
+            }
+            if !recs.is_empty() {
+                self.create_recs(recs, now).await?;
+            }
+            (entry, rev) = match self
+                .unpend(flow, graph, entry, rev, &nodes, &failed)
+                .await?
+            {
+                Some(next) => next,
+                None => return Ok(()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Takes `nodes` (their tasks created) off `entry`'s pending list, and
+    /// fails the `failed` ones; cancels the tasks of those a cancel reached
+    /// first. The entry as written, or `None` when the workflow is gone.
+    async fn unpend(
+        &self,
+        flow: u64,
+        graph: &Graph,
+        mut entry: FlowEntry,
+        mut rev: u64,
+        nodes: &[usize],
+        failed: &[(usize, String)],
+    ) -> Result<Option<(FlowEntry, u64)>, Error> {
+        for _ in 0..CAS_TRIES {
+            entry.pending.retain(|&n| !nodes.contains(&(n as usize)));
+            let mut progress = Progress::from_states(graph, entry.states())?;
+            let mut step = Step::default();
+            for (node, error) in failed {
+                if entry.state(*node) == Some(NodeState::Running) {
+                    entry.errors.insert(*node as u32, error.clone());
+                    entry.clear_task(*node);
+                    step.merge(ledger::settle(
+                        graph,
+                        &mut progress,
+                        *node,
+                        NodeResult::Failed,
+                    )?);
+                }
+            }
+            apply(&mut entry, &progress, &step, self.now());
+            if let Some(new_rev) = self.write_flow(flow, &entry, rev).await? {
+                // A cancel of the workflow that came between the creation
+                // and this write may have missed these tasks: cancel them.
+                let late: Vec<u64> = nodes
+                    .iter()
+                    .filter(|&&n| entry.state(n) == Some(NodeState::Cancelled))
+                    .filter_map(|&n| entry.task(n))
+                    .collect();
+                for task in late {
+                    let _ = conveyor_core::Administration::cancel(self, TaskId(task)).await;
+                }
+                return Ok(Some((entry, new_rev)));
+            }
+            (entry, rev) = match self.read_flow(flow).await? {
+                Some(e) => e,
+                None => return Ok(None),
+            };
+        }
+        Err(contended(flow))
+    }
+
+    /// What the dependencies of each of `nodes` left, in the graph's order.
+    async fn outputs(
+        &self,
+        graph: &Graph,
+        entry: &FlowEntry,
+        nodes: &[usize],
+    ) -> Result<HashMap<usize, Vec<NodeOutput>>, Error> {
+        let mut wanted: Vec<u64> = nodes
+            .iter()
+            .flat_map(|&n| graph.dependencies(n).iter())
+            .filter_map(|&(dep, _)| entry.task(dep))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let ledger = &self.inner.ledger;
+        let reads: Vec<_> = wanted.iter().map(|&id| ledger.get(id)).collect();
+        let mut records = HashMap::new();
+        for (id, got) in wanted.iter().zip(all(reads).await) {
+            if let Some((rec, _)) = got? {
+                records.insert(*id, rec);
+            }
+        }
+        let output = |dep: usize| -> NodeOutput {
+            let state = entry.state(dep).unwrap_or(NodeState::Skipped);
+            match entry.task(dep).and_then(|t| records.get(&t)) {
+                Some(rec) => (state, rec.result.clone(), rec.error.clone()),
+                None => (state, None, entry.errors.get(&(dep as u32)).cloned()),
+            }
+        };
+        Ok(nodes
+            .iter()
+            .map(|&n| {
+                let outs = graph
+                    .dependencies(n)
+                    .iter()
+                    .map(|&(dep, _)| output(dep))
+                    .collect();
+                (n, outs)
+            })
+            .collect())
+    }
+}
+
+/// Writes a decision into `entry`: the states `progress` holds, the nodes
+/// `step` made ready pending with their tasks, the end.
+pub(crate) fn apply(entry: &mut FlowEntry, progress: &Progress, step: &Step, now: Timestamp) {
+    entry.set_states(&progress.states());
+    entry.set_outcome(progress.outcome());
+    for &node in &step.enqueue {
+        entry.mark_task(node);
+        entry.pending.push(node as u32);
+    }
+    if progress.is_over() {
+        entry.ended_at.get_or_insert(now.as_millis());
+    }
+}
+
+/// The refusal of a workflow whose entry stayed contended.
+pub(crate) fn contended(flow: u64) -> Error {
+    Error::backend(
+        BackendErrorKind::Busy,
+        format!("nats: workflow {flow}'s entry stayed contended"),
+    )
+}

@@ -1,0 +1,170 @@
+//! The crash windows between a node task's end and its settle, and between
+//! a settle and the tasks it makes ready, cut open by hand on a real
+//! server: the end is written as the finish writes it, and the process
+//! "dies" before the next step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor_core::workflow::{NodeState, WorkflowSpec, WorkflowState};
+use conveyor_core::{
+    Backend, Maintenance, ManualClock, NewTask, ReserveParams, Reserved, ResultStore, Retention,
+    TaskState, Transition, DEFAULT_QUEUE,
+};
+
+use super::settle::apply;
+use crate::backend::NatsBackend;
+
+async fn backend(clock: Arc<ManualClock>) -> NatsBackend {
+    let url =
+        std::env::var("CONVEYOR_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+    let prefix = format!("cvw{:016x}", fastrand::u64(..));
+    NatsBackend::connect_with(&url, &prefix, clock)
+        .await
+        .expect("connect to the test NATS server")
+}
+
+async fn reserve(b: &NatsBackend, n: usize) -> Vec<Reserved> {
+    let queue = [DEFAULT_QUEUE.to_string()];
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(
+            b.reserve(ReserveParams::new(
+                &queue,
+                n - got.len(),
+                Duration::from_secs(5),
+            ))
+            .await
+            .expect("reserve"),
+        );
+        if got.len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    got
+}
+
+/// Writes task `r`'s end (completed with `result`) as the finish does, and
+/// neither settles its node nor acks its message: a crash right after.
+async fn end_without_settling(b: &NatsBackend, r: &Reserved, result: &str) {
+    let (mut rec, rev) = b
+        .inner
+        .ledger
+        .get(r.lease.id.0)
+        .await
+        .expect("read")
+        .expect("kept");
+    rec.apply(Transition::Complete).expect("completes");
+    rec.lease_until = None;
+    rec.set_result(Some(result.as_bytes().to_vec()));
+    rec.finished(b.now(), None);
+    b.inner
+        .ledger
+        .cas_rec(&rec, rev)
+        .await
+        .expect("write")
+        .expect("landed");
+}
+
+/// A header's end written and its settle cut short: the node still runs;
+/// once its lease runs out, lease recovery meets the finished record,
+/// settles it, and the body runs once, with every result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_whose_settle_was_cut_short_is_settled_by_recovery() {
+    let clock = Arc::new(ManualClock::default());
+    let b = backend(clock.clone()).await;
+    let run = async {
+        let spec = WorkflowSpec::chord(
+            (0..3).map(|i| NewTask::new("echo", format!("[{i}]").into_bytes())),
+            NewTask::new("sum", b"[]".to_vec()),
+        );
+        let id = b.submit_flow(spec).await.expect("submit").id;
+        let headers = reserve(&b, 3).await;
+        assert_eq!(headers.len(), 3);
+        end_without_settling(&b, &headers[0], "10").await;
+        let w = b.read_whole(id).await.expect("read").expect("there");
+        assert_eq!(w.nodes[0].state, NodeState::Running, "not settled yet");
+        for r in &headers[1..] {
+            let value = format!("{}", 10 + r.lease.id.0 - headers[0].lease.id.0);
+            let finish = conveyor_core::Finish::new(
+                r.lease.clone(),
+                conveyor_core::FinishAction::Complete {
+                    result: Some(value.into_bytes()),
+                },
+            );
+            b.finish(vec![finish]).await.expect("finish")[0]
+                .as_ref()
+                .expect("applied");
+        }
+        assert!(
+            reserve(&b, 1).await.is_empty(),
+            "the body waits for header 0"
+        );
+        clock.advance(Duration::from_secs(6));
+        b.recover_expired().await.expect("recover");
+        let body = reserve(&b, 1).await;
+        assert_eq!(body.len(), 1, "the body runs once header 0 is settled");
+        assert_eq!(body[0].payload, b"[[10,11,12]]");
+        b.recover_expired().await.expect("recover again");
+        let w = b.read_whole(id).await.expect("read").expect("there");
+        assert_eq!(w.nodes[0].state, NodeState::Succeeded);
+        assert_eq!(w.state, WorkflowState::Running, "the body runs");
+        assert!(reserve(&b, 1).await.is_empty(), "the body fired once");
+    };
+    run.await;
+    b.destroy().await.expect("destroy");
+}
+
+/// A settle written with its ready node pending, and the process gone
+/// before it created the node's task: maintenance's pass creates it, under
+/// the id the settle chose, once; a second pass creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_left_pending_is_created_by_maintenance_once() {
+    let clock = Arc::new(ManualClock::default());
+    let b = backend(clock.clone()).await;
+    let run = async {
+        let spec = WorkflowSpec::chain([
+            NewTask::new("first", b"[1]".to_vec()),
+            NewTask::new("second", b"[]".to_vec()),
+        ]);
+        let id = b.submit_flow(spec).await.expect("submit").id;
+        let first = reserve(&b, 1).await;
+        end_without_settling(&b, &first[0], "5").await;
+        // The settle's write, as `settle_flow` makes it, without its flush.
+        let (mut entry, rev) = b.read_flow(id.0).await.expect("read").expect("there");
+        let graph = b
+            .graph_of(id.0, entry.parts)
+            .await
+            .expect("graph")
+            .expect("there");
+        let mut progress =
+            conveyor_core::workflow::Progress::from_states(&graph, entry.states()).expect("fits");
+        let step = progress.settle(&graph, 0, conveyor_core::workflow::NodeResult::Succeeded);
+        assert_eq!(step.enqueue, vec![1]);
+        apply(&mut entry, &progress, &step, b.now());
+        b.write_flow(id.0, &entry, rev)
+            .await
+            .expect("write")
+            .expect("landed");
+        assert!(reserve(&b, 1).await.is_empty(), "no task yet");
+        for _ in 0..2 {
+            b.prune(Retention::default()).await.expect("prune");
+        }
+        let second = reserve(&b, 1).await;
+        assert_eq!(second.len(), 1, "created by the pass");
+        assert_eq!(
+            second[0].lease.id.0,
+            entry.task_id(1),
+            "under the chosen id"
+        );
+        assert_eq!(second[0].payload, b"[5]");
+        assert!(reserve(&b, 1).await.is_empty(), "once");
+        let w = b.read_whole(id).await.expect("read").expect("there");
+        assert_eq!(w.nodes[1].state, NodeState::Running);
+        let task = b.get(second[0].lease.id).await.expect("get").expect("kept");
+        assert_eq!(task.state, TaskState::Running);
+    };
+    run.await;
+    b.destroy().await.expect("destroy");
+}

@@ -1,0 +1,143 @@
+//! Reading workflows (one, or a page of them), and maintenance's pass over
+//! them: pruning the ended ones past their retention, with their tasks,
+//! and creating the tasks a crash left pending.
+
+use conveyor_core::workflow::{
+    NodeRecord, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSummary,
+};
+use conveyor_core::{Error, Retention, TaskId, Timestamp};
+
+use super::entry::FlowEntry;
+use crate::backend::{all, NatsBackend};
+use crate::names::keys;
+
+impl NatsBackend {
+    /// Workflow `id` with every node.
+    pub(crate) async fn read_whole(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
+        let Some((entry, _)) = self.read_flow(id.0).await? else {
+            return Ok(None);
+        };
+        let Some(graph) = self.graph_of(id.0, entry.parts).await? else {
+            return Ok(None);
+        };
+        let states = entry.states();
+        let nodes = (0..graph.len().min(states.len()))
+            .map(|n| NodeRecord::of(&graph, n, states[n], entry.task(n).map(TaskId)))
+            .collect();
+        Ok(Some(WorkflowRecord {
+            id,
+            state: entry.workflow_state(),
+            nodes,
+            created_at: Timestamp(entry.created_at),
+            ended_at: entry.ended(),
+        }))
+    }
+
+    /// The workflows `filter` admits, newest first: a scan of every
+    /// workflow's entry.
+    pub(crate) async fn list_flows(
+        &self,
+        filter: &WorkflowFilter,
+    ) -> Result<Vec<WorkflowSummary>, Error> {
+        let mut all = self.scan_flows().await?;
+        all.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        Ok(all
+            .into_iter()
+            .map(|(id, entry, _)| summary(id, &entry))
+            .filter(|s| filter.admits(s))
+            .take(filter.limit)
+            .collect())
+    }
+
+    /// Every workflow's entry: its id, the entry and its revision. An
+    /// entry that does not read is skipped (and logged), never a reason
+    /// for the rest to go unlisted.
+    async fn scan_flows(&self) -> Result<Vec<(u64, FlowEntry, u64)>, Error> {
+        let entries = self.inner.ledger.scan(keys::FLOWS).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, bytes, rev) in entries {
+            let Some(id) = key.strip_prefix("f.").and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            match FlowEntry::decode(&bytes) {
+                Ok(entry) => out.push((id, entry, rev)),
+                Err(e) => {
+                    tracing::warn!(workflow = id, error = %e, "a workflow entry does not read")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Maintenance's pass: drops the workflows that ended before their
+    /// retention (a succeeded one after the finished tasks', a failed or
+    /// cancelled one after the dead tasks'), their tasks first and their
+    /// entry last, so a pass cut short is done again by the next; creates
+    /// the tasks a crash left pending in the others. How many it dropped.
+    pub(crate) async fn prune_flows(&self, retention: Retention) -> Result<u64, Error> {
+        let now = self.now();
+        let finished_before = now.minus(retention.finished).as_millis();
+        let dead_before = now.minus(retention.dead).as_millis();
+        let mut dropped = 0;
+        for (id, entry, rev) in self.scan_flows().await? {
+            if let Some(ended) = entry.ended_at {
+                let succeeded =
+                    !entry.cancelled && entry.outcome() == Some(WorkflowOutcome::Succeeded);
+                let before = if succeeded {
+                    finished_before
+                } else {
+                    dead_before
+                };
+                if ended < before {
+                    self.drop_flow(id, &entry).await?;
+                    dropped += 1;
+                }
+                continue;
+            }
+            if !entry.pending.is_empty() {
+                if let Some(graph) = self.graph_of(id, entry.parts).await? {
+                    self.flush(id, &graph, entry, rev).await?;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Removes workflow `id`: every task its runs could have, its
+    /// declaration, then its entry.
+    async fn drop_flow(&self, id: u64, entry: &FlowEntry) -> Result<(), Error> {
+        let ledger = &self.inner.ledger;
+        let n = entry.len() as u64;
+        let tasks: Vec<u64> = entry
+            .bases
+            .iter()
+            .flat_map(|&base| base..base + n)
+            .collect();
+        for chunk in tasks.chunks(256) {
+            let removals: Vec<_> = chunk.iter().map(|&t| ledger.remove_rec(t)).collect();
+            for r in all(removals).await {
+                r?;
+            }
+        }
+        let parts: Vec<_> = (0..entry.parts)
+            .map(|k| async move { ledger.remove(&keys::flow_spec(id, k)).await })
+            .collect();
+        for r in all(parts).await {
+            r?;
+        }
+        ledger.remove(&keys::flow(id)).await?;
+        Ok(())
+    }
+}
+
+/// Workflow `id`'s summary.
+fn summary(id: u64, entry: &FlowEntry) -> WorkflowSummary {
+    WorkflowSummary {
+        id: WorkflowId(id),
+        state: entry.workflow_state(),
+        nodes: entry.len() as u32,
+        left: entry.left(),
+        created_at: Timestamp(entry.created_at),
+        ended_at: entry.ended(),
+    }
+}
