@@ -157,9 +157,9 @@ impl FlowEntry {
 
     fn set_task_flag(&mut self, node: usize, flag: u8) {
         if node < self.tasks.len() {
-            let mut bytes = std::mem::take(&mut self.tasks).into_bytes();
-            bytes[node] = flag;
-            self.tasks = String::from_utf8(bytes).unwrap_or_default();
+            // Both flags are ASCII, as every byte of the string is.
+            self.tasks
+                .replace_range(node..=node, if flag == b'1' { "1" } else { "0" });
         }
     }
 

@@ -35,6 +35,9 @@ use crate::record::{NodeLink, Rec, Spec};
 /// call gives up (the next end heard, or maintenance, takes it on).
 const CAS_TRIES: usize = 500;
 
+/// How many node tasks are created at once.
+const CREATE_BATCH: usize = 1_000;
+
 /// A node task's end, to settle.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ended {
@@ -190,8 +193,12 @@ impl NatsBackend {
                     Err(e) => failed.push((node, e.to_string())),
                 }
             }
-            if !recs.is_empty() {
-                self.create_recs(recs, now).await?;
+            // In batches, as a big enqueue is sent: ten thousand requests
+            // at once would outrun the server's answers.
+            let mut recs = recs.into_iter().peekable();
+            while recs.peek().is_some() {
+                let batch: Vec<Rec> = recs.by_ref().take(CREATE_BATCH).collect();
+                self.create_recs(batch, now).await?;
             }
             (entry, rev) = match self
                 .unpend(flow, graph, entry, rev, &nodes, &failed)
@@ -217,7 +224,8 @@ impl NatsBackend {
         failed: &[(usize, String)],
     ) -> Result<Option<(FlowEntry, u64)>, Error> {
         for _ in 0..CAS_TRIES {
-            entry.pending.retain(|&n| !nodes.contains(&(n as usize)));
+            let done: std::collections::HashSet<u32> = nodes.iter().map(|&n| n as u32).collect();
+            entry.pending.retain(|n| !done.contains(n));
             let mut progress = Progress::from_states(graph, entry.states())?;
             let mut step = Step::default();
             for (node, error) in failed {

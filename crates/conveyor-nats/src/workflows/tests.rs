@@ -168,3 +168,57 @@ async fn a_node_left_pending_is_created_by_maintenance_once() {
     run.await;
     b.destroy().await.expect("destroy");
 }
+
+/// A chord of 10,000 headers is submitted, run and fires its body once
+/// (the size, on a real server; timings printed, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chord_of_ten_thousand_fires_once() {
+    let clock = Arc::new(ManualClock::default());
+    let b = backend(clock.clone()).await;
+    let run = async {
+        let n = 10_000;
+        let spec = WorkflowSpec::chord(
+            (0..n).map(|_| NewTask::new("one", b"[]".to_vec())),
+            NewTask::new("sum", b"[]".to_vec()),
+        );
+        let started = std::time::Instant::now();
+        let id = b.submit_flow(spec).await.expect("submit").id;
+        eprintln!("submitted {n} in {:?}", started.elapsed());
+        let mut ran = 0;
+        let mut body = Vec::new();
+        while ran < n {
+            let got = reserve(&b, 500).await;
+            assert!(!got.is_empty(), "headers left to run: {}", n - ran);
+            let reports = got
+                .iter()
+                .map(|r| {
+                    conveyor_core::Finish::new(
+                        r.lease.clone(),
+                        conveyor_core::FinishAction::Complete {
+                            result: Some(b"1".to_vec()),
+                        },
+                    )
+                })
+                .collect();
+            for r in b.finish(reports).await.expect("finish") {
+                r.expect("applied");
+            }
+            for r in got {
+                if r.handler == "sum" {
+                    body.push(r);
+                } else {
+                    ran += 1;
+                }
+            }
+        }
+        eprintln!("ran {n} in {:?}", started.elapsed());
+        body.extend(reserve(&b, 10).await);
+        assert_eq!(body.len(), 1, "the body fired once");
+        let params: serde_json::Value = serde_json::from_slice(&body[0].payload).expect("JSON");
+        assert_eq!(params[0].as_array().map(Vec::len), Some(n));
+        let w = b.read_whole(id).await.expect("read").expect("there");
+        assert_eq!(w.state, WorkflowState::Running, "the body runs");
+    };
+    run.await;
+    b.destroy().await.expect("destroy");
+}
