@@ -21,8 +21,14 @@ impl NatsBackend {
             return Ok(None);
         };
         let states = entry.states();
+        // A pending node's task may not exist yet: shown without one until
+        // it does, so nobody waits on a task that is not there.
+        let task = |n: usize| {
+            let pending = entry.pending.contains(&(n as u32));
+            entry.task(n).filter(|_| !pending).map(TaskId)
+        };
         let nodes = (0..graph.len().min(states.len()))
-            .map(|n| NodeRecord::of(&graph, n, states[n], entry.task(n).map(TaskId)))
+            .map(|n| NodeRecord::of(&graph, n, states[n], task(n)))
             .collect();
         Ok(Some(WorkflowRecord {
             id,
