@@ -206,7 +206,7 @@ async fn retry(backend: Arc<dyn Backend>, id: WorkflowId) -> anyhow::Result<Exit
             Ok(ExitCode::from(UNKNOWN))
         }
         Some(Retried::Running) => {
-            println!("workflow {id}: still running; only an ended workflow is retried");
+            println!("{}", Retried::running_refusal(id));
             Ok(ExitCode::from(NOT_ENDED))
         }
         Some(Retried::Nodes(0)) => {

@@ -305,9 +305,9 @@ impl Client {
         match retried {
             None => Ok(None),
             Some(workflow::Retried::Nodes(n)) => Ok(Some(n)),
-            Some(workflow::Retried::Running) => Err(conveyor_error(&format!(
-                "workflow {id} is still running; only an ended workflow is retried"
-            ))),
+            Some(workflow::Retried::Running) => Err(conveyor_error(
+                &workflow::Retried::running_refusal(WorkflowId(id)),
+            )),
         }
     }
 

@@ -178,6 +178,14 @@ pub enum Retried {
     Nodes(u64),
 }
 
+impl Retried {
+    /// Why workflow `id` was not retried, when it was [`Retried::Running`]
+    /// (one sentence for every face: the CLI, HTTP, Python).
+    pub fn running_refusal(id: WorkflowId) -> String {
+        format!("workflow {id} is still running; only an ended workflow is retried")
+    }
+}
+
 /// A submitted workflow: its id and the tasks enqueued with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {

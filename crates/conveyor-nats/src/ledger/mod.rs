@@ -47,6 +47,8 @@ pub(crate) enum Created {
 /// The bucket and what reaches it.
 pub(crate) struct Ledger {
     client: async_nats::Client,
+    /// The JetStream context scans send their pull requests through.
+    js: jetstream::Context,
     kv: kv::Store,
     /// The bucket's stream, for purges and scans.
     stream: Stream,
@@ -103,6 +105,7 @@ impl Ledger {
         };
         Ok(Ledger {
             client: client.clone(),
+            js: js.clone(),
             kv,
             stream,
             names: names.clone(),

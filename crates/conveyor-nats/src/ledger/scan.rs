@@ -92,7 +92,7 @@ impl Ledger {
         if pending == 0 && self.stream_done(filter, scan).await? {
             return Ok(());
         }
-        let js = jetstream::new(self.client.clone());
+        let js = &self.js;
         let inbox = async_nats::Subject::from(self.client.new_inbox());
         let mut answers = self
             .client

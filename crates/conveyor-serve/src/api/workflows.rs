@@ -322,9 +322,7 @@ pub(crate) async fn retry(
     let id = parse_id(&id)?;
     match state.backend.retry_workflow(id).await? {
         Some(Retried::Nodes(retried)) => Ok(Json(RetriedView { retried })),
-        Some(Retried::Running) => Err(ApiError::Conflict(format!(
-            "workflow {id} is still running; only an ended workflow is retried"
-        ))),
+        Some(Retried::Running) => Err(ApiError::Conflict(Retried::running_refusal(id))),
         None => Err(ApiError::NotFound(format!("no workflow {id}"))),
     }
 }

@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use conveyor_core::workflow::{WorkflowFilter, WorkflowState};
+use conveyor_core::workflow::{Retried, WorkflowFilter, WorkflowId, WorkflowState};
 use serde::Deserialize;
 
 use super::chrome::{error_page, render, when, Chrome};
@@ -184,31 +184,42 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
 /// `POST /actions/workflows/{id}/cancel`: back to the workflow's page,
 /// which shows it cancelled.
 pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let act = async {
-        let id = parse_id(&id)?;
-        match state.backend.cancel_workflow(id).await? {
-            Some(_) => Ok(id),
-            None => Err(ApiError::NotFound(format!("no workflow {id}"))),
-        }
-    };
-    match act.await {
-        Ok(id) => Redirect::to(&format!("/workflows/{id}")).into_response(),
-        Err(e) => error_page(&state, e),
-    }
+    let backend = state.backend.clone();
+    act_on(&state, &id, |id| async move {
+        Ok(backend.cancel_workflow(id).await?.map(|_| ()))
+    })
+    .await
 }
 
 /// `POST /actions/workflows/{id}/retry`: back to the workflow's page, which
-/// shows it running again.
+/// shows it running again (an error page while it still runs).
 pub(crate) async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let act = async {
-        let id = parse_id(&id)?;
-        match state.backend.retry_workflow(id).await? {
-            Some(_) => Ok(id),
-            None => Err(ApiError::NotFound(format!("no workflow {id}"))),
+    let backend = state.backend.clone();
+    act_on(&state, &id, |id| async move {
+        match backend.retry_workflow(id).await? {
+            Some(Retried::Running) => Err(ApiError::Conflict(Retried::running_refusal(id))),
+            done => Ok(done.map(|_| ())),
         }
+    })
+    .await
+}
+
+/// Runs `act` on the workflow the path's `id` names (`None`: there is no
+/// such workflow), then goes back to its page, or shows the error.
+async fn act_on<F, Fut>(state: &AppState, id: &str, act: F) -> Response
+where
+    F: FnOnce(WorkflowId) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<()>, ApiError>>,
+{
+    let done = async {
+        let id = parse_id(id)?;
+        act(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))?;
+        Ok::<_, ApiError>(id)
     };
-    match act.await {
+    match done.await {
         Ok(id) => Redirect::to(&format!("/workflows/{id}")).into_response(),
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(state, e),
     }
 }
