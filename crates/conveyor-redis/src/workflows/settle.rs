@@ -36,6 +36,20 @@ struct End {
     error: Option<String>,
 }
 
+/// What one ended task is, as `wf_ends` reads it.
+enum Seen {
+    /// No workflow node's task (any more).
+    Unmarked,
+    /// Node `.1` of workflow `.0`, with its task's state, result and error
+    /// (`None`: its record is gone).
+    #[allow(clippy::type_complexity)]
+    Marked(
+        u64,
+        usize,
+        Option<(TaskState, Option<Vec<u8>>, Option<String>)>,
+    ),
+}
+
 impl RedisBackend {
     /// The key of the set of ended node tasks, and of node task → workflow.
     fn wf_sets(&self) -> (String, String) {
@@ -85,41 +99,20 @@ impl RedisBackend {
     /// state; with `strays`, ids recorded as ended that are no node task's
     /// any more are dropped from the record.
     async fn settle_tasks(&self, ids: &[u64], strays: bool) -> Result<u64, Error> {
-        let (ended, marks_key) = self.wf_sets();
-        let mut conn = self.inner.conn.clone();
-        let marks: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(&marks_key)
-            .arg(ids)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error("reading workflow node tasks", e))?;
-        let mut nodes: Vec<(u64, u64, usize)> = Vec::new();
-        let mut gone: Vec<u64> = Vec::new();
-        for (&id, mark) in ids.iter().zip(marks) {
-            match mark {
-                Some(m) => {
-                    let (wf, node) = m
-                        .split_once(' ')
-                        .and_then(|(w, n)| Some((w.parse().ok()?, n.parse().ok()?)))
-                        .ok_or_else(|| bad(format!("task {id}'s workflow mark {m:?}")))?;
-                    nodes.push((id, wf, node));
-                }
-                None if strays => gone.push(id),
-                None => {}
-            }
-        }
-        if !gone.is_empty() {
-            redis::cmd("SREM")
-                .arg(&ended)
-                .arg(&gone)
-                .query_async::<i64>(&mut conn)
-                .await
-                .map_err(|e| redis_error("dropping settled workflow nodes", e))?;
-        }
-        let ends = self.task_ends(nodes.iter().map(|&(id, _, _)| id)).await?;
+        let seen = self.task_ends(ids).await?;
         let mut by_wf: BTreeMap<u64, Vec<End>> = BTreeMap::new();
-        for ((task, wf, node), seen) in nodes.into_iter().zip(ends) {
-            let end = match seen {
+        let mut gone: Vec<u64> = Vec::new();
+        for (&task, seen) in ids.iter().zip(seen) {
+            let (wf, node, end) = match seen {
+                Seen::Unmarked => {
+                    if strays {
+                        gone.push(task);
+                    }
+                    continue;
+                }
+                Seen::Marked(wf, node, end) => (wf, node, end),
+            };
+            let end = match end {
                 None => End {
                     task,
                     node,
@@ -141,6 +134,16 @@ impl RedisBackend {
             };
             by_wf.entry(wf).or_default().push(end);
         }
+        if !gone.is_empty() {
+            let (ended, _) = self.wf_sets();
+            let mut conn = self.inner.conn.clone();
+            redis::cmd("SREM")
+                .arg(&ended)
+                .arg(&gone)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| redis_error("dropping settled workflow nodes", e))?;
+        }
         let mut settled = 0;
         for (wf, ends) in by_wf {
             self.settle_workflow(wf, &ends).await?;
@@ -149,35 +152,43 @@ impl RedisBackend {
         Ok(settled)
     }
 
-    /// Each of `ids`' state, result and error, read in one call (`None` for
-    /// a task that does not exist).
-    #[allow(clippy::type_complexity)]
-    async fn task_ends(
-        &self,
-        ids: impl Iterator<Item = u64>,
-    ) -> Result<Vec<Option<(TaskState, Option<Vec<u8>>, Option<String>)>>, Error> {
+    /// What each of `ids` is, read in one call (`wf_ends`): its workflow
+    /// and node, with its state, result and error (`None` for a task that
+    /// does not exist), or no node task's any more.
+    async fn task_ends(&self, ids: &[u64]) -> Result<Vec<Seen>, Error> {
         let what = "reading the ends of workflow node tasks";
-        let mut inv = self.call(Op::WfEnds);
-        let mut n = 0;
-        for id in ids {
-            inv.arg(id);
-            n += 1;
-        }
-        if n == 0 {
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let mut inv = self.call(Op::WfEnds);
+        for id in ids {
+            inv.arg(id);
+        }
+        let n = ids.len();
         let items = reply::array(self.run(what, &inv).await?, what)?;
-        if items.len() != 3 * n {
+        if items.len() != 4 * n {
             return Err(bad(format!("{what}: {} items for {n} tasks", items.len())));
         }
         let mut out = Vec::with_capacity(n);
         let mut items = items.into_iter();
-        while let (Some(state), Some(result), Some(error)) =
-            (items.next(), items.next(), items.next())
-        {
+        for &id in ids {
+            let (Some(mark), Some(state), Some(result), Some(error)) =
+                (items.next(), items.next(), items.next(), items.next())
+            else {
+                break;
+            };
+            let Some(mark) = reply::opt_bytes(mark, what)? else {
+                out.push(Seen::Unmarked);
+                continue;
+            };
+            let mark = String::from_utf8_lossy(&mark);
+            let (wf, node) = mark
+                .split_once(' ')
+                .and_then(|(w, n)| Some((w.parse().ok()?, n.parse().ok()?)))
+                .ok_or_else(|| bad(format!("task {id}'s workflow mark {mark:?}")))?;
             let state = reply::bytes(state, what)?;
             if state.is_empty() {
-                out.push(None);
+                out.push(Seen::Marked(wf, node, None));
                 continue;
             }
             let code: i64 = std::str::from_utf8(&state)
@@ -188,7 +199,8 @@ impl RedisBackend {
                 .ok_or_else(|| bad(format!("{what}: unknown state code {code}")))?;
             let error =
                 reply::opt_bytes(error, what)?.map(|e| String::from_utf8_lossy(&e).into_owned());
-            out.push(Some((state, reply::opt_bytes(result, what)?, error)));
+            let result = reply::opt_bytes(result, what)?;
+            out.push(Seen::Marked(wf, node, Some((state, result, error))));
         }
         Ok(out)
     }
