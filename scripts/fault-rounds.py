@@ -25,6 +25,7 @@ LINE = re.compile(r"^FAULT backend=(\S+) fault=(\S+) lost=(\d+) duplicates=(\d+)
                   r"in_flight=(\d+) resume_s=(\S+) stop_s=(\S+)")
 CASE = {
     "restart_mid_run": "restart",
+    "restart_mid_chord": "restart_chord",
     "blackhole_mid_run": "blackhole",
     "connections_cut_mid_run": "cut",
     "slow_network_mid_run": "slow",

@@ -64,6 +64,15 @@ macro_rules! backend_faults {
             blackhole_mid_run, connections_cut_mid_run, slow_network_mid_run,
             stop_mid_outage, rolling_deploy);
     };
+    // A backend with the workflows part adds the chord under a restart.
+    ($target:expr; private_server: $has:meta, $missing:literal; workflows) => {
+        $crate::backend_faults!($target; private_server: $has, $missing);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not($has), ignore = $missing)]
+        async fn restart_mid_chord() {
+            $crate::faults::restart_mid_chord($target).await;
+        }
+    };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// The server is killed mid-run (tasks enqueued, reserved, renewed and
 /// settled) and started again on the same data after longer than a lease.
 pub async fn restart_mid_run(target: FaultTarget) {
+    restart(target, false).await;
+}
+
+/// [`restart_mid_run`] with the tasks as the header of a chord: besides
+/// nothing lost, the body runs once, with every header's result in order,
+/// and the workflow succeeds (ends recorded before the restart and settled
+/// after it, nodes made ready across it).
+pub async fn restart_mid_chord(target: FaultTarget) {
+    restart(target, true).await;
+}
+
+/// A private server killed and started again mid-run, the tasks plain or
+/// the header of a chord.
+async fn restart(target: FaultTarget, chord: bool) {
     let Some(server) = blocking(target.private_server).await else {
         panic!("{}: the private server's program is missing", target.name);
     };
@@ -43,8 +57,17 @@ pub async fn restart_mid_run(target: FaultTarget) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .addr();
-    let url = (target.url)(addr, &namespace("restart"), true);
-    let mut run = Run::start(target, "restart", &url, &url).await;
+    let (case, ns) = if chord {
+        ("restart_chord", "restartchord")
+    } else {
+        ("restart", "restart")
+    };
+    let url = (target.url)(addr, &namespace(ns), true);
+    let mut run = if chord {
+        Run::start_chord(target, case, &url, &url).await
+    } else {
+        Run::start(target, case, &url, &url).await
+    };
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
     blocking(with(|s| s.stop())).await;
@@ -55,6 +78,9 @@ pub async fn restart_mid_run(target: FaultTarget) {
     blocking(with(|s| s.start())).await;
     run.recovered(Instant::now()).await;
     run.all_done().await;
+    if chord {
+        run.chord_done().await;
+    }
     run.stop().await;
     run.verdict();
     blocking(move || drop(server)).await;

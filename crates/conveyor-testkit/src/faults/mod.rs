@@ -34,7 +34,7 @@ use std::time::Duration;
 use conveyor_core::Scheme;
 
 pub use cases::{
-    blackhole_mid_run, connections_cut_mid_run, restart_mid_run, rolling_deploy,
+    blackhole_mid_run, connections_cut_mid_run, restart_mid_chord, restart_mid_run, rolling_deploy,
     slow_network_mid_run, stop_mid_outage,
 };
 pub use proxy::{FaultProxy, Traffic};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use conveyor::durable::{WorkerProbe, WorkerReport, WorkerStopper};
 use conveyor::{Handler, TaskError, Worker};
+use conveyor_core::workflow::{WorkflowId, WorkflowSpec, WorkflowState};
 use conveyor_core::{Backend, Error, NewTask, TaskId, TaskState};
 use tokio::task::JoinHandle;
 
@@ -14,6 +15,10 @@ use super::{FaultTarget, RESUME_WITHIN, STOP_SLACK};
 
 /// The handler every case runs.
 pub(crate) const HANDLER: &str = "fault-work";
+
+/// The handler of a chord's body (`Run::start_chord`): it notes the
+/// header results it was given.
+pub(crate) const BODY_HANDLER: &str = "fault-body";
 
 /// A handler only the newer workers of a rolling deploy have.
 pub(crate) const NEW_HANDLER: &str = "fault-new";
@@ -40,6 +45,8 @@ struct Seen {
     runs: HashMap<u64, Vec<Instant>>,
     /// When each run started.
     starts: Vec<Instant>,
+    /// The header results each run of a chord's body was given.
+    bodies: Vec<Vec<u64>>,
 }
 
 /// A worker running a case's tasks.
@@ -51,6 +58,8 @@ pub(crate) struct Run {
     observer: Arc<dyn Backend>,
     seen: Arc<Mutex<Seen>>,
     ids: Vec<TaskId>,
+    /// The chord the tasks are the header of (`Run::start_chord`).
+    chord: Option<WorkflowId>,
     /// The running worker's probe (it holds the worker's connection: gone
     /// once the worker stops, as the process of a worker that exits).
     probe: Option<WorkerProbe>,
@@ -111,7 +120,20 @@ fn spawn_worker(
             }
         })
     };
-    let mut builder = Worker::builder(backend).handler(work(HANDLER));
+    let body = {
+        let seen = seen.clone();
+        Handler::io(BODY_HANDLER, move |args: (Vec<u64>,), _ctx| {
+            let s = seen.clone();
+            async move {
+                let total = args.0.iter().sum::<u64>();
+                lock(&s).bodies.push(args.0);
+                Ok::<_, TaskError>(total)
+            }
+        })
+    };
+    let mut builder = Worker::builder(backend)
+        .handler(work(HANDLER))
+        .handler(body);
     if newer {
         builder = builder.handler(work(NEW_HANDLER));
     }
@@ -178,6 +200,7 @@ impl Run {
             observer,
             seen,
             ids,
+            chord: None,
             probe: Some(probe),
             stopper,
             worker: Some(worker),
@@ -188,6 +211,100 @@ impl Run {
             resumed_after: None,
             stopped_in: None,
         }
+    }
+
+    /// [`Run::start`] with the tasks as the header of a chord whose body
+    /// sums their results (`BODY_HANDLER`).
+    pub(crate) async fn start_chord(
+        target: FaultTarget,
+        case: &'static str,
+        direct: &str,
+        url: &str,
+    ) -> Run {
+        let observer = open(&target, direct).await;
+        let header =
+            (0..TASKS).map(|n| NewTask::new(HANDLER, n.to_string().into_bytes()).max_attempts(100));
+        let body = NewTask::new(BODY_HANDLER, b"[]".to_vec()).max_attempts(100);
+        let submitted = observer
+            .submit_workflow(WorkflowSpec::chord(header, body))
+            .await
+            .unwrap_or_else(|e| panic!("{}: submit: {}", target.name, e.chain()));
+        let ids = submitted.started.iter().map(|(_, id)| *id).collect();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let backend = open(&target, url).await;
+        let (probe, stopper, worker) = spawn_worker(&target, backend, seen.clone(), false);
+        Run {
+            target,
+            case,
+            observer,
+            seen,
+            ids,
+            chord: Some(submitted.id),
+            probe: Some(probe),
+            stopper,
+            worker: Some(worker),
+            in_flight_at_fault: None,
+            fault_claims: 0,
+            fault_at: None,
+            recovered_at: None,
+            resumed_after: None,
+            stopped_in: None,
+        }
+    }
+
+    /// Waits until the chord (`Run::start_chord`) ended, and checks that it
+    /// succeeded and that its body ran once, with every header's result in
+    /// header order.
+    pub(crate) async fn chord_done(&self) {
+        let Some(id) = self.chord else {
+            panic!("{} {}: no chord", self.target.name, self.case);
+        };
+        let deadline = Instant::now() + WEDGED_AFTER;
+        let w = loop {
+            let w = self
+                .observer
+                .workflow(id)
+                .await
+                .unwrap_or_else(|e| panic!("{}: read the chord: {}", self.target.name, e.chain()))
+                .unwrap_or_else(|| panic!("{} {}: the chord is gone", self.target.name, self.case));
+            if w.state != WorkflowState::Running {
+                break w;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} {}: the chord did not end (wedged): {:?}",
+                self.target.name,
+                self.case,
+                w.nodes
+                    .iter()
+                    .filter(|n| !n.state.is_final())
+                    .take(5)
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            w.state,
+            WorkflowState::Succeeded,
+            "{} {}",
+            self.target.name,
+            self.case
+        );
+        let bodies = lock(&self.seen).bodies.clone();
+        assert_eq!(
+            bodies.len(),
+            1,
+            "{} {}: the body ran {} times",
+            self.target.name,
+            self.case,
+            bodies.len()
+        );
+        let every: Vec<u64> = (0..TASKS).collect();
+        assert_eq!(
+            bodies[0], every,
+            "{} {}: the body's header results",
+            self.target.name, self.case
+        );
     }
 
     /// Starts another worker on the same tasks (the last one has stopped),
