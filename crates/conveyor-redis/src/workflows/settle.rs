@@ -36,6 +36,19 @@ struct End {
     error: Option<String>,
 }
 
+/// Refuses ends naming a node `graph` (workflow `wf`'s) does not have.
+fn check_nodes(wf: u64, graph: &Graph, ends: &[End]) -> Result<(), Error> {
+    match ends.iter().find(|e| e.node >= graph.len()) {
+        Some(e) => Err(bad(format!(
+            "task {} is node {} of workflow {wf}, which has {} nodes",
+            e.task,
+            e.node,
+            graph.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What one ended task is, as `wf_ends` reads it.
 enum Seen {
     /// No workflow node's task (any more).
@@ -222,30 +235,44 @@ impl RedisBackend {
     /// the workflow changed between the read and the write.
     async fn try_settle(&self, wf: u64, ends: &[End]) -> Result<bool, Error> {
         let settled: Vec<u64> = ends.iter().map(|e| e.task).collect();
-        let Some(head) = self.wf_head(wf).await? else {
+        let read = match self.inner.graphs.get(wf) {
+            // The graph known: the head and the likely rows in one read
+            // (the callbacks' rows, when the body ends, in a second).
+            Some(graph) => {
+                check_nodes(wf, &graph, ends)?;
+                let mut first: Vec<usize> = ends
+                    .iter()
+                    .flat_map(|e| std::iter::once(e.node).chain(graph.dependents(e.node).to_vec()))
+                    .collect();
+                first.sort_unstable();
+                first.dedup();
+                self.wf_head_with_rows(wf, graph, &first).await?
+            }
+            None => match self.wf_head(wf).await? {
+                Some(head) => {
+                    let graph = head.graph.clone();
+                    check_nodes(wf, &graph, ends)?;
+                    let mut first: Vec<usize> = ends
+                        .iter()
+                        .flat_map(|e| ReadAhead::likely(&graph, e.node, &head.tally))
+                        .collect();
+                    first.sort_unstable();
+                    first.dedup();
+                    let mut ahead = ReadAhead::new(head.tally);
+                    if !self.wf_rows(wf, &head.version, &first, &mut ahead).await? {
+                        return Ok(false);
+                    }
+                    Some((head, ahead))
+                }
+                None => None,
+            },
+        };
+        let Some((head, mut ahead)) = read else {
             // Pruned: nothing is left to settle.
             self.forget_ends(&settled).await?;
             return Ok(true);
         };
         let graph = head.graph.clone();
-        if let Some(e) = ends.iter().find(|e| e.node >= graph.len()) {
-            return Err(bad(format!(
-                "task {} is node {} of workflow {wf}, which has {} nodes",
-                e.task,
-                e.node,
-                graph.len()
-            )));
-        }
-        let mut first: Vec<usize> = ends
-            .iter()
-            .flat_map(|e| ReadAhead::likely(&graph, e.node, &head.tally))
-            .collect();
-        first.sort_unstable();
-        first.dedup();
-        let mut ahead = ReadAhead::new(head.tally);
-        if !self.wf_rows(wf, &head.version, &first, &mut ahead).await? {
-            return Ok(false);
-        }
         // Nodes made ready whose task cannot be made (params that do not
         // compose, or too large): they fail at once, and the decision runs
         // again with them.

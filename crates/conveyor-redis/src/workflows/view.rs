@@ -133,6 +133,40 @@ impl RedisBackend {
         }))
     }
 
+    /// Workflow `wf`'s head and the rows of `nodes`, in one read, for a
+    /// workflow whose `graph` this process has decoded already; `None`
+    /// when there is no such workflow.
+    pub(super) async fn wf_head_with_rows(
+        &self,
+        wf: u64,
+        graph: Arc<Graph>,
+        nodes: &[usize],
+    ) -> Result<Option<(Head, ReadAhead)>, Error> {
+        let fields: Vec<String> = ["v".to_string(), "t".to_string()]
+            .into_iter()
+            .chain(nodes.iter().map(|&n| field('n', n)))
+            .collect();
+        let mut got = self.wf_fields(wf, &fields).await?.into_iter();
+        let (Some(version), tally) = (got.next().flatten(), got.next().flatten()) else {
+            return Ok(None);
+        };
+        let tally = tally.ok_or_else(|| bad(format!("workflow {wf} has no tally")))?;
+        let tally = codec::parse_tally(&tally, wf)?;
+        let mut ahead = ReadAhead::new(tally);
+        for (&node, v) in nodes.iter().zip(got) {
+            match v {
+                Some(v) => ahead.insert(node, codec::parse_row(&v, wf, node)?),
+                None => return Err(bad(format!("workflow {wf} has no row for node {node}"))),
+            }
+        }
+        let head = Head {
+            version,
+            tally,
+            graph,
+        };
+        Ok(Some((head, ahead)))
+    }
+
     /// Reads the rows of `nodes` into `ahead`; `false` when the workflow is
     /// past `version` (or gone).
     pub(super) async fn wf_rows(
