@@ -191,26 +191,7 @@ impl Run {
             .into_iter()
             .map(|e| e.id)
             .collect();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let backend = open(&target, url).await;
-        let (probe, stopper, worker) = spawn_worker(&target, backend, seen.clone(), false);
-        Run {
-            target,
-            case,
-            observer,
-            seen,
-            ids,
-            chord: None,
-            probe: Some(probe),
-            stopper,
-            worker: Some(worker),
-            in_flight_at_fault: None,
-            fault_claims: 0,
-            fault_at: None,
-            recovered_at: None,
-            resumed_after: None,
-            stopped_in: None,
-        }
+        Self::begin(target, case, observer, ids, None, url).await
     }
 
     /// [`Run::start`] with the tasks as the header of a chord whose body
@@ -230,6 +211,19 @@ impl Run {
             .await
             .unwrap_or_else(|e| panic!("{}: submit: {}", target.name, e.chain()));
         let ids = submitted.started.iter().map(|(_, id)| *id).collect();
+        Self::begin(target, case, observer, ids, Some(submitted.id), url).await
+    }
+
+    /// Starts a worker on `url` for the tasks `ids` (the header of `chord`,
+    /// if any), stored through `observer`.
+    async fn begin(
+        target: FaultTarget,
+        case: &'static str,
+        observer: Arc<dyn Backend>,
+        ids: Vec<TaskId>,
+        chord: Option<WorkflowId>,
+        url: &str,
+    ) -> Run {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let backend = open(&target, url).await;
         let (probe, stopper, worker) = spawn_worker(&target, backend, seen.clone(), false);
@@ -239,7 +233,7 @@ impl Run {
             observer,
             seen,
             ids,
-            chord: Some(submitted.id),
+            chord,
             probe: Some(probe),
             stopper,
             worker: Some(worker),
