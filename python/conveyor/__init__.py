@@ -21,7 +21,7 @@ command; enqueueing and waiting release the GIL.
 
 from . import _native
 from ._app import App, Task, TaskOptions
-from ._canvas import Signature, WorkflowHandle, chain, chord, group
+from ._canvas import Signature, WorkflowHandle, chain, chord, expand, group
 from ._context import Discard, Fail, Retry, TaskContext
 from ._handle import TaskHandle
 from .errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "chain",
     "group",
     "chord",
+    "expand",
     "TaskContext",
     "Retry",
     "Fail",

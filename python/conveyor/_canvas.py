@@ -170,6 +170,26 @@ class _Graph:
         raise InvalidConfig("not a canvas: %r (use task.s(...), chain, group or chord)" % (canvas,))
 
 
+def expand(canvas: Canvas) -> Dict[str, Any]:
+    """What a task running in a workflow returns to add ``canvas``'s tasks
+    to its own workflow, fanning out over what it just fetched::
+
+        @app.task
+        def crawl(site):
+            return conveyor.expand(group(fetch.s(url) for url in links(site)))
+
+        chain(crawl.s("example.org"), index.s()).delay().get()
+
+    The added tasks are stored in the same step as this task's end; the
+    task's step settles once they have, and the steps after it receive their
+    result as a canvas gives it (a group's list, a chain's last result, a
+    chord's body's). Each added step is named ``<step>/<name>``. Outside a
+    workflow the returned value is an ordinary result."""
+    graph = _Graph()
+    _ends, gathered = graph.add(canvas, [], False)
+    return {"$expand": {"nodes": graph.nodes}, "$output": "list" if gathered else "one"}
+
+
 def _submit(canvas: Canvas) -> "WorkflowHandle":
     graph = _Graph()
     ends, gathered = graph.add(canvas, [], False)
@@ -313,7 +333,7 @@ class WorkflowHandle:
                 self._ends, self._gathered = _last_nodes(info["nodes"])
             ends = [nodes[e] for e in self._ends]
             if all(e["state"] == "succeeded" for e in ends):
-                results = [_result_of(client, e["task"]) for e in ends]
+                results = [_output_of(client, nodes, e) for e in ends]
                 return results if self._gathered else results[0]
             if info["state"] != "running":
                 raise TaskFailed(
@@ -348,8 +368,21 @@ def _last_nodes(nodes: List[Dict[str, Any]]) -> Tuple[List[str], bool]:
     results come as a list: for a handle looked up by id."""
     body = [n for n in nodes if n["callback"] is None]
     waited_for = {d for n in body for d in n["after"]}
+    waited_for.update(d for n in body if n.get("expanded") for d in n["expanded"]["last"])
     ends = [n["name"] for n in body if n["name"] not in waited_for]
     return ends, len(ends) != 1
+
+
+def _output_of(client: Any, nodes: Dict[str, Dict[str, Any]], node: Dict[str, Any]) -> Any:
+    """What a succeeded node passes on: its task's result, or for one that
+    expanded, its added nodes' (one result, or the list)."""
+    expanded = node.get("expanded")
+    if not expanded:
+        return _result_of(client, node["task"])
+    results = [_output_of(client, nodes, nodes[name]) for name in expanded["last"]]
+    if expanded["output"] == "list":
+        return results
+    return results[0] if results else None
 
 
 def _result_of(client: Any, task: int) -> Any:

@@ -110,3 +110,13 @@ def hold(marker, seconds):
     os.replace(marker + ".tmp", marker)
     time.sleep(seconds)
     return "not cancelled"
+
+
+@app.task(retries=0)
+def fan_out(n):
+    return conveyor.expand(conveyor.group(add.s(i, i) for i in range(n)))
+
+
+@app.task(retries=0)
+def fan_out_chain(a):
+    return conveyor.expand(conveyor.chain(add.s(a, 1), mul.s(10)))

@@ -321,6 +321,7 @@ async fn workflow_json(backend: &Arc<dyn Backend>, w: &WorkflowRecord) -> anyhow
             "task": node.task.map(|t| t.0),
             "after": node.after,
             "callback": callback_name(node),
+            "expanded": node.expansion_json(),
             "attempts": task.as_ref().map(|t| t.attempts),
             "result": task.as_ref().and_then(|t| t.result.as_deref()).map(decoded),
             "error": task.as_ref().and_then(|t| t.error.clone()),

@@ -57,6 +57,8 @@
 //!
 //! Version 12 moves each workflow's declaration into `workflow_specs`, so
 //! its row holds only the small, often written tally.
+//! Version 13 adds `workflow_expansions`: the nodes a workflow's running
+//! nodes added, one row per expansion, in order.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,7 +71,7 @@ use crate::error::{classify, db_err};
 use crate::sql::unfinished_codes;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 12;
+pub(crate) const SCHEMA_VERSION: i64 = 13;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -223,6 +225,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 12 {
         conn.execute_batch(SCHEMA_V12).map_err(db_err_string)?;
     }
+    if version < 13 {
+        conn.execute_batch(SCHEMA_V13).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -339,6 +344,16 @@ const SCHEMA_V12: &str = "CREATE TABLE IF NOT EXISTS workflow_specs (
      INSERT OR IGNORE INTO workflow_specs (id, spec)
          SELECT id, spec FROM workflows WHERE length(spec) > 0;
      UPDATE workflows SET spec = x'' WHERE length(spec) > 0;";
+
+/// Schema version 13: the expansions of each workflow (nodes its running
+/// nodes added, `conveyor_core::workflow::Expansion`), in the order they
+/// were made, read back after the declaration.
+const SCHEMA_V13: &str = "CREATE TABLE IF NOT EXISTS workflow_expansions (
+         workflow INTEGER NOT NULL,
+         seq INTEGER NOT NULL,
+         spec BLOB NOT NULL,
+         PRIMARY KEY (workflow, seq)
+     ) WITHOUT ROWID;";
 
 /// Schema version 7: the kept counts of tasks per queue, handler and state
 /// (`crate::tally`), filled from the tasks already in the file.

@@ -180,6 +180,9 @@ async fn two_backends_share_one_file() {
 
 const CHILD_DB: &str = "CONVEYOR_EMBEDDED_CHILD_DB";
 
+/// The schema version this build writes.
+const SCHEMA_NOW: i64 = 13;
+
 /// Run by `two_processes_share_one_file` in a child process; does nothing
 /// when run on its own.
 #[tokio::test]
@@ -517,7 +520,7 @@ async fn a_version_5_file_migrates_to_trace_contexts() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 12);
+    assert_eq!(user_version(&path), SCHEMA_NOW);
     assert_eq!(b.get(old).await.unwrap().unwrap().trace, None);
     let ctx = conveyor_core::TraceContext::new(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -556,7 +559,7 @@ async fn a_version_6_file_migrates_to_attempt_history() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 12);
+    assert_eq!(user_version(&path), SCHEMA_NOW);
     assert!(b.get(old).await.unwrap().unwrap().history.is_empty());
     let q = queues(&["default"]);
     let params = conveyor_core::ReserveParams::new(&q, 1, LEASE).worker("w");
@@ -596,7 +599,7 @@ async fn a_version_8_file_migrates_to_counting_running_tasks_from_the_kept_count
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 12);
+    assert_eq!(user_version(&path), SCHEMA_NOW);
     let raw = rusqlite::Connection::open(&path).unwrap();
     let index: i64 = raw
         .query_row(
@@ -649,7 +652,7 @@ async fn a_version_9_file_migrates_to_tasks_expiring_one_by_one() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 12);
+    assert_eq!(user_version(&path), SCHEMA_NOW);
     let rec = b.get(old).await.unwrap().unwrap();
     assert_eq!((rec.keep, rec.expires_at), (None, None));
     let kept = std::time::Duration::from_secs(3600);
@@ -694,7 +697,7 @@ async fn a_version_11_file_migrates_workflow_declarations_out_of_their_rows() {
         .unwrap();
     }
     let b = EmbeddedBackend::open(&path).unwrap();
-    assert_eq!(user_version(&path), 12);
+    assert_eq!(user_version(&path), SCHEMA_NOW);
     {
         let raw = rusqlite::Connection::open(&path).unwrap();
         let (moved, left): (i64, i64) = raw

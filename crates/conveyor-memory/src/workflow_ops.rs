@@ -4,9 +4,9 @@
 use std::collections::VecDeque;
 
 use conveyor_core::workflow::{
-    compose_params, DependencyResult, Graph, NodeRecord, NodeResult, NodeState, Progress, Retried,
-    Step, Submitted, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
-    WorkflowState, WorkflowSummary,
+    composed_task, Graph, NodeEnd, NodeOutput, NodeRecord, NodeResult, NodeState, Progress,
+    Retried, Step, Submitted, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord,
+    WorkflowSpec, WorkflowState, WorkflowSummary,
 };
 use conveyor_core::{Error, TaskId, TaskState, Timestamp};
 
@@ -91,11 +91,32 @@ impl State {
         if flow.tasks[node] != Some(id) {
             return;
         }
-        let before = flow.progress.state(node);
-        let step = flow.progress.settle(&flow.graph, node, result);
-        if before == Some(NodeState::Running) {
-            flow.outputs[node] = output;
+        if flow.progress.state(node) != Some(NodeState::Running) {
+            return;
         }
+        let asked = output.as_ref().and_then(|o| o.result.as_deref());
+        let step = match NodeEnd::of(&flow.graph, node, result, asked) {
+            NodeEnd::Settle(result) => {
+                if !flow.graph.is_expanded(node) {
+                    flow.outputs[node] = output;
+                }
+                flow.progress.settle(&flow.graph, node, result)
+            }
+            NodeEnd::Expand { graph, added, .. } => {
+                flow.graph = *graph;
+                flow.tasks.resize(flow.graph.len(), None);
+                flow.outputs.resize(flow.graph.len(), None);
+                flow.outputs[node] = output;
+                flow.progress.expand(&flow.graph, node, added)
+            }
+            NodeEnd::Refused(why) => {
+                flow.outputs[node] = Some(Output {
+                    result: output.and_then(|o| o.result),
+                    error: Some(why),
+                });
+                flow.progress.settle(&flow.graph, node, NodeResult::Failed)
+            }
+        };
         self.apply_step(wf, step, now);
     }
 
@@ -283,21 +304,18 @@ impl State {
 
 /// Node `node`'s task, its params composed from its dependencies' outputs.
 fn node_task(flow: &Flow, node: usize) -> Result<conveyor_core::NewTask, Error> {
-    let spec = &flow.graph.nodes()[node];
-    let results: Vec<DependencyResult<'_>> = flow
+    let outputs: Vec<NodeOutput> = flow
         .graph
-        .dependencies(node)
-        .iter()
-        .map(|&(dep, _)| {
-            let output = flow.outputs[dep].as_ref();
-            DependencyResult::of(
-                flow.progress.state(dep).unwrap_or(NodeState::Skipped),
-                output.and_then(|o| o.result.as_deref()),
-                output.and_then(|o| o.error.as_deref()),
+        .reads(node)
+        .into_iter()
+        .map(|n| {
+            let output = flow.outputs[n].as_ref();
+            (
+                flow.progress.state(n).unwrap_or(NodeState::Skipped),
+                output.and_then(|o| o.result.clone()),
+                output.and_then(|o| o.error.clone()),
             )
         })
         .collect();
-    let mut task = spec.task.clone();
-    task.payload = compose_params(spec.input, &spec.task.payload, &results)?;
-    Ok(task)
+    composed_task(&flow.graph, node, &outputs)
 }

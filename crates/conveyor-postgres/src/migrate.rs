@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 11;
+pub const SCHEMA_VERSION: i32 = 12;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +305,24 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
                 w = schema.table("workflows"),
                 n = schema.table("workflow_nodes"),
                 settles = schema.table("workflow_settles"),
+            ),
+        },
+        Migration {
+            version: 12,
+            name: "workflow expansions",
+            // The nodes a workflow's running nodes added
+            // (`conveyor_core::workflow::Expansion`), one row per
+            // expansion in the order they were made, read back after the
+            // declaration; they go with their workflow. Idempotent.
+            sql: format!(
+                "CREATE TABLE IF NOT EXISTS {x} (
+                     workflow bigint  NOT NULL REFERENCES {w} (id) ON DELETE CASCADE,
+                     seq      integer NOT NULL,
+                     spec     bytea   NOT NULL,
+                     PRIMARY KEY (workflow, seq)
+                 );",
+                w = schema.table("workflows"),
+                x = schema.table("workflow_expansions"),
             ),
         },
     ]

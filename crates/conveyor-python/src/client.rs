@@ -326,6 +326,15 @@ fn workflow_dict<'py>(py: Python<'py>, w: &WorkflowRecord) -> PyResult<Bound<'py
         node.set_item("task", n.task.map(|t| t.0))?;
         node.set_item("after", &n.after)?;
         node.set_item("callback", n.callback.map(|c| c.key()))?;
+        match &n.expanded {
+            Some((output, last)) => {
+                let e = PyDict::new(py);
+                e.set_item("output", output.as_str())?;
+                e.set_item("last", last)?;
+                node.set_item("expanded", e)?;
+            }
+            None => node.set_item("expanded", py.None())?,
+        }
         nodes.append(node)?;
     }
     let d = PyDict::new(py);

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::graph::{Dependency, NodeSpec, WhenEnded, WorkflowSpec};
+use super::graph::{Dependency, ExpansionOutput, NodeSpec, WhenEnded, WorkflowSpec};
 use crate::{Error, NewTask};
 
 /// The declaration as sent.
@@ -115,6 +115,54 @@ pub fn from_json(text: &[u8]) -> Result<WorkflowSpec, Error> {
     let declared: Declared = serde_json::from_slice(text)
         .map_err(|e| Error::InvalidConfig(format!("workflow declaration: {e}")))?;
     declared.into_spec()
+}
+
+/// Reads the declaration of an expansion (see
+/// [`expansion_of`](super::expansion_of)): the same form without
+/// callbacks, its tasks in `queue` unless it or they name one. Returns it
+/// with what its node passes on: a group's list of results, a chain's or
+/// a chord's last result, and for `nodes`, the one last node's result, or
+/// the list of the last nodes' when there are several.
+pub fn expansion_from_value(
+    value: Value,
+    queue: &str,
+) -> Result<(WorkflowSpec, ExpansionOutput), Error> {
+    let mut declared: Declared = serde_json::from_value(value)
+        .map_err(|e| Error::InvalidConfig(format!("expansion: {e}")))?;
+    if declared.on_success.is_some()
+        || declared.on_failure.is_some()
+        || declared.on_complete.is_some()
+    {
+        return Err(Error::InvalidConfig(
+            "expansion: an expansion has no callbacks (the workflow's own run at its end)".into(),
+        ));
+    }
+    declared.queue = declared.queue.or_else(|| Some(queue.to_string()));
+    let grouped = declared.group.is_some();
+    let listed = declared.nodes.is_some();
+    let spec = declared.into_spec()?;
+    let output = if grouped {
+        ExpansionOutput::List
+    } else if listed {
+        let waited: std::collections::HashSet<&str> = spec
+            .nodes
+            .iter()
+            .flat_map(|n| n.after.iter().map(|d| d.node.as_str()))
+            .collect();
+        let last = spec
+            .nodes
+            .iter()
+            .filter(|n| !waited.contains(n.name.as_str()))
+            .count();
+        if last == 1 {
+            ExpansionOutput::One
+        } else {
+            ExpansionOutput::List
+        }
+    } else {
+        ExpansionOutput::One
+    };
+    Ok((spec, output))
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {

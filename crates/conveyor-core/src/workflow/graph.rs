@@ -344,6 +344,7 @@ impl WorkflowSpec {
             dependent_policies,
             whens,
             index,
+            expanded: HashMap::new(),
         })
     }
 }
@@ -398,10 +399,70 @@ pub struct Graph {
     dependent_policies: Vec<Vec<EdgePolicy>>,
     whens: Vec<WhenEnded>,
     index: HashMap<String, usize>,
+    /// The nodes that expanded, with what they now wait for.
+    expanded: HashMap<usize, Expanded>,
+}
+
+/// What an expanded node passes on to its dependents: the result of its
+/// expansion's one last node (a chain's last step, a chord's body), or the
+/// list of its last nodes' results (a group's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpansionOutput {
+    /// The one last node's result (`null` when there is none).
+    One,
+    /// The last nodes' results as one list, in declared order.
+    List,
+}
+
+impl ExpansionOutput {
+    /// The mode's name: `one` or `list`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpansionOutput::One => "one",
+            ExpansionOutput::List => "list",
+        }
+    }
+}
+
+impl std::str::FromStr for ExpansionOutput {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "one" => Ok(ExpansionOutput::One),
+            "list" => Ok(ExpansionOutput::List),
+            other => Err(Error::InvalidConfig(format!(
+                "unknown expansion output {other:?}: expected one or list"
+            ))),
+        }
+    }
+}
+
+/// Nodes a running node adds to its own workflow (its task's result asked
+/// for them, see [`expansion_of`](super::expansion_of)): they join the
+/// body, named `<node>/<name>`, and the node settles when they have,
+/// passing on their result as `output` says.
+#[derive(Debug, Clone)]
+pub struct Expansion {
+    /// The name of the node that expands.
+    pub node: String,
+    /// The nodes added (no callbacks), named within the expansion.
+    pub spec: WorkflowSpec,
+    /// What the node passes on.
+    pub output: ExpansionOutput,
+}
+
+/// An expanded node: its expansion's last nodes, each waited for under
+/// `fail`, and what it passes on.
+#[derive(Debug, Clone)]
+struct Expanded {
+    sinks: Vec<(usize, EdgePolicy)>,
+    output: ExpansionOutput,
 }
 
 impl Graph {
-    /// Every node, the body's then the callbacks'.
+    /// Every node: the declared body's, the callbacks', then those that
+    /// expansions added.
     pub fn nodes(&self) -> &[NodeSpec] {
         &self.nodes
     }
@@ -416,9 +477,25 @@ impl Graph {
         self.nodes.is_empty()
     }
 
-    /// How many nodes are the body (positions `0..body()`).
+    /// How many nodes are the body: every node but the callbacks (those
+    /// declared at `0..`, and those expansions added after the callbacks).
     pub fn body(&self) -> usize {
-        self.body
+        self.nodes.len() - self.whens.len()
+    }
+
+    /// The nodes of the body, in position order.
+    pub fn body_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.body).chain(self.callbacks().end..self.nodes.len())
+    }
+
+    /// The callbacks' positions.
+    pub fn callbacks(&self) -> std::ops::Range<usize> {
+        self.body..self.body + self.whens.len()
+    }
+
+    /// Whether node `node` is a callback.
+    pub fn is_callback(&self, node: usize) -> bool {
+        self.callbacks().contains(&node)
     }
 
     /// The position of the node named `name`.
@@ -450,5 +527,137 @@ impl Graph {
     pub fn when(&self, node: usize) -> Option<WhenEnded> {
         node.checked_sub(self.body)
             .and_then(|i| self.whens.get(i).copied())
+    }
+
+    /// Whether node `node` expanded: its task ran, and it now waits for
+    /// the nodes it added.
+    pub fn is_expanded(&self, node: usize) -> bool {
+        self.expanded.contains_key(&node)
+    }
+
+    /// What node `node` waits for before it settles: its dependencies, or,
+    /// once it expanded, the last nodes of its expansion (under `fail`).
+    pub fn waits_for(&self, node: usize) -> &[(usize, EdgePolicy)] {
+        match self.expanded.get(&node) {
+            Some(e) => &e.sinks,
+            None => self.dependencies(node),
+        }
+    }
+
+    /// What expanded node `node` passes on, and the nodes it comes from
+    /// (`None` for a node that did not expand).
+    pub fn expansion_output(&self, node: usize) -> Option<(ExpansionOutput, Vec<usize>)> {
+        self.expanded
+            .get(&node)
+            .map(|e| (e.output, e.sinks.iter().map(|&(s, _)| s).collect()))
+    }
+
+    /// The nodes whose task outputs node `node`'s input is made of: each
+    /// dependency, and for one that expanded, the last nodes of its
+    /// expansion (theirs too, when they expanded), in the order
+    /// [`composed_task`](super::composed_task) takes them.
+    pub fn reads(&self, node: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        for &(dep, _) in self.dependencies(node) {
+            self.push_reads(dep, &mut out);
+        }
+        out
+    }
+
+    fn push_reads(&self, node: usize, out: &mut Vec<usize>) {
+        out.push(node);
+        if let Some(e) = self.expanded.get(&node) {
+            for &(sink, _) in &e.sinks {
+                self.push_reads(sink, out);
+            }
+        }
+    }
+
+    /// Adds `expansion`'s nodes after every node there is, and makes
+    /// its node wait for their last ones. Returns the positions added.
+    /// Refuses (changing nothing) a node that is a callback or expanded
+    /// already, an expansion with callbacks, one that does not pass
+    /// [`WorkflowSpec::validate`], a name taken, and a workflow that would
+    /// outgrow [`MAX_NODES`].
+    pub fn expand(&mut self, expansion: Expansion) -> Result<std::ops::Range<usize>, Error> {
+        let name = expansion.node;
+        let Some(node) = self.position(&name) else {
+            return Err(invalid(format!(
+                "the workflow has no node {name:?} to expand"
+            )));
+        };
+        let refuse = |why: String| invalid(format!("node {name:?} cannot expand: {why}"));
+        if self.is_callback(node) {
+            return Err(refuse(
+                "it is a callback, and callbacks run once the body has ended".into(),
+            ));
+        }
+        if self.is_expanded(node) {
+            return Err(refuse("it expanded already".into()));
+        }
+        if !expansion.spec.callbacks.is_empty() {
+            return Err(refuse(
+                "an expansion has no callbacks (the workflow's own run at its end)".into(),
+            ));
+        }
+        let total = self.len() + expansion.spec.nodes.len();
+        if total > MAX_NODES {
+            return Err(refuse(format!(
+                "a workflow has at most {MAX_NODES} nodes, and this would make {total}"
+            )));
+        }
+        let sub = expansion
+            .spec
+            .validate()
+            .map_err(|e| refuse(e.to_string()))?;
+        let first = self.len();
+        let renamed = |n: &str| format!("{name}/{n}");
+        for added in &sub.nodes {
+            let full = renamed(&added.name);
+            crate::check_name("a workflow node's name", &full).map_err(&refuse)?;
+            if self.index.contains_key(&full) {
+                return Err(refuse(format!(
+                    "the workflow has a node named {full:?} already"
+                )));
+            }
+        }
+        let Graph {
+            nodes,
+            deps,
+            dependents,
+            dependent_policies,
+            ..
+        } = sub;
+        self.deps.resize(first, Vec::new());
+        self.dependents.resize(first, Vec::new());
+        self.dependent_policies.resize(first, Vec::new());
+        let mut sinks = Vec::new();
+        for (i, mut added) in nodes.into_iter().enumerate() {
+            added.name = renamed(&added.name);
+            for dep in &mut added.after {
+                dep.node = renamed(&dep.node);
+            }
+            self.index.insert(added.name.clone(), first + i);
+            self.nodes.push(added);
+            self.deps
+                .push(deps[i].iter().map(|&(d, p)| (first + d, p)).collect());
+            let mut theirs: Vec<usize> = dependents[i].iter().map(|&d| first + d).collect();
+            let mut policies = dependent_policies[i].clone();
+            if theirs.is_empty() {
+                sinks.push((first + i, EdgePolicy::Fail));
+                theirs.push(node);
+                policies.push(EdgePolicy::Fail);
+            }
+            self.dependents.push(theirs);
+            self.dependent_policies.push(policies);
+        }
+        self.expanded.insert(
+            node,
+            Expanded {
+                sinks,
+                output: expansion.output,
+            },
+        );
+        Ok(first..self.len())
     }
 }

@@ -1,5 +1,8 @@
-//! Graphs read back from a store, kept by workflow: a declaration never
-//! changes once stored, so a graph any process read stays right.
+//! Graphs read back from a store, kept by workflow. A declaration never
+//! changes once stored, but expansions add nodes: a kept graph is right
+//! for every node it has, and a store reads the graph again when it meets
+//! a node past its end, before deciding an expansion, and for the
+//! operations over every node (show, cancel, retry).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,9 +41,20 @@ impl Graphs {
     /// Decodes and checks workflow `id`'s stored declaration `bytes`, and
     /// keeps the graph.
     pub fn decode(&self, id: u64, bytes: &[u8]) -> Result<Arc<Graph>, Error> {
+        self.decode_grown(id, bytes, [])
+    }
+
+    /// Decodes and checks workflow `id`'s stored declaration `bytes` with
+    /// its stored `expansions` (in the order they were made), and keeps
+    /// the graph.
+    pub fn decode_grown<'a>(
+        &self,
+        id: u64,
+        bytes: &[u8],
+        expansions: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Arc<Graph>, Error> {
         let graph = Arc::new(
-            stored::decode(bytes)?
-                .validate()
+            stored::decode_graph(bytes, expansions)
                 .map_err(|e| Error::backend_other(format!("workflow {id}'s stored graph: {e}")))?,
         );
         self.put(id, graph.clone());

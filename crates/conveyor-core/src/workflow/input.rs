@@ -8,9 +8,11 @@
 //! `kwargs` holds both, any other object is the keyword arguments, `null` is
 //! no argument, and any other value the one positional argument.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
-use super::graph::Graph;
+use super::graph::{ExpansionOutput, Graph};
 use super::progress::NodeState;
 use crate::{Error, NewTask};
 
@@ -88,8 +90,9 @@ impl<'a> DependencyResult<'a> {
 /// error.
 pub type NodeOutput = (NodeState, Option<Vec<u8>>, Option<String>);
 
-/// Node `node`'s task, its params composed from `outputs`: its dependencies'
-/// in the order the graph lists them ([`Graph::dependencies`]).
+/// Node `node`'s task, its params composed from `outputs`: those of the
+/// nodes [`Graph::reads`] lists, in that order (its dependencies', and for
+/// one that expanded, its expansion's last nodes' too).
 pub fn composed_task(graph: &Graph, node: usize, outputs: &[NodeOutput]) -> Result<NewTask, Error> {
     let spec = graph.nodes().get(node).ok_or_else(|| {
         Error::InvalidConfig(format!(
@@ -97,15 +100,43 @@ pub fn composed_task(graph: &Graph, node: usize, outputs: &[NodeOutput]) -> Resu
             graph.len()
         ))
     })?;
-    let results: Vec<DependencyResult<'_>> = outputs
+    let reads = graph.reads(node);
+    if reads.len() != outputs.len() {
+        return Err(Error::InvalidConfig(format!(
+            "node {node} reads {} outputs, not {}",
+            reads.len(),
+            outputs.len()
+        )));
+    }
+    let by: HashMap<usize, &NodeOutput> = reads.into_iter().zip(outputs).collect();
+    let values = graph
+        .dependencies(node)
         .iter()
-        .map(|(state, result, error)| {
-            DependencyResult::of(*state, result.as_deref(), error.as_deref())
-        })
+        .map(|&(dep, _)| output_value(graph, &by, dep))
         .collect();
     let mut task = spec.task.clone();
-    task.payload = compose_params(spec.input, &spec.task.payload, &results)?;
+    task.payload = compose(spec.input, &spec.task.payload, values)?;
     Ok(task)
+}
+
+/// What node `node` passes on, from the outputs read: its result, or for
+/// a node that expanded, its expansion's.
+fn output_value(graph: &Graph, by: &HashMap<usize, &NodeOutput>, node: usize) -> Value {
+    let Some((state, result, error)) = by.get(&node).copied() else {
+        return Value::Null;
+    };
+    if *state != NodeState::Succeeded {
+        return value_of(&DependencyResult::of(*state, None, error.as_deref()));
+    }
+    match graph.expansion_output(node) {
+        Some((ExpansionOutput::One, sinks)) => sinks
+            .first()
+            .map_or(Value::Null, |&s| output_value(graph, by, s)),
+        Some((ExpansionOutput::List, sinks)) => {
+            Value::Array(sinks.iter().map(|&s| output_value(graph, by, s)).collect())
+        }
+        None => value_of(&DependencyResult::Succeeded(result.as_deref())),
+    }
 }
 
 /// The params a node's task is enqueued with: `params` as declared, with
@@ -116,18 +147,23 @@ pub fn compose_params(
     params: &[u8],
     results: &[DependencyResult<'_>],
 ) -> Result<Vec<u8>, Error> {
+    compose(input, params, results.iter().map(value_of).collect())
+}
+
+/// [`compose_params`] over the dependencies' values.
+fn compose(input: NodeInput, params: &[u8], results: Vec<Value>) -> Result<Vec<u8>, Error> {
     let first = match input {
         NodeInput::Params => return Ok(params.to_vec()),
-        NodeInput::Previous => match results {
-            [one] => value_of(one),
-            _ => {
+        NodeInput::Previous => match <[Value; 1]>::try_from(results) {
+            Ok([one]) => one,
+            Err(results) => {
                 return Err(Error::InvalidConfig(format!(
                     "the previous result needs exactly one dependency, not {}",
                     results.len()
                 )))
             }
         },
-        NodeInput::Results => Value::Array(results.iter().map(value_of).collect()),
+        NodeInput::Results => Value::Array(results),
     };
     let declared: Value = if params.is_empty() {
         Value::Null

@@ -47,6 +47,8 @@ pub trait Ledger {
     fn row(&mut self, node: usize) -> Result<NodeRow, Error>;
     /// Writes node `node`'s row.
     fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error>;
+    /// Stores a row for node `node`, one an expansion added (it had none).
+    fn add_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error>;
     /// The workflow's tally.
     fn tally(&mut self) -> Result<Tally, Error>;
     /// Writes the workflow's tally.
@@ -77,7 +79,7 @@ pub fn first_rows(graph: &Graph) -> (Vec<NodeRow>, Tally) {
 pub fn start(graph: &Graph, ledger: &mut impl Ledger) -> Result<Step, Error> {
     let mut step = Step::default();
     let mut tally = ledger.tally()?;
-    for node in 0..graph.body() {
+    for node in graph.body_nodes() {
         if graph.dependencies(node).is_empty() {
             let mut row = ledger.row(node)?;
             row.state = NodeState::Running;
@@ -106,6 +108,11 @@ pub fn settle(
             graph.len()
         )));
     }
+    if graph.is_expanded(node) {
+        // Its task's end was taken in when it expanded: it settles with
+        // the nodes it added.
+        return Ok(step);
+    }
     let mut row = ledger.row(node)?;
     if row.state != NodeState::Running {
         return Ok(step);
@@ -117,31 +124,117 @@ pub fn settle(
     };
     ledger.set_row(node, row)?;
     let mut tally = ledger.tally()?;
-    let mut settled = vec![(node, row.state)];
+    spread(
+        graph,
+        ledger,
+        &mut tally,
+        vec![(node, row.state)],
+        &mut step,
+    )?;
+    end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+    ledger.set_tally(tally)?;
+    Ok(step)
+}
+
+/// Counts the nodes of `settled` out, and moves their dependents: a
+/// dependent whose last awaited node settled runs (or, when it expanded,
+/// settles as succeeded), one a failure reaches under `fail` is skipped
+/// (an expanded one fails), and those settle in turn.
+fn spread(
+    graph: &Graph,
+    ledger: &mut impl Ledger,
+    tally: &mut Tally,
+    mut settled: Vec<(usize, NodeState)>,
+    step: &mut Step,
+) -> Result<(), Error> {
     while let Some((done, state)) = settled.pop() {
-        count_settled(graph, &mut tally, done, state);
+        count_settled(graph, tally, done, state);
         for (k, &next) in graph.dependents(done).iter().enumerate() {
             let mut row = ledger.row(next)?;
-            if row.state != NodeState::Waiting {
+            let expanded = graph.is_expanded(next);
+            let waits = match row.state {
+                NodeState::Waiting => true,
+                NodeState::Running => expanded,
+                _ => false,
+            };
+            if !waits {
                 continue;
             }
             let policy = graph.dependent_policy(done, k);
             if policy == EdgePolicy::Fail && state.is_failure() {
-                row.state = NodeState::Skipped;
+                row.state = if expanded {
+                    NodeState::Failed
+                } else {
+                    step.skipped.push(next);
+                    NodeState::Skipped
+                };
                 ledger.set_row(next, row)?;
-                step.skipped.push(next);
-                settled.push((next, NodeState::Skipped));
+                settled.push((next, row.state));
                 continue;
             }
             row.waiting_on = row.waiting_on.saturating_sub(1);
             if row.waiting_on == 0 {
-                row.state = NodeState::Running;
-                step.enqueue.push(next);
+                if expanded {
+                    row.state = NodeState::Succeeded;
+                    settled.push((next, row.state));
+                } else {
+                    row.state = NodeState::Running;
+                    step.enqueue.push(next);
+                }
             }
             ledger.set_row(next, row)?;
         }
     }
-    end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+    Ok(())
+}
+
+/// Node `node`, running, expanded: `graph` is the graph with its
+/// expansion (see [`Graph::expand`]), `added` the positions that added.
+/// Stores the added nodes' rows, runs those that wait for nothing, and
+/// makes `node` wait for the expansion's last nodes (an empty expansion
+/// settles it at once, as succeeded). Only a running node expands: for any
+/// other (its task's end heard twice) nothing changes and the step is
+/// empty.
+pub fn expand(
+    graph: &Graph,
+    ledger: &mut impl Ledger,
+    node: usize,
+    added: std::ops::Range<usize>,
+) -> Result<Step, Error> {
+    let mut step = Step::default();
+    let mut row = ledger.row(node)?;
+    if row.state != NodeState::Running || added.end > graph.len() {
+        return Ok(step);
+    }
+    let mut tally = ledger.tally()?;
+    let count = added.len() as u32;
+    tally.body_left += count;
+    tally.left += count;
+    for n in added {
+        let waiting_on = graph.dependencies(n).len() as u32;
+        let state = if waiting_on == 0 {
+            step.enqueue.push(n);
+            NodeState::Running
+        } else {
+            NodeState::Waiting
+        };
+        ledger.add_row(n, NodeRow { state, waiting_on })?;
+    }
+    row.waiting_on = graph.waits_for(node).len() as u32;
+    if row.waiting_on == 0 {
+        row.state = NodeState::Succeeded;
+        ledger.set_row(node, row)?;
+        spread(
+            graph,
+            ledger,
+            &mut tally,
+            vec![(node, row.state)],
+            &mut step,
+        )?;
+        end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+    } else {
+        ledger.set_row(node, row)?;
+    }
     ledger.set_tally(tally)?;
     Ok(step)
 }
@@ -197,11 +290,13 @@ pub fn retry_failed(
     let states = (0..graph.len())
         .map(|node| ledger.row(node).map(|row| row.state))
         .collect::<Result<Vec<_>, _>>()?;
-    let body = graph.body();
-    let mut again: Vec<usize> = (0..body).filter(|&n| states[n].is_failure()).collect();
+    let mut again: Vec<usize> = graph
+        .body_nodes()
+        .filter(|&n| states[n].is_failure())
+        .collect();
     if again.is_empty() {
-        for (node, &state) in states.iter().enumerate().skip(body) {
-            if matches!(state, NodeState::Failed | NodeState::Cancelled) {
+        for node in graph.callbacks() {
+            if matches!(states[node], NodeState::Failed | NodeState::Cancelled) {
                 set_state(ledger, node, NodeState::Running)?;
                 step.enqueue.push(node);
                 again.push(node);
@@ -211,13 +306,14 @@ pub fn retry_failed(
         ledger.set_tally(tally)?;
         return Ok(Some((again, step)));
     }
+    // An expanded node put back waits, running, for its expansion's part
+    // put back (a part that must hold a node that failed: the node settles
+    // in the very step its expansion's last node does).
     for &node in &again {
-        let waiting_on = graph
-            .dependencies(node)
-            .iter()
-            .filter(|&&(dep, _)| states[dep] != NodeState::Succeeded)
-            .count() as u32;
-        let state = if waiting_on == 0 {
+        let waiting_on = waits_on(graph, &states, node);
+        let state = if graph.is_expanded(node) {
+            NodeState::Running
+        } else if waiting_on == 0 {
             step.enqueue.push(node);
             NodeState::Running
         } else {
@@ -226,7 +322,7 @@ pub fn retry_failed(
         ledger.set_row(node, NodeRow { state, waiting_on })?;
     }
     let body_again = again.len() as u32;
-    for node in body..graph.len() {
+    for node in graph.callbacks() {
         let waiting_on = graph.dependencies(node).len() as u32;
         ledger.set_row(
             node,
@@ -246,6 +342,15 @@ pub fn retry_failed(
     Ok(Some((again, step)))
 }
 
+/// How many of what node `node` waits for had not succeeded, by `states`.
+fn waits_on(graph: &Graph, states: &[NodeState], node: usize) -> u32 {
+    graph
+        .waits_for(node)
+        .iter()
+        .filter(|&&(dep, _)| states[dep] != NodeState::Succeeded)
+        .count() as u32
+}
+
 /// Sets node `node`'s state, keeping what it waits on.
 fn set_state(ledger: &mut impl Ledger, node: usize, state: NodeState) -> Result<(), Error> {
     let mut row = ledger.row(node)?;
@@ -256,7 +361,7 @@ fn set_state(ledger: &mut impl Ledger, node: usize, state: NodeState) -> Result<
 /// Counts node `node`, now settled as `state`, out of the tally.
 fn count_settled(graph: &Graph, tally: &mut Tally, node: usize, state: NodeState) {
     tally.left = tally.left.saturating_sub(1);
-    if node < graph.body() {
+    if !graph.is_callback(node) {
         tally.body_left = tally.body_left.saturating_sub(1);
         if state.is_failure() && counts_against(graph, node) {
             tally.failed = true;
@@ -289,7 +394,7 @@ fn end_body_if_over(
         };
         tally.outcome = Some(outcome);
         step.body_ended = Some(outcome);
-        for node in graph.body()..graph.len() {
+        for node in graph.callbacks() {
             let fires = match graph.when(node) {
                 Some(WhenEnded::Complete) => true,
                 Some(WhenEnded::Success) => outcome == WorkflowOutcome::Succeeded,

@@ -19,6 +19,7 @@
 //! settling a node that is not running changes nothing.
 
 pub mod declared;
+mod expansion;
 mod graph;
 mod graphs;
 mod input;
@@ -30,9 +31,13 @@ pub mod stored;
 mod stuck;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_expansion;
 
+pub use expansion::{expansion_of, expansion_result, is_expansion, refused_expansion, NodeEnd};
 pub use graph::{
-    Callback, Dependency, EdgePolicy, Graph, NodeSpec, WhenEnded, WorkflowSpec, MAX_NODES,
+    Callback, Dependency, EdgePolicy, Expansion, ExpansionOutput, Graph, NodeSpec, WhenEnded,
+    WorkflowSpec, MAX_NODES,
 };
 pub use graphs::Graphs;
 pub use input::{compose_params, composed_task, DependencyResult, NodeInput, NodeOutput};

@@ -186,6 +186,17 @@ impl Ledger for Progress {
         Ok(())
     }
 
+    fn add_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
+        if node != self.rows.len() {
+            return Err(Error::InvalidConfig(format!(
+                "a workflow of {} nodes cannot add node {node}",
+                self.rows.len()
+            )));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+
     fn tally(&mut self) -> Result<Tally, Error> {
         Ok(self.tally)
     }
@@ -225,16 +236,18 @@ impl Progress {
             .map(|node| NodeRow {
                 state: states[node],
                 waiting_on: graph
-                    .dependencies(node)
+                    .waits_for(node)
                     .iter()
                     .filter(|&&(dep, _)| !states[dep].is_final())
                     .count() as u32,
             })
             .collect();
-        let unsettled =
-            |nodes: std::ops::Range<usize>| nodes.filter(|&n| !states[n].is_final()).count() as u32;
-        let body_left = unsettled(0..graph.body());
-        let failed = (0..graph.body())
+        let body_left = graph
+            .body_nodes()
+            .filter(|&n| !states[n].is_final())
+            .count() as u32;
+        let failed = graph
+            .body_nodes()
             .any(|node| states[node].is_failure() && ledger::counts_against(graph, node));
         let outcome = (body_left == 0).then_some(if failed {
             WorkflowOutcome::Failed
@@ -243,7 +256,7 @@ impl Progress {
         });
         let tally = Tally {
             body_left,
-            left: unsettled(0..graph.len()),
+            left: states.iter().filter(|s| !s.is_final()).count() as u32,
             failed,
             outcome,
         };
@@ -279,6 +292,12 @@ impl Progress {
     /// Whether every node has settled.
     pub fn is_over(&self) -> bool {
         self.tally.left == 0
+    }
+
+    /// Node `node`, running, expanded into `added` (see
+    /// [`ledger::expand`](super::ledger::expand)).
+    pub fn expand(&mut self, graph: &Graph, node: usize, added: std::ops::Range<usize>) -> Step {
+        ledger::expand(graph, self, node, added).unwrap_or_default()
     }
 
     /// Node `node`'s task settled as `result`. Only a running node settles:

@@ -20,6 +20,7 @@ pub struct ReadAhead {
     written: BTreeMap<usize, NodeRow>,
     tally_written: Option<Tally>,
     missing: BTreeSet<usize>,
+    added: BTreeSet<usize>,
 }
 
 impl ReadAhead {
@@ -31,6 +32,7 @@ impl ReadAhead {
             written: BTreeMap::new(),
             tally_written: None,
             missing: BTreeSet::new(),
+            added: BTreeSet::new(),
         }
     }
 
@@ -55,6 +57,7 @@ impl ReadAhead {
         self.written.clear();
         self.tally_written = None;
         self.missing.clear();
+        self.added.clear();
         match decide(self) {
             Ok(out) if self.missing.is_empty() => Ok(Some(out)),
             Err(e) if self.missing.is_empty() => Err(e),
@@ -72,6 +75,12 @@ impl ReadAhead {
         self.written.iter().map(|(&node, &row)| (node, row))
     }
 
+    /// Whether the last run added node `node`'s row (an expansion's: the
+    /// store inserts it rather than updates it).
+    pub fn is_added(&self, node: usize) -> bool {
+        self.added.contains(&node)
+    }
+
     /// The tally the last run wrote, if it wrote one.
     pub fn written_tally(&self) -> Option<Tally> {
         self.tally_written
@@ -84,7 +93,7 @@ impl ReadAhead {
         let mut rows = vec![node];
         rows.extend_from_slice(graph.dependents(node));
         if tally.body_left <= 1 {
-            rows.extend(graph.body()..graph.len());
+            rows.extend(graph.callbacks());
         }
         rows.sort_unstable();
         rows.dedup();
@@ -104,6 +113,12 @@ impl Ledger for ReadAhead {
     }
 
     fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
+        self.written.insert(node, row);
+        Ok(())
+    }
+
+    fn add_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
+        self.added.insert(node);
         self.written.insert(node, row);
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! A stored workflow as callers read it: its id, where it stands, and each
 //! node with its task.
 
-use super::graph::{Graph, WhenEnded};
+use super::graph::{ExpansionOutput, Graph, WhenEnded};
 use super::progress::{NodeState, WorkflowOutcome};
 use crate::clock::Timestamp;
 use crate::task::TaskId;
@@ -81,9 +81,22 @@ pub struct NodeRecord {
     pub after: Vec<String>,
     /// For a callback, when it runs.
     pub callback: Option<WhenEnded>,
+    /// When its task's result added nodes to the workflow (named
+    /// `<name>/…`): what it passes on, and the names of the added nodes it
+    /// takes that from (it settles when they have).
+    pub expanded: Option<(ExpansionOutput, Vec<String>)>,
 }
 
 impl NodeRecord {
+    /// Its expansion as every face shows it: `{"output": "one"|"list",
+    /// "last": [names]}`, or `null` when it did not expand.
+    pub fn expansion_json(&self) -> serde_json::Value {
+        match &self.expanded {
+            Some((output, last)) => serde_json::json!({"output": output.as_str(), "last": last}),
+            None => serde_json::Value::Null,
+        }
+    }
+
     /// Node `node` of `graph`, in `state`, with its `task` if enqueued.
     pub fn of(graph: &Graph, node: usize, state: NodeState, task: Option<TaskId>) -> NodeRecord {
         let nodes = graph.nodes();
@@ -97,6 +110,12 @@ impl NodeRecord {
                 .map(|&(d, _)| nodes[d].name.clone())
                 .collect(),
             callback: graph.when(node),
+            expanded: graph.expansion_output(node).map(|(output, last)| {
+                (
+                    output,
+                    last.iter().map(|&n| nodes[n].name.clone()).collect(),
+                )
+            }),
         }
     }
 }
@@ -108,7 +127,8 @@ pub struct WorkflowRecord {
     pub id: WorkflowId,
     /// Where it stands.
     pub state: WorkflowState,
-    /// Every node, the body's then the callbacks', in the declared order.
+    /// Every node: the body's then the callbacks', in the declared order,
+    /// then those expansions added, in the order they were added.
     pub nodes: Vec<NodeRecord>,
     /// When it was submitted.
     pub created_at: Timestamp,

@@ -1,6 +1,6 @@
 //! A workflow's declaration as a store keeps it: one JSON document, read
 //! back into the same [`WorkflowSpec`] (and checked again into its
-//! [`Graph`](super::Graph) by whoever settles its nodes).
+//! [`Graph`] by whoever settles its nodes).
 //!
 //! Params that are UTF-8 (JSON, as handlers mostly take) are kept as text;
 //! any other bytes as hex. Version 1 is the only form; a document of another
@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::graph::{Callback, Dependency, EdgePolicy, NodeSpec, WhenEnded, WorkflowSpec};
+use super::graph::{
+    Callback, Dependency, EdgePolicy, Expansion, Graph, NodeSpec, WhenEnded, WorkflowSpec,
+};
 use super::input::NodeInput;
 use crate::clock::Timestamp;
 use crate::trace_context::TraceContext;
@@ -115,6 +117,66 @@ pub fn decode(bytes: &[u8]) -> Result<WorkflowSpec, Error> {
         .collect::<Result<Vec<_>, String>>()
         .map_err(bad)?;
     Ok(WorkflowSpec { nodes, callbacks })
+}
+
+/// An expansion as a store keeps it, beside its workflow's declaration.
+#[derive(Serialize, Deserialize)]
+struct ExpansionDocument {
+    v: u32,
+    node: String,
+    output: String,
+    nodes: Vec<Node>,
+}
+
+/// `expansion` as a store keeps it.
+pub fn encode_expansion(expansion: &Expansion) -> Result<Vec<u8>, Error> {
+    let doc = ExpansionDocument {
+        v: VERSION,
+        node: expansion.node.clone(),
+        output: expansion.output.as_str().to_string(),
+        nodes: expansion.spec.nodes.iter().map(node_out).collect(),
+    };
+    serde_json::to_vec(&doc).map_err(|e| Error::Codec(format!("a workflow's expansion: {e}")))
+}
+
+/// The expansion [`encode_expansion`] kept.
+pub fn decode_expansion(bytes: &[u8]) -> Result<Expansion, Error> {
+    let bad = |e: String| Error::Codec(format!("a stored workflow's expansion: {e}"));
+    let doc: ExpansionDocument = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if doc.v != VERSION {
+        return Err(bad(format!(
+            "form version {} (this build reads {VERSION})",
+            doc.v
+        )));
+    }
+    let nodes = doc
+        .nodes
+        .into_iter()
+        .map(node_in)
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(bad)?;
+    Ok(Expansion {
+        node: doc.node,
+        output: doc.output.parse().map_err(|e: Error| bad(e.to_string()))?,
+        spec: WorkflowSpec {
+            nodes,
+            callbacks: Vec::new(),
+        },
+    })
+}
+
+/// The graph of a stored declaration (`spec`, from [`encode`]) and its
+/// expansions (from [`encode_expansion`], in the order they were made),
+/// checked.
+pub fn decode_graph<'a>(
+    spec: &[u8],
+    expansions: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Graph, Error> {
+    let mut graph = decode(spec)?.validate()?;
+    for bytes in expansions {
+        graph.expand(decode_expansion(bytes)?)?;
+    }
+    Ok(graph)
 }
 
 fn when_name(when: WhenEnded) -> &'static str {

@@ -23,8 +23,9 @@ pub enum StuckReason {
     /// It runs, but its task ended (in this state, at this time) longer ago
     /// than the grace the check allows, and the node was not settled.
     EndNotSettled(TaskState, Option<Timestamp>),
-    /// It waits, but everything it waits for has settled: the step that
-    /// should have started or skipped it did not happen.
+    /// It waits (or, expanded, waits for the nodes it added), but
+    /// everything it waits for has settled: the step that should have
+    /// started, skipped or settled it did not happen.
     NothingLeftToWaitFor,
 }
 
@@ -88,6 +89,14 @@ pub fn stuck_nodes(
     let mut out = Vec::new();
     for node in &w.nodes {
         let reason = match node.state {
+            NodeState::Running if node.expanded.is_some() => {
+                let prefix = format!("{}/", node.name);
+                w.nodes
+                    .iter()
+                    .filter(|n| n.name.starts_with(&prefix))
+                    .all(|n| n.state.is_final())
+                    .then_some(StuckReason::NothingLeftToWaitFor)
+            }
             NodeState::Running => match node.task.map(|t| (t, task(t))) {
                 None | Some((_, None)) => Some(StuckReason::TaskGone),
                 Some((_, Some((state, at)))) if NodeResult::of(state).is_some() => {

@@ -462,6 +462,10 @@ impl ledger::Ledger for Counting {
         self.touched += 1;
         self.progress.set_row(node, row)
     }
+    fn add_row(&mut self, node: usize, row: ledger::NodeRow) -> Result<(), Error> {
+        self.touched += 1;
+        self.progress.add_row(node, row)
+    }
     fn tally(&mut self) -> Result<ledger::Tally, Error> {
         self.progress.tally()
     }

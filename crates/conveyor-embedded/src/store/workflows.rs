@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use conveyor_core::workflow::ledger::{self, Ledger, NodeRow, Tally};
 use conveyor_core::workflow::{
-    composed_task, stored, Graph, NodeRecord, NodeResult, NodeState, Retried, Step, Submitted,
-    WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec, WorkflowState,
+    composed_task, is_expansion, stored, Graph, NodeEnd, NodeRecord, NodeResult, NodeState,
+    Retried, Step, Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
+    WorkflowState,
 };
 use conveyor_core::{Error, TaskId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -55,6 +56,24 @@ impl Ledger for Rows<'_> {
             .prepare_cached(
                 "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4 \
                  WHERE workflow = ?1 AND node = ?2",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.wf,
+                    node as i64,
+                    i64::from(row.state.code()),
+                    i64::from(row.waiting_on)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn add_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflow_nodes (workflow, node, state, waiting_on) \
+                 VALUES (?1, ?2, ?3, ?4)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -224,24 +243,57 @@ impl Store {
             let Some(settled) = NodeResult::of(state_from_code(code, raw)?) else {
                 continue;
             };
-            let graph = self.graph(wf)?;
             let node = usize::try_from(node)
                 .map_err(|_| Error::backend_other(format!("workflow {wf} has node {node}")))?;
+            let mut graph = self.graph(wf)?;
+            if node >= graph.len() || result.as_deref().is_some_and(is_expansion) {
+                // A node this process has not seen added, or an expansion
+                // to decide over every expansion made so far.
+                graph = self.fresh_graph(wf)?;
+            }
             let mut rows = Rows {
                 conn: &self.conn,
                 wf,
             };
-            let before = rows.row(node)?.state;
-            let step = ledger::settle(&graph, &mut rows, node, settled)?;
-            if before == NodeState::Running {
-                self.conn
-                    .prepare_cached(
-                        "UPDATE workflow_nodes SET result = ?3, error = ?4 \
-                         WHERE workflow = ?1 AND node = ?2",
-                    )
-                    .and_then(|mut s| s.execute(params![wf, node as i64, result, error]))
-                    .map_err(db_err)?;
+            if rows.row(node)?.state != NodeState::Running {
+                continue;
             }
+            let mut error = error;
+            let step = match NodeEnd::of(&graph, node, settled, result.as_deref()) {
+                NodeEnd::Settle(settled) => ledger::settle(&graph, &mut rows, node, settled)?,
+                NodeEnd::Expand {
+                    graph: grown,
+                    added,
+                    stored,
+                } => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO workflow_expansions (workflow, seq, spec) VALUES \
+                             (?1, (SELECT COUNT(*) FROM workflow_expansions WHERE workflow = ?1), \
+                             ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![wf, stored]))
+                        .map_err(db_err)?;
+                    graph = Arc::from(grown);
+                    self.graphs.put(wf as u64, graph.clone());
+                    let mut rows = Rows {
+                        conn: &self.conn,
+                        wf,
+                    };
+                    ledger::expand(&graph, &mut rows, node, added)?
+                }
+                NodeEnd::Refused(why) => {
+                    error = Some(why);
+                    ledger::settle(&graph, &mut rows, node, NodeResult::Failed)?
+                }
+            };
+            self.conn
+                .prepare_cached(
+                    "UPDATE workflow_nodes SET result = ?3, error = ?4 \
+                     WHERE workflow = ?1 AND node = ?2",
+                )
+                .and_then(|mut s| s.execute(params![wf, node as i64, result, error]))
+                .map_err(db_err)?;
             self.apply_step(wf, &graph, step)?;
         }
         Ok(())
@@ -315,7 +367,7 @@ impl Store {
                      WHERE workflow = ?1 AND node = ?2",
                 )
                 .map_err(db_err)?;
-            for &(dep, _) in graph.dependencies(node) {
+            for dep in graph.reads(node) {
                 let (code, result, error): (i64, Option<Vec<u8>>, Option<String>) = read
                     .query_row(params![wf, dep as i64], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -337,17 +389,34 @@ impl Store {
         task.map(task_id).transpose()
     }
 
-    /// Workflow `wf`'s graph, read back once per process.
+    /// Workflow `wf`'s graph, read back once per process (right for every
+    /// node it has: see [`Store::fresh_graph`]).
     fn graph(&mut self, wf: i64) -> Result<Arc<Graph>, Error> {
         if let Some(g) = self.graphs.get(wf as u64) {
             return Ok(g);
         }
+        self.fresh_graph(wf)
+    }
+
+    /// Workflow `wf`'s graph as stored now: its declaration and every
+    /// expansion made so far (another process may have made one since
+    /// this one read it).
+    fn fresh_graph(&mut self, wf: i64) -> Result<Arc<Graph>, Error> {
         let bytes: Vec<u8> = self
             .conn
             .prepare_cached("SELECT spec FROM workflow_specs WHERE id = ?1")
             .and_then(|mut s| s.query_row([wf], |r| r.get(0)))
             .map_err(db_err)?;
-        self.graphs.decode(wf as u64, &bytes)
+        let expansions: Vec<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT spec FROM workflow_expansions WHERE workflow = ?1 ORDER BY seq")
+            .and_then(|mut s| {
+                s.query_map([wf], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(db_err)?;
+        self.graphs
+            .decode_grown(wf as u64, &bytes, expansions.iter().map(Vec::as_slice))
     }
 
     /// Deletes the workflows that ended before their retention, with their
@@ -367,6 +436,7 @@ impl Store {
         for text in [
             format!("DELETE FROM workflow_nodes WHERE workflow IN ({GONE})"),
             format!("DELETE FROM workflow_specs WHERE id IN ({GONE})"),
+            format!("DELETE FROM workflow_expansions WHERE workflow IN ({GONE})"),
             format!("DELETE FROM workflows WHERE id IN ({GONE})"),
         ] {
             self.conn
@@ -398,7 +468,7 @@ impl Store {
         let Some((cancelled, outcome, created_at, ended_at, left)) = head else {
             return Ok(None);
         };
-        let graph = self.graph(wf)?;
+        let mut graph = self.graph(wf)?;
         let rows: Vec<(i64, Option<i64>)> = self
             .conn
             .prepare_cached(
@@ -409,6 +479,9 @@ impl Store {
                     .and_then(|rows| rows.collect())
             })
             .map_err(db_err)?;
+        if rows.len() != graph.len() {
+            graph = self.fresh_graph(wf)?;
+        }
         if rows.len() != graph.len() {
             return Err(Error::backend_other(format!(
                 "workflow {wf} has {} node rows for {} nodes",
@@ -449,7 +522,7 @@ impl Store {
         if !self.workflow_exists(wf)? {
             return Ok(None);
         }
-        let graph = self.graph(wf)?;
+        let graph = self.fresh_graph(wf)?;
         let (nodes, _) = ledger::cancel_all(
             &graph,
             &mut Rows {
@@ -483,7 +556,7 @@ impl Store {
         if !self.workflow_exists(wf)? {
             return Ok(None);
         }
-        let graph = self.graph(wf)?;
+        let graph = self.fresh_graph(wf)?;
         let retried = ledger::retry_failed(
             &graph,
             &mut Rows {

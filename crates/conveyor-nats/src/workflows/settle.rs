@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use conveyor_core::workflow::{
-    composed_task, ledger, Graph, NodeOutput, NodeResult, NodeState, Progress, Step,
+    composed_task, ledger, refused_expansion, Graph, NodeOutput, NodeResult, NodeState, Progress,
+    Step,
 };
 use conveyor_core::{BackendErrorKind, Error, TaskId, Timestamp};
 
@@ -49,10 +50,12 @@ pub(crate) struct Ended {
 impl Ended {
     /// The end `rec` records, if it is a node's task in a final state.
     pub(crate) fn of(rec: &Rec) -> Option<Ended> {
+        let result = NodeResult::of(rec.state())?;
+        let refused = refused_expansion("NATS", result, rec.result.as_deref()).is_some();
         Some(Ended {
             link: rec.node?,
             task: rec.id,
-            result: NodeResult::of(rec.state())?,
+            result: if refused { NodeResult::Failed } else { result },
         })
     }
 }

@@ -118,7 +118,7 @@ impl Tx<'_> {
         let Some(h) = head.first() else {
             return Ok(None);
         };
-        let Some(graph) = at.graph(wf).await? else {
+        let Some(mut graph) = at.graph(wf).await? else {
             return Ok(None);
         };
         let left: i32 = col(h, 4, "nodes_left")?;
@@ -129,6 +129,12 @@ impl Tx<'_> {
             WorkflowOutcome::from_code(outcome.map(i64::from)),
         );
         let rows = at.query(what, &sql.all_rows, &[&wf]).await?;
+        if rows.len() != graph.len() {
+            let Some(fresh) = at.fresh_graph(wf).await? else {
+                return Ok(None);
+            };
+            graph = fresh;
+        }
         if rows.len() != graph.len() {
             return Err(bad_data(format!(
                 "workflow {wf} has {} node rows for {} nodes",
@@ -165,7 +171,7 @@ impl Tx<'_> {
         let Some((tally, _)) = at.lock(wf).await? else {
             return Ok(None);
         };
-        let Some(graph) = at.graph(wf).await? else {
+        let Some(graph) = at.fresh_graph(wf).await? else {
             return Ok(None);
         };
         let every: Vec<usize> = (0..graph.len()).collect();
@@ -206,7 +212,7 @@ impl Tx<'_> {
         let Some((tally, _)) = self.lock(wf).await? else {
             return Ok(None);
         };
-        let Some(graph) = self.graph(wf).await? else {
+        let Some(graph) = self.fresh_graph(wf).await? else {
             return Ok(None);
         };
         let every: Vec<usize> = (0..graph.len()).collect();

@@ -6,7 +6,12 @@
 //! many times its task's end is heard, and a crash between the two leaves
 //! the rows for the next taker (maintenance takes any that are left).
 
-use conveyor_core::workflow::{ledger, NodeResult, ReadAhead, Step};
+use std::sync::Arc;
+
+use conveyor_core::workflow::ledger::Ledger;
+use conveyor_core::workflow::{
+    is_expansion, ledger, Graph, NodeEnd, NodeResult, NodeState, ReadAhead, Step,
+};
 use conveyor_core::{Error, TaskId};
 
 use super::tx::{in_tx, node_of, node_param, Tx};
@@ -75,6 +80,7 @@ impl Tx<'_> {
                     None => continue,
                 },
             };
+            let result: Option<Vec<u8>> = col(&r, 3, "result")?;
             let error: Option<String> = match code {
                 None => Some("the node's task record is gone".to_string()),
                 Some(_) => col(&r, 4, "error")?,
@@ -86,7 +92,7 @@ impl Tx<'_> {
                 wf,
                 node,
                 settled,
-                result: col(&r, 3, "result")?,
+                result,
                 error,
             });
         }
@@ -96,39 +102,115 @@ impl Tx<'_> {
         Ok(ids.len() as u64)
     }
 
-    /// Settles `ends`, all of one workflow, under one lock of its row.
+    /// Settles `ends`, all of one workflow, under one lock of its row:
+    /// the plain ones in one decision, then each that asks for an
+    /// expansion on its own (it grows the graph the next one decides over).
     async fn settle_ends(&self, ends: &[End]) -> Result<(), Error> {
         let what = "settling workflow nodes";
         let Some(wf) = ends.first().map(|e| e.wf) else {
             return Ok(());
         };
-        let (Some(graph), Some((tally, _))) = (self.graph(wf).await?, self.lock(wf).await?) else {
+        let (Some(mut graph), Some((tally, _))) = (self.graph(wf).await?, self.lock(wf).await?)
+        else {
             return Ok(());
         };
+        let expands = |e: &End| e.result.as_deref().is_some_and(is_expansion);
+        if ends.iter().any(|e| e.node >= graph.len() || expands(e)) {
+            // A node this process has not seen added, or an expansion to
+            // decide over every expansion made so far.
+            match self.fresh_graph(wf).await? {
+                Some(fresh) => graph = fresh,
+                None => return Ok(()),
+            }
+        }
         let nodes: Vec<i32> = ends.iter().map(|e| node_param(e.node)).collect();
         let results: Vec<Option<&[u8]>> = ends.iter().map(|e| e.result.as_deref()).collect();
         let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error.as_deref()).collect();
         let sql = &self.backend.inner.workflow_sql;
         self.execute(what, &sql.keep_output, &[&wf, &nodes, &results, &errors])
             .await?;
-        let mut first: Vec<usize> = ends
-            .iter()
-            .flat_map(|e| ReadAhead::likely(&graph, e.node, &tally))
-            .collect();
-        first.sort_unstable();
-        first.dedup();
-        let mut ahead = ReadAhead::new(tally);
-        let step = self
-            .decide(wf, &mut ahead, &first, |l| {
-                let mut all = Step::default();
-                for e in ends {
-                    all.merge(ledger::settle(&graph, l, e.node, e.settled)?);
-                }
-                Ok(all)
-            })
-            .await?;
-        self.apply(wf, &graph, step).await?;
+        let (expanding, plain): (Vec<&End>, Vec<&End>) = ends.iter().partition(|e| expands(e));
+        if !plain.is_empty() {
+            let mut first: Vec<usize> = plain
+                .iter()
+                .flat_map(|e| ReadAhead::likely(&graph, e.node, &tally))
+                .collect();
+            first.sort_unstable();
+            first.dedup();
+            let mut ahead = ReadAhead::new(tally);
+            let step = self
+                .decide(wf, &mut ahead, &first, |l| {
+                    let mut all = Step::default();
+                    for e in &plain {
+                        all.merge(ledger::settle(&graph, l, e.node, e.settled)?);
+                    }
+                    Ok(all)
+                })
+                .await?;
+            self.apply(wf, &graph, step).await?;
+        }
+        for e in expanding {
+            graph = self.end_expanding(wf, graph, e).await?;
+        }
         Ok(())
+    }
+
+    /// Settles or expands node `e.node` of workflow `wf` (locked), whose
+    /// task's result asks for an expansion, and applies what that decides;
+    /// returns the workflow's graph after it.
+    async fn end_expanding(
+        &self,
+        wf: i64,
+        graph: Arc<Graph>,
+        e: &End,
+    ) -> Result<Arc<Graph>, Error> {
+        let Some((tally, _)) = self.lock(wf).await? else {
+            return Ok(graph);
+        };
+        let mut ahead = ReadAhead::new(tally);
+        self.read_rows(wf, &[e.node], &mut ahead).await?;
+        let running = ahead.run(|l| l.row(e.node))?.map(|r| r.state) == Some(NodeState::Running);
+        if !running {
+            return Ok(graph);
+        }
+        let (graph, step) = match NodeEnd::of(&graph, e.node, e.settled, e.result.as_deref()) {
+            NodeEnd::Settle(settled) => {
+                let step = self.settle(wf, &graph, tally, e.node, settled).await?;
+                (graph, step)
+            }
+            NodeEnd::Refused(why) => {
+                let node = node_param(e.node);
+                self.execute(
+                    "failing a workflow node",
+                    &self.backend.inner.workflow_sql.node_error,
+                    &[&wf, &node, &why],
+                )
+                .await?;
+                let step = self
+                    .settle(wf, &graph, tally, e.node, NodeResult::Failed)
+                    .await?;
+                (graph, step)
+            }
+            NodeEnd::Expand {
+                graph: grown,
+                added,
+                stored,
+            } => {
+                let grown: Arc<Graph> = Arc::from(grown);
+                self.add_expansion(wf, &stored, grown.clone()).await?;
+                let mut first = ReadAhead::likely(&grown, e.node, &tally);
+                first.extend(grown.dependents(e.node));
+                let mut ahead = ReadAhead::new(tally);
+                let step = self
+                    .decide(wf, &mut ahead, &first, |l| {
+                        ledger::expand(&grown, l, e.node, added.clone())
+                    })
+                    .await?;
+                (grown, step)
+            }
+        };
+        self.apply(wf, &graph, step).await?;
+        Ok(graph)
     }
 }
 

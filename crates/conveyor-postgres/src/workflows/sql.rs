@@ -39,6 +39,10 @@ pub(crate) struct WorkflowStatements {
     pub ended_nodes: String,
     /// $1 workflow → spec.
     pub spec: String,
+    /// $1 workflow → its expansions' specs, in order.
+    pub expansions: String,
+    /// $1 workflow, $2 spec: the next expansion.
+    pub add_expansion: String,
     /// $1 workflow → cancelled, outcome, created at, ended at, nodes left.
     pub head: String,
     /// $1 workflow → state, task, by node.
@@ -91,6 +95,7 @@ impl WorkflowStatements {
         let n = schema.table("workflow_nodes");
         let s = schema.table("workflow_settles");
         let t = schema.table("tasks");
+        let x = schema.table("workflow_expansions");
         WorkflowStatements {
             insert: format!(
                 "INSERT INTO {w} (spec, body_left, nodes_left, created_at, outcome)
@@ -152,6 +157,11 @@ impl WorkflowStatements {
                  ORDER BY n.workflow, n.node"
             ),
             spec: format!("SELECT spec FROM {w} WHERE id = $1"),
+            expansions: format!("SELECT spec FROM {x} WHERE workflow = $1 ORDER BY seq"),
+            add_expansion: format!(
+                "INSERT INTO {x} (workflow, seq, spec)
+                 VALUES ($1, (SELECT count(*) FROM {x} WHERE workflow = $1), $2)"
+            ),
             head: format!(
                 "SELECT cancelled, outcome, created_at, ended_at, nodes_left FROM {w}
                  WHERE id = $1"

@@ -118,12 +118,21 @@ impl Tx<'_> {
         &self.backend.inner.workflow_sql
     }
 
-    /// Workflow `wf`'s graph (decoded once per process).
+    /// Workflow `wf`'s graph (decoded once per process: right for every
+    /// node it has, see [`Tx::fresh_graph`]).
     pub async fn graph(&self, wf: i64) -> Result<Option<Arc<Graph>>, Error> {
         let id = u64::try_from(wf).map_err(|_| bad_data(format!("workflow id {wf}")))?;
         if let Some(g) = self.backend.inner.graphs.get(id) {
             return Ok(Some(g));
         }
+        self.fresh_graph(wf).await
+    }
+
+    /// Workflow `wf`'s graph as stored now: its declaration and every
+    /// expansion made so far (another process may have made one since
+    /// this one read it).
+    pub async fn fresh_graph(&self, wf: i64) -> Result<Option<Arc<Graph>>, Error> {
+        let id = u64::try_from(wf).map_err(|_| bad_data(format!("workflow id {wf}")))?;
         let rows = self
             .query("reading a workflow", &self.sql().spec, &[&wf])
             .await?;
@@ -131,7 +140,40 @@ impl Tx<'_> {
             return Ok(None);
         };
         let bytes: Vec<u8> = col(row, 0, "spec")?;
-        self.backend.inner.graphs.decode(id, &bytes).map(Some)
+        let expansions: Vec<Vec<u8>> = self
+            .query(
+                "reading a workflow's expansions",
+                &self.sql().expansions,
+                &[&wf],
+            )
+            .await?
+            .iter()
+            .map(|r| col(r, 0, "spec"))
+            .collect::<Result<_, Error>>()?;
+        self.backend
+            .inner
+            .graphs
+            .decode_grown(id, &bytes, expansions.iter().map(Vec::as_slice))
+            .map(Some)
+    }
+
+    /// Stores workflow `wf`'s next expansion (`stored`) and keeps `graph`,
+    /// the graph it made, as the workflow's.
+    pub async fn add_expansion(
+        &self,
+        wf: i64,
+        stored: &[u8],
+        graph: Arc<Graph>,
+    ) -> Result<(), Error> {
+        self.execute(
+            "storing a workflow's expansion",
+            &self.sql().add_expansion,
+            &[&wf, &stored],
+        )
+        .await?;
+        let id = u64::try_from(wf).map_err(|_| bad_data(format!("workflow id {wf}")))?;
+        self.backend.inner.graphs.put(id, graph);
+        Ok(())
     }
 
     /// Locks workflow `wf`'s row and reads its tally and whether it was
@@ -205,17 +247,28 @@ impl Tx<'_> {
 
     /// Writes back the rows and tally `ahead`'s last run changed.
     async fn write_back(&self, wf: i64, ahead: &ReadAhead) -> Result<(), Error> {
-        let (mut nodes, mut states, mut waits) = (Vec::new(), Vec::new(), Vec::new());
+        // Rows an expansion added are inserted, the others updated.
+        let mut changed: [(Vec<i32>, Vec<i16>, Vec<i32>); 2] = Default::default();
         for (node, row) in ahead.written_rows() {
+            let (nodes, states, waits) = &mut changed[usize::from(ahead.is_added(node))];
             nodes.push(node_param(node));
             states.push(row.state.code());
             waits.push(i32::try_from(row.waiting_on).unwrap_or(i32::MAX));
+        }
+        let [(nodes, states, waits), (added, added_states, added_waits)] = &changed;
+        if !added.is_empty() {
+            self.execute(
+                "adding workflow nodes",
+                &self.sql().insert_nodes,
+                &[&wf, added, added_states, added_waits],
+            )
+            .await?;
         }
         if !nodes.is_empty() {
             self.execute(
                 "writing workflow nodes",
                 &self.sql().write_rows,
-                &[&wf, &nodes, &states, &waits],
+                &[&wf, nodes, states, waits],
             )
             .await?;
         }
@@ -278,9 +331,9 @@ impl Tx<'_> {
             let mut unmade: Vec<(usize, String)> = Vec::new();
             for &node in &step.enqueue {
                 let made = graph
-                    .dependencies(node)
-                    .iter()
-                    .map(|&(dep, _)| {
+                    .reads(node)
+                    .into_iter()
+                    .map(|dep| {
                         outputs.get(&dep).cloned().ok_or_else(|| {
                             bad_data(format!("workflow {wf} has no row for node {dep}"))
                         })
@@ -328,7 +381,7 @@ impl Tx<'_> {
     ) -> Result<HashMap<usize, NodeOutput>, Error> {
         let mut deps: Vec<i32> = nodes
             .iter()
-            .flat_map(|&n| graph.dependencies(n).iter().map(|&(d, _)| node_param(d)))
+            .flat_map(|&n| graph.reads(n).into_iter().map(node_param))
             .collect();
         if deps.is_empty() {
             return Ok(HashMap::new());

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use conveyor_core::workflow::ledger;
 use conveyor_core::workflow::{
-    composed_task, Graph, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
+    composed_task, refused_expansion, Graph, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
 };
 use conveyor_core::{Error, NewTask, TaskState};
 
@@ -133,17 +133,28 @@ impl RedisBackend {
                     result_bytes: None,
                     error: Some("the node's task record is gone".to_string()),
                 },
-                Some((state, result_bytes, error)) => End {
-                    task,
-                    node,
-                    result: match NodeResult::of(state) {
-                        Some(result) => result,
+                Some((state, result_bytes, error)) => {
+                    let Some(result) = NodeResult::of(state) else {
                         // Not ended (or requeued since): its end settles it.
-                        None => continue,
-                    },
-                    result_bytes,
-                    error,
-                },
+                        continue;
+                    };
+                    match refused_expansion("Redis", result, result_bytes.as_deref()) {
+                        Some(why) => End {
+                            task,
+                            node,
+                            result: NodeResult::Failed,
+                            result_bytes,
+                            error: Some(why),
+                        },
+                        None => End {
+                            task,
+                            node,
+                            result,
+                            result_bytes,
+                            error,
+                        },
+                    }
+                }
             };
             by_wf.entry(wf).or_default().push(end);
         }

@@ -63,6 +63,18 @@ pub struct NodeView {
     pub after: Vec<String>,
     /// For a callback: `on_success`, `on_failure` or `on_complete`.
     pub callback: Option<String>,
+    /// When its task added nodes to the workflow: what it passes on.
+    pub expanded: Option<ExpandedView>,
+}
+
+/// What an expanded node passes on to its dependents.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExpandedView {
+    /// `one` (its one last added node's result) or `list` (the list of
+    /// its last added nodes' results).
+    pub output: String,
+    /// The names of the added nodes it takes that from.
+    pub last: Vec<String>,
 }
 
 /// Where a workflow stands.
@@ -181,6 +193,10 @@ fn view(w: WorkflowRecord) -> WorkflowView {
                 task: n.task.map(|t| t.to_string()),
                 after: n.after,
                 callback: n.callback.map(|c| c.key().to_string()),
+                expanded: n.expanded.map(|(output, last)| ExpandedView {
+                    output: output.as_str().to_string(),
+                    last,
+                }),
             })
             .collect(),
     }

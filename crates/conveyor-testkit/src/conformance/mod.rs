@@ -5,6 +5,7 @@
 
 mod admin;
 mod basics;
+mod expansion;
 mod failures;
 mod follow_ups;
 mod history;
@@ -32,6 +33,10 @@ pub use basics::{
     unwanted_handlers_wait_unspent,
 };
 pub use conveyor_core::Part;
+pub use expansion::{
+    a_failed_expansion_fails_its_node_and_retries, a_running_node_expands_its_workflow,
+    an_expansion_fails_its_node_where_the_store_cannot_expand,
+};
 pub use failures::{
     a_completed_task_shows_no_earlier_error, a_finish_racing_a_renewal_applies_once,
     cancel_a_running_task, cancel_waiting_and_running_tasks, fencing_refuses_stale_tokens,
