@@ -529,6 +529,11 @@ impl Graph {
             .and_then(|i| self.whens.get(i).copied())
     }
 
+    /// How many expansions the graph holds.
+    pub fn expansions(&self) -> usize {
+        self.expanded.len()
+    }
+
     /// Whether node `node` expanded: its task ran, and it now waits for
     /// the nodes it added.
     pub fn is_expanded(&self, node: usize) -> bool {

@@ -28,6 +28,15 @@ impl Graphs {
             .cloned()
     }
 
+    /// Forgets workflow `id`'s graph (it grew elsewhere: the next read
+    /// decodes it again).
+    pub fn forget(&self, id: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
     /// Keeps `graph` as workflow `id`'s (all are dropped when the cache is
     /// full: the next reads decode them again).
     pub fn put(&self, id: u64, graph: Arc<Graph>) {

@@ -38,9 +38,18 @@ impl RedisBackend {
                 .get(f)
                 .ok_or_else(|| bad(format!("workflow {wf} has no field {f}")))
         };
+        let expansions = match fields.get("gn") {
+            Some(v) => codec::parse_id(v, "a workflow's expansion count")? as usize,
+            None => 0,
+        };
         let graph = match self.inner.graphs.get(wf) {
-            Some(g) => g,
-            None => self.inner.graphs.decode(wf, need("spec")?)?,
+            Some(g) if g.expansions() == expansions => g,
+            _ => {
+                let docs = (0..expansions)
+                    .map(|k| need(&format!("g:{k}")).map(Vec::as_slice))
+                    .collect::<Result<Vec<&[u8]>, Error>>()?;
+                self.inner.graphs.decode_grown(wf, need("spec")?, docs)?
+            }
         };
         let tally = codec::parse_tally(need("t")?, wf)?;
         let mut nodes = Vec::with_capacity(graph.len());

@@ -82,7 +82,7 @@ impl RedisBackend {
             }
             let ready = ready_nodes(&change, step);
             let composed = self
-                .compose_ready(wf, &head.version, &graph, &ready, &mut known)
+                .compose_ready(wf, &head.version, &graph, &ready, &change.rows, &mut known)
                 .await?;
             let Some((made, more)) = composed else {
                 return Ok(None);

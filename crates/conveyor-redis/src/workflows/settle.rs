@@ -5,10 +5,11 @@
 //! if the version still holds.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use conveyor_core::workflow::ledger;
+use conveyor_core::workflow::ledger::{self, Ledger, NodeRow};
 use conveyor_core::workflow::{
-    composed_task, refused_expansion, Graph, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
+    composed_task, is_expansion, Graph, NodeEnd, NodeOutput, NodeResult, NodeState, ReadAhead, Step,
 };
 use conveyor_core::{Error, NewTask, TaskState};
 
@@ -34,6 +35,63 @@ struct End {
     /// Its result and error, kept with the workflow.
     result_bytes: Option<Vec<u8>>,
     error: Option<String>,
+}
+
+impl End {
+    /// Whether its result asks for an expansion.
+    fn expands(&self) -> bool {
+        self.result == NodeResult::Succeeded
+            && self.result_bytes.as_deref().is_some_and(is_expansion)
+    }
+}
+
+/// What one settle decided: the step, the graph grown by the expansions it
+/// made (`None`: none), those expansions as stored, and the nodes whose
+/// expansion was refused, with why.
+type Decided = (Step, Option<Graph>, Vec<Vec<u8>>, HashMap<usize, String>);
+
+/// Settles `ends` over `l`, and the `unmade` nodes as failed: an end that
+/// asks for an expansion (of a node still running) grows the graph the
+/// ends after it are decided over.
+fn decide_ends(
+    graph: &Graph,
+    l: &mut ReadAhead,
+    ends: &[End],
+    unmade: &[(usize, String)],
+) -> Result<Decided, Error> {
+    let mut grown: Option<Graph> = None;
+    let mut stored = Vec::new();
+    let mut refused = HashMap::new();
+    let mut all = Step::default();
+    for e in ends {
+        let g = grown.as_ref().unwrap_or(graph);
+        if !e.expands() || l.row(e.node)?.state != NodeState::Running {
+            all.merge(ledger::settle(g, l, e.node, e.result)?);
+            continue;
+        }
+        match NodeEnd::of(g, e.node, e.result, e.result_bytes.as_deref()) {
+            NodeEnd::Settle(result) => all.merge(ledger::settle(g, l, e.node, result)?),
+            NodeEnd::Refused(why) => {
+                refused.insert(e.node, why);
+                all.merge(ledger::settle(g, l, e.node, NodeResult::Failed)?);
+            }
+            NodeEnd::Expand {
+                graph: bigger,
+                added,
+                stored: doc,
+            } => {
+                let bigger = *bigger;
+                all.merge(ledger::expand(&bigger, l, e.node, added)?);
+                stored.push(doc);
+                grown = Some(bigger);
+            }
+        }
+    }
+    let g = grown.as_ref().unwrap_or(graph);
+    for &(node, _) in unmade {
+        all.merge(ledger::settle(g, l, node, NodeResult::Failed)?);
+    }
+    Ok((all, grown, stored, refused))
 }
 
 /// Refuses ends naming a node `graph` (workflow `wf`'s) does not have.
@@ -133,28 +191,17 @@ impl RedisBackend {
                     result_bytes: None,
                     error: Some("the node's task record is gone".to_string()),
                 },
-                Some((state, result_bytes, error)) => {
-                    let Some(result) = NodeResult::of(state) else {
+                Some((state, result_bytes, error)) => End {
+                    task,
+                    node,
+                    result: match NodeResult::of(state) {
+                        Some(result) => result,
                         // Not ended (or requeued since): its end settles it.
-                        continue;
-                    };
-                    match refused_expansion("Redis", result, result_bytes.as_deref()) {
-                        Some(why) => End {
-                            task,
-                            node,
-                            result: NodeResult::Failed,
-                            result_bytes,
-                            error: Some(why),
-                        },
-                        None => End {
-                            task,
-                            node,
-                            result,
-                            result_bytes,
-                            error,
-                        },
-                    }
-                }
+                        None => continue,
+                    },
+                    result_bytes,
+                    error,
+                },
             };
             by_wf.entry(wf).or_default().push(end);
         }
@@ -246,18 +293,28 @@ impl RedisBackend {
     /// the workflow changed between the read and the write.
     async fn try_settle(&self, wf: u64, ends: &[End]) -> Result<bool, Error> {
         let settled: Vec<u64> = ends.iter().map(|e| e.task).collect();
-        let read = match self.inner.graphs.get(wf) {
-            // The graph known: the head and the likely rows in one read
-            // (the callbacks' rows, when the body ends, in a second).
+        let kept = self
+            .inner
+            .graphs
+            .get(wf)
+            .filter(|g| !ends.iter().any(|e| e.node >= g.len() || e.expands()));
+        let read = match kept {
+            // The graph known (and an expansion not to decide): the head
+            // and the likely rows in one read (the callbacks' rows, when
+            // the body ends, in a second).
             Some(graph) => {
-                check_nodes(wf, &graph, ends)?;
                 let mut first: Vec<usize> = ends
                     .iter()
                     .flat_map(|e| std::iter::once(e.node).chain(graph.dependents(e.node).to_vec()))
                     .collect();
                 first.sort_unstable();
                 first.dedup();
-                self.wf_head_with_rows(wf, graph, &first).await?
+                match self.wf_head_with_rows(wf, graph, &first).await? {
+                    Some(read) => Some(read),
+                    // It grew elsewhere since the graph was kept.
+                    None if self.inner.graphs.get(wf).is_none() => return Ok(false),
+                    None => None,
+                }
             }
             None => match self.wf_head(wf).await? {
                 Some(head) => {
@@ -283,7 +340,6 @@ impl RedisBackend {
             self.forget_ends(&settled).await?;
             return Ok(true);
         };
-        let graph = head.graph.clone();
         // Nodes made ready whose task cannot be made (params that do not
         // compose, or too large): they fail at once, and the decision runs
         // again with them.
@@ -291,20 +347,24 @@ impl RedisBackend {
         loop {
             let decided = self
                 .wf_decide(wf, &head.version, &mut ahead, |l| {
-                    let mut all = Step::default();
-                    for e in ends {
-                        all.merge(ledger::settle(&graph, l, e.node, e.result)?);
-                    }
-                    for &(node, _) in &unmade {
-                        all.merge(ledger::settle(&graph, l, node, NodeResult::Failed)?);
-                    }
-                    Ok(all)
+                    decide_ends(&head.graph, l, ends, &unmade)
                 })
                 .await?;
-            let Some(step) = decided else {
+            let Some((step, grown, expansions, refused)) = decided else {
                 return Ok(false);
             };
+            let graph: Arc<Graph> = grown.map_or_else(|| head.graph.clone(), Arc::new);
             let mut change = Change::from_decision(&head, &ahead, false);
+            let before = head.graph.expansions();
+            for (k, doc) in expansions.iter().enumerate() {
+                change
+                    .outputs
+                    .push((format!("g:{}", before + k), doc.clone()));
+            }
+            if !expansions.is_empty() {
+                let count = (before + expansions.len()).to_string();
+                change.outputs.push(("gn".to_string(), count.into_bytes()));
+            }
             let written: HashMap<usize, NodeState> =
                 change.rows.iter().map(|&(n, r)| (n, r.state)).collect();
             // What the nodes settled now leave their dependents.
@@ -316,12 +376,13 @@ impl RedisBackend {
                 if let Some(r) = &e.result_bytes {
                     change.outputs.push((field('r', e.node), r.clone()));
                 }
-                if let Some(x) = &e.error {
+                let error = refused.get(&e.node).or(e.error.as_ref());
+                if let Some(x) = error {
                     change
                         .outputs
                         .push((field('e', e.node), x.clone().into_bytes()));
                 }
-                known.insert(e.node, (state, e.result_bytes.clone(), e.error.clone()));
+                known.insert(e.node, (state, e.result_bytes.clone(), error.cloned()));
             }
             for (node, error) in &unmade {
                 change
@@ -335,7 +396,7 @@ impl RedisBackend {
                 .filter(|n| written.get(n) == Some(&NodeState::Running))
                 .collect();
             let composed = self
-                .compose_ready(wf, &head.version, &graph, &ready, &mut known)
+                .compose_ready(wf, &head.version, &graph, &ready, &change.rows, &mut known)
                 .await?;
             let Some((made, more)) = composed else {
                 return Ok(false);
@@ -343,16 +404,21 @@ impl RedisBackend {
             if more.is_empty() {
                 change.settled = settled;
                 (change.ready, change.tasks) = made.into_iter().unzip();
-                return Ok(self.wf_apply(wf, &head.version, &change).await?.is_some());
+                let applied = self.wf_apply(wf, &head.version, &change).await?.is_some();
+                if applied && !expansions.is_empty() {
+                    self.inner.graphs.put(wf, graph);
+                }
+                return Ok(applied);
             }
             unmade.extend(more);
         }
     }
 
     /// The tasks of the `ready` nodes, their params composed from `known`
-    /// outputs and those of their other dependencies, read at `version`;
-    /// and the nodes whose task cannot be made, with why. `None` when the
-    /// workflow moved on from `version`.
+    /// outputs and those of their other dependencies, read at `version`
+    /// (in the states the decision `written` gave them: an expanded node
+    /// settles with its last added node); and the nodes whose task cannot
+    /// be made, with why. `None` when the workflow moved on from `version`.
     #[allow(clippy::type_complexity)]
     pub(super) async fn compose_ready(
         &self,
@@ -360,18 +426,24 @@ impl RedisBackend {
         version: &[u8],
         graph: &Graph,
         ready: &[usize],
+        written: &[(usize, NodeRow)],
         known: &mut HashMap<usize, NodeOutput>,
     ) -> Result<Option<(Vec<(usize, NewTask)>, Vec<(usize, String)>)>, Error> {
         let mut deps: Vec<usize> = ready
             .iter()
-            .flat_map(|&n| graph.dependencies(n).iter().map(|&(d, _)| d))
+            .flat_map(|&n| graph.reads(n))
             .filter(|d| !known.contains_key(d))
             .collect();
         deps.sort_unstable();
         deps.dedup();
-        let Some(stored) = self.wf_outputs(wf, version, &deps).await? else {
+        let Some(mut stored) = self.wf_outputs(wf, version, &deps).await? else {
             return Ok(None);
         };
+        for (node, row) in written {
+            if let Some(output) = stored.get_mut(node) {
+                output.0 = row.state;
+            }
+        }
         known.extend(stored);
         self.compose(wf, graph, ready, known).map(Some)
     }
@@ -390,9 +462,9 @@ impl RedisBackend {
         let mut unmade = Vec::new();
         for &node in ready {
             let outputs = graph
-                .dependencies(node)
-                .iter()
-                .map(|&(dep, _)| {
+                .reads(node)
+                .into_iter()
+                .map(|dep| {
                     known
                         .get(&dep)
                         .cloned()

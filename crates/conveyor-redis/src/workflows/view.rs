@@ -104,26 +104,55 @@ impl RedisBackend {
         Ok(Some(got))
     }
 
-    /// Workflow `wf`'s head, or `None` when there is no such workflow.
+    /// Workflow `wf`'s head, or `None` when there is no such workflow. Its
+    /// graph is the one kept when that holds every expansion stored (field
+    /// `gn`), else decoded again with them (fields `g:K`).
     pub(super) async fn wf_head(&self, wf: u64) -> Result<Option<Head>, Error> {
         let cached = self.inner.graphs.get(wf);
-        let mut fields = vec!["v".to_string(), "t".to_string()];
+        let mut fields = vec!["v".to_string(), "t".to_string(), "gn".to_string()];
         if cached.is_none() {
             fields.push("spec".to_string());
         }
         let mut got = self.wf_fields(wf, &fields).await?.into_iter();
-        let (Some(version), tally) = (got.next().flatten(), got.next().flatten()) else {
+        let (Some(version), tally, grown) = (
+            got.next().flatten(),
+            got.next().flatten(),
+            got.next().flatten(),
+        ) else {
             return Ok(None);
         };
         let tally = tally.ok_or_else(|| bad(format!("workflow {wf} has no tally")))?;
+        let expansions = match grown {
+            Some(v) => codec::parse_id(&v, "a workflow's expansion count")? as usize,
+            None => 0,
+        };
         let graph = match cached {
-            Some(g) => g,
-            None => {
-                let spec = got
-                    .next()
-                    .flatten()
-                    .ok_or_else(|| bad(format!("workflow {wf} has no declaration")))?;
-                self.inner.graphs.decode(wf, &spec)?
+            Some(g) if g.expansions() == expansions => g,
+            _ => {
+                let spec = match got.next().flatten() {
+                    Some(spec) => Some(spec),
+                    None => self
+                        .wf_fields(wf, &["spec".to_string()])
+                        .await?
+                        .pop()
+                        .flatten(),
+                };
+                let spec = spec.ok_or_else(|| bad(format!("workflow {wf} has no declaration")))?;
+                let fields = (0..expansions).map(|k| format!("g:{k}"));
+                let Some(docs) = self.wf_fields_at(wf, &version, fields).await? else {
+                    // Moved on between the reads: the caller reads again.
+                    return Box::pin(self.wf_head(wf)).await;
+                };
+                let docs = docs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, d)| {
+                        d.ok_or_else(|| bad(format!("workflow {wf} has no expansion {k}")))
+                    })
+                    .collect::<Result<Vec<Vec<u8>>, Error>>()?;
+                self.inner
+                    .graphs
+                    .decode_grown(wf, &spec, docs.iter().map(Vec::as_slice))?
             }
         };
         Ok(Some(Head {
@@ -136,20 +165,34 @@ impl RedisBackend {
     /// Workflow `wf`'s head and the rows of `nodes`, in one read, for a
     /// workflow whose `graph` this process has decoded already; `None`
     /// when there is no such workflow.
+    /// A workflow that grew since its graph was kept reads as `Ok(None)`
+    /// too, with the graph forgotten: the caller reads its head again.
     pub(super) async fn wf_head_with_rows(
         &self,
         wf: u64,
         graph: Arc<Graph>,
         nodes: &[usize],
     ) -> Result<Option<(Head, ReadAhead)>, Error> {
-        let fields: Vec<String> = ["v".to_string(), "t".to_string()]
+        let fields: Vec<String> = ["v".to_string(), "t".to_string(), "gn".to_string()]
             .into_iter()
             .chain(nodes.iter().map(|&n| field('n', n)))
             .collect();
         let mut got = self.wf_fields(wf, &fields).await?.into_iter();
-        let (Some(version), tally) = (got.next().flatten(), got.next().flatten()) else {
+        let (Some(version), tally, grown) = (
+            got.next().flatten(),
+            got.next().flatten(),
+            got.next().flatten(),
+        ) else {
             return Ok(None);
         };
+        let expansions = match grown {
+            Some(v) => codec::parse_id(&v, "a workflow's expansion count")? as usize,
+            None => 0,
+        };
+        if expansions != graph.expansions() {
+            self.inner.graphs.forget(wf);
+            return Ok(None);
+        }
         let tally = tally.ok_or_else(|| bad(format!("workflow {wf} has no tally")))?;
         let tally = codec::parse_tally(&tally, wf)?;
         let mut ahead = ReadAhead::new(tally);
