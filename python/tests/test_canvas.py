@@ -3,8 +3,6 @@ chains pass each result on, groups gather, a chord's body runs once with
 every header result, failures skip what waits and raise, cancel stops the
 rest."""
 
-import os
-
 import pytest
 
 import conveyor
@@ -93,18 +91,8 @@ def test_bad_canvases_are_refused(app):
         chain(pytasks.add.s(object(), 1)).delay()
 
 
-def _expands():
-    """Whether the store's workflows expand (all but NATS's so far)."""
-    url = os.environ.get("CONVEYOR_URL", "")
-    return not url.startswith("nats:")
-
-
 def test_a_step_fans_out_and_the_next_gets_every_result(app):
     h = supports(lambda: chain(pytasks.fan_out.s(5), pytasks.total.s()).delay())
-    if not _expands():
-        with pytest.raises(conveyor.TaskFailed):
-            h.get(timeout=60)
-        pytest.skip("this store's workflows cannot expand yet: the step fails instead")
     assert h.get(timeout=60) == sum(2 * i for i in range(5))
     nodes = h.info()["nodes"]
     assert [n["name"] for n in nodes[2:]] == ["fan_out-1/add-%d" % i for i in range(1, 6)]

@@ -200,6 +200,11 @@ pub(crate) mod keys {
         format!("fd.{id}.{k}")
     }
 
+    /// Part `k` of the expansion workflow `id`'s node `node` made.
+    pub(crate) fn flow_growth(id: u64, node: u32, k: u32) -> String {
+        format!("fg.{id}.{node}.{k}")
+    }
+
     /// The claim on a unique key of a queue.
     pub(crate) fn claim(queue: &str, unique_key: &str) -> String {
         format!("u.{}.{}", encode(queue), encode(unique_key))

@@ -340,17 +340,6 @@ macro_rules! expansion_conformance {
     };
 }
 
-/// The case for a backend whose workflows cannot expand yet: a node asking
-/// for an expansion fails, never passing the request on as a result.
-#[macro_export]
-macro_rules! expansion_refused_conformance {
-    ($make:expr) => {
-        $crate::backend_conformance!(@cases $make; [];
-            "";
-            an_expansion_fails_its_node_where_the_store_cannot_expand);
-    };
-}
-
 /// The record keeper part's conformance cases, for a backend that has it
 /// (see [`conveyor_core::RecordKeeper`]), from the same `make` as
 /// [`backend_conformance!`]: records read back whole, replaced, waking

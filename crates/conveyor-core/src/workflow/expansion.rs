@@ -92,18 +92,6 @@ impl NodeEnd {
     }
 }
 
-/// Why a node fails on store `store`, which cannot expand workflows yet,
-/// when its task ended as `result` with `output`: `Some` when it asked for
-/// an expansion (it must not pass `{"$expand": …}` on as a result).
-pub fn refused_expansion(store: &str, result: NodeResult, output: Option<&[u8]>) -> Option<String> {
-    (result == NodeResult::Succeeded && output.is_some_and(is_expansion)).then(|| {
-        format!(
-            "the node's task asked to expand the workflow, and {store} workflows cannot expand \
-             yet"
-        )
-    })
-}
-
 /// Whether `bytes` is an expansion's result: a JSON object whose first key
 /// is `$expand` (checked without parsing, as every node's end asks).
 pub fn is_expansion(bytes: &[u8]) -> bool {

@@ -43,6 +43,9 @@ pub(crate) struct FlowEntry {
     /// Nodes running whose tasks may not have been created yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) pending: Vec<u32>,
+    /// The expansions made, in order (see [`Growth`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) grown: Vec<Growth>,
     /// Why a node failed without a task (its params could not be composed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) errors: BTreeMap<u32, String>,
@@ -54,6 +57,18 @@ pub(crate) struct FlowEntry {
     pub(crate) created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ended_at: Option<i64>,
+}
+
+/// One expansion: node `node` added the nodes from position `first` on
+/// (up to the next expansion's, or the end), their tasks from id `base`
+/// on (in position order), its document in `parts` entries
+/// (`fg.<id>.<node>.<k>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Growth {
+    pub(crate) node: u32,
+    pub(crate) parts: u32,
+    pub(crate) first: u32,
+    pub(crate) base: u64,
 }
 
 impl FlowEntry {
@@ -68,6 +83,7 @@ impl FlowEntry {
             bases: vec![base],
             runs: BTreeMap::new(),
             pending: Vec::new(),
+            grown: Vec::new(),
             errors: BTreeMap::new(),
             outcome: None,
             cancelled: false,
@@ -130,7 +146,14 @@ impl FlowEntry {
 
     /// The id node `node` runs (or would run) under in its current run.
     pub(crate) fn task_id(&self, node: usize) -> u64 {
-        let run = self.runs.get(&(node as u32)).copied().unwrap_or(0) as usize;
+        let run = self.runs.get(&(node as u32)).copied();
+        if run.is_none() {
+            let added = self.grown.iter().rev().find(|g| g.first as usize <= node);
+            if let Some(g) = added {
+                return g.base + (node - g.first as usize) as u64;
+            }
+        }
+        let run = run.unwrap_or(0) as usize;
         let base = self
             .bases
             .get(run)
@@ -161,6 +184,36 @@ impl FlowEntry {
             self.tasks
                 .replace_range(node..=node, if flag == b'1' { "1" } else { "0" });
         }
+    }
+
+    /// Records an expansion: node `node` added `added` nodes (after every
+    /// node there is, waiting, with no task yet), their tasks' ids from
+    /// `base`, its document in `parts` entries.
+    pub(crate) fn grow(&mut self, node: usize, added: usize, base: u64, parts: u32) {
+        self.grown.push(Growth {
+            node: node as u32,
+            parts,
+            first: self.len() as u32,
+            base,
+        });
+        self.states.push_str(&"0".repeat(added));
+        self.tasks.push_str(&"0".repeat(added));
+    }
+
+    /// Every task id its nodes' runs could have: each run's block over
+    /// every node, and each expansion's.
+    pub(crate) fn every_task_id(&self) -> Vec<u64> {
+        let n = self.len() as u64;
+        let mut ids: Vec<u64> = self.bases.iter().flat_map(|&b| b..b + n).collect();
+        for (k, g) in self.grown.iter().enumerate() {
+            let end = self
+                .grown
+                .get(k + 1)
+                .map_or(self.len(), |next| next.first as usize);
+            let count = end.saturating_sub(g.first as usize) as u64;
+            ids.extend(g.base..g.base + count);
+        }
+        ids
     }
 
     /// Puts `nodes` in a new run, under ids from `base`: they forget their
@@ -220,6 +273,25 @@ mod tests {
         let back = FlowEntry::decode(&e.encode()).expect("reads");
         assert_eq!(back, e);
         assert_eq!(back.states(), states.to_vec());
+    }
+
+    #[test]
+    fn an_expansion_s_nodes_take_ids_from_their_own_block() {
+        let states = [NodeState::Running, NodeState::Waiting];
+        let mut e = FlowEntry::new(&states, 100, 1, Timestamp(7));
+        e.grow(0, 3, 900, 1);
+        assert_eq!(e.len(), 5);
+        assert_eq!((e.task_id(1), e.task_id(2), e.task_id(4)), (101, 900, 902));
+        e.grow(3, 1, 950, 1);
+        assert_eq!((e.task_id(4), e.task_id(5)), (902, 950));
+        // A retry's run takes over for the nodes it puts back.
+        e.new_run(&[3], 2000);
+        assert_eq!(e.task_id(3), 2003);
+        let ids = e.every_task_id();
+        for n in 0..e.len() {
+            assert!(ids.contains(&e.task_id(n)), "node {n}");
+        }
+        assert_eq!(FlowEntry::decode(&e.encode()).expect("reads"), e);
     }
 
     #[test]

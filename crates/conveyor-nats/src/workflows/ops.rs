@@ -17,7 +17,7 @@ impl NatsBackend {
             let Some((mut entry, rev)) = self.read_flow(id.0).await? else {
                 return Ok(None);
             };
-            let Some(graph) = self.graph_of(id.0, entry.parts).await? else {
+            let Some(graph) = self.graph_of(id.0, &entry).await? else {
                 return Ok(None);
             };
             let states = entry.states();
@@ -56,7 +56,7 @@ impl NatsBackend {
             let Some((mut entry, rev)) = self.read_flow(id.0).await? else {
                 return Ok(None);
             };
-            let Some(graph) = self.graph_of(id.0, entry.parts).await? else {
+            let Some(graph) = self.graph_of(id.0, &entry).await? else {
                 return Ok(None);
             };
             let mut progress = Progress::from_states(&graph, entry.states())?;

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use conveyor_core::workflow::{
-    composed_task, ledger, refused_expansion, Graph, NodeOutput, NodeResult, NodeState, Progress,
-    Step,
+    composed_task, is_expansion, ledger, Graph, NodeEnd, NodeOutput, NodeResult, NodeState,
+    Progress, Step,
 };
 use conveyor_core::{BackendErrorKind, Error, TaskId, Timestamp};
 
@@ -40,22 +40,29 @@ const CAS_TRIES: usize = 500;
 const CREATE_BATCH: usize = 1_000;
 
 /// A node task's end, to settle.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ended {
     link: NodeLink,
     task: u64,
     result: NodeResult,
+    /// Its result, when it asks for an expansion.
+    expansion: Option<Arc<[u8]>>,
 }
 
 impl Ended {
     /// The end `rec` records, if it is a node's task in a final state.
     pub(crate) fn of(rec: &Rec) -> Option<Ended> {
         let result = NodeResult::of(rec.state())?;
-        let refused = refused_expansion("NATS", result, rec.result.as_deref()).is_some();
+        let expansion = rec
+            .result
+            .as_deref()
+            .filter(|r| result == NodeResult::Succeeded && is_expansion(r))
+            .map(Arc::from);
         Some(Ended {
             link: rec.node?,
             task: rec.id,
-            result: if refused { NodeResult::Failed } else { result },
+            result,
+            expansion,
         })
     }
 }
@@ -90,19 +97,48 @@ impl NatsBackend {
         self.inner.ledger.cas(&keys::flow(flow), bytes, rev).await
     }
 
-    /// Workflow `flow`'s graph, read from its declaration (kept once read:
-    /// a declaration never changes); `None` when it is gone.
+    /// Workflow `flow`'s graph, read from its declaration and the
+    /// expansions `entry` lists (kept once read, and read again once the
+    /// entry lists more expansions than the graph kept); `None` when it is
+    /// gone.
     pub(crate) async fn graph_of(
         &self,
         flow: u64,
-        parts: u32,
+        entry: &FlowEntry,
     ) -> Result<Option<Arc<Graph>>, Error> {
         if let Some(graph) = self.inner.graphs.get(flow) {
-            return Ok(Some(graph));
+            if graph.expansions() == entry.grown.len() {
+                return Ok(Some(graph));
+            }
         }
+        let Some(declaration) = self
+            .read_parts((0..entry.parts).map(|k| keys::flow_spec(flow, k)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut docs = Vec::with_capacity(entry.grown.len());
+        for g in &entry.grown {
+            let keys = (0..g.parts).map(|k| keys::flow_growth(flow, g.node, k));
+            match self.read_parts(keys).await? {
+                Some(doc) => docs.push(doc),
+                None => return Ok(None),
+            }
+        }
+        self.inner
+            .graphs
+            .decode_grown(flow, &declaration, docs.iter().map(Vec::as_slice))
+            .map(Some)
+    }
+
+    /// The entries under `keys`, joined; `None` when one is missing.
+    async fn read_parts(
+        &self,
+        keys: impl Iterator<Item = String>,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let ledger = &self.inner.ledger;
-        let reads: Vec<_> = (0..parts)
-            .map(|k| async move { ledger.entry(&keys::flow_spec(flow, k)).await })
+        let reads: Vec<_> = keys
+            .map(|key| async move { ledger.entry(&key).await })
             .collect();
         let mut bytes = Vec::new();
         for part in all(reads).await {
@@ -111,7 +147,29 @@ impl NatsBackend {
                 None => return Ok(None),
             }
         }
-        self.inner.graphs.decode(flow, &bytes).map(Some)
+        Ok(Some(bytes))
+    }
+
+    /// Writes node `node`'s expansion document `doc` of workflow `flow` in
+    /// parts that fit a record; how many. Written before the entry that
+    /// lists it (a crash between leaves parts nobody reads, overwritten if
+    /// the node expands after all).
+    async fn write_growth(&self, flow: u64, node: usize, doc: &[u8]) -> Result<u32, Error> {
+        let ledger = &self.inner.ledger;
+        let chunk = ledger.limits.record().max(1);
+        let parts: Vec<&[u8]> = doc.chunks(chunk).collect();
+        let writes: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .map(|(k, part)| async move {
+                let key = keys::flow_growth(flow, node as u32, k as u32);
+                ledger.put(&key, Bytes::copy_from_slice(part)).await
+            })
+            .collect();
+        for w in all(writes).await {
+            w?;
+        }
+        Ok(parts.len() as u32)
     }
 
     /// Settles the nodes of every end in `ended` (several of one workflow
@@ -134,22 +192,67 @@ impl NatsBackend {
         failure.map_or(Ok(()), Err)
     }
 
-    /// Settles `ends`, all of workflow `flow`.
+    /// Settles `ends`, all of workflow `flow`. An end that asks for an
+    /// expansion (of a node still running) writes the expansion's document
+    /// and takes its task ids first, then grows the entry in the same
+    /// compare-and-set as the rest.
     async fn settle_flow(&self, flow: u64, ends: Vec<Ended>) -> Result<(), Error> {
+        // Ids taken for an expansion, by node, kept across tries.
+        let mut blocks: HashMap<usize, u64> = HashMap::new();
         for _ in 0..CAS_TRIES {
             let Some((mut entry, rev)) = self.read_flow(flow).await? else {
                 return Ok(());
             };
-            let Some(graph) = self.graph_of(flow, entry.parts).await? else {
+            let Some(mut graph) = self.graph_of(flow, &entry).await? else {
                 return Ok(());
             };
             let before = entry.states();
+            let grown_before = entry.grown.len();
             let mut progress = Progress::from_states(&graph, before.clone())?;
             let mut step = Step::default();
             for e in &ends {
                 let node = e.link.node as usize;
-                if node < entry.len() && entry.task(node) == Some(e.task) {
+                if node >= entry.len() || entry.task(node) != Some(e.task) {
+                    continue;
+                }
+                let asked = e
+                    .expansion
+                    .as_deref()
+                    .filter(|_| entry.state(node) == Some(NodeState::Running));
+                let Some(asked) = asked else {
                     step.merge(ledger::settle(&graph, &mut progress, node, e.result)?);
+                    continue;
+                };
+                match NodeEnd::of(&graph, node, e.result, Some(asked)) {
+                    NodeEnd::Settle(result) => {
+                        step.merge(ledger::settle(&graph, &mut progress, node, result)?);
+                    }
+                    NodeEnd::Refused(why) => {
+                        entry.errors.insert(node as u32, why);
+                        step.merge(ledger::settle(
+                            &graph,
+                            &mut progress,
+                            node,
+                            NodeResult::Failed,
+                        )?);
+                    }
+                    NodeEnd::Expand {
+                        graph: grown,
+                        added,
+                        stored,
+                    } => {
+                        let parts = self.write_growth(flow, node, &stored).await?;
+                        let base = match blocks.get(&node) {
+                            Some(&base) => base,
+                            None => {
+                                let base = self.inner.ledger.alloc_ids(added.len() as u64).await?;
+                                *blocks.entry(node).or_insert(base)
+                            }
+                        };
+                        entry.grow(node, added.len(), base, parts);
+                        graph = Arc::from(grown);
+                        step.merge(ledger::expand(&graph, &mut progress, node, added)?);
+                    }
                 }
             }
             if progress.states() == before {
@@ -157,6 +260,9 @@ impl NatsBackend {
             }
             apply(&mut entry, &progress, &step, self.now());
             if let Some(rev) = self.write_flow(flow, &entry, rev).await? {
+                if entry.grown.len() > grown_before {
+                    self.inner.graphs.put(flow, graph.clone());
+                }
                 return self.flush(flow, &graph, entry, rev).await;
             }
         }
@@ -274,8 +380,8 @@ impl NatsBackend {
     ) -> Result<HashMap<usize, Vec<NodeOutput>>, Error> {
         let mut wanted: Vec<u64> = nodes
             .iter()
-            .flat_map(|&n| graph.dependencies(n).iter())
-            .filter_map(|&(dep, _)| entry.task(dep))
+            .flat_map(|&n| graph.reads(n))
+            .filter_map(|dep| entry.task(dep))
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -297,11 +403,7 @@ impl NatsBackend {
         Ok(nodes
             .iter()
             .map(|&n| {
-                let outs = graph
-                    .dependencies(n)
-                    .iter()
-                    .map(|&(dep, _)| output(dep))
-                    .collect();
+                let outs = graph.reads(n).into_iter().map(output).collect();
                 (n, outs)
             })
             .collect())

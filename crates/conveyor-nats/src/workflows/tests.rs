@@ -134,7 +134,7 @@ async fn a_node_left_pending_is_created_by_maintenance_once() {
         // The settle's write, as `settle_flow` makes it, without its flush.
         let (mut entry, rev) = b.read_flow(id.0).await.expect("read").expect("there");
         let graph = b
-            .graph_of(id.0, entry.parts)
+            .graph_of(id.0, &entry)
             .await
             .expect("graph")
             .expect("there");

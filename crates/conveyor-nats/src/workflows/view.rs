@@ -17,7 +17,7 @@ impl NatsBackend {
         let Some((entry, _)) = self.read_flow(id.0).await? else {
             return Ok(None);
         };
-        let Some(graph) = self.graph_of(id.0, entry.parts).await? else {
+        let Some(graph) = self.graph_of(id.0, &entry).await? else {
             return Ok(None);
         };
         let states = entry.states();
@@ -101,7 +101,7 @@ impl NatsBackend {
                 continue;
             }
             if !entry.pending.is_empty() {
-                if let Some(graph) = self.graph_of(id, entry.parts).await? {
+                if let Some(graph) = self.graph_of(id, &entry).await? {
                     self.flush(id, &graph, entry, rev).await?;
                 }
             }
@@ -113,12 +113,7 @@ impl NatsBackend {
     /// declaration, then its entry.
     async fn drop_flow(&self, id: u64, entry: &FlowEntry) -> Result<(), Error> {
         let ledger = &self.inner.ledger;
-        let n = entry.len() as u64;
-        let tasks: Vec<u64> = entry
-            .bases
-            .iter()
-            .flat_map(|&base| base..base + n)
-            .collect();
+        let tasks = entry.every_task_id();
         for chunk in tasks.chunks(256) {
             let removals: Vec<_> = chunk.iter().map(|&t| ledger.remove_rec(t)).collect();
             for r in all(removals).await {
@@ -129,6 +124,15 @@ impl NatsBackend {
             .map(|k| async move { ledger.remove(&keys::flow_spec(id, k)).await })
             .collect();
         for r in all(parts).await {
+            r?;
+        }
+        let grown: Vec<_> = entry
+            .grown
+            .iter()
+            .flat_map(|g| (0..g.parts).map(move |k| keys::flow_growth(id, g.node, k)))
+            .map(|key| async move { ledger.remove(&key).await })
+            .collect();
+        for r in all(grown).await {
             r?;
         }
         ledger.remove(&keys::flow(id)).await?;

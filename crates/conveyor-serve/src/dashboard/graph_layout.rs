@@ -3,7 +3,9 @@
 //! callbacks in a column after the rest, edges as curves from a node's
 //! right side to its dependent's left side. A column shows at most
 //! [`MAX_PER_COLUMN`] nodes and one box saying how many more it has (a
-//! chord of 10,000 stays a page, not a poster).
+//! chord of 10,000 stays a page, not a poster). A node that expanded is
+//! drawn before the nodes it added, and its dependents after their last
+//! ones.
 
 use std::collections::HashMap;
 
@@ -57,6 +59,43 @@ fn fit(text: &str) -> String {
     out
 }
 
+/// The nodes drawn before node `i`, each with an edge to it: what it
+/// waits for, where a node that expanded stands for its expansion's last
+/// nodes (so its dependents come after them); and for a node an
+/// expansion added that waits for nothing, the node that added it.
+fn predecessors(w: &WorkflowRecord, index: &HashMap<&str, usize>, i: usize) -> Vec<usize> {
+    fn push(w: &WorkflowRecord, index: &HashMap<&str, usize>, j: usize, out: &mut Vec<usize>) {
+        match &w.nodes[j].expanded {
+            Some((_, last)) if !last.is_empty() => {
+                for name in last {
+                    if let Some(&k) = index.get(name.as_str()) {
+                        if k != j && !out.contains(&k) {
+                            push(w, index, k, out);
+                        }
+                    }
+                }
+            }
+            _ => out.push(j),
+        }
+    }
+    let n = &w.nodes[i];
+    let mut out = Vec::new();
+    for a in &n.after {
+        if let Some(&j) = index.get(a.as_str()) {
+            push(w, index, j, &mut out);
+        }
+    }
+    if n.after.is_empty() {
+        let parent = n
+            .name
+            .rsplit_once('/')
+            .and_then(|(p, _)| index.get(p).copied())
+            .filter(|&p| w.nodes[p].expanded.is_some());
+        out.extend(parent);
+    }
+    out
+}
+
 /// Lays out `w`'s nodes and edges.
 pub(crate) fn layout(w: &WorkflowRecord) -> Layout {
     let index: HashMap<&str, usize> = w
@@ -64,6 +103,9 @@ pub(crate) fn layout(w: &WorkflowRecord) -> Layout {
         .iter()
         .enumerate()
         .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let preds: Vec<Vec<usize>> = (0..w.nodes.len())
+        .map(|i| predecessors(w, &index, i))
         .collect();
     // Nodes come in an order where every dependency is declared before its
     // dependents is not guaranteed: settle depths until none changes (a
@@ -75,13 +117,7 @@ pub(crate) fn layout(w: &WorkflowRecord) -> Layout {
             if n.callback.is_some() {
                 continue;
             }
-            let d = n
-                .after
-                .iter()
-                .filter_map(|a| index.get(a.as_str()))
-                .map(|&j| depth[j] + 1)
-                .max()
-                .unwrap_or(0);
+            let d = preds[i].iter().map(|&j| depth[j] + 1).max().unwrap_or(0);
             if d != depth[i] {
                 depth[i] = d;
                 changed = true;
@@ -149,12 +185,12 @@ pub(crate) fn layout(w: &WorkflowRecord) -> Layout {
         rows = rows.max(used);
     }
     let mut edges = Vec::new();
-    for (i, n) in w.nodes.iter().enumerate() {
+    for (i, mine) in preds.iter().enumerate() {
         let Some(&(x2, y2)) = at.get(&i) else {
             continue;
         };
-        for a in &n.after {
-            let Some(&(x1, y1)) = index.get(a.as_str()).and_then(|j| at.get(j)) else {
+        for j in mine {
+            let Some(&(x1, y1)) = at.get(j) else {
                 continue;
             };
             let (sx, sy) = (x1 + WIDTH, y1 + HEIGHT / 2);
@@ -172,5 +208,54 @@ pub(crate) fn layout(w: &WorkflowRecord) -> Layout {
         edges,
         box_width: WIDTH,
         box_height: HEIGHT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use conveyor_core::workflow::{
+        ExpansionOutput, NodeRecord, NodeState, WorkflowId, WorkflowState,
+    };
+    use conveyor_core::Timestamp;
+
+    use super::*;
+
+    fn node(name: &str, after: &[&str]) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            state: NodeState::Running,
+            task: None,
+            after: after.iter().map(|a| a.to_string()).collect(),
+            callback: None,
+            expanded: None,
+        }
+    }
+
+    #[test]
+    fn an_expanded_node_comes_before_what_it_added_and_its_dependents_after() {
+        let mut list = node("list", &[]);
+        list.expanded = Some((
+            ExpansionOutput::List,
+            vec!["list/a".into(), "list/b".into()],
+        ));
+        let w = WorkflowRecord {
+            id: WorkflowId(1),
+            state: WorkflowState::Running,
+            nodes: vec![
+                list,
+                node("sum", &["list"]),
+                node("list/a", &[]),
+                node("list/b", &[]),
+            ],
+            created_at: Timestamp(0),
+            ended_at: None,
+        };
+        let l = layout(&w);
+        let x = |label: &str| l.boxes.iter().find(|b| b.label == label).map(|b| b.x);
+        assert!(x("list") < x("list/a"));
+        assert_eq!(x("list/a"), x("list/b"));
+        assert!(x("list/a") < x("sum"));
+        // list → a, list → b, a → sum, b → sum.
+        assert_eq!(l.edges.len(), 4);
     }
 }

@@ -169,9 +169,22 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
                 name: n.name.clone(),
                 state: n.state.as_str(),
                 task: n.task.map(|t| t.0),
-                after: match n.callback {
-                    Some(c) => format!("({})", c.key()),
-                    None => n.after.join(", "),
+                after: match (n.callback, &n.expanded) {
+                    (Some(c), _) => format!("({})", c.key()),
+                    (None, Some((_, last))) => {
+                        let waits = n.after.join(", ");
+                        let sep = if waits.is_empty() { "" } else { "; " };
+                        let named: Vec<&str> = last.iter().take(3).map(String::as_str).collect();
+                        let more = match last.len().saturating_sub(3) {
+                            0 => String::new(),
+                            n => format!(" and {n} more"),
+                        };
+                        format!(
+                            "{waits}{sep}expanded, settles with {}{more}",
+                            named.join(", ")
+                        )
+                    }
+                    (None, None) => n.after.join(", "),
                 },
             })
             .collect(),

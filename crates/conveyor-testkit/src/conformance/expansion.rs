@@ -190,32 +190,3 @@ pub async fn a_failed_expansion_fails_its_node_and_retries(b: Subject, _clock: A
     assert_eq!(w.state, WorkflowState::Succeeded);
     assert_eq!(state(&w, "step-1"), NodeState::Succeeded);
 }
-
-/// On a store whose workflows cannot expand, a node whose task asks for
-/// an expansion fails (its dependents are skipped) rather than passing
-/// `{"$expand": …}` on as a result.
-pub async fn an_expansion_fails_its_node_where_the_store_cannot_expand(
-    b: Subject,
-    _clock: Arc<ManualClock>,
-) {
-    let spec = WorkflowSpec::chain([call("list", json!([])), call("sum", json!([]))]);
-    let id = b.submit_workflow(spec).await.expect("submit").id;
-    let list = ready(&b).await.pop().expect("list runs");
-    let fan_out = json!({"$expand": {"group": [{"handler": "fetch"}]}});
-    report(&b, list.lease.clone(), done(fan_out))
-        .await
-        .expect("report");
-    let mut w = read(&b, id).await;
-    for _ in 0..50 {
-        if w.state != WorkflowState::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        w = read(&b, id).await;
-    }
-    assert_eq!(w.state, WorkflowState::Failed);
-    assert_eq!(state(&w, "step-1"), NodeState::Failed);
-    assert_eq!(state(&w, "step-2"), NodeState::Skipped);
-    assert_eq!(w.nodes.len(), 2);
-    assert!(ready(&b).await.is_empty());
-}
