@@ -382,3 +382,17 @@ async fn enqueue_many_keeps_order_and_wakes_waiters() {
         .unwrap();
     assert!(woke);
 }
+
+/// A second handle on the same file (another process) keeps a graph that
+/// an expansion made through the first leaves stale: it reads the
+/// expansion back, settles the added nodes and shows what the first shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expansion_is_seen_from_another_handle_on_the_file() {
+    let f = Fixture::new();
+    let (first, other) = (f.reopen(), f.reopen());
+    conveyor_testkit::conformance::an_expansion_is_seen_from_another_handle(
+        std::sync::Arc::new(first),
+        std::sync::Arc::new(other),
+    )
+    .await;
+}

@@ -161,3 +161,24 @@ async fn a_chord_of_ten_thousand_fires_its_body_once() {
     let w = dyn_b.workflow(id).await.expect("read").expect("exists");
     assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Succeeded);
 }
+
+/// A second process on the same schema keeps a graph that an expansion
+/// made by the first leaves stale: it reads the expansion back, settles the
+/// added nodes and shows what the first shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expansion_is_seen_from_another_process() {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let scoped = common::Scoped::new(clock.clone()).await;
+    let other = conveyor_postgres::PostgresBackend::connect_with(
+        &common::url(),
+        scoped.backend.schema(),
+        clock,
+    )
+    .await
+    .expect("connect to the test server");
+    conveyor_testkit::conformance::an_expansion_is_seen_from_another_handle(
+        Arc::new(scoped.backend.clone()),
+        Arc::new(other),
+    )
+    .await;
+}

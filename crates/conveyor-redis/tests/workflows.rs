@@ -205,3 +205,18 @@ async fn a_chord_of_ten_thousand_fires_its_body_once() {
     let w = b.workflow(id).await.expect("read").expect("exists");
     assert_eq!(w.state, WorkflowState::Succeeded);
 }
+
+/// A second process on the same namespace keeps a graph that an expansion
+/// made by the first leaves stale: it reads the expansion back (the hash's
+/// `gn`), settles the added nodes and shows what the first shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expansion_is_seen_from_another_process() {
+    let clock: Arc<ManualClock> = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let ns = Namespace::new(clock.clone()).await;
+    let other = ns.another(clock.clone()).await;
+    conveyor_testkit::conformance::an_expansion_is_seen_from_another_handle(
+        Arc::new(ns.backend.clone()),
+        Arc::new(other),
+    )
+    .await;
+}

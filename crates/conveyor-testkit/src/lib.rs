@@ -336,7 +336,8 @@ macro_rules! expansion_conformance {
     ($make:expr) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
-            a_running_node_expands_its_workflow, a_failed_expansion_fails_its_node_and_retries);
+            a_running_node_expands_its_workflow, a_failed_expansion_fails_its_node_and_retries,
+            concurrent_expansions_each_happen_once);
     };
 }
 

@@ -190,3 +190,131 @@ pub async fn a_failed_expansion_fails_its_node_and_retries(b: Subject, _clock: A
     assert_eq!(w.state, WorkflowState::Succeeded);
     assert_eq!(state(&w, "step-1"), NodeState::Succeeded);
 }
+
+/// Reports every one of `held` from eight lanes at once, each report made
+/// twice (the second refused as stale), ending each as `action` says.
+async fn finish_at_once(
+    b: &Subject,
+    held: Vec<Reserved>,
+    action: impl Fn(&Reserved) -> FinishAction + Send + Sync + 'static,
+) {
+    let action = Arc::new(action);
+    let mut lanes: Vec<Vec<Reserved>> = (0..8).map(|_| Vec::new()).collect();
+    for (i, r) in held.into_iter().enumerate() {
+        lanes[i % 8].push(r);
+    }
+    let joins: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let (b, action) = (b.clone(), action.clone());
+            tokio::spawn(async move {
+                for r in lane {
+                    let end = action(&r);
+                    report(&b, r.lease.clone(), end.clone())
+                        .await
+                        .expect("the first finish applies");
+                    let again = report(&b, r.lease.clone(), end).await;
+                    assert!(again.is_err(), "a repeated finish is refused as stale");
+                }
+            })
+        })
+        .collect();
+    for j in joins {
+        j.await.expect("a finishing lane");
+    }
+}
+
+/// Reserves until `n` tasks are held (a few tries for a broker's push).
+async fn hold(b: &Subject, n: usize) -> Vec<Reserved> {
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.extend(ready(b).await);
+        if held.len() >= n {
+            break;
+        }
+    }
+    held
+}
+
+/// Every header of a chord expands at once (from eight lanes, each end
+/// heard twice), each into a group of three, then every added task ends
+/// at once: each expansion is made once, and the body runs once with each
+/// header's list of results in order.
+pub async fn concurrent_expansions_each_happen_once(b: Subject, _clock: Arc<ManualClock>) {
+    let n = 16;
+    let header = (0..n).map(|i| call("split", json!([i])));
+    let spec = WorkflowSpec::chord(header, call("add", json!([])));
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    let splits = hold(&b, n).await;
+    assert_eq!(splits.len(), n, "every header is ready at once");
+    finish_at_once(&b, splits, |r| {
+        let i = params(r)[0].as_i64().expect("a number");
+        let group: Vec<Value> = (0..3)
+            .map(|k| json!({"handler": "echo", "params": [i * 10 + k]}))
+            .collect();
+        done(json!({"$expand": {"group": group}}))
+    })
+    .await;
+    let echoes = hold(&b, 3 * n).await;
+    assert_eq!(echoes.len(), 3 * n, "each expansion's tasks, once each");
+    finish_at_once(&b, echoes, |r| done(params(r)[0].clone())).await;
+    let body = hold(&b, 1).await;
+    assert_eq!(body.len(), 1, "the body runs once");
+    let expected: Vec<Value> = (0..n as i64)
+        .map(|i| json!([i * 10, i * 10 + 1, i * 10 + 2]))
+        .collect();
+    assert_eq!(params(&body[0]), json!([expected]));
+    report(&b, body[0].lease.clone(), done(json!(0)))
+        .await
+        .expect("report");
+    let w = read(&b, id).await;
+    assert_eq!(w.nodes.len(), n + 1 + 3 * n);
+    assert_eq!(w.state, WorkflowState::Succeeded);
+    assert!(ready(&b).await.is_empty());
+}
+
+/// Two handles on one store (two processes, each keeping graphs it read):
+/// `other` reads the workflow before `b` expands a node of it, then
+/// settles the added nodes and shows the workflow with the graph it kept
+/// gone stale. Each handle reads the expansion back from the store: the
+/// added nodes settle, the dependent gets their results, both show the
+/// same nodes.
+pub async fn an_expansion_is_seen_from_another_handle(b: Subject, other: Subject) {
+    let spec = WorkflowSpec::chain([call("list", json!([])), call("sum", json!([]))]);
+    let id = b.submit_workflow(spec).await.expect("submit").id;
+    assert_eq!(
+        read(&other, id).await.nodes.len(),
+        2,
+        "other keeps the graph"
+    );
+    let list = ready(&b).await.pop().expect("list runs");
+    let group: Vec<Value> = (1..=3)
+        .map(|i| json!({"handler": "echo", "params": [i]}))
+        .collect();
+    report(
+        &b,
+        list.lease.clone(),
+        done(json!({"$expand": {"group": group}})),
+    )
+    .await
+    .expect("report");
+    let echoes = hold(&other, 3).await;
+    assert_eq!(echoes.len(), 3);
+    for r in echoes {
+        report(&other, r.lease.clone(), done(params(&r)[0].clone()))
+            .await
+            .expect("the other handle settles an added node");
+    }
+    let seen = read(&other, id).await;
+    assert_eq!(seen.nodes.len(), 5, "{:?}", seen.nodes);
+    assert_eq!(state(&seen, "step-1"), NodeState::Succeeded);
+    let sum = hold(&b, 1).await;
+    assert_eq!(sum.len(), 1);
+    assert_eq!(params(&sum[0]), json!([[1, 2, 3]]));
+    report(&b, sum[0].lease.clone(), done(json!(6)))
+        .await
+        .expect("report");
+    let (mine, theirs) = (read(&b, id).await, read(&other, id).await);
+    assert_eq!(mine, theirs);
+    assert_eq!(mine.state, WorkflowState::Succeeded);
+}

@@ -35,6 +35,7 @@ pub use basics::{
 pub use conveyor_core::Part;
 pub use expansion::{
     a_failed_expansion_fails_its_node_and_retries, a_running_node_expands_its_workflow,
+    an_expansion_is_seen_from_another_handle, concurrent_expansions_each_happen_once,
 };
 pub use failures::{
     a_completed_task_shows_no_earlier_error, a_finish_racing_a_renewal_applies_once,
