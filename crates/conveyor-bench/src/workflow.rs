@@ -9,7 +9,10 @@
 //! included), the median of three alternating rounds, each in a namespace
 //! of its own; the group's and the chord's are given as ratios to the plain
 //! tasks' — the price of settling each node (its row, its tally, the
-//! dependents it counts down) in the step that ends its task.
+//! dependents it counts down) in the step that ends its task. A fourth
+//! way, one node whose task expands the workflow into the same group of N
+//! (`{"$expand": …}`), is given as a ratio to the group submitted whole:
+//! the price of adding the nodes at run time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +39,7 @@ enum Shape {
     Plain,
     Group,
     Chord,
+    Expanded,
 }
 
 impl Shape {
@@ -44,6 +48,7 @@ impl Shape {
             Shape::Plain => "plain tasks",
             Shape::Group => "a group",
             Shape::Chord => "a chord (N headers and a body)",
+            Shape::Expanded => "a node expanding into a group",
         }
     }
 }
@@ -53,11 +58,11 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
     let n = if quick { 2_000 } else { 10_000 };
     let kind = Subject::new(url, "probe").kind().await;
     let bench = format!("workflow/{kind}");
-    let shapes = [Shape::Plain, Shape::Group, Shape::Chord];
-    let mut runs: [Vec<Measured>; 3] = Default::default();
-    let mut ratios: [Vec<Measured>; 2] = Default::default();
+    let shapes = [Shape::Plain, Shape::Group, Shape::Chord, Shape::Expanded];
+    let mut runs: [Vec<Measured>; 4] = Default::default();
+    let mut ratios: [Vec<Measured>; 3] = Default::default();
     for round in 0..ROUNDS {
-        let mut rates: [Measured; 3] = std::array::from_fn(|_| Err(String::new()));
+        let mut rates: [Measured; 4] = std::array::from_fn(|_| Err(String::new()));
         for k in 0..shapes.len() {
             let i = (round + k) % shapes.len();
             rates[i] = measure(url, n, shapes[i]).await;
@@ -70,6 +75,7 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         }
         ratios[0].push(ratio_of(&rates[1], &rates[0]));
         ratios[1].push(ratio_of(&rates[2], &rates[0]));
+        ratios[2].push(ratio_of(&rates[3], &rates[1]));
         for (run, rate) in runs.iter_mut().zip(rates) {
             run.push(rate);
         }
@@ -90,6 +96,17 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
             &median_measured(&ratios[i]),
         );
     }
+    report.with_ratio(
+        &bench,
+        &format!(
+            "{n} no-op tasks added by {}, {SLOTS} slots",
+            Shape::Expanded.name()
+        ),
+        &median_measured(&runs[3]),
+        "tasks/s",
+        &format!("the group submitted whole (median of {ROUNDS} alternating rounds)"),
+        &median_measured(&ratios[2]),
+    );
 }
 
 /// Runs `n` no-op tasks submitted as `shape` in a namespace of their own;
@@ -104,7 +121,11 @@ async fn measure(url: Option<&str>, n: usize, shape: Shape) -> Measured {
 }
 
 async fn run_shape(b: Arc<dyn Backend>, n: usize, shape: Shape) -> Measured {
-    let total = if shape == Shape::Chord { n + 1 } else { n };
+    let total = if matches!(shape, Shape::Chord | Shape::Expanded) {
+        n + 1
+    } else {
+        n
+    };
     let done = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(Notify::new());
     let (d, a) = (done.clone(), all.clone());
@@ -112,9 +133,16 @@ async fn run_shape(b: Arc<dyn Backend>, n: usize, shape: Shape) -> Measured {
     let sum = Handler::io("sum", |results: (Vec<()>,), _ctx| async move {
         Ok::<_, TaskError>(results.0.len())
     });
+    let fan_out = Handler::io("fanout", |count: usize, _ctx| async move {
+        let group: Vec<serde_json::Value> = (0..count)
+            .map(|i| serde_json::json!({"handler": "noop", "params": i}))
+            .collect();
+        Ok::<_, TaskError>(serde_json::json!({"$expand": {"group": group}}))
+    });
     let worker = match Worker::builder(b.clone())
         .handler(noop)
         .handler(sum)
+        .handler(fan_out)
         .slots(SLOTS)
         .fetch_batch(256)
         .on_task_complete(move |_| {
@@ -152,6 +180,14 @@ async fn run_shape(b: Arc<dyn Backend>, n: usize, shape: Shape) -> Measured {
                 (0..n).map(noop_task),
                 conveyor::durable::NewTask::new("sum", b"[]".to_vec()),
             ))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("submit: {e}")),
+        Shape::Expanded => b
+            .submit_workflow(WorkflowSpec::group([conveyor::durable::NewTask::new(
+                "fanout",
+                n.to_string().into_bytes(),
+            )]))
             .await
             .map(|_| ())
             .map_err(|e| format!("submit: {e}")),

@@ -376,6 +376,18 @@ async fn print_table(backend: &Arc<dyn Backend>, w: &WorkflowRecord) -> anyhow::
             None => format!("after {}", node.after.join(", ")),
         };
         let outcome = match &task {
+            // Its result asked for the nodes it added: say so, not the
+            // declaration.
+            _ if node.expanded.is_some() => {
+                let added = node.expanded.as_ref().map_or(0, |(_, last)| last.len());
+                let prefix = format!("{}/", node.name);
+                let all = w
+                    .nodes
+                    .iter()
+                    .filter(|n| n.name.starts_with(&prefix))
+                    .count();
+                format!("expanded: {all} node(s) added, settles with the last {added}")
+            }
             Some(t) if t.error.is_some() => t.error.clone().unwrap_or_default(),
             Some(t) => t
                 .result

@@ -315,3 +315,64 @@ fn the_stuck_check_names_a_node_whose_task_is_gone() {
     assert!(!out.status.success(), "no store: {}", stdout(&out));
     assert!(!nowhere.path("q.db").exists(), "a check creates no store");
 }
+
+/// A persistent child that answers `split` with an expansion (one `echo`
+/// per item of its params) and anything else with its params.
+const FAN_OUT: &str = r#"
+import json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["handler"] == "split":
+        group = [{"handler": "twice", "params": [x]} for x in req["params"]]
+        result = {"$expand": {"group": group}}
+    elif req["handler"] == "twice":
+        result = req["params"][0] * 2
+    else:
+        result = req["params"]
+    print(json.dumps({"id": req["id"], "result": result}), flush=True)
+"#;
+
+#[test]
+fn a_step_fans_out_through_a_worker_and_show_tells_what_it_added() {
+    let env = Env::new();
+    std::fs::write(env.path("fan.py"), FAN_OUT).expect("write the child");
+    let handler = |name: &str| {
+        format!(
+            "[handlers.{name}]\nprogram = \"python3\"\nargs = [{:?}]\npersistent = true\n",
+            env.path("fan.py").to_string_lossy()
+        )
+    };
+    let config = format!(
+        "[worker]\nslots = 4\npoll = \"20ms\"\n{}{}{}",
+        handler("split"),
+        handler("twice"),
+        handler("total")
+    );
+    let cfg = env.config(&config).to_string_lossy().into_owned();
+    let file = declare(
+        &env,
+        "fan.json",
+        r#"{"chain": [{"handler": "split", "params": [1, 2, 3]},
+                      {"handler": "total"}]}"#,
+    );
+    let _worker = Proc::spawn(env.cmd(&["worker", "--config", &cfg])).expect("worker");
+    let (id, _) = submit_and_wait(&env, &file, 0);
+    let w = show(&env, &id);
+    assert_eq!(w["nodes"].as_array().map(Vec::len), Some(5), "{w}");
+    let split = node(&w, "step-1");
+    assert_eq!(split["state"], "succeeded");
+    assert_eq!(split["expanded"]["output"], "list");
+    assert_eq!(
+        split["expanded"]["last"],
+        serde_json::json!(["step-1/task-1", "step-1/task-2", "step-1/task-3"])
+    );
+    // The step after it got the list of the added tasks' results.
+    assert_eq!(node(&w, "step-2")["result"], serde_json::json!([[2, 4, 6]]));
+    let out = env.run(&["workflow", "show", &id]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("expanded: 3 node(s) added, settles with the last 3"),
+        "{text}"
+    );
+    assert!(text.contains("step-1/task-2"), "{text}");
+}

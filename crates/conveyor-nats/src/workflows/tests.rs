@@ -222,3 +222,59 @@ async fn a_chord_of_ten_thousand_fires_once() {
     run.await;
     b.destroy().await.expect("destroy");
 }
+
+/// An expanding task's end written and its settle cut short, after a dead
+/// process left a stray part of the expansion's document (one the entry
+/// never listed): lease recovery meets the end, writes the document anew
+/// and expands once, however often it is heard; the added tasks run and
+/// the dependent gets their results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expansion_cut_short_is_made_once_by_recovery() {
+    let clock = Arc::new(ManualClock::default());
+    let b = backend(clock.clone()).await;
+    let run = async {
+        let spec = WorkflowSpec::chain([
+            NewTask::new("list", b"[]".to_vec()),
+            NewTask::new("sum", b"[]".to_vec()),
+        ]);
+        let id = b.submit_flow(spec).await.expect("submit").id;
+        let list = reserve(&b, 1).await;
+        let fan_out = r#"{"$expand": {"group": [{"handler": "echo", "params": [1]},
+                                               {"handler": "echo", "params": [2]}]}}"#;
+        end_without_settling(&b, &list[0], fan_out).await;
+        b.inner
+            .ledger
+            .put(
+                &crate::names::keys::flow_growth(id.0, 0, 0),
+                bytes::Bytes::from_static(b"not a document"),
+            )
+            .await
+            .expect("a stray part");
+        clock.advance(Duration::from_secs(6));
+        for _ in 0..2 {
+            b.recover_expired().await.expect("recover");
+        }
+        let added = reserve(&b, 2).await;
+        assert_eq!(added.len(), 2, "the expansion's tasks, once each");
+        assert!(reserve(&b, 1).await.is_empty());
+        for r in &added {
+            let finish = conveyor_core::Finish::new(
+                r.lease.clone(),
+                conveyor_core::FinishAction::Complete {
+                    result: Some(r.payload[1..r.payload.len() - 1].to_vec()),
+                },
+            );
+            b.finish(vec![finish]).await.expect("finish")[0]
+                .as_ref()
+                .expect("applied");
+        }
+        let sum = reserve(&b, 1).await;
+        assert_eq!(sum.len(), 1);
+        assert_eq!(sum[0].payload, b"[[1,2]]");
+        let w = b.read_whole(id).await.expect("read").expect("there");
+        assert_eq!(w.nodes.len(), 4);
+        assert_eq!(w.nodes[0].state, NodeState::Succeeded);
+    };
+    run.await;
+    b.destroy().await.expect("destroy");
+}
