@@ -122,18 +122,25 @@ pub fn settle(
         NodeResult::Failed => NodeState::Failed,
         NodeResult::Cancelled => NodeState::Cancelled,
     };
-    ledger.set_row(node, row)?;
     let mut tally = ledger.tally()?;
-    spread(
-        graph,
-        ledger,
-        &mut tally,
-        vec![(node, row.state)],
-        &mut step,
-    )?;
-    end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+    settled_now(graph, ledger, &mut tally, node, row, &mut step)?;
     ledger.set_tally(tally)?;
     Ok(step)
+}
+
+/// Writes node `node`'s `row`, just settled, and applies what follows:
+/// its dependents move ([`spread`]) and the body may end.
+fn settled_now(
+    graph: &Graph,
+    ledger: &mut impl Ledger,
+    tally: &mut Tally,
+    node: usize,
+    row: NodeRow,
+    step: &mut Step,
+) -> Result<(), Error> {
+    ledger.set_row(node, row)?;
+    spread(graph, ledger, tally, vec![(node, row.state)], step)?;
+    end_body_if_over(graph, ledger, tally, step)
 }
 
 /// Counts the nodes of `settled` out, and moves their dependents: a
@@ -223,15 +230,7 @@ pub fn expand(
     row.waiting_on = graph.waits_for(node).len() as u32;
     if row.waiting_on == 0 {
         row.state = NodeState::Succeeded;
-        ledger.set_row(node, row)?;
-        spread(
-            graph,
-            ledger,
-            &mut tally,
-            vec![(node, row.state)],
-            &mut step,
-        )?;
-        end_body_if_over(graph, ledger, &mut tally, &mut step)?;
+        settled_now(graph, ledger, &mut tally, node, row, &mut step)?;
     } else {
         ledger.set_row(node, row)?;
     }

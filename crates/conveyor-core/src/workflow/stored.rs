@@ -93,18 +93,7 @@ pub fn encode(spec: &WorkflowSpec) -> Result<Vec<u8>, Error> {
 pub fn decode(bytes: &[u8]) -> Result<WorkflowSpec, Error> {
     let bad = |e: String| Error::Codec(format!("a stored workflow's graph: {e}"));
     let doc: Document = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    if doc.v != VERSION {
-        return Err(bad(format!(
-            "form version {} (this build reads {VERSION})",
-            doc.v
-        )));
-    }
-    let nodes = doc
-        .nodes
-        .into_iter()
-        .map(node_in)
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(bad)?;
+    let nodes = nodes_in(doc.v, doc.nodes).map_err(bad)?;
     let callbacks = doc
         .callbacks
         .into_iter()
@@ -143,18 +132,7 @@ pub fn encode_expansion(expansion: &Expansion) -> Result<Vec<u8>, Error> {
 pub fn decode_expansion(bytes: &[u8]) -> Result<Expansion, Error> {
     let bad = |e: String| Error::Codec(format!("a stored workflow's expansion: {e}"));
     let doc: ExpansionDocument = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    if doc.v != VERSION {
-        return Err(bad(format!(
-            "form version {} (this build reads {VERSION})",
-            doc.v
-        )));
-    }
-    let nodes = doc
-        .nodes
-        .into_iter()
-        .map(node_in)
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(bad)?;
+    let nodes = nodes_in(doc.v, doc.nodes).map_err(bad)?;
     Ok(Expansion {
         node: doc.node,
         output: doc.output.parse().map_err(|e: Error| bad(e.to_string()))?,
@@ -177,6 +155,15 @@ pub fn decode_graph<'a>(
         graph.expand(decode_expansion(bytes)?)?;
     }
     Ok(graph)
+}
+
+/// The nodes of a document of form version `v`: refused for another
+/// version, never misread.
+fn nodes_in(v: u32, nodes: Vec<Node>) -> Result<Vec<NodeSpec>, String> {
+    if v != VERSION {
+        return Err(format!("form version {v} (this build reads {VERSION})"));
+    }
+    nodes.into_iter().map(node_in).collect()
 }
 
 fn when_name(when: WhenEnded) -> &'static str {

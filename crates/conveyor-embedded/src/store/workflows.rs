@@ -32,6 +32,25 @@ struct Rows<'a> {
     wf: i64,
 }
 
+impl Rows<'_> {
+    /// Runs `sql` (workflow, node, state, waiting on) for node `node`'s
+    /// `row`.
+    fn write_row(&mut self, sql: &str, node: usize, row: NodeRow) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.wf,
+                    node as i64,
+                    i64::from(row.state.code()),
+                    i64::from(row.waiting_on)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
 impl Ledger for Rows<'_> {
     fn row(&mut self, node: usize) -> Result<NodeRow, Error> {
         let (state, waiting): (i64, i64) = self
@@ -52,39 +71,21 @@ impl Ledger for Rows<'_> {
     }
 
     fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
-        self.conn
-            .prepare_cached(
-                "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4 \
-                 WHERE workflow = ?1 AND node = ?2",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.wf,
-                    node as i64,
-                    i64::from(row.state.code()),
-                    i64::from(row.waiting_on)
-                ])
-            })
-            .map_err(db_err)?;
-        Ok(())
+        self.write_row(
+            "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4 \
+             WHERE workflow = ?1 AND node = ?2",
+            node,
+            row,
+        )
     }
 
     fn add_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO workflow_nodes (workflow, node, state, waiting_on) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.wf,
-                    node as i64,
-                    i64::from(row.state.code()),
-                    i64::from(row.waiting_on)
-                ])
-            })
-            .map_err(db_err)?;
-        Ok(())
+        self.write_row(
+            "INSERT INTO workflow_nodes (workflow, node, state, waiting_on) \
+             VALUES (?1, ?2, ?3, ?4)",
+            node,
+            row,
+        )
     }
 
     fn tally(&mut self) -> Result<Tally, Error> {

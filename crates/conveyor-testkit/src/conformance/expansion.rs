@@ -3,51 +3,13 @@
 //! before they have; an end heard twice adds nothing twice.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use conveyor_core::workflow::{
-    ExpansionOutput, NodeState, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowState,
-};
-use conveyor_core::{FinishAction, ManualClock, NewTask, Reserved};
+use conveyor_core::workflow::{ExpansionOutput, NodeState, WorkflowSpec, WorkflowState};
+use conveyor_core::{FinishAction, ManualClock};
 use serde_json::{json, Value};
 
+use super::workflows::{call, done, finish_at_once, hold, node_state, params, read, ready};
 use super::*;
-
-fn call(handler: &str, params: Value) -> NewTask {
-    NewTask::new(handler, params.to_string().into_bytes()).max_attempts(1)
-}
-
-fn params(r: &Reserved) -> Value {
-    serde_json::from_slice(&r.payload).expect("node params are JSON")
-}
-
-async fn read(b: &Subject, id: WorkflowId) -> WorkflowRecord {
-    b.workflow(id).await.expect("workflow").expect("present")
-}
-
-fn state(w: &WorkflowRecord, name: &str) -> NodeState {
-    w.node(name)
-        .unwrap_or_else(|| panic!("no node {name} in {:?}", w.nodes))
-        .state
-}
-
-async fn ready(b: &Subject) -> Vec<Reserved> {
-    for _ in 0..3 {
-        let got = reserve(b, 100).await;
-        if !got.is_empty() {
-            return got;
-        }
-        b.wait_for_work(&default_queue(), Duration::from_millis(50))
-            .await;
-    }
-    Vec::new()
-}
-
-fn done(value: Value) -> FinishAction {
-    FinishAction::Complete {
-        result: Some(value.to_string().into_bytes()),
-    }
-}
 
 /// `list` fans out over three items (the expansion's `fetch` tasks), each
 /// doubled; `sum`, after `list`, gets the list of their results and runs
@@ -83,8 +45,8 @@ pub async fn a_running_node_expands_its_workflow(b: Subject, _clock: Arc<ManualC
     let (output, last) = w.nodes[0].expanded.clone().expect("step-1 expanded");
     assert_eq!(output, ExpansionOutput::List);
     assert_eq!(last, ["step-1/task-1", "step-1/task-2", "step-1/task-3"]);
-    assert_eq!(state(&w, "step-1"), NodeState::Running);
-    assert_eq!(state(&w, "step-2"), NodeState::Waiting);
+    assert_eq!(node_state(&w, "step-1"), NodeState::Running);
+    assert_eq!(node_state(&w, "step-2"), NodeState::Waiting);
     let mut fetches = ready(&b).await;
     assert_eq!(fetches.len(), 3, "the three fetches run, once each");
     fetches.sort_by_key(|r| params(r)[0].as_i64());
@@ -109,7 +71,7 @@ pub async fn a_running_node_expands_its_workflow(b: Subject, _clock: Arc<ManualC
         .expect("report");
     let w = read(&b, id).await;
     assert_eq!(w.state, WorkflowState::Succeeded);
-    assert_eq!(state(&w, "step-1"), NodeState::Succeeded);
+    assert_eq!(node_state(&w, "step-1"), NodeState::Succeeded);
     assert!(ready(&b).await.is_empty());
 }
 
@@ -152,9 +114,9 @@ pub async fn a_failed_expansion_fails_its_node_and_retries(b: Subject, _clock: A
     }
     let w = read(&b, id).await;
     assert_eq!(w.state, WorkflowState::Failed);
-    assert_eq!(state(&w, "step-1"), NodeState::Failed);
-    assert_eq!(state(&w, "step-1/body"), NodeState::Skipped);
-    assert_eq!(state(&w, "step-2"), NodeState::Skipped);
+    assert_eq!(node_state(&w, "step-1"), NodeState::Failed);
+    assert_eq!(node_state(&w, "step-1/body"), NodeState::Skipped);
+    assert_eq!(node_state(&w, "step-2"), NodeState::Skipped);
     b.retry_workflow(id).await.expect("retry").expect("present");
     let mut ran = Vec::new();
     loop {
@@ -188,52 +150,7 @@ pub async fn a_failed_expansion_fails_its_node_and_retries(b: Subject, _clock: A
     );
     let w = read(&b, id).await;
     assert_eq!(w.state, WorkflowState::Succeeded);
-    assert_eq!(state(&w, "step-1"), NodeState::Succeeded);
-}
-
-/// Reports every one of `held` from eight lanes at once, each report made
-/// twice (the second refused as stale), ending each as `action` says.
-async fn finish_at_once(
-    b: &Subject,
-    held: Vec<Reserved>,
-    action: impl Fn(&Reserved) -> FinishAction + Send + Sync + 'static,
-) {
-    let action = Arc::new(action);
-    let mut lanes: Vec<Vec<Reserved>> = (0..8).map(|_| Vec::new()).collect();
-    for (i, r) in held.into_iter().enumerate() {
-        lanes[i % 8].push(r);
-    }
-    let joins: Vec<_> = lanes
-        .into_iter()
-        .map(|lane| {
-            let (b, action) = (b.clone(), action.clone());
-            tokio::spawn(async move {
-                for r in lane {
-                    let end = action(&r);
-                    report(&b, r.lease.clone(), end.clone())
-                        .await
-                        .expect("the first finish applies");
-                    let again = report(&b, r.lease.clone(), end).await;
-                    assert!(again.is_err(), "a repeated finish is refused as stale");
-                }
-            })
-        })
-        .collect();
-    for j in joins {
-        j.await.expect("a finishing lane");
-    }
-}
-
-/// Reserves until `n` tasks are held (a few tries for a broker's push).
-async fn hold(b: &Subject, n: usize) -> Vec<Reserved> {
-    let mut held = Vec::new();
-    for _ in 0..40 {
-        held.extend(ready(b).await);
-        if held.len() >= n {
-            break;
-        }
-    }
-    held
+    assert_eq!(node_state(&w, "step-1"), NodeState::Succeeded);
 }
 
 /// Every header of a chord expands at once (from eight lanes, each end
@@ -307,7 +224,7 @@ pub async fn an_expansion_is_seen_from_another_handle(b: Subject, other: Subject
     }
     let seen = read(&other, id).await;
     assert_eq!(seen.nodes.len(), 5, "{:?}", seen.nodes);
-    assert_eq!(state(&seen, "step-1"), NodeState::Succeeded);
+    assert_eq!(node_state(&seen, "step-1"), NodeState::Succeeded);
     let sum = hold(&b, 1).await;
     assert_eq!(sum.len(), 1);
     assert_eq!(params(&sum[0]), json!([[1, 2, 3]]));

@@ -15,17 +15,17 @@ use serde_json::{json, Value};
 use super::*;
 
 /// A task of handler `handler` with JSON `params`.
-fn call(handler: &str, params: Value) -> NewTask {
+pub(super) fn call(handler: &str, params: Value) -> NewTask {
     NewTask::new(handler, params.to_string().into_bytes()).max_attempts(3)
 }
 
 /// The params of a reserved task, as JSON.
-fn params(r: &Reserved) -> Value {
+pub(super) fn params(r: &Reserved) -> Value {
     serde_json::from_slice(&r.payload).expect("node params are JSON")
 }
 
 /// The workflow `id`, which must exist.
-async fn read(b: &Subject, id: WorkflowId) -> WorkflowRecord {
+pub(super) async fn read(b: &Subject, id: WorkflowId) -> WorkflowRecord {
     b.workflow(id)
         .await
         .expect("workflow")
@@ -33,14 +33,14 @@ async fn read(b: &Subject, id: WorkflowId) -> WorkflowRecord {
 }
 
 /// The state of node `name`.
-fn node_state(w: &WorkflowRecord, name: &str) -> NodeState {
+pub(super) fn node_state(w: &WorkflowRecord, name: &str) -> NodeState {
     w.node(name)
         .unwrap_or_else(|| panic!("no node {name}"))
         .state
 }
 
 /// Reserves every ready task, a few tries for a broker's push.
-async fn ready(b: &Subject) -> Vec<Reserved> {
+pub(super) async fn ready(b: &Subject) -> Vec<Reserved> {
     for _ in 0..3 {
         let got = reserve(b, 100).await;
         if !got.is_empty() {
@@ -74,8 +74,53 @@ async fn drain(
     }
 }
 
+/// Reports every one of `held` from eight lanes at once, each report made
+/// twice (the second refused as stale), ending each as `action` says.
+pub(super) async fn finish_at_once(
+    b: &Subject,
+    held: Vec<Reserved>,
+    action: impl Fn(&Reserved) -> FinishAction + Send + Sync + 'static,
+) {
+    let action = Arc::new(action);
+    let mut lanes: Vec<Vec<Reserved>> = (0..8).map(|_| Vec::new()).collect();
+    for (i, r) in held.into_iter().enumerate() {
+        lanes[i % 8].push(r);
+    }
+    let joins: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let (b, action) = (b.clone(), action.clone());
+            tokio::spawn(async move {
+                for r in lane {
+                    let end = action(&r);
+                    report(&b, r.lease.clone(), end.clone())
+                        .await
+                        .expect("the first finish applies");
+                    let again = report(&b, r.lease.clone(), end).await;
+                    assert!(again.is_err(), "a repeated finish is refused as stale");
+                }
+            })
+        })
+        .collect();
+    for j in joins {
+        j.await.expect("a finishing lane");
+    }
+}
+
+/// Reserves until `n` tasks are held (a few tries for a broker's push).
+pub(super) async fn hold(b: &Subject, n: usize) -> Vec<Reserved> {
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.extend(ready(b).await);
+        if held.len() >= n {
+            break;
+        }
+    }
+    held
+}
+
 /// Completes with `value` as the JSON result.
-fn done(value: Value) -> FinishAction {
+pub(super) fn done(value: Value) -> FinishAction {
     FinishAction::Complete {
         result: Some(value.to_string().into_bytes()),
     }
@@ -409,37 +454,9 @@ pub async fn concurrent_finishes_fire_the_body_once(b: Subject, _clock: Arc<Manu
         .await
         .expect("submit")
         .id;
-    let mut held = Vec::new();
-    for _ in 0..20 {
-        held.extend(ready(&b).await);
-        if held.len() >= n {
-            break;
-        }
-    }
+    let held = hold(&b, n).await;
     assert_eq!(held.len(), n, "every header is ready at once");
-    let mut lanes: Vec<Vec<Reserved>> = (0..8).map(|_| Vec::new()).collect();
-    for (i, r) in held.into_iter().enumerate() {
-        lanes[i % 8].push(r);
-    }
-    let joins: Vec<_> = lanes
-        .into_iter()
-        .map(|lane| {
-            let b = b.clone();
-            tokio::spawn(async move {
-                for r in lane {
-                    let action = done(params(&r)[0].clone());
-                    report(&b, r.lease.clone(), action.clone())
-                        .await
-                        .expect("the first finish applies");
-                    let again = report(&b, r.lease.clone(), action).await;
-                    assert!(again.is_err(), "a repeated finish is refused as stale");
-                }
-            })
-        })
-        .collect();
-    for j in joins {
-        j.await.expect("a finishing lane");
-    }
+    finish_at_once(&b, held, |r| done(params(r)[0].clone())).await;
     let bodies: Vec<Value> = drain(&b, add)
         .await
         .into_iter()
