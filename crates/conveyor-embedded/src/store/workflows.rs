@@ -259,7 +259,7 @@ impl Store {
             if rows.row(node)?.state != NodeState::Running {
                 continue;
             }
-            let mut error = error;
+            let (mut error, mut result) = (error, result);
             let step = match NodeEnd::of(&graph, node, settled, result.as_deref()) {
                 NodeEnd::Settle(settled) => ledger::settle(&graph, &mut rows, node, settled)?,
                 NodeEnd::Expand {
@@ -281,6 +281,10 @@ impl Store {
                         conn: &self.conn,
                         wf,
                     };
+                    // Its output is its expansion's: the declaration is not
+                    // kept in its row, which each added node's settle
+                    // rewrites.
+                    result = None;
                     ledger::expand(&graph, &mut rows, node, added)?
                 }
                 NodeEnd::Refused(why) => {

@@ -124,7 +124,12 @@ impl Tx<'_> {
             }
         }
         let nodes: Vec<i32> = ends.iter().map(|e| node_param(e.node)).collect();
-        let results: Vec<Option<&[u8]>> = ends.iter().map(|e| e.result.as_deref()).collect();
+        // An expansion's declaration is not kept as the node's output: its
+        // output is its expansion's.
+        let results: Vec<Option<&[u8]>> = ends
+            .iter()
+            .map(|e| e.result.as_deref().filter(|r| !is_expansion(r)))
+            .collect();
         let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error.as_deref()).collect();
         let sql = &self.backend.inner.workflow_sql;
         self.execute(what, &sql.keep_output, &[&wf, &nodes, &results, &errors])
