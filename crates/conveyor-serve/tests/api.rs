@@ -335,6 +335,10 @@ async fn the_openapi_document_describes_every_route() {
     );
     assert!(schemas["AttemptView"].is_object());
     assert!(schemas["AttemptOutcomeName"].is_object());
+    assert!(
+        schemas["ExpandedView"]["properties"]["last"].is_object(),
+        "what an expanded node passes on is documented"
+    );
 }
 
 #[tokio::test]
@@ -454,6 +458,73 @@ async fn a_task_runs_at_an_absolute_time() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
         assert!(err.to_string().contains(says), "{body}: {err}");
     }
+}
+
+/// A step whose task fans out (its result asks for an expansion) reads
+/// back expanded, with the nodes it added; the step after it got their
+/// results.
+#[tokio::test]
+async fn an_expanded_step_reads_back_with_what_it_added() {
+    let (app, backend) = app(ServeOptions::new());
+    let (status, sent) = post(
+        &app,
+        "/api/v1/workflows",
+        json!({"chain": [{"handler": "fan", "params": 2}, {"handler": "sum"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let fan = Handler::io("fan", |n: i64, _ctx| async move {
+        let group: Vec<Value> = (1..=n)
+            .map(|i| json!({"handler": "double", "params": i}))
+            .collect();
+        Ok::<_, TaskError>(json!({"$expand": {"group": group}}))
+    });
+    let double = Handler::io(
+        "double",
+        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
+    );
+    let sum = Handler::io("sum", |args: (Vec<i64>,), _ctx| async move {
+        Ok::<_, TaskError>(args.0.iter().sum::<i64>())
+    });
+    let worker = Worker::builder(backend.clone())
+        .handler(fan)
+        .handler(double)
+        .handler(sum)
+        .poll_interval(Duration::from_millis(10))
+        .build()
+        .expect("worker");
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let path = format!("/api/v1/workflows/{}", id(&sent));
+    let mut w = Value::Null;
+    for _ in 0..500 {
+        let (status, read) = get(&app, &path).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        w = read;
+        if w["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stopper.stop();
+    run.await.expect("worker task").expect("worker");
+    assert_eq!(w["state"], "succeeded", "{w}");
+    let nodes = w["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4, "{w}");
+    assert_eq!(
+        nodes[0]["expanded"],
+        json!({"output": "list", "last": ["step-1/task-1", "step-1/task-2"]})
+    );
+    assert_eq!(nodes[1]["expanded"], Value::Null);
+    let (_, task) = get(
+        &app,
+        &format!(
+            "/api/v1/tasks/{}",
+            nodes[1]["task"].as_str().expect("a task")
+        ),
+    )
+    .await;
+    assert_eq!(task["result"], json!(6), "{task}");
 }
 
 /// A chord submitted through the API runs on a real worker: its body gets
