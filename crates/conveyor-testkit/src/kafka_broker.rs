@@ -3,8 +3,8 @@
 //! with its own data directory, and which dies with the test binary.
 //!
 //! When no tansu binary is found, the first test that needs one installs it
-//! with `scripts/kafka-broker.sh install` (a one-time build of about ten
-//! minutes; concurrent test binaries wait on the script's lock), so
+//! with `scripts/kafka-broker.sh install` (a one-time unoptimized build of
+//! about five minutes; concurrent test binaries wait on the script's lock), so
 //! `cargo test --workspace` needs no step before it.
 
 use std::net::{TcpListener, TcpStream};
