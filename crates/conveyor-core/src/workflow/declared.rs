@@ -165,6 +165,74 @@ pub fn expansion_from_value(
     Ok((spec, output))
 }
 
+/// `spec` in this form (as `nodes`, each task with every option it sets):
+/// what [`from_json`] reads back into the same declaration. Refuses what
+/// the form cannot say: params that are not JSON, a task's `run_at` or
+/// unique key, two callbacks for one end.
+pub fn to_value(spec: &WorkflowSpec) -> Result<Value, Error> {
+    let nodes = spec
+        .nodes
+        .iter()
+        .map(node_value)
+        .collect::<Result<Vec<Value>, Error>>()?;
+    let mut out = serde_json::Map::new();
+    out.insert("nodes".into(), Value::Array(nodes));
+    for callback in &spec.callbacks {
+        let key = callback.when.key();
+        if out.contains_key(key) {
+            return Err(bad(format!("two callbacks run {key}: the form holds one")));
+        }
+        out.insert(key.into(), node_value(&callback.node)?);
+    }
+    Ok(Value::Object(out))
+}
+
+fn node_value(node: &NodeSpec) -> Result<Value, Error> {
+    let t = &node.task;
+    let name = &node.name;
+    if t.run_at.is_some() || t.unique_key.is_some() {
+        return Err(bad(format!(
+            "node {name:?}: a run_at or a unique key cannot be declared in this form"
+        )));
+    }
+    let params: Value = if t.payload.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&t.payload)
+            .map_err(|e| bad(format!("node {name:?}: its params are not JSON: {e}")))?
+    };
+    let millis = |d: Duration| Value::String(format!("{}ms", d.as_millis()));
+    let mut m = serde_json::Map::new();
+    m.insert("name".into(), Value::String(name.clone()));
+    m.insert("handler".into(), Value::String(t.handler.clone()));
+    m.insert("params".into(), params);
+    m.insert("queue".into(), Value::String(t.queue.clone()));
+    if t.priority != 0 {
+        m.insert("priority".into(), t.priority.into());
+    }
+    m.insert("attempts".into(), t.max_attempts.into());
+    for (key, d) in [("timeout", t.timeout), ("delay", t.delay), ("keep", t.keep)] {
+        if let Some(d) = d {
+            m.insert(key.into(), millis(d));
+        }
+    }
+    if let Some(key) = &t.ordering_key {
+        m.insert("ordering_key".into(), Value::String(key.clone()));
+    }
+    if !node.after.is_empty() {
+        let after = node
+            .after
+            .iter()
+            .map(|d| serde_json::json!({"node": d.node, "policy": d.policy.as_str()}))
+            .collect();
+        m.insert("after".into(), Value::Array(after));
+    }
+    if node.input != super::input::NodeInput::Params {
+        m.insert("input".into(), Value::String(node.input.as_str().into()));
+    }
+    Ok(Value::Object(m))
+}
+
 fn bad(what: impl std::fmt::Display) -> Error {
     Error::InvalidConfig(format!("workflow declaration: {what}"))
 }

@@ -30,7 +30,7 @@ use std::ops::Range;
 use serde_json::Value;
 
 use super::declared;
-use super::graph::{Expansion, ExpansionOutput, Graph};
+use super::graph::{Expansion, ExpansionOutput, Graph, WorkflowSpec};
 use super::progress::NodeResult;
 use super::stored;
 use crate::Error;
@@ -148,11 +148,20 @@ fn read(node: &str, queue: &str, bytes: &[u8]) -> Result<Expansion, Error> {
     })
 }
 
-/// The result a node's task returns to add `declaration`'s nodes to its
-/// workflow (`{"$expand": declaration}`; `declaration` in the JSON form of
-/// [`declared`], without callbacks).
-pub fn expansion_result(declaration: &Value) -> Vec<u8> {
+/// The result a Rust handler returns (as its JSON value) to add `spec`'s
+/// nodes to its own workflow, passing on `output`:
+/// `{"$expand": …, "$output": …}`, the declaration in the form of
+/// [`declared::to_value`] (each task keeps the queue it names). Refuses a
+/// spec with callbacks (an expansion has none) and what that form cannot
+/// say.
+pub fn expand(spec: &WorkflowSpec, output: ExpansionOutput) -> Result<Value, Error> {
+    if !spec.callbacks.is_empty() {
+        return Err(Error::InvalidConfig(
+            "an expansion has no callbacks (the workflow's own run at its end)".into(),
+        ));
+    }
     let mut map = serde_json::Map::new();
-    map.insert("$expand".into(), declaration.clone());
-    Value::Object(map).to_string().into_bytes()
+    map.insert("$expand".into(), declared::to_value(spec)?);
+    map.insert("$output".into(), Value::String(output.as_str().into()));
+    Ok(Value::Object(map))
 }

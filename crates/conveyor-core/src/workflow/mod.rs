@@ -34,7 +34,7 @@ mod tests;
 #[cfg(test)]
 mod tests_expansion;
 
-pub use expansion::{expansion_of, expansion_result, is_expansion, NodeEnd};
+pub use expansion::{expand, expansion_of, is_expansion, NodeEnd};
 pub use graph::{
     Callback, Dependency, EdgePolicy, Expansion, ExpansionOutput, Graph, NodeSpec, WhenEnded,
     WorkflowSpec, MAX_NODES,

@@ -338,3 +338,40 @@ fn a_cancel_reaches_the_added_nodes_and_the_stuck_check_knows_an_expanded_node()
         ["step-1", "step-2", "step-1/task-1", "step-1/task-2"]
     );
 }
+
+#[test]
+fn a_rust_handler_s_expansion_reads_back_as_the_spec_it_was_built_from() {
+    let tasks = (1..=3).map(|i| {
+        NewTask::new("fetch", format!("[{i}]").into_bytes())
+            .queue("net")
+            .priority(2)
+            .max_attempts(4)
+            .timeout(std::time::Duration::from_millis(1500))
+            .ordering_key("k")
+    });
+    let spec = WorkflowSpec::chord(tasks, NewTask::new("sum", b"[]".to_vec()));
+    let result = crate::workflow::expand(&spec, ExpansionOutput::One).unwrap();
+    let mut run = Run::new(WorkflowSpec::chain([task("list"), task("next")]));
+    assert!(run.end("step-1", NodeResult::Succeeded, result).is_none());
+    let added = run.at("step-1/header-2");
+    let made = &run.graph.nodes()[added].task;
+    let declared = &spec.nodes[1].task;
+    assert_eq!(format!("{made:?}"), format!("{declared:?}"));
+    assert_eq!(
+        run.graph.dependencies(run.at("step-1/body")).len(),
+        3,
+        "the body waits for the header"
+    );
+    assert_eq!(
+        run.graph.expansion_output(run.at("step-1")).unwrap().0,
+        ExpansionOutput::One
+    );
+    // What the form cannot say is refused, not dropped.
+    let unique = WorkflowSpec::group([task("a").unique_key("u")]);
+    assert!(crate::workflow::expand(&unique, ExpansionOutput::List).is_err());
+    let raw = WorkflowSpec::group([NewTask::new("a", vec![0xff])]);
+    assert!(crate::workflow::expand(&raw, ExpansionOutput::List).is_err());
+    let called_back =
+        WorkflowSpec::group([task("a")]).on(WhenEnded::Success, NodeSpec::new("cb", task("cb")));
+    assert!(crate::workflow::expand(&called_back, ExpansionOutput::List).is_err());
+}
