@@ -390,8 +390,8 @@ async fn a_version_10_schema_gains_workflows() {
     let again = migrated_from(
         &schema,
         &format!(
-            "DROP TABLE \"{schema}\".workflow_settles, \"{schema}\".workflow_nodes,
-                        \"{schema}\".workflows;
+            "DROP TABLE \"{schema}\".workflow_expansions, \"{schema}\".workflow_settles,
+                        \"{schema}\".workflow_nodes, \"{schema}\".workflows;
              ALTER TABLE \"{schema}\".tasks DROP COLUMN workflow;
              DELETE FROM \"{schema}\".migrations WHERE version > 10;"
         ),
@@ -425,4 +425,60 @@ async fn a_version_10_schema_gains_workflows() {
     }
     let w = dyn_b.workflow(id).await.expect("read").expect("exists");
     assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Succeeded);
+}
+
+/// A schema at version 11 (workflows, no expansions) with a workflow
+/// running: migrating adds `workflow_expansions`, and that very workflow
+/// then expands and runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_11_schema_gains_expansions() {
+    let scoped = common::Scoped::new(Arc::new(SystemClock)).await;
+    let b = &scoped.backend;
+    let dyn_b: Arc<dyn conveyor_core::Backend> = Arc::new(b.clone());
+    let spec = conveyor_core::workflow::WorkflowSpec::chain([
+        NewTask::new("list", b"[]".to_vec()),
+        NewTask::new("sum", b"[]".to_vec()),
+    ]);
+    let id = dyn_b.submit_workflow(spec).await.expect("submit").id;
+    let schema = b.schema().to_string();
+    let again = migrated_from(
+        &schema,
+        &format!(
+            "DROP TABLE \"{schema}\".workflow_expansions;
+             DELETE FROM \"{schema}\".migrations WHERE version > 11;"
+        ),
+        "back to version 11",
+    )
+    .await;
+    let queues = vec!["default".to_string()];
+    let lease = std::time::Duration::from_secs(30);
+    let fan_out = br#"{"$expand": {"group": [{"handler": "one"}, {"handler": "one"}]}}"#;
+    for (handler, n, result) in [
+        ("list", 1, &fan_out[..]),
+        ("one", 2, &b"1"[..]),
+        ("sum", 1, &b"2"[..]),
+    ] {
+        let got = again
+            .reserve(conveyor_core::ReserveParams::new(&queues, n, lease))
+            .await
+            .expect("reserve");
+        assert_eq!(got.len(), n, "{handler} is ready");
+        for r in got {
+            assert_eq!(r.handler, handler);
+            if handler == "sum" {
+                assert_eq!(r.payload, b"[[1,1]]");
+            }
+            let done = conveyor_core::Finish::new(
+                r.lease.clone(),
+                conveyor_core::FinishAction::Complete {
+                    result: Some(result.to_vec()),
+                },
+            );
+            let mut out = again.finish(vec![done]).await.expect("finish");
+            out.pop().expect("one answer").expect("applied");
+        }
+    }
+    let w = dyn_b.workflow(id).await.expect("read").expect("exists");
+    assert_eq!(w.state, conveyor_core::workflow::WorkflowState::Succeeded);
+    assert_eq!(w.nodes.len(), 4);
 }

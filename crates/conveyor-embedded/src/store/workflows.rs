@@ -259,8 +259,11 @@ impl Store {
             if rows.row(node)?.state != NodeState::Running {
                 continue;
             }
-            let (mut error, mut result) = (error, result);
+            let mut error = error;
             let step = match NodeEnd::of(&graph, node, settled, result.as_deref()) {
+                // An expanded node's task's end heard again: nothing to
+                // settle, nothing to keep.
+                NodeEnd::Settle(_) if graph.is_expanded(node) => continue,
                 NodeEnd::Settle(settled) => ledger::settle(&graph, &mut rows, node, settled)?,
                 NodeEnd::Expand {
                     graph: grown,
@@ -281,10 +284,6 @@ impl Store {
                         conn: &self.conn,
                         wf,
                     };
-                    // Its output is its expansion's: the declaration is not
-                    // kept in its row, which each added node's settle
-                    // rewrites.
-                    result = None;
                     ledger::expand(&graph, &mut rows, node, added)?
                 }
                 NodeEnd::Refused(why) => {
@@ -292,12 +291,16 @@ impl Store {
                     ledger::settle(&graph, &mut rows, node, NodeResult::Failed)?
                 }
             };
+            // An expanded node's output is its expansion's: the declaration
+            // is not kept in its row, which each added node's settle
+            // rewrites.
+            let kept = result.filter(|_| !graph.is_expanded(node));
             self.conn
                 .prepare_cached(
                     "UPDATE workflow_nodes SET result = ?3, error = ?4 \
                      WHERE workflow = ?1 AND node = ?2",
                 )
-                .and_then(|mut s| s.execute(params![wf, node as i64, result, error]))
+                .and_then(|mut s| s.execute(params![wf, node as i64, kept, error]))
                 .map_err(db_err)?;
             self.apply_step(wf, &graph, step)?;
         }
