@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::{app, call, get, post};
-use conveyor::durable::Worker;
+use conveyor::durable::{Worker, WorkerBuilder};
 use conveyor::{Handler, RetryPolicy, TaskError};
 use conveyor_serve::ServeOptions;
 use serde_json::{json, Value};
@@ -460,6 +460,49 @@ async fn a_task_runs_at_an_absolute_time() {
     }
 }
 
+/// Runs the workflow `sent` names to its end on a real worker serving
+/// `double` and `sum` (and what `more` adds), then stops the worker;
+/// returns the workflow as the API reads it at its end (or after five
+/// seconds).
+async fn run_to_its_end(
+    app: &axum::Router,
+    backend: &std::sync::Arc<dyn conveyor::durable::Backend>,
+    sent: &Value,
+    more: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+) -> Value {
+    let double = Handler::io(
+        "double",
+        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
+    );
+    let sum = Handler::io("sum", |args: (Vec<i64>,), _ctx| async move {
+        Ok::<_, TaskError>(args.0.iter().sum::<i64>())
+    });
+    let worker = more(
+        Worker::builder(backend.clone())
+            .handler(double)
+            .handler(sum),
+    )
+    .poll_interval(Duration::from_millis(10))
+    .build()
+    .expect("worker");
+    let stopper = worker.stopper();
+    let run = tokio::spawn(worker.run_until(std::future::pending()));
+    let path = format!("/api/v1/workflows/{}", id(sent));
+    let mut w = Value::Null;
+    for _ in 0..500 {
+        let (status, read) = get(app, &path).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        w = read;
+        if w["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stopper.stop();
+    run.await.expect("worker task").expect("worker");
+    w
+}
+
 /// A step whose task fans out (its result asks for an expansion) reads
 /// back expanded, with the nodes it added; the step after it got their
 /// results.
@@ -479,35 +522,7 @@ async fn an_expanded_step_reads_back_with_what_it_added() {
             .collect();
         Ok::<_, TaskError>(json!({"$expand": {"group": group}}))
     });
-    let double = Handler::io(
-        "double",
-        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
-    );
-    let sum = Handler::io("sum", |args: (Vec<i64>,), _ctx| async move {
-        Ok::<_, TaskError>(args.0.iter().sum::<i64>())
-    });
-    let worker = Worker::builder(backend.clone())
-        .handler(fan)
-        .handler(double)
-        .handler(sum)
-        .poll_interval(Duration::from_millis(10))
-        .build()
-        .expect("worker");
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
-    let path = format!("/api/v1/workflows/{}", id(&sent));
-    let mut w = Value::Null;
-    for _ in 0..500 {
-        let (status, read) = get(&app, &path).await;
-        assert_eq!(status, StatusCode::OK, "{read}");
-        w = read;
-        if w["state"] != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stopper.stop();
-    run.await.expect("worker task").expect("worker");
+    let w = run_to_its_end(&app, &backend, &sent, |w| w.handler(fan)).await;
     assert_eq!(w["state"], "succeeded", "{w}");
     let nodes = w["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 4, "{w}");
@@ -544,32 +559,7 @@ async fn a_workflow_is_submitted_read_back_and_cancelled() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{sent}");
     assert_eq!(sent["started"].as_array().map(Vec::len), Some(2), "{sent}");
-    let double = Handler::io(
-        "double",
-        |n: i64, _ctx| async move { Ok::<_, TaskError>(n * 2) },
-    );
-    let sum = Handler::io("sum", |args: (Vec<i64>,), _ctx| async move {
-        Ok::<_, TaskError>(args.0.iter().sum::<i64>())
-    });
-    let worker = Worker::builder(backend.clone())
-        .handler(double)
-        .handler(sum)
-        .poll_interval(Duration::from_millis(10))
-        .build()
-        .expect("worker");
-    let stopper = worker.stopper();
-    let run = tokio::spawn(worker.run_until(std::future::pending()));
-    let path = format!("/api/v1/workflows/{}", id(&sent));
-    let mut w = Value::Null;
-    for _ in 0..500 {
-        let (status, read) = get(&app, &path).await;
-        assert_eq!(status, StatusCode::OK, "{read}");
-        w = read;
-        if w["state"] != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let w = run_to_its_end(&app, &backend, &sent, |w| w).await;
     assert_eq!(w["state"], "succeeded", "{w}");
     let body = w["nodes"]
         .as_array()
@@ -583,8 +573,6 @@ async fn a_workflow_is_submitted_read_back_and_cancelled() {
     )
     .await;
     assert_eq!(task["result"], json!(6), "{task}");
-    stopper.stop();
-    run.await.expect("worker task").expect("worker");
 
     // Nobody runs this one: cancelled whole.
     let (_, later) = post(
