@@ -57,6 +57,23 @@ pub(super) fn field(kind: char, node: usize) -> String {
     format!("{kind}:{node}")
 }
 
+/// The field holding how many expansions workflow's hash keeps (see
+/// [`expansion_field`]); absent: none.
+pub(super) const EXPANSIONS: &str = "gn";
+
+/// The field of the `k`-th expansion's document, in the order they were
+/// made.
+pub(super) fn expansion_field(k: usize) -> String {
+    format!("g:{k}")
+}
+
+/// How many expansions a workflow keeps, from its [`EXPANSIONS`] field.
+pub(super) fn expansion_count(v: Option<&[u8]>) -> Result<usize, Error> {
+    v.map_or(Ok(0), |v| {
+        parse_id(v, "a workflow's expansion count").map(|n| n as usize)
+    })
+}
+
 /// How a workflow whose tally was `before` and is `after` ended, for
 /// `wf.close`: `""` unless it ended just now (`before`: `None` for a new
 /// one), then `"ok"` when its body succeeded and it was not `cancelled`,

@@ -38,15 +38,12 @@ impl RedisBackend {
                 .get(f)
                 .ok_or_else(|| bad(format!("workflow {wf} has no field {f}")))
         };
-        let expansions = match fields.get("gn") {
-            Some(v) => codec::parse_id(v, "a workflow's expansion count")? as usize,
-            None => 0,
-        };
+        let expansions = codec::expansion_count(fields.get(codec::EXPANSIONS).map(Vec::as_slice))?;
         let graph = match self.inner.graphs.get(wf) {
             Some(g) if g.expansions() == expansions => g,
             _ => {
                 let docs = (0..expansions)
-                    .map(|k| need(&format!("g:{k}")).map(Vec::as_slice))
+                    .map(|k| need(&codec::expansion_field(k)).map(Vec::as_slice))
                     .collect::<Result<Vec<&[u8]>, Error>>()?;
                 self.inner.graphs.decode_grown(wf, need("spec")?, docs)?
             }

@@ -13,7 +13,7 @@ use conveyor_core::workflow::{
 };
 use conveyor_core::{Error, NewTask, TaskState};
 
-use super::codec::field;
+use super::codec::{self, field};
 use super::view::Change;
 use crate::reply::{self, bad, redis_error};
 use crate::scripts::Op;
@@ -359,11 +359,13 @@ impl RedisBackend {
             for (k, doc) in expansions.iter().enumerate() {
                 change
                     .outputs
-                    .push((format!("g:{}", before + k), doc.clone()));
+                    .push((codec::expansion_field(before + k), doc.clone()));
             }
             if !expansions.is_empty() {
                 let count = (before + expansions.len()).to_string();
-                change.outputs.push(("gn".to_string(), count.into_bytes()));
+                change
+                    .outputs
+                    .push((codec::EXPANSIONS.to_string(), count.into_bytes()));
             }
             let written: HashMap<usize, NodeState> =
                 change.rows.iter().map(|&(n, r)| (n, r.state)).collect();

@@ -109,7 +109,11 @@ impl RedisBackend {
     /// `gn`), else decoded again with them (fields `g:K`).
     pub(super) async fn wf_head(&self, wf: u64) -> Result<Option<Head>, Error> {
         let cached = self.inner.graphs.get(wf);
-        let mut fields = vec!["v".to_string(), "t".to_string(), "gn".to_string()];
+        let mut fields = vec![
+            "v".to_string(),
+            "t".to_string(),
+            codec::EXPANSIONS.to_string(),
+        ];
         if cached.is_none() {
             fields.push("spec".to_string());
         }
@@ -122,28 +126,32 @@ impl RedisBackend {
             return Ok(None);
         };
         let tally = tally.ok_or_else(|| bad(format!("workflow {wf} has no tally")))?;
-        let expansions = match grown {
-            Some(v) => codec::parse_id(&v, "a workflow's expansion count")? as usize,
-            None => 0,
-        };
+        let expansions = codec::expansion_count(grown.as_deref())?;
         let graph = match cached {
             Some(g) if g.expansions() == expansions => g,
-            _ => {
-                let spec = match got.next().flatten() {
-                    Some(spec) => Some(spec),
-                    None => self
-                        .wf_fields(wf, &["spec".to_string()])
-                        .await?
-                        .pop()
-                        .flatten(),
+            stale => {
+                // The declaration (unless read above) and the expansions'
+                // documents, at the version read: one more read, none for
+                // a workflow read whole above.
+                let mut wanted: Vec<String> = (0..expansions).map(codec::expansion_field).collect();
+                if stale.is_some() {
+                    wanted.insert(0, "spec".to_string());
+                }
+                let mut more = if wanted.is_empty() {
+                    Vec::new()
+                } else {
+                    match self.wf_fields_at(wf, &version, wanted).await? {
+                        Some(more) => more,
+                        // Moved on between the reads: read it again.
+                        None => return Box::pin(self.wf_head(wf)).await,
+                    }
+                };
+                let spec = match stale {
+                    Some(_) => more.remove(0),
+                    None => got.next().flatten(),
                 };
                 let spec = spec.ok_or_else(|| bad(format!("workflow {wf} has no declaration")))?;
-                let fields = (0..expansions).map(|k| format!("g:{k}"));
-                let Some(docs) = self.wf_fields_at(wf, &version, fields).await? else {
-                    // Moved on between the reads: the caller reads again.
-                    return Box::pin(self.wf_head(wf)).await;
-                };
-                let docs = docs
+                let docs = more
                     .into_iter()
                     .enumerate()
                     .map(|(k, d)| {
@@ -173,10 +181,14 @@ impl RedisBackend {
         graph: Arc<Graph>,
         nodes: &[usize],
     ) -> Result<Option<(Head, ReadAhead)>, Error> {
-        let fields: Vec<String> = ["v".to_string(), "t".to_string(), "gn".to_string()]
-            .into_iter()
-            .chain(nodes.iter().map(|&n| field('n', n)))
-            .collect();
+        let fields: Vec<String> = [
+            "v".to_string(),
+            "t".to_string(),
+            codec::EXPANSIONS.to_string(),
+        ]
+        .into_iter()
+        .chain(nodes.iter().map(|&n| field('n', n)))
+        .collect();
         let mut got = self.wf_fields(wf, &fields).await?.into_iter();
         let (Some(version), tally, grown) = (
             got.next().flatten(),
@@ -185,11 +197,7 @@ impl RedisBackend {
         ) else {
             return Ok(None);
         };
-        let expansions = match grown {
-            Some(v) => codec::parse_id(&v, "a workflow's expansion count")? as usize,
-            None => 0,
-        };
-        if expansions != graph.expansions() {
+        if codec::expansion_count(grown.as_deref())? != graph.expansions() {
             self.inner.graphs.forget(wf);
             return Ok(None);
         }
