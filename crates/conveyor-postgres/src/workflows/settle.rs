@@ -203,8 +203,7 @@ impl Tx<'_> {
             } => {
                 let grown: Arc<Graph> = Arc::from(grown);
                 self.add_expansion(wf, &stored, grown.clone()).await?;
-                let mut first = ReadAhead::likely(&grown, e.node, &tally);
-                first.extend(grown.dependents(e.node));
+                let first = ReadAhead::likely(&grown, e.node, &tally);
                 let mut ahead = ReadAhead::new(tally);
                 let step = self
                     .decide(wf, &mut ahead, &first, |l| {
