@@ -16,7 +16,7 @@ use conveyor_core::{
 use crate::backend::NatsBackend;
 use crate::names::keys;
 use crate::record::Rec;
-use crate::workflows::Ended;
+use crate::workflows::ended;
 
 impl NatsBackend {
     /// Removes the records of `recs` and the unique-key claims they hold;
@@ -105,9 +105,11 @@ impl Administration for NatsBackend {
             new.apply(Transition::Cancel)?;
             new.finished(now, None);
             if ledger.cas_rec(&new, rev).await?.is_some() {
-                if let Some(node) = Ended::of(&new) {
+                if let Some(node) = ended(&new) {
                     // Cut short, it is settled when its message is met.
-                    if let Err(e) = Box::pin(self.settle_ended(vec![node])).await {
+                    if let Err(e) =
+                        Box::pin(conveyor_core::workflow::entries::settle(self, vec![node])).await
+                    {
                         tracing::warn!(task = id.0, error = %e, "settling a cancelled node failed");
                     }
                 }

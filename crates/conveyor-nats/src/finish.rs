@@ -29,7 +29,8 @@ use conveyor_core::{
 
 use crate::backend::{all, NatsBackend};
 use crate::record::{FollowUp, Spec};
-use crate::workflows::Ended;
+use crate::workflows::ended;
+use conveyor_core::workflow::entries::Ended;
 
 /// What one applied report did, for the batch's notifications.
 #[derive(Debug, Default)]
@@ -192,8 +193,8 @@ impl NatsBackend {
             if rec.state() != TaskState::Running {
                 // A node task's end its first report did not get to
                 // settle (settled once whoever hears it).
-                if let Some(node) = Ended::of(&rec) {
-                    Box::pin(self.settle_ended(vec![node])).await?;
+                if let Some(node) = ended(&rec) {
+                    Box::pin(conveyor_core::workflow::entries::settle(self, vec![node])).await?;
                 }
                 // The same report again, after its follow-ups were stored
                 // but not all enqueued: finish the job.
@@ -272,7 +273,7 @@ impl NatsBackend {
             if !new.follow_ups.is_empty() {
                 Box::pin(self.complete_follow_ups(&new, new_rev)).await?;
             }
-            match Ended::of(&new) {
+            match ended(&new) {
                 // Acked once its node is settled (`workflows/`).
                 Some(node) => applied.ended = Some((node, reply_of(&r.lease))),
                 None => self.inner.streams.ack(&reply_of(&r.lease)).await,
@@ -296,7 +297,7 @@ impl NatsBackend {
     /// were applied).
     async fn settle_then_ack(&self, ended: Vec<(Ended, String)>) {
         let (nodes, replies): (Vec<Ended>, Vec<String>) = ended.into_iter().unzip();
-        if let Err(e) = self.settle_ended(nodes).await {
+        if let Err(e) = conveyor_core::workflow::entries::settle(self, nodes).await {
             tracing::warn!(error = %e, "settling workflow nodes failed; their redelivery will");
             return;
         }

@@ -26,7 +26,7 @@ use crate::ledger::Created;
 use crate::names::keys;
 use crate::reserve::expire_final;
 use crate::streams::Pending;
-use crate::workflows::Ended;
+use crate::workflows::ended;
 
 /// A leadership term as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,8 +61,8 @@ impl NatsBackend {
             }
             let holds = rec.msg_seq == Some(p.seq);
             if rec.state().is_finished() && holds {
-                if let Some(node) = Ended::of(&rec) {
-                    self.settle_ended(vec![node]).await?;
+                if let Some(node) = ended(&rec) {
+                    conveyor_core::workflow::entries::settle(self, vec![node]).await?;
                 }
                 streams.delete_ready(p.seq).await?;
                 return Ok(Recovered::No);
@@ -85,8 +85,8 @@ impl NatsBackend {
                 Recovered::Ready(rec.queue.clone())
             };
             if ledger.cas_rec(&new, rev).await?.is_some() {
-                if let Some(node) = Ended::of(&new) {
-                    self.settle_ended(vec![node]).await?;
+                if let Some(node) = ended(&new) {
+                    conveyor_core::workflow::entries::settle(self, vec![node]).await?;
                 }
                 streams.delete_ready(p.seq).await?;
                 return Ok(done);
@@ -174,7 +174,7 @@ impl Maintenance for NatsBackend {
             })
             .collect();
         let tasks = self.remove_tasks(&old).await?;
-        self.prune_flows(retention).await?;
+        conveyor_core::workflow::entries::prune(self, retention).await?;
         Ok(tasks)
     }
 

@@ -187,23 +187,9 @@ pub(crate) mod keys {
 
     /// The workflow id counter.
     pub(crate) const FLOW_SEQ: &str = "fseq";
-    /// Every workflow's entry.
+    /// Every workflow's entry (`f.<id>`; the workflow keys are
+    /// `conveyor_core::workflow::entries`').
     pub(crate) const FLOWS: &str = "f.*";
-
-    /// A workflow's entry (its nodes' states).
-    pub(crate) fn flow(id: u64) -> String {
-        format!("f.{id}")
-    }
-
-    /// Part `k` of a workflow's declaration.
-    pub(crate) fn flow_spec(id: u64, k: u32) -> String {
-        format!("fd.{id}.{k}")
-    }
-
-    /// Part `k` of the expansion workflow `id`'s node `node` made.
-    pub(crate) fn flow_growth(id: u64, node: u32, k: u32) -> String {
-        format!("fg.{id}.{node}.{k}")
-    }
 
     /// The claim on a unique key of a queue.
     pub(crate) fn claim(queue: &str, unique_key: &str) -> String {

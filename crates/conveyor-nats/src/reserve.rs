@@ -35,7 +35,7 @@ use conveyor_core::{
 use crate::backend::NatsBackend;
 use crate::record::Rec;
 use crate::streams::Delivery;
-use crate::workflows::Ended;
+use crate::workflows::ended;
 
 /// Deliveries of a message numbered ahead of its record before it is
 /// dropped as an orphan (its writer died between publish and write).
@@ -285,8 +285,9 @@ impl NatsBackend {
             match verdict(&rec, d, now) {
                 Verdict::Drop => {
                     // A node task's end whose settle a crash cut short.
-                    if let Some(node) = Ended::of(&rec) {
-                        Box::pin(self.settle_ended(vec![node])).await?;
+                    if let Some(node) = ended(&rec) {
+                        Box::pin(conveyor_core::workflow::entries::settle(self, vec![node]))
+                            .await?;
                     }
                     streams.ack(&d.reply).await;
                     return Ok(None);
@@ -310,8 +311,9 @@ impl NatsBackend {
                 if new.attempts >= new.max_attempts {
                     expire_final(&mut new, now)?;
                     if ledger.cas_rec(&new, rev).await?.is_some() {
-                        if let Some(node) = Ended::of(&new) {
-                            Box::pin(self.settle_ended(vec![node])).await?;
+                        if let Some(node) = ended(&new) {
+                            Box::pin(conveyor_core::workflow::entries::settle(self, vec![node]))
+                                .await?;
                         }
                         streams.ack(&d.reply).await;
                         self.announce(&[new.id]).await;

@@ -20,6 +20,7 @@ pub mod browser;
 pub mod certs;
 pub mod conformance;
 mod counts;
+mod cut_short;
 pub mod faults;
 pub mod fuzz;
 pub mod kafka_broker;
@@ -34,6 +35,7 @@ pub mod servers;
 pub mod value_limits;
 
 pub use counts::count_in;
+pub use cut_short::CutShort;
 pub use scoped::Scoped;
 
 pub use conveyor_core::{ManualClock, Timestamp};

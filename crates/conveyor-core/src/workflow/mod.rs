@@ -19,6 +19,7 @@
 //! settling a node that is not running changes nothing.
 
 pub mod declared;
+pub mod entries;
 mod expansion;
 mod graph;
 mod graphs;

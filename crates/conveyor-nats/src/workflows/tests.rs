@@ -12,7 +12,10 @@ use conveyor_core::{
     TaskState, Transition, DEFAULT_QUEUE,
 };
 
-use super::settle::apply;
+use conveyor_core::workflow::entries;
+use conveyor_testkit::CutShort;
+
+use super::ended;
 use crate::backend::NatsBackend;
 
 async fn backend(clock: Arc<ManualClock>) -> NatsBackend {
@@ -79,11 +82,11 @@ async fn an_end_whose_settle_was_cut_short_is_settled_by_recovery() {
             (0..3).map(|i| NewTask::new("echo", format!("[{i}]").into_bytes())),
             NewTask::new("sum", b"[]".to_vec()),
         );
-        let id = b.submit_flow(spec).await.expect("submit").id;
+        let id = entries::submit(&b, spec).await.expect("submit").id;
         let headers = reserve(&b, 3).await;
         assert_eq!(headers.len(), 3);
         end_without_settling(&b, &headers[0], "10").await;
-        let w = b.read_whole(id).await.expect("read").expect("there");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
         assert_eq!(w.nodes[0].state, NodeState::Running, "not settled yet");
         for r in &headers[1..] {
             let value = format!("{}", 10 + r.lease.id.0 - headers[0].lease.id.0);
@@ -107,7 +110,7 @@ async fn an_end_whose_settle_was_cut_short_is_settled_by_recovery() {
         assert_eq!(body.len(), 1, "the body runs once header 0 is settled");
         assert_eq!(body[0].payload, b"[[10,11,12]]");
         b.recover_expired().await.expect("recover again");
-        let w = b.read_whole(id).await.expect("read").expect("there");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
         assert_eq!(w.nodes[0].state, NodeState::Succeeded);
         assert_eq!(w.state, WorkflowState::Running, "the body runs");
         assert!(reserve(&b, 1).await.is_empty(), "the body fired once");
@@ -128,39 +131,33 @@ async fn a_node_left_pending_is_created_by_maintenance_once() {
             NewTask::new("first", b"[1]".to_vec()),
             NewTask::new("second", b"[]".to_vec()),
         ]);
-        let id = b.submit_flow(spec).await.expect("submit").id;
+        let id = entries::submit(&b, spec).await.expect("submit").id;
         let first = reserve(&b, 1).await;
         end_without_settling(&b, &first[0], "5").await;
-        // The settle's write, as `settle_flow` makes it, without its flush.
-        let (mut entry, rev) = b.read_flow(id.0).await.expect("read").expect("there");
-        let graph = b
-            .graph_of(id.0, &entry)
+        // The settle's write, and the process gone before its tasks.
+        let rec = b.inner.ledger.get(first[0].lease.id.0).await.expect("read");
+        let end = ended(&rec.expect("kept").0).expect("ended");
+        entries::settle(&CutShort(&b), vec![end])
             .await
-            .expect("graph")
-            .expect("there");
-        let mut progress =
-            conveyor_core::workflow::Progress::from_states(&graph, entry.states()).expect("fits");
-        let step = progress.settle(&graph, 0, conveyor_core::workflow::NodeResult::Succeeded);
-        assert_eq!(step.enqueue, vec![1]);
-        apply(&mut entry, &progress, &step, b.now());
-        b.write_flow(id.0, &entry, rev)
-            .await
-            .expect("write")
-            .expect("landed");
+            .expect_err("cut short");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
+        assert_eq!(w.nodes[1].state, NodeState::Running, "decided");
+        assert_eq!(w.nodes[1].task, None, "its task not created yet");
         assert!(reserve(&b, 1).await.is_empty(), "no task yet");
         for _ in 0..2 {
             b.prune(Retention::default()).await.expect("prune");
         }
         let second = reserve(&b, 1).await;
         assert_eq!(second.len(), 1, "created by the pass");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
         assert_eq!(
-            second[0].lease.id.0,
-            entry.task_id(1),
+            w.nodes[1].task,
+            Some(second[0].lease.id),
             "under the chosen id"
         );
         assert_eq!(second[0].payload, b"[5]");
         assert!(reserve(&b, 1).await.is_empty(), "once");
-        let w = b.read_whole(id).await.expect("read").expect("there");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
         assert_eq!(w.nodes[1].state, NodeState::Running);
         let task = b.get(second[0].lease.id).await.expect("get").expect("kept");
         assert_eq!(task.state, TaskState::Running);
@@ -182,7 +179,7 @@ async fn a_chord_of_ten_thousand_fires_once() {
             NewTask::new("sum", b"[]".to_vec()),
         );
         let started = std::time::Instant::now();
-        let id = b.submit_flow(spec).await.expect("submit").id;
+        let id = entries::submit(&b, spec).await.expect("submit").id;
         eprintln!("submitted {n} in {:?}", started.elapsed());
         let mut ran = 0;
         let mut body = Vec::new();
@@ -216,7 +213,7 @@ async fn a_chord_of_ten_thousand_fires_once() {
         assert_eq!(body.len(), 1, "the body fired once");
         let params: serde_json::Value = serde_json::from_slice(&body[0].payload).expect("JSON");
         assert_eq!(params[0].as_array().map(Vec::len), Some(n));
-        let w = b.read_whole(id).await.expect("read").expect("there");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
         assert_eq!(w.state, WorkflowState::Running, "the body runs");
     };
     run.await;
@@ -237,7 +234,7 @@ async fn an_expansion_cut_short_is_made_once_by_recovery() {
             NewTask::new("list", b"[]".to_vec()),
             NewTask::new("sum", b"[]".to_vec()),
         ]);
-        let id = b.submit_flow(spec).await.expect("submit").id;
+        let id = entries::submit(&b, spec).await.expect("submit").id;
         let list = reserve(&b, 1).await;
         let fan_out = r#"{"$expand": {"group": [{"handler": "echo", "params": [1]},
                                                {"handler": "echo", "params": [2]}]}}"#;
@@ -245,7 +242,7 @@ async fn an_expansion_cut_short_is_made_once_by_recovery() {
         b.inner
             .ledger
             .put(
-                &crate::names::keys::flow_growth(id.0, 0, 0),
+                &format!("fg.{}.0.0", id.0),
                 bytes::Bytes::from_static(b"not a document"),
             )
             .await
@@ -271,7 +268,7 @@ async fn an_expansion_cut_short_is_made_once_by_recovery() {
         let sum = reserve(&b, 1).await;
         assert_eq!(sum.len(), 1);
         assert_eq!(sum[0].payload, b"[[1,2]]");
-        let w = b.read_whole(id).await.expect("read").expect("there");
+        let w = entries::read(&b, id).await.expect("read").expect("there");
         assert_eq!(w.nodes.len(), 4);
         assert_eq!(w.nodes[0].state, NodeState::Succeeded);
     };

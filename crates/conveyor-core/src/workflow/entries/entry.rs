@@ -1,4 +1,4 @@
-//! A workflow's entry in the ledger (`f.<id>`): every node's state, the
+//! A workflow's entry (`f.<id>`): every node's state, the
 //! task ids its nodes run under, the nodes whose tasks may not exist yet,
 //! and how the workflow stands. One entry, changed only by compare-and-set
 //! on its revision, so a settle, a cancel and a retry of one workflow never
@@ -15,11 +15,11 @@
 
 use std::collections::BTreeMap;
 
-use conveyor_core::workflow::{NodeState, WorkflowOutcome, WorkflowState};
-use conveyor_core::{Error, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::bad_data;
+use super::bad_data;
+use crate::workflow::{NodeState, WorkflowOutcome, WorkflowState};
+use crate::{Error, Timestamp};
 
 /// The form's version.
 const VERSION: u32 = 1;
@@ -94,16 +94,17 @@ impl FlowEntry {
         entry
     }
 
-    /// The entry in `bytes`; refuses anything else.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<FlowEntry, Error> {
+    /// The entry in `bytes` (of a `kind` store); refuses anything else.
+    pub(crate) fn decode(kind: &str, bytes: &[u8]) -> Result<FlowEntry, Error> {
         let entry: FlowEntry = serde_json::from_slice(bytes)
-            .map_err(|e| bad_data(format!("a workflow entry does not parse: {e}")))?;
+            .map_err(|e| bad_data(kind, format!("a workflow entry does not parse: {e}")))?;
         if entry.v != VERSION
             || entry.tasks.len() != entry.states.len()
             || entry.bases.is_empty()
             || entry.states.bytes().any(|c| !(b'0'..=b'5').contains(&c))
         {
             return Err(bad_data(
+                kind,
                 "a workflow entry is not in a form this version reads",
             ));
         }
@@ -125,7 +126,8 @@ impl FlowEntry {
         self.states
             .bytes()
             .map(|c| {
-                NodeState::from_code(i64::from(c - b'0'), "nats").unwrap_or(NodeState::Skipped)
+                NodeState::from_code(i64::from(c - b'0'), "workflow entry")
+                    .unwrap_or(NodeState::Skipped)
             })
             .collect()
     }
@@ -141,7 +143,7 @@ impl FlowEntry {
     /// Node `node`'s state.
     pub(crate) fn state(&self, node: usize) -> Option<NodeState> {
         let c = *self.states.as_bytes().get(node)?;
-        NodeState::from_code(i64::from(c - b'0'), "nats").ok()
+        NodeState::from_code(i64::from(c - b'0'), "workflow entry").ok()
     }
 
     /// The id node `node` runs (or would run) under in its current run.
@@ -270,7 +272,7 @@ mod tests {
         assert_eq!(e.task(0), None);
         assert_eq!(e.task_id(0), 500);
         assert_eq!(e.task_id(1), 101);
-        let back = FlowEntry::decode(&e.encode()).expect("reads");
+        let back = FlowEntry::decode("test", &e.encode()).expect("reads");
         assert_eq!(back, e);
         assert_eq!(back.states(), states.to_vec());
     }
@@ -291,7 +293,7 @@ mod tests {
         for n in 0..e.len() {
             assert!(ids.contains(&e.task_id(n)), "node {n}");
         }
-        assert_eq!(FlowEntry::decode(&e.encode()).expect("reads"), e);
+        assert_eq!(FlowEntry::decode("test", &e.encode()).expect("reads"), e);
     }
 
     #[test]
@@ -303,7 +305,7 @@ mod tests {
             br#"{"v":1,"parts":1,"states":"00","tasks":"0","bases":[1],"created_at":0}"#,
             br#"{"v":1,"parts":1,"states":"0","tasks":"0","bases":[],"created_at":0}"#,
         ] {
-            assert!(FlowEntry::decode(bad).is_err());
+            assert!(FlowEntry::decode("test", bad).is_err());
         }
     }
 }

@@ -1,0 +1,169 @@
+//! Workflows kept in a store of versioned entries: one implementation of
+//! the [`Workflows`](crate::Workflows) part for every backend whose store
+//! changes one key at a time by compare-and-set ([`EntryStore`]) — NATS in
+//! its key-value ledger, RabbitMQ in the store beside its broker.
+//!
+//! A workflow is one entry (`f.<id>`, [`entry`]) with every node's state,
+//! beside its declaration (`fd.<id>.<k>`, split to fit the store's entry
+//! size) and the expansions its nodes made (`fg.<id>.<node>.<k>`); each
+//! node's task is an ordinary task of the backend that names its node
+//! ([`NodeLink`]).
+//!
+//! Such a store changes one key at a time, so a node task's end and its
+//! node's settle are two writes, made safe by their order ([`settle`]):
+//! the end is written, then settled, then the task's message is acked. A
+//! crash in between leaves the message unacked, and whoever meets the
+//! finished task again (the redelivery, lease recovery, maintenance)
+//! settles it; a node settles only while it runs under that very task, so
+//! once however often its end is heard. The nodes a settle makes ready are
+//! written pending with their task ids in the same compare-and-set, and
+//! their tasks created after it, so a crash there creates them later,
+//! under the same ids.
+//!
+//! A node's task is kept as long as its workflow (its dependents read its
+//! result from its record), and goes with it when maintenance prunes it
+//! ([`prune`]).
+
+mod entry;
+mod ops;
+mod settle;
+mod submit;
+mod view;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::Graphs;
+use crate::{Error, NewTask, Timestamp};
+
+pub use ops::{cancel, retry};
+pub use settle::{flush_pending, settle, Ended};
+pub use submit::submit;
+pub use view::{list, prune, read};
+
+/// The link from a node's task to its node: workflow `flow`'s node `node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeLink {
+    /// The workflow.
+    pub flow: u64,
+    /// The node's position in the workflow's graph.
+    pub node: u32,
+}
+
+/// A node's task to create: `task` under id `id`, linked to its node.
+#[derive(Debug, Clone)]
+pub struct NodeTask {
+    /// The id decided for it when its node became ready.
+    pub id: u64,
+    /// Its node.
+    pub link: NodeLink,
+    /// The task, its params composed from its dependencies' results.
+    pub task: NewTask,
+}
+
+/// What a node's task left: its result and its error.
+pub type TaskOutput = (Option<Vec<u8>>, Option<String>);
+
+/// A store of versioned entries that keeps workflows, and the backend
+/// whose tasks their nodes run as.
+///
+/// Every entry has a revision that grows with each write; `cas` writes only
+/// at the revision read, so two writers of one workflow never both write
+/// from the same read. Keys are short ASCII strings with dots
+/// (`f.12`, `fd.12.0`).
+#[async_trait]
+pub trait EntryStore: Send + Sync {
+    /// The backend's kind, for messages.
+    fn kind(&self) -> &'static str;
+
+    /// The backend's clock.
+    fn now(&self) -> Timestamp;
+
+    /// The graphs this process keeps decoded.
+    fn graphs(&self) -> &Graphs;
+
+    /// The most bytes one entry may hold.
+    fn entry_limit(&self) -> usize;
+
+    /// The entry under `key` and its revision; `None` when there is none.
+    async fn entry(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Error>;
+
+    /// Creates `key` with `value`; its revision, or `None` when it exists.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Option<u64>, Error>;
+
+    /// Writes `value` under `key` if it is still at `rev`; the new
+    /// revision, or `None` when another write came first.
+    async fn cas(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<Option<u64>, Error>;
+
+    /// Writes `value` under `key`, whatever is there.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error>;
+
+    /// Removes `key` (nothing when it is not there).
+    async fn remove(&self, key: &str) -> Result<(), Error>;
+
+    /// Every workflow entry (`f.<id>`): its key, value and revision.
+    async fn scan_flows(&self) -> Result<Vec<(String, Vec<u8>, u64)>, Error>;
+
+    /// A fresh workflow id, never given before.
+    async fn next_flow_id(&self) -> Result<u64, Error>;
+
+    /// The first of `n` fresh task ids in a row, never given before.
+    async fn alloc_ids(&self, n: u64) -> Result<u64, Error>;
+
+    /// Refuses a task this backend cannot enqueue (what its enqueue would
+    /// refuse), before a workflow is stored.
+    fn check_task(&self, task: &NewTask) -> Result<(), Error>;
+
+    /// Refuses a node's task this backend cannot hold (its composed params
+    /// too large), before it is created: its node fails with the reason.
+    fn check_node_task(&self, task: &NodeTask) -> Result<(), Error>;
+
+    /// Creates `tasks`, each under its id. Creating one that exists (a
+    /// crash after its creation, before its node was taken off the pending
+    /// list) must not lose it, and should not run it twice.
+    async fn create_tasks(&self, tasks: Vec<NodeTask>) -> Result<(), Error>;
+
+    /// What each of `ids` left, of those whose tasks are kept.
+    async fn outputs(&self, ids: &[u64]) -> Result<HashMap<u64, TaskOutput>, Error>;
+
+    /// Cancels task `id` (nothing when it has ended or is not there).
+    async fn cancel_task(&self, id: u64) -> Result<(), Error>;
+
+    /// Removes the tasks of `ids` that are kept.
+    async fn remove_tasks(&self, ids: &[u64]) -> Result<(), Error>;
+}
+
+/// The keys of a workflow's entries.
+pub(crate) mod keys {
+    /// A workflow's entry (its nodes' states).
+    pub(crate) fn flow(id: u64) -> String {
+        format!("f.{id}")
+    }
+
+    /// The workflow whose entry is `key`.
+    pub(crate) fn flow_of(key: &str) -> Option<u64> {
+        key.strip_prefix("f.")?.parse().ok()
+    }
+
+    /// Part `k` of a workflow's declaration.
+    pub(crate) fn flow_spec(id: u64, k: u32) -> String {
+        format!("fd.{id}.{k}")
+    }
+
+    /// Part `k` of the expansion workflow `id`'s node `node` made.
+    pub(crate) fn flow_growth(id: u64, node: u32, k: u32) -> String {
+        format!("fg.{id}.{node}.{k}")
+    }
+}
+
+/// Runs `futures` together (their requests go out at once): the outputs,
+/// in order.
+async fn all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    futures_util::future::join_all(futures).await
+}
+
+/// The refusal of data in the store that does not read.
+fn bad_data(kind: &str, message: impl std::fmt::Display) -> Error {
+    Error::backend(crate::BackendErrorKind::Data, format!("{kind}: {message}"))
+}
