@@ -32,6 +32,7 @@ mod calls;
 #[cfg(test)]
 mod fuzz_tests;
 mod group_enqueue;
+mod kept_entries;
 mod keys;
 mod limits;
 mod packed;

@@ -20,8 +20,8 @@
 //! nothing.
 
 use conveyor_core::{
-    async_trait, Error, ListParams, QueueStats, RecordKeeper, Retention, TaskId, TaskRecord,
-    TaskState, Timestamp,
+    async_trait, EntryWrite, Error, ListParams, QueueStats, RecordKeeper, Retention, TaskId,
+    TaskRecord, TaskState, Timestamp,
 };
 
 use crate::backend::RedisBackend;
@@ -165,6 +165,32 @@ impl RecordKeeper for RedisBackend {
                 return Ok(total);
             }
         }
+    }
+
+    /// See `kept_entries.rs`.
+    async fn kept_entry(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Error> {
+        self.kept_entry_of(key).await
+    }
+
+    async fn write_entry(
+        &self,
+        key: &str,
+        value: &[u8],
+        when: EntryWrite,
+    ) -> Result<Option<u64>, Error> {
+        self.write_kept_entry(key, value, when).await
+    }
+
+    async fn remove_entry(&self, key: &str) -> Result<(), Error> {
+        self.remove_kept_entry(key).await
+    }
+
+    async fn kept_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>, u64)>, Error> {
+        self.kept_entries_under(prefix).await
+    }
+
+    async fn count_up(&self, name: &str, n: u64) -> Result<u64, Error> {
+        self.count_kept(name, n).await
     }
 }
 

@@ -61,6 +61,7 @@ pub(crate) enum Op {
     KeptStats,
     KeptPurge,
     KeptExpire,
+    KeptEntry,
     WfSubmit,
     WfApply,
     WfPrune,
@@ -68,7 +69,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 23] = [
+    const ALL: [Op; 24] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -88,6 +89,7 @@ impl Op {
         Op::KeptStats,
         Op::KeptPurge,
         Op::KeptExpire,
+        Op::KeptEntry,
         Op::WfSubmit,
         Op::WfApply,
         Op::WfPrune,
@@ -116,6 +118,7 @@ impl Op {
             Op::KeptStats => "kept_stats",
             Op::KeptPurge => "kept_purge",
             Op::KeptExpire => "kept_expire",
+            Op::KeptEntry => "kept_entry",
             Op::WfSubmit => "wf_submit",
             Op::WfApply => "wf_apply",
             Op::WfPrune => "wf_prune",
@@ -144,6 +147,7 @@ impl Op {
             Op::KeptStats => include_str!("lua/kept_stats.lua"),
             Op::KeptPurge => include_str!("lua/kept_purge.lua"),
             Op::KeptExpire => include_str!("lua/kept_expire.lua"),
+            Op::KeptEntry => include_str!("lua/kept_entry.lua"),
             Op::WfSubmit => include_str!("lua/wf_submit.lua"),
             Op::WfApply => include_str!("lua/wf_apply.lua"),
             Op::WfPrune => include_str!("lua/wf_prune.lua"),

@@ -356,6 +356,6 @@ macro_rules! record_keeper_conformance {
             kept_records_read_back_whole, keeping_again_replaces_the_record,
             kept_finishes_wake_result_waiters, kept_records_are_never_work,
             own_tasks_are_never_overwritten, forgotten_records_are_gone, kept_records_expire, expire_kept_drops_expired_records_alone,
-            kept_records_are_listed_and_counted_apart);
+            kept_records_are_listed_and_counted_apart, kept_entries_change_only_at_their_revision);
     };
 }

@@ -85,7 +85,7 @@ pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
 pub use queue_control::{validate_queue_name, QueueControl};
-pub use record_keeper::RecordKeeper;
+pub use record_keeper::{EntryWrite, RecordKeeper};
 pub use registry::{
     workers_heard_since, workers_silent_before, Registry, WorkerInfo, FORGET_WORKERS_AFTER,
     WORKER_SILENCE,

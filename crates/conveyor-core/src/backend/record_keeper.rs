@@ -66,4 +66,41 @@ pub trait RecordKeeper: Send + Sync {
     /// records are kept; this is for a writer that has gone quiet (its
     /// backend's maintenance calls it).
     async fn expire_kept(&self) -> Result<u64, Error>;
+
+    /// The versioned entry `key` kept for the writer (the state it keeps
+    /// beside its records: a broker's workflows) and its revision; `None`
+    /// when there is none. Entries never expire: the writer removes them.
+    async fn kept_entry(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Error>;
+
+    /// Writes `value` under entry `key` as `when` allows, in one atomic
+    /// step; the entry's new revision (growing with each write), or `None`
+    /// when `when` refused (it existed, or moved on since).
+    async fn write_entry(
+        &self,
+        key: &str,
+        value: &[u8],
+        when: EntryWrite,
+    ) -> Result<Option<u64>, Error>;
+
+    /// Removes entry `key` (nothing when there is none).
+    async fn remove_entry(&self, key: &str) -> Result<(), Error>;
+
+    /// Every kept entry whose key starts with `prefix`: its key, value and
+    /// revision.
+    async fn kept_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>, u64)>, Error>;
+
+    /// Adds `n` to the counter `name` (0 at first) and returns its new
+    /// value: ids no other call is given.
+    async fn count_up(&self, name: &str, n: u64) -> Result<u64, Error>;
+}
+
+/// When [`RecordKeeper::write_entry`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryWrite {
+    /// Only when there is no entry yet.
+    Create,
+    /// Only while the entry is at this revision.
+    Swap(u64),
+    /// Whatever is there.
+    Put,
 }

@@ -63,9 +63,10 @@ pub use pause::{
 };
 pub use record_keeper::{
     expire_kept_drops_expired_records_alone, forgotten_records_are_gone,
-    keeping_again_replaces_the_record, kept_finishes_wake_result_waiters,
-    kept_records_are_listed_and_counted_apart, kept_records_are_never_work, kept_records_expire,
-    kept_records_read_back_whole, own_tasks_are_never_overwritten,
+    keeping_again_replaces_the_record, kept_entries_change_only_at_their_revision,
+    kept_finishes_wake_result_waiters, kept_records_are_listed_and_counted_apart,
+    kept_records_are_never_work, kept_records_expire, kept_records_read_back_whole,
+    own_tasks_are_never_overwritten,
 };
 pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};

@@ -502,3 +502,82 @@ async fn all_counted(inspection: &dyn conveyor_core::Inspection) -> u64 {
         .map(|q| q.counts.values().sum::<u64>())
         .sum()
 }
+
+/// Kept entries: created once, swapped only at the revision read (one of
+/// two racing writers wins), put whatever is there, listed by key prefix
+/// (nothing else), removed; counters hand out fresh ids to racing callers.
+pub async fn kept_entries_change_only_at_their_revision(b: Subject, _clock: Arc<ManualClock>) {
+    use conveyor_core::EntryWrite;
+    let k = keeper(&b);
+    assert_eq!(k.kept_entry("f.1").await.expect("read"), None);
+    let rev = k
+        .write_entry("f.1", b"one", EntryWrite::Create)
+        .await
+        .expect("create")
+        .expect("created");
+    assert_eq!(
+        k.write_entry("f.1", b"again", EntryWrite::Create)
+            .await
+            .expect("create"),
+        None,
+        "created once"
+    );
+    let swapped = k
+        .write_entry("f.1", b"two", EntryWrite::Swap(rev))
+        .await
+        .expect("swap")
+        .expect("at its revision");
+    assert!(swapped > rev, "revisions grow");
+    assert_eq!(
+        k.write_entry("f.1", b"stale", EntryWrite::Swap(rev))
+            .await
+            .expect("swap"),
+        None,
+        "not at a revision moved on"
+    );
+    assert_eq!(
+        k.kept_entry("f.1").await.expect("read"),
+        Some((b"two".to_vec(), swapped))
+    );
+    // Two writers from the same read: one wins.
+    let (a, c) = tokio::join!(
+        k.write_entry("f.1", b"a", EntryWrite::Swap(swapped)),
+        k.write_entry("f.1", b"c", EntryWrite::Swap(swapped))
+    );
+    let won = [a.expect("swap"), c.expect("swap")];
+    assert_eq!(won.iter().flatten().count(), 1, "one of two racing swaps");
+    let put = k
+        .write_entry("fd.1.0", &[0, 255, 7], EntryWrite::Put)
+        .await
+        .expect("put")
+        .expect("always");
+    k.write_entry("f.22", b"x", EntryWrite::Put)
+        .await
+        .expect("put");
+    let mut listed: Vec<String> = k
+        .kept_entries("f.")
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|(key, _, _)| key)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["f.1", "f.22"], "by prefix, nothing else");
+    assert_eq!(
+        k.kept_entry("fd.1.0").await.expect("read"),
+        Some((vec![0, 255, 7], put)),
+        "bytes as written"
+    );
+    k.remove_entry("f.1").await.expect("remove");
+    k.remove_entry("f.1")
+        .await
+        .expect("removing twice is nothing");
+    assert_eq!(k.kept_entry("f.1").await.expect("read"), None);
+    assert_eq!(k.kept_entries("f.1").await.expect("scan"), vec![]);
+    let firsts = futures_util::future::join_all((0..8).map(|_| k.count_up("ids", 10))).await;
+    let mut firsts: Vec<u64> = firsts.into_iter().map(|r| r.expect("count")).collect();
+    firsts.sort_unstable();
+    for pair in firsts.windows(2) {
+        assert!(pair[1] - pair[0] >= 10, "blocks never overlap: {firsts:?}");
+    }
+}
