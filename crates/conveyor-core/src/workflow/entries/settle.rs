@@ -149,13 +149,15 @@ async fn read_parts<S: EntryStore + ?Sized>(
     Ok(Some(bytes))
 }
 
-/// Writes `doc` under the keys `key(k)`, in parts that fit an entry; how
-/// many.
+/// Writes `doc` under the keys `key(k)`, in parts that fit an entry
+/// (created only where there is none when `create`, else written over
+/// whatever is there); how many, or `None` when a part to create existed.
 pub(crate) async fn write_parts<S: EntryStore + ?Sized>(
     store: &S,
     doc: &[u8],
     key: impl Fn(u32) -> String,
-) -> Result<u32, Error> {
+    create: bool,
+) -> Result<Option<u32>, Error> {
     let chunk = store.entry_limit().max(1);
     let parts: Vec<(String, &[u8])> = doc
         .chunks(chunk)
@@ -164,12 +166,19 @@ pub(crate) async fn write_parts<S: EntryStore + ?Sized>(
         .collect();
     let writes: Vec<_> = parts
         .iter()
-        .map(|(key, part)| store.put(key, part.to_vec()))
+        .map(|(key, part)| async move {
+            if create {
+                Ok(store.create(key, part.to_vec()).await?.is_some())
+            } else {
+                store.put(key, part.to_vec()).await.map(|()| true)
+            }
+        })
         .collect();
+    let mut fresh = true;
     for w in all(writes).await {
-        w?;
+        fresh &= w?;
     }
-    Ok(parts.len() as u32)
+    Ok(fresh.then_some(parts.len() as u32))
 }
 
 /// Settles the nodes of every end in `ended` (several of one workflow in
@@ -246,9 +255,10 @@ async fn settle_flow<S: EntryStore + ?Sized>(
                     added,
                     stored,
                 } => {
-                    let parts =
-                        write_parts(store, &stored, |k| keys::flow_growth(flow, node as u32, k))
-                            .await?;
+                    let growth = |k| keys::flow_growth(flow, node as u32, k);
+                    let parts = write_parts(store, &stored, growth, false)
+                        .await?
+                        .unwrap_or_default();
                     let base = match blocks.get(&node) {
                         Some(&base) => base,
                         None => {

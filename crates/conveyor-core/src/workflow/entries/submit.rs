@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use super::entry::FlowEntry;
-use super::settle::{apply, flush};
-use super::{all, keys, EntryStore};
+use super::settle::{apply, flush, write_parts};
+use super::{keys, EntryStore};
 use crate::workflow::{stored, Progress, Submitted, WorkflowId, WorkflowSpec};
 use crate::{Error, TaskId};
 
@@ -31,26 +31,15 @@ pub async fn submit<S: EntryStore + ?Sized>(
     let kind = store.kind();
     let flow = store.next_flow_id().await?;
     let base = store.alloc_ids(graph.len() as u64).await?;
-    let chunk = store.entry_limit().max(1);
-    let parts: Vec<(String, &[u8])> = declaration
-        .chunks(chunk)
-        .enumerate()
-        .map(|(k, part)| (keys::flow_spec(flow, k as u32), part))
-        .collect();
-    let writes: Vec<_> = parts
-        .iter()
-        .map(|(key, part)| store.create(key, part.to_vec()))
-        .collect();
-    for w in all(writes).await {
-        if w?.is_none() {
-            return Err(Error::backend_other(format!(
-                "{kind}: workflow {flow}'s declaration exists already"
-            )));
-        }
-    }
+    let declared = |k| keys::flow_spec(flow, k);
+    let Some(parts) = write_parts(store, &declaration, declared, true).await? else {
+        return Err(Error::backend_other(format!(
+            "{kind}: workflow {flow}'s declaration exists already"
+        )));
+    };
     let (progress, step) = Progress::start(&graph);
     let now = store.now();
-    let mut entry = FlowEntry::new(&progress.states(), base, parts.len() as u32, now);
+    let mut entry = FlowEntry::new(&progress.states(), base, parts, now);
     apply(&mut entry, &progress, &step, now);
     let Some(rev) = store.create(&keys::flow(flow), entry.encode()).await? else {
         return Err(Error::backend_other(format!(
