@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use conveyor_core::workflow::entries::NodeLink;
 use conveyor_core::{TaskId, Timestamp, TraceContext};
 use conveyor_testkit::fuzz::{fuzz, raw_bytes, url_input_for};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -41,7 +42,11 @@ fn message() -> impl Strategy<Value = TaskMessage> {
         prop::option::of(0..=i64::MAX as u64),
         (any::<i64>(), any::<i64>()),
         prop::option::of("\\PC{0,40}"),
-        (trace(), prop::option::of(0..=i64::MAX as u64)),
+        (
+            trace(),
+            prop::option::of(0..=i64::MAX as u64),
+            prop::option::of((any::<u64>(), any::<u32>())),
+        ),
     )
         .prop_map(
             |(
@@ -53,7 +58,7 @@ fn message() -> impl Strategy<Value = TaskMessage> {
                 timeout,
                 (e, d),
                 error,
-                (trace, keep),
+                (trace, keep, node),
             )| {
                 TaskMessage {
                     id: TaskId(id),
@@ -68,6 +73,7 @@ fn message() -> impl Strategy<Value = TaskMessage> {
                     error,
                     trace,
                     keep: keep.map(Duration::from_millis),
+                    node: node.map(|(flow, node)| NodeLink { flow, node }),
                 }
             },
         )

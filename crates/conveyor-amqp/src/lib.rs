@@ -59,6 +59,7 @@ mod records;
 mod scheme;
 mod topology;
 mod value_limit;
+mod workflows;
 
 pub use backend::AmqpBackend;
 #[cfg(feature = "test-hooks")]

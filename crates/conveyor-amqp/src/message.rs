@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use conveyor_core::workflow::entries::NodeLink;
 use conveyor_core::{NewTask, TaskId, Timestamp, TraceContext};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
@@ -23,6 +24,8 @@ const KEEP_MS: &str = "conveyor-keep-ms";
 const ENQUEUED_AT: &str = "conveyor-enqueued-at";
 const DUE_AT: &str = "conveyor-due-at";
 const ERROR: &str = "conveyor-error";
+/// The workflow node a task runs: `FLOW.NODE`.
+const NODE: &str = "conveyor-node";
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 
@@ -49,6 +52,8 @@ pub(crate) struct TaskMessage {
     pub(crate) trace: Option<TraceContext>,
     /// How long its record is kept once finished (`NewTask::keep`).
     pub(crate) keep: Option<Duration>,
+    /// The workflow node it runs, if it is a node's task.
+    pub(crate) node: Option<NodeLink>,
 }
 
 impl TaskMessage {
@@ -68,6 +73,7 @@ impl TaskMessage {
             error: None,
             trace: task.trace,
             keep: task.keep,
+            node: None,
         }
     }
 
@@ -98,6 +104,9 @@ impl TaskMessage {
         h.insert(DUE_AT.into(), AMQPValue::LongLongInt(self.due_at.0));
         if let Some(e) = &self.error {
             h.insert(ERROR.into(), s(e));
+        }
+        if let Some(n) = &self.node {
+            h.insert(NODE.into(), s(&format!("{}.{}", n.flow, n.node)));
         }
         if let Some(t) = &self.trace {
             h.insert(TRACEPARENT.into(), s(t.traceparent()));
@@ -185,8 +194,23 @@ impl TaskMessage {
             },
             trace,
             keep: number(KEEP_MS)?.map(duration),
+            node: match h.get(NODE) {
+                None => None,
+                Some(_) => {
+                    Some(node_link(&text(NODE)?).ok_or("header conveyor-node is not FLOW.NODE")?)
+                }
+            },
         })
     }
+}
+
+/// A node link as its header writes it (`FLOW.NODE`).
+fn node_link(text: &str) -> Option<NodeLink> {
+    let (flow, node) = text.split_once('.')?;
+    Some(NodeLink {
+        flow: flow.parse().ok()?,
+        node: node.parse().ok()?,
+    })
 }
 
 /// A header's milliseconds as a duration (a negative number is none long).
@@ -215,6 +239,7 @@ mod tests {
         let mut m = TaskMessage::new(TaskId(42), task, Timestamp(1_000));
         m.attempts = 2;
         m.error = Some("boom".into());
+        m.node = Some(NodeLink { flow: 9, node: 4 });
         let back = TaskMessage::decode(&m.properties(), m.payload.clone()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.due_at, Timestamp(3_000));

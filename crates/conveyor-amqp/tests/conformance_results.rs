@@ -41,3 +41,10 @@ conveyor_testkit::backend_conformance!(make;
     result_store: yes, inspection: yes, administration: yes, maintenance: no, global_limits: no,
     registry: yes, queue_control: no; priority: no, unique_keys: no, ordering_keys: no,
     manual_time: no, cancel: no);
+
+// Workflows, kept in the store beside the broker. A broker's lease is its
+// channel (no clock the test moves, no maintenance part), and a task
+// cannot be cancelled alone: those cases are ignored, and
+// `workflows.rs` tests their RabbitMQ forms.
+conveyor_testkit::workflow_conformance!(make; maintenance: no, cancel: no);
+conveyor_testkit::expansion_conformance!(make);

@@ -315,18 +315,27 @@ macro_rules! backend_conformance {
 #[macro_export]
 macro_rules! workflow_conformance {
     ($make:expr) => {
+        $crate::workflow_conformance!($make; maintenance: yes, cancel: yes);
+    };
+    ($make:expr; maintenance: $mnt:ident, cancel: $cn:ident $(,)?) => {
         $crate::backend_conformance!(@cases $make; [];
             "";
             a_chain_passes_each_result_to_the_next, a_chord_body_gets_the_header_results_in_order,
             a_failed_dependency_skips_its_dependents, ignore_and_continue_run_after_a_failure,
-            an_empty_group_ends_at_once, a_zombie_finish_or_a_retry_fires_the_body_once,
-            cancelling_a_workflow_stops_it, cancelling_a_node_task_settles_its_node,
+            an_empty_group_ends_at_once,
+            cancelling_a_workflow_stops_it,
             bad_workflows_are_refused_whole,
             a_wide_chord_fires_once, concurrent_finishes_fire_the_body_once,
-            ended_workflows_go_with_their_retention,
             workflows_are_listed_newest_first_by_state,
             retrying_a_workflow_runs_its_failed_part_once,
             a_cancelled_workflow_retried_runs_again);
+        $crate::backend_conformance!(@cases $make; [$mnt];
+            "needs the maintenance part (leases and pruning on a clock the test moves), which this backend does not declare";
+            a_zombie_finish_or_a_retry_fires_the_body_once,
+            ended_workflows_go_with_their_retention);
+        $crate::backend_conformance!(@cases $make; [$cn];
+            "needs cancelling a task, which this backend does not support";
+            cancelling_a_node_task_settles_its_node);
     };
 }
 

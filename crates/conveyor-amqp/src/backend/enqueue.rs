@@ -52,6 +52,18 @@ impl Inner {
                 duplicate: false,
             })
             .collect();
+        self.publish_new(messages, now).await?;
+        Ok(out)
+    }
+
+    /// Publishes new tasks' `messages` and waits for the broker to confirm
+    /// them all, their records kept first (and forgotten again when the
+    /// publish fails).
+    pub(crate) async fn publish_new(
+        &self,
+        messages: Vec<TaskMessage>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
         if let Some(store) = &self.records {
             // Before the publish: a worker's later record must not be
             // overwritten by this one.
@@ -71,12 +83,11 @@ impl Inner {
             let ids: Vec<TaskId> = publishes.iter().map(|p| p.message.id).collect();
             store.forget(&ids).await;
         }
-        published?;
-        Ok(out)
+        published
     }
 }
 
 /// A fresh task id: random, so processes need no coordination (63 bits).
-fn new_id() -> TaskId {
+pub(crate) fn new_id() -> TaskId {
     TaskId(fastrand::u64(1..=i64::MAX as u64))
 }

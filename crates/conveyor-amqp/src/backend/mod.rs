@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish, Inspection,
-    Lease, NewTask, Part, Registry, ReserveParams, Reserved, ResultStore, ValueLimit,
+    Lease, NewTask, Part, Registry, ReserveParams, Reserved, ResultStore, ValueLimit, Workflows,
 };
 
 use crate::claims::Claims;
@@ -53,6 +53,7 @@ mod publish;
 mod reserve;
 mod settle;
 
+pub(crate) use inspect::without_keeper;
 pub(crate) use publish::{ack, commit, publish_confirmed, publish_on, Publish};
 pub(crate) use settle::Plan;
 
@@ -85,6 +86,10 @@ pub(crate) struct Inner {
     slots: AtomicU64,
     /// Pause points for tests (`test-hooks`).
     pub(crate) hooks: Hooks,
+    /// The workflow graphs this process keeps decoded (`workflows`).
+    pub(crate) graphs: conveyor_core::workflow::Graphs,
+    /// The workflows maintenance found with nodes pending (`workflows`).
+    pub(crate) pending: conveyor_core::workflow::entries::PendingWatch,
     /// The task that moves deliveries held for `hold` into custody
     /// (`custody::sweep`) and drops the kept records past their expiry
     /// (`expire`), stopped when the backend is dropped.
@@ -167,6 +172,8 @@ impl AmqpBackend {
                 value_limit,
                 slots: AtomicU64::new(0),
                 hooks: Hooks::default(),
+                graphs: Default::default(),
+                pending: Default::default(),
                 sweeper: std::sync::Mutex::new(None),
             }),
         };
@@ -291,6 +298,12 @@ impl AmqpBackend {
             link.close().await;
         }
     }
+}
+
+/// Runs `futures` together (their requests go out at once): the outputs,
+/// in order.
+pub(crate) async fn all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    futures_util::future::join_all(futures).await
 }
 
 impl Inner {
@@ -440,6 +453,14 @@ impl Backend for AmqpBackend {
             Some(r) => r.keeper_backend().registry(),
             None => Err(Part::Registry.unsupported(self.kind())),
         }
+    }
+
+    /// Itself, when a store beside the broker keeps the records (the
+    /// workflows are kept there: `workflows`); else a refusal saying to
+    /// add one.
+    fn workflows(&self) -> Result<&dyn Workflows, Error> {
+        self.kept("workflows")?;
+        Ok(self)
     }
 
     /// The keeper's, when a store beside the broker keeps the records.

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::workflow::entries::{self, Ended, NodeLink};
 use conveyor_core::{
     Error, Lease, Receipt, ReserveParams, Reserved, TaskId, TaskRecord, TaskState, Timestamp,
 };
 use lapin::message::Delivery;
 
 use super::publish::{ack, commit, publish_on, Publish};
-use super::Inner;
+use super::{all, Inner};
 use crate::claims::{Claim, Place};
 use crate::consumer::QueueConsumer;
 use crate::link::Link;
@@ -107,6 +108,7 @@ impl Inner {
                     error: Some(format!("undecodable message: {why}")),
                     trace: None,
                     keep: None,
+                    node: None,
                 };
                 fixes.push((consumer.clone(), tag, self.dead_letter(foreign)));
                 return None;
@@ -229,6 +231,7 @@ impl Inner {
                 break;
             }
         }
+        self.skip_ended_nodes(&mut out).await;
         if let (Some(store), false) = (&self.records, out.is_empty()) {
             let records: Vec<TaskRecord> = out
                 .iter()
@@ -246,5 +249,77 @@ impl Inner {
             self.apply_fixes(&link, fixes).await;
         }
         Ok(out)
+    }
+
+    /// Takes out of `out` the node tasks whose record has ended (a report
+    /// whose settle or commit was cut short, its delivery back; or a task
+    /// its workflow cancelled): settles their nodes from the record (once:
+    /// a node settles only while it runs under that very task) and acks
+    /// them rather than running them again. One read of the records of
+    /// every node task reserved; a read or settle that fails leaves the
+    /// task to run (its report settles it).
+    async fn skip_ended_nodes(&self, out: &mut Vec<Reserved>) {
+        let Some(store) = &self.records else {
+            return;
+        };
+        let nodes: Vec<(usize, NodeLink)> = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, self.held.with(&r.lease, |m| m.node)??)))
+            .collect();
+        if nodes.is_empty() {
+            return;
+        }
+        let Ok(results) = store.store() else { return };
+        let reads: Vec<_> = nodes
+            .iter()
+            .map(|(i, _)| results.get(out[*i].lease.id))
+            .collect();
+        let mut ended = Vec::new();
+        let mut skip = Vec::new();
+        for ((i, link), got) in nodes.iter().zip(all(reads).await) {
+            let Ok(Some(record)) = got else { continue };
+            let id = out[*i].lease.id.0;
+            if let Some(end) = Ended::of(*link, id, record.state, record.result.as_deref()) {
+                ended.push(end);
+                skip.push(*i);
+            }
+        }
+        if skip.is_empty() {
+            return;
+        }
+        if let Err(e) = entries::settle(self, ended).await {
+            tracing::warn!(error = %e.chain(), "could not settle node tasks that had ended; they run again");
+            return;
+        }
+        skip.sort_unstable();
+        for i in skip.into_iter().rev() {
+            let r = out.remove(i);
+            self.ack_unrun(&r.lease).await;
+        }
+    }
+
+    /// Acks the delivery of a task this process held and did not run.
+    async fn ack_unrun(&self, lease: &Lease) {
+        let Some(claim) = self.held.get(lease) else {
+            return;
+        };
+        let mut guard = claim.lock(&self.hooks).await;
+        let Some(Place::Delivery { consumer, tag }) = guard.as_ref().map(|s| s.place.clone())
+        else {
+            return;
+        };
+        let tx = consumer.tx.lock().await;
+        let done = async {
+            ack(&consumer.health, &consumer.channel, tag).await?;
+            commit(&consumer.health, &consumer.channel).await
+        }
+        .await;
+        drop(tx);
+        consumer.settled(1);
+        self.held.end(&claim, &mut guard);
+        if let Err(e) = done {
+            tracing::warn!(error = %e.chain(), "could not ack a node task that had ended; it comes back");
+        }
     }
 }

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use conveyor_core::workflow::entries::{self, Ended};
 use conveyor_core::{Error, Finish, FinishAction, Retention, TaskRecord, TaskState, Timestamp};
 
 use super::publish::{ack, commit, publish_on, Publish};
-use super::Inner;
+use super::{all, Inner};
 use crate::claims::{Claim, Place, SpotGuard};
 use crate::consumer::QueueConsumer;
 use crate::message::TaskMessage;
@@ -24,6 +25,9 @@ struct Settling {
     claim: Arc<Claim>,
     guard: SpotGuard,
     plan: Plan,
+    /// A node task whose workflow cancelled it: acked with nothing else,
+    /// and its report refused as stale.
+    refused: bool,
 }
 
 /// `e` once more, for each report of a batch that failed with it.
@@ -181,6 +185,7 @@ impl Inner {
                 claim,
                 guard,
                 plan,
+                refused: false,
             };
             match place {
                 Place::Delivery { consumer, tag } if consumer.alive() => {
@@ -205,6 +210,7 @@ impl Inner {
                 .map(|r| r.unwrap_or(Err(Error::backend_other("report not settled"))))
                 .collect());
         }
+        self.refuse_cancelled(&mut by_channel, &mut custody).await?;
         let link = self.link().await?;
         let publishes: Vec<&Publish> = by_channel
             .values()
@@ -231,6 +237,19 @@ impl Inner {
                 .cloned()
                 .collect();
             store.put(&records).await?;
+            // Then their nodes settle (and the nodes that makes ready get
+            // their tasks), before the commit: a settle that fails fails
+            // the call, and the worker reports again.
+            let ended: Vec<Ended> = by_channel
+                .values()
+                .flat_map(|(_, items)| items.iter().map(|(_, i)| i))
+                .chain(&custody)
+                .filter(|i| !i.refused)
+                .filter_map(|i| node_end(&i.claim.message, &i.plan))
+                .collect();
+            if !ended.is_empty() {
+                entries::settle(self, ended).await?;
+            }
         }
         for (_, (consumer, items)) in by_channel {
             let tx = consumer.tx.lock().await;
@@ -264,7 +283,11 @@ impl Inner {
                 Ok(()) => {
                     consumer.settled(items.len());
                     for (_, mut item) in items {
-                        out[item.slot] = Some(Ok(()));
+                        out[item.slot] = Some(if item.refused {
+                            Err(Error::StaleLease(item.claim.message.id))
+                        } else {
+                            Ok(())
+                        });
                         self.held.end(&item.claim, &mut item.guard);
                     }
                 }
@@ -294,11 +317,16 @@ impl Inner {
             let Some(spot) = item.guard.as_mut() else {
                 continue;
             };
+            let refused = item.refused;
             let settled = crate::custody::settle(self, &link, &item.claim, spot, item.plan).await;
             out[item.slot] = Some(match settled {
                 Ok(()) => {
                     self.held.end(&item.claim, &mut item.guard);
-                    Ok(())
+                    if refused {
+                        Err(Error::StaleLease(id))
+                    } else {
+                        Ok(())
+                    }
                 }
                 Err(Error::StaleLease(_)) => {
                     self.held.end(&item.claim, &mut item.guard);
@@ -313,4 +341,52 @@ impl Inner {
             .map(|r| r.unwrap_or(Err(Error::backend_other("report not settled"))))
             .collect())
     }
+
+    /// Empties the plans of node tasks whose record says their workflow
+    /// cancelled them (`workflows`): acked, and nothing else, their
+    /// reports refused as stale. One read of the records of every node
+    /// task in the batch.
+    async fn refuse_cancelled(
+        &self,
+        by_channel: &mut ByChannel,
+        custody: &mut [Settling],
+    ) -> Result<(), Error> {
+        let Some(store) = &self.records else {
+            return Ok(());
+        };
+        let mut items: Vec<&mut Settling> = by_channel
+            .values_mut()
+            .flat_map(|(_, items)| items.iter_mut().map(|(_, i)| i))
+            .chain(custody.iter_mut())
+            .filter(|i| i.claim.message.node.is_some())
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let results = store.store()?;
+        let reads: Vec<_> = items
+            .iter()
+            .map(|i| results.get(i.claim.message.id))
+            .collect();
+        for (item, got) in items.iter_mut().zip(all(reads).await) {
+            if got?.is_some_and(|r| r.state == TaskState::Cancelled) {
+                item.refused = true;
+                item.plan.publishes.clear();
+                item.plan.records.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The end of a node task's report, to settle: its node, when its plan
+/// ends it.
+fn node_end(message: &TaskMessage, plan: &Plan) -> Option<Ended> {
+    let record = plan.records.first()?;
+    Ended::of(
+        message.node?,
+        message.id.0,
+        record.state,
+        record.result.as_deref(),
+    )
 }

@@ -132,6 +132,38 @@ pub trait EntryStore: Send + Sync {
 
     /// Removes the tasks of `ids` that are kept.
     async fn remove_tasks(&self, ids: &[u64]) -> Result<(), Error>;
+
+    /// `None` when creating a node's task twice (under its id) creates it
+    /// once, so maintenance's pass may create what a settle left pending
+    /// at once. Otherwise the watch that makes the pass wait: it creates a
+    /// pending node's task only once it finds the workflow's entry pending
+    /// at the same revision as on its pass before, so it does not race a
+    /// live settle creating the same task.
+    fn pending_watch(&self) -> Option<&PendingWatch> {
+        None
+    }
+}
+
+/// The workflows maintenance found with nodes pending, each at its entry's
+/// revision, on its last pass (see [`EntryStore::pending_watch`]).
+#[derive(Debug, Default)]
+pub struct PendingWatch {
+    seen: std::sync::Mutex<HashMap<u64, u64>>,
+}
+
+impl PendingWatch {
+    /// A pass found `pending` (workflow, revision): the workflows pending at
+    /// the same revision on the pass before, which no settle is creating.
+    pub fn pass(&self, pending: &[(u64, u64)]) -> Vec<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = pending
+            .iter()
+            .filter(|(flow, rev)| seen.get(flow) == Some(rev))
+            .map(|(flow, _)| *flow)
+            .collect();
+        *seen = pending.iter().copied().collect();
+        stale
+    }
 }
 
 /// The keys of a workflow's entries.

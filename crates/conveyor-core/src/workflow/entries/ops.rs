@@ -2,7 +2,7 @@
 //! compare-and-set on the workflow's entry, deciding with
 //! [`ledger`](crate::workflow::ledger), then the tasks it touches.
 
-use super::settle::{apply, contended, flush, graph_of, read_flow, write_flow};
+use super::settle::{apply, contended, flush, graph_of, read_flow, write_flow, Flush};
 use super::EntryStore;
 use crate::workflow::{ledger, NodeState, Progress, Retried, WorkflowId};
 use crate::Error;
@@ -84,7 +84,7 @@ pub async fn retry<S: EntryStore + ?Sized>(
         let Some(rev) = write_flow(store, id.0, &entry, rev).await? else {
             continue;
         };
-        flush(store, id.0, &graph, entry, rev).await?;
+        flush(store, id.0, &graph, entry, rev, Flush::Made(&step.enqueue)).await?;
         return Ok(Some(Retried::Nodes(nodes.len() as u64)));
     }
     Err(contended(store.kind(), id.0))

@@ -17,7 +17,7 @@
 //! composed (or would not fit a task) fails without a task, its error kept
 //! in the entry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::entry::FlowEntry;
@@ -273,14 +273,14 @@ async fn settle_flow<S: EntryStore + ?Sized>(
             }
         }
         if progress.states() == before {
-            return flush(store, flow, &graph, entry, rev).await;
+            return flush(store, flow, &graph, entry, rev, Flush::Made(&[])).await;
         }
         apply(&mut entry, &progress, &step, store.now());
         if let Some(rev) = write_flow(store, flow, &entry, rev).await? {
             if entry.grown.len() > grown_before {
                 store.graphs().put(flow, graph.clone());
             }
-            return flush(store, flow, &graph, entry, rev).await;
+            return flush(store, flow, &graph, entry, rev, Flush::Made(&step.enqueue)).await;
         }
     }
     Err(contended(store.kind(), flow))
@@ -298,26 +298,45 @@ pub async fn flush_pending<S: EntryStore + ?Sized>(store: &S, flow: u64) -> Resu
     let Some(graph) = graph_of(store, flow, &entry).await? else {
         return Ok(());
     };
-    flush(store, flow, &graph, entry, rev).await
+    flush(store, flow, &graph, entry, rev, Flush::All).await
 }
 
 /// Creates the tasks of the nodes `entry` (at `rev`) has pending, then
 /// takes them off the list; a node that cannot have its task fails, and
 /// what that decides is flushed in turn.
+///
+/// On a store where creating a task twice would run it twice
+/// ([`EntryStore::pending_watch`]), a caller that made nodes pending
+/// creates those alone ([`Flush::Made`]): another settle of the workflow
+/// may be creating the rest right now.
 pub(crate) async fn flush<S: EntryStore + ?Sized>(
     store: &S,
     flow: u64,
-    graph: &Graph,
+    graph: &Arc<Graph>,
     mut entry: FlowEntry,
     mut rev: u64,
+    which: Flush<'_>,
 ) -> Result<(), Error> {
-    while !entry.pending.is_empty() {
-        let nodes: Vec<usize> = entry.pending.iter().map(|&n| n as usize).collect();
-        let outputs = outputs(store, graph, &entry, &nodes).await?;
+    let mut graph = graph.clone();
+    let mut mine: Option<HashSet<u32>> = match (which, store.pending_watch()) {
+        (Flush::Made(nodes), Some(_)) => Some(nodes.iter().map(|&n| n as u32).collect()),
+        _ => None,
+    };
+    loop {
+        let nodes: Vec<usize> = entry
+            .pending
+            .iter()
+            .filter(|n| mine.as_ref().is_none_or(|m| m.contains(n)))
+            .map(|&n| n as usize)
+            .collect();
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let outputs = outputs(store, &graph, &entry, &nodes).await?;
         let mut tasks = Vec::new();
         let mut failed: Vec<(usize, String)> = Vec::new();
         for &node in &nodes {
-            let composed = composed_task(graph, node, &outputs[&node])
+            let composed = composed_task(&graph, node, &outputs[&node])
                 .and_then(|task| store.check_task(&task).map(|()| task))
                 .and_then(|task| {
                     let task = NodeTask {
@@ -342,28 +361,50 @@ pub(crate) async fn flush<S: EntryStore + ?Sized>(
             let batch: Vec<NodeTask> = tasks.by_ref().take(CREATE_BATCH).collect();
             store.create_tasks(batch).await?;
         }
-        (entry, rev) = match unpend(store, flow, graph, entry, rev, &nodes, &failed).await? {
-            Some(next) => next,
-            None => return Ok(()),
-        };
+        let made;
+        (entry, rev, graph, made) =
+            match unpend(store, flow, graph, entry, rev, &nodes, &failed).await? {
+                Some(next) => next,
+                None => return Ok(()),
+            };
+        if let Some(mine) = &mut mine {
+            mine.extend(made.iter().map(|&n| n as u32));
+        }
     }
-    Ok(())
+}
+
+/// Which pending nodes [`flush`] creates the tasks of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Flush<'a> {
+    /// Every one (maintenance's pass, or a caller that made none).
+    All,
+    /// Those the caller made pending (and what failing them makes ready).
+    Made(&'a [usize]),
 }
 
 /// Takes `nodes` (their tasks created) off `entry`'s pending list, and
 /// fails the `failed` ones; cancels the tasks of those a cancel reached
-/// first. The entry as written, or `None` when the workflow is gone.
+/// first. The entry as written with its graph (read again when another
+/// settle expanded the workflow meanwhile), or `None` when the workflow is
+/// gone.
 async fn unpend<S: EntryStore + ?Sized>(
     store: &S,
     flow: u64,
-    graph: &Graph,
+    mut graph: Arc<Graph>,
     mut entry: FlowEntry,
     mut rev: u64,
     nodes: &[usize],
     failed: &[(usize, String)],
-) -> Result<Option<(FlowEntry, u64)>, Error> {
+) -> Result<Option<(FlowEntry, u64, Arc<Graph>, Vec<usize>)>, Error> {
     for _ in 0..CAS_TRIES {
-        let done: std::collections::HashSet<u32> = nodes.iter().map(|&n| n as u32).collect();
+        if graph.expansions() != entry.grown.len() {
+            graph = match graph_of(store, flow, &entry).await? {
+                Some(g) => g,
+                None => return Ok(None),
+            };
+        }
+        let graph = &graph;
+        let done: HashSet<u32> = nodes.iter().map(|&n| n as u32).collect();
         entry.pending.retain(|n| !done.contains(n));
         let mut progress = Progress::from_states(graph, entry.states())?;
         let mut step = Step::default();
@@ -391,7 +432,7 @@ async fn unpend<S: EntryStore + ?Sized>(
             for task in late {
                 let _ = store.cancel_task(task).await;
             }
-            return Ok(Some((entry, new_rev)));
+            return Ok(Some((entry, new_rev, graph.clone(), step.enqueue)));
         }
         (entry, rev) = match read_flow(store, flow).await? {
             Some(e) => e,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::entry::FlowEntry;
-use super::settle::{apply, flush, write_parts};
+use super::settle::{apply, flush, write_parts, Flush};
 use super::{keys, EntryStore};
 use crate::workflow::{stored, Progress, Submitted, WorkflowId, WorkflowSpec};
 use crate::{Error, TaskId};
@@ -52,7 +52,7 @@ pub async fn submit<S: EntryStore + ?Sized>(
         .iter()
         .map(|&n| (graph.nodes()[n].name.clone(), TaskId(entry.task_id(n))))
         .collect();
-    flush(store, flow, &graph, entry, rev).await?;
+    flush(store, flow, &graph, entry, rev, Flush::Made(&step.enqueue)).await?;
     Ok(Submitted {
         id: WorkflowId(flow),
         started,

@@ -3,7 +3,7 @@
 //! and creating the tasks a crash left pending.
 
 use super::entry::FlowEntry;
-use super::settle::{flush, graph_of, read_flow};
+use super::settle::{flush, graph_of, read_flow, Flush};
 use super::{all, keys, EntryStore};
 use crate::workflow::{
     NodeRecord, WorkflowFilter, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSummary,
@@ -88,6 +88,7 @@ pub async fn prune<S: EntryStore + ?Sized>(store: &S, retention: Retention) -> R
     let finished_before = now.minus(retention.finished).as_millis();
     let dead_before = now.minus(retention.dead).as_millis();
     let mut dropped = 0;
+    let mut pending = Vec::new();
     for (id, entry, rev) in scan_flows(store).await? {
         if let Some(ended) = entry.ended_at {
             let succeeded = !entry.cancelled && entry.outcome() == Some(WorkflowOutcome::Succeeded);
@@ -103,9 +104,20 @@ pub async fn prune<S: EntryStore + ?Sized>(store: &S, retention: Retention) -> R
             continue;
         }
         if !entry.pending.is_empty() {
-            if let Some(graph) = graph_of(store, id, &entry).await? {
-                flush(store, id, &graph, entry, rev).await?;
-            }
+            pending.push((id, entry, rev));
+        }
+    }
+    let stale: Vec<(u64, u64)> = pending.iter().map(|(id, _, rev)| (*id, *rev)).collect();
+    let left = match store.pending_watch() {
+        Some(watch) => watch.pass(&stale),
+        None => stale.iter().map(|(id, _)| *id).collect(),
+    };
+    for (id, entry, rev) in pending {
+        if !left.contains(&id) {
+            continue;
+        }
+        if let Some(graph) = graph_of(store, id, &entry).await? {
+            flush(store, id, &graph, entry, rev, Flush::All).await?;
         }
     }
     Ok(dropped)
