@@ -43,4 +43,4 @@ fn forget(ns: &str) {
 }
 
 conveyor_testkit::backend_faults!(target();
-    private_server: has_rabbitmq_server, "rabbitmq-server is not installed (Debian package rabbitmq-server)");
+    private_server: has_rabbitmq_server, "rabbitmq-server is not installed (Debian package rabbitmq-server)"; workflows);

@@ -1,6 +1,8 @@
 //! Kept records past their expiry, dropped once a minute by every backend
 //! that has a store beside the broker: each write drops a batch of them
-//! too, and this covers a writer gone quiet.
+//! too, and this covers a writer gone quiet. The same pass prunes the
+//! workflows that ended before their retention, and creates the tasks a
+//! crash left pending (`workflows`).
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -27,6 +29,10 @@ pub(crate) async fn expire(inner: Weak<Inner>) {
             if let Err(e) = keeper.expire_kept().await {
                 tracing::debug!(error = %e.chain(), "expiring kept records failed; trying again later");
             }
+        }
+        let retention = strong.options.retention;
+        if let Err(e) = conveyor_core::workflow::entries::prune(&*strong, retention).await {
+            tracing::debug!(error = %e.chain(), "pruning workflows failed; trying again later");
         }
     }
 }

@@ -22,14 +22,30 @@
 //! the part is refused with the reason.
 
 mod store;
+#[cfg(test)]
+mod tests;
 
 use conveyor_core::workflow::entries;
 use conveyor_core::workflow::{
     Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
-use conveyor_core::{async_trait, Error, Workflows};
+use conveyor_core::{async_trait, Error, Retention, Workflows};
 
 use crate::backend::AmqpBackend;
+
+impl AmqpBackend {
+    /// Maintenance's pass over the workflows, as every backend with a
+    /// store beside the broker runs it once a minute: drops those that
+    /// ended before `retention` (a succeeded one after the finished
+    /// tasks', a failed or cancelled one after the dead tasks'), their
+    /// tasks' records first, and creates the tasks a crash left pending in
+    /// the others, once found so unchanged on the pass before. How many it
+    /// dropped.
+    pub async fn prune_workflows(&self, retention: Retention) -> Result<u64, Error> {
+        self.kept("workflows")?;
+        entries::prune(&*self.inner, retention).await
+    }
+}
 
 #[async_trait]
 impl Workflows for AmqpBackend {
