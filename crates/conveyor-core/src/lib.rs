@@ -31,6 +31,7 @@ mod rate;
 mod receipt;
 mod redact;
 mod retry;
+pub mod schedule;
 mod scheme;
 mod task;
 mod task_error;
