@@ -2,9 +2,10 @@
 //! per node in `workflow_nodes`, moved forward inside the transaction of the
 //! operation that ends a node's task (see [`Store::settling`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use conveyor_core::workflow::entries::TaskOutput;
 use conveyor_core::workflow::ledger::{self, Ledger, NodeRow, Tally};
 use conveyor_core::workflow::{
     composed_task, is_expansion, stored, Graph, NodeEnd, NodeRecord, NodeResult, NodeState,
@@ -26,33 +27,82 @@ pub(super) fn count(n: i64, wf: i64) -> Result<u32, Error> {
 /// created at, ended at, nodes left.
 type Head = (bool, Option<i64>, i64, Option<i64>, i64);
 
-/// One workflow's rows, read and written inside the open transaction.
+/// One workflow's rows, read inside the open transaction, their changes
+/// kept in `behind` until [`Behind::flush`] writes them.
 struct Rows<'a> {
     conn: &'a Connection,
     wf: i64,
+    behind: &'a mut Behind,
 }
 
-impl Rows<'_> {
-    /// Runs `sql` (workflow, node, state, waiting on) for node `node`'s
-    /// `row`.
-    fn write_row(&mut self, sql: &str, node: usize, row: NodeRow) -> Result<(), Error> {
-        self.conn
-            .prepare_cached(sql)
+/// The node rows and tallies the settles of one request changed, written
+/// once at its end rather than at each settle: a chord's body counted down
+/// by a batch of headers is written once, and so is its workflow's tally.
+#[derive(Default)]
+struct Behind {
+    rows: HashMap<(i64, usize), NodeRow>,
+    outputs: HashMap<(i64, usize), TaskOutput>,
+    tallies: HashMap<i64, Tally>,
+}
+
+impl Behind {
+    /// Writes every change kept, and forgets them.
+    fn flush(&mut self, conn: &Connection) -> Result<(), Error> {
+        for ((wf, node), row) in self.rows.drain() {
+            let state = i64::from(row.state.code());
+            let waiting = i64::from(row.waiting_on);
+            match self.outputs.remove(&(wf, node)) {
+                Some((result, error)) => conn
+                    .prepare_cached(
+                        "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4, result = ?5, \
+                         error = ?6 WHERE workflow = ?1 AND node = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![wf, node as i64, state, waiting, result, error])
+                    }),
+                None => conn
+                    .prepare_cached(
+                        "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4 \
+                         WHERE workflow = ?1 AND node = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![wf, node as i64, state, waiting])),
+            }
+            .map_err(db_err)?;
+        }
+        for ((wf, node), (result, error)) in self.outputs.drain() {
+            conn.prepare_cached(
+                "UPDATE workflow_nodes SET result = ?3, error = ?4 \
+                 WHERE workflow = ?1 AND node = ?2",
+            )
+            .and_then(|mut s| s.execute(params![wf, node as i64, result, error]))
+            .map_err(db_err)?;
+        }
+        for (wf, tally) in self.tallies.drain() {
+            let outcome = tally.outcome.map(|o| i64::from(o.code()));
+            conn.prepare_cached(
+                "UPDATE workflows SET body_left = ?2, nodes_left = ?3, failed = ?4, outcome = ?5 \
+                 WHERE id = ?1",
+            )
             .and_then(|mut s| {
                 s.execute(params![
-                    self.wf,
-                    node as i64,
-                    i64::from(row.state.code()),
-                    i64::from(row.waiting_on)
+                    wf,
+                    i64::from(tally.body_left),
+                    i64::from(tally.left),
+                    tally.failed,
+                    outcome
                 ])
             })
             .map_err(db_err)?;
+        }
         Ok(())
     }
 }
 
 impl Ledger for Rows<'_> {
     fn row(&mut self, node: usize) -> Result<NodeRow, Error> {
+        if let Some(row) = self.behind.rows.get(&(self.wf, node)) {
+            return Ok(*row);
+        }
         let (state, waiting): (i64, i64) = self
             .conn
             .prepare_cached(
@@ -71,24 +121,32 @@ impl Ledger for Rows<'_> {
     }
 
     fn set_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
-        self.write_row(
-            "UPDATE workflow_nodes SET state = ?3, waiting_on = ?4 \
-             WHERE workflow = ?1 AND node = ?2",
-            node,
-            row,
-        )
+        self.behind.rows.insert((self.wf, node), row);
+        Ok(())
     }
 
     fn add_row(&mut self, node: usize, row: NodeRow) -> Result<(), Error> {
-        self.write_row(
-            "INSERT INTO workflow_nodes (workflow, node, state, waiting_on) \
-             VALUES (?1, ?2, ?3, ?4)",
-            node,
-            row,
-        )
+        self.conn
+            .prepare_cached(
+                "INSERT INTO workflow_nodes (workflow, node, state, waiting_on) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.wf,
+                    node as i64,
+                    i64::from(row.state.code()),
+                    i64::from(row.waiting_on)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
     }
 
     fn tally(&mut self) -> Result<Tally, Error> {
+        if let Some(tally) = self.behind.tallies.get(&self.wf) {
+            return Ok(*tally);
+        }
         let (body, left, failed, outcome): (i64, i64, bool, Option<i64>) = self
             .conn
             .prepare_cached(
@@ -109,22 +167,7 @@ impl Ledger for Rows<'_> {
     }
 
     fn set_tally(&mut self, tally: Tally) -> Result<(), Error> {
-        let outcome = tally.outcome.map(|o| i64::from(o.code()));
-        self.conn
-            .prepare_cached(
-                "UPDATE workflows SET body_left = ?2, nodes_left = ?3, failed = ?4, outcome = ?5 \
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    self.wf,
-                    i64::from(tally.body_left),
-                    i64::from(tally.left),
-                    tally.failed,
-                    outcome
-                ])
-            })
-            .map_err(db_err)?;
+        self.behind.tallies.insert(self.wf, tally);
         Ok(())
     }
 }
@@ -191,13 +234,16 @@ impl Store {
                     .map_err(db_err)?;
             }
         }
+        let mut behind = Behind::default();
         let step = ledger::start(
             &graph,
             &mut Rows {
                 conn: &self.conn,
                 wf,
+                behind: &mut behind,
             },
         )?;
+        behind.flush(&self.conn)?;
         let first = step.enqueue.clone();
         self.graphs.put(wf as u64, graph.clone());
         self.apply_step(wf, &graph, step)?;
@@ -225,22 +271,26 @@ impl Store {
         if !running {
             return Ok(());
         }
+        let mut behind = Behind::default();
+        let mut steps = Vec::new();
         for &id in ended {
             let Some(raw) = id_param(id) else { continue };
-            let node: Option<(i64, i64)> = self
+            let found: Option<(i64, i64, i64, TaskOutput)> = self
                 .conn
-                .prepare_cached("SELECT workflow, node FROM workflow_nodes WHERE task = ?1")
+                .prepare_cached(
+                    "SELECT n.workflow, n.node, t.state, t.result, t.error \
+                     FROM workflow_nodes n JOIN tasks t ON t.id = n.task WHERE n.task = ?1",
+                )
                 .and_then(|mut s| {
-                    s.query_row([raw], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
+                    s.query_row([raw], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, (r.get(3)?, r.get(4)?)))
+                    })
+                    .optional()
                 })
                 .map_err(db_err)?;
-            let Some((wf, node)) = node else { continue };
-            let (code, result, error): (i64, Option<Vec<u8>>, Option<String>) = self
-                .conn
-                .prepare_cached("SELECT state, result, error FROM tasks WHERE id = ?1")
-                .and_then(|mut s| s.query_row([raw], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
-                .map_err(db_err)?;
+            let Some((wf, node, code, (result, error))) = found else {
+                continue;
+            };
             let Some(settled) = NodeResult::of(state_from_code(code, raw)?) else {
                 continue;
             };
@@ -255,6 +305,7 @@ impl Store {
             let mut rows = Rows {
                 conn: &self.conn,
                 wf,
+                behind: &mut behind,
             };
             if rows.row(node)?.state != NodeState::Running {
                 continue;
@@ -283,6 +334,7 @@ impl Store {
                     let mut rows = Rows {
                         conn: &self.conn,
                         wf,
+                        behind: &mut behind,
                     };
                     ledger::expand(&graph, &mut rows, node, added)?
                 }
@@ -295,13 +347,13 @@ impl Store {
             // is not kept in its row, which each added node's settle
             // rewrites.
             let kept = result.filter(|_| !graph.is_expanded(node));
-            self.conn
-                .prepare_cached(
-                    "UPDATE workflow_nodes SET result = ?3, error = ?4 \
-                     WHERE workflow = ?1 AND node = ?2",
-                )
-                .and_then(|mut s| s.execute(params![wf, node as i64, kept, error]))
-                .map_err(db_err)?;
+            behind.outputs.insert((wf, node), (kept, error));
+            steps.push((wf, graph, step));
+        }
+        // Written before the steps are applied: a node they enqueue reads
+        // its dependencies' results from their rows.
+        behind.flush(&self.conn)?;
+        for (wf, graph, step) in steps {
             self.apply_step(wf, &graph, step)?;
         }
         Ok(())
@@ -342,9 +394,11 @@ impl Store {
                             )
                             .and_then(|mut s| s.execute(params![wf, node as i64, e.to_string()]))
                             .map_err(db_err)?;
+                        let mut behind = Behind::default();
                         let mut rows = Rows {
                             conn: &self.conn,
                             wf,
+                            behind: &mut behind,
                         };
                         steps.push_back(ledger::settle(
                             graph,
@@ -352,6 +406,7 @@ impl Store {
                             node,
                             NodeResult::Failed,
                         )?);
+                        behind.flush(&self.conn)?;
                     }
                 }
             }
@@ -531,13 +586,16 @@ impl Store {
             return Ok(None);
         }
         let graph = self.fresh_graph(wf)?;
+        let mut behind = Behind::default();
         let (nodes, _) = ledger::cancel_all(
             &graph,
             &mut Rows {
                 conn: &self.conn,
                 wf,
+                behind: &mut behind,
             },
         )?;
+        behind.flush(&self.conn)?;
         if nodes.is_empty() {
             return Ok(Some(0));
         }
@@ -565,13 +623,16 @@ impl Store {
             return Ok(None);
         }
         let graph = self.fresh_graph(wf)?;
+        let mut behind = Behind::default();
         let retried = ledger::retry_failed(
             &graph,
             &mut Rows {
                 conn: &self.conn,
                 wf,
+                behind: &mut behind,
             },
         )?;
+        behind.flush(&self.conn)?;
         let Some((nodes, step)) = retried else {
             return Ok(Some(Retried::Running));
         };
