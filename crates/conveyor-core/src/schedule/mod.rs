@@ -1,4 +1,5 @@
-//! Periodic schedules as plain data, with no store: when a schedule fires
+//! Periodic schedules as plain data, with no store: a schedule declared
+//! ([`Schedule`], from a `[schedules.NAME]` table or JSON), when it fires
 //! ([`Timing`]: a cron expression read in a named time zone, or a fixed
 //! interval), which fire times are due after a pause ([`due`], under a
 //! [`Misfire`] policy), and the unique key each fire is enqueued under
@@ -22,10 +23,12 @@
 //! Fire times move in real time, never backwards: the next fire is always
 //! searched from the exact instant of the last.
 
+mod declared;
 mod due;
 #[cfg(test)]
 mod tests;
 mod timing;
 
+pub use declared::{Schedule, DEFAULT_GRACE};
 pub use due::{due, fire_key, Due, Misfire, Overlap, MISFIRE_BOUND};
 pub use timing::Timing;

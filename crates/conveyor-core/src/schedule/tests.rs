@@ -257,3 +257,79 @@ fn a_year_in_paris_misses_nothing_and_repeats_nothing() {
     assert_eq!(count, 365, "one fire a day");
     assert_eq!(days.len(), 365, "on distinct days");
 }
+
+/// A declared schedule reads into its timing, task and policies; each
+/// mistake is refused with the schedule's name and what is wrong.
+#[test]
+fn a_declared_schedule_reads_or_is_refused_with_the_reason() {
+    use serde_json::json;
+    let s = Schedule::declared(
+        "nightly",
+        json!({"cron": "30 2 * * *", "timezone": "Europe/Paris", "handler": "report",
+               "params": {"day": "yesterday"}, "queue": "reports", "misfire": "once",
+               "overlap": "skip", "grace": "2m", "attempts": 5}),
+    )
+    .expect("reads");
+    assert_eq!(s.timing.describe(), "cron \"30 2 * * *\" in Europe/Paris");
+    assert_eq!((s.misfire, s.overlap), (Misfire::Once, Overlap::Skip));
+    assert_eq!(s.grace, Duration::from_secs(120));
+    let fire = s.fire(at("2026-06-01T00:30:00Z"));
+    assert_eq!(fire.handler, "report");
+    assert_eq!(fire.queue, "reports");
+    assert_eq!(fire.max_attempts, 5);
+    assert_eq!(fire.payload, br#"{"day":"yesterday"}"#);
+    assert_eq!(fire.run_at, Some(at("2026-06-01T00:30:00Z")));
+    assert_eq!(
+        fire.unique_key.as_deref(),
+        Some(fire_key("nightly", at("2026-06-01T00:30:00Z")).as_str())
+    );
+    // Read back from what it shows.
+    let again = Schedule::declared("nightly", s.to_value()).expect("reads back");
+    assert_eq!(again.to_value(), s.to_value());
+    let every =
+        Schedule::declared("tick", json!({"every": "30s", "handler": "tick"})).expect("reads");
+    assert_eq!(
+        (every.misfire, every.overlap),
+        (Misfire::Skip, Overlap::Allow)
+    );
+    assert_eq!(every.grace, DEFAULT_GRACE);
+    for (bad, why) in [
+        (json!({"handler": "h"}), "one of cron and every"),
+        (
+            json!({"cron": "* * * * *", "every": "1m", "handler": "h"}),
+            "one of cron and every",
+        ),
+        (
+            json!({"every": "1m", "timezone": "Europe/Paris", "handler": "h"}),
+            "timezone goes with cron",
+        ),
+        (
+            json!({"cron": "* * * * *", "handler": ""}),
+            "handler is empty",
+        ),
+        (
+            json!({"cron": "* * * * *", "handler": "h", "delay": "1m"}),
+            "delay",
+        ),
+        (
+            json!({"cron": "* * * * *", "handler": "h", "unique_key": "k"}),
+            "unique_key",
+        ),
+        (
+            json!({"cron": "* * * * *", "handler": "h", "misfire": "sometimes"}),
+            "sometimes",
+        ),
+        (
+            json!({"cron": "* * * * *", "handler": "h", "grace": "soon"}),
+            "grace",
+        ),
+        (json!({"cron": "nope", "handler": "h"}), "cron expression"),
+    ] {
+        let e = Schedule::declared("s", bad.clone())
+            .expect_err(&bad.to_string())
+            .to_string();
+        assert!(e.contains(why) && e.contains("\"s\""), "{bad}: {e}");
+    }
+    assert!(Schedule::declared("", json!({"every": "1m", "handler": "h"})).is_err());
+    assert!(Schedule::declared("a\nb", json!({"every": "1m", "handler": "h"})).is_err());
+}

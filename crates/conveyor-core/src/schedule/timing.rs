@@ -14,7 +14,7 @@ use crate::{Error, Timestamp};
 const OVERLAP_MINUTES: u32 = 180;
 
 /// When a schedule fires.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Timing {
     /// A cron expression, read in a time zone.
     Cron {
@@ -82,7 +82,8 @@ impl Timing {
         }
     }
 
-    /// How it reads: the expression and its zone, or the interval.
+    /// How it reads: the expression and its zone, or the interval (also
+    /// its `Debug` form).
     pub fn describe(&self) -> String {
         match self {
             Timing::Cron {
@@ -138,4 +139,10 @@ fn next_cron(cron: &Cron, zone: &Tz, after: Timestamp) -> Option<Timestamp> {
         }
     }
     best.map(|t| Timestamp(t.timestamp_millis()))
+}
+
+impl std::fmt::Debug for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
