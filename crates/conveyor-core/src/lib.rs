@@ -46,7 +46,7 @@ pub use backend::{
     validate_queue_name, workers_heard_since, workers_silent_before, Administration, Backend,
     Capabilities, Count, EntryWrite, FinishBoard, FinishMark, GlobalLimits, Inspection, ListOrder,
     ListParams, Maintenance, Page, Part, QueueControl, RecordKeeper, Registry, ReserveParams,
-    ResultStore, Retention, Search, WakeBoard, WorkerInfo, Workflows, COUNT_BUDGET,
+    ResultStore, Retention, Schedules, Search, WakeBoard, WorkerInfo, Workflows, COUNT_BUDGET,
     FORGET_WORKERS_AFTER, NO_KEEP, SCAN_BUDGET, WORKER_SILENCE,
 };
 pub use backend::{finished_record, unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
@@ -78,7 +78,7 @@ pub use value_limit::ValueLimit;
 pub mod parts {
     pub use crate::backend::{
         Administration, GlobalLimits, Inspection, Maintenance, QueueControl, RecordKeeper,
-        ResultStore, Workflows,
+        ResultStore, Schedules, Workflows,
     };
 }
 

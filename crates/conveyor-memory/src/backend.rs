@@ -8,6 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use conveyor_core::schedule::{Fired, Schedule, ScheduleRecord};
 use conveyor_core::workflow::{
     Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
@@ -15,7 +16,7 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
     Maintenance, NewTask, QueueControl, QueueStats, ReserveParams, Reserved, ResultStore,
-    Retention, SystemClock, TaskId, TaskRecord, TaskState, Workflows,
+    Retention, Schedules, SystemClock, TaskId, TaskRecord, TaskState, Timestamp, Workflows,
 };
 
 use crate::state::State;
@@ -109,7 +110,53 @@ impl Backend for MemoryBackend {
     }
 
     conveyor_core::own_parts!(all);
-    conveyor_core::own_parts!(workflows);
+    conveyor_core::own_parts!(workflows, schedules);
+}
+
+#[async_trait]
+impl Schedules for MemoryBackend {
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<ScheduleRecord, Error> {
+        let now = self.clock.now();
+        Ok(self.state.lock().put_schedule(schedule, now))
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.state.lock().schedules.remove(name).is_some())
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Option<ScheduleRecord>, Error> {
+        let now = self.clock.now();
+        Ok(self.state.lock().pause_schedule(name, paused, now))
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, Error> {
+        Ok(self.state.lock().schedules.get(name).cloned())
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        Ok(self.state.lock().schedules.values().cloned().collect())
+    }
+
+    async fn fire_due(&self, now: Timestamp) -> Result<Vec<Fired>, Error> {
+        let fired = self.state.lock().fire_due(now);
+        if !fired.is_empty() {
+            self.work.notify_waiters();
+        }
+        Ok(fired)
+    }
+
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<TaskId>, Error> {
+        let now = self.clock.now();
+        let task = self.state.lock().trigger_schedule(name, now);
+        if task.is_some() {
+            self.work.notify_waiters();
+        }
+        Ok(task)
+    }
 }
 
 #[async_trait]

@@ -18,6 +18,7 @@ mod admin_ops;
 mod backend;
 mod queue_ops;
 mod registry;
+mod schedule_ops;
 mod scheme;
 mod state;
 mod workflow_ops;

@@ -116,6 +116,8 @@ pub(crate) struct State {
     pub(crate) next_workflow: u64,
     /// A workflow enqueued tasks since workers were last woken.
     pub(crate) flow_woke: bool,
+    /// Schedules, by name.
+    pub(crate) schedules: BTreeMap<String, conveyor_core::schedule::ScheduleRecord>,
 }
 
 impl Default for State {
@@ -137,6 +139,7 @@ impl Default for State {
             flow_of: HashMap::new(),
             next_workflow: 1,
             flow_woke: false,
+            schedules: BTreeMap::new(),
         }
     }
 }

@@ -352,6 +352,23 @@ macro_rules! expansion_conformance {
     };
 }
 
+/// The schedules part's conformance cases, for a backend that has it (see
+/// [`conveyor_core::Schedules`]), from the same `make` as
+/// [`backend_conformance!`]: one fire per fire time under racing callers,
+/// the misfire and overlap policies, pause, resume, trigger, remove, and a
+/// redeclaration keeping progress. The backend needs the result store part
+/// and a clock the test moves.
+#[macro_export]
+macro_rules! schedule_conformance {
+    ($make:expr) => {
+        $crate::backend_conformance!(@cases $make; [];
+            "";
+            a_schedule_fires_once_per_fire_time, missed_fires_follow_the_misfire_policy,
+            pause_resume_trigger_and_remove, overlapping_fires_follow_the_overlap_policy,
+            redeclaring_keeps_progress_unless_the_timing_changes);
+    };
+}
+
 /// The record keeper part's conformance cases, for a backend that has it
 /// (see [`conveyor_core::RecordKeeper`]), from the same `make` as
 /// [`backend_conformance!`]: records read back whole, replaced, waking

@@ -159,4 +159,8 @@ impl<B: Backend> Backend for Scoped<B> {
     fn workflows(&self) -> Result<&dyn conveyor_core::Workflows, Error> {
         self.beyond_core(self.inner.workflows(), Part::Workflows)
     }
+
+    fn schedules(&self) -> Result<&dyn conveyor_core::Schedules, Error> {
+        self.beyond_core(self.inner.schedules(), Part::Schedules)
+    }
 }

@@ -75,6 +75,7 @@ mod queue_control;
 mod record_keeper;
 mod registry;
 mod reserve_params;
+mod schedules;
 mod search;
 mod unserved;
 mod wait_finish;
@@ -91,6 +92,7 @@ pub use registry::{
     WORKER_SILENCE,
 };
 pub use reserve_params::ReserveParams;
+pub use schedules::Schedules;
 pub use search::{
     count_by_listing, count_from_stats, page_by_listing, Count, Page, Search, COUNT_BUDGET,
     SCAN_BUDGET,
@@ -332,6 +334,13 @@ pub trait Backend: Send + Sync + 'static {
         Err(Part::Workflows.unsupported(self.kind()))
     }
 
+    /// The schedules part ([`Error::Unsupported`] unless the backend can
+    /// keep periodic schedules and fire each due one in one atomic step
+    /// with its enqueue).
+    fn schedules(&self) -> Result<&dyn Schedules, Error> {
+        Err(Part::Schedules.unsupported(self.kind()))
+    }
+
     /// The optional parts this backend has.
     fn parts(&self) -> Vec<Part> {
         let mut parts = Vec::new();
@@ -349,6 +358,7 @@ pub trait Backend: Send + Sync + 'static {
         have(self.queue_control().is_ok(), Part::QueueControl);
         have(self.record_keeper().is_ok(), Part::RecordKeeper);
         have(self.workflows().is_ok(), Part::Workflows);
+        have(self.schedules().is_ok(), Part::Schedules);
         parts
     }
 }

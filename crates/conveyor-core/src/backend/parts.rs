@@ -34,11 +34,13 @@ pub enum Part {
     RecordKeeper,
     /// [`Workflows`](super::Workflows).
     Workflows,
+    /// [`Schedules`](super::Schedules).
+    Schedules,
 }
 
 impl Part {
     /// Every part.
-    pub const ALL: [Part; 9] = [
+    pub const ALL: [Part; 10] = [
         Part::ResultStore,
         Part::Inspection,
         Part::Administration,
@@ -48,6 +50,7 @@ impl Part {
         Part::QueueControl,
         Part::RecordKeeper,
         Part::Workflows,
+        Part::Schedules,
     ];
 
     /// What the part does, for messages.
@@ -62,6 +65,7 @@ impl Part {
             Part::QueueControl => "pausing and resuming queues",
             Part::RecordKeeper => "keeping another backend's task records",
             Part::Workflows => "workflows (graphs of tasks moved forward by their finishes)",
+            Part::Schedules => "schedules (periodic tasks fired once per fire time)",
         }
     }
 
@@ -284,6 +288,11 @@ macro_rules! own_parts {
     };
     (@one workflows) => {
         fn workflows(&self) -> ::std::result::Result<&dyn $crate::Workflows, $crate::Error> {
+            Ok(self)
+        }
+    };
+    (@one schedules) => {
+        fn schedules(&self) -> ::std::result::Result<&dyn $crate::Schedules, $crate::Error> {
             Ok(self)
         }
     };

@@ -25,10 +25,14 @@
 
 mod declared;
 mod due;
+mod plan;
+mod record;
 #[cfg(test)]
 mod tests;
 mod timing;
 
 pub use declared::{Schedule, DEFAULT_GRACE};
 pub use due::{due, fire_key, Due, Misfire, Overlap, MISFIRE_BOUND};
+pub use plan::{plan, Plan};
+pub use record::{Fired, ScheduleRecord};
 pub use timing::Timing;
