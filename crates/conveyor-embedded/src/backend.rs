@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor_core::schedule::{Fired, Schedule, ScheduleRecord};
 use conveyor_core::workflow::{
     Retried, Submitted, WorkflowFilter, WorkflowId, WorkflowRecord, WorkflowSpec, WorkflowSummary,
 };
@@ -20,7 +21,8 @@ use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Count, Enqueued, Error, Finish,
     FinishBoard, FinishMark, GlobalLimits, HandlerLimits, Inspection, Lease, ListParams,
     Maintenance, NewTask, Page, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
-    Search, SystemClock, TaskId, TaskRecord, TaskState, ValueLimit, Workflows,
+    Schedules, Search, SystemClock, TaskId, TaskRecord, TaskState, Timestamp, ValueLimit,
+    Workflows,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -279,7 +281,7 @@ impl Backend for EmbeddedBackend {
     }
 
     conveyor_core::own_parts!(all);
-    conveyor_core::own_parts!(workflows);
+    conveyor_core::own_parts!(workflows, schedules);
 }
 
 #[async_trait]
@@ -307,6 +309,47 @@ impl Workflows for EmbeddedBackend {
         let filter = filter.clone();
         self.call(false, 1, move |s| s.list_workflows(&filter))
             .await
+    }
+}
+
+#[async_trait]
+impl Schedules for EmbeddedBackend {
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<ScheduleRecord, Error> {
+        let schedule = schedule.clone();
+        self.call(true, 1, move |s| s.put_schedule(&schedule)).await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<bool, Error> {
+        let name = name.to_string();
+        self.call(true, 1, move |s| s.remove_schedule(&name)).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Option<ScheduleRecord>, Error> {
+        let name = name.to_string();
+        self.call(true, 1, move |s| s.pause_schedule(&name, paused))
+            .await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, Error> {
+        let name = name.to_string();
+        self.call(false, 1, move |s| s.schedule(&name)).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        self.call(false, 1, move |s| s.schedules()).await
+    }
+
+    async fn fire_due(&self, now: Timestamp) -> Result<Vec<Fired>, Error> {
+        self.call(true, 1, move |s| s.fire_due(now)).await
+    }
+
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<TaskId>, Error> {
+        let name = name.to_string();
+        self.call(true, 1, move |s| s.trigger_schedule(&name)).await
     }
 }
 

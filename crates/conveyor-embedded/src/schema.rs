@@ -59,6 +59,8 @@
 //! its row holds only the small, often written tally.
 //! Version 13 adds `workflow_expansions`: the nodes a workflow's running
 //! nodes added, one row per expansion, in order.
+//! Version 14 adds `schedules`: one row per periodic schedule, its
+//! declaration and where its firing stands, indexed by next fire.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -71,7 +73,7 @@ use crate::error::{classify, db_err};
 use crate::sql::unfinished_codes;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 13;
+pub(crate) const SCHEMA_VERSION: i64 = 14;
 
 /// How long a connection waits for another process's lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -228,6 +230,9 @@ fn migrate_locked(conn: &Connection) -> Result<(), String> {
     if version < 13 {
         conn.execute_batch(SCHEMA_V13).map_err(db_err_string)?;
     }
+    if version < 14 {
+        conn.execute_batch(SCHEMA_V14).map_err(db_err_string)?;
+    }
     // Later versions migrate here, one step at a time.
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
         .map_err(db_err_string)
@@ -354,6 +359,21 @@ const SCHEMA_V13: &str = "CREATE TABLE IF NOT EXISTS workflow_expansions (
          spec BLOB NOT NULL,
          PRIMARY KEY (workflow, seq)
      ) WITHOUT ROWID;";
+
+/// Schema version 14: periodic schedules (`conveyor_core::schedule`):
+/// each one's declaration as JSON, paused or not, its next and last fire
+/// times (ms), its last fire's task and how many fire times it passed
+/// over; the leader's pass finds the due ones by `schedules_due`.
+const SCHEMA_V14: &str = "CREATE TABLE IF NOT EXISTS schedules (
+         name TEXT PRIMARY KEY,
+         declared BLOB NOT NULL,
+         paused INTEGER NOT NULL DEFAULT 0,
+         next_fire INTEGER,
+         last_fire INTEGER,
+         last_task INTEGER,
+         missed INTEGER NOT NULL DEFAULT 0
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire) WHERE paused = 0;";
 
 /// Schema version 7: the kept counts of tasks per queue, handler and state
 /// (`crate::tally`), filled from the tasks already in the file.

@@ -181,7 +181,7 @@ async fn two_backends_share_one_file() {
 const CHILD_DB: &str = "CONVEYOR_EMBEDDED_CHILD_DB";
 
 /// The schema version this build writes.
-const SCHEMA_NOW: i64 = 13;
+const SCHEMA_NOW: i64 = 14;
 
 /// Run by `two_processes_share_one_file` in a child process; does nothing
 /// when run on its own.

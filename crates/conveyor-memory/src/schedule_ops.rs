@@ -10,20 +10,7 @@ use crate::state::State;
 impl State {
     /// Stores `schedule` (see `Schedules::put_schedule`).
     pub(crate) fn put_schedule(&mut self, schedule: &Schedule, now: Timestamp) -> ScheduleRecord {
-        let kept = self.schedules.get(&schedule.name);
-        let same_timing =
-            kept.is_some_and(|k| k.schedule.timing.describe() == schedule.timing.describe());
-        let record = ScheduleRecord {
-            schedule: schedule.clone(),
-            paused: schedule.paused || kept.is_some_and(|k| k.paused),
-            next_fire: match kept {
-                Some(k) if same_timing => k.next_fire,
-                _ => schedule.timing.next_after(now),
-            },
-            last_fire: kept.and_then(|k| k.last_fire),
-            last_task: kept.and_then(|k| k.last_task),
-            missed: kept.map_or(0, |k| k.missed),
-        };
+        let record = ScheduleRecord::declare(schedule, self.schedules.get(&schedule.name), now);
         self.schedules.insert(schedule.name.clone(), record.clone());
         record
     }
@@ -36,10 +23,7 @@ impl State {
         now: Timestamp,
     ) -> Option<ScheduleRecord> {
         let kept = self.schedules.get_mut(name)?;
-        if kept.paused && !paused {
-            kept.next_fire = kept.schedule.timing.next_after(now);
-        }
-        kept.paused = paused;
+        kept.set_paused(paused, now);
         Some(kept.clone())
     }
 
@@ -70,7 +54,7 @@ impl State {
                 continue;
             };
             let mut last = None;
-            for at in plan.fires {
+            for &at in &plan.fires {
                 if let Some(e) = self.enqueue(vec![schedule.fire(at)], now).pop() {
                     fired.push(Fired {
                         name: name.clone(),
@@ -81,12 +65,7 @@ impl State {
                 }
             }
             if let Some(kept) = self.schedules.get_mut(&name) {
-                kept.next_fire = plan.next;
-                kept.missed += plan.missed;
-                if let Some((at, task)) = last {
-                    kept.last_fire = Some(at);
-                    kept.last_task = Some(task);
-                }
+                kept.fired(&plan, last);
             }
         }
         fired

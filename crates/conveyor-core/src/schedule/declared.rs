@@ -170,6 +170,23 @@ impl Schedule {
         self.declared.clone()
     }
 
+    /// The declaration as JSON bytes, as a store keeps it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.declared).unwrap_or_default()
+    }
+
+    /// Schedule `name` read back from the JSON a store kept; a declaration
+    /// that no longer reads is an error naming the schedule.
+    pub fn from_json(name: &str, json: &[u8]) -> Result<Schedule, Error> {
+        let value = serde_json::from_slice(json).map_err(|e| {
+            Error::backend(
+                crate::BackendErrorKind::Data,
+                format!("schedule {name:?}'s stored declaration does not read: {e}"),
+            )
+        })?;
+        Schedule::declared(name, value)
+    }
+
     /// The task fire time `at` enqueues: the schedule's, due at `at`, under
     /// the fire's unique key.
     pub fn fire(&self, at: Timestamp) -> NewTask {

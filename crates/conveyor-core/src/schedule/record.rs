@@ -32,3 +32,50 @@ pub struct Fired {
     /// The task enqueued.
     pub task: TaskId,
 }
+
+impl ScheduleRecord {
+    /// `schedule` as stored over `kept` (the record of its name, if there
+    /// is one) at `now`: its next fire computed from now when it is new or
+    /// its timing changed, else kept, as are its last fire, its missed
+    /// count and whether it is paused (a declaration saying `paused`
+    /// pauses it).
+    pub fn declare(
+        schedule: &Schedule,
+        kept: Option<&ScheduleRecord>,
+        now: Timestamp,
+    ) -> ScheduleRecord {
+        let same_timing =
+            kept.is_some_and(|k| k.schedule.timing.describe() == schedule.timing.describe());
+        ScheduleRecord {
+            schedule: schedule.clone(),
+            paused: schedule.paused || kept.is_some_and(|k| k.paused),
+            next_fire: match kept {
+                Some(k) if same_timing => k.next_fire,
+                _ => schedule.timing.next_after(now),
+            },
+            last_fire: kept.and_then(|k| k.last_fire),
+            last_task: kept.and_then(|k| k.last_task),
+            missed: kept.map_or(0, |k| k.missed),
+        }
+    }
+
+    /// Pauses or resumes it at `now`: resumed, its next fire is the first
+    /// after now.
+    pub fn set_paused(&mut self, paused: bool, now: Timestamp) {
+        if self.paused && !paused {
+            self.next_fire = self.schedule.timing.next_after(now);
+        }
+        self.paused = paused;
+    }
+
+    /// Records what a [`Plan`](super::Plan) did: its next fire and missed
+    /// count, and the last of the fires enqueued (time and task).
+    pub fn fired(&mut self, plan: &super::Plan, last: Option<(Timestamp, TaskId)>) {
+        self.next_fire = plan.next;
+        self.missed += plan.missed;
+        if let Some((at, task)) = last {
+            self.last_fire = Some(at);
+            self.last_task = Some(task);
+        }
+    }
+}

@@ -30,6 +30,7 @@ mod maintenance;
 mod renew;
 mod reserve;
 mod results;
+mod schedules;
 mod workflow_list;
 mod workflows;
 
