@@ -343,6 +343,10 @@ impl Schedules for EmbeddedBackend {
         self.call(false, 1, move |s| s.schedules()).await
     }
 
+    async fn next_fire(&self) -> Result<Option<Timestamp>, Error> {
+        self.call(false, 1, move |s| s.next_fire()).await
+    }
+
     async fn fire_due(&self, now: Timestamp) -> Result<Vec<Fired>, Error> {
         self.call(true, 1, move |s| s.fire_due(now)).await
     }

@@ -141,6 +141,12 @@ impl Schedules for MemoryBackend {
         Ok(self.state.lock().schedules.values().cloned().collect())
     }
 
+    async fn next_fire(&self) -> Result<Option<Timestamp>, Error> {
+        let state = self.state.lock();
+        let due = state.schedules.values().filter(|k| !k.paused);
+        Ok(due.filter_map(|k| k.next_fire).min())
+    }
+
     async fn fire_due(&self, now: Timestamp) -> Result<Vec<Fired>, Error> {
         let fired = self.state.lock().fire_due(now);
         if !fired.is_empty() {

@@ -44,6 +44,10 @@ pub trait Schedules: Send + Sync {
     /// Every schedule, by name.
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, Error>;
 
+    /// The earliest next fire of a schedule not paused (`None`: none has
+    /// one), for the leader to sleep until.
+    async fn next_fire(&self) -> Result<Option<Timestamp>, Error>;
+
     /// Fires every schedule due at `now` that is not paused (see the trait's
     /// documentation); what it enqueued, oldest first per schedule.
     async fn fire_due(&self, now: Timestamp) -> Result<Vec<Fired>, Error>;

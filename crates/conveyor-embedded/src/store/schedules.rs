@@ -131,6 +131,16 @@ impl Store {
         rows.into_iter().map(record).collect()
     }
 
+    /// The earliest next fire of a schedule not paused.
+    pub(crate) fn next_fire(&mut self) -> Result<Option<Timestamp>, Error> {
+        let next: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MIN(next_fire) FROM schedules WHERE paused = 0")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db_err)?;
+        Ok(next.map(Timestamp))
+    }
+
     /// Whether task `id` has not ended.
     fn still_running(&mut self, id: Option<TaskId>) -> Result<bool, Error> {
         let Some(raw) = id.and_then(id_param) else {

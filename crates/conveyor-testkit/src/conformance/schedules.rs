@@ -124,6 +124,7 @@ pub async fn pause_resume_trigger_and_remove(b: Subject, clock: Arc<ManualClock>
         .expect("pause")
         .expect("there");
     assert!(paused.paused);
+    assert_eq!(part(&b).next_fire().await.expect("next"), None, "paused");
     clock.set(Timestamp(t0.0 + 5_300));
     assert!(part(&b)
         .fire_due(clock.now())

@@ -17,12 +17,16 @@ mod connect;
 pub mod fork;
 mod heartbeat;
 mod maintenance;
+mod scheduler;
 mod schemes;
 mod task_type;
 mod worker;
 
 pub use client::{Client, DurableHandle};
 pub use connect::{connect, connect_existing, resolve_url, DEFAULT_URL, URL_ENV};
+/// Periodic schedules: cron expressions and intervals, fired once per fire
+/// time by the worker that leads the `schedules` role.
+pub use conveyor_core::schedule;
 /// Workflows: graphs of tasks moved forward by their finishes.
 pub use conveyor_core::workflow;
 /// The backend contract: the core, its optional parts, the records it stores.
@@ -31,9 +35,9 @@ pub use conveyor_core::{
     AttemptOutcome, AttemptRecord, Backend, BackendUrl, Capabilities, Count, Enqueued, Finish,
     FinishAction, GlobalLimits, HandlerLimits, Inspection, Lease, ListOrder, ListParams,
     Maintenance, NewTask, OpenFuture, Page, Part, QueueControl, QueueStats, Registry,
-    ReserveParams, Reserved, ResultStore, Retention, Scheme, Search, TaskRecord, Unserved,
-    WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, MAX_NAME_CHARS, SCAN_BUDGET, UNSERVED_SCAN,
-    WORKER_SILENCE,
+    ReserveParams, Reserved, ResultStore, Retention, Schedules, Scheme, Search, TaskRecord,
+    Unserved, WorkerInfo, COUNT_BUDGET, FORGET_WORKERS_AFTER, MAX_NAME_CHARS, SCAN_BUDGET,
+    UNSERVED_SCAN, WORKER_SILENCE,
 };
 pub use conveyor_memory::MemoryBackend;
 pub use heartbeat::HEARTBEAT_EVERY;

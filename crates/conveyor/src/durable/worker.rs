@@ -28,7 +28,7 @@ use crate::source::{
 };
 
 use super::backend_source::BackendSource;
-use super::maintenance::{self, Schedule};
+use super::maintenance::{self, Upkeep};
 
 /// Called with every finished durable task, on the worker's callback thread.
 pub type OnDurableComplete = crate::source::OnSettled;
@@ -61,12 +61,13 @@ pub struct WorkerBuilder<C: Codec = Json> {
     fetch_batch: usize,
     poll: Duration,
     grace: Duration,
-    schedule: Schedule,
+    upkeep: Upkeep,
     on_task: Option<OnDurableComplete>,
     callback_capacity: usize,
     global_limits: Vec<(String, HandlerLimits)>,
     handler_retention: HashMap<String, Retention>,
     events: EventBus,
+    schedules: Vec<conveyor_core::schedule::Schedule>,
 }
 
 impl<C: Codec> std::fmt::Debug for WorkerBuilder<C> {
@@ -158,7 +159,7 @@ impl<C: Codec> WorkerBuilder<C> {
     /// says otherwise. It is applied by whichever worker leads the pruning
     /// role, so give every worker sharing a store the same.
     pub fn retention(mut self, retention: Retention) -> Self {
-        self.schedule.retention = retention;
+        self.upkeep.retention = retention;
         self
     }
 
@@ -175,8 +176,8 @@ impl<C: Codec> WorkerBuilder<C> {
     /// How often expired leases are recovered (default 1 s) and old tasks pruned
     /// (default 60 s).
     pub fn maintenance(mut self, recover_every: Duration, prune_every: Duration) -> Self {
-        self.schedule.recover_every = recover_every;
-        self.schedule.prune_every = prune_every;
+        self.upkeep.recover_every = recover_every;
+        self.upkeep.prune_every = prune_every;
         self
     }
 
@@ -193,6 +194,19 @@ impl<C: Codec> WorkerBuilder<C> {
         let handler = handler.into();
         self.global_limits.retain(|(h, _)| *h != handler);
         self.global_limits.push((handler, limits));
+        self
+    }
+
+    /// Declares a periodic schedule
+    /// ([`conveyor_core::schedule::Schedule`]): stored in the backend when
+    /// the worker starts (keeping where it stood unless its timing
+    /// changed), and fired, with every other schedule of the backend, by
+    /// whichever worker leads the `schedules` role (see `scheduler`).
+    /// Needs a backend with the schedules and maintenance parts:
+    /// [`build`](Self::build) refuses others with [`Error::Unsupported`].
+    pub fn schedule(mut self, schedule: conveyor_core::schedule::Schedule) -> Self {
+        self.schedules.retain(|s| s.name != schedule.name);
+        self.schedules.push(schedule);
         self
     }
 
@@ -258,7 +272,7 @@ impl<C: Codec> WorkerBuilder<C> {
         if self.lease < Duration::from_millis(100) {
             return bad("the lease must be at least 100 ms");
         }
-        if self.schedule.recover_every.is_zero() {
+        if self.upkeep.recover_every.is_zero() {
             return bad("poll and maintenance intervals must be positive");
         }
         if !self.global_limits.is_empty() && self.backend.global_limits().is_err() {
@@ -269,6 +283,10 @@ impl<C: Codec> WorkerBuilder<C> {
         }
         for (_, limits) in &self.global_limits {
             limits.validate()?;
+        }
+        if !self.schedules.is_empty() {
+            self.backend.schedules()?;
+            self.backend.maintenance()?;
         }
         if !self.handler_retention.is_empty() && !self.backend.capabilities().keep {
             return Err(conveyor_core::unsupported(
@@ -292,8 +310,9 @@ impl<C: Codec> WorkerBuilder<C> {
             runner,
             backend: self.backend,
             queues: self.queues,
-            schedule: self.schedule,
+            upkeep: self.upkeep,
             global_limits: self.global_limits,
+            schedules: self.schedules,
             maintenance_errors: Arc::new(AtomicU64::new(0)),
             slots: self.slots,
             handlers,
@@ -359,8 +378,9 @@ pub struct Worker<C: Codec = Json> {
     handle: RunnerHandle,
     backend: Arc<dyn Backend>,
     queues: Vec<String>,
-    schedule: Schedule,
+    upkeep: Upkeep,
     global_limits: Vec<(String, HandlerLimits)>,
+    schedules: Vec<conveyor_core::schedule::Schedule>,
     maintenance_errors: Arc<AtomicU64>,
     slots: usize,
     /// The handlers it runs, for its heartbeats.
@@ -401,7 +421,7 @@ impl<C: Codec> Worker<C> {
             fetch_batch: 256,
             poll: DEFAULT_POLL,
             grace: DEFAULT_GRACE,
-            schedule: Schedule {
+            upkeep: Upkeep {
                 recover_every: Duration::from_secs(1),
                 prune_every: Duration::from_secs(60),
                 retention: Retention::default(),
@@ -411,6 +431,7 @@ impl<C: Codec> Worker<C> {
             global_limits: Vec::new(),
             handler_retention: HashMap::new(),
             events: EventBus::new(),
+            schedules: Vec::new(),
         }
     }
 
@@ -458,8 +479,9 @@ impl<C: Codec> Worker<C> {
             runner,
             backend,
             queues,
-            schedule,
+            upkeep,
             global_limits,
+            schedules,
             maintenance_errors,
             handle,
             slots,
@@ -470,6 +492,9 @@ impl<C: Codec> Worker<C> {
         for (handler, limits) in &global_limits {
             backend.set_limits(handler, *limits).await?;
         }
+        for schedule in &schedules {
+            backend.schedules()?.put_schedule(schedule).await?;
+        }
         let done = tokio_util::sync::CancellationToken::new();
         // Maintenance ends as the stop begins: a call to the store it has
         // out gets [`DUTY_STOP`] from then, overlapping the grace, never
@@ -478,17 +503,25 @@ impl<C: Codec> Worker<C> {
         let upkeep_done = done.child_token();
         let upkeep = tokio::spawn(maintenance::run(
             backend.clone(),
-            schedule,
+            upkeep,
+            maintenance_errors.clone(),
+            upkeep_done.clone(),
+        ));
+        let firing = tokio::spawn(super::scheduler::run(
+            backend.clone(),
+            id.clone(),
             maintenance_errors.clone(),
             upkeep_done.clone(),
         ));
         let winding = {
-            let (watched, upkeep_abort) = (handle.clone(), upkeep.abort_handle());
+            let (watched, upkeep_abort, firing_abort) =
+                (handle.clone(), upkeep.abort_handle(), firing.abort_handle());
             tokio::spawn(async move {
                 watched.stopping().await;
                 upkeep_done.cancel();
                 tokio::time::sleep(DUTY_STOP).await;
                 upkeep_abort.abort();
+                firing_abort.abort();
             })
         };
         let beats = tokio::spawn(super::heartbeat::run(
@@ -512,7 +545,7 @@ impl<C: Codec> Worker<C> {
             } else {
                 DUTY_STOP
             };
-        for duty in [upkeep, beats] {
+        for duty in [upkeep, firing, beats] {
             let abort = duty.abort_handle();
             if tokio::time::timeout_at(until, duty).await.is_err() {
                 abort.abort();

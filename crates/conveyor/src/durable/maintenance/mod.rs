@@ -1,5 +1,5 @@
 //! Maintenance: the backend's upkeep duties, run by the workers on their
-//! own schedule — expired leases back to work ([`recover`]), finished tasks
+//! own timing — expired leases back to work ([`recover`]), finished tasks
 //! past their retention deleted ([`prune`]).
 //!
 //! Recovering is idempotent and cheap, and a lease must come back quickly
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 /// How often the duties run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Schedule {
+pub(crate) struct Upkeep {
     pub(crate) recover_every: Duration,
     pub(crate) prune_every: Duration,
     pub(crate) retention: Retention,
@@ -52,7 +52,7 @@ trait Duty: Send + Sync {
 /// Runs the duties until `done` fires; counts failed calls in `errors`.
 pub(crate) async fn run(
     backend: Arc<dyn Backend>,
-    schedule: Schedule,
+    upkeep: Upkeep,
     errors: Arc<AtomicU64>,
     done: tokio_util::sync::CancellationToken,
 ) {
@@ -63,7 +63,7 @@ pub(crate) async fn run(
         );
         return;
     };
-    run_duties(store, schedule, &holder(), &errors, done).await
+    run_duties(store, upkeep, &holder(), &errors, done).await
 }
 
 /// This worker's name as a leader: host, process and a random part (two
@@ -92,18 +92,18 @@ fn term(every: Duration) -> Duration {
 
 async fn run_duties(
     store: &dyn Maintenance,
-    schedule: Schedule,
+    upkeep: Upkeep,
     holder: &str,
     errors: &AtomicU64,
     done: tokio_util::sync::CancellationToken,
 ) {
     let duties: Vec<Box<dyn Duty>> = vec![
         Box::new(recover::Recover {
-            every: schedule.recover_every,
+            every: upkeep.recover_every,
         }),
         Box::new(prune::Prune {
-            every: schedule.prune_every,
-            retention: schedule.retention,
+            every: upkeep.prune_every,
+            retention: upkeep.retention,
         }),
     ];
     let tick_every = duties
@@ -184,7 +184,7 @@ mod tests {
     /// Every worker recovers leases; only the leader prunes.
     #[tokio::test(start_paused = true)]
     async fn only_the_leader_prunes() {
-        let schedule = Schedule {
+        let upkeep = Upkeep {
             recover_every: Duration::from_secs(1),
             prune_every: Duration::from_secs(2),
             retention: Retention::default(),
@@ -198,7 +198,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10_500)).await;
                 stop.cancel();
             });
-            run_duties(&*store, schedule, holder, &errors, done).await;
+            run_duties(&*store, upkeep, holder, &errors, done).await;
             assert_eq!(store.recovered.load(Ordering::Relaxed), 11, "{holder}");
             let pruned = store.pruned.load(Ordering::Relaxed);
             assert_eq!(pruned > 0, prunes, "{holder} pruned {pruned} times");
