@@ -92,6 +92,11 @@ pub enum Command {
     /// (chains, groups, chords, graphs), declared as JSON.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// List, add, remove, pause, resume and trigger periodic schedules
+    /// (cron expressions or intervals), fired once per fire time by the
+    /// worker that leads the `schedules` role.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Pause, resume and list queues: a paused queue's tasks wait, for
     /// every worker on the backend, until it is resumed.
     #[command(subcommand)]
@@ -368,6 +373,86 @@ pub enum QueueCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `conveyor schedule …`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Every schedule: its timing, handler, whether it is paused, its next
+    /// and last fire, its last fire's task and the fire times it passed
+    /// over.
+    List {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a schedule, or replace the one of its name (where it stands is
+    /// kept unless its timing changes). Give --cron or --every, and
+    /// --handler; or the whole declaration as --json.
+    Add(Box<ScheduleAddArgs>),
+    /// Remove a schedule (a fire already enqueued stays). Exits 5 for an
+    /// unknown name.
+    Remove {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Pause a schedule: it fires nothing until resumed. Exits 5 for an
+    /// unknown name.
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resume a paused schedule from its next fire time after now (what it
+    /// would have fired meanwhile is not made up). Exits 5 for an unknown
+    /// name.
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Fire a schedule once now, outside its timing; print the task's id.
+    /// Exits 5 for an unknown name.
+    Trigger {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+/// `conveyor schedule add`.
+#[derive(Debug, clap::Args)]
+pub struct ScheduleAddArgs {
+    /// The schedule's name.
+    pub name: String,
+    /// A cron expression: 5 fields (minute to weekday), 6 (seconds first)
+    /// or 7 (and a year), or a nickname such as @hourly.
+    #[arg(long, conflicts_with = "every")]
+    pub cron: Option<String>,
+    /// An interval instead: every 30s, 5m, 1h…
+    #[arg(long)]
+    pub every: Option<String>,
+    /// The IANA time zone the cron expression is read in (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// The handler each fire enqueues a task of.
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// Its params, as JSON (default null).
+    #[arg(long)]
+    pub params: Option<String>,
+    /// Its queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// What becomes of fire times missed while no worker fired: skip,
+    /// once or all.
+    #[arg(long)]
+    pub misfire: Option<String>,
+    /// What a fire does while the last fire's task runs: allow, skip or
+    /// queue.
+    #[arg(long)]
+    pub overlap: Option<String>,
+    /// The whole declaration as JSON instead of the flags (the form of a
+    /// `[schedules.NAME]` table).
+    #[arg(long, conflicts_with_all = ["cron", "every", "timezone", "handler", "params", "queue", "misfire", "overlap"])]
+    pub json: Option<String>,
 }
 
 /// `conveyor workflow …`.

@@ -34,6 +34,14 @@
 //! [python]                        # the @app.task functions of a Python app
 //! app = "tasks:app"               # MODULE:APP (conveyor's Python package)
 //! processes = 4                   # its children (default: the core count)
+//!
+//! [schedules.nightly-report]      # a periodic task (docs/schedules.md)
+//! cron = "30 2 * * *"             # or: every = "15m"
+//! timezone = "Europe/Paris"
+//! handler = "resize"
+//! params = { src = "a.png", size = "64x64", dst = "b.png" }
+//! misfire = "skip"                # skip | once | all
+//! overlap = "allow"               # allow | skip | queue
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,6 +65,10 @@ pub struct Config {
     /// Handlers by name.
     #[serde(default)]
     pub handlers: BTreeMap<String, HandlerSection>,
+    /// Periodic schedules by name, each as `conveyor::durable::schedule`
+    /// reads a declaration (checked when the file is read: [`Config::schedules`]).
+    #[serde(default)]
+    pub schedules: BTreeMap<String, toml::Value>,
 }
 
 /// `[python]`: serve the tasks of an app made with conveyor's Python package.
@@ -215,7 +227,22 @@ impl Config {
             }
             check_mode(name, h)?;
         }
+        cfg.schedules()?;
         Ok(cfg)
+    }
+
+    /// The `[schedules.NAME]` sections, read and checked.
+    pub fn schedules(&self) -> anyhow::Result<Vec<conveyor::durable::schedule::Schedule>> {
+        self.schedules
+            .iter()
+            .map(|(name, section)| {
+                let value =
+                    serde_json::to_value(section).with_context(|| format!("schedule {name:?}"))?;
+                Ok(conveyor::durable::schedule::Schedule::declared(
+                    name, value,
+                )?)
+            })
+            .collect()
     }
 }
 
@@ -283,6 +310,43 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[schedules.NAME]` sections read into schedules; a bad one is
+    /// refused when the file is read, naming the schedule and the field.
+    #[test]
+    fn schedules_are_read_and_checked() {
+        let base = "[handlers.echo]\nprogram = \"echo\"\n";
+        let cfg = Config::parse(&format!(
+            "{base}[schedules.nightly]\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Paris\"\n\
+             handler = \"echo\"\nparams = {{ day = \"yesterday\" }}\nmisfire = \"once\"\n\
+             [schedules.tick]\nevery = \"30s\"\nhandler = \"echo\"\n"
+        ))
+        .expect("parses");
+        let schedules = cfg.schedules().expect("schedules");
+        let names: Vec<&str> = schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["nightly", "tick"]);
+        assert_eq!(schedules[0].task.payload, br#"{"day":"yesterday"}"#);
+        for (bad, why) in [
+            (
+                "[schedules.x]\ncron = \"61 * * * *\"\nhandler = \"echo\"\n",
+                "cron expression",
+            ),
+            (
+                "[schedules.x]\nevery = \"1m\"\nhandler = \"echo\"\ncolour = \"red\"\n",
+                "colour",
+            ),
+            (
+                "[schedules.x]\nhandler = \"echo\"\n",
+                "one of cron and every",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                Config::parse(&format!("{base}{bad}")).expect_err(bad)
+            );
+            assert!(e.contains(why) && e.contains("\"x\""), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn a_full_config_parses() {

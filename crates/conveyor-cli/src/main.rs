@@ -15,6 +15,7 @@ mod python_app;
 mod queue_cmd;
 mod result_cmd;
 mod run;
+mod schedule_cmd;
 mod serve_args;
 mod serve_cmd;
 mod show_cmd;
@@ -172,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Workflow(crate::cli::WorkflowCommand::Retry { .. })
             | Command::Workflow(crate::cli::WorkflowCommand::List { .. })
             | Command::Workflow(crate::cli::WorkflowCommand::Check { .. })
+            | Command::Schedule(crate::cli::ScheduleCommand::List { .. })
     ) || matches!(&cli.command, Command::Serve(args) if args.read_only);
     let opened = if existing {
         conveyor::durable::connect_existing(&url).await
@@ -200,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dead(cmd) => dead_cmd::run(backend, cmd).await,
         Command::Queue(cmd) => queue_cmd::run(backend, cmd).await,
         Command::Workflow(cmd) => workflow_cmd::run(backend, cmd).await,
+        Command::Schedule(cmd) => schedule_cmd::run(backend, cmd).await,
         Command::Result(args) => result_cmd::run(backend, args).await,
         Command::Wait(args) => wait_cmd::run(backend, args).await,
         Command::Cancel(args) => cancel_cmd::run(backend, args).await,

@@ -176,6 +176,9 @@ pub async fn run(
             builder = builder.handler_retention(name.clone(), own);
         }
     }
+    for schedule in cfg.schedules()? {
+        builder = builder.schedule(schedule);
+    }
     builder = builder.on_task_complete(|settled| crate::task_log::log(&settled));
     let worker = builder.build()?;
     let _metrics = match args.metrics {
