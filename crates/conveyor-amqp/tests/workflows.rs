@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_amqp::AmqpOptions;
-use conveyor_core::workflow::{NodeState, WorkflowSpec, WorkflowState};
+use conveyor_core::workflow::{NodeState, WorkflowRecord, WorkflowSpec, WorkflowState};
 use conveyor_core::{
     Backend, Error, Finish, FinishAction, NewTask, Reserved, Retention, TaskState, Timestamp,
 };
@@ -21,6 +21,21 @@ fn call(handler: &str, params: Value) -> NewTask {
 
 fn params(r: &Reserved) -> Value {
     serde_json::from_slice(&r.payload).expect("JSON params")
+}
+
+/// Submits a chord of `n` `echo` headers (header `i` gets `[i]`) and an
+/// `add` body on `b`.
+async fn submit_chord(b: &dyn Backend, n: i64) -> conveyor_core::workflow::WorkflowId {
+    let header = (0..n).map(|i| call("echo", json!([i])));
+    let spec = WorkflowSpec::chord(header, call("add", json!([])));
+    let flows = b.workflows().expect("part");
+    flows.submit(spec).await.expect("submit").id
+}
+
+/// Workflow `id`, which must exist.
+async fn read(b: &dyn Backend, id: conveyor_core::workflow::WorkflowId) -> WorkflowRecord {
+    let flows = b.workflows().expect("part");
+    flows.workflow(id).await.expect("read").expect("there")
 }
 
 async fn complete(b: &dyn Backend, r: &Reserved, result: Value) {
@@ -58,15 +73,7 @@ async fn a_report_cut_short_before_its_commit_is_settled_by_the_next_reservation
     let a = common::backend_keeping(AmqpOptions::default()).await;
     let other = common::peer(&a).await;
     let run = async {
-        let header = (0..3).map(|i| call("echo", json!([i])));
-        let spec = WorkflowSpec::chord(header, call("add", json!([])));
-        let id = a
-            .workflows()
-            .expect("part")
-            .submit(spec)
-            .await
-            .expect("submit")
-            .id;
+        let id = submit_chord(&a, 3).await;
         let held = common::reserve_n(&a, 3, Duration::from_secs(10)).await;
         assert_eq!(held.len(), 3);
         let (cut, rest): (Vec<_>, Vec<_>) = held.into_iter().partition(|r| params(r)[0] == 2);
@@ -97,13 +104,7 @@ async fn a_report_cut_short_before_its_commit_is_settled_by_the_next_reservation
         assert_eq!(params(&got[0]), json!([[0, 1, 2]]));
         assert!(common::nothing_for(&other, Duration::from_millis(1500)).await);
         complete(&other, &got[0], json!(3)).await;
-        let w = other
-            .workflows()
-            .expect("part")
-            .workflow(id)
-            .await
-            .expect("read")
-            .expect("there");
+        let w = read(&other, id).await;
         assert_eq!(w.state, WorkflowState::Succeeded);
         assert!(w.nodes.iter().all(|n| n.state == NodeState::Succeeded));
     };
@@ -121,15 +122,7 @@ async fn a_chord_outlives_a_worker_that_dies_mid_run() {
     let b = Arc::new(common::peer(&a).await);
     let run = async {
         let n = 200;
-        let header = (0..n).map(|i| call("echo", json!([i])));
-        let spec = WorkflowSpec::chord(header, call("add", json!([])));
-        let id = a
-            .workflows()
-            .expect("part")
-            .submit(spec)
-            .await
-            .expect("submit")
-            .id;
+        let id = submit_chord(&a, n).await;
         // `a` takes some, finishes half of them, and dies with the rest.
         let taken = common::reserve_n(&a, 40, Duration::from_secs(10)).await;
         for r in taken.iter().take(taken.len() / 2) {
@@ -154,13 +147,7 @@ async fn a_chord_outlives_a_worker_that_dies_mid_run() {
         assert!(common::nothing_for(&b, Duration::from_millis(1500)).await);
         let expected: Vec<i64> = (0..n).collect();
         assert_eq!(bodies, vec![json!([expected])], "the body ran once");
-        let w = b
-            .workflows()
-            .expect("part")
-            .workflow(id)
-            .await
-            .expect("read")
-            .expect("there");
+        let w = read(&*b, id).await;
         assert_eq!(w.state, WorkflowState::Succeeded);
     };
     run.await;
