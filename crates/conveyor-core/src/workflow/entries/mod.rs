@@ -3,7 +3,7 @@
 //! changes one key at a time by compare-and-set ([`EntryStore`]) — NATS in
 //! its key-value ledger, RabbitMQ in the store beside its broker.
 //!
-//! A workflow is one entry (`f.<id>`, [`entry`]) with every node's state,
+//! A workflow is one entry (`f.<id>`, the `entry` module) with every node's state,
 //! beside its declaration (`fd.<id>.<k>`, split to fit the store's entry
 //! size) and the expansions its nodes made (`fg.<id>.<node>.<k>`); each
 //! node's task is an ordinary task of the backend that names its node
