@@ -53,3 +53,30 @@ async fn a_version_13_file_gains_schedules() {
     assert!(kept.next_fire.is_some());
     assert_eq!(b.schedules().await.unwrap().len(), 1);
 }
+
+/// A stored declaration that no longer reads (another version wrote it, or
+/// the row was damaged) is skipped by the leader's pass, and the other
+/// schedules go on firing; listing them says which one does not read.
+#[tokio::test]
+async fn a_schedule_that_does_not_read_stops_no_other() {
+    let f = Fixture::new();
+    let start = 1_800_000_000_000;
+    f.clock.set(Timestamp(start));
+    for name in ["a", "b"] {
+        let s = Schedule::declared(name, json!({"every": "1s", "handler": "tick"})).unwrap();
+        f.backend.put_schedule(&s).await.unwrap();
+    }
+    {
+        let raw = rusqlite::Connection::open(f.path()).unwrap();
+        raw.execute(
+            "UPDATE schedules SET declared = ?1 WHERE name = 'a'",
+            [br#"{"every":"1s","handler":"tick","colour":"red"}"#.to_vec()],
+        )
+        .unwrap();
+    }
+    let fired = f.backend.fire_due(Timestamp(start + 1_010)).await.unwrap();
+    let names: Vec<&str> = fired.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["b"]);
+    let e = f.backend.schedules().await.unwrap_err().to_string();
+    assert!(e.contains("\"a\"") && e.contains("colour"), "{e}");
+}

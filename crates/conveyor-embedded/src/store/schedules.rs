@@ -170,7 +170,17 @@ impl Store {
             .map_err(db_err)?;
         let mut fired = Vec::new();
         for row in rows {
-            let mut record = record(row)?;
+            // One declaration that no longer reads (written by another
+            // version) must not stop the others firing: it is skipped,
+            // and logged.
+            let name = row.0.clone();
+            let mut record = match record(row) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(schedule = %name, error = %e, "skipping a schedule that does not read");
+                    continue;
+                }
+            };
             let Some(next) = record.next_fire else {
                 continue;
             };
