@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use conveyor_core::workflow::entries::{EntryStore, NodeTask, TaskOutput};
+use conveyor_core::workflow::entries::{EntryStore, NodeTask, PendingWatch, TaskOutput};
 use conveyor_core::workflow::Graphs;
 use conveyor_core::{async_trait, Error, NewTask, Timestamp};
 
@@ -71,5 +71,8 @@ impl<S: EntryStore + ?Sized> EntryStore for CutShort<'_, S> {
     }
     async fn remove_tasks(&self, ids: &[u64]) -> Result<(), Error> {
         self.0.remove_tasks(ids).await
+    }
+    fn pending_watch(&self) -> Option<&PendingWatch> {
+        self.0.pending_watch()
     }
 }

@@ -118,3 +118,71 @@ async fn a_node_left_pending_is_created_by_maintenance_once() {
     b.delete_namespace(&[DEFAULT_QUEUE]).await.expect("delete");
     keeper.clear().await.expect("clear the kept records");
 }
+
+/// A settle whose creation failed (the broker away a moment) leaves its
+/// ready node pending; the report is sent again, finds nothing left to
+/// decide, and creates that node at once rather than leaving it to
+/// maintenance a minute later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_heard_again_creates_what_its_failed_settle_left_pending() {
+    let (b, keeper) = backend().await;
+    let run = async {
+        let spec = WorkflowSpec::chain([
+            NewTask::new("first", b"[1]".to_vec()),
+            NewTask::new("second", b"[]".to_vec()),
+        ]);
+        let id = b
+            .workflows()
+            .expect("part")
+            .submit(spec)
+            .await
+            .expect("submit")
+            .id;
+        let first = reserve(&b, 1, Duration::from_secs(10)).await;
+        let mut record = b
+            .result_store()
+            .expect("results")
+            .get(first[0].lease.id)
+            .await
+            .expect("read")
+            .expect("kept");
+        record.state = TaskState::Completed;
+        record.result = Some(b"5".to_vec());
+        record.finished_at = Some(Timestamp::now());
+        b.inner
+            .records
+            .as_ref()
+            .expect("kept")
+            .put(&[record])
+            .await
+            .expect("keep");
+        let link = NodeLink {
+            flow: id.0,
+            node: 0,
+        };
+        let end = || {
+            Ended::of(link, first[0].lease.id.0, TaskState::Completed, Some(b"5")).expect("ended")
+        };
+        entries::settle(&CutShort(&*b.inner), vec![end()])
+            .await
+            .expect_err("the creation failed");
+        assert!(reserve(&b, 1, Duration::from_millis(500)).await.is_empty());
+        // The report again: nothing to decide, the owed node created.
+        entries::settle(&*b.inner, vec![end()])
+            .await
+            .expect("settle");
+        let second = reserve(&b, 1, Duration::from_secs(3)).await;
+        assert_eq!(second.len(), 1, "created at once");
+        assert_eq!(second[0].payload, b"[5]");
+        // And once: maintenance finds nothing left.
+        for _ in 0..2 {
+            b.prune_workflows(Retention::default())
+                .await
+                .expect("prune");
+        }
+        assert!(reserve(&b, 1, Duration::from_millis(800)).await.is_empty());
+    };
+    run.await;
+    b.delete_namespace(&[DEFAULT_QUEUE]).await.expect("delete");
+    keeper.clear().await.expect("clear the kept records");
+}

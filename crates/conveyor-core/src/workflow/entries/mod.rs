@@ -145,13 +145,45 @@ pub trait EntryStore: Send + Sync {
 }
 
 /// The workflows maintenance found with nodes pending, each at its entry's
-/// revision, on its last pass (see [`EntryStore::pending_watch`]).
+/// revision, on its last pass (see [`EntryStore::pending_watch`]); and the
+/// pending nodes whose creation failed in this process, which the next
+/// settle of their workflow here creates (the report that made them ready
+/// is sent again when its settle fails, and finds nothing left to decide).
 #[derive(Debug, Default)]
 pub struct PendingWatch {
     seen: std::sync::Mutex<HashMap<u64, u64>>,
+    owed: std::sync::Mutex<HashMap<u64, std::collections::HashSet<u32>>>,
 }
 
 impl PendingWatch {
+    /// Notes that creating `nodes` of workflow `flow` failed here.
+    pub fn owe(&self, flow: u64, nodes: impl IntoIterator<Item = u32>) {
+        let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+        owed.entry(flow).or_default().extend(nodes);
+    }
+
+    /// The nodes of `flow` whose creation failed here and is not done yet.
+    pub fn owed(&self, flow: u64) -> Vec<u32> {
+        let owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+        owed.get(&flow)
+            .map(|n| n.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Notes that `nodes` of workflow `flow` were created (and taken off
+    /// its pending list).
+    pub fn paid(&self, flow: u64, nodes: impl IntoIterator<Item = u32>) {
+        let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = owed.get_mut(&flow) {
+            for n in nodes {
+                set.remove(&n);
+            }
+            if set.is_empty() {
+                owed.remove(&flow);
+            }
+        }
+    }
+
     /// A pass found `pending` (workflow, revision): the workflows pending at
     /// the same revision on the pass before, which no settle is creating.
     pub fn pass(&self, pending: &[(u64, u64)]) -> Vec<u64> {

@@ -318,8 +318,15 @@ pub(crate) async fn flush<S: EntryStore + ?Sized>(
     which: Flush<'_>,
 ) -> Result<(), Error> {
     let mut graph = graph.clone();
-    let mut mine: Option<HashSet<u32>> = match (which, store.pending_watch()) {
-        (Flush::Made(nodes), Some(_)) => Some(nodes.iter().map(|&n| n as u32).collect()),
+    let watch = store.pending_watch();
+    let mut mine: Option<HashSet<u32>> = match (which, watch) {
+        // Those it made, and those whose creation failed here before (the
+        // end that made them is being reported again).
+        (Flush::Made(nodes), Some(w)) => {
+            let mut m: HashSet<u32> = nodes.iter().map(|&n| n as u32).collect();
+            m.extend(w.owed(flow));
+            Some(m)
+        }
         _ => None,
     };
     loop {
@@ -359,7 +366,12 @@ pub(crate) async fn flush<S: EntryStore + ?Sized>(
         let mut tasks = tasks.into_iter().peekable();
         while tasks.peek().is_some() {
             let batch: Vec<NodeTask> = tasks.by_ref().take(CREATE_BATCH).collect();
-            store.create_tasks(batch).await?;
+            if let Err(e) = store.create_tasks(batch).await {
+                if let Some(w) = watch {
+                    w.owe(flow, nodes.iter().map(|&n| n as u32));
+                }
+                return Err(e);
+            }
         }
         let made;
         (entry, rev, graph, made) =
@@ -367,6 +379,9 @@ pub(crate) async fn flush<S: EntryStore + ?Sized>(
                 Some(next) => next,
                 None => return Ok(()),
             };
+        if let Some(w) = watch {
+            w.paid(flow, nodes.iter().map(|&n| n as u32));
+        }
         if let Some(mine) = &mut mine {
             mine.extend(made.iter().map(|&n| n as u32));
         }
