@@ -10,15 +10,10 @@ use crate::names::Names;
 use crate::records;
 
 impl Inner {
-    /// New tasks as messages, each with a fresh id. Refuses what this
-    /// backend cannot keep.
-    pub(crate) fn messages(
-        &self,
-        tasks: Vec<NewTask>,
-        now: Timestamp,
-    ) -> Result<Vec<TaskMessage>, Error> {
-        self.value_limit.check_batch(&tasks)?;
-        for t in &tasks {
+    /// Refuses what this backend cannot keep among `tasks`.
+    pub(crate) fn check(&self, tasks: &[NewTask]) -> Result<(), Error> {
+        self.value_limit.check_batch(tasks)?;
+        for t in tasks {
             t.validate()?;
             Names::check_queue(&t.queue)?;
             let refuse = |what: &str| Err(conveyor_core::unsupported("amqp", what));
@@ -35,6 +30,17 @@ impl Inner {
                 return refuse("a task's own keep without a result store (add results=redis://…)");
             }
         }
+        Ok(())
+    }
+
+    /// New tasks as messages, each with a fresh id. Refuses what this
+    /// backend cannot keep.
+    pub(crate) fn messages(
+        &self,
+        tasks: Vec<NewTask>,
+        now: Timestamp,
+    ) -> Result<Vec<TaskMessage>, Error> {
+        self.check(&tasks)?;
         Ok(tasks
             .into_iter()
             .map(|t| TaskMessage::new(new_id(), t, now))

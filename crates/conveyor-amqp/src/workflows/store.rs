@@ -95,7 +95,7 @@ impl EntryStore for Inner {
     /// What an enqueue refuses (the composed params' size included).
     fn check_task(&self, task: &NewTask) -> Result<(), Error> {
         self.keeping()?;
-        self.messages(vec![task.clone()], self.now()).map(drop)
+        self.check(std::slice::from_ref(task))
     }
 
     /// Nothing more than [`EntryStore::check_task`]: a message carries the

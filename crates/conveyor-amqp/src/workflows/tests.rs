@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::workflow::entries::{self, Ended, NodeLink};
-use conveyor_core::workflow::{NodeState, WorkflowSpec};
+use conveyor_core::workflow::{NodeState, WorkflowId, WorkflowSpec};
 use conveyor_core::{
     Backend, NewTask, ReserveParams, Reserved, Retention, SystemClock, TaskState, Timestamp,
     DEFAULT_QUEUE,
@@ -55,37 +55,50 @@ async fn reserve(b: &AmqpBackend, n: usize, within: Duration) -> Vec<Reserved> {
     got
 }
 
+/// Submits the chain `first` → `second`, reserves `first` and writes its
+/// end (completed with `5`) as a report writes it before its commit,
+/// without settling it: the workflow, and that end to settle.
+async fn chain_with_first_ended(b: &AmqpBackend) -> (WorkflowId, Ended) {
+    let spec = WorkflowSpec::chain([
+        NewTask::new("first", b"[1]".to_vec()),
+        NewTask::new("second", b"[]".to_vec()),
+    ]);
+    let id = b
+        .workflows()
+        .expect("part")
+        .submit(spec)
+        .await
+        .expect("submit")
+        .id;
+    let first = reserve(b, 1, Duration::from_secs(10)).await;
+    assert_eq!(first.len(), 1);
+    let results = b.result_store().expect("results");
+    let mut record = results
+        .get(first[0].lease.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    record.state = TaskState::Completed;
+    record.result = Some(b"5".to_vec());
+    record.finished_at = Some(Timestamp::now());
+    let records = b.inner.records.as_ref().expect("kept");
+    records.put(&[record]).await.expect("keep");
+    let link = NodeLink {
+        flow: id.0,
+        node: 0,
+    };
+    let end =
+        Ended::of(link, first[0].lease.id.0, TaskState::Completed, Some(b"5")).expect("ended");
+    (id, end)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_left_pending_is_created_by_maintenance_once() {
     let (b, keeper) = backend().await;
     let run = async {
-        let spec = WorkflowSpec::chain([
-            NewTask::new("first", b"[1]".to_vec()),
-            NewTask::new("second", b"[]".to_vec()),
-        ]);
         let flows = b.workflows().expect("part");
-        let id = flows.submit(spec).await.expect("submit").id;
-        let first = reserve(&b, 1, Duration::from_secs(10)).await;
-        assert_eq!(first.len(), 1);
-        // The report's record, as written before its commit; then the
-        // settle, cut short after its compare-and-set.
-        let results = b.result_store().expect("results");
-        let mut record = results
-            .get(first[0].lease.id)
-            .await
-            .expect("read")
-            .expect("kept");
-        record.state = TaskState::Completed;
-        record.result = Some(b"5".to_vec());
-        record.finished_at = Some(Timestamp::now());
-        let records = b.inner.records.as_ref().expect("kept");
-        records.put(&[record]).await.expect("keep");
-        let link = NodeLink {
-            flow: id.0,
-            node: 0,
-        };
-        let end =
-            Ended::of(link, first[0].lease.id.0, TaskState::Completed, Some(b"5")).expect("ended");
+        // The settle, cut short after its compare-and-set.
+        let (id, end) = chain_with_first_ended(&b).await;
         entries::settle(&CutShort(&*b.inner), vec![end])
             .await
             .expect_err("cut short");
@@ -127,50 +140,13 @@ async fn a_node_left_pending_is_created_by_maintenance_once() {
 async fn a_report_heard_again_creates_what_its_failed_settle_left_pending() {
     let (b, keeper) = backend().await;
     let run = async {
-        let spec = WorkflowSpec::chain([
-            NewTask::new("first", b"[1]".to_vec()),
-            NewTask::new("second", b"[]".to_vec()),
-        ]);
-        let id = b
-            .workflows()
-            .expect("part")
-            .submit(spec)
-            .await
-            .expect("submit")
-            .id;
-        let first = reserve(&b, 1, Duration::from_secs(10)).await;
-        let mut record = b
-            .result_store()
-            .expect("results")
-            .get(first[0].lease.id)
-            .await
-            .expect("read")
-            .expect("kept");
-        record.state = TaskState::Completed;
-        record.result = Some(b"5".to_vec());
-        record.finished_at = Some(Timestamp::now());
-        b.inner
-            .records
-            .as_ref()
-            .expect("kept")
-            .put(&[record])
-            .await
-            .expect("keep");
-        let link = NodeLink {
-            flow: id.0,
-            node: 0,
-        };
-        let end = || {
-            Ended::of(link, first[0].lease.id.0, TaskState::Completed, Some(b"5")).expect("ended")
-        };
-        entries::settle(&CutShort(&*b.inner), vec![end()])
+        let (_, end) = chain_with_first_ended(&b).await;
+        entries::settle(&CutShort(&*b.inner), vec![end.clone()])
             .await
             .expect_err("the creation failed");
         assert!(reserve(&b, 1, Duration::from_millis(500)).await.is_empty());
         // The report again: nothing to decide, the owed node created.
-        entries::settle(&*b.inner, vec![end()])
-            .await
-            .expect("settle");
+        entries::settle(&*b.inner, vec![end]).await.expect("settle");
         let second = reserve(&b, 1, Duration::from_secs(3)).await;
         assert_eq!(second.len(), 1, "created at once");
         assert_eq!(second[0].payload, b"[5]");

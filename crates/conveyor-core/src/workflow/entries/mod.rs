@@ -38,7 +38,7 @@ use super::Graphs;
 use crate::{Error, NewTask, Timestamp};
 
 pub use ops::{cancel, retry};
-pub use settle::{flush_pending, settle, Ended};
+pub use settle::{settle, Ended};
 pub use submit::submit;
 pub use view::{list, prune, read};
 

@@ -60,11 +60,6 @@ impl Ended {
             expansion,
         })
     }
-
-    /// Its node.
-    pub fn link(&self) -> NodeLink {
-        self.link
-    }
 }
 
 /// Workflow `flow`'s entry and its revision; `None` when it is gone.
@@ -284,21 +279,6 @@ async fn settle_flow<S: EntryStore + ?Sized>(
         }
     }
     Err(contended(store.kind(), flow))
-}
-
-/// Creates the tasks of the nodes workflow `flow`'s entry has pending (a
-/// crash left them so), then takes them off the list.
-pub async fn flush_pending<S: EntryStore + ?Sized>(store: &S, flow: u64) -> Result<(), Error> {
-    let Some((entry, rev)) = read_flow(store, flow).await? else {
-        return Ok(());
-    };
-    if entry.pending.is_empty() {
-        return Ok(());
-    }
-    let Some(graph) = graph_of(store, flow, &entry).await? else {
-        return Ok(());
-    };
-    flush(store, flow, &graph, entry, rev, Flush::All).await
 }
 
 /// Creates the tasks of the nodes `entry` (at `rev`) has pending, then
