@@ -37,6 +37,7 @@ mod listener;
 mod migrate;
 mod notifier;
 mod row;
+mod schedules;
 mod schema;
 mod scheme;
 mod statements;

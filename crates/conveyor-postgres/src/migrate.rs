@@ -16,7 +16,7 @@ use crate::schema::Schema;
 use crate::statements::Predicates;
 
 /// The schema version this build of the backend creates and expects.
-pub const SCHEMA_VERSION: i32 = 12;
+pub const SCHEMA_VERSION: i32 = 13;
 
 /// What a call to [`PostgresBackend::migrate`](crate::PostgresBackend::migrate) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +323,28 @@ fn migrations(schema: &Schema) -> Vec<Migration> {
                  );",
                 w = schema.table("workflows"),
                 x = schema.table("workflow_expansions"),
+            ),
+        },
+        Migration {
+            version: 13,
+            name: "periodic schedules",
+            // One row per schedule (`conveyor_core::schedule`): its
+            // declaration (JSON), paused or not, its next and last fire
+            // times (ms), its last fire's task and the fire times it passed
+            // over; the leader's pass finds the due ones by
+            // `schedules_due`. Idempotent.
+            sql: format!(
+                "CREATE TABLE IF NOT EXISTS {s} (
+                     name      text    PRIMARY KEY,
+                     declared  bytea   NOT NULL,
+                     paused    boolean NOT NULL DEFAULT false,
+                     next_fire bigint,
+                     last_fire bigint,
+                     last_task bigint,
+                     missed    bigint  NOT NULL DEFAULT 0
+                 );
+                 CREATE INDEX IF NOT EXISTS schedules_due ON {s} (next_fire) WHERE NOT paused;",
+                s = schema.table("schedules"),
             ),
         },
     ]

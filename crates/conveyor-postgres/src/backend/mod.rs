@@ -144,5 +144,5 @@ impl Backend for PostgresBackend {
     }
 
     conveyor_core::own_parts!(all);
-    conveyor_core::own_parts!(workflows);
+    conveyor_core::own_parts!(workflows, schedules);
 }

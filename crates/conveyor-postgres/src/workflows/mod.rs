@@ -23,6 +23,7 @@ use conveyor_core::workflow::{
 use conveyor_core::{async_trait, Error, Workflows};
 
 pub(crate) use sql::WorkflowStatements;
+pub(crate) use tx::end as end_tx;
 
 use crate::backend::PostgresBackend;
 

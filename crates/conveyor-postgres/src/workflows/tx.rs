@@ -41,7 +41,7 @@ pub(super) use in_tx;
 
 /// Ends `tx` as `out` says: committed after a success, rolled back (and
 /// the rollback awaited, so no lock outlives the call) after a failure.
-pub(super) async fn end<T>(
+pub(crate) async fn end<T>(
     tx: Transaction<'_>,
     what: &str,
     out: Result<T, Error>,
