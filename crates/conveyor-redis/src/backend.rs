@@ -487,7 +487,7 @@ impl Backend for RedisBackend {
 
     conveyor_core::own_parts!(all);
     conveyor_core::own_parts!(record_keeper);
-    conveyor_core::own_parts!(workflows);
+    conveyor_core::own_parts!(workflows, schedules);
 }
 
 #[async_trait]

@@ -41,6 +41,7 @@ mod record_keeper;
 mod records;
 mod registry;
 mod reply;
+mod schedules;
 mod scheme;
 mod scripts;
 mod state_machine;

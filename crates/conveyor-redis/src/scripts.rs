@@ -66,10 +66,11 @@ pub(crate) enum Op {
     WfApply,
     WfPrune,
     WfEnds,
+    Sched,
 }
 
 impl Op {
-    const ALL: [Op; 24] = [
+    const ALL: [Op; 25] = [
         Op::Enqueue,
         Op::Reserve,
         Op::Renew,
@@ -94,6 +95,7 @@ impl Op {
         Op::WfApply,
         Op::WfPrune,
         Op::WfEnds,
+        Op::Sched,
     ];
 
     /// The operation's name: its body's file name and its function's suffix.
@@ -123,6 +125,7 @@ impl Op {
             Op::WfApply => "wf_apply",
             Op::WfPrune => "wf_prune",
             Op::WfEnds => "wf_ends",
+            Op::Sched => "sched",
         }
     }
 
@@ -152,6 +155,7 @@ impl Op {
             Op::WfApply => include_str!("lua/wf_apply.lua"),
             Op::WfPrune => include_str!("lua/wf_prune.lua"),
             Op::WfEnds => include_str!("lua/wf_ends.lua"),
+            Op::Sched => include_str!("lua/sched.lua"),
         }
     }
 

@@ -20,4 +20,5 @@ async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
 conveyor_testkit::backend_conformance!(make);
 conveyor_testkit::record_keeper_conformance!(make);
 conveyor_testkit::workflow_conformance!(make);
+conveyor_testkit::schedule_conformance!(make);
 conveyor_testkit::expansion_conformance!(make);
