@@ -380,7 +380,8 @@ impl Backend for NatsBackend {
         maintenance,
         registry,
         queue_control,
-        workflows
+        workflows,
+        schedules
     );
 }
 

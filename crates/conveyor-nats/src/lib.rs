@@ -53,6 +53,7 @@ mod record_cache;
 mod registry;
 mod reserve;
 mod schedule;
+mod schedules;
 mod scheme;
 mod stored;
 mod streams;

@@ -191,6 +191,14 @@ pub(crate) mod keys {
     /// `conveyor_core::workflow::entries`').
     pub(crate) const FLOWS: &str = "f.*";
 
+    /// Every periodic schedule's entry (`s.<name>`).
+    pub(crate) const SCHEDULES: &str = "s.*";
+
+    /// A periodic schedule's entry.
+    pub(crate) fn schedule(name: &str) -> String {
+        format!("s.{}", encode(name))
+    }
+
     /// The claim on a unique key of a queue.
     pub(crate) fn claim(queue: &str, unique_key: &str) -> String {
         format!("u.{}.{}", encode(queue), encode(unique_key))

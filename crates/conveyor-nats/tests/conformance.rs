@@ -19,4 +19,5 @@ conveyor_testkit::backend_conformance!(make;
     global_limits: no, registry: yes, queue_control: yes;
     priority: yes, unique_keys: yes, ordering_keys: no);
 conveyor_testkit::workflow_conformance!(make);
+conveyor_testkit::schedule_conformance!(make);
 conveyor_testkit::expansion_conformance!(make);

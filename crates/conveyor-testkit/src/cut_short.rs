@@ -1,17 +1,19 @@
-//! [`CutShort`]: a workflow entry store whose process "dies" right after a
-//! settle's compare-and-set, before the tasks it made ready are created,
-//! to test the crash window of `conveyor_core::workflow::entries` on a real
-//! store.
+//! [`CutShort`]: a workflow or schedule entry store whose process "dies"
+//! right after a compare-and-set that decided tasks (a settle's, a fire's),
+//! before they are created, to test the crash windows of
+//! `conveyor_core::workflow::entries` and `conveyor_core::schedule::entries`
+//! on a real store.
 
 use std::collections::HashMap;
 
+use conveyor_core::schedule::entries::ScheduleEntries;
 use conveyor_core::workflow::entries::{EntryStore, NodeTask, PendingWatch, TaskOutput};
 use conveyor_core::workflow::Graphs;
-use conveyor_core::{async_trait, Error, NewTask, Timestamp};
+use conveyor_core::{async_trait, Error, NewTask, TaskId, Timestamp};
 
-/// `store`, except that creating node tasks fails (as if the process died
-/// there): whatever the entry decided stays pending.
-pub struct CutShort<'a, S: EntryStore + ?Sized>(pub &'a S);
+/// `store`, except that creating node tasks or fires fails (as if the
+/// process died there): whatever the entry decided stays pending.
+pub struct CutShort<'a, S: ?Sized>(pub &'a S);
 
 #[async_trait]
 impl<S: EntryStore + ?Sized> EntryStore for CutShort<'_, S> {
@@ -74,5 +76,42 @@ impl<S: EntryStore + ?Sized> EntryStore for CutShort<'_, S> {
     }
     fn pending_watch(&self) -> Option<&PendingWatch> {
         self.0.pending_watch()
+    }
+}
+
+#[async_trait]
+impl<S: ScheduleEntries + ?Sized> ScheduleEntries for CutShort<'_, S> {
+    fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+    fn schedule_key(&self, name: &str) -> String {
+        self.0.schedule_key(name)
+    }
+    async fn entry(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Error> {
+        ScheduleEntries::entry(self.0, key).await
+    }
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Option<u64>, Error> {
+        ScheduleEntries::create(self.0, key, value).await
+    }
+    async fn cas(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<Option<u64>, Error> {
+        ScheduleEntries::cas(self.0, key, value, rev).await
+    }
+    async fn remove(&self, key: &str) -> Result<(), Error> {
+        ScheduleEntries::remove(self.0, key).await
+    }
+    async fn scan_schedules(&self) -> Result<Vec<(String, Vec<u8>, u64)>, Error> {
+        self.0.scan_schedules().await
+    }
+    async fn alloc_ids(&self, n: u64) -> Result<u64, Error> {
+        ScheduleEntries::alloc_ids(self.0, n).await
+    }
+    /// Dies here: nothing is created.
+    async fn create_fires(&self, _fires: Vec<(u64, NewTask)>) -> Result<Vec<TaskId>, Error> {
+        Err(Error::backend_other(
+            "the process died before creating the fires",
+        ))
+    }
+    async fn running(&self, id: TaskId) -> Result<bool, Error> {
+        self.0.running(id).await
     }
 }

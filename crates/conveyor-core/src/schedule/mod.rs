@@ -25,6 +25,7 @@
 
 mod declared;
 mod due;
+pub mod entries;
 mod plan;
 mod record;
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! creating it again after a crash creates nothing twice.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 

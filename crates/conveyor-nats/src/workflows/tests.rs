@@ -18,7 +18,7 @@ use conveyor_testkit::CutShort;
 use super::ended;
 use crate::backend::NatsBackend;
 
-async fn backend(clock: Arc<ManualClock>) -> NatsBackend {
+pub(crate) async fn backend(clock: Arc<ManualClock>) -> NatsBackend {
     let url =
         std::env::var("CONVEYOR_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
     let prefix = format!("cvw{:016x}", fastrand::u64(..));
@@ -27,7 +27,7 @@ async fn backend(clock: Arc<ManualClock>) -> NatsBackend {
         .expect("connect to the test NATS server")
 }
 
-async fn reserve(b: &NatsBackend, n: usize) -> Vec<Reserved> {
+pub(crate) async fn reserve(b: &NatsBackend, n: usize) -> Vec<Reserved> {
     let queue = [DEFAULT_QUEUE.to_string()];
     let mut got = Vec::new();
     for _ in 0..20 {
