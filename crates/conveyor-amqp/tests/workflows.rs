@@ -63,6 +63,20 @@ async fn workflows_need_a_store_beside_the_broker() {
     common::cleanup(&b, &[conveyor_core::DEFAULT_QUEUE]).await;
 }
 
+/// Schedules are absent even with a store beside the broker, and the
+/// refusal says why and where to keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_absent_with_their_reason() {
+    let b = common::backend_keeping(AmqpOptions::default()).await;
+    let Err(e) = b.schedules() else {
+        panic!("schedules on RabbitMQ");
+    };
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("unique keys"), "{e}");
+    assert!(!b.parts().contains(&conveyor_core::Part::Schedules));
+    common::cleanup(&b, &[conveyor_core::DEFAULT_QUEUE]).await;
+}
+
 /// A header's worker dies after its report's record is written and before
 /// its commit (as a report writes it: the record first): its delivery
 /// comes back to another worker, whose reservation meets the ended record,

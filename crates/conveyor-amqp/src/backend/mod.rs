@@ -32,8 +32,16 @@ use std::time::Duration;
 
 use conveyor_core::{
     async_trait, Administration, Backend, Capabilities, Clock, Enqueued, Error, Finish, Inspection,
-    Lease, NewTask, Part, Registry, ReserveParams, Reserved, ResultStore, ValueLimit, Workflows,
+    Lease, NewTask, Part, Registry, ReserveParams, Reserved, ResultStore, Schedules, ValueLimit,
+    Workflows,
 };
+
+/// Why the amqp backend has no schedules.
+pub(crate) const NO_SCHEDULES: &str =
+    "the amqp backend does not support schedules: each fire time \
+     must be enqueued once, and RabbitMQ cannot refuse a second publish of one (it has no \
+     unique keys), so two leaders for a moment could run a fire twice; keep the schedules \
+     on a store that can (embedded, PostgreSQL, Redis or NATS)";
 
 use crate::claims::Claims;
 use crate::consumer::QueueConsumer;
@@ -461,6 +469,13 @@ impl Backend for AmqpBackend {
     fn workflows(&self) -> Result<&dyn Workflows, Error> {
         self.kept("workflows")?;
         Ok(self)
+    }
+
+    /// Absent, with its reason: a fire time must be enqueued once, and
+    /// RabbitMQ cannot refuse a second publish of one (it has no unique
+    /// keys), so two leaders for a moment could run one fire twice.
+    fn schedules(&self) -> Result<&dyn Schedules, Error> {
+        Err(Error::Unsupported(NO_SCHEDULES.to_string()))
     }
 
     /// The keeper's, when a store beside the broker keeps the records.

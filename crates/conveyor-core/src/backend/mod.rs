@@ -335,8 +335,8 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// The schedules part ([`Error::Unsupported`] unless the backend can
-    /// keep periodic schedules and fire each due one in one atomic step
-    /// with its enqueue).
+    /// keep periodic schedules and enqueue each fire time once, however
+    /// many leaders fire at one moment).
     fn schedules(&self) -> Result<&dyn Schedules, Error> {
         Err(Part::Schedules.unsupported(self.kind()))
     }

@@ -13,7 +13,10 @@ use crate::{Error, TaskId, Timestamp};
 /// step that enqueues its due fires (each under its fire key,
 /// [`crate::schedule::fire_key`]) and moves its stored next fire on, and
 /// only while the stored next fire is still the one it read; a second
-/// caller of the same moment finds it moved and enqueues nothing. The
+/// caller of the same moment finds it moved and enqueues nothing. A store
+/// that changes one key at a time takes two steps instead, decided fires
+/// written pending under their task ids and then created
+/// ([`crate::schedule::entries`]). The
 /// decision is [`crate::schedule::plan`]'s, the same on every store. Next
 /// and last fire times are stored, so a new leader goes on where the last
 /// one stopped.
