@@ -159,7 +159,17 @@ pub(crate) fn app(
         )
         .route("/workflows/{id}", get(api::workflows::get))
         .route("/workflows/{id}/cancel", post(api::workflows::cancel))
-        .route("/workflows/{id}/retry", post(api::workflows::retry));
+        .route("/workflows/{id}/retry", post(api::workflows::retry))
+        .route("/schedules", get(api::schedules::list))
+        .route(
+            "/schedules/{name}",
+            get(api::schedules::get)
+                .put(api::schedules::put)
+                .delete(api::schedules::remove),
+        )
+        .route("/schedules/{name}/pause", post(api::schedules::pause))
+        .route("/schedules/{name}/resume", post(api::schedules::resume))
+        .route("/schedules/{name}/trigger", post(api::schedules::trigger));
     Router::new()
         .merge(dashboard::routes())
         .nest("/api/v1", api)

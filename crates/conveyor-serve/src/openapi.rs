@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::Ref;
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{dead, overview, queues, tasks, workflows};
+use crate::api::{dead, overview, queues, schedules, tasks, workflows};
 use crate::state::ServeOptions;
 use crate::views::{OrderName, StateName};
 
@@ -41,6 +41,13 @@ use crate::views::{OrderName, StateName};
         workflows::get,
         workflows::cancel,
         workflows::retry,
+        schedules::list,
+        schedules::get,
+        schedules::put,
+        schedules::remove,
+        schedules::pause,
+        schedules::resume,
+        schedules::trigger,
     ),
     components(schemas(OrderName, StateName, workflows::WorkflowStateName))
 )]

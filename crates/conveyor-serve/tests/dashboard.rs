@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use common::app;
+use common::{app, location, page, send};
 use conveyor::durable::{
     Backend, Finish, FinishAction, MemoryBackend, NewTask, ReserveParams, Retention, Worker,
 };
@@ -22,48 +22,6 @@ use conveyor_serve::ServeOptions;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-
-/// Sends a request; (status, headers, body as text).
-async fn send(
-    app: &Router,
-    method: &str,
-    path: &str,
-    form: Option<&str>,
-    headers: &[(&str, &str)],
-) -> (StatusCode, HeaderMap, String) {
-    let mut request = Request::builder().method(method).uri(path);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let request = match form {
-        Some(f) => request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(f.to_string())),
-        None => request.body(Body::empty()),
-    }
-    .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.expect("body").to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-async fn page(app: &Router, path: &str) -> String {
-    let (status, _, html) = send(app, "GET", path, None, &[]).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {html}");
-    html
-}
-
-fn location(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .expect("a redirect")
-}
 
 /// The overview's cell of `queue` in `state`: its count.
 fn cell(html: &str, queue: &str, state: &str) -> u64 {

@@ -3,5 +3,6 @@
 pub(crate) mod dead;
 pub(crate) mod overview;
 pub(crate) mod queues;
+pub(crate) mod schedules;
 pub(crate) mod tasks;
 pub(crate) mod workflows;

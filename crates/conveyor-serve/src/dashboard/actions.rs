@@ -23,6 +23,13 @@ pub(crate) struct Back {
     back: Option<String>,
 }
 
+impl Back {
+    /// Where to come back to.
+    pub(crate) fn back(&self) -> Option<&str> {
+        self.back.as_deref()
+    }
+}
+
 /// The bulk actions' form: the filter, and where to come back to.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Matching {
@@ -34,7 +41,7 @@ pub(crate) struct Matching {
 
 /// What an action did: back to `back` with the notice added to its query,
 /// or the error page.
-fn answer<E: Into<ApiError>>(
+pub(crate) fn answer<E: Into<ApiError>>(
     state: &AppState,
     back: Option<&str>,
     did: Result<Notice, E>,

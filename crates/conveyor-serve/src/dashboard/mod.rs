@@ -26,6 +26,7 @@ mod live;
 pub(crate) mod login;
 mod notice;
 mod overview;
+mod schedules;
 pub(crate) mod shared_render;
 mod task;
 mod tasks;
@@ -47,6 +48,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/tasks", get(tasks::page))
         .route("/tasks/{id}", get(task::page))
         .route("/workers", get(workers::page))
+        .route("/schedules", get(schedules::page))
+        .route("/actions/schedules/{name}/pause", post(schedules::pause))
+        .route("/actions/schedules/{name}/resume", post(schedules::resume))
+        .route(
+            "/actions/schedules/{name}/trigger",
+            post(schedules::trigger),
+        )
         .route("/workflows", get(workflow::open))
         .route("/workflows/{id}", get(workflow::page))
         .route("/actions/workflows/{id}/cancel", post(workflow::cancel))

@@ -32,6 +32,12 @@ pub(crate) enum Notice {
     Resumed,
     /// The queue was not paused.
     NotPaused,
+    /// The schedule was paused.
+    SchedulePaused,
+    /// The schedule was resumed.
+    ScheduleResumed,
+    /// The schedule fired now: its task.
+    Triggered(u64),
 }
 
 impl Notice {
@@ -48,6 +54,9 @@ impl Notice {
             Notice::AlreadyPaused => "already-paused".into(),
             Notice::Resumed => "resumed".into(),
             Notice::NotPaused => "not-paused".into(),
+            Notice::SchedulePaused => "schedule-paused".into(),
+            Notice::ScheduleResumed => "schedule-resumed".into(),
+            Notice::Triggered(id) => format!("triggered.{id}"),
         }
     }
 
@@ -72,6 +81,9 @@ impl Notice {
             "already-paused" => Notice::AlreadyPaused,
             "resumed" => Notice::Resumed,
             "not-paused" => Notice::NotPaused,
+            "schedule-paused" => Notice::SchedulePaused,
+            "schedule-resumed" => Notice::ScheduleResumed,
+            "triggered" => Notice::Triggered(number()?),
             _ => return None,
         };
         // Nothing may follow what the code needs.
@@ -108,6 +120,11 @@ impl fmt::Display for Notice {
             Notice::AlreadyPaused => f.write_str("The queue was paused already."),
             Notice::Resumed => f.write_str("Queue resumed."),
             Notice::NotPaused => f.write_str("The queue was not paused."),
+            Notice::SchedulePaused => f.write_str("Schedule paused."),
+            Notice::ScheduleResumed => {
+                f.write_str("Schedule resumed: it goes on from its next fire time.")
+            }
+            Notice::Triggered(id) => write!(f, "Fired now: task {id}."),
         }
     }
 }
@@ -129,6 +146,9 @@ mod tests {
             Notice::AlreadyPaused,
             Notice::Resumed,
             Notice::NotPaused,
+            Notice::SchedulePaused,
+            Notice::ScheduleResumed,
+            Notice::Triggered(9),
         ];
         for n in all {
             assert_eq!(Notice::parse(&n.code()), Some(n), "{}", n.code());

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use conveyor::durable::{Backend, MemoryBackend};
 use conveyor_serve::ServeOptions;
@@ -58,4 +58,46 @@ pub async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
 
 pub async fn post(app: &Router, path: &str, body: Value) -> (StatusCode, Value) {
     call(app, "POST", path, Some(body), &[]).await
+}
+
+/// Sends a request; (status, headers, body as text).
+pub async fn send(
+    app: &Router,
+    method: &str,
+    path: &str,
+    form: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = match form {
+        Some(f) => request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(f.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+pub async fn page(app: &Router, path: &str) -> String {
+    let (status, _, html) = send(app, "GET", path, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {html}");
+    html
+}
+
+pub fn location(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("a redirect")
 }
