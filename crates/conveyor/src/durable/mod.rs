@@ -41,6 +41,7 @@ pub use conveyor_core::{
 };
 pub use conveyor_memory::MemoryBackend;
 pub use heartbeat::HEARTBEAT_EVERY;
+pub use scheduler::{schedules_pass, SCHEDULES_ASK_EVERY, SCHEDULES_TERM};
 pub use schemes::Schemes;
 pub use task_type::{EnqueueOptions, TaskType};
 /// The queue a task goes to when none is named.

@@ -2,8 +2,8 @@
 //! backend's due schedules ([`Schedules::fire_due`]), sleeping until the
 //! earliest next fire (at most a second, so a schedule added meanwhile is
 //! seen). Firing is safe from any number of workers at once — a store
-//! fires each fire time in one atomic step with its enqueue — so the lead
-//! only keeps the others from doing the same work; a killed leader's term
+//! enqueues each fire time once, whoever fires it — so the lead only keeps
+//! the others from doing the same work; a killed leader's term
 //! runs out and another worker goes on from the stored next fires.
 //!
 //! Declared schedules ([`WorkerBuilder::schedule`](super::WorkerBuilder::schedule))
@@ -16,14 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor_core::{Backend, Schedules, Timestamp};
+use conveyor_core::schedule::Fired;
+use conveyor_core::{Backend, Error, Schedules, Timestamp};
 use tokio::time::Instant;
 
-/// The leader's term: a killed leader's fires are late by at most this.
-pub(crate) const TERM: Duration = Duration::from_secs(10);
+/// The schedules leader's term: the first fire after a leader is killed
+/// is late by at most this and [`SCHEDULES_ASK_EVERY`]. Short, because a
+/// second leader for a moment costs nothing (each fire time is enqueued
+/// once whoever fires it): only a lost lead's pause costs.
+pub const SCHEDULES_TERM: Duration = Duration::from_secs(5);
 
-/// How often a leader renews its term, and a follower asks for it.
-const RENEW: Duration = Duration::from_secs(3);
+/// How often the leader renews its term, and every other worker asks for
+/// it.
+pub const SCHEDULES_ASK_EVERY: Duration = Duration::from_secs(1);
+
+const TERM: Duration = SCHEDULES_TERM;
+const RENEW: Duration = SCHEDULES_ASK_EVERY;
 
 /// The longest a leader sleeps between passes.
 const MOST_SLEEP: Duration = Duration::from_secs(1);
@@ -70,7 +78,8 @@ pub(crate) async fn run(
 
 /// One pass: fires what is due; how long to sleep before the next.
 async fn fire(schedules: &dyn Schedules, errors: &AtomicU64) -> Duration {
-    match schedules.fire_due(Timestamp::now()).await {
+    let (fired, wait) = schedules_pass(schedules).await;
+    match fired {
         Ok(fired) => {
             for f in fired {
                 tracing::info!(schedule = %f.name, at = f.at.0, task = f.task.0, "schedule fired");
@@ -81,16 +90,25 @@ async fn fire(schedules: &dyn Schedules, errors: &AtomicU64) -> Duration {
             tracing::warn!(error = %e.chain(), "firing the due schedules failed");
         }
     }
-    match schedules.next_fire().await {
+    wait
+}
+
+/// One pass of the schedules leader, as the worker makes it: fires what is
+/// due now ([`Schedules::fire_due`]); what it fired, and how long to sleep
+/// before the next pass (until the earliest next fire, at most a second,
+/// so a schedule added meanwhile is seen).
+pub async fn schedules_pass(schedules: &dyn Schedules) -> (Result<Vec<Fired>, Error>, Duration) {
+    let fired = schedules.fire_due(Timestamp::now()).await;
+    let wait = match schedules.next_fire().await {
         Ok(Some(next)) => {
             let ms = next.0.saturating_sub(Timestamp::now().0).max(0);
             Duration::from_millis(ms as u64).min(MOST_SLEEP)
         }
         Ok(None) => MOST_SLEEP,
         Err(e) => {
-            errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e.chain(), "reading the next fire failed");
             MOST_SLEEP
         }
-    }
+    };
+    (fired, wait)
 }
