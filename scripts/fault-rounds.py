@@ -26,6 +26,7 @@ LINE = re.compile(r"^FAULT backend=(\S+) fault=(\S+) lost=(\d+) duplicates=(\d+)
 CASE = {
     "restart_mid_run": "restart",
     "restart_mid_chord": "restart_chord",
+    "restart_mid_schedule": "restart_schedule",
     "blackhole_mid_run": "blackhole",
     "connections_cut_mid_run": "cut",
     "slow_network_mid_run": "slow",

@@ -38,4 +38,4 @@ fn forget(ns: &str) {
 }
 
 conveyor_testkit::backend_faults!(target();
-    private_server: has_nats_server, "nats-server is not installed (Debian package nats-server)"; workflows);
+    private_server: has_nats_server, "nats-server is not installed (Debian package nats-server)"; workflows, schedules);

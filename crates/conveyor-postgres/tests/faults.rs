@@ -42,4 +42,4 @@ fn forget(ns: &str) {
 }
 
 conveyor_testkit::backend_faults!(target();
-    private_server: has_postgres, "initdb and pg_ctl are not installed (Debian package postgresql)"; workflows);
+    private_server: has_postgres, "initdb and pg_ctl are not installed (Debian package postgresql)"; workflows, schedules);

@@ -127,8 +127,20 @@ impl Call {
     }
 
     /// Sends the call; loads the code and sends it again when the server
-    /// lost it.
+    /// lost it (a restarted server), and sends a call that only reads once
+    /// more when the connection it went out on had dropped (the manager
+    /// connects again for the second): a read after a server restart
+    /// answers instead of failing once.
     pub(crate) async fn run(&self, conn: &mut ConnectionManager) -> Result<Value, RedisError> {
+        match self.run_once(conn).await {
+            Err(e) if self.op.reads_only() && (e.is_io_error() || e.is_connection_dropped()) => {
+                self.run_once(conn).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_once(&self, conn: &mut ConnectionManager) -> Result<Value, RedisError> {
         match self.cmd.query_async(conn).await {
             Err(e) if self.lost(&e) => {
                 match self.mode {

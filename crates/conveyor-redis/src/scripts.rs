@@ -98,6 +98,15 @@ impl Op {
         Op::Sched,
     ];
 
+    /// Whether the operation only reads, so sending it twice is as sending
+    /// it once.
+    pub(crate) fn reads_only(self) -> bool {
+        matches!(
+            self,
+            Op::List | Op::Stats | Op::Get | Op::KeptList | Op::KeptStats
+        )
+    }
+
     /// The operation's name: its body's file name and its function's suffix.
     pub(crate) fn name(self) -> &'static str {
         match self {

@@ -38,4 +38,4 @@ fn forget(ns: &str) {
 }
 
 conveyor_testkit::backend_faults!(target();
-    private_server: has_redis_server, "redis-server is not installed (Debian package redis-server)"; workflows);
+    private_server: has_redis_server, "redis-server is not installed (Debian package redis-server)"; workflows, schedules);

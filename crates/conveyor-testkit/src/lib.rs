@@ -75,6 +75,16 @@ macro_rules! backend_faults {
             $crate::faults::restart_mid_chord($target).await;
         }
     };
+    // A backend with the schedules part too adds the restart under the
+    // schedules' leader.
+    ($target:expr; private_server: $has:meta, $missing:literal; workflows, schedules) => {
+        $crate::backend_faults!($target; private_server: $has, $missing; workflows);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not($has), ignore = $missing)]
+        async fn restart_mid_schedule() {
+            $crate::faults::restart_mid_schedule($target).await;
+        }
+    };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

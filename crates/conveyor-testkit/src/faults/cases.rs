@@ -16,13 +16,13 @@ fn outage(target: &FaultTarget) -> Duration {
 }
 
 /// How long a killed server stays down at least.
-const SERVER_DOWN: Duration = Duration::from_secs(8);
+pub(super) const SERVER_DOWN: Duration = Duration::from_secs(8);
 
 /// Tasks started before the fault: mid-run, some done, most waiting.
 const BEFORE_FAULT: usize = (TASKS / 5) as usize;
 
 /// Runs `f` off the async runtime (server starts and stops block).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| panic!("blocking step: {e}"))

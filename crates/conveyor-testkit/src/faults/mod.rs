@@ -20,12 +20,16 @@
 //! black-holed (nothing passes, nothing is reset), slowed, and every
 //! connection cut with a reset; and a stop while the server is unreachable
 //! ([`stop_mid_outage`]); and a rolling deploy, workers with different
-//! handler sets on one queue ([`rolling_deploy`]). Each case prints one `FAULT` line with its figures
+//! handler sets on one queue ([`rolling_deploy`]); and, on a store with
+//! schedules, the server restarted under the schedules' leader
+//! ([`restart_mid_schedule`]: each fire time once, none missing, firing
+//! again within [`RESUME_WITHIN`]). Each case prints one `FAULT` line with its figures
 //! (`scripts/fault-rounds.sh` runs the suite in rounds and tabulates them).
 
 mod cases;
 mod proxy;
 mod run;
+mod schedules;
 mod servers;
 
 use std::net::SocketAddr;
@@ -38,6 +42,7 @@ pub use cases::{
     slow_network_mid_run, stop_mid_outage,
 };
 pub use proxy::{FaultProxy, Traffic};
+pub use schedules::restart_mid_schedule;
 pub use servers::FaultServer;
 
 /// How soon after the server or network is back a task must start.

@@ -84,7 +84,7 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
 
 /// Opens `url` with the target's scheme (and its record keeper's, through
 /// the registry that opens a backend with the store its URL names).
-async fn open(target: &FaultTarget, url: &str) -> Arc<dyn Backend> {
+pub(super) async fn open(target: &FaultTarget, url: &str) -> Arc<dyn Backend> {
     let mut schemes = conveyor::durable::Schemes::empty().with(target.scheme);
     if let Some(keeper) = target.keeper {
         schemes.register(keeper);
