@@ -45,6 +45,7 @@ mod rate_limit;
 mod redis_scripts;
 mod report;
 mod rss;
+mod schedules;
 mod sleep;
 mod sqlite_floor;
 mod ticker;
@@ -70,7 +71,7 @@ struct Command {
 }
 
 /// Every subcommand, in the order the usage lists them.
-const COMMANDS: [Command; 12] = [
+const COMMANDS: [Command; 13] = [
     Command {
         name: "inproc",
         args: "[--quick]",
@@ -121,6 +122,12 @@ const COMMANDS: [Command; 12] = [
         args: "[--backend URL] [--quick]",
         about: "what a workflow node costs: N no-op tasks as plain tasks, a group and \
                 a chord on one store (default: a new embedded file)",
+    },
+    Command {
+        name: "schedules",
+        args: "[--backend URL] [--quick]",
+        about: "fire-time accuracy: the lateness of the leader's pass over 1,000 schedules \
+                firing every second together vs one (default: a new embedded file)",
     },
     Command {
         name: "inspect",
@@ -391,6 +398,7 @@ fn main() {
         "queue" => Some(("[queue]", "durable queue benchmark".into())),
         "inspect" => Some(("[inspect]", "inspection at scale".into())),
         "workflow" => Some(("[workflow]", "workflow nodes vs plain tasks".into())),
+        "schedules" => Some(("[schedules]", "fire-time accuracy".into())),
         "worker" => Some((
             "[worker]",
             "conveyor worker with Python handlers vs Celery".into(),
@@ -425,6 +433,11 @@ fn main() {
                 flag("--backend").as_deref(),
             )),
             "workflow" => runtime.block_on(workflow::run(
+                &mut report,
+                quick,
+                flag("--backend").as_deref(),
+            )),
+            "schedules" => runtime.block_on(schedules::run(
                 &mut report,
                 quick,
                 flag("--backend").as_deref(),

@@ -8,8 +8,8 @@
 //! row after that commit finds it not due; one that waited on the lock
 //! finds, at the row's new version, that it no longer matches.
 
-use conveyor_core::schedule::{plan, Fired, Schedule, ScheduleRecord};
-use conveyor_core::{async_trait, Error, Schedules, TaskId, Timestamp};
+use conveyor_core::schedule::{plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::{async_trait, Error, NewTask, Schedules, TaskId, Timestamp};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
@@ -139,19 +139,20 @@ impl PostgresBackend {
             .map(|e| e.id))
     }
 
-    /// Fires the due schedules of `rows` in `tx`.
+    /// Fires the due schedules of `rows` in `tx`: every due fire enqueued
+    /// in one batch, then every schedule moved on in one statement.
     async fn fire_rows(
         &self,
         tx: &Transaction<'_>,
         rows: Vec<Row>,
         now: Timestamp,
     ) -> Result<Vec<Fired>, Error> {
-        let mut fired = Vec::new();
+        let mut planned = Vec::new();
         for row in rows {
             // One declaration that no longer reads (written by another
             // version) must not stop the others firing: it is skipped,
             // and logged.
-            let mut record = match record(&row) {
+            let record = match record(&row) {
                 Ok(r) => r,
                 Err(e) => {
                     let name: Option<String> = row.try_get(0).ok();
@@ -162,25 +163,83 @@ impl PostgresBackend {
             let Some(next) = record.next_fire else {
                 continue;
             };
-            let running = self.still_running(tx, record.last_task).await?;
-            let Some(plan) = plan(&record.schedule, next, now, running) else {
-                continue;
-            };
+            let running = record.schedule.overlap != Overlap::Allow
+                && self.still_running(tx, record.last_task).await?;
+            if let Some(plan) = plan(&record.schedule, next, now, running) {
+                planned.push((record, plan));
+            }
+        }
+        if planned.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fires: Vec<NewTask> = planned
+            .iter()
+            .flat_map(|(r, plan)| plan.fires.iter().map(|&at| r.schedule.fire(at)))
+            .collect();
+        let mut tasks = if fires.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.enqueue_in(&**tx, fires).await?.into_iter()
+        };
+        let mut fired = Vec::new();
+        let mut moved = Moved::default();
+        for (mut record, plan) in planned {
             let mut last = None;
             for &at in &plan.fires {
-                if let Some(task) = self.enqueue_fire(tx, record.schedule.fire(at)).await? {
-                    fired.push(Fired {
-                        name: record.schedule.name.clone(),
-                        at,
-                        task,
-                    });
-                    last = Some((at, task));
-                }
+                let task = tasks
+                    .next()
+                    .ok_or_else(|| Error::backend_other("a fire not enqueued"))?
+                    .id;
+                fired.push(Fired {
+                    name: record.schedule.name.clone(),
+                    at,
+                    task,
+                });
+                last = Some((at, task));
             }
             record.fired(&plan, last);
-            self.write_schedule(tx, &record).await?;
+            moved.push(&record);
         }
+        let sql = self.schedule_sql(
+            "UPDATE {s} AS s SET next_fire = u.next_fire, last_fire = u.last_fire, \
+             last_task = u.last_task, missed = u.missed \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+             AS u(name, next_fire, last_fire, last_task, missed) WHERE s.name = u.name",
+        );
+        tx.execute(
+            &sql,
+            &[
+                &moved.names,
+                &moved.next,
+                &moved.last,
+                &moved.task,
+                &moved.missed,
+            ],
+        )
+        .await
+        .map_err(|e| db("moving schedules on", e))?;
         Ok(fired)
+    }
+}
+
+/// Where the schedules a pass fired stand, as the columns of one update.
+#[derive(Default)]
+struct Moved {
+    names: Vec<String>,
+    next: Vec<Option<i64>>,
+    last: Vec<Option<i64>>,
+    task: Vec<Option<i64>>,
+    missed: Vec<i64>,
+}
+
+impl Moved {
+    fn push(&mut self, r: &ScheduleRecord) {
+        self.names.push(r.schedule.name.clone());
+        self.next.push(r.next_fire.map(|t| t.0));
+        self.last.push(r.last_fire.map(|t| t.0));
+        self.task.push(r.last_task.and_then(param_id));
+        self.missed
+            .push(i64::try_from(r.missed).unwrap_or(i64::MAX));
     }
 }
 

@@ -22,6 +22,20 @@ use crate::RedisBackend;
 /// A schedule as read: its record and revision.
 type Read = (ScheduleRecord, u64);
 
+/// Schedules one script call fires at most.
+const FIRE_BATCH: usize = 100;
+
+/// One schedule to fire at its revision: its fire times, the next fire and
+/// last fire to store (`None`: kept), the fire times it passed over.
+struct Firing<'a> {
+    schedule: &'a Schedule,
+    rev: u64,
+    at: &'a [Timestamp],
+    next: Option<Timestamp>,
+    last: Option<Timestamp>,
+    missed: u64,
+}
+
 /// An optional number field ('' or nil: none).
 fn opt_number(v: Value, what: &str) -> Result<Option<i64>, Error> {
     match reply::opt_bytes(v, what)? {
@@ -147,53 +161,60 @@ impl RedisBackend {
         }
     }
 
-    /// Fires `schedule` at revision `rev`: enqueues `fires` (times), stores
-    /// `next` and `last` (None: kept), adds `missed`. The tasks' ids, or
-    /// `None` when the schedule moved from `rev`.
-    async fn fire_at_rev(
-        &self,
-        schedule: &Schedule,
-        rev: u64,
-        fires: &[Timestamp],
-        next: Option<Timestamp>,
-        last: Option<Timestamp>,
-        missed: u64,
-    ) -> Result<Option<Vec<TaskId>>, Error> {
-        let what = "firing a schedule";
-        let tasks: Vec<_> = fires.iter().map(|&at| schedule.fire(at)).collect();
-        for t in &tasks {
-            t.validate()?;
-            self.limit.check_params(t)?;
-        }
+    /// Fires each of `fires` at its revision, in one script call: the
+    /// tasks' ids of each, or `None` for one that moved from its revision.
+    async fn fire_at_rev(&self, fires: &[Firing<'_>]) -> Result<Vec<Option<Vec<TaskId>>>, Error> {
+        let what = "firing schedules";
         let now = self.inner.clock.now();
         let mut call = self.sched_call("fire");
-        call.arg(&schedule.name)
-            .arg(rev)
-            .arg(time_arg(next))
-            .arg(time_arg(last))
-            .arg(missed)
-            .arg(fires.len());
-        for at in fires {
-            call.arg(at.0);
+        call.arg(fires.len());
+        for f in fires {
+            let tasks: Vec<_> = f.at.iter().map(|&at| f.schedule.fire(at)).collect();
+            for t in &tasks {
+                t.validate()?;
+                self.limit.check_params(t)?;
+            }
+            call.arg(&f.schedule.name)
+                .arg(f.rev)
+                .arg(time_arg(f.next))
+                .arg(time_arg(f.last))
+                .arg(f.missed)
+                .arg(f.at.len());
+            for at in f.at {
+                call.arg(at.0);
+            }
+            crate::task_forms::push(&mut call, &tasks, now);
         }
-        crate::task_forms::push(&mut call, &tasks, now);
-        match self.run(what, &call).await? {
-            Value::Nil | Value::Boolean(false) => Ok(None),
-            v => {
-                let ids = reply::array(v, what)?
-                    .into_iter()
+        let replies = reply::array(self.run(what, &call).await?, what)?;
+        if replies.len() != fires.len() {
+            return Err(bad(format!(
+                "{what}: {} replies for {} schedules",
+                replies.len(),
+                fires.len()
+            )));
+        }
+        replies
+            .into_iter()
+            .zip(fires)
+            .map(|(r, f)| {
+                let mut items = reply::array(r, what)?.into_iter();
+                let fired: i64 = reply::number(items.next().unwrap_or(Value::Nil), what)?;
+                if fired == 0 {
+                    return Ok(None);
+                }
+                let ids = items
                     .map(|id| reply::number::<u64>(id, what).map(TaskId))
                     .collect::<Result<Vec<_>, _>>()?;
-                if ids.len() != fires.len() {
+                if ids.len() != f.at.len() {
                     return Err(bad(format!(
                         "{what}: {} ids for {} fires",
                         ids.len(),
-                        fires.len()
+                        f.at.len()
                     )));
                 }
                 Ok(Some(ids))
-            }
-        }
+            })
+            .collect()
     }
 
     /// Whether task `id` has not ended.
@@ -264,7 +285,7 @@ impl Schedules for RedisBackend {
         let mut call = self.call(Op::Sched);
         call.arg(now.as_millis()).arg("due");
         let due = records(self.run(what, &call).await?, what)?;
-        let mut fired = Vec::new();
+        let mut planned = Vec::new();
         for read in due {
             // One declaration that no longer reads (written by another
             // version) must not stop the others firing: it is skipped,
@@ -281,28 +302,32 @@ impl Schedules for RedisBackend {
             };
             let running = record.schedule.overlap != Overlap::Allow
                 && self.still_running(record.last_task).await?;
-            let Some(plan) = plan(&record.schedule, next, now, running) else {
-                continue;
-            };
-            let last = plan.fires.last().copied();
-            let Some(ids) = self
-                .fire_at_rev(
-                    &record.schedule,
-                    rev,
-                    &plan.fires,
-                    plan.next,
-                    last,
-                    plan.missed,
-                )
-                .await?
-            else {
-                continue;
-            };
-            fired.extend(plan.fires.iter().zip(ids).map(|(&at, task)| Fired {
-                name: record.schedule.name.clone(),
-                at,
-                task,
-            }));
+            if let Some(plan) = plan(&record.schedule, next, now, running) {
+                planned.push((record, rev, plan));
+            }
+        }
+        let mut fired = Vec::new();
+        for chunk in planned.chunks(FIRE_BATCH) {
+            let firings: Vec<Firing<'_>> = chunk
+                .iter()
+                .map(|(record, rev, plan)| Firing {
+                    schedule: &record.schedule,
+                    rev: *rev,
+                    at: &plan.fires,
+                    next: plan.next,
+                    last: plan.fires.last().copied(),
+                    missed: plan.missed,
+                })
+                .collect();
+            for (f, ids) in firings.iter().zip(self.fire_at_rev(&firings).await?) {
+                // None: another leader fired it from the same revision.
+                let Some(ids) = ids else { continue };
+                fired.extend(f.at.iter().zip(ids).map(|(&at, task)| Fired {
+                    name: f.schedule.name.clone(),
+                    at,
+                    task,
+                }));
+            }
         }
         Ok(fired)
     }
@@ -313,10 +338,15 @@ impl Schedules for RedisBackend {
                 return Ok(None);
             };
             let now = self.inner.clock.now();
-            if let Some(ids) = self
-                .fire_at_rev(&record.schedule, rev, &[now], record.next_fire, None, 0)
-                .await?
-            {
+            let firing = Firing {
+                schedule: &record.schedule,
+                rev,
+                at: &[now],
+                next: record.next_fire,
+                last: None,
+                missed: 0,
+            };
+            if let Some(Some(ids)) = self.fire_at_rev(&[firing]).await?.pop() {
                 return Ok(ids.first().copied());
             }
         }

@@ -177,7 +177,20 @@ impl Schedule {
 
     /// Schedule `name` read back from the JSON a store kept; a declaration
     /// that no longer reads is an error naming the schedule.
+    ///
+    /// The leader reads every due schedule at each pass, so what was read
+    /// is kept (by name, with the bytes it was read from) and read again
+    /// only when the bytes differ.
     pub fn from_json(name: &str, json: &[u8]) -> Result<Schedule, Error> {
+        if let Some(kept) = read_back::get(name, json) {
+            return Ok(kept);
+        }
+        let schedule = Self::parse_json(name, json)?;
+        read_back::put(&schedule, json);
+        Ok(schedule)
+    }
+
+    fn parse_json(name: &str, json: &[u8]) -> Result<Schedule, Error> {
         let value = serde_json::from_slice(json).map_err(|e| {
             Error::backend(
                 crate::BackendErrorKind::Data,
@@ -194,5 +207,36 @@ impl Schedule {
         task.run_at = Some(at);
         task.unique_key = Some(super::fire_key(&self.name, at));
         task
+    }
+}
+
+/// The declarations [`Schedule::from_json`] read, by name, with the bytes
+/// they were read from; cleared when it holds more than [`read_back::MOST`].
+mod read_back {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+
+    use super::Schedule;
+
+    /// The most declarations kept.
+    pub(super) const MOST: usize = 10_000;
+
+    type Kept = HashMap<String, (Vec<u8>, Schedule)>;
+
+    static KEPT: Mutex<Option<Kept>> = Mutex::new(None);
+
+    pub(super) fn get(name: &str, json: &[u8]) -> Option<Schedule> {
+        let kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let (bytes, schedule) = kept.as_ref()?.get(name)?;
+        (bytes.as_slice() == json).then(|| schedule.clone())
+    }
+
+    pub(super) fn put(schedule: &Schedule, json: &[u8]) {
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = kept.get_or_insert_with(HashMap::new);
+        if map.len() >= MOST {
+            map.clear();
+        }
+        map.insert(schedule.name.clone(), (json.to_vec(), schedule.clone()));
     }
 }

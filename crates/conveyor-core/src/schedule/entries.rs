@@ -106,7 +106,10 @@ impl Entry {
     fn decode(bytes: &[u8], rev: u64) -> Result<Entry, Error> {
         let s: Stored = serde_json::from_slice(bytes)
             .map_err(|e| bad(format!("a schedule's entry does not read: {e}")))?;
-        let schedule = Schedule::declared(&s.name, s.declared)?;
+        // Read through `from_json`, which keeps what it read: a pass reads
+        // every schedule.
+        let declared = serde_json::to_vec(&s.declared).unwrap_or_default();
+        let schedule = Schedule::from_json(&s.name, &declared)?;
         Ok(Entry {
             record: ScheduleRecord {
                 schedule,
@@ -307,64 +310,86 @@ async fn create_pending<S: ScheduleEntries + ?Sized>(
     Ok(tasks)
 }
 
-/// `Schedules::fire_due`.
+/// How many schedules one pass fires at once (their calls overlap).
+const AT_ONCE: usize = 64;
+
+/// `Schedules::fire_due`: the due schedules fired [`AT_ONCE`] at a time.
 pub async fn fire_due<S: ScheduleEntries + ?Sized>(
     store: &S,
     now: Timestamp,
 ) -> Result<Vec<Fired>, Error> {
+    use futures_util::StreamExt;
+    let passes: Vec<Result<Vec<Fired>, Error>> = futures_util::stream::iter(scan(store).await?)
+        .map(|entry| fire_one(store, entry, now))
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
     let mut fired = Vec::new();
-    for mut entry in scan(store).await? {
-        if !entry.pending.is_empty() {
-            // Left by a pass that stopped between its two steps, or made
-            // by one under way now: created again (nothing twice), and not
-            // reported, as the pass that decided them reports them.
-            let pending = std::mem::take(&mut entry.pending);
-            create_pending(store, &mut entry.record, &pending, entry.rev).await?;
-            tracing::info!(
-                schedule = %entry.record.schedule.name,
-                fires = pending.len(),
-                "created the fires a pass left pending"
-            );
-            continue;
-        }
-        let record = &mut entry.record;
-        let Some(next) = record.next_fire.filter(|_| !record.paused) else {
-            continue;
-        };
-        if next.0 > now.0 {
-            continue;
-        }
-        let running = match record.last_task {
-            Some(task) if record.schedule.overlap != Overlap::Allow => store.running(task).await?,
-            _ => false,
-        };
-        let Some(plan) = plan(&record.schedule, next, now, running) else {
-            continue;
-        };
-        let n = plan.fires.len() as u64;
-        let first = if n > 0 { store.alloc_ids(n).await? } else { 0 };
-        let pending: Vec<(u64, Timestamp)> = plan
-            .fires
-            .iter()
-            .enumerate()
-            .map(|(i, &at)| (first + i as u64, at))
-            .collect();
-        record.fired(&plan, pending.last().map(|&(id, at)| (at, TaskId(id))));
-        let Some(rev) = write(store, record, &pending, Some(entry.rev)).await? else {
-            // Another leader fired it from the same revision.
-            continue;
-        };
-        if pending.is_empty() {
-            continue;
-        }
-        let tasks = create_pending(store, record, &pending, rev).await?;
-        fired.extend(pending.iter().zip(tasks).map(|(&(_, at), task)| Fired {
+    for pass in passes {
+        fired.extend(pass?);
+    }
+    Ok(fired)
+}
+
+/// Fires `entry` at `now` if it is due (or creates what it left pending).
+async fn fire_one<S: ScheduleEntries + ?Sized>(
+    store: &S,
+    mut entry: Entry,
+    now: Timestamp,
+) -> Result<Vec<Fired>, Error> {
+    if !entry.pending.is_empty() {
+        // Left by a pass that stopped between its two steps, or made by
+        // one under way now: created again (nothing twice), and not
+        // reported, as the pass that decided them reports them.
+        let pending = std::mem::take(&mut entry.pending);
+        create_pending(store, &mut entry.record, &pending, entry.rev).await?;
+        tracing::info!(
+            schedule = %entry.record.schedule.name,
+            fires = pending.len(),
+            "created the fires a pass left pending"
+        );
+        return Ok(Vec::new());
+    }
+    let record = &mut entry.record;
+    let Some(next) = record.next_fire.filter(|_| !record.paused) else {
+        return Ok(Vec::new());
+    };
+    if next.0 > now.0 {
+        return Ok(Vec::new());
+    }
+    let running = match record.last_task {
+        Some(task) if record.schedule.overlap != Overlap::Allow => store.running(task).await?,
+        _ => false,
+    };
+    let Some(plan) = plan(&record.schedule, next, now, running) else {
+        return Ok(Vec::new());
+    };
+    let n = plan.fires.len() as u64;
+    let first = if n > 0 { store.alloc_ids(n).await? } else { 0 };
+    let pending: Vec<(u64, Timestamp)> = plan
+        .fires
+        .iter()
+        .enumerate()
+        .map(|(i, &at)| (first + i as u64, at))
+        .collect();
+    record.fired(&plan, pending.last().map(|&(id, at)| (at, TaskId(id))));
+    let Some(rev) = write(store, record, &pending, Some(entry.rev)).await? else {
+        // Another leader fired it from the same revision.
+        return Ok(Vec::new());
+    };
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tasks = create_pending(store, record, &pending, rev).await?;
+    Ok(pending
+        .iter()
+        .zip(tasks)
+        .map(|(&(_, at), task)| Fired {
             name: record.schedule.name.clone(),
             at,
             task,
-        }));
-    }
-    Ok(fired)
+        })
+        .collect())
 }
 
 /// `Schedules::trigger_schedule`.

@@ -4,8 +4,8 @@
 //! however many processes fire at once, the file's write lock lets one
 //! of them move its next fire on, and the others then find it not due.
 
-use conveyor_core::schedule::{plan, Fired, Schedule, ScheduleRecord};
-use conveyor_core::{Error, TaskId, Timestamp};
+use conveyor_core::schedule::{plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::{Error, NewTask, TaskId, Timestamp};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::Store;
@@ -158,7 +158,8 @@ impl Store {
     }
 
     /// Fires every schedule due at `now` that is not paused, in this
-    /// transaction.
+    /// transaction: every due fire enqueued in one batch, then each
+    /// schedule's row moved on.
     pub(crate) fn fire_due(&mut self, now: Timestamp) -> Result<Vec<Fired>, Error> {
         let rows: Vec<Stored> = self
             .conn
@@ -168,13 +169,13 @@ impl Store {
             ))
             .and_then(|mut s| s.query_map([now.0], stored)?.collect())
             .map_err(db_err)?;
-        let mut fired = Vec::new();
+        let mut planned = Vec::new();
         for row in rows {
             // One declaration that no longer reads (written by another
             // version) must not stop the others firing: it is skipped,
             // and logged.
             let name = row.0.clone();
-            let mut record = match record(row) {
+            let record = match record(row) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(schedule = %name, error = %e, "skipping a schedule that does not read");
@@ -184,26 +185,56 @@ impl Store {
             let Some(next) = record.next_fire else {
                 continue;
             };
-            let running = self.still_running(record.last_task)?;
-            let Some(plan) = plan(&record.schedule, next, now, running) else {
-                continue;
-            };
+            let running = record.schedule.overlap != Overlap::Allow
+                && self.still_running(record.last_task)?;
+            if let Some(plan) = plan(&record.schedule, next, now, running) {
+                planned.push((record, plan));
+            }
+        }
+        let fires: Vec<NewTask> = planned
+            .iter()
+            .flat_map(|(r, plan)| plan.fires.iter().map(|&at| r.schedule.fire(at)))
+            .collect();
+        let mut tasks = self.enqueue_many(fires)?.into_iter();
+        let mut fired = Vec::new();
+        for (mut record, plan) in planned {
             let mut last = None;
             for &at in &plan.fires {
-                let fire = record.schedule.fire(at);
-                if let Some(e) = self.enqueue_many(vec![fire])?.pop() {
-                    fired.push(Fired {
-                        name: record.schedule.name.clone(),
-                        at,
-                        task: e.id,
-                    });
-                    last = Some((at, e.id));
-                }
+                let task = tasks
+                    .next()
+                    .ok_or_else(|| conveyor_core::Error::backend_other("a fire not enqueued"))?
+                    .id;
+                fired.push(Fired {
+                    name: record.schedule.name.clone(),
+                    at,
+                    task,
+                });
+                last = Some((at, task));
             }
             record.fired(&plan, last);
-            self.write_schedule(&record)?;
+            self.move_on(&record)?;
         }
         Ok(fired)
+    }
+
+    /// Writes where `r`'s firing stands (its declaration unchanged).
+    fn move_on(&mut self, r: &ScheduleRecord) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "UPDATE schedules SET next_fire = ?2, last_fire = ?3, last_task = ?4, \
+                 missed = ?5 WHERE name = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.schedule.name,
+                    r.next_fire.map(|t| t.0),
+                    r.last_fire.map(|t| t.0),
+                    r.last_task.and_then(id_param),
+                    i64::try_from(r.missed).unwrap_or(i64::MAX)
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
     }
 
     /// Enqueues one fire of schedule `name` now.
@@ -216,7 +247,7 @@ impl Store {
             return Ok(None);
         };
         record.last_task = Some(task.id);
-        self.write_schedule(&record)?;
+        self.move_on(&record)?;
         Ok(Some(task.id))
     }
 }

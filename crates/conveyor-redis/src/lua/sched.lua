@@ -12,12 +12,13 @@
 --   put NAME REV D P N LF LT M      -> the new rev, or false when the
 --                                      schedule is not at REV (0: absent)
 --   remove NAME                     -> 1, or 0 when there is none
---   fire NAME REV N LF MISSED K T1..TK, then K tasks as a task list (see
---     enqueue_tasks)                -> the K tasks' ids, or false when not
---                                      at REV; N is the next fire to store
---                                      ('' none), LF the last fire ('':
---                                      kept), MISSED added to m; the last
---                                      task becomes lt
+--   fire M, then M schedules, each NAME REV N LF MISSED K T1..TK and its
+--     K tasks as a task list (see enqueue_tasks)
+--                                   -> per schedule {1, the K tasks' ids},
+--                                      or {0} when it is not at REV; N is
+--                                      the next fire to store ('' none),
+--                                      LF the last fire ('': kept), MISSED
+--                                      added to m; the last task becomes lt
 -- Firing writes the record and enqueues its fires in this one call: two
 -- leaders that read one revision cannot both fire it.
 local now, mode, name = ARGV[2], ARGV[3], ARGV[4]
@@ -85,38 +86,48 @@ elseif mode == 'remove' then
   redis.call('ZREM', ALL, name)
   return redis.call('DEL', key(name))
 elseif mode == 'fire' then
-  if ARGV[5] == '0' or not at_rev(name, ARGV[5]) then return false end
-  local n, lf, missed, k = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
-  local b = 10 + k
-  local m, span = tonumber(ARGV[b]), tonumber(ARGV[b + 1])
-  if m ~= k then fail('sched: ' .. k .. ' fire times, ' .. tostring(m) .. ' tasks') end
-  local ids, wake = {}, {}
-  if k > 0 then
-    local seq = take_ids(k)
-    local dups = {}
-    enqueue_tasks(now, b + 2, k, span, dups, wake, seq)
-    local by_pos = {}
-    for i = 1, #dups, 2 do by_pos[dups[i]] = dups[i + 1] end
-    local c = 0
-    for i = 1, k do
-      if by_pos[i] then
-        ids[i] = tonumber(by_pos[i])
-      else
-        c = c + 1
-        ids[i] = seq + c
+  local out, wake = {}, {}
+  local b = 5
+  for j = 1, tonumber(ARGV[4]) do
+    local nm, rev, n, lf, missed = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+    local k = tonumber(ARGV[b + 5])
+    local t = b + 6 + k
+    local m, span = tonumber(ARGV[t]), tonumber(ARGV[t + 1])
+    if m ~= k then fail('sched: ' .. k .. ' fire times, ' .. tostring(m) .. ' tasks') end
+    b = t + 2 + span
+    if rev == '0' or not at_rev(nm, rev) then
+      out[j] = {0}
+    else
+      local ids = {1}
+      if k > 0 then
+        local seq = take_ids(k)
+        local dups = {}
+        enqueue_tasks(now, t + 2, k, span, dups, wake, seq)
+        local by_pos = {}
+        for i = 1, #dups, 2 do by_pos[dups[i]] = dups[i + 1] end
+        local c = 0
+        for i = 1, k do
+          if by_pos[i] then
+            ids[i + 1] = tonumber(by_pos[i])
+          else
+            c = c + 1
+            ids[i + 1] = seq + c
+          end
+        end
+        flush()
       end
+      local hk = key(nm)
+      if n == '' then redis.call('HDEL', hk, 'n') else redis.call('HSET', hk, 'n', n) end
+      if lf ~= '' then redis.call('HSET', hk, 'lf', lf) end
+      if k > 0 then redis.call('HSET', hk, 'lt', string.format('%d', ids[k + 1])) end
+      redis.call('HINCRBY', hk, 'm', missed)
+      file(nm, redis.call('HGET', hk, 'p'), n)
+      bump(nm)
+      out[j] = ids
     end
-    flush()
-    flush_ready()
-    publish(wake)
   end
-  local hk = key(name)
-  if n == '' then redis.call('HDEL', hk, 'n') else redis.call('HSET', hk, 'n', n) end
-  if lf ~= '' then redis.call('HSET', hk, 'lf', lf) end
-  if k > 0 then redis.call('HSET', hk, 'lt', string.format('%d', ids[k])) end
-  redis.call('HINCRBY', hk, 'm', missed)
-  file(name, redis.call('HGET', hk, 'p'), n)
-  bump(name)
-  return ids
+  flush_ready()
+  publish(wake)
+  return out
 end
 return redis.error_reply('sched: unknown mode ' .. tostring(mode))
