@@ -375,7 +375,8 @@ macro_rules! schedule_conformance {
             "";
             a_schedule_fires_once_per_fire_time, missed_fires_follow_the_misfire_policy,
             pause_resume_trigger_and_remove, overlapping_fires_follow_the_overlap_policy,
-            redeclaring_keeps_progress_unless_the_timing_changes);
+            redeclaring_keeps_progress_unless_the_timing_changes,
+            a_schedule_removed_as_it_fires_is_gone);
     };
 }
 

@@ -73,9 +73,9 @@ pub use registry::workers_register_by_heartbeat;
 pub use results::{finish_wakes_result_waiters, result_waits};
 pub use retention::finished_tasks_expire_one_by_one;
 pub use schedules::{
-    a_schedule_fires_once_per_fire_time, missed_fires_follow_the_misfire_policy,
-    overlapping_fires_follow_the_overlap_policy, pause_resume_trigger_and_remove,
-    redeclaring_keeps_progress_unless_the_timing_changes,
+    a_schedule_fires_once_per_fire_time, a_schedule_removed_as_it_fires_is_gone,
+    missed_fires_follow_the_misfire_policy, overlapping_fires_follow_the_overlap_policy,
+    pause_resume_trigger_and_remove, redeclaring_keeps_progress_unless_the_timing_changes,
 };
 pub use search::{
     counts_match_the_filters, pages_stop_at_their_budget, search_finds_params_and_errors,

@@ -257,3 +257,43 @@ pub async fn redeclaring_keeps_progress_unless_the_timing_changes(
         .collect();
     assert_eq!(names, ["a", "b"]);
 }
+
+/// A schedule removed while a leader is about to fire it, ten times:
+/// whichever comes first, its fire time is enqueued at most once, and the
+/// schedule is gone for good — the fire does not write it back, and
+/// nothing fires for it later.
+pub async fn a_schedule_removed_as_it_fires_is_gone(b: Subject, clock: Arc<ManualClock>) {
+    let mut now = start(&clock, 0);
+    for round in 0..10 {
+        let name = format!("r{round}");
+        part(&b)
+            .put_schedule(&every_second(&name, json!({})))
+            .await
+            .expect("put");
+        now = Timestamp(now.0 + 1_000);
+        clock.set(Timestamp(now.0 + 10));
+        let at = clock.now();
+        let (fired, removed) =
+            futures_util::join!(part(&b).fire_due(at), part(&b).remove_schedule(&name));
+        let fired = fired.expect("fire");
+        assert!(removed.expect("remove"), "{name} was there to remove");
+        assert!(fired.len() <= 1, "{name}: {fired:?}");
+        assert!(
+            part(&b).schedule(&name).await.expect("read").is_none(),
+            "{name} written back by its fire"
+        );
+        assert!(part(&b)
+            .pause_schedule(&name, true)
+            .await
+            .expect("pause")
+            .is_none());
+    }
+    clock.set(Timestamp(now.0 + 5_000));
+    assert!(part(&b)
+        .fire_due(clock.now())
+        .await
+        .expect("fire")
+        .is_empty());
+    assert!(part(&b).schedules().await.expect("list").is_empty());
+    assert_eq!(part(&b).next_fire().await.expect("next"), None);
+}
