@@ -8,7 +8,7 @@
 //! row after that commit finds it not due; one that waited on the lock
 //! finds, at the row's new version, that it no longer matches.
 
-use conveyor_core::schedule::{plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::schedule::{enqueued, plan, Fired, Overlap, Schedule, ScheduleRecord};
 use conveyor_core::{async_trait, Error, NewTask, Schedules, TaskId, Timestamp};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
@@ -176,29 +176,15 @@ impl PostgresBackend {
             .iter()
             .flat_map(|(r, plan)| plan.fires.iter().map(|&at| r.schedule.fire(at)))
             .collect();
-        let mut tasks = if fires.is_empty() {
-            Vec::new().into_iter()
+        let tasks = if fires.is_empty() {
+            Vec::new()
         } else {
-            self.enqueue_in(&**tx, fires).await?.into_iter()
+            self.enqueue_in(&**tx, fires).await?
         };
-        let mut fired = Vec::new();
+        let (fired, records) = enqueued(planned, tasks.into_iter().map(|e| e.id))?;
         let mut moved = Moved::default();
-        for (mut record, plan) in planned {
-            let mut last = None;
-            for &at in &plan.fires {
-                let task = tasks
-                    .next()
-                    .ok_or_else(|| Error::backend_other("a fire not enqueued"))?
-                    .id;
-                fired.push(Fired {
-                    name: record.schedule.name.clone(),
-                    at,
-                    task,
-                });
-                last = Some((at, task));
-            }
-            record.fired(&plan, last);
-            moved.push(&record);
+        for record in &records {
+            moved.push(record);
         }
         let sql = self.schedule_sql(
             "UPDATE {s} AS s SET next_fire = u.next_fire, last_fire = u.last_fire, \

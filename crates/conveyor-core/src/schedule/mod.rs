@@ -34,6 +34,6 @@ mod timing;
 
 pub use declared::{Schedule, DEFAULT_GRACE};
 pub use due::{due, fire_key, Due, Misfire, Overlap, MISFIRE_BOUND};
-pub use plan::{plan, Plan};
+pub use plan::{enqueued, plan, Plan};
 pub use record::{Fired, ScheduleRecord};
 pub use timing::Timing;

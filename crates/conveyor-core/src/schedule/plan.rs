@@ -2,8 +2,8 @@
 //! stored next fire, its misfire and overlap policies, and whether its
 //! last fire's task is still running.
 
-use super::{due, Overlap, Schedule};
-use crate::Timestamp;
+use super::{due, Fired, Overlap, Schedule, ScheduleRecord};
+use crate::{Error, TaskId, Timestamp};
 
 /// What a store does for a schedule at a moment: the fire times to enqueue
 /// (each under its fire key), the next fire time to store, and how many
@@ -58,4 +58,33 @@ pub fn plan(
         next: d.next,
         missed: d.missed,
     })
+}
+
+/// The fires of `planned` (schedules and their plans, in order), every one
+/// enqueued in one batch in that order and given `tasks`: what was fired,
+/// and each schedule moved on ([`ScheduleRecord::fired`]).
+pub fn enqueued(
+    planned: Vec<(ScheduleRecord, Plan)>,
+    tasks: impl IntoIterator<Item = TaskId>,
+) -> Result<(Vec<Fired>, Vec<ScheduleRecord>), Error> {
+    let mut tasks = tasks.into_iter();
+    let mut fired = Vec::new();
+    let mut moved = Vec::with_capacity(planned.len());
+    for (mut record, plan) in planned {
+        let mut last = None;
+        for &at in &plan.fires {
+            let task = tasks
+                .next()
+                .ok_or_else(|| Error::backend_other("a fire was not enqueued"))?;
+            fired.push(Fired {
+                name: record.schedule.name.clone(),
+                at,
+                task,
+            });
+            last = Some((at, task));
+        }
+        record.fired(&plan, last);
+        moved.push(record);
+    }
+    Ok((fired, moved))
 }

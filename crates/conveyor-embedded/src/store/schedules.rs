@@ -4,7 +4,7 @@
 //! however many processes fire at once, the file's write lock lets one
 //! of them move its next fire on, and the others then find it not due.
 
-use conveyor_core::schedule::{plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::schedule::{enqueued, plan, Fired, Overlap, Schedule, ScheduleRecord};
 use conveyor_core::{Error, NewTask, TaskId, Timestamp};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -195,24 +195,10 @@ impl Store {
             .iter()
             .flat_map(|(r, plan)| plan.fires.iter().map(|&at| r.schedule.fire(at)))
             .collect();
-        let mut tasks = self.enqueue_many(fires)?.into_iter();
-        let mut fired = Vec::new();
-        for (mut record, plan) in planned {
-            let mut last = None;
-            for &at in &plan.fires {
-                let task = tasks
-                    .next()
-                    .ok_or_else(|| conveyor_core::Error::backend_other("a fire not enqueued"))?
-                    .id;
-                fired.push(Fired {
-                    name: record.schedule.name.clone(),
-                    at,
-                    task,
-                });
-                last = Some((at, task));
-            }
-            record.fired(&plan, last);
-            self.move_on(&record)?;
+        let tasks = self.enqueue_many(fires)?.into_iter().map(|e| e.id);
+        let (fired, moved) = enqueued(planned, tasks)?;
+        for record in &moved {
+            self.move_on(record)?;
         }
         Ok(fired)
     }

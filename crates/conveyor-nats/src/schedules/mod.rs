@@ -13,12 +13,10 @@ mod tests;
 
 use conveyor_core::schedule::entries::{self, ScheduleEntries};
 use conveyor_core::schedule::{Fired, Schedule, ScheduleRecord};
+use conveyor_core::workflow::entries::EntryStore;
 use conveyor_core::{async_trait, Error, NewTask, Schedules, TaskId, Timestamp};
 
-use bytes::Bytes;
-
 use crate::backend::NatsBackend;
-use crate::ledger::Created;
 use crate::names::keys;
 use crate::record::{Rec, Spec};
 
@@ -67,8 +65,9 @@ impl Schedules for NatsBackend {
     }
 }
 
-/// The ledger as the store of schedule entries; a fire's task is a record
-/// created as an enqueue creates one.
+/// The ledger as the store of schedule entries (its entries are the
+/// workflow entries' own, `EntryStore`); a fire's task is a record created
+/// as an enqueue creates one.
 #[async_trait]
 impl ScheduleEntries for NatsBackend {
     fn now(&self) -> Timestamp {
@@ -80,25 +79,19 @@ impl ScheduleEntries for NatsBackend {
     }
 
     async fn entry(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Error> {
-        let got = self.inner.ledger.entry(key).await?;
-        Ok(got.map(|(bytes, rev)| (bytes.to_vec(), rev)))
+        EntryStore::entry(self, key).await
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Option<u64>, Error> {
-        Ok(
-            match self.inner.ledger.create(key, Bytes::from(value)).await? {
-                Created::New(rev) => Some(rev),
-                Created::Exists => None,
-            },
-        )
+        EntryStore::create(self, key, value).await
     }
 
     async fn cas(&self, key: &str, value: Vec<u8>, rev: u64) -> Result<Option<u64>, Error> {
-        self.inner.ledger.cas(key, Bytes::from(value), rev).await
+        EntryStore::cas(self, key, value, rev).await
     }
 
     async fn remove(&self, key: &str) -> Result<(), Error> {
-        self.inner.ledger.remove(key).await
+        EntryStore::remove(self, key).await
     }
 
     async fn scan_schedules(&self) -> Result<Vec<(String, Vec<u8>, u64)>, Error> {
@@ -110,7 +103,7 @@ impl ScheduleEntries for NatsBackend {
     }
 
     async fn alloc_ids(&self, n: u64) -> Result<u64, Error> {
-        self.inner.ledger.alloc_ids(n).await
+        EntryStore::alloc_ids(self, n).await
     }
 
     async fn create_fires(&self, fires: Vec<(u64, NewTask)>) -> Result<Vec<TaskId>, Error> {
