@@ -108,8 +108,18 @@ pub async fn run(report: &mut Report, quick: bool, url: Option<&str>) {
         let l = &mut late[i];
         let fires = l.len();
         p99[i] = Ok(percentile(l, 0.99));
-        report.add(&bench, &format!("{what}: p50 lateness"), percentile(l, 0.5), "ms");
-        report.add(&bench, &format!("{what}: worst of {fires} fires"), percentile(l, 1.0), "ms");
+        report.add(
+            &bench,
+            &format!("{what}: p50 lateness"),
+            percentile(l, 0.5),
+            "ms",
+        );
+        report.add(
+            &bench,
+            &format!("{what}: worst of {fires} fires"),
+            percentile(l, 1.0),
+            "ms",
+        );
         if i == 0 {
             report.measured(&bench, &format!("{what}: p99 lateness"), &p99[0], "ms");
         } else {

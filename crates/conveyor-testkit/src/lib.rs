@@ -207,7 +207,7 @@ macro_rules! backend_conformance {
             a_finish_racing_a_renewal_applies_once);
         $crate::backend_conformance!(@cases $make; [$mnt];
             "needs the maintenance part, which this backend does not declare";
-            one_leader_at_a_time);
+            one_leader_at_a_time, a_leader_steps_down_with_a_zero_term);
         $crate::backend_conformance!(@cases $make; [$rs $adm $mnt];
             "needs the result store, administration and maintenance parts, which this backend does not all declare";
             retention_prunes_finished_tasks, finished_tasks_expire_one_by_one);

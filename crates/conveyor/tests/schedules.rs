@@ -91,3 +91,44 @@ async fn three_workers_fire_each_fire_time_once() {
     assert_eq!(keys.len(), n, "no fire time twice");
     assert_eq!(n, ran, "each fire's task ran once");
 }
+
+/// A leader that stops cleanly steps down: the role is free the moment its
+/// worker has stopped, not a term later (a rolling deploy makes no fire
+/// late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_stops_cleanly_hands_the_role_over() {
+    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let runs: Runs = Arc::default();
+    let w = Worker::builder(backend.clone())
+        .handler(tick(runs.clone()))
+        .schedule(every_second())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .expect("a valid worker");
+    let stopper = w.stopper();
+    let run = tokio::spawn(w.run_until(std::future::pending()));
+    // It leads once it fired.
+    for _ in 0..100 {
+        if runs.lock().expect("lock").values().sum::<usize>() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let term = conveyor::durable::SCHEDULES_TERM;
+    assert!(
+        !backend
+            .lead("schedules", "other", term)
+            .await
+            .expect("lead"),
+        "the running worker leads"
+    );
+    stopper.stop();
+    run.await.expect("join").expect("worker");
+    assert!(
+        backend
+            .lead("schedules", "other", term)
+            .await
+            .expect("lead"),
+        "the role is free once its leader stopped"
+    );
+}

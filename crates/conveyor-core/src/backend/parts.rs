@@ -207,7 +207,8 @@ pub trait Maintenance: Send + Sync {
     /// leader's term has run out. False while another holder's term lasts.
     /// A leader that stops calling loses the lead when its term ends, so a
     /// killed worker is replaced within `ttl`; at most one holder leads a
-    /// role at any time of the backend's clock.
+    /// role at any time of the backend's clock. A leader that calls with a
+    /// `ttl` of zero steps down: another holder may lead at once.
     async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool, Error>;
 }
 

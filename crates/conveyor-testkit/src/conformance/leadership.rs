@@ -50,3 +50,26 @@ pub async fn one_leader_at_a_time(b: Subject, clock: Arc<ManualClock>) {
     }
     assert_eq!(winners, 1, "exactly one of the racers leads");
 }
+
+/// A leader steps down by asking for a term of zero: another holder leads
+/// at once, without waiting for the old term to run out (a worker that
+/// stops cleanly hands its roles over).
+pub async fn a_leader_steps_down_with_a_zero_term(b: Subject, _clock: Arc<ManualClock>) {
+    let term = Duration::from_secs(10);
+    assert!(b.lead("prune", "a", term).await.expect("lead"));
+    assert!(
+        !b.lead("prune", "b", term).await.expect("lead"),
+        "a's term lasts"
+    );
+    b.lead("prune", "a", Duration::ZERO)
+        .await
+        .expect("step down");
+    assert!(
+        b.lead("prune", "b", term).await.expect("lead"),
+        "the role is free once its leader stepped down"
+    );
+    assert!(
+        !b.lead("prune", "a", term).await.expect("lead"),
+        "b leads now"
+    );
+}

@@ -50,7 +50,7 @@ pub use follow_ups::{
 };
 pub use history::{history_of_a_dead_task, history_of_retries, history_shows_lease_expiry};
 pub use keys::{ordering_keys, unique_keys};
-pub use leadership::one_leader_at_a_time;
+pub use leadership::{a_leader_steps_down_with_a_zero_term, one_leader_at_a_time};
 pub use limits::{
     concurrent_reservers_honour_handler_limits, handler_concurrency_limits, handler_rate_limits,
 };

@@ -8,7 +8,9 @@
 //!
 //! Declared schedules ([`WorkerBuilder::schedule`](super::WorkerBuilder::schedule))
 //! are stored when the worker starts, keeping where each stood unless its
-//! timing changed. A backend without the schedules part, or without
+//! timing changed. A leader that stops cleanly steps down (a term of zero),
+//! so another worker leads at its next ask. A backend without the
+//! schedules part, or without
 //! leaders (the maintenance part), runs no scheduler, and a declared
 //! schedule there is refused at start.
 
@@ -71,7 +73,16 @@ pub(crate) async fn run(
         let until_renew = RENEW.saturating_sub(renewed.map_or(RENEW, |t| t.elapsed()));
         tokio::select! {
             _ = tokio::time::sleep(wait.min(until_renew.max(Duration::from_millis(1)))) => {}
-            _ = done.cancelled() => return,
+            _ = done.cancelled() => {
+                if leading {
+                    // A term of zero hands the role over at once: a worker
+                    // stopping cleanly (a rolling deploy) makes no fire late.
+                    if let Err(e) = leads.lead(ROLE, &holder, Duration::ZERO).await {
+                        tracing::debug!(error = %e.chain(), "could not step down as the schedules leader");
+                    }
+                }
+                return;
+            }
         }
     }
 }
