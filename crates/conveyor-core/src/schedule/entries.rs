@@ -8,7 +8,7 @@
 //! the task id decided for it). Such a store cannot enqueue and write the
 //! entry in one step, so firing is two, made safe by their order:
 //!
-//! 1. the fires are decided ([`plan`](super::plan)), given fresh task ids,
+//! 1. the fires are decided ([`plan`]), given fresh task ids,
 //!    and written pending with the moved next fire, by a compare-and-set
 //!    at the revision read: of two leaders that read one revision, one
 //!    writes, the other finds it moved and fires nothing;
@@ -313,7 +313,7 @@ async fn create_pending<S: ScheduleEntries + ?Sized>(
 /// How many schedules one pass fires at once (their calls overlap).
 const AT_ONCE: usize = 64;
 
-/// `Schedules::fire_due`: the due schedules fired [`AT_ONCE`] at a time.
+/// `Schedules::fire_due`: the due schedules fired 64 at a time.
 pub async fn fire_due<S: ScheduleEntries + ?Sized>(
     store: &S,
     now: Timestamp,
