@@ -2,7 +2,7 @@
 //! fires are decided by `conveyor_core::schedule::plan` and enqueued, and
 //! its next fire moved on, in the same step.
 
-use conveyor_core::schedule::{plan, Fired, Schedule, ScheduleRecord};
+use conveyor_core::schedule::{Fired, Schedule, ScheduleRecord};
 use conveyor_core::{TaskId, Timestamp};
 
 use crate::state::State;
@@ -28,8 +28,9 @@ impl State {
     }
 
     /// Whether task `id` has not ended.
-    fn still_running(&self, id: Option<TaskId>) -> bool {
-        id.and_then(|id| self.tasks.get(&id.0))
+    fn still_running(&self, id: TaskId) -> bool {
+        self.tasks
+            .get(&id.0)
             .is_some_and(|e| !e.record.state.is_finished())
     }
 
@@ -46,13 +47,13 @@ impl State {
             let Some(kept) = self.schedules.get(&name) else {
                 continue;
             };
-            let (Some(next), schedule) = (kept.next_fire, kept.schedule.clone()) else {
+            let running = kept
+                .watched_task()
+                .is_some_and(|task| self.still_running(task));
+            let Some(plan) = kept.plan(now, running) else {
                 continue;
             };
-            let running = self.still_running(kept.last_task);
-            let Some(plan) = plan(&schedule, next, now, running) else {
-                continue;
-            };
+            let schedule = kept.schedule.clone();
             let mut last = None;
             for &at in &plan.fires {
                 if let Some(e) = self.enqueue(vec![schedule.fire(at)], now).pop() {

@@ -8,7 +8,7 @@
 //! row after that commit finds it not due; one that waited on the lock
 //! finds, at the row's new version, that it no longer matches.
 
-use conveyor_core::schedule::{enqueued, plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::schedule::{enqueued, Fired, Schedule, ScheduleRecord};
 use conveyor_core::{async_trait, Error, NewTask, Schedules, TaskId, Timestamp};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
@@ -63,17 +63,15 @@ impl PostgresBackend {
             .replace("{t}", &schema.table("tasks"))
     }
 
-    /// Schedule `name`, its row locked for the rest of `tx` when `lock`.
-    async fn read_schedule(
+    /// Schedule `name`, its row locked for the rest of `tx`.
+    async fn lock_schedule(
         &self,
         tx: &Transaction<'_>,
         name: &str,
-        lock: bool,
     ) -> Result<Option<ScheduleRecord>, Error> {
         let what = "reading a schedule";
-        let tail = if lock { " FOR UPDATE" } else { "" };
         let sql = self.schedule_sql(&format!(
-            "SELECT {COLUMNS} FROM {{s}} WHERE name = $1{tail}"
+            "SELECT {COLUMNS} FROM {{s}} WHERE name = $1 FOR UPDATE"
         ));
         let row = tx
             .query_opt(&sql, &[&name])
@@ -111,8 +109,8 @@ impl PostgresBackend {
     }
 
     /// Whether task `id` has not ended.
-    async fn still_running(&self, tx: &Transaction<'_>, id: Option<TaskId>) -> Result<bool, Error> {
-        let Some((id, raw)) = id.and_then(|id| param_id(id).map(|raw| (id, raw))) else {
+    async fn still_running(&self, tx: &Transaction<'_>, id: TaskId) -> Result<bool, Error> {
+        let Some(raw) = param_id(id) else {
             return Ok(false);
         };
         let sql = self.schedule_sql("SELECT state FROM {t} WHERE id = $1");
@@ -160,12 +158,11 @@ impl PostgresBackend {
                     continue;
                 }
             };
-            let Some(next) = record.next_fire else {
-                continue;
+            let running = match record.watched_task() {
+                Some(task) => self.still_running(tx, task).await?,
+                None => false,
             };
-            let running = record.schedule.overlap != Overlap::Allow
-                && self.still_running(tx, record.last_task).await?;
-            if let Some(plan) = plan(&record.schedule, next, now, running) {
+            if let Some(plan) = record.plan(now, running) {
                 planned.push((record, plan));
             }
         }
@@ -234,7 +231,7 @@ impl Schedules for PostgresBackend {
     async fn put_schedule(&self, schedule: &Schedule) -> Result<ScheduleRecord, Error> {
         let now = self.inner.clock.now();
         in_tx!(self, "storing a schedule", |tx| async {
-            let kept = self.read_schedule(tx, &schedule.name, true).await?;
+            let kept = self.lock_schedule(tx, &schedule.name).await?;
             let record = ScheduleRecord::declare(schedule, kept.as_ref(), now);
             self.write_schedule(tx, &record).await?;
             Ok(record)
@@ -259,7 +256,7 @@ impl Schedules for PostgresBackend {
     ) -> Result<Option<ScheduleRecord>, Error> {
         let now = self.inner.clock.now();
         in_tx!(self, "pausing a schedule", |tx| async {
-            let Some(mut record) = self.read_schedule(tx, name, true).await? else {
+            let Some(mut record) = self.lock_schedule(tx, name).await? else {
                 return Ok(None);
             };
             record.set_paused(paused, now);
@@ -312,7 +309,7 @@ impl Schedules for PostgresBackend {
     async fn trigger_schedule(&self, name: &str) -> Result<Option<TaskId>, Error> {
         let now = self.inner.clock.now();
         in_tx!(self, "triggering a schedule", |tx| async {
-            let Some(mut record) = self.read_schedule(tx, name, true).await? else {
+            let Some(mut record) = self.lock_schedule(tx, name).await? else {
                 return Ok(None);
             };
             let Some(task) = self.enqueue_fire(tx, record.schedule.fire(now)).await? else {

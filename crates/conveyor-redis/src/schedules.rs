@@ -11,7 +11,7 @@
 //! enqueues nothing. Declaring, pausing and resuming write at the revision
 //! read too, so none of them undoes a fire made meanwhile.
 
-use conveyor_core::schedule::{plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::schedule::{Fired, Schedule, ScheduleRecord};
 use conveyor_core::{async_trait, Error, ResultStore, Schedules, TaskId, Timestamp};
 use redis::Value;
 
@@ -80,13 +80,7 @@ fn records(v: Value, what: &str) -> Result<Vec<Result<Read, Error>>, Error> {
     }
     let mut out = Vec::with_capacity(items.len() / 8);
     let mut it = items.into_iter();
-    while let Some(first) = it.next() {
-        let rest: Vec<Value> = it.by_ref().take(7).collect();
-        let mut all = vec![first];
-        all.extend(rest);
-        let values: [Value; 8] = all
-            .try_into()
-            .map_err(|_| bad(format!("{what}: a short record")))?;
+    while let Ok(values) = <[Value; 8]>::try_from(it.by_ref().take(8).collect::<Vec<_>>()) {
         out.push(record(values));
     }
     Ok(out)
@@ -218,10 +212,7 @@ impl RedisBackend {
     }
 
     /// Whether task `id` has not ended.
-    async fn still_running(&self, id: Option<TaskId>) -> Result<bool, Error> {
-        let Some(id) = id else {
-            return Ok(false);
-        };
+    async fn still_running(&self, id: TaskId) -> Result<bool, Error> {
         Ok(self.get(id).await?.is_some_and(|r| !r.state.is_finished()))
     }
 }
@@ -297,12 +288,11 @@ impl Schedules for RedisBackend {
                     continue;
                 }
             };
-            let Some(next) = record.next_fire else {
-                continue;
+            let running = match record.watched_task() {
+                Some(task) => self.still_running(task).await?,
+                None => false,
             };
-            let running = record.schedule.overlap != Overlap::Allow
-                && self.still_running(record.last_task).await?;
-            if let Some(plan) = plan(&record.schedule, next, now, running) {
+            if let Some(plan) = record.plan(now, running) {
                 planned.push((record, rev, plan));
             }
         }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{plan, Fired, Overlap, Schedule, ScheduleRecord};
+use super::{Fired, Schedule, ScheduleRecord};
 use crate::{BackendErrorKind, Error, NewTask, TaskId, Timestamp};
 
 /// A store of versioned entries that keeps schedules, and the backend whose
@@ -351,17 +351,14 @@ async fn fire_one<S: ScheduleEntries + ?Sized>(
         return Ok(Vec::new());
     }
     let record = &mut entry.record;
-    let Some(next) = record.next_fire.filter(|_| !record.paused) else {
-        return Ok(Vec::new());
-    };
-    if next.0 > now.0 {
+    if record.paused || record.next_fire.is_none_or(|next| next.0 > now.0) {
         return Ok(Vec::new());
     }
-    let running = match record.last_task {
-        Some(task) if record.schedule.overlap != Overlap::Allow => store.running(task).await?,
-        _ => false,
+    let running = match record.watched_task() {
+        Some(task) => store.running(task).await?,
+        None => false,
     };
-    let Some(plan) = plan(&record.schedule, next, now, running) else {
+    let Some(plan) = record.plan(now, running) else {
         return Ok(Vec::new());
     };
     let n = plan.fires.len() as u64;

@@ -1,6 +1,6 @@
 //! A schedule as a store keeps it, and a fire as one reports it.
 
-use super::Schedule;
+use super::{Overlap, Plan, Schedule};
 use crate::{TaskId, Timestamp};
 
 /// A stored schedule: its declaration and where its firing stands.
@@ -57,6 +57,22 @@ impl ScheduleRecord {
             last_task: kept.and_then(|k| k.last_task),
             missed: kept.map_or(0, |k| k.missed),
         }
+    }
+
+    /// The task whose end its plan waits on: the last fire's, under an
+    /// overlap policy that looks at it (`skip`, `queue`); `None` under
+    /// `allow`, so a store reads no task then.
+    pub fn watched_task(&self) -> Option<TaskId> {
+        (self.schedule.overlap != Overlap::Allow)
+            .then_some(self.last_task)
+            .flatten()
+    }
+
+    /// What it does at `now` ([`plan`](super::plan)), `running` saying
+    /// whether its [watched task](Self::watched_task) has not ended; `None`
+    /// also when it has no next fire.
+    pub fn plan(&self, now: Timestamp, running: bool) -> Option<Plan> {
+        super::plan(&self.schedule, self.next_fire?, now, running)
     }
 
     /// Pauses or resumes it at `now`: resumed, its next fire is the first

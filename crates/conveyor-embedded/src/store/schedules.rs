@@ -4,7 +4,7 @@
 //! however many processes fire at once, the file's write lock lets one
 //! of them move its next fire on, and the others then find it not due.
 
-use conveyor_core::schedule::{enqueued, plan, Fired, Overlap, Schedule, ScheduleRecord};
+use conveyor_core::schedule::{enqueued, Fired, Schedule, ScheduleRecord};
 use conveyor_core::{Error, NewTask, TaskId, Timestamp};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -142,8 +142,8 @@ impl Store {
     }
 
     /// Whether task `id` has not ended.
-    fn still_running(&mut self, id: Option<TaskId>) -> Result<bool, Error> {
-        let Some(raw) = id.and_then(id_param) else {
+    fn still_running(&mut self, id: TaskId) -> Result<bool, Error> {
+        let Some(raw) = id_param(id) else {
             return Ok(false);
         };
         let code: Option<i64> = self
@@ -182,12 +182,11 @@ impl Store {
                     continue;
                 }
             };
-            let Some(next) = record.next_fire else {
-                continue;
+            let running = match record.watched_task() {
+                Some(task) => self.still_running(task)?,
+                None => false,
             };
-            let running = record.schedule.overlap != Overlap::Allow
-                && self.still_running(record.last_task)?;
-            if let Some(plan) = plan(&record.schedule, next, now, running) {
+            if let Some(plan) = record.plan(now, running) {
                 planned.push((record, plan));
             }
         }
