@@ -18,6 +18,7 @@
 //! lateness over every fire of the rounds, and each p99's ratio to the one
 //! schedule's.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use conveyor::durable::schedule::Schedule;
@@ -168,8 +169,9 @@ async fn fire_for(b: &dyn Backend, shape: Shape, secs: u64) -> Result<Vec<f64>, 
     let start = Timestamp::now();
     let end = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut late = Vec::new();
+    let errors = AtomicU64::new(0);
     while tokio::time::Instant::now() < end {
-        let (fired, wait) = schedules_pass(part).await;
+        let (fired, wait) = schedules_pass(part, &errors).await;
         let done = Timestamp::now();
         for f in fired.map_err(|e| e.to_string())? {
             if f.at.0 >= start.0 {
@@ -178,5 +180,8 @@ async fn fire_for(b: &dyn Backend, shape: Shape, secs: u64) -> Result<Vec<f64>, 
         }
         tokio::time::sleep(wait).await;
     }
-    Ok(late)
+    match errors.load(Ordering::Relaxed) {
+        0 => Ok(late),
+        n => Err(format!("{n} of the passes' calls failed")),
+    }
 }

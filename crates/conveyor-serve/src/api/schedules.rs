@@ -91,7 +91,8 @@ pub(crate) async fn all(backend: &dyn Backend) -> Result<Vec<ScheduleView>, Erro
     Ok(futures_util::future::join_all(records.into_iter().map(|r| view(backend, r))).await)
 }
 
-fn unknown(name: &str) -> ApiError {
+/// The answer for a name no schedule has.
+pub(crate) fn unknown(name: &str) -> ApiError {
     ApiError::NotFound(format!("no schedule named {name:?}"))
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::actions::{answer, Back};
 use super::chrome::{render, when, Chrome};
 use super::notice::Notice;
-use crate::api::schedules::{all, ScheduleView};
+use crate::api::schedules::{all, unknown, ScheduleView};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::state::AppState;
@@ -98,10 +98,6 @@ pub(crate) async fn page(
         error,
         read_at: when(Timestamp::now()),
     })
-}
-
-fn unknown(name: &str) -> ApiError {
-    ApiError::NotFound(format!("no schedule named {name:?}"))
 }
 
 /// `POST /actions/schedules/{name}/pause` and `…/resume`.

@@ -32,9 +32,6 @@ pub const SCHEDULES_TERM: Duration = Duration::from_secs(5);
 /// it.
 pub const SCHEDULES_ASK_EVERY: Duration = Duration::from_secs(1);
 
-const TERM: Duration = SCHEDULES_TERM;
-const RENEW: Duration = SCHEDULES_ASK_EVERY;
-
 /// The longest a leader sleeps between passes.
 const MOST_SLEEP: Duration = Duration::from_secs(1);
 
@@ -54,8 +51,8 @@ pub(crate) async fn run(
     let mut leading = false;
     let mut renewed: Option<Instant> = None;
     loop {
-        if renewed.is_none_or(|t| t.elapsed() >= RENEW) {
-            leading = match leads.lead(ROLE, &holder, TERM).await {
+        if renewed.is_none_or(|t| t.elapsed() >= SCHEDULES_ASK_EVERY) {
+            leading = match leads.lead(ROLE, &holder, SCHEDULES_TERM).await {
                 Ok(l) => l,
                 Err(e) => {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -68,9 +65,10 @@ pub(crate) async fn run(
         let wait = if leading {
             fire(schedules, &errors).await
         } else {
-            RENEW
+            SCHEDULES_ASK_EVERY
         };
-        let until_renew = RENEW.saturating_sub(renewed.map_or(RENEW, |t| t.elapsed()));
+        let until_renew = SCHEDULES_ASK_EVERY
+            .saturating_sub(renewed.map_or(SCHEDULES_ASK_EVERY, |t| t.elapsed()));
         tokio::select! {
             _ = tokio::time::sleep(wait.min(until_renew.max(Duration::from_millis(1)))) => {}
             _ = done.cancelled() => {
@@ -89,17 +87,9 @@ pub(crate) async fn run(
 
 /// One pass: fires what is due; how long to sleep before the next.
 async fn fire(schedules: &dyn Schedules, errors: &AtomicU64) -> Duration {
-    let (fired, wait) = schedules_pass(schedules).await;
-    match fired {
-        Ok(fired) => {
-            for f in fired {
-                tracing::info!(schedule = %f.name, at = f.at.0, task = f.task.0, "schedule fired");
-            }
-        }
-        Err(e) => {
-            errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e.chain(), "firing the due schedules failed");
-        }
+    let (fired, wait) = schedules_pass(schedules, errors).await;
+    for f in fired.unwrap_or_default() {
+        tracing::info!(schedule = %f.name, at = f.at.0, task = f.task.0, "schedule fired");
     }
     wait
 }
@@ -107,9 +97,17 @@ async fn fire(schedules: &dyn Schedules, errors: &AtomicU64) -> Duration {
 /// One pass of the schedules leader, as the worker makes it: fires what is
 /// due now ([`Schedules::fire_due`]); what it fired, and how long to sleep
 /// before the next pass (until the earliest next fire, at most a second,
-/// so a schedule added meanwhile is seen).
-pub async fn schedules_pass(schedules: &dyn Schedules) -> (Result<Vec<Fired>, Error>, Duration) {
+/// so a schedule added meanwhile is seen). A failed call is logged and
+/// counted in `errors`.
+pub async fn schedules_pass(
+    schedules: &dyn Schedules,
+    errors: &AtomicU64,
+) -> (Result<Vec<Fired>, Error>, Duration) {
     let fired = schedules.fire_due(Timestamp::now()).await;
+    if let Err(e) = &fired {
+        errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %e.chain(), "firing the due schedules failed");
+    }
     let wait = match schedules.next_fire().await {
         Ok(Some(next)) => {
             let ms = next.0.saturating_sub(Timestamp::now().0).max(0);
@@ -117,6 +115,7 @@ pub async fn schedules_pass(schedules: &dyn Schedules) -> (Result<Vec<Fired>, Er
         }
         Ok(None) => MOST_SLEEP,
         Err(e) => {
+            errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e.chain(), "reading the next fire failed");
             MOST_SLEEP
         }
