@@ -15,13 +15,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Env;
-use conveyor::durable::ListParams;
-use conveyor::{TaskState, Timestamp};
+use conveyor::Timestamp;
+use conveyor_testkit::fires::fires_by_time;
 use conveyor_testkit::process::Proc;
 
 /// A worker whose logs (stderr) come out on its stdout, where they can be
@@ -52,35 +51,6 @@ fn next_leader(workers: &[Option<Proc>], within: Duration) -> Option<usize> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
-}
-
-/// Every `tick` task the store holds, in any state.
-async fn tick_tasks(env: &Env) -> Vec<conveyor::durable::TaskRecord> {
-    let backend = env.backend().await;
-    let inspection = backend.inspection().expect("the inspection part");
-    let mut all = Vec::new();
-    for state in TaskState::ALL {
-        let mut params = ListParams::new(state).handler("tick");
-        loop {
-            params.limit = 1_000;
-            let page = inspection.list(&params).await.expect("list");
-            let last = page.last().map(|t| t.id);
-            let full = page.len() == 1_000;
-            all.extend(page);
-            match (full, last) {
-                (true, Some(id)) => params.after = Some(id),
-                _ => break,
-            }
-        }
-    }
-    all
-}
-
-fn fire_time(key: &str) -> i64 {
-    key.rsplit(':')
-        .next()
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or_else(|| panic!("not a fire key: {key}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,12 +102,7 @@ misfire = "all"
         w.kill9();
     }
 
-    let tasks = tick_tasks(&env).await;
-    let mut by_fire: BTreeMap<i64, Vec<&conveyor::durable::TaskRecord>> = BTreeMap::new();
-    for t in &tasks {
-        let key = t.unique_key.as_deref().expect("a fire key");
-        by_fire.entry(fire_time(key)).or_default().push(t);
-    }
+    let by_fire = fires_by_time(env.backend().await.as_ref(), "tick").await;
     let twice: Vec<_> = by_fire.iter().filter(|(_, ts)| ts.len() > 1).collect();
     assert!(twice.is_empty(), "fire times enqueued twice: {twice:?}");
     let times: Vec<i64> = by_fire.keys().copied().collect();

@@ -22,6 +22,7 @@ pub mod conformance;
 mod counts;
 mod cut_short;
 pub mod faults;
+pub mod fires;
 pub mod fuzz;
 pub mod kafka_broker;
 pub mod nats_server;

@@ -1,19 +1,18 @@
 //! [`restart_mid_schedule`]: the store restarted under a worker that leads
 //! the schedules.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use conveyor::durable::schedule::Schedule;
-use conveyor::durable::{Backend, ListParams, TaskRecord};
-use conveyor::{Handler, TaskError, TaskState, Timestamp, Worker};
+use conveyor::{Handler, TaskError, Timestamp, Worker};
 use serde_json::json;
 
 use super::cases::{blocking, SERVER_DOWN};
 use super::run::open;
 use super::{namespace, FaultTarget, RESUME_WITHIN, STOP_SLACK};
+use crate::fires::fires_by_time;
 
 /// The schedule's handler.
 const TICK: &str = "fault-tick";
@@ -83,19 +82,13 @@ pub async fn restart_mid_schedule(target: FaultTarget) {
     }
     let stop_s = stop.elapsed().as_secs_f64();
 
-    let tasks = every_tick(observer.as_ref(), target.name).await;
-    let mut by_fire: BTreeMap<i64, Vec<&TaskRecord>> = BTreeMap::new();
-    for t in &tasks {
-        let key = t.unique_key.as_deref().unwrap_or_default();
-        let at = key.rsplit(':').next().and_then(|ms| ms.parse().ok());
-        let at = at.unwrap_or_else(|| panic!("{}: not a fire key: {key}", target.name));
-        by_fire.entry(at).or_default().push(t);
-    }
+    let by_fire = fires_by_time(observer.as_ref(), TICK).await;
     let duplicates: usize = by_fire.values().map(|ts| ts.len() - 1).sum();
     let times: Vec<i64> = by_fire.keys().copied().collect();
     let lost: i64 = times.windows(2).map(|w| (w[1] - w[0]) / 1_000 - 1).sum();
-    let resumed = tasks
-        .iter()
+    let resumed = by_fire
+        .values()
+        .flatten()
         .map(|t| t.created_at)
         .filter(|c| c.0 >= back.0)
         .min()
@@ -116,22 +109,4 @@ pub async fn restart_mid_schedule(target: FaultTarget) {
         target.name
     );
     blocking(move || drop(server)).await;
-}
-
-/// Every task of the schedule's handler, in any state.
-async fn every_tick(observer: &dyn Backend, name: &str) -> Vec<TaskRecord> {
-    let inspection = observer
-        .inspection()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut all = Vec::new();
-    for state in TaskState::ALL {
-        let mut params = ListParams::new(state).handler(TICK);
-        params.limit = 1_000;
-        let page = inspection
-            .list(&params)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: list: {}", e.chain()));
-        all.extend(page);
-    }
-    all
 }
