@@ -8,7 +8,7 @@
 //! the task id decided for it). Such a store cannot enqueue and write the
 //! entry in one step, so firing is two, made safe by their order:
 //!
-//! 1. the fires are decided ([`plan`]), given fresh task ids,
+//! 1. the fires are decided ([`plan`](super::plan)), given fresh task ids,
 //!    and written pending with the moved next fire, by a compare-and-set
 //!    at the revision read: of two leaders that read one revision, one
 //!    writes, the other finds it moved and fires nothing;
