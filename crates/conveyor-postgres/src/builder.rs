@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conveyor_core::{Clock, Error, SystemClock};
-use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::backend::PostgresBackend;
 use crate::schema::{Schema, DEFAULT_SCHEMA};
@@ -111,6 +113,12 @@ impl Builder {
         if config.get_application_name().is_none() {
             config.application_name("conveyor");
         }
+        // Every session writes: with several hosts, connect to the one that
+        // takes writes (a failover's promoted standby), unless told
+        // otherwise.
+        if config.get_hosts().len() > 1 && !self.url.contains("target_session_attrs") {
+            config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+        }
         let manager = Manager::from_config(
             config.clone(),
             connector.clone(),
@@ -123,13 +131,17 @@ impl Builder {
             .copied()
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         // A pooled connection found closed at checkout is dropped and a new
-        // one opened in its place: a reconnect.
+        // one opened in its place: a reconnect. So is one opened before a
+        // server refused a write as read-only (`crate::read_only`).
         let replaced = Arc::new(AtomicU64::new(0));
         let seen = replaced.clone();
         let pool = Pool::builder(manager)
-            .pre_recycle(Hook::sync_fn(move |client, _| {
+            .pre_recycle(Hook::sync_fn(move |client, metrics| {
                 if client.is_closed() {
                     seen.fetch_add(1, Ordering::Relaxed);
+                } else if crate::read_only::spent(metrics.created) {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    return Err(HookError::message("opened before a read-only refusal"));
                 }
                 Ok(())
             }))

@@ -8,6 +8,9 @@ use tokio_postgres::error::SqlState;
 
 /// A driver error while doing `what`.
 pub(crate) fn db(what: &str, e: tokio_postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+        crate::read_only::refused();
+    }
     let kind = classify(&e);
     Error::Backend(BackendError::new(kind, format!("postgres: {what}")).with_source(e))
 }

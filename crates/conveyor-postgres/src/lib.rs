@@ -36,6 +36,7 @@ mod limits;
 mod listener;
 mod migrate;
 mod notifier;
+mod read_only;
 mod row;
 mod schedules;
 mod schema;

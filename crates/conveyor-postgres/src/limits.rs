@@ -24,7 +24,7 @@ use tokio_postgres::Row;
 use crate::error::{bad_data, db};
 use crate::row::{self, col};
 use crate::schema::Schema;
-use crate::statements::{eligible, not_paused, Predicates};
+use crate::statements::{eligible, not_paused, Predicates, NEW_TOKEN};
 
 /// The statements of this module, as text for one schema.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ impl LimitStatements {
             // $1 ids, $2 lease_until, $3 worker, $4 now.
             take: format!(
                 "UPDATE {t} t
-                 SET state = {running_to}, attempts = t.attempts + 1, token = t.token + 1,
+                 SET state = {running_to}, attempts = t.attempts + 1, token = {NEW_TOKEN},
                      lease_until = $2, worker = $3::text, started_at = $4::bigint
                  WHERE t.id = ANY($1) AND t.{available}
                  RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts,

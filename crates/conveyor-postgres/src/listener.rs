@@ -43,6 +43,9 @@ const ANY: &str = "";
 /// Waiters that fall further behind than this many notifications just wake.
 const FANOUT: usize = 256;
 
+/// How often the connection checks whether a read-only refusal spent it.
+const SPENT_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// The longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -231,6 +234,10 @@ async fn listen(
     channels: &Channels,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls.clone()).await?;
+    let opened = std::time::Instant::now();
+    // A server that turned read-only (`crate::read_only`) sends no more
+    // notifications of new work: the promoted one does.
+    let mut spent = tokio::time::interval(SPENT_CHECK_EVERY);
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     // The channel names come from a checked schema name: no quoting issue.
     let command = format!(
@@ -262,6 +269,9 @@ async fn listen(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
+            },
+            _ = spent.tick() => if crate::read_only::spent(opened) {
+                return Ok(());
             },
         }
     }

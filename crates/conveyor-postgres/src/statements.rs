@@ -34,6 +34,14 @@ pub(crate) const EXPIRED: &str = "lease expired";
 /// The error stored on a task whose lease ran out on its last attempt.
 pub(crate) const EXPIRED_FINAL: &str = "lease expired on the last attempt";
 
+/// The token a reservation draws: random, not the last one plus one. With
+/// asynchronous replication a failover can lose a reservation the old
+/// primary committed (and a counter with it), and a counter would then hand
+/// the next reservation the lost one's token, letting its worker, still
+/// running, settle the new attempt. A 52-bit random draw repeats one token
+/// about once in 4.5 × 10¹⁵ (`docs/high-availability.md`).
+pub(crate) const NEW_TOKEN: &str = "(random() * 4503599627370496)::bigint";
+
 /// Longest queue name carried in a notification payload (PostgreSQL caps a
 /// payload under 8000 bytes; listeners compare the same prefix).
 pub(crate) const NOTIFY_QUEUE_CHARS: usize = 1000;
@@ -303,7 +311,7 @@ impl Statements {
                 FOR NO KEY UPDATE SKIP LOCKED
              )
              UPDATE {t} t
-             SET state = {running_to}, attempts = t.attempts + 1, token = t.token + 1,
+             SET state = {running_to}, attempts = t.attempts + 1, token = {NEW_TOKEN},
                  lease_until = $3, worker = $4::text, started_at = $5::bigint
              WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
              RETURNING t.id, t.token, t.queue, t.handler, t.payload, t.attempts, t.max_attempts,

@@ -27,6 +27,7 @@ pub mod fuzz;
 pub mod kafka_broker;
 pub mod nats_server;
 pub mod notifications;
+pub mod postgres_pair;
 pub mod process;
 pub mod programs;
 pub mod python;

@@ -58,6 +58,12 @@ pub const INITDB: Program = Program::new("initdb", "postgresql", POSTGRES_DIRS);
 /// PostgreSQL's `pg_ctl`.
 pub const PG_CTL: Program = Program::new("pg_ctl", "postgresql", POSTGRES_DIRS);
 
+/// PostgreSQL's `pg_basebackup` (a standby's first copy).
+pub const PG_BASEBACKUP: Program = Program::new("pg_basebackup", "postgresql", POSTGRES_DIRS);
+
+/// PostgreSQL's `psql`.
+pub const PSQL: Program = Program::new("psql", "postgresql-client", POSTGRES_DIRS);
+
 /// `nats-server`.
 pub const NATS_SERVER: Program = Program::new("nats-server", "nats-server", SYSTEM);
 
@@ -78,7 +84,7 @@ pub const SCRIPT: Program = Program::new("script", "bsdutils", SYSTEM);
 /// Each cfg flag and the programs it needs, all of them.
 pub const FLAGS: &[(&str, &[Program])] = &[
     ("has_redis_server", &[REDIS_SERVER]),
-    ("has_postgres", &[INITDB, PG_CTL]),
+    ("has_postgres", &[INITDB, PG_CTL, PG_BASEBACKUP, PSQL]),
     ("has_nats_server", &[NATS_SERVER]),
     ("has_rabbitmq_server", &[RABBITMQ_SERVER]),
     ("has_script", &[SCRIPT]),

@@ -194,7 +194,92 @@ impl TempPostgres {
     }
 
     fn start_with(certs: Option<&crate::certs::TestCerts>) -> TempPostgres {
-        let (initdb, pg_ctl) = (programs::INITDB.require(), programs::PG_CTL.require());
+        let initdb = programs::INITDB.require();
+        let pg = Self::fresh(certs);
+        let out = pg
+            .command(&initdb)
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(pg.data())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start_server();
+        pg
+    }
+
+    /// A streaming standby of `primary` (a `pg_basebackup -R` copy of it,
+    /// started), on a port of its own. Asynchronous unless
+    /// [`TempPostgres::wait_for_standbys`] is called on the primary.
+    pub fn standby_of(primary: &TempPostgres) -> TempPostgres {
+        let basebackup = programs::PG_BASEBACKUP.require();
+        let pg = Self::fresh(None);
+        let out = pg
+            .command(&basebackup)
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-R", "-X", "stream"])
+            .args(["--no-sync", "-c", "fast", "-p"])
+            .arg(primary.port.to_string())
+            .arg("-D")
+            .arg(pg.data())
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start_server();
+        pg
+    }
+
+    /// Makes every commit wait until a standby has the commit on disk
+    /// (`synchronous_standby_names = '*'`, `synchronous_commit = on`), so
+    /// whatever was acknowledged survives a failover to the standby. Set
+    /// after the standby's copy was taken, so the standby does not wait
+    /// for standbys of its own once promoted.
+    pub fn wait_for_standbys(&self) {
+        use std::io::Write;
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data().join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        writeln!(conf, "synchronous_standby_names = '*'").expect("write postgresql.conf");
+        let out = self.pg_ctl(&["reload"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl reload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`, waiting until it
+    /// takes writes).
+    pub fn promote(&self) {
+        let out = self.pg_ctl(&["promote"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl promote failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new, empty cluster directory (owned by `postgres` when the test
+    /// runs as root) on a free port, with `certs`' server certificate.
+    fn fresh(certs: Option<&crate::certs::TestCerts>) -> TempPostgres {
+        let pg_ctl = programs::PG_CTL.require();
         let dir = temp_dir("pg");
         // SAFETY: geteuid(2) has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -221,35 +306,13 @@ impl TempPostgres {
             }
             (cert, key)
         });
-        let pg = TempPostgres {
+        TempPostgres {
             dir,
             port: free_port(),
             run_as,
             pg_ctl,
             ssl,
-        };
-        let out = pg
-            .command(&initdb)
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(pg.data())
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        pg.start_server();
-        pg
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -317,6 +380,27 @@ impl TempPostgres {
         self.port
     }
 
+    /// What `sql` returns, as `psql` prints it unaligned (blocking; panics
+    /// when it fails).
+    pub fn query(&self, sql: &str) -> String {
+        let psql = programs::PSQL.require();
+        let out = Command::new(psql)
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{sql} on port {}: {}",
+            self.port,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// A `postgres://` URL for database `postgres` with a 2 s connect timeout.
     pub fn url(&self) -> String {
         format!(
@@ -326,9 +410,17 @@ impl TempPostgres {
     }
 }
 
-impl Drop for TempPostgres {
-    fn drop(&mut self) {
+impl TempPostgres {
+    /// Stops the server and removes its directory (what dropping it does,
+    /// for one held in a `static`).
+    pub fn remove(&self) {
         let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        self.remove();
     }
 }

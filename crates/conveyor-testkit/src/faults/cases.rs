@@ -86,6 +86,42 @@ async fn restart(target: FaultTarget, chord: bool) {
     blocking(move || drop(server)).await;
 }
 
+/// The primary of a store with a standby is killed mid-run and, after
+/// [`FAILOVER_DETECTED`], the standby promoted: the worker, whose URL names
+/// both, follows the promotion by itself. With the standby replicated
+/// synchronously, nothing acknowledged is lost; the other promises hold as
+/// for a restart, work resuming within [`RESUME_WITHIN`] of the promotion.
+pub async fn failover_mid_run(
+    target: FaultTarget,
+    cluster: fn() -> Box<dyn super::FaultCluster>,
+) {
+    let cluster = std::sync::Arc::new(std::sync::Mutex::new(blocking(cluster).await));
+    let with = |f: fn(&mut dyn super::FaultCluster)| {
+        let c = cluster.clone();
+        move || f(&mut **c.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    };
+    let url = cluster
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .url(&namespace("failover"));
+    let mut run = Run::start(target, "failover", &url, &url).await;
+    run.started(BEFORE_FAULT).await;
+    run.fault_begins();
+    blocking(with(|c| c.kill_primary())).await;
+    run.fault_applied();
+    tokio::time::sleep(FAILOVER_DETECTED).await;
+    blocking(with(|c| c.promote())).await;
+    run.recovered(Instant::now()).await;
+    run.all_done().await;
+    run.stop().await;
+    run.verdict();
+    blocking(move || drop(cluster)).await;
+}
+
+/// How long after the primary's death its standby is promoted: what a
+/// failover manager takes to decide, short on loopback.
+pub const FAILOVER_DETECTED: Duration = Duration::from_secs(1);
+
 /// The network between the worker and the server black-holes mid-run:
 /// nothing passes and nothing is reset, for longer than a lease.
 pub async fn blackhole_mid_run(target: FaultTarget) {

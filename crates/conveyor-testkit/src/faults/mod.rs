@@ -23,7 +23,9 @@
 //! handler sets on one queue ([`rolling_deploy`]); and, on a store with
 //! schedules, the server restarted under the schedules' leader
 //! ([`restart_mid_schedule`]: each fire time once, none missing, firing
-//! again within [`RESUME_WITHIN`]). Each case prints one `FAULT` line with its figures
+//! again within [`RESUME_WITHIN`]); and, on a store with a standby, the
+//! primary killed mid-run and the standby promoted ([`failover_mid_run`]).
+//! Each case prints one `FAULT` line with its figures
 //! (`scripts/fault-rounds.sh` runs the suite in rounds and tabulates them).
 
 mod cases;
@@ -38,12 +40,12 @@ use std::time::Duration;
 use conveyor_core::Scheme;
 
 pub use cases::{
-    blackhole_mid_run, connections_cut_mid_run, restart_mid_chord, restart_mid_run, rolling_deploy,
-    slow_network_mid_run, stop_mid_outage,
+    blackhole_mid_run, connections_cut_mid_run, failover_mid_run, restart_mid_chord, FAILOVER_DETECTED,
+    restart_mid_run, rolling_deploy, slow_network_mid_run, stop_mid_outage,
 };
 pub use proxy::{FaultProxy, Traffic};
 pub use schedules::restart_mid_schedule;
-pub use servers::FaultServer;
+pub use servers::{FaultCluster, FaultServer};
 
 /// How soon after the server or network is back a task must start.
 pub const RESUME_WITHIN: Duration = Duration::from_secs(3);

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::nats_server::TempNats;
+use crate::postgres_pair::PostgresPair;
 use crate::rabbitmq_server::TempRabbit;
 use crate::servers::{TempPostgres, TempRedis};
 
@@ -45,3 +46,29 @@ fault_server!(TempRedis, stop: kill, start: restart);
 fault_server!(TempPostgres, stop: stop_server, start: start_server);
 fault_server!(TempNats, stop: kill, start: restart);
 fault_server!(TempRabbit, stop: kill, start: restart);
+
+/// A store with a standby that takes over when its primary dies: the
+/// failover case kills the primary and promotes the standby. Blocking
+/// calls: run them off the async runtime.
+pub trait FaultCluster: Send {
+    /// The URL of a store in the namespace `ns` that names every node, so
+    /// a client follows the promotion by itself.
+    fn url(&self, ns: &str) -> String;
+    /// Kills the primary (SIGKILL or an immediate stop: no goodbye to its
+    /// clients, nothing written after).
+    fn kill_primary(&mut self);
+    /// Promotes the standby and waits until it takes writes.
+    fn promote(&mut self);
+}
+
+impl FaultCluster for PostgresPair {
+    fn url(&self, ns: &str) -> String {
+        PostgresPair::url(self, &format!("schema={ns}"))
+    }
+    fn kill_primary(&mut self) {
+        self.primary.stop_server();
+    }
+    fn promote(&mut self) {
+        self.standby.promote();
+    }
+}

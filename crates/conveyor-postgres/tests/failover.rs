@@ -1,0 +1,187 @@
+//! PostgreSQL with a standby (`docs/high-availability.md`): a URL naming
+//! both follows a promotion, a reservation lost with an asynchronous
+//! primary never gives its token to the next one, connections to a primary
+//! turned read-only are dropped rather than reused, and a worker keeps
+//! every acknowledged task across a failover to a synchronous standby.
+//! Each test runs a primary and a standby of its own (initdb, pg_basebackup
+//! and pg_ctl in temporary directories, on free loopback ports).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conveyor_core::parts::*;
+use conveyor_core::{Backend, Error, Finish, NewTask, ReserveParams, Reserved};
+use conveyor_postgres::PostgresBackend;
+use conveyor_testkit::postgres_pair::PostgresPair;
+
+fn queues() -> Vec<String> {
+    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking step")
+}
+
+async fn connect(url: &str) -> PostgresBackend {
+    PostgresBackend::builder(url)
+        .schema("conveyor_failover")
+        .pool_size(3)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Reserves until one task comes back (the store may be away a while).
+async fn reserve_one(b: &PostgresBackend) -> Reserved {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match b
+            .reserve(ReserveParams::new(&queues(), 1, Duration::from_secs(60)))
+            .await
+        {
+            Ok(mut got) if !got.is_empty() => return got.remove(0),
+            Ok(_) => {}
+            Err(Error::Backend(e)) => {
+                assert!(e.is_transient(), "{e}");
+            }
+            Err(e) => panic!("reserve: {e}"),
+        }
+        assert!(Instant::now() < deadline, "nothing to reserve after 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_postgres),
+    ignore = "initdb, pg_ctl, pg_basebackup and psql are not installed (Debian package postgresql)"
+)]
+async fn a_token_lost_in_a_failover_is_never_issued_again() {
+    let pair = Arc::new(blocking(|| PostgresPair::start(false)).await);
+    let b = connect(&pair.url("")).await;
+    let task = b.enqueue(NewTask::new("work", Vec::new())).await.expect("enqueue");
+    let p = pair.clone();
+    blocking(move || p.caught_up()).await;
+    // The standby stops receiving; the reservation below reaches the
+    // primary alone, and is lost with it.
+    let p = pair.clone();
+    blocking(move || p.standby.stop_server()).await;
+    let lost = reserve_one(&b).await;
+    assert_eq!(lost.lease.id, task.id);
+    let p = pair.clone();
+    blocking(move || {
+        p.primary.stop_server();
+        p.standby.start_server();
+        p.standby.promote();
+    })
+    .await;
+    // On the promoted standby the task was never reserved: it is reserved
+    // again, and its new token is not the lost one.
+    let again = reserve_one(&b).await;
+    assert_eq!(again.lease.id, task.id);
+    assert_ne!(
+        again.lease.token, lost.lease.token,
+        "the token of a reservation lost in the failover was issued again"
+    );
+    let stale = b
+        .finish(vec![Finish::complete(lost.lease.clone())])
+        .await
+        .expect("finish");
+    assert!(
+        matches!(stale[0], Err(Error::StaleLease(_))),
+        "the lost reservation's worker settled the new attempt: {stale:?}"
+    );
+    let fresh = b
+        .finish(vec![Finish::complete(again.lease.clone())])
+        .await
+        .expect("finish");
+    assert!(fresh[0].is_ok(), "{fresh:?}");
+    let record = b.get(task.id).await.expect("get").expect("the task");
+    assert_eq!(record.state, conveyor_core::TaskState::Completed);
+    drop(b);
+    blocking(move || drop(pair)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_postgres),
+    ignore = "initdb, pg_ctl, pg_basebackup and psql are not installed (Debian package postgresql)"
+)]
+async fn connections_to_a_primary_turned_read_only_are_dropped() {
+    let pair = Arc::new(blocking(|| PostgresPair::start(false)).await);
+    let b = connect(&pair.url("")).await;
+    // Every pooled connection opened, to the primary.
+    let mut held = Vec::new();
+    for i in 0..3u8 {
+        held.push(b.enqueue(NewTask::new("work", vec![i])).await.expect("enqueue"));
+    }
+    let p = pair.clone();
+    blocking(move || p.caught_up()).await;
+    let before = b.reconnects().unwrap_or(0);
+    // A failover: the standby promoted, the old primary fenced (it keeps
+    // running and keeps its connections, but takes no more writes).
+    let p = pair.clone();
+    blocking(move || {
+        p.standby.promote();
+        p.primary
+            .query("ALTER SYSTEM SET default_transaction_read_only = on");
+        p.primary.query("SELECT pg_reload_conf()");
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = 0;
+    let moved = loop {
+        match b.enqueue(NewTask::new("after", Vec::new())).await {
+            Ok(e) => break e,
+            Err(Error::Backend(e)) => {
+                assert!(e.is_transient(), "a read-only refusal is an outage: {e}");
+                refused += 1;
+            }
+            Err(e) => panic!("enqueue: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes still go to the read-only primary after {refused} refusals"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refused <= 3, "{refused} writes refused before the pool moved");
+    assert!(b.reconnects().unwrap_or(0) > before);
+    // The task went to the promoted standby, with the ones before it.
+    assert!(b.get(moved.id).await.expect("get").is_some());
+    for e in &held {
+        assert!(b.get(e.id).await.expect("get").is_some());
+    }
+    let sql = format!("SELECT count(*) FROM conveyor_failover.tasks WHERE id = {}", moved.id.0);
+    let p = pair.clone();
+    let (on_new, on_old) = blocking(move || (p.standby.query(&sql), p.primary.query(&sql))).await;
+    assert_eq!((on_new.as_str(), on_old.as_str()), ("1", "0"));
+    drop(b);
+    blocking(move || drop(pair)).await;
+}
+
+fn fault_target() -> conveyor_testkit::faults::FaultTarget {
+    conveyor_testkit::faults::FaultTarget {
+        name: "postgres",
+        service: std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
+        url: |addr, ns, _| format!("postgres://postgres@{addr}/postgres?schema={ns}"),
+        scheme: conveyor_postgres::SCHEME,
+        keeper: None,
+        private_server: || None,
+        lease: Duration::from_secs(2),
+        forget: |_| {},
+        prefetch: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_postgres),
+    ignore = "initdb, pg_ctl, pg_basebackup and psql are not installed (Debian package postgresql)"
+)]
+async fn a_worker_follows_a_failover_to_a_synchronous_standby() {
+    conveyor_testkit::faults::failover_mid_run(fault_target(), || {
+        Box::new(PostgresPair::start(true))
+    })
+    .await;
+}
