@@ -194,9 +194,10 @@ pub async fn run(
         None => None,
     };
     tracing::info!(
-        "conveyor worker: {kind} backend, queues {}, {slots} slots: up to {slots} handler \
-         processes at once; handlers: {}; finished tasks kept {}, dead ones {}",
+        "conveyor worker: {kind} backend, queues {}, {}; handlers: {}; finished tasks kept {}, \
+         dead ones {}",
         queues_shown.join(", "),
+        pools.slots_said(&cfg.handlers, slots),
         described.join("; "),
         humantime::format_duration(retention.finished),
         humantime::format_duration(retention.dead),
@@ -427,17 +428,41 @@ impl Pools {
         &self.group_of(section).pool
     }
 
-    /// Slots when none are set: as many as the children when every handler
-    /// is persistent (a task beyond them would only wait, leased, for a
-    /// free child), else [`conveyor::DEFAULT_WORKERS`].
+    /// Slots when none are set: [`PREFETCH`] per child when every handler
+    /// is persistent, else [`conveyor::DEFAULT_WORKERS`].
     fn default_slots(&self, handlers: &BTreeMap<String, HandlerSection>) -> usize {
-        if handlers.values().all(|h| h.persistent) && !self.0.is_empty() {
-            self.0.values().map(|g| g.processes).sum()
-        } else {
-            conveyor::DEFAULT_WORKERS
+        match self.children(handlers) {
+            Some(children) => children * PREFETCH,
+            None => conveyor::DEFAULT_WORKERS,
+        }
+    }
+
+    /// Every child of every pool, when every handler is persistent (the
+    /// most tasks that can run at once, whatever the slots).
+    fn children(&self, handlers: &BTreeMap<String, HandlerSection>) -> Option<usize> {
+        (handlers.values().all(|h| h.persistent) && !self.0.is_empty())
+            .then(|| self.0.values().map(|g| g.processes).sum())
+    }
+
+    /// What `slots` slots mean for these handlers, for the start line.
+    fn slots_said(&self, handlers: &BTreeMap<String, HandlerSection>, slots: usize) -> String {
+        match self.children(handlers) {
+            Some(children) if slots > children => format!(
+                "{slots} slots: {children} handler processes at once, the other tasks fetched \
+                 ahead for them"
+            ),
+            _ => format!("{slots} slots: up to {slots} handler processes at once"),
         }
     }
 }
+
+/// Slots per persistent child when the slots are not set: a task beyond
+/// the children waits, leased but not started (its timeout not running),
+/// for a free child, so the next reservation and the last finish travel
+/// while the children work (Celery's default prefetch multiplier, 4, for
+/// the same reason). `--slots` equal to the children fetches nothing
+/// ahead, for long tasks spread over many workers.
+const PREFETCH: usize = 4;
 
 /// The machine's cores: a persistent program's children by default.
 fn cores() -> usize {
@@ -507,4 +532,54 @@ where
         h = h.timeout(t);
     }
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn persistent(processes: usize) -> HandlerSection {
+        HandlerSection {
+            program: "python3".to_string(),
+            persistent: true,
+            processes: Some(processes),
+            ..HandlerSection::default()
+        }
+    }
+
+    #[test]
+    fn persistent_children_get_tasks_fetched_ahead() {
+        let handlers = BTreeMap::from([("a".to_string(), persistent(2))]);
+        let pools = Pools::new(&handlers).expect("pools");
+        assert_eq!(pools.default_slots(&handlers), 2 * PREFETCH);
+        assert_eq!(
+            pools.slots_said(&handlers, 8),
+            "8 slots: 2 handler processes at once, the other tasks fetched ahead for them"
+        );
+        // Slots set to the children fetch nothing ahead.
+        assert_eq!(
+            pools.slots_said(&handlers, 2),
+            "2 slots: up to 2 handler processes at once"
+        );
+    }
+
+    #[test]
+    fn a_handler_run_per_task_keeps_the_default_slots() {
+        let handlers = BTreeMap::from([
+            ("a".to_string(), persistent(2)),
+            (
+                "b".to_string(),
+                HandlerSection {
+                    program: "true".to_string(),
+                    ..HandlerSection::default()
+                },
+            ),
+        ]);
+        let pools = Pools::new(&handlers).expect("pools");
+        assert_eq!(pools.default_slots(&handlers), conveyor::DEFAULT_WORKERS);
+        assert_eq!(
+            pools.slots_said(&handlers, 50),
+            "50 slots: up to 50 handler processes at once"
+        );
+    }
 }
