@@ -22,7 +22,18 @@ skipped, ``get()`` raises :class:`~conveyor.TaskFailed`.
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 from . import _payload
 from ._time import Duration, seconds
@@ -311,7 +322,7 @@ class WorkflowHandle:
         client = self._app._client()
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _FIRST_POLL
-        waited = set()
+        waited: Set[int] = set()
         while True:
             info = client.workflow(self.id)
             if info is None:
@@ -346,21 +357,50 @@ class WorkflowHandle:
                 for e in ends
                 if e["task"] is not None and e["state"] == "running" and e["task"] not in waited
             ]
+            if not waiting:
+                # The last steps wait for others: wait on one of those that
+                # run (the last enqueued, likely the last to end), which
+                # must end before the last steps can start, rather than
+                # sleep past the moment it does.
+                ancestor = _running_ancestor(nodes, ends, waited)
+                waiting = [] if ancestor is None else [ancestor]
             if waiting:
-                # The last steps run: wait on one's task itself (once: its
-                # node settles just after its task ends).
+                # Wait on the task itself (once: its node settles just
+                # after its task ends).
                 waited.add(waiting[0])
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
                     client.wait(waiting[0], left)
                 except Timeout:
                     pass
+                pause = _FIRST_POLL
                 continue
             time.sleep(pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, _MAX_POLL)
 
     def __repr__(self) -> str:
         return "<WorkflowHandle %d>" % self.id
+
+
+def _running_ancestor(
+    nodes: Dict[str, Dict[str, Any]], ends: List[Dict[str, Any]], waited: Set[int]
+) -> Optional[int]:
+    """The task, not waited on yet, of a running node that ``ends`` wait
+    for, directly or through others: the one enqueued last."""
+    seen: Set[str] = set()
+    todo: List[str] = [d for e in ends for d in e["after"]]
+    best: Optional[int] = None
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        node = nodes[name]
+        task = node["task"]
+        if node["state"] == "running" and task is not None and task not in waited:
+            best = task if best is None else max(best, task)
+        todo.extend(node["after"])
+    return best
 
 
 def _last_nodes(nodes: List[Dict[str, Any]]) -> Tuple[List[str], bool]:

@@ -113,9 +113,14 @@ def chord_run(tasks, n, side):
             raise RuntimeError("the chord's body answered %r, not %d" % (got, k))
 
     run(10)
-    t0 = time.perf_counter()
-    run(n)
-    return {"per_s": n / (time.perf_counter() - t0)}
+    # One chord of 1,000 no-op headers takes a tenth of a second here: the
+    # median of three, each side alike.
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run(n)
+        times.append(time.perf_counter() - t0)
+    return {"per_s": n / sorted(times)[1]}
 
 
 def producer(noop, n, side):

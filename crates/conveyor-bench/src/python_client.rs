@@ -16,7 +16,8 @@
 //!   (Celery has no batch enqueue: its row stays the `delay()` loop);
 //! - a chord of 1,000 header tasks and a body summing their results,
 //!   submitted and waited for with each side's own canvas
-//!   (`chord(header)(body).get()`), with the same workers;
+//!   (`chord(header)(body).get()`), with the same workers, the median of
+//!   three;
 //! - the producer's own calls of that loop, with no worker: `delay()`, then
 //!   reading each task's state, per task: the most the end-to-end loop could
 //!   reach if the worker cost nothing.
