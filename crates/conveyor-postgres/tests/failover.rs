@@ -59,7 +59,10 @@ async fn reserve_one(b: &PostgresBackend) -> Reserved {
 async fn a_token_lost_in_a_failover_is_never_issued_again() {
     let pair = Arc::new(blocking(|| PostgresPair::start(false)).await);
     let b = connect(&pair.url("")).await;
-    let task = b.enqueue(NewTask::new("work", Vec::new())).await.expect("enqueue");
+    let task = b
+        .enqueue(NewTask::new("work", Vec::new()))
+        .await
+        .expect("enqueue");
     let p = pair.clone();
     blocking(move || p.caught_up()).await;
     // The standby stops receiving; the reservation below reaches the
@@ -113,7 +116,11 @@ async fn connections_to_a_primary_turned_read_only_are_dropped() {
     // Every pooled connection opened, to the primary.
     let mut held = Vec::new();
     for i in 0..3u8 {
-        held.push(b.enqueue(NewTask::new("work", vec![i])).await.expect("enqueue"));
+        held.push(
+            b.enqueue(NewTask::new("work", vec![i]))
+                .await
+                .expect("enqueue"),
+        );
     }
     let p = pair.clone();
     blocking(move || p.caught_up()).await;
@@ -145,14 +152,20 @@ async fn connections_to_a_primary_turned_read_only_are_dropped() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(refused <= 3, "{refused} writes refused before the pool moved");
+    assert!(
+        refused <= 3,
+        "{refused} writes refused before the pool moved"
+    );
     assert!(b.reconnects().unwrap_or(0) > before);
     // The task went to the promoted standby, with the ones before it.
     assert!(b.get(moved.id).await.expect("get").is_some());
     for e in &held {
         assert!(b.get(e.id).await.expect("get").is_some());
     }
-    let sql = format!("SELECT count(*) FROM conveyor_failover.tasks WHERE id = {}", moved.id.0);
+    let sql = format!(
+        "SELECT count(*) FROM conveyor_failover.tasks WHERE id = {}",
+        moved.id.0
+    );
     let p = pair.clone();
     let (on_new, on_old) = blocking(move || (p.standby.query(&sql), p.primary.query(&sql))).await;
     assert_eq!((on_new.as_str(), on_old.as_str()), ("1", "0"));

@@ -385,7 +385,17 @@ impl TempPostgres {
     pub fn query(&self, sql: &str) -> String {
         let psql = programs::PSQL.require();
         let out = Command::new(psql)
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-c")

@@ -90,11 +90,8 @@ async fn restart(target: FaultTarget, chord: bool) {
 /// [`FAILOVER_DETECTED`], the standby promoted: the worker, whose URL names
 /// both, follows the promotion by itself. With the standby replicated
 /// synchronously, nothing acknowledged is lost; the other promises hold as
-/// for a restart, work resuming within [`RESUME_WITHIN`] of the promotion.
-pub async fn failover_mid_run(
-    target: FaultTarget,
-    cluster: fn() -> Box<dyn super::FaultCluster>,
-) {
+/// for a restart, work resuming within [`RESUME_WITHIN`](super::RESUME_WITHIN) of the promotion.
+pub async fn failover_mid_run(target: FaultTarget, cluster: fn() -> Box<dyn super::FaultCluster>) {
     let cluster = std::sync::Arc::new(std::sync::Mutex::new(blocking(cluster).await));
     let with = |f: fn(&mut dyn super::FaultCluster)| {
         let c = cluster.clone();

@@ -40,8 +40,8 @@ use std::time::Duration;
 use conveyor_core::Scheme;
 
 pub use cases::{
-    blackhole_mid_run, connections_cut_mid_run, failover_mid_run, restart_mid_chord, FAILOVER_DETECTED,
-    restart_mid_run, rolling_deploy, slow_network_mid_run, stop_mid_outage,
+    blackhole_mid_run, connections_cut_mid_run, failover_mid_run, restart_mid_chord,
+    restart_mid_run, rolling_deploy, slow_network_mid_run, stop_mid_outage, FAILOVER_DETECTED,
 };
 pub use proxy::{FaultProxy, Traffic};
 pub use schedules::restart_mid_schedule;
