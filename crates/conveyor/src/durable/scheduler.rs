@@ -32,6 +32,10 @@ pub const SCHEDULES_TERM: Duration = Duration::from_secs(5);
 /// it.
 pub const SCHEDULES_ASK_EVERY: Duration = Duration::from_secs(1);
 
+/// How much of its term a leader leaves unused: the store's clock may run
+/// a little ahead of this process's.
+const TERM_MARGIN: Duration = Duration::from_secs(1);
+
 /// The longest a leader sleeps between passes.
 const MOST_SLEEP: Duration = Duration::from_secs(1);
 
@@ -52,6 +56,10 @@ pub(crate) async fn run(
     let mut renewed: Option<Instant> = None;
     loop {
         if renewed.is_none_or(|t| t.elapsed() >= SCHEDULES_ASK_EVERY) {
+            // The term is counted from before the ask: the store may have
+            // granted it the moment the ask arrived, however late the
+            // answer came back.
+            let asked = Instant::now();
             leading = match leads.lead(ROLE, &holder, SCHEDULES_TERM).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -60,7 +68,13 @@ pub(crate) async fn run(
                     false
                 }
             };
-            renewed = Some(Instant::now());
+            renewed = Some(asked);
+        }
+        // A leader acts only while its term is surely its own: by its own
+        // monotonic clock, with a margin for the store's (a term whose
+        // answer came back late is not acted on).
+        if renewed.is_some_and(|t| t.elapsed() + TERM_MARGIN >= SCHEDULES_TERM) {
+            leading = false;
         }
         let wait = if leading {
             fire(schedules, &errors).await
