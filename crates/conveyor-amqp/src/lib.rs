@@ -48,6 +48,7 @@ mod consumer;
 mod custody;
 mod delay;
 mod error;
+mod failover;
 #[cfg(test)]
 mod fuzz;
 mod hooks;
@@ -62,6 +63,7 @@ mod value_limit;
 mod workflows;
 
 pub use backend::AmqpBackend;
+pub use failover::FAILOVER;
 #[cfg(feature = "test-hooks")]
 pub use hooks::{Hook, Pause, Point};
 pub use names::{MAX_PREFIX, MAX_QUEUE_NAME};

@@ -44,12 +44,12 @@ pub use attempt::{AttemptOutcome, AttemptRecord, CANCELLED_WHILE_RUNNING};
 pub use backend::{
     count_by_listing, count_from_stats, page_by_listing, refuse_keep, unsupported,
     validate_queue_name, workers_heard_since, workers_silent_before, Administration, Backend,
-    Capabilities, Count, EntryWrite, FinishBoard, FinishMark, GlobalLimits, Inspection, ListOrder,
-    ListParams, Maintenance, Page, Part, QueueControl, RecordKeeper, Registry, ReserveParams,
-    ResultStore, Retention, Schedules, Search, WakeBoard, WorkerInfo, Workflows, COUNT_BUDGET,
-    FORGET_WORKERS_AFTER, NO_KEEP, SCAN_BUDGET, WORKER_SILENCE,
+    Capabilities, Count, EntryWrite, FailoverMode, FinishBoard, FinishMark, GlobalLimits,
+    Inspection, ListOrder, ListParams, Maintenance, Page, Part, QueueControl, RecordKeeper,
+    Registry, ReserveParams, ResultStore, Retention, Schedules, Search, WakeBoard, WorkerInfo,
+    Workflows, COUNT_BUDGET, FORGET_WORKERS_AFTER, NO_KEEP, SCAN_BUDGET, WORKER_SILENCE,
 };
-pub use backend::{finished_record, unserved, wait_for_finish, Unserved, UNSERVED_SCAN};
+pub use backend::{finished_record, unserved, wait_for_finish, Kept, Unserved, UNSERVED_SCAN};
 pub use backend_url::{scheme_of, BackendUrl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use codec::{Codec, Json};

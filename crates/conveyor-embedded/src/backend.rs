@@ -192,7 +192,10 @@ impl Backend for EmbeddedBackend {
 
     /// Everything; wakeups come from this process only (workers also poll).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        Capabilities {
+            failover: crate::FAILOVER,
+            ..Capabilities::ALL
+        }
     }
 
     /// Two: the database thread commits requests that arrive while it works

@@ -26,6 +26,7 @@
 mod backend;
 mod db_thread;
 mod error;
+mod failover;
 pub mod fork;
 mod held_names;
 mod inspect;
@@ -42,4 +43,5 @@ mod tally;
 mod value_limit;
 
 pub use backend::{EmbeddedBackend, DEFAULT_PATH, DEFAULT_RESULTS_POLL};
+pub use failover::FAILOVER;
 pub use scheme::SCHEME;

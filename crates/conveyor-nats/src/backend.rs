@@ -344,6 +344,7 @@ impl Backend for NatsBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             ordering_keys: false,
+            failover: crate::FAILOVER,
             ..Capabilities::ALL
         }
     }

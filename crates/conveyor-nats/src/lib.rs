@@ -40,6 +40,7 @@ mod bounds;
 mod due;
 mod enqueue;
 mod error;
+mod failover;
 mod finish;
 mod inspection;
 mod ledger;
@@ -62,5 +63,6 @@ mod wire;
 mod workflows;
 
 pub use backend::{NatsBackend, NatsOptions};
+pub use failover::FAILOVER;
 pub use names::DEFAULT_PREFIX;
 pub use scheme::SCHEME;

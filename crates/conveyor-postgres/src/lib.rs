@@ -31,6 +31,7 @@ mod builder;
 mod counts;
 mod enqueue;
 mod error;
+mod failover;
 mod inspect;
 mod limits;
 mod listener;
@@ -49,6 +50,7 @@ mod workflows;
 
 pub use backend::PostgresBackend;
 pub use builder::{Builder, DEFAULT_POOL_SIZE, DEFAULT_VACUUM_EVERY};
+pub use failover::FAILOVER;
 pub use migrate::{Migrated, SCHEMA_VERSION};
 pub use schema::DEFAULT_SCHEMA;
 pub use scheme::SCHEME;

@@ -291,7 +291,10 @@ impl Backend for RedisBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        Capabilities {
+            failover: crate::FAILOVER,
+            ..Capabilities::ALL
+        }
     }
 
     /// Two: the second reservation's call waits on the connection while the

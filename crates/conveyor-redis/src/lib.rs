@@ -29,6 +29,7 @@
 
 mod backend;
 mod calls;
+mod failover;
 #[cfg(test)]
 mod fuzz_tests;
 mod group_enqueue;
@@ -53,6 +54,7 @@ mod workflows;
 
 pub use backend::{RedisBackend, MAX_RESERVE};
 pub use calls::ScriptMode;
+pub use failover::FAILOVER;
 pub use keys::DEFAULT_PREFIX;
 pub use scheme::SCHEME;
 pub use tls::RedisTls;

@@ -173,7 +173,7 @@ macro_rules! backend_conformance {
         $crate::backend_conformance!(@cases $make; [];
             "";
             queues_are_separate, concurrent_reservers_never_share_a_task,
-            batches_are_atomic, capabilities_are_honest, trace_context_travels,
+            batches_are_atomic, capabilities_are_honest, failover_modes_match_the_docs, trace_context_travels,
             unwanted_handlers_wait_unspent);
         $crate::backend_conformance!(@cases $make; [$pr];
             "needs priorities, which this backend's core does not declare";

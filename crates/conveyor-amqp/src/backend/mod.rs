@@ -401,6 +401,7 @@ impl Backend for AmqpBackend {
             // With `results=`: the keeper expires each record at its own
             // time. Without, there is no record to keep.
             keep: self.inner.records.is_some(),
+            failover: crate::FAILOVER,
         }
     }
 

@@ -68,6 +68,7 @@ use async_trait::async_trait;
 use crate::durable_task::{Enqueued, Finish, Lease, NewTask, Reserved};
 use crate::Error;
 
+mod failover;
 mod finish_board;
 mod list_params;
 mod parts;
@@ -82,6 +83,7 @@ mod wait_finish;
 mod wake_board;
 mod workflows;
 
+pub use failover::{FailoverMode, Kept};
 pub use finish_board::{FinishBoard, FinishMark};
 pub use list_params::{ListOrder, ListParams};
 pub use parts::{Administration, GlobalLimits, Inspection, Maintenance, Part, ResultStore};
@@ -134,6 +136,10 @@ pub struct Capabilities {
     /// task with a keep is refused and every finished task is pruned by the
     /// retention `prune` is given.
     pub keep: bool,
+    /// The ways of running the store that a test has failed over (or
+    /// restarted), and which guarantees each keeps when the primary is lost
+    /// (`docs/high-availability.md`); empty for a store inside the process.
+    pub failover: &'static [FailoverMode],
 }
 
 impl Capabilities {
@@ -148,6 +154,7 @@ impl Capabilities {
         wakeups: true,
         history: true,
         keep: true,
+        failover: &[],
     };
 }
 

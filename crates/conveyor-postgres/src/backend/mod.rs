@@ -107,7 +107,10 @@ impl Backend for PostgresBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        Capabilities {
+            failover: crate::FAILOVER,
+            ..Capabilities::ALL
+        }
     }
 
     /// Two: reservations run side by side on pooled connections, so one

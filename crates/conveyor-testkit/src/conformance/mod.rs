@@ -6,6 +6,7 @@
 mod admin;
 mod basics;
 mod expansion;
+mod failover;
 mod failures;
 mod follow_ups;
 mod history;
@@ -38,6 +39,7 @@ pub use expansion::{
     a_failed_expansion_fails_its_node_and_retries, a_running_node_expands_its_workflow,
     an_expansion_is_seen_from_another_handle, concurrent_expansions_each_happen_once,
 };
+pub use failover::failover_modes_match_the_docs;
 pub use failures::{
     a_completed_task_shows_no_earlier_error, a_finish_racing_a_renewal_applies_once,
     cancel_a_running_task, cancel_waiting_and_running_tasks, fencing_refuses_stale_tokens,
