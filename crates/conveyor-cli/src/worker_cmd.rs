@@ -448,8 +448,10 @@ impl Pools {
     fn slots_said(&self, handlers: &BTreeMap<String, HandlerSection>, slots: usize) -> String {
         match self.children(handlers) {
             Some(children) if slots > children => format!(
-                "{slots} slots: {children} handler processes at once, the other tasks fetched \
-                 ahead for them"
+                "{slots} slots: {children} handler process{} at once, the other tasks fetched \
+                 ahead for {}",
+                if children == 1 { "" } else { "es" },
+                if children == 1 { "it" } else { "them" },
             ),
             _ => format!("{slots} slots: up to {slots} handler processes at once"),
         }

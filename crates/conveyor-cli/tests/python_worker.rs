@@ -71,7 +71,11 @@ fn the_worker_opens_the_apps_store_and_serves_its_queues() {
         .expect("the worker's start line");
     assert!(start.contains("queues default, mail"), "{start}");
     assert!(start.contains("shared by 2 handlers"), "{start}");
-    assert!(start.contains("1 slots"), "{start}");
+    // Four tasks per child fetched ahead: one running, three waiting.
+    assert!(
+        start.contains("4 slots: 1 handler process at once"),
+        "{start}"
+    );
     let out = run(conveyor(
         dir.path(),
         staged.path(),

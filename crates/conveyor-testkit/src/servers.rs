@@ -176,6 +176,17 @@ pub struct TempPostgres {
     ssl: Option<(PathBuf, PathBuf)>,
 }
 
+/// Panics, with what it printed, when the program `what` failed.
+#[track_caller]
+fn succeeded(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn id_of(user: &str, flag: &str) -> Option<u32> {
     let out = Command::new("id").arg(flag).arg(user).output().ok()?;
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
@@ -211,11 +222,7 @@ impl TempPostgres {
             .arg(pg.data())
             .output()
             .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "initdb");
         pg.start_server();
         pg
     }
@@ -235,11 +242,7 @@ impl TempPostgres {
             .arg(pg.data())
             .output()
             .expect("run pg_basebackup");
-        assert!(
-            out.status.success(),
-            "pg_basebackup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "pg_basebackup");
         pg.start_server();
         pg
     }
@@ -257,23 +260,14 @@ impl TempPostgres {
             .expect("open postgresql.conf");
         writeln!(conf, "synchronous_standby_names = '*'").expect("write postgresql.conf");
         let out = self.pg_ctl(&["reload"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl reload failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "pg_ctl reload");
     }
 
     /// Promotes a standby to a primary (`pg_ctl promote`, waiting until it
     /// takes writes).
     pub fn promote(&self) {
         let out = self.pg_ctl(&["promote"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl promote failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "pg_ctl promote");
     }
 
     /// A new, empty cluster directory (owned by `postgres` when the test
@@ -356,23 +350,14 @@ impl TempPostgres {
         let log = self.dir.join("server.log");
         let log = log.to_string_lossy();
         let out = self.pg_ctl(&["-l", &log, "-o", &opts, "start"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "pg_ctl start");
     }
 
     /// Stops the server at once (`-m immediate`: no checkpoint, crash
     /// recovery at the next start).
     pub fn stop_server(&self) {
         let out = self.pg_ctl(&["-m", "immediate", "stop"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl stop failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "pg_ctl stop");
     }
 
     /// The loopback port it listens on.

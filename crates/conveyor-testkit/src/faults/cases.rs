@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::proxy::{FaultProxy, Traffic};
 use super::run::{Run, TASKS};
+use super::servers::Shared;
 use super::{namespace, FaultTarget, Forget};
 
 /// How long an outage lasts: past the lease, so leases taken before it run
@@ -48,15 +49,8 @@ async fn restart(target: FaultTarget, chord: bool) {
     let Some(server) = blocking(target.private_server).await else {
         panic!("{}: the private server's program is missing", target.name);
     };
-    let server = std::sync::Arc::new(std::sync::Mutex::new(server));
-    let with = |f: fn(&mut dyn super::FaultServer)| {
-        let s = server.clone();
-        move || f(&mut **s.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    };
-    let addr = server
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .addr();
+    let server = Shared::new(server);
+    let addr = server.read(|s| s.addr());
     let (case, ns) = if chord {
         ("restart_chord", "restartchord")
     } else {
@@ -70,12 +64,12 @@ async fn restart(target: FaultTarget, chord: bool) {
     };
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
-    blocking(with(|s| s.stop())).await;
+    server.step(|s| s.stop()).await;
     run.fault_applied();
     // Long enough that a worker backing off its failed calls for longer
     // than a second or two would be caught resuming late.
     tokio::time::sleep(outage(&target).max(SERVER_DOWN)).await;
-    blocking(with(|s| s.start())).await;
+    server.step(|s| s.start()).await;
     run.recovered(Instant::now()).await;
     run.all_done().await;
     if chord {
@@ -83,7 +77,7 @@ async fn restart(target: FaultTarget, chord: bool) {
     }
     run.stop().await;
     run.verdict();
-    blocking(move || drop(server)).await;
+    server.drop_off_runtime().await;
 }
 
 /// The primary of a store with a standby is killed mid-run and, after
@@ -92,27 +86,20 @@ async fn restart(target: FaultTarget, chord: bool) {
 /// synchronously, nothing acknowledged is lost; the other promises hold as
 /// for a restart, work resuming within [`RESUME_WITHIN`](super::RESUME_WITHIN) of the promotion.
 pub async fn failover_mid_run(target: FaultTarget, cluster: fn() -> Box<dyn super::FaultCluster>) {
-    let cluster = std::sync::Arc::new(std::sync::Mutex::new(blocking(cluster).await));
-    let with = |f: fn(&mut dyn super::FaultCluster)| {
-        let c = cluster.clone();
-        move || f(&mut **c.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    };
-    let url = cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .url(&namespace("failover"));
+    let cluster = Shared::new(blocking(cluster).await);
+    let url = cluster.read(|c| c.url(&namespace("failover")));
     let mut run = Run::start(target, "failover", &url, &url).await;
     run.started(BEFORE_FAULT).await;
     run.fault_begins();
-    blocking(with(|c| c.kill_primary())).await;
+    cluster.step(|c| c.kill_primary()).await;
     run.fault_applied();
     tokio::time::sleep(FAILOVER_DETECTED).await;
-    blocking(with(|c| c.promote())).await;
+    cluster.step(|c| c.promote()).await;
     run.recovered(Instant::now()).await;
     run.all_done().await;
     run.stop().await;
     run.verdict();
-    blocking(move || drop(cluster)).await;
+    cluster.drop_off_runtime().await;
 }
 
 /// How long after the primary's death its standby is promoted: what a

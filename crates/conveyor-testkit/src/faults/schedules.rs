@@ -2,7 +2,7 @@
 //! the schedules.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor::durable::schedule::Schedule;
@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::cases::{blocking, SERVER_DOWN};
 use super::run::open;
+use super::servers::Shared;
 use super::{namespace, FaultTarget, RESUME_WITHIN, STOP_SLACK};
 use crate::fires::fires_by_time;
 
@@ -30,12 +31,8 @@ pub async fn restart_mid_schedule(target: FaultTarget) {
     let Some(server) = blocking(target.private_server).await else {
         panic!("{}: the private server's program is missing", target.name);
     };
-    let server = Arc::new(Mutex::new(server));
-    let with = |f: fn(&mut dyn super::FaultServer)| {
-        let s = server.clone();
-        move || f(&mut **s.lock().unwrap_or_else(PoisonError::into_inner))
-    };
-    let addr = server.lock().unwrap_or_else(PoisonError::into_inner).addr();
+    let server = Shared::new(server);
+    let addr = server.read(|s| s.addr());
     let url = (target.url)(addr, &namespace("restartsched"), true);
     let observer = open(&target, &url).await;
     let runs = Arc::new(AtomicUsize::new(0));
@@ -66,9 +63,9 @@ pub async fn restart_mid_schedule(target: FaultTarget) {
         assert!(Instant::now() < deadline, "{}: no fire ran", target.name);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    blocking(with(|s| s.stop())).await;
+    server.step(|s| s.stop()).await;
     tokio::time::sleep(SERVER_DOWN).await;
-    blocking(with(|s| s.start())).await;
+    server.step(|s| s.start()).await;
     let back = Timestamp::now();
     tokio::time::sleep(AFTER).await;
     stopper.stop();
@@ -108,5 +105,5 @@ pub async fn restart_mid_schedule(target: FaultTarget) {
         "{}: the first fire after the restart came {resumed:.2} s after it",
         target.name
     );
-    blocking(move || drop(server)).await;
+    server.drop_off_runtime().await;
 }

@@ -3,6 +3,7 @@
 //! port with its data in a temporary directory.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::nats_server::TempNats;
 use crate::postgres_pair::PostgresPair;
@@ -70,5 +71,33 @@ impl FaultCluster for PostgresPair {
     }
     fn promote(&mut self) {
         self.standby.promote();
+    }
+}
+
+/// A server or cluster a case shares with the blocking steps that stop,
+/// start or promote it.
+pub(super) struct Shared<T: ?Sized>(Arc<Mutex<Box<T>>>);
+
+impl<T: ?Sized + Send + 'static> Shared<T> {
+    /// Holds `it`.
+    pub(super) fn new(it: Box<T>) -> Self {
+        Shared(Arc::new(Mutex::new(it)))
+    }
+
+    /// What `f` reads of it now.
+    pub(super) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&**self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs `f` on it off the async runtime (the steps block).
+    pub(super) async fn step(&self, f: fn(&mut T)) {
+        let it = self.0.clone();
+        super::cases::blocking(move || f(&mut **it.lock().unwrap_or_else(PoisonError::into_inner)))
+            .await;
+    }
+
+    /// Drops it off the async runtime (stopping a server blocks).
+    pub(super) async fn drop_off_runtime(self) {
+        super::cases::blocking(move || drop(self)).await;
     }
 }
