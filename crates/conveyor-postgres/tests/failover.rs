@@ -135,10 +135,10 @@ async fn connections_to_a_primary_turned_read_only_are_dropped() {
         p.primary.query("SELECT pg_reload_conf()");
     })
     .await;
-    // An idle session reads the new setting only after its next command
-    // (PostgreSQL reloads between commands), so each pooled connection may
-    // still write once to the old primary; then each is refused, and the
-    // pool must move. Each write is told apart by its handler's name.
+    // A reload reaches each session on its own time, so a pooled
+    // connection may still write to the old primary for a moment; then
+    // each is refused, and the pool must move. Each write is told apart by
+    // its handler's name.
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut refused, mut on_old) = (0, 0);
     for n in 0.. {
