@@ -167,9 +167,12 @@ async fn connections_to_a_primary_turned_read_only_are_dropped() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Once refused, a connection is not used again: at most one refusal
+    // per pooled connection (the writes before the fence reached a session
+    // are PostgreSQL's timing, not the pool's).
     assert!(
-        refused <= 3 && on_old <= 3,
-        "{refused} writes refused and {on_old} written to the old primary before the pool moved"
+        refused <= 3,
+        "{refused} writes refused ({on_old} written to the old primary) before the pool moved"
     );
     assert!(b.reconnects().unwrap_or(0) > before);
     // The tasks enqueued before the failover are on the promoted standby.
