@@ -17,6 +17,8 @@ wanted=(
   "redis-server:redis-server:/usr/local/bin /usr/bin /usr/sbin"
   "postgresql:initdb:/usr/local/bin /usr/lib/postgresql/*/bin"
   "postgresql:pg_ctl:/usr/local/bin /usr/lib/postgresql/*/bin"
+  "postgresql:pg_basebackup:/usr/local/bin /usr/lib/postgresql/*/bin"
+  "postgresql:psql:/usr/local/bin /usr/lib/postgresql/*/bin"
   "nats-server:nats-server:/usr/local/bin /usr/bin /usr/sbin"
   "rabbitmq-server:/usr/lib/rabbitmq/bin/rabbitmq-server:"
   "bsdutils:script:/usr/local/bin /usr/bin /usr/sbin"
