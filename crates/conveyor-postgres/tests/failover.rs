@@ -6,6 +6,8 @@
 //! Each test runs a primary and a standby of its own (initdb, pg_basebackup
 //! and pg_ctl in temporary directories, on free loopback ports).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,27 +185,13 @@ async fn connections_to_a_primary_turned_read_only_are_dropped() {
     blocking(move || drop(pair)).await;
 }
 
-fn fault_target() -> conveyor_testkit::faults::FaultTarget {
-    conveyor_testkit::faults::FaultTarget {
-        name: "postgres",
-        service: std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
-        url: |addr, ns, _| format!("postgres://postgres@{addr}/postgres?schema={ns}"),
-        scheme: conveyor_postgres::SCHEME,
-        keeper: None,
-        private_server: || None,
-        lease: Duration::from_secs(2),
-        forget: |_| {},
-        prefetch: false,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(has_postgres),
     ignore = "initdb, pg_ctl, pg_basebackup and psql are not installed (Debian package postgresql)"
 )]
 async fn a_worker_follows_a_failover_to_a_synchronous_standby() {
-    conveyor_testkit::faults::failover_mid_run(fault_target(), || {
+    conveyor_testkit::faults::failover_mid_run(common::fault_target(), || {
         Box::new(PostgresPair::start(true))
     })
     .await;

@@ -403,9 +403,7 @@ impl TempPostgres {
             self.port
         )
     }
-}
 
-impl TempPostgres {
     /// Stops the server and removes its directory (what dropping it does,
     /// for one held in a `static`).
     pub fn remove(&self) {

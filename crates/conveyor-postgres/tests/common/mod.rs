@@ -7,6 +7,8 @@ use std::sync::Arc;
 use conveyor_core::Clock;
 use conveyor_postgres::tokio_postgres::{self, NoTls};
 use conveyor_postgres::PostgresBackend;
+use conveyor_testkit::faults::FaultTarget;
+use conveyor_testkit::servers::TempPostgres;
 
 /// The server the tests use: `CONVEYOR_POSTGRES_URL`, or the machine's own.
 pub fn url() -> String {
@@ -94,4 +96,40 @@ impl Drop for Scoped {
     fn drop(&mut self) {
         drop_schema(&self.url, self.backend.schema());
     }
+}
+
+/// PostgreSQL as the fault suite sees it: the shared server, or a private
+/// cluster a case may stop and start (`tests/faults.rs`), or a primary and
+/// standby the failover case brings (`tests/failover.rs`).
+pub fn fault_target() -> FaultTarget {
+    FaultTarget {
+        name: "postgres",
+        service: std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
+        url: |addr, ns, private| {
+            // The shared server's test database, or a private cluster's own.
+            let db = if private { "postgres" } else { "test" };
+            format!("postgres://postgres@{addr}/{db}?schema={ns}&connect_timeout=2")
+        },
+        scheme: conveyor_postgres::SCHEME,
+        keeper: None,
+        private_server: || Some(Box::new(TempPostgres::start())),
+        lease: std::time::Duration::from_secs(2),
+        forget,
+        prefetch: false,
+    }
+}
+
+/// Drops the case's schema on the shared server.
+pub fn forget(ns: &str) {
+    let ns = ns.to_string();
+    conveyor_testkit::faults::block_on(async move {
+        let b =
+            conveyor_postgres::PostgresBackend::builder("postgres://postgres@127.0.0.1:5432/test")
+                .schema(&ns)
+                .migrate(false)
+                .connect()
+                .await
+                .expect("connect to clean up");
+        b.drop_schema().await.expect("drop the case's schema");
+    });
 }
