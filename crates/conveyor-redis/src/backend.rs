@@ -5,10 +5,12 @@
 //! Times come from the injected [`Clock`] and travel as script arguments; the
 //! server's own clock is never read, so tests move time by hand and several
 //! client machines agree as far as their clocks do. The connection is a
-//! [`ConnectionManager`]: after the server restarts (or the network drops),
-//! calls fail with [`Error::Backend`] until it reconnects, then succeed again;
-//! code missing from a restarted server is loaded again (see
-//! [`calls`](crate::calls)).
+//! [`Primary`]: after the server restarts (or the network drops), calls
+//! fail with [`Error::Backend`] until it reconnects, then succeed again;
+//! with Sentinel it follows a failover to the promoted replica; code missing
+//! from a restarted server is loaded again (see [`calls`](crate::calls)).
+//!
+//! [`Primary`]: crate::primary::Primary
 
 use crate::RedisTls;
 use std::sync::Arc;
@@ -20,7 +22,6 @@ use conveyor_core::{
     ListParams, Maintenance, NewTask, QueueStats, ReserveParams, Reserved, ResultStore, Retention,
     SystemClock, TaskId, TaskRecord, TaskState, ValueLimit,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 
 use crate::calls::{Call, ScriptMode};
@@ -29,11 +30,7 @@ use crate::keys::{Keys, DEFAULT_PREFIX};
 use crate::reply::{self, bad, redis_error};
 use crate::scripts::Op;
 
-/// How long connecting to the server may take.
-const CONNECT_WITHIN: Duration = Duration::from_secs(1);
-
-/// How long one call may wait for its answer.
-const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+use crate::primary::Primary;
 use crate::wakeups::Wakeups;
 
 /// Most tasks one `reserve` call hands out (a larger `max` gets this many), so
@@ -63,7 +60,7 @@ pub struct RedisBackend {
 }
 
 pub(crate) struct Inner {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Primary,
     pub(crate) keys: Keys,
     pub(crate) clock: Arc<dyn Clock>,
     wake: Wakeups,
@@ -136,23 +133,11 @@ impl RedisBackend {
                 "the Redis key prefix is empty (it namespaces every key)".into(),
             ));
         }
-        let client = crate::tls::client(url, tls)?;
-        // Every call is one short script: an answer later than this means a
-        // connection that will not answer (a reset that never arrived, a
-        // stalled network), and the call fails as transient so the worker
-        // tries again on a fresh connection rather than waiting.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_WITHIN))
-            .set_response_timeout(Some(ANSWER_WITHIN))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(1));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|e| redis_error("connect", e))?;
+        let mut conn = Primary::connect(url, tls).await?;
         let mode = crate::calls::prepare(&mut conn, scripts).await?;
         let limit = crate::value_limit::server_limit(&mut conn).await;
         let keys = Keys::new(prefix);
-        let wake = Wakeups::new(client, keys.wake_channel(), keys.finished_channel());
+        let wake = Wakeups::new(conn.clone(), keys.wake_channel(), keys.finished_channel());
         let group = GroupEnqueue::start(Link {
             conn: conn.clone(),
             prefix: keys.prefix().to_owned(),
@@ -188,6 +173,26 @@ impl RedisBackend {
     pub fn with_max_value(mut self, cap: usize) -> Self {
         self.limit = Arc::new(self.limit.as_ref().clone().lowered(Some(cap)));
         self
+    }
+
+    /// This backend (and every handle sharing its connection: its clones)
+    /// with every write waiting until `replicas` replicas have it, at most
+    /// `within` (Redis `WAIT`, in the same pipeline as the write): the
+    /// URL's `replicas=N&replicas_timeout_ms=MS`. A write fewer replicas
+    /// confirmed in time fails as unavailable; it was made on the primary,
+    /// and a worker's retry finds it there. Losing the primary then loses
+    /// no write that was acknowledged, as long as the replica that had it
+    /// is the one promoted (Sentinel promotes the most up-to-date one).
+    /// Reads never wait.
+    pub fn with_replicas(self, replicas: u32, within: Duration) -> Self {
+        self.inner.conn.set_wait(replicas, within);
+        self
+    }
+
+    /// Times calls moved to another server because the sentinels named a
+    /// new primary (always 0 without Sentinel).
+    pub fn primary_changes(&self) -> u64 {
+        self.inner.conn.switches()
     }
 
     /// How this backend calls its Lua code: [`ScriptMode::Functions`] or

@@ -5,11 +5,11 @@
 //! FLUSH`, `SCRIPT FLUSH`) answers "Function not found" or `NOSCRIPT`; the
 //! call then loads the code and is sent once more.
 
-use redis::aio::ConnectionManager;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, ToRedisArgs, Value};
 
 use conveyor_core::Error;
 
+use crate::primary::Primary;
 use crate::reply::redis_error;
 use crate::scripts::{Code, Op};
 
@@ -45,10 +45,7 @@ impl ScriptMode {
 /// Loads the code as `mode` asks; returns the form calls use
 /// ([`ScriptMode::Functions`] or [`ScriptMode::Eval`]). Scripts are loaded
 /// on their first `NOSCRIPT`.
-pub(crate) async fn prepare(
-    conn: &mut ConnectionManager,
-    mode: ScriptMode,
-) -> Result<ScriptMode, Error> {
+pub(crate) async fn prepare(conn: &mut Primary, mode: ScriptMode) -> Result<ScriptMode, Error> {
     match mode {
         ScriptMode::Eval => Ok(ScriptMode::Eval),
         ScriptMode::Functions => {
@@ -82,7 +79,7 @@ fn refused(e: &RedisError) -> bool {
     )
 }
 
-async fn load_library(conn: &mut ConnectionManager) -> Result<(), RedisError> {
+async fn load_library(conn: &mut Primary) -> Result<(), RedisError> {
     redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
@@ -131,7 +128,7 @@ impl Call {
     /// more when the connection it went out on had dropped (the manager
     /// connects again for the second): a read after a server restart
     /// answers instead of failing once.
-    pub(crate) async fn run(&self, conn: &mut ConnectionManager) -> Result<Value, RedisError> {
+    pub(crate) async fn run(&self, conn: &mut Primary) -> Result<Value, RedisError> {
         match self.run_once(conn).await {
             Err(e) if self.op.reads_only() && (e.is_io_error() || e.is_connection_dropped()) => {
                 self.run_once(conn).await
@@ -140,8 +137,8 @@ impl Call {
         }
     }
 
-    async fn run_once(&self, conn: &mut ConnectionManager) -> Result<Value, RedisError> {
-        match self.cmd.query_async(conn).await {
+    async fn run_once(&self, conn: &mut Primary) -> Result<Value, RedisError> {
+        match self.send(conn).await {
             Err(e) if self.lost(&e) => {
                 match self.mode {
                     ScriptMode::Eval => {
@@ -149,10 +146,45 @@ impl Call {
                     }
                     ScriptMode::Functions | ScriptMode::Auto => load_library(conn).await?,
                 }
-                self.cmd.query_async(conn).await
+                self.send(conn).await
             }
             other => other,
         }
+    }
+
+    /// Sends the call; a write, when the connection asks writes to wait
+    /// for replicas, with `WAIT` in the same pipeline (so on the same
+    /// connection: `WAIT` counts the replicas that have everything its
+    /// connection wrote). A write fewer replicas confirmed in time fails as
+    /// unavailable: it was made on the primary and may or may not survive
+    /// losing it.
+    async fn send(&self, conn: &mut Primary) -> Result<Value, RedisError> {
+        let wait = if self.op.reads_only() {
+            None
+        } else {
+            conn.wait()
+        };
+        let Some((replicas, ms)) = wait else {
+            return self.cmd.query_async(conn).await;
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.cmd.clone())
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(ms);
+        let (value, confirmed): (Value, u32) = pipe.query_async(conn).await?;
+        if confirmed < replicas {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "a write not confirmed by the replicas asked for",
+                format!(
+                    "{} of {replicas} replicas had {} within {ms} ms",
+                    confirmed,
+                    self.op.name()
+                ),
+            )));
+        }
+        Ok(value)
     }
 
     /// Whether `e` says the server does not have the code.

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use conveyor_core::{BackendErrorKind, Clock, Enqueued, Error, NewTask};
-use redis::aio::ConnectionManager;
 use redis::Value;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -77,7 +76,7 @@ pub(crate) struct GroupEnqueue {
 /// Where enqueue calls go and what they carry besides the tasks.
 #[derive(Clone)]
 pub(crate) struct Link {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: crate::primary::Primary,
     pub(crate) prefix: String,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) mode: ScriptMode,

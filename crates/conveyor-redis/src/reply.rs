@@ -53,11 +53,14 @@ pub(crate) fn classify(e: &redis::RedisError) -> BackendErrorKind {
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
             | ServerErrorKind::ClusterDown
-            | ServerErrorKind::MasterDown,
+            | ServerErrorKind::MasterDown
+            // A primary demoted under it (a failover under way): the
+            // next primary takes the call.
+            | ServerErrorKind::ReadOnly,
         ) => BackendErrorKind::Unavailable,
         ErrorKind::AuthenticationFailed
         | ErrorKind::InvalidClientConfig
-        | ErrorKind::Server(ServerErrorKind::NoPerm | ServerErrorKind::ReadOnly) => {
+        | ErrorKind::Server(ServerErrorKind::NoPerm) => {
             BackendErrorKind::Config
         }
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::Data,

@@ -3,7 +3,16 @@
 //! under `P`; default [`DEFAULT_PREFIX`]), `scripts=auto|functions|eval` (how
 //! the Lua code reaches the server: see [`ScriptMode`]), `max_value=BYTES`
 //! (refuse params and results over it: [`RedisBackend::with_max_value`]) and
-//! the driver's `protocol=`.
+//! the driver's `protocol=`; `replicas=N` (every write waits until N
+//! replicas have it, at most `replicas_timeout_ms=MS`, default 1000:
+//! [`RedisBackend::with_replicas`]).
+//!
+//! `redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
+//! names Redis Sentinels instead of a server (`rediss+sentinel://` for TLS);
+//! calls go to the primary they name, and follow it through a failover
+//! (see the `sentinel` and `primary` modules). The sentinels' own
+//! credentials, when they ask for some, are `sentinel_user=` and
+//! `sentinel_password=`.
 //!
 //! `prefix` is taken out before the URL reaches the driver and used as written
 //! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:` and
@@ -11,6 +20,7 @@
 //! Any other parameter is refused: the driver would ignore it silently.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use conveyor_core::{opening, BackendUrl, Error, OpenFuture, Scheme, SystemClock};
 
@@ -20,14 +30,27 @@ use crate::{RedisBackend, RedisTls, ScriptMode, DEFAULT_PREFIX};
 
 /// Opens a [`RedisBackend`] from `redis://HOST:PORT/DB?prefix=P`.
 pub const SCHEME: Scheme = Scheme::new(
-    &["redis", "rediss"],
+    &["redis", "rediss", "redis+sentinel", "rediss+sentinel"],
     "redis://HOST:PORT/DB?prefix=P",
     "Redis, keys under the prefix P (default conveyor:)",
     open,
 );
 
 /// The parameters a Redis URL may carry: conveyor's, then the driver's.
-const PARAMS: &[&str] = &["prefix", "scripts", "max_value", "protocol"];
+const PARAMS: &[&str] = &[
+    "prefix",
+    "scripts",
+    "max_value",
+    "replicas",
+    "replicas_timeout_ms",
+    "protocol",
+    "sentinel_user",
+    "sentinel_password",
+];
+
+/// How long a write waits for its replicas unless `replicas_timeout_ms=`
+/// says otherwise.
+const REPLICAS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where to connect: the driver's URL, the key prefix and TLS files.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +60,8 @@ pub(crate) struct Target {
     tls: RedisTls,
     scripts: ScriptMode,
     max_value: Option<usize>,
+    /// Replicas every write waits for, and for how long.
+    replicas: Option<(u32, Duration)>,
 }
 
 pub(crate) fn target(url: &str) -> Result<Target, Error> {
@@ -51,6 +76,30 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
             ))
         })?,
     };
+    let number = |name: &str, v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| Error::InvalidConfig(format!("Redis {name}={v:?} is not a whole number")))
+    };
+    let replicas = parsed
+        .take("replicas")?
+        .map(|v| number("replicas", v))
+        .transpose()?;
+    let timeout = parsed
+        .take("replicas_timeout_ms")?
+        .map(|v| number("replicas_timeout_ms", v))
+        .transpose()?;
+    let replicas = match (replicas, timeout) {
+        (Some(0), _) | (None, None) => None,
+        (Some(n), t) => Some((
+            n,
+            t.map_or(REPLICAS_TIMEOUT, |ms| Duration::from_millis(ms.into())),
+        )),
+        (None, Some(_)) => {
+            return Err(Error::InvalidConfig(
+                "Redis replicas_timeout_ms= needs replicas=N".into(),
+            ))
+        }
+    };
     let ca = parsed.take("ca")?.map(PathBuf::from);
     let cert = parsed.take("cert")?.map(PathBuf::from);
     let key = parsed.take("key")?.map(PathBuf::from);
@@ -64,12 +113,25 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
         }
     };
     parsed.allow_only(PARAMS)?;
+    let sentinel = crate::sentinel::is_sentinel(url);
+    if let Some((name, _)) = parsed
+        .params()
+        .iter()
+        .find(|(k, _)| k.starts_with("sentinel_"))
+    {
+        if !sentinel {
+            return Err(Error::InvalidConfig(format!(
+                "Redis {name}= is for redis+sentinel:// URLs"
+            )));
+        }
+    }
     Ok(Target {
         url: parsed.to_url(),
         prefix,
         tls: RedisTls { ca, client },
         scripts,
         max_value,
+        replicas,
     })
 }
 
@@ -83,6 +145,10 @@ fn open(url: &str) -> OpenFuture {
             t.scripts,
         )
         .await?;
+        let backend = match t.replicas {
+            Some((n, within)) => backend.with_replicas(n, within),
+            None => backend,
+        };
         Ok(match t.max_value {
             Some(cap) => backend.with_max_value(cap),
             None => backend,
@@ -103,6 +169,7 @@ mod tests {
             tls: Default::default(),
             scripts: ScriptMode::Auto,
             max_value: None,
+            replicas: None,
         }
     }
 
@@ -157,7 +224,7 @@ mod tests {
     fn unknown_parameters_and_other_schemes_are_refused() {
         let msg = target("redis://h/0?prefx=a").expect_err("typo").to_string();
         assert!(
-            msg.contains("\"prefx\"") && msg.contains("prefix, scripts, max_value, protocol"),
+            msg.contains("\"prefx\"") && msg.contains("prefix, scripts, max_value, replicas"),
             "{msg}"
         );
         for url in [
@@ -165,10 +232,36 @@ mod tests {
             "redis://h/0?prefix=a&prefix=b",
             "redis://h/0?scripts=lua",
             "redis://h/0?scripts=eval&scripts=eval",
+            "redis://h/0?sentinel_password=x",
+            "redis://h/0?replicas=x",
+            "redis://h/0?replicas_timeout_ms=5",
             "postgres://h/db",
             "./q.db",
         ] {
             assert!(matches!(target(url), Err(Error::InvalidConfig(_))), "{url}");
         }
+    }
+
+    #[test]
+    fn replicas_and_sentinels() {
+        let got = target("redis://h/0?replicas=1&prefix=p").expect("url");
+        assert_eq!(got.replicas, Some((1, super::REPLICAS_TIMEOUT)));
+        let got = target("redis://h/0?replicas=2&replicas_timeout_ms=250").expect("url");
+        assert_eq!(
+            (got.replicas, got.url.as_str()),
+            (
+                Some((2, std::time::Duration::from_millis(250))),
+                "redis://h/0"
+            )
+        );
+        assert_eq!(
+            target("redis://h/0?replicas=0").expect("url").replicas,
+            None
+        );
+        let got = target("redis+sentinel://a:1,b:2/m/0?prefix=p&sentinel_password=s").expect("url");
+        assert_eq!(
+            (got.url.as_str(), got.prefix.as_str()),
+            ("redis+sentinel://a:1,b:2/m/0?sentinel_password=s", "p")
+        );
     }
 }

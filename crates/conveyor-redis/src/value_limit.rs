@@ -16,7 +16,6 @@
 //! the limit keeps [`RECORD_ROOM`] for that.
 
 use conveyor_core::ValueLimit;
-use redis::aio::ConnectionManager;
 
 /// Redis's default `proto-max-bulk-len`.
 pub(crate) const DEFAULT_BULK: usize = 512 << 20;
@@ -30,7 +29,7 @@ pub(crate) const RECORD_ROOM: usize = 64 << 10;
 pub(crate) const DEFAULT_QUERY: usize = 1 << 30;
 
 /// The server's limit, read from its configuration.
-pub(crate) async fn server_limit(conn: &mut ConnectionManager) -> ValueLimit {
+pub(crate) async fn server_limit(conn: &mut crate::primary::Primary) -> ValueLimit {
     let read: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("proto-max-bulk-len")

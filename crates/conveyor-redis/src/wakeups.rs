@@ -6,7 +6,8 @@
 //! (`P wake`); scripts that bring tasks to a final state (finish, cancel,
 //! lease recovery) publish their ids, once per call, on its finished channel
 //! (`P finished`). The first [`Wakeups::wait`] or [`Wakeups::finish_mark`]
-//! call starts one subscriber task per backend, on its own connection: it
+//! call starts one subscriber task per backend, on its own connection (to
+//! the primary of the moment: see [`Primary::client`]): it
 //! tells the backend's [`WakeBoard`] which queue may have work and which
 //! tasks finished, and when its subscription is up or lost (what waiters are
 //! promised then is the board's). It subscribes to a channel only once
@@ -27,6 +28,8 @@ use conveyor_core::{FinishMark, TaskId, WakeBoard};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+
+use crate::primary::Primary;
 
 /// The wake channel's bit in [`Wanted`].
 const WAKE: u8 = 1;
@@ -66,7 +69,7 @@ struct Wanted {
 /// The notification side of one backend: a lazily started subscriber.
 #[derive(Debug)]
 pub(crate) struct Wakeups {
-    client: redis::Client,
+    conn: Primary,
     channels: Channels,
     waiters: Arc<WakeBoard>,
     wanted: Arc<Wanted>,
@@ -76,9 +79,9 @@ pub(crate) struct Wakeups {
 impl Wakeups {
     /// Notifications of the namespace whose channels are `wake` (new work)
     /// and `finished` (finished tasks).
-    pub(crate) fn new(client: redis::Client, wake: String, finished: String) -> Self {
+    pub(crate) fn new(conn: Primary, wake: String, finished: String) -> Self {
         Self {
-            client,
+            conn,
             channels: Channels { wake, finished },
             waiters: Arc::default(),
             wanted: Arc::default(),
@@ -99,7 +102,7 @@ impl Wakeups {
             Some(_) => self.wanted.grew.notify_one(),
             None => {
                 *task = Some(tokio::spawn(listen(
-                    self.client.clone(),
+                    self.conn.clone(),
                     self.channels.clone(),
                     Arc::downgrade(&self.waiters),
                     self.wanted.clone(),
@@ -151,16 +154,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Subscribes to the wanted channels and wakes waiters, adding a channel
 /// when one is wanted later, reconnecting with backoff until the backend is
 /// gone.
-async fn listen(
-    client: redis::Client,
-    channels: Channels,
-    waiters: Weak<WakeBoard>,
-    wanted: Arc<Wanted>,
-) {
+async fn listen(conn: Primary, channels: Channels, waiters: Weak<WakeBoard>, wanted: Arc<Wanted>) {
     let channel = &channels.wake;
     let mut backoff = MIN_BACKOFF;
     loop {
-        match client.get_async_pubsub().await {
+        match conn.client().get_async_pubsub().await {
             Ok(pubsub) => {
                 let (mut sink, mut messages) = pubsub.split();
                 let mut have = 0u8;

@@ -67,14 +67,24 @@ local rm_ready = {}
 -- states two items each (kept by hand: Lua's # searches for a table's end
 -- at each use). out holds 3 items for each of the picked tasks.
 local n_taken = 0
--- The lease token of this call's tasks of the record layout, taken on the
--- first; the head of their new state records, up to the attempts; their
--- tail, from the run-at's end.
+-- The lease token of this call's tasks, taken on the first; the head of
+-- their new state records (record layout), up to the attempts; their tail,
+-- from the run-at's end.
+-- A token is the namespace's token counter moved past the server's clock in
+-- microseconds: unique while the counter lives, and never one issued
+-- before a failover that lost the counter's latest steps (a replica
+-- promoted without them), for its clock is past them by the failover's
+-- length (as long as the servers' clocks agree to better than that).
 local token, running_head
 local attempt_tail = ' ' .. attempt_at
 local function call_token()
   if not token then
-    token = string.format('%d', redis.call('INCR', TOKENS))
+    local t = redis.call('TIME')
+    local n = (tonumber(redis.call('GET', TOKENS)) or 0) + 1
+    local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if clock > n then n = clock end
+    token = string.format('%d', n)
+    redis.call('SET', TOKENS, token)
     running_head = RUNNING_S .. ' ' .. token .. '  '
   end
   return token
@@ -98,10 +108,9 @@ local function take_slow(q, m, id)
   if wanted and not wanted[need(r, 'h')] then return 'skip' end
   if gates and not admit(gates, need(r, 'h')) then return 'skip' end
   local a = num(r, 'a') + 1
-  -- A task of the record layout takes the call's token; one of a hash of
-  -- its own counts its own.
-  local tk
-  if r.layout then tk = call_token() else tk = num(r, 'tk') + 1 end
+  -- Every task takes the call's token (one of a hash of its own used to
+  -- count its own: a count a failover could roll back).
+  local tk = call_token()
   r.lu = lu
   -- The call's token: its lease is the call's group.
   r.group = r.layout
