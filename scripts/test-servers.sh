@@ -15,6 +15,7 @@ set -euo pipefail
 # package:program:folders to look in besides PATH
 wanted=(
   "redis-server:redis-server:/usr/local/bin /usr/bin /usr/sbin"
+  "redis-tools:redis-cli:/usr/local/bin /usr/bin /usr/sbin"
   "postgresql:initdb:/usr/local/bin /usr/lib/postgresql/*/bin"
   "postgresql:pg_ctl:/usr/local/bin /usr/lib/postgresql/*/bin"
   "postgresql:pg_basebackup:/usr/local/bin /usr/lib/postgresql/*/bin"

@@ -177,8 +177,9 @@ impl RedisBackend {
 
     /// This backend (and every handle sharing its connection: its clones)
     /// with every write waiting until `replicas` replicas have it, at most
-    /// `within` (Redis `WAIT`, in the same pipeline as the write): the
-    /// URL's `replicas=N&replicas_timeout_ms=MS`. A write fewer replicas
+    /// `within` (Redis `WAIT`, in the same pipeline as the write; at most
+    /// 1.5 s, for the wait is part of the 2 s a call may take): the URL's
+    /// `replicas=N&replicas_timeout_ms=MS`. A write fewer replicas
     /// confirmed in time fails as unavailable; it was made on the primary,
     /// and a worker's retry finds it there. Losing the primary then loses
     /// no write that was acknowledged, as long as the replica that had it

@@ -32,7 +32,11 @@ use crate::RedisTls;
 const CONNECT_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long one call may wait for its answer.
-const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// The longest a write waits for its replicas: well inside the time a
+/// call may take to answer, which the wait is part of.
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(1500);
 
 /// How often the sentinels are asked for the primary while nothing fails.
 pub(crate) const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -160,7 +164,9 @@ impl Primary {
     /// Makes every write ([`Primary::wait`]) wait until `replicas` replicas
     /// have it, at most `within`; 0 replicas: no waiting.
     pub(crate) fn set_wait(&self, replicas: u32, within: Duration) {
-        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(within.min(MAX_WAIT).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.shared.wait_ms.store(ms, Ordering::Relaxed);
         self.shared.wait_replicas.store(replicas, Ordering::Relaxed);
     }

@@ -90,10 +90,18 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
         .transpose()?;
     let replicas = match (replicas, timeout) {
         (Some(0), _) | (None, None) => None,
-        (Some(n), t) => Some((
-            n,
-            t.map_or(REPLICAS_TIMEOUT, |ms| Duration::from_millis(ms.into())),
-        )),
+        (Some(n), t) => {
+            let within = t.map_or(REPLICAS_TIMEOUT, |ms| Duration::from_millis(ms.into()));
+            if within.is_zero() || within > crate::primary::MAX_WAIT {
+                return Err(Error::InvalidConfig(format!(
+                    "Redis replicas_timeout_ms={} is outside 1..={} (the wait is part of the \
+                     time a call may take)",
+                    within.as_millis(),
+                    crate::primary::MAX_WAIT.as_millis()
+                )));
+            }
+            Some((n, within))
+        }
         (None, Some(_)) => {
             return Err(Error::InvalidConfig(
                 "Redis replicas_timeout_ms= needs replicas=N".into(),
@@ -235,6 +243,8 @@ mod tests {
             "redis://h/0?sentinel_password=x",
             "redis://h/0?replicas=x",
             "redis://h/0?replicas_timeout_ms=5",
+            "redis://h/0?replicas=1&replicas_timeout_ms=0",
+            "redis://h/0?replicas=1&replicas_timeout_ms=1501",
             "postgres://h/db",
             "./q.db",
         ] {

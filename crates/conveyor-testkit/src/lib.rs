@@ -32,6 +32,7 @@ pub mod process;
 pub mod programs;
 pub mod python;
 pub mod rabbitmq_server;
+pub mod redis_sentinels;
 mod scoped;
 pub mod servers;
 pub mod value_limits;

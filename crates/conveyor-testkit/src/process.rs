@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Proc {
     child: Child,
-    lines: mpsc::Receiver<String>,
+    /// Behind a lock so a `Proc` can be shared between threads.
+    lines: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Proc {
@@ -24,7 +25,16 @@ impl Proc {
         if let Some(out) = child.stdout.take() {
             forward(out, tx);
         }
-        Ok(Proc { child, lines: rx })
+        Ok(Proc {
+            child,
+            lines: std::sync::Mutex::new(rx),
+        })
+    }
+
+    fn lines(&self) -> std::sync::MutexGuard<'_, mpsc::Receiver<String>> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The process id.
@@ -34,7 +44,7 @@ impl Proc {
 
     /// The next stdout line, waiting at most `timeout`.
     pub fn next_line(&self, timeout: Duration) -> Option<String> {
-        self.lines.recv_timeout(timeout).ok()
+        self.lines().recv_timeout(timeout).ok()
     }
 
     /// Waits (at most `timeout`) for a stdout line containing `needle`; returns it.
@@ -42,7 +52,7 @@ impl Proc {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.lines.recv_timeout(left).ok()?;
+            let line = self.lines().recv_timeout(left).ok()?;
             if line.contains(needle) {
                 return Some(line);
             }
@@ -51,7 +61,7 @@ impl Proc {
 
     /// Every stdout line received so far, without waiting.
     pub fn drain_lines(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+        self.lines().try_iter().collect()
     }
 
     /// Sends SIGKILL and reaps the process.

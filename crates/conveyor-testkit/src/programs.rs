@@ -52,6 +52,9 @@ const POSTGRES_DIRS: &[&str] = &["/usr/local/bin", "/usr/lib/postgresql/*/bin"];
 /// `redis-server`.
 pub const REDIS_SERVER: Program = Program::new("redis-server", "redis-server", SYSTEM);
 
+/// `redis-cli` (what the tests ask a server of their own with).
+pub const REDIS_CLI: Program = Program::new("redis-cli", "redis-tools", SYSTEM);
+
 /// PostgreSQL's `initdb`.
 pub const INITDB: Program = Program::new("initdb", "postgresql", POSTGRES_DIRS);
 
@@ -83,7 +86,7 @@ pub const SCRIPT: Program = Program::new("script", "bsdutils", SYSTEM);
 
 /// Each cfg flag and the programs it needs, all of them.
 pub const FLAGS: &[(&str, &[Program])] = &[
-    ("has_redis_server", &[REDIS_SERVER]),
+    ("has_redis_server", &[REDIS_SERVER, REDIS_CLI]),
     ("has_postgres", &[INITDB, PG_CTL, PG_BASEBACKUP, PSQL]),
     ("has_nats_server", &[NATS_SERVER]),
     ("has_rabbitmq_server", &[RABBITMQ_SERVER]),

@@ -78,22 +78,35 @@ pub struct TempRedis {
     program: PathBuf,
     /// Certificate, key and CA files: the server speaks TLS only.
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Further arguments (a replica's `--replicaof`).
+    args: Vec<String>,
 }
 
 impl TempRedis {
     /// Starts a server (panics when `redis-server` is not installed).
     pub fn start() -> TempRedis {
-        Self::start_with("redis", None)
+        Self::start_with("redis", None, Vec::new())
     }
 
     /// Starts a server that speaks TLS only, with `certs`' server
     /// certificate (clients need no certificate).
     pub fn start_tls(certs: &crate::certs::TestCerts) -> TempRedis {
         let files = (certs.server_cert(), certs.server_key(), certs.ca());
-        Self::start_with("redis-tls", Some(files))
+        Self::start_with("redis-tls", Some(files), Vec::new())
     }
 
-    fn start_with(name: &str, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> TempRedis {
+    /// Starts a replica of `primary` (asynchronous, as Redis replication
+    /// is; it has the primary's data once [`TempRedis::caught_up`]).
+    pub fn replica_of(primary: &TempRedis) -> TempRedis {
+        let args = ["--replicaof", "127.0.0.1", &primary.port.to_string()];
+        Self::start_with("redis-replica", None, args.map(String::from).to_vec())
+    }
+
+    fn start_with(
+        name: &str,
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        args: Vec<String>,
+    ) -> TempRedis {
         let program = programs::REDIS_SERVER.require();
         let mut r = TempRedis {
             dir: temp_dir(name),
@@ -101,6 +114,7 @@ impl TempRedis {
             server: None,
             program,
             tls,
+            args,
         };
         r.restart();
         r
@@ -149,12 +163,101 @@ impl TempRedis {
         cmd.args(["--bind", "127.0.0.1", "--appendonly", "yes"])
             .args(["--appendfsync", "always", "--save", "", "--daemonize", "no"])
             .arg("--dir")
-            .arg(&self.dir);
+            .arg(&self.dir)
+            .args(&self.args);
         let p = Proc::spawn(cmd).unwrap_or_else(|e| panic!("start redis-server: {e}"));
         p.wait_for("Ready to accept connections", Duration::from_secs(30))
             .unwrap_or_else(|| panic!("redis-server did not become ready"));
         self.server = Some(p);
     }
+}
+
+impl TempRedis {
+    /// What `redis-cli` prints for `args` on this server, one reply
+    /// element per line (blocking; panics when it cannot run; a plain
+    /// server only).
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+
+    /// Waits until this replica's link to its primary is up (its first
+    /// copy taken; blocking, at most 30 s).
+    pub fn wait_linked(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica on port {} did not link to its primary",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the replica `replica` has everything this server wrote
+    /// so far (blocking; at most 30 s).
+    pub fn caught_up(&self, replica: &TempRedis) {
+        let offset = |r: &TempRedis, field: &str| -> u64 {
+            let info = r.cli(&["INFO", "replication"]);
+            info.lines()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix(field)?
+                        .strip_prefix(':')?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        let want = offset(self, "master_repl_offset");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while offset(replica, "slave_repl_offset") < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica on port {} did not catch up to offset {want}",
+                replica.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Pauses the server (SIGSTOP): it neither answers nor replicates
+    /// until [`TempRedis::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(p) = &self.server {
+            p.signal(sig);
+        }
+    }
+}
+
+/// What `redis-cli` prints for `args` on the loopback `port` (blocking;
+/// panics when it cannot run).
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
+    let program = programs::REDIS_CLI.require();
+    let out = Command::new(program)
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?} on port {port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Drop for TempRedis {

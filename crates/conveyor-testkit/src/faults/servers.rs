@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::nats_server::TempNats;
 use crate::postgres_pair::PostgresPair;
 use crate::rabbitmq_server::TempRabbit;
+use crate::redis_sentinels::RedisSentinels;
 use crate::servers::{TempPostgres, TempRedis};
 
 /// A server of a test's own that it may stop (SIGKILL, or a fast shutdown)
@@ -71,6 +72,24 @@ impl FaultCluster for PostgresPair {
     }
     fn promote(&mut self) {
         self.standby.promote();
+    }
+}
+
+/// Writes wait for one replica (`replicas=1`), so nothing acknowledged is
+/// lost with the primary; the sentinels promote a replica by themselves
+/// once the primary is down for [`DOWN_AFTER`](crate::redis_sentinels::DOWN_AFTER).
+impl FaultCluster for RedisSentinels {
+    fn url(&self, ns: &str) -> String {
+        RedisSentinels::url(self, &format!("prefix={ns}:&replicas=1"))
+    }
+    fn kill_primary(&mut self) {
+        let port = self.primary_port();
+        self.server_mut(port).kill();
+        self.killed = Some(port);
+    }
+    fn promote(&mut self) {
+        let old = self.killed.unwrap_or_else(|| self.primary_port());
+        self.wait_for_promotion(old);
     }
 }
 

@@ -1,0 +1,259 @@
+//! Redis with replicas (`docs/high-availability.md`): a reservation lost
+//! with an asynchronous primary never gives its token to the next one,
+//! writes asked to wait for a replica fail rather than pass unconfirmed, a
+//! `redis+sentinel://` URL leaves a demoted primary for the one the
+//! sentinels name, and a worker keeps every acknowledged task across a
+//! failover the sentinels run. Each test starts its own servers (and
+//! sentinels) on free loopback ports.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conveyor_core::parts::*;
+use conveyor_core::{
+    Backend, Error, Finish, NewTask, ReserveParams, Reserved, SystemClock, TaskState,
+};
+use conveyor_redis::RedisBackend;
+use conveyor_testkit::redis_sentinels::RedisSentinels;
+use conveyor_testkit::servers::TempRedis;
+
+fn queues() -> Vec<String> {
+    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking step")
+}
+
+async fn connect(url: &str) -> RedisBackend {
+    RedisBackend::connect_with(url, "failover:", Arc::new(SystemClock))
+        .await
+        .expect("connect")
+}
+
+/// Reserves until one task comes back (the store may be away a while).
+async fn reserve_one(b: &RedisBackend) -> Reserved {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match b
+            .reserve(ReserveParams::new(&queues(), 1, Duration::from_secs(60)))
+            .await
+        {
+            Ok(mut got) if !got.is_empty() => return got.remove(0),
+            Ok(_) => {}
+            Err(Error::Backend(e)) => assert!(e.is_transient(), "{e}"),
+            Err(e) => panic!("reserve: {e}"),
+        }
+        assert!(Instant::now() < deadline, "nothing to reserve after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (Debian package redis-server)"
+)]
+async fn a_token_lost_in_a_failover_is_never_issued_again() {
+    let (primary, replica) = blocking(|| {
+        let primary = TempRedis::start();
+        let replica = TempRedis::replica_of(&primary);
+        replica.wait_linked();
+        (primary, replica)
+    })
+    .await;
+    let b = connect(&primary.url()).await;
+    let task = b
+        .enqueue(NewTask::new("work", Vec::new()))
+        .await
+        .expect("enqueue");
+    let (mut primary, replica) = blocking(move || {
+        primary.caught_up(&replica);
+        // The replica stops replicating (promoted, with the primary still
+        // up): the reservation below reaches the primary alone, and is
+        // lost with it. (A paused replica would not do: the primary's
+        // stream waits in the socket and arrives once it goes on.)
+        let out = replica.cli(&["REPLICAOF", "NO", "ONE"]);
+        assert_eq!(out, "OK", "promote the replica");
+        (primary, replica)
+    })
+    .await;
+    let lost = reserve_one(&b).await;
+    assert_eq!(lost.lease.id, task.id);
+    drop(b);
+    let replica = blocking(move || {
+        primary.kill();
+        replica
+    })
+    .await;
+    let b = connect(&replica.url()).await;
+    // On the promoted replica the task was never reserved: it is reserved
+    // again, and its new token is not the lost one.
+    let again = reserve_one(&b).await;
+    assert_eq!(again.lease.id, task.id);
+    assert_ne!(
+        again.lease.token, lost.lease.token,
+        "the token of a reservation lost in the failover was issued again"
+    );
+    let stale = b
+        .finish(vec![Finish::complete(lost.lease.clone())])
+        .await
+        .expect("finish");
+    assert!(
+        matches!(stale[0], Err(Error::StaleLease(_))),
+        "the lost reservation's worker settled the new attempt: {stale:?}"
+    );
+    let fresh = b
+        .finish(vec![Finish::complete(again.lease.clone())])
+        .await
+        .expect("finish");
+    assert!(fresh[0].is_ok(), "{fresh:?}");
+    let record = b.get(task.id).await.expect("get").expect("the task");
+    assert_eq!(record.state, TaskState::Completed);
+    drop(b);
+    blocking(move || drop(replica)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (Debian package redis-server)"
+)]
+async fn writes_asked_to_wait_for_a_replica_fail_without_one() {
+    let (primary, replica) = blocking(|| {
+        let primary = TempRedis::start();
+        let replica = TempRedis::replica_of(&primary);
+        replica.wait_linked();
+        (primary, replica)
+    })
+    .await;
+    let url = format!(
+        "{}?prefix=wait:&replicas=1&replicas_timeout_ms=300",
+        primary.url()
+    );
+    let b = conveyor_redis::SCHEME.open(&url).await.expect("open");
+    b.enqueue(NewTask::new("work", vec![1]))
+        .await
+        .expect("confirmed by the replica");
+    let replica = blocking(move || {
+        replica.pause();
+        replica
+    })
+    .await;
+    let started = Instant::now();
+    let e = b
+        .enqueue(NewTask::new("work", vec![2]))
+        .await
+        .expect_err("a write no replica confirmed");
+    let Error::Backend(e) = e else {
+        panic!("not a backend error: {e}");
+    };
+    assert!(e.is_transient(), "{e}");
+    let said = format!("{:?}", e);
+    assert!(said.contains("0 of 1 replicas"), "{said}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Reads do not wait.
+    let ready: u64 = b
+        .stats()
+        .await
+        .expect("stats")
+        .iter()
+        .map(|q| q.counts.get(&TaskState::Available).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(ready, 2, "made on the primary");
+    let replica = blocking(move || {
+        replica.resume();
+        replica
+    })
+    .await;
+    b.enqueue(NewTask::new("work", vec![3]))
+        .await
+        .expect("confirmed once the replica is back");
+    drop(b);
+    blocking(move || drop((primary, replica))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (Debian package redis-server)"
+)]
+async fn a_demoted_primary_is_left_for_the_one_the_sentinels_name() {
+    let set = Arc::new(blocking(|| RedisSentinels::start(1)).await);
+    let b = connect(&set.url("")).await;
+    let before = b
+        .enqueue(NewTask::new("before", Vec::new()))
+        .await
+        .expect("enqueue");
+    let s = set.clone();
+    let old = blocking(move || s.primary_port()).await;
+    // A failover with the old primary still up: it is demoted to a
+    // replica, and keeps answering reads (and refusing writes) on its
+    // address.
+    let s = set.clone();
+    let new = blocking(move || {
+        let new = s.fail_over();
+        s.wait_for_role(old, "slave");
+        new
+    })
+    .await;
+    assert_ne!(old, new);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused = 0;
+    let written = loop {
+        match b.enqueue(NewTask::new("after", Vec::new())).await {
+            Ok(e) => break e,
+            Err(Error::Backend(e)) => {
+                assert!(e.is_transient(), "a failover is an outage: {e}");
+                refused += 1;
+            }
+            Err(e) => panic!("enqueue: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes still refused after 10 s ({refused} refusals): the client stayed on the \
+             demoted primary"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(b.primary_changes() >= 1);
+    // The write went to the new primary, which also has the task from
+    // before the failover.
+    let s = set.clone();
+    let key_count = blocking(move || s.server(new).cli(&["DBSIZE"])).await;
+    assert_ne!(key_count, "0");
+    assert!(b.get(written.id).await.expect("get").is_some());
+    assert!(b.get(before.id).await.expect("get").is_some());
+    drop(b);
+    blocking(move || drop(set)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (Debian package redis-server)"
+)]
+async fn no_sentinel_answering_is_a_clear_error() {
+    let port = conveyor_testkit::servers::free_port();
+    let url = format!("redis+sentinel://127.0.0.1:{port}/conveyor/0");
+    let e = RedisBackend::connect(&url).await.expect_err("no sentinel");
+    let said = e.to_string();
+    assert!(
+        said.contains("no Redis Sentinel named a primary for \"conveyor\""),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_redis_server),
+    ignore = "redis-server is not installed (Debian package redis-server)"
+)]
+async fn a_worker_follows_a_sentinel_failover() {
+    conveyor_testkit::faults::failover_mid_run(common::fault_target(), || {
+        Box::new(RedisSentinels::start(2))
+    })
+    .await;
+}
