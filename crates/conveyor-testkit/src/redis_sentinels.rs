@@ -162,6 +162,27 @@ impl RedisSentinels {
         }
     }
 
+    /// Waits until the primary on `port` has a replica online (after a
+    /// failover, the sentinels have pointed another replica at it and it
+    /// has synced; blocking, panics after 30 s).
+    pub fn wait_for_replica_of(&self, port: u16) {
+        let deadline = Instant::now() + PROMOTED_WITHIN;
+        loop {
+            let info = cli(port, &["INFO", "replication"]);
+            if info
+                .lines()
+                .any(|l| l.starts_with("slave") && l.contains("state=online"))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica came online for the primary on port {port}: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Asks the sentinels for a failover now, with the primary still
     /// running (it is demoted to a replica), and waits until it is done.
     /// Returns the new primary's port.

@@ -513,12 +513,18 @@ impl Run {
             .resumed_after
             .map(|d| format!("{:.2}", d.as_secs_f64()));
         let stop = self.stopped_in.map(|d| format!("{:.2}", d.as_secs_f64()));
+        // From the fault to the store's recovery (a restart, a promotion).
+        let back = self
+            .recovered_at
+            .zip(self.fault_at)
+            .map(|(r, f)| format!("{:.2}", r.duration_since(f).as_secs_f64()));
         eprintln!(
-            "FAULT backend={} fault={} lost=0 duplicates={dups} in_flight={in_flight} resume_s={} stop_s={}",
+            "FAULT backend={} fault={} lost=0 duplicates={dups} in_flight={in_flight} resume_s={} stop_s={} back_s={}",
             self.target.name,
             self.case,
             resume.as_deref().unwrap_or("-"),
             stop.as_deref().unwrap_or("-"),
+            back.as_deref().unwrap_or("-"),
         );
         if dups > in_flight {
             // When each rerun task's runs started, from the fault on.

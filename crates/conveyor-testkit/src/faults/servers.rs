@@ -78,6 +78,8 @@ impl FaultCluster for PostgresPair {
 /// Writes wait for one replica (`replicas=1`), so nothing acknowledged is
 /// lost with the primary; the sentinels promote a replica by themselves
 /// once the primary is down for [`DOWN_AFTER`](crate::redis_sentinels::DOWN_AFTER).
+/// The promotion is done once the new primary can confirm writes again:
+/// the sentinels agree on it and another replica has synced with it.
 impl FaultCluster for RedisSentinels {
     fn url(&self, ns: &str) -> String {
         RedisSentinels::url(self, &format!("prefix={ns}:&replicas=1"))
@@ -89,7 +91,8 @@ impl FaultCluster for RedisSentinels {
     }
     fn promote(&mut self) {
         let old = self.killed.unwrap_or_else(|| self.primary_port());
-        self.wait_for_promotion(old);
+        let new = self.wait_for_promotion(old);
+        self.wait_for_replica_of(new);
     }
 }
 
