@@ -42,6 +42,11 @@ pub struct NatsOptions {
     pub max_ack_pending: i64,
     /// Trust this CA file for `tls://` servers (instead of the system roots).
     pub ca: Option<std::path::PathBuf>,
+    /// How many servers of a cluster keep each stream the namespace creates
+    /// (JetStream's `num_replicas`: 1, or 3 or 5 on a cluster, so a
+    /// stream survives losing a server); default 1. Streams that exist
+    /// already keep theirs.
+    pub replicas: usize,
 }
 
 impl Default for NatsOptions {
@@ -51,6 +56,7 @@ impl Default for NatsOptions {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 100_000,
             ca: None,
+            replicas: 1,
         }
     }
 }
@@ -113,6 +119,25 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(500);
 /// records and scan held messages) came with 2.9.
 const MIN_VERSION: (u64, u64) = (2, 9);
 
+/// The oldest server this backend keeps streams of several replicas on:
+/// before 2.10, a clustered stream checked a write's expected last
+/// sequence of its subject before proposing it, outside consensus, so two
+/// compare-and-sets racing on one key could both pass (nats-server issue
+/// 4320) and the ledger's updates (a workflow's fan-in, a task's state)
+/// could be lost. Measured here: the conformance case
+/// `concurrent_finishes_fire_the_body_once` loses settles on a 2.9.10
+/// cluster every time, and passes on 2.10.26.
+const MIN_REPLICATED_VERSION: (u64, u64) = (2, 10);
+
+/// The error for a replicated namespace on a server older than
+/// [`MIN_REPLICATED_VERSION`].
+fn replicas_need_newer(url: &str, version: &str, why: &str) -> Error {
+    Error::InvalidConfig(format!(
+        "the NATS server at {url} runs {version:?}; {why} needs 2.10 or newer (older clustered \
+         servers can accept two compare-and-sets racing on one key, and lose one)"
+    ))
+}
+
 /// `major.minor` of a server version string such as `2.9.10`.
 pub(crate) fn version_of(v: &str) -> Option<(u64, u64)> {
     let mut parts = v.trim_start_matches('v').split('.');
@@ -173,7 +198,8 @@ impl NatsBackend {
             connect = connect.add_root_certificates(ca.clone()).require_tls(true);
         }
         // Refuse at once, rather than retrying forever, when nothing listens.
-        let client = tokio::time::timeout(Duration::from_secs(10), connect.connect(url))
+        let servers = crate::scheme::servers(url);
+        let client = tokio::time::timeout(Duration::from_secs(10), connect.connect(servers))
             .await
             .map_err(|_| {
                 Error::backend(
@@ -204,8 +230,20 @@ impl NatsBackend {
             ack_wait: options.ack_wait,
             max_ack_pending: options.max_ack_pending,
         };
-        let ledger = Ledger::open(&js, client.clone(), &names).await?;
-        let streams = Streams::open(&js, client.clone(), &names, settings).await?;
+        let old_for_replicas = version_of(&version).is_none_or(|v| v < MIN_REPLICATED_VERSION);
+        if options.replicas > 1 && old_for_replicas {
+            return Err(replicas_need_newer(url, &version, "replicas= above 1"));
+        }
+        let ledger = Ledger::open(&js, client.clone(), &names, options.replicas).await?;
+        if ledger.replicated() && old_for_replicas {
+            return Err(replicas_need_newer(
+                url,
+                &version,
+                "this namespace, whose ledger is kept by several servers,",
+            ));
+        }
+        let streams =
+            Streams::open(&js, client.clone(), &names, settings, options.replicas).await?;
         let listener = wakeups::listen(&client, &names, Arc::downgrade(&wake)).await?;
         tracing::debug!(%version, prefix = names.prefix(), "connected to NATS");
         Ok(Self {

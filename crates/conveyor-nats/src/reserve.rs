@@ -37,6 +37,13 @@ use crate::record::Rec;
 use crate::streams::Delivery;
 use crate::workflows::ended;
 
+/// How long a short fetch from a lagging consumer waits before asking
+/// again (see `fetch_from`).
+const LAG_PAUSE: Duration = Duration::from_millis(10);
+
+/// How many times a short fetch from a lagging consumer is asked again.
+const LAG_CHECKS: u32 = 10;
+
 /// Deliveries of a message numbered ahead of its record before it is
 /// dropped as an orphan (its writer died between publish and write).
 const ORPHAN_DELIVERIES: i64 = 30;
@@ -135,7 +142,7 @@ impl NatsBackend {
         if !list_schedule {
             if let Some(p) = hint.straight(&queues[0]) {
                 let full = self
-                    .fetch_from(&queues[0], p, max, grant, &mut out)
+                    .fetch_from(&queues[0], p, None, max, grant, &mut out)
                     .await
                     .inspect_err(|_| hint.forget(&queues[0]))?;
                 if full {
@@ -167,21 +174,23 @@ impl NatsBackend {
             ready_listing.await?
         };
         'queues: for q in queues {
-            let mut priorities: Vec<i32> = subjects
+            // Each priority of the queue with messages, and how many.
+            let mut listed: Vec<(i32, usize)> = subjects
                 .iter()
                 .filter(|(_, n)| *n > 0)
-                .filter_map(|(s, _)| names.parse_ready(s))
-                .filter(|(queue, _)| queue == q)
-                .map(|(_, p)| p)
+                .filter_map(|(s, n)| Some((names.parse_ready(s)?, *n)))
+                .filter(|((queue, _), _)| queue == q)
+                .map(|((_, p), n)| (p, n))
                 .collect();
-            priorities.sort_unstable_by(|a, b| b.cmp(a));
-            priorities.dedup();
+            listed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            listed.dedup_by_key(|(p, _)| *p);
+            let priorities: Vec<i32> = listed.iter().map(|(p, _)| *p).collect();
             hint.listed(listing, q, &priorities);
-            for p in priorities {
+            for (p, n) in listed {
                 if out.len() >= max {
                     break 'queues;
                 }
-                if self.fetch_from(q, p, max, grant, &mut out).await? {
+                if self.fetch_from(q, p, Some(n), max, grant, &mut out).await? {
                     break 'queues;
                 }
             }
@@ -194,15 +203,26 @@ impl NatsBackend {
     /// allow into `out`, until `out` holds `max` or a fetch comes back
     /// short. True when every fetch came back full (more may wait there);
     /// told to the ready hint either way.
+    ///
+    /// `listed`: how many messages the stream's listing showed there. On a
+    /// cluster the consumer's leader may serve from a replica of the stream
+    /// that has not yet applied the latest writes (a publish is
+    /// acknowledged once most replicas stored it), so a fetch right after
+    /// an enqueue can come back short though the message is there. When a
+    /// fetch comes back short on a replicated stream and the consumer knows
+    /// of fewer messages than were listed (pending plus held), it is asked
+    /// again after [`LAG_PAUSE`], at most [`LAG_CHECKS`] times.
     async fn fetch_from(
         &self,
         queue: &str,
         priority: i32,
+        listed: Option<usize>,
         max: usize,
         grant: Grant<'_>,
         out: &mut Vec<Reserved>,
     ) -> Result<bool, Error> {
         let streams = &self.inner.streams;
+        let mut lag_checks = 0;
         loop {
             let want = max.saturating_sub(out.len());
             if want == 0 {
@@ -217,6 +237,16 @@ impl NatsBackend {
                 out.extend(self.take_all(got, grant).await?);
             }
             if !full {
+                let listed = listed.unwrap_or(0);
+                if listed > 0
+                    && lag_checks < LAG_CHECKS
+                    && streams.replicated()
+                    && streams.lagging(queue, priority, listed).await?
+                {
+                    lag_checks += 1;
+                    tokio::time::sleep(LAG_PAUSE).await;
+                    continue;
+                }
                 return Ok(false);
             }
             if grant.params.handlers.is_some() && out.len() == before {

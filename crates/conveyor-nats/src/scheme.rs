@@ -7,6 +7,12 @@
 //! | `ack_wait=S` | the consumers' `AckWait` in seconds: the broker's redelivery backstop | `30` |
 //! | `max_ack_pending=N` | most unacked messages per queue and priority | `100000` |
 //! | `ca=PATH` | trust this CA file (TLS) instead of the system roots | — |
+//! | `replicas=N` | servers keeping each stream the namespace creates (1, or 3 or 5 on a cluster) | `1` |
+//!
+//! A cluster's servers may all be named, comma-separated
+//! (`nats://h1:4222,h2:4222,h3:4222`): the first to answer is used, and the
+//! others (with those the cluster announces) when it goes away. A user and
+//! password before the first apply to every one.
 //!
 //! Every parameter is taken out before the URL reaches the driver, and any
 //! other is refused (the driver would ignore it silently). Values are used
@@ -66,6 +72,15 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
         }
         options.max_ack_pending = n;
     }
+    if let Some(n) = parsed.take("replicas")? {
+        let n: usize = number("replicas", n)?;
+        if !(1..=5).contains(&n) {
+            return Err(Error::InvalidConfig(format!(
+                "nats:// URL: replicas={n} is outside 1..=5 (JetStream's limit)"
+            )));
+        }
+        options.replicas = n;
+    }
     options.ca = parsed.take("ca")?.map(std::path::PathBuf::from);
     parsed.allow_only(&[])?;
     crate::names::Names::new(&options.prefix)?;
@@ -73,6 +88,22 @@ pub(crate) fn target(url: &str) -> Result<Target, Error> {
         url: parsed.to_url(),
         options,
     })
+}
+
+/// The server addresses of `url` (`SCHEME://[AUTH@]HOST:PORT[,HOST:PORT…]`,
+/// without parameters), each with the scheme and the credentials.
+pub(crate) fn servers(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_string()];
+    };
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    hosts
+        .split(',')
+        .map(|h| format!("{scheme}://{auth}{h}"))
+        .collect()
 }
 
 fn open(url: &str) -> OpenFuture {
@@ -106,6 +137,21 @@ mod tests {
             t.options.ca.as_deref(),
             Some(std::path::Path::new("/etc/ca.pem"))
         );
+    }
+
+    #[test]
+    fn clusters_and_replicas() {
+        let t = target("nats://u:p@a:1,b:2,c:3?replicas=3").expect("cluster");
+        assert_eq!(t.options.replicas, 3);
+        assert_eq!(
+            super::servers(&t.url),
+            ["nats://u:p@a:1", "nats://u:p@b:2", "nats://u:p@c:3"]
+        );
+        assert_eq!(super::servers("tls://h:1"), ["tls://h:1"]);
+        for bad in ["0", "6", "x"] {
+            let e = target(&format!("nats://h?replicas={bad}")).expect_err(bad);
+            assert!(e.to_string().contains("replicas"), "{e}");
+        }
     }
 
     #[test]

@@ -36,6 +36,10 @@ use futures_util::StreamExt;
 
 use crate::body::{body, parse_body, parse_copy};
 use crate::bounds::{within, FETCH_LIMIT, REQUEST_TIMEOUT};
+
+/// How long a consumer just made may take to elect its leader (on a
+/// cluster; see [`Streams::led`]).
+const LEADER_WAIT: Duration = Duration::from_secs(2);
 use crate::due::DueHint;
 use crate::error::{boxed_error, nats_error};
 use crate::ledger::Versioned;
@@ -175,6 +179,7 @@ impl Streams {
         client: async_nats::Client,
         names: &Names,
         settings: ConsumerSettings,
+        replicas: usize,
     ) -> Result<Streams, Error> {
         let ready = Config {
             name: names.ready_stream(),
@@ -184,6 +189,7 @@ impl Streams {
             allow_direct: true,
             duplicate_window: Duration::from_secs(120),
             description: Some("conveyor ready tasks".into()),
+            num_replicas: replicas,
             ..Default::default()
         };
         let sched = Config {
@@ -194,6 +200,7 @@ impl Streams {
             allow_direct: true,
             duplicate_window: Duration::from_secs(120),
             description: Some("conveyor scheduled tasks".into()),
+            num_replicas: replicas,
             ..Default::default()
         };
         let ready = ensure_stream(js, &client, ready, "opening the ready stream").await?;
@@ -295,10 +302,70 @@ impl Streams {
                 .await
                 .map_err(|_| nats_error("creating a consumer", create, self.state()))?,
         };
+        let consumer = self.led(consumer).await?;
         if let Ok(mut m) = self.consumers.lock() {
             m.insert(name, consumer.clone());
         }
         Ok(consumer)
+    }
+
+    /// `consumer` once it has a leader. On a cluster a consumer answers
+    /// pull requests through the leader of its own group, which a consumer
+    /// just made (here or by another process racing this one) may not have
+    /// elected yet; a fetch sent then is never answered, and would end in
+    /// the fetch's timeout. A single server's consumers lead themselves.
+    /// Waits at most [`LEADER_WAIT`], then fails as unavailable.
+    async fn led(&self, mut consumer: PullConsumer) -> Result<PullConsumer, Error> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leaderless = consumer
+                .cached_info()
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.leader.as_deref().unwrap_or("").is_empty());
+            if !leaderless {
+                return Ok(consumer);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::backend(
+                    BackendErrorKind::Unavailable,
+                    format!(
+                        "nats: the consumer {} has no leader yet",
+                        consumer.cached_info().name
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let what = "reading a consumer's leader";
+            within(what, REQUEST_TIMEOUT, consumer.info())
+                .await?
+                .map_err(|e| nats_error(what, e, self.state()))?;
+        }
+    }
+
+    /// Whether the ready stream is kept by several servers (so its
+    /// consumers' leaders may lag its writes).
+    pub(crate) fn replicated(&self) -> bool {
+        self.ready.cached_info().config.num_replicas > 1
+    }
+
+    /// Whether the consumer of `queue` at `priority` knows of fewer
+    /// messages (not yet delivered, or delivered and not acked) than the
+    /// `listed` ones the stream's leader counted on its subject: its
+    /// leader's copy of the stream has yet to apply the latest writes.
+    pub(crate) async fn lagging(
+        &self,
+        queue: &str,
+        priority: i32,
+        listed: usize,
+    ) -> Result<bool, Error> {
+        let what = "reading a consumer's position";
+        let mut consumer = self.consumer(queue, priority).await?;
+        let info = within(what, REQUEST_TIMEOUT, consumer.info())
+            .await?
+            .map_err(|e| nats_error(what, e, self.state()))?;
+        let known = info.num_pending.saturating_add(info.num_ack_pending as u64);
+        Ok((listed as u64) > known)
     }
 
     /// Forgets the consumers this process knows (after the server lost

@@ -25,17 +25,25 @@ pub struct TempNats {
     server: Option<Proc>,
     /// `Server is ready` lines seen in the log so far.
     starts: usize,
+    /// Further arguments (a cluster member's name, routes and ports).
+    args: Vec<String>,
 }
 
 impl TempNats {
     /// Starts a server (panics when `nats-server` is not installed).
     pub fn start() -> TempNats {
+        Self::start_with(NATS_SERVER.require(), free_port(), Vec::new())
+    }
+
+    /// Starts `program` on `port` with `args` besides the usual ones.
+    pub(crate) fn start_with(program: PathBuf, port: u16, args: Vec<String>) -> TempNats {
         let mut n = TempNats {
             dir: temp_dir("nats"),
-            port: free_port(),
-            program: NATS_SERVER.require(),
+            port,
+            program,
             server: None,
             starts: 0,
+            args,
         };
         n.restart();
         n
@@ -78,7 +86,8 @@ impl TempNats {
             .arg("-sd")
             .arg(self.dir.join("store"))
             .arg("-l")
-            .arg(self.log());
+            .arg(self.log())
+            .args(&self.args);
         let p = Proc::spawn(cmd).unwrap_or_else(|e| panic!("start nats-server: {e}"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.ready_lines() <= self.starts {

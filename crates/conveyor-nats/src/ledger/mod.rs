@@ -71,6 +71,7 @@ impl Ledger {
         js: &jetstream::Context,
         client: async_nats::Client,
         names: &Names,
+        replicas: usize,
     ) -> Result<Ledger, Error> {
         let state = || client.connection_state();
         // The bucket's stream is made by hand, as a key-value store of one
@@ -87,7 +88,7 @@ impl Ledger {
             allow_direct: true,
             duplicate_window: std::time::Duration::from_secs(120),
             storage: jetstream::stream::StorageType::File,
-            num_replicas: 1,
+            num_replicas: replicas,
             ..Default::default()
         };
         crate::streams::ensure_stream(js, &client, config, "creating the ledger bucket").await?;
@@ -116,12 +117,26 @@ impl Ledger {
         })
     }
 
+    /// Whether the bucket is kept by several servers.
+    pub(crate) fn replicated(&self) -> bool {
+        self.replicated
+    }
+
     fn state(&self) -> async_nats::connection::State {
         self.client.connection_state()
     }
 
     /// The value of `key` and its revision; `None` when absent or deleted.
+    /// On a bucket kept by several servers, a direct get may be served by
+    /// a replica that has not yet applied the latest writes, and a stale
+    /// read there would feed a decision (a workflow's fan-in count, a
+    /// task's state) that the compare-and-set after it cannot always catch;
+    /// so every read goes to the stream's leader, as
+    /// [`Ledger::entry_latest`] does.
     pub(crate) async fn entry(&self, key: &str) -> Result<Option<Versioned<Bytes>>, Error> {
+        if self.replicated {
+            return self.leader_entry(key).await;
+        }
         let e = self
             .kv
             .entry(key)
@@ -140,6 +155,11 @@ impl Ledger {
         if !self.replicated {
             return self.entry(key).await;
         }
+        self.leader_entry(key).await
+    }
+
+    /// The value of `key` and its revision as the stream's leader has them.
+    async fn leader_entry(&self, key: &str) -> Result<Option<Versioned<Bytes>>, Error> {
         let subject = self.names.key_subject(key);
         match self.stream.get_last_raw_message_by_subject(&subject).await {
             Ok(m) => Ok(is_live(Some(&m.headers)).then_some((m.payload, m.sequence))),

@@ -53,3 +53,40 @@ pub fn scoped(backend: NatsBackend) -> Arc<dyn Backend> {
     let prefix = backend.prefix().to_string();
     Arc::new(Scoped::new(backend, move || destroy(&nats_url(), &prefix)))
 }
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use conveyor_testkit::faults::FaultTarget;
+use conveyor_testkit::nats_server::TempNats;
+
+/// The fault suite's view of NATS: the shared server, or a private one
+/// to kill.
+pub fn fault_target() -> FaultTarget {
+    FaultTarget {
+        name: "nats",
+        service: SocketAddr::from(([127, 0, 0, 1], 4222)),
+        url: |addr, ns, _| format!("nats://{addr}?prefix={ns}"),
+        scheme: conveyor_nats::SCHEME,
+        keeper: None,
+        private_server: || Some(Box::new(TempNats::start())),
+        lease: Duration::from_secs(2),
+        forget,
+        prefetch: false,
+    }
+}
+
+/// Deletes the case's streams and bucket on the shared server.
+pub fn forget(ns: &str) {
+    let ns = ns.to_string();
+    conveyor_testkit::faults::block_on(async move {
+        let b = conveyor_nats::NatsBackend::connect_with(
+            "nats://127.0.0.1:4222",
+            &ns,
+            std::sync::Arc::new(conveyor_core::SystemClock),
+        )
+        .await
+        .expect("connect to clean up");
+        b.destroy().await.expect("delete the case's namespace");
+    });
+}

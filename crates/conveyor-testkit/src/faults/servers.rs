@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::nats_cluster::NatsCluster;
 use crate::nats_server::TempNats;
 use crate::postgres_pair::PostgresPair;
 use crate::rabbitmq_server::TempRabbit;
@@ -93,6 +94,21 @@ impl FaultCluster for RedisSentinels {
         let old = self.killed.unwrap_or_else(|| self.primary_port());
         let new = self.wait_for_promotion(old);
         self.wait_for_replica_of(new);
+    }
+}
+
+/// Every stream kept by all three servers (`replicas=3`); the member
+/// leading the ready stream is killed, and the others elect new leaders by
+/// themselves (RAFT): the promotion is done once every stream has one.
+impl FaultCluster for NatsCluster {
+    fn url(&self, ns: &str) -> String {
+        NatsCluster::url(self, &format!("prefix={ns}&replicas=3"))
+    }
+    fn kill_primary(&mut self) {
+        self.kill_leader_of("_ready");
+    }
+    fn promote(&mut self) {
+        self.wait_for_new_leaders();
     }
 }
 
