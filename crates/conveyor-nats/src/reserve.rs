@@ -182,7 +182,7 @@ impl NatsBackend {
                 .filter(|((queue, _), _)| queue == q)
                 .map(|((_, p), n)| (p, n))
                 .collect();
-            listed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            listed.sort_unstable_by_key(|&(p, _)| std::cmp::Reverse(p));
             listed.dedup_by_key(|(p, _)| *p);
             let priorities: Vec<i32> = listed.iter().map(|(p, _)| *p).collect();
             hint.listed(listing, q, &priorities);
