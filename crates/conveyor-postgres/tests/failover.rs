@@ -12,13 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::parts::*;
-use conveyor_core::{Backend, Error, Finish, NewTask, ReserveParams, Reserved};
+use conveyor_core::{Backend, Error, NewTask};
 use conveyor_postgres::PostgresBackend;
+use conveyor_testkit::lost_claims::{lost_claim_is_fenced, reserve_one};
 use conveyor_testkit::postgres_pair::PostgresPair;
-
-fn queues() -> Vec<String> {
-    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
-}
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking step")
@@ -31,26 +28,6 @@ async fn connect(url: &str) -> PostgresBackend {
         .connect()
         .await
         .expect("connect")
-}
-
-/// Reserves until one task comes back (the store may be away a while).
-async fn reserve_one(b: &PostgresBackend) -> Reserved {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match b
-            .reserve(ReserveParams::new(&queues(), 1, Duration::from_secs(60)))
-            .await
-        {
-            Ok(mut got) if !got.is_empty() => return got.remove(0),
-            Ok(_) => {}
-            Err(Error::Backend(e)) => {
-                assert!(e.is_transient(), "{e}");
-            }
-            Err(e) => panic!("reserve: {e}"),
-        }
-        assert!(Instant::now() < deadline, "nothing to reserve after 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,27 +59,7 @@ async fn a_token_lost_in_a_failover_is_never_issued_again() {
     .await;
     // On the promoted standby the task was never reserved: it is reserved
     // again, and its new token is not the lost one.
-    let again = reserve_one(&b).await;
-    assert_eq!(again.lease.id, task.id);
-    assert_ne!(
-        again.lease.token, lost.lease.token,
-        "the token of a reservation lost in the failover was issued again"
-    );
-    let stale = b
-        .finish(vec![Finish::complete(lost.lease.clone())])
-        .await
-        .expect("finish");
-    assert!(
-        matches!(stale[0], Err(Error::StaleLease(_))),
-        "the lost reservation's worker settled the new attempt: {stale:?}"
-    );
-    let fresh = b
-        .finish(vec![Finish::complete(again.lease.clone())])
-        .await
-        .expect("finish");
-    assert!(fresh[0].is_ok(), "{fresh:?}");
-    let record = b.get(task.id).await.expect("get").expect("the task");
-    assert_eq!(record.state, conveyor_core::TaskState::Completed);
+    lost_claim_is_fenced(&b, task.id, &lost).await;
     drop(b);
     blocking(move || drop(pair)).await;
 }

@@ -12,16 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor_core::parts::*;
-use conveyor_core::{
-    Backend, Error, Finish, NewTask, ReserveParams, Reserved, SystemClock, TaskState,
-};
+use conveyor_core::{Backend, Error, NewTask, SystemClock, TaskState};
 use conveyor_redis::RedisBackend;
+use conveyor_testkit::lost_claims::{lost_claim_is_fenced, reserve_one};
 use conveyor_testkit::redis_sentinels::RedisSentinels;
 use conveyor_testkit::servers::TempRedis;
-
-fn queues() -> Vec<String> {
-    vec![conveyor_core::DEFAULT_QUEUE.to_string()]
-}
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking step")
@@ -33,22 +28,15 @@ async fn connect(url: &str) -> RedisBackend {
         .expect("connect")
 }
 
-/// Reserves until one task comes back (the store may be away a while).
-async fn reserve_one(b: &RedisBackend) -> Reserved {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match b
-            .reserve(ReserveParams::new(&queues(), 1, Duration::from_secs(60)))
-            .await
-        {
-            Ok(mut got) if !got.is_empty() => return got.remove(0),
-            Ok(_) => {}
-            Err(Error::Backend(e)) => assert!(e.is_transient(), "{e}"),
-            Err(e) => panic!("reserve: {e}"),
-        }
-        assert!(Instant::now() < deadline, "nothing to reserve after 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A primary and a replica that has linked to it.
+async fn primary_and_replica() -> (TempRedis, TempRedis) {
+    blocking(|| {
+        let primary = TempRedis::start();
+        let replica = TempRedis::replica_of(&primary);
+        replica.wait_linked();
+        (primary, replica)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,13 +45,7 @@ async fn reserve_one(b: &RedisBackend) -> Reserved {
     ignore = "redis-server is not installed (Debian package redis-server)"
 )]
 async fn a_token_lost_in_a_failover_is_never_issued_again() {
-    let (primary, replica) = blocking(|| {
-        let primary = TempRedis::start();
-        let replica = TempRedis::replica_of(&primary);
-        replica.wait_linked();
-        (primary, replica)
-    })
-    .await;
+    let (primary, replica) = primary_and_replica().await;
     let b = connect(&primary.url()).await;
     let task = b
         .enqueue(NewTask::new("work", Vec::new()))
@@ -91,27 +73,7 @@ async fn a_token_lost_in_a_failover_is_never_issued_again() {
     let b = connect(&replica.url()).await;
     // On the promoted replica the task was never reserved: it is reserved
     // again, and its new token is not the lost one.
-    let again = reserve_one(&b).await;
-    assert_eq!(again.lease.id, task.id);
-    assert_ne!(
-        again.lease.token, lost.lease.token,
-        "the token of a reservation lost in the failover was issued again"
-    );
-    let stale = b
-        .finish(vec![Finish::complete(lost.lease.clone())])
-        .await
-        .expect("finish");
-    assert!(
-        matches!(stale[0], Err(Error::StaleLease(_))),
-        "the lost reservation's worker settled the new attempt: {stale:?}"
-    );
-    let fresh = b
-        .finish(vec![Finish::complete(again.lease.clone())])
-        .await
-        .expect("finish");
-    assert!(fresh[0].is_ok(), "{fresh:?}");
-    let record = b.get(task.id).await.expect("get").expect("the task");
-    assert_eq!(record.state, TaskState::Completed);
+    lost_claim_is_fenced(&b, task.id, &lost).await;
     drop(b);
     blocking(move || drop(replica)).await;
 }
@@ -122,13 +84,7 @@ async fn a_token_lost_in_a_failover_is_never_issued_again() {
     ignore = "redis-server is not installed (Debian package redis-server)"
 )]
 async fn writes_asked_to_wait_for_a_replica_fail_without_one() {
-    let (primary, replica) = blocking(|| {
-        let primary = TempRedis::start();
-        let replica = TempRedis::replica_of(&primary);
-        replica.wait_linked();
-        (primary, replica)
-    })
-    .await;
+    let (primary, replica) = primary_and_replica().await;
     let url = format!(
         "{}?prefix=wait:&replicas=1&replicas_timeout_ms=300",
         primary.url()

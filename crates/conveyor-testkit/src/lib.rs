@@ -25,6 +25,7 @@ pub mod faults;
 pub mod fires;
 pub mod fuzz;
 pub mod kafka_broker;
+pub mod lost_claims;
 pub mod nats_cluster;
 pub mod nats_server;
 pub mod notifications;
