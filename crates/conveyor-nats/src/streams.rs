@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType, Stream};
-use async_nats::jetstream::stream::{DeleteMessageError, DeleteMessageErrorKind};
+use async_nats::jetstream::stream::{
+    DeleteMessageError, DeleteMessageErrorKind, LastRawMessageErrorKind,
+};
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
@@ -38,7 +40,7 @@ use crate::body::{body, parse_body, parse_copy};
 use crate::bounds::{within, FETCH_LIMIT, REQUEST_TIMEOUT};
 
 /// How long a consumer just made may take to elect its leader (on a
-/// cluster; see [`Streams::led`]).
+/// cluster; see [`led`]).
 const LEADER_WAIT: Duration = Duration::from_secs(2);
 use crate::due::DueHint;
 use crate::error::{boxed_error, nats_error};
@@ -154,6 +156,61 @@ pub(crate) fn already_gone(e: &DeleteMessageError) -> bool {
         _ => false,
     }
 }
+
+/// `consumer` once it has a leader. On a cluster a consumer answers pull
+/// requests through the leader of its own group, which a consumer just made
+/// (here or by another process racing this one; a durable one or a scan's
+/// ephemeral one) may not have elected yet; a fetch sent then is never
+/// answered, or answered "no responders". A single server's consumers lead
+/// themselves. Waits at most [`LEADER_WAIT`], then fails as unavailable.
+pub(crate) async fn led(
+    mut consumer: PullConsumer,
+    state: impl Fn() -> async_nats::connection::State,
+) -> Result<PullConsumer, Error> {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let leaderless = consumer
+            .cached_info()
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.leader.as_deref().unwrap_or("").is_empty());
+        if !leaderless {
+            return Ok(consumer);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::backend(
+                BackendErrorKind::Unavailable,
+                format!(
+                    "nats: the consumer {} has no leader yet",
+                    consumer.cached_info().name
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let what = "reading a consumer's leader";
+        within(what, REQUEST_TIMEOUT, consumer.info())
+            .await?
+            .map_err(|e| nats_error(what, e, state()))?;
+    }
+}
+
+/// How a fetch failed: "503, no responders" before any message (on a
+/// cluster, the server this client talks to may not have heard yet that
+/// another one serves a consumer just made: asked again), or otherwise.
+enum Failed {
+    Unserved(Error),
+    Other(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::Other(e)
+    }
+}
+
+/// How many times a fetch answered "no responders" is asked again (20 ms
+/// apart).
+pub(crate) const NO_RESPONDERS_TRIES: usize = 25;
 
 /// The streams, their consumers and the connection.
 pub(crate) struct Streams {
@@ -302,45 +359,11 @@ impl Streams {
                 .await
                 .map_err(|_| nats_error("creating a consumer", create, self.state()))?,
         };
-        let consumer = self.led(consumer).await?;
+        let consumer = led(consumer, || self.state()).await?;
         if let Ok(mut m) = self.consumers.lock() {
             m.insert(name, consumer.clone());
         }
         Ok(consumer)
-    }
-
-    /// `consumer` once it has a leader. On a cluster a consumer answers
-    /// pull requests through the leader of its own group, which a consumer
-    /// just made (here or by another process racing this one) may not have
-    /// elected yet; a fetch sent then is never answered, and would end in
-    /// the fetch's timeout. A single server's consumers lead themselves.
-    /// Waits at most [`LEADER_WAIT`], then fails as unavailable.
-    async fn led(&self, mut consumer: PullConsumer) -> Result<PullConsumer, Error> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
-            let leaderless = consumer
-                .cached_info()
-                .cluster
-                .as_ref()
-                .is_some_and(|c| c.leader.as_deref().unwrap_or("").is_empty());
-            if !leaderless {
-                return Ok(consumer);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::backend(
-                    BackendErrorKind::Unavailable,
-                    format!(
-                        "nats: the consumer {} has no leader yet",
-                        consumer.cached_info().name
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let what = "reading a consumer's leader";
-            within(what, REQUEST_TIMEOUT, consumer.info())
-                .await?
-                .map_err(|e| nats_error(what, e, self.state()))?;
-        }
     }
 
     /// Whether the ready stream is kept by several servers (so its
@@ -394,6 +417,28 @@ impl Streams {
         max: usize,
         generation: u64,
     ) -> Result<Vec<Delivery>, Error> {
+        let mut tries = 0;
+        loop {
+            match self.fetch_once(queue, priority, max, generation).await {
+                Ok(got) => return Ok(got),
+                Err(Failed::Unserved(e)) if tries < NO_RESPONDERS_TRIES => {
+                    tracing::debug!(error = %e, "no server serves the consumer yet; fetching again");
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(Failed::Unserved(e) | Failed::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One [`Streams::fetch`].
+    async fn fetch_once(
+        &self,
+        queue: &str,
+        priority: i32,
+        max: usize,
+        generation: u64,
+    ) -> Result<Vec<Delivery>, Failed> {
         let what = "fetching ready messages";
         if self.generation.swap(generation, Ordering::AcqRel) != generation {
             self.forget_consumers();
@@ -416,14 +461,27 @@ impl Streams {
                 Ok(None) => break,
                 // The server never ended the fetch: keep what came.
                 Err(_) if !out.is_empty() => break,
-                Err(_) => return Err(self.silent(what)),
+                Err(_) => return Err(self.silent(what).into()),
             };
             // A status that ends the fetch (the consumer gone, no one
             // serving it): look the consumers up again next time.
-            let m = m.map_err(|e| {
-                self.forget_consumers();
-                boxed_error(what, e, self.state())
-            })?;
+            let m = match m {
+                Ok(m) => m,
+                // On a cluster the server this client talks to may not have
+                // heard yet that another one serves a consumer just made,
+                // and answers "503, no responders": the reserve fails as
+                // unavailable, and the next one finds it.
+                Err(e) if out.is_empty() && e.to_string().contains("503") => {
+                    return Err(Failed::Unserved(Error::backend(
+                        BackendErrorKind::Unavailable,
+                        format!("nats {what}: no server serves the consumer yet ({e})"),
+                    )));
+                }
+                Err(e) => {
+                    self.forget_consumers();
+                    return Err(Failed::Other(boxed_error(what, e, self.state())));
+                }
+            };
             let reply = m.reply.as_ref().map(|r| r.to_string()).unwrap_or_default();
             let info = m.info().map(|i| (i.stream_sequence, i.delivered)).ok();
             match (parse_body(&m.payload), info) {
@@ -551,20 +609,36 @@ impl Streams {
             let last = info.delivered.stream_sequence;
             let mut next = info.ack_floor.stream_sequence + 1;
             while next <= last {
-                let m = match self
-                    .ready
-                    .direct_get_next_for_subject(info.config.filter_subject.clone(), Some(next))
-                    .await
-                {
-                    Ok(m) => m,
-                    Err(e)
-                        if e.kind()
-                            == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
-                    {
-                        break
+                let subject = info.config.filter_subject.clone();
+                let found =
+                    if self.replicated() {
+                        // A replica answering a direct get may not have the
+                        // message yet: ask the stream's leader.
+                        match self
+                            .ready
+                            .raw_message_builder()
+                            .next_by_subject(subject)
+                            .sequence(next)
+                            .send()
+                            .await
+                        {
+                            Ok(m) => Some(m),
+                            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => None,
+                            Err(e) => return Err(nats_error(what, e, self.state())),
+                        }
+                    } else {
+                        match self.ready.direct_get_next_for_subject(subject, Some(next)).await {
+                        Ok(m) => Some(m),
+                        Err(e)
+                            if e.kind()
+                                == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(nats_error(what, e, self.state())),
                     }
-                    Err(e) => return Err(nats_error(what, e, self.state())),
-                };
+                    };
+                let Some(m) = found else { break };
                 if m.sequence > last {
                     break;
                 }

@@ -70,10 +70,23 @@ impl Ledger {
             })
             .await
             .map_err(|e| nats_error(SCANNING, e, self.state()))?;
+        let consumer = crate::streams::led(consumer, || self.state()).await?;
         let name = consumer.cached_info().name.clone();
         let pending = consumer.cached_info().num_pending;
         let mut scan = Scan::new(self.names.key_subject(""), pending);
-        let read = self.read_scan(&consumer, &filter, pending, &mut scan).await;
+        // On a cluster the server this client talks to may not have heard
+        // yet that another one serves the new consumer, and answers its
+        // first fetch "503, no responders": read again, while nothing was.
+        let mut read = self.read_scan(&consumer, &filter, pending, &mut scan).await;
+        for _ in 0..crate::streams::NO_RESPONDERS_TRIES {
+            match &read {
+                Err(e) if scan.last == 0 && no_responders(e) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    read = self.read_scan(&consumer, &filter, pending, &mut scan).await;
+                }
+                _ => break,
+            }
+        }
         // Best effort: the server drops it after `SCAN_SILENCE` idle anyway.
         let _ = self.stream.delete_consumer(&name).await;
         read.map(|()| scan.out)
@@ -219,6 +232,11 @@ fn request_ended(status: StatusCode, description: Option<&str>) -> Result<(), Er
         ));
     }
     Ok(())
+}
+
+/// Whether `e` is a "503, no responders" answer.
+fn no_responders(e: &Error) -> bool {
+    e.to_string().contains("503")
 }
 
 /// What a scan has read so far: each key once, at its newest revision,
