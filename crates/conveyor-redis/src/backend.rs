@@ -133,7 +133,7 @@ impl RedisBackend {
                 "the Redis key prefix is empty (it namespaces every key)".into(),
             ));
         }
-        let mut conn = Primary::connect(url, tls).await?;
+        let mut conn = Primary::connect(url, tls, prefix).await?;
         let mode = crate::calls::prepare(&mut conn, scripts).await?;
         let limit = crate::value_limit::server_limit(&mut conn).await;
         let keys = Keys::new(prefix);

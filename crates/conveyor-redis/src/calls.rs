@@ -98,7 +98,7 @@ pub(crate) struct Call {
 
 impl Call {
     /// A call of `op` in `mode` (as [`prepare`] resolved it), with the key
-    /// prefix as its first argument.
+    /// prefix as its declared key and its first argument.
     pub(crate) fn new(op: Op, mode: ScriptMode, prefix: &str) -> Self {
         let code = Code::get();
         let mut cmd = match mode {
@@ -113,7 +113,10 @@ impl Call {
                 c
             }
         };
-        cmd.arg(0).arg(prefix);
+        // The prefix is the one key the call declares (KEYS[1]: a cluster
+        // routes by it, and every key the code touches is built on it) and
+        // the first argument (ARGV[1], which the code reads).
+        cmd.arg(1).arg(prefix).arg(prefix);
         Self { op, mode, cmd }
     }
 
@@ -157,7 +160,8 @@ impl Call {
     /// connection: `WAIT` counts the replicas that have everything its
     /// connection wrote). A write fewer replicas confirmed in time fails as
     /// unavailable: it was made on the primary and may or may not survive
-    /// losing it.
+    /// losing it. A claim or a renewal answers all the same
+    /// ([`Op::answers_unconfirmed`]).
     async fn send(&self, conn: &mut Primary) -> Result<Value, RedisError> {
         let wait = if self.op.reads_only() {
             None
@@ -173,7 +177,15 @@ impl Call {
             .arg(replicas)
             .arg(ms);
         let (value, confirmed): (Value, u32) = pipe.query_async(conn).await?;
-        if confirmed < replicas {
+        if confirmed < replicas && self.op.answers_unconfirmed() {
+            tracing::warn!(
+                op = self.op.name(),
+                confirmed,
+                asked = replicas,
+                "a claim fewer replicas confirmed than asked stands on the primary; a failover may \
+                 lose it, and then its tasks are claimed again"
+            );
+        } else if confirmed < replicas {
             return Err(RedisError::from((
                 ErrorKind::Io,
                 "a write not confirmed by the replicas asked for",

@@ -29,6 +29,7 @@
 
 mod backend;
 mod calls;
+mod cluster;
 mod failover;
 #[cfg(test)]
 mod fuzz_tests;

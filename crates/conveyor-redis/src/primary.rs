@@ -12,6 +12,10 @@
 //! is a master, calls go there from then on; calls in flight on the old
 //! connection finish or fail as they would.
 //!
+//! With Redis Cluster (`redis+cluster://`, see [`crate::cluster`]) calls
+//! go to the primary of the namespace's hash slot, which the driver's
+//! cluster connection finds and follows.
+//!
 //! Writes may also wait for replicas ([`Primary::set_wait`]): the URL's
 //! `replicas=N`.
 
@@ -24,6 +28,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use tokio::sync::Notify;
 
+use crate::cluster::SlotLink;
 use crate::reply::redis_error;
 use crate::sentinel::Sentinels;
 use crate::RedisTls;
@@ -53,10 +58,14 @@ pub(crate) struct Primary {
 
 impl std::fmt::Debug for Primary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Primary")
-            .field("addr", &self.node().addr)
-            .field("sentinel", &self.shared.sentinel.is_some())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Primary");
+        match &self.shared.way {
+            Way::Server(s) => d
+                .field("addr", &s.node().addr)
+                .field("sentinel", &s.sentinel.is_some()),
+            Way::Cluster(_) => d.field("cluster", &true),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -69,6 +78,22 @@ struct Node {
 }
 
 struct Shared {
+    way: Way,
+    /// Replicas every write waits for (0: none), and for how long (ms).
+    wait_replicas: AtomicU32,
+    wait_ms: AtomicU64,
+}
+
+/// How calls reach the primary.
+enum Way {
+    /// One server, or the one the sentinels name.
+    Server(Box<Followed>),
+    /// The primary of the namespace's slot in a Redis Cluster.
+    Cluster(SlotLink),
+}
+
+/// The server calls go to, and what follows it through a failover.
+struct Followed {
     now: RwLock<Arc<Node>>,
     /// The sentinels to ask, and the TLS files for them and the servers.
     sentinel: Option<(Sentinels, RedisTls)>,
@@ -76,9 +101,15 @@ struct Shared {
     failed: Notify,
     /// Times calls moved to another server.
     switches: AtomicU64,
-    /// Replicas every write waits for (0: none), and for how long (ms).
-    wait_replicas: AtomicU32,
-    wait_ms: AtomicU64,
+}
+
+impl Followed {
+    fn node(&self) -> Arc<Node> {
+        match self.now.read() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// A manager for `client`'s server, connected.
@@ -98,10 +129,15 @@ async fn manager(client: redis::Client) -> Result<ConnectionManager, Error> {
 }
 
 impl Primary {
-    /// Connects to the server at `url` (`redis://`, `rediss://`), or to the
-    /// primary the sentinels of a `redis+sentinel://` URL name, and starts
-    /// watching them.
-    pub(crate) async fn connect(url: &str, tls: &RedisTls) -> Result<Self, Error> {
+    /// Connects to the server at `url` (`redis://`, `rediss://`), to the
+    /// primary the sentinels of a `redis+sentinel://` URL name (and starts
+    /// watching them), or to the cluster of a `redis+cluster://` URL, for
+    /// the namespace `prefix`.
+    pub(crate) async fn connect(url: &str, tls: &RedisTls, prefix: &str) -> Result<Self, Error> {
+        if crate::cluster::is_cluster(url) {
+            let link = SlotLink::connect(url, tls, prefix, CONNECT_WITHIN, ANSWER_WITHIN).await?;
+            return Ok(Self::over(Way::Cluster(link)));
+        }
         let sentinel = if crate::sentinel::is_sentinel(url) {
             Some((Sentinels::parse(url)?, tls.clone()))
         } else {
@@ -119,18 +155,26 @@ impl Primary {
             }
         };
         let watched = sentinel.is_some();
-        let shared = Arc::new(Shared {
+        let primary = Self::over(Way::Server(Box::new(Followed {
             now: RwLock::new(Arc::new(node)),
             sentinel,
             failed: Notify::new(),
             switches: AtomicU64::new(0),
-            wait_replicas: AtomicU32::new(0),
-            wait_ms: AtomicU64::new(0),
-        });
+        })));
         if watched {
-            tokio::spawn(watch(Arc::downgrade(&shared)));
+            tokio::spawn(watch(Arc::downgrade(&primary.shared)));
         }
-        Ok(Self { shared })
+        Ok(primary)
+    }
+
+    fn over(way: Way) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                way,
+                wait_replicas: AtomicU32::new(0),
+                wait_ms: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// A connected node for the server at `addr`.
@@ -143,22 +187,22 @@ impl Primary {
         })
     }
 
-    fn node(&self) -> Arc<Node> {
-        match self.shared.now.read() {
-            Ok(n) => n.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
     /// A client for the server calls go to now (for a connection of its
-    /// own, as the pub/sub subscriber needs).
+    /// own, as the pub/sub subscriber needs); in a cluster, the next seed
+    /// node (the cluster bus carries every message to every node).
     pub(crate) fn client(&self) -> redis::Client {
-        self.node().client.clone()
+        match &self.shared.way {
+            Way::Server(s) => s.node().client.clone(),
+            Way::Cluster(c) => c.client(),
+        }
     }
 
     /// Times calls moved to another server after the sentinels named it.
     pub(crate) fn switches(&self) -> u64 {
-        self.shared.switches.load(Ordering::Relaxed)
+        match &self.shared.way {
+            Way::Server(s) => s.switches.load(Ordering::Relaxed),
+            Way::Cluster(_) => 0,
+        }
     }
 
     /// Makes every write ([`Primary::wait`]) wait until `replicas` replicas
@@ -180,8 +224,10 @@ impl Primary {
 
     /// Tells the watcher when `e` may mean the primary changed.
     fn noticed(&self, e: &RedisError) {
-        if self.shared.sentinel.is_some() && failover_sign(e) {
-            self.shared.failed.notify_one();
+        if let Way::Server(s) = &self.shared.way {
+            if s.sentinel.is_some() && failover_sign(e) {
+                s.failed.notify_one();
+            }
         }
     }
 }
@@ -200,24 +246,29 @@ fn failover_sign(e: &RedisError) -> bool {
 /// until the connection is dropped.
 async fn watch(shared: Weak<Shared>) {
     loop {
-        let Some(s) = shared.upgrade() else { return };
+        let Some(shared_now) = shared.upgrade() else {
+            return;
+        };
+        let Way::Server(s) = &shared_now.way else {
+            return;
+        };
         // The wait keeps the connection at most WATCH_EVERY past its drop.
         let _ = tokio::time::timeout(WATCH_EVERY, s.failed.notified()).await;
-        if let Err(e) = follow(&s).await {
+        if let Err(e) = follow(s).await {
             tracing::warn!(error = %e, "asking the Redis sentinels for the primary failed");
         }
-        drop(s);
+        drop(shared_now);
         tokio::time::sleep(ASK_AGAIN_AFTER).await;
     }
 }
 
 /// One asking: moves calls to the primary the sentinels name, if another.
-async fn follow(s: &Arc<Shared>) -> Result<(), Error> {
+async fn follow(s: &Followed) -> Result<(), Error> {
     let Some((sentinels, tls)) = &s.sentinel else {
         return Ok(());
     };
     let addr = sentinels.primary(tls).await?;
-    let old = Primary { shared: s.clone() }.node();
+    let old = s.node();
     if addr == old.addr {
         return Ok(());
     }
@@ -239,8 +290,10 @@ async fn follow(s: &Arc<Shared>) -> Result<(), Error> {
 impl ConnectionLike for Primary {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let mut conn = self.node().conn.clone();
-            let r = conn.req_packed_command(cmd).await;
+            let r = match &self.shared.way {
+                Way::Server(s) => s.node().conn.clone().req_packed_command(cmd).await,
+                Way::Cluster(c) => c.clone().command(cmd).await,
+            };
             if let Err(e) = &r {
                 self.noticed(e);
             }
@@ -255,8 +308,13 @@ impl ConnectionLike for Primary {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let mut conn = self.node().conn.clone();
-            let r = conn.req_packed_commands(pipeline, offset, count).await;
+            let r = match &self.shared.way {
+                Way::Server(s) => {
+                    let mut conn = s.node().conn.clone();
+                    conn.req_packed_commands(pipeline, offset, count).await
+                }
+                Way::Cluster(c) => c.clone().pipeline(pipeline, offset, count).await,
+            };
             if let Err(e) = &r {
                 self.noticed(e);
             }
@@ -265,6 +323,9 @@ impl ConnectionLike for Primary {
     }
 
     fn get_db(&self) -> i64 {
-        self.node().conn.get_db()
+        match &self.shared.way {
+            Way::Server(s) => s.node().conn.get_db(),
+            Way::Cluster(_) => 0,
+        }
     }
 }

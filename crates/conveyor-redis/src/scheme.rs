@@ -7,6 +7,11 @@
 //! replicas have it, at most `replicas_timeout_ms=MS`, default 1000:
 //! [`RedisBackend::with_replicas`]).
 //!
+//! `redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]?prefix={TAG}:`
+//! names seed nodes of a Redis Cluster (`rediss+cluster://` for TLS); the
+//! prefix must hold a hash tag, so the namespace is one slot (see the
+//! `cluster` module).
+//!
 //! `redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`
 //! names Redis Sentinels instead of a server (`rediss+sentinel://` for TLS);
 //! calls go to the primary they name, and follow it through a failover
@@ -15,8 +20,8 @@
 //! `sentinel_password=`.
 //!
 //! `prefix` is taken out before the URL reaches the driver and used as written
-//! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:` and
-//! `.`. So are the TLS files `ca`, `cert` and `key` (see the `tls` module).
+//! (no percent-decoding), so keep it to letters, digits, `_`, `-`, `:`, `.`
+//! and a hash tag's `{` and `}`. So are the TLS files `ca`, `cert` and `key` (see the `tls` module).
 //! Any other parameter is refused: the driver would ignore it silently.
 
 use std::sync::Arc;
@@ -30,7 +35,14 @@ use crate::{RedisBackend, RedisTls, ScriptMode, DEFAULT_PREFIX};
 
 /// Opens a [`RedisBackend`] from `redis://HOST:PORT/DB?prefix=P`.
 pub const SCHEME: Scheme = Scheme::new(
-    &["redis", "rediss", "redis+sentinel", "rediss+sentinel"],
+    &[
+        "redis",
+        "rediss",
+        "redis+sentinel",
+        "rediss+sentinel",
+        "redis+cluster",
+        "rediss+cluster",
+    ],
     "redis://HOST:PORT/DB?prefix=P",
     "Redis, keys under the prefix P (default conveyor:)",
     open,

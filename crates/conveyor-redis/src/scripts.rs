@@ -107,6 +107,16 @@ impl Op {
         )
     }
 
+    /// Whether a call of the operation that fewer replicas confirmed than
+    /// asked still answers (with a warning) rather than failing: a claim or
+    /// a renewal stands on the primary, and hiding it would leave its tasks
+    /// leased, run by nobody, until the leases ran out. If a failover loses
+    /// it, the tasks are claimed again under new tokens, and the lost
+    /// claim's settles are refused.
+    pub(crate) fn answers_unconfirmed(self) -> bool {
+        matches!(self, Op::Reserve | Op::Renew)
+    }
+
     /// The operation's name: its body's file name and its function's suffix.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -186,10 +196,20 @@ pub(crate) struct Code {
     functions: Vec<String>,
 }
 
-/// The shared part of every form: prelude, history bounds, helpers, limits.
+/// The key guard of debug builds (`lua/common/key_guard.lua`): every call
+/// the code makes refuses a key outside the namespace. Empty in release
+/// builds.
+const KEY_GUARD: &str = if cfg!(debug_assertions) {
+    include_str!("lua/common/key_guard.lua")
+} else {
+    ""
+};
+
+/// The shared part of every form: prelude, the key guard (debug builds),
+/// history bounds, helpers, limits.
 fn shared() -> String {
     format!(
-        "{}\nlocal HISTORY_LIMIT = {HISTORY_LIMIT}\nlocal ERROR_CHARS = {ERROR_CHARS}\n\
+        "{}\n{KEY_GUARD}\nlocal HISTORY_LIMIT = {HISTORY_LIMIT}\nlocal ERROR_CHARS = {ERROR_CHARS}\n\
          local CANCELLED_WHILE_RUNNING = '{CANCELLED_WHILE_RUNNING}'\n{COMMON}\n{LIMITS}\n",
         lua_prelude()
     )
@@ -271,6 +291,182 @@ impl Code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The machine's Redis, as the integration tests name it.
+    fn local_redis() -> redis::Connection {
+        let url = std::env::var("CONVEYOR_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("the local Redis")
+    }
+
+    /// Runs `body` after the shared code, as a script, in the namespace
+    /// `prefix`.
+    fn eval(body: &str, prefix: &str) -> Result<redis::Value, redis::RedisError> {
+        let source = format!("{}begin(ARGV[1])\n{body}", shared());
+        redis::cmd("EVAL")
+            .arg(source)
+            .arg(1)
+            .arg(prefix)
+            .arg(prefix)
+            .query(&mut local_redis())
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn the_key_guard_refuses_a_key_outside_the_namespace() {
+        let prefix = format!("guard-{:016x}:", fastrand::u64(..));
+        let inside = eval("return redis.call('SET', P .. 'x', 1)", &prefix);
+        assert!(inside.is_ok(), "{inside:?}");
+        let _ = eval("return redis.call('DEL', P .. 'x')", &prefix);
+        for stray in [
+            "return redis.call('SET', 'stray', 1)",
+            "return redis.pcall('GET', 'stray')",
+            "return redis.call('DEL', P .. 'x', 'stray')",
+            "return redis.call('HGET', 1, 'f')",
+        ] {
+            let e = eval(stray, &prefix).expect_err(stray);
+            assert!(
+                e.to_string().contains("outside the namespace"),
+                "{stray}: {e}"
+            );
+        }
+        assert!(eval("return redis.call('TIME')", &prefix).is_ok());
+    }
+
+    /// The Lua code without its comments.
+    fn code_lines() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lua");
+        let mut files = Vec::new();
+        for sub in [dir.clone(), dir.join("common")] {
+            for e in std::fs::read_dir(&sub).expect("lua dir") {
+                let path = e.expect("entry").path();
+                if path.extension().is_some_and(|x| x == "lua") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for path in files {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            for line in std::fs::read_to_string(&path).expect("lua file").lines() {
+                let code = line.split("--").next().unwrap_or("").to_string();
+                out.push((name.clone(), code));
+            }
+        }
+        out
+    }
+
+    /// The arguments of each `redis.call(` or `redis.pcall(` in `line`,
+    /// split at top-level commas (calls spread over lines are not used).
+    fn calls_in(line: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for (at, _) in line.match_indices("redis.") {
+            let rest = &line[at + "redis.".len()..];
+            let Some(args) = rest
+                .strip_prefix("call(")
+                .or_else(|| rest.strip_prefix("pcall("))
+            else {
+                continue;
+            };
+            let (mut depth, mut quote, mut cur, mut parts) =
+                (0i32, None, String::new(), Vec::new());
+            for c in args.chars() {
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '\'' | '"') => quote = Some(c),
+                    (None, '(' | '{' | '[') => depth += 1,
+                    (None, ')') if depth == 0 => break,
+                    (None, ')' | '}' | ']') => depth -= 1,
+                    (None, ',') if depth == 0 => {
+                        parts.push(cur.trim().to_string());
+                        cur.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                cur.push(c);
+            }
+            parts.push(cur.trim().to_string());
+            out.push(parts);
+        }
+        out
+    }
+
+    /// The lint half of the key check (the guard above is the other): no
+    /// call names its key as a literal or takes it from the caller's
+    /// arguments unchecked, the fixed key names are all built on the
+    /// prefix, and the code uses only the API the guard passes through.
+    #[test]
+    fn every_key_is_built_on_the_prefix() {
+        let mut wrong = Vec::new();
+        let mut calls = 0;
+        for (file, line) in code_lines() {
+            for args in calls_in(&line) {
+                calls += 1;
+                let cmd = args[0].trim_matches('\'').to_ascii_uppercase();
+                let keys: &[String] = match cmd.as_str() {
+                    "TIME" => &[],
+                    "DEL" | "EXISTS" => &args[1..],
+                    _ => &args[1..2.min(args.len())],
+                };
+                for k in keys {
+                    let literal = k.starts_with('\'') || k.starts_with('"');
+                    if literal || k.contains("ARGV") || k.contains("KEYS") || k.is_empty() {
+                        wrong.push(format!("{file}: {cmd} on {k}: {line}"));
+                    }
+                }
+            }
+            // Fixed names (begin) are the prefix and a literal.
+            let t = line.trim();
+            let fixed = t.split_once(" = ").filter(|(name, _)| {
+                let n = name.trim();
+                !n.is_empty()
+                    && !n.starts_with("local")
+                    && n.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    || n.starts_with("wf.")
+                        && n[3..].chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    || n == "expiry.all"
+                    || n == "expiry.kept"
+            });
+            if let Some((name, value)) = fixed {
+                if file == "names.lua" && name.trim() != "P" && !value.starts_with("P .. '") {
+                    wrong.push(format!("{file}: {name} is not built on the prefix: {line}"));
+                }
+            }
+            for (at, _) in line.match_indices("redis.") {
+                let api: String = line[at + 6..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let known = ["call", "pcall", "error_reply", "register_function"];
+                if !known.contains(&api.as_str()) {
+                    wrong.push(format!(
+                        "{file}: redis.{api} is not passed by the key guard"
+                    ));
+                }
+            }
+        }
+        assert!(calls > 150, "only {calls} calls found");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_library_loads() {
+        let mut conn = local_redis();
+        let loaded: Result<String, _> = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(Code::get().library_source())
+            .query(&mut conn);
+        assert_eq!(loaded.as_deref(), Ok(Code::get().library()));
+    }
 
     #[test]
     fn every_operation_has_a_function_and_a_script() {

@@ -53,10 +53,20 @@ pub(crate) fn provider() {
 pub(crate) fn client(url: &str, tls: &RedisTls) -> Result<redis::Client, Error> {
     provider();
     let bad = |e: redis::RedisError| Error::InvalidConfig(format!("bad Redis URL {url:?}: {e}"));
-    if tls.is_default() {
-        return redis::Client::open(url).map_err(bad);
+    match certificates(url, tls)? {
+        None => redis::Client::open(url).map_err(bad),
+        Some(certs) => redis::Client::build_with_tls(url, certs).map_err(bad),
     }
-    if !url.to_ascii_lowercase().starts_with("rediss:") {
+}
+
+/// `tls`'s files read, for a connection to `url`; `None` when there are
+/// none (the driver's defaults); an error for files given with a URL
+/// that is not TLS.
+pub(crate) fn certificates(url: &str, tls: &RedisTls) -> Result<Option<TlsCertificates>, Error> {
+    if tls.is_default() {
+        return Ok(None);
+    }
+    if !url.to_ascii_lowercase().starts_with("rediss") {
         return Err(Error::InvalidConfig(format!(
             "ca, cert and key are for TLS connections: use rediss:// instead of {url:?}"
         )));
@@ -69,12 +79,8 @@ pub(crate) fn client(url: &str, tls: &RedisTls) -> Result<redis::Client, Error> 
         None => None,
     };
     let root_cert = tls.ca.as_deref().map(|p| read("CA file", p)).transpose()?;
-    redis::Client::build_with_tls(
-        url,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(bad)
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
 }

@@ -34,6 +34,7 @@ pub mod process;
 pub mod programs;
 pub mod python;
 pub mod rabbitmq_server;
+pub mod redis_cluster;
 pub mod redis_sentinels;
 mod scoped;
 pub mod servers;

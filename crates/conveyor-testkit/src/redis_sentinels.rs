@@ -235,20 +235,9 @@ fn flags(port: u16, what: &str) -> Vec<String> {
 
 /// The role the server on `port` says it has, or `down`.
 fn role(port: u16) -> String {
-    let program = programs::REDIS_CLI.require();
-    std::process::Command::new(program)
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(port.to_string())
-        .arg("ROLE")
-        .output()
+    crate::servers::try_cli(port, &["ROLE"])
         .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
+        .and_then(|o| o.lines().next().map(str::to_owned))
         .unwrap_or_else(|| "down".into())
 }
 

@@ -95,6 +95,24 @@ impl TempRedis {
         Self::start_with("redis-tls", Some(files), Vec::new())
     }
 
+    /// Starts a node for a Redis Cluster (`--cluster-enabled`, its node
+    /// file in its folder), failing over after `node_timeout`; not yet
+    /// part of a cluster.
+    pub fn cluster_node(node_timeout: Duration) -> TempRedis {
+        // The bus port is the port + 10,000 unless named: name a free one.
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            &node_timeout.as_millis().to_string(),
+            "--cluster-port",
+            &free_port().to_string(),
+        ];
+        Self::start_with("redis-cluster", None, args.map(String::from).to_vec())
+    }
+
     /// Starts a replica of `primary` (asynchronous, as Redis replication
     /// is; it has the primary's data once [`TempRedis::caught_up`]).
     pub fn replica_of(primary: &TempRedis) -> TempRedis {
@@ -243,21 +261,30 @@ impl TempRedis {
 }
 
 /// What `redis-cli` prints for `args` on the loopback `port` (blocking;
-/// panics when it cannot run).
+/// panics when it cannot run or the server does not answer).
 pub(crate) fn cli(port: u16, args: &[&str]) -> String {
+    try_cli(port, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What `redis-cli` prints for `args` on the loopback `port`, or why it
+/// failed (a server down, a refused command; blocking).
+pub(crate) fn try_cli(port: u16, args: &[&str]) -> Result<String, String> {
     let program = programs::REDIS_CLI.require();
     let out = Command::new(program)
         .args(["-h", "127.0.0.1", "-p"])
         .arg(port.to_string())
         .args(args)
         .output()
-        .expect("run redis-cli");
-    assert!(
-        out.status.success(),
-        "redis-cli {args:?} on port {port}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .map_err(|e| format!("run redis-cli: {e}"))?;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // redis-cli exits 0 when the server answers with an error.
+    if !out.status.success() || said.starts_with("ERR") || said.starts_with("Could not connect") {
+        return Err(format!(
+            "redis-cli {args:?} on port {port}: {said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(said)
 }
 
 impl Drop for TempRedis {

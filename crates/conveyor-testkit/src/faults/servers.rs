@@ -9,6 +9,7 @@ use crate::nats_cluster::NatsCluster;
 use crate::nats_server::TempNats;
 use crate::postgres_pair::PostgresPair;
 use crate::rabbitmq_server::TempRabbit;
+use crate::redis_cluster::RedisCluster;
 use crate::redis_sentinels::RedisSentinels;
 use crate::servers::{TempPostgres, TempRedis};
 
@@ -93,6 +94,34 @@ impl FaultCluster for RedisSentinels {
     fn promote(&mut self) {
         let old = self.killed.unwrap_or_else(|| self.primary_port());
         let new = self.wait_for_promotion(old);
+        self.wait_for_replica_of(new);
+    }
+}
+
+/// The namespace is one hash slot (its prefix's tag); the primary serving
+/// it is killed, and the cluster fails its replica over by itself once the
+/// primary is silent for [`NODE_TIMEOUT`](crate::redis_cluster::NODE_TIMEOUT).
+/// Writes wait for one replica (`replicas=1`), so nothing acknowledged is
+/// lost with the primary. The promotion is done once the replica serves the
+/// slot and the killed primary, started again, has rejoined as its replica
+/// (as an operator brings a failed node back; with one replica per primary,
+/// writes that wait for a replica stop until then).
+impl FaultCluster for RedisCluster {
+    fn url(&self, ns: &str) -> String {
+        RedisCluster::url(self, &format!("prefix={{{}}}:{ns}:&replicas=1", self.tag))
+    }
+    fn kill_primary(&mut self) {
+        let port = self.primary_of(&self.tag.clone());
+        self.node_mut(port).kill();
+        self.killed = Some(port);
+    }
+    fn promote(&mut self) {
+        let Some(old) = self.killed else {
+            return;
+        };
+        let new = self.wait_for_promotion(&self.tag.clone(), old);
+        self.node_mut(old).restart();
+        self.killed = None;
         self.wait_for_replica_of(new);
     }
 }
