@@ -42,6 +42,7 @@ mod python;
 mod python_client;
 mod queue;
 mod rate_limit;
+mod redis_cluster;
 mod redis_scripts;
 mod report;
 mod rss;
@@ -71,7 +72,7 @@ struct Command {
 }
 
 /// Every subcommand, in the order the usage lists them.
-const COMMANDS: [Command; 13] = [
+const COMMANDS: [Command; 14] = [
     Command {
         name: "inproc",
         args: "[--quick]",
@@ -122,6 +123,13 @@ const COMMANDS: [Command; 13] = [
         args: "[--backend URL] [--quick]",
         about: "what a workflow node costs: N no-op tasks as plain tasks, a group and \
                 a chord on one store (default: a new embedded file)",
+    },
+    Command {
+        name: "redis-cluster",
+        args: "[--quick]",
+        about: "Redis Cluster vs one server, on servers of its own: one namespace on each, \
+                and three namespaces on the cluster's three primaries (needs redis-server \
+                and redis-cli)",
     },
     Command {
         name: "schedules",
@@ -398,6 +406,7 @@ fn main() {
         "queue" => Some(("[queue]", "durable queue benchmark".into())),
         "inspect" => Some(("[inspect]", "inspection at scale".into())),
         "workflow" => Some(("[workflow]", "workflow nodes vs plain tasks".into())),
+        "redis-cluster" => Some(("[redis-cluster]", "Redis Cluster vs one server".into())),
         "schedules" => Some(("[schedules]", "fire-time accuracy".into())),
         "worker" => Some((
             "[worker]",
@@ -432,6 +441,7 @@ fn main() {
                 quick,
                 flag("--backend").as_deref(),
             )),
+            "redis-cluster" => runtime.block_on(redis_cluster::run(&mut report, quick)),
             "workflow" => runtime.block_on(workflow::run(
                 &mut report,
                 quick,

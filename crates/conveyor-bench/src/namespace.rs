@@ -103,6 +103,18 @@ impl Subject {
         }
     }
 
+    /// The Redis namespace `prefix` on `url` (a cluster's prefix carries
+    /// its hash tag).
+    pub fn redis(url: &str, prefix: &str) -> Subject {
+        Subject {
+            url: with_param(url, "prefix", prefix),
+            namespace: Namespace::Redis {
+                base: url.to_string(),
+                prefix: prefix.to_string(),
+            },
+        }
+    }
+
     /// The file of an embedded namespace.
     pub fn file(&self) -> Option<&std::path::Path> {
         match &self.namespace {

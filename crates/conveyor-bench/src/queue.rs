@@ -334,7 +334,7 @@ async fn enqueue_batched(url: Option<&str>, scale: usize) -> Measured {
 }
 
 /// Enqueues `n` no-op tasks in batches of 1,000; why not, when one fails.
-async fn enqueue_backlog(b: &dyn Backend, n: usize) -> Result<(), String> {
+pub(crate) async fn enqueue_backlog(b: &dyn Backend, n: usize) -> Result<(), String> {
     for chunk in 0..n / 1000 {
         let tasks = (0..1000).map(|i| noop_task(chunk * 1000 + i)).collect();
         b.enqueue_many(tasks)
@@ -436,7 +436,7 @@ pub async fn processed_quiet(url: &str, scale: usize, slots: usize) -> Measured 
 
 /// Who watches a measured worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Watch {
+pub(crate) enum Watch {
     /// Nobody: no event is even built.
     Nobody,
     /// A subscriber reads every lifecycle event.
@@ -448,7 +448,7 @@ enum Watch {
 /// Processes `n` pre-enqueued no-op tasks with a worker; tasks/s, from its
 /// start to the n-th task's end, when the worker completed every task and
 /// stored every completion.
-async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> Measured {
+pub(crate) async fn process(b: Arc<dyn Backend>, n: usize, slots: usize, watch: Watch) -> Measured {
     let done = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(Notify::new());
     let (d, a) = (done.clone(), all.clone());

@@ -6,7 +6,8 @@
 use conveyor_core::{FailoverMode, Kept};
 
 /// The modes tested (`tests/restart.rs`, `tests/failover.rs`,
-/// `tests/conformance_sentinel.rs`).
+/// `tests/conformance_sentinel.rs`, `tests/cluster.rs`,
+/// `tests/conformance_cluster.rs`).
 pub const FAILOVER: &[FailoverMode] = &[
     FailoverMode::keeping_all("one server, restarted"),
     FailoverMode::keeping_all("replica promoted by Sentinel, writes confirmed by it"),
@@ -20,5 +21,12 @@ pub const FAILOVER: &[FailoverMode] = &[
         one_leader: Kept::Lost,
         ..FailoverMode::keeping_all("replica promoted by Sentinel, asynchronous")
     },
-    FailoverMode::untested("Redis Cluster"),
+    FailoverMode::keeping_all("Redis Cluster, writes confirmed by a replica"),
+    FailoverMode {
+        // As with Sentinel: a replica promoted without the last writes.
+        acknowledged_enqueues: Kept::Lost,
+        delayed_tasks: Kept::Lost,
+        one_leader: Kept::Lost,
+        ..FailoverMode::keeping_all("Redis Cluster, asynchronous")
+    },
 ];

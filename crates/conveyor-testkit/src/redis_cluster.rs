@@ -33,7 +33,10 @@ pub struct RedisCluster {
 /// One line of `CLUSTER NODES`.
 #[derive(Debug, Clone)]
 struct NodeLine {
+    id: String,
     port: u16,
+    /// The id of its primary, for a replica.
+    of: Option<String>,
     primary: bool,
     failed: bool,
     slots: Vec<(u16, u16)>,
@@ -144,6 +147,29 @@ impl RedisCluster {
         }
     }
 
+    /// The port of the replica of the primary on `port`.
+    pub fn replica_of(&self, port: u16) -> u16 {
+        let table = self.table();
+        let id = table
+            .iter()
+            .find(|n| n.port == port)
+            .map(|n| n.id.clone())
+            .unwrap_or_else(|| panic!("no node on port {port}"));
+        table
+            .iter()
+            .find(|n| n.of.as_deref() == Some(id.as_str()))
+            .map(|n| n.port)
+            .unwrap_or_else(|| panic!("the primary on port {port} has no replica"))
+    }
+
+    /// The node listening on `port`.
+    pub fn node(&self, port: u16) -> &TempRedis {
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+    }
+
     /// Waits until the primary on `port` has a replica online (blocking;
     /// panics after 60 s).
     pub fn wait_for_replica_of(&self, port: u16) {
@@ -247,6 +273,8 @@ impl NodeLine {
             })
             .collect();
         Some(NodeLine {
+            id: fields.first()?.to_string(),
+            of: fields.get(3).filter(|m| **m != "-").map(|m| m.to_string()),
             port,
             primary: flags.contains("master"),
             failed: flags.contains("fail") && !flags.contains("fail?"),

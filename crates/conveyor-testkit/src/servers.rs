@@ -31,10 +31,18 @@ pub fn free_port() -> u16 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0)
         ^ std::process::id().wrapping_mul(2_654_435_761);
+    // Ports handed out before, in this process: a server not yet started
+    // holds none, so two asked for at once (a node's port and its cluster
+    // bus port, clusters started side by side) would otherwise collide.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for i in 0..500u32 {
         let offset = seed.wrapping_add(i.wrapping_mul(7_919)) % span;
         let port = lowest + u16::try_from(offset).unwrap_or(0);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
@@ -184,8 +192,20 @@ impl TempRedis {
             .arg(&self.dir)
             .args(&self.args);
         let p = Proc::spawn(cmd).unwrap_or_else(|e| panic!("start redis-server: {e}"));
-        p.wait_for("Ready to accept connections", Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("redis-server did not become ready"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut said = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match p.next_line(left) {
+                Some(line) if line.contains("Ready to accept connections") => break,
+                Some(line) => said.push(line),
+                None => panic!(
+                    "redis-server on port {} did not become ready; it said:\n{}",
+                    self.port,
+                    said.join("\n")
+                ),
+            }
+        }
         self.server = Some(p);
     }
 }
