@@ -194,10 +194,11 @@ pub(crate) async fn led(
     }
 }
 
-/// How a fetch failed: "503, no responders" before any message (on a
-/// cluster, the server this client talks to may not have heard yet that
-/// another one serves a consumer just made: asked again), or otherwise.
-enum Failed {
+/// How a read of a consumer (a fetch, a scan) failed: answered status 503,
+/// "no responders", before any message (on a cluster, the server this
+/// client talks to may not have heard yet that another one serves a
+/// consumer just made: ask again), or otherwise.
+pub(crate) enum Failed {
     Unserved(Error),
     Other(Error),
 }
@@ -208,9 +209,31 @@ impl From<Error> for Failed {
     }
 }
 
-/// How many times a fetch answered "no responders" is asked again (20 ms
-/// apart).
+impl Failed {
+    /// The error, whichever way it failed.
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Failed::Unserved(e) | Failed::Other(e) => e,
+        }
+    }
+}
+
+/// Whether a fetch's error is the status "503, no responders". The
+/// driver's fetch ends on a status it does not expect with an I/O error
+/// whose text is `error while processing messages from the stream: STATUS,
+/// DESCRIPTION`: the status is read from there, whole, not searched for.
+fn says_no_responders(e: &(dyn std::error::Error + Send + Sync)) -> bool {
+    let text = e.to_string();
+    let status = text
+        .strip_prefix("error while processing messages from the stream: ")
+        .and_then(|rest| rest.split(',').next());
+    status == Some(async_nats::StatusCode::NO_RESPONDERS.to_string().as_str())
+}
+
+/// How many times a read answered "no responders" is asked again, and how
+/// long apart.
 pub(crate) const NO_RESPONDERS_TRIES: usize = 25;
+pub(crate) const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(20);
 
 /// The streams, their consumers and the connection.
 pub(crate) struct Streams {
@@ -424,9 +447,9 @@ impl Streams {
                 Err(Failed::Unserved(e)) if tries < NO_RESPONDERS_TRIES => {
                     tracing::debug!(error = %e, "no server serves the consumer yet; fetching again");
                     tries += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(NO_RESPONDERS_PAUSE).await;
                 }
-                Err(Failed::Unserved(e) | Failed::Other(e)) => return Err(e),
+                Err(failed) => return Err(failed.into_error()),
             }
         }
     }
@@ -469,9 +492,8 @@ impl Streams {
                 Ok(m) => m,
                 // On a cluster the server this client talks to may not have
                 // heard yet that another one serves a consumer just made,
-                // and answers "503, no responders": the reserve fails as
-                // unavailable, and the next one finds it.
-                Err(e) if out.is_empty() && e.to_string().contains("503") => {
+                // and answers "503, no responders": `fetch` asks again.
+                Err(e) if out.is_empty() && says_no_responders(&*e) => {
                     return Err(Failed::Unserved(Error::backend(
                         BackendErrorKind::Unavailable,
                         format!("nats {what}: no server serves the consumer yet ({e})"),
@@ -652,5 +674,25 @@ impl Streams {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod no_responders_tests {
+    use super::says_no_responders;
+
+    #[test]
+    fn the_status_is_read_whole() {
+        let said = |text: &str| says_no_responders(&std::io::Error::other(text.to_string()));
+        assert!(said(
+            "error while processing messages from the stream: 503, None"
+        ));
+        assert!(said(
+            "error while processing messages from the stream: 503, Some(\"No Responders\")"
+        ));
+        assert!(!said(
+            "error while processing messages from the stream: 409, Some(\"503\")"
+        ));
+        assert!(!said("connection error 503"));
     }
 }

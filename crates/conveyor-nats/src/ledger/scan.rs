@@ -13,6 +13,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::{is_live, Ledger};
 use crate::error::{bad_data, nats_error};
+use crate::streams::{Failed, NO_RESPONDERS_PAUSE, NO_RESPONDERS_TRIES};
 
 /// How long a scan's consumer may deliver nothing before the scan gives
 /// up, how long a scan's request stays open, and how long its consumer
@@ -78,10 +79,10 @@ impl Ledger {
         // yet that another one serves the new consumer, and answers its
         // first fetch "503, no responders": read again, while nothing was.
         let mut read = self.read_scan(&consumer, &filter, pending, &mut scan).await;
-        for _ in 0..crate::streams::NO_RESPONDERS_TRIES {
+        for _ in 0..NO_RESPONDERS_TRIES {
             match &read {
-                Err(e) if scan.last == 0 && no_responders(e) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Err(Failed::Unserved(_)) if scan.last == 0 => {
+                    tokio::time::sleep(NO_RESPONDERS_PAUSE).await;
                     read = self.read_scan(&consumer, &filter, pending, &mut scan).await;
                 }
                 _ => break,
@@ -89,7 +90,7 @@ impl Ledger {
         }
         // Best effort: the server drops it after `SCAN_SILENCE` idle anyway.
         let _ = self.stream.delete_consumer(&name).await;
-        read.map(|()| scan.out)
+        read.map(|()| scan.out).map_err(Failed::into_error)
     }
 
     /// Reads a scan's consumer to the stream's end (see [`Ledger::scan`]).
@@ -99,7 +100,7 @@ impl Ledger {
         filter: &str,
         pending: u64,
         scan: &mut Scan,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Failed> {
         // Nothing under the filter when the consumer was made: the stream
         // alone says whether something came since.
         if pending == 0 && self.stream_done(filter, scan).await? {
@@ -135,7 +136,8 @@ impl Ledger {
                         return Err(Error::backend(
                             BackendErrorKind::Timeout,
                             format!("nats {SCANNING}: the server stopped answering mid-scan"),
-                        ));
+                        )
+                        .into());
                     }
                     asked = 0;
                     break;
@@ -144,7 +146,8 @@ impl Ledger {
                     return Err(Error::backend(
                         BackendErrorKind::Unavailable,
                         format!("nats {SCANNING}: the connection closed mid-scan"),
-                    ));
+                    )
+                    .into());
                 };
                 heard = tokio::time::Instant::now();
                 match m.status {
@@ -215,28 +218,26 @@ impl Ledger {
 }
 
 /// A status that ended one of a scan's pull requests: fine (the scan asks
-/// again) unless it says the consumer is gone.
-fn request_ended(status: StatusCode, description: Option<&str>) -> Result<(), Error> {
-    let gone = status == StatusCode::NO_RESPONDERS
-        || matches!(
-            description,
-            Some("Consumer Deleted" | "Consumer is push based")
-        );
-    if gone {
-        return Err(Error::backend(
+/// again) unless it says the consumer is gone, or that no server serves it
+/// (yet: [`Failed::Unserved`]).
+fn request_ended(status: StatusCode, description: Option<&str>) -> Result<(), Failed> {
+    let gone = |why: &str| {
+        Error::backend(
             BackendErrorKind::Unavailable,
-            format!(
-                "nats {SCANNING}: {status} {}",
-                description.unwrap_or("from the server")
-            ),
-        ));
+            format!("nats {SCANNING}: {status} {why}"),
+        )
+    };
+    let why = description.unwrap_or("from the server");
+    if status == StatusCode::NO_RESPONDERS {
+        return Err(Failed::Unserved(gone(why)));
+    }
+    if matches!(
+        description,
+        Some("Consumer Deleted" | "Consumer is push based")
+    ) {
+        return Err(Failed::Other(gone(why)));
     }
     Ok(())
-}
-
-/// Whether `e` is a "503, no responders" answer.
-fn no_responders(e: &Error) -> bool {
-    e.to_string().contains("503")
 }
 
 /// What a scan has read so far: each key once, at its newest revision,
