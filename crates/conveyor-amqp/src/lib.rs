@@ -55,6 +55,7 @@ mod hooks;
 mod link;
 mod message;
 mod names;
+mod nodes;
 mod options;
 mod records;
 mod scheme;

@@ -33,6 +33,7 @@ pub mod postgres_pair;
 pub mod process;
 pub mod programs;
 pub mod python;
+pub mod rabbitmq_cluster;
 pub mod rabbitmq_server;
 pub mod redis_cluster;
 pub mod redis_sentinels;

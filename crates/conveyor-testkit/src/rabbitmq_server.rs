@@ -30,12 +30,50 @@ impl TempRabbit {
     /// Starts a node; `consumer_timeout` sets the server's delivery
     /// acknowledgement timeout. Panics when RabbitMQ is not installed.
     pub fn start(consumer_timeout: Option<Duration>) -> TempRabbit {
-        let program = RABBITMQ_SERVER.require();
-        let dir = temp_dir("rabbit");
-        let port = free_port();
-        let mut conf = format!("listeners.tcp.default = {port}\nloopback_users.guest = true\n");
+        let mut conf = String::new();
         if let Some(t) = consumer_timeout {
             conf.push_str(&format!("consumer_timeout = {}\n", t.as_millis()));
+        }
+        Self::start_with(free_port(), free_port(), &conf, None)
+    }
+
+    /// The Erlang node name of the node listening on `port`.
+    pub fn node_name(port: u16) -> String {
+        format!("conveyor-test-{port}@localhost")
+    }
+
+    /// Starts a node of a cluster on `port` (and `dist_port` for the
+    /// cluster's own traffic) that finds its peers among `peers` (node
+    /// names, itself included; classic peer discovery) and shares their
+    /// Erlang `cookie`. The first node started forms the cluster; each
+    /// later one joins it while booting.
+    pub fn start_clustered(
+        port: u16,
+        dist_port: u16,
+        peers: &[String],
+        cookie: &str,
+    ) -> TempRabbit {
+        let mut conf = String::from("cluster_formation.peer_discovery_backend = classic_config\n");
+        for (i, p) in peers.iter().enumerate() {
+            conf.push_str(&format!(
+                "cluster_formation.classic_config.nodes.{} = {p}\n",
+                i + 1
+            ));
+        }
+        Self::start_with(port, dist_port, &conf, Some(cookie))
+    }
+
+    fn start_with(port: u16, dist_port: u16, extra: &str, cookie: Option<&str>) -> TempRabbit {
+        let program = RABBITMQ_SERVER.require();
+        let dir = temp_dir("rabbit");
+        let mut conf = format!("listeners.tcp.default = {port}\nloopback_users.guest = true\n");
+        conf.push_str(extra);
+        if let Some(cookie) = cookie {
+            let path = dir.join(".erlang.cookie");
+            std::fs::write(&path, cookie).expect("write the Erlang cookie");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400))
+                .expect("the cookie's mode");
         }
         std::fs::write(dir.join("rabbitmq.conf"), conf).expect("write rabbitmq.conf");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("write enabled_plugins");
@@ -49,7 +87,7 @@ impl TempRabbit {
         let mut r = TempRabbit {
             dir,
             port,
-            dist_port: free_port(),
+            dist_port,
             program,
             server: None,
         };
@@ -65,6 +103,28 @@ impl TempRabbit {
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// What `rabbitmqctl ARGS` prints about this node, or why it failed
+    /// (blocking).
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let ctl = self.program.with_file_name("rabbitmqctl");
+        let out = Command::new(&ctl)
+            .env("HOME", &self.dir)
+            .arg("-n")
+            .arg(Self::node_name(self.port))
+            .args(args)
+            .output()
+            .map_err(|e| format!("run {}: {e}", ctl.display()))?;
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() {
+            Ok(said)
+        } else {
+            Err(format!(
+                "rabbitmqctl {args:?}: {said} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 
     /// Kills the node with SIGKILL (what it fsynced survives).
@@ -92,10 +152,7 @@ impl TempRabbit {
         let mut cmd = Command::new(&self.program);
         cmd.current_dir(d)
             .env("HOME", d)
-            .env(
-                "RABBITMQ_NODENAME",
-                format!("conveyor-test-{}@localhost", self.port),
-            )
+            .env("RABBITMQ_NODENAME", Self::node_name(self.port))
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))

@@ -72,7 +72,7 @@ pub struct AmqpBackend {
 }
 
 pub(crate) struct Inner {
-    url: String,
+    nodes: crate::nodes::Nodes,
     pub(crate) names: Names,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) options: AmqpOptions,
@@ -164,7 +164,7 @@ impl AmqpBackend {
         let value_limit = crate::value_limit::limit(options.max_value);
         let backend = AmqpBackend {
             inner: Arc::new(Inner {
-                url: url.to_string(),
+                nodes: crate::nodes::Nodes::parse(url)?,
                 names: Names::new(&options.prefix)?,
                 clock,
                 options,
@@ -342,7 +342,7 @@ impl Inner {
             tokio::spawn(async move { old.close().await });
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let link = Arc::new(Link::open(&self.url, generation, self.anchored.clone()).await?);
+        let link = Arc::new(self.nodes.open(generation, self.anchored.clone()).await?);
         self.opened.fetch_add(1, Ordering::Relaxed);
         if link.generation > 1 {
             tracing::info!(generation, "reconnected to RabbitMQ");

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::nats_cluster::NatsCluster;
 use crate::nats_server::TempNats;
 use crate::postgres_pair::PostgresPair;
+use crate::rabbitmq_cluster::RabbitCluster;
 use crate::rabbitmq_server::TempRabbit;
 use crate::redis_cluster::RedisCluster;
 use crate::redis_sentinels::RedisSentinels;
@@ -123,6 +124,39 @@ impl FaultCluster for RedisCluster {
         self.node_mut(old).restart();
         self.killed = None;
         self.wait_for_replica_of(new);
+    }
+}
+
+/// Quorum queues on three nodes; the node leading the namespace's work
+/// queue is killed, and the other two elect a new leader by themselves
+/// (RAFT): the promotion is done once the queue has one on a live node.
+impl FaultCluster for RabbitCluster {
+    fn url(&self, ns: &str) -> String {
+        *self
+            .namespace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = ns.to_string();
+        RabbitCluster::url(self, &(self.query)(ns))
+    }
+    fn kill_primary(&mut self) {
+        let queues = format!(
+            "{}.q.",
+            self.namespace
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        );
+        let leader = self.wait_for_leader(&queues);
+        self.nodes[leader].kill();
+        self.killed = Some(leader);
+    }
+    fn promote(&mut self) {
+        let queues = format!(
+            "{}.q.",
+            self.namespace
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        );
+        self.wait_for_leader(&queues);
     }
 }
 
