@@ -7,36 +7,19 @@
 //! build's tests).
 #![cfg(has_redis_server)]
 
+mod common;
+
 use std::sync::Arc;
 
-use conveyor_core::{Backend, ManualClock, SystemClock};
-use conveyor_redis::RedisBackend;
+use conveyor_core::{Backend, ManualClock};
 use conveyor_testkit::redis_sentinels;
-use conveyor_testkit::Scoped;
 
 async fn make(clock: Arc<ManualClock>) -> Arc<dyn Backend> {
     let url = tokio::task::spawn_blocking(|| redis_sentinels::shared_url(""))
         .await
         .expect("start the sentinels");
     let prefix = format!("conveyor-test-{:016x}:", fastrand::u64(..));
-    let backend = RedisBackend::connect_with(&url, &prefix, clock)
-        .await
-        .expect("connect through the sentinels")
-        .with_replicas(1, std::time::Duration::from_secs(1));
-    // Dropped on the test's runtime: the cleanup runs on a thread of its own.
-    Arc::new(Scoped::new(backend, move || {
-        let clean = std::thread::spawn(move || {
-            conveyor_testkit::faults::block_on(async move {
-                let b = RedisBackend::connect_with(&url, &prefix, Arc::new(SystemClock))
-                    .await
-                    .expect("connect to clean up");
-                b.clear().await.expect("delete the case's keys");
-            })
-        });
-        if clean.join().is_err() {
-            eprintln!("could not delete a test's keys");
-        }
-    }))
+    common::replicated_case(url, prefix, clock).await
 }
 
 conveyor_testkit::backend_conformance!(make);

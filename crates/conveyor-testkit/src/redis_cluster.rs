@@ -173,21 +173,7 @@ impl RedisCluster {
     /// Waits until the primary on `port` has a replica online (blocking;
     /// panics after 60 s).
     pub fn wait_for_replica_of(&self, port: u16) {
-        let deadline = Instant::now() + WITHIN;
-        loop {
-            let info = try_cli(port, &["INFO", "replication"]).unwrap_or_default();
-            if info
-                .lines()
-                .any(|l| l.starts_with("slave") && l.contains("state=online"))
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no replica came online for the primary on port {port}: {info}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::servers::wait_for_replica_online(port, WITHIN);
     }
 
     /// What the node on `port` answers to `args`, or why it did not

@@ -166,21 +166,7 @@ impl RedisSentinels {
     /// failover, the sentinels have pointed another replica at it and it
     /// has synced; blocking, panics after 30 s).
     pub fn wait_for_replica_of(&self, port: u16) {
-        let deadline = Instant::now() + PROMOTED_WITHIN;
-        loop {
-            let info = cli(port, &["INFO", "replication"]);
-            if info
-                .lines()
-                .any(|l| l.starts_with("slave") && l.contains("state=online"))
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no replica came online for the primary on port {port}: {info}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::servers::wait_for_replica_online(port, PROMOTED_WITHIN);
     }
 
     /// Asks the sentinels for a failover now, with the primary still

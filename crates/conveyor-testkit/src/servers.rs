@@ -280,6 +280,26 @@ impl TempRedis {
     }
 }
 
+/// Waits until the Redis primary on `port` has a replica online, at most
+/// `within` (blocking; panics then).
+pub(crate) fn wait_for_replica_online(port: u16, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let info = try_cli(port, &["INFO", "replication"]).unwrap_or_default();
+        if info
+            .lines()
+            .any(|l| l.starts_with("slave") && l.contains("state=online"))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replica came online for the primary on port {port}: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// What `redis-cli` prints for `args` on the loopback `port` (blocking;
 /// panics when it cannot run or the server does not answer).
 pub(crate) fn cli(port: u16, args: &[&str]) -> String {

@@ -136,3 +136,32 @@ pub fn forget(ns: &str) {
         b.clear().await.expect("delete the case's keys");
     });
 }
+
+/// A conformance case's backend on `url` (a store of the binary's own: a
+/// Sentinel set, a cluster) under `prefix`, every write waiting for one
+/// replica; its keys deleted when the case ends.
+pub async fn replicated_case(
+    url: String,
+    prefix: String,
+    clock: Arc<ManualClock>,
+) -> Arc<dyn conveyor_core::Backend> {
+    let backend = RedisBackend::connect_with(&url, &prefix, clock)
+        .await
+        .expect("connect")
+        .with_replicas(1, Duration::from_secs(1));
+    // Dropped on the test's runtime: the cleanup runs on a thread of its own.
+    Arc::new(conveyor_testkit::Scoped::new(backend, move || {
+        let clean = std::thread::spawn(move || {
+            conveyor_testkit::faults::block_on(async move {
+                let b =
+                    RedisBackend::connect_with(&url, &prefix, Arc::new(conveyor_core::SystemClock))
+                        .await
+                        .expect("connect to clean up");
+                b.clear().await.expect("delete the case's keys");
+            })
+        });
+        if clean.join().is_err() {
+            eprintln!("could not delete a test's keys");
+        }
+    }))
+}
