@@ -39,6 +39,7 @@ pub mod redis_cluster;
 pub mod redis_sentinels;
 mod scoped;
 pub mod servers;
+mod shared_store;
 pub mod value_limits;
 
 pub use counts::count_in;

@@ -8,11 +8,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::nats_server::TempNats;
 use crate::servers::free_port;
+use crate::shared_store::SharedStore;
 
 /// The cluster's name.
 const CLUSTER: &str = "conveyor";
@@ -110,25 +110,37 @@ impl NatsCluster {
     }
 
     /// What a live member's `/jsz` says of the meta leader and of each
-    /// stream's leader (`None` while unknown).
+    /// stream's leader, then each durable consumer's (named
+    /// `STREAM/CONSUMER`; `None` while unknown). A worker's fetch waits
+    /// for its consumer's leader as well as its stream's.
     fn leaders(&self) -> Option<(String, Vec<(String, String)>)> {
         let (_, m) = self.live().next()?;
-        let jsz = http_get(m.monitor, "/jsz?accounts=true&streams=true")?;
+        let jsz = http_get(m.monitor, "/jsz?accounts=true&streams=true&consumers=true")?;
         let v: serde_json::Value = serde_json::from_str(&jsz).ok()?;
         let meta = v["meta_cluster"]["leader"].as_str()?.to_owned();
         let mut streams = Vec::new();
+        let mut consumers = Vec::new();
         for account in v["account_details"].as_array().into_iter().flatten() {
             for s in account["stream_detail"].as_array().into_iter().flatten() {
                 let name = s["name"].as_str().unwrap_or("").to_owned();
                 let leader = s["cluster"]["leader"].as_str().unwrap_or("").to_owned();
+                for c in s["consumer_detail"].as_array().into_iter().flatten() {
+                    if c["config"]["durable_name"].as_str().is_some() {
+                        let leader = c["cluster"]["leader"].as_str().unwrap_or("").to_owned();
+                        let consumer = c["name"].as_str().unwrap_or("");
+                        consumers.push((format!("{name}/{consumer}"), leader));
+                    }
+                }
                 streams.push((name, leader));
             }
         }
+        streams.extend(consumers);
         Some((meta, streams))
     }
 
-    /// Waits until the meta leader and every stream's leader is a live
-    /// member other than `not` (blocking; panics after 60 s).
+    /// Waits until the meta leader and every stream's and durable
+    /// consumer's leader is a live member other than `not` (blocking;
+    /// panics after 60 s).
     fn wait_for_leaders(&self, not: Option<&str>) {
         let deadline = Instant::now() + ELECTED_WITHIN;
         let live: Vec<&str> = self.live().map(|(_, m)| m.name.as_str()).collect();
@@ -189,23 +201,9 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 /// binary shares: started on first use, its servers stopped and their
 /// folders removed when the binary exits.
 pub fn shared_url(query: &str) -> String {
-    static SHARED: OnceLock<Mutex<NatsCluster>> = OnceLock::new();
+    static SHARED: SharedStore<NatsCluster> = SharedStore::new();
     extern "C" fn stop() {
-        if let Some(c) = SHARED.get() {
-            // Each server killed and reaped before its folder goes.
-            c.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .members
-                .clear();
-        }
+        SHARED.stop(|c| c.members.clear());
     }
-    let c = SHARED.get_or_init(|| {
-        let c = NatsCluster::start();
-        // SAFETY: registers a plain function without arguments, run once
-        // by exit(3) after the tests; it only touches the initialised
-        // cluster.
-        unsafe { libc::atexit(stop) };
-        Mutex::new(c)
-    });
-    c.lock().unwrap_or_else(PoisonError::into_inner).url(query)
+    SHARED.with(NatsCluster::start, stop, |c| c.url(query))
 }

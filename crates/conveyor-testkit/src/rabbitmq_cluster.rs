@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::rabbitmq_server::TempRabbit;
 use crate::servers::free_port;
+use crate::shared_store::SharedStore;
 
 /// How long forming the cluster, or electing a queue's new leader, may
 /// take.
@@ -164,26 +165,9 @@ impl RabbitCluster {
 /// binary shares, started on first use, stopped when the binary exits
 /// (blocking: call it off the async runtime).
 pub fn shared_url(query: &str) -> String {
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static SHARED: OnceLock<Mutex<RabbitCluster>> = OnceLock::new();
-    extern "C" fn remove_shared() {
-        if let Some(c) = SHARED.get() {
-            // Each node killed before its folder goes.
-            c.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .nodes
-                .clear();
-        }
+    static SHARED: SharedStore<RabbitCluster> = SharedStore::new();
+    extern "C" fn stop() {
+        SHARED.stop(|c| c.nodes.clear());
     }
-    let cluster = SHARED.get_or_init(|| {
-        let c = RabbitCluster::start();
-        // SAFETY: registers a plain function without arguments, run once
-        // by exit(3) after the tests; it only reads the initialised cluster.
-        unsafe { libc::atexit(remove_shared) };
-        Mutex::new(c)
-    });
-    cluster
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .url(query)
+    SHARED.with(RabbitCluster::start, stop, |c| c.url(query))
 }

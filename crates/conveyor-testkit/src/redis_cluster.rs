@@ -5,10 +5,10 @@
 //! The nodes fail over quickly, as loopback allows: a primary that does not
 //! answer for [`NODE_TIMEOUT`] is failed, and its replica takes its slots.
 
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::servers::{try_cli, TempRedis};
+use crate::shared_store::SharedStore;
 
 /// How long a node may not answer before the cluster fails it over
 /// (`--cluster-node-timeout`).
@@ -277,24 +277,11 @@ impl NodeLine {
 /// use, stopped when the binary exits (blocking: call it off the async
 /// runtime).
 pub fn shared<R>(f: impl FnOnce(&RedisCluster) -> R) -> R {
-    static SHARED: OnceLock<Mutex<RedisCluster>> = OnceLock::new();
-    extern "C" fn remove_shared() {
-        if let Some(c) = SHARED.get() {
-            // Each process killed and reaped before its folder goes.
-            c.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .nodes
-                .clear();
-        }
+    static SHARED: SharedStore<RedisCluster> = SharedStore::new();
+    extern "C" fn stop() {
+        SHARED.stop(|c| c.nodes.clear());
     }
-    let cluster = SHARED.get_or_init(|| {
-        let c = RedisCluster::start();
-        // SAFETY: registers a plain function without arguments, run once
-        // by exit(3) after the tests; it only reads the initialised cluster.
-        unsafe { libc::atexit(remove_shared) };
-        Mutex::new(c)
-    });
-    f(&cluster.lock().unwrap_or_else(PoisonError::into_inner))
+    SHARED.with(RedisCluster::start, stop, f)
 }
 
 /// The URL ([`RedisCluster::url`], with `query`) of the cluster a test

@@ -7,12 +7,12 @@
 //! failover.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::process::Proc;
 use crate::programs;
 use crate::servers::{cli, free_port, temp_dir, TempRedis};
+use crate::shared_store::SharedStore;
 
 /// The name the sentinels monitor the primary under.
 pub const MASTER: &str = "conveyor";
@@ -265,24 +265,13 @@ impl Drop for RedisSentinels {
 /// binary shares: a primary with one replica, started on first use,
 /// stopped when the binary exits.
 pub fn shared_url(query: &str) -> String {
-    static SHARED: OnceLock<Mutex<RedisSentinels>> = OnceLock::new();
-    extern "C" fn remove_shared() {
-        if let Some(set) = SHARED.get() {
-            // Each process killed and reaped before its folder goes.
-            let mut set = set.lock().unwrap_or_else(PoisonError::into_inner);
+    static SHARED: SharedStore<RedisSentinels> = SharedStore::new();
+    extern "C" fn stop() {
+        SHARED.stop(|set| {
             set.sentinels.clear();
             set.servers.clear();
             let _ = std::fs::remove_dir_all(&set.dir);
-        }
+        });
     }
-    let set = SHARED.get_or_init(|| {
-        let set = RedisSentinels::start(1);
-        // SAFETY: registers a plain function without arguments, run once
-        // by exit(3) after the tests; it only reads the initialised set.
-        unsafe { libc::atexit(remove_shared) };
-        Mutex::new(set)
-    });
-    set.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .url(query)
+    SHARED.with(|| RedisSentinels::start(1), stop, |set| set.url(query))
 }

@@ -84,12 +84,13 @@ async fn restart(target: FaultTarget, chord: bool) {
 /// [`FAILOVER_DETECTED`], the standby promoted: the worker, whose URL names
 /// both, follows the promotion by itself. With the standby replicated
 /// synchronously, nothing acknowledged is lost; the other promises hold as
-/// for a restart, work resuming within [`RESUME_WITHIN`](super::RESUME_WITHIN) of the promotion.
+/// for a restart, work resuming within
+/// [`FAILOVER_RESUME_WITHIN`](super::FAILOVER_RESUME_WITHIN) of the promotion.
 pub async fn failover_mid_run(target: FaultTarget, cluster: fn() -> Box<dyn super::FaultCluster>) {
     let cluster = Shared::new(blocking(cluster).await);
     let url = cluster.read(|c| c.url(&namespace("failover")));
-    let mut run = Run::start(target, "failover", &url, &url).await;
-    run.started(BEFORE_FAULT).await;
+    let mut run = Run::start_tasks(target, "failover", &url, &url, 0, FAILOVER_TASKS).await;
+    run.started((FAILOVER_TASKS / 5) as usize).await;
     run.fault_begins();
     cluster.step(|c| c.kill_primary()).await;
     run.fault_applied();
@@ -101,6 +102,10 @@ pub async fn failover_mid_run(target: FaultTarget, cluster: fn() -> Box<dyn supe
     run.verdict();
     cluster.drop_off_runtime().await;
 }
+
+/// Tasks a failover case runs: the primary dies after a fifth of them
+/// started.
+pub const FAILOVER_TASKS: u64 = 2_000;
 
 /// How long after the primary's death its standby is promoted: what a
 /// failover manager takes to decide, short on loopback.

@@ -50,6 +50,13 @@ pub use servers::{FaultCluster, FaultServer};
 /// How soon after the server or network is back a task must start.
 pub const RESUME_WITHIN: Duration = Duration::from_secs(3);
 
+/// How soon after a failover's promotion a task must start (what high
+/// availability promises: `docs/high-availability.md`). Longer than
+/// [`RESUME_WITHIN`]: a promoted store may still be electing or catching
+/// up its parts (a NATS cluster's consumers) when its stream or queue
+/// leaders are back.
+pub const FAILOVER_RESUME_WITHIN: Duration = Duration::from_secs(10);
+
 /// How much past its grace a worker may take to stop.
 pub const STOP_SLACK: Duration = Duration::from_secs(2);
 

@@ -11,7 +11,7 @@ use conveyor_core::workflow::{WorkflowId, WorkflowSpec, WorkflowState};
 use conveyor_core::{Backend, Error, NewTask, TaskId, TaskState};
 use tokio::task::JoinHandle;
 
-use super::{FaultTarget, RESUME_WITHIN, STOP_SLACK};
+use super::{FaultTarget, FAILOVER_RESUME_WITHIN, RESUME_WITHIN, STOP_SLACK};
 
 /// The handler every case runs.
 pub(crate) const HANDLER: &str = "fault-work";
@@ -173,8 +173,20 @@ impl Run {
         url: &str,
         new_every: u64,
     ) -> Run {
+        Self::start_tasks(target, case, direct, url, new_every, TASKS).await
+    }
+
+    /// [`Run::start_with`], with `count` tasks rather than [`TASKS`].
+    pub(crate) async fn start_tasks(
+        target: FaultTarget,
+        case: &'static str,
+        direct: &str,
+        url: &str,
+        new_every: u64,
+        count: u64,
+    ) -> Run {
         let observer = open(&target, direct).await;
-        let tasks: Vec<NewTask> = (0..TASKS)
+        let tasks: Vec<NewTask> = (0..count)
             .map(|n| {
                 let h = if new_every > 0 && n % new_every == 0 {
                     NEW_HANDLER
@@ -567,9 +579,14 @@ impl Run {
             );
         }
         if let Some(r) = self.resumed_after {
+            let within = if self.case == "failover" {
+                FAILOVER_RESUME_WITHIN
+            } else {
+                RESUME_WITHIN
+            };
             assert!(
-                r <= RESUME_WITHIN,
-                "{} {}: work resumed {r:?} after recovery, over {RESUME_WITHIN:?}",
+                r <= within,
+                "{} {}: work resumed {r:?} after recovery, over {within:?}",
                 self.target.name,
                 self.case
             );
