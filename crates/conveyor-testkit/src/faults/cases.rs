@@ -90,6 +90,7 @@ pub async fn failover_mid_run(target: FaultTarget, cluster: fn() -> Box<dyn supe
     let cluster = Shared::new(blocking(cluster).await);
     let url = cluster.read(|c| c.url(&namespace("failover")));
     let mut run = Run::start_tasks(target, "failover", &url, &url, 0, FAILOVER_TASKS).await;
+    run.resume_within(super::FAILOVER_RESUME_WITHIN);
     run.started((FAILOVER_TASKS / 5) as usize).await;
     run.fault_begins();
     cluster.step(|c| c.kill_primary()).await;

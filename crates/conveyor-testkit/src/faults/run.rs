@@ -11,7 +11,7 @@ use conveyor_core::workflow::{WorkflowId, WorkflowSpec, WorkflowState};
 use conveyor_core::{Backend, Error, NewTask, TaskId, TaskState};
 use tokio::task::JoinHandle;
 
-use super::{FaultTarget, FAILOVER_RESUME_WITHIN, RESUME_WITHIN, STOP_SLACK};
+use super::{FaultTarget, RESUME_WITHIN, STOP_SLACK};
 
 /// The handler every case runs.
 pub(crate) const HANDLER: &str = "fault-work";
@@ -74,6 +74,9 @@ pub(crate) struct Run {
     recovered_at: Option<Instant>,
     /// How long after recovery the first task started.
     resumed_after: Option<Duration>,
+    /// How soon after recovery work must resume ([`RESUME_WITHIN`] unless
+    /// the case says otherwise: [`Run::resume_within`]).
+    resume_within: Duration,
     /// How long the stop took.
     stopped_in: Option<Duration>,
 }
@@ -254,6 +257,7 @@ impl Run {
             fault_at: None,
             recovered_at: None,
             resumed_after: None,
+            resume_within: RESUME_WITHIN,
             stopped_in: None,
         }
     }
@@ -360,6 +364,14 @@ impl Run {
     /// Tasks run so far (counting reruns).
     fn runs(&self) -> usize {
         lock(&self.seen).starts.len()
+    }
+
+    /// Holds the case to resume within `within` of recovery instead of
+    /// [`RESUME_WITHIN`] (a failover: [`FAILOVER_RESUME_WITHIN`]).
+    ///
+    /// [`FAILOVER_RESUME_WITHIN`]: super::FAILOVER_RESUME_WITHIN
+    pub(crate) fn resume_within(&mut self, within: Duration) {
+        self.resume_within = within;
     }
 
     /// Waits until `n` tasks have started (mid-run: some done, most waiting).
@@ -579,11 +591,7 @@ impl Run {
             );
         }
         if let Some(r) = self.resumed_after {
-            let within = if self.case == "failover" {
-                FAILOVER_RESUME_WITHIN
-            } else {
-                RESUME_WITHIN
-            };
+            let within = self.resume_within;
             assert!(
                 r <= within,
                 "{} {}: work resumed {r:?} after recovery, over {within:?}",
