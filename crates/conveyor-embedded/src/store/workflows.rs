@@ -2,14 +2,14 @@
 //! per node in `workflow_nodes`, moved forward inside the transaction of the
 //! operation that ends a node's task (see [`Store::settling`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use conveyor_core::workflow::entries::TaskOutput;
 use conveyor_core::workflow::ledger::{self, Ledger, NodeRow, Tally};
 use conveyor_core::workflow::{
     composed_task, is_expansion, stored, Graph, NodeEnd, NodeRecord, NodeResult, NodeState,
-    Retried, Step, Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
+    Progress, Retried, Step, Submitted, WorkflowId, WorkflowOutcome, WorkflowRecord, WorkflowSpec,
     WorkflowState,
 };
 use conveyor_core::{Error, TaskId, Timestamp};
@@ -193,17 +193,22 @@ impl Store {
     pub(crate) fn submit_workflow(&mut self, spec: WorkflowSpec) -> Result<Submitted, Error> {
         let stored = stored::encode(&spec)?;
         let graph = Arc::new(spec.validate()?);
-        let (rows, tally) = ledger::first_rows(&graph);
+        // The start decided in memory: each row is written once, as it
+        // stands after the start.
+        let (progress, step) = Progress::start(&graph);
+        let tally = progress.counts();
         let now = self.now();
         self.conn
             .prepare_cached(
-                "INSERT INTO workflows (spec, body_left, nodes_left, failed, created_at) \
-                 VALUES (x'', ?1, ?2, 0, ?3)",
+                "INSERT INTO workflows (spec, body_left, nodes_left, failed, outcome, created_at) \
+                 VALUES (x'', ?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     i64::from(tally.body_left),
                     i64::from(tally.left),
+                    tally.failed,
+                    tally.outcome.map(|o| i64::from(o.code())),
                     now.0
                 ])
             })
@@ -223,7 +228,7 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(db_err)?;
-            for (node, row) in rows.iter().enumerate() {
+            for (node, row) in progress.rows().iter().enumerate() {
                 insert
                     .execute(params![
                         wf,
@@ -234,25 +239,14 @@ impl Store {
                     .map_err(db_err)?;
             }
         }
-        let mut behind = Behind::default();
-        let step = ledger::start(
-            &graph,
-            &mut Rows {
-                conn: &self.conn,
-                wf,
-                behind: &mut behind,
-            },
-        )?;
-        behind.flush(&self.conn)?;
-        let first = step.enqueue.clone();
+        let first: HashSet<usize> = step.enqueue.iter().copied().collect();
         self.graphs.put(wf as u64, graph.clone());
-        self.apply_step(wf, &graph, step)?;
-        let mut started = Vec::with_capacity(first.len());
-        for node in first {
-            if let Some(task) = self.node_task(wf, node)? {
-                started.push((graph.nodes()[node].name.clone(), task));
-            }
-        }
+        let made = self.apply_step(wf, &graph, step)?;
+        let started = made
+            .into_iter()
+            .filter(|(node, _)| first.contains(node))
+            .map(|(node, task)| (graph.nodes()[node].name.clone(), task))
+            .collect();
         let id = u64::try_from(wf)
             .map_err(|_| Error::backend_other(format!("a workflow got id {wf}")))?;
         Ok(Submitted {
@@ -360,9 +354,16 @@ impl Store {
     }
 
     /// Enqueues the nodes a step made ready, their params composed from
-    /// their dependencies' results; a node whose params cannot be composed
-    /// fails at once, and what that decides is applied in turn.
-    fn apply_step(&mut self, wf: i64, graph: &Graph, step: Step) -> Result<(), Error> {
+    /// their dependencies' results, in one batch per step; a node whose
+    /// params cannot be composed fails at once, and what that decides is
+    /// applied in turn. Returns each node enqueued with its task.
+    fn apply_step(
+        &mut self,
+        wf: i64,
+        graph: &Graph,
+        step: Step,
+    ) -> Result<Vec<(usize, TaskId)>, Error> {
+        let mut made = Vec::new();
         let mut steps = VecDeque::from([step]);
         while let Some(step) = steps.pop_front() {
             if step.ended.is_some() {
@@ -371,20 +372,13 @@ impl Store {
                     .and_then(|mut s| s.execute(params![wf, self.now().0]))
                     .map_err(db_err)?;
             }
+            let mut ready = Vec::with_capacity(step.enqueue.len());
+            let mut tasks = Vec::with_capacity(step.enqueue.len());
             for node in step.enqueue {
                 match self.composed_task(wf, graph, node) {
                     Ok(task) => {
-                        let Some(enqueued) = self.enqueue_many(vec![task])?.pop() else {
-                            continue;
-                        };
-                        let task = id_param(enqueued.id).unwrap_or(i64::MAX);
-                        self.conn
-                            .prepare_cached(
-                                "UPDATE workflow_nodes SET task = ?3 \
-                                 WHERE workflow = ?1 AND node = ?2",
-                            )
-                            .and_then(|mut s| s.execute(params![wf, node as i64, task]))
-                            .map_err(db_err)?;
+                        ready.push(node);
+                        tasks.push(task);
                     }
                     Err(e) => {
                         self.conn
@@ -410,8 +404,24 @@ impl Store {
                     }
                 }
             }
+            if tasks.is_empty() {
+                continue;
+            }
+            let enqueued = self.enqueue_many(tasks)?;
+            let mut link = self
+                .conn
+                .prepare_cached(
+                    "UPDATE workflow_nodes SET task = ?3 WHERE workflow = ?1 AND node = ?2",
+                )
+                .map_err(db_err)?;
+            for (node, enqueued) in ready.into_iter().zip(enqueued) {
+                let task = id_param(enqueued.id).unwrap_or(i64::MAX);
+                link.execute(params![wf, node as i64, task])
+                    .map_err(db_err)?;
+                made.push((node, enqueued.id));
+            }
         }
-        Ok(())
+        Ok(made)
     }
 
     /// Node `node`'s task, its params composed from its dependencies.
