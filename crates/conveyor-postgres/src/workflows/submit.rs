@@ -13,7 +13,33 @@ use crate::backend::PostgresBackend;
 use crate::error::bad_data;
 use crate::row::col;
 
+/// A workflow of this many nodes has the node table analyzed once it is
+/// stored.
+const ANALYZE_AFTER: usize = 1_000;
+
 impl PostgresBackend {
+    /// Has PostgreSQL gather the node table's statistics again, in the
+    /// background: until it knows a large workflow's rows are there, it
+    /// plans their lookups as if the workflow had a few (see the module of
+    /// the statements), and autovacuum takes a minute or more to look. A
+    /// failure is logged: the statistics are an optimisation.
+    fn analyze_nodes(&self) {
+        let backend = self.clone();
+        tokio::spawn(async move {
+            let what = "analyzing the workflow node table";
+            let analyzed = async {
+                let conn = backend.conn(what).await?;
+                let table = backend.inner.schema.table("workflow_nodes");
+                conn.batch_execute(&format!("ANALYZE {table}"))
+                    .await
+                    .map_err(|e| crate::error::db(what, e))
+            };
+            if let Err(e) = analyzed.await {
+                tracing::debug!(error = %e, "postgres: {what}");
+            }
+        });
+    }
+
     /// The body of `Workflows::submit`.
     pub(crate) async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<Submitted, Error> {
         let what = "submitting a workflow";
@@ -30,6 +56,9 @@ impl PostgresBackend {
             progress,
             step
         ))?;
+        if graph.len() >= ANALYZE_AFTER {
+            self.analyze_nodes();
+        }
         Ok(Submitted {
             id: WorkflowId(id),
             started: started
