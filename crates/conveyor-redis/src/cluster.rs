@@ -32,6 +32,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisResult, Value};
 
+use crate::host_list::{has_scheme, HostList};
 use crate::reply::redis_error;
 use crate::RedisTls;
 
@@ -40,7 +41,7 @@ pub(crate) const SCHEMES: &[&str] = &["redis+cluster", "rediss+cluster"];
 
 /// Whether `url` is a Cluster URL (by its scheme).
 pub(crate) fn is_cluster(url: &str) -> bool {
-    conveyor_core::scheme_of(url).is_some_and(|s| SCHEMES.iter().any(|n| n.eq_ignore_ascii_case(s)))
+    has_scheme(url, SCHEMES)
 }
 
 /// The hash tag of `key` as Redis Cluster reads it: between the first `{`
@@ -64,38 +65,26 @@ impl Seeds {
     pub(crate) fn parse(url: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::InvalidConfig(format!("bad Redis Cluster URL {url:?}: {why}"));
         let mut parsed = BackendUrl::parse_as(url, SCHEMES)?;
-        let scheme = if parsed.scheme().to_ascii_lowercase().starts_with("rediss") {
-            "rediss"
-        } else {
-            "redis"
-        };
         let protocol = parsed.take("protocol")?;
         parsed.allow_only(&["protocol"])?;
-        let fragment = match url.find('#') {
-            Some(at) => &url[at..],
-            None => "",
-        };
-        let (auth, rest) = match parsed.body().rsplit_once('@') {
-            Some((auth, rest)) => (format!("{auth}@"), rest),
-            None => (String::new(), parsed.body()),
-        };
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if !matches!(path, "" | "0") {
+        let list = HostList::parse(url, &parsed, "node", bad)?;
+        if !matches!(list.path.as_str(), "" | "0") {
             return Err(bad("a cluster has one database, 0: leave the path empty"));
         }
         let query = protocol
             .map(|p| format!("?protocol={p}"))
             .unwrap_or_default();
-        let mut nodes = Vec::new();
-        for host in hosts.split(',') {
-            let port_ok = host
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !port_ok {
-                return Err(bad(&format!("node {host:?} is not HOST:PORT")));
-            }
-            nodes.push(format!("{scheme}://{auth}{host}/0{query}{fragment}"));
-        }
+        let HostList {
+            scheme,
+            auth,
+            fragment,
+            ..
+        } = &list;
+        let nodes = list
+            .hosts
+            .iter()
+            .map(|host| format!("{scheme}://{auth}{host}/0{query}{fragment}"))
+            .collect();
         Ok(Self { nodes })
     }
 }

@@ -34,6 +34,7 @@ mod failover;
 #[cfg(test)]
 mod fuzz_tests;
 mod group_enqueue;
+mod host_list;
 mod kept_entries;
 mod keys;
 mod limits;

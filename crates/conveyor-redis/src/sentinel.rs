@@ -20,6 +20,7 @@ use conveyor_core::{BackendUrl, Error};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
+use crate::host_list::{has_scheme, HostList};
 use crate::RedisTls;
 
 /// The scheme names of a Sentinel URL.
@@ -52,7 +53,7 @@ pub(crate) struct Sentinels {
 
 /// Whether `url` is a Sentinel URL (by its scheme).
 pub(crate) fn is_sentinel(url: &str) -> bool {
-    conveyor_core::scheme_of(url).is_some_and(|s| SCHEMES.iter().any(|n| n.eq_ignore_ascii_case(s)))
+    has_scheme(url, SCHEMES)
 }
 
 impl Sentinels {
@@ -61,25 +62,12 @@ impl Sentinels {
         let bad =
             |why: &str| Error::InvalidConfig(format!("bad Redis Sentinel URL {url:?}: {why}"));
         let mut parsed = BackendUrl::parse_as(url, SCHEMES)?;
-        let scheme = if parsed.scheme().to_ascii_lowercase().starts_with("rediss") {
-            "rediss"
-        } else {
-            "redis"
-        };
         let sentinel_user = parsed.take("sentinel_user")?.unwrap_or("");
         let sentinel_password = parsed.take("sentinel_password")?;
         let protocol = parsed.take("protocol")?;
         parsed.allow_only(&["sentinel_user", "sentinel_password", "protocol"])?;
-        let fragment = match url.find('#') {
-            Some(at) => url[at..].to_owned(),
-            None => String::new(),
-        };
-        let (auth, rest) = match parsed.body().rsplit_once('@') {
-            Some((auth, rest)) => (format!("{auth}@"), rest),
-            None => (String::new(), parsed.body()),
-        };
-        let mut parts = rest.split('/');
-        let hosts = parts.next().unwrap_or("");
+        let list = HostList::parse(url, &parsed, "sentinel", bad)?;
+        let mut parts = list.path.split('/');
         let master = parts.next().unwrap_or("");
         let db = match parts.next() {
             None | Some("") => 0,
@@ -93,16 +81,6 @@ impl Sentinels {
         if master.is_empty() {
             return Err(bad("no master name (…/MASTER/DB after the sentinels)"));
         }
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let port_ok = host
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !port_ok {
-                return Err(bad(&format!("sentinel {host:?} is not HOST:PORT")));
-            }
-            sentinels.push(host.to_owned());
-        }
         let sentinel_auth = match sentinel_password {
             Some(p) => format!("{sentinel_user}:{p}@"),
             None if !sentinel_user.is_empty() => {
@@ -111,16 +89,16 @@ impl Sentinels {
             None => String::new(),
         };
         Ok(Self {
-            scheme,
-            auth,
-            sentinels,
+            scheme: list.scheme,
+            auth: list.auth,
+            sentinels: list.hosts,
             master: master.to_owned(),
             db,
             sentinel_auth,
             query: protocol
                 .map(|p| format!("?protocol={p}"))
                 .unwrap_or_default(),
-            fragment,
+            fragment: list.fragment,
         })
     }
 
